@@ -1,0 +1,177 @@
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+use tenure_domain::ids::{CustomerId, MerchantId};
+use tenure_store::repo::{customers, identity_providers, merchants};
+
+use super::jwt::{self, Session, TokenError};
+use super::keys;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Who is calling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Principal {
+    Merchant(MerchantId),
+    Customer(Session),
+}
+
+impl Principal {
+    /// The key under which this caller's idempotency keys and rate limits are kept.
+    pub fn scope(&self) -> String {
+        match self {
+            Principal::Merchant(m) => m.to_string(),
+            Principal::Customer(s) => format!("{}/{}", s.merchant, s.customer),
+        }
+    }
+}
+
+/// Resolves (once per request) the caller from `Authorization: Bearer …`.
+pub async fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
+    if let Some(principal) = req.extensions().get::<Principal>() {
+        return Ok(*principal);
+    }
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .ok_or_else(|| ApiError::internal("application state missing"))?;
+    let credential = bearer(req)?;
+    let principal = if keys::looks_like_secret_key(credential) {
+        merchant_from_key(state, credential).await?
+    } else {
+        customer_from_token(state, credential).await?
+    };
+    req.extensions_mut().insert(principal);
+    Ok(principal)
+}
+
+fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
+    let value = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .ok_or(ApiError::Unauthenticated(
+            "send Authorization: Bearer <secret key or customer session token>",
+        ))?;
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::Unauthenticated("the Authorization header is not valid text"))?;
+    let credential = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .ok_or(ApiError::Unauthenticated(
+            "the Authorization header must use the Bearer scheme",
+        ))?;
+    if credential.len() > jwt::MAX_TOKEN_BYTES {
+        return Err(ApiError::Unauthenticated("the credential is too long"));
+    }
+    Ok(credential)
+}
+
+async fn merchant_from_key(state: &AppState, key: &str) -> Result<Principal, ApiError> {
+    let mut conn = state.db.conn().await?;
+    merchants::merchant_by_key_hash(&mut conn, &keys::hash(key))
+        .await?
+        .map(Principal::Merchant)
+        .ok_or(ApiError::Unauthenticated("the secret key is not valid"))
+}
+
+fn token_error(err: TokenError) -> ApiError {
+    ApiError::Unauthenticated(match err {
+        TokenError::Malformed => "the session token is malformed",
+        TokenError::Invalid => {
+            "the session token's signature, algorithm, issuer or audience is not accepted"
+        }
+        TokenError::Expired => "the session token has expired",
+        TokenError::NotYetValid => "the session token is not valid yet",
+    })
+}
+
+async fn customer_from_token(state: &AppState, token: &str) -> Result<Principal, ApiError> {
+    let now = state.now();
+    let issuer = jwt::unverified_issuer(token).map_err(token_error)?;
+    if issuer == jwt::ISSUER {
+        let session = state.sessions.verify(token, now).map_err(token_error)?;
+        return Ok(Principal::Customer(session));
+    }
+    let mut conn = state.db.conn().await?;
+    let provider = identity_providers::by_issuer(&mut conn, &issuer)
+        .await?
+        .ok_or_else(|| token_error(TokenError::Invalid))?;
+    let (algorithm, key) = jwt::provider_key(&provider.algorithm, &provider.verification_key)
+        .map_err(|_| token_error(TokenError::Invalid))?;
+    let claims: serde_json::Map<String, serde_json::Value> =
+        jwt::verify_signature(token, &key, algorithm, &provider.issuer, &provider.audience)
+            .map_err(token_error)?;
+    let number = |name: &str| claims.get(name).and_then(serde_json::Value::as_i64);
+    let exp = number("exp").ok_or_else(|| token_error(TokenError::Invalid))?;
+    let nbf = number("nbf")
+        .or_else(|| number("iat"))
+        .unwrap_or(i64::MIN / 2);
+    jwt::check_lifetime(nbf, exp, now).map_err(token_error)?;
+    let external_id = claims
+        .get(&provider.customer_claim)
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| token_error(TokenError::Invalid))?;
+    let merchant = MerchantId::from_uuid(provider.merchant_id);
+    let customer = customers::get_by_external_id(&mut conn, merchant, external_id)
+        .await
+        .map_err(|_| ApiError::Unauthenticated("the token names no customer of this merchant"))?;
+    Ok(Principal::Customer(Session {
+        merchant,
+        customer: customer.id,
+    }))
+}
+
+/// A merchant's secret key: every `/v1/` route except the portal.
+#[derive(Debug, Clone, Copy)]
+pub struct MerchantAuth(pub MerchantId);
+
+impl FromRequest for MerchantAuth {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            match authenticate(&req).await? {
+                Principal::Merchant(m) => Ok(MerchantAuth(m)),
+                Principal::Customer(_) => Err(ApiError::Forbidden {
+                    code: "customer_token_not_allowed",
+                    detail: "this route takes a merchant secret key; customer session tokens are for /v1/portal/ routes".to_owned(),
+                }),
+            }
+        })
+    }
+}
+
+/// A customer session token: the `/v1/portal/` routes, scoped to one customer.
+#[derive(Debug, Clone, Copy)]
+pub struct CustomerAuth {
+    pub merchant: MerchantId,
+    pub customer: CustomerId,
+}
+
+impl FromRequest for CustomerAuth {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            match authenticate(&req).await? {
+                Principal::Customer(s) => Ok(CustomerAuth {
+                    merchant: s.merchant,
+                    customer: s.customer,
+                }),
+                Principal::Merchant(_) => Err(ApiError::Forbidden {
+                    code: "merchant_key_not_allowed",
+                    detail: "portal routes take a customer session token (POST /v1/customer_sessions); merchant secret keys must never reach a browser or app".to_owned(),
+                }),
+            }
+        })
+    }
+}

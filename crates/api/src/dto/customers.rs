@@ -1,0 +1,120 @@
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+use tenure_domain::customer::Customer;
+use utoipa::{IntoParams, ToSchema};
+
+/// Tells "field absent" (outer None) from "field: null" (Some(None)) in PATCH bodies.
+pub fn double_option<'de, T, D>(de: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: Deserializer<'de>,
+{
+    Option::<T>::deserialize(de).map(Some)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"external_id": "user_4711", "email": "ada@example.com", "name": "Ada Lovelace",
+    "locale": "en-GB", "metadata": {"crm_id": "A-17"}, "tags": ["vip"]}))]
+pub struct CreateCustomer {
+    /// The merchant's own id for this customer; unique per merchant.
+    pub external_id: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    /// A BCP 47 language tag.
+    pub locale: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    pub tags: Option<Vec<String>>,
+}
+
+/// Fields to change; null clears an optional field.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"email": "ada@new.example.com", "tags": ["vip", "beta"]}))]
+pub struct UpdateCustomer {
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub email: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub locale: Option<Option<String>>,
+    /// Replaces the metadata object.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Replaces the tags.
+    pub tags: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"id": "cus_01jf9zb3f4e3a8r7m2k4t5n6bc", "object": "customer", "external_id": "user_4711",
+    "email": "ada@example.com", "name": "Ada Lovelace", "locale": "en-GB", "metadata": {"crm_id": "A-17"},
+    "tags": ["vip"], "created_at": "2026-11-25T10:00:00Z", "updated_at": "2026-11-25T10:00:00Z"}))]
+pub struct CustomerDto {
+    pub id: String,
+    /// Always `customer`.
+    pub object: String,
+    pub external_id: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub locale: Option<String>,
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    pub tags: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<&Customer> for CustomerDto {
+    fn from(c: &Customer) -> Self {
+        Self {
+            id: c.id.to_string(),
+            object: "customer".to_owned(),
+            external_id: c.external_id.clone(),
+            email: c.email.clone(),
+            name: c.name.clone(),
+            locale: c.locale.clone(),
+            metadata: c.metadata.clone(),
+            tags: c.tags.clone(),
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CustomerFilterParams {
+    /// Exact e-mail address.
+    pub email: Option<String>,
+    /// The merchant's own id.
+    pub external_id: Option<String>,
+    /// Customers carrying this tag.
+    pub tag: Option<String>,
+}
+
+/// What the portal shows a signed-in customer about themselves.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PortalMeDto {
+    pub id: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub locale: Option<String>,
+    /// The date the customer record was created.
+    pub customer_since: DateTime<Utc>,
+}
+
+impl From<&Customer> for PortalMeDto {
+    fn from(c: &Customer) -> Self {
+        Self {
+            id: c.id.to_string(),
+            email: c.email.clone(),
+            name: c.name.clone(),
+            locale: c.locale.clone(),
+            customer_since: c.created_at,
+        }
+    }
+}

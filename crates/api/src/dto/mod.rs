@@ -1,0 +1,10 @@
+//! Request and response bodies. They are separate from store rows and convert to and
+//! from domain types; each derives `ToSchema` so the OpenAPI document shows exactly what
+//! is served.
+
+pub mod catalog;
+pub mod common;
+pub mod customers;
+pub mod sessions;
+
+pub use common::{ListParams, ListResponse, MoneyDto};

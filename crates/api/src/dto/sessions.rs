@@ -1,0 +1,53 @@
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"customer_id": "cus_01jf9zb3f4e3a8r7m2k4t5n6bc"}))]
+pub struct CreateCustomerSession {
+    pub customer_id: String,
+}
+
+/// A short-lived token for the portal routes, scoped to one customer. Hand it to the
+/// customer's browser or app; never hand out the secret key.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"object": "customer_session", "customer_id": "cus_01jf9zb3f4e3a8r7m2k4t5n6bc",
+    "token": "eyJhbGciOiJIUzI1NiJ9.…", "expires_at": "2026-11-25T11:00:00Z"}))]
+pub struct CustomerSessionDto {
+    /// Always `customer_session`.
+    pub object: String,
+    pub customer_id: String,
+    /// A JWT: send it as `Authorization: Bearer <token>` to /v1/portal/ routes.
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"issuer": "https://id.example.com/", "audience": "tenure",
+    "algorithm": "RS256", "verification_key": "-----BEGIN PUBLIC KEY-----\n…", "customer_claim": "sub"}))]
+pub struct CreateIdentityProvider {
+    /// The `iss` of the provider's tokens; unique across Tenure.
+    pub issuer: String,
+    /// The `aud` the tokens must carry.
+    pub audience: String,
+    /// One of HS256, RS256, ES256, EdDSA.
+    pub algorithm: String,
+    /// An HS256 secret (at least 32 bytes) or a PEM public key.
+    pub verification_key: String,
+    /// The claim holding the customer's `external_id` (default `sub`).
+    pub customer_claim: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct IdentityProviderDto {
+    pub id: String,
+    /// Always `identity_provider`.
+    pub object: String,
+    pub issuer: String,
+    pub audience: String,
+    pub algorithm: String,
+    pub customer_claim: String,
+    pub created_at: DateTime<Utc>,
+}

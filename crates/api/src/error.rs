@@ -1,0 +1,271 @@
+//! The one place that turns failures into HTTP: a status, a stable machine `code` and an
+//! RFC 9457 problem+json body. 5xx bodies stay generic; their cause goes to the log.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde::{Deserialize, Serialize};
+use tenure_domain::DomainError;
+use tenure_store::StoreError;
+use utoipa::ToSchema;
+
+/// One invalid field of a request.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct FieldError {
+    /// The field, as a dotted path into the request body (`price.amount`) or a query
+    /// parameter name.
+    #[schema(example = "price.amount")]
+    pub field: String,
+    #[schema(example = "must be between 0 and 10000000000000 minor units")]
+    pub message: String,
+}
+
+/// An RFC 9457 problem document, served as `application/problem+json`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({
+    "type": "https://docs.tenure.dev/errors/validation_failed",
+    "title": "The request is invalid",
+    "status": 422,
+    "detail": "price.amount must be between 0 and 10000000000000 minor units",
+    "code": "validation_failed",
+    "errors": [{"field": "price.amount", "message": "must be between 0 and 10000000000000 minor units"}]
+}))]
+pub struct Problem {
+    /// A URI naming the kind of problem; it ends in the `code`.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// A stable machine-readable code to branch on.
+    pub code: String,
+    /// For validation failures: every invalid field.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+    /// The X-Request-Id of the request, to quote to support.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+const PROBLEM_TYPE_BASE: &str = "https://docs.tenure.dev/errors/";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{detail}")]
+    BadRequest { code: &'static str, detail: String },
+    #[error("the request is invalid")]
+    Validation(Vec<FieldError>),
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    #[error("{detail}")]
+    Forbidden { code: &'static str, detail: String },
+    #[error("no such {0}")]
+    NotFound(&'static str),
+    #[error("no route for this path")]
+    RouteNotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("{detail}")]
+    Conflict { code: &'static str, detail: String },
+    #[error("the resource changed since it was read (If-Match did not match)")]
+    PreconditionFailed,
+    #[error("the request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("the request body must be application/json")]
+    UnsupportedMediaType,
+    #[error("this Idempotency-Key was used with a different request")]
+    IdempotencyKeyReused,
+    #[error("a request with this Idempotency-Key is still being processed")]
+    IdempotencyKeyInUse,
+    #[error("too many requests")]
+    RateLimited { retry_after_secs: u64 },
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    #[error("the service is temporarily unavailable")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::BadRequest {
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::Conflict {
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Validation(vec![FieldError {
+            field: field.into(),
+            message: message.into(),
+        }])
+    }
+
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        Self::Internal(cause.to_string())
+    }
+
+    /// Maps a store error for a lookup of `resource`: a missing row is that resource's
+    /// 404.
+    pub fn from_store(resource: &'static str) -> impl Fn(StoreError) -> ApiError {
+        move |err| match err {
+            StoreError::NotFound => ApiError::NotFound(resource),
+            other => other.into(),
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest { code, .. }
+            | Self::Forbidden { code, .. }
+            | Self::Conflict { code, .. } => code,
+            Self::Validation(_) => "validation_failed",
+            Self::Unauthenticated(_) => "unauthenticated",
+            Self::NotFound(_) => "resource_missing",
+            Self::RouteNotFound => "route_not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::PreconditionFailed => "precondition_failed",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
+            Self::IdempotencyKeyInUse => "idempotency_key_in_use",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Domain(err) => err.code(),
+            Self::Unavailable(_) => "service_unavailable",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self.status_code() {
+            StatusCode::BAD_REQUEST => "The request is malformed",
+            StatusCode::UNAUTHORIZED => "Authentication is required",
+            StatusCode::FORBIDDEN => "This credential may not do that",
+            StatusCode::NOT_FOUND => "Not found",
+            StatusCode::METHOD_NOT_ALLOWED => "Method not allowed",
+            StatusCode::CONFLICT => "The request conflicts with the current state",
+            StatusCode::PRECONDITION_FAILED => "Precondition failed",
+            StatusCode::PAYLOAD_TOO_LARGE => "Payload too large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "Unsupported media type",
+            StatusCode::UNPROCESSABLE_ENTITY => "The request is invalid",
+            StatusCode::TOO_MANY_REQUESTS => "Too many requests",
+            StatusCode::SERVICE_UNAVAILABLE => "Service unavailable",
+            _ => "Internal error",
+        }
+    }
+
+    /// The problem document for this error.
+    pub fn problem(&self) -> Problem {
+        let status = self.status_code();
+        let detail = if status.is_server_error() {
+            // The cause may name tables or hosts; it goes to the log, not to the caller.
+            match self {
+                Self::Unavailable(_) => "The service is temporarily unavailable; retry shortly.",
+                _ => "An internal error occurred; it has been logged.",
+            }
+            .to_owned()
+        } else {
+            self.to_string()
+        };
+        let errors = match self {
+            Self::Validation(errors) => errors.clone(),
+            Self::Domain(DomainError::Validation { field, reason }) => vec![FieldError {
+                field: field.to_string(),
+                message: reason.to_string(),
+            }],
+            _ => Vec::new(),
+        };
+        let detail = match (self, errors.as_slice()) {
+            (Self::Validation(_), [first, ..]) => format!("{} {}", first.field, first.message),
+            _ => detail,
+        };
+        Problem {
+            problem_type: format!("{PROBLEM_TYPE_BASE}{}", self.code()),
+            title: self.title().to_owned(),
+            status: status.as_u16(),
+            detail,
+            code: self.code().to_owned(),
+            errors,
+            request_id: None,
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound => ApiError::NotFound("resource"),
+            StoreError::Conflict { constraint } => ApiError::Conflict {
+                code: "conflict",
+                detail: format!("the change conflicts with existing data ({constraint})"),
+            },
+            StoreError::Contended => ApiError::conflict(
+                "concurrent_update",
+                "another request changed this resource at the same time; retry",
+            ),
+            StoreError::Unavailable(cause) => ApiError::Unavailable(cause),
+            other => {
+                ApiError::Internal(format!("{other}: {:?}", std::error::Error::source(&other)))
+            }
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::Validation(_) | Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Self::NotFound(_) | Self::RouteNotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict { .. } | Self::IdempotencyKeyInUse => StatusCode::CONFLICT,
+            Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Domain(err) => match err {
+                DomainError::Validation { .. }
+                | DomainError::PolicyForbids { .. }
+                | DomainError::CurrencyMismatch { .. }
+                | DomainError::Overflow => StatusCode::UNPROCESSABLE_ENTITY,
+                DomainError::InvalidTransition { .. } => StatusCode::CONFLICT,
+            },
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        if status.is_server_error() {
+            tracing::error!(code = self.code(), error = %self, cause = ?self, "request failed");
+        }
+        let mut response = HttpResponse::build(status);
+        response.insert_header((header::CONTENT_TYPE, "application/problem+json"));
+        match self {
+            Self::Unauthenticated(_) => {
+                response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            Self::RateLimited { retry_after_secs } => {
+                response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+            }
+            Self::Unavailable(_) => {
+                response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
+            }
+            _ => {}
+        }
+        response.body(serde_json::to_vec(&self.problem()).unwrap_or_default())
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,200 @@
+//! Request extractors that answer bad input with problem+json: a JSON body extractor that
+//! names the offending field, and error handlers for actix's path and query extractors.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest, web};
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+
+use crate::error::{ApiError, FieldError};
+
+/// The largest JSON body accepted. Larger bodies are refused as they stream in, before
+/// they are buffered.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// A JSON request body. Unlike `web::Json`, a type error names the field that caused it
+/// (`price.amount`), and every failure is a problem+json response.
+#[derive(Debug)]
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let content_type_ok = is_json(req);
+        let declared_len = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let mut payload = payload.take();
+        Box::pin(async move {
+            if !content_type_ok {
+                return Err(ApiError::UnsupportedMediaType);
+            }
+            if declared_len.is_some_and(|len| len > MAX_BODY_BYTES) {
+                return Err(ApiError::PayloadTooLarge {
+                    limit: MAX_BODY_BYTES,
+                });
+            }
+            let mut body = web::BytesMut::new();
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk.map_err(|_| {
+                    ApiError::bad_request("invalid_body", "the request body could not be read")
+                })?;
+                if body.len() + chunk.len() > MAX_BODY_BYTES {
+                    return Err(ApiError::PayloadTooLarge {
+                        limit: MAX_BODY_BYTES,
+                    });
+                }
+                body.extend_from_slice(&chunk);
+            }
+            parse_json(&body).map(Json)
+        })
+    }
+}
+
+/// Parses a JSON body into `T`, mapping syntax errors to 400 and shape errors (missing,
+/// unknown or mistyped fields) to 422 with the field's path.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(
+            "invalid_json",
+            "the request body is empty; send a JSON object",
+        ));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        if inner.is_syntax() || inner.is_eof() || inner.is_io() {
+            ApiError::bad_request(
+                "invalid_json",
+                format!("the request body is not valid JSON: {inner}"),
+            )
+        } else {
+            let field = if path == "." { "body".to_owned() } else { path };
+            ApiError::Validation(vec![FieldError {
+                field,
+                message: strip_position(&inner.to_string()),
+            }])
+        }
+    })
+}
+
+/// serde_json appends " at line 1 column 17", which means nothing to an API caller.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+fn is_json(req: &HttpRequest) -> bool {
+    let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
+        return false;
+    };
+    let Ok(value) = value.to_str() else {
+        return false;
+    };
+    let mime = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
+
+/// Problem+json for malformed query strings.
+pub fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|err, _| {
+        let message = strip_position(&err.to_string());
+        let message = message
+            .strip_prefix("Query deserialize error: ")
+            .unwrap_or(&message)
+            .to_owned();
+        ApiError::Validation(vec![FieldError {
+            field: "query".to_owned(),
+            message,
+        }])
+        .into()
+    })
+}
+
+/// Problem+json for path segments that do not parse.
+pub fn path_config() -> web::PathConfig {
+    web::PathConfig::default().error_handler(|_, _| ApiError::NotFound("resource").into())
+}
+
+/// Problem+json for actix's own JSON extractor, should any route use it.
+pub fn json_config() -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(MAX_BODY_BYTES)
+        .error_handler(|err, _| match err {
+            actix_web::error::JsonPayloadError::ContentType => {
+                ApiError::UnsupportedMediaType.into()
+            }
+            actix_web::error::JsonPayloadError::Overflow { .. }
+            | actix_web::error::JsonPayloadError::OverflowKnownLength { .. } => {
+                ApiError::PayloadTooLarge {
+                    limit: MAX_BODY_BYTES,
+                }
+                .into()
+            }
+            other => {
+                ApiError::bad_request("invalid_json", strip_position(&other.to_string())).into()
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        price: Price,
+    }
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Price {
+        amount: i64,
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let err = parse_json::<Body>(br#"{"price": {"amount": "12"}}"#).unwrap_err();
+        let ApiError::Validation(errors) = err else {
+            panic!("expected validation error, got {err:?}")
+        };
+        assert_eq!(errors[0].field, "price.amount");
+        assert!(!errors[0].message.contains("line"));
+    }
+
+    #[test]
+    fn syntax_errors_are_bad_requests() {
+        assert!(matches!(
+            parse_json::<Body>(b"{\"price\": "),
+            Err(ApiError::BadRequest {
+                code: "invalid_json",
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse_json::<Body>(b"  "),
+            Err(ApiError::BadRequest { .. })
+        ));
+        assert!(matches!(
+            parse_json::<Body>(br#"{"price": {"amount": 1}, "x": 1}"#),
+            Err(ApiError::Validation(_))
+        ));
+    }
+}

@@ -1,0 +1,186 @@
+//! `Idempotency-Key` on POST (Stripe semantics, IETF draft): the first request with a key
+//! runs and its response is stored; a retry with the same key and body gets that response
+//! again with `Idempotent-Replayed: true`; the same key with another body is 422
+//! `idempotency_key_reused`; a duplicate arriving while the first runs is 409
+//! `idempotency_key_in_use`. Keys are scoped to the caller and kept 24 hours.
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::middleware::Next;
+use actix_web::{Error, HttpMessage, HttpResponse, web};
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+use tenure_store::repo::idempotency::{self, Claim, StoredResponse};
+
+use crate::auth::authenticate;
+use crate::error::ApiError;
+use crate::extract::MAX_BODY_BYTES;
+use crate::state::AppState;
+
+pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+const MAX_KEY_LEN: usize = 255;
+/// Response headers worth replaying; per-request ones (X-Request-Id) are not.
+const REPLAYED_HEADERS: [HeaderName; 3] = [header::CONTENT_TYPE, header::ETAG, header::LOCATION];
+
+pub async fn idempotency(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    if req.method() != Method::POST || !req.headers().contains_key(&IDEMPOTENCY_KEY) {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    }
+    let key = match idempotency_key(req.headers()) {
+        Ok(key) => key,
+        Err(err) => return Ok(req.error_response(err)),
+    };
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        return Ok(req.error_response(ApiError::internal("application state missing")));
+    };
+    let principal = match authenticate(req.request()).await {
+        Ok(p) => p,
+        Err(err) => return Ok(req.error_response(err)),
+    };
+    let body = match read_body(&mut req).await {
+        Ok(body) => body,
+        Err(err) => return Ok(req.error_response(err)),
+    };
+    let scope = principal.scope();
+    let hash = request_hash(&req, &body);
+
+    let claim = async {
+        let mut conn = state.db.conn().await?;
+        let claim = idempotency::claim(&mut conn, &scope, &key, &hash, state.now()).await?;
+        Ok::<_, ApiError>(claim)
+    }
+    .await;
+    match claim {
+        Err(err) => Ok(req.error_response(err)),
+        Ok(Claim::Mismatch) => Ok(req.error_response(ApiError::IdempotencyKeyReused)),
+        Ok(Claim::InProgress) => Ok(req.error_response(ApiError::IdempotencyKeyInUse)),
+        Ok(Claim::Replay(stored)) => Ok(req.into_response(replay(&stored))),
+        Ok(Claim::Acquired) => {
+            req.set_payload(Payload::from(body));
+            let res = next.call(req).await?;
+            remember(&state, &scope, &key, res).await
+        }
+    }
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
+    let invalid = || {
+        ApiError::bad_request(
+            "invalid_idempotency_key",
+            format!("Idempotency-Key must be 1 to {MAX_KEY_LEN} visible ASCII characters"),
+        )
+    };
+    let value = headers
+        .get(&IDEMPOTENCY_KEY)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(invalid)?
+        .trim();
+    if value.is_empty() || value.len() > MAX_KEY_LEN || !value.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(invalid());
+    }
+    Ok(value.to_owned())
+}
+
+async fn read_body(req: &mut ServiceRequest) -> Result<web::Bytes, ApiError> {
+    let mut payload = req.take_payload();
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| {
+            ApiError::bad_request("invalid_body", "the request body could not be read")
+        })?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(ApiError::PayloadTooLarge {
+                limit: MAX_BODY_BYTES,
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// Identifies "the same request": method, path, query and body.
+fn request_hash(req: &ServiceRequest, body: &[u8]) -> Vec<u8> {
+    let mut hasher = Sha256::new();
+    for part in [req.method().as_str(), req.path(), req.query_string()] {
+        hasher.update(part.as_bytes());
+        hasher.update([0]);
+    }
+    hasher.update(body);
+    hasher.finalize().to_vec()
+}
+
+fn replay(stored: &StoredResponse) -> HttpResponse {
+    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+    let mut res = HttpResponse::build(status);
+    if let serde_json::Value::Object(headers) = &stored.headers {
+        for (name, value) in headers {
+            if let (Ok(name), Some(value)) = (HeaderName::try_from(name.as_str()), value.as_str()) {
+                if let Ok(value) = HeaderValue::from_str(value) {
+                    res.insert_header((name, value));
+                }
+            }
+        }
+    }
+    res.insert_header((IDEMPOTENT_REPLAYED, "true"));
+    res.body(stored.body.clone())
+}
+
+/// Whether a response is final for its key. Server errors, conflicts and rate limits are
+/// transient: the key is released so that a retry runs the request again.
+fn is_final(status: StatusCode) -> bool {
+    !(status.is_server_error()
+        || status == StatusCode::CONFLICT
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::UNAUTHORIZED)
+}
+
+async fn remember(
+    state: &AppState,
+    scope: &str,
+    key: &str,
+    res: ServiceResponse<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let status = res.status();
+    let (req, res) = res.into_parts();
+    let (res, body) = res.into_parts();
+    let body = actix_web::body::to_bytes(body)
+        .await
+        .map_err(|_| ApiError::internal("response body could not be buffered"))?;
+
+    let outcome = async {
+        let mut conn = state.db.conn().await?;
+        if is_final(status) {
+            let headers: serde_json::Map<String, serde_json::Value> = REPLAYED_HEADERS
+                .iter()
+                .filter_map(|name| {
+                    let value = res.headers().get(name)?.to_str().ok()?;
+                    Some((name.as_str().to_owned(), value.into()))
+                })
+                .collect();
+            let stored = StoredResponse {
+                status: status.as_u16(),
+                headers: serde_json::Value::Object(headers),
+                body: body.to_vec(),
+            };
+            idempotency::complete(&mut conn, scope, key, &stored, state.now()).await?;
+        } else {
+            idempotency::release(&mut conn, scope, key).await?;
+        }
+        Ok::<_, ApiError>(())
+    }
+    .await;
+    if let Err(err) = outcome {
+        // The request itself succeeded; failing to remember it only means a retry would
+        // run again (and, for a create, could duplicate), so it is logged loudly.
+        tracing::error!(error = %err, key, "could not store the idempotent response");
+    }
+    let res = res.set_body(body).map_into_boxed_body();
+    Ok(ServiceResponse::new(req, res))
+}

@@ -1,0 +1,103 @@
+use actix_web::{HttpRequest, HttpResponse, get, patch, post, web};
+use tenure_domain::customer::normalize_tag;
+use tenure_domain::ids::CustomerTag;
+use tenure_store::repo::customers::CustomerFilter;
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use super::{created, if_match, ok_versioned};
+use crate::auth::MerchantAuth;
+use crate::dto::common::parse_id;
+use crate::dto::customers::{CreateCustomer, CustomerDto, CustomerFilterParams, UpdateCustomer};
+use crate::dto::{ListParams, ListResponse};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::Json;
+use crate::service::customers as svc;
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(create_customer)
+        .service(list_customers)
+        .service(get_customer)
+        .service(update_customer);
+}
+
+/// Create a customer.
+#[utoipa::path(tag = "Customers", request_body = CreateCustomer,
+    responses((status = 201, description = "The new customer", body = CustomerDto)))]
+#[post("/customers")]
+async fn create_customer(
+    state: web::Data<AppState>,
+    auth: MerchantAuth,
+    body: Json<CreateCustomer>,
+) -> ApiResult<HttpResponse> {
+    let customer = svc::create(&state, auth.0, body.0).await?;
+    Ok(created(&CustomerDto::from(&customer), customer.updated_at))
+}
+
+/// List customers, newest first, optionally filtered.
+#[utoipa::path(tag = "Customers", params(ListParams, CustomerFilterParams),
+    responses((status = 200, description = "A page of customers", body = ListResponse<CustomerDto>)))]
+#[get("/customers")]
+async fn list_customers(
+    state: web::Data<AppState>,
+    auth: MerchantAuth,
+    page: web::Query<ListParams>,
+    filter: web::Query<CustomerFilterParams>,
+) -> ApiResult<HttpResponse> {
+    let page = page.page::<CustomerTag>()?;
+    let filter = filter.into_inner();
+    let tag = filter
+        .tag
+        .as_deref()
+        .map(normalize_tag)
+        .transpose()
+        .map_err(|e| ApiError::field("tag", e.to_string()))?;
+    let filter = CustomerFilter {
+        email: filter.email,
+        external_id: filter.external_id,
+        tag,
+    };
+    let customers = svc::list(&state, auth.0, filter, page).await?;
+    Ok(HttpResponse::Ok().json(ListResponse::from_page(
+        customers,
+        |c| CustomerDto::from(&c),
+        |c| c.id.to_string(),
+    )))
+}
+
+/// Get a customer.
+#[utoipa::path(tag = "Customers", params(("id" = String, Path, description = "Customer id (cus_…)")),
+    responses((status = 200, description = "The customer", body = CustomerDto)))]
+#[get("/customers/{id}")]
+async fn get_customer(
+    state: web::Data<AppState>,
+    auth: MerchantAuth,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id = parse_id::<CustomerTag>(&id, "customer")?;
+    let customer = svc::get(&state, auth.0, id).await?;
+    Ok(ok_versioned(
+        &CustomerDto::from(&customer),
+        customer.updated_at,
+    ))
+}
+
+/// Update a customer. Honours `If-Match`.
+#[utoipa::path(tag = "Customers", request_body = UpdateCustomer,
+    params(("id" = String, Path, description = "Customer id (cus_…)")),
+    responses((status = 200, description = "The updated customer", body = CustomerDto)))]
+#[patch("/customers/{id}")]
+async fn update_customer(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    auth: MerchantAuth,
+    id: web::Path<String>,
+    body: Json<UpdateCustomer>,
+) -> ApiResult<HttpResponse> {
+    let id = parse_id::<CustomerTag>(&id, "customer")?;
+    let customer = svc::update(&state, auth.0, id, body.0, if_match(&req)).await?;
+    Ok(ok_versioned(
+        &CustomerDto::from(&customer),
+        customer.updated_at,
+    ))
+}

@@ -1,0 +1,33 @@
+//! Liveness, readiness and metrics: unauthenticated, outside `/v1`.
+
+use actix_web::{HttpResponse, get, web};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::error::ApiResult;
+use crate::state::AppState;
+
+#[derive(Serialize, ToSchema)]
+pub struct HealthDto {
+    /// `ok` when healthy.
+    pub status: String,
+}
+
+/// Liveness: the process serves HTTP.
+#[utoipa::path(tag = "Operations", responses((status = 200, description = "Alive", body = HealthDto)))]
+#[get("/healthz")]
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(HealthDto {
+        status: "ok".to_owned(),
+    })
+}
+
+/// Readiness: the database answers. 503 while it does not.
+#[utoipa::path(tag = "Operations", responses((status = 200, description = "Ready", body = HealthDto)))]
+#[get("/readyz")]
+pub async fn readyz(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+    state.db.ping().await?;
+    Ok(HttpResponse::Ok().json(HealthDto {
+        status: "ok".to_owned(),
+    }))
+}

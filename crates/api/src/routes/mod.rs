@@ -1,0 +1,48 @@
+//! HTTP routes. Each handler parses its input, calls one use case from `service`, and
+//! renders the result; the OpenAPI document is collected from these same handlers.
+
+pub mod catalog;
+pub mod customers;
+pub mod events;
+pub mod health;
+pub mod portal;
+pub mod sessions;
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use crate::service::etag;
+
+/// Registers every `/v1` route.
+pub fn configure_v1(cfg: &mut ServiceConfig) {
+    cfg.configure(catalog::configure)
+        .configure(customers::configure)
+        .configure(sessions::configure)
+        .configure(events::configure)
+        .configure(portal::configure);
+}
+
+/// 201 with the created resource and its ETag.
+pub fn created<T: Serialize>(body: &T, version: DateTime<Utc>) -> HttpResponse {
+    HttpResponse::Created()
+        .insert_header((header::ETAG, etag(version)))
+        .json(body)
+}
+
+/// 200 with a resource and its ETag.
+pub fn ok_versioned<T: Serialize>(body: &T, version: DateTime<Utc>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::ETAG, etag(version)))
+        .json(body)
+}
+
+/// The `If-Match` header, if sent.
+pub fn if_match(req: &HttpRequest) -> Option<String> {
+    req.headers()
+        .get(header::IF_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}

@@ -1,0 +1,40 @@
+//! The customer portal: routes for a signed-in subscriber, scoped to their own data.
+
+use actix_web::{HttpResponse, get, web};
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use crate::auth::CustomerAuth;
+use crate::dto::catalog::{PlanDto, PortalPlanDto};
+use crate::dto::customers::PortalMeDto;
+use crate::error::ApiResult;
+use crate::service::{catalog, customers};
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(me).service(plans);
+}
+
+/// The signed-in customer.
+#[utoipa::path(tag = "Portal",
+    responses((status = 200, description = "The customer behind the token", body = PortalMeDto)))]
+#[get("/portal/me")]
+async fn me(state: web::Data<AppState>, auth: CustomerAuth) -> ApiResult<HttpResponse> {
+    let customer = customers::get(&state, auth.merchant, auth.customer).await?;
+    Ok(HttpResponse::Ok().json(PortalMeDto::from(&customer)))
+}
+
+/// Plans the customer may subscribe to.
+#[utoipa::path(tag = "Portal",
+    responses((status = 200, description = "Active plans of active products", body = Vec<PortalPlanDto>)))]
+#[get("/portal/plans")]
+async fn plans(state: web::Data<AppState>, auth: CustomerAuth) -> ApiResult<HttpResponse> {
+    let plans = catalog::purchasable_plans(&state, auth.merchant).await?;
+    let body: Vec<PortalPlanDto> = plans
+        .iter()
+        .map(|(plan, product)| PortalPlanDto {
+            plan: PlanDto::from(plan),
+            product_name: product.name.clone(),
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(body))
+}

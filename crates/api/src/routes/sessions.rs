@@ -1,0 +1,94 @@
+use actix_web::{HttpResponse, delete, get, post, web};
+use tenure_domain::ids::{CustomerTag, IdentityProviderId, IdentityProviderTag};
+use tenure_store::repo::identity_providers::IdentityProviderRow;
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use crate::auth::MerchantAuth;
+use crate::dto::common::{parse_field_id, parse_id};
+use crate::dto::sessions::{
+    CreateCustomerSession, CreateIdentityProvider, CustomerSessionDto, IdentityProviderDto,
+};
+use crate::error::ApiResult;
+use crate::extract::Json;
+use crate::service::sessions as svc;
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(create_customer_session)
+        .service(create_identity_provider)
+        .service(list_identity_providers)
+        .service(delete_identity_provider);
+}
+
+/// Create a portal session for one customer: exchange the secret key (server side) for a
+/// short-lived token to hand to that customer's browser or app.
+#[utoipa::path(tag = "Customer sessions", request_body = CreateCustomerSession,
+    responses((status = 201, description = "The session token", body = CustomerSessionDto)))]
+#[post("/customer_sessions")]
+async fn create_customer_session(
+    state: web::Data<AppState>,
+    auth: MerchantAuth,
+    body: Json<CreateCustomerSession>,
+) -> ApiResult<HttpResponse> {
+    let customer = parse_field_id::<CustomerTag>(&body.0.customer_id, "customer_id")?;
+    let (token, expires_at) = svc::create_customer_session(&state, auth.0, customer).await?;
+    Ok(HttpResponse::Created().json(CustomerSessionDto {
+        object: "customer_session".to_owned(),
+        customer_id: customer.to_string(),
+        token,
+        expires_at,
+    }))
+}
+
+fn render_provider(row: IdentityProviderRow) -> IdentityProviderDto {
+    IdentityProviderDto {
+        id: IdentityProviderId::from_uuid(row.id).to_string(),
+        object: "identity_provider".to_owned(),
+        issuer: row.issuer,
+        audience: row.audience,
+        algorithm: row.algorithm,
+        customer_claim: row.customer_claim,
+        created_at: row.created_at,
+    }
+}
+
+/// Register your identity provider so the portal accepts the tokens it issues (matched by
+/// `iss`, verified with this key and algorithm only).
+#[utoipa::path(tag = "Customer sessions", request_body = CreateIdentityProvider,
+    responses((status = 201, description = "The registered provider", body = IdentityProviderDto)))]
+#[post("/identity_providers")]
+async fn create_identity_provider(
+    state: web::Data<AppState>,
+    auth: MerchantAuth,
+    body: Json<CreateIdentityProvider>,
+) -> ApiResult<HttpResponse> {
+    let row = svc::create_identity_provider(&state, auth.0, body.0).await?;
+    Ok(HttpResponse::Created().json(render_provider(row)))
+}
+
+/// List registered identity providers.
+#[utoipa::path(tag = "Customer sessions",
+    responses((status = 200, description = "Every registered provider", body = Vec<IdentityProviderDto>)))]
+#[get("/identity_providers")]
+async fn list_identity_providers(
+    state: web::Data<AppState>,
+    auth: MerchantAuth,
+) -> ApiResult<HttpResponse> {
+    let rows = svc::list_identity_providers(&state, auth.0).await?;
+    Ok(HttpResponse::Ok().json(rows.into_iter().map(render_provider).collect::<Vec<_>>()))
+}
+
+/// Remove an identity provider; its tokens stop working at once.
+#[utoipa::path(tag = "Customer sessions",
+    params(("id" = String, Path, description = "Identity provider id (idp_…)")),
+    responses((status = 204, description = "Removed")))]
+#[delete("/identity_providers/{id}")]
+async fn delete_identity_provider(
+    state: web::Data<AppState>,
+    auth: MerchantAuth,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id = parse_id::<IdentityProviderTag>(&id, "identity_provider")?;
+    svc::delete_identity_provider(&state, auth.0, id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,106 @@
+//! Customer sessions and merchant-registered identity providers.
+
+use tenure_domain::ids::{CustomerId, IdentityProviderId, MerchantId};
+use tenure_domain::text;
+use tenure_store::StoreError;
+use tenure_store::repo::customers;
+use tenure_store::repo::identity_providers::{
+    self as idp, IdentityProviderRow, NewIdentityProvider,
+};
+
+use super::Validator;
+use crate::auth::jwt::{self, Session};
+use crate::dto::sessions::CreateIdentityProvider;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+/// Issues a portal token for one of the merchant's customers.
+pub async fn create_customer_session(
+    state: &AppState,
+    merchant: MerchantId,
+    customer: CustomerId,
+) -> ApiResult<(String, chrono::DateTime<chrono::Utc>)> {
+    let mut conn = state.db.conn().await?;
+    customers::get(&mut conn, merchant, customer, false)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => ApiError::field("customer_id", "no such customer"),
+            other => other.into(),
+        })?;
+    state
+        .sessions
+        .issue(Session { merchant, customer }, state.now())
+        .map_err(ApiError::internal)
+}
+
+pub async fn create_identity_provider(
+    state: &AppState,
+    merchant: MerchantId,
+    input: CreateIdentityProvider,
+) -> ApiResult<IdentityProviderRow> {
+    let mut v = Validator::default();
+    let issuer = v.check(text::clean("issuer", &input.issuer, 500, false));
+    let audience = v.check(text::clean("audience", &input.audience, 500, false));
+    let claim = v.check(text::clean(
+        "customer_claim",
+        input.customer_claim.as_deref().unwrap_or("sub"),
+        100,
+        false,
+    ));
+    if issuer.as_deref() == Some(jwt::ISSUER) {
+        v.fail("issuer", "is reserved for Tenure's own tokens");
+    }
+    if let Err(message) = jwt::provider_key(&input.algorithm, &input.verification_key) {
+        let field = if jwt::ALLOWED_PROVIDER_ALGORITHMS.contains(&input.algorithm.as_str()) {
+            "verification_key"
+        } else {
+            "algorithm"
+        };
+        v.fail(field, message);
+    }
+    v.finish()?;
+    let (Some(issuer), Some(audience), Some(claim)) = (issuer, audience, claim) else {
+        return Err(ApiError::internal("validated value missing"));
+    };
+    let mut conn = state.db.conn().await?;
+    idp::insert(
+        &mut conn,
+        merchant,
+        NewIdentityProvider {
+            issuer: &issuer,
+            audience: &audience,
+            algorithm: &input.algorithm,
+            verification_key: &input.verification_key,
+            customer_claim: &claim,
+        },
+    )
+    .await
+    .map_err(|e| match e {
+        StoreError::Conflict { .. } => ApiError::conflict(
+            "issuer_taken",
+            "an identity provider with this issuer exists",
+        ),
+        other => other.into(),
+    })
+}
+
+pub async fn list_identity_providers(
+    state: &AppState,
+    merchant: MerchantId,
+) -> ApiResult<Vec<IdentityProviderRow>> {
+    let mut conn = state.db.conn().await?;
+    Ok(idp::list(&mut conn, merchant).await?)
+}
+
+pub async fn delete_identity_provider(
+    state: &AppState,
+    merchant: MerchantId,
+    id: IdentityProviderId,
+) -> ApiResult<()> {
+    let mut conn = state.db.conn().await?;
+    if idp::delete(&mut conn, merchant, id).await? {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound("identity_provider"))
+    }
+}

@@ -1,0 +1,21 @@
+//! What every handler shares: the database, the clock and the session signer.
+
+use std::sync::Arc;
+
+use tenure_domain::clock::Clock;
+use tenure_store::Db;
+
+use crate::auth::jwt::SessionSigner;
+
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub db: Db,
+    pub clock: Arc<dyn Clock>,
+    pub sessions: SessionSigner,
+}
+
+impl AppState {
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
+    }
+}

@@ -1,0 +1,115 @@
+//! Customers: the merchant's subscribers, known by the merchant's own `external_id`.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+
+use crate::DomainError;
+use crate::ids::CustomerId;
+use crate::text;
+
+pub const MAX_TAGS: usize = 50;
+pub const MAX_TAG_CHARS: usize = 64;
+pub const MAX_METADATA_BYTES: usize = 16 * 1024;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Customer {
+    pub id: CustomerId,
+    pub external_id: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub locale: Option<String>,
+    /// Free-form key/value pairs for the merchant's own use, stored as given.
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    pub tags: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Tags are lower-case slugs (`vip`, `beta-tester`, `region:eu`), unique and sorted, so
+/// filtering by tag is exact and a tag list compares equal however it was entered.
+pub fn normalize_tags(tags: &[String]) -> Result<Vec<String>, DomainError> {
+    if tags.len() > MAX_TAGS {
+        return Err(DomainError::validation(
+            "tags",
+            format!("must have at most {MAX_TAGS} entries"),
+        ));
+    }
+    let mut set = BTreeSet::new();
+    for tag in tags {
+        set.insert(normalize_tag(tag)?);
+    }
+    Ok(set.into_iter().collect())
+}
+
+pub fn normalize_tag(tag: &str) -> Result<String, DomainError> {
+    let tag = tag.trim().to_lowercase();
+    let valid_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':' | '.');
+    if tag.is_empty() || tag.chars().count() > MAX_TAG_CHARS || !tag.chars().all(valid_char) {
+        return Err(DomainError::validation(
+            "tags",
+            format!(
+                "each tag must be 1 to {MAX_TAG_CHARS} characters of a-z, 0-9, '-', '_', ':' or '.'"
+            ),
+        ));
+    }
+    Ok(tag)
+}
+
+/// A BCP 47-looking locale such as `en`, `de-AT` or `zh-Hant-TW`.
+pub fn validate_locale(locale: &str) -> Result<String, DomainError> {
+    let ok = !locale.is_empty()
+        && locale.len() <= 35
+        && locale.split('-').all(|part| {
+            !part.is_empty() && part.len() <= 8 && part.chars().all(|c| c.is_ascii_alphanumeric())
+        });
+    if ok {
+        Ok(locale.to_owned())
+    } else {
+        Err(DomainError::validation(
+            "locale",
+            "must be a BCP 47 language tag such as en or de-AT",
+        ))
+    }
+}
+
+pub fn validate_external_id(external_id: &str) -> Result<String, DomainError> {
+    text::clean("external_id", external_id, 255, false)
+}
+
+pub fn validate_metadata(
+    metadata: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(), DomainError> {
+    let size = serde_json::to_vec(metadata).map_or(usize::MAX, |v| v.len());
+    if size > MAX_METADATA_BYTES {
+        return Err(DomainError::validation(
+            "metadata",
+            format!("must be at most {MAX_METADATA_BYTES} bytes of JSON"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_are_normalised_unique_and_sorted() {
+        let tags = vec!["VIP".to_owned(), "beta".to_owned(), " vip ".to_owned()];
+        assert_eq!(normalize_tags(&tags).unwrap(), vec!["beta", "vip"]);
+        assert!(normalize_tag("no spaces").is_err());
+        assert!(normalize_tag("").is_err());
+        assert!(normalize_tag("'; drop table customers; --").is_err());
+    }
+
+    #[test]
+    fn locales() {
+        for ok in ["en", "de-AT", "zh-Hant-TW"] {
+            assert!(validate_locale(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "en_US", "de--AT", "a-verylongpart"] {
+            assert!(validate_locale(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! TypeIDs: a lowercase type prefix and a base32 UUIDv7 (`sub_01jd…`). The prefix makes an
+//! id self-describing in logs and support tickets; the UUIDv7 makes ids time-sortable, so
+//! lists page by id. Each kind of id is its own type, so a customer id can never be passed
+//! where a plan id is expected.
+
+use type_safe_id::{StaticType, TypeSafeId};
+
+pub use type_safe_id::Error as IdParseError;
+
+macro_rules! typed_ids {
+    ($($(#[$doc:meta])* $alias:ident => $tag:ident, $prefix:literal;)*) => {
+        $(
+            $(#[$doc])*
+            #[derive(Default, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+            pub struct $tag;
+
+            impl StaticType for $tag {
+                const TYPE: &'static str = $prefix;
+            }
+
+            $(#[$doc])*
+            pub type $alias = TypeSafeId<$tag>;
+        )*
+
+        /// Every prefix in use, for documentation and for telling a caller which kind of
+        /// id it sent when it sent the wrong one.
+        pub const PREFIXES: &[&str] = &[$($prefix),*];
+    };
+}
+
+typed_ids! {
+    /// A merchant: the tenant that owns everything else.
+    MerchantId => MerchantTag, "mer";
+    /// A merchant's secret API key record (not the key itself).
+    ApiKeyId => ApiKeyTag, "key";
+    ProductId => ProductTag, "prod";
+    PlanId => PlanTag, "plan";
+    CustomerId => CustomerTag, "cus";
+    SubscriptionId => SubscriptionTag, "sub";
+    PaymentMethodId => PaymentMethodTag, "pm";
+    InvoiceId => InvoiceTag, "inv";
+    PaymentId => PaymentTag, "pay";
+    CancellationRequestId => CancellationRequestTag, "creq";
+    TicketId => TicketTag, "tkt";
+    EventId => EventTag, "evt";
+    WebhookEndpointId => WebhookEndpointTag, "whep";
+    /// A merchant-registered identity provider whose tokens the portal accepts.
+    IdentityProviderId => IdentityProviderTag, "idp";
+    /// A scheduled change (pause, resume, cancellation, plan change) of a subscription.
+    ScheduledChangeId => ScheduledChangeTag, "sch";
+}
+
+/// The id prefix of a type, e.g. `"cus"` for [`CustomerId`].
+pub fn prefix_of<T: StaticType>() -> &'static str {
+    T::TYPE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_and_reject_other_prefixes() {
+        let id = CustomerId::new();
+        let text = id.to_string();
+        assert!(text.starts_with("cus_"));
+        assert_eq!(text.parse::<CustomerId>().unwrap(), id);
+        assert!(text.parse::<PlanId>().is_err());
+        assert!("cus_not-a-typeid".parse::<CustomerId>().is_err());
+    }
+
+    #[test]
+    fn ids_sort_by_creation_time() {
+        let first = SubscriptionId::new();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let second = SubscriptionId::new();
+        assert!(first.to_string() < second.to_string());
+        assert!(first.uuid() < second.uuid());
+    }
+}

@@ -1,0 +1,18 @@
+//! Tenure's rules, free of I/O: identifiers, money, time, the portal policy a merchant
+//! sets per product, billing periods, proration and the subscription state machine.
+//!
+//! Nothing here knows about HTTP or SQL; the store and the API convert to and from
+//! these types, so a rule lives in exactly one place.
+
+pub mod billing;
+pub mod catalog;
+pub mod clock;
+pub mod customer;
+pub mod error;
+pub mod ids;
+pub mod money;
+pub mod policy;
+pub mod subscription;
+pub mod text;
+
+pub use error::DomainError;

@@ -1,0 +1,150 @@
+//! The portal policy a merchant sets on each product: what a subscriber may do for
+//! themselves. The API enforces it and the portal shows it as `available_actions`, from
+//! the same functions, so the buttons a frontend renders are exactly the ones that work.
+
+use serde::{Deserialize, Serialize};
+
+use crate::DomainError;
+use crate::ids::PlanId;
+
+/// How a subscriber's cancellation is handled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CancellationMode {
+    /// The subscriber gives a reason, a support ticket opens, and the subscription runs on
+    /// through the notice period.
+    #[default]
+    Request,
+    /// The subscriber confirms and the subscription ends (now or at period end).
+    Immediate,
+}
+
+/// When an `immediate`-mode cancellation takes effect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ImmediateCancelTiming {
+    #[default]
+    Now,
+    PeriodEnd,
+}
+
+/// How a `request`-mode cancellation's `effective_at` is computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum NoticeRule {
+    /// The later of (request time + notice period) and the end of the current period:
+    /// the subscriber always gets what they paid for and the merchant its notice.
+    #[default]
+    LaterOfNoticeAndPeriodEnd,
+    /// Exactly request time + notice period, even mid-period.
+    NoticeOnly,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortalPolicy {
+    pub allow_pause: bool,
+    pub allow_cancel: bool,
+    pub cancellation_mode: CancellationMode,
+    pub immediate_cancel_timing: ImmediateCancelTiming,
+    pub notice_rule: NoticeRule,
+    pub notice_period_days: u32,
+    /// The longest pause a subscriber may take; `None` means unbounded.
+    pub max_pause_days: Option<u32>,
+    /// Whether a paused subscriber keeps access to the service.
+    pub keep_access_while_paused: bool,
+    pub allow_plan_change: bool,
+    /// Plans a subscriber may switch to. Empty means every active plan of the product.
+    pub switchable_plan_ids: Vec<PlanId>,
+}
+
+/// Upper bounds that keep dates inside what every calendar computation handles.
+pub const MAX_NOTICE_PERIOD_DAYS: u32 = 366;
+pub const MAX_PAUSE_DAYS_LIMIT: u32 = 3 * 366;
+
+impl Default for PortalPolicy {
+    fn default() -> Self {
+        Self {
+            allow_pause: true,
+            allow_cancel: true,
+            cancellation_mode: CancellationMode::Request,
+            immediate_cancel_timing: ImmediateCancelTiming::Now,
+            notice_rule: NoticeRule::LaterOfNoticeAndPeriodEnd,
+            notice_period_days: 0,
+            max_pause_days: Some(90),
+            keep_access_while_paused: false,
+            allow_plan_change: true,
+            switchable_plan_ids: Vec::new(),
+        }
+    }
+}
+
+impl PortalPolicy {
+    pub fn validate(&self) -> Result<(), DomainError> {
+        if self.notice_period_days > MAX_NOTICE_PERIOD_DAYS {
+            return Err(DomainError::validation(
+                "portal_policy.notice_period_days",
+                format!("must be at most {MAX_NOTICE_PERIOD_DAYS}"),
+            ));
+        }
+        match self.max_pause_days {
+            Some(0) => Err(DomainError::validation(
+                "portal_policy.max_pause_days",
+                "must be at least 1 (set allow_pause to false to forbid pausing)",
+            )),
+            Some(days) if days > MAX_PAUSE_DAYS_LIMIT => Err(DomainError::validation(
+                "portal_policy.max_pause_days",
+                format!("must be at most {MAX_PAUSE_DAYS_LIMIT}"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// May a subscriber switch to `plan`? `same_product` says whether the plan belongs to
+    /// this policy's product; plans of other products are never offered.
+    pub fn allows_switch_to(&self, plan: PlanId, same_product: bool) -> bool {
+        self.allow_plan_change
+            && same_product
+            && (self.switchable_plan_ids.is_empty() || self.switchable_plan_ids.contains(&plan))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_design() {
+        let p = PortalPolicy::default();
+        assert!(p.allow_pause && p.allow_cancel && p.allow_plan_change);
+        assert_eq!(p.cancellation_mode, CancellationMode::Request);
+        assert!(p.validate().is_ok());
+    }
+
+    #[test]
+    fn validation_bounds() {
+        let p = PortalPolicy {
+            max_pause_days: Some(0),
+            ..PortalPolicy::default()
+        };
+        assert!(p.validate().is_err());
+        let p = PortalPolicy {
+            notice_period_days: 10_000,
+            ..PortalPolicy::default()
+        };
+        assert!(p.validate().is_err());
+    }
+
+    #[test]
+    fn switchable_plans_restrict_when_listed() {
+        let a = PlanId::new();
+        let b = PlanId::new();
+        let mut p = PortalPolicy::default();
+        assert!(p.allows_switch_to(a, true));
+        assert!(!p.allows_switch_to(a, false));
+        p.switchable_plan_ids = vec![b];
+        assert!(!p.allows_switch_to(a, true));
+        assert!(p.allows_switch_to(b, true));
+        p.allow_plan_change = false;
+        assert!(!p.allows_switch_to(b, true));
+    }
+}

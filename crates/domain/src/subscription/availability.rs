@@ -1,0 +1,110 @@
+//! What a subscriber may do right now, for the portal's buttons.
+//!
+//! Every answer comes from the same `check_can_*` function the transition itself runs
+//! first, so a button is shown exactly when pressing it can succeed (given valid input:
+//! a pause still needs dates within the limit, a request-mode cancellation a reason).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{PlanId, ScheduledChangeId};
+use crate::policy::{CancellationMode, PortalPolicy};
+use crate::subscription::state::{Actor, Subscription};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PauseAvailability {
+    /// The longest pause allowed, counted from its start; `None` means unbounded.
+    pub max_pause_days: Option<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CancelAvailability {
+    pub mode: CancellationMode,
+    pub notice_period_days: u32,
+    /// When a cancellation made now would take effect.
+    pub effective_at: DateTime<Utc>,
+    /// `request` mode: a reason must be given.
+    pub requires_reason: bool,
+    /// `immediate` mode: the subscriber must confirm.
+    pub requires_confirmation: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanChangeAvailability {
+    pub plan_ids: Vec<PlanId>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AvailableActions {
+    pub pause: Option<PauseAvailability>,
+    pub resume: bool,
+    pub cancel: Option<CancelAvailability>,
+    pub withdraw_cancellation: bool,
+    /// `None` when no plan change is possible (including when no plan qualifies).
+    pub change_plan: Option<PlanChangeAvailability>,
+    /// Scheduled changes the subscriber may remove.
+    pub removable_changes: Vec<ScheduledChangeId>,
+}
+
+/// The customer's available actions. `product_plans` are the active plans of the
+/// subscription's product (the candidates for a switch, in the order to show them).
+pub fn available_actions(
+    subscription: &Subscription,
+    policy: &PortalPolicy,
+    product_plans: &[PlanId],
+    now: DateTime<Utc>,
+) -> AvailableActions {
+    let customer = Actor::Customer;
+    let pause = subscription
+        .check_can_pause(policy, customer)
+        .ok()
+        .map(|()| PauseAvailability {
+            max_pause_days: policy.max_pause_days,
+        });
+    let cancel = subscription
+        .check_can_cancel(policy, customer)
+        .and_then(|()| subscription.cancellation_effective_at(policy, now))
+        .ok()
+        .map(|effective_at| CancelAvailability {
+            mode: policy.cancellation_mode,
+            notice_period_days: policy.notice_period_days,
+            effective_at,
+            requires_reason: policy.cancellation_mode == CancellationMode::Request,
+            requires_confirmation: policy.cancellation_mode == CancellationMode::Immediate,
+        });
+    let change_plan = subscription
+        .check_can_change_plan(policy, customer, now)
+        .ok()
+        .map(|()| {
+            product_plans
+                .iter()
+                .copied()
+                .filter(|plan| {
+                    subscription
+                        .check_plan_allowed(*plan, true, policy, customer)
+                        .is_ok()
+                })
+                .collect::<Vec<_>>()
+        })
+        .filter(|plans| !plans.is_empty())
+        .map(|plan_ids| PlanChangeAvailability { plan_ids });
+    AvailableActions {
+        pause,
+        resume: subscription.check_can_resume(customer).is_ok(),
+        cancel,
+        withdraw_cancellation: subscription
+            .check_can_withdraw_cancellation(customer)
+            .is_ok(),
+        change_plan,
+        removable_changes: subscription
+            .scheduled_changes
+            .iter()
+            .filter(|c| {
+                subscription
+                    .check_can_remove_scheduled_change(c.id, customer)
+                    .is_ok()
+            })
+            .map(|c| c.id)
+            .collect(),
+    }
+}

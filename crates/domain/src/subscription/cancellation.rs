@@ -1,0 +1,416 @@
+//! Cancelling.
+//!
+//! # Customers follow the product's policy
+//!
+//! * `request` mode: the subscriber gives a reason (and optionally a message); a support
+//!   ticket opens (`subscription.cancellation_requested`) and the subscription runs on
+//!   until `effective_at`, where a scheduled cancellation ends it. Under
+//!   `later_of_notice_and_period_end`, `effective_at` is the later of now + notice and
+//!   the end of the current period (the trial's end while trialing), so the subscriber
+//!   gets what they paid for and the merchant its notice; under `notice_only` it is
+//!   now + notice. If that instant is not in the future, the subscription ends at once.
+//!   Withdrawing the request removes the scheduled cancellation.
+//! * `immediate` mode: the subscriber must confirm (`confirm: true`, else a validation
+//!   error on the field `confirm`), and the subscription ends now or at period end as
+//!   the policy's `immediate_cancel_timing` says.
+//!
+//! # Merchants decide
+//!
+//! A merchant (or the system) may always cancel a subscription that has not ended, now
+//! or at period end; a merchant's cancellation replaces any pending one.
+//!
+//! # Access and billing end separately
+//!
+//! When a cancellation takes effect at `t`, renewals stop at `t` (`billing_ends_at`) and
+//! access ends per [`AccessEnd`]: `until_period_end` (the default, the only choice for
+//! customers) keeps access through what was paid for — the current period when active,
+//! the trial when trialing, the period paid before a pause — and `immediately` ends it
+//! at `t`. Past-due and unpaid subscriptions did not pay for their period, so their
+//! access ends at `t` either way. `canceled_at` records when the decision was made,
+//! `ended_at` when it took effect.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::DomainError;
+use crate::ids::{CancellationRequestId, ScheduledChangeId};
+use crate::policy::{CancellationMode, ImmediateCancelTiming, NoticeRule, PortalPolicy};
+use crate::subscription::events::{RemovalReason, SubscriptionEvent};
+use crate::subscription::scheduled::{ScheduledChange, ScheduledChangeKind, removed};
+use crate::subscription::state::{Actor, Subscription, SubscriptionStatus, Transition, add_days};
+use crate::text;
+
+/// The longest free-text message a subscriber may attach to a cancellation.
+pub const MAX_CANCELLATION_MESSAGE_CHARS: usize = 2000;
+
+/// Why a subscriber leaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CancellationReason {
+    TooExpensive,
+    MissingFeatures,
+    SwitchedService,
+    Unused,
+    CustomerService,
+    TooComplex,
+    LowQuality,
+    Other,
+}
+
+impl CancellationReason {
+    pub const ALL: [CancellationReason; 8] = [
+        Self::TooExpensive,
+        Self::MissingFeatures,
+        Self::SwitchedService,
+        Self::Unused,
+        Self::CustomerService,
+        Self::TooComplex,
+        Self::LowQuality,
+        Self::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TooExpensive => "too_expensive",
+            Self::MissingFeatures => "missing_features",
+            Self::SwitchedService => "switched_service",
+            Self::Unused => "unused",
+            Self::CustomerService => "customer_service",
+            Self::TooComplex => "too_complex",
+            Self::LowQuality => "low_quality",
+            Self::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for CancellationReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for CancellationReason {
+    type Err = DomainError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| {
+                DomainError::validation(
+                    "reason",
+                    "must be one of too_expensive, missing_features, switched_service, unused, \
+                     customer_service, too_complex, low_quality, other",
+                )
+            })
+    }
+}
+
+/// When a merchant's cancellation takes effect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelTiming {
+    #[default]
+    Now,
+    PeriodEnd,
+}
+
+/// When access ends once a cancellation takes effect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessEnd {
+    /// Through the end of what was paid for.
+    #[default]
+    UntilPeriodEnd,
+    Immediately,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CancelRequest {
+    /// Required from customers in `request` mode.
+    pub reason: Option<CancellationReason>,
+    pub message: Option<String>,
+    /// The subscriber's confirmation, required from customers in `immediate` mode.
+    #[serde(default)]
+    pub confirm: bool,
+    /// Merchants only (customers follow the policy); default `now`.
+    pub timing: Option<CancelTiming>,
+    /// Merchants only; default `until_period_end`.
+    pub access: Option<AccessEnd>,
+}
+
+/// Everything needed to end a subscription.
+#[derive(Clone, Debug)]
+pub(crate) struct Ending {
+    pub at: DateTime<Utc>,
+    pub canceled_at: DateTime<Utc>,
+    pub reason: Option<CancellationReason>,
+    pub message: Option<String>,
+    pub cancellation_request_id: Option<CancellationRequestId>,
+    pub requested_by: Actor,
+    pub access: AccessEnd,
+}
+
+impl Subscription {
+    /// Whether `actor` may cancel now. Every status but `canceled` may be canceled:
+    /// leaving is never blocked by a payment problem or a pause.
+    pub fn check_can_cancel(&self, policy: &PortalPolicy, actor: Actor) -> Result<(), DomainError> {
+        if self.is_canceled() {
+            return Err(self.invalid("cancel", "already_canceled"));
+        }
+        if actor.is_customer() {
+            if self.pending("cancel").is_some() {
+                return Err(self.invalid("cancel", "cancellation_pending"));
+            }
+            if !policy.allow_cancel {
+                return Err(DomainError::PolicyForbids {
+                    action: "cancelling",
+                    code: "cancel_not_allowed",
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// When a customer's cancellation made at `now` takes effect under `policy`.
+    pub fn cancellation_effective_at(
+        &self,
+        policy: &PortalPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<DateTime<Utc>, DomainError> {
+        let period_end = self.current_period.end;
+        Ok(match policy.cancellation_mode {
+            CancellationMode::Request => {
+                let notice_end = add_days(now, policy.notice_period_days)?;
+                match policy.notice_rule {
+                    NoticeRule::LaterOfNoticeAndPeriodEnd => notice_end.max(period_end),
+                    NoticeRule::NoticeOnly => notice_end,
+                }
+            }
+            CancellationMode::Immediate => match policy.immediate_cancel_timing {
+                ImmediateCancelTiming::Now => now,
+                ImmediateCancelTiming::PeriodEnd => period_end.max(now),
+            },
+        })
+    }
+
+    pub fn cancel(
+        &self,
+        request: &CancelRequest,
+        policy: &PortalPolicy,
+        actor: Actor,
+        now: DateTime<Utc>,
+    ) -> Result<Transition, DomainError> {
+        self.check_can_cancel(policy, actor)?;
+        let message = text::clean_opt(
+            "message",
+            request.message.as_deref(),
+            MAX_CANCELLATION_MESSAGE_CHARS,
+            true,
+        )?;
+        if actor.is_customer() {
+            self.customer_cancel(request, message, policy, now)
+        } else {
+            self.merchant_cancel(request, message, actor, now)
+        }
+    }
+
+    fn customer_cancel(
+        &self,
+        request: &CancelRequest,
+        message: Option<String>,
+        policy: &PortalPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<Transition, DomainError> {
+        for (field, given) in [
+            ("timing", request.timing.is_some()),
+            ("access", request.access.is_some()),
+        ] {
+            if given {
+                return Err(DomainError::validation(
+                    field,
+                    "is set by the merchant's policy for customers",
+                ));
+            }
+        }
+        let effective_at = self.cancellation_effective_at(policy, now)?;
+        match policy.cancellation_mode {
+            CancellationMode::Request => {
+                let reason = request.reason.ok_or_else(|| {
+                    DomainError::validation("reason", "is required to request a cancellation")
+                })?;
+                let id = CancellationRequestId::new();
+                let requested = SubscriptionEvent::CancellationRequested {
+                    cancellation_request_id: id,
+                    reason,
+                    message,
+                    effective_at,
+                };
+                let ending = Ending {
+                    at: effective_at,
+                    canceled_at: now,
+                    reason: Some(reason),
+                    message: None,
+                    cancellation_request_id: Some(id),
+                    requested_by: Actor::Customer,
+                    access: AccessEnd::UntilPeriodEnd,
+                };
+                let mut next = self.clone();
+                let mut events = vec![requested];
+                if effective_at <= now {
+                    events.extend(next.end(Ending { at: now, ..ending })?);
+                } else {
+                    next.schedule_cancel(&ending);
+                }
+                Ok(Transition::new(next, events))
+            }
+            CancellationMode::Immediate => {
+                if !request.confirm {
+                    return Err(DomainError::validation(
+                        "confirm",
+                        "must be true: cancelling at once needs the subscriber's confirmation",
+                    ));
+                }
+                self.cancel_at_or_now(Ending {
+                    at: effective_at,
+                    canceled_at: now,
+                    reason: request.reason,
+                    message,
+                    cancellation_request_id: None,
+                    requested_by: Actor::Customer,
+                    access: AccessEnd::UntilPeriodEnd,
+                })
+            }
+        }
+    }
+
+    fn merchant_cancel(
+        &self,
+        request: &CancelRequest,
+        message: Option<String>,
+        actor: Actor,
+        now: DateTime<Utc>,
+    ) -> Result<Transition, DomainError> {
+        let at = match request.timing.unwrap_or_default() {
+            CancelTiming::Now => now,
+            CancelTiming::PeriodEnd => self.current_period.end.max(now),
+        };
+        let mut replaced = self.clone();
+        let mut events = Vec::new();
+        if let Some(existing) = self.pending("cancel")
+            && let Some(change) = replaced.take_change(existing.id)
+        {
+            replaced.clear_pending_cancellation();
+            events.push(removed(change, RemovalReason::Replaced));
+        }
+        let mut transition = replaced.cancel_at_or_now(Ending {
+            at,
+            canceled_at: now,
+            reason: request.reason,
+            message,
+            cancellation_request_id: None,
+            requested_by: actor,
+            access: request.access.unwrap_or_default(),
+        })?;
+        events.append(&mut transition.events);
+        transition.events = events;
+        Ok(transition)
+    }
+
+    /// Ends the subscription at `ending.at` if that is not in the future (`canceled_at`
+    /// is taken as "now"), else schedules the cancellation.
+    fn cancel_at_or_now(&self, ending: Ending) -> Result<Transition, DomainError> {
+        let mut next = self.clone();
+        let events = if ending.at <= ending.canceled_at {
+            next.end(Ending {
+                at: ending.canceled_at,
+                ..ending
+            })?
+        } else {
+            let change = next.schedule_cancel(&ending);
+            vec![SubscriptionEvent::CancelScheduled {
+                change,
+                message: ending.message,
+            }]
+        };
+        Ok(Transition::new(next, events))
+    }
+
+    fn schedule_cancel(&mut self, ending: &Ending) -> ScheduledChange {
+        let kind = ScheduledChangeKind::Cancel {
+            reason: ending.reason,
+            cancellation_request_id: ending.cancellation_request_id,
+            access: ending.access,
+        };
+        let change = ScheduledChange::new(ending.at, ending.canceled_at, ending.requested_by, kind);
+        self.cancel_at = Some(ending.at);
+        self.billing_ends_at = Some(ending.at);
+        self.access_until = Some(self.access_end(ending.access, ending.at));
+        self.schedule(change.clone());
+        change
+    }
+
+    pub(crate) fn clear_pending_cancellation(&mut self) {
+        self.cancel_at = None;
+        self.billing_ends_at = None;
+        self.access_until = None;
+    }
+
+    fn access_end(&self, access: AccessEnd, at: DateTime<Utc>) -> DateTime<Utc> {
+        match access {
+            AccessEnd::Immediately => at,
+            AccessEnd::UntilPeriodEnd => self.paid_through(at),
+        }
+    }
+
+    /// Ends the subscription; every other scheduled change is dropped with an event.
+    pub(crate) fn end(&mut self, ending: Ending) -> Result<Vec<SubscriptionEvent>, DomainError> {
+        let access_until = self.access_end(ending.access, ending.at);
+        self.status = SubscriptionStatus::Canceled;
+        self.canceled_at = Some(ending.canceled_at);
+        self.ended_at = Some(ending.at);
+        self.billing_ends_at = Some(ending.at);
+        self.access_until = Some(access_until);
+        self.cancel_at = None;
+        self.pause = None;
+        let mut events = vec![SubscriptionEvent::Canceled {
+            canceled_at: ending.canceled_at,
+            ended_at: ending.at,
+            access_until,
+            reason: ending.reason,
+            message: ending.message,
+            cancellation_request_id: ending.cancellation_request_id,
+            requested_by: ending.requested_by,
+        }];
+        events.extend(
+            std::mem::take(&mut self.scheduled_changes)
+                .into_iter()
+                .map(|c| removed(c, RemovalReason::SubscriptionCanceled)),
+        );
+        Ok(events)
+    }
+
+    /// The pending cancellation `actor` may withdraw.
+    pub fn check_can_withdraw_cancellation(
+        &self,
+        actor: Actor,
+    ) -> Result<ScheduledChangeId, DomainError> {
+        if self.is_canceled() {
+            return Err(self.refuse_status("withdraw the cancellation of"));
+        }
+        let pending = self.pending("cancel").ok_or_else(|| {
+            self.invalid("withdraw the cancellation of", "no_cancellation_pending")
+        })?;
+        self.check_can_remove_scheduled_change(pending.id, actor)
+            .map(|change| change.id)
+    }
+
+    /// Withdraws the pending cancellation; the subscription carries on as before.
+    pub fn withdraw_cancellation(&self, actor: Actor) -> Result<Transition, DomainError> {
+        let id = self.check_can_withdraw_cancellation(actor)?;
+        self.remove_scheduled_change(id, actor)
+    }
+}

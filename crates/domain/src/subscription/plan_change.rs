@@ -1,0 +1,198 @@
+//! Changing plan.
+//!
+//! # When a change applies
+//!
+//! A change to a plan whose price is not lower than the current one (an upgrade, or a
+//! sideways move) applies at once, with proration (see
+//! [`crate::billing::proration`]): the subscriber gets the better plan now and pays the
+//! difference for the rest of the period. A change to a cheaper plan (a downgrade)
+//! applies at the end of the current period, as a scheduled change the subscriber can
+//! remove: they keep what they paid for, and nobody is refunded money mid-period. While
+//! trialing, any change applies at once and costs nothing: no money has changed hands.
+//!
+//! A scheduled plan change swaps the terms the *next renewal* bills. If the new plan's
+//! cadence differs, its schedule is anchored at the end of the current period, where
+//! billing on the new plan begins.
+//!
+//! # Who may change to what
+//!
+//! A customer needs the policy's `allow_plan_change` and a target the policy lists
+//! ([`PortalPolicy::allows_switch_to`], plans of the same product only); merchants may
+//! move a subscription to any plan. Everyone needs the same currency, a plan other than
+//! the current one, and a subscription that is `trialing` or `active`, inside its
+//! current period (not waiting for a renewal), with no cancellation and no other plan
+//! change pending (remove the pending one first).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::DomainError;
+use crate::billing::proration::{Proration, prorate_change};
+use crate::billing::terms::PlanTerms;
+use crate::ids::PlanId;
+use crate::policy::PortalPolicy;
+use crate::subscription::events::SubscriptionEvent;
+use crate::subscription::scheduled::{ScheduledChange, ScheduledChangeKind};
+use crate::subscription::state::{Actor, Subscription, SubscriptionStatus, Transition};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanChangeRequest {
+    pub to: PlanTerms,
+    /// Whether `to` belongs to the subscription's product (the caller knows the catalog).
+    pub same_product: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanChangeTiming {
+    Now,
+    PeriodEnd,
+}
+
+/// What a plan change would do, without doing it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanChangePreview {
+    pub timing: PlanChangeTiming,
+    pub effective_at: DateTime<Utc>,
+    /// The invoice lines of an immediate change after the trial; `None` otherwise.
+    pub proration: Option<Proration>,
+}
+
+impl Subscription {
+    /// Whether `actor` may change this subscription's plan at `now`, to any plan.
+    pub fn check_can_change_plan(
+        &self,
+        policy: &PortalPolicy,
+        actor: Actor,
+        now: DateTime<Utc>,
+    ) -> Result<(), DomainError> {
+        const ACTION: &str = "change the plan of";
+        match self.status {
+            SubscriptionStatus::Trialing | SubscriptionStatus::Active => {}
+            _ => return Err(self.refuse_status(ACTION)),
+        }
+        if !self.current_period.contains(now) {
+            return Err(self.invalid(ACTION, "renewal_pending"));
+        }
+        if self.pending("cancel").is_some() {
+            return Err(self.invalid(ACTION, "cancellation_pending"));
+        }
+        if self.pending("plan_change").is_some() {
+            return Err(self.invalid(ACTION, "plan_change_scheduled"));
+        }
+        if actor.is_customer() && !policy.allow_plan_change {
+            return Err(DomainError::PolicyForbids {
+                action: "changing plan",
+                code: "plan_change_not_allowed",
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether `actor` may pick `plan` as the target.
+    pub fn check_plan_allowed(
+        &self,
+        plan: PlanId,
+        same_product: bool,
+        policy: &PortalPolicy,
+        actor: Actor,
+    ) -> Result<(), DomainError> {
+        if plan == self.plan.plan_id {
+            return Err(self.invalid("change the plan of", "same_plan"));
+        }
+        if actor.is_customer() && !policy.allows_switch_to(plan, same_product) {
+            return Err(DomainError::PolicyForbids {
+                action: "switching to this plan",
+                code: "plan_not_allowed",
+            });
+        }
+        Ok(())
+    }
+
+    /// What [`Subscription::change_plan`] would do, after the same checks.
+    pub fn preview_plan_change(
+        &self,
+        request: &PlanChangeRequest,
+        policy: &PortalPolicy,
+        actor: Actor,
+        now: DateTime<Utc>,
+    ) -> Result<PlanChangePreview, DomainError> {
+        self.check_can_change_plan(policy, actor, now)?;
+        self.check_plan_allowed(request.to.plan_id, request.same_product, policy, actor)?;
+        let to = PlanTerms::new(request.to.plan_id, request.to.price, request.to.cadence)?;
+        if to.price.currency != self.plan.price.currency {
+            return Err(DomainError::CurrencyMismatch {
+                expected: self.plan.price.currency.code(),
+                found: to.price.currency.code(),
+            });
+        }
+        Ok(if self.status == SubscriptionStatus::Trialing {
+            PlanChangePreview {
+                timing: PlanChangeTiming::Now,
+                effective_at: now,
+                proration: None,
+            }
+        } else if to.price.amount >= self.plan.price.amount {
+            PlanChangePreview {
+                timing: PlanChangeTiming::Now,
+                effective_at: now,
+                proration: Some(prorate_change(&self.plan, &to, &self.current_period, now)?),
+            }
+        } else {
+            PlanChangePreview {
+                timing: PlanChangeTiming::PeriodEnd,
+                effective_at: self.current_period.end,
+                proration: None,
+            }
+        })
+    }
+
+    pub fn change_plan(
+        &self,
+        request: &PlanChangeRequest,
+        policy: &PortalPolicy,
+        actor: Actor,
+        now: DateTime<Utc>,
+    ) -> Result<Transition, DomainError> {
+        let preview = self.preview_plan_change(request, policy, actor, now)?;
+        let to = request.to;
+        let mut next = self.clone();
+        let event = match preview.timing {
+            PlanChangeTiming::Now => {
+                let from = next.plan;
+                next.plan = to;
+                if preview.proration.is_some() && from.cadence != to.cadence {
+                    // The proration charged a full period of the new cadence from now.
+                    next.billing_anchor = now;
+                    next.current_period = to.cadence.first_period(now)?;
+                }
+                SubscriptionEvent::PlanChanged {
+                    from,
+                    to,
+                    proration: preview.proration,
+                }
+            }
+            PlanChangeTiming::PeriodEnd => {
+                let kind = ScheduledChangeKind::PlanChange { to };
+                let change = ScheduledChange::new(preview.effective_at, now, actor, kind);
+                next.schedule(change.clone());
+                SubscriptionEvent::PlanChangeScheduled { change }
+            }
+        };
+        Ok(Transition::new(next, vec![event]))
+    }
+
+    /// Applies a scheduled plan change (see the module docs).
+    pub(crate) fn switch_plan_at_renewal(&mut self, to: PlanTerms) -> SubscriptionEvent {
+        let from = self.plan;
+        if from.cadence != to.cadence {
+            self.billing_anchor = self.current_period.end;
+        }
+        self.plan = to;
+        SubscriptionEvent::PlanChanged {
+            from,
+            to,
+            proration: None,
+        }
+    }
+}

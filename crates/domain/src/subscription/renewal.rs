@@ -1,0 +1,106 @@
+//! The billing engine's transitions: trial end, renewal, and the payment outcomes that
+//! move a subscription between `active`, `past_due` and `unpaid`.
+//!
+//! These are the system's, not the portal's, so they take no actor or policy. The
+//! engine calls [`Subscription::apply_due`] before [`Subscription::renew`]: a change due
+//! at a period's end (cancellation, downgrade, pause) must be in effect before the next
+//! period is invoiced, and `renew` refuses (`changes_due`) while one is waiting.
+//!
+//! Renewals run only for `active` and `past_due` subscriptions (dunning does not stop
+//! the calendar); a paused subscription's period is frozen, a trial ends through
+//! `apply_due`, and an `unpaid` one stops billing until a payment succeeds. A successful
+//! payment returns `past_due` or `unpaid` to `active` with the period unchanged; the
+//! engine renews any periods that ended meanwhile, one at a time.
+
+use chrono::{DateTime, Utc};
+
+use crate::DomainError;
+use crate::subscription::events::SubscriptionEvent;
+use crate::subscription::state::{Subscription, SubscriptionStatus, Transition};
+
+impl Subscription {
+    /// Ends the trial at `at` (its `trial_end`): the first paid period starts there.
+    pub(crate) fn end_trial(
+        &mut self,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<SubscriptionEvent>, DomainError> {
+        let period = self.plan.cadence.first_period(at)?;
+        self.status = SubscriptionStatus::Active;
+        self.billing_anchor = at;
+        self.current_period = period;
+        Ok(vec![SubscriptionEvent::TrialEnded { period }])
+    }
+
+    /// Whether the current period may roll over to the next at `now`.
+    pub fn check_can_renew(&self, now: DateTime<Utc>) -> Result<(), DomainError> {
+        const ACTION: &str = "renew";
+        match self.status {
+            SubscriptionStatus::Active | SubscriptionStatus::PastDue => {}
+            _ => return Err(self.refuse_status(ACTION)),
+        }
+        if now < self.current_period.end {
+            return Err(self.invalid(ACTION, "period_not_ended"));
+        }
+        let end = self.current_period.end;
+        if self.scheduled_changes.iter().any(|c| c.due_at <= end) {
+            return Err(self.invalid(ACTION, "changes_due"));
+        }
+        Ok(())
+    }
+
+    /// Starts the next period (one at a time, however late the engine runs).
+    pub fn renew(&self, now: DateTime<Utc>) -> Result<Transition, DomainError> {
+        self.check_can_renew(now)?;
+        let mut next = self.clone();
+        let period = self
+            .plan
+            .cadence
+            .next_period(self.billing_anchor, &self.current_period)?;
+        next.current_period = period;
+        Ok(Transition::new(
+            next,
+            vec![SubscriptionEvent::Renewed { period }],
+        ))
+    }
+
+    /// A renewal's payment failed: dunning begins.
+    pub fn record_payment_failure(&self) -> Result<Transition, DomainError> {
+        match self.status {
+            SubscriptionStatus::Active => {
+                Ok(self.with_status(SubscriptionStatus::PastDue, SubscriptionEvent::PastDue))
+            }
+            SubscriptionStatus::PastDue => {
+                Err(self.invalid("record a failed payment for", "already_past_due"))
+            }
+            _ => Err(self.refuse_status("record a failed payment for")),
+        }
+    }
+
+    /// A payment succeeded while `past_due` or `unpaid`.
+    pub fn record_payment_recovery(&self) -> Result<Transition, DomainError> {
+        match self.status {
+            SubscriptionStatus::PastDue | SubscriptionStatus::Unpaid => {
+                Ok(self.with_status(SubscriptionStatus::Active, SubscriptionEvent::Recovered))
+            }
+            SubscriptionStatus::Canceled => Err(self.refuse_status("record a recovery for")),
+            _ => Err(self.invalid("record a recovery for", "not_past_due")),
+        }
+    }
+
+    /// Dunning gave up.
+    pub fn mark_unpaid(&self) -> Result<Transition, DomainError> {
+        match self.status {
+            SubscriptionStatus::PastDue => {
+                Ok(self.with_status(SubscriptionStatus::Unpaid, SubscriptionEvent::Unpaid))
+            }
+            SubscriptionStatus::Canceled => Err(self.refuse_status("mark unpaid")),
+            _ => Err(self.invalid("mark unpaid", "not_past_due")),
+        }
+    }
+
+    fn with_status(&self, status: SubscriptionStatus, event: SubscriptionEvent) -> Transition {
+        let mut next = self.clone();
+        next.status = status;
+        Transition::new(next, vec![event])
+    }
+}

@@ -1,0 +1,272 @@
+//! The subscription value and its status.
+//!
+//! A [`Subscription`] is a plain value: every transition takes one by reference and
+//! returns a new one with the events that describe the change ([`Transition`]), so the
+//! store can persist both in one transaction and a rule can be tested without a database.
+//!
+//! Billing and access are kept apart on purpose. `billing_ends_at` says when renewals
+//! stop; `access_until` says until when the subscriber may still use the service. They
+//! differ when a subscriber cancels mid-period and keeps what they already paid for.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::DomainError;
+use crate::billing::period::{Period, date_out_of_range};
+use crate::billing::terms::PlanTerms;
+use crate::catalog::MAX_TRIAL_DAYS;
+use crate::ids::SubscriptionId;
+use crate::subscription::events::SubscriptionEvent;
+use crate::subscription::pause::ActivePause;
+use crate::subscription::scheduled::ScheduledChange;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscriptionStatus {
+    /// In a free trial; the first paid period starts at `trial_end`.
+    Trialing,
+    /// Paid and renewing.
+    Active,
+    /// The latest renewal's payment failed and dunning is retrying; access continues.
+    PastDue,
+    /// Renewals are suspended until the subscription resumes.
+    Paused,
+    /// Ended for good.
+    Canceled,
+    /// Dunning gave up; no renewals and no access until a payment succeeds.
+    Unpaid,
+}
+
+impl SubscriptionStatus {
+    pub const ALL: [SubscriptionStatus; 6] = [
+        Self::Trialing,
+        Self::Active,
+        Self::PastDue,
+        Self::Paused,
+        Self::Canceled,
+        Self::Unpaid,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Trialing => "trialing",
+            Self::Active => "active",
+            Self::PastDue => "past_due",
+            Self::Paused => "paused",
+            Self::Canceled => "canceled",
+            Self::Unpaid => "unpaid",
+        }
+    }
+}
+
+impl fmt::Display for SubscriptionStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SubscriptionStatus {
+    type Err = DomainError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| {
+                DomainError::validation(
+                    "status",
+                    "must be one of trialing, active, past_due, paused, canceled, unpaid",
+                )
+            })
+    }
+}
+
+/// Who asks for a transition. Customers are bound by the product's portal policy;
+/// merchants (server-to-server API) and the system (background workers) are bound only
+/// by the state rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Actor {
+    Customer,
+    Merchant,
+    System,
+}
+
+impl Actor {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Actor::Customer => "customer",
+            Actor::Merchant => "merchant",
+            Actor::System => "system",
+        }
+    }
+
+    pub fn is_customer(self) -> bool {
+        self == Actor::Customer
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subscription {
+    pub id: SubscriptionId,
+    /// The terms the next renewal bills.
+    pub plan: PlanTerms,
+    pub status: SubscriptionStatus,
+    /// The instant the billing schedule counts from (see [`crate::billing::period`]).
+    pub billing_anchor: DateTime<Utc>,
+    /// The period being served: the trial while trialing, else the latest billed period
+    /// (frozen while paused).
+    pub current_period: Period,
+    pub trial_end: Option<DateTime<Utc>>,
+    /// When a pending cancellation takes effect; `None` once it has.
+    pub cancel_at: Option<DateTime<Utc>>,
+    /// When the decision to cancel was made.
+    pub canceled_at: Option<DateTime<Utc>>,
+    /// When the subscription ended.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Until when the subscriber keeps access after a cancellation (projected while it is
+    /// pending, final once it took effect).
+    pub access_until: Option<DateTime<Utc>>,
+    /// When renewals stop (projected while a cancellation is pending).
+    pub billing_ends_at: Option<DateTime<Utc>>,
+    /// The running pause, present exactly when the status is `paused`.
+    pub pause: Option<ActivePause>,
+    /// Future changes in the order they take effect.
+    pub scheduled_changes: Vec<ScheduledChange>,
+}
+
+/// The result of a transition: the new value and what happened, for the outbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transition {
+    pub subscription: Subscription,
+    pub events: Vec<SubscriptionEvent>,
+}
+
+impl Transition {
+    pub(crate) fn new(subscription: Subscription, events: Vec<SubscriptionEvent>) -> Self {
+        Self {
+            subscription,
+            events,
+        }
+    }
+}
+
+/// What starting a subscription needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewSubscription {
+    pub id: SubscriptionId,
+    pub plan: PlanTerms,
+    /// Days of free trial; 0 starts billing at once.
+    pub trial_days: u32,
+}
+
+impl Subscription {
+    /// Starts a subscription at `now`. With a trial, the first paid period starts at the
+    /// trial's end, which becomes the billing anchor; without one, `now` is the anchor.
+    pub fn create(new: NewSubscription, now: DateTime<Utc>) -> Result<Transition, DomainError> {
+        if new.trial_days > MAX_TRIAL_DAYS {
+            return Err(DomainError::validation(
+                "trial_days",
+                format!("must be at most {MAX_TRIAL_DAYS}"),
+            ));
+        }
+        let plan = PlanTerms::new(new.plan.plan_id, new.plan.price, new.plan.cadence)?;
+        let (status, anchor, period, trial_end) = if new.trial_days == 0 {
+            let period = plan.cadence.first_period(now)?;
+            (SubscriptionStatus::Active, now, period, None)
+        } else {
+            let end = add_days(now, new.trial_days)?;
+            let period = Period::new(now, end)?;
+            (SubscriptionStatus::Trialing, end, period, Some(end))
+        };
+        let subscription = Subscription {
+            id: new.id,
+            plan,
+            status,
+            billing_anchor: anchor,
+            current_period: period,
+            trial_end,
+            cancel_at: None,
+            canceled_at: None,
+            ended_at: None,
+            access_until: None,
+            billing_ends_at: None,
+            pause: None,
+            scheduled_changes: Vec::new(),
+        };
+        let event = SubscriptionEvent::Created {
+            status,
+            current_period: period,
+            trial_end,
+        };
+        Ok(Transition::new(subscription, vec![event]))
+    }
+
+    pub fn is_canceled(&self) -> bool {
+        self.status == SubscriptionStatus::Canceled
+    }
+
+    /// Whether the subscriber may use the service at `now`. Past-due subscribers keep
+    /// access while dunning retries; paused ones keep it through the period they paid
+    /// before pausing, and beyond when the policy said so when the pause began.
+    pub fn has_access(&self, now: DateTime<Utc>) -> bool {
+        match self.status {
+            SubscriptionStatus::Trialing
+            | SubscriptionStatus::Active
+            | SubscriptionStatus::PastDue => true,
+            SubscriptionStatus::Paused => self
+                .pause
+                .as_ref()
+                .is_some_and(|p| p.keep_access || now < p.paid_through),
+            SubscriptionStatus::Unpaid => false,
+            SubscriptionStatus::Canceled => self.access_until.is_some_and(|until| now < until),
+        }
+    }
+
+    /// The end of what the subscriber has paid for (or been given, in a trial), if the
+    /// subscription ended at `at`.
+    pub(crate) fn paid_through(&self, at: DateTime<Utc>) -> DateTime<Utc> {
+        match self.status {
+            SubscriptionStatus::Trialing | SubscriptionStatus::Active => {
+                self.current_period.end.max(at)
+            }
+            SubscriptionStatus::Paused => {
+                self.pause.as_ref().map_or(at, |p| p.paid_through.max(at))
+            }
+            SubscriptionStatus::PastDue
+            | SubscriptionStatus::Unpaid
+            | SubscriptionStatus::Canceled => at,
+        }
+    }
+
+    /// The error for `action` in the current status, with a stable code.
+    pub(crate) fn invalid(&self, action: &'static str, code: &'static str) -> DomainError {
+        DomainError::InvalidTransition {
+            from: self.status.as_str(),
+            action,
+            code,
+        }
+    }
+
+    /// The generic refusal of `action` because of the status alone.
+    pub(crate) fn refuse_status(&self, action: &'static str) -> DomainError {
+        let code = match self.status {
+            SubscriptionStatus::Trialing => "subscription_trialing",
+            SubscriptionStatus::Active => "subscription_active",
+            SubscriptionStatus::PastDue => "subscription_past_due",
+            SubscriptionStatus::Paused => "subscription_paused",
+            SubscriptionStatus::Canceled => "subscription_canceled",
+            SubscriptionStatus::Unpaid => "subscription_unpaid",
+        };
+        self.invalid(action, code)
+    }
+}
+
+pub(crate) fn add_days(t: DateTime<Utc>, days: u32) -> Result<DateTime<Utc>, DomainError> {
+    TimeDelta::try_days(i64::from(days))
+        .and_then(|d| t.checked_add_signed(d))
+        .ok_or_else(date_out_of_range)
+}

@@ -1,0 +1,297 @@
+//! `available_actions` says an action is available exactly when its transition succeeds,
+//! for every status and every combination of policy switches.
+
+use super::*;
+use crate::policy::{CancellationMode, ImmediateCancelTiming};
+use crate::subscription::{
+    Actor, CancelRequest, CancellationReason, PauseEnd, PauseRequest, PauseStart,
+    PlanChangeRequest, SubscriptionStatus, available_actions,
+};
+
+/// The customer's "standard" valid input for each action.
+pub(super) fn pause_request(now: DateTime<Utc>) -> PauseRequest {
+    PauseRequest {
+        start: PauseStart::Now,
+        end: PauseEnd::At {
+            date: now + days(1),
+        },
+        ..PauseRequest::default()
+    }
+}
+
+pub(super) fn cancel_request() -> CancelRequest {
+    CancelRequest {
+        reason: Some(CancellationReason::Other),
+        confirm: true,
+        ..CancelRequest::default()
+    }
+}
+
+/// Asserts that availability and the transitions agree for `s` under `p` at `now`.
+pub(super) fn assert_agrees(
+    s: &Subscription,
+    p: &PortalPolicy,
+    plans: &[PlanTerms],
+    now: DateTime<Utc>,
+) {
+    let ids: Vec<PlanId> = plans.iter().map(|plan| plan.plan_id).collect();
+    let available = available_actions(s, p, &ids, now);
+    let ctx = format!("status {} policy {p:?}", s.status);
+    let customer = Actor::Customer;
+
+    let pause = s.pause(&pause_request(now), p, customer, now);
+    assert_eq!(
+        available.pause.is_some(),
+        pause.is_ok(),
+        "pause: {ctx} {pause:?}"
+    );
+    if let Some(pause) = &available.pause {
+        assert_eq!(pause.max_pause_days, p.max_pause_days);
+    }
+
+    let resume = s.resume(customer, now);
+    assert_eq!(available.resume, resume.is_ok(), "resume: {ctx} {resume:?}");
+
+    let cancel = s.cancel(&cancel_request(), p, customer, now);
+    assert_eq!(
+        available.cancel.is_some(),
+        cancel.is_ok(),
+        "cancel: {ctx} {cancel:?}"
+    );
+    if let (Some(offer), Ok(t)) = (&available.cancel, &cancel) {
+        let ends = t.subscription.cancel_at.or(t.subscription.ended_at);
+        assert_eq!(Some(offer.effective_at), ends, "cancel preview: {ctx}");
+        assert_eq!(offer.mode, p.cancellation_mode);
+    }
+
+    let withdraw = s.withdraw_cancellation(customer);
+    assert_eq!(
+        available.withdraw_cancellation,
+        withdraw.is_ok(),
+        "withdraw: {ctx}"
+    );
+
+    for plan in plans {
+        let request = PlanChangeRequest {
+            to: *plan,
+            same_product: true,
+        };
+        let change = s.change_plan(&request, p, customer, now);
+        let offered = available
+            .change_plan
+            .as_ref()
+            .is_some_and(|c| c.plan_ids.contains(&plan.plan_id));
+        assert_eq!(
+            offered,
+            change.is_ok(),
+            "change to {}: {ctx} {change:?}",
+            plan.price
+        );
+        let preview = s.preview_plan_change(&request, p, customer, now);
+        assert_eq!(preview.is_ok(), change.is_ok(), "preview: {ctx}");
+    }
+
+    for change in &s.scheduled_changes {
+        let removal = s.remove_scheduled_change(change.id, customer);
+        let offered = available.removable_changes.contains(&change.id);
+        assert_eq!(
+            offered,
+            removal.is_ok(),
+            "remove {}: {ctx}",
+            change.kind.name()
+        );
+    }
+}
+
+fn policies(listed: PlanId) -> Vec<PortalPolicy> {
+    let mut out = Vec::new();
+    for (allow_pause, allow_cancel) in [(true, true), (true, false), (false, true), (false, false)]
+    {
+        for allow_plan_change in [true, false] {
+            for mode in [CancellationMode::Request, CancellationMode::Immediate] {
+                for restrict in [false, true] {
+                    out.push(PortalPolicy {
+                        allow_pause,
+                        allow_cancel,
+                        allow_plan_change,
+                        cancellation_mode: mode,
+                        immediate_cancel_timing: ImmediateCancelTiming::PeriodEnd,
+                        notice_period_days: 20,
+                        switchable_plan_ids: if restrict { vec![listed] } else { Vec::new() },
+                        ..policy()
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// One subscription in each status, plus the variants pending changes create.
+fn fixtures() -> Vec<(&'static str, Subscription)> {
+    let p = policy();
+    let now = start() + days(1);
+    let by = |s: &Subscription, actor, req: PauseRequest| {
+        s.pause(&req, &p, actor, now).unwrap().subscription
+    };
+    let pause_now = PauseRequest {
+        start: PauseStart::Now,
+        end: PauseEnd::At {
+            date: now + days(30),
+        },
+        ..PauseRequest::default()
+    };
+    let pause_later = PauseRequest {
+        start: PauseStart::PeriodEnd,
+        end: PauseEnd::AfterCycles { cycles: 1 },
+        ..pause_now
+    };
+    let merchant_cancel = CancelRequest {
+        timing: Some(crate::subscription::CancelTiming::PeriodEnd),
+        ..CancelRequest::default()
+    };
+    let downgrade = PlanChangeRequest {
+        to: monthly(10),
+        same_product: true,
+    };
+    let past_due = active().record_payment_failure().unwrap().subscription;
+    vec![
+        ("trialing", trialing()),
+        ("active", active()),
+        ("past_due", past_due.clone()),
+        ("unpaid", past_due.mark_unpaid().unwrap().subscription),
+        (
+            "paused by customer",
+            by(&active(), Actor::Customer, pause_now),
+        ),
+        (
+            "paused by merchant",
+            by(&active(), Actor::Merchant, pause_now),
+        ),
+        (
+            "pause scheduled",
+            by(&active(), Actor::Customer, pause_later),
+        ),
+        (
+            "merchant pause scheduled",
+            by(&active(), Actor::Merchant, pause_later),
+        ),
+        (
+            "cancellation requested",
+            active()
+                .cancel(&cancel_request(), &p, Actor::Customer, now)
+                .unwrap()
+                .subscription,
+        ),
+        (
+            "merchant cancel scheduled",
+            active()
+                .cancel(&merchant_cancel, &p, Actor::Merchant, now)
+                .unwrap()
+                .subscription,
+        ),
+        (
+            "downgrade scheduled",
+            active()
+                .change_plan(&downgrade, &p, Actor::Customer, now)
+                .unwrap()
+                .subscription,
+        ),
+        (
+            "canceled",
+            active()
+                .cancel(&cancel_request(), &p, Actor::Merchant, now)
+                .unwrap()
+                .subscription,
+        ),
+    ]
+}
+
+#[test]
+fn availability_matches_the_transitions_for_every_state_and_policy() {
+    let now = start() + days(3);
+    let upgrade = monthly(5000);
+    let sideways = monthly(1000);
+    let plans = [upgrade, sideways, monthly(300)];
+    let mut checked_cases = 0;
+    for (name, s) in fixtures() {
+        s.check_invariants()
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut candidates = plans.to_vec();
+        candidates.push(s.plan);
+        for p in policies(upgrade.plan_id) {
+            assert_agrees(&s, &p, &candidates, now);
+            checked_cases += 1;
+        }
+    }
+    assert_eq!(checked_cases, 12 * 32);
+}
+
+#[test]
+fn the_documented_status_table() {
+    let now = start() + days(3);
+    let p = policy();
+    let plan = monthly(5000);
+    // (pause, resume, cancel, change plan) for a customer under the default policy.
+    let expected = [
+        (
+            "trialing",
+            SubscriptionStatus::Trialing,
+            [false, false, true, true],
+        ),
+        (
+            "active",
+            SubscriptionStatus::Active,
+            [true, false, true, true],
+        ),
+        (
+            "past_due",
+            SubscriptionStatus::PastDue,
+            [false, false, true, false],
+        ),
+        (
+            "unpaid",
+            SubscriptionStatus::Unpaid,
+            [false, false, true, false],
+        ),
+        (
+            "paused by customer",
+            SubscriptionStatus::Paused,
+            [false, true, true, false],
+        ),
+        (
+            "canceled",
+            SubscriptionStatus::Canceled,
+            [false, false, false, false],
+        ),
+    ];
+    let fixtures = fixtures();
+    for (name, status, [pause, resume, cancel, change]) in expected {
+        let s = &fixtures.iter().find(|(n, _)| *n == name).unwrap().1;
+        assert_eq!(s.status, status);
+        let a = available_actions(s, &p, &[plan.plan_id], now);
+        assert_eq!(
+            [
+                a.pause.is_some(),
+                a.resume,
+                a.cancel.is_some(),
+                a.change_plan.is_some()
+            ],
+            [pause, resume, cancel, change],
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn the_cancel_offer_previews_notice_and_mode() {
+    let now = start() + days(3);
+    let p = PortalPolicy {
+        notice_period_days: 45,
+        ..policy()
+    };
+    let offer = available_actions(&active(), &p, &[], now).cancel.unwrap();
+    assert_eq!(offer.effective_at, now + days(45));
+    assert!(offer.requires_reason && !offer.requires_confirmation);
+    assert_eq!(offer.notice_period_days, 45);
+}

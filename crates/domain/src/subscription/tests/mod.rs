@@ -1,0 +1,92 @@
+//! Tests of the state machine: examples per action, the availability table, and
+//! property tests over random action sequences.
+
+mod availability;
+mod cancellation;
+mod pause;
+mod plan_change;
+mod properties;
+mod renewal;
+mod state;
+
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+
+use crate::DomainError;
+use crate::billing::period::{Cadence, Interval};
+use crate::billing::terms::PlanTerms;
+use crate::ids::{PlanId, SubscriptionId};
+use crate::money::{Currency, Money};
+use crate::policy::PortalPolicy;
+use crate::subscription::{NewSubscription, Subscription, SubscriptionEvent, Transition};
+
+fn eur() -> Currency {
+    "EUR".parse().unwrap()
+}
+
+fn at(y: i32, m: u32, d: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(y, m, d, 9, 30, 0).unwrap()
+}
+
+fn days(n: i64) -> TimeDelta {
+    TimeDelta::days(n)
+}
+
+fn monthly(amount: i64) -> PlanTerms {
+    PlanTerms::new(PlanId::new(), Money::new(amount, eur()), Cadence::monthly()).unwrap()
+}
+
+fn yearly(amount: i64) -> PlanTerms {
+    let cadence = Cadence::new(Interval::Year, 1).unwrap();
+    PlanTerms::new(PlanId::new(), Money::new(amount, eur()), cadence).unwrap()
+}
+
+/// The start of every example: 15 January 2025, 09:30 UTC.
+fn start() -> DateTime<Utc> {
+    at(2025, 1, 15)
+}
+
+fn subscription(plan: PlanTerms, trial_days: u32, now: DateTime<Utc>) -> Subscription {
+    let new = NewSubscription {
+        id: SubscriptionId::new(),
+        plan,
+        trial_days,
+    };
+    let t = Subscription::create(new, now).unwrap();
+    checked(t).subscription
+}
+
+/// An active monthly subscription at 1000 minor units, started at [`start`].
+fn active() -> Subscription {
+    subscription(monthly(1000), 0, start())
+}
+
+fn trialing() -> Subscription {
+    subscription(monthly(1000), 14, start())
+}
+
+fn policy() -> PortalPolicy {
+    PortalPolicy::default()
+}
+
+/// Asserts the transition left a valid subscription and returns it.
+fn checked(t: Transition) -> Transition {
+    if let Err(broken) = t.subscription.check_invariants() {
+        panic!("invariant broken: {broken}\n{:#?}", t.subscription);
+    }
+    t
+}
+
+fn types(t: &Transition) -> Vec<&'static str> {
+    t.events.iter().map(SubscriptionEvent::event_type).collect()
+}
+
+fn code<T: std::fmt::Debug>(r: Result<T, DomainError>) -> &'static str {
+    r.expect_err("expected a refusal").code()
+}
+
+fn field<T: std::fmt::Debug>(r: Result<T, DomainError>) -> String {
+    match r.expect_err("expected a validation error") {
+        DomainError::Validation { field, .. } => field.into_owned(),
+        other => panic!("expected a validation error, got {other:?}"),
+    }
+}

@@ -1,0 +1,202 @@
+//! The `tenure` subcommands.
+
+use std::sync::Arc;
+
+use actix_web::HttpServer;
+use chrono::Duration;
+use tenure_api::dto::MoneyDto;
+use tenure_api::dto::catalog::{CreatePlan, CreateProduct, IntervalDto, PortalPolicyInput};
+use tenure_api::dto::customers::CreateCustomer;
+use tenure_api::service::{catalog, customers, merchants, sessions};
+use tenure_api::{AppState, Metrics};
+use tenure_domain::clock::SystemClock;
+use tenure_store::Db;
+
+use crate::config::{DemoArgs, GlobalArgs, ServeArgs};
+use crate::startup::{self, StartupError};
+
+fn connect(global: &GlobalArgs) -> Result<Db, StartupError> {
+    Ok(Db::connect(&global.database_url, global.pool_size)?)
+}
+
+async fn state(
+    global: &GlobalArgs,
+    jwt_secret: Option<&str>,
+    ttl_secs: u32,
+) -> Result<AppState, StartupError> {
+    let db = connect(global)?;
+    startup::build_state(
+        db,
+        Arc::new(SystemClock),
+        jwt_secret,
+        Duration::seconds(i64::from(ttl_secs)),
+    )
+    .await
+}
+
+pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<(), StartupError> {
+    let applied = startup::prepare_database(global).await?;
+    if !applied.is_empty() {
+        tracing::info!(?applied, "migrations applied");
+    }
+    let state = state(global, args.jwt_secret.as_deref(), args.session_ttl_secs).await?;
+    let metrics = Metrics::new().map_err(|e| StartupError::Config(e.to_string()))?;
+    let mut server = HttpServer::new(move || tenure_api::app(state.clone(), metrics.clone()))
+        .bind(&args.bind)?;
+    if let Some(workers) = args.http_workers {
+        server = server.workers(workers);
+    }
+    tracing::info!(bind = %args.bind, "serving; API docs at /docs/");
+    server.run().await?;
+    Ok(())
+}
+
+pub async fn migrate(global: &GlobalArgs) -> Result<(), StartupError> {
+    let applied = startup::prepare_database(global).await?;
+    if applied.is_empty() {
+        println!("no pending migrations");
+    }
+    for version in applied {
+        println!("applied {version}");
+    }
+    Ok(())
+}
+
+fn api_failure(err: tenure_api::ApiError) -> StartupError {
+    StartupError::Config(err.problem().detail)
+}
+
+pub async fn create_merchant(
+    global: &GlobalArgs,
+    name: &str,
+    json: bool,
+) -> Result<(), StartupError> {
+    startup::prepare_database(global).await?;
+    let state = state(global, None, 3600).await?;
+    let created = merchants::create(&state, name).await.map_err(api_failure)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"id": created.merchant.id.to_string(), "secret_key": created.secret_key})
+        );
+    } else {
+        println!("merchant:   {}", created.merchant.id);
+        println!("secret key: {}", created.secret_key);
+        println!("(the key is shown only once; store it now)");
+    }
+    Ok(())
+}
+
+pub fn openapi() -> Result<(), StartupError> {
+    let document = tenure_api::openapi_document()
+        .to_pretty_json()
+        .map_err(|e| StartupError::Config(e.to_string()))?;
+    println!("{document}");
+    Ok(())
+}
+
+/// Creates a demo merchant with a catalog and customers, and prints a key, a customer
+/// token and curl lines to try against a running `tenure serve`.
+pub async fn demo(global: &GlobalArgs, args: &DemoArgs) -> Result<(), StartupError> {
+    startup::prepare_database(global).await?;
+    let state = state(global, args.jwt_secret.as_deref(), 24 * 3600).await?;
+    let created = merchants::create(&state, "Demo Coffee Co.")
+        .await
+        .map_err(api_failure)?;
+    let merchant = created.merchant.id;
+    let eur = |amount| MoneyDto {
+        amount,
+        currency: "EUR"
+            .parse()
+            .unwrap_or_else(|_| unreachable!("EUR is ISO 4217")),
+    };
+
+    let coffee = catalog::create_product(
+        &state,
+        merchant,
+        CreateProduct {
+            name: "Coffee club".to_owned(),
+            description: Some("Fresh beans every month".to_owned()),
+            portal_policy: Some(PortalPolicyInput {
+                notice_period_days: Some(14),
+                ..PortalPolicyInput::default()
+            }),
+        },
+    )
+    .await
+    .map_err(api_failure)?;
+    let streaming = catalog::create_product(
+        &state,
+        merchant,
+        CreateProduct {
+            name: "Brewing videos".to_owned(),
+            description: None,
+            portal_policy: Some(PortalPolicyInput {
+                allow_pause: Some(false),
+                cancellation_mode: Some(tenure_api::dto::catalog::CancellationModeDto::Immediate),
+                ..PortalPolicyInput::default()
+            }),
+        },
+    )
+    .await
+    .map_err(api_failure)?;
+    for (product, name, amount, interval, trial_days) in [
+        (&coffee, "Monthly beans", 1999, IntervalDto::Month, Some(14)),
+        (&coffee, "Yearly beans", 19900, IntervalDto::Year, None),
+        (&streaming, "Video pass", 499, IntervalDto::Month, None),
+    ] {
+        catalog::create_plan(
+            &state,
+            merchant,
+            CreatePlan {
+                product_id: product.id.to_string(),
+                name: name.to_owned(),
+                price: eur(amount),
+                interval,
+                interval_count: None,
+                trial_days,
+            },
+        )
+        .await
+        .map_err(api_failure)?;
+    }
+    let mut first_customer = None;
+    for (external_id, name, email) in [
+        ("demo-ada", "Ada Lovelace", "ada@example.com"),
+        ("demo-grace", "Grace Hopper", "grace@example.com"),
+        ("demo-alan", "Alan Turing", "alan@example.com"),
+    ] {
+        let customer = customers::create(
+            &state,
+            merchant,
+            CreateCustomer {
+                external_id: external_id.to_owned(),
+                email: Some(email.to_owned()),
+                name: Some(name.to_owned()),
+                locale: Some("en".to_owned()),
+                metadata: None,
+                tags: Some(vec!["demo".to_owned()]),
+            },
+        )
+        .await
+        .map_err(api_failure)?;
+        first_customer.get_or_insert(customer.id);
+    }
+    let customer =
+        first_customer.ok_or_else(|| StartupError::Config("no demo customer".to_owned()))?;
+    let (token, _) = sessions::create_customer_session(&state, merchant, customer)
+        .await
+        .map_err(api_failure)?;
+    let base = args.base_url.trim_end_matches('/');
+    let key = created.secret_key;
+    println!("merchant:       {merchant}");
+    println!("secret key:     {key}");
+    println!("customer:       {customer}");
+    println!("customer token: {token}");
+    println!();
+    println!("Try:");
+    println!("curl -s {base}/v1/products -H 'Authorization: Bearer {key}'");
+    println!("curl -s {base}/v1/customers?tag=demo -H 'Authorization: Bearer {key}'");
+    println!("curl -s {base}/v1/portal/plans -H 'Authorization: Bearer {token}'");
+    Ok(())
+}

@@ -1,0 +1,113 @@
+//! Command line and environment. Every flag has an environment twin (`TENURE_…`, and the
+//! conventional `DATABASE_URL`), so the same binary configures from a shell, a container
+//! or a process manager.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/tenure";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tenure",
+    version,
+    about = "Headless subscription management API"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// PostgreSQL URL; the database is created on `serve` and `migrate` if missing.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, global = true)]
+    pub database_url: String,
+    /// Log format.
+    #[arg(long, env = "TENURE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// Maximum database connections per process.
+    #[arg(long, env = "TENURE_POOL_SIZE", default_value_t = 16, global = true)]
+    pub pool_size: usize,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run pending migrations, then serve the API (the default).
+    Serve(ServeArgs),
+    /// Run pending migrations and exit.
+    Migrate,
+    /// Manage merchants.
+    #[command(subcommand)]
+    Merchant(MerchantCommand),
+    /// Print the OpenAPI document.
+    Openapi,
+    /// Create a demo merchant with a catalog and customers, and print how to try it.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "TENURE_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: String,
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "TENURE_HTTP_WORKERS")]
+    pub http_workers: Option<usize>,
+    /// HS256 secret for customer session tokens, at least 32 bytes. When unset, a random
+    /// key is generated once and kept in the database, so tokens survive restarts and
+    /// every process agrees.
+    #[arg(long, env = "TENURE_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Lifetime of customer session tokens, in seconds.
+    #[arg(long, env = "TENURE_SESSION_TTL_SECS", default_value_t = 3600)]
+    pub session_ttl_secs: u32,
+}
+
+/// `serve`'s arguments when no subcommand is given: defaults and environment only.
+#[derive(Debug, Parser)]
+struct ServeFromEnv {
+    #[command(flatten)]
+    args: ServeArgs,
+}
+
+impl ServeArgs {
+    pub fn from_env() -> Self {
+        ServeFromEnv::parse_from(["tenure"]).args
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MerchantCommand {
+    /// Create a merchant and print its id and secret key (shown only this once).
+    Create {
+        /// The merchant's display name.
+        #[arg(long)]
+        name: String,
+        /// Print `{"id": …, "secret_key": …}` for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// The base URL printed in the example curl lines.
+    #[arg(
+        long,
+        env = "TENURE_PUBLIC_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub base_url: String,
+    /// Same as `serve --jwt-secret`, so the printed token verifies on that server.
+    #[arg(long, env = "TENURE_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+}

@@ -1,0 +1,62 @@
+//! Turning configuration into a running service's state.
+
+use std::sync::Arc;
+
+use chrono::Duration;
+use rand::RngCore;
+use tenure_api::AppState;
+use tenure_api::auth::jwt::SessionSigner;
+use tenure_domain::clock::Clock;
+use tenure_store::repo::secrets;
+use tenure_store::{Db, migrate};
+
+use crate::config::GlobalArgs;
+
+const JWT_SECRET_NAME: &str = "customer_session_hs256";
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("database: {0}")]
+    Store(#[from] tenure_store::StoreError),
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Creates the database if needed and runs pending migrations.
+pub async fn prepare_database(global: &GlobalArgs) -> Result<Vec<String>, StartupError> {
+    migrate::ensure_database(&global.database_url).await?;
+    Ok(migrate::run_pending(&global.database_url).await?)
+}
+
+/// The session signing key: the configured one, or the one kept in the database.
+pub async fn session_secret(db: &Db, configured: Option<&str>) -> Result<Vec<u8>, StartupError> {
+    if let Some(secret) = configured {
+        if secret.len() < MIN_JWT_SECRET_BYTES {
+            return Err(StartupError::Config(format!(
+                "TENURE_JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes"
+            )));
+        }
+        return Ok(secret.as_bytes().to_vec());
+    }
+    let mut candidate = [0u8; 32];
+    rand::rng().fill_bytes(&mut candidate);
+    let mut conn = db.conn().await?;
+    Ok(secrets::get_or_create(&mut conn, JWT_SECRET_NAME, &candidate).await?)
+}
+
+pub async fn build_state(
+    db: Db,
+    clock: Arc<dyn Clock>,
+    jwt_secret: Option<&str>,
+    session_ttl: Duration,
+) -> Result<AppState, StartupError> {
+    let secret = session_secret(&db, jwt_secret).await?;
+    Ok(AppState {
+        db,
+        clock,
+        sessions: SessionSigner::new(&secret, session_ttl),
+    })
+}

@@ -1,0 +1,15 @@
+//! Tenure's PostgreSQL store: the diesel schema, repositories, embedded migrations, the
+//! event outbox and worker claims. Every repository function takes the merchant id, so a
+//! query for another tenant's row finds nothing.
+
+pub mod error;
+pub mod migrate;
+pub mod pagination;
+pub mod pool;
+pub mod repo;
+pub mod schema;
+
+pub use diesel_async::AsyncPgConnection as PgConn;
+pub use error::{StoreError, StoreResult};
+pub use pagination::{Page, PageRequest};
+pub use pool::{Conn, Db};

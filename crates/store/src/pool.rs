@@ -1,0 +1,61 @@
+//! The connection pool: diesel-async over tokio-postgres, pooled by deadpool.
+
+use std::time::Duration;
+
+use diesel_async::AsyncPgConnection;
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::pooled_connection::deadpool::{Object, Pool, PoolError};
+
+use crate::error::StoreError;
+
+pub type Conn = Object<AsyncPgConnection>;
+
+/// A cheap-to-clone handle to the database.
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool<AsyncPgConnection>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("status", &self.pool.status())
+            .finish()
+    }
+}
+
+impl Db {
+    /// Builds the pool; connections are opened lazily, so this succeeds while the
+    /// database is down and the service answers 503 until it is back.
+    pub fn connect(url: &str, max_size: usize) -> Result<Self, StoreError> {
+        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+        let pool = Pool::builder(manager)
+            .max_size(max_size)
+            .wait_timeout(Some(Duration::from_secs(5)))
+            .create_timeout(Some(Duration::from_secs(5)))
+            .recycle_timeout(Some(Duration::from_secs(5)))
+            .runtime(deadpool_runtime())
+            .build()
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(Self { pool })
+    }
+
+    pub async fn conn(&self) -> Result<Conn, StoreError> {
+        self.pool.get().await.map_err(|err| match err {
+            PoolError::Backend(e) => StoreError::Unavailable(e.to_string()),
+            other => StoreError::Unavailable(other.to_string()),
+        })
+    }
+
+    /// Answers whether the database takes a trivial query right now.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        use diesel_async::RunQueryDsl;
+        let mut conn = self.conn().await?;
+        diesel::sql_query("SELECT 1").execute(&mut conn).await?;
+        Ok(())
+    }
+}
+
+fn deadpool_runtime() -> deadpool::Runtime {
+    deadpool::Runtime::Tokio1
+}

@@ -1,0 +1,278 @@
+//! Products and plans.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use tenure_domain::catalog::{Plan, Product};
+use tenure_domain::ids::{MerchantId, PlanId, ProductId};
+use tenure_domain::money::Money;
+use tenure_domain::policy::PortalPolicy;
+
+use crate::error::{StoreError, StoreResult};
+use crate::pagination::{Page, PageRequest};
+use crate::schema::{plans, products};
+
+#[derive(Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = products)]
+struct ProductRow {
+    merchant_id: uuid::Uuid,
+    id: uuid::Uuid,
+    name: String,
+    description: Option<String>,
+    portal_policy: serde_json::Value,
+    archived_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl ProductRow {
+    fn from_domain(merchant: MerchantId, p: &Product) -> StoreResult<Self> {
+        Ok(Self {
+            merchant_id: merchant.uuid(),
+            id: p.id.uuid(),
+            name: p.name.clone(),
+            description: p.description.clone(),
+            portal_policy: serde_json::to_value(&p.portal_policy).map_err(StoreError::corrupt)?,
+            archived_at: p.archived_at,
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+        })
+    }
+
+    fn into_domain(self) -> StoreResult<Product> {
+        let portal_policy: PortalPolicy =
+            serde_json::from_value(self.portal_policy).map_err(StoreError::corrupt)?;
+        Ok(Product {
+            id: ProductId::from_uuid(self.id),
+            name: self.name,
+            description: self.description,
+            portal_policy,
+            archived_at: self.archived_at,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+pub async fn insert_product(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    product: &Product,
+) -> StoreResult<()> {
+    diesel::insert_into(products::table)
+        .values(ProductRow::from_domain(merchant, product)?)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn update_product(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    product: &Product,
+) -> StoreResult<()> {
+    let n = diesel::update(products::table.find((merchant.uuid(), product.id.uuid())))
+        .set(ProductRow::from_domain(merchant, product)?)
+        .execute(conn)
+        .await?;
+    if n == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+/// Reads a product; with `for_update` the row stays locked until the transaction ends.
+pub async fn get_product(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    id: ProductId,
+    for_update: bool,
+) -> StoreResult<Product> {
+    let query = products::table
+        .find((merchant.uuid(), id.uuid()))
+        .select(ProductRow::as_select());
+    let row = if for_update {
+        query.for_update().get_result(conn).await?
+    } else {
+        query.get_result(conn).await?
+    };
+    row.into_domain()
+}
+
+pub async fn list_products(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    include_archived: bool,
+    page: PageRequest,
+) -> StoreResult<Page<Product>> {
+    let mut query = products::table
+        .filter(products::merchant_id.eq(merchant.uuid()))
+        .select(ProductRow::as_select())
+        .order(products::id.desc())
+        .limit(page.fetch_limit())
+        .into_boxed();
+    if !include_archived {
+        query = query.filter(products::archived_at.is_null());
+    }
+    if let Some(after) = page.starting_after {
+        query = query.filter(products::id.lt(after));
+    }
+    let rows = query.load(conn).await?;
+    Page::from_overfetch(rows, &page).try_map(ProductRow::into_domain)
+}
+
+#[derive(Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = plans)]
+struct PlanRow {
+    merchant_id: uuid::Uuid,
+    id: uuid::Uuid,
+    product_id: uuid::Uuid,
+    name: String,
+    amount: i64,
+    currency: String,
+    billing_interval: String,
+    interval_count: i32,
+    trial_days: i32,
+    active: bool,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl PlanRow {
+    fn from_domain(merchant: MerchantId, p: &Plan) -> StoreResult<Self> {
+        let int = |v: u32| i32::try_from(v).map_err(StoreError::corrupt);
+        Ok(Self {
+            merchant_id: merchant.uuid(),
+            id: p.id.uuid(),
+            product_id: p.product_id.uuid(),
+            name: p.name.clone(),
+            amount: p.price.amount,
+            currency: p.price.currency.code().to_owned(),
+            billing_interval: p.interval.as_str().to_owned(),
+            interval_count: int(p.interval_count)?,
+            trial_days: int(p.trial_days)?,
+            active: p.active,
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+        })
+    }
+
+    fn into_domain(self) -> StoreResult<Plan> {
+        let uint = |v: i32| u32::try_from(v).map_err(StoreError::corrupt);
+        Ok(Plan {
+            id: PlanId::from_uuid(self.id),
+            product_id: ProductId::from_uuid(self.product_id),
+            name: self.name,
+            price: Money::new(
+                self.amount,
+                self.currency.parse().map_err(StoreError::corrupt)?,
+            ),
+            interval: self.billing_interval.parse().map_err(StoreError::corrupt)?,
+            interval_count: uint(self.interval_count)?,
+            trial_days: uint(self.trial_days)?,
+            active: self.active,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+pub async fn insert_plan(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    plan: &Plan,
+) -> StoreResult<()> {
+    diesel::insert_into(plans::table)
+        .values(PlanRow::from_domain(merchant, plan)?)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn update_plan(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    plan: &Plan,
+) -> StoreResult<()> {
+    let n = diesel::update(plans::table.find((merchant.uuid(), plan.id.uuid())))
+        .set(PlanRow::from_domain(merchant, plan)?)
+        .execute(conn)
+        .await?;
+    if n == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+pub async fn get_plan(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    id: PlanId,
+) -> StoreResult<Plan> {
+    plans::table
+        .find((merchant.uuid(), id.uuid()))
+        .select(PlanRow::as_select())
+        .get_result(conn)
+        .await?
+        .into_domain()
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct PlanFilter {
+    pub product: Option<ProductId>,
+    pub active: Option<bool>,
+}
+
+pub async fn list_plans(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    filter: &PlanFilter,
+    page: PageRequest,
+) -> StoreResult<Page<Plan>> {
+    let mut query = plans::table
+        .filter(plans::merchant_id.eq(merchant.uuid()))
+        .select(PlanRow::as_select())
+        .order(plans::id.desc())
+        .limit(page.fetch_limit())
+        .into_boxed();
+    if let Some(product) = filter.product {
+        query = query.filter(plans::product_id.eq(product.uuid()));
+    }
+    if let Some(active) = filter.active {
+        query = query.filter(plans::active.eq(active));
+    }
+    if let Some(after) = page.starting_after {
+        query = query.filter(plans::id.lt(after));
+    }
+    let rows = query.load(conn).await?;
+    Page::from_overfetch(rows, &page).try_map(PlanRow::into_domain)
+}
+
+/// Active plans of active products, optionally of one product: what a subscriber may
+/// choose from. Bounded: a catalog shown in a portal is small.
+pub async fn list_purchasable_plans(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    product: Option<ProductId>,
+) -> StoreResult<Vec<(Plan, Product)>> {
+    let mut query = plans::table
+        .inner_join(
+            products::table.on(products::merchant_id
+                .eq(plans::merchant_id)
+                .and(products::id.eq(plans::product_id))),
+        )
+        .filter(plans::merchant_id.eq(merchant.uuid()))
+        .filter(plans::active.eq(true))
+        .filter(products::archived_at.is_null())
+        .select((PlanRow::as_select(), ProductRow::as_select()))
+        .order(plans::id.desc())
+        .limit(500)
+        .into_boxed();
+    if let Some(product) = product {
+        query = query.filter(plans::product_id.eq(product.uuid()));
+    }
+    let rows: Vec<(PlanRow, ProductRow)> = query.load(conn).await?;
+    rows.into_iter()
+        .map(|(plan, product)| Ok((plan.into_domain()?, product.into_domain()?)))
+        .collect()
+}

@@ -1,0 +1,156 @@
+//! Customers.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use tenure_domain::customer::Customer;
+use tenure_domain::ids::{CustomerId, MerchantId};
+
+use crate::error::{StoreError, StoreResult};
+use crate::pagination::{Page, PageRequest};
+use crate::schema::customers;
+
+#[derive(Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = customers)]
+struct CustomerRow {
+    merchant_id: uuid::Uuid,
+    id: uuid::Uuid,
+    external_id: String,
+    email: Option<String>,
+    name: Option<String>,
+    locale: Option<String>,
+    metadata: serde_json::Value,
+    tags: Vec<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl CustomerRow {
+    fn from_domain(merchant: MerchantId, c: &Customer) -> Self {
+        Self {
+            merchant_id: merchant.uuid(),
+            id: c.id.uuid(),
+            external_id: c.external_id.clone(),
+            email: c.email.clone(),
+            name: c.name.clone(),
+            locale: c.locale.clone(),
+            metadata: serde_json::Value::Object(c.metadata.clone()),
+            tags: c.tags.clone(),
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+        }
+    }
+
+    fn into_domain(self) -> StoreResult<Customer> {
+        let serde_json::Value::Object(metadata) = self.metadata else {
+            return Err(StoreError::corrupt("customer metadata is not an object"));
+        };
+        Ok(Customer {
+            id: CustomerId::from_uuid(self.id),
+            external_id: self.external_id,
+            email: self.email,
+            name: self.name,
+            locale: self.locale,
+            metadata,
+            tags: self.tags,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+/// The name of the constraint that keeps `external_id` unique per merchant.
+pub const EXTERNAL_ID_UNIQUE: &str = "customers_external_id_unique";
+
+pub async fn insert(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    customer: &Customer,
+) -> StoreResult<()> {
+    diesel::insert_into(customers::table)
+        .values(CustomerRow::from_domain(merchant, customer))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn update(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    customer: &Customer,
+) -> StoreResult<()> {
+    let n = diesel::update(customers::table.find((merchant.uuid(), customer.id.uuid())))
+        .set(CustomerRow::from_domain(merchant, customer))
+        .execute(conn)
+        .await?;
+    if n == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+pub async fn get(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    id: CustomerId,
+    for_update: bool,
+) -> StoreResult<Customer> {
+    let query = customers::table
+        .find((merchant.uuid(), id.uuid()))
+        .select(CustomerRow::as_select());
+    let row = if for_update {
+        query.for_update().get_result(conn).await?
+    } else {
+        query.get_result(conn).await?
+    };
+    row.into_domain()
+}
+
+pub async fn get_by_external_id(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    external_id: &str,
+) -> StoreResult<Customer> {
+    customers::table
+        .filter(customers::merchant_id.eq(merchant.uuid()))
+        .filter(customers::external_id.eq(external_id))
+        .select(CustomerRow::as_select())
+        .get_result(conn)
+        .await?
+        .into_domain()
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct CustomerFilter {
+    pub email: Option<String>,
+    pub external_id: Option<String>,
+    pub tag: Option<String>,
+}
+
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    filter: &CustomerFilter,
+    page: PageRequest,
+) -> StoreResult<Page<Customer>> {
+    let mut query = customers::table
+        .filter(customers::merchant_id.eq(merchant.uuid()))
+        .select(CustomerRow::as_select())
+        .order(customers::id.desc())
+        .limit(page.fetch_limit())
+        .into_boxed();
+    if let Some(email) = &filter.email {
+        query = query.filter(customers::email.eq(email));
+    }
+    if let Some(external_id) = &filter.external_id {
+        query = query.filter(customers::external_id.eq(external_id));
+    }
+    if let Some(tag) = &filter.tag {
+        query = query.filter(customers::tags.contains(vec![tag.clone()]));
+    }
+    if let Some(after) = page.starting_after {
+        query = query.filter(customers::id.lt(after));
+    }
+    let rows = query.load(conn).await?;
+    Page::from_overfetch(rows, &page).try_map(CustomerRow::into_domain)
+}

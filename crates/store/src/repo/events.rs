@@ -1,0 +1,102 @@
+//! The event outbox. Events are written by use cases inside their own transaction, so an
+//! event exists if and only if the change it describes was committed.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use tenure_domain::ids::{EventId, MerchantId};
+
+use crate::error::StoreResult;
+use crate::pagination::{Page, PageRequest};
+use crate::schema::events;
+
+/// An event about to be recorded.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub event_type: String,
+    pub resource_type: &'static str,
+    pub resource_id: String,
+    /// A snapshot of the resource after the change, as the API renders it.
+    pub data: serde_json::Value,
+    /// The fields that changed, with their values before the change.
+    pub previous_attributes: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = events)]
+pub struct EventRow {
+    pub merchant_id: uuid::Uuid,
+    pub id: uuid::Uuid,
+    pub event_type: String,
+    pub resource_type: String,
+    pub resource_id: String,
+    pub data: serde_json::Value,
+    pub previous_attributes: Option<serde_json::Value>,
+    pub created_at: DateTime<Utc>,
+}
+
+pub async fn record(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    event: NewEvent,
+    at: DateTime<Utc>,
+) -> StoreResult<EventId> {
+    let id = EventId::new();
+    diesel::insert_into(events::table)
+        .values((
+            events::merchant_id.eq(merchant.uuid()),
+            events::id.eq(id.uuid()),
+            events::event_type.eq(event.event_type),
+            events::resource_type.eq(event.resource_type),
+            events::resource_id.eq(event.resource_id),
+            events::data.eq(event.data),
+            events::previous_attributes.eq(event.previous_attributes),
+            events::created_at.eq(at),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(id)
+}
+
+pub async fn get(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    id: EventId,
+) -> StoreResult<EventRow> {
+    Ok(events::table
+        .find((merchant.uuid(), id.uuid()))
+        .select(EventRow::as_select())
+        .get_result(conn)
+        .await?)
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct EventFilter {
+    pub event_type: Option<String>,
+    pub resource_id: Option<String>,
+}
+
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    filter: &EventFilter,
+    page: PageRequest,
+) -> StoreResult<Page<EventRow>> {
+    let mut query = events::table
+        .filter(events::merchant_id.eq(merchant.uuid()))
+        .select(EventRow::as_select())
+        .order(events::id.desc())
+        .limit(page.fetch_limit())
+        .into_boxed();
+    if let Some(t) = &filter.event_type {
+        query = query.filter(events::event_type.eq(t));
+    }
+    if let Some(r) = &filter.resource_id {
+        query = query.filter(events::resource_id.eq(r));
+    }
+    if let Some(after) = page.starting_after {
+        query = query.filter(events::id.lt(after));
+    }
+    let rows = query.load(conn).await?;
+    Ok(Page::from_overfetch(rows, &page))
+}

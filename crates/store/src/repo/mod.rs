@@ -1,0 +1,10 @@
+//! Repositories: one module per aggregate. Functions take a connection (so a use case can
+//! run several inside one transaction) and, for tenant data, the merchant id first.
+
+pub mod catalog;
+pub mod customers;
+pub mod events;
+pub mod idempotency;
+pub mod identity_providers;
+pub mod merchants;
+pub mod secrets;

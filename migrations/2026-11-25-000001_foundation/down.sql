@@ -1,0 +1,9 @@
+DROP TABLE identity_providers;
+DROP TABLE events;
+DROP TABLE idempotency_keys;
+DROP TABLE customers;
+DROP TABLE plans;
+DROP TABLE products;
+DROP TABLE server_secrets;
+DROP TABLE api_keys;
+DROP TABLE merchants;
