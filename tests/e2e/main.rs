@@ -1,1 +1,9 @@
+//! End-to-end tests: the real application over HTTP against a real PostgreSQL, each test
+//! in a database of its own.
 
+mod auth;
+mod catalog;
+mod customers;
+mod fixtures;
+mod idempotency;
+mod platform;

@@ -1,1 +1,394 @@
+//! The end-to-end harness: each test gets its own PostgreSQL database, cloned from a
+//! template that is migrated once per migration set, and the real actix application
+//! in-process, with a test clock it can move forward.
 
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use actix_service::boxed::{self, BoxService};
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::test;
+use chrono::Duration;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tenure_api::{AppState, Metrics};
+use tenure_domain::clock::TestClock;
+use tenure_store::Db;
+use tenure_store::migrate::{self, DatabaseUrl, quote_identifier};
+
+/// The server the tests use: `TENURE_TEST_DATABASE_URL`, else local PostgreSQL.
+pub fn server_url() -> String {
+    std::env::var("TENURE_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+fn migrations_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations")
+}
+
+/// A digest of every migration file, so that a changed migration gets a new template.
+fn migrations_digest() -> String {
+    let mut files = Vec::new();
+    let mut stack = vec![migrations_dir()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("migrations dir is readable") {
+            let path = entry.expect("dir entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    let mut hasher = Sha256::new();
+    for file in files {
+        hasher.update(file.to_string_lossy().as_bytes());
+        hasher.update(std::fs::read(&file).expect("migration is readable"));
+    }
+    hasher
+        .finalize()
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+async fn admin_connection() -> AsyncPgConnection {
+    AsyncPgConnection::establish(&server_url())
+        .await
+        .expect("PostgreSQL is reachable (see README: the test command starts it)")
+}
+
+/// Makes sure the template for the current migrations exists; returns its name. Built
+/// under a new name and renamed when complete, under an advisory lock, so concurrent
+/// test processes neither race nor see a half-migrated template.
+async fn ensure_template() -> String {
+    let template = format!("tenure_tmpl_{}", migrations_digest());
+    let mut conn = admin_connection().await;
+    diesel::sql_query("SELECT pg_advisory_lock(7465737473)")
+        .execute(&mut conn)
+        .await
+        .expect("advisory lock");
+    if !database_exists(&mut conn, &template).await {
+        let building = format!("{template}_building");
+        let _ = diesel::sql_query(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            quote_identifier(&building)
+        ))
+        .execute(&mut conn)
+        .await;
+        diesel::sql_query(format!("CREATE DATABASE {}", quote_identifier(&building)))
+            .execute(&mut conn)
+            .await
+            .expect("create template database");
+        let url = DatabaseUrl::parse(&server_url())
+            .expect("valid server url")
+            .with_database(&building);
+        migrate::run_pending(&url)
+            .await
+            .expect("migrations apply to a fresh database");
+        diesel::sql_query(format!(
+            "ALTER DATABASE {} RENAME TO {}",
+            quote_identifier(&building),
+            quote_identifier(&template)
+        ))
+        .execute(&mut conn)
+        .await
+        .expect("rename template");
+    }
+    diesel::sql_query("SELECT pg_advisory_unlock(7465737473)")
+        .execute(&mut conn)
+        .await
+        .expect("advisory unlock");
+    template
+}
+
+async fn database_exists(conn: &mut AsyncPgConnection, name: &str) -> bool {
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let row: Count = diesel::sql_query("SELECT count(*) AS n FROM pg_database WHERE datname = $1")
+        .bind::<diesel::sql_types::Text, _>(name)
+        .get_result(conn)
+        .await
+        .expect("query pg_database");
+    row.n > 0
+}
+
+/// A database of its own for one test, dropped when the test ends.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub async fn new() -> Self {
+        let template = ensure_template().await;
+        let name = format!("tenure_test_{}", uuid::Uuid::now_v7().simple());
+        let mut conn = admin_connection().await;
+        diesel::sql_query(format!(
+            "CREATE DATABASE {} TEMPLATE {}",
+            quote_identifier(&name),
+            quote_identifier(&template)
+        ))
+        .execute(&mut conn)
+        .await
+        .expect("clone the template database");
+        let url = DatabaseUrl::parse(&server_url())
+            .expect("valid server url")
+            .with_database(&name);
+        Self { name, url }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime, which cannot be blocked on; a thread with
+        // its own runtime can.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                if let Ok(mut conn) = AsyncPgConnection::establish(&server_url()).await {
+                    let _ = diesel::sql_query(format!(
+                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                        quote_identifier(&name)
+                    ))
+                    .execute(&mut conn)
+                    .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+type App = Rc<BoxService<actix_http::Request, ServiceResponse<BoxBody>, actix_web::Error>>;
+
+/// The application under test with its own database and clock.
+pub struct TestApp {
+    pub db: TestDb,
+    pub state: AppState,
+    pub clock: TestClock,
+    app: App,
+}
+
+/// A merchant created for a test, with its secret key.
+#[derive(Debug, Clone)]
+pub struct TestMerchant {
+    pub id: String,
+    pub key: String,
+}
+
+impl TestApp {
+    pub async fn new() -> Self {
+        let db = TestDb::new().await;
+        let clock = TestClock::new();
+        let pool = Db::connect(&db.url, 20).expect("pool");
+        let state = tenure_server::startup::build_state(
+            pool,
+            Arc::new(clock.clone()),
+            None,
+            Duration::hours(1),
+        )
+        .await
+        .expect("state");
+        let metrics = Metrics::new().expect("metrics");
+        let service = test::init_service(tenure_api::app(state.clone(), metrics)).await;
+        let app = Rc::new(boxed::service(ServiceMapBody(service)));
+        Self {
+            db,
+            state,
+            clock,
+            app,
+        }
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder<'_> {
+        RequestBuilder {
+            app: self,
+            inner: test::TestRequest::default().method(method).uri(path),
+        }
+    }
+
+    pub fn get(&self, path: &str) -> RequestBuilder<'_> {
+        self.request(Method::GET, path)
+    }
+
+    pub fn post(&self, path: &str) -> RequestBuilder<'_> {
+        self.request(Method::POST, path)
+    }
+
+    pub fn patch(&self, path: &str) -> RequestBuilder<'_> {
+        self.request(Method::PATCH, path)
+    }
+
+    pub fn delete(&self, path: &str) -> RequestBuilder<'_> {
+        self.request(Method::DELETE, path)
+    }
+
+    pub async fn merchant(&self, name: &str) -> TestMerchant {
+        let created = tenure_api::service::merchants::create(&self.state, name)
+            .await
+            .expect("create merchant");
+        TestMerchant {
+            id: created.merchant.id.to_string(),
+            key: created.secret_key,
+        }
+    }
+
+    /// A raw connection to this test's database, to assert on rows.
+    pub async fn sql(&self) -> AsyncPgConnection {
+        AsyncPgConnection::establish(&self.db.url)
+            .await
+            .expect("connect to the test database")
+    }
+
+    /// Counts rows with a SQL query returning one bigint column named `n`.
+    pub async fn count(&self, query: &str) -> i64 {
+        #[derive(diesel::QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let mut conn = self.sql().await;
+        let row: Count = diesel::sql_query(query)
+            .get_result(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{query}: {e}"));
+        row.n
+    }
+}
+
+/// Boxes the response body so the service has one nameable type.
+struct ServiceMapBody<S>(S);
+
+impl<S, B> Service<actix_http::Request> for ServiceMapBody<S>
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    S::Future: 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<BoxBody>;
+    type Error = actix_web::Error;
+    type Future =
+        futures_util::future::LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&self, req: actix_http::Request) -> Self::Future {
+        let fut = self.0.call(req);
+        Box::pin(async move { fut.await.map(ServiceResponse::map_into_boxed_body) })
+    }
+}
+
+pub struct RequestBuilder<'a> {
+    app: &'a TestApp,
+    inner: test::TestRequest,
+}
+
+impl RequestBuilder<'_> {
+    pub fn bearer(self, credential: &str) -> Self {
+        self.header("authorization", &format!("Bearer {credential}"))
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.inner = self.inner.insert_header((
+            HeaderName::try_from(name).expect("header name"),
+            HeaderValue::from_str(value).expect("header value"),
+        ));
+        self
+    }
+
+    pub fn json(mut self, body: &Value) -> Self {
+        self.inner = self.inner.set_json(body);
+        self
+    }
+
+    /// A raw body with a content type, for malformed-input tests.
+    pub fn raw(mut self, content_type: &str, body: impl Into<Vec<u8>>) -> Self {
+        self.inner = self
+            .inner
+            .insert_header(("content-type", content_type))
+            .set_payload(body.into());
+        self
+    }
+
+    pub async fn send(self) -> Response {
+        let req = self.inner.to_request();
+        let res = test::call_service(&self.app.app, req).await;
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = test::read_body(res).await;
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Response {
+            status,
+            headers,
+            body,
+            raw: bytes.to_vec(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub raw: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts the status, showing the body when it differs.
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Self {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status; body: {}",
+            String::from_utf8_lossy(&self.raw)
+        );
+        self
+    }
+
+    /// Asserts a problem+json error with this status and code.
+    #[track_caller]
+    pub fn expect_problem(self, status: u16, code: &str) -> Self {
+        let this = self.expect(status);
+        assert_eq!(
+            this.header("content-type"),
+            Some("application/problem+json"),
+            "errors are problem+json"
+        );
+        assert_eq!(this.body["code"], code, "problem: {}", this.body);
+        assert_eq!(this.body["status"], status);
+        this
+    }
+
+    pub fn id(&self) -> String {
+        self.body["id"]
+            .as_str()
+            .expect("response has an id")
+            .to_owned()
+    }
+}

@@ -121,10 +121,10 @@ fn replay(stored: &StoredResponse) -> HttpResponse {
     let mut res = HttpResponse::build(status);
     if let serde_json::Value::Object(headers) = &stored.headers {
         for (name, value) in headers {
-            if let (Ok(name), Some(value)) = (HeaderName::try_from(name.as_str()), value.as_str()) {
-                if let Ok(value) = HeaderValue::from_str(value) {
-                    res.insert_header((name, value));
-                }
+            if let (Ok(name), Some(value)) = (HeaderName::try_from(name.as_str()), value.as_str())
+                && let Ok(value) = HeaderValue::from_str(value)
+            {
+                res.insert_header((name, value));
             }
         }
     }

@@ -9,7 +9,7 @@ use tenure_domain::text;
 use tenure_store::repo::catalog as repo;
 use tenure_store::{Page, PageRequest};
 
-use super::{Validator, check_if_match, checked, next_update_time, record_event};
+use super::{EventDraft, Validator, check_if_match, checked, next_update_time, record_event};
 use crate::dto::catalog::{
     CreatePlan, CreateProduct, PlanDto, PortalPolicyInput, ProductDto, UpdatePlan, UpdateProduct,
 };
@@ -118,12 +118,14 @@ async fn product_event(
     record_event(
         conn,
         merchant,
-        event_type,
-        "product",
-        product.id.to_string(),
-        &ProductDto::from(product),
-        before.as_ref(),
-        product.updated_at,
+        EventDraft {
+            event_type,
+            resource_type: "product",
+            resource_id: product.id.to_string(),
+            after: &ProductDto::from(product),
+            before: before.as_ref(),
+            at: product.updated_at,
+        },
     )
     .await
 }
@@ -180,10 +182,10 @@ pub async fn update_product(
                 ))
                 .flatten();
         }
-        if let Some(policy) = &input.portal_policy {
-            if let Some(policy) = apply_policy(&mut v, after.portal_policy.clone(), policy) {
-                after.portal_policy = policy;
-            }
+        if let Some(policy) = &input.portal_policy
+            && let Some(policy) = apply_policy(&mut v, after.portal_policy.clone(), policy)
+        {
+            after.portal_policy = policy;
         }
         v.finish()?;
         if after == before {
@@ -232,12 +234,14 @@ async fn plan_event(
     record_event(
         conn,
         merchant,
-        event_type,
-        "plan",
-        plan.id.to_string(),
-        &PlanDto::from(plan),
-        before.as_ref(),
-        plan.updated_at,
+        EventDraft {
+            event_type,
+            resource_type: "plan",
+            resource_id: plan.id.to_string(),
+            after: &PlanDto::from(plan),
+            before: before.as_ref(),
+            at: plan.updated_at,
+        },
     )
     .await
 }

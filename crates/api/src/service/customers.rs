@@ -7,7 +7,7 @@ use tenure_domain::text;
 use tenure_store::repo::customers as repo;
 use tenure_store::{Page, PageRequest, StoreError};
 
-use super::{Validator, check_if_match, checked, next_update_time, record_event};
+use super::{EventDraft, Validator, check_if_match, checked, next_update_time, record_event};
 use crate::dto::customers::{CreateCustomer, CustomerDto, UpdateCustomer};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -37,12 +37,14 @@ async fn customer_event(
     record_event(
         conn,
         merchant,
-        event_type,
-        "customer",
-        customer.id.to_string(),
-        &CustomerDto::from(customer),
-        before.as_ref(),
-        customer.updated_at,
+        EventDraft {
+            event_type,
+            resource_type: "customer",
+            resource_id: customer.id.to_string(),
+            after: &CustomerDto::from(customer),
+            before: before.as_ref(),
+            at: customer.updated_at,
+        },
     )
     .await
 }

@@ -70,20 +70,25 @@ pub fn checked<T>(value: Option<T>) -> ApiResult<T> {
     value.ok_or_else(|| ApiError::internal("validated value missing"))
 }
 
-/// Records an event about `resource` in the current transaction. `before` is the
-/// resource's rendering before the change, to derive `previous_attributes`.
+/// An event about to be recorded: the resource as rendered after the change and, for
+/// updates, before it (to derive `previous_attributes`).
+pub struct EventDraft<'a, T> {
+    pub event_type: &'a str,
+    pub resource_type: &'static str,
+    pub resource_id: String,
+    pub after: &'a T,
+    pub before: Option<&'a T>,
+    pub at: DateTime<Utc>,
+}
+
+/// Records an event in the current transaction.
 pub async fn record_event<T: Serialize>(
     conn: &mut AsyncPgConnection,
     merchant: MerchantId,
-    event_type: &str,
-    resource_type: &'static str,
-    resource_id: String,
-    after: &T,
-    before: Option<&T>,
-    at: DateTime<Utc>,
+    draft: EventDraft<'_, T>,
 ) -> ApiResult<()> {
-    let data = serde_json::to_value(after).map_err(ApiError::internal)?;
-    let previous_attributes = match before {
+    let data = serde_json::to_value(draft.after).map_err(ApiError::internal)?;
+    let previous_attributes = match draft.before {
         Some(before) => {
             let before = serde_json::to_value(before).map_err(ApiError::internal)?;
             previous_attributes(&before, &data)
@@ -94,13 +99,13 @@ pub async fn record_event<T: Serialize>(
         conn,
         merchant,
         NewEvent {
-            event_type: event_type.to_owned(),
-            resource_type,
-            resource_id,
+            event_type: draft.event_type.to_owned(),
+            resource_type: draft.resource_type,
+            resource_id: draft.resource_id,
             data,
             previous_attributes,
         },
-        at,
+        draft.at,
     )
     .await?;
     Ok(())

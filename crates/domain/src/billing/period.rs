@@ -83,12 +83,27 @@ pub(crate) fn date_out_of_range() -> DomainError {
     DomainError::validation("date", "is outside the supported calendar range")
 }
 
-/// A half-open interval of time `[start, end)`; `start < end` always holds for periods
-/// built through [`Period::new`] and the cadence functions.
+/// A half-open interval of time `[start, end)`; `start < end` holds for every period
+/// built by [`Period::new`], the cadence functions or deserialization.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "RawPeriod")]
 pub struct Period {
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
+}
+
+#[derive(Deserialize)]
+struct RawPeriod {
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+}
+
+impl TryFrom<RawPeriod> for Period {
+    type Error = DomainError;
+
+    fn try_from(raw: RawPeriod) -> Result<Self, Self::Error> {
+        Period::new(raw.start, raw.end)
+    }
 }
 
 impl Period {
@@ -432,6 +447,14 @@ mod tests {
                 .is_err()
         );
         assert!(Period::new(anchor, anchor).is_err());
+    }
+
+    #[test]
+    fn empty_periods_do_not_deserialize() {
+        let json = r#"{"start":"2025-01-01T00:00:00Z","end":"2025-01-01T00:00:00Z"}"#;
+        assert!(serde_json::from_str::<Period>(json).is_err());
+        let json = r#"{"start":"2025-01-01T00:00:00Z","end":"2025-02-01T00:00:00Z"}"#;
+        assert!(serde_json::from_str::<Period>(json).is_ok());
     }
 
     pub(crate) fn any_instant() -> impl Strategy<Value = DateTime<Utc>> {

@@ -39,7 +39,7 @@ use crate::DomainError;
 use crate::ids::{CancellationRequestId, ScheduledChangeId};
 use crate::policy::{CancellationMode, ImmediateCancelTiming, NoticeRule, PortalPolicy};
 use crate::subscription::events::{RemovalReason, SubscriptionEvent};
-use crate::subscription::scheduled::{ScheduledChange, ScheduledChangeKind, removed};
+use crate::subscription::scheduled::{ChangeType, ScheduledChange, ScheduledChangeKind, removed};
 use crate::subscription::state::{Actor, Subscription, SubscriptionStatus, Transition, add_days};
 use crate::text;
 
@@ -162,7 +162,7 @@ impl Subscription {
             return Err(self.invalid("cancel", "already_canceled"));
         }
         if actor.is_customer() {
-            if self.pending("cancel").is_some() {
+            if self.pending(ChangeType::Cancel).is_some() {
                 return Err(self.invalid("cancel", "cancellation_pending"));
             }
             if !policy.allow_cancel {
@@ -300,7 +300,7 @@ impl Subscription {
         };
         let mut replaced = self.clone();
         let mut events = Vec::new();
-        if let Some(existing) = self.pending("cancel")
+        if let Some(existing) = self.pending(ChangeType::Cancel)
             && let Some(change) = replaced.take_change(existing.id)
         {
             replaced.clear_pending_cancellation();
@@ -401,7 +401,7 @@ impl Subscription {
         if self.is_canceled() {
             return Err(self.refuse_status("withdraw the cancellation of"));
         }
-        let pending = self.pending("cancel").ok_or_else(|| {
+        let pending = self.pending(ChangeType::Cancel).ok_or_else(|| {
             self.invalid("withdraw the cancellation of", "no_cancellation_pending")
         })?;
         self.check_can_remove_scheduled_change(pending.id, actor)

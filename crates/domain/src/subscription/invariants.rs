@@ -1,7 +1,7 @@
 //! What must hold of every subscription, whatever sequence of transitions produced it.
 //! The property tests check it after every step; the store may check it before saving.
 
-use crate::subscription::scheduled::ScheduledChangeKind;
+use crate::subscription::scheduled::{ChangeType, ScheduledChangeKind};
 use crate::subscription::state::{Subscription, SubscriptionStatus};
 
 impl Subscription {
@@ -68,8 +68,14 @@ impl Subscription {
         }
         for (i, change) in changes.iter().enumerate() {
             let later = &changes[i + 1..];
-            if later.iter().any(|c| c.kind.name() == change.kind.name()) {
-                return Err(format!("two pending {} changes", change.kind.name()));
+            if later
+                .iter()
+                .any(|c| c.kind.change_type() == change.kind.change_type())
+            {
+                return Err(format!(
+                    "two pending {} changes",
+                    change.kind.change_type().as_str()
+                ));
             }
             if later.iter().any(|c| c.id == change.id) {
                 return Err("duplicate scheduled change id".into());
@@ -82,7 +88,7 @@ impl Subscription {
         if self.status == SubscriptionStatus::Canceled {
             return Ok(());
         }
-        match (self.pending("cancel"), self.cancel_at) {
+        match (self.pending(ChangeType::Cancel), self.cancel_at) {
             (Some(change), Some(at)) if change.due_at == at => {
                 if self.billing_ends_at != Some(at) || self.access_until.is_none_or(|a| a < at) {
                     return Err("pending cancellation's billing/access ends are wrong".into());
@@ -100,7 +106,7 @@ impl Subscription {
     }
 
     fn check_pause(&self) -> Result<(), String> {
-        let resume = self.pending("resume");
+        let resume = self.pending(ChangeType::Resume);
         match self.pause {
             Some(pause) => {
                 if pause.resumes_at.is_some_and(|r| r <= pause.started_at) {
@@ -109,7 +115,7 @@ impl Subscription {
                 if resume.map(|c| c.due_at) != pause.resumes_at {
                     return Err("scheduled resume disagrees with the pause".into());
                 }
-                if self.pending("pause").is_some() {
+                if self.pending(ChangeType::Pause).is_some() {
                     return Err("a pause scheduled while paused".into());
                 }
             }

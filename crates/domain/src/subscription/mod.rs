@@ -64,5 +64,5 @@ pub use cancellation::{AccessEnd, CancelRequest, CancelTiming, CancellationReaso
 pub use events::{RemovalReason, SubscriptionEvent};
 pub use pause::{ActivePause, OnResume, PauseEnd, PauseRequest, PauseStart};
 pub use plan_change::{PlanChangePreview, PlanChangeRequest, PlanChangeTiming};
-pub use scheduled::{ScheduledChange, ScheduledChangeKind};
+pub use scheduled::{ChangeType, ScheduledChange, ScheduledChangeKind};
 pub use state::{Actor, NewSubscription, Subscription, SubscriptionStatus, Transition};

@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 use crate::DomainError;
 use crate::policy::PortalPolicy;
 use crate::subscription::events::SubscriptionEvent;
-use crate::subscription::scheduled::{ScheduledChange, ScheduledChangeKind};
+use crate::subscription::scheduled::{ChangeType, ScheduledChange, ScheduledChangeKind};
 use crate::subscription::state::{Actor, Subscription, SubscriptionStatus, Transition, add_days};
 
 /// The longest pause by cycle count: three years of monthly cycles.
@@ -131,10 +131,10 @@ impl Subscription {
     /// Whether `actor` may pause the subscription now, whatever the request's dates.
     pub fn check_can_pause(&self, policy: &PortalPolicy, actor: Actor) -> Result<(), DomainError> {
         self.check_pause_state()?;
-        if self.pending("cancel").is_some() {
+        if self.pending(ChangeType::Cancel).is_some() {
             return Err(self.invalid("pause", "cancellation_pending"));
         }
-        if self.pending("pause").is_some() {
+        if self.pending(ChangeType::Pause).is_some() {
             return Err(self.invalid("pause", "pause_scheduled"));
         }
         if actor.is_customer() && !policy.allow_pause {
@@ -251,7 +251,7 @@ impl Subscription {
         let first_skipped = if cadence.boundary(anchor, k)? == from {
             k
         } else {
-            k + 1
+            k.saturating_add(1)
         };
         cadence.boundary(anchor, first_skipped.saturating_add(cycles))
     }

@@ -32,7 +32,7 @@ use crate::billing::terms::PlanTerms;
 use crate::ids::PlanId;
 use crate::policy::PortalPolicy;
 use crate::subscription::events::SubscriptionEvent;
-use crate::subscription::scheduled::{ScheduledChange, ScheduledChangeKind};
+use crate::subscription::scheduled::{ChangeType, ScheduledChange, ScheduledChangeKind};
 use crate::subscription::state::{Actor, Subscription, SubscriptionStatus, Transition};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,10 +74,10 @@ impl Subscription {
         if !self.current_period.contains(now) {
             return Err(self.invalid(ACTION, "renewal_pending"));
         }
-        if self.pending("cancel").is_some() {
+        if self.pending(ChangeType::Cancel).is_some() {
             return Err(self.invalid(ACTION, "cancellation_pending"));
         }
-        if self.pending("plan_change").is_some() {
+        if self.pending(ChangeType::PlanChange).is_some() {
             return Err(self.invalid(ACTION, "plan_change_scheduled"));
         }
         if actor.is_customer() && !policy.allow_plan_change {

@@ -67,13 +67,35 @@ pub enum ScheduledChangeKind {
     PlanChange { to: PlanTerms },
 }
 
-impl ScheduledChangeKind {
-    pub fn name(&self) -> &'static str {
+/// The kinds of scheduled change, without their details. At most one change of each
+/// type is pending at a time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeType {
+    Pause,
+    Resume,
+    Cancel,
+    PlanChange,
+}
+
+impl ChangeType {
+    pub fn as_str(self) -> &'static str {
         match self {
-            Self::Pause { .. } => "pause",
+            Self::Pause => "pause",
             Self::Resume => "resume",
-            Self::Cancel { .. } => "cancel",
-            Self::PlanChange { .. } => "plan_change",
+            Self::Cancel => "cancel",
+            Self::PlanChange => "plan_change",
+        }
+    }
+}
+
+impl ScheduledChangeKind {
+    pub fn change_type(&self) -> ChangeType {
+        match self {
+            Self::Pause { .. } => ChangeType::Pause,
+            Self::Resume => ChangeType::Resume,
+            Self::Cancel { .. } => ChangeType::Cancel,
+            Self::PlanChange { .. } => ChangeType::PlanChange,
         }
     }
 
@@ -123,11 +145,11 @@ impl Subscription {
         self.scheduled_changes.iter().find(|c| c.id == id)
     }
 
-    /// The pending change of the kind named `name` (see [`ScheduledChangeKind::name`]).
-    pub fn pending(&self, name: &str) -> Option<&ScheduledChange> {
+    /// The pending change of type `change_type`, if any.
+    pub fn pending(&self, change_type: ChangeType) -> Option<&ScheduledChange> {
         self.scheduled_changes
             .iter()
-            .find(|c| c.kind.name() == name)
+            .find(|c| c.kind.change_type() == change_type)
     }
 
     pub(crate) fn schedule(&mut self, change: ScheduledChange) {
@@ -211,8 +233,9 @@ impl Subscription {
     pub fn apply_due(&self, now: DateTime<Utc>) -> Result<Transition, DomainError> {
         let mut next = self.clone();
         let mut events = Vec::new();
-        // Each step consumes one change or ends the trial, so this is bounded.
-        for _ in 0..=self.scheduled_changes.len() + 1 {
+        // Each step consumes one change or ends the trial; only a starting pause adds one
+        // (its resume), so this bound is never reached by a consistent subscription.
+        for _ in 0..2 * self.scheduled_changes.len() + 3 {
             let Some(due) = next.next_due(now) else {
                 return Ok(Transition::new(next, events));
             };

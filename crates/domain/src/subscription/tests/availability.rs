@@ -98,7 +98,7 @@ pub(super) fn assert_agrees(
             offered,
             removal.is_ok(),
             "remove {}: {ctx}",
-            change.kind.name()
+            change.kind.change_type().as_str()
         );
     }
 }

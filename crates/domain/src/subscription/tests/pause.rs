@@ -1,4 +1,5 @@
 use super::*;
+use crate::subscription::ChangeType;
 use crate::subscription::{
     Actor, OnResume, PauseEnd, PauseRequest, PauseStart, RemovalReason, SubscriptionStatus,
 };
@@ -27,7 +28,10 @@ fn open_ended_customer_pause_lasts_the_policy_maximum() {
     let pause = s.pause.unwrap();
     assert_eq!(pause.started_at, now);
     assert_eq!(pause.resumes_at, Some(now + days(90)));
-    assert_eq!(s.pending("resume").unwrap().due_at, now + days(90));
+    assert_eq!(
+        s.pending(ChangeType::Resume).unwrap().due_at,
+        now + days(90)
+    );
     assert_eq!(
         types(&t),
         ["subscription.paused", "subscription.resume_scheduled"]
@@ -38,7 +42,7 @@ fn open_ended_customer_pause_lasts_the_policy_maximum() {
 fn a_merchant_pause_may_be_open_ended_and_long() {
     let s = pause_now(&active(), PauseEnd::OpenEnded, Actor::Merchant, start()).subscription;
     assert_eq!(s.pause.unwrap().resumes_at, None);
-    assert!(s.pending("resume").is_none());
+    assert!(s.pending(ChangeType::Resume).is_none());
     let long = request(
         PauseStart::Now,
         PauseEnd::At {
@@ -82,7 +86,7 @@ fn a_pause_at_period_end_is_scheduled_visible_and_removable() {
     assert_eq!(types(&t), ["subscription.pause_scheduled"]);
     let scheduled = t.subscription.clone();
     assert_eq!(scheduled.status, SubscriptionStatus::Active);
-    let change = scheduled.pending("pause").unwrap().clone();
+    let change = scheduled.pending(ChangeType::Pause).unwrap().clone();
     assert_eq!(change.due_at, at(2025, 2, 15));
 
     // A second pause is refused while one is scheduled.
@@ -140,7 +144,7 @@ fn a_pause_at_a_future_date_is_scheduled() {
     );
     let t = checked(s.pause(&req, &policy(), Actor::Customer, start()).unwrap());
     assert_eq!(
-        t.subscription.pending("pause").unwrap().due_at,
+        t.subscription.pending(ChangeType::Pause).unwrap().due_at,
         at(2025, 3, 1)
     );
 }
@@ -308,7 +312,7 @@ fn only_the_merchant_lifts_a_merchant_pause() {
 #[test]
 fn the_automatic_resume_is_removable_by_merchants_only() {
     let paused = pause_now(&active(), PauseEnd::OpenEnded, Actor::Customer, start()).subscription;
-    let resume = paused.pending("resume").unwrap().id;
+    let resume = paused.pending(ChangeType::Resume).unwrap().id;
     assert_eq!(
         code(paused.remove_scheduled_change(resume, Actor::Customer)),
         "change_not_removable"

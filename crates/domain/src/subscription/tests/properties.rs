@@ -6,6 +6,7 @@ use proptest::prelude::*;
 use super::availability::{assert_agrees, cancel_request, pause_request};
 use super::*;
 use crate::policy::{CancellationMode, ImmediateCancelTiming, NoticeRule};
+use crate::subscription::ChangeType;
 use crate::subscription::{
     AccessEnd, Actor, CancelRequest, CancelTiming, CancellationReason, OnResume, PauseEnd,
     PauseRequest, PauseStart, PlanChangeRequest, available_actions,
@@ -304,7 +305,7 @@ proptest! {
         let request = world.pause_request(start_kind, end_kind, false);
         if let Ok(t) = world.s.pause(&request, &p, Actor::Customer, world.now) {
             let t = checked(t);
-            let (starts, resumes) = match (&t.subscription.pause, t.subscription.pending("pause")) {
+            let (starts, resumes) = match (&t.subscription.pause, t.subscription.pending(ChangeType::Pause)) {
                 (Some(pause), _) => (pause.started_at, pause.resumes_at),
                 (None, Some(change)) => match change.kind {
                     crate::subscription::ScheduledChangeKind::Pause { resumes_at, .. } => (change.due_at, resumes_at),

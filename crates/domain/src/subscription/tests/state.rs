@@ -86,6 +86,32 @@ fn a_subscription_with_pending_changes_survives_serde() {
 }
 
 #[test]
+fn commands_travel_as_tagged_json() {
+    use crate::subscription::{CancelRequest, CancellationReason, Command};
+    let commands = [
+        Command::Pause(PauseRequest {
+            start: PauseStart::At { date: start() },
+            end: PauseEnd::AfterCycles { cycles: 2 },
+            ..PauseRequest::default()
+        }),
+        Command::Resume,
+        Command::Cancel(CancelRequest {
+            reason: Some(CancellationReason::LowQuality),
+            ..CancelRequest::default()
+        }),
+        Command::WithdrawCancellation,
+    ];
+    for command in commands {
+        let json = serde_json::to_string(&command).unwrap();
+        assert!(
+            json.contains(&format!("\"type\":\"{}\"", command.name())),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<Command>(&json).unwrap(), command);
+    }
+}
+
+#[test]
 fn every_event_type_is_catalogued() {
     let types = SubscriptionEvent::EVENT_TYPES;
     assert!(types.iter().all(|t| t.starts_with("subscription.")));

@@ -1,0 +1,279 @@
+//! Credentials: who may call what, and every way a token can be wrong.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::Duration;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::json;
+use tenure_e2e::TestApp;
+
+use crate::fixtures;
+
+#[actix_web::test]
+async fn merchant_routes_require_a_valid_secret_key() {
+    let app = TestApp::new().await;
+    app.get("/v1/customers")
+        .send()
+        .await
+        .expect_problem(401, "unauthenticated");
+    app.get("/v1/customers")
+        .bearer("sk_test_doesnotexist")
+        .send()
+        .await
+        .expect_problem(401, "unauthenticated");
+    app.get("/v1/customers")
+        .header("authorization", "Basic c2s6")
+        .send()
+        .await
+        .expect_problem(401, "unauthenticated");
+    let res = app.get("/v1/customers").send().await;
+    assert_eq!(res.header("www-authenticate"), Some("Bearer"));
+}
+
+#[actix_web::test]
+async fn credentials_of_the_wrong_kind_are_refused_clearly() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let customer = fixtures::customer(&app, &m, "c1").await;
+    let token = fixtures::session(&app, &m, &customer).await;
+    app.get("/v1/portal/me")
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect_problem(403, "merchant_key_not_allowed");
+    app.get("/v1/customers")
+        .bearer(&token)
+        .send()
+        .await
+        .expect_problem(403, "customer_token_not_allowed");
+    let me = app
+        .get("/v1/portal/me")
+        .bearer(&token)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(me.body["id"], customer);
+}
+
+#[actix_web::test]
+async fn bad_tokens_are_unauthenticated() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let customer = fixtures::customer(&app, &m, "c1").await;
+    let token = fixtures::session(&app, &m, &customer).await;
+    let now = app.clock_now();
+    let claims = |iss: &str, aud: &str, nbf: i64, exp: i64| json!({"iss": iss, "aud": aud, "sub": customer, "mer": m.id, "iat": nbf, "nbf": nbf, "exp": exp});
+    let forge = |claims: &serde_json::Value, secret: &[u8], alg: Algorithm| {
+        jsonwebtoken::encode(&Header::new(alg), claims, &EncodingKey::from_secret(secret)).unwrap()
+    };
+    let header_none = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    let payload =
+        URL_SAFE_NO_PAD.encode(claims("tenure", "tenure-portal", now, now + 600).to_string());
+    let mut tampered = token.clone();
+    let dot = tampered.rfind('.').unwrap();
+    tampered.replace_range(
+        dot + 1..dot + 3,
+        if &token[dot + 1..dot + 3] == "AA" {
+            "BB"
+        } else {
+            "AA"
+        },
+    );
+
+    let cases = vec![
+        ("garbage", "not-a-token".to_owned()),
+        ("alg none", format!("{header_none}.{payload}.")),
+        ("tampered signature", tampered),
+        (
+            "wrong key",
+            forge(
+                &claims("tenure", "tenure-portal", now, now + 600),
+                &[9; 32],
+                Algorithm::HS256,
+            ),
+        ),
+        (
+            "wrong audience",
+            forge(
+                &claims("tenure", "somebody-else", now, now + 600),
+                &[9; 32],
+                Algorithm::HS256,
+            ),
+        ),
+        (
+            "unknown issuer",
+            forge(
+                &claims("https://evil.example", "tenure-portal", now, now + 600),
+                &[9; 32],
+                Algorithm::HS256,
+            ),
+        ),
+        ("oversized", "a".repeat(10_000)),
+    ];
+    for (what, bad) in cases {
+        let res = app.get("/v1/portal/me").bearer(&bad).send().await;
+        assert_eq!(res.status.as_u16(), 401, "{what}: {}", res.body);
+        assert_eq!(res.body["code"], "unauthenticated", "{what}");
+    }
+
+    // A genuine token stops working once it expires on Tenure's clock.
+    app.get("/v1/portal/me")
+        .bearer(&token)
+        .send()
+        .await
+        .expect(200);
+    app.clock.advance(Duration::hours(2));
+    let res = app
+        .get("/v1/portal/me")
+        .bearer(&token)
+        .send()
+        .await
+        .expect(401);
+    assert_eq!(res.body["detail"], "the session token has expired");
+}
+
+#[actix_web::test]
+async fn tenants_cannot_see_each_other() {
+    let app = TestApp::new().await;
+    let a = app.merchant("A").await;
+    let b = app.merchant("B").await;
+    let product = fixtures::product(&app, &a, json!({})).await;
+    let plan = fixtures::plan(&app, &a, &product, 1000).await;
+    let customer = fixtures::customer(&app, &a, "c1").await;
+    let event = app
+        .get("/v1/events")
+        .bearer(&a.key)
+        .send()
+        .await
+        .expect(200)
+        .body["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    for path in [
+        format!("/v1/products/{product}"),
+        format!("/v1/plans/{plan}"),
+        format!("/v1/customers/{customer}"),
+        format!("/v1/events/{event}"),
+    ] {
+        app.get(&path).bearer(&a.key).send().await.expect(200);
+        app.get(&path)
+            .bearer(&b.key)
+            .send()
+            .await
+            .expect_problem(404, "resource_missing");
+    }
+    app.patch(&format!("/v1/customers/{customer}"))
+        .bearer(&b.key)
+        .json(&json!({"name": "hijacked"}))
+        .send()
+        .await
+        .expect_problem(404, "resource_missing");
+    app.post(&format!("/v1/products/{product}/archive"))
+        .bearer(&b.key)
+        .send()
+        .await
+        .expect(404);
+    app.post("/v1/plans")
+        .bearer(&b.key)
+        .json(&json!({"product_id": product, "name": "x", "price": {"amount": 1, "currency": "EUR"}, "interval": "month"}))
+        .send()
+        .await
+        .expect_problem(422, "validation_failed");
+    app.post("/v1/customer_sessions")
+        .bearer(&b.key)
+        .json(&json!({"customer_id": customer}))
+        .send()
+        .await
+        .expect(422);
+    for list in ["/v1/products", "/v1/plans", "/v1/customers", "/v1/events"] {
+        let res = app.get(list).bearer(&b.key).send().await.expect(200);
+        assert_eq!(res.body["data"], json!([]), "{list} leaks across tenants");
+    }
+}
+
+#[actix_web::test]
+async fn a_customer_token_sees_only_its_customer() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let c1 = fixtures::customer(&app, &m, "c1").await;
+    let c2 = fixtures::customer(&app, &m, "c2").await;
+    let t1 = fixtures::session(&app, &m, &c1).await;
+    let t2 = fixtures::session(&app, &m, &c2).await;
+    assert_eq!(
+        app.get("/v1/portal/me").bearer(&t1).send().await.body["id"],
+        c1
+    );
+    assert_eq!(
+        app.get("/v1/portal/me").bearer(&t2).send().await.body["id"],
+        c2
+    );
+}
+
+#[actix_web::test]
+async fn identity_provider_tokens_are_accepted_for_their_merchant_only() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let customer = fixtures::customer(&app, &m, "user-17").await;
+    let secret = "a-very-long-shared-secret-of-the-merchant-idp";
+    app.post("/v1/identity_providers")
+        .bearer(&m.key)
+        .json(
+            &json!({"issuer": "https://id.shop.example", "audience": "shop-portal",
+            "algorithm": "HS256", "verification_key": secret, "customer_claim": "sub"}),
+        )
+        .send()
+        .await
+        .expect(201);
+    app.post("/v1/identity_providers")
+        .bearer(&m.key)
+        .json(&json!({"issuer": "https://x", "audience": "a", "algorithm": "none", "verification_key": secret}))
+        .send()
+        .await
+        .expect_problem(422, "validation_failed");
+
+    let now = app.clock_now();
+    let sign = |sub: &str, aud: &str, exp: i64| {
+        let claims = json!({"iss": "https://id.shop.example", "aud": aud, "sub": sub, "exp": exp, "iat": now});
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    };
+    let me = app
+        .get("/v1/portal/me")
+        .bearer(&sign("user-17", "shop-portal", now + 600))
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(me.body["id"], customer);
+    app.get("/v1/portal/me")
+        .bearer(&sign("user-17", "other-aud", now + 600))
+        .send()
+        .await
+        .expect(401);
+    app.get("/v1/portal/me")
+        .bearer(&sign("unknown-user", "shop-portal", now + 600))
+        .send()
+        .await
+        .expect(401);
+    app.get("/v1/portal/me")
+        .bearer(&sign("user-17", "shop-portal", now - 600))
+        .send()
+        .await
+        .expect(401);
+}
+
+trait ClockNow {
+    fn clock_now(&self) -> i64;
+}
+
+impl ClockNow for TestApp {
+    fn clock_now(&self) -> i64 {
+        use tenure_domain::clock::Clock;
+        self.clock.now().timestamp()
+    }
+}

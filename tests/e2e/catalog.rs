@@ -1,0 +1,206 @@
+//! Products and plans.
+
+use serde_json::json;
+use tenure_e2e::TestApp;
+
+use crate::fixtures;
+
+#[actix_web::test]
+async fn products_carry_their_portal_policy() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let res = app
+        .post("/v1/products")
+        .bearer(&m.key)
+        .json(&json!({"name": "  Coffee club ", "description": "Beans",
+            "portal_policy": {"allow_pause": false, "cancellation_mode": "immediate", "notice_period_days": 30}}))
+        .send()
+        .await
+        .expect(201);
+    assert!(res.body["id"].as_str().unwrap().starts_with("prod_"));
+    assert_eq!(res.body["name"], "Coffee club");
+    let policy = &res.body["portal_policy"];
+    assert_eq!(policy["allow_pause"], false);
+    assert_eq!(
+        policy["allow_cancel"], true,
+        "defaults fill what is not given"
+    );
+    assert_eq!(policy["cancellation_mode"], "immediate");
+    assert_eq!(policy["notice_period_days"], 30);
+    assert!(res.header("etag").is_some());
+
+    let id = res.id();
+    let etag = res.header("etag").unwrap().to_owned();
+    let updated = app
+        .patch(&format!("/v1/products/{id}"))
+        .bearer(&m.key)
+        .header("if-match", &etag)
+        .json(&json!({"portal_policy": {"allow_pause": true}, "description": null}))
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(updated.body["portal_policy"]["allow_pause"], true);
+    assert_eq!(
+        updated.body["portal_policy"]["cancellation_mode"],
+        "immediate"
+    );
+    assert_eq!(updated.body["description"], serde_json::Value::Null);
+    app.patch(&format!("/v1/products/{id}"))
+        .bearer(&m.key)
+        .header("if-match", &etag)
+        .json(&json!({"name": "stale"}))
+        .send()
+        .await
+        .expect_problem(412, "precondition_failed");
+
+    let archived = app
+        .post(&format!("/v1/products/{id}/archive"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(archived.body["active"], false);
+    let listed = app
+        .get("/v1/products")
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(listed.body["data"], json!([]));
+    let all = app
+        .get("/v1/products?include_archived=true")
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(all.body["data"][0]["id"], id);
+
+    let events = app
+        .get(&format!("/v1/events?resource_id={id}"))
+        .bearer(&m.key)
+        .send()
+        .await;
+    let types: Vec<_> = events.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        types,
+        ["product.archived", "product.updated", "product.created"]
+    );
+    let update = &events.body["data"][1]["data"];
+    assert_eq!(update["previous_attributes"]["description"], "Beans");
+}
+
+#[actix_web::test]
+async fn plans_validate_price_cadence_and_product() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let product = fixtures::product(&app, &m, json!({})).await;
+    let res = app
+        .post("/v1/plans")
+        .bearer(&m.key)
+        .json(&json!({"product_id": product, "name": "Yearly", "price": {"amount": 500, "currency": "JPY"},
+            "interval": "year", "interval_count": 1, "trial_days": 14}))
+        .send()
+        .await
+        .expect(201);
+    assert_eq!(res.body["price"], json!({"amount": 500, "currency": "JPY"}));
+    assert_eq!(res.body["trial_days"], 14);
+
+    let bad = app
+        .post("/v1/plans")
+        .bearer(&m.key)
+        .json(&json!({"product_id": "prod_nope", "name": "", "price": {"amount": -1, "currency": "EUR"},
+            "interval": "month", "interval_count": 0}))
+        .send()
+        .await
+        .expect_problem(422, "validation_failed");
+    let fields: Vec<_> = bad.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        ["product_id", "name", "price.amount", "interval_count"]
+    );
+
+    for (price, field) in [
+        (json!({"amount": 1, "currency": "eur"}), "price.currency"),
+        (json!({"amount": 1.5, "currency": "EUR"}), "price.amount"),
+        (json!({"amount": "1", "currency": "EUR"}), "price.amount"),
+    ] {
+        let res = app
+            .post("/v1/plans")
+            .bearer(&m.key)
+            .json(&json!({"product_id": product, "name": "x", "price": price, "interval": "month"}))
+            .send()
+            .await
+            .expect_problem(422, "validation_failed");
+        assert_eq!(res.body["errors"][0]["field"], field);
+    }
+    app.post("/v1/plans")
+        .bearer(&m.key)
+        .json(&json!({"product_id": product, "name": "x", "price": {"amount": 1, "currency": "EUR"}, "interval": "fortnight"}))
+        .send()
+        .await
+        .expect_problem(422, "validation_failed");
+}
+
+#[actix_web::test]
+async fn the_portal_lists_only_purchasable_plans() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let product = fixtures::product(&app, &m, json!({})).await;
+    let live = fixtures::plan(&app, &m, &product, 1000).await;
+    let retired = fixtures::plan(&app, &m, &product, 2000).await;
+    app.post(&format!("/v1/plans/{retired}/archive"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200);
+    let other = fixtures::product(&app, &m, json!({})).await;
+    fixtures::plan(&app, &m, &other, 3000).await;
+    app.post(&format!("/v1/products/{other}/archive"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200);
+
+    let customer = fixtures::customer(&app, &m, "c1").await;
+    let token = fixtures::session(&app, &m, &customer).await;
+    let res = app
+        .get("/v1/portal/plans")
+        .bearer(&token)
+        .send()
+        .await
+        .expect(200);
+    let ids: Vec<_> = res
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [live.as_str()]);
+    assert_eq!(res.body[0]["product_name"], "Coffee club");
+
+    let active = app
+        .get("/v1/plans?active=true")
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(active.body["data"].as_array().unwrap().len(), 2);
+    let of_product = app
+        .get(&format!("/v1/plans?product_id={product}"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(of_product.body["data"].as_array().unwrap().len(), 2);
+}

@@ -1,0 +1,49 @@
+//! Small builders for the resources most tests need.
+
+use serde_json::{Value, json};
+use tenure_e2e::{TestApp, TestMerchant};
+
+pub async fn product(app: &TestApp, m: &TestMerchant, policy: Value) -> String {
+    app.post("/v1/products")
+        .bearer(&m.key)
+        .json(&json!({"name": "Coffee club", "portal_policy": policy}))
+        .send()
+        .await
+        .expect(201)
+        .id()
+}
+
+pub async fn plan(app: &TestApp, m: &TestMerchant, product: &str, amount: i64) -> String {
+    app.post("/v1/plans")
+        .bearer(&m.key)
+        .json(
+            &json!({"product_id": product, "name": format!("Plan {amount}"),
+            "price": {"amount": amount, "currency": "EUR"}, "interval": "month"}),
+        )
+        .send()
+        .await
+        .expect(201)
+        .id()
+}
+
+pub async fn customer(app: &TestApp, m: &TestMerchant, external_id: &str) -> String {
+    app.post("/v1/customers")
+        .bearer(&m.key)
+        .json(&json!({"external_id": external_id, "email": format!("{external_id}@example.com")}))
+        .send()
+        .await
+        .expect(201)
+        .id()
+}
+
+/// A portal token for one customer.
+pub async fn session(app: &TestApp, m: &TestMerchant, customer: &str) -> String {
+    let res = app
+        .post("/v1/customer_sessions")
+        .bearer(&m.key)
+        .json(&json!({"customer_id": customer}))
+        .send()
+        .await
+        .expect(201);
+    res.body["token"].as_str().expect("token").to_owned()
+}

@@ -1,0 +1,159 @@
+//! Idempotency keys: replay, reuse with another body, concurrent duplicates.
+
+use futures_util::future::join_all;
+use serde_json::json;
+use tenure_e2e::TestApp;
+
+#[actix_web::test]
+async fn same_key_same_body_replays_the_first_response() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let body = json!({"external_id": "c1", "email": "c1@example.com"});
+    let first = app
+        .post("/v1/customers")
+        .bearer(&m.key)
+        .header("idempotency-key", "key-1")
+        .json(&body)
+        .send()
+        .await
+        .expect(201);
+    assert_eq!(first.header("idempotent-replayed"), None);
+    let second = app
+        .post("/v1/customers")
+        .bearer(&m.key)
+        .header("idempotency-key", "key-1")
+        .json(&body)
+        .send()
+        .await
+        .expect(201);
+    assert_eq!(second.header("idempotent-replayed"), Some("true"));
+    assert_eq!(second.body, first.body);
+    assert_eq!(second.header("etag"), first.header("etag"));
+    assert_eq!(app.count("SELECT count(*) AS n FROM customers").await, 1);
+
+    app.post("/v1/customers")
+        .bearer(&m.key)
+        .header("idempotency-key", "key-1")
+        .json(&json!({"external_id": "c2"}))
+        .send()
+        .await
+        .expect_problem(422, "idempotency_key_reused");
+    assert_eq!(app.count("SELECT count(*) AS n FROM customers").await, 1);
+}
+
+#[actix_web::test]
+async fn keys_are_scoped_to_the_caller() {
+    let app = TestApp::new().await;
+    let a = app.merchant("A").await;
+    let b = app.merchant("B").await;
+    for m in [&a, &b] {
+        app.post("/v1/customers")
+            .bearer(&m.key)
+            .header("idempotency-key", "shared")
+            .json(&json!({"external_id": "c1"}))
+            .send()
+            .await
+            .expect(201);
+    }
+    assert_eq!(app.count("SELECT count(*) AS n FROM customers").await, 2);
+}
+
+#[actix_web::test]
+async fn validation_failures_are_replayed_too_but_not_transient_errors() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let bad = json!({"external_id": ""});
+    for _ in 0..2 {
+        app.post("/v1/customers")
+            .bearer(&m.key)
+            .header("idempotency-key", "k")
+            .json(&bad)
+            .send()
+            .await
+            .expect_problem(422, "validation_failed");
+    }
+    // A conflict (409) is not final: once the conflicting customer is renamed, the same
+    // key and body succeed.
+    let existing = app
+        .post("/v1/customers")
+        .bearer(&m.key)
+        .json(&json!({"external_id": "taken"}))
+        .send()
+        .await
+        .expect(201)
+        .id();
+    let body = json!({"external_id": "taken"});
+    app.post("/v1/customers")
+        .bearer(&m.key)
+        .header("idempotency-key", "k2")
+        .json(&body)
+        .send()
+        .await
+        .expect_problem(409, "external_id_taken");
+    app.patch(&format!("/v1/customers/{existing}"))
+        .bearer(&m.key)
+        .json(&json!({"name": "renamed"}))
+        .send()
+        .await
+        .expect(200);
+    let mut conn = app.sql().await;
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query("UPDATE customers SET external_id = 'was-taken'"),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    app.post("/v1/customers")
+        .bearer(&m.key)
+        .header("idempotency-key", "k2")
+        .json(&body)
+        .send()
+        .await
+        .expect(201);
+}
+
+#[actix_web::test]
+async fn twenty_concurrent_identical_posts_create_exactly_one_resource() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let body = json!({"name": "Concurrent product"});
+    let responses = join_all((0..20).map(|_| {
+        app.post("/v1/products")
+            .bearer(&m.key)
+            .header("idempotency-key", "concurrent-1")
+            .json(&body)
+            .send()
+    }))
+    .await;
+    let created: Vec<_> = responses.iter().filter(|r| r.status == 201).collect();
+    assert!(!created.is_empty());
+    for r in &responses {
+        assert!(
+            r.status == 201 || (r.status == 409 && r.body["code"] == "idempotency_key_in_use"),
+            "unexpected {}: {}",
+            r.status,
+            r.body
+        );
+    }
+    let ids: std::collections::HashSet<_> = created.iter().map(|r| r.id()).collect();
+    assert_eq!(ids.len(), 1, "every success names the same product");
+    assert_eq!(app.count("SELECT count(*) AS n FROM products").await, 1);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM events WHERE event_type = 'product.created'")
+            .await,
+        1
+    );
+}
+
+#[actix_web::test]
+async fn malformed_keys_are_refused() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    app.post("/v1/customers")
+        .bearer(&m.key)
+        .header("idempotency-key", &"k".repeat(300))
+        .json(&json!({"external_id": "c1"}))
+        .send()
+        .await
+        .expect_problem(400, "invalid_idempotency_key");
+}

@@ -1,0 +1,199 @@
+//! Cross-cutting behaviour: malformed input, unknown routes, health, request ids, the
+//! OpenAPI document and migrations.
+
+use serde_json::json;
+use tenure_e2e::{TestApp, TestDb};
+
+#[actix_web::test]
+async fn malformed_bodies_are_problems_never_500() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let cases: Vec<(&str, &[u8], u16, &str)> = vec![
+        ("application/json", b"{", 400, "invalid_json"),
+        ("application/json", b"", 400, "invalid_json"),
+        ("application/json", b"[1,2]", 422, "validation_failed"),
+        ("application/json", b"null", 422, "validation_failed"),
+        (
+            "application/json",
+            br#"{"external_id": 5}"#,
+            422,
+            "validation_failed",
+        ),
+        (
+            "application/json",
+            br#"{"external_id": "x", "unknown": 1}"#,
+            422,
+            "validation_failed",
+        ),
+        (
+            "application/json",
+            br#"{"email": "a@b.co"}"#,
+            422,
+            "validation_failed",
+        ),
+        ("application/json", b"\xff\xfe", 400, "invalid_json"),
+        (
+            "text/plain",
+            br#"{"external_id": "x"}"#,
+            415,
+            "unsupported_media_type",
+        ),
+    ];
+    for (content_type, body, status, code) in cases {
+        let res = app
+            .post("/v1/customers")
+            .bearer(&m.key)
+            .raw(content_type, body)
+            .send()
+            .await;
+        assert_eq!(
+            res.status.as_u16(),
+            status,
+            "{:?}: {}",
+            String::from_utf8_lossy(body),
+            res.body
+        );
+        assert_eq!(res.body["code"], code);
+        assert_eq!(res.header("content-type"), Some("application/problem+json"));
+    }
+    let huge = format!(r#"{{"external_id": "{}"}}"#, "x".repeat(300_000));
+    app.post("/v1/customers")
+        .bearer(&m.key)
+        .raw("application/json", huge)
+        .send()
+        .await
+        .expect_problem(413, "payload_too_large");
+    let long_name = json!({"external_id": "x", "name": "n".repeat(10_000)});
+    app.post("/v1/customers")
+        .bearer(&m.key)
+        .json(&long_name)
+        .send()
+        .await
+        .expect_problem(422, "validation_failed");
+    let sql_ish = json!({"external_id": "'; DROP TABLE customers; --", "name": "Robert'); DROP TABLE customers;--"});
+    let res = app
+        .post("/v1/customers")
+        .bearer(&m.key)
+        .json(&sql_ish)
+        .send()
+        .await
+        .expect(201);
+    assert_eq!(res.body["external_id"], "'; DROP TABLE customers; --");
+    assert_eq!(app.count("SELECT count(*) AS n FROM customers").await, 1);
+    assert_eq!(app.count("SELECT count(*) AS n FROM merchants").await, 1);
+}
+
+#[actix_web::test]
+async fn unknown_routes_and_methods_are_problems() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    app.get("/v1/nothing-here")
+        .send()
+        .await
+        .expect_problem(404, "route_not_found");
+    let res = app
+        .delete("/v1/customers")
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect_problem(405, "method_not_allowed");
+    assert_eq!(res.header("allow"), Some("GET, POST"));
+    app.get("/v1/customers/not-an-id")
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect_problem(404, "resource_missing");
+    app.get("/v1/customers/cus_01jf9zb3f4e3a8r7m2k4t5n6bc")
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect_problem(404, "resource_missing");
+}
+
+#[actix_web::test]
+async fn health_readiness_metrics_docs_and_request_ids() {
+    let app = TestApp::new().await;
+    let health = app.get("/healthz").send().await.expect(200);
+    assert!(health.header("x-request-id").is_some());
+    app.get("/readyz").send().await.expect(200);
+    let echoed = app
+        .get("/healthz")
+        .header("x-request-id", "trace-abc-123")
+        .send()
+        .await;
+    assert_eq!(echoed.header("x-request-id"), Some("trace-abc-123"));
+    let metrics = app.get("/metrics").send().await.expect(200);
+    assert!(String::from_utf8_lossy(&metrics.raw).contains("tenure_http_requests_total"));
+    let docs = app.get("/docs").send().await.expect(308);
+    assert_eq!(docs.header("location"), Some("/docs/"));
+    let page = app.get("/docs/").send().await.expect(200);
+    assert!(String::from_utf8_lossy(&page.raw).contains("swagger"));
+    let spec = app.get("/openapi.json").send().await.expect(200);
+    assert_eq!(spec.body["info"]["title"], "Tenure API");
+}
+
+#[test]
+fn committed_openapi_matches_the_handlers() {
+    let generated = tenure_api::openapi_document().to_pretty_json().unwrap();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../openapi/openapi.json");
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed.trim_end() == generated.trim_end(),
+        "openapi/openapi.json is stale: run `cargo run -- openapi > openapi/openapi.json`"
+    );
+}
+
+#[test]
+fn every_operation_documents_problem_responses_and_examples() {
+    let spec: serde_json::Value =
+        serde_json::from_str(&tenure_api::openapi_document().to_json().unwrap()).unwrap();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let responses = op["responses"].as_object().unwrap();
+            assert!(
+                responses.contains_key("500"),
+                "{method} {path} lacks error responses"
+            );
+            if path.starts_with("/v1/") {
+                assert!(responses.contains_key("401"), "{method} {path}");
+                assert!(
+                    op["security"].is_array(),
+                    "{method} {path} names no security"
+                );
+            }
+        }
+    }
+    let schemas = spec["components"]["schemas"].as_object().unwrap();
+    let resources = [
+        "Problem",
+        "ProductDto",
+        "PlanDto",
+        "CustomerDto",
+        "EventDto",
+        "CustomerSessionDto",
+    ];
+    for (name, schema) in schemas {
+        let needs_example = name.starts_with("Create")
+            || name.starts_with("Update")
+            || resources.contains(&name.as_str());
+        if needs_example {
+            assert!(
+                schema.get("example").is_some() || schema.get("examples").is_some(),
+                "{name} has no example"
+            );
+        }
+    }
+}
+
+#[actix_web::test]
+async fn migrations_go_up_down_and_up_again() {
+    let db = TestDb::new().await;
+    let reverted = tenure_store::migrate::revert_all(&db.url)
+        .await
+        .expect("down");
+    assert!(!reverted.is_empty());
+    let applied = tenure_store::migrate::run_pending(&db.url)
+        .await
+        .expect("up again");
+    assert_eq!(applied.len(), reverted.len());
+}
