@@ -16,6 +16,7 @@ use chrono::Duration;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use tenure_api::middleware::rate_limit::{RateLimitConfig, RateLimits};
 use tenure_api::{AppState, Metrics};
 use tenure_domain::clock::TestClock;
 use tenure_store::Db;
@@ -192,11 +193,17 @@ pub struct TestMerchant {
 }
 
 impl TestApp {
+    /// The application without rate limits, so that tests may send as many requests as
+    /// they like; [`TestApp::with_rate_limits`] turns them on.
     pub async fn new() -> Self {
+        Self::with_rate_limits(RateLimitConfig::disabled()).await
+    }
+
+    pub async fn with_rate_limits(limits: RateLimitConfig) -> Self {
         let db = TestDb::new().await;
         let clock = TestClock::new();
         let pool = Db::connect(&db.url, 20).expect("pool");
-        let state = tenure_server::startup::build_state(
+        let mut state = tenure_server::startup::build_state(
             pool,
             Arc::new(clock.clone()),
             None,
@@ -204,6 +211,7 @@ impl TestApp {
         )
         .await
         .expect("state");
+        state.rate_limits = RateLimits::new(limits);
         let metrics = Metrics::new().expect("metrics");
         let service = test::init_service(tenure_api::app(state.clone(), metrics)).await;
         let app = Rc::new(boxed::service(ServiceMapBody(service)));
@@ -330,9 +338,65 @@ impl RequestBuilder<'_> {
         self
     }
 
+    /// Sets the client's address (the peer of the connection).
+    pub fn peer(mut self, addr: &str) -> Self {
+        self.inner = self
+            .inner
+            .peer_addr(addr.parse().expect("socket address like 192.0.2.1:4000"));
+        self
+    }
+
     pub async fn send(self) -> Response {
         let req = self.inner.to_request();
-        let res = test::call_service(&self.app.app, req).await;
+        Self::call(self.app, req).await
+    }
+
+    /// Sends a body of `total` bytes (`{` and then spaces) produced lazily in 64 KiB
+    /// chunks, with or without a `Content-Length`; also returns how many bytes the
+    /// application pulled, to show that an oversized body was refused without being read.
+    pub async fn send_streaming(
+        self,
+        content_type: &str,
+        total: usize,
+        declare_length: bool,
+    ) -> (Response, usize) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        const CHUNK: usize = 64 * 1024;
+        let pulled = Arc::new(AtomicUsize::new(0));
+        let counter = pulled.clone();
+        let stream = futures_util::stream::unfold(0usize, move |sent| {
+            let counter = counter.clone();
+            async move {
+                if sent >= total {
+                    return None;
+                }
+                let n = CHUNK.min(total - sent);
+                let mut chunk = vec![b' '; n];
+                if sent == 0 {
+                    chunk[0] = b'{';
+                }
+                counter.fetch_add(n, Ordering::SeqCst);
+                Some((
+                    Ok::<_, actix_http::error::PayloadError>(actix_web::web::Bytes::from(chunk)),
+                    sent + n,
+                ))
+            }
+        });
+        let mut inner = self.inner.insert_header(("content-type", content_type));
+        if declare_length {
+            inner = inner.insert_header(("content-length", total.to_string()));
+        } else {
+            inner = inner.insert_header(("transfer-encoding", "chunked"));
+        }
+        let req = inner.to_request();
+        let boxed: actix_http::BoxedPayloadStream = Box::pin(stream);
+        let (req, _) = req.replace_payload(actix_http::Payload::from(boxed));
+        let res = Self::call(self.app, req).await;
+        (res, AtomicUsize::load(&pulled, Ordering::SeqCst))
+    }
+
+    async fn call(app: &TestApp, req: actix_http::Request) -> Response {
+        let res = test::call_service(&app.app, req).await;
         let status = res.status();
         let headers = res.headers().clone();
         let bytes = test::read_body(res).await;

@@ -74,6 +74,7 @@ pub fn app(
         .app_data(extract::json_config())
         .app_data(extract::query_config())
         .app_data(extract::path_config())
+        .app_data(web::PayloadConfig::new(extract::MAX_BODY_BYTES))
         .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api))
         .route(
             "/docs",
@@ -89,6 +90,8 @@ pub fn app(
         )
         .default_service(web::to(middleware::fallback::not_found_or_not_allowed))
         .wrap(from_fn(middleware::idempotency::idempotency))
+        .wrap(from_fn(middleware::rate_limit::rate_limit))
+        .wrap(from_fn(middleware::body_limit::body_limit))
         .wrap(from_fn(middleware::metrics::metrics))
         .wrap(from_fn(middleware::request_id::request_id))
 }

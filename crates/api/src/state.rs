@@ -6,12 +6,15 @@ use tenure_domain::clock::Clock;
 use tenure_store::Db;
 
 use crate::auth::jwt::SessionSigner;
+use crate::middleware::rate_limit::RateLimits;
 
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub db: Db,
     pub clock: Arc<dyn Clock>,
     pub sessions: SessionSigner,
+    /// Per-credential and per-address request limits, shared by every HTTP worker.
+    pub rate_limits: RateLimits,
 }
 
 impl AppState {

@@ -7,6 +7,7 @@ use chrono::Duration;
 use tenure_api::dto::MoneyDto;
 use tenure_api::dto::catalog::{CreatePlan, CreateProduct, IntervalDto, PortalPolicyInput};
 use tenure_api::dto::customers::CreateCustomer;
+use tenure_api::middleware::rate_limit::RateLimits;
 use tenure_api::service::{catalog, customers, merchants, sessions};
 use tenure_api::{AppState, Metrics};
 use tenure_domain::clock::SystemClock;
@@ -39,7 +40,8 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<(), StartupE
     if !applied.is_empty() {
         tracing::info!(?applied, "migrations applied");
     }
-    let state = state(global, args.jwt_secret.as_deref(), args.session_ttl_secs).await?;
+    let mut state = state(global, args.jwt_secret.as_deref(), args.session_ttl_secs).await?;
+    state.rate_limits = RateLimits::new(args.rate_limits.config());
     let metrics = Metrics::new().map_err(|e| StartupError::Config(e.to_string()))?;
     let mut server = HttpServer::new(move || tenure_api::app(state.clone(), metrics.clone()))
         .bind(&args.bind)?;

@@ -3,6 +3,7 @@
 //! or a process manager.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use tenure_api::middleware::rate_limit::{Limit, RateLimitConfig};
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/tenure";
 
@@ -70,6 +71,64 @@ pub struct ServeArgs {
     /// Lifetime of customer session tokens, in seconds.
     #[arg(long, env = "TENURE_SESSION_TTL_SECS", default_value_t = 3600)]
     pub session_ttl_secs: u32,
+    #[command(flatten)]
+    pub rate_limits: RateLimitArgs,
+}
+
+/// Request limits (docs/hardening.md). A rate of 0 disables that limit.
+#[derive(Debug, Clone, Args)]
+pub struct RateLimitArgs {
+    /// Sustained requests per second allowed per merchant secret key.
+    #[arg(long, env = "TENURE_RATE_LIMIT_PER_SECOND", default_value_t = 100)]
+    pub rate_limit_per_second: u32,
+    /// Requests a merchant key may send at once above the sustained rate.
+    #[arg(long, env = "TENURE_RATE_LIMIT_BURST", default_value_t = 200)]
+    pub rate_limit_burst: u32,
+    /// Sustained requests per second allowed per customer session.
+    #[arg(
+        long,
+        env = "TENURE_RATE_LIMIT_CUSTOMER_PER_SECOND",
+        default_value_t = 20
+    )]
+    pub rate_limit_customer_per_second: u32,
+    /// Burst per customer session.
+    #[arg(long, env = "TENURE_RATE_LIMIT_CUSTOMER_BURST", default_value_t = 40)]
+    pub rate_limit_customer_burst: u32,
+    /// Refused credentials per second allowed per client address before it is blocked.
+    #[arg(
+        long,
+        env = "TENURE_RATE_LIMIT_UNAUTHENTICATED_PER_SECOND",
+        default_value_t = 10
+    )]
+    pub rate_limit_unauthenticated_per_second: u32,
+    /// Burst of refused credentials per client address.
+    #[arg(
+        long,
+        env = "TENURE_RATE_LIMIT_UNAUTHENTICATED_BURST",
+        default_value_t = 100
+    )]
+    pub rate_limit_unauthenticated_burst: u32,
+    /// Take the client address from the last X-Forwarded-For hop (set this only behind a
+    /// proxy that appends it).
+    #[arg(long, env = "TENURE_TRUST_FORWARDED_FOR", default_value_t = false)]
+    pub trust_forwarded_for: bool,
+}
+
+impl RateLimitArgs {
+    pub fn config(&self) -> RateLimitConfig {
+        RateLimitConfig {
+            merchant: Limit::new(self.rate_limit_per_second, self.rate_limit_burst),
+            customer: Limit::new(
+                self.rate_limit_customer_per_second,
+                self.rate_limit_customer_burst,
+            ),
+            unauthenticated: Limit::new(
+                self.rate_limit_unauthenticated_per_second,
+                self.rate_limit_unauthenticated_burst,
+            ),
+            trust_forwarded_for: self.trust_forwarded_for,
+        }
+    }
 }
 
 /// `serve`'s arguments when no subcommand is given: defaults and environment only.

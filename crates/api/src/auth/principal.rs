@@ -29,22 +29,41 @@ impl Principal {
     }
 }
 
-/// Resolves (once per request) the caller from `Authorization: Bearer …`.
+/// A refused credential, remembered like an accepted one so it is checked only once.
+#[derive(Debug, Clone, Copy)]
+struct Refused(&'static str);
+
+/// Resolves (once per request) the caller from `Authorization: Bearer …`. Both outcomes
+/// are cached in the request's extensions: a principal, or the refusal of a credential
+/// (errors such as an unreachable database are not, so a later attempt tries again).
 pub async fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
     if let Some(principal) = req.extensions().get::<Principal>() {
         return Ok(*principal);
     }
+    if let Some(Refused(reason)) = req.extensions().get::<Refused>() {
+        return Err(ApiError::Unauthenticated(reason));
+    }
     let state = req
         .app_data::<web::Data<AppState>>()
         .ok_or_else(|| ApiError::internal("application state missing"))?;
-    let credential = bearer(req)?;
-    let principal = if keys::looks_like_secret_key(credential) {
-        merchant_from_key(state, credential).await?
-    } else {
-        customer_from_token(state, credential).await?
+    let resolved = match bearer(req) {
+        Ok(credential) if keys::looks_like_secret_key(credential) => {
+            merchant_from_key(state, credential).await
+        }
+        Ok(credential) => customer_from_token(state, credential).await,
+        Err(err) => Err(err),
     };
-    req.extensions_mut().insert(principal);
-    Ok(principal)
+    match resolved {
+        Ok(principal) => {
+            req.extensions_mut().insert(principal);
+            Ok(principal)
+        }
+        Err(ApiError::Unauthenticated(reason)) => {
+            req.extensions_mut().insert(Refused(reason));
+            Err(ApiError::Unauthenticated(reason))
+        }
+        Err(other) => Err(other),
+    }
 }
 
 fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
@@ -119,7 +138,12 @@ async fn customer_from_token(state: &AppState, token: &str) -> Result<Principal,
     let merchant = MerchantId::from_uuid(provider.merchant_id);
     let customer = customers::get_by_external_id(&mut conn, merchant, external_id)
         .await
-        .map_err(|_| ApiError::Unauthenticated("the token names no customer of this merchant"))?;
+        .map_err(|err| match err {
+            tenure_store::StoreError::NotFound => {
+                ApiError::Unauthenticated("the token names no customer of this merchant")
+            }
+            other => other.into(),
+        })?;
     Ok(Principal::Customer(Session {
         merchant,
         customer: customer.id,

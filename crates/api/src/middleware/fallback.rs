@@ -10,7 +10,8 @@ use crate::error::ApiError;
 
 #[derive(Debug, Clone, Default)]
 pub struct RouteTable {
-    routes: Vec<(Vec<Segment>, Vec<&'static str>)>,
+    /// Each route's segments and its methods, with whether the method takes a body.
+    routes: Vec<(Vec<Segment>, Vec<(&'static str, bool)>)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -38,15 +39,15 @@ impl RouteTable {
                     })
                     .collect();
                 let mut methods = Vec::new();
-                for (present, name) in [
-                    (item.get.is_some(), "GET"),
-                    (item.post.is_some(), "POST"),
-                    (item.put.is_some(), "PUT"),
-                    (item.patch.is_some(), "PATCH"),
-                    (item.delete.is_some(), "DELETE"),
+                for (operation, name) in [
+                    (&item.get, "GET"),
+                    (&item.post, "POST"),
+                    (&item.put, "PUT"),
+                    (&item.patch, "PATCH"),
+                    (&item.delete, "DELETE"),
                 ] {
-                    if present {
-                        methods.push(name);
+                    if let Some(operation) = operation {
+                        methods.push((name, operation.request_body.is_some()));
                     }
                 }
                 (segments, methods)
@@ -55,23 +56,43 @@ impl RouteTable {
         Self { routes }
     }
 
-    /// The methods served at `path`, if any route matches it.
-    fn allowed(&self, path: &str) -> Option<Vec<&'static str>> {
+    fn matching(&self, path: &str) -> impl Iterator<Item = &[(&'static str, bool)]> {
         let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-        let mut allowed: Vec<&'static str> = Vec::new();
-        let mut matched = false;
-        for (segments, methods) in &self.routes {
+        self.routes.iter().filter_map(move |(segments, methods)| {
             let fits = segments.len() == parts.len()
                 && segments.iter().zip(&parts).all(|(seg, part)| match seg {
                     Segment::Literal(l) => l == part,
                     Segment::Param => true,
                 });
-            if fits {
-                matched = true;
-                allowed.extend(methods);
-            }
+            fits.then_some(methods.as_slice())
+        })
+    }
+
+    /// The methods served at `path`, if any route matches it.
+    fn allowed(&self, path: &str) -> Option<Vec<&'static str>> {
+        let mut allowed: Vec<&'static str> = Vec::new();
+        let mut matched = false;
+        for methods in self.matching(path) {
+            matched = true;
+            allowed.extend(methods.iter().map(|(name, _)| *name));
         }
         matched.then_some(allowed)
+    }
+
+    /// Whether `method` on `path` is a documented operation that takes no request body.
+    pub fn takes_no_body(&self, method: &str, path: &str) -> bool {
+        let mut found = false;
+        for methods in self.matching(path) {
+            for (name, body) in methods {
+                if *name == method {
+                    if *body {
+                        return false;
+                    }
+                    found = true;
+                }
+            }
+        }
+        found
     }
 }
 

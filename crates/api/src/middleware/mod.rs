@@ -1,7 +1,10 @@
 //! Cross-cutting request handling: request ids and access logs, Prometheus metrics,
-//! idempotency keys, and problem+json for unknown routes and methods.
+//! body size limits, rate limits, idempotency keys, and problem+json for unknown routes
+//! and methods.
 
+pub mod body_limit;
 pub mod fallback;
 pub mod idempotency;
 pub mod metrics;
+pub mod rate_limit;
 pub mod request_id;

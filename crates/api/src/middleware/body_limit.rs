@@ -1,0 +1,59 @@
+//! Oversized request bodies are refused before anything else looks at the request: a
+//! declared `Content-Length` above [`MAX_BODY_BYTES`] is answered 413 at once, without
+//! reading a byte of the body (nor looking up the credential). Bodies without a length
+//! (chunked, or HTTP/2 streams) are capped as they stream in: the JSON extractor and the
+//! idempotency layer stop at the limit, and routes that take no body at all have theirs
+//! drained here, up to the limit and without keeping it.
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::header;
+use actix_web::middleware::Next;
+use actix_web::{Error, HttpMessage, web};
+use futures_util::StreamExt;
+
+use super::fallback::RouteTable;
+use crate::error::ApiError;
+use crate::extract::MAX_BODY_BYTES;
+
+fn too_large() -> ApiError {
+    ApiError::PayloadTooLarge {
+        limit: MAX_BODY_BYTES,
+    }
+}
+
+pub async fn body_limit(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
+        return Ok(req.error_response(too_large()));
+    }
+    let no_body = req
+        .app_data::<web::Data<RouteTable>>()
+        .is_some_and(|table| table.takes_no_body(req.method().as_str(), req.path()));
+    if no_body && declared.is_none_or(|len| len > 0) {
+        // Nothing will read this body; make sure it is not a way around the limit.
+        let mut payload = req.take_payload();
+        let mut seen = 0usize;
+        while let Some(chunk) = payload.next().await {
+            let Ok(chunk) = chunk else {
+                return Ok(req.error_response(ApiError::bad_request(
+                    "invalid_body",
+                    "the request body could not be read",
+                )));
+            };
+            seen += chunk.len();
+            if seen > MAX_BODY_BYTES {
+                return Ok(req.error_response(too_large()));
+            }
+        }
+        req.set_payload(Payload::None);
+    }
+    Ok(next.call(req).await?.map_into_boxed_body())
+}
