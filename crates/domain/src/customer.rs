@@ -87,6 +87,23 @@ pub fn validate_metadata(
             format!("must be at most {MAX_METADATA_BYTES} bytes of JSON"),
         ));
     }
+    // PostgreSQL's jsonb cannot hold U+0000 in a key or a string.
+    fn has_nul(value: &serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::String(s) => s.contains('\0'),
+            serde_json::Value::Array(items) => items.iter().any(has_nul),
+            serde_json::Value::Object(map) => {
+                map.iter().any(|(k, v)| k.contains('\0') || has_nul(v))
+            }
+            _ => false,
+        }
+    }
+    if metadata.iter().any(|(k, v)| k.contains('\0') || has_nul(v)) {
+        return Err(DomainError::validation(
+            "metadata",
+            "must not contain the NUL character (\\u0000) in keys or strings",
+        ));
+    }
     Ok(())
 }
 
@@ -101,6 +118,18 @@ mod tests {
         assert!(normalize_tag("no spaces").is_err());
         assert!(normalize_tag("").is_err());
         assert!(normalize_tag("'; drop table customers; --").is_err());
+    }
+
+    #[test]
+    fn metadata_refuses_nul_anywhere() {
+        let ok: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(r#"{"a": ["b", {"c": "🦀"}]}"#).unwrap();
+        assert!(validate_metadata(&ok).is_ok());
+        for bad in [r#"{"a\u0000": 1}"#, r#"{"a": ["x", {"c": "\u0000"}]}"#] {
+            let bad: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(bad).unwrap();
+            assert!(validate_metadata(&bad).is_err());
+        }
     }
 
     #[test]

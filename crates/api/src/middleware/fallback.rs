@@ -10,9 +10,11 @@ use crate::error::ApiError;
 
 #[derive(Debug, Clone, Default)]
 pub struct RouteTable {
-    /// Each route's segments and its methods, with whether the method takes a body.
-    routes: Vec<(Vec<Segment>, Vec<(&'static str, bool)>)>,
+    routes: Vec<(Vec<Segment>, Vec<Method>)>,
 }
+
+/// A method served at a route, and whether its operation takes a request body.
+type Method = (&'static str, bool);
 
 #[derive(Debug, Clone, PartialEq)]
 enum Segment {
@@ -56,7 +58,7 @@ impl RouteTable {
         Self { routes }
     }
 
-    fn matching(&self, path: &str) -> impl Iterator<Item = &[(&'static str, bool)]> {
+    fn matching(&self, path: &str) -> impl Iterator<Item = &[Method]> {
         let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         self.routes.iter().filter_map(move |(segments, methods)| {
             let fits = segments.len() == parts.len()

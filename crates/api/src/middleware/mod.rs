@@ -2,9 +2,9 @@
 //! body size limits, rate limits, idempotency keys, and problem+json for unknown routes
 //! and methods.
 
-pub mod body_limit;
 pub mod fallback;
 pub mod idempotency;
+pub mod input_limits;
 pub mod metrics;
 pub mod rate_limit;
 pub mod request_id;

@@ -50,7 +50,12 @@ pub async fn create_identity_provider(
     if issuer.as_deref() == Some(jwt::ISSUER) {
         v.fail("issuer", "is reserved for Tenure's own tokens");
     }
-    if let Err(message) = jwt::provider_key(&input.algorithm, &input.verification_key) {
+    if input.verification_key.contains('\0') || input.verification_key.len() > 16 * 1024 {
+        v.fail(
+            "verification_key",
+            "must be at most 16 KiB and must not contain the NUL character",
+        );
+    } else if let Err(message) = jwt::provider_key(&input.algorithm, &input.verification_key) {
         let field = if jwt::ALLOWED_PROVIDER_ALGORITHMS.contains(&input.algorithm.as_str()) {
             "verification_key"
         } else {

@@ -1,9 +1,13 @@
-//! Oversized request bodies are refused before anything else looks at the request: a
-//! declared `Content-Length` above [`MAX_BODY_BYTES`] is answered 413 at once, without
-//! reading a byte of the body (nor looking up the credential). Bodies without a length
-//! (chunked, or HTTP/2 streams) are capped as they stream in: the JSON extractor and the
-//! idempotency layer stop at the limit, and routes that take no body at all have theirs
-//! drained here, up to the limit and without keeping it.
+//! Input that no handler should have to meet is refused before anything else looks at
+//! the request (nor its credential):
+//!
+//! - A query string with an encoded NUL (`%00`): PostgreSQL text cannot hold it, so it
+//!   could only ever fail, deep inside a query. 422 `validation_failed` on `query`.
+//! - Oversized request bodies: a declared `Content-Length` above [`MAX_BODY_BYTES`] is
+//!   answered 413 at once, without reading a byte of the body. Bodies without a length
+//!   (chunked, or HTTP/2 streams) are capped as they stream in: the JSON extractor and
+//!   the idempotency layer stop at the limit, and routes that take no body at all have
+//!   theirs drained here, up to the limit and without keeping it.
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
@@ -13,7 +17,7 @@ use actix_web::{Error, HttpMessage, web};
 use futures_util::StreamExt;
 
 use super::fallback::RouteTable;
-use crate::error::ApiError;
+use crate::error::{ApiError, FieldError};
 use crate::extract::MAX_BODY_BYTES;
 
 fn too_large() -> ApiError {
@@ -22,10 +26,16 @@ fn too_large() -> ApiError {
     }
 }
 
-pub async fn body_limit(
+pub async fn input_limits(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
+    if has_encoded_nul(req.query_string()) {
+        return Ok(req.error_response(ApiError::Validation(vec![FieldError {
+            field: "query".to_owned(),
+            message: "must not contain the NUL character (%00)".to_owned(),
+        }])));
+    }
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -56,4 +66,20 @@ pub async fn body_limit(
         req.set_payload(Payload::None);
     }
     Ok(next.call(req).await?.map_into_boxed_body())
+}
+
+fn has_encoded_nul(query: &str) -> bool {
+    query
+        .as_bytes()
+        .windows(3)
+        .any(|w| w[0] == b'%' && w[1] == b'0' && w[2] == b'0')
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn encoded_nul_is_found() {
+        assert!(super::has_encoded_nul("email=a%00b"));
+        assert!(!super::has_encoded_nul("email=a%2500b&x=%100"));
+    }
 }
