@@ -4,6 +4,7 @@
 mod auth;
 mod catalog;
 mod customers;
+mod faults;
 mod fixtures;
 mod idempotency;
 mod platform;
