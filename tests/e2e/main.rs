@@ -6,6 +6,7 @@ mod catalog;
 mod customers;
 mod faults;
 mod fixtures;
+mod fuzz;
 mod idempotency;
 mod platform;
 mod security;
