@@ -73,7 +73,8 @@ pub struct ListParams {
     /// How many items to return, 1 to 100 (default 20).
     #[param(minimum = 1, maximum = 100, example = 20)]
     pub limit: Option<i64>,
-    /// The `next_cursor` of the previous page: the id of its last item.
+    /// The `next_cursor` of the previous page: the id of its last item. Empty means the
+    /// first page, like leaving it out.
     pub starting_after: Option<String>,
 }
 
@@ -90,6 +91,7 @@ impl ListParams {
         let starting_after = self
             .starting_after
             .as_deref()
+            .filter(|cursor| !cursor.is_empty())
             .map(|cursor| {
                 cursor
                     .parse::<TypeSafeId<T>>()
