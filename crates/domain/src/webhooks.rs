@@ -32,8 +32,9 @@ impl DisabledReason {
     }
 }
 
-/// Where a merchant receives events.
-#[derive(Debug, Clone, PartialEq)]
+/// Where a merchant receives events. Its `Debug` output leaves the secrets out, so an
+/// endpoint can be logged safely.
+#[derive(Clone, PartialEq)]
 pub struct WebhookEndpoint {
     pub id: WebhookEndpointId,
     pub url: String,
@@ -49,6 +50,29 @@ pub struct WebhookEndpoint {
     pub failing_since: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for WebhookEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookEndpoint")
+            .field("id", &self.id)
+            .field("url", &self.url)
+            .field("enabled_events", &self.enabled_events)
+            .field("retry_schedule_secs", &self.retry_schedule_secs)
+            .field("secret", &"[redacted]")
+            .field(
+                "previous_secret",
+                &self.previous_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field(
+                "previous_secret_expires_at",
+                &self.previous_secret_expires_at,
+            )
+            .field("disabled_reason", &self.disabled_reason)
+            .field("failing_since", &self.failing_since)
+            .field("updated_at", &self.updated_at)
+            .finish_non_exhaustive()
+    }
 }
 
 impl WebhookEndpoint {
@@ -334,6 +358,32 @@ mod tests {
                 "docs/events.md lacks {event}"
             );
         }
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output_and_sign_during_the_overlap() {
+        let now = Utc::now();
+        let endpoint = WebhookEndpoint {
+            id: WebhookEndpointId::new(),
+            url: "https://example.com/".to_owned(),
+            description: None,
+            enabled_events: vec!["*".to_owned()],
+            retry_schedule_secs: vec![60],
+            secret: "whsec_c2VjcmV0LW5ldw==".to_owned(),
+            previous_secret: Some("whsec_c2VjcmV0LW9sZA==".to_owned()),
+            previous_secret_expires_at: Some(now + Duration::hours(1)),
+            disabled_reason: None,
+            failing_since: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let debug = format!("{endpoint:?}");
+        assert!(!debug.contains("c2VjcmV0"), "{debug}");
+        assert_eq!(endpoint.signing_secrets(now).len(), 2);
+        assert_eq!(
+            endpoint.signing_secrets(now + Duration::hours(2)),
+            ["whsec_c2VjcmV0LW5ldw=="]
+        );
     }
 
     #[test]
