@@ -1,8 +1,8 @@
-use actix_web::{HttpResponse, delete, get, patch, post, web};
+use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
 use tenure_domain::ids::{EventTag, WebhookDeliveryTag, WebhookEndpointTag};
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use super::{created, ok_versioned};
+use super::{created, if_match, ok_versioned};
 use crate::auth::MerchantAuth;
 use crate::dto::common::parse_id;
 use crate::dto::webhooks::{
@@ -83,19 +83,20 @@ async fn get_endpoint(
 
 /// Change a webhook endpoint: its URL, events, description, retry schedule, or
 /// `disabled`. Disabling cancels its pending deliveries; enabling clears its failure
-/// state.
+/// state. Honours `If-Match`.
 #[utoipa::path(tag = "Webhooks", request_body = UpdateWebhookEndpoint,
     params(("id" = String, Path, description = "Endpoint id (whep_…)")),
     responses((status = 200, description = "The updated endpoint", body = WebhookEndpointDto)))]
 #[patch("/webhook_endpoints/{id}")]
 async fn update_endpoint(
+    req: HttpRequest,
     state: web::Data<AppState>,
     auth: MerchantAuth,
     id: web::Path<String>,
     body: Json<UpdateWebhookEndpoint>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<WebhookEndpointTag>(&id, "webhook_endpoint")?;
-    let endpoint = svc::update_endpoint(&state, auth.0, id, body.0).await?;
+    let endpoint = svc::update_endpoint(&state, auth.0, id, body.0, if_match(&req)).await?;
     Ok(ok_versioned(
         &WebhookEndpointDto::new(&endpoint, state.now()),
         endpoint.updated_at,

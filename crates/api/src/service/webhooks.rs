@@ -24,7 +24,7 @@ use tenure_store::repo::events::{self, EventRow};
 use tenure_store::repo::webhooks::{self as repo, ClaimedDelivery, NewDelivery, Settlement};
 use tenure_store::{Page, PageRequest};
 
-use super::{EventDraft, Validator, checked, next_update_time, record_event};
+use super::{EventDraft, Validator, check_if_match, checked, next_update_time, record_event};
 use crate::dto::webhooks::{
     CreateWebhookEndpoint, RedeliverEvent, RedeliverRange, RotateWebhookSecret,
     UpdateWebhookEndpoint, WebhookEndpointDto,
@@ -156,6 +156,7 @@ pub async fn update_endpoint(
     merchant: MerchantId,
     id: WebhookEndpointId,
     input: UpdateWebhookEndpoint,
+    if_match: Option<String>,
 ) -> ApiResult<WebhookEndpoint> {
     let mut v = Validator::default();
     let url = input.url.as_deref().map(|u| validate_url(&mut v, u));
@@ -182,6 +183,7 @@ pub async fn update_endpoint(
         let before = repo::get_endpoint(conn, merchant, id, true)
             .await
             .map_err(endpoint_missing)?;
+        check_if_match(if_match.as_deref(), before.updated_at)?;
         let mut after = before.clone();
         if let Some(url) = url {
             after.url = checked(url)?;
