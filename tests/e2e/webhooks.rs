@@ -884,3 +884,92 @@ async fn endpoints_are_validated_isolated_managed_and_events_redelivered() {
         .await
         .expect_problem(404, "resource_missing");
 }
+
+#[actix_web::test]
+async fn the_background_loop_delivers_and_the_delivery_log_pages() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let receiver = Receiver::start().await;
+    let (id, _) = endpoint(
+        &app,
+        &m,
+        json!({"url": receiver.url, "enabled_events": ["customer.created"]}),
+    )
+    .await;
+    // The same loop `tenure serve` and `tenure worker` run.
+    let worker = actix_web::rt::spawn(tenure_server::workers::webhook_loop(
+        app.state.clone(),
+        std::time::Duration::from_millis(20),
+    ));
+    for i in 0..5 {
+        fixtures::customer(&app, &m, &format!("c{i}")).await;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while receiver.requests().len() < 5 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the loop delivered {} of 5",
+            receiver.requests().len()
+        );
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    worker.abort();
+    assert_eq!(receiver.requests().len(), 5);
+
+    let mut seen = HashSet::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/webhook_endpoints/{id}/deliveries?limit=2&starting_after={c}"),
+            None => format!("/v1/webhook_endpoints/{id}/deliveries?limit=2"),
+        };
+        let page = app.get(&path).bearer(&m.key).send().await.expect(200);
+        pages += 1;
+        for d in page.body["data"].as_array().unwrap() {
+            assert_eq!(d["status"], "delivered");
+            assert!(seen.insert(d["id"].as_str().unwrap().to_owned()));
+        }
+        match page.body["next_cursor"].as_str() {
+            Some(next) => {
+                assert_eq!(page.body["has_more"], true);
+                cursor = Some(next.to_owned());
+            }
+            None => {
+                assert_eq!(page.body["has_more"], false);
+                break;
+            }
+        }
+    }
+    assert_eq!((pages, seen.len()), (3, 5));
+    app.get(&format!(
+        "/v1/webhook_endpoints/{id}/deliveries?starting_after=cus_01jf9zb3f4e3a8r7m2k4t5n6bc"
+    ))
+    .bearer(&m.key)
+    .send()
+    .await
+    .expect_problem(422, "validation_failed");
+
+    // PATCH honours If-Match.
+    let current = app
+        .get(&format!("/v1/webhook_endpoints/{id}"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200);
+    let etag = current.header("etag").expect("etag").to_owned();
+    app.patch(&format!("/v1/webhook_endpoints/{id}"))
+        .bearer(&m.key)
+        .header("if-match", "\"stale\"")
+        .json(&json!({"description": "x"}))
+        .send()
+        .await
+        .expect_problem(412, "precondition_failed");
+    app.patch(&format!("/v1/webhook_endpoints/{id}"))
+        .bearer(&m.key)
+        .header("if-match", &etag)
+        .json(&json!({"description": "x"}))
+        .send()
+        .await
+        .expect(200);
+}
