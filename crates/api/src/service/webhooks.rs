@@ -33,6 +33,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
 pub const URL_MAX: usize = 2048;
+/// At most this many endpoints per merchant: every event is sent to each of them.
+pub const MAX_ENDPOINTS: i64 = 16;
 const DESCRIPTION_MAX: usize = 500;
 /// How long one request may take before it counts as failed.
 pub const REQUEST_TIMEOUT: StdDuration = StdDuration::from_secs(10);
@@ -127,6 +129,14 @@ pub async fn create_endpoint(
         updated_at: now,
     };
     let mut conn = state.db.conn().await?;
+    if repo::count_endpoints(&mut conn, merchant).await? >= MAX_ENDPOINTS {
+        return Err(ApiError::conflict(
+            "too_many_endpoints",
+            format!(
+                "a merchant may have at most {MAX_ENDPOINTS} webhook endpoints; delete one first"
+            ),
+        ));
+    }
     repo::insert_endpoint(&mut conn, merchant, &endpoint).await?;
     Ok(endpoint)
 }

@@ -154,6 +154,18 @@ pub async fn list_endpoints(
     Page::from_overfetch(rows, &page).try_map(EndpointRow::into_domain)
 }
 
+/// How many endpoints a merchant has.
+pub async fn count_endpoints(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+) -> StoreResult<i64> {
+    Ok(webhook_endpoints::table
+        .filter(webhook_endpoints::merchant_id.eq(merchant.uuid()))
+        .count()
+        .get_result(conn)
+        .await?)
+}
+
 /// Deletes an endpoint with its deliveries and their attempt log.
 pub async fn delete_endpoint(
     conn: &mut AsyncPgConnection,
