@@ -117,12 +117,19 @@ impl Receiver {
     }
 }
 
+/// Status the receiver "answers" by hanging for 15 s before a 200.
+const HANG: u16 = 999;
+
 async fn receive(
     req: HttpRequest,
     body: web::Bytes,
     state: web::Data<ReceiverState>,
 ) -> HttpResponse {
-    let status = state.status.load(Ordering::SeqCst);
+    let mut status = state.status.load(Ordering::SeqCst);
+    if status == HANG {
+        actix_web::rt::time::sleep(std::time::Duration::from_secs(15)).await;
+        status = 200;
+    }
     let headers = req
         .headers()
         .iter()
@@ -990,4 +997,64 @@ async fn the_background_loop_delivers_and_the_delivery_log_pages() {
         .send()
         .await
         .expect(200);
+}
+
+#[actix_web::test]
+async fn a_crashed_worker_s_delivery_is_sent_after_its_lease_and_slow_receivers_time_out() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let receiver = Receiver::start().await;
+    let (id, secret) = endpoint(
+        &app,
+        &m,
+        json!({"url": receiver.url, "enabled_events": ["customer.created"]}),
+    )
+    .await;
+    fixtures::customer(&app, &m, "ada").await;
+
+    // A worker claims the delivery and dies before sending it.
+    let mut conn = app.sql().await;
+    let now = app.clock.now();
+    let claimed =
+        tenure_store::repo::webhooks::claim_due(&mut conn, now, now + Duration::seconds(60), 10)
+            .await
+            .expect("claim");
+    assert_eq!(claimed.len(), 1);
+    // While its lease runs, no other worker takes it…
+    assert_eq!(deliver_all(&app).await, 0);
+    // …and after it, another one does: at least once, with the same webhook-id.
+    app.clock.advance(Duration::seconds(61));
+    assert_eq!(deliver_all(&app).await, 1);
+    let got = receiver.accepted();
+    assert_eq!(got.len(), 1);
+    assert!(got[0].verifies_with(&secret));
+    assert_eq!(
+        got[0].header("webhook-id"),
+        tenure_domain::ids::EventId::from_uuid(claimed[0].event_id).to_string()
+    );
+    let log = deliveries(&app, &m, &id).await;
+    assert_eq!(log[0]["status"], "delivered");
+    assert_eq!(log[0]["attempts"], 2, "the lost attempt counts");
+
+    // A receiver that does not answer within 10 s: a failed attempt, retried later.
+    receiver.answer(HANG);
+    fixtures::customer(&app, &m, "bob").await;
+    let started = std::time::Instant::now();
+    assert_eq!(deliver_all(&app).await, 1);
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_secs(10) && waited < std::time::Duration::from_secs(14),
+        "{waited:?}"
+    );
+    let slow = deliveries(&app, &m, &id)
+        .await
+        .into_iter()
+        .find(|d| d["status"] == "pending")
+        .expect("the slow delivery is pending a retry");
+    assert_eq!(slow["response_status"], Value::Null);
+    assert!(
+        slow["error"].as_str().unwrap().starts_with("timed out"),
+        "{slow}"
+    );
+    assert!(slow["latency_ms"].as_u64().unwrap() >= 10_000);
 }
