@@ -7,6 +7,7 @@
 //! after uninterrupted failure, disabling the endpoint with a `webhook_endpoint.disabled`
 //! event.
 
+use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::{Duration as StdDuration, Instant};
 
@@ -290,16 +291,16 @@ pub async fn list_deliveries(
         .map_err(endpoint_missing)?;
     let deliveries = repo::list_deliveries(&mut conn, merchant, endpoint, status, page).await?;
     let ids: Vec<WebhookDeliveryId> = deliveries.items.iter().map(|d| d.id).collect();
-    let mut attempts = repo::attempts_of(&mut conn, merchant, &ids).await?;
+    let mut logs: HashMap<WebhookDeliveryId, Vec<DeliveryAttempt>> = HashMap::new();
+    for (delivery, attempt) in repo::attempts_of(&mut conn, merchant, &ids).await? {
+        logs.entry(delivery).or_default().push(attempt);
+    }
     Ok(Page {
         items: deliveries
             .items
             .into_iter()
             .map(|d| {
-                let (mine, rest): (Vec<_>, Vec<_>) =
-                    attempts.drain(..).partition(|(id, _)| *id == d.id);
-                attempts = rest;
-                let log = mine.into_iter().map(|(_, a)| a).collect();
+                let log = logs.remove(&d.id).unwrap_or_default();
                 (d, log)
             })
             .collect(),
