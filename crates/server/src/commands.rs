@@ -42,7 +42,7 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<(), StartupE
     }
     let state = state(global, args.jwt_secret.as_deref(), args.session_ttl_secs).await?;
     let metrics = Metrics::new().map_err(|e| StartupError::Config(e.to_string()))?;
-    if !args.workers.no_workers {
+    if !args.no_workers {
         spawn_workers(&state, &args.workers);
     }
     let mut server = HttpServer::new(move || tenure_api::app(state.clone(), metrics.clone()))
@@ -65,11 +65,6 @@ fn spawn_workers(state: &AppState, args: &WorkerArgs) {
 
 /// Runs the background workers until Ctrl-C or SIGTERM.
 pub async fn worker(global: &GlobalArgs, args: &WorkerArgs) -> Result<(), StartupError> {
-    if args.no_workers {
-        return Err(StartupError::Config(
-            "`tenure worker --no-workers` would do nothing".to_owned(),
-        ));
-    }
     startup::prepare_database(global).await?;
     let state = state(global, None, 3600).await?;
     spawn_workers(&state, args);

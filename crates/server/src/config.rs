@@ -72,6 +72,10 @@ pub struct ServeArgs {
     /// Lifetime of customer session tokens, in seconds.
     #[arg(long, env = "TENURE_SESSION_TTL_SECS", default_value_t = 3600)]
     pub session_ttl_secs: u32,
+    /// Do not run the background workers in this process: only serve HTTP (run
+    /// `tenure worker` elsewhere).
+    #[arg(long, env = "TENURE_NO_WORKERS")]
+    pub no_workers: bool,
     #[command(flatten)]
     pub workers: WorkerArgs,
 }
@@ -79,9 +83,6 @@ pub struct ServeArgs {
 /// The background workers' settings, shared by `serve` and `worker`.
 #[derive(Debug, Clone, Args)]
 pub struct WorkerArgs {
-    /// Do not run background workers in this process (`serve` only serves HTTP).
-    #[arg(long, env = "TENURE_NO_WORKERS")]
-    pub no_workers: bool,
     /// Pause between webhook delivery rounds when none are due, in milliseconds.
     #[arg(long, env = "TENURE_WEBHOOK_INTERVAL_MS", default_value_t = 1000,
         value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
