@@ -7,3 +7,4 @@ mod customers;
 mod fixtures;
 mod idempotency;
 mod platform;
+mod webhooks;
