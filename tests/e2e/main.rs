@@ -10,3 +10,4 @@ mod fuzz;
 mod idempotency;
 mod platform;
 mod security;
+mod webhooks;

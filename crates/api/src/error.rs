@@ -42,9 +42,6 @@ pub struct Problem {
     /// For validation failures: every invalid field.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
-    /// The X-Request-Id of the request, to quote to support.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<String>,
 }
 
 const PROBLEM_TYPE_BASE: &str = "https://docs.tenure.dev/errors/";
@@ -194,7 +191,6 @@ impl ApiError {
             detail,
             code: self.code().to_owned(),
             errors,
-            request_id: None,
         }
     }
 }

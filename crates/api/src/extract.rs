@@ -59,6 +59,33 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
     }
 }
 
+/// An optional JSON body: a request with no body (no `Content-Length` or a zero one, and
+/// no `Content-Type`) gives `T::default()`; anything else is parsed like [`Json`].
+#[derive(Debug)]
+pub struct OptionalJson<T>(pub T);
+
+impl<T: DeserializeOwned + Default + 'static> FromRequest for OptionalJson<T> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let headers = req.headers();
+        let declared_len = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<usize>().ok());
+        let empty = declared_len == Some(0)
+            || (declared_len.is_none()
+                && !headers.contains_key(header::CONTENT_TYPE)
+                && !headers.contains_key(header::TRANSFER_ENCODING));
+        if empty {
+            return Box::pin(async { Ok(OptionalJson(T::default())) });
+        }
+        let inner = Json::<T>::from_request(req, payload);
+        Box::pin(async move { inner.await.map(|Json(value)| OptionalJson(value)) })
+    }
+}
+
 /// Parses a JSON body into `T`, mapping syntax errors to 400 and shape errors (missing,
 /// unknown or mistyped fields) to 422 with the field's path.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {

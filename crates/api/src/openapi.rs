@@ -27,6 +27,7 @@ application/problem+json with a stable `code`.",
         (name = "Customer sessions", description = "Portal tokens and identity providers"),
         (name = "Portal", description = "Self-service routes for a signed-in customer"),
         (name = "Events", description = "What happened, for polling"),
+        (name = "Webhooks", description = "Signed event delivery (Standard Webhooks): endpoints, delivery log, redelivery"),
         (name = "Operations", description = "Health and readiness"),
     )
 )]

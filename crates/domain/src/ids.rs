@@ -44,6 +44,8 @@ typed_ids! {
     TicketId => TicketTag, "tkt";
     EventId => EventTag, "evt";
     WebhookEndpointId => WebhookEndpointTag, "whep";
+    /// One event to be delivered to one webhook endpoint.
+    WebhookDeliveryId => WebhookDeliveryTag, "whdel";
     /// A merchant-registered identity provider whose tokens the portal accepts.
     IdentityProviderId => IdentityProviderTag, "idp";
     /// A scheduled change (pause, resume, cancellation, plan change) of a subscription.

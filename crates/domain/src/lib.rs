@@ -14,5 +14,6 @@ pub mod money;
 pub mod policy;
 pub mod subscription;
 pub mod text;
+pub mod webhooks;
 
 pub use error::DomainError;

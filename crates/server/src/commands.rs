@@ -13,8 +13,9 @@ use tenure_api::{AppState, Metrics};
 use tenure_domain::clock::SystemClock;
 use tenure_store::Db;
 
-use crate::config::{DemoArgs, GlobalArgs, ServeArgs};
+use crate::config::{DemoArgs, GlobalArgs, ServeArgs, WorkerArgs};
 use crate::startup::{self, StartupError};
+use crate::workers;
 
 fn connect(global: &GlobalArgs) -> Result<Db, StartupError> {
     Ok(Db::connect(&global.database_url, global.pool_size)?)
@@ -43,6 +44,9 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<(), StartupE
     let mut state = state(global, args.jwt_secret.as_deref(), args.session_ttl_secs).await?;
     state.rate_limits = RateLimits::new(args.rate_limits.config());
     let metrics = Metrics::new().map_err(|e| StartupError::Config(e.to_string()))?;
+    if !args.no_workers {
+        spawn_workers(&state, &args.workers);
+    }
     let mut server = HttpServer::new(move || tenure_api::app(state.clone(), metrics.clone()))
         .bind(&args.bind)?;
     if let Some(workers) = args.http_workers {
@@ -51,6 +55,41 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<(), StartupE
     tracing::info!(bind = %args.bind, "serving; API docs at /docs/");
     server.run().await?;
     Ok(())
+}
+
+/// Starts the background loops on the runtime, each in a task of its own.
+fn spawn_workers(state: &AppState, args: &WorkerArgs) {
+    tokio::spawn(workers::webhook_loop(
+        state.clone(),
+        std::time::Duration::from_millis(args.webhook_interval_ms),
+    ));
+}
+
+/// Runs the background workers until Ctrl-C or SIGTERM.
+pub async fn worker(global: &GlobalArgs, args: &WorkerArgs) -> Result<(), StartupError> {
+    startup::prepare_database(global).await?;
+    let state = state(global, None, 3600).await?;
+    spawn_workers(&state, args);
+    shutdown_signal().await?;
+    tracing::info!("worker stopping");
+    Ok(())
+}
+
+async fn shutdown_signal() -> Result<(), StartupError> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r?,
+            _ = term.recv() => {}
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await?;
+        Ok(())
+    }
 }
 
 pub async fn migrate(global: &GlobalArgs) -> Result<(), StartupError> {

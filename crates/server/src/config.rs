@@ -53,6 +53,8 @@ pub enum Command {
     Openapi,
     /// Create a demo merchant with a catalog and customers, and print how to try it.
     Demo(DemoArgs),
+    /// Run the background workers (webhook delivery) without serving HTTP.
+    Worker(WorkerArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -71,8 +73,23 @@ pub struct ServeArgs {
     /// Lifetime of customer session tokens, in seconds.
     #[arg(long, env = "TENURE_SESSION_TTL_SECS", default_value_t = 3600)]
     pub session_ttl_secs: u32,
+    /// Do not run the background workers in this process: only serve HTTP (run
+    /// `tenure worker` elsewhere).
+    #[arg(long, env = "TENURE_NO_WORKERS")]
+    pub no_workers: bool,
+    #[command(flatten)]
+    pub workers: WorkerArgs,
     #[command(flatten)]
     pub rate_limits: RateLimitArgs,
+}
+
+/// The background workers' settings, shared by `serve` and `worker`.
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// Pause between webhook delivery rounds when none are due, in milliseconds.
+    #[arg(long, env = "TENURE_WEBHOOK_INTERVAL_MS", default_value_t = 1000,
+        value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub webhook_interval_ms: u64,
 }
 
 /// Request limits (docs/hardening.md). A rate of 0 disables that limit.

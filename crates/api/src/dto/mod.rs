@@ -6,5 +6,6 @@ pub mod catalog;
 pub mod common;
 pub mod customers;
 pub mod sessions;
+pub mod webhooks;
 
 pub use common::{ListParams, ListResponse, MoneyDto};

@@ -7,6 +7,7 @@ pub mod events;
 pub mod health;
 pub mod portal;
 pub mod sessions;
+pub mod webhooks;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse};
@@ -22,7 +23,8 @@ pub fn configure_v1(cfg: &mut ServiceConfig) {
         .configure(customers::configure)
         .configure(sessions::configure)
         .configure(events::configure)
-        .configure(portal::configure);
+        .configure(portal::configure)
+        .configure(webhooks::configure);
 }
 
 /// 201 with the created resource and its ETag.

@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod customers;
 pub mod merchants;
 pub mod sessions;
+pub mod webhooks;
 
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;

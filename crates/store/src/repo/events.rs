@@ -35,6 +35,8 @@ pub struct EventRow {
     pub created_at: DateTime<Utc>,
 }
 
+/// Records an event and, in the same transaction, a pending webhook delivery of it to
+/// every enabled endpoint of the merchant that subscribes to its type.
 pub async fn record(
     conn: &mut AsyncPgConnection,
     merchant: MerchantId,
@@ -42,6 +44,7 @@ pub async fn record(
     at: DateTime<Utc>,
 ) -> StoreResult<EventId> {
     let id = EventId::new();
+    let event_type = event.event_type.clone();
     diesel::insert_into(events::table)
         .values((
             events::merchant_id.eq(merchant.uuid()),
@@ -55,6 +58,7 @@ pub async fn record(
         ))
         .execute(conn)
         .await?;
+    crate::repo::webhooks::enqueue_for_event(conn, merchant, id, &event_type, at).await?;
     Ok(id)
 }
 

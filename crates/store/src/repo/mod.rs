@@ -8,3 +8,4 @@ pub mod idempotency;
 pub mod identity_providers;
 pub mod merchants;
 pub mod secrets;
+pub mod webhooks;
