@@ -36,6 +36,9 @@ export TENURE_JWT_SECRET
 # Schemathesis sends as fast as it can; limits are covered by the e2e tests.
 export TENURE_RATE_LIMIT_PER_SECOND=0 TENURE_RATE_LIMIT_CUSTOMER_PER_SECOND=0 \
   TENURE_RATE_LIMIT_UNAUTHENTICATED_PER_SECOND=0
+# No background workers: Schemathesis registers webhook endpoints with made-up URLs, and
+# nothing may be sent anywhere but loopback.
+export TENURE_NO_WORKERS=true
 export TENURE_LOG="${TENURE_LOG:-warn}"
 log="$(mktemp -t tenure-schemathesis.XXXXXX.log)"
 
