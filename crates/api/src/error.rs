@@ -238,7 +238,9 @@ impl ResponseError for ApiError {
                 | DomainError::PolicyForbids { .. }
                 | DomainError::CurrencyMismatch { .. }
                 | DomainError::Overflow => StatusCode::UNPROCESSABLE_ENTITY,
-                DomainError::InvalidTransition { .. } => StatusCode::CONFLICT,
+                DomainError::InvalidTransition { .. } | DomainError::Conflict { .. } => {
+                    StatusCode::CONFLICT
+                }
             },
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
