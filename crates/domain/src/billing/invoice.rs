@@ -471,3 +471,99 @@ mod tests {
         }
     }
 }
+
+/// An invoice as stored: what was billed, and what has been paid and refunded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invoice {
+    pub id: crate::ids::InvoiceId,
+    /// Gapless per merchant, starting at 1.
+    pub number: i64,
+    pub customer_id: crate::ids::CustomerId,
+    pub subscription_id: Option<crate::ids::SubscriptionId>,
+    pub period: Option<crate::billing::period::Period>,
+    pub status: InvoiceStatus,
+    pub currency: Currency,
+    pub lines: Vec<InvoiceLine>,
+    pub totals: InvoiceTotals,
+    pub amount_paid: Money,
+    pub amount_refunded: Money,
+    pub attempt_count: u32,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+    pub paid_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A charge attempt against an invoice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Payment {
+    pub id: crate::ids::PaymentId,
+    pub invoice_id: crate::ids::InvoiceId,
+    pub customer_id: crate::ids::CustomerId,
+    pub payment_method_id: Option<crate::ids::PaymentMethodId>,
+    pub amount: Money,
+    pub status: PaymentStatus,
+    pub gateway: String,
+    pub gateway_ref: Option<String>,
+    pub failure_code: Option<String>,
+    pub failure_message: Option<String>,
+    pub idempotency_key: String,
+    pub amount_refunded: Money,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentStatus {
+    Succeeded,
+    /// The issuer declined.
+    Declined,
+    /// The gateway failed to process it (retryable).
+    Failed,
+}
+
+impl PaymentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentStatus::Succeeded => "succeeded",
+            PaymentStatus::Declined => "declined",
+            PaymentStatus::Failed => "failed",
+        }
+    }
+
+    pub fn of(outcome: &crate::billing::gateway::ChargeOutcome) -> Self {
+        use crate::billing::gateway::ChargeOutcome;
+        match outcome {
+            ChargeOutcome::Succeeded { .. } => PaymentStatus::Succeeded,
+            ChargeOutcome::Declined { .. } => PaymentStatus::Declined,
+            ChargeOutcome::Failed { .. } => PaymentStatus::Failed,
+        }
+    }
+}
+
+impl FromStr for PaymentStatus {
+    type Err = DomainError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "succeeded" => Ok(PaymentStatus::Succeeded),
+            "declined" => Ok(PaymentStatus::Declined),
+            "failed" => Ok(PaymentStatus::Failed),
+            _ => Err(DomainError::validation(
+                "status",
+                "must be succeeded, declined or failed",
+            )),
+        }
+    }
+}
+
+/// A refund of (part of) a paid invoice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refund {
+    pub id: crate::ids::RefundId,
+    pub invoice_id: crate::ids::InvoiceId,
+    pub payment_id: crate::ids::PaymentId,
+    pub amount: Money,
+    pub gateway_ref: String,
+    pub reason: Option<String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}

@@ -12,3 +12,4 @@ pub mod terms;
 pub use period::{Cadence, Interval, Period};
 pub use proration::{Proration, ProrationLine, ProrationLineKind};
 pub use terms::PlanTerms;
+pub mod payment_method;

@@ -6,5 +6,7 @@ pub mod customers;
 pub mod events;
 pub mod idempotency;
 pub mod identity_providers;
+pub mod invoices;
 pub mod merchants;
+pub mod payment_methods;
 pub mod secrets;
