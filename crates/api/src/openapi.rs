@@ -28,6 +28,8 @@ application/problem+json with a stable `code`.",
         (name = "Portal", description = "Self-service routes for a signed-in customer"),
         (name = "Events", description = "What happened, for polling"),
         (name = "Operations", description = "Health and readiness"),
+        (name = "Payment methods", description = "Cards as gateway tokens; card numbers are refused everywhere"),
+        (name = "Invoices", description = "Invoices, payment attempts and refunds"),
     )
 )]
 pub struct ApiDoc;

@@ -1,6 +1,7 @@
 //! HTTP routes. Each handler parses its input, calls one use case from `service`, and
 //! renders the result; the OpenAPI document is collected from these same handlers.
 
+pub mod billing;
 pub mod catalog;
 pub mod customers;
 pub mod events;
@@ -22,7 +23,8 @@ pub fn configure_v1(cfg: &mut ServiceConfig) {
         .configure(customers::configure)
         .configure(sessions::configure)
         .configure(events::configure)
-        .configure(portal::configure);
+        .configure(portal::configure)
+        .configure(billing::configure);
 }
 
 /// 201 with the created resource and its ETag.
