@@ -295,8 +295,10 @@ async fn invoice_event(
 
 /// Charges an open invoice's amount due to the customer's default payment method through
 /// the gateway and records the attempt: `invoice.paid` on success, `invoice.payment_failed`
-/// otherwise. The renewal engine and dunning retries call this; `attempt_key` makes the
-/// gateway call idempotent (e.g. `"{invoice}:{attempt}"`).
+/// otherwise. The renewal engine and dunning retries call this. The gateway call carries
+/// the idempotency key `"{invoice}:{attempt number}"`, so when the transaction fails after
+/// the gateway charged, the retry of the same attempt replays that charge instead of
+/// charging twice.
 pub async fn pay_invoice(
     state: &AppState,
     merchant: MerchantId,
@@ -387,10 +389,17 @@ pub async fn refund(
             .clone()
             .ok_or_else(|| ApiError::internal("successful payment without a gateway ref"))?;
         let refund_id = RefundId::new();
+        // Refunds of one invoice are serialised by the row lock, so "the refund that
+        // follows `amount_refunded` = N" names this refund: should the transaction fail
+        // after the gateway refunded, the retry replays that refund instead of paying
+        // the money out twice.
         let outcome = state.gateway.refund(&RefundRequest {
             charge_ref,
             amount: plan.amount,
-            idempotency_key: refund_id.to_string(),
+            idempotency_key: format!(
+                "{}:refund-after:{}:{}",
+                before.id, before.amount_refunded.amount, plan.amount.amount
+            ),
         });
         let gateway_ref = match outcome {
             RefundOutcome::Succeeded { gateway_ref } => gateway_ref,
