@@ -71,6 +71,7 @@ async fn pay(app: &TestApp, m: &TestMerchant, id: InvoiceId) -> (String, Option<
     let (_, payment) = tenure_api::service::billing::pay_invoice(&app.state, merchant_id(m), id)
         .await
         .expect("charge attempt recorded");
+    let payment = payment.expect("an amount was due, so the gateway was charged");
     (
         payment.status.as_str().to_owned(),
         payment.failure_code.clone(),
@@ -401,7 +402,19 @@ async fn card_numbers_are_refused_everywhere_and_never_stored_or_logged() {
     let squashed = dump.replace([' ', '-'], "");
     for pan in PANS {
         assert!(!squashed.contains(pan), "the database holds {pan}");
+        // bytea columns (stored idempotent responses) are dumped as hex.
+        let hex: String = pan.bytes().map(|b| format!("{b:02x}")).collect();
+        assert!(
+            !squashed.contains(&hex),
+            "the database holds {pan} as bytes"
+        );
     }
+    // The refused idempotent request was remembered (its problem, not its body).
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM idempotency_keys WHERE response_status = 422")
+            .await,
+        1
+    );
 
     // Nor the logs (the request log line of every refused request was written).
     let logs = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
@@ -928,4 +941,69 @@ async fn invoices_are_listed_filtered_and_private_to_their_customer() {
         .await
         .expect(200);
     assert_eq!(theirs.body["data"], json!([]));
+}
+
+#[actix_web::test]
+async fn cards_expiring_within_30_days_are_flagged() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let cus = fixtures::customer(&app, &m, "u1").await;
+    attach(&app, &m, &cus, "pm_card_visa").await; // 12/2034
+    let at = |s: &str| {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .expect("date")
+            .with_timezone(&Utc)
+    };
+    let flags = |body: &Value| {
+        (
+            body["data"][0]["expired"].clone(),
+            body["data"][0]["expiring_soon"].clone(),
+        )
+    };
+    let path = format!("/v1/customers/{cus}/payment_methods");
+    let res = app.get(&path).bearer(&m.key).send().await.expect(200);
+    assert_eq!(flags(&res.body), (json!(false), json!(false)));
+    app.clock.advance_to(at("2034-12-02T00:00:00Z"));
+    let res = app.get(&path).bearer(&m.key).send().await.expect(200);
+    assert_eq!(
+        flags(&res.body),
+        (json!(false), json!(true)),
+        "valid through Dec 31st"
+    );
+    app.clock.advance_to(at("2035-01-01T00:00:00Z"));
+    let res = app.get(&path).bearer(&m.key).send().await.expect(200);
+    assert_eq!(flags(&res.body), (json!(true), json!(true)));
+}
+
+#[actix_web::test]
+async fn an_invoice_with_nothing_due_is_paid_without_a_charge() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let cus = fixtures::customer(&app, &m, "u1").await;
+    let eur = "EUR".parse().expect("EUR");
+    let mut new = new_invoice(&cus, SubscriptionId::new(), 0, 1000);
+    new.lines.push(
+        InvoiceLine::new(LineKind::Discount, "100% off", Money::new(-1000, eur)).expect("line"),
+    );
+    let mut conn = app.state.db.conn().await.unwrap();
+    let inv = invoices::create_invoice(&mut conn, merchant_id(&m), new, app.state.now())
+        .await
+        .unwrap();
+    // No payment method needed, no payment recorded.
+    let (paid, payment) =
+        tenure_api::service::billing::pay_invoice(&app.state, merchant_id(&m), inv.id)
+            .await
+            .unwrap();
+    assert!(payment.is_none());
+    assert_eq!(paid.status, InvoiceStatus::Paid);
+    let res = app
+        .get(&format!("/v1/invoices/{}", inv.id))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(res.body["discount"]["amount"], -1000);
+    assert_eq!(res.body["amount_due"]["amount"], 0);
+    assert_eq!(res.body["status"], "paid");
+    assert_eq!(res.body["payments"], json!([]));
 }

@@ -295,7 +295,9 @@ async fn invoice_event(
 
 /// Charges an open invoice's amount due to the customer's default payment method through
 /// the gateway and records the attempt: `invoice.paid` on success, `invoice.payment_failed`
-/// otherwise. The renewal engine and dunning retries call this. The gateway call carries
+/// otherwise. An invoice with nothing due is marked paid without a charge (and without a
+/// payment, so the payment is then `None`). The renewal engine and dunning retries call
+/// this. The gateway call carries
 /// the idempotency key `"{invoice}:{attempt number}"`, so when the transaction fails after
 /// the gateway charged, the retry of the same attempt replays that charge instead of
 /// charging twice.
@@ -303,7 +305,7 @@ pub async fn pay_invoice(
     state: &AppState,
     merchant: MerchantId,
     id: InvoiceId,
-) -> ApiResult<(Invoice, Payment)> {
+) -> ApiResult<(Invoice, Option<Payment>)> {
     let now = state.now();
     let mut conn = state.db.conn().await?;
     conn.transaction(async |conn| {
@@ -318,6 +320,11 @@ pub async fn pay_invoice(
                     before.status
                 ),
             ));
+        }
+        if before.totals.amount_due.is_zero() {
+            let after = invoices_repo::mark_paid_without_charge(conn, merchant, id, now).await?;
+            invoice_event(conn, merchant, "invoice.paid", &after, Some(&before)).await?;
+            return Ok((after, None));
         }
         let pm = repo::default_for_customer(conn, merchant, before.customer_id)
             .await?
@@ -353,7 +360,7 @@ pub async fn pay_invoice(
             PaymentStatus::Declined | PaymentStatus::Failed => "invoice.payment_failed",
         };
         invoice_event(conn, merchant, event, &after, Some(&before)).await?;
-        Ok((after, payment))
+        Ok((after, Some(payment)))
     })
     .await
 }

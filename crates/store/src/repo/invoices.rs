@@ -374,6 +374,32 @@ pub struct NewPaymentAttempt {
     pub outcome: ChargeOutcome,
 }
 
+/// Marks an invoice with nothing due as paid without a charge (a zero-amount renewal, or
+/// one that credits cover). The caller holds the invoice row lock.
+pub async fn mark_paid_without_charge(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    id: InvoiceId,
+    at: DateTime<Utc>,
+) -> StoreResult<Invoice> {
+    let invoice = get(conn, merchant, id, None, true).await?;
+    if !invoice.totals.amount_due.is_zero() {
+        return Err(StoreError::corrupt(
+            "only an invoice with nothing due is paid without a charge",
+        ));
+    }
+    let paid = invoice.status.pay().map_err(StoreError::corrupt)?;
+    diesel::update(invoices::table.find((merchant.uuid(), id.uuid())))
+        .set((
+            invoices::status.eq(paid.as_str()),
+            invoices::paid_at.eq(Some(at)),
+            invoices::updated_at.eq(at.max(invoice.updated_at)),
+        ))
+        .execute(conn)
+        .await?;
+    get(conn, merchant, id, None, false).await
+}
+
 /// Records a charge attempt and its effect on the invoice in one transaction (or
 /// savepoint): every attempt raises `attempt_count`; a successful one marks the invoice
 /// paid. The invoice row is locked first, so concurrent attempts are serialised.
