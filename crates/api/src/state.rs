@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use tenure_domain::billing::gateway::PaymentGateway;
 use tenure_domain::clock::Clock;
 use tenure_store::Db;
 
@@ -12,6 +13,8 @@ pub struct AppState {
     pub db: Db,
     pub clock: Arc<dyn Clock>,
     pub sessions: SessionSigner,
+    /// Where charges and refunds go; the deterministic sandbox unless configured.
+    pub gateway: Arc<dyn PaymentGateway>,
 }
 
 impl AppState {

@@ -6,6 +6,7 @@ use chrono::Duration;
 use rand::RngCore;
 use tenure_api::AppState;
 use tenure_api::auth::jwt::SessionSigner;
+use tenure_domain::billing::gateway::SandboxGateway;
 use tenure_domain::clock::Clock;
 use tenure_store::repo::secrets;
 use tenure_store::{Db, migrate};
@@ -58,5 +59,6 @@ pub async fn build_state(
         db,
         clock,
         sessions: SessionSigner::new(&secret, session_ttl),
+        gateway: Arc::new(SandboxGateway::new()),
     })
 }
