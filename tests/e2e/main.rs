@@ -2,6 +2,7 @@
 //! in a database of its own.
 
 mod auth;
+mod billing;
 mod catalog;
 mod customers;
 mod faults;

@@ -76,6 +76,12 @@ pub enum ApiError {
     IdempotencyKeyInUse,
     #[error("too many requests")]
     RateLimited { retry_after_secs: u64 },
+    /// The body holds something that looks like a card number. The value is never
+    /// echoed: only the field's path is named.
+    #[error(
+        "{field} looks like a card number; Tenure never accepts card numbers, send a payment method token from the gateway instead"
+    )]
+    CardNumberNotAllowed { field: String },
     #[error(transparent)]
     Domain(#[from] DomainError),
     #[error("the service is temporarily unavailable")]
@@ -135,6 +141,7 @@ impl ApiError {
             Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::IdempotencyKeyInUse => "idempotency_key_in_use",
             Self::RateLimited { .. } => "rate_limited",
+            Self::CardNumberNotAllowed { .. } => "card_number_not_allowed",
             Self::Domain(err) => err.code(),
             Self::Unavailable(_) => "service_unavailable",
             Self::Internal(_) => "internal_error",
@@ -174,6 +181,10 @@ impl ApiError {
         };
         let errors = match self {
             Self::Validation(errors) => errors.clone(),
+            Self::CardNumberNotAllowed { field } => vec![FieldError {
+                field: field.clone(),
+                message: "must not contain a card number".to_owned(),
+            }],
             Self::Domain(DomainError::Validation { field, reason }) => vec![FieldError {
                 field: field.to_string(),
                 message: reason.to_string(),
@@ -219,7 +230,9 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            Self::Validation(_) | Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Validation(_)
+            | Self::IdempotencyKeyReused
+            | Self::CardNumberNotAllowed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::NotFound(_) | Self::RouteNotFound => StatusCode::NOT_FOUND,
@@ -234,7 +247,9 @@ impl ResponseError for ApiError {
                 | DomainError::PolicyForbids { .. }
                 | DomainError::CurrencyMismatch { .. }
                 | DomainError::Overflow => StatusCode::UNPROCESSABLE_ENTITY,
-                DomainError::InvalidTransition { .. } => StatusCode::CONFLICT,
+                DomainError::InvalidTransition { .. } | DomainError::Conflict { .. } => {
+                    StatusCode::CONFLICT
+                }
             },
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

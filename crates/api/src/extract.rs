@@ -9,6 +9,7 @@ use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
+use tenure_domain::billing::pan;
 
 use crate::error::{ApiError, FieldError};
 
@@ -88,6 +89,13 @@ impl<T: DeserializeOwned + Default + 'static> FromRequest for OptionalJson<T> {
 
 /// Parses a JSON body into `T`, mapping syntax errors to 400 and shape errors (missing,
 /// unknown or mistyped fields) to 422 with the field's path.
+///
+/// Before anything else, the body is searched for card numbers (see
+/// [`tenure_domain::billing::pan`]): in every string, number and key at any depth, and in
+/// the raw text (which catches numbers too long to survive parsing exactly). A body with
+/// one is refused with 422 `card_number_not_allowed` before it is deserialized, so the
+/// number reaches neither a handler, nor the database, nor a log line, and the problem
+/// names only the field, never its value.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request(
@@ -95,6 +103,7 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             "the request body is empty; send a JSON object",
         ));
     }
+    reject_card_numbers(body)?;
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|err| {
         let path = err.path().to_string();
@@ -112,6 +121,28 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             }])
         }
     })
+}
+
+/// Refuses a body that contains anything that looks like a card number.
+pub fn reject_card_numbers(body: &[u8]) -> Result<(), ApiError> {
+    // A body that is not JSON gets its syntax error later, but a card number in it is
+    // refused all the same by the raw scan below.
+    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body)
+        && let Some(path) = pan::find_pan_in_json(&value)
+    {
+        let field = if path.is_empty() {
+            "body".to_owned()
+        } else {
+            path
+        };
+        return Err(ApiError::CardNumberNotAllowed { field });
+    }
+    if pan::contains_pan(&String::from_utf8_lossy(body)) {
+        return Err(ApiError::CardNumberNotAllowed {
+            field: "body".to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// serde_json appends " at line 1 column 17", which means nothing to an API caller.
@@ -204,6 +235,33 @@ mod tests {
         };
         assert_eq!(errors[0].field, "price.amount");
         assert!(!errors[0].message.contains("line"));
+    }
+
+    #[test]
+    fn card_numbers_are_refused_without_being_echoed() {
+        for (body, field) in [
+            (
+                &br#"{"price": {"amount": 4242424242424242}}"#[..],
+                "price.amount",
+            ),
+            (br#"{"note": "card 4242 4242 4242 4242"}"#, "note"),
+            (br#"{"m": {"4242-4242-4242-4242": 1}}"#, "m"),
+            (br#"{"a": [{"b": ["x", "5555555555554444"]}]}"#, "a[0].b[1]"),
+            (br#"{"n": -4242424242424242.0}"#, "n"),
+            (b"{\"broken\": 4242424242424242", "body"),
+        ] {
+            let err = parse_json::<serde_json::Value>(body).unwrap_err();
+            assert_eq!(err.code(), "card_number_not_allowed");
+            let problem = serde_json::to_string(&err.problem()).unwrap();
+            assert!(
+                !problem.contains("4242") && !problem.contains("4444"),
+                "{problem}"
+            );
+            assert!(problem.contains(field), "{problem}");
+        }
+        assert!(
+            parse_json::<serde_json::Value>(br#"{"token": "pm_card_visa", "n": 1999}"#).is_ok()
+        );
     }
 
     #[test]

@@ -29,6 +29,8 @@ application/problem+json with a stable `code`.",
         (name = "Events", description = "What happened, for polling"),
         (name = "Webhooks", description = "Signed event delivery (Standard Webhooks): endpoints, delivery log, redelivery"),
         (name = "Operations", description = "Health and readiness"),
+        (name = "Payment methods", description = "Cards as gateway tokens; card numbers are refused everywhere"),
+        (name = "Invoices", description = "Invoices, payment attempts and refunds"),
     )
 )]
 pub struct ApiDoc;

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use tenure_domain::billing::gateway::PaymentGateway;
 use tenure_domain::clock::Clock;
 use tenure_store::Db;
 
@@ -15,6 +16,8 @@ pub struct AppState {
     pub sessions: SessionSigner,
     /// Per-credential and per-address request limits, shared by every HTTP worker.
     pub rate_limits: RateLimits,
+    /// Where charges and refunds go; the deterministic sandbox unless configured.
+    pub gateway: Arc<dyn PaymentGateway>,
 }
 
 impl AppState {

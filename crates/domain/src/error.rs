@@ -34,6 +34,14 @@ pub enum DomainError {
     },
     #[error("amount out of range")]
     Overflow,
+    /// Any other resource (an invoice, a payment method) is in a state that does not allow
+    /// the action.
+    #[error("{detail}")]
+    Conflict {
+        /// A stable machine code such as `invoice_not_paid`.
+        code: &'static str,
+        detail: Cow<'static, str>,
+    },
 }
 
 impl DomainError {
@@ -51,7 +59,9 @@ impl DomainError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Validation { .. } => "validation_failed",
-            Self::InvalidTransition { code, .. } | Self::PolicyForbids { code, .. } => code,
+            Self::InvalidTransition { code, .. }
+            | Self::PolicyForbids { code, .. }
+            | Self::Conflict { code, .. } => code,
             Self::CurrencyMismatch { .. } => "currency_mismatch",
             Self::Overflow => "amount_out_of_range",
         }

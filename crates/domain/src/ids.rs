@@ -50,6 +50,8 @@ typed_ids! {
     IdentityProviderId => IdentityProviderTag, "idp";
     /// A scheduled change (pause, resume, cancellation, plan change) of a subscription.
     ScheduledChangeId => ScheduledChangeTag, "sch";
+    /// A refund of (part of) a paid invoice.
+    RefundId => RefundTag, "re";
 }
 
 /// The id prefix of a type, e.g. `"cus"` for [`CustomerId`].

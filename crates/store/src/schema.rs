@@ -182,3 +182,94 @@ diesel::allow_tables_to_appear_in_same_query!(
     webhook_attempts,
     events,
 );
+
+// Billing (migration 2026-11-25-000004_billing).
+
+diesel::table! {
+    payment_methods (merchant_id, id) {
+        merchant_id -> Uuid,
+        id -> Uuid,
+        customer_id -> Uuid,
+        gateway_token -> Text,
+        brand -> Text,
+        last4 -> Text,
+        exp_month -> Int4,
+        exp_year -> Int4,
+        is_default -> Bool,
+        created_at -> Timestamptz,
+        detached_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    invoice_counters (merchant_id) {
+        merchant_id -> Uuid,
+        next_number -> Int8,
+    }
+}
+
+diesel::table! {
+    invoices (merchant_id, id) {
+        merchant_id -> Uuid,
+        id -> Uuid,
+        number -> Int8,
+        customer_id -> Uuid,
+        subscription_id -> Nullable<Uuid>,
+        period_start -> Nullable<Timestamptz>,
+        period_end -> Nullable<Timestamptz>,
+        status -> Text,
+        currency -> Text,
+        total -> Int8,
+        amount_paid -> Int8,
+        amount_refunded -> Int8,
+        attempt_count -> Int4,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        paid_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    invoice_lines (merchant_id, invoice_id, position) {
+        merchant_id -> Uuid,
+        invoice_id -> Uuid,
+        position -> Int4,
+        kind -> Text,
+        description -> Text,
+        amount -> Int8,
+    }
+}
+
+diesel::table! {
+    payments (merchant_id, id) {
+        merchant_id -> Uuid,
+        id -> Uuid,
+        invoice_id -> Uuid,
+        customer_id -> Uuid,
+        payment_method_id -> Nullable<Uuid>,
+        amount -> Int8,
+        currency -> Text,
+        status -> Text,
+        gateway -> Text,
+        gateway_ref -> Nullable<Text>,
+        failure_code -> Nullable<Text>,
+        failure_message -> Nullable<Text>,
+        idempotency_key -> Text,
+        amount_refunded -> Int8,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    refunds (merchant_id, id) {
+        merchant_id -> Uuid,
+        id -> Uuid,
+        invoice_id -> Uuid,
+        payment_id -> Uuid,
+        amount -> Int8,
+        currency -> Text,
+        gateway_ref -> Text,
+        reason -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}

@@ -2,6 +2,7 @@
 //! from domain types; each derives `ToSchema` so the OpenAPI document shows exactly what
 //! is served.
 
+pub mod billing;
 pub mod catalog;
 pub mod common;
 pub mod customers;

@@ -1,6 +1,7 @@
 //! HTTP routes. Each handler parses its input, calls one use case from `service`, and
 //! renders the result; the OpenAPI document is collected from these same handlers.
 
+pub mod billing;
 pub mod catalog;
 pub mod customers;
 pub mod events;
@@ -24,7 +25,8 @@ pub fn configure_v1(cfg: &mut ServiceConfig) {
         .configure(sessions::configure)
         .configure(events::configure)
         .configure(portal::configure)
-        .configure(webhooks::configure);
+        .configure(webhooks::configure)
+        .configure(billing::configure);
 }
 
 /// 201 with the created resource and its ETag.

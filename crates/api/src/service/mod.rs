@@ -1,6 +1,7 @@
 //! Use cases: each loads what it needs, applies the domain rules, persists the result and
 //! records its event in one transaction. Handlers call exactly one of these.
 
+pub mod billing;
 pub mod catalog;
 pub mod customers;
 pub mod merchants;

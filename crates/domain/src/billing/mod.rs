@@ -1,5 +1,10 @@
-//! Billing arithmetic: periods, the terms a subscription is billed on, and proration.
+//! Billing arithmetic: periods, the terms a subscription is billed on, and proration;
+//! invoices, refunds, dunning, the payment gateway seam and card-number detection.
 
+pub mod dunning;
+pub mod gateway;
+pub mod invoice;
+pub mod pan;
 pub mod period;
 pub mod proration;
 pub mod terms;
@@ -7,3 +12,4 @@ pub mod terms;
 pub use period::{Cadence, Interval, Period};
 pub use proration::{Proration, ProrationLine, ProrationLineKind};
 pub use terms::PlanTerms;
+pub mod payment_method;

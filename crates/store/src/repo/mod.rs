@@ -6,6 +6,8 @@ pub mod customers;
 pub mod events;
 pub mod idempotency;
 pub mod identity_providers;
+pub mod invoices;
 pub mod merchants;
+pub mod payment_methods;
 pub mod secrets;
 pub mod webhooks;

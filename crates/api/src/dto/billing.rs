@@ -1,0 +1,284 @@
+//! Payment methods, invoices, payments and refunds.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tenure_domain::billing::invoice::{Invoice, InvoiceLine, Payment, Refund};
+use tenure_domain::billing::payment_method::PaymentMethod;
+use utoipa::{IntoParams, ToSchema};
+
+use super::MoneyDto;
+
+/// Attach a card by its gateway token. Brand, last4 and expiry come from the gateway;
+/// card numbers are refused everywhere with 422 `card_number_not_allowed`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"token": "pm_card_visa", "set_default": true}))]
+pub struct AttachPaymentMethod {
+    /// A gateway token. The sandbox knows `pm_card_visa`, `pm_card_mastercard`,
+    /// `pm_card_amex`, `pm_card_chargeDeclined`, `pm_card_insufficientFunds`,
+    /// `pm_card_expired` and `pm_card_processingError`.
+    pub token: String,
+    /// Make it the default. The customer's first payment method always becomes the
+    /// default.
+    pub set_default: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"id": "pm_01jf9zd8f4e3a8r7m2k4t5n6bc", "object": "payment_method",
+    "customer_id": "cus_01jf9zb3f4e3a8r7m2k4t5n6bc", "brand": "visa", "last4": "4242",
+    "exp_month": 12, "exp_year": 2034, "is_default": true, "expired": false, "expiring_soon": false,
+    "created_at": "2026-11-25T10:00:00Z"}))]
+pub struct PaymentMethodDto {
+    pub id: String,
+    /// Always `payment_method`.
+    pub object: String,
+    pub customer_id: String,
+    /// `visa`, `mastercard`, `amex`, …
+    pub brand: String,
+    pub last4: String,
+    pub exp_month: u32,
+    pub exp_year: i32,
+    pub is_default: bool,
+    /// The card is past the last day of its expiry month.
+    pub expired: bool,
+    /// The card expires within 30 days (or already has).
+    pub expiring_soon: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+impl PaymentMethodDto {
+    pub fn render(pm: &PaymentMethod, now: DateTime<Utc>) -> Self {
+        Self {
+            id: pm.id.to_string(),
+            object: "payment_method".to_owned(),
+            customer_id: pm.customer_id.to_string(),
+            brand: pm.card.brand.clone(),
+            last4: pm.card.last4.clone(),
+            exp_month: pm.card.exp_month,
+            exp_year: pm.card.exp_year,
+            is_default: pm.is_default,
+            expired: pm.is_expired(now),
+            expiring_soon: pm.expiring_soon(now),
+            created_at: pm.created_at,
+        }
+    }
+}
+
+/// The payment methods of a customer, newest first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PaymentMethodList {
+    pub data: Vec<PaymentMethodDto>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"kind": "plan", "description": "Gold (Nov 25 – Dec 25)", "amount": {"amount": 1999, "currency": "EUR"}}))]
+pub struct InvoiceLineDto {
+    /// `plan`, `proration` or `discount`.
+    pub kind: String,
+    pub description: String,
+    /// Negative for credits and discounts.
+    pub amount: MoneyDto,
+}
+
+impl From<&InvoiceLine> for InvoiceLineDto {
+    fn from(l: &InvoiceLine) -> Self {
+        Self {
+            kind: l.kind.as_str().to_owned(),
+            description: l.description.clone(),
+            amount: l.amount.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"id": "pay_01jf9zf2f4e3a8r7m2k4t5n6bc", "object": "payment",
+    "invoice_id": "inv_01jf9ze1f4e3a8r7m2k4t5n6bc", "customer_id": "cus_01jf9zb3f4e3a8r7m2k4t5n6bc",
+    "payment_method_id": "pm_01jf9zd8f4e3a8r7m2k4t5n6bc", "amount": {"amount": 1999, "currency": "EUR"},
+    "status": "succeeded", "failure_code": null, "failure_message": null,
+    "amount_refunded": {"amount": 0, "currency": "EUR"}, "created_at": "2026-11-25T10:00:00Z"}))]
+pub struct PaymentDto {
+    pub id: String,
+    /// Always `payment`.
+    pub object: String,
+    pub invoice_id: String,
+    pub customer_id: String,
+    pub payment_method_id: Option<String>,
+    pub amount: MoneyDto,
+    /// `succeeded`, `declined` (by the issuer) or `failed` (processing error, retryable).
+    pub status: String,
+    /// `card_declined`, `insufficient_funds`, `expired_card`, `processing_error`, …
+    pub failure_code: Option<String>,
+    pub failure_message: Option<String>,
+    pub amount_refunded: MoneyDto,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<&Payment> for PaymentDto {
+    fn from(p: &Payment) -> Self {
+        Self {
+            id: p.id.to_string(),
+            object: "payment".to_owned(),
+            invoice_id: p.invoice_id.to_string(),
+            customer_id: p.customer_id.to_string(),
+            payment_method_id: p.payment_method_id.map(|id| id.to_string()),
+            amount: p.amount.into(),
+            status: p.status.as_str().to_owned(),
+            failure_code: p.failure_code.clone(),
+            failure_message: p.failure_message.clone(),
+            amount_refunded: p.amount_refunded.into(),
+            created_at: p.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"id": "re_01jf9zg3f4e3a8r7m2k4t5n6bc", "object": "refund",
+    "invoice_id": "inv_01jf9ze1f4e3a8r7m2k4t5n6bc", "payment_id": "pay_01jf9zf2f4e3a8r7m2k4t5n6bc",
+    "amount": {"amount": 500, "currency": "EUR"}, "reason": "requested_by_customer",
+    "created_at": "2026-11-26T10:00:00Z"}))]
+pub struct RefundDto {
+    pub id: String,
+    /// Always `refund`.
+    pub object: String,
+    pub invoice_id: String,
+    pub payment_id: String,
+    pub amount: MoneyDto,
+    pub reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<&Refund> for RefundDto {
+    fn from(r: &Refund) -> Self {
+        Self {
+            id: r.id.to_string(),
+            object: "refund".to_owned(),
+            invoice_id: r.invoice_id.to_string(),
+            payment_id: r.payment_id.to_string(),
+            amount: r.amount.into(),
+            reason: r.reason.clone(),
+            created_at: r.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"id": "inv_01jf9ze1f4e3a8r7m2k4t5n6bc", "object": "invoice", "number": 42,
+    "customer_id": "cus_01jf9zb3f4e3a8r7m2k4t5n6bc", "subscription_id": "sub_01jf9zc5f4e3a8r7m2k4t5n6bc",
+    "period_start": "2026-11-25T10:00:00Z", "period_end": "2026-12-25T10:00:00Z", "status": "paid",
+    "currency": "EUR",
+    "lines": [{"kind": "plan", "description": "Gold", "amount": {"amount": 1999, "currency": "EUR"}}],
+    "subtotal": {"amount": 1999, "currency": "EUR"}, "discount": {"amount": 0, "currency": "EUR"},
+    "total": {"amount": 1999, "currency": "EUR"}, "amount_due": {"amount": 1999, "currency": "EUR"},
+    "amount_paid": {"amount": 1999, "currency": "EUR"}, "amount_refunded": {"amount": 0, "currency": "EUR"},
+    "attempt_count": 1, "created_at": "2026-11-25T10:00:00Z", "paid_at": "2026-11-25T10:00:01Z"}))]
+pub struct InvoiceDto {
+    pub id: String,
+    /// Always `invoice`.
+    pub object: String,
+    /// Gapless per merchant, starting at 1.
+    pub number: i64,
+    pub customer_id: String,
+    pub subscription_id: Option<String>,
+    pub period_start: Option<DateTime<Utc>>,
+    pub period_end: Option<DateTime<Utc>>,
+    /// `draft`, `open`, `paid`, `void` or `uncollectible`.
+    pub status: String,
+    #[schema(value_type = String, example = "EUR")]
+    pub currency: tenure_domain::money::Currency,
+    pub lines: Vec<InvoiceLineDto>,
+    /// Plan and proration lines.
+    pub subtotal: MoneyDto,
+    /// Discount lines (zero or negative).
+    pub discount: MoneyDto,
+    pub total: MoneyDto,
+    pub amount_due: MoneyDto,
+    pub amount_paid: MoneyDto,
+    pub amount_refunded: MoneyDto,
+    /// Charge attempts so far.
+    pub attempt_count: u32,
+    pub created_at: DateTime<Utc>,
+    pub paid_at: Option<DateTime<Utc>>,
+    /// Charge attempts, oldest first (single-invoice responses only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payments: Option<Vec<PaymentDto>>,
+    /// Refunds, oldest first (single-invoice responses only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refunds: Option<Vec<RefundDto>>,
+}
+
+impl From<&Invoice> for InvoiceDto {
+    fn from(i: &Invoice) -> Self {
+        Self {
+            id: i.id.to_string(),
+            object: "invoice".to_owned(),
+            number: i.number,
+            customer_id: i.customer_id.to_string(),
+            subscription_id: i.subscription_id.map(|s| s.to_string()),
+            period_start: i.period.map(|p| p.start),
+            period_end: i.period.map(|p| p.end),
+            status: i.status.as_str().to_owned(),
+            currency: i.currency,
+            lines: i.lines.iter().map(InvoiceLineDto::from).collect(),
+            subtotal: i.totals.subtotal.into(),
+            discount: i.totals.discount.into(),
+            total: i.totals.total.into(),
+            amount_due: i.totals.amount_due.into(),
+            amount_paid: i.amount_paid.into(),
+            amount_refunded: i.amount_refunded.into(),
+            attempt_count: i.attempt_count,
+            created_at: i.created_at,
+            paid_at: i.paid_at,
+            payments: None,
+            refunds: None,
+        }
+    }
+}
+
+impl InvoiceDto {
+    pub fn detailed(i: &Invoice, payments: &[Payment], refunds: &[Refund]) -> Self {
+        Self {
+            payments: Some(payments.iter().map(PaymentDto::from).collect()),
+            refunds: Some(refunds.iter().map(RefundDto::from).collect()),
+            ..Self::from(i)
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct InvoiceFilterParams {
+    /// Invoices of this customer (cus_…).
+    pub customer_id: Option<String>,
+    /// `draft`, `open`, `paid`, `void` or `uncollectible`.
+    pub status: Option<String>,
+    /// Created at or after this instant (RFC 3339).
+    pub created_from: Option<DateTime<Utc>>,
+    /// Created before this instant (RFC 3339).
+    pub created_to: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PaymentFilterParams {
+    /// Payments of this customer (cus_…).
+    pub customer_id: Option<String>,
+}
+
+/// Refund a paid invoice: everything still refundable when `amount` is omitted (send
+/// `{}`), or `amount` minor units of the invoice's currency.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"amount": 500, "reason": "requested_by_customer"}))]
+pub struct RefundInvoice {
+    /// Minor units of the invoice's currency; at most what is left to refund.
+    pub amount: Option<i64>,
+    /// Free text, up to 200 characters.
+    pub reason: Option<String>,
+}
+
+/// The refund and the invoice after it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RefundResult {
+    pub refund: RefundDto,
+    pub invoice: InvoiceDto,
+}

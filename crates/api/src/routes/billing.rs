@@ -1,0 +1,339 @@
+//! Billing routes: payment methods (merchant and portal), invoices, payments, refunds.
+
+use actix_web::{HttpResponse, delete, get, post, web};
+use tenure_domain::billing::invoice::InvoiceStatus;
+use tenure_domain::ids::{CustomerId, CustomerTag, InvoiceTag, PaymentMethodTag, PaymentTag};
+use tenure_store::repo::invoices::InvoiceFilter;
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use crate::auth::{CustomerAuth, MerchantAuth};
+use crate::dto::billing::{
+    AttachPaymentMethod, InvoiceDto, InvoiceFilterParams, PaymentDto, PaymentFilterParams,
+    PaymentMethodDto, PaymentMethodList, RefundDto, RefundInvoice, RefundResult,
+};
+use crate::dto::common::{parse_field_id, parse_id};
+use crate::dto::{ListParams, ListResponse};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::Json;
+use crate::service::billing as svc;
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(attach_payment_method)
+        .service(list_payment_methods)
+        .service(set_default_payment_method)
+        .service(detach_payment_method)
+        .service(portal_attach_payment_method)
+        .service(portal_list_payment_methods)
+        .service(portal_set_default_payment_method)
+        .service(portal_detach_payment_method)
+        .service(list_invoices)
+        .service(get_invoice)
+        .service(refund_invoice)
+        .service(list_payments)
+        .service(portal_list_invoices)
+        .service(portal_get_invoice)
+        .service(portal_list_payments);
+}
+
+fn render_list(
+    state: &AppState,
+    methods: &[tenure_domain::billing::payment_method::PaymentMethod],
+) -> PaymentMethodList {
+    let now = state.now();
+    PaymentMethodList {
+        data: methods
+            .iter()
+            .map(|pm| PaymentMethodDto::render(pm, now))
+            .collect(),
+    }
+}
+
+// ---- payment methods, merchant ----
+
+/// Attach a payment method (a gateway token) to a customer.
+#[utoipa::path(tag = "Payment methods", request_body = AttachPaymentMethod,
+    params(("id" = String, Path, description = "Customer id (cus_…)")),
+    responses((status = 201, description = "The attached payment method", body = PaymentMethodDto)))]
+#[post("/customers/{id}/payment_methods")]
+async fn attach_payment_method(
+    state: web::Data<AppState>,
+    auth: MerchantAuth,
+    id: web::Path<String>,
+    body: Json<AttachPaymentMethod>,
+) -> ApiResult<HttpResponse> {
+    let customer = parse_id::<CustomerTag>(&id, "customer")?;
+    let pm = svc::attach(&state, auth.0, customer, body.0).await?;
+    Ok(HttpResponse::Created().json(PaymentMethodDto::render(&pm, state.now())))
+}
+
+/// List a customer's payment methods, newest first.
+#[utoipa::path(tag = "Payment methods",
+    params(("id" = String, Path, description = "Customer id (cus_…)")),
+    responses((status = 200, description = "The customer's payment methods", body = PaymentMethodList)))]
+#[get("/customers/{id}/payment_methods")]
+async fn list_payment_methods(
+    state: web::Data<AppState>,
+    auth: MerchantAuth,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let customer = parse_id::<CustomerTag>(&id, "customer")?;
+    let methods = svc::list(&state, auth.0, customer).await?;
+    Ok(HttpResponse::Ok().json(render_list(&state, &methods)))
+}
+
+/// Make a payment method the customer's default.
+#[utoipa::path(tag = "Payment methods",
+    params(("id" = String, Path, description = "Customer id (cus_…)"),
+           ("pm" = String, Path, description = "Payment method id (pm_…)")),
+    responses((status = 200, description = "The new default payment method", body = PaymentMethodDto)))]
+#[post("/customers/{id}/payment_methods/{pm}/set_default")]
+async fn set_default_payment_method(
+    state: web::Data<AppState>,
+    auth: MerchantAuth,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
+    let customer = parse_id::<CustomerTag>(&path.0, "customer")?;
+    let pm = parse_id::<PaymentMethodTag>(&path.1, "payment_method")?;
+    let pm = svc::set_default(&state, auth.0, customer, pm).await?;
+    Ok(HttpResponse::Ok().json(PaymentMethodDto::render(&pm, state.now())))
+}
+
+/// Remove a payment method. The last one cannot be removed while the customer has an
+/// active, trialing or past-due subscription (409 `last_payment_method`).
+#[utoipa::path(tag = "Payment methods",
+    params(("id" = String, Path, description = "Customer id (cus_…)"),
+           ("pm" = String, Path, description = "Payment method id (pm_…)")),
+    responses((status = 200, description = "The removed payment method", body = PaymentMethodDto)))]
+#[delete("/customers/{id}/payment_methods/{pm}")]
+async fn detach_payment_method(
+    state: web::Data<AppState>,
+    auth: MerchantAuth,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
+    let customer = parse_id::<CustomerTag>(&path.0, "customer")?;
+    let pm = parse_id::<PaymentMethodTag>(&path.1, "payment_method")?;
+    let pm = svc::detach(&state, auth.0, customer, pm).await?;
+    Ok(HttpResponse::Ok().json(PaymentMethodDto::render(&pm, state.now())))
+}
+
+// ---- payment methods, portal ----
+
+/// Add a payment method (a gateway token from the merchant's checkout form).
+#[utoipa::path(tag = "Portal", request_body = AttachPaymentMethod,
+    responses((status = 201, description = "The attached payment method", body = PaymentMethodDto)))]
+#[post("/portal/payment_methods")]
+async fn portal_attach_payment_method(
+    state: web::Data<AppState>,
+    auth: CustomerAuth,
+    body: Json<AttachPaymentMethod>,
+) -> ApiResult<HttpResponse> {
+    let pm = svc::attach(&state, auth.merchant, auth.customer, body.0).await?;
+    Ok(HttpResponse::Created().json(PaymentMethodDto::render(&pm, state.now())))
+}
+
+/// The signed-in customer's payment methods, newest first.
+#[utoipa::path(tag = "Portal",
+    responses((status = 200, description = "Payment methods", body = PaymentMethodList)))]
+#[get("/portal/payment_methods")]
+async fn portal_list_payment_methods(
+    state: web::Data<AppState>,
+    auth: CustomerAuth,
+) -> ApiResult<HttpResponse> {
+    let methods = svc::list(&state, auth.merchant, auth.customer).await?;
+    Ok(HttpResponse::Ok().json(render_list(&state, &methods)))
+}
+
+/// Make one of the customer's payment methods the default.
+#[utoipa::path(tag = "Portal",
+    params(("id" = String, Path, description = "Payment method id (pm_…)")),
+    responses((status = 200, description = "The new default payment method", body = PaymentMethodDto)))]
+#[post("/portal/payment_methods/{id}/set_default")]
+async fn portal_set_default_payment_method(
+    state: web::Data<AppState>,
+    auth: CustomerAuth,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let pm = parse_id::<PaymentMethodTag>(&id, "payment_method")?;
+    let pm = svc::set_default(&state, auth.merchant, auth.customer, pm).await?;
+    Ok(HttpResponse::Ok().json(PaymentMethodDto::render(&pm, state.now())))
+}
+
+/// Remove one of the customer's payment methods (not the last one while a subscription
+/// renews).
+#[utoipa::path(tag = "Portal",
+    params(("id" = String, Path, description = "Payment method id (pm_…)")),
+    responses((status = 200, description = "The removed payment method", body = PaymentMethodDto)))]
+#[delete("/portal/payment_methods/{id}")]
+async fn portal_detach_payment_method(
+    state: web::Data<AppState>,
+    auth: CustomerAuth,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let pm = parse_id::<PaymentMethodTag>(&id, "payment_method")?;
+    let pm = svc::detach(&state, auth.merchant, auth.customer, pm).await?;
+    Ok(HttpResponse::Ok().json(PaymentMethodDto::render(&pm, state.now())))
+}
+
+// ---- invoices and payments, merchant ----
+
+fn invoice_filter(params: InvoiceFilterParams) -> ApiResult<InvoiceFilter> {
+    let customer = params
+        .customer_id
+        .as_deref()
+        .map(|c| parse_field_id::<CustomerTag>(c, "customer_id"))
+        .transpose()?;
+    let status = params
+        .status
+        .as_deref()
+        .map(str::parse::<InvoiceStatus>)
+        .transpose()?;
+    if let (Some(from), Some(to)) = (params.created_from, params.created_to)
+        && from > to
+    {
+        return Err(ApiError::field(
+            "created_to",
+            "must not be before created_from",
+        ));
+    }
+    Ok(InvoiceFilter {
+        customer,
+        status,
+        created_from: params.created_from,
+        created_to: params.created_to,
+    })
+}
+
+fn invoice_page(
+    page: tenure_store::Page<tenure_domain::billing::invoice::Invoice>,
+) -> ListResponse<InvoiceDto> {
+    ListResponse::from_page(page, |i| InvoiceDto::from(&i), |i| i.id.to_string())
+}
+
+/// List invoices, newest first, optionally filtered.
+#[utoipa::path(tag = "Invoices", params(ListParams, InvoiceFilterParams),
+    responses((status = 200, description = "A page of invoices", body = ListResponse<InvoiceDto>)))]
+#[get("/invoices")]
+async fn list_invoices(
+    state: web::Data<AppState>,
+    auth: MerchantAuth,
+    page: web::Query<ListParams>,
+    filter: web::Query<InvoiceFilterParams>,
+) -> ApiResult<HttpResponse> {
+    let page = page.page::<InvoiceTag>()?;
+    let filter = invoice_filter(filter.into_inner())?;
+    let invoices = svc::list_invoices(&state, auth.0, filter, page).await?;
+    Ok(HttpResponse::Ok().json(invoice_page(invoices)))
+}
+
+/// Get an invoice with its lines, payments and refunds.
+#[utoipa::path(tag = "Invoices", params(("id" = String, Path, description = "Invoice id (inv_…)")),
+    responses((status = 200, description = "The invoice", body = InvoiceDto)))]
+#[get("/invoices/{id}")]
+async fn get_invoice(
+    state: web::Data<AppState>,
+    auth: MerchantAuth,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id = parse_id::<InvoiceTag>(&id, "invoice")?;
+    let (invoice, payments, refunds) = svc::get_invoice(&state, auth.0, id, None).await?;
+    Ok(HttpResponse::Ok().json(InvoiceDto::detailed(&invoice, &payments, &refunds)))
+}
+
+/// Refund a paid invoice in full (`{}`) or in part (`{"amount": 500}`), through the
+/// gateway. Never more than what was paid minus what was already refunded. Records the
+/// event `invoice.refunded`.
+#[utoipa::path(tag = "Invoices", request_body = RefundInvoice,
+    params(("id" = String, Path, description = "Invoice id (inv_…)")),
+    responses((status = 201, description = "The refund and the invoice after it", body = RefundResult)))]
+#[post("/invoices/{id}/refund")]
+async fn refund_invoice(
+    state: web::Data<AppState>,
+    auth: MerchantAuth,
+    id: web::Path<String>,
+    body: Json<RefundInvoice>,
+) -> ApiResult<HttpResponse> {
+    let id = parse_id::<InvoiceTag>(&id, "invoice")?;
+    let (refund, invoice) = svc::refund(&state, auth.0, id, body.0).await?;
+    Ok(HttpResponse::Created().json(RefundResult {
+        refund: RefundDto::from(&refund),
+        invoice: InvoiceDto::from(&invoice),
+    }))
+}
+
+/// List payment attempts, newest first.
+#[utoipa::path(tag = "Invoices", params(ListParams, PaymentFilterParams),
+    responses((status = 200, description = "A page of payments", body = ListResponse<PaymentDto>)))]
+#[get("/payments")]
+async fn list_payments(
+    state: web::Data<AppState>,
+    auth: MerchantAuth,
+    page: web::Query<ListParams>,
+    filter: web::Query<PaymentFilterParams>,
+) -> ApiResult<HttpResponse> {
+    let page = page.page::<PaymentTag>()?;
+    let customer = filter
+        .customer_id
+        .as_deref()
+        .map(|c| parse_field_id::<CustomerTag>(c, "customer_id"))
+        .transpose()?;
+    let payments = svc::list_payments(&state, auth.0, customer, page).await?;
+    Ok(HttpResponse::Ok().json(ListResponse::from_page(
+        payments,
+        |p| PaymentDto::from(&p),
+        |p| p.id.to_string(),
+    )))
+}
+
+// ---- invoices and payments, portal ----
+
+/// The signed-in customer's invoices, newest first.
+#[utoipa::path(tag = "Portal", params(ListParams),
+    responses((status = 200, description = "A page of invoices", body = ListResponse<InvoiceDto>)))]
+#[get("/portal/invoices")]
+async fn portal_list_invoices(
+    state: web::Data<AppState>,
+    auth: CustomerAuth,
+    page: web::Query<ListParams>,
+) -> ApiResult<HttpResponse> {
+    let page = page.page::<InvoiceTag>()?;
+    let filter = InvoiceFilter {
+        customer: Some(auth.customer),
+        ..InvoiceFilter::default()
+    };
+    let invoices = svc::list_invoices(&state, auth.merchant, filter, page).await?;
+    Ok(HttpResponse::Ok().json(invoice_page(invoices)))
+}
+
+/// One of the signed-in customer's invoices, with payments and refunds.
+#[utoipa::path(tag = "Portal", params(("id" = String, Path, description = "Invoice id (inv_…)")),
+    responses((status = 200, description = "The invoice", body = InvoiceDto)))]
+#[get("/portal/invoices/{id}")]
+async fn portal_get_invoice(
+    state: web::Data<AppState>,
+    auth: CustomerAuth,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id = parse_id::<InvoiceTag>(&id, "invoice")?;
+    let own: Option<CustomerId> = Some(auth.customer);
+    let (invoice, payments, refunds) = svc::get_invoice(&state, auth.merchant, id, own).await?;
+    Ok(HttpResponse::Ok().json(InvoiceDto::detailed(&invoice, &payments, &refunds)))
+}
+
+/// The signed-in customer's payments, newest first.
+#[utoipa::path(tag = "Portal", params(ListParams),
+    responses((status = 200, description = "A page of payments", body = ListResponse<PaymentDto>)))]
+#[get("/portal/payments")]
+async fn portal_list_payments(
+    state: web::Data<AppState>,
+    auth: CustomerAuth,
+    page: web::Query<ListParams>,
+) -> ApiResult<HttpResponse> {
+    let page = page.page::<PaymentTag>()?;
+    let payments = svc::list_payments(&state, auth.merchant, Some(auth.customer), page).await?;
+    Ok(HttpResponse::Ok().json(ListResponse::from_page(
+        payments,
+        |p| PaymentDto::from(&p),
+        |p| p.id.to_string(),
+    )))
+}

@@ -1,0 +1,340 @@
+//! Detection of primary account numbers (card numbers) in free text and JSON.
+//!
+//! Tenure never accepts a raw card number: payment methods are gateway tokens. The API
+//! refuses any request body in which something looks like a card number, before the body
+//! is deserialized, stored or logged.
+//!
+//! # The rule
+//!
+//! Text is split into *digit groups*: maximal runs of ASCII digits. Two neighbouring
+//! groups belong to the same *run* when only separators stand between them: one to
+//! [`MAX_SEPARATOR_CHARS`] spaces or dashes (`4242 4242 4242 4242`, `4242-4242-…`).
+//! A card number is found when any sequence of consecutive groups of one run holds
+//! 13 to 19 digits in total and those digits pass the Luhn check.
+//!
+//! Only whole groups are combined: a single unbroken run of 16 digits is checked as
+//! itself, not as its 13-, 14- or 15-digit substrings, so a random digit string that
+//! fails the Luhn check is never reported (substrings would pass Luhn one time in ten).
+//!
+//! The rule has false positives by design (about one in ten 13–19 digit numbers passes
+//! Luhn): a merchant's numeric `external_id` of 16 digits may be refused. That is the
+//! price of never storing a card number; such ids can carry a prefix (`u-…`).
+
+/// Fewest digits of a card number (ISO/IEC 7812).
+pub const MIN_PAN_DIGITS: usize = 13;
+/// Most digits of a card number (ISO/IEC 7812).
+pub const MAX_PAN_DIGITS: usize = 19;
+/// The most separator characters (spaces or dashes) allowed between two digit groups of
+/// one card number.
+pub const MAX_SEPARATOR_CHARS: usize = 3;
+
+/// The Luhn (mod 10) check over ASCII digits. Empty input fails.
+pub fn luhn_valid(digits: &[u8]) -> bool {
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return false;
+    }
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, d)| {
+            let d = u32::from(d - b'0');
+            if !i.is_multiple_of(2) {
+                let doubled = d * 2;
+                if doubled > 9 { doubled - 9 } else { doubled }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum.is_multiple_of(10)
+}
+
+/// Whether `text` contains something that looks like a card number (see the module
+/// documentation for the rule).
+pub fn contains_pan(text: &str) -> bool {
+    runs(text.as_bytes()).any(|groups| run_contains_pan(&groups))
+}
+
+/// Whether a JSON value holds a card number in any string, number or object key, at any
+/// depth.
+pub fn json_contains_pan(value: &serde_json::Value) -> bool {
+    find_pan_in_json(value).is_some()
+}
+
+/// Where in a JSON value the first card number is, as a dotted path (`metadata.card`,
+/// `items[2].note`); `""` for the value itself.
+///
+/// When the card number is in an object *key*, the path names the object that holds
+/// the key, never the key itself, so that the path can be shown to the caller without
+/// echoing the number.
+pub fn find_pan_in_json(value: &serde_json::Value) -> Option<String> {
+    let mut path = Vec::new();
+    if find(value, &mut path) {
+        Some(render_path(&path))
+    } else {
+        None
+    }
+}
+
+enum Segment {
+    Key(String),
+    Index(usize),
+}
+
+fn render_path(path: &[Segment]) -> String {
+    let mut out = String::new();
+    for segment in path {
+        match segment {
+            Segment::Key(key) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Segment::Index(i) => {
+                out.push('[');
+                out.push_str(&i.to_string());
+                out.push(']');
+            }
+        }
+    }
+    out
+}
+
+fn find(value: &serde_json::Value, path: &mut Vec<Segment>) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::Null | Value::Bool(_) => false,
+        Value::Number(n) => contains_pan(&n.to_string()),
+        Value::String(s) => contains_pan(s),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                path.push(Segment::Index(i));
+                if find(item, path) {
+                    return true;
+                }
+                path.pop();
+            }
+            false
+        }
+        Value::Object(map) => {
+            for (key, item) in map {
+                // A number in a key is reported at the object, so the key is not echoed.
+                if contains_pan(key) {
+                    return true;
+                }
+                path.push(Segment::Key(key.clone()));
+                if find(item, path) {
+                    return true;
+                }
+                path.pop();
+            }
+            false
+        }
+    }
+}
+
+/// Splits text into runs of digit groups (each group a slice of digits).
+fn runs(text: &[u8]) -> impl Iterator<Item = Vec<&[u8]>> {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        // Find the start of the next group.
+        while i < text.len() && !text[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i >= text.len() {
+            return None;
+        }
+        let mut groups = Vec::new();
+        loop {
+            let start = i;
+            while i < text.len() && text[i].is_ascii_digit() {
+                i += 1;
+            }
+            groups.push(&text[start..i]);
+            // Separators between this group and a following one?
+            let mut j = i;
+            while j < text.len() && j - i < MAX_SEPARATOR_CHARS && matches!(text[j], b' ' | b'-') {
+                j += 1;
+            }
+            if j > i && j < text.len() && text[j].is_ascii_digit() {
+                i = j;
+            } else {
+                break;
+            }
+        }
+        Some(groups)
+    })
+}
+
+/// Checks every sequence of consecutive groups whose digit count is 13–19.
+fn run_contains_pan(groups: &[&[u8]]) -> bool {
+    let mut digits = Vec::with_capacity(MAX_PAN_DIGITS);
+    for first in 0..groups.len() {
+        digits.clear();
+        for group in &groups[first..] {
+            digits.extend_from_slice(group);
+            if digits.len() > MAX_PAN_DIGITS {
+                break;
+            }
+            if digits.len() >= MIN_PAN_DIGITS && luhn_valid(&digits) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    const VISA: &str = "4242424242424242";
+
+    #[test]
+    fn luhn_known_values() {
+        assert!(luhn_valid(b"4242424242424242"));
+        assert!(luhn_valid(b"79927398713"));
+        assert!(!luhn_valid(b"4242424242424241"));
+        assert!(!luhn_valid(b""));
+        assert!(!luhn_valid(b"4242a"));
+    }
+
+    #[test]
+    fn finds_card_numbers_in_text() {
+        for text in [
+            VISA,
+            "4242 4242 4242 4242",
+            "4242-4242-4242-4242",
+            "card: 4242 - 4242 - 4242 - 4242 thanks",
+            "my card is 378282246310005",
+            "5555555555554444!",
+            "x4242424242424242y",
+            "order 12 4242424242424242",
+            "6011111111111117 exp 12/30",
+        ] {
+            assert!(contains_pan(text), "{text}");
+        }
+    }
+
+    #[test]
+    fn ignores_ordinary_numbers() {
+        for text in [
+            "",
+            "4242",
+            "4242424242424241",
+            "2026-11-25T10:00:00Z",
+            "+49 30 1234567",
+            "1999",
+            "4242    4242    4242    4242 4242", // groups too far apart, and 4+ digits alone
+            "12345678901234567890123",           // 23 digits in one group: not a card number
+            "cus_01jf9zb3f4e3a8r7m2k4t5n6bc",
+            "0195e6d4-8f2a-7c3b-9d1e-4f5a6b7c8d9e",
+        ] {
+            assert!(!contains_pan(text), "{text}");
+        }
+    }
+
+    #[test]
+    fn finds_card_numbers_anywhere_in_json() {
+        assert_eq!(
+            find_pan_in_json(
+                &json!({"name": "a", "metadata": {"note": format!("pay with {VISA}")}})
+            ),
+            Some("metadata.note".to_owned())
+        );
+        assert_eq!(
+            find_pan_in_json(&json!({"items": [1, {"deep": [[4242424242424242u64]]}]})),
+            Some("items[1].deep[0][0]".to_owned())
+        );
+        // In a key: the path names the enclosing object, not the key.
+        assert_eq!(
+            find_pan_in_json(&json!({"metadata": {VISA: true}})),
+            Some("metadata".to_owned())
+        );
+        assert_eq!(find_pan_in_json(&json!(VISA)), Some(String::new()));
+        assert_eq!(
+            find_pan_in_json(&json!({"amount": 1999, "token": "pm_card_visa"})),
+            None
+        );
+    }
+
+    /// A Luhn-valid number: `body` followed by its check digit.
+    fn with_check_digit(body: &[u8]) -> Vec<u8> {
+        for check in b'0'..=b'9' {
+            let mut candidate = body.to_vec();
+            candidate.push(check);
+            if luhn_valid(&candidate) {
+                return candidate;
+            }
+        }
+        unreachable!("one check digit always fits")
+    }
+
+    fn digits(len: std::ops::RangeInclusive<usize>) -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(b'0'..=b'9', len)
+    }
+
+    /// Splits digits into groups of 1..=6 joined by a separator of 1..=3 spaces/dashes.
+    fn separated(digits: &[u8], cuts: &[usize], seps: &[&str]) -> String {
+        let mut out = String::new();
+        let mut at = 0;
+        for (k, cut) in cuts.iter().enumerate() {
+            let end = (at + cut).min(digits.len());
+            if end <= at {
+                break;
+            }
+            if !out.is_empty() {
+                out.push_str(seps[k % seps.len()]);
+            }
+            out.push_str(std::str::from_utf8(&digits[at..end]).unwrap_or_default());
+            at = end;
+        }
+        if at < digits.len() {
+            if !out.is_empty() {
+                out.push_str(seps[0]);
+            }
+            out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
+        }
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn every_luhn_valid_number_is_found(
+            body in digits(12..=18),
+            cuts in prop::collection::vec(1usize..=6, 0..8),
+            sep in prop::sample::select(vec![" ", "-", "  ", " - ", "--"]),
+            prefix in "[a-z :]{0,8}",
+            suffix in "[a-z .]{0,8}",
+        ) {
+            let number = with_check_digit(&body);
+            let plain = String::from_utf8(number.clone()).unwrap_or_default();
+            prop_assert!(contains_pan(&plain));
+            let embedded = format!("{prefix}{plain}{suffix}");
+            prop_assert!(contains_pan(&embedded), "{}", embedded);
+            let spaced = separated(&number, &cuts, &[sep]);
+            prop_assert!(contains_pan(&spaced), "{}", spaced);
+            let nested = serde_json::json!({"a": [{"b": spaced}]});
+            prop_assert!(json_contains_pan(&nested));
+        }
+
+        #[test]
+        fn non_luhn_digit_strings_are_not_found(number in digits(13..=19)) {
+            prop_assume!(!luhn_valid(&number));
+            let text = String::from_utf8(number).unwrap_or_default();
+            prop_assert!(!contains_pan(&text), "{}", text);
+            let embedded = format!("id {text} end");
+            prop_assert!(!contains_pan(&embedded), "{}", embedded);
+        }
+
+        #[test]
+        fn short_digit_strings_are_never_found(number in digits(1..=12)) {
+            let text = String::from_utf8(number).unwrap_or_default();
+            prop_assert!(!contains_pan(&text));
+        }
+    }
+}

@@ -1,0 +1,1009 @@
+//! Billing: payment methods by gateway token, the sandbox gateway, card-number refusal,
+//! invoices (gapless numbers, one per subscription period), payments and refunds.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use chrono::{Duration, Utc};
+use serde_json::{Value, json};
+use tenure_domain::billing::invoice::{InvoiceLine, InvoiceStatus, LineKind};
+use tenure_domain::billing::period::Period;
+use tenure_domain::ids::{CustomerId, InvoiceId, MerchantId, SubscriptionId};
+use tenure_domain::money::Money;
+use tenure_e2e::{TestApp, TestMerchant};
+use tenure_store::StoreError;
+use tenure_store::repo::invoices::{self, NewInvoice, SUBSCRIPTION_PERIOD_UNIQUE};
+
+use crate::fixtures;
+
+fn merchant_id(m: &TestMerchant) -> MerchantId {
+    m.id.parse().expect("merchant id")
+}
+
+fn new_invoice(
+    customer: &str,
+    subscription: SubscriptionId,
+    start_days: i64,
+    amount: i64,
+) -> NewInvoice {
+    let start = chrono::DateTime::parse_from_rfc3339("2026-11-01T00:00:00Z")
+        .expect("date")
+        .with_timezone(&Utc)
+        + Duration::days(start_days);
+    let eur = "EUR".parse().expect("EUR");
+    NewInvoice {
+        customer_id: customer.parse::<CustomerId>().expect("customer id"),
+        subscription_id: Some(subscription),
+        period: Some(Period::new(start, start + Duration::days(30)).expect("period")),
+        currency: eur,
+        lines: vec![
+            InvoiceLine::new(LineKind::Plan, "Gold", Money::new(amount, eur)).expect("line"),
+        ],
+        status: InvoiceStatus::Open,
+    }
+}
+
+/// Creates an open invoice through the store, as the renewal engine will.
+async fn invoice(app: &TestApp, m: &TestMerchant, customer: &str, amount: i64) -> InvoiceId {
+    let mut conn = app.state.db.conn().await.expect("conn");
+    invoices::create_invoice(
+        &mut conn,
+        merchant_id(m),
+        new_invoice(customer, SubscriptionId::new(), 0, amount),
+        app.state.now(),
+    )
+    .await
+    .expect("create invoice")
+    .id
+}
+
+async fn attach(app: &TestApp, m: &TestMerchant, customer: &str, token: &str) -> Value {
+    app.post(&format!("/v1/customers/{customer}/payment_methods"))
+        .bearer(&m.key)
+        .json(&json!({"token": token}))
+        .send()
+        .await
+        .expect(201)
+        .body
+}
+
+async fn pay(app: &TestApp, m: &TestMerchant, id: InvoiceId) -> (String, Option<String>) {
+    let (_, payment) = tenure_api::service::billing::pay_invoice(&app.state, merchant_id(m), id)
+        .await
+        .expect("charge attempt recorded");
+    let payment = payment.expect("an amount was due, so the gateway was charged");
+    (
+        payment.status.as_str().to_owned(),
+        payment.failure_code.clone(),
+    )
+}
+
+#[actix_web::test]
+async fn sandbox_tokens_attach_with_the_gateways_card_details() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let cus = fixtures::customer(&app, &m, "u1").await;
+    let expected = [
+        ("pm_card_visa", "visa", "4242", false),
+        ("pm_card_mastercard", "mastercard", "4444", false),
+        ("pm_card_amex", "amex", "8431", false),
+        ("pm_card_chargeDeclined", "visa", "0002", false),
+        ("pm_card_insufficientFunds", "visa", "9995", false),
+        ("pm_card_expired", "visa", "0069", true),
+        ("pm_card_processingError", "visa", "0119", false),
+    ];
+    for (i, (token, brand, last4, expired)) in expected.iter().enumerate() {
+        let pm = attach(&app, &m, &cus, token).await;
+        assert!(pm["id"].as_str().unwrap().starts_with("pm_"));
+        assert_eq!(pm["brand"], *brand, "{token}");
+        assert_eq!(pm["last4"], *last4, "{token}");
+        assert_eq!(pm["expired"], *expired, "{token}");
+        assert_eq!(pm["expiring_soon"], *expired, "{token}");
+        assert_eq!(pm["is_default"], i == 0, "only the first becomes default");
+        assert!(pm.get("gateway_token").is_none() && pm.get("token").is_none());
+    }
+    // Unknown tokens are refused; brand and last4 cannot be supplied by the caller.
+    for body in [
+        json!({"token": "tok_unknown"}),
+        json!({"token": ""}),
+        json!({"token": "pm_card_visa", "last4": "1234"}),
+        json!({"token": "pm_card_visa", "brand": "visa"}),
+    ] {
+        app.post(&format!("/v1/customers/{cus}/payment_methods"))
+            .bearer(&m.key)
+            .json(&body)
+            .send()
+            .await
+            .expect_problem(422, "validation_failed");
+    }
+    let list = app
+        .get(&format!("/v1/customers/{cus}/payment_methods"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(list.body["data"].as_array().unwrap().len(), expected.len());
+    assert_eq!(list.body["data"][0]["last4"], "0119", "newest first");
+    // Another tenant's customer is a 404.
+    let other = app.merchant("B").await;
+    app.post(&format!("/v1/customers/{cus}/payment_methods"))
+        .bearer(&other.key)
+        .json(&json!({"token": "pm_card_visa"}))
+        .send()
+        .await
+        .expect_problem(404, "resource_missing");
+}
+
+#[actix_web::test]
+async fn each_sandbox_token_charges_as_documented() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    for (i, (token, status, code)) in [
+        ("pm_card_visa", "succeeded", None),
+        ("pm_card_mastercard", "succeeded", None),
+        ("pm_card_amex", "succeeded", None),
+        ("pm_card_chargeDeclined", "declined", Some("card_declined")),
+        (
+            "pm_card_insufficientFunds",
+            "declined",
+            Some("insufficient_funds"),
+        ),
+        ("pm_card_expired", "declined", Some("expired_card")),
+        (
+            "pm_card_processingError",
+            "failed",
+            Some("processing_error"),
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let cus = fixtures::customer(&app, &m, &format!("u{i}")).await;
+        attach(&app, &m, &cus, token).await;
+        let id = invoice(&app, &m, &cus, 1999).await;
+        let (got_status, got_code) = pay(&app, &m, id).await;
+        assert_eq!(got_status, status, "{token}");
+        assert_eq!(got_code.as_deref(), code, "{token}");
+
+        let inv = app
+            .get(&format!("/v1/invoices/{id}"))
+            .bearer(&m.key)
+            .send()
+            .await
+            .expect(200);
+        let paid = status == "succeeded";
+        assert_eq!(inv.body["status"], if paid { "paid" } else { "open" });
+        assert_eq!(inv.body["attempt_count"], 1);
+        assert_eq!(
+            inv.body["amount_paid"]["amount"],
+            if paid { 1999 } else { 0 }
+        );
+        assert_eq!(
+            inv.body["total"],
+            json!({"amount": 1999, "currency": "EUR"})
+        );
+        assert_eq!(inv.body["lines"][0]["kind"], "plan");
+        assert_eq!(inv.body["payments"][0]["status"], status);
+        assert_eq!(inv.body["payments"][0]["failure_code"], json!(code));
+        assert!(inv.body["number"].as_i64().unwrap() == i64::try_from(i).unwrap() + 1);
+
+        if !paid {
+            // A failed invoice stays open; a retry is a new attempt.
+            let (again, _) = pay(&app, &m, id).await;
+            assert_eq!(again, status);
+            let inv = app
+                .get(&format!("/v1/invoices/{id}"))
+                .bearer(&m.key)
+                .send()
+                .await
+                .expect(200);
+            assert_eq!(inv.body["attempt_count"], 2);
+            assert_eq!(inv.body["payments"].as_array().unwrap().len(), 2);
+        } else {
+            // A paid invoice is not charged again.
+            let err = tenure_api::service::billing::pay_invoice(&app.state, merchant_id(&m), id)
+                .await
+                .unwrap_err();
+            assert_eq!(err.code(), "invoice_not_payable");
+        }
+    }
+    let events = app
+        .get("/v1/events?type=invoice.paid")
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(events.body["data"].as_array().unwrap().len(), 3);
+    let payments = app
+        .get("/v1/payments?limit=100")
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(payments.body["data"].as_array().unwrap().len(), 3 + 2 * 4);
+}
+
+/// A tracing subscriber writing into a buffer, for the logs of one test thread.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
+    type Writer = LogBuffer;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+const PANS: [&str; 4] = [
+    "4242424242424242",
+    "5555555555554444",
+    "378282246310005",
+    "6011111111111117",
+];
+
+fn digits_only(s: &str) -> String {
+    s.chars().filter(char::is_ascii_digit).collect()
+}
+
+#[actix_web::test]
+async fn card_numbers_are_refused_everywhere_and_never_stored_or_logged() {
+    let logs = LogBuffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let cus = fixtures::customer(&app, &m, "u1").await;
+    let token = fixtures::session(&app, &m, &cus).await;
+    let product = fixtures::product(&app, &m, json!({})).await;
+
+    let attempts: Vec<(&str, String, String, Value)> = vec![
+        // Customer metadata, as a string and as a bare number.
+        (
+            "POST",
+            "/v1/customers".into(),
+            m.key.clone(),
+            json!({"external_id": "u2", "metadata": {"card": "4242424242424242"}}),
+        ),
+        (
+            "POST",
+            "/v1/customers".into(),
+            m.key.clone(),
+            json!({"external_id": "u3", "metadata": {"card": 5555555555554444u64}}),
+        ),
+        // A name with spaces between the groups.
+        (
+            "PATCH",
+            format!("/v1/customers/{cus}"),
+            m.key.clone(),
+            json!({"name": "Ada 3782 822463 10005"}),
+        ),
+        // Deeply nested, dashes.
+        (
+            "PATCH",
+            format!("/v1/customers/{cus}"),
+            m.key.clone(),
+            json!({"metadata": {"a": [{"b": {"c": ["x", "6011-1111-1111-1117"]}}]}}),
+        ),
+        // In an object key.
+        (
+            "PATCH",
+            format!("/v1/customers/{cus}"),
+            m.key.clone(),
+            json!({"metadata": {"4242 4242 4242 4242": "card"}}),
+        ),
+        // The payment method token field, merchant and portal.
+        (
+            "POST",
+            format!("/v1/customers/{cus}/payment_methods"),
+            m.key.clone(),
+            json!({"token": "4242424242424242"}),
+        ),
+        (
+            "POST",
+            "/v1/portal/payment_methods".into(),
+            token.clone(),
+            json!({"token": "5555 5555 5555 4444", "set_default": true}),
+        ),
+        // Another resource entirely.
+        (
+            "POST",
+            "/v1/products".into(),
+            m.key.clone(),
+            json!({"name": "Card 378282246310005", "portal_policy": {}}),
+        ),
+        (
+            "PATCH",
+            format!("/v1/products/{product}"),
+            m.key.clone(),
+            json!({"description": "6011111111111117"}),
+        ),
+    ];
+    for (method, path, credential, body) in &attempts {
+        let res = app
+            .request(method.parse().unwrap(), path)
+            .bearer(credential)
+            .json(body)
+            .send()
+            .await
+            .expect_problem(422, "card_number_not_allowed");
+        let text = String::from_utf8_lossy(&res.raw);
+        for pan in PANS {
+            assert!(
+                !digits_only(&text).contains(pan),
+                "{path}: problem echoes the number: {text}"
+            );
+        }
+        assert!(!res.body["errors"].as_array().unwrap().is_empty());
+    }
+    // The same with an Idempotency-Key, so the idempotency layer sees the body too.
+    app.post("/v1/customers")
+        .bearer(&m.key)
+        .header("idempotency-key", "pan-1")
+        .json(&json!({"external_id": "u9", "email": "4242424242424242@example.com"}))
+        .send()
+        .await
+        .expect_problem(422, "card_number_not_allowed");
+    // Raw JSON the parser cannot represent exactly, and broken JSON.
+    for raw in [
+        r#"{"external_id": "u5", "metadata": {"n": -4242424242424242.5e0}}"#,
+        r#"{"external_id": "u6", "name": 4242424242424242"#,
+    ] {
+        app.post("/v1/customers")
+            .bearer(&m.key)
+            .raw("application/json", raw)
+            .send()
+            .await
+            .expect_problem(422, "card_number_not_allowed");
+    }
+    // The customer is untouched.
+    let after = app
+        .get(&format!("/v1/customers/{cus}"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(after.body["metadata"], json!({}));
+
+    // Nothing of it reached the database: dump all of it.
+    let dump = std::process::Command::new("pg_dump")
+        .arg("--data-only")
+        .arg("--dbname")
+        .arg(&app.db.url)
+        .output()
+        .expect("pg_dump runs");
+    assert!(
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    let dump = String::from_utf8_lossy(&dump.stdout);
+    assert!(
+        dump.contains("u1@example.com"),
+        "the dump has the test's data"
+    );
+    let squashed = dump.replace([' ', '-'], "");
+    for pan in PANS {
+        assert!(!squashed.contains(pan), "the database holds {pan}");
+        // bytea columns (stored idempotent responses) are dumped as hex.
+        let hex: String = pan.bytes().map(|b| format!("{b:02x}")).collect();
+        assert!(
+            !squashed.contains(&hex),
+            "the database holds {pan} as bytes"
+        );
+    }
+    // The refused idempotent request was remembered (its problem, not its body).
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM idempotency_keys WHERE response_status = 422")
+            .await,
+        1
+    );
+
+    // Nor the logs (the request log line of every refused request was written).
+    let logs = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    assert!(
+        logs.contains("card_number") || logs.contains("status=422"),
+        "logs were captured: {logs}"
+    );
+    let squashed = logs.replace([' ', '-'], "");
+    for pan in PANS {
+        assert!(!squashed.contains(pan), "the logs hold {pan}");
+    }
+}
+
+#[actix_web::test]
+async fn default_and_removal_rules() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let cus = fixtures::customer(&app, &m, "u1").await;
+    let token = fixtures::session(&app, &m, &cus).await;
+    let visa = attach(&app, &m, &cus, "pm_card_visa").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The portal adds a second card and makes it the default.
+    let mc = app
+        .post("/v1/portal/payment_methods")
+        .bearer(&token)
+        .json(&json!({"token": "pm_card_mastercard", "set_default": true}))
+        .send()
+        .await
+        .expect(201);
+    assert_eq!(mc.body["is_default"], true);
+    let mc = mc.id();
+    let defaults = |body: &Value| -> Vec<String> {
+        body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|pm| pm["is_default"] == true)
+            .map(|pm| pm["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let list = app
+        .get("/v1/portal/payment_methods")
+        .bearer(&token)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(defaults(&list.body), [mc.as_str()]);
+
+    // Set default back to visa (merchant route).
+    let res = app
+        .post(&format!(
+            "/v1/customers/{cus}/payment_methods/{visa}/set_default"
+        ))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(res.body["is_default"], true);
+    let list = app
+        .get(&format!("/v1/customers/{cus}/payment_methods"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(defaults(&list.body), [visa.as_str()]);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM payment_methods WHERE is_default")
+            .await,
+        1
+    );
+
+    // Removing the default promotes the remaining card.
+    app.delete(&format!("/v1/portal/payment_methods/{visa}"))
+        .bearer(&token)
+        .send()
+        .await
+        .expect(200);
+    let list = app
+        .get("/v1/portal/payment_methods")
+        .bearer(&token)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(list.body["data"].as_array().unwrap().len(), 1);
+    assert_eq!(defaults(&list.body), [mc.as_str()]);
+    // A removed card is gone: no default, no second removal.
+    app.post(&format!("/v1/portal/payment_methods/{visa}/set_default"))
+        .bearer(&token)
+        .send()
+        .await
+        .expect_problem(404, "resource_missing");
+    app.delete(&format!("/v1/customers/{cus}/payment_methods/{visa}"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect_problem(404, "resource_missing");
+
+    // Another customer's card is invisible to this customer's portal.
+    let other = fixtures::customer(&app, &m, "u2").await;
+    let theirs = attach(&app, &m, &other, "pm_card_amex").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.delete(&format!("/v1/portal/payment_methods/{theirs}"))
+        .bearer(&token)
+        .send()
+        .await
+        .expect_problem(404, "resource_missing");
+    app.post(&format!(
+        "/v1/customers/{cus}/payment_methods/{theirs}/set_default"
+    ))
+    .bearer(&m.key)
+    .send()
+    .await
+    .expect_problem(404, "resource_missing");
+    // Malformed ids are 404s, wrong credentials 403s.
+    app.delete("/v1/portal/payment_methods/not-an-id")
+        .bearer(&token)
+        .send()
+        .await
+        .expect_problem(404, "resource_missing");
+    app.get("/v1/portal/payment_methods")
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect_problem(403, "merchant_key_not_allowed");
+
+    // Without a renewing subscription (none exist on this branch) the last card may go.
+    app.delete(&format!("/v1/customers/{cus}/payment_methods/{mc}"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200);
+    let list = app
+        .get("/v1/portal/payment_methods")
+        .bearer(&token)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(list.body["data"], json!([]));
+
+    for (event, n) in [
+        ("payment_method.attached", 3),
+        ("payment_method.detached", 2),
+    ] {
+        let res = app
+            .get(&format!("/v1/events?type={event}"))
+            .bearer(&m.key)
+            .send()
+            .await
+            .expect(200);
+        assert_eq!(res.body["data"].as_array().unwrap().len(), n, "{event}");
+    }
+    let updated = app
+        .get("/v1/events?type=payment_method.updated&limit=100")
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200);
+    let updated = updated.body["data"].as_array().unwrap();
+    assert!(
+        updated.len() >= 4,
+        "default changes are events: {updated:?}"
+    );
+    assert!(
+        updated
+            .iter()
+            .all(|e| e["data"]["previous_attributes"]["is_default"].is_boolean())
+    );
+}
+
+#[actix_web::test]
+async fn invoice_numbers_have_no_gaps_under_concurrent_creation() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let cus = fixtures::customer(&app, &m, "u1").await;
+    let merchant = merchant_id(&m);
+    // 20 distinct invoices and, racing with them, 5 duplicates of one period that must
+    // fail without burning a number.
+    let contested = SubscriptionId::new();
+    let mut jobs = Vec::new();
+    for i in 0..25 {
+        let (subscription, offset) = if i < 20 {
+            (SubscriptionId::new(), i)
+        } else {
+            (contested, 100)
+        };
+        let new = new_invoice(&cus, subscription, offset, 1000 + i);
+        let url = app.db.url.clone();
+        let now = app.state.now();
+        jobs.push(async move {
+            use diesel_async::AsyncConnection;
+            let mut conn = diesel_async::AsyncPgConnection::establish(&url)
+                .await
+                .expect("connect");
+            invoices::create_invoice(&mut conn, merchant, new, now).await
+        });
+    }
+    let results = futures_util::future::join_all(jobs).await;
+    let mut numbers: Vec<i64> = Vec::new();
+    let mut conflicts = 0;
+    for result in results {
+        match result {
+            Ok(inv) => numbers.push(inv.number),
+            Err(StoreError::Conflict { constraint }) => {
+                assert_eq!(constraint, SUBSCRIPTION_PERIOD_UNIQUE);
+                conflicts += 1;
+            }
+            Err(other) => panic!("unexpected error: {other:?}"),
+        }
+    }
+    assert_eq!(conflicts, 4, "one of the five duplicates wins");
+    numbers.sort_unstable();
+    assert_eq!(numbers, (1..=21).collect::<Vec<i64>>());
+    // Over HTTP too, every number once.
+    let res = app
+        .get("/v1/invoices?limit=100")
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200);
+    let mut seen: Vec<i64> = res.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["number"].as_i64().unwrap())
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(seen, (1..=21).collect::<Vec<i64>>());
+    // Another merchant counts from 1.
+    let other = app.merchant("B").await;
+    let other_cus = fixtures::customer(&app, &other, "x").await;
+    let mut conn = app.state.db.conn().await.unwrap();
+    let first = invoices::create_invoice(
+        &mut conn,
+        merchant_id(&other),
+        new_invoice(&other_cus, SubscriptionId::new(), 0, 5),
+        app.state.now(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(first.number, 1);
+}
+
+#[actix_web::test]
+async fn a_second_invoice_for_the_same_period_is_a_conflict() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let cus = fixtures::customer(&app, &m, "u1").await;
+    let sub = SubscriptionId::new();
+    let mut conn = app.state.db.conn().await.unwrap();
+    let now = app.state.now();
+    let first = invoices::create_invoice(
+        &mut conn,
+        merchant_id(&m),
+        new_invoice(&cus, sub, 0, 100),
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(first.number, 1);
+    let again = invoices::create_invoice(
+        &mut conn,
+        merchant_id(&m),
+        new_invoice(&cus, sub, 0, 100),
+        now,
+    )
+    .await;
+    assert!(
+        matches!(&again, Err(StoreError::Conflict { constraint }) if constraint == SUBSCRIPTION_PERIOD_UNIQUE),
+        "{again:?}"
+    );
+    // The next period is fine, and takes the next number: the conflict left no gap.
+    let next = invoices::create_invoice(
+        &mut conn,
+        merchant_id(&m),
+        new_invoice(&cus, sub, 30, 100),
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(next.number, 2);
+    assert_eq!(app.count("SELECT count(*) AS n FROM invoices").await, 2);
+}
+
+#[actix_web::test]
+async fn refunds_never_exceed_what_was_paid() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let cus = fixtures::customer(&app, &m, "u1").await;
+    attach(&app, &m, &cus, "pm_card_visa").await;
+    let id = invoice(&app, &m, &cus, 1000).await;
+
+    // Not paid yet.
+    app.post(&format!("/v1/invoices/{id}/refund"))
+        .bearer(&m.key)
+        .json(&json!({}))
+        .send()
+        .await
+        .expect_problem(409, "invoice_not_paid");
+    assert_eq!(pay(&app, &m, id).await.0, "succeeded");
+
+    let part = app
+        .post(&format!("/v1/invoices/{id}/refund"))
+        .bearer(&m.key)
+        .json(&json!({"amount": 300, "reason": "requested_by_customer"}))
+        .send()
+        .await
+        .expect(201);
+    assert!(
+        part.body["refund"]["id"]
+            .as_str()
+            .unwrap()
+            .starts_with("re_")
+    );
+    assert_eq!(
+        part.body["refund"]["amount"],
+        json!({"amount": 300, "currency": "EUR"})
+    );
+    assert_eq!(part.body["invoice"]["amount_refunded"]["amount"], 300);
+    assert_eq!(part.body["invoice"]["status"], "paid");
+
+    for bad in [
+        json!({"amount": 701}),
+        json!({"amount": 0}),
+        json!({"amount": -5}),
+    ] {
+        app.post(&format!("/v1/invoices/{id}/refund"))
+            .bearer(&m.key)
+            .json(&bad)
+            .send()
+            .await
+            .expect_problem(422, "validation_failed");
+    }
+    // Five concurrent refunds of 300 against the 700 left: at most two succeed.
+    let requests = (0..5).map(|_| {
+        app.post(&format!("/v1/invoices/{id}/refund"))
+            .bearer(&m.key)
+            .json(&json!({"amount": 300}))
+            .send()
+    });
+    let results = futures_util::future::join_all(requests).await;
+    let ok = results.iter().filter(|r| r.status.as_u16() == 201).count();
+    assert!(ok <= 2, "{ok} refunds of 300 out of 700");
+    for r in &results {
+        assert!([201, 409, 422].contains(&r.status.as_u16()), "{:?}", r.body);
+    }
+    // The rest, in full.
+    let rest = app
+        .post(&format!("/v1/invoices/{id}/refund"))
+        .bearer(&m.key)
+        .json(&json!({}))
+        .send()
+        .await
+        .expect(201);
+    assert_eq!(rest.body["invoice"]["amount_refunded"]["amount"], 1000);
+    app.post(&format!("/v1/invoices/{id}/refund"))
+        .bearer(&m.key)
+        .json(&json!({}))
+        .send()
+        .await
+        .expect_problem(409, "invoice_fully_refunded");
+
+    let inv = app
+        .get(&format!("/v1/invoices/{id}"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200);
+    let refunded: i64 = inv.body["refunds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["amount"]["amount"].as_i64().unwrap())
+        .sum();
+    assert_eq!(refunded, 1000);
+    assert_eq!(inv.body["payments"][0]["amount_refunded"]["amount"], 1000);
+    assert_eq!(
+        app.count("SELECT coalesce(sum(amount), 0)::bigint AS n FROM refunds")
+            .await,
+        1000
+    );
+    let events = app
+        .get("/v1/events?type=invoice.refunded&limit=100")
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(
+        events.body["data"].as_array().unwrap().len(),
+        inv.body["refunds"].as_array().unwrap().len()
+    );
+    // Unknown and other tenants' invoices are 404s.
+    let other = app.merchant("B").await;
+    app.post(&format!("/v1/invoices/{id}/refund"))
+        .bearer(&other.key)
+        .json(&json!({}))
+        .send()
+        .await
+        .expect_problem(404, "resource_missing");
+}
+
+#[actix_web::test]
+async fn invoices_are_listed_filtered_and_private_to_their_customer() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let ada = fixtures::customer(&app, &m, "ada").await;
+    let bob = fixtures::customer(&app, &m, "bob").await;
+    attach(&app, &m, &ada, "pm_card_visa").await;
+    attach(&app, &m, &bob, "pm_card_chargeDeclined").await;
+    let ada_inv = invoice(&app, &m, &ada, 500).await;
+    let bob_inv = invoice(&app, &m, &bob, 700).await;
+    pay(&app, &m, ada_inv).await;
+    pay(&app, &m, bob_inv).await;
+
+    let ids = |r: &tenure_e2e::Response| -> Vec<String> {
+        r.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let paid = app
+        .get("/v1/invoices?status=paid")
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(ids(&paid), [ada_inv.to_string()]);
+    let by_customer = app
+        .get(&format!("/v1/invoices?customer_id={bob}"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(ids(&by_customer), [bob_inv.to_string()]);
+    let all = app
+        .get("/v1/invoices?created_from=2000-01-01T00:00:00Z&limit=1")
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(all.body["has_more"], true);
+    let cursor = all.body["next_cursor"].as_str().unwrap();
+    let second = app
+        .get(&format!("/v1/invoices?limit=1&starting_after={cursor}"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(second.body["has_more"], false);
+    let none = app
+        .get("/v1/invoices?created_to=2000-01-01T00:00:00Z")
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(none.body["data"], json!([]));
+    for bad in [
+        "status=unpaid",
+        "customer_id=prod_01jf9z7q6ve3a8r7m2k4t5n6bc",
+        "created_from=yesterday",
+        "created_from=2026-02-01T00:00:00Z&created_to=2026-01-01T00:00:00Z",
+    ] {
+        app.get(&format!("/v1/invoices?{bad}"))
+            .bearer(&m.key)
+            .send()
+            .await
+            .expect_problem(422, "validation_failed");
+    }
+
+    let token = fixtures::session(&app, &m, &ada).await;
+    let mine = app
+        .get("/v1/portal/invoices")
+        .bearer(&token)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(ids(&mine), [ada_inv.to_string()]);
+    let one = app
+        .get(&format!("/v1/portal/invoices/{ada_inv}"))
+        .bearer(&token)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(one.body["payments"][0]["status"], "succeeded");
+    app.get(&format!("/v1/portal/invoices/{bob_inv}"))
+        .bearer(&token)
+        .send()
+        .await
+        .expect_problem(404, "resource_missing");
+    let payments = app
+        .get("/v1/portal/payments")
+        .bearer(&token)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(payments.body["data"].as_array().unwrap().len(), 1);
+    assert_eq!(payments.body["data"][0]["invoice_id"], ada_inv.to_string());
+    let bob_payments = app
+        .get(&format!("/v1/payments?customer_id={bob}"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(
+        bob_payments.body["data"][0]["failure_code"],
+        "card_declined"
+    );
+    // Another tenant sees none of it.
+    let other = app.merchant("B").await;
+    app.get(&format!("/v1/invoices/{ada_inv}"))
+        .bearer(&other.key)
+        .send()
+        .await
+        .expect_problem(404, "resource_missing");
+    let theirs = app
+        .get("/v1/invoices")
+        .bearer(&other.key)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(theirs.body["data"], json!([]));
+}
+
+#[actix_web::test]
+async fn cards_expiring_within_30_days_are_flagged() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let cus = fixtures::customer(&app, &m, "u1").await;
+    attach(&app, &m, &cus, "pm_card_visa").await; // 12/2034
+    let at = |s: &str| {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .expect("date")
+            .with_timezone(&Utc)
+    };
+    let flags = |body: &Value| {
+        (
+            body["data"][0]["expired"].clone(),
+            body["data"][0]["expiring_soon"].clone(),
+        )
+    };
+    let path = format!("/v1/customers/{cus}/payment_methods");
+    let res = app.get(&path).bearer(&m.key).send().await.expect(200);
+    assert_eq!(flags(&res.body), (json!(false), json!(false)));
+    app.clock.advance_to(at("2034-12-02T00:00:00Z"));
+    let res = app.get(&path).bearer(&m.key).send().await.expect(200);
+    assert_eq!(
+        flags(&res.body),
+        (json!(false), json!(true)),
+        "valid through Dec 31st"
+    );
+    app.clock.advance_to(at("2035-01-01T00:00:00Z"));
+    let res = app.get(&path).bearer(&m.key).send().await.expect(200);
+    assert_eq!(flags(&res.body), (json!(true), json!(true)));
+}
+
+#[actix_web::test]
+async fn an_invoice_with_nothing_due_is_paid_without_a_charge() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let cus = fixtures::customer(&app, &m, "u1").await;
+    let eur = "EUR".parse().expect("EUR");
+    let mut new = new_invoice(&cus, SubscriptionId::new(), 0, 1000);
+    new.lines.push(
+        InvoiceLine::new(LineKind::Discount, "100% off", Money::new(-1000, eur)).expect("line"),
+    );
+    let mut conn = app.state.db.conn().await.unwrap();
+    let inv = invoices::create_invoice(&mut conn, merchant_id(&m), new, app.state.now())
+        .await
+        .unwrap();
+    // No payment method needed, no payment recorded.
+    let (paid, payment) =
+        tenure_api::service::billing::pay_invoice(&app.state, merchant_id(&m), inv.id)
+            .await
+            .unwrap();
+    assert!(payment.is_none());
+    assert_eq!(paid.status, InvoiceStatus::Paid);
+    let res = app
+        .get(&format!("/v1/invoices/{}", inv.id))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(res.body["discount"]["amount"], -1000);
+    assert_eq!(res.body["amount_due"]["amount"], 0);
+    assert_eq!(res.body["status"], "paid");
+    assert_eq!(res.body["payments"], json!([]));
+}
