@@ -42,6 +42,8 @@ typed_ids! {
     PaymentId => PaymentTag, "pay";
     CancellationRequestId => CancellationRequestTag, "creq";
     TicketId => TicketTag, "tkt";
+    /// One message of a support ticket.
+    TicketMessageId => TicketMessageTag, "tmsg";
     EventId => EventTag, "evt";
     WebhookEndpointId => WebhookEndpointTag, "whep";
     /// A merchant-registered identity provider whose tokens the portal accepts.

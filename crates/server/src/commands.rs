@@ -12,7 +12,7 @@ use tenure_api::{AppState, Metrics};
 use tenure_domain::clock::SystemClock;
 use tenure_store::Db;
 
-use crate::config::{DemoArgs, GlobalArgs, ServeArgs};
+use crate::config::{DemoArgs, GlobalArgs, ServeArgs, WorkerArgs};
 use crate::startup::{self, StartupError};
 
 fn connect(global: &GlobalArgs) -> Result<Db, StartupError> {
@@ -41,13 +41,38 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<(), StartupE
     }
     let state = state(global, args.jwt_secret.as_deref(), args.session_ttl_secs).await?;
     let metrics = Metrics::new().map_err(|e| StartupError::Config(e.to_string()))?;
+    let worker = (!args.no_workers).then(|| {
+        tokio::spawn(crate::worker::run(
+            state.clone(),
+            std::time::Duration::from_millis(args.worker.worker_interval_ms),
+        ))
+    });
     let mut server = HttpServer::new(move || tenure_api::app(state.clone(), metrics.clone()))
         .bind(&args.bind)?;
     if let Some(workers) = args.http_workers {
         server = server.workers(workers);
     }
     tracing::info!(bind = %args.bind, "serving; API docs at /docs/");
-    server.run().await?;
+    let served = server.run().await;
+    if let Some(worker) = worker {
+        worker.abort();
+    }
+    served?;
+    Ok(())
+}
+
+/// Runs only the background workers until interrupted.
+pub async fn worker(global: &GlobalArgs, args: &WorkerArgs) -> Result<(), StartupError> {
+    startup::prepare_database(global).await?;
+    let state = state(global, None, 3600).await?;
+    let interval = std::time::Duration::from_millis(args.worker_interval_ms);
+    tokio::select! {
+        () = crate::worker::run(state, interval) => {}
+        signal = tokio::signal::ctrl_c() => {
+            signal?;
+            tracing::info!("interrupted; worker stopping");
+        }
+    }
     Ok(())
 }
 

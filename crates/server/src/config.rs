@@ -52,6 +52,17 @@ pub enum Command {
     Openapi,
     /// Create a demo merchant with a catalog and customers, and print how to try it.
     Demo(DemoArgs),
+    /// Run only the background workers (scheduled changes), no HTTP.
+    Worker(WorkerArgs),
+}
+
+/// How the background workers run.
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// How often the workers look for due work, in milliseconds.
+    #[arg(long, env = "TENURE_WORKER_INTERVAL_MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(10..))]
+    pub worker_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -70,6 +81,11 @@ pub struct ServeArgs {
     /// Lifetime of customer session tokens, in seconds.
     #[arg(long, env = "TENURE_SESSION_TTL_SECS", default_value_t = 3600)]
     pub session_ttl_secs: u32,
+    /// Do not run the background workers in this process (run `tenure worker` instead).
+    #[arg(long, env = "TENURE_NO_WORKERS")]
+    pub no_workers: bool,
+    #[command(flatten)]
+    pub worker: WorkerArgs,
 }
 
 /// `serve`'s arguments when no subcommand is given: defaults and environment only.

@@ -40,6 +40,7 @@ fn main() -> std::process::ExitCode {
             }
             Command::Openapi => commands::openapi(),
             Command::Demo(args) => commands::demo(&global, &args).await,
+            Command::Worker(args) => commands::worker(&global, &args).await,
         }
     });
     match outcome {

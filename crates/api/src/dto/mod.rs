@@ -6,5 +6,7 @@ pub mod catalog;
 pub mod common;
 pub mod customers;
 pub mod sessions;
+pub mod subscriptions;
+pub mod support;
 
 pub use common::{ListParams, ListResponse, MoneyDto};

@@ -6,7 +6,10 @@ pub mod customers;
 pub mod events;
 pub mod health;
 pub mod portal;
+pub mod portal_subscriptions;
 pub mod sessions;
+pub mod subscriptions;
+pub mod support;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse};
@@ -22,7 +25,10 @@ pub fn configure_v1(cfg: &mut ServiceConfig) {
         .configure(customers::configure)
         .configure(sessions::configure)
         .configure(events::configure)
-        .configure(portal::configure);
+        .configure(portal::configure)
+        .configure(subscriptions::configure)
+        .configure(portal_subscriptions::configure)
+        .configure(support::configure);
 }
 
 /// 201 with the created resource and its ETag.

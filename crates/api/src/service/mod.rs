@@ -3,8 +3,11 @@
 
 pub mod catalog;
 pub mod customers;
+pub mod lifecycle;
 pub mod merchants;
 pub mod sessions;
+pub mod subscriptions;
+pub mod support;
 
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;

@@ -8,3 +8,5 @@ pub mod idempotency;
 pub mod identity_providers;
 pub mod merchants;
 pub mod secrets;
+pub mod subscriptions;
+pub mod support;
