@@ -6,4 +6,5 @@ mod catalog;
 mod customers;
 mod fixtures;
 mod idempotency;
+mod lifecycle;
 mod platform;

@@ -33,6 +33,7 @@ pub async fn run_due_changes(
     now: DateTime<Utc>,
     batch_size: usize,
 ) -> ApiResult<usize> {
+    let now = super::subscriptions::truncate(now);
     let mut skip: Vec<uuid::Uuid> = Vec::new();
     let mut applied = 0;
     let mut conn = state.db.conn().await?;

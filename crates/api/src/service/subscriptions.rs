@@ -99,6 +99,16 @@ pub struct Outcome {
     pub cancellation_request: Option<CancellationRequest>,
 }
 
+/// Now, to the microsecond PostgreSQL keeps, so a response and a later read agree.
+pub(crate) fn now_of(state: &AppState) -> DateTime<Utc> {
+    truncate(state.now())
+}
+
+pub(crate) fn truncate(t: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::SubsecRound;
+    t.trunc_subsecs(6)
+}
+
 const MESSAGE_MAX: usize = tenure_domain::support::MAX_MESSAGE_CHARS;
 
 fn subscription_not_found(err: StoreError) -> ApiError {
@@ -486,7 +496,7 @@ pub async fn create(
     customer: CustomerId,
     plan_id: PlanId,
 ) -> ApiResult<StoredSubscription> {
-    let now = state.now();
+    let now = now_of(state);
     let mut conn = state.db.conn().await?;
     conn.transaction(async |conn| {
         customer_repo::get(conn, merchant, customer, false)
@@ -559,7 +569,7 @@ pub async fn act(
     if_match: Option<String>,
     action: Action,
 ) -> ApiResult<Outcome> {
-    let now = state.now();
+    let now = now_of(state);
     let mut conn = state.db.conn().await?;
     conn.transaction(async |conn| {
         act_in_tx(conn, caller, id, if_match.as_deref(), &action, now).await
@@ -691,7 +701,7 @@ pub async fn act_on_request(
     request_id: CancellationRequestId,
     action: Action,
 ) -> ApiResult<Outcome> {
-    let now = state.now();
+    let now = now_of(state);
     let mut conn = state.db.conn().await?;
     let request = support_repo::get_request(&mut conn, caller.merchant, request_id, false)
         .await
@@ -714,7 +724,7 @@ pub async fn preview_plan_change(
     id: SubscriptionId,
     plan_id: PlanId,
 ) -> ApiResult<PlanChangePreviewDto> {
-    let now = state.now();
+    let now = now_of(state);
     let mut conn = state.db.conn().await?;
     let s = repo::get(&mut conn, caller.merchant, id, false)
         .await
@@ -741,7 +751,7 @@ pub async fn portal_views(
     merchant: MerchantId,
     subs: &[StoredSubscription],
 ) -> ApiResult<Vec<PortalSubscriptionDto>> {
-    let now = state.now();
+    let now = now_of(state);
     let mut conn = state.db.conn().await?;
     let mut products: HashMap<ProductId, (PortalPolicy, Vec<PlanId>)> = HashMap::new();
     let mut views = Vec::with_capacity(subs.len());

@@ -95,7 +95,7 @@ pub async fn reply(
         MessageAuthor::Merchant
     };
     let customer: Option<CustomerId> = caller.customer;
-    let now = state.now();
+    let now = super::subscriptions::now_of(state);
     let mut conn = state.db.conn().await?;
     conn.transaction(async |conn| {
         let ticket = repo::get_ticket(conn, caller.merchant, id, true)
