@@ -1267,3 +1267,90 @@ async fn other_tenants_and_other_customers_get_404() {
     assert_eq!(mine.body["status"], "active");
     assert!(mine.body["cancel_at"].is_string());
 }
+
+#[actix_web::test]
+async fn concurrent_workers_apply_each_due_change_exactly_once() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let cat = catalog(&app, &m, json!({})).await;
+    let customer = fixtures::customer(&app, &m, "many").await;
+    let mut subs = Vec::new();
+    for _ in 0..12 {
+        let sub = subscribe(&app, &m, &customer, &cat.base).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        app.post(&format!("/v1/subscriptions/{sub}/cancel"))
+            .bearer(&m.key)
+            .json(&json!({"timing": "period_end"}))
+            .send()
+            .await
+            .expect(200);
+        subs.push(sub);
+    }
+    app.clock.advance(Duration::days(32));
+    let now = app.clock.now();
+    let rounds = join_all((0..4).map(|_| run_due_changes(&app.state, now, 100))).await;
+    let applied: usize = rounds.into_iter().map(|r| r.expect("worker round")).sum();
+    assert_eq!(
+        applied, 12,
+        "every subscription once, whichever worker got it"
+    );
+    assert_eq!(worker(&app).await, 0);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM events WHERE event_type = 'subscription.canceled'")
+            .await,
+        12
+    );
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM scheduled_changes")
+            .await,
+        0
+    );
+    for sub in &subs {
+        assert_eq!(
+            assert_invariants(&app, sub).await.status.as_str(),
+            "canceled"
+        );
+    }
+}
+
+#[actix_web::test]
+async fn the_server_worker_loop_applies_due_changes_in_the_background() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let cat = catalog(&app, &m, json!({})).await;
+    let customer = fixtures::customer(&app, &m, "looped").await;
+    let sub = subscribe(&app, &m, &customer, &cat.base).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.post(&format!("/v1/subscriptions/{sub}/cancel"))
+        .bearer(&m.key)
+        .json(&json!({"timing": "period_end"}))
+        .send()
+        .await
+        .expect(200);
+    let task = actix_web::rt::spawn(tenure_server::worker::run(
+        app.state.clone(),
+        std::time::Duration::from_millis(20),
+    ));
+    app.clock.advance(Duration::days(32));
+    let mut status = Value::Null;
+    for _ in 0..250 {
+        status = app
+            .get(&format!("/v1/subscriptions/{sub}"))
+            .bearer(&m.key)
+            .send()
+            .await
+            .expect(200)
+            .body["status"]
+            .clone();
+        if status == "canceled" {
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    task.abort();
+    assert_eq!(status, "canceled");
+}
