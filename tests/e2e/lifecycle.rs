@@ -1354,3 +1354,84 @@ async fn the_server_worker_loop_applies_due_changes_in_the_background() {
     task.abort();
     assert_eq!(status, "canceled");
 }
+
+#[actix_web::test]
+async fn immediate_mode_needs_confirmation_and_notice_only_ignores_the_period() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let immediate = catalog(&app, &m, json!({"cancellation_mode": "immediate"})).await;
+    let notice_only = catalog(
+        &app,
+        &m,
+        json!({"notice_rule": "notice_only", "notice_period_days": 3}),
+    )
+    .await;
+    let customer = fixtures::customer(&app, &m, "quick").await;
+    let token = fixtures::session(&app, &m, &customer).await;
+
+    let sub = subscribe(&app, &m, &customer, &immediate.base).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let view = app
+        .get(&format!("/v1/portal/subscriptions/{sub}"))
+        .bearer(&token)
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(view["available_actions"]["cancel"]["mode"], "immediate");
+    assert_eq!(
+        view["available_actions"]["cancel"]["requires_confirmation"],
+        true
+    );
+    let refused = app
+        .post(&format!("/v1/portal/subscriptions/{sub}/cancel"))
+        .bearer(&token)
+        .json(&json!({}))
+        .send()
+        .await
+        .expect_problem(422, "validation_failed");
+    assert_eq!(refused.body["errors"][0]["field"], "confirm");
+    // The same request replays under its Idempotency-Key, with the same ETag.
+    let send = || {
+        app.post(&format!("/v1/portal/subscriptions/{sub}/cancel"))
+            .bearer(&token)
+            .header("idempotency-key", "cancel-once")
+            .json(&json!({"confirm": true, "reason": "switched_service"}))
+            .send()
+    };
+    let done = send().await.expect(200);
+    assert_eq!(done.body["subscription"]["status"], "canceled");
+    assert!(done.body["cancellation_request"].is_null());
+    assert!(time(&done.body["subscription"]["access_until"]) > app.clock.now());
+    let again = send().await.expect(200);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.header("etag"), done.header("etag"));
+    assert!(done.body["subscription"]["available_actions"]["cancel"].is_null());
+
+    let sub = subscribe(&app, &m, &customer, &notice_only.base).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let asked = app.clock.now();
+    let res = app
+        .post(&format!("/v1/portal/subscriptions/{sub}/cancel"))
+        .bearer(&token)
+        .json(&json!({"reason": "other"}))
+        .send()
+        .await
+        .expect(200);
+    let effective_at = time(&res.body["cancellation_request"]["effective_at"]);
+    assert!(effective_at >= asked + Duration::days(3));
+    assert!(
+        effective_at < asked + Duration::days(4),
+        "notice only, mid-period"
+    );
+    // Access still runs to the end of the paid period.
+    assert!(time(&res.body["subscription"]["access_until"]) > effective_at);
+    assert_eq!(
+        time(&res.body["subscription"]["billing_ends_at"]),
+        effective_at
+    );
+}
