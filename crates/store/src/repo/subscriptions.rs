@@ -60,11 +60,14 @@ impl SubscriptionRow {
     }
 
     fn into_domain(self) -> StoreResult<StoredSubscription> {
-        let mut subscription: Subscription =
+        let subscription: Subscription =
             serde_json::from_value(self.state).map_err(StoreError::corrupt)?;
-        // The column is authoritative for the status, so that an operator's (or a test's)
-        // correction in SQL takes effect.
-        subscription.status = self.status.parse().map_err(StoreError::corrupt)?;
+        if subscription.status.as_str() != self.status {
+            return Err(StoreError::corrupt(format!(
+                "subscription {} has status {} in its row but {} in its state",
+                subscription.id, self.status, subscription.status
+            )));
+        }
         Ok(StoredSubscription {
             subscription,
             customer_id: CustomerId::from_uuid(self.customer_id),
