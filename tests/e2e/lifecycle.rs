@@ -415,29 +415,32 @@ async fn fifty_concurrent_conflicting_actions_leave_a_valid_state() {
         .as_str()
         .unwrap()
         .to_owned();
+    // Mostly pauses, resumes and plan changes by both audiences; two cancellations late
+    // in the batch, so the earlier actions race each other rather than a cancellation.
     let requests = (0..50).map(|i| {
-        let (base, credential) = if i % 2 == 0 {
+        let merchant = i % 2 == 0;
+        let (base, credential) = if merchant {
             ("/v1/subscriptions", m.key.as_str())
         } else {
             ("/v1/portal/subscriptions", token.as_str())
         };
-        let req = match i % 7 {
-            0 | 4 => app
-                .post(&format!("{base}/{sub}/pause"))
-                .json(&json!({"start": {"type": "now"}})),
-            1 | 5 => app.post(&format!("{base}/{sub}/resume")),
-            2 => app
-                .post(&format!("{base}/{sub}/change_plan"))
-                .json(&json!({"plan_id": cat.premium})),
-            3 => app
-                .post(&format!("{base}/{sub}/change_plan"))
-                .json(&json!({"plan_id": cat.base})),
-            _ if i % 2 == 0 => app
+        let req = match (i, i % 6) {
+            (40, _) => app
                 .post(&format!("{base}/{sub}/cancel"))
                 .json(&json!({"timing": "period_end"})),
-            _ => app
+            (45, _) => app
                 .post(&format!("{base}/{sub}/cancel"))
                 .json(&json!({"reason": "other"})),
+            (_, 0 | 1) => app
+                .post(&format!("{base}/{sub}/pause"))
+                .json(&json!({"start": {"type": "now"}})),
+            (_, 2 | 3) => app.post(&format!("{base}/{sub}/resume")),
+            (_, 4) => app
+                .post(&format!("{base}/{sub}/change_plan"))
+                .json(&json!({"plan_id": cat.premium})),
+            _ => app
+                .post(&format!("{base}/{sub}/change_plan"))
+                .json(&json!({"plan_id": cat.base})),
         };
         req.bearer(credential).send()
     });
@@ -453,7 +456,7 @@ async fn fifty_concurrent_conflicting_actions_leave_a_valid_state() {
             other => panic!("unexpected {other}: {}", r.body),
         }
     }
-    assert!(successes > 0);
+    assert!(successes > 1, "several actions won: {successes}");
     let final_state = assert_invariants(&app, &sub).await;
     let current = app
         .get(&format!("/v1/subscriptions/{sub}"))
