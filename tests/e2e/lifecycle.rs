@@ -1438,3 +1438,65 @@ async fn immediate_mode_needs_confirmation_and_notice_only_ignores_the_period() 
         effective_at
     );
 }
+
+#[actix_web::test]
+async fn workers_and_requests_racing_on_due_subscriptions_cancel_each_once() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let cat = catalog(&app, &m, json!({})).await;
+    let customer = fixtures::customer(&app, &m, "racer").await;
+    let mut subs = Vec::new();
+    for _ in 0..10 {
+        let sub = subscribe(&app, &m, &customer, &cat.base).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        app.post(&format!("/v1/subscriptions/{sub}/cancel"))
+            .bearer(&m.key)
+            .json(&json!({"timing": "period_end"}))
+            .send()
+            .await
+            .expect(200);
+        subs.push(sub);
+    }
+    app.clock.advance(Duration::days(32));
+    let now = app.clock.now();
+    let requests = join_all(subs.iter().map(|sub| {
+        app.post(&format!("/v1/subscriptions/{sub}/cancel"))
+            .bearer(&m.key)
+            .json(&json!({}))
+            .send()
+    }));
+    let workers = join_all((0..2).map(|_| run_due_changes(&app.state, now, 100)));
+    let (responses, rounds) = futures_util::future::join(requests, workers).await;
+    for r in &responses {
+        assert!(
+            r.status == 200 || (r.status == 409 && r.body["code"] == "already_canceled"),
+            "{}: {}",
+            r.status,
+            r.body
+        );
+    }
+    for round in rounds {
+        round.expect("worker round");
+    }
+    for sub in &subs {
+        assert_eq!(
+            assert_invariants(&app, sub).await.status.as_str(),
+            "canceled"
+        );
+        assert_eq!(
+            app.count(&format!(
+                "SELECT count(*) AS n FROM events WHERE resource_id = '{sub}' AND event_type = 'subscription.canceled'"
+            ))
+            .await,
+            1,
+            "{sub} ended once"
+        );
+    }
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM scheduled_changes")
+            .await,
+        0
+    );
+}
