@@ -1500,3 +1500,82 @@ async fn workers_and_requests_racing_on_due_subscriptions_cancel_each_once() {
         0
     );
 }
+
+#[actix_web::test]
+async fn a_merchant_removing_a_requested_cancellation_declines_the_request() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let cat = catalog(&app, &m, json!({"notice_period_days": 10})).await;
+    let customer = fixtures::customer(&app, &m, "kept").await;
+    let token = fixtures::session(&app, &m, &customer).await;
+    let sub = subscribe(&app, &m, &customer, &cat.base).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let res = app
+        .post(&format!("/v1/portal/subscriptions/{sub}/cancel"))
+        .bearer(&token)
+        .json(&json!({"reason": "low_quality"}))
+        .send()
+        .await
+        .expect(200);
+    let request = res.body["cancellation_request"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let change = res.body["subscription"]["scheduled_changes"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let merchant_view = app
+        .get(&format!("/v1/subscriptions/{sub}"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(merchant_view["scheduled_changes"][0]["removable"], true);
+    let after = app
+        .delete(&format!(
+            "/v1/subscriptions/{sub}/scheduled_changes/{change}"
+        ))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert!(after["cancel_at"].is_null());
+    assert!(after["scheduled_changes"].as_array().unwrap().is_empty());
+    let request = app
+        .get(&format!("/v1/cancellation_requests/{request}"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(request["status"], "declined");
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) AS n FROM events WHERE resource_id = '{sub}' AND event_type = 'subscription.cancellation_withdrawn'"
+        ))
+        .await,
+        1
+    );
+    // The portal filters by status.
+    let active = app
+        .get("/v1/portal/subscriptions?status=active")
+        .bearer(&token)
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(active["data"][0]["id"], sub.as_str());
+    let none = app
+        .get("/v1/portal/subscriptions?status=canceled")
+        .bearer(&token)
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert!(none["data"].as_array().unwrap().is_empty());
+}
