@@ -7,5 +7,6 @@ mod catalog;
 mod customers;
 mod fixtures;
 mod idempotency;
+mod lifecycle;
 mod platform;
 mod webhooks;
