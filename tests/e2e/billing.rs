@@ -1007,3 +1007,40 @@ async fn an_invoice_with_nothing_due_is_paid_without_a_charge() {
     assert_eq!(res.body["status"], "paid");
     assert_eq!(res.body["payments"], json!([]));
 }
+
+#[actix_web::test]
+async fn the_last_payment_method_of_a_renewing_subscription_stays() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let product = fixtures::product(&app, &m, json!({})).await;
+    let plan = fixtures::plan(&app, &m, &product, 1000).await;
+    let cus = fixtures::customer(&app, &m, "c1").await;
+    let pm = attach(&app, &m, &cus, "pm_card_visa").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sub = app
+        .post("/v1/subscriptions")
+        .bearer(&m.key)
+        .json(&json!({"customer_id": cus, "plan_id": plan}))
+        .send()
+        .await
+        .expect(201)
+        .id();
+    app.delete(&format!("/v1/customers/{cus}/payment_methods/{pm}"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect_problem(409, "last_payment_method");
+    app.post(&format!("/v1/subscriptions/{sub}/cancel"))
+        .bearer(&m.key)
+        .json(&json!({"timing": "now"}))
+        .send()
+        .await
+        .expect(200);
+    app.delete(&format!("/v1/customers/{cus}/payment_methods/{pm}"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200);
+}

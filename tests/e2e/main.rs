@@ -9,6 +9,7 @@ mod faults;
 mod fixtures;
 mod fuzz;
 mod idempotency;
+mod lifecycle;
 mod platform;
 mod security;
 mod webhooks;

@@ -60,8 +60,8 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
     }
 }
 
-/// An optional JSON body: a request with no body (no `Content-Length` or a zero one, and
-/// no `Content-Type`) gives `T::default()`; anything else is parsed like [`Json`].
+/// A JSON body that may be left out: an empty body is `T::default()`. For actions whose
+/// every option has a default (`POST …/pause` with `{}` or nothing at all).
 #[derive(Debug)]
 pub struct OptionalJson<T>(pub T);
 
@@ -70,20 +70,29 @@ impl<T: DeserializeOwned + Default + 'static> FromRequest for OptionalJson<T> {
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let headers = req.headers();
-        let declared_len = headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<usize>().ok());
-        let empty = declared_len == Some(0)
-            || (declared_len.is_none()
-                && !headers.contains_key(header::CONTENT_TYPE)
-                && !headers.contains_key(header::TRANSFER_ENCODING));
-        if empty {
-            return Box::pin(async { Ok(OptionalJson(T::default())) });
-        }
-        let inner = Json::<T>::from_request(req, payload);
-        Box::pin(async move { inner.await.map(|Json(value)| OptionalJson(value)) })
+        let content_type_ok = is_json(req);
+        let mut payload = payload.take();
+        Box::pin(async move {
+            let mut body = web::BytesMut::new();
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk.map_err(|_| {
+                    ApiError::bad_request("invalid_body", "the request body could not be read")
+                })?;
+                if body.len() + chunk.len() > MAX_BODY_BYTES {
+                    return Err(ApiError::PayloadTooLarge {
+                        limit: MAX_BODY_BYTES,
+                    });
+                }
+                body.extend_from_slice(&chunk);
+            }
+            if body.iter().all(u8::is_ascii_whitespace) {
+                return Ok(OptionalJson(T::default()));
+            }
+            if !content_type_ok {
+                return Err(ApiError::UnsupportedMediaType);
+            }
+            parse_json(&body).map(OptionalJson)
+        })
     }
 }
 

@@ -42,6 +42,8 @@ typed_ids! {
     PaymentId => PaymentTag, "pay";
     CancellationRequestId => CancellationRequestTag, "creq";
     TicketId => TicketTag, "tkt";
+    /// One message of a support ticket.
+    TicketMessageId => TicketMessageTag, "tmsg";
     EventId => EventTag, "evt";
     WebhookEndpointId => WebhookEndpointTag, "whep";
     /// One event to be delivered to one webhook endpoint.

@@ -13,6 +13,7 @@ pub mod ids;
 pub mod money;
 pub mod policy;
 pub mod subscription;
+pub mod support;
 pub mod text;
 pub mod webhooks;
 

@@ -8,7 +8,7 @@ use tenure_api::dto::MoneyDto;
 use tenure_api::dto::catalog::{CreatePlan, CreateProduct, IntervalDto, PortalPolicyInput};
 use tenure_api::dto::customers::CreateCustomer;
 use tenure_api::middleware::rate_limit::RateLimits;
-use tenure_api::service::{catalog, customers, merchants, sessions};
+use tenure_api::service::{catalog, customers, merchants, sessions, subscriptions};
 use tenure_api::{AppState, Metrics};
 use tenure_domain::clock::SystemClock;
 use tenure_store::Db;
@@ -59,6 +59,10 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<(), StartupE
 
 /// Starts the background loops on the runtime, each in a task of its own.
 fn spawn_workers(state: &AppState, args: &WorkerArgs) {
+    tokio::spawn(workers::lifecycle_loop(
+        state.clone(),
+        std::time::Duration::from_millis(args.worker_interval_ms),
+    ));
     tokio::spawn(workers::webhook_loop(
         state.clone(),
         std::time::Duration::from_millis(args.webhook_interval_ms),
@@ -181,12 +185,13 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs) -> Result<(), StartupErr
     )
     .await
     .map_err(api_failure)?;
+    let mut plans = Vec::new();
     for (product, name, amount, interval, trial_days) in [
         (&coffee, "Monthly beans", 1999, IntervalDto::Month, Some(14)),
         (&coffee, "Yearly beans", 19900, IntervalDto::Year, None),
         (&streaming, "Video pass", 499, IntervalDto::Month, None),
     ] {
-        catalog::create_plan(
+        let plan = catalog::create_plan(
             &state,
             merchant,
             CreatePlan {
@@ -200,6 +205,7 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs) -> Result<(), StartupErr
         )
         .await
         .map_err(api_failure)?;
+        plans.push(plan.id);
     }
     let mut first_customer = None;
     for (external_id, name, email) in [
@@ -225,6 +231,13 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs) -> Result<(), StartupErr
     }
     let customer =
         first_customer.ok_or_else(|| StartupError::Config("no demo customer".to_owned()))?;
+    let monthly = plans
+        .first()
+        .copied()
+        .ok_or_else(|| StartupError::Config("no demo plan".to_owned()))?;
+    let subscription = subscriptions::create(&state, merchant, customer, monthly)
+        .await
+        .map_err(api_failure)?;
     let (token, _) = sessions::create_customer_session(&state, merchant, customer)
         .await
         .map_err(api_failure)?;
@@ -233,11 +246,14 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs) -> Result<(), StartupErr
     println!("merchant:       {merchant}");
     println!("secret key:     {key}");
     println!("customer:       {customer}");
+    println!("subscription:   {}", subscription.subscription.id);
     println!("customer token: {token}");
     println!();
     println!("Try:");
     println!("curl -s {base}/v1/products -H 'Authorization: Bearer {key}'");
     println!("curl -s {base}/v1/customers?tag=demo -H 'Authorization: Bearer {key}'");
     println!("curl -s {base}/v1/portal/plans -H 'Authorization: Bearer {token}'");
+    println!("curl -s {base}/v1/portal/subscriptions -H 'Authorization: Bearer {token}'");
+    println!("curl -s {base}/v1/subscriptions?status=trialing -H 'Authorization: Bearer {key}'");
     Ok(())
 }

@@ -53,7 +53,7 @@ pub enum Command {
     Openapi,
     /// Create a demo merchant with a catalog and customers, and print how to try it.
     Demo(DemoArgs),
-    /// Run the background workers (webhook delivery) without serving HTTP.
+    /// Run only the background workers (scheduled changes, webhook delivery), no HTTP.
     Worker(WorkerArgs),
 }
 
@@ -86,6 +86,10 @@ pub struct ServeArgs {
 /// The background workers' settings, shared by `serve` and `worker`.
 #[derive(Debug, Clone, Args)]
 pub struct WorkerArgs {
+    /// How often the lifecycle worker looks for due scheduled changes, in milliseconds.
+    #[arg(long, env = "TENURE_WORKER_INTERVAL_MS", default_value_t = 1000,
+        value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub worker_interval_ms: u64,
     /// Pause between webhook delivery rounds when none are due, in milliseconds.
     #[arg(long, env = "TENURE_WEBHOOK_INTERVAL_MS", default_value_t = 1000,
         value_parser = clap::value_parser!(u64).range(1..=3_600_000))]

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use tenure_api::AppState;
-use tenure_api::service::webhooks;
+use tenure_api::service::{lifecycle, webhooks};
 
 /// Deliveries claimed per round. A full batch means more may be due, so the next round
 /// starts at once instead of after the interval.
@@ -32,6 +32,38 @@ pub async fn webhook_loop(state: AppState, interval: Duration) {
         };
         if !full {
             tokio::time::sleep(interval).await;
+        }
+    }
+}
+
+/// Subscriptions handled per transaction round before the loop checks the time again.
+pub const LIFECYCLE_BATCH: usize = 100;
+
+/// Applies due scheduled changes (pause starts and ends, cancellations, plan changes,
+/// trial ends) forever, back to back while a backlog remains.
+pub async fn lifecycle_loop(state: AppState, interval: Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tracing::info!(
+        interval_ms = interval.as_millis(),
+        "lifecycle worker started"
+    );
+    loop {
+        ticker.tick().await;
+        loop {
+            match lifecycle::run_due_changes(&state, state.now(), LIFECYCLE_BATCH).await {
+                Ok(n) if n >= LIFECYCLE_BATCH => continue,
+                Ok(n) => {
+                    if n > 0 {
+                        tracing::info!(applied = n, "scheduled changes applied");
+                    }
+                    break;
+                }
+                Err(err) => {
+                    tracing::warn!(code = err.code(), error = %err, cause = ?err, "lifecycle worker round failed");
+                    break;
+                }
+            }
         }
     }
 }

@@ -112,6 +112,74 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    subscriptions (merchant_id, id) {
+        merchant_id -> Uuid,
+        id -> Uuid,
+        customer_id -> Uuid,
+        product_id -> Uuid,
+        plan_id -> Uuid,
+        status -> Text,
+        current_period_end -> Timestamptz,
+        state -> Jsonb,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    scheduled_changes (merchant_id, id) {
+        merchant_id -> Uuid,
+        id -> Uuid,
+        subscription_id -> Uuid,
+        kind -> Text,
+        due_at -> Timestamptz,
+        payload -> Jsonb,
+    }
+}
+
+diesel::table! {
+    support_tickets (merchant_id, id) {
+        merchant_id -> Uuid,
+        id -> Uuid,
+        customer_id -> Uuid,
+        subscription_id -> Nullable<Uuid>,
+        subject -> Text,
+        status -> Text,
+        channel -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    ticket_messages (merchant_id, id) {
+        merchant_id -> Uuid,
+        id -> Uuid,
+        ticket_id -> Uuid,
+        author -> Text,
+        body -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    cancellation_requests (merchant_id, id) {
+        merchant_id -> Uuid,
+        id -> Uuid,
+        subscription_id -> Uuid,
+        customer_id -> Uuid,
+        ticket_id -> Uuid,
+        reason -> Text,
+        message -> Nullable<Text>,
+        status -> Text,
+        effective_at -> Timestamptz,
+        decline_message -> Nullable<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     merchants,
     api_keys,
@@ -120,6 +188,11 @@ diesel::allow_tables_to_appear_in_same_query!(
     customers,
     events,
     identity_providers,
+    subscriptions,
+    scheduled_changes,
+    support_tickets,
+    ticket_messages,
+    cancellation_requests,
 );
 
 // Webhooks (migrations/2026-11-25-000003_webhooks).

@@ -7,6 +7,8 @@ pub mod catalog;
 pub mod common;
 pub mod customers;
 pub mod sessions;
+pub mod subscriptions;
+pub mod support;
 pub mod webhooks;
 
 pub use common::{ListParams, ListResponse, MoneyDto};

@@ -7,7 +7,10 @@ pub mod customers;
 pub mod events;
 pub mod health;
 pub mod portal;
+pub mod portal_subscriptions;
 pub mod sessions;
+pub mod subscriptions;
+pub mod support;
 pub mod webhooks;
 
 use actix_web::http::header;
@@ -26,7 +29,10 @@ pub fn configure_v1(cfg: &mut ServiceConfig) {
         .configure(events::configure)
         .configure(portal::configure)
         .configure(webhooks::configure)
-        .configure(billing::configure);
+        .configure(billing::configure)
+        .configure(subscriptions::configure)
+        .configure(portal_subscriptions::configure)
+        .configure(support::configure);
 }
 
 /// 201 with the created resource and its ETag.

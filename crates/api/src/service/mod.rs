@@ -4,8 +4,11 @@
 pub mod billing;
 pub mod catalog;
 pub mod customers;
+pub mod lifecycle;
 pub mod merchants;
 pub mod sessions;
+pub mod subscriptions;
+pub mod support;
 pub mod webhooks;
 
 use chrono::{DateTime, Utc};

@@ -10,4 +10,6 @@ pub mod invoices;
 pub mod merchants;
 pub mod payment_methods;
 pub mod secrets;
+pub mod subscriptions;
+pub mod support;
 pub mod webhooks;

@@ -194,17 +194,22 @@ pub async fn detach(
     Ok(())
 }
 
-/// Whether the customer has a subscription that renews (active, trialing or past_due)
-/// and therefore needs a payment method on file.
-///
-/// Wired when subscriptions land: the subscriptions table is added by the lifecycle
-/// migration, and this query moves to it then. Until that table exists no customer has
-/// a subscription, so the answer is `false`. Callers already run it inside the
-/// transaction that holds the customer's payment-method locks.
+/// Whether the customer has a subscription that will bill again (trialing, active,
+/// past_due, or paused and due to resume) and therefore needs a payment method on file.
+/// Callers run it inside the transaction that holds the customer's payment-method locks.
 pub async fn customer_has_renewing_subscription(
-    _conn: &mut AsyncPgConnection,
-    _merchant: MerchantId,
-    _customer: CustomerId,
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    customer: CustomerId,
 ) -> StoreResult<bool> {
-    Ok(false)
+    use crate::schema::subscriptions;
+    let found = diesel::select(diesel::dsl::exists(
+        subscriptions::table
+            .filter(subscriptions::merchant_id.eq(merchant.uuid()))
+            .filter(subscriptions::customer_id.eq(customer.uuid()))
+            .filter(subscriptions::status.eq_any(["trialing", "active", "past_due", "paused"])),
+    ))
+    .get_result(conn)
+    .await?;
+    Ok(found)
 }

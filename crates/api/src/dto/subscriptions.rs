@@ -1,0 +1,664 @@
+//! Subscriptions, their scheduled changes, the portal's available actions and plan-change
+//! previews.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tenure_domain::billing::period::Period;
+use tenure_domain::billing::proration::ProrationLineKind;
+use tenure_domain::money::Money;
+use tenure_domain::subscription::{
+    AccessEnd, ActivePause, Actor, AvailableActions, CancelTiming, CancellationReason, OnResume,
+    PauseEnd, PauseStart, PlanChangePreview, PlanChangeTiming, ScheduledChange,
+    ScheduledChangeKind, SubscriptionStatus,
+};
+use tenure_store::repo::subscriptions::StoredSubscription;
+use utoipa::{IntoParams, ToSchema};
+
+use super::MoneyDto;
+use super::catalog::{CancellationModeDto, IntervalDto};
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscriptionStatusDto {
+    Trialing,
+    Active,
+    PastDue,
+    Paused,
+    Canceled,
+    Unpaid,
+}
+
+impl From<SubscriptionStatus> for SubscriptionStatusDto {
+    fn from(s: SubscriptionStatus) -> Self {
+        match s {
+            SubscriptionStatus::Trialing => Self::Trialing,
+            SubscriptionStatus::Active => Self::Active,
+            SubscriptionStatus::PastDue => Self::PastDue,
+            SubscriptionStatus::Paused => Self::Paused,
+            SubscriptionStatus::Canceled => Self::Canceled,
+            SubscriptionStatus::Unpaid => Self::Unpaid,
+        }
+    }
+}
+
+impl From<SubscriptionStatusDto> for SubscriptionStatus {
+    fn from(s: SubscriptionStatusDto) -> Self {
+        match s {
+            SubscriptionStatusDto::Trialing => Self::Trialing,
+            SubscriptionStatusDto::Active => Self::Active,
+            SubscriptionStatusDto::PastDue => Self::PastDue,
+            SubscriptionStatusDto::Paused => Self::Paused,
+            SubscriptionStatusDto::Canceled => Self::Canceled,
+            SubscriptionStatusDto::Unpaid => Self::Unpaid,
+        }
+    }
+}
+
+/// The fixed taxonomy of cancellation reasons.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CancellationReasonDto {
+    TooExpensive,
+    MissingFeatures,
+    SwitchedService,
+    Unused,
+    CustomerService,
+    TooComplex,
+    LowQuality,
+    Other,
+}
+
+impl From<CancellationReasonDto> for CancellationReason {
+    fn from(r: CancellationReasonDto) -> Self {
+        match r {
+            CancellationReasonDto::TooExpensive => Self::TooExpensive,
+            CancellationReasonDto::MissingFeatures => Self::MissingFeatures,
+            CancellationReasonDto::SwitchedService => Self::SwitchedService,
+            CancellationReasonDto::Unused => Self::Unused,
+            CancellationReasonDto::CustomerService => Self::CustomerService,
+            CancellationReasonDto::TooComplex => Self::TooComplex,
+            CancellationReasonDto::LowQuality => Self::LowQuality,
+            CancellationReasonDto::Other => Self::Other,
+        }
+    }
+}
+
+impl From<CancellationReason> for CancellationReasonDto {
+    fn from(r: CancellationReason) -> Self {
+        match r {
+            CancellationReason::TooExpensive => Self::TooExpensive,
+            CancellationReason::MissingFeatures => Self::MissingFeatures,
+            CancellationReason::SwitchedService => Self::SwitchedService,
+            CancellationReason::Unused => Self::Unused,
+            CancellationReason::CustomerService => Self::CustomerService,
+            CancellationReason::TooComplex => Self::TooComplex,
+            CancellationReason::LowQuality => Self::LowQuality,
+            CancellationReason::Other => Self::Other,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct PeriodDto {
+    pub start: DateTime<Utc>,
+    /// Exclusive.
+    pub end: DateTime<Utc>,
+}
+
+impl From<Period> for PeriodDto {
+    fn from(p: Period) -> Self {
+        Self {
+            start: p.start,
+            end: p.end,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OnResumeDto {
+    /// A full period starts at the resume instant (default).
+    ResetAnchor,
+    /// A stub period runs to the next boundary of the original schedule.
+    KeepAnchor,
+}
+
+impl From<OnResume> for OnResumeDto {
+    fn from(o: OnResume) -> Self {
+        match o {
+            OnResume::ResetAnchor => Self::ResetAnchor,
+            OnResume::KeepAnchor => Self::KeepAnchor,
+        }
+    }
+}
+
+impl From<OnResumeDto> for OnResume {
+    fn from(o: OnResumeDto) -> Self {
+        match o {
+            OnResumeDto::ResetAnchor => Self::ResetAnchor,
+            OnResumeDto::KeepAnchor => Self::KeepAnchor,
+        }
+    }
+}
+
+/// The running pause.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PauseDto {
+    pub started_at: DateTime<Utc>,
+    /// When the automatic resume is due; null for an open-ended pause.
+    pub resumes_at: Option<DateTime<Utc>>,
+    pub on_resume: OnResumeDto,
+    /// Whether access continues throughout the pause.
+    pub keep_access: bool,
+    /// The end of the period paid before the pause; access continues until then.
+    pub paid_through: DateTime<Utc>,
+    /// `customer` or `merchant`: a customer may resume only their own pause.
+    pub requested_by: String,
+}
+
+impl From<&ActivePause> for PauseDto {
+    fn from(p: &ActivePause) -> Self {
+        Self {
+            started_at: p.started_at,
+            resumes_at: p.resumes_at,
+            on_resume: p.on_resume.into(),
+            keep_access: p.keep_access,
+            paid_through: p.paid_through,
+            requested_by: p.requested_by.as_str().to_owned(),
+        }
+    }
+}
+
+/// A change that will happen to the subscription.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"id": "sch_01jf9zc0f4e3a8r7m2k4t5n6bc", "type": "plan_change",
+    "due_at": "2026-12-25T10:00:00Z", "requested_by": "customer",
+    "details": {"plan_id": "plan_01jf9z8a1be3a8r7m2k4t5n6bc", "price": {"amount": 999, "currency": "EUR"},
+                "interval": "month", "interval_count": 1}, "removable": true}))]
+pub struct ScheduledChangeDto {
+    pub id: String,
+    /// `pause`, `resume`, `cancel` or `plan_change`.
+    #[serde(rename = "type")]
+    pub change_type: String,
+    pub due_at: DateTime<Utc>,
+    pub requested_by: String,
+    /// What the change does: for `pause` its `resumes_at`, `ends` and `on_resume`; for
+    /// `cancel` the `reason`, `cancellation_request_id` and `access`; for `plan_change`
+    /// the new `plan_id`, `price` and cadence; nothing for `resume`.
+    #[schema(value_type = Object)]
+    pub details: serde_json::Value,
+    /// Whether the caller may remove it (DELETE …/scheduled_changes/{id}).
+    pub removable: bool,
+}
+
+fn pause_end_json(end: PauseEnd) -> serde_json::Value {
+    match end {
+        PauseEnd::At { date } => json!({"type": "at", "date": date}),
+        PauseEnd::AfterCycles { cycles } => json!({"type": "after_cycles", "cycles": cycles}),
+        PauseEnd::OpenEnded => json!({"type": "open_ended"}),
+    }
+}
+
+fn details(change: &ScheduledChange) -> serde_json::Value {
+    match &change.kind {
+        ScheduledChangeKind::Pause {
+            ends,
+            resumes_at,
+            on_resume,
+            keep_access,
+        } => json!({
+            "ends": pause_end_json(*ends),
+            "resumes_at": resumes_at,
+            "on_resume": OnResumeDto::from(*on_resume),
+            "keep_access": keep_access,
+        }),
+        ScheduledChangeKind::Resume => json!({}),
+        ScheduledChangeKind::Cancel {
+            reason,
+            cancellation_request_id,
+            access,
+        } => json!({
+            "reason": reason.map(CancellationReasonDto::from),
+            "cancellation_request_id": cancellation_request_id.map(|id| id.to_string()),
+            "access": AccessDto::from(*access),
+        }),
+        ScheduledChangeKind::PlanChange { to } => json!({
+            "plan_id": to.plan_id.to_string(),
+            "price": MoneyDto::from(to.price),
+            "interval": IntervalDto::from(to.cadence.interval()),
+            "interval_count": to.cadence.count(),
+        }),
+    }
+}
+
+/// A subscription as merchants and (with `available_actions`) customers see it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"id": "sub_01jf9zc0f4e3a8r7m2k4t5n6bc", "object": "subscription",
+    "customer_id": "cus_01jf9zb3f4e3a8r7m2k4t5n6bc", "product_id": "prod_01jf9z7q6ve3a8r7m2k4t5n6bc",
+    "plan_id": "plan_01jf9z8a1be3a8r7m2k4t5n6bc", "status": "active",
+    "price": {"amount": 1999, "currency": "EUR"}, "interval": "month", "interval_count": 1,
+    "current_period": {"start": "2026-11-25T10:00:00Z", "end": "2026-12-25T10:00:00Z"},
+    "billing_anchor": "2026-11-25T10:00:00Z", "trial_end": null, "cancel_at": null, "canceled_at": null,
+    "ended_at": null, "access_until": null, "billing_ends_at": null, "pause": null,
+    "scheduled_changes": [], "created_at": "2026-11-25T10:00:00Z", "updated_at": "2026-11-25T10:00:00Z"}))]
+pub struct SubscriptionDto {
+    pub id: String,
+    /// Always `subscription`.
+    pub object: String,
+    pub customer_id: String,
+    pub product_id: String,
+    pub plan_id: String,
+    pub status: SubscriptionStatusDto,
+    /// The price of one period of the current plan, as copied onto the subscription.
+    pub price: MoneyDto,
+    pub interval: IntervalDto,
+    pub interval_count: u32,
+    /// The period being served: the trial while trialing, else the latest billed period
+    /// (frozen while paused).
+    pub current_period: PeriodDto,
+    pub billing_anchor: DateTime<Utc>,
+    pub trial_end: Option<DateTime<Utc>>,
+    /// When a pending cancellation takes effect.
+    pub cancel_at: Option<DateTime<Utc>>,
+    /// When the decision to cancel was made.
+    pub canceled_at: Option<DateTime<Utc>>,
+    /// When the subscription ended.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Until when the subscriber keeps access after a cancellation (projected while it is
+    /// pending).
+    pub access_until: Option<DateTime<Utc>>,
+    /// When renewals stop (projected while a cancellation is pending).
+    pub billing_ends_at: Option<DateTime<Utc>>,
+    pub pause: Option<PauseDto>,
+    /// Future changes in the order they take effect.
+    pub scheduled_changes: Vec<ScheduledChangeDto>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl SubscriptionDto {
+    /// Renders `s` for `actor`, who decides which scheduled changes are `removable`.
+    pub fn render(s: &StoredSubscription, actor: Actor) -> Self {
+        let sub = &s.subscription;
+        Self {
+            id: sub.id.to_string(),
+            object: "subscription".to_owned(),
+            customer_id: s.customer_id.to_string(),
+            product_id: s.product_id.to_string(),
+            plan_id: sub.plan.plan_id.to_string(),
+            status: sub.status.into(),
+            price: sub.plan.price.into(),
+            interval: sub.plan.cadence.interval().into(),
+            interval_count: sub.plan.cadence.count(),
+            current_period: sub.current_period.into(),
+            billing_anchor: sub.billing_anchor,
+            trial_end: sub.trial_end,
+            cancel_at: sub.cancel_at,
+            canceled_at: sub.canceled_at,
+            ended_at: sub.ended_at,
+            access_until: sub.access_until,
+            billing_ends_at: sub.billing_ends_at,
+            pause: sub.pause.as_ref().map(PauseDto::from),
+            scheduled_changes: sub
+                .scheduled_changes
+                .iter()
+                .map(|c| ScheduledChangeDto {
+                    id: c.id.to_string(),
+                    change_type: c.kind.change_type().as_str().to_owned(),
+                    due_at: c.due_at,
+                    requested_by: c.requested_by.as_str().to_owned(),
+                    details: details(c),
+                    removable: sub.check_can_remove_scheduled_change(c.id, actor).is_ok(),
+                })
+                .collect(),
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PauseActionDto {
+    /// The longest pause allowed, in days from its start; null means unbounded.
+    pub max_pause_days: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CancelActionDto {
+    pub mode: CancellationModeDto,
+    pub notice_period_days: u32,
+    /// When a cancellation made now would take effect.
+    pub effective_at: DateTime<Utc>,
+    /// `request` mode: send a `reason`.
+    pub requires_reason: bool,
+    /// `immediate` mode: send `"confirm": true`.
+    pub requires_confirmation: bool,
+    /// The accepted reasons.
+    pub reasons: Vec<CancellationReasonDto>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ChangePlanActionDto {
+    /// Plans the subscriber may switch to.
+    pub plan_ids: Vec<String>,
+}
+
+/// What the signed-in customer may do now: render exactly these buttons. An absent
+/// (null) action is not available.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AvailableActionsDto {
+    pub pause: Option<PauseActionDto>,
+    pub resume: bool,
+    pub cancel: Option<CancelActionDto>,
+    /// Whether a pending cancellation may be withdrawn.
+    pub withdraw_cancellation: bool,
+    pub change_plan: Option<ChangePlanActionDto>,
+    /// Ids of scheduled changes the customer may remove.
+    pub removable_changes: Vec<String>,
+}
+
+impl From<AvailableActions> for AvailableActionsDto {
+    fn from(a: AvailableActions) -> Self {
+        Self {
+            pause: a.pause.map(|p| PauseActionDto {
+                max_pause_days: p.max_pause_days,
+            }),
+            resume: a.resume,
+            cancel: a.cancel.map(|c| CancelActionDto {
+                mode: c.mode.into(),
+                notice_period_days: c.notice_period_days,
+                effective_at: c.effective_at,
+                requires_reason: c.requires_reason,
+                requires_confirmation: c.requires_confirmation,
+                reasons: CancellationReason::ALL
+                    .into_iter()
+                    .map(CancellationReasonDto::from)
+                    .collect(),
+            }),
+            withdraw_cancellation: a.withdraw_cancellation,
+            change_plan: a.change_plan.map(|c| ChangePlanActionDto {
+                plan_ids: c.plan_ids.iter().map(ToString::to_string).collect(),
+            }),
+            removable_changes: a
+                .removable_changes
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+        }
+    }
+}
+
+/// A subscription as the portal shows it: with the actions the policy allows now.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"id": "sub_01jf9zc0f4e3a8r7m2k4t5n6bc", "object": "subscription",
+    "customer_id": "cus_01jf9zb3f4e3a8r7m2k4t5n6bc", "product_id": "prod_01jf9z7q6ve3a8r7m2k4t5n6bc",
+    "plan_id": "plan_01jf9z8a1be3a8r7m2k4t5n6bc", "status": "active",
+    "price": {"amount": 1999, "currency": "EUR"}, "interval": "month", "interval_count": 1,
+    "current_period": {"start": "2026-11-25T10:00:00Z", "end": "2026-12-25T10:00:00Z"},
+    "billing_anchor": "2026-11-25T10:00:00Z", "trial_end": null, "cancel_at": null, "canceled_at": null,
+    "ended_at": null, "access_until": null, "billing_ends_at": null, "pause": null,
+    "scheduled_changes": [], "created_at": "2026-11-25T10:00:00Z", "updated_at": "2026-11-25T10:00:00Z",
+    "available_actions": {"pause": {"max_pause_days": 90}, "resume": false,
+        "cancel": {"mode": "request", "notice_period_days": 14, "effective_at": "2026-12-25T10:00:00Z",
+                   "requires_reason": true, "requires_confirmation": false,
+                   "reasons": ["too_expensive", "missing_features", "switched_service", "unused",
+                               "customer_service", "too_complex", "low_quality", "other"]},
+        "withdraw_cancellation": false, "change_plan": {"plan_ids": ["plan_01jf9z9b2ce3a8r7m2k4t5n6bc"]},
+        "removable_changes": []}}))]
+pub struct PortalSubscriptionDto {
+    #[serde(flatten)]
+    pub subscription: SubscriptionDto,
+    pub available_actions: AvailableActionsDto,
+}
+
+/// Starts a subscription. The plan must be active and of an active product; its
+/// `trial_days` start a trial.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"customer_id": "cus_01jf9zb3f4e3a8r7m2k4t5n6bc", "plan_id": "plan_01jf9z8a1be3a8r7m2k4t5n6bc"}))]
+pub struct CreateSubscription {
+    pub customer_id: String,
+    pub plan_id: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"plan_id": "plan_01jf9z8a1be3a8r7m2k4t5n6bc"}))]
+pub struct CreatePortalSubscription {
+    pub plan_id: String,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SubscriptionFilterParams {
+    pub status: Option<SubscriptionStatusDto>,
+    /// Only subscriptions of this customer (cus_…).
+    pub customer_id: Option<String>,
+    /// Only subscriptions on this plan (plan_…).
+    pub plan_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PortalSubscriptionFilterParams {
+    pub status: Option<SubscriptionStatusDto>,
+}
+
+/// When a pause starts.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PauseStartDto {
+    Now,
+    /// At the end of the current period (the default).
+    PeriodEnd,
+    At {
+        date: DateTime<Utc>,
+    },
+}
+
+/// When a pause ends.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PauseEndDto {
+    At {
+        date: DateTime<Utc>,
+    },
+    /// After skipping this many renewals.
+    AfterCycles {
+        cycles: u32,
+    },
+    /// Until someone resumes (for customers bounded by the policy's max_pause_days).
+    OpenEnded,
+}
+
+/// A pause: starts `now`, at `period_end` (default) or `at` a date; ends `at` a date,
+/// `after_cycles`, or `open_ended` (default).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"start": {"type": "now"}, "end": {"type": "after_cycles", "cycles": 2}, "on_resume": "reset_anchor"}))]
+pub struct PauseSubscription {
+    pub start: Option<PauseStartDto>,
+    pub end: Option<PauseEndDto>,
+    pub on_resume: Option<OnResumeDto>,
+}
+
+impl PauseSubscription {
+    pub fn to_domain(&self) -> tenure_domain::subscription::PauseRequest {
+        tenure_domain::subscription::PauseRequest {
+            start: match self.start {
+                Some(PauseStartDto::Now) => PauseStart::Now,
+                Some(PauseStartDto::PeriodEnd) | None => PauseStart::PeriodEnd,
+                Some(PauseStartDto::At { date }) => PauseStart::At { date },
+            },
+            end: match self.end {
+                Some(PauseEndDto::At { date }) => PauseEnd::At { date },
+                Some(PauseEndDto::AfterCycles { cycles }) => PauseEnd::AfterCycles { cycles },
+                Some(PauseEndDto::OpenEnded) | None => PauseEnd::OpenEnded,
+            },
+            on_resume: self.on_resume.map(Into::into).unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelTimingDto {
+    Now,
+    PeriodEnd,
+}
+
+/// When access ends once the cancellation takes effect.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessDto {
+    /// Through the end of what was paid for (default).
+    UntilPeriodEnd,
+    Immediately,
+}
+
+impl From<AccessEnd> for AccessDto {
+    fn from(a: AccessEnd) -> Self {
+        match a {
+            AccessEnd::UntilPeriodEnd => Self::UntilPeriodEnd,
+            AccessEnd::Immediately => Self::Immediately,
+        }
+    }
+}
+
+/// A merchant's cancellation: now (default) or at period end, replacing any pending one.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"timing": "period_end", "access": "until_period_end", "reason": "other", "message": "Account closed"}))]
+pub struct CancelSubscription {
+    pub reason: Option<CancellationReasonDto>,
+    pub message: Option<String>,
+    pub timing: Option<CancelTimingDto>,
+    pub access: Option<AccessDto>,
+}
+
+impl CancelSubscription {
+    pub fn to_domain(&self) -> tenure_domain::subscription::CancelRequest {
+        tenure_domain::subscription::CancelRequest {
+            reason: self.reason.map(Into::into),
+            message: self.message.clone(),
+            confirm: false,
+            timing: self.timing.map(|t| match t {
+                CancelTimingDto::Now => CancelTiming::Now,
+                CancelTimingDto::PeriodEnd => CancelTiming::PeriodEnd,
+            }),
+            access: self.access.map(|a| match a {
+                AccessDto::UntilPeriodEnd => AccessEnd::UntilPeriodEnd,
+                AccessDto::Immediately => AccessEnd::Immediately,
+            }),
+        }
+    }
+}
+
+/// A customer's cancellation. `request` mode needs a `reason` (and takes an optional
+/// `message`); `immediate` mode needs `"confirm": true`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"reason": "too_expensive", "message": "Going on a budget for a while."}))]
+pub struct PortalCancelSubscription {
+    pub reason: Option<CancellationReasonDto>,
+    pub message: Option<String>,
+    #[serde(default)]
+    pub confirm: bool,
+}
+
+impl PortalCancelSubscription {
+    pub fn to_domain(&self) -> tenure_domain::subscription::CancelRequest {
+        tenure_domain::subscription::CancelRequest {
+            reason: self.reason.map(Into::into),
+            message: self.message.clone(),
+            confirm: self.confirm,
+            timing: None,
+            access: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"plan_id": "plan_01jf9z9b2ce3a8r7m2k4t5n6bc"}))]
+pub struct ChangePlan {
+    pub plan_id: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanChangeTimingDto {
+    /// Applies at once (upgrades, and any change during a trial).
+    Now,
+    /// Scheduled for the end of the current period (downgrades).
+    PeriodEnd,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ProrationLineDto {
+    /// `credit` (negative amount) or `charge`.
+    pub kind: String,
+    pub plan_id: String,
+    pub amount: MoneyDto,
+    pub period: PeriodDto,
+    pub description: String,
+}
+
+/// What a plan change would cost, to the minor unit.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"plan_id": "plan_01jf9z9b2ce3a8r7m2k4t5n6bc", "timing": "now", "effective_at": "2026-12-10T10:00:00Z",
+    "lines": [
+      {"kind": "credit", "plan_id": "plan_01jf9z8a1be3a8r7m2k4t5n6bc", "amount": {"amount": -1000, "currency": "EUR"},
+       "period": {"start": "2026-12-10T10:00:00Z", "end": "2026-12-25T10:00:00Z"}, "description": "Unused time on the old plan"},
+      {"kind": "charge", "plan_id": "plan_01jf9z9b2ce3a8r7m2k4t5n6bc", "amount": {"amount": 2000, "currency": "EUR"},
+       "period": {"start": "2026-12-10T10:00:00Z", "end": "2026-12-25T10:00:00Z"}, "description": "Remaining time on the new plan"}],
+    "amount_due_now": {"amount": 1000, "currency": "EUR"}, "credit_carried": {"amount": 0, "currency": "EUR"}}))]
+pub struct PlanChangePreviewDto {
+    pub plan_id: String,
+    pub timing: PlanChangeTimingDto,
+    pub effective_at: DateTime<Utc>,
+    /// Empty when nothing is prorated (a trial, or a change at period end).
+    pub lines: Vec<ProrationLineDto>,
+    /// What would be invoiced now.
+    pub amount_due_now: MoneyDto,
+    /// Credit that would go to the customer's balance.
+    pub credit_carried: MoneyDto,
+}
+
+impl PlanChangePreviewDto {
+    pub fn render(plan_id: String, preview: &PlanChangePreview, currency_zero: Money) -> Self {
+        let (lines, due, credit) = match &preview.proration {
+            Some(p) => (
+                p.lines
+                    .iter()
+                    .map(|l| ProrationLineDto {
+                        kind: match l.kind {
+                            ProrationLineKind::Credit => "credit",
+                            ProrationLineKind::Charge => "charge",
+                        }
+                        .to_owned(),
+                        plan_id: l.plan_id.to_string(),
+                        amount: l.amount.into(),
+                        period: l.period.into(),
+                        description: l.description.clone(),
+                    })
+                    .collect(),
+                p.amount_due_now,
+                p.credit_carried,
+            ),
+            None => (Vec::new(), currency_zero, currency_zero),
+        };
+        Self {
+            plan_id,
+            timing: match preview.timing {
+                PlanChangeTiming::Now => PlanChangeTimingDto::Now,
+                PlanChangeTiming::PeriodEnd => PlanChangeTimingDto::PeriodEnd,
+            },
+            effective_at: preview.effective_at,
+            lines,
+            amount_due_now: due.into(),
+            credit_carried: credit.into(),
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! The portal's subscription routes: the signed-in customer's own subscriptions, each
+//! with the `available_actions` the product's policy allows now. Another customer's
+//! subscription answers 404.
+
+use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
+use tenure_domain::ids::{CancellationRequestTag, PlanTag, ScheduledChangeTag, SubscriptionTag};
+use tenure_store::repo::subscriptions::SubscriptionFilter;
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use super::{created, if_match, ok_versioned};
+use crate::auth::CustomerAuth;
+use crate::dto::common::{parse_field_id, parse_id};
+use crate::dto::subscriptions::{
+    ChangePlan, CreatePortalSubscription, PauseSubscription, PlanChangePreviewDto,
+    PortalCancelSubscription, PortalSubscriptionDto, PortalSubscriptionFilterParams,
+};
+use crate::dto::support::{CancellationRequestDto, PortalCancelResult};
+use crate::dto::{ListParams, ListResponse};
+use crate::error::ApiResult;
+use crate::extract::{Json, OptionalJson};
+use crate::service::subscriptions::{self as svc, Action, Caller, Outcome};
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(subscribe)
+        .service(list_subscriptions)
+        .service(get_subscription)
+        .service(pause_subscription)
+        .service(resume_subscription)
+        .service(cancel_subscription)
+        .service(preview_plan_change)
+        .service(change_plan)
+        .service(remove_scheduled_change)
+        .service(withdraw_cancellation_request);
+}
+
+fn caller(auth: CustomerAuth) -> Caller {
+    Caller::customer(auth.merchant, auth.customer)
+}
+
+async fn render(
+    state: &AppState,
+    auth: CustomerAuth,
+    outcome: &Outcome,
+) -> ApiResult<HttpResponse> {
+    let view = svc::portal_view(state, auth.merchant, &outcome.subscription).await?;
+    Ok(ok_versioned(&view, outcome.subscription.updated_at))
+}
+
+async fn run(
+    req: &HttpRequest,
+    state: &AppState,
+    auth: CustomerAuth,
+    id: &str,
+    action: Action,
+) -> ApiResult<HttpResponse> {
+    let id = parse_id::<SubscriptionTag>(id, "subscription")?;
+    let outcome = svc::act(state, caller(auth), id, if_match(req), action).await?;
+    render(state, auth, &outcome).await
+}
+
+/// Subscribe to a plan (see GET /v1/portal/plans); its `trial_days` start a trial.
+#[utoipa::path(tag = "Portal", request_body = CreatePortalSubscription,
+    responses((status = 201, description = "The new subscription", body = PortalSubscriptionDto)))]
+#[post("/portal/subscriptions")]
+async fn subscribe(
+    state: web::Data<AppState>,
+    auth: CustomerAuth,
+    body: Json<CreatePortalSubscription>,
+) -> ApiResult<HttpResponse> {
+    let plan = parse_field_id::<PlanTag>(&body.0.plan_id, "plan_id")?;
+    let s = svc::create(&state, auth.merchant, auth.customer, plan).await?;
+    let view = svc::portal_view(&state, auth.merchant, &s).await?;
+    Ok(created(&view, s.updated_at))
+}
+
+/// The customer's subscriptions, newest first.
+#[utoipa::path(tag = "Portal", params(ListParams, PortalSubscriptionFilterParams),
+    responses((status = 200, description = "A page of subscriptions", body = ListResponse<PortalSubscriptionDto>)))]
+#[get("/portal/subscriptions")]
+async fn list_subscriptions(
+    state: web::Data<AppState>,
+    auth: CustomerAuth,
+    page: web::Query<ListParams>,
+    filter: web::Query<PortalSubscriptionFilterParams>,
+) -> ApiResult<HttpResponse> {
+    let page = page.page::<SubscriptionTag>()?;
+    let filter = SubscriptionFilter {
+        status: filter.status.map(Into::into),
+        ..SubscriptionFilter::default()
+    };
+    let subs = svc::list(&state, caller(auth), filter, page).await?;
+    let views = svc::portal_views(&state, auth.merchant, &subs.items).await?;
+    let next_cursor = if subs.has_more {
+        subs.items.last().map(|s| s.subscription.id.to_string())
+    } else {
+        None
+    };
+    Ok(HttpResponse::Ok().json(ListResponse {
+        data: views,
+        has_more: subs.has_more,
+        next_cursor,
+    }))
+}
+
+/// One of the customer's subscriptions, with its available actions.
+#[utoipa::path(tag = "Portal", params(("id" = String, Path, description = "Subscription id (sub_…)")),
+    responses((status = 200, description = "The subscription", body = PortalSubscriptionDto)))]
+#[get("/portal/subscriptions/{id}")]
+async fn get_subscription(
+    state: web::Data<AppState>,
+    auth: CustomerAuth,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
+    let s = svc::get(&state, caller(auth), id).await?;
+    let view = svc::portal_view(&state, auth.merchant, &s).await?;
+    Ok(ok_versioned(&view, s.updated_at))
+}
+
+/// Pause (if the policy allows): starts `now`, at `period_end` (default) or `at` a date;
+/// ends `at` a date, `after_cycles`, or open-ended within `max_pause_days`.
+#[utoipa::path(tag = "Portal", request_body = PauseSubscription,
+    params(("id" = String, Path, description = "Subscription id (sub_…)")),
+    responses((status = 200, description = "The subscription", body = PortalSubscriptionDto)))]
+#[post("/portal/subscriptions/{id}/pause")]
+async fn pause_subscription(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    auth: CustomerAuth,
+    id: web::Path<String>,
+    body: OptionalJson<PauseSubscription>,
+) -> ApiResult<HttpResponse> {
+    run(&req, &state, auth, &id, Action::Pause(body.0.to_domain())).await
+}
+
+/// Resume a pause the customer started.
+#[utoipa::path(tag = "Portal",
+    params(("id" = String, Path, description = "Subscription id (sub_…)")),
+    responses((status = 200, description = "The subscription", body = PortalSubscriptionDto)))]
+#[post("/portal/subscriptions/{id}/resume")]
+async fn resume_subscription(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    auth: CustomerAuth,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    run(&req, &state, auth, &id, Action::Resume).await
+}
+
+/// Cancel under the product's policy. `request` mode: send a `reason` (and optionally a
+/// `message`); a cancellation request and a support ticket are opened and the
+/// subscription runs until the request's `effective_at`. `immediate` mode: send
+/// `"confirm": true`.
+#[utoipa::path(tag = "Portal", request_body = PortalCancelSubscription,
+    params(("id" = String, Path, description = "Subscription id (sub_…)")),
+    responses((status = 200, description = "The subscription and, in request mode, the request", body = PortalCancelResult)))]
+#[post("/portal/subscriptions/{id}/cancel")]
+async fn cancel_subscription(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    auth: CustomerAuth,
+    id: web::Path<String>,
+    body: OptionalJson<PortalCancelSubscription>,
+) -> ApiResult<HttpResponse> {
+    let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
+    let outcome = svc::act(
+        &state,
+        caller(auth),
+        id,
+        if_match(&req),
+        Action::Cancel(body.0.to_domain()),
+    )
+    .await?;
+    cancel_result(&state, auth, &outcome).await
+}
+
+async fn cancel_result(
+    state: &AppState,
+    auth: CustomerAuth,
+    outcome: &Outcome,
+) -> ApiResult<HttpResponse> {
+    let view = svc::portal_view(state, auth.merchant, &outcome.subscription).await?;
+    Ok(ok_versioned(
+        &PortalCancelResult {
+            subscription: view,
+            cancellation_request: outcome
+                .cancellation_request
+                .as_ref()
+                .map(CancellationRequestDto::from),
+        },
+        outcome.subscription.updated_at,
+    ))
+}
+
+/// What a plan change would do and cost now.
+#[utoipa::path(tag = "Portal", request_body = ChangePlan,
+    params(("id" = String, Path, description = "Subscription id (sub_…)")),
+    responses((status = 200, description = "The preview", body = PlanChangePreviewDto)))]
+#[post("/portal/subscriptions/{id}/change_plan/preview")]
+async fn preview_plan_change(
+    state: web::Data<AppState>,
+    auth: CustomerAuth,
+    id: web::Path<String>,
+    body: Json<ChangePlan>,
+) -> ApiResult<HttpResponse> {
+    let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
+    let plan = parse_field_id::<PlanTag>(&body.0.plan_id, "plan_id")?;
+    let preview = svc::preview_plan_change(&state, caller(auth), id, plan).await?;
+    Ok(HttpResponse::Ok().json(preview))
+}
+
+/// Change plan (to a plan the policy lists): upgrades now with proration, downgrades at
+/// period end.
+#[utoipa::path(tag = "Portal", request_body = ChangePlan,
+    params(("id" = String, Path, description = "Subscription id (sub_…)")),
+    responses((status = 200, description = "The subscription", body = PortalSubscriptionDto)))]
+#[post("/portal/subscriptions/{id}/change_plan")]
+async fn change_plan(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    auth: CustomerAuth,
+    id: web::Path<String>,
+    body: Json<ChangePlan>,
+) -> ApiResult<HttpResponse> {
+    let plan = parse_field_id::<PlanTag>(&body.0.plan_id, "plan_id")?;
+    run(&req, &state, auth, &id, Action::ChangePlan(plan)).await
+}
+
+/// Remove a scheduled change the customer asked for (`removable: true`).
+#[utoipa::path(tag = "Portal",
+    params(("id" = String, Path, description = "Subscription id (sub_…)"),
+           ("change_id" = String, Path, description = "Scheduled change id (sch_…)")),
+    responses((status = 200, description = "The subscription", body = PortalSubscriptionDto)))]
+#[delete("/portal/subscriptions/{id}/scheduled_changes/{change_id}")]
+async fn remove_scheduled_change(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    auth: CustomerAuth,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
+    let change = parse_id::<ScheduledChangeTag>(&path.1, "scheduled_change")?;
+    run(
+        &req,
+        &state,
+        auth,
+        &path.0,
+        Action::RemoveScheduledChange(change),
+    )
+    .await
+}
+
+/// Withdraw a pending cancellation request: the subscription carries on.
+#[utoipa::path(tag = "Portal",
+    params(("id" = String, Path, description = "Cancellation request id (creq_…)")),
+    responses((status = 200, description = "The subscription and the withdrawn request", body = PortalCancelResult)))]
+#[post("/portal/cancellation_requests/{id}/withdraw")]
+async fn withdraw_cancellation_request(
+    state: web::Data<AppState>,
+    auth: CustomerAuth,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id = parse_id::<CancellationRequestTag>(&id, "cancellation_request")?;
+    let outcome =
+        svc::act_on_request(&state, caller(auth), id, Action::WithdrawRequest(id)).await?;
+    cancel_result(&state, auth, &outcome).await
+}

@@ -1,0 +1,233 @@
+//! Subscriptions for merchants (secret key): subscribe, read, list, and every lifecycle
+//! action. Merchants are bound by the state rules only, not by the portal policy.
+
+use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
+use tenure_domain::ids::{CustomerTag, PlanTag, ScheduledChangeTag, SubscriptionTag};
+use tenure_store::repo::subscriptions::SubscriptionFilter;
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use super::{created, if_match, ok_versioned};
+use crate::auth::MerchantAuth;
+use crate::dto::common::{parse_field_id, parse_id};
+use crate::dto::subscriptions::{
+    CancelSubscription, ChangePlan, CreateSubscription, PauseSubscription, PlanChangePreviewDto,
+    SubscriptionDto, SubscriptionFilterParams,
+};
+use crate::dto::{ListParams, ListResponse};
+use crate::error::ApiResult;
+use crate::extract::{Json, OptionalJson};
+use crate::service::subscriptions::{self as svc, Action, Caller, Outcome};
+use crate::state::AppState;
+use tenure_domain::subscription::Actor;
+
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(create_subscription)
+        .service(list_subscriptions)
+        .service(get_subscription)
+        .service(pause_subscription)
+        .service(resume_subscription)
+        .service(cancel_subscription)
+        .service(preview_plan_change)
+        .service(change_plan)
+        .service(remove_scheduled_change);
+}
+
+fn render(outcome: &Outcome) -> HttpResponse {
+    ok_versioned(
+        &SubscriptionDto::render(&outcome.subscription, Actor::Merchant),
+        outcome.subscription.updated_at,
+    )
+}
+
+/// Subscribe a customer to a plan. The plan must be active and of an active product;
+/// its `trial_days` start a trial.
+#[utoipa::path(tag = "Subscriptions", request_body = CreateSubscription,
+    responses((status = 201, description = "The new subscription", body = SubscriptionDto)))]
+#[post("/subscriptions")]
+async fn create_subscription(
+    state: web::Data<AppState>,
+    auth: MerchantAuth,
+    body: Json<CreateSubscription>,
+) -> ApiResult<HttpResponse> {
+    let mut v = crate::service::Validator::default();
+    let customer = parse_field_id::<CustomerTag>(&body.0.customer_id, "customer_id");
+    let plan = parse_field_id::<PlanTag>(&body.0.plan_id, "plan_id");
+    if customer.is_err() {
+        v.fail("customer_id", "must be an id starting with cus_");
+    }
+    if plan.is_err() {
+        v.fail("plan_id", "must be an id starting with plan_");
+    }
+    v.finish()?;
+    let s = svc::create(&state, auth.0, customer?, plan?).await?;
+    Ok(created(
+        &SubscriptionDto::render(&s, Actor::Merchant),
+        s.updated_at,
+    ))
+}
+
+/// List subscriptions, newest first, optionally filtered by status, customer or plan.
+#[utoipa::path(tag = "Subscriptions", params(ListParams, SubscriptionFilterParams),
+    responses((status = 200, description = "A page of subscriptions", body = ListResponse<SubscriptionDto>)))]
+#[get("/subscriptions")]
+async fn list_subscriptions(
+    state: web::Data<AppState>,
+    auth: MerchantAuth,
+    page: web::Query<ListParams>,
+    filter: web::Query<SubscriptionFilterParams>,
+) -> ApiResult<HttpResponse> {
+    let page = page.page::<SubscriptionTag>()?;
+    let filter = filter.into_inner();
+    let filter = SubscriptionFilter {
+        status: filter.status.map(Into::into),
+        customer: filter
+            .customer_id
+            .as_deref()
+            .map(|c| parse_field_id::<CustomerTag>(c, "customer_id"))
+            .transpose()?,
+        plan: filter
+            .plan_id
+            .as_deref()
+            .map(|p| parse_field_id::<PlanTag>(p, "plan_id"))
+            .transpose()?,
+    };
+    let subs = svc::list(&state, Caller::merchant(auth.0), filter, page).await?;
+    Ok(HttpResponse::Ok().json(ListResponse::from_page(
+        subs,
+        |s| SubscriptionDto::render(&s, Actor::Merchant),
+        |s| s.subscription.id.to_string(),
+    )))
+}
+
+/// Get a subscription.
+#[utoipa::path(tag = "Subscriptions", params(("id" = String, Path, description = "Subscription id (sub_…)")),
+    responses((status = 200, description = "The subscription", body = SubscriptionDto)))]
+#[get("/subscriptions/{id}")]
+async fn get_subscription(
+    state: web::Data<AppState>,
+    auth: MerchantAuth,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
+    let s = svc::get(&state, Caller::merchant(auth.0), id).await?;
+    Ok(ok_versioned(
+        &SubscriptionDto::render(&s, Actor::Merchant),
+        s.updated_at,
+    ))
+}
+
+async fn run(
+    req: &HttpRequest,
+    state: &AppState,
+    auth: MerchantAuth,
+    id: &str,
+    action: Action,
+) -> ApiResult<HttpResponse> {
+    let id = parse_id::<SubscriptionTag>(id, "subscription")?;
+    let outcome = svc::act(state, Caller::merchant(auth.0), id, if_match(req), action).await?;
+    Ok(render(&outcome))
+}
+
+/// Pause now, at period end (default) or at a date; until a date, after N cycles, or
+/// open-ended. A later start is a scheduled change. Honours `If-Match`.
+#[utoipa::path(tag = "Subscriptions", request_body = PauseSubscription,
+    params(("id" = String, Path, description = "Subscription id (sub_…)")),
+    responses((status = 200, description = "The subscription", body = SubscriptionDto)))]
+#[post("/subscriptions/{id}/pause")]
+async fn pause_subscription(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    auth: MerchantAuth,
+    id: web::Path<String>,
+    body: OptionalJson<PauseSubscription>,
+) -> ApiResult<HttpResponse> {
+    run(&req, &state, auth, &id, Action::Pause(body.0.to_domain())).await
+}
+
+/// Resume a paused subscription now. Honours `If-Match`.
+#[utoipa::path(tag = "Subscriptions",
+    params(("id" = String, Path, description = "Subscription id (sub_…)")),
+    responses((status = 200, description = "The subscription", body = SubscriptionDto)))]
+#[post("/subscriptions/{id}/resume")]
+async fn resume_subscription(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    auth: MerchantAuth,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    run(&req, &state, auth, &id, Action::Resume).await
+}
+
+/// Cancel now (default) or at period end; replaces any pending cancellation. Access
+/// ends at the paid-through date unless `access` is `immediately`. Honours `If-Match`.
+#[utoipa::path(tag = "Subscriptions", request_body = CancelSubscription,
+    params(("id" = String, Path, description = "Subscription id (sub_…)")),
+    responses((status = 200, description = "The subscription", body = SubscriptionDto)))]
+#[post("/subscriptions/{id}/cancel")]
+async fn cancel_subscription(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    auth: MerchantAuth,
+    id: web::Path<String>,
+    body: OptionalJson<CancelSubscription>,
+) -> ApiResult<HttpResponse> {
+    run(&req, &state, auth, &id, Action::Cancel(body.0.to_domain())).await
+}
+
+/// What a plan change would do and cost now: its timing and the exact proration lines.
+#[utoipa::path(tag = "Subscriptions", request_body = ChangePlan,
+    params(("id" = String, Path, description = "Subscription id (sub_…)")),
+    responses((status = 200, description = "The preview", body = PlanChangePreviewDto)))]
+#[post("/subscriptions/{id}/change_plan/preview")]
+async fn preview_plan_change(
+    state: web::Data<AppState>,
+    auth: MerchantAuth,
+    id: web::Path<String>,
+    body: Json<ChangePlan>,
+) -> ApiResult<HttpResponse> {
+    let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
+    let plan = parse_field_id::<PlanTag>(&body.0.plan_id, "plan_id")?;
+    let preview = svc::preview_plan_change(&state, Caller::merchant(auth.0), id, plan).await?;
+    Ok(HttpResponse::Ok().json(preview))
+}
+
+/// Change plan: upgrades apply now with proration, downgrades at period end (a
+/// scheduled change), any change during a trial at once. Honours `If-Match`.
+#[utoipa::path(tag = "Subscriptions", request_body = ChangePlan,
+    params(("id" = String, Path, description = "Subscription id (sub_…)")),
+    responses((status = 200, description = "The subscription", body = SubscriptionDto)))]
+#[post("/subscriptions/{id}/change_plan")]
+async fn change_plan(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    auth: MerchantAuth,
+    id: web::Path<String>,
+    body: Json<ChangePlan>,
+) -> ApiResult<HttpResponse> {
+    let plan = parse_field_id::<PlanTag>(&body.0.plan_id, "plan_id")?;
+    run(&req, &state, auth, &id, Action::ChangePlan(plan)).await
+}
+
+/// Remove a scheduled change (a pause not yet started, an automatic resume, a pending
+/// cancellation, a plan change at period end). Honours `If-Match`.
+#[utoipa::path(tag = "Subscriptions",
+    params(("id" = String, Path, description = "Subscription id (sub_…)"),
+           ("change_id" = String, Path, description = "Scheduled change id (sch_…)")),
+    responses((status = 200, description = "The subscription", body = SubscriptionDto)))]
+#[delete("/subscriptions/{id}/scheduled_changes/{change_id}")]
+async fn remove_scheduled_change(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    auth: MerchantAuth,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
+    let change = parse_id::<ScheduledChangeTag>(&path.1, "scheduled_change")?;
+    run(
+        &req,
+        &state,
+        auth,
+        &path.0,
+        Action::RemoveScheduledChange(change),
+    )
+    .await
+}

@@ -1,0 +1,819 @@
+//! The subscription lifecycle for merchants and customers: subscribe, pause, resume,
+//! cancel (request or immediate), change plan, remove scheduled changes, and the
+//! cancellation requests with their support tickets.
+//!
+//! Every mutation runs in one transaction: lock the subscription row, check `If-Match`,
+//! apply the domain transition under the product's portal policy, save the new state
+//! (which rewrites its scheduled-change rows), record each domain event, and apply the
+//! events' side effects on cancellation requests and tickets.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use tenure_domain::DomainError;
+use tenure_domain::billing::period::Cadence;
+use tenure_domain::catalog::Plan;
+use tenure_domain::ids::{
+    CancellationRequestId, CustomerId, MerchantId, PlanId, ProductId, ScheduledChangeId,
+    SubscriptionId, TicketId, TicketMessageId,
+};
+use tenure_domain::money::Money;
+use tenure_domain::policy::PortalPolicy;
+use tenure_domain::subscription::{
+    Actor, CancelRequest, CancelTiming, ChangeType, NewSubscription, PauseRequest,
+    PlanChangeRequest, PlanTerms, RemovalReason, ScheduledChangeKind, Subscription,
+    SubscriptionEvent, Transition, available_actions,
+};
+use tenure_domain::support::{
+    CancellationRequest, CancellationRequestStatus, MessageAuthor, SupportTicket, TicketChannel,
+    TicketMessage, TicketStatus,
+};
+use tenure_store::repo::catalog as catalog_repo;
+use tenure_store::repo::customers as customer_repo;
+use tenure_store::repo::subscriptions::{self as repo, StoredSubscription, SubscriptionFilter};
+use tenure_store::repo::support as support_repo;
+use tenure_store::{Page, PageRequest, StoreError};
+
+use super::{EventDraft, check_if_match, next_update_time, record_event};
+use crate::dto::subscriptions::{PlanChangePreviewDto, PortalSubscriptionDto, SubscriptionDto};
+use crate::dto::support::{CancellationRequestDto, SupportTicketDto};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+/// Who is acting: a merchant (server to server) or one of its customers (portal), whose
+/// view is limited to their own subscriptions.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    pub merchant: MerchantId,
+    pub customer: Option<CustomerId>,
+}
+
+impl Caller {
+    pub fn merchant(merchant: MerchantId) -> Self {
+        Self {
+            merchant,
+            customer: None,
+        }
+    }
+
+    pub fn customer(merchant: MerchantId, customer: CustomerId) -> Self {
+        Self {
+            merchant,
+            customer: Some(customer),
+        }
+    }
+
+    pub fn actor(&self) -> Actor {
+        if self.customer.is_some() {
+            Actor::Customer
+        } else {
+            Actor::Merchant
+        }
+    }
+
+    /// Whether this caller may see `s`; another customer's subscription is a 404.
+    fn sees(&self, s: &StoredSubscription) -> bool {
+        self.customer.is_none_or(|c| c == s.customer_id)
+    }
+}
+
+/// A lifecycle action on one subscription.
+#[derive(Debug, Clone)]
+pub enum Action {
+    Pause(PauseRequest),
+    Resume,
+    Cancel(CancelRequest),
+    ChangePlan(PlanId),
+    RemoveScheduledChange(ScheduledChangeId),
+    WithdrawRequest(CancellationRequestId),
+    ApproveRequest(CancellationRequestId),
+    DeclineRequest(CancellationRequestId, String),
+}
+
+/// The result of an action: the subscription after it, and the cancellation request it
+/// created or changed.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub subscription: StoredSubscription,
+    pub cancellation_request: Option<CancellationRequest>,
+}
+
+/// Now, to the microsecond PostgreSQL keeps, so a response and a later read agree.
+pub(crate) fn now_of(state: &AppState) -> DateTime<Utc> {
+    truncate(state.now())
+}
+
+pub(crate) fn truncate(t: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::SubsecRound;
+    t.trunc_subsecs(6)
+}
+
+const MESSAGE_MAX: usize = tenure_domain::support::MAX_MESSAGE_CHARS;
+
+fn subscription_not_found(err: StoreError) -> ApiError {
+    ApiError::from_store("subscription")(err)
+}
+
+/// The terms of `plan` for a subscription.
+fn terms_of(plan: &Plan) -> ApiResult<PlanTerms> {
+    let cadence = Cadence::new(plan.interval, plan.interval_count)?;
+    Ok(PlanTerms::new(plan.id, plan.price, cadence)?)
+}
+
+/// Loads a plan a subscription may start on or switch to: active, of an active product.
+async fn purchasable_plan(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    plan_id: PlanId,
+) -> ApiResult<Plan> {
+    let plan = catalog_repo::get_plan(conn, merchant, plan_id)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => ApiError::field("plan_id", "no such plan"),
+            other => other.into(),
+        })?;
+    let product = catalog_repo::get_product(conn, merchant, plan.product_id, false).await?;
+    if !plan.active || product.archived_at.is_some() {
+        return Err(ApiError::field(
+            "plan_id",
+            "the plan is not active (or its product is archived)",
+        ));
+    }
+    Ok(plan)
+}
+
+async fn policy_of(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    product: ProductId,
+) -> ApiResult<PortalPolicy> {
+    Ok(catalog_repo::get_product(conn, merchant, product, false)
+        .await?
+        .portal_policy)
+}
+
+async fn subscription_event(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    event: &SubscriptionEvent,
+    after: &StoredSubscription,
+    before: Option<&StoredSubscription>,
+) -> ApiResult<()> {
+    let before = before.map(|b| SubscriptionDto::render(b, Actor::Merchant));
+    record_event(
+        conn,
+        merchant,
+        EventDraft {
+            event_type: event.event_type(),
+            resource_type: "subscription",
+            resource_id: after.subscription.id.to_string(),
+            after: &SubscriptionDto::render(after, Actor::Merchant),
+            before: before.as_ref(),
+            at: after.updated_at,
+        },
+    )
+    .await
+}
+
+async fn request_event(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    event_type: &str,
+    request: &CancellationRequest,
+) -> ApiResult<()> {
+    record_event(
+        conn,
+        merchant,
+        EventDraft {
+            event_type,
+            resource_type: "cancellation_request",
+            resource_id: request.id.to_string(),
+            after: &CancellationRequestDto::from(request),
+            before: None,
+            at: request.updated_at,
+        },
+    )
+    .await
+}
+
+async fn ticket_event(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    event_type: &str,
+    ticket: &SupportTicket,
+) -> ApiResult<()> {
+    record_event(
+        conn,
+        merchant,
+        EventDraft {
+            event_type,
+            resource_type: "support_ticket",
+            resource_id: ticket.id.to_string(),
+            after: &SupportTicketDto::render(ticket, None),
+            before: None,
+            at: ticket.updated_at,
+        },
+    )
+    .await
+}
+
+/// Adds a message to a ticket and moves it to `status` (if given), with its event.
+pub(crate) async fn post_to_ticket(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    ticket_id: TicketId,
+    author: MessageAuthor,
+    body: String,
+    status: Option<TicketStatus>,
+    now: DateTime<Utc>,
+) -> ApiResult<SupportTicket> {
+    let mut ticket = support_repo::get_ticket(conn, merchant, ticket_id, true)
+        .await
+        .map_err(ApiError::from_store("support_ticket"))?;
+    support_repo::insert_message(
+        conn,
+        merchant,
+        &TicketMessage {
+            id: TicketMessageId::new(),
+            ticket_id,
+            author,
+            body,
+            created_at: now,
+        },
+    )
+    .await?;
+    if let Some(status) = status {
+        ticket.status = status;
+    }
+    ticket.updated_at = next_update_time(ticket.updated_at, now);
+    support_repo::update_ticket(conn, merchant, &ticket).await?;
+    ticket_event(conn, merchant, "support_ticket.updated", &ticket).await?;
+    Ok(ticket)
+}
+
+/// Moves a cancellation request to `status` and resolves its ticket with `note`.
+async fn settle_request(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    id: CancellationRequestId,
+    status: CancellationRequestStatus,
+    note: (MessageAuthor, String),
+    now: DateTime<Utc>,
+) -> ApiResult<CancellationRequest> {
+    let mut request = support_repo::get_request(conn, merchant, id, true).await?;
+    if request.status != CancellationRequestStatus::Pending {
+        return Ok(request);
+    }
+    request.status = status;
+    request.updated_at = next_update_time(request.updated_at, now);
+    support_repo::update_request(conn, merchant, &request).await?;
+    request_event(
+        conn,
+        merchant,
+        &format!("cancellation_request.{}", status.as_str()),
+        &request,
+    )
+    .await?;
+    post_to_ticket(
+        conn,
+        merchant,
+        request.ticket_id,
+        note.0,
+        note.1,
+        Some(TicketStatus::Resolved),
+        now,
+    )
+    .await?;
+    Ok(request)
+}
+
+/// What happens to a pending request when its cancellation is withdrawn.
+#[derive(Debug, Clone)]
+enum WithdrawnAs {
+    Withdrawn,
+    Declined(Option<String>),
+}
+
+/// Saves a transition: the new state, its scheduled-change rows, one outbox event per
+/// domain event, and the side effects on cancellation requests and tickets. Returns the
+/// saved subscription and the cancellation request touched, if any.
+async fn persist(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    before: &StoredSubscription,
+    transition: Transition,
+    withdrawn_as: WithdrawnAs,
+    now: DateTime<Utc>,
+) -> ApiResult<Outcome> {
+    let Transition {
+        subscription,
+        events,
+    } = transition;
+    let mut after = before.clone();
+    if subscription.plan.plan_id != before.subscription.plan.plan_id {
+        after.product_id = catalog_repo::get_plan(conn, merchant, subscription.plan.plan_id)
+            .await?
+            .product_id;
+    }
+    after.subscription = subscription;
+    after.updated_at = next_update_time(before.updated_at, now);
+    repo::update(conn, merchant, &after).await?;
+    let mut touched = None;
+    for event in &events {
+        subscription_event(conn, merchant, event, &after, Some(before)).await?;
+        touched = match event {
+            SubscriptionEvent::CancellationRequested {
+                cancellation_request_id,
+                reason,
+                message,
+                effective_at,
+            } => Some(
+                open_request(
+                    conn,
+                    merchant,
+                    &after,
+                    *cancellation_request_id,
+                    *reason,
+                    message.clone(),
+                    *effective_at,
+                    now,
+                )
+                .await?,
+            ),
+            SubscriptionEvent::Canceled {
+                cancellation_request_id: Some(id),
+                ended_at,
+                ..
+            } => Some(
+                settle_request(
+                    conn,
+                    merchant,
+                    *id,
+                    CancellationRequestStatus::Completed,
+                    (
+                        MessageAuthor::System,
+                        format!("The subscription ended on {ended_at} as requested."),
+                    ),
+                    now,
+                )
+                .await?,
+            ),
+            SubscriptionEvent::CancellationWithdrawn {
+                cancellation_request_id: Some(id),
+                ..
+            } => {
+                let (status, note) = match &withdrawn_as {
+                    WithdrawnAs::Withdrawn => (
+                        CancellationRequestStatus::Withdrawn,
+                        (
+                            MessageAuthor::System,
+                            "The customer withdrew the cancellation request; the subscription continues.".to_owned(),
+                        ),
+                    ),
+                    WithdrawnAs::Declined(message) => (
+                        CancellationRequestStatus::Declined,
+                        match message {
+                            Some(m) => (MessageAuthor::Merchant, m.clone()),
+                            None => (
+                                MessageAuthor::System,
+                                "The merchant declined the cancellation request; the subscription continues.".to_owned(),
+                            ),
+                        },
+                    ),
+                };
+                let mut request = settle_request(conn, merchant, *id, status, note, now).await?;
+                if let WithdrawnAs::Declined(Some(message)) = &withdrawn_as
+                    && request.status == CancellationRequestStatus::Declined
+                    && request.decline_message.is_none()
+                {
+                    request.decline_message = Some(message.clone());
+                    support_repo::update_request(conn, merchant, &request).await?;
+                }
+                Some(request)
+            }
+            SubscriptionEvent::ScheduledChangeRemoved {
+                change,
+                reason: RemovalReason::Replaced,
+            } => match &change.kind {
+                ScheduledChangeKind::Cancel {
+                    cancellation_request_id: Some(id),
+                    ..
+                } => Some(
+                    settle_request(
+                        conn,
+                        merchant,
+                        *id,
+                        CancellationRequestStatus::Approved,
+                        (
+                            MessageAuthor::System,
+                            "The merchant cancelled the subscription; this request is settled."
+                                .to_owned(),
+                        ),
+                        now,
+                    )
+                    .await?,
+                ),
+                _ => touched,
+            },
+            _ => touched,
+        };
+    }
+    Ok(Outcome {
+        subscription: after,
+        cancellation_request: touched,
+    })
+}
+
+/// A customer's request-mode cancellation: the request and its support ticket.
+#[allow(clippy::too_many_arguments)]
+async fn open_request(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    sub: &StoredSubscription,
+    id: CancellationRequestId,
+    reason: tenure_domain::subscription::CancellationReason,
+    message: Option<String>,
+    effective_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> ApiResult<CancellationRequest> {
+    let ticket = SupportTicket {
+        id: TicketId::new(),
+        customer_id: sub.customer_id,
+        subscription_id: Some(sub.subscription.id),
+        subject: format!("Cancellation request: {reason}"),
+        status: TicketStatus::Open,
+        channel: TicketChannel::Portal,
+        created_at: now,
+        updated_at: now,
+    };
+    support_repo::insert_ticket(conn, merchant, &ticket).await?;
+    let mut messages = vec![TicketMessage {
+        id: TicketMessageId::new(),
+        ticket_id: ticket.id,
+        author: MessageAuthor::System,
+        body: format!(
+            "The customer asked to cancel (reason: {reason}). Unless withdrawn, approved early \
+             or declined, the subscription ends on {effective_at}."
+        ),
+        created_at: now,
+    }];
+    if let Some(body) = &message {
+        messages.push(TicketMessage {
+            id: TicketMessageId::new(),
+            ticket_id: ticket.id,
+            author: MessageAuthor::Customer,
+            body: body.clone(),
+            created_at: now,
+        });
+    }
+    for m in &messages {
+        support_repo::insert_message(conn, merchant, m).await?;
+    }
+    ticket_event(conn, merchant, "support_ticket.created", &ticket).await?;
+    let request = CancellationRequest {
+        id,
+        subscription_id: sub.subscription.id,
+        customer_id: sub.customer_id,
+        ticket_id: ticket.id,
+        reason,
+        message,
+        status: CancellationRequestStatus::Pending,
+        effective_at,
+        decline_message: None,
+        created_at: now,
+        updated_at: now,
+    };
+    support_repo::insert_request(conn, merchant, &request).await?;
+    request_event(conn, merchant, "cancellation_request.created", &request).await?;
+    Ok(request)
+}
+
+/// Subscribes a customer to a plan at `now`; the plan's `trial_days` start a trial.
+pub async fn create(
+    state: &AppState,
+    merchant: MerchantId,
+    customer: CustomerId,
+    plan_id: PlanId,
+) -> ApiResult<StoredSubscription> {
+    let now = now_of(state);
+    let mut conn = state.db.conn().await?;
+    conn.transaction(async |conn| {
+        customer_repo::get(conn, merchant, customer, false)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => ApiError::field("customer_id", "no such customer"),
+                other => other.into(),
+            })?;
+        let plan = purchasable_plan(conn, merchant, plan_id).await?;
+        let Transition {
+            subscription,
+            events,
+        } = Subscription::create(
+            NewSubscription {
+                id: SubscriptionId::new(),
+                plan: terms_of(&plan)?,
+                trial_days: plan.trial_days,
+            },
+            now,
+        )?;
+        let stored = StoredSubscription {
+            subscription,
+            customer_id: customer,
+            product_id: plan.product_id,
+            created_at: now,
+            updated_at: now,
+        };
+        repo::insert(conn, merchant, &stored).await?;
+        for event in &events {
+            subscription_event(conn, merchant, event, &stored, None).await?;
+        }
+        Ok(stored)
+    })
+    .await
+}
+
+pub async fn get(
+    state: &AppState,
+    caller: Caller,
+    id: SubscriptionId,
+) -> ApiResult<StoredSubscription> {
+    let mut conn = state.db.conn().await?;
+    let s = repo::get(&mut conn, caller.merchant, id, false)
+        .await
+        .map_err(subscription_not_found)?;
+    if !caller.sees(&s) {
+        return Err(ApiError::NotFound("subscription"));
+    }
+    Ok(s)
+}
+
+pub async fn list(
+    state: &AppState,
+    caller: Caller,
+    mut filter: SubscriptionFilter,
+    page: PageRequest,
+) -> ApiResult<Page<StoredSubscription>> {
+    if caller.customer.is_some() {
+        filter.customer = caller.customer;
+    }
+    let mut conn = state.db.conn().await?;
+    Ok(repo::list(&mut conn, caller.merchant, &filter, page).await?)
+}
+
+/// Runs `action` on subscription `id` for `caller`, in one transaction.
+pub async fn act(
+    state: &AppState,
+    caller: Caller,
+    id: SubscriptionId,
+    if_match: Option<String>,
+    action: Action,
+) -> ApiResult<Outcome> {
+    let now = now_of(state);
+    let mut conn = state.db.conn().await?;
+    conn.transaction(async |conn| {
+        act_in_tx(conn, caller, id, if_match.as_deref(), &action, now).await
+    })
+    .await
+}
+
+async fn act_in_tx(
+    conn: &mut AsyncPgConnection,
+    caller: Caller,
+    id: SubscriptionId,
+    if_match: Option<&str>,
+    action: &Action,
+    now: DateTime<Utc>,
+) -> ApiResult<Outcome> {
+    let merchant = caller.merchant;
+    let actor = caller.actor();
+    let before = repo::get(conn, merchant, id, true)
+        .await
+        .map_err(subscription_not_found)?;
+    if !caller.sees(&before) {
+        return Err(ApiError::NotFound("subscription"));
+    }
+    check_if_match(if_match, before.updated_at)?;
+    let policy = policy_of(conn, merchant, before.product_id).await?;
+    let sub = &before.subscription;
+    let mut withdrawn_as = if actor.is_customer() {
+        WithdrawnAs::Withdrawn
+    } else {
+        WithdrawnAs::Declined(None)
+    };
+    let transition = match action {
+        Action::Pause(request) => sub.pause(request, &policy, actor, now)?,
+        Action::Resume => sub.resume(actor, now)?,
+        Action::Cancel(request) => sub.cancel(request, &policy, actor, now)?,
+        Action::ChangePlan(plan_id) => {
+            let request = plan_change_request(conn, merchant, &before, *plan_id).await?;
+            sub.change_plan(&request, &policy, actor, now)?
+        }
+        Action::RemoveScheduledChange(change) => sub.remove_scheduled_change(*change, actor)?,
+        Action::WithdrawRequest(request_id) => {
+            pending_request_of(conn, caller, sub, *request_id).await?;
+            sub.withdraw_cancellation(actor)?
+        }
+        Action::ApproveRequest(request_id) => {
+            let request = pending_request_of(conn, caller, sub, *request_id).await?;
+            let cancel = CancelRequest {
+                reason: Some(request.reason),
+                message: None,
+                confirm: false,
+                timing: Some(CancelTiming::Now),
+                access: None,
+            };
+            sub.cancel(&cancel, &policy, Actor::Merchant, now)?
+        }
+        Action::DeclineRequest(request_id, message) => {
+            pending_request_of(conn, caller, sub, *request_id).await?;
+            let message = tenure_domain::text::clean("message", message, MESSAGE_MAX, true)?;
+            withdrawn_as = WithdrawnAs::Declined(Some(message));
+            let change = sub
+                .pending(ChangeType::Cancel)
+                .map(|c| c.id)
+                .ok_or_else(|| sub_invalid(sub, "no_cancellation_pending"))?;
+            sub.remove_scheduled_change(change, Actor::Merchant)?
+        }
+    };
+    persist(conn, merchant, &before, transition, withdrawn_as, now).await
+}
+
+fn sub_invalid(sub: &Subscription, code: &'static str) -> ApiError {
+    ApiError::Domain(DomainError::InvalidTransition {
+        from: sub.status.as_str(),
+        action: "settle the cancellation request of",
+        code,
+    })
+}
+
+/// The pending cancellation request `id` of `sub`, which must be the one its scheduled
+/// cancellation belongs to.
+async fn pending_request_of(
+    conn: &mut AsyncPgConnection,
+    caller: Caller,
+    sub: &Subscription,
+    id: CancellationRequestId,
+) -> ApiResult<CancellationRequest> {
+    let request = support_repo::get_request(conn, caller.merchant, id, true)
+        .await
+        .map_err(ApiError::from_store("cancellation_request"))?;
+    if request.subscription_id != sub.id
+        || caller.customer.is_some_and(|c| c != request.customer_id)
+    {
+        return Err(ApiError::NotFound("cancellation_request"));
+    }
+    request.check_pending("settle").map_err(|_| {
+        ApiError::conflict(
+            "cancellation_request_not_pending",
+            format!("the cancellation request is {}", request.status),
+        )
+    })?;
+    let belongs = sub.pending(ChangeType::Cancel).is_some_and(|c| {
+        matches!(c.kind, ScheduledChangeKind::Cancel { cancellation_request_id: Some(r), .. } if r == id)
+    });
+    if !belongs {
+        return Err(ApiError::conflict(
+            "cancellation_request_not_pending",
+            "the subscription's pending cancellation is not this request",
+        ));
+    }
+    Ok(request)
+}
+
+async fn plan_change_request(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    sub: &StoredSubscription,
+    plan_id: PlanId,
+) -> ApiResult<PlanChangeRequest> {
+    let plan = purchasable_plan(conn, merchant, plan_id).await?;
+    Ok(PlanChangeRequest {
+        to: terms_of(&plan)?,
+        same_product: plan.product_id == sub.product_id,
+    })
+}
+
+/// Runs an action that targets a cancellation request (withdraw, approve, decline).
+pub async fn act_on_request(
+    state: &AppState,
+    caller: Caller,
+    request_id: CancellationRequestId,
+    action: Action,
+) -> ApiResult<Outcome> {
+    let now = now_of(state);
+    let mut conn = state.db.conn().await?;
+    let request = support_repo::get_request(&mut conn, caller.merchant, request_id, false)
+        .await
+        .map_err(ApiError::from_store("cancellation_request"))?;
+    if caller.customer.is_some_and(|c| c != request.customer_id) {
+        return Err(ApiError::NotFound("cancellation_request"));
+    }
+    let outcome = conn
+        .transaction(async |conn| {
+            act_in_tx(conn, caller, request.subscription_id, None, &action, now).await
+        })
+        .await?;
+    Ok(outcome)
+}
+
+/// What changing to `plan_id` would do now, without doing it.
+pub async fn preview_plan_change(
+    state: &AppState,
+    caller: Caller,
+    id: SubscriptionId,
+    plan_id: PlanId,
+) -> ApiResult<PlanChangePreviewDto> {
+    let now = now_of(state);
+    let mut conn = state.db.conn().await?;
+    let s = repo::get(&mut conn, caller.merchant, id, false)
+        .await
+        .map_err(subscription_not_found)?;
+    if !caller.sees(&s) {
+        return Err(ApiError::NotFound("subscription"));
+    }
+    let policy = policy_of(&mut conn, caller.merchant, s.product_id).await?;
+    let request = plan_change_request(&mut conn, caller.merchant, &s, plan_id).await?;
+    let preview = s
+        .subscription
+        .preview_plan_change(&request, &policy, caller.actor(), now)?;
+    Ok(PlanChangePreviewDto::render(
+        plan_id.to_string(),
+        &preview,
+        Money::zero(s.subscription.plan.price.currency),
+    ))
+}
+
+/// Renders subscriptions for the portal, with the actions the product's policy allows
+/// the customer now.
+pub async fn portal_views(
+    state: &AppState,
+    merchant: MerchantId,
+    subs: &[StoredSubscription],
+) -> ApiResult<Vec<PortalSubscriptionDto>> {
+    let now = now_of(state);
+    let mut conn = state.db.conn().await?;
+    let mut products: HashMap<ProductId, (PortalPolicy, Vec<PlanId>)> = HashMap::new();
+    let mut views = Vec::with_capacity(subs.len());
+    for s in subs {
+        if let std::collections::hash_map::Entry::Vacant(slot) = products.entry(s.product_id) {
+            let policy = policy_of(&mut conn, merchant, s.product_id).await?;
+            let plans =
+                catalog_repo::list_purchasable_plans(&mut conn, merchant, Some(s.product_id))
+                    .await?
+                    .into_iter()
+                    .map(|(plan, _)| plan.id)
+                    .collect();
+            slot.insert((policy, plans));
+        }
+        let (policy, plans) = products
+            .get(&s.product_id)
+            .ok_or_else(|| ApiError::internal("product policy missing"))?;
+        views.push(PortalSubscriptionDto {
+            subscription: SubscriptionDto::render(s, Actor::Customer),
+            available_actions: available_actions(&s.subscription, policy, plans, now).into(),
+        });
+    }
+    Ok(views)
+}
+
+pub async fn portal_view(
+    state: &AppState,
+    merchant: MerchantId,
+    s: &StoredSubscription,
+) -> ApiResult<PortalSubscriptionDto> {
+    portal_views(state, merchant, std::slice::from_ref(s))
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::internal("no view rendered"))
+}
+
+/// Applies the due scheduled changes of one subscription whose row the caller has
+/// claimed (see [`crate::service::lifecycle`]).
+pub(crate) async fn apply_due_in_tx(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    before: &StoredSubscription,
+    now: DateTime<Utc>,
+) -> ApiResult<Result<usize, DomainError>> {
+    let transition = match before.subscription.apply_due(now) {
+        Ok(t) => t,
+        Err(e) => return Ok(Err(e)),
+    };
+    let n = transition.events.len();
+    if n == 0 {
+        // Nothing due after all: rewrite the rows from the state so no stale row remains.
+        repo::update(conn, merchant, before).await?;
+        return Ok(Ok(0));
+    }
+    persist(
+        conn,
+        merchant,
+        before,
+        transition,
+        WithdrawnAs::Withdrawn,
+        now,
+    )
+    .await?;
+    Ok(Ok(n))
+}

@@ -1,0 +1,124 @@
+//! Support tickets and cancellation requests, as merchants and customers read and answer
+//! them. Settling a request (withdraw, approve, decline) changes its subscription and
+//! lives in [`super::subscriptions`].
+
+use diesel_async::AsyncConnection;
+use tenure_domain::ids::{CancellationRequestId, CustomerId, MerchantId, TicketId};
+use tenure_domain::support::{
+    CancellationRequest, MessageAuthor, SupportTicket, TicketMessage, TicketStatus,
+};
+use tenure_domain::text;
+use tenure_store::repo::support::{self as repo, RequestFilter, TicketFilter};
+use tenure_store::{Page, PageRequest};
+
+use super::subscriptions::{Caller, post_to_ticket};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+pub async fn list_requests(
+    state: &AppState,
+    merchant: MerchantId,
+    filter: RequestFilter,
+    page: PageRequest,
+) -> ApiResult<Page<CancellationRequest>> {
+    let mut conn = state.db.conn().await?;
+    Ok(repo::list_requests(&mut conn, merchant, &filter, page).await?)
+}
+
+pub async fn get_request(
+    state: &AppState,
+    merchant: MerchantId,
+    id: CancellationRequestId,
+) -> ApiResult<CancellationRequest> {
+    let mut conn = state.db.conn().await?;
+    repo::get_request(&mut conn, merchant, id, false)
+        .await
+        .map_err(ApiError::from_store("cancellation_request"))
+}
+
+/// Tickets, with their messages when `with_messages`.
+pub async fn list_tickets(
+    state: &AppState,
+    caller: Caller,
+    mut filter: TicketFilter,
+    page: PageRequest,
+    with_messages: bool,
+) -> ApiResult<(Page<SupportTicket>, Option<Vec<TicketMessage>>)> {
+    if caller.customer.is_some() {
+        filter.customer = caller.customer;
+    }
+    let mut conn = state.db.conn().await?;
+    let tickets = repo::list_tickets(&mut conn, caller.merchant, &filter, page).await?;
+    let messages = if with_messages {
+        let ids: Vec<TicketId> = tickets.items.iter().map(|t| t.id).collect();
+        Some(repo::messages_of(&mut conn, caller.merchant, &ids).await?)
+    } else {
+        None
+    };
+    Ok((tickets, messages))
+}
+
+pub async fn get_ticket(
+    state: &AppState,
+    caller: Caller,
+    id: TicketId,
+) -> ApiResult<(SupportTicket, Vec<TicketMessage>)> {
+    let mut conn = state.db.conn().await?;
+    let ticket = repo::get_ticket(&mut conn, caller.merchant, id, false)
+        .await
+        .map_err(ApiError::from_store("support_ticket"))?;
+    if caller.customer.is_some_and(|c| c != ticket.customer_id) {
+        return Err(ApiError::NotFound("support_ticket"));
+    }
+    let messages = repo::messages_of(&mut conn, caller.merchant, &[id]).await?;
+    Ok((ticket, messages))
+}
+
+/// A reply on a ticket: by the merchant (optionally moving its status) or by its
+/// customer (reopening it if resolved).
+pub async fn reply(
+    state: &AppState,
+    caller: Caller,
+    id: TicketId,
+    body: &str,
+    status: Option<TicketStatus>,
+) -> ApiResult<(SupportTicket, Vec<TicketMessage>)> {
+    let body = text::clean(
+        "body",
+        body,
+        tenure_domain::support::MAX_MESSAGE_CHARS,
+        true,
+    )?;
+    let author = if caller.customer.is_some() {
+        MessageAuthor::Customer
+    } else {
+        MessageAuthor::Merchant
+    };
+    let customer: Option<CustomerId> = caller.customer;
+    let now = super::subscriptions::now_of(state);
+    let mut conn = state.db.conn().await?;
+    conn.transaction(async |conn| {
+        let ticket = repo::get_ticket(conn, caller.merchant, id, true)
+            .await
+            .map_err(ApiError::from_store("support_ticket"))?;
+        if customer.is_some_and(|c| c != ticket.customer_id) {
+            return Err(ApiError::NotFound("support_ticket"));
+        }
+        let next = ticket.check_reply(author).map_err(|_| {
+            ApiError::conflict("ticket_closed", "the ticket is closed; open a new one")
+        })?;
+        let ticket = post_to_ticket(
+            conn,
+            caller.merchant,
+            id,
+            author,
+            body,
+            Some(status.unwrap_or(next)),
+            now,
+        )
+        .await?;
+        let messages = repo::messages_of(conn, caller.merchant, &[id]).await?;
+        Ok((ticket, messages))
+    })
+    .await
+}

@@ -1,0 +1,256 @@
+//! Subscriptions and their scheduled changes.
+//!
+//! The domain value is stored whole as jsonb `state`; the indexed columns beside it
+//! (status, customer, plan, period end) are rewritten from it on every save. Each pending
+//! change (and the end of a trial) is mirrored as a `scheduled_changes` row in the same
+//! transaction, so workers find due work with one indexed scan and claim it with
+//! `FOR UPDATE SKIP LOCKED`.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use tenure_domain::ids::{CustomerId, MerchantId, PlanId, ProductId, SubscriptionId};
+use tenure_domain::subscription::{Subscription, SubscriptionStatus};
+
+use crate::error::{StoreError, StoreResult};
+use crate::pagination::{Page, PageRequest};
+use crate::schema::{scheduled_changes, subscriptions};
+
+/// A subscription with what the store keeps beside the domain value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredSubscription {
+    pub subscription: Subscription,
+    pub customer_id: CustomerId,
+    /// The product of the current plan, whose portal policy applies.
+    pub product_id: ProductId,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = subscriptions)]
+struct SubscriptionRow {
+    merchant_id: uuid::Uuid,
+    id: uuid::Uuid,
+    customer_id: uuid::Uuid,
+    product_id: uuid::Uuid,
+    plan_id: uuid::Uuid,
+    status: String,
+    current_period_end: DateTime<Utc>,
+    state: serde_json::Value,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl SubscriptionRow {
+    fn from_domain(merchant: MerchantId, s: &StoredSubscription) -> StoreResult<Self> {
+        let sub = &s.subscription;
+        Ok(Self {
+            merchant_id: merchant.uuid(),
+            id: sub.id.uuid(),
+            customer_id: s.customer_id.uuid(),
+            product_id: s.product_id.uuid(),
+            plan_id: sub.plan.plan_id.uuid(),
+            status: sub.status.as_str().to_owned(),
+            current_period_end: sub.current_period.end,
+            state: serde_json::to_value(sub).map_err(StoreError::corrupt)?,
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+        })
+    }
+
+    fn into_domain(self) -> StoreResult<StoredSubscription> {
+        let subscription: Subscription =
+            serde_json::from_value(self.state).map_err(StoreError::corrupt)?;
+        if subscription.status.as_str() != self.status {
+            return Err(StoreError::corrupt(format!(
+                "subscription {} has status {} in its row but {} in its state",
+                subscription.id, self.status, subscription.status
+            )));
+        }
+        Ok(StoredSubscription {
+            subscription,
+            customer_id: CustomerId::from_uuid(self.customer_id),
+            product_id: ProductId::from_uuid(self.product_id),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+pub async fn insert(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    s: &StoredSubscription,
+) -> StoreResult<()> {
+    diesel::insert_into(subscriptions::table)
+        .values(SubscriptionRow::from_domain(merchant, s)?)
+        .execute(conn)
+        .await?;
+    sync_scheduled_changes(conn, merchant, &s.subscription).await
+}
+
+pub async fn update(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    s: &StoredSubscription,
+) -> StoreResult<()> {
+    let n = diesel::update(subscriptions::table.find((merchant.uuid(), s.subscription.id.uuid())))
+        .set(SubscriptionRow::from_domain(merchant, s)?)
+        .execute(conn)
+        .await?;
+    if n == 0 {
+        return Err(StoreError::NotFound);
+    }
+    sync_scheduled_changes(conn, merchant, &s.subscription).await
+}
+
+/// Rewrites the subscription's `scheduled_changes` rows from its state.
+async fn sync_scheduled_changes(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    sub: &Subscription,
+) -> StoreResult<()> {
+    diesel::delete(
+        scheduled_changes::table
+            .filter(scheduled_changes::merchant_id.eq(merchant.uuid()))
+            .filter(scheduled_changes::subscription_id.eq(sub.id.uuid())),
+    )
+    .execute(conn)
+    .await?;
+    let mut rows = Vec::with_capacity(sub.scheduled_changes.len() + 1);
+    for change in &sub.scheduled_changes {
+        rows.push((
+            scheduled_changes::merchant_id.eq(merchant.uuid()),
+            scheduled_changes::id.eq(change.id.uuid()),
+            scheduled_changes::subscription_id.eq(sub.id.uuid()),
+            scheduled_changes::kind.eq(change.kind.change_type().as_str()),
+            scheduled_changes::due_at.eq(change.due_at),
+            scheduled_changes::payload
+                .eq(serde_json::to_value(change).map_err(StoreError::corrupt)?),
+        ));
+    }
+    if sub.status == SubscriptionStatus::Trialing
+        && let Some(trial_end) = sub.trial_end
+    {
+        rows.push((
+            scheduled_changes::merchant_id.eq(merchant.uuid()),
+            scheduled_changes::id.eq(uuid::Uuid::now_v7()),
+            scheduled_changes::subscription_id.eq(sub.id.uuid()),
+            scheduled_changes::kind.eq("trial_end"),
+            scheduled_changes::due_at.eq(trial_end),
+            scheduled_changes::payload.eq(serde_json::json!({"trial_end": trial_end})),
+        ));
+    }
+    if !rows.is_empty() {
+        diesel::insert_into(scheduled_changes::table)
+            .values(rows)
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Reads a subscription; with `for_update` the row stays locked until the transaction
+/// ends.
+pub async fn get(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    id: SubscriptionId,
+    for_update: bool,
+) -> StoreResult<StoredSubscription> {
+    let query = subscriptions::table
+        .find((merchant.uuid(), id.uuid()))
+        .select(SubscriptionRow::as_select());
+    let row = if for_update {
+        query.for_update().get_result(conn).await?
+    } else {
+        query.get_result(conn).await?
+    };
+    row.into_domain()
+}
+
+/// Locks a subscription unless another transaction holds it (`None` then).
+pub async fn lock_if_free(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    id: SubscriptionId,
+) -> StoreResult<Option<StoredSubscription>> {
+    subscriptions::table
+        .find((merchant.uuid(), id.uuid()))
+        .select(SubscriptionRow::as_select())
+        .for_update()
+        .skip_locked()
+        .get_result(conn)
+        .await
+        .optional()?
+        .map(SubscriptionRow::into_domain)
+        .transpose()
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct SubscriptionFilter {
+    pub status: Option<SubscriptionStatus>,
+    pub customer: Option<CustomerId>,
+    pub plan: Option<PlanId>,
+}
+
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    filter: &SubscriptionFilter,
+    page: PageRequest,
+) -> StoreResult<Page<StoredSubscription>> {
+    let mut query = subscriptions::table
+        .filter(subscriptions::merchant_id.eq(merchant.uuid()))
+        .select(SubscriptionRow::as_select())
+        .order(subscriptions::id.desc())
+        .limit(page.fetch_limit())
+        .into_boxed();
+    if let Some(status) = filter.status {
+        query = query.filter(subscriptions::status.eq(status.as_str()));
+    }
+    if let Some(customer) = filter.customer {
+        query = query.filter(subscriptions::customer_id.eq(customer.uuid()));
+    }
+    if let Some(plan) = filter.plan {
+        query = query.filter(subscriptions::plan_id.eq(plan.uuid()));
+    }
+    if let Some(after) = page.starting_after {
+        query = query.filter(subscriptions::id.lt(after));
+    }
+    let rows = query.load(conn).await?;
+    Page::from_overfetch(rows, &page).try_map(SubscriptionRow::into_domain)
+}
+
+/// Claims one scheduled-change row due at `now` that no other worker holds and that is
+/// not in `skip`, locking it until the transaction ends. Returns the row's id and its
+/// subscription. This is the only cross-tenant query: workers serve every merchant.
+pub async fn claim_due_change(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    skip: &[uuid::Uuid],
+) -> StoreResult<Option<(uuid::Uuid, MerchantId, SubscriptionId)>> {
+    let row: Option<(uuid::Uuid, uuid::Uuid, uuid::Uuid)> = scheduled_changes::table
+        .filter(scheduled_changes::due_at.le(now))
+        .filter(diesel::dsl::not(scheduled_changes::id.eq_any(skip)))
+        .select((
+            scheduled_changes::id,
+            scheduled_changes::merchant_id,
+            scheduled_changes::subscription_id,
+        ))
+        .order(scheduled_changes::due_at.asc())
+        .limit(1)
+        .for_update()
+        .skip_locked()
+        .get_result(conn)
+        .await
+        .optional()?;
+    Ok(row.map(|(id, merchant, sub)| {
+        (
+            id,
+            MerchantId::from_uuid(merchant),
+            SubscriptionId::from_uuid(sub),
+        )
+    }))
+}

@@ -1,0 +1,1581 @@
+//! The subscription lifecycle over HTTP: the transition table (status × action ×
+//! policy), the portal's available actions, concurrency, and the worker applying
+//! scheduled cancellations and resumes when the test clock passes them.
+
+use chrono::{DateTime, Duration, Utc};
+use diesel_async::RunQueryDsl;
+use futures_util::future::join_all;
+use serde_json::{Value, json};
+use tenure_api::service::lifecycle::run_due_changes;
+use tenure_domain::clock::Clock;
+use tenure_e2e::{Response, TestApp, TestMerchant};
+
+use crate::fixtures;
+
+/// A product with three plans: a trial plan, a base plan and a pricier one.
+pub struct Catalog {
+    pub product: String,
+    pub trial: String,
+    pub base: String,
+    pub premium: String,
+}
+
+pub async fn plan_with(
+    app: &TestApp,
+    m: &TestMerchant,
+    product: &str,
+    amount: i64,
+    trial_days: u32,
+) -> String {
+    app.post("/v1/plans")
+        .bearer(&m.key)
+        .json(
+            &json!({"product_id": product, "name": format!("Plan {amount}/{trial_days}"),
+            "price": {"amount": amount, "currency": "EUR"}, "interval": "month",
+            "trial_days": trial_days}),
+        )
+        .send()
+        .await
+        .expect(201)
+        .id()
+}
+
+pub async fn catalog(app: &TestApp, m: &TestMerchant, policy: Value) -> Catalog {
+    let product = fixtures::product(app, m, policy).await;
+    Catalog {
+        trial: plan_with(app, m, &product, 1000, 14).await,
+        base: plan_with(app, m, &product, 1000, 0).await,
+        premium: plan_with(app, m, &product, 2000, 0).await,
+        product,
+    }
+}
+
+pub async fn subscribe(app: &TestApp, m: &TestMerchant, customer: &str, plan: &str) -> Value {
+    app.post("/v1/subscriptions")
+        .bearer(&m.key)
+        .json(&json!({"customer_id": customer, "plan_id": plan}))
+        .send()
+        .await
+        .expect(201)
+        .body
+}
+
+fn time(v: &Value) -> DateTime<Utc> {
+    v.as_str()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_else(|| panic!("not a timestamp: {v}"))
+}
+
+async fn sql(app: &TestApp, query: &str) {
+    let mut conn = app.sql().await;
+    diesel::sql_query(query)
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{query}: {e}"));
+}
+
+async fn worker(app: &TestApp) -> usize {
+    run_due_changes(&app.state, app.clock.now(), 100)
+        .await
+        .expect("worker round")
+}
+
+/// Checks the stored domain state of a subscription against the domain's invariants.
+async fn assert_invariants(app: &TestApp, sub: &str) -> tenure_domain::subscription::Subscription {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Jsonb)]
+        state: Value,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        status: String,
+    }
+    let id: tenure_domain::ids::SubscriptionId = sub.parse().expect("sub id");
+    let mut conn = app.sql().await;
+    let row: Row = diesel::sql_query("SELECT state, status FROM subscriptions WHERE id = $1")
+        .bind::<diesel::sql_types::Uuid, _>(id.uuid())
+        .get_result(&mut conn)
+        .await
+        .expect("subscription row");
+    let s: tenure_domain::subscription::Subscription =
+        serde_json::from_value(row.state).expect("state deserializes");
+    assert_eq!(
+        s.status.as_str(),
+        row.status,
+        "status column mirrors the state"
+    );
+    s.check_invariants()
+        .unwrap_or_else(|e| panic!("invariant broken: {e}: {s:?}"));
+    s
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Who {
+    Merchant,
+    /// A customer under a policy that allows pause, cancel and plan change.
+    Allowed,
+    /// A customer under a policy that allows none of them.
+    Forbidden,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Act {
+    Pause,
+    Resume,
+    Cancel,
+    ChangePlan,
+}
+
+/// The expected outcome: `None` for success, else the status and code.
+fn expected(status: &str, who: Who, act: Act) -> Option<(u16, &'static str)> {
+    let customer_policy = |code| (who == Who::Forbidden).then_some((422, code));
+    match act {
+        Act::Pause => match status {
+            "active" => customer_policy("pause_not_allowed"),
+            "trialing" => Some((409, "subscription_trialing")),
+            "past_due" => Some((409, "subscription_past_due")),
+            "paused" => Some((409, "already_paused")),
+            "canceled" => Some((409, "subscription_canceled")),
+            "unpaid" => Some((409, "subscription_unpaid")),
+            _ => unreachable!(),
+        },
+        Act::Resume => match status {
+            // The forbidden-policy customer's subscription was paused by the merchant.
+            "paused" => customer_policy("resume_not_allowed"),
+            "canceled" => Some((409, "subscription_canceled")),
+            _ => Some((409, "not_paused")),
+        },
+        Act::Cancel => match status {
+            "canceled" => Some((409, "already_canceled")),
+            _ => customer_policy("cancel_not_allowed"),
+        },
+        Act::ChangePlan => match status {
+            "trialing" | "active" => customer_policy("plan_change_not_allowed"),
+            "past_due" => Some((409, "subscription_past_due")),
+            "paused" => Some((409, "subscription_paused")),
+            "canceled" => Some((409, "subscription_canceled")),
+            "unpaid" => Some((409, "subscription_unpaid")),
+            _ => unreachable!(),
+        },
+    }
+}
+
+#[actix_web::test]
+async fn every_row_of_the_transition_table_over_http() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let open = catalog(&app, &m, json!({})).await;
+    let closed = catalog(
+        &app,
+        &m,
+        json!({"allow_pause": false, "allow_cancel": false, "allow_plan_change": false}),
+    )
+    .await;
+    let customer = fixtures::customer(&app, &m, "table").await;
+    let token = fixtures::session(&app, &m, &customer).await;
+    let statuses = [
+        "trialing", "active", "past_due", "paused", "canceled", "unpaid",
+    ];
+    let acts = [Act::Pause, Act::Resume, Act::Cancel, Act::ChangePlan];
+    let mut rows = 0;
+    for who in [Who::Merchant, Who::Allowed, Who::Forbidden] {
+        let cat = if who == Who::Forbidden {
+            &closed
+        } else {
+            &open
+        };
+        for status in statuses {
+            for act in acts {
+                // Reach the status through the API (and SQL for the billing engine's
+                // statuses, which no API call reaches yet).
+                let plan = if status == "trialing" {
+                    &cat.trial
+                } else {
+                    &cat.base
+                };
+                let sub = subscribe(&app, &m, &customer, plan).await["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
+                match status {
+                    "paused" if who == Who::Allowed => {
+                        app.post(&format!("/v1/portal/subscriptions/{sub}/pause"))
+                            .bearer(&token)
+                            .json(&json!({"start": {"type": "now"}}))
+                            .send()
+                            .await
+                            .expect(200);
+                    }
+                    "paused" => {
+                        app.post(&format!("/v1/subscriptions/{sub}/pause"))
+                            .bearer(&m.key)
+                            .json(&json!({"start": {"type": "now"}}))
+                            .send()
+                            .await
+                            .expect(200);
+                    }
+                    "canceled" => {
+                        app.post(&format!("/v1/subscriptions/{sub}/cancel"))
+                            .bearer(&m.key)
+                            .send()
+                            .await
+                            .expect(200);
+                    }
+                    "past_due" | "unpaid" => {
+                        let id: tenure_domain::ids::SubscriptionId = sub.parse().unwrap();
+                        sql(
+                            &app,
+                            &format!(
+                                "UPDATE subscriptions SET status = '{status}', \
+                                 state = jsonb_set(state, '{{status}}', '\"{status}\"') WHERE id = '{}'",
+                                id.uuid()
+                            ),
+                        )
+                        .await;
+                    }
+                    _ => {}
+                }
+                let (base, credential) = match who {
+                    Who::Merchant => ("/v1/subscriptions", m.key.as_str()),
+                    _ => ("/v1/portal/subscriptions", token.as_str()),
+                };
+                let req = match act {
+                    Act::Pause => app
+                        .post(&format!("{base}/{sub}/pause"))
+                        .json(&json!({"start": {"type": "now"}})),
+                    Act::Resume => app.post(&format!("{base}/{sub}/resume")),
+                    Act::Cancel if who == Who::Merchant => {
+                        app.post(&format!("{base}/{sub}/cancel")).json(&json!({}))
+                    }
+                    Act::Cancel => app
+                        .post(&format!("{base}/{sub}/cancel"))
+                        .json(&json!({"reason": "too_expensive"})),
+                    Act::ChangePlan => app
+                        .post(&format!("{base}/{sub}/change_plan"))
+                        .json(&json!({"plan_id": cat.premium})),
+                };
+                let res = req.bearer(credential).send().await;
+                let context = format!("{who:?} {act:?} on {status}");
+                match expected(status, who, act) {
+                    Some((code, name)) => {
+                        assert_eq!(res.status.as_u16(), code, "{context}: {}", res.body);
+                        assert_eq!(res.body["code"], name, "{context}: {}", res.body);
+                        assert_eq!(res.header("content-type"), Some("application/problem+json"));
+                    }
+                    None => {
+                        assert_eq!(res.status.as_u16(), 200, "{context}: {}", res.body);
+                        assert!(res.header("etag").is_some(), "{context}: ETag");
+                        let body = if who == Who::Merchant || !matches!(act, Act::Cancel) {
+                            res.body.clone()
+                        } else {
+                            res.body["subscription"].clone()
+                        };
+                        match act {
+                            Act::Pause => assert_eq!(body["status"], "paused", "{context}"),
+                            Act::Resume => assert_eq!(body["status"], "active", "{context}"),
+                            Act::Cancel if who == Who::Merchant => {
+                                assert_eq!(body["status"], "canceled", "{context}")
+                            }
+                            Act::Cancel => {
+                                assert!(body["cancel_at"].is_string(), "{context}: {body}");
+                                assert_eq!(
+                                    res.body["cancellation_request"]["status"], "pending",
+                                    "{context}"
+                                );
+                            }
+                            Act::ChangePlan => {
+                                assert_eq!(body["plan_id"], cat.premium.as_str(), "{context}")
+                            }
+                        }
+                    }
+                }
+                assert_invariants(&app, &sub).await;
+                rows += 1;
+            }
+        }
+    }
+    assert_eq!(rows, 72);
+}
+
+#[actix_web::test]
+async fn the_four_portal_policy_cases_show_exactly_the_allowed_buttons() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    for (allow_pause, allow_cancel) in [(true, true), (true, false), (false, true), (false, false)]
+    {
+        let cat = catalog(
+            &app,
+            &m,
+            json!({"allow_pause": allow_pause, "allow_cancel": allow_cancel}),
+        )
+        .await;
+        let customer =
+            fixtures::customer(&app, &m, &format!("c-{allow_pause}-{allow_cancel}")).await;
+        let token = fixtures::session(&app, &m, &customer).await;
+        let res = app
+            .post("/v1/portal/subscriptions")
+            .bearer(&token)
+            .json(&json!({"plan_id": cat.base}))
+            .send()
+            .await
+            .expect(201);
+        let sub = res.id();
+        assert_eq!(res.body["product_id"], cat.product.as_str());
+        let context = format!("pause={allow_pause} cancel={allow_cancel}");
+        let actions = &res.body["available_actions"];
+        assert_eq!(
+            actions["pause"].is_object(),
+            allow_pause,
+            "{context}: {actions}"
+        );
+        assert_eq!(
+            actions["cancel"].is_object(),
+            allow_cancel,
+            "{context}: {actions}"
+        );
+        assert_eq!(actions["resume"], false);
+        assert_eq!(actions["withdraw_cancellation"], false);
+        assert_eq!(
+            actions["change_plan"]["plan_ids"],
+            json!([cat.premium, cat.trial]),
+            "{context}: {actions}"
+        );
+        if allow_cancel {
+            assert_eq!(actions["cancel"]["mode"], "request");
+            assert_eq!(actions["cancel"]["requires_reason"], true);
+        }
+        // The same answer from GET and from the list.
+        let got = app
+            .get(&format!("/v1/portal/subscriptions/{sub}"))
+            .bearer(&token)
+            .send()
+            .await
+            .expect(200);
+        assert_eq!(got.body["available_actions"], *actions);
+        let list = app
+            .get("/v1/portal/subscriptions")
+            .bearer(&token)
+            .send()
+            .await
+            .expect(200);
+        assert_eq!(list.body["data"][0]["available_actions"], *actions);
+
+        let pause = app
+            .post(&format!("/v1/portal/subscriptions/{sub}/pause"))
+            .bearer(&token)
+            .json(&json!({"start": {"type": "period_end"}}))
+            .send()
+            .await;
+        if allow_pause {
+            let body = pause.expect(200).body;
+            assert_eq!(body["scheduled_changes"][0]["type"], "pause");
+            assert_eq!(body["scheduled_changes"][0]["removable"], true);
+            // Undo the scheduled pause so cancelling is judged on its own.
+            let change = body["scheduled_changes"][0]["id"].as_str().unwrap();
+            app.delete(&format!(
+                "/v1/portal/subscriptions/{sub}/scheduled_changes/{change}"
+            ))
+            .bearer(&token)
+            .send()
+            .await
+            .expect(200);
+        } else {
+            pause.expect_problem(422, "pause_not_allowed");
+        }
+        let cancel = app
+            .post(&format!("/v1/portal/subscriptions/{sub}/cancel"))
+            .bearer(&token)
+            .json(&json!({"reason": "unused"}))
+            .send()
+            .await;
+        if allow_cancel {
+            let body = cancel.expect(200).body;
+            assert_eq!(body["cancellation_request"]["status"], "pending");
+            let after = &body["subscription"]["available_actions"];
+            assert!(after["cancel"].is_null(), "no second cancel button");
+            assert_eq!(after["withdraw_cancellation"], true);
+            assert!(
+                after["pause"].is_null(),
+                "no pause while a cancellation is pending"
+            );
+        } else {
+            cancel.expect_problem(422, "cancel_not_allowed");
+        }
+    }
+}
+
+#[actix_web::test]
+async fn fifty_concurrent_conflicting_actions_leave_a_valid_state() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let cat = catalog(&app, &m, json!({})).await;
+    let customer = fixtures::customer(&app, &m, "busy").await;
+    let token = fixtures::session(&app, &m, &customer).await;
+    let sub = subscribe(&app, &m, &customer, &cat.base).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Mostly pauses, resumes and plan changes by both audiences; two cancellations late
+    // in the batch, so the earlier actions race each other rather than a cancellation.
+    let requests = (0..50).map(|i| {
+        let merchant = i % 2 == 0;
+        let (base, credential) = if merchant {
+            ("/v1/subscriptions", m.key.as_str())
+        } else {
+            ("/v1/portal/subscriptions", token.as_str())
+        };
+        let req = match (i, i % 6) {
+            (40, _) => app
+                .post(&format!("{base}/{sub}/cancel"))
+                .json(&json!({"timing": "period_end"})),
+            (45, _) => app
+                .post(&format!("{base}/{sub}/cancel"))
+                .json(&json!({"reason": "other"})),
+            (_, 0 | 1) => app
+                .post(&format!("{base}/{sub}/pause"))
+                .json(&json!({"start": {"type": "now"}})),
+            (_, 2 | 3) => app.post(&format!("{base}/{sub}/resume")),
+            (_, 4) => app
+                .post(&format!("{base}/{sub}/change_plan"))
+                .json(&json!({"plan_id": cat.premium})),
+            _ => app
+                .post(&format!("{base}/{sub}/change_plan"))
+                .json(&json!({"plan_id": cat.base})),
+        };
+        req.bearer(credential).send()
+    });
+    let responses: Vec<Response> = join_all(requests).await;
+    let policy_codes = ["resume_not_allowed", "change_not_removable"];
+    let mut successes = 0;
+    for r in &responses {
+        let code = r.body["code"].as_str().unwrap_or_default();
+        match r.status.as_u16() {
+            200 => successes += 1,
+            409 => {}
+            422 if policy_codes.contains(&code) => {}
+            other => panic!("unexpected {other}: {}", r.body),
+        }
+    }
+    assert!(successes > 1, "several actions won: {successes}");
+    let final_state = assert_invariants(&app, &sub).await;
+    let current = app
+        .get(&format!("/v1/subscriptions/{sub}"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200)
+        .body;
+    let app = &app;
+    let count = |event: &str| {
+        let q = format!(
+            "SELECT count(*) AS n FROM events WHERE resource_id = '{sub}' AND event_type = '{event}'"
+        );
+        async move { app.count(&q).await }
+    };
+    let paused = count("subscription.paused").await;
+    let resumed = count("subscription.resumed").await;
+    let is_paused = i64::from(current["status"] == "paused");
+    assert_eq!(
+        paused - resumed,
+        is_paused,
+        "paused/resumed events vs {current}"
+    );
+    assert_eq!(count("subscription.created").await, 1);
+    let canceled = count("subscription.canceled").await;
+    assert_eq!(canceled, i64::from(current["status"] == "canceled"));
+    let requested = count("subscription.cancellation_requested").await;
+    assert!(requested <= 1, "one customer cancellation at most");
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM cancellation_requests")
+            .await,
+        requested
+    );
+    // The latest subscription event shows the final state.
+    #[derive(diesel::QueryableByName)]
+    struct Last {
+        #[diesel(sql_type = diesel::sql_types::Jsonb)]
+        data: Value,
+    }
+    let mut conn = app.sql().await;
+    let last: Last = diesel::sql_query(format!(
+        "SELECT data FROM events WHERE resource_id = '{sub}' ORDER BY created_at DESC, id DESC LIMIT 1"
+    ))
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(last.data["status"], current["status"]);
+    assert_eq!(last.data["plan_id"], current["plan_id"]);
+    assert_eq!(last.data["updated_at"], current["updated_at"]);
+    assert_eq!(final_state.status.as_str(), current["status"]);
+    // Scheduled-change rows mirror the state exactly.
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM scheduled_changes WHERE kind <> 'trial_end'")
+            .await,
+        i64::try_from(final_state.scheduled_changes.len()).unwrap()
+    );
+}
+
+#[actix_web::test]
+async fn a_requested_cancellation_takes_effect_when_due_and_resolves_its_ticket() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let cat = catalog(&app, &m, json!({"notice_period_days": 30})).await;
+    let customer = fixtures::customer(&app, &m, "leaver").await;
+    let token = fixtures::session(&app, &m, &customer).await;
+    let sub = app
+        .post("/v1/portal/subscriptions")
+        .bearer(&token)
+        .json(&json!({"plan_id": cat.base}))
+        .send()
+        .await
+        .expect(201);
+    let period_end = time(&sub.body["current_period"]["end"]);
+    let sub = sub.id();
+    let cancel = |body: Value| {
+        app.post(&format!("/v1/portal/subscriptions/{sub}/cancel"))
+            .bearer(&token)
+            .json(&body)
+            .send()
+    };
+    cancel(json!({}))
+        .await
+        .expect_problem(422, "validation_failed");
+    let bad = cancel(json!({"reason": "bored"}))
+        .await
+        .expect_problem(422, "validation_failed");
+    assert_eq!(bad.body["errors"][0]["field"], "reason");
+    cancel(json!({"reason": "too_expensive", "confirm": "yes"}))
+        .await
+        .expect_problem(422, "validation_failed");
+    let asked_at = app.clock.now();
+    let res = cancel(json!({"reason": "too_expensive", "message": "Budget cuts."}))
+        .await
+        .expect(200);
+    let request = res.body["cancellation_request"].clone();
+    let effective_at = time(&request["effective_at"]);
+    assert_eq!(request["status"], "pending");
+    assert_eq!(request["reason"], "too_expensive");
+    assert!(effective_at >= asked_at + Duration::days(30));
+    assert!(effective_at >= period_end);
+    let subscription = &res.body["subscription"];
+    assert_eq!(
+        subscription["status"], "active",
+        "runs through the notice period"
+    );
+    assert_eq!(time(&subscription["cancel_at"]), effective_at);
+    assert_eq!(time(&subscription["billing_ends_at"]), effective_at);
+    assert!(time(&subscription["access_until"]) >= effective_at);
+    assert_eq!(subscription["scheduled_changes"][0]["type"], "cancel");
+    assert_eq!(
+        subscription["scheduled_changes"][0]["details"]["cancellation_request_id"],
+        request["id"]
+    );
+    cancel(json!({"reason": "other"}))
+        .await
+        .expect_problem(409, "cancellation_pending");
+
+    // The merchant sees the request and its ticket; the customer sees the ticket too.
+    let pending = app
+        .get("/v1/cancellation_requests?status=pending")
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(pending.body["data"][0]["id"], request["id"]);
+    let ticket_id = request["ticket_id"].as_str().unwrap();
+    let ticket = app
+        .get(&format!("/v1/support_tickets/{ticket_id}"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(ticket.body["status"], "open");
+    assert!(
+        ticket.body["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|msg| msg["author"] == "customer" && msg["body"] == "Budget cuts.")
+    );
+    let mine = app
+        .get("/v1/portal/support_tickets")
+        .bearer(&token)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(mine.body["data"][0]["id"], ticket_id);
+
+    // Nothing happens before the date…
+    app.clock.advance(Duration::days(29));
+    assert_eq!(worker(&app).await, 0);
+    // …and the worker ends it once the clock passes effective_at.
+    app.clock.advance_to(effective_at + Duration::minutes(1));
+    assert_eq!(worker(&app).await, 1);
+    assert_eq!(worker(&app).await, 0, "applied exactly once");
+    let after = app
+        .get(&format!("/v1/subscriptions/{sub}"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(after["status"], "canceled");
+    assert_eq!(
+        time(&after["ended_at"]),
+        effective_at,
+        "ends at its own due time"
+    );
+    assert!(after["scheduled_changes"].as_array().unwrap().is_empty());
+    let request = app
+        .get(&format!(
+            "/v1/cancellation_requests/{}",
+            request["id"].as_str().unwrap()
+        ))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(request.body["status"], "completed");
+    let ticket = app
+        .get(&format!("/v1/support_tickets/{ticket_id}"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(ticket.body["status"], "resolved");
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) AS n FROM events WHERE resource_id = '{sub}' AND event_type = 'subscription.canceled'"
+        ))
+        .await,
+        1
+    );
+    assert_invariants(&app, &sub).await;
+}
+
+#[actix_web::test]
+async fn customers_withdraw_and_merchants_approve_or_decline_requests() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let cat = catalog(&app, &m, json!({"notice_period_days": 14})).await;
+    let mut setups = Vec::new();
+    for name in ["withdraws", "approved", "declined"] {
+        let customer = fixtures::customer(&app, &m, name).await;
+        let token = fixtures::session(&app, &m, &customer).await;
+        let sub = subscribe(&app, &m, &customer, &cat.base).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let res = app
+            .post(&format!("/v1/portal/subscriptions/{sub}/cancel"))
+            .bearer(&token)
+            .json(&json!({"reason": "missing_features"}))
+            .send()
+            .await
+            .expect(200);
+        let request = res.body["cancellation_request"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        setups.push((token, sub, request));
+    }
+
+    let (token, sub, request) = &setups[0];
+    let res = app
+        .post(&format!(
+            "/v1/portal/cancellation_requests/{request}/withdraw"
+        ))
+        .bearer(token)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(res.body["cancellation_request"]["status"], "withdrawn");
+    assert!(res.body["subscription"]["cancel_at"].is_null());
+    assert_eq!(res.body["subscription"]["status"], "active");
+    assert!(res.body["subscription"]["available_actions"]["cancel"].is_object());
+    app.post(&format!(
+        "/v1/portal/cancellation_requests/{request}/withdraw"
+    ))
+    .bearer(token)
+    .send()
+    .await
+    .expect_problem(409, "cancellation_request_not_pending");
+    assert_invariants(&app, sub).await;
+
+    let (_, sub, request) = &setups[1];
+    let res = app
+        .post(&format!("/v1/cancellation_requests/{request}/approve"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(res.body["status"], "approved");
+    let approved = app
+        .get(&format!("/v1/subscriptions/{sub}"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(approved["status"], "canceled");
+    assert!(time(&approved["access_until"]) >= time(&approved["ended_at"]));
+    let ticket = res.body["ticket_id"].as_str().unwrap();
+    let t = app
+        .get(&format!("/v1/support_tickets/{ticket}"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(t.body["status"], "resolved");
+    app.post(&format!("/v1/cancellation_requests/{request}/decline"))
+        .bearer(&m.key)
+        .json(&json!({"message": "too late"}))
+        .send()
+        .await
+        .expect_problem(409, "cancellation_request_not_pending");
+
+    let (token, sub, request) = &setups[2];
+    app.post(&format!("/v1/cancellation_requests/{request}/decline"))
+        .bearer(&m.key)
+        .json(&json!({"message": "   "}))
+        .send()
+        .await
+        .expect_problem(422, "validation_failed");
+    let res = app
+        .post(&format!("/v1/cancellation_requests/{request}/decline"))
+        .bearer(&m.key)
+        .json(&json!({"message": "Your contract runs until March."}))
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(res.body["status"], "declined");
+    assert_eq!(
+        res.body["decline_message"],
+        "Your contract runs until March."
+    );
+    let continued = app
+        .get(&format!("/v1/portal/subscriptions/{sub}"))
+        .bearer(token)
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(continued["status"], "active");
+    assert!(continued["cancel_at"].is_null());
+    // The customer reads the answer and replies, which reopens the ticket.
+    let ticket = res.body["ticket_id"].as_str().unwrap();
+    let mine = app
+        .get("/v1/portal/support_tickets")
+        .bearer(token)
+        .send()
+        .await
+        .expect(200);
+    let messages = mine.body["data"][0]["messages"].as_array().unwrap().clone();
+    assert!(
+        messages
+            .iter()
+            .any(|msg| msg["author"] == "merchant"
+                && msg["body"] == "Your contract runs until March.")
+    );
+    let reply = app
+        .post(&format!("/v1/portal/support_tickets/{ticket}/replies"))
+        .bearer(token)
+        .json(&json!({"body": "OK, understood."}))
+        .send()
+        .await
+        .expect(201);
+    assert_eq!(reply.body["status"], "open");
+    let closed = app
+        .post(&format!("/v1/support_tickets/{ticket}/replies"))
+        .bearer(&m.key)
+        .json(&json!({"body": "Closing.", "status": "closed"}))
+        .send()
+        .await
+        .expect(201);
+    assert_eq!(closed.body["status"], "closed");
+    app.post(&format!("/v1/portal/support_tickets/{ticket}/replies"))
+        .bearer(token)
+        .json(&json!({"body": "one more"}))
+        .send()
+        .await
+        .expect_problem(409, "ticket_closed");
+    let open = app
+        .get("/v1/support_tickets?status=closed")
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(open.body["data"].as_array().unwrap().len(), 1);
+}
+
+#[actix_web::test]
+async fn a_pause_resumes_by_itself_when_the_clock_passes_its_end() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let cat = catalog(&app, &m, json!({"max_pause_days": 30})).await;
+    let customer = fixtures::customer(&app, &m, "napper").await;
+    let token = fixtures::session(&app, &m, &customer).await;
+    let sub = subscribe(&app, &m, &customer, &cat.base).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let pause = |body: Value| {
+        app.post(&format!("/v1/portal/subscriptions/{sub}/pause"))
+            .bearer(&token)
+            .json(&body)
+            .send()
+    };
+    let too_long = (app.clock.now() + Duration::days(45)).to_rfc3339();
+    pause(json!({"start": {"type": "now"}, "end": {"type": "at", "date": too_long}}))
+        .await
+        .expect_problem(422, "pause_too_long");
+    pause(json!({"start": {"type": "sometime"}}))
+        .await
+        .expect_problem(422, "validation_failed");
+    let resumes = (app.clock.now() + Duration::days(10)).to_rfc3339();
+    let res = pause(json!({"start": {"type": "now"}, "end": {"type": "at", "date": resumes}}))
+        .await
+        .expect(200);
+    assert_eq!(res.body["status"], "paused");
+    assert_eq!(res.body["pause"]["requested_by"], "customer");
+    let resume_change = &res.body["scheduled_changes"][0];
+    assert_eq!(resume_change["type"], "resume");
+    assert_eq!(
+        resume_change["removable"], false,
+        "the automatic resume stays"
+    );
+    assert_eq!(res.body["available_actions"]["resume"], true);
+    let change = resume_change["id"].as_str().unwrap();
+    app.delete(&format!(
+        "/v1/portal/subscriptions/{sub}/scheduled_changes/{change}"
+    ))
+    .bearer(&token)
+    .send()
+    .await
+    .expect_problem(422, "change_not_removable");
+
+    app.clock.advance(Duration::days(9));
+    assert_eq!(worker(&app).await, 0);
+    app.clock.advance(Duration::days(2));
+    assert_eq!(worker(&app).await, 1);
+    // Session tokens expire by the same clock; sign in again.
+    let token = fixtures::session(&app, &m, &customer).await;
+    let after = app
+        .get(&format!("/v1/portal/subscriptions/{sub}"))
+        .bearer(&token)
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(after["status"], "active");
+    assert!(after["pause"].is_null());
+    assert_eq!(after["available_actions"]["pause"]["max_pause_days"], 30);
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) AS n FROM events WHERE resource_id = '{sub}' AND event_type = 'subscription.resumed'"
+        ))
+        .await,
+        1
+    );
+    assert_invariants(&app, &sub).await;
+}
+
+#[actix_web::test]
+async fn trials_end_and_scheduled_pauses_start_through_the_worker() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let cat = catalog(&app, &m, json!({})).await;
+    let customer = fixtures::customer(&app, &m, "trial").await;
+    let sub = subscribe(&app, &m, &customer, &cat.trial).await;
+    assert_eq!(sub["status"], "trialing");
+    let trial_end = time(&sub["trial_end"]);
+    let sub = sub["id"].as_str().unwrap().to_owned();
+    app.clock.advance_to(trial_end + Duration::seconds(1));
+    assert_eq!(worker(&app).await, 1);
+    let active = app
+        .get(&format!("/v1/subscriptions/{sub}"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(active["status"], "active");
+    assert_eq!(time(&active["current_period"]["start"]), trial_end);
+    // A pause at period end is visible before it starts, then starts on time.
+    let scheduled = app
+        .post(&format!("/v1/subscriptions/{sub}/pause"))
+        .bearer(&m.key)
+        .json(&json!({"end": {"type": "after_cycles", "cycles": 1}}))
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(scheduled["status"], "active");
+    assert_eq!(scheduled["scheduled_changes"][0]["type"], "pause");
+    let starts = time(&scheduled["scheduled_changes"][0]["due_at"]);
+    app.clock.advance_to(starts + Duration::seconds(1));
+    assert_eq!(worker(&app).await, 1);
+    let paused = app
+        .get(&format!("/v1/subscriptions/{sub}"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(paused["status"], "paused");
+    assert_eq!(paused["scheduled_changes"][0]["type"], "resume");
+    assert_invariants(&app, &sub).await;
+}
+
+#[actix_web::test]
+async fn plan_changes_preview_prorate_and_downgrades_wait_for_period_end() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let cat = catalog(&app, &m, json!({})).await;
+    let customer = fixtures::customer(&app, &m, "switcher").await;
+    let sub = subscribe(&app, &m, &customer, &cat.base).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.clock.advance(Duration::days(10));
+    let token = fixtures::session(&app, &m, &customer).await;
+    let preview = app
+        .post(&format!(
+            "/v1/portal/subscriptions/{sub}/change_plan/preview"
+        ))
+        .bearer(&token)
+        .json(&json!({"plan_id": cat.premium}))
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(preview["timing"], "now");
+    let lines = preview["lines"].as_array().unwrap();
+    assert_eq!(lines.len(), 2);
+    let sum: i64 = lines
+        .iter()
+        .map(|l| l["amount"]["amount"].as_i64().unwrap())
+        .sum();
+    let due = preview["amount_due_now"]["amount"].as_i64().unwrap();
+    let credit = preview["credit_carried"]["amount"].as_i64().unwrap();
+    assert_eq!(sum, due - credit);
+    assert!(due > 0 && due < 1000, "{preview}");
+    assert_eq!(preview["amount_due_now"]["currency"], "EUR");
+    app.post(&format!("/v1/portal/subscriptions/{sub}/change_plan"))
+        .bearer(&token)
+        .json(&json!({"plan_id": cat.base}))
+        .send()
+        .await
+        .expect_problem(409, "same_plan");
+    let up = app
+        .post(&format!("/v1/portal/subscriptions/{sub}/change_plan"))
+        .bearer(&token)
+        .json(&json!({"plan_id": cat.premium}))
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(up["plan_id"], cat.premium.as_str());
+    assert_eq!(up["price"]["amount"], 2000);
+    let down = app
+        .post(&format!(
+            "/v1/portal/subscriptions/{sub}/change_plan/preview"
+        ))
+        .bearer(&token)
+        .json(&json!({"plan_id": cat.base}))
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(down["timing"], "period_end");
+    assert!(down["lines"].as_array().unwrap().is_empty());
+    let scheduled = app
+        .post(&format!("/v1/portal/subscriptions/{sub}/change_plan"))
+        .bearer(&token)
+        .json(&json!({"plan_id": cat.base}))
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(
+        scheduled["plan_id"],
+        cat.premium.as_str(),
+        "still premium until period end"
+    );
+    let change = &scheduled["scheduled_changes"][0];
+    assert_eq!(change["type"], "plan_change");
+    assert_eq!(change["details"]["plan_id"], cat.base.as_str());
+    assert_eq!(change["removable"], true);
+    assert!(scheduled["available_actions"]["change_plan"].is_null());
+    let id = change["id"].as_str().unwrap();
+    let removed = app
+        .delete(&format!(
+            "/v1/portal/subscriptions/{sub}/scheduled_changes/{id}"
+        ))
+        .bearer(&token)
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert!(removed["scheduled_changes"].as_array().unwrap().is_empty());
+    // A plan of another merchant, or junk, is a validation error, never a 500.
+    app.post(&format!("/v1/portal/subscriptions/{sub}/change_plan"))
+        .bearer(&token)
+        .json(&json!({"plan_id": "plan_nope"}))
+        .send()
+        .await
+        .expect_problem(422, "validation_failed");
+    app.post(&format!("/v1/subscriptions/{sub}/change_plan"))
+        .bearer(&m.key)
+        .json(&json!({"plan_id": tenure_domain::ids::PlanId::new().to_string()}))
+        .send()
+        .await
+        .expect_problem(422, "validation_failed");
+    assert_invariants(&app, &sub).await;
+}
+
+#[actix_web::test]
+async fn merchants_list_filter_and_guard_subscriptions_with_etags() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let cat = catalog(&app, &m, json!({})).await;
+    let a = fixtures::customer(&app, &m, "a").await;
+    let b = fixtures::customer(&app, &m, "b").await;
+    let s1 = subscribe(&app, &m, &a, &cat.trial).await;
+    assert_eq!(s1["status"], "trialing");
+    assert!(s1["trial_end"].is_string());
+    let s2 = subscribe(&app, &m, &a, &cat.base).await;
+    let s3 = subscribe(&app, &m, &b, &cat.premium).await;
+    let app = &app;
+    let list = |query: &str| {
+        let path = format!("/v1/subscriptions{query}");
+        let key = m.key.clone();
+        async move { app.get(&path).bearer(&key).send().await.expect(200).body }
+    };
+    assert_eq!(list("").await["data"].as_array().unwrap().len(), 3);
+    assert_eq!(list("?status=trialing").await["data"][0]["id"], s1["id"]);
+    assert_eq!(
+        list(&format!("?customer_id={b}")).await["data"][0]["id"],
+        s3["id"]
+    );
+    let by_plan = list(&format!("?plan_id={}", cat.base)).await;
+    assert_eq!(by_plan["data"].as_array().unwrap().len(), 1);
+    assert_eq!(by_plan["data"][0]["id"], s2["id"]);
+    let page = list("?limit=2").await;
+    assert_eq!(page["has_more"], true);
+    let next = list(&format!(
+        "?limit=2&starting_after={}",
+        page["next_cursor"].as_str().unwrap()
+    ))
+    .await;
+    assert_eq!(next["data"].as_array().unwrap().len(), 1);
+    app.get("/v1/subscriptions?status=bogus")
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect_problem(422, "validation_failed");
+    app.get("/v1/subscriptions?customer_id=plan_x")
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect_problem(422, "validation_failed");
+
+    let id = s2["id"].as_str().unwrap();
+    let got = app
+        .get(&format!("/v1/subscriptions/{id}"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200);
+    let etag = got.header("etag").unwrap().to_owned();
+    let paused = app
+        .post(&format!("/v1/subscriptions/{id}/pause"))
+        .bearer(&m.key)
+        .header("if-match", &etag)
+        .json(&json!({"start": {"type": "now"}}))
+        .send()
+        .await
+        .expect(200);
+    assert_ne!(paused.header("etag"), Some(etag.as_str()));
+    app.post(&format!("/v1/subscriptions/{id}/resume"))
+        .bearer(&m.key)
+        .header("if-match", &etag)
+        .send()
+        .await
+        .expect_problem(412, "precondition_failed");
+
+    // Only active plans of active products can be subscribed to.
+    app.patch(&format!("/v1/plans/{}", cat.premium))
+        .bearer(&m.key)
+        .json(&json!({"active": false}))
+        .send()
+        .await
+        .expect(200);
+    app.post("/v1/subscriptions")
+        .bearer(&m.key)
+        .json(&json!({"customer_id": a, "plan_id": cat.premium}))
+        .send()
+        .await
+        .expect_problem(422, "validation_failed");
+    app.post("/v1/subscriptions")
+        .bearer(&m.key)
+        .json(&json!({"customer_id": "cus_nope", "plan_id": "nope"}))
+        .send()
+        .await
+        .expect_problem(422, "validation_failed");
+    // Merchants always cancel, and choose access.
+    let canceled = app
+        .post(&format!(
+            "/v1/subscriptions/{}/cancel",
+            s3["id"].as_str().unwrap()
+        ))
+        .bearer(&m.key)
+        .json(&json!({"access": "immediately", "reason": "other"}))
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(canceled["status"], "canceled");
+    assert_eq!(canceled["access_until"], canceled["ended_at"]);
+}
+
+#[actix_web::test]
+async fn other_tenants_and_other_customers_get_404() {
+    let app = TestApp::new().await;
+    let a = app.merchant("A").await;
+    let b = app.merchant("B").await;
+    let cat = catalog(&app, &a, json!({})).await;
+    let owner = fixtures::customer(&app, &a, "owner").await;
+    let other = fixtures::customer(&app, &a, "other").await;
+    let owner_token = fixtures::session(&app, &a, &owner).await;
+    let other_token = fixtures::session(&app, &a, &other).await;
+    let sub = subscribe(&app, &a, &owner, &cat.base).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let res = app
+        .post(&format!("/v1/portal/subscriptions/{sub}/cancel"))
+        .bearer(&owner_token)
+        .json(&json!({"reason": "unused"}))
+        .send()
+        .await
+        .expect(200);
+    let request = res.body["cancellation_request"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ticket = res.body["cancellation_request"]["ticket_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    for path in [
+        format!("/v1/subscriptions/{sub}"),
+        format!("/v1/cancellation_requests/{request}"),
+        format!("/v1/support_tickets/{ticket}"),
+    ] {
+        app.get(&path)
+            .bearer(&b.key)
+            .send()
+            .await
+            .expect_problem(404, "resource_missing");
+    }
+    app.post(&format!("/v1/subscriptions/{sub}/pause"))
+        .bearer(&b.key)
+        .json(&json!({"start": {"type": "now"}}))
+        .send()
+        .await
+        .expect_problem(404, "resource_missing");
+    app.post(&format!("/v1/cancellation_requests/{request}/approve"))
+        .bearer(&b.key)
+        .send()
+        .await
+        .expect_problem(404, "resource_missing");
+    assert!(
+        app.get("/v1/subscriptions")
+            .bearer(&b.key)
+            .send()
+            .await
+            .expect(200)
+            .body["data"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    app.get(&format!("/v1/portal/subscriptions/{sub}"))
+        .bearer(&other_token)
+        .send()
+        .await
+        .expect_problem(404, "resource_missing");
+    app.post(&format!("/v1/portal/subscriptions/{sub}/pause"))
+        .bearer(&other_token)
+        .json(&json!({"start": {"type": "now"}}))
+        .send()
+        .await
+        .expect_problem(404, "resource_missing");
+    app.post(&format!(
+        "/v1/portal/subscriptions/{sub}/change_plan/preview"
+    ))
+    .bearer(&other_token)
+    .json(&json!({"plan_id": cat.premium}))
+    .send()
+    .await
+    .expect_problem(404, "resource_missing");
+    app.post(&format!(
+        "/v1/portal/cancellation_requests/{request}/withdraw"
+    ))
+    .bearer(&other_token)
+    .send()
+    .await
+    .expect_problem(404, "resource_missing");
+    app.post(&format!("/v1/portal/support_tickets/{ticket}/replies"))
+        .bearer(&other_token)
+        .json(&json!({"body": "hi"}))
+        .send()
+        .await
+        .expect_problem(404, "resource_missing");
+    for path in ["/v1/portal/subscriptions", "/v1/portal/support_tickets"] {
+        assert!(
+            app.get(path)
+                .bearer(&other_token)
+                .send()
+                .await
+                .expect(200)
+                .body["data"]
+                .as_array()
+                .unwrap()
+                .is_empty(),
+            "{path}"
+        );
+    }
+    // Malformed ids are 404s too, and merchant keys stay out of the portal.
+    app.get("/v1/portal/subscriptions/sub_garbage")
+        .bearer(&owner_token)
+        .send()
+        .await
+        .expect_problem(404, "resource_missing");
+    app.get(&format!("/v1/portal/subscriptions/{sub}"))
+        .bearer(&a.key)
+        .send()
+        .await
+        .expect_problem(403, "merchant_key_not_allowed");
+    // The owner still sees it, unchanged by the others.
+    let mine = app
+        .get(&format!("/v1/portal/subscriptions/{sub}"))
+        .bearer(&owner_token)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(mine.body["status"], "active");
+    assert!(mine.body["cancel_at"].is_string());
+}
+
+#[actix_web::test]
+async fn concurrent_workers_apply_each_due_change_exactly_once() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let cat = catalog(&app, &m, json!({})).await;
+    let customer = fixtures::customer(&app, &m, "many").await;
+    let mut subs = Vec::new();
+    for _ in 0..12 {
+        let sub = subscribe(&app, &m, &customer, &cat.base).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        app.post(&format!("/v1/subscriptions/{sub}/cancel"))
+            .bearer(&m.key)
+            .json(&json!({"timing": "period_end"}))
+            .send()
+            .await
+            .expect(200);
+        subs.push(sub);
+    }
+    app.clock.advance(Duration::days(32));
+    let now = app.clock.now();
+    let rounds = join_all((0..4).map(|_| run_due_changes(&app.state, now, 100))).await;
+    let applied: usize = rounds.into_iter().map(|r| r.expect("worker round")).sum();
+    assert_eq!(
+        applied, 12,
+        "every subscription once, whichever worker got it"
+    );
+    assert_eq!(worker(&app).await, 0);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM events WHERE event_type = 'subscription.canceled'")
+            .await,
+        12
+    );
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM scheduled_changes")
+            .await,
+        0
+    );
+    for sub in &subs {
+        assert_eq!(
+            assert_invariants(&app, sub).await.status.as_str(),
+            "canceled"
+        );
+    }
+}
+
+#[actix_web::test]
+async fn the_server_worker_loop_applies_due_changes_in_the_background() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let cat = catalog(&app, &m, json!({})).await;
+    let customer = fixtures::customer(&app, &m, "looped").await;
+    let sub = subscribe(&app, &m, &customer, &cat.base).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.post(&format!("/v1/subscriptions/{sub}/cancel"))
+        .bearer(&m.key)
+        .json(&json!({"timing": "period_end"}))
+        .send()
+        .await
+        .expect(200);
+    let task = actix_web::rt::spawn(tenure_server::workers::lifecycle_loop(
+        app.state.clone(),
+        std::time::Duration::from_millis(20),
+    ));
+    app.clock.advance(Duration::days(32));
+    let mut status = Value::Null;
+    for _ in 0..250 {
+        status = app
+            .get(&format!("/v1/subscriptions/{sub}"))
+            .bearer(&m.key)
+            .send()
+            .await
+            .expect(200)
+            .body["status"]
+            .clone();
+        if status == "canceled" {
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    task.abort();
+    assert_eq!(status, "canceled");
+}
+
+#[actix_web::test]
+async fn immediate_mode_needs_confirmation_and_notice_only_ignores_the_period() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let immediate = catalog(&app, &m, json!({"cancellation_mode": "immediate"})).await;
+    let notice_only = catalog(
+        &app,
+        &m,
+        json!({"notice_rule": "notice_only", "notice_period_days": 3}),
+    )
+    .await;
+    let customer = fixtures::customer(&app, &m, "quick").await;
+    let token = fixtures::session(&app, &m, &customer).await;
+
+    let sub = subscribe(&app, &m, &customer, &immediate.base).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let view = app
+        .get(&format!("/v1/portal/subscriptions/{sub}"))
+        .bearer(&token)
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(view["available_actions"]["cancel"]["mode"], "immediate");
+    assert_eq!(
+        view["available_actions"]["cancel"]["requires_confirmation"],
+        true
+    );
+    let refused = app
+        .post(&format!("/v1/portal/subscriptions/{sub}/cancel"))
+        .bearer(&token)
+        .json(&json!({}))
+        .send()
+        .await
+        .expect_problem(422, "validation_failed");
+    assert_eq!(refused.body["errors"][0]["field"], "confirm");
+    // The same request replays under its Idempotency-Key, with the same ETag.
+    let send = || {
+        app.post(&format!("/v1/portal/subscriptions/{sub}/cancel"))
+            .bearer(&token)
+            .header("idempotency-key", "cancel-once")
+            .json(&json!({"confirm": true, "reason": "switched_service"}))
+            .send()
+    };
+    let done = send().await.expect(200);
+    assert_eq!(done.body["subscription"]["status"], "canceled");
+    assert!(done.body["cancellation_request"].is_null());
+    assert!(time(&done.body["subscription"]["access_until"]) > app.clock.now());
+    let again = send().await.expect(200);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.header("etag"), done.header("etag"));
+    assert!(done.body["subscription"]["available_actions"]["cancel"].is_null());
+
+    let sub = subscribe(&app, &m, &customer, &notice_only.base).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let asked = app.clock.now();
+    let res = app
+        .post(&format!("/v1/portal/subscriptions/{sub}/cancel"))
+        .bearer(&token)
+        .json(&json!({"reason": "other"}))
+        .send()
+        .await
+        .expect(200);
+    let effective_at = time(&res.body["cancellation_request"]["effective_at"]);
+    assert!(effective_at >= asked + Duration::days(3));
+    assert!(
+        effective_at < asked + Duration::days(4),
+        "notice only, mid-period"
+    );
+    // Access still runs to the end of the paid period.
+    assert!(time(&res.body["subscription"]["access_until"]) > effective_at);
+    assert_eq!(
+        time(&res.body["subscription"]["billing_ends_at"]),
+        effective_at
+    );
+}
+
+#[actix_web::test]
+async fn workers_and_requests_racing_on_due_subscriptions_cancel_each_once() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let cat = catalog(&app, &m, json!({})).await;
+    let customer = fixtures::customer(&app, &m, "racer").await;
+    let mut subs = Vec::new();
+    for _ in 0..10 {
+        let sub = subscribe(&app, &m, &customer, &cat.base).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        app.post(&format!("/v1/subscriptions/{sub}/cancel"))
+            .bearer(&m.key)
+            .json(&json!({"timing": "period_end"}))
+            .send()
+            .await
+            .expect(200);
+        subs.push(sub);
+    }
+    app.clock.advance(Duration::days(32));
+    let now = app.clock.now();
+    let requests = join_all(subs.iter().map(|sub| {
+        app.post(&format!("/v1/subscriptions/{sub}/cancel"))
+            .bearer(&m.key)
+            .json(&json!({}))
+            .send()
+    }));
+    let workers = join_all((0..2).map(|_| run_due_changes(&app.state, now, 100)));
+    let (responses, rounds) = futures_util::future::join(requests, workers).await;
+    for r in &responses {
+        assert!(
+            r.status == 200 || (r.status == 409 && r.body["code"] == "already_canceled"),
+            "{}: {}",
+            r.status,
+            r.body
+        );
+    }
+    for round in rounds {
+        round.expect("worker round");
+    }
+    for sub in &subs {
+        assert_eq!(
+            assert_invariants(&app, sub).await.status.as_str(),
+            "canceled"
+        );
+        assert_eq!(
+            app.count(&format!(
+                "SELECT count(*) AS n FROM events WHERE resource_id = '{sub}' AND event_type = 'subscription.canceled'"
+            ))
+            .await,
+            1,
+            "{sub} ended once"
+        );
+    }
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM scheduled_changes")
+            .await,
+        0
+    );
+}
+
+#[actix_web::test]
+async fn a_merchant_removing_a_requested_cancellation_declines_the_request() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let cat = catalog(&app, &m, json!({"notice_period_days": 10})).await;
+    let customer = fixtures::customer(&app, &m, "kept").await;
+    let token = fixtures::session(&app, &m, &customer).await;
+    let sub = subscribe(&app, &m, &customer, &cat.base).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let res = app
+        .post(&format!("/v1/portal/subscriptions/{sub}/cancel"))
+        .bearer(&token)
+        .json(&json!({"reason": "low_quality"}))
+        .send()
+        .await
+        .expect(200);
+    let request = res.body["cancellation_request"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let change = res.body["subscription"]["scheduled_changes"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let merchant_view = app
+        .get(&format!("/v1/subscriptions/{sub}"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(merchant_view["scheduled_changes"][0]["removable"], true);
+    let after = app
+        .delete(&format!(
+            "/v1/subscriptions/{sub}/scheduled_changes/{change}"
+        ))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert!(after["cancel_at"].is_null());
+    assert!(after["scheduled_changes"].as_array().unwrap().is_empty());
+    let request = app
+        .get(&format!("/v1/cancellation_requests/{request}"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(request["status"], "declined");
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) AS n FROM events WHERE resource_id = '{sub}' AND event_type = 'subscription.cancellation_withdrawn'"
+        ))
+        .await,
+        1
+    );
+    // The portal filters by status.
+    let active = app
+        .get("/v1/portal/subscriptions?status=active")
+        .bearer(&token)
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(active["data"][0]["id"], sub.as_str());
+    let none = app
+        .get("/v1/portal/subscriptions?status=canceled")
+        .bearer(&token)
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert!(none["data"].as_array().unwrap().is_empty());
+}
