@@ -5,7 +5,7 @@
 # customer token: no server errors, responses (status, content type, body) as documented.
 # Also sends 10 MB bodies over a real socket, with and without Content-Length.
 #
-#   scripts/schemathesis.sh                      the short run CI does (~1-2 minutes)
+#   scripts/schemathesis.sh                      the short run CI does (about a minute)
 #   TENURE_SCHEMATHESIS_EXAMPLES=200 \
 #   TENURE_SCHEMATHESIS_PHASES=examples,coverage,fuzzing,stateful scripts/schemathesis.sh
 #                                                a longer, deeper run
