@@ -28,33 +28,12 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let content_type_ok = is_json(req);
-        let declared_len = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        let mut payload = payload.take();
+        let payload = payload.take();
         Box::pin(async move {
             if !content_type_ok {
                 return Err(ApiError::UnsupportedMediaType);
             }
-            if declared_len.is_some_and(|len| len > MAX_BODY_BYTES) {
-                return Err(ApiError::PayloadTooLarge {
-                    limit: MAX_BODY_BYTES,
-                });
-            }
-            let mut body = web::BytesMut::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|_| {
-                    ApiError::bad_request("invalid_body", "the request body could not be read")
-                })?;
-                if body.len() + chunk.len() > MAX_BODY_BYTES {
-                    return Err(ApiError::PayloadTooLarge {
-                        limit: MAX_BODY_BYTES,
-                    });
-                }
-                body.extend_from_slice(&chunk);
-            }
+            let body = read_capped(payload).await?;
             parse_json(&body).map(Json)
         })
     }
@@ -71,20 +50,9 @@ impl<T: DeserializeOwned + Default + 'static> FromRequest for OptionalJson<T> {
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let content_type_ok = is_json(req);
-        let mut payload = payload.take();
+        let payload = payload.take();
         Box::pin(async move {
-            let mut body = web::BytesMut::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|_| {
-                    ApiError::bad_request("invalid_body", "the request body could not be read")
-                })?;
-                if body.len() + chunk.len() > MAX_BODY_BYTES {
-                    return Err(ApiError::PayloadTooLarge {
-                        limit: MAX_BODY_BYTES,
-                    });
-                }
-                body.extend_from_slice(&chunk);
-            }
+            let body = read_capped(payload).await?;
             if body.iter().all(u8::is_ascii_whitespace) {
                 return Ok(OptionalJson(T::default()));
             }
@@ -94,6 +62,25 @@ impl<T: DeserializeOwned + Default + 'static> FromRequest for OptionalJson<T> {
             parse_json(&body).map(OptionalJson)
         })
     }
+}
+
+/// Reads a request body into memory, refusing it as soon as it grows past
+/// [`MAX_BODY_BYTES`] (a declared `Content-Length` over the limit was already refused by
+/// the input-limits middleware, before anything was read).
+pub async fn read_capped(mut payload: Payload) -> Result<web::Bytes, ApiError> {
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| {
+            ApiError::bad_request("invalid_body", "the request body could not be read")
+        })?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(ApiError::PayloadTooLarge {
+                limit: MAX_BODY_BYTES,
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 /// Parses a JSON body into `T`, mapping syntax errors to 400 and shape errors (missing,

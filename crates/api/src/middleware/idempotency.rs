@@ -10,13 +10,11 @@ use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, HttpResponse, web};
-use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 use tenure_store::repo::idempotency::{self, Claim, StoredResponse};
 
 use crate::auth::authenticate;
 use crate::error::ApiError;
-use crate::extract::MAX_BODY_BYTES;
 use crate::state::AppState;
 
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
@@ -89,20 +87,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
 }
 
 async fn read_body(req: &mut ServiceRequest) -> Result<web::Bytes, ApiError> {
-    let mut payload = req.take_payload();
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|_| {
-            ApiError::bad_request("invalid_body", "the request body could not be read")
-        })?;
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(ApiError::PayloadTooLarge {
-                limit: MAX_BODY_BYTES,
-            });
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
+    crate::extract::read_capped(req.take_payload()).await
 }
 
 /// Identifies "the same request": method, path, query and body.
