@@ -1,6 +1,6 @@
 -- POST /v1/portal/subscriptions/{id}/pause, later /resume, alternating per subscription.
--- Each run (BENCH_RUN) owns its own slice of the subscriptions (BENCH_SLICES slices),
--- split between wrk's threads; a thread walks its part in order, pausing on even passes
+-- Each run gets a file with its own slice of the subscriptions (see run.sh), split
+-- between wrk's threads; a thread walks its part in order, pausing on even passes
 -- and resuming on odd ones. A subscription comes round again only after the whole part
 -- has been walked, so no two requests for one subscription are ever in flight together.
 dofile(os.getenv("BENCH_LUA_DIR") .. "/common.lua")
@@ -10,12 +10,8 @@ local pause_body = '{"start":{"type":"now"}}'
 
 function init(args)
   local lines = load_lines(os.getenv("BENCH_PORTAL_FILE"))
-  local run = tonumber(os.getenv("BENCH_RUN") or "0")
-  local slices = tonumber(os.getenv("BENCH_SLICES") or "1")
   local threads = tonumber(os.getenv("BENCH_THREADS") or "2")
-  local per = math.floor(#lines / slices)
-  local first = (run % slices) * per + 1
-  for i = first, first + per - 1 do
+  for i = 1, #lines do
     if (i % threads) == tid then
       local s, t = lines[i]:match("^(%S+) (%S+)$")
       subs[#subs + 1] = "/v1/portal/subscriptions/" .. s
