@@ -1,0 +1,239 @@
+#!/usr/bin/env bash
+# Tenure benchmark: seeds a throwaway database, serves it with a release build, loads it
+# from a second process (wrk on loopback) and measures pgbench on the same PostgreSQL as
+# the ceiling. Prints a table; the JSON lines stay in $BENCH_WORK_DIR/results.jsonl.
+#
+#   bench/run.sh                 # full run: 100k customers/subscriptions, 10 s per point
+#   bench/run.sh --quick         # smoke check: 5k customers, 3 s per point, one pool size
+#   options: --no-build, --pools "16 32", --workers N, --duration S, --customers N,
+#            --skip-seed (reuse the database of the previous run), --seed-only,
+#            --label TEXT (names this binary's rows), --baseline BIN (also measure another
+#            `tenure` binary, e.g. a build of the previous commit, first pool size only,
+#            interleaved in the same run so both see the same machine)
+#
+# Only 127.0.0.1 is ever a target; every load step is bounded by wrk's/pgbench's -d/-T.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+QUICK=0
+BUILD=1
+SEED=1
+POOLS=""
+HTTP_WORKERS=""
+DURATION=""
+CUSTOMERS=""
+LABEL="current"
+BASELINE=""
+SEED_ONLY=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) QUICK=1 ;;
+    --no-build) BUILD=0 ;;
+    --skip-seed) SEED=0 ;;
+    --pools) POOLS="$2"; shift ;;
+    --workers) HTTP_WORKERS="$2"; shift ;;
+    --duration) DURATION="$2"; shift ;;
+    --customers) CUSTOMERS="$2"; shift ;;
+    --label) LABEL="$2"; shift ;;
+    --baseline) BASELINE="$2"; shift ;;
+    --seed-only) SEED_ONLY=1 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+if [ "$QUICK" = 1 ]; then
+  : "${CUSTOMERS:=5000}" "${DURATION:=3}" "${POOLS:=16}"
+  PG_SCALE=2
+else
+  : "${CUSTOMERS:=100000}" "${DURATION:=10}" "${POOLS:=16 32}"
+  PG_SCALE=10
+fi
+CONNS="8 32 128"
+PGHOST=127.0.0.1
+PGPORT=5432
+PGUSER=postgres
+export PGHOST PGPORT PGUSER
+DB=tenure_bench
+PGB_DB=tenure_pgbench
+PORT=${BENCH_PORT:-18080}
+BASE="http://127.0.0.1:$PORT"
+WORK=${BENCH_WORK_DIR:-$ROOT/target/bench}
+RESULTS="$WORK/results.jsonl"
+export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB"
+export TENURE_JWT_SECRET="tenure-bench-secret-0123456789abcdef0123456789"
+export TENURE_LOG=${TENURE_LOG:-warn}
+export BENCH_LUA_DIR="$ROOT/bench/lua"
+TENURE="${TENURE_BIN:-$ROOT/target/release/tenure}"
+BENCH="$ROOT/target/release/tenure-bench"
+SERVER_PID=""
+
+say() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+
+stop_server() {
+  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill "$SERVER_PID"
+    wait "$SERVER_PID" 2>/dev/null || true
+  fi
+  SERVER_PID=""
+}
+trap stop_server EXIT
+
+start_server() { # pool size [binary]
+  stop_server
+  local workers_env=()
+  [ -n "$HTTP_WORKERS" ] && workers_env=(TENURE_HTTP_WORKERS="$HTTP_WORKERS")
+  env "${workers_env[@]}" TENURE_POOL_SIZE="$1" "${2:-$TENURE}" serve --bind "127.0.0.1:$PORT" --no-workers \
+    >>"$WORK/server.log" 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 1 100); do
+    if curl -fsS "$BASE/healthz" >/dev/null 2>&1; then return 0; fi
+    sleep 0.1
+  done
+  echo "server did not start; see $WORK/server.log" >&2
+  exit 1
+}
+
+field() { # json key -> value (numbers or simple strings), without jq
+  sed -E "s/.*\"$2\": ?\"?([^\",}]*)\"?.*/\1/" <<<"$1"
+}
+
+mkdir -p "$WORK"
+: >"$WORK/server.log"
+
+command -v wrk >/dev/null || { apt-get install -y wrk || { apt-get update && apt-get install -y wrk; }; }
+command -v pgbench >/dev/null || { echo "pgbench is missing (postgresql-client)" >&2; exit 1; }
+
+if [ "$BUILD" = 1 ]; then
+  say "building (release)"
+  (cd "$ROOT" && cargo build --release -q -p tenure-server -p tenure-bench)
+fi
+
+if [ "$SEED" = 1 ]; then
+  T0=$(date +%s)
+  say "database $DB: recreate and migrate"
+  dropdb --if-exists --force "$DB"
+  rm -f "$WORK/next_write_slice"
+  "$TENURE" migrate >/dev/null
+  MJSON=$("$TENURE" merchant create --name "Bench Co" --json)
+  MERCHANT=$(field "$MJSON" id)
+  KEY=$(field "$MJSON" secret_key)
+  printf '%s\n%s\n' "$MERCHANT" "$KEY" >"$WORK/merchant"
+  start_server 4
+  auth=(-H "Authorization: Bearer $KEY" -H "Content-Type: application/json")
+  PJSON=$(curl -fsS "${auth[@]}" "$BASE/v1/products" \
+    -d '{"name":"Bench box","description":"Seeded by bench/run.sh"}')
+  PRODUCT=$(field "$PJSON" id)
+  for plan in "Monthly|1999|month" "Monthly plus|2999|month" "Yearly|19900|year"; do
+    IFS='|' read -r name amount interval <<<"$plan"
+    curl -fsS "${auth[@]}" "$BASE/v1/plans" -d "{\"product_id\":\"$PRODUCT\",\"name\":\"$name\",\"price\":{\"amount\":$amount,\"currency\":\"EUR\"},\"interval\":\"$interval\"}" >/dev/null
+  done
+  curl -fsS "${auth[@]}" "$BASE/v1/plans?limit=100" >"$WORK/plans.json"
+  stop_server
+  say "generating $CUSTOMERS customers/subscriptions with history"
+  "$BENCH" seed --merchant "$MERCHANT" --plans "$WORK/plans.json" --customers "$CUSTOMERS" --out "$WORK/data"
+  say "loading with COPY"
+  # The generated rows are consistent by construction, so the load skips the per-row
+  # foreign-key triggers (session_replication_role = replica) for speed.
+  psql -q -v ON_ERROR_STOP=1 -d "$DB" <<SQL
+SET session_replication_role = replica;
+\copy customers (merchant_id, id, external_id, email, name, locale, metadata, tags, created_at, updated_at) from '$WORK/data/customers.copy'
+\copy subscriptions (merchant_id, id, customer_id, product_id, plan_id, status, current_period_end, state, created_at, updated_at) from '$WORK/data/subscriptions.copy'
+\copy invoices (merchant_id, id, number, customer_id, subscription_id, period_start, period_end, status, currency, total, amount_paid, amount_refunded, attempt_count, created_at, updated_at, paid_at) from '$WORK/data/invoices.copy'
+\copy invoice_lines (merchant_id, invoice_id, position, kind, description, amount) from '$WORK/data/invoice_lines.copy'
+\copy payments (merchant_id, id, invoice_id, customer_id, payment_method_id, amount, currency, status, gateway, gateway_ref, failure_code, failure_message, idempotency_key, amount_refunded, created_at) from '$WORK/data/payments.copy'
+\copy events (merchant_id, id, event_type, resource_type, resource_id, data, previous_attributes, created_at) from '$WORK/data/events.copy'
+INSERT INTO invoice_counters (merchant_id, next_number)
+  SELECT id, $(cat "$WORK/data/next_invoice_number") FROM merchants
+  ON CONFLICT (merchant_id) DO UPDATE SET next_number = EXCLUDED.next_number;
+SET session_replication_role = origin;
+VACUUM ANALYZE;
+SQL
+  T1=$(date +%s)
+  say "seeded in $((T1 - T0)) s: $(psql -Atd "$DB" -c "select (select count(*) from customers)||' customers, '||(select count(*) from subscriptions)||' subscriptions, '||(select count(*) from invoices)||' invoices, '||(select count(*) from payments)||' payments, '||(select count(*) from events)||' events, '||pg_size_pretty(pg_database_size(current_database()))")"
+else
+  { read -r MERCHANT; read -r KEY; } <"$WORK/merchant"
+fi
+[ "$SEED_ONLY" = 1 ] && exit 0
+: >"$RESULTS"
+# wrk's Lua loads its input once per thread, slowly for large files: the read test picks
+# from a random sample of 10,000 (subscription, token) pairs spread over the whole data
+# set, and each write run gets a file holding just its own slice.
+shuf -n 10000 --random-source=<(yes) "$WORK/data/portal.txt" >"$WORK/data/portal-sample.txt"
+export BENCH_PORTAL_FILE="$WORK/data/portal-sample.txt"
+export BENCH_CUSTOMERS_FILE="$WORK/data/customers.txt"
+export BENCH_MERCHANT_KEY="$KEY"
+export BENCH_THREADS=2
+
+# Each write run takes its own slice of the subscriptions; the slice number carries on
+# from the previous run on the same database, so a reused database starts clean slices.
+RUN_NO=$(cat "$WORK/next_write_slice" 2>/dev/null || echo 0)
+BENCH_SLICES=12
+TOTAL_PAIRS=$(wc -l <"$WORK/data/portal.txt")
+slice_file() { # slice number -> file holding that slice of portal.txt
+  local n=$(($1 % BENCH_SLICES)) per=$((TOTAL_PAIRS / BENCH_SLICES))
+  sed -n "$((n * per + 1)),$(((n + 1) * per))p" "$WORK/data/portal.txt" >"$WORK/data/portal-slice.txt"
+  echo "$WORK/data/portal-slice.txt"
+}
+
+measure() { # label scenario conns pool script [ENV=VALUE...]
+  local label=$1 scenario=$2 conns=$3 pool=$4 script=$5
+  shift 5
+  local out line frag rss hwm
+  out=$(env "$@" wrk -t2 -c"$conns" -d"${DURATION}s" -s "$BENCH_LUA_DIR/$script" "$BASE" 2>&1) || true
+  line=$(grep '^BENCH ' <<<"$out" || true)
+  if [ -z "$line" ]; then
+    echo "wrk failed: $out" >&2
+    return 0
+  fi
+  rss=$(awk '/^VmRSS/ {print $2}' "/proc/$SERVER_PID/status")
+  hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$SERVER_PID/status")
+  frag=${line#BENCH }
+  frag=${frag%\}}
+  echo "$frag,\"kind\":\"wrk\",\"label\":\"$label\",\"scenario\":\"$scenario\",\"conns\":$conns,\"pool\":$pool,\"rss_kb\":$rss,\"hwm_kb\":$hwm}" >>"$RESULTS"
+  say "$label $scenario c=$conns pool=$pool: $(field "$line" rps) req/s p50 $(field "$line" p50_ms) ms p99 $(field "$line" p99_ms) ms non2xx $(field "$line" non2xx) rss ${rss} kB"
+}
+
+CONFIGS=()
+FIRST_POOL=${POOLS%% *}
+[ -n "$BASELINE" ] && CONFIGS+=("baseline|$BASELINE|$FIRST_POOL")
+for pool in $POOLS; do CONFIGS+=("$LABEL|$TENURE|$pool"); done
+for config in "${CONFIGS[@]}"; do
+  IFS='|' read -r label bin pool <<<"$config"
+  start_server "$pool" "$bin"
+  # Warm up: the first requests pay for connections and cold pages.
+  wrk -t2 -c8 -d2s -s "$BENCH_LUA_DIR/portal_read.lua" "$BASE" >/dev/null 2>&1 || true
+  for c in $CONNS; do
+    measure "$label" portal_read "$c" "$pool" portal_read.lua
+    measure "$label" portal_write "$c" "$pool" portal_write.lua BENCH_PORTAL_FILE="$(slice_file "$RUN_NO")"
+    RUN_NO=$((RUN_NO + 1))
+    echo "$RUN_NO" >"$WORK/next_write_slice"
+    measure "$label" invoices_status "$c" "$pool" invoices.lua BENCH_INVOICE_FILTER=status
+    measure "$label" invoices_customer "$c" "$pool" invoices.lua BENCH_INVOICE_FILTER=customer
+    measure "$label" invoices_created "$c" "$pool" invoices.lua BENCH_INVOICE_FILTER=created
+  done
+  stop_server
+done
+
+say "pgbench: initialising $PGB_DB (scale $PG_SCALE)"
+dropdb --if-exists --force "$PGB_DB"
+createdb "$PGB_DB"
+pgbench -i -q -s "$PG_SCALE" "$PGB_DB" >/dev/null 2>&1
+# PostgreSQL here allows 100 connections, shared with other users of the server, so the
+# 128-client point runs pgbench with 64 clients (the plateau on 2 cores) instead.
+for c in $CONNS; do
+  pc=$c
+  [ "$pc" -gt 64 ] && pc=64
+  for mode in S N; do
+    name=select_only
+    [ "$mode" = N ] && name=simple_update
+    tps=$(pgbench "-$mode" -c "$pc" -j 2 -T "$DURATION" "$PGB_DB" 2>/dev/null | sed -nE 's/^tps = ([0-9.]+).*/\1/p' | head -1)
+    echo "{\"kind\":\"pgbench\",\"scenario\":\"$name\",\"conns\":$c,\"clients\":$pc,\"rps\":${tps:-0}}" >>"$RESULTS"
+    say "pgbench -$mode -c $pc: $tps tps"
+  done
+done
+dropdb --if-exists --force "$PGB_DB"
+
+echo
+echo "## $(date -u '+%Y-%m-%d %H:%M UTC'), nproc $(nproc), $(psql -Atd postgres -c 'show server_version'), load before report: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+"$BENCH" report "$RESULTS"
