@@ -9,4 +9,5 @@ mod fixtures;
 mod idempotency;
 mod lifecycle;
 mod platform;
+mod renewals;
 mod webhooks;
