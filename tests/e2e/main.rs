@@ -11,5 +11,6 @@ mod fuzz;
 mod idempotency;
 mod lifecycle;
 mod platform;
+mod renewals;
 mod security;
 mod webhooks;

@@ -34,6 +34,7 @@ application/problem+json with a stable `code`.",
         (name = "Operations", description = "Health and readiness"),
         (name = "Payment methods", description = "Cards as gateway tokens; card numbers are refused everywhere"),
         (name = "Invoices", description = "Invoices, payment attempts and refunds"),
+        (name = "Billing settings", description = "Dunning policy and upcoming-renewal notices"),
     )
 )]
 pub struct ApiDoc;

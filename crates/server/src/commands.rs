@@ -63,6 +63,10 @@ fn spawn_workers(state: &AppState, args: &WorkerArgs) {
         state.clone(),
         std::time::Duration::from_millis(args.worker_interval_ms),
     ));
+    tokio::spawn(workers::renewal_loop(
+        state.clone(),
+        std::time::Duration::from_millis(args.worker_interval_ms),
+    ));
     tokio::spawn(workers::webhook_loop(
         state.clone(),
         std::time::Duration::from_millis(args.webhook_interval_ms),

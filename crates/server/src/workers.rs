@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use tenure_api::AppState;
-use tenure_api::service::{lifecycle, webhooks};
+use tenure_api::service::{lifecycle, renewals, webhooks};
 
 /// Deliveries claimed per round. A full batch means more may be due, so the next round
 /// starts at once instead of after the interval.
@@ -61,6 +61,31 @@ pub async fn lifecycle_loop(state: AppState, interval: Duration) {
                 }
                 Err(err) => {
                     tracing::warn!(code = err.code(), error = %err, cause = ?err, "lifecycle worker round failed");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Renewals, charges and notices handled per kind and round.
+pub const RENEWAL_BATCH: usize = 100;
+
+/// Runs the renewal engine forever (renewals, dunning charges, upcoming notices): a
+/// round every `interval` (the lifecycle worker's interval), back to back while work
+/// remains. Errors are logged and retried next round.
+pub async fn renewal_loop(state: AppState, interval: Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tracing::info!(interval_ms = interval.as_millis(), "renewal worker started");
+    loop {
+        ticker.tick().await;
+        loop {
+            match renewals::run_due_renewals(&state, state.now(), RENEWAL_BATCH).await {
+                Ok(n) if n >= RENEWAL_BATCH => continue,
+                Ok(_) => break,
+                Err(err) => {
+                    tracing::warn!(code = err.code(), error = %err, cause = ?err, "renewal worker round failed");
                     break;
                 }
             }

@@ -6,6 +6,7 @@ pub mod billing;
 pub mod catalog;
 pub mod common;
 pub mod customers;
+pub mod renewals;
 pub mod sessions;
 pub mod subscriptions;
 pub mod support;

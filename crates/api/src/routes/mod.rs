@@ -8,6 +8,7 @@ pub mod events;
 pub mod health;
 pub mod portal;
 pub mod portal_subscriptions;
+pub mod renewals;
 pub mod sessions;
 pub mod subscriptions;
 pub mod support;
@@ -32,7 +33,8 @@ pub fn configure_v1(cfg: &mut ServiceConfig) {
         .configure(billing::configure)
         .configure(subscriptions::configure)
         .configure(portal_subscriptions::configure)
-        .configure(support::configure);
+        .configure(support::configure)
+        .configure(renewals::configure);
 }
 
 /// 201 with the created resource and its ETag.

@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
-use tenure_domain::billing::gateway::{ChargeRequest, RefundOutcome, RefundRequest};
+use tenure_domain::billing::gateway::{ChargeOutcome, ChargeRequest, RefundOutcome, RefundRequest};
 use tenure_domain::billing::invoice::{self, Invoice, Payment, PaymentStatus, Refund};
 use tenure_domain::billing::payment_method::PaymentMethod;
 use tenure_domain::ids::{CustomerId, InvoiceId, MerchantId, PaymentMethodId, RefundId};
@@ -128,26 +128,31 @@ pub async fn attach(
     })?;
     let now = state.now();
     let mut conn = state.db.conn().await?;
-    conn.transaction(async |conn| {
-        lock_customer(conn, merchant, customer).await?;
-        let existing = repo::list_for_customer(conn, merchant, customer).await?;
-        let mut pm = PaymentMethod {
-            id: PaymentMethodId::new(),
-            customer_id: customer,
-            gateway_token: token.to_owned(),
-            card,
-            is_default: false,
-            created_at: now,
-            detached_at: None,
-        };
-        repo::insert(conn, merchant, &pm).await?;
-        if existing.is_empty() || input.set_default == Some(true) {
-            make_default(conn, merchant, &mut pm, now, false).await?;
-        }
-        pm_event(conn, merchant, "payment_method.attached", &pm, None, now).await?;
-        Ok(pm)
-    })
-    .await
+    let pm = conn
+        .transaction(async |conn| {
+            lock_customer(conn, merchant, customer).await?;
+            let existing = repo::list_for_customer(conn, merchant, customer).await?;
+            let mut pm = PaymentMethod {
+                id: PaymentMethodId::new(),
+                customer_id: customer,
+                gateway_token: token.to_owned(),
+                card,
+                is_default: false,
+                created_at: now,
+                detached_at: None,
+            };
+            repo::insert(conn, merchant, &pm).await?;
+            if existing.is_empty() || input.set_default == Some(true) {
+                make_default(conn, merchant, &mut pm, now, false).await?;
+            }
+            pm_event(conn, merchant, "payment_method.attached", &pm, None, now).await?;
+            Ok::<_, ApiError>(pm)
+        })
+        .await?;
+    if pm.is_default {
+        super::renewals::retry_open_invoices(state, merchant, customer).await;
+    }
+    Ok(pm)
 }
 
 pub async fn list(
@@ -170,15 +175,18 @@ pub async fn set_default(
 ) -> ApiResult<PaymentMethod> {
     let now = state.now();
     let mut conn = state.db.conn().await?;
-    conn.transaction(async |conn| {
-        lock_customer(conn, merchant, customer).await?;
-        let mut pm = repo::get(conn, merchant, customer, id, true)
-            .await
-            .map_err(ApiError::from_store("payment_method"))?;
-        make_default(conn, merchant, &mut pm, now, true).await?;
-        Ok(pm)
-    })
-    .await
+    let pm = conn
+        .transaction(async |conn| {
+            lock_customer(conn, merchant, customer).await?;
+            let mut pm = repo::get(conn, merchant, customer, id, true)
+                .await
+                .map_err(ApiError::from_store("payment_method"))?;
+            make_default(conn, merchant, &mut pm, now, true).await?;
+            Ok::<_, ApiError>(pm)
+        })
+        .await?;
+    super::renewals::retry_open_invoices(state, merchant, customer).await;
+    Ok(pm)
 }
 
 /// Removes a payment method. The last one cannot go while the customer has a renewing
@@ -270,7 +278,7 @@ pub async fn list_payments(
     Ok(invoices_repo::list_payments(&mut conn, merchant, customer, page).await?)
 }
 
-async fn invoice_event(
+pub(crate) async fn invoice_event(
     conn: &mut AsyncPgConnection,
     merchant: MerchantId,
     event_type: &str,
@@ -312,57 +320,92 @@ pub async fn pay_invoice(
         let before = invoices_repo::get(conn, merchant, id, None, true)
             .await
             .map_err(ApiError::from_store("invoice"))?;
-        if !before.status.is_payable() {
-            return Err(ApiError::conflict(
-                "invoice_not_payable",
-                format!(
-                    "the invoice is {}; only open invoices are charged",
-                    before.status
-                ),
-            ));
-        }
-        if before.totals.amount_due.is_zero() {
-            let after = invoices_repo::mark_paid_without_charge(conn, merchant, id, now).await?;
-            invoice_event(conn, merchant, "invoice.paid", &after, Some(&before)).await?;
-            return Ok((after, None));
-        }
-        let pm = repo::default_for_customer(conn, merchant, before.customer_id)
-            .await?
-            .ok_or_else(|| {
-                ApiError::conflict(
-                    "no_payment_method",
-                    "the customer has no default payment method",
-                )
-            })?;
-        let idempotency_key = format!("{}:{}", before.id, before.attempt_count + 1);
-        let outcome = state.gateway.charge(&ChargeRequest {
-            amount: before.totals.amount_due,
-            payment_method_token: pm.gateway_token.clone(),
-            idempotency_key: idempotency_key.clone(),
-            description: format!("Invoice {}", before.number),
-        });
-        let (after, payment) = invoices_repo::record_payment_attempt(
-            conn,
-            merchant,
-            NewPaymentAttempt {
-                invoice_id: before.id,
-                payment_method_id: Some(pm.id),
-                amount: before.totals.amount_due,
-                gateway: state.gateway.name().to_owned(),
-                idempotency_key,
-                outcome: outcome.clone(),
-            },
-            now,
-        )
-        .await?;
-        let event = match payment.status {
-            PaymentStatus::Succeeded => "invoice.paid",
-            PaymentStatus::Declined | PaymentStatus::Failed => "invoice.payment_failed",
-        };
-        invoice_event(conn, merchant, event, &after, Some(&before)).await?;
-        Ok((after, Some(payment)))
+        charge_in_tx(conn, state, merchant, before, now, NoPaymentMethod::Refuse).await
     })
     .await
+}
+
+/// What charging does when the customer has no default payment method.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NoPaymentMethod {
+    /// 409 `no_payment_method` (a caller asked to pay now).
+    Refuse,
+    /// Record a declined attempt with code `no_payment_method` (the renewal engine:
+    /// dunning treats it like any decline).
+    Decline,
+}
+
+/// Charges the locked, open invoice `before` (see [`pay_invoice`]) inside the caller's
+/// transaction.
+pub(crate) async fn charge_in_tx(
+    conn: &mut AsyncPgConnection,
+    state: &AppState,
+    merchant: MerchantId,
+    before: Invoice,
+    now: DateTime<Utc>,
+    no_pm: NoPaymentMethod,
+) -> ApiResult<(Invoice, Option<Payment>)> {
+    let id = before.id;
+    if !before.status.is_payable() {
+        return Err(ApiError::conflict(
+            "invoice_not_payable",
+            format!(
+                "the invoice is {}; only open invoices are charged",
+                before.status
+            ),
+        ));
+    }
+    if before.totals.amount_due.is_zero() {
+        let after = invoices_repo::mark_paid_without_charge(conn, merchant, id, now).await?;
+        invoice_event(conn, merchant, "invoice.paid", &after, Some(&before)).await?;
+        return Ok((after, None));
+    }
+    let idempotency_key = format!("{}:{}", before.id, before.attempt_count + 1);
+    let pm = repo::default_for_customer(conn, merchant, before.customer_id).await?;
+    let (pm_id, outcome) = match (pm, no_pm) {
+        (Some(pm), _) => {
+            let outcome = state.gateway.charge(&ChargeRequest {
+                amount: before.totals.amount_due,
+                payment_method_token: pm.gateway_token.clone(),
+                idempotency_key: idempotency_key.clone(),
+                description: format!("Invoice {}", before.number),
+            });
+            (Some(pm.id), outcome)
+        }
+        (None, NoPaymentMethod::Refuse) => {
+            return Err(ApiError::conflict(
+                "no_payment_method",
+                "the customer has no default payment method",
+            ));
+        }
+        (None, NoPaymentMethod::Decline) => (
+            None,
+            ChargeOutcome::Declined {
+                code: "no_payment_method".to_owned(),
+                message: "the customer has no default payment method".to_owned(),
+            },
+        ),
+    };
+    let (after, payment) = invoices_repo::record_payment_attempt(
+        conn,
+        merchant,
+        NewPaymentAttempt {
+            invoice_id: before.id,
+            payment_method_id: pm_id,
+            amount: before.totals.amount_due,
+            gateway: state.gateway.name().to_owned(),
+            idempotency_key,
+            outcome,
+        },
+        now,
+    )
+    .await?;
+    let event = match payment.status {
+        PaymentStatus::Succeeded => "invoice.paid",
+        PaymentStatus::Declined | PaymentStatus::Failed => "invoice.payment_failed",
+    };
+    invoice_event(conn, merchant, event, &after, Some(&before)).await?;
+    Ok((after, Some(payment)))
 }
 
 /// Refunds (part of) a paid invoice through the gateway. The invoice row is locked, so

@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod customers;
 pub mod lifecycle;
 pub mod merchants;
+pub mod renewals;
 pub mod sessions;
 pub mod subscriptions;
 pub mod support;

@@ -322,6 +322,10 @@ async fn persist(
     let mut touched = None;
     for event in &events {
         subscription_event(conn, merchant, event, &after, Some(before)).await?;
+        // A period that began is invoiced in the same transaction (charged by the worker).
+        if let Some(period) = super::renewals::period_to_invoice(event) {
+            super::renewals::invoice_period_in_tx(conn, merchant, &after, period, now).await?;
+        }
         touched = match event {
             SubscriptionEvent::CancellationRequested {
                 cancellation_request_id,
@@ -816,4 +820,24 @@ pub(crate) async fn apply_due_in_tx(
     )
     .await?;
     Ok(Ok(n))
+}
+
+/// Saves a system transition (the billing engine's) with its events and side effects.
+pub(crate) async fn persist_system(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    before: &StoredSubscription,
+    transition: Transition,
+    now: DateTime<Utc>,
+) -> ApiResult<StoredSubscription> {
+    Ok(persist(
+        conn,
+        merchant,
+        before,
+        transition,
+        WithdrawnAs::Withdrawn,
+        now,
+    )
+    .await?
+    .subscription)
 }

@@ -9,6 +9,7 @@ pub mod identity_providers;
 pub mod invoices;
 pub mod merchants;
 pub mod payment_methods;
+pub mod renewals;
 pub mod secrets;
 pub mod subscriptions;
 pub mod support;

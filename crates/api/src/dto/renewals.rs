@@ -1,0 +1,129 @@
+//! Bodies of the renewal engine's routes: the upcoming invoice preview, the dunning
+//! policy and the billing settings.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tenure_domain::billing::invoice::{InvoiceLine, InvoiceTotals};
+use tenure_domain::billing::period::Period;
+use tenure_domain::subscription::PlanTerms;
+use tenure_store::repo::renewals::BillingSettings;
+use tenure_store::repo::subscriptions::StoredSubscription;
+use utoipa::ToSchema;
+
+use crate::dto::MoneyDto;
+use crate::dto::billing::InvoiceLineDto;
+
+/// The invoice the next renewal will create (a draft preview; nothing is stored).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct UpcomingInvoiceDto {
+    /// Always `upcoming_invoice`.
+    pub object: String,
+    pub subscription_id: String,
+    pub customer_id: String,
+    pub plan_id: String,
+    /// Always `draft`.
+    pub status: String,
+    #[schema(value_type = String, example = "EUR")]
+    pub currency: tenure_domain::money::Currency,
+    pub period_start: DateTime<Utc>,
+    pub period_end: DateTime<Utc>,
+    /// When the invoice is created and charged: the start of its period.
+    pub date: DateTime<Utc>,
+    pub lines: Vec<InvoiceLineDto>,
+    pub subtotal: MoneyDto,
+    pub discount: MoneyDto,
+    pub total: MoneyDto,
+    pub amount_due: MoneyDto,
+}
+
+impl UpcomingInvoiceDto {
+    pub fn render(
+        s: &StoredSubscription,
+        terms: &PlanTerms,
+        period: Period,
+        lines: &[InvoiceLine],
+        totals: &InvoiceTotals,
+    ) -> Self {
+        Self {
+            object: "upcoming_invoice".to_owned(),
+            subscription_id: s.subscription.id.to_string(),
+            customer_id: s.customer_id.to_string(),
+            plan_id: terms.plan_id.to_string(),
+            status: "draft".to_owned(),
+            currency: terms.price.currency,
+            period_start: period.start,
+            period_end: period.end,
+            date: period.start,
+            lines: lines.iter().map(InvoiceLineDto::from).collect(),
+            subtotal: totals.subtotal.into(),
+            discount: totals.discount.into(),
+            total: totals.total.into(),
+            amount_due: totals.amount_due.into(),
+        }
+    }
+}
+
+/// What happens after a renewal payment fails.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DunningPolicyDto {
+    /// Always `dunning_policy`.
+    pub object: String,
+    /// Days after the first failed attempt at which the charge is retried.
+    pub retry_after_days: Vec<u32>,
+    /// `canceled` or `unpaid`: where the subscription ends when the last retry fails.
+    pub final_state: String,
+    /// `null` while the defaults apply.
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+impl From<&BillingSettings> for DunningPolicyDto {
+    fn from(s: &BillingSettings) -> Self {
+        Self {
+            object: "dunning_policy".to_owned(),
+            retry_after_days: s.dunning_policy.retry_after_days.clone(),
+            final_state: match s.dunning_policy.final_state {
+                tenure_domain::billing::dunning::DunningFinalState::Canceled => "canceled",
+                tenure_domain::billing::dunning::DunningFinalState::Unpaid => "unpaid",
+            }
+            .to_owned(),
+            updated_at: s.updated_at,
+        }
+    }
+}
+
+/// A new dunning policy: 1–60 days, strictly increasing, at most 8 retries.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutDunningPolicy {
+    pub retry_after_days: Vec<u32>,
+    /// `canceled` or `unpaid`.
+    #[schema(example = "canceled")]
+    pub final_state: String,
+}
+
+/// Billing settings of the merchant.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BillingSettingsDto {
+    /// Always `billing_settings`.
+    pub object: String,
+    /// Days before each renewal that `invoice.upcoming` is sent (0: never).
+    pub upcoming_notice_days: u32,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+impl From<&BillingSettings> for BillingSettingsDto {
+    fn from(s: &BillingSettings) -> Self {
+        Self {
+            object: "billing_settings".to_owned(),
+            upcoming_notice_days: s.upcoming_notice_days,
+            updated_at: s.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutBillingSettings {
+    /// 0–60.
+    pub upcoming_notice_days: u32,
+}

@@ -1,0 +1,117 @@
+//! Renewal engine routes: the upcoming invoice of a subscription (merchant and portal),
+//! the merchant's dunning policy and billing settings.
+
+use actix_web::{HttpResponse, get, put, web};
+use tenure_domain::billing::dunning::{DunningFinalState, DunningPolicy};
+use tenure_domain::ids::SubscriptionTag;
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use crate::auth::{CustomerAuth, MerchantAuth};
+use crate::dto::common::parse_id;
+use crate::dto::renewals::{
+    BillingSettingsDto, DunningPolicyDto, PutBillingSettings, PutDunningPolicy, UpcomingInvoiceDto,
+};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::Json;
+use crate::service::renewals as svc;
+use crate::service::subscriptions::Caller;
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(upcoming_invoice)
+        .service(portal_upcoming_invoice)
+        .service(get_dunning_policy)
+        .service(put_dunning_policy)
+        .service(get_billing_settings)
+        .service(put_billing_settings);
+}
+
+/// Preview the invoice the subscription's next renewal will create: lines, totals,
+/// period and date. 409 `no_upcoming_invoice` when it will not renew.
+#[utoipa::path(tag = "Subscriptions",
+    params(("id" = String, Path, description = "Subscription id (sub_…)")),
+    responses((status = 200, description = "The upcoming invoice", body = UpcomingInvoiceDto)))]
+#[get("/subscriptions/{id}/upcoming_invoice")]
+async fn upcoming_invoice(
+    state: web::Data<AppState>,
+    auth: MerchantAuth,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
+    let dto = svc::upcoming_invoice(&state, Caller::merchant(auth.0), id).await?;
+    Ok(HttpResponse::Ok().json(dto))
+}
+
+/// Preview the next invoice of one of the signed-in customer's subscriptions.
+#[utoipa::path(tag = "Portal",
+    params(("id" = String, Path, description = "Subscription id (sub_…)")),
+    responses((status = 200, description = "The upcoming invoice", body = UpcomingInvoiceDto)))]
+#[get("/portal/subscriptions/{id}/upcoming_invoice")]
+async fn portal_upcoming_invoice(
+    state: web::Data<AppState>,
+    auth: CustomerAuth,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
+    let dto =
+        svc::upcoming_invoice(&state, Caller::customer(auth.merchant, auth.customer), id).await?;
+    Ok(HttpResponse::Ok().json(dto))
+}
+
+/// The dunning policy: when failed renewal payments are retried and what happens when
+/// the retries run out (default: after 1, 3 and 5 days, then `canceled`).
+#[utoipa::path(tag = "Billing settings",
+    responses((status = 200, description = "The dunning policy", body = DunningPolicyDto)))]
+#[get("/dunning_policy")]
+async fn get_dunning_policy(
+    state: web::Data<AppState>,
+    auth: MerchantAuth,
+) -> ApiResult<HttpResponse> {
+    let s = svc::settings(&state, auth.0).await?;
+    Ok(HttpResponse::Ok().json(DunningPolicyDto::from(&s)))
+}
+
+/// Replace the dunning policy. It applies to every later failure and retry.
+#[utoipa::path(tag = "Billing settings", request_body = PutDunningPolicy,
+    responses((status = 200, description = "The new dunning policy", body = DunningPolicyDto)))]
+#[put("/dunning_policy")]
+async fn put_dunning_policy(
+    state: web::Data<AppState>,
+    auth: MerchantAuth,
+    body: Json<PutDunningPolicy>,
+) -> ApiResult<HttpResponse> {
+    let body = body.0;
+    let final_state = match body.final_state.as_str() {
+        "canceled" => DunningFinalState::Canceled,
+        "unpaid" => DunningFinalState::Unpaid,
+        _ => return Err(ApiError::field("final_state", "must be canceled or unpaid")),
+    };
+    let policy = DunningPolicy::new(body.retry_after_days, final_state)?;
+    let s = svc::put_dunning_policy(&state, auth.0, policy).await?;
+    Ok(HttpResponse::Ok().json(DunningPolicyDto::from(&s)))
+}
+
+/// Billing settings: the lead time of `invoice.upcoming` notices (default 7 days).
+#[utoipa::path(tag = "Billing settings",
+    responses((status = 200, description = "The billing settings", body = BillingSettingsDto)))]
+#[get("/billing_settings")]
+async fn get_billing_settings(
+    state: web::Data<AppState>,
+    auth: MerchantAuth,
+) -> ApiResult<HttpResponse> {
+    let s = svc::settings(&state, auth.0).await?;
+    Ok(HttpResponse::Ok().json(BillingSettingsDto::from(&s)))
+}
+
+/// Change the billing settings.
+#[utoipa::path(tag = "Billing settings", request_body = PutBillingSettings,
+    responses((status = 200, description = "The new billing settings", body = BillingSettingsDto)))]
+#[put("/billing_settings")]
+async fn put_billing_settings(
+    state: web::Data<AppState>,
+    auth: MerchantAuth,
+    body: Json<PutBillingSettings>,
+) -> ApiResult<HttpResponse> {
+    let s = svc::put_upcoming_notice_days(&state, auth.0, body.0.upcoming_notice_days).await?;
+    Ok(HttpResponse::Ok().json(BillingSettingsDto::from(&s)))
+}

@@ -1,0 +1,309 @@
+//! What the renewal engine keeps beside subscriptions and invoices: per-merchant billing
+//! settings (dunning policy, upcoming-notice lead time), the dunning schedule of each
+//! invoice (`next_payment_attempt_at`, `first_failed_at`) and the upcoming-notice marker
+//! of each subscription (`upcoming_notice_for`).
+//!
+//! The claim queries are the engine's only cross-tenant reads: each returns one row
+//! locked with `FOR UPDATE SKIP LOCKED`, so any number of workers share the work without
+//! a leader and without waiting on each other.
+
+use chrono::{DateTime, Utc};
+use diesel::sql_types::{Array, Integer, Jsonb, Nullable, Timestamptz, Uuid};
+use diesel::{OptionalExtension, QueryableByName};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use tenure_domain::billing::dunning::DunningPolicy;
+use tenure_domain::ids::{CustomerId, InvoiceId, MerchantId, SubscriptionId};
+
+use crate::error::{StoreError, StoreResult};
+
+/// The notice lead time when a merchant has not chosen one.
+pub const DEFAULT_UPCOMING_NOTICE_DAYS: u32 = 7;
+/// The longest notice lead time a merchant may choose.
+pub const MAX_UPCOMING_NOTICE_DAYS: u32 = 60;
+
+/// A merchant's billing settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BillingSettings {
+    pub dunning_policy: DunningPolicy,
+    pub upcoming_notice_days: u32,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+impl Default for BillingSettings {
+    fn default() -> Self {
+        Self {
+            dunning_policy: DunningPolicy::default(),
+            upcoming_notice_days: DEFAULT_UPCOMING_NOTICE_DAYS,
+            updated_at: None,
+        }
+    }
+}
+
+#[derive(QueryableByName)]
+struct SettingsRow {
+    #[diesel(sql_type = Jsonb)]
+    dunning_policy: serde_json::Value,
+    #[diesel(sql_type = Integer)]
+    upcoming_notice_days: i32,
+    #[diesel(sql_type = Timestamptz)]
+    updated_at: DateTime<Utc>,
+}
+
+/// The merchant's settings, or the defaults when none were saved.
+pub async fn settings(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+) -> StoreResult<BillingSettings> {
+    let row: Option<SettingsRow> = diesel::sql_query(
+        "SELECT dunning_policy, upcoming_notice_days, updated_at FROM billing_settings \
+         WHERE merchant_id = $1",
+    )
+    .bind::<Uuid, _>(merchant.uuid())
+    .get_result(conn)
+    .await
+    .optional()?;
+    let Some(row) = row else {
+        return Ok(BillingSettings::default());
+    };
+    let dunning_policy: DunningPolicy =
+        serde_json::from_value(row.dunning_policy).map_err(StoreError::corrupt)?;
+    Ok(BillingSettings {
+        dunning_policy,
+        upcoming_notice_days: u32::try_from(row.upcoming_notice_days)
+            .map_err(|_| StoreError::corrupt("negative upcoming_notice_days"))?,
+        updated_at: Some(row.updated_at),
+    })
+}
+
+/// Saves the merchant's settings (insert or replace).
+pub async fn save_settings(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    s: &BillingSettings,
+    at: DateTime<Utc>,
+) -> StoreResult<()> {
+    let days = i32::try_from(s.upcoming_notice_days)
+        .map_err(|_| StoreError::corrupt("upcoming_notice_days out of range"))?;
+    diesel::sql_query(
+        "INSERT INTO billing_settings (merchant_id, dunning_policy, upcoming_notice_days, updated_at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (merchant_id) DO UPDATE SET \
+         dunning_policy = EXCLUDED.dunning_policy, \
+         upcoming_notice_days = EXCLUDED.upcoming_notice_days, updated_at = EXCLUDED.updated_at",
+    )
+    .bind::<Uuid, _>(merchant.uuid())
+    .bind::<Jsonb, _>(serde_json::to_value(&s.dunning_policy).map_err(StoreError::corrupt)?)
+    .bind::<Integer, _>(days)
+    .bind::<Timestamptz, _>(at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(QueryableByName)]
+struct Claimed {
+    #[diesel(sql_type = Uuid)]
+    merchant_id: uuid::Uuid,
+    #[diesel(sql_type = Uuid)]
+    id: uuid::Uuid,
+}
+
+/// Claims one subscription whose current period (or trial) ended at or before `now` and
+/// that renews (trialing, active or past due), skipping `skip` and rows another worker
+/// holds. The row stays locked until the transaction ends.
+pub async fn claim_due_renewal(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    skip: &[uuid::Uuid],
+) -> StoreResult<Option<(MerchantId, SubscriptionId)>> {
+    let row: Option<Claimed> = diesel::sql_query(
+        "SELECT merchant_id, id FROM subscriptions \
+         WHERE status IN ('trialing', 'active', 'past_due') AND current_period_end <= $1 \
+           AND NOT (id = ANY($2)) \
+         ORDER BY current_period_end LIMIT 1 FOR UPDATE SKIP LOCKED",
+    )
+    .bind::<Timestamptz, _>(now)
+    .bind::<Array<Uuid>, _>(skip)
+    .get_result(conn)
+    .await
+    .optional()?;
+    Ok(row.map(|r| {
+        (
+            MerchantId::from_uuid(r.merchant_id),
+            SubscriptionId::from_uuid(r.id),
+        )
+    }))
+}
+
+/// Claims one subscription whose period ends within its merchant's notice lead time
+/// after `now` and whose notice for that period has not been sent.
+pub async fn claim_due_notice(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    skip: &[uuid::Uuid],
+) -> StoreResult<Option<(MerchantId, SubscriptionId)>> {
+    let row: Option<Claimed> = diesel::sql_query(
+        "SELECT s.merchant_id, s.id FROM subscriptions s \
+         LEFT JOIN billing_settings b ON b.merchant_id = s.merchant_id \
+         WHERE s.status IN ('trialing', 'active', 'past_due') \
+           AND s.current_period_end > $1 \
+           AND s.current_period_end <= $1 + make_interval(days => $3) \
+           AND s.current_period_end <= $1 + make_interval(days => COALESCE(b.upcoming_notice_days, $4)) \
+           AND s.upcoming_notice_for IS DISTINCT FROM s.current_period_end \
+           AND NOT (s.id = ANY($2)) \
+         ORDER BY s.current_period_end LIMIT 1 FOR UPDATE OF s SKIP LOCKED",
+    )
+    .bind::<Timestamptz, _>(now)
+    .bind::<Array<Uuid>, _>(skip)
+    .bind::<Integer, _>(MAX_UPCOMING_NOTICE_DAYS as i32)
+    .bind::<Integer, _>(DEFAULT_UPCOMING_NOTICE_DAYS as i32)
+    .get_result(conn)
+    .await
+    .optional()?;
+    Ok(row.map(|r| {
+        (
+            MerchantId::from_uuid(r.merchant_id),
+            SubscriptionId::from_uuid(r.id),
+        )
+    }))
+}
+
+/// Records that the upcoming notice for the period ending at `period_end` was handled.
+pub async fn mark_notice_sent(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    sub: SubscriptionId,
+    period_end: DateTime<Utc>,
+) -> StoreResult<()> {
+    diesel::sql_query(
+        "UPDATE subscriptions SET upcoming_notice_for = $3 WHERE merchant_id = $1 AND id = $2",
+    )
+    .bind::<Uuid, _>(merchant.uuid())
+    .bind::<Uuid, _>(sub.uuid())
+    .bind::<Timestamptz, _>(period_end)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Claims one invoice whose next charge attempt is due at `now`.
+pub async fn claim_due_payment(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    skip: &[uuid::Uuid],
+) -> StoreResult<Option<(MerchantId, InvoiceId)>> {
+    let row: Option<Claimed> = diesel::sql_query(
+        "SELECT merchant_id, id FROM invoices \
+         WHERE next_payment_attempt_at <= $1 AND NOT (id = ANY($2)) \
+         ORDER BY next_payment_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED",
+    )
+    .bind::<Timestamptz, _>(now)
+    .bind::<Array<Uuid>, _>(skip)
+    .get_result(conn)
+    .await
+    .optional()?;
+    Ok(row.map(|r| {
+        (
+            MerchantId::from_uuid(r.merchant_id),
+            InvoiceId::from_uuid(r.id),
+        )
+    }))
+}
+
+/// An invoice's dunning schedule.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Dunning {
+    pub next_payment_attempt_at: Option<DateTime<Utc>>,
+    pub first_failed_at: Option<DateTime<Utc>>,
+}
+
+#[derive(QueryableByName)]
+struct DunningRow {
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    next_payment_attempt_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    first_failed_at: Option<DateTime<Utc>>,
+}
+
+pub async fn dunning(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    invoice: InvoiceId,
+) -> StoreResult<Dunning> {
+    let row: DunningRow = diesel::sql_query(
+        "SELECT next_payment_attempt_at, first_failed_at FROM invoices \
+         WHERE merchant_id = $1 AND id = $2",
+    )
+    .bind::<Uuid, _>(merchant.uuid())
+    .bind::<Uuid, _>(invoice.uuid())
+    .get_result(conn)
+    .await?;
+    Ok(Dunning {
+        next_payment_attempt_at: row.next_payment_attempt_at,
+        first_failed_at: row.first_failed_at,
+    })
+}
+
+pub async fn set_dunning(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    invoice: InvoiceId,
+    d: Dunning,
+) -> StoreResult<()> {
+    diesel::sql_query(
+        "UPDATE invoices SET next_payment_attempt_at = $3, first_failed_at = $4 \
+         WHERE merchant_id = $1 AND id = $2",
+    )
+    .bind::<Uuid, _>(merchant.uuid())
+    .bind::<Uuid, _>(invoice.uuid())
+    .bind::<Nullable<Timestamptz>, _>(d.next_payment_attempt_at)
+    .bind::<Nullable<Timestamptz>, _>(d.first_failed_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Gives up on an open invoice (dunning exhausted and the subscription canceled).
+pub async fn mark_uncollectible(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    invoice: InvoiceId,
+    at: DateTime<Utc>,
+) -> StoreResult<()> {
+    diesel::sql_query(
+        "UPDATE invoices SET status = 'uncollectible', next_payment_attempt_at = NULL, \
+         updated_at = GREATEST(updated_at, $3) \
+         WHERE merchant_id = $1 AND id = $2 AND status = 'open'",
+    )
+    .bind::<Uuid, _>(merchant.uuid())
+    .bind::<Uuid, _>(invoice.uuid())
+    .bind::<Timestamptz, _>(at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(QueryableByName)]
+struct IdRow {
+    #[diesel(sql_type = Uuid)]
+    id: uuid::Uuid,
+}
+
+/// A customer's open subscription invoices, oldest first.
+pub async fn open_invoices_of_customer(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    customer: CustomerId,
+) -> StoreResult<Vec<InvoiceId>> {
+    let rows: Vec<IdRow> = diesel::sql_query(
+        "SELECT id FROM invoices WHERE merchant_id = $1 AND customer_id = $2 \
+         AND status = 'open' AND subscription_id IS NOT NULL ORDER BY id",
+    )
+    .bind::<Uuid, _>(merchant.uuid())
+    .bind::<Uuid, _>(customer.uuid())
+    .load(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| InvoiceId::from_uuid(r.id))
+        .collect())
+}

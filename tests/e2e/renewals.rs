@@ -1,0 +1,426 @@
+//! The renewal engine: a year of monthly renewals on the test clock, dunning with
+//! recovery and both final states, four concurrent workers on thousands of due
+//! subscriptions, workers killed mid-batch, and upcoming-renewal notices.
+
+use std::time::Instant;
+
+use chrono::{DateTime, Datelike, Duration, TimeZone, Timelike, Utc};
+use diesel::sql_types::{Array, Text, Uuid};
+use diesel_async::RunQueryDsl;
+use futures_util::future::join_all;
+use serde_json::{Value, json};
+use tenure_api::AppState;
+use tenure_api::service::renewals::{run_due_renewals, run_until_idle};
+use tenure_domain::clock::Clock;
+use tenure_domain::ids::SubscriptionId;
+use tenure_e2e::{TestApp, TestMerchant};
+use tenure_store::Db;
+
+use crate::fixtures;
+
+const PRICE: i64 = 1250;
+
+struct Setup {
+    m: TestMerchant,
+    customer: String,
+    plan: String,
+}
+
+async fn setup(app: &TestApp, token: Option<&str>) -> Setup {
+    let m = app.merchant("Renewals").await;
+    let product = fixtures::product(app, &m, json!({})).await;
+    let plan = fixtures::plan(app, &m, &product, PRICE).await;
+    let customer = fixtures::customer(app, &m, "u-renew").await;
+    if let Some(token) = token {
+        attach(app, &m, &customer, token).await;
+    }
+    Setup { m, customer, plan }
+}
+
+async fn attach(app: &TestApp, m: &TestMerchant, customer: &str, token: &str) -> Value {
+    app.post(&format!("/v1/customers/{customer}/payment_methods"))
+        .bearer(&m.key)
+        .json(&json!({"token": token, "set_default": true}))
+        .send()
+        .await
+        .expect(201)
+        .body
+}
+
+async fn subscribe(app: &TestApp, s: &Setup) -> Value {
+    app.post("/v1/subscriptions")
+        .bearer(&s.m.key)
+        .json(&json!({"customer_id": s.customer, "plan_id": s.plan}))
+        .send()
+        .await
+        .expect(201)
+        .body
+}
+
+async fn get(app: &TestApp, m: &TestMerchant, path: &str) -> Value {
+    app.get(path).bearer(&m.key).send().await.expect(200).body
+}
+
+fn time(v: &Value) -> DateTime<Utc> {
+    v.as_str()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_else(|| panic!("not a timestamp: {v}"))
+}
+
+async fn round(app: &TestApp) -> usize {
+    run_until_idle(&app.state, app.clock.now())
+        .await
+        .expect("renewal round")
+}
+
+async fn events(app: &TestApp, m: &TestMerchant, event_type: &str) -> Vec<Value> {
+    get(app, m, &format!("/v1/events?type={event_type}&limit=100")).await["data"]
+        .as_array()
+        .expect("events")
+        .clone()
+}
+
+async fn invoices_of(app: &TestApp, m: &TestMerchant, customer: &str) -> Vec<Value> {
+    let mut list = get(
+        app,
+        m,
+        &format!("/v1/invoices?customer_id={customer}&limit=100"),
+    )
+    .await["data"]
+        .as_array()
+        .expect("invoices")
+        .clone();
+    list.reverse();
+    list
+}
+
+async fn status(app: &TestApp, m: &TestMerchant, sub: &str) -> String {
+    get(app, m, &format!("/v1/subscriptions/{sub}")).await["status"]
+        .as_str()
+        .expect("status")
+        .to_owned()
+}
+
+#[actix_web::test]
+async fn a_year_of_monthly_renewals_anchored_on_the_31st() {
+    let app = TestApp::new().await;
+    let s = setup(&app, Some("pm_card_visa")).await;
+    let year = app.clock.now().year() + 1;
+    app.clock
+        .advance_to(Utc.with_ymd_and_hms(year, 1, 31, 10, 0, 0).unwrap());
+    let sub = subscribe(&app, &s).await;
+    let id = sub["id"].as_str().unwrap().to_owned();
+    let mut period_end = time(&sub["current_period"]["end"]);
+    assert_eq!(
+        round(&app).await,
+        0,
+        "nothing is due before the period ends"
+    );
+    for _ in 0..12 {
+        app.clock.advance_to(period_end + Duration::minutes(1));
+        round(&app).await;
+        let now = get(&app, &s.m, &format!("/v1/subscriptions/{id}")).await;
+        assert_eq!(now["status"], "active");
+        assert_eq!(time(&now["current_period"]["start"]), period_end);
+        period_end = time(&now["current_period"]["end"]);
+    }
+    let invoices = invoices_of(&app, &s.m, &s.customer).await;
+    assert_eq!(invoices.len(), 12);
+    let expected_starts: Vec<(i32, u32, u32)> = vec![
+        (year, 2, 28),
+        (year, 3, 31),
+        (year, 4, 30),
+        (year, 5, 31),
+        (year, 6, 30),
+        (year, 7, 31),
+        (year, 8, 31),
+        (year, 9, 30),
+        (year, 10, 31),
+        (year, 11, 30),
+        (year, 12, 31),
+        (year + 1, 1, 31),
+    ];
+    let mut previous_end: Option<DateTime<Utc>> = None;
+    for (invoice, (y, mo, d)) in invoices.iter().zip(&expected_starts) {
+        assert_eq!(invoice["status"], "paid", "{invoice}");
+        assert_eq!(invoice["subscription_id"], id.as_str());
+        assert_eq!(invoice["total"]["amount"], PRICE);
+        assert_eq!(invoice["amount_paid"]["amount"], PRICE);
+        assert_eq!(invoice["attempt_count"], 1);
+        let start = time(&invoice["period_start"]);
+        assert_eq!(
+            (start.year(), start.month(), start.day(), start.hour()),
+            (*y, *mo, *d, 10),
+            "month-end clamping from the 31st"
+        );
+        if let Some(end) = previous_end {
+            assert_eq!(start, end, "periods are contiguous");
+        }
+        previous_end = Some(time(&invoice["period_end"]));
+    }
+    let total: i64 = invoices
+        .iter()
+        .map(|i| i["amount_paid"]["amount"].as_i64().unwrap())
+        .sum();
+    assert_eq!(total, 12 * PRICE);
+    assert_eq!(events(&app, &s.m, "subscription.renewed").await.len(), 12);
+    assert_eq!(events(&app, &s.m, "invoice.paid").await.len(), 12);
+    let payments = get(&app, &s.m, "/v1/payments?limit=100").await;
+    let payments = payments["data"].as_array().unwrap();
+    assert_eq!(payments.len(), 12);
+    assert!(payments.iter().all(|p| p["status"] == "succeeded"));
+    // Running again at the same instant changes nothing.
+    assert_eq!(round(&app).await, 0);
+    assert_eq!(invoices_of(&app, &s.m, &s.customer).await.len(), 12);
+}
+
+/// Subscribes with a declining card and lets the first renewal fail.
+async fn failing_renewal(app: &TestApp) -> (Setup, String, DateTime<Utc>) {
+    let s = setup(app, Some("pm_card_chargeDeclined")).await;
+    let sub = subscribe(app, &s).await;
+    let id = sub["id"].as_str().unwrap().to_owned();
+    let end = time(&sub["current_period"]["end"]);
+    app.clock.advance_to(end + Duration::minutes(1));
+    round(app).await;
+    let failed_at = app.clock.now();
+    assert_eq!(status(app, &s.m, &id).await, "past_due");
+    let invoices = invoices_of(app, &s.m, &s.customer).await;
+    assert_eq!(invoices.len(), 1);
+    assert_eq!(invoices[0]["status"], "open");
+    assert_eq!(invoices[0]["attempt_count"], 1);
+    (s, id, failed_at)
+}
+
+async fn attempts(app: &TestApp, s: &Setup) -> i64 {
+    invoices_of(app, &s.m, &s.customer).await[0]["attempt_count"]
+        .as_i64()
+        .unwrap()
+}
+
+#[actix_web::test]
+async fn a_declined_renewal_is_retried_and_recovers_when_the_customer_sets_a_working_card() {
+    let app = TestApp::new().await;
+    let (s, id, failed_at) = failing_renewal(&app).await;
+    app.clock.advance_to(failed_at + Duration::hours(23));
+    round(&app).await;
+    assert_eq!(attempts(&app, &s).await, 1, "no retry before day 1");
+    app.clock.advance_to(failed_at + Duration::days(1));
+    round(&app).await;
+    assert_eq!(attempts(&app, &s).await, 2, "retry on day 1");
+    app.clock.advance_to(failed_at + Duration::days(2));
+    round(&app).await;
+    assert_eq!(attempts(&app, &s).await, 2, "no retry on day 2");
+    app.clock.advance_to(failed_at + Duration::days(3));
+    round(&app).await;
+    assert_eq!(attempts(&app, &s).await, 3, "retry on day 3");
+    assert_eq!(status(&app, &s.m, &id).await, "past_due");
+
+    // The customer adds a working card in the portal: the open invoice is retried at once.
+    let token = fixtures::session(&app, &s.m, &s.customer).await;
+    app.post("/v1/portal/payment_methods")
+        .bearer(&token)
+        .json(&json!({"token": "pm_card_visa", "set_default": true}))
+        .send()
+        .await
+        .expect(201);
+    assert_eq!(status(&app, &s.m, &id).await, "active");
+    let invoice = &invoices_of(&app, &s.m, &s.customer).await[0];
+    assert_eq!(invoice["status"], "paid");
+    assert_eq!(invoice["attempt_count"], 4);
+    // Nothing more is retried on day 5.
+    app.clock.advance_to(failed_at + Duration::days(5));
+    round(&app).await;
+    assert_eq!(attempts(&app, &s).await, 4);
+    assert_eq!(status(&app, &s.m, &id).await, "active");
+
+    assert_eq!(events(&app, &s.m, "invoice.payment_failed").await.len(), 3);
+    assert_eq!(events(&app, &s.m, "subscription.past_due").await.len(), 1);
+    assert_eq!(events(&app, &s.m, "subscription.recovered").await.len(), 1);
+    assert_eq!(events(&app, &s.m, "invoice.paid").await.len(), 1);
+    // Payments show every attempt with its status and failure code.
+    let payments = get(&app, &s.m, "/v1/payments?limit=100").await;
+    let payments = payments["data"].as_array().unwrap();
+    assert_eq!(payments.len(), 4);
+    assert_eq!(payments[0]["status"], "succeeded");
+    for p in &payments[1..] {
+        assert_eq!(p["status"], "declined");
+        assert_eq!(p["failure_code"], "card_declined");
+    }
+}
+
+/// Seeds `n` copies of `template` (same customer, plan and period) with SQL.
+async fn clone_subscriptions(app: &TestApp, template: &str, n: usize) {
+    let template: SubscriptionId = template.parse().expect("sub id");
+    let ids: Vec<SubscriptionId> = (0..n).map(|_| SubscriptionId::new()).collect();
+    let uuids: Vec<uuid::Uuid> = ids.iter().map(|i| i.uuid()).collect();
+    let texts: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+    let mut conn = app.sql().await;
+    diesel::sql_query(
+        "INSERT INTO subscriptions (merchant_id, id, customer_id, product_id, plan_id, status, \
+         current_period_end, state, created_at, updated_at) \
+         SELECT t.merchant_id, u.id, t.customer_id, t.product_id, t.plan_id, t.status, \
+         t.current_period_end, jsonb_set(t.state, '{id}', to_jsonb(u.tid)), t.created_at, \
+         t.updated_at FROM subscriptions t, unnest($1::uuid[], $2::text[]) AS u(id, tid) \
+         WHERE t.id = $3",
+    )
+    .bind::<Array<Uuid>, _>(uuids)
+    .bind::<Array<Text>, _>(texts)
+    .bind::<Uuid, _>(template.uuid())
+    .execute(&mut conn)
+    .await
+    .expect("seed subscriptions");
+}
+
+/// A worker with a connection pool of its own, as another `tenure` process would have.
+fn worker_state(app: &TestApp) -> AppState {
+    AppState {
+        db: Db::connect(&app.db.url, 2).expect("pool"),
+        ..app.state.clone()
+    }
+}
+
+async fn drain(state: AppState, now: DateTime<Utc>) -> usize {
+    let mut total = 0;
+    loop {
+        let n = run_due_renewals(&state, now, 50)
+            .await
+            .expect("worker round");
+        if n == 0 {
+            return total;
+        }
+        total += n;
+    }
+}
+
+/// Every subscription has exactly one invoice for the period, one successful payment and
+/// one of each event.
+async fn assert_exactly_once(app: &TestApp, subs: i64) {
+    assert_eq!(app.count("SELECT count(*) AS n FROM invoices").await, subs);
+    assert_eq!(
+        app.count("SELECT count(DISTINCT (subscription_id, period_start)) AS n FROM invoices")
+            .await,
+        subs
+    );
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM invoices WHERE status = 'paid'")
+            .await,
+        subs
+    );
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM payments WHERE status = 'succeeded'")
+            .await,
+        subs
+    );
+    assert_eq!(app.count("SELECT count(*) AS n FROM payments").await, subs);
+    assert_eq!(
+        app.count(
+            "SELECT count(*) AS n FROM (SELECT invoice_id FROM payments GROUP BY invoice_id \
+             HAVING count(*) <> 1) x"
+        )
+        .await,
+        0
+    );
+    for event in ["subscription.renewed", "invoice.paid"] {
+        assert_eq!(
+            app.count(&format!(
+                "SELECT count(DISTINCT resource_id) AS n FROM events WHERE event_type = '{event}'"
+            ))
+            .await,
+            subs,
+            "{event}"
+        );
+        assert_eq!(
+            app.count(&format!(
+                "SELECT count(*) AS n FROM events WHERE event_type = '{event}'"
+            ))
+            .await,
+            subs,
+            "{event}"
+        );
+    }
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM invoices WHERE next_payment_attempt_at IS NOT NULL")
+            .await,
+        0
+    );
+}
+
+#[actix_web::test]
+async fn four_workers_renew_thousands_of_due_subscriptions_exactly_once() {
+    let n: usize = std::env::var("TENURE_RENEWAL_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000);
+    let app = TestApp::new().await;
+    let s = setup(&app, Some("pm_card_visa")).await;
+    let sub = subscribe(&app, &s).await;
+    clone_subscriptions(&app, sub["id"].as_str().unwrap(), n).await;
+    let subs = i64::try_from(n + 1).unwrap();
+    app.clock
+        .advance_to(time(&sub["current_period"]["end"]) + Duration::minutes(1));
+    let now = app.clock.now();
+    let workers: Vec<AppState> = (0..4).map(|_| worker_state(&app)).collect();
+    let started = Instant::now();
+    let handled = join_all(workers.into_iter().map(|w| drain(w, now))).await;
+    let elapsed = started.elapsed();
+    println!(
+        "renewed {subs} subscriptions with 4 workers in {:.2}s ({:.0} renewals/s); work items per worker: {handled:?}",
+        elapsed.as_secs_f64(),
+        subs as f64 / elapsed.as_secs_f64()
+    );
+    assert!(
+        handled.iter().filter(|h| **h > 0).count() > 1,
+        "the work was shared"
+    );
+    assert_exactly_once(&app, subs).await;
+}
+
+#[actix_web::test]
+async fn workers_killed_mid_batch_lose_and_duplicate_nothing() {
+    let app = TestApp::new().await;
+    let s = setup(&app, Some("pm_card_visa")).await;
+    let sub = subscribe(&app, &s).await;
+    clone_subscriptions(&app, sub["id"].as_str().unwrap(), 299).await;
+    app.clock
+        .advance_to(time(&sub["current_period"]["end"]) + Duration::minutes(1));
+    let now = app.clock.now();
+    // Workers dropped a few milliseconds into their batch: whatever transaction was open
+    // is rolled back (the pool discards the connection).
+    let mut killed = 0;
+    for ms in [5, 10, 20, 40, 80] {
+        let w = worker_state(&app);
+        if tokio::time::timeout(
+            std::time::Duration::from_millis(ms),
+            run_due_renewals(&w, now, 1000),
+        )
+        .await
+        .is_err()
+        {
+            killed += 1;
+        }
+    }
+    assert!(killed > 0, "at least one worker was killed mid-batch");
+    let partial = app.count("SELECT count(*) AS n FROM invoices").await;
+    assert!(
+        partial < 300,
+        "the killed workers did not finish ({partial})"
+    );
+    // The server rolls back a dropped connection's transaction (releasing its locks)
+    // once it notices the closed socket.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let charged_before = app.count("SELECT count(*) AS n FROM payments").await;
+    let restarted = join_all((0..2).map(|_| drain(worker_state(&app), now))).await;
+    assert!(restarted.iter().sum::<usize>() > 0);
+    assert_exactly_once(&app, 300).await;
+    assert!(charged_before <= 300);
+    // And every subscription moved exactly one period.
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) AS n FROM subscriptions WHERE current_period_end > '{}'",
+            now.to_rfc3339()
+        ))
+        .await,
+        300
+    );
+}
