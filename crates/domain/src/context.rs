@@ -129,11 +129,10 @@ pub fn segments(f: &SegmentFacts) -> Vec<Segment> {
     if f.tenure_days >= LOYAL_TENURE_DAYS {
         out.push(Segment::Loyal);
     }
-    let high = f.ltv.iter().any(|(currency, ltv)| {
-        f.high_ltv_thresholds
-            .get(currency)
-            .is_some_and(|threshold| ltv >= threshold)
-    });
+    let high = f
+        .high_ltv_thresholds
+        .iter()
+        .any(|(currency, threshold)| f.ltv.get(currency).copied().unwrap_or(0) >= *threshold);
     if high {
         out.push(Segment::HighLtv);
     }
