@@ -4,6 +4,7 @@
 mod auth;
 mod billing;
 mod catalog;
+mod context;
 mod customers;
 mod faults;
 mod fixtures;

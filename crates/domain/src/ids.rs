@@ -54,6 +54,14 @@ typed_ids! {
     ScheduledChangeId => ScheduledChangeTag, "sch";
     /// A refund of (part of) a paid invoice.
     RefundId => RefundTag, "re";
+    /// A retention offer shown to customers who start a cancellation.
+    RetentionOfferId => RetentionOfferTag, "roff";
+    /// One presentation of a retention offer and its outcome.
+    OfferOutcomeId => OfferOutcomeTag, "rout";
+    /// A discount granted to a subscription.
+    DiscountId => DiscountTag, "disc";
+    /// An agent note on a customer.
+    NoteId => NoteTag, "note";
 }
 
 /// The id prefix of a type, e.g. `"cus"` for [`CustomerId`].

@@ -7,11 +7,13 @@
 pub mod billing;
 pub mod catalog;
 pub mod clock;
+pub mod context;
 pub mod customer;
 pub mod error;
 pub mod ids;
 pub mod money;
 pub mod policy;
+pub mod retention;
 pub mod subscription;
 pub mod support;
 pub mod text;

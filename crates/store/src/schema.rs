@@ -96,6 +96,7 @@ diesel::table! {
         data -> Jsonb,
         previous_attributes -> Nullable<Jsonb>,
         created_at -> Timestamptz,
+        customer_id -> Nullable<Uuid>,
     }
 }
 
@@ -343,6 +344,72 @@ diesel::table! {
         currency -> Text,
         gateway_ref -> Text,
         reason -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
+// Customer context (migration 2026-11-25-000006_context).
+
+diesel::table! {
+    customer_notes (merchant_id, id) {
+        merchant_id -> Uuid,
+        id -> Uuid,
+        customer_id -> Uuid,
+        body -> Text,
+        channel -> Text,
+        author -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    segment_settings (merchant_id, currency) {
+        merchant_id -> Uuid,
+        currency -> Text,
+        high_ltv_threshold -> Int8,
+    }
+}
+
+diesel::table! {
+    retention_offers (merchant_id, id) {
+        merchant_id -> Uuid,
+        id -> Uuid,
+        name -> Text,
+        kind -> Jsonb,
+        eligibility -> Jsonb,
+        active -> Bool,
+        priority -> Int4,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    retention_offer_outcomes (merchant_id, id) {
+        merchant_id -> Uuid,
+        id -> Uuid,
+        offer_id -> Uuid,
+        customer_id -> Uuid,
+        subscription_id -> Uuid,
+        cancellation_request_id -> Nullable<Uuid>,
+        reason -> Nullable<Text>,
+        outcome -> Text,
+        created_at -> Timestamptz,
+        decided_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    subscription_discounts (merchant_id, id) {
+        merchant_id -> Uuid,
+        id -> Uuid,
+        subscription_id -> Uuid,
+        offer_id -> Nullable<Uuid>,
+        percent -> Nullable<Int4>,
+        amount -> Nullable<Int8>,
+        currency -> Nullable<Text>,
+        cycles -> Int4,
+        cycles_remaining -> Int4,
         created_at -> Timestamptz,
     }
 }

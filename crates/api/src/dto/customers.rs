@@ -94,6 +94,9 @@ pub struct CustomerFilterParams {
     pub external_id: Option<String>,
     /// Customers carrying this tag.
     pub tag: Option<String>,
+    /// Customers in this segment now: `new`, `loyal`, `high_ltv`, `at_risk`, `paused`,
+    /// `churned` (computed on read, see docs/customers.md).
+    pub segment: Option<String>,
 }
 
 /// What the portal shows a signed-in customer about themselves.
@@ -105,6 +108,10 @@ pub struct PortalMeDto {
     pub locale: Option<String>,
     /// The date the customer record was created.
     pub customer_since: DateTime<Utc>,
+    /// Whole days since `customer_since`.
+    pub tenure_days: i64,
+    /// The customer's subscriptions by status, and current plans.
+    pub subscriptions: Option<crate::dto::context::SubscriptionSummaryDto>,
 }
 
 impl From<&Customer> for PortalMeDto {
@@ -115,6 +122,8 @@ impl From<&Customer> for PortalMeDto {
             name: c.name.clone(),
             locale: c.locale.clone(),
             customer_since: c.created_at,
+            tenure_days: 0,
+            subscriptions: None,
         }
     }
 }

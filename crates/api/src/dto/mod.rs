@@ -5,6 +5,7 @@
 pub mod billing;
 pub mod catalog;
 pub mod common;
+pub mod context;
 pub mod customers;
 pub mod renewals;
 pub mod sessions;

@@ -1,4 +1,5 @@
 use actix_web::{HttpRequest, HttpResponse, get, patch, post, web};
+use tenure_domain::context::Segment;
 use tenure_domain::customer::normalize_tag;
 use tenure_domain::ids::CustomerTag;
 use tenure_store::repo::customers::CustomerFilter;
@@ -52,10 +53,23 @@ async fn list_customers(
         .map(normalize_tag)
         .transpose()
         .map_err(|e| ApiError::field("tag", e.to_string()))?;
+    let segment = filter
+        .segment
+        .as_deref()
+        .map(|s| {
+            Segment::parse(s).ok_or_else(|| {
+                ApiError::field(
+                    "segment",
+                    "must be one of new, loyal, high_ltv, at_risk, paused, churned",
+                )
+            })
+        })
+        .transpose()?;
     let filter = CustomerFilter {
         email: filter.email,
         external_id: filter.external_id,
         tag,
+        segment: segment.map(|s| (s, state.now())),
     };
     let customers = svc::list(&state, auth.0, filter, page).await?;
     Ok(HttpResponse::Ok().json(ListResponse::from_page(

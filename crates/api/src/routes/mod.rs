@@ -3,6 +3,7 @@
 
 pub mod billing;
 pub mod catalog;
+pub mod context;
 pub mod customers;
 pub mod events;
 pub mod health;
@@ -26,6 +27,7 @@ use crate::service::etag;
 pub fn configure_v1(cfg: &mut ServiceConfig) {
     cfg.configure(catalog::configure)
         .configure(customers::configure)
+        .configure(context::configure)
         .configure(sessions::configure)
         .configure(events::configure)
         .configure(portal::configure)

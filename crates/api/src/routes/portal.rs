@@ -7,7 +7,7 @@ use crate::auth::CustomerAuth;
 use crate::dto::catalog::{PlanDto, PortalPlanDto};
 use crate::dto::customers::PortalMeDto;
 use crate::error::ApiResult;
-use crate::service::{catalog, customers};
+use crate::service::{catalog, context};
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut ServiceConfig) {
@@ -19,8 +19,12 @@ pub fn configure(cfg: &mut ServiceConfig) {
     responses((status = 200, description = "The customer behind the token", body = PortalMeDto)))]
 #[get("/portal/me")]
 async fn me(state: web::Data<AppState>, auth: CustomerAuth) -> ApiResult<HttpResponse> {
-    let customer = customers::get(&state, auth.merchant, auth.customer).await?;
-    Ok(HttpResponse::Ok().json(PortalMeDto::from(&customer)))
+    let (customer, tenure, subscriptions) =
+        context::portal_summary(&state, auth.merchant, auth.customer).await?;
+    let mut me = PortalMeDto::from(&customer);
+    me.tenure_days = tenure.days;
+    me.subscriptions = Some(subscriptions);
+    Ok(HttpResponse::Ok().json(me))
 }
 
 /// Plans the customer may subscribe to.

@@ -3,6 +3,7 @@
 
 pub mod billing;
 pub mod catalog;
+pub mod context;
 pub mod customers;
 pub mod lifecycle;
 pub mod merchants;

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use tenure_domain::context::Segment;
 use tenure_domain::customer::Customer;
 use tenure_domain::ids::{CustomerId, MerchantId};
 
@@ -125,6 +126,65 @@ pub struct CustomerFilter {
     pub email: Option<String>,
     pub external_id: Option<String>,
     pub tag: Option<String>,
+    /// Customers in this segment at the given time (see [`segment_predicate`]).
+    pub segment: Option<(Segment, DateTime<Utc>)>,
+}
+
+/// The SQL form of `tenure_domain::context::segments` for one segment, so lists can
+/// filter by a segment that is computed on read. The e2e tests check that both agree.
+fn segment_predicate(
+    segment: Segment,
+    now: DateTime<Utc>,
+) -> Box<dyn BoxableExpression<customers::table, diesel::pg::Pg, SqlType = diesel::sql_types::Bool>>
+{
+    use diesel::dsl::sql;
+    use diesel::sql_types::{Bool, Timestamptz};
+    let body = match segment {
+        Segment::New => "customers.created_at > $NOW::timestamptz - interval '30 days'",
+        Segment::Loyal => "customers.created_at <= $NOW::timestamptz - interval '365 days'",
+        Segment::HighLtv => {
+            "EXISTS (SELECT 1 FROM segment_settings ss WHERE ss.merchant_id = customers.merchant_id
+               AND COALESCE((SELECT sum(p.amount) FROM payments p WHERE p.merchant_id = customers.merchant_id
+                   AND p.customer_id = customers.id AND p.status = 'succeeded' AND p.currency = ss.currency), 0)
+                 - COALESCE((SELECT sum(r.amount) FROM refunds r JOIN payments p
+                   ON p.merchant_id = r.merchant_id AND p.id = r.payment_id
+                   WHERE r.merchant_id = customers.merchant_id AND p.customer_id = customers.id
+                     AND r.currency = ss.currency), 0)
+                 >= ss.high_ltv_threshold)"
+        }
+        Segment::AtRisk => {
+            "(EXISTS (SELECT 1 FROM cancellation_requests c WHERE c.merchant_id = customers.merchant_id
+                  AND c.customer_id = customers.id AND c.status = 'pending')
+              OR EXISTS (SELECT 1 FROM subscriptions s WHERE s.merchant_id = customers.merchant_id
+                  AND s.customer_id = customers.id AND s.status IN ('past_due', 'unpaid'))
+              OR EXISTS (SELECT 1 FROM payments p WHERE p.merchant_id = customers.merchant_id
+                  AND p.customer_id = customers.id AND p.status IN ('declined', 'failed')
+                  AND p.created_at >= $NOW::timestamptz - interval '30 days')
+              OR EXISTS (SELECT 1 FROM payment_methods pm WHERE pm.merchant_id = customers.merchant_id
+                  AND pm.customer_id = customers.id AND pm.is_default
+                  AND make_timestamptz(pm.exp_year, pm.exp_month, 1, 0, 0, 0, 'UTC') + interval '1 month'
+                      <= $NOW::timestamptz + interval '30 days'))"
+        }
+        Segment::Paused => {
+            "EXISTS (SELECT 1 FROM subscriptions s WHERE s.merchant_id = customers.merchant_id
+                AND s.customer_id = customers.id AND s.status = 'paused')"
+        }
+        Segment::Churned => {
+            "(EXISTS (SELECT 1 FROM subscriptions s WHERE s.merchant_id = customers.merchant_id
+                 AND s.customer_id = customers.id)
+              AND NOT EXISTS (SELECT 1 FROM subscriptions s WHERE s.merchant_id = customers.merchant_id
+                 AND s.customer_id = customers.id AND s.status <> 'canceled'))"
+        }
+    };
+    // The time is bound once, as the column of a one-row subquery the predicate reads.
+    let body = body.replace("$NOW::timestamptz", "seg_now.t");
+    Box::new(
+        sql::<Bool>("(SELECT ")
+            .sql(&body)
+            .sql(" FROM (SELECT ")
+            .bind::<Timestamptz, _>(now)
+            .sql("::timestamptz AS t) seg_now)"),
+    )
 }
 
 pub async fn list(
@@ -147,6 +207,9 @@ pub async fn list(
     }
     if let Some(tag) = &filter.tag {
         query = query.filter(customers::tags.contains(vec![tag.clone()]));
+    }
+    if let Some((segment, now)) = filter.segment {
+        query = query.filter(segment_predicate(segment, now));
     }
     if let Some(after) = page.starting_after {
         query = query.filter(customers::id.lt(after));

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use tenure_domain::ids::{EventId, MerchantId};
+use tenure_domain::ids::{CustomerId, EventId, MerchantId};
 
 use crate::error::StoreResult;
 use crate::pagination::{Page, PageRequest};
@@ -45,6 +45,7 @@ pub async fn record(
 ) -> StoreResult<EventId> {
     let id = EventId::new();
     let event_type = event.event_type.clone();
+    let customer_id = customer_of(&event);
     diesel::insert_into(events::table)
         .values((
             events::merchant_id.eq(merchant.uuid()),
@@ -55,11 +56,24 @@ pub async fn record(
             events::data.eq(event.data),
             events::previous_attributes.eq(event.previous_attributes),
             events::created_at.eq(at),
+            events::customer_id.eq(customer_id),
         ))
         .execute(conn)
         .await?;
     crate::repo::webhooks::enqueue_for_event(conn, merchant, id, &event_type, at).await?;
     Ok(id)
+}
+
+/// The customer an event is about, for the customer timeline: the customer itself, or
+/// the `customer_id` of the resource's snapshot (subscriptions, invoices, payments,
+/// tickets, payment methods, cancellation requests).
+fn customer_of(event: &NewEvent) -> Option<uuid::Uuid> {
+    let id = if event.resource_type == "customer" {
+        Some(event.resource_id.as_str())
+    } else {
+        event.data.get("customer_id").and_then(|v| v.as_str())
+    }?;
+    id.parse::<CustomerId>().ok().map(|id| id.uuid())
 }
 
 pub async fn get(

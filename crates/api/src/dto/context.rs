@@ -1,0 +1,190 @@
+//! Customer context, segments, tags, notes and the timeline.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tenure_domain::context::{PaymentHealth, Segment};
+use utoipa::ToSchema;
+
+use super::common::MoneyDto;
+
+/// An amount per currency: never summed across currencies.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CurrencyAmountDto {
+    #[schema(example = "EUR")]
+    pub currency: String,
+    /// Minor units.
+    pub amount: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LifetimeValueDto {
+    #[schema(example = "EUR")]
+    pub currency: String,
+    /// Succeeded payments, minor units.
+    pub paid: i64,
+    /// Refunds of those payments.
+    pub refunded: i64,
+    /// `paid - refunded`.
+    pub net: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TenureDto {
+    /// When the customer record was created.
+    pub since: DateTime<Utc>,
+    /// Whole days since then.
+    pub days: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CurrentPlanDto {
+    pub subscription_id: String,
+    pub status: String,
+    pub plan_id: String,
+    pub plan_name: String,
+    pub price: MoneyDto,
+    pub interval: String,
+    pub interval_count: i32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SubscriptionSummaryDto {
+    pub total: u32,
+    /// Counts per status (`trialing`, `active`, `past_due`, `paused`, `canceled`, `unpaid`).
+    #[schema(value_type = Object, example = json!({"active": 1, "canceled": 1}))]
+    pub by_status: BTreeMap<String, u32>,
+    /// Subscriptions that are not canceled, with their plans.
+    pub current_plans: Vec<CurrentPlanDto>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PaymentHealthDto {
+    #[schema(value_type = String, example = "ok")]
+    pub status: PaymentHealth,
+    pub failed_payments_30d: u32,
+    pub delinquent_subscriptions: u32,
+    pub default_card_expired: bool,
+    pub default_card_expiring: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TicketSummaryDto {
+    pub id: String,
+    pub subject: String,
+    pub status: String,
+    pub channel: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CancellationSummaryDto {
+    pub id: String,
+    pub subscription_id: String,
+    pub reason: String,
+    pub status: String,
+    pub effective_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LifecycleEntryDto {
+    pub event_id: String,
+    #[schema(example = "subscription.paused")]
+    pub event_type: String,
+    pub subscription_id: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SupportSummaryDto {
+    pub open_tickets: u32,
+    /// Open tickets and the five most recent ones, newest first.
+    pub tickets: Vec<TicketSummaryDto>,
+}
+
+/// Everything a merchant (or an agent on any channel) needs to know about a customer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"object": "customer_context", "customer_id": "cus_01jf9zb3f4e3a8r7m2k4t5n6bc",
+    "tenure": {"since": "2025-11-25T10:00:00Z", "days": 365},
+    "subscriptions": {"total": 1, "by_status": {"active": 1}, "current_plans": []},
+    "lifetime_value": [{"currency": "EUR", "paid": 12000, "refunded": 1000, "net": 11000}],
+    "mrr": [{"currency": "EUR", "amount": 1000}],
+    "payment_health": {"status": "ok", "failed_payments_30d": 0, "delinquent_subscriptions": 0,
+        "default_card_expired": false, "default_card_expiring": false},
+    "support": {"open_tickets": 0, "tickets": []}, "cancellations": [], "pause_history": [],
+    "tags": ["vip"], "segments": ["loyal", "high_ltv"], "computed_at": "2026-11-25T10:00:00Z"}))]
+pub struct CustomerContextDto {
+    /// Always `customer_context`.
+    pub object: String,
+    pub customer_id: String,
+    pub tenure: TenureDto,
+    pub subscriptions: SubscriptionSummaryDto,
+    /// Net paid (payments minus refunds) per currency.
+    pub lifetime_value: Vec<LifetimeValueDto>,
+    /// Monthly recurring revenue of `active` and `past_due` subscriptions per currency.
+    pub mrr: Vec<CurrencyAmountDto>,
+    pub payment_health: PaymentHealthDto,
+    pub support: SupportSummaryDto,
+    /// Cancellation requests, newest first.
+    pub cancellations: Vec<CancellationSummaryDto>,
+    /// Pause, resume and cancellation events of the customer's subscriptions.
+    pub pause_history: Vec<LifecycleEntryDto>,
+    pub tags: Vec<String>,
+    #[schema(value_type = Vec<String>, example = json!(["loyal"]))]
+    pub segments: Vec<Segment>,
+    /// Segments are computed on read, at this time.
+    pub computed_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"tag": "vip"}))]
+pub struct AddTag {
+    pub tag: String,
+}
+
+/// The merchant's segment settings.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"high_ltv_thresholds": [{"amount": 50000, "currency": "EUR"}, {"amount": 50000, "currency": "USD"}]}))]
+pub struct SegmentSettingsDto {
+    /// A customer is `high_ltv` when the net lifetime value in one of these currencies
+    /// reaches the threshold of that currency. One entry per currency.
+    pub high_ltv_thresholds: Vec<MoneyDto>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"body": "Called about the price increase; offered a pause.", "channel": "phone", "author": "agent:maria"}))]
+pub struct CreateNote {
+    pub body: String,
+    /// `portal`, `email`, `chat`, `phone`, `api` or `system`.
+    pub channel: String,
+    /// Who wrote it (an agent's name or id).
+    pub author: String,
+}
+
+/// One entry of a customer's timeline.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"id": "note_01jf9zb3f4e3a8r7m2k4t5n6bc", "kind": "note", "type": "note",
+    "created_at": "2026-11-25T10:00:00Z", "channel": "phone", "author": "agent:maria", "body": "Called about the price"}))]
+pub struct TimelineEntryDto {
+    /// `evt_…`, `note_…` or `tmsg_…`.
+    pub id: String,
+    /// `event`, `note` or `ticket_message`.
+    pub kind: String,
+    /// The event type (`subscription.paused`), `note` or `ticket.message`.
+    #[serde(rename = "type")]
+    pub entry_type: String,
+    pub created_at: DateTime<Utc>,
+    pub resource_type: Option<String>,
+    pub resource_id: Option<String>,
+    /// Where a person was involved: `portal`, `email`, `chat`, `phone`, `api`, `system`.
+    pub channel: Option<String>,
+    pub author: Option<String>,
+    pub body: Option<String>,
+    pub ticket_id: Option<String>,
+}
