@@ -287,7 +287,7 @@ fn seed(args: &SeedArgs) -> Result<(), BoxError> {
         let created = Subscription::create(
             NewSubscription {
                 id: sub_id,
-                plan: plan.terms.clone(),
+                plan: plan.terms,
                 trial_days: 0,
             },
             start,
