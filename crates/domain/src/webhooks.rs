@@ -192,8 +192,13 @@ pub const EVENT_TYPES: &[&str] = &[
     "subscription.recovered",
     "subscription.access_ending",
     "invoice.upcoming",
+    "invoice.paid",
     "invoice.payment_failed",
+    "invoice.marked_uncollectible",
+    "invoice.refunded",
+    "payment_method.attached",
     "payment_method.updated",
+    "payment_method.detached",
     "payment_method.expiring",
     "webhook_endpoint.disabled",
 ];

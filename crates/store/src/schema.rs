@@ -413,3 +413,21 @@ diesel::table! {
         created_at -> Timestamptz,
     }
 }
+
+// Pending invoice items (migration 2026-11-25-000008_pending_invoice_items).
+
+diesel::table! {
+    pending_invoice_items (merchant_id, id) {
+        merchant_id -> Uuid,
+        id -> Uuid,
+        subscription_id -> Uuid,
+        customer_id -> Uuid,
+        description -> Text,
+        amount -> Int8,
+        currency -> Text,
+        period_start -> Nullable<Timestamptz>,
+        period_end -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        invoice_id -> Nullable<Uuid>,
+    }
+}

@@ -170,7 +170,7 @@ impl From<&Refund> for RefundDto {
     "subtotal": {"amount": 1999, "currency": "EUR"}, "discount": {"amount": 0, "currency": "EUR"},
     "total": {"amount": 1999, "currency": "EUR"}, "amount_due": {"amount": 1999, "currency": "EUR"},
     "amount_paid": {"amount": 1999, "currency": "EUR"}, "amount_refunded": {"amount": 0, "currency": "EUR"},
-    "attempt_count": 1, "created_at": "2026-11-25T10:00:00Z", "paid_at": "2026-11-25T10:00:01Z"}))]
+    "attempt_count": 1, "next_payment_attempt_at": null, "created_at": "2026-11-25T10:00:00Z", "paid_at": "2026-11-25T10:00:01Z"}))]
 pub struct InvoiceDto {
     pub id: String,
     /// Always `invoice`.
@@ -196,6 +196,10 @@ pub struct InvoiceDto {
     pub amount_refunded: MoneyDto,
     /// Charge attempts so far.
     pub attempt_count: u32,
+    /// When the billing engine charges it next: now for a new invoice, the next dunning
+    /// retry after a failure; `null` when nothing is scheduled (paid, void, uncollectible,
+    /// dunning exhausted, or the subscription canceled).
+    pub next_payment_attempt_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub paid_at: Option<DateTime<Utc>>,
     /// Charge attempts, oldest first (single-invoice responses only).
@@ -226,6 +230,7 @@ impl From<&Invoice> for InvoiceDto {
             amount_paid: i.amount_paid.into(),
             amount_refunded: i.amount_refunded.into(),
             attempt_count: i.attempt_count,
+            next_payment_attempt_at: i.next_payment_attempt_at,
             created_at: i.created_at,
             paid_at: i.paid_at,
             payments: None,

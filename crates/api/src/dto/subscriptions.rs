@@ -12,6 +12,8 @@ use tenure_domain::subscription::{
     PauseEnd, PauseStart, PlanChangePreview, PlanChangeTiming, ScheduledChange,
     ScheduledChangeKind, SubscriptionStatus,
 };
+use tenure_domain::ids::RetentionOfferId;
+use tenure_store::repo::discounts::{DiscountValue, StoredDiscount};
 use tenure_store::repo::subscriptions::StoredSubscription;
 use utoipa::{IntoParams, ToSchema};
 
@@ -241,7 +243,7 @@ fn details(change: &ScheduledChange) -> serde_json::Value {
     "current_period": {"start": "2026-11-25T10:00:00Z", "end": "2026-12-25T10:00:00Z"},
     "billing_anchor": "2026-11-25T10:00:00Z", "trial_end": null, "cancel_at": null, "canceled_at": null,
     "ended_at": null, "access_until": null, "billing_ends_at": null, "pause": null,
-    "scheduled_changes": [], "created_at": "2026-11-25T10:00:00Z", "updated_at": "2026-11-25T10:00:00Z"}))]
+    "scheduled_changes": [], "discounts": [], "created_at": "2026-11-25T10:00:00Z", "updated_at": "2026-11-25T10:00:00Z"}))]
 pub struct SubscriptionDto {
     pub id: String,
     /// Always `subscription`.
@@ -273,8 +275,58 @@ pub struct SubscriptionDto {
     pub pause: Option<PauseDto>,
     /// Future changes in the order they take effect.
     pub scheduled_changes: Vec<ScheduledChangeDto>,
+    /// The discounts that still apply to coming invoices (`cycles_remaining > 0`), in the
+    /// order invoices apply them (oldest first). Shown on API reads and action
+    /// responses; event snapshots omit it (a renewal's invoice shows what it applied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discounts: Option<Vec<SubscriptionDiscountDto>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// A discount granted to a subscription: `percent` of each invoice's subtotal, or a fixed
+/// `amount`, for the next `cycles` invoices.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"id": "disc_01jf9zh4f4e3a8r7m2k4t5n6bc", "object": "discount",
+    "percent": 20, "amount": null, "cycles": 2, "cycles_remaining": 1,
+    "offer_id": "roff_01jf9zj5f4e3a8r7m2k4t5n6bc", "created_at": "2026-11-25T10:00:00Z"}))]
+pub struct SubscriptionDiscountDto {
+    pub id: String,
+    /// Always `discount`.
+    pub object: String,
+    /// 1–100: this share of each invoice's subtotal (rounded half up); `null` for an
+    /// amount discount.
+    pub percent: Option<u32>,
+    /// A fixed amount off each invoice (never below zero); `null` for a percent discount.
+    pub amount: Option<MoneyDto>,
+    /// How many invoices it applies to in all.
+    pub cycles: u32,
+    /// How many invoices it still applies to.
+    pub cycles_remaining: u32,
+    /// The retention offer that granted it (`roff_…`), if any.
+    pub offer_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<&StoredDiscount> for SubscriptionDiscountDto {
+    fn from(d: &StoredDiscount) -> Self {
+        let (percent, amount) = match d.value {
+            DiscountValue::Percent(p) => (Some(p), None),
+            DiscountValue::Amount(m) => (None, Some(m.into())),
+        };
+        Self {
+            id: d.typed_id().to_string(),
+            object: "discount".to_owned(),
+            percent,
+            amount,
+            cycles: d.cycles,
+            cycles_remaining: d.cycles_remaining,
+            offer_id: d
+                .offer_id
+                .map(|o| RetentionOfferId::from_uuid(o).to_string()),
+            created_at: d.created_at,
+        }
+    }
 }
 
 impl SubscriptionDto {
@@ -312,9 +364,16 @@ impl SubscriptionDto {
                     removable: sub.check_can_remove_scheduled_change(c.id, actor).is_ok(),
                 })
                 .collect(),
+            discounts: None,
             created_at: s.created_at,
             updated_at: s.updated_at,
         }
+    }
+
+    /// The same with the subscription's active discounts.
+    pub fn with_discounts(mut self, discounts: &[StoredDiscount]) -> Self {
+        self.discounts = Some(discounts.iter().map(Into::into).collect());
+        self
     }
 }
 
@@ -398,7 +457,7 @@ impl From<AvailableActions> for AvailableActionsDto {
     "current_period": {"start": "2026-11-25T10:00:00Z", "end": "2026-12-25T10:00:00Z"},
     "billing_anchor": "2026-11-25T10:00:00Z", "trial_end": null, "cancel_at": null, "canceled_at": null,
     "ended_at": null, "access_until": null, "billing_ends_at": null, "pause": null,
-    "scheduled_changes": [], "created_at": "2026-11-25T10:00:00Z", "updated_at": "2026-11-25T10:00:00Z",
+    "scheduled_changes": [], "discounts": [], "created_at": "2026-11-25T10:00:00Z", "updated_at": "2026-11-25T10:00:00Z",
     "available_actions": {"pause": {"max_pause_days": 90}, "resume": false,
         "cancel": {"mode": "request", "notice_period_days": 14, "effective_at": "2026-12-25T10:00:00Z",
                    "requires_reason": true, "requires_confirmation": false,
@@ -613,21 +672,55 @@ pub struct ProrationLineDto {
        "period": {"start": "2026-12-10T10:00:00Z", "end": "2026-12-25T10:00:00Z"}, "description": "Unused time on the old plan"},
       {"kind": "charge", "plan_id": "plan_01jf9z9b2ce3a8r7m2k4t5n6bc", "amount": {"amount": 2000, "currency": "EUR"},
        "period": {"start": "2026-12-10T10:00:00Z", "end": "2026-12-25T10:00:00Z"}, "description": "Remaining time on the new plan"}],
-    "amount_due_now": {"amount": 1000, "currency": "EUR"}, "credit_carried": {"amount": 0, "currency": "EUR"}}))]
+    "amount_due_now": {"amount": 1000, "currency": "EUR"}, "credit_carried": {"amount": 0, "currency": "EUR"},
+    "invoicing": "next_invoice", "invoiced_at": "2026-12-25T10:00:00Z"}))]
 pub struct PlanChangePreviewDto {
     pub plan_id: String,
     pub timing: PlanChangeTimingDto,
     pub effective_at: DateTime<Utc>,
     /// Empty when nothing is prorated (a trial, or a change at period end).
     pub lines: Vec<ProrationLineDto>,
-    /// What would be invoiced now.
+    /// The net of the lines when positive: what the change adds to the invoice named by
+    /// `invoicing` (before that invoice's discounts).
     pub amount_due_now: MoneyDto,
-    /// Credit that would go to the customer's balance.
+    /// The net of the lines when negative: the credit the change adds to that invoice.
     pub credit_carried: MoneyDto,
+    /// Where the lines are billed: `next_invoice` (same cadence: they become pending
+    /// items of the renewal invoice at `invoiced_at`), `now` (another cadence: a new
+    /// period starts now and is invoiced at once, its `plan` line being the `charge` line)
+    /// or `none` (nothing is prorated).
+    pub invoicing: PlanChangeInvoicingDto,
+    /// When that invoice is created; `null` for `none`.
+    pub invoiced_at: Option<DateTime<Utc>>,
+}
+
+/// Where the proration of a plan change is billed.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanChangeInvoicingDto {
+    /// Nothing is prorated (a trial, or a change at period end).
+    None,
+    /// Pending items added to the next renewal invoice.
+    NextInvoice,
+    /// A new period (another cadence) invoiced at once.
+    Now,
 }
 
 impl PlanChangePreviewDto {
-    pub fn render(plan_id: String, preview: &PlanChangePreview, currency_zero: Money) -> Self {
+    /// `current_period_end` is when the subscription's next invoice is due;
+    /// `new_cadence` whether the target plan bills on another cadence.
+    pub fn render(
+        plan_id: String,
+        preview: &PlanChangePreview,
+        currency_zero: Money,
+        current_period_end: DateTime<Utc>,
+        new_cadence: bool,
+    ) -> Self {
+        let (invoicing, invoiced_at) = match (&preview.proration, new_cadence) {
+            (None, _) => (PlanChangeInvoicingDto::None, None),
+            (Some(_), false) => (PlanChangeInvoicingDto::NextInvoice, Some(current_period_end)),
+            (Some(p), true) => (PlanChangeInvoicingDto::Now, Some(p.at)),
+        };
         let (lines, due, credit) = match &preview.proration {
             Some(p) => (
                 p.lines
@@ -659,6 +752,8 @@ impl PlanChangePreviewDto {
             lines,
             amount_due_now: due.into(),
             credit_carried: credit.into(),
+            invoicing,
+            invoiced_at,
         }
     }
 }

@@ -18,7 +18,6 @@ use crate::error::ApiResult;
 use crate::extract::{Json, OptionalJson};
 use crate::service::subscriptions::{self as svc, Action, Caller, Outcome};
 use crate::state::AppState;
-use tenure_domain::subscription::Actor;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(create_subscription)
@@ -32,11 +31,9 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(remove_scheduled_change);
 }
 
-fn render(outcome: &Outcome) -> HttpResponse {
-    ok_versioned(
-        &SubscriptionDto::render(&outcome.subscription, Actor::Merchant),
-        outcome.subscription.updated_at,
-    )
+async fn render(state: &AppState, auth: MerchantAuth, outcome: &Outcome) -> ApiResult<HttpResponse> {
+    let view = svc::merchant_view(state, auth.0, &outcome.subscription).await?;
+    Ok(ok_versioned(&view, outcome.subscription.updated_at))
 }
 
 /// Subscribe a customer to a plan. The plan must be active and of an active product;
@@ -60,10 +57,8 @@ async fn create_subscription(
     }
     v.finish()?;
     let s = svc::create(&state, auth.0, customer?, plan?).await?;
-    Ok(created(
-        &SubscriptionDto::render(&s, Actor::Merchant),
-        s.updated_at,
-    ))
+    let view = svc::merchant_view(&state, auth.0, &s).await?;
+    Ok(created(&view, s.updated_at))
 }
 
 /// List subscriptions, newest first, optionally filtered by status, customer or plan.
@@ -92,11 +87,17 @@ async fn list_subscriptions(
             .transpose()?,
     };
     let subs = svc::list(&state, Caller::merchant(auth.0), filter, page).await?;
-    Ok(HttpResponse::Ok().json(ListResponse::from_page(
-        subs,
-        |s| SubscriptionDto::render(&s, Actor::Merchant),
-        |s| s.subscription.id.to_string(),
-    )))
+    let views = svc::merchant_views(&state, auth.0, &subs.items).await?;
+    let next_cursor = if subs.has_more {
+        subs.items.last().map(|s| s.subscription.id.to_string())
+    } else {
+        None
+    };
+    Ok(HttpResponse::Ok().json(ListResponse {
+        data: views,
+        has_more: subs.has_more,
+        next_cursor,
+    }))
 }
 
 /// Get a subscription.
@@ -110,10 +111,8 @@ async fn get_subscription(
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
     let s = svc::get(&state, Caller::merchant(auth.0), id).await?;
-    Ok(ok_versioned(
-        &SubscriptionDto::render(&s, Actor::Merchant),
-        s.updated_at,
-    ))
+    let view = svc::merchant_view(&state, auth.0, &s).await?;
+    Ok(ok_versioned(&view, s.updated_at))
 }
 
 async fn run(
@@ -125,7 +124,7 @@ async fn run(
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<SubscriptionTag>(id, "subscription")?;
     let outcome = svc::act(state, Caller::merchant(auth.0), id, if_match(req), action).await?;
-    Ok(render(&outcome))
+    render(state, auth, &outcome).await
 }
 
 /// Pause now, at period end (default) or at a date; until a date, after N cycles, or

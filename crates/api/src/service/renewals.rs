@@ -24,17 +24,21 @@
 
 use chrono::{DateTime, Duration, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
+use tenure_domain::billing::discount::{DiscountOutcome, apply_discounts, discount_line};
 use tenure_domain::billing::dunning::{DunningFinalState, DunningPolicy};
 use tenure_domain::billing::invoice::{self, Invoice, InvoiceLine, InvoiceStatus, LineKind};
 use tenure_domain::billing::period::Period;
 use tenure_domain::ids::{CustomerId, InvoiceId, MerchantId, SubscriptionId};
+use tenure_domain::money::Money;
 use tenure_domain::subscription::{
     AccessEnd, Actor, CancelRequest, CancelTiming, PlanTerms, Subscription, SubscriptionEvent,
     SubscriptionStatus,
 };
 use tenure_store::StoreError;
 use tenure_store::repo::catalog as catalog_repo;
+use tenure_store::repo::discounts::{self as discounts_repo, StoredDiscount};
 use tenure_store::repo::invoices::{self as invoices_repo, NewInvoice};
+use tenure_store::repo::pending_items::{self as pending_repo, PendingItem};
 use tenure_store::repo::renewals::{self as repo, BillingSettings, Dunning};
 use tenure_store::repo::subscriptions::{self as subs_repo, StoredSubscription};
 
@@ -59,33 +63,92 @@ pub(crate) fn period_to_invoice(event: &SubscriptionEvent) -> Option<Period> {
     }
 }
 
-/// The lines of a period's invoice: the plan's price, then discounts.
+/// What the invoice of a period bills, and what it uses up.
+#[derive(Debug, Clone, Default)]
+pub struct InvoiceDraft {
+    pub lines: Vec<InvoiceLine>,
+    /// The pending items it takes (linked to the invoice when it is created).
+    pub items: Vec<uuid::Uuid>,
+    /// The discounts it applies (one cycle each is used up when it is created).
+    pub discounts: Vec<uuid::Uuid>,
+}
+
+/// The lines of a period's invoice: the plan's price, then the subscription's pending
+/// items (prorations of plan changes) as `proration` lines, then its active discounts
+/// (oldest first) by the domain's rule (`tenure_domain::billing::discount`).
 pub fn renewal_lines(
     plan_name: &str,
     terms: &PlanTerms,
     period: Period,
-) -> ApiResult<Vec<InvoiceLine>> {
-    let mut lines = vec![InvoiceLine::new(
-        LineKind::Plan,
-        format!(
-            "{plan_name} ({} – {})",
-            period.start.format("%Y-%m-%d"),
-            period.end.format("%Y-%m-%d")
-        ),
-        terms.price,
-    )?];
-    lines.extend(discount_lines(terms, period));
-    Ok(lines)
+    pending: &[PendingItem],
+    discounts: &[StoredDiscount],
+) -> ApiResult<InvoiceDraft> {
+    let currency = terms.price.currency;
+    let mut draft = InvoiceDraft {
+        lines: vec![InvoiceLine::new(
+            LineKind::Plan,
+            format!(
+                "{plan_name} ({} – {})",
+                period.start.format("%Y-%m-%d"),
+                period.end.format("%Y-%m-%d")
+            ),
+            terms.price,
+        )?],
+        ..InvoiceDraft::default()
+    };
+    for item in pending {
+        // Plan changes never cross currencies, so this is only a guard: such an item
+        // stays pending rather than break the invoice.
+        if item.amount.currency != currency {
+            tracing::warn!(item = %item.id, subscription = %item.subscription_id,
+                "pending item in another currency than the invoice; left pending");
+            continue;
+        }
+        draft.lines.push(InvoiceLine::new(
+            LineKind::Proration,
+            item.description.clone(),
+            item.amount,
+        )?);
+        draft.items.push(item.id);
+    }
+    let subtotal = invoice::totals(currency, &draft.lines)?.subtotal;
+    let (lines, used) = discount_lines(subtotal, discounts)?;
+    draft.lines.extend(lines);
+    draft.discounts = used;
+    Ok(draft)
 }
 
-/// The discounts hook: offers and coupons add their (non-positive) lines here.
-fn discount_lines(_terms: &PlanTerms, _period: Period) -> Vec<InvoiceLine> {
-    Vec::new()
+/// The discounts hook: one `discount` line per active discount that applies (an amount
+/// discount in another currency is skipped and logged, and keeps its cycles), and the
+/// ids of those applied.
+fn discount_lines(
+    subtotal: Money,
+    discounts: &[StoredDiscount],
+) -> ApiResult<(Vec<InvoiceLine>, Vec<uuid::Uuid>)> {
+    let outcomes = apply_discounts(subtotal, discounts.iter().map(|d| &d.value))?;
+    let mut lines = Vec::new();
+    let mut used = Vec::new();
+    for (d, outcome) in discounts.iter().zip(outcomes) {
+        match outcome {
+            DiscountOutcome::Applied { taken } => {
+                lines.push(discount_line(&d.value, taken)?);
+                used.push(d.id);
+            }
+            DiscountOutcome::SkippedCurrency => {
+                tracing::warn!(discount = %d.typed_id(), subscription = %d.subscription_id,
+                    currency = %subtotal.currency,
+                    "amount discount in another currency than the invoice; skipped");
+            }
+        }
+    }
+    Ok((lines, used))
 }
 
 /// Invoices `period` of the subscription inside the caller's transaction and schedules
-/// its charge for `now` (a zero invoice is paid at once). A period already invoiced is
-/// left alone (`None`).
+/// its charge for `now` (a zero invoice is paid at once). The invoice takes the
+/// subscription's un-invoiced pending items (locked, then linked to it) and applies its
+/// active discounts (locked, one cycle each used up). A period already invoiced is left
+/// alone (`None`), and then nothing is taken or used up.
 pub(crate) async fn invoice_period_in_tx(
     conn: &mut AsyncPgConnection,
     merchant: MerchantId,
@@ -95,7 +158,10 @@ pub(crate) async fn invoice_period_in_tx(
 ) -> ApiResult<Option<Invoice>> {
     let terms = &sub.subscription.plan;
     let plan = catalog_repo::get_plan(conn, merchant, terms.plan_id).await?;
-    let lines = renewal_lines(&plan.name, terms, period)?;
+    let pending = pending_repo::lock_uninvoiced(conn, merchant, sub.subscription.id).await?;
+    let discounts =
+        discounts_repo::lock_active_for_subscription(conn, merchant, sub.subscription.id).await?;
+    let draft = renewal_lines(&plan.name, terms, period, &pending, &discounts)?;
     let created = invoices_repo::create_invoice(
         conn,
         merchant,
@@ -104,7 +170,7 @@ pub(crate) async fn invoice_period_in_tx(
             subscription_id: Some(sub.subscription.id),
             period: Some(period),
             currency: terms.price.currency,
-            lines,
+            lines: draft.lines,
             status: InvoiceStatus::Open,
         },
         now,
@@ -124,6 +190,8 @@ pub(crate) async fn invoice_period_in_tx(
         }
         Err(other) => return Err(other.into()),
     };
+    pending_repo::link_to_invoice(conn, merchant, &draft.items, invoice.id).await?;
+    discounts_repo::consume(conn, merchant, &draft.discounts).await?;
     if invoice.totals.amount_due.is_zero() {
         let paid = invoices_repo::mark_paid_without_charge(conn, merchant, invoice.id, now).await?;
         invoice_event(conn, merchant, "invoice.paid", &paid, Some(&invoice)).await?;
@@ -139,7 +207,10 @@ pub(crate) async fn invoice_period_in_tx(
         },
     )
     .await?;
-    Ok(Some(invoice))
+    Ok(Some(Invoice {
+        next_payment_attempt_at: Some(now),
+        ..invoice
+    }))
 }
 
 /// The period and terms the next invoice of `sub` will bill, if it renews: the first
@@ -169,10 +240,19 @@ async fn upcoming_of(
         return Ok(None);
     };
     let plan = catalog_repo::get_plan(conn, merchant, terms.plan_id).await?;
-    let lines = renewal_lines(&plan.name, &terms, period)?;
-    let totals = invoice::totals(terms.price.currency, &lines)?;
+    // The same lines the renewal will build, from the same rows, read without locks and
+    // without using anything up.
+    let pending = pending_repo::uninvoiced(conn, merchant, s.subscription.id, false).await?;
+    let discounts =
+        discounts_repo::active_for_subscription(conn, merchant, s.subscription.id).await?;
+    let draft = renewal_lines(&plan.name, &terms, period, &pending, &discounts)?;
+    let totals = invoice::totals(terms.price.currency, &draft.lines)?;
     Ok(Some(UpcomingInvoiceDto::render(
-        s, &terms, period, &lines, &totals,
+        s,
+        &terms,
+        period,
+        &draft.lines,
+        &totals,
     )))
 }
 
@@ -476,6 +556,17 @@ async fn collect_in_tx(
         match policy.final_state {
             DunningFinalState::Canceled => {
                 repo::mark_uncollectible(conn, merchant, after.id, now).await?;
+                let marked = invoices_repo::get(conn, merchant, after.id, None, false).await?;
+                if marked.status == InvoiceStatus::Uncollectible {
+                    invoice_event(
+                        conn,
+                        merchant,
+                        "invoice.marked_uncollectible",
+                        &marked,
+                        Some(&after),
+                    )
+                    .await?;
+                }
                 if let Some(s) = &current
                     && !s.subscription.is_canceled()
                 {

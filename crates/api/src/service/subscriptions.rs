@@ -31,6 +31,7 @@ use tenure_domain::support::{
 };
 use tenure_store::repo::catalog as catalog_repo;
 use tenure_store::repo::customers as customer_repo;
+use tenure_store::repo::discounts::{self as discounts_repo, StoredDiscount};
 use tenure_store::repo::subscriptions::{self as repo, StoredSubscription, SubscriptionFilter};
 use tenure_store::repo::support as support_repo;
 use tenure_store::{Page, PageRequest, StoreError};
@@ -326,6 +327,8 @@ async fn persist(
         if let Some(period) = super::renewals::period_to_invoice(event) {
             super::renewals::invoice_period_in_tx(conn, merchant, &after, period, now).await?;
         }
+        // An immediate plan change bills its proration (pending items, or a new period).
+        super::prorations::bill_plan_change_in_tx(conn, merchant, &after, event, now).await?;
         touched = match event {
             SubscriptionEvent::CancellationRequested {
                 cancellation_request_id,
@@ -745,11 +748,59 @@ pub async fn preview_plan_change(
         plan_id.to_string(),
         &preview,
         Money::zero(s.subscription.plan.price.currency),
+        s.subscription.current_period.end,
+        request.to.cadence != s.subscription.plan.cadence,
     ))
 }
 
+/// The active discounts of each of `subs` (oldest first), one query for all.
+async fn discounts_of(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    subs: &[StoredSubscription],
+) -> ApiResult<HashMap<SubscriptionId, Vec<StoredDiscount>>> {
+    let ids: Vec<SubscriptionId> = subs.iter().map(|s| s.subscription.id).collect();
+    let mut by_sub: HashMap<SubscriptionId, Vec<StoredDiscount>> = HashMap::new();
+    for d in discounts_repo::active_for_subscriptions(conn, merchant, &ids).await? {
+        by_sub.entry(d.subscription_id).or_default().push(d);
+    }
+    Ok(by_sub)
+}
+
+/// Renders subscriptions for their merchant, with their active discounts.
+pub async fn merchant_views(
+    state: &AppState,
+    merchant: MerchantId,
+    subs: &[StoredSubscription],
+) -> ApiResult<Vec<SubscriptionDto>> {
+    let mut conn = state.db.conn().await?;
+    let discounts = discounts_of(&mut conn, merchant, subs).await?;
+    Ok(subs
+        .iter()
+        .map(|s| {
+            SubscriptionDto::render(s, Actor::Merchant).with_discounts(
+                discounts
+                    .get(&s.subscription.id)
+                    .map_or(&[][..], Vec::as_slice),
+            )
+        })
+        .collect())
+}
+
+/// [`merchant_views`] of one subscription.
+pub async fn merchant_view(
+    state: &AppState,
+    merchant: MerchantId,
+    s: &StoredSubscription,
+) -> ApiResult<SubscriptionDto> {
+    merchant_views(state, merchant, std::slice::from_ref(s))
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::internal("no view rendered"))
+}
+
 /// Renders subscriptions for the portal, with the actions the product's policy allows
-/// the customer now.
+/// the customer now and their active discounts.
 pub async fn portal_views(
     state: &AppState,
     merchant: MerchantId,
@@ -757,6 +808,7 @@ pub async fn portal_views(
 ) -> ApiResult<Vec<PortalSubscriptionDto>> {
     let now = now_of(state);
     let mut conn = state.db.conn().await?;
+    let discounts = discounts_of(&mut conn, merchant, subs).await?;
     let mut products: HashMap<ProductId, (PortalPolicy, Vec<PlanId>)> = HashMap::new();
     let mut views = Vec::with_capacity(subs.len());
     for s in subs {
@@ -774,7 +826,11 @@ pub async fn portal_views(
             .get(&s.product_id)
             .ok_or_else(|| ApiError::internal("product policy missing"))?;
         views.push(PortalSubscriptionDto {
-            subscription: SubscriptionDto::render(s, Actor::Customer),
+            subscription: SubscriptionDto::render(s, Actor::Customer).with_discounts(
+                discounts
+                    .get(&s.subscription.id)
+                    .map_or(&[][..], Vec::as_slice),
+            ),
             available_actions: available_actions(&s.subscription, policy, plans, now).into(),
         });
     }

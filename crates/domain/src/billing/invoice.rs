@@ -491,6 +491,9 @@ pub struct Invoice {
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
     pub paid_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When the billing engine charges it next (`None`: not scheduled, e.g. paid, or
+    /// dunning gave up).
+    pub next_payment_attempt_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A charge attempt against an invoice.

@@ -104,7 +104,11 @@ fn to_u32(n: i32) -> StoreResult<u32> {
 }
 
 impl InvoiceRow {
-    fn into_domain(self, lines: Vec<LineRow>) -> StoreResult<Invoice> {
+    fn into_domain(
+        self,
+        lines: Vec<LineRow>,
+        next_payment_attempt_at: Option<DateTime<Utc>>,
+    ) -> StoreResult<Invoice> {
         let cur = currency(&self.currency)?;
         let lines = lines
             .into_iter()
@@ -141,6 +145,7 @@ impl InvoiceRow {
             created_at: self.created_at,
             updated_at: self.updated_at,
             paid_at: self.paid_at,
+            next_payment_attempt_at,
         })
     }
 }
@@ -178,6 +183,13 @@ impl RefundRow {
             created_at: self.created_at,
         })
     }
+}
+
+/// `invoices.next_payment_attempt_at` (migration 000005). Selected as SQL because
+/// `schema.rs` keeps the invoices table within diesel's 16-column limit.
+fn next_payment_attempt_at()
+-> diesel::expression::SqlLiteral<diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>> {
+    diesel::dsl::sql("invoices.next_payment_attempt_at")
 }
 
 /// What the renewal engine (or a test) asks to invoice.
@@ -274,7 +286,7 @@ pub async fn create_invoice(
             .values(&lines)
             .execute(conn)
             .await?;
-        row.into_domain(lines)
+        row.into_domain(lines, None)
     })
     .await
 }
@@ -303,8 +315,8 @@ pub async fn get(
 ) -> StoreResult<Invoice> {
     let query = invoices::table
         .find((merchant.uuid(), id.uuid()))
-        .select(InvoiceRow::as_select());
-    let row = if for_update {
+        .select((InvoiceRow::as_select(), next_payment_attempt_at()));
+    let (row, next_attempt) = if for_update {
         query.for_update().get_result(conn).await?
     } else {
         query.get_result(conn).await?
@@ -313,7 +325,7 @@ pub async fn get(
         return Err(StoreError::NotFound);
     }
     let lines = lines_of(conn, merchant, &[row.id]).await?;
-    row.into_domain(lines)
+    row.into_domain(lines, next_attempt)
 }
 
 #[derive(Debug, Default, Clone)]
@@ -332,7 +344,7 @@ pub async fn list(
 ) -> StoreResult<Page<Invoice>> {
     let mut query = invoices::table
         .filter(invoices::merchant_id.eq(merchant.uuid()))
-        .select(InvoiceRow::as_select())
+        .select((InvoiceRow::as_select(), next_payment_attempt_at()))
         .order(invoices::id.desc())
         .limit(page.fetch_limit())
         .into_boxed();
@@ -353,12 +365,12 @@ pub async fn list(
     }
     let rows = query.load(conn).await?;
     let page = Page::from_overfetch(rows, &page);
-    let ids: Vec<uuid::Uuid> = page.items.iter().map(|r| r.id).collect();
+    let ids: Vec<uuid::Uuid> = page.items.iter().map(|(r, _)| r.id).collect();
     let mut lines = lines_of(conn, merchant, &ids).await?;
-    page.try_map(|row| {
+    page.try_map(|(row, next_attempt)| {
         let (mine, rest): (Vec<_>, Vec<_>) = lines.drain(..).partition(|l| l.invoice_id == row.id);
         lines = rest;
-        row.into_domain(mine)
+        row.into_domain(mine, next_attempt)
     })
 }
 
@@ -397,7 +409,25 @@ pub async fn mark_paid_without_charge(
         ))
         .execute(conn)
         .await?;
+    clear_next_attempt(conn, merchant, id).await?;
     get(conn, merchant, id, None, false).await
+}
+
+/// A paid invoice is never charged again: its schedule goes with the payment, so the
+/// `invoice.paid` snapshot shows no next attempt.
+async fn clear_next_attempt(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    id: InvoiceId,
+) -> StoreResult<()> {
+    diesel::sql_query(
+        "UPDATE invoices SET next_payment_attempt_at = NULL WHERE merchant_id = $1 AND id = $2",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(merchant.uuid())
+    .bind::<diesel::sql_types::Uuid, _>(id.uuid())
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Records a charge attempt and its effect on the invoice in one transaction (or
@@ -462,6 +492,7 @@ pub async fn record_payment_attempt(
                 ))
                 .execute(conn)
                 .await?;
+            clear_next_attempt(conn, merchant, invoice.id).await?;
         } else {
             diesel::update(target)
                 .set((

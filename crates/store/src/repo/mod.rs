@@ -4,12 +4,14 @@
 pub mod catalog;
 pub mod context;
 pub mod customers;
+pub mod discounts;
 pub mod events;
 pub mod idempotency;
 pub mod identity_providers;
 pub mod invoices;
 pub mod merchants;
 pub mod payment_methods;
+pub mod pending_items;
 pub mod renewals;
 pub mod secrets;
 pub mod subscriptions;
