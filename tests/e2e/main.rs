@@ -10,6 +10,7 @@ mod faults;
 mod fixtures;
 mod fuzz;
 mod idempotency;
+mod invoicing;
 mod lifecycle;
 mod platform;
 mod renewals;

@@ -673,7 +673,7 @@ async fn update_settings(
     let now = truncate(state.now());
     let mut conn = state.db.conn().await?;
     conn.transaction(async |conn| {
-        let mut s = repo::settings(conn, merchant).await?;
+        let mut s = repo::lock_settings(conn, merchant, now).await?;
         change(&mut s);
         s.updated_at = Some(now);
         repo::save_settings(conn, merchant, &s, now).await?;

@@ -75,6 +75,35 @@ pub async fn settings(
     })
 }
 
+/// The merchant's settings with their row locked until the transaction ends, so a
+/// read-modify-write of one setting never loses a concurrent change of another. A
+/// merchant without saved settings gets its defaults' row created first (it is then
+/// overwritten by the caller's save in the same transaction).
+pub async fn lock_settings(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    at: DateTime<Utc>,
+) -> StoreResult<BillingSettings> {
+    let defaults = BillingSettings::default();
+    diesel::sql_query(
+        "INSERT INTO billing_settings (merchant_id, dunning_policy, upcoming_notice_days, updated_at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (merchant_id) DO NOTHING",
+    )
+    .bind::<Uuid, _>(merchant.uuid())
+    .bind::<Jsonb, _>(
+        serde_json::to_value(&defaults.dunning_policy).map_err(StoreError::corrupt)?,
+    )
+    .bind::<Integer, _>(DEFAULT_UPCOMING_NOTICE_DAYS as i32)
+    .bind::<Timestamptz, _>(at)
+    .execute(conn)
+    .await?;
+    diesel::sql_query("SELECT 1 AS id FROM billing_settings WHERE merchant_id = $1 FOR UPDATE")
+        .bind::<Uuid, _>(merchant.uuid())
+        .execute(conn)
+        .await?;
+    settings(conn, merchant).await
+}
+
 /// Saves the merchant's settings (insert or replace).
 pub async fn save_settings(
     conn: &mut AsyncPgConnection,

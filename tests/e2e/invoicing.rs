@@ -1,0 +1,564 @@
+//! What a renewal invoices beyond the plan: the prorations of an upgrade (pending items
+//! taken by the next invoice, exactly once), a cadence change invoiced at once, discounts
+//! (percent and amount, with their cycles), and the event of an invoice dunning gave up.
+
+use chrono::{DateTime, Duration, Utc};
+use diesel::QueryableByName;
+use diesel::sql_types::{Nullable, Timestamptz, Uuid};
+use diesel_async::RunQueryDsl;
+use serde_json::{Value, json};
+use tenure_api::service::renewals::run_until_idle;
+use tenure_domain::billing::period::{Cadence, Interval, Period};
+use tenure_domain::billing::proration::prorate_change;
+use tenure_domain::clock::Clock;
+use tenure_domain::ids::{MerchantId, PlanId, SubscriptionId};
+use tenure_domain::money::Money;
+use tenure_domain::subscription::PlanTerms;
+use tenure_e2e::{TestApp, TestMerchant};
+use tenure_store::repo::discounts::{self, DiscountValue, NewDiscount};
+
+use crate::fixtures;
+
+struct Setup {
+    m: TestMerchant,
+    product: String,
+    customer: String,
+}
+
+async fn setup(app: &TestApp, token: &str) -> Setup {
+    let m = app.merchant("Invoicing").await;
+    let product = fixtures::product(app, &m, json!({})).await;
+    let customer = fixtures::customer(app, &m, "u-invoicing").await;
+    app.post(&format!("/v1/customers/{customer}/payment_methods"))
+        .bearer(&m.key)
+        .json(&json!({"token": token, "set_default": true}))
+        .send()
+        .await
+        .expect(201);
+    Setup {
+        m,
+        product,
+        customer,
+    }
+}
+
+async fn plan(app: &TestApp, s: &Setup, name: &str, amount: i64, interval: &str) -> String {
+    app.post("/v1/plans")
+        .bearer(&s.m.key)
+        .json(&json!({"product_id": s.product, "name": name,
+            "price": {"amount": amount, "currency": "EUR"}, "interval": interval}))
+        .send()
+        .await
+        .expect(201)
+        .id()
+}
+
+async fn subscribe(app: &TestApp, s: &Setup, plan: &str) -> Value {
+    app.post("/v1/subscriptions")
+        .bearer(&s.m.key)
+        .json(&json!({"customer_id": s.customer, "plan_id": plan}))
+        .send()
+        .await
+        .expect(201)
+        .body
+}
+
+async fn get(app: &TestApp, m: &TestMerchant, path: &str) -> Value {
+    app.get(path).bearer(&m.key).send().await.expect(200).body
+}
+
+fn time(v: &Value) -> DateTime<Utc> {
+    v.as_str()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_else(|| panic!("not a timestamp: {v}"))
+}
+
+fn amount(v: &Value) -> i64 {
+    v["amount"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no amount: {v}"))
+}
+
+async fn round(app: &TestApp) {
+    run_until_idle(&app.state, app.clock.now())
+        .await
+        .expect("renewal round");
+}
+
+async fn events(app: &TestApp, m: &TestMerchant, event_type: &str) -> Vec<Value> {
+    get(app, m, &format!("/v1/events?type={event_type}&limit=100")).await["data"]
+        .as_array()
+        .expect("events")
+        .clone()
+}
+
+/// The customer's invoices, oldest first.
+async fn invoices(app: &TestApp, s: &Setup) -> Vec<Value> {
+    let mut list = get(
+        app,
+        &s.m,
+        &format!("/v1/invoices?customer_id={}&limit=100", s.customer),
+    )
+    .await["data"]
+        .as_array()
+        .expect("invoices")
+        .clone();
+    list.reverse();
+    list
+}
+
+fn lines_of(invoice: &Value, kind: &str) -> Vec<i64> {
+    invoice["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .filter(|l| l["kind"] == kind)
+        .map(|l| amount(&l["amount"]))
+        .collect()
+}
+
+/// The totals add up: subtotal = plan + proration lines, discount = discount lines,
+/// total = subtotal + discount, amount_due = max(0, total).
+fn assert_totals(invoice: &Value) {
+    let sum = |kinds: &[&str]| -> i64 { kinds.iter().flat_map(|k| lines_of(invoice, k)).sum() };
+    let subtotal = sum(&["plan", "proration"]);
+    let discount = sum(&["discount"]);
+    assert_eq!(amount(&invoice["subtotal"]), subtotal, "{invoice}");
+    assert_eq!(amount(&invoice["discount"]), discount, "{invoice}");
+    assert_eq!(amount(&invoice["total"]), subtotal + discount, "{invoice}");
+    assert_eq!(
+        amount(&invoice["amount_due"]),
+        (subtotal + discount).max(0),
+        "{invoice}"
+    );
+}
+
+fn eur(amount: i64) -> Money {
+    Money::new(amount, "EUR".parse().unwrap())
+}
+
+fn terms(plan: &str, amount: i64, interval: Interval) -> PlanTerms {
+    PlanTerms::new(
+        plan.parse::<PlanId>().unwrap(),
+        eur(amount),
+        Cadence::new(interval, 1).unwrap(),
+    )
+    .unwrap()
+}
+
+#[derive(QueryableByName)]
+struct ItemRow {
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    period_start: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Uuid>)]
+    invoice_id: Option<uuid::Uuid>,
+}
+
+async fn pending_items(app: &TestApp) -> Vec<ItemRow> {
+    let mut conn = app.sql().await;
+    diesel::sql_query("SELECT period_start, invoice_id FROM pending_invoice_items ORDER BY id")
+        .load(&mut conn)
+        .await
+        .expect("pending items")
+}
+
+#[actix_web::test]
+async fn an_upgrade_mid_period_is_billed_once_on_the_next_renewal_with_the_exact_proration() {
+    let app = TestApp::new().await;
+    let s = setup(&app, "pm_card_visa").await;
+    let basic = plan(&app, &s, "Basic", 1000, "month").await;
+    let premium = plan(&app, &s, "Premium", 3000, "month").await;
+    let sub = subscribe(&app, &s, &basic).await;
+    let id = sub["id"].as_str().unwrap().to_owned();
+    let period = Period::new(
+        time(&sub["current_period"]["start"]),
+        time(&sub["current_period"]["end"]),
+    )
+    .unwrap();
+    round(&app).await; // the first period's invoice is charged
+    app.clock.advance(Duration::days(10) + Duration::hours(7));
+
+    let preview = app
+        .post(&format!("/v1/subscriptions/{id}/change_plan/preview"))
+        .bearer(&s.m.key)
+        .json(&json!({"plan_id": premium}))
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(preview["invoicing"], "next_invoice");
+    assert_eq!(time(&preview["invoiced_at"]), period.end);
+
+    let changed = app
+        .post(&format!("/v1/subscriptions/{id}/change_plan"))
+        .bearer(&s.m.key)
+        .json(&json!({"plan_id": premium}))
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(changed["plan_id"], premium.as_str());
+    assert_eq!(
+        time(&changed["current_period"]["end"]),
+        period.end,
+        "same cadence keeps the period"
+    );
+    // Two pending items, not invoiced yet, nothing charged now.
+    let items = pending_items(&app).await;
+    assert_eq!(items.len(), 2);
+    assert!(items.iter().all(|i| i.invoice_id.is_none()));
+    let at = items[0].period_start.expect("item period");
+    let expected = prorate_change(
+        &terms(&basic, 1000, Interval::Month),
+        &terms(&premium, 3000, Interval::Month),
+        &period,
+        at,
+    )
+    .unwrap();
+    let credit = expected.lines[0].amount.amount;
+    let charge = expected.lines[1].amount.amount;
+    assert!(credit < 0 && charge > 0);
+    assert!(invoices(&app, &s).await.is_empty(), "no invoice for the upgrade now");
+    // The preview showed these lines (it ran milliseconds earlier: the same amounts).
+    let previewed: Vec<i64> = preview["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| amount(&l["amount"]))
+        .collect();
+    assert_eq!(previewed, vec![credit, charge]);
+
+    // The upcoming invoice shows the new plan plus the pending prorations.
+    let upcoming = get(&app, &s.m, &format!("/v1/subscriptions/{id}/upcoming_invoice")).await;
+    assert_eq!(lines_of(&upcoming, "plan"), vec![3000]);
+    assert_eq!(lines_of(&upcoming, "proration"), vec![credit, charge]);
+    assert_totals(&upcoming);
+
+    // The renewal invoices exactly that and links the items.
+    app.clock.advance_to(period.end + Duration::minutes(1));
+    round(&app).await;
+    let all = invoices(&app, &s).await;
+    assert_eq!(all.len(), 1);
+    let renewal = &all[0];
+    assert_eq!(time(&renewal["period_start"]), period.end);
+    assert_eq!(lines_of(renewal, "plan"), vec![3000]);
+    assert_eq!(lines_of(renewal, "proration"), vec![credit, charge]);
+    assert_totals(renewal);
+    assert_eq!(amount(&renewal["total"]), 3000 + credit + charge);
+    assert_eq!(
+        amount(&renewal["total"]),
+        3000 + expected.amount_due_now.amount - expected.credit_carried.amount
+    );
+    assert_eq!(renewal["status"], "paid");
+    assert_eq!(amount(&renewal["amount_paid"]), 3000 + credit + charge);
+    assert!(renewal["next_payment_attempt_at"].is_null());
+    assert_eq!(renewal["attempt_count"], 1);
+    let renewal_id: tenure_domain::ids::InvoiceId = renewal["id"].as_str().unwrap().parse().unwrap();
+    let items = pending_items(&app).await;
+    assert!(
+        items
+            .iter()
+            .all(|i| i.invoice_id == Some(renewal_id.uuid())),
+        "the items are linked to the renewal invoice"
+    );
+
+    // The next renewal bills the plan alone: the items are never invoiced twice.
+    let next_end = time(&renewal["period_end"]);
+    let upcoming = get(&app, &s.m, &format!("/v1/subscriptions/{id}/upcoming_invoice")).await;
+    assert!(lines_of(&upcoming, "proration").is_empty());
+    app.clock.advance_to(next_end + Duration::minutes(1));
+    round(&app).await;
+    let all = invoices(&app, &s).await;
+    assert_eq!(all.len(), 2);
+    assert_eq!(lines_of(&all[1], "plan"), vec![3000]);
+    assert!(lines_of(&all[1], "proration").is_empty());
+    assert_eq!(amount(&all[1]["total"]), 3000);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM invoice_lines WHERE kind = 'proration'")
+            .await,
+        2
+    );
+}
+
+#[actix_web::test]
+async fn a_cadence_change_invoices_the_new_period_at_once_with_the_credit() {
+    let app = TestApp::new().await;
+    let s = setup(&app, "pm_card_visa").await;
+    let monthly = plan(&app, &s, "Monthly", 1000, "month").await;
+    let yearly = plan(&app, &s, "Yearly", 10_000, "year").await;
+    let sub = subscribe(&app, &s, &monthly).await;
+    let id = sub["id"].as_str().unwrap().to_owned();
+    let period = Period::new(
+        time(&sub["current_period"]["start"]),
+        time(&sub["current_period"]["end"]),
+    )
+    .unwrap();
+    round(&app).await;
+    app.clock.advance(Duration::days(12));
+
+    let preview = app
+        .post(&format!("/v1/subscriptions/{id}/change_plan/preview"))
+        .bearer(&s.m.key)
+        .json(&json!({"plan_id": yearly}))
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(preview["invoicing"], "now");
+
+    let changed = app
+        .post(&format!("/v1/subscriptions/{id}/change_plan"))
+        .bearer(&s.m.key)
+        .json(&json!({"plan_id": yearly}))
+        .send()
+        .await
+        .expect(200)
+        .body;
+    let at = time(&changed["billing_anchor"]);
+    assert_eq!(time(&changed["current_period"]["start"]), at);
+    assert_eq!(changed["interval"], "year");
+    let expected = prorate_change(
+        &terms(&monthly, 1000, Interval::Month),
+        &terms(&yearly, 10_000, Interval::Year),
+        &period,
+        at,
+    )
+    .unwrap();
+    let credit = expected.lines[0].amount.amount;
+    assert!(credit < 0);
+    assert_eq!(expected.lines[1].amount.amount, 10_000);
+
+    // Invoiced in the plan change's transaction: the new period's plan line and the credit.
+    let all = invoices(&app, &s).await;
+    assert_eq!(all.len(), 1);
+    let inv = &all[0];
+    assert_eq!(time(&inv["period_start"]), at);
+    assert_eq!(
+        time(&inv["period_end"]),
+        time(&changed["current_period"]["end"])
+    );
+    assert_eq!(lines_of(inv, "plan"), vec![10_000]);
+    assert_eq!(lines_of(inv, "proration"), vec![credit]);
+    assert_totals(inv);
+    assert_eq!(amount(&inv["total"]), expected.amount_due_now.amount);
+    assert_eq!(inv["status"], "open");
+    assert_eq!(time(&inv["next_payment_attempt_at"]), at);
+    assert_eq!(inv["attempt_count"], 0);
+    assert_eq!(
+        amount(&preview["amount_due_now"]),
+        expected.amount_due_now.amount,
+        "the preview showed what was invoiced"
+    );
+
+    // The worker charges it at once.
+    round(&app).await;
+    let inv = &invoices(&app, &s).await[0];
+    assert_eq!(inv["status"], "paid");
+    assert_eq!(amount(&inv["amount_paid"]), expected.amount_due_now.amount);
+    assert!(inv["next_payment_attempt_at"].is_null());
+    // Every item was taken by that invoice; the next renewal is a year later, plan only.
+    assert!(pending_items(&app).await.iter().all(|i| i.invoice_id.is_some()));
+    let upcoming = get(&app, &s.m, &format!("/v1/subscriptions/{id}/upcoming_invoice")).await;
+    assert_eq!(lines_of(&upcoming, "plan"), vec![10_000]);
+    assert!(lines_of(&upcoming, "proration").is_empty());
+    assert_eq!(time(&upcoming["period_start"]), time(&changed["current_period"]["end"]));
+    // The old period's end no longer renews anything.
+    app.clock.advance_to(period.end + Duration::minutes(1));
+    round(&app).await;
+    assert_eq!(invoices(&app, &s).await.len(), 1);
+}
+
+async fn grant(app: &TestApp, s: &Setup, sub: &str, value: DiscountValue, cycles: u32) {
+    let mut conn = app.sql().await;
+    discounts::grant(
+        &mut conn,
+        s.m.id.parse::<MerchantId>().unwrap(),
+        NewDiscount {
+            subscription_id: sub.parse::<SubscriptionId>().unwrap(),
+            offer_id: None,
+            value,
+            cycles,
+        },
+        app.clock.now(),
+    )
+    .await
+    .expect("grant");
+}
+
+#[actix_web::test]
+async fn a_percent_discount_applies_to_exactly_the_next_two_invoices() {
+    let app = TestApp::new().await;
+    let s = setup(&app, "pm_card_visa").await;
+    let gold = plan(&app, &s, "Gold", 1999, "month").await;
+    let sub = subscribe(&app, &s, &gold).await;
+    let id = sub["id"].as_str().unwrap().to_owned();
+    round(&app).await;
+    grant(&app, &s, &id, DiscountValue::Percent(20), 2).await;
+
+    // Shown on the subscription (merchant and portal) and on the preview, unconsumed.
+    let read = get(&app, &s.m, &format!("/v1/subscriptions/{id}")).await;
+    let d = &read["discounts"][0];
+    assert!(d["id"].as_str().unwrap().starts_with("disc_"), "{d}");
+    assert_eq!(d["percent"], 20);
+    assert!(d["amount"].is_null());
+    assert_eq!((d["cycles"].clone(), d["cycles_remaining"].clone()), (json!(2), json!(2)));
+    let token = fixtures::session(&app, &s.m, &s.customer).await;
+    let portal = app
+        .get(&format!("/v1/portal/subscriptions/{id}"))
+        .bearer(&token)
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(portal["discounts"][0]["percent"], 20);
+    let listed = get(&app, &s.m, "/v1/subscriptions").await;
+    assert_eq!(listed["data"][0]["discounts"][0]["cycles_remaining"], 2);
+    for _ in 0..2 {
+        let upcoming = get(&app, &s.m, &format!("/v1/subscriptions/{id}/upcoming_invoice")).await;
+        // 20 % of 19.99 is 3.998, rounded half up to 4.00.
+        assert_eq!(lines_of(&upcoming, "discount"), vec![-400]);
+        assert_eq!(amount(&upcoming["total"]), 1599);
+        assert_totals(&upcoming);
+    }
+    assert_eq!(
+        get(&app, &s.m, &format!("/v1/subscriptions/{id}")).await["discounts"][0]["cycles_remaining"],
+        2,
+        "the preview consumed nothing"
+    );
+
+    let mut end = time(&read["current_period"]["end"]);
+    for (n, remaining) in [(1, 1), (2, 0)] {
+        app.clock.advance_to(end + Duration::minutes(1));
+        round(&app).await;
+        let all = invoices(&app, &s).await;
+        assert_eq!(all.len(), n);
+        let inv = &all[n - 1];
+        assert_eq!(lines_of(inv, "plan"), vec![1999]);
+        assert_eq!(lines_of(inv, "discount"), vec![-400], "renewal {n}");
+        assert_eq!(amount(&inv["discount"]), -400);
+        assert_eq!(amount(&inv["total"]), 1599);
+        assert_eq!(amount(&inv["amount_paid"]), 1599);
+        assert_totals(inv);
+        let read = get(&app, &s.m, &format!("/v1/subscriptions/{id}")).await;
+        let left = read["discounts"].as_array().unwrap();
+        if remaining > 0 {
+            assert_eq!(left[0]["cycles_remaining"], remaining);
+        } else {
+            assert!(left.is_empty(), "a used-up discount is no longer shown");
+        }
+        end = time(&read["current_period"]["end"]);
+    }
+    let upcoming = get(&app, &s.m, &format!("/v1/subscriptions/{id}/upcoming_invoice")).await;
+    assert!(lines_of(&upcoming, "discount").is_empty());
+    app.clock.advance_to(end + Duration::minutes(1));
+    round(&app).await;
+    let all = invoices(&app, &s).await;
+    assert_eq!(all.len(), 3);
+    assert!(lines_of(&all[2], "discount").is_empty(), "not on the third");
+    assert_eq!(amount(&all[2]["total"]), 1999);
+    assert_eq!(
+        app.count("SELECT cycles_remaining::bigint AS n FROM subscription_discounts")
+            .await,
+        0
+    );
+}
+
+#[actix_web::test]
+async fn an_amount_discount_larger_than_the_subtotal_makes_a_zero_invoice_paid_without_a_charge() {
+    let app = TestApp::new().await;
+    let s = setup(&app, "pm_card_visa").await;
+    let gold = plan(&app, &s, "Gold", 1999, "month").await;
+    let sub = subscribe(&app, &s, &gold).await;
+    let id = sub["id"].as_str().unwrap().to_owned();
+    round(&app).await;
+    let payments_before = app.count("SELECT count(*) AS n FROM payments").await;
+    grant(&app, &s, &id, DiscountValue::Amount(eur(5000)), 1).await;
+    // An amount in another currency is skipped (and keeps its cycle).
+    grant(
+        &app,
+        &s,
+        &id,
+        DiscountValue::Amount(Money::new(100, "USD".parse().unwrap())),
+        1,
+    )
+    .await;
+    let read = get(&app, &s.m, &format!("/v1/subscriptions/{id}")).await;
+    assert_eq!(read["discounts"][0]["amount"], json!({"amount": 5000, "currency": "EUR"}));
+    assert!(read["discounts"][0]["percent"].is_null());
+    let upcoming = get(&app, &s.m, &format!("/v1/subscriptions/{id}/upcoming_invoice")).await;
+    assert_eq!(lines_of(&upcoming, "discount"), vec![-1999]);
+    assert_eq!(amount(&upcoming["amount_due"]), 0);
+
+    app.clock
+        .advance_to(time(&read["current_period"]["end"]) + Duration::minutes(1));
+    round(&app).await;
+    let inv = &invoices(&app, &s).await[0];
+    assert_eq!(lines_of(inv, "discount"), vec![-1999]);
+    assert_eq!(amount(&inv["total"]), 0);
+    assert_eq!(amount(&inv["amount_due"]), 0);
+    assert_eq!(inv["status"], "paid");
+    assert_eq!(inv["attempt_count"], 0);
+    assert!(inv["next_payment_attempt_at"].is_null());
+    assert_totals(inv);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM payments").await,
+        payments_before,
+        "no charge"
+    );
+    let detail = get(&app, &s.m, &format!("/v1/invoices/{}", inv["id"].as_str().unwrap())).await;
+    assert!(detail["payments"].as_array().unwrap().is_empty());
+    let paid = events(&app, &s.m, "invoice.paid").await;
+    assert!(paid.iter().any(|e| e["resource_id"] == inv["id"]));
+    // The EUR discount is used up; the USD one is still there, untouched.
+    let left = get(&app, &s.m, &format!("/v1/subscriptions/{id}")).await["discounts"].clone();
+    assert_eq!(left.as_array().unwrap().len(), 1);
+    assert_eq!(left[0]["amount"]["currency"], "USD");
+    assert_eq!(left[0]["cycles_remaining"], 1);
+}
+
+#[actix_web::test]
+async fn dunning_exhaustion_with_final_state_canceled_marks_the_invoice_uncollectible_with_an_event()
+{
+    let app = TestApp::new().await;
+    let s = setup(&app, "pm_card_chargeDeclined").await;
+    let gold = plan(&app, &s, "Gold", 1999, "month").await;
+    app.request(actix_web::http::Method::PUT, "/v1/dunning_policy")
+        .bearer(&s.m.key)
+        .json(&json!({"retry_after_days": [1], "final_state": "canceled"}))
+        .send()
+        .await
+        .expect(200);
+    let sub = subscribe(&app, &s, &gold).await;
+    let id = sub["id"].as_str().unwrap().to_owned();
+    app.clock
+        .advance_to(time(&sub["current_period"]["end"]) + Duration::minutes(1));
+    round(&app).await; // the renewal's first attempt is declined
+    let inv = &invoices(&app, &s).await[0];
+    assert_eq!(inv["status"], "open");
+    assert_eq!(inv["attempt_count"], 1);
+    let retry_at = time(&inv["next_payment_attempt_at"]);
+    assert!(retry_at > app.clock.now() + Duration::hours(23));
+    assert!(events(&app, &s.m, "invoice.marked_uncollectible").await.is_empty());
+
+    app.clock.advance_to(retry_at + Duration::minutes(1));
+    round(&app).await; // the last retry fails
+    let inv = &invoices(&app, &s).await[0];
+    assert_eq!(inv["status"], "uncollectible");
+    assert_eq!(inv["attempt_count"], 2);
+    assert!(inv["next_payment_attempt_at"].is_null());
+    let marked = events(&app, &s.m, "invoice.marked_uncollectible").await;
+    assert_eq!(marked.len(), 1);
+    assert_eq!(marked[0]["resource_id"], inv["id"]);
+    assert_eq!(marked[0]["data"]["object"]["status"], "uncollectible");
+    assert_eq!(marked[0]["data"]["previous_attributes"]["status"], "open");
+    let read = get(&app, &s.m, &format!("/v1/subscriptions/{id}")).await;
+    assert_eq!(read["status"], "canceled");
+    // A webhook endpoint may subscribe to the new type.
+    app.post("/v1/webhook_endpoints")
+        .bearer(&s.m.key)
+        .json(&json!({"url": "https://example.com/hook", "enabled_events": ["invoice.marked_uncollectible", "invoice.paid"]}))
+        .send()
+        .await
+        .expect(201);
+}
