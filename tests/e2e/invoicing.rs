@@ -219,7 +219,10 @@ async fn an_upgrade_mid_period_is_billed_once_on_the_next_renewal_with_the_exact
     let credit = expected.lines[0].amount.amount;
     let charge = expected.lines[1].amount.amount;
     assert!(credit < 0 && charge > 0);
-    assert!(invoices(&app, &s).await.is_empty(), "no invoice for the upgrade now");
+    assert!(
+        invoices(&app, &s).await.is_empty(),
+        "no invoice for the upgrade now"
+    );
     // The preview showed these lines (it ran milliseconds earlier: the same amounts).
     let previewed: Vec<i64> = preview["lines"]
         .as_array()
@@ -230,7 +233,12 @@ async fn an_upgrade_mid_period_is_billed_once_on_the_next_renewal_with_the_exact
     assert_eq!(previewed, vec![credit, charge]);
 
     // The upcoming invoice shows the new plan plus the pending prorations.
-    let upcoming = get(&app, &s.m, &format!("/v1/subscriptions/{id}/upcoming_invoice")).await;
+    let upcoming = get(
+        &app,
+        &s.m,
+        &format!("/v1/subscriptions/{id}/upcoming_invoice"),
+    )
+    .await;
     assert_eq!(lines_of(&upcoming, "plan"), vec![3000]);
     assert_eq!(lines_of(&upcoming, "proration"), vec![credit, charge]);
     assert_totals(&upcoming);
@@ -254,7 +262,8 @@ async fn an_upgrade_mid_period_is_billed_once_on_the_next_renewal_with_the_exact
     assert_eq!(amount(&renewal["amount_paid"]), 3000 + credit + charge);
     assert!(renewal["next_payment_attempt_at"].is_null());
     assert_eq!(renewal["attempt_count"], 1);
-    let renewal_id: tenure_domain::ids::InvoiceId = renewal["id"].as_str().unwrap().parse().unwrap();
+    let renewal_id: tenure_domain::ids::InvoiceId =
+        renewal["id"].as_str().unwrap().parse().unwrap();
     let items = pending_items(&app).await;
     assert!(
         items
@@ -265,7 +274,12 @@ async fn an_upgrade_mid_period_is_billed_once_on_the_next_renewal_with_the_exact
 
     // The next renewal bills the plan alone: the items are never invoiced twice.
     let next_end = time(&renewal["period_end"]);
-    let upcoming = get(&app, &s.m, &format!("/v1/subscriptions/{id}/upcoming_invoice")).await;
+    let upcoming = get(
+        &app,
+        &s.m,
+        &format!("/v1/subscriptions/{id}/upcoming_invoice"),
+    )
+    .await;
     assert!(lines_of(&upcoming, "proration").is_empty());
     app.clock.advance_to(next_end + Duration::minutes(1));
     round(&app).await;
@@ -345,6 +359,21 @@ async fn a_cadence_change_invoices_the_new_period_at_once_with_the_credit() {
     assert_eq!(inv["status"], "open");
     assert_eq!(time(&inv["next_payment_attempt_at"]), at);
     assert_eq!(inv["attempt_count"], 0);
+    // The customer sees the same schedule in the portal.
+    let token = fixtures::session(&app, &s.m, &s.customer).await;
+    let portal = app
+        .get(&format!(
+            "/v1/portal/invoices/{}",
+            inv["id"].as_str().unwrap()
+        ))
+        .bearer(&token)
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(time(&portal["next_payment_attempt_at"]), at);
+    assert_eq!(portal["attempt_count"], 0);
+    assert_eq!(lines_of(&portal, "proration"), vec![credit]);
     assert_eq!(
         amount(&preview["amount_due_now"]),
         expected.amount_due_now.amount,
@@ -358,11 +387,24 @@ async fn a_cadence_change_invoices_the_new_period_at_once_with_the_credit() {
     assert_eq!(amount(&inv["amount_paid"]), expected.amount_due_now.amount);
     assert!(inv["next_payment_attempt_at"].is_null());
     // Every item was taken by that invoice; the next renewal is a year later, plan only.
-    assert!(pending_items(&app).await.iter().all(|i| i.invoice_id.is_some()));
-    let upcoming = get(&app, &s.m, &format!("/v1/subscriptions/{id}/upcoming_invoice")).await;
+    assert!(
+        pending_items(&app)
+            .await
+            .iter()
+            .all(|i| i.invoice_id.is_some())
+    );
+    let upcoming = get(
+        &app,
+        &s.m,
+        &format!("/v1/subscriptions/{id}/upcoming_invoice"),
+    )
+    .await;
     assert_eq!(lines_of(&upcoming, "plan"), vec![10_000]);
     assert!(lines_of(&upcoming, "proration").is_empty());
-    assert_eq!(time(&upcoming["period_start"]), time(&changed["current_period"]["end"]));
+    assert_eq!(
+        time(&upcoming["period_start"]),
+        time(&changed["current_period"]["end"])
+    );
     // The old period's end no longer renews anything.
     app.clock.advance_to(period.end + Duration::minutes(1));
     round(&app).await;
@@ -402,7 +444,10 @@ async fn a_percent_discount_applies_to_exactly_the_next_two_invoices() {
     assert!(d["id"].as_str().unwrap().starts_with("disc_"), "{d}");
     assert_eq!(d["percent"], 20);
     assert!(d["amount"].is_null());
-    assert_eq!((d["cycles"].clone(), d["cycles_remaining"].clone()), (json!(2), json!(2)));
+    assert_eq!(
+        (d["cycles"].clone(), d["cycles_remaining"].clone()),
+        (json!(2), json!(2))
+    );
     let token = fixtures::session(&app, &s.m, &s.customer).await;
     let portal = app
         .get(&format!("/v1/portal/subscriptions/{id}"))
@@ -415,7 +460,12 @@ async fn a_percent_discount_applies_to_exactly_the_next_two_invoices() {
     let listed = get(&app, &s.m, "/v1/subscriptions").await;
     assert_eq!(listed["data"][0]["discounts"][0]["cycles_remaining"], 2);
     for _ in 0..2 {
-        let upcoming = get(&app, &s.m, &format!("/v1/subscriptions/{id}/upcoming_invoice")).await;
+        let upcoming = get(
+            &app,
+            &s.m,
+            &format!("/v1/subscriptions/{id}/upcoming_invoice"),
+        )
+        .await;
         // 20 % of 19.99 is 3.998, rounded half up to 4.00.
         assert_eq!(lines_of(&upcoming, "discount"), vec![-400]);
         assert_eq!(amount(&upcoming["total"]), 1599);
@@ -449,7 +499,12 @@ async fn a_percent_discount_applies_to_exactly_the_next_two_invoices() {
         }
         end = time(&read["current_period"]["end"]);
     }
-    let upcoming = get(&app, &s.m, &format!("/v1/subscriptions/{id}/upcoming_invoice")).await;
+    let upcoming = get(
+        &app,
+        &s.m,
+        &format!("/v1/subscriptions/{id}/upcoming_invoice"),
+    )
+    .await;
     assert!(lines_of(&upcoming, "discount").is_empty());
     app.clock.advance_to(end + Duration::minutes(1));
     round(&app).await;
@@ -484,9 +539,17 @@ async fn an_amount_discount_larger_than_the_subtotal_makes_a_zero_invoice_paid_w
     )
     .await;
     let read = get(&app, &s.m, &format!("/v1/subscriptions/{id}")).await;
-    assert_eq!(read["discounts"][0]["amount"], json!({"amount": 5000, "currency": "EUR"}));
+    assert_eq!(
+        read["discounts"][0]["amount"],
+        json!({"amount": 5000, "currency": "EUR"})
+    );
     assert!(read["discounts"][0]["percent"].is_null());
-    let upcoming = get(&app, &s.m, &format!("/v1/subscriptions/{id}/upcoming_invoice")).await;
+    let upcoming = get(
+        &app,
+        &s.m,
+        &format!("/v1/subscriptions/{id}/upcoming_invoice"),
+    )
+    .await;
     assert_eq!(lines_of(&upcoming, "discount"), vec![-1999]);
     assert_eq!(amount(&upcoming["amount_due"]), 0);
 
@@ -506,7 +569,12 @@ async fn an_amount_discount_larger_than_the_subtotal_makes_a_zero_invoice_paid_w
         payments_before,
         "no charge"
     );
-    let detail = get(&app, &s.m, &format!("/v1/invoices/{}", inv["id"].as_str().unwrap())).await;
+    let detail = get(
+        &app,
+        &s.m,
+        &format!("/v1/invoices/{}", inv["id"].as_str().unwrap()),
+    )
+    .await;
     assert!(detail["payments"].as_array().unwrap().is_empty());
     let paid = events(&app, &s.m, "invoice.paid").await;
     assert!(paid.iter().any(|e| e["resource_id"] == inv["id"]));
@@ -519,7 +587,7 @@ async fn an_amount_discount_larger_than_the_subtotal_makes_a_zero_invoice_paid_w
 
 #[actix_web::test]
 async fn dunning_exhaustion_with_final_state_canceled_marks_the_invoice_uncollectible_with_an_event()
-{
+ {
     let app = TestApp::new().await;
     let s = setup(&app, "pm_card_chargeDeclined").await;
     let gold = plan(&app, &s, "Gold", 1999, "month").await;
@@ -539,7 +607,11 @@ async fn dunning_exhaustion_with_final_state_canceled_marks_the_invoice_uncollec
     assert_eq!(inv["attempt_count"], 1);
     let retry_at = time(&inv["next_payment_attempt_at"]);
     assert!(retry_at > app.clock.now() + Duration::hours(23));
-    assert!(events(&app, &s.m, "invoice.marked_uncollectible").await.is_empty());
+    assert!(
+        events(&app, &s.m, "invoice.marked_uncollectible")
+            .await
+            .is_empty()
+    );
 
     app.clock.advance_to(retry_at + Duration::minutes(1));
     round(&app).await; // the last retry fails
@@ -561,4 +633,30 @@ async fn dunning_exhaustion_with_final_state_canceled_marks_the_invoice_uncollec
         .send()
         .await
         .expect(201);
+}
+
+#[actix_web::test]
+async fn concurrent_puts_of_different_billing_settings_lose_nothing() {
+    let app = TestApp::new().await;
+    let m = app.merchant("Settings").await;
+    for i in 1..=8u32 {
+        let policy = app
+            .request(actix_web::http::Method::PUT, "/v1/dunning_policy")
+            .bearer(&m.key)
+            .json(&json!({"retry_after_days": [i, i + 1], "final_state": "unpaid"}))
+            .send();
+        let days = app
+            .request(actix_web::http::Method::PUT, "/v1/billing_settings")
+            .bearer(&m.key)
+            .json(&json!({"upcoming_notice_days": i}))
+            .send();
+        let (a, b) = futures_util::future::join(policy, days).await;
+        a.expect(200);
+        b.expect(200);
+        let policy = get(&app, &m, "/v1/dunning_policy").await;
+        assert_eq!(policy["retry_after_days"], json!([i, i + 1]), "round {i}");
+        assert_eq!(policy["final_state"], "unpaid");
+        let settings = get(&app, &m, "/v1/billing_settings").await;
+        assert_eq!(settings["upcoming_notice_days"], i, "round {i}");
+    }
 }

@@ -6,13 +6,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tenure_domain::billing::period::Period;
 use tenure_domain::billing::proration::ProrationLineKind;
+use tenure_domain::ids::RetentionOfferId;
 use tenure_domain::money::Money;
 use tenure_domain::subscription::{
     AccessEnd, ActivePause, Actor, AvailableActions, CancelTiming, CancellationReason, OnResume,
     PauseEnd, PauseStart, PlanChangePreview, PlanChangeTiming, ScheduledChange,
     ScheduledChangeKind, SubscriptionStatus,
 };
-use tenure_domain::ids::RetentionOfferId;
 use tenure_store::repo::discounts::{DiscountValue, StoredDiscount};
 use tenure_store::repo::subscriptions::StoredSubscription;
 use utoipa::{IntoParams, ToSchema};
@@ -718,7 +718,10 @@ impl PlanChangePreviewDto {
     ) -> Self {
         let (invoicing, invoiced_at) = match (&preview.proration, new_cadence) {
             (None, _) => (PlanChangeInvoicingDto::None, None),
-            (Some(_), false) => (PlanChangeInvoicingDto::NextInvoice, Some(current_period_end)),
+            (Some(_), false) => (
+                PlanChangeInvoicingDto::NextInvoice,
+                Some(current_period_end),
+            ),
             (Some(p), true) => (PlanChangeInvoicingDto::Now, Some(p.at)),
         };
         let (lines, due, credit) = match &preview.proration {

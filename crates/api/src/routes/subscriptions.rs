@@ -31,7 +31,11 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(remove_scheduled_change);
 }
 
-async fn render(state: &AppState, auth: MerchantAuth, outcome: &Outcome) -> ApiResult<HttpResponse> {
+async fn render(
+    state: &AppState,
+    auth: MerchantAuth,
+    outcome: &Outcome,
+) -> ApiResult<HttpResponse> {
     let view = svc::merchant_view(state, auth.0, &outcome.subscription).await?;
     Ok(ok_versioned(&view, outcome.subscription.updated_at))
 }

@@ -68,7 +68,9 @@ pub(crate) async fn bill_plan_change_in_tx(
     let from_name = catalog_repo::get_plan(conn, merchant, from.plan_id)
         .await?
         .name;
-    let to_name = catalog_repo::get_plan(conn, merchant, to.plan_id).await?.name;
+    let to_name = catalog_repo::get_plan(conn, merchant, to.plan_id)
+        .await?
+        .name;
     let new_period = from.cadence != to.cadence;
     let mut items = Vec::new();
     let mut charge_now = None;

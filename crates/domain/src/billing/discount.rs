@@ -205,7 +205,11 @@ mod tests {
         assert!(DiscountValue::Percent(101).validate().is_err());
         assert!(DiscountValue::Percent(100).validate().is_ok());
         assert!(DiscountValue::Amount(eur(0)).validate().is_err());
-        assert!(DiscountValue::Amount(eur(MAX_AMOUNT + 1)).validate().is_err());
+        assert!(
+            DiscountValue::Amount(eur(MAX_AMOUNT + 1))
+                .validate()
+                .is_err()
+        );
         assert!(DiscountValue::Amount(eur(1)).validate().is_ok());
         assert!(validate_cycles(0).is_err());
         assert!(validate_cycles(1).is_ok());

@@ -73,7 +73,11 @@ impl Row {
                     .map_err(|_| StoreError::corrupt(format!("unknown currency {c}")))?;
                 DiscountValue::Amount(Money::new(a, cur))
             }
-            _ => return Err(StoreError::corrupt("discount is neither percent nor amount")),
+            _ => {
+                return Err(StoreError::corrupt(
+                    "discount is neither percent nor amount",
+                ));
+            }
         };
         let count = |n: i32| u32::try_from(n).map_err(|_| StoreError::corrupt("negative cycles"));
         Ok(StoredDiscount {
@@ -99,7 +103,9 @@ pub async fn grant(
 ) -> Result<StoredDiscount, StoreError> {
     new.value.validate().map_err(StoreError::corrupt)?;
     if new.cycles == 0 {
-        return Err(StoreError::corrupt("a discount applies to at least one cycle"));
+        return Err(StoreError::corrupt(
+            "a discount applies to at least one cycle",
+        ));
     }
     let cycles =
         i32::try_from(new.cycles).map_err(|_| StoreError::corrupt("cycles out of range"))?;
