@@ -660,3 +660,99 @@ async fn concurrent_puts_of_different_billing_settings_lose_nothing() {
         assert_eq!(settings["upcoming_notice_days"], i, "round {i}");
     }
 }
+
+/// A clock that stands still, to make a plan change at the very instant a period began.
+#[derive(Debug)]
+struct Frozen(DateTime<Utc>);
+
+impl Clock for Frozen {
+    fn now(&self) -> DateTime<Utc> {
+        self.0
+    }
+}
+
+#[actix_web::test]
+async fn a_cadence_change_at_the_instant_an_invoiced_period_began_keeps_the_charge_pending() {
+    use chrono::SubsecRound;
+    use tenure_api::service::subscriptions::{self as subs, Action, Caller};
+    use tenure_domain::billing::invoice::{InvoiceLine, InvoiceStatus, LineKind};
+    use tenure_store::repo::invoices::{self as invoices_repo, NewInvoice};
+
+    let app = TestApp::new().await;
+    let s = setup(&app, "pm_card_visa").await;
+    let monthly = plan(&app, &s, "Monthly", 1000, "month").await;
+    let yearly = plan(&app, &s, "Yearly", 10_000, "year").await;
+    let t0 = (app.clock.now() + Duration::days(1)).trunc_subsecs(0);
+    let frozen = tenure_api::AppState {
+        clock: std::sync::Arc::new(Frozen(t0)),
+        ..app.state.clone()
+    };
+    let merchant: MerchantId = s.m.id.parse().unwrap();
+    let sub = subs::create(
+        &frozen,
+        merchant,
+        s.customer.parse().unwrap(),
+        monthly.parse().unwrap(),
+    )
+    .await
+    .expect("subscribe");
+    assert_eq!(sub.subscription.current_period.start, t0);
+    // The period that began at t0 has its invoice (as a renewal at t0 would have made).
+    let mut conn = app.sql().await;
+    invoices_repo::create_invoice(
+        &mut conn,
+        merchant,
+        NewInvoice {
+            customer_id: sub.customer_id,
+            subscription_id: Some(sub.subscription.id),
+            period: Some(sub.subscription.current_period),
+            currency: "EUR".parse().unwrap(),
+            lines: vec![InvoiceLine::new(LineKind::Plan, "Monthly", eur(1000)).unwrap()],
+            status: InvoiceStatus::Open,
+        },
+        t0,
+    )
+    .await
+    .expect("invoice");
+
+    // A change to the yearly plan at t0 starts a period at t0 again: it cannot be
+    // invoiced a second time, so the charge waits with the credit for the next invoice.
+    let changed = subs::act(
+        &frozen,
+        Caller::merchant(merchant),
+        sub.subscription.id,
+        None,
+        Action::ChangePlan(yearly.parse().unwrap()),
+    )
+    .await
+    .expect("change plan");
+    assert_eq!(changed.subscription.subscription.current_period.start, t0);
+    assert_eq!(
+        invoices(&app, &s).await.len(),
+        1,
+        "no second invoice for t0"
+    );
+    let amounts: Vec<i64> = {
+        #[derive(QueryableByName)]
+        struct Amount {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            amount: i64,
+        }
+        let rows: Vec<Amount> = diesel::sql_query(
+            "SELECT amount FROM pending_invoice_items WHERE invoice_id IS NULL ORDER BY amount",
+        )
+        .load(&mut conn)
+        .await
+        .expect("items");
+        rows.into_iter().map(|r| r.amount).collect()
+    };
+    assert_eq!(amounts, vec![-1000, 10_000], "credit and charge are kept");
+    let upcoming = get(
+        &app,
+        &s.m,
+        &format!("/v1/subscriptions/{}/upcoming_invoice", sub.subscription.id),
+    )
+    .await;
+    assert_eq!(lines_of(&upcoming, "proration"), vec![-1000, 10_000]);
+    assert_totals(&upcoming);
+}
