@@ -252,17 +252,52 @@ pub fn is_eligible(offer: &RetentionOffer, c: &CustomerFacts) -> bool {
 /// value (see [`OfferKind::value`]), then by id for a stable order.
 pub fn rank<'a>(offers: &'a [RetentionOffer], c: &CustomerFacts) -> Vec<&'a RetentionOffer> {
     let mut out: Vec<&RetentionOffer> = offers.iter().filter(|o| is_eligible(o, c)).collect();
-    out.sort_by(|a, b| {
+    sort_best_first(&mut out, c.monthly_price);
+    out
+}
+
+/// Orders offers best first (the order of [`rank`]) without judging eligibility, e.g.
+/// to list again the offers presented earlier.
+pub fn sort_best_first(offers: &mut [&RetentionOffer], monthly_price: Option<Money>) {
+    offers.sort_by(|a, b| {
         b.priority
             .cmp(&a.priority)
-            .then_with(|| {
-                b.kind
-                    .value(c.monthly_price)
-                    .cmp(&a.kind.value(c.monthly_price))
-            })
+            .then_with(|| b.kind.value(monthly_price).cmp(&a.kind.value(monthly_price)))
             .then_with(|| a.id.cmp(&b.id))
     });
-    out
+}
+
+/// What became of one presentation of an offer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutcomeStatus {
+    /// Shown to the customer; no decision yet.
+    Presented,
+    Accepted,
+    Declined,
+}
+
+impl OutcomeStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Presented => "presented",
+            Self::Accepted => "accepted",
+            Self::Declined => "declined",
+        }
+    }
+}
+
+impl std::str::FromStr for OutcomeStatus {
+    type Err = DomainError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [Self::Presented, Self::Accepted, Self::Declined]
+            .into_iter()
+            .find(|o| o.as_str() == s)
+            .ok_or_else(|| {
+                DomainError::validation("outcome", "must be presented, accepted or declined")
+            })
+    }
 }
 
 #[cfg(test)]

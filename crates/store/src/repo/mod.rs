@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod context;
 pub mod customers;
+pub mod discounts;
 pub mod events;
 pub mod idempotency;
 pub mod identity_providers;
@@ -11,6 +12,7 @@ pub mod invoices;
 pub mod merchants;
 pub mod payment_methods;
 pub mod renewals;
+pub mod retention;
 pub mod secrets;
 pub mod subscriptions;
 pub mod support;
