@@ -13,5 +13,6 @@ mod idempotency;
 mod lifecycle;
 mod platform;
 mod renewals;
+mod retention;
 mod security;
 mod webhooks;

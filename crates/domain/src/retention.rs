@@ -142,7 +142,10 @@ impl Eligibility {
         }
         if let Some(ltv) = &self.ltv {
             if ltv.currency.parse::<crate::money::Currency>().is_err() {
-                return bad("ltv.currency", "must be an upper-case ISO 4217 code such as EUR");
+                return bad(
+                    "ltv.currency",
+                    "must be an upper-case ISO 4217 code such as EUR",
+                );
             }
             for (field, v) in [("ltv.min", ltv.min), ("ltv.max", ltv.max)] {
                 if v.is_some_and(|a| a.abs() > crate::money::MAX_AMOUNT) {
@@ -262,7 +265,11 @@ pub fn sort_best_first(offers: &mut [&RetentionOffer], monthly_price: Option<Mon
     offers.sort_by(|a, b| {
         b.priority
             .cmp(&a.priority)
-            .then_with(|| b.kind.value(monthly_price).cmp(&a.kind.value(monthly_price)))
+            .then_with(|| {
+                b.kind
+                    .value(monthly_price)
+                    .cmp(&a.kind.value(monthly_price))
+            })
             .then_with(|| a.id.cmp(&b.id))
     });
 }

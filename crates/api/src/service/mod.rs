@@ -8,6 +8,7 @@ pub mod customers;
 pub mod lifecycle;
 pub mod merchants;
 pub mod renewals;
+pub mod retention;
 pub mod sessions;
 pub mod subscriptions;
 pub mod support;

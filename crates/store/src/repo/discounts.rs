@@ -56,7 +56,11 @@ impl DiscountRow {
                 a,
                 c.parse().map_err(StoreError::corrupt)?,
             )),
-            _ => return Err(StoreError::corrupt("discount has neither percent nor amount")),
+            _ => {
+                return Err(StoreError::corrupt(
+                    "discount has neither percent nor amount",
+                ));
+            }
         };
         let count = |v: i32| u32::try_from(v).map_err(StoreError::corrupt);
         Ok(StoredDiscount {

@@ -6,8 +6,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tenure_domain::ids::{
-    CancellationRequestId, CustomerId, MerchantId, OfferOutcomeId, RetentionOfferId,
-    SubscriptionId,
+    CancellationRequestId, CustomerId, MerchantId, OfferOutcomeId, RetentionOfferId, SubscriptionId,
 };
 use tenure_domain::retention::{Eligibility, OfferKind, OutcomeStatus, RetentionOffer};
 use tenure_domain::subscription::CancellationReason;
@@ -347,7 +346,10 @@ pub async fn stats(
     for (offer, outcome, n) in rows {
         let s = out.entry(RetentionOfferId::from_uuid(offer)).or_default();
         s.presented += n;
-        match outcome.parse::<OutcomeStatus>().map_err(StoreError::corrupt)? {
+        match outcome
+            .parse::<OutcomeStatus>()
+            .map_err(StoreError::corrupt)?
+        {
             OutcomeStatus::Presented => {}
             OutcomeStatus::Accepted => s.accepted += n,
             OutcomeStatus::Declined => s.declined += n,

@@ -109,7 +109,9 @@ fn a_trial_extension_moves_the_trial_end_period_and_anchor() {
         timing: None,
         access: None,
     };
-    let pending = s.cancel(&cancel, &policy(), Actor::Merchant, start()).unwrap();
+    let pending = s
+        .cancel(&cancel, &policy(), Actor::Merchant, start())
+        .unwrap();
     if !pending.subscription.scheduled_changes.is_empty() {
         assert_eq!(
             code(pending.subscription.extend_trial(7, start())),
