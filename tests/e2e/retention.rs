@@ -3,6 +3,7 @@
 //! accepting instead of cancelling (discount, pause), declining, and the refusals.
 
 use serde_json::{Value, json};
+use tenure_domain::clock::Clock;
 use tenure_domain::ids::CustomerId;
 use tenure_e2e::{TestApp, TestMerchant};
 
@@ -767,4 +768,153 @@ async fn customers_accept_an_offer_instead_of_cancelling() {
             .await,
         before
     );
+}
+
+/// A trialing customer offered more trial: the trial end (and the first paid period)
+/// moves, the cancellation is withdrawn.
+#[actix_web::test]
+async fn extend_trial_offers_move_the_trial_end() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let product = fixtures::product(&app, &m, json!({})).await;
+    let plan = app
+        .post("/v1/plans")
+        .bearer(&m.key)
+        .json(
+            &json!({"product_id": product, "name": "Trial plan", "trial_days": 14,
+            "price": {"amount": 2000, "currency": "EUR"}, "interval": "month"}),
+        )
+        .send()
+        .await
+        .expect(201)
+        .id();
+    let extend = offer(
+        &app,
+        &m,
+        json!({"name": "Two more weeks",
+        "kind": {"type": "extend_trial", "days": 14}}),
+    )
+    .await;
+    let pause = offer(
+        &app,
+        &m,
+        json!({"name": "Pause", "kind": {"type": "pause_instead", "days": 30}}),
+    )
+    .await;
+    let c = customer(&app, &m, "trier", 3, 0, &[]).await;
+    let token = fixtures::session(&app, &m, &c).await;
+    let sub = subscribe(&app, &m, &c, &plan).await;
+    let before = app
+        .get(&format!("/v1/subscriptions/{sub}"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(before["status"], "trialing");
+    let (req, presented) = cancel(&app, &token, &sub, "other").await;
+    // A trial can be extended; a trialing subscription cannot pause.
+    assert_eq!(presented, [extend.clone()]);
+    let _ = pause;
+    let res = app
+        .post(&format!(
+            "/v1/portal/cancellation_requests/{req}/retention_offers/{extend}/accept"
+        ))
+        .bearer(&token)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(res.body["subscription"]["status"], "trialing");
+    assert_eq!(res.body["cancellation_request"]["status"], "withdrawn");
+    let old_end =
+        chrono::DateTime::parse_from_rfc3339(before["trial_end"].as_str().unwrap()).unwrap();
+    let new_end = chrono::DateTime::parse_from_rfc3339(
+        res.body["subscription"]["trial_end"].as_str().unwrap(),
+    )
+    .unwrap();
+    assert_eq!(new_end - old_end, chrono::Duration::days(14));
+    let extended = events(&app, &m, "subscription.trial_extended").await;
+    assert_eq!(extended.len(), 1);
+    assert_eq!(
+        extended[0]["data"]["previous_attributes"]["trial_end"],
+        before["trial_end"]
+    );
+}
+
+/// The accepted discount shows on the next invoice. Needs the renewal engine's discount
+/// lines (branch billing2); re-enabled after merging it.
+#[actix_web::test]
+#[ignore = "needs billing2 discount lines"]
+async fn an_accepted_discount_shows_on_the_next_invoice() {
+    let app = TestApp::new().await;
+    let s = setup(&app).await;
+    let m = &s.m;
+    let ada = customer(&app, m, "ada", 200, 15_000, &["vip"]).await;
+    app.post(&format!("/v1/customers/{ada}/payment_methods"))
+        .bearer(&m.key)
+        .json(&json!({"token": "pm_card_visa", "set_default": true}))
+        .send()
+        .await
+        .expect(201);
+    let token = fixtures::session(&app, m, &ada).await;
+    let sub = subscribe(&app, m, &ada, &s.base).await;
+    let (req, _) = cancel(&app, &token, &sub, "too_expensive").await;
+    app.post(&format!(
+        "/v1/portal/cancellation_requests/{req}/retention_offers/{}/accept",
+        s.discount
+    ))
+    .bearer(&token)
+    .send()
+    .await
+    .expect(200);
+    let body = app
+        .get(&format!("/v1/subscriptions/{sub}"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200)
+        .body;
+    let end = chrono::DateTime::parse_from_rfc3339(body["current_period"]["end"].as_str().unwrap())
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    app.clock.advance_to(end + chrono::Duration::minutes(1));
+    tenure_api::service::renewals::run_until_idle(&app.state, app.clock.now())
+        .await
+        .expect("renewal round");
+    // The customer's LTV invoice was hand-inserted; read the subscription's own.
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        id: uuid::Uuid,
+    }
+    let sub_uuid = sub
+        .parse::<tenure_domain::ids::SubscriptionId>()
+        .unwrap()
+        .uuid();
+    let mut conn = app.sql().await;
+    let rows: Vec<Row> = diesel_async::RunQueryDsl::load(
+        diesel::sql_query(format!(
+            "SELECT id FROM invoices WHERE subscription_id = '{sub_uuid}' ORDER BY id DESC LIMIT 1"
+        )),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    let invoice = tenure_domain::ids::InvoiceId::from_uuid(rows[0].id);
+    let renewal = &app
+        .get(&format!("/v1/invoices/{invoice}"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200)
+        .body;
+    let lines = renewal["lines"].as_array().unwrap();
+    let discount: Vec<&Value> = lines.iter().filter(|l| l["kind"] == "discount").collect();
+    assert_eq!(discount.len(), 1, "{renewal}");
+    // 20% of 20.00 EUR.
+    assert_eq!(
+        discount[0]["amount"],
+        json!({"amount": -400, "currency": "EUR"})
+    );
+    assert_eq!(renewal["total"], json!({"amount": 1600, "currency": "EUR"}));
 }

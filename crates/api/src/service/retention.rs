@@ -427,10 +427,15 @@ async fn present_in_tx(
     now: DateTime<Utc>,
 ) -> ApiResult<Vec<PresentedOfferDto>> {
     let offers = eligible_offers(conn, merchant, sub, request, now).await?;
+    // Outcome ids record the presentation order: UUIDv7s minted in one millisecond are
+    // not ordered, so mint them first and hand them out sorted.
+    let mut ids: Vec<OfferOutcomeId> = offers.iter().map(|_| OfferOutcomeId::new()).collect();
+    ids.sort_by_key(|id| id.uuid());
     let outcomes: Vec<OfferOutcome> = offers
         .iter()
-        .map(|o| OfferOutcome {
-            id: OfferOutcomeId::new(),
+        .zip(ids)
+        .map(|(o, id)| OfferOutcome {
+            id,
             offer_id: o.id,
             customer_id: sub.customer_id,
             subscription_id: sub.subscription.id,
