@@ -770,6 +770,74 @@ async fn customers_accept_an_offer_instead_of_cancelling() {
     );
 }
 
+/// Concurrent accepts (a double click, a retry racing the first try) and a decline of the
+/// same request: exactly one accept applies, the others are refused with 409.
+#[actix_web::test]
+async fn concurrent_accepts_apply_the_offer_once() {
+    let app = TestApp::new().await;
+    let s = setup(&app).await;
+    let m = &s.m;
+    let ada = customer(&app, m, "ada", 200, 15_000, &["vip"]).await;
+    let token = fixtures::session(&app, m, &ada).await;
+    let sub = subscribe(&app, m, &ada, &s.base).await;
+    let (req, presented) = cancel(&app, &token, &sub, "too_expensive").await;
+    assert_eq!(presented, [s.discount.clone(), s.pause.clone()]);
+    let mut requests: Vec<_> = (0..4)
+        .map(|_| {
+            app.post(&format!(
+                "/v1/portal/cancellation_requests/{req}/retention_offers/{}/accept",
+                s.discount
+            ))
+            .bearer(&token)
+            .send()
+        })
+        .collect();
+    requests.push(
+        app.post(&format!(
+            "/v1/portal/cancellation_requests/{req}/retention_offers/{}/decline",
+            s.discount
+        ))
+        .bearer(&token)
+        .send(),
+    );
+    let results = futures_util::future::join_all(requests).await;
+    let ok: Vec<_> = results
+        .iter()
+        .filter(|r| r.status.as_u16() == 200)
+        .collect();
+    assert_eq!(ok.len(), 1, "exactly one decision wins");
+    for r in &results {
+        assert!([200, 409].contains(&r.status.as_u16()), "{:?}", r.body);
+    }
+    let sub_uuid = sub
+        .parse::<tenure_domain::ids::SubscriptionId>()
+        .unwrap()
+        .uuid();
+    let granted = app
+        .count(&format!(
+            "SELECT count(*) AS n FROM subscription_discounts WHERE subscription_id = '{sub_uuid}'"
+        ))
+        .await;
+    let accepted = events(&app, m, "retention_offer.accepted").await.len();
+    let status = app
+        .get(&format!("/v1/cancellation_requests/{req}"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200)
+        .body["status"]
+        .clone();
+    if ok[0].body.get("discount").is_some() {
+        // An accept won: one discount, one event, the request withdrawn.
+        assert_eq!((granted, accepted), (1, 1));
+        assert_eq!(status, "withdrawn");
+    } else {
+        // The decline won: nothing applied, the cancellation stands.
+        assert_eq!((granted, accepted), (0, 0));
+        assert_eq!(status, "pending");
+    }
+}
+
 /// A trialing customer offered more trial: the trial end (and the first paid period)
 /// moves, the cancellation is withdrawn.
 #[actix_web::test]
@@ -814,7 +882,7 @@ async fn extend_trial_offers_move_the_trial_end() {
     assert_eq!(before["status"], "trialing");
     let (req, presented) = cancel(&app, &token, &sub, "other").await;
     // A trial can be extended; a trialing subscription cannot pause.
-    assert_eq!(presented, [extend.clone()]);
+    assert_eq!(presented, std::slice::from_ref(&extend));
     let _ = pause;
     let res = app
         .post(&format!(

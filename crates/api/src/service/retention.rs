@@ -780,8 +780,11 @@ pub async fn decline(
     let now = now_of(state);
     let merchant = caller.merchant;
     let mut conn = state.db.conn().await?;
+    let request = own_request(&mut conn, caller, request_id, false).await?;
     conn.transaction(async |conn| {
-        let request = own_request(conn, caller, request_id, true).await?;
+        // Locks in the order every subscription mutation takes them (subscription, then
+        // outcomes), so a decline and an accept of the same request cannot deadlock.
+        subs_repo::get(conn, merchant, request.subscription_id, true).await?;
         let outcomes = repo::outcomes_of_request(conn, merchant, request.id, true).await?;
         let outcome = presented_outcome(&outcomes, offer_id)?;
         let declined = decide(conn, merchant, outcome, OutcomeStatus::Declined, now).await?;
