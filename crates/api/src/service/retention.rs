@@ -103,10 +103,11 @@ async fn validate_offer(
             .map_err(|_| ApiError::field("kind.plan_id", "must be a plan id (plan_…)"))?;
         match purchasable_plan(conn, merchant, id).await {
             Ok(plan) => target = Some(plan),
-            Err(_) => v.fail(
+            Err(ApiError::Validation(_)) => v.fail(
                 "kind.plan_id",
                 "must be an active plan of an active product",
             ),
+            Err(other) => return Err(other),
         }
     }
     for (i, raw) in eligibility.plan_ids.iter().enumerate() {
@@ -363,29 +364,82 @@ async fn customer_facts(
     })
 }
 
+/// The portal policy an accepted offer runs under: the merchant made the offer, so the
+/// product's self-service limits on pausing and switching do not apply to it.
+fn offer_policy(
+    mut policy: tenure_domain::policy::PortalPolicy,
+    switch_to: Option<PlanId>,
+) -> tenure_domain::policy::PortalPolicy {
+    policy.allow_pause = true;
+    policy.max_pause_days = None;
+    policy.allow_plan_change = true;
+    policy.switchable_plan_ids = switch_to.into_iter().collect();
+    policy
+}
+
+/// A plan a `switch_plan` offer may move this subscription to: purchasable, of the same
+/// product and currency. `None` when it is not (any more).
+async fn switch_target(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    sub: &StoredSubscription,
+    plan_id: &str,
+) -> ApiResult<Option<tenure_domain::catalog::Plan>> {
+    let Ok(id) = plan_id.parse::<PlanId>() else {
+        return Ok(None);
+    };
+    match purchasable_plan(conn, merchant, id).await {
+        Ok(plan)
+            if plan.product_id == sub.product_id
+                && plan.price.currency == sub.subscription.plan.price.currency =>
+        {
+            Ok(Some(plan))
+        }
+        Ok(_) | Err(ApiError::Validation(_)) => Ok(None),
+        Err(other) => Err(other),
+    }
+}
+
 /// Whether the offer can be applied to this subscription once its cancellation is
-/// withdrawn, beyond the domain's eligibility: a pause needs an active subscription, a
-/// plan switch a purchasable plan of the same product and currency.
+/// withdrawn, beyond the domain's eligibility: the domain's own `check_can_*` of the
+/// action on the state after withdrawal (a trial cannot pause, a scheduled plan change
+/// blocks another one), and a plan switch needs a purchasable plan of the same product
+/// and currency.
 async fn applicable(
     conn: &mut AsyncPgConnection,
     merchant: MerchantId,
     sub: &StoredSubscription,
     kind: &OfferKind,
+    now: DateTime<Utc>,
 ) -> ApiResult<bool> {
+    let withdrawn = sub
+        .subscription
+        .withdraw_cancellation(Actor::Customer)
+        .map_or_else(|_| sub.subscription.clone(), |t| t.subscription);
     Ok(match kind {
-        OfferKind::PauseInstead { .. } => sub.subscription.status == SubscriptionStatus::Active,
-        OfferKind::SwitchPlan { plan_id } => match plan_id.parse::<PlanId>() {
-            Ok(id) => match purchasable_plan(conn, merchant, id).await {
-                Ok(plan) => {
-                    plan.product_id == sub.product_id
-                        && plan.price.currency == sub.subscription.plan.price.currency
+        OfferKind::DiscountPercent { .. } | OfferKind::DiscountAmount { .. } => true,
+        OfferKind::PauseInstead { .. } => {
+            let base = policy_of(conn, merchant, sub.product_id).await?;
+            withdrawn
+                .check_can_pause(&offer_policy(base, None), Actor::Customer)
+                .is_ok()
+        }
+        OfferKind::ExtendTrial { .. } => withdrawn.check_can_extend_trial().is_ok(),
+        OfferKind::SwitchPlan { plan_id } => {
+            let base = policy_of(conn, merchant, sub.product_id).await?;
+            match switch_target(conn, merchant, sub, plan_id).await? {
+                Some(plan) => {
+                    let policy = offer_policy(base, Some(plan.id));
+                    withdrawn
+                        .check_can_change_plan(&policy, Actor::Customer, now)
+                        .and_then(|()| {
+                            withdrawn.check_plan_allowed(plan.id, true, &policy, Actor::Customer)
+                        })
+                        .is_ok()
                 }
-                Err(ApiError::Validation(_)) => false,
-                Err(other) => return Err(other),
-            },
-            Err(_) => false,
-        },
-        _ => true,
+                None => false,
+            }
+        }
     })
 }
 
@@ -410,7 +464,7 @@ async fn eligible_offers(
         let Some(offer) = by_id.get(&ranked.id) else {
             continue;
         };
-        if applicable(conn, merchant, sub, &offer.kind).await? {
+        if applicable(conn, merchant, sub, &offer.kind, now).await? {
             out.push((*offer).clone());
         }
     }
@@ -650,7 +704,7 @@ pub async fn accept(
         }
         let facts = customer_facts(conn, merchant, &sub, &request, now).await?;
         if !rules::is_eligible(&offer.to_domain(), &facts)
-            || !applicable(conn, merchant, &sub, &offer.kind).await?
+            || !applicable(conn, merchant, &sub, &offer.kind, now).await?
         {
             return Err(ApiError::conflict(
                 "retention_offer_not_eligible",
@@ -732,9 +786,7 @@ async fn apply(
             return Ok((sub.clone(), Some(d)));
         }
         OfferKind::PauseInstead { days } => {
-            let mut policy = policy_of(conn, merchant, sub.product_id).await?;
-            policy.allow_pause = true;
-            policy.max_pause_days = None;
+            let policy = offer_policy(policy_of(conn, merchant, sub.product_id).await?, None);
             let until = now
                 .checked_add_signed(chrono::TimeDelta::days(i64::from(*days)))
                 .ok_or_else(|| ApiError::internal("pause end out of range"))?;
@@ -746,18 +798,18 @@ async fn apply(
             s.pause(&request, &policy, Actor::Customer, now)?
         }
         OfferKind::SwitchPlan { plan_id } => {
-            let id: PlanId = plan_id
-                .parse()
-                .map_err(|_| ApiError::internal("stored offer has a bad plan id"))?;
-            let plan = purchasable_plan(conn, merchant, id).await.map_err(|_| {
-                ApiError::conflict(
-                    "retention_offer_not_eligible",
-                    "the plan of this offer is no longer available",
-                )
-            })?;
-            let mut policy = policy_of(conn, merchant, sub.product_id).await?;
-            policy.allow_plan_change = true;
-            policy.switchable_plan_ids = vec![plan.id];
+            let plan = switch_target(conn, merchant, sub, plan_id)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::conflict(
+                        "retention_offer_not_eligible",
+                        "the plan of this offer is no longer available",
+                    )
+                })?;
+            let policy = offer_policy(
+                policy_of(conn, merchant, sub.product_id).await?,
+                Some(plan.id),
+            );
             let request = PlanChangeRequest {
                 to: terms_of(&plan)?,
                 same_product: plan.product_id == sub.product_id,
