@@ -102,20 +102,20 @@ fn a_trial_extension_moves_the_trial_end_period_and_anchor() {
     assert!(t.subscription.apply_due(end).unwrap().events.is_empty());
     assert_eq!(code(active().extend_trial(7, start())), "not_trialing");
     assert_eq!(code(s.extend_trial(7, end)), "trial_ended");
+    // A customer's cancellation request schedules the end at the trial's end.
     let cancel = CancelRequest {
-        reason: None,
+        reason: Some(crate::subscription::CancellationReason::Other),
         message: None,
         confirm: false,
         timing: None,
         access: None,
     };
     let pending = s
-        .cancel(&cancel, &policy(), Actor::Merchant, start())
+        .cancel(&cancel, &policy(), Actor::Customer, start())
         .unwrap();
-    if !pending.subscription.scheduled_changes.is_empty() {
-        assert_eq!(
-            code(pending.subscription.extend_trial(7, start())),
-            "changes_scheduled"
-        );
-    }
+    assert!(!pending.subscription.scheduled_changes.is_empty());
+    assert_eq!(
+        code(pending.subscription.extend_trial(7, start())),
+        "changes_scheduled"
+    );
 }
