@@ -14,5 +14,6 @@ mod invoicing;
 mod lifecycle;
 mod platform;
 mod renewals;
+mod retention;
 mod security;
 mod webhooks;

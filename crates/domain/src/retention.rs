@@ -113,6 +113,81 @@ pub struct Eligibility {
     pub plan_ids: Vec<String>,
 }
 
+/// At most this many entries in each list of an eligibility rule.
+pub const MAX_ELIGIBILITY_ENTRIES: usize = 50;
+pub const MAX_OFFER_NAME_CHARS: usize = 200;
+
+impl Eligibility {
+    /// Checks the bounds and lists and normalises the tags (like customer tags), so that
+    /// a rule compares exactly against what customers carry.
+    pub fn validated(mut self) -> Result<Self, DomainError> {
+        let bad = |field: &'static str, reason: &str| {
+            Err(DomainError::validation(
+                format!("eligibility.{field}"),
+                reason.to_owned(),
+            ))
+        };
+        for (field, v) in [
+            ("min_tenure_days", self.min_tenure_days),
+            ("max_tenure_days", self.max_tenure_days),
+        ] {
+            if v.is_some_and(|d| !(0..=36_500).contains(&d)) {
+                return bad(field, "must be between 0 and 36500 days");
+            }
+        }
+        if let (Some(min), Some(max)) = (self.min_tenure_days, self.max_tenure_days)
+            && min > max
+        {
+            return bad("max_tenure_days", "must not be less than min_tenure_days");
+        }
+        if let Some(ltv) = &self.ltv {
+            if ltv.currency.parse::<crate::money::Currency>().is_err() {
+                return bad(
+                    "ltv.currency",
+                    "must be an upper-case ISO 4217 code such as EUR",
+                );
+            }
+            for (field, v) in [("ltv.min", ltv.min), ("ltv.max", ltv.max)] {
+                if v.is_some_and(|a| a.abs() > crate::money::MAX_AMOUNT) {
+                    return bad(field, "is out of range");
+                }
+            }
+            if let (Some(min), Some(max)) = (ltv.min, ltv.max)
+                && min > max
+            {
+                return bad("ltv.max", "must not be less than ltv.min");
+            }
+        }
+        let too_many = format!("must have at most {MAX_ELIGIBILITY_ENTRIES} entries");
+        if self.tags.len() > MAX_ELIGIBILITY_ENTRIES {
+            return bad("tags", &too_many);
+        }
+        self.tags = crate::customer::normalize_tags(&self.tags)
+            .map_err(|e| DomainError::validation("eligibility.tags", e.to_string()))?;
+        if self.segments.len() > MAX_ELIGIBILITY_ENTRIES
+            || self.reasons.len() > MAX_ELIGIBILITY_ENTRIES
+            || self.plan_ids.len() > MAX_ELIGIBILITY_ENTRIES
+        {
+            return bad("body", &too_many);
+        }
+        self.segments.sort();
+        self.segments.dedup();
+        self.reasons.sort_by_key(|r| r.as_str());
+        self.reasons.dedup();
+        for (i, plan) in self.plan_ids.iter().enumerate() {
+            if plan.parse::<crate::ids::PlanId>().is_err() {
+                return Err(DomainError::validation(
+                    format!("eligibility.plan_ids[{i}]"),
+                    "must be a plan id (plan_…)",
+                ));
+            }
+        }
+        self.plan_ids.sort();
+        self.plan_ids.dedup();
+        Ok(self)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RetentionOffer {
     pub id: String,
@@ -180,17 +255,56 @@ pub fn is_eligible(offer: &RetentionOffer, c: &CustomerFacts) -> bool {
 /// value (see [`OfferKind::value`]), then by id for a stable order.
 pub fn rank<'a>(offers: &'a [RetentionOffer], c: &CustomerFacts) -> Vec<&'a RetentionOffer> {
     let mut out: Vec<&RetentionOffer> = offers.iter().filter(|o| is_eligible(o, c)).collect();
-    out.sort_by(|a, b| {
+    sort_best_first(&mut out, c.monthly_price);
+    out
+}
+
+/// Orders offers best first (the order of [`rank`]) without judging eligibility, e.g.
+/// to list again the offers presented earlier.
+pub fn sort_best_first(offers: &mut [&RetentionOffer], monthly_price: Option<Money>) {
+    offers.sort_by(|a, b| {
         b.priority
             .cmp(&a.priority)
             .then_with(|| {
                 b.kind
-                    .value(c.monthly_price)
-                    .cmp(&a.kind.value(c.monthly_price))
+                    .value(monthly_price)
+                    .cmp(&a.kind.value(monthly_price))
             })
             .then_with(|| a.id.cmp(&b.id))
     });
-    out
+}
+
+/// What became of one presentation of an offer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutcomeStatus {
+    /// Shown to the customer; no decision yet.
+    Presented,
+    Accepted,
+    Declined,
+}
+
+impl OutcomeStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Presented => "presented",
+            Self::Accepted => "accepted",
+            Self::Declined => "declined",
+        }
+    }
+}
+
+impl std::str::FromStr for OutcomeStatus {
+    type Err = DomainError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [Self::Presented, Self::Accepted, Self::Declined]
+            .into_iter()
+            .find(|o| o.as_str() == s)
+            .ok_or_else(|| {
+                DomainError::validation("outcome", "must be presented, accepted or declined")
+            })
+    }
 }
 
 #[cfg(test)]
@@ -373,6 +487,37 @@ mod tests {
         let c = facts(10, 0, CancellationReason::TooExpensive, &[]);
         let ids: Vec<&str> = rank(&offers, &c).iter().map(|o| o.id.as_str()).collect();
         assert_eq!(ids, ["c", "b", "d", "a"]);
+    }
+
+    #[test]
+    fn eligibility_validates_and_normalises() {
+        let e = Eligibility {
+            min_tenure_days: Some(10),
+            max_tenure_days: Some(5),
+            ..Default::default()
+        };
+        assert!(e.validated().is_err());
+        let e = Eligibility {
+            ltv: Some(LtvRange {
+                currency: "eur".into(),
+                min: None,
+                max: None,
+            }),
+            ..Default::default()
+        };
+        assert!(e.validated().is_err());
+        let e = Eligibility {
+            plan_ids: vec!["nope".into()],
+            ..Default::default()
+        };
+        assert!(e.validated().is_err());
+        let e = Eligibility {
+            tags: vec![" VIP ".into(), "vip".into()],
+            ..Default::default()
+        }
+        .validated()
+        .expect("valid");
+        assert_eq!(e.tags, ["vip"]);
     }
 
     #[test]

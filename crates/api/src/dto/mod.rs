@@ -8,6 +8,7 @@ pub mod common;
 pub mod context;
 pub mod customers;
 pub mod renewals;
+pub mod retention;
 pub mod sessions;
 pub mod subscriptions;
 pub mod support;

@@ -111,6 +111,11 @@ pub struct DeclineCancellationRequest {
 pub struct PortalCancelResult {
     pub subscription: PortalSubscriptionDto,
     pub cancellation_request: Option<CancellationRequestDto>,
+    /// When the cancellation opened a request: the retention offers the customer is
+    /// eligible for, best first (possibly none). Accept one with
+    /// `POST /v1/portal/cancellation_requests/{id}/retention_offers/{offer_id}/accept`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_offers: Option<Vec<crate::dto::retention::PresentedOfferDto>>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]

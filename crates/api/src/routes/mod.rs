@@ -10,6 +10,7 @@ pub mod health;
 pub mod portal;
 pub mod portal_subscriptions;
 pub mod renewals;
+pub mod retention;
 pub mod sessions;
 pub mod subscriptions;
 pub mod support;
@@ -36,7 +37,8 @@ pub fn configure_v1(cfg: &mut ServiceConfig) {
         .configure(subscriptions::configure)
         .configure(portal_subscriptions::configure)
         .configure(support::configure)
-        .configure(renewals::configure);
+        .configure(renewals::configure)
+        .configure(retention::configure);
 }
 
 /// 201 with the created resource and its ETag.

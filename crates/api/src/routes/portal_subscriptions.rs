@@ -10,6 +10,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use super::{created, if_match, ok_versioned};
 use crate::auth::CustomerAuth;
 use crate::dto::common::{parse_field_id, parse_id};
+use crate::dto::retention::PresentedOfferDto;
 use crate::dto::subscriptions::{
     ChangePlan, CreatePortalSubscription, PauseSubscription, PlanChangePreviewDto,
     PortalCancelSubscription, PortalSubscriptionDto, PortalSubscriptionFilterParams,
@@ -150,7 +151,8 @@ async fn resume_subscription(
 
 /// Cancel under the product's policy. `request` mode: send a `reason` (and optionally a
 /// `message`); a cancellation request and a support ticket are opened and the
-/// subscription runs until the request's `effective_at`. `immediate` mode: send
+/// subscription runs until the request's `effective_at`; the response lists the
+/// `retention_offers` the customer is eligible for, best first. `immediate` mode: send
 /// `"confirm": true`.
 #[utoipa::path(tag = "Portal", request_body = PortalCancelSubscription,
     params(("id" = String, Path, description = "Subscription id (sub_…)")),
@@ -164,21 +166,22 @@ async fn cancel_subscription(
     body: OptionalJson<PortalCancelSubscription>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
-    let outcome = svc::act(
+    let (outcome, offers) = crate::service::retention::portal_cancel(
         &state,
         caller(auth),
         id,
         if_match(&req),
-        Action::Cancel(body.0.to_domain()),
+        body.0.to_domain(),
     )
     .await?;
-    cancel_result(&state, auth, &outcome).await
+    cancel_result(&state, auth, &outcome, offers).await
 }
 
 async fn cancel_result(
     state: &AppState,
     auth: CustomerAuth,
     outcome: &Outcome,
+    retention_offers: Option<Vec<PresentedOfferDto>>,
 ) -> ApiResult<HttpResponse> {
     let view = svc::portal_view(state, auth.merchant, &outcome.subscription).await?;
     Ok(ok_versioned(
@@ -188,6 +191,7 @@ async fn cancel_result(
                 .cancellation_request
                 .as_ref()
                 .map(CancellationRequestDto::from),
+            retention_offers,
         },
         outcome.subscription.updated_at,
     ))
@@ -263,5 +267,5 @@ async fn withdraw_cancellation_request(
     let id = parse_id::<CancellationRequestTag>(&id, "cancellation_request")?;
     let outcome =
         svc::act_on_request(&state, caller(auth), id, Action::WithdrawRequest(id)).await?;
-    cancel_result(&state, auth, &outcome).await
+    cancel_result(&state, auth, &outcome, None).await
 }

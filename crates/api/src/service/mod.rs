@@ -9,6 +9,7 @@ pub mod lifecycle;
 pub mod merchants;
 pub mod prorations;
 pub mod renewals;
+pub mod retention;
 pub mod sessions;
 pub mod subscriptions;
 pub mod support;

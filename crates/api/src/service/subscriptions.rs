@@ -117,13 +117,13 @@ fn subscription_not_found(err: StoreError) -> ApiError {
 }
 
 /// The terms of `plan` for a subscription.
-fn terms_of(plan: &Plan) -> ApiResult<PlanTerms> {
+pub(crate) fn terms_of(plan: &Plan) -> ApiResult<PlanTerms> {
     let cadence = Cadence::new(plan.interval, plan.interval_count)?;
     Ok(PlanTerms::new(plan.id, plan.price, cadence)?)
 }
 
 /// Loads a plan a subscription may start on or switch to: active, of an active product.
-async fn purchasable_plan(
+pub(crate) async fn purchasable_plan(
     conn: &mut AsyncPgConnection,
     merchant: MerchantId,
     plan_id: PlanId,
@@ -144,7 +144,7 @@ async fn purchasable_plan(
     Ok(plan)
 }
 
-async fn policy_of(
+pub(crate) async fn policy_of(
     conn: &mut AsyncPgConnection,
     merchant: MerchantId,
     product: ProductId,
@@ -584,7 +584,7 @@ pub async fn act(
     .await
 }
 
-async fn act_in_tx(
+pub(crate) async fn act_in_tx(
     conn: &mut AsyncPgConnection,
     caller: Caller,
     id: SubscriptionId,

@@ -42,6 +42,12 @@ pub enum SubscriptionEvent {
     TrialEnded {
         period: Period,
     },
+    /// The trial was extended (a retention offer); the first paid period starts at
+    /// the new `trial_end`.
+    TrialExtended {
+        previous_trial_end: DateTime<Utc>,
+        trial_end: DateTime<Utc>,
+    },
     /// A new period began; to be invoiced.
     Renewed {
         period: Period,
@@ -110,6 +116,7 @@ impl SubscriptionEvent {
         match self {
             Self::Created { .. } => "subscription.created",
             Self::TrialEnded { .. } => "subscription.trial_ended",
+            Self::TrialExtended { .. } => "subscription.trial_extended",
             Self::Renewed { .. } => "subscription.renewed",
             Self::PastDue => "subscription.past_due",
             Self::Unpaid => "subscription.unpaid",
@@ -132,6 +139,7 @@ impl SubscriptionEvent {
     pub const EVENT_TYPES: &'static [&'static str] = &[
         "subscription.created",
         "subscription.trial_ended",
+        "subscription.trial_extended",
         "subscription.renewed",
         "subscription.past_due",
         "subscription.unpaid",

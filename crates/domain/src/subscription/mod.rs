@@ -50,6 +50,7 @@ pub mod plan_change;
 pub mod renewal;
 pub mod scheduled;
 pub mod state;
+pub mod trial;
 
 #[cfg(test)]
 mod tests;

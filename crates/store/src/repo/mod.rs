@@ -13,6 +13,7 @@ pub mod merchants;
 pub mod payment_methods;
 pub mod pending_items;
 pub mod renewals;
+pub mod retention;
 pub mod secrets;
 pub mod subscriptions;
 pub mod support;

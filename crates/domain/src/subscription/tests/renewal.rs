@@ -88,3 +88,34 @@ fn payment_outcomes_move_between_active_past_due_and_unpaid() {
     );
     assert_eq!(code(ended.renew(at(2025, 3, 1))), "subscription_canceled");
 }
+
+#[test]
+fn a_trial_extension_moves_the_trial_end_period_and_anchor() {
+    let s = trialing();
+    let end = s.trial_end.unwrap();
+    let t = checked(s.extend_trial(7, start() + days(1)).unwrap());
+    assert_eq!(types(&t), ["subscription.trial_extended"]);
+    assert_eq!(t.subscription.trial_end, Some(end + days(7)));
+    assert_eq!(t.subscription.current_period.end, end + days(7));
+    assert_eq!(t.subscription.billing_anchor, end + days(7));
+    // The old end is no longer due.
+    assert!(t.subscription.apply_due(end).unwrap().events.is_empty());
+    assert_eq!(code(active().extend_trial(7, start())), "not_trialing");
+    assert_eq!(code(s.extend_trial(7, end)), "trial_ended");
+    // A customer's cancellation request schedules the end at the trial's end.
+    let cancel = CancelRequest {
+        reason: Some(crate::subscription::CancellationReason::Other),
+        message: None,
+        confirm: false,
+        timing: None,
+        access: None,
+    };
+    let pending = s
+        .cancel(&cancel, &policy(), Actor::Customer, start())
+        .unwrap();
+    assert!(!pending.subscription.scheduled_changes.is_empty());
+    assert_eq!(
+        code(pending.subscription.extend_trial(7, start())),
+        "changes_scheduled"
+    );
+}

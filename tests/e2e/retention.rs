@@ -1,0 +1,987 @@
+//! Retention offers over HTTP: merchant CRUD and validation, presentation on a portal
+//! cancellation (exactly the eligible offers, best first, recorded as `presented`),
+//! accepting instead of cancelling (discount, pause), declining, and the refusals.
+
+use serde_json::{Value, json};
+use tenure_domain::clock::Clock;
+use tenure_domain::ids::CustomerId;
+use tenure_e2e::{TestApp, TestMerchant};
+
+use crate::fixtures;
+
+async fn exec(app: &TestApp, sql: String) {
+    let mut conn = app.sql().await;
+    diesel_async::RunQueryDsl::execute(diesel::sql_query(sql), &mut conn)
+        .await
+        .unwrap();
+}
+
+fn uuid_of(customer: &str) -> uuid::Uuid {
+    customer.parse::<CustomerId>().unwrap().uuid()
+}
+
+/// A customer `days` old with `ltv_eur` paid (one paid invoice) and `tags`.
+async fn customer(
+    app: &TestApp,
+    m: &TestMerchant,
+    name: &str,
+    days: i64,
+    ltv_eur: i64,
+    tags: &[&str],
+) -> String {
+    let id = fixtures::customer(app, m, name).await;
+    let c = uuid_of(&id);
+    exec(
+        app,
+        format!(
+            "UPDATE customers SET created_at = now() - interval '{days} days 1 hour' WHERE id = '{c}'"
+        ),
+    )
+    .await;
+    if ltv_eur > 0 {
+        let (inv, pay) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+        exec(app, format!(
+            "INSERT INTO invoices (merchant_id, id, number, customer_id, status, currency, total, amount_paid, amount_refunded)
+             SELECT merchant_id, '{inv}', 1000 + (random() * 100000)::int, id, 'paid', 'EUR', {ltv_eur}, {ltv_eur}, 0 FROM customers WHERE id = '{c}'"
+        )).await;
+        exec(app, format!(
+            "INSERT INTO payments (merchant_id, id, invoice_id, customer_id, amount, currency, status, gateway, gateway_ref, idempotency_key, amount_refunded)
+             SELECT merchant_id, '{pay}', '{inv}', id, {ltv_eur}, 'EUR', 'succeeded', 'sandbox', 'gw_1', 'k{pay}', 0 FROM customers WHERE id = '{c}'"
+        )).await;
+    }
+    for tag in tags {
+        app.post(&format!("/v1/customers/{id}/tags"))
+            .bearer(&m.key)
+            .json(&json!({"tag": tag}))
+            .send()
+            .await
+            .expect(200);
+    }
+    id
+}
+
+async fn subscribe(app: &TestApp, m: &TestMerchant, customer: &str, plan: &str) -> String {
+    app.post("/v1/subscriptions")
+        .bearer(&m.key)
+        .json(&json!({"customer_id": customer, "plan_id": plan}))
+        .send()
+        .await
+        .expect(201)
+        .id()
+}
+
+async fn offer(app: &TestApp, m: &TestMerchant, body: Value) -> String {
+    app.post("/v1/retention_offers")
+        .bearer(&m.key)
+        .json(&body)
+        .send()
+        .await
+        .expect(201)
+        .id()
+}
+
+/// The portal cancellation: (request id, offer ids presented in order).
+async fn cancel(app: &TestApp, token: &str, sub: &str, reason: &str) -> (String, Vec<String>) {
+    let res = app
+        .post(&format!("/v1/portal/subscriptions/{sub}/cancel"))
+        .bearer(token)
+        .json(&json!({"reason": reason}))
+        .send()
+        .await
+        .expect(200);
+    let request = res.body["cancellation_request"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let offers = res.body["retention_offers"]
+        .as_array()
+        .expect("retention_offers")
+        .iter()
+        .map(|o| {
+            assert_eq!(o["outcome"], "presented");
+            o["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    (request, offers)
+}
+
+async fn outcomes(app: &TestApp, request: &str) -> Vec<(String, String)> {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        offer_id: uuid::Uuid,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        outcome: String,
+    }
+    let req = request
+        .parse::<tenure_domain::ids::CancellationRequestId>()
+        .unwrap()
+        .uuid();
+    let mut conn = app.sql().await;
+    let rows: Vec<Row> = diesel_async::RunQueryDsl::load(
+        diesel::sql_query(format!(
+            "SELECT offer_id, outcome FROM retention_offer_outcomes
+             WHERE cancellation_request_id = '{req}' AND reason IS NOT NULL ORDER BY id"
+        )),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    rows.into_iter()
+        .map(|r| {
+            (
+                tenure_domain::ids::RetentionOfferId::from_uuid(r.offer_id).to_string(),
+                r.outcome,
+            )
+        })
+        .collect()
+}
+
+async fn events(app: &TestApp, m: &TestMerchant, event_type: &str) -> Vec<Value> {
+    app.get(&format!("/v1/events?type={event_type}&limit=100"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200)
+        .body["data"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+struct Setup {
+    m: TestMerchant,
+    base: String,
+    cheap: String,
+    discount: String,
+    pause: String,
+    newbie: String,
+    switch: String,
+}
+
+async fn setup(app: &TestApp) -> Setup {
+    let m = app.merchant("A").await;
+    let product = fixtures::product(app, &m, json!({})).await;
+    let base = fixtures::plan(app, &m, &product, 2000).await;
+    let cheap = fixtures::plan(app, &m, &product, 1000).await;
+    // Long-standing, valuable VIPs who find it too expensive: 20% off three invoices.
+    let discount = offer(
+        app,
+        &m,
+        json!({
+        "name": "20% off for 3 months", "priority": 1,
+        "kind": {"type": "discount_percent", "percent": 20, "cycles": 3},
+        "eligibility": {"min_tenure_days": 90, "ltv": {"currency": "EUR", "min": 10000},
+                        "tags": ["VIP"], "reasons": ["too_expensive"]}}),
+    )
+    .await;
+    // Anyone who finds it too expensive or does not use it: a month's pause.
+    let pause = offer(
+        app,
+        &m,
+        json!({
+        "name": "Take a break", "kind": {"type": "pause_instead", "days": 30},
+        "eligibility": {"reasons": ["too_expensive", "unused"]}}),
+    )
+    .await;
+    // Newcomers (first 30 days): 5 EUR off twice, shown before the rest.
+    let newbie = offer(app, &m, json!({
+        "name": "Welcome back", "priority": 5,
+        "kind": {"type": "discount_amount", "amount": {"amount": 500, "currency": "EUR"}, "cycles": 2},
+        "eligibility": {"max_tenure_days": 30}})).await;
+    // Beta testers only: the cheaper plan, shown first of all.
+    let switch = offer(
+        app,
+        &m,
+        json!({
+        "name": "Go lighter", "priority": 10,
+        "kind": {"type": "switch_plan", "plan_id": cheap},
+        "eligibility": {"tags": ["beta"]}}),
+    )
+    .await;
+    Setup {
+        m,
+        base,
+        cheap,
+        discount,
+        pause,
+        newbie,
+        switch,
+    }
+}
+
+#[actix_web::test]
+async fn merchants_manage_offers_with_validation_and_events() {
+    let app = TestApp::new().await;
+    let s = setup(&app).await;
+    let m = &s.m;
+
+    let one = app
+        .get(&format!("/v1/retention_offers/{}", s.discount))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(one["object"], "retention_offer");
+    assert_eq!(
+        one["kind"],
+        json!({"type": "discount_percent", "percent": 20, "cycles": 3})
+    );
+    assert_eq!(
+        one["eligibility"]["tags"],
+        json!(["vip"]),
+        "tags are normalised"
+    );
+    assert_eq!(
+        one["eligibility"]["ltv"],
+        json!({"currency": "EUR", "min": 10000, "max": null})
+    );
+    assert_eq!(
+        one["stats"],
+        json!({"presented": 0, "accepted": 0, "declined": 0})
+    );
+    assert_eq!(one["active"], true);
+
+    // Cursor-paged, newest first.
+    let page = app
+        .get("/v1/retention_offers?limit=3")
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200)
+        .body;
+    let ids: Vec<&str> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [s.switch.as_str(), s.newbie.as_str(), s.pause.as_str()]
+    );
+    assert_eq!(page["has_more"], true);
+    let next = app
+        .get(&format!(
+            "/v1/retention_offers?limit=3&starting_after={}",
+            page["next_cursor"].as_str().unwrap()
+        ))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(next["data"][0]["id"], s.discount.as_str());
+    assert_eq!(next["has_more"], false);
+
+    // Validation through the domain: every bad field named.
+    let res = app
+        .post("/v1/retention_offers")
+        .bearer(&m.key)
+        .json(
+            &json!({"name": " ", "kind": {"type": "discount_percent", "percent": 0, "cycles": 3},
+                      "eligibility": {"min_tenure_days": 10, "max_tenure_days": 5}}),
+        )
+        .send()
+        .await
+        .expect_problem(422, "validation_failed");
+    let fields: Vec<&str> = res.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["name", "kind", "eligibility.max_tenure_days"]);
+    for (body, field) in [
+        (
+            json!({"name": "x", "kind": {"type": "switch_plan", "plan_id": "plan_01jf9zb3f4e3a8r7m2k4t5n6bc"}}),
+            "kind.plan_id",
+        ),
+        (
+            json!({"name": "x", "kind": {"type": "pause_instead", "days": 30}, "eligibility": {"plan_ids": ["plan_01jf9zb3f4e3a8r7m2k4t5n6bc"]}}),
+            "eligibility.plan_ids[0]",
+        ),
+        (
+            json!({"name": "x", "kind": {"type": "pause_instead", "days": 30}, "eligibility": {"segments": ["royal"]}}),
+            "eligibility.segments[0]",
+        ),
+        (
+            json!({"name": "x", "kind": {"type": "refund_everything"}}),
+            "kind",
+        ),
+        (
+            json!({"name": "x", "kind": {"type": "pause_instead", "days": 30}, "colour": "red"}),
+            "colour",
+        ),
+    ] {
+        let res = app
+            .post("/v1/retention_offers")
+            .bearer(&m.key)
+            .json(&body)
+            .send()
+            .await
+            .expect_problem(422, "validation_failed");
+        assert!(
+            res.body["errors"][0]["field"]
+                .as_str()
+                .unwrap()
+                .starts_with(field),
+            "{body}: {}",
+            res.body
+        );
+    }
+    app.get("/v1/retention_offers/roff_nope")
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect_problem(404, "resource_missing");
+    let other = app.merchant("B").await;
+    app.get(&format!("/v1/retention_offers/{}", s.discount))
+        .bearer(&other.key)
+        .send()
+        .await
+        .expect_problem(404, "resource_missing");
+
+    // PATCH and DELETE (deactivation), each with its event.
+    let res = app
+        .patch(&format!("/v1/retention_offers/{}", s.pause))
+        .bearer(&m.key)
+        .json(&json!({"priority": 3, "name": "Take a month off"}))
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(res.body["priority"], 3);
+    let res = app
+        .delete(&format!("/v1/retention_offers/{}", s.pause))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(res.body["active"], false);
+    let listed = app
+        .get("/v1/retention_offers")
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(
+        listed["data"].as_array().unwrap().len(),
+        3,
+        "inactive offers are hidden by default"
+    );
+    let listed = app
+        .get("/v1/retention_offers?include_inactive=true")
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(listed["data"].as_array().unwrap().len(), 4);
+    assert_eq!(events(&app, m, "retention_offer.created").await.len(), 4);
+    let updated = events(&app, m, "retention_offer.updated").await;
+    assert_eq!(updated.len(), 1);
+    assert_eq!(updated[0]["data"]["previous_attributes"]["priority"], 0);
+    let deactivated = events(&app, m, "retention_offer.deactivated").await;
+    assert_eq!(deactivated.len(), 1);
+    assert_eq!(deactivated[0]["data"]["object"]["active"], false);
+}
+
+#[actix_web::test]
+async fn customers_accept_an_offer_instead_of_cancelling() {
+    let app = TestApp::new().await;
+    let s = setup(&app).await;
+    let m = &s.m;
+
+    // Ada: 200 days, 150 EUR LTV, VIP, too expensive → discount (priority 1), pause.
+    let ada = customer(&app, m, "ada", 200, 15_000, &["vip"]).await;
+    let ada_token = fixtures::session(&app, m, &ada).await;
+    let ada_sub = subscribe(&app, m, &ada, &s.base).await;
+    let (ada_req, presented) = cancel(&app, &ada_token, &ada_sub, "too_expensive").await;
+    assert_eq!(presented, [s.discount.clone(), s.pause.clone()]);
+    assert_eq!(
+        outcomes(&app, &ada_req).await,
+        [
+            (s.discount.clone(), "presented".to_owned()),
+            (s.pause.clone(), "presented".to_owned())
+        ]
+    );
+    // Re-listed by the portal, best first.
+    let open = app
+        .get(&format!(
+            "/v1/portal/cancellation_requests/{ada_req}/retention_offers"
+        ))
+        .bearer(&ada_token)
+        .send()
+        .await
+        .expect(200)
+        .body;
+    let ids: Vec<&str> = open["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [s.discount.as_str(), s.pause.as_str()]);
+    assert!(
+        open["data"][0].get("eligibility").is_none(),
+        "the portal sees no rules"
+    );
+
+    // Bob: 10 days, no LTV, no tags, unused → newbie (priority 5), pause.
+    let bob = customer(&app, m, "bob", 10, 0, &[]).await;
+    let bob_token = fixtures::session(&app, m, &bob).await;
+    let bob_sub = subscribe(&app, m, &bob, &s.base).await;
+    let (bob_req, presented) = cancel(&app, &bob_token, &bob_sub, "unused").await;
+    assert_eq!(presented, [s.newbie.clone(), s.pause.clone()]);
+
+    // Another customer's request is a 404, as is an offer never presented for it.
+    app.get(&format!(
+        "/v1/portal/cancellation_requests/{ada_req}/retention_offers"
+    ))
+    .bearer(&bob_token)
+    .send()
+    .await
+    .expect_problem(404, "resource_missing");
+    app.post(&format!(
+        "/v1/portal/cancellation_requests/{ada_req}/retention_offers/{}/accept",
+        s.discount
+    ))
+    .bearer(&bob_token)
+    .send()
+    .await
+    .expect_problem(404, "resource_missing");
+    for never in [&s.newbie, &s.switch] {
+        app.post(&format!(
+            "/v1/portal/cancellation_requests/{ada_req}/retention_offers/{never}/accept"
+        ))
+        .bearer(&ada_token)
+        .send()
+        .await
+        .expect_problem(404, "resource_missing");
+    }
+    // The merchant key cannot accept for a customer.
+    app.post(&format!(
+        "/v1/portal/cancellation_requests/{ada_req}/retention_offers/{}/accept",
+        s.discount
+    ))
+    .bearer(&m.key)
+    .send()
+    .await
+    .expect_problem(403, "merchant_key_not_allowed");
+
+    // Ada accepts the discount: the cancellation is withdrawn and the discount granted.
+    let res = app
+        .post(&format!(
+            "/v1/portal/cancellation_requests/{ada_req}/retention_offers/{}/accept",
+            s.discount
+        ))
+        .bearer(&ada_token)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(res.body["cancellation_request"]["status"], "withdrawn");
+    assert_eq!(res.body["subscription"]["status"], "active");
+    assert!(res.body["subscription"]["cancel_at"].is_null());
+    assert_eq!(res.body["offer"]["outcome"], "accepted");
+    assert_eq!(res.body["discount"]["percent"], 20);
+    assert_eq!(res.body["discount"]["cycles_remaining"], 3);
+    let sub = app
+        .get(&format!("/v1/subscriptions/{ada_sub}"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert!(sub["cancel_at"].is_null());
+    assert!(
+        sub["scheduled_changes"]
+            .as_array()
+            .is_none_or(Vec::is_empty),
+        "{sub}"
+    );
+    let req = app
+        .get(&format!("/v1/cancellation_requests/{ada_req}"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(req["status"], "withdrawn");
+    let sub_uuid = ada_sub
+        .parse::<tenure_domain::ids::SubscriptionId>()
+        .unwrap()
+        .uuid();
+    let offer_uuid = s
+        .discount
+        .parse::<tenure_domain::ids::RetentionOfferId>()
+        .unwrap()
+        .uuid();
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) AS n FROM subscription_discounts WHERE subscription_id = '{sub_uuid}'
+             AND offer_id = '{offer_uuid}' AND percent = 20 AND amount IS NULL AND cycles = 3 AND cycles_remaining = 3"
+        )).await,
+        1
+    );
+    assert_eq!(
+        outcomes(&app, &ada_req).await,
+        [
+            (s.discount.clone(), "accepted".to_owned()),
+            (s.pause.clone(), "declined".to_owned())
+        ]
+    );
+    assert_eq!(
+        app.count(&format!("SELECT count(*) AS n FROM retention_offer_outcomes WHERE subscription_id = '{sub_uuid}' AND decided_at IS NULL")).await,
+        0
+    );
+    let accepted = events(&app, m, "retention_offer.accepted").await;
+    assert_eq!(accepted.len(), 1);
+    assert_eq!(
+        accepted[0]["data"]["object"]["offer_id"],
+        s.discount.as_str()
+    );
+    assert_eq!(
+        accepted[0]["data"]["object"]["cancellation_request_id"],
+        ada_req.as_str()
+    );
+    assert_eq!(accepted[0]["data"]["object"]["customer_id"], ada.as_str());
+    assert_eq!(events(&app, m, "retention_offer.declined").await.len(), 1);
+    let withdrawn = events(&app, m, "subscription.cancellation_withdrawn").await;
+    assert_eq!(withdrawn.len(), 1);
+    assert_eq!(withdrawn[0]["resource_id"], ada_sub.as_str());
+    assert_eq!(
+        events(&app, m, "cancellation_request.withdrawn")
+            .await
+            .len(),
+        1
+    );
+    let open = app
+        .get(&format!(
+            "/v1/portal/cancellation_requests/{ada_req}/retention_offers"
+        ))
+        .bearer(&ada_token)
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(open["data"], json!([]));
+
+    // Retries are safe: nothing is applied twice.
+    app.post(&format!(
+        "/v1/portal/cancellation_requests/{ada_req}/retention_offers/{}/accept",
+        s.discount
+    ))
+    .bearer(&ada_token)
+    .send()
+    .await
+    .expect_problem(409, "retention_offer_already_accepted");
+    app.post(&format!(
+        "/v1/portal/cancellation_requests/{ada_req}/retention_offers/{}/accept",
+        s.pause
+    ))
+    .bearer(&ada_token)
+    .send()
+    .await
+    .expect_problem(409, "retention_offer_declined");
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) AS n FROM subscription_discounts WHERE subscription_id = '{sub_uuid}'"
+        ))
+        .await,
+        1
+    );
+    assert_eq!(events(&app, m, "retention_offer.accepted").await.len(), 1);
+
+    // Bob declines the newcomer discount: the cancellation stays in place.
+    let res = app
+        .post(&format!(
+            "/v1/portal/cancellation_requests/{bob_req}/retention_offers/{}/decline",
+            s.newbie
+        ))
+        .bearer(&bob_token)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(res.body["outcome"], "declined");
+    let req = app
+        .get(&format!("/v1/cancellation_requests/{bob_req}"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(req["status"], "pending");
+    let sub = app
+        .get(&format!("/v1/subscriptions/{bob_sub}"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert!(!sub["cancel_at"].is_null(), "still cancelling: {sub}");
+    app.post(&format!(
+        "/v1/portal/cancellation_requests/{bob_req}/retention_offers/{}/accept",
+        s.newbie
+    ))
+    .bearer(&bob_token)
+    .send()
+    .await
+    .expect_problem(409, "retention_offer_declined");
+    let open = app
+        .get(&format!(
+            "/v1/portal/cancellation_requests/{bob_req}/retention_offers"
+        ))
+        .bearer(&bob_token)
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(open["data"].as_array().unwrap().len(), 1);
+    assert_eq!(open["data"][0]["id"], s.pause.as_str());
+
+    // …then takes the pause instead: paused now for 30 days, cancellation withdrawn.
+    let res = app
+        .post(&format!(
+            "/v1/portal/cancellation_requests/{bob_req}/retention_offers/{}/accept",
+            s.pause
+        ))
+        .bearer(&bob_token)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(res.body["subscription"]["status"], "paused");
+    assert_eq!(res.body["cancellation_request"]["status"], "withdrawn");
+    assert!(res.body["discount"].is_null());
+    let paused = events(&app, m, "subscription.paused").await;
+    assert_eq!(paused.len(), 1);
+    assert_eq!(paused[0]["resource_id"], bob_sub.as_str());
+    assert_eq!(
+        outcomes(&app, &bob_req).await,
+        [
+            (s.newbie.clone(), "declined".to_owned()),
+            (s.pause.clone(), "accepted".to_owned())
+        ]
+    );
+
+    // Cy is like Ada, but loses the tag and the merchant withdraws the pause before Cy
+    // decides: neither can be accepted any more.
+    let cy = customer(&app, m, "cy", 400, 20_000, &["vip", "beta"]).await;
+    let cy_token = fixtures::session(&app, m, &cy).await;
+    let cy_sub = subscribe(&app, m, &cy, &s.base).await;
+    let (cy_req, presented) = cancel(&app, &cy_token, &cy_sub, "too_expensive").await;
+    assert_eq!(
+        presented,
+        [s.switch.clone(), s.discount.clone(), s.pause.clone()]
+    );
+    app.delete(&format!("/v1/customers/{cy}/tags/vip"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200);
+    app.post(&format!(
+        "/v1/portal/cancellation_requests/{cy_req}/retention_offers/{}/accept",
+        s.discount
+    ))
+    .bearer(&cy_token)
+    .send()
+    .await
+    .expect_problem(409, "retention_offer_not_eligible");
+    app.delete(&format!("/v1/retention_offers/{}", s.pause))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200);
+    app.post(&format!(
+        "/v1/portal/cancellation_requests/{cy_req}/retention_offers/{}/accept",
+        s.pause
+    ))
+    .bearer(&cy_token)
+    .send()
+    .await
+    .expect_problem(409, "retention_offer_inactive");
+    let req = app
+        .get(&format!("/v1/cancellation_requests/{cy_req}"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(req["status"], "pending", "a refused accept changes nothing");
+    // The plan switch still works: the downgrade is scheduled by the domain's rules.
+    let res = app
+        .post(&format!(
+            "/v1/portal/cancellation_requests/{cy_req}/retention_offers/{}/accept",
+            s.switch
+        ))
+        .bearer(&cy_token)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(res.body["cancellation_request"]["status"], "withdrawn");
+    let changed = events(&app, m, "subscription.plan_change_scheduled")
+        .await
+        .len()
+        + events(&app, m, "subscription.plan_changed").await.len();
+    assert_eq!(changed, 1);
+    let _ = &s.cheap;
+
+    // The merchant's view of the outcomes.
+    let stats = |id: String| {
+        let app = &app;
+        async move {
+            app.get(&format!("/v1/retention_offers/{id}"))
+                .bearer(&m.key)
+                .send()
+                .await
+                .expect(200)
+                .body["stats"]
+                .clone()
+        }
+    };
+    assert_eq!(
+        stats(s.discount.clone()).await,
+        json!({"presented": 2, "accepted": 1, "declined": 1})
+    );
+    assert_eq!(
+        stats(s.pause.clone()).await,
+        json!({"presented": 3, "accepted": 1, "declined": 2})
+    );
+    assert_eq!(
+        stats(s.newbie.clone()).await,
+        json!({"presented": 1, "accepted": 0, "declined": 1})
+    );
+
+    // A merchant-side cancellation presents nothing.
+    let before = app
+        .count("SELECT count(*) AS n FROM retention_offer_outcomes")
+        .await;
+    app.post(&format!("/v1/subscriptions/{ada_sub}/cancel"))
+        .bearer(&m.key)
+        .json(&json!({"timing": "period_end", "reason": "too_expensive"}))
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM retention_offer_outcomes")
+            .await,
+        before
+    );
+}
+
+/// Concurrent accepts (a double click, a retry racing the first try) and a decline of the
+/// same request: exactly one accept applies, the others are refused with 409.
+#[actix_web::test]
+async fn concurrent_accepts_apply_the_offer_once() {
+    let app = TestApp::new().await;
+    let s = setup(&app).await;
+    let m = &s.m;
+    let ada = customer(&app, m, "ada", 200, 15_000, &["vip"]).await;
+    let token = fixtures::session(&app, m, &ada).await;
+    let sub = subscribe(&app, m, &ada, &s.base).await;
+    let (req, presented) = cancel(&app, &token, &sub, "too_expensive").await;
+    assert_eq!(presented, [s.discount.clone(), s.pause.clone()]);
+    let mut requests: Vec<_> = (0..4)
+        .map(|_| {
+            app.post(&format!(
+                "/v1/portal/cancellation_requests/{req}/retention_offers/{}/accept",
+                s.discount
+            ))
+            .bearer(&token)
+            .send()
+        })
+        .collect();
+    requests.push(
+        app.post(&format!(
+            "/v1/portal/cancellation_requests/{req}/retention_offers/{}/decline",
+            s.discount
+        ))
+        .bearer(&token)
+        .send(),
+    );
+    let results = futures_util::future::join_all(requests).await;
+    let ok: Vec<_> = results
+        .iter()
+        .filter(|r| r.status.as_u16() == 200)
+        .collect();
+    assert_eq!(ok.len(), 1, "exactly one decision wins");
+    for r in &results {
+        assert!([200, 409].contains(&r.status.as_u16()), "{:?}", r.body);
+    }
+    let sub_uuid = sub
+        .parse::<tenure_domain::ids::SubscriptionId>()
+        .unwrap()
+        .uuid();
+    let granted = app
+        .count(&format!(
+            "SELECT count(*) AS n FROM subscription_discounts WHERE subscription_id = '{sub_uuid}'"
+        ))
+        .await;
+    let accepted = events(&app, m, "retention_offer.accepted").await.len();
+    let status = app
+        .get(&format!("/v1/cancellation_requests/{req}"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200)
+        .body["status"]
+        .clone();
+    if ok[0].body.get("discount").is_some() {
+        // An accept won: one discount, one event, the request withdrawn.
+        assert_eq!((granted, accepted), (1, 1));
+        assert_eq!(status, "withdrawn");
+    } else {
+        // The decline won: nothing applied, the cancellation stands.
+        assert_eq!((granted, accepted), (0, 0));
+        assert_eq!(status, "pending");
+    }
+}
+
+/// A trialing customer offered more trial: the trial end (and the first paid period)
+/// moves, the cancellation is withdrawn.
+#[actix_web::test]
+async fn extend_trial_offers_move_the_trial_end() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let product = fixtures::product(&app, &m, json!({})).await;
+    let plan = app
+        .post("/v1/plans")
+        .bearer(&m.key)
+        .json(
+            &json!({"product_id": product, "name": "Trial plan", "trial_days": 14,
+            "price": {"amount": 2000, "currency": "EUR"}, "interval": "month"}),
+        )
+        .send()
+        .await
+        .expect(201)
+        .id();
+    let extend = offer(
+        &app,
+        &m,
+        json!({"name": "Two more weeks",
+        "kind": {"type": "extend_trial", "days": 14}}),
+    )
+    .await;
+    let pause = offer(
+        &app,
+        &m,
+        json!({"name": "Pause", "kind": {"type": "pause_instead", "days": 30}}),
+    )
+    .await;
+    let c = customer(&app, &m, "trier", 3, 0, &[]).await;
+    let token = fixtures::session(&app, &m, &c).await;
+    let sub = subscribe(&app, &m, &c, &plan).await;
+    let before = app
+        .get(&format!("/v1/subscriptions/{sub}"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(before["status"], "trialing");
+    let (req, presented) = cancel(&app, &token, &sub, "other").await;
+    // A trial can be extended; a trialing subscription cannot pause.
+    assert_eq!(presented, std::slice::from_ref(&extend));
+    let _ = pause;
+    let res = app
+        .post(&format!(
+            "/v1/portal/cancellation_requests/{req}/retention_offers/{extend}/accept"
+        ))
+        .bearer(&token)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(res.body["subscription"]["status"], "trialing");
+    assert_eq!(res.body["cancellation_request"]["status"], "withdrawn");
+    let old_end =
+        chrono::DateTime::parse_from_rfc3339(before["trial_end"].as_str().unwrap()).unwrap();
+    let new_end = chrono::DateTime::parse_from_rfc3339(
+        res.body["subscription"]["trial_end"].as_str().unwrap(),
+    )
+    .unwrap();
+    assert_eq!(new_end - old_end, chrono::Duration::days(14));
+    let extended = events(&app, &m, "subscription.trial_extended").await;
+    assert_eq!(extended.len(), 1);
+    assert_eq!(
+        extended[0]["data"]["previous_attributes"]["trial_end"],
+        before["trial_end"]
+    );
+}
+
+/// The accepted discount shows on the next invoice. Needs the renewal engine's discount
+/// lines (branch billing2); re-enabled after merging it.
+#[actix_web::test]
+async fn an_accepted_discount_shows_on_the_next_invoice() {
+    let app = TestApp::new().await;
+    let s = setup(&app).await;
+    let m = &s.m;
+    let ada = customer(&app, m, "ada", 200, 15_000, &["vip"]).await;
+    app.post(&format!("/v1/customers/{ada}/payment_methods"))
+        .bearer(&m.key)
+        .json(&json!({"token": "pm_card_visa", "set_default": true}))
+        .send()
+        .await
+        .expect(201);
+    let token = fixtures::session(&app, m, &ada).await;
+    let sub = subscribe(&app, m, &ada, &s.base).await;
+    let (req, _) = cancel(&app, &token, &sub, "too_expensive").await;
+    app.post(&format!(
+        "/v1/portal/cancellation_requests/{req}/retention_offers/{}/accept",
+        s.discount
+    ))
+    .bearer(&token)
+    .send()
+    .await
+    .expect(200);
+    let body = app
+        .get(&format!("/v1/subscriptions/{sub}"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200)
+        .body;
+    let end = chrono::DateTime::parse_from_rfc3339(body["current_period"]["end"].as_str().unwrap())
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    app.clock.advance_to(end + chrono::Duration::minutes(1));
+    tenure_api::service::renewals::run_until_idle(&app.state, app.clock.now())
+        .await
+        .expect("renewal round");
+    // The customer's LTV invoice was hand-inserted; read the subscription's own.
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        id: uuid::Uuid,
+    }
+    let sub_uuid = sub
+        .parse::<tenure_domain::ids::SubscriptionId>()
+        .unwrap()
+        .uuid();
+    let mut conn = app.sql().await;
+    let rows: Vec<Row> = diesel_async::RunQueryDsl::load(
+        diesel::sql_query(format!(
+            "SELECT id FROM invoices WHERE subscription_id = '{sub_uuid}' ORDER BY id DESC LIMIT 1"
+        )),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    let invoice = tenure_domain::ids::InvoiceId::from_uuid(rows[0].id);
+    let renewal = &app
+        .get(&format!("/v1/invoices/{invoice}"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200)
+        .body;
+    let lines = renewal["lines"].as_array().unwrap();
+    let discount: Vec<&Value> = lines.iter().filter(|l| l["kind"] == "discount").collect();
+    assert_eq!(discount.len(), 1, "{renewal}");
+    // 20% of 20.00 EUR.
+    assert_eq!(
+        discount[0]["amount"],
+        json!({"amount": -400, "currency": "EUR"})
+    );
+    assert_eq!(renewal["total"], json!({"amount": 1600, "currency": "EUR"}));
+}
