@@ -11,6 +11,7 @@ mod fixtures;
 mod fuzz;
 mod idempotency;
 mod lifecycle;
+mod metrics;
 mod platform;
 mod renewals;
 mod security;

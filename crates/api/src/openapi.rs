@@ -35,6 +35,7 @@ application/problem+json with a stable `code`.",
         (name = "Payment methods", description = "Cards as gateway tokens; card numbers are refused everywhere"),
         (name = "Invoices", description = "Invoices, payment attempts and refunds"),
         (name = "Billing settings", description = "Dunning policy and upcoming-renewal notices"),
+        (name = "Metrics", description = "Subscriber metrics of a period: MRR, churn, ARPU, LTV, pauses, reasons, save offers"),
     )
 )]
 pub struct ApiDoc;

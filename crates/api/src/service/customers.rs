@@ -85,6 +85,7 @@ pub async fn create(
         tags: checked(tags)?,
         created_at: now,
         updated_at: now,
+        erased_at: None,
     };
     let mut conn = state.db.conn().await?;
     conn.transaction(async |conn| {

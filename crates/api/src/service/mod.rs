@@ -7,6 +7,7 @@ pub mod context;
 pub mod customers;
 pub mod lifecycle;
 pub mod merchants;
+pub mod metrics;
 pub mod renewals;
 pub mod sessions;
 pub mod subscriptions;

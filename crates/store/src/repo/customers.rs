@@ -24,6 +24,7 @@ struct CustomerRow {
     tags: Vec<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    erased_at: Option<DateTime<Utc>>,
 }
 
 impl CustomerRow {
@@ -39,6 +40,7 @@ impl CustomerRow {
             tags: c.tags.clone(),
             created_at: c.created_at,
             updated_at: c.updated_at,
+            erased_at: c.erased_at,
         }
     }
 
@@ -56,6 +58,7 @@ impl CustomerRow {
             tags: self.tags,
             created_at: self.created_at,
             updated_at: self.updated_at,
+            erased_at: self.erased_at,
         })
     }
 }

@@ -9,6 +9,7 @@ pub mod idempotency;
 pub mod identity_providers;
 pub mod invoices;
 pub mod merchants;
+pub mod metrics;
 pub mod payment_methods;
 pub mod renewals;
 pub mod secrets;
