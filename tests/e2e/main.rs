@@ -9,6 +9,7 @@ mod customers;
 mod faults;
 mod fixtures;
 mod fuzz;
+mod gdpr;
 mod idempotency;
 mod lifecycle;
 mod metrics;

@@ -27,9 +27,11 @@ async fn plan(
 ) -> String {
     app.post("/v1/plans")
         .bearer(&m.key)
-        .json(&json!({"product_id": product, "name": format!("{} {} {interval}", price.0, price.1),
+        .json(
+            &json!({"product_id": product, "name": format!("{} {} {interval}", price.0, price.1),
             "price": {"amount": price.0, "currency": price.1}, "interval": interval,
-            "trial_days": trial_days}))
+            "trial_days": trial_days}),
+        )
         .send()
         .await
         .expect(201)
@@ -96,7 +98,13 @@ async fn cancellation_request(app: &TestApp, sub: &str, reason: &str, at: DateTi
 }
 
 /// An offer presentation with `outcome`, made at `at`.
-async fn offer_outcome(app: &TestApp, sub: &str, offer: uuid::Uuid, outcome: &str, at: DateTime<Utc>) {
+async fn offer_outcome(
+    app: &TestApp,
+    sub: &str,
+    offer: uuid::Uuid,
+    outcome: &str,
+    at: DateTime<Utc>,
+) {
     let sub = sub
         .parse::<tenure_domain::ids::SubscriptionId>()
         .unwrap()
@@ -291,7 +299,10 @@ async fn metrics_of_a_hand_built_history_in_two_currencies() {
 
     // Before any subscription existed: no currency at all.
     let none = app
-        .get(&metrics_path(from - Duration::days(60), Some(from - Duration::days(30))))
+        .get(&metrics_path(
+            from - Duration::days(60),
+            Some(from - Duration::days(30)),
+        ))
         .bearer(&m.key)
         .send()
         .await
@@ -349,10 +360,19 @@ async fn metrics_default_to_the_last_30_days_and_refuse_bad_ranges() {
     for (path, field) in [
         ("/v1/metrics?from=yesterday".to_owned(), "from"),
         ("/v1/metrics?to=2026-13-01T00:00:00Z".to_owned(), "to"),
-        (metrics_path(now - Duration::days(1), Some(now - Duration::days(2))), "from"),
-        (metrics_path(now - Duration::days(1), Some(now - Duration::days(1))), "from"),
+        (
+            metrics_path(now - Duration::days(1), Some(now - Duration::days(2))),
+            "from",
+        ),
+        (
+            metrics_path(now - Duration::days(1), Some(now - Duration::days(1))),
+            "from",
+        ),
         (metrics_path(now - Duration::days(400), Some(now)), "from"),
-        ("/v1/metrics?from=-262143-01-01T00:00:00Z".to_owned(), "from"),
+        (
+            "/v1/metrics?from=-262143-01-01T00:00:00Z".to_owned(),
+            "from",
+        ),
     ] {
         let res = app
             .get(&path)
@@ -360,7 +380,11 @@ async fn metrics_default_to_the_last_30_days_and_refuse_bad_ranges() {
             .send()
             .await
             .expect_problem(422, "validation_failed");
-        assert_eq!(res.body["errors"][0]["field"], field, "{path}: {}", res.body);
+        assert_eq!(
+            res.body["errors"][0]["field"], field,
+            "{path}: {}",
+            res.body
+        );
     }
     // Merchant-only.
     app.get("/v1/metrics").send().await.expect(401);
@@ -387,8 +411,23 @@ async fn sql_helpers_agree_with_the_domain() {
         .unwrap();
         assert_eq!(row.t, id.to_string());
     }
-    let prices = [0i64, 1, 5, 6, 999, 1000, 12006, 9_999_999, 10_000_000_000_000];
-    for interval in [Interval::Day, Interval::Week, Interval::Month, Interval::Year] {
+    let prices = [
+        0i64,
+        1,
+        5,
+        6,
+        999,
+        1000,
+        12006,
+        9_999_999,
+        10_000_000_000_000,
+    ];
+    for interval in [
+        Interval::Day,
+        Interval::Week,
+        Interval::Month,
+        Interval::Year,
+    ] {
         for count in [1u32, 2, 3, 7, 12] {
             for price in prices {
                 let row: Text = diesel_async::RunQueryDsl::get_result(

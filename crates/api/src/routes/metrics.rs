@@ -25,12 +25,6 @@ async fn get_metrics(
     auth: MerchantAuth,
     params: web::Query<MetricsParams>,
 ) -> ApiResult<HttpResponse> {
-    let metrics = svc::get(
-        &state,
-        auth.0,
-        params.from.as_deref(),
-        params.to.as_deref(),
-    )
-    .await?;
+    let metrics = svc::get(&state, auth.0, params.from.as_deref(), params.to.as_deref()).await?;
     Ok(HttpResponse::Ok().json(metrics))
 }

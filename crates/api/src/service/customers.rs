@@ -144,6 +144,7 @@ pub async fn update(
             .await
             .map_err(ApiError::from_store("customer"))?;
         check_if_match(if_match.as_deref(), before.updated_at)?;
+        super::gdpr::ensure_not_erased(&before)?;
         let mut after = before.clone();
         if let Some(email) = email {
             after.email = checked(email)?;

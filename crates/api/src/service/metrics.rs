@@ -20,7 +20,10 @@ fn parse_instant(v: &mut Validator, field: &str, raw: Option<&str>) -> Option<Da
     match DateTime::parse_from_rfc3339(raw) {
         Ok(t) => Some(t.with_timezone(&Utc)),
         Err(_) => {
-            v.fail(field, "must be an RFC 3339 date-time, e.g. 2026-11-01T00:00:00Z");
+            v.fail(
+                field,
+                "must be an RFC 3339 date-time, e.g. 2026-11-01T00:00:00Z",
+            );
             None
         }
     }

@@ -5,6 +5,7 @@ pub mod billing;
 pub mod catalog;
 pub mod context;
 pub mod customers;
+pub mod gdpr;
 pub mod lifecycle;
 pub mod merchants;
 pub mod metrics;

@@ -11,8 +11,10 @@ use crate::error::{StoreError, StoreResult};
 use crate::pagination::{Page, PageRequest};
 use crate::schema::customers;
 
+// The whole row is written on update, so a field set to None must become NULL (diesel
+// would skip it otherwise, and a cleared e-mail or an erasure would not stick).
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]
-#[diesel(table_name = customers)]
+#[diesel(table_name = customers, treat_none_as_null = true)]
 struct CustomerRow {
     merchant_id: uuid::Uuid,
     id: uuid::Uuid,

@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod context;
 pub mod customers;
 pub mod events;
+pub mod gdpr;
 pub mod idempotency;
 pub mod identity_providers;
 pub mod invoices;
