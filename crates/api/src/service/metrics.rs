@@ -75,6 +75,7 @@ pub async fn get(
         .repeatable_read()
         .read_only()
         .run(async |conn| -> ApiResult<_> {
+            repo::prepare(conn).await?;
             Ok((
                 repo::per_currency(conn, merchant, from, to).await?,
                 repo::paused_at(conn, merchant, to).await?,

