@@ -386,6 +386,23 @@ async fn metrics_default_to_the_last_30_days_and_refuse_bad_ranges() {
             res.body
         );
     }
+    // Extreme but valid instants are answered, never a 500; offsets are converted to UTC.
+    let ancient = app
+        .get("/v1/metrics?to=0000-01-01T00:00:00Z")
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(ancient["currencies"], json!([]));
+    let offset = app
+        .get("/v1/metrics?from=2026-01-01T02:00:00%2B02:00&to=2026-01-02T00:00:00Z")
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(offset["from"], "2026-01-01T00:00:00Z");
     // Merchant-only.
     app.get("/v1/metrics").send().await.expect(401);
 }
