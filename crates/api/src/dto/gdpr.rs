@@ -11,6 +11,8 @@ use super::support::{CancellationRequestDto, SupportTicketDto};
 use crate::routes::events::EventDto;
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"id": "note_01jf9zd0f4e3a8r7m2k4t5n6bd", "body": "Asked about annual billing.",
+    "channel": "phone", "author": "Bob (support)", "created_at": "2026-11-25T10:00:00Z"}))]
 pub struct ExportNoteDto {
     pub id: String,
     pub body: String,
@@ -21,6 +23,11 @@ pub struct ExportNoteDto {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"id": "rout_01jf9zd0f4e3a8r7m2k4t5n6bd", "offer_id": "roff_01jf9zd0f4e3a8r7m2k4t5n6bc",
+    "offer_name": "Half off", "offer_kind": {"type": "discount_percent", "percent": 50, "cycles": 3},
+    "subscription_id": "sub_01jf9zc0f4e3a8r7m2k4t5n6bc", "cancellation_request_id": null,
+    "reason": "too_expensive", "outcome": "declined", "created_at": "2026-11-25T10:00:00Z",
+    "decided_at": "2026-11-25T10:01:00Z"}))]
 pub struct ExportOfferOutcomeDto {
     pub id: String,
     pub offer_id: String,

@@ -81,6 +81,14 @@ pub struct SaveOfferMetricsDto {
 
 /// Subscriber metrics of a period, per currency and merchant-wide.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"object": "metrics", "from": "2026-10-26T00:00:00Z", "to": "2026-11-25T00:00:00Z",
+    "currencies": [{"currency": "EUR", "mrr": 9534, "mrr_at_start": 7034, "active_subscriptions": 4,
+        "active_subscribers": 3, "active_subscribers_at_start": 3, "new_subscribers": 1,
+        "churned_subscribers": 1, "churned_mrr": 2000, "logo_churn_rate": "0.3333",
+        "revenue_churn_rate": "0.2843", "arpu": 3178, "ltv_estimate": 9534}],
+    "pauses": {"paused": 1, "pauses_started": 1},
+    "cancellation_reasons": {"too_expensive": 2, "unused": 1},
+    "save_offers": {"presented": 3, "accepted": 1, "declined": 1, "acceptance_rate": "0.3333"}}))]
 pub struct MetricsDto {
     /// Always `metrics`.
     pub object: String,
