@@ -125,6 +125,21 @@ async fn updates_record_previous_values_in_the_event() {
         "old@example.com"
     );
     assert!(event["id"].as_str().unwrap().starts_with("evt_"));
+
+    // null clears a field, in the database too (not only in the response).
+    app.patch(&format!("/v1/customers/{id}"))
+        .bearer(&m.key)
+        .json(&json!({"email": null}))
+        .send()
+        .await
+        .expect(200);
+    let stored = app
+        .get(&format!("/v1/customers/{id}"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200);
+    assert!(stored.body["email"].is_null(), "{}", stored.body);
 }
 
 #[actix_web::test]

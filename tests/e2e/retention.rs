@@ -910,7 +910,7 @@ async fn extend_trial_offers_move_the_trial_end() {
 }
 
 /// The accepted discount shows on the next invoice. Needs the renewal engine's discount
-/// lines (branch billing2); re-enabled after merging it.
+/// lines.
 #[actix_web::test]
 async fn an_accepted_discount_shows_on_the_next_invoice() {
     let app = TestApp::new().await;

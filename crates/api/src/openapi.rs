@@ -36,6 +36,7 @@ application/problem+json with a stable `code`.",
         (name = "Invoices", description = "Invoices, payment attempts and refunds"),
         (name = "Billing settings", description = "Dunning policy and upcoming-renewal notices"),
         (name = "Retention offers", description = "Offers shown to customers who start a cancellation, with eligibility rules and outcome counts"),
+        (name = "Metrics", description = "Subscriber metrics of a period: MRR, churn, ARPU, LTV, pauses, reasons, save offers"),
     )
 )]
 pub struct ApiDoc;

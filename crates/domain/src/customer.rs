@@ -24,6 +24,9 @@ pub struct Customer {
     pub tags: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// When the customer's personal data was erased (GDPR); an erased customer keeps its
+    /// financial records but gets no new subscriptions or portal sessions.
+    pub erased_at: Option<DateTime<Utc>>,
 }
 
 /// Tags are lower-case slugs (`vip`, `beta-tester`, `region:eu`), unique and sorted, so

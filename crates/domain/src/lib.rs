@@ -11,6 +11,7 @@ pub mod context;
 pub mod customer;
 pub mod error;
 pub mod ids;
+pub mod metrics;
 pub mod money;
 pub mod policy;
 pub mod retention;

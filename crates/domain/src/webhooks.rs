@@ -167,6 +167,7 @@ pub struct DeliveryAttempt {
 pub const EVENT_TYPES: &[&str] = &[
     "customer.created",
     "customer.updated",
+    "customer.erased",
     "product.created",
     "product.updated",
     "product.archived",

@@ -144,6 +144,7 @@ async fn customer_from_token(state: &AppState, token: &str) -> Result<Principal,
             }
             other => other.into(),
         })?;
+    crate::service::gdpr::ensure_not_erased(&customer)?;
     Ok(Principal::Customer(Session {
         merchant,
         customer: customer.id,

@@ -52,7 +52,7 @@ pub struct UpdateCustomer {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"id": "cus_01jf9zb3f4e3a8r7m2k4t5n6bc", "object": "customer", "external_id": "user_4711",
     "email": "ada@example.com", "name": "Ada Lovelace", "locale": "en-GB", "metadata": {"crm_id": "A-17"},
-    "tags": ["vip"], "created_at": "2026-11-25T10:00:00Z", "updated_at": "2026-11-25T10:00:00Z"}))]
+    "tags": ["vip"], "created_at": "2026-11-25T10:00:00Z", "updated_at": "2026-11-25T10:00:00Z", "erased_at": null}))]
 pub struct CustomerDto {
     pub id: String,
     /// Always `customer`.
@@ -66,6 +66,9 @@ pub struct CustomerDto {
     pub tags: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// When the customer's personal data was erased (`POST /v1/customers/{id}/erase`);
+    /// null for a customer that was not erased.
+    pub erased_at: Option<DateTime<Utc>>,
 }
 
 impl From<&Customer> for CustomerDto {
@@ -81,6 +84,7 @@ impl From<&Customer> for CustomerDto {
             tags: c.tags.clone(),
             created_at: c.created_at,
             updated_at: c.updated_at,
+            erased_at: c.erased_at,
         }
     }
 }

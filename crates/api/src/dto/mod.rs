@@ -7,6 +7,8 @@ pub mod catalog;
 pub mod common;
 pub mod context;
 pub mod customers;
+pub mod gdpr;
+pub mod metrics;
 pub mod renewals;
 pub mod retention;
 pub mod sessions;

@@ -19,7 +19,49 @@ pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(create_customer)
         .service(list_customers)
         .service(get_customer)
-        .service(update_customer);
+        .service(update_customer)
+        .service(export_customer)
+        .service(erase_customer);
+}
+
+/// Export everything Tenure holds about a customer as one JSON document (GDPR access and
+/// portability): profile, notes, subscriptions, cancellation requests, support tickets
+/// with messages, payment methods (brand, last4, expiry), invoices with lines, payments
+/// and refunds, events and retention offer outcomes.
+#[utoipa::path(tag = "Customers", params(("id" = String, Path, description = "Customer id (cus_…)")),
+    responses((status = 200, description = "The export", body = crate::dto::gdpr::CustomerExportDto)))]
+#[get("/customers/{id}/export")]
+async fn export_customer(
+    state: web::Data<AppState>,
+    auth: MerchantAuth,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id = parse_id::<CustomerTag>(&id, "customer")?;
+    let export = crate::service::gdpr::export(&state, auth.0, id).await?;
+    Ok(HttpResponse::Ok().json(export))
+}
+
+/// Erase a customer's personal data (GDPR erasure): e-mail, name, locale, metadata, tags
+/// and external id are cleared, note and ticket message bodies and cancellation messages
+/// replaced, event snapshots scrubbed, payment methods detached; invoices, payments and
+/// refunds are kept with their amounts. Every subscription must have ended first (409
+/// `customer_has_live_subscriptions`). Emits `customer.erased`; repeating it returns the
+/// erased customer again. Afterwards the customer cannot be changed, subscribe or get a
+/// portal session (409 `customer_erased`).
+#[utoipa::path(tag = "Customers", params(("id" = String, Path, description = "Customer id (cus_…)")),
+    responses((status = 200, description = "The erased customer", body = CustomerDto)))]
+#[post("/customers/{id}/erase")]
+async fn erase_customer(
+    state: web::Data<AppState>,
+    auth: MerchantAuth,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id = parse_id::<CustomerTag>(&id, "customer")?;
+    let customer = crate::service::gdpr::erase(&state, auth.0, id).await?;
+    Ok(ok_versioned(
+        &CustomerDto::from(&customer),
+        customer.updated_at,
+    ))
 }
 
 /// Create a customer.

@@ -7,6 +7,7 @@ pub mod context;
 pub mod customers;
 pub mod events;
 pub mod health;
+pub mod metrics;
 pub mod portal;
 pub mod portal_subscriptions;
 pub mod renewals;
@@ -38,7 +39,8 @@ pub fn configure_v1(cfg: &mut ServiceConfig) {
         .configure(portal_subscriptions::configure)
         .configure(support::configure)
         .configure(renewals::configure)
-        .configure(retention::configure);
+        .configure(retention::configure)
+        .configure(metrics::configure);
 }
 
 /// 201 with the created resource and its ETag.

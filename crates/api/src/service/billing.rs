@@ -130,7 +130,10 @@ pub async fn attach(
     let mut conn = state.db.conn().await?;
     let pm = conn
         .transaction(async |conn| {
-            lock_customer(conn, merchant, customer).await?;
+            let locked = customers::get(conn, merchant, customer, true)
+                .await
+                .map_err(ApiError::from_store("customer"))?;
+            super::gdpr::ensure_not_erased(&locked)?;
             let existing = repo::list_for_customer(conn, merchant, customer).await?;
             let mut pm = PaymentMethod {
                 id: PaymentMethodId::new(),

@@ -372,9 +372,10 @@ pub async fn add_note(
     };
     let mut conn = state.db.conn().await?;
     conn.transaction(async |conn| -> ApiResult<()> {
-        customers_repo::get(conn, merchant, customer, false)
+        let c = customers_repo::get(conn, merchant, customer, true)
             .await
             .map_err(ApiError::from_store("customer"))?;
+        super::gdpr::ensure_not_erased(&c)?;
         repo::insert_note(conn, merchant, &note).await?;
         Ok(())
     })
@@ -462,6 +463,7 @@ pub async fn change_tag(
         let before = customers_repo::get(conn, merchant, customer, true)
             .await
             .map_err(ApiError::from_store("customer"))?;
+        super::gdpr::ensure_not_erased(&before)?;
         let mut after = before.clone();
         if add {
             let mut tags = after.tags.clone();

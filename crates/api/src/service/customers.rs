@@ -85,6 +85,7 @@ pub async fn create(
         tags: checked(tags)?,
         created_at: now,
         updated_at: now,
+        erased_at: None,
     };
     let mut conn = state.db.conn().await?;
     conn.transaction(async |conn| {
@@ -143,6 +144,7 @@ pub async fn update(
             .await
             .map_err(ApiError::from_store("customer"))?;
         check_if_match(if_match.as_deref(), before.updated_at)?;
+        super::gdpr::ensure_not_erased(&before)?;
         let mut after = before.clone();
         if let Some(email) = email {
             after.email = checked(email)?;

@@ -21,12 +21,13 @@ pub async fn create_customer_session(
     customer: CustomerId,
 ) -> ApiResult<(String, chrono::DateTime<chrono::Utc>)> {
     let mut conn = state.db.conn().await?;
-    customers::get(&mut conn, merchant, customer, false)
+    let found = customers::get(&mut conn, merchant, customer, false)
         .await
         .map_err(|e| match e {
             StoreError::NotFound => ApiError::field("customer_id", "no such customer"),
             other => other.into(),
         })?;
+    super::gdpr::ensure_not_erased(&found)?;
     state
         .sessions
         .issue(Session { merchant, customer }, state.now())

@@ -506,12 +506,14 @@ pub async fn create(
     let now = now_of(state);
     let mut conn = state.db.conn().await?;
     conn.transaction(async |conn| {
-        customer_repo::get(conn, merchant, customer, false)
+        // Locked, so that an erasure cannot slip in between this check and the insert.
+        let found = customer_repo::get(conn, merchant, customer, true)
             .await
             .map_err(|e| match e {
                 StoreError::NotFound => ApiError::field("customer_id", "no such customer"),
                 other => other.into(),
             })?;
+        super::gdpr::ensure_not_erased(&found)?;
         let plan = purchasable_plan(conn, merchant, plan_id).await?;
         let Transition {
             subscription,

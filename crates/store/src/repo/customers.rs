@@ -11,8 +11,10 @@ use crate::error::{StoreError, StoreResult};
 use crate::pagination::{Page, PageRequest};
 use crate::schema::customers;
 
+// The whole row is written on update, so a field set to None must become NULL (diesel
+// would skip it otherwise, and a cleared e-mail or an erasure would not stick).
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]
-#[diesel(table_name = customers)]
+#[diesel(table_name = customers, treat_none_as_null = true)]
 struct CustomerRow {
     merchant_id: uuid::Uuid,
     id: uuid::Uuid,
@@ -24,6 +26,7 @@ struct CustomerRow {
     tags: Vec<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    erased_at: Option<DateTime<Utc>>,
 }
 
 impl CustomerRow {
@@ -39,6 +42,7 @@ impl CustomerRow {
             tags: c.tags.clone(),
             created_at: c.created_at,
             updated_at: c.updated_at,
+            erased_at: c.erased_at,
         }
     }
 
@@ -56,6 +60,7 @@ impl CustomerRow {
             tags: self.tags,
             created_at: self.created_at,
             updated_at: self.updated_at,
+            erased_at: self.erased_at,
         })
     }
 }

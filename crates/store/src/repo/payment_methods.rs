@@ -120,6 +120,25 @@ pub async fn list_for_customer(
         .collect()
 }
 
+/// Every payment method the customer ever had, detached ones included, newest first
+/// (for the GDPR export).
+pub async fn list_all_for_customer(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    customer: CustomerId,
+) -> StoreResult<Vec<PaymentMethod>> {
+    payment_methods::table
+        .filter(payment_methods::merchant_id.eq(merchant.uuid()))
+        .filter(payment_methods::customer_id.eq(customer.uuid()))
+        .order(payment_methods::id.desc())
+        .select(PaymentMethodRow::as_select())
+        .load(conn)
+        .await?
+        .into_iter()
+        .map(PaymentMethodRow::into_domain)
+        .collect()
+}
+
 /// The customer's default payment method, if any.
 pub async fn default_for_customer(
     conn: &mut AsyncPgConnection,

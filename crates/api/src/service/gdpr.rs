@@ -1,0 +1,330 @@
+//! GDPR: export everything Tenure holds about a customer, and erase (anonymise) a
+//! customer's personal data while keeping its financial records. See docs/customers.md.
+
+use chrono::SubsecRound;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use serde_json::Value;
+use tenure_domain::customer::Customer;
+use tenure_domain::ids::{
+    CancellationRequestId, CustomerId, MerchantId, NoteId, OfferOutcomeId, RetentionOfferId,
+    SubscriptionId,
+};
+use tenure_domain::subscription::Actor;
+use tenure_store::PageRequest;
+use tenure_store::repo::customers as customers_repo;
+use tenure_store::repo::gdpr as repo;
+use tenure_store::repo::invoices::{self, InvoiceFilter};
+use tenure_store::repo::payment_methods;
+use tenure_store::repo::subscriptions::{self as subs_repo, SubscriptionFilter};
+use tenure_store::repo::support::{self, RequestFilter, TicketFilter};
+
+use super::{EventDraft, next_update_time, record_event};
+use crate::dto::billing::{InvoiceDto, PaymentMethodDto};
+use crate::dto::customers::CustomerDto;
+use crate::dto::gdpr::*;
+use crate::dto::subscriptions::SubscriptionDto;
+use crate::dto::support::{CancellationRequestDto, SupportTicketDto};
+use crate::error::{ApiError, ApiResult};
+use crate::routes::events::EventDto;
+use crate::state::AppState;
+
+/// Rows read per section of an export: a customer's history is far below this.
+const EXPORT_ROWS: i64 = 100_000;
+
+fn all_rows() -> PageRequest {
+    PageRequest {
+        limit: EXPORT_ROWS,
+        starting_after: None,
+    }
+}
+
+/// The 409 for changes to an erased customer.
+pub fn erased_error() -> ApiError {
+    ApiError::conflict(
+        "customer_erased",
+        "the customer's personal data was erased; it cannot be changed, subscribe or sign in",
+    )
+}
+
+/// Refuses `customer` if it was erased.
+pub fn ensure_not_erased(customer: &Customer) -> ApiResult<()> {
+    match customer.erased_at {
+        Some(_) => Err(erased_error()),
+        None => Ok(()),
+    }
+}
+
+/// `GET /v1/customers/{id}/export`: one repeatable-read snapshot of everything about the
+/// customer.
+pub async fn export(
+    state: &AppState,
+    merchant: MerchantId,
+    id: CustomerId,
+) -> ApiResult<CustomerExportDto> {
+    let now = state.now();
+    let mut conn = state.db.conn().await?;
+    conn.build_transaction()
+        .repeatable_read()
+        .read_only()
+        .run(async |conn| gather(conn, merchant, id, now).await)
+        .await
+}
+
+async fn gather(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    id: CustomerId,
+    now: chrono::DateTime<chrono::Utc>,
+) -> ApiResult<CustomerExportDto> {
+    let customer = customers_repo::get(conn, merchant, id, false)
+        .await
+        .map_err(ApiError::from_store("customer"))?;
+    let notes = repo::notes_of(conn, merchant, id).await?;
+    let mut subscriptions = subs_repo::list(
+        conn,
+        merchant,
+        &SubscriptionFilter {
+            customer: Some(id),
+            ..Default::default()
+        },
+        all_rows(),
+    )
+    .await?
+    .items;
+    subscriptions.reverse();
+    let mut requests = support::list_requests(
+        conn,
+        merchant,
+        &RequestFilter {
+            customer: Some(id),
+            ..Default::default()
+        },
+        all_rows(),
+    )
+    .await?
+    .items;
+    requests.reverse();
+    let mut tickets = support::list_tickets(
+        conn,
+        merchant,
+        &TicketFilter {
+            customer: Some(id),
+            ..Default::default()
+        },
+        all_rows(),
+    )
+    .await?
+    .items;
+    tickets.reverse();
+    let ticket_ids: Vec<_> = tickets.iter().map(|t| t.id).collect();
+    let messages = support::messages_of(conn, merchant, &ticket_ids).await?;
+    let methods = payment_methods::list_all_for_customer(conn, merchant, id).await?;
+    let mut invoice_rows = invoices::list(
+        conn,
+        merchant,
+        &InvoiceFilter {
+            customer: Some(id),
+            ..Default::default()
+        },
+        all_rows(),
+    )
+    .await?
+    .items;
+    invoice_rows.reverse();
+    let mut invoice_dtos = Vec::with_capacity(invoice_rows.len());
+    for invoice in &invoice_rows {
+        let payments = invoices::payments_of_invoice(conn, merchant, invoice.id).await?;
+        let refunds = invoices::refunds_of_invoice(conn, merchant, invoice.id).await?;
+        invoice_dtos.push(InvoiceDto::detailed(invoice, &payments, &refunds));
+    }
+    let events = repo::events_of(conn, merchant, id).await?;
+    let outcomes = repo::offer_outcomes_of(conn, merchant, id).await?;
+    Ok(CustomerExportDto {
+        object: "customer_export".to_owned(),
+        exported_at: now,
+        customer: CustomerDto::from(&customer),
+        notes: notes
+            .into_iter()
+            .map(|n| ExportNoteDto {
+                id: NoteId::from_uuid(n.id).to_string(),
+                body: n.body,
+                channel: n.channel,
+                author: n.author,
+                created_at: n.created_at,
+            })
+            .collect(),
+        subscriptions: subscriptions
+            .iter()
+            .map(|s| SubscriptionDto::render(s, Actor::Merchant))
+            .collect(),
+        cancellation_requests: requests.iter().map(CancellationRequestDto::from).collect(),
+        support_tickets: tickets
+            .iter()
+            .map(|t| SupportTicketDto::render(t, Some(&messages)))
+            .collect(),
+        payment_methods: methods
+            .iter()
+            .map(|pm| PaymentMethodDto::render(pm, now))
+            .collect(),
+        invoices: invoice_dtos,
+        events: events.into_iter().map(EventDto::from).collect(),
+        retention_offer_outcomes: outcomes
+            .into_iter()
+            .map(|o| ExportOfferOutcomeDto {
+                id: OfferOutcomeId::from_uuid(o.id).to_string(),
+                offer_id: RetentionOfferId::from_uuid(o.offer_id).to_string(),
+                offer_name: o.offer_name,
+                offer_kind: o.offer_kind,
+                subscription_id: SubscriptionId::from_uuid(o.subscription_id).to_string(),
+                cancellation_request_id: o
+                    .cancellation_request_id
+                    .map(|c| CancellationRequestId::from_uuid(c).to_string()),
+                reason: o.reason,
+                outcome: o.outcome,
+                created_at: o.created_at,
+                decided_at: o.decided_at,
+            })
+            .collect(),
+    })
+}
+
+/// Keys of event snapshots that hold personal data: their values are replaced by null
+/// (`metadata` by `{}`, `tags` by `[]`), wherever they appear in the snapshot.
+const PERSONAL_KEYS: [&str; 7] = [
+    "email",
+    "name",
+    "locale",
+    "phone",
+    "message",
+    "body",
+    "decline_message",
+];
+
+/// Removes personal data from an event snapshot of the erased customer, in place.
+pub fn scrub(value: &mut Value, erased: &CustomerDto) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                match key.as_str() {
+                    k if PERSONAL_KEYS.contains(&k) => *v = Value::Null,
+                    "metadata" => *v = Value::Object(Default::default()),
+                    "tags" => *v = Value::Array(Vec::new()),
+                    "external_id" => *v = Value::String(erased.external_id.clone()),
+                    "subject" => *v = Value::String(repo::ERASED_TEXT.to_owned()),
+                    _ => scrub(v, erased),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| scrub(v, erased)),
+        _ => {}
+    }
+}
+
+/// The merchant's own id of an erased customer: unique, and free of the original (which
+/// may have been an e-mail address).
+pub fn erased_external_id(id: CustomerId) -> String {
+    format!("erased_{id}")
+}
+
+/// `POST /v1/customers/{id}/erase`. Refused (409 `customer_has_live_subscriptions`) while
+/// a subscription has not ended; idempotent once done (the same customer, no new event).
+pub async fn erase(state: &AppState, merchant: MerchantId, id: CustomerId) -> ApiResult<Customer> {
+    let now = state.now();
+    let mut conn = state.db.conn().await?;
+    conn.transaction(async |conn| {
+        let before = customers_repo::get(conn, merchant, id, true)
+            .await
+            .map_err(ApiError::from_store("customer"))?;
+        if before.erased_at.is_some() {
+            return Ok(before);
+        }
+        let live = repo::live_subscriptions(conn, merchant, id).await?;
+        if live > 0 {
+            return Err(ApiError::conflict(
+                "customer_has_live_subscriptions",
+                format!(
+                    "the customer has {live} subscription(s) that have not ended; cancel them first"
+                ),
+            ));
+        }
+        // Microseconds, as stored: a repeated erase answers exactly the same customer.
+        let updated_at = next_update_time(before.updated_at, now.trunc_subsecs(6));
+        let after = Customer {
+            id,
+            external_id: erased_external_id(id),
+            email: None,
+            name: None,
+            locale: None,
+            metadata: Default::default(),
+            tags: Vec::new(),
+            created_at: before.created_at,
+            updated_at,
+            erased_at: Some(updated_at),
+        };
+        customers_repo::update(conn, merchant, &after).await?;
+        repo::anonymise_related(conn, merchant, id, updated_at).await?;
+        let erased = CustomerDto::from(&after);
+        for event in repo::events_of(conn, merchant, id).await? {
+            let mut data = event.data.clone();
+            scrub(&mut data, &erased);
+            let mut previous = event.previous_attributes.clone();
+            if let Some(p) = previous.as_mut() {
+                scrub(p, &erased);
+            }
+            if data != event.data || previous != event.previous_attributes {
+                repo::rewrite_event(conn, merchant, event.id, data, previous).await?;
+            }
+        }
+        // The event carries the anonymised customer only: no personal data, not even the
+        // fields that were erased.
+        record_event(
+            conn,
+            merchant,
+            EventDraft {
+                event_type: "customer.erased",
+                resource_type: "customer",
+                resource_id: id.to_string(),
+                after: &erased,
+                before: None,
+                at: updated_at,
+            },
+        )
+        .await?;
+        Ok(after)
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn scrub_removes_personal_fields_at_any_depth() {
+        let id = CustomerId::new();
+        let erased = CustomerDto {
+            id: id.to_string(),
+            object: "customer".to_owned(),
+            external_id: erased_external_id(id),
+            email: None,
+            name: None,
+            locale: None,
+            metadata: Default::default(),
+            tags: Vec::new(),
+            created_at: chrono::Utc::now(),
+            updated_at: chrono::Utc::now(),
+            erased_at: Some(chrono::Utc::now()),
+        };
+        let mut v = json!({"email": "a@b.c", "external_id": "a@b.c", "amount": 5,
+            "metadata": {"x": 1}, "tags": ["vip"],
+            "messages": [{"body": "hi", "author": "customer"}], "subject": "Help me, Ada"});
+        scrub(&mut v, &erased);
+        assert_eq!(
+            v,
+            json!({"email": null, "external_id": erased.external_id, "amount": 5,
+                "metadata": {}, "tags": [], "messages": [{"body": null, "author": "customer"}],
+                "subject": "[erased]"})
+        );
+    }
+}

@@ -1,0 +1,209 @@
+//! GDPR: what the export reads beyond the other repositories, and the anonymisation of a
+//! customer's personal data (financial records are kept as they are).
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use tenure_domain::ids::{CustomerId, MerchantId};
+
+use crate::error::StoreResult;
+use crate::repo::events::EventRow;
+use crate::schema::events;
+
+/// What replaces erased free text (note and ticket message bodies, ticket subjects).
+pub const ERASED_TEXT: &str = "[erased]";
+
+#[derive(Debug, Clone, QueryableByName)]
+pub struct NoteRow {
+    #[diesel(sql_type = SqlUuid)]
+    pub id: uuid::Uuid,
+    #[diesel(sql_type = Text)]
+    pub body: String,
+    #[diesel(sql_type = Text)]
+    pub channel: String,
+    #[diesel(sql_type = Text)]
+    pub author: String,
+    #[diesel(sql_type = Timestamptz)]
+    pub created_at: DateTime<Utc>,
+}
+
+/// The customer's agent notes, oldest first.
+pub async fn notes_of(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    customer: CustomerId,
+) -> StoreResult<Vec<NoteRow>> {
+    Ok(diesel::sql_query(
+        "SELECT id, body, channel, author, created_at FROM customer_notes
+          WHERE merchant_id = $1 AND customer_id = $2 ORDER BY id",
+    )
+    .bind::<SqlUuid, _>(merchant.uuid())
+    .bind::<SqlUuid, _>(customer.uuid())
+    .load(conn)
+    .await?)
+}
+
+/// Events about the customer: those linked to it (`events.customer_id`) and, for events
+/// recorded before that link existed, those whose resource is the customer or whose
+/// snapshot names it. Oldest first.
+pub async fn events_of(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    customer: CustomerId,
+) -> StoreResult<Vec<EventRow>> {
+    let id = customer.to_string();
+    Ok(events::table
+        .filter(events::merchant_id.eq(merchant.uuid()))
+        .filter(
+            events::customer_id
+                .eq(customer.uuid())
+                .or(events::resource_id.eq(id.clone()))
+                .or(
+                    diesel::dsl::sql::<diesel::sql_types::Bool>("data->>'customer_id' = ")
+                        .bind::<Text, _>(id),
+                ),
+        )
+        .order(events::id.asc())
+        .select(EventRow::as_select())
+        .load(conn)
+        .await?)
+}
+
+/// Replaces the snapshot of an event (after its personal fields were scrubbed).
+pub async fn rewrite_event(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    id: uuid::Uuid,
+    data: serde_json::Value,
+    previous_attributes: Option<serde_json::Value>,
+) -> StoreResult<()> {
+    diesel::update(events::table.find((merchant.uuid(), id)))
+        .set((
+            events::data.eq(data),
+            events::previous_attributes.eq(previous_attributes),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, QueryableByName)]
+pub struct OfferOutcomeRow {
+    #[diesel(sql_type = SqlUuid)]
+    pub id: uuid::Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    pub offer_id: uuid::Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    pub subscription_id: uuid::Uuid,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    pub cancellation_request_id: Option<uuid::Uuid>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub reason: Option<String>,
+    #[diesel(sql_type = Text)]
+    pub outcome: String,
+    #[diesel(sql_type = Nullable<Jsonb>)]
+    pub offer_kind: Option<serde_json::Value>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub offer_name: Option<String>,
+    #[diesel(sql_type = Timestamptz)]
+    pub created_at: DateTime<Utc>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pub decided_at: Option<DateTime<Utc>>,
+}
+
+/// Retention offers presented to the customer and their outcomes, oldest first.
+pub async fn offer_outcomes_of(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    customer: CustomerId,
+) -> StoreResult<Vec<OfferOutcomeRow>> {
+    Ok(diesel::sql_query(
+        "SELECT o.id, o.offer_id, o.subscription_id, o.cancellation_request_id, o.reason,
+                o.outcome, f.kind AS offer_kind, f.name AS offer_name, o.created_at, o.decided_at
+           FROM retention_offer_outcomes o
+           LEFT JOIN retention_offers f ON f.merchant_id = o.merchant_id AND f.id = o.offer_id
+          WHERE o.merchant_id = $1 AND o.customer_id = $2 ORDER BY o.id",
+    )
+    .bind::<SqlUuid, _>(merchant.uuid())
+    .bind::<SqlUuid, _>(customer.uuid())
+    .load(conn)
+    .await?)
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// Subscriptions of the customer that have not ended.
+pub async fn live_subscriptions(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    customer: CustomerId,
+) -> StoreResult<i64> {
+    let row: Count = diesel::sql_query(
+        "SELECT count(*) AS n FROM subscriptions
+          WHERE merchant_id = $1 AND customer_id = $2 AND status <> 'canceled'",
+    )
+    .bind::<SqlUuid, _>(merchant.uuid())
+    .bind::<SqlUuid, _>(customer.uuid())
+    .get_result(conn)
+    .await?;
+    Ok(row.n)
+}
+
+/// Anonymises everything personal the customer's other rows hold: note bodies, ticket
+/// subjects and message bodies, cancellation messages; payment methods are detached and
+/// lose their gateway token (brand, last4 and expiry stay, as on the invoices' payments).
+/// Stored idempotent responses that mention the customer are dropped. Invoices, their
+/// lines, payments and refunds are not touched.
+pub async fn anonymise_related(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    customer: CustomerId,
+    at: DateTime<Utc>,
+) -> StoreResult<()> {
+    let m = merchant.uuid();
+    let c = customer.uuid();
+    let statements = [
+        "UPDATE customer_notes SET body = $3 WHERE merchant_id = $1 AND customer_id = $2",
+        "UPDATE ticket_messages tm SET body = $3 FROM support_tickets t
+          WHERE tm.merchant_id = $1 AND t.merchant_id = tm.merchant_id AND t.id = tm.ticket_id
+            AND t.customer_id = $2",
+        "UPDATE support_tickets SET subject = $3 WHERE merchant_id = $1 AND customer_id = $2",
+        "UPDATE cancellation_requests SET message = NULL, decline_message = NULL
+          WHERE merchant_id = $1 AND customer_id = $2 AND $3 IS NOT NULL",
+    ];
+    for sql in statements {
+        diesel::sql_query(sql)
+            .bind::<SqlUuid, _>(m)
+            .bind::<SqlUuid, _>(c)
+            .bind::<Text, _>(ERASED_TEXT)
+            .execute(conn)
+            .await?;
+    }
+    diesel::sql_query(
+        "UPDATE payment_methods SET is_default = false, gateway_token = 'erased',
+                detached_at = coalesce(detached_at, $3)
+          WHERE merchant_id = $1 AND customer_id = $2",
+    )
+    .bind::<SqlUuid, _>(m)
+    .bind::<SqlUuid, _>(c)
+    .bind::<Timestamptz, _>(at)
+    .execute(conn)
+    .await?;
+    // Stored responses of the merchant's (and its customers' portal) requests that name
+    // the customer: a replay must not bring the erased data back.
+    diesel::sql_query(
+        "DELETE FROM idempotency_keys
+          WHERE (scope = $1 OR scope LIKE $1 || '/%')
+            AND position(convert_to($2, 'UTF8') IN coalesce(response_body, ''::bytea)) > 0",
+    )
+    .bind::<Text, _>(merchant.to_string())
+    .bind::<Text, _>(customer.to_string())
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,383 @@
+//! GDPR: a customer's export holds everything known about it; erasure anonymises the
+//! personal data everywhere in the database (checked on a full dump) while invoices,
+//! payments and refunds keep their amounts.
+
+use serde_json::{Value, json};
+use tenure_e2e::{TestApp, TestMerchant};
+
+use crate::fixtures;
+
+const EMAIL: &str = "ada.lovelace@example.org";
+const NAME: &str = "Ada Lovelace";
+const EXTERNAL_ID: &str = "ada-ext-4711";
+const METADATA: &str = "ADA-SECRET-17";
+const NOTE: &str = "Called about her cat Whiskers";
+const MESSAGE: &str = "Private budget note from Ada";
+
+fn dump(app: &TestApp) -> String {
+    let out = std::process::Command::new("pg_dump")
+        .arg("--data-only")
+        .arg("--dbname")
+        .arg(&app.db.url)
+        .output()
+        .expect("pg_dump runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn hex(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+#[derive(diesel::QueryableByName, Debug, PartialEq)]
+struct Totals {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    invoices: i64,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    invoiced: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    paid: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    payments: i64,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    payment_amounts: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    refunded: String,
+}
+
+async fn totals(app: &TestApp) -> Totals {
+    let mut conn = app.sql().await;
+    diesel_async::RunQueryDsl::get_result(
+        diesel::sql_query(
+            "SELECT (SELECT count(*) FROM invoices) AS invoices,
+                    (SELECT coalesce(sum(total), 0)::text FROM invoices) AS invoiced,
+                    (SELECT coalesce(sum(amount_paid), 0)::text FROM invoices) AS paid,
+                    (SELECT count(*) FROM payments) AS payments,
+                    (SELECT coalesce(sum(amount), 0)::text FROM payments) AS payment_amounts,
+                    (SELECT coalesce(sum(amount), 0)::text FROM refunds) AS refunded",
+        ),
+        &mut conn,
+    )
+    .await
+    .unwrap()
+}
+
+async fn exec(app: &TestApp, sql: String) {
+    let mut conn = app.sql().await;
+    diesel_async::RunQueryDsl::execute(diesel::sql_query(sql), &mut conn)
+        .await
+        .unwrap();
+}
+
+async fn export(app: &TestApp, m: &TestMerchant, customer: &str) -> Value {
+    app.get(&format!("/v1/customers/{customer}/export"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200)
+        .body
+}
+
+#[actix_web::test]
+async fn export_holds_everything_and_erase_anonymises_but_keeps_the_money() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let product = fixtures::product(&app, &m, json!({})).await;
+    let plan = fixtures::plan(&app, &m, &product, 1000).await;
+    let control = fixtures::customer(&app, &m, "control").await;
+
+    let ada = app
+        .post("/v1/customers")
+        .bearer(&m.key)
+        .header("Idempotency-Key", "create-ada")
+        .json(
+            &json!({"external_id": EXTERNAL_ID, "email": EMAIL, "name": NAME,
+            "locale": "en-GB", "metadata": {"crm": METADATA}, "tags": ["vip"]}),
+        )
+        .send()
+        .await
+        .expect(201)
+        .id();
+    app.post(&format!("/v1/customers/{ada}/payment_methods"))
+        .bearer(&m.key)
+        .json(&json!({"token": "pm_card_visa"}))
+        .send()
+        .await
+        .expect(201);
+    let sub = app
+        .post("/v1/subscriptions")
+        .bearer(&m.key)
+        .json(&json!({"customer_id": ada, "plan_id": plan}))
+        .send()
+        .await
+        .expect(201)
+        .id();
+    // A paid invoice with a partial refund, known amounts (the billing engine's own
+    // invoices, if any, are counted the same way).
+    let (inv, pay) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let ada_uuid = ada
+        .parse::<tenure_domain::ids::CustomerId>()
+        .unwrap()
+        .uuid();
+    exec(&app, format!(
+        "INSERT INTO invoices (merchant_id, id, number, customer_id, status, currency, total, amount_paid, amount_refunded)
+         SELECT merchant_id, '{inv}', 900, id, 'paid', 'EUR', 4200, 4200, 200 FROM customers WHERE id = '{ada_uuid}'"
+    )).await;
+    exec(&app, format!(
+        "INSERT INTO invoice_lines (merchant_id, invoice_id, position, kind, description, amount)
+         SELECT merchant_id, '{inv}', 0, 'plan', 'Plan 4200', 4200 FROM customers WHERE id = '{ada_uuid}'"
+    )).await;
+    exec(&app, format!(
+        "INSERT INTO payments (merchant_id, id, invoice_id, customer_id, amount, currency, status, gateway, gateway_ref, idempotency_key, amount_refunded)
+         SELECT merchant_id, '{pay}', '{inv}', id, 4200, 'EUR', 'succeeded', 'sandbox', 'gw_9', 'k900', 200 FROM customers WHERE id = '{ada_uuid}'"
+    )).await;
+    exec(&app, format!(
+        "INSERT INTO refunds (merchant_id, id, invoice_id, payment_id, amount, currency, gateway_ref)
+         SELECT merchant_id, '{}', '{inv}', '{pay}', 200, 'EUR', 're_9' FROM customers WHERE id = '{ada_uuid}'",
+        uuid::Uuid::now_v7()
+    )).await;
+    app.post(&format!("/v1/customers/{ada}/notes"))
+        .bearer(&m.key)
+        .json(&json!({"body": NOTE, "channel": "phone", "author": "Bob (support)"}))
+        .send()
+        .await
+        .expect(201);
+    let token = fixtures::session(&app, &m, &ada).await;
+    let request = app
+        .post(&format!("/v1/portal/subscriptions/{sub}/cancel"))
+        .bearer(&token)
+        .json(&json!({"reason": "too_expensive", "message": MESSAGE}))
+        .send()
+        .await
+        .expect(200)
+        .body["cancellation_request"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let offer = uuid::Uuid::now_v7();
+    exec(&app, format!(
+        "INSERT INTO retention_offers (merchant_id, id, name, kind, eligibility)
+         SELECT merchant_id, '{offer}', 'Half off', '{{\"type\": \"discount_percent\", \"percent\": 50, \"cycles\": 3}}', '{{}}'
+           FROM customers WHERE id = '{ada_uuid}'"
+    )).await;
+    exec(&app, format!(
+        "INSERT INTO retention_offer_outcomes (merchant_id, id, offer_id, customer_id, subscription_id, reason, outcome)
+         SELECT merchant_id, '{}', '{offer}', customer_id, id, 'too_expensive', 'declined'
+           FROM subscriptions WHERE customer_id = '{ada_uuid}'",
+        uuid::Uuid::now_v7()
+    )).await;
+
+    // The export: everything, and nothing of another customer or a gateway token.
+    let doc = export(&app, &m, &ada).await;
+    assert_eq!(doc["object"], "customer_export");
+    assert_eq!(doc["customer"]["email"], EMAIL);
+    assert_eq!(doc["customer"]["metadata"]["crm"], METADATA);
+    assert_eq!(doc["notes"][0]["body"], NOTE);
+    assert_eq!(doc["subscriptions"].as_array().unwrap().len(), 1);
+    assert_eq!(doc["subscriptions"][0]["id"], sub.as_str());
+    assert_eq!(doc["cancellation_requests"][0]["id"], request.as_str());
+    assert_eq!(doc["cancellation_requests"][0]["message"], MESSAGE);
+    let ticket = &doc["support_tickets"][0];
+    assert!(
+        ticket["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|msg| msg["body"].as_str().unwrap().contains(MESSAGE)),
+        "{ticket}"
+    );
+    assert_eq!(doc["payment_methods"][0]["last4"], "4242");
+    assert_eq!(doc["payment_methods"][0]["brand"], "visa");
+    let ours = doc["invoices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["number"] == 900)
+        .expect("the paid invoice");
+    assert_eq!(ours["total"]["amount"], 4200);
+    assert_eq!(ours["payments"][0]["amount"]["amount"], 4200);
+    assert_eq!(ours["refunds"][0]["amount"]["amount"], 200);
+    let before = totals(&app).await;
+    assert_eq!(
+        doc["invoices"].as_array().unwrap().len() as i64,
+        before.invoices,
+        "every invoice is Ada's"
+    );
+    let types: Vec<&str> = doc["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert!(types.contains(&"customer.created"), "{types:?}");
+    assert!(types.contains(&"subscription.created"), "{types:?}");
+    assert!(
+        types.contains(&"subscription.cancellation_requested"),
+        "{types:?}"
+    );
+    assert_eq!(doc["retention_offer_outcomes"][0]["outcome"], "declined");
+    assert_eq!(doc["retention_offer_outcomes"][0]["offer_name"], "Half off");
+    let text = doc.to_string();
+    assert!(!text.contains("gateway_token") && !text.contains("pm_card_visa"));
+    assert!(!text.contains(&control), "another customer's data leaked");
+
+    // Another merchant sees nothing of Ada.
+    let other = app.merchant("B").await;
+    app.get(&format!("/v1/customers/{ada}/export"))
+        .bearer(&other.key)
+        .send()
+        .await
+        .expect_problem(404, "resource_missing");
+    app.post(&format!("/v1/customers/{ada}/erase"))
+        .bearer(&other.key)
+        .send()
+        .await
+        .expect_problem(404, "resource_missing");
+
+    // Erasure waits until every subscription has ended.
+    app.post(&format!("/v1/customers/{ada}/erase"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect_problem(409, "customer_has_live_subscriptions");
+    app.post(&format!("/v1/cancellation_requests/{request}/approve"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200);
+
+    let erased = app
+        .post(&format!("/v1/customers/{ada}/erase"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(erased["id"], ada.as_str());
+    assert!(erased["email"].is_null() && erased["name"].is_null() && erased["locale"].is_null());
+    assert_eq!(erased["metadata"], json!({}));
+    assert_eq!(erased["tags"], json!([]));
+    assert_eq!(erased["external_id"], format!("erased_{ada}"));
+    assert!(erased["erased_at"].is_string());
+    // Idempotent: the same customer, no second event.
+    let again = app
+        .post(&format!("/v1/customers/{ada}/erase"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(again, erased);
+    let events = app
+        .get("/v1/events?type=customer.erased")
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(events["data"].as_array().unwrap().len(), 1);
+    let event = &events["data"][0];
+    assert_eq!(event["resource_id"], ada.as_str());
+    assert_eq!(event["data"]["object"], erased);
+    assert!(event["data"].get("previous_attributes").is_none());
+
+    // Nothing personal is left anywhere in the database; the control customer is.
+    let dump = dump(&app);
+    assert!(
+        dump.contains("control@example.com"),
+        "the dump has the test's data"
+    );
+    for secret in [
+        EMAIL,
+        NAME,
+        EXTERNAL_ID,
+        METADATA,
+        NOTE,
+        MESSAGE,
+        "pm_card_visa",
+    ] {
+        assert!(
+            !dump.contains(secret),
+            "the database still holds {secret:?}"
+        );
+        assert!(
+            !dump.contains(&hex(secret)),
+            "the database still holds {secret:?} as bytes"
+        );
+    }
+    // Money is untouched.
+    assert_eq!(totals(&app).await, before);
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) AS n FROM payment_methods WHERE customer_id = '{ada_uuid}' AND detached_at IS NOT NULL AND NOT is_default"
+        ))
+        .await,
+        1
+    );
+
+    // The export still answers, with what is left.
+    let doc = export(&app, &m, &ada).await;
+    assert_eq!(doc["customer"], erased);
+    assert_eq!(doc["notes"][0]["body"], "[erased]");
+    assert!(doc["cancellation_requests"][0]["message"].is_null());
+    assert_eq!(
+        doc["invoices"].as_array().unwrap().len() as i64,
+        before.invoices
+    );
+    let text = doc.to_string();
+    for secret in [EMAIL, NAME, EXTERNAL_ID, METADATA, NOTE, MESSAGE] {
+        assert!(!text.contains(secret), "the export still holds {secret:?}");
+    }
+
+    // An erased customer cannot come back through the side doors.
+    app.post("/v1/customer_sessions")
+        .bearer(&m.key)
+        .json(&json!({"customer_id": ada}))
+        .send()
+        .await
+        .expect_problem(409, "customer_erased");
+    app.post("/v1/subscriptions")
+        .bearer(&m.key)
+        .json(&json!({"customer_id": ada, "plan_id": plan}))
+        .send()
+        .await
+        .expect_problem(409, "customer_erased");
+    app.patch(&format!("/v1/customers/{ada}"))
+        .bearer(&m.key)
+        .json(&json!({"email": EMAIL}))
+        .send()
+        .await
+        .expect_problem(409, "customer_erased");
+    app.post(&format!("/v1/customers/{ada}/tags"))
+        .bearer(&m.key)
+        .json(&json!({"tag": "vip"}))
+        .send()
+        .await
+        .expect_problem(409, "customer_erased");
+    app.post(&format!("/v1/customers/{ada}/notes"))
+        .bearer(&m.key)
+        .json(&json!({"body": "hello", "channel": "email", "author": "Bob"}))
+        .send()
+        .await
+        .expect_problem(409, "customer_erased");
+    app.post(&format!("/v1/customers/{ada}/payment_methods"))
+        .bearer(&m.key)
+        .json(&json!({"token": "pm_card_visa"}))
+        .send()
+        .await
+        .expect_problem(409, "customer_erased");
+    // The control customer is untouched.
+    let control = app
+        .get(&format!("/v1/customers/{control}"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(control["email"], "control@example.com");
+    assert!(control["erased_at"].is_null());
+}
