@@ -297,6 +297,66 @@ async fn every_row_of_the_transition_table_over_http() {
     assert_eq!(rows, 72);
 }
 
+/// The portal's single-subscription read takes its catalog in one statement; it must
+/// agree with the list, including when the product is archived (nothing to switch to).
+#[actix_web::test]
+async fn the_portal_read_and_list_agree_on_switch_targets_of_an_archived_product() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let cat = catalog(&app, &m, json!({"allow_plan_change": true})).await;
+    let customer = fixtures::customer(&app, &m, "c-archived").await;
+    let token = fixtures::session(&app, &m, &customer).await;
+    let sub = subscribe(&app, &m, &customer, &cat.base).await["id"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap();
+    let read = |token: String, sub: String| {
+        let app = &app;
+        async move {
+            let one = app
+                .get(&format!("/v1/portal/subscriptions/{sub}"))
+                .bearer(&token)
+                .send()
+                .await
+                .expect(200)
+                .body;
+            let list = app
+                .get("/v1/portal/subscriptions")
+                .bearer(&token)
+                .send()
+                .await
+                .expect(200)
+                .body;
+            assert_eq!(one, list["data"][0], "the read and the list render alike");
+            one
+        }
+    };
+    let before = read(token.clone(), sub.clone()).await;
+    assert_eq!(
+        before["available_actions"]["change_plan"]["plan_ids"],
+        json!([cat.premium, cat.trial])
+    );
+    app.post(&format!("/v1/products/{}/archive", cat.product))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200);
+    let after = read(token.clone(), sub.clone()).await;
+    assert!(
+        after["available_actions"]["change_plan"].is_null(),
+        "{}",
+        after["available_actions"]
+    );
+    // Another customer's subscription stays invisible to this read.
+    let other = fixtures::customer(&app, &m, "c-other").await;
+    let other_token = fixtures::session(&app, &m, &other).await;
+    app.get(&format!("/v1/portal/subscriptions/{sub}"))
+        .bearer(&other_token)
+        .send()
+        .await
+        .expect_problem(404, "resource_missing");
+}
+
 #[actix_web::test]
 async fn the_four_portal_policy_cases_show_exactly_the_allowed_buttons() {
     let app = TestApp::new().await;

@@ -114,8 +114,7 @@ async fn get_subscription(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
-    let s = svc::get(&state, caller(auth), id).await?;
-    let view = svc::portal_view(&state, auth.merchant, &s).await?;
+    let (s, view) = svc::portal_get(&state, caller(auth), id).await?;
     Ok(ok_versioned(&view, s.updated_at))
 }
 

@@ -839,6 +839,39 @@ pub async fn portal_views(
     Ok(views)
 }
 
+/// One of the signed-in customer's subscriptions as the portal shows it: on one
+/// connection, in two statements (the subscription with its product's policy and plans,
+/// then its discounts). The hot read of the portal; renders like [`portal_views`].
+pub async fn portal_get(
+    state: &AppState,
+    caller: Caller,
+    id: SubscriptionId,
+) -> ApiResult<(StoredSubscription, PortalSubscriptionDto)> {
+    let now = now_of(state);
+    let mut conn = state.db.conn().await?;
+    let read = repo::get_for_portal(&mut conn, caller.merchant, id)
+        .await
+        .map_err(subscription_not_found)?;
+    let s = read.subscription;
+    if !caller.sees(&s) {
+        return Err(ApiError::NotFound("subscription"));
+    }
+    let discounts =
+        discounts_repo::active_for_subscription(&mut conn, caller.merchant, s.subscription.id)
+            .await?;
+    let view = PortalSubscriptionDto {
+        subscription: SubscriptionDto::render(&s, Actor::Customer).with_discounts(&discounts),
+        available_actions: available_actions(
+            &s.subscription,
+            &read.policy,
+            &read.purchasable_plans,
+            now,
+        )
+        .into(),
+    };
+    Ok((s, view))
+}
+
 pub async fn portal_view(
     state: &AppState,
     merchant: MerchantId,
