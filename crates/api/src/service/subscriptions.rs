@@ -536,6 +536,11 @@ pub async fn create(
         repo::insert(conn, merchant, &stored).await?;
         for event in &events {
             subscription_event(conn, merchant, event, &stored, None).await?;
+            // A subscription without a trial pays for its first period up front.
+            if let Some(period) = super::renewals::period_to_invoice(event) {
+                super::renewals::invoice_period_in_tx(conn, merchant, &stored, period, now)
+                    .await?;
+            }
         }
         Ok(stored)
     })
