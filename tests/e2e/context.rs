@@ -19,7 +19,10 @@ fn uuid_of(customer: &str) -> uuid::Uuid {
 }
 
 /// One invoice of `currency` with a payment of `amount` (`status`), optionally refunded
-/// by `refund`, all through SQL with known amounts.
+/// by `refund`, all through SQL with known amounts. `n` is its invoice number: the
+/// hand-built invoices use 101 and up, clear of the numbers the API gives the first-period
+/// invoices of the subscriptions created below (1, 2, 3), since the SQL bypasses the
+/// merchant's invoice counter.
 async fn paid_invoice(
     app: &TestApp,
     customer: &str,
@@ -121,10 +124,10 @@ async fn context_and_segments_of_hand_built_customers() {
         ),
     )
     .await;
-    paid_invoice(&app, &loyal, 1, "EUR", 5000, "succeeded", 500).await;
-    paid_invoice(&app, &loyal, 2, "EUR", 2000, "succeeded", 0).await;
-    paid_invoice(&app, &loyal, 3, "USD", 12006, "succeeded", 0).await;
-    paid_invoice(&app, &loyal, 4, "EUR", 1000, "declined", 0).await;
+    paid_invoice(&app, &loyal, 101, "EUR", 5000, "succeeded", 500).await;
+    paid_invoice(&app, &loyal, 102, "EUR", 2000, "succeeded", 0).await;
+    paid_invoice(&app, &loyal, 103, "USD", 12006, "succeeded", 0).await;
+    paid_invoice(&app, &loyal, 104, "EUR", 1000, "declined", 0).await;
 
     // fresh: created now, nothing else.
     let fresh = fixtures::customer(&app, &m, "fresh").await;
@@ -145,7 +148,29 @@ async fn context_and_segments_of_hand_built_customers() {
         ),
     )
     .await;
-    paid_invoice(&app, &gone, 5, "EUR", 3000, "succeeded", 0).await;
+    paid_invoice(&app, &gone, 105, "EUR", 3000, "succeeded", 0).await;
+
+    // Each subscription (no trial) was invoiced for its first period at creation: EUR 1000
+    // and USD 12006 for loyal, EUR 1000 for gone. No worker ran and none of them has a
+    // payment method, so all three are open and unpaid: lifetime value counts money paid
+    // (succeeded payments minus refunds), so they add nothing to the figures below, and
+    // with no charge attempted there is no failed payment either.
+    assert_eq!(
+        app.count(
+            "SELECT count(*) AS n FROM invoices WHERE subscription_id IS NOT NULL \
+             AND status = 'open' AND amount_paid = 0 AND number IN (1, 2, 3)"
+        )
+        .await,
+        3
+    );
+    assert_eq!(
+        app.count(
+            "SELECT count(*) AS n FROM invoices i JOIN payments p ON p.invoice_id = i.id \
+             WHERE i.subscription_id IS NOT NULL"
+        )
+        .await,
+        0
+    );
 
     app.request(actix_web::http::Method::PUT, "/v1/segment_settings")
         .bearer(&m.key)

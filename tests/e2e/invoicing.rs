@@ -1,6 +1,9 @@
 //! What a renewal invoices beyond the plan: the prorations of an upgrade (pending items
 //! taken by the next invoice, exactly once), a cadence change invoiced at once, discounts
 //! (percent and amount, with their cycles), and the event of an invoice dunning gave up.
+//! And the first period: invoiced at creation without a trial (charged by the next
+//! worker round, paid at once when free, declined into dunning without a card), and only
+//! at the trial's end with one.
 
 use chrono::{DateTime, Duration, Utc};
 use diesel::QueryableByName;
@@ -147,6 +150,30 @@ fn terms(plan: &str, amount: i64, interval: Interval) -> PlanTerms {
     .unwrap()
 }
 
+fn period_of(sub: &Value) -> Period {
+    Period::new(
+        time(&sub["current_period"]["start"]),
+        time(&sub["current_period"]["end"]),
+    )
+    .unwrap()
+}
+
+/// The invoice of the first period, made when the subscription (no trial) was created and
+/// charged by the first worker round: the plan's price for exactly that period, paid.
+fn assert_first_invoice(invoice: &Value, period: &Period, price: i64) {
+    assert_eq!(time(&invoice["period_start"]), period.start, "{invoice}");
+    assert_eq!(time(&invoice["period_end"]), period.end, "{invoice}");
+    assert_eq!(lines_of(invoice, "plan"), vec![price], "{invoice}");
+    assert!(lines_of(invoice, "proration").is_empty(), "{invoice}");
+    assert!(lines_of(invoice, "discount").is_empty(), "{invoice}");
+    assert_totals(invoice);
+    assert_eq!(amount(&invoice["total"]), price);
+    assert_eq!(invoice["status"], "paid");
+    assert_eq!(amount(&invoice["amount_paid"]), price);
+    assert_eq!(invoice["attempt_count"], 1);
+    assert!(invoice["next_payment_attempt_at"].is_null());
+}
+
 #[derive(QueryableByName)]
 struct ItemRow {
     #[diesel(sql_type = Nullable<Timestamptz>)]
@@ -177,6 +204,7 @@ async fn an_upgrade_mid_period_is_billed_once_on_the_next_renewal_with_the_exact
     )
     .unwrap();
     round(&app).await; // the first period's invoice is charged
+    assert_first_invoice(&invoices(&app, &s).await[0], &period, 1000);
     app.clock.advance(Duration::days(10) + Duration::hours(7));
 
     let preview = app
@@ -219,10 +247,10 @@ async fn an_upgrade_mid_period_is_billed_once_on_the_next_renewal_with_the_exact
     let credit = expected.lines[0].amount.amount;
     let charge = expected.lines[1].amount.amount;
     assert!(credit < 0 && charge > 0);
-    assert!(
-        invoices(&app, &s).await.is_empty(),
-        "no invoice for the upgrade now"
-    );
+    // The first period was paid in full at creation, so the credit is for time paid for.
+    let all = invoices(&app, &s).await;
+    assert_eq!(all.len(), 1, "no invoice for the upgrade now");
+    assert_first_invoice(&all[0], &period, 1000);
     // The preview showed these lines (it ran milliseconds earlier: the same amounts).
     let previewed: Vec<i64> = preview["lines"]
         .as_array()
@@ -247,8 +275,9 @@ async fn an_upgrade_mid_period_is_billed_once_on_the_next_renewal_with_the_exact
     app.clock.advance_to(period.end + Duration::minutes(1));
     round(&app).await;
     let all = invoices(&app, &s).await;
-    assert_eq!(all.len(), 1);
-    let renewal = &all[0];
+    assert_eq!(all.len(), 2, "the first period's invoice, then the renewal");
+    assert_first_invoice(&all[0], &period, 1000);
+    let renewal = &all[1];
     assert_eq!(time(&renewal["period_start"]), period.end);
     assert_eq!(lines_of(renewal, "plan"), vec![3000]);
     assert_eq!(lines_of(renewal, "proration"), vec![credit, charge]);
@@ -284,10 +313,10 @@ async fn an_upgrade_mid_period_is_billed_once_on_the_next_renewal_with_the_exact
     app.clock.advance_to(next_end + Duration::minutes(1));
     round(&app).await;
     let all = invoices(&app, &s).await;
-    assert_eq!(all.len(), 2);
-    assert_eq!(lines_of(&all[1], "plan"), vec![3000]);
-    assert!(lines_of(&all[1], "proration").is_empty());
-    assert_eq!(amount(&all[1]["total"]), 3000);
+    assert_eq!(all.len(), 3);
+    assert_eq!(lines_of(&all[2], "plan"), vec![3000]);
+    assert!(lines_of(&all[2], "proration").is_empty());
+    assert_eq!(amount(&all[2]["total"]), 3000);
     assert_eq!(
         app.count("SELECT count(*) AS n FROM invoice_lines WHERE kind = 'proration'")
             .await,
@@ -308,7 +337,8 @@ async fn a_cadence_change_invoices_the_new_period_at_once_with_the_credit() {
         time(&sub["current_period"]["end"]),
     )
     .unwrap();
-    round(&app).await;
+    round(&app).await; // the first period's invoice is charged
+    assert_first_invoice(&invoices(&app, &s).await[0], &period, 1000);
     app.clock.advance(Duration::days(12));
 
     let preview = app
@@ -343,10 +373,12 @@ async fn a_cadence_change_invoices_the_new_period_at_once_with_the_credit() {
     assert!(credit < 0);
     assert_eq!(expected.lines[1].amount.amount, 10_000);
 
-    // Invoiced in the plan change's transaction: the new period's plan line and the credit.
+    // Invoiced in the plan change's transaction: the new period's plan line and the credit
+    // (for the unused part of the first period, which its invoice at creation charged).
     let all = invoices(&app, &s).await;
-    assert_eq!(all.len(), 1);
-    let inv = &all[0];
+    assert_eq!(all.len(), 2);
+    assert_first_invoice(&all[0], &period, 1000);
+    let inv = &all[1];
     assert_eq!(time(&inv["period_start"]), at);
     assert_eq!(
         time(&inv["period_end"]),
@@ -382,7 +414,7 @@ async fn a_cadence_change_invoices_the_new_period_at_once_with_the_credit() {
 
     // The worker charges it at once.
     round(&app).await;
-    let inv = &invoices(&app, &s).await[0];
+    let inv = &invoices(&app, &s).await[1];
     assert_eq!(inv["status"], "paid");
     assert_eq!(amount(&inv["amount_paid"]), expected.amount_due_now.amount);
     assert!(inv["next_payment_attempt_at"].is_null());
@@ -408,7 +440,7 @@ async fn a_cadence_change_invoices_the_new_period_at_once_with_the_credit() {
     // The old period's end no longer renews anything.
     app.clock.advance_to(period.end + Duration::minutes(1));
     round(&app).await;
-    assert_eq!(invoices(&app, &s).await.len(), 1);
+    assert_eq!(invoices(&app, &s).await.len(), 2);
 }
 
 async fn grant(app: &TestApp, s: &Setup, sub: &str, value: DiscountValue, cycles: u32) {
@@ -436,6 +468,8 @@ async fn a_percent_discount_applies_to_exactly_the_next_two_invoices() {
     let sub = subscribe(&app, &s, &gold).await;
     let id = sub["id"].as_str().unwrap().to_owned();
     round(&app).await;
+    // The first period was invoiced at creation, before the discount existed: full price.
+    assert_first_invoice(&invoices(&app, &s).await[0], &period_of(&sub), 1999);
     grant(&app, &s, &id, DiscountValue::Percent(20), 2).await;
 
     // Shown on the subscription (merchant and portal) and on the preview, unconsumed.
@@ -481,9 +515,10 @@ async fn a_percent_discount_applies_to_exactly_the_next_two_invoices() {
     for (n, remaining) in [(1, 1), (2, 0)] {
         app.clock.advance_to(end + Duration::minutes(1));
         round(&app).await;
+        // The first period's invoice, then one per renewal.
         let all = invoices(&app, &s).await;
-        assert_eq!(all.len(), n);
-        let inv = &all[n - 1];
+        assert_eq!(all.len(), n + 1);
+        let inv = &all[n];
         assert_eq!(lines_of(inv, "plan"), vec![1999]);
         assert_eq!(lines_of(inv, "discount"), vec![-400], "renewal {n}");
         assert_eq!(amount(&inv["discount"]), -400);
@@ -509,9 +544,9 @@ async fn a_percent_discount_applies_to_exactly_the_next_two_invoices() {
     app.clock.advance_to(end + Duration::minutes(1));
     round(&app).await;
     let all = invoices(&app, &s).await;
-    assert_eq!(all.len(), 3);
-    assert!(lines_of(&all[2], "discount").is_empty(), "not on the third");
-    assert_eq!(amount(&all[2]["total"]), 1999);
+    assert_eq!(all.len(), 4);
+    assert!(lines_of(&all[3], "discount").is_empty(), "not on the third");
+    assert_eq!(amount(&all[3]["total"]), 1999);
     assert_eq!(
         app.count("SELECT cycles_remaining::bigint AS n FROM subscription_discounts")
             .await,
@@ -527,6 +562,7 @@ async fn an_amount_discount_larger_than_the_subtotal_makes_a_zero_invoice_paid_w
     let sub = subscribe(&app, &s, &gold).await;
     let id = sub["id"].as_str().unwrap().to_owned();
     round(&app).await;
+    assert_first_invoice(&invoices(&app, &s).await[0], &period_of(&sub), 1999);
     let payments_before = app.count("SELECT count(*) AS n FROM payments").await;
     grant(&app, &s, &id, DiscountValue::Amount(eur(5000)), 1).await;
     // An amount in another currency is skipped (and keeps its cycle).
@@ -556,7 +592,9 @@ async fn an_amount_discount_larger_than_the_subtotal_makes_a_zero_invoice_paid_w
     app.clock
         .advance_to(time(&read["current_period"]["end"]) + Duration::minutes(1));
     round(&app).await;
-    let inv = &invoices(&app, &s).await[0];
+    let all = invoices(&app, &s).await;
+    assert_eq!(all.len(), 2, "the first period's invoice, then the renewal");
+    let inv = &all[1];
     assert_eq!(lines_of(inv, "discount"), vec![-1999]);
     assert_eq!(amount(&inv["total"]), 0);
     assert_eq!(amount(&inv["amount_due"]), 0);
@@ -599,10 +637,15 @@ async fn dunning_exhaustion_with_final_state_canceled_marks_the_invoice_uncollec
         .expect(200);
     let sub = subscribe(&app, &s, &gold).await;
     let id = sub["id"].as_str().unwrap().to_owned();
-    app.clock
-        .advance_to(time(&sub["current_period"]["end"]) + Duration::minutes(1));
-    round(&app).await; // the renewal's first attempt is declined
-    let inv = &invoices(&app, &s).await[0];
+    round(&app).await; // the first period's invoice, made at creation: declined
+    assert_eq!(
+        get(&app, &s.m, &format!("/v1/subscriptions/{id}")).await["status"],
+        "past_due"
+    );
+    let all = invoices(&app, &s).await;
+    assert_eq!(all.len(), 1);
+    let inv = &all[0];
+    assert_eq!(time(&inv["period_start"]), period_of(&sub).start);
     assert_eq!(inv["status"], "open");
     assert_eq!(inv["attempt_count"], 1);
     let retry_at = time(&inv["next_payment_attempt_at"]);
@@ -615,7 +658,9 @@ async fn dunning_exhaustion_with_final_state_canceled_marks_the_invoice_uncollec
 
     app.clock.advance_to(retry_at + Duration::minutes(1));
     round(&app).await; // the last retry fails
-    let inv = &invoices(&app, &s).await[0];
+    let all = invoices(&app, &s).await;
+    assert_eq!(all.len(), 1, "the period has not ended: no renewal");
+    let inv = &all[0];
     assert_eq!(inv["status"], "uncollectible");
     assert_eq!(inv["attempt_count"], 2);
     assert!(inv["next_payment_attempt_at"].is_null());
@@ -675,8 +720,6 @@ impl Clock for Frozen {
 async fn a_cadence_change_at_the_instant_an_invoiced_period_began_keeps_the_charge_pending() {
     use chrono::SubsecRound;
     use tenure_api::service::subscriptions::{self as subs, Action, Caller};
-    use tenure_domain::billing::invoice::{InvoiceLine, InvoiceStatus, LineKind};
-    use tenure_store::repo::invoices::{self as invoices_repo, NewInvoice};
 
     let app = TestApp::new().await;
     let s = setup(&app, "pm_card_visa").await;
@@ -697,23 +740,13 @@ async fn a_cadence_change_at_the_instant_an_invoiced_period_began_keeps_the_char
     .await
     .expect("subscribe");
     assert_eq!(sub.subscription.current_period.start, t0);
-    // The period that began at t0 has its invoice (as a renewal at t0 would have made).
+    // The period that began at t0 was invoiced when the subscription was created.
+    let all = invoices(&app, &s).await;
+    assert_eq!(all.len(), 1);
+    assert_eq!(time(&all[0]["period_start"]), t0);
+    assert_eq!(lines_of(&all[0], "plan"), vec![1000]);
+    assert_eq!(all[0]["status"], "open");
     let mut conn = app.sql().await;
-    invoices_repo::create_invoice(
-        &mut conn,
-        merchant,
-        NewInvoice {
-            customer_id: sub.customer_id,
-            subscription_id: Some(sub.subscription.id),
-            period: Some(sub.subscription.current_period),
-            currency: "EUR".parse().unwrap(),
-            lines: vec![InvoiceLine::new(LineKind::Plan, "Monthly", eur(1000)).unwrap()],
-            status: InvoiceStatus::Open,
-        },
-        t0,
-    )
-    .await
-    .expect("invoice");
 
     // A change to the yearly plan at t0 starts a period at t0 again: it cannot be
     // invoiced a second time, so the charge waits with the credit for the next invoice.
@@ -755,4 +788,215 @@ async fn a_cadence_change_at_the_instant_an_invoiced_period_began_keeps_the_char
     .await;
     assert_eq!(lines_of(&upcoming, "proration"), vec![-1000, 10_000]);
     assert_totals(&upcoming);
+}
+
+async fn trial_plan(app: &TestApp, s: &Setup, amount: i64, trial_days: u32) -> String {
+    app.post("/v1/plans")
+        .bearer(&s.m.key)
+        .json(
+            &json!({"product_id": s.product, "name": "Trial", "trial_days": trial_days,
+            "price": {"amount": amount, "currency": "EUR"}, "interval": "month"}),
+        )
+        .send()
+        .await
+        .expect(201)
+        .id()
+}
+
+#[actix_web::test]
+async fn a_subscription_without_a_trial_is_invoiced_at_creation_and_charged_by_the_next_round() {
+    let app = TestApp::new().await;
+    let s = setup(&app, "pm_card_visa").await;
+    let gold = plan(&app, &s, "Gold", 1999, "month").await;
+    let sub = subscribe(&app, &s, &gold).await;
+    let id = sub["id"].as_str().unwrap().to_owned();
+    let period = period_of(&sub);
+    assert_eq!(sub["status"], "active");
+
+    // The creation's transaction made the first period's invoice, open and due now.
+    let all = invoices(&app, &s).await;
+    assert_eq!(all.len(), 1);
+    let inv = &all[0];
+    assert_eq!(inv["number"], 1);
+    assert_eq!(inv["subscription_id"], id.as_str());
+    assert_eq!(inv["customer_id"], s.customer.as_str());
+    assert_eq!(time(&inv["period_start"]), period.start);
+    assert_eq!(time(&inv["period_end"]), period.end);
+    assert_eq!(lines_of(inv, "plan"), vec![1999]);
+    assert_totals(inv);
+    assert_eq!(amount(&inv["amount_due"]), 1999);
+    assert_eq!(inv["status"], "open");
+    assert_eq!(inv["attempt_count"], 0);
+    assert_eq!(time(&inv["next_payment_attempt_at"]), period.start);
+    let inv_id = inv["id"].as_str().unwrap().to_owned();
+    // `subscription.created` shows the subscription the response showed.
+    let created = events(&app, &s.m, "subscription.created").await;
+    assert_eq!(created.len(), 1);
+    assert_eq!(created[0]["resource_id"], id.as_str());
+    assert_eq!(created[0]["data"]["object"]["status"], "active");
+    assert_eq!(
+        time(&created[0]["data"]["object"]["current_period"]["start"]),
+        period.start
+    );
+    assert!(events(&app, &s.m, "invoice.paid").await.is_empty());
+    assert_eq!(app.count("SELECT count(*) AS n FROM payments").await, 0);
+    // The customer sees it in the portal.
+    let token = fixtures::session(&app, &s.m, &s.customer).await;
+    let portal = app
+        .get("/v1/portal/invoices")
+        .bearer(&token)
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(portal["data"][0]["id"], inv_id.as_str());
+
+    // The next worker round charges it: paid, one payment, `invoice.paid`.
+    assert_eq!(
+        run_until_idle(&app.state, app.clock.now()).await.unwrap(),
+        1
+    );
+    let inv = get(&app, &s.m, &format!("/v1/invoices/{inv_id}")).await;
+    assert_first_invoice(&inv, &period, 1999);
+    let payments = inv["payments"].as_array().unwrap();
+    assert_eq!(payments.len(), 1);
+    assert_eq!(payments[0]["status"], "succeeded");
+    assert_eq!(amount(&payments[0]["amount"]), 1999);
+    let paid = events(&app, &s.m, "invoice.paid").await;
+    assert_eq!(paid.len(), 1);
+    assert_eq!(paid[0]["resource_id"], inv_id.as_str());
+    assert_eq!(paid[0]["data"]["previous_attributes"]["status"], "open");
+    assert_eq!(
+        get(&app, &s.m, &format!("/v1/subscriptions/{id}")).await["status"],
+        "active"
+    );
+    // Charged once: nothing more is due until the period ends, and the renewal invoices
+    // the next period, not this one again.
+    assert_eq!(
+        run_until_idle(&app.state, app.clock.now()).await.unwrap(),
+        0
+    );
+    app.clock.advance_to(period.end + Duration::minutes(1));
+    round(&app).await;
+    let all = invoices(&app, &s).await;
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0]["id"], inv_id.as_str());
+    assert_eq!(time(&all[1]["period_start"]), period.end);
+    assert_eq!(all[1]["status"], "paid");
+    assert_eq!(app.count("SELECT count(*) AS n FROM payments").await, 2);
+}
+
+#[actix_web::test]
+async fn a_subscription_with_a_trial_is_not_invoiced_until_the_trial_ends() {
+    let app = TestApp::new().await;
+    let s = setup(&app, "pm_card_visa").await;
+    let trial = trial_plan(&app, &s, 1999, 14).await;
+    let sub = subscribe(&app, &s, &trial).await;
+    let id = sub["id"].as_str().unwrap().to_owned();
+    assert_eq!(sub["status"], "trialing");
+    let trial_end = time(&sub["trial_end"]);
+    assert!(invoices(&app, &s).await.is_empty(), "the trial is free");
+    app.clock.advance_to(trial_end - Duration::minutes(1));
+    round(&app).await;
+    assert!(
+        invoices(&app, &s).await.is_empty(),
+        "nothing during the trial"
+    );
+    assert_eq!(app.count("SELECT count(*) AS n FROM payments").await, 0);
+
+    // The trial's end starts the first paid period: invoiced and charged then.
+    app.clock.advance_to(trial_end + Duration::minutes(1));
+    round(&app).await;
+    let read = get(&app, &s.m, &format!("/v1/subscriptions/{id}")).await;
+    assert_eq!(read["status"], "active");
+    let all = invoices(&app, &s).await;
+    assert_eq!(all.len(), 1);
+    assert_first_invoice(&all[0], &period_of(&read), 1999);
+    assert_eq!(time(&all[0]["period_start"]), trial_end);
+    assert_eq!(
+        events(&app, &s.m, "subscription.trial_ended").await.len(),
+        1
+    );
+    assert_eq!(events(&app, &s.m, "invoice.paid").await.len(), 1);
+}
+
+#[actix_web::test]
+async fn a_free_plan_s_first_invoice_is_paid_at_creation_without_a_charge() {
+    let app = TestApp::new().await;
+    let s = setup(&app, "pm_card_visa").await;
+    let free = plan(&app, &s, "Free", 0, "month").await;
+    let sub = subscribe(&app, &s, &free).await;
+    let all = invoices(&app, &s).await;
+    assert_eq!(all.len(), 1);
+    let inv = &all[0];
+    assert_eq!(time(&inv["period_start"]), period_of(&sub).start);
+    assert_eq!(amount(&inv["total"]), 0);
+    assert_eq!(inv["status"], "paid");
+    assert_eq!(inv["attempt_count"], 0);
+    assert!(inv["next_payment_attempt_at"].is_null());
+    let paid = events(&app, &s.m, "invoice.paid").await;
+    assert_eq!(paid.len(), 1);
+    assert_eq!(paid[0]["resource_id"], inv["id"]);
+    assert_eq!(
+        run_until_idle(&app.state, app.clock.now()).await.unwrap(),
+        0,
+        "nothing to charge"
+    );
+    assert_eq!(app.count("SELECT count(*) AS n FROM payments").await, 0);
+}
+
+async fn sub_status(app: &TestApp, m: &TestMerchant, id: &str) -> String {
+    get(app, m, &format!("/v1/subscriptions/{id}")).await["status"]
+        .as_str()
+        .expect("status")
+        .to_owned()
+}
+
+/// Subscribing is not refused for want of a payment method (a customer often subscribes
+/// first and adds a card next): the first invoice is declined like any other
+/// (`no_payment_method`, the subscription goes past due and dunning runs), and the card,
+/// once added, pays it at once.
+#[actix_web::test]
+async fn a_customer_without_a_payment_method_goes_past_due_and_recovers_when_a_card_is_added() {
+    let app = TestApp::new().await;
+    let m = app.merchant("Invoicing").await;
+    let product = fixtures::product(&app, &m, json!({})).await;
+    let plan = fixtures::plan(&app, &m, &product, 1999).await;
+    let customer = fixtures::customer(&app, &m, "u-no-card").await;
+    let sub = app
+        .post("/v1/subscriptions")
+        .bearer(&m.key)
+        .json(&json!({"customer_id": customer, "plan_id": plan}))
+        .send()
+        .await
+        .expect(201)
+        .body;
+    assert_eq!(sub["status"], "active");
+    let id = sub["id"].as_str().unwrap().to_owned();
+    run_until_idle(&app.state, app.clock.now()).await.unwrap();
+    assert_eq!(sub_status(&app, &m, &id).await, "past_due");
+    let invoices = get(&app, &m, "/v1/invoices").await;
+    let inv = &invoices["data"][0];
+    assert_eq!(invoices["data"].as_array().unwrap().len(), 1);
+    assert_eq!(inv["status"], "open");
+    assert_eq!(inv["attempt_count"], 1);
+    let inv_id = inv["id"].as_str().unwrap().to_owned();
+    let payments = get(&app, &m, "/v1/payments").await;
+    assert_eq!(payments["data"][0]["status"], "declined");
+    assert_eq!(payments["data"][0]["failure_code"], "no_payment_method");
+    assert_eq!(events(&app, &m, "invoice.payment_failed").await.len(), 1);
+    assert_eq!(events(&app, &m, "subscription.past_due").await.len(), 1);
+
+    app.post(&format!("/v1/customers/{customer}/payment_methods"))
+        .bearer(&m.key)
+        .json(&json!({"token": "pm_card_visa", "set_default": true}))
+        .send()
+        .await
+        .expect(201);
+    assert_eq!(sub_status(&app, &m, &id).await, "active");
+    let inv = get(&app, &m, &format!("/v1/invoices/{inv_id}")).await;
+    assert_eq!(inv["status"], "paid");
+    assert_eq!(amount(&inv["amount_paid"]), 1999);
+    assert_eq!(inv["attempt_count"], 2);
+    assert_eq!(events(&app, &m, "subscription.recovered").await.len(), 1);
 }

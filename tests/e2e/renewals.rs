@@ -112,12 +112,16 @@ async fn a_year_of_monthly_renewals_anchored_on_the_31st() {
     let sub = subscribe(&app, &s).await;
     let id = sub["id"].as_str().unwrap().to_owned();
     let mut period_end = time(&sub["current_period"]["end"]);
+    // The first period (January 31st to February 28th) was invoiced at creation: charging
+    // it is the only work due before the period ends.
     assert_eq!(
         round(&app).await,
-        0,
-        "nothing is due before the period ends"
+        1,
+        "only the first period's charge is due"
     );
-    for _ in 0..12 {
+    assert_eq!(round(&app).await, 0);
+    // That invoice and eleven renewals make the year, up to next January 31st.
+    for _ in 0..11 {
         app.clock.advance_to(period_end + Duration::minutes(1));
         round(&app).await;
         let now = get(&app, &s.m, &format!("/v1/subscriptions/{id}")).await;
@@ -125,9 +129,16 @@ async fn a_year_of_monthly_renewals_anchored_on_the_31st() {
         assert_eq!(time(&now["current_period"]["start"]), period_end);
         period_end = time(&now["current_period"]["end"]);
     }
+    let start = time(&sub["current_period"]["start"]);
+    assert_eq!(
+        period_end,
+        start.with_year(year + 1).unwrap(),
+        "twelve periods are exactly one year"
+    );
     let invoices = invoices_of(&app, &s.m, &s.customer).await;
     assert_eq!(invoices.len(), 12);
     let expected_starts: Vec<(i32, u32, u32)> = vec![
+        (year, 1, 31),
         (year, 2, 28),
         (year, 3, 31),
         (year, 4, 30),
@@ -139,8 +150,8 @@ async fn a_year_of_monthly_renewals_anchored_on_the_31st() {
         (year, 10, 31),
         (year, 11, 30),
         (year, 12, 31),
-        (year + 1, 1, 31),
     ];
+    assert_eq!(invoices.len(), expected_starts.len());
     let mut previous_end: Option<DateTime<Utc>> = None;
     for (invoice, (y, mo, d)) in invoices.iter().zip(&expected_starts) {
         assert_eq!(invoice["status"], "paid", "{invoice}");
@@ -164,7 +175,16 @@ async fn a_year_of_monthly_renewals_anchored_on_the_31st() {
         .map(|i| i["amount_paid"]["amount"].as_i64().unwrap())
         .sum();
     assert_eq!(total, 12 * PRICE);
-    assert_eq!(events(&app, &s.m, "subscription.renewed").await.len(), 12);
+    assert_eq!(
+        time(&invoices[0]["period_start"]),
+        time(&sub["current_period"]["start"])
+    );
+    assert_eq!(
+        time(&invoices[0]["period_end"]),
+        time(&sub["current_period"]["end"])
+    );
+    assert_eq!(previous_end, Some(period_end));
+    assert_eq!(events(&app, &s.m, "subscription.renewed").await.len(), 11);
     assert_eq!(events(&app, &s.m, "invoice.paid").await.len(), 12);
     let payments = get(&app, &s.m, "/v1/payments?limit=100").await;
     let payments = payments["data"].as_array().unwrap();
@@ -175,25 +195,34 @@ async fn a_year_of_monthly_renewals_anchored_on_the_31st() {
     assert_eq!(invoices_of(&app, &s.m, &s.customer).await.len(), 12);
 }
 
-/// Subscribes with a declining card and lets the first renewal fail.
+/// Subscribes with a working card (the first period, invoiced at creation, is paid), then
+/// makes a declining card the default and lets the first renewal fail.
 async fn failing_renewal(app: &TestApp) -> (Setup, String, DateTime<Utc>) {
-    let s = setup(app, Some("pm_card_chargeDeclined")).await;
+    let s = setup(app, Some("pm_card_visa")).await;
     let sub = subscribe(app, &s).await;
     let id = sub["id"].as_str().unwrap().to_owned();
+    round(app).await;
+    let first = invoices_of(app, &s.m, &s.customer).await;
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0]["status"], "paid");
+    attach(app, &s.m, &s.customer, "pm_card_chargeDeclined").await;
     let end = time(&sub["current_period"]["end"]);
     app.clock.advance_to(end + Duration::minutes(1));
     round(app).await;
     let failed_at = app.clock.now();
     assert_eq!(status(app, &s.m, &id).await, "past_due");
     let invoices = invoices_of(app, &s.m, &s.customer).await;
-    assert_eq!(invoices.len(), 1);
-    assert_eq!(invoices[0]["status"], "open");
-    assert_eq!(invoices[0]["attempt_count"], 1);
+    assert_eq!(invoices.len(), 2);
+    assert_eq!(invoices[0]["status"], "paid");
+    assert_eq!(time(&invoices[1]["period_start"]), end);
+    assert_eq!(invoices[1]["status"], "open");
+    assert_eq!(invoices[1]["attempt_count"], 1);
     (s, id, failed_at)
 }
 
+/// Charge attempts of the renewal invoice (the customer's latest).
 async fn attempts(app: &TestApp, s: &Setup) -> i64 {
-    invoices_of(app, &s.m, &s.customer).await[0]["attempt_count"]
+    invoices_of(app, &s.m, &s.customer).await[1]["attempt_count"]
         .as_i64()
         .unwrap()
 }
@@ -225,7 +254,7 @@ async fn a_declined_renewal_is_retried_and_recovers_when_the_customer_sets_a_wor
         .await
         .expect(201);
     assert_eq!(status(&app, &s.m, &id).await, "active");
-    let invoice = &invoices_of(&app, &s.m, &s.customer).await[0];
+    let invoice = &invoices_of(&app, &s.m, &s.customer).await[1];
     assert_eq!(invoice["status"], "paid");
     assert_eq!(invoice["attempt_count"], 4);
     // Nothing more is retried on day 5.
@@ -237,16 +266,22 @@ async fn a_declined_renewal_is_retried_and_recovers_when_the_customer_sets_a_wor
     assert_eq!(events(&app, &s.m, "invoice.payment_failed").await.len(), 3);
     assert_eq!(events(&app, &s.m, "subscription.past_due").await.len(), 1);
     assert_eq!(events(&app, &s.m, "subscription.recovered").await.len(), 1);
-    assert_eq!(events(&app, &s.m, "invoice.paid").await.len(), 1);
-    // Payments show every attempt with its status and failure code.
+    // The first period's invoice and the recovered renewal.
+    assert_eq!(events(&app, &s.m, "invoice.paid").await.len(), 2);
+    // Payments (newest first) show every attempt with its status and failure code: the
+    // recovery, three declines of the renewal, and the first period's payment.
     let payments = get(&app, &s.m, "/v1/payments?limit=100").await;
     let payments = payments["data"].as_array().unwrap();
-    assert_eq!(payments.len(), 4);
+    assert_eq!(payments.len(), 5);
     assert_eq!(payments[0]["status"], "succeeded");
-    for p in &payments[1..] {
+    assert_eq!(payments[0]["invoice_id"], invoice["id"]);
+    for p in &payments[1..4] {
         assert_eq!(p["status"], "declined");
         assert_eq!(p["failure_code"], "card_declined");
+        assert_eq!(p["invoice_id"], invoice["id"]);
     }
+    assert_eq!(payments[4]["status"], "succeeded");
+    assert_ne!(payments[4]["invoice_id"], invoice["id"]);
 }
 
 /// Seeds `n` copies of `template` (same customer, plan and period) with SQL.
@@ -293,26 +328,35 @@ async fn drain(state: AppState, now: DateTime<Utc>) -> usize {
     }
 }
 
-/// Every subscription has exactly one invoice for the period, one successful payment and
-/// one of each event.
+/// Every subscription has exactly one invoice for the renewed period, one successful
+/// payment and one of each event. On top (`+ 1`): the template subscription's own
+/// first-period invoice, made when it was created through the API (the SQL clones have
+/// none) and charged by the same workers, exactly once too.
 async fn assert_exactly_once(app: &TestApp, subs: i64) {
-    assert_eq!(app.count("SELECT count(*) AS n FROM invoices").await, subs);
+    let invoices = subs + 1;
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM invoices").await,
+        invoices
+    );
     assert_eq!(
         app.count("SELECT count(DISTINCT (subscription_id, period_start)) AS n FROM invoices")
             .await,
-        subs
+        invoices
     );
     assert_eq!(
         app.count("SELECT count(*) AS n FROM invoices WHERE status = 'paid'")
             .await,
-        subs
+        invoices
     );
     assert_eq!(
         app.count("SELECT count(*) AS n FROM payments WHERE status = 'succeeded'")
             .await,
-        subs
+        invoices
     );
-    assert_eq!(app.count("SELECT count(*) AS n FROM payments").await, subs);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM payments").await,
+        invoices
+    );
     assert_eq!(
         app.count(
             "SELECT count(*) AS n FROM (SELECT invoice_id FROM payments GROUP BY invoice_id \
@@ -321,13 +365,13 @@ async fn assert_exactly_once(app: &TestApp, subs: i64) {
         .await,
         0
     );
-    for event in ["subscription.renewed", "invoice.paid"] {
+    for (event, n) in [("subscription.renewed", subs), ("invoice.paid", invoices)] {
         assert_eq!(
             app.count(&format!(
                 "SELECT count(DISTINCT resource_id) AS n FROM events WHERE event_type = '{event}'"
             ))
             .await,
-            subs,
+            n,
             "{event}"
         );
         assert_eq!(
@@ -335,7 +379,7 @@ async fn assert_exactly_once(app: &TestApp, subs: i64) {
                 "SELECT count(*) AS n FROM events WHERE event_type = '{event}'"
             ))
             .await,
-            subs,
+            n,
             "{event}"
         );
     }
@@ -401,9 +445,10 @@ async fn workers_killed_mid_batch_lose_and_duplicate_nothing() {
         }
     }
     assert!(killed > 0, "at least one worker was killed mid-batch");
+    // 300 renewal invoices, plus the template's first-period invoice from its creation.
     let partial = app.count("SELECT count(*) AS n FROM invoices").await;
     assert!(
-        partial < 300,
+        partial < 301,
         "the killed workers did not finish ({partial})"
     );
     // The server rolls back a dropped connection's transaction (releasing its locks)
@@ -413,7 +458,7 @@ async fn workers_killed_mid_batch_lose_and_duplicate_nothing() {
     let restarted = join_all((0..2).map(|_| drain(worker_state(&app), now))).await;
     assert!(restarted.iter().sum::<usize>() > 0);
     assert_exactly_once(&app, 300).await;
-    assert!(charged_before <= 300);
+    assert!(charged_before <= 301);
     // And every subscription moved exactly one period.
     assert_eq!(
         app.count(&format!(

@@ -61,6 +61,8 @@ async fn run(
 }
 
 /// Subscribe to a plan (see GET /v1/portal/plans); its `trial_days` start a trial.
+/// Without a trial, the first period is invoiced at once and charged to the default
+/// payment method.
 #[utoipa::path(tag = "Portal", request_body = CreatePortalSubscription,
     responses((status = 201, description = "The new subscription", body = PortalSubscriptionDto)))]
 #[post("/portal/subscriptions")]

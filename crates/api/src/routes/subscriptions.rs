@@ -41,7 +41,8 @@ async fn render(
 }
 
 /// Subscribe a customer to a plan. The plan must be active and of an active product;
-/// its `trial_days` start a trial.
+/// its `trial_days` start a trial. Without a trial, the first period is invoiced at once
+/// (an open invoice the renewal worker charges next; a free plan's is paid at once).
 #[utoipa::path(tag = "Subscriptions", request_body = CreateSubscription,
     responses((status = 201, description = "The new subscription", body = SubscriptionDto)))]
 #[post("/subscriptions")]

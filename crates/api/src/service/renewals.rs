@@ -52,6 +52,11 @@ use crate::state::AppState;
 /// The period a subscription event begins, which must be invoiced.
 pub(crate) fn period_to_invoice(event: &SubscriptionEvent) -> Option<Period> {
     match event {
+        SubscriptionEvent::Created {
+            status: SubscriptionStatus::Active,
+            current_period,
+            ..
+        } => Some(*current_period),
         SubscriptionEvent::Renewed { period } | SubscriptionEvent::TrialEnded { period } => {
             Some(*period)
         }

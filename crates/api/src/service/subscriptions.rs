@@ -497,6 +497,9 @@ async fn open_request(
 }
 
 /// Subscribes a customer to a plan at `now`; the plan's `trial_days` start a trial.
+/// Without one, the first period is invoiced in the same transaction (open, charged by
+/// the renewal worker's next round). A customer without a payment method is not refused:
+/// that charge is declined into dunning, and a card added later pays it (docs/billing.md).
 pub async fn create(
     state: &AppState,
     merchant: MerchantId,
@@ -536,6 +539,10 @@ pub async fn create(
         repo::insert(conn, merchant, &stored).await?;
         for event in &events {
             subscription_event(conn, merchant, event, &stored, None).await?;
+            // A subscription without a trial pays for its first period up front.
+            if let Some(period) = super::renewals::period_to_invoice(event) {
+                super::renewals::invoice_period_in_tx(conn, merchant, &stored, period, now).await?;
+            }
         }
         Ok(stored)
     })
