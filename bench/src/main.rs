@@ -9,6 +9,8 @@
 //!
 //! It is a program that prints figures, not a test: nothing here runs under `cargo test`.
 
+mod renewals;
+
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -42,6 +44,8 @@ enum Cmd {
         /// The results file (one JSON object a line).
         results: PathBuf,
     },
+    /// Renewal throughput of `tenure worker` processes on N due subscriptions.
+    Renewals(renewals::RenewalArgs),
 }
 
 #[derive(clap::Args)]
@@ -107,6 +111,7 @@ fn main() -> Result<(), BoxError> {
     match Cli::parse().command {
         Cmd::Seed(args) => seed(&args),
         Cmd::Report { results } => report(&results),
+        Cmd::Renewals(args) => renewals::run(&args),
     }
 }
 
