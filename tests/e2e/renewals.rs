@@ -351,7 +351,7 @@ async fn four_workers_renew_thousands_of_due_subscriptions_exactly_once() {
     let n: usize = std::env::var("TENURE_RENEWAL_SCALE")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(2_000);
+        .unwrap_or(10_000);
     let app = TestApp::new().await;
     let s = setup(&app, Some("pm_card_visa")).await;
     let sub = subscribe(&app, &s).await;

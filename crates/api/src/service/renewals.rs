@@ -275,7 +275,7 @@ async fn renew_due(
 /// Subscriptions claimed per renewal transaction. Larger batches mean fewer commits and
 /// counter round trips, but hold their row locks (and the merchant's invoice counter,
 /// from the invoice insert to the commit) longer.
-const RENEW_CHUNK: usize = 250;
+const RENEW_CHUNK: usize = 500;
 
 struct BatchOutcome {
     claimed: usize,
@@ -564,11 +564,10 @@ async fn collect_merchant(
     now: DateTime<Utc>,
 ) -> ApiResult<Vec<uuid::Uuid>> {
     let sub_ids: Vec<SubscriptionId> = invoices.iter().filter_map(|i| i.subscription_id).collect();
-    let subs: HashMap<SubscriptionId, StoredSubscription> =
+    let subs: HashMap<SubscriptionId, SubscriptionStatus> =
         repo::lock_free_subscriptions(conn, merchant, &sub_ids)
             .await?
             .into_iter()
-            .map(|s| (s.subscription.id, s))
             .collect();
     let candidates: Vec<CustomerId> = invoices
         .iter()
@@ -659,13 +658,13 @@ async fn collect_merchant(
 /// Whether a claimed invoice may be charged in bulk: open with something due, of an
 /// `active` subscription this transaction holds (no recovery or dunning step follows a
 /// success).
-fn bulk_candidate(invoice: &Invoice, subs: &HashMap<SubscriptionId, StoredSubscription>) -> bool {
+fn bulk_candidate(invoice: &Invoice, subs: &HashMap<SubscriptionId, SubscriptionStatus>) -> bool {
     invoice.status == InvoiceStatus::Open
         && !invoice.totals.amount_due.is_zero()
         && invoice
             .subscription_id
             .and_then(|id| subs.get(&id))
-            .is_some_and(|s| s.subscription.status == SubscriptionStatus::Active)
+            .is_some_and(|s| *s == SubscriptionStatus::Active)
 }
 
 async fn notify_due(

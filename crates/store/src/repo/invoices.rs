@@ -8,7 +8,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamptz, Uuid};
+use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz, Uuid};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use tenure_domain::billing::gateway::ChargeOutcome;
 use tenure_domain::billing::invoice::{
@@ -644,9 +644,9 @@ pub async fn already_invoiced(
 /// [`create_invoice`] for the renewal engine. Must run inside the caller's transaction.
 ///
 /// The numbers are taken with **one** counter `UPDATE … SET next_number = next_number +
-/// n` in the same statement that inserts the invoices (numbered in the order given), so
-/// the counter row is locked as late as possible and only for the rest of the
-/// transaction: the caller should have done all its other writes before. A rollback
+/// n` in the same statement that inserts the invoices (numbered in the order given) and
+/// their lines, so the counter row is locked as late as possible and only for the rest
+/// of the transaction: the caller should have done all its other writes before. A rollback
 /// gives all n numbers back, so numbering stays gapless. `next_payment_attempt_at` is
 /// the first charge of each invoice (`None`: not scheduled). A second invoice for a
 /// subscription period fails the whole statement ([`SUBSCRIPTION_PERIOD_UNIQUE`]); the
@@ -661,7 +661,6 @@ pub async fn create_invoices(
     if new.is_empty() {
         return Ok(Vec::new());
     }
-    let n = i64::try_from(new.len()).map_err(|_| StoreError::corrupt("too many invoices"))?;
     let mut rows = Vec::with_capacity(new.len());
     let mut lines = Vec::new();
     for inv in &new {
@@ -690,36 +689,96 @@ pub async fn create_invoices(
             paid_at: None,
         });
     }
-    // The first invoice of a merchant creates the counter (no lock when it exists).
-    diesel::insert_into(invoice_counters::table)
-        .values((
-            invoice_counters::merchant_id.eq(merchant.uuid()),
-            invoice_counters::next_number.eq(1_i64),
-        ))
-        .on_conflict_do_nothing()
-        .execute(conn)
+    let line_rows: Vec<&LineRow> = lines.iter().flatten().collect();
+    let mut numbered = insert_numbered(
+        conn,
+        merchant,
+        &rows,
+        &line_rows,
+        next_payment_attempt_at,
+        at,
+    )
+    .await?;
+    if numbered.is_empty() {
+        // The merchant's first invoices: create the counter, then take the numbers.
+        diesel::insert_into(invoice_counters::table)
+            .values((
+                invoice_counters::merchant_id.eq(merchant.uuid()),
+                invoice_counters::next_number.eq(1_i64),
+            ))
+            .on_conflict_do_nothing()
+            .execute(conn)
+            .await?;
+        numbered = insert_numbered(
+            conn,
+            merchant,
+            &rows,
+            &line_rows,
+            next_payment_attempt_at,
+            at,
+        )
         .await?;
-    #[derive(QueryableByName)]
-    struct Numbered {
-        #[diesel(sql_type = Uuid)]
-        id: uuid::Uuid,
-        #[diesel(sql_type = BigInt)]
-        number: i64,
     }
-    let numbered: Vec<Numbered> = diesel::sql_query(
+    if numbered.len() != rows.len() {
+        return Err(StoreError::corrupt("the invoice counter is missing"));
+    }
+    let numbers: std::collections::HashMap<uuid::Uuid, i64> =
+        numbered.into_iter().map(|r| (r.id, r.number)).collect();
+    for row in &mut rows {
+        row.number = *numbers
+            .get(&row.id)
+            .ok_or_else(|| StoreError::corrupt("an invoice was not numbered"))?;
+    }
+    rows.into_iter()
+        .zip(lines)
+        .map(|(row, lines)| row.into_domain(lines))
+        .collect()
+}
+
+#[derive(QueryableByName)]
+struct Numbered {
+    #[diesel(sql_type = Uuid)]
+    id: uuid::Uuid,
+    #[diesel(sql_type = BigInt)]
+    number: i64,
+}
+
+/// One statement: take `rows.len()` numbers from the merchant's counter (which stays
+/// locked until the transaction ends), insert the invoices numbered in the given order,
+/// and their lines. Returns nothing when the merchant has no counter row yet.
+async fn insert_numbered(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    rows: &[InvoiceRow],
+    lines: &[&LineRow],
+    next_payment_attempt_at: Option<DateTime<Utc>>,
+    at: DateTime<Utc>,
+) -> StoreResult<Vec<Numbered>> {
+    let n = i64::try_from(rows.len()).map_err(|_| StoreError::corrupt("too many invoices"))?;
+    Ok(diesel::sql_query(
         "WITH counter AS ( \
            UPDATE invoice_counters SET next_number = next_number + $2 \
-           WHERE merchant_id = $1 RETURNING next_number - $2 AS first) \
-         INSERT INTO invoices (merchant_id, id, number, customer_id, subscription_id, \
-           period_start, period_end, status, currency, total, amount_paid, amount_refunded, \
-           attempt_count, created_at, updated_at, paid_at, next_payment_attempt_at) \
-         SELECT $1, u.id, counter.first + u.ord - 1, u.customer_id, u.subscription_id, \
-           u.period_start, u.period_end, u.status, u.currency, u.total, 0, 0, 0, $3, $3, NULL, $4 \
-         FROM counter, unnest($5::uuid[], $6::uuid[], $7::uuid[], $8::timestamptz[], \
-           $9::timestamptz[], $10::text[], $11::text[], $12::bigint[]) WITH ORDINALITY \
-           AS u(id, customer_id, subscription_id, period_start, period_end, status, currency, \
-                total, ord) \
-         RETURNING id, number",
+           WHERE merchant_id = $1 RETURNING next_number - $2 AS first), \
+         inserted AS ( \
+           INSERT INTO invoices (merchant_id, id, number, customer_id, subscription_id, \
+             period_start, period_end, status, currency, total, amount_paid, amount_refunded, \
+             attempt_count, created_at, updated_at, paid_at, next_payment_attempt_at) \
+           SELECT $1, u.id, counter.first + u.ord - 1, u.customer_id, u.subscription_id, \
+             u.period_start, u.period_end, u.status, u.currency, u.total, 0, 0, 0, $3, $3, \
+             NULL, $4 \
+           FROM counter, unnest($5::uuid[], $6::uuid[], $7::uuid[], $8::timestamptz[], \
+             $9::timestamptz[], $10::text[], $11::text[], $12::bigint[]) WITH ORDINALITY \
+             AS u(id, customer_id, subscription_id, period_start, period_end, status, \
+                  currency, total, ord) \
+           RETURNING id, number), \
+         lines AS ( \
+           INSERT INTO invoice_lines (merchant_id, invoice_id, position, kind, description, \
+             amount) \
+           SELECT $1, l.invoice_id, l.position, l.kind, l.description, l.amount \
+           FROM unnest($13::uuid[], $14::integer[], $15::text[], $16::text[], $17::bigint[]) \
+             AS l(invoice_id, position, kind, description, amount) \
+           JOIN inserted ON inserted.id = l.invoice_id) \
+         SELECT id, number FROM inserted",
     )
     .bind::<Uuid, _>(merchant.uuid())
     .bind::<BigInt, _>(n)
@@ -735,43 +794,18 @@ pub async fn create_invoices(
     .bind::<Array<Text>, _>(rows.iter().map(|r| r.status.clone()).collect::<Vec<_>>())
     .bind::<Array<Text>, _>(rows.iter().map(|r| r.currency.clone()).collect::<Vec<_>>())
     .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.total).collect::<Vec<_>>())
+    .bind::<Array<Uuid>, _>(lines.iter().map(|l| l.invoice_id).collect::<Vec<_>>())
+    .bind::<Array<Integer>, _>(lines.iter().map(|l| l.position).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(lines.iter().map(|l| l.kind.clone()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(
+        lines
+            .iter()
+            .map(|l| l.description.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<BigInt>, _>(lines.iter().map(|l| l.amount).collect::<Vec<_>>())
     .load(conn)
-    .await?;
-    if numbered.len() != rows.len() {
-        return Err(StoreError::corrupt("the invoice counter is missing"));
-    }
-    for (row, got) in rows.iter_mut().zip(&numbered) {
-        if row.id != got.id {
-            return Err(StoreError::corrupt("invoices returned out of order"));
-        }
-        row.number = got.number;
-    }
-    let all_lines: Vec<&LineRow> = lines.iter().flatten().collect();
-    // PostgreSQL takes at most 65535 bind parameters per statement (6 per line).
-    for chunk in all_lines.chunks(5000) {
-        diesel::insert_into(invoice_lines::table)
-            .values(
-                chunk
-                    .iter()
-                    .map(|l| {
-                        (
-                            invoice_lines::merchant_id.eq(l.merchant_id),
-                            invoice_lines::invoice_id.eq(l.invoice_id),
-                            invoice_lines::position.eq(l.position),
-                            invoice_lines::kind.eq(&l.kind),
-                            invoice_lines::description.eq(&l.description),
-                            invoice_lines::amount.eq(l.amount),
-                        )
-                    })
-                    .collect::<Vec<_>>(),
-            )
-            .execute(conn)
-            .await?;
-    }
-    rows.into_iter()
-        .zip(lines)
-        .map(|(row, lines)| row.into_domain(lines))
-        .collect()
+    .await?)
 }
 
 /// Claims up to `limit` invoices whose next charge attempt is due at `now` (oldest first,

@@ -171,23 +171,29 @@ pub async fn claim_due_renewals(
 }
 
 /// Locks those of the merchant's subscriptions `ids` that no other transaction holds
-/// (the batch form of `subscriptions::lock_if_free`).
+/// (the batch form of `subscriptions::lock_if_free`) and returns their statuses: what
+/// the charge batch needs to decide, without loading and parsing whole states.
 pub async fn lock_free_subscriptions(
     conn: &mut AsyncPgConnection,
     merchant: MerchantId,
     ids: &[SubscriptionId],
-) -> StoreResult<Vec<StoredSubscription>> {
+) -> StoreResult<Vec<(SubscriptionId, SubscriptionStatus)>> {
     let ids: Vec<uuid::Uuid> = ids.iter().map(|i| i.uuid()).collect();
-    subscriptions::table
+    let rows: Vec<(uuid::Uuid, String)> = subscriptions::table
         .filter(subscriptions::merchant_id.eq(merchant.uuid()))
         .filter(subscriptions::id.eq_any(ids))
-        .select(SubscriptionRow::as_select())
+        .select((subscriptions::id, subscriptions::status))
         .for_update()
         .skip_locked()
         .load(conn)
-        .await?
-        .into_iter()
-        .map(SubscriptionRow::into_domain)
+        .await?;
+    rows.into_iter()
+        .map(|(id, status)| {
+            Ok((
+                SubscriptionId::from_uuid(id),
+                status.parse().map_err(StoreError::corrupt)?,
+            ))
+        })
         .collect()
 }
 
