@@ -1,7 +1,10 @@
 //! The renewal engine: renewals, charging, dunning retries and upcoming-renewal notices.
 //!
-//! [`run_due_renewals`] runs three kinds of work, each item in a transaction of its own
-//! and claimed with `FOR UPDATE SKIP LOCKED`, so any number of workers share them:
+//! [`run_due_renewals`] runs three kinds of work, claimed with `FOR UPDATE SKIP LOCKED`
+//! so any number of workers share them. Renewals and charges are claimed in batches of
+//! up to `RENEW_CHUNK` (500) per transaction and the common case of each is written with a
+//! few bulk statements (see `renew_batch` and `collect_batch`); the rest go one by
+//! one through the same code as before:
 //!
 //! 1. **Renew.** A subscription whose period (or trial) ended: the due scheduled changes
 //!    apply first (a cancellation or downgrade at period end takes effect before
@@ -18,10 +21,13 @@
 //! 3. **Notify.** `invoice.upcoming` once per subscription period, `upcoming_notice_days`
 //!    before it ends (marker column `upcoming_notice_for`).
 //!
-//! A crash anywhere rolls the item's transaction back: nothing is half-renewed, and a
-//! charge that reached the gateway but was not recorded is replayed (same key, same
-//! attempt number) instead of charged twice.
+//! A crash anywhere rolls the batch's (or item's) transaction back: nothing is
+//! half-renewed, no invoice number is lost, and a charge that reached the gateway but was
+//! not recorded is replayed (same key, same attempt number) instead of charged twice.
+//! Charging happens in a transaction after the renewal's commit, so the invoice id in
+//! that key is durable before the gateway is called.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Duration, Utc};
@@ -376,11 +382,15 @@ async fn renew_plain(
     let mut zero = Vec::new();
     for r in renewals {
         let terms = &r.after.subscription.plan;
-        if !plan_names.contains_key(&terms.plan_id) {
-            let plan = catalog_repo::get_plan(conn, merchant, terms.plan_id).await?;
-            plan_names.insert(terms.plan_id, plan.name);
-        }
-        let lines = renewal_lines(&plan_names[&terms.plan_id], terms, r.period)?;
+        let plan_name = match plan_names.entry(terms.plan_id) {
+            Entry::Occupied(name) => name.into_mut(),
+            Entry::Vacant(slot) => slot.insert(
+                catalog_repo::get_plan(conn, merchant, terms.plan_id)
+                    .await?
+                    .name,
+            ),
+        };
+        let lines = renewal_lines(plan_name, terms, r.period)?;
         let totals = invoice::totals(terms.price.currency, &lines)?;
         if totals.amount_due.is_zero() {
             zero.push(r.after.subscription.id);

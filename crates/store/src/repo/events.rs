@@ -64,6 +64,9 @@ pub async fn record(
     Ok(id)
 }
 
+/// An event id with its time.
+type TimedEvent = (EventId, DateTime<Utc>);
+
 /// Records several events of one merchant with one `INSERT` (and their webhook
 /// deliveries with one more per event type): the batch form of [`record`] for the
 /// renewal engine, same rows, same outbox guarantee.
@@ -73,7 +76,8 @@ pub async fn record_many(
     batch: Vec<(NewEvent, DateTime<Utc>)>,
 ) -> StoreResult<Vec<EventId>> {
     let mut ids = Vec::with_capacity(batch.len());
-    let mut by_type: Vec<(String, Vec<(EventId, DateTime<Utc>)>)> = Vec::new();
+    // Event type → its events (few types per batch, so a list beats a map).
+    let mut by_type: Vec<(String, Vec<TimedEvent>)> = Vec::new();
     let mut values = Vec::with_capacity(batch.len());
     for (event, at) in batch {
         let id = EventId::new();

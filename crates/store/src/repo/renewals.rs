@@ -112,38 +112,12 @@ struct Claimed {
     id: uuid::Uuid,
 }
 
-/// Claims one subscription whose current period (or trial) ended at or before `now` and
-/// that renews (trialing, active or past due), skipping `skip` and rows another worker
-/// holds. The row stays locked until the transaction ends.
-pub async fn claim_due_renewal(
-    conn: &mut AsyncPgConnection,
-    now: DateTime<Utc>,
-    skip: &[uuid::Uuid],
-) -> StoreResult<Option<(MerchantId, SubscriptionId)>> {
-    let row: Option<Claimed> = diesel::sql_query(
-        "SELECT merchant_id, id FROM subscriptions \
-         WHERE status IN ('trialing', 'active', 'past_due') AND current_period_end <= $1 \
-           AND NOT (id = ANY($2)) \
-         ORDER BY current_period_end LIMIT 1 FOR UPDATE SKIP LOCKED",
-    )
-    .bind::<Timestamptz, _>(now)
-    .bind::<Array<Uuid>, _>(skip)
-    .get_result(conn)
-    .await
-    .optional()?;
-    Ok(row.map(|r| {
-        (
-            MerchantId::from_uuid(r.merchant_id),
-            SubscriptionId::from_uuid(r.id),
-        )
-    }))
-}
-
 /// The statuses that renew when their period ends.
 const RENEWING: [&str; 3] = ["trialing", "active", "past_due"];
 
-/// Claims up to `limit` subscriptions due for renewal at `now` (the batch form of
-/// [`claim_due_renewal`], same order and index), whole, with their merchants.
+/// Claims up to `limit` subscriptions due for renewal at `now` (oldest period end first,
+/// index `subscriptions_renewal_due`, skipping `skip` and rows other workers hold),
+/// whole, with their merchants. The rows stay locked until the transaction ends.
 pub async fn claim_due_renewals(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
@@ -307,30 +281,6 @@ pub async fn mark_notice_sent(
     .execute(conn)
     .await?;
     Ok(())
-}
-
-/// Claims one invoice whose next charge attempt is due at `now`.
-pub async fn claim_due_payment(
-    conn: &mut AsyncPgConnection,
-    now: DateTime<Utc>,
-    skip: &[uuid::Uuid],
-) -> StoreResult<Option<(MerchantId, InvoiceId)>> {
-    let row: Option<Claimed> = diesel::sql_query(
-        "SELECT merchant_id, id FROM invoices \
-         WHERE next_payment_attempt_at <= $1 AND NOT (id = ANY($2)) \
-         ORDER BY next_payment_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED",
-    )
-    .bind::<Timestamptz, _>(now)
-    .bind::<Array<Uuid>, _>(skip)
-    .get_result(conn)
-    .await
-    .optional()?;
-    Ok(row.map(|r| {
-        (
-            MerchantId::from_uuid(r.merchant_id),
-            InvoiceId::from_uuid(r.id),
-        )
-    }))
 }
 
 /// An invoice's dunning schedule.
