@@ -6,6 +6,9 @@
 //!   generator reads: `portal.txt` (`sub_… <customer JWT>` per line) and `customers.txt`.
 //! - `report` reads the JSON lines the run collected and prints the table, with each
 //!   endpoint's throughput as a ratio of the matching pgbench figure.
+//! - `renewals` measures the renewal engine: seeds N due subscriptions in a database of
+//!   its own, runs P `tenure worker` processes until all are renewed and paid, prints
+//!   renewals per second and checks the invariants (see `renewals.rs`, BENCHMARKS.md).
 //!
 //! It is a program that prints figures, not a test: nothing here runs under `cargo test`.
 

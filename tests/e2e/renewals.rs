@@ -1,6 +1,7 @@
 //! The renewal engine: a year of monthly renewals on the test clock, dunning with
-//! recovery and both final states, four concurrent workers on thousands of due
-//! subscriptions, workers killed mid-batch, and upcoming-renewal notices.
+//! recovery and both final states, four concurrent workers on ten thousand due
+//! subscriptions, workers killed mid-batch (dropped futures, and real `tenure worker`
+//! processes SIGKILLed and restarted), and upcoming-renewal notices.
 
 use std::time::Instant;
 
