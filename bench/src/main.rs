@@ -6,8 +6,13 @@
 //!   generator reads: `portal.txt` (`sub_… <customer JWT>` per line) and `customers.txt`.
 //! - `report` reads the JSON lines the run collected and prints the table, with each
 //!   endpoint's throughput as a ratio of the matching pgbench figure.
+//! - `renewals` measures the renewal engine: seeds N due subscriptions in a database of
+//!   its own, runs P `tenure worker` processes until all are renewed and paid, prints
+//!   renewals per second and checks the invariants (see `renewals.rs`, BENCHMARKS.md).
 //!
 //! It is a program that prints figures, not a test: nothing here runs under `cargo test`.
+
+mod renewals;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -42,6 +47,8 @@ enum Cmd {
         /// The results file (one JSON object a line).
         results: PathBuf,
     },
+    /// Renewal throughput of `tenure worker` processes on N due subscriptions.
+    Renewals(renewals::RenewalArgs),
 }
 
 #[derive(clap::Args)]
@@ -107,6 +114,7 @@ fn main() -> Result<(), BoxError> {
     match Cli::parse().command {
         Cmd::Seed(args) => seed(&args),
         Cmd::Report { results } => report(&results),
+        Cmd::Renewals(args) => renewals::run(&args),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The renewal engine: a year of monthly renewals on the test clock, dunning with
-//! recovery and both final states, four concurrent workers on thousands of due
-//! subscriptions, workers killed mid-batch, and upcoming-renewal notices.
+//! recovery and both final states, four concurrent workers on ten thousand due
+//! subscriptions, workers killed mid-batch (dropped futures, and real `tenure worker`
+//! processes SIGKILLed and restarted), and upcoming-renewal notices.
 
 use std::time::Instant;
 
@@ -329,11 +330,11 @@ async fn drain(state: AppState, now: DateTime<Utc>) -> usize {
 }
 
 /// Every subscription has exactly one invoice for the renewed period, one successful
-/// payment and one of each event. On top (`+ 1`): the template subscription's own
-/// first-period invoice, made when it was created through the API (the SQL clones have
-/// none) and charged by the same workers, exactly once too.
-async fn assert_exactly_once(app: &TestApp, subs: i64) {
-    let invoices = subs + 1;
+/// payment and one of each event. On top: `first_invoices` first-period invoices of
+/// subscriptions created through the API (the template the SQL clones copy; the clones
+/// have none), charged by the same workers, exactly once too.
+async fn assert_exactly_once(app: &TestApp, subs: i64, first_invoices: i64) {
+    let invoices = subs + first_invoices;
     assert_eq!(
         app.count("SELECT count(*) AS n FROM invoices").await,
         invoices
@@ -395,7 +396,7 @@ async fn four_workers_renew_thousands_of_due_subscriptions_exactly_once() {
     let n: usize = std::env::var("TENURE_RENEWAL_SCALE")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(2_000);
+        .unwrap_or(10_000);
     let app = TestApp::new().await;
     let s = setup(&app, Some("pm_card_visa")).await;
     let sub = subscribe(&app, &s).await;
@@ -417,7 +418,7 @@ async fn four_workers_renew_thousands_of_due_subscriptions_exactly_once() {
         handled.iter().filter(|h| **h > 0).count() > 1,
         "the work was shared"
     );
-    assert_exactly_once(&app, subs).await;
+    assert_exactly_once(&app, subs, 1).await;
 }
 
 #[actix_web::test]
@@ -457,7 +458,7 @@ async fn workers_killed_mid_batch_lose_and_duplicate_nothing() {
     let charged_before = app.count("SELECT count(*) AS n FROM payments").await;
     let restarted = join_all((0..2).map(|_| drain(worker_state(&app), now))).await;
     assert!(restarted.iter().sum::<usize>() > 0);
-    assert_exactly_once(&app, 300).await;
+    assert_exactly_once(&app, 300, 1).await;
     assert!(charged_before <= 301);
     // And every subscription moved exactly one period.
     assert_eq!(
@@ -467,5 +468,267 @@ async fn workers_killed_mid_batch_lose_and_duplicate_nothing() {
         ))
         .await,
         300
+    );
+}
+
+/// The `tenure` binary of this build: `cargo nextest run --workspace` (or `cargo test`)
+/// builds it beside the test executables, because tenure-server has an integration
+/// test (`crates/server/tests/cli.rs`).
+fn tenure_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/e2e-<hash> → target/<profile>/tenure
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|profile| profile.join(format!("tenure{}", std::env::consts::EXE_SUFFIX)))
+        .expect("target directory");
+    assert!(
+        bin.exists(),
+        "the `tenure` binary is missing at {}: build it with `cargo build -p tenure-server` \
+         (`cargo nextest run --workspace` does)",
+        bin.display()
+    );
+    bin
+}
+
+/// `tenure worker` processes against one test database, killed when dropped.
+struct Workers {
+    bin: std::path::PathBuf,
+    url: String,
+    children: Vec<std::process::Child>,
+}
+
+impl Workers {
+    fn start(url: &str, n: usize) -> Self {
+        let mut w = Self {
+            bin: tenure_binary(),
+            url: url.to_owned(),
+            children: Vec::new(),
+        };
+        for _ in 0..n {
+            let child = w.spawn();
+            w.children.push(child);
+        }
+        w
+    }
+
+    fn spawn(&self) -> std::process::Child {
+        std::process::Command::new(&self.bin)
+            .arg("worker")
+            .env("DATABASE_URL", &self.url)
+            .env("TENURE_POOL_SIZE", "4")
+            .env("TENURE_WORKER_INTERVAL_MS", "50")
+            .env("TENURE_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("start `tenure worker`")
+    }
+
+    /// SIGKILL: no shutdown code runs, open transactions are cut off mid-flight.
+    fn kill(&mut self, k: usize) {
+        let child = &mut self.children[k];
+        child.kill().expect("SIGKILL the worker");
+        child.wait().expect("reap the worker");
+    }
+
+    fn restart(&mut self, k: usize) {
+        self.children[k] = self.spawn();
+    }
+
+    fn assert_running(&mut self) {
+        for (k, c) in self.children.iter_mut().enumerate() {
+            if let Some(status) = c.try_wait().expect("worker status") {
+                panic!("worker {k} exited by itself: {status}");
+            }
+        }
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Seeds `n` monthly subscriptions of the customer whose period ended a moment ago by
+/// the real clock (the worker processes use the system clock, not the test clock).
+async fn seed_due_by_the_real_clock(app: &TestApp, s: &Setup, product: &str, n: usize) {
+    use tenure_domain::billing::period::{Cadence, Interval};
+    use tenure_domain::ids::{CustomerId, MerchantId, PlanId, ProductId};
+    use tenure_domain::money::{Currency, Money};
+    use tenure_domain::subscription::{NewSubscription, PlanTerms, Subscription};
+    let plan: PlanId = s.plan.parse().expect("plan id");
+    let eur: Currency = "EUR".parse().expect("EUR");
+    let terms = PlanTerms::new(
+        plan,
+        Money::new(PRICE, eur),
+        Cadence::new(Interval::Month, 1).expect("cadence"),
+    )
+    .expect("terms");
+    let now = Utc::now();
+    let (mut ids, mut states, mut ends, mut starts) = (vec![], vec![], vec![], vec![]);
+    for i in 0..n {
+        // 31 days back (a month is at most that long), spread over a second.
+        let start = chrono::SubsecRound::trunc_subsecs(
+            now - Duration::days(31) - Duration::microseconds(i64::try_from(i).unwrap() * 100),
+            6,
+        );
+        let id = SubscriptionId::new();
+        let sub = Subscription::create(
+            NewSubscription {
+                id,
+                plan: terms,
+                trial_days: 0,
+            },
+            start,
+        )
+        .expect("subscription")
+        .subscription;
+        assert!(sub.current_period.end <= now);
+        ids.push(id.uuid());
+        states.push(serde_json::to_string(&sub).unwrap());
+        ends.push(sub.current_period.end);
+        starts.push(start);
+    }
+    let merchant: MerchantId = s.m.id.parse().expect("merchant id");
+    let customer: CustomerId = s.customer.parse().expect("customer id");
+    let product: ProductId = product.parse().expect("product id");
+    let mut conn = app.sql().await;
+    diesel::sql_query(
+        "INSERT INTO subscriptions (merchant_id, id, customer_id, product_id, plan_id, status, \
+         current_period_end, state, created_at, updated_at) \
+         SELECT $1, u.id, $2, $3, $4, 'active', u.period_end, u.state::jsonb, u.started, \
+           u.started \
+         FROM unnest($5::uuid[], $6::text[], $7::timestamptz[], $8::timestamptz[]) \
+           AS u(id, state, period_end, started)",
+    )
+    .bind::<Uuid, _>(merchant.uuid())
+    .bind::<Uuid, _>(customer.uuid())
+    .bind::<Uuid, _>(product.uuid())
+    .bind::<Uuid, _>(plan.uuid())
+    .bind::<Array<Uuid>, _>(ids)
+    .bind::<Array<Text>, _>(states)
+    .bind::<Array<diesel::sql_types::Timestamptz>, _>(ends)
+    .bind::<Array<diesel::sql_types::Timestamptz>, _>(starts)
+    .execute(&mut conn)
+    .await
+    .expect("seed due subscriptions");
+}
+
+/// Polls `sql` (a count) until `done` accepts it; panics after `timeout`.
+async fn wait_for(
+    app: &TestApp,
+    workers: &mut Workers,
+    what: &str,
+    sql: &str,
+    timeout: std::time::Duration,
+    done: impl Fn(i64) -> bool,
+) -> i64 {
+    let started = Instant::now();
+    loop {
+        let n = app.count(sql).await;
+        if done(n) {
+            return n;
+        }
+        workers.assert_running();
+        assert!(
+            started.elapsed() < timeout,
+            "timed out waiting for {what} (last count {n})"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+#[actix_web::test]
+async fn sigkilled_worker_processes_lose_and_duplicate_nothing() {
+    const N: usize = 3_000;
+    let app = TestApp::new().await;
+    let m = app.merchant("Renewals").await;
+    let product = fixtures::product(&app, &m, json!({})).await;
+    let plan = fixtures::plan(&app, &m, &product, PRICE).await;
+    let customer = fixtures::customer(&app, &m, "u-renew").await;
+    attach(&app, &m, &customer, "pm_card_visa").await;
+    let s = Setup { m, customer, plan };
+    seed_due_by_the_real_clock(&app, &s, &product, N).await;
+    let n = i64::try_from(N).unwrap();
+
+    let mut workers = Workers::start(&app.db.url, 2);
+    // SIGKILL worker 0 as soon as renewals are under way, then again after its restart.
+    let mut kills = 0;
+    for threshold in [1, n / 3] {
+        let seen = wait_for(
+            &app,
+            &mut workers,
+            "the first invoices",
+            "SELECT count(*) AS n FROM invoices",
+            std::time::Duration::from_secs(120),
+            |c| c >= threshold,
+        )
+        .await;
+        if seen >= n {
+            break;
+        }
+        workers.kill(0);
+        kills += 1;
+        workers.restart(0);
+    }
+    assert!(
+        kills > 0,
+        "a worker was killed while renewals were under way"
+    );
+    wait_for(
+        &app,
+        &mut workers,
+        "every invoice paid",
+        "SELECT count(*) AS n FROM invoices WHERE status = 'paid'",
+        std::time::Duration::from_secs(300),
+        |c| c >= n,
+    )
+    .await;
+    // Let any straggler finish before counting (nothing may be due any more).
+    wait_for(
+        &app,
+        &mut workers,
+        "nothing due",
+        "SELECT count(*) AS n FROM subscriptions WHERE current_period_end <= now()",
+        std::time::Duration::from_secs(60),
+        |c| c == 0,
+    )
+    .await;
+    drop(workers);
+
+    // Seeded by SQL: no subscription was created through the API.
+    assert_exactly_once(&app, n, 0).await;
+    // Gapless numbers 1..=N (a killed transaction gave its numbers back).
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) AS n FROM invoices WHERE number BETWEEN 1 AND {n}"
+        ))
+        .await,
+        n
+    );
+    assert_eq!(
+        app.count("SELECT max(number) AS n FROM invoices").await,
+        n,
+        "no number was skipped"
+    );
+    // Every subscription moved exactly one period, and every invoice bills its own.
+    assert_eq!(
+        app.count(
+            "SELECT count(*) AS n FROM subscriptions s JOIN invoices i \
+             ON i.subscription_id = s.id AND i.period_end = s.current_period_end \
+             WHERE s.status = 'active'"
+        )
+        .await,
+        n
+    );
+    assert_eq!(
+        app.count("SELECT coalesce(sum(amount_paid), 0)::bigint AS n FROM invoices")
+            .await,
+        n * PRICE
     );
 }

@@ -63,10 +63,12 @@ fn spawn_workers(state: &AppState, args: &WorkerArgs) {
         state.clone(),
         std::time::Duration::from_millis(args.worker_interval_ms),
     ));
-    tokio::spawn(workers::renewal_loop(
-        state.clone(),
-        std::time::Duration::from_millis(args.worker_interval_ms),
-    ));
+    for _ in 0..args.renewal_tasks {
+        tokio::spawn(workers::renewal_loop(
+            state.clone(),
+            std::time::Duration::from_millis(args.worker_interval_ms),
+        ));
+    }
     tokio::spawn(workers::webhook_loop(
         state.clone(),
         std::time::Duration::from_millis(args.webhook_interval_ms),

@@ -94,6 +94,12 @@ pub struct WorkerArgs {
     #[arg(long, env = "TENURE_WEBHOOK_INTERVAL_MS", default_value_t = 1000,
         value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pub webhook_interval_ms: u64,
+    /// Renewal-engine loops per process, each with its own database connection; they
+    /// claim disjoint batches (`SKIP LOCKED`), so one process keeps the database busy
+    /// while another loop waits for a commit.
+    #[arg(long, env = "TENURE_RENEWAL_TASKS", default_value_t = 2,
+        value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub renewal_tasks: u16,
 }
 
 /// Request limits (docs/hardening.md). A rate of 0 disables that limit.

@@ -68,8 +68,9 @@ pub async fn lifecycle_loop(state: AppState, interval: Duration) {
     }
 }
 
-/// Renewals, charges and notices handled per kind and round.
-pub const RENEWAL_BATCH: usize = 100;
+/// Renewals, charges and notices handled per kind and round (renewals and charges are
+/// claimed in batches of up to 500 per transaction inside a round).
+pub const RENEWAL_BATCH: usize = 1000;
 
 /// Runs the renewal engine forever (renewals, dunning charges, upcoming notices): a
 /// round every `interval` (the lifecycle worker's interval), back to back while work

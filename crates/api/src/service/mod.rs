@@ -122,6 +122,41 @@ pub async fn record_event<T: Serialize>(
     Ok(())
 }
 
+/// Records several events of one merchant in the current transaction with one insert
+/// (the renewal engine's batches); each is exactly what [`record_event`] would write.
+pub async fn record_events<T: Serialize>(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    drafts: Vec<EventDraft<'_, T>>,
+) -> ApiResult<()> {
+    if drafts.is_empty() {
+        return Ok(());
+    }
+    let mut batch = Vec::with_capacity(drafts.len());
+    for draft in drafts {
+        let data = serde_json::to_value(draft.after).map_err(ApiError::internal)?;
+        let previous_attributes = match draft.before {
+            Some(before) => {
+                let before = serde_json::to_value(before).map_err(ApiError::internal)?;
+                previous_attributes(&before, &data)
+            }
+            None => None,
+        };
+        batch.push((
+            NewEvent {
+                event_type: draft.event_type.to_owned(),
+                resource_type: draft.resource_type,
+                resource_id: draft.resource_id,
+                data,
+                previous_attributes,
+            },
+            draft.at,
+        ));
+    }
+    events::record_many(conn, merchant, batch).await?;
+    Ok(())
+}
+
 /// The top-level fields whose value differs, with their old values.
 pub fn previous_attributes(
     before: &serde_json::Value,

@@ -1,7 +1,10 @@
 //! The renewal engine: renewals, charging, dunning retries and upcoming-renewal notices.
 //!
-//! [`run_due_renewals`] runs three kinds of work, each item in a transaction of its own
-//! and claimed with `FOR UPDATE SKIP LOCKED`, so any number of workers share them:
+//! [`run_due_renewals`] runs three kinds of work, claimed with `FOR UPDATE SKIP LOCKED`
+//! so any number of workers share them. Renewals and charges are claimed in batches of
+//! up to `RENEW_CHUNK` (500) per transaction and the common case of each is written with a
+//! few bulk statements (see `renew_batch` and `collect_batch`); the rest go one by
+//! one through the same code as before:
 //!
 //! 1. **Renew.** A subscription whose period (or trial) ended: the due scheduled changes
 //!    apply first (a cancellation or downgrade at period end takes effect before
@@ -18,17 +21,24 @@
 //! 3. **Notify.** `invoice.upcoming` once per subscription period, `upcoming_notice_days`
 //!    before it ends (marker column `upcoming_notice_for`).
 //!
-//! A crash anywhere rolls the item's transaction back: nothing is half-renewed, and a
-//! charge that reached the gateway but was not recorded is replayed (same key, same
-//! attempt number) instead of charged twice.
+//! A crash anywhere rolls the batch's (or item's) transaction back: nothing is
+//! half-renewed, no invoice number is lost, and a charge that reached the gateway but was
+//! not recorded is replayed (same key, same attempt number) instead of charged twice.
+//! Charging happens in a transaction after the renewal's commit, so the invoice id in
+//! that key is durable before the gateway is called.
+
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Duration, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use tenure_domain::billing::discount::{DiscountOutcome, apply_discounts, discount_line};
 use tenure_domain::billing::dunning::{DunningFinalState, DunningPolicy};
+use tenure_domain::billing::gateway::ChargeRequest;
 use tenure_domain::billing::invoice::{self, Invoice, InvoiceLine, InvoiceStatus, LineKind};
+use tenure_domain::billing::payment_method::PaymentMethod;
 use tenure_domain::billing::period::Period;
-use tenure_domain::ids::{CustomerId, InvoiceId, MerchantId, SubscriptionId};
+use tenure_domain::ids::{CustomerId, InvoiceId, MerchantId, PlanId, SubscriptionId};
 use tenure_domain::money::Money;
 use tenure_domain::subscription::{
     AccessEnd, Actor, CancelRequest, CancelTiming, PlanTerms, Subscription, SubscriptionEvent,
@@ -37,15 +47,18 @@ use tenure_domain::subscription::{
 use tenure_store::StoreError;
 use tenure_store::repo::catalog as catalog_repo;
 use tenure_store::repo::discounts::{self as discounts_repo, StoredDiscount};
-use tenure_store::repo::invoices::{self as invoices_repo, NewInvoice};
+use tenure_store::repo::invoices::{self as invoices_repo, NewInvoice, NewPaymentAttempt};
+use tenure_store::repo::payment_methods as pm_repo;
 use tenure_store::repo::pending_items::{self as pending_repo, PendingItem};
 use tenure_store::repo::renewals::{self as repo, BillingSettings, Dunning};
 use tenure_store::repo::subscriptions::{self as subs_repo, StoredSubscription};
 
 use super::billing::{NoPaymentMethod, charge_in_tx, invoice_event};
 use super::subscriptions::{Caller, apply_due_in_tx, persist_system, truncate};
-use super::{EventDraft, record_event};
+use super::{EventDraft, next_update_time, record_event, record_events};
+use crate::dto::billing::InvoiceDto;
 use crate::dto::renewals::UpcomingInvoiceDto;
+use crate::dto::subscriptions::SubscriptionDto;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
@@ -321,6 +334,8 @@ enum Round {
     Done,
 }
 
+/// Renews up to `batch` due subscriptions: claimed in batches, most of them renewed in
+/// bulk (see [`renew_batch`]); the rest one by one, each in a transaction of its own.
 async fn renew_due(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
@@ -329,46 +344,272 @@ async fn renew_due(
     let mut skip = Vec::new();
     let mut done = 0;
     while done < batch {
-        let round = conn
-            .transaction(async |conn| {
-                let Some((merchant, id)) = repo::claim_due_renewal(conn, now, &skip).await? else {
-                    return Ok(Round::Idle);
-                };
-                let mut current = subs_repo::get(conn, merchant, id, true).await?;
-                let applied = match apply_due_in_tx(conn, merchant, &current, now).await? {
-                    Ok(n) => n,
-                    Err(refusal) => {
-                        tracing::error!(subscription = %id, code = refusal.code(), error = %refusal,
-                            "cannot apply the due changes before renewing");
-                        return Ok(Round::Skipped(id.uuid()));
-                    }
-                };
-                if applied > 0 {
-                    current = subs_repo::get(conn, merchant, id, true).await?;
-                }
-                let renewed = match current.subscription.renew(now) {
-                    Ok(transition) => {
-                        persist_system(conn, merchant, &current, transition, now).await?;
-                        true
-                    }
-                    Err(_) => false,
-                };
-                Ok::<_, ApiError>(if renewed || applied > 0 {
-                    Round::Done
-                } else {
-                    Round::Skipped(id.uuid())
-                })
-            })
+        let limit = (batch - done).min(RENEW_CHUNK);
+        let outcome = conn
+            .transaction(async |conn| renew_batch(conn, now, limit, &skip).await)
             .await?;
-        match round {
-            Round::Idle => break,
-            Round::Skipped(id) => skip.push(id),
-            Round::Done => done += 1,
+        if outcome.claimed == 0 {
+            break;
+        }
+        done += outcome.renewed;
+        for (merchant, id) in outcome.one_by_one {
+            match renew_one(conn, merchant, id, now).await? {
+                Round::Done => done += 1,
+                Round::Skipped(id) => skip.push(id),
+                Round::Idle => {}
+            }
         }
     }
     Ok(done)
 }
 
+/// Subscriptions claimed per renewal transaction. Larger batches mean fewer commits and
+/// counter round trips, but hold their row locks (and the merchant's invoice counter,
+/// from the invoice insert to the commit) longer.
+const RENEW_CHUNK: usize = 500;
+
+struct BatchOutcome {
+    claimed: usize,
+    renewed: usize,
+    /// Claimed but not plain renewals: handled one by one after the batch commits.
+    one_by_one: Vec<(MerchantId, SubscriptionId)>,
+}
+
+/// A claimed subscription whose renewal is plain: no due or pending scheduled change,
+/// not in a trial, and `renew` starts the next period of the same plan.
+struct PlainRenewal {
+    before: StoredSubscription,
+    after: StoredSubscription,
+    period: Period,
+}
+
+fn plain_renewal(before: &StoredSubscription, now: DateTime<Utc>) -> Option<PlainRenewal> {
+    let sub = &before.subscription;
+    if !sub.scheduled_changes.is_empty() || sub.status == SubscriptionStatus::Trialing {
+        return None;
+    }
+    let applied = sub.apply_due(now).ok()?;
+    if !applied.events.is_empty() {
+        return None;
+    }
+    let renewed = applied.subscription.renew(now).ok()?;
+    let [SubscriptionEvent::Renewed { period }] = renewed.events.as_slice() else {
+        return None;
+    };
+    let next = &renewed.subscription;
+    if next.plan.plan_id != sub.plan.plan_id
+        || !next.scheduled_changes.is_empty()
+        || next.status == SubscriptionStatus::Trialing
+    {
+        return None;
+    }
+    let period = *period;
+    let after = StoredSubscription {
+        subscription: renewed.subscription,
+        updated_at: next_update_time(before.updated_at, now),
+        ..before.clone()
+    };
+    Some(PlainRenewal {
+        before: before.clone(),
+        after,
+        period,
+    })
+}
+
+/// Claims up to `limit` due subscriptions in the caller's transaction and renews the
+/// plain ones in bulk, per merchant: one `UPDATE` of the subscriptions, one insert of
+/// their `subscription.renewed` events, then their invoices with one counter update and
+/// one insert each for invoices and lines. The same rows and events as the one-by-one
+/// path; the whole batch commits or rolls back together. The others (due scheduled
+/// changes, trials, pending items, discounts, a zero invoice) are returned for
+/// [`renew_one`].
+async fn renew_batch(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    limit: usize,
+    skip: &[uuid::Uuid],
+) -> ApiResult<BatchOutcome> {
+    let claimed = repo::claim_due_renewals(conn, now, limit, skip).await?;
+    let mut outcome = BatchOutcome {
+        claimed: claimed.len(),
+        renewed: 0,
+        one_by_one: Vec::new(),
+    };
+    let mut plain: BTreeMap<uuid::Uuid, Vec<PlainRenewal>> = BTreeMap::new();
+    for (merchant, sub) in claimed {
+        match plain_renewal(&sub, now) {
+            Some(r) => plain.entry(merchant.uuid()).or_default().push(r),
+            None => outcome.one_by_one.push((merchant, sub.subscription.id)),
+        }
+    }
+    // Merchants in a fixed order, so two batches take invoice counters in the same order.
+    for (merchant, renewals) in plain {
+        let merchant = MerchantId::from_uuid(merchant);
+        let (renewed, one_by_one) = renew_plain(conn, merchant, renewals, now).await?;
+        outcome.renewed += renewed;
+        outcome
+            .one_by_one
+            .extend(one_by_one.into_iter().map(|id| (merchant, id)));
+    }
+    Ok(outcome)
+}
+
+/// Saves the plain renewals of one merchant (see [`renew_batch`]). Returns how many were
+/// renewed and the subscriptions left for the one-by-one path: those with pending items
+/// or discounts, and zero invoices (paid at once), which are rare enough not to have a
+/// bulk form.
+async fn renew_plain(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    renewals: Vec<PlainRenewal>,
+    now: DateTime<Utc>,
+) -> ApiResult<(usize, Vec<SubscriptionId>)> {
+    // Pending proration items and active discounts take locks and use up cycles: such
+    // renewals take the full path. Both are only written under the subscription's row
+    // lock, which this batch holds, so the answer stays true until the commit.
+    let ids: Vec<SubscriptionId> = renewals.iter().map(|r| r.after.subscription.id).collect();
+    let mut full_path = pending_repo::subscriptions_with_uninvoiced(conn, merchant, &ids).await?;
+    full_path.extend(
+        discounts_repo::active_for_subscriptions(conn, merchant, &ids)
+            .await?
+            .into_iter()
+            .map(|d| d.subscription_id),
+    );
+    let mut plan_names: HashMap<PlanId, String> = HashMap::new();
+    let mut kept = Vec::with_capacity(renewals.len());
+    let mut one_by_one = Vec::new();
+    for r in renewals {
+        if full_path.contains(&r.after.subscription.id) {
+            one_by_one.push(r.after.subscription.id);
+            continue;
+        }
+        let terms = &r.after.subscription.plan;
+        let plan_name = match plan_names.entry(terms.plan_id) {
+            Entry::Occupied(name) => name.into_mut(),
+            Entry::Vacant(slot) => slot.insert(
+                catalog_repo::get_plan(conn, merchant, terms.plan_id)
+                    .await?
+                    .name,
+            ),
+        };
+        let lines = renewal_lines(plan_name, terms, r.period, &[], &[])?.lines;
+        let totals = invoice::totals(terms.price.currency, &lines)?;
+        if totals.amount_due.is_zero() {
+            one_by_one.push(r.after.subscription.id);
+        } else {
+            kept.push((r, lines));
+        }
+    }
+    if kept.is_empty() {
+        return Ok((0, one_by_one));
+    }
+    let saved: Vec<&StoredSubscription> = kept.iter().map(|(r, _)| &r.after).collect();
+    repo::save_renewed(conn, merchant, &saved).await?;
+    let rendered: Vec<(SubscriptionDto, SubscriptionDto)> = kept
+        .iter()
+        .map(|(r, _)| {
+            (
+                SubscriptionDto::render(&r.after, Actor::Merchant),
+                SubscriptionDto::render(&r.before, Actor::Merchant),
+            )
+        })
+        .collect();
+    let drafts = kept
+        .iter()
+        .zip(&rendered)
+        .map(|((r, _), (after, before))| EventDraft {
+            event_type: RENEWED_EVENT,
+            resource_type: "subscription",
+            resource_id: r.after.subscription.id.to_string(),
+            after,
+            before: Some(before),
+            at: r.after.updated_at,
+        })
+        .collect();
+    record_events(conn, merchant, drafts).await?;
+    // One invoice per subscription period: a period invoiced already is skipped, as in
+    // `invoice_period_in_tx` (the row locks keep the answer true until the commit).
+    let periods: Vec<(SubscriptionId, DateTime<Utc>)> = kept
+        .iter()
+        .map(|(r, _)| (r.after.subscription.id, r.period.start))
+        .collect();
+    let invoiced = invoices_repo::already_invoiced(conn, merchant, &periods).await?;
+    let renewed = kept.len();
+    let new: Vec<NewInvoice> = kept
+        .into_iter()
+        .filter(|(r, _)| {
+            let done = invoiced.contains(&(r.after.subscription.id, r.period.start));
+            if done {
+                tracing::info!(subscription = %r.after.subscription.id,
+                    period_start = %r.period.start, "period already invoiced; skipped");
+            }
+            !done
+        })
+        .map(|(r, lines)| NewInvoice {
+            customer_id: r.after.customer_id,
+            subscription_id: Some(r.after.subscription.id),
+            period: Some(r.period),
+            currency: r.after.subscription.plan.price.currency,
+            lines,
+            status: InvoiceStatus::Open,
+        })
+        .collect();
+    // Last: this takes the merchant's invoice counter, held until the commit.
+    invoices_repo::create_invoices(conn, merchant, new, Some(now), now).await?;
+    Ok((renewed, one_by_one))
+}
+
+/// The event type of a plain renewal.
+const RENEWED_EVENT: &str = "subscription.renewed";
+
+/// Renews one subscription in a transaction of its own, the full way: due scheduled
+/// changes first (`apply_due`), then `renew`, each transition saved with its events and
+/// invoice. `Idle` when the subscription is no longer due or another worker holds it.
+async fn renew_one(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    id: SubscriptionId,
+    now: DateTime<Utc>,
+) -> ApiResult<Round> {
+    conn.transaction(async |conn| {
+        let Some(mut current) = subs_repo::lock_if_free(conn, merchant, id).await? else {
+            return Ok(Round::Idle);
+        };
+        let renews = matches!(
+            current.subscription.status,
+            SubscriptionStatus::Trialing | SubscriptionStatus::Active | SubscriptionStatus::PastDue
+        );
+        if !renews || current.subscription.current_period.end > now {
+            return Ok(Round::Idle);
+        }
+        let applied = match apply_due_in_tx(conn, merchant, &current, now).await? {
+            Ok(n) => n,
+            Err(refusal) => {
+                tracing::error!(subscription = %id, code = refusal.code(), error = %refusal,
+                    "cannot apply the due changes before renewing");
+                return Ok(Round::Skipped(id.uuid()));
+            }
+        };
+        if applied > 0 {
+            current = subs_repo::get(conn, merchant, id, true).await?;
+        }
+        let renewed = match current.subscription.renew(now) {
+            Ok(transition) => {
+                persist_system(conn, merchant, &current, transition, now).await?;
+                true
+            }
+            Err(_) => false,
+        };
+        Ok::<_, ApiError>(if renewed || applied > 0 {
+            Round::Done
+        } else {
+            Round::Skipped(id.uuid())
+        })
+    })
+    .await
+}
+
+/// Charges up to `batch` due invoices, in batches (see [`collect_batch`]).
 async fn collect_due(
     conn: &mut AsyncPgConnection,
     state: &AppState,
@@ -378,29 +619,164 @@ async fn collect_due(
     let mut skip = Vec::new();
     let mut done = 0;
     while done < batch {
-        let round = conn
-            .transaction(async |conn| {
-                let Some((merchant, id)) = repo::claim_due_payment(conn, now, &skip).await? else {
-                    return Ok(Round::Idle);
-                };
-                let invoice = invoices_repo::get(conn, merchant, id, None, true).await?;
-                Ok::<_, ApiError>(
-                    match collect_in_tx(conn, state, merchant, invoice, now, Mode::Scheduled)
-                        .await?
-                    {
-                        Collected::Busy => Round::Skipped(id.uuid()),
-                        _ => Round::Done,
-                    },
-                )
-            })
+        let limit = (batch - done).min(RENEW_CHUNK);
+        let (claimed, busy) = conn
+            .transaction(async |conn| collect_batch(conn, state, now, limit, &skip).await)
             .await?;
-        match round {
-            Round::Idle => break,
-            Round::Skipped(id) => skip.push(id),
-            Round::Done => done += 1,
+        if claimed == 0 {
+            break;
         }
+        done += claimed - busy.len();
+        skip.extend(busy);
     }
     Ok(done)
+}
+
+/// Claims up to `limit` due invoices in the caller's transaction and charges them.
+/// Returns how many were claimed and those left for the next round because a request
+/// holds their subscription.
+///
+/// The common case — a first or retried charge of an open invoice of an `active`
+/// subscription whose customer has a default card, and the gateway accepts — is
+/// recorded in bulk per merchant: one insert of the payments, one update marking the
+/// invoices paid, one insert of the `invoice.paid` events. Everything else (declines,
+/// recoveries, dunning's end, invoices without a subscription) takes the one-by-one path
+/// [`collect_in_tx`] in the same transaction; a declined bulk candidate reaches the
+/// gateway there a second time with the same idempotency key, which replays the first
+/// answer.
+async fn collect_batch(
+    conn: &mut AsyncPgConnection,
+    state: &AppState,
+    now: DateTime<Utc>,
+    limit: usize,
+    skip: &[uuid::Uuid],
+) -> ApiResult<(usize, Vec<uuid::Uuid>)> {
+    let claimed = invoices_repo::claim_due(conn, now, limit, skip).await?;
+    let n = claimed.len();
+    let mut by_merchant: BTreeMap<uuid::Uuid, Vec<Invoice>> = BTreeMap::new();
+    for (merchant, invoice) in claimed {
+        by_merchant
+            .entry(merchant.uuid())
+            .or_default()
+            .push(invoice);
+    }
+    let mut busy = Vec::new();
+    for (merchant, invoices) in by_merchant {
+        let merchant = MerchantId::from_uuid(merchant);
+        busy.extend(collect_merchant(conn, state, merchant, invoices, now).await?);
+    }
+    Ok((n, busy))
+}
+
+async fn collect_merchant(
+    conn: &mut AsyncPgConnection,
+    state: &AppState,
+    merchant: MerchantId,
+    invoices: Vec<Invoice>,
+    now: DateTime<Utc>,
+) -> ApiResult<Vec<uuid::Uuid>> {
+    let sub_ids: Vec<SubscriptionId> = invoices.iter().filter_map(|i| i.subscription_id).collect();
+    let subs: HashMap<SubscriptionId, SubscriptionStatus> =
+        repo::lock_free_subscriptions(conn, merchant, &sub_ids)
+            .await?
+            .into_iter()
+            .collect();
+    let candidates: Vec<CustomerId> = invoices
+        .iter()
+        .filter(|i| bulk_candidate(i, &subs))
+        .map(|i| i.customer_id)
+        .collect();
+    let cards: HashMap<CustomerId, PaymentMethod> =
+        pm_repo::defaults_for_customers(conn, merchant, &candidates)
+            .await?
+            .into_iter()
+            .map(|pm| (pm.customer_id, pm))
+            .collect();
+    let mut busy = Vec::new();
+    let mut paid = Vec::new();
+    let mut one_by_one = Vec::new();
+    for invoice in invoices {
+        if invoice
+            .subscription_id
+            .is_some_and(|id| !subs.contains_key(&id))
+        {
+            // A request is changing the subscription: next round.
+            busy.push(invoice.id.uuid());
+            continue;
+        }
+        let card = cards.get(&invoice.customer_id);
+        match card {
+            Some(card) if bulk_candidate(&invoice, &subs) => {
+                let idempotency_key = format!("{}:{}", invoice.id, invoice.attempt_count + 1);
+                let outcome = state.gateway.charge(&ChargeRequest {
+                    amount: invoice.totals.amount_due,
+                    payment_method_token: card.gateway_token.clone(),
+                    idempotency_key: idempotency_key.clone(),
+                    description: format!("Invoice {}", invoice.number),
+                });
+                if outcome.is_success() {
+                    let attempt = NewPaymentAttempt {
+                        invoice_id: invoice.id,
+                        payment_method_id: Some(card.id),
+                        amount: invoice.totals.amount_due,
+                        gateway: state.gateway.name().to_owned(),
+                        idempotency_key,
+                        outcome,
+                    };
+                    paid.push((invoice, attempt));
+                } else {
+                    one_by_one.push(invoice);
+                }
+            }
+            _ => one_by_one.push(invoice),
+        }
+    }
+    let recorded = invoices_repo::record_successful_charges(
+        conn,
+        merchant,
+        paid.iter().map(|(i, a)| (i, a.clone())).collect(),
+        now,
+    )
+    .await?;
+    let rendered: Vec<(InvoiceDto, InvoiceDto)> = paid
+        .iter()
+        .zip(&recorded)
+        .map(|((before, _), (after, _))| (InvoiceDto::from(after), InvoiceDto::from(before)))
+        .collect();
+    let drafts = rendered
+        .iter()
+        .zip(&recorded)
+        .map(|((after, before), (invoice, _))| EventDraft {
+            event_type: "invoice.paid",
+            resource_type: "invoice",
+            resource_id: invoice.id.to_string(),
+            after,
+            before: Some(before),
+            at: invoice.updated_at,
+        })
+        .collect();
+    record_events(conn, merchant, drafts).await?;
+    for invoice in one_by_one {
+        let id = invoice.id;
+        if let Collected::Busy =
+            collect_in_tx(conn, state, merchant, invoice, now, Mode::Scheduled).await?
+        {
+            busy.push(id.uuid());
+        }
+    }
+    Ok(busy)
+}
+
+/// Whether a claimed invoice may be charged in bulk: open with something due, of an
+/// `active` subscription this transaction holds (no recovery or dunning step follows a
+/// success).
+fn bulk_candidate(invoice: &Invoice, subs: &HashMap<SubscriptionId, SubscriptionStatus>) -> bool {
+    invoice.status == InvoiceStatus::Open
+        && !invoice.totals.amount_due.is_zero()
+        && invoice
+            .subscription_id
+            .and_then(|id| subs.get(&id))
+            .is_some_and(|s| *s == SubscriptionStatus::Active)
 }
 
 async fn notify_due(

@@ -64,6 +64,54 @@ pub async fn record(
     Ok(id)
 }
 
+/// An event id with its time.
+type TimedEvent = (EventId, DateTime<Utc>);
+
+/// Records several events of one merchant with one `INSERT` (and their webhook
+/// deliveries with one more per event type): the batch form of [`record`] for the
+/// renewal engine, same rows, same outbox guarantee.
+pub async fn record_many(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    batch: Vec<(NewEvent, DateTime<Utc>)>,
+) -> StoreResult<Vec<EventId>> {
+    let mut ids = Vec::with_capacity(batch.len());
+    // Event type → its events (few types per batch, so a list beats a map).
+    let mut by_type: Vec<(String, Vec<TimedEvent>)> = Vec::new();
+    let mut values = Vec::with_capacity(batch.len());
+    for (event, at) in batch {
+        let id = EventId::new();
+        ids.push(id);
+        match by_type.iter_mut().find(|(t, _)| *t == event.event_type) {
+            Some((_, list)) => list.push((id, at)),
+            None => by_type.push((event.event_type.clone(), vec![(id, at)])),
+        }
+        let customer_id = customer_of(&event);
+        values.push((
+            events::merchant_id.eq(merchant.uuid()),
+            events::id.eq(id.uuid()),
+            events::event_type.eq(event.event_type),
+            events::resource_type.eq(event.resource_type),
+            events::resource_id.eq(event.resource_id),
+            events::data.eq(event.data),
+            events::previous_attributes.eq(event.previous_attributes),
+            events::created_at.eq(at),
+            events::customer_id.eq(customer_id),
+        ));
+    }
+    // PostgreSQL takes at most 65535 bind parameters per statement (9 per row here).
+    for chunk in values.chunks(5000) {
+        diesel::insert_into(events::table)
+            .values(chunk)
+            .execute(conn)
+            .await?;
+    }
+    for (event_type, events) in by_type {
+        crate::repo::webhooks::enqueue_for_events(conn, merchant, &event_type, &events).await?;
+    }
+    Ok(ids)
+}
+
 /// The customer an event is about, for the customer timeline: the customer itself, or
 /// the `customer_id` of the resource's snapshot (subscriptions, invoices, payments,
 /// tickets, payment methods, cancellation requests).

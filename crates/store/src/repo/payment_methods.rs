@@ -157,6 +157,26 @@ pub async fn default_for_customer(
         .transpose()
 }
 
+/// The default payment methods of several customers (one query; customers without one
+/// are absent).
+pub async fn defaults_for_customers(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    customers: &[CustomerId],
+) -> StoreResult<Vec<PaymentMethod>> {
+    let ids: Vec<uuid::Uuid> = customers.iter().map(|c| c.uuid()).collect();
+    payment_methods::table
+        .filter(payment_methods::merchant_id.eq(merchant.uuid()))
+        .filter(payment_methods::customer_id.eq_any(ids))
+        .filter(payment_methods::is_default)
+        .select(PaymentMethodRow::as_select())
+        .load(conn)
+        .await?
+        .into_iter()
+        .map(PaymentMethodRow::into_domain)
+        .collect()
+}
+
 /// Clears the customer's default flag (before another method becomes the default).
 /// Returns the id of the method that was the default, if any.
 pub async fn clear_default(

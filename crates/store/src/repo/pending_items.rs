@@ -137,6 +137,24 @@ pub async fn uninvoiced(
     rows.into_iter().map(Row::into_item).collect()
 }
 
+/// Which of `subscriptions` have un-invoiced items (for the renewal batch).
+pub async fn subscriptions_with_uninvoiced(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    subscriptions: &[SubscriptionId],
+) -> StoreResult<std::collections::HashSet<SubscriptionId>> {
+    let ids: Vec<uuid::Uuid> = subscriptions.iter().map(|s| s.uuid()).collect();
+    let found: Vec<uuid::Uuid> = p::table
+        .filter(p::merchant_id.eq(merchant.uuid()))
+        .filter(p::subscription_id.eq_any(ids))
+        .filter(p::invoice_id.is_null())
+        .select(p::subscription_id)
+        .distinct()
+        .load(conn)
+        .await?;
+    Ok(found.into_iter().map(SubscriptionId::from_uuid).collect())
+}
+
 /// [`uninvoiced`] with the rows locked.
 pub async fn lock_uninvoiced(
     conn: &mut AsyncPgConnection,

@@ -3,18 +3,23 @@
 //! invoice (`next_payment_attempt_at`, `first_failed_at`) and the upcoming-notice marker
 //! of each subscription (`upcoming_notice_for`).
 //!
-//! The claim queries are the engine's only cross-tenant reads: each returns one row
-//! locked with `FOR UPDATE SKIP LOCKED`, so any number of workers share the work without
-//! a leader and without waiting on each other.
+//! The claim queries are the engine's only cross-tenant reads: each returns rows locked
+//! with `FOR UPDATE SKIP LOCKED`, so any number of workers share the work without a
+//! leader and without waiting on each other. The batch forms ([`claim_due_renewals`],
+//! [`lock_free_subscriptions`], [`save_renewed`]) let one transaction renew many
+//! subscriptions with a handful of statements instead of a dozen per subscription.
 
 use chrono::{DateTime, Utc};
-use diesel::sql_types::{Array, Integer, Jsonb, Nullable, Timestamptz, Uuid};
-use diesel::{OptionalExtension, QueryableByName};
+use diesel::prelude::*;
+use diesel::sql_types::{Array, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tenure_domain::billing::dunning::DunningPolicy;
 use tenure_domain::ids::{CustomerId, InvoiceId, MerchantId, SubscriptionId};
+use tenure_domain::subscription::SubscriptionStatus;
 
 use crate::error::{StoreError, StoreResult};
+use crate::repo::subscriptions::{StoredSubscription, SubscriptionRow};
+use crate::schema::subscriptions;
 
 /// The notice lead time when a merchant has not chosen one.
 pub const DEFAULT_UPCOMING_NOTICE_DAYS: u32 = 7;
@@ -136,35 +141,126 @@ struct Claimed {
     id: uuid::Uuid,
 }
 
-/// Claims one subscription whose current period (or trial) ended at or before `now` and
-/// that renews (trialing, active or past due), skipping `skip` and rows another worker
-/// holds. The row stays locked until the transaction ends.
-pub async fn claim_due_renewal(
+/// The statuses that renew when their period ends.
+const RENEWING: [&str; 3] = ["trialing", "active", "past_due"];
+
+/// Claims up to `limit` subscriptions due for renewal at `now` (oldest period end first,
+/// index `subscriptions_renewal_due`, skipping `skip` and rows other workers hold),
+/// whole, with their merchants. The rows stay locked until the transaction ends.
+pub async fn claim_due_renewals(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
+    limit: usize,
     skip: &[uuid::Uuid],
-) -> StoreResult<Option<(MerchantId, SubscriptionId)>> {
-    let row: Option<Claimed> = diesel::sql_query(
-        "SELECT merchant_id, id FROM subscriptions \
-         WHERE status IN ('trialing', 'active', 'past_due') AND current_period_end <= $1 \
-           AND NOT (id = ANY($2)) \
-         ORDER BY current_period_end LIMIT 1 FOR UPDATE SKIP LOCKED",
+) -> StoreResult<Vec<(MerchantId, StoredSubscription)>> {
+    let limit = i64::try_from(limit).map_err(|_| StoreError::corrupt("limit out of range"))?;
+    let rows: Vec<SubscriptionRow> = subscriptions::table
+        .filter(subscriptions::status.eq_any(RENEWING))
+        .filter(subscriptions::current_period_end.le(now))
+        .filter(subscriptions::id.ne_all(skip))
+        .order(subscriptions::current_period_end)
+        .limit(limit)
+        .select(SubscriptionRow::as_select())
+        .for_update()
+        .skip_locked()
+        .load(conn)
+        .await?;
+    rows.into_iter()
+        .map(|r| {
+            let merchant = MerchantId::from_uuid(r.merchant_id);
+            Ok((merchant, r.into_domain()?))
+        })
+        .collect()
+}
+
+/// Locks those of the merchant's subscriptions `ids` that no other transaction holds
+/// (the batch form of `subscriptions::lock_if_free`) and returns their statuses: what
+/// the charge batch needs to decide, without loading and parsing whole states.
+pub async fn lock_free_subscriptions(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    ids: &[SubscriptionId],
+) -> StoreResult<Vec<(SubscriptionId, SubscriptionStatus)>> {
+    let ids: Vec<uuid::Uuid> = ids.iter().map(|i| i.uuid()).collect();
+    let rows: Vec<(uuid::Uuid, String)> = subscriptions::table
+        .filter(subscriptions::merchant_id.eq(merchant.uuid()))
+        .filter(subscriptions::id.eq_any(ids))
+        .select((subscriptions::id, subscriptions::status))
+        .for_update()
+        .skip_locked()
+        .load(conn)
+        .await?;
+    rows.into_iter()
+        .map(|(id, status)| {
+            Ok((
+                SubscriptionId::from_uuid(id),
+                status.parse().map_err(StoreError::corrupt)?,
+            ))
+        })
+        .collect()
+}
+
+/// Saves renewed subscriptions of one merchant with one `UPDATE`: status, plan, period
+/// end, state and update time, rewritten from the domain value as
+/// `subscriptions::update` does. Only for subscriptions without scheduled changes or a
+/// trial before and after (their `scheduled_changes` rows are none and stay none); the
+/// caller holds the row locks.
+pub async fn save_renewed(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    renewed: &[&StoredSubscription],
+) -> StoreResult<()> {
+    if renewed.is_empty() {
+        return Ok(());
+    }
+    let mut ids = Vec::with_capacity(renewed.len());
+    let mut plans = Vec::with_capacity(renewed.len());
+    let mut statuses = Vec::with_capacity(renewed.len());
+    let mut ends = Vec::with_capacity(renewed.len());
+    let mut states = Vec::with_capacity(renewed.len());
+    let mut updated = Vec::with_capacity(renewed.len());
+    for s in renewed {
+        let sub = &s.subscription;
+        if !sub.scheduled_changes.is_empty() || sub.status == SubscriptionStatus::Trialing {
+            return Err(StoreError::corrupt(
+                "a subscription with scheduled changes is saved one by one",
+            ));
+        }
+        let row = SubscriptionRow::from_domain(merchant, s)?;
+        ids.push(row.id);
+        plans.push(row.plan_id);
+        statuses.push(row.status);
+        ends.push(row.current_period_end);
+        states.push(row.state.to_string());
+        updated.push(row.updated_at);
+    }
+    let n = diesel::sql_query(
+        "UPDATE subscriptions s SET plan_id = u.plan_id, status = u.status, \
+           current_period_end = u.period_end, state = u.state::jsonb, updated_at = u.updated_at \
+         FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::timestamptz[], $6::text[], \
+           $7::timestamptz[]) AS u(id, plan_id, status, period_end, state, updated_at) \
+         WHERE s.merchant_id = $1 AND s.id = u.id",
     )
-    .bind::<Timestamptz, _>(now)
-    .bind::<Array<Uuid>, _>(skip)
-    .get_result(conn)
-    .await
-    .optional()?;
-    Ok(row.map(|r| {
-        (
-            MerchantId::from_uuid(r.merchant_id),
-            SubscriptionId::from_uuid(r.id),
-        )
-    }))
+    .bind::<Uuid, _>(merchant.uuid())
+    .bind::<Array<Uuid>, _>(ids)
+    .bind::<Array<Uuid>, _>(plans)
+    .bind::<Array<Text>, _>(statuses)
+    .bind::<Array<Timestamptz>, _>(ends)
+    .bind::<Array<Text>, _>(states)
+    .bind::<Array<Timestamptz>, _>(updated)
+    .execute(conn)
+    .await?;
+    if n != renewed.len() {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
 }
 
 /// Claims one subscription whose period ends within its merchant's notice lead time
-/// after `now` and whose notice for that period has not been sent.
+/// after `now` and whose notice for that period has not been sent. The index range is
+/// bounded by the longest lead time any merchant chose (at least the default), not by
+/// the maximum allowed: with 60 days, every round rescanned a month of renewed
+/// subscriptions whose notices were long sent.
 pub async fn claim_due_notice(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
@@ -175,7 +271,9 @@ pub async fn claim_due_notice(
          LEFT JOIN billing_settings b ON b.merchant_id = s.merchant_id \
          WHERE s.status IN ('trialing', 'active', 'past_due') \
            AND s.current_period_end > $1 \
-           AND s.current_period_end <= $1 + make_interval(days => $3) \
+           AND s.current_period_end <= $1 + make_interval(days => LEAST($3, ( \
+                 SELECT GREATEST(COALESCE(max(upcoming_notice_days), 0), $4) \
+                 FROM billing_settings))) \
            AND s.current_period_end <= $1 + make_interval(days => COALESCE(b.upcoming_notice_days, $4)) \
            AND s.upcoming_notice_for IS DISTINCT FROM s.current_period_end \
            AND NOT (s.id = ANY($2)) \
@@ -212,30 +310,6 @@ pub async fn mark_notice_sent(
     .execute(conn)
     .await?;
     Ok(())
-}
-
-/// Claims one invoice whose next charge attempt is due at `now`.
-pub async fn claim_due_payment(
-    conn: &mut AsyncPgConnection,
-    now: DateTime<Utc>,
-    skip: &[uuid::Uuid],
-) -> StoreResult<Option<(MerchantId, InvoiceId)>> {
-    let row: Option<Claimed> = diesel::sql_query(
-        "SELECT merchant_id, id FROM invoices \
-         WHERE next_payment_attempt_at <= $1 AND NOT (id = ANY($2)) \
-         ORDER BY next_payment_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED",
-    )
-    .bind::<Timestamptz, _>(now)
-    .bind::<Array<Uuid>, _>(skip)
-    .get_result(conn)
-    .await
-    .optional()?;
-    Ok(row.map(|r| {
-        (
-            MerchantId::from_uuid(r.merchant_id),
-            InvoiceId::from_uuid(r.id),
-        )
-    }))
 }
 
 /// An invoice's dunning schedule.

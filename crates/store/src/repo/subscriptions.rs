@@ -31,21 +31,21 @@ pub struct StoredSubscription {
 
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = subscriptions)]
-struct SubscriptionRow {
-    merchant_id: uuid::Uuid,
-    id: uuid::Uuid,
-    customer_id: uuid::Uuid,
-    product_id: uuid::Uuid,
-    plan_id: uuid::Uuid,
-    status: String,
-    current_period_end: DateTime<Utc>,
-    state: serde_json::Value,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
+pub(crate) struct SubscriptionRow {
+    pub(crate) merchant_id: uuid::Uuid,
+    pub(crate) id: uuid::Uuid,
+    pub(crate) customer_id: uuid::Uuid,
+    pub(crate) product_id: uuid::Uuid,
+    pub(crate) plan_id: uuid::Uuid,
+    pub(crate) status: String,
+    pub(crate) current_period_end: DateTime<Utc>,
+    pub(crate) state: serde_json::Value,
+    pub(crate) created_at: DateTime<Utc>,
+    pub(crate) updated_at: DateTime<Utc>,
 }
 
 impl SubscriptionRow {
-    fn from_domain(merchant: MerchantId, s: &StoredSubscription) -> StoreResult<Self> {
+    pub(crate) fn from_domain(merchant: MerchantId, s: &StoredSubscription) -> StoreResult<Self> {
         let sub = &s.subscription;
         Ok(Self {
             merchant_id: merchant.uuid(),
@@ -61,7 +61,7 @@ impl SubscriptionRow {
         })
     }
 
-    fn into_domain(self) -> StoreResult<StoredSubscription> {
+    pub(crate) fn into_domain(self) -> StoreResult<StoredSubscription> {
         let subscription: Subscription =
             serde_json::from_value(self.state).map_err(StoreError::corrupt)?;
         if subscription.status.as_str() != self.status {

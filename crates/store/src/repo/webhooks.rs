@@ -203,6 +203,39 @@ pub async fn enqueue_for_event(
     insert_deliveries(conn, merchant, rows, at).await
 }
 
+/// [`enqueue_for_event`] for several events of one type (one endpoint lookup); the
+/// deliveries are due at each event's time.
+pub async fn enqueue_for_events(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    event_type: &str,
+    events: &[(EventId, DateTime<Utc>)],
+) -> StoreResult<usize> {
+    let endpoints = subscribed_endpoints(conn, merchant, event_type).await?;
+    if endpoints.is_empty() {
+        return Ok(0);
+    }
+    let mut inserted = 0;
+    // Deliveries of one `insert_deliveries` call share their due time: group by time.
+    let mut rest: Vec<(EventId, DateTime<Utc>)> = events.to_vec();
+    rest.sort_by_key(|(_, at)| *at);
+    for group in rest.chunk_by(|a, b| a.1 == b.1) {
+        let at = group[0].1;
+        let rows = group
+            .iter()
+            .flat_map(|(event, _)| {
+                endpoints.iter().map(|endpoint| NewDelivery {
+                    endpoint: *endpoint,
+                    event: *event,
+                    event_type: event_type.to_owned(),
+                })
+            })
+            .collect();
+        inserted += insert_deliveries(conn, merchant, rows, at).await?;
+    }
+    Ok(inserted)
+}
+
 /// The enabled endpoints of a merchant that subscribe to `event_type`.
 pub async fn subscribed_endpoints(
     conn: &mut AsyncPgConnection,
