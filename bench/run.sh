@@ -62,6 +62,9 @@ RESULTS="$WORK/results.jsonl"
 export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB"
 export TENURE_JWT_SECRET="tenure-bench-secret-0123456789abcdef0123456789"
 export TENURE_LOG=${TENURE_LOG:-warn}
+# The load comes from one merchant key: with the default limits (100/s per key) the
+# merchant scenarios would measure the rate limiter's 429s, not the service.
+export TENURE_RATE_LIMIT_PER_SECOND=0 TENURE_RATE_LIMIT_CUSTOMER_PER_SECOND=0
 export BENCH_LUA_DIR="$ROOT/bench/lua"
 TENURE="${TENURE_BIN:-$ROOT/target/release/tenure}"
 BENCH="$ROOT/target/release/tenure-bench"

@@ -819,6 +819,80 @@ async fn refunds_never_exceed_what_was_paid() {
         .expect_problem(404, "resource_missing");
 }
 
+/// A `created_from`/`created_to` window (planned apart from the id-ordered lists, see
+/// `repo::invoices::list_window`) lists exactly its invoices, newest first, combined with
+/// the other filters and across pages.
+#[actix_web::test]
+async fn a_created_window_lists_exactly_its_invoices_newest_first_across_pages() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let ada = fixtures::customer(&app, &m, "ada").await;
+    let bob = fixtures::customer(&app, &m, "bob").await;
+    let start = app.state.now();
+    let mut made = Vec::new();
+    for day in 0..6_i64 {
+        app.clock.advance_to(start + Duration::days(10 * day));
+        let who = if day % 2 == 0 { &ada } else { &bob };
+        made.push(invoice(&app, &m, who, 100 + day).await.to_string());
+    }
+    let iso = |days: i64| {
+        (start + Duration::days(days)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    let list = |query: String| {
+        let app = &app;
+        let key = m.key.clone();
+        async move {
+            let mut ids = Vec::new();
+            let mut cursor: Option<String> = None;
+            loop {
+                let after = cursor
+                    .map(|c| format!("&starting_after={c}"))
+                    .unwrap_or_default();
+                let page = app
+                    .get(&format!("/v1/invoices?limit=1&{query}{after}"))
+                    .bearer(&key)
+                    .send()
+                    .await
+                    .expect(200);
+                for i in page.body["data"].as_array().unwrap() {
+                    ids.push(i["id"].as_str().unwrap().to_owned());
+                }
+                if page.body["has_more"] != true {
+                    return ids;
+                }
+                cursor = page.body["next_cursor"].as_str().map(str::to_owned);
+            }
+        }
+    };
+    // Days 10, 20 and 30 fall in [5, 35): newest first, one per page.
+    let window = format!("created_from={}&created_to={}", iso(5), iso(35));
+    assert_eq!(
+        list(window.clone()).await,
+        [made[3].clone(), made[2].clone(), made[1].clone()]
+    );
+    // The bounds: from is inclusive, to exclusive.
+    assert_eq!(
+        list(format!("created_from={}&created_to={}", iso(10), iso(20))).await,
+        [made[1].clone()]
+    );
+    // Combined with a customer and a status.
+    assert_eq!(
+        list(format!("{window}&customer_id={ada}")).await,
+        [made[2].clone()]
+    );
+    assert_eq!(list(format!("{window}&status=open")).await.len(), 3);
+    assert!(list(format!("{window}&status=paid")).await.is_empty());
+    // Only one bound.
+    assert_eq!(
+        list(format!("created_from={}", iso(40))).await,
+        [made[5].clone(), made[4].clone()]
+    );
+    assert_eq!(
+        list(format!("created_to={}", iso(10))).await,
+        [made[0].clone()]
+    );
+}
+
 #[actix_web::test]
 async fn invoices_are_listed_filtered_and_private_to_their_customer() {
     let app = TestApp::new().await;
