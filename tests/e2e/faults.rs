@@ -130,3 +130,76 @@ async fn a_lost_database_is_503_and_the_service_recovers_by_itself() {
         .await
         .expect(201);
 }
+
+/// A steady stream of writes runs through an outage: every write answered 201 before,
+/// during or after it is in the database afterwards (acknowledged means durable), every
+/// other answer is a 503 the client may retry, and the stream recovers by itself.
+#[actix_web::test]
+async fn writes_acknowledged_around_an_outage_are_all_kept() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let restored = std::cell::Cell::new(false);
+    let mut acknowledged: Vec<(String, String)> = Vec::new();
+    let mut refused = 0;
+    let writes = async {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // Runs until 20 writes in a row succeed after the database is back.
+        let mut healthy_after = 0;
+        let mut i = 0;
+        while healthy_after < 20 {
+            assert!(Instant::now() < deadline, "no recovery after the outage");
+            let external_id = format!("w-{i}");
+            let started = Instant::now();
+            let res = app
+                .post("/v1/customers")
+                .bearer(&m.key)
+                .json(&json!({"external_id": external_id}))
+                .send()
+                .await;
+            if res.status.as_u16() == 201 {
+                acknowledged.push((external_id, res.id()));
+                if restored.get() {
+                    healthy_after += 1;
+                }
+            } else {
+                assert_unavailable(&format!("write {i}"), &res, started.elapsed());
+                refused += 1;
+                healthy_after = 0;
+            }
+            i += 1;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    let outage = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        cut(&app.db.name).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        restore(&app.db.name).await;
+        restored.set(true);
+    };
+    tokio::join!(writes, outage);
+    assert!(refused > 0, "the outage fell inside the stream");
+    assert!(
+        acknowledged.len() > 20,
+        "writes succeeded before the outage too"
+    );
+    for (external_id, id) in &acknowledged {
+        let customer = app
+            .get(&format!("/v1/customers/{id}"))
+            .bearer(&m.key)
+            .send()
+            .await
+            .expect(200);
+        assert_eq!(customer.body["external_id"], external_id.as_str());
+    }
+    // A refused write may still have committed just before its connection was cut (the
+    // client then retries with an Idempotency-Key); nothing acknowledged is missing.
+    let stored = app
+        .count("SELECT count(*) AS n FROM customers WHERE external_id LIKE 'w-%'")
+        .await;
+    assert!(
+        stored >= i64::try_from(acknowledged.len()).unwrap(),
+        "{stored} stored, {} acknowledged",
+        acknowledged.len()
+    );
+}

@@ -148,7 +148,9 @@ impl Eligibility {
                 );
             }
             for (field, v) in [("ltv.min", ltv.min), ("ltv.max", ltv.max)] {
-                if v.is_some_and(|a| a.abs() > crate::money::MAX_AMOUNT) {
+                const LIMIT: i64 = crate::money::MAX_AMOUNT;
+                // A range check, not `abs()`: `i64::MIN.abs()` overflows.
+                if v.is_some_and(|a| !(-LIMIT..=LIMIT).contains(&a)) {
                     return bad(field, "is out of range");
                 }
             }
@@ -511,6 +513,22 @@ mod tests {
             ..Default::default()
         };
         assert!(e.validated().is_err());
+        // Extreme bounds are refused, never overflowed (found by Schemathesis).
+        for (min, max) in [
+            (Some(0), Some(i64::MIN)),
+            (Some(i64::MIN), None),
+            (None, Some(i64::MAX)),
+        ] {
+            let e = Eligibility {
+                ltv: Some(LtvRange {
+                    currency: "EUR".into(),
+                    min,
+                    max,
+                }),
+                ..Default::default()
+            };
+            assert!(e.validated().is_err(), "{min:?}..{max:?}");
+        }
         let e = Eligibility {
             tags: vec![" VIP ".into(), "vip".into()],
             ..Default::default()

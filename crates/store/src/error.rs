@@ -33,7 +33,12 @@ impl From<DieselError> for StoreError {
                     }
                 }
                 DatabaseErrorKind::SerializationFailure => StoreError::Contended,
-                DatabaseErrorKind::ClosedConnection => {
+                // The server went away mid-statement: the connection is gone, not the
+                // request wrong, so the caller gets a retryable 503.
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand => {
+                    StoreError::Unavailable(info.message().to_owned())
+                }
+                _ if is_server_going_away(info.message()) => {
                     StoreError::Unavailable(info.message().to_owned())
                 }
                 _ => StoreError::Query(DieselError::DatabaseError(kind, info)),
@@ -46,6 +51,20 @@ impl From<DieselError> for StoreError {
     }
 }
 
+/// PostgreSQL's "operator intervention" errors (SQLSTATE class 57: an administrator
+/// terminated the backend, the server is shutting down or starting up). diesel reports
+/// them as `Unknown` without the SQLSTATE, so they are recognised by their messages.
+fn is_server_going_away(message: &str) -> bool {
+    const MESSAGES: [&str; 5] = [
+        "terminating connection due to",
+        "the database system is shutting down",
+        "the database system is starting up",
+        "the database system is in recovery mode",
+        "the database system is not yet accepting connections",
+    ];
+    MESSAGES.iter().any(|m| message.starts_with(m))
+}
+
 impl StoreError {
     pub fn corrupt(what: impl std::fmt::Display) -> Self {
         StoreError::Corrupt(what.to_string())
@@ -53,3 +72,41 @@ impl StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_terminated_or_closed_connection_is_unavailable_not_a_query_error() {
+        for (kind, message) in [
+            (
+                DatabaseErrorKind::Unknown,
+                "terminating connection due to administrator command",
+            ),
+            (
+                DatabaseErrorKind::Unknown,
+                "the database system is shutting down",
+            ),
+            (DatabaseErrorKind::UnableToSendCommand, "connection closed"),
+            (
+                DatabaseErrorKind::ClosedConnection,
+                "server closed the connection",
+            ),
+        ] {
+            let err = StoreError::from(DieselError::DatabaseError(
+                kind,
+                Box::new(message.to_owned()),
+            ));
+            assert!(
+                matches!(err, StoreError::Unavailable(_)),
+                "{message}: {err:?}"
+            );
+        }
+        let syntax = StoreError::from(DieselError::DatabaseError(
+            DatabaseErrorKind::Unknown,
+            Box::new("syntax error at or near \"x\"".to_owned()),
+        ));
+        assert!(matches!(syntax, StoreError::Query(_)));
+    }
+}
