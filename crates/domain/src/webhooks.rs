@@ -193,6 +193,13 @@ pub const EVENT_TYPES: &[&str] = &[
     "subscription.unpaid",
     "subscription.recovered",
     "subscription.access_ending",
+    "cancellation_request.created",
+    "cancellation_request.withdrawn",
+    "cancellation_request.approved",
+    "cancellation_request.declined",
+    "cancellation_request.completed",
+    "support_ticket.created",
+    "support_ticket.updated",
     "retention_offer.created",
     "retention_offer.updated",
     "retention_offer.deactivated",
@@ -334,6 +341,14 @@ mod tests {
         );
         assert!(validate_enabled_events(&[]).is_err());
         assert!(validate_enabled_events(&["customer.deleted".to_owned()]).is_err());
+        // The cancellation workflow's events can be chosen one by one, not only via `*`.
+        assert!(
+            validate_enabled_events(&[
+                "cancellation_request.created".to_owned(),
+                "support_ticket.updated".to_owned(),
+            ])
+            .is_ok()
+        );
         assert!(subscribes_to(&["*".to_owned()], "plan.created"));
         assert!(!subscribes_to(&["plan.updated".to_owned()], "plan.created"));
     }
