@@ -2,21 +2,9 @@
 //! for hand-built customers with known histories in two currencies.
 
 use serde_json::{Value, json};
-use tenure_domain::ids::CustomerId;
 use tenure_e2e::{TestApp, TestMerchant};
 
 use crate::fixtures;
-
-async fn exec(app: &TestApp, sql: String) {
-    let mut conn = app.sql().await;
-    diesel_async::RunQueryDsl::execute(diesel::sql_query(sql), &mut conn)
-        .await
-        .unwrap();
-}
-
-fn uuid_of(customer: &str) -> uuid::Uuid {
-    customer.parse::<CustomerId>().unwrap().uuid()
-}
 
 /// One invoice of `currency` with a payment of `amount` (`status`), optionally refunded
 /// by `refund`, all through SQL with known amounts. `n` is its invoice number: the
@@ -32,7 +20,7 @@ async fn paid_invoice(
     status: &str,
     refund: i64,
 ) {
-    let c = uuid_of(customer);
+    let c = fixtures::customer_uuid(customer);
     let (inv, pay) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
     let paid = if status == "succeeded" { amount } else { 0 };
     let gref = if status == "succeeded" {
@@ -40,17 +28,17 @@ async fn paid_invoice(
     } else {
         "NULL"
     };
-    exec(app, format!(
+    app.exec(format!(
         "INSERT INTO invoices (merchant_id, id, number, customer_id, status, currency, total, amount_paid, amount_refunded)
          SELECT merchant_id, '{inv}', {n}, id, '{st}', '{currency}', {amount}, {paid}, {refund} FROM customers WHERE id = '{c}'",
         st = if status == "succeeded" { "paid" } else { "open" }
     )).await;
-    exec(app, format!(
+    app.exec(format!(
         "INSERT INTO payments (merchant_id, id, invoice_id, customer_id, amount, currency, status, gateway, gateway_ref, idempotency_key, amount_refunded)
          SELECT merchant_id, '{pay}', '{inv}', id, {amount}, '{currency}', '{status}', 'sandbox', {gref}, 'k{n}', {refund} FROM customers WHERE id = '{c}'"
     )).await;
     if refund > 0 {
-        exec(app, format!(
+        app.exec(format!(
             "INSERT INTO refunds (merchant_id, id, invoice_id, payment_id, amount, currency, gateway_ref)
              SELECT merchant_id, '{}', '{inv}', '{pay}', {refund}, '{currency}', 're_1' FROM customers WHERE id = '{c}'",
             uuid::Uuid::now_v7()
@@ -116,13 +104,10 @@ async fn context_and_segments_of_hand_built_customers() {
     let loyal = fixtures::customer(&app, &m, "loyal").await;
     subscribe(&app, &m, &loyal, &eur_month).await;
     subscribe(&app, &m, &loyal, &usd_year).await;
-    exec(
-        &app,
-        format!(
-            "UPDATE customers SET created_at = now() - interval '400 days 1 hour' WHERE id = '{}'",
-            uuid_of(&loyal)
-        ),
-    )
+    app.exec(format!(
+        "UPDATE customers SET created_at = now() - interval '400 days 1 hour' WHERE id = '{}'",
+        fixtures::customer_uuid(&loyal)
+    ))
     .await;
     paid_invoice(&app, &loyal, 101, "EUR", 5000, "succeeded", 500).await;
     paid_invoice(&app, &loyal, 102, "EUR", 2000, "succeeded", 0).await;
@@ -140,13 +125,10 @@ async fn context_and_segments_of_hand_built_customers() {
         .send()
         .await
         .expect(200);
-    exec(
-        &app,
-        format!(
-            "UPDATE customers SET created_at = now() - interval '100 days' WHERE id = '{}'",
-            uuid_of(&gone)
-        ),
-    )
+    app.exec(format!(
+        "UPDATE customers SET created_at = now() - interval '100 days' WHERE id = '{}'",
+        fixtures::customer_uuid(&gone)
+    ))
     .await;
     paid_invoice(&app, &gone, 105, "EUR", 3000, "succeeded", 0).await;
 

@@ -47,3 +47,11 @@ pub async fn session(app: &TestApp, m: &TestMerchant, customer: &str) -> String 
         .expect(201);
     res.body["token"].as_str().expect("token").to_owned()
 }
+
+/// The uuid behind a customer's TypeID, for hand-written SQL.
+pub fn customer_uuid(customer: &str) -> uuid::Uuid {
+    customer
+        .parse::<tenure_domain::ids::CustomerId>()
+        .expect("a customer id")
+        .uuid()
+}

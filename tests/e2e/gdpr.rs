@@ -66,13 +66,6 @@ async fn totals(app: &TestApp) -> Totals {
     .unwrap()
 }
 
-async fn exec(app: &TestApp, sql: String) {
-    let mut conn = app.sql().await;
-    diesel_async::RunQueryDsl::execute(diesel::sql_query(sql), &mut conn)
-        .await
-        .unwrap();
-}
-
 async fn export(app: &TestApp, m: &TestMerchant, customer: &str) -> Value {
     app.get(&format!("/v1/customers/{customer}/export"))
         .bearer(&m.key)
@@ -123,19 +116,19 @@ async fn export_holds_everything_and_erase_anonymises_but_keeps_the_money() {
         .parse::<tenure_domain::ids::CustomerId>()
         .unwrap()
         .uuid();
-    exec(&app, format!(
+    app.exec(format!(
         "INSERT INTO invoices (merchant_id, id, number, customer_id, status, currency, total, amount_paid, amount_refunded)
          SELECT merchant_id, '{inv}', 900, id, 'paid', 'EUR', 4200, 4200, 200 FROM customers WHERE id = '{ada_uuid}'"
     )).await;
-    exec(&app, format!(
+    app.exec(format!(
         "INSERT INTO invoice_lines (merchant_id, invoice_id, position, kind, description, amount)
          SELECT merchant_id, '{inv}', 0, 'plan', 'Plan 4200', 4200 FROM customers WHERE id = '{ada_uuid}'"
     )).await;
-    exec(&app, format!(
+    app.exec(format!(
         "INSERT INTO payments (merchant_id, id, invoice_id, customer_id, amount, currency, status, gateway, gateway_ref, idempotency_key, amount_refunded)
          SELECT merchant_id, '{pay}', '{inv}', id, 4200, 'EUR', 'succeeded', 'sandbox', 'gw_9', 'k900', 200 FROM customers WHERE id = '{ada_uuid}'"
     )).await;
-    exec(&app, format!(
+    app.exec(format!(
         "INSERT INTO refunds (merchant_id, id, invoice_id, payment_id, amount, currency, gateway_ref)
          SELECT merchant_id, '{}', '{inv}', '{pay}', 200, 'EUR', 're_9' FROM customers WHERE id = '{ada_uuid}'",
         uuid::Uuid::now_v7()
@@ -159,12 +152,12 @@ async fn export_holds_everything_and_erase_anonymises_but_keeps_the_money() {
         .unwrap()
         .to_owned();
     let offer = uuid::Uuid::now_v7();
-    exec(&app, format!(
+    app.exec(format!(
         "INSERT INTO retention_offers (merchant_id, id, name, kind, eligibility)
          SELECT merchant_id, '{offer}', 'Half off', '{{\"type\": \"discount_percent\", \"percent\": 50, \"cycles\": 3}}', '{{}}'
            FROM customers WHERE id = '{ada_uuid}'"
     )).await;
-    exec(&app, format!(
+    app.exec(format!(
         "INSERT INTO retention_offer_outcomes (merchant_id, id, offer_id, customer_id, subscription_id, reason, outcome)
          SELECT merchant_id, '{}', '{offer}', customer_id, id, 'too_expensive', 'declined'
            FROM subscriptions WHERE customer_id = '{ada_uuid}'",

@@ -67,14 +67,6 @@ fn time(v: &Value) -> DateTime<Utc> {
         .unwrap_or_else(|| panic!("not a timestamp: {v}"))
 }
 
-async fn sql(app: &TestApp, query: &str) {
-    let mut conn = app.sql().await;
-    diesel::sql_query(query)
-        .execute(&mut conn)
-        .await
-        .unwrap_or_else(|e| panic!("{query}: {e}"));
-}
-
 async fn worker(app: &TestApp) -> usize {
     run_due_changes(&app.state, app.clock.now(), 100)
         .await
@@ -223,9 +215,7 @@ async fn every_row_of_the_transition_table_over_http() {
                     }
                     "past_due" | "unpaid" => {
                         let id: tenure_domain::ids::SubscriptionId = sub.parse().unwrap();
-                        sql(
-                            &app,
-                            &format!(
+                        app.exec(&format!(
                                 "UPDATE subscriptions SET status = '{status}', \
                                  state = jsonb_set(state, '{{status}}', '\"{status}\"') WHERE id = '{}'",
                                 id.uuid()

@@ -10,13 +10,6 @@ use tenure_e2e::{TestApp, TestMerchant};
 
 use crate::fixtures;
 
-async fn exec(app: &TestApp, sql: String) {
-    let mut conn = app.sql().await;
-    diesel_async::RunQueryDsl::execute(diesel::sql_query(sql), &mut conn)
-        .await
-        .unwrap();
-}
-
 async fn plan(
     app: &TestApp,
     m: &TestMerchant,
@@ -77,18 +70,14 @@ async fn cancellation_request(app: &TestApp, sub: &str, reason: &str, at: DateTi
         .unwrap()
         .uuid();
     let (ticket, request) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
-    exec(
-        app,
-        format!(
+    app.exec(format!(
             "INSERT INTO support_tickets (merchant_id, id, customer_id, subscription_id, subject, status, channel, created_at, updated_at)
              SELECT merchant_id, '{ticket}', customer_id, id, 'Cancellation', 'open', 'portal', '{at}', '{at}'
                FROM subscriptions WHERE id = '{sub}'"
         ),
     )
     .await;
-    exec(
-        app,
-        format!(
+    app.exec(format!(
             "INSERT INTO cancellation_requests (merchant_id, id, subscription_id, customer_id, ticket_id, reason, status, effective_at, created_at, updated_at)
              SELECT merchant_id, '{request}', id, customer_id, '{ticket}', '{reason}', 'pending', '{at}', '{at}', '{at}'
                FROM subscriptions WHERE id = '{sub}'"
@@ -109,9 +98,7 @@ async fn offer_outcome(
         .parse::<tenure_domain::ids::SubscriptionId>()
         .unwrap()
         .uuid();
-    exec(
-        app,
-        format!(
+    app.exec(format!(
             "INSERT INTO retention_offer_outcomes (merchant_id, id, offer_id, customer_id, subscription_id, outcome, created_at)
              SELECT merchant_id, '{}', '{offer}', customer_id, id, '{outcome}', '{at}'
                FROM subscriptions WHERE id = '{sub}'",
@@ -203,13 +190,10 @@ async fn metrics_of_a_hand_built_history_in_two_currencies() {
     cancellation_request(&app, &u2, "unused", app.clock.now()).await;
     cancellation_request(&app, &s1, "too_expensive", app.clock.now()).await;
     let offer = uuid::Uuid::now_v7();
-    exec(
-        &app,
-        format!(
-            "INSERT INTO retention_offers (merchant_id, id, name, kind, eligibility)
+    app.exec(format!(
+        "INSERT INTO retention_offers (merchant_id, id, name, kind, eligibility)
              SELECT merchant_id, '{offer}', 'Half off', '{{}}', '{{}}' FROM subscriptions LIMIT 1"
-        ),
-    )
+    ))
     .await;
     offer_outcome(&app, &s1, offer, "accepted", app.clock.now()).await;
     offer_outcome(&app, &u2, offer, "declined", app.clock.now()).await;

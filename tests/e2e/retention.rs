@@ -4,21 +4,9 @@
 
 use serde_json::{Value, json};
 use tenure_domain::clock::Clock;
-use tenure_domain::ids::CustomerId;
 use tenure_e2e::{TestApp, TestMerchant};
 
 use crate::fixtures;
-
-async fn exec(app: &TestApp, sql: String) {
-    let mut conn = app.sql().await;
-    diesel_async::RunQueryDsl::execute(diesel::sql_query(sql), &mut conn)
-        .await
-        .unwrap();
-}
-
-fn uuid_of(customer: &str) -> uuid::Uuid {
-    customer.parse::<CustomerId>().unwrap().uuid()
-}
 
 /// A customer `days` old with `ltv_eur` paid (one paid invoice) and `tags`.
 async fn customer(
@@ -30,21 +18,18 @@ async fn customer(
     tags: &[&str],
 ) -> String {
     let id = fixtures::customer(app, m, name).await;
-    let c = uuid_of(&id);
-    exec(
-        app,
-        format!(
-            "UPDATE customers SET created_at = now() - interval '{days} days 1 hour' WHERE id = '{c}'"
-        ),
-    )
+    let c = fixtures::customer_uuid(&id);
+    app.exec(format!(
+        "UPDATE customers SET created_at = now() - interval '{days} days 1 hour' WHERE id = '{c}'"
+    ))
     .await;
     if ltv_eur > 0 {
         let (inv, pay) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
-        exec(app, format!(
+        app.exec(format!(
             "INSERT INTO invoices (merchant_id, id, number, customer_id, status, currency, total, amount_paid, amount_refunded)
              SELECT merchant_id, '{inv}', 1000 + (random() * 100000)::int, id, 'paid', 'EUR', {ltv_eur}, {ltv_eur}, 0 FROM customers WHERE id = '{c}'"
         )).await;
-        exec(app, format!(
+        app.exec(format!(
             "INSERT INTO payments (merchant_id, id, invoice_id, customer_id, amount, currency, status, gateway, gateway_ref, idempotency_key, amount_refunded)
              SELECT merchant_id, '{pay}', '{inv}', id, {ltv_eur}, 'EUR', 'succeeded', 'sandbox', 'gw_1', 'k{pay}', 0 FROM customers WHERE id = '{c}'"
         )).await;

@@ -263,6 +263,17 @@ impl TestApp {
             .expect("connect to the test database")
     }
 
+    /// Runs a SQL statement on this test's database (hand-built fixtures); panics with
+    /// the statement when it fails.
+    pub async fn exec(&self, statement: impl AsRef<str>) {
+        let statement = statement.as_ref();
+        let mut conn = self.sql().await;
+        diesel::sql_query(statement)
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+
     /// Counts rows with a SQL query returning one bigint column named `n`.
     pub async fn count(&self, query: &str) -> i64 {
         #[derive(diesel::QueryableByName)]
