@@ -363,6 +363,17 @@ async fn export_holds_everything_and_erase_anonymises_but_keeps_the_money() {
         .send()
         .await
         .expect_problem(409, "customer_erased");
+    // Nor through a reply on one of their tickets, which would store new personal text.
+    let ticket = doc["support_tickets"][0]["id"]
+        .as_str()
+        .expect("a ticket")
+        .to_owned();
+    app.post(&format!("/v1/support_tickets/{ticket}/replies"))
+        .bearer(&m.key)
+        .json(&json!({"body": "Hi Ada, about your account"}))
+        .send()
+        .await
+        .expect_problem(409, "customer_erased");
     // The control customer is untouched.
     let control = app
         .get(&format!("/v1/customers/{control}"))

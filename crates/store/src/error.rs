@@ -33,6 +33,9 @@ impl From<DieselError> for StoreError {
                     }
                 }
                 DatabaseErrorKind::SerializationFailure => StoreError::Contended,
+                // SQLSTATE 40P01, which diesel reports as `Unknown`: PostgreSQL aborted this
+                // transaction to break a lock cycle; retrying it is safe.
+                _ if info.message().starts_with("deadlock detected") => StoreError::Contended,
                 // The server went away mid-statement: the connection is gone, not the
                 // request wrong, so the caller gets a retryable 503.
                 DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand => {
@@ -103,6 +106,11 @@ mod tests {
                 "{message}: {err:?}"
             );
         }
+        let deadlock = StoreError::from(DieselError::DatabaseError(
+            DatabaseErrorKind::Unknown,
+            Box::new("deadlock detected".to_owned()),
+        ));
+        assert!(matches!(deadlock, StoreError::Contended));
         let syntax = StoreError::from(DieselError::DatabaseError(
             DatabaseErrorKind::Unknown,
             Box::new("syntax error at or near \"x\"".to_owned()),

@@ -353,10 +353,14 @@ async fn renew_due(
         }
         done += outcome.renewed;
         for (merchant, id) in outcome.one_by_one {
-            match renew_one(conn, merchant, id, now).await? {
-                Round::Done => done += 1,
-                Round::Skipped(id) => skip.push(id),
-                Round::Idle => {}
+            match renew_one(conn, merchant, id, now).await {
+                Ok(Round::Done) => done += 1,
+                Ok(Round::Skipped(id)) => skip.push(id),
+                Ok(Round::Idle) => {}
+                Err(err) => {
+                    set_aside(&err, "renewal", &id.to_string())?;
+                    skip.push(id.uuid());
+                }
             }
         }
     }
@@ -758,13 +762,35 @@ async fn collect_merchant(
     record_events(conn, merchant, drafts).await?;
     for invoice in one_by_one {
         let id = invoice.id;
-        if let Collected::Busy =
-            collect_in_tx(conn, state, merchant, invoice, now, Mode::Scheduled).await?
-        {
-            busy.push(id.uuid());
+        // A savepoint per invoice: one that fails is rolled back alone and set aside for
+        // this round, instead of undoing the batch's recorded charges with it.
+        let collected = conn
+            .transaction(async |conn| {
+                collect_in_tx(conn, state, merchant, invoice, now, Mode::Scheduled).await
+            })
+            .await;
+        match collected {
+            Ok(Collected::Busy) => busy.push(id.uuid()),
+            Ok(_) => {}
+            Err(err) => {
+                set_aside(&err, "charge", &id.to_string())?;
+                busy.push(id.uuid());
+            }
         }
     }
     Ok(busy)
+}
+
+/// An item of the renewal engine failed. A lost database ends the round (the error is
+/// returned); anything else is logged and the item is left for the next round, so one
+/// bad item never stops the others.
+fn set_aside(err: &ApiError, work: &'static str, item: &str) -> ApiResult<()> {
+    if let ApiError::Unavailable(cause) = err {
+        return Err(ApiError::Unavailable(cause.clone()));
+    }
+    tracing::error!(work, item, code = err.code(), error = %err, cause = ?err,
+        "renewal engine item failed; set aside until the next round");
+    Ok(())
 }
 
 /// Whether a claimed invoice may be charged in bulk: open with something due, of an

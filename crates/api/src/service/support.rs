@@ -8,6 +8,7 @@ use tenure_domain::support::{
     CancellationRequest, MessageAuthor, SupportTicket, TicketMessage, TicketStatus,
 };
 use tenure_domain::text;
+use tenure_store::repo::customers as customers_repo;
 use tenure_store::repo::support::{self as repo, RequestFilter, TicketFilter};
 use tenure_store::{Page, PageRequest};
 
@@ -98,12 +99,19 @@ pub async fn reply(
     let now = super::subscriptions::now_of(state);
     let mut conn = state.db.conn().await?;
     conn.transaction(async |conn| {
+        let unlocked = repo::get_ticket(conn, caller.merchant, id, false)
+            .await
+            .map_err(ApiError::from_store("support_ticket"))?;
+        if customer.is_some_and(|c| c != unlocked.customer_id) {
+            return Err(ApiError::NotFound("support_ticket"));
+        }
+        // An erased customer's tickets take no new messages (a reply would bring personal
+        // data back). Erasure locks the customer before their tickets; so does this.
+        let owner = customers_repo::get(conn, caller.merchant, unlocked.customer_id, true).await?;
+        super::gdpr::ensure_not_erased(&owner)?;
         let ticket = repo::get_ticket(conn, caller.merchant, id, true)
             .await
             .map_err(ApiError::from_store("support_ticket"))?;
-        if customer.is_some_and(|c| c != ticket.customer_id) {
-            return Err(ApiError::NotFound("support_ticket"));
-        }
         let next = ticket.check_reply(author).map_err(|_| {
             ApiError::conflict("ticket_closed", "the ticket is closed; open a new one")
         })?;
