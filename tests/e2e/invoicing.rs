@@ -1000,3 +1000,84 @@ async fn a_customer_without_a_payment_method_goes_past_due_and_recovers_when_a_c
     assert_eq!(inv["attempt_count"], 2);
     assert_eq!(events(&app, &m, "subscription.recovered").await.len(), 1);
 }
+
+/// An upgrade mid-period, then a cancellation at period end: no renewal takes the
+/// upgrade's pending items, so ending the subscription bills them on a final invoice (no
+/// period), which the next round charges although the subscription is canceled.
+#[actix_web::test]
+async fn an_upgrade_then_a_cancellation_bills_the_proration_on_a_final_invoice() {
+    let app = TestApp::new().await;
+    let s = setup(&app, "pm_card_visa").await;
+    let basic = plan(&app, &s, "Basic", 1000, "month").await;
+    let premium = plan(&app, &s, "Premium", 3000, "month").await;
+    let sub = subscribe(&app, &s, &basic).await;
+    let id = sub["id"].as_str().unwrap().to_owned();
+    let period = period_of(&sub);
+    round(&app).await;
+    app.clock.advance(Duration::days(10));
+    app.post(&format!("/v1/subscriptions/{id}/change_plan"))
+        .bearer(&s.m.key)
+        .json(&json!({"plan_id": premium}))
+        .send()
+        .await
+        .expect(200);
+    let at = pending_items(&app).await[0]
+        .period_start
+        .expect("item period");
+    let expected = prorate_change(
+        &terms(&basic, 1000, Interval::Month),
+        &terms(&premium, 3000, Interval::Month),
+        &period,
+        at,
+    )
+    .unwrap();
+    let (credit, charge) = (
+        expected.lines[0].amount.amount,
+        expected.lines[1].amount.amount,
+    );
+    app.post(&format!("/v1/subscriptions/{id}/cancel"))
+        .bearer(&s.m.key)
+        .json(&json!({"timing": "period_end"}))
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(
+        invoices(&app, &s).await.len(),
+        1,
+        "nothing billed before the end"
+    );
+
+    app.clock.advance_to(period.end + Duration::seconds(1));
+    round(&app).await; // the cancellation takes effect: the final invoice
+    round(&app).await; // and it is charged
+    let all = invoices(&app, &s).await;
+    assert_eq!(
+        all.len(),
+        2,
+        "the first period and the final invoice, no renewal"
+    );
+    let last = &all[1];
+    assert!(
+        last.get("period_start").is_some_and(Value::is_null),
+        "{last}"
+    );
+    assert!(last.get("period_end").is_some_and(Value::is_null), "{last}");
+    assert_eq!(lines_of(last, "proration"), vec![credit, charge]);
+    assert!(lines_of(last, "plan").is_empty());
+    assert_totals(last);
+    assert_eq!(amount(&last["total"]), credit + charge);
+    assert_eq!(last["status"], "paid");
+    assert_eq!(last["attempt_count"], 1);
+    assert!(
+        pending_items(&app)
+            .await
+            .iter()
+            .all(|i| i.invoice_id.is_some())
+    );
+    let read = get(&app, &s.m, &format!("/v1/subscriptions/{id}")).await;
+    assert_eq!(read["status"], "canceled");
+    // Nothing more is billed afterwards.
+    app.clock.advance(Duration::days(40));
+    round(&app).await;
+    assert_eq!(invoices(&app, &s).await.len(), 2);
+}

@@ -432,32 +432,34 @@ async fn workers_killed_mid_batch_lose_and_duplicate_nothing() {
     let now = app.clock.now();
     // Workers dropped a few milliseconds into their batch: whatever transaction was open
     // is rolled back (the pool discards the connection).
-    let mut killed = 0;
-    for ms in [5, 10, 20, 40, 80] {
+    // Whether a drop lands mid-batch depends on the machine's speed, so the timeouts
+    // start small and the test only needs one drop before the work was done.
+    let mut killed_unfinished = 0;
+    for ms in [1, 2, 5, 10, 20, 40, 80] {
         let w = worker_state(&app);
-        if tokio::time::timeout(
+        let finished = tokio::time::timeout(
             std::time::Duration::from_millis(ms),
             run_due_renewals(&w, now, 1000),
         )
         .await
-        .is_err()
-        {
-            killed += 1;
+        .is_ok();
+        // 300 renewal invoices, plus the template's first-period invoice.
+        let invoiced = app.count("SELECT count(*) AS n FROM invoices").await;
+        if !finished && invoiced < 301 {
+            killed_unfinished += 1;
         }
     }
-    assert!(killed > 0, "at least one worker was killed mid-batch");
-    // 300 renewal invoices, plus the template's first-period invoice from its creation.
-    let partial = app.count("SELECT count(*) AS n FROM invoices").await;
     assert!(
-        partial < 301,
-        "the killed workers did not finish ({partial})"
+        killed_unfinished > 0,
+        "a worker was dropped before the renewals were done"
     );
     // The server rolls back a dropped connection's transaction (releasing its locks)
     // once it notices the closed socket.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let charged_before = app.count("SELECT count(*) AS n FROM payments").await;
-    let restarted = join_all((0..2).map(|_| drain(worker_state(&app), now))).await;
-    assert!(restarted.iter().sum::<usize>() > 0);
+    // Restarted workers finish whatever the dropped ones left (a later, undropped worker
+    // may already have finished it all); either way each renewal happened exactly once.
+    join_all((0..2).map(|_| drain(worker_state(&app), now))).await;
     assert_exactly_once(&app, 300, 1).await;
     assert!(charged_before <= 301);
     // And every subscription moved exactly one period.

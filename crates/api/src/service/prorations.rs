@@ -15,7 +15,9 @@
 //!   forbids twice), the charge joins the credit as pending items of the next invoice,
 //!   so no money is dropped either way.
 //!
-//! Lines of zero are not stored. A change during a trial has no proration and bills
+//! Items still pending when the subscription ends go on its final invoice
+//! (`renewals::invoice_final_items_in_tx`). Lines of zero are not stored. A change during
+//! a trial has no proration and bills
 //! nothing.
 
 use chrono::{DateTime, Utc};

@@ -210,10 +210,69 @@ pub(crate) async fn invoice_period_in_tx(
     };
     pending_repo::link_to_invoice(conn, merchant, &draft.items, invoice.id).await?;
     discounts_repo::consume(conn, merchant, &draft.discounts).await?;
+    settle_or_schedule(conn, merchant, invoice, now)
+        .await
+        .map(Some)
+}
+
+/// The final invoice of a subscription that ended with pending items (an upgrade's
+/// proration, then a cancellation before the next renewal): every un-invoiced item in
+/// the plan's currency as a `proration` line, no period, due now. Without it the upgrade
+/// would never be billed. No discounts apply (they are granted per renewal). `None` when
+/// nothing is pending.
+pub(crate) async fn invoice_final_items_in_tx(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    sub: &StoredSubscription,
+    now: DateTime<Utc>,
+) -> ApiResult<Option<Invoice>> {
+    let currency = sub.subscription.plan.price.currency;
+    let pending = pending_repo::lock_uninvoiced(conn, merchant, sub.subscription.id).await?;
+    let mut lines = Vec::new();
+    let mut items = Vec::new();
+    for item in pending.iter().filter(|i| i.amount.currency == currency) {
+        lines.push(InvoiceLine::new(
+            LineKind::Proration,
+            item.description.clone(),
+            item.amount,
+        )?);
+        items.push(item.id);
+    }
+    if lines.is_empty() {
+        return Ok(None);
+    }
+    let invoice = invoices_repo::create_invoice(
+        conn,
+        merchant,
+        NewInvoice {
+            customer_id: sub.customer_id,
+            subscription_id: Some(sub.subscription.id),
+            period: None,
+            currency,
+            lines,
+            status: InvoiceStatus::Open,
+        },
+        now,
+    )
+    .await?;
+    pending_repo::link_to_invoice(conn, merchant, &items, invoice.id).await?;
+    settle_or_schedule(conn, merchant, invoice, now)
+        .await
+        .map(Some)
+}
+
+/// A new open invoice: paid at once when nothing is due (a credit stays on it), else
+/// scheduled for a charge now.
+async fn settle_or_schedule(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    invoice: Invoice,
+    now: DateTime<Utc>,
+) -> ApiResult<Invoice> {
     if invoice.totals.amount_due.is_zero() {
         let paid = invoices_repo::mark_paid_without_charge(conn, merchant, invoice.id, now).await?;
         invoice_event(conn, merchant, "invoice.paid", &paid, Some(&invoice)).await?;
-        return Ok(Some(paid));
+        return Ok(paid);
     }
     repo::set_dunning(
         conn,
@@ -225,10 +284,10 @@ pub(crate) async fn invoice_period_in_tx(
         },
     )
     .await?;
-    Ok(Some(Invoice {
+    Ok(Invoice {
         next_payment_attempt_at: Some(now),
         ..invoice
-    }))
+    })
 }
 
 /// The period and terms the next invoice of `sub` will bill, if it renews: the first
@@ -910,7 +969,9 @@ async fn collect_in_tx(
         }
         None => None,
     };
-    if sub.as_ref().is_some_and(|s| s.subscription.is_canceled()) {
+    // Dunning stops when its subscription ended; a final invoice (no period: the items
+    // left when it ended) is what ending it billed, and is collected.
+    if invoice.period.is_some() && sub.as_ref().is_some_and(|s| s.subscription.is_canceled()) {
         repo::set_dunning(conn, merchant, invoice.id, stop).await?;
         return Ok(Collected::NotCollectible);
     }

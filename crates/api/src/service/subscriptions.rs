@@ -329,6 +329,10 @@ async fn persist(
         }
         // An immediate plan change bills its proration (pending items, or a new period).
         super::prorations::bill_plan_change_in_tx(conn, merchant, &after, event, now).await?;
+        // An ending subscription's pending items go on a final invoice.
+        if matches!(event, SubscriptionEvent::Canceled { .. }) {
+            super::renewals::invoice_final_items_in_tx(conn, merchant, &after, now).await?;
+        }
         touched = match event {
             SubscriptionEvent::CancellationRequested {
                 cancellation_request_id,
