@@ -741,6 +741,25 @@ pub async fn accept(
     .await
 }
 
+/// The discount an accepted discount offer grants (applied by the next invoices).
+async fn grant_discount(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    sub: &tenure_domain::subscription::Subscription,
+    offer: &StoredOffer,
+    value: DiscountValue,
+    cycles: u32,
+    now: DateTime<Utc>,
+) -> ApiResult<discounts::StoredDiscount> {
+    let new = NewDiscount {
+        subscription_id: sub.id,
+        offer_id: Some(offer.id.uuid()),
+        value,
+        cycles,
+    };
+    Ok(discounts::grant(conn, merchant, new, now).await?)
+}
+
 /// Applies an accepted offer to the subscription (its cancellation already withdrawn).
 /// The merchant made the offer, so the product's portal policy does not limit it (a
 /// pause longer than `max_pause_days`, a switch to a plan not listed as switchable);
@@ -756,33 +775,13 @@ async fn apply(
     let s = &sub.subscription;
     let transition = match &offer.kind {
         OfferKind::DiscountPercent { percent, cycles } => {
-            let d = discounts::grant(
-                conn,
-                merchant,
-                NewDiscount {
-                    subscription_id: s.id,
-                    offer_id: Some(offer.id.uuid()),
-                    value: DiscountValue::Percent(*percent),
-                    cycles: *cycles,
-                },
-                now,
-            )
-            .await?;
+            let value = DiscountValue::Percent(*percent);
+            let d = grant_discount(conn, merchant, s, offer, value, *cycles, now).await?;
             return Ok((sub.clone(), Some(d)));
         }
         OfferKind::DiscountAmount { amount, cycles } => {
-            let d = discounts::grant(
-                conn,
-                merchant,
-                NewDiscount {
-                    subscription_id: s.id,
-                    offer_id: Some(offer.id.uuid()),
-                    value: DiscountValue::Amount(*amount),
-                    cycles: *cycles,
-                },
-                now,
-            )
-            .await?;
+            let value = DiscountValue::Amount(*amount);
+            let d = grant_discount(conn, merchant, s, offer, value, *cycles, now).await?;
             return Ok((sub.clone(), Some(d)));
         }
         OfferKind::PauseInstead { days } => {
