@@ -55,3 +55,14 @@ pub fn customer_uuid(customer: &str) -> uuid::Uuid {
         .expect("a customer id")
         .uuid()
 }
+
+/// Subscribes `customer` to `plan` as the merchant; the created subscription.
+pub async fn subscribe(app: &TestApp, m: &TestMerchant, customer: &str, plan: &str) -> Value {
+    app.post("/v1/subscriptions")
+        .bearer(&m.key)
+        .json(&json!({"customer_id": customer, "plan_id": plan}))
+        .send()
+        .await
+        .expect(201)
+        .body
+}

@@ -57,13 +57,7 @@ async fn plan(app: &TestApp, s: &Setup, name: &str, amount: i64, interval: &str)
 }
 
 async fn subscribe(app: &TestApp, s: &Setup, plan: &str) -> Value {
-    app.post("/v1/subscriptions")
-        .bearer(&s.m.key)
-        .json(&json!({"customer_id": s.customer, "plan_id": plan}))
-        .send()
-        .await
-        .expect(201)
-        .body
+    fixtures::subscribe(app, &s.m, &s.customer, plan).await
 }
 
 async fn get(app: &TestApp, m: &TestMerchant, path: &str) -> Value {

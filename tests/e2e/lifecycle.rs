@@ -50,16 +50,6 @@ pub async fn catalog(app: &TestApp, m: &TestMerchant, policy: Value) -> Catalog 
     }
 }
 
-pub async fn subscribe(app: &TestApp, m: &TestMerchant, customer: &str, plan: &str) -> Value {
-    app.post("/v1/subscriptions")
-        .bearer(&m.key)
-        .json(&json!({"customer_id": customer, "plan_id": plan}))
-        .send()
-        .await
-        .expect(201)
-        .body
-}
-
 fn time(v: &Value) -> DateTime<Utc> {
     v.as_str()
         .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
@@ -185,7 +175,7 @@ async fn every_row_of_the_transition_table_over_http() {
                 } else {
                     &cat.base
                 };
-                let sub = subscribe(&app, &m, &customer, plan).await["id"]
+                let sub = fixtures::subscribe(&app, &m, &customer, plan).await["id"]
                     .as_str()
                     .unwrap()
                     .to_owned();
@@ -296,7 +286,7 @@ async fn the_portal_read_and_list_agree_on_switch_targets_of_an_archived_product
     let cat = catalog(&app, &m, json!({"allow_plan_change": true})).await;
     let customer = fixtures::customer(&app, &m, "c-archived").await;
     let token = fixtures::session(&app, &m, &customer).await;
-    let sub = subscribe(&app, &m, &customer, &cat.base).await["id"]
+    let sub = fixtures::subscribe(&app, &m, &customer, &cat.base).await["id"]
         .as_str()
         .map(str::to_owned)
         .unwrap();
@@ -461,7 +451,7 @@ async fn fifty_concurrent_conflicting_actions_leave_a_valid_state() {
     let cat = catalog(&app, &m, json!({})).await;
     let customer = fixtures::customer(&app, &m, "busy").await;
     let token = fixtures::session(&app, &m, &customer).await;
-    let sub = subscribe(&app, &m, &customer, &cat.base).await["id"]
+    let sub = fixtures::subscribe(&app, &m, &customer, &cat.base).await["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -712,7 +702,7 @@ async fn customers_withdraw_and_merchants_approve_or_decline_requests() {
     for name in ["withdraws", "approved", "declined"] {
         let customer = fixtures::customer(&app, &m, name).await;
         let token = fixtures::session(&app, &m, &customer).await;
-        let sub = subscribe(&app, &m, &customer, &cat.base).await["id"]
+        let sub = fixtures::subscribe(&app, &m, &customer, &cat.base).await["id"]
             .as_str()
             .unwrap()
             .to_owned();
@@ -865,7 +855,7 @@ async fn a_pause_resumes_by_itself_when_the_clock_passes_its_end() {
     let cat = catalog(&app, &m, json!({"max_pause_days": 30})).await;
     let customer = fixtures::customer(&app, &m, "napper").await;
     let token = fixtures::session(&app, &m, &customer).await;
-    let sub = subscribe(&app, &m, &customer, &cat.base).await["id"]
+    let sub = fixtures::subscribe(&app, &m, &customer, &cat.base).await["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -936,7 +926,7 @@ async fn trials_end_and_scheduled_pauses_start_through_the_worker() {
     let m = app.merchant("A").await;
     let cat = catalog(&app, &m, json!({})).await;
     let customer = fixtures::customer(&app, &m, "trial").await;
-    let sub = subscribe(&app, &m, &customer, &cat.trial).await;
+    let sub = fixtures::subscribe(&app, &m, &customer, &cat.trial).await;
     assert_eq!(sub["status"], "trialing");
     let trial_end = time(&sub["trial_end"]);
     let sub = sub["id"].as_str().unwrap().to_owned();
@@ -983,7 +973,7 @@ async fn plan_changes_preview_prorate_and_downgrades_wait_for_period_end() {
     let m = app.merchant("A").await;
     let cat = catalog(&app, &m, json!({})).await;
     let customer = fixtures::customer(&app, &m, "switcher").await;
-    let sub = subscribe(&app, &m, &customer, &cat.base).await["id"]
+    let sub = fixtures::subscribe(&app, &m, &customer, &cat.base).await["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -1091,11 +1081,11 @@ async fn merchants_list_filter_and_guard_subscriptions_with_etags() {
     let cat = catalog(&app, &m, json!({})).await;
     let a = fixtures::customer(&app, &m, "a").await;
     let b = fixtures::customer(&app, &m, "b").await;
-    let s1 = subscribe(&app, &m, &a, &cat.trial).await;
+    let s1 = fixtures::subscribe(&app, &m, &a, &cat.trial).await;
     assert_eq!(s1["status"], "trialing");
     assert!(s1["trial_end"].is_string());
-    let s2 = subscribe(&app, &m, &a, &cat.base).await;
-    let s3 = subscribe(&app, &m, &b, &cat.premium).await;
+    let s2 = fixtures::subscribe(&app, &m, &a, &cat.base).await;
+    let s3 = fixtures::subscribe(&app, &m, &b, &cat.premium).await;
     let app = &app;
     let list = |query: &str| {
         let path = format!("/v1/subscriptions{query}");
@@ -1199,7 +1189,7 @@ async fn other_tenants_and_other_customers_get_404() {
     let other = fixtures::customer(&app, &a, "other").await;
     let owner_token = fixtures::session(&app, &a, &owner).await;
     let other_token = fixtures::session(&app, &a, &other).await;
-    let sub = subscribe(&app, &a, &owner, &cat.base).await["id"]
+    let sub = fixtures::subscribe(&app, &a, &owner, &cat.base).await["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -1329,7 +1319,7 @@ async fn concurrent_workers_apply_each_due_change_exactly_once() {
     let customer = fixtures::customer(&app, &m, "many").await;
     let mut subs = Vec::new();
     for _ in 0..12 {
-        let sub = subscribe(&app, &m, &customer, &cat.base).await["id"]
+        let sub = fixtures::subscribe(&app, &m, &customer, &cat.base).await["id"]
             .as_str()
             .unwrap()
             .to_owned();
@@ -1374,7 +1364,7 @@ async fn the_server_worker_loop_applies_due_changes_in_the_background() {
     let m = app.merchant("A").await;
     let cat = catalog(&app, &m, json!({})).await;
     let customer = fixtures::customer(&app, &m, "looped").await;
-    let sub = subscribe(&app, &m, &customer, &cat.base).await["id"]
+    let sub = fixtures::subscribe(&app, &m, &customer, &cat.base).await["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -1422,7 +1412,7 @@ async fn immediate_mode_needs_confirmation_and_notice_only_ignores_the_period() 
     let customer = fixtures::customer(&app, &m, "quick").await;
     let token = fixtures::session(&app, &m, &customer).await;
 
-    let sub = subscribe(&app, &m, &customer, &immediate.base).await["id"]
+    let sub = fixtures::subscribe(&app, &m, &customer, &immediate.base).await["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -1463,7 +1453,7 @@ async fn immediate_mode_needs_confirmation_and_notice_only_ignores_the_period() 
     assert_eq!(again.header("etag"), done.header("etag"));
     assert!(done.body["subscription"]["available_actions"]["cancel"].is_null());
 
-    let sub = subscribe(&app, &m, &customer, &notice_only.base).await["id"]
+    let sub = fixtures::subscribe(&app, &m, &customer, &notice_only.base).await["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -1497,7 +1487,7 @@ async fn workers_and_requests_racing_on_due_subscriptions_cancel_each_once() {
     let customer = fixtures::customer(&app, &m, "racer").await;
     let mut subs = Vec::new();
     for _ in 0..10 {
-        let sub = subscribe(&app, &m, &customer, &cat.base).await["id"]
+        let sub = fixtures::subscribe(&app, &m, &customer, &cat.base).await["id"]
             .as_str()
             .unwrap()
             .to_owned();
@@ -1558,7 +1548,7 @@ async fn a_merchant_removing_a_requested_cancellation_declines_the_request() {
     let cat = catalog(&app, &m, json!({"notice_period_days": 10})).await;
     let customer = fixtures::customer(&app, &m, "kept").await;
     let token = fixtures::session(&app, &m, &customer).await;
-    let sub = subscribe(&app, &m, &customer, &cat.base).await["id"]
+    let sub = fixtures::subscribe(&app, &m, &customer, &cat.base).await["id"]
         .as_str()
         .unwrap()
         .to_owned();

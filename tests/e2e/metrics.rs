@@ -31,16 +31,6 @@ async fn plan(
         .id()
 }
 
-async fn subscribe(app: &TestApp, m: &TestMerchant, customer: &str, plan: &str) -> Value {
-    app.post("/v1/subscriptions")
-        .bearer(&m.key)
-        .json(&json!({"customer_id": customer, "plan_id": plan}))
-        .send()
-        .await
-        .expect(201)
-        .body
-}
-
 fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
@@ -137,18 +127,18 @@ async fn metrics_of_a_hand_built_history_in_two_currencies() {
 
     // Day 0: EUR c1 (1000 monthly + 700 weekly = 1000 + 3033), c2 (12006 yearly = 1001),
     // c3 (2000); USD c4 (500), c5 (1500).
-    let s1 = subscribe(&app, &m, &c1, &eur_month).await["id"]
+    let s1 = fixtures::subscribe(&app, &m, &c1, &eur_month).await["id"]
         .as_str()
         .unwrap()
         .to_owned();
-    subscribe(&app, &m, &c1, &eur_week).await;
-    subscribe(&app, &m, &c2, &eur_year).await;
-    let s3 = subscribe(&app, &m, &c3, &eur_month_2000).await["id"]
+    fixtures::subscribe(&app, &m, &c1, &eur_week).await;
+    fixtures::subscribe(&app, &m, &c2, &eur_year).await;
+    let s3 = fixtures::subscribe(&app, &m, &c3, &eur_month_2000).await["id"]
         .as_str()
         .unwrap()
         .to_owned();
-    subscribe(&app, &m, &c4, &usd_month).await;
-    let u2 = subscribe(&app, &m, &c5, &usd_month_1500).await["id"]
+    fixtures::subscribe(&app, &m, &c4, &usd_month).await;
+    let u2 = fixtures::subscribe(&app, &m, &c5, &usd_month_1500).await["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -159,7 +149,7 @@ async fn metrics_of_a_hand_built_history_in_two_currencies() {
     app.clock.advance(Duration::days(2));
 
     // Day 12: c7 starts a 30-day trial (pays nothing through the period).
-    subscribe(&app, &m, &c7, &usd_trial).await;
+    fixtures::subscribe(&app, &m, &c7, &usd_trial).await;
     // Day 15: c3 asks to cancel (too expensive) and is canceled; c6 subscribes (4000);
     // c5 pauses; c1 upgrades 1000 -> 1500.
     app.clock.advance(Duration::days(3));
@@ -170,7 +160,7 @@ async fn metrics_of_a_hand_built_history_in_two_currencies() {
         .send()
         .await
         .expect(200);
-    subscribe(&app, &m, &c6, &eur_month_4000).await;
+    fixtures::subscribe(&app, &m, &c6, &eur_month_4000).await;
     app.post(&format!("/v1/subscriptions/{u2}/pause"))
         .bearer(&m.key)
         .json(&json!({"start": {"type": "now"}}))

@@ -49,13 +49,7 @@ async fn attach(app: &TestApp, m: &TestMerchant, customer: &str, token: &str) ->
 }
 
 async fn subscribe(app: &TestApp, s: &Setup) -> Value {
-    app.post("/v1/subscriptions")
-        .bearer(&s.m.key)
-        .json(&json!({"customer_id": s.customer, "plan_id": s.plan}))
-        .send()
-        .await
-        .expect(201)
-        .body
+    fixtures::subscribe(app, &s.m, &s.customer, &s.plan).await
 }
 
 async fn get(app: &TestApp, m: &TestMerchant, path: &str) -> Value {

@@ -46,13 +46,10 @@ async fn customer(
 }
 
 async fn subscribe(app: &TestApp, m: &TestMerchant, customer: &str, plan: &str) -> String {
-    app.post("/v1/subscriptions")
-        .bearer(&m.key)
-        .json(&json!({"customer_id": customer, "plan_id": plan}))
-        .send()
-        .await
-        .expect(201)
-        .id()
+    fixtures::subscribe(app, m, customer, plan).await["id"]
+        .as_str()
+        .expect("subscription id")
+        .to_owned()
 }
 
 async fn offer(app: &TestApp, m: &TestMerchant, body: Value) -> String {
