@@ -525,6 +525,15 @@ async fn a_percent_discount_applies_to_exactly_the_next_two_invoices() {
             assert_eq!(left[0]["cycles_remaining"], remaining);
         } else {
             assert!(left.is_empty(), "a used-up discount is no longer shown");
+            let token = fixtures::session(&app, &s.m, &s.customer).await;
+            let portal = app
+                .get(&format!("/v1/portal/subscriptions/{id}"))
+                .bearer(&token)
+                .send()
+                .await
+                .expect(200)
+                .body;
+            assert_eq!(portal["discounts"], json!([]), "nor in the portal");
         }
         end = time(&read["current_period"]["end"]);
     }

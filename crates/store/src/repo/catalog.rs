@@ -248,6 +248,48 @@ pub async fn list_plans(
     Page::from_overfetch(rows, &page).try_map(PlanRow::into_domain)
 }
 
+/// The ids of the plans a subscriber of the product in the same query may switch to:
+/// its active plans, none when it is archived (as [`list_purchasable_plans`]), newest
+/// first. A correlated `ARRAY(SELECT …)` over `products`, so that the portal's reads take
+/// them in the statement that reads the product. (A macro because diesel's `auto_type`
+/// cannot name a query over an alias.)
+macro_rules! purchasable_plan_ids {
+    () => {{
+        use $crate::schema::{plans, products};
+        let offered = diesel::alias!($crate::schema::plans as offered_plans);
+        diesel::dsl::array(
+            offered
+                .filter(offered.field(plans::merchant_id).eq(products::merchant_id))
+                .filter(offered.field(plans::product_id).eq(products::id))
+                .filter(offered.field(plans::active).eq(true))
+                .filter(products::archived_at.is_null())
+                .select(offered.field(plans::id))
+                .order(offered.field(plans::id).desc())
+                .limit(500),
+        )
+    }};
+}
+pub(crate) use purchasable_plan_ids;
+
+/// What a subscriber of a product may do in the portal: the product's portal policy and
+/// the plans they may switch to (`purchasable_plan_ids!`), in one statement. Takes a
+/// shared connection so that it can be pipelined with other reads.
+pub async fn portal_terms(
+    conn: &AsyncPgConnection,
+    merchant: MerchantId,
+    product: ProductId,
+) -> StoreResult<(PortalPolicy, Vec<PlanId>)> {
+    let (policy, plans) = products::table
+        .find((merchant.uuid(), product.uuid()))
+        .select((products::portal_policy, purchasable_plan_ids!()))
+        .get_result::<(serde_json::Value, Vec<uuid::Uuid>)>(&mut &*conn)
+        .await?;
+    Ok((
+        serde_json::from_value(policy).map_err(StoreError::corrupt)?,
+        plans.into_iter().map(PlanId::from_uuid).collect(),
+    ))
+}
+
 /// Active plans of active products, optionally of one product: what a subscriber may
 /// choose from. Bounded: a catalog shown in a portal is small.
 pub async fn list_purchasable_plans(

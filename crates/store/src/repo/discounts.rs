@@ -139,8 +139,10 @@ pub async fn grant(
 
 /// The discounts of a subscription that still apply to an invoice (`cycles_remaining >
 /// 0`), oldest first: the order the invoice applies them in.
+///
+/// Takes a shared connection so that it can be pipelined with other reads.
 pub async fn active_for_subscription(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     merchant: MerchantId,
     subscription: SubscriptionId,
 ) -> Result<Vec<StoredDiscount>, StoreError> {
@@ -150,7 +152,7 @@ pub async fn active_for_subscription(
         .filter(d::cycles_remaining.gt(0))
         .order((d::created_at.asc(), d::id.asc()))
         .select(Row::as_select())
-        .load(conn)
+        .load(&mut &*conn)
         .await?
         .into_iter()
         .map(Row::into_stored)

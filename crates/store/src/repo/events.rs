@@ -4,10 +4,13 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use futures_util::TryFutureExt;
+use futures_util::future::try_join;
 use tenure_domain::ids::{CustomerId, EventId, MerchantId};
 
 use crate::error::StoreResult;
 use crate::pagination::{Page, PageRequest};
+use crate::repo::webhooks::{self, NewDelivery};
 use crate::schema::events;
 
 /// An event about to be recorded.
@@ -44,13 +47,14 @@ pub async fn record(
     at: DateTime<Utc>,
 ) -> StoreResult<EventId> {
     let id = EventId::new();
-    let event_type = event.event_type.clone();
     let customer_id = customer_of(&event);
-    diesel::insert_into(events::table)
+    let shared: &AsyncPgConnection = conn;
+    // The endpoint lookup does not depend on the insert: both go in one round trip.
+    let insert = diesel::insert_into(events::table)
         .values((
             events::merchant_id.eq(merchant.uuid()),
             events::id.eq(id.uuid()),
-            events::event_type.eq(event.event_type),
+            events::event_type.eq(&event.event_type),
             events::resource_type.eq(event.resource_type),
             events::resource_id.eq(event.resource_id),
             events::data.eq(event.data),
@@ -58,9 +62,19 @@ pub async fn record(
             events::created_at.eq(at),
             events::customer_id.eq(customer_id),
         ))
-        .execute(conn)
-        .await?;
-    crate::repo::webhooks::enqueue_for_event(conn, merchant, id, &event_type, at).await?;
+        .execute(&mut &*shared)
+        .err_into();
+    let endpoints = webhooks::subscribed_endpoints(shared, merchant, &event.event_type);
+    let (_, endpoints) = try_join(insert, endpoints).await?;
+    let deliveries = endpoints
+        .into_iter()
+        .map(|endpoint| NewDelivery {
+            endpoint,
+            event: id,
+            event_type: event.event_type.clone(),
+        })
+        .collect();
+    webhooks::insert_deliveries(conn, merchant, deliveries, at).await?;
     Ok(id)
 }
 

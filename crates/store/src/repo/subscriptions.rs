@@ -7,16 +7,20 @@
 //! `FOR UPDATE SKIP LOCKED`.
 
 use chrono::{DateTime, Utc};
+use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::sql_types::{Array, Uuid as SqlUuid};
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+use diesel::sql_types::Uuid as SqlUuid;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use futures_util::future::try_join;
 use tenure_domain::ids::{CustomerId, MerchantId, PlanId, ProductId, SubscriptionId};
 use tenure_domain::policy::PortalPolicy;
 use tenure_domain::subscription::{Subscription, SubscriptionStatus};
 
 use crate::error::{StoreError, StoreResult};
 use crate::pagination::{Page, PageRequest};
-use crate::schema::{products, scheduled_changes, subscriptions};
+use crate::repo::catalog;
+use crate::schema::{products, scheduled_changes, subscription_discounts, subscriptions};
 
 /// A subscription with what the store keeps beside the domain value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,19 +96,63 @@ pub async fn insert(
     sync_scheduled_changes(conn, merchant, &s.subscription).await
 }
 
+/// Saves a changed subscription: the row and its `scheduled_changes` mirror.
+///
+/// The row's update and the removal of the old mirror rows are independent, so they are
+/// sent together (one round trip); the new mirror rows follow once both are done.
 pub async fn update(
     conn: &mut AsyncPgConnection,
     merchant: MerchantId,
     s: &StoredSubscription,
 ) -> StoreResult<()> {
-    let n = diesel::update(subscriptions::table.find((merchant.uuid(), s.subscription.id.uuid())))
-        .set(SubscriptionRow::from_domain(merchant, s)?)
-        .execute(conn)
-        .await?;
-    if n == 0 {
+    let shared: &AsyncPgConnection = conn;
+    let save = SaveRow(SubscriptionRow::from_domain(merchant, s)?).execute(&mut &*shared);
+    let clear = diesel::delete(
+        scheduled_changes::table
+            .filter(scheduled_changes::merchant_id.eq(merchant.uuid()))
+            .filter(scheduled_changes::subscription_id.eq(s.subscription.id.uuid())),
+    )
+    .execute(&mut &*shared);
+    let (saved, _) = try_join(save, clear).await?;
+    if saved == 0 {
         return Err(StoreError::NotFound);
     }
-    sync_scheduled_changes(conn, merchant, &s.subscription).await
+    insert_scheduled_changes(conn, merchant, &s.subscription).await
+}
+
+/// `UPDATE subscriptions SET … WHERE (merchant_id, id) = …` for a whole row, written out
+/// so that the connection keeps it prepared: diesel re-prepares every `UPDATE` it builds
+/// (its `SET` list may vary with the values), and this one runs on every change of every
+/// subscription.
+#[derive(QueryId)]
+struct SaveRow(SubscriptionRow);
+
+impl QueryFragment<Pg> for SaveRow {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        use diesel::sql_types::{Jsonb, Text, Timestamptz};
+        let row = &self.0;
+        out.push_sql("UPDATE subscriptions SET customer_id = ");
+        out.push_bind_param::<SqlUuid, _>(&row.customer_id)?;
+        out.push_sql(", product_id = ");
+        out.push_bind_param::<SqlUuid, _>(&row.product_id)?;
+        out.push_sql(", plan_id = ");
+        out.push_bind_param::<SqlUuid, _>(&row.plan_id)?;
+        out.push_sql(", status = ");
+        out.push_bind_param::<Text, _>(&row.status)?;
+        out.push_sql(", current_period_end = ");
+        out.push_bind_param::<Timestamptz, _>(&row.current_period_end)?;
+        out.push_sql(", state = ");
+        out.push_bind_param::<Jsonb, _>(&row.state)?;
+        out.push_sql(", created_at = ");
+        out.push_bind_param::<Timestamptz, _>(&row.created_at)?;
+        out.push_sql(", updated_at = ");
+        out.push_bind_param::<Timestamptz, _>(&row.updated_at)?;
+        out.push_sql(" WHERE merchant_id = ");
+        out.push_bind_param::<SqlUuid, _>(&row.merchant_id)?;
+        out.push_sql(" AND id = ");
+        out.push_bind_param::<SqlUuid, _>(&row.id)?;
+        Ok(())
+    }
 }
 
 /// Rewrites the subscription's `scheduled_changes` rows from its state.
@@ -120,6 +168,15 @@ async fn sync_scheduled_changes(
     )
     .execute(conn)
     .await?;
+    insert_scheduled_changes(conn, merchant, sub).await
+}
+
+/// Writes the `scheduled_changes` rows of a subscription's state (none are left).
+async fn insert_scheduled_changes(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    sub: &Subscription,
+) -> StoreResult<()> {
     let mut rows = Vec::with_capacity(sub.scheduled_changes.len() + 1);
     for change in &sub.scheduled_changes {
         rows.push((
@@ -172,48 +229,87 @@ pub async fn get(
     row.into_domain()
 }
 
-/// A subscription with what the portal renders beside it, read in one statement: the
-/// portal policy of its product and the plans a customer may switch to (the product's
-/// active plans, none when the product is archived; as `catalog::list_purchasable_plans`).
+/// Locks a subscription for a change and reads the portal policy of its product, in one
+/// round trip: the policy is read through the subscription, so the two statements are
+/// sent together. The product row is read, not locked.
+pub async fn lock_with_policy(
+    conn: &AsyncPgConnection,
+    merchant: MerchantId,
+    id: SubscriptionId,
+) -> StoreResult<(StoredSubscription, PortalPolicy)> {
+    let locked = subscriptions::table
+        .find((merchant.uuid(), id.uuid()))
+        .select(SubscriptionRow::as_select())
+        .for_update()
+        .get_result::<SubscriptionRow>(&mut &*conn);
+    let policy = products::table
+        .inner_join(
+            subscriptions::table.on(subscriptions::merchant_id
+                .eq(products::merchant_id)
+                .and(subscriptions::product_id.eq(products::id))),
+        )
+        .filter(subscriptions::merchant_id.eq(merchant.uuid()))
+        .filter(subscriptions::id.eq(id.uuid()))
+        .select(products::portal_policy)
+        .get_result::<serde_json::Value>(&mut &*conn);
+    // `try_join` sends and polls in argument order: the lock is taken first, and its own
+    // error (a deadlock, say) is the one returned, not the aborted transaction it leaves
+    // for the second statement.
+    let (row, policy) = try_join(locked, policy).await?;
+    Ok((
+        row.into_domain()?,
+        serde_json::from_value(policy).map_err(StoreError::corrupt)?,
+    ))
+}
+
+/// A subscription with what the portal renders beside it: the portal policy of its
+/// product and the plans a customer may switch to (the product's active plans, none when
+/// the product is archived; as `catalog::list_purchasable_plans`).
 #[derive(Clone, Debug)]
 pub struct PortalRead {
     pub subscription: StoredSubscription,
     pub policy: PortalPolicy,
     pub purchasable_plans: Vec<PlanId>,
+    /// Whether it has a discount still to apply: most have none, and then the portal
+    /// needs no second statement to list them.
+    pub has_discounts: bool,
 }
 
+/// Reads a [`PortalRead`] in one statement.
+///
+/// The statement is built from diesel's DSL without SQL literals, so the connection keeps
+/// it prepared: the portal reads this on every page view, and re-parsing and re-planning
+/// it each time cost PostgreSQL more than running it.
 pub async fn get_for_portal(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     merchant: MerchantId,
     id: SubscriptionId,
 ) -> StoreResult<PortalRead> {
-    // The portal reads this on every page view; one round trip instead of three.
-    let purchasable = diesel::dsl::sql::<Array<SqlUuid>>(
-        "ARRAY(SELECT p.id FROM plans p \
-         WHERE p.merchant_id = subscriptions.merchant_id \
-         AND p.product_id = subscriptions.product_id AND p.active \
-         AND products.archived_at IS NULL ORDER BY p.id DESC LIMIT 500)",
-    );
-    let (row, policy, plans): (SubscriptionRow, serde_json::Value, Vec<uuid::Uuid>) =
-        subscriptions::table
-            .inner_join(
-                products::table.on(products::merchant_id
-                    .eq(subscriptions::merchant_id)
-                    .and(products::id.eq(subscriptions::product_id))),
-            )
-            .filter(subscriptions::merchant_id.eq(merchant.uuid()))
-            .filter(subscriptions::id.eq(id.uuid()))
-            .select((
-                SubscriptionRow::as_select(),
-                products::portal_policy,
-                purchasable,
-            ))
-            .get_result(conn)
-            .await?;
+    let discounted = subscription_discounts::table
+        .filter(subscription_discounts::merchant_id.eq(subscriptions::merchant_id))
+        .filter(subscription_discounts::subscription_id.eq(subscriptions::id))
+        .filter(subscription_discounts::cycles_remaining.gt(0));
+    let (row, policy, plans, has_discounts) = subscriptions::table
+        .inner_join(
+            products::table.on(products::merchant_id
+                .eq(subscriptions::merchant_id)
+                .and(products::id.eq(subscriptions::product_id))),
+        )
+        .filter(subscriptions::merchant_id.eq(merchant.uuid()))
+        .filter(subscriptions::id.eq(id.uuid()))
+        .select((
+            SubscriptionRow::as_select(),
+            products::portal_policy,
+            catalog::purchasable_plan_ids!(),
+            diesel::dsl::exists(discounted),
+        ))
+        .get_result::<(SubscriptionRow, serde_json::Value, Vec<uuid::Uuid>, bool)>(&mut &*conn)
+        .await?;
     Ok(PortalRead {
         subscription: row.into_domain()?,
         policy: serde_json::from_value(policy).map_err(StoreError::corrupt)?,
         purchasable_plans: plans.into_iter().map(PlanId::from_uuid).collect(),
+        has_discounts,
     })
 }
 

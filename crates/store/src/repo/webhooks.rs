@@ -1,7 +1,8 @@
 //! Webhook endpoints, deliveries and the attempt log.
 //!
-//! A delivery row per matching enabled endpoint is created by [`enqueue_for_event`] in
-//! the transaction that records the event, so a rolled-back change delivers nothing.
+//! A delivery row per matching enabled endpoint is created (by
+//! [`crate::repo::events::record`], or [`enqueue_for_events`] for a batch) in the
+//! transaction that records the event, so a rolled-back change delivers nothing.
 //! Workers claim due deliveries with `FOR UPDATE SKIP LOCKED` and a lease, send them
 //! outside any transaction, and settle each outcome in a transaction of its own.
 
@@ -181,30 +182,9 @@ pub async fn delete_endpoint(
     Ok(())
 }
 
-/// Creates a pending delivery, due at `at`, of one event to each enabled endpoint of the
-/// merchant subscribed to its type. Called by [`crate::repo::events::record`] in the
-/// event's own transaction. Returns how many deliveries it created.
-pub async fn enqueue_for_event(
-    conn: &mut AsyncPgConnection,
-    merchant: MerchantId,
-    event: EventId,
-    event_type: &str,
-    at: DateTime<Utc>,
-) -> StoreResult<usize> {
-    let rows: Vec<_> = subscribed_endpoints(conn, merchant, event_type)
-        .await?
-        .into_iter()
-        .map(|endpoint| NewDelivery {
-            endpoint,
-            event,
-            event_type: event_type.to_owned(),
-        })
-        .collect();
-    insert_deliveries(conn, merchant, rows, at).await
-}
-
-/// [`enqueue_for_event`] for several events of one type (one endpoint lookup); the
-/// deliveries are due at each event's time.
+/// Creates a pending delivery of each event (all of one type) to each enabled endpoint of
+/// the merchant subscribed to that type, with one endpoint lookup; the deliveries are due
+/// at each event's time.
 pub async fn enqueue_for_events(
     conn: &mut AsyncPgConnection,
     merchant: MerchantId,
@@ -237,8 +217,10 @@ pub async fn enqueue_for_events(
 }
 
 /// The enabled endpoints of a merchant that subscribe to `event_type`.
+///
+/// Takes a shared connection so that it can be pipelined with the event's insert.
 pub async fn subscribed_endpoints(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     merchant: MerchantId,
     event_type: &str,
 ) -> StoreResult<Vec<WebhookEndpointId>> {
@@ -250,7 +232,7 @@ pub async fn subscribed_endpoints(
                 .overlaps_with(vec![ALL_EVENTS.to_owned(), event_type.to_owned()]),
         )
         .select(webhook_endpoints::id)
-        .load(conn)
+        .load(&mut &*conn)
         .await?;
     Ok(ids.into_iter().map(WebhookEndpointId::from_uuid).collect())
 }
