@@ -98,6 +98,17 @@ async fn unknown_routes_and_methods_are_problems() {
         .await
         .expect_problem(405, "method_not_allowed");
     assert_eq!(res.header("allow"), Some("GET, POST"));
+    // The portal's routes live in their own scope; its misses answer the same way.
+    app.get("/v1/portal/nothing-here")
+        .send()
+        .await
+        .expect_problem(404, "route_not_found");
+    let res = app
+        .delete("/v1/portal/subscriptions/sub_01jf9zb3f4e3a8r7m2k4t5n6bc")
+        .send()
+        .await
+        .expect_problem(405, "method_not_allowed");
+    assert_eq!(res.header("allow"), Some("GET"));
     app.get("/v1/customers/not-an-id")
         .bearer(&m.key)
         .send()

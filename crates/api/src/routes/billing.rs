@@ -23,14 +23,18 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(list_payment_methods)
         .service(set_default_payment_method)
         .service(detach_payment_method)
-        .service(portal_attach_payment_method)
-        .service(portal_list_payment_methods)
-        .service(portal_set_default_payment_method)
-        .service(portal_detach_payment_method)
         .service(list_invoices)
         .service(get_invoice)
         .service(refund_invoice)
-        .service(list_payments)
+        .service(list_payments);
+}
+
+/// The routes of the `/v1/portal` scope (customer session tokens).
+pub fn configure_portal(cfg: &mut ServiceConfig) {
+    cfg.service(portal_attach_payment_method)
+        .service(portal_list_payment_methods)
+        .service(portal_set_default_payment_method)
+        .service(portal_detach_payment_method)
         .service(portal_list_invoices)
         .service(portal_get_invoice)
         .service(portal_list_payments);
@@ -122,7 +126,7 @@ async fn detach_payment_method(
 /// Add a payment method (a gateway token from the merchant's checkout form).
 #[utoipa::path(tag = "Portal", request_body = AttachPaymentMethod,
     responses((status = 201, description = "The attached payment method", body = PaymentMethodDto)))]
-#[post("/portal/payment_methods")]
+#[post("/payment_methods")]
 async fn portal_attach_payment_method(
     state: web::Data<AppState>,
     auth: CustomerAuth,
@@ -135,7 +139,7 @@ async fn portal_attach_payment_method(
 /// The signed-in customer's payment methods, newest first.
 #[utoipa::path(tag = "Portal",
     responses((status = 200, description = "Payment methods", body = PaymentMethodList)))]
-#[get("/portal/payment_methods")]
+#[get("/payment_methods")]
 async fn portal_list_payment_methods(
     state: web::Data<AppState>,
     auth: CustomerAuth,
@@ -148,7 +152,7 @@ async fn portal_list_payment_methods(
 #[utoipa::path(tag = "Portal",
     params(("id" = String, Path, description = "Payment method id (pm_…)")),
     responses((status = 200, description = "The new default payment method", body = PaymentMethodDto)))]
-#[post("/portal/payment_methods/{id}/set_default")]
+#[post("/payment_methods/{id}/set_default")]
 async fn portal_set_default_payment_method(
     state: web::Data<AppState>,
     auth: CustomerAuth,
@@ -164,7 +168,7 @@ async fn portal_set_default_payment_method(
 #[utoipa::path(tag = "Portal",
     params(("id" = String, Path, description = "Payment method id (pm_…)")),
     responses((status = 200, description = "The removed payment method", body = PaymentMethodDto)))]
-#[delete("/portal/payment_methods/{id}")]
+#[delete("/payment_methods/{id}")]
 async fn portal_detach_payment_method(
     state: web::Data<AppState>,
     auth: CustomerAuth,
@@ -290,7 +294,7 @@ async fn list_payments(
 /// The signed-in customer's invoices, newest first.
 #[utoipa::path(tag = "Portal", params(ListParams),
     responses((status = 200, description = "A page of invoices", body = ListResponse<InvoiceDto>)))]
-#[get("/portal/invoices")]
+#[get("/invoices")]
 async fn portal_list_invoices(
     state: web::Data<AppState>,
     auth: CustomerAuth,
@@ -308,7 +312,7 @@ async fn portal_list_invoices(
 /// One of the signed-in customer's invoices, with payments and refunds.
 #[utoipa::path(tag = "Portal", params(("id" = String, Path, description = "Invoice id (inv_…)")),
     responses((status = 200, description = "The invoice", body = InvoiceDto)))]
-#[get("/portal/invoices/{id}")]
+#[get("/invoices/{id}")]
 async fn portal_get_invoice(
     state: web::Data<AppState>,
     auth: CustomerAuth,
@@ -323,7 +327,7 @@ async fn portal_get_invoice(
 /// The signed-in customer's payments, newest first.
 #[utoipa::path(tag = "Portal", params(ListParams),
     responses((status = 200, description = "A page of payments", body = ListResponse<PaymentDto>)))]
-#[get("/portal/payments")]
+#[get("/payments")]
 async fn portal_list_payments(
     state: web::Data<AppState>,
     auth: CustomerAuth,

@@ -21,26 +21,36 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use utoipa_actix_web::scope;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::service::etag;
 
-/// Registers every `/v1` route.
+/// Registers every `/v1` route. The portal's routes sit in their own `/portal` scope:
+/// actix tries a request against each route of a scope in turn (a regex per route with a
+/// path parameter), so the portal's hot reads do not first try every merchant route.
 pub fn configure_v1(cfg: &mut ServiceConfig) {
-    cfg.configure(catalog::configure)
-        .configure(customers::configure)
-        .configure(context::configure)
-        .configure(sessions::configure)
-        .configure(events::configure)
-        .configure(portal::configure)
-        .configure(webhooks::configure)
-        .configure(billing::configure)
-        .configure(subscriptions::configure)
-        .configure(portal_subscriptions::configure)
-        .configure(support::configure)
-        .configure(renewals::configure)
-        .configure(retention::configure)
-        .configure(metrics::configure);
+    cfg.service(
+        scope::scope("/portal")
+            .configure(portal::configure)
+            .configure(portal_subscriptions::configure)
+            .configure(billing::configure_portal)
+            .configure(renewals::configure_portal)
+            .configure(support::configure_portal)
+            .configure(retention::configure_portal),
+    )
+    .configure(catalog::configure)
+    .configure(customers::configure)
+    .configure(context::configure)
+    .configure(sessions::configure)
+    .configure(events::configure)
+    .configure(webhooks::configure)
+    .configure(billing::configure)
+    .configure(subscriptions::configure)
+    .configure(support::configure)
+    .configure(renewals::configure)
+    .configure(retention::configure)
+    .configure(metrics::configure);
 }
 
 /// 201 with the created resource and its ETag.

@@ -17,7 +17,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
 /// The signed-in customer.
 #[utoipa::path(tag = "Portal",
     responses((status = 200, description = "The customer behind the token", body = PortalMeDto)))]
-#[get("/portal/me")]
+#[get("/me")]
 async fn me(state: web::Data<AppState>, auth: CustomerAuth) -> ApiResult<HttpResponse> {
     let (customer, tenure, subscriptions) =
         context::portal_summary(&state, auth.merchant, auth.customer).await?;
@@ -30,7 +30,7 @@ async fn me(state: web::Data<AppState>, auth: CustomerAuth) -> ApiResult<HttpRes
 /// Plans the customer may subscribe to.
 #[utoipa::path(tag = "Portal",
     responses((status = 200, description = "Active plans of active products", body = Vec<PortalPlanDto>)))]
-#[get("/portal/plans")]
+#[get("/plans")]
 async fn plans(state: web::Data<AppState>, auth: CustomerAuth) -> ApiResult<HttpResponse> {
     let plans = catalog::purchasable_plans(&state, auth.merchant).await?;
     let body: Vec<PortalPlanDto> = plans

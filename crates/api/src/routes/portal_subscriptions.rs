@@ -65,7 +65,7 @@ async fn run(
 /// payment method.
 #[utoipa::path(tag = "Portal", request_body = CreatePortalSubscription,
     responses((status = 201, description = "The new subscription", body = PortalSubscriptionDto)))]
-#[post("/portal/subscriptions")]
+#[post("/subscriptions")]
 async fn subscribe(
     state: web::Data<AppState>,
     auth: CustomerAuth,
@@ -80,7 +80,7 @@ async fn subscribe(
 /// The customer's subscriptions, newest first.
 #[utoipa::path(tag = "Portal", params(ListParams, PortalSubscriptionFilterParams),
     responses((status = 200, description = "A page of subscriptions", body = ListResponse<PortalSubscriptionDto>)))]
-#[get("/portal/subscriptions")]
+#[get("/subscriptions")]
 async fn list_subscriptions(
     state: web::Data<AppState>,
     auth: CustomerAuth,
@@ -109,7 +109,7 @@ async fn list_subscriptions(
 /// One of the customer's subscriptions, with its available actions.
 #[utoipa::path(tag = "Portal", params(("id" = String, Path, description = "Subscription id (sub_…)")),
     responses((status = 200, description = "The subscription", body = PortalSubscriptionDto)))]
-#[get("/portal/subscriptions/{id}")]
+#[get("/subscriptions/{id}")]
 async fn get_subscription(
     state: web::Data<AppState>,
     auth: CustomerAuth,
@@ -125,7 +125,7 @@ async fn get_subscription(
 #[utoipa::path(tag = "Portal", request_body = PauseSubscription,
     params(("id" = String, Path, description = "Subscription id (sub_…)")),
     responses((status = 200, description = "The subscription", body = PortalSubscriptionDto)))]
-#[post("/portal/subscriptions/{id}/pause")]
+#[post("/subscriptions/{id}/pause")]
 async fn pause_subscription(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -140,7 +140,7 @@ async fn pause_subscription(
 #[utoipa::path(tag = "Portal",
     params(("id" = String, Path, description = "Subscription id (sub_…)")),
     responses((status = 200, description = "The subscription", body = PortalSubscriptionDto)))]
-#[post("/portal/subscriptions/{id}/resume")]
+#[post("/subscriptions/{id}/resume")]
 async fn resume_subscription(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -158,7 +158,7 @@ async fn resume_subscription(
 #[utoipa::path(tag = "Portal", request_body = PortalCancelSubscription,
     params(("id" = String, Path, description = "Subscription id (sub_…)")),
     responses((status = 200, description = "The subscription and, in request mode, the request", body = PortalCancelResult)))]
-#[post("/portal/subscriptions/{id}/cancel")]
+#[post("/subscriptions/{id}/cancel")]
 async fn cancel_subscription(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -202,7 +202,7 @@ async fn cancel_result(
 #[utoipa::path(tag = "Portal", request_body = ChangePlan,
     params(("id" = String, Path, description = "Subscription id (sub_…)")),
     responses((status = 200, description = "The preview", body = PlanChangePreviewDto)))]
-#[post("/portal/subscriptions/{id}/change_plan/preview")]
+#[post("/subscriptions/{id}/change_plan/preview")]
 async fn preview_plan_change(
     state: web::Data<AppState>,
     auth: CustomerAuth,
@@ -220,7 +220,7 @@ async fn preview_plan_change(
 #[utoipa::path(tag = "Portal", request_body = ChangePlan,
     params(("id" = String, Path, description = "Subscription id (sub_…)")),
     responses((status = 200, description = "The subscription", body = PortalSubscriptionDto)))]
-#[post("/portal/subscriptions/{id}/change_plan")]
+#[post("/subscriptions/{id}/change_plan")]
 async fn change_plan(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -237,7 +237,7 @@ async fn change_plan(
     params(("id" = String, Path, description = "Subscription id (sub_…)"),
            ("change_id" = String, Path, description = "Scheduled change id (sch_…)")),
     responses((status = 200, description = "The subscription", body = PortalSubscriptionDto)))]
-#[delete("/portal/subscriptions/{id}/scheduled_changes/{change_id}")]
+#[delete("/subscriptions/{id}/scheduled_changes/{change_id}")]
 async fn remove_scheduled_change(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -259,7 +259,7 @@ async fn remove_scheduled_change(
 #[utoipa::path(tag = "Portal",
     params(("id" = String, Path, description = "Cancellation request id (creq_…)")),
     responses((status = 200, description = "The subscription and the withdrawn request", body = PortalCancelResult)))]
-#[post("/portal/cancellation_requests/{id}/withdraw")]
+#[post("/cancellation_requests/{id}/withdraw")]
 async fn withdraw_cancellation_request(
     state: web::Data<AppState>,
     auth: CustomerAuth,

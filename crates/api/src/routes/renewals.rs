@@ -19,11 +19,15 @@ use crate::state::AppState;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(upcoming_invoice)
-        .service(portal_upcoming_invoice)
         .service(get_dunning_policy)
         .service(put_dunning_policy)
         .service(get_billing_settings)
         .service(put_billing_settings);
+}
+
+/// The routes of the `/v1/portal` scope (customer session tokens).
+pub fn configure_portal(cfg: &mut ServiceConfig) {
+    cfg.service(portal_upcoming_invoice);
 }
 
 /// Preview the invoice the subscription's next renewal will create: lines, totals,
@@ -46,7 +50,7 @@ async fn upcoming_invoice(
 #[utoipa::path(tag = "Portal",
     params(("id" = String, Path, description = "Subscription id (sub_…)")),
     responses((status = 200, description = "The upcoming invoice", body = UpcomingInvoiceDto)))]
-#[get("/portal/subscriptions/{id}/upcoming_invoice")]
+#[get("/subscriptions/{id}/upcoming_invoice")]
 async fn portal_upcoming_invoice(
     state: web::Data<AppState>,
     auth: CustomerAuth,

@@ -24,8 +24,12 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(list_offers)
         .service(get_offer)
         .service(update_offer)
-        .service(deactivate_offer)
-        .service(presented_offers)
+        .service(deactivate_offer);
+}
+
+/// The routes of the `/v1/portal` scope (customer session tokens).
+pub fn configure_portal(cfg: &mut ServiceConfig) {
+    cfg.service(presented_offers)
         .service(accept_offer)
         .service(decline_offer);
 }
@@ -125,7 +129,7 @@ fn caller(auth: CustomerAuth) -> Caller {
 #[utoipa::path(tag = "Portal",
     params(("id" = String, Path, description = "Cancellation request id (creq_…)")),
     responses((status = 200, description = "The open offers", body = PresentedOffersDto)))]
-#[get("/portal/cancellation_requests/{id}/retention_offers")]
+#[get("/cancellation_requests/{id}/retention_offers")]
 async fn presented_offers(
     state: web::Data<AppState>,
     auth: CustomerAuth,
@@ -144,7 +148,7 @@ async fn presented_offers(
     params(("id" = String, Path, description = "Cancellation request id (creq_…)"),
            ("offer_id" = String, Path, description = "Retention offer id (roff_…)")),
     responses((status = 200, description = "The subscription, the withdrawn request and what was applied", body = OfferAcceptedDto)))]
-#[post("/portal/cancellation_requests/{id}/retention_offers/{offer_id}/accept")]
+#[post("/cancellation_requests/{id}/retention_offers/{offer_id}/accept")]
 async fn accept_offer(
     state: web::Data<AppState>,
     auth: CustomerAuth,
@@ -163,7 +167,7 @@ async fn accept_offer(
     params(("id" = String, Path, description = "Cancellation request id (creq_…)"),
            ("offer_id" = String, Path, description = "Retention offer id (roff_…)")),
     responses((status = 200, description = "The declined offer", body = PresentedOfferDto)))]
-#[post("/portal/cancellation_requests/{id}/retention_offers/{offer_id}/decline")]
+#[post("/cancellation_requests/{id}/retention_offers/{offer_id}/decline")]
 async fn decline_offer(
     state: web::Data<AppState>,
     auth: CustomerAuth,

@@ -26,8 +26,12 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(decline_request)
         .service(list_tickets)
         .service(get_ticket)
-        .service(reply_to_ticket)
-        .service(portal_list_tickets)
+        .service(reply_to_ticket);
+}
+
+/// The routes of the `/v1/portal` scope (customer session tokens).
+pub fn configure_portal(cfg: &mut ServiceConfig) {
+    cfg.service(portal_list_tickets)
         .service(portal_reply_to_ticket);
 }
 
@@ -189,7 +193,7 @@ async fn reply_to_ticket(
 /// The customer's own support tickets with their messages, newest first.
 #[utoipa::path(tag = "Portal", params(ListParams),
     responses((status = 200, description = "A page of tickets", body = ListResponse<SupportTicketDto>)))]
-#[get("/portal/support_tickets")]
+#[get("/support_tickets")]
 async fn portal_list_tickets(
     state: web::Data<AppState>,
     auth: CustomerAuth,
@@ -216,7 +220,7 @@ async fn portal_list_tickets(
 #[utoipa::path(tag = "Portal", request_body = CreatePortalTicketReply,
     params(("id" = String, Path, description = "Ticket id (tkt_…)")),
     responses((status = 201, description = "The ticket with the reply", body = SupportTicketDto)))]
-#[post("/portal/support_tickets/{id}/replies")]
+#[post("/support_tickets/{id}/replies")]
 async fn portal_reply_to_ticket(
     state: web::Data<AppState>,
     auth: CustomerAuth,
