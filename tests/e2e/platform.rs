@@ -208,3 +208,75 @@ async fn migrations_go_up_down_and_up_again() {
         .expect("up again");
     assert_eq!(applied.len(), reverted.len());
 }
+
+/// `tenure serve` as deployed: two HTTP workers, each with a connection pool of its own
+/// (one connection each here), answer every request of a burst over many connections.
+#[actix_web::test]
+async fn served_http_workers_each_answer_from_a_pool_of_their_own() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let server = Served(
+        std::process::Command::new(tenure_e2e::tenure_binary())
+            .args(["serve", "--no-workers", "--http-workers", "2"])
+            .args(["--bind", &format!("127.0.0.1:{port}")])
+            .env("DATABASE_URL", &app.db.url)
+            .env("TENURE_POOL_SIZE", "2")
+            .env("TENURE_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start `tenure serve`"),
+    );
+    let addr = format!("127.0.0.1:{port}");
+    let mut ready = false;
+    for _ in 0..100 {
+        if let Ok(status) = status_of(&addr, "/readyz", None).await {
+            ready = status == 200;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(ready, "`tenure serve` did not become ready");
+    // A connection per request: the server hands its connections to the workers in turn,
+    // so both workers' pools serve.
+    let burst = (0..40).map(|_| status_of(&addr, "/v1/customers", Some(&m.key)));
+    let statuses = futures_util::future::join_all(burst).await;
+    assert!(
+        statuses.iter().all(|s| matches!(s, Ok(200))),
+        "{statuses:?}"
+    );
+    drop(server);
+}
+
+/// A `tenure serve` process, killed when the test ends.
+struct Served(std::process::Child);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The status of one `GET` on its own connection (HTTP/1.1, `Connection: close`).
+async fn status_of(addr: &str, path: &str, bearer: Option<&str>) -> std::io::Result<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let auth = bearer.map_or(String::new(), |b| format!("Authorization: Bearer {b}\r\n"));
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).await?;
+    // "HTTP/1.1 200"
+    std::str::from_utf8(&head[9..12])
+        .ok()
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| std::io::Error::other("not an HTTP status line"))
+}

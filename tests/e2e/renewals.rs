@@ -467,26 +467,6 @@ async fn workers_killed_mid_batch_lose_and_duplicate_nothing() {
     );
 }
 
-/// The `tenure` binary of this build: `cargo nextest run --workspace` (or `cargo test`)
-/// builds it beside the test executables, because tenure-server has an integration
-/// test (`crates/server/tests/cli.rs`).
-fn tenure_binary() -> std::path::PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/e2e-<hash> → target/<profile>/tenure
-    let bin = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|profile| profile.join(format!("tenure{}", std::env::consts::EXE_SUFFIX)))
-        .expect("target directory");
-    assert!(
-        bin.exists(),
-        "the `tenure` binary is missing at {}: build it with `cargo build -p tenure-server` \
-         (`cargo nextest run --workspace` does)",
-        bin.display()
-    );
-    bin
-}
-
 /// `tenure worker` processes against one test database, killed when dropped.
 struct Workers {
     bin: std::path::PathBuf,
@@ -497,7 +477,7 @@ struct Workers {
 impl Workers {
     fn start(url: &str, n: usize) -> Self {
         let mut w = Self {
-            bin: tenure_binary(),
+            bin: tenure_e2e::tenure_binary(),
             url: url.to_owned(),
             children: Vec::new(),
         };

@@ -467,3 +467,24 @@ impl Response {
             .to_owned()
     }
 }
+
+/// The `tenure` binary of this build, for tests that start real processes:
+/// `cargo nextest run --workspace` (or `cargo test`) builds it beside the test
+/// executables, because tenure-server has an integration test
+/// (`crates/server/tests/cli.rs`).
+pub fn tenure_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/e2e-<hash> → target/<profile>/tenure
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|profile| profile.join(format!("tenure{}", std::env::consts::EXE_SUFFIX)))
+        .expect("target directory");
+    assert!(
+        bin.exists(),
+        "the `tenure` binary is missing at {}: build it with `cargo build -p tenure-server` \
+         (`cargo nextest run --workspace` does)",
+        bin.display()
+    );
+    bin
+}

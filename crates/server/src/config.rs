@@ -29,7 +29,8 @@ pub struct GlobalArgs {
     /// Log format.
     #[arg(long, env = "TENURE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
-    /// Maximum database connections per process.
+    /// Maximum database connections per process. `serve` shares them evenly between a
+    /// pool per HTTP worker and one for the background loops (at least one each).
     #[arg(long, env = "TENURE_POOL_SIZE", default_value_t = 16, global = true)]
     pub pool_size: usize,
 }
