@@ -5,7 +5,8 @@
 #
 #   bench/run.sh                 # full run: 100k customers/subscriptions, 10 s per point
 #   bench/run.sh --quick         # smoke check: 5k customers, 3 s per point, one pool size
-#   options: --no-build, --pools "16 32", --workers N, --duration S, --customers N,
+#   options: --no-build, --pools "16 32", --workers "1 2" (HTTP workers; each pair of
+#            workers and pool size is one configuration), --duration S, --customers N,
 #            --skip-seed (reuse the database of the previous run), --seed-only,
 #            --label TEXT (names this binary's rows), --baseline BIN (also measure another
 #            `tenure` binary, e.g. a build of the previous commit, first pool size only,
@@ -81,11 +82,11 @@ stop_server() {
 }
 trap stop_server EXIT
 
-start_server() { # pool size [binary]
+start_server() { # pool size, HTTP workers ("" = one per core), [binary]
   stop_server
   local workers_env=()
-  [ -n "$HTTP_WORKERS" ] && workers_env=(TENURE_HTTP_WORKERS="$HTTP_WORKERS")
-  env "${workers_env[@]}" TENURE_POOL_SIZE="$1" "${2:-$TENURE}" serve --bind "127.0.0.1:$PORT" --no-workers \
+  [ -n "$2" ] && workers_env=(TENURE_HTTP_WORKERS="$2")
+  env "${workers_env[@]}" TENURE_POOL_SIZE="$1" "${3:-$TENURE}" serve --bind "127.0.0.1:$PORT" --no-workers \
     >>"$WORK/server.log" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 1 100); do
@@ -121,7 +122,7 @@ if [ "$SEED" = 1 ]; then
   MERCHANT=$(field "$MJSON" id)
   KEY=$(field "$MJSON" secret_key)
   printf '%s\n%s\n' "$MERCHANT" "$KEY" >"$WORK/merchant"
-  start_server 4
+  start_server 4 ""
   auth=(-H "Authorization: Bearer $KEY" -H "Content-Type: application/json")
   PJSON=$(curl -fsS "${auth[@]}" "$BASE/v1/products" \
     -d '{"name":"Bench box","description":"Seeded by bench/run.sh"}')
@@ -178,9 +179,9 @@ slice_file() { # slice number -> file holding that slice of portal.txt
   echo "$WORK/data/portal-slice.txt"
 }
 
-measure() { # label scenario conns pool script [ENV=VALUE...]
-  local label=$1 scenario=$2 conns=$3 pool=$4 script=$5
-  shift 5
+measure() { # label scenario conns pool workers script [ENV=VALUE...]
+  local label=$1 scenario=$2 conns=$3 pool=$4 workers=$5 script=$6
+  shift 6
   local out line frag rss hwm
   out=$(env "$@" wrk -t2 -c"$conns" -d"${DURATION}s" -s "$BENCH_LUA_DIR/$script" "$BASE" 2>&1) || true
   line=$(grep '^BENCH ' <<<"$out" || true)
@@ -192,47 +193,59 @@ measure() { # label scenario conns pool script [ENV=VALUE...]
   hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$SERVER_PID/status")
   frag=${line#BENCH }
   frag=${frag%\}}
-  echo "$frag,\"kind\":\"wrk\",\"label\":\"$label\",\"scenario\":\"$scenario\",\"conns\":$conns,\"pool\":$pool,\"rss_kb\":$rss,\"hwm_kb\":$hwm}" >>"$RESULTS"
-  say "$label $scenario c=$conns pool=$pool: $(field "$line" rps) req/s p50 $(field "$line" p50_ms) ms p99 $(field "$line" p99_ms) ms non2xx $(field "$line" non2xx) rss ${rss} kB"
+  echo "$frag,\"kind\":\"wrk\",\"label\":\"$label\",\"scenario\":\"$scenario\",\"conns\":$conns,\"pool\":$pool,\"workers\":$workers,\"rss_kb\":$rss,\"hwm_kb\":$hwm}" >>"$RESULTS"
+  say "$label $scenario c=$conns pool=$pool workers=$workers: $(field "$line" rps) req/s p50 $(field "$line" p50_ms) ms p99 $(field "$line" p99_ms) ms non2xx $(field "$line" non2xx) rss ${rss} kB"
 }
 
-CONFIGS=()
-FIRST_POOL=${POOLS%% *}
-[ -n "$BASELINE" ] && CONFIGS+=("baseline|$BASELINE|$FIRST_POOL")
-for pool in $POOLS; do CONFIGS+=("$LABEL|$TENURE|$pool"); done
-for config in "${CONFIGS[@]}"; do
-  IFS='|' read -r label bin pool <<<"$config"
-  start_server "$pool" "$bin"
-  # Warm up: the first requests pay for connections and cold pages.
-  wrk -t2 -c8 -d2s -s "$BENCH_LUA_DIR/portal_read.lua" "$BASE" >/dev/null 2>&1 || true
-  for c in $CONNS; do
-    measure "$label" portal_read "$c" "$pool" portal_read.lua
-    measure "$label" portal_write "$c" "$pool" portal_write.lua BENCH_PORTAL_FILE="$(slice_file "$RUN_NO")"
-    RUN_NO=$((RUN_NO + 1))
-    echo "$RUN_NO" >"$WORK/next_write_slice"
-    measure "$label" invoices_status "$c" "$pool" invoices.lua BENCH_INVOICE_FILTER=status
-    measure "$label" invoices_customer "$c" "$pool" invoices.lua BENCH_INVOICE_FILTER=customer
-    measure "$label" invoices_created "$c" "$pool" invoices.lua BENCH_INVOICE_FILTER=created
-  done
-  stop_server
-done
-
+# The ceiling: pgbench against the same server, measured next to each HTTP point (the
+# machine's speed drifts over minutes, so a ceiling measured at the end would flatter or
+# sink the ratios). PostgreSQL here allows 100 connections, shared with other users of
+# the server, so the 128-connection point runs pgbench with 64 clients (the plateau on
+# 2 cores) instead.
 say "pgbench: initialising $PGB_DB (scale $PG_SCALE)"
 dropdb --if-exists --force "$PGB_DB"
 createdb "$PGB_DB"
 pgbench -i -q -s "$PG_SCALE" "$PGB_DB" >/dev/null 2>&1
-# PostgreSQL here allows 100 connections, shared with other users of the server, so the
-# 128-client point runs pgbench with 64 clients (the plateau on 2 cores) instead.
-for c in $CONNS; do
-  pc=$c
+ceiling() { # label pool workers conns
+  local pc=$4 mode name out tps lat
   [ "$pc" -gt 64 ] && pc=64
   for mode in S N; do
     name=select_only
     [ "$mode" = N ] && name=simple_update
-    tps=$(pgbench "-$mode" -c "$pc" -j 2 -T "$DURATION" "$PGB_DB" 2>/dev/null | sed -nE 's/^tps = ([0-9.]+).*/\1/p' | head -1)
-    echo "{\"kind\":\"pgbench\",\"scenario\":\"$name\",\"conns\":$c,\"clients\":$pc,\"rps\":${tps:-0}}" >>"$RESULTS"
-    say "pgbench -$mode -c $pc: $tps tps"
+    out=$(pgbench "-$mode" -c "$pc" -j 2 -T "$DURATION" "$PGB_DB" 2>/dev/null)
+    tps=$(sed -nE 's/^tps = ([0-9.]+).*/\1/p' <<<"$out" | head -1)
+    lat=$(sed -nE 's/^latency average = ([0-9.]+) ms.*/\1/p' <<<"$out" | head -1)
+    echo "{\"kind\":\"pgbench\",\"label\":\"$1\",\"pool\":$2,\"workers\":$3,\"scenario\":\"$name\",\"conns\":$4,\"clients\":$pc,\"rps\":${tps:-0},\"latency_avg_ms\":${lat:-0}}" >>"$RESULTS"
+    say "pgbench -$mode -c $pc: $tps tps, latency average $lat ms"
   done
+}
+
+CONFIGS=()
+FIRST_POOL=${POOLS%% *}
+WORKER_COUNTS=${HTTP_WORKERS:-cores}
+FIRST_WORKERS=${WORKER_COUNTS%% *}
+[ -n "$BASELINE" ] && CONFIGS+=("baseline|$BASELINE|$FIRST_POOL|$FIRST_WORKERS")
+for workers in $WORKER_COUNTS; do
+  for pool in $POOLS; do CONFIGS+=("$LABEL|$TENURE|$pool|$workers"); done
+done
+for config in "${CONFIGS[@]}"; do
+  IFS='|' read -r label bin pool workers <<<"$config"
+  [ "$workers" = cores ] && workers=""
+  start_server "$pool" "$workers" "$bin"
+  workers=${workers:-$(nproc)}
+  # Warm up: the first requests pay for connections and cold pages.
+  wrk -t2 -c8 -d2s -s "$BENCH_LUA_DIR/portal_read.lua" "$BASE" >/dev/null 2>&1 || true
+  for c in $CONNS; do
+    ceiling "$label" "$pool" "$workers" "$c"
+    measure "$label" portal_read "$c" "$pool" "$workers" portal_read.lua
+    measure "$label" portal_write "$c" "$pool" "$workers" portal_write.lua BENCH_PORTAL_FILE="$(slice_file "$RUN_NO")"
+    RUN_NO=$((RUN_NO + 1))
+    echo "$RUN_NO" >"$WORK/next_write_slice"
+    measure "$label" invoices_status "$c" "$pool" "$workers" invoices.lua BENCH_INVOICE_FILTER=status
+    measure "$label" invoices_customer "$c" "$pool" "$workers" invoices.lua BENCH_INVOICE_FILTER=customer
+    measure "$label" invoices_created "$c" "$pool" "$workers" invoices.lua BENCH_INVOICE_FILTER=created
+  done
+  stop_server
 done
 dropdb --if-exists --force "$PGB_DB"
 

@@ -492,7 +492,11 @@ struct Line {
     pool: Option<u32>,
     #[serde(default)]
     label: Option<String>,
+    #[serde(default)]
+    workers: Option<u32>,
     rps: f64,
+    #[serde(default)]
+    latency_avg_ms: Option<f64>,
     #[serde(default)]
     p50_ms: Option<f64>,
     #[serde(default)]
@@ -516,28 +520,43 @@ fn report(path: &Path) -> Result<(), BoxError> {
         }
         lines.push(serde_json::from_str::<Line>(&line)?);
     }
-    let pg = |scenario: &str, conns: u32| {
+    // The ceiling measured next to a point (same configuration and connections), or,
+    // in results of older runs, the one measured for its connection count.
+    let pg = |scenario: &str, point: &Line| {
+        let same =
+            |l: &&Line| l.kind == "pgbench" && l.scenario == scenario && l.conns == point.conns;
         lines
             .iter()
-            .find(|l| l.kind == "pgbench" && l.scenario == scenario && l.conns == conns)
+            .filter(same)
+            .find(|l| l.label == point.label && l.pool == point.pool && l.workers == point.workers)
+            .or_else(|| lines.iter().find(same))
             .map(|l| l.rps)
     };
+    let dash = || "-".to_owned();
     println!("### pgbench (the ceiling)\n");
-    println!("| pgbench | clients | tps |");
-    println!("|---|---:|---:|");
+    println!("| label | pool | workers | pgbench | clients | tps | latency avg ms |");
+    println!("|---|---:|---:|---|---:|---:|---:|");
     for l in lines.iter().filter(|l| l.kind == "pgbench") {
-        println!("| {} | {} | {:.0} |", l.scenario, l.conns, l.rps);
+        println!(
+            "| {} | {} | {} | {} | {} | {:.0} | {} |",
+            l.label.as_deref().unwrap_or("-"),
+            l.pool.map_or_else(dash, |p| p.to_string()),
+            l.workers.map_or_else(dash, |w| w.to_string()),
+            l.scenario,
+            l.conns,
+            l.rps,
+            l.latency_avg_ms.map_or_else(dash, |ms| format!("{ms:.2}")),
+        );
     }
     println!("\n### Tenure\n");
     println!(
-        "| label | pool | endpoint | conns | req/s | p50 ms | p99 ms | non-2xx | socket errors | vs pgbench | RSS MB (peak) |"
+        "| label | pool | workers | endpoint | conns | req/s | p50 ms | p99 ms | non-2xx | socket errors | vs pgbench | RSS MB (peak) |"
     );
-    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for l in lines.iter().filter(|l| l.kind == "wrk") {
         let base = match l.scenario.as_str() {
-            "portal_read" => pg("select_only", l.conns).map(|b| ("-S", b)),
-            "portal_write" => pg("simple_update", l.conns).map(|b| ("-N", b)),
-            _ => pg("select_only", l.conns).map(|b| ("-S", b)),
+            "portal_write" => pg("simple_update", l).map(|b| ("-N", b)),
+            _ => pg("select_only", l).map(|b| ("-S", b)),
         };
         let ratio = base
             .map(|(n, b)| format!("{:.0}% of {n}", 100.0 * l.rps / b))
@@ -545,9 +564,10 @@ fn report(path: &Path) -> Result<(), BoxError> {
         let mb =
             |kb: Option<u64>| kb.map_or("-".to_owned(), |k| format!("{:.1}", k as f64 / 1024.0));
         println!(
-            "| {} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} ({}) |",
+            "| {} | {} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} ({}) |",
             l.label.as_deref().unwrap_or("-"),
-            l.pool.map_or("-".to_owned(), |p| p.to_string()),
+            l.pool.map_or_else(dash, |p| p.to_string()),
+            l.workers.map_or_else(dash, |w| w.to_string()),
             l.scenario,
             l.conns,
             l.rps,

@@ -277,10 +277,11 @@ async fn every_row_of_the_transition_table_over_http() {
     assert_eq!(rows, 72);
 }
 
-/// The portal's single-subscription read takes its catalog in one statement; it must
-/// agree with the list, including when the product is archived (nothing to switch to).
+/// The portal's reads keep each product's terms briefly in the process; a change of the
+/// product or its plans must show at once, in the single read and the list alike,
+/// including when the product is archived (nothing to switch to).
 #[actix_web::test]
-async fn the_portal_read_and_list_agree_on_switch_targets_of_an_archived_product() {
+async fn the_portal_read_and_list_show_catalog_changes_at_once() {
     let app = TestApp::new().await;
     let m = app.merchant("A").await;
     let cat = catalog(&app, &m, json!({"allow_plan_change": true})).await;
@@ -315,6 +316,38 @@ async fn the_portal_read_and_list_agree_on_switch_targets_of_an_archived_product
     assert_eq!(
         before["available_actions"]["change_plan"]["plan_ids"],
         json!([cat.premium, cat.trial])
+    );
+    let extra = plan_with(&app, &m, &cat.product, 3000, 0).await;
+    let added = read(token.clone(), sub.clone()).await;
+    assert_eq!(
+        added["available_actions"]["change_plan"]["plan_ids"],
+        json!([extra, cat.premium, cat.trial]),
+        "a new plan is offered at once"
+    );
+    app.patch(&format!("/v1/plans/{extra}"))
+        .bearer(&m.key)
+        .json(&json!({"active": false}))
+        .send()
+        .await
+        .expect(200);
+    let withdrawn = read(token.clone(), sub.clone()).await;
+    assert_eq!(
+        withdrawn["available_actions"]["change_plan"]["plan_ids"],
+        json!([cat.premium, cat.trial]),
+        "an archived plan is no longer offered"
+    );
+    assert!(withdrawn["available_actions"]["pause"].is_object());
+    app.patch(&format!("/v1/products/{}", cat.product))
+        .bearer(&m.key)
+        .json(&json!({"portal_policy": {"allow_pause": false}}))
+        .send()
+        .await
+        .expect(200);
+    let unpausable = read(token.clone(), sub.clone()).await;
+    assert!(
+        unpausable["available_actions"]["pause"].is_null(),
+        "a policy change shows at once: {}",
+        unpausable["available_actions"]
     );
     app.post(&format!("/v1/products/{}/archive", cat.product))
         .bearer(&m.key)

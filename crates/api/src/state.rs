@@ -8,6 +8,7 @@ use tenure_store::Db;
 
 use crate::auth::jwt::SessionSigner;
 use crate::middleware::rate_limit::RateLimits;
+use crate::service::portal_terms::PortalTermsCache;
 
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -18,6 +19,8 @@ pub struct AppState {
     pub rate_limits: RateLimits,
     /// Where charges and refunds go; the deterministic sandbox unless configured.
     pub gateway: Arc<dyn PaymentGateway>,
+    /// Products' portal policies and plans, kept briefly for the portal's reads.
+    pub portal_terms: PortalTermsCache,
 }
 
 impl AppState {

@@ -7,6 +7,7 @@ use rand::RngCore;
 use tenure_api::AppState;
 use tenure_api::auth::jwt::SessionSigner;
 use tenure_api::middleware::rate_limit::RateLimits;
+use tenure_api::service::portal_terms::PortalTermsCache;
 use tenure_domain::billing::gateway::SandboxGateway;
 use tenure_domain::clock::Clock;
 use tenure_store::repo::secrets;
@@ -62,5 +63,6 @@ pub async fn build_state(
         sessions: SessionSigner::new(&secret, session_ttl),
         rate_limits: RateLimits::default(),
         gateway: Arc::new(SandboxGateway::new()),
+        portal_terms: PortalTermsCache::default(),
     })
 }

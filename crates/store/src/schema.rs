@@ -418,8 +418,6 @@ diesel::table! {
 // The portal's subscription read asks, in its one statement, whether there are discounts
 // to list.
 diesel::allow_tables_to_appear_in_same_query!(subscription_discounts, subscriptions);
-diesel::allow_tables_to_appear_in_same_query!(subscription_discounts, products);
-diesel::allow_tables_to_appear_in_same_query!(subscription_discounts, plans);
 
 // Pending invoice items (migration 2026-11-25-000008_pending_invoice_items).
 

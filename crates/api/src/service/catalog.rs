@@ -197,6 +197,7 @@ pub async fn update_product(
         Ok(after)
     })
     .await
+    .inspect(|product| state.portal_terms.forget(merchant, product.id))
 }
 
 pub async fn archive_product(
@@ -221,6 +222,7 @@ pub async fn archive_product(
         Ok(after)
     })
     .await
+    .inspect(|product| state.portal_terms.forget(merchant, product.id))
 }
 
 async fn plan_event(
@@ -298,6 +300,7 @@ pub async fn create_plan(
         plan_event(conn, merchant, "plan.created", &plan, None).await
     })
     .await?;
+    state.portal_terms.forget(merchant, plan.product_id);
     Ok(plan)
 }
 
@@ -366,6 +369,7 @@ pub async fn update_plan(
         Ok(after)
     })
     .await
+    .inspect(|plan| state.portal_terms.forget(merchant, plan.product_id))
 }
 
 /// Plans a customer may subscribe or switch to: active plans of active products.

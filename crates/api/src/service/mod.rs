@@ -9,6 +9,7 @@ pub mod gdpr;
 pub mod lifecycle;
 pub mod merchants;
 pub mod metrics;
+pub mod portal_terms;
 pub mod prorations;
 pub mod renewals;
 pub mod retention;

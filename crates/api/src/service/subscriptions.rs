@@ -821,36 +821,25 @@ pub async fn portal_views(
     let now = now_of(state);
     let mut conn = state.db.conn().await?;
     let discounts = discounts_of(&mut conn, merchant, subs).await?;
-    let mut products: HashMap<ProductId, (PortalPolicy, Vec<PlanId>)> = HashMap::new();
     let mut views = Vec::with_capacity(subs.len());
     for s in subs {
-        if let std::collections::hash_map::Entry::Vacant(slot) = products.entry(s.product_id) {
-            let policy = policy_of(&mut conn, merchant, s.product_id).await?;
-            let plans =
-                catalog_repo::list_purchasable_plans(&mut conn, merchant, Some(s.product_id))
-                    .await?
-                    .into_iter()
-                    .map(|(plan, _)| plan.id)
-                    .collect();
-            slot.insert((policy, plans));
-        }
-        let (policy, plans) = products
-            .get(&s.product_id)
-            .ok_or_else(|| ApiError::internal("product policy missing"))?;
+        let terms = super::portal_terms::terms_of(state, &conn, merchant, s.product_id).await?;
         views.push(PortalSubscriptionDto {
             subscription: SubscriptionDto::render(s, Actor::Customer).with_discounts(
                 discounts
                     .get(&s.subscription.id)
                     .map_or(&[][..], Vec::as_slice),
             ),
-            available_actions: available_actions(&s.subscription, policy, plans, now).into(),
+            available_actions: available_actions(&s.subscription, &terms.policy, &terms.plans, now)
+                .into(),
         });
     }
     Ok(views)
 }
 
 /// One of the signed-in customer's subscriptions as the portal shows it: one statement
-/// (the subscription with its product's policy and plans), and a second only when it has
+/// (the subscription, and whether it has discounts), its product's terms from
+/// [`portal_terms`](super::portal_terms), and a second statement only when there are
 /// discounts to list. The hot read of the portal; renders like [`portal_views`].
 pub async fn portal_get(
     state: &AppState,
@@ -866,6 +855,7 @@ pub async fn portal_get(
     if !caller.sees(&s) {
         return Err(ApiError::NotFound("subscription"));
     }
+    let terms = super::portal_terms::terms_of(state, &conn, caller.merchant, s.product_id).await?;
     let discounts = if read.has_discounts {
         discounts_repo::active_for_subscription(&conn, caller.merchant, id).await?
     } else {
@@ -873,19 +863,14 @@ pub async fn portal_get(
     };
     let view = PortalSubscriptionDto {
         subscription: SubscriptionDto::render(&s, Actor::Customer).with_discounts(&discounts),
-        available_actions: available_actions(
-            &s.subscription,
-            &read.policy,
-            &read.purchasable_plans,
-            now,
-        )
-        .into(),
+        available_actions: available_actions(&s.subscription, &terms.policy, &terms.plans, now)
+            .into(),
     };
     Ok((s, view))
 }
 
 /// One subscription as the portal shows it, from a subscription already read (after a
-/// change): its product's terms and its discounts, pipelined in one round trip.
+/// change): its product's terms and its discounts.
 pub async fn portal_view(
     state: &AppState,
     merchant: MerchantId,
@@ -893,14 +878,13 @@ pub async fn portal_view(
 ) -> ApiResult<PortalSubscriptionDto> {
     let now = now_of(state);
     let conn = state.db.conn().await?;
-    let ((policy, plans), discounts) = futures_util::future::try_join(
-        catalog_repo::portal_terms(&conn, merchant, s.product_id),
-        discounts_repo::active_for_subscription(&conn, merchant, s.subscription.id),
-    )
-    .await?;
+    let terms = super::portal_terms::terms_of(state, &conn, merchant, s.product_id).await?;
+    let discounts =
+        discounts_repo::active_for_subscription(&conn, merchant, s.subscription.id).await?;
     Ok(PortalSubscriptionDto {
         subscription: SubscriptionDto::render(s, Actor::Customer).with_discounts(&discounts),
-        available_actions: available_actions(&s.subscription, &policy, &plans, now).into(),
+        available_actions: available_actions(&s.subscription, &terms.policy, &terms.plans, now)
+            .into(),
     })
 }
 

@@ -248,40 +248,30 @@ pub async fn list_plans(
     Page::from_overfetch(rows, &page).try_map(PlanRow::into_domain)
 }
 
-/// The ids of the plans a subscriber of the product in the same query may switch to:
-/// its active plans, none when it is archived (as [`list_purchasable_plans`]), newest
-/// first. A correlated `ARRAY(SELECT …)` over `products`, so that the portal's reads take
-/// them in the statement that reads the product. (A macro because diesel's `auto_type`
-/// cannot name a query over an alias.)
-macro_rules! purchasable_plan_ids {
-    () => {{
-        use $crate::schema::{plans, products};
-        let offered = diesel::alias!($crate::schema::plans as offered_plans);
-        diesel::dsl::array(
-            offered
-                .filter(offered.field(plans::merchant_id).eq(products::merchant_id))
-                .filter(offered.field(plans::product_id).eq(products::id))
-                .filter(offered.field(plans::active).eq(true))
-                .filter(products::archived_at.is_null())
-                .select(offered.field(plans::id))
-                .order(offered.field(plans::id).desc())
-                .limit(500),
-        )
-    }};
-}
-pub(crate) use purchasable_plan_ids;
-
-/// What a subscriber of a product may do in the portal: the product's portal policy and
-/// the plans they may switch to (`purchasable_plan_ids!`), in one statement. Takes a
-/// shared connection so that it can be pipelined with other reads.
+/// What a subscriber of a product may do in the portal, in one statement: the product's
+/// portal policy and the ids of the plans they may switch to (its active plans, none when
+/// it is archived, as [`list_purchasable_plans`]), newest first. Built from the DSL (a
+/// correlated `ARRAY(SELECT …)` over an alias of `plans`), so the connection keeps it
+/// prepared.
 pub async fn portal_terms(
     conn: &AsyncPgConnection,
     merchant: MerchantId,
     product: ProductId,
 ) -> StoreResult<(PortalPolicy, Vec<PlanId>)> {
+    let offered = diesel::alias!(plans as offered_plans);
+    let plan_ids = diesel::dsl::array(
+        offered
+            .filter(offered.field(plans::merchant_id).eq(products::merchant_id))
+            .filter(offered.field(plans::product_id).eq(products::id))
+            .filter(offered.field(plans::active).eq(true))
+            .filter(products::archived_at.is_null())
+            .select(offered.field(plans::id))
+            .order(offered.field(plans::id).desc())
+            .limit(500),
+    );
     let (policy, plans) = products::table
         .find((merchant.uuid(), product.uuid()))
-        .select((products::portal_policy, purchasable_plan_ids!()))
+        .select((products::portal_policy, plan_ids))
         .get_result::<(serde_json::Value, Vec<uuid::Uuid>)>(&mut &*conn)
         .await?;
     Ok((

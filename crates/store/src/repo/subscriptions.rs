@@ -19,7 +19,6 @@ use tenure_domain::subscription::{Subscription, SubscriptionStatus};
 
 use crate::error::{StoreError, StoreResult};
 use crate::pagination::{Page, PageRequest};
-use crate::repo::catalog;
 use crate::schema::{products, scheduled_changes, subscription_discounts, subscriptions};
 
 /// A subscription with what the store keeps beside the domain value.
@@ -262,24 +261,20 @@ pub async fn lock_with_policy(
     ))
 }
 
-/// A subscription with what the portal renders beside it: the portal policy of its
-/// product and the plans a customer may switch to (the product's active plans, none when
-/// the product is archived; as `catalog::list_purchasable_plans`).
+/// A subscription as the portal reads it: with whether it has discounts to list.
 #[derive(Clone, Debug)]
 pub struct PortalRead {
     pub subscription: StoredSubscription,
-    pub policy: PortalPolicy,
-    pub purchasable_plans: Vec<PlanId>,
     /// Whether it has a discount still to apply: most have none, and then the portal
     /// needs no second statement to list them.
     pub has_discounts: bool,
 }
 
-/// Reads a [`PortalRead`] in one statement.
-///
-/// The statement is built from diesel's DSL without SQL literals, so the connection keeps
-/// it prepared: the portal reads this on every page view, and re-parsing and re-planning
-/// it each time cost PostgreSQL more than running it.
+/// Reads a [`PortalRead`] in one statement: a primary-key read with an `EXISTS` on its
+/// discounts. Built from diesel's DSL without SQL literals, so the connection keeps it
+/// prepared: the portal reads this on every page view, and re-parsing and re-planning it
+/// each time cost PostgreSQL more than running it. (The product's terms come from
+/// `api::service::portal_terms`.)
 pub async fn get_for_portal(
     conn: &AsyncPgConnection,
     merchant: MerchantId,
@@ -289,26 +284,16 @@ pub async fn get_for_portal(
         .filter(subscription_discounts::merchant_id.eq(subscriptions::merchant_id))
         .filter(subscription_discounts::subscription_id.eq(subscriptions::id))
         .filter(subscription_discounts::cycles_remaining.gt(0));
-    let (row, policy, plans, has_discounts) = subscriptions::table
-        .inner_join(
-            products::table.on(products::merchant_id
-                .eq(subscriptions::merchant_id)
-                .and(products::id.eq(subscriptions::product_id))),
-        )
-        .filter(subscriptions::merchant_id.eq(merchant.uuid()))
-        .filter(subscriptions::id.eq(id.uuid()))
+    let (row, has_discounts) = subscriptions::table
+        .find((merchant.uuid(), id.uuid()))
         .select((
             SubscriptionRow::as_select(),
-            products::portal_policy,
-            catalog::purchasable_plan_ids!(),
             diesel::dsl::exists(discounted),
         ))
-        .get_result::<(SubscriptionRow, serde_json::Value, Vec<uuid::Uuid>, bool)>(&mut &*conn)
+        .get_result::<(SubscriptionRow, bool)>(&mut &*conn)
         .await?;
     Ok(PortalRead {
         subscription: row.into_domain()?,
-        policy: serde_json::from_value(policy).map_err(StoreError::corrupt)?,
-        purchasable_plans: plans.into_iter().map(PlanId::from_uuid).collect(),
         has_discounts,
     })
 }
