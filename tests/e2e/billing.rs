@@ -821,19 +821,33 @@ async fn refunds_never_exceed_what_was_paid() {
 
 /// A `created_from`/`created_to` window (planned apart from the id-ordered lists, see
 /// `repo::invoices::list_window`) lists exactly its invoices, newest first, combined with
-/// the other filters and across pages.
+/// the other filters and across pages; a page of several reads each invoice in full, as
+/// `GET /v1/invoices/{id}` does, and another merchant's invoices stay out.
 #[actix_web::test]
 async fn a_created_window_lists_exactly_its_invoices_newest_first_across_pages() {
     let app = TestApp::new().await;
     let m = app.merchant("A").await;
+    let other = app.merchant("B").await;
     let ada = fixtures::customer(&app, &m, "ada").await;
     let bob = fixtures::customer(&app, &m, "bob").await;
+    let carol = fixtures::customer(&app, &other, "carol").await;
     let start = app.state.now();
     let mut made = Vec::new();
     for day in 0..6_i64 {
         app.clock.advance_to(start + Duration::days(10 * day));
         let who = if day % 2 == 0 { &ada } else { &bob };
-        made.push(invoice(&app, &m, who, 100 + day).await.to_string());
+        let id = invoice(&app, &m, who, 100 + day).await;
+        // A charge schedule on some, so the page's read of it is checked too.
+        if day % 2 == 1 {
+            app.exec(format!(
+                "UPDATE invoices SET next_payment_attempt_at = created_at + interval '1 day' \
+                 WHERE id = '{}'",
+                id.uuid()
+            ))
+            .await;
+        }
+        made.push(id.to_string());
+        invoice(&app, &other, &carol, 900 + day).await;
     }
     let iso = |days: i64| {
         (start + Duration::days(days)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
@@ -891,6 +905,48 @@ async fn a_created_window_lists_exactly_its_invoices_newest_first_across_pages()
         list(format!("created_to={}", iso(10))).await,
         [made[0].clone()]
     );
+    // Pages of two: in order, each invoice whole (lines, totals, schedule), the cursor
+    // the page's last id.
+    let first = app
+        .get(&format!("/v1/invoices?limit=2&{window}"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(first.body["has_more"], true);
+    assert_eq!(first.body["next_cursor"], made[2].as_str());
+    let second = app
+        .get(&format!(
+            "/v1/invoices?limit=2&{window}&starting_after={}",
+            made[2]
+        ))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(second.body["has_more"], false);
+    let listed: Vec<Value> = [first, second]
+        .iter()
+        .flat_map(|p| p.body["data"].as_array().unwrap().clone())
+        .collect();
+    let ids: Vec<&str> = listed.iter().map(|i| i["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [&made[3], &made[2], &made[1]]);
+    for (listed, day) in listed.iter().zip([3_i64, 2, 1]) {
+        assert_eq!(listed["total"]["amount"], 100 + day);
+        assert_eq!(listed["lines"][0]["amount"]["amount"], 100 + day);
+        assert_eq!(listed["next_payment_attempt_at"].is_null(), day % 2 == 0);
+        let mut one = app
+            .get(&format!("/v1/invoices/{}", listed["id"].as_str().unwrap()))
+            .bearer(&m.key)
+            .send()
+            .await
+            .expect(200)
+            .body;
+        let one = one.as_object_mut().unwrap();
+        one.remove("payments");
+        one.remove("refunds");
+        assert_eq!(listed, &Value::Object(one.clone()));
+    }
 }
 
 #[actix_web::test]
