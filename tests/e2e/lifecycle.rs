@@ -370,6 +370,45 @@ async fn the_portal_read_and_list_show_catalog_changes_at_once() {
         .expect_problem(404, "resource_missing");
 }
 
+/// A policy changed behind this process's back (another process, here plain SQL) may
+/// show late in the portal's reads, but an action is always checked against the policy
+/// in the database.
+#[actix_web::test]
+async fn actions_are_checked_against_the_stored_policy_not_the_portal_cache() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let cat = catalog(&app, &m, json!({"allow_pause": true})).await;
+    let customer = fixtures::customer(&app, &m, "c-cache").await;
+    let token = fixtures::session(&app, &m, &customer).await;
+    let sub = fixtures::subscribe(&app, &m, &customer, &cat.base).await["id"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap();
+    let shown = app
+        .get(&format!("/v1/portal/subscriptions/{sub}"))
+        .bearer(&token)
+        .send()
+        .await
+        .expect(200)
+        .body;
+    assert!(shown["available_actions"]["pause"].is_object());
+    app.exec(&format!(
+        "UPDATE products SET portal_policy = portal_policy || '{{\"allow_pause\": false}}' \
+         WHERE id = '{}'",
+        cat.product
+            .parse::<tenure_domain::ids::ProductId>()
+            .expect("a product id")
+            .uuid()
+    ))
+    .await;
+    app.post(&format!("/v1/portal/subscriptions/{sub}/pause"))
+        .bearer(&token)
+        .json(&json!({"start": {"type": "now"}}))
+        .send()
+        .await
+        .expect_problem(422, "pause_not_allowed");
+}
+
 #[actix_web::test]
 async fn the_four_portal_policy_cases_show_exactly_the_allowed_buttons() {
     let app = TestApp::new().await;

@@ -209,22 +209,25 @@ async fn migrations_go_up_down_and_up_again() {
     assert_eq!(applied.len(), reverted.len());
 }
 
-/// `tenure serve` as deployed: two HTTP workers, each with a connection pool of its own
-/// (one connection each here), answer every request of a burst over many connections.
+/// `tenure serve` as deployed: two HTTP workers, each with a connection pool of its own,
+/// answer every request of a burst over many connections, within the process's
+/// connection budget (`TENURE_POOL_SIZE`).
 #[actix_web::test]
-async fn served_http_workers_each_answer_from_a_pool_of_their_own() {
+async fn served_http_workers_answer_within_the_connection_budget() {
     let app = TestApp::new().await;
     let m = app.merchant("A").await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port();
+    // The application name tells the server's connections apart from the test's own.
+    let url = format!("{}?application_name=tenure-served", app.db.url);
     let server = Served(
         std::process::Command::new(tenure_e2e::tenure_binary())
             .args(["serve", "--no-workers", "--http-workers", "2"])
             .args(["--bind", &format!("127.0.0.1:{port}")])
-            .env("DATABASE_URL", &app.db.url)
-            .env("TENURE_POOL_SIZE", "2")
+            .env("DATABASE_URL", &url)
+            .env("TENURE_POOL_SIZE", "4")
             .env("TENURE_LOG", "warn")
             .stdout(std::process::Stdio::null())
             .spawn()
@@ -247,6 +250,16 @@ async fn served_http_workers_each_answer_from_a_pool_of_their_own() {
     assert!(
         statuses.iter().all(|s| matches!(s, Ok(200))),
         "{statuses:?}"
+    );
+    let open = app
+        .count(
+            "SELECT count(*) AS n FROM pg_stat_activity \
+             WHERE application_name = 'tenure-served' AND datname = current_database()",
+        )
+        .await;
+    assert!(
+        (1..=4).contains(&open),
+        "{open} connections for a budget of 4"
     );
     drop(server);
 }

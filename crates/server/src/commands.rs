@@ -1,8 +1,8 @@
 //! The `tenure` subcommands.
 
+use std::cell::OnceCell;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use actix_web::HttpServer;
 use chrono::Duration;
@@ -43,14 +43,20 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<(), StartupE
     if !applied.is_empty() {
         tracing::info!(?applied, "migrations applied");
     }
-    let http_workers = args
-        .http_workers
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, NonZeroUsize::get));
-    let pools = PoolBudget::split(global.pool_size, http_workers, !args.no_workers);
-    // The shared state (and the background loops) use the process-wide pool; each HTTP
-    // worker then gets a pool of its own below.
+    let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+    let background_tasks = (!args.no_workers).then(|| background_connections(&args.workers));
+    let budget = PoolBudget::plan(
+        global.pool_size,
+        args.http_workers.map(NonZeroUsize::get),
+        cores,
+        background_tasks,
+    )
+    .map_err(StartupError::Config)?;
+    // Start-up, and then the background loops if they run here, use this pool; without
+    // the loops it is closed once start-up is done, so the budget is the workers' alone.
+    let shared = Db::connect(&global.database_url, budget.background.max(1))?;
     let mut state = startup::build_state(
-        Db::connect(&global.database_url, pools.background)?,
+        shared.clone(),
         Arc::new(SystemClock),
         args.jwt_secret.as_deref(),
         Duration::seconds(i64::from(args.session_ttl_secs)),
@@ -58,49 +64,102 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<(), StartupE
     .await?;
     state.rate_limits = RateLimits::new(args.rate_limits.config());
     let metrics = Metrics::new().map_err(|e| StartupError::Config(e.to_string()))?;
-    if !args.no_workers {
+    if args.no_workers {
+        shared.close();
+    } else {
         spawn_workers(&state, &args.workers);
     }
-    // Each HTTP worker is a single-threaded runtime. A pooled connection's I/O runs as a
-    // task on the runtime that opened it, so a pool shared by the workers makes most
-    // queries hop threads twice (measured: a third more CPU per portal read). A pool per
-    // worker keeps every query on its request's thread.
-    let worker_pools: Arc<[Db]> = (0..http_workers)
-        .map(|_| Db::connect(&global.database_url, pools.per_http_worker))
-        .collect::<Result<Vec<_>, _>>()?
-        .into();
-    let next_pool = Arc::new(AtomicUsize::new(0));
+    // Each HTTP worker is a single-threaded runtime, and a pooled connection's I/O runs as
+    // a task on the runtime that opened it: with one pool shared by the workers, most
+    // queries hopped threads twice (a fifth more CPU per portal read, measured). So each
+    // worker thread builds a pool of its own the first time actix calls the factory on
+    // it (actix calls it once per worker and bound address, and again for a restarted
+    // worker, which gets a new thread). Pools open connections lazily, so the fallback
+    // (used only if a pool could not be built on a worker) holds none unless used.
+    let url = global.database_url.clone();
+    let per_worker = budget.per_http_worker;
+    let fallback = Db::connect(&url, per_worker)?;
     let server = HttpServer::new(move || {
         let mut state = state.clone();
-        let turn = next_pool.fetch_add(1, Ordering::Relaxed);
-        state.db = worker_pools[turn % worker_pools.len()].clone();
+        state.db = WORKER_POOL.with(|pool| {
+            pool.get_or_init(|| Db::connect(&url, per_worker).unwrap_or_else(|_| fallback.clone()))
+                .clone()
+        });
         tenure_api::app(state, metrics.clone())
     })
-    .workers(http_workers)
+    .workers(budget.http_workers)
     .bind(&args.bind)?;
-    tracing::info!(bind = %args.bind, http_workers, per_worker_pool = pools.per_http_worker, "serving; API docs at /docs/");
+    tracing::info!(
+        bind = %args.bind,
+        http_workers = budget.http_workers,
+        per_worker_pool = per_worker,
+        background_pool = budget.background,
+        "serving; API docs at /docs/"
+    );
     server.run().await?;
     Ok(())
 }
 
-/// How a process's connection budget (`--pool-size`) is shared: a pool per HTTP worker,
-/// and one for the background loops when they run in the process. Each pool gets at
-/// least one connection.
+thread_local! {
+    /// The connection pool of the HTTP worker running on this thread.
+    static WORKER_POOL: OnceCell<Db> = const { OnceCell::new() };
+}
+
+/// Connections the background loops use at once: one per renewal task, one for the
+/// scheduled-change loop, one for webhook delivery.
+fn background_connections(args: &WorkerArgs) -> usize {
+    usize::from(args.renewal_tasks) + 2
+}
+
+/// How `serve` spends a process's connection budget (`--pool-size`): the background
+/// loops' connections first (when they run here), the rest split evenly between a pool
+/// per HTTP worker, at least two each (a request may read through a second connection
+/// while its first is busy). Without `--http-workers`, one worker per core as far as the
+/// budget allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct PoolBudget {
+    http_workers: usize,
     per_http_worker: usize,
     background: usize,
 }
 
 impl PoolBudget {
-    fn split(pool_size: usize, http_workers: usize, background_loops: bool) -> Self {
-        let pools = http_workers.max(1) + usize::from(background_loops);
-        let share = (pool_size / pools).max(1);
-        Self {
-            per_http_worker: share,
-            // Without background loops this pool serves start-up only.
-            background: if background_loops { share } else { 1 },
+    const MIN_PER_WORKER: usize = 2;
+
+    fn plan(
+        pool_size: usize,
+        http_workers: Option<usize>,
+        cores: usize,
+        background: Option<usize>,
+    ) -> Result<Self, String> {
+        let background = background.unwrap_or(0);
+        let http = pool_size.saturating_sub(background);
+        let affordable = http / Self::MIN_PER_WORKER;
+        if affordable == 0 {
+            return Err(format!(
+                "TENURE_POOL_SIZE={pool_size} leaves {http} connection(s) for HTTP after the \
+                 background loops' {background}; HTTP workers need at least {} each: raise \
+                 TENURE_POOL_SIZE, lower TENURE_RENEWAL_TASKS or run with --no-workers",
+                Self::MIN_PER_WORKER
+            ));
         }
+        let http_workers = match http_workers {
+            Some(n) if n > affordable => {
+                return Err(format!(
+                    "TENURE_POOL_SIZE={pool_size} leaves {http} connections for {n} HTTP \
+                     workers; each needs at least {}: raise TENURE_POOL_SIZE or lower \
+                     TENURE_HTTP_WORKERS",
+                    Self::MIN_PER_WORKER
+                ));
+            }
+            Some(n) => n,
+            None => cores.clamp(1, affordable),
+        };
+        Ok(Self {
+            http_workers,
+            per_http_worker: http / http_workers,
+            background,
+        })
     }
 }
 
@@ -315,29 +374,31 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs) -> Result<(), StartupErr
 mod tests {
     use super::PoolBudget;
 
+    fn plan(pool: usize, workers: Option<usize>, cores: usize, bg: Option<usize>) -> PoolBudget {
+        PoolBudget::plan(pool, workers, cores, bg).expect("a budget that fits")
+    }
+
     #[test]
-    fn the_connection_budget_is_split_between_workers_and_background_loops() {
-        assert_eq!(
-            PoolBudget::split(16, 2, false),
-            PoolBudget {
-                per_http_worker: 8,
-                background: 1
-            }
-        );
-        assert_eq!(
-            PoolBudget::split(16, 3, true),
-            PoolBudget {
-                per_http_worker: 4,
-                background: 4
-            }
-        );
-        // Never a pool without a connection.
-        assert_eq!(
-            PoolBudget::split(2, 4, true),
-            PoolBudget {
-                per_http_worker: 1,
-                background: 1
-            }
-        );
+    fn the_budget_covers_the_background_loops_then_splits_between_workers() {
+        let budget = |http_workers, per_http_worker, background| PoolBudget {
+            http_workers,
+            per_http_worker,
+            background,
+        };
+        // Defaults on two cores: 2 renewal tasks + 2 loops, the rest for two workers.
+        assert_eq!(plan(16, None, 2, Some(4)), budget(2, 6, 4));
+        assert_eq!(plan(16, None, 2, None), budget(2, 8, 0));
+        assert_eq!(plan(16, Some(1), 2, None), budget(1, 16, 0));
+        // Many cores: as many workers as get two connections each, never more.
+        assert_eq!(plan(16, None, 32, Some(4)), budget(6, 2, 4));
+        assert_eq!(plan(16, None, 32, None), budget(8, 2, 0));
+    }
+
+    #[test]
+    fn a_budget_that_cannot_fit_is_refused_with_the_settings_to_change() {
+        let too_many = PoolBudget::plan(16, Some(9), 2, None).unwrap_err();
+        assert!(too_many.contains("TENURE_HTTP_WORKERS"), "{too_many}");
+        let none_left = PoolBudget::plan(4, None, 2, Some(4)).unwrap_err();
+        assert!(none_left.contains("TENURE_POOL_SIZE"), "{none_left}");
     }
 }

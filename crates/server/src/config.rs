@@ -29,8 +29,9 @@ pub struct GlobalArgs {
     /// Log format.
     #[arg(long, env = "TENURE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
-    /// Maximum database connections per process. `serve` shares them evenly between a
-    /// pool per HTTP worker and one for the background loops (at least one each).
+    /// Maximum database connections per process. `serve` gives the background loops one
+    /// per task (renewal tasks + 2) and splits the rest evenly between a pool per HTTP
+    /// worker, at least two each; it refuses to start when they do not fit.
     #[arg(long, env = "TENURE_POOL_SIZE", default_value_t = 16, global = true)]
     pub pool_size: usize,
 }
@@ -63,9 +64,10 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "TENURE_BIND", default_value = "127.0.0.1:8080")]
     pub bind: String,
-    /// HTTP worker threads (default: one per core).
+    /// HTTP worker threads (default: one per core, as far as the pool size allows two
+    /// connections each).
     #[arg(long, env = "TENURE_HTTP_WORKERS")]
-    pub http_workers: Option<usize>,
+    pub http_workers: Option<std::num::NonZeroUsize>,
     /// HS256 secret for customer session tokens, at least 32 bytes. When unset, a random
     /// key is generated once and kept in the database, so tokens survive restarts and
     /// every process agrees.

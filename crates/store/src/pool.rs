@@ -49,6 +49,11 @@ impl Db {
         Ok(Self { pool })
     }
 
+    /// Closes the pool: its idle connections are dropped and later checkouts fail.
+    pub fn close(&self) {
+        self.pool.close();
+    }
+
     pub async fn conn(&self) -> Result<Conn, StoreError> {
         self.pool.get().await.map_err(|err| match err {
             PoolError::Backend(e) => StoreError::Unavailable(e.to_string()),

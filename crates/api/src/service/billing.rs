@@ -152,6 +152,8 @@ pub async fn attach(
             Ok::<_, ApiError>(pm)
         })
         .await?;
+    // Back to the pool before the retry takes one: a worker's pool may hold one connection.
+    drop(conn);
     if pm.is_default {
         super::renewals::retry_open_invoices(state, merchant, customer).await;
     }
@@ -188,6 +190,7 @@ pub async fn set_default(
             Ok::<_, ApiError>(pm)
         })
         .await?;
+    drop(conn);
     super::renewals::retry_open_invoices(state, merchant, customer).await;
     Ok(pm)
 }

@@ -343,6 +343,8 @@ pub async fn put_segment_settings(
     let mut conn = state.db.conn().await?;
     conn.transaction(async |conn| repo::set_high_ltv_thresholds(conn, merchant, &rows).await)
         .await?;
+    // Back to the pool before the read takes one: a worker's pool may hold one connection.
+    drop(conn);
     get_segment_settings(state, merchant).await
 }
 

@@ -9,6 +9,7 @@
 //! customer makes re-reads the policy inside its own transaction.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -39,6 +40,15 @@ type Entries = HashMap<(MerchantId, ProductId), (Instant, Arc<PortalTerms>)>;
 pub struct PortalTermsCache {
     ttl: Duration,
     entries: Arc<Mutex<Entries>>,
+    /// Moves on every `forget`: terms read before a change must not be stored after it.
+    generation: Arc<AtomicU64>,
+}
+
+/// When a read of terms began, for [`PortalTermsCache::put`].
+#[derive(Debug, Clone, Copy)]
+pub struct ReadStart {
+    at: Instant,
+    generation: u64,
 }
 
 impl std::fmt::Debug for PortalTermsCache {
@@ -60,6 +70,15 @@ impl PortalTermsCache {
         Self {
             ttl,
             entries: Arc::default(),
+            generation: Arc::default(),
+        }
+    }
+
+    /// Call before reading terms from the database; pass the result to [`Self::put`].
+    pub fn read_start(&self) -> ReadStart {
+        ReadStart {
+            at: Instant::now(),
+            generation: self.generation.load(Ordering::Acquire),
         }
     }
 
@@ -75,26 +94,35 @@ impl PortalTermsCache {
         (read_at.elapsed() < self.ttl).then(|| Arc::clone(terms))
     }
 
+    /// Stores terms read since `start`, unless a product changed in the meantime (the
+    /// terms might predate the change; they are still returned for this one use). Their
+    /// age counts from `start`, so a change committed during the read shows within the
+    /// TTL in other processes.
     pub fn put(
         &self,
         merchant: MerchantId,
         product: ProductId,
         terms: PortalTerms,
-        read_at: Instant,
+        start: ReadStart,
     ) -> Arc<PortalTerms> {
         let terms = Arc::new(terms);
         let mut entries = self.entries();
+        if self.generation.load(Ordering::Acquire) != start.generation {
+            return terms;
+        }
         if entries.len() >= MAX_ENTRIES {
             entries.clear();
         }
-        entries.insert((merchant, product), (read_at, Arc::clone(&terms)));
+        entries.insert((merchant, product), (start.at, Arc::clone(&terms)));
         terms
     }
 
     /// Called by every change to a product or its plans, so this process never shows
     /// terms older than its own last change.
     pub fn forget(&self, merchant: MerchantId, product: ProductId) {
-        self.entries().remove(&(merchant, product));
+        let mut entries = self.entries();
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        entries.remove(&(merchant, product));
     }
 }
 
@@ -108,13 +136,11 @@ pub async fn terms_of(
     if let Some(terms) = state.portal_terms.get(merchant, product) {
         return Ok(terms);
     }
-    // The age counts from before the read: a change committed during it is not missed
-    // for longer than the TTL.
-    let read_at = Instant::now();
+    let start = state.portal_terms.read_start();
     let (policy, plans) = catalog_repo::portal_terms(conn, merchant, product).await?;
     Ok(state
         .portal_terms
-        .put(merchant, product, PortalTerms { policy, plans }, read_at))
+        .put(merchant, product, PortalTerms { policy, plans }, start))
 }
 
 #[cfg(test)]
@@ -133,7 +159,7 @@ mod tests {
         let cache = PortalTermsCache::new(Duration::from_secs(60));
         let (m, p) = (MerchantId::new(), ProductId::new());
         assert!(cache.get(m, p).is_none());
-        cache.put(m, p, terms(2), Instant::now());
+        cache.put(m, p, terms(2), cache.read_start());
         assert_eq!(cache.get(m, p).map(|t| t.plans.len()), Some(2));
         assert!(
             cache.get(MerchantId::new(), p).is_none(),
@@ -143,8 +169,26 @@ mod tests {
         assert!(cache.get(m, p).is_none());
 
         let expired = PortalTermsCache::new(Duration::ZERO);
-        expired.put(m, p, terms(1), Instant::now());
+        expired.put(m, p, terms(1), expired.read_start());
         assert!(expired.get(m, p).is_none());
+    }
+
+    #[test]
+    fn terms_read_before_a_change_are_not_kept_after_it() {
+        let cache = PortalTermsCache::new(Duration::from_secs(60));
+        let (m, p) = (MerchantId::new(), ProductId::new());
+        let start = cache.read_start();
+        // The merchant changes the product while the read is in flight.
+        cache.forget(m, p);
+        let used = cache.put(m, p, terms(1), start);
+        assert_eq!(
+            used.plans.len(),
+            1,
+            "still used for the read that fetched them"
+        );
+        assert!(cache.get(m, p).is_none(), "but not kept");
+        cache.put(m, p, terms(2), cache.read_start());
+        assert_eq!(cache.get(m, p).map(|t| t.plans.len()), Some(2));
     }
 
     #[test]
@@ -152,12 +196,12 @@ mod tests {
         let cache = PortalTermsCache::new(Duration::from_secs(60));
         let m = MerchantId::new();
         let first = ProductId::new();
-        cache.put(m, first, terms(0), Instant::now());
+        cache.put(m, first, terms(0), cache.read_start());
         for _ in 1..MAX_ENTRIES {
-            cache.put(m, ProductId::new(), terms(0), Instant::now());
+            cache.put(m, ProductId::new(), terms(0), cache.read_start());
         }
         assert!(cache.get(m, first).is_some());
-        cache.put(m, ProductId::new(), terms(0), Instant::now());
+        cache.put(m, ProductId::new(), terms(0), cache.read_start());
         assert!(cache.get(m, first).is_none());
         assert_eq!(cache.entries().len(), 1);
     }

@@ -870,7 +870,7 @@ pub async fn portal_get(
 }
 
 /// One subscription as the portal shows it, from a subscription already read (after a
-/// change): its product's terms and its discounts.
+/// change): its product's terms and its discounts, in one round trip.
 pub async fn portal_view(
     state: &AppState,
     merchant: MerchantId,
@@ -878,9 +878,15 @@ pub async fn portal_view(
 ) -> ApiResult<PortalSubscriptionDto> {
     let now = now_of(state);
     let conn = state.db.conn().await?;
-    let terms = super::portal_terms::terms_of(state, &conn, merchant, s.product_id).await?;
-    let discounts =
-        discounts_repo::active_for_subscription(&conn, merchant, s.subscription.id).await?;
+    let (terms, discounts) = futures_util::future::try_join(
+        super::portal_terms::terms_of(state, &conn, merchant, s.product_id),
+        async {
+            discounts_repo::active_for_subscription(&conn, merchant, s.subscription.id)
+                .await
+                .map_err(ApiError::from)
+        },
+    )
+    .await?;
     Ok(PortalSubscriptionDto {
         subscription: SubscriptionDto::render(s, Actor::Customer).with_discounts(&discounts),
         available_actions: available_actions(&s.subscription, &terms.policy, &terms.plans, now)

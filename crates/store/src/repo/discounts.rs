@@ -140,7 +140,8 @@ pub async fn grant(
 /// The discounts of a subscription that still apply to an invoice (`cycles_remaining >
 /// 0`), oldest first: the order the invoice applies them in.
 ///
-/// Takes a shared connection so that it can be pipelined with other reads.
+/// Takes a shared connection so that it can be pipelined with other reads (the portal's
+/// view after a change reads it with the product's terms).
 pub async fn active_for_subscription(
     conn: &AsyncPgConnection,
     merchant: MerchantId,

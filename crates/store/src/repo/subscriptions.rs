@@ -95,10 +95,10 @@ pub async fn insert(
     sync_scheduled_changes(conn, merchant, &s.subscription).await
 }
 
-/// Saves a changed subscription: the row and its `scheduled_changes` mirror.
-///
-/// The row's update and the removal of the old mirror rows are independent, so they are
-/// sent together (one round trip); the new mirror rows follow once both are done.
+/// Saves a changed subscription: the row and its `scheduled_changes` mirror. Call it in a
+/// transaction (every caller does): the removal of the old mirror rows is sent together
+/// with the row's update (one round trip), so if the update finds no row, only the
+/// rollback undoes the removal.
 pub async fn update(
     conn: &mut AsyncPgConnection,
     merchant: MerchantId,
