@@ -277,6 +277,34 @@ async fn every_row_of_the_transition_table_over_http() {
     assert_eq!(rows, 72);
 }
 
+/// A customer subscribed to the base plan of a new catalog with `policy`, signed in:
+/// the catalog, their session token and the subscription's id.
+async fn signed_in_subscriber(
+    app: &TestApp,
+    m: &TestMerchant,
+    policy: Value,
+    external_id: &str,
+) -> (Catalog, String, String) {
+    let cat = catalog(app, m, policy).await;
+    let customer = fixtures::customer(app, m, external_id).await;
+    let token = fixtures::session(app, m, &customer).await;
+    let sub = fixtures::subscribe(app, m, &customer, &cat.base).await["id"]
+        .as_str()
+        .map(str::to_owned)
+        .expect("a subscription id");
+    (cat, token, sub)
+}
+
+/// The portal's read of one subscription, as its customer.
+async fn portal_read(app: &TestApp, token: &str, sub: &str) -> Value {
+    app.get(&format!("/v1/portal/subscriptions/{sub}"))
+        .bearer(token)
+        .send()
+        .await
+        .expect(200)
+        .body
+}
+
 /// The portal's reads keep each product's terms briefly in the process; a change of the
 /// product or its plans must show at once, in the single read and the list alike,
 /// including when the product is archived (nothing to switch to).
@@ -284,23 +312,12 @@ async fn every_row_of_the_transition_table_over_http() {
 async fn the_portal_read_and_list_show_catalog_changes_at_once() {
     let app = TestApp::new().await;
     let m = app.merchant("A").await;
-    let cat = catalog(&app, &m, json!({"allow_plan_change": true})).await;
-    let customer = fixtures::customer(&app, &m, "c-archived").await;
-    let token = fixtures::session(&app, &m, &customer).await;
-    let sub = fixtures::subscribe(&app, &m, &customer, &cat.base).await["id"]
-        .as_str()
-        .map(str::to_owned)
-        .unwrap();
+    let (cat, token, sub) =
+        signed_in_subscriber(&app, &m, json!({"allow_plan_change": true}), "c-archived").await;
     let read = |token: String, sub: String| {
         let app = &app;
         async move {
-            let one = app
-                .get(&format!("/v1/portal/subscriptions/{sub}"))
-                .bearer(&token)
-                .send()
-                .await
-                .expect(200)
-                .body;
+            let one = portal_read(app, &token, &sub).await;
             let list = app
                 .get("/v1/portal/subscriptions")
                 .bearer(&token)
@@ -377,20 +394,9 @@ async fn the_portal_read_and_list_show_catalog_changes_at_once() {
 async fn actions_are_checked_against_the_stored_policy_not_the_portal_cache() {
     let app = TestApp::new().await;
     let m = app.merchant("A").await;
-    let cat = catalog(&app, &m, json!({"allow_pause": true})).await;
-    let customer = fixtures::customer(&app, &m, "c-cache").await;
-    let token = fixtures::session(&app, &m, &customer).await;
-    let sub = fixtures::subscribe(&app, &m, &customer, &cat.base).await["id"]
-        .as_str()
-        .map(str::to_owned)
-        .unwrap();
-    let shown = app
-        .get(&format!("/v1/portal/subscriptions/{sub}"))
-        .bearer(&token)
-        .send()
-        .await
-        .expect(200)
-        .body;
+    let (cat, token, sub) =
+        signed_in_subscriber(&app, &m, json!({"allow_pause": true}), "c-cache").await;
+    let shown = portal_read(&app, &token, &sub).await;
     assert!(shown["available_actions"]["pause"].is_object());
     app.exec(&format!(
         "UPDATE products SET portal_policy = portal_policy || '{{\"allow_pause\": false}}' \
