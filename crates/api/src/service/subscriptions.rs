@@ -36,6 +36,7 @@ use tenure_store::repo::subscriptions::{self as repo, StoredSubscription, Subscr
 use tenure_store::repo::support as support_repo;
 use tenure_store::{Page, PageRequest, StoreError};
 
+use super::portal_terms::PortalTerms;
 use super::{EventDraft, check_if_match, next_update_time, record_event};
 use crate::dto::subscriptions::{PlanChangePreviewDto, PortalSubscriptionDto, SubscriptionDto};
 use crate::dto::support::{CancellationRequestDto, SupportTicketDto};
@@ -824,15 +825,10 @@ pub async fn portal_views(
     let mut views = Vec::with_capacity(subs.len());
     for s in subs {
         let terms = super::portal_terms::terms_of(state, &conn, merchant, s.product_id).await?;
-        views.push(PortalSubscriptionDto {
-            subscription: SubscriptionDto::render(s, Actor::Customer).with_discounts(
-                discounts
-                    .get(&s.subscription.id)
-                    .map_or(&[][..], Vec::as_slice),
-            ),
-            available_actions: available_actions(&s.subscription, &terms.policy, &terms.plans, now)
-                .into(),
-        });
+        let own = discounts
+            .get(&s.subscription.id)
+            .map_or(&[][..], Vec::as_slice);
+        views.push(portal_dto(s, &terms, own, now));
     }
     Ok(views)
 }
@@ -861,11 +857,7 @@ pub async fn portal_get(
     } else {
         Vec::new()
     };
-    let view = PortalSubscriptionDto {
-        subscription: SubscriptionDto::render(&s, Actor::Customer).with_discounts(&discounts),
-        available_actions: available_actions(&s.subscription, &terms.policy, &terms.plans, now)
-            .into(),
-    };
+    let view = portal_dto(&s, &terms, &discounts, now);
     Ok((s, view))
 }
 
@@ -887,11 +879,22 @@ pub async fn portal_view(
         },
     )
     .await?;
-    Ok(PortalSubscriptionDto {
-        subscription: SubscriptionDto::render(s, Actor::Customer).with_discounts(&discounts),
+    Ok(portal_dto(s, &terms, &discounts, now))
+}
+
+/// A subscription as its customer sees it: with its discounts and the actions its
+/// product's terms allow now.
+fn portal_dto(
+    s: &StoredSubscription,
+    terms: &PortalTerms,
+    discounts: &[StoredDiscount],
+    now: DateTime<Utc>,
+) -> PortalSubscriptionDto {
+    PortalSubscriptionDto {
+        subscription: SubscriptionDto::render(s, Actor::Customer).with_discounts(discounts),
         available_actions: available_actions(&s.subscription, &terms.policy, &terms.plans, now)
             .into(),
-    })
+    }
 }
 
 /// Applies the due scheduled changes of one subscription whose row the caller has
