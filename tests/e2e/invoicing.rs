@@ -176,6 +176,22 @@ struct ItemRow {
     invoice_id: Option<uuid::Uuid>,
 }
 
+/// Subscribes to `plan` (no trial) and lets a worker round charge the first period's
+/// invoice, which is checked: the subscription's id and that period.
+async fn subscribed_and_charged(
+    app: &TestApp,
+    s: &Setup,
+    plan: &str,
+    price: i64,
+) -> (String, Period) {
+    let sub = subscribe(app, s, plan).await;
+    let id = sub["id"].as_str().expect("a subscription id").to_owned();
+    let period = period_of(&sub);
+    round(app).await;
+    assert_first_invoice(&invoices(app, s).await[0], &period, price);
+    (id, period)
+}
+
 async fn pending_items(app: &TestApp) -> Vec<ItemRow> {
     let mut conn = app.sql().await;
     diesel::sql_query("SELECT period_start, invoice_id FROM pending_invoice_items ORDER BY id")
@@ -190,15 +206,7 @@ async fn an_upgrade_mid_period_is_billed_once_on_the_next_renewal_with_the_exact
     let s = setup(&app, "pm_card_visa").await;
     let basic = plan(&app, &s, "Basic", 1000, "month").await;
     let premium = plan(&app, &s, "Premium", 3000, "month").await;
-    let sub = subscribe(&app, &s, &basic).await;
-    let id = sub["id"].as_str().unwrap().to_owned();
-    let period = Period::new(
-        time(&sub["current_period"]["start"]),
-        time(&sub["current_period"]["end"]),
-    )
-    .unwrap();
-    round(&app).await; // the first period's invoice is charged
-    assert_first_invoice(&invoices(&app, &s).await[0], &period, 1000);
+    let (id, period) = subscribed_and_charged(&app, &s, &basic, 1000).await;
     app.clock.advance(Duration::days(10) + Duration::hours(7));
 
     let preview = app
@@ -324,15 +332,7 @@ async fn a_cadence_change_invoices_the_new_period_at_once_with_the_credit() {
     let s = setup(&app, "pm_card_visa").await;
     let monthly = plan(&app, &s, "Monthly", 1000, "month").await;
     let yearly = plan(&app, &s, "Yearly", 10_000, "year").await;
-    let sub = subscribe(&app, &s, &monthly).await;
-    let id = sub["id"].as_str().unwrap().to_owned();
-    let period = Period::new(
-        time(&sub["current_period"]["start"]),
-        time(&sub["current_period"]["end"]),
-    )
-    .unwrap();
-    round(&app).await; // the first period's invoice is charged
-    assert_first_invoice(&invoices(&app, &s).await[0], &period, 1000);
+    let (id, period) = subscribed_and_charged(&app, &s, &monthly, 1000).await;
     app.clock.advance(Duration::days(12));
 
     let preview = app
@@ -459,11 +459,8 @@ async fn a_percent_discount_applies_to_exactly_the_next_two_invoices() {
     let app = TestApp::new().await;
     let s = setup(&app, "pm_card_visa").await;
     let gold = plan(&app, &s, "Gold", 1999, "month").await;
-    let sub = subscribe(&app, &s, &gold).await;
-    let id = sub["id"].as_str().unwrap().to_owned();
-    round(&app).await;
     // The first period was invoiced at creation, before the discount existed: full price.
-    assert_first_invoice(&invoices(&app, &s).await[0], &period_of(&sub), 1999);
+    let (id, _) = subscribed_and_charged(&app, &s, &gold, 1999).await;
     grant(&app, &s, &id, DiscountValue::Percent(20), 2).await;
 
     // Shown on the subscription (merchant and portal) and on the preview, unconsumed.
@@ -562,10 +559,7 @@ async fn an_amount_discount_larger_than_the_subtotal_makes_a_zero_invoice_paid_w
     let app = TestApp::new().await;
     let s = setup(&app, "pm_card_visa").await;
     let gold = plan(&app, &s, "Gold", 1999, "month").await;
-    let sub = subscribe(&app, &s, &gold).await;
-    let id = sub["id"].as_str().unwrap().to_owned();
-    round(&app).await;
-    assert_first_invoice(&invoices(&app, &s).await[0], &period_of(&sub), 1999);
+    let (id, _) = subscribed_and_charged(&app, &s, &gold, 1999).await;
     let payments_before = app.count("SELECT count(*) AS n FROM payments").await;
     grant(&app, &s, &id, DiscountValue::Amount(eur(5000)), 1).await;
     // An amount in another currency is skipped (and keeps its cycle).
