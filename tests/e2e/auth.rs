@@ -140,13 +140,7 @@ async fn tenants_cannot_see_each_other() {
     let product = fixtures::product(&app, &a, json!({})).await;
     let plan = fixtures::plan(&app, &a, &product, 1000).await;
     let customer = fixtures::customer(&app, &a, "c1").await;
-    let event = app
-        .get("/v1/events")
-        .bearer(&a.key)
-        .send()
-        .await
-        .expect(200)
-        .body["data"][0]["id"]
+    let event = app.get_ok("/v1/events", &a.key).await["data"][0]["id"]
         .as_str()
         .unwrap()
         .to_owned();

@@ -936,12 +936,11 @@ async fn a_created_window_lists_exactly_its_invoices_newest_first_across_pages()
         assert_eq!(listed["lines"][0]["amount"]["amount"], 100 + day);
         assert_eq!(listed["next_payment_attempt_at"].is_null(), day % 2 == 0);
         let mut one = app
-            .get(&format!("/v1/invoices/{}", listed["id"].as_str().unwrap()))
-            .bearer(&m.key)
-            .send()
-            .await
-            .expect(200)
-            .body;
+            .get_ok(
+                &format!("/v1/invoices/{}", listed["id"].as_str().unwrap()),
+                &m.key,
+            )
+            .await;
         let one = one.as_object_mut().unwrap();
         one.remove("payments");
         one.remove("refunds");

@@ -159,12 +159,8 @@ async fn context_and_segments_of_hand_built_customers() {
         .expect(200);
 
     let ctx = app
-        .get(&format!("/v1/customers/{loyal}/context"))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200)
-        .body;
+        .get_ok(&format!("/v1/customers/{loyal}/context"), &m.key)
+        .await;
     assert_eq!(ctx["tenure"]["days"], 400);
     assert_eq!(
         ctx["lifetime_value"],
@@ -189,12 +185,8 @@ async fn context_and_segments_of_hand_built_customers() {
     assert_eq!(ctx["segments"], json!(["loyal", "high_ltv", "at_risk"]));
 
     let ctx = app
-        .get(&format!("/v1/customers/{fresh}/context"))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200)
-        .body;
+        .get_ok(&format!("/v1/customers/{fresh}/context"), &m.key)
+        .await;
     assert_eq!(ctx["tenure"]["days"], 0);
     assert_eq!(ctx["lifetime_value"], json!([]));
     assert_eq!(ctx["mrr"], json!([]));
@@ -202,12 +194,8 @@ async fn context_and_segments_of_hand_built_customers() {
     assert_eq!(ctx["segments"], json!(["new"]));
 
     let ctx = app
-        .get(&format!("/v1/customers/{gone}/context"))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200)
-        .body;
+        .get_ok(&format!("/v1/customers/{gone}/context"), &m.key)
+        .await;
     assert_eq!(ctx["tenure"]["days"], 100);
     assert_eq!(ctx["subscriptions"]["by_status"], json!({"canceled": 1}));
     assert_eq!(ctx["mrr"], json!([]));
@@ -243,13 +231,7 @@ async fn context_and_segments_of_hand_built_customers() {
 
     // The portal shows tenure and the subscription summary, no money figures.
     let token = fixtures::session(&app, &m, &loyal).await;
-    let me = app
-        .get("/v1/portal/me")
-        .bearer(&token)
-        .send()
-        .await
-        .expect(200)
-        .body;
+    let me = app.get_ok("/v1/portal/me", &token).await;
     assert_eq!(me["tenure_days"], 400);
     assert_eq!(me["subscriptions"]["by_status"], json!({"active": 2}));
     assert!(me.get("lifetime_value").is_none());
@@ -275,12 +257,11 @@ async fn tags_notes_and_timeline() {
         .await
         .expect_problem(422, "validation_failed");
     let events = app
-        .get(&format!("/v1/events?type=customer.updated&resource_id={c}"))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200)
-        .body;
+        .get_ok(
+            &format!("/v1/events?type=customer.updated&resource_id={c}"),
+            &m.key,
+        )
+        .await;
     assert_eq!(events["data"].as_array().unwrap().len(), 1);
     assert_eq!(
         events["data"][0]["data"]["previous_attributes"]["tags"],
@@ -312,12 +293,8 @@ async fn tags_notes_and_timeline() {
     assert!(note["id"].as_str().unwrap().starts_with("note_"));
 
     let page = app
-        .get(&format!("/v1/customers/{c}/timeline?limit=2"))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200)
-        .body;
+        .get_ok(&format!("/v1/customers/{c}/timeline?limit=2"), &m.key)
+        .await;
     let types: Vec<&str> = page["data"]
         .as_array()
         .unwrap()
@@ -329,14 +306,11 @@ async fn tags_notes_and_timeline() {
     assert_eq!(page["has_more"], true);
     let cursor = page["next_cursor"].as_str().unwrap();
     let rest: Value = app
-        .get(&format!(
-            "/v1/customers/{c}/timeline?starting_after={cursor}"
-        ))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200)
-        .body;
+        .get_ok(
+            &format!("/v1/customers/{c}/timeline?starting_after={cursor}"),
+            &m.key,
+        )
+        .await;
     let types: Vec<&str> = rest["data"]
         .as_array()
         .unwrap()

@@ -67,12 +67,8 @@ async fn totals(app: &TestApp) -> Totals {
 }
 
 async fn export(app: &TestApp, m: &TestMerchant, customer: &str) -> Value {
-    app.get(&format!("/v1/customers/{customer}/export"))
-        .bearer(&m.key)
-        .send()
+    app.get_ok(&format!("/v1/customers/{customer}/export"), &m.key)
         .await
-        .expect(200)
-        .body
 }
 
 #[actix_web::test]
@@ -265,13 +261,7 @@ async fn export_holds_everything_and_erase_anonymises_but_keeps_the_money() {
         .expect(200)
         .body;
     assert_eq!(again, erased);
-    let events = app
-        .get("/v1/events?type=customer.erased")
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200)
-        .body;
+    let events = app.get_ok("/v1/events?type=customer.erased", &m.key).await;
     assert_eq!(events["data"].as_array().unwrap().len(), 1);
     let event = &events["data"][0];
     assert_eq!(event["resource_id"], ada.as_str());
@@ -376,12 +366,8 @@ async fn export_holds_everything_and_erase_anonymises_but_keeps_the_money() {
         .expect_problem(409, "customer_erased");
     // The control customer is untouched.
     let control = app
-        .get(&format!("/v1/customers/{control}"))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200)
-        .body;
+        .get_ok(&format!("/v1/customers/{control}"), &m.key)
+        .await;
     assert_eq!(control["email"], "control@example.com");
     assert!(control["erased_at"].is_null());
 }

@@ -60,10 +60,6 @@ async fn subscribe(app: &TestApp, s: &Setup, plan: &str) -> Value {
     fixtures::subscribe(app, &s.m, &s.customer, plan).await
 }
 
-async fn get(app: &TestApp, m: &TestMerchant, path: &str) -> Value {
-    app.get(path).bearer(&m.key).send().await.expect(200).body
-}
-
 fn time(v: &Value) -> DateTime<Utc> {
     v.as_str()
         .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
@@ -84,7 +80,8 @@ async fn round(app: &TestApp) {
 }
 
 async fn events(app: &TestApp, m: &TestMerchant, event_type: &str) -> Vec<Value> {
-    get(app, m, &format!("/v1/events?type={event_type}&limit=100")).await["data"]
+    app.get_ok(&format!("/v1/events?type={event_type}&limit=100"), &m.key)
+        .await["data"]
         .as_array()
         .expect("events")
         .clone()
@@ -92,12 +89,12 @@ async fn events(app: &TestApp, m: &TestMerchant, event_type: &str) -> Vec<Value>
 
 /// The customer's invoices, oldest first.
 async fn invoices(app: &TestApp, s: &Setup) -> Vec<Value> {
-    let mut list = get(
-        app,
-        &s.m,
-        &format!("/v1/invoices?customer_id={}&limit=100", s.customer),
-    )
-    .await["data"]
+    let mut list = app
+        .get_ok(
+            &format!("/v1/invoices?customer_id={}&limit=100", s.customer),
+            &s.m.key,
+        )
+        .await["data"]
         .as_array()
         .expect("invoices")
         .clone();
@@ -263,12 +260,12 @@ async fn an_upgrade_mid_period_is_billed_once_on_the_next_renewal_with_the_exact
     assert_eq!(previewed, vec![credit, charge]);
 
     // The upcoming invoice shows the new plan plus the pending prorations.
-    let upcoming = get(
-        &app,
-        &s.m,
-        &format!("/v1/subscriptions/{id}/upcoming_invoice"),
-    )
-    .await;
+    let upcoming = app
+        .get_ok(
+            &format!("/v1/subscriptions/{id}/upcoming_invoice"),
+            &s.m.key,
+        )
+        .await;
     assert_eq!(lines_of(&upcoming, "plan"), vec![3000]);
     assert_eq!(lines_of(&upcoming, "proration"), vec![credit, charge]);
     assert_totals(&upcoming);
@@ -305,12 +302,12 @@ async fn an_upgrade_mid_period_is_billed_once_on_the_next_renewal_with_the_exact
 
     // The next renewal bills the plan alone: the items are never invoiced twice.
     let next_end = time(&renewal["period_end"]);
-    let upcoming = get(
-        &app,
-        &s.m,
-        &format!("/v1/subscriptions/{id}/upcoming_invoice"),
-    )
-    .await;
+    let upcoming = app
+        .get_ok(
+            &format!("/v1/subscriptions/{id}/upcoming_invoice"),
+            &s.m.key,
+        )
+        .await;
     assert!(lines_of(&upcoming, "proration").is_empty());
     app.clock.advance_to(next_end + Duration::minutes(1));
     round(&app).await;
@@ -388,15 +385,11 @@ async fn a_cadence_change_invoices_the_new_period_at_once_with_the_credit() {
     // The customer sees the same schedule in the portal.
     let token = fixtures::session(&app, &s.m, &s.customer).await;
     let portal = app
-        .get(&format!(
-            "/v1/portal/invoices/{}",
-            inv["id"].as_str().unwrap()
-        ))
-        .bearer(&token)
-        .send()
-        .await
-        .expect(200)
-        .body;
+        .get_ok(
+            &format!("/v1/portal/invoices/{}", inv["id"].as_str().unwrap()),
+            &token,
+        )
+        .await;
     assert_eq!(time(&portal["next_payment_attempt_at"]), at);
     assert_eq!(portal["attempt_count"], 0);
     assert_eq!(lines_of(&portal, "proration"), vec![credit]);
@@ -419,12 +412,12 @@ async fn a_cadence_change_invoices_the_new_period_at_once_with_the_credit() {
             .iter()
             .all(|i| i.invoice_id.is_some())
     );
-    let upcoming = get(
-        &app,
-        &s.m,
-        &format!("/v1/subscriptions/{id}/upcoming_invoice"),
-    )
-    .await;
+    let upcoming = app
+        .get_ok(
+            &format!("/v1/subscriptions/{id}/upcoming_invoice"),
+            &s.m.key,
+        )
+        .await;
     assert_eq!(lines_of(&upcoming, "plan"), vec![10_000]);
     assert!(lines_of(&upcoming, "proration").is_empty());
     assert_eq!(
@@ -464,7 +457,9 @@ async fn a_percent_discount_applies_to_exactly_the_next_two_invoices() {
     grant(&app, &s, &id, DiscountValue::Percent(20), 2).await;
 
     // Shown on the subscription (merchant and portal) and on the preview, unconsumed.
-    let read = get(&app, &s.m, &format!("/v1/subscriptions/{id}")).await;
+    let read = app
+        .get_ok(&format!("/v1/subscriptions/{id}"), &s.m.key)
+        .await;
     let d = &read["discounts"][0];
     assert!(d["id"].as_str().unwrap().starts_with("disc_"), "{d}");
     assert_eq!(d["percent"], 20);
@@ -475,29 +470,26 @@ async fn a_percent_discount_applies_to_exactly_the_next_two_invoices() {
     );
     let token = fixtures::session(&app, &s.m, &s.customer).await;
     let portal = app
-        .get(&format!("/v1/portal/subscriptions/{id}"))
-        .bearer(&token)
-        .send()
-        .await
-        .expect(200)
-        .body;
+        .get_ok(&format!("/v1/portal/subscriptions/{id}"), &token)
+        .await;
     assert_eq!(portal["discounts"][0]["percent"], 20);
-    let listed = get(&app, &s.m, "/v1/subscriptions").await;
+    let listed = app.get_ok("/v1/subscriptions", &s.m.key).await;
     assert_eq!(listed["data"][0]["discounts"][0]["cycles_remaining"], 2);
     for _ in 0..2 {
-        let upcoming = get(
-            &app,
-            &s.m,
-            &format!("/v1/subscriptions/{id}/upcoming_invoice"),
-        )
-        .await;
+        let upcoming = app
+            .get_ok(
+                &format!("/v1/subscriptions/{id}/upcoming_invoice"),
+                &s.m.key,
+            )
+            .await;
         // 20 % of 19.99 is 3.998, rounded half up to 4.00.
         assert_eq!(lines_of(&upcoming, "discount"), vec![-400]);
         assert_eq!(amount(&upcoming["total"]), 1599);
         assert_totals(&upcoming);
     }
     assert_eq!(
-        get(&app, &s.m, &format!("/v1/subscriptions/{id}")).await["discounts"][0]["cycles_remaining"],
+        app.get_ok(&format!("/v1/subscriptions/{id}"), &s.m.key)
+            .await["discounts"][0]["cycles_remaining"],
         2,
         "the preview consumed nothing"
     );
@@ -516,7 +508,9 @@ async fn a_percent_discount_applies_to_exactly_the_next_two_invoices() {
         assert_eq!(amount(&inv["total"]), 1599);
         assert_eq!(amount(&inv["amount_paid"]), 1599);
         assert_totals(inv);
-        let read = get(&app, &s.m, &format!("/v1/subscriptions/{id}")).await;
+        let read = app
+            .get_ok(&format!("/v1/subscriptions/{id}"), &s.m.key)
+            .await;
         let left = read["discounts"].as_array().unwrap();
         if remaining > 0 {
             assert_eq!(left[0]["cycles_remaining"], remaining);
@@ -524,22 +518,18 @@ async fn a_percent_discount_applies_to_exactly_the_next_two_invoices() {
             assert!(left.is_empty(), "a used-up discount is no longer shown");
             let token = fixtures::session(&app, &s.m, &s.customer).await;
             let portal = app
-                .get(&format!("/v1/portal/subscriptions/{id}"))
-                .bearer(&token)
-                .send()
-                .await
-                .expect(200)
-                .body;
+                .get_ok(&format!("/v1/portal/subscriptions/{id}"), &token)
+                .await;
             assert_eq!(portal["discounts"], json!([]), "nor in the portal");
         }
         end = time(&read["current_period"]["end"]);
     }
-    let upcoming = get(
-        &app,
-        &s.m,
-        &format!("/v1/subscriptions/{id}/upcoming_invoice"),
-    )
-    .await;
+    let upcoming = app
+        .get_ok(
+            &format!("/v1/subscriptions/{id}/upcoming_invoice"),
+            &s.m.key,
+        )
+        .await;
     assert!(lines_of(&upcoming, "discount").is_empty());
     app.clock.advance_to(end + Duration::minutes(1));
     round(&app).await;
@@ -571,18 +561,20 @@ async fn an_amount_discount_larger_than_the_subtotal_makes_a_zero_invoice_paid_w
         1,
     )
     .await;
-    let read = get(&app, &s.m, &format!("/v1/subscriptions/{id}")).await;
+    let read = app
+        .get_ok(&format!("/v1/subscriptions/{id}"), &s.m.key)
+        .await;
     assert_eq!(
         read["discounts"][0]["amount"],
         json!({"amount": 5000, "currency": "EUR"})
     );
     assert!(read["discounts"][0]["percent"].is_null());
-    let upcoming = get(
-        &app,
-        &s.m,
-        &format!("/v1/subscriptions/{id}/upcoming_invoice"),
-    )
-    .await;
+    let upcoming = app
+        .get_ok(
+            &format!("/v1/subscriptions/{id}/upcoming_invoice"),
+            &s.m.key,
+        )
+        .await;
     assert_eq!(lines_of(&upcoming, "discount"), vec![-1999]);
     assert_eq!(amount(&upcoming["amount_due"]), 0);
 
@@ -604,17 +596,20 @@ async fn an_amount_discount_larger_than_the_subtotal_makes_a_zero_invoice_paid_w
         payments_before,
         "no charge"
     );
-    let detail = get(
-        &app,
-        &s.m,
-        &format!("/v1/invoices/{}", inv["id"].as_str().unwrap()),
-    )
-    .await;
+    let detail = app
+        .get_ok(
+            &format!("/v1/invoices/{}", inv["id"].as_str().unwrap()),
+            &s.m.key,
+        )
+        .await;
     assert!(detail["payments"].as_array().unwrap().is_empty());
     let paid = events(&app, &s.m, "invoice.paid").await;
     assert!(paid.iter().any(|e| e["resource_id"] == inv["id"]));
     // The EUR discount is used up; the USD one is still there, untouched.
-    let left = get(&app, &s.m, &format!("/v1/subscriptions/{id}")).await["discounts"].clone();
+    let left = app
+        .get_ok(&format!("/v1/subscriptions/{id}"), &s.m.key)
+        .await["discounts"]
+        .clone();
     assert_eq!(left.as_array().unwrap().len(), 1);
     assert_eq!(left[0]["amount"]["currency"], "USD");
     assert_eq!(left[0]["cycles_remaining"], 1);
@@ -636,7 +631,8 @@ async fn dunning_exhaustion_with_final_state_canceled_marks_the_invoice_uncollec
     let id = sub["id"].as_str().unwrap().to_owned();
     round(&app).await; // the first period's invoice, made at creation: declined
     assert_eq!(
-        get(&app, &s.m, &format!("/v1/subscriptions/{id}")).await["status"],
+        app.get_ok(&format!("/v1/subscriptions/{id}"), &s.m.key)
+            .await["status"],
         "past_due"
     );
     let all = invoices(&app, &s).await;
@@ -666,7 +662,9 @@ async fn dunning_exhaustion_with_final_state_canceled_marks_the_invoice_uncollec
     assert_eq!(marked[0]["resource_id"], inv["id"]);
     assert_eq!(marked[0]["data"]["object"]["status"], "uncollectible");
     assert_eq!(marked[0]["data"]["previous_attributes"]["status"], "open");
-    let read = get(&app, &s.m, &format!("/v1/subscriptions/{id}")).await;
+    let read = app
+        .get_ok(&format!("/v1/subscriptions/{id}"), &s.m.key)
+        .await;
     assert_eq!(read["status"], "canceled");
     // A webhook endpoint may subscribe to the new type.
     app.post("/v1/webhook_endpoints")
@@ -695,10 +693,10 @@ async fn concurrent_puts_of_different_billing_settings_lose_nothing() {
         let (a, b) = futures_util::future::join(policy, days).await;
         a.expect(200);
         b.expect(200);
-        let policy = get(&app, &m, "/v1/dunning_policy").await;
+        let policy = app.get_ok("/v1/dunning_policy", &m.key).await;
         assert_eq!(policy["retry_after_days"], json!([i, i + 1]), "round {i}");
         assert_eq!(policy["final_state"], "unpaid");
-        let settings = get(&app, &m, "/v1/billing_settings").await;
+        let settings = app.get_ok("/v1/billing_settings", &m.key).await;
         assert_eq!(settings["upcoming_notice_days"], i, "round {i}");
     }
 }
@@ -777,12 +775,12 @@ async fn a_cadence_change_at_the_instant_an_invoiced_period_began_keeps_the_char
         rows.into_iter().map(|r| r.amount).collect()
     };
     assert_eq!(amounts, vec![-1000, 10_000], "credit and charge are kept");
-    let upcoming = get(
-        &app,
-        &s.m,
-        &format!("/v1/subscriptions/{}/upcoming_invoice", sub.subscription.id),
-    )
-    .await;
+    let upcoming = app
+        .get_ok(
+            &format!("/v1/subscriptions/{}/upcoming_invoice", sub.subscription.id),
+            &s.m.key,
+        )
+        .await;
     assert_eq!(lines_of(&upcoming, "proration"), vec![-1000, 10_000]);
     assert_totals(&upcoming);
 }
@@ -839,13 +837,7 @@ async fn a_subscription_without_a_trial_is_invoiced_at_creation_and_charged_by_t
     assert_eq!(app.count("SELECT count(*) AS n FROM payments").await, 0);
     // The customer sees it in the portal.
     let token = fixtures::session(&app, &s.m, &s.customer).await;
-    let portal = app
-        .get("/v1/portal/invoices")
-        .bearer(&token)
-        .send()
-        .await
-        .expect(200)
-        .body;
+    let portal = app.get_ok("/v1/portal/invoices", &token).await;
     assert_eq!(portal["data"][0]["id"], inv_id.as_str());
 
     // The next worker round charges it: paid, one payment, `invoice.paid`.
@@ -853,7 +845,9 @@ async fn a_subscription_without_a_trial_is_invoiced_at_creation_and_charged_by_t
         run_until_idle(&app.state, app.clock.now()).await.unwrap(),
         1
     );
-    let inv = get(&app, &s.m, &format!("/v1/invoices/{inv_id}")).await;
+    let inv = app
+        .get_ok(&format!("/v1/invoices/{inv_id}"), &s.m.key)
+        .await;
     assert_first_invoice(&inv, &period, 1999);
     let payments = inv["payments"].as_array().unwrap();
     assert_eq!(payments.len(), 1);
@@ -864,7 +858,8 @@ async fn a_subscription_without_a_trial_is_invoiced_at_creation_and_charged_by_t
     assert_eq!(paid[0]["resource_id"], inv_id.as_str());
     assert_eq!(paid[0]["data"]["previous_attributes"]["status"], "open");
     assert_eq!(
-        get(&app, &s.m, &format!("/v1/subscriptions/{id}")).await["status"],
+        app.get_ok(&format!("/v1/subscriptions/{id}"), &s.m.key)
+            .await["status"],
         "active"
     );
     // Charged once: nothing more is due until the period ends, and the renewal invoices
@@ -904,7 +899,9 @@ async fn a_subscription_with_a_trial_is_not_invoiced_until_the_trial_ends() {
     // The trial's end starts the first paid period: invoiced and charged then.
     app.clock.advance_to(trial_end + Duration::minutes(1));
     round(&app).await;
-    let read = get(&app, &s.m, &format!("/v1/subscriptions/{id}")).await;
+    let read = app
+        .get_ok(&format!("/v1/subscriptions/{id}"), &s.m.key)
+        .await;
     assert_eq!(read["status"], "active");
     let all = invoices(&app, &s).await;
     assert_eq!(all.len(), 1);
@@ -943,7 +940,7 @@ async fn a_free_plan_s_first_invoice_is_paid_at_creation_without_a_charge() {
 }
 
 async fn sub_status(app: &TestApp, m: &TestMerchant, id: &str) -> String {
-    get(app, m, &format!("/v1/subscriptions/{id}")).await["status"]
+    app.get_ok(&format!("/v1/subscriptions/{id}"), &m.key).await["status"]
         .as_str()
         .expect("status")
         .to_owned()
@@ -972,13 +969,13 @@ async fn a_customer_without_a_payment_method_goes_past_due_and_recovers_when_a_c
     let id = sub["id"].as_str().unwrap().to_owned();
     run_until_idle(&app.state, app.clock.now()).await.unwrap();
     assert_eq!(sub_status(&app, &m, &id).await, "past_due");
-    let invoices = get(&app, &m, "/v1/invoices").await;
+    let invoices = app.get_ok("/v1/invoices", &m.key).await;
     let inv = &invoices["data"][0];
     assert_eq!(invoices["data"].as_array().unwrap().len(), 1);
     assert_eq!(inv["status"], "open");
     assert_eq!(inv["attempt_count"], 1);
     let inv_id = inv["id"].as_str().unwrap().to_owned();
-    let payments = get(&app, &m, "/v1/payments").await;
+    let payments = app.get_ok("/v1/payments", &m.key).await;
     assert_eq!(payments["data"][0]["status"], "declined");
     assert_eq!(payments["data"][0]["failure_code"], "no_payment_method");
     assert_eq!(events(&app, &m, "invoice.payment_failed").await.len(), 1);
@@ -991,7 +988,7 @@ async fn a_customer_without_a_payment_method_goes_past_due_and_recovers_when_a_c
         .await
         .expect(201);
     assert_eq!(sub_status(&app, &m, &id).await, "active");
-    let inv = get(&app, &m, &format!("/v1/invoices/{inv_id}")).await;
+    let inv = app.get_ok(&format!("/v1/invoices/{inv_id}"), &m.key).await;
     assert_eq!(inv["status"], "paid");
     assert_eq!(amount(&inv["amount_paid"]), 1999);
     assert_eq!(inv["attempt_count"], 2);
@@ -1071,7 +1068,9 @@ async fn an_upgrade_then_a_cancellation_bills_the_proration_on_a_final_invoice()
             .iter()
             .all(|i| i.invoice_id.is_some())
     );
-    let read = get(&app, &s.m, &format!("/v1/subscriptions/{id}")).await;
+    let read = app
+        .get_ok(&format!("/v1/subscriptions/{id}"), &s.m.key)
+        .await;
     assert_eq!(read["status"], "canceled");
     // Nothing more is billed afterwards.
     app.clock.advance(Duration::days(40));

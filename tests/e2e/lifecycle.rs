@@ -297,12 +297,8 @@ async fn signed_in_subscriber(
 
 /// The portal's read of one subscription, as its customer.
 async fn portal_read(app: &TestApp, token: &str, sub: &str) -> Value {
-    app.get(&format!("/v1/portal/subscriptions/{sub}"))
-        .bearer(token)
-        .send()
+    app.get_ok(&format!("/v1/portal/subscriptions/{sub}"), token)
         .await
-        .expect(200)
-        .body
 }
 
 /// The portal's reads keep each product's terms briefly in the process; a change of the
@@ -318,13 +314,7 @@ async fn the_portal_read_and_list_show_catalog_changes_at_once() {
         let app = &app;
         async move {
             let one = portal_read(app, &token, &sub).await;
-            let list = app
-                .get("/v1/portal/subscriptions")
-                .bearer(&token)
-                .send()
-                .await
-                .expect(200)
-                .body;
+            let list = app.get_ok("/v1/portal/subscriptions", &token).await;
             assert_eq!(one, list["data"][0], "the read and the list render alike");
             one
         }
@@ -577,12 +567,8 @@ async fn fifty_concurrent_conflicting_actions_leave_a_valid_state() {
     assert!(successes > 1, "several actions won: {successes}");
     let final_state = assert_invariants(&app, &sub).await;
     let current = app
-        .get(&format!("/v1/subscriptions/{sub}"))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200)
-        .body;
+        .get_ok(&format!("/v1/subscriptions/{sub}"), &m.key)
+        .await;
     let app = &app;
     let count = |event: &str| {
         let q = format!(
@@ -731,12 +717,8 @@ async fn a_requested_cancellation_takes_effect_when_due_and_resolves_its_ticket(
     assert_eq!(worker(&app).await, 1);
     assert_eq!(worker(&app).await, 0, "applied exactly once");
     let after = app
-        .get(&format!("/v1/subscriptions/{sub}"))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200)
-        .body;
+        .get_ok(&format!("/v1/subscriptions/{sub}"), &m.key)
+        .await;
     assert_eq!(after["status"], "canceled");
     assert_eq!(
         time(&after["ended_at"]),
@@ -829,12 +811,8 @@ async fn customers_withdraw_and_merchants_approve_or_decline_requests() {
         .expect(200);
     assert_eq!(res.body["status"], "approved");
     let approved = app
-        .get(&format!("/v1/subscriptions/{sub}"))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200)
-        .body;
+        .get_ok(&format!("/v1/subscriptions/{sub}"), &m.key)
+        .await;
     assert_eq!(approved["status"], "canceled");
     assert!(time(&approved["access_until"]) >= time(&approved["ended_at"]));
     let ticket = res.body["ticket_id"].as_str().unwrap();
@@ -872,12 +850,8 @@ async fn customers_withdraw_and_merchants_approve_or_decline_requests() {
         "Your contract runs until March."
     );
     let continued = app
-        .get(&format!("/v1/portal/subscriptions/{sub}"))
-        .bearer(token)
-        .send()
-        .await
-        .expect(200)
-        .body;
+        .get_ok(&format!("/v1/portal/subscriptions/{sub}"), token)
+        .await;
     assert_eq!(continued["status"], "active");
     assert!(continued["cancel_at"].is_null());
     // The customer reads the answer and replies, which reopens the ticket.
@@ -979,12 +953,8 @@ async fn a_pause_resumes_by_itself_when_the_clock_passes_its_end() {
     // Session tokens expire by the same clock; sign in again.
     let token = fixtures::session(&app, &m, &customer).await;
     let after = app
-        .get(&format!("/v1/portal/subscriptions/{sub}"))
-        .bearer(&token)
-        .send()
-        .await
-        .expect(200)
-        .body;
+        .get_ok(&format!("/v1/portal/subscriptions/{sub}"), &token)
+        .await;
     assert_eq!(after["status"], "active");
     assert!(after["pause"].is_null());
     assert_eq!(after["available_actions"]["pause"]["max_pause_days"], 30);
@@ -1011,12 +981,8 @@ async fn trials_end_and_scheduled_pauses_start_through_the_worker() {
     app.clock.advance_to(trial_end + Duration::seconds(1));
     assert_eq!(worker(&app).await, 1);
     let active = app
-        .get(&format!("/v1/subscriptions/{sub}"))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200)
-        .body;
+        .get_ok(&format!("/v1/subscriptions/{sub}"), &m.key)
+        .await;
     assert_eq!(active["status"], "active");
     assert_eq!(time(&active["current_period"]["start"]), trial_end);
     // A pause at period end is visible before it starts, then starts on time.
@@ -1034,12 +1000,8 @@ async fn trials_end_and_scheduled_pauses_start_through_the_worker() {
     app.clock.advance_to(starts + Duration::seconds(1));
     assert_eq!(worker(&app).await, 1);
     let paused = app
-        .get(&format!("/v1/subscriptions/{sub}"))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200)
-        .body;
+        .get_ok(&format!("/v1/subscriptions/{sub}"), &m.key)
+        .await;
     assert_eq!(paused["status"], "paused");
     assert_eq!(paused["scheduled_changes"][0]["type"], "resume");
     assert_invariants(&app, &sub).await;
@@ -1168,7 +1130,7 @@ async fn merchants_list_filter_and_guard_subscriptions_with_etags() {
     let list = |query: &str| {
         let path = format!("/v1/subscriptions{query}");
         let key = m.key.clone();
-        async move { app.get(&path).bearer(&key).send().await.expect(200).body }
+        async move { app.get_ok(&path, &key).await }
     };
     assert_eq!(list("").await["data"].as_array().unwrap().len(), 3);
     assert_eq!(list("?status=trialing").await["data"][0]["id"], s1["id"]);
@@ -1310,12 +1272,7 @@ async fn other_tenants_and_other_customers_get_404() {
         .await
         .expect_problem(404, "resource_missing");
     assert!(
-        app.get("/v1/subscriptions")
-            .bearer(&b.key)
-            .send()
-            .await
-            .expect(200)
-            .body["data"]
+        app.get_ok("/v1/subscriptions", &b.key).await["data"]
             .as_array()
             .unwrap()
             .is_empty()
@@ -1355,12 +1312,7 @@ async fn other_tenants_and_other_customers_get_404() {
         .expect_problem(404, "resource_missing");
     for path in ["/v1/portal/subscriptions", "/v1/portal/support_tickets"] {
         assert!(
-            app.get(path)
-                .bearer(&other_token)
-                .send()
-                .await
-                .expect(200)
-                .body["data"]
+            app.get_ok(path, &other_token).await["data"]
                 .as_array()
                 .unwrap()
                 .is_empty(),
@@ -1460,12 +1412,8 @@ async fn the_server_worker_loop_applies_due_changes_in_the_background() {
     let mut status = Value::Null;
     for _ in 0..250 {
         status = app
-            .get(&format!("/v1/subscriptions/{sub}"))
-            .bearer(&m.key)
-            .send()
-            .await
-            .expect(200)
-            .body["status"]
+            .get_ok(&format!("/v1/subscriptions/{sub}"), &m.key)
+            .await["status"]
             .clone();
         if status == "canceled" {
             break;
@@ -1495,12 +1443,8 @@ async fn immediate_mode_needs_confirmation_and_notice_only_ignores_the_period() 
         .unwrap()
         .to_owned();
     let view = app
-        .get(&format!("/v1/portal/subscriptions/{sub}"))
-        .bearer(&token)
-        .send()
-        .await
-        .expect(200)
-        .body;
+        .get_ok(&format!("/v1/portal/subscriptions/{sub}"), &token)
+        .await;
     assert_eq!(view["available_actions"]["cancel"]["mode"], "immediate");
     assert_eq!(
         view["available_actions"]["cancel"]["requires_confirmation"],
@@ -1646,12 +1590,8 @@ async fn a_merchant_removing_a_requested_cancellation_declines_the_request() {
         .unwrap()
         .to_owned();
     let merchant_view = app
-        .get(&format!("/v1/subscriptions/{sub}"))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200)
-        .body;
+        .get_ok(&format!("/v1/subscriptions/{sub}"), &m.key)
+        .await;
     assert_eq!(merchant_view["scheduled_changes"][0]["removable"], true);
     let after = app
         .delete(&format!(
@@ -1665,12 +1605,8 @@ async fn a_merchant_removing_a_requested_cancellation_declines_the_request() {
     assert!(after["cancel_at"].is_null());
     assert!(after["scheduled_changes"].as_array().unwrap().is_empty());
     let request = app
-        .get(&format!("/v1/cancellation_requests/{request}"))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200)
-        .body;
+        .get_ok(&format!("/v1/cancellation_requests/{request}"), &m.key)
+        .await;
     assert_eq!(request["status"], "declined");
     assert_eq!(
         app.count(&format!(
@@ -1681,19 +1617,11 @@ async fn a_merchant_removing_a_requested_cancellation_declines_the_request() {
     );
     // The portal filters by status.
     let active = app
-        .get("/v1/portal/subscriptions?status=active")
-        .bearer(&token)
-        .send()
-        .await
-        .expect(200)
-        .body;
+        .get_ok("/v1/portal/subscriptions?status=active", &token)
+        .await;
     assert_eq!(active["data"][0]["id"], sub.as_str());
     let none = app
-        .get("/v1/portal/subscriptions?status=canceled")
-        .bearer(&token)
-        .send()
-        .await
-        .expect(200)
-        .body;
+        .get_ok("/v1/portal/subscriptions?status=canceled", &token)
+        .await;
     assert!(none["data"].as_array().unwrap().is_empty());
 }

@@ -196,13 +196,7 @@ async fn metrics_of_a_hand_built_history_in_two_currencies() {
     app.clock.advance(Duration::days(25));
     let to = app.clock.now();
 
-    let body = app
-        .get(&metrics_path(from, Some(to)))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200)
-        .body;
+    let body = app.get_ok(&metrics_path(from, Some(to)), &m.key).await;
     assert_eq!(body["object"], "metrics");
     assert_eq!(body["currencies"].as_array().unwrap().len(), 2, "{body}");
 
@@ -246,24 +240,14 @@ async fn metrics_of_a_hand_built_history_in_two_currencies() {
         .send()
         .await
         .expect(200);
-    let again = app
-        .get(&metrics_path(from, Some(to)))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200)
-        .body;
+    let again = app.get_ok(&metrics_path(from, Some(to)), &m.key).await;
     assert_eq!(again["currencies"], body["currencies"]);
     assert_eq!(again["pauses"], body["pauses"]);
 
     // A period before anything changed: only the day-0 subscriptions, all paying.
     let early = app
-        .get(&metrics_path(from - Duration::days(5), Some(from)))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200)
-        .body;
+        .get_ok(&metrics_path(from - Duration::days(5), Some(from)), &m.key)
+        .await;
     let eur = currency(&early, "EUR");
     assert_eq!(eur["mrr"], 7034);
     assert_eq!(eur["mrr_at_start"], 7034);
@@ -287,13 +271,7 @@ async fn metrics_of_a_hand_built_history_in_two_currencies() {
 
     // Tenant isolation: another merchant sees none of it.
     let other = app.merchant("B").await;
-    let theirs = app
-        .get(&metrics_path(from, Some(to)))
-        .bearer(&other.key)
-        .send()
-        .await
-        .expect(200)
-        .body;
+    let theirs = app.get_ok(&metrics_path(from, Some(to)), &other.key).await;
     assert_eq!(theirs["currencies"], json!([]));
     assert_eq!(theirs["pauses"], json!({"paused": 0, "pauses_started": 0}));
     assert_eq!(theirs["cancellation_reasons"], json!({}));
@@ -304,13 +282,7 @@ async fn metrics_of_a_hand_built_history_in_two_currencies() {
 async fn metrics_default_to_the_last_30_days_and_refuse_bad_ranges() {
     let app = TestApp::new().await;
     let m = app.merchant("A").await;
-    let body = app
-        .get("/v1/metrics")
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200)
-        .body;
+    let body = app.get_ok("/v1/metrics", &m.key).await;
     let from: DateTime<Utc> = body["from"].as_str().unwrap().parse().unwrap();
     let to: DateTime<Utc> = body["to"].as_str().unwrap().parse().unwrap();
     assert_eq!(to - from, Duration::days(30));
@@ -362,20 +334,15 @@ async fn metrics_default_to_the_last_30_days_and_refuse_bad_ranges() {
     }
     // Extreme but valid instants are answered, never a 500; offsets are converted to UTC.
     let ancient = app
-        .get("/v1/metrics?to=0000-01-01T00:00:00Z")
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200)
-        .body;
+        .get_ok("/v1/metrics?to=0000-01-01T00:00:00Z", &m.key)
+        .await;
     assert_eq!(ancient["currencies"], json!([]));
     let offset = app
-        .get("/v1/metrics?from=2026-01-01T02:00:00%2B02:00&to=2026-01-02T00:00:00Z")
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200)
-        .body;
+        .get_ok(
+            "/v1/metrics?from=2026-01-01T02:00:00%2B02:00&to=2026-01-02T00:00:00Z",
+            &m.key,
+        )
+        .await;
     assert_eq!(offset["from"], "2026-01-01T00:00:00Z");
     // Merchant-only.
     app.get("/v1/metrics").send().await.expect(401);

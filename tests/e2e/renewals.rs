@@ -52,10 +52,6 @@ async fn subscribe(app: &TestApp, s: &Setup) -> Value {
     fixtures::subscribe(app, &s.m, &s.customer, &s.plan).await
 }
 
-async fn get(app: &TestApp, m: &TestMerchant, path: &str) -> Value {
-    app.get(path).bearer(&m.key).send().await.expect(200).body
-}
-
 fn time(v: &Value) -> DateTime<Utc> {
     v.as_str()
         .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
@@ -70,19 +66,20 @@ async fn round(app: &TestApp) -> usize {
 }
 
 async fn events(app: &TestApp, m: &TestMerchant, event_type: &str) -> Vec<Value> {
-    get(app, m, &format!("/v1/events?type={event_type}&limit=100")).await["data"]
+    app.get_ok(&format!("/v1/events?type={event_type}&limit=100"), &m.key)
+        .await["data"]
         .as_array()
         .expect("events")
         .clone()
 }
 
 async fn invoices_of(app: &TestApp, m: &TestMerchant, customer: &str) -> Vec<Value> {
-    let mut list = get(
-        app,
-        m,
-        &format!("/v1/invoices?customer_id={customer}&limit=100"),
-    )
-    .await["data"]
+    let mut list = app
+        .get_ok(
+            &format!("/v1/invoices?customer_id={customer}&limit=100"),
+            &m.key,
+        )
+        .await["data"]
         .as_array()
         .expect("invoices")
         .clone();
@@ -91,7 +88,8 @@ async fn invoices_of(app: &TestApp, m: &TestMerchant, customer: &str) -> Vec<Val
 }
 
 async fn status(app: &TestApp, m: &TestMerchant, sub: &str) -> String {
-    get(app, m, &format!("/v1/subscriptions/{sub}")).await["status"]
+    app.get_ok(&format!("/v1/subscriptions/{sub}"), &m.key)
+        .await["status"]
         .as_str()
         .expect("status")
         .to_owned()
@@ -119,7 +117,9 @@ async fn a_year_of_monthly_renewals_anchored_on_the_31st() {
     for _ in 0..11 {
         app.clock.advance_to(period_end + Duration::minutes(1));
         round(&app).await;
-        let now = get(&app, &s.m, &format!("/v1/subscriptions/{id}")).await;
+        let now = app
+            .get_ok(&format!("/v1/subscriptions/{id}"), &s.m.key)
+            .await;
         assert_eq!(now["status"], "active");
         assert_eq!(time(&now["current_period"]["start"]), period_end);
         period_end = time(&now["current_period"]["end"]);
@@ -181,7 +181,7 @@ async fn a_year_of_monthly_renewals_anchored_on_the_31st() {
     assert_eq!(previous_end, Some(period_end));
     assert_eq!(events(&app, &s.m, "subscription.renewed").await.len(), 11);
     assert_eq!(events(&app, &s.m, "invoice.paid").await.len(), 12);
-    let payments = get(&app, &s.m, "/v1/payments?limit=100").await;
+    let payments = app.get_ok("/v1/payments?limit=100", &s.m.key).await;
     let payments = payments["data"].as_array().unwrap();
     assert_eq!(payments.len(), 12);
     assert!(payments.iter().all(|p| p["status"] == "succeeded"));
@@ -265,7 +265,7 @@ async fn a_declined_renewal_is_retried_and_recovers_when_the_customer_sets_a_wor
     assert_eq!(events(&app, &s.m, "invoice.paid").await.len(), 2);
     // Payments (newest first) show every attempt with its status and failure code: the
     // recovery, three declines of the renewal, and the first period's payment.
-    let payments = get(&app, &s.m, "/v1/payments?limit=100").await;
+    let payments = app.get_ok("/v1/payments?limit=100", &s.m.key).await;
     let payments = payments["data"].as_array().unwrap();
     assert_eq!(payments.len(), 5);
     assert_eq!(payments[0]["status"], "succeeded");

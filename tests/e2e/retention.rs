@@ -120,12 +120,8 @@ async fn outcomes(app: &TestApp, request: &str) -> Vec<(String, String)> {
 }
 
 async fn events(app: &TestApp, m: &TestMerchant, event_type: &str) -> Vec<Value> {
-    app.get(&format!("/v1/events?type={event_type}&limit=100"))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200)
-        .body["data"]
+    app.get_ok(&format!("/v1/events?type={event_type}&limit=100"), &m.key)
+        .await["data"]
         .as_array()
         .unwrap()
         .clone()
@@ -199,12 +195,8 @@ async fn merchants_manage_offers_with_validation_and_events() {
     let m = &s.m;
 
     let one = app
-        .get(&format!("/v1/retention_offers/{}", s.discount))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200)
-        .body;
+        .get_ok(&format!("/v1/retention_offers/{}", s.discount), &m.key)
+        .await;
     assert_eq!(one["object"], "retention_offer");
     assert_eq!(
         one["kind"],
@@ -226,13 +218,7 @@ async fn merchants_manage_offers_with_validation_and_events() {
     assert_eq!(one["active"], true);
 
     // Cursor-paged, newest first.
-    let page = app
-        .get("/v1/retention_offers?limit=3")
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200)
-        .body;
+    let page = app.get_ok("/v1/retention_offers?limit=3", &m.key).await;
     let ids: Vec<&str> = page["data"]
         .as_array()
         .unwrap()
@@ -245,15 +231,14 @@ async fn merchants_manage_offers_with_validation_and_events() {
     );
     assert_eq!(page["has_more"], true);
     let next = app
-        .get(&format!(
-            "/v1/retention_offers?limit=3&starting_after={}",
-            page["next_cursor"].as_str().unwrap()
-        ))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200)
-        .body;
+        .get_ok(
+            &format!(
+                "/v1/retention_offers?limit=3&starting_after={}",
+                page["next_cursor"].as_str().unwrap()
+            ),
+            &m.key,
+        )
+        .await;
     assert_eq!(next["data"][0]["id"], s.discount.as_str());
     assert_eq!(next["has_more"], false);
 
@@ -341,25 +326,15 @@ async fn merchants_manage_offers_with_validation_and_events() {
         .await
         .expect(200);
     assert_eq!(res.body["active"], false);
-    let listed = app
-        .get("/v1/retention_offers")
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200)
-        .body;
+    let listed = app.get_ok("/v1/retention_offers", &m.key).await;
     assert_eq!(
         listed["data"].as_array().unwrap().len(),
         3,
         "inactive offers are hidden by default"
     );
     let listed = app
-        .get("/v1/retention_offers?include_inactive=true")
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200)
-        .body;
+        .get_ok("/v1/retention_offers?include_inactive=true", &m.key)
+        .await;
     assert_eq!(listed["data"].as_array().unwrap().len(), 4);
     assert_eq!(events(&app, m, "retention_offer.created").await.len(), 4);
     let updated = events(&app, m, "retention_offer.updated").await;
@@ -391,14 +366,11 @@ async fn customers_accept_an_offer_instead_of_cancelling() {
     );
     // Re-listed by the portal, best first.
     let open = app
-        .get(&format!(
-            "/v1/portal/cancellation_requests/{ada_req}/retention_offers"
-        ))
-        .bearer(&ada_token)
-        .send()
-        .await
-        .expect(200)
-        .body;
+        .get_ok(
+            &format!("/v1/portal/cancellation_requests/{ada_req}/retention_offers"),
+            &ada_token,
+        )
+        .await;
     let ids: Vec<&str> = open["data"]
         .as_array()
         .unwrap()
@@ -470,12 +442,8 @@ async fn customers_accept_an_offer_instead_of_cancelling() {
     assert_eq!(res.body["discount"]["percent"], 20);
     assert_eq!(res.body["discount"]["cycles_remaining"], 3);
     let sub = app
-        .get(&format!("/v1/subscriptions/{ada_sub}"))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200)
-        .body;
+        .get_ok(&format!("/v1/subscriptions/{ada_sub}"), &m.key)
+        .await;
     assert!(sub["cancel_at"].is_null());
     assert!(
         sub["scheduled_changes"]
@@ -484,12 +452,8 @@ async fn customers_accept_an_offer_instead_of_cancelling() {
         "{sub}"
     );
     let req = app
-        .get(&format!("/v1/cancellation_requests/{ada_req}"))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200)
-        .body;
+        .get_ok(&format!("/v1/cancellation_requests/{ada_req}"), &m.key)
+        .await;
     assert_eq!(req["status"], "withdrawn");
     let sub_uuid = ada_sub
         .parse::<tenure_domain::ids::SubscriptionId>()
@@ -540,14 +504,11 @@ async fn customers_accept_an_offer_instead_of_cancelling() {
         1
     );
     let open = app
-        .get(&format!(
-            "/v1/portal/cancellation_requests/{ada_req}/retention_offers"
-        ))
-        .bearer(&ada_token)
-        .send()
-        .await
-        .expect(200)
-        .body;
+        .get_ok(
+            &format!("/v1/portal/cancellation_requests/{ada_req}/retention_offers"),
+            &ada_token,
+        )
+        .await;
     assert_eq!(open["data"], json!([]));
 
     // Retries are safe: nothing is applied twice.
@@ -588,20 +549,12 @@ async fn customers_accept_an_offer_instead_of_cancelling() {
         .expect(200);
     assert_eq!(res.body["outcome"], "declined");
     let req = app
-        .get(&format!("/v1/cancellation_requests/{bob_req}"))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200)
-        .body;
+        .get_ok(&format!("/v1/cancellation_requests/{bob_req}"), &m.key)
+        .await;
     assert_eq!(req["status"], "pending");
     let sub = app
-        .get(&format!("/v1/subscriptions/{bob_sub}"))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200)
-        .body;
+        .get_ok(&format!("/v1/subscriptions/{bob_sub}"), &m.key)
+        .await;
     assert!(!sub["cancel_at"].is_null(), "still cancelling: {sub}");
     app.post(&format!(
         "/v1/portal/cancellation_requests/{bob_req}/retention_offers/{}/accept",
@@ -612,14 +565,11 @@ async fn customers_accept_an_offer_instead_of_cancelling() {
     .await
     .expect_problem(409, "retention_offer_declined");
     let open = app
-        .get(&format!(
-            "/v1/portal/cancellation_requests/{bob_req}/retention_offers"
-        ))
-        .bearer(&bob_token)
-        .send()
-        .await
-        .expect(200)
-        .body;
+        .get_ok(
+            &format!("/v1/portal/cancellation_requests/{bob_req}/retention_offers"),
+            &bob_token,
+        )
+        .await;
     assert_eq!(open["data"].as_array().unwrap().len(), 1);
     assert_eq!(open["data"][0]["id"], s.pause.as_str());
 
@@ -684,12 +634,8 @@ async fn customers_accept_an_offer_instead_of_cancelling() {
     .await
     .expect_problem(409, "retention_offer_inactive");
     let req = app
-        .get(&format!("/v1/cancellation_requests/{cy_req}"))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200)
-        .body;
+        .get_ok(&format!("/v1/cancellation_requests/{cy_req}"), &m.key)
+        .await;
     assert_eq!(req["status"], "pending", "a refused accept changes nothing");
     // The plan switch still works: the downgrade is scheduled by the domain's rules.
     let res = app
@@ -713,12 +659,8 @@ async fn customers_accept_an_offer_instead_of_cancelling() {
     let stats = |id: String| {
         let app = &app;
         async move {
-            app.get(&format!("/v1/retention_offers/{id}"))
-                .bearer(&m.key)
-                .send()
-                .await
-                .expect(200)
-                .body["stats"]
+            app.get_ok(&format!("/v1/retention_offers/{id}"), &m.key)
+                .await["stats"]
                 .clone()
         }
     };
@@ -802,12 +744,8 @@ async fn concurrent_accepts_apply_the_offer_once() {
         .await;
     let accepted = events(&app, m, "retention_offer.accepted").await.len();
     let status = app
-        .get(&format!("/v1/cancellation_requests/{req}"))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200)
-        .body["status"]
+        .get_ok(&format!("/v1/cancellation_requests/{req}"), &m.key)
+        .await["status"]
         .clone();
     if ok[0].body.get("discount").is_some() {
         // An accept won: one discount, one event, the request withdrawn.
@@ -855,12 +793,8 @@ async fn extend_trial_offers_move_the_trial_end() {
     let token = fixtures::session(&app, &m, &c).await;
     let sub = subscribe(&app, &m, &c, &plan).await;
     let before = app
-        .get(&format!("/v1/subscriptions/{sub}"))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200)
-        .body;
+        .get_ok(&format!("/v1/subscriptions/{sub}"), &m.key)
+        .await;
     assert_eq!(before["status"], "trialing");
     let (req, presented) = cancel(&app, &token, &sub, "other").await;
     // A trial can be extended; a trialing subscription cannot pause.
@@ -917,12 +851,8 @@ async fn an_accepted_discount_shows_on_the_next_invoice() {
     .await
     .expect(200);
     let body = app
-        .get(&format!("/v1/subscriptions/{sub}"))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200)
-        .body;
+        .get_ok(&format!("/v1/subscriptions/{sub}"), &m.key)
+        .await;
     let end = chrono::DateTime::parse_from_rfc3339(body["current_period"]["end"].as_str().unwrap())
         .unwrap()
         .with_timezone(&chrono::Utc);
@@ -950,13 +880,7 @@ async fn an_accepted_discount_shows_on_the_next_invoice() {
     .await
     .unwrap();
     let invoice = tenure_domain::ids::InvoiceId::from_uuid(rows[0].id);
-    let renewal = &app
-        .get(&format!("/v1/invoices/{invoice}"))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200)
-        .body;
+    let renewal = &app.get_ok(&format!("/v1/invoices/{invoice}"), &m.key).await;
     let lines = renewal["lines"].as_array().unwrap();
     let discount: Vec<&Value> = lines.iter().filter(|l| l["kind"] == "discount").collect();
     assert_eq!(discount.len(), 1, "{renewal}");

@@ -206,14 +206,11 @@ async fn event_ids(app: &TestApp, m: &TestMerchant, query: &str) -> Vec<(String,
 }
 
 async fn deliveries(app: &TestApp, m: &TestMerchant, endpoint: &str) -> Vec<Value> {
-    app.get(&format!(
-        "/v1/webhook_endpoints/{endpoint}/deliveries?limit=100"
-    ))
-    .bearer(&m.key)
-    .send()
-    .await
-    .expect(200)
-    .body["data"]
+    app.get_ok(
+        &format!("/v1/webhook_endpoints/{endpoint}/deliveries?limit=100"),
+        &m.key,
+    )
+    .await["data"]
         .as_array()
         .expect("data")
         .clone()

@@ -246,6 +246,16 @@ impl TestApp {
         self.request(Method::DELETE, path)
     }
 
+    /// `GET path` with a bearer credential, expected to answer 200: its body.
+    pub async fn get_ok(&self, path: &str, credential: &str) -> Value {
+        self.get(path)
+            .bearer(credential)
+            .send()
+            .await
+            .expect(200)
+            .body
+    }
+
     pub async fn merchant(&self, name: &str) -> TestMerchant {
         let created = tenure_api::service::merchants::create(&self.state, name)
             .await
