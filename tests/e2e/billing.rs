@@ -819,9 +819,8 @@ async fn refunds_never_exceed_what_was_paid() {
         .expect_problem(404, "resource_missing");
 }
 
-/// A `created_from`/`created_to` window (planned apart from the id-ordered lists, see
-/// `repo::invoices::list_window`) lists exactly its invoices, newest first, combined with
-/// the other filters and across pages; a page of several reads each invoice in full, as
+/// A `created_from`/`created_to` window lists exactly its invoices, newest first,
+/// combined with the other filters and across pages; a page of several reads each invoice in full, as
 /// `GET /v1/invoices/{id}` does, and another merchant's invoices stay out.
 #[actix_web::test]
 async fn a_created_window_lists_exactly_its_invoices_newest_first_across_pages() {
@@ -945,6 +944,119 @@ async fn a_created_window_lists_exactly_its_invoices_newest_first_across_pages()
         one.remove("payments");
         one.remove("refunds");
         assert_eq!(listed, &Value::Object(one.clone()));
+    }
+}
+
+/// Invoices list by creation time, not by id (an invoice's `created_at` is the billing
+/// clock's, which need not follow the order its id was minted in); equal times fall back
+/// to the id, across pages too. A cursor that names nothing in the list is refused rather
+/// than answered with an empty page, while the last item's cursor ends the list quietly.
+#[actix_web::test]
+async fn invoices_list_by_creation_time_and_refuse_a_cursor_outside_the_list() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let other = app.merchant("B").await;
+    let ada = fixtures::customer(&app, &m, "ada").await;
+    let bob = fixtures::customer(&app, &m, "bob").await;
+    let carol = fixtures::customer(&app, &other, "carol").await;
+    let [a, b, c] = [
+        invoice(&app, &m, &ada, 100).await,
+        invoice(&app, &m, &ada, 200).await,
+        invoice(&app, &m, &ada, 300).await,
+    ];
+    let elsewhere = invoice(&app, &other, &carol, 400).await;
+    // Minted a < b < c; created b = c < a.
+    let start = app.state.now();
+    for (id, days) in [(a, 2), (b, 1), (c, 1)] {
+        app.exec(format!(
+            "UPDATE invoices SET created_at = '{}' WHERE id = '{}'",
+            (start + Duration::days(days)).to_rfc3339(),
+            id.uuid()
+        ))
+        .await;
+    }
+    let pages = |query: &'static str, credential: String, base: &'static str| {
+        let app = &app;
+        async move {
+            let mut ids = Vec::new();
+            let mut after = String::new();
+            loop {
+                let page = app
+                    .get_ok(&format!("{base}?limit=1&{query}{after}"), &credential)
+                    .await;
+                ids.extend(
+                    page["data"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|i| i["id"].as_str().unwrap().to_owned()),
+                );
+                if page["has_more"] != true {
+                    return ids;
+                }
+                after = format!("&starting_after={}", page["next_cursor"].as_str().unwrap());
+            }
+        }
+    };
+    let newest_first = [a.to_string(), c.to_string(), b.to_string()];
+    assert_eq!(pages("", m.key.clone(), "/v1/invoices").await, newest_first);
+    assert_eq!(
+        pages("status=open", m.key.clone(), "/v1/invoices").await,
+        newest_first
+    );
+    let ada_session = fixtures::session(&app, &m, &ada).await;
+    assert_eq!(
+        pages("", ada_session.clone(), "/v1/portal/invoices").await,
+        newest_first
+    );
+    let window = format!(
+        "/v1/invoices?created_from={}&created_to={}",
+        (start + Duration::days(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        (start + Duration::days(2)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    );
+    let in_window = app.get_ok(&window, &m.key).await;
+    let ids: Vec<&str> = in_window["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [c.to_string(), b.to_string()]);
+
+    // After the last item: an empty page, not an error.
+    let end = app
+        .get_ok(&format!("/v1/invoices?starting_after={b}"), &m.key)
+        .await;
+    assert_eq!(end["data"], json!([]));
+    assert_eq!(end["has_more"], false);
+    // Another merchant's invoice, one that never existed, and (in the portal) another
+    // customer's invoice name nothing in the list.
+    let bob_session = fixtures::session(&app, &m, &bob).await;
+    for (path, credential) in [
+        (format!("/v1/invoices?starting_after={elsewhere}"), &m.key),
+        (
+            format!("/v1/invoices?starting_after={}", InvoiceId::new()),
+            &m.key,
+        ),
+        (
+            format!("/v1/invoices?customer_id={bob}&starting_after={a}"),
+            &m.key,
+        ),
+        (
+            format!("/v1/portal/invoices?starting_after={a}"),
+            &bob_session,
+        ),
+    ] {
+        let refused = app
+            .get(&path)
+            .bearer(credential)
+            .send()
+            .await
+            .expect_problem(422, "validation_failed");
+        assert_eq!(
+            refused.body["errors"][0]["field"], "starting_after",
+            "{path}"
+        );
     }
 }
 

@@ -210,6 +210,9 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::NotFound => ApiError::NotFound("resource"),
+            StoreError::UnknownCursor => {
+                ApiError::field("starting_after", "names nothing in this list")
+            }
             StoreError::Conflict { constraint } => ApiError::Conflict {
                 code: "conflict",
                 detail: format!("the change conflicts with existing data ({constraint})"),

@@ -6,6 +6,9 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 pub enum StoreError {
     #[error("not found")]
     NotFound,
+    /// A list's `starting_after` names nothing in that list.
+    #[error("the cursor names no item of this list")]
+    UnknownCursor,
     /// A unique or foreign-key constraint refused the write; the name says which.
     #[error("conflict on {constraint}")]
     Conflict { constraint: String },

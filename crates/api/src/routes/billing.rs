@@ -214,7 +214,8 @@ fn invoice_page(
     ListResponse::from_page(page, |i| InvoiceDto::from(&i), |i| i.id.to_string())
 }
 
-/// List invoices, newest first, optionally filtered.
+/// List invoices, newest first (by `created_at`, then id), optionally filtered. A
+/// `starting_after` that names no invoice in the filtered list is 422 on `starting_after`.
 #[utoipa::path(tag = "Invoices", params(ListParams, InvoiceFilterParams),
     responses((status = 200, description = "A page of invoices", body = ListResponse<InvoiceDto>)))]
 #[get("/invoices")]
@@ -291,7 +292,8 @@ async fn list_payments(
 
 // ---- invoices and payments, portal ----
 
-/// The signed-in customer's invoices, newest first.
+/// The signed-in customer's invoices, newest first (by `created_at`, then id). A
+/// `starting_after` that is not one of their invoices is 422 on `starting_after`.
 #[utoipa::path(tag = "Portal", params(ListParams),
     responses((status = 200, description = "A page of invoices", body = ListResponse<InvoiceDto>)))]
 #[get("/invoices")]

@@ -9,7 +9,7 @@ use tenure_domain::money::Money;
 use tenure_domain::policy::PortalPolicy;
 
 use crate::error::{StoreError, StoreResult};
-use crate::pagination::{Page, PageRequest};
+use crate::pagination::{FetchPage, Page, PageRequest};
 use crate::schema::{plans, products};
 
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]
@@ -109,7 +109,6 @@ pub async fn list_products(
         .filter(products::merchant_id.eq(merchant.uuid()))
         .select(ProductRow::as_select())
         .order(products::id.desc())
-        .limit(page.fetch_limit())
         .into_boxed();
     if !include_archived {
         query = query.filter(products::archived_at.is_null());
@@ -117,7 +116,7 @@ pub async fn list_products(
     if let Some(after) = page.starting_after {
         query = query.filter(products::id.lt(after));
     }
-    let rows = query.load(conn).await?;
+    let rows = query.fetch_page(&page).load(conn).await?;
     Page::from_overfetch(rows, &page).try_map(ProductRow::into_domain)
 }
 
@@ -233,7 +232,6 @@ pub async fn list_plans(
         .filter(plans::merchant_id.eq(merchant.uuid()))
         .select(PlanRow::as_select())
         .order(plans::id.desc())
-        .limit(page.fetch_limit())
         .into_boxed();
     if let Some(product) = filter.product {
         query = query.filter(plans::product_id.eq(product.uuid()));
@@ -244,7 +242,7 @@ pub async fn list_plans(
     if let Some(after) = page.starting_after {
         query = query.filter(plans::id.lt(after));
     }
-    let rows = query.load(conn).await?;
+    let rows = query.fetch_page(&page).load(conn).await?;
     Page::from_overfetch(rows, &page).try_map(PlanRow::into_domain)
 }
 

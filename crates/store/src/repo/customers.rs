@@ -8,7 +8,7 @@ use tenure_domain::customer::Customer;
 use tenure_domain::ids::{CustomerId, MerchantId};
 
 use crate::error::{StoreError, StoreResult};
-use crate::pagination::{Page, PageRequest};
+use crate::pagination::{FetchPage, Page, PageRequest};
 use crate::schema::customers;
 
 // The whole row is written on update, so a field set to None must become NULL (diesel
@@ -202,7 +202,6 @@ pub async fn list(
         .filter(customers::merchant_id.eq(merchant.uuid()))
         .select(CustomerRow::as_select())
         .order(customers::id.desc())
-        .limit(page.fetch_limit())
         .into_boxed();
     if let Some(email) = &filter.email {
         query = query.filter(customers::email.eq(email));
@@ -219,6 +218,6 @@ pub async fn list(
     if let Some(after) = page.starting_after {
         query = query.filter(customers::id.lt(after));
     }
-    let rows = query.load(conn).await?;
+    let rows = query.fetch_page(&page).load(conn).await?;
     Page::from_overfetch(rows, &page).try_map(CustomerRow::into_domain)
 }

@@ -9,7 +9,7 @@ use futures_util::future::try_join;
 use tenure_domain::ids::{CustomerId, EventId, MerchantId};
 
 use crate::error::StoreResult;
-use crate::pagination::{Page, PageRequest};
+use crate::pagination::{FetchPage, Page, PageRequest};
 use crate::repo::webhooks::{self, NewDelivery};
 use crate::schema::events;
 
@@ -166,7 +166,6 @@ pub async fn list(
         .filter(events::merchant_id.eq(merchant.uuid()))
         .select(EventRow::as_select())
         .order(events::id.desc())
-        .limit(page.fetch_limit())
         .into_boxed();
     if let Some(t) = &filter.event_type {
         query = query.filter(events::event_type.eq(t));
@@ -177,6 +176,6 @@ pub async fn list(
     if let Some(after) = page.starting_after {
         query = query.filter(events::id.lt(after));
     }
-    let rows = query.load(conn).await?;
+    let rows = query.fetch_page(&page).load(conn).await?;
     Ok(Page::from_overfetch(rows, &page))
 }

@@ -7,7 +7,10 @@
 //! back, so numbers are handed out in commit order without holes.
 
 use chrono::{DateTime, Utc};
+use diesel::expression::{AppearsOnTable, Expression, SelectableExpression, ValidGrouping};
+use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz, Uuid};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use tenure_domain::billing::gateway::ChargeOutcome;
@@ -21,7 +24,7 @@ use tenure_domain::ids::{
 use tenure_domain::money::{Currency, Money};
 
 use crate::error::{StoreError, StoreResult};
-use crate::pagination::{Page, PageRequest};
+use crate::pagination::{FetchPage, Page, PageRequest};
 use crate::schema::{invoice_counters, invoice_lines, invoices, payments, refunds};
 
 /// The constraint that allows one invoice per subscription period.
@@ -186,11 +189,78 @@ impl RefundRow {
     }
 }
 
-/// `invoices.next_payment_attempt_at` (migration 000005). Selected as SQL because
-/// `schema.rs` keeps the invoices table within diesel's 16-column limit.
-fn next_payment_attempt_at()
--> diesel::expression::SqlLiteral<diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>> {
-    diesel::dsl::sql("invoices.next_payment_attempt_at")
+/// `invoices.next_payment_attempt_at` (migration 000005), left out of `schema.rs` to keep
+/// the invoices table within diesel's 16-column limit. A fragment of its own rather than
+/// `dsl::sql`: diesel never keeps a statement holding a SQL literal prepared, and the
+/// invoice reads run on every list and every charge.
+#[derive(Debug, Clone, Copy)]
+struct NextPaymentAttemptAt;
+
+impl Expression for NextPaymentAttemptAt {
+    type SqlType = Nullable<Timestamptz>;
+}
+
+impl<GB> ValidGrouping<GB> for NextPaymentAttemptAt {
+    type IsAggregate = diesel::expression::is_aggregate::Never;
+}
+
+impl AppearsOnTable<invoices::table> for NextPaymentAttemptAt {}
+impl SelectableExpression<invoices::table> for NextPaymentAttemptAt {}
+
+impl QueryId for NextPaymentAttemptAt {
+    type QueryId = Self;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl QueryFragment<Pg> for NextPaymentAttemptAt {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("invoices.next_payment_attempt_at");
+        Ok(())
+    }
+}
+
+/// `(created_at, id) < ` those of the invoice a page starts after: the rest of the list
+/// in its order, as one index range. A cursor that names no invoice of this merchant (or
+/// of this customer, on a customer's list) makes the comparison NULL and the page empty;
+/// [`list`] tells that apart from a list that has simply ended.
+struct AfterCursor {
+    merchant: uuid::Uuid,
+    cursor: uuid::Uuid,
+    customer: Option<uuid::Uuid>,
+}
+
+impl Expression for AfterCursor {
+    type SqlType = diesel::sql_types::Bool;
+}
+
+impl<GB> ValidGrouping<GB> for AfterCursor {
+    type IsAggregate = diesel::expression::is_aggregate::Never;
+}
+
+impl AppearsOnTable<invoices::table> for AfterCursor {}
+
+impl QueryId for AfterCursor {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl QueryFragment<Pg> for AfterCursor {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql(
+            "(invoices.created_at, invoices.id) < \
+             (SELECT cursor.created_at, cursor.id FROM invoices AS cursor \
+             WHERE cursor.merchant_id = ",
+        );
+        out.push_bind_param::<Uuid, _>(&self.merchant)?;
+        out.push_sql(" AND cursor.id = ");
+        out.push_bind_param::<Uuid, _>(&self.cursor)?;
+        if let Some(customer) = &self.customer {
+            out.push_sql(" AND cursor.customer_id = ");
+            out.push_bind_param::<Uuid, _>(customer)?;
+        }
+        out.push_sql(")");
+        Ok(())
+    }
 }
 
 /// What the renewal engine (or a test) asks to invoice.
@@ -316,7 +386,7 @@ pub async fn get(
 ) -> StoreResult<Invoice> {
     let query = invoices::table
         .find((merchant.uuid(), id.uuid()))
-        .select((InvoiceRow::as_select(), next_payment_attempt_at()));
+        .select((InvoiceRow::as_select(), NextPaymentAttemptAt));
     let (row, next_attempt) = if for_update {
         query.for_update().get_result(conn).await?
     } else {
@@ -337,17 +407,29 @@ pub struct InvoiceFilter {
     pub created_to: Option<DateTime<Utc>>,
 }
 
+/// A page of invoices, newest first: by `created_at`, ties by id. Each combination of
+/// filters is a backward range scan of one index (migration 000012) that stops when the
+/// page is full, however old the window or deep the cursor.
 pub async fn list(
     conn: &mut AsyncPgConnection,
     merchant: MerchantId,
     filter: &InvoiceFilter,
     page: PageRequest,
 ) -> StoreResult<Page<Invoice>> {
-    let rows = if filter.created_from.is_some() || filter.created_to.is_some() {
-        list_window(conn, merchant, filter, &page).await?
-    } else {
-        list_rows(conn, merchant, filter, &page).await?
-    };
+    let rows = list_rows(conn, merchant, filter, &page).await?;
+    if let Some(cursor) = page.starting_after.filter(|_| rows.is_empty()) {
+        let mut known = invoices::table
+            .filter(invoices::merchant_id.eq(merchant.uuid()))
+            .filter(invoices::id.eq(cursor))
+            .select(invoices::id)
+            .into_boxed();
+        if let Some(customer) = filter.customer {
+            known = known.filter(invoices::customer_id.eq(customer.uuid()));
+        }
+        if known.first::<uuid::Uuid>(conn).await.optional()?.is_none() {
+            return Err(StoreError::UnknownCursor);
+        }
+    }
     let page = Page::from_overfetch(rows, &page);
     let ids: Vec<uuid::Uuid> = page.items.iter().map(|(r, _)| r.id).collect();
     let mut lines = lines_of(conn, merchant, &ids).await?;
@@ -360,7 +442,9 @@ pub async fn list(
 
 type ListedRow = (InvoiceRow, Option<DateTime<Utc>>);
 
-/// A page of invoices newest first, through the id-ordered indexes.
+/// The page's rows and at least one more (for `has_more`). Boxed, and still prepared once
+/// per connection for each combination of filters and fetch size: diesel keys a statement
+/// without a static type by its SQL text.
 async fn list_rows(
     conn: &mut AsyncPgConnection,
     merchant: MerchantId,
@@ -369,9 +453,8 @@ async fn list_rows(
 ) -> StoreResult<Vec<ListedRow>> {
     let mut query = invoices::table
         .filter(invoices::merchant_id.eq(merchant.uuid()))
-        .select((InvoiceRow::as_select(), next_payment_attempt_at()))
-        .order(invoices::id.desc())
-        .limit(page.fetch_limit())
+        .select((InvoiceRow::as_select(), NextPaymentAttemptAt))
+        .order((invoices::created_at.desc(), invoices::id.desc()))
         .into_boxed();
     if let Some(customer) = filter.customer {
         query = query.filter(invoices::customer_id.eq(customer.uuid()));
@@ -385,55 +468,14 @@ async fn list_rows(
     if let Some(to) = filter.created_to {
         query = query.filter(invoices::created_at.lt(to));
     }
-    if let Some(after) = page.starting_after {
-        query = query.filter(invoices::id.lt(after));
+    if let Some(cursor) = page.starting_after {
+        query = query.filter(AfterCursor {
+            merchant: merchant.uuid(),
+            cursor,
+            customer: filter.customer.map(|c| c.uuid()),
+        });
     }
-    Ok(query.load(conn).await?)
-}
-
-/// A page of invoices created in a window, newest first. Left to itself the planner
-/// walks an id-ordered index backwards and filters on `created_at`, which for a window
-/// far in the past reads most of the merchant's invoices before it finds one (seconds
-/// at 300k invoices). The `MATERIALIZED` CTE keeps the window apart: only the ids of its
-/// invoices, with the customer, status and cursor filters applied, read by an index-only
-/// scan of `invoices_created_cover (merchant_id, created_at) INCLUDE (id, status,
-/// customer_id)` (migration 000011), so a window of thousands of invoices costs no heap
-/// reads for its rows. Those ids are sorted, the page's (`fetch_limit`, one more than the
-/// page for `has_more`) taken, and only those invoices are read in full, by primary key.
-async fn list_window(
-    conn: &mut AsyncPgConnection,
-    merchant: MerchantId,
-    filter: &InvoiceFilter,
-    page: &PageRequest,
-) -> StoreResult<Vec<ListedRow>> {
-    let rows: Vec<DueRow> = diesel::sql_query(format!(
-        "WITH window_ids AS MATERIALIZED ( \
-           SELECT id FROM invoices \
-           WHERE merchant_id = $1 \
-             AND created_at >= COALESCE($2, '-infinity'::timestamptz) \
-             AND created_at < COALESCE($3, 'infinity'::timestamptz) \
-             AND ($4::uuid IS NULL OR customer_id = $4) \
-             AND ($5::text IS NULL OR status = $5) \
-             AND ($6::uuid IS NULL OR id < $6)), \
-         page_ids AS MATERIALIZED ( \
-           SELECT id FROM window_ids ORDER BY id DESC LIMIT $7) \
-         SELECT {INVOICE_COLUMNS}, next_payment_attempt_at FROM invoices \
-         WHERE merchant_id = $1 AND id IN (SELECT id FROM page_ids) \
-         ORDER BY id DESC"
-    ))
-    .bind::<Uuid, _>(merchant.uuid())
-    .bind::<Nullable<Timestamptz>, _>(filter.created_from)
-    .bind::<Nullable<Timestamptz>, _>(filter.created_to)
-    .bind::<Nullable<Uuid>, _>(filter.customer.map(|c| c.uuid()))
-    .bind::<Nullable<Text>, _>(filter.status.map(|s| s.as_str()))
-    .bind::<Nullable<Uuid>, _>(page.starting_after)
-    .bind::<BigInt, _>(page.fetch_limit())
-    .load(conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| (r.invoice, r.next_payment_attempt_at))
-        .collect())
+    Ok(query.fetch_page(page).load(conn).await?)
 }
 
 /// A charge attempt to record against an invoice.
@@ -599,7 +641,6 @@ pub async fn list_payments(
         .filter(payments::merchant_id.eq(merchant.uuid()))
         .select(PaymentRow::as_select())
         .order(payments::id.desc())
-        .limit(page.fetch_limit())
         .into_boxed();
     if let Some(customer) = customer {
         query = query.filter(payments::customer_id.eq(customer.uuid()));
@@ -607,7 +648,7 @@ pub async fn list_payments(
     if let Some(after) = page.starting_after {
         query = query.filter(payments::id.lt(after));
     }
-    let rows = query.load(conn).await?;
+    let rows = query.fetch_page(&page).load(conn).await?;
     Page::from_overfetch(rows, &page).try_map(PaymentRow::into_domain)
 }
 

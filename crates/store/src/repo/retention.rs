@@ -12,7 +12,7 @@ use tenure_domain::retention::{Eligibility, OfferKind, OutcomeStatus, RetentionO
 use tenure_domain::subscription::CancellationReason;
 
 use crate::error::{StoreError, StoreResult};
-use crate::pagination::{Page, PageRequest};
+use crate::pagination::{FetchPage, Page, PageRequest};
 use crate::schema::{retention_offer_outcomes, retention_offers};
 
 /// A merchant's retention offer as stored.
@@ -141,7 +141,6 @@ pub async fn list_offers(
         .filter(retention_offers::merchant_id.eq(merchant.uuid()))
         .select(OfferRow::as_select())
         .order(retention_offers::id.desc())
-        .limit(page.fetch_limit())
         .into_boxed();
     if !include_inactive {
         query = query.filter(retention_offers::active.eq(true));
@@ -149,7 +148,7 @@ pub async fn list_offers(
     if let Some(after) = page.starting_after {
         query = query.filter(retention_offers::id.lt(after));
     }
-    let rows = query.load(conn).await?;
+    let rows = query.fetch_page(&page).load(conn).await?;
     Page::from_overfetch(rows, &page).try_map(OfferRow::into_stored)
 }
 

@@ -18,7 +18,7 @@ use tenure_domain::policy::PortalPolicy;
 use tenure_domain::subscription::{Subscription, SubscriptionStatus};
 
 use crate::error::{StoreError, StoreResult};
-use crate::pagination::{Page, PageRequest};
+use crate::pagination::{FetchPage, Page, PageRequest};
 use crate::schema::{products, scheduled_changes, subscription_discounts, subscriptions};
 
 /// A subscription with what the store keeps beside the domain value.
@@ -333,7 +333,6 @@ pub async fn list(
         .filter(subscriptions::merchant_id.eq(merchant.uuid()))
         .select(SubscriptionRow::as_select())
         .order(subscriptions::id.desc())
-        .limit(page.fetch_limit())
         .into_boxed();
     if let Some(status) = filter.status {
         query = query.filter(subscriptions::status.eq(status.as_str()));
@@ -347,7 +346,7 @@ pub async fn list(
     if let Some(after) = page.starting_after {
         query = query.filter(subscriptions::id.lt(after));
     }
-    let rows = query.load(conn).await?;
+    let rows = query.fetch_page(&page).load(conn).await?;
     Page::from_overfetch(rows, &page).try_map(SubscriptionRow::into_domain)
 }
 

@@ -11,7 +11,7 @@ use tenure_domain::support::{
 };
 
 use crate::error::{StoreError, StoreResult};
-use crate::pagination::{Page, PageRequest};
+use crate::pagination::{FetchPage, Page, PageRequest};
 use crate::schema::{cancellation_requests, support_tickets, ticket_messages};
 
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]
@@ -126,7 +126,6 @@ pub async fn list_requests(
         .filter(cancellation_requests::merchant_id.eq(merchant.uuid()))
         .select(CancellationRequestRow::as_select())
         .order(cancellation_requests::id.desc())
-        .limit(page.fetch_limit())
         .into_boxed();
     if let Some(status) = filter.status {
         query = query.filter(cancellation_requests::status.eq(status.as_str()));
@@ -137,7 +136,7 @@ pub async fn list_requests(
     if let Some(after) = page.starting_after {
         query = query.filter(cancellation_requests::id.lt(after));
     }
-    let rows = query.load(conn).await?;
+    let rows = query.fetch_page(&page).load(conn).await?;
     Page::from_overfetch(rows, &page).try_map(CancellationRequestRow::into_domain)
 }
 
@@ -245,7 +244,6 @@ pub async fn list_tickets(
         .filter(support_tickets::merchant_id.eq(merchant.uuid()))
         .select(TicketRow::as_select())
         .order(support_tickets::id.desc())
-        .limit(page.fetch_limit())
         .into_boxed();
     if let Some(status) = filter.status {
         query = query.filter(support_tickets::status.eq(status.as_str()));
@@ -256,7 +254,7 @@ pub async fn list_tickets(
     if let Some(after) = page.starting_after {
         query = query.filter(support_tickets::id.lt(after));
     }
-    let rows = query.load(conn).await?;
+    let rows = query.fetch_page(&page).load(conn).await?;
     Page::from_overfetch(rows, &page).try_map(TicketRow::into_domain)
 }
 

@@ -16,7 +16,7 @@ use tenure_domain::webhooks::{
 };
 
 use crate::error::{StoreError, StoreResult};
-use crate::pagination::{Page, PageRequest};
+use crate::pagination::{FetchPage, Page, PageRequest};
 use crate::schema::{events, webhook_attempts, webhook_deliveries, webhook_endpoints};
 
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]
@@ -146,12 +146,11 @@ pub async fn list_endpoints(
         .filter(webhook_endpoints::merchant_id.eq(merchant.uuid()))
         .select(EndpointRow::as_select())
         .order(webhook_endpoints::id.desc())
-        .limit(page.fetch_limit())
         .into_boxed();
     if let Some(after) = page.starting_after {
         query = query.filter(webhook_endpoints::id.lt(after));
     }
-    let rows = query.load(conn).await?;
+    let rows = query.fetch_page(&page).load(conn).await?;
     Page::from_overfetch(rows, &page).try_map(EndpointRow::into_domain)
 }
 
@@ -499,7 +498,6 @@ pub async fn list_deliveries(
         .filter(webhook_deliveries::endpoint_id.eq(endpoint.uuid()))
         .select(DeliveryRow::as_select())
         .order(webhook_deliveries::id.desc())
-        .limit(page.fetch_limit())
         .into_boxed();
     if let Some(status) = status {
         query = query.filter(webhook_deliveries::status.eq(status.as_str()));
@@ -507,7 +505,7 @@ pub async fn list_deliveries(
     if let Some(after) = page.starting_after {
         query = query.filter(webhook_deliveries::id.lt(after));
     }
-    let rows = query.load(conn).await?;
+    let rows = query.fetch_page(&page).load(conn).await?;
     Page::from_overfetch(rows, &page).try_map(DeliveryRow::into_domain)
 }
 
