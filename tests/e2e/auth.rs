@@ -271,3 +271,67 @@ impl ClockNow for TestApp {
         self.clock.now().timestamp()
     }
 }
+
+/// Polls `done` for up to five seconds.
+async fn eventually(mut done: impl AsyncFnMut() -> bool) -> bool {
+    for _ in 0..100 {
+        if done().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// A secret key is looked up once and then answered from the process's cache, which
+/// forgets it as soon as its `api_keys` row changes (the trigger notifies the listener)
+/// and answers nothing while the listener is not connected.
+#[actix_web::test]
+async fn a_cached_key_is_forgotten_when_its_row_changes_and_unused_while_nobody_listens() {
+    use tenure_api::auth::key_cache::{self, APPLICATION_NAME};
+    let app = TestApp::new().await;
+    let a = app.merchant("A").await;
+    let b = app.merchant("B").await;
+    let cache = app.state.api_keys.clone();
+    let listener = tokio::spawn(key_cache::keep_current(cache.clone(), app.db.url.clone()));
+    assert!(eventually(async || cache.is_listening()).await);
+    let revoke = |key: &str| {
+        format!("UPDATE api_keys SET revoked_at = now() WHERE key_hash = sha256('{key}'::bytea)")
+    };
+    let status = |key: String| {
+        let app = &app;
+        async move { app.get("/v1/customers").bearer(&key).send().await.status }
+    };
+
+    app.get_ok("/v1/customers", &a.key).await;
+    // Revoked behind the listener's back, the key is still answered for: by the cache.
+    app.exec("ALTER TABLE api_keys DISABLE TRIGGER api_keys_notify")
+        .await;
+    app.exec(revoke(&a.key)).await;
+    assert_eq!(status(a.key.clone()).await, 200);
+    // Any change the trigger sees makes the cache forget the key; the revocation holds.
+    app.exec("ALTER TABLE api_keys ENABLE TRIGGER api_keys_notify")
+        .await;
+    app.exec(format!(
+        "UPDATE api_keys SET revoked_at = revoked_at WHERE key_hash = sha256('{}'::bytea)",
+        a.key
+    ))
+    .await;
+    assert!(eventually(async || status(a.key.clone()).await == 401).await);
+
+    // With the listener's connection cut, nothing kept is trusted.
+    app.get_ok("/v1/customers", &b.key).await;
+    app.exec(format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE application_name = '{APPLICATION_NAME}' AND datname = current_database()"
+    ))
+    .await;
+    assert!(eventually(async || !cache.is_listening()).await);
+    app.exec("ALTER TABLE api_keys DISABLE TRIGGER api_keys_notify")
+        .await;
+    app.exec(revoke(&b.key)).await;
+    assert_eq!(status(b.key.clone()).await, 401);
+    // It listens again by itself.
+    assert!(eventually(async || cache.is_listening()).await);
+    listener.abort();
+}

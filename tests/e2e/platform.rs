@@ -227,7 +227,7 @@ async fn served_http_workers_answer_within_the_connection_budget() {
             .args(["serve", "--no-workers", "--http-workers", "2"])
             .args(["--bind", &format!("127.0.0.1:{port}")])
             .env("DATABASE_URL", &url)
-            .env("TENURE_POOL_SIZE", "4")
+            .env("TENURE_POOL_SIZE", "5")
             .env("TENURE_LOG", "warn")
             .stdout(std::process::Stdio::null())
             .spawn()
@@ -257,9 +257,17 @@ async fn served_http_workers_answer_within_the_connection_budget() {
              WHERE application_name = 'tenure-served' AND datname = current_database()",
         )
         .await;
+    let listening = app
+        .count(&format!(
+            "SELECT count(*) AS n FROM pg_stat_activity \
+             WHERE application_name = '{}' AND datname = current_database()",
+            tenure_api::auth::key_cache::APPLICATION_NAME
+        ))
+        .await;
+    assert_eq!(listening, 1, "the API key listener has its connection");
     assert!(
         (1..=4).contains(&open),
-        "{open} connections for a budget of 4"
+        "{open} connections and the listener's for a budget of 5"
     );
     drop(server);
 }

@@ -7,6 +7,7 @@ use tenure_domain::clock::Clock;
 use tenure_store::Db;
 
 use crate::auth::jwt::SessionSigner;
+use crate::auth::key_cache::ApiKeyCache;
 use crate::middleware::rate_limit::RateLimits;
 use crate::service::portal_terms::PortalTermsCache;
 
@@ -21,6 +22,8 @@ pub struct AppState {
     pub gateway: Arc<dyn PaymentGateway>,
     /// Products' portal policies and plans, kept briefly for the portal's reads.
     pub portal_terms: PortalTermsCache,
+    /// Secret keys already checked; answers only while `key_cache::keep_current` runs.
+    pub api_keys: ApiKeyCache,
 }
 
 impl AppState {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use actix_web::HttpServer;
 use chrono::Duration;
+use tenure_api::auth::key_cache;
 use tenure_api::dto::MoneyDto;
 use tenure_api::dto::catalog::{CreatePlan, CreateProduct, IntervalDto, PortalPolicyInput};
 use tenure_api::dto::customers::CreateCustomer;
@@ -69,6 +70,10 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<(), StartupE
     } else {
         spawn_workers(&state, &args.workers);
     }
+    tokio::spawn(key_cache::keep_current(
+        state.api_keys.clone(),
+        global.database_url.clone(),
+    ));
     // Each HTTP worker is a single-threaded runtime, and a pooled connection's I/O runs as
     // a task on the runtime that opened it: with one pool shared by the workers, most
     // queries hopped threads twice (a fifth more CPU per portal read, measured). So each
@@ -111,11 +116,11 @@ fn background_connections(args: &WorkerArgs) -> usize {
     usize::from(args.renewal_tasks) + 2
 }
 
-/// How `serve` spends a process's connection budget (`--pool-size`): the background
-/// loops' connections first (when they run here), the rest split evenly between a pool
-/// per HTTP worker, at least two each (a request may read through a second connection
-/// while its first is busy). Without `--http-workers`, one worker per core as far as the
-/// budget allows.
+/// How `serve` spends a process's connection budget (`--pool-size`): one for the
+/// listener that keeps the API key cache current, the background loops' connections
+/// (when they run here), and the rest split evenly between a pool per HTTP worker, at
+/// least two each (a request may read through a second connection while its first is
+/// busy). Without `--http-workers`, one worker per core as far as the budget allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct PoolBudget {
     http_workers: usize,
@@ -125,6 +130,8 @@ struct PoolBudget {
 
 impl PoolBudget {
     const MIN_PER_WORKER: usize = 2;
+    /// `auth::key_cache::keep_current`'s connection.
+    const KEY_LISTENER: usize = 1;
 
     fn plan(
         pool_size: usize,
@@ -133,13 +140,15 @@ impl PoolBudget {
         background: Option<usize>,
     ) -> Result<Self, String> {
         let background = background.unwrap_or(0);
-        let http = pool_size.saturating_sub(background);
+        let http = pool_size.saturating_sub(background + Self::KEY_LISTENER);
         let affordable = http / Self::MIN_PER_WORKER;
         if affordable == 0 {
             return Err(format!(
                 "TENURE_POOL_SIZE={pool_size} leaves {http} connection(s) for HTTP after the \
-                 background loops' {background}; HTTP workers need at least {} each: raise \
-                 TENURE_POOL_SIZE, lower TENURE_RENEWAL_TASKS or run with --no-workers",
+                 background loops' {background} and the key listener's {}; HTTP workers \
+                 need at least {} each: raise TENURE_POOL_SIZE, lower TENURE_RENEWAL_TASKS \
+                 or run with --no-workers",
+                Self::KEY_LISTENER,
                 Self::MIN_PER_WORKER
             ));
         }
@@ -385,18 +394,19 @@ mod tests {
             per_http_worker,
             background,
         };
-        // Defaults on two cores: 2 renewal tasks + 2 loops, the rest for two workers.
-        assert_eq!(plan(16, None, 2, Some(4)), budget(2, 6, 4));
-        assert_eq!(plan(16, None, 2, None), budget(2, 8, 0));
-        assert_eq!(plan(16, Some(1), 2, None), budget(1, 16, 0));
+        // Defaults on two cores: the key listener, 2 renewal tasks + 2 loops, the rest
+        // for two workers.
+        assert_eq!(plan(16, None, 2, Some(4)), budget(2, 5, 4));
+        assert_eq!(plan(16, None, 2, None), budget(2, 7, 0));
+        assert_eq!(plan(16, Some(1), 2, None), budget(1, 15, 0));
         // Many cores: as many workers as get two connections each, never more.
-        assert_eq!(plan(16, None, 32, Some(4)), budget(6, 2, 4));
-        assert_eq!(plan(16, None, 32, None), budget(8, 2, 0));
+        assert_eq!(plan(16, None, 32, Some(4)), budget(5, 2, 4));
+        assert_eq!(plan(16, None, 32, None), budget(7, 2, 0));
     }
 
     #[test]
     fn a_budget_that_cannot_fit_is_refused_with_the_settings_to_change() {
-        let too_many = PoolBudget::plan(16, Some(9), 2, None).unwrap_err();
+        let too_many = PoolBudget::plan(16, Some(8), 2, None).unwrap_err();
         assert!(too_many.contains("TENURE_HTTP_WORKERS"), "{too_many}");
         let none_left = PoolBudget::plan(4, None, 2, Some(4)).unwrap_err();
         assert!(none_left.contains("TENURE_POOL_SIZE"), "{none_left}");

@@ -6,6 +6,7 @@ use chrono::Duration;
 use rand::RngCore;
 use tenure_api::AppState;
 use tenure_api::auth::jwt::SessionSigner;
+use tenure_api::auth::key_cache::ApiKeyCache;
 use tenure_api::middleware::rate_limit::RateLimits;
 use tenure_api::service::portal_terms::PortalTermsCache;
 use tenure_domain::billing::gateway::SandboxGateway;
@@ -64,5 +65,6 @@ pub async fn build_state(
         rate_limits: RateLimits::default(),
         gateway: Arc::new(SandboxGateway::new()),
         portal_terms: PortalTermsCache::default(),
+        api_keys: ApiKeyCache::default(),
     })
 }

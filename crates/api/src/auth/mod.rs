@@ -4,6 +4,7 @@
 //! idempotency layer and the handler's extractor agree on who is calling.
 
 pub mod jwt;
+pub mod key_cache;
 pub mod keys;
 mod principal;
 

@@ -8,7 +8,7 @@ use tenure_domain::ids::{CustomerId, MerchantId};
 use tenure_store::repo::{customers, identity_providers, merchants};
 
 use super::jwt::{self, Session, TokenError};
-use super::keys;
+use super::{key_cache, keys};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -91,11 +91,18 @@ fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
 }
 
 async fn merchant_from_key(state: &AppState, key: &str) -> Result<Principal, ApiError> {
+    let hash = keys::hash(key);
+    let cache_key = key_cache::hex(&hash);
+    if let Some(merchant) = state.api_keys.get(&cache_key) {
+        return Ok(Principal::Merchant(merchant));
+    }
+    let started = state.api_keys.lookup_start();
     let mut conn = state.db.conn().await?;
-    merchants::merchant_by_key_hash(&mut conn, &keys::hash(key))
+    let merchant = merchants::merchant_by_key_hash(&mut conn, &hash)
         .await?
-        .map(Principal::Merchant)
-        .ok_or(ApiError::Unauthenticated("the secret key is not valid"))
+        .ok_or(ApiError::Unauthenticated("the secret key is not valid"))?;
+    state.api_keys.put(cache_key, merchant, started);
+    Ok(Principal::Merchant(merchant))
 }
 
 fn token_error(err: TokenError) -> ApiError {

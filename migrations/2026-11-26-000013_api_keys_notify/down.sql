@@ -1,0 +1,2 @@
+DROP TRIGGER api_keys_notify ON api_keys;
+DROP FUNCTION api_keys_notify();
