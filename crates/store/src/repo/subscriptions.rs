@@ -381,3 +381,44 @@ pub async fn claim_due_change(
         )
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `SaveRow` lists the columns by hand; a column `SubscriptionRow` gains must be
+    /// saved too, or every change would silently drop it.
+    #[test]
+    fn save_row_writes_every_column_the_row_reads() {
+        let now = Utc::now();
+        let row = SubscriptionRow {
+            merchant_id: uuid::Uuid::nil(),
+            id: uuid::Uuid::nil(),
+            customer_id: uuid::Uuid::nil(),
+            product_id: uuid::Uuid::nil(),
+            plan_id: uuid::Uuid::nil(),
+            status: "active".into(),
+            current_period_end: now,
+            state: serde_json::Value::Null,
+            created_at: now,
+            updated_at: now,
+        };
+        let select = diesel::debug_query::<Pg, _>(
+            &subscriptions::table.select(SubscriptionRow::as_select()),
+        )
+        .to_string();
+        let save = diesel::debug_query::<Pg, _>(&SaveRow(row)).to_string();
+        let columns: Vec<&str> = select
+            .split("\"subscriptions\".\"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .collect();
+        assert_eq!(columns.len(), 10, "{select}");
+        for column in columns {
+            assert!(
+                save.contains(&format!(" {column} = ")),
+                "SaveRow does not write {column}: {save}"
+            );
+        }
+    }
+}
