@@ -272,9 +272,9 @@ impl ClockNow for TestApp {
     }
 }
 
-/// Polls `done` for up to five seconds.
+/// Polls `done` for up to ten seconds.
 async fn eventually(mut done: impl AsyncFnMut() -> bool) -> bool {
-    for _ in 0..100 {
+    for _ in 0..200 {
         if done().await {
             return true;
         }
@@ -284,10 +284,12 @@ async fn eventually(mut done: impl AsyncFnMut() -> bool) -> bool {
 }
 
 /// A secret key is looked up once and then answered from the process's cache, which
-/// forgets it as soon as its `api_keys` row changes (the trigger notifies the listener)
-/// and answers nothing while the listener is not connected.
+/// forgets it as soon as its `api_keys` row changes (a trigger notifies the listener),
+/// forgets every key on a `TRUNCATE`, and answers nothing while its listener cannot
+/// prove it hears: triggers disabled, or its connection lost.
 #[actix_web::test]
-async fn a_cached_key_is_forgotten_when_its_row_changes_and_unused_while_nobody_listens() {
+async fn a_cached_key_is_forgotten_when_its_row_changes_and_unused_while_unheard() {
+    use diesel_async::SimpleAsyncConnection;
     use tenure_api::auth::key_cache::{self, APPLICATION_NAME};
     let app = TestApp::new().await;
     let a = app.merchant("A").await;
@@ -303,35 +305,52 @@ async fn a_cached_key_is_forgotten_when_its_row_changes_and_unused_while_nobody_
         async move { app.get("/v1/customers").bearer(&key).send().await.status }
     };
 
+    // Once accepted, the key is answered for without reading api_keys: the request
+    // passes while another transaction holds the table locked.
     app.get_ok("/v1/customers", &a.key).await;
-    // Revoked behind the listener's back, the key is still answered for: by the cache.
-    app.exec("ALTER TABLE api_keys DISABLE TRIGGER api_keys_notify")
-        .await;
+    let mut locker = app.state.db.conn().await.expect("conn");
+    locker
+        .batch_execute("BEGIN; LOCK TABLE api_keys IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+    let answered =
+        tokio::time::timeout(std::time::Duration::from_secs(2), status(a.key.clone())).await;
+    locker.batch_execute("ROLLBACK").await.expect("unlock");
+    assert_eq!(answered.ok().map(|s| s.as_u16()), Some(200));
+    // A revocation is heard as it commits.
     app.exec(revoke(&a.key)).await;
-    assert_eq!(status(a.key.clone()).await, 200);
-    // Any change the trigger sees makes the cache forget the key; the revocation holds.
-    app.exec("ALTER TABLE api_keys ENABLE TRIGGER api_keys_notify")
-        .await;
-    app.exec(format!(
-        "UPDATE api_keys SET revoked_at = revoked_at WHERE key_hash = sha256('{}'::bytea)",
-        a.key
-    ))
-    .await;
     assert!(eventually(async || status(a.key.clone()).await == 401).await);
 
-    // With the listener's connection cut, nothing kept is trusted.
+    // With a trigger disabled the listener stops vouching, so a revocation it cannot
+    // hear still holds at once.
     app.get_ok("/v1/customers", &b.key).await;
+    app.exec("ALTER TABLE api_keys DISABLE TRIGGER api_keys_notify")
+        .await;
+    assert!(eventually(async || !cache.is_listening()).await);
+    app.exec(revoke(&b.key)).await;
+    assert_eq!(status(b.key.clone()).await, 401);
+    app.exec("ALTER TABLE api_keys ENABLE ALWAYS TRIGGER api_keys_notify")
+        .await;
+    assert!(eventually(async || cache.is_listening()).await);
+
+    // A lost connection: unused until the listener is back, by itself.
     app.exec(format!(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
          WHERE application_name = '{APPLICATION_NAME}' AND datname = current_database()"
     ))
     .await;
     assert!(eventually(async || !cache.is_listening()).await);
-    app.exec("ALTER TABLE api_keys DISABLE TRIGGER api_keys_notify")
-        .await;
-    app.exec(revoke(&b.key)).await;
-    assert_eq!(status(b.key.clone()).await, 401);
-    // It listens again by itself.
     assert!(eventually(async || cache.is_listening()).await);
+
+    // A TRUNCATE forgets every key.
+    let c = app.merchant("C").await;
+    app.get_ok("/v1/customers", &c.key).await;
+    app.exec("TRUNCATE api_keys").await;
+    assert!(eventually(async || status(c.key.clone()).await == 401).await);
     listener.abort();
+    let _ = listener.await;
+    assert!(
+        !cache.is_listening(),
+        "a stopped listener vouches for nothing"
+    );
 }

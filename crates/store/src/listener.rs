@@ -1,19 +1,32 @@
 //! A connection of its own that `LISTEN`s on a channel, for caches that must hear about
 //! every change to what they keep (PostgreSQL's `NOTIFY`, sent by a trigger or a
 //! transaction, arrives once that transaction commits).
+//!
+//! A live connection is not proof of hearing: behind a transaction-mode pooler the
+//! `LISTEN` lands on one server connection and the notifications on none, and a disabled
+//! trigger sends nothing. So a listener can [`Listener::probe`] the whole path.
 
 use std::time::Duration;
 
+use diesel::sql_types::{Array, Bool, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::StreamExt;
 
 use crate::error::{StoreError, StoreResult};
 
-/// How long a check that the connection is still alive may take.
-const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Payloads this module sends itself start with this; no other sender may use it.
+const PROBE_PREFIX: &str = "probe:";
 
 pub struct Listener {
     conn: AsyncPgConnection,
+    channel: &'static str,
+    probes: u64,
+}
+
+#[derive(diesel::QueryableByName)]
+struct Enabled {
+    #[diesel(sql_type = Bool)]
+    enabled: bool,
 }
 
 impl Listener {
@@ -28,41 +41,98 @@ impl Listener {
             .await
             .map_err(|err| StoreError::Unavailable(err.to_string()))?;
         diesel::sql_query("SELECT set_config('application_name', $1, false)")
-            .bind::<diesel::sql_types::Text, _>(application_name)
+            .bind::<Text, _>(application_name)
             .execute(&mut conn)
             .await?;
         diesel::sql_query(format!("LISTEN {channel}"))
             .execute(&mut conn)
             .await?;
-        Ok(Self { conn })
+        Ok(Self {
+            conn,
+            channel,
+            probes: 0,
+        })
     }
 
-    /// The payload of the next notification, or `None` when none came within `quiet`;
-    /// the connection has then been checked with a round trip, so a connection that died
-    /// without a word is noticed within `quiet` and [`CHECK_TIMEOUT`]. Any error means
-    /// notifications may have been missed: drop the listener and start again.
+    /// The payload of the next notification, or `None` when none came within `quiet`.
+    /// An error means notifications may have been missed: drop the listener.
     pub async fn next(&mut self, quiet: Duration) -> StoreResult<Option<String>> {
-        let waited = {
-            let mut stream = std::pin::pin!(self.conn.notifications_stream());
-            tokio::time::timeout(quiet, stream.next()).await
+        loop {
+            match self.receive(Some(quiet)).await? {
+                Some(payload) if payload.starts_with(PROBE_PREFIX) => continue,
+                other => return Ok(other),
+            }
+        }
+    }
+
+    /// Proves, within `timeout`, that the `triggers` on `table` fire in every session
+    /// (`ENABLE ALWAYS`, so also under `session_replication_role = replica`) and that a
+    /// notification sent now comes back on this connection. Returns what else arrived
+    /// meanwhile, in order; an error means the listener cannot be trusted.
+    pub async fn probe(
+        &mut self,
+        table: &'static str,
+        triggers: &[&'static str],
+        timeout: Duration,
+    ) -> StoreResult<Vec<String>> {
+        tokio::time::timeout(timeout, self.probe_now(table, triggers))
+            .await
+            .map_err(|_| StoreError::Unavailable("the listener's probe timed out".into()))?
+    }
+
+    async fn probe_now(
+        &mut self,
+        table: &'static str,
+        triggers: &[&'static str],
+    ) -> StoreResult<Vec<String>> {
+        let state: Enabled = diesel::sql_query(
+            "SELECT count(*) = cardinality($2) AS enabled FROM pg_trigger \
+             WHERE tgrelid = to_regclass($1) AND tgname = ANY($2) AND tgenabled = 'A'",
+        )
+        .bind::<Text, _>(table)
+        .bind::<Array<Text>, _>(triggers)
+        .get_result(&mut self.conn)
+        .await?;
+        if !state.enabled {
+            return Err(StoreError::Unavailable(format!(
+                "the triggers {triggers:?} on {table} are not all there and enabled always"
+            )));
+        }
+        self.probes += 1;
+        let probe = format!("{PROBE_PREFIX}{}", self.probes);
+        diesel::sql_query("SELECT pg_notify($1, $2)")
+            .bind::<Text, _>(self.channel)
+            .bind::<Text, _>(&probe)
+            .execute(&mut self.conn)
+            .await?;
+        let mut meanwhile = Vec::new();
+        loop {
+            // Bounded by `probe`'s timeout.
+            match self.receive(None).await? {
+                Some(payload) if payload == probe => return Ok(meanwhile),
+                Some(payload) if payload.starts_with(PROBE_PREFIX) => {}
+                Some(payload) => meanwhile.push(payload),
+                None => {}
+            }
+        }
+    }
+
+    /// The next payload; `None` when `wait` (if any) passed first.
+    async fn receive(&mut self, wait: Option<Duration>) -> StoreResult<Option<String>> {
+        let mut stream = std::pin::pin!(self.conn.notifications_stream());
+        let next = match wait {
+            Some(wait) => match tokio::time::timeout(wait, stream.next()).await {
+                Ok(next) => next,
+                Err(_) => return Ok(None),
+            },
+            None => stream.next().await,
         };
-        match waited {
-            Ok(Some(Ok(notification))) => Ok(Some(notification.payload)),
-            Ok(Some(Err(err))) => Err(err.into()),
-            Ok(None) => Err(StoreError::Unavailable(
+        match next {
+            Some(Ok(notification)) => Ok(Some(notification.payload)),
+            Some(Err(err)) => Err(err.into()),
+            None => Err(StoreError::Unavailable(
                 "the listening connection closed".into(),
             )),
-            Err(_) => {
-                tokio::time::timeout(
-                    CHECK_TIMEOUT,
-                    diesel::sql_query("SELECT 1").execute(&mut self.conn),
-                )
-                .await
-                .map_err(|_| {
-                    StoreError::Unavailable("the listening connection stopped answering".into())
-                })??;
-                Ok(None)
-            }
         }
     }
 }

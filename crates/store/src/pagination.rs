@@ -25,15 +25,22 @@ impl PageRequest {
     }
 
     /// The rows [`FetchPage::fetch_page`] reads: [`Self::fetch_limit`] rounded up to one
-    /// of a few sizes, so that a list keeps a handful of prepared statements whatever
-    /// page sizes its callers ask for. [`Page::from_overfetch`] trims the surplus.
+    /// of a few sizes (four for the API's pages of up to 100 rows, a power of two for a
+    /// larger internal read), so that a list keeps a handful of prepared statements
+    /// whatever page sizes its callers ask for. [`Page::from_overfetch`] trims the surplus.
     pub fn fetch_size(&self) -> i64 {
         const SIZES: [i64; 4] = [11, 21, 51, 101];
         let wanted = self.fetch_limit();
         SIZES
             .into_iter()
             .find(|&size| size >= wanted)
-            .unwrap_or(wanted)
+            .unwrap_or_else(|| {
+                u64::try_from(wanted)
+                    .ok()
+                    .and_then(u64::checked_next_power_of_two)
+                    .and_then(|size| i64::try_from(size).ok())
+                    .unwrap_or(i64::MAX)
+            })
     }
 }
 
@@ -124,8 +131,10 @@ mod tests {
         assert_eq!(size(20), 21);
         assert_eq!(size(21), 51);
         assert_eq!(size(MAX_LIMIT), 101);
-        // Beyond the API's largest page (an export), exactly one more.
-        assert_eq!(size(5000), 5001);
+        // Beyond the API's largest page (an export), a power of two.
+        assert_eq!(size(5000), 8192);
+        assert_eq!(size(127), 128);
+        assert_eq!(size(128), 256);
         let sizes: std::collections::BTreeSet<i64> = (1..=MAX_LIMIT).map(size).collect();
         assert_eq!(sizes.len(), 4);
     }

@@ -2,12 +2,16 @@
 //! spend a database round trip (a fifth of PostgreSQL's work for a page of invoices) on
 //! learning who is calling.
 //!
-//! A revoked key must stop working at once, so the cache answers only while it hears of
-//! every change to `api_keys`: a trigger (migration 000013) notifies the hash of each key
-//! updated or deleted, [`keep_current`] forgets that key, and while its connection is not
-//! listening (at start-up, after a lost connection) the cache is emptied and bypassed.
-//! Its connection is checked every [`QUIET`], and an entry lives at most [`TTL`] in any
-//! case. Only accepted keys are kept; a refused one is looked up every time.
+//! A revoked key must stop working, so the cache answers only while it can prove it
+//! hears of every change to `api_keys`: triggers (migration 000013) notify the hash of
+//! each key updated or deleted (and `*` on a `TRUNCATE`), and [`keep_current`] forgets
+//! it. Before answering, and after every [`QUIET`] without a notification, the listener
+//! checks that the triggers are enabled in every session and that a notification it
+//! sends comes back (a pooler in transaction mode would swallow them). When it cannot
+//! (start-up, a lost connection, a disabled trigger) the cache is emptied and unused
+//! until it can again. A revocation is heard as it commits; if the listener's
+//! connection dies without a word, within [`QUIET`] + [`PROBE_TIMEOUT`]. An entry lives
+//! [`TTL`] at most in any case. Only accepted keys are kept.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -16,18 +20,28 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tenure_domain::ids::MerchantId;
+use tenure_store::StoreResult;
 use tenure_store::listener::Listener;
 
-/// The channel the trigger notifies on.
+/// The channel the triggers notify on.
 pub const CHANNEL: &str = "tenure_api_keys";
+/// The table and triggers that must fire for the cache to answer.
+const TABLE: &str = "api_keys";
+const TRIGGERS: [&str; 2] = ["api_keys_notify", "api_keys_notify_truncate"];
+/// What the `TRUNCATE` trigger sends: forget every key.
+const FORGET_ALL: &str = "*";
 /// How the listening connection shows in `pg_stat_activity`.
 pub const APPLICATION_NAME: &str = "tenure api key listener";
 /// The longest an entry is trusted, even while every notification arrives.
 pub const TTL: Duration = Duration::from_secs(60);
-/// With no notification for this long, the listening connection is checked.
-pub const QUIET: Duration = Duration::from_secs(10);
-/// Wait before listening again after the connection was lost.
+/// With no notification for this long, the listener probes its path again.
+pub const QUIET: Duration = Duration::from_secs(2);
+/// How long a probe may take before the listener is presumed deaf.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Wait before listening again after a failure, doubling while it keeps failing (a
+/// pooler in transaction mode never lets it listen) up to `RETRY_MAX`.
 const RETRY: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(60);
 /// Beyond this many keys the cache starts again empty, so it cannot grow unbounded.
 const MAX_ENTRIES: usize = 10_000;
 
@@ -106,10 +120,15 @@ impl ApiKeyCache {
         self.inner.listening.load(Ordering::Acquire)
     }
 
-    fn forget(&self, hash: &str) {
+    /// A notification: forget the key it names, or all of them.
+    fn heard(&self, payload: &str) {
         let mut entries = self.entries();
         self.inner.generation.fetch_add(1, Ordering::AcqRel);
-        entries.remove(hash);
+        if payload == FORGET_ALL {
+            entries.clear();
+        } else {
+            entries.remove(payload);
+        }
     }
 
     /// Starts or stops answering; either way what was kept is dropped, since changes
@@ -129,28 +148,45 @@ impl ApiKeyCache {
     }
 }
 
-/// Listens for key changes for as long as the process runs, reconnecting after a lost
-/// connection; the cache answers only while this is connected.
+/// Listens for key changes for as long as the process runs, probing its path and
+/// listening again after any failure; the cache answers only while a probe has passed.
 pub async fn keep_current(cache: ApiKeyCache, database_url: String) {
+    // Should this task end (cancelled, panicking), nothing would forget keys any more.
+    let _deaf_after = DeafOnDrop(cache.clone());
+    let mut retry = RETRY;
     loop {
-        match Listener::connect(&database_url, CHANNEL, APPLICATION_NAME).await {
-            Ok(mut listener) => {
-                cache.set_listening(true);
-                let lost = loop {
-                    match listener.next(QUIET).await {
-                        Ok(Some(hash)) => cache.forget(&hash),
-                        Ok(None) => {}
-                        Err(err) => break err,
-                    }
-                };
-                cache.set_listening(false);
-                tracing::warn!(error = %lost, "api key listener lost its connection; keys are looked up each time until it is back");
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "api key listener cannot connect; keys are looked up each time");
+        let Err(err) = listen(&cache, &database_url).await;
+        if cache.is_listening() {
+            retry = RETRY;
+        }
+        cache.set_listening(false);
+        tracing::warn!(error = %err, retry_in = ?retry, "api key listener cannot vouch for the cache; keys are looked up each time until it can");
+        actix_web::rt::time::sleep(retry).await;
+        retry = (retry * 2).min(RETRY_MAX);
+    }
+}
+
+async fn listen(cache: &ApiKeyCache, database_url: &str) -> StoreResult<std::convert::Infallible> {
+    let mut listener = Listener::connect(database_url, CHANNEL, APPLICATION_NAME).await?;
+    listener.probe(TABLE, &TRIGGERS, PROBE_TIMEOUT).await?;
+    cache.set_listening(true);
+    loop {
+        match listener.next(QUIET).await? {
+            Some(payload) => cache.heard(&payload),
+            None => {
+                for payload in listener.probe(TABLE, &TRIGGERS, PROBE_TIMEOUT).await? {
+                    cache.heard(&payload);
+                }
             }
         }
-        actix_web::rt::time::sleep(RETRY).await;
+    }
+}
+
+struct DeafOnDrop(ApiKeyCache);
+
+impl Drop for DeafOnDrop {
+    fn drop(&mut self) {
+        self.0.set_listening(false);
     }
 }
 
@@ -187,13 +223,17 @@ mod tests {
         cache.set_listening(true);
         let m = merchant();
         let started = cache.lookup_start();
-        cache.forget("aa");
+        cache.heard("aa");
         cache.put("aa".into(), m, started);
         assert_eq!(cache.get("aa"), None);
         cache.put("aa".into(), m, cache.lookup_start());
+        cache.put("bb".into(), m, cache.lookup_start());
         assert_eq!(cache.get("aa"), Some(m));
-        cache.forget("aa");
+        cache.heard("aa");
         assert_eq!(cache.get("aa"), None);
+        assert_eq!(cache.get("bb"), Some(m), "only the key named is forgotten");
+        cache.heard(FORGET_ALL);
+        assert_eq!(cache.get("bb"), None);
     }
 
     #[test]

@@ -215,7 +215,8 @@ fn invoice_page(
 }
 
 /// List invoices, newest first (by `created_at`, then id), optionally filtered. A
-/// `starting_after` that names no invoice in the filtered list is 422 on `starting_after`.
+/// `starting_after` that names no invoice of this merchant (of this customer, with
+/// `customer_id`) is 422 on `starting_after`.
 #[utoipa::path(tag = "Invoices", params(ListParams, InvoiceFilterParams),
     responses((status = 200, description = "A page of invoices", body = ListResponse<InvoiceDto>)))]
 #[get("/invoices")]
