@@ -3,6 +3,7 @@
 //! query for another tenant's row finds nothing.
 
 pub mod error;
+pub mod jsonb;
 pub mod listener;
 pub mod migrate;
 pub mod pagination;

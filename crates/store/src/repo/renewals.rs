@@ -231,7 +231,7 @@ pub async fn save_renewed(
         plans.push(row.plan_id);
         statuses.push(row.status);
         ends.push(row.current_period_end);
-        states.push(row.state.to_string());
+        states.push(row.state.0);
         updated.push(row.updated_at);
     }
     let n = diesel::sql_query(

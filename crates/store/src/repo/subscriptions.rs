@@ -18,6 +18,7 @@ use tenure_domain::policy::PortalPolicy;
 use tenure_domain::subscription::{Subscription, SubscriptionStatus};
 
 use crate::error::{StoreError, StoreResult};
+use crate::jsonb::JsonbText;
 use crate::pagination::{FetchPage, Page, PageRequest};
 use crate::schema::{products, scheduled_changes, subscription_discounts, subscriptions};
 
@@ -42,7 +43,7 @@ pub(crate) struct SubscriptionRow {
     pub(crate) plan_id: uuid::Uuid,
     pub(crate) status: String,
     pub(crate) current_period_end: DateTime<Utc>,
-    pub(crate) state: serde_json::Value,
+    pub(crate) state: JsonbText,
     pub(crate) created_at: DateTime<Utc>,
     pub(crate) updated_at: DateTime<Utc>,
 }
@@ -58,15 +59,14 @@ impl SubscriptionRow {
             plan_id: sub.plan.plan_id.uuid(),
             status: sub.status.as_str().to_owned(),
             current_period_end: sub.current_period.end,
-            state: serde_json::to_value(sub).map_err(StoreError::corrupt)?,
+            state: JsonbText::of(sub).map_err(StoreError::corrupt)?,
             created_at: s.created_at,
             updated_at: s.updated_at,
         })
     }
 
     pub(crate) fn into_domain(self) -> StoreResult<StoredSubscription> {
-        let subscription: Subscription =
-            serde_json::from_value(self.state).map_err(StoreError::corrupt)?;
+        let subscription: Subscription = self.state.parse().map_err(StoreError::corrupt)?;
         if subscription.status.as_str() != self.status {
             return Err(StoreError::corrupt(format!(
                 "subscription {} has status {} in its row but {} in its state",
@@ -399,7 +399,7 @@ mod tests {
             plan_id: uuid::Uuid::nil(),
             status: "active".into(),
             current_period_end: now,
-            state: serde_json::Value::Null,
+            state: JsonbText("null".into()),
             created_at: now,
             updated_at: now,
         };
