@@ -170,8 +170,14 @@ export BENCH_THREADS=2
 
 # Each write run takes its own slice of the subscriptions; the slice number carries on
 # from the previous run on the same database, so a reused database starts clean slices.
+# A run ends part-way through a pass, leaving some of its slice paused: once the slices
+# come round again, pauses meet 409s and the write figures are no longer clean.
 RUN_NO=$(cat "$WORK/next_write_slice" 2>/dev/null || echo 0)
 BENCH_SLICES=12
+WRITE_RUNS=$((3 * $(wc -w <<<"${POOLS}") * $(wc -w <<<"${HTTP_WORKERS:-cores}")))
+if [ $((RUN_NO + WRITE_RUNS)) -gt "$BENCH_SLICES" ]; then
+  say "warning: this run reuses write slices (reseed with --seed-only for clean portal_write figures)"
+fi
 TOTAL_PAIRS=$(wc -l <"$WORK/data/portal.txt")
 slice_file() { # slice number -> file holding that slice of portal.txt
   local n=$(($1 % BENCH_SLICES)) per=$((TOTAL_PAIRS / BENCH_SLICES))
