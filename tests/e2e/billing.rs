@@ -819,17 +819,67 @@ async fn refunds_never_exceed_what_was_paid() {
         .expect_problem(404, "resource_missing");
 }
 
+/// The ids of a whole list, walked one item per page through `next_cursor`; `query`
+/// is the path with its filters (`/v1/invoices?status=open`).
+async fn ids_page_by_page(app: &TestApp, query: &str, credential: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut after = String::new();
+    loop {
+        let page = app
+            .get_ok(&format!("{query}&limit=1{after}"), credential)
+            .await;
+        ids.extend(
+            page["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["id"].as_str().unwrap().to_owned()),
+        );
+        if page["has_more"] != true {
+            return ids;
+        }
+        after = format!("&starting_after={}", page["next_cursor"].as_str().unwrap());
+    }
+}
+
+/// Merchant A with customers ada and bob, and merchant B with carol.
+struct TwoTenants {
+    m: TestMerchant,
+    other: TestMerchant,
+    ada: String,
+    bob: String,
+    carol: String,
+}
+
+async fn two_tenants(app: &TestApp) -> TwoTenants {
+    let m = app.merchant("A").await;
+    let other = app.merchant("B").await;
+    let ada = fixtures::customer(app, &m, "ada").await;
+    let bob = fixtures::customer(app, &m, "bob").await;
+    let carol = fixtures::customer(app, &other, "carol").await;
+    TwoTenants {
+        m,
+        other,
+        ada,
+        bob,
+        carol,
+    }
+}
+
 /// A `created_from`/`created_to` window lists exactly its invoices, newest first,
-/// combined with the other filters and across pages; a page of several reads each invoice in full, as
-/// `GET /v1/invoices/{id}` does, and another merchant's invoices stay out.
+/// combined with the other filters and across pages; a page of several reads each
+/// invoice in full, as `GET /v1/invoices/{id}` does, and another merchant's invoices
+/// stay out.
 #[actix_web::test]
 async fn a_created_window_lists_exactly_its_invoices_newest_first_across_pages() {
     let app = TestApp::new().await;
-    let m = app.merchant("A").await;
-    let other = app.merchant("B").await;
-    let ada = fixtures::customer(&app, &m, "ada").await;
-    let bob = fixtures::customer(&app, &m, "bob").await;
-    let carol = fixtures::customer(&app, &other, "carol").await;
+    let TwoTenants {
+        m,
+        other,
+        ada,
+        bob,
+        carol,
+    } = two_tenants(&app).await;
     let start = app.state.now();
     let mut made = Vec::new();
     for day in 0..6_i64 {
@@ -854,28 +904,7 @@ async fn a_created_window_lists_exactly_its_invoices_newest_first_across_pages()
     let list = |query: String| {
         let app = &app;
         let key = m.key.clone();
-        async move {
-            let mut ids = Vec::new();
-            let mut cursor: Option<String> = None;
-            loop {
-                let after = cursor
-                    .map(|c| format!("&starting_after={c}"))
-                    .unwrap_or_default();
-                let page = app
-                    .get(&format!("/v1/invoices?limit=1&{query}{after}"))
-                    .bearer(&key)
-                    .send()
-                    .await
-                    .expect(200);
-                for i in page.body["data"].as_array().unwrap() {
-                    ids.push(i["id"].as_str().unwrap().to_owned());
-                }
-                if page.body["has_more"] != true {
-                    return ids;
-                }
-                cursor = page.body["next_cursor"].as_str().map(str::to_owned);
-            }
-        }
+        async move { ids_page_by_page(app, &format!("/v1/invoices?{query}"), &key).await }
     };
     // Days 10, 20 and 30 fall in [5, 35): newest first, one per page.
     let window = format!("created_from={}&created_to={}", iso(5), iso(35));
@@ -954,11 +983,13 @@ async fn a_created_window_lists_exactly_its_invoices_newest_first_across_pages()
 #[actix_web::test]
 async fn invoices_list_by_creation_time_and_refuse_a_cursor_outside_the_list() {
     let app = TestApp::new().await;
-    let m = app.merchant("A").await;
-    let other = app.merchant("B").await;
-    let ada = fixtures::customer(&app, &m, "ada").await;
-    let bob = fixtures::customer(&app, &m, "bob").await;
-    let carol = fixtures::customer(&app, &other, "carol").await;
+    let TwoTenants {
+        m,
+        other,
+        ada,
+        bob,
+        carol,
+    } = two_tenants(&app).await;
     let [a, b, c] = [
         invoice(&app, &m, &ada, 100).await,
         invoice(&app, &m, &ada, 200).await,
@@ -975,38 +1006,18 @@ async fn invoices_list_by_creation_time_and_refuse_a_cursor_outside_the_list() {
         ))
         .await;
     }
-    let pages = |query: &'static str, credential: String, base: &'static str| {
-        let app = &app;
-        async move {
-            let mut ids = Vec::new();
-            let mut after = String::new();
-            loop {
-                let page = app
-                    .get_ok(&format!("{base}?limit=1&{query}{after}"), &credential)
-                    .await;
-                ids.extend(
-                    page["data"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|i| i["id"].as_str().unwrap().to_owned()),
-                );
-                if page["has_more"] != true {
-                    return ids;
-                }
-                after = format!("&starting_after={}", page["next_cursor"].as_str().unwrap());
-            }
-        }
-    };
     let newest_first = [a.to_string(), c.to_string(), b.to_string()];
-    assert_eq!(pages("", m.key.clone(), "/v1/invoices").await, newest_first);
     assert_eq!(
-        pages("status=open", m.key.clone(), "/v1/invoices").await,
+        ids_page_by_page(&app, "/v1/invoices?", &m.key).await,
+        newest_first
+    );
+    assert_eq!(
+        ids_page_by_page(&app, "/v1/invoices?status=open", &m.key).await,
         newest_first
     );
     let ada_session = fixtures::session(&app, &m, &ada).await;
     assert_eq!(
-        pages("", ada_session.clone(), "/v1/portal/invoices").await,
+        ids_page_by_page(&app, "/v1/portal/invoices?", &ada_session).await,
         newest_first
     );
     let window = format!(
