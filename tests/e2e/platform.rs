@@ -272,6 +272,54 @@ async fn served_http_workers_answer_within_the_connection_budget() {
     drop(server);
 }
 
+/// Without the API key cache, `serve` opens no listener connection and gives its share
+/// of the budget to HTTP: two workers fit in four connections, and keys still work.
+#[actix_web::test]
+async fn serve_without_the_key_cache_listens_for_nothing() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let server = Served(
+        std::process::Command::new(tenure_e2e::tenure_binary())
+            .args([
+                "serve",
+                "--no-workers",
+                "--no-api-key-cache",
+                "--http-workers",
+                "2",
+            ])
+            .args(["--bind", &format!("127.0.0.1:{port}")])
+            .env("DATABASE_URL", &app.db.url)
+            .env("TENURE_POOL_SIZE", "4")
+            .env("TENURE_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start `tenure serve`"),
+    );
+    let addr = format!("127.0.0.1:{port}");
+    let mut status = None;
+    for _ in 0..100 {
+        if let Ok(s) = status_of(&addr, "/v1/customers", Some(&m.key)).await {
+            status = Some(s);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, Some(200), "`tenure serve` answered");
+    let listening = app
+        .count(&format!(
+            "SELECT count(*) AS n FROM pg_stat_activity \
+             WHERE application_name = '{}' AND datname = current_database()",
+            tenure_api::auth::key_cache::APPLICATION_NAME
+        ))
+        .await;
+    assert_eq!(listening, 0);
+    drop(server);
+}
+
 /// A `tenure serve` process, killed when the test ends.
 struct Served(std::process::Child);
 

@@ -51,6 +51,7 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<(), StartupE
         args.http_workers.map(NonZeroUsize::get),
         cores,
         background_tasks,
+        !args.no_api_key_cache,
     )
     .map_err(StartupError::Config)?;
     // Start-up, and then the background loops if they run here, use this pool; without
@@ -70,10 +71,12 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<(), StartupE
     } else {
         spawn_workers(&state, &args.workers);
     }
-    tokio::spawn(key_cache::keep_current(
-        state.api_keys.clone(),
-        global.database_url.clone(),
-    ));
+    if !args.no_api_key_cache {
+        tokio::spawn(key_cache::keep_current(
+            state.api_keys.clone(),
+            global.database_url.clone(),
+        ));
+    }
     // Each HTTP worker is a single-threaded runtime, and a pooled connection's I/O runs as
     // a task on the runtime that opened it: with one pool shared by the workers, most
     // queries hopped threads twice (a fifth more CPU per portal read, measured). So each
@@ -130,25 +133,25 @@ struct PoolBudget {
 
 impl PoolBudget {
     const MIN_PER_WORKER: usize = 2;
-    /// `auth::key_cache::keep_current`'s connection.
-    const KEY_LISTENER: usize = 1;
 
     fn plan(
         pool_size: usize,
         http_workers: Option<usize>,
         cores: usize,
         background: Option<usize>,
+        key_listener: bool,
     ) -> Result<Self, String> {
         let background = background.unwrap_or(0);
-        let http = pool_size.saturating_sub(background + Self::KEY_LISTENER);
+        // `auth::key_cache::keep_current`'s connection.
+        let listener = usize::from(key_listener);
+        let http = pool_size.saturating_sub(background + listener);
         let affordable = http / Self::MIN_PER_WORKER;
         if affordable == 0 {
             return Err(format!(
                 "TENURE_POOL_SIZE={pool_size} leaves {http} connection(s) for HTTP after the \
-                 background loops' {background} and the key listener's {}; HTTP workers \
-                 need at least {} each: raise TENURE_POOL_SIZE, lower TENURE_RENEWAL_TASKS \
-                 or run with --no-workers",
-                Self::KEY_LISTENER,
+                 background loops' {background} and the key listener's {listener}; HTTP \
+                 workers need at least {} each: raise TENURE_POOL_SIZE, lower \
+                 TENURE_RENEWAL_TASKS or run with --no-workers",
                 Self::MIN_PER_WORKER
             ));
         }
@@ -384,7 +387,7 @@ mod tests {
     use super::PoolBudget;
 
     fn plan(pool: usize, workers: Option<usize>, cores: usize, bg: Option<usize>) -> PoolBudget {
-        PoolBudget::plan(pool, workers, cores, bg).expect("a budget that fits")
+        PoolBudget::plan(pool, workers, cores, bg, true).expect("a budget that fits")
     }
 
     #[test]
@@ -402,13 +405,18 @@ mod tests {
         // Many cores: as many workers as get two connections each, never more.
         assert_eq!(plan(16, None, 32, Some(4)), budget(5, 2, 4));
         assert_eq!(plan(16, None, 32, None), budget(7, 2, 0));
+        // Without the key cache, its listener's connection goes to HTTP.
+        assert_eq!(
+            PoolBudget::plan(16, Some(1), 2, None, false),
+            Ok(budget(1, 16, 0))
+        );
     }
 
     #[test]
     fn a_budget_that_cannot_fit_is_refused_with_the_settings_to_change() {
-        let too_many = PoolBudget::plan(16, Some(8), 2, None).unwrap_err();
+        let too_many = PoolBudget::plan(16, Some(8), 2, None, true).unwrap_err();
         assert!(too_many.contains("TENURE_HTTP_WORKERS"), "{too_many}");
-        let none_left = PoolBudget::plan(4, None, 2, Some(4)).unwrap_err();
+        let none_left = PoolBudget::plan(4, None, 2, Some(4), true).unwrap_err();
         assert!(none_left.contains("TENURE_POOL_SIZE"), "{none_left}");
     }
 }

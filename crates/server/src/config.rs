@@ -80,6 +80,11 @@ pub struct ServeArgs {
     /// `tenure worker` elsewhere).
     #[arg(long, env = "TENURE_NO_WORKERS")]
     pub no_workers: bool,
+    /// Look every secret key up in the database instead of keeping accepted ones in
+    /// memory (for databases where the cache's NOTIFY cannot reach it: a distributed
+    /// engine whose triggers fire elsewhere). Frees the listener's connection.
+    #[arg(long, env = "TENURE_NO_API_KEY_CACHE")]
+    pub no_api_key_cache: bool,
     #[command(flatten)]
     pub workers: WorkerArgs,
     #[command(flatten)]
