@@ -216,33 +216,9 @@ async fn migrations_go_up_down_and_up_again() {
 async fn served_http_workers_answer_within_the_connection_budget() {
     let app = TestApp::new().await;
     let m = app.merchant("A").await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
     // The application name tells the server's connections apart from the test's own.
     let url = format!("{}?application_name=tenure-served", app.db.url);
-    let server = Served(
-        std::process::Command::new(tenure_e2e::tenure_binary())
-            .args(["serve", "--no-workers", "--http-workers", "2"])
-            .args(["--bind", &format!("127.0.0.1:{port}")])
-            .env("DATABASE_URL", &url)
-            .env("TENURE_POOL_SIZE", "5")
-            .env("TENURE_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("start `tenure serve`"),
-    );
-    let addr = format!("127.0.0.1:{port}");
-    let mut ready = false;
-    for _ in 0..100 {
-        if let Ok(status) = status_of(&addr, "/readyz", None).await {
-            ready = status == 200;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(ready, "`tenure serve` did not become ready");
+    let (server, addr) = serve(&url, &["--http-workers", "2"], 5).await;
     // A connection per request: the server hands its connections to the workers in turn,
     // so both workers' pools serve.
     let burst = (0..40).map(|_| status_of(&addr, "/v1/customers", Some(&m.key)));
@@ -278,37 +254,16 @@ async fn served_http_workers_answer_within_the_connection_budget() {
 async fn serve_without_the_key_cache_listens_for_nothing() {
     let app = TestApp::new().await;
     let m = app.merchant("A").await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let server = Served(
-        std::process::Command::new(tenure_e2e::tenure_binary())
-            .args([
-                "serve",
-                "--no-workers",
-                "--no-api-key-cache",
-                "--http-workers",
-                "2",
-            ])
-            .args(["--bind", &format!("127.0.0.1:{port}")])
-            .env("DATABASE_URL", &app.db.url)
-            .env("TENURE_POOL_SIZE", "4")
-            .env("TENURE_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("start `tenure serve`"),
+    let (server, addr) = serve(
+        &app.db.url,
+        &["--no-api-key-cache", "--http-workers", "2"],
+        4,
+    )
+    .await;
+    assert_eq!(
+        status_of(&addr, "/v1/customers", Some(&m.key)).await.ok(),
+        Some(200)
     );
-    let addr = format!("127.0.0.1:{port}");
-    let mut status = None;
-    for _ in 0..100 {
-        if let Ok(s) = status_of(&addr, "/v1/customers", Some(&m.key)).await {
-            status = Some(s);
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert_eq!(status, Some(200), "`tenure serve` answered");
     let listening = app
         .count(&format!(
             "SELECT count(*) AS n FROM pg_stat_activity \
@@ -318,6 +273,35 @@ async fn serve_without_the_key_cache_listens_for_nothing() {
         .await;
     assert_eq!(listening, 0);
     drop(server);
+}
+
+/// Starts `tenure serve --no-workers` with `args` against `database_url` and a pool of
+/// `pool_size`, on a free port, and waits until it is ready; panics if it never is.
+async fn serve(database_url: &str, args: &[&str], pool_size: u32) -> (Served, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let server = Served(
+        std::process::Command::new(tenure_e2e::tenure_binary())
+            .args(["serve", "--no-workers", "--bind", &addr])
+            .args(args)
+            .env("DATABASE_URL", database_url)
+            .env("TENURE_POOL_SIZE", pool_size.to_string())
+            .env("TENURE_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start `tenure serve`"),
+    );
+    for _ in 0..100 {
+        if let Ok(status) = status_of(&addr, "/readyz", None).await {
+            assert_eq!(status, 200, "`tenure serve` is not ready");
+            return (server, addr);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("`tenure serve` did not start");
 }
 
 /// A `tenure serve` process, killed when the test ends.
