@@ -106,7 +106,7 @@ impl ApiKeyCache {
             return;
         }
         let mut entries = self.entries();
-        // Checked under the lock that `forget` bumps the generation under.
+        // Checked under the lock that `heard` and `set_listening` move the generation under.
         if self.inner.generation.load(Ordering::Acquire) != started.0 {
             return;
         }
