@@ -102,12 +102,56 @@ async fn ensure_template() -> String {
         .execute(&mut conn)
         .await
         .expect("rename template");
+        // Stamped with its birth, so that later builds can tell an abandoned template.
+        diesel::sql_query(format!(
+            "COMMENT ON DATABASE {} IS '{}'",
+            quote_identifier(&template),
+            chrono::Utc::now().timestamp()
+        ))
+        .execute(&mut conn)
+        .await
+        .expect("stamp template");
+        drop_stale_templates(&mut conn, &template).await;
     }
     diesel::sql_query("SELECT pg_advisory_unlock(7465737473)")
         .execute(&mut conn)
         .await
         .expect("advisory unlock");
     template
+}
+
+/// Templates of other migration sets pile up as migrations change. Each is dropped once
+/// it is a day old: a checkout with other migrations (a branch, a worktree) that still
+/// tests against one rebuilds it, while a day is long enough not to pull a template from
+/// under a run that is cloning it. Unstamped ones (from before the stamp) count as old.
+async fn drop_stale_templates(conn: &mut AsyncPgConnection, current: &str) {
+    #[derive(diesel::QueryableByName)]
+    struct Name {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        datname: String,
+    }
+    let stale: Vec<Name> = diesel::sql_query(
+        "SELECT d.datname FROM pg_database d \
+         LEFT JOIN pg_shdescription s \
+           ON s.objoid = d.oid AND s.classoid = 'pg_database'::regclass \
+         WHERE d.datname LIKE 'tenure\\_tmpl\\_%' AND d.datname NOT LIKE '%\\_building' \
+           AND d.datname <> $1 \
+           AND COALESCE(CASE WHEN s.description ~ '^[0-9]+$' THEN s.description::bigint END, 0) \
+               < extract(epoch FROM now())::bigint - 86400",
+    )
+    .bind::<diesel::sql_types::Text, _>(current)
+    .load(conn)
+    .await
+    .unwrap_or_default();
+    for Name { datname } in stale {
+        // Best effort: one in use stays for another day.
+        let _ = diesel::sql_query(format!(
+            "DROP DATABASE IF EXISTS {}",
+            quote_identifier(&datname)
+        ))
+        .execute(conn)
+        .await;
+    }
 }
 
 async fn database_exists(conn: &mut AsyncPgConnection, name: &str) -> bool {
