@@ -233,13 +233,7 @@ async fn served_http_workers_answer_within_the_connection_budget() {
              WHERE application_name = 'tenure-served' AND datname = current_database()",
         )
         .await;
-    let listening = app
-        .count(&format!(
-            "SELECT count(*) AS n FROM pg_stat_activity \
-             WHERE application_name = '{}' AND datname = current_database()",
-            tenure_api::auth::key_cache::APPLICATION_NAME
-        ))
-        .await;
+    let listening = key_listeners(&app).await;
     assert_eq!(listening, 1, "the API key listener has its connection");
     assert!(
         (1..=4).contains(&open),
@@ -264,13 +258,7 @@ async fn serve_without_the_key_cache_listens_for_nothing() {
         status_of(&addr, "/v1/customers", Some(&m.key)).await.ok(),
         Some(200)
     );
-    let listening = app
-        .count(&format!(
-            "SELECT count(*) AS n FROM pg_stat_activity \
-             WHERE application_name = '{}' AND datname = current_database()",
-            tenure_api::auth::key_cache::APPLICATION_NAME
-        ))
-        .await;
+    let listening = key_listeners(&app).await;
     assert_eq!(listening, 0);
     drop(server);
 }
@@ -302,6 +290,16 @@ async fn serve(database_url: &str, args: &[&str], pool_size: u32) -> (Served, St
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     panic!("`tenure serve` did not start");
+}
+
+/// Connections of the test database held by an API key listener.
+async fn key_listeners(app: &TestApp) -> i64 {
+    app.count(&format!(
+        "SELECT count(*) AS n FROM pg_stat_activity \
+             WHERE application_name = '{}' AND datname = current_database()",
+        tenure_api::auth::key_cache::APPLICATION_NAME
+    ))
+    .await
 }
 
 /// A `tenure serve` process, killed when the test ends.
