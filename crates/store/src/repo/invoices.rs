@@ -6,6 +6,8 @@
 //! counter row stays locked until that transaction ends, and a rollback gives the number
 //! back, so numbers are handed out in commit order without holes.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use diesel::expression::{AppearsOnTable, Expression, SelectableExpression, ValidGrouping};
 use diesel::pg::Pg;
@@ -432,11 +434,16 @@ pub async fn list(
     }
     let page = Page::from_overfetch(rows, &page);
     let ids: Vec<uuid::Uuid> = page.items.iter().map(|(r, _)| r.id).collect();
-    let mut lines = lines_of(conn, merchant, &ids).await?;
+    let mut lines_of_invoice: HashMap<uuid::Uuid, Vec<LineRow>> = HashMap::with_capacity(ids.len());
+    for line in lines_of(conn, merchant, &ids).await? {
+        lines_of_invoice
+            .entry(line.invoice_id)
+            .or_default()
+            .push(line);
+    }
     page.try_map(|(row, next_attempt)| {
-        let (mine, rest): (Vec<_>, Vec<_>) = lines.drain(..).partition(|l| l.invoice_id == row.id);
-        lines = rest;
-        row.into_domain(mine, next_attempt)
+        let lines = lines_of_invoice.remove(&row.id).unwrap_or_default();
+        row.into_domain(lines, next_attempt)
     })
 }
 
