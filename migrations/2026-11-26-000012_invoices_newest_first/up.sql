@@ -13,6 +13,18 @@ CREATE INDEX IF NOT EXISTS invoices_status_created
     ON invoices (merchant_id, status, created_at, id);
 CREATE INDEX IF NOT EXISTS invoices_created
     ON invoices (merchant_id, created_at, id);
+-- A failed CREATE INDEX CONCURRENTLY leaves an invalid index under its name, which
+-- IF NOT EXISTS would take for a built one.
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+               WHERE c.relname IN ('invoices_customer_created', 'invoices_status_created',
+                                   'invoices_created')
+                 AND NOT i.indisvalid) THEN
+        RAISE EXCEPTION 'an invoice index built beforehand is invalid: drop it and build it again';
+    END IF;
+END
+$$;
 DROP INDEX invoices_customer;
 DROP INDEX invoices_status;
 DROP INDEX invoices_created_cover;

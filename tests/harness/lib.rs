@@ -102,17 +102,18 @@ async fn ensure_template() -> String {
         .execute(&mut conn)
         .await
         .expect("rename template");
-        // Stamped with its birth, so that later builds can tell an abandoned template.
-        diesel::sql_query(format!(
-            "COMMENT ON DATABASE {} IS '{}'",
-            quote_identifier(&template),
-            chrono::Utc::now().timestamp()
-        ))
-        .execute(&mut conn)
-        .await
-        .expect("stamp template");
         drop_stale_templates(&mut conn, &template).await;
     }
+    // Stamped with its last use, so that another checkout's build can tell an abandoned
+    // template from one a test run is cloning.
+    diesel::sql_query(format!(
+        "COMMENT ON DATABASE {} IS '{}'",
+        quote_identifier(&template),
+        chrono::Utc::now().timestamp()
+    ))
+    .execute(&mut conn)
+    .await
+    .expect("stamp template");
     diesel::sql_query("SELECT pg_advisory_unlock(7465737473)")
         .execute(&mut conn)
         .await
@@ -121,9 +122,9 @@ async fn ensure_template() -> String {
 }
 
 /// Templates of other migration sets pile up as migrations change. Each is dropped once
-/// it is a day old: a checkout with other migrations (a branch, a worktree) that still
-/// tests against one rebuilds it, while a day is long enough not to pull a template from
-/// under a run that is cloning it. Unstamped ones (from before the stamp) count as old.
+/// unused for a day: a checkout with other migrations (a branch, a worktree) that tests
+/// again rebuilds it, and one testing now has stamped it within the day. Unstamped ones
+/// (from before the stamp) count as old.
 async fn drop_stale_templates(conn: &mut AsyncPgConnection, current: &str) {
     #[derive(diesel::QueryableByName)]
     struct Name {

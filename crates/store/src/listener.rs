@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use diesel::sql_types::{Array, Bool, Text};
+use diesel::sql_types::{Array, Bool, Integer, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::StreamExt;
 
@@ -17,9 +17,15 @@ use crate::error::{StoreError, StoreResult};
 /// Payloads this module sends itself start with this; no other sender may use it.
 const PROBE_PREFIX: &str = "probe:";
 
+/// How long connecting and starting to listen may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 pub struct Listener {
     conn: AsyncPgConnection,
     channel: &'static str,
+    /// This connection's server process: every process listening on the channel sees
+    /// every probe, so a probe names the one that sent it.
+    backend_pid: i32,
     probes: u64,
 }
 
@@ -27,6 +33,12 @@ pub struct Listener {
 struct Enabled {
     #[diesel(sql_type = Bool)]
     enabled: bool,
+}
+
+#[derive(diesel::QueryableByName)]
+struct BackendPid {
+    #[diesel(sql_type = Integer)]
+    pid: i32,
 }
 
 impl Listener {
@@ -37,28 +49,46 @@ impl Listener {
         channel: &'static str,
         application_name: &str,
     ) -> StoreResult<Self> {
+        tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            Self::connect_now(url, channel, application_name),
+        )
+        .await
+        .map_err(|_| StoreError::Unavailable("listening did not start in time".into()))?
+    }
+
+    async fn connect_now(
+        url: &str,
+        channel: &'static str,
+        application_name: &str,
+    ) -> StoreResult<Self> {
         let mut conn = AsyncPgConnection::establish(url)
             .await
             .map_err(|err| StoreError::Unavailable(err.to_string()))?;
-        diesel::sql_query("SELECT set_config('application_name', $1, false)")
-            .bind::<Text, _>(application_name)
-            .execute(&mut conn)
-            .await?;
+        let BackendPid { pid } = diesel::sql_query(
+            "SELECT set_config('application_name', $1, false), pg_backend_pid() AS pid",
+        )
+        .bind::<Text, _>(application_name)
+        .get_result(&mut conn)
+        .await?;
         diesel::sql_query(format!("LISTEN {channel}"))
             .execute(&mut conn)
             .await?;
         Ok(Self {
             conn,
             channel,
+            backend_pid: pid,
             probes: 0,
         })
     }
 
-    /// The payload of the next notification, or `None` when none came within `quiet`.
+    /// The payload of the next notification, or `None` once `until` has come. Probes
+    /// (this listener's or another process's) are passed over without moving `until`.
     /// An error means notifications may have been missed: drop the listener.
-    pub async fn next(&mut self, quiet: Duration) -> StoreResult<Option<String>> {
+    pub async fn next(&mut self, until: std::time::Instant) -> StoreResult<Option<String>> {
+        let until = tokio::time::Instant::from_std(until);
         loop {
-            match self.receive(Some(quiet)).await? {
+            match self.receive(Some(until)).await? {
                 Some(payload) if payload.starts_with(PROBE_PREFIX) => continue,
                 other => return Ok(other),
             }
@@ -99,7 +129,7 @@ impl Listener {
             )));
         }
         self.probes += 1;
-        let probe = format!("{PROBE_PREFIX}{}", self.probes);
+        let probe = format!("{PROBE_PREFIX}{}:{}", self.backend_pid, self.probes);
         diesel::sql_query("SELECT pg_notify($1, $2)")
             .bind::<Text, _>(self.channel)
             .bind::<Text, _>(&probe)
@@ -117,11 +147,14 @@ impl Listener {
         }
     }
 
-    /// The next payload; `None` when `wait` (if any) passed first.
-    async fn receive(&mut self, wait: Option<Duration>) -> StoreResult<Option<String>> {
+    /// The next payload; `None` when `until` (if any) came first.
+    async fn receive(
+        &mut self,
+        until: Option<tokio::time::Instant>,
+    ) -> StoreResult<Option<String>> {
         let mut stream = std::pin::pin!(self.conn.notifications_stream());
-        let next = match wait {
-            Some(wait) => match tokio::time::timeout(wait, stream.next()).await {
+        let next = match until {
+            Some(until) => match tokio::time::timeout_at(until, stream.next()).await {
                 Ok(next) => next,
                 Err(_) => return Ok(None),
             },

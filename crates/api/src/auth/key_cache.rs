@@ -5,9 +5,9 @@
 //! A revoked key must stop working, so the cache answers only while it can prove it
 //! hears of every change to `api_keys`: triggers (migration 000013) notify the hash of
 //! each key updated or deleted (and `*` on a `TRUNCATE`), and [`keep_current`] forgets
-//! it. Before answering, and after every [`QUIET`] without a notification, the listener
-//! checks that the triggers are enabled in every session and that a notification it
-//! sends comes back (a pooler in transaction mode would swallow them). When it cannot
+//! it. Before answering, and every [`QUIET`] after, the listener checks that the
+//! triggers are enabled in every session and that a notification it sends comes back (a
+//! pooler in transaction mode would swallow them). When it cannot
 //! (start-up, a lost connection, a disabled trigger) the cache is emptied and unused
 //! until it can again. A revocation is heard as it commits; if the listener's
 //! connection dies without a word, within [`QUIET`] + [`PROBE_TIMEOUT`]. An entry lives
@@ -34,10 +34,11 @@ const FORGET_ALL: &str = "*";
 pub const APPLICATION_NAME: &str = "tenure api key listener";
 /// The longest an entry is trusted, even while every notification arrives.
 pub const TTL: Duration = Duration::from_secs(60);
-/// With no notification for this long, the listener probes its path again.
+/// How often the listener probes its path.
 pub const QUIET: Duration = Duration::from_secs(2);
-/// How long a probe may take before the listener is presumed deaf.
-pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a probe may take before the listener is presumed deaf; generous, so that a
+/// database slow under load does not turn the cache off and add to the load.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Wait before listening again after a failure, doubling while it keeps failing (a
 /// pooler in transaction mode never lets it listen) up to `RETRY_MAX`.
 const RETRY: Duration = Duration::from_secs(1);
@@ -170,13 +171,17 @@ async fn listen(cache: &ApiKeyCache, database_url: &str) -> StoreResult<std::con
     let mut listener = Listener::connect(database_url, CHANNEL, APPLICATION_NAME).await?;
     listener.probe(TABLE, &TRIGGERS, PROBE_TIMEOUT).await?;
     cache.set_listening(true);
+    // On a schedule that notifications do not move, or steady revocations would put
+    // the next probe off for ever.
+    let mut probe_at = Instant::now() + QUIET;
     loop {
-        match listener.next(QUIET).await? {
+        match listener.next(probe_at).await? {
             Some(payload) => cache.heard(&payload),
             None => {
                 for payload in listener.probe(TABLE, &TRIGGERS, PROBE_TIMEOUT).await? {
                     cache.heard(&payload);
                 }
+                probe_at = Instant::now() + QUIET;
             }
         }
     }
