@@ -511,6 +511,22 @@ struct Line {
     hwm_kb: Option<u64>,
 }
 
+impl Line {
+    /// The cells that say which point a row is: label, pool, workers, scenario and
+    /// connections (pgbench's clients), joined as table cells.
+    fn point_cells(&self) -> String {
+        let or_dash = |n: Option<u32>| n.map_or_else(|| "-".to_owned(), |n| n.to_string());
+        format!(
+            "{} | {} | {} | {} | {}",
+            self.label.as_deref().unwrap_or("-"),
+            or_dash(self.pool),
+            or_dash(self.workers),
+            self.scenario,
+            self.conns
+        )
+    }
+}
+
 fn report(path: &Path) -> Result<(), BoxError> {
     let mut lines = Vec::new();
     for line in BufReader::new(File::open(path)?).lines() {
@@ -538,12 +554,8 @@ fn report(path: &Path) -> Result<(), BoxError> {
     println!("|---|---:|---:|---|---:|---:|---:|");
     for l in lines.iter().filter(|l| l.kind == "pgbench") {
         println!(
-            "| {} | {} | {} | {} | {} | {:.0} | {} |",
-            l.label.as_deref().unwrap_or("-"),
-            l.pool.map_or_else(dash, |p| p.to_string()),
-            l.workers.map_or_else(dash, |w| w.to_string()),
-            l.scenario,
-            l.conns,
+            "| {} | {:.0} | {} |",
+            l.point_cells(),
             l.rps,
             l.latency_avg_ms.map_or_else(dash, |ms| format!("{ms:.2}")),
         );
@@ -564,12 +576,8 @@ fn report(path: &Path) -> Result<(), BoxError> {
         let mb =
             |kb: Option<u64>| kb.map_or("-".to_owned(), |k| format!("{:.1}", k as f64 / 1024.0));
         println!(
-            "| {} | {} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} ({}) |",
-            l.label.as_deref().unwrap_or("-"),
-            l.pool.map_or_else(dash, |p| p.to_string()),
-            l.workers.map_or_else(dash, |w| w.to_string()),
-            l.scenario,
-            l.conns,
+            "| {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} ({}) |",
+            l.point_cells(),
             l.rps,
             l.p50_ms.unwrap_or(f64::NAN),
             l.p99_ms.unwrap_or(f64::NAN),
