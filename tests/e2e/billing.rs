@@ -22,7 +22,7 @@ fn merchant_id(m: &TestMerchant) -> MerchantId {
 
 fn new_invoice(
     customer: &str,
-    subscription: SubscriptionId,
+    subscription: Option<SubscriptionId>,
     start_days: i64,
     amount: i64,
 ) -> NewInvoice {
@@ -33,7 +33,7 @@ fn new_invoice(
     let eur = "EUR".parse().expect("EUR");
     NewInvoice {
         customer_id: customer.parse::<CustomerId>().expect("customer id"),
-        subscription_id: Some(subscription),
+        subscription_id: subscription,
         period: Some(Period::new(start, start + Duration::days(30)).expect("period")),
         currency: eur,
         lines: vec![
@@ -43,13 +43,35 @@ fn new_invoice(
     }
 }
 
-/// Creates an open invoice through the store, as the renewal engine will.
+/// A subscription of the customer with nothing invoiced yet (it is in a trial), for the
+/// invoices these tests make through the store.
+async fn trialing_subscription(app: &TestApp, m: &TestMerchant, customer: &str) -> SubscriptionId {
+    let product = fixtures::product(app, m, json!({})).await;
+    let plan = app
+        .post("/v1/plans")
+        .bearer(&m.key)
+        .json(&json!({"product_id": product, "name": "Trial",
+            "price": {"amount": 1000, "currency": "EUR"}, "interval": "month", "trial_days": 30}))
+        .send()
+        .await
+        .expect(201)
+        .id();
+    let sub = fixtures::subscribe(app, m, customer, &plan).await;
+    assert_eq!(sub["status"], "trialing");
+    sub["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .expect("subscription id")
+}
+
+/// Creates an open invoice (of no subscription) through the store.
 async fn invoice(app: &TestApp, m: &TestMerchant, customer: &str, amount: i64) -> InvoiceId {
     let mut conn = app.state.db.conn().await.expect("conn");
     invoices::create_invoice(
         &mut conn,
         merchant_id(m),
-        new_invoice(customer, SubscriptionId::new(), 0, amount),
+        new_invoice(customer, None, 0, amount),
         app.state.now(),
     )
     .await
@@ -596,14 +618,10 @@ async fn invoice_numbers_have_no_gaps_under_concurrent_creation() {
     let merchant = merchant_id(&m);
     // 20 distinct invoices and, racing with them, 5 duplicates of one period that must
     // fail without burning a number.
-    let contested = SubscriptionId::new();
+    let contested = Some(trialing_subscription(&app, &m, &cus).await);
     let mut jobs = Vec::new();
     for i in 0..25 {
-        let (subscription, offset) = if i < 20 {
-            (SubscriptionId::new(), i)
-        } else {
-            (contested, 100)
-        };
+        let (subscription, offset) = if i < 20 { (None, i) } else { (contested, 100) };
         let new = new_invoice(&cus, subscription, offset, 1000 + i);
         let url = app.db.url.clone();
         let now = app.state.now();
@@ -653,7 +671,7 @@ async fn invoice_numbers_have_no_gaps_under_concurrent_creation() {
     let first = invoices::create_invoice(
         &mut conn,
         merchant_id(&other),
-        new_invoice(&other_cus, SubscriptionId::new(), 0, 5),
+        new_invoice(&other_cus, None, 0, 5),
         app.state.now(),
     )
     .await
@@ -666,7 +684,7 @@ async fn a_second_invoice_for_the_same_period_is_a_conflict() {
     let app = TestApp::new().await;
     let m = app.merchant("A").await;
     let cus = fixtures::customer(&app, &m, "u1").await;
-    let sub = SubscriptionId::new();
+    let sub = Some(trialing_subscription(&app, &m, &cus).await);
     let mut conn = app.state.db.conn().await.unwrap();
     let now = app.state.now();
     let first = invoices::create_invoice(
@@ -1233,7 +1251,7 @@ async fn an_invoice_with_nothing_due_is_paid_without_a_charge() {
     let m = app.merchant("A").await;
     let cus = fixtures::customer(&app, &m, "u1").await;
     let eur = "EUR".parse().expect("EUR");
-    let mut new = new_invoice(&cus, SubscriptionId::new(), 0, 1000);
+    let mut new = new_invoice(&cus, None, 0, 1000);
     new.lines.push(
         InvoiceLine::new(LineKind::Discount, "100% off", Money::new(-1000, eur)).expect("line"),
     );

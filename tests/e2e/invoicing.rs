@@ -1077,3 +1077,39 @@ async fn an_upgrade_then_a_cancellation_bills_the_proration_on_a_final_invoice()
     round(&app).await;
     assert_eq!(invoices(&app, &s).await.len(), 2);
 }
+
+#[actix_web::test]
+async fn an_invoice_can_only_name_a_subscription_of_its_own_merchant() {
+    let app = TestApp::new().await;
+    let s = setup(&app, "pm_card_visa").await;
+    let gold = plan(&app, &s, "Gold", 1999, "month").await;
+    subscribe(&app, &s, &gold).await;
+    let other = setup(&app, "pm_card_visa").await;
+    let other_gold = plan(&app, &other, "Gold", 1999, "month").await;
+    subscribe(&app, &other, &other_gold).await;
+    assert_eq!(app.count("SELECT count(*) AS n FROM invoices").await, 2);
+
+    let mut conn = app.sql().await;
+    let refusals = [
+        // Another merchant's subscription.
+        "UPDATE invoices i SET subscription_id = s.id FROM subscriptions s
+          WHERE s.merchant_id <> i.merchant_id",
+        // No subscription at all.
+        "UPDATE invoices SET subscription_id = gen_random_uuid()",
+    ];
+    for statement in refusals {
+        let err = diesel::sql_query(statement)
+            .execute(&mut conn)
+            .await
+            .expect_err(statement);
+        assert!(
+            err.to_string().contains("invoices_subscription_fk"),
+            "{statement}: {err}"
+        );
+    }
+    // An invoice of no subscription (a one-off) stays allowed.
+    diesel::sql_query("UPDATE invoices SET subscription_id = NULL")
+        .execute(&mut conn)
+        .await
+        .expect("null subscription");
+}

@@ -1,0 +1,2 @@
+-- Validation cannot be undone short of dropping the key, which 000014 down does.
+SELECT 1;
