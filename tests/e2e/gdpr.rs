@@ -3,7 +3,10 @@
 //! payments and refunds keep their amounts.
 
 use serde_json::{Value, json};
+use tenure_domain::clock::Clock;
+use tenure_domain::ids::MerchantId;
 use tenure_e2e::{TestApp, TestMerchant};
+use tenure_store::repo::idempotency::{self, Claim, Completion, StoredResponse};
 
 use crate::fixtures;
 
@@ -370,4 +373,97 @@ async fn export_holds_everything_and_erase_anonymises_but_keeps_the_money() {
         .await;
     assert_eq!(control["email"], "control@example.com");
     assert!(control["erased_at"].is_null());
+}
+
+/// A response naming the customer, as a request that read it just before the erasure
+/// committed would store it.
+fn stale_response(customer: &str) -> StoredResponse {
+    StoredResponse {
+        status: 200,
+        headers: json!({"content-type": "application/json"}),
+        body: json!({"id": customer, "email": EMAIL})
+            .to_string()
+            .into_bytes(),
+    }
+}
+
+#[actix_web::test]
+async fn a_response_stored_after_the_erasure_committed_is_not_kept() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let merchant: MerchantId = m.id.parse().unwrap();
+    let ada = fixtures::customer(&app, &m, "ada").await;
+    let control = fixtures::customer(&app, &m, "control").await;
+    let mut conn = app.sql().await;
+    let claim = async |conn: &mut _, key: &str| {
+        let claimed_at = app.clock.now();
+        let claim = idempotency::claim(conn, &m.id, key, b"hash", claimed_at).await;
+        assert!(matches!(claim, Ok(Claim::Acquired)), "{claim:?}");
+        claimed_at
+    };
+    let stored_keys = async || {
+        app.count("SELECT count(*) AS n FROM idempotency_keys WHERE completed_at IS NOT NULL")
+            .await
+    };
+
+    // Two requests began before the erasure: one about Ada, one about someone else.
+    let about_ada = claim(&mut conn, "about-ada").await;
+    let about_control = claim(&mut conn, "about-control").await;
+    app.post(&format!("/v1/customers/{ada}/erase"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200);
+
+    // They store their responses only now, after the erasure deleted those naming Ada.
+    let now = app.clock.now();
+    let kept = idempotency::complete(
+        &mut conn,
+        merchant,
+        &m.id,
+        "about-ada",
+        about_ada,
+        &stale_response(&ada),
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(kept, Completion::DroppedForErasure);
+    let kept = idempotency::complete(
+        &mut conn,
+        merchant,
+        &m.id,
+        "about-control",
+        about_control,
+        &stale_response(&control),
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(kept, Completion::Stored);
+    assert_eq!(stored_keys().await, 1);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM idempotency_keys WHERE idempotency_key = 'about-ada'")
+            .await,
+        0,
+        "a retry runs the request again"
+    );
+
+    // A request that begins long after the erasure can only have read erased data, and
+    // keeps its response.
+    app.clock.advance(chrono::Duration::minutes(10));
+    let later = claim(&mut conn, "later").await;
+    let kept = idempotency::complete(
+        &mut conn,
+        merchant,
+        &m.id,
+        "later",
+        later,
+        &stale_response(&ada),
+        app.clock.now(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(kept, Completion::Stored);
+    assert_eq!(stored_keys().await, 2);
 }

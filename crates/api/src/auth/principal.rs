@@ -20,6 +20,14 @@ pub enum Principal {
 }
 
 impl Principal {
+    /// The merchant whose data this caller reaches.
+    pub fn merchant(&self) -> MerchantId {
+        match self {
+            Principal::Merchant(m) => *m,
+            Principal::Customer(s) => s.merchant,
+        }
+    }
+
     /// The key under which this caller's idempotency keys and rate limits are kept.
     pub fn scope(&self) -> String {
         match self {

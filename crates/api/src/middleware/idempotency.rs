@@ -10,8 +10,10 @@ use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, HttpResponse, web};
+use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
-use tenure_store::repo::idempotency::{self, Claim, StoredResponse};
+use tenure_domain::ids::MerchantId;
+use tenure_store::repo::idempotency::{self, Claim, Completion, StoredResponse};
 
 use crate::auth::authenticate;
 use crate::error::ApiError;
@@ -47,10 +49,11 @@ pub async fn idempotency(
     };
     let scope = principal.scope();
     let hash = request_hash(&req, &body);
+    let claimed_at = state.now();
 
     let claim = async {
         let mut conn = state.db.conn().await?;
-        let claim = idempotency::claim(&mut conn, &scope, &key, &hash, state.now()).await?;
+        let claim = idempotency::claim(&mut conn, &scope, &key, &hash, claimed_at).await?;
         Ok::<_, ApiError>(claim)
     }
     .await;
@@ -62,7 +65,13 @@ pub async fn idempotency(
         Ok(Claim::Acquired) => {
             req.set_payload(Payload::from(body));
             let res = next.call(req).await?;
-            remember(&state, &scope, &key, res).await
+            let claimed = Claimed {
+                merchant: principal.merchant(),
+                scope: &scope,
+                key: &key,
+                at: claimed_at,
+            };
+            remember(&state, claimed, res).await
         }
     }
 }
@@ -126,10 +135,18 @@ fn is_final(status: StatusCode) -> bool {
         || status == StatusCode::UNAUTHORIZED)
 }
 
+/// The key this request holds, and since when.
+#[derive(Clone, Copy)]
+struct Claimed<'a> {
+    merchant: MerchantId,
+    scope: &'a str,
+    key: &'a str,
+    at: DateTime<Utc>,
+}
+
 async fn remember(
     state: &AppState,
-    scope: &str,
-    key: &str,
+    claimed: Claimed<'_>,
     res: ServiceResponse<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
     let status = res.status();
@@ -154,9 +171,24 @@ async fn remember(
                 headers: serde_json::Value::Object(headers),
                 body: body.to_vec(),
             };
-            idempotency::complete(&mut conn, scope, key, &stored, state.now()).await?;
+            let completion = idempotency::complete(
+                &mut conn,
+                claimed.merchant,
+                claimed.scope,
+                claimed.key,
+                claimed.at,
+                &stored,
+                state.now(),
+            )
+            .await?;
+            if completion == Completion::DroppedForErasure {
+                tracing::info!(
+                    key = claimed.key,
+                    "idempotent response not kept: it names a customer erased meanwhile"
+                );
+            }
         } else {
-            idempotency::release(&mut conn, scope, key).await?;
+            idempotency::release(&mut conn, claimed.scope, claimed.key).await?;
         }
         Ok::<_, ApiError>(())
     }
@@ -164,7 +196,7 @@ async fn remember(
     if let Err(err) = outcome {
         // The request itself succeeded; failing to remember it only means a retry would
         // run again (and, for a create, could duplicate), so it is logged loudly.
-        tracing::error!(error = %err, key, "could not store the idempotent response");
+        tracing::error!(error = %err, key = claimed.key, "could not store the idempotent response");
     }
     let res = res.set_body(body).map_into_boxed_body();
     Ok(ServiceResponse::new(req, res))

@@ -231,7 +231,7 @@ pub fn erased_external_id(id: CustomerId) -> String {
 pub async fn erase(state: &AppState, merchant: MerchantId, id: CustomerId) -> ApiResult<Customer> {
     let now = state.now();
     let mut conn = state.db.conn().await?;
-    conn.transaction(async |conn| {
+    let erased = conn.transaction(async |conn| {
         let before = customers_repo::get(conn, merchant, id, true)
             .await
             .map_err(ApiError::from_store("customer"))?;
@@ -292,7 +292,10 @@ pub async fn erase(state: &AppState, merchant: MerchantId, id: CustomerId) -> Ap
         .await?;
         Ok(after)
     })
-    .await
+    .await?;
+    // Again after the commit: see `forget_responses_naming` for the race this closes.
+    repo::forget_responses_naming(&mut conn, merchant, id).await?;
+    Ok(erased)
 }
 
 #[cfg(test)]

@@ -194,8 +194,21 @@ pub async fn anonymise_related(
     .bind::<Timestamptz, _>(at)
     .execute(conn)
     .await?;
-    // Stored responses of the merchant's (and its customers' portal) requests that name
-    // the customer: a replay must not bring the erased data back.
+    forget_responses_naming(conn, merchant, customer).await
+}
+
+/// Deletes the stored responses of the merchant's (and its customers' portal) requests
+/// that name the customer, so that a replay cannot bring erased data back.
+///
+/// Run inside the erasure's transaction and once more after its commit: a request that
+/// read the customer before the erasure committed may store its response after the
+/// first run. One that stores it after the second run finds the erasure committed, and
+/// `idempotency::complete` drops it itself.
+pub async fn forget_responses_naming(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    customer: CustomerId,
+) -> StoreResult<()> {
     diesel::sql_query(
         "DELETE FROM idempotency_keys
           WHERE (scope = $1 OR scope LIKE $1 || '/%')

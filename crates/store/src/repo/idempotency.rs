@@ -5,9 +5,10 @@
 use chrono::{DateTime, Duration, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use tenure_domain::ids::{CustomerId, MerchantId};
 
 use crate::error::StoreResult;
-use crate::schema::idempotency_keys as keys;
+use crate::schema::{customers, idempotency_keys as keys};
 
 /// How long a key is remembered.
 pub const RETENTION: Duration = Duration::hours(24);
@@ -96,27 +97,60 @@ pub async fn claim(
     })
 }
 
+/// Whether [`complete`] kept the response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completion {
+    Stored,
+    /// The response names a customer whose erasure committed while the request ran, so
+    /// it was dropped with its key: a retry runs the request again.
+    DroppedForErasure,
+}
+
+/// Stores the response of the request that claimed the key at `claimed_at`.
+///
+/// A request may read a customer just before an erasure commits and store what it read
+/// just after the erasure deleted the stored responses naming that customer. So once the
+/// response is stored (and committed), the customers of `merchant` erased since shortly
+/// before the claim are looked up, and a response that names one is dropped. The margin
+/// ([`ABANDONED_AFTER`]) covers an erasure that began before the claim and committed
+/// after it; the erasure deletes such responses once more after its commit, which
+/// covers a response stored before this lookup could see the erasure.
 pub async fn complete(
     conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
     scope: &str,
     key: &str,
+    claimed_at: DateTime<Utc>,
     response: &StoredResponse,
     now: DateTime<Utc>,
-) -> StoreResult<()> {
-    diesel::update(
-        keys::table
-            .filter(keys::scope.eq(scope))
-            .filter(keys::idempotency_key.eq(key)),
-    )
-    .set((
-        keys::response_status.eq(i16::try_from(response.status).unwrap_or(500)),
-        keys::response_headers.eq(&response.headers),
-        keys::response_body.eq(&response.body),
-        keys::completed_at.eq(now),
-    ))
-    .execute(conn)
-    .await?;
-    Ok(())
+) -> StoreResult<Completion> {
+    let this_key = keys::scope.eq(scope).and(keys::idempotency_key.eq(key));
+    diesel::update(keys::table.filter(this_key))
+        .set((
+            keys::response_status.eq(i16::try_from(response.status).unwrap_or(500)),
+            keys::response_headers.eq(&response.headers),
+            keys::response_body.eq(&response.body),
+            keys::completed_at.eq(now),
+        ))
+        .execute(conn)
+        .await?;
+    let erased: Vec<uuid::Uuid> = customers::table
+        .filter(customers::merchant_id.eq(merchant.uuid()))
+        .filter(customers::erased_at.ge(claimed_at - ABANDONED_AFTER))
+        .select(customers::id)
+        .load(conn)
+        .await?;
+    let names_erased = erased.into_iter().any(|id| {
+        let id = CustomerId::from_uuid(id).to_string();
+        response.body.windows(id.len()).any(|w| w == id.as_bytes())
+    });
+    if !names_erased {
+        return Ok(Completion::Stored);
+    }
+    diesel::delete(keys::table.filter(this_key))
+        .execute(conn)
+        .await?;
+    Ok(Completion::DroppedForErasure)
 }
 
 /// Forgets a key whose request failed in a way worth retrying.
