@@ -1113,3 +1113,208 @@ async fn an_invoice_can_only_name_a_subscription_of_its_own_merchant() {
         .await
         .expect("null subscription");
 }
+
+async fn invoice_action(app: &TestApp, s: &Setup, invoice: &str, action: &str) -> Value {
+    app.post(&format!("/v1/invoices/{invoice}/{action}"))
+        .bearer(&s.m.key)
+        .send()
+        .await
+        .expect(200)
+        .body
+}
+
+#[actix_web::test]
+async fn a_canceled_subscription_s_open_invoice_is_left_to_the_merchant_to_pay_void_or_give_up() {
+    let app = TestApp::new().await;
+    let s = setup(&app, "pm_card_visa").await;
+    let gold = plan(&app, &s, "Gold", 1999, "month").await;
+    // Three subscriptions canceled before the worker charged their first invoice.
+    for _ in 0..3 {
+        let sub = subscribe(&app, &s, &gold).await;
+        app.post(&format!(
+            "/v1/subscriptions/{}/cancel",
+            sub["id"].as_str().unwrap()
+        ))
+        .bearer(&s.m.key)
+        .json(&json!({"timing": "now"}))
+        .send()
+        .await
+        .expect(200);
+    }
+    round(&app).await;
+    let all = invoices(&app, &s).await;
+    assert_eq!(all.len(), 3);
+    for inv in &all {
+        assert_eq!(inv["status"], "open", "{inv}");
+        assert_eq!(
+            inv["attempt_count"], 0,
+            "the engine stopped collecting: {inv}"
+        );
+        assert!(inv["next_payment_attempt_at"].is_null(), "{inv}");
+    }
+    let ids: Vec<String> = all
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_owned())
+        .collect();
+    let [paid, voided, given_up] = [&ids[0], &ids[1], &ids[2]];
+
+    let res = invoice_action(&app, &s, paid, "pay").await;
+    assert_eq!(res["status"], "paid");
+    assert_eq!(amount(&res["amount_paid"]), 1999);
+    assert_eq!(res["attempt_count"], 1);
+    let res = invoice_action(&app, &s, voided, "void").await;
+    assert_eq!(res["status"], "void");
+    assert_eq!(amount(&res["amount_paid"]), 0);
+    let res = invoice_action(&app, &s, given_up, "mark_uncollectible").await;
+    assert_eq!(res["status"], "uncollectible");
+
+    // What the diagram forbids is a 409 that changes nothing.
+    for (id, action, code) in [
+        (voided, "pay", "invoice_not_payable"),
+        (voided, "void", "invalid_invoice_transition"),
+        (voided, "mark_uncollectible", "invalid_invoice_transition"),
+        (paid, "void", "invalid_invoice_transition"),
+        (paid, "pay", "invoice_not_payable"),
+        (given_up, "mark_uncollectible", "invalid_invoice_transition"),
+    ] {
+        app.post(&format!("/v1/invoices/{id}/{action}"))
+            .bearer(&s.m.key)
+            .send()
+            .await
+            .expect_problem(409, code);
+    }
+    // An uncollectible invoice may still be paid.
+    let res = invoice_action(&app, &s, given_up, "pay").await;
+    assert_eq!(res["status"], "paid");
+
+    let paid_events = events(&app, &s.m, "invoice.paid").await;
+    assert_eq!(paid_events.len(), 2);
+    let voided_events = events(&app, &s.m, "invoice.voided").await;
+    assert_eq!(voided_events.len(), 1);
+    assert_eq!(voided_events[0]["data"]["object"]["id"], voided.as_str());
+    assert_eq!(
+        voided_events[0]["data"]["previous_attributes"]["status"],
+        "open"
+    );
+    let given_up_events = events(&app, &s.m, "invoice.marked_uncollectible").await;
+    assert_eq!(given_up_events.len(), 1);
+    assert_eq!(
+        given_up_events[0]["data"]["object"]["id"],
+        given_up.as_str()
+    );
+    assert_eq!(
+        app.count(
+            "SELECT count(*) AS n FROM payments WHERE status = 'succeeded' AND amount = 1999"
+        )
+        .await,
+        2
+    );
+    // Another merchant's key finds none of them.
+    let other = app.merchant("Other").await;
+    app.post(&format!("/v1/invoices/{voided}/pay"))
+        .bearer(&other.key)
+        .send()
+        .await
+        .expect_problem(404, "resource_missing");
+    // Nothing more is charged or billed later.
+    app.clock.advance(Duration::days(40));
+    round(&app).await;
+    let all = invoices(&app, &s).await;
+    let statuses: Vec<&str> = all.iter().map(|i| i["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["paid", "void", "paid"]);
+    assert_eq!(app.count("SELECT count(*) AS n FROM payments").await, 2);
+}
+
+#[actix_web::test]
+async fn paying_by_hand_answers_a_decline_with_402_once_and_recovers_the_subscription() {
+    let app = TestApp::new().await;
+    let s = setup(&app, "pm_card_chargeDeclined").await;
+    let gold = plan(&app, &s, "Gold", 1999, "month").await;
+    let sub = subscribe(&app, &s, &gold).await;
+    let sub_id = sub["id"].as_str().unwrap().to_owned();
+    round(&app).await;
+    assert_eq!(sub_status(&app, &s.m, &sub_id).await, "past_due");
+    let inv = invoices(&app, &s).await.remove(0);
+    let id = inv["id"].as_str().unwrap().to_owned();
+    assert_eq!(inv["attempt_count"], 1);
+    let retry_at = inv["next_payment_attempt_at"].clone();
+    assert!(retry_at.is_string(), "{inv}");
+
+    // The merchant tries at once: a decline is a 402, recorded, and its retry replays it.
+    for replayed in [None, Some("true")] {
+        let res = app
+            .post(&format!("/v1/invoices/{id}/pay"))
+            .bearer(&s.m.key)
+            .header("Idempotency-Key", "pay-now-1")
+            .send()
+            .await
+            .expect_problem(402, "payment_declined");
+        assert!(
+            res.body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("card_declined"),
+            "{}",
+            res.body
+        );
+        assert_eq!(res.header("idempotent-replayed"), replayed);
+    }
+    let after = app.get_ok(&format!("/v1/invoices/{id}"), &s.m.key).await;
+    assert_eq!(after["status"], "open");
+    assert_eq!(after["attempt_count"], 2, "one more attempt, not two");
+    assert_eq!(
+        after["next_payment_attempt_at"], retry_at,
+        "the schedule is kept"
+    );
+    assert_eq!(events(&app, &s.m, "invoice.payment_failed").await.len(), 2);
+
+    // The bank accepts the card now (the customer topped up the account).
+    app.exec("UPDATE payment_methods SET gateway_token = 'pm_card_visa'")
+        .await;
+    let res = app
+        .post(&format!("/v1/invoices/{id}/pay"))
+        .bearer(&s.m.key)
+        .header("Idempotency-Key", "pay-now-2")
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(res.body["status"], "paid");
+    assert_eq!(res.body["attempt_count"], 3);
+    assert!(res.body["next_payment_attempt_at"].is_null());
+    assert_eq!(sub_status(&app, &s.m, &sub_id).await, "active");
+    assert_eq!(events(&app, &s.m, "subscription.recovered").await.len(), 1);
+    // The engine's scheduled retry finds nothing left to charge.
+    app.clock.advance(Duration::days(2));
+    round(&app).await;
+    assert_eq!(app.count("SELECT count(*) AS n FROM payments").await, 3);
+}
+
+#[actix_web::test]
+async fn paying_by_hand_without_a_payment_method_is_refused_and_records_nothing() {
+    let app = TestApp::new().await;
+    let m = app.merchant("No card").await;
+    let product = fixtures::product(&app, &m, json!({})).await;
+    let plan = fixtures::plan(&app, &m, &product, 1999).await;
+    let customer = fixtures::customer(&app, &m, "u-no-card").await;
+    fixtures::subscribe(&app, &m, &customer, &plan).await;
+    let s = Setup {
+        m,
+        product,
+        customer,
+    };
+    let inv = invoices(&app, &s).await.remove(0);
+    let id = inv["id"].as_str().unwrap();
+    app.post(&format!("/v1/invoices/{id}/pay"))
+        .bearer(&s.m.key)
+        .send()
+        .await
+        .expect_problem(409, "no_payment_method");
+    let after = app.get_ok(&format!("/v1/invoices/{id}"), &s.m.key).await;
+    assert_eq!(after["attempt_count"], 0);
+    assert_eq!(after["payments"], json!([]));
+    assert!(
+        events(&app, &s.m, "invoice.payment_failed")
+            .await
+            .is_empty()
+    );
+}

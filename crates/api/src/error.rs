@@ -82,6 +82,9 @@ pub enum ApiError {
         "{field} looks like a card number; Tenure never accepts card numbers, send a payment method token from the gateway instead"
     )]
     CardNumberNotAllowed { field: String },
+    /// A charge the caller asked for was declined; the attempt is recorded.
+    #[error("{0}")]
+    PaymentDeclined(String),
     #[error(transparent)]
     Domain(#[from] DomainError),
     #[error("the service is temporarily unavailable")]
@@ -142,6 +145,7 @@ impl ApiError {
             Self::IdempotencyKeyInUse => "idempotency_key_in_use",
             Self::RateLimited { .. } => "rate_limited",
             Self::CardNumberNotAllowed { .. } => "card_number_not_allowed",
+            Self::PaymentDeclined(_) => "payment_declined",
             Self::Domain(err) => err.code(),
             Self::Unavailable(_) => "service_unavailable",
             Self::Internal(_) => "internal_error",
@@ -152,6 +156,7 @@ impl ApiError {
         match self.status_code() {
             StatusCode::BAD_REQUEST => "The request is malformed",
             StatusCode::UNAUTHORIZED => "Authentication is required",
+            StatusCode::PAYMENT_REQUIRED => "The payment was declined",
             StatusCode::FORBIDDEN => "This credential may not do that",
             StatusCode::NOT_FOUND => "Not found",
             StatusCode::METHOD_NOT_ALLOWED => "Method not allowed",
@@ -237,6 +242,7 @@ impl ResponseError for ApiError {
             | Self::IdempotencyKeyReused
             | Self::CardNumberNotAllowed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Self::PaymentDeclined(_) => StatusCode::PAYMENT_REQUIRED,
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::NotFound(_) | Self::RouteNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,

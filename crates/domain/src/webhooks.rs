@@ -209,6 +209,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "invoice.paid",
     "invoice.payment_failed",
     "invoice.marked_uncollectible",
+    "invoice.voided",
     "invoice.refunded",
     "payment_method.attached",
     "payment_method.updated",

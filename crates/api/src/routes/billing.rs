@@ -26,6 +26,9 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(list_invoices)
         .service(get_invoice)
         .service(refund_invoice)
+        .service(pay_invoice)
+        .service(void_invoice)
+        .service(mark_invoice_uncollectible)
         .service(list_payments);
 }
 
@@ -265,6 +268,69 @@ async fn refund_invoice(
         refund: RefundDto::from(&refund),
         invoice: InvoiceDto::from(&invoice),
     }))
+}
+
+/// Charge an open (or uncollectible) invoice now with the customer's default payment
+/// method, also when dunning stopped (its subscription was canceled). A success answers
+/// the paid invoice (`invoice.paid`; a past-due or unpaid subscription recovers). A
+/// decline is recorded like any attempt (`invoice.payment_failed`) and answers 402
+/// `payment_declined`; the dunning schedule is not changed. 409 `no_payment_method`
+/// when the customer has no default, `invoice_not_payable` for a paid or void invoice.
+#[utoipa::path(tag = "Invoices", params(("id" = String, Path, description = "Invoice id (inv_…)")),
+    responses((status = 200, description = "The invoice, paid", body = InvoiceDto),
+        (status = 402, description = "The charge was declined; the invoice shows the attempt",
+            body = crate::error::Problem, content_type = "application/problem+json")))]
+#[post("/invoices/{id}/pay")]
+async fn pay_invoice(
+    state: web::Data<AppState>,
+    auth: MerchantAuth,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id = parse_id::<InvoiceTag>(&id, "invoice")?;
+    let (invoice, payment) = svc::pay_invoice(&state, auth.0, id).await?;
+    if invoice.status == InvoiceStatus::Paid {
+        return Ok(HttpResponse::Ok().json(InvoiceDto::from(&invoice)));
+    }
+    let (code, message) = payment
+        .map(|p| (p.failure_code, p.failure_message))
+        .unwrap_or_default();
+    Err(ApiError::PaymentDeclined(format!(
+        "the charge of invoice {id} was declined ({}): {}",
+        code.as_deref().unwrap_or("declined"),
+        message.as_deref().unwrap_or("no reason given"),
+    )))
+}
+
+/// Void an open or uncollectible invoice: it owes nothing and is never charged again.
+/// Records `invoice.voided`. Its subscription is not changed. 409
+/// `invalid_invoice_transition` for a paid or void invoice.
+#[utoipa::path(tag = "Invoices", params(("id" = String, Path, description = "Invoice id (inv_…)")),
+    responses((status = 200, description = "The invoice, void", body = InvoiceDto)))]
+#[post("/invoices/{id}/void")]
+async fn void_invoice(
+    state: web::Data<AppState>,
+    auth: MerchantAuth,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id = parse_id::<InvoiceTag>(&id, "invoice")?;
+    let invoice = svc::void_invoice(&state, auth.0, id).await?;
+    Ok(HttpResponse::Ok().json(InvoiceDto::from(&invoice)))
+}
+
+/// Stop collecting an open invoice: it becomes `uncollectible` and dunning stops, but it
+/// may still be paid (`POST /v1/invoices/{id}/pay`) or voided. Records
+/// `invoice.marked_uncollectible`. 409 `invalid_invoice_transition` unless it is open.
+#[utoipa::path(tag = "Invoices", params(("id" = String, Path, description = "Invoice id (inv_…)")),
+    responses((status = 200, description = "The invoice, uncollectible", body = InvoiceDto)))]
+#[post("/invoices/{id}/mark_uncollectible")]
+async fn mark_invoice_uncollectible(
+    state: web::Data<AppState>,
+    auth: MerchantAuth,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id = parse_id::<InvoiceTag>(&id, "invoice")?;
+    let invoice = svc::mark_invoice_uncollectible(&state, auth.0, id).await?;
+    Ok(HttpResponse::Ok().json(InvoiceDto::from(&invoice)))
 }
 
 /// List payment attempts, newest first.

@@ -7,14 +7,19 @@
 use chrono::{DateTime, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use tenure_domain::billing::gateway::{ChargeOutcome, ChargeRequest, RefundOutcome, RefundRequest};
-use tenure_domain::billing::invoice::{self, Invoice, Payment, PaymentStatus, Refund};
+use tenure_domain::billing::invoice::{
+    self, Invoice, InvoiceStatus, Payment, PaymentStatus, Refund,
+};
 use tenure_domain::billing::payment_method::PaymentMethod;
+use tenure_domain::error::DomainError;
 use tenure_domain::ids::{CustomerId, InvoiceId, MerchantId, PaymentMethodId, RefundId};
 use tenure_domain::text;
 use tenure_store::repo::invoices::{self as invoices_repo, InvoiceFilter, NewPaymentAttempt};
 use tenure_store::repo::{customers, payment_methods as repo};
 use tenure_store::{Page, PageRequest};
 
+use super::renewals::{Collected, Mode, collect_in_tx};
+use super::subscriptions::truncate;
 use super::{EventDraft, record_event};
 use crate::dto::billing::{AttachPaymentMethod, InvoiceDto, PaymentMethodDto, RefundInvoice};
 use crate::error::{ApiError, ApiResult};
@@ -307,26 +312,87 @@ pub(crate) async fn invoice_event(
     .await
 }
 
-/// Charges an open invoice's amount due to the customer's default payment method through
-/// the gateway and records the attempt: `invoice.paid` on success, `invoice.payment_failed`
-/// otherwise. An invoice with nothing due is marked paid without a charge (and without a
-/// payment, so the payment is then `None`). The renewal engine and dunning retries call
-/// this. The gateway call carries
-/// the idempotency key `"{invoice}:{attempt number}"`, so when the transaction fails after
-/// the gateway charged, the retry of the same attempt replays that charge instead of
-/// charging twice.
+/// `POST /v1/invoices/{id}/pay`: charges an open or uncollectible invoice's amount due to
+/// the customer's default payment method now, through the same step as the renewal
+/// engine ([`super::renewals::collect_in_tx`] in [`Mode::Manual`]): `invoice.paid` and a
+/// past-due or unpaid subscription's recovery on success, `invoice.payment_failed` (and
+/// an active subscription past due) on a decline, whose dunning schedule is left as it
+/// was. Unlike the engine it also collects an open invoice of a canceled subscription.
+/// An invoice with nothing due is marked paid without a charge (and without a payment,
+/// so the payment is then `None`). The gateway call carries the idempotency key
+/// `"{invoice}:{attempt number}"`, so when the transaction fails after the gateway
+/// charged, the retry of the same attempt replays that charge instead of charging twice.
 pub async fn pay_invoice(
     state: &AppState,
     merchant: MerchantId,
     id: InvoiceId,
 ) -> ApiResult<(Invoice, Option<Payment>)> {
-    let now = state.now();
+    let now = truncate(state.now());
     let mut conn = state.db.conn().await?;
     conn.transaction(async |conn| {
         let before = invoices_repo::get(conn, merchant, id, None, true)
             .await
             .map_err(ApiError::from_store("invoice"))?;
-        charge_in_tx(conn, state, merchant, before, now, NoPaymentMethod::Refuse).await
+        match collect_in_tx(conn, state, merchant, before, now, Mode::Manual).await? {
+            Collected::Charged(charged) => Ok(*charged),
+            // A manual charge waits for the subscription and skips no invoice.
+            Collected::Busy | Collected::NotCollectible => Err(ApiError::internal(
+                "a manual charge was neither made nor refused",
+            )),
+        }
+    })
+    .await
+}
+
+/// `POST /v1/invoices/{id}/void`: an open or uncollectible invoice is cancelled: it is
+/// never charged again and owes nothing (`invoice.voided`). Its subscription is not
+/// changed: a past-due one recovers only when an invoice is paid, as in Stripe.
+pub async fn void_invoice(
+    state: &AppState,
+    merchant: MerchantId,
+    id: InvoiceId,
+) -> ApiResult<Invoice> {
+    close_invoice(state, merchant, id, InvoiceStatus::void, "invoice.voided").await
+}
+
+/// `POST /v1/invoices/{id}/mark_uncollectible`: the merchant gives up on an open invoice:
+/// dunning stops (`invoice.marked_uncollectible`). It may still be paid later.
+pub async fn mark_invoice_uncollectible(
+    state: &AppState,
+    merchant: MerchantId,
+    id: InvoiceId,
+) -> ApiResult<Invoice> {
+    close_invoice(
+        state,
+        merchant,
+        id,
+        InvoiceStatus::mark_uncollectible,
+        "invoice.marked_uncollectible",
+    )
+    .await
+}
+
+/// Moves the locked invoice to the status `transition` allows (a 409
+/// `invalid_invoice_transition` otherwise), stops its dunning and records `event_type`.
+async fn close_invoice(
+    state: &AppState,
+    merchant: MerchantId,
+    id: InvoiceId,
+    transition: fn(InvoiceStatus) -> Result<InvoiceStatus, DomainError>,
+    event_type: &'static str,
+) -> ApiResult<Invoice> {
+    let now = truncate(state.now());
+    let mut conn = state.db.conn().await?;
+    conn.transaction(async |conn| {
+        let before = invoices_repo::get(conn, merchant, id, None, true)
+            .await
+            .map_err(ApiError::from_store("invoice"))?;
+        let status = transition(before.status)?;
+        let at = super::next_update_time(before.updated_at, now);
+        invoices_repo::close(conn, merchant, id, status, at).await?;
+        let after = invoices_repo::get(conn, merchant, id, None, false).await?;
+        invoice_event(conn, merchant, event_type, &after, Some(&before)).await?;
+        Ok(after)
     })
     .await
 }

@@ -35,7 +35,9 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use tenure_domain::billing::discount::{DiscountOutcome, apply_discounts, discount_line};
 use tenure_domain::billing::dunning::{DunningFinalState, DunningPolicy};
 use tenure_domain::billing::gateway::ChargeRequest;
-use tenure_domain::billing::invoice::{self, Invoice, InvoiceLine, InvoiceStatus, LineKind};
+use tenure_domain::billing::invoice::{
+    self, Invoice, InvoiceLine, InvoiceStatus, LineKind, Payment,
+};
 use tenure_domain::billing::payment_method::PaymentMethod;
 use tenure_domain::billing::period::Period;
 use tenure_domain::ids::{CustomerId, InvoiceId, MerchantId, PlanId, SubscriptionId};
@@ -909,19 +911,25 @@ async fn notify_due(
 
 /// Who asked for a charge.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Mode {
+pub(crate) enum Mode {
     /// The dunning schedule: a failure schedules the next retry or ends dunning.
     Scheduled,
     /// The customer's new payment method: a failure leaves the schedule as it was.
     Immediate,
+    /// The merchant's `POST /v1/invoices/{id}/pay`: like `Immediate`, but it also
+    /// collects what dunning no longer does (an `uncollectible` invoice, an open one of
+    /// a canceled subscription), and a customer without a default payment method is a
+    /// 409 rather than a recorded decline.
+    Manual,
 }
 
-enum Collected {
+pub(crate) enum Collected {
     /// The subscription is being changed by someone else; try next round.
     Busy,
     NotCollectible,
-    Paid,
-    Failed,
+    /// An attempt was made (or nothing was due): the invoice after it is `paid`, or
+    /// still open with the declined payment.
+    Charged(Box<(Invoice, Option<Payment>)>),
 }
 
 /// The first retry of `policy` after `now`, counting from the first failure.
@@ -939,7 +947,7 @@ fn next_retry_after(
 
 /// Charges the locked invoice and applies the outcome to its dunning schedule and its
 /// subscription (past due, recovered, canceled or unpaid).
-async fn collect_in_tx(
+pub(crate) async fn collect_in_tx(
     conn: &mut AsyncPgConnection,
     state: &AppState,
     merchant: MerchantId,
@@ -952,7 +960,7 @@ async fn collect_in_tx(
         next_payment_attempt_at: None,
         ..dunning
     };
-    if invoice.status != InvoiceStatus::Open {
+    if invoice.status != InvoiceStatus::Open && mode != Mode::Manual {
         repo::set_dunning(conn, merchant, invoice.id, stop).await?;
         return Ok(Collected::NotCollectible);
     }
@@ -960,7 +968,9 @@ async fn collect_in_tx(
         Some(id) => {
             let locked = match mode {
                 Mode::Scheduled => subs_repo::lock_if_free(conn, merchant, id).await?,
-                Mode::Immediate => Some(subs_repo::get(conn, merchant, id, true).await?),
+                Mode::Immediate | Mode::Manual => {
+                    Some(subs_repo::get(conn, merchant, id, true).await?)
+                }
             };
             match locked {
                 Some(s) => Some(s),
@@ -971,20 +981,19 @@ async fn collect_in_tx(
     };
     // Dunning stops when its subscription ended; a final invoice (no period: the items
     // left when it ended) is what ending it billed, and is collected.
-    if invoice.period.is_some() && sub.as_ref().is_some_and(|s| s.subscription.is_canceled()) {
+    if mode != Mode::Manual
+        && invoice.period.is_some()
+        && sub.as_ref().is_some_and(|s| s.subscription.is_canceled())
+    {
         repo::set_dunning(conn, merchant, invoice.id, stop).await?;
         return Ok(Collected::NotCollectible);
     }
     let policy = repo::settings(conn, merchant).await?.dunning_policy;
-    let (after, _) = charge_in_tx(
-        conn,
-        state,
-        merchant,
-        invoice,
-        now,
-        NoPaymentMethod::Decline,
-    )
-    .await?;
+    let no_pm = match mode {
+        Mode::Manual => NoPaymentMethod::Refuse,
+        Mode::Scheduled | Mode::Immediate => NoPaymentMethod::Decline,
+    };
+    let (after, payment) = charge_in_tx(conn, state, merchant, invoice, now, no_pm).await?;
     if after.status == InvoiceStatus::Paid {
         repo::set_dunning(conn, merchant, after.id, stop).await?;
         if let Some(s) = &sub
@@ -996,12 +1005,12 @@ async fn collect_in_tx(
             let t = s.subscription.record_payment_recovery()?;
             persist_system(conn, merchant, s, t, now).await?;
         }
-        return Ok(Collected::Paid);
+        return Ok(Collected::Charged(Box::new((after, payment))));
     }
     let first_failed_at = dunning.first_failed_at.unwrap_or(now);
     let next = match mode {
         Mode::Scheduled => next_retry_after(&policy, first_failed_at, now),
-        Mode::Immediate => dunning.next_payment_attempt_at,
+        Mode::Immediate | Mode::Manual => dunning.next_payment_attempt_at,
     };
     repo::set_dunning(
         conn,
@@ -1066,7 +1075,7 @@ async fn collect_in_tx(
             }
         }
     }
-    Ok(Collected::Failed)
+    Ok(Collected::Charged(Box::new((after, payment))))
 }
 
 /// Retries a customer's open invoices at once (after a new default payment method was

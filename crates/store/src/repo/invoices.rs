@@ -497,6 +497,25 @@ pub struct NewPaymentAttempt {
     pub outcome: ChargeOutcome,
 }
 
+/// Sets the status of a locked invoice that will not be charged again (`void` or
+/// `uncollectible`) and clears its next attempt. The caller checked the transition.
+pub async fn close(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    id: InvoiceId,
+    status: InvoiceStatus,
+    at: DateTime<Utc>,
+) -> StoreResult<()> {
+    diesel::update(invoices::table.find((merchant.uuid(), id.uuid())))
+        .set((
+            invoices::status.eq(status.as_str()),
+            invoices::updated_at.eq(at),
+        ))
+        .execute(conn)
+        .await?;
+    clear_next_attempt(conn, merchant, id).await
+}
+
 /// Marks an invoice with nothing due as paid without a charge (a zero-amount renewal, or
 /// one that credits cover). The caller holds the invoice row lock.
 pub async fn mark_paid_without_charge(
