@@ -1318,3 +1318,31 @@ async fn paying_by_hand_without_a_payment_method_is_refused_and_records_nothing(
             .is_empty()
     );
 }
+
+#[actix_web::test]
+async fn a_declined_try_at_an_uncollectible_invoice_leaves_an_active_subscription_active() {
+    let app = TestApp::new().await;
+    let s = setup(&app, "pm_card_chargeDeclined").await;
+    let gold = plan(&app, &s, "Gold", 1999, "month").await;
+    let sub = subscribe(&app, &s, &gold).await;
+    let sub_id = sub["id"].as_str().unwrap();
+    let id = invoices(&app, &s).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    invoice_action(&app, &s, &id, "mark_uncollectible").await;
+    app.post(&format!("/v1/invoices/{id}/pay"))
+        .bearer(&s.m.key)
+        .send()
+        .await
+        .expect_problem(402, "payment_declined");
+    // No retry would ever follow to recover it, so it does not go past due.
+    assert_eq!(sub_status(&app, &s.m, sub_id).await, "active");
+    let after = app.get_ok(&format!("/v1/invoices/{id}"), &s.m.key).await;
+    assert_eq!(after["status"], "uncollectible");
+    assert_eq!(after["attempt_count"], 1);
+    assert!(after["next_payment_attempt_at"].is_null(), "{after}");
+    round(&app).await;
+    let after = app.get_ok(&format!("/v1/invoices/{id}"), &s.m.key).await;
+    assert_eq!(after["attempt_count"], 1, "the engine leaves it alone");
+}

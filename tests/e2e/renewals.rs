@@ -3,6 +3,7 @@
 //! subscriptions, workers killed mid-batch (dropped futures, and real `tenure worker`
 //! processes SIGKILLed and restarted), and upcoming-renewal notices.
 
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Instant;
 
 use chrono::{DateTime, Datelike, Duration, TimeZone, Timelike, Utc};
@@ -12,6 +13,10 @@ use futures_util::future::join_all;
 use serde_json::{Value, json};
 use tenure_api::AppState;
 use tenure_api::service::renewals::{run_due_renewals, run_until_idle};
+use tenure_domain::billing::gateway::{
+    CardDetails, ChargeOutcome, ChargeRequest, PaymentGateway, RefundOutcome, RefundRequest,
+    SandboxGateway,
+};
 use tenure_domain::clock::Clock;
 use tenure_domain::ids::SubscriptionId;
 use tenure_e2e::{TestApp, TestMerchant};
@@ -453,7 +458,10 @@ async fn workers_killed_mid_batch_lose_and_duplicate_nothing() {
     let charged_before = app.count("SELECT count(*) AS n FROM payments").await;
     // Restarted workers finish whatever the dropped ones left (a later, undropped worker
     // may already have finished it all); either way each renewal happened exactly once.
+    // A charge dropped between its two transactions waits for its lease to end.
     join_all((0..2).map(|_| drain(worker_state(&app), now))).await;
+    let after_lease = now + app.state.charge_lease + Duration::seconds(1);
+    join_all((0..2).map(|_| drain(worker_state(&app), after_lease))).await;
     assert_exactly_once(&app, 300, 1).await;
     assert!(charged_before <= 301);
     // And every subscription moved exactly one period.
@@ -494,6 +502,9 @@ impl Workers {
             .env("DATABASE_URL", &self.url)
             .env("TENURE_POOL_SIZE", "4")
             .env("TENURE_WORKER_INTERVAL_MS", "50")
+            // A killed worker's prepared charges are sent again by another once their
+            // lease ends; the default (5 min) would outlast the test.
+            .env("TENURE_CHARGE_LEASE_SECS", "2")
             .env("TENURE_LOG", "warn")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::inherit())
@@ -706,5 +717,160 @@ async fn sigkilled_worker_processes_lose_and_duplicate_nothing() {
         app.count("SELECT coalesce(sum(amount_paid), 0)::bigint AS n FROM invoices")
             .await,
         n * PRICE
+    );
+}
+
+/// The sandbox, recording every key it is called with, whose first charge stops until
+/// the test lets it go on: a gateway that takes its time, or a worker that dies there.
+#[derive(Debug)]
+struct HeldGateway {
+    sandbox: SandboxGateway,
+    keys: Mutex<Vec<String>>,
+    hold: Mutex<Option<(mpsc::Sender<()>, mpsc::Receiver<()>)>>,
+}
+
+impl HeldGateway {
+    /// The gateway, and the ends the test holds: told when the first charge arrived, and
+    /// the signal that lets it go on.
+    fn new() -> (Arc<Self>, mpsc::Receiver<()>, mpsc::Sender<()>) {
+        let (arrived_tx, arrived_rx) = mpsc::channel();
+        let (go_tx, go_rx) = mpsc::channel();
+        let gateway = Self {
+            sandbox: SandboxGateway::new(),
+            keys: Mutex::new(Vec::new()),
+            hold: Mutex::new(Some((arrived_tx, go_rx))),
+        };
+        (Arc::new(gateway), arrived_rx, go_tx)
+    }
+
+    fn keys(&self) -> Vec<String> {
+        self.keys.lock().unwrap().clone()
+    }
+}
+
+impl PaymentGateway for HeldGateway {
+    fn name(&self) -> &'static str {
+        self.sandbox.name()
+    }
+
+    fn card_details(&self, token: &str) -> Option<CardDetails> {
+        self.sandbox.card_details(token)
+    }
+
+    fn charge(&self, request: &ChargeRequest) -> ChargeOutcome {
+        self.keys
+            .lock()
+            .unwrap()
+            .push(request.idempotency_key.clone());
+        let hold = self.hold.lock().unwrap().take();
+        if let Some((arrived, go)) = hold {
+            arrived.send(()).unwrap();
+            go.recv().unwrap();
+        }
+        self.sandbox.charge(request)
+    }
+
+    fn refund(&self, request: &RefundRequest) -> RefundOutcome {
+        self.sandbox.refund(request)
+    }
+}
+
+#[actix_web::test]
+async fn no_lock_is_held_while_the_gateway_charges_and_a_stalled_charge_is_taken_over_once() {
+    let app = TestApp::new().await;
+    let s = setup(&app, Some("pm_card_visa")).await;
+    let sub = subscribe(&app, &s).await;
+    let sub_id = sub["id"].as_str().unwrap().to_owned();
+    let invoice = invoices_of(&app, &s.m, &s.customer).await.remove(0);
+    let id = invoice["id"].as_str().unwrap().to_owned();
+    let (gateway, arrived, go) = HeldGateway::new();
+    // Microseconds, as the engine and the database keep time.
+    let now = chrono::SubsecRound::trunc_subsecs(app.clock.now(), 6);
+
+    // A worker of its own (pool, runtime and thread), whose charge stops at the gateway.
+    let stalled = AppState {
+        gateway: gateway.clone(),
+        ..worker_state(&app)
+    };
+    let worker = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(run_due_renewals(&stalled, now, 100))
+    });
+    arrived
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the charge reached the gateway");
+
+    // Meanwhile no transaction is open, so nothing waits for the gateway…
+    assert_eq!(
+        app.count(
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() \
+             AND xact_start IS NOT NULL AND pid <> pg_backend_pid()"
+        )
+        .await,
+        0
+    );
+    app.post(&format!("/v1/subscriptions/{sub_id}/cancel"))
+        .bearer(&s.m.key)
+        .json(&json!({"timing": "period_end"}))
+        .send()
+        .await
+        .expect(200);
+    // …but the invoice is spoken for: it cannot be charged, voided or given up.
+    for action in ["pay", "void", "mark_uncollectible"] {
+        app.post(&format!("/v1/invoices/{id}/{action}"))
+            .bearer(&s.m.key)
+            .send()
+            .await
+            .expect_problem(409, "payment_in_progress");
+    }
+    let leased = app.get_ok(&format!("/v1/invoices/{id}"), &s.m.key).await;
+    assert_eq!(leased["status"], "open");
+    assert_eq!(leased["attempt_count"], 0);
+    assert_eq!(
+        time(&leased["next_payment_attempt_at"]),
+        now + app.state.charge_lease
+    );
+
+    // Once the lease ends another worker sends the same request again and records it.
+    let later = now + app.state.charge_lease + Duration::seconds(1);
+    let taking_over = AppState {
+        gateway: gateway.clone(),
+        ..worker_state(&app)
+    };
+    run_until_idle(&taking_over, later)
+        .await
+        .expect("takeover round");
+    let key = format!("{id}:1");
+    assert_eq!(gateway.keys(), [key.clone(), key.clone()]);
+    let paid = app.get_ok(&format!("/v1/invoices/{id}"), &s.m.key).await;
+    assert_eq!(paid["status"], "paid");
+    assert_eq!(paid["attempt_count"], 1);
+    assert!(paid["next_payment_attempt_at"].is_null());
+
+    // The stalled worker goes on at last: its charge was settled, so it records nothing.
+    go.send(()).unwrap();
+    worker
+        .join()
+        .expect("the stalled worker")
+        .expect("its round ends without an error");
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM payments WHERE status = 'succeeded'")
+            .await,
+        1
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) AS n FROM payments WHERE idempotency_key = '{key}'"
+        ))
+        .await,
+        1
+    );
+    assert_eq!(events(&app, &s.m, "invoice.paid").await.len(), 1);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM charge_intents").await,
+        0
     );
 }

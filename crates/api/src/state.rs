@@ -24,6 +24,9 @@ pub struct AppState {
     pub portal_terms: PortalTermsCache,
     /// Secret keys already checked; answers only while `key_cache::keep_current` runs.
     pub api_keys: ApiKeyCache,
+    /// How long a prepared charge may take before the engine sends it again
+    /// (`service::charges`).
+    pub charge_lease: chrono::Duration,
 }
 
 impl AppState {

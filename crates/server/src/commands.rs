@@ -65,6 +65,7 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<(), StartupE
     )
     .await?;
     state.rate_limits = RateLimits::new(args.rate_limits.config());
+    state.charge_lease = args.workers.charge_lease();
     let metrics = Metrics::new().map_err(|e| StartupError::Config(e.to_string()))?;
     if args.no_workers {
         shared.close();
@@ -196,7 +197,8 @@ fn spawn_workers(state: &AppState, args: &WorkerArgs) {
 /// Runs the background workers until Ctrl-C or SIGTERM.
 pub async fn worker(global: &GlobalArgs, args: &WorkerArgs) -> Result<(), StartupError> {
     startup::prepare_database(global).await?;
-    let state = state(global, None, 3600).await?;
+    let mut state = state(global, None, 3600).await?;
+    state.charge_lease = args.charge_lease();
     spawn_workers(&state, args);
     shutdown_signal().await?;
     tracing::info!("worker stopping");

@@ -108,6 +108,18 @@ pub struct WorkerArgs {
     #[arg(long, env = "TENURE_RENEWAL_TASKS", default_value_t = 2,
         value_parser = clap::value_parser!(u16).range(1..=64))]
     pub renewal_tasks: u16,
+    /// How long a charge prepared for the gateway may take before another worker sends
+    /// it again (with the same idempotency key, so the gateway replays it), in seconds.
+    /// Longer than the gateway's slowest answer; a shorter lease only costs replays.
+    #[arg(long, env = "TENURE_CHARGE_LEASE_SECS", default_value_t = 300,
+        value_parser = clap::value_parser!(u32).range(1..=86_400))]
+    pub charge_lease_secs: u32,
+}
+
+impl WorkerArgs {
+    pub fn charge_lease(&self) -> chrono::Duration {
+        chrono::Duration::seconds(i64::from(self.charge_lease_secs))
+    }
 }
 
 /// Request limits (docs/hardening.md). A rate of 0 disables that limit.

@@ -66,5 +66,6 @@ pub async fn build_state(
         gateway: Arc::new(SandboxGateway::new()),
         portal_terms: PortalTermsCache::default(),
         api_keys: ApiKeyCache::default(),
+        charge_lease: tenure_api::service::charges::DEFAULT_LEASE,
     })
 }

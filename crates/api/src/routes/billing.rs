@@ -275,7 +275,8 @@ async fn refund_invoice(
 /// the paid invoice (`invoice.paid`; a past-due or unpaid subscription recovers). A
 /// decline is recorded like any attempt (`invoice.payment_failed`) and answers 402
 /// `payment_declined`; the dunning schedule is not changed. 409 `no_payment_method`
-/// when the customer has no default, `invoice_not_payable` for a paid or void invoice.
+/// when the customer has no default, `invoice_not_payable` for a paid or void invoice,
+/// `payment_in_progress` while a charge of it is in flight.
 #[utoipa::path(tag = "Invoices", params(("id" = String, Path, description = "Invoice id (inv_…)")),
     responses((status = 200, description = "The invoice, paid", body = InvoiceDto),
         (status = 402, description = "The charge was declined; the invoice shows the attempt",
@@ -303,7 +304,8 @@ async fn pay_invoice(
 
 /// Void an open or uncollectible invoice: it owes nothing and is never charged again.
 /// Records `invoice.voided`. Its subscription is not changed. 409
-/// `invalid_invoice_transition` for a paid or void invoice.
+/// `invalid_invoice_transition` for a paid or void invoice, `payment_in_progress` while a
+/// charge of it is in flight.
 #[utoipa::path(tag = "Invoices", params(("id" = String, Path, description = "Invoice id (inv_…)")),
     responses((status = 200, description = "The invoice, void", body = InvoiceDto)))]
 #[post("/invoices/{id}/void")]
@@ -319,7 +321,8 @@ async fn void_invoice(
 
 /// Stop collecting an open invoice: it becomes `uncollectible` and dunning stops, but it
 /// may still be paid (`POST /v1/invoices/{id}/pay`) or voided. Records
-/// `invoice.marked_uncollectible`. 409 `invalid_invoice_transition` unless it is open.
+/// `invoice.marked_uncollectible`. 409 `invalid_invoice_transition` unless it is open,
+/// `payment_in_progress` while a charge of it is in flight.
 #[utoipa::path(tag = "Invoices", params(("id" = String, Path, description = "Invoice id (inv_…)")),
     responses((status = 200, description = "The invoice, uncollectible", body = InvoiceDto)))]
 #[post("/invoices/{id}/mark_uncollectible")]

@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
-use tenure_domain::billing::gateway::{ChargeOutcome, ChargeRequest, RefundOutcome, RefundRequest};
+use tenure_domain::billing::gateway::{RefundOutcome, RefundRequest};
 use tenure_domain::billing::invoice::{
     self, Invoice, InvoiceStatus, Payment, PaymentStatus, Refund,
 };
@@ -14,11 +14,11 @@ use tenure_domain::billing::payment_method::PaymentMethod;
 use tenure_domain::error::DomainError;
 use tenure_domain::ids::{CustomerId, InvoiceId, MerchantId, PaymentMethodId, RefundId};
 use tenure_domain::text;
-use tenure_store::repo::invoices::{self as invoices_repo, InvoiceFilter, NewPaymentAttempt};
+use tenure_store::repo::charge_intents as intents_repo;
+use tenure_store::repo::invoices::{self as invoices_repo, InvoiceFilter};
 use tenure_store::repo::{customers, payment_methods as repo};
 use tenure_store::{Page, PageRequest};
 
-use super::renewals::{Collected, Mode, collect_in_tx};
 use super::subscriptions::truncate;
 use super::{EventDraft, record_event};
 use crate::dto::billing::{AttachPaymentMethod, InvoiceDto, PaymentMethodDto, RefundInvoice};
@@ -160,7 +160,7 @@ pub async fn attach(
     // Back to the pool before the retry takes one: a worker's pool may hold one connection.
     drop(conn);
     if pm.is_default {
-        super::renewals::retry_open_invoices(state, merchant, customer).await;
+        super::charges::retry_open_invoices(state, merchant, customer).await;
     }
     Ok(pm)
 }
@@ -196,7 +196,7 @@ pub async fn set_default(
         })
         .await?;
     drop(conn);
-    super::renewals::retry_open_invoices(state, merchant, customer).await;
+    super::charges::retry_open_invoices(state, merchant, customer).await;
     Ok(pm)
 }
 
@@ -312,36 +312,14 @@ pub(crate) async fn invoice_event(
     .await
 }
 
-/// `POST /v1/invoices/{id}/pay`: charges an open or uncollectible invoice's amount due to
-/// the customer's default payment method now, through the same step as the renewal
-/// engine ([`super::renewals::collect_in_tx`] in [`Mode::Manual`]): `invoice.paid` and a
-/// past-due or unpaid subscription's recovery on success, `invoice.payment_failed` (and
-/// an active subscription past due) on a decline, whose dunning schedule is left as it
-/// was. Unlike the engine it also collects an open invoice of a canceled subscription.
-/// An invoice with nothing due is marked paid without a charge (and without a payment,
-/// so the payment is then `None`). The gateway call carries the idempotency key
-/// `"{invoice}:{attempt number}"`, so when the transaction fails after the gateway
-/// charged, the retry of the same attempt replays that charge instead of charging twice.
+/// `POST /v1/invoices/{id}/pay`: charges an open or uncollectible invoice now, through the
+/// same steps as the renewal engine (see [`super::charges::pay`]).
 pub async fn pay_invoice(
     state: &AppState,
     merchant: MerchantId,
     id: InvoiceId,
 ) -> ApiResult<(Invoice, Option<Payment>)> {
-    let now = truncate(state.now());
-    let mut conn = state.db.conn().await?;
-    conn.transaction(async |conn| {
-        let before = invoices_repo::get(conn, merchant, id, None, true)
-            .await
-            .map_err(ApiError::from_store("invoice"))?;
-        match collect_in_tx(conn, state, merchant, before, now, Mode::Manual).await? {
-            Collected::Charged(charged) => Ok(*charged),
-            // A manual charge waits for the subscription and skips no invoice.
-            Collected::Busy | Collected::NotCollectible => Err(ApiError::internal(
-                "a manual charge was neither made nor refused",
-            )),
-        }
-    })
-    .await
+    super::charges::pay(state, merchant, id).await
 }
 
 /// `POST /v1/invoices/{id}/void`: an open or uncollectible invoice is cancelled: it is
@@ -374,6 +352,8 @@ pub async fn mark_invoice_uncollectible(
 
 /// Moves the locked invoice to the status `transition` allows (a 409
 /// `invalid_invoice_transition` otherwise), stops its dunning and records `event_type`.
+/// Refused (409 `payment_in_progress`) while a charge of it is in flight: the gateway
+/// may take the money, which must find the invoice as it was.
 async fn close_invoice(
     state: &AppState,
     merchant: MerchantId,
@@ -388,6 +368,12 @@ async fn close_invoice(
             .await
             .map_err(ApiError::from_store("invoice"))?;
         let status = transition(before.status)?;
+        if intents_repo::of_invoice(conn, merchant, id)
+            .await?
+            .is_some()
+        {
+            return Err(super::charges::payment_in_progress());
+        }
         let at = super::next_update_time(before.updated_at, now);
         invoices_repo::close(conn, merchant, id, status, at).await?;
         let after = invoices_repo::get(conn, merchant, id, None, false).await?;
@@ -395,89 +381,6 @@ async fn close_invoice(
         Ok(after)
     })
     .await
-}
-
-/// What charging does when the customer has no default payment method.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum NoPaymentMethod {
-    /// 409 `no_payment_method` (a caller asked to pay now).
-    Refuse,
-    /// Record a declined attempt with code `no_payment_method` (the renewal engine:
-    /// dunning treats it like any decline).
-    Decline,
-}
-
-/// Charges the locked, open invoice `before` (see [`pay_invoice`]) inside the caller's
-/// transaction.
-pub(crate) async fn charge_in_tx(
-    conn: &mut AsyncPgConnection,
-    state: &AppState,
-    merchant: MerchantId,
-    before: Invoice,
-    now: DateTime<Utc>,
-    no_pm: NoPaymentMethod,
-) -> ApiResult<(Invoice, Option<Payment>)> {
-    let id = before.id;
-    if !before.status.is_payable() {
-        return Err(ApiError::conflict(
-            "invoice_not_payable",
-            format!(
-                "the invoice is {}; only open invoices are charged",
-                before.status
-            ),
-        ));
-    }
-    if before.totals.amount_due.is_zero() {
-        let after = invoices_repo::mark_paid_without_charge(conn, merchant, id, now).await?;
-        invoice_event(conn, merchant, "invoice.paid", &after, Some(&before)).await?;
-        return Ok((after, None));
-    }
-    let idempotency_key = format!("{}:{}", before.id, before.attempt_count + 1);
-    let pm = repo::default_for_customer(conn, merchant, before.customer_id).await?;
-    let (pm_id, outcome) = match (pm, no_pm) {
-        (Some(pm), _) => {
-            let outcome = state.gateway.charge(&ChargeRequest {
-                amount: before.totals.amount_due,
-                payment_method_token: pm.gateway_token.clone(),
-                idempotency_key: idempotency_key.clone(),
-                description: format!("Invoice {}", before.number),
-            });
-            (Some(pm.id), outcome)
-        }
-        (None, NoPaymentMethod::Refuse) => {
-            return Err(ApiError::conflict(
-                "no_payment_method",
-                "the customer has no default payment method",
-            ));
-        }
-        (None, NoPaymentMethod::Decline) => (
-            None,
-            ChargeOutcome::Declined {
-                code: "no_payment_method".to_owned(),
-                message: "the customer has no default payment method".to_owned(),
-            },
-        ),
-    };
-    let (after, payment) = invoices_repo::record_payment_attempt(
-        conn,
-        merchant,
-        NewPaymentAttempt {
-            invoice_id: before.id,
-            payment_method_id: pm_id,
-            amount: before.totals.amount_due,
-            gateway: state.gateway.name().to_owned(),
-            idempotency_key,
-            outcome,
-        },
-        now,
-    )
-    .await?;
-    let event = match payment.status {
-        PaymentStatus::Succeeded => "invoice.paid",
-        PaymentStatus::Declined | PaymentStatus::Failed => "invoice.payment_failed",
-    };
-    invoice_event(conn, merchant, event, &after, Some(&before)).await?;
-    Ok((after, Some(payment)))
 }
 
 /// Refunds (part of) a paid invoice through the gateway. The invoice row is locked, so

@@ -3,6 +3,7 @@
 
 pub mod billing;
 pub mod catalog;
+pub mod charges;
 pub mod context;
 pub mod customers;
 pub mod gdpr;

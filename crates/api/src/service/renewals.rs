@@ -2,9 +2,8 @@
 //!
 //! [`run_due_renewals`] runs three kinds of work, claimed with `FOR UPDATE SKIP LOCKED`
 //! so any number of workers share them. Renewals and charges are claimed in batches of
-//! up to `RENEW_CHUNK` (500) per transaction and the common case of each is written with a
-//! few bulk statements (see `renew_batch` and `collect_batch`); the rest go one by
-//! one through the same code as before:
+//! up to 500 and the common case of each is written with a few bulk statements (see
+//! `renew_batch` here and `super::charges`); the rest go one by one:
 //!
 //! 1. **Renew.** A subscription whose period (or trial) ended: the due scheduled changes
 //!    apply first (a cancellation or downgrade at period end takes effect before
@@ -12,53 +11,49 @@
 //!    transition invoices the new period in the same transaction (`UNIQUE (merchant,
 //!    subscription, period_start)`: a period already invoiced is skipped) and schedules
 //!    its first charge for now (`next_payment_attempt_at`).
-//! 2. **Charge.** An invoice whose `next_payment_attempt_at` is due is charged through the
-//!    gateway with the idempotency key `"{invoice}:{attempt}"`. Success: paid, and a
-//!    past-due or unpaid subscription recovers. Decline: the subscription goes past due
-//!    and the next retry is scheduled per the merchant's dunning policy (offsets from the
-//!    first failure); when none is left, the subscription ends `canceled` (the invoice
-//!    becomes `uncollectible`) or `unpaid` (the invoice stays open for the customer).
+//! 2. **Charge** ([`super::charges`]). An invoice whose `next_payment_attempt_at` is due
+//!    is charged through the gateway with the idempotency key `"{invoice}:{attempt}"`,
+//!    prepared and settled in two transactions with no lock held across the call.
+//!    Success: paid, and a past-due or unpaid subscription recovers. Decline: the
+//!    subscription goes past due and the next retry is scheduled per the merchant's
+//!    dunning policy (offsets from the first failure); when none is left, the
+//!    subscription ends `canceled` (the invoice becomes `uncollectible`) or `unpaid` (the
+//!    invoice stays open for the customer).
 //! 3. **Notify.** `invoice.upcoming` once per subscription period, `upcoming_notice_days`
 //!    before it ends (marker column `upcoming_notice_for`).
 //!
 //! A crash anywhere rolls the batch's (or item's) transaction back: nothing is
-//! half-renewed, no invoice number is lost, and a charge that reached the gateway but was
-//! not recorded is replayed (same key, same attempt number) instead of charged twice.
-//! Charging happens in a transaction after the renewal's commit, so the invoice id in
-//! that key is durable before the gateway is called.
+//! half-renewed and no invoice number is lost. A charge interrupted between its two
+//! transactions is sent again with the same key once its lease ends, and the gateway
+//! replays it instead of charging twice (see `super::charges`). Charging starts after the
+//! renewal's commit, so the invoice id in that key is durable before the gateway is
+//! called.
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use tenure_domain::billing::discount::{DiscountOutcome, apply_discounts, discount_line};
-use tenure_domain::billing::dunning::{DunningFinalState, DunningPolicy};
-use tenure_domain::billing::gateway::ChargeRequest;
-use tenure_domain::billing::invoice::{
-    self, Invoice, InvoiceLine, InvoiceStatus, LineKind, Payment,
-};
-use tenure_domain::billing::payment_method::PaymentMethod;
+use tenure_domain::billing::dunning::DunningPolicy;
+use tenure_domain::billing::invoice::{self, Invoice, InvoiceLine, InvoiceStatus, LineKind};
 use tenure_domain::billing::period::Period;
-use tenure_domain::ids::{CustomerId, InvoiceId, MerchantId, PlanId, SubscriptionId};
+use tenure_domain::ids::{MerchantId, PlanId, SubscriptionId};
 use tenure_domain::money::Money;
 use tenure_domain::subscription::{
-    AccessEnd, Actor, CancelRequest, CancelTiming, PlanTerms, Subscription, SubscriptionEvent,
-    SubscriptionStatus,
+    Actor, PlanTerms, Subscription, SubscriptionEvent, SubscriptionStatus,
 };
 use tenure_store::StoreError;
 use tenure_store::repo::catalog as catalog_repo;
 use tenure_store::repo::discounts::{self as discounts_repo, StoredDiscount};
-use tenure_store::repo::invoices::{self as invoices_repo, NewInvoice, NewPaymentAttempt};
-use tenure_store::repo::payment_methods as pm_repo;
+use tenure_store::repo::invoices::{self as invoices_repo, NewInvoice};
 use tenure_store::repo::pending_items::{self as pending_repo, PendingItem};
 use tenure_store::repo::renewals::{self as repo, BillingSettings, Dunning};
 use tenure_store::repo::subscriptions::{self as subs_repo, StoredSubscription};
 
-use super::billing::{NoPaymentMethod, charge_in_tx, invoice_event};
+use super::billing::invoice_event;
 use super::subscriptions::{Caller, apply_due_in_tx, persist_system, truncate};
 use super::{EventDraft, next_update_time, record_event, record_events};
-use crate::dto::billing::InvoiceDto;
 use crate::dto::renewals::UpcomingInvoiceDto;
 use crate::dto::subscriptions::SubscriptionDto;
 use crate::error::{ApiError, ApiResult};
@@ -368,7 +363,7 @@ pub async fn run_due_renewals(
     let now = truncate(now);
     let mut conn = state.db.conn().await?;
     let renewed = renew_due(&mut conn, now, batch).await?;
-    let charged = collect_due(&mut conn, state, now, batch).await?;
+    let charged = super::charges::collect_due(&mut conn, state, now, batch).await?;
     let notified = notify_due(&mut conn, now, batch).await?;
     if renewed + charged + notified > 0 {
         tracing::info!(renewed, charged, notified, "renewal round");
@@ -674,196 +669,16 @@ async fn renew_one(
     .await
 }
 
-/// Charges up to `batch` due invoices, in batches (see [`collect_batch`]).
-async fn collect_due(
-    conn: &mut AsyncPgConnection,
-    state: &AppState,
-    now: DateTime<Utc>,
-    batch: usize,
-) -> ApiResult<usize> {
-    let mut skip = Vec::new();
-    let mut done = 0;
-    while done < batch {
-        let limit = (batch - done).min(RENEW_CHUNK);
-        let (claimed, busy) = conn
-            .transaction(async |conn| collect_batch(conn, state, now, limit, &skip).await)
-            .await?;
-        if claimed == 0 {
-            break;
-        }
-        done += claimed - busy.len();
-        skip.extend(busy);
-    }
-    Ok(done)
-}
-
-/// Claims up to `limit` due invoices in the caller's transaction and charges them.
-/// Returns how many were claimed and those left for the next round because a request
-/// holds their subscription.
-///
-/// The common case — a first or retried charge of an open invoice of an `active`
-/// subscription whose customer has a default card, and the gateway accepts — is
-/// recorded in bulk per merchant: one insert of the payments, one update marking the
-/// invoices paid, one insert of the `invoice.paid` events. Everything else (declines,
-/// recoveries, dunning's end, invoices without a subscription) takes the one-by-one path
-/// [`collect_in_tx`] in the same transaction; a declined bulk candidate reaches the
-/// gateway there a second time with the same idempotency key, which replays the first
-/// answer.
-async fn collect_batch(
-    conn: &mut AsyncPgConnection,
-    state: &AppState,
-    now: DateTime<Utc>,
-    limit: usize,
-    skip: &[uuid::Uuid],
-) -> ApiResult<(usize, Vec<uuid::Uuid>)> {
-    let claimed = invoices_repo::claim_due(conn, now, limit, skip).await?;
-    let n = claimed.len();
-    let mut by_merchant: BTreeMap<uuid::Uuid, Vec<Invoice>> = BTreeMap::new();
-    for (merchant, invoice) in claimed {
-        by_merchant
-            .entry(merchant.uuid())
-            .or_default()
-            .push(invoice);
-    }
-    let mut busy = Vec::new();
-    for (merchant, invoices) in by_merchant {
-        let merchant = MerchantId::from_uuid(merchant);
-        busy.extend(collect_merchant(conn, state, merchant, invoices, now).await?);
-    }
-    Ok((n, busy))
-}
-
-async fn collect_merchant(
-    conn: &mut AsyncPgConnection,
-    state: &AppState,
-    merchant: MerchantId,
-    invoices: Vec<Invoice>,
-    now: DateTime<Utc>,
-) -> ApiResult<Vec<uuid::Uuid>> {
-    let sub_ids: Vec<SubscriptionId> = invoices.iter().filter_map(|i| i.subscription_id).collect();
-    let subs: HashMap<SubscriptionId, SubscriptionStatus> =
-        repo::lock_free_subscriptions(conn, merchant, &sub_ids)
-            .await?
-            .into_iter()
-            .collect();
-    let candidates: Vec<CustomerId> = invoices
-        .iter()
-        .filter(|i| bulk_candidate(i, &subs))
-        .map(|i| i.customer_id)
-        .collect();
-    let cards: HashMap<CustomerId, PaymentMethod> =
-        pm_repo::defaults_for_customers(conn, merchant, &candidates)
-            .await?
-            .into_iter()
-            .map(|pm| (pm.customer_id, pm))
-            .collect();
-    let mut busy = Vec::new();
-    let mut paid = Vec::new();
-    let mut one_by_one = Vec::new();
-    for invoice in invoices {
-        if invoice
-            .subscription_id
-            .is_some_and(|id| !subs.contains_key(&id))
-        {
-            // A request is changing the subscription: next round.
-            busy.push(invoice.id.uuid());
-            continue;
-        }
-        let card = cards.get(&invoice.customer_id);
-        match card {
-            Some(card) if bulk_candidate(&invoice, &subs) => {
-                let idempotency_key = format!("{}:{}", invoice.id, invoice.attempt_count + 1);
-                let outcome = state.gateway.charge(&ChargeRequest {
-                    amount: invoice.totals.amount_due,
-                    payment_method_token: card.gateway_token.clone(),
-                    idempotency_key: idempotency_key.clone(),
-                    description: format!("Invoice {}", invoice.number),
-                });
-                if outcome.is_success() {
-                    let attempt = NewPaymentAttempt {
-                        invoice_id: invoice.id,
-                        payment_method_id: Some(card.id),
-                        amount: invoice.totals.amount_due,
-                        gateway: state.gateway.name().to_owned(),
-                        idempotency_key,
-                        outcome,
-                    };
-                    paid.push((invoice, attempt));
-                } else {
-                    one_by_one.push(invoice);
-                }
-            }
-            _ => one_by_one.push(invoice),
-        }
-    }
-    let recorded = invoices_repo::record_successful_charges(
-        conn,
-        merchant,
-        paid.iter().map(|(i, a)| (i, a.clone())).collect(),
-        now,
-    )
-    .await?;
-    let rendered: Vec<(InvoiceDto, InvoiceDto)> = paid
-        .iter()
-        .zip(&recorded)
-        .map(|((before, _), (after, _))| (InvoiceDto::from(after), InvoiceDto::from(before)))
-        .collect();
-    let drafts = rendered
-        .iter()
-        .zip(&recorded)
-        .map(|((after, before), (invoice, _))| EventDraft {
-            event_type: "invoice.paid",
-            resource_type: "invoice",
-            resource_id: invoice.id.to_string(),
-            after,
-            before: Some(before),
-            at: invoice.updated_at,
-        })
-        .collect();
-    record_events(conn, merchant, drafts).await?;
-    for invoice in one_by_one {
-        let id = invoice.id;
-        // A savepoint per invoice: one that fails is rolled back alone and set aside for
-        // this round, instead of undoing the batch's recorded charges with it.
-        let collected = conn
-            .transaction(async |conn| {
-                collect_in_tx(conn, state, merchant, invoice, now, Mode::Scheduled).await
-            })
-            .await;
-        match collected {
-            Ok(Collected::Busy) => busy.push(id.uuid()),
-            Ok(_) => {}
-            Err(err) => {
-                set_aside(&err, "charge", &id.to_string())?;
-                busy.push(id.uuid());
-            }
-        }
-    }
-    Ok(busy)
-}
-
 /// An item of the renewal engine failed. A lost database ends the round (the error is
 /// returned); anything else is logged and the item is left for the next round, so one
 /// bad item never stops the others.
-fn set_aside(err: &ApiError, work: &'static str, item: &str) -> ApiResult<()> {
+pub(crate) fn set_aside(err: &ApiError, work: &'static str, item: &str) -> ApiResult<()> {
     if let ApiError::Unavailable(cause) = err {
         return Err(ApiError::Unavailable(cause.clone()));
     }
     tracing::error!(work, item, code = err.code(), error = %err, cause = ?err,
         "renewal engine item failed; set aside until the next round");
     Ok(())
-}
-
-/// Whether a claimed invoice may be charged in bulk: open with something due, of an
-/// `active` subscription this transaction holds (no recovery or dunning step follows a
-/// success).
-fn bulk_candidate(invoice: &Invoice, subs: &HashMap<SubscriptionId, SubscriptionStatus>) -> bool {
-    invoice.status == InvoiceStatus::Open
-        && !invoice.totals.amount_due.is_zero()
-        && invoice
-            .subscription_id
-            .and_then(|id| subs.get(&id))
-            .is_some_and(|s| *s == SubscriptionStatus::Active)
 }
 
 async fn notify_due(
@@ -907,208 +722,6 @@ async fn notify_due(
         }
     }
     Ok(done)
-}
-
-/// Who asked for a charge.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Mode {
-    /// The dunning schedule: a failure schedules the next retry or ends dunning.
-    Scheduled,
-    /// The customer's new payment method: a failure leaves the schedule as it was.
-    Immediate,
-    /// The merchant's `POST /v1/invoices/{id}/pay`: like `Immediate`, but it also
-    /// collects what dunning no longer does (an `uncollectible` invoice, an open one of
-    /// a canceled subscription), and a customer without a default payment method is a
-    /// 409 rather than a recorded decline.
-    Manual,
-}
-
-pub(crate) enum Collected {
-    /// The subscription is being changed by someone else; try next round.
-    Busy,
-    NotCollectible,
-    /// An attempt was made (or nothing was due): the invoice after it is `paid`, or
-    /// still open with the declined payment.
-    Charged(Box<(Invoice, Option<Payment>)>),
-}
-
-/// The first retry of `policy` after `now`, counting from the first failure.
-fn next_retry_after(
-    policy: &DunningPolicy,
-    first_failed_at: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> Option<DateTime<Utc>> {
-    policy
-        .retry_after_days
-        .iter()
-        .filter_map(|d| first_failed_at.checked_add_signed(Duration::days(i64::from(*d))))
-        .find(|t| *t > now)
-}
-
-/// Charges the locked invoice and applies the outcome to its dunning schedule and its
-/// subscription (past due, recovered, canceled or unpaid).
-pub(crate) async fn collect_in_tx(
-    conn: &mut AsyncPgConnection,
-    state: &AppState,
-    merchant: MerchantId,
-    invoice: Invoice,
-    now: DateTime<Utc>,
-    mode: Mode,
-) -> ApiResult<Collected> {
-    let dunning = repo::dunning(conn, merchant, invoice.id).await?;
-    let stop = Dunning {
-        next_payment_attempt_at: None,
-        ..dunning
-    };
-    if invoice.status != InvoiceStatus::Open && mode != Mode::Manual {
-        repo::set_dunning(conn, merchant, invoice.id, stop).await?;
-        return Ok(Collected::NotCollectible);
-    }
-    let sub = match invoice.subscription_id {
-        Some(id) => {
-            let locked = match mode {
-                Mode::Scheduled => subs_repo::lock_if_free(conn, merchant, id).await?,
-                Mode::Immediate | Mode::Manual => {
-                    Some(subs_repo::get(conn, merchant, id, true).await?)
-                }
-            };
-            match locked {
-                Some(s) => Some(s),
-                None => return Ok(Collected::Busy),
-            }
-        }
-        None => None,
-    };
-    // Dunning stops when its subscription ended; a final invoice (no period: the items
-    // left when it ended) is what ending it billed, and is collected.
-    if mode != Mode::Manual
-        && invoice.period.is_some()
-        && sub.as_ref().is_some_and(|s| s.subscription.is_canceled())
-    {
-        repo::set_dunning(conn, merchant, invoice.id, stop).await?;
-        return Ok(Collected::NotCollectible);
-    }
-    let policy = repo::settings(conn, merchant).await?.dunning_policy;
-    let no_pm = match mode {
-        Mode::Manual => NoPaymentMethod::Refuse,
-        Mode::Scheduled | Mode::Immediate => NoPaymentMethod::Decline,
-    };
-    let (after, payment) = charge_in_tx(conn, state, merchant, invoice, now, no_pm).await?;
-    if after.status == InvoiceStatus::Paid {
-        repo::set_dunning(conn, merchant, after.id, stop).await?;
-        if let Some(s) = &sub
-            && matches!(
-                s.subscription.status,
-                SubscriptionStatus::PastDue | SubscriptionStatus::Unpaid
-            )
-        {
-            let t = s.subscription.record_payment_recovery()?;
-            persist_system(conn, merchant, s, t, now).await?;
-        }
-        return Ok(Collected::Charged(Box::new((after, payment))));
-    }
-    let first_failed_at = dunning.first_failed_at.unwrap_or(now);
-    let next = match mode {
-        Mode::Scheduled => next_retry_after(&policy, first_failed_at, now),
-        Mode::Immediate | Mode::Manual => dunning.next_payment_attempt_at,
-    };
-    repo::set_dunning(
-        conn,
-        merchant,
-        after.id,
-        Dunning {
-            next_payment_attempt_at: next,
-            first_failed_at: Some(first_failed_at),
-        },
-    )
-    .await?;
-    let mut current = sub;
-    if let Some(s) = &current
-        && s.subscription.status == SubscriptionStatus::Active
-    {
-        let t = s.subscription.record_payment_failure()?;
-        current = Some(persist_system(conn, merchant, s, t, now).await?);
-    }
-    if mode == Mode::Scheduled && next.is_none() {
-        match policy.final_state {
-            DunningFinalState::Canceled => {
-                repo::mark_uncollectible(conn, merchant, after.id, now).await?;
-                let marked = invoices_repo::get(conn, merchant, after.id, None, false).await?;
-                if marked.status == InvoiceStatus::Uncollectible {
-                    invoice_event(
-                        conn,
-                        merchant,
-                        "invoice.marked_uncollectible",
-                        &marked,
-                        Some(&after),
-                    )
-                    .await?;
-                }
-                if let Some(s) = &current
-                    && !s.subscription.is_canceled()
-                {
-                    let product =
-                        catalog_repo::get_product(conn, merchant, s.product_id, false).await?;
-                    let cancel = CancelRequest {
-                        reason: None,
-                        message: None,
-                        confirm: false,
-                        timing: Some(CancelTiming::Now),
-                        access: Some(AccessEnd::Immediately),
-                    };
-                    let t = s.subscription.cancel(
-                        &cancel,
-                        &product.portal_policy,
-                        Actor::System,
-                        now,
-                    )?;
-                    persist_system(conn, merchant, s, t, now).await?;
-                }
-            }
-            DunningFinalState::Unpaid => {
-                if let Some(s) = &current
-                    && s.subscription.status == SubscriptionStatus::PastDue
-                {
-                    let t = s.subscription.mark_unpaid()?;
-                    persist_system(conn, merchant, s, t, now).await?;
-                }
-            }
-        }
-    }
-    Ok(Collected::Charged(Box::new((after, payment))))
-}
-
-/// Retries a customer's open invoices at once (after a new default payment method was
-/// committed). Failures are logged: the payment-method change itself succeeded.
-pub(crate) async fn retry_open_invoices(
-    state: &AppState,
-    merchant: MerchantId,
-    customer: CustomerId,
-) {
-    if let Err(err) = retry_open_invoices_inner(state, merchant, customer).await {
-        tracing::warn!(code = err.code(), error = %err, customer = %customer,
-            "retrying open invoices after a payment-method change failed");
-    }
-}
-
-async fn retry_open_invoices_inner(
-    state: &AppState,
-    merchant: MerchantId,
-    customer: CustomerId,
-) -> ApiResult<()> {
-    let now = truncate(state.now());
-    let mut conn = state.db.conn().await?;
-    let ids: Vec<InvoiceId> =
-        repo::open_invoices_of_customer(&mut conn, merchant, customer).await?;
-    for id in ids {
-        conn.transaction(async |conn| {
-            let invoice = invoices_repo::get(conn, merchant, id, None, true).await?;
-            collect_in_tx(conn, state, merchant, invoice, now, Mode::Immediate).await?;
-            Ok::<_, ApiError>(())
-        })
-        .await?;
-    }
-    Ok(())
 }
 
 /// The merchant's billing settings (defaults until saved).

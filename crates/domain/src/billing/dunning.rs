@@ -20,6 +20,45 @@ pub const MAX_RETRIES: usize = 8;
 /// The latest a retry may be scheduled, in days after the first failure.
 pub const MAX_RETRY_DAY: u32 = 60;
 
+/// Who asked for a charge, which decides what a decline does to the invoice's schedule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ChargeMode {
+    /// The renewal engine, on the schedule: a decline schedules the next retry of the
+    /// policy, or ends dunning when none is left.
+    Scheduled,
+    /// The customer's new default payment method: a decline leaves the schedule as it was.
+    Immediate,
+    /// The merchant (`POST /v1/invoices/{id}/pay`): like `Immediate`, and it also charges
+    /// what dunning no longer does (an uncollectible invoice, an open one of a canceled
+    /// subscription).
+    Manual,
+}
+
+impl ChargeMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChargeMode::Scheduled => "scheduled",
+            ChargeMode::Immediate => "immediate",
+            ChargeMode::Manual => "manual",
+        }
+    }
+}
+
+impl std::str::FromStr for ChargeMode {
+    type Err = DomainError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            ChargeMode::Scheduled,
+            ChargeMode::Immediate,
+            ChargeMode::Manual,
+        ]
+        .into_iter()
+        .find(|m| m.as_str() == s)
+        .ok_or_else(|| DomainError::validation("mode", "is not a charge mode"))
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DunningFinalState {

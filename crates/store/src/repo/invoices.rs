@@ -497,6 +497,49 @@ pub struct NewPaymentAttempt {
     pub outcome: ChargeOutcome,
 }
 
+/// What may change about an invoice while a charge of it is prepared: read under the row
+/// lock, to check that an invoice read earlier is still the same.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InvoiceVersion {
+    pub id: InvoiceId,
+    pub status: InvoiceStatus,
+    pub attempt_count: u32,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Locks the merchant's invoices `ids` in id order, waiting for other holders, and
+/// returns their versions.
+pub async fn lock_versions(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    ids: &[InvoiceId],
+) -> StoreResult<Vec<InvoiceVersion>> {
+    let ids: Vec<uuid::Uuid> = ids.iter().map(|i| i.uuid()).collect();
+    let rows: Vec<(uuid::Uuid, String, i32, DateTime<Utc>)> = invoices::table
+        .filter(invoices::merchant_id.eq(merchant.uuid()))
+        .filter(invoices::id.eq_any(ids))
+        .order(invoices::id)
+        .select((
+            invoices::id,
+            invoices::status,
+            invoices::attempt_count,
+            invoices::updated_at,
+        ))
+        .for_update()
+        .load(conn)
+        .await?;
+    rows.into_iter()
+        .map(|(id, status, attempts, updated_at)| {
+            Ok(InvoiceVersion {
+                id: InvoiceId::from_uuid(id),
+                status: status.parse().map_err(StoreError::corrupt)?,
+                attempt_count: u32::try_from(attempts).map_err(StoreError::corrupt)?,
+                updated_at,
+            })
+        })
+        .collect()
+}
+
 /// Sets the status of a locked invoice that will not be charged again (`void` or
 /// `uncollectible`) and clears its next attempt. The caller checked the transition.
 pub async fn close(

@@ -2,6 +2,7 @@
 //! run several inside one transaction) and, for tenant data, the merchant id first.
 
 pub mod catalog;
+pub mod charge_intents;
 pub mod context;
 pub mod customers;
 pub mod discounts;

@@ -157,6 +157,20 @@ pub async fn default_for_customer(
         .transpose()
 }
 
+/// The gateway token of one of the merchant's payment methods, detached or not: a charge
+/// prepared with it is sent again with it after a crash, so that the gateway replays it.
+pub async fn token_of(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    id: PaymentMethodId,
+) -> StoreResult<String> {
+    Ok(payment_methods::table
+        .find((merchant.uuid(), id.uuid()))
+        .select(payment_methods::gateway_token)
+        .get_result(conn)
+        .await?)
+}
+
 /// The default payment methods of several customers (one query; customers without one
 /// are absent).
 pub async fn defaults_for_customers(

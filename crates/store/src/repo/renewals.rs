@@ -200,6 +200,57 @@ pub async fn lock_free_subscriptions(
         .collect()
 }
 
+/// Locks the merchant's subscriptions `ids`, waiting for any request that holds one, in
+/// id order (so two such batches never wait on each other in a cycle), and returns their
+/// statuses.
+pub async fn lock_subscriptions(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    ids: &[SubscriptionId],
+) -> StoreResult<Vec<(SubscriptionId, SubscriptionStatus)>> {
+    let ids: Vec<uuid::Uuid> = ids.iter().map(|i| i.uuid()).collect();
+    let rows: Vec<(uuid::Uuid, String)> = subscriptions::table
+        .filter(subscriptions::merchant_id.eq(merchant.uuid()))
+        .filter(subscriptions::id.eq_any(ids))
+        .order(subscriptions::id)
+        .select((subscriptions::id, subscriptions::status))
+        .for_update()
+        .load(conn)
+        .await?;
+    rows.into_iter()
+        .map(|(id, status)| {
+            Ok((
+                SubscriptionId::from_uuid(id),
+                status.parse().map_err(StoreError::corrupt)?,
+            ))
+        })
+        .collect()
+}
+
+/// Sets the next attempt of the merchant's `invoices` (`None`: no attempt is scheduled).
+/// The charge step uses it for the lease of its prepared charges: should a charge never
+/// be settled (a crash), the engine claims the invoice again when the lease ends.
+pub async fn schedule_attempts(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    invoices: &[InvoiceId],
+    at: Option<DateTime<Utc>>,
+) -> StoreResult<()> {
+    if invoices.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<uuid::Uuid> = invoices.iter().map(|i| i.uuid()).collect();
+    diesel::sql_query(
+        "UPDATE invoices SET next_payment_attempt_at = $3 WHERE merchant_id = $1 AND id = ANY($2)",
+    )
+    .bind::<Uuid, _>(merchant.uuid())
+    .bind::<Array<Uuid>, _>(ids)
+    .bind::<Nullable<Timestamptz>, _>(at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Saves renewed subscriptions of one merchant with one `UPDATE`: status, plan, period
 /// end, state and update time, rewritten from the domain value as
 /// `subscriptions::update` does. Only for subscriptions without scheduled changes or a
