@@ -3,10 +3,11 @@
 //! payments and refunds keep their amounts.
 
 use serde_json::{Value, json};
+use tenure_api::service::gdpr::complete_idempotent_request;
 use tenure_domain::clock::Clock;
 use tenure_domain::ids::MerchantId;
 use tenure_e2e::{TestApp, TestMerchant};
-use tenure_store::repo::idempotency::{self, Claim, Completion, StoredResponse};
+use tenure_store::repo::idempotency::{self, Claim, StoredResponse};
 
 use crate::fixtures;
 
@@ -297,6 +298,28 @@ async fn export_holds_everything_and_erase_anonymises_but_keeps_the_money() {
     }
     // Money is untouched.
     assert_eq!(totals(&app).await, before);
+    // A retry of the customer's creation replays it, anonymised, rather than creating a
+    // second customer with the erased data.
+    let customers_before = app.count("SELECT count(*) AS n FROM customers").await;
+    let replay = app
+        .post("/v1/customers")
+        .bearer(&m.key)
+        .header("Idempotency-Key", "create-ada")
+        .json(
+            &json!({"external_id": EXTERNAL_ID, "email": EMAIL, "name": NAME,
+            "locale": "en-GB", "metadata": {"crm": METADATA}, "tags": ["vip"]}),
+        )
+        .send()
+        .await
+        .expect(201);
+    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+    assert_eq!(replay.body["id"], ada.as_str());
+    assert!(replay.body["email"].is_null() && replay.body["name"].is_null());
+    assert_eq!(replay.body["external_id"], format!("erased_{ada}"));
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM customers").await,
+        customers_before
+    );
     assert_eq!(
         app.count(&format!(
             "SELECT count(*) AS n FROM payment_methods WHERE customer_id = '{ada_uuid}' AND detached_at IS NOT NULL AND NOT is_default"
@@ -381,89 +404,78 @@ fn stale_response(customer: &str) -> StoredResponse {
     StoredResponse {
         status: 200,
         headers: json!({"content-type": "application/json"}),
-        body: json!({"id": customer, "email": EMAIL})
+        body: json!({"id": customer, "object": "customer", "email": EMAIL, "name": NAME})
             .to_string()
             .into_bytes(),
     }
 }
 
 #[actix_web::test]
-async fn a_response_stored_after_the_erasure_committed_is_not_kept() {
+async fn a_response_stored_after_the_erasure_committed_is_kept_only_anonymised() {
     let app = TestApp::new().await;
     let m = app.merchant("A").await;
     let merchant: MerchantId = m.id.parse().unwrap();
     let ada = fixtures::customer(&app, &m, "ada").await;
     let control = fixtures::customer(&app, &m, "control").await;
     let mut conn = app.sql().await;
-    let claim = async |conn: &mut _, key: &str| {
-        let claimed_at = app.clock.now();
-        let claim = idempotency::claim(conn, &m.id, key, b"hash", claimed_at).await;
-        assert!(matches!(claim, Ok(Claim::Acquired)), "{claim:?}");
-        claimed_at
-    };
-    let stored_keys = async || {
-        app.count("SELECT count(*) AS n FROM idempotency_keys WHERE completed_at IS NOT NULL")
-            .await
+    let stored_body = async |key: &str| -> String {
+        #[derive(diesel::QueryableByName)]
+        struct Body {
+            #[diesel(sql_type = diesel::sql_types::Bytea)]
+            response_body: Vec<u8>,
+        }
+        let mut conn = app.sql().await;
+        let row: Body = diesel_async::RunQueryDsl::get_result(
+            diesel::sql_query(
+                "SELECT response_body FROM idempotency_keys WHERE idempotency_key = $1",
+            )
+            .bind::<diesel::sql_types::Text, _>(key),
+            &mut conn,
+        )
+        .await
+        .expect("the key is kept");
+        String::from_utf8(row.response_body).unwrap()
     };
 
     // Two requests began before the erasure: one about Ada, one about someone else.
-    let about_ada = claim(&mut conn, "about-ada").await;
-    let about_control = claim(&mut conn, "about-control").await;
+    let claimed_at = app.clock.now();
+    for key in ["about-ada", "about-control"] {
+        let claim = idempotency::claim(&mut conn, &m.id, key, b"hash", claimed_at).await;
+        assert!(matches!(claim, Ok(Claim::Acquired)), "{claim:?}");
+    }
     app.post(&format!("/v1/customers/{ada}/erase"))
         .bearer(&m.key)
         .send()
         .await
         .expect(200);
 
-    // They store their responses only now, after the erasure deleted those naming Ada.
-    let now = app.clock.now();
-    let kept = idempotency::complete(
-        &mut conn,
-        merchant,
-        &m.id,
-        "about-ada",
-        about_ada,
-        &stale_response(&ada),
-        now,
-    )
-    .await
-    .unwrap();
-    assert_eq!(kept, Completion::DroppedForErasure);
-    let kept = idempotency::complete(
-        &mut conn,
-        merchant,
-        &m.id,
-        "about-control",
-        about_control,
-        &stale_response(&control),
-        now,
-    )
-    .await
-    .unwrap();
-    assert_eq!(kept, Completion::Stored);
-    assert_eq!(stored_keys().await, 1);
-    assert_eq!(
-        app.count("SELECT count(*) AS n FROM idempotency_keys WHERE idempotency_key = 'about-ada'")
-            .await,
-        0,
-        "a retry runs the request again"
+    // They store their responses only now, after the erasure anonymised those naming Ada.
+    for (key, customer, anonymised) in [
+        ("about-ada", &ada, true),
+        ("about-control", &control, false),
+    ] {
+        let done = complete_idempotent_request(
+            &mut conn,
+            merchant,
+            (&m.id, key, claimed_at),
+            &stale_response(customer),
+            app.clock.now(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(done, anonymised, "{key}");
+    }
+    // Ada's is kept, so a retry replays it rather than running again, but without her data.
+    let about_ada = stored_body("about-ada").await;
+    assert!(about_ada.contains(&ada), "{about_ada}");
+    assert!(
+        !about_ada.contains(EMAIL) && !about_ada.contains(NAME),
+        "{about_ada}"
     );
-
-    // A request that begins long after the erasure can only have read erased data, and
-    // keeps its response.
-    app.clock.advance(chrono::Duration::minutes(10));
-    let later = claim(&mut conn, "later").await;
-    let kept = idempotency::complete(
-        &mut conn,
-        merchant,
-        &m.id,
-        "later",
-        later,
-        &stale_response(&ada),
-        app.clock.now(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(kept, Completion::Stored);
-    assert_eq!(stored_keys().await, 2);
+    assert!(stored_body("about-control").await.contains(EMAIL));
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM idempotency_keys WHERE completed_at IS NOT NULL")
+            .await,
+        2
+    );
 }

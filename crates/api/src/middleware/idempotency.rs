@@ -13,7 +13,7 @@ use actix_web::{Error, HttpMessage, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use tenure_domain::ids::MerchantId;
-use tenure_store::repo::idempotency::{self, Claim, Completion, StoredResponse};
+use tenure_store::repo::idempotency::{self, Claim, StoredResponse};
 
 use crate::auth::authenticate;
 use crate::error::ApiError;
@@ -171,20 +171,18 @@ async fn remember(
                 headers: serde_json::Value::Object(headers),
                 body: body.to_vec(),
             };
-            let completion = idempotency::complete(
+            let anonymised = crate::service::gdpr::complete_idempotent_request(
                 &mut conn,
                 claimed.merchant,
-                claimed.scope,
-                claimed.key,
-                claimed.at,
+                (claimed.scope, claimed.key, claimed.at),
                 &stored,
                 state.now(),
             )
             .await?;
-            if completion == Completion::DroppedForErasure {
+            if anonymised {
                 tracing::info!(
                     key = claimed.key,
-                    "idempotent response not kept: it names a customer erased meanwhile"
+                    "idempotent response anonymised: it names a customer erased meanwhile"
                 );
             }
         } else {

@@ -1,7 +1,7 @@
 //! GDPR: export everything Tenure holds about a customer, and erase (anonymise) a
 //! customer's personal data while keeping its financial records. See docs/customers.md.
 
-use chrono::SubsecRound;
+use chrono::{DateTime, SubsecRound, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde_json::Value;
 use tenure_domain::customer::Customer;
@@ -13,6 +13,7 @@ use tenure_domain::subscription::Actor;
 use tenure_store::PageRequest;
 use tenure_store::repo::customers as customers_repo;
 use tenure_store::repo::gdpr as repo;
+use tenure_store::repo::idempotency::{self, Completion, StoredResponse};
 use tenure_store::repo::invoices::{self, InvoiceFilter};
 use tenure_store::repo::payment_methods;
 use tenure_store::repo::subscriptions::{self as subs_repo, SubscriptionFilter};
@@ -220,6 +221,64 @@ pub fn scrub(value: &mut Value, erased: &CustomerDto) {
     }
 }
 
+/// A stored response body with the personal data of the `erased` customers scrubbed as in
+/// event snapshots. A body that is not JSON (none of Tenure's are) keeps nothing.
+fn anonymised(body: &[u8], erased: &[CustomerDto]) -> Vec<u8> {
+    let Ok(mut value) = serde_json::from_slice::<Value>(body) else {
+        return Vec::new();
+    };
+    for customer in erased {
+        scrub(&mut value, customer);
+    }
+    serde_json::to_vec(&value).unwrap_or_default()
+}
+
+/// Rewrites every stored idempotent response of the merchant (and its portal sessions)
+/// that names the erased customer in its anonymised form. The key stays, so a retry
+/// replays the anonymised response instead of running the request again (a refund
+/// retried after an erasure must not pay out twice).
+async fn anonymise_stored_responses(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    erased: &CustomerDto,
+) -> ApiResult<()> {
+    let id: CustomerId = erased
+        .id
+        .parse()
+        .map_err(|_| ApiError::internal("an erased customer's id does not parse"))?;
+    for stored in idempotency::responses_naming(conn, merchant, id).await? {
+        let body = anonymised(&stored.body, std::slice::from_ref(erased));
+        idempotency::replace_body(conn, &stored.scope, &stored.key, &body).await?;
+    }
+    Ok(())
+}
+
+/// Stores the response of an idempotent request (`idempotency::complete`) and, when it
+/// names customers whose erasure committed while the request ran, replaces it with its
+/// anonymised form. Returns whether it did.
+pub async fn complete_idempotent_request(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    claimed: (&str, &str, DateTime<Utc>),
+    response: &StoredResponse,
+    now: DateTime<Utc>,
+) -> ApiResult<bool> {
+    let (scope, key, claimed_at) = claimed;
+    let completion =
+        idempotency::complete(conn, merchant, scope, key, claimed_at, response, now).await?;
+    let Completion::NamesErased(ids) = completion else {
+        return Ok(false);
+    };
+    let mut erased = Vec::with_capacity(ids.len());
+    for id in ids {
+        erased.push(CustomerDto::from(
+            &customers_repo::get(conn, merchant, id, false).await?,
+        ));
+    }
+    idempotency::replace_body(conn, scope, key, &anonymised(&response.body, &erased)).await?;
+    Ok(true)
+}
+
 /// The merchant's own id of an erased customer: unique, and free of the original (which
 /// may have been an e-mail address).
 pub fn erased_external_id(id: CustomerId) -> String {
@@ -264,6 +323,7 @@ pub async fn erase(state: &AppState, merchant: MerchantId, id: CustomerId) -> Ap
         customers_repo::update(conn, merchant, &after).await?;
         repo::anonymise_related(conn, merchant, id, updated_at).await?;
         let erased = CustomerDto::from(&after);
+        anonymise_stored_responses(conn, merchant, &erased).await?;
         for event in repo::events_of(conn, merchant, id).await? {
             let mut data = event.data.clone();
             scrub(&mut data, &erased);
@@ -293,8 +353,16 @@ pub async fn erase(state: &AppState, merchant: MerchantId, id: CustomerId) -> Ap
         Ok(after)
     })
     .await?;
-    // Again after the commit: see `forget_responses_naming` for the race this closes.
-    repo::forget_responses_naming(&mut conn, merchant, id).await?;
+    // Again after the commit: a request that read the customer before the erasure
+    // committed may have stored its response since the first pass (`idempotency::complete`
+    // covers those stored after this one). The erasure itself is done, so a failure here
+    // is logged rather than answered.
+    if let Err(err) =
+        anonymise_stored_responses(&mut conn, merchant, &CustomerDto::from(&erased)).await
+    {
+        tracing::error!(error = %err, customer = %id,
+            "stored responses could not be anonymised again after the erasure");
+    }
     Ok(erased)
 }
 

@@ -1,5 +1,5 @@
 //! Charge intents: a charge decided and committed before the gateway is called, deleted
-//! by the transaction that records its outcome (migration 000017 says why). At most one
+//! by the transaction that records its outcome (migration 000016 says why). At most one
 //! per invoice.
 
 use chrono::{DateTime, Utc};

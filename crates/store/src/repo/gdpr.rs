@@ -157,8 +157,8 @@ pub async fn live_subscriptions(
 /// Anonymises everything personal the customer's other rows hold: note bodies, ticket
 /// subjects and message bodies, cancellation messages; payment methods are detached and
 /// lose their gateway token (brand, last4 and expiry stay, as on the invoices' payments).
-/// Stored idempotent responses that mention the customer are dropped. Invoices, their
-/// lines, payments and refunds are not touched.
+/// Invoices, their lines, payments and refunds are not touched. (Stored idempotent
+/// responses are anonymised by the service, which holds the scrubbing rules.)
 pub async fn anonymise_related(
     conn: &mut AsyncPgConnection,
     merchant: MerchantId,
@@ -192,30 +192,6 @@ pub async fn anonymise_related(
     .bind::<SqlUuid, _>(m)
     .bind::<SqlUuid, _>(c)
     .bind::<Timestamptz, _>(at)
-    .execute(conn)
-    .await?;
-    forget_responses_naming(conn, merchant, customer).await
-}
-
-/// Deletes the stored responses of the merchant's (and its customers' portal) requests
-/// that name the customer, so that a replay cannot bring erased data back.
-///
-/// Run inside the erasure's transaction and once more after its commit: a request that
-/// read the customer before the erasure committed may store its response after the
-/// first run. One that stores it after the second run finds the erasure committed, and
-/// `idempotency::complete` drops it itself.
-pub async fn forget_responses_naming(
-    conn: &mut AsyncPgConnection,
-    merchant: MerchantId,
-    customer: CustomerId,
-) -> StoreResult<()> {
-    diesel::sql_query(
-        "DELETE FROM idempotency_keys
-          WHERE (scope = $1 OR scope LIKE $1 || '/%')
-            AND position(convert_to($2, 'UTF8') IN coalesce(response_body, ''::bytea)) > 0",
-    )
-    .bind::<Text, _>(merchant.to_string())
-    .bind::<Text, _>(customer.to_string())
     .execute(conn)
     .await?;
     Ok(())

@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use diesel::prelude::*;
+use diesel::sql_types::{Bytea, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tenure_domain::ids::{CustomerId, MerchantId};
 
@@ -97,24 +98,30 @@ pub async fn claim(
     })
 }
 
-/// Whether [`complete`] kept the response.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What [`complete`] found in the response it stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Completion {
     Stored,
-    /// The response names a customer whose erasure committed while the request ran, so
-    /// it was dropped with its key: a retry runs the request again.
-    DroppedForErasure,
+    /// The response names customers whose erasure committed while the request ran: the
+    /// caller must replace it with its anonymised form ([`replace_body`]).
+    NamesErased(Vec<CustomerId>),
 }
+
+/// How far back an erasure may have begun and still not be reflected in what a request
+/// read: an erasure transaction running when the request began. Generous, as finding
+/// one only costs rewriting a stored response with what it already holds.
+pub const ERASURE_WINDOW: Duration = Duration::hours(1);
 
 /// Stores the response of the request that claimed the key at `claimed_at`.
 ///
 /// A request may read a customer just before an erasure commits and store what it read
-/// just after the erasure deleted the stored responses naming that customer. So once the
-/// response is stored (and committed), the customers of `merchant` erased since shortly
-/// before the claim are looked up, and a response that names one is dropped. The margin
-/// ([`ABANDONED_AFTER`]) covers an erasure that began before the claim and committed
-/// after it; the erasure deletes such responses once more after its commit, which
-/// covers a response stored before this lookup could see the erasure.
+/// just after the erasure anonymised the stored responses naming that customer. So once
+/// the response is stored (and committed), the customers it names that were erased
+/// since shortly before the claim are looked up and returned, for the caller to
+/// anonymise the stored response. The erasure anonymises stored responses once more
+/// after its commit, which covers a response stored before this lookup could see the
+/// erasure. Either way the key stays: a retry replays the anonymised response rather
+/// than running the request a second time.
 pub async fn complete(
     conn: &mut AsyncPgConnection,
     merchant: MerchantId,
@@ -124,33 +131,112 @@ pub async fn complete(
     response: &StoredResponse,
     now: DateTime<Utc>,
 ) -> StoreResult<Completion> {
-    let this_key = keys::scope.eq(scope).and(keys::idempotency_key.eq(key));
-    diesel::update(keys::table.filter(this_key))
-        .set((
-            keys::response_status.eq(i16::try_from(response.status).unwrap_or(500)),
-            keys::response_headers.eq(&response.headers),
-            keys::response_body.eq(&response.body),
-            keys::completed_at.eq(now),
-        ))
-        .execute(conn)
-        .await?;
+    diesel::update(
+        keys::table
+            .filter(keys::scope.eq(scope))
+            .filter(keys::idempotency_key.eq(key)),
+    )
+    .set((
+        keys::response_status.eq(i16::try_from(response.status).unwrap_or(500)),
+        keys::response_headers.eq(&response.headers),
+        keys::response_body.eq(&response.body),
+        keys::completed_at.eq(now),
+    ))
+    .execute(conn)
+    .await?;
+    let named = customer_ids_in(&response.body);
+    if named.is_empty() {
+        return Ok(Completion::Stored);
+    }
     let erased: Vec<uuid::Uuid> = customers::table
         .filter(customers::merchant_id.eq(merchant.uuid()))
-        .filter(customers::erased_at.ge(claimed_at - ABANDONED_AFTER))
+        .filter(customers::id.eq_any(named))
+        .filter(customers::erased_at.ge(claimed_at - ERASURE_WINDOW))
         .select(customers::id)
         .load(conn)
         .await?;
-    let names_erased = erased.into_iter().any(|id| {
-        let id = CustomerId::from_uuid(id).to_string();
-        response.body.windows(id.len()).any(|w| w == id.as_bytes())
-    });
-    if !names_erased {
-        return Ok(Completion::Stored);
+    Ok(match erased.is_empty() {
+        true => Completion::Stored,
+        false => Completion::NamesErased(erased.into_iter().map(CustomerId::from_uuid).collect()),
+    })
+}
+
+/// The customer ids (`cus_…`) a response body names, each once.
+fn customer_ids_in(body: &[u8]) -> Vec<uuid::Uuid> {
+    const PREFIX: &[u8] = b"cus_";
+    // A TypeID's suffix: 26 characters of Crockford base32.
+    const SUFFIX: usize = 26;
+    let mut ids: Vec<uuid::Uuid> = body
+        .windows(PREFIX.len() + SUFFIX)
+        .filter(|w| w.starts_with(PREFIX))
+        .filter_map(|w| std::str::from_utf8(w).ok()?.parse::<CustomerId>().ok())
+        .map(|id| id.uuid())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// Replaces the body of a stored response (with its anonymised form).
+pub async fn replace_body(
+    conn: &mut AsyncPgConnection,
+    scope: &str,
+    key: &str,
+    body: &[u8],
+) -> StoreResult<()> {
+    diesel::update(
+        keys::table
+            .filter(keys::scope.eq(scope))
+            .filter(keys::idempotency_key.eq(key))
+            .filter(keys::completed_at.is_not_null()),
+    )
+    .set(keys::response_body.eq(body))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A stored response: its key and body.
+#[derive(Debug, Clone)]
+pub struct StoredBody {
+    pub scope: String,
+    pub key: String,
+    pub body: Vec<u8>,
+}
+
+/// The stored responses of the merchant's (and its customers' portal) requests that
+/// name `customer`.
+pub async fn responses_naming(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    customer: CustomerId,
+) -> StoreResult<Vec<StoredBody>> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        scope: String,
+        #[diesel(sql_type = Text)]
+        idempotency_key: String,
+        #[diesel(sql_type = Bytea)]
+        response_body: Vec<u8>,
     }
-    diesel::delete(keys::table.filter(this_key))
-        .execute(conn)
-        .await?;
-    Ok(Completion::DroppedForErasure)
+    let rows: Vec<Row> = diesel::sql_query(
+        "SELECT scope, idempotency_key, response_body FROM idempotency_keys
+          WHERE (scope = $1 OR scope LIKE $1 || '/%') AND response_body IS NOT NULL
+            AND position(convert_to($2, 'UTF8') IN response_body) > 0",
+    )
+    .bind::<Text, _>(merchant.to_string())
+    .bind::<Text, _>(customer.to_string())
+    .load(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| StoredBody {
+            scope: r.scope,
+            key: r.idempotency_key,
+            body: r.response_body,
+        })
+        .collect())
 }
 
 /// Forgets a key whose request failed in a way worth retrying.
@@ -173,4 +259,21 @@ pub async fn purge_expired(conn: &mut AsyncPgConnection, now: DateTime<Utc>) -> 
             .execute(conn)
             .await?,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn customer_ids_are_found_once_each_and_nothing_else() {
+        let (a, b) = (CustomerId::new(), CustomerId::new());
+        let body = format!(
+            r#"{{"id":"{a}","customer":{{"id":"{b}"}},"again":"{a}","cus_":"cus_short","sub":"sub_01h455vb4pex5vsknk084sn02q"}}"#
+        );
+        let mut expected = vec![a.uuid(), b.uuid()];
+        expected.sort_unstable();
+        assert_eq!(customer_ids_in(body.as_bytes()), expected);
+        assert!(customer_ids_in(b"{}").is_empty());
+    }
 }

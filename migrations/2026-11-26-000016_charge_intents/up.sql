@@ -4,6 +4,12 @@
 -- exists nothing else charges, voids or gives up the invoice. After a crash, the engine
 -- finds it once the invoice's lease (next_payment_attempt_at) ends and sends the same
 -- request again, whose idempotency key makes the gateway replay its first answer.
+
+-- Adding a foreign key waits for SHARE ROW EXCLUSIVE on the tables it names, and every
+-- write to them queues behind that wait: give up after 10 s (the migration fails and
+-- can be run again) rather than stall writes behind a long transaction.
+SET LOCAL lock_timeout = '10s';
+
 CREATE TABLE charge_intents (
     merchant_id        uuid NOT NULL,
     invoice_id         uuid NOT NULL,
