@@ -110,7 +110,7 @@ pub struct WorkerArgs {
     pub renewal_tasks: u16,
     /// How long a charge prepared for the gateway may take before another worker sends
     /// it again (with the same idempotency key, so the gateway replays it), in seconds.
-    /// Longer than the gateway's slowest answer; a shorter lease only costs replays.
+    /// More than twice the gateway's timeout: a batch stops sending at half the lease.
     #[arg(long, env = "TENURE_CHARGE_LEASE_SECS", default_value_t = 300,
         value_parser = clap::value_parser!(u32).range(1..=86_400))]
     pub charge_lease_secs: u32,

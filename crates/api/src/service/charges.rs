@@ -86,6 +86,12 @@ enum Outcome {
     Charge(ChargeOutcome),
 }
 
+/// When a lease taken now ends. Counted from the clock's time when it is later than the
+/// round's `now` (the renewals of the round took time), so the calls get the whole lease.
+fn lease_end(state: &AppState, now: DateTime<Utc>) -> DateTime<Utc> {
+    now.max(truncate(state.now())) + state.charge_lease
+}
+
 /// Step 2: the gateway call, outside any transaction.
 fn call(state: &AppState, p: &Prepared) -> Outcome {
     if p.intent.amount == 0 {
@@ -166,13 +172,20 @@ fn new_intent(
 // The renewal engine
 
 /// Charges up to `batch` due invoices, in batches of [`CHARGE_CHUNK`]: each one prepared
-/// in one transaction, sent, and settled in a second.
+/// in one transaction, sent, and settled in a transaction per merchant.
+///
+/// A batch's calls run one after another, so they stop once half the lease has passed:
+/// those not sent by then are released (their intent deleted, their schedule restored)
+/// and claimed afresh. No charge is then still in flight when its lease ends, as long
+/// as one call takes less than half the lease, and no other worker sends the same key
+/// while the first call is open (a real gateway would refuse it as a concurrent request).
 pub(crate) async fn collect_due(
     conn: &mut AsyncPgConnection,
     state: &AppState,
     now: DateTime<Utc>,
     batch: usize,
 ) -> ApiResult<usize> {
+    let half_lease = state.charge_lease.to_std().unwrap_or_default() / 2;
     let mut skip = Vec::new();
     let mut done = 0;
     while done < batch {
@@ -183,22 +196,46 @@ pub(crate) async fn collect_due(
         if claimed.count == 0 {
             break;
         }
-        let charged: Vec<(Prepared, Outcome)> = claimed
-            .prepared
-            .into_iter()
-            .map(|p| {
+        let stop_at = std::time::Instant::now() + half_lease;
+        let mut by_merchant: BTreeMap<uuid::Uuid, Sent> = BTreeMap::new();
+        for p in claimed.prepared {
+            let sent = by_merchant.entry(p.merchant.uuid()).or_default();
+            if std::time::Instant::now() < stop_at {
                 let outcome = call(state, &p);
-                (p, outcome)
-            })
-            .collect();
-        let set_aside = conn
-            .transaction(async |conn| settle_batch(conn, state, now, &charged).await)
-            .await?;
-        done += claimed.count - claimed.busy.len() - set_aside.len();
+                sent.charged.push((p, outcome));
+            } else {
+                sent.unsent.push(p);
+            }
+        }
+        let mut set_aside = Vec::new();
+        let mut released = 0;
+        for (merchant, sent) in by_merchant {
+            let merchant = MerchantId::from_uuid(merchant);
+            released += sent.unsent.len();
+            set_aside.extend(
+                conn.transaction(async |conn| {
+                    settle_merchant(conn, state, merchant, &sent, now).await
+                })
+                .await?,
+            );
+        }
+        done += claimed.count - claimed.busy.len() - set_aside.len() - released;
         skip.extend(claimed.busy);
         skip.extend(set_aside);
+        if released > 0 {
+            // The gateway is slow: let the next round (or another worker) go on.
+            break;
+        }
     }
     Ok(done)
+}
+
+/// One merchant's part of a batch after the calls.
+#[derive(Default)]
+struct Sent {
+    charged: Vec<(Prepared, Outcome)>,
+    /// Prepared but not sent: half the lease had passed.
+    unsent: Vec<Prepared>,
 }
 
 struct Claimed {
@@ -303,7 +340,7 @@ async fn prepare_batch(
             }
         }
         intents_repo::insert(conn, merchant, &intents).await?;
-        repo::schedule_attempts(conn, merchant, &leased, Some(now + state.charge_lease)).await?;
+        repo::schedule_attempts(conn, merchant, &leased, Some(lease_end(state, now))).await?;
         repo::schedule_attempts(conn, merchant, &stopped, None).await?;
     }
     Ok(Claimed {
@@ -313,75 +350,95 @@ async fn prepare_batch(
     })
 }
 
-/// Step 3 for the engine. The common case — a successful scheduled charge of an open
-/// invoice of an `active` subscription — is recorded in bulk per merchant: one insert of
-/// the payments, one update marking the invoices paid, one insert of the `invoice.paid`
-/// events. Everything else (declines, recoveries, dunning's end, invoices without a
-/// subscription) is settled one by one in a savepoint each, so one that fails is set
-/// aside (returned; its intent waits for its lease to end) without undoing the others.
-async fn settle_batch(
+/// Step 3 for the engine, for one merchant in a transaction of its own (so it never
+/// waits for another merchant's rows while holding this one's invoice counter). The
+/// common case — a successful scheduled charge of an open invoice of an `active`
+/// subscription — is recorded in bulk: one insert of the payments, one update marking
+/// the invoices paid, one insert of the `invoice.paid` events. Everything else
+/// (declines, recoveries, dunning's end, invoices without a subscription) is settled one
+/// by one in a savepoint each, so one that fails is set aside (returned; its intent waits
+/// for its lease to end) without undoing the others. Charges not sent are released.
+async fn settle_merchant(
     conn: &mut AsyncPgConnection,
     state: &AppState,
+    merchant: MerchantId,
+    sent: &Sent,
     now: DateTime<Utc>,
-    charged: &[(Prepared, Outcome)],
 ) -> ApiResult<Vec<uuid::Uuid>> {
-    let mut by_merchant: BTreeMap<uuid::Uuid, Vec<&(Prepared, Outcome)>> = BTreeMap::new();
-    for c in charged {
-        by_merchant.entry(c.0.merchant.uuid()).or_default().push(c);
-    }
-    let mut set_aside_ids = Vec::new();
-    for (merchant, charged) in by_merchant {
-        let merchant = MerchantId::from_uuid(merchant);
-        let mut sub_ids: Vec<SubscriptionId> = charged
-            .iter()
-            .filter_map(|(p, _)| p.invoice.subscription_id)
-            .collect();
-        sub_ids.sort_unstable_by_key(|s| s.uuid());
-        sub_ids.dedup();
-        let subs: HashMap<SubscriptionId, SubscriptionStatus> =
-            repo::lock_subscriptions(conn, merchant, &sub_ids)
-                .await?
-                .into_iter()
-                .collect();
-        let ids: Vec<InvoiceId> = charged.iter().map(|(p, _)| p.invoice.id).collect();
-        let versions: HashMap<InvoiceId, invoices_repo::InvoiceVersion> =
-            invoices_repo::lock_versions(conn, merchant, &ids)
-                .await?
-                .into_iter()
-                .map(|v| (v.id, v))
-                .collect();
-        let (bulk, one_by_one): (Vec<_>, Vec<_>) = charged
-            .into_iter()
-            .partition(|(p, o)| bulk_candidate(p, o, versions.get(&p.invoice.id), &subs));
-        let attempts: Vec<(InvoiceId, u32)> = bulk
-            .iter()
-            .map(|(p, _)| (p.invoice.id, p.intent.attempt))
-            .collect();
-        let taken: HashSet<InvoiceId> = intents_repo::take(conn, merchant, &attempts)
+    let all = sent.charged.iter().map(|(p, _)| p).chain(&sent.unsent);
+    let mut sub_ids: Vec<SubscriptionId> = all
+        .clone()
+        .filter_map(|p| p.invoice.subscription_id)
+        .collect();
+    sub_ids.sort_unstable_by_key(|s| s.uuid());
+    sub_ids.dedup();
+    let subs: HashMap<SubscriptionId, SubscriptionStatus> =
+        repo::lock_subscriptions(conn, merchant, &sub_ids)
             .await?
             .into_iter()
             .collect();
-        let paid: Vec<(&Invoice, NewPaymentAttempt)> = bulk
-            .iter()
-            .filter(|(p, _)| taken.contains(&p.invoice.id))
-            .filter_map(|(p, o)| match o {
-                Outcome::Charge(outcome) => Some((&p.invoice, attempt_of(state, p, outcome))),
-                Outcome::NothingDue => None,
-            })
+    let ids: Vec<InvoiceId> = all.map(|p| p.invoice.id).collect();
+    let versions: HashMap<InvoiceId, invoices_repo::InvoiceVersion> =
+        invoices_repo::lock_versions(conn, merchant, &ids)
+            .await?
+            .into_iter()
+            .map(|v| (v.id, v))
             .collect();
-        record_paid_in_bulk(conn, merchant, paid, now).await?;
-        for (p, outcome) in one_by_one {
-            let id = p.invoice.id;
-            let settled = conn
-                .transaction(async |conn| settle_locked(conn, state, p, outcome, now).await)
-                .await;
-            if let Err(err) = settled {
-                set_aside(&err, "charge", &id.to_string())?;
-                set_aside_ids.push(id.uuid());
-            }
+    release_unsent(conn, merchant, &sent.unsent).await?;
+    let (bulk, one_by_one): (Vec<_>, Vec<_>) = sent
+        .charged
+        .iter()
+        .partition(|(p, o)| bulk_candidate(p, o, versions.get(&p.invoice.id), &subs));
+    let attempts: Vec<(InvoiceId, u32)> = bulk
+        .iter()
+        .map(|(p, _)| (p.invoice.id, p.intent.attempt))
+        .collect();
+    let taken: HashSet<InvoiceId> = intents_repo::take(conn, merchant, &attempts)
+        .await?
+        .into_iter()
+        .collect();
+    let paid: Vec<(&Invoice, NewPaymentAttempt)> = bulk
+        .iter()
+        .filter(|(p, _)| taken.contains(&p.invoice.id))
+        .filter_map(|(p, o)| match o {
+            Outcome::Charge(outcome) => Some((&p.invoice, attempt_of(state, p, outcome))),
+            Outcome::NothingDue => None,
+        })
+        .collect();
+    record_paid_in_bulk(conn, merchant, paid, now).await?;
+    let mut set_aside_ids = Vec::new();
+    for (p, outcome) in one_by_one {
+        let id = p.invoice.id;
+        let settled = conn
+            .transaction(async |conn| settle_locked(conn, state, p, outcome, now).await)
+            .await;
+        if let Err(err) = settled {
+            set_aside(&err, "charge", &id.to_string())?;
+            set_aside_ids.push(id.uuid());
         }
     }
     Ok(set_aside_ids)
+}
+
+/// Deletes the intents of charges that were never sent and gives their invoices back
+/// their schedule, for the next claim to prepare them afresh.
+async fn release_unsent(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    unsent: &[Prepared],
+) -> ApiResult<()> {
+    let attempts: Vec<(InvoiceId, u32)> = unsent
+        .iter()
+        .map(|p| (p.invoice.id, p.intent.attempt))
+        .collect();
+    let taken: HashSet<InvoiceId> = intents_repo::take(conn, merchant, &attempts)
+        .await?
+        .into_iter()
+        .collect();
+    for p in unsent.iter().filter(|p| taken.contains(&p.invoice.id)) {
+        repo::schedule_attempts(conn, merchant, &[p.invoice.id], p.intent.resume_at).await?;
+    }
+    Ok(())
 }
 
 /// Whether a sent charge may be recorded in bulk: a successful scheduled charge of an
@@ -574,7 +631,7 @@ async fn prepare_one(
     }
     let intent = new_intent(&invoice, card.as_ref(), mode, now);
     intents_repo::insert(conn, merchant, std::slice::from_ref(&intent)).await?;
-    repo::schedule_attempts(conn, merchant, &[id], Some(now + state.charge_lease)).await?;
+    repo::schedule_attempts(conn, merchant, &[id], Some(lease_end(state, now))).await?;
     Ok(Some(Prepared {
         merchant,
         invoice,
@@ -603,6 +660,8 @@ async fn settle_locked(
     {
         return Ok(None);
     }
+    // The lease ends with the intent: events show the schedule the attempt was made on.
+    repo::schedule_attempts(conn, merchant, &[id], p.intent.resume_at).await?;
     let before = invoices_repo::get(conn, merchant, id, None, true).await?;
     let sub = match before.subscription_id {
         Some(s) => Some(subs_repo::get(conn, merchant, s, true).await?),

@@ -11,6 +11,7 @@ use tenure_domain::ids::{
 };
 use tenure_domain::subscription::Actor;
 use tenure_store::PageRequest;
+use tenure_store::repo::charge_intents;
 use tenure_store::repo::customers as customers_repo;
 use tenure_store::repo::gdpr as repo;
 use tenure_store::repo::idempotency::{self, Completion, StoredResponse};
@@ -201,18 +202,27 @@ const PERSONAL_KEYS: [&str; 7] = [
     "decline_message",
 ];
 
-/// Removes personal data from an event snapshot of the erased customer, in place.
+/// Replaces the value of a personal field with its erased form; false for other fields.
+fn scrub_field(key: &str, value: &mut Value, erased: &CustomerDto) -> bool {
+    match key {
+        k if PERSONAL_KEYS.contains(&k) => *value = Value::Null,
+        "metadata" => *value = Value::Object(Default::default()),
+        "tags" => *value = Value::Array(Vec::new()),
+        "external_id" => *value = Value::String(erased.external_id.clone()),
+        "subject" => *value = Value::String(repo::ERASED_TEXT.to_owned()),
+        _ => return false,
+    }
+    true
+}
+
+/// Removes personal data from an event snapshot of the erased customer, in place: every
+/// personal field at any depth (the event is about the customer).
 pub fn scrub(value: &mut Value, erased: &CustomerDto) {
     match value {
         Value::Object(map) => {
             for (key, v) in map.iter_mut() {
-                match key.as_str() {
-                    k if PERSONAL_KEYS.contains(&k) => *v = Value::Null,
-                    "metadata" => *v = Value::Object(Default::default()),
-                    "tags" => *v = Value::Array(Vec::new()),
-                    "external_id" => *v = Value::String(erased.external_id.clone()),
-                    "subject" => *v = Value::String(repo::ERASED_TEXT.to_owned()),
-                    _ => scrub(v, erased),
+                if !scrub_field(key, v, erased) {
+                    scrub(v, erased);
                 }
             }
         }
@@ -221,14 +231,38 @@ pub fn scrub(value: &mut Value, erased: &CustomerDto) {
     }
 }
 
-/// A stored response body with the personal data of the `erased` customers scrubbed as in
-/// event snapshots. A body that is not JSON (none of Tenure's are) keeps nothing.
+/// Removes personal data from a response body, in place, from the objects that belong to
+/// the erased customer only: the customer (`id`), the objects that name it
+/// (`customer_id`), and the objects without an id of their own inside those (a ticket's
+/// messages). Another customer, a plan or a product in the same body keep their fields.
+fn scrub_owned(value: &mut Value, erased: &CustomerDto, owned: bool) {
+    match value {
+        Value::Object(map) => {
+            let names = |k: &str| map.get(k).and_then(Value::as_str) == Some(erased.id.as_str());
+            let owned = if names("id") || names("customer_id") {
+                true
+            } else {
+                owned && !map.contains_key("id")
+            };
+            for (key, v) in map.iter_mut() {
+                if !(owned && scrub_field(key, v, erased)) {
+                    scrub_owned(v, erased, owned);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| scrub_owned(v, erased, owned)),
+        _ => {}
+    }
+}
+
+/// A stored response body with the personal data of the `erased` customers scrubbed. A
+/// body that is not JSON (none of Tenure's are) keeps nothing.
 fn anonymised(body: &[u8], erased: &[CustomerDto]) -> Vec<u8> {
     let Ok(mut value) = serde_json::from_slice::<Value>(body) else {
         return Vec::new();
     };
     for customer in erased {
-        scrub(&mut value, customer);
+        scrub_owned(&mut value, customer, false);
     }
     serde_json::to_vec(&value).unwrap_or_default()
 }
@@ -296,6 +330,11 @@ pub async fn erase(state: &AppState, merchant: MerchantId, id: CustomerId) -> Ap
             .map_err(ApiError::from_store("customer"))?;
         if before.erased_at.is_some() {
             return Ok(before);
+        }
+        // The card's token is erased below, and a charge in flight must be sent again
+        // exactly as it was should its worker stop (service::charges).
+        if charge_intents::any_for_customer(conn, merchant, id).await? {
+            return Err(super::charges::payment_in_progress());
         }
         let live = repo::live_subscriptions(conn, merchant, id).await?;
         if live > 0 {
@@ -371,10 +410,9 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    #[test]
-    fn scrub_removes_personal_fields_at_any_depth() {
-        let id = CustomerId::new();
-        let erased = CustomerDto {
+    fn erased_customer(id: CustomerId) -> CustomerDto {
+        let now = chrono::Utc::now();
+        CustomerDto {
             id: id.to_string(),
             object: "customer".to_owned(),
             external_id: erased_external_id(id),
@@ -383,10 +421,54 @@ mod tests {
             locale: None,
             metadata: Default::default(),
             tags: Vec::new(),
-            created_at: chrono::Utc::now(),
-            updated_at: chrono::Utc::now(),
-            erased_at: Some(chrono::Utc::now()),
-        };
+            created_at: now,
+            updated_at: now,
+            erased_at: Some(now),
+        }
+    }
+
+    #[test]
+    fn a_response_loses_the_erased_customer_s_data_and_keeps_everyone_else_s() {
+        let id = CustomerId::new();
+        let erased = erased_customer(id);
+        let other = CustomerId::new().to_string();
+        let body = json!({
+            "data": [
+                {"id": id.to_string(), "email": "ada@example.org", "external_id": "ada-1",
+                 "metadata": {"crm": "x"}},
+                {"id": other, "email": "bob@example.org", "external_id": "bob-1"},
+                {"id": "sub_1", "customer_id": id.to_string(),
+                 "plan": {"id": "plan_1", "name": "Gold"},
+                 "cancellation": {"message": "too dear"}},
+                {"id": "tkt_1", "customer_id": other, "subject": "Bob's question"}
+            ]
+        });
+        let scrubbed: Value = serde_json::from_slice(&anonymised(
+            body.to_string().as_bytes(),
+            std::slice::from_ref(&erased),
+        ))
+        .unwrap();
+        assert_eq!(
+            scrubbed,
+            json!({
+                "data": [
+                    {"id": id.to_string(), "email": null, "external_id": erased.external_id,
+                     "metadata": {}},
+                    {"id": other, "email": "bob@example.org", "external_id": "bob-1"},
+                    {"id": "sub_1", "customer_id": id.to_string(),
+                     "plan": {"id": "plan_1", "name": "Gold"},
+                     "cancellation": {"message": null}},
+                    {"id": "tkt_1", "customer_id": other, "subject": "Bob's question"}
+                ]
+            })
+        );
+        assert!(anonymised(b"not json", &[erased]).is_empty());
+    }
+
+    #[test]
+    fn scrub_removes_personal_fields_at_any_depth() {
+        let id = CustomerId::new();
+        let erased = erased_customer(id);
         let mut v = json!({"email": "a@b.c", "external_id": "a@b.c", "amount": 5,
             "metadata": {"x": 1}, "tags": ["vip"],
             "messages": [{"body": "hi", "author": "customer"}], "subject": "Help me, Ada"});

@@ -1,5 +1,5 @@
 //! Charge intents: a charge decided and committed before the gateway is called, deleted
-//! by the transaction that records its outcome (migration 000016 says why). At most one
+//! by the transaction that records its outcome (migration 000017 says why). At most one
 //! per invoice.
 
 use chrono::{DateTime, Utc};
@@ -7,7 +7,7 @@ use diesel::QueryableByName;
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz, Uuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tenure_domain::billing::dunning::ChargeMode;
-use tenure_domain::ids::{InvoiceId, MerchantId, PaymentMethodId};
+use tenure_domain::ids::{CustomerId, InvoiceId, MerchantId, PaymentMethodId};
 
 use crate::error::{StoreError, StoreResult};
 
@@ -180,4 +180,27 @@ pub async fn take(
         .into_iter()
         .map(|t| InvoiceId::from_uuid(t.invoice_id))
         .collect())
+}
+
+/// Whether a charge of one of the customer's invoices is in flight.
+pub async fn any_for_customer(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    customer: CustomerId,
+) -> StoreResult<bool> {
+    #[derive(QueryableByName)]
+    struct Found {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        found: bool,
+    }
+    let row: Found = diesel::sql_query(
+        "SELECT EXISTS (SELECT 1 FROM charge_intents c JOIN invoices i \
+           ON i.merchant_id = c.merchant_id AND i.id = c.invoice_id \
+         WHERE c.merchant_id = $1 AND i.customer_id = $2) AS found",
+    )
+    .bind::<Uuid, _>(merchant.uuid())
+    .bind::<Uuid, _>(customer.uuid())
+    .get_result(conn)
+    .await?;
+    Ok(row.found)
 }
