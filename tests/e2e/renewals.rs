@@ -1,7 +1,9 @@
 //! The renewal engine: a year of monthly renewals on the test clock, dunning with
 //! recovery and both final states, four concurrent workers on ten thousand due
 //! subscriptions, workers killed mid-batch (dropped futures, and real `tenure worker`
-//! processes SIGKILLed and restarted), and upcoming-renewal notices.
+//! processes SIGKILLed and restarted), upcoming-renewal notices, and charges: no lock
+//! held during a gateway call, a stalled charge taken over after its lease, a slow
+//! batch releasing what it did not send.
 
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Instant;
@@ -834,6 +836,8 @@ async fn no_lock_is_held_while_the_gateway_charges_and_a_stalled_charge_is_taken
         .send()
         .await
         .expect_problem(409, "payment_in_progress");
+    // A new default card retries the customer's open invoices at once, but not this one.
+    attach(&app, &s.m, &s.customer, "pm_card_mastercard").await;
     let leased = app.get_ok(&format!("/v1/invoices/{id}"), &s.m.key).await;
     assert_eq!(leased["status"], "open");
     assert_eq!(leased["attempt_count"], 0);
@@ -883,5 +887,97 @@ async fn no_lock_is_held_while_the_gateway_charges_and_a_stalled_charge_is_taken
     assert_eq!(
         app.count("SELECT count(*) AS n FROM charge_intents").await,
         0
+    );
+}
+
+/// The sandbox, whose first charge takes `delay`.
+#[derive(Debug)]
+struct SlowGateway {
+    sandbox: SandboxGateway,
+    keys: Mutex<Vec<String>>,
+    delay: std::time::Duration,
+}
+
+impl PaymentGateway for SlowGateway {
+    fn name(&self) -> &'static str {
+        self.sandbox.name()
+    }
+
+    fn card_details(&self, token: &str) -> Option<CardDetails> {
+        self.sandbox.card_details(token)
+    }
+
+    fn charge(&self, request: &ChargeRequest) -> ChargeOutcome {
+        let first = {
+            let mut keys = self.keys.lock().unwrap();
+            keys.push(request.idempotency_key.clone());
+            keys.len() == 1
+        };
+        if first {
+            std::thread::sleep(self.delay);
+        }
+        self.sandbox.charge(request)
+    }
+
+    fn refund(&self, request: &RefundRequest) -> RefundOutcome {
+        self.sandbox.refund(request)
+    }
+}
+
+#[actix_web::test]
+async fn a_batch_stops_sending_at_half_its_lease_and_releases_the_rest() {
+    let app = TestApp::new().await;
+    let s = setup(&app, Some("pm_card_visa")).await;
+    for _ in 0..3 {
+        subscribe(&app, &s).await;
+    }
+    let gateway = Arc::new(SlowGateway {
+        sandbox: SandboxGateway::new(),
+        keys: Mutex::new(Vec::new()),
+        delay: std::time::Duration::from_millis(1200),
+    });
+    let worker = AppState {
+        gateway: gateway.clone(),
+        charge_lease: Duration::seconds(2),
+        ..worker_state(&app)
+    };
+    let now = app.clock.now();
+
+    // The first call takes more than half the lease: the other two are not sent.
+    assert_eq!(run_due_renewals(&worker, now, 100).await.unwrap(), 1);
+    assert_eq!(gateway.keys.lock().unwrap().len(), 1);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM charge_intents").await,
+        0
+    );
+    let invoices = invoices_of(&app, &s.m, &s.customer).await;
+    let statuses: Vec<&str> = invoices
+        .iter()
+        .map(|i| i["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses.iter().filter(|s| **s == "paid").count(), 1);
+    for open in invoices.iter().filter(|i| i["status"] == "open") {
+        assert_eq!(open["attempt_count"], 0, "{open}");
+        // Released, not leased: due again now.
+        assert!(time(&open["next_payment_attempt_at"]) <= now, "{open}");
+    }
+
+    // The next round sends them.
+    run_until_idle(&worker, now).await.unwrap();
+    let mut keys = gateway.keys.lock().unwrap().clone();
+    assert_eq!(keys.len(), 3, "three calls in all");
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), 3, "each key once");
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM payments WHERE status = 'succeeded'")
+            .await,
+        3
+    );
+    assert!(
+        invoices_of(&app, &s.m, &s.customer)
+            .await
+            .iter()
+            .all(|i| i["status"] == "paid")
     );
 }
