@@ -302,6 +302,11 @@ async fn prepare_batch(
                     None => None,
                 };
                 leased.push(invoice.id);
+                // Its events show the schedule the attempt was made on, not the lease.
+                let invoice = Invoice {
+                    next_payment_attempt_at: intent.resume_at,
+                    ..invoice
+                };
                 prepared.push(Prepared {
                     merchant,
                     invoice,
