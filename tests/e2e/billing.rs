@@ -90,9 +90,10 @@ async fn attach(app: &TestApp, m: &TestMerchant, customer: &str, token: &str) ->
 }
 
 async fn pay(app: &TestApp, m: &TestMerchant, id: InvoiceId) -> (String, Option<String>) {
-    let (_, payment) = tenure_api::service::billing::pay_invoice(&app.state, merchant_id(m), id)
-        .await
-        .expect("charge attempt recorded");
+    let (_, payment) =
+        tenure_api::service::billing::pay_invoice(&app.state, merchant_id(m), id, None)
+            .await
+            .expect("charge attempt recorded");
     let payment = payment.expect("an amount was due, so the gateway was charged");
     (
         payment.status.as_str().to_owned(),
@@ -223,9 +224,10 @@ async fn each_sandbox_token_charges_as_documented() {
             assert_eq!(inv.body["payments"].as_array().unwrap().len(), 2);
         } else {
             // A paid invoice is not charged again.
-            let err = tenure_api::service::billing::pay_invoice(&app.state, merchant_id(&m), id)
-                .await
-                .unwrap_err();
+            let err =
+                tenure_api::service::billing::pay_invoice(&app.state, merchant_id(&m), id, None)
+                    .await
+                    .unwrap_err();
             assert_eq!(err.code(), "invoice_not_payable");
         }
     }
@@ -1261,7 +1263,7 @@ async fn an_invoice_with_nothing_due_is_paid_without_a_charge() {
         .unwrap();
     // No payment method needed, no payment recorded.
     let (paid, payment) =
-        tenure_api::service::billing::pay_invoice(&app.state, merchant_id(&m), inv.id)
+        tenure_api::service::billing::pay_invoice(&app.state, merchant_id(&m), inv.id, None)
             .await
             .unwrap();
     assert!(payment.is_none());

@@ -1346,3 +1346,61 @@ async fn a_declined_try_at_an_uncollectible_invoice_leaves_an_active_subscriptio
     let after = app.get_ok(&format!("/v1/invoices/{id}"), &s.m.key).await;
     assert_eq!(after["attempt_count"], 1, "the engine leaves it alone");
 }
+
+#[actix_web::test]
+async fn an_unpaid_subscriber_pays_the_open_invoice_from_the_portal_and_is_active_again() {
+    let app = TestApp::new().await;
+    let s = setup(&app, "pm_card_chargeDeclined").await;
+    let gold = plan(&app, &s, "Gold", 1999, "month").await;
+    app.request(actix_web::http::Method::PUT, "/v1/dunning_policy")
+        .bearer(&s.m.key)
+        .json(&json!({"retry_after_days": [1], "final_state": "unpaid"}))
+        .send()
+        .await
+        .expect(200);
+    let sub = subscribe(&app, &s, &gold).await;
+    let sub_id = sub["id"].as_str().unwrap().to_owned();
+    round(&app).await;
+    app.clock.advance(Duration::days(2));
+    round(&app).await;
+    assert_eq!(sub_status(&app, &s.m, &sub_id).await, "unpaid");
+    let id = invoices(&app, &s).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let token = fixtures::session(&app, &s.m, &s.customer).await;
+
+    // Still declined: a 402, recorded.
+    app.post(&format!("/v1/portal/invoices/{id}/pay"))
+        .bearer(&token)
+        .send()
+        .await
+        .expect_problem(402, "payment_declined");
+    // The bank accepts the card again: paying now brings the subscription back.
+    app.exec("UPDATE payment_methods SET gateway_token = 'pm_card_visa'")
+        .await;
+    let paid = app
+        .post(&format!("/v1/portal/invoices/{id}/pay"))
+        .bearer(&token)
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(paid.body["status"], "paid");
+    assert_eq!(paid.body["attempt_count"], 4);
+    assert_eq!(sub_status(&app, &s.m, &sub_id).await, "active");
+    assert_eq!(events(&app, &s.m, "subscription.recovered").await.len(), 1);
+
+    // Nobody else's invoice, and not with a merchant key.
+    let other = fixtures::customer(&app, &s.m, "u-other").await;
+    let other_token = fixtures::session(&app, &s.m, &other).await;
+    app.post(&format!("/v1/portal/invoices/{id}/pay"))
+        .bearer(&other_token)
+        .send()
+        .await
+        .expect_problem(404, "resource_missing");
+    app.post(&format!("/v1/portal/invoices/{id}/pay"))
+        .bearer(&s.m.key)
+        .send()
+        .await
+        .expect_problem(403, "merchant_key_not_allowed");
+}

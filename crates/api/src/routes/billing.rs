@@ -1,7 +1,7 @@
 //! Billing routes: payment methods (merchant and portal), invoices, payments, refunds.
 
 use actix_web::{HttpResponse, delete, get, post, web};
-use tenure_domain::billing::invoice::InvoiceStatus;
+use tenure_domain::billing::invoice::{Invoice, InvoiceStatus, Payment};
 use tenure_domain::ids::{CustomerId, CustomerTag, InvoiceTag, PaymentMethodTag, PaymentTag};
 use tenure_store::repo::invoices::InvoiceFilter;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -40,6 +40,7 @@ pub fn configure_portal(cfg: &mut ServiceConfig) {
         .service(portal_detach_payment_method)
         .service(portal_list_invoices)
         .service(portal_get_invoice)
+        .service(portal_pay_invoice)
         .service(portal_list_payments);
 }
 
@@ -288,15 +289,21 @@ async fn pay_invoice(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<InvoiceTag>(&id, "invoice")?;
-    let (invoice, payment) = svc::pay_invoice(&state, auth.0, id).await?;
+    let (invoice, payment) = svc::pay_invoice(&state, auth.0, id, None).await?;
+    paid_or_declined(&invoice, payment)
+}
+
+/// The answer to a charge asked for: the paid invoice, or 402 with the decline.
+fn paid_or_declined(invoice: &Invoice, payment: Option<Payment>) -> ApiResult<HttpResponse> {
     if invoice.status == InvoiceStatus::Paid {
-        return Ok(HttpResponse::Ok().json(InvoiceDto::from(&invoice)));
+        return Ok(HttpResponse::Ok().json(InvoiceDto::from(invoice)));
     }
     let (code, message) = payment
         .map(|p| (p.failure_code, p.failure_message))
         .unwrap_or_default();
     Err(ApiError::PaymentDeclined(format!(
-        "the charge of invoice {id} was declined ({}): {}",
+        "the charge of invoice {} was declined ({}): {}",
+        invoice.id,
         code.as_deref().unwrap_or("declined"),
         message.as_deref().unwrap_or("no reason given"),
     )))
@@ -394,6 +401,26 @@ async fn portal_get_invoice(
     let own: Option<CustomerId> = Some(auth.customer);
     let (invoice, payments, refunds) = svc::get_invoice(&state, auth.merchant, id, own).await?;
     Ok(HttpResponse::Ok().json(InvoiceDto::detailed(&invoice, &payments, &refunds)))
+}
+
+/// Pay one of the signed-in customer's open (or uncollectible) invoices now with their
+/// default payment method: the "pay now" of a customer whose subscription is past due or
+/// unpaid and whose card works again. The same rules and answers as the merchant's
+/// `POST /v1/invoices/{id}/pay`; another customer's invoice is a 404.
+#[utoipa::path(tag = "Portal", params(("id" = String, Path, description = "Invoice id (inv_…)")),
+    responses((status = 200, description = "The invoice, paid", body = InvoiceDto),
+        (status = 402, description = "The charge was declined; the invoice shows the attempt",
+            body = crate::error::Problem, content_type = "application/problem+json")))]
+#[post("/invoices/{id}/pay")]
+async fn portal_pay_invoice(
+    state: web::Data<AppState>,
+    auth: CustomerAuth,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id = parse_id::<InvoiceTag>(&id, "invoice")?;
+    let (invoice, payment) =
+        svc::pay_invoice(&state, auth.merchant, id, Some(auth.customer)).await?;
+    paid_or_declined(&invoice, payment)
 }
 
 /// The signed-in customer's payments, newest first.

@@ -312,13 +312,21 @@ pub(crate) async fn invoice_event(
     .await
 }
 
-/// `POST /v1/invoices/{id}/pay`: charges an open or uncollectible invoice now, through the
-/// same steps as the renewal engine (see [`super::charges::pay`]).
+/// `POST /v1/invoices/{id}/pay` (and the portal's, with the signed-in `customer`, whose
+/// invoice it must be): charges an open or uncollectible invoice now, through the same
+/// steps as the renewal engine (see [`super::charges::pay`]).
 pub async fn pay_invoice(
     state: &AppState,
     merchant: MerchantId,
     id: InvoiceId,
+    customer: Option<CustomerId>,
 ) -> ApiResult<(Invoice, Option<Payment>)> {
+    if customer.is_some() {
+        let mut conn = state.db.conn().await?;
+        invoices_repo::get(&mut conn, merchant, id, customer, false)
+            .await
+            .map_err(ApiError::from_store("invoice"))?;
+    }
     super::charges::pay(state, merchant, id).await
 }
 
