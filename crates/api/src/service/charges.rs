@@ -77,6 +77,9 @@ struct Prepared {
     intent: ChargeIntent,
     /// The card's gateway token; `None` when there is no card (or nothing is due).
     token: Option<String>,
+    /// Prepared again from an intent that outlived its lease: its first call may have
+    /// reached the gateway, so it is only ever sent again as it was, never released.
+    recovered: bool,
 }
 
 /// What step 2 produced.
@@ -190,13 +193,17 @@ pub(crate) async fn collect_due(
     let mut done = 0;
     while done < batch {
         let limit = (batch - done).min(CHARGE_CHUNK);
-        let claimed = conn
+        // Before the prepare: the leases it takes count from about then.
+        let stop_at = std::time::Instant::now() + half_lease;
+        let mut claimed = conn
             .transaction(async |conn| prepare_batch(conn, state, now, limit, &skip).await)
             .await?;
         if claimed.count == 0 {
             break;
         }
-        let stop_at = std::time::Instant::now() + half_lease;
+        // Charges taken over from a stopped worker go first: they may already have
+        // reached the gateway, and are never released.
+        claimed.prepared.sort_by_key(|p| !p.recovered);
         let mut by_merchant: BTreeMap<uuid::Uuid, Sent> = BTreeMap::new();
         for p in claimed.prepared {
             let sent = by_merchant.entry(p.merchant.uuid()).or_default();
@@ -207,22 +214,38 @@ pub(crate) async fn collect_due(
                 sent.unsent.push(p);
             }
         }
-        let mut set_aside = Vec::new();
-        let mut released = 0;
+        let mut set_aside_ids = Vec::new();
+        let mut released = false;
         for (merchant, sent) in by_merchant {
             let merchant = MerchantId::from_uuid(merchant);
-            released += sent.unsent.len();
-            set_aside.extend(
-                conn.transaction(async |conn| {
-                    settle_merchant(conn, state, merchant, &sent, now).await
-                })
-                .await?,
-            );
+            let settled = conn
+                .transaction(async |conn| settle_merchant(conn, state, merchant, &sent, now).await)
+                .await;
+            match settled {
+                Ok(ids) => {
+                    set_aside_ids.extend(ids);
+                    released |= !sent.unsent.is_empty();
+                }
+                // One merchant's failure is not the others': all of its charges wait
+                // for their leases (nothing of its transaction was kept).
+                Err(err) => {
+                    set_aside(&err, "charge settlement", &merchant.to_string())?;
+                    set_aside_ids.extend(
+                        sent.charged
+                            .iter()
+                            .map(|(p, _)| p)
+                            .chain(&sent.unsent)
+                            .map(|p| p.invoice.id.uuid()),
+                    );
+                }
+            }
         }
-        done += claimed.count - claimed.busy.len() - set_aside.len() - released;
+        // Released charges count as handled: they are due again, and the next round
+        // (or another worker) sends them.
+        done += claimed.count - claimed.busy.len() - set_aside_ids.len();
         skip.extend(claimed.busy);
-        skip.extend(set_aside);
-        if released > 0 {
+        skip.extend(set_aside_ids);
+        if released {
             // The gateway is slow: let the next round (or another worker) go on.
             break;
         }
@@ -312,6 +335,7 @@ async fn prepare_batch(
                     invoice,
                     intent,
                     token,
+                    recovered: true,
                 });
                 continue;
             }
@@ -340,6 +364,7 @@ async fn prepare_batch(
                             .payment_method_id
                             .and(card.map(|c| c.gateway_token.clone())),
                         intent,
+                        recovered: false,
                     });
                 }
             }
@@ -389,7 +414,7 @@ async fn settle_merchant(
             .into_iter()
             .map(|v| (v.id, v))
             .collect();
-    release_unsent(conn, merchant, &sent.unsent).await?;
+    release_unsent(conn, merchant, &sent.unsent, now).await?;
     let (bulk, one_by_one): (Vec<_>, Vec<_>) = sent
         .charged
         .iter()
@@ -425,14 +450,21 @@ async fn settle_merchant(
     Ok(set_aside_ids)
 }
 
-/// Deletes the intents of charges that were never sent and gives their invoices back
-/// their schedule, for the next claim to prepare them afresh.
+/// Deletes the intents of charges this batch prepared and never sent, and gives their
+/// invoices back their schedule, for the next claim to prepare them afresh. A charge
+/// taken over from a stopped worker keeps its intent (its first call may have reached
+/// the gateway, so it is only ever sent again as it was) and is due again at once.
 async fn release_unsent(
     conn: &mut AsyncPgConnection,
     merchant: MerchantId,
     unsent: &[Prepared],
+    now: DateTime<Utc>,
 ) -> ApiResult<()> {
-    let attempts: Vec<(InvoiceId, u32)> = unsent
+    let (recovered, fresh): (Vec<&Prepared>, Vec<&Prepared>) =
+        unsent.iter().partition(|p| p.recovered);
+    let recovered: Vec<InvoiceId> = recovered.iter().map(|p| p.invoice.id).collect();
+    repo::schedule_attempts(conn, merchant, &recovered, Some(now)).await?;
+    let attempts: Vec<(InvoiceId, u32)> = fresh
         .iter()
         .map(|p| (p.invoice.id, p.intent.attempt))
         .collect();
@@ -440,7 +472,7 @@ async fn release_unsent(
         .await?
         .into_iter()
         .collect();
-    for p in unsent.iter().filter(|p| taken.contains(&p.invoice.id)) {
+    for p in fresh.into_iter().filter(|p| taken.contains(&p.invoice.id)) {
         repo::schedule_attempts(conn, merchant, &[p.invoice.id], p.intent.resume_at).await?;
     }
     Ok(())
@@ -642,6 +674,7 @@ async fn prepare_one(
         invoice,
         token: card.map(|c| c.gateway_token),
         intent,
+        recovered: false,
     }))
 }
 

@@ -231,20 +231,74 @@ pub fn scrub(value: &mut Value, erased: &CustomerDto) {
     }
 }
 
+/// Ids of objects that are the merchant's, never a customer's personal data, whatever
+/// they are nested in (a plan's or a retention offer's `name`).
+const MERCHANT_OWNED: &[&str] = &["prod_", "plan_", "roff_", "whep_", "idp_", "mer_", "key_"];
+
+/// Whose personal data an object of a response body holds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    /// The erased customer: its own object, or one that names it.
+    Erased,
+    /// Another customer, or the merchant.
+    Other,
+    /// No one said: as the object it is nested in (a ticket's messages).
+    Inherited,
+}
+
+/// The customer id a `customer_id` or `customer` field holds: a string, or an object's id.
+fn customer_ref(value: Option<&Value>) -> Option<&str> {
+    match value {
+        Some(Value::String(id)) => Some(id),
+        Some(Value::Object(o)) => o.get("id").and_then(Value::as_str),
+        _ => None,
+    }
+}
+
+fn owner_of(map: &serde_json::Map<String, Value>, erased: &str) -> Owner {
+    let id = map.get("id").and_then(Value::as_str);
+    let customer = customer_ref(map.get("customer_id")).or(customer_ref(map.get("customer")));
+    if id == Some(erased) || customer == Some(erased) {
+        Owner::Erased
+    } else if customer.is_some()
+        || id.is_some_and(|id| {
+            id.starts_with("cus_") || MERCHANT_OWNED.iter().any(|p| id.starts_with(p))
+        })
+    {
+        Owner::Other
+    } else {
+        Owner::Inherited
+    }
+}
+
 /// Removes personal data from a response body, in place, from the objects that belong to
-/// the erased customer only: the customer (`id`), the objects that name it
-/// (`customer_id`), and the objects without an id of their own inside those (a ticket's
-/// messages). Another customer, a plan or a product in the same body keep their fields.
+/// the erased customer only: the customer itself, the objects that name it (`customer_id`
+/// or `customer`), and what is nested in those unless it names someone else or is the
+/// merchant's (a plan). An event's `previous_attributes` belong to its `object`. Another
+/// customer, a plan or a product in the same body keep their fields.
 fn scrub_owned(value: &mut Value, erased: &CustomerDto, owned: bool) {
     match value {
         Value::Object(map) => {
-            let names = |k: &str| map.get(k).and_then(Value::as_str) == Some(erased.id.as_str());
-            let owned = if names("id") || names("customer_id") {
-                true
-            } else {
-                owned && !map.contains_key("id")
+            let owned = match owner_of(map, &erased.id) {
+                Owner::Erased => true,
+                Owner::Other => false,
+                Owner::Inherited => owned,
+            };
+            // {"object": …, "previous_attributes": …}: the old values are the object's.
+            let previous_owned = match map.get("object") {
+                Some(Value::Object(object)) => match owner_of(object, &erased.id) {
+                    Owner::Erased => true,
+                    Owner::Other => false,
+                    Owner::Inherited => owned,
+                },
+                _ => owned,
             };
             for (key, v) in map.iter_mut() {
+                let owned = if key == "previous_attributes" {
+                    previous_owned
+                } else {
+                    owned
+                };
                 if !(owned && scrub_field(key, v, erased)) {
                     scrub_owned(v, erased, owned);
                 }
@@ -325,14 +379,18 @@ pub async fn erase(state: &AppState, merchant: MerchantId, id: CustomerId) -> Ap
     let now = state.now();
     let mut conn = state.db.conn().await?;
     let erased = conn.transaction(async |conn| {
+        // The card's token is erased below, and a charge in flight must be sent again
+        // exactly as it was should its worker stop (service::charges). Locking the
+        // customer's payable invoices waits for a charge being prepared and keeps new
+        // ones out. They are locked before the customer: recording a charge holds its
+        // invoice and then checks the customer row (the payment's foreign key).
+        invoices::lock_payable_of_customer(conn, merchant, id).await?;
         let before = customers_repo::get(conn, merchant, id, true)
             .await
             .map_err(ApiError::from_store("customer"))?;
         if before.erased_at.is_some() {
             return Ok(before);
         }
-        // The card's token is erased below, and a charge in flight must be sent again
-        // exactly as it was should its worker stop (service::charges).
         if charge_intents::any_for_customer(conn, merchant, id).await? {
             return Err(super::charges::payment_in_progress());
         }
@@ -440,7 +498,13 @@ mod tests {
                 {"id": "sub_1", "customer_id": id.to_string(),
                  "plan": {"id": "plan_1", "name": "Gold"},
                  "cancellation": {"message": "too dear"}},
-                {"id": "tkt_1", "customer_id": other, "subject": "Bob's question"}
+                {"id": "tkt_1", "customer_id": other, "subject": "Bob's question"},
+                {"id": "tkt_2", "customer_id": id.to_string(), "subject": "Ada's question",
+                 "messages": [{"id": "tmsg_1", "body": "my address is …"}]},
+                {"id": "evt_1", "data": {"object": {"id": id.to_string(), "name": null},
+                 "previous_attributes": {"name": "Ada"}}},
+                {"id": "pay_1", "customer": id.to_string(), "failure_message": "x",
+                 "metadata": {"k": "v"}}
             ]
         });
         let scrubbed: Value = serde_json::from_slice(&anonymised(
@@ -458,7 +522,13 @@ mod tests {
                     {"id": "sub_1", "customer_id": id.to_string(),
                      "plan": {"id": "plan_1", "name": "Gold"},
                      "cancellation": {"message": null}},
-                    {"id": "tkt_1", "customer_id": other, "subject": "Bob's question"}
+                    {"id": "tkt_1", "customer_id": other, "subject": "Bob's question"},
+                    {"id": "tkt_2", "customer_id": id.to_string(), "subject": "[erased]",
+                     "messages": [{"id": "tmsg_1", "body": null}]},
+                    {"id": "evt_1", "data": {"object": {"id": id.to_string(), "name": null},
+                     "previous_attributes": {"name": null}}},
+                    {"id": "pay_1", "customer": id.to_string(), "failure_message": "x",
+                     "metadata": {}}
                 ]
             })
         );

@@ -540,6 +540,26 @@ pub async fn lock_versions(
         .collect()
 }
 
+/// Locks the customer's invoices that may still be charged (open or uncollectible),
+/// waiting for a charge being prepared to commit: after this, no charge of them can
+/// start until the caller's transaction ends.
+pub async fn lock_payable_of_customer(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    customer: CustomerId,
+) -> StoreResult<()> {
+    invoices::table
+        .filter(invoices::merchant_id.eq(merchant.uuid()))
+        .filter(invoices::customer_id.eq(customer.uuid()))
+        .filter(invoices::status.eq_any(["open", "uncollectible"]))
+        .order(invoices::id)
+        .select(invoices::id)
+        .for_update()
+        .load::<uuid::Uuid>(conn)
+        .await?;
+    Ok(())
+}
+
 /// Sets the status of a locked invoice that will not be charged again (`void` or
 /// `uncollectible`) and clears its next attempt. The caller checked the transition.
 pub async fn close(
