@@ -18,6 +18,12 @@ const METADATA: &str = "ADA-SECRET-17";
 const NOTE: &str = "Called about her cat Whiskers";
 const MESSAGE: &str = "Private budget note from Ada";
 
+/// The body that created Ada (with the Idempotency-Key `create-ada`).
+fn ada_body() -> Value {
+    json!({"external_id": EXTERNAL_ID, "email": EMAIL, "name": NAME,
+        "locale": "en-GB", "metadata": {"crm": METADATA}, "tags": ["vip"]})
+}
+
 fn dump(app: &TestApp) -> String {
     let out = std::process::Command::new("pg_dump")
         .arg("--data-only")
@@ -87,10 +93,7 @@ async fn export_holds_everything_and_erase_anonymises_but_keeps_the_money() {
         .post("/v1/customers")
         .bearer(&m.key)
         .header("Idempotency-Key", "create-ada")
-        .json(
-            &json!({"external_id": EXTERNAL_ID, "email": EMAIL, "name": NAME,
-            "locale": "en-GB", "metadata": {"crm": METADATA}, "tags": ["vip"]}),
-        )
+        .json(&ada_body())
         .send()
         .await
         .expect(201)
@@ -305,10 +308,7 @@ async fn export_holds_everything_and_erase_anonymises_but_keeps_the_money() {
         .post("/v1/customers")
         .bearer(&m.key)
         .header("Idempotency-Key", "create-ada")
-        .json(
-            &json!({"external_id": EXTERNAL_ID, "email": EMAIL, "name": NAME,
-            "locale": "en-GB", "metadata": {"crm": METADATA}, "tags": ["vip"]}),
-        )
+        .json(&ada_body())
         .send()
         .await
         .expect(201);

@@ -190,6 +190,13 @@ pub async fn lock_free_subscriptions(
         .skip_locked()
         .load(conn)
         .await?;
+    statuses(rows)
+}
+
+/// `(id, status)` rows as the domain's types.
+fn statuses(
+    rows: Vec<(uuid::Uuid, String)>,
+) -> StoreResult<Vec<(SubscriptionId, SubscriptionStatus)>> {
     rows.into_iter()
         .map(|(id, status)| {
             Ok((
@@ -217,14 +224,7 @@ pub async fn lock_subscriptions(
         .for_update()
         .load(conn)
         .await?;
-    rows.into_iter()
-        .map(|(id, status)| {
-            Ok((
-                SubscriptionId::from_uuid(id),
-                status.parse().map_err(StoreError::corrupt)?,
-            ))
-        })
-        .collect()
+    statuses(rows)
 }
 
 /// Sets the next attempt of the merchant's `invoices` (`None`: no attempt is scheduled).
