@@ -16,8 +16,8 @@ use serde_json::{Value, json};
 use tenure_api::AppState;
 use tenure_api::service::renewals::{run_due_renewals, run_until_idle};
 use tenure_domain::billing::gateway::{
-    CardDetails, ChargeOutcome, ChargeRequest, PaymentGateway, RefundOutcome, RefundRequest,
-    SandboxGateway,
+    CardDetails, ChargeOutcome, ChargeRequest, GatewayCall, PaymentGateway, RefundOutcome,
+    RefundRequest, SandboxGateway,
 };
 use tenure_domain::clock::Clock;
 use tenure_domain::ids::SubscriptionId;
@@ -758,24 +758,25 @@ impl PaymentGateway for HeldGateway {
         self.sandbox.name()
     }
 
-    fn card_details(&self, token: &str) -> Option<CardDetails> {
+    fn card_details<'a>(&'a self, token: &'a str) -> GatewayCall<'a, Option<CardDetails>> {
         self.sandbox.card_details(token)
     }
 
-    fn charge(&self, request: &ChargeRequest) -> ChargeOutcome {
+    fn charge<'a>(&'a self, request: &'a ChargeRequest) -> GatewayCall<'a, ChargeOutcome> {
         self.calls.lock().unwrap().push((
             request.idempotency_key.clone(),
             request.payment_method_token.clone(),
         ));
         let hold = self.hold.lock().unwrap().take();
         if let Some((arrived, go)) = hold {
+            // Blocks the stalled worker's own thread, as a hung call would hold it.
             arrived.send(()).unwrap();
             go.recv().unwrap();
         }
         self.sandbox.charge(request)
     }
 
-    fn refund(&self, request: &RefundRequest) -> RefundOutcome {
+    fn refund<'a>(&'a self, request: &'a RefundRequest) -> GatewayCall<'a, RefundOutcome> {
         self.sandbox.refund(request)
     }
 }
@@ -907,23 +908,25 @@ impl PaymentGateway for SlowGateway {
         self.sandbox.name()
     }
 
-    fn card_details(&self, token: &str) -> Option<CardDetails> {
+    fn card_details<'a>(&'a self, token: &'a str) -> GatewayCall<'a, Option<CardDetails>> {
         self.sandbox.card_details(token)
     }
 
-    fn charge(&self, request: &ChargeRequest) -> ChargeOutcome {
+    fn charge<'a>(&'a self, request: &'a ChargeRequest) -> GatewayCall<'a, ChargeOutcome> {
         let first = {
             let mut keys = self.keys.lock().unwrap();
             keys.push(request.idempotency_key.clone());
             keys.len() == 1
         };
-        if first {
-            std::thread::sleep(self.delay);
-        }
-        self.sandbox.charge(request)
+        Box::pin(async move {
+            if first {
+                tokio::time::sleep(self.delay).await;
+            }
+            self.sandbox.charge(request).await
+        })
     }
 
-    fn refund(&self, request: &RefundRequest) -> RefundOutcome {
+    fn refund<'a>(&'a self, request: &'a RefundRequest) -> GatewayCall<'a, RefundOutcome> {
         self.sandbox.refund(request)
     }
 }

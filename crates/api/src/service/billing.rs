@@ -122,7 +122,7 @@ pub async fn attach(
             format!("must be 1 to {TOKEN_MAX} characters"),
         ));
     }
-    let card = state.gateway.card_details(token).ok_or_else(|| {
+    let card = state.gateway.card_details(token).await.ok_or_else(|| {
         ApiError::field(
             "token",
             format!(
@@ -426,14 +426,15 @@ pub async fn refund(
         // follows `amount_refunded` = N" names this refund: should the transaction fail
         // after the gateway refunded, the retry replays that refund instead of paying
         // the money out twice.
-        let outcome = state.gateway.refund(&RefundRequest {
+        let request = RefundRequest {
             charge_ref,
             amount: plan.amount,
             idempotency_key: format!(
                 "{}:refund-after:{}:{}",
                 before.id, before.amount_refunded.amount, plan.amount.amount
             ),
-        });
+        };
+        let outcome = state.gateway.refund(&request).await;
         let gateway_ref = match outcome {
             RefundOutcome::Succeeded { gateway_ref } => gateway_ref,
             RefundOutcome::Failed { code } => {

@@ -96,7 +96,7 @@ fn lease_end(state: &AppState, now: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 /// Step 2: the gateway call, outside any transaction.
-fn call(state: &AppState, p: &Prepared) -> Outcome {
+async fn call(state: &AppState, p: &Prepared) -> Outcome {
     if p.intent.amount == 0 {
         return Outcome::NothingDue;
     }
@@ -106,12 +106,13 @@ fn call(state: &AppState, p: &Prepared) -> Outcome {
             message: "the customer has no default payment method".to_owned(),
         });
     };
-    Outcome::Charge(state.gateway.charge(&ChargeRequest {
+    let request = ChargeRequest {
         amount: Money::new(p.intent.amount, p.invoice.currency),
         payment_method_token: token.clone(),
         idempotency_key: p.intent.idempotency_key.clone(),
         description: format!("Invoice {}", p.invoice.number),
-    }))
+    };
+    Outcome::Charge(state.gateway.charge(&request).await)
 }
 
 /// What step 1 does with a locked invoice.
@@ -208,7 +209,7 @@ pub(crate) async fn collect_due(
         for p in claimed.prepared {
             let sent = by_merchant.entry(p.merchant.uuid()).or_default();
             if std::time::Instant::now() < stop_at {
-                let outcome = call(state, &p);
+                let outcome = call(state, &p).await;
                 sent.charged.push((p, outcome));
             } else {
                 sent.unsent.push(p);
@@ -612,7 +613,7 @@ async fn charge_now(
     let Some(p) = prepared else {
         return Ok(None);
     };
-    let outcome = call(state, &p);
+    let outcome = call(state, &p).await;
     conn.transaction(async |conn| {
         if let Some(sub) = p.invoice.subscription_id {
             repo::lock_subscriptions(conn, merchant, &[sub]).await?;

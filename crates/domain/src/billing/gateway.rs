@@ -17,6 +17,8 @@
 //! can never charge twice.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
@@ -92,17 +94,21 @@ pub enum RefundOutcome {
     Failed { code: String },
 }
 
+/// A call to the gateway: a real one goes over the network, so its answer is awaited
+/// (and must never block the thread the engine or a request runs on).
+pub type GatewayCall<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
 /// A payment gateway: card details of a token, charges and refunds.
 pub trait PaymentGateway: Send + Sync + std::fmt::Debug {
     /// A short name for logs and records (`sandbox`).
     fn name(&self) -> &'static str;
 
     /// The card behind a token, or `None` when the gateway does not know the token.
-    fn card_details(&self, token: &str) -> Option<CardDetails>;
+    fn card_details<'a>(&'a self, token: &'a str) -> GatewayCall<'a, Option<CardDetails>>;
 
-    fn charge(&self, request: &ChargeRequest) -> ChargeOutcome;
+    fn charge<'a>(&'a self, request: &'a ChargeRequest) -> GatewayCall<'a, ChargeOutcome>;
 
-    fn refund(&self, request: &RefundRequest) -> RefundOutcome;
+    fn refund<'a>(&'a self, request: &'a RefundRequest) -> GatewayCall<'a, RefundOutcome>;
 }
 
 /// One sandbox token: its card and how charges against it end.
@@ -283,16 +289,9 @@ impl SandboxGateway {
     }
 }
 
-impl PaymentGateway for SandboxGateway {
-    fn name(&self) -> &'static str {
-        "sandbox"
-    }
-
-    fn card_details(&self, token: &str) -> Option<CardDetails> {
-        sandbox_card_details(token)
-    }
-
-    fn charge(&self, request: &ChargeRequest) -> ChargeOutcome {
+impl SandboxGateway {
+    /// The outcome of a charge; the same key replays the first one.
+    pub fn charge_now(&self, request: &ChargeRequest) -> ChargeOutcome {
         // A poisoned lock only means another thread panicked mid-insert; the map is
         // still a valid map, so keep using it.
         let mut charges = self
@@ -305,7 +304,8 @@ impl PaymentGateway for SandboxGateway {
             .clone()
     }
 
-    fn refund(&self, request: &RefundRequest) -> RefundOutcome {
+    /// The outcome of a refund; the same key replays the first one.
+    pub fn refund_now(&self, request: &RefundRequest) -> RefundOutcome {
         let mut refunds = self
             .refunds
             .lock()
@@ -314,6 +314,25 @@ impl PaymentGateway for SandboxGateway {
             .entry(request.idempotency_key.clone())
             .or_insert_with(|| Self::fresh_refund(request))
             .clone()
+    }
+}
+
+/// The sandbox answers at once, in process.
+impl PaymentGateway for SandboxGateway {
+    fn name(&self) -> &'static str {
+        "sandbox"
+    }
+
+    fn card_details<'a>(&'a self, token: &'a str) -> GatewayCall<'a, Option<CardDetails>> {
+        Box::pin(std::future::ready(sandbox_card_details(token)))
+    }
+
+    fn charge<'a>(&'a self, request: &'a ChargeRequest) -> GatewayCall<'a, ChargeOutcome> {
+        Box::pin(std::future::ready(self.charge_now(request)))
+    }
+
+    fn refund<'a>(&'a self, request: &'a RefundRequest) -> GatewayCall<'a, RefundOutcome> {
+        Box::pin(std::future::ready(self.refund_now(request)))
     }
 }
 
@@ -327,7 +346,7 @@ mod tests {
     }
 
     fn charge(gw: &SandboxGateway, token: &str, key: &str) -> ChargeOutcome {
-        gw.charge(&ChargeRequest {
+        gw.charge_now(&ChargeRequest {
             amount: eur(1999),
             payment_method_token: token.to_owned(),
             idempotency_key: key.to_owned(),
@@ -404,7 +423,7 @@ mod tests {
             panic!("visa succeeds")
         };
         let refund = |charge_ref: &str, key: &str| {
-            gw.refund(&RefundRequest {
+            gw.refund_now(&RefundRequest {
                 charge_ref: charge_ref.to_owned(),
                 amount: eur(500),
                 idempotency_key: key.to_owned(),
