@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use tenure_api::service::gdpr::complete_idempotent_request;
 use tenure_domain::clock::Clock;
 use tenure_domain::ids::MerchantId;
-use tenure_e2e::{TestApp, TestMerchant};
+use tenure_e2e::{Response, TestApp, TestMerchant};
 use tenure_store::repo::idempotency::{self, Claim, StoredResponse};
 
 use crate::fixtures;
@@ -18,10 +18,17 @@ const METADATA: &str = "ADA-SECRET-17";
 const NOTE: &str = "Called about her cat Whiskers";
 const MESSAGE: &str = "Private budget note from Ada";
 
-/// The body that created Ada (with the Idempotency-Key `create-ada`).
-fn ada_body() -> Value {
-    json!({"external_id": EXTERNAL_ID, "email": EMAIL, "name": NAME,
-        "locale": "en-GB", "metadata": {"crm": METADATA}, "tags": ["vip"]})
+/// Creates Ada, with the Idempotency-Key `create-ada` (the second time, a replay).
+async fn create_ada(app: &TestApp, m: &TestMerchant) -> Response {
+    app.post("/v1/customers")
+        .bearer(&m.key)
+        .header("Idempotency-Key", "create-ada")
+        .json(
+            &json!({"external_id": EXTERNAL_ID, "email": EMAIL, "name": NAME,
+            "locale": "en-GB", "metadata": {"crm": METADATA}, "tags": ["vip"]}),
+        )
+        .send()
+        .await
 }
 
 fn dump(app: &TestApp) -> String {
@@ -89,15 +96,7 @@ async fn export_holds_everything_and_erase_anonymises_but_keeps_the_money() {
     let plan = fixtures::plan(&app, &m, &product, 1000).await;
     let control = fixtures::customer(&app, &m, "control").await;
 
-    let ada = app
-        .post("/v1/customers")
-        .bearer(&m.key)
-        .header("Idempotency-Key", "create-ada")
-        .json(&ada_body())
-        .send()
-        .await
-        .expect(201)
-        .id();
+    let ada = create_ada(&app, &m).await.expect(201).id();
     app.post(&format!("/v1/customers/{ada}/payment_methods"))
         .bearer(&m.key)
         .json(&json!({"token": "pm_card_visa"}))
@@ -304,14 +303,7 @@ async fn export_holds_everything_and_erase_anonymises_but_keeps_the_money() {
     // A retry of the customer's creation replays it, anonymised, rather than creating a
     // second customer with the erased data.
     let customers_before = app.count("SELECT count(*) AS n FROM customers").await;
-    let replay = app
-        .post("/v1/customers")
-        .bearer(&m.key)
-        .header("Idempotency-Key", "create-ada")
-        .json(&ada_body())
-        .send()
-        .await
-        .expect(201);
+    let replay = create_ada(&app, &m).await.expect(201);
     assert_eq!(replay.header("idempotent-replayed"), Some("true"));
     assert_eq!(replay.body["id"], ada.as_str());
     assert!(replay.body["email"].is_null() && replay.body["name"].is_null());

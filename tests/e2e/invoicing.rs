@@ -56,6 +56,16 @@ async fn plan(app: &TestApp, s: &Setup, name: &str, amount: i64, interval: &str)
         .id()
 }
 
+/// The dunning policy: one retry a day after the first failure, then `final_state`.
+async fn one_retry_then(app: &TestApp, s: &Setup, final_state: &str) {
+    app.request(actix_web::http::Method::PUT, "/v1/dunning_policy")
+        .bearer(&s.m.key)
+        .json(&json!({"retry_after_days": [1], "final_state": final_state}))
+        .send()
+        .await
+        .expect(200);
+}
+
 async fn subscribe(app: &TestApp, s: &Setup, plan: &str) -> Value {
     fixtures::subscribe(app, &s.m, &s.customer, plan).await
 }
@@ -621,12 +631,7 @@ async fn dunning_exhaustion_with_final_state_canceled_marks_the_invoice_uncollec
     let app = TestApp::new().await;
     let s = setup(&app, "pm_card_chargeDeclined").await;
     let gold = plan(&app, &s, "Gold", 1999, "month").await;
-    app.request(actix_web::http::Method::PUT, "/v1/dunning_policy")
-        .bearer(&s.m.key)
-        .json(&json!({"retry_after_days": [1], "final_state": "canceled"}))
-        .send()
-        .await
-        .expect(200);
+    one_retry_then(&app, &s, "canceled").await;
     let sub = subscribe(&app, &s, &gold).await;
     let id = sub["id"].as_str().unwrap().to_owned();
     round(&app).await; // the first period's invoice, made at creation: declined
@@ -1352,12 +1357,7 @@ async fn an_unpaid_subscriber_pays_the_open_invoice_from_the_portal_and_is_activ
     let app = TestApp::new().await;
     let s = setup(&app, "pm_card_chargeDeclined").await;
     let gold = plan(&app, &s, "Gold", 1999, "month").await;
-    app.request(actix_web::http::Method::PUT, "/v1/dunning_policy")
-        .bearer(&s.m.key)
-        .json(&json!({"retry_after_days": [1], "final_state": "unpaid"}))
-        .send()
-        .await
-        .expect(200);
+    one_retry_then(&app, &s, "unpaid").await;
     let sub = subscribe(&app, &s, &gold).await;
     let sub_id = sub["id"].as_str().unwrap().to_owned();
     round(&app).await;

@@ -43,7 +43,7 @@ use tenure_store::repo::catalog as catalog_repo;
 use tenure_store::repo::charge_intents::{self as intents_repo, ChargeIntent};
 use tenure_store::repo::invoices::{self as invoices_repo, NewPaymentAttempt};
 use tenure_store::repo::payment_methods as pm_repo;
-use tenure_store::repo::renewals::{self as repo, Dunning};
+use tenure_store::repo::renewals::{self as repo, Dunning, WhenHeld};
 use tenure_store::repo::subscriptions as subs_repo;
 
 use super::billing::invoice_event;
@@ -303,7 +303,7 @@ async fn prepare_batch(
         let sub_ids: Vec<SubscriptionId> =
             invoices.iter().filter_map(|i| i.subscription_id).collect();
         let subs: HashMap<SubscriptionId, SubscriptionStatus> =
-            repo::lock_free_subscriptions(conn, merchant, &sub_ids)
+            repo::lock_subscription_statuses(conn, merchant, &sub_ids, WhenHeld::Skip)
                 .await?
                 .into_iter()
                 .collect();
@@ -404,7 +404,7 @@ async fn settle_merchant(
     sub_ids.sort_unstable_by_key(|s| s.uuid());
     sub_ids.dedup();
     let subs: HashMap<SubscriptionId, SubscriptionStatus> =
-        repo::lock_subscriptions(conn, merchant, &sub_ids)
+        repo::lock_subscription_statuses(conn, merchant, &sub_ids, WhenHeld::Wait)
             .await?
             .into_iter()
             .collect();
@@ -616,7 +616,7 @@ async fn charge_now(
     let outcome = call(state, &p).await;
     conn.transaction(async |conn| {
         if let Some(sub) = p.invoice.subscription_id {
-            repo::lock_subscriptions(conn, merchant, &[sub]).await?;
+            repo::lock_subscription_statuses(conn, merchant, &[sub], WhenHeld::Wait).await?;
         }
         invoices_repo::lock_versions(conn, merchant, &[id]).await?;
         settle_locked(conn, state, &p, &outcome, now).await
@@ -637,7 +637,7 @@ async fn prepare_one(
         .await
         .map_err(ApiError::from_store("invoice"))?;
     let status = match unlocked.subscription_id {
-        Some(sub) => repo::lock_subscriptions(conn, merchant, &[sub])
+        Some(sub) => repo::lock_subscription_statuses(conn, merchant, &[sub], WhenHeld::Wait)
             .await?
             .first()
             .map(|(_, status)| *status),

@@ -6,7 +6,7 @@
 //! The claim queries are the engine's only cross-tenant reads: each returns rows locked
 //! with `FOR UPDATE SKIP LOCKED`, so any number of workers share the work without a
 //! leader and without waiting on each other. The batch forms ([`claim_due_renewals`],
-//! [`lock_free_subscriptions`], [`save_renewed`]) let one transaction renew many
+//! [`lock_subscription_statuses`], [`save_renewed`]) let one transaction renew many
 //! subscriptions with a handful of statements instead of a dozen per subscription.
 
 use chrono::{DateTime, Utc};
@@ -173,30 +173,36 @@ pub async fn claim_due_renewals(
         .collect()
 }
 
-/// Locks those of the merchant's subscriptions `ids` that no other transaction holds
-/// (the batch form of `subscriptions::lock_if_free`) and returns their statuses: what
-/// the charge batch needs to decide, without loading and parsing whole states.
-pub async fn lock_free_subscriptions(
+/// What a batch lock does with a row another transaction holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WhenHeld {
+    /// Leave it out (the batch form of `subscriptions::lock_if_free`): the caller tries
+    /// it next round.
+    Skip,
+    /// Wait for it. Rows are locked in id order, so two such batches never wait on each
+    /// other in a cycle.
+    Wait,
+}
+
+/// Locks the merchant's subscriptions `ids` and returns their statuses: what the charge
+/// steps need to decide, without loading and parsing whole states.
+pub async fn lock_subscription_statuses(
     conn: &mut AsyncPgConnection,
     merchant: MerchantId,
     ids: &[SubscriptionId],
+    when_held: WhenHeld,
 ) -> StoreResult<Vec<(SubscriptionId, SubscriptionStatus)>> {
     let ids: Vec<uuid::Uuid> = ids.iter().map(|i| i.uuid()).collect();
-    let rows: Vec<(uuid::Uuid, String)> = subscriptions::table
+    let locking = subscriptions::table
         .filter(subscriptions::merchant_id.eq(merchant.uuid()))
         .filter(subscriptions::id.eq_any(ids))
+        .order(subscriptions::id)
         .select((subscriptions::id, subscriptions::status))
-        .for_update()
-        .skip_locked()
-        .load(conn)
-        .await?;
-    statuses(rows)
-}
-
-/// `(id, status)` rows as the domain's types.
-fn statuses(
-    rows: Vec<(uuid::Uuid, String)>,
-) -> StoreResult<Vec<(SubscriptionId, SubscriptionStatus)>> {
+        .for_update();
+    let rows: Vec<(uuid::Uuid, String)> = match when_held {
+        WhenHeld::Skip => locking.skip_locked().load(conn).await?,
+        WhenHeld::Wait => locking.load(conn).await?,
+    };
     rows.into_iter()
         .map(|(id, status)| {
             Ok((
@@ -205,26 +211,6 @@ fn statuses(
             ))
         })
         .collect()
-}
-
-/// Locks the merchant's subscriptions `ids`, waiting for any request that holds one, in
-/// id order (so two such batches never wait on each other in a cycle), and returns their
-/// statuses.
-pub async fn lock_subscriptions(
-    conn: &mut AsyncPgConnection,
-    merchant: MerchantId,
-    ids: &[SubscriptionId],
-) -> StoreResult<Vec<(SubscriptionId, SubscriptionStatus)>> {
-    let ids: Vec<uuid::Uuid> = ids.iter().map(|i| i.uuid()).collect();
-    let rows: Vec<(uuid::Uuid, String)> = subscriptions::table
-        .filter(subscriptions::merchant_id.eq(merchant.uuid()))
-        .filter(subscriptions::id.eq_any(ids))
-        .order(subscriptions::id)
-        .select((subscriptions::id, subscriptions::status))
-        .for_update()
-        .load(conn)
-        .await?;
-    statuses(rows)
 }
 
 /// Sets the next attempt of the merchant's `invoices` (`None`: no attempt is scheduled).
