@@ -14,6 +14,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration as StdDuration, Instant};
+use tenure_domain::ids::GenerateId;
 
 use chrono::{DateTime, Duration, Utc};
 use tenure_domain::billing::period::{Cadence, Interval};
@@ -176,8 +177,8 @@ fn seed(args: &RenewalArgs, tenure: &Path, url: &str) -> Result<MerchantId, BoxE
         .map_err(|e| format!("merchant id: {e}"))?;
     let m = merchant.uuid();
 
-    let product = ProductId::new();
-    let plan = PlanId::new();
+    let product = ProductId::generate();
+    let plan = PlanId::generate();
     let eur: Currency = "EUR".parse().map_err(|_| "EUR")?;
     let terms = PlanTerms::new(
         plan,
@@ -201,7 +202,7 @@ fn seed(args: &RenewalArgs, tenure: &Path, url: &str) -> Result<MerchantId, BoxE
 
     let n = args.subscriptions;
     let now = Utc::now();
-    let customers: Vec<CustomerId> = (0..n).map(|_| CustomerId::new()).collect();
+    let customers: Vec<CustomerId> = (0..n).map(|_| CustomerId::generate()).collect();
     copy_in(
         url,
         "customers (merchant_id, id, external_id, email, created_at, updated_at)",
@@ -227,7 +228,7 @@ fn seed(args: &RenewalArgs, tenure: &Path, url: &str) -> Result<MerchantId, BoxE
                 writeln!(
                     w,
                     "{m}\t{}\t{}\tpm_card_visa\tvisa\t4242\t12\t2034\tt\t{}",
-                    PaymentMethodId::new().uuid(),
+                    PaymentMethodId::generate().uuid(),
                     c.uuid(),
                     ts(now)
                 )?;
@@ -248,7 +249,7 @@ fn seed(args: &RenewalArgs, tenure: &Path, url: &str) -> Result<MerchantId, BoxE
                     now - Duration::days(31) - Duration::microseconds(offset),
                     6,
                 );
-                let id = SubscriptionId::new();
+                let id = SubscriptionId::generate();
                 let sub = Subscription::create(
                     NewSubscription {
                         id,

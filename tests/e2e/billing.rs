@@ -3,6 +3,7 @@
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
+use tenure_domain::ids::GenerateId;
 
 use chrono::{Duration, Utc};
 use serde_json::{Value, json};
@@ -1066,7 +1067,7 @@ async fn invoices_list_by_creation_time_and_refuse_a_cursor_outside_the_list() {
     for (path, credential) in [
         (format!("/v1/invoices?starting_after={elsewhere}"), &m.key),
         (
-            format!("/v1/invoices?starting_after={}", InvoiceId::new()),
+            format!("/v1/invoices?starting_after={}", InvoiceId::generate()),
             &m.key,
         ),
         (

@@ -1,6 +1,7 @@
 //! Customers: create, filters, updates, pagination.
 
 use std::collections::HashSet;
+use tenure_domain::ids::GenerateId;
 
 use serde_json::json;
 use tenure_e2e::TestApp;
@@ -155,7 +156,7 @@ async fn pagination_walks_250_customers_exactly_once() {
                 .unwrap()
                 .uuid();
         for i in 0..250 {
-            let id = tenure_domain::ids::CustomerId::new().uuid();
+            let id = tenure_domain::ids::CustomerId::generate().uuid();
             diesel_async::RunQueryDsl::execute(
                 diesel::sql_query(format!(
                     "INSERT INTO customers (merchant_id, id, external_id) VALUES ('{merchant}', '{id}', 'ext-{i}')"

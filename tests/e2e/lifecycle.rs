@@ -8,6 +8,7 @@ use futures_util::future::join_all;
 use serde_json::{Value, json};
 use tenure_api::service::lifecycle::run_due_changes;
 use tenure_domain::clock::Clock;
+use tenure_domain::ids::GenerateId;
 use tenure_e2e::{Response, TestApp, TestMerchant};
 
 use crate::fixtures;
@@ -1107,7 +1108,7 @@ async fn plan_changes_preview_prorate_and_downgrades_wait_for_period_end() {
         .expect_problem(422, "validation_failed");
     app.post(&format!("/v1/subscriptions/{sub}/change_plan"))
         .bearer(&m.key)
-        .json(&json!({"plan_id": tenure_domain::ids::PlanId::new().to_string()}))
+        .json(&json!({"plan_id": tenure_domain::ids::PlanId::generate().to_string()}))
         .send()
         .await
         .expect_problem(422, "validation_failed");

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use tenure_domain::billing::Interval;
 use tenure_domain::clock::Clock;
 use tenure_domain::context::monthly_amount;
+use tenure_domain::ids::GenerateId;
 use tenure_e2e::{TestApp, TestMerchant};
 
 use crate::fixtures;
@@ -360,7 +361,7 @@ async fn sql_helpers_agree_with_the_domain() {
     let app = TestApp::new().await;
     let mut conn = app.sql().await;
     for _ in 0..50 {
-        let id = tenure_domain::ids::SubscriptionId::new();
+        let id = tenure_domain::ids::SubscriptionId::generate();
         let row: Text = diesel_async::RunQueryDsl::get_result(
             diesel::sql_query(format!("SELECT tenure_typeid('sub', '{}') AS t", id.uuid())),
             &mut conn,

@@ -7,6 +7,7 @@
 
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Instant;
+use tenure_domain::ids::GenerateId;
 
 use chrono::{DateTime, Datelike, Duration, TimeZone, Timelike, Utc};
 use diesel::sql_types::{Array, Text, Uuid};
@@ -289,7 +290,7 @@ async fn a_declined_renewal_is_retried_and_recovers_when_the_customer_sets_a_wor
 /// Seeds `n` copies of `template` (same customer, plan and period) with SQL.
 async fn clone_subscriptions(app: &TestApp, template: &str, n: usize) {
     let template: SubscriptionId = template.parse().expect("sub id");
-    let ids: Vec<SubscriptionId> = (0..n).map(|_| SubscriptionId::new()).collect();
+    let ids: Vec<SubscriptionId> = (0..n).map(|_| SubscriptionId::generate()).collect();
     let uuids: Vec<uuid::Uuid> = ids.iter().map(|i| i.uuid()).collect();
     let texts: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
     let mut conn = app.sql().await;
@@ -567,7 +568,7 @@ async fn seed_due_by_the_real_clock(app: &TestApp, s: &Setup, product: &str, n: 
             now - Duration::days(31) - Duration::microseconds(i64::try_from(i).unwrap() * 100),
             6,
         );
-        let id = SubscriptionId::new();
+        let id = SubscriptionId::generate();
         let sub = Subscription::create(
             NewSubscription {
                 id,

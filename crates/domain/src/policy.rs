@@ -111,6 +111,7 @@ impl PortalPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::GenerateId;
 
     #[test]
     fn defaults_follow_the_design() {
@@ -136,8 +137,8 @@ mod tests {
 
     #[test]
     fn switchable_plans_restrict_when_listed() {
-        let a = PlanId::new();
-        let b = PlanId::new();
+        let a = PlanId::generate();
+        let b = PlanId::generate();
         let mut p = PortalPolicy::default();
         assert!(p.allows_switch_to(a, true));
         assert!(!p.allows_switch_to(a, false));

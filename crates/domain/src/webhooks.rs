@@ -326,6 +326,7 @@ pub fn should_disable(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::GenerateId;
 
     #[test]
     fn enabled_events_are_checked_and_normalised() {
@@ -392,7 +393,7 @@ mod tests {
     fn secrets_stay_out_of_debug_output_and_sign_during_the_overlap() {
         let now = Utc::now();
         let endpoint = WebhookEndpoint {
-            id: WebhookEndpointId::new(),
+            id: WebhookEndpointId::generate(),
             url: "https://example.com/".to_owned(),
             description: None,
             enabled_events: vec!["*".to_owned()],

@@ -201,6 +201,7 @@ pub fn provider_key(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tenure_domain::ids::GenerateId;
 
     fn signer() -> SessionSigner {
         SessionSigner::new(&[7u8; 32], DEFAULT_TTL)
@@ -208,8 +209,8 @@ mod tests {
 
     fn session() -> Session {
         Session {
-            merchant: MerchantId::new(),
-            customer: CustomerId::new(),
+            merchant: MerchantId::generate(),
+            customer: CustomerId::generate(),
         }
     }
 
@@ -248,8 +249,8 @@ mod tests {
     fn alg_none_is_refused() {
         let now = Utc::now().timestamp();
         let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
-        let claims = serde_json::json!({"iss": ISSUER, "aud": AUDIENCE, "sub": CustomerId::new().to_string(),
-            "mer": MerchantId::new().to_string(), "iat": now, "nbf": now, "exp": now + 600});
+        let claims = serde_json::json!({"iss": ISSUER, "aud": AUDIENCE, "sub": CustomerId::generate().to_string(),
+            "mer": MerchantId::generate().to_string(), "iat": now, "nbf": now, "exp": now + 600});
         let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
         let token = format!("{header}.{payload}.");
         assert!(signer().verify(&token, Utc::now()).is_err());

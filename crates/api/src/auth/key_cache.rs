@@ -198,9 +198,10 @@ impl Drop for DeafOnDrop {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tenure_domain::ids::GenerateId;
 
     fn merchant() -> MerchantId {
-        MerchantId::new()
+        MerchantId::generate()
     }
 
     #[test]

@@ -299,6 +299,7 @@ pub async fn rate_limit(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tenure_domain::ids::GenerateId;
     use tenure_domain::ids::MerchantId;
 
     #[test]
@@ -307,8 +308,8 @@ mod tests {
             merchant: Limit::new(1, 3),
             ..RateLimitConfig::disabled()
         });
-        let a = Principal::Merchant(MerchantId::new());
-        let b = Principal::Merchant(MerchantId::new());
+        let a = Principal::Merchant(MerchantId::generate());
+        let b = Principal::Merchant(MerchantId::generate());
         for _ in 0..3 {
             assert!(limits.check_principal(&a).is_ok());
         }
@@ -322,7 +323,7 @@ mod tests {
     fn zero_disables_a_limit() {
         let limits = RateLimits::disabled();
         assert!(!limits.enabled());
-        let a = Principal::Merchant(MerchantId::new());
+        let a = Principal::Merchant(MerchantId::generate());
         for _ in 0..1000 {
             assert!(limits.check_principal(&a).is_ok());
         }

@@ -12,6 +12,7 @@ use tenure_domain::billing::invoice::{
 };
 use tenure_domain::billing::payment_method::PaymentMethod;
 use tenure_domain::error::DomainError;
+use tenure_domain::ids::GenerateId;
 use tenure_domain::ids::{CustomerId, InvoiceId, MerchantId, PaymentMethodId, RefundId};
 use tenure_domain::text;
 use tenure_store::repo::charge_intents as intents_repo;
@@ -141,7 +142,7 @@ pub async fn attach(
             super::gdpr::ensure_not_erased(&locked)?;
             let existing = repo::list_for_customer(conn, merchant, customer).await?;
             let mut pm = PaymentMethod {
-                id: PaymentMethodId::new(),
+                id: PaymentMethodId::generate(),
                 customer_id: customer,
                 gateway_token: token.to_owned(),
                 card,
@@ -421,7 +422,7 @@ pub async fn refund(
             .gateway_ref
             .clone()
             .ok_or_else(|| ApiError::internal("successful payment without a gateway ref"))?;
-        let refund_id = RefundId::new();
+        let refund_id = RefundId::generate();
         // Refunds of one invoice are serialised by the row lock, so "the refund that
         // follows `amount_refunded` = N" names this refund: should the transaction fail
         // after the gateway refunded, the retry replays that refund instead of paying

@@ -2,6 +2,7 @@
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use tenure_domain::catalog::{self, Plan, Product};
+use tenure_domain::ids::GenerateId;
 use tenure_domain::ids::{MerchantId, PlanId, ProductId};
 use tenure_domain::money::Money;
 use tenure_domain::policy::PortalPolicy;
@@ -90,7 +91,7 @@ pub async fn create_product(
     v.finish()?;
     let now = state.now();
     let product = Product {
-        id: ProductId::new(),
+        id: ProductId::generate(),
         name: checked(name)?,
         description: checked(description)?,
         portal_policy: checked(policy)?,
@@ -272,7 +273,7 @@ pub async fn create_plan(
     let product_id = checked(product_id)?;
     let now = state.now();
     let plan = Plan {
-        id: PlanId::new(),
+        id: PlanId::generate(),
         product_id,
         name: checked(name)?,
         price: checked(price)?,

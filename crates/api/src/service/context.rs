@@ -4,6 +4,7 @@
 //! and the timeline.
 
 use std::collections::BTreeMap;
+use tenure_domain::ids::GenerateId;
 
 use chrono::{DateTime, Duration, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
@@ -365,7 +366,7 @@ pub async fn add_note(
     }
     v.finish()?;
     let note = repo::NewNote {
-        id: NoteId::new(),
+        id: NoteId::generate(),
         customer,
         body: checked(body)?,
         channel: input.channel,

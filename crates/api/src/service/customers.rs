@@ -2,6 +2,7 @@
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use tenure_domain::customer::{self, Customer};
+use tenure_domain::ids::GenerateId;
 use tenure_domain::ids::{CustomerId, MerchantId};
 use tenure_domain::text;
 use tenure_store::repo::customers as repo;
@@ -76,7 +77,7 @@ pub async fn create(
     v.finish()?;
     let now = state.now();
     let customer = Customer {
-        id: CustomerId::new(),
+        id: CustomerId::generate(),
         external_id: checked(external_id)?,
         email: checked(email)?,
         name: checked(name)?,

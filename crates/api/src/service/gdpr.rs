@@ -467,6 +467,7 @@ pub async fn erase(state: &AppState, merchant: MerchantId, id: CustomerId) -> Ap
 mod tests {
     use super::*;
     use serde_json::json;
+    use tenure_domain::ids::GenerateId;
 
     fn erased_customer(id: CustomerId) -> CustomerDto {
         let now = chrono::Utc::now();
@@ -487,9 +488,9 @@ mod tests {
 
     #[test]
     fn a_response_loses_the_erased_customer_s_data_and_keeps_everyone_else_s() {
-        let id = CustomerId::new();
+        let id = CustomerId::generate();
         let erased = erased_customer(id);
-        let other = CustomerId::new().to_string();
+        let other = CustomerId::generate().to_string();
         let body = json!({
             "data": [
                 {"id": id.to_string(), "email": "ada@example.org", "external_id": "ada-1",
@@ -537,7 +538,7 @@ mod tests {
 
     #[test]
     fn scrub_removes_personal_fields_at_any_depth() {
-        let id = CustomerId::new();
+        let id = CustomerId::generate();
         let erased = erased_customer(id);
         let mut v = json!({"email": "a@b.c", "external_id": "a@b.c", "amount": 5,
             "metadata": {"x": 1}, "tags": ["vip"],

@@ -146,23 +146,24 @@ pub async fn terms_of(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tenure_domain::ids::GenerateId;
 
     fn terms(plans: usize) -> PortalTerms {
         PortalTerms {
             policy: PortalPolicy::default(),
-            plans: (0..plans).map(|_| PlanId::new()).collect(),
+            plans: (0..plans).map(|_| PlanId::generate()).collect(),
         }
     }
 
     #[test]
     fn entries_are_kept_until_forgotten_or_expired() {
         let cache = PortalTermsCache::new(Duration::from_secs(60));
-        let (m, p) = (MerchantId::new(), ProductId::new());
+        let (m, p) = (MerchantId::generate(), ProductId::generate());
         assert!(cache.get(m, p).is_none());
         cache.put(m, p, terms(2), cache.read_start());
         assert_eq!(cache.get(m, p).map(|t| t.plans.len()), Some(2));
         assert!(
-            cache.get(MerchantId::new(), p).is_none(),
+            cache.get(MerchantId::generate(), p).is_none(),
             "keyed by merchant too"
         );
         cache.forget(m, p);
@@ -176,7 +177,7 @@ mod tests {
     #[test]
     fn terms_read_before_a_change_are_not_kept_after_it() {
         let cache = PortalTermsCache::new(Duration::from_secs(60));
-        let (m, p) = (MerchantId::new(), ProductId::new());
+        let (m, p) = (MerchantId::generate(), ProductId::generate());
         let start = cache.read_start();
         // The merchant changes the product while the read is in flight.
         cache.forget(m, p);
@@ -194,14 +195,14 @@ mod tests {
     #[test]
     fn a_full_cache_starts_again_empty() {
         let cache = PortalTermsCache::new(Duration::from_secs(60));
-        let m = MerchantId::new();
-        let first = ProductId::new();
+        let m = MerchantId::generate();
+        let first = ProductId::generate();
         cache.put(m, first, terms(0), cache.read_start());
         for _ in 1..MAX_ENTRIES {
-            cache.put(m, ProductId::new(), terms(0), cache.read_start());
+            cache.put(m, ProductId::generate(), terms(0), cache.read_start());
         }
         assert!(cache.get(m, first).is_some());
-        cache.put(m, ProductId::new(), terms(0), cache.read_start());
+        cache.put(m, ProductId::generate(), terms(0), cache.read_start());
         assert!(cache.get(m, first).is_none());
         assert_eq!(cache.entries().len(), 1);
     }

@@ -9,6 +9,7 @@
 //! shown stays acceptable unless the merchant changed it or the customer's facts moved.
 
 use std::collections::HashMap;
+use tenure_domain::ids::GenerateId;
 
 use chrono::{DateTime, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
@@ -179,7 +180,7 @@ pub async fn create_offer(
         )
         .await?;
         let offer = StoredOffer {
-            id: RetentionOfferId::new(),
+            id: RetentionOfferId::generate(),
             name,
             kind,
             eligibility,
@@ -483,7 +484,7 @@ async fn present_in_tx(
     let offers = eligible_offers(conn, merchant, sub, request, now).await?;
     // Outcome ids record the presentation order: UUIDv7s minted in one millisecond are
     // not ordered, so mint them first and hand them out sorted.
-    let mut ids: Vec<OfferOutcomeId> = offers.iter().map(|_| OfferOutcomeId::new()).collect();
+    let mut ids: Vec<OfferOutcomeId> = offers.iter().map(|_| OfferOutcomeId::generate()).collect();
     ids.sort_by_key(|id| id.uuid());
     let outcomes: Vec<OfferOutcome> = offers
         .iter()

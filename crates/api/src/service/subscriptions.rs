@@ -8,6 +8,7 @@
 //! events' side effects on cancellation requests and tickets.
 
 use std::collections::HashMap;
+use tenure_domain::ids::GenerateId;
 
 use chrono::{DateTime, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
@@ -237,7 +238,7 @@ pub(crate) async fn post_to_ticket(
         conn,
         merchant,
         &TicketMessage {
-            id: TicketMessageId::new(),
+            id: TicketMessageId::generate(),
             ticket_id,
             author,
             body,
@@ -450,7 +451,7 @@ async fn open_request(
     now: DateTime<Utc>,
 ) -> ApiResult<CancellationRequest> {
     let ticket = SupportTicket {
-        id: TicketId::new(),
+        id: TicketId::generate(),
         customer_id: sub.customer_id,
         subscription_id: Some(sub.subscription.id),
         subject: format!("Cancellation request: {reason}"),
@@ -461,7 +462,7 @@ async fn open_request(
     };
     support_repo::insert_ticket(conn, merchant, &ticket).await?;
     let mut messages = vec![TicketMessage {
-        id: TicketMessageId::new(),
+        id: TicketMessageId::generate(),
         ticket_id: ticket.id,
         author: MessageAuthor::System,
         body: format!(
@@ -472,7 +473,7 @@ async fn open_request(
     }];
     if let Some(body) = &message {
         messages.push(TicketMessage {
-            id: TicketMessageId::new(),
+            id: TicketMessageId::generate(),
             ticket_id: ticket.id,
             author: MessageAuthor::Customer,
             body: body.clone(),
@@ -528,7 +529,7 @@ pub async fn create(
             events,
         } = Subscription::create(
             NewSubscription {
-                id: SubscriptionId::new(),
+                id: SubscriptionId::generate(),
                 plan: terms_of(&plan)?,
                 trial_days: plan.trial_days,
             },

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::{Duration as StdDuration, Instant};
+use tenure_domain::ids::GenerateId;
 
 use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
@@ -116,7 +117,7 @@ pub async fn create_endpoint(
     v.finish()?;
     let now = state.now();
     let endpoint = WebhookEndpoint {
-        id: WebhookEndpointId::new(),
+        id: WebhookEndpointId::generate(),
         url: checked(url)?,
         description: checked(description)?,
         enabled_events: checked(events)?,

@@ -168,6 +168,7 @@ pub fn prorate_change(
 
 #[cfg(test)]
 mod tests {
+    use crate::ids::GenerateId;
     use chrono::{TimeDelta, TimeZone};
     use proptest::prelude::*;
 
@@ -180,7 +181,7 @@ mod tests {
     }
 
     fn terms(amount: i64, cadence: Cadence) -> PlanTerms {
-        PlanTerms::new(PlanId::new(), Money::new(amount, eur()), cadence).unwrap()
+        PlanTerms::new(PlanId::generate(), Money::new(amount, eur()), cadence).unwrap()
     }
 
     fn april() -> Period {

@@ -29,6 +29,7 @@
 //! access ends at `t` either way. `canceled_at` records when the decision was made,
 //! `ended_at` when it took effect.
 
+use crate::ids::GenerateId;
 use std::fmt;
 use std::str::FromStr;
 
@@ -242,7 +243,7 @@ impl Subscription {
                 let reason = request.reason.ok_or_else(|| {
                     DomainError::validation("reason", "is required to request a cancellation")
                 })?;
-                let id = CancellationRequestId::new();
+                let id = CancellationRequestId::generate();
                 let requested = SubscriptionEvent::CancellationRequested {
                     cancellation_request_id: id,
                     reason,

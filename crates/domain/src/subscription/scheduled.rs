@@ -23,6 +23,7 @@
 //! `subscription.scheduled_change_removed` event naming the refusal code — never
 //! applied against the rules, never dropped silently.
 
+use crate::ids::GenerateId;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -121,7 +122,7 @@ impl ScheduledChange {
         kind: ScheduledChangeKind,
     ) -> Self {
         Self {
-            id: ScheduledChangeId::new(),
+            id: ScheduledChangeId::generate(),
             due_at,
             requested_at,
             requested_by,

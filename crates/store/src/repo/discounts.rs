@@ -6,6 +6,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use tenure_domain::ids::GenerateId;
 use tenure_domain::ids::{DiscountId, MerchantId, SubscriptionId};
 use tenure_domain::money::{Currency, Money};
 
@@ -119,7 +120,7 @@ pub async fn grant(
     };
     let row = Row {
         merchant_id: merchant.uuid(),
-        id: DiscountId::new().uuid(),
+        id: DiscountId::generate().uuid(),
         subscription_id: new.subscription_id.uuid(),
         offer_id: new.offer_id,
         percent,

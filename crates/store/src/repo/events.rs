@@ -6,6 +6,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures_util::TryFutureExt;
 use futures_util::future::try_join;
+use tenure_domain::ids::GenerateId;
 use tenure_domain::ids::{CustomerId, EventId, MerchantId};
 
 use crate::error::StoreResult;
@@ -46,7 +47,7 @@ pub async fn record(
     event: NewEvent,
     at: DateTime<Utc>,
 ) -> StoreResult<EventId> {
-    let id = EventId::new();
+    let id = EventId::generate();
     let customer_id = customer_of(&event);
     let shared: &AsyncPgConnection = conn;
     // The endpoint lookup does not depend on the insert: both go in one round trip.
@@ -94,7 +95,7 @@ pub async fn record_many(
     let mut by_type: Vec<(String, Vec<TimedEvent>)> = Vec::new();
     let mut values = Vec::with_capacity(batch.len());
     for (event, at) in batch {
-        let id = EventId::new();
+        let id = EventId::generate();
         ids.push(id);
         match by_type.iter_mut().find(|(t, _)| *t == event.event_type) {
             Some((_, list)) => list.push((id, at)),

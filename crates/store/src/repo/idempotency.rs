@@ -264,10 +264,11 @@ pub async fn purge_expired(conn: &mut AsyncPgConnection, now: DateTime<Utc>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tenure_domain::ids::GenerateId;
 
     #[test]
     fn customer_ids_are_found_once_each_and_nothing_else() {
-        let (a, b) = (CustomerId::new(), CustomerId::new());
+        let (a, b) = (CustomerId::generate(), CustomerId::generate());
         let body = format!(
             r#"{{"id":"{a}","customer":{{"id":"{b}"}},"again":"{a}","cus_":"cus_short","sub":"sub_01h455vb4pex5vsknk084sn02q"}}"#
         );

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use tenure_domain::ids::GenerateId;
 use tenure_domain::ids::{IdentityProviderId, MerchantId};
 
 use crate::error::StoreResult;
@@ -37,7 +38,7 @@ pub async fn insert(
     let row = diesel::insert_into(idp::table)
         .values((
             idp::merchant_id.eq(merchant.uuid()),
-            idp::id.eq(IdentityProviderId::new().uuid()),
+            idp::id.eq(IdentityProviderId::generate().uuid()),
             idp::issuer.eq(new.issuer),
             idp::audience.eq(new.audience),
             idp::algorithm.eq(new.algorithm),

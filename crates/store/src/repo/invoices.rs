@@ -7,6 +7,7 @@
 //! back, so numbers are handed out in commit order without holes.
 
 use std::collections::HashMap;
+use tenure_domain::ids::GenerateId;
 
 use chrono::{DateTime, Utc};
 use diesel::expression::{AppearsOnTable, Expression, SelectableExpression, ValidGrouping};
@@ -316,7 +317,7 @@ pub async fn create_invoice(
     let totals = invoice::totals(new.currency, &new.lines).map_err(StoreError::corrupt)?;
     conn.transaction(async |conn| {
         let number = next_invoice_number(conn, merchant).await?;
-        let id = InvoiceId::new();
+        let id = InvoiceId::generate();
         let row = InvoiceRow {
             merchant_id: merchant.uuid(),
             id: id.uuid(),
@@ -647,7 +648,7 @@ pub async fn record_payment_attempt(
         };
         let row = PaymentRow {
             merchant_id: merchant.uuid(),
-            id: PaymentId::new().uuid(),
+            id: PaymentId::generate().uuid(),
             invoice_id: invoice.id.uuid(),
             customer_id: invoice.customer_id.uuid(),
             payment_method_id: attempt.payment_method_id.map(|p| p.uuid()),
@@ -890,7 +891,7 @@ pub async fn create_invoices(
             return Err(StoreError::corrupt("a new invoice is draft or open"));
         }
         let totals = invoice::totals(inv.currency, &inv.lines).map_err(StoreError::corrupt)?;
-        let id = InvoiceId::new();
+        let id = InvoiceId::generate();
         lines.push(line_rows(merchant, id, &inv.lines)?);
         rows.push(InvoiceRow {
             merchant_id: merchant.uuid(),
@@ -1117,7 +1118,7 @@ pub async fn record_successful_charges(
         }
         payments_rows.push(PaymentRow {
             merchant_id: merchant.uuid(),
-            id: PaymentId::new().uuid(),
+            id: PaymentId::generate().uuid(),
             invoice_id: invoice.id.uuid(),
             customer_id: invoice.customer_id.uuid(),
             payment_method_id: attempt.payment_method_id.map(|p| p.uuid()),

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use tenure_domain::ids::GenerateId;
 use tenure_domain::ids::{ApiKeyId, MerchantId};
 
 use crate::error::StoreResult;
@@ -36,7 +37,7 @@ impl From<MerchantRow> for Merchant {
 pub async fn create(conn: &mut AsyncPgConnection, name: &str) -> StoreResult<Merchant> {
     let row: MerchantRow = diesel::insert_into(merchants::table)
         .values((
-            merchants::id.eq(MerchantId::new().uuid()),
+            merchants::id.eq(MerchantId::generate().uuid()),
             merchants::name.eq(name),
         ))
         .returning(MerchantRow::as_returning())
@@ -61,7 +62,7 @@ pub async fn insert_api_key(
     key_hash: &[u8],
     key_prefix: &str,
 ) -> StoreResult<ApiKeyId> {
-    let id = ApiKeyId::new();
+    let id = ApiKeyId::generate();
     diesel::insert_into(api_keys::table)
         .values((
             api_keys::merchant_id.eq(merchant.uuid()),

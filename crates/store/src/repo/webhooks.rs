@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Int4, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use tenure_domain::ids::GenerateId;
 use tenure_domain::ids::{EventId, MerchantId, WebhookDeliveryId, WebhookEndpointId};
 use tenure_domain::webhooks::{
     ALL_EVENTS, DeliveryAttempt, DeliveryStatus, DisabledReason, WebhookDelivery, WebhookEndpoint,
@@ -259,7 +260,7 @@ pub async fn insert_deliveries(
         .map(|d| {
             (
                 webhook_deliveries::merchant_id.eq(merchant.uuid()),
-                webhook_deliveries::id.eq(WebhookDeliveryId::new().uuid()),
+                webhook_deliveries::id.eq(WebhookDeliveryId::generate().uuid()),
                 webhook_deliveries::endpoint_id.eq(d.endpoint.uuid()),
                 webhook_deliveries::event_id.eq(d.event.uuid()),
                 webhook_deliveries::event_type.eq(d.event_type),

@@ -9,6 +9,7 @@ mod properties;
 mod renewal;
 mod state;
 
+use crate::ids::GenerateId;
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 
 use crate::DomainError;
@@ -32,12 +33,17 @@ fn days(n: i64) -> TimeDelta {
 }
 
 fn monthly(amount: i64) -> PlanTerms {
-    PlanTerms::new(PlanId::new(), Money::new(amount, eur()), Cadence::monthly()).unwrap()
+    PlanTerms::new(
+        PlanId::generate(),
+        Money::new(amount, eur()),
+        Cadence::monthly(),
+    )
+    .unwrap()
 }
 
 fn yearly(amount: i64) -> PlanTerms {
     let cadence = Cadence::new(Interval::Year, 1).unwrap();
-    PlanTerms::new(PlanId::new(), Money::new(amount, eur()), cadence).unwrap()
+    PlanTerms::new(PlanId::generate(), Money::new(amount, eur()), cadence).unwrap()
 }
 
 /// The start of every example: 15 January 2025, 09:30 UTC.
@@ -47,7 +53,7 @@ fn start() -> DateTime<Utc> {
 
 fn subscription(plan: PlanTerms, trial_days: u32, now: DateTime<Utc>) -> Subscription {
     let new = NewSubscription {
-        id: SubscriptionId::new(),
+        id: SubscriptionId::generate(),
         plan,
         trial_days,
     };

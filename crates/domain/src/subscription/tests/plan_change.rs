@@ -1,5 +1,6 @@
 use super::*;
 use crate::billing::proration::ProrationLineKind;
+use crate::ids::GenerateId;
 use crate::subscription::{
     Actor, PlanChangeRequest, PlanChangeTiming, SubscriptionEvent, SubscriptionStatus,
 };
@@ -90,7 +91,7 @@ fn a_downgrade_waits_for_period_end_and_then_bills_the_new_price() {
 fn a_downgrade_to_another_cadence_anchors_at_period_end() {
     let s = active();
     let weekly = PlanTerms::new(
-        PlanId::new(),
+        PlanId::generate(),
         Money::new(100, eur()),
         Cadence::new(Interval::Week, 1).unwrap(),
     )
@@ -145,7 +146,7 @@ fn refusals() {
             .is_ok()
     );
     let listed = PortalPolicy {
-        switchable_plan_ids: vec![PlanId::new()],
+        switchable_plan_ids: vec![PlanId::generate()],
         ..policy()
     };
     assert_eq!(

@@ -1,6 +1,7 @@
 //! Random sequences of actions by random actors under random policies never produce an
 //! invalid subscription, and availability agrees with the transitions at every step.
 
+use crate::ids::GenerateId;
 use proptest::prelude::*;
 
 use super::availability::{assert_agrees, cancel_request, pause_request};
@@ -266,8 +267,8 @@ proptest! {
         steps in proptest::collection::vec(step(), 1..60),
     ) {
         let now = at(1990, 1, 31) + days(start_days);
-        let plan = |amount| PlanTerms::new(PlanId::new(), Money::new(amount, eur()), cadence).unwrap();
-        let other = |amount| PlanTerms::new(PlanId::new(), Money::new(amount, eur()), Cadence::monthly()).unwrap();
+        let plan = |amount| PlanTerms::new(PlanId::generate(), Money::new(amount, eur()), cadence).unwrap();
+        let other = |amount| PlanTerms::new(PlanId::generate(), Money::new(amount, eur()), Cadence::monthly()).unwrap();
         let current = plan(1000);
         let mut world = World {
             s: subscription(current, trial_days, now),

@@ -1,5 +1,6 @@
 use super::*;
 use crate::catalog::MAX_TRIAL_DAYS;
+use crate::ids::GenerateId;
 use crate::subscription::{Actor, PauseEnd, PauseRequest, PauseStart, SubscriptionStatus};
 
 #[test]
@@ -20,7 +21,7 @@ fn statuses_round_trip_in_snake_case() {
 fn creating_without_a_trial_starts_billing_now() {
     let t = Subscription::create(
         NewSubscription {
-            id: SubscriptionId::new(),
+            id: SubscriptionId::generate(),
             plan: monthly(1000),
             trial_days: 0,
         },
@@ -48,7 +49,7 @@ fn creating_with_a_trial_anchors_billing_at_its_end() {
 #[test]
 fn trials_and_prices_are_bounded() {
     let new = |trial_days, plan| NewSubscription {
-        id: SubscriptionId::new(),
+        id: SubscriptionId::generate(),
         plan,
         trial_days,
     };
