@@ -6,7 +6,8 @@
 # (utime + stime from /proc over the requests served), in microseconds.
 #
 #   bench/quick.sh BIN SECONDS CONNECTIONS SCENARIO...
-#   scenarios: read status customer created (writes need bench/run.sh's fresh slices)
+#   scenarios: read status customer created write (write: pause/resume on the next
+#   unused slice of subscriptions, as bench/run.sh takes them; see bench/slices.sh)
 #   e.g. bench/quick.sh target/release/tenure 8 32 read status
 set -euo pipefail
 [ $# -ge 4 ] || { sed -n 2,10p "$0" >&2; exit 2; }
@@ -21,6 +22,8 @@ export TENURE_RATE_LIMIT_PER_SECOND=0 TENURE_RATE_LIMIT_CUSTOMER_PER_SECOND=0
 export BENCH_LUA_DIR="$ROOT/bench/lua" BENCH_CUSTOMERS_FILE="$WORK/data/customers.txt"
 { read -r _; read -r BENCH_MERCHANT_KEY; } <"$WORK/merchant"
 export BENCH_MERCHANT_KEY
+# shellcheck source=bench/slices.sh
+. "$ROOT/bench/slices.sh"
 SAMPLE="$WORK/data/portal-sample.txt"
 [ -f "$SAMPLE" ] || shuf -n 10000 --random-source=<(yes) "$WORK/data/portal.txt" >"$SAMPLE"
 
@@ -45,6 +48,7 @@ for scenario in "$@"; do
   case $scenario in
     read) script=portal_read.lua ;;
     status | customer | created) script=invoices.lua env_vars+=(BENCH_INVOICE_FILTER="$scenario") ;;
+    write) script=portal_write.lua env_vars=(BENCH_PORTAL_FILE="$(slice_file "$(next_write_slice)")") ;;
     *) echo "unknown scenario $scenario" >&2; exit 2 ;;
   esac
   server0=$(cpu_ticks $SERVER) pg0=$(postgres_ticks)

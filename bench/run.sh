@@ -168,22 +168,13 @@ export BENCH_CUSTOMERS_FILE="$WORK/data/customers.txt"
 export BENCH_MERCHANT_KEY="$KEY"
 export BENCH_THREADS=2
 
-# Each write run takes its own slice of the subscriptions; the slice number carries on
-# from the previous run on the same database, so a reused database starts clean slices.
-# A run ends part-way through a pass, leaving some of its slice paused: once the slices
-# come round again, pauses meet 409s and the write figures are no longer clean.
-RUN_NO=$(cat "$WORK/next_write_slice" 2>/dev/null || echo 0)
-BENCH_SLICES=12
+# shellcheck source=bench/slices.sh
+. "$ROOT/bench/slices.sh"
+FIRST_SLICE=$(cat "$WORK/next_write_slice" 2>/dev/null || echo 0)
 WRITE_RUNS=$((3 * $(wc -w <<<"${POOLS}") * $(wc -w <<<"${HTTP_WORKERS:-cores}")))
-if [ $((RUN_NO + WRITE_RUNS)) -gt "$BENCH_SLICES" ]; then
+if [ $((FIRST_SLICE + WRITE_RUNS)) -gt "$BENCH_SLICES" ]; then
   say "warning: this run reuses write slices (reseed with --seed-only for clean portal_write figures)"
 fi
-TOTAL_PAIRS=$(wc -l <"$WORK/data/portal.txt")
-slice_file() { # slice number -> file holding that slice of portal.txt
-  local n=$(($1 % BENCH_SLICES)) per=$((TOTAL_PAIRS / BENCH_SLICES))
-  sed -n "$((n * per + 1)),$(((n + 1) * per))p" "$WORK/data/portal.txt" >"$WORK/data/portal-slice.txt"
-  echo "$WORK/data/portal-slice.txt"
-}
 
 measure() { # label scenario conns pool workers script [ENV=VALUE...]
   local label=$1 scenario=$2 conns=$3 pool=$4 workers=$5 script=$6
@@ -244,9 +235,7 @@ for config in "${CONFIGS[@]}"; do
   for c in $CONNS; do
     ceiling "$label" "$pool" "$workers" "$c"
     measure "$label" portal_read "$c" "$pool" "$workers" portal_read.lua
-    measure "$label" portal_write "$c" "$pool" "$workers" portal_write.lua BENCH_PORTAL_FILE="$(slice_file "$RUN_NO")"
-    RUN_NO=$((RUN_NO + 1))
-    echo "$RUN_NO" >"$WORK/next_write_slice"
+    measure "$label" portal_write "$c" "$pool" "$workers" portal_write.lua BENCH_PORTAL_FILE="$(slice_file "$(next_write_slice)")"
     measure "$label" invoices_status "$c" "$pool" "$workers" invoices.lua BENCH_INVOICE_FILTER=status
     measure "$label" invoices_customer "$c" "$pool" "$workers" invoices.lua BENCH_INVOICE_FILTER=customer
     measure "$label" invoices_created "$c" "$pool" "$workers" invoices.lua BENCH_INVOICE_FILTER=created
