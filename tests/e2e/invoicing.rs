@@ -457,6 +457,46 @@ async fn grant(app: &TestApp, s: &Setup, sub: &str, value: DiscountValue, cycles
     .expect("grant");
 }
 
+/// The response to a change shows the subscription's discounts, to the customer and to
+/// the merchant: it reads them after the change, unless the subscription had none.
+#[actix_web::test]
+async fn responses_to_changes_show_the_subscription_s_discounts() {
+    let app = TestApp::new().await;
+    let s = setup(&app, "pm_card_visa").await;
+    let gold = plan(&app, &s, "Gold", 1999, "month").await;
+    let (id, _) = subscribed_and_charged(&app, &s, &gold, 1999).await;
+    let token = fixtures::session(&app, &s.m, &s.customer).await;
+    // A pause at the period's end, scheduled by the customer, removed by the merchant:
+    // neither touches discounts or invoices.
+    let pause_and_unschedule = async || {
+        let paused = app
+            .post(&format!("/v1/portal/subscriptions/{id}/pause"))
+            .bearer(&token)
+            .json(&json!({"start": {"type": "period_end"}}))
+            .send()
+            .await
+            .expect(200)
+            .body;
+        let change = paused["scheduled_changes"][0]["id"].as_str().unwrap();
+        let unscheduled = app
+            .delete(&format!("/v1/subscriptions/{id}/scheduled_changes/{change}"))
+            .bearer(&s.m.key)
+            .send()
+            .await
+            .expect(200)
+            .body;
+        (paused["discounts"].clone(), unscheduled["discounts"].clone())
+    };
+    assert_eq!(pause_and_unschedule().await, (json!([]), json!([])));
+    grant(&app, &s, &id, DiscountValue::Percent(20), 2).await;
+    let (portal, merchant) = pause_and_unschedule().await;
+    for shown in [&portal, &merchant] {
+        assert_eq!(shown.as_array().map(Vec::len), Some(1), "{shown}");
+        assert_eq!(shown[0]["percent"], 20);
+        assert_eq!(shown[0]["cycles_remaining"], 2);
+    }
+}
+
 #[actix_web::test]
 async fn a_percent_discount_applies_to_exactly_the_next_two_invoices() {
     let app = TestApp::new().await;

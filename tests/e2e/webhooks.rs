@@ -445,6 +445,94 @@ async fn a_receiver_outage_loses_nothing_and_retries_keep_the_webhook_id() {
     assert!(dead.body["failing_since"].is_string());
 }
 
+/// A subscription change records its own events together at the end of its transaction.
+/// They keep their place among the events its side effects record directly (the ticket
+/// and the request of a cancellation), and each reaches only the endpoints that
+/// subscribe to its type.
+#[actix_web::test]
+async fn a_change_s_events_keep_their_order_and_reach_the_endpoints_that_want_them() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let product = fixtures::product(&app, &m, json!({})).await;
+    let plan = fixtures::plan(&app, &m, &product, 1000).await;
+    let customer = fixtures::customer(&app, &m, "ada").await;
+    let token = fixtures::session(&app, &m, &customer).await;
+    let sub = fixtures::subscribe(&app, &m, &customer, &plan).await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let (all, _) = endpoint(
+        &app,
+        &m,
+        json!({"url": dead_url(), "enabled_events": ["*"]}),
+    )
+    .await;
+    let wanted = ["subscription.paused", "cancellation_request.created"];
+    let (some, _) = endpoint(
+        &app,
+        &m,
+        json!({"url": dead_url(), "enabled_events": wanted}),
+    )
+    .await;
+    let earlier = event_ids(&app, &m, "").await.len();
+
+    let portal = |path: &str, body: Value| {
+        app.post(&format!("/v1/portal/subscriptions/{sub}/{path}"))
+            .bearer(&token)
+            .json(&body)
+    };
+    portal("pause", json!({"start": {"type": "now"}}))
+        .send()
+        .await
+        .expect(200);
+    portal("resume", json!({})).send().await.expect(200);
+    portal("cancel", json!({"reason": "unused"}))
+        .send()
+        .await
+        .expect(200);
+
+    let mut recorded = event_ids(&app, &m, "").await;
+    recorded.reverse();
+    let recorded = &recorded[earlier..];
+    let types: Vec<&str> = recorded.iter().map(|(_, t)| t.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "subscription.paused",
+            "subscription.resume_scheduled",
+            "subscription.resumed",
+            "subscription.cancellation_requested",
+            "support_ticket.created",
+            "cancellation_request.created",
+        ],
+        "in the order they happened"
+    );
+    let delivered = |list: Vec<Value>| {
+        let mut pairs: Vec<(String, String)> = list
+            .iter()
+            .map(|d| {
+                (
+                    d["event_id"].as_str().expect("event_id").to_owned(),
+                    d["event_type"].as_str().expect("event_type").to_owned(),
+                )
+            })
+            .collect();
+        pairs.sort();
+        pairs
+    };
+    let mut expected_all = recorded.to_vec();
+    expected_all.sort();
+    assert_eq!(delivered(deliveries(&app, &m, &all).await), expected_all);
+    let mut expected_some: Vec<(String, String)> = recorded
+        .iter()
+        .filter(|(_, t)| wanted.contains(&t.as_str()))
+        .cloned()
+        .collect();
+    expected_some.sort();
+    assert_eq!(expected_some.len(), 2);
+    assert_eq!(delivered(deliveries(&app, &m, &some).await), expected_some);
+}
+
 #[actix_web::test]
 async fn a_rolled_back_transaction_emits_no_event_and_no_delivery() {
     let app = TestApp::new().await;

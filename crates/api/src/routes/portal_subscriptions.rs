@@ -44,7 +44,7 @@ async fn render(
     auth: CustomerAuth,
     outcome: &Outcome,
 ) -> ApiResult<HttpResponse> {
-    let view = svc::portal_view(state, auth.merchant, &outcome.subscription).await?;
+    let view = svc::portal_outcome_view(state, auth.merchant, outcome).await?;
     Ok(ok_versioned(&view, outcome.subscription.updated_at))
 }
 
@@ -184,7 +184,7 @@ async fn cancel_result(
     outcome: &Outcome,
     retention_offers: Option<Vec<PresentedOfferDto>>,
 ) -> ApiResult<HttpResponse> {
-    let view = svc::portal_view(state, auth.merchant, &outcome.subscription).await?;
+    let view = svc::portal_outcome_view(state, auth.merchant, outcome).await?;
     Ok(ok_versioned(
         &PortalCancelResult {
             subscription: view,

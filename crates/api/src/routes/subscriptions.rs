@@ -36,7 +36,7 @@ async fn render(
     auth: MerchantAuth,
     outcome: &Outcome,
 ) -> ApiResult<HttpResponse> {
-    let view = svc::merchant_view(state, auth.0, &outcome.subscription).await?;
+    let view = svc::merchant_outcome_view(state, auth.0, outcome).await?;
     Ok(ok_versioned(&view, outcome.subscription.updated_at))
 }
 

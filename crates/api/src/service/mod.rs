@@ -23,8 +23,9 @@ use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
 use serde::Serialize;
 use tenure_domain::DomainError;
-use tenure_domain::ids::MerchantId;
-use tenure_store::repo::events::{self, NewEvent};
+use tenure_domain::ids::GenerateId;
+use tenure_domain::ids::{EventId, MerchantId};
+use tenure_store::repo::events::{self, NewEvent, PlannedEvent};
 
 use crate::error::{ApiError, ApiResult, FieldError};
 
@@ -94,33 +95,36 @@ pub struct EventDraft<'a, T> {
     pub at: DateTime<Utc>,
 }
 
+impl<T: Serialize> EventDraft<'_, T> {
+    /// The event as the outbox stores it, with its time.
+    fn into_new_event(self) -> ApiResult<(NewEvent, DateTime<Utc>)> {
+        let data = serde_json::to_value(self.after).map_err(ApiError::internal)?;
+        let previous_attributes = match self.before {
+            Some(before) => {
+                let before = serde_json::to_value(before).map_err(ApiError::internal)?;
+                previous_attributes(&before, &data)
+            }
+            None => None,
+        };
+        let event = NewEvent {
+            event_type: self.event_type.to_owned(),
+            resource_type: self.resource_type,
+            resource_id: self.resource_id,
+            data,
+            previous_attributes,
+        };
+        Ok((event, self.at))
+    }
+}
+
 /// Records an event in the current transaction.
 pub async fn record_event<T: Serialize>(
     conn: &mut AsyncPgConnection,
     merchant: MerchantId,
     draft: EventDraft<'_, T>,
 ) -> ApiResult<()> {
-    let data = serde_json::to_value(draft.after).map_err(ApiError::internal)?;
-    let previous_attributes = match draft.before {
-        Some(before) => {
-            let before = serde_json::to_value(before).map_err(ApiError::internal)?;
-            previous_attributes(&before, &data)
-        }
-        None => None,
-    };
-    events::record(
-        conn,
-        merchant,
-        NewEvent {
-            event_type: draft.event_type.to_owned(),
-            resource_type: draft.resource_type,
-            resource_id: draft.resource_id,
-            data,
-            previous_attributes,
-        },
-        draft.at,
-    )
-    .await?;
+    let (event, at) = draft.into_new_event()?;
+    events::record(conn, merchant, event, at).await?;
     Ok(())
 }
 
@@ -134,29 +138,36 @@ pub async fn record_events<T: Serialize>(
     if drafts.is_empty() {
         return Ok(());
     }
-    let mut batch = Vec::with_capacity(drafts.len());
-    for draft in drafts {
-        let data = serde_json::to_value(draft.after).map_err(ApiError::internal)?;
-        let previous_attributes = match draft.before {
-            Some(before) => {
-                let before = serde_json::to_value(before).map_err(ApiError::internal)?;
-                previous_attributes(&before, &data)
-            }
-            None => None,
-        };
-        batch.push((
-            NewEvent {
-                event_type: draft.event_type.to_owned(),
-                resource_type: draft.resource_type,
-                resource_id: draft.resource_id,
-                data,
-                previous_attributes,
-            },
-            draft.at,
-        ));
-    }
+    let batch = drafts
+        .into_iter()
+        .map(EventDraft::into_new_event)
+        .collect::<ApiResult<Vec<_>>>()?;
     events::record_many(conn, merchant, batch).await?;
     Ok(())
+}
+
+/// Events a use case takes as they happen and records together before it commits, in
+/// one round trip (see [`events::record_planned`]). Each keeps the place in the event
+/// order it had when it was added, among events recorded directly in between.
+#[derive(Debug, Default)]
+#[must_use = "the events are written only by `record`"]
+pub struct EventBatch(Vec<PlannedEvent>);
+
+impl EventBatch {
+    pub fn add<T: Serialize>(&mut self, draft: EventDraft<'_, T>) -> ApiResult<()> {
+        let (event, at) = draft.into_new_event()?;
+        self.0.push(PlannedEvent {
+            id: EventId::generate(),
+            event,
+            at,
+        });
+        Ok(())
+    }
+
+    pub async fn record(self, conn: &mut AsyncPgConnection, merchant: MerchantId) -> ApiResult<()> {
+        events::record_planned(conn, merchant, self.0).await?;
+        Ok(())
+    }
 }
 
 /// The top-level fields whose value differs, with their old values.

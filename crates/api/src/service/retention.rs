@@ -734,6 +734,7 @@ pub async fn accept(
             outcome: Outcome {
                 subscription,
                 cancellation_request: withdrawn.cancellation_request,
+                may_have_discounts: true,
             },
             offer: PresentedOfferDto::render(&offer, &accepted),
             discount: discount.as_ref().map(DiscountDto::from),

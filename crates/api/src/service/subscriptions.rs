@@ -38,7 +38,7 @@ use tenure_store::repo::support as support_repo;
 use tenure_store::{Page, PageRequest, StoreError};
 
 use super::portal_terms::PortalTerms;
-use super::{EventDraft, check_if_match, next_update_time, record_event};
+use super::{EventBatch, EventDraft, check_if_match, next_update_time, record_event};
 use crate::dto::subscriptions::{PlanChangePreviewDto, PortalSubscriptionDto, SubscriptionDto};
 use crate::dto::support::{CancellationRequestDto, SupportTicketDto};
 use crate::error::{ApiError, ApiResult};
@@ -100,6 +100,9 @@ pub enum Action {
 pub struct Outcome {
     pub subscription: StoredSubscription,
     pub cancellation_request: Option<CancellationRequest>,
+    /// False only when the subscription had no discount before the action and the
+    /// action grants none: its response then skips reading discounts.
+    pub may_have_discounts: bool,
 }
 
 /// Now, to the microsecond PostgreSQL keeps, so a response and a later read agree.
@@ -156,27 +159,23 @@ pub(crate) async fn policy_of(
         .portal_policy)
 }
 
-async fn subscription_event(
-    conn: &mut AsyncPgConnection,
-    merchant: MerchantId,
+/// Adds the outbox event of a subscription's domain event to `batch`: `after` and
+/// `before` are the subscription as its merchant sees it after and before the change.
+fn subscription_event(
+    batch: &mut EventBatch,
     event: &SubscriptionEvent,
-    after: &StoredSubscription,
-    before: Option<&StoredSubscription>,
+    after: &SubscriptionDto,
+    before: Option<&SubscriptionDto>,
+    at: DateTime<Utc>,
 ) -> ApiResult<()> {
-    let before = before.map(|b| SubscriptionDto::render(b, Actor::Merchant));
-    record_event(
-        conn,
-        merchant,
-        EventDraft {
-            event_type: event.event_type(),
-            resource_type: "subscription",
-            resource_id: after.subscription.id.to_string(),
-            after: &SubscriptionDto::render(after, Actor::Merchant),
-            before: before.as_ref(),
-            at: after.updated_at,
-        },
-    )
-    .await
+    batch.add(EventDraft {
+        event_type: event.event_type(),
+        resource_type: "subscription",
+        resource_id: after.id.clone(),
+        after,
+        before,
+        at,
+    })
 }
 
 async fn request_event(
@@ -322,9 +321,18 @@ async fn persist(
     after.subscription = subscription;
     after.updated_at = next_update_time(before.updated_at, now);
     repo::update(conn, merchant, &after).await?;
+    let after_view = SubscriptionDto::render(&after, Actor::Merchant);
+    let before_view = SubscriptionDto::render(before, Actor::Merchant);
+    let mut batch = EventBatch::default();
     let mut touched = None;
     for event in &events {
-        subscription_event(conn, merchant, event, &after, Some(before)).await?;
+        subscription_event(
+            &mut batch,
+            event,
+            &after_view,
+            Some(&before_view),
+            after.updated_at,
+        )?;
         // A period that began is invoiced in the same transaction (charged by the worker).
         if let Some(period) = super::renewals::period_to_invoice(event) {
             super::renewals::invoice_period_in_tx(conn, merchant, &after, period, now).await?;
@@ -432,9 +440,11 @@ async fn persist(
             _ => touched,
         };
     }
+    batch.record(conn, merchant).await?;
     Ok(Outcome {
         subscription: after,
         cancellation_request: touched,
+        may_have_discounts: true,
     })
 }
 
@@ -543,13 +553,16 @@ pub async fn create(
             updated_at: now,
         };
         repo::insert(conn, merchant, &stored).await?;
+        let view = SubscriptionDto::render(&stored, Actor::Merchant);
+        let mut batch = EventBatch::default();
         for event in &events {
-            subscription_event(conn, merchant, event, &stored, None).await?;
+            subscription_event(&mut batch, event, &view, None, stored.updated_at)?;
             // A subscription without a trial pays for its first period up front.
             if let Some(period) = super::renewals::period_to_invoice(event) {
                 super::renewals::invoice_period_in_tx(conn, merchant, &stored, period, now).await?;
             }
         }
+        batch.record(conn, merchant).await?;
         Ok(stored)
     })
     .await
@@ -609,7 +622,11 @@ pub(crate) async fn act_in_tx(
 ) -> ApiResult<Outcome> {
     let merchant = caller.merchant;
     let actor = caller.actor();
-    let (before, policy) = repo::lock_with_policy(conn, merchant, id)
+    let repo::LockedForChange {
+        subscription: before,
+        policy,
+        has_discounts,
+    } = repo::lock_with_policy(conn, merchant, id)
         .await
         .map_err(subscription_not_found)?;
     if !caller.sees(&before) {
@@ -657,7 +674,12 @@ pub(crate) async fn act_in_tx(
             sub.remove_scheduled_change(change, Actor::Merchant)?
         }
     };
-    persist(conn, merchant, &before, transition, withdrawn_as, now).await
+    let outcome = persist(conn, merchant, &before, transition, withdrawn_as, now).await?;
+    // None of these actions grants a discount (accepting a retention offer does, elsewhere).
+    Ok(Outcome {
+        may_have_discounts: has_discounts,
+        ..outcome
+    })
 }
 
 fn sub_invalid(sub: &Subscription, code: &'static str) -> ApiError {
@@ -781,6 +803,19 @@ async fn discounts_of(
     Ok(by_sub)
 }
 
+/// [`merchant_view`] of an action's subscription, without the discount read when the
+/// outcome rules discounts out.
+pub async fn merchant_outcome_view(
+    state: &AppState,
+    merchant: MerchantId,
+    outcome: &Outcome,
+) -> ApiResult<SubscriptionDto> {
+    if outcome.may_have_discounts {
+        return merchant_view(state, merchant, &outcome.subscription).await;
+    }
+    Ok(SubscriptionDto::render(&outcome.subscription, Actor::Merchant).with_discounts(&[]))
+}
+
 /// Renders subscriptions for their merchant, with their active discounts.
 pub async fn merchant_views(
     state: &AppState,
@@ -869,11 +904,39 @@ pub async fn portal_view(
     merchant: MerchantId,
     s: &StoredSubscription,
 ) -> ApiResult<PortalSubscriptionDto> {
+    portal_view_reading(state, merchant, s, true).await
+}
+
+/// [`portal_view`] of an action's subscription, without the discount read when the
+/// outcome rules discounts out.
+pub async fn portal_outcome_view(
+    state: &AppState,
+    merchant: MerchantId,
+    outcome: &Outcome,
+) -> ApiResult<PortalSubscriptionDto> {
+    portal_view_reading(
+        state,
+        merchant,
+        &outcome.subscription,
+        outcome.may_have_discounts,
+    )
+    .await
+}
+
+async fn portal_view_reading(
+    state: &AppState,
+    merchant: MerchantId,
+    s: &StoredSubscription,
+    read_discounts: bool,
+) -> ApiResult<PortalSubscriptionDto> {
     let now = now_of(state);
     let conn = state.db.conn().await?;
     let (terms, discounts) = futures_util::future::try_join(
         super::portal_terms::terms_of(state, &conn, merchant, s.product_id),
         async {
+            if !read_discounts {
+                return Ok(Vec::new());
+            }
             discounts_repo::active_for_subscription(&conn, merchant, s.subscription.id)
                 .await
                 .map_err(ApiError::from)

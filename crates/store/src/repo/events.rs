@@ -4,8 +4,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use futures_util::TryFutureExt;
-use futures_util::future::try_join;
+use futures_util::future::{try_join, try_join_all};
 use tenure_domain::ids::GenerateId;
 use tenure_domain::ids::{CustomerId, EventId, MerchantId};
 
@@ -48,35 +47,80 @@ pub async fn record(
     at: DateTime<Utc>,
 ) -> StoreResult<EventId> {
     let id = EventId::generate();
-    let customer_id = customer_of(&event);
-    let shared: &AsyncPgConnection = conn;
-    // The endpoint lookup does not depend on the insert: both go in one round trip.
-    let insert = diesel::insert_into(events::table)
-        .values((
-            events::merchant_id.eq(merchant.uuid()),
-            events::id.eq(id.uuid()),
-            events::event_type.eq(&event.event_type),
-            events::resource_type.eq(event.resource_type),
-            events::resource_id.eq(event.resource_id),
-            events::data.eq(event.data),
-            events::previous_attributes.eq(event.previous_attributes),
-            events::created_at.eq(at),
-            events::customer_id.eq(customer_id),
-        ))
-        .execute(&mut &*shared)
-        .err_into();
-    let endpoints = webhooks::subscribed_endpoints(shared, merchant, &event.event_type);
-    let (_, endpoints) = try_join(insert, endpoints).await?;
-    let deliveries = endpoints
-        .into_iter()
-        .map(|endpoint| NewDelivery {
-            endpoint,
-            event: id,
-            event_type: event.event_type.clone(),
-        })
-        .collect();
-    webhooks::insert_deliveries(conn, merchant, deliveries, at).await?;
+    record_planned(conn, merchant, vec![PlannedEvent { id, event, at }]).await?;
     Ok(id)
+}
+
+/// An event whose id was taken before it is recorded. Ids order events, so a use case
+/// that takes each id as the event happens and records them together later keeps them
+/// in order among the events it records directly.
+#[derive(Debug, Clone)]
+pub struct PlannedEvent {
+    pub id: EventId,
+    pub event: NewEvent,
+    pub at: DateTime<Utc>,
+}
+
+/// Records events of one merchant as [`record`] does, in one round trip: a one-row
+/// insert each (they stay prepared; a multi-row insert is parsed again every time) and
+/// one lookup of the endpoints subscribed to any of their types. Their deliveries, if
+/// any endpoint wants them, follow.
+pub async fn record_planned(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    planned: Vec<PlannedEvent>,
+) -> StoreResult<()> {
+    if planned.is_empty() {
+        return Ok(());
+    }
+    let mut types: Vec<&str> = planned
+        .iter()
+        .map(|p| p.event.event_type.as_str())
+        .collect();
+    types.sort_unstable();
+    types.dedup();
+    let shared: &AsyncPgConnection = conn;
+    // Sent in argument order, the inserts first: the lookup depends on none of them.
+    let inserts = try_join_all(planned.iter().map(|p| {
+        diesel::insert_into(events::table)
+            .values((
+                events::merchant_id.eq(merchant.uuid()),
+                events::id.eq(p.id.uuid()),
+                events::event_type.eq(&p.event.event_type),
+                events::resource_type.eq(p.event.resource_type),
+                events::resource_id.eq(&p.event.resource_id),
+                events::data.eq(&p.event.data),
+                events::previous_attributes.eq(&p.event.previous_attributes),
+                events::created_at.eq(p.at),
+                events::customer_id.eq(customer_of(&p.event)),
+            ))
+            .execute(&mut &*shared)
+    }));
+    let subscribers = webhooks::subscribers(shared, merchant, &types);
+    let (_, subscribers) = try_join(inserts, subscribers).await?;
+    if subscribers.is_empty() {
+        return Ok(());
+    }
+    // Deliveries of one `insert_deliveries` call share their due time: one call per time.
+    let mut by_time: Vec<(DateTime<Utc>, Vec<NewDelivery>)> = Vec::new();
+    for p in &planned {
+        let wanted = subscribers
+            .iter()
+            .filter(|s| s.wants(&p.event.event_type))
+            .map(|s| NewDelivery {
+                endpoint: s.id,
+                event: p.id,
+                event_type: p.event.event_type.clone(),
+            });
+        match by_time.iter_mut().find(|(at, _)| *at == p.at) {
+            Some((_, list)) => list.extend(wanted),
+            None => by_time.push((p.at, wanted.collect())),
+        }
+    }
+    for (at, deliveries) in by_time {
+        webhooks::insert_deliveries(conn, merchant, deliveries, at).await?;
+    }
+    Ok(())
 }
 
 /// An event id with its time.

@@ -12,7 +12,7 @@ use diesel::prelude::*;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::sql_types::Uuid as SqlUuid;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use futures_util::future::try_join;
+use futures_util::future::{try_join, try_join_all, try_join3};
 use tenure_domain::ids::{CustomerId, MerchantId, PlanId, ProductId, SubscriptionId};
 use tenure_domain::policy::PortalPolicy;
 use tenure_domain::subscription::{Subscription, SubscriptionStatus};
@@ -88,22 +88,25 @@ pub async fn insert(
     merchant: MerchantId,
     s: &StoredSubscription,
 ) -> StoreResult<()> {
-    diesel::insert_into(subscriptions::table)
+    let rows = scheduled_change_rows(merchant, &s.subscription)?;
+    let shared: &AsyncPgConnection = conn;
+    let insert = diesel::insert_into(subscriptions::table)
         .values(SubscriptionRow::from_domain(merchant, s)?)
-        .execute(conn)
-        .await?;
-    sync_scheduled_changes(conn, merchant, &s.subscription).await
+        .execute(&mut &*shared);
+    try_join(insert, insert_scheduled_changes(shared, rows)).await?;
+    Ok(())
 }
 
-/// Saves a changed subscription: the row and its `scheduled_changes` mirror. Call it in a
-/// transaction (every caller does): the removal of the old mirror rows is sent together
-/// with the row's update (one round trip), so if the update finds no row, only the
-/// rollback undoes the removal.
+/// Saves a changed subscription: the row and its `scheduled_changes` mirror, in one round
+/// trip. Call it in a transaction (every caller does): the mirror is removed and written
+/// again together with the row's update, so if the update finds no row, only the
+/// rollback undoes the rest.
 pub async fn update(
     conn: &mut AsyncPgConnection,
     merchant: MerchantId,
     s: &StoredSubscription,
 ) -> StoreResult<()> {
+    let rows = scheduled_change_rows(merchant, &s.subscription)?;
     let shared: &AsyncPgConnection = conn;
     let save = SaveRow(SubscriptionRow::from_domain(merchant, s)?).execute(&mut &*shared);
     let clear = diesel::delete(
@@ -112,11 +115,12 @@ pub async fn update(
             .filter(scheduled_changes::subscription_id.eq(s.subscription.id.uuid())),
     )
     .execute(&mut &*shared);
-    let (saved, _) = try_join(save, clear).await?;
+    // Sent in argument order: the removal reaches PostgreSQL before the new rows.
+    let (saved, _, ()) = try_join3(save, clear, insert_scheduled_changes(shared, rows)).await?;
     if saved == 0 {
         return Err(StoreError::NotFound);
     }
-    insert_scheduled_changes(conn, merchant, &s.subscription).await
+    Ok(())
 }
 
 /// `UPDATE subscriptions SET … WHERE (merchant_id, id) = …` for a whole row, written out
@@ -154,58 +158,63 @@ impl QueryFragment<Pg> for SaveRow {
     }
 }
 
-/// Rewrites the subscription's `scheduled_changes` rows from its state.
-async fn sync_scheduled_changes(
-    conn: &mut AsyncPgConnection,
-    merchant: MerchantId,
-    sub: &Subscription,
-) -> StoreResult<()> {
-    diesel::delete(
-        scheduled_changes::table
-            .filter(scheduled_changes::merchant_id.eq(merchant.uuid()))
-            .filter(scheduled_changes::subscription_id.eq(sub.id.uuid())),
-    )
-    .execute(conn)
-    .await?;
-    insert_scheduled_changes(conn, merchant, sub).await
+/// A row of the `scheduled_changes` mirror.
+#[derive(Insertable)]
+#[diesel(table_name = scheduled_changes)]
+struct ScheduledChangeRow {
+    merchant_id: uuid::Uuid,
+    id: uuid::Uuid,
+    subscription_id: uuid::Uuid,
+    kind: &'static str,
+    due_at: DateTime<Utc>,
+    payload: serde_json::Value,
 }
 
-/// Writes the `scheduled_changes` rows of a subscription's state (none are left).
-async fn insert_scheduled_changes(
-    conn: &mut AsyncPgConnection,
+/// The `scheduled_changes` rows of a subscription's state: its scheduled changes, and
+/// the end of its trial while it is trialing.
+fn scheduled_change_rows(
     merchant: MerchantId,
     sub: &Subscription,
-) -> StoreResult<()> {
+) -> StoreResult<Vec<ScheduledChangeRow>> {
     let mut rows = Vec::with_capacity(sub.scheduled_changes.len() + 1);
     for change in &sub.scheduled_changes {
-        rows.push((
-            scheduled_changes::merchant_id.eq(merchant.uuid()),
-            scheduled_changes::id.eq(change.id.uuid()),
-            scheduled_changes::subscription_id.eq(sub.id.uuid()),
-            scheduled_changes::kind.eq(change.kind.change_type().as_str()),
-            scheduled_changes::due_at.eq(change.due_at),
-            scheduled_changes::payload
-                .eq(serde_json::to_value(change).map_err(StoreError::corrupt)?),
-        ));
+        rows.push(ScheduledChangeRow {
+            merchant_id: merchant.uuid(),
+            id: change.id.uuid(),
+            subscription_id: sub.id.uuid(),
+            kind: change.kind.change_type().as_str(),
+            due_at: change.due_at,
+            payload: serde_json::to_value(change).map_err(StoreError::corrupt)?,
+        });
     }
     if sub.status == SubscriptionStatus::Trialing
         && let Some(trial_end) = sub.trial_end
     {
-        rows.push((
-            scheduled_changes::merchant_id.eq(merchant.uuid()),
-            scheduled_changes::id.eq(uuid::Uuid::now_v7()),
-            scheduled_changes::subscription_id.eq(sub.id.uuid()),
-            scheduled_changes::kind.eq("trial_end"),
-            scheduled_changes::due_at.eq(trial_end),
-            scheduled_changes::payload.eq(serde_json::json!({"trial_end": trial_end})),
-        ));
+        rows.push(ScheduledChangeRow {
+            merchant_id: merchant.uuid(),
+            id: uuid::Uuid::now_v7(),
+            subscription_id: sub.id.uuid(),
+            kind: "trial_end",
+            due_at: trial_end,
+            payload: serde_json::json!({"trial_end": trial_end}),
+        });
     }
-    if !rows.is_empty() {
+    Ok(rows)
+}
+
+/// Inserts mirror rows one statement each, all sent at once: a one-row insert stays
+/// prepared on the connection, where diesel parses a multi-row one again every time.
+async fn insert_scheduled_changes(
+    conn: &AsyncPgConnection,
+    rows: Vec<ScheduledChangeRow>,
+) -> QueryResult<()> {
+    try_join_all(rows.into_iter().map(|row| async move {
         diesel::insert_into(scheduled_changes::table)
-            .values(rows)
-            .execute(conn)
-            .await?;
-    }
+            .values(row)
+            .execute(&mut &*conn)
+            .await
+    }))
+    .await?;
     Ok(())
 }
 
@@ -228,37 +237,59 @@ pub async fn get(
     row.into_domain()
 }
 
-/// Locks a subscription for a change and reads the portal policy of its product, in one
-/// round trip: the policy is read through the subscription, so the two statements are
-/// sent together. The product row is read, not locked.
+/// A subscription locked for a change, with what the change and its response need.
+#[derive(Clone, Debug)]
+pub struct LockedForChange {
+    pub subscription: StoredSubscription,
+    /// The portal policy of its product (read, not locked).
+    pub policy: PortalPolicy,
+    /// Whether it has a discount still to apply, as [`PortalRead::has_discounts`].
+    pub has_discounts: bool,
+}
+
+/// Locks a subscription for a change, reading its product's portal policy and whether it
+/// has discounts in the same statement: `FOR UPDATE` locks only the rows of the `FROM`
+/// list, which here is the subscription alone.
 pub async fn lock_with_policy(
-    conn: &AsyncPgConnection,
+    conn: &mut AsyncPgConnection,
     merchant: MerchantId,
     id: SubscriptionId,
-) -> StoreResult<(StoredSubscription, PortalPolicy)> {
-    let locked = subscriptions::table
-        .find((merchant.uuid(), id.uuid()))
-        .select(SubscriptionRow::as_select())
-        .for_update()
-        .get_result::<SubscriptionRow>(&mut &*conn);
+) -> StoreResult<LockedForChange> {
     let policy = products::table
-        .inner_join(
-            subscriptions::table.on(subscriptions::merchant_id
-                .eq(products::merchant_id)
-                .and(subscriptions::product_id.eq(products::id))),
-        )
-        .filter(subscriptions::merchant_id.eq(merchant.uuid()))
-        .filter(subscriptions::id.eq(id.uuid()))
+        .filter(products::merchant_id.eq(subscriptions::merchant_id))
+        .filter(products::id.eq(subscriptions::product_id))
         .select(products::portal_policy)
-        .get_result::<serde_json::Value>(&mut &*conn);
-    // `try_join` sends and polls in argument order: the lock is taken first, and its own
-    // error (a deadlock, say) is the one returned, not the aborted transaction it leaves
-    // for the second statement.
-    let (row, policy) = try_join(locked, policy).await?;
-    Ok((
-        row.into_domain()?,
-        serde_json::from_value(policy).map_err(StoreError::corrupt)?,
-    ))
+        .single_value();
+    let (row, policy, has_discounts) = subscriptions::table
+        .find((merchant.uuid(), id.uuid()))
+        .select((
+            SubscriptionRow::as_select(),
+            policy,
+            diesel::dsl::exists(active_discounts()),
+        ))
+        .for_update()
+        .get_result::<(SubscriptionRow, Option<serde_json::Value>, bool)>(conn)
+        .await?;
+    let policy = policy.ok_or_else(|| {
+        StoreError::corrupt(format!(
+            "subscription {id} has no product to read a policy from"
+        ))
+    })?;
+    Ok(LockedForChange {
+        subscription: row.into_domain()?,
+        policy: serde_json::from_value(policy).map_err(StoreError::corrupt)?,
+        has_discounts,
+    })
+}
+
+/// The subscription's discounts with cycles left, correlated with the outer query's
+/// subscription row.
+#[diesel::dsl::auto_type(no_type_alias)]
+fn active_discounts() -> _ {
+    subscription_discounts::table
+        .filter(subscription_discounts::merchant_id.eq(subscriptions::merchant_id))
+        .filter(subscription_discounts::subscription_id.eq(subscriptions::id))
+        .filter(subscription_discounts::cycles_remaining.gt(0_i32))
 }
 
 /// A subscription as the portal reads it: with whether it has discounts to list.
@@ -280,15 +311,11 @@ pub async fn get_for_portal(
     merchant: MerchantId,
     id: SubscriptionId,
 ) -> StoreResult<PortalRead> {
-    let discounted = subscription_discounts::table
-        .filter(subscription_discounts::merchant_id.eq(subscriptions::merchant_id))
-        .filter(subscription_discounts::subscription_id.eq(subscriptions::id))
-        .filter(subscription_discounts::cycles_remaining.gt(0));
     let (row, has_discounts) = subscriptions::table
         .find((merchant.uuid(), id.uuid()))
         .select((
             SubscriptionRow::as_select(),
-            diesel::dsl::exists(discounted),
+            diesel::dsl::exists(active_discounts()),
         ))
         .get_result::<(SubscriptionRow, bool)>(&mut &*conn)
         .await?;

@@ -217,24 +217,58 @@ pub async fn enqueue_for_events(
 }
 
 /// The enabled endpoints of a merchant that subscribe to `event_type`.
-///
-/// Takes a shared connection so that it can be pipelined with the event's insert.
 pub async fn subscribed_endpoints(
     conn: &AsyncPgConnection,
     merchant: MerchantId,
     event_type: &str,
 ) -> StoreResult<Vec<WebhookEndpointId>> {
-    let ids: Vec<uuid::Uuid> = webhook_endpoints::table
+    Ok(subscribers(conn, merchant, &[event_type])
+        .await?
+        .into_iter()
+        .map(|s| s.id)
+        .collect())
+}
+
+/// An enabled endpoint with the event types it subscribes to.
+#[derive(Debug, Clone)]
+pub struct Subscriber {
+    pub id: WebhookEndpointId,
+    enabled_events: Vec<String>,
+}
+
+impl Subscriber {
+    pub fn wants(&self, event_type: &str) -> bool {
+        self.enabled_events
+            .iter()
+            .any(|e| e == ALL_EVENTS || e == event_type)
+    }
+}
+
+/// The enabled endpoints of a merchant that subscribe to any of `event_types`.
+///
+/// Takes a shared connection so that it can be pipelined with the events' inserts.
+pub async fn subscribers(
+    conn: &AsyncPgConnection,
+    merchant: MerchantId,
+    event_types: &[&str],
+) -> QueryResult<Vec<Subscriber>> {
+    let mut wanted = Vec::with_capacity(event_types.len() + 1);
+    wanted.push(ALL_EVENTS.to_owned());
+    wanted.extend(event_types.iter().map(|t| (*t).to_owned()));
+    let rows: Vec<(uuid::Uuid, Vec<String>)> = webhook_endpoints::table
         .filter(webhook_endpoints::merchant_id.eq(merchant.uuid()))
         .filter(webhook_endpoints::disabled.eq(false))
-        .filter(
-            webhook_endpoints::enabled_events
-                .overlaps_with(vec![ALL_EVENTS.to_owned(), event_type.to_owned()]),
-        )
-        .select(webhook_endpoints::id)
+        .filter(webhook_endpoints::enabled_events.overlaps_with(wanted))
+        .select((webhook_endpoints::id, webhook_endpoints::enabled_events))
         .load(&mut &*conn)
         .await?;
-    Ok(ids.into_iter().map(WebhookEndpointId::from_uuid).collect())
+    Ok(rows
+        .into_iter()
+        .map(|(id, enabled_events)| Subscriber {
+            id: WebhookEndpointId::from_uuid(id),
+            enabled_events,
+        })
+        .collect())
 }
 
 /// A delivery to create.
