@@ -479,13 +479,18 @@ async fn responses_to_changes_show_the_subscription_s_discounts() {
             .body;
         let change = paused["scheduled_changes"][0]["id"].as_str().unwrap();
         let unscheduled = app
-            .delete(&format!("/v1/subscriptions/{id}/scheduled_changes/{change}"))
+            .delete(&format!(
+                "/v1/subscriptions/{id}/scheduled_changes/{change}"
+            ))
             .bearer(&s.m.key)
             .send()
             .await
             .expect(200)
             .body;
-        (paused["discounts"].clone(), unscheduled["discounts"].clone())
+        (
+            paused["discounts"].clone(),
+            unscheduled["discounts"].clone(),
+        )
     };
     assert_eq!(pause_and_unschedule().await, (json!([]), json!([])));
     grant(&app, &s, &id, DiscountValue::Percent(20), 2).await;

@@ -164,7 +164,7 @@ impl EventBatch {
         Ok(())
     }
 
-    pub async fn record(self, conn: &mut AsyncPgConnection, merchant: MerchantId) -> ApiResult<()> {
+    pub async fn record(self, conn: &AsyncPgConnection, merchant: MerchantId) -> ApiResult<()> {
         events::record_planned(conn, merchant, self.0).await?;
         Ok(())
     }

@@ -12,6 +12,8 @@ use tenure_domain::ids::GenerateId;
 
 use chrono::{DateTime, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
+use futures_util::TryFutureExt;
+use futures_util::future::try_join;
 use tenure_domain::DomainError;
 use tenure_domain::billing::period::Cadence;
 use tenure_domain::catalog::Plan;
@@ -320,7 +322,6 @@ async fn persist(
     }
     after.subscription = subscription;
     after.updated_at = next_update_time(before.updated_at, now);
-    repo::update(conn, merchant, &after).await?;
     let after_view = SubscriptionDto::render(&after, Actor::Merchant);
     let before_view = SubscriptionDto::render(before, Actor::Merchant);
     let mut batch = EventBatch::default();
@@ -440,7 +441,15 @@ async fn persist(
             _ => touched,
         };
     }
-    batch.record(conn, merchant).await?;
+    // The row is written last, with the events, in one round trip: the side effects above
+    // take the subscription as it is in memory and read nothing of its row (which stays
+    // locked from the start).
+    let shared: &AsyncPgConnection = conn;
+    try_join(
+        repo::update(shared, merchant, &after).err_into(),
+        batch.record(shared, merchant),
+    )
+    .await?;
     Ok(Outcome {
         subscription: after,
         cancellation_request: touched,

@@ -66,7 +66,7 @@ pub struct PlannedEvent {
 /// one lookup of the endpoints subscribed to any of their types. Their deliveries, if
 /// any endpoint wants them, follow.
 pub async fn record_planned(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     merchant: MerchantId,
     planned: Vec<PlannedEvent>,
 ) -> StoreResult<()> {
@@ -79,7 +79,6 @@ pub async fn record_planned(
         .collect();
     types.sort_unstable();
     types.dedup();
-    let shared: &AsyncPgConnection = conn;
     // Sent in argument order, the inserts first: the lookup depends on none of them.
     let inserts = try_join_all(planned.iter().map(|p| {
         diesel::insert_into(events::table)
@@ -94,9 +93,9 @@ pub async fn record_planned(
                 events::created_at.eq(p.at),
                 events::customer_id.eq(customer_of(&p.event)),
             ))
-            .execute(&mut &*shared)
+            .execute(&mut &*conn)
     }));
-    let subscribers = webhooks::subscribers(shared, merchant, &types);
+    let subscribers = webhooks::subscribers(conn, merchant, &types);
     let (_, subscribers) = try_join(inserts, subscribers).await?;
     if subscribers.is_empty() {
         return Ok(());

@@ -98,16 +98,17 @@ pub async fn insert(
 }
 
 /// Saves a changed subscription: the row and its `scheduled_changes` mirror, in one round
-/// trip. Call it in a transaction (every caller does): the mirror is removed and written
-/// again together with the row's update, so if the update finds no row, only the
-/// rollback undoes the rest.
+/// trip, which may carry more (it takes a shared connection to be pipelined). Call it in a
+/// transaction (every caller does): the mirror is removed and written again together
+/// with the row's update, so if the update finds no row, only the rollback undoes the
+/// rest.
 pub async fn update(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     merchant: MerchantId,
     s: &StoredSubscription,
 ) -> StoreResult<()> {
     let rows = scheduled_change_rows(merchant, &s.subscription)?;
-    let shared: &AsyncPgConnection = conn;
+    let shared = conn;
     let save = SaveRow(SubscriptionRow::from_domain(merchant, s)?).execute(&mut &*shared);
     let clear = diesel::delete(
         scheduled_changes::table
@@ -159,8 +160,6 @@ impl QueryFragment<Pg> for SaveRow {
 }
 
 /// A row of the `scheduled_changes` mirror.
-#[derive(Insertable)]
-#[diesel(table_name = scheduled_changes)]
 struct ScheduledChangeRow {
     merchant_id: uuid::Uuid,
     id: uuid::Uuid,
@@ -202,15 +201,23 @@ fn scheduled_change_rows(
     Ok(rows)
 }
 
-/// Inserts mirror rows one statement each, all sent at once: a one-row insert stays
-/// prepared on the connection, where diesel parses a multi-row one again every time.
+/// Inserts mirror rows one statement each, all sent at once: a one-row insert of a tuple
+/// stays prepared on the connection, where diesel prepares a multi-row one, or one of
+/// a derived `Insertable`, again every time.
 async fn insert_scheduled_changes(
     conn: &AsyncPgConnection,
     rows: Vec<ScheduledChangeRow>,
 ) -> QueryResult<()> {
     try_join_all(rows.into_iter().map(|row| async move {
         diesel::insert_into(scheduled_changes::table)
-            .values(row)
+            .values((
+                scheduled_changes::merchant_id.eq(row.merchant_id),
+                scheduled_changes::id.eq(row.id),
+                scheduled_changes::subscription_id.eq(row.subscription_id),
+                scheduled_changes::kind.eq(row.kind),
+                scheduled_changes::due_at.eq(row.due_at),
+                scheduled_changes::payload.eq(row.payload),
+            ))
             .execute(&mut &*conn)
             .await
     }))

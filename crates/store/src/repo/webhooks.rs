@@ -281,7 +281,7 @@ pub struct NewDelivery {
 
 /// Creates pending deliveries due at `at` (for events and for redeliveries).
 pub async fn insert_deliveries(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     merchant: MerchantId,
     deliveries: Vec<NewDelivery>,
     at: DateTime<Utc>,
@@ -310,7 +310,7 @@ pub async fn insert_deliveries(
     for chunk in values.chunks(1000) {
         inserted += diesel::insert_into(webhook_deliveries::table)
             .values(chunk)
-            .execute(conn)
+            .execute(&mut &*conn)
             .await?;
     }
     Ok(inserted)
