@@ -3,6 +3,11 @@ use tenure_server::commands;
 use tenure_server::config::{Cli, Command, LogFormat, MerchantCommand, ServeArgs};
 use tracing_subscriber::EnvFilter;
 
+/// A list of invoices allocates and frees thousands of small strings per request; with
+/// glibc's allocator that was a tenth of the server's CPU (see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_env("TENURE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
