@@ -43,6 +43,7 @@ pub struct PaymentMethodDto {
     pub expired: bool,
     /// The card expires within 30 days (or already has).
     pub expiring_soon: bool,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub created_at: DateTime<Utc>,
 }
 
@@ -110,6 +111,7 @@ pub struct PaymentDto {
     pub failure_code: Option<String>,
     pub failure_message: Option<String>,
     pub amount_refunded: MoneyDto,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub created_at: DateTime<Utc>,
 }
 
@@ -144,6 +146,7 @@ pub struct RefundDto {
     pub payment_id: String,
     pub amount: MoneyDto,
     pub reason: Option<String>,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub created_at: DateTime<Utc>,
 }
 
@@ -179,7 +182,9 @@ pub struct InvoiceDto {
     pub number: i64,
     pub customer_id: String,
     pub subscription_id: Option<String>,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339_opt")]
     pub period_start: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339_opt")]
     pub period_end: Option<DateTime<Utc>>,
     /// `draft`, `open`, `paid`, `void` or `uncollectible`.
     pub status: String,
@@ -199,8 +204,11 @@ pub struct InvoiceDto {
     /// When the billing engine charges it next: now for a new invoice, the next dunning
     /// retry after a failure; `null` when nothing is scheduled (paid, void, uncollectible,
     /// dunning exhausted, or the subscription canceled).
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339_opt")]
     pub next_payment_attempt_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339_opt")]
     pub paid_at: Option<DateTime<Utc>>,
     /// Charge attempts, oldest first (single-invoice responses only).
     #[serde(default, skip_serializing_if = "Option::is_none")]

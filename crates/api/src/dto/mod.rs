@@ -14,6 +14,7 @@ pub mod retention;
 pub mod sessions;
 pub mod subscriptions;
 pub mod support;
+pub mod timestamps;
 pub mod webhooks;
 
 pub use common::{ListParams, ListResponse, MoneyDto};

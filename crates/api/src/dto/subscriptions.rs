@@ -103,8 +103,10 @@ impl From<CancellationReason> for CancellationReasonDto {
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 pub struct PeriodDto {
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub start: DateTime<Utc>,
     /// Exclusive.
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub end: DateTime<Utc>,
 }
 
@@ -147,13 +149,16 @@ impl From<OnResumeDto> for OnResume {
 /// The running pause.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PauseDto {
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub started_at: DateTime<Utc>,
     /// When the automatic resume is due; null for an open-ended pause.
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339_opt")]
     pub resumes_at: Option<DateTime<Utc>>,
     pub on_resume: OnResumeDto,
     /// Whether access continues throughout the pause.
     pub keep_access: bool,
     /// The end of the period paid before the pause; access continues until then.
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub paid_through: DateTime<Utc>,
     /// `customer` or `merchant`: a customer may resume only their own pause.
     pub requested_by: String,
@@ -183,6 +188,7 @@ pub struct ScheduledChangeDto {
     /// `pause`, `resume`, `cancel` or `plan_change`.
     #[serde(rename = "type")]
     pub change_type: String,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub due_at: DateTime<Utc>,
     pub requested_by: String,
     /// What the change does: for `pause` its `resumes_at`, `ends` and `on_resume`; for
@@ -259,18 +265,25 @@ pub struct SubscriptionDto {
     /// The period being served: the trial while trialing, else the latest billed period
     /// (frozen while paused).
     pub current_period: PeriodDto,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub billing_anchor: DateTime<Utc>,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339_opt")]
     pub trial_end: Option<DateTime<Utc>>,
     /// When a pending cancellation takes effect.
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339_opt")]
     pub cancel_at: Option<DateTime<Utc>>,
     /// When the decision to cancel was made.
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339_opt")]
     pub canceled_at: Option<DateTime<Utc>>,
     /// When the subscription ended.
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339_opt")]
     pub ended_at: Option<DateTime<Utc>>,
     /// Until when the subscriber keeps access after a cancellation (projected while it is
     /// pending).
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339_opt")]
     pub access_until: Option<DateTime<Utc>>,
     /// When renewals stop (projected while a cancellation is pending).
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339_opt")]
     pub billing_ends_at: Option<DateTime<Utc>>,
     pub pause: Option<PauseDto>,
     /// Future changes in the order they take effect.
@@ -280,7 +293,9 @@ pub struct SubscriptionDto {
     /// responses; event snapshots omit it (a renewal's invoice shows what it applied).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub discounts: Option<Vec<SubscriptionDiscountDto>>,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -305,6 +320,7 @@ pub struct SubscriptionDiscountDto {
     pub cycles_remaining: u32,
     /// The retention offer that granted it (`roff_…`), if any.
     pub offer_id: Option<String>,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub created_at: DateTime<Utc>,
 }
 
@@ -388,6 +404,7 @@ pub struct CancelActionDto {
     pub mode: CancellationModeDto,
     pub notice_period_days: u32,
     /// When a cancellation made now would take effect.
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub effective_at: DateTime<Utc>,
     /// `request` mode: send a `reason`.
     pub requires_reason: bool,
@@ -512,6 +529,7 @@ pub enum PauseStartDto {
     /// At the end of the current period (the default).
     PeriodEnd,
     At {
+        #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
         date: DateTime<Utc>,
     },
 }
@@ -521,12 +539,11 @@ pub enum PauseStartDto {
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum PauseEndDto {
     At {
+        #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
         date: DateTime<Utc>,
     },
     /// After skipping this many renewals.
-    AfterCycles {
-        cycles: u32,
-    },
+    AfterCycles { cycles: u32 },
     /// Until someone resumes (for customers bounded by the policy's max_pause_days).
     OpenEnded,
 }
@@ -677,6 +694,7 @@ pub struct ProrationLineDto {
 pub struct PlanChangePreviewDto {
     pub plan_id: String,
     pub timing: PlanChangeTimingDto,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub effective_at: DateTime<Utc>,
     /// Empty when nothing is prorated (a trial, or a change at period end).
     pub lines: Vec<ProrationLineDto>,
@@ -691,6 +709,7 @@ pub struct PlanChangePreviewDto {
     /// or `none` (nothing is prorated).
     pub invoicing: PlanChangeInvoicingDto,
     /// When that invoice is created; `null` for `none`.
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339_opt")]
     pub invoiced_at: Option<DateTime<Utc>>,
 }
 
