@@ -179,8 +179,11 @@ pub struct ProductDto {
     /// False once archived.
     pub active: bool,
     pub portal_policy: PortalPolicyDto,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339_opt")]
     pub archived_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -271,7 +274,9 @@ pub struct PlanDto {
     pub interval_count: u32,
     pub trial_days: u32,
     pub active: bool,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 

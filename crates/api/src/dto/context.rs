@@ -33,6 +33,7 @@ pub struct LifetimeValueDto {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct TenureDto {
     /// When the customer record was created.
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub since: DateTime<Utc>,
     /// Whole days since then.
     pub days: i64,
@@ -75,7 +76,9 @@ pub struct TicketSummaryDto {
     pub subject: String,
     pub status: String,
     pub channel: String,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -85,7 +88,9 @@ pub struct CancellationSummaryDto {
     pub subscription_id: String,
     pub reason: String,
     pub status: String,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub effective_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub created_at: DateTime<Utc>,
 }
 
@@ -95,6 +100,7 @@ pub struct LifecycleEntryDto {
     #[schema(example = "subscription.paused")]
     pub event_type: String,
     pub subscription_id: String,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub created_at: DateTime<Utc>,
 }
 
@@ -136,6 +142,7 @@ pub struct CustomerContextDto {
     #[schema(value_type = Vec<String>, example = json!(["loyal"]))]
     pub segments: Vec<Segment>,
     /// Segments are computed on read, at this time.
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub computed_at: DateTime<Utc>,
 }
 
@@ -179,6 +186,7 @@ pub struct TimelineEntryDto {
     /// The event type (`subscription.paused`), `note` or `ticket.message`.
     #[serde(rename = "type")]
     pub entry_type: String,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub created_at: DateTime<Utc>,
     pub resource_type: Option<String>,
     pub resource_id: Option<String>,

@@ -64,10 +64,13 @@ pub struct CustomerDto {
     #[schema(value_type = Object)]
     pub metadata: serde_json::Map<String, serde_json::Value>,
     pub tags: Vec<String>,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub updated_at: DateTime<Utc>,
     /// When the customer's personal data was erased (`POST /v1/customers/{id}/erase`);
     /// null for a customer that was not erased.
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339_opt")]
     pub erased_at: Option<DateTime<Utc>>,
 }
 
@@ -111,6 +114,7 @@ pub struct PortalMeDto {
     pub name: Option<String>,
     pub locale: Option<String>,
     /// The date the customer record was created.
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub customer_since: DateTime<Utc>,
     /// Whole days since `customer_since`.
     pub tenure_days: i64,

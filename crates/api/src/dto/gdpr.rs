@@ -19,6 +19,7 @@ pub struct ExportNoteDto {
     /// `portal`, `email`, `chat`, `phone`, `api` or `system`.
     pub channel: String,
     pub author: String,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub created_at: DateTime<Utc>,
 }
 
@@ -41,7 +42,9 @@ pub struct ExportOfferOutcomeDto {
     pub reason: Option<String>,
     /// `presented`, `accepted` or `declined`.
     pub outcome: String,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339_opt")]
     pub decided_at: Option<DateTime<Utc>>,
 }
 
@@ -52,6 +55,7 @@ pub struct ExportOfferOutcomeDto {
 pub struct CustomerExportDto {
     /// Always `customer_export`.
     pub object: String,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub exported_at: DateTime<Utc>,
     pub customer: CustomerDto,
     pub notes: Vec<ExportNoteDto>,

@@ -92,7 +92,9 @@ pub struct SaveOfferMetricsDto {
 pub struct MetricsDto {
     /// Always `metrics`.
     pub object: String,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub from: DateTime<Utc>,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub to: DateTime<Utc>,
     /// One entry per currency with paying subscriptions at `from` or `to`, by code.
     pub currencies: Vec<CurrencyMetricsDto>,

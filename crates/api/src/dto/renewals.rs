@@ -25,9 +25,12 @@ pub struct UpcomingInvoiceDto {
     pub status: String,
     #[schema(value_type = String, example = "EUR")]
     pub currency: tenure_domain::money::Currency,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub period_start: DateTime<Utc>,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub period_end: DateTime<Utc>,
     /// When the invoice is created and charged: the start of its period.
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub date: DateTime<Utc>,
     pub lines: Vec<InvoiceLineDto>,
     pub subtotal: MoneyDto,
@@ -73,6 +76,7 @@ pub struct DunningPolicyDto {
     /// `canceled` or `unpaid`: where the subscription ends when the last retry fails.
     pub final_state: String,
     /// `null` while the defaults apply.
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339_opt")]
     pub updated_at: Option<DateTime<Utc>>,
 }
 
@@ -108,6 +112,7 @@ pub struct BillingSettingsDto {
     pub object: String,
     /// Days before each renewal that `invoice.upcoming` is sent (0: never).
     pub upcoming_notice_days: u32,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339_opt")]
     pub updated_at: Option<DateTime<Utc>>,
 }
 

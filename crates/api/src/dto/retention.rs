@@ -175,7 +175,9 @@ pub struct RetentionOfferDto {
     /// Inactive offers are never shown.
     pub active: bool,
     pub stats: OfferStatsDto,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -264,7 +266,9 @@ pub struct PresentedOfferDto {
     pub name: String,
     pub kind: OfferKindDto,
     pub outcome: OutcomeStatusDto,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub presented_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339_opt")]
     pub decided_at: Option<DateTime<Utc>>,
 }
 
@@ -301,7 +305,9 @@ pub struct OfferOutcomeDto {
     pub cancellation_request_id: Option<String>,
     pub reason: Option<CancellationReasonDto>,
     pub outcome: OutcomeStatusDto,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339_opt")]
     pub decided_at: Option<DateTime<Utc>>,
 }
 
@@ -337,6 +343,7 @@ pub struct DiscountDto {
     pub amount: Option<MoneyDto>,
     pub cycles: u32,
     pub cycles_remaining: u32,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub created_at: DateTime<Utc>,
 }
 

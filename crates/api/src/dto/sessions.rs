@@ -20,6 +20,7 @@ pub struct CustomerSessionDto {
     pub customer_id: String,
     /// A JWT: send it as `Authorization: Bearer <token>` to /v1/portal/ routes.
     pub token: String,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub expires_at: DateTime<Utc>,
 }
 
@@ -49,5 +50,6 @@ pub struct IdentityProviderDto {
     pub audience: String,
     pub algorithm: String,
     pub customer_claim: String,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub created_at: DateTime<Utc>,
 }

@@ -64,10 +64,13 @@ pub struct CancellationRequestDto {
     /// When the subscription ends unless the request is withdrawn, approved early or
     /// declined: the later of now + notice period and the end of the current period (or
     /// now + notice only, per the product's `notice_rule`).
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub effective_at: DateTime<Utc>,
     /// The merchant's message when declined.
     pub decline_message: Option<String>,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -152,6 +155,7 @@ pub struct TicketMessageDto {
     /// `merchant`, `customer` or `system`.
     pub author: String,
     pub body: String,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub created_at: DateTime<Utc>,
 }
 
@@ -186,7 +190,9 @@ pub struct SupportTicketDto {
     /// The conversation, oldest first (omitted in merchant lists).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub messages: Option<Vec<TicketMessageDto>>,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 

@@ -67,14 +67,18 @@ pub struct WebhookEndpointDto {
     /// `manual` or `failing` (disabled automatically after uninterrupted failure).
     pub disabled_reason: Option<String>,
     /// Since when every attempt to this endpoint has failed; null while healthy.
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339_opt")]
     pub failing_since: Option<DateTime<Utc>>,
     /// During a secret rotation: when the previous secret stops signing.
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339_opt")]
     pub secret_overlap_ends_at: Option<DateTime<Utc>>,
     /// The signing secret (Standard Webhooks, `whsec_…`). Only in the responses of
     /// create and rotate_secret: store it then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -112,6 +116,7 @@ impl WebhookEndpointDto {
 pub struct DeliveryAttemptDto {
     /// 1 for the first attempt.
     pub attempt: u32,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub attempted_at: DateTime<Utc>,
     /// Whether the endpoint answered 2xx.
     pub succeeded: bool,
@@ -159,7 +164,9 @@ pub struct WebhookDeliveryDto {
     pub status: String,
     /// Attempts made so far.
     pub attempts: u32,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339_opt")]
     pub next_attempt_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339_opt")]
     pub last_attempt_at: Option<DateTime<Utc>>,
     /// The HTTP status of the last attempt.
     pub response_status: Option<u16>,
@@ -168,6 +175,7 @@ pub struct WebhookDeliveryDto {
     /// Why the last attempt failed without a response.
     pub error: Option<String>,
     pub attempt_log: Vec<DeliveryAttemptDto>,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub created_at: DateTime<Utc>,
 }
 
