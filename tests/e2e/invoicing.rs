@@ -8,7 +8,7 @@
 use chrono::{DateTime, Duration, Utc};
 use diesel::QueryableByName;
 use diesel::sql_types::{Nullable, Timestamptz, Uuid};
-use diesel_async::RunQueryDsl;
+use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use serde_json::{Value, json};
 use tenure_api::service::renewals::run_until_idle;
 use tenure_domain::billing::period::{Cadence, Interval, Period};
@@ -500,6 +500,67 @@ async fn responses_to_changes_show_the_subscription_s_discounts() {
         assert_eq!(shown[0]["percent"], 20);
         assert_eq!(shown[0]["cycles_remaining"], 2);
     }
+}
+
+/// A change that waited for the subscription's lock sees what the holder committed: here
+/// a discount granted meanwhile shows in its response. (Read in the locking statement
+/// itself, it would not: that statement's subqueries keep the snapshot from before the
+/// wait.)
+#[actix_web::test]
+async fn a_change_that_waited_for_the_lock_shows_the_discount_granted_meanwhile() {
+    let app = TestApp::new().await;
+    let s = setup(&app, "pm_card_visa").await;
+    let gold = plan(&app, &s, "Gold", 1999, "month").await;
+    let (id, _) = subscribed_and_charged(&app, &s, &gold, 1999).await;
+    let token = fixtures::session(&app, &s.m, &s.customer).await;
+    let sub: SubscriptionId = id.parse().unwrap();
+
+    let mut holder = app.sql().await;
+    holder
+        .batch_execute(&format!(
+            "BEGIN; SELECT 1 FROM subscriptions WHERE id = '{}' FOR UPDATE",
+            sub.uuid()
+        ))
+        .await
+        .expect("lock the subscription");
+    discounts::grant(
+        &mut holder,
+        s.m.id.parse::<MerchantId>().unwrap(),
+        NewDiscount {
+            subscription_id: sub,
+            offer_id: None,
+            value: DiscountValue::Percent(20),
+            cycles: 2,
+        },
+        app.clock.now(),
+    )
+    .await
+    .expect("grant");
+    let pause = app
+        .post(&format!("/v1/portal/subscriptions/{id}/pause"))
+        .bearer(&token)
+        .json(&json!({"start": {"type": "period_end"}}))
+        .send();
+    let release = async {
+        let mut waited = 0;
+        while app
+            .count(
+                "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() \
+                 AND wait_event_type = 'Lock'",
+            )
+            .await
+            == 0
+        {
+            waited += 1;
+            assert!(waited < 1000, "the pause never waited for the lock");
+            actix_web::rt::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        holder.batch_execute("COMMIT").await.expect("commit");
+    };
+    let (paused, ()) = futures_util::future::join(pause, release).await;
+    let discounts = paused.expect(200).body["discounts"].clone();
+    assert_eq!(discounts.as_array().map(Vec::len), Some(1), "{discounts}");
+    assert_eq!(discounts[0]["percent"], 20);
 }
 
 #[actix_web::test]

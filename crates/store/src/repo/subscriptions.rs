@@ -116,7 +116,9 @@ pub async fn update(
             .filter(scheduled_changes::subscription_id.eq(s.subscription.id.uuid())),
     )
     .execute(&mut &*shared);
-    // Sent in argument order: the removal reaches PostgreSQL before the new rows.
+    // Sent in argument order, so the removal reaches PostgreSQL before the new rows:
+    // diesel-async sends a statement when its future is first polled, and prepares an
+    // uncached one under its statement-cache lock, which queues the ones polled after it.
     let (saved, _, ()) = try_join3(save, clear, insert_scheduled_changes(shared, rows)).await?;
     if saved == 0 {
         return Err(StoreError::NotFound);
@@ -254,29 +256,36 @@ pub struct LockedForChange {
     pub has_discounts: bool,
 }
 
-/// Locks a subscription for a change, reading its product's portal policy and whether it
-/// has discounts in the same statement: `FOR UPDATE` locks only the rows of the `FROM`
-/// list, which here is the subscription alone.
+/// Locks a subscription for a change, then reads its product's portal policy and whether
+/// it has discounts: two statements sent in one round trip. Not one statement: under
+/// READ COMMITTED, a `SELECT … FOR UPDATE` that waited for the lock returns the row as
+/// the holder committed it, but its subqueries still see the snapshot from before the
+/// wait (a policy changed or a discount granted meanwhile would be missed). The second
+/// statement starts after the lock is granted, so it sees them. The product row is read,
+/// not locked.
 pub async fn lock_with_policy(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     merchant: MerchantId,
     id: SubscriptionId,
 ) -> StoreResult<LockedForChange> {
+    let locked = subscriptions::table
+        .find((merchant.uuid(), id.uuid()))
+        .select(SubscriptionRow::as_select())
+        .for_update()
+        .get_result::<SubscriptionRow>(&mut &*conn);
     let policy = products::table
         .filter(products::merchant_id.eq(subscriptions::merchant_id))
         .filter(products::id.eq(subscriptions::product_id))
         .select(products::portal_policy)
         .single_value();
-    let (row, policy, has_discounts) = subscriptions::table
+    let context = subscriptions::table
         .find((merchant.uuid(), id.uuid()))
-        .select((
-            SubscriptionRow::as_select(),
-            policy,
-            diesel::dsl::exists(active_discounts()),
-        ))
-        .for_update()
-        .get_result::<(SubscriptionRow, Option<serde_json::Value>, bool)>(conn)
-        .await?;
+        .select((policy, diesel::dsl::exists(active_discounts())))
+        .get_result::<(Option<serde_json::Value>, bool)>(&mut &*conn);
+    // `try_join` sends and polls in argument order: the lock is taken first, and its own
+    // error (a deadlock, say) is the one returned, not the aborted transaction it leaves
+    // for the second statement.
+    let (row, (policy, has_discounts)) = try_join(locked, context).await?;
     let policy = policy.ok_or_else(|| {
         StoreError::corrupt(format!(
             "subscription {id} has no product to read a policy from"
