@@ -482,10 +482,8 @@ async fn present_in_tx(
     now: DateTime<Utc>,
 ) -> ApiResult<Vec<PresentedOfferDto>> {
     let offers = eligible_offers(conn, merchant, sub, request, now).await?;
-    // Outcome ids record the presentation order: UUIDv7s minted in one millisecond are
-    // not ordered, so mint them first and hand them out sorted.
-    let mut ids: Vec<OfferOutcomeId> = offers.iter().map(|_| OfferOutcomeId::generate()).collect();
-    ids.sort_by_key(|id| id.uuid());
+    // Outcome ids record the presentation order (ids sort by when they were made).
+    let ids: Vec<OfferOutcomeId> = offers.iter().map(|_| OfferOutcomeId::generate()).collect();
     let outcomes: Vec<OfferOutcome> = offers
         .iter()
         .zip(ids)

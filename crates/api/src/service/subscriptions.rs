@@ -442,8 +442,10 @@ async fn persist(
         };
     }
     // The row is written last, with the events, in one round trip: the side effects above
-    // take the subscription as it is in memory and read nothing of its row (which stays
-    // locked from the start).
+    // take the subscription as it is in memory and read nothing of its row (locked from
+    // the start). Its scheduled-change rows are rewritten then too, so a change that
+    // invoices waits for them (briefly held by a lifecycle worker that found the
+    // subscription locked and skips it) while holding the merchant's invoice counter.
     let shared: &AsyncPgConnection = conn;
     try_join(
         repo::update(shared, merchant, &after).err_into(),
@@ -684,11 +686,25 @@ pub(crate) async fn act_in_tx(
         }
     };
     let outcome = persist(conn, merchant, &before, transition, withdrawn_as, now).await?;
-    // None of these actions grants a discount (accepting a retention offer does, elsewhere).
     Ok(Outcome {
-        may_have_discounts: has_discounts,
+        may_have_discounts: has_discounts || grants_discount(action),
         ..outcome
     })
+}
+
+/// Whether `action` can give the subscription a discount. None of them does (accepting
+/// a retention offer does, elsewhere); spelled out so that a new action has to answer.
+fn grants_discount(action: &Action) -> bool {
+    match action {
+        Action::Pause(_)
+        | Action::Resume
+        | Action::Cancel(_)
+        | Action::ChangePlan(_)
+        | Action::RemoveScheduledChange(_)
+        | Action::WithdrawRequest(_)
+        | Action::ApproveRequest(_)
+        | Action::DeclineRequest(..) => false,
+    }
 }
 
 fn sub_invalid(sub: &Subscription, code: &'static str) -> ApiError {
