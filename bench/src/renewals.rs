@@ -14,12 +14,11 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration as StdDuration, Instant};
-use tenure_domain::ids::GenerateId;
 
 use chrono::{DateTime, Duration, Utc};
 use tenure_domain::billing::period::{Cadence, Interval};
 use tenure_domain::ids::{
-    CustomerId, MerchantId, PaymentMethodId, PlanId, ProductId, SubscriptionId,
+    CustomerId, GenerateId, MerchantId, PaymentMethodId, PlanId, ProductId, SubscriptionId,
 };
 use tenure_domain::money::{Currency, Money};
 use tenure_domain::policy::PortalPolicy;

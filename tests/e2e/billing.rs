@@ -3,13 +3,12 @@
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
-use tenure_domain::ids::GenerateId;
 
 use chrono::{Duration, Utc};
 use serde_json::{Value, json};
 use tenure_domain::billing::invoice::{InvoiceLine, InvoiceStatus, LineKind};
 use tenure_domain::billing::period::Period;
-use tenure_domain::ids::{CustomerId, InvoiceId, MerchantId, SubscriptionId};
+use tenure_domain::ids::{CustomerId, GenerateId, InvoiceId, MerchantId, SubscriptionId};
 use tenure_domain::money::Money;
 use tenure_e2e::{TestApp, TestMerchant};
 use tenure_store::StoreError;

@@ -1,9 +1,9 @@
 //! Customers: create, filters, updates, pagination.
 
 use std::collections::HashSet;
-use tenure_domain::ids::GenerateId;
 
 use serde_json::json;
+use tenure_domain::ids::GenerateId;
 use tenure_e2e::TestApp;
 
 #[actix_web::test]

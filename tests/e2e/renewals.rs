@@ -7,7 +7,6 @@
 
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Instant;
-use tenure_domain::ids::GenerateId;
 
 use chrono::{DateTime, Datelike, Duration, TimeZone, Timelike, Utc};
 use diesel::sql_types::{Array, Text, Uuid};
@@ -21,7 +20,7 @@ use tenure_domain::billing::gateway::{
     RefundRequest, SandboxGateway,
 };
 use tenure_domain::clock::Clock;
-use tenure_domain::ids::SubscriptionId;
+use tenure_domain::ids::{GenerateId, SubscriptionId};
 use tenure_e2e::{TestApp, TestMerchant};
 use tenure_store::Db;
 

@@ -299,8 +299,7 @@ pub async fn rate_limit(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tenure_domain::ids::GenerateId;
-    use tenure_domain::ids::MerchantId;
+    use tenure_domain::ids::{GenerateId, MerchantId};
 
     #[test]
     fn buckets_allow_the_burst_then_refuse_with_a_wait() {

@@ -12,8 +12,9 @@ use tenure_domain::billing::invoice::{
 };
 use tenure_domain::billing::payment_method::PaymentMethod;
 use tenure_domain::error::DomainError;
-use tenure_domain::ids::GenerateId;
-use tenure_domain::ids::{CustomerId, InvoiceId, MerchantId, PaymentMethodId, RefundId};
+use tenure_domain::ids::{
+    CustomerId, GenerateId, InvoiceId, MerchantId, PaymentMethodId, RefundId,
+};
 use tenure_domain::text;
 use tenure_store::repo::charge_intents as intents_repo;
 use tenure_store::repo::invoices::{self as invoices_repo, InvoiceFilter};

@@ -2,8 +2,7 @@
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use tenure_domain::catalog::{self, Plan, Product};
-use tenure_domain::ids::GenerateId;
-use tenure_domain::ids::{MerchantId, PlanId, ProductId};
+use tenure_domain::ids::{GenerateId, MerchantId, PlanId, ProductId};
 use tenure_domain::money::Money;
 use tenure_domain::policy::PortalPolicy;
 use tenure_domain::text;

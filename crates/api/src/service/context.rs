@@ -4,7 +4,6 @@
 //! and the timeline.
 
 use std::collections::BTreeMap;
-use tenure_domain::ids::GenerateId;
 
 use chrono::{DateTime, Duration, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
@@ -14,8 +13,8 @@ use tenure_domain::context::{
 };
 use tenure_domain::customer::Customer;
 use tenure_domain::ids::{
-    CancellationRequestId, CustomerId, EventId, MerchantId, NoteId, PlanId, SubscriptionId,
-    TicketId, TicketMessageId,
+    CancellationRequestId, CustomerId, EventId, GenerateId, MerchantId, NoteId, PlanId,
+    SubscriptionId, TicketId, TicketMessageId,
 };
 use tenure_domain::money::{Currency, Money};
 use tenure_domain::text;

@@ -2,8 +2,7 @@
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use tenure_domain::customer::{self, Customer};
-use tenure_domain::ids::GenerateId;
-use tenure_domain::ids::{CustomerId, MerchantId};
+use tenure_domain::ids::{CustomerId, GenerateId, MerchantId};
 use tenure_domain::text;
 use tenure_store::repo::customers as repo;
 use tenure_store::{Page, PageRequest, StoreError};

@@ -23,8 +23,7 @@ use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
 use serde::Serialize;
 use tenure_domain::DomainError;
-use tenure_domain::ids::GenerateId;
-use tenure_domain::ids::{EventId, MerchantId};
+use tenure_domain::ids::{EventId, GenerateId, MerchantId};
 use tenure_store::repo::events::{self, NewEvent, PlannedEvent};
 
 use crate::error::{ApiError, ApiResult, FieldError};

@@ -9,13 +9,13 @@
 //! shown stays acceptable unless the merchant changed it or the customer's facts moved.
 
 use std::collections::HashMap;
-use tenure_domain::ids::GenerateId;
 
 use chrono::{DateTime, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use tenure_domain::context::monthly_amount;
 use tenure_domain::ids::{
-    CancellationRequestId, MerchantId, OfferOutcomeId, PlanId, RetentionOfferId, SubscriptionId,
+    CancellationRequestId, GenerateId, MerchantId, OfferOutcomeId, PlanId, RetentionOfferId,
+    SubscriptionId,
 };
 use tenure_domain::money::Money;
 use tenure_domain::retention::{

@@ -8,7 +8,6 @@
 //! events' side effects on cancellation requests and tickets.
 
 use std::collections::HashMap;
-use tenure_domain::ids::GenerateId;
 
 use chrono::{DateTime, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
@@ -18,8 +17,8 @@ use tenure_domain::DomainError;
 use tenure_domain::billing::period::Cadence;
 use tenure_domain::catalog::Plan;
 use tenure_domain::ids::{
-    CancellationRequestId, CustomerId, MerchantId, PlanId, ProductId, ScheduledChangeId,
-    SubscriptionId, TicketId, TicketMessageId,
+    CancellationRequestId, CustomerId, GenerateId, MerchantId, PlanId, ProductId,
+    ScheduledChangeId, SubscriptionId, TicketId, TicketMessageId,
 };
 use tenure_domain::money::Money;
 use tenure_domain::policy::PortalPolicy;

@@ -10,13 +10,12 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::{Duration as StdDuration, Instant};
-use tenure_domain::ids::GenerateId;
 
 use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
 use diesel_async::AsyncConnection;
 use rand::RngCore;
-use tenure_domain::ids::{EventId, MerchantId, WebhookDeliveryId, WebhookEndpointId};
+use tenure_domain::ids::{EventId, GenerateId, MerchantId, WebhookDeliveryId, WebhookEndpointId};
 use tenure_domain::text;
 use tenure_domain::webhooks::{
     self as rules, DEFAULT_RETRY_SCHEDULE_SECS, DEFAULT_SECRET_OVERLAP_SECS, DeliveryAttempt,

@@ -168,12 +168,12 @@ pub fn prorate_change(
 
 #[cfg(test)]
 mod tests {
-    use crate::ids::GenerateId;
     use chrono::{TimeDelta, TimeZone};
     use proptest::prelude::*;
 
     use super::*;
     use crate::billing::period::{Cadence, Interval};
+    use crate::ids::GenerateId;
     use crate::money::Currency;
 
     fn eur() -> Currency {

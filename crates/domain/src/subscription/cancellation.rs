@@ -29,7 +29,6 @@
 //! access ends at `t` either way. `canceled_at` records when the decision was made,
 //! `ended_at` when it took effect.
 
-use crate::ids::GenerateId;
 use std::fmt;
 use std::str::FromStr;
 
@@ -37,7 +36,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::DomainError;
-use crate::ids::{CancellationRequestId, ScheduledChangeId};
+use crate::ids::{CancellationRequestId, GenerateId, ScheduledChangeId};
 use crate::policy::{CancellationMode, ImmediateCancelTiming, NoticeRule, PortalPolicy};
 use crate::subscription::events::{RemovalReason, SubscriptionEvent};
 use crate::subscription::scheduled::{ChangeType, ScheduledChange, ScheduledChangeKind, removed};

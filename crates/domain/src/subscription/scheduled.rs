@@ -23,13 +23,12 @@
 //! `subscription.scheduled_change_removed` event naming the refusal code — never
 //! applied against the rules, never dropped silently.
 
-use crate::ids::GenerateId;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::DomainError;
 use crate::billing::terms::PlanTerms;
-use crate::ids::{CancellationRequestId, ScheduledChangeId};
+use crate::ids::{CancellationRequestId, GenerateId, ScheduledChangeId};
 use crate::subscription::cancellation::{AccessEnd, CancellationReason, Ending};
 use crate::subscription::events::{RemovalReason, SubscriptionEvent};
 use crate::subscription::pause::{OnResume, PauseEnd, PauseTerms};

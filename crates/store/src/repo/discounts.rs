@@ -6,8 +6,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use tenure_domain::ids::GenerateId;
-use tenure_domain::ids::{DiscountId, MerchantId, SubscriptionId};
+use tenure_domain::ids::{DiscountId, GenerateId, MerchantId, SubscriptionId};
 use tenure_domain::money::{Currency, Money};
 
 use crate::error::{StoreError, StoreResult};

@@ -5,8 +5,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures_util::future::{try_join, try_join_all};
-use tenure_domain::ids::GenerateId;
-use tenure_domain::ids::{CustomerId, EventId, MerchantId};
+use tenure_domain::ids::{CustomerId, EventId, GenerateId, MerchantId};
 
 use crate::error::StoreResult;
 use crate::pagination::{FetchPage, Page, PageRequest};

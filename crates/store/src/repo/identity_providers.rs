@@ -3,8 +3,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use tenure_domain::ids::GenerateId;
-use tenure_domain::ids::{IdentityProviderId, MerchantId};
+use tenure_domain::ids::{GenerateId, IdentityProviderId, MerchantId};
 
 use crate::error::StoreResult;
 use crate::schema::identity_providers as idp;

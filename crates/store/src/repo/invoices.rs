@@ -7,7 +7,6 @@
 //! back, so numbers are handed out in commit order without holes.
 
 use std::collections::HashMap;
-use tenure_domain::ids::GenerateId;
 
 use chrono::{DateTime, Utc};
 use diesel::expression::{AppearsOnTable, Expression, SelectableExpression, ValidGrouping};
@@ -22,7 +21,8 @@ use tenure_domain::billing::invoice::{
 };
 use tenure_domain::billing::period::Period;
 use tenure_domain::ids::{
-    CustomerId, InvoiceId, MerchantId, PaymentId, PaymentMethodId, RefundId, SubscriptionId,
+    CustomerId, GenerateId, InvoiceId, MerchantId, PaymentId, PaymentMethodId, RefundId,
+    SubscriptionId,
 };
 use tenure_domain::money::{Currency, Money};
 

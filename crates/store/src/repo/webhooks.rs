@@ -10,8 +10,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Int4, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use tenure_domain::ids::GenerateId;
-use tenure_domain::ids::{EventId, MerchantId, WebhookDeliveryId, WebhookEndpointId};
+use tenure_domain::ids::{EventId, GenerateId, MerchantId, WebhookDeliveryId, WebhookEndpointId};
 use tenure_domain::webhooks::{
     ALL_EVENTS, DeliveryAttempt, DeliveryStatus, DisabledReason, WebhookDelivery, WebhookEndpoint,
 };

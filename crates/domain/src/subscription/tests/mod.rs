@@ -9,13 +9,12 @@ mod properties;
 mod renewal;
 mod state;
 
-use crate::ids::GenerateId;
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 
 use crate::DomainError;
 use crate::billing::period::{Cadence, Interval};
 use crate::billing::terms::PlanTerms;
-use crate::ids::{PlanId, SubscriptionId};
+use crate::ids::{GenerateId, PlanId, SubscriptionId};
 use crate::money::{Currency, Money};
 use crate::policy::PortalPolicy;
 use crate::subscription::{NewSubscription, Subscription, SubscriptionEvent, Transition};

@@ -1,11 +1,11 @@
 //! Random sequences of actions by random actors under random policies never produce an
 //! invalid subscription, and availability agrees with the transitions at every step.
 
-use crate::ids::GenerateId;
 use proptest::prelude::*;
 
 use super::availability::{assert_agrees, cancel_request, pause_request};
 use super::*;
+use crate::ids::GenerateId;
 use crate::policy::{CancellationMode, ImmediateCancelTiming, NoticeRule};
 use crate::subscription::ChangeType;
 use crate::subscription::{
