@@ -441,9 +441,20 @@ async fn a_cadence_change_invoices_the_new_period_at_once_with_the_credit() {
 }
 
 async fn grant(app: &TestApp, s: &Setup, sub: &str, value: DiscountValue, cycles: u32) {
-    let mut conn = app.sql().await;
+    grant_on(&mut app.sql().await, app, s, sub, value, cycles).await;
+}
+
+/// [`grant`] on a connection of the caller's (inside its open transaction, say).
+async fn grant_on(
+    conn: &mut diesel_async::AsyncPgConnection,
+    app: &TestApp,
+    s: &Setup,
+    sub: &str,
+    value: DiscountValue,
+    cycles: u32,
+) {
     discounts::grant(
-        &mut conn,
+        conn,
         s.m.id.parse::<MerchantId>().unwrap(),
         NewDiscount {
             subscription_id: sub.parse::<SubscriptionId>().unwrap(),
@@ -523,19 +534,7 @@ async fn a_change_that_waited_for_the_lock_shows_the_discount_granted_meanwhile(
         ))
         .await
         .expect("lock the subscription");
-    discounts::grant(
-        &mut holder,
-        s.m.id.parse::<MerchantId>().unwrap(),
-        NewDiscount {
-            subscription_id: sub,
-            offer_id: None,
-            value: DiscountValue::Percent(20),
-            cycles: 2,
-        },
-        app.clock.now(),
-    )
-    .await
-    .expect("grant");
+    grant_on(&mut holder, &app, &s, &id, DiscountValue::Percent(20), 2).await;
     let pause = app
         .post(&format!("/v1/portal/subscriptions/{id}/pause"))
         .bearer(&token)

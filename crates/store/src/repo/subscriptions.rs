@@ -108,18 +108,17 @@ pub async fn update(
     s: &StoredSubscription,
 ) -> StoreResult<()> {
     let rows = scheduled_change_rows(merchant, &s.subscription)?;
-    let shared = conn;
-    let save = SaveRow(SubscriptionRow::from_domain(merchant, s)?).execute(&mut &*shared);
+    let save = SaveRow(SubscriptionRow::from_domain(merchant, s)?).execute(&mut &*conn);
     let clear = diesel::delete(
         scheduled_changes::table
             .filter(scheduled_changes::merchant_id.eq(merchant.uuid()))
             .filter(scheduled_changes::subscription_id.eq(s.subscription.id.uuid())),
     )
-    .execute(&mut &*shared);
+    .execute(&mut &*conn);
     // Sent in argument order, so the removal reaches PostgreSQL before the new rows:
     // diesel-async sends a statement when its future is first polled, and prepares an
     // uncached one under its statement-cache lock, which queues the ones polled after it.
-    let (saved, _, ()) = try_join3(save, clear, insert_scheduled_changes(shared, rows)).await?;
+    let (saved, _, ()) = try_join3(save, clear, insert_scheduled_changes(conn, rows)).await?;
     if saved == 0 {
         return Err(StoreError::NotFound);
     }
