@@ -529,35 +529,50 @@ async fn a_change_that_waited_for_the_lock_shows_the_discount_granted_meanwhile(
     let mut holder = app.sql().await;
     holder
         .batch_execute(&format!(
-            "BEGIN; SELECT 1 FROM subscriptions WHERE id = '{}' FOR UPDATE",
+            "SET application_name = 'lock-holder'; BEGIN; \
+             SELECT 1 FROM subscriptions WHERE id = '{}' FOR UPDATE",
             sub.uuid()
         ))
         .await
         .expect("lock the subscription");
     grant_on(&mut holder, &app, &s, &id, DiscountValue::Percent(20), 2).await;
-    let pause = app
-        .post(&format!("/v1/portal/subscriptions/{id}/pause"))
-        .bearer(&token)
-        .json(&json!({"start": {"type": "period_end"}}))
-        .send();
+    let finished = std::cell::Cell::new(false);
+    let pause = async {
+        let res = app
+            .post(&format!("/v1/portal/subscriptions/{id}/pause"))
+            .bearer(&token)
+            .json(&json!({"start": {"type": "period_end"}}))
+            .send()
+            .await;
+        finished.set(true);
+        res
+    };
+    // Commits once the pause waits on the holder's lock; gives up after a while, or when
+    // the pause has finished without waiting, so that its own answer shows below.
     let release = async {
-        let mut waited = 0;
-        while app
-            .count(
-                "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() \
-                 AND wait_event_type = 'Lock'",
-            )
-            .await
-            == 0
-        {
-            waited += 1;
-            assert!(waited < 1000, "the pause never waited for the lock");
+        let mut waited = false;
+        for _ in 0..1000 {
+            waited = app
+                .count(
+                    "SELECT count(*) AS n FROM pg_stat_activity AS waiting \
+                     WHERE EXISTS (SELECT 1 FROM pg_stat_activity AS holder \
+                     WHERE holder.application_name = 'lock-holder' \
+                     AND holder.datname = current_database() \
+                     AND holder.pid = ANY(pg_blocking_pids(waiting.pid)))",
+                )
+                .await
+                > 0;
+            if waited || finished.get() {
+                break;
+            }
             actix_web::rt::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         holder.batch_execute("COMMIT").await.expect("commit");
+        waited
     };
-    let (paused, ()) = futures_util::future::join(pause, release).await;
+    let (paused, waited) = futures_util::future::join(pause, release).await;
     let discounts = paused.expect(200).body["discounts"].clone();
+    assert!(waited, "the pause never waited for the holder's lock");
     assert_eq!(discounts.as_array().map(Vec::len), Some(1), "{discounts}");
     assert_eq!(discounts[0]["percent"], 20);
 }

@@ -33,6 +33,7 @@ pub struct EventDto {
     pub resource_type: String,
     pub resource_id: String,
     pub data: EventData,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub created_at: DateTime<Utc>,
 }
 

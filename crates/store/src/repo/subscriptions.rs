@@ -261,7 +261,7 @@ pub struct LockedForChange {
 /// the holder committed it, but its subqueries still see the snapshot from before the
 /// wait (a policy changed or a discount granted meanwhile would be missed). The second
 /// statement starts after the lock is granted, so it sees them. The product row is read,
-/// not locked.
+/// not locked. Call it in a transaction: outside one, the lock ends with its statement.
 pub async fn lock_with_policy(
     conn: &AsyncPgConnection,
     merchant: MerchantId,
