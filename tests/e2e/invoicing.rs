@@ -440,6 +440,15 @@ async fn a_cadence_change_invoices_the_new_period_at_once_with_the_credit() {
     assert_eq!(invoices(&app, &s).await.len(), 2);
 }
 
+/// A card-paying customer subscribed to a 19.99 monthly plan, its first invoice paid:
+/// the setup and the subscription's id.
+async fn gold_subscription(app: &TestApp) -> (Setup, String) {
+    let s = setup(app, "pm_card_visa").await;
+    let gold = plan(app, &s, "Gold", 1999, "month").await;
+    let (id, _) = subscribed_and_charged(app, &s, &gold, 1999).await;
+    (s, id)
+}
+
 async fn grant(app: &TestApp, s: &Setup, sub: &str, value: DiscountValue, cycles: u32) {
     grant_on(&mut app.sql().await, app, s, sub, value, cycles).await;
 }
@@ -473,9 +482,7 @@ async fn grant_on(
 #[actix_web::test]
 async fn responses_to_changes_show_the_subscription_s_discounts() {
     let app = TestApp::new().await;
-    let s = setup(&app, "pm_card_visa").await;
-    let gold = plan(&app, &s, "Gold", 1999, "month").await;
-    let (id, _) = subscribed_and_charged(&app, &s, &gold, 1999).await;
+    let (s, id) = gold_subscription(&app).await;
     let token = fixtures::session(&app, &s.m, &s.customer).await;
     // A pause at the period's end, scheduled by the customer, removed by the merchant:
     // neither touches discounts or invoices.
@@ -520,9 +527,7 @@ async fn responses_to_changes_show_the_subscription_s_discounts() {
 #[actix_web::test]
 async fn a_change_that_waited_for_the_lock_shows_the_discount_granted_meanwhile() {
     let app = TestApp::new().await;
-    let s = setup(&app, "pm_card_visa").await;
-    let gold = plan(&app, &s, "Gold", 1999, "month").await;
-    let (id, _) = subscribed_and_charged(&app, &s, &gold, 1999).await;
+    let (s, id) = gold_subscription(&app).await;
     let token = fixtures::session(&app, &s.m, &s.customer).await;
     let sub: SubscriptionId = id.parse().unwrap();
 
@@ -580,10 +585,8 @@ async fn a_change_that_waited_for_the_lock_shows_the_discount_granted_meanwhile(
 #[actix_web::test]
 async fn a_percent_discount_applies_to_exactly_the_next_two_invoices() {
     let app = TestApp::new().await;
-    let s = setup(&app, "pm_card_visa").await;
-    let gold = plan(&app, &s, "Gold", 1999, "month").await;
     // The first period was invoiced at creation, before the discount existed: full price.
-    let (id, _) = subscribed_and_charged(&app, &s, &gold, 1999).await;
+    let (s, id) = gold_subscription(&app).await;
     grant(&app, &s, &id, DiscountValue::Percent(20), 2).await;
 
     // Shown on the subscription (merchant and portal) and on the preview, unconsumed.
