@@ -203,18 +203,27 @@ say "pgbench: initialising $PGB_DB (scale $PG_SCALE)"
 dropdb --if-exists --force "$PGB_DB"
 createdb "$PGB_DB"
 pgbench -i -q -s "$PG_SCALE" "$PGB_DB" >/dev/null 2>&1
+# pgbench's own p50/p99 come from its per-transaction log (`--log`: the third field of
+# each line is the transaction's latency in µs): they show what latency the database
+# alone gives at that concurrency, the floor under any endpoint's.
+PGB_LOG_DIR="$WORK/pgbench-log"
 ceiling() { # label pool workers conns
-  local pc=$4 mode name out tps lat
+  local pc=$4 mode name out tps lat percentiles
   [ "$pc" -gt 64 ] && pc=64
   for mode in S N; do
     name=select_only
     [ "$mode" = N ] && name=simple_update
-    out=$(pgbench "-$mode" -c "$pc" -j 2 -T "$DURATION" "$PGB_DB" 2>/dev/null)
+    rm -rf "$PGB_LOG_DIR" && mkdir -p "$PGB_LOG_DIR"
+    out=$(cd "$PGB_LOG_DIR" && pgbench "-$mode" -c "$pc" -j 2 -T "$DURATION" --log "$PGB_DB" 2>/dev/null)
     tps=$(sed -nE 's/^tps = ([0-9.]+).*/\1/p' <<<"$out" | head -1)
     lat=$(sed -nE 's/^latency average = ([0-9.]+) ms.*/\1/p' <<<"$out" | head -1)
-    echo "{\"kind\":\"pgbench\",\"label\":\"$1\",\"pool\":$2,\"workers\":$3,\"scenario\":\"$name\",\"conns\":$4,\"clients\":$pc,\"rps\":${tps:-0},\"latency_avg_ms\":${lat:-0}}" >>"$RESULTS"
-    say "pgbench -$mode -c $pc: $tps tps, latency average $lat ms"
+    percentiles=$(cat "$PGB_LOG_DIR"/pgbench_log.* | awk '{print $3}' | sort -n |
+      awk '{v[NR] = $1} END { if (NR) printf "%.3f %.3f", v[int((NR - 1) * 0.5) + 1] / 1000, v[int((NR - 1) * 0.99) + 1] / 1000; else print "0 0" }')
+    read -r p50 p99 <<<"$percentiles"
+    echo "{\"kind\":\"pgbench\",\"label\":\"$1\",\"pool\":$2,\"workers\":$3,\"scenario\":\"$name\",\"conns\":$4,\"clients\":$pc,\"rps\":${tps:-0},\"latency_avg_ms\":${lat:-0},\"p50_ms\":$p50,\"p99_ms\":$p99}" >>"$RESULTS"
+    say "pgbench -$mode -c $pc: $tps tps, latency average $lat ms, p50 $p50 ms, p99 $p99 ms"
   done
+  rm -rf "$PGB_LOG_DIR"
 }
 
 CONFIGS=()

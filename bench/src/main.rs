@@ -488,6 +488,10 @@ struct Line {
     kind: String,
     scenario: String,
     conns: u32,
+    /// pgbench's clients at this point (PostgreSQL's connection limit caps them below
+    /// the HTTP connections at the largest point).
+    #[serde(default)]
+    clients: Option<u32>,
     #[serde(default)]
     pool: Option<u32>,
     #[serde(default)]
@@ -513,7 +517,7 @@ struct Line {
 
 impl Line {
     /// The cells that say which point a row is: label, pool, workers, scenario and
-    /// connections (pgbench's clients), joined as table cells.
+    /// connections (pgbench's clients for a pgbench row), joined as table cells.
     fn point_cells(&self) -> String {
         let or_dash = |n: Option<u32>| n.map_or_else(|| "-".to_owned(), |n| n.to_string());
         format!(
@@ -522,7 +526,7 @@ impl Line {
             or_dash(self.pool),
             or_dash(self.workers),
             self.scenario,
-            self.conns
+            self.clients.unwrap_or(self.conns)
         )
     }
 }
@@ -550,14 +554,19 @@ fn report(path: &Path) -> Result<(), BoxError> {
     };
     let dash = || "-".to_owned();
     println!("### pgbench (the ceiling)\n");
-    println!("| label | pool | workers | pgbench | clients | tps | latency avg ms |");
-    println!("|---|---:|---:|---|---:|---:|---:|");
+    println!(
+        "| label | pool | workers | pgbench | clients | tps | latency avg ms | p50 ms | p99 ms |"
+    );
+    println!("|---|---:|---:|---|---:|---:|---:|---:|---:|");
+    let ms = |ms: Option<f64>| ms.map_or_else(dash, |ms| format!("{ms:.2}"));
     for l in lines.iter().filter(|l| l.kind == "pgbench") {
         println!(
-            "| {} | {:.0} | {} |",
+            "| {} | {:.0} | {} | {} | {} |",
             l.point_cells(),
             l.rps,
-            l.latency_avg_ms.map_or_else(dash, |ms| format!("{ms:.2}")),
+            ms(l.latency_avg_ms),
+            ms(l.p50_ms),
+            ms(l.p99_ms),
         );
     }
     println!("\n### Tenure\n");
