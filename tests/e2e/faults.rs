@@ -1,13 +1,17 @@
 //! Faults: the database goes away while requests run, and comes back. The shared
-//! PostgreSQL server is never stopped: only this test's own database refuses connections
-//! (`ALLOW_CONNECTIONS false`) and loses the ones it had (`pg_terminate_backend`).
+//! PostgreSQL server is never stopped: most tests cut only their own database (it refuses
+//! connections, `ALLOW_CONNECTIONS false`, and loses the ones it had,
+//! `pg_terminate_backend`); the crash test runs a server of its own and crashes that.
 
+use std::cell::Cell;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::future::join_all;
 use serde_json::json;
-use tenure_e2e::{Response, TestApp, server_url};
+use tenure_api::middleware::rate_limit::RateLimitConfig;
+use tenure_e2e::{PrivateServer, RequestBuilder, Response, TestApp, TestDb, server_url};
 use tenure_store::migrate::quote_identifier;
 
 use crate::fixtures;
@@ -202,4 +206,147 @@ async fn writes_acknowledged_around_an_outage_are_all_kept() {
         "{stored} stored, {} acknowledged",
         acknowledged.len()
     );
+}
+
+/// What one client of the crash test had acknowledged: customers (external id, id),
+/// subscriptions, and the subscriptions whose pause was acknowledged.
+#[derive(Default)]
+struct Acknowledged {
+    customers: Vec<(String, String)>,
+    subscriptions: Vec<String>,
+    paused: Vec<String>,
+    refused: usize,
+}
+
+/// Sends one write of the crash test: the acknowledgement (`ok`), or `None` for a 503
+/// the client may retry. Anything else fails the test.
+async fn acknowledged(what: &str, request: RequestBuilder<'_>, ok: u16) -> Option<Response> {
+    let started = Instant::now();
+    let res = request.send().await;
+    if res.status.as_u16() == ok {
+        return Some(res);
+    }
+    assert_unavailable(what, &res, started.elapsed());
+    None
+}
+
+/// A real PostgreSQL server crashes (`pg_ctl stop -m immediate`: no checkpoint, every
+/// connection dropped) and restarts with crash recovery while six clients create
+/// customers, subscribe them and pause the subscriptions. Meanwhile every answer is an
+/// acknowledgement or a 503 with Retry-After; the service recovers by itself; and every
+/// acknowledged write, with the event it recorded, survived the crash.
+#[actix_web::test]
+async fn acknowledged_writes_survive_a_postgresql_crash_and_restart_under_load() {
+    const CLIENTS: usize = 6;
+    let server = Arc::new(PrivateServer::start());
+    let app = TestApp::on(
+        TestDb::on_private(&server).await,
+        RateLimitConfig::disabled(),
+    )
+    .await;
+    let m = app.merchant("A").await;
+    let product = fixtures::product(&app, &m, json!({})).await;
+    let plan = fixtures::plan(&app, &m, &product, 1500).await;
+
+    let restarted = Cell::new(false);
+    let client = |n: usize| {
+        let (app, m, plan, restarted) = (&app, &m, &plan, &restarted);
+        async move {
+            let mut acked = Acknowledged::default();
+            let deadline = Instant::now() + Duration::from_secs(90);
+            // Until ten rounds in a row are acknowledged after the restart.
+            let mut healthy_after = 0;
+            let mut round = 0;
+            while healthy_after < 10 {
+                assert!(Instant::now() < deadline, "client {n}: no recovery");
+                round += 1;
+                let what = format!("client {n} round {round}");
+                let external_id = format!("crash-{n}-{round}");
+                let acknowledged_round = async {
+                    let customer = app.post("/v1/customers").bearer(&m.key);
+                    let customer = customer.json(&json!({"external_id": external_id}));
+                    let customer = acknowledged(&what, customer, 201).await?.id();
+                    acked
+                        .customers
+                        .push((external_id.clone(), customer.clone()));
+                    let subscribe = app.post("/v1/subscriptions").bearer(&m.key);
+                    let subscribe =
+                        subscribe.json(&json!({"customer_id": customer, "plan_id": plan}));
+                    let subscription = acknowledged(&what, subscribe, 201).await?.id();
+                    acked.subscriptions.push(subscription.clone());
+                    let pause = app.post(&format!("/v1/subscriptions/{subscription}/pause"));
+                    let pause = pause
+                        .bearer(&m.key)
+                        .json(&json!({"start": {"type": "now"}}));
+                    acknowledged(&what, pause, 200).await?;
+                    acked.paused.push(subscription);
+                    Some(())
+                };
+                if acknowledged_round.await.is_some() {
+                    if restarted.get() {
+                        healthy_after += 1;
+                    }
+                } else {
+                    acked.refused += 1;
+                    healthy_after = 0;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            acked
+        }
+    };
+    let outage = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let s = Arc::clone(&server);
+        tokio::task::spawn_blocking(move || s.crash())
+            .await
+            .unwrap();
+        // Down for a while: requests meanwhile must be answered, with 503.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let s = Arc::clone(&server);
+        tokio::task::spawn_blocking(move || s.start_again())
+            .await
+            .unwrap();
+        restarted.set(true);
+    };
+    let (clients, ()) = tokio::join!(join_all((0..CLIENTS).map(client)), outage);
+
+    let refused: usize = clients.iter().map(|c| c.refused).sum();
+    assert!(refused > 0, "the crash fell inside the load");
+    let customers: Vec<_> = clients.iter().flat_map(|c| &c.customers).collect();
+    let subscriptions: Vec<_> = clients.iter().flat_map(|c| &c.subscriptions).collect();
+    let paused: Vec<_> = clients.iter().flat_map(|c| &c.paused).collect();
+    // Ten rounds per client after the restart, so the before-crash writes are the rest.
+    assert!(
+        paused.len() > CLIENTS * 10,
+        "writes were acknowledged before the crash too ({} paused)",
+        paused.len()
+    );
+    for (external_id, id) in &customers {
+        let customer = app.get_ok(&format!("/v1/customers/{id}"), &m.key).await;
+        assert_eq!(customer["external_id"], external_id.as_str());
+    }
+    for id in &subscriptions {
+        let subscription = app.get_ok(&format!("/v1/subscriptions/{id}"), &m.key).await;
+        let status = subscription["status"].as_str().unwrap_or_default();
+        if paused.contains(id) {
+            assert_eq!(status, "paused", "{id}");
+        } else {
+            // A pause answered 503 may still have committed just before the crash.
+            assert!(matches!(status, "active" | "paused"), "{id}: {status}");
+        }
+    }
+    // Each acknowledged pause kept the event recorded in its transaction.
+    let listed = paused
+        .iter()
+        .map(|id| format!("'{id}'"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let events = app
+        .count(&format!(
+            "SELECT count(*) AS n FROM events \
+             WHERE event_type = 'subscription.paused' AND resource_id IN ({listed})"
+        ))
+        .await;
+    assert_eq!(events, i64::try_from(paused.len()).unwrap());
 }

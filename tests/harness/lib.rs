@@ -22,6 +22,9 @@ use tenure_domain::clock::TestClock;
 use tenure_store::Db;
 use tenure_store::migrate::{self, DatabaseUrl, quote_identifier};
 
+mod private_server;
+pub use private_server::PrivateServer;
+
 /// The server the tests use: `TENURE_TEST_DATABASE_URL`, else local PostgreSQL.
 pub fn server_url() -> String {
     std::env::var("TENURE_TEST_DATABASE_URL")
@@ -173,6 +176,9 @@ async fn database_exists(conn: &mut AsyncPgConnection, name: &str) -> bool {
 pub struct TestDb {
     pub name: String,
     pub url: String,
+    /// Where it is dropped from: the shared server, or none for a database that goes
+    /// with its private server.
+    drop_from: Option<String>,
 }
 
 impl TestDb {
@@ -191,12 +197,40 @@ impl TestDb {
         let url = DatabaseUrl::parse(&server_url())
             .expect("valid server url")
             .with_database(&name);
-        Self { name, url }
+        Self {
+            name,
+            url,
+            drop_from: Some(server_url()),
+        }
+    }
+
+    /// A migrated database on a test's own server (see [`PrivateServer`]).
+    pub async fn on_private(server: &PrivateServer) -> Self {
+        let name = "tenure".to_owned();
+        let mut conn = AsyncPgConnection::establish(&server.url("postgres"))
+            .await
+            .expect("the private server is up");
+        diesel::sql_query(format!("CREATE DATABASE {}", quote_identifier(&name)))
+            .execute(&mut conn)
+            .await
+            .expect("create the database");
+        let url = server.url(&name);
+        migrate::run_pending(&url)
+            .await
+            .expect("migrations apply to a fresh database");
+        Self {
+            name,
+            url,
+            drop_from: None,
+        }
     }
 }
 
 impl Drop for TestDb {
     fn drop(&mut self) {
+        let Some(server) = self.drop_from.clone() else {
+            return;
+        };
         let name = self.name.clone();
         // Drop runs inside the test's runtime, which cannot be blocked on; a thread with
         // its own runtime can.
@@ -206,7 +240,7 @@ impl Drop for TestDb {
                 .build()
                 .expect("runtime");
             rt.block_on(async {
-                if let Ok(mut conn) = AsyncPgConnection::establish(&server_url()).await {
+                if let Ok(mut conn) = AsyncPgConnection::establish(&server).await {
                     let _ = diesel::sql_query(format!(
                         "DROP DATABASE IF EXISTS {} WITH (FORCE)",
                         quote_identifier(&name)
@@ -245,7 +279,11 @@ impl TestApp {
     }
 
     pub async fn with_rate_limits(limits: RateLimitConfig) -> Self {
-        let db = TestDb::new().await;
+        Self::on(TestDb::new().await, limits).await
+    }
+
+    /// The application on a given database, e.g. one on a [`PrivateServer`].
+    pub async fn on(db: TestDb, limits: RateLimitConfig) -> Self {
         let clock = TestClock::new();
         let pool = Db::connect(&db.url, 20).expect("pool");
         let mut state = tenure_server::startup::build_state(

@@ -1,0 +1,171 @@
+//! A PostgreSQL server of a test's own, for the one kind of test the shared server cannot
+//! host: stopping the server itself (crashing it, even) while requests run. It is a
+//! throwaway cluster (`initdb`) in a temporary directory on a free port, run with the
+//! machine's PostgreSQL binaries; dropping it stops the server and removes its files.
+//!
+//! PostgreSQL refuses to run as root, so when the tests run as root (as on CI) the
+//! cluster belongs to, and its commands run as, the `postgres` system user.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Command;
+
+use tenure_store::migrate::DatabaseUrl;
+
+pub struct PrivateServer {
+    bin: PathBuf,
+    dir: PathBuf,
+    port: u16,
+    as_postgres: bool,
+}
+
+impl PrivateServer {
+    /// A new cluster, started. Panics with what went wrong if the machine's PostgreSQL
+    /// binaries cannot make one: a fault test that quietly skipped would prove nothing.
+    pub fn start() -> Self {
+        let bin = bin_dir();
+        let as_postgres = running_as_root();
+        let dir = std::env::temp_dir().join(format!(
+            "tenure-private-pg-{}",
+            uuid::Uuid::now_v7().simple()
+        ));
+        std::fs::create_dir_all(&dir).expect("create the cluster's directory");
+        if as_postgres {
+            run(Command::new("chown").arg("postgres:").arg(&dir));
+        }
+        let server = Self {
+            bin,
+            dir,
+            port: free_port(),
+            as_postgres,
+        };
+        // `--no-sync` only skips initdb's own final flush; the server runs with fsync on.
+        server.pg(
+            "initdb",
+            &["-D", &server.data(), "-U", "postgres", "-A", "trust"],
+            &["--no-sync", "-E", "UTF8", "--locale=C"],
+        );
+        server.start_again();
+        server
+    }
+
+    /// A server URL for `database`.
+    pub fn url(&self, database: &str) -> String {
+        DatabaseUrl::parse(&format!(
+            "postgres://postgres@127.0.0.1:{}/postgres",
+            self.port
+        ))
+        .expect("valid url")
+        .with_database(database)
+    }
+
+    /// Stops the server the way a power cut or `kill -9` would (`pg_ctl stop -m
+    /// immediate`): no checkpoint, every connection dropped, and on the next start
+    /// PostgreSQL recovers from its write-ahead log.
+    pub fn crash(&self) {
+        self.pg_ctl(&["stop", "-m", "immediate"]);
+    }
+
+    /// Starts the (stopped) server on the same port and waits until it accepts
+    /// connections, crash recovery included.
+    pub fn start_again(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=60",
+            self.port,
+            self.dir.display()
+        );
+        let log = self.dir.join("server.log");
+        self.pg_ctl(&["start", "-o", &options, "-l", &log.to_string_lossy()]);
+    }
+
+    fn data(&self) -> String {
+        self.dir.join("data").to_string_lossy().into_owned()
+    }
+
+    fn pg_ctl(&self, args: &[&str]) {
+        run(&mut self.command("pg_ctl", &["-D", &self.data(), "-w", "-t", "60"], args));
+    }
+
+    fn pg(&self, program: &str, first: &[&str], rest: &[&str]) {
+        run(&mut self.command(program, first, rest));
+    }
+
+    fn command(&self, program: &str, first: &[&str], rest: &[&str]) -> Command {
+        let program = self.bin.join(program);
+        let mut command = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&program);
+            c
+        } else {
+            Command::new(&program)
+        };
+        command.args(first).args(rest).current_dir(&self.dir);
+        command
+    }
+}
+
+impl Drop for PrivateServer {
+    fn drop(&mut self) {
+        let data = self.data();
+        let _ = self
+            .command("pg_ctl", &["-D", &data], &["stop", "-m", "immediate"])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn run(command: &mut Command) {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("{command:?} cannot run: {e}"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The server binaries: `pg_config --bindir`, where `pg_config` is the server's own
+/// (Debian's /usr/bin/pg_config names the client's directory, which lacks `initdb`),
+/// else the newest /usr/lib/postgresql/<version>/bin.
+fn bin_dir() -> PathBuf {
+    let from_pg_config = Command::new("pg_config")
+        .arg("--bindir")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    if let Some(dir) = from_pg_config.filter(|d| d.join("initdb").exists()) {
+        return dir;
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let version = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, bin)| bin).expect(
+        "PostgreSQL's server binaries (initdb, pg_ctl) are needed for the restart test: \
+         install the postgresql package",
+    )
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
