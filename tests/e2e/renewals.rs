@@ -526,6 +526,19 @@ impl Workers {
         self.children[k] = self.spawn();
     }
 
+    /// Every worker dies at once: nobody is left to finish what any of them began.
+    fn kill_all(&mut self) {
+        for k in 0..self.children.len() {
+            self.kill(k);
+        }
+    }
+
+    fn restart_all(&mut self) {
+        for k in 0..self.children.len() {
+            self.restart(k);
+        }
+    }
+
     fn assert_running(&mut self) {
         for (k, c) in self.children.iter_mut().enumerate() {
             if let Some(status) = c.try_wait().expect("worker status") {
@@ -647,7 +660,33 @@ async fn sigkilled_worker_processes_lose_and_duplicate_nothing() {
     let n = i64::try_from(N).unwrap();
 
     let mut workers = Workers::start(&app.db.url, 2);
-    // SIGKILL worker 0 as soon as renewals are under way, then again after its restart.
+    // First the whole fleet dies while a charge batch is between its gateway calls and
+    // their settlement (charge intents exist), until one such kill leaves prepared
+    // charges that nobody alive can settle: the window in which money may have been
+    // taken with nothing recorded yet.
+    let mut stranded = 0;
+    for _ in 0..20 {
+        wait_for(
+            &app,
+            &mut workers,
+            "a charge batch in flight",
+            "SELECT count(*) AS n FROM charge_intents",
+            std::time::Duration::from_secs(120),
+            |c| c > 0,
+        )
+        .await;
+        workers.kill_all();
+        stranded = app.count("SELECT count(*) AS n FROM charge_intents").await;
+        workers.restart_all();
+        if stranded > 0 {
+            break;
+        }
+    }
+    assert!(
+        stranded > 0,
+        "a kill left prepared charges for the restarted workers"
+    );
+    // Then worker 0 alone, as soon as renewals are under way and again after a third.
     let mut kills = 0;
     for threshold in [1, n / 3] {
         let seen = wait_for(
@@ -690,6 +729,11 @@ async fn sigkilled_worker_processes_lose_and_duplicate_nothing() {
     )
     .await;
     drop(workers);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM charge_intents").await,
+        0,
+        "every stranded charge was settled"
+    );
 
     // Seeded by SQL: no subscription was created through the API.
     assert_exactly_once(&app, n, 0).await;
