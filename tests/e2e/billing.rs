@@ -66,7 +66,12 @@ async fn trialing_subscription(app: &TestApp, m: &TestMerchant, customer: &str) 
 }
 
 /// Creates an open invoice (of no subscription) through the store.
-async fn invoice(app: &TestApp, m: &TestMerchant, customer: &str, amount: i64) -> InvoiceId {
+pub(crate) async fn invoice(
+    app: &TestApp,
+    m: &TestMerchant,
+    customer: &str,
+    amount: i64,
+) -> InvoiceId {
     let mut conn = app.state.db.conn().await.expect("conn");
     invoices::create_invoice(
         &mut conn,
@@ -79,7 +84,7 @@ async fn invoice(app: &TestApp, m: &TestMerchant, customer: &str, amount: i64) -
     .id
 }
 
-async fn attach(app: &TestApp, m: &TestMerchant, customer: &str, token: &str) -> Value {
+pub(crate) async fn attach(app: &TestApp, m: &TestMerchant, customer: &str, token: &str) -> Value {
     app.post(&format!("/v1/customers/{customer}/payment_methods"))
         .bearer(&m.key)
         .json(&json!({"token": token}))
@@ -89,7 +94,11 @@ async fn attach(app: &TestApp, m: &TestMerchant, customer: &str, token: &str) ->
         .body
 }
 
-async fn pay(app: &TestApp, m: &TestMerchant, id: InvoiceId) -> (String, Option<String>) {
+pub(crate) async fn pay(
+    app: &TestApp,
+    m: &TestMerchant,
+    id: InvoiceId,
+) -> (String, Option<String>) {
     let (_, payment) =
         tenure_api::service::billing::pay_invoice(&app.state, merchant_id(m), id, None)
             .await

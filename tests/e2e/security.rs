@@ -324,27 +324,157 @@ fn hostile_strings() -> Vec<String> {
         "<script>alert(1)</script>".to_owned(),
         "{\"$ne\": null}".to_owned(),
         "\u{FFFF}\u{10FFFF}".to_owned(),
+        "\u{3000}\u{A0} padded \t".to_owned(),
+        "line one\nline two\r\n\ttabbed".to_owned(),
+        "bell\u{7} and \u{1B}[31mred".to_owned(),
         "x".repeat(10_000),
         "🦀".repeat(10_000),
     ]
 }
 
-/// One writable route: how to build a valid body for case `n`, which JSON pointers in
-/// it are text, and where the result is read back.
-struct TextRoute {
-    method: &'static str,
-    path: String,
-    body: Box<dyn Fn(usize) -> Value>,
-    /// (pointer into the body, pointer into the response where it is echoed, if it is)
-    fields: Vec<(&'static str, Option<&'static str>)>,
-    /// Read back with GET: `Some(path)` or the created id appended to this prefix.
-    read_back: ReadBack,
+/// What a text field does with a hostile value. A refusal is always a 400 or 422
+/// problem+json with a `code`.
+#[derive(Clone, Copy)]
+enum Keep {
+    /// Always refused: the field has a format (URL, e-mail-like ids, currency, tag slug),
+    /// is an enumeration or an id, or must be a token the payment gateway issued.
+    Refused,
+    /// Refused, or stored and read back exactly as sent.
+    Verbatim(At),
+    /// Refused, or stored and read back exactly as sent except that leading and trailing
+    /// whitespace is trimmed: `tenure_domain::text::clean`, behind every name, description,
+    /// note, reply and message, which also refuses control characters (and newlines and
+    /// tabs in single-line fields).
+    Trimmed(At),
+    /// Refused, or stored trimmed and lower-cased: tags are slugs of `a-z`, `0-9`, `-`,
+    /// `_`, `:` and `.` (`tenure_domain::customer::normalize_tag`).
+    Slug(At),
+    /// Refused, or accepted and kept nowhere: no column holds it and no answer or event
+    /// carries it.
+    NotKept,
 }
 
+/// Where a stored value is found.
+#[derive(Clone, Copy)]
+enum At {
+    /// At this pointer of the stored object, in the write's answer and in its read-back.
+    Answer(&'static str),
+    /// Among the entries of the list at this pointer, likewise (lists of tags are sorted).
+    Among(&'static str),
+    /// Never answered (a secret): in this column of this table, in the stored object's row.
+    Column(&'static str, &'static str),
+}
+
+/// One writable route: where to send case `n` (`i`-th hostile value) with which
+/// credential, a valid body, which JSON pointers in it are text, and where the result is
+/// read back.
+struct TextRoute {
+    method: &'static str,
+    /// Routes whose write uses up their resource (a subscription's one pending
+    /// cancellation, a request's one decline) get a fresh one for each hostile value.
+    path: Box<dyn Fn(usize) -> String>,
+    /// A merchant key, or a customer session token for the portal.
+    credential: String,
+    body: Box<dyn Fn(usize) -> Value>,
+    fields: Vec<(&'static str, Keep)>,
+    /// The stored object within the write's answer.
+    stored: fn(&Value) -> Value,
+    read_back: ReadBack,
+    /// Created resources a merchant may have only a few of are deleted under this prefix.
+    delete_under: Option<&'static str>,
+}
+
+impl TextRoute {
+    fn new(
+        method: &'static str,
+        path: impl Fn(usize) -> String + 'static,
+        credential: &str,
+        body: impl Fn(usize) -> Value + 'static,
+        fields: Vec<(&'static str, Keep)>,
+    ) -> Self {
+        Self {
+            method,
+            path: Box::new(path),
+            credential: credential.to_owned(),
+            body: Box::new(body),
+            fields,
+            stored: Value::clone,
+            read_back: ReadBack::None,
+            delete_under: None,
+        }
+    }
+
+    fn read_back(self, read_back: ReadBack) -> Self {
+        Self { read_back, ..self }
+    }
+
+    fn stored(self, stored: fn(&Value) -> Value) -> Self {
+        Self { stored, ..self }
+    }
+}
+
+/// Always this path.
+fn fixed(path: String) -> impl Fn(usize) -> String {
+    move |_| path.clone()
+}
+
+/// How the stored object is read back, with the merchant's key.
 enum ReadBack {
-    Path(String),
-    CreatedUnder(&'static str),
+    /// GET this path: it answers what the write answered.
+    Same(String),
+    /// GET this prefix and the stored object's id: it answers the stored object.
+    ById(&'static str),
+    /// GET this list: the stored object is its entry with the same id.
+    Listed(String),
+    /// Answered by no read: the stored object's database row in this table, as JSON.
+    Row(&'static str),
     None,
+}
+
+/// The one text column `v` of a query's one row.
+async fn sql_text(app: &TestApp, query: &str) -> Option<String> {
+    #[derive(diesel::QueryableByName)]
+    struct Text {
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        v: Option<String>,
+    }
+    let mut conn = app.sql().await;
+    let row: Text = diesel::sql_query(query)
+        .get_result(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{query}: {e}"));
+    row.v
+}
+
+/// The database row of a resource, by its TypeID, as JSON.
+async fn row(app: &TestApp, table: &str, id: &str) -> Value {
+    let (prefix, _) = id.rsplit_once('_').expect("a TypeID");
+    let query = format!(
+        "SELECT row_to_json(t)::text AS v FROM {table} t WHERE tenure_typeid('{prefix}', t.id) = '{id}'"
+    );
+    let text = sql_text(app, &query)
+        .await
+        .unwrap_or_else(|| panic!("no {table} row {id}"));
+    serde_json::from_str(&text).expect("row_to_json is JSON")
+}
+
+async fn read_back(app: &TestApp, key: &str, route: &TextRoute, object: &Value) -> Option<Value> {
+    let id = object["id"].as_str().unwrap_or_default();
+    Some(match &route.read_back {
+        ReadBack::Same(path) => (route.stored)(&app.get_ok(path, key).await),
+        ReadBack::ById(prefix) => app.get_ok(&format!("{prefix}{id}"), key).await,
+        ReadBack::Listed(path) => {
+            let list = app.get_ok(path, key).await;
+            let entries = list.get("data").unwrap_or(&list).as_array().cloned();
+            entries
+                .unwrap_or_default()
+                .into_iter()
+                .find(|entry| entry["id"] == id)
+                .unwrap_or_else(|| panic!("{id} is not listed in {path}"))
+        }
+        ReadBack::Row(table) => row(app, table, id).await,
+        ReadBack::None => return None,
+    })
 }
 
 fn set_pointer(value: &mut Value, pointer: &str, new: Value) {
@@ -370,180 +500,597 @@ fn set_pointer(value: &mut Value, pointer: &str, new: Value) {
                     map.insert((*part).to_owned(), new);
                     return;
                 }
+                // A missing array would be made an object, refused for its type alone.
+                assert!(
+                    map.contains_key(*part) || parts[i + 1].parse::<usize>().is_err(),
+                    "{pointer}: the base body must hold the array"
+                );
                 map.entry(*part).or_insert(json!({}))
             }
         };
     }
 }
 
+/// `count` subscriptions of `customer` to `plan`: their ids.
+async fn subscriptions(
+    app: &TestApp,
+    m: &TestMerchant,
+    customer: &str,
+    plan: &str,
+    count: usize,
+) -> Vec<String> {
+    let mut ids = Vec::new();
+    for _ in 0..count {
+        let sub = fixtures::subscribe(app, m, customer, plan).await;
+        ids.push(sub["id"].as_str().expect("subscription id").to_owned());
+    }
+    ids
+}
+
+/// A portal cancellation (request mode) of each subscription: the requests' answers.
+async fn request_cancellations(app: &TestApp, token: &str, subs: &[String]) -> Vec<Value> {
+    let mut requests = Vec::new();
+    for sub in subs {
+        let res = app
+            .post(&format!("/v1/portal/subscriptions/{sub}/cancel"))
+            .bearer(token)
+            .json(&json!({"reason": "other"}))
+            .send()
+            .await
+            .expect(200);
+        requests.push(res.body["cancellation_request"].clone());
+    }
+    requests
+}
+
+/// The last message of a support ticket.
+fn last_message(ticket: &Value) -> Value {
+    ticket["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
 #[actix_web::test]
 async fn hostile_strings_in_every_text_field_are_refused_or_kept_verbatim() {
+    use Keep::{NotKept, Refused, Slug, Trimmed, Verbatim};
     let app = TestApp::new().await;
     let m = app.merchant("A").await;
+    let key = m.key.as_str();
     let product = fixtures::product(&app, &m, json!({})).await;
     let plan = fixtures::plan(&app, &m, &product, 1000).await;
     let customer = fixtures::customer(&app, &m, "base").await;
-    let product_for_body = product.clone();
-    let plan_for_body = plan.clone();
-    let customer_for_body = customer.clone();
-    let routes = vec![
-        TextRoute {
-            method: "POST",
-            path: "/v1/products".to_owned(),
-            body: Box::new(move |_| {
+    let token = fixtures::session(&app, &m, &customer).await;
+    let hostile_count = hostile_strings().len();
+    // One subscription per hostile value for each route that uses one up, and one more
+    // whose cancellation request's ticket takes the replies.
+    let subs = subscriptions(&app, &m, &customer, &plan, 2 * hostile_count + 2).await;
+    let requests = request_cancellations(&app, &token, &subs[hostile_count..]).await;
+    let ticket = requests[hostile_count]["ticket_id"]
+        .as_str()
+        .expect("ticket")
+        .to_owned();
+    let to_decline: Vec<String> = requests[..hostile_count]
+        .iter()
+        .map(|r| r["id"].as_str().expect("request id").to_owned())
+        .collect();
+    let to_cancel = subs[..hostile_count].to_vec();
+    let merchant_canceled = subs[2 * hostile_count + 1].clone();
+    crate::billing::attach(&app, &m, &customer, "pm_card_visa").await;
+    let invoice = crate::billing::invoice(&app, &m, &customer, 100_000).await;
+    assert_eq!(crate::billing::pay(&app, &m, invoice).await.0, "succeeded");
+    let offer = app
+        .post("/v1/retention_offers")
+        .bearer(key)
+        .json(&json!({"name": "Stay", "kind": {"type": "pause_instead", "days": 30}}))
+        .send()
+        .await
+        .expect(201)
+        .id();
+    let endpoint = app
+        .post("/v1/webhook_endpoints")
+        .bearer(key)
+        .json(&json!({"url": "https://example.com/hook", "enabled_events": ["*"]}))
+        .send()
+        .await
+        .expect(201)
+        .id();
+    let event = app.get_ok("/v1/events?limit=1", key).await["data"][0]["id"]
+        .as_str()
+        .expect("an event")
+        .to_owned();
+
+    let (plan_, product_, customer_) = (plan.clone(), product.clone(), customer.clone());
+    let mut routes = vec![
+        TextRoute::new(
+            "POST",
+            fixed("/v1/products".to_owned()),
+            key,
+            move |_| {
                 json!({"name": "P", "description": "D",
-                    "portal_policy": {"switchable_plan_ids": [plan_for_body]}})
-            }),
-            fields: vec![
-                ("/name", Some("/name")),
-                ("/description", Some("/description")),
-                ("/portal_policy/switchable_plan_ids/0", None),
-                ("/portal_policy/cancellation_mode", None),
+                    "portal_policy": {"switchable_plan_ids": [plan_]}})
+            },
+            vec![
+                ("/name", Trimmed(At::Answer("/name"))),
+                ("/description", Trimmed(At::Answer("/description"))),
+                ("/portal_policy/switchable_plan_ids/0", Refused),
+                ("/portal_policy/cancellation_mode", Refused),
             ],
-            read_back: ReadBack::CreatedUnder("/v1/products/"),
-        },
-        TextRoute {
-            method: "PATCH",
-            path: format!("/v1/products/{product}"),
-            body: Box::new(|_| json!({"name": "P2", "description": "D2"})),
-            fields: vec![
-                ("/name", Some("/name")),
-                ("/description", Some("/description")),
-                ("/portal_policy/notice_rule", None),
+        )
+        .read_back(ReadBack::ById("/v1/products/")),
+        TextRoute::new(
+            "PATCH",
+            fixed(format!("/v1/products/{product}")),
+            key,
+            |_| json!({"name": "P2", "description": "D2"}),
+            vec![
+                ("/name", Trimmed(At::Answer("/name"))),
+                ("/description", Trimmed(At::Answer("/description"))),
+                ("/portal_policy/notice_rule", Refused),
             ],
-            read_back: ReadBack::Path(format!("/v1/products/{product}")),
-        },
-        TextRoute {
-            method: "POST",
-            path: "/v1/plans".to_owned(),
-            body: Box::new(move |_| {
-                json!({"product_id": product_for_body, "name": "Monthly",
+        )
+        .read_back(ReadBack::Same(format!("/v1/products/{product}"))),
+        TextRoute::new(
+            "POST",
+            fixed("/v1/plans".to_owned()),
+            key,
+            move |_| {
+                json!({"product_id": product_, "name": "Monthly",
                     "price": {"amount": 999, "currency": "EUR"}, "interval": "month"})
-            }),
-            fields: vec![
-                ("/name", Some("/name")),
-                ("/product_id", None),
-                ("/price/currency", None),
-                ("/interval", None),
+            },
+            vec![
+                ("/name", Trimmed(At::Answer("/name"))),
+                ("/product_id", Refused),
+                ("/price/currency", Refused),
+                ("/interval", Refused),
             ],
-            read_back: ReadBack::CreatedUnder("/v1/plans/"),
-        },
-        TextRoute {
-            method: "PATCH",
-            path: format!("/v1/plans/{plan}"),
-            body: Box::new(|_| json!({"name": "Renamed"})),
-            fields: vec![("/name", Some("/name"))],
-            read_back: ReadBack::Path(format!("/v1/plans/{plan}")),
-        },
-        TextRoute {
-            method: "POST",
-            path: "/v1/customers".to_owned(),
-            body: Box::new(|n| {
+        )
+        .read_back(ReadBack::ById("/v1/plans/")),
+        TextRoute::new(
+            "PATCH",
+            fixed(format!("/v1/plans/{plan}")),
+            key,
+            |_| json!({"name": "Renamed"}),
+            vec![("/name", Trimmed(At::Answer("/name")))],
+        )
+        .read_back(ReadBack::Same(format!("/v1/plans/{plan}"))),
+        TextRoute::new(
+            "POST",
+            fixed("/v1/customers".to_owned()),
+            key,
+            |n| {
                 json!({"external_id": format!("ext-{n}"), "email": format!("c{n}@example.com"),
                     "name": "N", "locale": "en", "metadata": {"note": "x"}, "tags": ["vip"]})
-            }),
-            fields: vec![
-                ("/external_id", Some("/external_id")),
-                ("/email", Some("/email")),
-                ("/name", Some("/name")),
-                ("/locale", Some("/locale")),
-                ("/metadata/note", Some("/metadata/note")),
-                ("/metadata/nested/deeper", Some("/metadata/nested/deeper")),
-                ("/tags/0", None),
+            },
+            vec![
+                ("/external_id", Trimmed(At::Answer("/external_id"))),
+                // None of these strings is an e-mail address.
+                ("/email", Refused),
+                ("/name", Trimmed(At::Answer("/name"))),
+                ("/locale", Refused),
+                // Metadata is the merchant's own: stored as given, whitespace and all.
+                ("/metadata/note", Verbatim(At::Answer("/metadata/note"))),
+                (
+                    "/metadata/nested/deeper",
+                    Verbatim(At::Answer("/metadata/nested/deeper")),
+                ),
+                ("/tags/0", Slug(At::Among("/tags"))),
             ],
-            read_back: ReadBack::CreatedUnder("/v1/customers/"),
-        },
-        TextRoute {
-            method: "PATCH",
-            path: format!("/v1/customers/{customer}"),
-            body: Box::new(|_| json!({"name": "N2"})),
-            fields: vec![
-                ("/email", Some("/email")),
-                ("/name", Some("/name")),
-                ("/locale", Some("/locale")),
-                ("/metadata/note", Some("/metadata/note")),
-                ("/tags/0", None),
+        )
+        .read_back(ReadBack::ById("/v1/customers/")),
+        TextRoute::new(
+            "PATCH",
+            fixed(format!("/v1/customers/{customer}")),
+            key,
+            |_| json!({"name": "N2", "tags": ["vip"]}),
+            vec![
+                // None of these strings is an e-mail address.
+                ("/email", Refused),
+                ("/name", Trimmed(At::Answer("/name"))),
+                ("/locale", Refused),
+                ("/metadata/note", Verbatim(At::Answer("/metadata/note"))),
+                ("/tags/0", Slug(At::Among("/tags"))),
             ],
-            read_back: ReadBack::Path(format!("/v1/customers/{customer}")),
-        },
-        TextRoute {
-            method: "POST",
-            path: "/v1/customer_sessions".to_owned(),
-            body: Box::new(move |_| json!({"customer_id": customer_for_body})),
-            fields: vec![("/customer_id", None)],
-            read_back: ReadBack::None,
-        },
-        TextRoute {
-            method: "POST",
-            path: "/v1/identity_providers".to_owned(),
-            body: Box::new(|n| {
+        )
+        .read_back(ReadBack::Same(format!("/v1/customers/{customer}"))),
+        TextRoute::new(
+            "POST",
+            fixed(format!("/v1/customers/{customer}/notes")),
+            key,
+            |_| json!({"body": "Called.", "channel": "phone", "author": "agent:maria"}),
+            vec![
+                ("/body", Trimmed(At::Answer("/body"))),
+                ("/author", Trimmed(At::Answer("/author"))),
+                ("/channel", Refused),
+            ],
+        )
+        .read_back(ReadBack::Listed(format!(
+            "/v1/customers/{customer}/timeline?limit=100"
+        ))),
+        TextRoute::new(
+            "POST",
+            fixed(format!("/v1/customers/{customer}/tags")),
+            key,
+            |_| json!({"tag": "vip"}),
+            vec![("/tag", Slug(At::Among("/tags")))],
+        )
+        .read_back(ReadBack::Same(format!("/v1/customers/{customer}"))),
+        TextRoute::new(
+            "POST",
+            fixed("/v1/customer_sessions".to_owned()),
+            key,
+            move |_| json!({"customer_id": customer_}),
+            vec![("/customer_id", Refused)],
+        ),
+        TextRoute::new(
+            "POST",
+            fixed("/v1/identity_providers".to_owned()),
+            key,
+            |n| {
                 json!({"issuer": format!("https://idp{n}.example"), "audience": "aud",
                     "algorithm": "HS256", "verification_key": "k".repeat(40), "customer_claim": "sub"})
-            }),
-            fields: vec![
-                ("/issuer", Some("/issuer")),
-                ("/audience", Some("/audience")),
-                ("/algorithm", None),
-                ("/verification_key", None),
-                ("/customer_claim", Some("/customer_claim")),
+            },
+            vec![
+                ("/issuer", Trimmed(At::Answer("/issuer"))),
+                ("/audience", Trimmed(At::Answer("/audience"))),
+                ("/algorithm", Refused),
+                // A secret: never answered, kept exactly as given.
+                (
+                    "/verification_key",
+                    Verbatim(At::Column("identity_providers", "verification_key")),
+                ),
+                ("/customer_claim", Trimmed(At::Answer("/customer_claim"))),
             ],
-            read_back: ReadBack::None,
-        },
+        )
+        .read_back(ReadBack::Listed("/v1/identity_providers".to_owned())),
     ];
+
+    let (plan_, plan__) = (plan.clone(), plan.clone());
+    routes.extend([
+        TextRoute::new(
+            "POST",
+            fixed("/v1/retention_offers".to_owned()),
+            key,
+            move |_| {
+                json!({"name": "Stay", "kind": {"type": "discount_percent", "percent": 10, "cycles": 1},
+                    "eligibility": {"tags": ["vip"], "segments": ["loyal"], "reasons": ["other"],
+                        "plan_ids": [plan_], "ltv": {"currency": "EUR", "min": 0}}})
+            },
+            vec![
+                ("/name", Trimmed(At::Answer("/name"))),
+                ("/kind/type", Refused),
+                ("/eligibility/tags/0", Slug(At::Among("/eligibility/tags"))),
+                ("/eligibility/segments/0", Refused),
+                ("/eligibility/reasons/0", Refused),
+                ("/eligibility/plan_ids/0", Refused),
+                ("/eligibility/ltv/currency", Refused),
+            ],
+        )
+        .read_back(ReadBack::ById("/v1/retention_offers/")),
+        TextRoute::new(
+            "POST",
+            fixed("/v1/retention_offers".to_owned()),
+            key,
+            move |_| json!({"name": "Switch", "kind": {"type": "switch_plan", "plan_id": plan__}}),
+            vec![("/kind/plan_id", Refused)],
+        ),
+        TextRoute::new(
+            "PATCH",
+            fixed(format!("/v1/retention_offers/{offer}")),
+            key,
+            |_| json!({"name": "Stay longer"}),
+            vec![("/name", Trimmed(At::Answer("/name")))],
+        )
+        .read_back(ReadBack::Same(format!("/v1/retention_offers/{offer}"))),
+        TextRoute {
+            // At most 16 endpoints per merchant: each one stored is deleted once read.
+            delete_under: Some("/v1/webhook_endpoints/"),
+            ..TextRoute::new(
+                "POST",
+                fixed("/v1/webhook_endpoints".to_owned()),
+                key,
+                |_| {
+                    json!({"url": "https://example.com/hook", "enabled_events": ["customer.created"],
+                        "description": "CRM"})
+                },
+                vec![
+                    // Only an absolute http(s) URL with a host is an endpoint.
+                    ("/url", Refused),
+                    ("/enabled_events/0", Refused),
+                    ("/description", Trimmed(At::Answer("/description"))),
+                ],
+            )
+            .read_back(ReadBack::ById("/v1/webhook_endpoints/"))
+        },
+        TextRoute::new(
+            "PATCH",
+            fixed(format!("/v1/webhook_endpoints/{endpoint}")),
+            key,
+            |_| json!({"description": "CRM 2", "enabled_events": ["customer.created"]}),
+            vec![
+                ("/url", Refused),
+                ("/enabled_events/0", Refused),
+                ("/description", Trimmed(At::Answer("/description"))),
+            ],
+        )
+        .read_back(ReadBack::Same(format!("/v1/webhook_endpoints/{endpoint}"))),
+        TextRoute::new(
+            "POST",
+            fixed(format!("/v1/events/{event}/redeliver")),
+            key,
+            |_| json!({}),
+            vec![("/endpoint_id", Refused)],
+        ),
+        TextRoute::new(
+            "POST",
+            fixed(format!("/v1/support_tickets/{ticket}/replies")),
+            key,
+            |_| json!({"body": "Thanks."}),
+            vec![
+                ("/body", Trimmed(At::Answer("/body"))),
+                ("/status", Refused),
+            ],
+        )
+        .stored(last_message)
+        .read_back(ReadBack::Same(format!("/v1/support_tickets/{ticket}"))),
+        TextRoute::new(
+            "POST",
+            fixed(format!("/v1/portal/support_tickets/{ticket}/replies")),
+            &token,
+            |_| json!({"body": "Thanks."}),
+            vec![("/body", Trimmed(At::Answer("/body")))],
+        )
+        .stored(last_message)
+        .read_back(ReadBack::Same(format!("/v1/support_tickets/{ticket}"))),
+        TextRoute::new(
+            "POST",
+            move |i| format!("/v1/portal/subscriptions/{}/cancel", to_cancel[i]),
+            &token,
+            |_| json!({"reason": "other", "message": "Going on a budget."}),
+            vec![
+                ("/message", Trimmed(At::Answer("/message"))),
+                ("/reason", Refused),
+            ],
+        )
+        .stored(|answer| answer["cancellation_request"].clone())
+        .read_back(ReadBack::ById("/v1/cancellation_requests/")),
+        TextRoute::new(
+            "POST",
+            move |i| format!("/v1/cancellation_requests/{}/decline", to_decline[i]),
+            key,
+            |_| json!({"message": "Your contract runs until March."}),
+            vec![("/message", Trimmed(At::Answer("/decline_message")))],
+        )
+        .read_back(ReadBack::ById("/v1/cancellation_requests/")),
+        // The merchant's cancellation `message` is checked like any message but kept
+        // nowhere (see docs/hardening.md); each accepted one replaces the last.
+        TextRoute::new(
+            "POST",
+            fixed(format!("/v1/subscriptions/{merchant_canceled}/cancel")),
+            key,
+            |_| json!({"timing": "period_end", "reason": "other", "message": "Account closed"}),
+            vec![
+                ("/message", NotKept),
+                ("/reason", Refused),
+                ("/timing", Refused),
+                ("/access", Refused),
+            ],
+        ),
+        TextRoute::new(
+            "POST",
+            fixed(format!("/v1/subscriptions/{}/pause", subs[2 * hostile_count])),
+            key,
+            |_| json!({"start": {"type": "period_end"}, "on_resume": "keep_anchor"}),
+            vec![("/start/type", Refused), ("/on_resume", Refused)],
+        ),
+        TextRoute::new(
+            "POST",
+            fixed(format!("/v1/subscriptions/{merchant_canceled}/change_plan")),
+            key,
+            |_| json!({}),
+            vec![("/plan_id", Refused)],
+        ),
+        TextRoute::new(
+            "POST",
+            fixed("/v1/subscriptions".to_owned()),
+            key,
+            {
+                let (customer, plan) = (customer.clone(), plan.clone());
+                move |_| json!({"customer_id": customer, "plan_id": plan})
+            },
+            vec![("/customer_id", Refused), ("/plan_id", Refused)],
+        ),
+        TextRoute::new(
+            "POST",
+            fixed("/v1/portal/subscriptions".to_owned()),
+            &token,
+            |_| json!({}),
+            vec![("/plan_id", Refused)],
+        ),
+        TextRoute::new(
+            "POST",
+            fixed(format!("/v1/invoices/{invoice}/refund")),
+            key,
+            |_| json!({"amount": 1, "reason": "requested_by_customer"}),
+            vec![("/reason", Trimmed(At::Answer("/reason")))],
+        )
+        .stored(|answer| answer["refund"].clone())
+        .read_back(ReadBack::Row("refunds")),
+        // Only tokens the payment gateway issued are payment methods.
+        TextRoute::new(
+            "POST",
+            fixed(format!("/v1/customers/{customer}/payment_methods")),
+            key,
+            |_| json!({"token": "pm_card_visa"}),
+            vec![("/token", Refused)],
+        ),
+        TextRoute::new(
+            "POST",
+            fixed("/v1/portal/payment_methods".to_owned()),
+            &token,
+            |_| json!({"token": "pm_card_visa"}),
+            vec![("/token", Refused)],
+        ),
+        TextRoute::new(
+            "PUT",
+            fixed("/v1/dunning_policy".to_owned()),
+            key,
+            |_| json!({"retry_after_days": [3], "final_state": "canceled"}),
+            vec![("/final_state", Refused)],
+        ),
+        TextRoute::new(
+            "PUT",
+            fixed("/v1/segment_settings".to_owned()),
+            key,
+            |_| json!({"high_ltv_thresholds": [{"amount": 100, "currency": "EUR"}]}),
+            vec![("/high_ltv_thresholds/0/currency", Refused)],
+        ),
+    ]);
 
     let mut n = 0;
     let mut stored = 0;
     for route in &routes {
-        for (field, echoed_at) in &route.fields {
-            for hostile in hostile_strings() {
+        for (field, keep) in &route.fields {
+            let stored_before = stored;
+            for (i, hostile) in hostile_strings().into_iter().enumerate() {
                 n += 1;
+                let path = (route.path)(i);
                 let mut body = (route.body)(n);
                 set_pointer(&mut body, field, json!(hostile));
                 let what = format!(
-                    "{} {} {field} = {:?}",
+                    "{} {path} {field} = {:?}",
                     route.method,
-                    route.path,
                     hostile.chars().take(40).collect::<String>()
                 );
                 let res = app
-                    .request(route.method.parse().unwrap(), &route.path)
-                    .bearer(&m.key)
+                    .request(route.method.parse().unwrap(), &path)
+                    .bearer(&route.credential)
                     .json(&body)
                     .send()
                     .await;
                 let status = res.status.as_u16();
-                assert!(status < 500, "{what}: {status} {}", res.body);
                 if status >= 400 {
+                    assert!(
+                        matches!(status, 400 | 422),
+                        "{what}: refused with {status}: {}",
+                        res.body
+                    );
                     assert_eq!(
                         res.header("content-type"),
                         Some("application/problem+json"),
                         "{what}"
                     );
                     assert!(res.body["code"].is_string(), "{what}: {}", res.body);
+                    // Refused for this field, not for something else in the body.
+                    let names: Vec<&str> = field
+                        .split('/')
+                        .filter(|s| !s.is_empty() && s.parse::<usize>().is_err())
+                        .collect();
+                    let blamed = res.body["errors"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|e| e["field"].as_str())
+                        .any(|f| names.iter().any(|name| f.contains(name)));
+                    assert!(blamed, "{what}: refused for another field: {}", res.body);
                     continue;
                 }
-                let Some(echoed_at) = echoed_at else { continue };
-                stored += 1;
-                assert_eq!(
-                    res.body.pointer(echoed_at),
-                    Some(&json!(hostile)),
-                    "{what}: not echoed verbatim"
-                );
-                let read_path = match &route.read_back {
-                    ReadBack::Path(p) => p.clone(),
-                    ReadBack::CreatedUnder(prefix) => format!("{prefix}{}", res.id()),
-                    ReadBack::None => continue,
+                assert!(status < 300, "{what}: {status} {}", res.body);
+                let (expected, at) = match keep {
+                    Refused => panic!("{what}: accepted with {status}: {}", res.body),
+                    NotKept => continue,
+                    Verbatim(at) => (hostile.clone(), *at),
+                    Trimmed(at) => (hostile.trim().to_owned(), *at),
+                    Slug(at) => (hostile.trim().to_lowercase(), *at),
                 };
-                let back = app.get(&read_path).bearer(&m.key).send().await.expect(200);
-                assert_eq!(
-                    back.body.pointer(echoed_at),
-                    Some(&json!(hostile)),
-                    "{what}: not read back verbatim"
+                stored += 1;
+                let object = (route.stored)(&res.body);
+                let id = object["id"].as_str().unwrap_or_default().to_owned();
+                let back = match at {
+                    At::Answer(pointer) => {
+                        assert_eq!(
+                            object.pointer(pointer),
+                            Some(&json!(expected)),
+                            "{what}: not answered verbatim"
+                        );
+                        read_back(&app, key, route, &object)
+                            .await
+                            .map(|back| back.pointer(pointer).cloned())
+                    }
+                    At::Among(pointer) => {
+                        let among = |v: &Value| {
+                            v.pointer(pointer)
+                                .and_then(Value::as_array)
+                                .is_some_and(|items| items.contains(&json!(expected)))
+                        };
+                        assert!(among(&object), "{what}: not answered verbatim: {object}");
+                        if let Some(back) = read_back(&app, key, route, &object).await {
+                            assert!(among(&back), "{what}: not read back verbatim: {back}");
+                        }
+                        None
+                    }
+                    At::Column(table, column) => {
+                        Some(row(&app, table, &id).await.get(column).cloned())
+                    }
+                };
+                if let Some(back) = back {
+                    assert_eq!(
+                        back,
+                        Some(json!(expected)),
+                        "{what}: not read back verbatim"
+                    );
+                }
+                if let Some(prefix) = route.delete_under {
+                    app.delete(&format!("{prefix}{id}"))
+                        .bearer(key)
+                        .send()
+                        .await
+                        .expect(200);
+                }
+            }
+            // A field said to keep values must have kept some, or its read-back went untried.
+            if matches!(keep, Verbatim(_) | Trimmed(_) | Slug(_)) {
+                assert!(
+                    stored > stored_before,
+                    "{} {field}: no hostile value was stored",
+                    route.method
                 );
             }
         }
     }
-    assert!(stored > 20, "only {stored} hostile values were stored");
+    assert!(stored > 100, "only {stored} hostile values were stored");
+
+    // Metadata keys are the merchant's text too: refused, or kept verbatim like the values.
+    let mut keys_kept = 0;
+    for (n, hostile) in hostile_strings().into_iter().enumerate() {
+        let mut metadata = serde_json::Map::new();
+        metadata.insert(hostile.clone(), json!("v"));
+        let res = app
+            .post("/v1/customers")
+            .bearer(key)
+            .json(&json!({"external_id": format!("keys-{n}"), "metadata": metadata}))
+            .send()
+            .await;
+        let what = format!(
+            "metadata key {:?}",
+            hostile.chars().take(40).collect::<String>()
+        );
+        if res.status.as_u16() >= 400 {
+            let res = res.expect_problem(422, "validation_failed");
+            assert_eq!(res.body["errors"][0]["field"], "metadata", "{what}");
+            continue;
+        }
+        assert_eq!(res.status.as_u16(), 201, "{what}: {}", res.body);
+        let back = app
+            .get_ok(&format!("/v1/customers/{}", res.id()), key)
+            .await;
+        for customer in [&res.body, &back] {
+            assert_eq!(customer["metadata"], json!(metadata), "{what}");
+        }
+        keys_kept += 1;
+    }
+    assert!(keys_kept > 10, "only {keys_kept} metadata keys were kept");
 
     // An empty cursor (as a client may build from a null `next_cursor`) is the first page.
     for list in ["/v1/customers", "/v1/products", "/v1/plans", "/v1/events"] {
