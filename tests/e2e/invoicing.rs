@@ -856,7 +856,7 @@ async fn a_cadence_change_at_the_instant_an_invoiced_period_began_keeps_the_char
     let merchant: MerchantId = s.m.id.parse().unwrap();
     let sub = subs::create(
         &frozen,
-        merchant,
+        subs::Caller::merchant(merchant),
         s.customer.parse().unwrap(),
         monthly.parse().unwrap(),
     )

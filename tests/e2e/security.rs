@@ -259,6 +259,211 @@ async fn session_tokens_wrong_in_one_claim_are_refused() {
     );
 }
 
+/// Every table a portal request could write to, each as a digest of its rows, to show
+/// that refused requests wrote nothing.
+async fn portal_rows(app: &TestApp) -> Vec<(&'static str, Option<String>)> {
+    let mut digests = Vec::new();
+    for table in [
+        "customers",
+        "subscriptions",
+        "scheduled_changes",
+        "support_tickets",
+        "ticket_messages",
+        "cancellation_requests",
+        "retention_offer_outcomes",
+        "subscription_discounts",
+        "payment_methods",
+        "invoices",
+        "payments",
+        "charge_intents",
+        "pending_invoice_items",
+        "events",
+    ] {
+        let query =
+            format!("SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) AS v FROM {table} t");
+        digests.push((table, sql_text(app, &query).await));
+    }
+    digests
+}
+
+#[actix_web::test]
+async fn a_validly_signed_token_pairing_a_merchant_with_another_merchant_s_customer_gets_nothing() {
+    let app = TestApp::new().await;
+    let a = app.merchant("A").await;
+    let b = app.merchant("B").await;
+    // A's customer has a card, a subscription with its first invoice, and a pending
+    // cancellation request with its ticket; B's customer a subscription.
+    let cat_a = crate::lifecycle::catalog(&app, &a, json!({})).await;
+    let alice = fixtures::customer(&app, &a, "alice").await;
+    let card = crate::billing::attach(&app, &a, &alice, "pm_card_visa").await["id"]
+        .as_str()
+        .expect("payment method id")
+        .to_owned();
+    let alice_subs = subscriptions(&app, &a, &alice, &cat_a.base, 2).await;
+    let alice_sub = &alice_subs[0];
+    let alice_token = fixtures::session(&app, &a, &alice).await;
+    let request = request_cancellations(&app, &alice_token, &alice_subs[1..])
+        .await
+        .remove(0);
+    let (request, ticket) = (
+        request["id"].as_str().expect("request id").to_owned(),
+        request["ticket_id"].as_str().expect("ticket id").to_owned(),
+    );
+    let invoice = app
+        .get_ok(&format!("/v1/invoices?customer_id={alice}"), &a.key)
+        .await["data"][0]["id"]
+        .as_str()
+        .expect("the first period's invoice")
+        .to_owned();
+    let cat_b = crate::lifecycle::catalog(&app, &b, json!({})).await;
+    let bob = fixtures::customer(&app, &b, "bob").await;
+    let bob_sub = fixtures::subscribe(&app, &b, &bob, &cat_b.base).await["id"]
+        .as_str()
+        .expect("subscription id")
+        .to_owned();
+
+    let secret = tenure_secret(&app).await;
+    let key = EncodingKey::from_secret(&secret);
+    let t = now(&app);
+    let token = |merchant: &TestMerchant, customer: &str| {
+        sign(
+            Algorithm::HS256,
+            &key,
+            &json!({"iss": "tenure", "aud": "tenure-portal", "sub": customer, "mer": merchant.id,
+                "iat": t, "nbf": t, "exp": t + 600}),
+        )
+    };
+
+    // Positive control: signed the same way, a matching pair is each customer's session.
+    let bob_token = token(&b, &bob);
+    assert_eq!(app.get_ok("/v1/portal/me", &bob_token).await["id"], bob);
+    app.get_ok(&format!("/v1/portal/subscriptions/{bob_sub}"), &bob_token)
+        .await;
+    let alice_signed = token(&a, &alice);
+    assert_eq!(
+        app.get_ok("/v1/portal/me", &alice_signed).await["id"],
+        alice
+    );
+    let mine = app.get_ok("/v1/portal/subscriptions", &alice_signed).await;
+    assert_eq!(mine["data"].as_array().map(Vec::len), Some(2));
+
+    let before = portal_rows(&app).await;
+    for (what, forged, own_plan) in [
+        (
+            "merchant B, A's customer",
+            token(&b, &alice),
+            &cat_b.premium,
+        ),
+        ("merchant A, B's customer", token(&a, &bob), &cat_a.premium),
+    ] {
+        let requests: Vec<(&str, String, Option<Value>)> = vec![
+            ("GET", "/v1/portal/me".to_owned(), None),
+            ("GET", "/v1/portal/subscriptions".to_owned(), None),
+            ("GET", format!("/v1/portal/subscriptions/{alice_sub}"), None),
+            ("GET", format!("/v1/portal/subscriptions/{bob_sub}"), None),
+            (
+                "GET",
+                format!("/v1/portal/subscriptions/{alice_sub}/upcoming_invoice"),
+                None,
+            ),
+            ("GET", "/v1/portal/invoices".to_owned(), None),
+            ("GET", format!("/v1/portal/invoices/{invoice}"), None),
+            ("GET", "/v1/portal/payments".to_owned(), None),
+            ("GET", "/v1/portal/payment_methods".to_owned(), None),
+            ("GET", "/v1/portal/support_tickets".to_owned(), None),
+            (
+                "GET",
+                format!("/v1/portal/cancellation_requests/{request}/retention_offers"),
+                None,
+            ),
+            (
+                "POST",
+                format!("/v1/portal/subscriptions/{alice_sub}/pause"),
+                Some(json!({})),
+            ),
+            (
+                "POST",
+                format!("/v1/portal/subscriptions/{alice_sub}/cancel"),
+                Some(json!({"reason": "other"})),
+            ),
+            (
+                "POST",
+                format!("/v1/portal/subscriptions/{bob_sub}/cancel"),
+                Some(json!({"reason": "other"})),
+            ),
+            (
+                "POST",
+                format!("/v1/portal/subscriptions/{alice_sub}/change_plan"),
+                Some(json!({"plan_id": cat_a.premium})),
+            ),
+            (
+                "POST",
+                format!("/v1/portal/cancellation_requests/{request}/withdraw"),
+                None,
+            ),
+            (
+                "POST",
+                format!("/v1/portal/support_tickets/{ticket}/replies"),
+                Some(json!({"body": "Please cancel everything."})),
+            ),
+            ("POST", format!("/v1/portal/invoices/{invoice}/pay"), None),
+            (
+                "POST",
+                format!("/v1/portal/payment_methods/{card}/set_default"),
+                None,
+            ),
+            ("DELETE", format!("/v1/portal/payment_methods/{card}"), None),
+            (
+                "POST",
+                "/v1/portal/payment_methods".to_owned(),
+                Some(json!({"token": "pm_card_visa"})),
+            ),
+            (
+                "POST",
+                "/v1/portal/subscriptions".to_owned(),
+                Some(json!({"plan_id": own_plan})),
+            ),
+        ];
+        for (method, path, body) in requests {
+            let mut req = app.request(method.parse().unwrap(), &path).bearer(&forged);
+            if let Some(body) = &body {
+                req = req.json(body);
+            }
+            let res = req.send().await;
+            // Tokens are stateless: the pair is not looked up, but every read and write is
+            // scoped to both, so a list finds nothing and everything else is not found.
+            if res.status.as_u16() == 200 && method == "GET" && path.ends_with('s') {
+                assert_eq!(res.body["data"], json!([]), "{what}: {path}");
+                continue;
+            }
+            assert!(
+                matches!(res.status.as_u16(), 401 | 404),
+                "{what}: {method} {path}: {} {}",
+                res.status,
+                res.body
+            );
+            assert_eq!(
+                res.header("content-type"),
+                Some("application/problem+json"),
+                "{what}: {method} {path}"
+            );
+        }
+    }
+    assert_eq!(
+        portal_rows(&app).await,
+        before,
+        "a mismatched token wrote rows"
+    );
+    // And the customers' own sessions are untouched by all this.
+    app.get_ok(
+        &format!("/v1/portal/subscriptions/{alice_sub}"),
+        &alice_token,
+    )
+    .await;
+    app.get_ok(&format!("/v1/portal/subscriptions/{bob_sub}"), &bob_token)
+        .await;
+}
+
 #[actix_web::test]
 async fn provider_tokens_wrong_in_one_claim_are_refused() {
     let app = TestApp::new().await;

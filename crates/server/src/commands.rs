@@ -361,9 +361,14 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs) -> Result<(), StartupErr
         .first()
         .copied()
         .ok_or_else(|| StartupError::Config("no demo plan".to_owned()))?;
-    let subscription = subscriptions::create(&state, merchant, customer, monthly)
-        .await
-        .map_err(api_failure)?;
+    let subscription = subscriptions::create(
+        &state,
+        subscriptions::Caller::merchant(merchant),
+        customer,
+        monthly,
+    )
+    .await
+    .map_err(api_failure)?;
     let (token, _) = sessions::create_customer_session(&state, merchant, customer)
         .await
         .map_err(api_failure)?;

@@ -72,7 +72,7 @@ async fn subscribe(
     body: Json<CreatePortalSubscription>,
 ) -> ApiResult<HttpResponse> {
     let plan = parse_field_id::<PlanTag>(&body.0.plan_id, "plan_id")?;
-    let s = svc::create(&state, auth.merchant, auth.customer, plan).await?;
+    let s = svc::create(&state, caller(auth), auth.customer, plan).await?;
     let view = svc::portal_view(&state, auth.merchant, &s).await?;
     Ok(created(&view, s.updated_at))
 }

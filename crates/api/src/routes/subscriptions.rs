@@ -61,7 +61,7 @@ async fn create_subscription(
         v.fail("plan_id", "must be an id starting with plan_");
     }
     v.finish()?;
-    let s = svc::create(&state, auth.0, customer?, plan?).await?;
+    let s = svc::create(&state, Caller::merchant(auth.0), customer?, plan?).await?;
     let view = svc::merchant_view(&state, auth.0, &s).await?;
     Ok(created(&view, s.updated_at))
 }

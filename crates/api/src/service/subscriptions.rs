@@ -526,12 +526,15 @@ async fn open_request(
 /// Without one, the first period is invoiced in the same transaction (open, charged by
 /// the renewal worker's next round). A customer without a payment method is not refused:
 /// that charge is declined into dunning, and a card added later pays it (docs/billing.md).
+/// A merchant names the customer in its body; a customer is the session's, so a session
+/// whose customer does not exist under its merchant finds no customer (404), not a field.
 pub async fn create(
     state: &AppState,
-    merchant: MerchantId,
+    caller: Caller,
     customer: CustomerId,
     plan_id: PlanId,
 ) -> ApiResult<StoredSubscription> {
+    let merchant = caller.merchant;
     let now = now_of(state);
     let mut conn = state.db.conn().await?;
     conn.transaction(async |conn| {
@@ -539,6 +542,7 @@ pub async fn create(
         let found = customer_repo::get(conn, merchant, customer, true)
             .await
             .map_err(|e| match e {
+                StoreError::NotFound if caller.customer.is_some() => ApiError::NotFound("customer"),
                 StoreError::NotFound => ApiError::field("customer_id", "no such customer"),
                 other => other.into(),
             })?;
