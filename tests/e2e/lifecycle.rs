@@ -1626,3 +1626,83 @@ async fn a_merchant_removing_a_requested_cancellation_declines_the_request() {
         .await;
     assert!(none["data"].as_array().unwrap().is_empty());
 }
+
+/// The reason and message given with a cancellation stay on the subscription (its
+/// `cancellation_details`) and go out with its events: a customer's in immediate mode, a
+/// customer's request kept while it is pending, and a merchant's cancellation, which
+/// replaces the words of the one it replaces.
+#[actix_web::test]
+async fn a_cancellation_keeps_who_cancelled_and_why() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let details = |sub: &str| {
+        let path = format!("/v1/subscriptions/{sub}");
+        let app = &app;
+        let key = m.key.clone();
+        async move { app.get_ok(&path, &key).await["cancellation_details"].clone() }
+    };
+
+    let (_, token, at_once) = signed_in_subscriber(
+        &app,
+        &m,
+        json!({"cancellation_mode": "immediate"}),
+        "leaver",
+    )
+    .await;
+    assert_eq!(details(&at_once).await, Value::Null);
+    let said = json!({"confirm": true, "reason": "switched_service",
+        "message": "  Found a cheaper roaster.\n "});
+    app.post(&format!("/v1/portal/subscriptions/{at_once}/cancel"))
+        .bearer(&token)
+        .json(&said)
+        .send()
+        .await
+        .expect(200);
+    let customer_said = json!({"reason": "switched_service",
+        "message": "Found a cheaper roaster.", "requested_by": "customer"});
+    assert_eq!(details(&at_once).await, customer_said);
+    let portal = portal_read(&app, &token, &at_once).await;
+    assert_eq!(
+        portal["cancellation_details"], customer_said,
+        "their own words"
+    );
+    let canceled = app
+        .get_ok("/v1/events?type=subscription.canceled", &m.key)
+        .await;
+    assert_eq!(canceled["data"][0]["resource_id"], at_once.as_str());
+    assert_eq!(
+        canceled["data"][0]["data"]["object"]["cancellation_details"],
+        customer_said
+    );
+
+    // A request with notice: kept while pending, then replaced by the merchant's.
+    let (_, token, requested) =
+        signed_in_subscriber(&app, &m, json!({"notice_period_days": 30}), "asker").await;
+    app.post(&format!("/v1/portal/subscriptions/{requested}/cancel"))
+        .bearer(&token)
+        .json(&json!({"reason": "too_expensive", "message": "Too dear"}))
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(
+        details(&requested).await,
+        json!({"reason": "too_expensive", "message": "Too dear", "requested_by": "customer"})
+    );
+    app.post(&format!("/v1/subscriptions/{requested}/cancel"))
+        .bearer(&m.key)
+        .json(&json!({"timing": "now", "reason": "other", "message": "Chargeback filed"}))
+        .send()
+        .await
+        .expect(200);
+    assert_eq!(
+        details(&requested).await,
+        json!({"reason": "other", "message": "Chargeback filed", "requested_by": "merchant"})
+    );
+    let portal = portal_read(&app, &token, &requested).await;
+    assert_eq!(portal["status"], "canceled");
+    assert_eq!(
+        portal["cancellation_details"],
+        Value::Null,
+        "the merchant's words are not shown to the customer"
+    );
+}

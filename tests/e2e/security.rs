@@ -554,9 +554,6 @@ enum Keep {
     /// Refused, or stored trimmed and lower-cased: tags are slugs of `a-z`, `0-9`, `-`,
     /// `_`, `:` and `.` (`tenure_domain::customer::normalize_tag`).
     Slug(At),
-    /// Refused, or accepted and kept nowhere: no column holds it and no answer or event
-    /// carries it.
-    NotKept,
 }
 
 /// Where a stored value is found.
@@ -759,7 +756,7 @@ fn last_message(ticket: &Value) -> Value {
 
 #[actix_web::test]
 async fn hostile_strings_in_every_text_field_are_refused_or_kept_verbatim() {
-    use Keep::{NotKept, Refused, Slug, Trimmed, Verbatim};
+    use Keep::{Refused, Slug, Trimmed, Verbatim};
     let app = TestApp::new().await;
     let m = app.merchant("A").await;
     let key = m.key.as_str();
@@ -1068,20 +1065,25 @@ async fn hostile_strings_in_every_text_field_are_refused_or_kept_verbatim() {
             vec![("/message", Trimmed(At::Answer("/decline_message")))],
         )
         .read_back(ReadBack::ById("/v1/cancellation_requests/")),
-        // The merchant's cancellation `message` is checked like any message but kept
-        // nowhere (see docs/hardening.md); each accepted one replaces the last.
+        // Each accepted cancellation replaces the pending one, with its message.
         TextRoute::new(
             "POST",
             fixed(format!("/v1/subscriptions/{merchant_canceled}/cancel")),
             key,
             |_| json!({"timing": "period_end", "reason": "other", "message": "Account closed"}),
             vec![
-                ("/message", NotKept),
+                (
+                    "/message",
+                    Trimmed(At::Answer("/cancellation_details/message")),
+                ),
                 ("/reason", Refused),
                 ("/timing", Refused),
                 ("/access", Refused),
             ],
-        ),
+        )
+        .read_back(ReadBack::Same(format!(
+            "/v1/subscriptions/{merchant_canceled}"
+        ))),
         TextRoute::new(
             "POST",
             fixed(format!("/v1/subscriptions/{}/pause", subs[2 * hostile_count])),
@@ -1204,7 +1206,6 @@ async fn hostile_strings_in_every_text_field_are_refused_or_kept_verbatim() {
                 assert!(status < 300, "{what}: {status} {}", res.body);
                 let (expected, at) = match keep {
                     Refused => panic!("{what}: accepted with {status}: {}", res.body),
-                    NotKept => continue,
                     Verbatim(at) => (hostile.clone(), *at),
                     Trimmed(at) => (hostile.trim().to_owned(), *at),
                     Slug(at) => (hostile.trim().to_lowercase(), *at),

@@ -177,6 +177,20 @@ impl From<&ActivePause> for PauseDto {
     }
 }
 
+/// Who cancelled a subscription and why, as they gave it with the cancellation.
+/// `null` on subscriptions with no cancellation pending or made (and on those cancelled
+/// before Tenure kept these).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"reason": "too_expensive", "message": "Moving abroad in spring.",
+    "requested_by": "customer"}))]
+pub struct CancellationDetailsDto {
+    pub reason: Option<CancellationReasonDto>,
+    /// The message given with the cancellation (trimmed), if any.
+    pub message: Option<String>,
+    /// `customer`, `merchant` or `system` (dunning that ends in cancellation).
+    pub requested_by: String,
+}
+
 /// A change that will happen to the subscription.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"id": "sch_01jf9zc0f4e3a8r7m2k4t5n6bc", "type": "plan_change",
@@ -248,8 +262,9 @@ fn details(change: &ScheduledChange) -> serde_json::Value {
     "price": {"amount": 1999, "currency": "EUR"}, "interval": "month", "interval_count": 1,
     "current_period": {"start": "2026-11-25T10:00:00Z", "end": "2026-12-25T10:00:00Z"},
     "billing_anchor": "2026-11-25T10:00:00Z", "trial_end": null, "cancel_at": null, "canceled_at": null,
-    "ended_at": null, "access_until": null, "billing_ends_at": null, "pause": null,
-    "scheduled_changes": [], "discounts": [], "created_at": "2026-11-25T10:00:00Z", "updated_at": "2026-11-25T10:00:00Z"}))]
+    "ended_at": null, "access_until": null, "billing_ends_at": null, "cancellation_details": null,
+    "pause": null, "scheduled_changes": [], "discounts": [], "created_at": "2026-11-25T10:00:00Z",
+    "updated_at": "2026-11-25T10:00:00Z"}))]
 pub struct SubscriptionDto {
     pub id: String,
     /// Always `subscription`.
@@ -285,6 +300,9 @@ pub struct SubscriptionDto {
     /// When renewals stop (projected while a cancellation is pending).
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339_opt")]
     pub billing_ends_at: Option<DateTime<Utc>>,
+    /// Who cancelled and why, while a cancellation is pending and once it took effect.
+    /// The portal shows it only when the customer cancelled.
+    pub cancellation_details: Option<CancellationDetailsDto>,
     pub pause: Option<PauseDto>,
     /// Future changes in the order they take effect.
     pub scheduled_changes: Vec<ScheduledChangeDto>,
@@ -367,6 +385,16 @@ impl SubscriptionDto {
             ended_at: sub.ended_at,
             access_until: sub.access_until,
             billing_ends_at: sub.billing_ends_at,
+            // A customer sees their own words, not the merchant's (which may be internal).
+            cancellation_details: sub
+                .cancellation
+                .as_ref()
+                .filter(|c| !actor.is_customer() || c.requested_by.is_customer())
+                .map(|c| CancellationDetailsDto {
+                    reason: c.reason.map(Into::into),
+                    message: c.message.clone(),
+                    requested_by: c.requested_by.as_str().to_owned(),
+                }),
             pause: sub.pause.as_ref().map(PauseDto::from),
             scheduled_changes: sub
                 .scheduled_changes

@@ -142,6 +142,15 @@ pub struct CancelRequest {
     pub access: Option<AccessEnd>,
 }
 
+/// Who cancelled a subscription and why, kept on it: the reason and message the
+/// canceller gave are not lost once the request that carried them is answered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CancellationDetails {
+    pub reason: Option<CancellationReason>,
+    pub message: Option<String>,
+    pub requested_by: Actor,
+}
+
 /// Everything needed to end a subscription.
 #[derive(Clone, Debug)]
 pub(crate) struct Ending {
@@ -152,6 +161,16 @@ pub(crate) struct Ending {
     pub cancellation_request_id: Option<CancellationRequestId>,
     pub requested_by: Actor,
     pub access: AccessEnd,
+}
+
+impl Ending {
+    fn details(&self) -> CancellationDetails {
+        CancellationDetails {
+            reason: self.reason,
+            message: self.message.clone(),
+            requested_by: self.requested_by,
+        }
+    }
 }
 
 impl Subscription {
@@ -246,14 +265,14 @@ impl Subscription {
                 let requested = SubscriptionEvent::CancellationRequested {
                     cancellation_request_id: id,
                     reason,
-                    message,
+                    message: message.clone(),
                     effective_at,
                 };
                 let ending = Ending {
                     at: effective_at,
                     canceled_at: now,
                     reason: Some(reason),
-                    message: None,
+                    message,
                     cancellation_request_id: Some(id),
                     requested_by: Actor::Customer,
                     access: AccessEnd::UntilPeriodEnd,
@@ -346,6 +365,7 @@ impl Subscription {
             access: ending.access,
         };
         let change = ScheduledChange::new(ending.at, ending.canceled_at, ending.requested_by, kind);
+        self.cancellation = Some(ending.details());
         self.cancel_at = Some(ending.at);
         self.billing_ends_at = Some(ending.at);
         self.access_until = Some(self.access_end(ending.access, ending.at));
@@ -354,6 +374,7 @@ impl Subscription {
     }
 
     pub(crate) fn clear_pending_cancellation(&mut self) {
+        self.cancellation = None;
         self.cancel_at = None;
         self.billing_ends_at = None;
         self.access_until = None;
@@ -370,6 +391,7 @@ impl Subscription {
     pub(crate) fn end(&mut self, ending: Ending) -> Result<Vec<SubscriptionEvent>, DomainError> {
         let access_until = self.access_end(ending.access, ending.at);
         self.status = SubscriptionStatus::Canceled;
+        self.cancellation = Some(ending.details());
         self.canceled_at = Some(ending.canceled_at);
         self.ended_at = Some(ending.at);
         self.billing_ends_at = Some(ending.at);

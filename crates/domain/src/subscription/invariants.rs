@@ -85,6 +85,10 @@ impl Subscription {
     }
 
     fn check_pending_cancellation(&self) -> Result<(), String> {
+        let cancelling = self.status == SubscriptionStatus::Canceled || self.cancel_at.is_some();
+        if cancelling != self.cancellation.is_some() {
+            return Err("cancellation details must be kept exactly while cancelling".into());
+        }
         if self.status == SubscriptionStatus::Canceled {
             return Ok(());
         }

@@ -61,7 +61,9 @@ pub use availability::{
     AvailableActions, CancelAvailability, PauseAvailability, PlanChangeAvailability,
     available_actions,
 };
-pub use cancellation::{AccessEnd, CancelRequest, CancelTiming, CancellationReason};
+pub use cancellation::{
+    AccessEnd, CancelRequest, CancelTiming, CancellationDetails, CancellationReason,
+};
 pub use events::{RemovalReason, SubscriptionEvent};
 pub use pause::{ActivePause, OnResume, PauseEnd, PauseRequest, PauseStart};
 pub use plan_change::{PlanChangePreview, PlanChangeRequest, PlanChangeTiming};

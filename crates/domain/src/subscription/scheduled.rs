@@ -282,7 +282,8 @@ impl Subscription {
                 at,
                 canceled_at: change.requested_at,
                 reason,
-                message: None,
+                // Given when the cancellation was scheduled, and kept since.
+                message: self.cancellation.as_ref().and_then(|c| c.message.clone()),
                 cancellation_request_id,
                 requested_by: change.requested_by,
                 access,

@@ -19,6 +19,7 @@ use crate::billing::period::{Period, date_out_of_range};
 use crate::billing::terms::PlanTerms;
 use crate::catalog::MAX_TRIAL_DAYS;
 use crate::ids::SubscriptionId;
+use crate::subscription::cancellation::CancellationDetails;
 use crate::subscription::events::SubscriptionEvent;
 use crate::subscription::pause::ActivePause;
 use crate::subscription::scheduled::ScheduledChange;
@@ -136,6 +137,10 @@ pub struct Subscription {
     pub pause: Option<ActivePause>,
     /// Future changes in the order they take effect.
     pub scheduled_changes: Vec<ScheduledChange>,
+    /// Who cancelled and why, as they said it: present exactly while a cancellation is
+    /// pending or once it took effect (absent from rows written before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancellation: Option<CancellationDetails>,
 }
 
 /// The result of a transition: the new value and what happened, for the outbox.
@@ -196,6 +201,7 @@ impl Subscription {
             billing_ends_at: None,
             pause: None,
             scheduled_changes: Vec::new(),
+            cancellation: None,
         };
         let event = SubscriptionEvent::Created {
             status,

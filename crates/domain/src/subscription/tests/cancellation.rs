@@ -1,8 +1,8 @@
 use super::*;
 use crate::policy::{CancellationMode, ImmediateCancelTiming, NoticeRule};
 use crate::subscription::{
-    AccessEnd, Actor, CancelRequest, CancelTiming, CancellationReason, PauseEnd, PauseRequest,
-    PauseStart, RemovalReason, SubscriptionStatus,
+    AccessEnd, Actor, CancelRequest, CancelTiming, CancellationDetails, CancellationReason,
+    PauseEnd, PauseRequest, PauseStart, RemovalReason, SubscriptionStatus,
 };
 
 fn with_reason() -> CancelRequest {
@@ -397,4 +397,79 @@ fn a_paused_subscription_can_be_canceled() {
             "subscription.scheduled_change_removed"
         ]
     );
+}
+
+#[test]
+fn the_reason_and_message_stay_with_the_subscription_until_and_after_it_ends() {
+    let kept = |actor, reason, message: &str| {
+        Some(CancellationDetails {
+            reason,
+            message: Some(message.to_owned()),
+            requested_by: actor,
+        })
+    };
+    let customer_said = kept(
+        Actor::Customer,
+        Some(CancellationReason::TooExpensive),
+        "Too pricey for me.\nThanks!",
+    );
+    // A request with notice: kept while pending, and when it takes effect.
+    let p = notice(40, NoticeRule::NoticeOnly);
+    let pending = checked(
+        active()
+            .cancel(&with_reason(), &p, Actor::Customer, start())
+            .unwrap(),
+    );
+    assert_eq!(pending.subscription.cancellation, customer_said);
+    let ended = checked(pending.subscription.apply_due(start() + days(40)).unwrap());
+    assert_eq!(ended.subscription.status, SubscriptionStatus::Canceled);
+    assert_eq!(ended.subscription.cancellation, customer_said);
+    // Withdrawn: nothing is kept.
+    let withdrawn = checked(
+        pending
+            .subscription
+            .withdraw_cancellation(Actor::Customer)
+            .unwrap(),
+    );
+    assert_eq!(withdrawn.subscription.cancellation, None);
+
+    // Immediate mode, with a message and no reason.
+    let now = start() + days(3);
+    let said = CancelRequest {
+        message: Some(" Moving abroad ".into()),
+        ..confirmed()
+    };
+    let at_once = immediate(ImmediateCancelTiming::Now);
+    let t = checked(
+        active()
+            .cancel(&said, &at_once, Actor::Customer, now)
+            .unwrap(),
+    );
+    assert_eq!(
+        t.subscription.cancellation,
+        kept(Actor::Customer, None, "Moving abroad")
+    );
+
+    // A merchant's cancellation replaces the customer's pending one, and its words.
+    let merchant = CancelRequest {
+        reason: Some(CancellationReason::Other),
+        message: Some("Chargeback".into()),
+        timing: Some(CancelTiming::PeriodEnd),
+        ..CancelRequest::default()
+    };
+    let replaced = checked(
+        pending
+            .subscription
+            .cancel(&merchant, &p, Actor::Merchant, now)
+            .unwrap(),
+    );
+    let merchant_said = kept(
+        Actor::Merchant,
+        Some(CancellationReason::Other),
+        "Chargeback",
+    );
+    assert_eq!(replaced.subscription.cancellation, merchant_said);
+    let ended = checked(replaced.subscription.apply_due(at(2025, 2, 15)).unwrap());
+    assert_eq!(ended.subscription.status, SubscriptionStatus::Canceled);
+    assert_eq!(ended.subscription.cancellation, merchant_said);
 }
