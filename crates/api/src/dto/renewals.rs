@@ -98,6 +98,7 @@ impl From<&BillingSettings> for DunningPolicyDto {
 /// A new dunning policy: 1–60 days, strictly increasing, at most 8 retries.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"retry_after_days": [1, 3, 7], "final_state": "canceled"}))]
 pub struct PutDunningPolicy {
     pub retry_after_days: Vec<u32>,
     /// `canceled` or `unpaid`.
@@ -128,6 +129,7 @@ impl From<&BillingSettings> for BillingSettingsDto {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"upcoming_notice_days": 7}))]
 pub struct PutBillingSettings {
     /// 0–60.
     pub upcoming_notice_days: u32,

@@ -27,7 +27,8 @@ pub struct CustomerSessionDto {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"issuer": "https://id.example.com/", "audience": "tenure",
-    "algorithm": "RS256", "verification_key": "-----BEGIN PUBLIC KEY-----\n…", "customer_claim": "sub"}))]
+    "algorithm": "EdDSA", "customer_claim": "sub",
+    "verification_key": "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA8d89AiIc28zP7OvVVLePIhumq/4INO/3pN/2/z2jiNQ=\n-----END PUBLIC KEY-----\n"}))]
 pub struct CreateIdentityProvider {
     /// The `iss` of the provider's tokens; unique across Tenure.
     pub issuer: String,
