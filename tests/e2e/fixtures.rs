@@ -36,6 +36,17 @@ pub async fn customer(app: &TestApp, m: &TestMerchant, external_id: &str) -> Str
         .id()
 }
 
+/// Attaches a sandbox card (`pm_card_visa`, …) to the customer; its id.
+pub async fn attach_card(app: &TestApp, m: &TestMerchant, customer: &str, token: &str) -> String {
+    app.post(&format!("/v1/customers/{customer}/payment_methods"))
+        .bearer(&m.key)
+        .json(&json!({"token": token}))
+        .send()
+        .await
+        .expect(201)
+        .id()
+}
+
 /// A portal token for one customer.
 pub async fn session(app: &TestApp, m: &TestMerchant, customer: &str) -> String {
     let res = app
