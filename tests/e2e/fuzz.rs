@@ -507,7 +507,24 @@ impl World {
             }
             ("products", _) => fixtures::product(&self.app, &self.m, json!({})).await,
             ("plans", _) => fixtures::plan(&self.app, &self.m, &self.product, 1500).await,
-            ("webhook_endpoints", _) => Self::endpoint(&self.app, &self.m).await,
+            ("webhook_endpoints", _) => {
+                // Room under the merchant's limit, which the fuzzed creations fill.
+                let list = self
+                    .app
+                    .get_ok("/v1/webhook_endpoints?limit=100", &self.m.key);
+                for endpoint in list.await["data"].as_array().expect("endpoints") {
+                    let id = endpoint["id"].as_str().expect("endpoint id");
+                    if id != self.endpoint {
+                        self.app
+                            .delete(&format!("/v1/webhook_endpoints/{id}"))
+                            .bearer(&self.m.key)
+                            .send()
+                            .await
+                            .expect(200);
+                    }
+                }
+                Self::endpoint(&self.app, &self.m).await
+            }
             ("events", _) => self.event.clone(),
             (other, _) => panic!(
                 "no resource for a parameter after `{other}`: teach World::make to create one, \
