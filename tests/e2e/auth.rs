@@ -220,12 +220,35 @@ async fn identity_provider_tokens_are_accepted_for_their_merchant_only() {
         .send()
         .await
         .expect(201);
-    app.post("/v1/identity_providers")
-        .bearer(&m.key)
-        .json(&json!({"issuer": "https://x", "audience": "a", "algorithm": "none", "verification_key": secret}))
-        .send()
-        .await
-        .expect_problem(422, "validation_failed");
+    for (algorithm, key, detail) in [
+        (
+            "none",
+            secret,
+            "algorithm must be one of HS256, RS256, ES256, EdDSA",
+        ),
+        (
+            "HS256",
+            "short",
+            "verification_key must be at least 32 bytes for HS256",
+        ),
+        (
+            "RS256",
+            secret,
+            "verification_key is not a valid PEM public key for RS256",
+        ),
+    ] {
+        let res = app
+            .post("/v1/identity_providers")
+            .bearer(&m.key)
+            .json(
+                &json!({"issuer": "https://x", "audience": "a", "algorithm": algorithm,
+                "verification_key": key}),
+            )
+            .send()
+            .await
+            .expect_problem(422, "validation_failed");
+        assert_eq!(res.body["detail"], detail);
+    }
 
     let now = app.clock_now();
     let sign = |sub: &str, aud: &str, exp: i64| {

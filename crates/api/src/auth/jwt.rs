@@ -168,7 +168,9 @@ pub fn unverified_issuer(token: &str) -> Result<String, TokenError> {
 }
 
 /// Builds the verification key of a merchant's identity provider for its registered
-/// algorithm. Fails when the key material does not fit the algorithm.
+/// algorithm. Fails when the key material does not fit the algorithm, with a message that
+/// follows the name of the field at fault (`algorithm` for an unknown one, else
+/// `verification_key`), as validation details read.
 pub fn provider_key(
     algorithm: &str,
     key_material: &str,
@@ -176,7 +178,7 @@ pub fn provider_key(
     let built = match algorithm {
         "HS256" => {
             if key_material.len() < 32 {
-                return Err("an HS256 secret must be at least 32 bytes".to_owned());
+                return Err("must be at least 32 bytes for HS256".to_owned());
             }
             Ok((
                 Algorithm::HS256,
@@ -190,12 +192,12 @@ pub fn provider_key(
         "EdDSA" => DecodingKey::from_ed_pem(key_material.as_bytes()).map(|k| (Algorithm::EdDSA, k)),
         _ => {
             return Err(format!(
-                "algorithm must be one of {}",
+                "must be one of {}",
                 ALLOWED_PROVIDER_ALGORITHMS.join(", ")
             ));
         }
     };
-    built.map_err(|_| format!("verification_key is not a valid PEM public key for {algorithm}"))
+    built.map_err(|_| format!("is not a valid PEM public key for {algorithm}"))
 }
 
 #[cfg(test)]
