@@ -739,7 +739,21 @@ async fn hostile_strings_in_every_documented_field_never_cause_server_errors() {
     let hostile: Vec<String> = hostile.collect();
     let mut sent = 0;
     let mut reached = Reached::default();
-    for op in operations(&doc) {
+    let ops = operations(&doc);
+    let thresholds = ops
+        .iter()
+        .find(|op| op.path == "/v1/segment_settings")
+        .expect("the segment settings are writable");
+    assert!(
+        thresholds.fields.contains(
+            &["high_ltv_thresholds", ITEM, "currency"]
+                .map(str::to_owned)
+                .to_vec()
+        ),
+        "fields inside array items are fuzzed too: {:?}",
+        thresholds.fields
+    );
+    for op in ops {
         world.next_customer().await;
         let mut path = world.path(&op.path).await;
         let credential = world.credential(&op.path).to_owned();
