@@ -4,8 +4,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Duration;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use serde_json::json;
-use tenure_e2e::TestApp;
+use serde_json::{Value, json};
+use tenure_e2e::{TestApp, TestMerchant};
 
 use crate::fixtures;
 
@@ -282,6 +282,64 @@ async fn identity_provider_tokens_are_accepted_for_their_merchant_only() {
         .send()
         .await
         .expect(401);
+}
+
+/// A shared issuer (Google's, Apple's) signs tokens for every application that uses it,
+/// told apart by the audience: two merchants register it with their own audiences and
+/// each token signs in to the merchant its audience names, while the same issuer and
+/// audience cannot be registered twice and a token addressed to both is refused.
+#[actix_web::test]
+async fn merchants_sharing_an_issuer_are_told_apart_by_audience() {
+    const ISSUER: &str = "https://accounts.shared.example";
+    let app = TestApp::new().await;
+    let register = async |m: &TestMerchant, audience: &str, secret: &str| {
+        app.post("/v1/identity_providers")
+            .bearer(&m.key)
+            .json(
+                &json!({"issuer": ISSUER, "audience": audience, "algorithm": "HS256",
+                "verification_key": secret, "customer_claim": "sub"}),
+            )
+            .send()
+            .await
+    };
+    let a = app.merchant("A").await;
+    let b = app.merchant("B").await;
+    let a_secret = "merchant-a-application-secret-0123456789";
+    let b_secret = "merchant-b-application-secret-0123456789";
+    register(&a, "app-a", a_secret).await.expect(201);
+    register(&b, "app-b", b_secret).await.expect(201);
+    register(&b, "app-a", b_secret)
+        .await
+        .expect_problem(409, "issuer_taken");
+    // Both merchants have a customer known to the issuer as "user-1".
+    let a_customer = fixtures::customer(&app, &a, "user-1").await;
+    let b_customer = fixtures::customer(&app, &b, "user-1").await;
+
+    let now = app.clock_now();
+    let sign = |aud: Value, secret: &str| {
+        let claims =
+            json!({"iss": ISSUER, "aud": aud, "sub": "user-1", "exp": now + 600, "iat": now});
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    };
+    let me = async |token: String| app.get("/v1/portal/me").bearer(&token).send().await;
+    let signed_in_a = me(sign(json!("app-a"), a_secret)).await.expect(200);
+    assert_eq!(signed_in_a.body["id"], a_customer);
+    let signed_in_b = me(sign(json!(["app-b"]), b_secret)).await.expect(200);
+    assert_eq!(signed_in_b.body["id"], b_customer);
+    // Merchant B's key cannot sign in to merchant A's audience.
+    me(sign(json!("app-a"), b_secret)).await.expect(401);
+    // Addressed to both applications: not the token's to choose.
+    me(sign(json!(["app-a", "app-b"]), a_secret))
+        .await
+        .expect(401);
+    // Nothing registered for this audience, or no audience at all.
+    me(sign(json!("app-c"), a_secret)).await.expect(401);
+    me(sign(Value::Null, a_secret)).await.expect(401);
 }
 
 trait ClockNow {

@@ -146,12 +146,20 @@ pub fn check_lifetime(nbf: i64, exp: i64, now: DateTime<Utc>) -> Result<(), Toke
     Ok(())
 }
 
-/// The `iss` claim, read without verifying anything, to pick the key that verifies the
-/// token. Nothing else from an unverified token is trusted.
-pub fn unverified_issuer(token: &str) -> Result<String, TokenError> {
+/// The `iss` and `aud` claims (`aud` as a list, empty when absent), read without
+/// verifying anything, to pick the key that verifies the token. Nothing else from an
+/// unverified token is trusted, and these only choose which check it must pass.
+pub fn unverified_issuer_and_audiences(token: &str) -> Result<(String, Vec<String>), TokenError> {
     #[derive(Deserialize)]
-    struct IssuerOnly {
+    #[serde(untagged)]
+    enum Audience {
+        One(String),
+        Many(Vec<String>),
+    }
+    #[derive(Deserialize)]
+    struct Routing {
         iss: String,
+        aud: Option<Audience>,
     }
     let mut parts = token.split('.');
     let (Some(_), Some(payload), Some(_), None) =
@@ -162,9 +170,13 @@ pub fn unverified_issuer(token: &str) -> Result<String, TokenError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(payload)
         .map_err(|_| TokenError::Malformed)?;
-    serde_json::from_slice::<IssuerOnly>(&bytes)
-        .map(|c| c.iss)
-        .map_err(|_| TokenError::Malformed)
+    let routing: Routing = serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed)?;
+    let audiences = match routing.aud {
+        None => Vec::new(),
+        Some(Audience::One(aud)) => vec![aud],
+        Some(Audience::Many(auds)) => auds,
+    };
+    Ok((routing.iss, audiences))
 }
 
 /// Builds the verification key of a merchant's identity provider for its registered
@@ -259,10 +271,34 @@ mod tests {
     }
 
     #[test]
-    fn issuer_is_read_without_trusting_the_rest() {
+    fn issuer_and_audiences_are_read_without_trusting_the_rest() {
         let (token, _) = signer().issue(session(), Utc::now()).unwrap();
-        assert_eq!(unverified_issuer(&token).unwrap(), ISSUER);
-        assert_eq!(unverified_issuer("a.b"), Err(TokenError::Malformed));
+        let read = unverified_issuer_and_audiences(&token).unwrap();
+        assert_eq!(read, (ISSUER.to_owned(), vec![AUDIENCE.to_owned()]));
+        let unsigned = |claims: serde_json::Value| {
+            format!("e30.{}.sig", URL_SAFE_NO_PAD.encode(claims.to_string()))
+        };
+        let many = unsigned(serde_json::json!({"iss": "i", "aud": ["a", "b"]}));
+        assert_eq!(
+            unverified_issuer_and_audiences(&many).unwrap(),
+            ("i".to_owned(), vec!["a".to_owned(), "b".to_owned()])
+        );
+        let none = unsigned(serde_json::json!({"iss": "i"}));
+        assert_eq!(
+            unverified_issuer_and_audiences(&none).unwrap(),
+            ("i".to_owned(), vec![])
+        );
+        for malformed in [
+            "a.b".to_owned(),
+            unsigned(serde_json::json!({"aud": "a"})),
+            unsigned(serde_json::json!({"iss": "i", "aud": 7})),
+        ] {
+            assert_eq!(
+                unverified_issuer_and_audiences(&malformed),
+                Err(TokenError::Malformed),
+                "{malformed}"
+            );
+        }
     }
 
     #[test]

@@ -126,15 +126,21 @@ fn token_error(err: TokenError) -> ApiError {
 
 async fn customer_from_token(state: &AppState, token: &str) -> Result<Principal, ApiError> {
     let now = state.now();
-    let issuer = jwt::unverified_issuer(token).map_err(token_error)?;
+    let (issuer, audiences) = jwt::unverified_issuer_and_audiences(token).map_err(token_error)?;
     if issuer == jwt::ISSUER {
         let session = state.sessions.verify(token, now).map_err(token_error)?;
         return Ok(Principal::Customer(session));
     }
     let mut conn = state.db.conn().await?;
-    let provider = identity_providers::by_issuer(&mut conn, &issuer)
+    let provider = match identity_providers::by_issuer_and_audience(&mut conn, &issuer, &audiences)
         .await?
-        .ok_or_else(|| token_error(TokenError::Invalid))?;
+        .as_slice()
+    {
+        [provider] => provider.clone(),
+        // None, or a token addressed to two merchants' applications: which merchant it
+        // would sign in to is not the token's to choose.
+        _ => return Err(token_error(TokenError::Invalid)),
+    };
     let (algorithm, key) = jwt::provider_key(&provider.algorithm, &provider.verification_key)
         .map_err(|_| token_error(TokenError::Invalid))?;
     let claims: serde_json::Map<String, serde_json::Value> =

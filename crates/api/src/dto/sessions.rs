@@ -30,9 +30,12 @@ pub struct CustomerSessionDto {
     "algorithm": "EdDSA", "customer_claim": "sub",
     "verification_key": "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA8d89AiIc28zP7OvVVLePIhumq/4INO/3pN/2/z2jiNQ=\n-----END PUBLIC KEY-----\n"}))]
 pub struct CreateIdentityProvider {
-    /// The `iss` of the provider's tokens; unique across Tenure.
+    /// The `iss` of the provider's tokens. Several merchants may share an issuer (a
+    /// public one such as Google's); each registers its own audience.
     pub issuer: String,
-    /// The `aud` the tokens must carry.
+    /// The `aud` the tokens must carry. A token is routed to the merchant whose issuer
+    /// and audience it names, so the pair is unique across Tenure (409 `issuer_taken`),
+    /// and a token naming two registered audiences is refused.
     pub audience: String,
     /// One of HS256, RS256, ES256, EdDSA.
     pub algorithm: String,

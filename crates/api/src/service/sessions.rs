@@ -84,7 +84,7 @@ pub async fn create_identity_provider(
     .map_err(|e| match e {
         StoreError::Conflict { .. } => ApiError::conflict(
             "issuer_taken",
-            "an identity provider with this issuer exists",
+            "an identity provider with this issuer and audience exists",
         ),
         other => other.into(),
     })

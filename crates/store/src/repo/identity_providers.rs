@@ -77,15 +77,19 @@ pub async fn delete(
     Ok(n > 0)
 }
 
-/// The provider that issues tokens with this `iss`, whichever merchant registered it.
-pub async fn by_issuer(
+/// The providers, whichever merchant registered them, that accept tokens from `issuer`
+/// for one of `audiences` (a token's `aud`): at most one per audience, since the pair is
+/// unique. Two are returned at most; more than one means the token is ambiguous.
+pub async fn by_issuer_and_audience(
     conn: &mut AsyncPgConnection,
     issuer: &str,
-) -> StoreResult<Option<IdentityProviderRow>> {
+    audiences: &[String],
+) -> StoreResult<Vec<IdentityProviderRow>> {
     Ok(idp::table
         .filter(idp::issuer.eq(issuer))
+        .filter(idp::audience.eq_any(audiences))
         .select(IdentityProviderRow::as_select())
-        .first(conn)
-        .await
-        .optional()?)
+        .limit(2)
+        .load(conn)
+        .await?)
 }

@@ -1,0 +1,2 @@
+ALTER TABLE identity_providers DROP CONSTRAINT identity_providers_issuer_audience_key;
+ALTER TABLE identity_providers ADD CONSTRAINT identity_providers_issuer_key UNIQUE (issuer);
