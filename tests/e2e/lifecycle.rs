@@ -1705,4 +1705,27 @@ async fn a_cancellation_keeps_who_cancelled_and_why() {
         Value::Null,
         "the merchant's words are not shown to the customer"
     );
+
+    // A request the merchant approves early ends as the customer's cancellation.
+    let (_, token, approved) =
+        signed_in_subscriber(&app, &m, json!({"notice_period_days": 30}), "approved").await;
+    let asked = app
+        .post(&format!("/v1/portal/subscriptions/{approved}/cancel"))
+        .bearer(&token)
+        .json(&json!({"reason": "unused", "message": "Never open it"}))
+        .send()
+        .await
+        .expect(200);
+    let request = asked.body["cancellation_request"]["id"].as_str().unwrap();
+    app.post(&format!("/v1/cancellation_requests/{request}/approve"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200);
+    let their_words =
+        json!({"reason": "unused", "message": "Never open it", "requested_by": "customer"});
+    assert_eq!(details(&approved).await, their_words);
+    let portal = portal_read(&app, &token, &approved).await;
+    assert_eq!(portal["status"], "canceled");
+    assert_eq!(portal["cancellation_details"], their_words);
 }

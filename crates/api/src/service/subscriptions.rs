@@ -23,9 +23,9 @@ use tenure_domain::ids::{
 use tenure_domain::money::Money;
 use tenure_domain::policy::PortalPolicy;
 use tenure_domain::subscription::{
-    Actor, CancelRequest, CancelTiming, ChangeType, NewSubscription, PauseRequest,
-    PlanChangeRequest, PlanTerms, RemovalReason, ScheduledChangeKind, Subscription,
-    SubscriptionEvent, Transition, available_actions,
+    Actor, CancelRequest, ChangeType, NewSubscription, PauseRequest, PlanChangeRequest, PlanTerms,
+    RemovalReason, ScheduledChangeKind, Subscription, SubscriptionEvent, Transition,
+    available_actions,
 };
 use tenure_domain::support::{
     CancellationRequest, CancellationRequestStatus, MessageAuthor, SupportTicket, TicketChannel,
@@ -534,6 +534,10 @@ pub async fn create(
     customer: CustomerId,
     plan_id: PlanId,
 ) -> ApiResult<StoredSubscription> {
+    debug_assert!(
+        caller.customer.is_none_or(|c| c == customer),
+        "a customer subscribes only themselves"
+    );
     let merchant = caller.merchant;
     let now = now_of(state);
     let mut conn = state.db.conn().await?;
@@ -668,14 +672,7 @@ pub(crate) async fn act_in_tx(
         }
         Action::ApproveRequest(request_id) => {
             let request = pending_request_of(conn, caller, sub, *request_id).await?;
-            let cancel = CancelRequest {
-                reason: Some(request.reason),
-                message: None,
-                confirm: false,
-                timing: Some(CancelTiming::Now),
-                access: None,
-            };
-            sub.cancel(&cancel, &policy, Actor::Merchant, now)?
+            sub.approve_cancellation(request.reason, request.message.clone(), now)?
         }
         Action::DeclineRequest(request_id, message) => {
             pending_request_of(conn, caller, sub, *request_id).await?;

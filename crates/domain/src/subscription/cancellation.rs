@@ -317,6 +317,46 @@ impl Subscription {
             CancelTiming::Now => now,
             CancelTiming::PeriodEnd => self.current_period.end.max(now),
         };
+        self.replace_pending_cancellation(Ending {
+            at,
+            canceled_at: now,
+            reason: request.reason,
+            message,
+            cancellation_request_id: None,
+            requested_by: actor,
+            access: request.access.unwrap_or_default(),
+        })
+    }
+
+    /// A merchant approves the customer's pending cancellation request early: the
+    /// subscription ends now, through the paid period, as the customer's cancellation,
+    /// with the `reason` and `message` of their request.
+    pub fn approve_cancellation(
+        &self,
+        reason: CancellationReason,
+        message: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<Transition, DomainError> {
+        if self.is_canceled() {
+            return Err(self.invalid("cancel", "already_canceled"));
+        }
+        if self.pending(ChangeType::Cancel).is_none() {
+            return Err(self.invalid("approve the cancellation of", "no_cancellation_pending"));
+        }
+        self.replace_pending_cancellation(Ending {
+            at: now,
+            canceled_at: now,
+            reason: Some(reason),
+            message,
+            cancellation_request_id: None,
+            requested_by: Actor::Customer,
+            access: AccessEnd::UntilPeriodEnd,
+        })
+    }
+
+    /// Cancels as `ending` says, in place of any pending cancellation (removed with an
+    /// event first).
+    fn replace_pending_cancellation(&self, ending: Ending) -> Result<Transition, DomainError> {
         let mut replaced = self.clone();
         let mut events = Vec::new();
         if let Some(existing) = self.pending(ChangeType::Cancel)
@@ -325,15 +365,7 @@ impl Subscription {
             replaced.clear_pending_cancellation();
             events.push(removed(change, RemovalReason::Replaced));
         }
-        let mut transition = replaced.cancel_at_or_now(Ending {
-            at,
-            canceled_at: now,
-            reason: request.reason,
-            message,
-            cancellation_request_id: None,
-            requested_by: actor,
-            access: request.access.unwrap_or_default(),
-        })?;
+        let mut transition = replaced.cancel_at_or_now(ending)?;
         events.append(&mut transition.events);
         transition.events = events;
         Ok(transition)

@@ -85,9 +85,10 @@ impl Subscription {
     }
 
     fn check_pending_cancellation(&self) -> Result<(), String> {
+        // Only one way: rows from before the details were kept have none.
         let cancelling = self.status == SubscriptionStatus::Canceled || self.cancel_at.is_some();
-        if cancelling != self.cancellation.is_some() {
-            return Err("cancellation details must be kept exactly while cancelling".into());
+        if self.cancellation.is_some() && !cancelling {
+            return Err("cancellation details kept with no cancellation".into());
         }
         if self.status == SubscriptionStatus::Canceled {
             return Ok(());

@@ -155,7 +155,8 @@ pub async fn live_subscriptions(
 }
 
 /// Anonymises everything personal the customer's other rows hold: note bodies, ticket
-/// subjects and message bodies, cancellation messages; payment methods are detached and
+/// subjects and message bodies, cancellation messages (of requests and of the
+/// subscriptions' cancellation details); payment methods are detached and
 /// lose their gateway token (brand, last4 and expiry stay, as on the invoices' payments).
 /// Invoices, their lines, payments and refunds are not touched. (Stored idempotent
 /// responses are anonymised by the service, which holds the scrubbing rules.)
@@ -175,6 +176,9 @@ pub async fn anonymise_related(
         "UPDATE support_tickets SET subject = $3 WHERE merchant_id = $1 AND customer_id = $2",
         "UPDATE cancellation_requests SET message = NULL, decline_message = NULL
           WHERE merchant_id = $1 AND customer_id = $2 AND $3 IS NOT NULL",
+        "UPDATE subscriptions SET state = jsonb_set(state, '{cancellation,message}', 'null')
+          WHERE merchant_id = $1 AND customer_id = $2 AND $3 IS NOT NULL
+            AND state->'cancellation'->>'message' IS NOT NULL",
     ];
     for sql in statements {
         diesel::sql_query(sql)

@@ -17,7 +17,9 @@ use crate::billing::terms::PlanTerms;
 use crate::ids::{GenerateId, PlanId, SubscriptionId};
 use crate::money::{Currency, Money};
 use crate::policy::PortalPolicy;
-use crate::subscription::{NewSubscription, Subscription, SubscriptionEvent, Transition};
+use crate::subscription::{
+    NewSubscription, Subscription, SubscriptionEvent, SubscriptionStatus, Transition,
+};
 
 fn eur() -> Currency {
     "EUR".parse().unwrap()
@@ -78,6 +80,16 @@ fn checked(t: Transition) -> Transition {
     if let Err(broken) = t.subscription.check_invariants() {
         panic!("invariant broken: {broken}\n{:#?}", t.subscription);
     }
+    // Stricter than the invariant, which stored rows from before the details were kept
+    // would break: every subscription here was made with them, so they are kept exactly
+    // while a cancellation is pending or made.
+    let s = &t.subscription;
+    let cancelling = s.status == SubscriptionStatus::Canceled || s.cancel_at.is_some();
+    assert_eq!(
+        cancelling,
+        s.cancellation.is_some(),
+        "cancellation details kept exactly while cancelling\n{s:#?}"
+    );
     t
 }
 
