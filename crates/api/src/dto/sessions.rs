@@ -35,7 +35,8 @@ pub struct CreateIdentityProvider {
     pub issuer: String,
     /// The `aud` the tokens must carry. A token is routed to the merchant whose issuer
     /// and audience it names, so the pair is unique across Tenure (409 `issuer_taken`),
-    /// and a token naming two registered audiences is refused.
+    /// and a token naming two registered audiences is refused: tokens meant for this
+    /// provider should carry this audience alone.
     pub audience: String,
     /// One of HS256, RS256, ES256, EdDSA.
     pub algorithm: String,
