@@ -12,6 +12,9 @@ use std::process::Command;
 
 use tenure_store::migrate::DatabaseUrl;
 
+/// The name every cluster's directory starts with, under the system's temporary directory.
+const DIR_PREFIX: &str = "tenure-private-pg-";
+
 pub struct PrivateServer {
     bin: PathBuf,
     dir: PathBuf,
@@ -25,26 +28,34 @@ impl PrivateServer {
     pub fn start() -> Self {
         let bin = bin_dir();
         let as_postgres = running_as_root();
-        let dir = std::env::temp_dir().join(format!(
-            "tenure-private-pg-{}",
-            uuid::Uuid::now_v7().simple()
-        ));
+        remove_abandoned(&bin, as_postgres);
+        let dir =
+            std::env::temp_dir().join(format!("{DIR_PREFIX}{}", uuid::Uuid::now_v7().simple()));
         std::fs::create_dir_all(&dir).expect("create the cluster's directory");
-        if as_postgres {
-            run(Command::new("chown").arg("postgres:").arg(&dir));
-        }
-        let server = Self {
+        // Made before anything can fail, so that dropping it cleans up.
+        let mut server = Self {
             bin,
             dir,
             port: free_port(),
             as_postgres,
         };
+        if as_postgres {
+            run(Command::new("chown").arg("postgres:").arg(&server.dir));
+        }
         // `--no-sync` only skips initdb's own final flush; the server runs with fsync on.
         server.pg(
             "initdb",
             &["-D", &server.data(), "-U", "postgres", "-A", "trust"],
             &["--no-sync", "-E", "UTF8", "--locale=C"],
         );
+        // The free port may have been taken meanwhile; a start that fails is tried again
+        // on another.
+        for _ in 0..3 {
+            if server.try_start() {
+                return server;
+            }
+            server.port = free_port();
+        }
         server.start_again();
         server
     }
@@ -69,13 +80,27 @@ impl PrivateServer {
     /// Starts the (stopped) server on the same port and waits until it accepts
     /// connections, crash recovery included.
     pub fn start_again(&self) {
+        run(&mut self.start_command());
+    }
+
+    fn try_start(&self) -> bool {
+        self.start_command()
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    fn start_command(&self) -> Command {
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=60",
             self.port,
             self.dir.display()
         );
-        let log = self.dir.join("server.log");
-        self.pg_ctl(&["start", "-o", &options, "-l", &log.to_string_lossy()]);
+        let log = self.dir.join("server.log").to_string_lossy().into_owned();
+        self.command(
+            "pg_ctl",
+            &["-D", &self.data(), "-w", "-t", "60"],
+            &["start", "-o", &options, "-l", &log],
+        )
     }
 
     fn data(&self) -> String {
@@ -111,6 +136,32 @@ impl Drop for PrivateServer {
             .command("pg_ctl", &["-D", &data], &["stop", "-m", "immediate"])
             .output();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Clusters left by test processes that were killed before they could drop theirs (a
+/// timeout, a SIGKILL): stopped and removed once an hour old, when no test still runs
+/// them.
+fn remove_abandoned(bin: &std::path::Path, as_postgres: bool) {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for entry in entries.flatten() {
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|modified| modified < hour_ago);
+        if !old || !entry.file_name().to_string_lossy().starts_with(DIR_PREFIX) {
+            continue;
+        }
+        let abandoned = PrivateServer {
+            bin: bin.to_owned(),
+            dir: entry.path(),
+            port: 0,
+            as_postgres,
+        };
+        drop(abandoned);
     }
 }
 
