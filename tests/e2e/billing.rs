@@ -84,7 +84,7 @@ pub(crate) async fn invoice(
     .id
 }
 
-pub(crate) async fn attach(app: &TestApp, m: &TestMerchant, customer: &str, token: &str) -> Value {
+async fn attach(app: &TestApp, m: &TestMerchant, customer: &str, token: &str) -> Value {
     app.post(&format!("/v1/customers/{customer}/payment_methods"))
         .bearer(&m.key)
         .json(&json!({"token": token}))

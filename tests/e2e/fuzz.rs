@@ -393,7 +393,12 @@ impl World {
     fn fill(&self, example: &Value) -> Value {
         match example {
             Value::String(s) => {
-                let id = match s.split_once('_').map(|(prefix, _)| prefix) {
+                // Only TypeIDs (a prefix and 26 base32 characters), not enum values such
+                // as `plan_change`.
+                let typeid = s.split_once('_').filter(|(_, suffix)| {
+                    suffix.len() == 26 && suffix.bytes().all(|b| b.is_ascii_alphanumeric())
+                });
+                let id = match typeid.map(|(prefix, _)| prefix) {
                     Some("cus") => &self.customer,
                     Some("prod") => &self.product,
                     Some("plan") => &self.premium,

@@ -295,10 +295,7 @@ async fn a_validly_signed_token_pairing_a_merchant_with_another_merchant_s_custo
     // cancellation request with its ticket; B's customer a subscription.
     let cat_a = crate::lifecycle::catalog(&app, &a, json!({})).await;
     let alice = fixtures::customer(&app, &a, "alice").await;
-    let card = crate::billing::attach(&app, &a, &alice, "pm_card_visa").await["id"]
-        .as_str()
-        .expect("payment method id")
-        .to_owned();
+    let card = fixtures::attach_card(&app, &a, &alice, "pm_card_visa").await;
     let alice_subs = subscriptions(&app, &a, &alice, &cat_a.base, 2).await;
     let alice_sub = &alice_subs[0];
     let alice_token = fixtures::session(&app, &a, &alice).await;
@@ -779,7 +776,7 @@ async fn hostile_strings_in_every_text_field_are_refused_or_kept_verbatim() {
         .collect();
     let to_cancel = subs[..hostile_count].to_vec();
     let merchant_canceled = subs[2 * hostile_count + 1].clone();
-    crate::billing::attach(&app, &m, &customer, "pm_card_visa").await;
+    fixtures::attach_card(&app, &m, &customer, "pm_card_visa").await;
     let invoice = crate::billing::invoice(&app, &m, &customer, 100_000).await;
     assert_eq!(crate::billing::pay(&app, &m, invoice).await.0, "succeeded");
     let offer = app
