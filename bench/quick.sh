@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # A quick loop for comparing two builds step by step, against the database bench/run.sh
 # seeded (run `bench/run.sh --seed-only` once). For each scenario it serves the given
-# binary (one HTTP worker unless HTTP_WORKERS says otherwise, pool 16), runs wrk and
-# prints wrk's summary with the CPU time the server and PostgreSQL spent per request
-# (utime + stime from /proc over the requests served), in microseconds.
+# binary (one HTTP worker unless HTTP_WORKERS says otherwise, pool 16 unless POOL_SIZE
+# does), runs wrk and prints wrk's summary with the CPU time the server and PostgreSQL
+# spent per request (utime + stime from /proc over the requests served), in microseconds.
 #
 #   bench/quick.sh BIN SECONDS CONNECTIONS SCENARIO...
 #   scenarios: read status customer created write (write: pause/resume on the next
@@ -27,7 +27,7 @@ export BENCH_MERCHANT_KEY
 SAMPLE="$WORK/data/portal-sample.txt"
 [ -f "$SAMPLE" ] || shuf -n 10000 --random-source=<(yes) "$WORK/data/portal.txt" >"$SAMPLE"
 
-TENURE_HTTP_WORKERS=${HTTP_WORKERS:-1} TENURE_POOL_SIZE=16 "$BIN" serve \
+TENURE_HTTP_WORKERS=${HTTP_WORKERS:-1} TENURE_POOL_SIZE=${POOL_SIZE:-16} "$BIN" serve \
   --bind "127.0.0.1:$PORT" --no-workers >"$WORK/quick-server.log" 2>&1 &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT
