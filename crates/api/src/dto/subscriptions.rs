@@ -20,6 +20,26 @@ use utoipa::{IntoParams, ToSchema};
 use super::MoneyDto;
 use super::catalog::{CancellationModeDto, IntervalDto};
 
+/// Who asked for a change: the subscriber, the merchant, or Tenure itself (a scheduled
+/// change applied by the engine, dunning that ends in cancellation).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ActorDto {
+    Customer,
+    Merchant,
+    System,
+}
+
+impl From<Actor> for ActorDto {
+    fn from(a: Actor) -> Self {
+        match a {
+            Actor::Customer => Self::Customer,
+            Actor::Merchant => Self::Merchant,
+            Actor::System => Self::System,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum SubscriptionStatusDto {
@@ -160,8 +180,8 @@ pub struct PauseDto {
     /// The end of the period paid before the pause; access continues until then.
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub paid_through: DateTime<Utc>,
-    /// `customer` or `merchant`: a customer may resume only their own pause.
-    pub requested_by: String,
+    /// A customer may resume only their own pause.
+    pub requested_by: ActorDto,
 }
 
 impl From<&ActivePause> for PauseDto {
@@ -172,7 +192,7 @@ impl From<&ActivePause> for PauseDto {
             on_resume: p.on_resume.into(),
             keep_access: p.keep_access,
             paid_through: p.paid_through,
-            requested_by: p.requested_by.as_str().to_owned(),
+            requested_by: p.requested_by.into(),
         }
     }
 }
@@ -187,8 +207,7 @@ pub struct CancellationDetailsDto {
     pub reason: Option<CancellationReasonDto>,
     /// The message given with the cancellation (trimmed), if any.
     pub message: Option<String>,
-    /// `customer`, `merchant` or `system` (dunning that ends in cancellation).
-    pub requested_by: String,
+    pub requested_by: ActorDto,
 }
 
 /// A change that will happen to the subscription.
@@ -204,7 +223,7 @@ pub struct ScheduledChangeDto {
     pub change_type: String,
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub due_at: DateTime<Utc>,
-    pub requested_by: String,
+    pub requested_by: ActorDto,
     /// What the change does: for `pause` its `resumes_at`, `ends` and `on_resume`; for
     /// `cancel` the `reason`, `cancellation_request_id` and `access`; for `plan_change`
     /// the new `plan_id`, `price` and cadence; nothing for `resume`.
@@ -393,7 +412,7 @@ impl SubscriptionDto {
                 .map(|c| CancellationDetailsDto {
                     reason: c.reason.map(Into::into),
                     message: c.message.clone(),
-                    requested_by: c.requested_by.as_str().to_owned(),
+                    requested_by: c.requested_by.into(),
                 }),
             pause: sub.pause.as_ref().map(PauseDto::from),
             scheduled_changes: sub
@@ -403,7 +422,7 @@ impl SubscriptionDto {
                     id: c.id.to_string(),
                     change_type: c.kind.change_type().as_str().to_owned(),
                     due_at: c.due_at,
-                    requested_by: c.requested_by.as_str().to_owned(),
+                    requested_by: c.requested_by.into(),
                     details: details(c),
                     removable: sub.check_can_remove_scheduled_change(c.id, actor).is_ok(),
                 })
