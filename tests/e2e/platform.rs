@@ -4,6 +4,8 @@
 use serde_json::json;
 use tenure_e2e::{TestApp, TestDb};
 
+use crate::fixtures;
+
 #[actix_web::test]
 async fn malformed_bodies_are_problems_never_500() {
     let app = TestApp::new().await;
@@ -119,6 +121,77 @@ async fn unknown_routes_and_methods_are_problems() {
         .send()
         .await
         .expect_problem(404, "resource_missing");
+}
+
+/// A query parameter an operation does not document is refused by name, never ignored:
+/// a misspelt filter would otherwise answer the unfiltered list as if it were filtered.
+#[actix_web::test]
+async fn unknown_query_parameters_are_refused_by_name() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let customer = fixtures::customer(&app, &m, "q").await;
+    let token = fixtures::session(&app, &m, &customer).await;
+
+    // Stripe's name for the filter, where Tenure's is `customer_id`.
+    let res = app
+        .get(&format!("/v1/invoices?customer={customer}&limit=5"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect_problem(422, "validation_failed");
+    assert_eq!(res.body["errors"][0]["field"], "customer");
+    let message = res.body["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("customer_id"), "{message}");
+    assert!(message.contains("starting_after"), "{message}");
+    app.get(&format!("/v1/invoices?customer_id={customer}&limit=5"))
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200);
+
+    // Before the credential is looked at, and on routes that take no query at all.
+    for (path, credential) in [
+        (
+            "/v1/customers?expand=subscriptions".to_owned(),
+            m.key.as_str(),
+        ),
+        (format!("/v1/customers/{customer}?expand=x"), m.key.as_str()),
+        (
+            "/v1/portal/subscriptions?customer_id=x".to_owned(),
+            token.as_str(),
+        ),
+        ("/v1/portal/me?debug=1".to_owned(), "not-a-credential"),
+    ] {
+        let res = app
+            .get(&path)
+            .bearer(credential)
+            .send()
+            .await
+            .expect_problem(422, "validation_failed");
+        let field = res.body["errors"][0]["field"].as_str().unwrap();
+        assert!(path.contains(&format!("?{field}=")), "{path}: {field}");
+    }
+    let res = app
+        .post("/v1/customers?dry_run=true")
+        .bearer(&m.key)
+        .json(&json!({"external_id": "never"}))
+        .send()
+        .await
+        .expect_problem(422, "validation_failed");
+    assert_eq!(
+        res.body["errors"][0]["message"],
+        "is not a query parameter here: this operation takes no query parameters"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM customers WHERE external_id = 'never'")
+            .await,
+        0
+    );
+    // Unknown routes stay 404, whatever their query.
+    app.get("/v1/nothing-here?x=1")
+        .send()
+        .await
+        .expect_problem(404, "route_not_found");
 }
 
 #[actix_web::test]

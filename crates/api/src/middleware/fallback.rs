@@ -1,10 +1,12 @@
 //! Unknown routes answer 404 and known routes with the wrong method answer 405 with an
 //! `Allow` header, both as problem+json. The route table comes from the OpenAPI document,
-//! which is collected from the handlers themselves, so it cannot drift from them.
+//! which is collected from the handlers themselves, so it cannot drift from them; it also
+//! tells which operations take a body and which query parameters each documents.
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
-use utoipa::openapi::OpenApi;
+use utoipa::openapi::path::ParameterIn;
+use utoipa::openapi::{OpenApi, RefOr};
 
 use crate::error::ApiError;
 
@@ -13,8 +15,14 @@ pub struct RouteTable {
     routes: Vec<(Vec<Segment>, Vec<Method>)>,
 }
 
-/// A method served at a route, and whether its operation takes a request body.
-type Method = (&'static str, bool);
+/// A method served at a route, as its operation is documented.
+#[derive(Debug, Clone)]
+struct Method {
+    name: &'static str,
+    takes_body: bool,
+    /// The names of its query parameters.
+    query: Vec<String>,
+}
 
 #[derive(Debug, Clone, PartialEq)]
 enum Segment {
@@ -49,7 +57,22 @@ impl RouteTable {
                     (&item.delete, "DELETE"),
                 ] {
                     if let Some(operation) = operation {
-                        methods.push((name, operation.request_body.is_some()));
+                        let query = operation
+                            .parameters
+                            .iter()
+                            .flatten()
+                            .filter_map(|p| match p {
+                                RefOr::T(p) if p.parameter_in == ParameterIn::Query => {
+                                    Some(p.name.clone())
+                                }
+                                _ => None,
+                            })
+                            .collect();
+                        methods.push(Method {
+                            name,
+                            takes_body: operation.request_body.is_some(),
+                            query,
+                        });
                     }
                 }
                 (segments, methods)
@@ -76,7 +99,7 @@ impl RouteTable {
         let mut matched = false;
         for methods in self.matching(path) {
             matched = true;
-            allowed.extend(methods.iter().map(|(name, _)| *name));
+            allowed.extend(methods.iter().map(|m| m.name));
         }
         matched.then_some(allowed)
     }
@@ -84,17 +107,48 @@ impl RouteTable {
     /// Whether `method` on `path` is a documented operation that takes no request body.
     pub fn takes_no_body(&self, method: &str, path: &str) -> bool {
         let mut found = false;
-        for methods in self.matching(path) {
-            for (name, body) in methods {
-                if *name == method {
-                    if *body {
-                        return false;
-                    }
-                    found = true;
-                }
+        for m in self.operations(method, path) {
+            if m.takes_body {
+                return false;
             }
+            found = true;
         }
         found
+    }
+
+    /// The first parameter of `query` that `method` on `path` does not document, with
+    /// the ones it does (sorted); `None` when every one is known, or when no documented
+    /// operation matches (the 404 or 405 comes later).
+    pub fn unknown_query_parameter(
+        &self,
+        method: &str,
+        path: &str,
+        query: &str,
+    ) -> Option<(String, Vec<String>)> {
+        let mut known: Vec<&str> = Vec::new();
+        let mut documented = false;
+        for m in self.operations(method, path) {
+            documented = true;
+            known.extend(m.query.iter().map(String::as_str));
+        }
+        if !documented {
+            return None;
+        }
+        let unknown = form_urlencoded::parse(query.as_bytes())
+            .map(|(name, _)| name)
+            .find(|name| !known.contains(&name.as_ref()))?;
+        known.sort_unstable();
+        known.dedup();
+        Some((
+            unknown.into_owned(),
+            known.into_iter().map(str::to_owned).collect(),
+        ))
+    }
+
+    fn operations<'a>(&'a self, method: &'a str, path: &str) -> impl Iterator<Item = &'a Method> {
+        self.matching(path)
+            .flatten()
+            .filter(move |m| m.name == method)
     }
 }
 

@@ -3,6 +3,10 @@
 //!
 //! - A query string with an encoded NUL (`%00`): PostgreSQL text cannot hold it, so it
 //!   could only ever fail, deep inside a query. 422 `validation_failed` on `query`.
+//! - A query parameter the operation does not document (a misspelt or foreign filter such
+//!   as `customer=` for `customer_id=`): ignoring it would answer an unfiltered list as if
+//!   it were filtered. 422 `validation_failed` naming the parameter, with the ones the
+//!   operation takes.
 //! - Oversized request bodies: a declared `Content-Length` above [`MAX_BODY_BYTES`] is
 //!   answered 413 at once, without reading a byte of the body. Bodies without a length
 //!   (chunked, or HTTP/2 streams) are capped as they stream in: the JSON extractor and
@@ -36,6 +40,22 @@ pub async fn input_limits(
             message: "must not contain the NUL character (%00)".to_owned(),
         }])));
     }
+    let table = req.app_data::<web::Data<RouteTable>>().cloned();
+    if !req.query_string().is_empty()
+        && let Some((unknown, known)) = table.as_ref().and_then(|t| {
+            t.unknown_query_parameter(req.method().as_str(), req.path(), req.query_string())
+        })
+    {
+        let expected = if known.is_empty() {
+            "this operation takes no query parameters".to_owned()
+        } else {
+            format!("this operation takes {}", known.join(", "))
+        };
+        return Ok(req.error_response(ApiError::Validation(vec![FieldError {
+            field: unknown,
+            message: format!("is not a query parameter here: {expected}"),
+        }])));
+    }
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -44,9 +64,7 @@ pub async fn input_limits(
     if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
         return Ok(req.error_response(too_large()));
     }
-    let no_body = req
-        .app_data::<web::Data<RouteTable>>()
-        .is_some_and(|table| table.takes_no_body(req.method().as_str(), req.path()));
+    let no_body = table.is_some_and(|table| table.takes_no_body(req.method().as_str(), req.path()));
     if no_body && declared.is_none_or(|len| len > 0) {
         // Nothing will read this body; make sure it is not a way around the limit.
         let mut payload = req.take_payload();
