@@ -110,13 +110,63 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
                 format!("the request body is not valid JSON: {inner}"),
             )
         } else {
-            let field = if path == "." { "body".to_owned() } else { path };
-            ApiError::Validation(vec![FieldError {
-                field,
-                message: strip_position(&inner.to_string()),
-            }])
+            let (field, message) = located(&path, &strip_position(&inner.to_string()));
+            ApiError::Validation(vec![FieldError { field, message }])
         }
     })
+}
+
+/// The field a shape error is about and what to do about it, in the caller's terms. A
+/// missing field is reported at the object that should hold it (`.` for the body itself)
+/// with its name in the message; and serde names the expected Rust type (`struct
+/// MoneyDto`, `i64`), which means nothing to a caller.
+fn located(path: &str, message: &str) -> (String, String) {
+    let within = |name: &str| match path {
+        "." => name.to_owned(),
+        _ => format!("{path}.{name}"),
+    };
+    let quoted = |rest: &str| rest.split('`').next().unwrap_or_default().to_owned();
+    if let Some(rest) = message.strip_prefix("missing field `") {
+        return (within(&quoted(rest)), "is required".to_owned());
+    }
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let name = quoted(rest);
+        let known = rest
+            .split_once(", expected ")
+            .map(|(_, expected)| format!("; expected {}", expected.replace('`', "")))
+            .unwrap_or_default();
+        // The path already ends with the unknown key.
+        let field = if path == "." { name } else { path.to_owned() };
+        return (field, format!("is not a known field{known}"));
+    }
+    let field = if path == "." {
+        "body".to_owned()
+    } else {
+        path.to_owned()
+    };
+    (field, plain_types(message))
+}
+
+/// `expected struct MoneyDto` → `expected an object`; `expected i64` → `expected an
+/// integer`, and so on for the other names serde gives Rust types.
+fn plain_types(message: &str) -> String {
+    let Some((head, expected)) = message.split_once("expected ") else {
+        return message.to_owned();
+    };
+    let plain = if expected.starts_with("struct ") || expected.starts_with("a map") {
+        "an object"
+    } else if [
+        "i8", "i16", "i32", "i64", "u8", "u16", "u32", "u64", "usize", "isize",
+    ]
+    .contains(&expected)
+    {
+        "an integer"
+    } else if ["f32", "f64"].contains(&expected) {
+        "a number"
+    } else {
+        return message.to_owned();
+    };
+    format!("{head}expected {plain}")
 }
 
 /// Refuses a body that contains anything that looks like a card number.
@@ -231,6 +281,62 @@ mod tests {
         };
         assert_eq!(errors[0].field, "price.amount");
         assert!(!errors[0].message.contains("line"));
+    }
+
+    #[test]
+    fn missing_and_unknown_fields_are_named_and_types_are_plain() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Create {
+            plan_id: String,
+            price: Money,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Money {
+            amount: i64,
+            currency: String,
+        }
+        let error = |body: &str| {
+            let Err(ApiError::Validation(errors)) = parse_json::<Create>(body.as_bytes()) else {
+                panic!("{body}: expected a validation error");
+            };
+            (errors[0].field.clone(), errors[0].message.clone())
+        };
+        let price = r#""price": {"amount": 1, "currency": "EUR"}"#;
+        assert_eq!(
+            error(&format!("{{{price}}}")),
+            ("plan_id".into(), "is required".into())
+        );
+        assert_eq!(
+            error(r#"{"plan_id": "p", "price": {"amount": 1}}"#),
+            ("price.currency".into(), "is required".into())
+        );
+        let (field, message) = error(&format!(r#"{{"plan_id": "p", {price}, "plan": 1}}"#));
+        assert_eq!(field, "plan");
+        assert_eq!(message, "is not a known field; expected plan_id or price");
+        assert_eq!(
+            error(r#"{"plan_id": "p", "price": 5}"#),
+            (
+                "price".into(),
+                "invalid type: integer `5`, expected an object".into()
+            )
+        );
+        assert_eq!(
+            error(r#"{"plan_id": "p", "price": {"amount": "1", "currency": "EUR"}}"#),
+            (
+                "price.amount".into(),
+                "invalid type: string \"1\", expected an integer".into()
+            )
+        );
+        let (field, message) = error("[]");
+        assert_eq!(field, "body");
+        assert!(
+            !message.contains("struct") && !message.contains("Create"),
+            "{message}"
+        );
     }
 
     #[test]
