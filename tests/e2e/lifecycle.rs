@@ -1729,3 +1729,58 @@ async fn a_cancellation_keeps_who_cancelled_and_why() {
     assert_eq!(portal["status"], "canceled");
     assert_eq!(portal["cancellation_details"], their_words);
 }
+
+/// A customer reads their own cancellation request and its ticket one by one (after the
+/// cancel answered them), and nobody else's.
+#[actix_web::test]
+async fn customers_read_their_own_request_and_ticket() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let (_, token, sub) =
+        signed_in_subscriber(&app, &m, json!({"notice_period_days": 30}), "reader").await;
+    let (_, other_token, _) = signed_in_subscriber(&app, &m, json!({}), "other").await;
+    let asked = app
+        .post(&format!("/v1/portal/subscriptions/{sub}/cancel"))
+        .bearer(&token)
+        .json(&json!({"reason": "unused", "message": "Please confirm by mail"}))
+        .send()
+        .await
+        .expect(200);
+    let request = asked.body["cancellation_request"]["id"].as_str().unwrap();
+    let ticket = asked.body["cancellation_request"]["ticket_id"]
+        .as_str()
+        .unwrap();
+
+    let read = app
+        .get_ok(
+            &format!("/v1/portal/cancellation_requests/{request}"),
+            &token,
+        )
+        .await;
+    assert_eq!(read, asked.body["cancellation_request"]);
+    let read = app
+        .get_ok(&format!("/v1/portal/support_tickets/{ticket}"), &token)
+        .await;
+    assert_eq!(read["id"], ticket);
+    assert_eq!(read["status"], "open");
+    let bodies: Vec<&str> = read["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|msg| msg["body"].as_str())
+        .collect();
+    assert!(
+        bodies.iter().any(|b| b.contains("Please confirm by mail")),
+        "{bodies:?}"
+    );
+    for path in [
+        format!("/v1/portal/cancellation_requests/{request}"),
+        format!("/v1/portal/support_tickets/{ticket}"),
+    ] {
+        app.get(&path)
+            .bearer(&other_token)
+            .send()
+            .await
+            .expect_problem(404, "resource_missing");
+    }
+}

@@ -31,7 +31,9 @@ pub fn configure(cfg: &mut ServiceConfig) {
 
 /// The routes of the `/v1/portal` scope (customer session tokens).
 pub fn configure_portal(cfg: &mut ServiceConfig) {
-    cfg.service(portal_list_tickets)
+    cfg.service(portal_get_request)
+        .service(portal_list_tickets)
+        .service(portal_get_ticket)
         .service(portal_reply_to_ticket);
 }
 
@@ -68,7 +70,7 @@ async fn get_request(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<CancellationRequestTag>(&id, "cancellation_request")?;
-    let request = svc::get_request(&state, auth.0, id).await?;
+    let request = svc::get_request(&state, Caller::merchant(auth.0), id).await?;
     Ok(HttpResponse::Ok().json(CancellationRequestDto::from(&request)))
 }
 
@@ -214,6 +216,36 @@ async fn portal_list_tickets(
         |t| SupportTicketDto::render(&t, Some(&messages)),
         |t| t.id.to_string(),
     )))
+}
+
+/// One of the customer's cancellation requests (as `cancel` answered it, now).
+#[utoipa::path(tag = "Portal", params(("id" = String, Path, description = "Cancellation request id (creq_…)")),
+    responses((status = 200, description = "The request", body = CancellationRequestDto)))]
+#[get("/cancellation_requests/{id}")]
+async fn portal_get_request(
+    state: web::Data<AppState>,
+    auth: CustomerAuth,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id = parse_id::<CancellationRequestTag>(&id, "cancellation_request")?;
+    let caller = Caller::customer(auth.merchant, auth.customer);
+    let request = svc::get_request(&state, caller, id).await?;
+    Ok(HttpResponse::Ok().json(CancellationRequestDto::from(&request)))
+}
+
+/// One of the customer's support tickets with its messages.
+#[utoipa::path(tag = "Portal", params(("id" = String, Path, description = "Ticket id (tkt_…)")),
+    responses((status = 200, description = "The ticket", body = SupportTicketDto)))]
+#[get("/support_tickets/{id}")]
+async fn portal_get_ticket(
+    state: web::Data<AppState>,
+    auth: CustomerAuth,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id = parse_id::<TicketTag>(&id, "support_ticket")?;
+    let caller = Caller::customer(auth.merchant, auth.customer);
+    let (ticket, messages) = svc::get_ticket(&state, caller, id).await?;
+    Ok(HttpResponse::Ok().json(SupportTicketDto::render(&ticket, Some(&messages))))
 }
 
 /// Reply on one of the customer's tickets; a resolved ticket reopens.

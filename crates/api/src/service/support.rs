@@ -28,13 +28,17 @@ pub async fn list_requests(
 
 pub async fn get_request(
     state: &AppState,
-    merchant: MerchantId,
+    caller: Caller,
     id: CancellationRequestId,
 ) -> ApiResult<CancellationRequest> {
     let mut conn = state.db.conn().await?;
-    repo::get_request(&mut conn, merchant, id, false)
+    let request = repo::get_request(&mut conn, caller.merchant, id, false)
         .await
-        .map_err(ApiError::from_store("cancellation_request"))
+        .map_err(ApiError::from_store("cancellation_request"))?;
+    if caller.customer.is_some_and(|c| c != request.customer_id) {
+        return Err(ApiError::NotFound("cancellation_request"));
+    }
+    Ok(request)
 }
 
 /// Tickets, with their messages when `with_messages`.
