@@ -1143,3 +1143,21 @@ async fn a_crashed_worker_s_delivery_is_sent_after_its_lease_and_slow_receivers_
     );
     assert!(slow["latency_ms"].as_u64().unwrap() >= 10_000);
 }
+
+/// The events list refuses a type it does not know, as endpoints' `enabled_events` do:
+/// a misspelt filter must not read as "no such events".
+#[actix_web::test]
+async fn the_events_list_refuses_unknown_types() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    fixtures::customer(&app, &m, "c").await;
+    let res = app
+        .get("/v1/events?type=customer.create")
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect_problem(422, "validation_failed");
+    assert_eq!(res.body["errors"][0]["field"], "type");
+    let listed = app.get_ok("/v1/events?type=customer.created", &m.key).await;
+    assert_eq!(listed["data"].as_array().unwrap().len(), 1);
+}

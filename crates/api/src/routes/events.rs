@@ -88,6 +88,15 @@ async fn list_events(
 ) -> ApiResult<HttpResponse> {
     let page = page.page::<EventTag>()?;
     let filter = filter.into_inner();
+    // As endpoints' `enabled_events` are checked: a misspelt type must not read as "none".
+    if let Some(event_type) = &filter.event_type
+        && !tenure_domain::webhooks::EVENT_TYPES.contains(&event_type.as_str())
+    {
+        return Err(ApiError::field(
+            "type",
+            "is not a known event type (see docs/events.md)",
+        ));
+    }
     let filter = EventFilter {
         event_type: filter.event_type,
         resource_id: filter.resource_id,
