@@ -42,6 +42,43 @@ async fn same_key_same_body_replays_the_first_response() {
 }
 
 #[actix_web::test]
+async fn a_json_body_is_compared_by_value_not_by_bytes() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let post = |body: &'static str| {
+        app.post("/v1/customers")
+            .bearer(&m.key)
+            .header("idempotency-key", "reserialised")
+            .raw("application/json", body)
+    };
+    let first =
+        post(r#"{"external_id":"c1","email":"c1@example.com","metadata":{"a":"1","b":"2"}}"#)
+            .send()
+            .await
+            .expect(201);
+    assert_eq!(first.header("idempotent-replayed"), None);
+
+    // A client re-serialising on retry: other whitespace, other key order, nested too.
+    let retry = post(
+        "{ \"metadata\": {\"b\": \"2\", \"a\": \"1\"},\n  \"email\": \"c1@example.com\", \"external_id\" : \"c1\" }",
+    )
+    .send()
+    .await
+    .expect(201);
+    assert_eq!(retry.header("idempotent-replayed"), Some("true"));
+    assert_eq!(retry.body, first.body);
+    assert_eq!(retry.header("etag"), first.header("etag"));
+    assert_eq!(app.count("SELECT count(*) AS n FROM customers").await, 1);
+
+    // Another value under the same keys is another request.
+    post(r#"{"external_id":"c1","email":"c1@example.com","metadata":{"a":"1","b":"3"}}"#)
+        .send()
+        .await
+        .expect_problem(422, "idempotency_key_reused");
+    assert_eq!(app.count("SELECT count(*) AS n FROM customers").await, 1);
+}
+
+#[actix_web::test]
 async fn keys_are_scoped_to_the_caller() {
     let app = TestApp::new().await;
     let a = app.merchant("A").await;

@@ -1,8 +1,8 @@
 //! `Idempotency-Key` on POST (Stripe semantics, IETF draft): the first request with a key
 //! runs and its response is stored; a retry with the same key and body gets that response
-//! again with `Idempotent-Replayed: true`; the same key with another body is 422
-//! `idempotency_key_reused`; a duplicate arriving while the first runs is 409
-//! `idempotency_key_in_use`. Keys are scoped to the caller and kept 24 hours.
+//! again with `Idempotent-Replayed: true` (a JSON body is compared by value, not bytes);
+//! the same key with another body is 422 `idempotency_key_reused`; a duplicate arriving
+//! while the first runs is 409 `idempotency_key_in_use`. Keys are scoped to the caller and kept 24 hours.
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
@@ -99,15 +99,68 @@ async fn read_body(req: &mut ServiceRequest) -> Result<web::Bytes, ApiError> {
     crate::extract::read_capped(req.take_payload()).await
 }
 
-/// Identifies "the same request": method, path, query and body.
+/// Identifies "the same request": method, path, query and body, a JSON body by its value
+/// so that a client re-serialising on retry (other whitespace, other key order) still gets
+/// its replay, as Stripe compares parameters rather than bytes.
+///
+/// Fingerprints stored before bodies were canonicalised differ for any body that was not
+/// already compact with sorted keys. That is harmless: keys live 24 hours, and such a
+/// retry is refused with 422 `idempotency_key_reused`, never run twice.
 fn request_hash(req: &ServiceRequest, body: &[u8]) -> Vec<u8> {
     let mut hasher = Sha256::new();
     for part in [req.method().as_str(), req.path(), req.query_string()] {
         hasher.update(part.as_bytes());
         hasher.update([0]);
     }
-    hasher.update(body);
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        // Canonical JSON is itself valid JSON, so it never collides with a raw body
+        // that is not.
+        Ok(value) => {
+            let mut canonical = Vec::with_capacity(body.len());
+            write_canonical(&value, &mut canonical);
+            hasher.update(&canonical);
+        }
+        Err(_) => hasher.update(body),
+    }
     hasher.finalize().to_vec()
+}
+
+/// Compact JSON with every object's keys sorted. Sorted here rather than trusting
+/// `serde_json::Map`'s order, which becomes insertion order wherever any crate in the
+/// build enables serde_json's `preserve_order`.
+fn write_canonical(value: &serde_json::Value, out: &mut Vec<u8>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            out.push(b'{');
+            for (i, (key, value)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_scalar(&serde_json::Value::String(key.clone()), out);
+                out.push(b':');
+                write_canonical(value, out);
+            }
+            out.push(b'}');
+        }
+        serde_json::Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(b']');
+        }
+        scalar => write_scalar(scalar, out),
+    }
+}
+
+fn write_scalar(value: &serde_json::Value, out: &mut Vec<u8>) {
+    // Writing a string, number, bool or null into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, value);
 }
 
 fn replay(stored: &StoredResponse) -> HttpResponse {
