@@ -269,6 +269,148 @@ fn every_operation_documents_problem_responses_and_examples() {
     }
 }
 
+/// Every operation the document says honours If-Match answers a stale tag with 412, and
+/// every GET it says sends an ETag does; the operations are read from the document so
+/// that one added to `tenure_api::openapi::VERSIONED` is exercised here (or fails here
+/// until it is given ids and a body below).
+#[actix_web::test]
+async fn documented_preconditions_are_honoured() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let product =
+        fixtures::product(&app, &m, json!({"allow_pause": true, "allow_cancel": true})).await;
+    let plan = fixtures::plan(&app, &m, &product, 1000).await;
+    let other_plan = fixtures::plan(&app, &m, &product, 2000).await;
+    let customer = fixtures::customer(&app, &m, "c1").await;
+    let token = fixtures::session(&app, &m, &customer).await;
+    let sub = fixtures::subscribe(&app, &m, &customer, &plan).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let paused = app
+        .post(&format!("/v1/subscriptions/{sub}/pause"))
+        .bearer(&m.key)
+        .json(&json!({"start": {"type": "period_end"}}))
+        .send()
+        .await
+        .expect(200);
+    let change = paused.body["scheduled_changes"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let endpoint = app
+        .post("/v1/webhook_endpoints")
+        .bearer(&m.key)
+        .json(&json!({"url": "https://example.com/hooks", "enabled_events": ["*"]}))
+        .send()
+        .await
+        .expect(201)
+        .id();
+    let offer = app
+        .post("/v1/retention_offers")
+        .bearer(&m.key)
+        .json(&json!({"name": "Half off", "priority": 1,
+            "kind": {"type": "discount_percent", "percent": 50, "cycles": 1}}))
+        .send()
+        .await
+        .expect(201)
+        .id();
+    let id_of = |path: &str| {
+        let collection = path
+            .strip_prefix("/v1/portal")
+            .or_else(|| path.strip_prefix("/v1"))
+            .and_then(|rest| rest.split('/').nth(1));
+        let id = match collection {
+            Some("products") => product.clone(),
+            Some("plans") => plan.clone(),
+            Some("customers") => customer.clone(),
+            Some("subscriptions") => sub.clone(),
+            Some("webhook_endpoints") => endpoint.clone(),
+            Some("retention_offers") => offer.clone(),
+            _ => return None,
+        };
+        let path = path.replace("{id}", &id).replace("{change_id}", &change);
+        (!path.contains('{')).then_some(path)
+    };
+    let body_of = |path: &str| match path.rsplit('/').next() {
+        Some("pause") => Some(json!({"start": {"type": "period_end"}})),
+        Some("cancel") => Some(json!({"reason": "too_expensive"})),
+        Some("change_plan") => Some(json!({"plan_id": other_plan})),
+        Some("resume" | "{change_id}") => None,
+        _ => Some(json!({})),
+    };
+
+    let spec: serde_json::Value =
+        serde_json::from_str(&tenure_api::openapi_document().to_json().unwrap()).unwrap();
+    let (mut conditional, mut tagged) = (0, 0);
+    let mut unconditional = Vec::new();
+    for (template, item) in spec["paths"].as_object().unwrap() {
+        let path = || {
+            id_of(template)
+                .unwrap_or_else(|| panic!("no fixture for {template}: add one to this test"))
+        };
+        let credential = if template.starts_with("/v1/portal/") {
+            &token
+        } else {
+            &m.key
+        };
+        for (method, op) in item.as_object().unwrap() {
+            let params = op["parameters"].as_array().cloned().unwrap_or_default();
+            let honours_if_match = params
+                .iter()
+                .any(|p| p["$ref"] == "#/components/parameters/IfMatch");
+            if honours_if_match {
+                let method: actix_web::http::Method = method.to_uppercase().parse().unwrap();
+                let mut req = app
+                    .request(method.clone(), &path())
+                    .bearer(credential)
+                    .header("if-match", "\"stale\"");
+                if let Some(body) = body_of(template) {
+                    req = req.json(&body);
+                }
+                let res = req.send().await;
+                assert_eq!(
+                    res.status, 412,
+                    "{method} {template} with a stale If-Match: {}",
+                    res.body
+                );
+                assert_eq!(res.body["code"], "precondition_failed");
+                conditional += 1;
+            } else if method != "get"
+                && let Some(path) = id_of(template)
+            {
+                unconditional.push((method.to_uppercase(), template.clone(), path, credential));
+            }
+            let sends_etag = op["responses"]["200"]["headers"]["ETag"].is_object();
+            if method == "get" && sends_etag {
+                let res = app.get(&path()).bearer(credential).send().await.expect(200);
+                let etag = res.header("etag").unwrap_or_default();
+                assert!(etag.starts_with('"'), "GET {template} sent no ETag");
+                tagged += 1;
+            }
+        }
+    }
+
+    // And the other way round: a change the document does not mark If-Match ignores a
+    // stale one (any answer but 412; one whose body is refused first proves nothing).
+    assert!(unconditional.len() > 10);
+    for (method, template, path, credential) in unconditional {
+        let mut req = app
+            .request(method.parse().unwrap(), &path)
+            .bearer(credential)
+            .header("if-match", "\"stale\"");
+        if let Some(body) = body_of(&template) {
+            req = req.json(&body);
+        }
+        let res = req.send().await;
+        assert_ne!(
+            res.status, 412,
+            "{method} {template} honours If-Match but the document does not say so"
+        );
+    }
+    assert_eq!((conditional, tagged), (15, 7));
+}
+
 #[actix_web::test]
 async fn migrations_go_up_down_and_up_again() {
     let db = TestDb::new().await;

@@ -1,9 +1,11 @@
 //! The OpenAPI document, collected from the handlers by utoipa-actix-web and finished
 //! here with what every operation shares: security, and problem+json error responses.
 
-use utoipa::OpenApi;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::{HttpMethod, Operation, ParameterBuilder, ParameterIn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, RefOr, Required, ResponseBuilder, Type};
+use utoipa::{Modify, OpenApi};
 
 use crate::error::{FieldError, Problem};
 
@@ -140,5 +142,228 @@ pub fn finish(mut api: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
             }
         }
     }
+    HttpHeaders.modify(&mut api);
     api
+}
+
+/// Operations whose resource carries a version: they answer with its `ETag`, and those
+/// marked `IF_MATCH` change it only if `If-Match` names the current one (412 otherwise).
+/// Method and path as in the document; `every_versioned_operation_exists` keeps this list
+/// honest, and the e2e test `platform::documented_preconditions_are_honoured` checks that
+/// each If-Match operation answers a stale tag with 412 and each GET sends its ETag.
+pub const VERSIONED: &[(&str, &str, Precondition)] = &[
+    ("post", "/v1/products", ETAG),
+    ("get", "/v1/products/{id}", ETAG),
+    ("patch", "/v1/products/{id}", IF_MATCH),
+    ("post", "/v1/products/{id}/archive", ETAG),
+    ("post", "/v1/plans", ETAG),
+    ("get", "/v1/plans/{id}", ETAG),
+    ("patch", "/v1/plans/{id}", IF_MATCH),
+    ("post", "/v1/plans/{id}/archive", ETAG),
+    ("post", "/v1/customers", ETAG),
+    ("get", "/v1/customers/{id}", ETAG),
+    ("patch", "/v1/customers/{id}", IF_MATCH),
+    ("post", "/v1/customers/{id}/erase", ETAG),
+    ("post", "/v1/customers/{id}/tags", ETAG),
+    ("delete", "/v1/customers/{id}/tags/{tag}", ETAG),
+    ("post", "/v1/webhook_endpoints", ETAG),
+    ("get", "/v1/webhook_endpoints/{id}", ETAG),
+    ("patch", "/v1/webhook_endpoints/{id}", IF_MATCH),
+    ("post", "/v1/webhook_endpoints/{id}/rotate_secret", ETAG),
+    ("post", "/v1/retention_offers", ETAG),
+    ("get", "/v1/retention_offers/{id}", ETAG),
+    ("patch", "/v1/retention_offers/{id}", IF_MATCH),
+    ("delete", "/v1/retention_offers/{id}", ETAG),
+    ("post", "/v1/subscriptions", ETAG),
+    ("get", "/v1/subscriptions/{id}", ETAG),
+    ("post", "/v1/subscriptions/{id}/pause", IF_MATCH),
+    ("post", "/v1/subscriptions/{id}/resume", IF_MATCH),
+    ("post", "/v1/subscriptions/{id}/cancel", IF_MATCH),
+    ("post", "/v1/subscriptions/{id}/change_plan", IF_MATCH),
+    (
+        "delete",
+        "/v1/subscriptions/{id}/scheduled_changes/{change_id}",
+        IF_MATCH,
+    ),
+    ("post", "/v1/portal/subscriptions", ETAG),
+    ("get", "/v1/portal/subscriptions/{id}", ETAG),
+    ("post", "/v1/portal/subscriptions/{id}/pause", IF_MATCH),
+    ("post", "/v1/portal/subscriptions/{id}/resume", IF_MATCH),
+    ("post", "/v1/portal/subscriptions/{id}/cancel", IF_MATCH),
+    (
+        "post",
+        "/v1/portal/subscriptions/{id}/change_plan",
+        IF_MATCH,
+    ),
+    (
+        "delete",
+        "/v1/portal/subscriptions/{id}/scheduled_changes/{change_id}",
+        IF_MATCH,
+    ),
+    (
+        "post",
+        "/v1/portal/cancellation_requests/{id}/withdraw",
+        ETAG,
+    ),
+    (
+        "post",
+        "/v1/portal/cancellation_requests/{id}/retention_offers/{offer_id}/accept",
+        ETAG,
+    ),
+];
+
+/// What a versioned operation does with the version.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Precondition {
+    pub if_match: bool,
+}
+pub const ETAG: Precondition = Precondition { if_match: false };
+pub const IF_MATCH: Precondition = Precondition { if_match: true };
+
+const IDEMPOTENCY_KEY_PARAMETER: &str = "IdempotencyKey";
+const IF_MATCH_PARAMETER: &str = "IfMatch";
+const ETAG_HEADER: &str = "ETag";
+
+/// Declares the headers the API honours beyond each handler's own parameters, so that
+/// generated clients can send and read them: `Idempotency-Key` on every operation the
+/// idempotency middleware covers, `If-Match` and `ETag` on the operations in `VERSIONED`.
+struct HttpHeaders;
+
+impl Modify for HttpHeaders {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        let components = api.components.get_or_insert_with(Default::default);
+        components.parameters.insert(
+            IDEMPOTENCY_KEY_PARAMETER.to_owned(),
+            RefOr::T(
+                ParameterBuilder::new()
+                    .name("Idempotency-Key")
+                    .parameter_in(ParameterIn::Header)
+                    .required(Required::False)
+                    .description(Some(
+                        "Makes a retry safe: the first response is stored for 24 hours and \
+replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request \
+(a JSON body compared by value); the same key with another request is 422 \
+`idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.",
+                    ))
+                    .schema(Some(
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .min_length(Some(1))
+                            .max_length(Some(crate::middleware::idempotency::MAX_KEY_LEN))
+                            .pattern(Some("^[!-~]+$")),
+                    ))
+                    .build(),
+            ),
+        );
+        components.parameters.insert(
+            IF_MATCH_PARAMETER.to_owned(),
+            RefOr::T(
+                ParameterBuilder::new()
+                    .name("If-Match")
+                    .parameter_in(ParameterIn::Header)
+                    .required(Required::False)
+                    .description(Some(
+                        "An ETag from an earlier response: the change is made only if the \
+resource is still at that version, 412 otherwise. `*` or no header: unconditional.",
+                    ))
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                    .build(),
+            ),
+        );
+        components.headers.insert(
+            ETAG_HEADER.to_owned(),
+            RefOr::T(
+                HeaderBuilder::new()
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                    .description(Some(
+                        "The resource's version, to send back as If-Match on a change",
+                    ))
+                    .build(),
+            ),
+        );
+
+        let idempotent = crate::middleware::idempotency::COVERED_METHOD;
+        for (path, item) in api.paths.paths.iter_mut() {
+            let versioned = |method: &str| {
+                VERSIONED
+                    .iter()
+                    .find(|(m, p, _)| *m == method && p == path)
+                    .map(|(_, _, precondition)| *precondition)
+            };
+            for (method, operation) in [
+                (HttpMethod::Get, &mut item.get),
+                (HttpMethod::Post, &mut item.post),
+                (HttpMethod::Put, &mut item.put),
+                (HttpMethod::Patch, &mut item.patch),
+                (HttpMethod::Delete, &mut item.delete),
+            ] {
+                let Some(operation) = operation else {
+                    continue;
+                };
+                let name = method_name(&method);
+                if name.eq_ignore_ascii_case(idempotent.as_str()) {
+                    add_parameter(operation, IDEMPOTENCY_KEY_PARAMETER);
+                }
+                if let Some(precondition) = versioned(name) {
+                    if precondition.if_match {
+                        add_parameter(operation, IF_MATCH_PARAMETER);
+                    }
+                    for (status, response) in operation.responses.responses.iter_mut() {
+                        if let (true, RefOr::T(response)) = (status.starts_with('2'), response) {
+                            response.headers.insert(
+                                ETAG_HEADER.to_owned(),
+                                RefOr::Ref(Ref::new(format!("#/components/headers/{ETAG_HEADER}"))),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn method_name(method: &HttpMethod) -> &'static str {
+    match method {
+        HttpMethod::Get => "get",
+        HttpMethod::Post => "post",
+        HttpMethod::Put => "put",
+        HttpMethod::Patch => "patch",
+        HttpMethod::Delete => "delete",
+        HttpMethod::Options => "options",
+        HttpMethod::Head => "head",
+        HttpMethod::Trace => "trace",
+    }
+}
+
+fn add_parameter(operation: &mut Operation, name: &str) {
+    operation
+        .parameters
+        .get_or_insert_with(Vec::new)
+        .push(RefOr::Ref(Ref::new(format!(
+            "#/components/parameters/{name}"
+        ))));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_versioned_operation_exists() {
+        let api = crate::openapi_document();
+        for (method, path, _) in VERSIONED {
+            let item = api.paths.paths.get(*path);
+            let operation = item.and_then(|item| match *method {
+                "get" => item.get.as_ref(),
+                "post" => item.post.as_ref(),
+                "patch" => item.patch.as_ref(),
+                "delete" => item.delete.as_ref(),
+                _ => None,
+            });
+            assert!(
+                operation.is_some(),
+                "{method} {path} is not in the document"
+            );
+        }
+    }
 }

@@ -21,7 +21,9 @@ use crate::state::AppState;
 
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
-const MAX_KEY_LEN: usize = 255;
+pub const MAX_KEY_LEN: usize = 255;
+/// Requests of any other method are never stored or replayed, with or without a key.
+pub const COVERED_METHOD: Method = Method::POST;
 /// Response headers worth replaying; per-request ones (X-Request-Id) are not.
 const REPLAYED_HEADERS: [HeaderName; 3] = [header::CONTENT_TYPE, header::ETAG, header::LOCATION];
 
@@ -29,7 +31,7 @@ pub async fn idempotency(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
-    if req.method() != Method::POST || !req.headers().contains_key(&IDEMPOTENCY_KEY) {
+    if req.method() != COVERED_METHOD || !req.headers().contains_key(&IDEMPOTENCY_KEY) {
         return Ok(next.call(req).await?.map_into_boxed_body());
     }
     let key = match idempotency_key(req.headers()) {
