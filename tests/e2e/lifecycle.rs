@@ -1058,6 +1058,32 @@ async fn plan_changes_preview_prorate_and_downgrades_wait_for_period_end() {
         .body;
     assert_eq!(up["plan_id"], cat.premium.as_str());
     assert_eq!(up["price"]["amount"], 2000);
+    // The preview's lines read as the invoice's will.
+    let upcoming = app
+        .get_ok(
+            &format!("/v1/portal/subscriptions/{sub}/upcoming_invoice"),
+            &token,
+        )
+        .await;
+    let described = |lines: &Value| -> Vec<String> {
+        let mut out: Vec<String> = lines
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|l| l["description"].as_str())
+            .filter(|d| d.contains(" time on "))
+            .map(str::to_owned)
+            .collect();
+        out.sort();
+        out
+    };
+    let previewed = described(&preview["lines"]);
+    assert_eq!(previewed.len(), 2, "{preview}");
+    assert!(
+        previewed.iter().all(|d| d.contains("Plan ")),
+        "{previewed:?}"
+    );
+    assert_eq!(described(&upcoming["lines"]), previewed, "{upcoming}");
     let down = app
         .post(&format!(
             "/v1/portal/subscriptions/{sub}/change_plan/preview"

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tenure_domain::billing::period::Period;
-use tenure_domain::billing::proration::ProrationLineKind;
+use tenure_domain::billing::proration::{ProrationLine, ProrationLineKind};
 use tenure_domain::ids::RetentionOfferId;
 use tenure_domain::money::Money;
 use tenure_domain::subscription::{
@@ -774,13 +774,15 @@ pub enum PlanChangeInvoicingDto {
 
 impl PlanChangePreviewDto {
     /// `current_period_end` is when the subscription's next invoice is due;
-    /// `new_cadence` whether the target plan bills on another cadence.
+    /// `new_cadence` whether the target plan bills on another cadence; `describe` words
+    /// a line as the invoice will.
     pub fn render(
         plan_id: String,
         preview: &PlanChangePreview,
         currency_zero: Money,
         current_period_end: DateTime<Utc>,
         new_cadence: bool,
+        describe: impl Fn(&ProrationLine) -> String,
     ) -> Self {
         let (invoicing, invoiced_at) = match (&preview.proration, new_cadence) {
             (None, _) => (PlanChangeInvoicingDto::None, None),
@@ -803,7 +805,7 @@ impl PlanChangePreviewDto {
                         plan_id: l.plan_id.to_string(),
                         amount: l.amount.into(),
                         period: l.period.into(),
-                        description: l.description.clone(),
+                        description: describe(l),
                     })
                     .collect(),
                 p.amount_due_now,

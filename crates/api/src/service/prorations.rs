@@ -31,19 +31,24 @@ use tenure_store::repo::subscriptions::StoredSubscription;
 
 use crate::error::ApiResult;
 
-fn item(sub: &StoredSubscription, line: &ProrationLine, plan_name: &str) -> NewPendingItem {
+/// How a proration line reads, on the invoice and in the preview before it alike.
+pub(crate) fn line_description(line: &ProrationLine, plan_name: &str) -> String {
     let what = match line.kind {
         ProrationLineKind::Credit => "Unused time on",
         ProrationLineKind::Charge => "Remaining time on",
     };
+    format!(
+        "{what} {plan_name} ({} – {})",
+        line.period.start.format("%Y-%m-%d %H:%M"),
+        line.period.end.format("%Y-%m-%d %H:%M")
+    )
+}
+
+fn item(sub: &StoredSubscription, line: &ProrationLine, plan_name: &str) -> NewPendingItem {
     NewPendingItem {
         subscription_id: sub.subscription.id,
         customer_id: sub.customer_id,
-        description: format!(
-            "{what} {plan_name} ({} – {})",
-            line.period.start.format("%Y-%m-%d %H:%M"),
-            line.period.end.format("%Y-%m-%d %H:%M")
-        ),
+        description: line_description(line, plan_name),
         amount: line.amount,
         period: Some(line.period),
     }

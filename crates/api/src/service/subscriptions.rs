@@ -805,12 +805,28 @@ pub async fn preview_plan_change(
     let preview = s
         .subscription
         .preview_plan_change(&request, &policy, caller.actor(), now)?;
+    let from = s.subscription.plan.plan_id;
+    let names = if preview.proration.is_some() {
+        let from_name = catalog_repo::get_plan(&mut conn, caller.merchant, from).await?;
+        let to_name = catalog_repo::get_plan(&mut conn, caller.merchant, plan_id).await?;
+        (from_name.name, to_name.name)
+    } else {
+        Default::default()
+    };
     Ok(PlanChangePreviewDto::render(
         plan_id.to_string(),
         &preview,
         Money::zero(s.subscription.plan.price.currency),
         s.subscription.current_period.end,
         request.to.cadence != s.subscription.plan.cadence,
+        |line| {
+            let name = if line.plan_id == from {
+                &names.0
+            } else {
+                &names.1
+            };
+            super::prorations::line_description(line, name)
+        },
     ))
 }
 

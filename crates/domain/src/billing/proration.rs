@@ -57,7 +57,6 @@ pub struct ProrationLine {
     pub amount: Money,
     /// The stretch of time the line pays for or gives back.
     pub period: Period,
-    pub description: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,7 +141,6 @@ pub fn prorate_change(
         plan_id: from.plan_id,
         amount: old.unused.negate(),
         period: rest,
-        description: format!("Unused time on {} from {at}", from.plan_id),
     };
     let (charge_amount, charge_period) = if from.cadence == to.cadence {
         (split(to.price, period, at)?.unused, rest)
@@ -154,7 +152,6 @@ pub fn prorate_change(
         plan_id: to.plan_id,
         amount: charge_amount,
         period: charge_period,
-        description: format!("Remaining time on {} from {at}", to.plan_id),
     };
     let net = charge.amount.checked_add(credit.amount)?;
     let currency = net.currency;
