@@ -675,9 +675,24 @@ async fn a_requested_cancellation_takes_effect_when_due_and_resolves_its_ticket(
         subscription["scheduled_changes"][0]["details"]["cancellation_request_id"],
         request["id"]
     );
-    cancel(json!({"reason": "other"}))
+    let again = cancel(json!({"reason": "other"}))
         .await
         .expect_problem(409, "cancellation_pending");
+    assert_eq!(
+        again.body["detail"],
+        "cannot cancel a subscription with a pending cancellation"
+    );
+    let pause = app
+        .post(&format!("/v1/portal/subscriptions/{sub}/pause"))
+        .bearer(&token)
+        .json(&json!({"start": {"type": "period_end"}}))
+        .send()
+        .await
+        .expect_problem(409, "cancellation_pending");
+    assert_eq!(
+        pause.body["detail"], "cannot pause a subscription with a pending cancellation",
+        "the detail states the code's reason, not the status"
+    );
 
     // The merchant sees the request and its ticket; the customer sees the ticket too.
     let pending = app

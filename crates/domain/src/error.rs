@@ -2,6 +2,9 @@
 //! HTTP status in one place and shows the code to integrators.
 
 use std::borrow::Cow;
+use std::fmt;
+
+use crate::subscription::SubscriptionStatus;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DomainError {
@@ -13,12 +16,11 @@ pub enum DomainError {
     },
     /// The action is not possible in the resource's current state
     /// (e.g. pausing a canceled subscription).
-    #[error("cannot {action} a subscription that is {from}")]
+    #[error("cannot {action} {refusal}")]
     InvalidTransition {
-        from: &'static str,
         action: &'static str,
-        /// A stable machine code such as `already_paused`.
-        code: &'static str,
+        /// What stands in the way; it gives both the code and the wording.
+        refusal: Refusal,
     },
     /// The merchant's policy for this product does not let the caller do this.
     #[error("the merchant's policy does not allow {action}")]
@@ -55,15 +57,221 @@ impl DomainError {
         }
     }
 
+    /// The refusal of `action` (a verb phrase whose object follows, such as
+    /// "change the plan of") for `refusal`.
+    pub fn refused(action: &'static str, refusal: Refusal) -> Self {
+        Self::InvalidTransition { action, refusal }
+    }
+
     /// The stable code an integrator can branch on.
     pub fn code(&self) -> &'static str {
         match self {
             Self::Validation { .. } => "validation_failed",
-            Self::InvalidTransition { code, .. }
-            | Self::PolicyForbids { code, .. }
-            | Self::Conflict { code, .. } => code,
+            Self::InvalidTransition { refusal, .. } => refusal.code(),
+            Self::PolicyForbids { code, .. } | Self::Conflict { code, .. } => code,
             Self::CurrencyMismatch { .. } => "currency_mismatch",
             Self::Overflow => "amount_out_of_range",
         }
+    }
+}
+
+/// Why the current state of a subscription (or a support record) refuses an action.
+/// The code and the wording come from the same variant, so the message an integrator
+/// reads always states the reason the code names; a new reason must be given both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The status alone forbids the action.
+    Status(SubscriptionStatus),
+    AlreadyPaused,
+    NotPaused,
+    PauseScheduled,
+    CancellationPending,
+    NoCancellationPending,
+    AlreadyCanceled,
+    PlanChangeScheduled,
+    SamePlan,
+    RenewalPending,
+    ChangesScheduled,
+    ChangesDue,
+    PeriodNotEnded,
+    AlreadyPastDue,
+    NotPastDue,
+    NotTrialing,
+    TrialEnded,
+    ChangeNotFound,
+    ScheduledChangesInconsistent,
+    TicketClosed,
+    CancellationRequestNotPending,
+}
+
+impl Refusal {
+    /// The stable machine code, such as `already_paused`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Status(status) => match status {
+                SubscriptionStatus::Trialing => "subscription_trialing",
+                SubscriptionStatus::Active => "subscription_active",
+                SubscriptionStatus::PastDue => "subscription_past_due",
+                SubscriptionStatus::Paused => "subscription_paused",
+                SubscriptionStatus::Canceled => "subscription_canceled",
+                SubscriptionStatus::Unpaid => "subscription_unpaid",
+            },
+            Self::AlreadyPaused => "already_paused",
+            Self::NotPaused => "not_paused",
+            Self::PauseScheduled => "pause_scheduled",
+            Self::CancellationPending => "cancellation_pending",
+            Self::NoCancellationPending => "no_cancellation_pending",
+            Self::AlreadyCanceled => "already_canceled",
+            Self::PlanChangeScheduled => "plan_change_scheduled",
+            Self::SamePlan => "same_plan",
+            Self::RenewalPending => "renewal_pending",
+            Self::ChangesScheduled => "changes_scheduled",
+            Self::ChangesDue => "changes_due",
+            Self::PeriodNotEnded => "period_not_ended",
+            Self::AlreadyPastDue => "already_past_due",
+            Self::NotPastDue => "not_past_due",
+            Self::NotTrialing => "not_trialing",
+            Self::TrialEnded => "trial_ended",
+            Self::ChangeNotFound => "change_not_found",
+            Self::ScheduledChangesInconsistent => "scheduled_changes_inconsistent",
+            Self::TicketClosed => "ticket_closed",
+            Self::CancellationRequestNotPending => "cancellation_request_not_pending",
+        }
+    }
+}
+
+/// The object of the refused action, described by what stands in the way.
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let object = match self {
+            Self::Status(status) => return write!(f, "a subscription that is {}", status.as_str()),
+            Self::AlreadyPaused => "a subscription that is already paused",
+            Self::NotPaused => "a subscription that is not paused",
+            Self::PauseScheduled => "a subscription with a pause already scheduled",
+            Self::CancellationPending => "a subscription with a pending cancellation",
+            Self::NoCancellationPending => "a subscription without a pending cancellation",
+            Self::AlreadyCanceled => "a subscription that is already canceled",
+            Self::PlanChangeScheduled => "a subscription with a plan change already scheduled",
+            Self::SamePlan => "a subscription to the plan it is already on",
+            Self::RenewalPending => "a subscription whose ended period awaits its renewal",
+            Self::ChangesScheduled => "a subscription with scheduled changes",
+            Self::ChangesDue => "a subscription with scheduled changes due before its renewal",
+            Self::PeriodNotEnded => "a subscription whose current period has not ended",
+            Self::AlreadyPastDue => "a subscription that is already past due",
+            Self::NotPastDue => "a subscription that is not past due",
+            Self::NotTrialing => "a subscription that is not in a trial",
+            Self::TrialEnded => "a subscription whose trial has already ended",
+            Self::ChangeNotFound => "a subscription without that scheduled change",
+            Self::ScheduledChangesInconsistent => {
+                "a subscription whose scheduled changes are inconsistent"
+            }
+            Self::TicketClosed => "a closed ticket",
+            Self::CancellationRequestNotPending => {
+                "a cancellation request that is no longer pending"
+            }
+        };
+        f.write_str(object)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every refusal; the match makes a new variant fail to compile until it is listed.
+    fn all() -> Vec<Refusal> {
+        let listed = |r: Refusal| match r {
+            Refusal::Status(_)
+            | Refusal::AlreadyPaused
+            | Refusal::NotPaused
+            | Refusal::PauseScheduled
+            | Refusal::CancellationPending
+            | Refusal::NoCancellationPending
+            | Refusal::AlreadyCanceled
+            | Refusal::PlanChangeScheduled
+            | Refusal::SamePlan
+            | Refusal::RenewalPending
+            | Refusal::ChangesScheduled
+            | Refusal::ChangesDue
+            | Refusal::PeriodNotEnded
+            | Refusal::AlreadyPastDue
+            | Refusal::NotPastDue
+            | Refusal::NotTrialing
+            | Refusal::TrialEnded
+            | Refusal::ChangeNotFound
+            | Refusal::ScheduledChangesInconsistent
+            | Refusal::TicketClosed
+            | Refusal::CancellationRequestNotPending => r,
+        };
+        let mut all: Vec<Refusal> = SubscriptionStatus::ALL.map(Refusal::Status).to_vec();
+        all.extend(
+            [
+                Refusal::AlreadyPaused,
+                Refusal::NotPaused,
+                Refusal::PauseScheduled,
+                Refusal::CancellationPending,
+                Refusal::NoCancellationPending,
+                Refusal::AlreadyCanceled,
+                Refusal::PlanChangeScheduled,
+                Refusal::SamePlan,
+                Refusal::RenewalPending,
+                Refusal::ChangesScheduled,
+                Refusal::ChangesDue,
+                Refusal::PeriodNotEnded,
+                Refusal::AlreadyPastDue,
+                Refusal::NotPastDue,
+                Refusal::NotTrialing,
+                Refusal::TrialEnded,
+                Refusal::ChangeNotFound,
+                Refusal::ScheduledChangesInconsistent,
+                Refusal::TicketClosed,
+                Refusal::CancellationRequestNotPending,
+            ]
+            .map(listed),
+        );
+        all
+    }
+
+    #[test]
+    fn only_a_refusal_for_the_status_blames_the_status() {
+        for refusal in all() {
+            let detail = DomainError::refused("pause", refusal).to_string();
+            for status in SubscriptionStatus::ALL {
+                let blames =
+                    detail.contains(&format!("a subscription that is {}", status.as_str()));
+                assert_eq!(
+                    blames,
+                    refusal == Refusal::Status(status),
+                    "{}: {detail}",
+                    refusal.code()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn codes_are_distinct_and_the_error_shows_them() {
+        let all = all();
+        let codes: std::collections::HashSet<_> = all.iter().map(|r| r.code()).collect();
+        assert_eq!(codes.len(), all.len());
+        for refusal in all {
+            assert_eq!(
+                DomainError::refused("pause", refusal).code(),
+                refusal.code()
+            );
+        }
+    }
+
+    #[test]
+    fn the_detail_names_the_reason() {
+        let detail = |r| DomainError::refused("pause", r).to_string();
+        assert_eq!(
+            detail(Refusal::CancellationPending),
+            "cannot pause a subscription with a pending cancellation"
+        );
+        assert_eq!(
+            detail(Refusal::Status(SubscriptionStatus::PastDue)),
+            "cannot pause a subscription that is past_due"
+        );
     }
 }

@@ -9,6 +9,7 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 
 use crate::DomainError;
+use crate::error::Refusal;
 use crate::ids::{CancellationRequestId, CustomerId, SubscriptionId, TicketId, TicketMessageId};
 use crate::subscription::CancellationReason;
 
@@ -135,11 +136,9 @@ impl SupportTicket {
     /// a closed one.
     pub fn check_reply(&self, author: MessageAuthor) -> Result<TicketStatus, DomainError> {
         match (self.status, author) {
-            (TicketStatus::Closed, _) => Err(DomainError::InvalidTransition {
-                from: "closed",
-                action: "reply to",
-                code: "ticket_closed",
-            }),
+            (TicketStatus::Closed, _) => {
+                Err(DomainError::refused("reply to", Refusal::TicketClosed))
+            }
             (TicketStatus::Resolved, MessageAuthor::Customer) => Ok(TicketStatus::Open),
             (status, _) => Ok(status),
         }
@@ -151,11 +150,10 @@ impl CancellationRequest {
         if self.status == CancellationRequestStatus::Pending {
             Ok(())
         } else {
-            Err(DomainError::InvalidTransition {
-                from: self.status.as_str(),
+            Err(DomainError::refused(
                 action,
-                code: "cancellation_request_not_pending",
-            })
+                Refusal::CancellationRequestNotPending,
+            ))
         }
     }
 }

@@ -16,6 +16,7 @@ use futures_util::future::try_join;
 use tenure_domain::DomainError;
 use tenure_domain::billing::period::Cadence;
 use tenure_domain::catalog::Plan;
+use tenure_domain::error::Refusal;
 use tenure_domain::ids::{
     CancellationRequestId, CustomerId, GenerateId, MerchantId, PlanId, ProductId,
     ScheduledChangeId, SubscriptionId, TicketId, TicketMessageId,
@@ -681,7 +682,7 @@ pub(crate) async fn act_in_tx(
             let change = sub
                 .pending(ChangeType::Cancel)
                 .map(|c| c.id)
-                .ok_or_else(|| sub_invalid(sub, "no_cancellation_pending"))?;
+                .ok_or_else(|| sub_invalid(Refusal::NoCancellationPending))?;
             sub.remove_scheduled_change(change, Actor::Merchant)?
         }
     };
@@ -707,12 +708,11 @@ fn grants_discount(action: &Action) -> bool {
     }
 }
 
-fn sub_invalid(sub: &Subscription, code: &'static str) -> ApiError {
-    ApiError::Domain(DomainError::InvalidTransition {
-        from: sub.status.as_str(),
-        action: "settle the cancellation request of",
-        code,
-    })
+fn sub_invalid(refusal: Refusal) -> ApiError {
+    ApiError::Domain(DomainError::refused(
+        "settle the cancellation request of",
+        refusal,
+    ))
 }
 
 /// The pending cancellation request `id` of `sub`, which must be the one its scheduled

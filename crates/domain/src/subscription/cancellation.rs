@@ -36,6 +36,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::DomainError;
+use crate::error::Refusal;
 use crate::ids::{CancellationRequestId, GenerateId, ScheduledChangeId};
 use crate::policy::{CancellationMode, ImmediateCancelTiming, NoticeRule, PortalPolicy};
 use crate::subscription::events::{RemovalReason, SubscriptionEvent};
@@ -178,11 +179,11 @@ impl Subscription {
     /// leaving is never blocked by a payment problem or a pause.
     pub fn check_can_cancel(&self, policy: &PortalPolicy, actor: Actor) -> Result<(), DomainError> {
         if self.is_canceled() {
-            return Err(self.invalid("cancel", "already_canceled"));
+            return Err(DomainError::refused("cancel", Refusal::AlreadyCanceled));
         }
         if actor.is_customer() {
             if self.pending(ChangeType::Cancel).is_some() {
-                return Err(self.invalid("cancel", "cancellation_pending"));
+                return Err(DomainError::refused("cancel", Refusal::CancellationPending));
             }
             if !policy.allow_cancel {
                 return Err(DomainError::PolicyForbids {
@@ -338,10 +339,13 @@ impl Subscription {
         now: DateTime<Utc>,
     ) -> Result<Transition, DomainError> {
         if self.is_canceled() {
-            return Err(self.invalid("cancel", "already_canceled"));
+            return Err(DomainError::refused("cancel", Refusal::AlreadyCanceled));
         }
         if self.pending(ChangeType::Cancel).is_none() {
-            return Err(self.invalid("approve the cancellation of", "no_cancellation_pending"));
+            return Err(DomainError::refused(
+                "approve the cancellation of",
+                Refusal::NoCancellationPending,
+            ));
         }
         self.replace_pending_cancellation(Ending {
             at: now,
@@ -456,7 +460,10 @@ impl Subscription {
             return Err(self.refuse_status("withdraw the cancellation of"));
         }
         let pending = self.pending(ChangeType::Cancel).ok_or_else(|| {
-            self.invalid("withdraw the cancellation of", "no_cancellation_pending")
+            DomainError::refused(
+                "withdraw the cancellation of",
+                Refusal::NoCancellationPending,
+            )
         })?;
         self.check_can_remove_scheduled_change(pending.id, actor)
             .map(|change| change.id)

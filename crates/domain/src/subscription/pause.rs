@@ -39,6 +39,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::DomainError;
+use crate::error::Refusal;
 use crate::policy::PortalPolicy;
 use crate::subscription::events::SubscriptionEvent;
 use crate::subscription::scheduled::{ChangeType, ScheduledChange, ScheduledChangeKind};
@@ -123,7 +124,9 @@ impl Subscription {
     pub(crate) fn check_pause_state(&self) -> Result<(), DomainError> {
         match self.status {
             SubscriptionStatus::Active => Ok(()),
-            SubscriptionStatus::Paused => Err(self.invalid("pause", "already_paused")),
+            SubscriptionStatus::Paused => {
+                Err(DomainError::refused("pause", Refusal::AlreadyPaused))
+            }
             _ => Err(self.refuse_status("pause")),
         }
     }
@@ -132,10 +135,10 @@ impl Subscription {
     pub fn check_can_pause(&self, policy: &PortalPolicy, actor: Actor) -> Result<(), DomainError> {
         self.check_pause_state()?;
         if self.pending(ChangeType::Cancel).is_some() {
-            return Err(self.invalid("pause", "cancellation_pending"));
+            return Err(DomainError::refused("pause", Refusal::CancellationPending));
         }
         if self.pending(ChangeType::Pause).is_some() {
-            return Err(self.invalid("pause", "pause_scheduled"));
+            return Err(DomainError::refused("pause", Refusal::PauseScheduled));
         }
         if actor.is_customer() && !policy.allow_pause {
             return Err(DomainError::PolicyForbids {
@@ -290,7 +293,7 @@ impl Subscription {
         match self.status {
             SubscriptionStatus::Paused => Ok(()),
             SubscriptionStatus::Canceled => Err(self.refuse_status("resume")),
-            _ => Err(self.invalid("resume", "not_paused")),
+            _ => Err(DomainError::refused("resume", Refusal::NotPaused)),
         }
     }
 

@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::DomainError;
 use crate::billing::proration::{Proration, prorate_change};
 use crate::billing::terms::PlanTerms;
+use crate::error::Refusal;
 use crate::ids::PlanId;
 use crate::policy::PortalPolicy;
 use crate::subscription::events::SubscriptionEvent;
@@ -72,13 +73,13 @@ impl Subscription {
             _ => return Err(self.refuse_status(ACTION)),
         }
         if !self.current_period.contains(now) {
-            return Err(self.invalid(ACTION, "renewal_pending"));
+            return Err(DomainError::refused(ACTION, Refusal::RenewalPending));
         }
         if self.pending(ChangeType::Cancel).is_some() {
-            return Err(self.invalid(ACTION, "cancellation_pending"));
+            return Err(DomainError::refused(ACTION, Refusal::CancellationPending));
         }
         if self.pending(ChangeType::PlanChange).is_some() {
-            return Err(self.invalid(ACTION, "plan_change_scheduled"));
+            return Err(DomainError::refused(ACTION, Refusal::PlanChangeScheduled));
         }
         if actor.is_customer() && !policy.allow_plan_change {
             return Err(DomainError::PolicyForbids {
@@ -98,7 +99,10 @@ impl Subscription {
         actor: Actor,
     ) -> Result<(), DomainError> {
         if plan == self.plan.plan_id {
-            return Err(self.invalid("change the plan of", "same_plan"));
+            return Err(DomainError::refused(
+                "change the plan of",
+                Refusal::SamePlan,
+            ));
         }
         if actor.is_customer() && !policy.allows_switch_to(plan, same_product) {
             return Err(DomainError::PolicyForbids {

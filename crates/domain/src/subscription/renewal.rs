@@ -15,6 +15,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::DomainError;
+use crate::error::Refusal;
 use crate::subscription::events::SubscriptionEvent;
 use crate::subscription::state::{Subscription, SubscriptionStatus, Transition};
 
@@ -39,11 +40,11 @@ impl Subscription {
             _ => return Err(self.refuse_status(ACTION)),
         }
         if now < self.current_period.end {
-            return Err(self.invalid(ACTION, "period_not_ended"));
+            return Err(DomainError::refused(ACTION, Refusal::PeriodNotEnded));
         }
         let end = self.current_period.end;
         if self.scheduled_changes.iter().any(|c| c.due_at <= end) {
-            return Err(self.invalid(ACTION, "changes_due"));
+            return Err(DomainError::refused(ACTION, Refusal::ChangesDue));
         }
         Ok(())
     }
@@ -69,9 +70,10 @@ impl Subscription {
             SubscriptionStatus::Active => {
                 Ok(self.with_status(SubscriptionStatus::PastDue, SubscriptionEvent::PastDue))
             }
-            SubscriptionStatus::PastDue => {
-                Err(self.invalid("record a failed payment for", "already_past_due"))
-            }
+            SubscriptionStatus::PastDue => Err(DomainError::refused(
+                "record a failed payment for",
+                Refusal::AlreadyPastDue,
+            )),
             _ => Err(self.refuse_status("record a failed payment for")),
         }
     }
@@ -83,7 +85,10 @@ impl Subscription {
                 Ok(self.with_status(SubscriptionStatus::Active, SubscriptionEvent::Recovered))
             }
             SubscriptionStatus::Canceled => Err(self.refuse_status("record a recovery for")),
-            _ => Err(self.invalid("record a recovery for", "not_past_due")),
+            _ => Err(DomainError::refused(
+                "record a recovery for",
+                Refusal::NotPastDue,
+            )),
         }
     }
 
@@ -94,7 +99,7 @@ impl Subscription {
                 Ok(self.with_status(SubscriptionStatus::Unpaid, SubscriptionEvent::Unpaid))
             }
             SubscriptionStatus::Canceled => Err(self.refuse_status("mark unpaid")),
-            _ => Err(self.invalid("mark unpaid", "not_past_due")),
+            _ => Err(DomainError::refused("mark unpaid", Refusal::NotPastDue)),
         }
     }
 

@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::DomainError;
 use crate::billing::terms::PlanTerms;
+use crate::error::Refusal;
 use crate::ids::{CancellationRequestId, GenerateId, ScheduledChangeId};
 use crate::subscription::cancellation::{AccessEnd, CancellationReason, Ending};
 use crate::subscription::events::{RemovalReason, SubscriptionEvent};
@@ -203,7 +204,10 @@ impl Subscription {
         self.check_can_remove_scheduled_change(id, actor)?;
         let mut next = self.clone();
         let Some(change) = next.take_change(id) else {
-            return Err(self.invalid("remove a scheduled change of", "change_not_found"));
+            return Err(DomainError::refused(
+                "remove a scheduled change of",
+                Refusal::ChangeNotFound,
+            ));
         };
         let event = match change.kind {
             ScheduledChangeKind::Cancel {
@@ -249,7 +253,10 @@ impl Subscription {
                 }
             }
         }
-        Err(self.invalid("apply the due changes of", "scheduled_changes_inconsistent"))
+        Err(DomainError::refused(
+            "apply the due changes of",
+            Refusal::ScheduledChangesInconsistent,
+        ))
     }
 
     fn next_due(&self, now: DateTime<Utc>) -> Option<Due> {

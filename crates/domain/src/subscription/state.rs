@@ -18,6 +18,7 @@ use crate::DomainError;
 use crate::billing::period::{Period, date_out_of_range};
 use crate::billing::terms::PlanTerms;
 use crate::catalog::MAX_TRIAL_DAYS;
+use crate::error::Refusal;
 use crate::ids::SubscriptionId;
 use crate::subscription::cancellation::CancellationDetails;
 use crate::subscription::events::SubscriptionEvent;
@@ -248,26 +249,9 @@ impl Subscription {
         }
     }
 
-    /// The error for `action` in the current status, with a stable code.
-    pub(crate) fn invalid(&self, action: &'static str, code: &'static str) -> DomainError {
-        DomainError::InvalidTransition {
-            from: self.status.as_str(),
-            action,
-            code,
-        }
-    }
-
     /// The generic refusal of `action` because of the status alone.
     pub(crate) fn refuse_status(&self, action: &'static str) -> DomainError {
-        let code = match self.status {
-            SubscriptionStatus::Trialing => "subscription_trialing",
-            SubscriptionStatus::Active => "subscription_active",
-            SubscriptionStatus::PastDue => "subscription_past_due",
-            SubscriptionStatus::Paused => "subscription_paused",
-            SubscriptionStatus::Canceled => "subscription_canceled",
-            SubscriptionStatus::Unpaid => "subscription_unpaid",
-        };
-        self.invalid(action, code)
+        DomainError::refused(action, Refusal::Status(self.status))
     }
 }
 

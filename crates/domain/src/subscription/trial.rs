@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use crate::DomainError;
 use crate::billing::period::Period;
 use crate::catalog::MAX_TRIAL_DAYS;
+use crate::error::Refusal;
 use crate::subscription::events::SubscriptionEvent;
 use crate::subscription::state::{Subscription, SubscriptionStatus, Transition, add_days};
 
@@ -20,10 +21,10 @@ impl Subscription {
     pub fn check_can_extend_trial(&self) -> Result<(), DomainError> {
         const ACTION: &str = "extend the trial of";
         if self.status != SubscriptionStatus::Trialing {
-            return Err(self.invalid(ACTION, "not_trialing"));
+            return Err(DomainError::refused(ACTION, Refusal::NotTrialing));
         }
         if !self.scheduled_changes.is_empty() {
-            return Err(self.invalid(ACTION, "changes_scheduled"));
+            return Err(DomainError::refused(ACTION, Refusal::ChangesScheduled));
         }
         Ok(())
     }
@@ -40,7 +41,10 @@ impl Subscription {
         let from = self.trial_end.unwrap_or(self.current_period.end);
         if from <= now {
             // The trial is over; the engine ends it at its next run.
-            return Err(self.invalid("extend the trial of", "trial_ended"));
+            return Err(DomainError::refused(
+                "extend the trial of",
+                Refusal::TrialEnded,
+            ));
         }
         let to = add_days(from, days)?;
         let mut next = self.clone();
