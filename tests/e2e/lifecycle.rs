@@ -1646,6 +1646,26 @@ async fn a_merchant_removing_a_requested_cancellation_declines_the_request() {
         .body;
     assert!(after["cancel_at"].is_null());
     assert!(after["scheduled_changes"].as_array().unwrap().is_empty());
+    // The change is gone: its id in the path names nothing, like any unknown id.
+    for (path, key) in [
+        (
+            format!("/v1/subscriptions/{sub}/scheduled_changes/{change}"),
+            &m.key,
+        ),
+        (
+            format!("/v1/portal/subscriptions/{sub}/scheduled_changes/{change}"),
+            &token,
+        ),
+    ] {
+        let gone = app
+            .delete(&path)
+            .bearer(key)
+            .send()
+            .await
+            .expect_problem(404, "resource_missing");
+        assert_eq!(gone.body["detail"], "no such scheduled_change", "{path}");
+        assert!(gone.body["errors"].as_array().is_none_or(Vec::is_empty));
+    }
     let request = app
         .get_ok(&format!("/v1/cancellation_requests/{request}"), &m.key)
         .await;

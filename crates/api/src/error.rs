@@ -259,6 +259,7 @@ impl ResponseError for ApiError {
                 DomainError::InvalidTransition { .. } | DomainError::Conflict { .. } => {
                     StatusCode::CONFLICT
                 }
+                DomainError::NotFound { .. } => StatusCode::NOT_FOUND,
             },
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

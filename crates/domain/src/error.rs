@@ -36,6 +36,10 @@ pub enum DomainError {
     },
     #[error("amount out of range")]
     Overflow,
+    /// An id the caller gave names nothing of the resource it was given with (a
+    /// scheduled change of another subscription, or one already applied or removed).
+    #[error("no such {resource}")]
+    NotFound { resource: &'static str },
     /// Any other resource (an invoice, a payment method) is in a state that does not allow
     /// the action.
     #[error("{detail}")]
@@ -71,6 +75,7 @@ impl DomainError {
             Self::PolicyForbids { code, .. } | Self::Conflict { code, .. } => code,
             Self::CurrencyMismatch { .. } => "currency_mismatch",
             Self::Overflow => "amount_out_of_range",
+            Self::NotFound { .. } => "resource_missing",
         }
     }
 }
@@ -98,7 +103,6 @@ pub enum Refusal {
     NotPastDue,
     NotTrialing,
     TrialEnded,
-    ChangeNotFound,
     ScheduledChangesInconsistent,
     TicketClosed,
     CancellationRequestNotPending,
@@ -132,7 +136,6 @@ impl Refusal {
             Self::NotPastDue => "not_past_due",
             Self::NotTrialing => "not_trialing",
             Self::TrialEnded => "trial_ended",
-            Self::ChangeNotFound => "change_not_found",
             Self::ScheduledChangesInconsistent => "scheduled_changes_inconsistent",
             Self::TicketClosed => "ticket_closed",
             Self::CancellationRequestNotPending => "cancellation_request_not_pending",
@@ -161,7 +164,6 @@ impl fmt::Display for Refusal {
             Self::NotPastDue => "a subscription that is not past due",
             Self::NotTrialing => "a subscription that is not in a trial",
             Self::TrialEnded => "a subscription whose trial has already ended",
-            Self::ChangeNotFound => "a subscription without that scheduled change",
             Self::ScheduledChangesInconsistent => {
                 "a subscription whose scheduled changes are inconsistent"
             }
@@ -198,7 +200,6 @@ mod tests {
             | Refusal::NotPastDue
             | Refusal::NotTrialing
             | Refusal::TrialEnded
-            | Refusal::ChangeNotFound
             | Refusal::ScheduledChangesInconsistent
             | Refusal::TicketClosed
             | Refusal::CancellationRequestNotPending => r,
@@ -222,7 +223,6 @@ mod tests {
                 Refusal::NotPastDue,
                 Refusal::NotTrialing,
                 Refusal::TrialEnded,
-                Refusal::ChangeNotFound,
                 Refusal::ScheduledChangesInconsistent,
                 Refusal::TicketClosed,
                 Refusal::CancellationRequestNotPending,

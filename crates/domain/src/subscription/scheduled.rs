@@ -114,6 +114,12 @@ impl ScheduledChangeKind {
 /// A trial ends between a resume and a plan change due at the same instant.
 const TRIAL_END_PRIORITY: u8 = 2;
 
+/// A change id is part of the path, so one that names no pending change (applied,
+/// removed, or of another subscription) is a missing resource, not a bad field.
+const SCHEDULED_CHANGE_MISSING: DomainError = DomainError::NotFound {
+    resource: "scheduled_change",
+};
+
 impl ScheduledChange {
     pub(crate) fn new(
         due_at: DateTime<Utc>,
@@ -176,12 +182,7 @@ impl Subscription {
         if self.is_canceled() {
             return Err(self.refuse_status("remove a scheduled change of"));
         }
-        let change = self.scheduled_change(id).ok_or_else(|| {
-            DomainError::validation(
-                "scheduled_change_id",
-                "does not name a pending change of this subscription",
-            )
-        })?;
+        let change = self.scheduled_change(id).ok_or(SCHEDULED_CHANGE_MISSING)?;
         let customer_may = change.requested_by == Actor::Customer
             && !matches!(change.kind, ScheduledChangeKind::Resume);
         if actor.is_customer() && !customer_may {
@@ -204,10 +205,7 @@ impl Subscription {
         self.check_can_remove_scheduled_change(id, actor)?;
         let mut next = self.clone();
         let Some(change) = next.take_change(id) else {
-            return Err(DomainError::refused(
-                "remove a scheduled change of",
-                Refusal::ChangeNotFound,
-            ));
+            return Err(SCHEDULED_CHANGE_MISSING);
         };
         let event = match change.kind {
             ScheduledChangeKind::Cancel {
