@@ -347,6 +347,16 @@ fn add_parameter(operation: &mut Operation, name: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
+    use tenure_domain::billing::dunning::{MAX_RETRIES, MAX_RETRY_DAY};
+    use tenure_domain::catalog::{MAX_INTERVAL_COUNT, MAX_TRIAL_DAYS};
+    use tenure_domain::money::MAX_AMOUNT;
+    use tenure_domain::policy::{MAX_NOTICE_PERIOD_DAYS, MAX_PAUSE_DAYS_LIMIT};
+    use tenure_domain::retention::{MAX_OFFER_CYCLES, MAX_OFFER_DAYS};
+    use tenure_domain::subscription::pause::MAX_PAUSE_CYCLES;
+    use tenure_domain::webhooks::MAX_SECRET_OVERLAP_SECS;
+    use tenure_store::pagination::MAX_LIMIT;
+    use tenure_store::repo::renewals::MAX_UPCOMING_NOTICE_DAYS;
 
     #[test]
     fn every_versioned_operation_exists() {
@@ -365,5 +375,147 @@ mod tests {
                 "{method} {path} is not in the document"
             );
         }
+    }
+
+    fn document() -> Value {
+        serde_json::to_value(crate::openapi_document()).unwrap()
+    }
+
+    /// The property `name` of the component `schema`; for a tagged enum, of the variant
+    /// whose `type` is `variant`.
+    fn property<'a>(doc: &'a Value, schema: &str, variant: Option<&str>, name: &str) -> &'a Value {
+        let schema = &doc["components"]["schemas"][schema];
+        let object = match variant {
+            None => schema,
+            Some(tag) => schema["oneOf"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|v| v["properties"]["type"]["enum"][0] == tag)
+                .unwrap_or_else(|| panic!("no variant {tag}")),
+        };
+        &object["properties"][name]
+    }
+
+    /// A documented property: its schema, the variant's tag for a tagged enum, its name,
+    /// and the bounds the server enforces.
+    type Case = (&'static str, Option<&'static str>, &'static str, (i64, i64));
+
+    fn bounds(property: &Value) -> (Option<i64>, Option<i64>) {
+        (property["minimum"].as_i64(), property["maximum"].as_i64())
+    }
+
+    // utoipa takes only literals for bounds, so the documented numbers are copies; these
+    // keep them equal to the limits the server enforces.
+    #[test]
+    fn documented_bounds_are_the_enforced_ones() {
+        let doc = document();
+        let days = i64::from;
+        let cases: [Case; 14] = [
+            (
+                "CreatePlan",
+                None,
+                "interval_count",
+                (1, days(MAX_INTERVAL_COUNT)),
+            ),
+            ("CreatePlan", None, "trial_days", (0, days(MAX_TRIAL_DAYS))),
+            ("UpdatePlan", None, "trial_days", (0, days(MAX_TRIAL_DAYS))),
+            ("PriceInput", None, "amount", (0, MAX_AMOUNT)),
+            (
+                "PortalPolicyInput",
+                None,
+                "notice_period_days",
+                (0, days(MAX_NOTICE_PERIOD_DAYS)),
+            ),
+            (
+                "PortalPolicyInput",
+                None,
+                "max_pause_days",
+                (1, days(MAX_PAUSE_DAYS_LIMIT)),
+            ),
+            (
+                "OfferKindDto",
+                Some("discount_percent"),
+                "percent",
+                (1, 100),
+            ),
+            (
+                "OfferKindDto",
+                Some("discount_percent"),
+                "cycles",
+                (1, days(MAX_OFFER_CYCLES)),
+            ),
+            (
+                "OfferKindDto",
+                Some("discount_amount"),
+                "cycles",
+                (1, days(MAX_OFFER_CYCLES)),
+            ),
+            (
+                "OfferKindDto",
+                Some("pause_instead"),
+                "days",
+                (1, days(MAX_OFFER_DAYS)),
+            ),
+            (
+                "OfferKindDto",
+                Some("extend_trial"),
+                "days",
+                (1, days(MAX_OFFER_DAYS)),
+            ),
+            (
+                "PauseEndDto",
+                Some("after_cycles"),
+                "cycles",
+                (1, days(MAX_PAUSE_CYCLES)),
+            ),
+            (
+                "RotateWebhookSecret",
+                None,
+                "overlap_secs",
+                (0, days(MAX_SECRET_OVERLAP_SECS)),
+            ),
+            (
+                "PutBillingSettings",
+                None,
+                "upcoming_notice_days",
+                (0, days(MAX_UPCOMING_NOTICE_DAYS)),
+            ),
+        ];
+        for (schema, variant, name, (min, max)) in cases {
+            assert_eq!(
+                bounds(property(&doc, schema, variant, name)),
+                (Some(min), Some(max)),
+                "{schema}.{name}"
+            );
+        }
+        let retries = property(&doc, "PutDunningPolicy", None, "retry_after_days");
+        assert_eq!(retries["maxItems"].as_u64(), Some(MAX_RETRIES as u64));
+        assert_eq!(
+            bounds(&retries["items"]),
+            (Some(1), Some(i64::from(MAX_RETRY_DAY)))
+        );
+    }
+
+    #[test]
+    fn every_list_documents_the_page_size_limit() {
+        let doc = document();
+        let mut lists = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                let Some(params) = operation["parameters"].as_array() else {
+                    continue;
+                };
+                for limit in params.iter().filter(|p| p["name"] == "limit") {
+                    lists += 1;
+                    assert_eq!(
+                        bounds(&limit["schema"]),
+                        (Some(1), Some(MAX_LIMIT)),
+                        "{method} {path}"
+                    );
+                }
+            }
+        }
+        assert!(lists > 10);
     }
 }

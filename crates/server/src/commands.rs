@@ -7,8 +7,9 @@ use std::sync::Arc;
 use actix_web::HttpServer;
 use chrono::Duration;
 use tenure_api::auth::key_cache;
-use tenure_api::dto::MoneyDto;
-use tenure_api::dto::catalog::{CreatePlan, CreateProduct, IntervalDto, PortalPolicyInput};
+use tenure_api::dto::catalog::{
+    CreatePlan, CreateProduct, IntervalDto, PortalPolicyInput, PriceInput,
+};
 use tenure_api::dto::customers::CreateCustomer;
 use tenure_api::middleware::rate_limit::RateLimits;
 use tenure_api::service::{catalog, customers, merchants, sessions, subscriptions};
@@ -275,7 +276,7 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs) -> Result<(), StartupErr
         .await
         .map_err(api_failure)?;
     let merchant = created.merchant.id;
-    let eur = |amount| MoneyDto {
+    let eur = |amount| PriceInput {
         amount,
         currency: "EUR"
             .parse()

@@ -284,6 +284,7 @@ pub struct PaymentFilterParams {
 #[schema(example = json!({"amount": 500, "reason": "requested_by_customer"}))]
 pub struct RefundInvoice {
     /// Minor units of the invoice's currency; at most what is left to refund.
+    #[schema(minimum = 1)]
     pub amount: Option<i64>,
     /// Free text, up to 200 characters.
     pub reason: Option<String>,

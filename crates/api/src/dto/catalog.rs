@@ -131,10 +131,13 @@ pub struct PortalPolicyInput {
     pub immediate_cancel_timing: Option<ImmediateCancelTimingDto>,
     #[schema(value_type = Option<String>, example = "later_of_notice_and_period_end")]
     pub notice_rule: Option<NoticeRuleDto>,
+    // Bounds written out because utoipa takes only literals; the openapi tests compare
+    // them with the domain constants.
+    #[schema(maximum = 366)]
     pub notice_period_days: Option<u32>,
     /// Null for no limit.
     #[serde(default, deserialize_with = "super::customers::double_option")]
-    #[schema(value_type = Option<u32>)]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 1098)]
     pub max_pause_days: Option<Option<u32>>,
     pub keep_access_while_paused: Option<bool>,
     pub allow_plan_change: Option<bool>,
@@ -241,12 +244,26 @@ impl From<IntervalDto> for Interval {
 pub struct CreatePlan {
     pub product_id: String,
     pub name: String,
-    pub price: MoneyDto,
+    pub price: PriceInput,
     pub interval: IntervalDto,
     /// Bill every N intervals (default 1).
+    #[schema(minimum = 1, maximum = 60)]
     pub interval_count: Option<u32>,
     /// Free days before the first charge (default 0).
+    #[schema(maximum = 730)]
     pub trial_days: Option<u32>,
+}
+
+/// A plan's price: like a money amount, but never negative and capped.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"amount": 1999, "currency": "EUR"}))]
+pub struct PriceInput {
+    /// Minor units: 1999 is 19.99 EUR, 500 is 500 JPY.
+    #[schema(minimum = 0, maximum = 10_000_000_000_000_i64)]
+    pub amount: i64,
+    #[schema(value_type = String, example = "EUR")]
+    pub currency: tenure_domain::money::Currency,
 }
 
 /// Prices are immutable once customers may have subscribed; create a new plan instead.
@@ -256,6 +273,7 @@ pub struct CreatePlan {
 pub struct UpdatePlan {
     pub name: Option<String>,
     pub active: Option<bool>,
+    #[schema(maximum = 730)]
     pub trial_days: Option<u32>,
 }
 

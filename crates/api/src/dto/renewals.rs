@@ -3,12 +3,16 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use tenure_domain::billing::dunning::{MAX_RETRIES, MAX_RETRY_DAY};
 use tenure_domain::billing::invoice::{InvoiceLine, InvoiceTotals};
 use tenure_domain::billing::period::Period;
 use tenure_domain::subscription::PlanTerms;
 use tenure_store::repo::renewals::BillingSettings;
 use tenure_store::repo::subscriptions::StoredSubscription;
 use utoipa::ToSchema;
+use utoipa::openapi::schema::{
+    Array, ArrayBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type,
+};
 
 use crate::dto::MoneyDto;
 use crate::dto::billing::InvoiceLineDto;
@@ -100,10 +104,28 @@ impl From<&BillingSettings> for DunningPolicyDto {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"retry_after_days": [1, 3, 7], "final_state": "canceled"}))]
 pub struct PutDunningPolicy {
+    #[schema(schema_with = retry_after_days_schema)]
     pub retry_after_days: Vec<u32>,
     /// `canceled` or `unpaid`.
     #[schema(example = "canceled")]
     pub final_state: String,
+}
+
+/// Written by hand so that the bounds of the entries, which the attribute syntax cannot
+/// give, come from the dunning rules themselves.
+fn retry_after_days_schema() -> Array {
+    let day = ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int32)))
+        .minimum(Some(1))
+        .maximum(Some(MAX_RETRY_DAY));
+    ArrayBuilder::new()
+        .items(day)
+        .max_items(Some(MAX_RETRIES))
+        .description(Some(
+            "Days after the first failure at which to retry, strictly increasing.",
+        ))
+        .build()
 }
 
 /// Billing settings of the merchant.
@@ -132,5 +154,6 @@ impl From<&BillingSettings> for BillingSettingsDto {
 #[schema(example = json!({"upcoming_notice_days": 7}))]
 pub struct PutBillingSettings {
     /// 0–60.
+    #[schema(maximum = 60)]
     pub upcoming_notice_days: u32,
 }

@@ -19,16 +19,31 @@ use super::support::CancellationRequestDto;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum OfferKindDto {
     /// `percent` (1..100) off the next `cycles` (1..36) invoices.
-    DiscountPercent { percent: u32, cycles: u32 },
+    DiscountPercent {
+        #[schema(minimum = 1, maximum = 100)]
+        percent: u32,
+        #[schema(minimum = 1, maximum = 36)]
+        cycles: u32,
+    },
     /// A fixed `amount` off the next `cycles` invoices; shown only to subscriptions whose
     /// plan is in the same currency.
-    DiscountAmount { amount: MoneyDto, cycles: u32 },
+    DiscountAmount {
+        amount: MoneyDto,
+        #[schema(minimum = 1, maximum = 36)]
+        cycles: u32,
+    },
     /// Pause now for `days` (1..365) instead of cancelling.
-    PauseInstead { days: u32 },
+    PauseInstead {
+        #[schema(minimum = 1, maximum = 365)]
+        days: u32,
+    },
     /// Switch to `plan_id` (same product and currency as the subscription's plan).
     SwitchPlan { plan_id: String },
     /// Extend a running trial by `days` (1..365); trialing subscriptions only.
-    ExtendTrial { days: u32 },
+    ExtendTrial {
+        #[schema(minimum = 1, maximum = 365)]
+        days: u32,
+    },
 }
 
 impl From<OfferKindDto> for OfferKind {

@@ -590,7 +590,10 @@ pub enum PauseEndDto {
         date: DateTime<Utc>,
     },
     /// After skipping this many renewals.
-    AfterCycles { cycles: u32 },
+    AfterCycles {
+        #[schema(minimum = 1, maximum = 36)]
+        cycles: u32,
+    },
     /// Until someone resumes (for customers bounded by the policy's max_pause_days).
     OpenEnded,
 }

@@ -45,6 +45,7 @@ pub struct UpdateWebhookEndpoint {
 pub struct RotateWebhookSecret {
     /// How long the old secret keeps signing besides the new one, in seconds (default
     /// 86400, at most 604800; 0 retires it at once).
+    #[schema(maximum = 604_800)]
     pub overlap_secs: Option<u32>,
 }
 
