@@ -148,8 +148,19 @@ fn located(path: &str, message: &str) -> (String, String) {
 }
 
 /// `expected struct MoneyDto` → `expected an object`; `expected i64` → `expected an
-/// integer`, and so on for the other names serde gives Rust types.
+/// integer`, and so on for the other names serde gives Rust types. chrono's parse errors
+/// (the only ones that read like these) say what a timestamp must look like.
 fn plain_types(message: &str) -> String {
+    const CHRONO: [&str; 5] = [
+        "input contains invalid characters",
+        "premature end of input",
+        "trailing input",
+        "input is out of range",
+        "input is not enough for unique date and time",
+    ];
+    if CHRONO.iter().any(|m| message.ends_with(m)) {
+        return format!("must be an RFC 3339 timestamp such as 2026-11-26T10:00:00Z ({message})");
+    }
     let Some((head, expected)) = message.split_once("expected ") else {
         return message.to_owned();
     };
@@ -215,7 +226,50 @@ fn is_json(req: &HttpRequest) -> bool {
     mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
 }
 
-/// Problem+json for malformed query strings.
+/// A query string. Unlike `web::Query`, a value that does not parse is refused naming its
+/// parameter (`created_from`), and every failure is a problem+json response.
+#[derive(Debug)]
+pub struct Query<T>(pub T);
+
+impl<T> Query<T> {
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> std::ops::Deref for Query<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: DeserializeOwned> FromRequest for Query<T> {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(parse_query(req.query_string()).map(Query))
+    }
+}
+
+/// Parses a query string into `T`; a value that does not parse is 422 on its parameter.
+pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+    serde_path_to_error::deserialize(de).map_err(|err| {
+        let path = err.path().to_string();
+        let (field, message) = located(&path, &err.into_inner().to_string());
+        let field = if field == "body" {
+            "query".to_owned()
+        } else {
+            field
+        };
+        ApiError::Validation(vec![FieldError { field, message }])
+    })
+}
+
+/// Problem+json for malformed query strings, should a route use actix's own extractor.
 pub fn query_config() -> web::QueryConfig {
     web::QueryConfig::default().error_handler(|err, _| {
         let message = strip_position(&err.to_string());
@@ -337,6 +391,31 @@ mod tests {
             !message.contains("struct") && !message.contains("Create"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn query_values_that_do_not_parse_name_their_parameter() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Filter {
+            limit: Option<i64>,
+            created_from: Option<chrono::DateTime<chrono::Utc>>,
+        }
+        let error = |query: &str| {
+            let Err(ApiError::Validation(errors)) = parse_query::<Filter>(query) else {
+                panic!("{query}: expected a validation error");
+            };
+            (errors[0].field.clone(), errors[0].message.clone())
+        };
+        let (field, message) = error("limit=20&created_from=2026-11-01");
+        assert_eq!(field, "created_from");
+        assert!(
+            message.starts_with("must be an RFC 3339 timestamp"),
+            "{message}"
+        );
+        assert_eq!(error("limit=abc").0, "limit");
+        let ok = parse_query::<Filter>("created_from=2026-11-01T00%3A00%3A00Z").unwrap();
+        assert!(ok.created_from.is_some() && ok.limit.is_none());
     }
 
     #[test]

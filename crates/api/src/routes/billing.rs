@@ -14,7 +14,7 @@ use crate::dto::billing::{
 use crate::dto::common::{parse_field_id, parse_id};
 use crate::dto::{ListParams, ListResponse};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::Json;
+use crate::extract::{Json, Query};
 use crate::service::billing as svc;
 use crate::state::AppState;
 
@@ -227,8 +227,8 @@ fn invoice_page(
 async fn list_invoices(
     state: web::Data<AppState>,
     auth: MerchantAuth,
-    page: web::Query<ListParams>,
-    filter: web::Query<InvoiceFilterParams>,
+    page: Query<ListParams>,
+    filter: Query<InvoiceFilterParams>,
 ) -> ApiResult<HttpResponse> {
     let page = page.page::<InvoiceTag>()?;
     let filter = invoice_filter(filter.into_inner())?;
@@ -350,8 +350,8 @@ async fn mark_invoice_uncollectible(
 async fn list_payments(
     state: web::Data<AppState>,
     auth: MerchantAuth,
-    page: web::Query<ListParams>,
-    filter: web::Query<PaymentFilterParams>,
+    page: Query<ListParams>,
+    filter: Query<PaymentFilterParams>,
 ) -> ApiResult<HttpResponse> {
     let page = page.page::<PaymentTag>()?;
     let customer = filter
@@ -377,7 +377,7 @@ async fn list_payments(
 async fn portal_list_invoices(
     state: web::Data<AppState>,
     auth: CustomerAuth,
-    page: web::Query<ListParams>,
+    page: Query<ListParams>,
 ) -> ApiResult<HttpResponse> {
     let page = page.page::<InvoiceTag>()?;
     let filter = InvoiceFilter {
@@ -430,7 +430,7 @@ async fn portal_pay_invoice(
 async fn portal_list_payments(
     state: web::Data<AppState>,
     auth: CustomerAuth,
-    page: web::Query<ListParams>,
+    page: Query<ListParams>,
 ) -> ApiResult<HttpResponse> {
     let page = page.page::<PaymentTag>()?;
     let payments = svc::list_payments(&state, auth.merchant, Some(auth.customer), page).await?;

@@ -12,7 +12,7 @@ use crate::dto::catalog::{
 use crate::dto::common::{parse_field_id, parse_id};
 use crate::dto::{ListParams, ListResponse};
 use crate::error::ApiResult;
-use crate::extract::Json;
+use crate::extract::{Json, Query};
 use crate::service::catalog as svc;
 use crate::state::AppState;
 
@@ -49,8 +49,8 @@ async fn create_product(
 async fn list_products(
     state: web::Data<AppState>,
     auth: MerchantAuth,
-    page: web::Query<ListParams>,
-    filter: web::Query<ProductFilterParams>,
+    page: Query<ListParams>,
+    filter: Query<ProductFilterParams>,
 ) -> ApiResult<HttpResponse> {
     let page = page.page::<ProductTag>()?;
     let products = svc::list_products(
@@ -141,8 +141,8 @@ async fn create_plan(
 async fn list_plans(
     state: web::Data<AppState>,
     auth: MerchantAuth,
-    page: web::Query<ListParams>,
-    filter: web::Query<PlanFilterParams>,
+    page: Query<ListParams>,
+    filter: Query<PlanFilterParams>,
 ) -> ApiResult<HttpResponse> {
     let page = page.page::<PlanTag>()?;
     let filter = PlanFilter {

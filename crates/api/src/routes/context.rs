@@ -13,7 +13,7 @@ use crate::dto::context::{
 use crate::dto::customers::CustomerDto;
 use crate::dto::{ListParams, ListResponse};
 use crate::error::ApiResult;
-use crate::extract::Json;
+use crate::extract::{Json, Query};
 use crate::service::context as svc;
 use crate::state::AppState;
 
@@ -123,7 +123,7 @@ async fn timeline(
     state: web::Data<AppState>,
     auth: MerchantAuth,
     id: web::Path<String>,
-    page: web::Query<ListParams>,
+    page: Query<ListParams>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<CustomerTag>(&id, "customer")?;
     let cursor = page

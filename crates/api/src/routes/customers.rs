@@ -11,7 +11,7 @@ use crate::dto::common::parse_id;
 use crate::dto::customers::{CreateCustomer, CustomerDto, CustomerFilterParams, UpdateCustomer};
 use crate::dto::{ListParams, ListResponse};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::Json;
+use crate::extract::{Json, Query};
 use crate::service::customers as svc;
 use crate::state::AppState;
 
@@ -84,8 +84,8 @@ async fn create_customer(
 async fn list_customers(
     state: web::Data<AppState>,
     auth: MerchantAuth,
-    page: web::Query<ListParams>,
-    filter: web::Query<CustomerFilterParams>,
+    page: Query<ListParams>,
+    filter: Query<CustomerFilterParams>,
 ) -> ApiResult<HttpResponse> {
     let page = page.page::<CustomerTag>()?;
     let filter = filter.into_inner();

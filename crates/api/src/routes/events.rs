@@ -10,6 +10,7 @@ use crate::auth::MerchantAuth;
 use crate::dto::common::parse_id;
 use crate::dto::{ListParams, ListResponse};
 use crate::error::{ApiError, ApiResult};
+use crate::extract::Query;
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut ServiceConfig) {
@@ -83,8 +84,8 @@ pub struct EventFilterParams {
 async fn list_events(
     state: web::Data<AppState>,
     auth: MerchantAuth,
-    page: web::Query<ListParams>,
-    filter: web::Query<EventFilterParams>,
+    page: Query<ListParams>,
+    filter: Query<EventFilterParams>,
 ) -> ApiResult<HttpResponse> {
     let page = page.page::<EventTag>()?;
     let filter = filter.into_inner();

@@ -6,6 +6,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use crate::auth::MerchantAuth;
 use crate::dto::metrics::{MetricsDto, MetricsParams};
 use crate::error::ApiResult;
+use crate::extract::Query;
 use crate::service::metrics as svc;
 use crate::state::AppState;
 
@@ -23,7 +24,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
 async fn get_metrics(
     state: web::Data<AppState>,
     auth: MerchantAuth,
-    params: web::Query<MetricsParams>,
+    params: Query<MetricsParams>,
 ) -> ApiResult<HttpResponse> {
     let metrics = svc::get(&state, auth.0, params.from.as_deref(), params.to.as_deref()).await?;
     Ok(HttpResponse::Ok().json(metrics))

@@ -18,7 +18,7 @@ use crate::dto::subscriptions::{
 use crate::dto::support::{CancellationRequestDto, PortalCancelResult};
 use crate::dto::{ListParams, ListResponse};
 use crate::error::ApiResult;
-use crate::extract::{Json, OptionalJson};
+use crate::extract::{Json, OptionalJson, Query};
 use crate::service::subscriptions::{self as svc, Action, Caller, Outcome};
 use crate::state::AppState;
 
@@ -84,8 +84,8 @@ async fn subscribe(
 async fn list_subscriptions(
     state: web::Data<AppState>,
     auth: CustomerAuth,
-    page: web::Query<ListParams>,
-    filter: web::Query<PortalSubscriptionFilterParams>,
+    page: Query<ListParams>,
+    filter: Query<PortalSubscriptionFilterParams>,
 ) -> ApiResult<HttpResponse> {
     let page = page.page::<SubscriptionTag>()?;
     let filter = SubscriptionFilter {

@@ -14,7 +14,7 @@ use crate::dto::retention::{
 };
 use crate::dto::{ListParams, ListResponse};
 use crate::error::ApiResult;
-use crate::extract::Json;
+use crate::extract::{Json, Query};
 use crate::service::retention as svc;
 use crate::service::subscriptions::Caller;
 use crate::state::AppState;
@@ -55,8 +55,8 @@ async fn create_offer(
 async fn list_offers(
     state: web::Data<AppState>,
     auth: MerchantAuth,
-    page: web::Query<ListParams>,
-    filter: web::Query<RetentionOfferFilterParams>,
+    page: Query<ListParams>,
+    filter: Query<RetentionOfferFilterParams>,
 ) -> ApiResult<HttpResponse> {
     let page = page.page::<RetentionOfferTag>()?;
     let offers = svc::list_offers(

@@ -15,7 +15,7 @@ use crate::dto::subscriptions::{
 };
 use crate::dto::{ListParams, ListResponse};
 use crate::error::ApiResult;
-use crate::extract::{Json, OptionalJson};
+use crate::extract::{Json, OptionalJson, Query};
 use crate::service::subscriptions::{self as svc, Action, Caller, Outcome};
 use crate::state::AppState;
 
@@ -73,8 +73,8 @@ async fn create_subscription(
 async fn list_subscriptions(
     state: web::Data<AppState>,
     auth: MerchantAuth,
-    page: web::Query<ListParams>,
-    filter: web::Query<SubscriptionFilterParams>,
+    page: Query<ListParams>,
+    filter: Query<SubscriptionFilterParams>,
 ) -> ApiResult<HttpResponse> {
     let page = page.page::<SubscriptionTag>()?;
     let filter = filter.into_inner();

@@ -14,7 +14,7 @@ use crate::dto::support::{
 };
 use crate::dto::{ListParams, ListResponse};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::Json;
+use crate::extract::{Json, Query};
 use crate::service::subscriptions::{self as subs, Action, Caller};
 use crate::service::support as svc;
 use crate::state::AppState;
@@ -44,8 +44,8 @@ pub fn configure_portal(cfg: &mut ServiceConfig) {
 async fn list_requests(
     state: web::Data<AppState>,
     auth: MerchantAuth,
-    page: web::Query<ListParams>,
-    filter: web::Query<CancellationRequestFilterParams>,
+    page: Query<ListParams>,
+    filter: Query<CancellationRequestFilterParams>,
 ) -> ApiResult<HttpResponse> {
     let page = page.page::<CancellationRequestTag>()?;
     let filter = RequestFilter {
@@ -133,8 +133,8 @@ async fn decline_request(
 async fn list_tickets(
     state: web::Data<AppState>,
     auth: MerchantAuth,
-    page: web::Query<ListParams>,
-    filter: web::Query<TicketFilterParams>,
+    page: Query<ListParams>,
+    filter: Query<TicketFilterParams>,
 ) -> ApiResult<HttpResponse> {
     let page = page.page::<TicketTag>()?;
     let filter = filter.into_inner();
@@ -199,7 +199,7 @@ async fn reply_to_ticket(
 async fn portal_list_tickets(
     state: web::Data<AppState>,
     auth: CustomerAuth,
-    page: web::Query<ListParams>,
+    page: Query<ListParams>,
 ) -> ApiResult<HttpResponse> {
     let page = page.page::<TicketTag>()?;
     let (tickets, messages) = svc::list_tickets(

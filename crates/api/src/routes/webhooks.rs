@@ -12,7 +12,7 @@ use crate::dto::webhooks::{
 };
 use crate::dto::{ListParams, ListResponse};
 use crate::error::ApiResult;
-use crate::extract::{Json, OptionalJson};
+use crate::extract::{Json, OptionalJson, Query};
 use crate::service::webhooks as svc;
 use crate::state::AppState;
 
@@ -52,7 +52,7 @@ async fn create_endpoint(
 async fn list_endpoints(
     state: web::Data<AppState>,
     auth: MerchantAuth,
-    page: web::Query<ListParams>,
+    page: Query<ListParams>,
 ) -> ApiResult<HttpResponse> {
     let page = page.page::<WebhookEndpointTag>()?;
     let endpoints = svc::list_endpoints(&state, auth.0, page).await?;
@@ -153,8 +153,8 @@ async fn list_deliveries(
     state: web::Data<AppState>,
     auth: MerchantAuth,
     id: web::Path<String>,
-    page: web::Query<ListParams>,
-    filter: web::Query<DeliveryFilterParams>,
+    page: Query<ListParams>,
+    filter: Query<DeliveryFilterParams>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<WebhookEndpointTag>(&id, "webhook_endpoint")?;
     let page = page.page::<WebhookDeliveryTag>()?;
