@@ -1,5 +1,6 @@
-//! Request extractors that answer bad input with problem+json: a JSON body extractor that
-//! names the offending field, and error handlers for actix's path and query extractors.
+//! Request extractors that answer bad input with problem+json: JSON body and query
+//! extractors that name the offending field, and error handlers for actix's path and JSON
+//! extractors.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -131,12 +132,20 @@ fn located(path: &str, message: &str) -> (String, String) {
     }
     if let Some(rest) = message.strip_prefix("unknown field `") {
         let name = quoted(rest);
+        // The last ", expected " is serde's: an earlier one is in the caller's key.
         let known = rest
-            .split_once(", expected ")
+            .rsplit_once(", expected ")
             .map(|(_, expected)| format!("; expected {}", expected.replace('`', "")))
             .unwrap_or_default();
-        // The path already ends with the unknown key.
-        let field = if path == "." { name } else { path.to_owned() };
+        // The path ends with the unknown key, except inside an enum tagged by `type`,
+        // whose fields are read from a buffer after the path stopped at the enum.
+        let field = if path == "." {
+            name
+        } else if path.rsplit('.').next() == Some(name.as_str()) {
+            path.to_owned()
+        } else {
+            format!("{path}.{name}")
+        };
         return (field, format!("is not a known field{known}"));
     }
     let field = if path == "." {
@@ -161,11 +170,22 @@ fn plain_types(message: &str) -> String {
     if CHRONO.iter().any(|m| message.ends_with(m)) {
         return format!("must be an RFC 3339 timestamp such as 2026-11-26T10:00:00Z ({message})");
     }
-    let Some((head, expected)) = message.split_once("expected ") else {
+    // The last "expected " is serde's: an earlier one can be in the caller's own value.
+    let Some((head, expected)) = message.rsplit_once("expected ") else {
         return message.to_owned();
     };
-    let plain = if expected.starts_with("struct ") || expected.starts_with("a map") {
+    let plain = if [
+        "struct ",
+        "a map",
+        "internally tagged enum",
+        "adjacently tagged enum",
+    ]
+    .iter()
+    .any(|rust| expected.starts_with(rust))
+    {
         "an object"
+    } else if expected.starts_with("enum ") {
+        "one of the documented values"
     } else if [
         "i8", "i16", "i32", "i64", "u8", "u16", "u32", "u64", "usize", "isize",
     ]
@@ -269,22 +289,6 @@ pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
     })
 }
 
-/// Problem+json for malformed query strings, should a route use actix's own extractor.
-pub fn query_config() -> web::QueryConfig {
-    web::QueryConfig::default().error_handler(|err, _| {
-        let message = strip_position(&err.to_string());
-        let message = message
-            .strip_prefix("Query deserialize error: ")
-            .unwrap_or(&message)
-            .to_owned();
-        ApiError::Validation(vec![FieldError {
-            field: "query".to_owned(),
-            message,
-        }])
-        .into()
-    })
-}
-
 /// Problem+json for path segments that do not parse.
 pub fn path_config() -> web::PathConfig {
     web::PathConfig::default().error_handler(|_, _| ApiError::NotFound("resource").into())
@@ -385,12 +389,44 @@ mod tests {
                 "invalid type: string \"1\", expected an integer".into()
             )
         );
+        let (field, message) = error(r#"{"plan_id": "expected struct x", "price": 5}"#);
+        assert_eq!(field, "price");
+        assert_eq!(message, "invalid type: integer `5`, expected an object");
         let (field, message) = error("[]");
         assert_eq!(field, "body");
         assert!(
             !message.contains("struct") && !message.contains("Create"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn fields_inside_a_type_tagged_enum_are_named_in_full() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Pause {
+            start: Start,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+        #[allow(dead_code)]
+        enum Start {
+            Now,
+            At { date: String },
+        }
+        let error = |body: &str| {
+            let Err(ApiError::Validation(errors)) = parse_json::<Pause>(body.as_bytes()) else {
+                panic!("{body}: expected a validation error");
+            };
+            (errors[0].field.clone(), errors[0].message.clone())
+        };
+        let (field, message) = error(r#"{"start": {"type": "at", "date": "d", "foo": 1}}"#);
+        assert_eq!(field, "start.foo");
+        assert_eq!(message, "is not a known field; expected date");
+        let (field, message) = error(r#"{"start": 5}"#);
+        assert_eq!(field, "start");
+        assert!(message.ends_with("expected an object"), "{message}");
     }
 
     #[test]

@@ -72,7 +72,6 @@ pub fn app(
         .app_data(web::Data::new(metrics))
         .app_data(web::Data::new(routes))
         .app_data(extract::json_config())
-        .app_data(extract::query_config())
         .app_data(extract::path_config())
         .app_data(web::PayloadConfig::new(extract::MAX_BODY_BYTES))
         .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api))
