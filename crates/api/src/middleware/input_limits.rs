@@ -41,7 +41,9 @@ pub async fn input_limits(
         }])));
     }
     let table = req.app_data::<web::Data<RouteTable>>().cloned();
+    // Outside /v1 (health probes) a cache-busting query is harmless, and left alone.
     if !req.query_string().is_empty()
+        && req.path().starts_with("/v1/")
         && let Some((unknown, known)) = table.as_ref().and_then(|t| {
             t.unknown_query_parameter(req.method().as_str(), req.path(), req.query_string())
         })
