@@ -164,6 +164,11 @@ pub struct DeliveryAttempt {
 
 /// Every event type Tenure emits (docs/events.md describes each one). An endpoint
 /// subscribes to `*` or to a list of these.
+/// Whether Tenure emits events of `event_type` (the catalogue in docs/events.md).
+pub fn is_known_event_type(event_type: &str) -> bool {
+    EVENT_TYPES.contains(&event_type)
+}
+
 pub const EVENT_TYPES: &[&str] = &[
     "customer.created",
     "customer.updated",
@@ -251,7 +256,7 @@ pub fn validate_enabled_events(events: &[String]) -> Result<Vec<String>, DomainE
     }
     let mut out: Vec<String> = Vec::with_capacity(events.len());
     for (i, event) in events.iter().enumerate() {
-        if event != ALL_EVENTS && !EVENT_TYPES.contains(&event.as_str()) {
+        if event != ALL_EVENTS && !is_known_event_type(event) {
             return Err(DomainError::validation(
                 format!("enabled_events[{i}]"),
                 "is not a known event type (see docs/events.md), nor \"*\"",

@@ -91,7 +91,7 @@ async fn list_events(
     let filter = filter.into_inner();
     // As endpoints' `enabled_events` are checked: a misspelt type must not read as "none".
     if let Some(event_type) = &filter.event_type
-        && !tenure_domain::webhooks::EVENT_TYPES.contains(&event_type.as_str())
+        && !tenure_domain::webhooks::is_known_event_type(event_type)
     {
         return Err(ApiError::field(
             "type",
