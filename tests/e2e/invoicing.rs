@@ -408,6 +408,22 @@ async fn a_cadence_change_invoices_the_new_period_at_once_with_the_credit() {
         expected.amount_due_now.amount,
         "the preview showed what was invoiced"
     );
+    // Its lines read as the invoice's: the new period's plan line and the credit.
+    let mut previewed: Vec<&str> = preview["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["description"].as_str().unwrap())
+        .collect();
+    let mut invoiced: Vec<&str> = inv["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["description"].as_str().unwrap())
+        .collect();
+    previewed.sort_unstable();
+    invoiced.sort_unstable();
+    assert_eq!(previewed, invoiced);
 
     // The worker charges it at once.
     round(&app).await;

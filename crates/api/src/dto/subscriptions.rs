@@ -736,9 +736,9 @@ pub struct ProrationLineDto {
 #[schema(example = json!({"plan_id": "plan_01jf9z9b2ce3a8r7m2k4t5n6bc", "timing": "now", "effective_at": "2026-12-10T10:00:00Z",
     "lines": [
       {"kind": "credit", "plan_id": "plan_01jf9z8a1be3a8r7m2k4t5n6bc", "amount": {"amount": -1000, "currency": "EUR"},
-       "period": {"start": "2026-12-10T10:00:00Z", "end": "2026-12-25T10:00:00Z"}, "description": "Unused time on the old plan"},
+       "period": {"start": "2026-12-10T10:00:00Z", "end": "2026-12-25T10:00:00Z"}, "description": "Unused time on Basic (2026-12-10 10:00 – 2026-12-25 10:00)"},
       {"kind": "charge", "plan_id": "plan_01jf9z9b2ce3a8r7m2k4t5n6bc", "amount": {"amount": 2000, "currency": "EUR"},
-       "period": {"start": "2026-12-10T10:00:00Z", "end": "2026-12-25T10:00:00Z"}, "description": "Remaining time on the new plan"}],
+       "period": {"start": "2026-12-10T10:00:00Z", "end": "2026-12-25T10:00:00Z"}, "description": "Remaining time on Pro (2026-12-10 10:00 – 2026-12-25 10:00)"}],
     "amount_due_now": {"amount": 1000, "currency": "EUR"}, "credit_carried": {"amount": 0, "currency": "EUR"},
     "invoicing": "next_invoice", "invoiced_at": "2026-12-25T10:00:00Z"}))]
 pub struct PlanChangePreviewDto {

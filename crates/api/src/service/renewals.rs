@@ -88,6 +88,15 @@ pub struct InvoiceDraft {
     pub discounts: Vec<uuid::Uuid>,
 }
 
+/// How a period of a plan reads on an invoice (and in a plan-change preview before it).
+pub(crate) fn plan_line_description(plan_name: &str, period: Period) -> String {
+    format!(
+        "{plan_name} ({} – {})",
+        period.start.format("%Y-%m-%d"),
+        period.end.format("%Y-%m-%d")
+    )
+}
+
 /// The lines of a period's invoice: the plan's price, then the subscription's pending
 /// items (prorations of plan changes) as `proration` lines, then its active discounts
 /// (oldest first) by the domain's rule (`tenure_domain::billing::discount`).
@@ -102,11 +111,7 @@ pub fn renewal_lines(
     let mut draft = InvoiceDraft {
         lines: vec![InvoiceLine::new(
             LineKind::Plan,
-            format!(
-                "{plan_name} ({} – {})",
-                period.start.format("%Y-%m-%d"),
-                period.end.format("%Y-%m-%d")
-            ),
+            plan_line_description(plan_name, period),
             terms.price,
         )?],
         ..InvoiceDraft::default()

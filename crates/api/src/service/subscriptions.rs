@@ -15,6 +15,7 @@ use futures_util::TryFutureExt;
 use futures_util::future::try_join;
 use tenure_domain::DomainError;
 use tenure_domain::billing::period::Cadence;
+use tenure_domain::billing::proration::ProrationLineKind;
 use tenure_domain::catalog::Plan;
 use tenure_domain::error::Refusal;
 use tenure_domain::ids::{
@@ -806,6 +807,7 @@ pub async fn preview_plan_change(
         .subscription
         .preview_plan_change(&request, &policy, caller.actor(), now)?;
     let from = s.subscription.plan.plan_id;
+    let new_cadence = request.to.cadence != s.subscription.plan.cadence;
     let names = if preview.proration.is_some() {
         let from_name = catalog_repo::get_plan(&mut conn, caller.merchant, from).await?;
         let to_name = catalog_repo::get_plan(&mut conn, caller.merchant, plan_id).await?;
@@ -818,14 +820,20 @@ pub async fn preview_plan_change(
         &preview,
         Money::zero(s.subscription.plan.price.currency),
         s.subscription.current_period.end,
-        request.to.cadence != s.subscription.plan.cadence,
+        new_cadence,
         |line| {
             let name = if line.plan_id == from {
                 &names.0
             } else {
                 &names.1
             };
-            super::prorations::line_description(line, name)
+            match line.kind {
+                // Another cadence starts a period of the new plan, invoiced as such.
+                ProrationLineKind::Charge if new_cadence => {
+                    super::renewals::plan_line_description(name, line.period)
+                }
+                _ => super::prorations::line_description(line, name),
+            }
         },
     ))
 }
