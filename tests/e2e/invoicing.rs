@@ -1543,3 +1543,67 @@ async fn an_unpaid_subscriber_pays_the_open_invoice_from_the_portal_and_is_activ
         .await
         .expect_problem(403, "merchant_key_not_allowed");
 }
+
+/// A subscription's invoices, on their own: one customer's two subscriptions are listed
+/// apart, page by page, and a subscription of another merchant lists nothing.
+#[actix_web::test]
+async fn invoices_are_listed_by_subscription() {
+    let app = TestApp::new().await;
+    let s = setup(&app, "pm_card_visa").await;
+    let monthly = plan(&app, &s, "Monthly", 1000, "month").await;
+    let first = subscribe(&app, &s, &monthly).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let second = subscribe(&app, &s, &monthly).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for _ in 0..2 {
+        app.clock.advance(Duration::days(31));
+        round(&app).await;
+    }
+    let of = |sub: &str| {
+        let path = format!("/v1/invoices?subscription_id={sub}&limit=2");
+        let (app, key) = (&app, s.m.key.clone());
+        async move { app.get_ok(&path, &key).await }
+    };
+    let page = of(&first).await;
+    let listed = page["data"].as_array().unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(
+        listed
+            .iter()
+            .all(|i| i["subscription_id"] == first.as_str())
+    );
+    assert_eq!(page["has_more"], true, "three periods invoiced: {page}");
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let rest = app
+        .get_ok(
+            &format!("/v1/invoices?subscription_id={first}&starting_after={cursor}"),
+            &s.m.key,
+        )
+        .await;
+    assert_eq!(rest["data"].as_array().unwrap().len(), 1);
+    assert_eq!(rest["data"][0]["subscription_id"], first.as_str());
+    assert!(
+        of(&second).await["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["subscription_id"] == second.as_str())
+    );
+
+    let other = app.merchant("Other").await;
+    let none = app
+        .get_ok(&format!("/v1/invoices?subscription_id={first}"), &other.key)
+        .await;
+    assert!(none["data"].as_array().unwrap().is_empty());
+    let res = app
+        .get("/v1/invoices?subscription_id=cus_01jf9zb3f4e3a8r7m2k4t5n6bc")
+        .bearer(&s.m.key)
+        .send()
+        .await
+        .expect_problem(422, "validation_failed");
+    assert_eq!(res.body["errors"][0]["field"], "subscription_id");
+}

@@ -262,6 +262,8 @@ impl InvoiceDto {
 pub struct InvoiceFilterParams {
     /// Invoices of this customer (cus_…).
     pub customer_id: Option<String>,
+    /// Invoices of this subscription (sub_…).
+    pub subscription_id: Option<String>,
     /// `draft`, `open`, `paid`, `void` or `uncollectible`.
     pub status: Option<String>,
     /// Created at or after this instant (RFC 3339).

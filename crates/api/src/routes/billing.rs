@@ -2,7 +2,9 @@
 
 use actix_web::{HttpResponse, delete, get, post, web};
 use tenure_domain::billing::invoice::{Invoice, InvoiceStatus, Payment};
-use tenure_domain::ids::{CustomerId, CustomerTag, InvoiceTag, PaymentMethodTag, PaymentTag};
+use tenure_domain::ids::{
+    CustomerId, CustomerTag, InvoiceTag, PaymentMethodTag, PaymentTag, SubscriptionTag,
+};
 use tenure_store::repo::invoices::InvoiceFilter;
 use utoipa_actix_web::service_config::ServiceConfig;
 
@@ -191,6 +193,11 @@ fn invoice_filter(params: InvoiceFilterParams) -> ApiResult<InvoiceFilter> {
         .as_deref()
         .map(|c| parse_field_id::<CustomerTag>(c, "customer_id"))
         .transpose()?;
+    let subscription = params
+        .subscription_id
+        .as_deref()
+        .map(|s| parse_field_id::<SubscriptionTag>(s, "subscription_id"))
+        .transpose()?;
     let status = params
         .status
         .as_deref()
@@ -206,6 +213,7 @@ fn invoice_filter(params: InvoiceFilterParams) -> ApiResult<InvoiceFilter> {
     }
     Ok(InvoiceFilter {
         customer,
+        subscription,
         status,
         created_from: params.created_from,
         created_to: params.created_to,

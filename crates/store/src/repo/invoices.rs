@@ -439,6 +439,9 @@ pub async fn get(
 #[derive(Debug, Default, Clone)]
 pub struct InvoiceFilter {
     pub customer: Option<CustomerId>,
+    /// A subscription's invoices: a few a year each, read through the unique
+    /// (subscription, period) index and sorted, so no index of their own.
+    pub subscription: Option<SubscriptionId>,
     pub status: Option<InvoiceStatus>,
     pub created_from: Option<DateTime<Utc>>,
     pub created_to: Option<DateTime<Utc>>,
@@ -500,6 +503,9 @@ async fn list_rows(
         .into_boxed();
     if let Some(customer) = filter.customer {
         query = query.filter(invoices::customer_id.eq(customer.uuid()));
+    }
+    if let Some(subscription) = filter.subscription {
+        query = query.filter(invoices::subscription_id.eq(subscription.uuid()));
     }
     if let Some(status) = filter.status {
         query = query.filter(invoices::status.eq(status.as_str()));
