@@ -410,28 +410,28 @@ mod tests {
     #[test]
     fn documented_bounds_are_the_enforced_ones() {
         let doc = document();
-        let days = i64::from;
+        let bound = i64::from;
         let cases: [Case; 14] = [
             (
                 "CreatePlan",
                 None,
                 "interval_count",
-                (1, days(MAX_INTERVAL_COUNT)),
+                (1, bound(MAX_INTERVAL_COUNT)),
             ),
-            ("CreatePlan", None, "trial_days", (0, days(MAX_TRIAL_DAYS))),
-            ("UpdatePlan", None, "trial_days", (0, days(MAX_TRIAL_DAYS))),
+            ("CreatePlan", None, "trial_days", (0, bound(MAX_TRIAL_DAYS))),
+            ("UpdatePlan", None, "trial_days", (0, bound(MAX_TRIAL_DAYS))),
             ("PriceInput", None, "amount", (0, MAX_AMOUNT)),
             (
                 "PortalPolicyInput",
                 None,
                 "notice_period_days",
-                (0, days(MAX_NOTICE_PERIOD_DAYS)),
+                (0, bound(MAX_NOTICE_PERIOD_DAYS)),
             ),
             (
                 "PortalPolicyInput",
                 None,
                 "max_pause_days",
-                (1, days(MAX_PAUSE_DAYS_LIMIT)),
+                (1, bound(MAX_PAUSE_DAYS_LIMIT)),
             ),
             (
                 "OfferKindDto",
@@ -443,43 +443,43 @@ mod tests {
                 "OfferKindDto",
                 Some("discount_percent"),
                 "cycles",
-                (1, days(MAX_OFFER_CYCLES)),
+                (1, bound(MAX_OFFER_CYCLES)),
             ),
             (
                 "OfferKindDto",
                 Some("discount_amount"),
                 "cycles",
-                (1, days(MAX_OFFER_CYCLES)),
+                (1, bound(MAX_OFFER_CYCLES)),
             ),
             (
                 "OfferKindDto",
                 Some("pause_instead"),
                 "days",
-                (1, days(MAX_OFFER_DAYS)),
+                (1, bound(MAX_OFFER_DAYS)),
             ),
             (
                 "OfferKindDto",
                 Some("extend_trial"),
                 "days",
-                (1, days(MAX_OFFER_DAYS)),
+                (1, bound(MAX_OFFER_DAYS)),
             ),
             (
                 "PauseEndDto",
                 Some("after_cycles"),
                 "cycles",
-                (1, days(MAX_PAUSE_CYCLES)),
+                (1, bound(MAX_PAUSE_CYCLES)),
             ),
             (
                 "RotateWebhookSecret",
                 None,
                 "overlap_secs",
-                (0, days(MAX_SECRET_OVERLAP_SECS)),
+                (0, bound(MAX_SECRET_OVERLAP_SECS)),
             ),
             (
                 "PutBillingSettings",
                 None,
                 "upcoming_notice_days",
-                (0, days(MAX_UPCOMING_NOTICE_DAYS)),
+                (0, bound(MAX_UPCOMING_NOTICE_DAYS)),
             ),
         ];
         for (schema, variant, name, (min, max)) in cases {
