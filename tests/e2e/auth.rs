@@ -392,7 +392,7 @@ async fn a_cached_key_is_forgotten_when_its_row_changes_and_unused_while_unheard
     // Once accepted, the key is answered for without reading api_keys: the request
     // passes while another transaction holds the table locked.
     app.get_ok("/v1/customers", &a.key).await;
-    let mut locker = app.state.db.conn().await.expect("conn");
+    let mut locker = app.state.app.db.conn().await.expect("conn");
     locker
         .batch_execute("BEGIN; LOCK TABLE api_keys IN ACCESS EXCLUSIVE MODE")
         .await

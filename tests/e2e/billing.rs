@@ -72,7 +72,7 @@ pub(crate) async fn invoice(
     customer: &str,
     amount: i64,
 ) -> InvoiceId {
-    let mut conn = app.state.db.conn().await.expect("conn");
+    let mut conn = app.state.app.db.conn().await.expect("conn");
     invoices::create_invoice(
         &mut conn,
         merchant_id(m),
@@ -100,7 +100,7 @@ pub(crate) async fn pay(
     id: InvoiceId,
 ) -> (String, Option<String>) {
     let (_, payment) =
-        tenure_api::service::billing::pay_invoice(&app.state, merchant_id(m), id, None)
+        tenure_app::billing::invoices::pay_invoice(&app.state.app, merchant_id(m), id, None)
             .await
             .expect("charge attempt recorded");
     let payment = payment.expect("an amount was due, so the gateway was charged");
@@ -233,11 +233,24 @@ async fn each_sandbox_token_charges_as_documented() {
             assert_eq!(inv.body["payments"].as_array().unwrap().len(), 2);
         } else {
             // A paid invoice is not charged again.
-            let err =
-                tenure_api::service::billing::pay_invoice(&app.state, merchant_id(&m), id, None)
-                    .await
-                    .unwrap_err();
-            assert_eq!(err.code(), "invoice_not_payable");
+            let err = tenure_app::billing::invoices::pay_invoice(
+                &app.state.app,
+                merchant_id(&m),
+                id,
+                None,
+            )
+            .await
+            .unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    tenure_app::AppError::Conflict {
+                        code: "invoice_not_payable",
+                        ..
+                    }
+                ),
+                "{err:?}"
+            );
         }
     }
     let events = app
@@ -678,7 +691,7 @@ async fn invoice_numbers_have_no_gaps_under_concurrent_creation() {
     // Another merchant counts from 1.
     let other = app.merchant("B").await;
     let other_cus = fixtures::customer(&app, &other, "x").await;
-    let mut conn = app.state.db.conn().await.unwrap();
+    let mut conn = app.state.app.db.conn().await.unwrap();
     let first = invoices::create_invoice(
         &mut conn,
         merchant_id(&other),
@@ -696,7 +709,7 @@ async fn a_second_invoice_for_the_same_period_is_a_conflict() {
     let m = app.merchant("A").await;
     let cus = fixtures::customer(&app, &m, "u1").await;
     let sub = Some(trialing_subscription(&app, &m, &cus).await);
-    let mut conn = app.state.db.conn().await.unwrap();
+    let mut conn = app.state.app.db.conn().await.unwrap();
     let now = app.state.now();
     let first = invoices::create_invoice(
         &mut conn,
@@ -1266,13 +1279,13 @@ async fn an_invoice_with_nothing_due_is_paid_without_a_charge() {
     new.lines.push(
         InvoiceLine::new(LineKind::Discount, "100% off", Money::new(-1000, eur)).expect("line"),
     );
-    let mut conn = app.state.db.conn().await.unwrap();
+    let mut conn = app.state.app.db.conn().await.unwrap();
     let inv = invoices::create_invoice(&mut conn, merchant_id(&m), new, app.state.now())
         .await
         .unwrap();
     // No payment method needed, no payment recorded.
     let (paid, payment) =
-        tenure_api::service::billing::pay_invoice(&app.state, merchant_id(&m), inv.id, None)
+        tenure_app::billing::invoices::pay_invoice(&app.state.app, merchant_id(&m), inv.id, None)
             .await
             .unwrap();
     assert!(payment.is_none());

@@ -3,7 +3,7 @@
 //! payments and refunds keep their amounts.
 
 use serde_json::{Value, json};
-use tenure_api::service::gdpr::complete_idempotent_request;
+use tenure_app::gdpr::complete_idempotent_request;
 use tenure_domain::clock::Clock;
 use tenure_domain::ids::MerchantId;
 use tenure_e2e::{Response, TestApp, TestMerchant};

@@ -10,7 +10,6 @@ use diesel::QueryableByName;
 use diesel::sql_types::{Nullable, Timestamptz, Uuid};
 use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use serde_json::{Value, json};
-use tenure_api::service::renewals::run_until_idle;
 use tenure_domain::billing::period::{Cadence, Interval, Period};
 use tenure_domain::billing::proration::prorate_change;
 use tenure_domain::clock::Clock;
@@ -18,6 +17,7 @@ use tenure_domain::ids::{MerchantId, PlanId, SubscriptionId};
 use tenure_domain::money::Money;
 use tenure_domain::subscription::PlanTerms;
 use tenure_e2e::{TestApp, TestMerchant};
+use tenure_engine::renewals::run_until_idle;
 use tenure_store::repo::discounts::{self, DiscountValue, NewDiscount};
 
 use crate::fixtures;
@@ -84,7 +84,7 @@ fn amount(v: &Value) -> i64 {
 }
 
 async fn round(app: &TestApp) {
-    run_until_idle(&app.state, app.clock.now())
+    run_until_idle(&app.state.app, app.clock.now())
         .await
         .expect("renewal round");
 }
@@ -858,21 +858,21 @@ impl Clock for Frozen {
 #[actix_web::test]
 async fn a_cadence_change_at_the_instant_an_invoiced_period_began_keeps_the_charge_pending() {
     use chrono::SubsecRound;
-    use tenure_api::service::subscriptions::{self as subs, Action, Caller};
+    use tenure_app::subscriptions::{self as subs, Action, Scope};
 
     let app = TestApp::new().await;
     let s = setup(&app, "pm_card_visa").await;
     let monthly = plan(&app, &s, "Monthly", 1000, "month").await;
     let yearly = plan(&app, &s, "Yearly", 10_000, "year").await;
     let t0 = (app.clock.now() + Duration::days(1)).trunc_subsecs(0);
-    let frozen = tenure_api::AppState {
+    let frozen = tenure_app::App {
         clock: std::sync::Arc::new(Frozen(t0)),
-        ..app.state.clone()
+        ..app.state.app.clone()
     };
     let merchant: MerchantId = s.m.id.parse().unwrap();
     let sub = subs::create(
         &frozen,
-        subs::Caller::merchant(merchant),
+        subs::Scope::merchant(merchant),
         s.customer.parse().unwrap(),
         monthly.parse().unwrap(),
     )
@@ -891,7 +891,7 @@ async fn a_cadence_change_at_the_instant_an_invoiced_period_began_keeps_the_char
     // invoiced a second time, so the charge waits with the credit for the next invoice.
     let changed = subs::act(
         &frozen,
-        Caller::merchant(merchant),
+        Scope::merchant(merchant),
         sub.subscription.id,
         None,
         Action::ChangePlan(yearly.parse().unwrap()),
@@ -986,7 +986,9 @@ async fn a_subscription_without_a_trial_is_invoiced_at_creation_and_charged_by_t
 
     // The next worker round charges it: paid, one payment, `invoice.paid`.
     assert_eq!(
-        run_until_idle(&app.state, app.clock.now()).await.unwrap(),
+        run_until_idle(&app.state.app, app.clock.now())
+            .await
+            .unwrap(),
         1
     );
     let inv = app
@@ -1009,7 +1011,9 @@ async fn a_subscription_without_a_trial_is_invoiced_at_creation_and_charged_by_t
     // Charged once: nothing more is due until the period ends, and the renewal invoices
     // the next period, not this one again.
     assert_eq!(
-        run_until_idle(&app.state, app.clock.now()).await.unwrap(),
+        run_until_idle(&app.state.app, app.clock.now())
+            .await
+            .unwrap(),
         0
     );
     app.clock.advance_to(period.end + Duration::minutes(1));
@@ -1076,7 +1080,9 @@ async fn a_free_plan_s_first_invoice_is_paid_at_creation_without_a_charge() {
     assert_eq!(paid.len(), 1);
     assert_eq!(paid[0]["resource_id"], inv["id"]);
     assert_eq!(
-        run_until_idle(&app.state, app.clock.now()).await.unwrap(),
+        run_until_idle(&app.state.app, app.clock.now())
+            .await
+            .unwrap(),
         0,
         "nothing to charge"
     );
@@ -1111,7 +1117,9 @@ async fn a_customer_without_a_payment_method_goes_past_due_and_recovers_when_a_c
         .body;
     assert_eq!(sub["status"], "active");
     let id = sub["id"].as_str().unwrap().to_owned();
-    run_until_idle(&app.state, app.clock.now()).await.unwrap();
+    run_until_idle(&app.state.app, app.clock.now())
+        .await
+        .unwrap();
     assert_eq!(sub_status(&app, &m, &id).await, "past_due");
     let invoices = app.get_ok("/v1/invoices", &m.key).await;
     let inv = &invoices["data"][0];

@@ -6,10 +6,10 @@ use chrono::{DateTime, Duration, Utc};
 use diesel_async::RunQueryDsl;
 use futures_util::future::join_all;
 use serde_json::{Value, json};
-use tenure_api::service::lifecycle::run_due_changes;
 use tenure_domain::clock::Clock;
 use tenure_domain::ids::GenerateId;
 use tenure_e2e::{Response, TestApp, TestMerchant};
+use tenure_engine::lifecycle::run_due_changes;
 
 use crate::fixtures;
 
@@ -59,7 +59,7 @@ fn time(v: &Value) -> DateTime<Utc> {
 }
 
 async fn worker(app: &TestApp) -> usize {
-    run_due_changes(&app.state, app.clock.now(), 100)
+    run_due_changes(&app.state.app, app.clock.now(), 100)
         .await
         .expect("worker round")
 }
@@ -1405,7 +1405,7 @@ async fn concurrent_workers_apply_each_due_change_exactly_once() {
     }
     app.clock.advance(Duration::days(32));
     let now = app.clock.now();
-    let rounds = join_all((0..4).map(|_| run_due_changes(&app.state, now, 100))).await;
+    let rounds = join_all((0..4).map(|_| run_due_changes(&app.state.app, now, 100))).await;
     let applied: usize = rounds.into_iter().map(|r| r.expect("worker round")).sum();
     assert_eq!(
         applied, 12,
@@ -1446,8 +1446,8 @@ async fn the_server_worker_loop_applies_due_changes_in_the_background() {
         .send()
         .await
         .expect(200);
-    let task = actix_web::rt::spawn(tenure_server::workers::lifecycle_loop(
-        app.state.clone(),
+    let task = actix_web::rt::spawn(tenure_engine::loops::lifecycle_loop(
+        app.state.app.clone(),
         std::time::Duration::from_millis(20),
     ));
     app.clock.advance(Duration::days(32));
@@ -1571,7 +1571,7 @@ async fn workers_and_requests_racing_on_due_subscriptions_cancel_each_once() {
             .json(&json!({}))
             .send()
     }));
-    let workers = join_all((0..2).map(|_| run_due_changes(&app.state, now, 100)));
+    let workers = join_all((0..2).map(|_| run_due_changes(&app.state.app, now, 100)));
     let (responses, rounds) = futures_util::future::join(requests, workers).await;
     for r in &responses {
         assert!(

@@ -13,8 +13,7 @@ use diesel::sql_types::{Array, Text, Uuid};
 use diesel_async::RunQueryDsl;
 use futures_util::future::join_all;
 use serde_json::{Value, json};
-use tenure_api::AppState;
-use tenure_api::service::renewals::{run_due_renewals, run_until_idle};
+use tenure_app::App;
 use tenure_domain::billing::gateway::{
     CardDetails, ChargeOutcome, ChargeRequest, GatewayCall, PaymentGateway, RefundOutcome,
     RefundRequest, SandboxGateway,
@@ -22,6 +21,7 @@ use tenure_domain::billing::gateway::{
 use tenure_domain::clock::Clock;
 use tenure_domain::ids::{GenerateId, SubscriptionId};
 use tenure_e2e::{TestApp, TestMerchant};
+use tenure_engine::renewals::{run_due_renewals, run_until_idle};
 use tenure_store::Db;
 
 use crate::fixtures;
@@ -67,7 +67,7 @@ fn time(v: &Value) -> DateTime<Utc> {
 }
 
 async fn round(app: &TestApp) -> usize {
-    run_until_idle(&app.state, app.clock.now())
+    run_until_idle(&app.state.app, app.clock.now())
         .await
         .expect("renewal round")
 }
@@ -310,14 +310,14 @@ async fn clone_subscriptions(app: &TestApp, template: &str, n: usize) {
 }
 
 /// A worker with a connection pool of its own, as another `tenure` process would have.
-fn worker_state(app: &TestApp) -> AppState {
-    AppState {
+fn worker_state(app: &TestApp) -> App {
+    App {
         db: Db::connect(&app.db.url, 2).expect("pool"),
-        ..app.state.clone()
+        ..app.state.app.clone()
     }
 }
 
-async fn drain(state: AppState, now: DateTime<Utc>) -> usize {
+async fn drain(state: App, now: DateTime<Utc>) -> usize {
     let mut total = 0;
     loop {
         let n = run_due_renewals(&state, now, 50)
@@ -406,7 +406,7 @@ async fn four_workers_renew_thousands_of_due_subscriptions_exactly_once() {
     app.clock
         .advance_to(time(&sub["current_period"]["end"]) + Duration::minutes(1));
     let now = app.clock.now();
-    let workers: Vec<AppState> = (0..4).map(|_| worker_state(&app)).collect();
+    let workers: Vec<App> = (0..4).map(|_| worker_state(&app)).collect();
     let started = Instant::now();
     let handled = join_all(workers.into_iter().map(|w| drain(w, now))).await;
     let elapsed = started.elapsed();
@@ -463,7 +463,7 @@ async fn workers_killed_mid_batch_lose_and_duplicate_nothing() {
     // A charge dropped between its two transactions waits for its lease to end.
     join_all((0..2).map(|_| drain(worker_state(&app), now))).await;
     // (The test clock runs on from `now` in real time, and leases count from it.)
-    let after_lease = now + app.state.charge_lease + Duration::minutes(1);
+    let after_lease = now + app.state.app.charge_lease + Duration::minutes(1);
     join_all((0..2).map(|_| drain(worker_state(&app), after_lease))).await;
     assert_exactly_once(&app, 300, 1).await;
     assert!(charged_before <= 301);
@@ -844,7 +844,7 @@ async fn no_lock_is_held_while_the_gateway_charges_and_a_stalled_charge_is_taken
     let now = chrono::SubsecRound::trunc_subsecs(app.clock.now(), 6);
 
     // A worker of its own (pool, runtime and thread), whose charge stops at the gateway.
-    let stalled = AppState {
+    let stalled = App {
         gateway: gateway.clone(),
         ..worker_state(&app)
     };
@@ -897,14 +897,14 @@ async fn no_lock_is_held_while_the_gateway_charges_and_a_stalled_charge_is_taken
     // The lease runs from when the charge was prepared (the clock moves on meanwhile).
     let lease_end = time(&leased["next_payment_attempt_at"]);
     assert!(
-        lease_end >= now + app.state.charge_lease
-            && lease_end < now + app.state.charge_lease + Duration::minutes(1),
+        lease_end >= now + app.state.app.charge_lease
+            && lease_end < now + app.state.app.charge_lease + Duration::minutes(1),
         "{leased}"
     );
 
     // Once the lease ends another worker sends the same request again and records it.
     let later = lease_end + Duration::seconds(1);
-    let taking_over = AppState {
+    let taking_over = App {
         gateway: gateway.clone(),
         ..worker_state(&app)
     };
@@ -993,7 +993,7 @@ async fn a_batch_stops_sending_at_half_its_lease_and_releases_the_rest() {
         keys: Mutex::new(Vec::new()),
         delay: std::time::Duration::from_millis(1200),
     });
-    let worker = AppState {
+    let worker = App {
         gateway: gateway.clone(),
         charge_lease: Duration::seconds(2),
         ..worker_state(&app)

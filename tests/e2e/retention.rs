@@ -857,7 +857,7 @@ async fn an_accepted_discount_shows_on_the_next_invoice() {
         .unwrap()
         .with_timezone(&chrono::Utc);
     app.clock.advance_to(end + chrono::Duration::minutes(1));
-    tenure_api::service::renewals::run_until_idle(&app.state, app.clock.now())
+    tenure_engine::renewals::run_until_idle(&app.state.app, app.clock.now())
         .await
         .expect("renewal round");
     // The customer's LTV invoice was hand-inserted; read the subscription's own.

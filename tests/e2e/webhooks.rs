@@ -11,10 +11,10 @@ use chrono::Duration;
 use diesel_async::AsyncConnection;
 use serde_json::{Value, json};
 use standardwebhooks::Webhook;
-use tenure_api::service::webhooks::deliver_due;
 use tenure_domain::clock::Clock;
 use tenure_domain::ids::MerchantId;
 use tenure_e2e::{TestApp, TestMerchant};
+use tenure_engine::delivery::{DEFAULT_REQUEST_TIMEOUT, WebhookSender, deliver_due};
 use tenure_store::StoreError;
 use tenure_store::repo::events::{self, NewEvent};
 
@@ -157,11 +157,20 @@ fn dead_url() -> String {
     format!("http://127.0.0.1:{port}/hooks")
 }
 
+/// The delivery client `tenure worker` uses by default (10 s per request).
+fn sender() -> WebhookSender {
+    WebhookSender::new(DEFAULT_REQUEST_TIMEOUT).expect("webhook client")
+}
+
 /// Runs delivery rounds until nothing is due now; returns the attempts made.
 async fn deliver_all(app: &TestApp) -> usize {
+    deliver_all_with(app, &sender()).await
+}
+
+async fn deliver_all_with(app: &TestApp, sender: &WebhookSender) -> usize {
     let mut total = 0;
     for _ in 0..100 {
-        let n = deliver_due(&app.state, app.clock.now(), 50)
+        let n = deliver_due(&app.state.app, sender, app.clock.now(), 50)
             .await
             .expect("deliver_due");
         if n == 0 {
@@ -942,9 +951,10 @@ async fn endpoints_are_validated_isolated_managed_and_events_redelivered() {
         fixtures::customer(&app, &m, &format!("c{i}")).await;
     }
     let now = app.clock.now();
+    let sender = sender();
     let (a, b) = futures_util::future::join(
-        deliver_due(&app.state, now, 8),
-        deliver_due(&app.state, now, 8),
+        deliver_due(&app.state.app, &sender, now, 8),
+        deliver_due(&app.state.app, &sender, now, 8),
     )
     .await;
     let sent = a.expect("worker a") + b.expect("worker b");
@@ -1005,8 +1015,9 @@ async fn the_background_loop_delivers_and_the_delivery_log_pages() {
     )
     .await;
     // The same loop `tenure serve` and `tenure worker` run.
-    let worker = actix_web::rt::spawn(tenure_server::workers::webhook_loop(
-        app.state.clone(),
+    let worker = actix_web::rt::spawn(tenure_engine::loops::webhook_loop(
+        app.state.app.clone(),
+        sender(),
         std::time::Duration::from_millis(20),
     ));
     for i in 0..5 {
@@ -1121,14 +1132,17 @@ async fn a_crashed_worker_s_delivery_is_sent_after_its_lease_and_slow_receivers_
     assert_eq!(log[0]["status"], "delivered");
     assert_eq!(log[0]["attempts"], 2, "the lost attempt counts");
 
-    // A receiver that does not answer within 10 s: a failed attempt, retried later.
+    // A receiver that does not answer within the request timeout (configured to 1 s
+    // here; 10 s by default): a failed attempt, retried later.
     receiver.answer(HANG);
     fixtures::customer(&app, &m, "bob").await;
+    let timeout = std::time::Duration::from_secs(1);
+    let impatient = WebhookSender::new(timeout).expect("webhook client");
     let started = std::time::Instant::now();
-    assert_eq!(deliver_all(&app).await, 1);
+    assert_eq!(deliver_all_with(&app, &impatient).await, 1);
     let waited = started.elapsed();
     assert!(
-        waited >= std::time::Duration::from_secs(10) && waited < std::time::Duration::from_secs(14),
+        waited >= timeout && waited < timeout + std::time::Duration::from_secs(3),
         "{waited:?}"
     );
     let slow = deliveries(&app, &m, &id)
@@ -1141,7 +1155,7 @@ async fn a_crashed_worker_s_delivery_is_sent_after_its_lease_and_slow_receivers_
         slow["error"].as_str().unwrap().starts_with("timed out"),
         "{slow}"
     );
-    assert!(slow["latency_ms"].as_u64().unwrap() >= 10_000);
+    assert!(slow["latency_ms"].as_u64().unwrap() >= 1_000);
 }
 
 /// The events list refuses a type it does not know, as endpoints' `enabled_events` do:

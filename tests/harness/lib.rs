@@ -340,7 +340,7 @@ impl TestApp {
     }
 
     pub async fn merchant(&self, name: &str) -> TestMerchant {
-        let created = tenure_api::service::merchants::create(&self.state, name)
+        let created = tenure_app::merchants::create(&self.state.app, name)
             .await
             .expect("create merchant");
         TestMerchant {

@@ -5,20 +5,11 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde::{Deserialize, Serialize};
+use tenure_app::AppError;
+pub use tenure_app::FieldError;
 use tenure_domain::DomainError;
 use tenure_store::StoreError;
 use utoipa::ToSchema;
-
-/// One invalid field of a request.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
-pub struct FieldError {
-    /// The field, as a dotted path into the request body (`price.amount`) or a query
-    /// parameter name.
-    #[schema(example = "price.amount")]
-    pub field: String,
-    #[schema(example = "must be between 0 and 10000000000000 minor units")]
-    pub message: String,
-}
 
 /// An RFC 9457 problem document, served as `application/problem+json`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -122,10 +113,7 @@ impl ApiError {
     /// Maps a store error for a lookup of `resource`: a missing row is that resource's
     /// 404.
     pub fn from_store(resource: &'static str) -> impl Fn(StoreError) -> ApiError {
-        move |err| match err {
-            StoreError::NotFound => ApiError::NotFound(resource),
-            other => other.into(),
-        }
+        move |err| AppError::from_store(resource)(err).into()
     }
 
     pub fn code(&self) -> &'static str {
@@ -211,26 +199,25 @@ impl ApiError {
     }
 }
 
+/// The one place where a use case's failure gets its HTTP meaning.
+impl From<AppError> for ApiError {
+    fn from(err: AppError) -> Self {
+        match err {
+            AppError::Validation(errors) => ApiError::Validation(errors),
+            AppError::NotFound(resource) => ApiError::NotFound(resource),
+            AppError::Conflict { code, detail } => ApiError::Conflict { code, detail },
+            AppError::PreconditionFailed => ApiError::PreconditionFailed,
+            AppError::PaymentDeclined(detail) => ApiError::PaymentDeclined(detail),
+            AppError::Domain(err) => ApiError::Domain(err),
+            AppError::Unavailable(cause) => ApiError::Unavailable(cause),
+            AppError::Internal(cause) => ApiError::Internal(cause),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
-        match err {
-            StoreError::NotFound => ApiError::NotFound("resource"),
-            StoreError::UnknownCursor => {
-                ApiError::field("starting_after", "names nothing in this list")
-            }
-            StoreError::Conflict { constraint } => ApiError::Conflict {
-                code: "conflict",
-                detail: format!("the change conflicts with existing data ({constraint})"),
-            },
-            StoreError::Contended => ApiError::conflict(
-                "concurrent_update",
-                "another request changed this resource at the same time; retry",
-            ),
-            StoreError::Unavailable(cause) => ApiError::Unavailable(cause),
-            other => {
-                ApiError::Internal(format!("{other}: {:?}", std::error::Error::source(&other)))
-            }
-        }
+        AppError::from(err).into()
     }
 }
 

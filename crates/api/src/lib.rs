@@ -1,14 +1,14 @@
-//! Tenure's HTTP surface: actix-web routes, DTOs, authentication, problem+json errors and
-//! the OpenAPI document built from the very handlers that serve.
+//! Tenure's HTTP surface: actix-web routes, extractors, middleware, authentication, the
+//! one mapping of the use cases' errors to problem+json, and the OpenAPI document built
+//! from the very handlers that serve. Each handler parses its request, calls one use
+//! case of `tenure-app` and renders what it returns.
 
 pub mod auth;
-pub mod dto;
 pub mod error;
 pub mod extract;
 pub mod middleware;
 pub mod openapi;
 pub mod routes;
-pub mod service;
 pub mod state;
 
 use actix_web::body::MessageBody;

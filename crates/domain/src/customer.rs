@@ -29,6 +29,20 @@ pub struct Customer {
     pub erased_at: Option<DateTime<Utc>>,
 }
 
+impl Customer {
+    /// An erased customer keeps its financial records and takes no new writes: it cannot
+    /// be changed, subscribe, pay or sign in (`customer_erased`).
+    pub fn ensure_not_erased(&self) -> Result<(), DomainError> {
+        match self.erased_at {
+            Some(_) => Err(DomainError::Conflict {
+                code: "customer_erased",
+                detail: "the customer's personal data was erased; it cannot be changed, subscribe or sign in".into(),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Tags are lower-case slugs (`vip`, `beta-tester`, `region:eu`), unique and sorted, so
 /// filtering by tag is exact and a tag list compares equal however it was entered.
 pub fn normalize_tags(tags: &[String]) -> Result<Vec<String>, DomainError> {

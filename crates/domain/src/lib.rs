@@ -18,6 +18,7 @@ pub mod retention;
 pub mod subscription;
 pub mod support;
 pub mod text;
+pub mod time;
 pub mod webhooks;
 
 pub use error::DomainError;

@@ -6,32 +6,33 @@ use std::sync::Arc;
 
 use actix_web::HttpServer;
 use chrono::Duration;
+use tenure_api::Metrics;
 use tenure_api::auth::key_cache;
-use tenure_api::dto::catalog::{
-    CreatePlan, CreateProduct, IntervalDto, PortalPolicyInput, PriceInput,
-};
-use tenure_api::dto::customers::CreateCustomer;
 use tenure_api::middleware::rate_limit::RateLimits;
-use tenure_api::service::{catalog, customers, merchants, sessions, subscriptions};
-use tenure_api::{AppState, Metrics};
+use tenure_app::dto::catalog::{
+    CancellationModeDto, CreatePlan, CreateProduct, IntervalDto, PortalPolicyInput, PriceInput,
+};
+use tenure_app::dto::customers::CreateCustomer;
+use tenure_app::{App, AppError, catalog, customers, merchants, sessions, subscriptions};
 use tenure_domain::clock::SystemClock;
+use tenure_engine::delivery::WebhookSender;
+use tenure_engine::loops;
 use tenure_store::Db;
 
 use crate::config::{DemoArgs, GlobalArgs, ServeArgs, WorkerArgs};
 use crate::startup::{self, StartupError};
-use crate::workers;
 
 fn connect(global: &GlobalArgs) -> Result<Db, StartupError> {
     Ok(Db::connect(&global.database_url, global.pool_size)?)
 }
 
-async fn state(
+async fn app(
     global: &GlobalArgs,
     jwt_secret: Option<&str>,
     ttl_secs: u32,
-) -> Result<AppState, StartupError> {
+) -> Result<App, StartupError> {
     let db = connect(global)?;
-    startup::build_state(
+    startup::build_app(
         db,
         Arc::new(SystemClock),
         jwt_secret,
@@ -66,12 +67,12 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<(), StartupE
     )
     .await?;
     state.rate_limits = RateLimits::new(args.rate_limits.config());
-    state.charge_lease = args.workers.charge_lease();
+    state.app.charge_lease = args.workers.charge_lease();
     let metrics = Metrics::new().map_err(|e| StartupError::Config(e.to_string()))?;
     if args.no_workers {
         shared.close();
     } else {
-        spawn_workers(&state, &args.workers);
+        spawn_workers(&state.app, &args.workers)?;
     }
     if !args.no_api_key_cache {
         tokio::spawn(key_cache::keep_current(
@@ -91,7 +92,7 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<(), StartupE
     let fallback = Db::connect(&url, per_worker)?;
     let server = HttpServer::new(move || {
         let mut state = state.clone();
-        state.db = WORKER_POOL.with(|pool| {
+        state.app.db = WORKER_POOL.with(|pool| {
             pool.get_or_init(|| Db::connect(&url, per_worker).unwrap_or_else(|_| fallback.clone()))
                 .clone()
         });
@@ -178,29 +179,33 @@ impl PoolBudget {
 }
 
 /// Starts the background loops on the runtime, each in a task of its own.
-fn spawn_workers(state: &AppState, args: &WorkerArgs) {
-    tokio::spawn(workers::lifecycle_loop(
+fn spawn_workers(state: &App, args: &WorkerArgs) -> Result<(), StartupError> {
+    let sender = WebhookSender::new(args.webhook_timeout())
+        .map_err(|e| StartupError::Config(e.to_string()))?;
+    tokio::spawn(loops::lifecycle_loop(
         state.clone(),
         std::time::Duration::from_millis(args.worker_interval_ms),
     ));
     for _ in 0..args.renewal_tasks {
-        tokio::spawn(workers::renewal_loop(
+        tokio::spawn(loops::renewal_loop(
             state.clone(),
             std::time::Duration::from_millis(args.worker_interval_ms),
         ));
     }
-    tokio::spawn(workers::webhook_loop(
+    tokio::spawn(loops::webhook_loop(
         state.clone(),
+        sender,
         std::time::Duration::from_millis(args.webhook_interval_ms),
     ));
+    Ok(())
 }
 
 /// Runs the background workers until Ctrl-C or SIGTERM.
 pub async fn worker(global: &GlobalArgs, args: &WorkerArgs) -> Result<(), StartupError> {
     startup::prepare_database(global).await?;
-    let mut state = state(global, None, 3600).await?;
-    state.charge_lease = args.charge_lease();
-    spawn_workers(&state, args);
+    let mut app = app(global, None, 3600).await?;
+    app.charge_lease = args.charge_lease();
+    spawn_workers(&app, args)?;
     shutdown_signal().await?;
     tracing::info!("worker stopping");
     Ok(())
@@ -234,8 +239,9 @@ pub async fn migrate(global: &GlobalArgs) -> Result<(), StartupError> {
     Ok(())
 }
 
-fn api_failure(err: tenure_api::ApiError) -> StartupError {
-    StartupError::Config(err.problem().detail)
+/// A use case's refusal, worded as the API would word it.
+fn use_case_failure(err: AppError) -> StartupError {
+    StartupError::Config(tenure_api::ApiError::from(err).problem().detail)
 }
 
 pub async fn create_merchant(
@@ -244,8 +250,10 @@ pub async fn create_merchant(
     json: bool,
 ) -> Result<(), StartupError> {
     startup::prepare_database(global).await?;
-    let state = state(global, None, 3600).await?;
-    let created = merchants::create(&state, name).await.map_err(api_failure)?;
+    let state = app(global, None, 3600).await?;
+    let created = merchants::create(&state, name)
+        .await
+        .map_err(use_case_failure)?;
     if json {
         println!(
             "{}",
@@ -271,10 +279,10 @@ pub fn openapi() -> Result<(), StartupError> {
 /// token and curl lines to try against a running `tenure serve`.
 pub async fn demo(global: &GlobalArgs, args: &DemoArgs) -> Result<(), StartupError> {
     startup::prepare_database(global).await?;
-    let state = state(global, args.jwt_secret.as_deref(), 24 * 3600).await?;
+    let state = app(global, args.jwt_secret.as_deref(), 24 * 3600).await?;
     let created = merchants::create(&state, "Demo Coffee Co.")
         .await
-        .map_err(api_failure)?;
+        .map_err(use_case_failure)?;
     let merchant = created.merchant.id;
     let eur = |amount| PriceInput {
         amount,
@@ -296,7 +304,7 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs) -> Result<(), StartupErr
         },
     )
     .await
-    .map_err(api_failure)?;
+    .map_err(use_case_failure)?;
     let streaming = catalog::create_product(
         &state,
         merchant,
@@ -305,13 +313,13 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs) -> Result<(), StartupErr
             description: None,
             portal_policy: Some(PortalPolicyInput {
                 allow_pause: Some(false),
-                cancellation_mode: Some(tenure_api::dto::catalog::CancellationModeDto::Immediate),
+                cancellation_mode: Some(CancellationModeDto::Immediate),
                 ..PortalPolicyInput::default()
             }),
         },
     )
     .await
-    .map_err(api_failure)?;
+    .map_err(use_case_failure)?;
     let mut plans = Vec::new();
     for (product, name, amount, interval, trial_days) in [
         (&coffee, "Monthly beans", 1999, IntervalDto::Month, Some(14)),
@@ -331,7 +339,7 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs) -> Result<(), StartupErr
             },
         )
         .await
-        .map_err(api_failure)?;
+        .map_err(use_case_failure)?;
         plans.push(plan.id);
     }
     let mut first_customer = None;
@@ -353,7 +361,7 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs) -> Result<(), StartupErr
             },
         )
         .await
-        .map_err(api_failure)?;
+        .map_err(use_case_failure)?;
         first_customer.get_or_insert(customer.id);
     }
     let customer =
@@ -364,15 +372,15 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs) -> Result<(), StartupErr
         .ok_or_else(|| StartupError::Config("no demo plan".to_owned()))?;
     let subscription = subscriptions::create(
         &state,
-        subscriptions::Caller::merchant(merchant),
+        subscriptions::Scope::merchant(merchant),
         customer,
         monthly,
     )
     .await
-    .map_err(api_failure)?;
+    .map_err(use_case_failure)?;
     let (token, _) = sessions::create_customer_session(&state, merchant, customer)
         .await
-        .map_err(api_failure)?;
+        .map_err(use_case_failure)?;
     let base = args.base_url.trim_end_matches('/');
     let key = created.secret_key;
     println!("merchant:       {merchant}");

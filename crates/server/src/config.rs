@@ -102,6 +102,10 @@ pub struct WorkerArgs {
     #[arg(long, env = "TENURE_WEBHOOK_INTERVAL_MS", default_value_t = 1000,
         value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pub webhook_interval_ms: u64,
+    /// How long one webhook request may take before it counts as failed, in milliseconds.
+    #[arg(long, env = "TENURE_WEBHOOK_TIMEOUT_MS", default_value_t = 10_000,
+        value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    pub webhook_timeout_ms: u64,
     /// Renewal-engine loops per process, each with its own database connection; they
     /// claim disjoint batches (`SKIP LOCKED`), so one process keeps the database busy
     /// while another loop waits for a commit.
@@ -119,6 +123,10 @@ pub struct WorkerArgs {
 impl WorkerArgs {
     pub fn charge_lease(&self) -> chrono::Duration {
         chrono::Duration::seconds(i64::from(self.charge_lease_secs))
+    }
+
+    pub fn webhook_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.webhook_timeout_ms)
     }
 }
 

@@ -5,4 +5,3 @@
 pub mod commands;
 pub mod config;
 pub mod startup;
-pub mod workers;

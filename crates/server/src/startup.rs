@@ -5,10 +5,12 @@ use std::sync::Arc;
 use chrono::Duration;
 use rand::RngCore;
 use tenure_api::AppState;
-use tenure_api::auth::jwt::SessionSigner;
 use tenure_api::auth::key_cache::ApiKeyCache;
 use tenure_api::middleware::rate_limit::RateLimits;
-use tenure_api::service::portal_terms::PortalTermsCache;
+use tenure_app::App;
+use tenure_app::billing::charging::DEFAULT_LEASE;
+use tenure_app::portal_terms::PortalTermsCache;
+use tenure_app::sessions::tokens::SessionSigner;
 use tenure_domain::billing::gateway::SandboxGateway;
 use tenure_domain::clock::Clock;
 use tenure_store::repo::secrets;
@@ -51,21 +53,36 @@ pub async fn session_secret(db: &Db, configured: Option<&str>) -> Result<Vec<u8>
     Ok(secrets::get_or_create(&mut conn, JWT_SECRET_NAME, &candidate).await?)
 }
 
+/// The use cases' context: what `tenure worker` runs with, and the heart of the HTTP
+/// state.
+pub async fn build_app(
+    db: Db,
+    clock: Arc<dyn Clock>,
+    jwt_secret: Option<&str>,
+    session_ttl: Duration,
+) -> Result<App, StartupError> {
+    let secret = session_secret(&db, jwt_secret).await?;
+    Ok(App {
+        db,
+        clock,
+        sessions: SessionSigner::new(&secret, session_ttl),
+        gateway: Arc::new(SandboxGateway::new()),
+        portal_terms: PortalTermsCache::default(),
+        charge_lease: DEFAULT_LEASE,
+    })
+}
+
+/// What the HTTP surface serves with: the use cases' context plus the rate limits and
+/// the API key cache (both empty until configured).
 pub async fn build_state(
     db: Db,
     clock: Arc<dyn Clock>,
     jwt_secret: Option<&str>,
     session_ttl: Duration,
 ) -> Result<AppState, StartupError> {
-    let secret = session_secret(&db, jwt_secret).await?;
     Ok(AppState {
-        db,
-        clock,
-        sessions: SessionSigner::new(&secret, session_ttl),
+        app: build_app(db, clock, jwt_secret, session_ttl).await?,
         rate_limits: RateLimits::default(),
-        gateway: Arc::new(SandboxGateway::new()),
-        portal_terms: PortalTermsCache::default(),
         api_keys: ApiKeyCache::default(),
-        charge_lease: tenure_api::service::charges::DEFAULT_LEASE,
     })
 }

@@ -3,9 +3,7 @@
 //! The credential is resolved once per request and cached in its extensions, so the
 //! idempotency layer and the handler's extractor agree on who is calling.
 
-pub mod jwt;
 pub mod key_cache;
-pub mod keys;
 mod principal;
 
-pub use principal::{CustomerAuth, MerchantAuth, Principal, authenticate};
+pub use principal::{AuthenticatedCustomer, AuthenticatedMerchant, Principal, authenticate};

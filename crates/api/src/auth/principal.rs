@@ -7,10 +7,11 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use tenure_domain::ids::{CustomerId, MerchantId};
 use tenure_store::repo::{customers, identity_providers, merchants};
 
-use super::jwt::{self, Session, TokenError};
-use super::{key_cache, keys};
+use super::key_cache;
 use crate::error::ApiError;
 use crate::state::AppState;
+use tenure_app::merchants::api_keys as keys;
+use tenure_app::sessions::tokens::{self as jwt, Session, TokenError};
 
 /// Who is calling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,7 +106,7 @@ async fn merchant_from_key(state: &AppState, key: &str) -> Result<Principal, Api
         return Ok(Principal::Merchant(merchant));
     }
     let started = state.api_keys.lookup_start();
-    let mut conn = state.db.conn().await?;
+    let mut conn = state.app.db.conn().await?;
     let merchant = merchants::merchant_by_key_hash(&mut conn, &hash)
         .await?
         .ok_or(ApiError::Unauthenticated("the secret key is not valid"))?;
@@ -128,10 +129,10 @@ async fn customer_from_token(state: &AppState, token: &str) -> Result<Principal,
     let now = state.now();
     let (issuer, audiences) = jwt::unverified_issuer_and_audiences(token).map_err(token_error)?;
     if issuer == jwt::ISSUER {
-        let session = state.sessions.verify(token, now).map_err(token_error)?;
+        let session = state.app.sessions.verify(token, now).map_err(token_error)?;
         return Ok(Principal::Customer(session));
     }
-    let mut conn = state.db.conn().await?;
+    let mut conn = state.app.db.conn().await?;
     let provider = match identity_providers::by_issuer_and_audience(&mut conn, &issuer, &audiences)
         .await?
         .as_slice()
@@ -165,7 +166,7 @@ async fn customer_from_token(state: &AppState, token: &str) -> Result<Principal,
             }
             other => other.into(),
         })?;
-    crate::service::gdpr::ensure_not_erased(&customer)?;
+    customer.ensure_not_erased()?;
     Ok(Principal::Customer(Session {
         merchant,
         customer: customer.id,
@@ -174,9 +175,9 @@ async fn customer_from_token(state: &AppState, token: &str) -> Result<Principal,
 
 /// A merchant's secret key: every `/v1/` route except the portal.
 #[derive(Debug, Clone, Copy)]
-pub struct MerchantAuth(pub MerchantId);
+pub struct AuthenticatedMerchant(pub MerchantId);
 
-impl FromRequest for MerchantAuth {
+impl FromRequest for AuthenticatedMerchant {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
@@ -184,7 +185,7 @@ impl FromRequest for MerchantAuth {
         let req = req.clone();
         Box::pin(async move {
             match authenticate(&req).await? {
-                Principal::Merchant(m) => Ok(MerchantAuth(m)),
+                Principal::Merchant(m) => Ok(AuthenticatedMerchant(m)),
                 Principal::Customer(_) => Err(ApiError::Forbidden {
                     code: "customer_token_not_allowed",
                     detail: "this route takes a merchant secret key; customer session tokens are for /v1/portal/ routes".to_owned(),
@@ -196,12 +197,12 @@ impl FromRequest for MerchantAuth {
 
 /// A customer session token: the `/v1/portal/` routes, scoped to one customer.
 #[derive(Debug, Clone, Copy)]
-pub struct CustomerAuth {
+pub struct AuthenticatedCustomer {
     pub merchant: MerchantId,
     pub customer: CustomerId,
 }
 
-impl FromRequest for CustomerAuth {
+impl FromRequest for AuthenticatedCustomer {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
@@ -209,7 +210,7 @@ impl FromRequest for CustomerAuth {
         let req = req.clone();
         Box::pin(async move {
             match authenticate(&req).await? {
-                Principal::Customer(s) => Ok(CustomerAuth {
+                Principal::Customer(s) => Ok(AuthenticatedCustomer {
                     merchant: s.merchant,
                     customer: s.customer,
                 }),

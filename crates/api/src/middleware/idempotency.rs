@@ -54,7 +54,7 @@ pub async fn idempotency(
     let claimed_at = state.now();
 
     let claim = async {
-        let mut conn = state.db.conn().await?;
+        let mut conn = state.app.db.conn().await?;
         let claim = idempotency::claim(&mut conn, &scope, &key, &hash, claimed_at).await?;
         Ok::<_, ApiError>(claim)
     }
@@ -212,7 +212,7 @@ async fn remember(
         .map_err(|_| ApiError::internal("response body could not be buffered"))?;
 
     let outcome = async {
-        let mut conn = state.db.conn().await?;
+        let mut conn = state.app.db.conn().await?;
         if is_final(status) {
             let headers: serde_json::Map<String, serde_json::Value> = REPLAYED_HEADERS
                 .iter()
@@ -226,7 +226,7 @@ async fn remember(
                 headers: serde_json::Value::Object(headers),
                 body: body.to_vec(),
             };
-            let anonymised = crate::service::gdpr::complete_idempotent_request(
+            let anonymised = tenure_app::gdpr::complete_idempotent_request(
                 &mut conn,
                 claimed.merchant,
                 (claimed.scope, claimed.key, claimed.at),

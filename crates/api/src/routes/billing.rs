@@ -8,17 +8,17 @@ use tenure_domain::ids::{
 use tenure_store::repo::invoices::InvoiceFilter;
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use crate::auth::{CustomerAuth, MerchantAuth};
-use crate::dto::billing::{
+use crate::auth::{AuthenticatedCustomer, AuthenticatedMerchant};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Json, Query};
+use crate::state::AppState;
+use tenure_app::billing::{invoices, payment_methods};
+use tenure_app::dto::billing::{
     AttachPaymentMethod, InvoiceDto, InvoiceFilterParams, PaymentDto, PaymentFilterParams,
     PaymentMethodDto, PaymentMethodList, RefundDto, RefundInvoice, RefundResult,
 };
-use crate::dto::common::{parse_field_id, parse_id};
-use crate::dto::{ListParams, ListResponse};
-use crate::error::{ApiError, ApiResult};
-use crate::extract::{Json, Query};
-use crate::service::billing as svc;
-use crate::state::AppState;
+use tenure_app::dto::common::{parse_field_id, parse_id};
+use tenure_app::dto::{ListParams, ListResponse};
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(attach_payment_method)
@@ -68,12 +68,12 @@ fn render_list(
 #[post("/customers/{id}/payment_methods")]
 async fn attach_payment_method(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     id: web::Path<String>,
     body: Json<AttachPaymentMethod>,
 ) -> ApiResult<HttpResponse> {
     let customer = parse_id::<CustomerTag>(&id, "customer")?;
-    let pm = svc::attach(&state, auth.0, customer, body.0).await?;
+    let pm = payment_methods::attach(&state.app, auth.0, customer, body.0).await?;
     Ok(HttpResponse::Created().json(PaymentMethodDto::render(&pm, state.now())))
 }
 
@@ -84,11 +84,11 @@ async fn attach_payment_method(
 #[get("/customers/{id}/payment_methods")]
 async fn list_payment_methods(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let customer = parse_id::<CustomerTag>(&id, "customer")?;
-    let methods = svc::list(&state, auth.0, customer).await?;
+    let methods = payment_methods::list(&state.app, auth.0, customer).await?;
     Ok(HttpResponse::Ok().json(render_list(&state, &methods)))
 }
 
@@ -100,12 +100,12 @@ async fn list_payment_methods(
 #[post("/customers/{id}/payment_methods/{pm}/set_default")]
 async fn set_default_payment_method(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     path: web::Path<(String, String)>,
 ) -> ApiResult<HttpResponse> {
     let customer = parse_id::<CustomerTag>(&path.0, "customer")?;
     let pm = parse_id::<PaymentMethodTag>(&path.1, "payment_method")?;
-    let pm = svc::set_default(&state, auth.0, customer, pm).await?;
+    let pm = payment_methods::set_default(&state.app, auth.0, customer, pm).await?;
     Ok(HttpResponse::Ok().json(PaymentMethodDto::render(&pm, state.now())))
 }
 
@@ -118,12 +118,12 @@ async fn set_default_payment_method(
 #[delete("/customers/{id}/payment_methods/{pm}")]
 async fn detach_payment_method(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     path: web::Path<(String, String)>,
 ) -> ApiResult<HttpResponse> {
     let customer = parse_id::<CustomerTag>(&path.0, "customer")?;
     let pm = parse_id::<PaymentMethodTag>(&path.1, "payment_method")?;
-    let pm = svc::detach(&state, auth.0, customer, pm).await?;
+    let pm = payment_methods::detach(&state.app, auth.0, customer, pm).await?;
     Ok(HttpResponse::Ok().json(PaymentMethodDto::render(&pm, state.now())))
 }
 
@@ -135,10 +135,10 @@ async fn detach_payment_method(
 #[post("/payment_methods")]
 async fn portal_attach_payment_method(
     state: web::Data<AppState>,
-    auth: CustomerAuth,
+    auth: AuthenticatedCustomer,
     body: Json<AttachPaymentMethod>,
 ) -> ApiResult<HttpResponse> {
-    let pm = svc::attach(&state, auth.merchant, auth.customer, body.0).await?;
+    let pm = payment_methods::attach(&state.app, auth.merchant, auth.customer, body.0).await?;
     Ok(HttpResponse::Created().json(PaymentMethodDto::render(&pm, state.now())))
 }
 
@@ -148,9 +148,9 @@ async fn portal_attach_payment_method(
 #[get("/payment_methods")]
 async fn portal_list_payment_methods(
     state: web::Data<AppState>,
-    auth: CustomerAuth,
+    auth: AuthenticatedCustomer,
 ) -> ApiResult<HttpResponse> {
-    let methods = svc::list(&state, auth.merchant, auth.customer).await?;
+    let methods = payment_methods::list(&state.app, auth.merchant, auth.customer).await?;
     Ok(HttpResponse::Ok().json(render_list(&state, &methods)))
 }
 
@@ -161,11 +161,11 @@ async fn portal_list_payment_methods(
 #[post("/payment_methods/{id}/set_default")]
 async fn portal_set_default_payment_method(
     state: web::Data<AppState>,
-    auth: CustomerAuth,
+    auth: AuthenticatedCustomer,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let pm = parse_id::<PaymentMethodTag>(&id, "payment_method")?;
-    let pm = svc::set_default(&state, auth.merchant, auth.customer, pm).await?;
+    let pm = payment_methods::set_default(&state.app, auth.merchant, auth.customer, pm).await?;
     Ok(HttpResponse::Ok().json(PaymentMethodDto::render(&pm, state.now())))
 }
 
@@ -177,11 +177,11 @@ async fn portal_set_default_payment_method(
 #[delete("/payment_methods/{id}")]
 async fn portal_detach_payment_method(
     state: web::Data<AppState>,
-    auth: CustomerAuth,
+    auth: AuthenticatedCustomer,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let pm = parse_id::<PaymentMethodTag>(&id, "payment_method")?;
-    let pm = svc::detach(&state, auth.merchant, auth.customer, pm).await?;
+    let pm = payment_methods::detach(&state.app, auth.merchant, auth.customer, pm).await?;
     Ok(HttpResponse::Ok().json(PaymentMethodDto::render(&pm, state.now())))
 }
 
@@ -234,13 +234,13 @@ fn invoice_page(
 #[get("/invoices")]
 async fn list_invoices(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     page: Query<ListParams>,
     filter: Query<InvoiceFilterParams>,
 ) -> ApiResult<HttpResponse> {
     let page = page.page::<InvoiceTag>()?;
     let filter = invoice_filter(filter.into_inner())?;
-    let invoices = svc::list_invoices(&state, auth.0, filter, page).await?;
+    let invoices = invoices::list_invoices(&state.app, auth.0, filter, page).await?;
     Ok(HttpResponse::Ok().json(invoice_page(invoices)))
 }
 
@@ -250,11 +250,11 @@ async fn list_invoices(
 #[get("/invoices/{id}")]
 async fn get_invoice(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<InvoiceTag>(&id, "invoice")?;
-    let (invoice, payments, refunds) = svc::get_invoice(&state, auth.0, id, None).await?;
+    let (invoice, payments, refunds) = invoices::get_invoice(&state.app, auth.0, id, None).await?;
     Ok(HttpResponse::Ok().json(InvoiceDto::detailed(&invoice, &payments, &refunds)))
 }
 
@@ -267,12 +267,12 @@ async fn get_invoice(
 #[post("/invoices/{id}/refund")]
 async fn refund_invoice(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     id: web::Path<String>,
     body: Json<RefundInvoice>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<InvoiceTag>(&id, "invoice")?;
-    let (refund, invoice) = svc::refund(&state, auth.0, id, body.0).await?;
+    let (refund, invoice) = invoices::refund(&state.app, auth.0, id, body.0).await?;
     Ok(HttpResponse::Created().json(RefundResult {
         refund: RefundDto::from(&refund),
         invoice: InvoiceDto::from(&invoice),
@@ -293,11 +293,11 @@ async fn refund_invoice(
 #[post("/invoices/{id}/pay")]
 async fn pay_invoice(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<InvoiceTag>(&id, "invoice")?;
-    let (invoice, payment) = svc::pay_invoice(&state, auth.0, id, None).await?;
+    let (invoice, payment) = invoices::pay_invoice(&state.app, auth.0, id, None).await?;
     paid_or_declined(&invoice, payment)
 }
 
@@ -326,11 +326,11 @@ fn paid_or_declined(invoice: &Invoice, payment: Option<Payment>) -> ApiResult<Ht
 #[post("/invoices/{id}/void")]
 async fn void_invoice(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<InvoiceTag>(&id, "invoice")?;
-    let invoice = svc::void_invoice(&state, auth.0, id).await?;
+    let invoice = invoices::void_invoice(&state.app, auth.0, id).await?;
     Ok(HttpResponse::Ok().json(InvoiceDto::from(&invoice)))
 }
 
@@ -343,11 +343,11 @@ async fn void_invoice(
 #[post("/invoices/{id}/mark_uncollectible")]
 async fn mark_invoice_uncollectible(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<InvoiceTag>(&id, "invoice")?;
-    let invoice = svc::mark_invoice_uncollectible(&state, auth.0, id).await?;
+    let invoice = invoices::mark_invoice_uncollectible(&state.app, auth.0, id).await?;
     Ok(HttpResponse::Ok().json(InvoiceDto::from(&invoice)))
 }
 
@@ -357,7 +357,7 @@ async fn mark_invoice_uncollectible(
 #[get("/payments")]
 async fn list_payments(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     page: Query<ListParams>,
     filter: Query<PaymentFilterParams>,
 ) -> ApiResult<HttpResponse> {
@@ -367,7 +367,7 @@ async fn list_payments(
         .as_deref()
         .map(|c| parse_field_id::<CustomerTag>(c, "customer_id"))
         .transpose()?;
-    let payments = svc::list_payments(&state, auth.0, customer, page).await?;
+    let payments = invoices::list_payments(&state.app, auth.0, customer, page).await?;
     Ok(HttpResponse::Ok().json(ListResponse::from_page(
         payments,
         |p| PaymentDto::from(&p),
@@ -384,7 +384,7 @@ async fn list_payments(
 #[get("/invoices")]
 async fn portal_list_invoices(
     state: web::Data<AppState>,
-    auth: CustomerAuth,
+    auth: AuthenticatedCustomer,
     page: Query<ListParams>,
 ) -> ApiResult<HttpResponse> {
     let page = page.page::<InvoiceTag>()?;
@@ -392,7 +392,7 @@ async fn portal_list_invoices(
         customer: Some(auth.customer),
         ..InvoiceFilter::default()
     };
-    let invoices = svc::list_invoices(&state, auth.merchant, filter, page).await?;
+    let invoices = invoices::list_invoices(&state.app, auth.merchant, filter, page).await?;
     Ok(HttpResponse::Ok().json(invoice_page(invoices)))
 }
 
@@ -402,12 +402,13 @@ async fn portal_list_invoices(
 #[get("/invoices/{id}")]
 async fn portal_get_invoice(
     state: web::Data<AppState>,
-    auth: CustomerAuth,
+    auth: AuthenticatedCustomer,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<InvoiceTag>(&id, "invoice")?;
     let own: Option<CustomerId> = Some(auth.customer);
-    let (invoice, payments, refunds) = svc::get_invoice(&state, auth.merchant, id, own).await?;
+    let (invoice, payments, refunds) =
+        invoices::get_invoice(&state.app, auth.merchant, id, own).await?;
     Ok(HttpResponse::Ok().json(InvoiceDto::detailed(&invoice, &payments, &refunds)))
 }
 
@@ -422,12 +423,12 @@ async fn portal_get_invoice(
 #[post("/invoices/{id}/pay")]
 async fn portal_pay_invoice(
     state: web::Data<AppState>,
-    auth: CustomerAuth,
+    auth: AuthenticatedCustomer,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<InvoiceTag>(&id, "invoice")?;
     let (invoice, payment) =
-        svc::pay_invoice(&state, auth.merchant, id, Some(auth.customer)).await?;
+        invoices::pay_invoice(&state.app, auth.merchant, id, Some(auth.customer)).await?;
     paid_or_declined(&invoice, payment)
 }
 
@@ -437,11 +438,12 @@ async fn portal_pay_invoice(
 #[get("/payments")]
 async fn portal_list_payments(
     state: web::Data<AppState>,
-    auth: CustomerAuth,
+    auth: AuthenticatedCustomer,
     page: Query<ListParams>,
 ) -> ApiResult<HttpResponse> {
     let page = page.page::<PaymentTag>()?;
-    let payments = svc::list_payments(&state, auth.merchant, Some(auth.customer), page).await?;
+    let payments =
+        invoices::list_payments(&state.app, auth.merchant, Some(auth.customer), page).await?;
     Ok(HttpResponse::Ok().json(ListResponse::from_page(
         payments,
         |p| PaymentDto::from(&p),

@@ -4,17 +4,17 @@ use tenure_store::repo::catalog::PlanFilter;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::{created, if_match, ok_versioned};
-use crate::auth::MerchantAuth;
-use crate::dto::catalog::{
+use crate::auth::AuthenticatedMerchant;
+use crate::error::ApiResult;
+use crate::extract::{Json, Query};
+use crate::state::AppState;
+use tenure_app::catalog as svc;
+use tenure_app::dto::catalog::{
     CreatePlan, CreateProduct, PlanDto, PlanFilterParams, ProductDto, ProductFilterParams,
     UpdatePlan, UpdateProduct,
 };
-use crate::dto::common::{parse_field_id, parse_id};
-use crate::dto::{ListParams, ListResponse};
-use crate::error::ApiResult;
-use crate::extract::{Json, Query};
-use crate::service::catalog as svc;
-use crate::state::AppState;
+use tenure_app::dto::common::{parse_field_id, parse_id};
+use tenure_app::dto::{ListParams, ListResponse};
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(create_product)
@@ -35,10 +35,10 @@ pub fn configure(cfg: &mut ServiceConfig) {
 #[post("/products")]
 async fn create_product(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     body: Json<CreateProduct>,
 ) -> ApiResult<HttpResponse> {
-    let product = svc::create_product(&state, auth.0, body.0).await?;
+    let product = svc::create_product(&state.app, auth.0, body.0).await?;
     Ok(created(&ProductDto::from(&product), product.updated_at))
 }
 
@@ -48,13 +48,13 @@ async fn create_product(
 #[get("/products")]
 async fn list_products(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     page: Query<ListParams>,
     filter: Query<ProductFilterParams>,
 ) -> ApiResult<HttpResponse> {
     let page = page.page::<ProductTag>()?;
     let products = svc::list_products(
-        &state,
+        &state.app,
         auth.0,
         filter.include_archived.unwrap_or(false),
         page,
@@ -73,11 +73,11 @@ async fn list_products(
 #[get("/products/{id}")]
 async fn get_product(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<ProductTag>(&id, "product")?;
-    let product = svc::get_product(&state, auth.0, id).await?;
+    let product = svc::get_product(&state.app, auth.0, id).await?;
     Ok(ok_versioned(
         &ProductDto::from(&product),
         product.updated_at,
@@ -92,12 +92,12 @@ async fn get_product(
 async fn update_product(
     req: HttpRequest,
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     id: web::Path<String>,
     body: Json<UpdateProduct>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<ProductTag>(&id, "product")?;
-    let product = svc::update_product(&state, auth.0, id, body.0, if_match(&req)).await?;
+    let product = svc::update_product(&state.app, auth.0, id, body.0, if_match(&req)).await?;
     Ok(ok_versioned(
         &ProductDto::from(&product),
         product.updated_at,
@@ -110,11 +110,11 @@ async fn update_product(
 #[post("/products/{id}/archive")]
 async fn archive_product(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<ProductTag>(&id, "product")?;
-    let product = svc::archive_product(&state, auth.0, id).await?;
+    let product = svc::archive_product(&state.app, auth.0, id).await?;
     Ok(ok_versioned(
         &ProductDto::from(&product),
         product.updated_at,
@@ -127,10 +127,10 @@ async fn archive_product(
 #[post("/plans")]
 async fn create_plan(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     body: Json<CreatePlan>,
 ) -> ApiResult<HttpResponse> {
-    let plan = svc::create_plan(&state, auth.0, body.0).await?;
+    let plan = svc::create_plan(&state.app, auth.0, body.0).await?;
     Ok(created(&PlanDto::from(&plan), plan.updated_at))
 }
 
@@ -140,7 +140,7 @@ async fn create_plan(
 #[get("/plans")]
 async fn list_plans(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     page: Query<ListParams>,
     filter: Query<PlanFilterParams>,
 ) -> ApiResult<HttpResponse> {
@@ -153,7 +153,7 @@ async fn list_plans(
             .transpose()?,
         active: filter.active,
     };
-    let plans = svc::list_plans(&state, auth.0, filter, page).await?;
+    let plans = svc::list_plans(&state.app, auth.0, filter, page).await?;
     Ok(HttpResponse::Ok().json(ListResponse::from_page(
         plans,
         |p| PlanDto::from(&p),
@@ -167,11 +167,11 @@ async fn list_plans(
 #[get("/plans/{id}")]
 async fn get_plan(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<PlanTag>(&id, "plan")?;
-    let plan = svc::get_plan(&state, auth.0, id).await?;
+    let plan = svc::get_plan(&state.app, auth.0, id).await?;
     Ok(ok_versioned(&PlanDto::from(&plan), plan.updated_at))
 }
 
@@ -183,12 +183,12 @@ async fn get_plan(
 async fn update_plan(
     req: HttpRequest,
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     id: web::Path<String>,
     body: Json<UpdatePlan>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<PlanTag>(&id, "plan")?;
-    let plan = svc::update_plan(&state, auth.0, id, body.0, if_match(&req)).await?;
+    let plan = svc::update_plan(&state.app, auth.0, id, body.0, if_match(&req)).await?;
     Ok(ok_versioned(&PlanDto::from(&plan), plan.updated_at))
 }
 
@@ -198,7 +198,7 @@ async fn update_plan(
 #[post("/plans/{id}/archive")]
 async fn archive_plan(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<PlanTag>(&id, "plan")?;
@@ -207,6 +207,6 @@ async fn archive_plan(
         active: Some(false),
         trial_days: None,
     };
-    let plan = svc::update_plan(&state, auth.0, id, update, None).await?;
+    let plan = svc::update_plan(&state.app, auth.0, id, update, None).await?;
     Ok(ok_versioned(&PlanDto::from(&plan), plan.updated_at))
 }

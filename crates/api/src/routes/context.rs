@@ -5,17 +5,17 @@ use tenure_domain::ids::CustomerTag;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::ok_versioned;
-use crate::auth::MerchantAuth;
-use crate::dto::common::parse_id;
-use crate::dto::context::{
-    AddTag, CreateNote, CustomerContextDto, SegmentSettingsDto, TimelineEntryDto,
-};
-use crate::dto::customers::CustomerDto;
-use crate::dto::{ListParams, ListResponse};
+use crate::auth::AuthenticatedMerchant;
 use crate::error::ApiResult;
 use crate::extract::{Json, Query};
-use crate::service::context as svc;
 use crate::state::AppState;
+use tenure_app::context as svc;
+use tenure_app::dto::common::parse_id;
+use tenure_app::dto::context::{
+    AddTag, CreateNote, CustomerContextDto, SegmentSettingsDto, TimelineEntryDto,
+};
+use tenure_app::dto::customers::CustomerDto;
+use tenure_app::dto::{ListParams, ListResponse};
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(get_context)
@@ -35,11 +35,11 @@ pub fn configure(cfg: &mut ServiceConfig) {
 #[get("/customers/{id}/context")]
 async fn get_context(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<CustomerTag>(&id, "customer")?;
-    let ctx = svc::get_context(&state, auth.0, id).await?;
+    let ctx = svc::get_context(&state.app, auth.0, id).await?;
     Ok(HttpResponse::Ok().json(ctx))
 }
 
@@ -50,12 +50,12 @@ async fn get_context(
 #[post("/customers/{id}/tags")]
 async fn add_tag(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     id: web::Path<String>,
     body: Json<AddTag>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<CustomerTag>(&id, "customer")?;
-    let c = svc::change_tag(&state, auth.0, id, &body.0.tag, true).await?;
+    let c = svc::change_tag(&state.app, auth.0, id, &body.0.tag, true).await?;
     Ok(ok_versioned(&CustomerDto::from(&c), c.updated_at))
 }
 
@@ -66,12 +66,12 @@ async fn add_tag(
 #[delete("/customers/{id}/tags/{tag}")]
 async fn remove_tag(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     path: web::Path<(String, String)>,
 ) -> ApiResult<HttpResponse> {
     let (id, tag) = path.into_inner();
     let id = parse_id::<CustomerTag>(&id, "customer")?;
-    let c = svc::change_tag(&state, auth.0, id, &tag, false).await?;
+    let c = svc::change_tag(&state.app, auth.0, id, &tag, false).await?;
     Ok(ok_versioned(&CustomerDto::from(&c), c.updated_at))
 }
 
@@ -81,9 +81,9 @@ async fn remove_tag(
 #[get("/segment_settings")]
 async fn get_segment_settings(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
 ) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(svc::get_segment_settings(&state, auth.0).await?))
+    Ok(HttpResponse::Ok().json(svc::get_segment_settings(&state.app, auth.0).await?))
 }
 
 /// Replace the merchant's segment settings.
@@ -92,10 +92,10 @@ async fn get_segment_settings(
 #[put("/segment_settings")]
 async fn put_segment_settings(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     body: Json<SegmentSettingsDto>,
 ) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(svc::put_segment_settings(&state, auth.0, body.0).await?))
+    Ok(HttpResponse::Ok().json(svc::put_segment_settings(&state.app, auth.0, body.0).await?))
 }
 
 /// Add an agent note to the customer's timeline.
@@ -105,12 +105,12 @@ async fn put_segment_settings(
 #[post("/customers/{id}/notes")]
 async fn add_note(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     id: web::Path<String>,
     body: Json<CreateNote>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<CustomerTag>(&id, "customer")?;
-    let note = svc::add_note(&state, auth.0, id, body.0).await?;
+    let note = svc::add_note(&state.app, auth.0, id, body.0).await?;
     Ok(HttpResponse::Created().json(note))
 }
 
@@ -121,7 +121,7 @@ async fn add_note(
 #[get("/customers/{id}/timeline")]
 async fn timeline(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     id: web::Path<String>,
     page: Query<ListParams>,
 ) -> ApiResult<HttpResponse> {
@@ -137,6 +137,6 @@ async fn timeline(
     }
     .page::<CustomerTag>()?;
     request.starting_after = cursor;
-    let entries = svc::timeline(&state, auth.0, id, request).await?;
+    let entries = svc::timeline(&state.app, auth.0, id, request).await?;
     Ok(HttpResponse::Ok().json(ListResponse::from_page(entries, |e| e, |e| e.id.clone())))
 }

@@ -6,14 +6,16 @@ use tenure_store::repo::customers::CustomerFilter;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::{created, if_match, ok_versioned};
-use crate::auth::MerchantAuth;
-use crate::dto::common::parse_id;
-use crate::dto::customers::{CreateCustomer, CustomerDto, CustomerFilterParams, UpdateCustomer};
-use crate::dto::{ListParams, ListResponse};
+use crate::auth::AuthenticatedMerchant;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Query};
-use crate::service::customers as svc;
 use crate::state::AppState;
+use tenure_app::customers as svc;
+use tenure_app::dto::common::parse_id;
+use tenure_app::dto::customers::{
+    CreateCustomer, CustomerDto, CustomerFilterParams, UpdateCustomer,
+};
+use tenure_app::dto::{ListParams, ListResponse};
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(create_customer)
@@ -29,15 +31,15 @@ pub fn configure(cfg: &mut ServiceConfig) {
 /// with messages, payment methods (brand, last4, expiry), invoices with lines, payments
 /// and refunds, events and retention offer outcomes.
 #[utoipa::path(tag = "Customers", params(("id" = String, Path, description = "Customer id (cus_…)")),
-    responses((status = 200, description = "The export", body = crate::dto::gdpr::CustomerExportDto)))]
+    responses((status = 200, description = "The export", body = tenure_app::dto::gdpr::CustomerExportDto)))]
 #[get("/customers/{id}/export")]
 async fn export_customer(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<CustomerTag>(&id, "customer")?;
-    let export = crate::service::gdpr::export(&state, auth.0, id).await?;
+    let export = tenure_app::gdpr::export(&state.app, auth.0, id).await?;
     Ok(HttpResponse::Ok().json(export))
 }
 
@@ -53,11 +55,11 @@ async fn export_customer(
 #[post("/customers/{id}/erase")]
 async fn erase_customer(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<CustomerTag>(&id, "customer")?;
-    let customer = crate::service::gdpr::erase(&state, auth.0, id).await?;
+    let customer = tenure_app::gdpr::erase(&state.app, auth.0, id).await?;
     Ok(ok_versioned(
         &CustomerDto::from(&customer),
         customer.updated_at,
@@ -70,10 +72,10 @@ async fn erase_customer(
 #[post("/customers")]
 async fn create_customer(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     body: Json<CreateCustomer>,
 ) -> ApiResult<HttpResponse> {
-    let customer = svc::create(&state, auth.0, body.0).await?;
+    let customer = svc::create(&state.app, auth.0, body.0).await?;
     Ok(created(&CustomerDto::from(&customer), customer.updated_at))
 }
 
@@ -83,7 +85,7 @@ async fn create_customer(
 #[get("/customers")]
 async fn list_customers(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     page: Query<ListParams>,
     filter: Query<CustomerFilterParams>,
 ) -> ApiResult<HttpResponse> {
@@ -113,7 +115,7 @@ async fn list_customers(
         tag,
         segment: segment.map(|s| (s, state.now())),
     };
-    let customers = svc::list(&state, auth.0, filter, page).await?;
+    let customers = svc::list(&state.app, auth.0, filter, page).await?;
     Ok(HttpResponse::Ok().json(ListResponse::from_page(
         customers,
         |c| CustomerDto::from(&c),
@@ -127,11 +129,11 @@ async fn list_customers(
 #[get("/customers/{id}")]
 async fn get_customer(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<CustomerTag>(&id, "customer")?;
-    let customer = svc::get(&state, auth.0, id).await?;
+    let customer = svc::get(&state.app, auth.0, id).await?;
     Ok(ok_versioned(
         &CustomerDto::from(&customer),
         customer.updated_at,
@@ -146,12 +148,12 @@ async fn get_customer(
 async fn update_customer(
     req: HttpRequest,
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     id: web::Path<String>,
     body: Json<UpdateCustomer>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<CustomerTag>(&id, "customer")?;
-    let customer = svc::update(&state, auth.0, id, body.0, if_match(&req)).await?;
+    let customer = svc::update(&state.app, auth.0, id, body.0, if_match(&req)).await?;
     Ok(ok_versioned(
         &CustomerDto::from(&customer),
         customer.updated_at,

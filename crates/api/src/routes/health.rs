@@ -26,7 +26,7 @@ pub async fn healthz() -> HttpResponse {
 #[utoipa::path(tag = "Operations", responses((status = 200, description = "Ready", body = HealthDto)))]
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
-    state.db.ping().await?;
+    state.app.db.ping().await?;
     Ok(HttpResponse::Ok().json(HealthDto {
         status: "ok".to_owned(),
     }))

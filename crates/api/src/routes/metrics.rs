@@ -3,12 +3,12 @@
 use actix_web::{HttpResponse, get, web};
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use crate::auth::MerchantAuth;
-use crate::dto::metrics::{MetricsDto, MetricsParams};
+use crate::auth::AuthenticatedMerchant;
 use crate::error::ApiResult;
 use crate::extract::Query;
-use crate::service::metrics as svc;
 use crate::state::AppState;
+use tenure_app::dto::metrics::{MetricsDto, MetricsParams};
+use tenure_app::metrics as svc;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(get_metrics);
@@ -23,9 +23,15 @@ pub fn configure(cfg: &mut ServiceConfig) {
 #[get("/metrics")]
 async fn get_metrics(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     params: Query<MetricsParams>,
 ) -> ApiResult<HttpResponse> {
-    let metrics = svc::get(&state, auth.0, params.from.as_deref(), params.to.as_deref()).await?;
+    let metrics = svc::get(
+        &state.app,
+        auth.0,
+        params.from.as_deref(),
+        params.to.as_deref(),
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(metrics))
 }

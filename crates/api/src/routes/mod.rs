@@ -24,7 +24,7 @@ use serde::Serialize;
 use utoipa_actix_web::scope;
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use crate::service::etag;
+use tenure_app::versions::etag;
 
 /// Registers every `/v1` route. The portal's routes sit in their own `/portal` scope:
 /// actix tries a request against each route of a scope in turn (a regex per route with a

@@ -3,12 +3,12 @@
 use actix_web::{HttpResponse, get, web};
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use crate::auth::CustomerAuth;
-use crate::dto::catalog::{PlanDto, PortalPlanDto};
-use crate::dto::customers::PortalMeDto;
+use crate::auth::AuthenticatedCustomer;
 use crate::error::ApiResult;
-use crate::service::{catalog, context};
 use crate::state::AppState;
+use tenure_app::dto::catalog::{PlanDto, PortalPlanDto};
+use tenure_app::dto::customers::PortalMeDto;
+use tenure_app::{catalog, context};
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(me).service(plans);
@@ -18,9 +18,9 @@ pub fn configure(cfg: &mut ServiceConfig) {
 #[utoipa::path(tag = "Portal",
     responses((status = 200, description = "The customer behind the token", body = PortalMeDto)))]
 #[get("/me")]
-async fn me(state: web::Data<AppState>, auth: CustomerAuth) -> ApiResult<HttpResponse> {
+async fn me(state: web::Data<AppState>, auth: AuthenticatedCustomer) -> ApiResult<HttpResponse> {
     let (customer, tenure, subscriptions) =
-        context::portal_summary(&state, auth.merchant, auth.customer).await?;
+        context::portal_summary(&state.app, auth.merchant, auth.customer).await?;
     let mut me = PortalMeDto::from(&customer);
     me.tenure_days = tenure.days;
     me.subscriptions = Some(subscriptions);
@@ -31,8 +31,8 @@ async fn me(state: web::Data<AppState>, auth: CustomerAuth) -> ApiResult<HttpRes
 #[utoipa::path(tag = "Portal",
     responses((status = 200, description = "Active plans of active products", body = Vec<PortalPlanDto>)))]
 #[get("/plans")]
-async fn plans(state: web::Data<AppState>, auth: CustomerAuth) -> ApiResult<HttpResponse> {
-    let plans = catalog::purchasable_plans(&state, auth.merchant).await?;
+async fn plans(state: web::Data<AppState>, auth: AuthenticatedCustomer) -> ApiResult<HttpResponse> {
+    let plans = catalog::purchasable_plans(&state.app, auth.merchant).await?;
     let body: Vec<PortalPlanDto> = plans
         .iter()
         .map(|(plan, product)| PortalPlanDto {

@@ -8,19 +8,19 @@ use tenure_store::repo::subscriptions::SubscriptionFilter;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::{created, if_match, ok_versioned};
-use crate::auth::CustomerAuth;
-use crate::dto::common::{parse_field_id, parse_id};
-use crate::dto::retention::PresentedOfferDto;
-use crate::dto::subscriptions::{
+use crate::auth::AuthenticatedCustomer;
+use crate::error::ApiResult;
+use crate::extract::{Json, OptionalJson, Query};
+use crate::state::AppState;
+use tenure_app::dto::common::{parse_field_id, parse_id};
+use tenure_app::dto::retention::PresentedOfferDto;
+use tenure_app::dto::subscriptions::{
     ChangePlan, CreatePortalSubscription, PauseSubscription, PlanChangePreviewDto,
     PortalCancelSubscription, PortalSubscriptionDto, PortalSubscriptionFilterParams,
 };
-use crate::dto::support::{CancellationRequestDto, PortalCancelResult};
-use crate::dto::{ListParams, ListResponse};
-use crate::error::ApiResult;
-use crate::extract::{Json, OptionalJson, Query};
-use crate::service::subscriptions::{self as svc, Action, Caller, Outcome};
-use crate::state::AppState;
+use tenure_app::dto::support::{CancellationRequestDto, PortalCancelResult};
+use tenure_app::dto::{ListParams, ListResponse};
+use tenure_app::subscriptions::{self as svc, Action, ActionOutcome, Scope};
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(subscribe)
@@ -35,28 +35,28 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(withdraw_cancellation_request);
 }
 
-fn caller(auth: CustomerAuth) -> Caller {
-    Caller::customer(auth.merchant, auth.customer)
+fn caller(auth: AuthenticatedCustomer) -> Scope {
+    Scope::customer(auth.merchant, auth.customer)
 }
 
 async fn render(
     state: &AppState,
-    auth: CustomerAuth,
-    outcome: &Outcome,
+    auth: AuthenticatedCustomer,
+    outcome: &ActionOutcome,
 ) -> ApiResult<HttpResponse> {
-    let view = svc::portal_outcome_view(state, auth.merchant, outcome).await?;
+    let view = svc::portal_outcome_view(&state.app, auth.merchant, outcome).await?;
     Ok(ok_versioned(&view, outcome.subscription.updated_at))
 }
 
 async fn run(
     req: &HttpRequest,
     state: &AppState,
-    auth: CustomerAuth,
+    auth: AuthenticatedCustomer,
     id: &str,
     action: Action,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<SubscriptionTag>(id, "subscription")?;
-    let outcome = svc::act(state, caller(auth), id, if_match(req), action).await?;
+    let outcome = svc::act(&state.app, caller(auth), id, if_match(req), action).await?;
     render(state, auth, &outcome).await
 }
 
@@ -68,12 +68,12 @@ async fn run(
 #[post("/subscriptions")]
 async fn subscribe(
     state: web::Data<AppState>,
-    auth: CustomerAuth,
+    auth: AuthenticatedCustomer,
     body: Json<CreatePortalSubscription>,
 ) -> ApiResult<HttpResponse> {
     let plan = parse_field_id::<PlanTag>(&body.0.plan_id, "plan_id")?;
-    let s = svc::create(&state, caller(auth), auth.customer, plan).await?;
-    let view = svc::portal_view(&state, auth.merchant, &s).await?;
+    let s = svc::create(&state.app, caller(auth), auth.customer, plan).await?;
+    let view = svc::portal_view(&state.app, auth.merchant, &s).await?;
     Ok(created(&view, s.updated_at))
 }
 
@@ -83,7 +83,7 @@ async fn subscribe(
 #[get("/subscriptions")]
 async fn list_subscriptions(
     state: web::Data<AppState>,
-    auth: CustomerAuth,
+    auth: AuthenticatedCustomer,
     page: Query<ListParams>,
     filter: Query<PortalSubscriptionFilterParams>,
 ) -> ApiResult<HttpResponse> {
@@ -92,8 +92,8 @@ async fn list_subscriptions(
         status: filter.status.map(Into::into),
         ..SubscriptionFilter::default()
     };
-    let subs = svc::list(&state, caller(auth), filter, page).await?;
-    let views = svc::portal_views(&state, auth.merchant, &subs.items).await?;
+    let subs = svc::list(&state.app, caller(auth), filter, page).await?;
+    let views = svc::portal_views(&state.app, auth.merchant, &subs.items).await?;
     let next_cursor = if subs.has_more {
         subs.items.last().map(|s| s.subscription.id.to_string())
     } else {
@@ -112,11 +112,11 @@ async fn list_subscriptions(
 #[get("/subscriptions/{id}")]
 async fn get_subscription(
     state: web::Data<AppState>,
-    auth: CustomerAuth,
+    auth: AuthenticatedCustomer,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
-    let (s, view) = svc::portal_get(&state, caller(auth), id).await?;
+    let (s, view) = svc::portal_get(&state.app, caller(auth), id).await?;
     Ok(ok_versioned(&view, s.updated_at))
 }
 
@@ -129,7 +129,7 @@ async fn get_subscription(
 async fn pause_subscription(
     req: HttpRequest,
     state: web::Data<AppState>,
-    auth: CustomerAuth,
+    auth: AuthenticatedCustomer,
     id: web::Path<String>,
     body: OptionalJson<PauseSubscription>,
 ) -> ApiResult<HttpResponse> {
@@ -144,7 +144,7 @@ async fn pause_subscription(
 async fn resume_subscription(
     req: HttpRequest,
     state: web::Data<AppState>,
-    auth: CustomerAuth,
+    auth: AuthenticatedCustomer,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     run(&req, &state, auth, &id, Action::Resume).await
@@ -162,13 +162,13 @@ async fn resume_subscription(
 async fn cancel_subscription(
     req: HttpRequest,
     state: web::Data<AppState>,
-    auth: CustomerAuth,
+    auth: AuthenticatedCustomer,
     id: web::Path<String>,
     body: OptionalJson<PortalCancelSubscription>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
-    let (outcome, offers) = crate::service::retention::portal_cancel(
-        &state,
+    let (outcome, offers) = tenure_app::retention::portal_cancel(
+        &state.app,
         caller(auth),
         id,
         if_match(&req),
@@ -180,11 +180,11 @@ async fn cancel_subscription(
 
 async fn cancel_result(
     state: &AppState,
-    auth: CustomerAuth,
-    outcome: &Outcome,
+    auth: AuthenticatedCustomer,
+    outcome: &ActionOutcome,
     retention_offers: Option<Vec<PresentedOfferDto>>,
 ) -> ApiResult<HttpResponse> {
-    let view = svc::portal_outcome_view(state, auth.merchant, outcome).await?;
+    let view = svc::portal_outcome_view(&state.app, auth.merchant, outcome).await?;
     Ok(ok_versioned(
         &PortalCancelResult {
             subscription: view,
@@ -205,13 +205,13 @@ async fn cancel_result(
 #[post("/subscriptions/{id}/change_plan/preview")]
 async fn preview_plan_change(
     state: web::Data<AppState>,
-    auth: CustomerAuth,
+    auth: AuthenticatedCustomer,
     id: web::Path<String>,
     body: Json<ChangePlan>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
     let plan = parse_field_id::<PlanTag>(&body.0.plan_id, "plan_id")?;
-    let preview = svc::preview_plan_change(&state, caller(auth), id, plan).await?;
+    let preview = svc::preview_plan_change(&state.app, caller(auth), id, plan).await?;
     Ok(HttpResponse::Ok().json(preview))
 }
 
@@ -224,7 +224,7 @@ async fn preview_plan_change(
 async fn change_plan(
     req: HttpRequest,
     state: web::Data<AppState>,
-    auth: CustomerAuth,
+    auth: AuthenticatedCustomer,
     id: web::Path<String>,
     body: Json<ChangePlan>,
 ) -> ApiResult<HttpResponse> {
@@ -241,7 +241,7 @@ async fn change_plan(
 async fn remove_scheduled_change(
     req: HttpRequest,
     state: web::Data<AppState>,
-    auth: CustomerAuth,
+    auth: AuthenticatedCustomer,
     path: web::Path<(String, String)>,
 ) -> ApiResult<HttpResponse> {
     let change = parse_id::<ScheduledChangeTag>(&path.1, "scheduled_change")?;
@@ -262,11 +262,11 @@ async fn remove_scheduled_change(
 #[post("/cancellation_requests/{id}/withdraw")]
 async fn withdraw_cancellation_request(
     state: web::Data<AppState>,
-    auth: CustomerAuth,
+    auth: AuthenticatedCustomer,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<CancellationRequestTag>(&id, "cancellation_request")?;
     let outcome =
-        svc::act_on_request(&state, caller(auth), id, Action::WithdrawRequest(id)).await?;
+        svc::act_on_request(&state.app, caller(auth), id, Action::WithdrawRequest(id)).await?;
     cancel_result(&state, auth, &outcome, None).await
 }

@@ -6,16 +6,16 @@ use tenure_domain::billing::dunning::{DunningFinalState, DunningPolicy};
 use tenure_domain::ids::SubscriptionTag;
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use crate::auth::{CustomerAuth, MerchantAuth};
-use crate::dto::common::parse_id;
-use crate::dto::renewals::{
-    BillingSettingsDto, DunningPolicyDto, PutBillingSettings, PutDunningPolicy, UpcomingInvoiceDto,
-};
+use crate::auth::{AuthenticatedCustomer, AuthenticatedMerchant};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Json;
-use crate::service::renewals as svc;
-use crate::service::subscriptions::Caller;
 use crate::state::AppState;
+use tenure_app::billing::{invoicing, settings};
+use tenure_app::dto::common::parse_id;
+use tenure_app::dto::renewals::{
+    BillingSettingsDto, DunningPolicyDto, PutBillingSettings, PutDunningPolicy, UpcomingInvoiceDto,
+};
+use tenure_app::subscriptions::Scope;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(upcoming_invoice)
@@ -38,11 +38,11 @@ pub fn configure_portal(cfg: &mut ServiceConfig) {
 #[get("/subscriptions/{id}/upcoming_invoice")]
 async fn upcoming_invoice(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
-    let dto = svc::upcoming_invoice(&state, Caller::merchant(auth.0), id).await?;
+    let dto = invoicing::upcoming_invoice(&state.app, Scope::merchant(auth.0), id).await?;
     Ok(HttpResponse::Ok().json(dto))
 }
 
@@ -53,12 +53,16 @@ async fn upcoming_invoice(
 #[get("/subscriptions/{id}/upcoming_invoice")]
 async fn portal_upcoming_invoice(
     state: web::Data<AppState>,
-    auth: CustomerAuth,
+    auth: AuthenticatedCustomer,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
-    let dto =
-        svc::upcoming_invoice(&state, Caller::customer(auth.merchant, auth.customer), id).await?;
+    let dto = invoicing::upcoming_invoice(
+        &state.app,
+        Scope::customer(auth.merchant, auth.customer),
+        id,
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(dto))
 }
 
@@ -69,9 +73,9 @@ async fn portal_upcoming_invoice(
 #[get("/dunning_policy")]
 async fn get_dunning_policy(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
 ) -> ApiResult<HttpResponse> {
-    let s = svc::settings(&state, auth.0).await?;
+    let s = settings::settings(&state.app, auth.0).await?;
     Ok(HttpResponse::Ok().json(DunningPolicyDto::from(&s)))
 }
 
@@ -81,7 +85,7 @@ async fn get_dunning_policy(
 #[put("/dunning_policy")]
 async fn put_dunning_policy(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     body: Json<PutDunningPolicy>,
 ) -> ApiResult<HttpResponse> {
     let body = body.0;
@@ -91,7 +95,7 @@ async fn put_dunning_policy(
         _ => return Err(ApiError::field("final_state", "must be canceled or unpaid")),
     };
     let policy = DunningPolicy::new(body.retry_after_days, final_state)?;
-    let s = svc::put_dunning_policy(&state, auth.0, policy).await?;
+    let s = settings::put_dunning_policy(&state.app, auth.0, policy).await?;
     Ok(HttpResponse::Ok().json(DunningPolicyDto::from(&s)))
 }
 
@@ -101,9 +105,9 @@ async fn put_dunning_policy(
 #[get("/billing_settings")]
 async fn get_billing_settings(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
 ) -> ApiResult<HttpResponse> {
-    let s = svc::settings(&state, auth.0).await?;
+    let s = settings::settings(&state.app, auth.0).await?;
     Ok(HttpResponse::Ok().json(BillingSettingsDto::from(&s)))
 }
 
@@ -113,9 +117,10 @@ async fn get_billing_settings(
 #[put("/billing_settings")]
 async fn put_billing_settings(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     body: Json<PutBillingSettings>,
 ) -> ApiResult<HttpResponse> {
-    let s = svc::put_upcoming_notice_days(&state, auth.0, body.0.upcoming_notice_days).await?;
+    let s =
+        settings::put_upcoming_notice_days(&state.app, auth.0, body.0.upcoming_notice_days).await?;
     Ok(HttpResponse::Ok().json(BillingSettingsDto::from(&s)))
 }

@@ -6,18 +6,18 @@ use tenure_domain::ids::{CancellationRequestTag, RetentionOfferTag};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::{created, if_match, ok_versioned};
-use crate::auth::{CustomerAuth, MerchantAuth};
-use crate::dto::common::parse_id;
-use crate::dto::retention::{
+use crate::auth::{AuthenticatedCustomer, AuthenticatedMerchant};
+use crate::error::ApiResult;
+use crate::extract::{Json, Query};
+use crate::state::AppState;
+use tenure_app::dto::common::parse_id;
+use tenure_app::dto::retention::{
     CreateRetentionOffer, OfferAcceptedDto, PresentedOfferDto, PresentedOffersDto,
     RetentionOfferDto, RetentionOfferFilterParams, UpdateRetentionOffer,
 };
-use crate::dto::{ListParams, ListResponse};
-use crate::error::ApiResult;
-use crate::extract::{Json, Query};
-use crate::service::retention as svc;
-use crate::service::subscriptions::Caller;
-use crate::state::AppState;
+use tenure_app::dto::{ListParams, ListResponse};
+use tenure_app::retention as svc;
+use tenure_app::subscriptions::Scope;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(create_offer)
@@ -41,10 +41,10 @@ pub fn configure_portal(cfg: &mut ServiceConfig) {
 #[post("/retention_offers")]
 async fn create_offer(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     body: Json<CreateRetentionOffer>,
 ) -> ApiResult<HttpResponse> {
-    let (offer, version) = svc::create_offer(&state, auth.0, body.0).await?;
+    let (offer, version) = svc::create_offer(&state.app, auth.0, body.0).await?;
     Ok(created(&offer, version))
 }
 
@@ -54,13 +54,13 @@ async fn create_offer(
 #[get("/retention_offers")]
 async fn list_offers(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     page: Query<ListParams>,
     filter: Query<RetentionOfferFilterParams>,
 ) -> ApiResult<HttpResponse> {
     let page = page.page::<RetentionOfferTag>()?;
     let offers = svc::list_offers(
-        &state,
+        &state.app,
         auth.0,
         filter.include_inactive.unwrap_or(false),
         page,
@@ -77,11 +77,11 @@ async fn list_offers(
 #[get("/retention_offers/{id}")]
 async fn get_offer(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<RetentionOfferTag>(&id, "retention_offer")?;
-    let (offer, version) = svc::get_offer(&state, auth.0, id).await?;
+    let (offer, version) = svc::get_offer(&state.app, auth.0, id).await?;
     Ok(ok_versioned(&offer, version))
 }
 
@@ -94,12 +94,13 @@ async fn get_offer(
 async fn update_offer(
     req: HttpRequest,
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     id: web::Path<String>,
     body: Json<UpdateRetentionOffer>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<RetentionOfferTag>(&id, "retention_offer")?;
-    let (offer, version) = svc::update_offer(&state, auth.0, id, body.0, if_match(&req)).await?;
+    let (offer, version) =
+        svc::update_offer(&state.app, auth.0, id, body.0, if_match(&req)).await?;
     Ok(ok_versioned(&offer, version))
 }
 
@@ -112,16 +113,16 @@ async fn update_offer(
 #[delete("/retention_offers/{id}")]
 async fn deactivate_offer(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<RetentionOfferTag>(&id, "retention_offer")?;
-    let (offer, version) = svc::deactivate_offer(&state, auth.0, id).await?;
+    let (offer, version) = svc::deactivate_offer(&state.app, auth.0, id).await?;
     Ok(ok_versioned(&offer, version))
 }
 
-fn caller(auth: CustomerAuth) -> Caller {
-    Caller::customer(auth.merchant, auth.customer)
+fn caller(auth: AuthenticatedCustomer) -> Scope {
+    Scope::customer(auth.merchant, auth.customer)
 }
 
 /// The retention offers presented for one of the customer's cancellation requests and
@@ -132,11 +133,11 @@ fn caller(auth: CustomerAuth) -> Caller {
 #[get("/cancellation_requests/{id}/retention_offers")]
 async fn presented_offers(
     state: web::Data<AppState>,
-    auth: CustomerAuth,
+    auth: AuthenticatedCustomer,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<CancellationRequestTag>(&id, "cancellation_request")?;
-    let data = svc::open_offers(&state, caller(auth), id).await?;
+    let data = svc::open_offers(&state.app, caller(auth), id).await?;
     Ok(HttpResponse::Ok().json(PresentedOffersDto { data }))
 }
 
@@ -151,14 +152,14 @@ async fn presented_offers(
 #[post("/cancellation_requests/{id}/retention_offers/{offer_id}/accept")]
 async fn accept_offer(
     state: web::Data<AppState>,
-    auth: CustomerAuth,
+    auth: AuthenticatedCustomer,
     path: web::Path<(String, String)>,
 ) -> ApiResult<HttpResponse> {
     let request = parse_id::<CancellationRequestTag>(&path.0, "cancellation_request")?;
     let offer = parse_id::<RetentionOfferTag>(&path.1, "retention_offer")?;
-    let accepted = svc::accept(&state, caller(auth), request, offer).await?;
+    let accepted = svc::accept(&state.app, caller(auth), request, offer).await?;
     let version = accepted.outcome.subscription.updated_at;
-    let body = svc::render_accepted(&state, auth.merchant, accepted).await?;
+    let body = svc::render_accepted(&state.app, auth.merchant, accepted).await?;
     Ok(ok_versioned(&body, version))
 }
 
@@ -170,11 +171,11 @@ async fn accept_offer(
 #[post("/cancellation_requests/{id}/retention_offers/{offer_id}/decline")]
 async fn decline_offer(
     state: web::Data<AppState>,
-    auth: CustomerAuth,
+    auth: AuthenticatedCustomer,
     path: web::Path<(String, String)>,
 ) -> ApiResult<HttpResponse> {
     let request = parse_id::<CancellationRequestTag>(&path.0, "cancellation_request")?;
     let offer = parse_id::<RetentionOfferTag>(&path.1, "retention_offer")?;
-    let declined = svc::decline(&state, caller(auth), request, offer).await?;
+    let declined = svc::decline(&state.app, caller(auth), request, offer).await?;
     Ok(HttpResponse::Ok().json(declined))
 }

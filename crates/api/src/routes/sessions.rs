@@ -3,15 +3,15 @@ use tenure_domain::ids::{CustomerTag, IdentityProviderId, IdentityProviderTag};
 use tenure_store::repo::identity_providers::IdentityProviderRow;
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use crate::auth::MerchantAuth;
-use crate::dto::common::{parse_field_id, parse_id};
-use crate::dto::sessions::{
-    CreateCustomerSession, CreateIdentityProvider, CustomerSessionDto, IdentityProviderDto,
-};
+use crate::auth::AuthenticatedMerchant;
 use crate::error::ApiResult;
 use crate::extract::Json;
-use crate::service::sessions as svc;
 use crate::state::AppState;
+use tenure_app::dto::common::{parse_field_id, parse_id};
+use tenure_app::dto::sessions::{
+    CreateCustomerSession, CreateIdentityProvider, CustomerSessionDto, IdentityProviderDto,
+};
+use tenure_app::sessions as svc;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(create_customer_session)
@@ -27,11 +27,11 @@ pub fn configure(cfg: &mut ServiceConfig) {
 #[post("/customer_sessions")]
 async fn create_customer_session(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     body: Json<CreateCustomerSession>,
 ) -> ApiResult<HttpResponse> {
     let customer = parse_field_id::<CustomerTag>(&body.0.customer_id, "customer_id")?;
-    let (token, expires_at) = svc::create_customer_session(&state, auth.0, customer).await?;
+    let (token, expires_at) = svc::create_customer_session(&state.app, auth.0, customer).await?;
     Ok(HttpResponse::Created().json(CustomerSessionDto {
         object: "customer_session".to_owned(),
         customer_id: customer.to_string(),
@@ -59,10 +59,10 @@ fn render_provider(row: IdentityProviderRow) -> IdentityProviderDto {
 #[post("/identity_providers")]
 async fn create_identity_provider(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     body: Json<CreateIdentityProvider>,
 ) -> ApiResult<HttpResponse> {
-    let row = svc::create_identity_provider(&state, auth.0, body.0).await?;
+    let row = svc::create_identity_provider(&state.app, auth.0, body.0).await?;
     Ok(HttpResponse::Created().json(render_provider(row)))
 }
 
@@ -72,9 +72,9 @@ async fn create_identity_provider(
 #[get("/identity_providers")]
 async fn list_identity_providers(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
 ) -> ApiResult<HttpResponse> {
-    let rows = svc::list_identity_providers(&state, auth.0).await?;
+    let rows = svc::list_identity_providers(&state.app, auth.0).await?;
     Ok(HttpResponse::Ok().json(rows.into_iter().map(render_provider).collect::<Vec<_>>()))
 }
 
@@ -85,10 +85,10 @@ async fn list_identity_providers(
 #[delete("/identity_providers/{id}")]
 async fn delete_identity_provider(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<IdentityProviderTag>(&id, "identity_provider")?;
-    svc::delete_identity_provider(&state, auth.0, id).await?;
+    svc::delete_identity_provider(&state.app, auth.0, id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -7,17 +7,17 @@ use tenure_store::repo::subscriptions::SubscriptionFilter;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::{created, if_match, ok_versioned};
-use crate::auth::MerchantAuth;
-use crate::dto::common::{parse_field_id, parse_id};
-use crate::dto::subscriptions::{
+use crate::auth::AuthenticatedMerchant;
+use crate::error::ApiResult;
+use crate::extract::{Json, OptionalJson, Query};
+use crate::state::AppState;
+use tenure_app::dto::common::{parse_field_id, parse_id};
+use tenure_app::dto::subscriptions::{
     CancelSubscription, ChangePlan, CreateSubscription, PauseSubscription, PlanChangePreviewDto,
     SubscriptionDto, SubscriptionFilterParams,
 };
-use crate::dto::{ListParams, ListResponse};
-use crate::error::ApiResult;
-use crate::extract::{Json, OptionalJson, Query};
-use crate::service::subscriptions::{self as svc, Action, Caller, Outcome};
-use crate::state::AppState;
+use tenure_app::dto::{ListParams, ListResponse};
+use tenure_app::subscriptions::{self as svc, Action, ActionOutcome, Scope};
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(create_subscription)
@@ -33,10 +33,10 @@ pub fn configure(cfg: &mut ServiceConfig) {
 
 async fn render(
     state: &AppState,
-    auth: MerchantAuth,
-    outcome: &Outcome,
+    auth: AuthenticatedMerchant,
+    outcome: &ActionOutcome,
 ) -> ApiResult<HttpResponse> {
-    let view = svc::merchant_outcome_view(state, auth.0, outcome).await?;
+    let view = svc::merchant_outcome_view(&state.app, auth.0, outcome).await?;
     Ok(ok_versioned(&view, outcome.subscription.updated_at))
 }
 
@@ -48,10 +48,10 @@ async fn render(
 #[post("/subscriptions")]
 async fn create_subscription(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     body: Json<CreateSubscription>,
 ) -> ApiResult<HttpResponse> {
-    let mut v = crate::service::Validator::default();
+    let mut v = tenure_app::error::Validator::default();
     let customer = parse_field_id::<CustomerTag>(&body.0.customer_id, "customer_id");
     let plan = parse_field_id::<PlanTag>(&body.0.plan_id, "plan_id");
     if customer.is_err() {
@@ -61,8 +61,8 @@ async fn create_subscription(
         v.fail("plan_id", "must be an id starting with plan_");
     }
     v.finish()?;
-    let s = svc::create(&state, Caller::merchant(auth.0), customer?, plan?).await?;
-    let view = svc::merchant_view(&state, auth.0, &s).await?;
+    let s = svc::create(&state.app, Scope::merchant(auth.0), customer?, plan?).await?;
+    let view = svc::merchant_view(&state.app, auth.0, &s).await?;
     Ok(created(&view, s.updated_at))
 }
 
@@ -72,7 +72,7 @@ async fn create_subscription(
 #[get("/subscriptions")]
 async fn list_subscriptions(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     page: Query<ListParams>,
     filter: Query<SubscriptionFilterParams>,
 ) -> ApiResult<HttpResponse> {
@@ -91,8 +91,8 @@ async fn list_subscriptions(
             .map(|p| parse_field_id::<PlanTag>(p, "plan_id"))
             .transpose()?,
     };
-    let subs = svc::list(&state, Caller::merchant(auth.0), filter, page).await?;
-    let views = svc::merchant_views(&state, auth.0, &subs.items).await?;
+    let subs = svc::list(&state.app, Scope::merchant(auth.0), filter, page).await?;
+    let views = svc::merchant_views(&state.app, auth.0, &subs.items).await?;
     let next_cursor = if subs.has_more {
         subs.items.last().map(|s| s.subscription.id.to_string())
     } else {
@@ -111,24 +111,31 @@ async fn list_subscriptions(
 #[get("/subscriptions/{id}")]
 async fn get_subscription(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
-    let s = svc::get(&state, Caller::merchant(auth.0), id).await?;
-    let view = svc::merchant_view(&state, auth.0, &s).await?;
+    let s = svc::get(&state.app, Scope::merchant(auth.0), id).await?;
+    let view = svc::merchant_view(&state.app, auth.0, &s).await?;
     Ok(ok_versioned(&view, s.updated_at))
 }
 
 async fn run(
     req: &HttpRequest,
     state: &AppState,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     id: &str,
     action: Action,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<SubscriptionTag>(id, "subscription")?;
-    let outcome = svc::act(state, Caller::merchant(auth.0), id, if_match(req), action).await?;
+    let outcome = svc::act(
+        &state.app,
+        Scope::merchant(auth.0),
+        id,
+        if_match(req),
+        action,
+    )
+    .await?;
     render(state, auth, &outcome).await
 }
 
@@ -141,7 +148,7 @@ async fn run(
 async fn pause_subscription(
     req: HttpRequest,
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     id: web::Path<String>,
     body: OptionalJson<PauseSubscription>,
 ) -> ApiResult<HttpResponse> {
@@ -156,7 +163,7 @@ async fn pause_subscription(
 async fn resume_subscription(
     req: HttpRequest,
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     run(&req, &state, auth, &id, Action::Resume).await
@@ -171,7 +178,7 @@ async fn resume_subscription(
 async fn cancel_subscription(
     req: HttpRequest,
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     id: web::Path<String>,
     body: OptionalJson<CancelSubscription>,
 ) -> ApiResult<HttpResponse> {
@@ -185,13 +192,13 @@ async fn cancel_subscription(
 #[post("/subscriptions/{id}/change_plan/preview")]
 async fn preview_plan_change(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     id: web::Path<String>,
     body: Json<ChangePlan>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
     let plan = parse_field_id::<PlanTag>(&body.0.plan_id, "plan_id")?;
-    let preview = svc::preview_plan_change(&state, Caller::merchant(auth.0), id, plan).await?;
+    let preview = svc::preview_plan_change(&state.app, Scope::merchant(auth.0), id, plan).await?;
     Ok(HttpResponse::Ok().json(preview))
 }
 
@@ -204,7 +211,7 @@ async fn preview_plan_change(
 async fn change_plan(
     req: HttpRequest,
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     id: web::Path<String>,
     body: Json<ChangePlan>,
 ) -> ApiResult<HttpResponse> {
@@ -222,7 +229,7 @@ async fn change_plan(
 async fn remove_scheduled_change(
     req: HttpRequest,
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     path: web::Path<(String, String)>,
 ) -> ApiResult<HttpResponse> {
     let change = parse_id::<ScheduledChangeTag>(&path.1, "scheduled_change")?;

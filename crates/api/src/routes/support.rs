@@ -6,18 +6,18 @@ use tenure_domain::ids::{CancellationRequestTag, CustomerTag, TicketTag};
 use tenure_store::repo::support::{RequestFilter, TicketFilter};
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use crate::auth::{CustomerAuth, MerchantAuth};
-use crate::dto::common::{parse_field_id, parse_id};
-use crate::dto::support::{
+use crate::auth::{AuthenticatedCustomer, AuthenticatedMerchant};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Json, Query};
+use crate::state::AppState;
+use tenure_app::dto::common::{parse_field_id, parse_id};
+use tenure_app::dto::support::{
     CancellationRequestDto, CancellationRequestFilterParams, CreatePortalTicketReply,
     CreateTicketReply, DeclineCancellationRequest, SupportTicketDto, TicketFilterParams,
 };
-use crate::dto::{ListParams, ListResponse};
-use crate::error::{ApiError, ApiResult};
-use crate::extract::{Json, Query};
-use crate::service::subscriptions::{self as subs, Action, Caller};
-use crate::service::support as svc;
-use crate::state::AppState;
+use tenure_app::dto::{ListParams, ListResponse};
+use tenure_app::subscriptions::{self as subs, Action, Scope};
+use tenure_app::support as svc;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(list_requests)
@@ -43,7 +43,7 @@ pub fn configure_portal(cfg: &mut ServiceConfig) {
 #[get("/cancellation_requests")]
 async fn list_requests(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     page: Query<ListParams>,
     filter: Query<CancellationRequestFilterParams>,
 ) -> ApiResult<HttpResponse> {
@@ -52,7 +52,7 @@ async fn list_requests(
         status: filter.status.map(Into::into),
         customer: None,
     };
-    let requests = svc::list_requests(&state, auth.0, filter, page).await?;
+    let requests = svc::list_requests(&state.app, auth.0, filter, page).await?;
     Ok(HttpResponse::Ok().json(ListResponse::from_page(
         requests,
         |r| CancellationRequestDto::from(&r),
@@ -66,15 +66,15 @@ async fn list_requests(
 #[get("/cancellation_requests/{id}")]
 async fn get_request(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<CancellationRequestTag>(&id, "cancellation_request")?;
-    let request = svc::get_request(&state, Caller::merchant(auth.0), id).await?;
+    let request = svc::get_request(&state.app, Scope::merchant(auth.0), id).await?;
     Ok(HttpResponse::Ok().json(CancellationRequestDto::from(&request)))
 }
 
-fn request_of(outcome: &subs::Outcome) -> ApiResult<HttpResponse> {
+fn request_of(outcome: &subs::ActionOutcome) -> ApiResult<HttpResponse> {
     let request = outcome
         .cancellation_request
         .as_ref()
@@ -89,13 +89,13 @@ fn request_of(outcome: &subs::Outcome) -> ApiResult<HttpResponse> {
 #[post("/cancellation_requests/{id}/approve")]
 async fn approve_request(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<CancellationRequestTag>(&id, "cancellation_request")?;
     let outcome = subs::act_on_request(
-        &state,
-        Caller::merchant(auth.0),
+        &state.app,
+        Scope::merchant(auth.0),
         id,
         Action::ApproveRequest(id),
     )
@@ -111,14 +111,14 @@ async fn approve_request(
 #[post("/cancellation_requests/{id}/decline")]
 async fn decline_request(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     id: web::Path<String>,
     body: Json<DeclineCancellationRequest>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<CancellationRequestTag>(&id, "cancellation_request")?;
     let outcome = subs::act_on_request(
-        &state,
-        Caller::merchant(auth.0),
+        &state.app,
+        Scope::merchant(auth.0),
         id,
         Action::DeclineRequest(id, body.0.message),
     )
@@ -132,7 +132,7 @@ async fn decline_request(
 #[get("/support_tickets")]
 async fn list_tickets(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     page: Query<ListParams>,
     filter: Query<TicketFilterParams>,
 ) -> ApiResult<HttpResponse> {
@@ -147,7 +147,7 @@ async fn list_tickets(
             .transpose()?,
     };
     let (tickets, _) =
-        svc::list_tickets(&state, Caller::merchant(auth.0), filter, page, false).await?;
+        svc::list_tickets(&state.app, Scope::merchant(auth.0), filter, page, false).await?;
     Ok(HttpResponse::Ok().json(ListResponse::from_page(
         tickets,
         |t| SupportTicketDto::render(&t, None),
@@ -161,11 +161,11 @@ async fn list_tickets(
 #[get("/support_tickets/{id}")]
 async fn get_ticket(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<TicketTag>(&id, "support_ticket")?;
-    let (ticket, messages) = svc::get_ticket(&state, Caller::merchant(auth.0), id).await?;
+    let (ticket, messages) = svc::get_ticket(&state.app, Scope::merchant(auth.0), id).await?;
     Ok(HttpResponse::Ok().json(SupportTicketDto::render(&ticket, Some(&messages))))
 }
 
@@ -176,14 +176,14 @@ async fn get_ticket(
 #[post("/support_tickets/{id}/replies")]
 async fn reply_to_ticket(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     id: web::Path<String>,
     body: Json<CreateTicketReply>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<TicketTag>(&id, "support_ticket")?;
     let (ticket, messages) = svc::reply(
-        &state,
-        Caller::merchant(auth.0),
+        &state.app,
+        Scope::merchant(auth.0),
         id,
         &body.0.body,
         body.0.status.map(Into::into),
@@ -198,13 +198,13 @@ async fn reply_to_ticket(
 #[get("/support_tickets")]
 async fn portal_list_tickets(
     state: web::Data<AppState>,
-    auth: CustomerAuth,
+    auth: AuthenticatedCustomer,
     page: Query<ListParams>,
 ) -> ApiResult<HttpResponse> {
     let page = page.page::<TicketTag>()?;
     let (tickets, messages) = svc::list_tickets(
-        &state,
-        Caller::customer(auth.merchant, auth.customer),
+        &state.app,
+        Scope::customer(auth.merchant, auth.customer),
         TicketFilter::default(),
         page,
         true,
@@ -224,12 +224,12 @@ async fn portal_list_tickets(
 #[get("/cancellation_requests/{id}")]
 async fn portal_get_request(
     state: web::Data<AppState>,
-    auth: CustomerAuth,
+    auth: AuthenticatedCustomer,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<CancellationRequestTag>(&id, "cancellation_request")?;
-    let caller = Caller::customer(auth.merchant, auth.customer);
-    let request = svc::get_request(&state, caller, id).await?;
+    let caller = Scope::customer(auth.merchant, auth.customer);
+    let request = svc::get_request(&state.app, caller, id).await?;
     Ok(HttpResponse::Ok().json(CancellationRequestDto::from(&request)))
 }
 
@@ -239,12 +239,12 @@ async fn portal_get_request(
 #[get("/support_tickets/{id}")]
 async fn portal_get_ticket(
     state: web::Data<AppState>,
-    auth: CustomerAuth,
+    auth: AuthenticatedCustomer,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<TicketTag>(&id, "support_ticket")?;
-    let caller = Caller::customer(auth.merchant, auth.customer);
-    let (ticket, messages) = svc::get_ticket(&state, caller, id).await?;
+    let caller = Scope::customer(auth.merchant, auth.customer);
+    let (ticket, messages) = svc::get_ticket(&state.app, caller, id).await?;
     Ok(HttpResponse::Ok().json(SupportTicketDto::render(&ticket, Some(&messages))))
 }
 
@@ -255,14 +255,14 @@ async fn portal_get_ticket(
 #[post("/support_tickets/{id}/replies")]
 async fn portal_reply_to_ticket(
     state: web::Data<AppState>,
-    auth: CustomerAuth,
+    auth: AuthenticatedCustomer,
     id: web::Path<String>,
     body: Json<CreatePortalTicketReply>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<TicketTag>(&id, "support_ticket")?;
     let (ticket, messages) = svc::reply(
-        &state,
-        Caller::customer(auth.merchant, auth.customer),
+        &state.app,
+        Scope::customer(auth.merchant, auth.customer),
         id,
         &body.0.body,
         None,

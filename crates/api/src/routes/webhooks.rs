@@ -3,18 +3,18 @@ use tenure_domain::ids::{EventTag, WebhookDeliveryTag, WebhookEndpointTag};
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::{created, if_match, ok_versioned};
-use crate::auth::MerchantAuth;
-use crate::dto::common::parse_id;
-use crate::dto::webhooks::{
+use crate::auth::AuthenticatedMerchant;
+use crate::error::ApiResult;
+use crate::extract::{Json, OptionalJson, Query};
+use crate::state::AppState;
+use tenure_app::dto::common::parse_id;
+use tenure_app::dto::webhooks::{
     CreateWebhookEndpoint, DeletedDto, DeliveryFilterParams, RedeliverEvent, RedeliverRange,
     RedeliveryDto, RotateWebhookSecret, UpdateWebhookEndpoint, WebhookDeliveryDto,
     WebhookEndpointDto,
 };
-use crate::dto::{ListParams, ListResponse};
-use crate::error::ApiResult;
-use crate::extract::{Json, OptionalJson, Query};
-use crate::service::webhooks as svc;
-use crate::state::AppState;
+use tenure_app::dto::{ListParams, ListResponse};
+use tenure_app::webhooks as svc;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(create_endpoint)
@@ -35,10 +35,10 @@ pub fn configure(cfg: &mut ServiceConfig) {
 #[post("/webhook_endpoints")]
 async fn create_endpoint(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     body: Json<CreateWebhookEndpoint>,
 ) -> ApiResult<HttpResponse> {
-    let endpoint = svc::create_endpoint(&state, auth.0, body.0).await?;
+    let endpoint = svc::create_endpoint(&state.app, auth.0, body.0).await?;
     Ok(created(
         &WebhookEndpointDto::with_secret(&endpoint, state.now()),
         endpoint.updated_at,
@@ -51,11 +51,11 @@ async fn create_endpoint(
 #[get("/webhook_endpoints")]
 async fn list_endpoints(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     page: Query<ListParams>,
 ) -> ApiResult<HttpResponse> {
     let page = page.page::<WebhookEndpointTag>()?;
-    let endpoints = svc::list_endpoints(&state, auth.0, page).await?;
+    let endpoints = svc::list_endpoints(&state.app, auth.0, page).await?;
     let now = state.now();
     Ok(HttpResponse::Ok().json(ListResponse::from_page(
         endpoints,
@@ -70,11 +70,11 @@ async fn list_endpoints(
 #[get("/webhook_endpoints/{id}")]
 async fn get_endpoint(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<WebhookEndpointTag>(&id, "webhook_endpoint")?;
-    let endpoint = svc::get_endpoint(&state, auth.0, id).await?;
+    let endpoint = svc::get_endpoint(&state.app, auth.0, id).await?;
     Ok(ok_versioned(
         &WebhookEndpointDto::new(&endpoint, state.now()),
         endpoint.updated_at,
@@ -91,12 +91,12 @@ async fn get_endpoint(
 async fn update_endpoint(
     req: HttpRequest,
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     id: web::Path<String>,
     body: Json<UpdateWebhookEndpoint>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<WebhookEndpointTag>(&id, "webhook_endpoint")?;
-    let endpoint = svc::update_endpoint(&state, auth.0, id, body.0, if_match(&req)).await?;
+    let endpoint = svc::update_endpoint(&state.app, auth.0, id, body.0, if_match(&req)).await?;
     Ok(ok_versioned(
         &WebhookEndpointDto::new(&endpoint, state.now()),
         endpoint.updated_at,
@@ -109,11 +109,11 @@ async fn update_endpoint(
 #[delete("/webhook_endpoints/{id}")]
 async fn delete_endpoint(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<WebhookEndpointTag>(&id, "webhook_endpoint")?;
-    svc::delete_endpoint(&state, auth.0, id).await?;
+    svc::delete_endpoint(&state.app, auth.0, id).await?;
     Ok(HttpResponse::Ok().json(DeletedDto {
         id: id.to_string(),
         object: "webhook_endpoint".to_owned(),
@@ -131,12 +131,12 @@ async fn delete_endpoint(
 #[post("/webhook_endpoints/{id}/rotate_secret")]
 async fn rotate_secret(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     id: web::Path<String>,
     body: OptionalJson<RotateWebhookSecret>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<WebhookEndpointTag>(&id, "webhook_endpoint")?;
-    let endpoint = svc::rotate_secret(&state, auth.0, id, body.0).await?;
+    let endpoint = svc::rotate_secret(&state.app, auth.0, id, body.0).await?;
     Ok(ok_versioned(
         &WebhookEndpointDto::with_secret(&endpoint, state.now()),
         endpoint.updated_at,
@@ -151,7 +151,7 @@ async fn rotate_secret(
 #[get("/webhook_endpoints/{id}/deliveries")]
 async fn list_deliveries(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     id: web::Path<String>,
     page: Query<ListParams>,
     filter: Query<DeliveryFilterParams>,
@@ -159,7 +159,7 @@ async fn list_deliveries(
     let id = parse_id::<WebhookEndpointTag>(&id, "webhook_endpoint")?;
     let page = page.page::<WebhookDeliveryTag>()?;
     let status = svc::parse_status(filter.status.as_deref())?;
-    let deliveries = svc::list_deliveries(&state, auth.0, id, status, page).await?;
+    let deliveries = svc::list_deliveries(&state.app, auth.0, id, status, page).await?;
     Ok(HttpResponse::Ok().json(ListResponse::from_page(
         deliveries,
         |(d, log)| WebhookDeliveryDto::new(&d, &log),
@@ -175,12 +175,12 @@ async fn list_deliveries(
 #[post("/webhook_endpoints/{id}/redeliver")]
 async fn redeliver_range(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     id: web::Path<String>,
     body: Json<RedeliverRange>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<WebhookEndpointTag>(&id, "webhook_endpoint")?;
-    let n = svc::redeliver_range(&state, auth.0, id, body.0).await?;
+    let n = svc::redeliver_range(&state.app, auth.0, id, body.0).await?;
     Ok(HttpResponse::Accepted().json(RedeliveryDto {
         object: "redelivery".to_owned(),
         deliveries_created: n,
@@ -196,12 +196,12 @@ async fn redeliver_range(
 #[post("/events/{id}/redeliver")]
 async fn redeliver_event(
     state: web::Data<AppState>,
-    auth: MerchantAuth,
+    auth: AuthenticatedMerchant,
     id: web::Path<String>,
     body: OptionalJson<RedeliverEvent>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<EventTag>(&id, "event")?;
-    let n = svc::redeliver_event(&state, auth.0, id, body.0).await?;
+    let n = svc::redeliver_event(&state.app, auth.0, id, body.0).await?;
     Ok(HttpResponse::Accepted().json(RedeliveryDto {
         object: "redelivery".to_owned(),
         deliveries_created: n,

@@ -1,0 +1,228 @@
+//! Invoices and payments as merchants and customers read them, and what a merchant does
+//! to one invoice: pay it now, void it, mark it uncollectible, refund it.
+
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use tenure_domain::billing::gateway::{RefundOutcome, RefundRequest};
+use tenure_domain::billing::invoice::{
+    self, Invoice, InvoiceStatus, Payment, PaymentStatus, Refund,
+};
+use tenure_domain::error::DomainError;
+use tenure_domain::ids::{CustomerId, GenerateId, InvoiceId, MerchantId, RefundId};
+use tenure_domain::text;
+use tenure_domain::time::next_update_time;
+use tenure_domain::time::truncate_to_micros;
+use tenure_store::repo::charge_intents as intents_repo;
+use tenure_store::repo::invoices::{self as invoices_repo, InvoiceFilter};
+use tenure_store::{Page, PageRequest};
+
+use crate::App;
+use crate::dto::billing::{InvoiceDto, RefundInvoice};
+use crate::error::{AppError, AppResult};
+use crate::events::{EventDraft, record_event};
+
+const REASON_MAX: usize = 200;
+
+pub async fn list_invoices(
+    state: &App,
+    merchant: MerchantId,
+    filter: InvoiceFilter,
+    page: PageRequest,
+) -> AppResult<Page<Invoice>> {
+    let mut conn = state.db.conn().await?;
+    Ok(invoices_repo::list(&mut conn, merchant, &filter, page).await?)
+}
+
+/// An invoice with its payments and refunds; `customer` limits it to that customer's.
+pub async fn get_invoice(
+    state: &App,
+    merchant: MerchantId,
+    id: InvoiceId,
+    customer: Option<CustomerId>,
+) -> AppResult<(Invoice, Vec<Payment>, Vec<Refund>)> {
+    let mut conn = state.db.conn().await?;
+    let invoice = invoices_repo::get(&mut conn, merchant, id, customer, false)
+        .await
+        .map_err(AppError::from_store("invoice"))?;
+    let payments = invoices_repo::payments_of_invoice(&mut conn, merchant, id).await?;
+    let refunds = invoices_repo::refunds_of_invoice(&mut conn, merchant, id).await?;
+    Ok((invoice, payments, refunds))
+}
+
+pub async fn list_payments(
+    state: &App,
+    merchant: MerchantId,
+    customer: Option<CustomerId>,
+    page: PageRequest,
+) -> AppResult<Page<Payment>> {
+    let mut conn = state.db.conn().await?;
+    Ok(invoices_repo::list_payments(&mut conn, merchant, customer, page).await?)
+}
+
+pub async fn invoice_event(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    event_type: &str,
+    after: &Invoice,
+    before: Option<&Invoice>,
+) -> AppResult<()> {
+    let before = before.map(InvoiceDto::from);
+    record_event(
+        conn,
+        merchant,
+        EventDraft {
+            event_type,
+            resource_type: "invoice",
+            resource_id: after.id.to_string(),
+            after: &InvoiceDto::from(after),
+            before: before.as_ref(),
+            at: after.updated_at,
+        },
+    )
+    .await
+}
+
+/// `POST /v1/invoices/{id}/pay` (and the portal's, with the signed-in `customer`, whose
+/// invoice it must be): charges an open or uncollectible invoice now, through the same
+/// steps as the renewal engine (see [`crate::billing::charging::pay`]).
+pub async fn pay_invoice(
+    state: &App,
+    merchant: MerchantId,
+    id: InvoiceId,
+    customer: Option<CustomerId>,
+) -> AppResult<(Invoice, Option<Payment>)> {
+    if customer.is_some() {
+        let mut conn = state.db.conn().await?;
+        invoices_repo::get(&mut conn, merchant, id, customer, false)
+            .await
+            .map_err(AppError::from_store("invoice"))?;
+    }
+    crate::billing::charging::pay(state, merchant, id).await
+}
+
+/// `POST /v1/invoices/{id}/void`: an open or uncollectible invoice is cancelled: it is
+/// never charged again and owes nothing (`invoice.voided`). Its subscription is not
+/// changed: a past-due one recovers only when an invoice is paid, as in Stripe.
+pub async fn void_invoice(state: &App, merchant: MerchantId, id: InvoiceId) -> AppResult<Invoice> {
+    close_invoice(state, merchant, id, InvoiceStatus::void, "invoice.voided").await
+}
+
+/// `POST /v1/invoices/{id}/mark_uncollectible`: the merchant gives up on an open invoice:
+/// dunning stops (`invoice.marked_uncollectible`). It may still be paid later.
+pub async fn mark_invoice_uncollectible(
+    state: &App,
+    merchant: MerchantId,
+    id: InvoiceId,
+) -> AppResult<Invoice> {
+    close_invoice(
+        state,
+        merchant,
+        id,
+        InvoiceStatus::mark_uncollectible,
+        "invoice.marked_uncollectible",
+    )
+    .await
+}
+
+/// Moves the locked invoice to the status `transition` allows (a 409
+/// `invalid_invoice_transition` otherwise), stops its dunning and records `event_type`.
+/// Refused (409 `payment_in_progress`) while a charge of it is in flight: the gateway
+/// may take the money, which must find the invoice as it was.
+async fn close_invoice(
+    state: &App,
+    merchant: MerchantId,
+    id: InvoiceId,
+    transition: fn(InvoiceStatus) -> Result<InvoiceStatus, DomainError>,
+    event_type: &'static str,
+) -> AppResult<Invoice> {
+    let now = truncate_to_micros(state.now());
+    let mut conn = state.db.conn().await?;
+    conn.transaction(async |conn| {
+        let before = invoices_repo::get(conn, merchant, id, None, true)
+            .await
+            .map_err(AppError::from_store("invoice"))?;
+        let status = transition(before.status)?;
+        if intents_repo::of_invoice(conn, merchant, id)
+            .await?
+            .is_some()
+        {
+            return Err(crate::billing::charging::payment_in_progress());
+        }
+        let at = next_update_time(before.updated_at, now);
+        invoices_repo::close(conn, merchant, id, status, at).await?;
+        let after = invoices_repo::get(conn, merchant, id, None, false).await?;
+        invoice_event(conn, merchant, event_type, &after, Some(&before)).await?;
+        Ok(after)
+    })
+    .await
+}
+
+/// Refunds (part of) a paid invoice through the gateway. The invoice row is locked, so
+/// concurrent refunds are serialised and together never exceed what was paid.
+pub async fn refund(
+    state: &App,
+    merchant: MerchantId,
+    id: InvoiceId,
+    input: RefundInvoice,
+) -> AppResult<(Refund, Invoice)> {
+    let reason = text::clean_opt("reason", input.reason.as_deref(), REASON_MAX, false)?;
+    let now = state.now();
+    let mut conn = state.db.conn().await?;
+    conn.transaction(async |conn| {
+        let before = invoices_repo::get(conn, merchant, id, None, true)
+            .await
+            .map_err(AppError::from_store("invoice"))?;
+        let plan = invoice::plan_refund(
+            before.status,
+            before.amount_paid,
+            before.amount_refunded,
+            input.amount,
+        )?;
+        let payment = invoices_repo::payments_of_invoice(conn, merchant, id)
+            .await?
+            .into_iter()
+            .find(|p| p.status == PaymentStatus::Succeeded)
+            .ok_or_else(|| AppError::internal("paid invoice without a successful payment"))?;
+        let charge_ref = payment
+            .gateway_ref
+            .clone()
+            .ok_or_else(|| AppError::internal("successful payment without a gateway ref"))?;
+        let refund_id = RefundId::generate();
+        // Refunds of one invoice are serialised by the row lock, so "the refund that
+        // follows `amount_refunded` = N" names this refund: should the transaction fail
+        // after the gateway refunded, the retry replays that refund instead of paying
+        // the money out twice.
+        let request = RefundRequest {
+            charge_ref,
+            amount: plan.amount,
+            idempotency_key: format!(
+                "{}:refund-after:{}:{}",
+                before.id, before.amount_refunded.amount, plan.amount.amount
+            ),
+        };
+        let outcome = state.gateway.refund(&request).await;
+        let gateway_ref = match outcome {
+            RefundOutcome::Succeeded { gateway_ref } => gateway_ref,
+            RefundOutcome::Failed { code } => {
+                return Err(AppError::conflict(
+                    "refund_failed",
+                    format!("the gateway refused the refund ({code})"),
+                ));
+            }
+        };
+        let refund = Refund {
+            id: refund_id,
+            invoice_id: before.id,
+            payment_id: payment.id,
+            amount: plan.amount,
+            gateway_ref,
+            reason,
+            created_at: now,
+        };
+        let at = next_update_time(before.updated_at, now);
+        invoices_repo::record_refund(conn, merchant, &refund, plan.refunded_after, at).await?;
+        let after = invoices_repo::get(conn, merchant, id, None, false).await?;
+        invoice_event(conn, merchant, "invoice.refunded", &after, Some(&before)).await?;
+        Ok((refund, after))
+    })
+    .await
+}

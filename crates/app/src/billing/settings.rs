@@ -1,0 +1,59 @@
+//! The merchant's billing settings: the dunning policy and how early `invoice.upcoming`
+//! is sent.
+
+use diesel_async::AsyncConnection;
+use tenure_domain::billing::dunning::DunningPolicy;
+use tenure_domain::ids::MerchantId;
+use tenure_domain::time::truncate_to_micros;
+use tenure_store::repo::renewals::{self as repo, BillingSettings};
+
+use crate::App;
+use crate::error::{AppError, AppResult};
+
+/// The merchant's billing settings (defaults until saved).
+pub async fn settings(state: &App, merchant: MerchantId) -> AppResult<BillingSettings> {
+    let mut conn = state.db.conn().await?;
+    Ok(repo::settings(&mut conn, merchant).await?)
+}
+
+/// Replaces the merchant's dunning policy.
+pub async fn put_dunning_policy(
+    state: &App,
+    merchant: MerchantId,
+    policy: DunningPolicy,
+) -> AppResult<BillingSettings> {
+    policy.validate()?;
+    update_settings(state, merchant, |s| s.dunning_policy = policy).await
+}
+
+/// Sets how many days before a renewal `invoice.upcoming` is sent (0: never).
+pub async fn put_upcoming_notice_days(
+    state: &App,
+    merchant: MerchantId,
+    days: u32,
+) -> AppResult<BillingSettings> {
+    if days > repo::MAX_UPCOMING_NOTICE_DAYS {
+        return Err(AppError::field(
+            "upcoming_notice_days",
+            format!("must be between 0 and {}", repo::MAX_UPCOMING_NOTICE_DAYS),
+        ));
+    }
+    update_settings(state, merchant, |s| s.upcoming_notice_days = days).await
+}
+
+async fn update_settings(
+    state: &App,
+    merchant: MerchantId,
+    change: impl FnOnce(&mut BillingSettings) + Send,
+) -> AppResult<BillingSettings> {
+    let now = truncate_to_micros(state.now());
+    let mut conn = state.db.conn().await?;
+    conn.transaction(async |conn| {
+        let mut s = repo::lock_settings(conn, merchant, now).await?;
+        change(&mut s);
+        s.updated_at = Some(now);
+        repo::save_settings(conn, merchant, &s, now).await?;
+        Ok::<_, AppError>(s)
+    })
+    .await
+}

@@ -1,0 +1,74 @@
+//! Tenure's use cases: each loads what it needs, applies the domain's rules, persists the
+//! result and records its events in one transaction. No HTTP lives here: `tenure-api`
+//! parses a request, calls one function of this crate and renders what it returns, and
+//! `tenure-engine` calls the same functions from its background loops.
+//!
+//! | module | what it does |
+//! |---|---|
+//! | [`catalog`] | products, plans, their portal policy |
+//! | [`customers`], [`context`] | customers; notes, tags and the unified customer context |
+//! | [`subscriptions`] | subscribe, pause, resume, cancel, change plan; requests; views |
+//! | [`billing`] | payment methods, invoices, charging, prorations, settings |
+//! | [`retention`], [`support`] | retention offers; cancellation requests' tickets |
+//! | [`gdpr`], [`metrics`] | export and erasure; subscriber metrics |
+//! | [`webhooks`], [`events`] | webhook endpoints and redelivery; the event outbox |
+//! | [`merchants`], [`sessions`] | merchants and their keys; customer sessions and identity providers |
+//! | [`dto`] | the request and response shapes, which events are rendered from too |
+
+pub mod billing;
+pub mod catalog;
+pub mod context;
+pub mod customers;
+pub mod dto;
+pub mod error;
+pub mod events;
+pub mod gdpr;
+pub mod merchants;
+pub mod metrics;
+pub mod portal_terms;
+pub mod retention;
+pub mod sessions;
+pub mod subscriptions;
+pub mod support;
+pub mod versions;
+pub mod webhooks;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tenure_domain::billing::gateway::PaymentGateway;
+use tenure_domain::clock::Clock;
+use tenure_domain::time::truncate_to_micros;
+use tenure_store::Db;
+
+pub use error::{AppError, AppResult, FieldError};
+
+use portal_terms::PortalTermsCache;
+use sessions::tokens::SessionSigner;
+
+/// What every use case shares: the database, the clock, the payment gateway, the
+/// customer-session signer and the portal's short-lived cache of product terms.
+#[derive(Clone, Debug)]
+pub struct App {
+    pub db: Db,
+    pub clock: Arc<dyn Clock>,
+    pub sessions: SessionSigner,
+    /// Where charges and refunds go; the deterministic sandbox unless configured.
+    pub gateway: Arc<dyn PaymentGateway>,
+    /// Products' portal policies and plans, kept briefly for the portal's reads.
+    pub portal_terms: PortalTermsCache,
+    /// How long a prepared charge may take before the engine sends it again
+    /// ([`billing::charging`]).
+    pub charge_lease: chrono::Duration,
+}
+
+impl App {
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// Now, to the microsecond PostgreSQL keeps, so a response and a later read agree.
+    pub fn now_micros(&self) -> DateTime<Utc> {
+        truncate_to_micros(self.now())
+    }
+}

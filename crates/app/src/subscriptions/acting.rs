@@ -1,0 +1,324 @@
+//! Acting on subscriptions: subscribe, each lifecycle action (pause, resume, cancel,
+//! change plan, remove a scheduled change) and the merchant's answers to cancellation
+//! requests, each in one transaction; and the plan-change preview.
+
+use chrono::{DateTime, Utc};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use tenure_domain::DomainError;
+use tenure_domain::billing::proration::ProrationLineKind;
+use tenure_domain::error::Refusal;
+use tenure_domain::ids::{
+    CancellationRequestId, CustomerId, GenerateId, MerchantId, PlanId, SubscriptionId,
+};
+use tenure_domain::money::Money;
+use tenure_domain::subscription::{
+    Actor, ChangeType, NewSubscription, PlanChangeRequest, ScheduledChangeKind, Subscription,
+    Transition,
+};
+use tenure_domain::support::CancellationRequest;
+use tenure_store::StoreError;
+use tenure_store::repo::catalog as catalog_repo;
+use tenure_store::repo::customers as customer_repo;
+use tenure_store::repo::subscriptions::{self as repo, StoredSubscription};
+use tenure_store::repo::support as support_repo;
+
+use super::persist::{persist, subscription_event};
+use super::plans::{policy_of, purchasable_plan, terms_of};
+use super::requests::WithdrawnAs;
+use super::scope::{Action, ActionOutcome, Scope, subscription_not_found};
+use crate::App;
+use crate::dto::subscriptions::{PlanChangePreviewDto, SubscriptionDto};
+use crate::error::{AppError, AppResult};
+use crate::events::EventBatch;
+use crate::versions::check_if_match;
+
+const MESSAGE_MAX: usize = tenure_domain::support::MAX_MESSAGE_CHARS;
+
+/// Subscribes a customer to a plan at `now`; the plan's `trial_days` start a trial.
+/// Without one, the first period is invoiced in the same transaction (open, charged by
+/// the renewal worker's next round). A customer without a payment method is not refused:
+/// that charge is declined into dunning, and a card added later pays it (docs/billing.md).
+/// A merchant names the customer in its body; a customer is the session's, so a session
+/// whose customer does not exist under its merchant finds no customer (404), not a field.
+pub async fn create(
+    state: &App,
+    caller: Scope,
+    customer: CustomerId,
+    plan_id: PlanId,
+) -> AppResult<StoredSubscription> {
+    debug_assert!(
+        caller.customer.is_none_or(|c| c == customer),
+        "a customer subscribes only themselves"
+    );
+    let merchant = caller.merchant;
+    let now = state.now_micros();
+    let mut conn = state.db.conn().await?;
+    conn.transaction(async |conn| {
+        // Locked, so that an erasure cannot slip in between this check and the insert.
+        let found = customer_repo::get(conn, merchant, customer, true)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound if caller.customer.is_some() => AppError::NotFound("customer"),
+                StoreError::NotFound => AppError::field("customer_id", "no such customer"),
+                other => other.into(),
+            })?;
+        found.ensure_not_erased()?;
+        let plan = purchasable_plan(conn, merchant, plan_id).await?;
+        let Transition {
+            subscription,
+            events,
+        } = Subscription::create(
+            NewSubscription {
+                id: SubscriptionId::generate(),
+                plan: terms_of(&plan)?,
+                trial_days: plan.trial_days,
+            },
+            now,
+        )?;
+        let stored = StoredSubscription {
+            subscription,
+            customer_id: customer,
+            product_id: plan.product_id,
+            created_at: now,
+            updated_at: now,
+        };
+        repo::insert(conn, merchant, &stored).await?;
+        let view = SubscriptionDto::render(&stored, Actor::Merchant);
+        let mut batch = EventBatch::default();
+        for event in &events {
+            subscription_event(&mut batch, event, &view, None, stored.updated_at)?;
+            // A subscription without a trial pays for its first period up front.
+            if let Some(period) = crate::billing::invoicing::period_to_invoice(event) {
+                crate::billing::invoicing::invoice_period_in_tx(
+                    conn, merchant, &stored, period, now,
+                )
+                .await?;
+            }
+        }
+        batch.record(conn, merchant).await?;
+        Ok(stored)
+    })
+    .await
+}
+
+/// Runs `action` on subscription `id` for `caller`, in one transaction.
+pub async fn act(
+    state: &App,
+    caller: Scope,
+    id: SubscriptionId,
+    if_match: Option<String>,
+    action: Action,
+) -> AppResult<ActionOutcome> {
+    let now = state.now_micros();
+    let mut conn = state.db.conn().await?;
+    conn.transaction(async |conn| {
+        act_in_tx(conn, caller, id, if_match.as_deref(), &action, now).await
+    })
+    .await
+}
+
+pub async fn act_in_tx(
+    conn: &mut AsyncPgConnection,
+    caller: Scope,
+    id: SubscriptionId,
+    if_match: Option<&str>,
+    action: &Action,
+    now: DateTime<Utc>,
+) -> AppResult<ActionOutcome> {
+    let merchant = caller.merchant;
+    let actor = caller.actor();
+    let repo::LockedForChange {
+        subscription: before,
+        policy,
+        has_discounts,
+    } = repo::lock_with_policy(conn, merchant, id)
+        .await
+        .map_err(subscription_not_found)?;
+    if !caller.sees(&before) {
+        return Err(AppError::NotFound("subscription"));
+    }
+    check_if_match(if_match, before.updated_at)?;
+    let sub = &before.subscription;
+    let mut withdrawn_as = if actor.is_customer() {
+        WithdrawnAs::Withdrawn
+    } else {
+        WithdrawnAs::Declined(None)
+    };
+    let transition = match action {
+        Action::Pause(request) => sub.pause(request, &policy, actor, now)?,
+        Action::Resume => sub.resume(actor, now)?,
+        Action::Cancel(request) => sub.cancel(request, &policy, actor, now)?,
+        Action::ChangePlan(plan_id) => {
+            let request = plan_change_request(conn, merchant, &before, *plan_id).await?;
+            sub.change_plan(&request, &policy, actor, now)?
+        }
+        Action::RemoveScheduledChange(change) => sub.remove_scheduled_change(*change, actor)?,
+        Action::WithdrawRequest(request_id) => {
+            pending_request_of(conn, caller, sub, *request_id).await?;
+            sub.withdraw_cancellation(actor)?
+        }
+        Action::ApproveRequest(request_id) => {
+            let request = pending_request_of(conn, caller, sub, *request_id).await?;
+            sub.approve_cancellation(request.reason, request.message.clone(), now)?
+        }
+        Action::DeclineRequest(request_id, message) => {
+            pending_request_of(conn, caller, sub, *request_id).await?;
+            let message = tenure_domain::text::clean("message", message, MESSAGE_MAX, true)?;
+            withdrawn_as = WithdrawnAs::Declined(Some(message));
+            let change = sub
+                .pending(ChangeType::Cancel)
+                .map(|c| c.id)
+                .ok_or_else(|| sub_invalid(Refusal::NoCancellationPending))?;
+            sub.remove_scheduled_change(change, Actor::Merchant)?
+        }
+    };
+    let outcome = persist(conn, merchant, &before, transition, withdrawn_as, now).await?;
+    Ok(ActionOutcome {
+        may_have_discounts: has_discounts || grants_discount(action),
+        ..outcome
+    })
+}
+
+/// Whether `action` can give the subscription a discount. None of them does (accepting
+/// a retention offer does, elsewhere); spelled out so that a new action has to answer.
+pub(crate) fn grants_discount(action: &Action) -> bool {
+    match action {
+        Action::Pause(_)
+        | Action::Resume
+        | Action::Cancel(_)
+        | Action::ChangePlan(_)
+        | Action::RemoveScheduledChange(_)
+        | Action::WithdrawRequest(_)
+        | Action::ApproveRequest(_)
+        | Action::DeclineRequest(..) => false,
+    }
+}
+
+pub(crate) fn sub_invalid(refusal: Refusal) -> AppError {
+    AppError::Domain(DomainError::refused(
+        "settle the cancellation request of",
+        refusal,
+    ))
+}
+
+/// The pending cancellation request `id` of `sub`, which must be the one its scheduled
+/// cancellation belongs to.
+pub(crate) async fn pending_request_of(
+    conn: &mut AsyncPgConnection,
+    caller: Scope,
+    sub: &Subscription,
+    id: CancellationRequestId,
+) -> AppResult<CancellationRequest> {
+    let request = support_repo::get_request(conn, caller.merchant, id, true)
+        .await
+        .map_err(AppError::from_store("cancellation_request"))?;
+    if request.subscription_id != sub.id
+        || caller.customer.is_some_and(|c| c != request.customer_id)
+    {
+        return Err(AppError::NotFound("cancellation_request"));
+    }
+    request.check_pending("settle").map_err(|_| {
+        AppError::conflict(
+            "cancellation_request_not_pending",
+            format!("the cancellation request is {}", request.status),
+        )
+    })?;
+    let belongs = sub.pending(ChangeType::Cancel).is_some_and(|c| {
+        matches!(c.kind, ScheduledChangeKind::Cancel { cancellation_request_id: Some(r), .. } if r == id)
+    });
+    if !belongs {
+        return Err(AppError::conflict(
+            "cancellation_request_not_pending",
+            "the subscription's pending cancellation is not this request",
+        ));
+    }
+    Ok(request)
+}
+
+pub(crate) async fn plan_change_request(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    sub: &StoredSubscription,
+    plan_id: PlanId,
+) -> AppResult<PlanChangeRequest> {
+    let plan = purchasable_plan(conn, merchant, plan_id).await?;
+    Ok(PlanChangeRequest {
+        to: terms_of(&plan)?,
+        same_product: plan.product_id == sub.product_id,
+    })
+}
+
+/// Runs an action that targets a cancellation request (withdraw, approve, decline).
+pub async fn act_on_request(
+    state: &App,
+    caller: Scope,
+    request_id: CancellationRequestId,
+    action: Action,
+) -> AppResult<ActionOutcome> {
+    let now = state.now_micros();
+    let mut conn = state.db.conn().await?;
+    let request = support_repo::get_request(&mut conn, caller.merchant, request_id, false)
+        .await
+        .map_err(AppError::from_store("cancellation_request"))?;
+    if caller.customer.is_some_and(|c| c != request.customer_id) {
+        return Err(AppError::NotFound("cancellation_request"));
+    }
+    let outcome = conn
+        .transaction(async |conn| {
+            act_in_tx(conn, caller, request.subscription_id, None, &action, now).await
+        })
+        .await?;
+    Ok(outcome)
+}
+
+/// What changing to `plan_id` would do now, without doing it.
+pub async fn preview_plan_change(
+    state: &App,
+    caller: Scope,
+    id: SubscriptionId,
+    plan_id: PlanId,
+) -> AppResult<PlanChangePreviewDto> {
+    let now = state.now_micros();
+    let mut conn = state.db.conn().await?;
+    let s = repo::get(&mut conn, caller.merchant, id, false)
+        .await
+        .map_err(subscription_not_found)?;
+    if !caller.sees(&s) {
+        return Err(AppError::NotFound("subscription"));
+    }
+    let policy = policy_of(&mut conn, caller.merchant, s.product_id).await?;
+    let request = plan_change_request(&mut conn, caller.merchant, &s, plan_id).await?;
+    let preview = s
+        .subscription
+        .preview_plan_change(&request, &policy, caller.actor(), now)?;
+    let from = s.subscription.plan.plan_id;
+    let new_cadence = request.to.cadence != s.subscription.plan.cadence;
+    let names = if preview.proration.is_some() {
+        let from_name = catalog_repo::get_plan(&mut conn, caller.merchant, from).await?;
+        let to_name = catalog_repo::get_plan(&mut conn, caller.merchant, plan_id).await?;
+        (from_name.name, to_name.name)
+    } else {
+        Default::default()
+    };
+    Ok(PlanChangePreviewDto::render(
+        plan_id.to_string(),
+        &preview,
+        Money::zero(s.subscription.plan.price.currency),
+        s.subscription.current_period.end,
+        new_cadence,
+        |line| {
+            let name = if line.plan_id == from {
+                &names.0
+            } else {
+                &names.1
+            };
+            match line.kind {
+                // Another cadence starts a period of the new plan, invoiced as such.
+                ProrationLineKind::Charge if new_cadence => {
+                    crate::billing::invoicing::plan_line_description(name, line.period)
+                }
+                _ => crate::billing::prorations::line_description(line, name),
+            }
+        },
+    ))
+}

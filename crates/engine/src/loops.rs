@@ -1,0 +1,97 @@
+//! Background loops. Each claims its work with `FOR UPDATE SKIP LOCKED`, so any number of
+//! `tenure serve` / `tenure worker` processes can run them side by side with no leader.
+
+use std::time::Duration;
+
+use tenure_app::App;
+
+use crate::delivery::{self, WebhookSender};
+use crate::{lifecycle, renewals};
+
+/// Deliveries claimed per round. A full batch means more may be due, so the next round
+/// starts at once instead of after the interval.
+pub const WEBHOOK_BATCH: i64 = 50;
+
+/// Delivers due webhooks forever: a round every `interval`, back to back while there is
+/// a backlog. Errors (the database being down, say) are logged and retried next round.
+pub async fn webhook_loop(state: App, sender: WebhookSender, interval: Duration) {
+    tracing::info!(
+        interval_ms = interval.as_millis(),
+        "webhook delivery worker started"
+    );
+    loop {
+        let full = match delivery::deliver_due(&state, &sender, state.now(), WEBHOOK_BATCH).await {
+            Ok(n) => {
+                if n > 0 {
+                    tracing::debug!(attempts = n, "webhook round");
+                }
+                usize::try_from(WEBHOOK_BATCH).is_ok_and(|batch| n >= batch)
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, cause = ?err, "webhook round failed");
+                false
+            }
+        };
+        if !full {
+            tokio::time::sleep(interval).await;
+        }
+    }
+}
+
+/// Subscriptions handled per transaction round before the loop checks the time again.
+pub const LIFECYCLE_BATCH: usize = 100;
+
+/// Applies due scheduled changes (pause starts and ends, cancellations, plan changes,
+/// trial ends) forever, back to back while a backlog remains.
+pub async fn lifecycle_loop(state: App, interval: Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tracing::info!(
+        interval_ms = interval.as_millis(),
+        "lifecycle worker started"
+    );
+    loop {
+        ticker.tick().await;
+        loop {
+            match lifecycle::run_due_changes(&state, state.now(), LIFECYCLE_BATCH).await {
+                Ok(n) if n >= LIFECYCLE_BATCH => continue,
+                Ok(n) => {
+                    if n > 0 {
+                        tracing::info!(applied = n, "scheduled changes applied");
+                    }
+                    break;
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, cause = ?err, "lifecycle worker round failed");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Renewals, charges and notices handled per kind and round (renewals and charges are
+/// claimed in batches of up to 500 per transaction inside a round).
+pub const RENEWAL_BATCH: usize = 1000;
+
+/// Runs the renewal engine forever (renewals, dunning charges, upcoming notices): a
+/// round every `interval` (the lifecycle worker's interval), back to back while work
+/// remains. Errors are logged and retried next round.
+pub async fn renewal_loop(state: App, interval: Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tracing::info!(interval_ms = interval.as_millis(), "renewal worker started");
+    loop {
+        ticker.tick().await;
+        loop {
+            match renewals::run_due_renewals(&state, state.now(), RENEWAL_BATCH).await {
+                Ok(n) if n >= RENEWAL_BATCH => continue,
+                Ok(_) => break,
+                Err(err) => {
+                    tracing::warn!(error = %err, cause = ?err, "renewal worker round failed");
+                    break;
+                }
+            }
+        }
+    }
+}
