@@ -32,10 +32,11 @@ async fn setup(app: &TestApp, token: &str) -> Setup {
     let m = app.merchant("Invoicing").await;
     let product = fixtures::product(app, &m, json!({})).await;
     let customer = fixtures::customer(app, &m, "u-invoicing").await;
-    app.post(&format!("/v1/customers/{customer}/payment_methods"))
-        .bearer(&m.key)
-        .json(&json!({"token": token, "set_default": true}))
-        .send()
+    app.by(&m.key)
+        .post(
+            &format!("/v1/customers/{customer}/payment_methods"),
+            &json!({"token": token, "set_default": true}),
+        )
         .await
         .expect(201);
     Setup {
@@ -46,11 +47,12 @@ async fn setup(app: &TestApp, token: &str) -> Setup {
 }
 
 async fn plan(app: &TestApp, s: &Setup, name: &str, amount: i64, interval: &str) -> String {
-    app.post("/v1/plans")
-        .bearer(&s.m.key)
-        .json(&json!({"product_id": s.product, "name": name,
-            "price": {"amount": amount, "currency": "EUR"}, "interval": interval}))
-        .send()
+    app.by(&s.m.key)
+        .post(
+            "/v1/plans",
+            &json!({"product_id": s.product, "name": name,
+            "price": {"amount": amount, "currency": "EUR"}, "interval": interval}),
+        )
         .await
         .expect(201)
         .id()
@@ -58,10 +60,11 @@ async fn plan(app: &TestApp, s: &Setup, name: &str, amount: i64, interval: &str)
 
 /// The dunning policy: one retry a day after the first failure, then `final_state`.
 async fn one_retry_then(app: &TestApp, s: &Setup, final_state: &str) {
-    app.request(actix_web::http::Method::PUT, "/v1/dunning_policy")
-        .bearer(&s.m.key)
-        .json(&json!({"retry_after_days": [1], "final_state": final_state}))
-        .send()
+    app.by(&s.m.key)
+        .put(
+            "/v1/dunning_policy",
+            &json!({"retry_after_days": [1], "final_state": final_state}),
+        )
         .await
         .expect(200);
 }
@@ -217,10 +220,11 @@ async fn an_upgrade_mid_period_is_billed_once_on_the_next_renewal_with_the_exact
     app.clock.advance(Duration::days(10) + Duration::hours(7));
 
     let preview = app
-        .post(&format!("/v1/subscriptions/{id}/change_plan/preview"))
-        .bearer(&s.m.key)
-        .json(&json!({"plan_id": premium}))
-        .send()
+        .by(&s.m.key)
+        .post(
+            &format!("/v1/subscriptions/{id}/change_plan/preview"),
+            &json!({"plan_id": premium}),
+        )
         .await
         .expect(200)
         .body;
@@ -228,10 +232,11 @@ async fn an_upgrade_mid_period_is_billed_once_on_the_next_renewal_with_the_exact
     assert_eq!(time(&preview["invoiced_at"]), period.end);
 
     let changed = app
-        .post(&format!("/v1/subscriptions/{id}/change_plan"))
-        .bearer(&s.m.key)
-        .json(&json!({"plan_id": premium}))
-        .send()
+        .by(&s.m.key)
+        .post(
+            &format!("/v1/subscriptions/{id}/change_plan"),
+            &json!({"plan_id": premium}),
+        )
         .await
         .expect(200)
         .body;
@@ -343,20 +348,22 @@ async fn a_cadence_change_invoices_the_new_period_at_once_with_the_credit() {
     app.clock.advance(Duration::days(12));
 
     let preview = app
-        .post(&format!("/v1/subscriptions/{id}/change_plan/preview"))
-        .bearer(&s.m.key)
-        .json(&json!({"plan_id": yearly}))
-        .send()
+        .by(&s.m.key)
+        .post(
+            &format!("/v1/subscriptions/{id}/change_plan/preview"),
+            &json!({"plan_id": yearly}),
+        )
         .await
         .expect(200)
         .body;
     assert_eq!(preview["invoicing"], "now");
 
     let changed = app
-        .post(&format!("/v1/subscriptions/{id}/change_plan"))
-        .bearer(&s.m.key)
-        .json(&json!({"plan_id": yearly}))
-        .send()
+        .by(&s.m.key)
+        .post(
+            &format!("/v1/subscriptions/{id}/change_plan"),
+            &json!({"plan_id": yearly}),
+        )
         .await
         .expect(200)
         .body;
@@ -504,20 +511,20 @@ async fn responses_to_changes_show_the_subscription_s_discounts() {
     // neither touches discounts or invoices.
     let pause_and_unschedule = async || {
         let paused = app
-            .post(&format!("/v1/portal/subscriptions/{id}/pause"))
-            .bearer(&token)
-            .json(&json!({"start": {"type": "period_end"}}))
-            .send()
+            .by(&token)
+            .post(
+                &format!("/v1/portal/subscriptions/{id}/pause"),
+                &json!({"start": {"type": "period_end"}}),
+            )
             .await
             .expect(200)
             .body;
         let change = paused["scheduled_changes"][0]["id"].as_str().unwrap();
         let unscheduled = app
+            .by(&s.m.key)
             .delete(&format!(
                 "/v1/subscriptions/{id}/scheduled_changes/{change}"
             ))
-            .bearer(&s.m.key)
-            .send()
             .await
             .expect(200)
             .body;
@@ -560,10 +567,11 @@ async fn a_change_that_waited_for_the_lock_shows_the_discount_granted_meanwhile(
     let finished = std::cell::Cell::new(false);
     let pause = async {
         let res = app
-            .post(&format!("/v1/portal/subscriptions/{id}/pause"))
-            .bearer(&token)
-            .json(&json!({"start": {"type": "period_end"}}))
-            .send()
+            .by(&token)
+            .post(
+                &format!("/v1/portal/subscriptions/{id}/pause"),
+                &json!({"start": {"type": "period_end"}}),
+            )
             .await;
         finished.set(true);
         res
@@ -811,11 +819,7 @@ async fn dunning_exhaustion_with_final_state_canceled_marks_the_invoice_uncollec
         .await;
     assert_eq!(read["status"], "canceled");
     // A webhook endpoint may subscribe to the new type.
-    app.post("/v1/webhook_endpoints")
-        .bearer(&s.m.key)
-        .json(&json!({"url": "https://example.com/hook", "enabled_events": ["invoice.marked_uncollectible", "invoice.paid"]}))
-        .send()
-        .await
+    app.by(&s.m.key).post("/v1/webhook_endpoints", &json!({"url": "https://example.com/hook", "enabled_events": ["invoice.marked_uncollectible", "invoice.paid"]})).await
         .expect(201);
 }
 
@@ -930,13 +934,12 @@ async fn a_cadence_change_at_the_instant_an_invoiced_period_began_keeps_the_char
 }
 
 async fn trial_plan(app: &TestApp, s: &Setup, amount: i64, trial_days: u32) -> String {
-    app.post("/v1/plans")
-        .bearer(&s.m.key)
-        .json(
+    app.by(&s.m.key)
+        .post(
+            "/v1/plans",
             &json!({"product_id": s.product, "name": "Trial", "trial_days": trial_days,
             "price": {"amount": amount, "currency": "EUR"}, "interval": "month"}),
         )
-        .send()
         .await
         .expect(201)
         .id()
@@ -1102,10 +1105,11 @@ async fn a_customer_without_a_payment_method_goes_past_due_and_recovers_when_a_c
     let plan = fixtures::plan(&app, &m, &product, 1999).await;
     let customer = fixtures::customer(&app, &m, "u-no-card").await;
     let sub = app
-        .post("/v1/subscriptions")
-        .bearer(&m.key)
-        .json(&json!({"customer_id": customer, "plan_id": plan}))
-        .send()
+        .by(&m.key)
+        .post(
+            "/v1/subscriptions",
+            &json!({"customer_id": customer, "plan_id": plan}),
+        )
         .await
         .expect(201)
         .body;
@@ -1125,10 +1129,11 @@ async fn a_customer_without_a_payment_method_goes_past_due_and_recovers_when_a_c
     assert_eq!(events(&app, &m, "invoice.payment_failed").await.len(), 1);
     assert_eq!(events(&app, &m, "subscription.past_due").await.len(), 1);
 
-    app.post(&format!("/v1/customers/{customer}/payment_methods"))
-        .bearer(&m.key)
-        .json(&json!({"token": "pm_card_visa", "set_default": true}))
-        .send()
+    app.by(&m.key)
+        .post(
+            &format!("/v1/customers/{customer}/payment_methods"),
+            &json!({"token": "pm_card_visa", "set_default": true}),
+        )
         .await
         .expect(201);
     assert_eq!(sub_status(&app, &m, &id).await, "active");
@@ -1153,10 +1158,11 @@ async fn an_upgrade_then_a_cancellation_bills_the_proration_on_a_final_invoice()
     let period = period_of(&sub);
     round(&app).await;
     app.clock.advance(Duration::days(10));
-    app.post(&format!("/v1/subscriptions/{id}/change_plan"))
-        .bearer(&s.m.key)
-        .json(&json!({"plan_id": premium}))
-        .send()
+    app.by(&s.m.key)
+        .post(
+            &format!("/v1/subscriptions/{id}/change_plan"),
+            &json!({"plan_id": premium}),
+        )
         .await
         .expect(200);
     let at = pending_items(&app).await[0]
@@ -1173,10 +1179,11 @@ async fn an_upgrade_then_a_cancellation_bills_the_proration_on_a_final_invoice()
         expected.lines[0].amount.amount,
         expected.lines[1].amount.amount,
     );
-    app.post(&format!("/v1/subscriptions/{id}/cancel"))
-        .bearer(&s.m.key)
-        .json(&json!({"timing": "period_end"}))
-        .send()
+    app.by(&s.m.key)
+        .post(
+            &format!("/v1/subscriptions/{id}/cancel"),
+            &json!({"timing": "period_end"}),
+        )
         .await
         .expect(200);
     assert_eq!(
@@ -1259,9 +1266,8 @@ async fn an_invoice_can_only_name_a_subscription_of_its_own_merchant() {
 }
 
 async fn invoice_action(app: &TestApp, s: &Setup, invoice: &str, action: &str) -> Value {
-    app.post(&format!("/v1/invoices/{invoice}/{action}"))
-        .bearer(&s.m.key)
-        .send()
+    app.by(&s.m.key)
+        .post_empty(&format!("/v1/invoices/{invoice}/{action}"))
         .await
         .expect(200)
         .body
@@ -1275,15 +1281,13 @@ async fn a_canceled_subscription_s_open_invoice_is_left_to_the_merchant_to_pay_v
     // Three subscriptions canceled before the worker charged their first invoice.
     for _ in 0..3 {
         let sub = subscribe(&app, &s, &gold).await;
-        app.post(&format!(
-            "/v1/subscriptions/{}/cancel",
-            sub["id"].as_str().unwrap()
-        ))
-        .bearer(&s.m.key)
-        .json(&json!({"timing": "now"}))
-        .send()
-        .await
-        .expect(200);
+        app.by(&s.m.key)
+            .post(
+                &format!("/v1/subscriptions/{}/cancel", sub["id"].as_str().unwrap()),
+                &json!({"timing": "now"}),
+            )
+            .await
+            .expect(200);
     }
     round(&app).await;
     let all = invoices(&app, &s).await;
@@ -1321,9 +1325,8 @@ async fn a_canceled_subscription_s_open_invoice_is_left_to_the_merchant_to_pay_v
         (paid, "pay", "invoice_not_payable"),
         (given_up, "mark_uncollectible", "invalid_invoice_transition"),
     ] {
-        app.post(&format!("/v1/invoices/{id}/{action}"))
-            .bearer(&s.m.key)
-            .send()
+        app.by(&s.m.key)
+            .post_empty(&format!("/v1/invoices/{id}/{action}"))
             .await
             .expect_problem(409, code);
     }
@@ -1355,9 +1358,8 @@ async fn a_canceled_subscription_s_open_invoice_is_left_to_the_merchant_to_pay_v
     );
     // Another merchant's key finds none of them.
     let other = app.merchant("Other").await;
-    app.post(&format!("/v1/invoices/{voided}/pay"))
-        .bearer(&other.key)
-        .send()
+    app.by(&other.key)
+        .post_empty(&format!("/v1/invoices/{voided}/pay"))
         .await
         .expect_problem(404, "resource_missing");
     // Nothing more is charged or billed later.
@@ -1387,10 +1389,9 @@ async fn paying_by_hand_answers_a_decline_with_402_once_and_recovers_the_subscri
     // The merchant tries at once: a decline is a 402, recorded, and its retry replays it.
     for replayed in [None, Some("true")] {
         let res = app
-            .post(&format!("/v1/invoices/{id}/pay"))
-            .bearer(&s.m.key)
-            .header("Idempotency-Key", "pay-now-1")
-            .send()
+            .by(&s.m.key)
+            .idempotency_key("pay-now-1")
+            .post_empty(&format!("/v1/invoices/{id}/pay"))
             .await
             .expect_problem(402, "payment_declined");
         assert!(
@@ -1416,10 +1417,9 @@ async fn paying_by_hand_answers_a_decline_with_402_once_and_recovers_the_subscri
     app.exec("UPDATE payment_methods SET gateway_token = 'pm_card_visa'")
         .await;
     let res = app
-        .post(&format!("/v1/invoices/{id}/pay"))
-        .bearer(&s.m.key)
-        .header("Idempotency-Key", "pay-now-2")
-        .send()
+        .by(&s.m.key)
+        .idempotency_key("pay-now-2")
+        .post_empty(&format!("/v1/invoices/{id}/pay"))
         .await
         .expect(200);
     assert_eq!(res.body["status"], "paid");
@@ -1448,9 +1448,8 @@ async fn paying_by_hand_without_a_payment_method_is_refused_and_records_nothing(
     };
     let inv = invoices(&app, &s).await.remove(0);
     let id = inv["id"].as_str().unwrap();
-    app.post(&format!("/v1/invoices/{id}/pay"))
-        .bearer(&s.m.key)
-        .send()
+    app.by(&s.m.key)
+        .post_empty(&format!("/v1/invoices/{id}/pay"))
         .await
         .expect_problem(409, "no_payment_method");
     let after = app.get_ok(&format!("/v1/invoices/{id}"), &s.m.key).await;
@@ -1475,9 +1474,8 @@ async fn a_declined_try_at_an_uncollectible_invoice_leaves_an_active_subscriptio
         .unwrap()
         .to_owned();
     invoice_action(&app, &s, &id, "mark_uncollectible").await;
-    app.post(&format!("/v1/invoices/{id}/pay"))
-        .bearer(&s.m.key)
-        .send()
+    app.by(&s.m.key)
+        .post_empty(&format!("/v1/invoices/{id}/pay"))
         .await
         .expect_problem(402, "payment_declined");
     // No retry would ever follow to recover it, so it does not go past due.
@@ -1510,18 +1508,16 @@ async fn an_unpaid_subscriber_pays_the_open_invoice_from_the_portal_and_is_activ
     let token = fixtures::session(&app, &s.m, &s.customer).await;
 
     // Still declined: a 402, recorded.
-    app.post(&format!("/v1/portal/invoices/{id}/pay"))
-        .bearer(&token)
-        .send()
+    app.by(&token)
+        .post_empty(&format!("/v1/portal/invoices/{id}/pay"))
         .await
         .expect_problem(402, "payment_declined");
     // The bank accepts the card again: paying now brings the subscription back.
     app.exec("UPDATE payment_methods SET gateway_token = 'pm_card_visa'")
         .await;
     let paid = app
-        .post(&format!("/v1/portal/invoices/{id}/pay"))
-        .bearer(&token)
-        .send()
+        .by(&token)
+        .post_empty(&format!("/v1/portal/invoices/{id}/pay"))
         .await
         .expect(200);
     assert_eq!(paid.body["status"], "paid");
@@ -1532,14 +1528,12 @@ async fn an_unpaid_subscriber_pays_the_open_invoice_from_the_portal_and_is_activ
     // Nobody else's invoice, and not with a merchant key.
     let other = fixtures::customer(&app, &s.m, "u-other").await;
     let other_token = fixtures::session(&app, &s.m, &other).await;
-    app.post(&format!("/v1/portal/invoices/{id}/pay"))
-        .bearer(&other_token)
-        .send()
+    app.by(&other_token)
+        .post_empty(&format!("/v1/portal/invoices/{id}/pay"))
         .await
         .expect_problem(404, "resource_missing");
-    app.post(&format!("/v1/portal/invoices/{id}/pay"))
-        .bearer(&s.m.key)
-        .send()
+    app.by(&s.m.key)
+        .post_empty(&format!("/v1/portal/invoices/{id}/pay"))
         .await
         .expect_problem(403, "merchant_key_not_allowed");
 }
@@ -1600,9 +1594,8 @@ async fn invoices_are_listed_by_subscription() {
         .await;
     assert!(none["data"].as_array().unwrap().is_empty());
     let res = app
+        .by(&s.m.key)
         .get("/v1/invoices?subscription_id=cus_01jf9zb3f4e3a8r7m2k4t5n6bc")
-        .bearer(&s.m.key)
-        .send()
         .await
         .expect_problem(422, "validation_failed");
     assert_eq!(res.body["errors"][0]["field"], "subscription_id");

@@ -28,14 +28,13 @@ pub async fn plan_with(
     amount: i64,
     trial_days: u32,
 ) -> String {
-    app.post("/v1/plans")
-        .bearer(&m.key)
-        .json(
+    app.by(&m.key)
+        .post(
+            "/v1/plans",
             &json!({"product_id": product, "name": format!("Plan {amount}/{trial_days}"),
             "price": {"amount": amount, "currency": "EUR"}, "interval": "month",
             "trial_days": trial_days}),
         )
-        .send()
         .await
         .expect(201)
         .id()
@@ -182,25 +181,26 @@ async fn every_row_of_the_transition_table_over_http() {
                     .to_owned();
                 match status {
                     "paused" if who == Who::Allowed => {
-                        app.post(&format!("/v1/portal/subscriptions/{sub}/pause"))
-                            .bearer(&token)
-                            .json(&json!({"start": {"type": "now"}}))
-                            .send()
+                        app.by(&token)
+                            .post(
+                                &format!("/v1/portal/subscriptions/{sub}/pause"),
+                                &json!({"start": {"type": "now"}}),
+                            )
                             .await
                             .expect(200);
                     }
                     "paused" => {
-                        app.post(&format!("/v1/subscriptions/{sub}/pause"))
-                            .bearer(&m.key)
-                            .json(&json!({"start": {"type": "now"}}))
-                            .send()
+                        app.by(&m.key)
+                            .post(
+                                &format!("/v1/subscriptions/{sub}/pause"),
+                                &json!({"start": {"type": "now"}}),
+                            )
                             .await
                             .expect(200);
                     }
                     "canceled" => {
-                        app.post(&format!("/v1/subscriptions/{sub}/cancel"))
-                            .bearer(&m.key)
-                            .send()
+                        app.by(&m.key)
+                            .post_empty(&format!("/v1/subscriptions/{sub}/cancel"))
                             .await
                             .expect(200);
                     }
@@ -332,10 +332,8 @@ async fn the_portal_read_and_list_show_catalog_changes_at_once() {
         json!([extra, cat.premium, cat.trial]),
         "a new plan is offered at once"
     );
-    app.patch(&format!("/v1/plans/{extra}"))
-        .bearer(&m.key)
-        .json(&json!({"active": false}))
-        .send()
+    app.by(&m.key)
+        .patch(&format!("/v1/plans/{extra}"), &json!({"active": false}))
         .await
         .expect(200);
     let withdrawn = read(token.clone(), sub.clone()).await;
@@ -345,10 +343,11 @@ async fn the_portal_read_and_list_show_catalog_changes_at_once() {
         "an archived plan is no longer offered"
     );
     assert!(withdrawn["available_actions"]["pause"].is_object());
-    app.patch(&format!("/v1/products/{}", cat.product))
-        .bearer(&m.key)
-        .json(&json!({"portal_policy": {"allow_pause": false}}))
-        .send()
+    app.by(&m.key)
+        .patch(
+            &format!("/v1/products/{}", cat.product),
+            &json!({"portal_policy": {"allow_pause": false}}),
+        )
         .await
         .expect(200);
     let unpausable = read(token.clone(), sub.clone()).await;
@@ -357,9 +356,8 @@ async fn the_portal_read_and_list_show_catalog_changes_at_once() {
         "a policy change shows at once: {}",
         unpausable["available_actions"]
     );
-    app.post(&format!("/v1/products/{}/archive", cat.product))
-        .bearer(&m.key)
-        .send()
+    app.by(&m.key)
+        .post_empty(&format!("/v1/products/{}/archive", cat.product))
         .await
         .expect(200);
     let after = read(token.clone(), sub.clone()).await;
@@ -371,9 +369,8 @@ async fn the_portal_read_and_list_show_catalog_changes_at_once() {
     // Another customer's subscription stays invisible to this read.
     let other = fixtures::customer(&app, &m, "c-other").await;
     let other_token = fixtures::session(&app, &m, &other).await;
-    app.get(&format!("/v1/portal/subscriptions/{sub}"))
-        .bearer(&other_token)
-        .send()
+    app.by(&other_token)
+        .get(&format!("/v1/portal/subscriptions/{sub}"))
         .await
         .expect_problem(404, "resource_missing");
 }
@@ -398,10 +395,11 @@ async fn actions_are_checked_against_the_stored_policy_not_the_portal_cache() {
             .uuid()
     ))
     .await;
-    app.post(&format!("/v1/portal/subscriptions/{sub}/pause"))
-        .bearer(&token)
-        .json(&json!({"start": {"type": "now"}}))
-        .send()
+    app.by(&token)
+        .post(
+            &format!("/v1/portal/subscriptions/{sub}/pause"),
+            &json!({"start": {"type": "now"}}),
+        )
         .await
         .expect_problem(422, "pause_not_allowed");
 }
@@ -422,10 +420,8 @@ async fn the_four_portal_policy_cases_show_exactly_the_allowed_buttons() {
             fixtures::customer(&app, &m, &format!("c-{allow_pause}-{allow_cancel}")).await;
         let token = fixtures::session(&app, &m, &customer).await;
         let res = app
-            .post("/v1/portal/subscriptions")
-            .bearer(&token)
-            .json(&json!({"plan_id": cat.base}))
-            .send()
+            .by(&token)
+            .post("/v1/portal/subscriptions", &json!({"plan_id": cat.base}))
             .await
             .expect(201);
         let sub = res.id();
@@ -455,25 +451,18 @@ async fn the_four_portal_policy_cases_show_exactly_the_allowed_buttons() {
         }
         // The same answer from GET and from the list.
         let got = app
-            .get(&format!("/v1/portal/subscriptions/{sub}"))
-            .bearer(&token)
-            .send()
-            .await
-            .expect(200);
-        assert_eq!(got.body["available_actions"], *actions);
-        let list = app
-            .get("/v1/portal/subscriptions")
-            .bearer(&token)
-            .send()
-            .await
-            .expect(200);
-        assert_eq!(list.body["data"][0]["available_actions"], *actions);
+            .get_ok(&format!("/v1/portal/subscriptions/{sub}"), &token)
+            .await;
+        assert_eq!(got["available_actions"], *actions);
+        let list = app.get_ok("/v1/portal/subscriptions", &token).await;
+        assert_eq!(list["data"][0]["available_actions"], *actions);
 
         let pause = app
-            .post(&format!("/v1/portal/subscriptions/{sub}/pause"))
-            .bearer(&token)
-            .json(&json!({"start": {"type": "period_end"}}))
-            .send()
+            .by(&token)
+            .post(
+                &format!("/v1/portal/subscriptions/{sub}/pause"),
+                &json!({"start": {"type": "period_end"}}),
+            )
             .await;
         if allow_pause {
             let body = pause.expect(200).body;
@@ -481,21 +470,21 @@ async fn the_four_portal_policy_cases_show_exactly_the_allowed_buttons() {
             assert_eq!(body["scheduled_changes"][0]["removable"], true);
             // Undo the scheduled pause so cancelling is judged on its own.
             let change = body["scheduled_changes"][0]["id"].as_str().unwrap();
-            app.delete(&format!(
-                "/v1/portal/subscriptions/{sub}/scheduled_changes/{change}"
-            ))
-            .bearer(&token)
-            .send()
-            .await
-            .expect(200);
+            app.by(&token)
+                .delete(&format!(
+                    "/v1/portal/subscriptions/{sub}/scheduled_changes/{change}"
+                ))
+                .await
+                .expect(200);
         } else {
             pause.expect_problem(422, "pause_not_allowed");
         }
         let cancel = app
-            .post(&format!("/v1/portal/subscriptions/{sub}/cancel"))
-            .bearer(&token)
-            .json(&json!({"reason": "unused"}))
-            .send()
+            .by(&token)
+            .post(
+                &format!("/v1/portal/subscriptions/{sub}/cancel"),
+                &json!({"reason": "unused"}),
+            )
             .await;
         if allow_cancel {
             let body = cancel.expect(200).body;
@@ -628,10 +617,8 @@ async fn a_requested_cancellation_takes_effect_when_due_and_resolves_its_ticket(
     let customer = fixtures::customer(&app, &m, "leaver").await;
     let token = fixtures::session(&app, &m, &customer).await;
     let sub = app
-        .post("/v1/portal/subscriptions")
-        .bearer(&token)
-        .json(&json!({"plan_id": cat.base}))
-        .send()
+        .by(&token)
+        .post("/v1/portal/subscriptions", &json!({"plan_id": cat.base}))
         .await
         .expect(201);
     let period_end = time(&sub.body["current_period"]["end"]);
@@ -683,10 +670,11 @@ async fn a_requested_cancellation_takes_effect_when_due_and_resolves_its_ticket(
         "cannot cancel a subscription with a pending cancellation"
     );
     let pause = app
-        .post(&format!("/v1/portal/subscriptions/{sub}/pause"))
-        .bearer(&token)
-        .json(&json!({"start": {"type": "period_end"}}))
-        .send()
+        .by(&token)
+        .post(
+            &format!("/v1/portal/subscriptions/{sub}/pause"),
+            &json!({"start": {"type": "period_end"}}),
+        )
         .await
         .expect_problem(409, "cancellation_pending");
     assert_eq!(
@@ -696,34 +684,23 @@ async fn a_requested_cancellation_takes_effect_when_due_and_resolves_its_ticket(
 
     // The merchant sees the request and its ticket; the customer sees the ticket too.
     let pending = app
-        .get("/v1/cancellation_requests?status=pending")
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200);
-    assert_eq!(pending.body["data"][0]["id"], request["id"]);
+        .get_ok("/v1/cancellation_requests?status=pending", &m.key)
+        .await;
+    assert_eq!(pending["data"][0]["id"], request["id"]);
     let ticket_id = request["ticket_id"].as_str().unwrap();
     let ticket = app
-        .get(&format!("/v1/support_tickets/{ticket_id}"))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200);
-    assert_eq!(ticket.body["status"], "open");
+        .get_ok(&format!("/v1/support_tickets/{ticket_id}"), &m.key)
+        .await;
+    assert_eq!(ticket["status"], "open");
     assert!(
-        ticket.body["messages"]
+        ticket["messages"]
             .as_array()
             .unwrap()
             .iter()
             .any(|msg| msg["author"] == "customer" && msg["body"] == "Budget cuts.")
     );
-    let mine = app
-        .get("/v1/portal/support_tickets")
-        .bearer(&token)
-        .send()
-        .await
-        .expect(200);
-    assert_eq!(mine.body["data"][0]["id"], ticket_id);
+    let mine = app.get_ok("/v1/portal/support_tickets", &token).await;
+    assert_eq!(mine["data"][0]["id"], ticket_id);
 
     // Nothing happens before the date…
     app.clock.advance(Duration::days(29));
@@ -743,22 +720,19 @@ async fn a_requested_cancellation_takes_effect_when_due_and_resolves_its_ticket(
     );
     assert!(after["scheduled_changes"].as_array().unwrap().is_empty());
     let request = app
-        .get(&format!(
-            "/v1/cancellation_requests/{}",
-            request["id"].as_str().unwrap()
-        ))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200);
-    assert_eq!(request.body["status"], "completed");
+        .get_ok(
+            &format!(
+                "/v1/cancellation_requests/{}",
+                request["id"].as_str().unwrap()
+            ),
+            &m.key,
+        )
+        .await;
+    assert_eq!(request["status"], "completed");
     let ticket = app
-        .get(&format!("/v1/support_tickets/{ticket_id}"))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200);
-    assert_eq!(ticket.body["status"], "resolved");
+        .get_ok(&format!("/v1/support_tickets/{ticket_id}"), &m.key)
+        .await;
+    assert_eq!(ticket["status"], "resolved");
     assert_eq!(
         app.count(&format!(
             "SELECT count(*) AS n FROM events WHERE resource_id = '{sub}' AND event_type = 'subscription.canceled'"
@@ -783,10 +757,11 @@ async fn customers_withdraw_and_merchants_approve_or_decline_requests() {
             .unwrap()
             .to_owned();
         let res = app
-            .post(&format!("/v1/portal/subscriptions/{sub}/cancel"))
-            .bearer(&token)
-            .json(&json!({"reason": "missing_features"}))
-            .send()
+            .by(&token)
+            .post(
+                &format!("/v1/portal/subscriptions/{sub}/cancel"),
+                &json!({"reason": "missing_features"}),
+            )
             .await
             .expect(200);
         let request = res.body["cancellation_request"]["id"]
@@ -798,31 +773,28 @@ async fn customers_withdraw_and_merchants_approve_or_decline_requests() {
 
     let (token, sub, request) = &setups[0];
     let res = app
-        .post(&format!(
+        .by(token)
+        .post_empty(&format!(
             "/v1/portal/cancellation_requests/{request}/withdraw"
         ))
-        .bearer(token)
-        .send()
         .await
         .expect(200);
     assert_eq!(res.body["cancellation_request"]["status"], "withdrawn");
     assert!(res.body["subscription"]["cancel_at"].is_null());
     assert_eq!(res.body["subscription"]["status"], "active");
     assert!(res.body["subscription"]["available_actions"]["cancel"].is_object());
-    app.post(&format!(
-        "/v1/portal/cancellation_requests/{request}/withdraw"
-    ))
-    .bearer(token)
-    .send()
-    .await
-    .expect_problem(409, "cancellation_request_not_pending");
+    app.by(token)
+        .post_empty(&format!(
+            "/v1/portal/cancellation_requests/{request}/withdraw"
+        ))
+        .await
+        .expect_problem(409, "cancellation_request_not_pending");
     assert_invariants(&app, sub).await;
 
     let (_, sub, request) = &setups[1];
     let res = app
-        .post(&format!("/v1/cancellation_requests/{request}/approve"))
-        .bearer(&m.key)
-        .send()
+        .by(&m.key)
+        .post_empty(&format!("/v1/cancellation_requests/{request}/approve"))
         .await
         .expect(200);
     assert_eq!(res.body["status"], "approved");
@@ -833,31 +805,31 @@ async fn customers_withdraw_and_merchants_approve_or_decline_requests() {
     assert!(time(&approved["access_until"]) >= time(&approved["ended_at"]));
     let ticket = res.body["ticket_id"].as_str().unwrap();
     let t = app
-        .get(&format!("/v1/support_tickets/{ticket}"))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200);
-    assert_eq!(t.body["status"], "resolved");
-    app.post(&format!("/v1/cancellation_requests/{request}/decline"))
-        .bearer(&m.key)
-        .json(&json!({"message": "too late"}))
-        .send()
+        .get_ok(&format!("/v1/support_tickets/{ticket}"), &m.key)
+        .await;
+    assert_eq!(t["status"], "resolved");
+    app.by(&m.key)
+        .post(
+            &format!("/v1/cancellation_requests/{request}/decline"),
+            &json!({"message": "too late"}),
+        )
         .await
         .expect_problem(409, "cancellation_request_not_pending");
 
     let (token, sub, request) = &setups[2];
-    app.post(&format!("/v1/cancellation_requests/{request}/decline"))
-        .bearer(&m.key)
-        .json(&json!({"message": "   "}))
-        .send()
+    app.by(&m.key)
+        .post(
+            &format!("/v1/cancellation_requests/{request}/decline"),
+            &json!({"message": "   "}),
+        )
         .await
         .expect_problem(422, "validation_failed");
     let res = app
-        .post(&format!("/v1/cancellation_requests/{request}/decline"))
-        .bearer(&m.key)
-        .json(&json!({"message": "Your contract runs until March."}))
-        .send()
+        .by(&m.key)
+        .post(
+            &format!("/v1/cancellation_requests/{request}/decline"),
+            &json!({"message": "Your contract runs until March."}),
+        )
         .await
         .expect(200);
     assert_eq!(res.body["status"], "declined");
@@ -872,13 +844,8 @@ async fn customers_withdraw_and_merchants_approve_or_decline_requests() {
     assert!(continued["cancel_at"].is_null());
     // The customer reads the answer and replies, which reopens the ticket.
     let ticket = res.body["ticket_id"].as_str().unwrap();
-    let mine = app
-        .get("/v1/portal/support_tickets")
-        .bearer(token)
-        .send()
-        .await
-        .expect(200);
-    let messages = mine.body["data"][0]["messages"].as_array().unwrap().clone();
+    let mine = app.get_ok("/v1/portal/support_tickets", token).await;
+    let messages = mine["data"][0]["messages"].as_array().unwrap().clone();
     assert!(
         messages
             .iter()
@@ -886,34 +853,34 @@ async fn customers_withdraw_and_merchants_approve_or_decline_requests() {
                 && msg["body"] == "Your contract runs until March.")
     );
     let reply = app
-        .post(&format!("/v1/portal/support_tickets/{ticket}/replies"))
-        .bearer(token)
-        .json(&json!({"body": "OK, understood."}))
-        .send()
+        .by(token)
+        .post(
+            &format!("/v1/portal/support_tickets/{ticket}/replies"),
+            &json!({"body": "OK, understood."}),
+        )
         .await
         .expect(201);
     assert_eq!(reply.body["status"], "open");
     let closed = app
-        .post(&format!("/v1/support_tickets/{ticket}/replies"))
-        .bearer(&m.key)
-        .json(&json!({"body": "Closing.", "status": "closed"}))
-        .send()
+        .by(&m.key)
+        .post(
+            &format!("/v1/support_tickets/{ticket}/replies"),
+            &json!({"body": "Closing.", "status": "closed"}),
+        )
         .await
         .expect(201);
     assert_eq!(closed.body["status"], "closed");
-    app.post(&format!("/v1/portal/support_tickets/{ticket}/replies"))
-        .bearer(token)
-        .json(&json!({"body": "one more"}))
-        .send()
+    app.by(token)
+        .post(
+            &format!("/v1/portal/support_tickets/{ticket}/replies"),
+            &json!({"body": "one more"}),
+        )
         .await
         .expect_problem(409, "ticket_closed");
     let open = app
-        .get("/v1/support_tickets?status=closed")
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200);
-    assert_eq!(open.body["data"].as_array().unwrap().len(), 1);
+        .get_ok("/v1/support_tickets?status=closed", &m.key)
+        .await;
+    assert_eq!(open["data"].as_array().unwrap().len(), 1);
 }
 
 #[actix_web::test]
@@ -954,13 +921,12 @@ async fn a_pause_resumes_by_itself_when_the_clock_passes_its_end() {
     );
     assert_eq!(res.body["available_actions"]["resume"], true);
     let change = resume_change["id"].as_str().unwrap();
-    app.delete(&format!(
-        "/v1/portal/subscriptions/{sub}/scheduled_changes/{change}"
-    ))
-    .bearer(&token)
-    .send()
-    .await
-    .expect_problem(422, "change_not_removable");
+    app.by(&token)
+        .delete(&format!(
+            "/v1/portal/subscriptions/{sub}/scheduled_changes/{change}"
+        ))
+        .await
+        .expect_problem(422, "change_not_removable");
 
     app.clock.advance(Duration::days(9));
     assert_eq!(worker(&app).await, 0);
@@ -1003,10 +969,11 @@ async fn trials_end_and_scheduled_pauses_start_through_the_worker() {
     assert_eq!(time(&active["current_period"]["start"]), trial_end);
     // A pause at period end is visible before it starts, then starts on time.
     let scheduled = app
-        .post(&format!("/v1/subscriptions/{sub}/pause"))
-        .bearer(&m.key)
-        .json(&json!({"end": {"type": "after_cycles", "cycles": 1}}))
-        .send()
+        .by(&m.key)
+        .post(
+            &format!("/v1/subscriptions/{sub}/pause"),
+            &json!({"end": {"type": "after_cycles", "cycles": 1}}),
+        )
         .await
         .expect(200)
         .body;
@@ -1036,12 +1003,11 @@ async fn plan_changes_preview_prorate_and_downgrades_wait_for_period_end() {
     app.clock.advance(Duration::days(10));
     let token = fixtures::session(&app, &m, &customer).await;
     let preview = app
-        .post(&format!(
-            "/v1/portal/subscriptions/{sub}/change_plan/preview"
-        ))
-        .bearer(&token)
-        .json(&json!({"plan_id": cat.premium}))
-        .send()
+        .by(&token)
+        .post(
+            &format!("/v1/portal/subscriptions/{sub}/change_plan/preview"),
+            &json!({"plan_id": cat.premium}),
+        )
         .await
         .expect(200)
         .body;
@@ -1057,17 +1023,19 @@ async fn plan_changes_preview_prorate_and_downgrades_wait_for_period_end() {
     assert_eq!(sum, due - credit);
     assert!(due > 0 && due < 1000, "{preview}");
     assert_eq!(preview["amount_due_now"]["currency"], "EUR");
-    app.post(&format!("/v1/portal/subscriptions/{sub}/change_plan"))
-        .bearer(&token)
-        .json(&json!({"plan_id": cat.base}))
-        .send()
+    app.by(&token)
+        .post(
+            &format!("/v1/portal/subscriptions/{sub}/change_plan"),
+            &json!({"plan_id": cat.base}),
+        )
         .await
         .expect_problem(409, "same_plan");
     let up = app
-        .post(&format!("/v1/portal/subscriptions/{sub}/change_plan"))
-        .bearer(&token)
-        .json(&json!({"plan_id": cat.premium}))
-        .send()
+        .by(&token)
+        .post(
+            &format!("/v1/portal/subscriptions/{sub}/change_plan"),
+            &json!({"plan_id": cat.premium}),
+        )
         .await
         .expect(200)
         .body;
@@ -1100,22 +1068,22 @@ async fn plan_changes_preview_prorate_and_downgrades_wait_for_period_end() {
     );
     assert_eq!(described(&upcoming["lines"]), previewed, "{upcoming}");
     let down = app
-        .post(&format!(
-            "/v1/portal/subscriptions/{sub}/change_plan/preview"
-        ))
-        .bearer(&token)
-        .json(&json!({"plan_id": cat.base}))
-        .send()
+        .by(&token)
+        .post(
+            &format!("/v1/portal/subscriptions/{sub}/change_plan/preview"),
+            &json!({"plan_id": cat.base}),
+        )
         .await
         .expect(200)
         .body;
     assert_eq!(down["timing"], "period_end");
     assert!(down["lines"].as_array().unwrap().is_empty());
     let scheduled = app
-        .post(&format!("/v1/portal/subscriptions/{sub}/change_plan"))
-        .bearer(&token)
-        .json(&json!({"plan_id": cat.base}))
-        .send()
+        .by(&token)
+        .post(
+            &format!("/v1/portal/subscriptions/{sub}/change_plan"),
+            &json!({"plan_id": cat.base}),
+        )
         .await
         .expect(200)
         .body;
@@ -1131,26 +1099,27 @@ async fn plan_changes_preview_prorate_and_downgrades_wait_for_period_end() {
     assert!(scheduled["available_actions"]["change_plan"].is_null());
     let id = change["id"].as_str().unwrap();
     let removed = app
+        .by(&token)
         .delete(&format!(
             "/v1/portal/subscriptions/{sub}/scheduled_changes/{id}"
         ))
-        .bearer(&token)
-        .send()
         .await
         .expect(200)
         .body;
     assert!(removed["scheduled_changes"].as_array().unwrap().is_empty());
     // A plan of another merchant, or junk, is a validation error, never a 500.
-    app.post(&format!("/v1/portal/subscriptions/{sub}/change_plan"))
-        .bearer(&token)
-        .json(&json!({"plan_id": "plan_nope"}))
-        .send()
+    app.by(&token)
+        .post(
+            &format!("/v1/portal/subscriptions/{sub}/change_plan"),
+            &json!({"plan_id": "plan_nope"}),
+        )
         .await
         .expect_problem(422, "validation_failed");
-    app.post(&format!("/v1/subscriptions/{sub}/change_plan"))
-        .bearer(&m.key)
-        .json(&json!({"plan_id": tenure_domain::ids::PlanId::generate().to_string()}))
-        .send()
+    app.by(&m.key)
+        .post(
+            &format!("/v1/subscriptions/{sub}/change_plan"),
+            &json!({"plan_id": tenure_domain::ids::PlanId::generate().to_string()}),
+        )
         .await
         .expect_problem(422, "validation_failed");
     assert_invariants(&app, &sub).await;
@@ -1191,22 +1160,19 @@ async fn merchants_list_filter_and_guard_subscriptions_with_etags() {
     ))
     .await;
     assert_eq!(next["data"].as_array().unwrap().len(), 1);
-    app.get("/v1/subscriptions?status=bogus")
-        .bearer(&m.key)
-        .send()
+    app.by(&m.key)
+        .get("/v1/subscriptions?status=bogus")
         .await
         .expect_problem(422, "validation_failed");
-    app.get("/v1/subscriptions?customer_id=plan_x")
-        .bearer(&m.key)
-        .send()
+    app.by(&m.key)
+        .get("/v1/subscriptions?customer_id=plan_x")
         .await
         .expect_problem(422, "validation_failed");
 
     let id = s2["id"].as_str().unwrap();
     let got = app
+        .by(&m.key)
         .get(&format!("/v1/subscriptions/{id}"))
-        .bearer(&m.key)
-        .send()
         .await
         .expect(200);
     let etag = got.header("etag").unwrap().to_owned();
@@ -1227,33 +1193,34 @@ async fn merchants_list_filter_and_guard_subscriptions_with_etags() {
         .expect_problem(412, "precondition_failed");
 
     // Only active plans of active products can be subscribed to.
-    app.patch(&format!("/v1/plans/{}", cat.premium))
-        .bearer(&m.key)
-        .json(&json!({"active": false}))
-        .send()
+    app.by(&m.key)
+        .patch(
+            &format!("/v1/plans/{}", cat.premium),
+            &json!({"active": false}),
+        )
         .await
         .expect(200);
-    app.post("/v1/subscriptions")
-        .bearer(&m.key)
-        .json(&json!({"customer_id": a, "plan_id": cat.premium}))
-        .send()
+    app.by(&m.key)
+        .post(
+            "/v1/subscriptions",
+            &json!({"customer_id": a, "plan_id": cat.premium}),
+        )
         .await
         .expect_problem(422, "validation_failed");
-    app.post("/v1/subscriptions")
-        .bearer(&m.key)
-        .json(&json!({"customer_id": "cus_nope", "plan_id": "nope"}))
-        .send()
+    app.by(&m.key)
+        .post(
+            "/v1/subscriptions",
+            &json!({"customer_id": "cus_nope", "plan_id": "nope"}),
+        )
         .await
         .expect_problem(422, "validation_failed");
     // Merchants always cancel, and choose access.
     let canceled = app
-        .post(&format!(
-            "/v1/subscriptions/{}/cancel",
-            s3["id"].as_str().unwrap()
-        ))
-        .bearer(&m.key)
-        .json(&json!({"access": "immediately", "reason": "other"}))
-        .send()
+        .by(&m.key)
+        .post(
+            &format!("/v1/subscriptions/{}/cancel", s3["id"].as_str().unwrap()),
+            &json!({"access": "immediately", "reason": "other"}),
+        )
         .await
         .expect(200)
         .body;
@@ -1276,10 +1243,11 @@ async fn other_tenants_and_other_customers_get_404() {
         .unwrap()
         .to_owned();
     let res = app
-        .post(&format!("/v1/portal/subscriptions/{sub}/cancel"))
-        .bearer(&owner_token)
-        .json(&json!({"reason": "unused"}))
-        .send()
+        .by(&owner_token)
+        .post(
+            &format!("/v1/portal/subscriptions/{sub}/cancel"),
+            &json!({"reason": "unused"}),
+        )
         .await
         .expect(200);
     let request = res.body["cancellation_request"]["id"]
@@ -1296,21 +1264,20 @@ async fn other_tenants_and_other_customers_get_404() {
         format!("/v1/cancellation_requests/{request}"),
         format!("/v1/support_tickets/{ticket}"),
     ] {
-        app.get(&path)
-            .bearer(&b.key)
-            .send()
+        app.by(&b.key)
+            .get(&path)
             .await
             .expect_problem(404, "resource_missing");
     }
-    app.post(&format!("/v1/subscriptions/{sub}/pause"))
-        .bearer(&b.key)
-        .json(&json!({"start": {"type": "now"}}))
-        .send()
+    app.by(&b.key)
+        .post(
+            &format!("/v1/subscriptions/{sub}/pause"),
+            &json!({"start": {"type": "now"}}),
+        )
         .await
         .expect_problem(404, "resource_missing");
-    app.post(&format!("/v1/cancellation_requests/{request}/approve"))
-        .bearer(&b.key)
-        .send()
+    app.by(&b.key)
+        .post_empty(&format!("/v1/cancellation_requests/{request}/approve"))
         .await
         .expect_problem(404, "resource_missing");
     assert!(
@@ -1320,36 +1287,35 @@ async fn other_tenants_and_other_customers_get_404() {
             .is_empty()
     );
 
-    app.get(&format!("/v1/portal/subscriptions/{sub}"))
-        .bearer(&other_token)
-        .send()
+    app.by(&other_token)
+        .get(&format!("/v1/portal/subscriptions/{sub}"))
         .await
         .expect_problem(404, "resource_missing");
-    app.post(&format!("/v1/portal/subscriptions/{sub}/pause"))
-        .bearer(&other_token)
-        .json(&json!({"start": {"type": "now"}}))
-        .send()
+    app.by(&other_token)
+        .post(
+            &format!("/v1/portal/subscriptions/{sub}/pause"),
+            &json!({"start": {"type": "now"}}),
+        )
         .await
         .expect_problem(404, "resource_missing");
-    app.post(&format!(
-        "/v1/portal/subscriptions/{sub}/change_plan/preview"
-    ))
-    .bearer(&other_token)
-    .json(&json!({"plan_id": cat.premium}))
-    .send()
-    .await
-    .expect_problem(404, "resource_missing");
-    app.post(&format!(
-        "/v1/portal/cancellation_requests/{request}/withdraw"
-    ))
-    .bearer(&other_token)
-    .send()
-    .await
-    .expect_problem(404, "resource_missing");
-    app.post(&format!("/v1/portal/support_tickets/{ticket}/replies"))
-        .bearer(&other_token)
-        .json(&json!({"body": "hi"}))
-        .send()
+    app.by(&other_token)
+        .post(
+            &format!("/v1/portal/subscriptions/{sub}/change_plan/preview"),
+            &json!({"plan_id": cat.premium}),
+        )
+        .await
+        .expect_problem(404, "resource_missing");
+    app.by(&other_token)
+        .post_empty(&format!(
+            "/v1/portal/cancellation_requests/{request}/withdraw"
+        ))
+        .await
+        .expect_problem(404, "resource_missing");
+    app.by(&other_token)
+        .post(
+            &format!("/v1/portal/support_tickets/{ticket}/replies"),
+            &json!({"body": "hi"}),
+        )
         .await
         .expect_problem(404, "resource_missing");
     for path in ["/v1/portal/subscriptions", "/v1/portal/support_tickets"] {
@@ -1362,25 +1328,20 @@ async fn other_tenants_and_other_customers_get_404() {
         );
     }
     // Malformed ids are 404s too, and merchant keys stay out of the portal.
-    app.get("/v1/portal/subscriptions/sub_garbage")
-        .bearer(&owner_token)
-        .send()
+    app.by(&owner_token)
+        .get("/v1/portal/subscriptions/sub_garbage")
         .await
         .expect_problem(404, "resource_missing");
-    app.get(&format!("/v1/portal/subscriptions/{sub}"))
-        .bearer(&a.key)
-        .send()
+    app.by(&a.key)
+        .get(&format!("/v1/portal/subscriptions/{sub}"))
         .await
         .expect_problem(403, "merchant_key_not_allowed");
     // The owner still sees it, unchanged by the others.
     let mine = app
-        .get(&format!("/v1/portal/subscriptions/{sub}"))
-        .bearer(&owner_token)
-        .send()
-        .await
-        .expect(200);
-    assert_eq!(mine.body["status"], "active");
-    assert!(mine.body["cancel_at"].is_string());
+        .get_ok(&format!("/v1/portal/subscriptions/{sub}"), &owner_token)
+        .await;
+    assert_eq!(mine["status"], "active");
+    assert!(mine["cancel_at"].is_string());
 }
 
 #[actix_web::test]
@@ -1395,10 +1356,11 @@ async fn concurrent_workers_apply_each_due_change_exactly_once() {
             .as_str()
             .unwrap()
             .to_owned();
-        app.post(&format!("/v1/subscriptions/{sub}/cancel"))
-            .bearer(&m.key)
-            .json(&json!({"timing": "period_end"}))
-            .send()
+        app.by(&m.key)
+            .post(
+                &format!("/v1/subscriptions/{sub}/cancel"),
+                &json!({"timing": "period_end"}),
+            )
             .await
             .expect(200);
         subs.push(sub);
@@ -1440,10 +1402,11 @@ async fn the_server_worker_loop_applies_due_changes_in_the_background() {
         .as_str()
         .unwrap()
         .to_owned();
-    app.post(&format!("/v1/subscriptions/{sub}/cancel"))
-        .bearer(&m.key)
-        .json(&json!({"timing": "period_end"}))
-        .send()
+    app.by(&m.key)
+        .post(
+            &format!("/v1/subscriptions/{sub}/cancel"),
+            &json!({"timing": "period_end"}),
+        )
         .await
         .expect(200);
     let task = actix_web::rt::spawn(tenure_server::workers::lifecycle_loop(
@@ -1493,10 +1456,11 @@ async fn immediate_mode_needs_confirmation_and_notice_only_ignores_the_period() 
         true
     );
     let refused = app
-        .post(&format!("/v1/portal/subscriptions/{sub}/cancel"))
-        .bearer(&token)
-        .json(&json!({}))
-        .send()
+        .by(&token)
+        .post(
+            &format!("/v1/portal/subscriptions/{sub}/cancel"),
+            &json!({}),
+        )
         .await
         .expect_problem(422, "validation_failed");
     assert_eq!(refused.body["errors"][0]["field"], "confirm");
@@ -1523,10 +1487,11 @@ async fn immediate_mode_needs_confirmation_and_notice_only_ignores_the_period() 
         .to_owned();
     let asked = app.clock.now();
     let res = app
-        .post(&format!("/v1/portal/subscriptions/{sub}/cancel"))
-        .bearer(&token)
-        .json(&json!({"reason": "other"}))
-        .send()
+        .by(&token)
+        .post(
+            &format!("/v1/portal/subscriptions/{sub}/cancel"),
+            &json!({"reason": "other"}),
+        )
         .await
         .expect(200);
     let effective_at = time(&res.body["cancellation_request"]["effective_at"]);
@@ -1555,10 +1520,11 @@ async fn workers_and_requests_racing_on_due_subscriptions_cancel_each_once() {
             .as_str()
             .unwrap()
             .to_owned();
-        app.post(&format!("/v1/subscriptions/{sub}/cancel"))
-            .bearer(&m.key)
-            .json(&json!({"timing": "period_end"}))
-            .send()
+        app.by(&m.key)
+            .post(
+                &format!("/v1/subscriptions/{sub}/cancel"),
+                &json!({"timing": "period_end"}),
+            )
             .await
             .expect(200);
         subs.push(sub);
@@ -1617,10 +1583,11 @@ async fn a_merchant_removing_a_requested_cancellation_declines_the_request() {
         .unwrap()
         .to_owned();
     let res = app
-        .post(&format!("/v1/portal/subscriptions/{sub}/cancel"))
-        .bearer(&token)
-        .json(&json!({"reason": "low_quality"}))
-        .send()
+        .by(&token)
+        .post(
+            &format!("/v1/portal/subscriptions/{sub}/cancel"),
+            &json!({"reason": "low_quality"}),
+        )
         .await
         .expect(200);
     let request = res.body["cancellation_request"]["id"]
@@ -1636,11 +1603,10 @@ async fn a_merchant_removing_a_requested_cancellation_declines_the_request() {
         .await;
     assert_eq!(merchant_view["scheduled_changes"][0]["removable"], true);
     let after = app
+        .by(&m.key)
         .delete(&format!(
             "/v1/subscriptions/{sub}/scheduled_changes/{change}"
         ))
-        .bearer(&m.key)
-        .send()
         .await
         .expect(200)
         .body;
@@ -1658,9 +1624,8 @@ async fn a_merchant_removing_a_requested_cancellation_declines_the_request() {
         ),
     ] {
         let gone = app
+            .by(key)
             .delete(&path)
-            .bearer(key)
-            .send()
             .await
             .expect_problem(404, "resource_missing");
         assert_eq!(gone.body["detail"], "no such scheduled_change", "{path}");
@@ -1713,10 +1678,8 @@ async fn a_cancellation_keeps_who_cancelled_and_why() {
     assert_eq!(details(&at_once).await, Value::Null);
     let said = json!({"confirm": true, "reason": "switched_service",
         "message": "  Found a cheaper roaster.\n "});
-    app.post(&format!("/v1/portal/subscriptions/{at_once}/cancel"))
-        .bearer(&token)
-        .json(&said)
-        .send()
+    app.by(&token)
+        .post(&format!("/v1/portal/subscriptions/{at_once}/cancel"), &said)
         .await
         .expect(200);
     let customer_said = json!({"reason": "switched_service",
@@ -1739,20 +1702,22 @@ async fn a_cancellation_keeps_who_cancelled_and_why() {
     // A request with notice: kept while pending, then replaced by the merchant's.
     let (_, token, requested) =
         signed_in_subscriber(&app, &m, json!({"notice_period_days": 30}), "asker").await;
-    app.post(&format!("/v1/portal/subscriptions/{requested}/cancel"))
-        .bearer(&token)
-        .json(&json!({"reason": "too_expensive", "message": "Too dear"}))
-        .send()
+    app.by(&token)
+        .post(
+            &format!("/v1/portal/subscriptions/{requested}/cancel"),
+            &json!({"reason": "too_expensive", "message": "Too dear"}),
+        )
         .await
         .expect(200);
     assert_eq!(
         details(&requested).await,
         json!({"reason": "too_expensive", "message": "Too dear", "requested_by": "customer"})
     );
-    app.post(&format!("/v1/subscriptions/{requested}/cancel"))
-        .bearer(&m.key)
-        .json(&json!({"timing": "now", "reason": "other", "message": "Chargeback filed"}))
-        .send()
+    app.by(&m.key)
+        .post(
+            &format!("/v1/subscriptions/{requested}/cancel"),
+            &json!({"timing": "now", "reason": "other", "message": "Chargeback filed"}),
+        )
         .await
         .expect(200);
     assert_eq!(
@@ -1771,16 +1736,16 @@ async fn a_cancellation_keeps_who_cancelled_and_why() {
     let (_, token, approved) =
         signed_in_subscriber(&app, &m, json!({"notice_period_days": 30}), "approved").await;
     let asked = app
-        .post(&format!("/v1/portal/subscriptions/{approved}/cancel"))
-        .bearer(&token)
-        .json(&json!({"reason": "unused", "message": "Never open it"}))
-        .send()
+        .by(&token)
+        .post(
+            &format!("/v1/portal/subscriptions/{approved}/cancel"),
+            &json!({"reason": "unused", "message": "Never open it"}),
+        )
         .await
         .expect(200);
     let request = asked.body["cancellation_request"]["id"].as_str().unwrap();
-    app.post(&format!("/v1/cancellation_requests/{request}/approve"))
-        .bearer(&m.key)
-        .send()
+    app.by(&m.key)
+        .post_empty(&format!("/v1/cancellation_requests/{request}/approve"))
         .await
         .expect(200);
     let their_words =
@@ -1801,10 +1766,11 @@ async fn customers_read_their_own_request_and_ticket() {
         signed_in_subscriber(&app, &m, json!({"notice_period_days": 30}), "reader").await;
     let (_, other_token, _) = signed_in_subscriber(&app, &m, json!({}), "other").await;
     let asked = app
-        .post(&format!("/v1/portal/subscriptions/{sub}/cancel"))
-        .bearer(&token)
-        .json(&json!({"reason": "unused", "message": "Please confirm by mail"}))
-        .send()
+        .by(&token)
+        .post(
+            &format!("/v1/portal/subscriptions/{sub}/cancel"),
+            &json!({"reason": "unused", "message": "Please confirm by mail"}),
+        )
         .await
         .expect(200);
     let request = asked.body["cancellation_request"]["id"].as_str().unwrap();
@@ -1838,9 +1804,8 @@ async fn customers_read_their_own_request_and_ticket() {
         format!("/v1/portal/cancellation_requests/{request}"),
         format!("/v1/portal/support_tickets/{ticket}"),
     ] {
-        app.get(&path)
-            .bearer(&other_token)
-            .send()
+        app.by(&other_token)
+            .get(&path)
             .await
             .expect_problem(404, "resource_missing");
     }

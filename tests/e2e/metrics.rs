@@ -19,14 +19,13 @@ async fn plan(
     interval: &str,
     trial_days: u32,
 ) -> String {
-    app.post("/v1/plans")
-        .bearer(&m.key)
-        .json(
+    app.by(&m.key)
+        .post(
+            "/v1/plans",
             &json!({"product_id": product, "name": format!("{} {} {interval}", price.0, price.1),
             "price": {"amount": price.0, "currency": price.1}, "interval": interval,
             "trial_days": trial_days}),
         )
-        .send()
         .await
         .expect(201)
         .id()
@@ -155,24 +154,27 @@ async fn metrics_of_a_hand_built_history_in_two_currencies() {
     // c5 pauses; c1 upgrades 1000 -> 1500.
     app.clock.advance(Duration::days(3));
     cancellation_request(&app, &s3, "too_expensive", app.clock.now()).await;
-    app.post(&format!("/v1/subscriptions/{s3}/cancel"))
-        .bearer(&m.key)
-        .json(&json!({"timing": "now", "access": "immediately", "reason": "too_expensive"}))
-        .send()
+    app.by(&m.key)
+        .post(
+            &format!("/v1/subscriptions/{s3}/cancel"),
+            &json!({"timing": "now", "access": "immediately", "reason": "too_expensive"}),
+        )
         .await
         .expect(200);
     fixtures::subscribe(&app, &m, &c6, &eur_month_4000).await;
-    app.post(&format!("/v1/subscriptions/{u2}/pause"))
-        .bearer(&m.key)
-        .json(&json!({"start": {"type": "now"}}))
-        .send()
+    app.by(&m.key)
+        .post(
+            &format!("/v1/subscriptions/{u2}/pause"),
+            &json!({"start": {"type": "now"}}),
+        )
         .await
         .expect(200);
     let changed = app
-        .post(&format!("/v1/subscriptions/{s1}/change_plan"))
-        .bearer(&m.key)
-        .json(&json!({"plan_id": eur_month_1500}))
-        .send()
+        .by(&m.key)
+        .post(
+            &format!("/v1/subscriptions/{s1}/change_plan"),
+            &json!({"plan_id": eur_month_1500}),
+        )
         .await
         .expect(200)
         .body;
@@ -236,9 +238,8 @@ async fn metrics_of_a_hand_built_history_in_two_currencies() {
 
     // The same figures whatever happens later: history, not the current rows, decides.
     app.clock.advance(Duration::days(1));
-    app.post(&format!("/v1/subscriptions/{u2}/resume"))
-        .bearer(&m.key)
-        .send()
+    app.by(&m.key)
+        .post_empty(&format!("/v1/subscriptions/{u2}/resume"))
         .await
         .expect(200);
     let again = app.get_ok(&metrics_path(from, Some(to)), &m.key).await;
@@ -258,15 +259,11 @@ async fn metrics_of_a_hand_built_history_in_two_currencies() {
 
     // Before any subscription existed: no currency at all.
     let none = app
-        .get(&metrics_path(
-            from - Duration::days(60),
-            Some(from - Duration::days(30)),
-        ))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200)
-        .body;
+        .get_ok(
+            &metrics_path(from - Duration::days(60), Some(from - Duration::days(30))),
+            &m.key,
+        )
+        .await;
     assert_eq!(none["currencies"], json!([]));
     assert_eq!(none["save_offers"]["acceptance_rate"], Value::Null);
 
@@ -291,15 +288,14 @@ async fn metrics_default_to_the_last_30_days_and_refuse_bad_ranges() {
 
     // A `to` in the future is capped at now.
     let future = app
-        .get(&metrics_path(
-            app.clock.now() - Duration::days(1),
-            Some(app.clock.now() + Duration::days(10)),
-        ))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200)
-        .body;
+        .get_ok(
+            &metrics_path(
+                app.clock.now() - Duration::days(1),
+                Some(app.clock.now() + Duration::days(10)),
+            ),
+            &m.key,
+        )
+        .await;
     let capped: DateTime<Utc> = future["to"].as_str().unwrap().parse().unwrap();
     assert!(capped <= app.clock.now());
 
@@ -322,9 +318,8 @@ async fn metrics_default_to_the_last_30_days_and_refuse_bad_ranges() {
         ),
     ] {
         let res = app
+            .by(&m.key)
             .get(&path)
-            .bearer(&m.key)
-            .send()
             .await
             .expect_problem(422, "validation_failed");
         assert_eq!(

@@ -46,10 +46,11 @@ async fn setup(app: &TestApp, token: Option<&str>) -> Setup {
 }
 
 async fn attach(app: &TestApp, m: &TestMerchant, customer: &str, token: &str) -> Value {
-    app.post(&format!("/v1/customers/{customer}/payment_methods"))
-        .bearer(&m.key)
-        .json(&json!({"token": token, "set_default": true}))
-        .send()
+    app.by(&m.key)
+        .post(
+            &format!("/v1/customers/{customer}/payment_methods"),
+            &json!({"token": token, "set_default": true}),
+        )
         .await
         .expect(201)
         .body
@@ -249,10 +250,11 @@ async fn a_declined_renewal_is_retried_and_recovers_when_the_customer_sets_a_wor
 
     // The customer adds a working card in the portal: the open invoice is retried at once.
     let token = fixtures::session(&app, &s.m, &s.customer).await;
-    app.post("/v1/portal/payment_methods")
-        .bearer(&token)
-        .json(&json!({"token": "pm_card_visa", "set_default": true}))
-        .send()
+    app.by(&token)
+        .post(
+            "/v1/portal/payment_methods",
+            &json!({"token": "pm_card_visa", "set_default": true}),
+        )
         .await
         .expect(201);
     assert_eq!(status(&app, &s.m, &id).await, "active");
@@ -869,24 +871,23 @@ async fn no_lock_is_held_while_the_gateway_charges_and_a_stalled_charge_is_taken
         .await,
         0
     );
-    app.post(&format!("/v1/subscriptions/{sub_id}/cancel"))
-        .bearer(&s.m.key)
-        .json(&json!({"timing": "period_end"}))
-        .send()
+    app.by(&s.m.key)
+        .post(
+            &format!("/v1/subscriptions/{sub_id}/cancel"),
+            &json!({"timing": "period_end"}),
+        )
         .await
         .expect(200);
     // …but the invoice is spoken for: it cannot be charged, voided or given up, and its
     // customer's card cannot be erased.
     for action in ["pay", "void", "mark_uncollectible"] {
-        app.post(&format!("/v1/invoices/{id}/{action}"))
-            .bearer(&s.m.key)
-            .send()
+        app.by(&s.m.key)
+            .post_empty(&format!("/v1/invoices/{id}/{action}"))
             .await
             .expect_problem(409, "payment_in_progress");
     }
-    app.post(&format!("/v1/customers/{}/erase", s.customer))
-        .bearer(&s.m.key)
-        .send()
+    app.by(&s.m.key)
+        .post_empty(&format!("/v1/customers/{}/erase", s.customer))
         .await
         .expect_problem(409, "payment_in_progress");
     // A new default card retries the customer's open invoices at once, but not this one.

@@ -35,10 +35,8 @@ async fn customer(
         )).await;
     }
     for tag in tags {
-        app.post(&format!("/v1/customers/{id}/tags"))
-            .bearer(&m.key)
-            .json(&json!({"tag": tag}))
-            .send()
+        app.by(&m.key)
+            .post(&format!("/v1/customers/{id}/tags"), &json!({"tag": tag}))
             .await
             .expect(200);
     }
@@ -53,10 +51,8 @@ async fn subscribe(app: &TestApp, m: &TestMerchant, customer: &str, plan: &str) 
 }
 
 async fn offer(app: &TestApp, m: &TestMerchant, body: Value) -> String {
-    app.post("/v1/retention_offers")
-        .bearer(&m.key)
-        .json(&body)
-        .send()
+    app.by(&m.key)
+        .post("/v1/retention_offers", &body)
         .await
         .expect(201)
         .id()
@@ -65,10 +61,11 @@ async fn offer(app: &TestApp, m: &TestMerchant, body: Value) -> String {
 /// The portal cancellation: (request id, offer ids presented in order).
 async fn cancel(app: &TestApp, token: &str, sub: &str, reason: &str) -> (String, Vec<String>) {
     let res = app
-        .post(&format!("/v1/portal/subscriptions/{sub}/cancel"))
-        .bearer(token)
-        .json(&json!({"reason": reason}))
-        .send()
+        .by(token)
+        .post(
+            &format!("/v1/portal/subscriptions/{sub}/cancel"),
+            &json!({"reason": reason}),
+        )
         .await
         .expect(200);
     let request = res.body["cancellation_request"]["id"]
@@ -244,13 +241,12 @@ async fn merchants_manage_offers_with_validation_and_events() {
 
     // Validation through the domain: every bad field named.
     let res = app
-        .post("/v1/retention_offers")
-        .bearer(&m.key)
-        .json(
+        .by(&m.key)
+        .post(
+            "/v1/retention_offers",
             &json!({"name": " ", "kind": {"type": "discount_percent", "percent": 0, "cycles": 3},
                       "eligibility": {"min_tenure_days": 10, "max_tenure_days": 5}}),
         )
-        .send()
         .await
         .expect_problem(422, "validation_failed");
     let fields: Vec<&str> = res.body["errors"]
@@ -283,10 +279,8 @@ async fn merchants_manage_offers_with_validation_and_events() {
         ),
     ] {
         let res = app
-            .post("/v1/retention_offers")
-            .bearer(&m.key)
-            .json(&body)
-            .send()
+            .by(&m.key)
+            .post("/v1/retention_offers", &body)
             .await
             .expect_problem(422, "validation_failed");
         assert!(
@@ -298,31 +292,29 @@ async fn merchants_manage_offers_with_validation_and_events() {
             res.body
         );
     }
-    app.get("/v1/retention_offers/roff_nope")
-        .bearer(&m.key)
-        .send()
+    app.by(&m.key)
+        .get("/v1/retention_offers/roff_nope")
         .await
         .expect_problem(404, "resource_missing");
     let other = app.merchant("B").await;
-    app.get(&format!("/v1/retention_offers/{}", s.discount))
-        .bearer(&other.key)
-        .send()
+    app.by(&other.key)
+        .get(&format!("/v1/retention_offers/{}", s.discount))
         .await
         .expect_problem(404, "resource_missing");
 
     // PATCH and DELETE (deactivation), each with its event.
     let res = app
-        .patch(&format!("/v1/retention_offers/{}", s.pause))
-        .bearer(&m.key)
-        .json(&json!({"priority": 3, "name": "Take a month off"}))
-        .send()
+        .by(&m.key)
+        .patch(
+            &format!("/v1/retention_offers/{}", s.pause),
+            &json!({"priority": 3, "name": "Take a month off"}),
+        )
         .await
         .expect(200);
     assert_eq!(res.body["priority"], 3);
     let res = app
+        .by(&m.key)
         .delete(&format!("/v1/retention_offers/{}", s.pause))
-        .bearer(&m.key)
-        .send()
         .await
         .expect(200);
     assert_eq!(res.body["active"], false);
@@ -391,48 +383,43 @@ async fn customers_accept_an_offer_instead_of_cancelling() {
     assert_eq!(presented, [s.newbie.clone(), s.pause.clone()]);
 
     // Another customer's request is a 404, as is an offer never presented for it.
-    app.get(&format!(
-        "/v1/portal/cancellation_requests/{ada_req}/retention_offers"
-    ))
-    .bearer(&bob_token)
-    .send()
-    .await
-    .expect_problem(404, "resource_missing");
-    app.post(&format!(
-        "/v1/portal/cancellation_requests/{ada_req}/retention_offers/{}/accept",
-        s.discount
-    ))
-    .bearer(&bob_token)
-    .send()
-    .await
-    .expect_problem(404, "resource_missing");
-    for never in [&s.newbie, &s.switch] {
-        app.post(&format!(
-            "/v1/portal/cancellation_requests/{ada_req}/retention_offers/{never}/accept"
+    app.by(&bob_token)
+        .get(&format!(
+            "/v1/portal/cancellation_requests/{ada_req}/retention_offers"
         ))
-        .bearer(&ada_token)
-        .send()
         .await
         .expect_problem(404, "resource_missing");
-    }
-    // The merchant key cannot accept for a customer.
-    app.post(&format!(
-        "/v1/portal/cancellation_requests/{ada_req}/retention_offers/{}/accept",
-        s.discount
-    ))
-    .bearer(&m.key)
-    .send()
-    .await
-    .expect_problem(403, "merchant_key_not_allowed");
-
-    // Ada accepts the discount: the cancellation is withdrawn and the discount granted.
-    let res = app
-        .post(&format!(
+    app.by(&bob_token)
+        .post_empty(&format!(
             "/v1/portal/cancellation_requests/{ada_req}/retention_offers/{}/accept",
             s.discount
         ))
-        .bearer(&ada_token)
-        .send()
+        .await
+        .expect_problem(404, "resource_missing");
+    for never in [&s.newbie, &s.switch] {
+        app.by(&ada_token)
+            .post_empty(&format!(
+                "/v1/portal/cancellation_requests/{ada_req}/retention_offers/{never}/accept"
+            ))
+            .await
+            .expect_problem(404, "resource_missing");
+    }
+    // The merchant key cannot accept for a customer.
+    app.by(&m.key)
+        .post_empty(&format!(
+            "/v1/portal/cancellation_requests/{ada_req}/retention_offers/{}/accept",
+            s.discount
+        ))
+        .await
+        .expect_problem(403, "merchant_key_not_allowed");
+
+    // Ada accepts the discount: the cancellation is withdrawn and the discount granted.
+    let res = app
+        .by(&ada_token)
+        .post_empty(&format!(
+            "/v1/portal/cancellation_requests/{ada_req}/retention_offers/{}/accept",
+            s.discount
+        ))
         .await
         .expect(200);
     assert_eq!(res.body["cancellation_request"]["status"], "withdrawn");
@@ -512,22 +499,20 @@ async fn customers_accept_an_offer_instead_of_cancelling() {
     assert_eq!(open["data"], json!([]));
 
     // Retries are safe: nothing is applied twice.
-    app.post(&format!(
-        "/v1/portal/cancellation_requests/{ada_req}/retention_offers/{}/accept",
-        s.discount
-    ))
-    .bearer(&ada_token)
-    .send()
-    .await
-    .expect_problem(409, "retention_offer_already_accepted");
-    app.post(&format!(
-        "/v1/portal/cancellation_requests/{ada_req}/retention_offers/{}/accept",
-        s.pause
-    ))
-    .bearer(&ada_token)
-    .send()
-    .await
-    .expect_problem(409, "retention_offer_declined");
+    app.by(&ada_token)
+        .post_empty(&format!(
+            "/v1/portal/cancellation_requests/{ada_req}/retention_offers/{}/accept",
+            s.discount
+        ))
+        .await
+        .expect_problem(409, "retention_offer_already_accepted");
+    app.by(&ada_token)
+        .post_empty(&format!(
+            "/v1/portal/cancellation_requests/{ada_req}/retention_offers/{}/accept",
+            s.pause
+        ))
+        .await
+        .expect_problem(409, "retention_offer_declined");
     assert_eq!(
         app.count(&format!(
             "SELECT count(*) AS n FROM subscription_discounts WHERE subscription_id = '{sub_uuid}'"
@@ -539,12 +524,11 @@ async fn customers_accept_an_offer_instead_of_cancelling() {
 
     // Bob declines the newcomer discount: the cancellation stays in place.
     let res = app
-        .post(&format!(
+        .by(&bob_token)
+        .post_empty(&format!(
             "/v1/portal/cancellation_requests/{bob_req}/retention_offers/{}/decline",
             s.newbie
         ))
-        .bearer(&bob_token)
-        .send()
         .await
         .expect(200);
     assert_eq!(res.body["outcome"], "declined");
@@ -556,14 +540,13 @@ async fn customers_accept_an_offer_instead_of_cancelling() {
         .get_ok(&format!("/v1/subscriptions/{bob_sub}"), &m.key)
         .await;
     assert!(!sub["cancel_at"].is_null(), "still cancelling: {sub}");
-    app.post(&format!(
-        "/v1/portal/cancellation_requests/{bob_req}/retention_offers/{}/accept",
-        s.newbie
-    ))
-    .bearer(&bob_token)
-    .send()
-    .await
-    .expect_problem(409, "retention_offer_declined");
+    app.by(&bob_token)
+        .post_empty(&format!(
+            "/v1/portal/cancellation_requests/{bob_req}/retention_offers/{}/accept",
+            s.newbie
+        ))
+        .await
+        .expect_problem(409, "retention_offer_declined");
     let open = app
         .get_ok(
             &format!("/v1/portal/cancellation_requests/{bob_req}/retention_offers"),
@@ -575,12 +558,11 @@ async fn customers_accept_an_offer_instead_of_cancelling() {
 
     // …then takes the pause instead: paused now for 30 days, cancellation withdrawn.
     let res = app
-        .post(&format!(
+        .by(&bob_token)
+        .post_empty(&format!(
             "/v1/portal/cancellation_requests/{bob_req}/retention_offers/{}/accept",
             s.pause
         ))
-        .bearer(&bob_token)
-        .send()
         .await
         .expect(200);
     assert_eq!(res.body["subscription"]["status"], "paused");
@@ -607,44 +589,39 @@ async fn customers_accept_an_offer_instead_of_cancelling() {
         presented,
         [s.switch.clone(), s.discount.clone(), s.pause.clone()]
     );
-    app.delete(&format!("/v1/customers/{cy}/tags/vip"))
-        .bearer(&m.key)
-        .send()
+    app.by(&m.key)
+        .delete(&format!("/v1/customers/{cy}/tags/vip"))
         .await
         .expect(200);
-    app.post(&format!(
-        "/v1/portal/cancellation_requests/{cy_req}/retention_offers/{}/accept",
-        s.discount
-    ))
-    .bearer(&cy_token)
-    .send()
-    .await
-    .expect_problem(409, "retention_offer_not_eligible");
-    app.delete(&format!("/v1/retention_offers/{}", s.pause))
-        .bearer(&m.key)
-        .send()
+    app.by(&cy_token)
+        .post_empty(&format!(
+            "/v1/portal/cancellation_requests/{cy_req}/retention_offers/{}/accept",
+            s.discount
+        ))
+        .await
+        .expect_problem(409, "retention_offer_not_eligible");
+    app.by(&m.key)
+        .delete(&format!("/v1/retention_offers/{}", s.pause))
         .await
         .expect(200);
-    app.post(&format!(
-        "/v1/portal/cancellation_requests/{cy_req}/retention_offers/{}/accept",
-        s.pause
-    ))
-    .bearer(&cy_token)
-    .send()
-    .await
-    .expect_problem(409, "retention_offer_inactive");
+    app.by(&cy_token)
+        .post_empty(&format!(
+            "/v1/portal/cancellation_requests/{cy_req}/retention_offers/{}/accept",
+            s.pause
+        ))
+        .await
+        .expect_problem(409, "retention_offer_inactive");
     let req = app
         .get_ok(&format!("/v1/cancellation_requests/{cy_req}"), &m.key)
         .await;
     assert_eq!(req["status"], "pending", "a refused accept changes nothing");
     // The plan switch still works: the downgrade is scheduled by the domain's rules.
     let res = app
-        .post(&format!(
+        .by(&cy_token)
+        .post_empty(&format!(
             "/v1/portal/cancellation_requests/{cy_req}/retention_offers/{}/accept",
             s.switch
         ))
-        .bearer(&cy_token)
-        .send()
         .await
         .expect(200);
     assert_eq!(res.body["cancellation_request"]["status"], "withdrawn");
@@ -681,10 +658,11 @@ async fn customers_accept_an_offer_instead_of_cancelling() {
     let before = app
         .count("SELECT count(*) AS n FROM retention_offer_outcomes")
         .await;
-    app.post(&format!("/v1/subscriptions/{ada_sub}/cancel"))
-        .bearer(&m.key)
-        .json(&json!({"timing": "period_end", "reason": "too_expensive"}))
-        .send()
+    app.by(&m.key)
+        .post(
+            &format!("/v1/subscriptions/{ada_sub}/cancel"),
+            &json!({"timing": "period_end", "reason": "too_expensive"}),
+        )
         .await
         .expect(200);
     assert_eq!(
@@ -766,13 +744,12 @@ async fn extend_trial_offers_move_the_trial_end() {
     let m = app.merchant("A").await;
     let product = fixtures::product(&app, &m, json!({})).await;
     let plan = app
-        .post("/v1/plans")
-        .bearer(&m.key)
-        .json(
+        .by(&m.key)
+        .post(
+            "/v1/plans",
             &json!({"product_id": product, "name": "Trial plan", "trial_days": 14,
             "price": {"amount": 2000, "currency": "EUR"}, "interval": "month"}),
         )
-        .send()
         .await
         .expect(201)
         .id();
@@ -801,11 +778,10 @@ async fn extend_trial_offers_move_the_trial_end() {
     assert_eq!(presented, std::slice::from_ref(&extend));
     let _ = pause;
     let res = app
-        .post(&format!(
+        .by(&token)
+        .post_empty(&format!(
             "/v1/portal/cancellation_requests/{req}/retention_offers/{extend}/accept"
         ))
-        .bearer(&token)
-        .send()
         .await
         .expect(200);
     assert_eq!(res.body["subscription"]["status"], "trialing");
@@ -833,23 +809,23 @@ async fn an_accepted_discount_shows_on_the_next_invoice() {
     let s = setup(&app).await;
     let m = &s.m;
     let ada = customer(&app, m, "ada", 200, 15_000, &["vip"]).await;
-    app.post(&format!("/v1/customers/{ada}/payment_methods"))
-        .bearer(&m.key)
-        .json(&json!({"token": "pm_card_visa", "set_default": true}))
-        .send()
+    app.by(&m.key)
+        .post(
+            &format!("/v1/customers/{ada}/payment_methods"),
+            &json!({"token": "pm_card_visa", "set_default": true}),
+        )
         .await
         .expect(201);
     let token = fixtures::session(&app, m, &ada).await;
     let sub = subscribe(&app, m, &ada, &s.base).await;
     let (req, _) = cancel(&app, &token, &sub, "too_expensive").await;
-    app.post(&format!(
-        "/v1/portal/cancellation_requests/{req}/retention_offers/{}/accept",
-        s.discount
-    ))
-    .bearer(&token)
-    .send()
-    .await
-    .expect(200);
+    app.by(&token)
+        .post_empty(&format!(
+            "/v1/portal/cancellation_requests/{req}/retention_offers/{}/accept",
+            s.discount
+        ))
+        .await
+        .expect(200);
     let body = app
         .get_ok(&format!("/v1/subscriptions/{sub}"), &m.key)
         .await;

@@ -48,13 +48,12 @@ fn assert_refused(what: &str, res: &Response) {
 }
 
 async fn register_provider(app: &TestApp, m: &TestMerchant, issuer: &str, alg: &str, key: &str) {
-    app.post("/v1/identity_providers")
-        .bearer(&m.key)
-        .json(
+    app.by(&m.key)
+        .post(
+            "/v1/identity_providers",
             &json!({"issuer": issuer, "audience": "shop-portal", "algorithm": alg,
             "verification_key": key, "customer_claim": "sub"}),
         )
-        .send()
         .await
         .expect(201);
 }
@@ -76,12 +75,7 @@ async fn algorithm_confusion_with_a_registered_public_key_is_refused() {
         sign(Algorithm::RS256, &rsa, &claims("https://rsa.example")),
         sign(Algorithm::ES256, &ec, &claims("https://ec.example")),
     ] {
-        let me = app
-            .get("/v1/portal/me")
-            .bearer(&token)
-            .send()
-            .await
-            .expect(200);
+        let me = app.by(&token).get("/v1/portal/me").await.expect(200);
         assert_eq!(me.body["id"], customer);
     }
 
@@ -98,7 +92,7 @@ async fn algorithm_confusion_with_a_registered_public_key_is_refused() {
                     &EncodingKey::from_secret(secret.as_bytes()),
                     &claims(issuer),
                 );
-                let res = app.get("/v1/portal/me").bearer(&token).send().await;
+                let res = app.by(&token).get("/v1/portal/me").await;
                 assert_refused(&format!("{alg:?} keyed with {issuer}'s PEM"), &res);
             }
         }
@@ -107,7 +101,7 @@ async fn algorithm_confusion_with_a_registered_public_key_is_refused() {
     let swapped = sign(Algorithm::ES256, &ec, &claims("https://rsa.example"));
     assert_refused(
         "ES256 token for an RS256 provider",
-        &app.get("/v1/portal/me").bearer(&swapped).send().await,
+        &app.by(&swapped).get("/v1/portal/me").await,
     );
     let none = raw_token(
         &json!({"alg": "none", "typ": "JWT"}),
@@ -116,7 +110,7 @@ async fn algorithm_confusion_with_a_registered_public_key_is_refused() {
     );
     assert_refused(
         "alg none for a provider",
-        &app.get("/v1/portal/me").bearer(&none).send().await,
+        &app.by(&none).get("/v1/portal/me").await,
     );
 }
 
@@ -156,9 +150,8 @@ async fn session_tokens_wrong_in_one_claim_are_refused() {
     };
 
     // Positive control: a token forged with the real secret and good claims is accepted.
-    app.get("/v1/portal/me")
-        .bearer(&sign(Algorithm::HS256, &key, &good))
-        .send()
+    app.by(&sign(Algorithm::HS256, &key, &good))
+        .get("/v1/portal/me")
         .await
         .expect(200);
 
@@ -244,13 +237,12 @@ async fn session_tokens_wrong_in_one_claim_are_refused() {
     // A token for another merchant's customer id (validly signed) finds nothing.
     let stranger = fixtures::customer(&app, &other, "c1").await;
     let res = app
-        .get("/v1/portal/me")
-        .bearer(&sign(
+        .by(&sign(
             Algorithm::HS256,
             &key,
             &with("sub", json!(stranger)).clone(),
         ))
-        .send()
+        .get("/v1/portal/me")
         .await;
     assert!(
         matches!(res.status.as_u16(), 401 | 404),
@@ -476,9 +468,8 @@ async fn provider_tokens_wrong_in_one_claim_are_refused() {
         claims[field] = value;
         claims
     };
-    app.get("/v1/portal/me")
-        .bearer(&sign(Algorithm::RS256, &rsa, &good))
-        .send()
+    app.by(&sign(Algorithm::RS256, &rsa, &good))
+        .get("/v1/portal/me")
         .await
         .expect(200);
     for (what, claims) in [
@@ -494,17 +485,15 @@ async fn provider_tokens_wrong_in_one_claim_are_refused() {
         ("customer claim not a string", with("sub", json!(17))),
     ] {
         let res = app
+            .by(&sign(Algorithm::RS256, &rsa, &claims))
             .get("/v1/portal/me")
-            .bearer(&sign(Algorithm::RS256, &rsa, &claims))
-            .send()
             .await;
         assert_refused(what, &res);
     }
     // Signed by the provider's key but claiming to be Tenure itself.
     let res = app
+        .by(&sign(Algorithm::RS256, &rsa, &with("iss", json!("tenure"))))
         .get("/v1/portal/me")
-        .bearer(&sign(Algorithm::RS256, &rsa, &with("iss", json!("tenure"))))
-        .send()
         .await;
     assert_refused("provider key, Tenure's issuer", &res);
 }
@@ -731,10 +720,11 @@ async fn request_cancellations(app: &TestApp, token: &str, subs: &[String]) -> V
     let mut requests = Vec::new();
     for sub in subs {
         let res = app
-            .post(&format!("/v1/portal/subscriptions/{sub}/cancel"))
-            .bearer(token)
-            .json(&json!({"reason": "other"}))
-            .send()
+            .by(token)
+            .post(
+                &format!("/v1/portal/subscriptions/{sub}/cancel"),
+                &json!({"reason": "other"}),
+            )
             .await
             .expect(200);
         requests.push(res.body["cancellation_request"].clone());
@@ -780,18 +770,20 @@ async fn hostile_strings_in_every_text_field_are_refused_or_kept_verbatim() {
     let invoice = crate::billing::invoice(&app, &m, &customer, 100_000).await;
     assert_eq!(crate::billing::pay(&app, &m, invoice).await.0, "succeeded");
     let offer = app
-        .post("/v1/retention_offers")
-        .bearer(key)
-        .json(&json!({"name": "Stay", "kind": {"type": "pause_instead", "days": 30}}))
-        .send()
+        .by(key)
+        .post(
+            "/v1/retention_offers",
+            &json!({"name": "Stay", "kind": {"type": "pause_instead", "days": 30}}),
+        )
         .await
         .expect(201)
         .id();
     let endpoint = app
-        .post("/v1/webhook_endpoints")
-        .bearer(key)
-        .json(&json!({"url": "https://example.com/hook", "enabled_events": ["*"]}))
-        .send()
+        .by(key)
+        .post(
+            "/v1/webhook_endpoints",
+            &json!({"url": "https://example.com/hook", "enabled_events": ["*"]}),
+        )
         .await
         .expect(201)
         .id();
@@ -1245,9 +1237,8 @@ async fn hostile_strings_in_every_text_field_are_refused_or_kept_verbatim() {
                     );
                 }
                 if let Some(prefix) = route.delete_under {
-                    app.delete(&format!("{prefix}{id}"))
-                        .bearer(key)
-                        .send()
+                    app.by(key)
+                        .delete(&format!("{prefix}{id}"))
                         .await
                         .expect(200);
                 }
@@ -1270,10 +1261,11 @@ async fn hostile_strings_in_every_text_field_are_refused_or_kept_verbatim() {
         let mut metadata = serde_json::Map::new();
         metadata.insert(hostile.clone(), json!("v"));
         let res = app
-            .post("/v1/customers")
-            .bearer(key)
-            .json(&json!({"external_id": format!("keys-{n}"), "metadata": metadata}))
-            .send()
+            .by(key)
+            .post(
+                "/v1/customers",
+                &json!({"external_id": format!("keys-{n}"), "metadata": metadata}),
+            )
             .await;
         let what = format!(
             "metadata key {:?}",
@@ -1297,9 +1289,8 @@ async fn hostile_strings_in_every_text_field_are_refused_or_kept_verbatim() {
 
     // An empty cursor (as a client may build from a null `next_cursor`) is the first page.
     for list in ["/v1/customers", "/v1/products", "/v1/plans", "/v1/events"] {
-        app.get(&format!("{list}?starting_after="))
-            .bearer(&m.key)
-            .send()
+        app.by(&m.key)
+            .get(&format!("{list}?starting_after="))
             .await
             .expect(200);
     }
@@ -1322,7 +1313,7 @@ async fn hostile_strings_in_every_text_field_are_refused_or_kept_verbatim() {
             format!("/v1/customers/{q}"),
             format!("/v1/plans/{q}"),
         ] {
-            let res = app.get(&path).bearer(&m.key).send().await;
+            let res = app.by(&m.key).get(&path).await;
             assert!(
                 res.status.as_u16() < 500,
                 "GET {}: {} {}",
@@ -1430,10 +1421,11 @@ async fn ten_megabyte_bodies_are_refused_without_being_read() {
     let name = "n".repeat(150);
     let metadata = json!({"blob": "b".repeat(MAX_BODY_BYTES / 2)});
     let res = app
-        .post("/v1/customers")
-        .bearer(&m.key)
-        .json(&json!({"external_id": "big", "name": name, "metadata": metadata}))
-        .send()
+        .by(&m.key)
+        .post(
+            "/v1/customers",
+            &json!({"external_id": "big", "name": name, "metadata": metadata}),
+        )
         .await;
     assert!(res.status.as_u16() < 500, "{}", res.body);
 }

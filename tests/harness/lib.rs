@@ -94,14 +94,19 @@ impl TestApp {
         self.request(Method::DELETE, path)
     }
 
+    /// Requests sent by the holder of `credential` (a merchant's secret key or a
+    /// customer's portal token), as `Authorization: Bearer <credential>`.
+    pub fn by<'a>(&'a self, credential: &'a str) -> Caller<'a> {
+        Caller {
+            app: self,
+            credential,
+            idempotency_key: None,
+        }
+    }
+
     /// `GET path` with a bearer credential, expected to answer 200: its body.
     pub async fn get_ok(&self, path: &str, credential: &str) -> Value {
-        self.get(path)
-            .bearer(credential)
-            .send()
-            .await
-            .expect(200)
-            .body
+        self.by(credential).get(path).await.expect(200).body
     }
 
     pub async fn merchant(&self, name: &str) -> TestMerchant {
@@ -143,6 +148,70 @@ impl TestApp {
             .await
             .unwrap_or_else(|e| panic!("{query}: {e}"));
         row.n
+    }
+}
+
+/// One caller of the API: every request it sends carries its bearer credential (and an
+/// `Idempotency-Key` when given one), and a body is sent as JSON. For other headers or
+/// raw bodies, use [`TestApp::request`].
+#[derive(Clone, Copy)]
+pub struct Caller<'a> {
+    app: &'a TestApp,
+    credential: &'a str,
+    idempotency_key: Option<&'a str>,
+}
+
+impl<'a> Caller<'a> {
+    /// The same caller, sending `Idempotency-Key: key` with each request.
+    pub fn idempotency_key(self, key: &'a str) -> Self {
+        Self {
+            idempotency_key: Some(key),
+            ..self
+        }
+    }
+
+    fn request(self, method: Method, path: &str) -> RequestBuilder<'a> {
+        let request = self.app.request(method, path).bearer(self.credential);
+        match self.idempotency_key {
+            Some(key) => request.header("idempotency-key", key),
+            None => request,
+        }
+    }
+
+    pub async fn get(self, path: &str) -> Response {
+        self.request(Method::GET, path).send().await
+    }
+
+    pub async fn delete(self, path: &str) -> Response {
+        self.request(Method::DELETE, path).send().await
+    }
+
+    pub async fn post(self, path: &str, body: &Value) -> Response {
+        self.request(Method::POST, path).json(body).send().await
+    }
+
+    /// A `POST` without a body (the actions that take none: `…/archive`, `…/resume`).
+    pub async fn post_empty(self, path: &str) -> Response {
+        self.request(Method::POST, path).send().await
+    }
+
+    pub async fn patch(self, path: &str, body: &Value) -> Response {
+        self.request(Method::PATCH, path).json(body).send().await
+    }
+
+    pub async fn put(self, path: &str, body: &Value) -> Response {
+        self.request(Method::PUT, path).json(body).send().await
+    }
+
+    /// `method path` (`"GET"`, `"POST"`, …), with a JSON body when one is given: for
+    /// tables of requests.
+    pub async fn send(self, method: &str, path: &str, body: Option<&Value>) -> Response {
+        let method = method.parse().expect("an HTTP method");
+        let request = self.request(method, path);
+        match body {
+            Some(body) => request.json(body).send().await,
+            None => request.send().await,
+        }
     }
 }
 
