@@ -14,7 +14,7 @@ use tenure_e2e::{TestApp, TestMerchant};
 use tenure_store::StoreError;
 use tenure_store::repo::invoices::{self, NewInvoice, SUBSCRIPTION_PERIOD_UNIQUE};
 
-use crate::fixtures;
+use crate::fixtures::{self, attach};
 
 fn merchant_id(m: &TestMerchant) -> MerchantId {
     m.id.parse().expect("merchant id")
@@ -83,17 +83,6 @@ pub(crate) async fn invoice(
     .await
     .expect("create invoice")
     .id
-}
-
-async fn attach(app: &TestApp, m: &TestMerchant, customer: &str, token: &str) -> Value {
-    app.by(&m.key)
-        .post(
-            &format!("/v1/customers/{customer}/payment_methods"),
-            &json!({"token": token}),
-        )
-        .await
-        .expect(201)
-        .body
 }
 
 pub(crate) async fn pay(
@@ -384,18 +373,7 @@ async fn card_numbers_are_refused_everywhere_and_never_stored_or_logged() {
     assert_eq!(after["metadata"], json!({}));
 
     // Nothing of it reached the database: dump all of it.
-    let dump = std::process::Command::new("pg_dump")
-        .arg("--data-only")
-        .arg("--dbname")
-        .arg(&app.db.url)
-        .output()
-        .expect("pg_dump runs");
-    assert!(
-        dump.status.success(),
-        "{}",
-        String::from_utf8_lossy(&dump.stderr)
-    );
-    let dump = String::from_utf8_lossy(&dump.stdout);
+    let dump = app.db.dump_data();
     assert!(
         dump.contains("u1@example.com"),
         "the dump has the test's data"
@@ -404,9 +382,8 @@ async fn card_numbers_are_refused_everywhere_and_never_stored_or_logged() {
     for pan in PANS {
         assert!(!squashed.contains(pan), "the database holds {pan}");
         // bytea columns (stored idempotent responses) are dumped as hex.
-        let hex: String = pan.bytes().map(|b| format!("{b:02x}")).collect();
         assert!(
-            !squashed.contains(&hex),
+            !squashed.contains(&fixtures::hex(pan)),
             "the database holds {pan} as bytes"
         );
     }
@@ -435,10 +412,7 @@ async fn default_and_removal_rules() {
     let m = app.merchant("A").await;
     let cus = fixtures::customer(&app, &m, "u1").await;
     let token = fixtures::session(&app, &m, &cus).await;
-    let visa = attach(&app, &m, &cus, "pm_card_visa").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let visa = fixtures::attach_card(&app, &m, &cus, "pm_card_visa").await;
     // The portal adds a second card and makes it the default.
     let mc = app
         .by(&token)
@@ -456,7 +430,7 @@ async fn default_and_removal_rules() {
             .unwrap()
             .iter()
             .filter(|pm| pm["is_default"] == true)
-            .map(|pm| pm["id"].as_str().unwrap().to_owned())
+            .map(|pm| fixtures::id(&pm))
             .collect()
     };
     let list = app.get_ok("/v1/portal/payment_methods", &token).await;
@@ -501,10 +475,7 @@ async fn default_and_removal_rules() {
 
     // Another customer's card is invisible to this customer's portal.
     let other = fixtures::customer(&app, &m, "u2").await;
-    let theirs = attach(&app, &m, &other, "pm_card_amex").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let theirs = fixtures::attach_card(&app, &m, &other, "pm_card_amex").await;
     app.by(&token)
         .delete(&format!("/v1/portal/payment_methods/{theirs}"))
         .await
@@ -671,20 +642,16 @@ async fn refunds_never_exceed_what_was_paid() {
     let cus = fixtures::customer(&app, &m, "u1").await;
     attach(&app, &m, &cus, "pm_card_visa").await;
     let id = invoice(&app, &m, &cus, 1000).await;
+    let path = format!("/v1/invoices/{id}/refund");
+    let refund = async |body: Value| app.by(&m.key).post(&path, &body).await;
 
     // Not paid yet.
-    app.by(&m.key)
-        .post(&format!("/v1/invoices/{id}/refund"), &json!({}))
+    refund(json!({}))
         .await
         .expect_problem(409, "invoice_not_paid");
     assert_eq!(pay(&app, &m, id).await.0, "succeeded");
 
-    let part = app
-        .by(&m.key)
-        .post(
-            &format!("/v1/invoices/{id}/refund"),
-            &json!({"amount": 300, "reason": "requested_by_customer"}),
-        )
+    let part = refund(json!({"amount": 300, "reason": "requested_by_customer"}))
         .await
         .expect(201);
     assert!(
@@ -705,18 +672,10 @@ async fn refunds_never_exceed_what_was_paid() {
         json!({"amount": 0}),
         json!({"amount": -5}),
     ] {
-        app.by(&m.key)
-            .post(&format!("/v1/invoices/{id}/refund"), &bad)
-            .await
-            .expect_problem(422, "validation_failed");
+        refund(bad).await.expect_problem(422, "validation_failed");
     }
     // Five concurrent refunds of 300 against the 700 left: at most two succeed.
-    let requests = (0..5).map(|_| {
-        app.post(&format!("/v1/invoices/{id}/refund"))
-            .bearer(&m.key)
-            .json(&json!({"amount": 300}))
-            .send()
-    });
+    let requests = (0..5).map(|_| refund(json!({"amount": 300})));
     let results = futures_util::future::join_all(requests).await;
     let ok = results.iter().filter(|r| r.status.as_u16() == 201).count();
     assert!(ok <= 2, "{ok} refunds of 300 out of 700");
@@ -724,14 +683,9 @@ async fn refunds_never_exceed_what_was_paid() {
         assert!([201, 409, 422].contains(&r.status.as_u16()), "{:?}", r.body);
     }
     // The rest, in full.
-    let rest = app
-        .by(&m.key)
-        .post(&format!("/v1/invoices/{id}/refund"), &json!({}))
-        .await
-        .expect(201);
+    let rest = refund(json!({})).await.expect(201);
     assert_eq!(rest.body["invoice"]["amount_refunded"]["amount"], 1000);
-    app.by(&m.key)
-        .post(&format!("/v1/invoices/{id}/refund"), &json!({}))
+    refund(json!({}))
         .await
         .expect_problem(409, "invoice_fully_refunded");
 
@@ -759,7 +713,7 @@ async fn refunds_never_exceed_what_was_paid() {
     // Unknown and other tenants' invoices are 404s.
     let other = app.merchant("B").await;
     app.by(&other.key)
-        .post(&format!("/v1/invoices/{id}/refund"), &json!({}))
+        .post(&path, &json!({}))
         .await
         .expect_problem(404, "resource_missing");
 }
@@ -778,7 +732,7 @@ async fn ids_page_by_page(app: &TestApp, query: &str, credential: &str) -> Vec<S
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|i| i["id"].as_str().unwrap().to_owned()),
+                .map(|i| fixtures::id(&i)),
         );
         if page["has_more"] != true {
             return ids;
@@ -1031,7 +985,7 @@ async fn invoices_are_listed_filtered_and_private_to_their_customer() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|i| i["id"].as_str().unwrap().to_owned())
+            .map(|i| fixtures::id(&i))
             .collect()
     };
     let paid = app
@@ -1176,30 +1130,13 @@ async fn the_last_payment_method_of_a_renewing_subscription_stays() {
     let product = fixtures::product(&app, &m, json!({})).await;
     let plan = fixtures::plan(&app, &m, &product, 1000).await;
     let cus = fixtures::customer(&app, &m, "c1").await;
-    let pm = attach(&app, &m, &cus, "pm_card_visa").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let sub = app
-        .by(&m.key)
-        .post(
-            "/v1/subscriptions",
-            &json!({"customer_id": cus, "plan_id": plan}),
-        )
-        .await
-        .expect(201)
-        .id();
+    let pm = fixtures::attach_card(&app, &m, &cus, "pm_card_visa").await;
+    let sub = fixtures::subscribe_id(&app, &m, &cus, &plan).await;
     app.by(&m.key)
         .delete(&format!("/v1/customers/{cus}/payment_methods/{pm}"))
         .await
         .expect_problem(409, "last_payment_method");
-    app.by(&m.key)
-        .post(
-            &format!("/v1/subscriptions/{sub}/cancel"),
-            &json!({"timing": "now"}),
-        )
-        .await
-        .expect(200);
+    fixtures::cancel(&app, &m, &sub, json!({"timing": "now"})).await;
     app.by(&m.key)
         .delete(&format!("/v1/customers/{cus}/payment_methods/{pm}"))
         .await

@@ -66,10 +66,7 @@ async fn plan(
 }
 
 async fn subscribe(app: &TestApp, m: &TestMerchant, customer: &str, plan: &str) -> String {
-    fixtures::subscribe(app, m, customer, plan).await["id"]
-        .as_str()
-        .expect("subscription id")
-        .to_owned()
+    fixtures::subscribe_id(app, m, customer, plan).await
 }
 
 async fn external_ids(app: &TestApp, m: &TestMerchant, query: &str) -> Vec<String> {
@@ -110,13 +107,13 @@ async fn context_and_segments_of_hand_built_customers() {
     // gone: 100 days, one canceled subscription, EUR 3000 paid.
     let gone = fixtures::customer(&app, &m, "gone").await;
     let gone_sub = subscribe(&app, &m, &gone, &eur_month).await;
-    app.by(&m.key)
-        .post(
-            &format!("/v1/subscriptions/{gone_sub}/cancel"),
-            &json!({"timing": "now", "access": "immediately", "reason": "other"}),
-        )
-        .await
-        .expect(200);
+    fixtures::cancel(
+        &app,
+        &m,
+        &gone_sub,
+        json!({"timing": "now", "access": "immediately", "reason": "other"}),
+    )
+    .await;
     app.exec(format!(
         "UPDATE customers SET created_at = now() - interval '100 days' WHERE id = '{}'",
         fixtures::customer_uuid(&gone)

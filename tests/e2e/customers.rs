@@ -6,6 +6,8 @@ use serde_json::json;
 use tenure_domain::ids::GenerateId;
 use tenure_e2e::TestApp;
 
+use crate::fixtures;
+
 #[actix_web::test]
 async fn customers_are_created_validated_and_unique_per_merchant() {
     let app = TestApp::new().await;
@@ -154,7 +156,7 @@ async fn pagination_walks_250_customers_exactly_once() {
         let res = app.get_ok(&path, &m.key).await;
         pages += 1;
         for c in res["data"].as_array().unwrap() {
-            seen.push(c["id"].as_str().unwrap().to_owned());
+            seen.push(fixtures::id(&c));
         }
         if res["has_more"] == false {
             assert_eq!(res["next_cursor"], serde_json::Value::Null);

@@ -538,10 +538,7 @@ impl World {
 
     /// A new active subscription of the signed-in customer to the cheaper plan.
     async fn subscription(&self) -> String {
-        fixtures::subscribe(&self.app, &self.m, &self.customer, &self.base).await["id"]
-            .as_str()
-            .expect("subscription id")
-            .to_owned()
+        fixtures::subscribe_id(&self.app, &self.m, &self.customer, &self.base).await
     }
 
     /// A pending cancellation request of the signed-in customer, asked for in the portal:

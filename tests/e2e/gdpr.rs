@@ -9,7 +9,7 @@ use tenure_domain::ids::MerchantId;
 use tenure_e2e::{Response, TestApp, TestMerchant};
 use tenure_store::repo::idempotency::{self, Claim, StoredResponse};
 
-use crate::fixtures;
+use crate::fixtures::{self, hex};
 
 const EMAIL: &str = "ada.lovelace@example.org";
 const NAME: &str = "Ada Lovelace";
@@ -28,25 +28,6 @@ async fn create_ada(app: &TestApp, m: &TestMerchant) -> Response {
             "locale": "en-GB", "metadata": {"crm": METADATA}, "tags": ["vip"]}),
         )
         .await
-}
-
-fn dump(app: &TestApp) -> String {
-    let out = std::process::Command::new("pg_dump")
-        .arg("--data-only")
-        .arg("--dbname")
-        .arg(&app.db.url)
-        .output()
-        .expect("pg_dump runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn hex(s: &str) -> String {
-    s.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
 #[derive(diesel::QueryableByName, Debug, PartialEq)]
@@ -96,29 +77,12 @@ async fn export_holds_everything_and_erase_anonymises_but_keeps_the_money() {
     let control = fixtures::customer(&app, &m, "control").await;
 
     let ada = create_ada(&app, &m).await.expect(201).id();
-    app.by(&m.key)
-        .post(
-            &format!("/v1/customers/{ada}/payment_methods"),
-            &json!({"token": "pm_card_visa"}),
-        )
-        .await
-        .expect(201);
-    let sub = app
-        .by(&m.key)
-        .post(
-            "/v1/subscriptions",
-            &json!({"customer_id": ada, "plan_id": plan}),
-        )
-        .await
-        .expect(201)
-        .id();
+    fixtures::attach(&app, &m, &ada, "pm_card_visa").await;
+    let sub = fixtures::subscribe_id(&app, &m, &ada, &plan).await;
     // A paid invoice with a partial refund, known amounts (the billing engine's own
     // invoices, if any, are counted the same way).
     let (inv, pay) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
-    let ada_uuid = ada
-        .parse::<tenure_domain::ids::CustomerId>()
-        .unwrap()
-        .uuid();
+    let ada_uuid = fixtures::customer_uuid(&ada);
     app.exec(format!(
         "INSERT INTO invoices (merchant_id, id, number, customer_id, status, currency, total, amount_paid, amount_refunded)
          SELECT merchant_id, '{inv}', 900, id, 'paid', 'EUR', 4200, 4200, 200 FROM customers WHERE id = '{ada_uuid}'"
@@ -272,7 +236,7 @@ async fn export_holds_everything_and_erase_anonymises_but_keeps_the_money() {
     assert!(event["data"].get("previous_attributes").is_none());
 
     // Nothing personal is left anywhere in the database; the control customer is.
-    let dump = dump(&app);
+    let dump = app.db.dump_data();
     assert!(
         dump.contains("control@example.com"),
         "the dump has the test's data"

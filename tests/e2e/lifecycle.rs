@@ -2,7 +2,7 @@
 //! policy), the portal's available actions, concurrency, and the worker applying
 //! scheduled cancellations and resumes when the test clock passes them.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 use diesel_async::RunQueryDsl;
 use futures_util::future::join_all;
 use serde_json::{Value, json};
@@ -11,51 +11,7 @@ use tenure_domain::clock::Clock;
 use tenure_domain::ids::GenerateId;
 use tenure_e2e::{Response, TestApp, TestMerchant};
 
-use crate::fixtures;
-
-/// A product with three plans: a trial plan, a base plan and a pricier one.
-pub struct Catalog {
-    pub product: String,
-    pub trial: String,
-    pub base: String,
-    pub premium: String,
-}
-
-pub async fn plan_with(
-    app: &TestApp,
-    m: &TestMerchant,
-    product: &str,
-    amount: i64,
-    trial_days: u32,
-) -> String {
-    app.by(&m.key)
-        .post(
-            "/v1/plans",
-            &json!({"product_id": product, "name": format!("Plan {amount}/{trial_days}"),
-            "price": {"amount": amount, "currency": "EUR"}, "interval": "month",
-            "trial_days": trial_days}),
-        )
-        .await
-        .expect(201)
-        .id()
-}
-
-pub async fn catalog(app: &TestApp, m: &TestMerchant, policy: Value) -> Catalog {
-    let product = fixtures::product(app, m, policy).await;
-    Catalog {
-        trial: plan_with(app, m, &product, 1000, 14).await,
-        base: plan_with(app, m, &product, 1000, 0).await,
-        premium: plan_with(app, m, &product, 2000, 0).await,
-        product,
-    }
-}
-
-fn time(v: &Value) -> DateTime<Utc> {
-    v.as_str()
-        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-        .map(|t| t.with_timezone(&Utc))
-        .unwrap_or_else(|| panic!("not a timestamp: {v}"))
-}
+use crate::fixtures::{self, Catalog, catalog, count_events, plan_with, time};
 
 async fn worker(app: &TestApp) -> usize {
     run_due_changes(&app.state, app.clock.now(), 100)
@@ -175,24 +131,22 @@ async fn every_row_of_the_transition_table_over_http() {
                 } else {
                     &cat.base
                 };
-                let sub = fixtures::subscribe(&app, &m, &customer, plan).await["id"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned();
+                let sub = fixtures::subscribe_id(&app, &m, &customer, plan).await;
+                let merchant = ("/v1/subscriptions", m.key.as_str());
+                let (base, credential) = match who {
+                    Who::Merchant => merchant,
+                    _ => ("/v1/portal/subscriptions", token.as_str()),
+                };
                 match status {
-                    "paused" if who == Who::Allowed => {
-                        app.by(&token)
-                            .post(
-                                &format!("/v1/portal/subscriptions/{sub}/pause"),
-                                &json!({"start": {"type": "now"}}),
-                            )
-                            .await
-                            .expect(200);
-                    }
+                    // The customer whose policy forbids pausing is paused by the merchant.
                     "paused" => {
-                        app.by(&m.key)
+                        let (base, credential) = match who {
+                            Who::Allowed => (base, credential),
+                            _ => merchant,
+                        };
+                        app.by(credential)
                             .post(
-                                &format!("/v1/subscriptions/{sub}/pause"),
+                                &format!("{base}/{sub}/pause"),
                                 &json!({"start": {"type": "now"}}),
                             )
                             .await
@@ -205,37 +159,39 @@ async fn every_row_of_the_transition_table_over_http() {
                             .expect(200);
                     }
                     "past_due" | "unpaid" => {
-                        let id: tenure_domain::ids::SubscriptionId = sub.parse().unwrap();
                         app.exec(&format!(
                                 "UPDATE subscriptions SET status = '{status}', \
                                  state = jsonb_set(state, '{{status}}', '\"{status}\"') WHERE id = '{}'",
-                                id.uuid()
+                                fixtures::subscription_uuid(&sub)
                             ),
                         )
                         .await;
                     }
                     _ => {}
                 }
-                let (base, credential) = match who {
-                    Who::Merchant => ("/v1/subscriptions", m.key.as_str()),
-                    _ => ("/v1/portal/subscriptions", token.as_str()),
-                };
-                let req = match act {
-                    Act::Pause => app
-                        .post(&format!("{base}/{sub}/pause"))
-                        .json(&json!({"start": {"type": "now"}})),
-                    Act::Resume => app.post(&format!("{base}/{sub}/resume")),
-                    Act::Cancel if who == Who::Merchant => {
-                        app.post(&format!("{base}/{sub}/cancel")).json(&json!({}))
+                let caller = app.by(credential);
+                let path = |action: &str| format!("{base}/{sub}/{action}");
+                let res = match act {
+                    Act::Pause => {
+                        caller
+                            .post(&path("pause"), &json!({"start": {"type": "now"}}))
+                            .await
                     }
-                    Act::Cancel => app
-                        .post(&format!("{base}/{sub}/cancel"))
-                        .json(&json!({"reason": "too_expensive"})),
-                    Act::ChangePlan => app
-                        .post(&format!("{base}/{sub}/change_plan"))
-                        .json(&json!({"plan_id": cat.premium})),
+                    Act::Resume => caller.post_empty(&path("resume")).await,
+                    Act::Cancel if who == Who::Merchant => {
+                        caller.post(&path("cancel"), &json!({})).await
+                    }
+                    Act::Cancel => {
+                        caller
+                            .post(&path("cancel"), &json!({"reason": "too_expensive"}))
+                            .await
+                    }
+                    Act::ChangePlan => {
+                        caller
+                            .post(&path("change_plan"), &json!({"plan_id": cat.premium}))
+                            .await
+                    }
                 };
-                let res = req.bearer(credential).send().await;
                 let context = format!("{who:?} {act:?} on {status}");
                 match expected(status, who, act) {
                     Some((code, name)) => {
@@ -278,22 +234,33 @@ async fn every_row_of_the_transition_table_over_http() {
     assert_eq!(rows, 72);
 }
 
-/// A customer subscribed to the base plan of a new catalog with `policy`, signed in:
-/// the catalog, their session token and the subscription's id.
-async fn signed_in_subscriber(
+/// A customer subscribed to the base plan of a new catalog, signed in.
+struct Subscriber {
+    cat: Catalog,
+    customer: String,
+    /// Their portal session.
+    token: String,
+    /// The subscription's id.
+    sub: String,
+}
+
+/// A [`Subscriber`] known as `external_id`, to a catalog with the portal `policy`.
+async fn subscriber(
     app: &TestApp,
     m: &TestMerchant,
     policy: Value,
     external_id: &str,
-) -> (Catalog, String, String) {
+) -> Subscriber {
     let cat = catalog(app, m, policy).await;
     let customer = fixtures::customer(app, m, external_id).await;
     let token = fixtures::session(app, m, &customer).await;
-    let sub = fixtures::subscribe(app, m, &customer, &cat.base).await["id"]
-        .as_str()
-        .map(str::to_owned)
-        .expect("a subscription id");
-    (cat, token, sub)
+    let sub = fixtures::subscribe_id(app, m, &customer, &cat.base).await;
+    Subscriber {
+        cat,
+        customer,
+        token,
+        sub,
+    }
 }
 
 /// The portal's read of one subscription, as its customer.
@@ -309,8 +276,9 @@ async fn portal_read(app: &TestApp, token: &str, sub: &str) -> Value {
 async fn the_portal_read_and_list_show_catalog_changes_at_once() {
     let app = TestApp::new().await;
     let m = app.merchant("A").await;
-    let (cat, token, sub) =
-        signed_in_subscriber(&app, &m, json!({"allow_plan_change": true}), "c-archived").await;
+    let Subscriber {
+        cat, token, sub, ..
+    } = subscriber(&app, &m, json!({"allow_plan_change": true}), "c-archived").await;
     let read = |token: String, sub: String| {
         let app = &app;
         async move {
@@ -382,8 +350,9 @@ async fn the_portal_read_and_list_show_catalog_changes_at_once() {
 async fn actions_are_checked_against_the_stored_policy_not_the_portal_cache() {
     let app = TestApp::new().await;
     let m = app.merchant("A").await;
-    let (cat, token, sub) =
-        signed_in_subscriber(&app, &m, json!({"allow_pause": true}), "c-cache").await;
+    let Subscriber {
+        cat, token, sub, ..
+    } = subscriber(&app, &m, json!({"allow_pause": true}), "c-cache").await;
     let shown = portal_read(&app, &token, &sub).await;
     assert!(shown["available_actions"]["pause"].is_object());
     app.exec(&format!(
@@ -506,13 +475,9 @@ async fn the_four_portal_policy_cases_show_exactly_the_allowed_buttons() {
 async fn fifty_concurrent_conflicting_actions_leave_a_valid_state() {
     let app = TestApp::new().await;
     let m = app.merchant("A").await;
-    let cat = catalog(&app, &m, json!({})).await;
-    let customer = fixtures::customer(&app, &m, "busy").await;
-    let token = fixtures::session(&app, &m, &customer).await;
-    let sub = fixtures::subscribe(&app, &m, &customer, &cat.base).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let Subscriber {
+        cat, token, sub, ..
+    } = subscriber(&app, &m, json!({}), "busy").await;
     // Mostly pauses, resumes and plan changes by both audiences; two cancellations late
     // in the batch, so the earlier actions race each other rather than a cancellation.
     let requests = (0..50).map(|i| {
@@ -559,13 +524,7 @@ async fn fifty_concurrent_conflicting_actions_leave_a_valid_state() {
     let current = app
         .get_ok(&format!("/v1/subscriptions/{sub}"), &m.key)
         .await;
-    let app = &app;
-    let count = |event: &str| {
-        let q = format!(
-            "SELECT count(*) AS n FROM events WHERE resource_id = '{sub}' AND event_type = '{event}'"
-        );
-        async move { app.count(&q).await }
-    };
+    let count = |event: &'static str| count_events(&app, &sub, event);
     let paused = count("subscription.paused").await;
     let resumed = count("subscription.resumed").await;
     let is_paused = i64::from(current["status"] == "paused");
@@ -733,13 +692,7 @@ async fn a_requested_cancellation_takes_effect_when_due_and_resolves_its_ticket(
         .get_ok(&format!("/v1/support_tickets/{ticket_id}"), &m.key)
         .await;
     assert_eq!(ticket["status"], "resolved");
-    assert_eq!(
-        app.count(&format!(
-            "SELECT count(*) AS n FROM events WHERE resource_id = '{sub}' AND event_type = 'subscription.canceled'"
-        ))
-        .await,
-        1
-    );
+    assert_eq!(count_events(&app, &sub, "subscription.canceled").await, 1);
     assert_invariants(&app, &sub).await;
 }
 
@@ -752,41 +705,33 @@ async fn customers_withdraw_and_merchants_approve_or_decline_requests() {
     for name in ["withdraws", "approved", "declined"] {
         let customer = fixtures::customer(&app, &m, name).await;
         let token = fixtures::session(&app, &m, &customer).await;
-        let sub = fixtures::subscribe(&app, &m, &customer, &cat.base).await["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let res = app
-            .by(&token)
+        let sub = fixtures::subscribe_id(&app, &m, &customer, &cat.base).await;
+        let request = fixtures::request_cancellation(&app, &token, &sub, "missing_features").await;
+        setups.push((token, sub, fixtures::id(&request)));
+    }
+    let decline = async |request: &str, message: &str| {
+        app.by(&m.key)
             .post(
-                &format!("/v1/portal/subscriptions/{sub}/cancel"),
-                &json!({"reason": "missing_features"}),
+                &format!("/v1/cancellation_requests/{request}/decline"),
+                &json!({"message": message}),
             )
             .await
-            .expect(200);
-        let request = res.body["cancellation_request"]["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        setups.push((token, sub, request));
-    }
+    };
 
     let (token, sub, request) = &setups[0];
-    let res = app
-        .by(token)
-        .post_empty(&format!(
-            "/v1/portal/cancellation_requests/{request}/withdraw"
-        ))
-        .await
-        .expect(200);
+    let withdraw = async || {
+        app.by(token)
+            .post_empty(&format!(
+                "/v1/portal/cancellation_requests/{request}/withdraw"
+            ))
+            .await
+    };
+    let res = withdraw().await.expect(200);
     assert_eq!(res.body["cancellation_request"]["status"], "withdrawn");
     assert!(res.body["subscription"]["cancel_at"].is_null());
     assert_eq!(res.body["subscription"]["status"], "active");
     assert!(res.body["subscription"]["available_actions"]["cancel"].is_object());
-    app.by(token)
-        .post_empty(&format!(
-            "/v1/portal/cancellation_requests/{request}/withdraw"
-        ))
+    withdraw()
         .await
         .expect_problem(409, "cancellation_request_not_pending");
     assert_invariants(&app, sub).await;
@@ -808,28 +753,15 @@ async fn customers_withdraw_and_merchants_approve_or_decline_requests() {
         .get_ok(&format!("/v1/support_tickets/{ticket}"), &m.key)
         .await;
     assert_eq!(t["status"], "resolved");
-    app.by(&m.key)
-        .post(
-            &format!("/v1/cancellation_requests/{request}/decline"),
-            &json!({"message": "too late"}),
-        )
+    decline(request, "too late")
         .await
         .expect_problem(409, "cancellation_request_not_pending");
 
     let (token, sub, request) = &setups[2];
-    app.by(&m.key)
-        .post(
-            &format!("/v1/cancellation_requests/{request}/decline"),
-            &json!({"message": "   "}),
-        )
+    decline(request, "   ")
         .await
         .expect_problem(422, "validation_failed");
-    let res = app
-        .by(&m.key)
-        .post(
-            &format!("/v1/cancellation_requests/{request}/decline"),
-            &json!({"message": "Your contract runs until March."}),
-        )
+    let res = decline(request, "Your contract runs until March.")
         .await
         .expect(200);
     assert_eq!(res.body["status"], "declined");
@@ -887,13 +819,12 @@ async fn customers_withdraw_and_merchants_approve_or_decline_requests() {
 async fn a_pause_resumes_by_itself_when_the_clock_passes_its_end() {
     let app = TestApp::new().await;
     let m = app.merchant("A").await;
-    let cat = catalog(&app, &m, json!({"max_pause_days": 30})).await;
-    let customer = fixtures::customer(&app, &m, "napper").await;
-    let token = fixtures::session(&app, &m, &customer).await;
-    let sub = fixtures::subscribe(&app, &m, &customer, &cat.base).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let Subscriber {
+        customer,
+        token,
+        sub,
+        ..
+    } = subscriber(&app, &m, json!({"max_pause_days": 30}), "napper").await;
     let pause = |body: Value| {
         app.post(&format!("/v1/portal/subscriptions/{sub}/pause"))
             .bearer(&token)
@@ -940,13 +871,7 @@ async fn a_pause_resumes_by_itself_when_the_clock_passes_its_end() {
     assert_eq!(after["status"], "active");
     assert!(after["pause"].is_null());
     assert_eq!(after["available_actions"]["pause"]["max_pause_days"], 30);
-    assert_eq!(
-        app.count(&format!(
-            "SELECT count(*) AS n FROM events WHERE resource_id = '{sub}' AND event_type = 'subscription.resumed'"
-        ))
-        .await,
-        1
-    );
+    assert_eq!(count_events(&app, &sub, "subscription.resumed").await, 1);
     assert_invariants(&app, &sub).await;
 }
 
@@ -959,7 +884,7 @@ async fn trials_end_and_scheduled_pauses_start_through_the_worker() {
     let sub = fixtures::subscribe(&app, &m, &customer, &cat.trial).await;
     assert_eq!(sub["status"], "trialing");
     let trial_end = time(&sub["trial_end"]);
-    let sub = sub["id"].as_str().unwrap().to_owned();
+    let sub = fixtures::id(&sub);
     app.clock.advance_to(trial_end + Duration::seconds(1));
     assert_eq!(worker(&app).await, 1);
     let active = app
@@ -996,18 +921,20 @@ async fn plan_changes_preview_prorate_and_downgrades_wait_for_period_end() {
     let m = app.merchant("A").await;
     let cat = catalog(&app, &m, json!({})).await;
     let customer = fixtures::customer(&app, &m, "switcher").await;
-    let sub = fixtures::subscribe(&app, &m, &customer, &cat.base).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let sub = fixtures::subscribe_id(&app, &m, &customer, &cat.base).await;
     app.clock.advance(Duration::days(10));
     let token = fixtures::session(&app, &m, &customer).await;
-    let preview = app
-        .by(&token)
-        .post(
-            &format!("/v1/portal/subscriptions/{sub}/change_plan/preview"),
-            &json!({"plan_id": cat.premium}),
-        )
+    let portal = app.by(&token);
+    // `POST …/{action}` to the plan: `change_plan` or `change_plan/preview`.
+    let plan_change = async |action: &str, plan: &str| {
+        portal
+            .post(
+                &format!("/v1/portal/subscriptions/{sub}/{action}"),
+                &json!({"plan_id": plan}),
+            )
+            .await
+    };
+    let preview = plan_change("change_plan/preview", &cat.premium)
         .await
         .expect(200)
         .body;
@@ -1023,19 +950,10 @@ async fn plan_changes_preview_prorate_and_downgrades_wait_for_period_end() {
     assert_eq!(sum, due - credit);
     assert!(due > 0 && due < 1000, "{preview}");
     assert_eq!(preview["amount_due_now"]["currency"], "EUR");
-    app.by(&token)
-        .post(
-            &format!("/v1/portal/subscriptions/{sub}/change_plan"),
-            &json!({"plan_id": cat.base}),
-        )
+    plan_change("change_plan", &cat.base)
         .await
         .expect_problem(409, "same_plan");
-    let up = app
-        .by(&token)
-        .post(
-            &format!("/v1/portal/subscriptions/{sub}/change_plan"),
-            &json!({"plan_id": cat.premium}),
-        )
+    let up = plan_change("change_plan", &cat.premium)
         .await
         .expect(200)
         .body;
@@ -1067,26 +985,13 @@ async fn plan_changes_preview_prorate_and_downgrades_wait_for_period_end() {
         "{previewed:?}"
     );
     assert_eq!(described(&upcoming["lines"]), previewed, "{upcoming}");
-    let down = app
-        .by(&token)
-        .post(
-            &format!("/v1/portal/subscriptions/{sub}/change_plan/preview"),
-            &json!({"plan_id": cat.base}),
-        )
+    let down = plan_change("change_plan/preview", &cat.base)
         .await
         .expect(200)
         .body;
     assert_eq!(down["timing"], "period_end");
     assert!(down["lines"].as_array().unwrap().is_empty());
-    let scheduled = app
-        .by(&token)
-        .post(
-            &format!("/v1/portal/subscriptions/{sub}/change_plan"),
-            &json!({"plan_id": cat.base}),
-        )
-        .await
-        .expect(200)
-        .body;
+    let scheduled = plan_change("change_plan", &cat.base).await.expect(200).body;
     assert_eq!(
         scheduled["plan_id"],
         cat.premium.as_str(),
@@ -1108,11 +1013,7 @@ async fn plan_changes_preview_prorate_and_downgrades_wait_for_period_end() {
         .body;
     assert!(removed["scheduled_changes"].as_array().unwrap().is_empty());
     // A plan of another merchant, or junk, is a validation error, never a 500.
-    app.by(&token)
-        .post(
-            &format!("/v1/portal/subscriptions/{sub}/change_plan"),
-            &json!({"plan_id": "plan_nope"}),
-        )
+    plan_change("change_plan", "plan_nope")
         .await
         .expect_problem(422, "validation_failed");
     app.by(&m.key)
@@ -1238,94 +1139,62 @@ async fn other_tenants_and_other_customers_get_404() {
     let other = fixtures::customer(&app, &a, "other").await;
     let owner_token = fixtures::session(&app, &a, &owner).await;
     let other_token = fixtures::session(&app, &a, &other).await;
-    let sub = fixtures::subscribe(&app, &a, &owner, &cat.base).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let res = app
-        .by(&owner_token)
-        .post(
-            &format!("/v1/portal/subscriptions/{sub}/cancel"),
-            &json!({"reason": "unused"}),
-        )
-        .await
-        .expect(200);
-    let request = res.body["cancellation_request"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let ticket = res.body["cancellation_request"]["ticket_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let sub = fixtures::subscribe_id(&app, &a, &owner, &cat.base).await;
+    let request = fixtures::request_cancellation(&app, &owner_token, &sub, "unused").await;
+    let ticket = request["ticket_id"].as_str().unwrap().to_owned();
+    let request = fixtures::id(&request);
+    let pause = json!({"start": {"type": "now"}});
 
-    for path in [
-        format!("/v1/subscriptions/{sub}"),
-        format!("/v1/cancellation_requests/{request}"),
-        format!("/v1/support_tickets/{ticket}"),
-    ] {
-        app.by(&b.key)
-            .get(&path)
-            .await
-            .expect_problem(404, "resource_missing");
-    }
-    app.by(&b.key)
-        .post(
-            &format!("/v1/subscriptions/{sub}/pause"),
-            &json!({"start": {"type": "now"}}),
-        )
-        .await
-        .expect_problem(404, "resource_missing");
-    app.by(&b.key)
-        .post_empty(&format!("/v1/cancellation_requests/{request}/approve"))
-        .await
-        .expect_problem(404, "resource_missing");
-    assert!(
-        app.get_ok("/v1/subscriptions", &b.key).await["data"]
-            .as_array()
-            .unwrap()
-            .is_empty()
-    );
+    fixtures::assert_missing(
+        app.by(&b.key),
+        &[
+            ("GET", format!("/v1/subscriptions/{sub}"), None),
+            ("GET", format!("/v1/cancellation_requests/{request}"), None),
+            ("GET", format!("/v1/support_tickets/{ticket}"), None),
+            (
+                "POST",
+                format!("/v1/subscriptions/{sub}/pause"),
+                Some(pause.clone()),
+            ),
+            (
+                "POST",
+                format!("/v1/cancellation_requests/{request}/approve"),
+                None,
+            ),
+        ],
+    )
+    .await;
+    fixtures::assert_empty(&app.get_ok("/v1/subscriptions", &b.key).await);
 
-    app.by(&other_token)
-        .get(&format!("/v1/portal/subscriptions/{sub}"))
-        .await
-        .expect_problem(404, "resource_missing");
-    app.by(&other_token)
-        .post(
-            &format!("/v1/portal/subscriptions/{sub}/pause"),
-            &json!({"start": {"type": "now"}}),
-        )
-        .await
-        .expect_problem(404, "resource_missing");
-    app.by(&other_token)
-        .post(
-            &format!("/v1/portal/subscriptions/{sub}/change_plan/preview"),
-            &json!({"plan_id": cat.premium}),
-        )
-        .await
-        .expect_problem(404, "resource_missing");
-    app.by(&other_token)
-        .post_empty(&format!(
-            "/v1/portal/cancellation_requests/{request}/withdraw"
-        ))
-        .await
-        .expect_problem(404, "resource_missing");
-    app.by(&other_token)
-        .post(
-            &format!("/v1/portal/support_tickets/{ticket}/replies"),
-            &json!({"body": "hi"}),
-        )
-        .await
-        .expect_problem(404, "resource_missing");
+    fixtures::assert_missing(
+        app.by(&other_token),
+        &[
+            ("GET", format!("/v1/portal/subscriptions/{sub}"), None),
+            (
+                "POST",
+                format!("/v1/portal/subscriptions/{sub}/pause"),
+                Some(pause),
+            ),
+            (
+                "POST",
+                format!("/v1/portal/subscriptions/{sub}/change_plan/preview"),
+                Some(json!({"plan_id": cat.premium})),
+            ),
+            (
+                "POST",
+                format!("/v1/portal/cancellation_requests/{request}/withdraw"),
+                None,
+            ),
+            (
+                "POST",
+                format!("/v1/portal/support_tickets/{ticket}/replies"),
+                Some(json!({"body": "hi"})),
+            ),
+        ],
+    )
+    .await;
     for path in ["/v1/portal/subscriptions", "/v1/portal/support_tickets"] {
-        assert!(
-            app.get_ok(path, &other_token).await["data"]
-                .as_array()
-                .unwrap()
-                .is_empty(),
-            "{path}"
-        );
+        fixtures::assert_empty(&app.get_ok(path, &other_token).await);
     }
     // Malformed ids are 404s too, and merchant keys stay out of the portal.
     app.by(&owner_token)
@@ -1344,27 +1213,30 @@ async fn other_tenants_and_other_customers_get_404() {
     assert!(mine["cancel_at"].is_string());
 }
 
+/// `n` subscriptions of one customer (`external_id`), each cancelled by the merchant at
+/// its period's end: their ids.
+async fn cancelling_at_period_end(
+    app: &TestApp,
+    m: &TestMerchant,
+    external_id: &str,
+    n: usize,
+) -> Vec<String> {
+    let cat = catalog(app, m, json!({})).await;
+    let customer = fixtures::customer(app, m, external_id).await;
+    let mut subs = Vec::new();
+    for _ in 0..n {
+        let sub = fixtures::subscribe_id(app, m, &customer, &cat.base).await;
+        fixtures::cancel(app, m, &sub, json!({"timing": "period_end"})).await;
+        subs.push(sub);
+    }
+    subs
+}
+
 #[actix_web::test]
 async fn concurrent_workers_apply_each_due_change_exactly_once() {
     let app = TestApp::new().await;
     let m = app.merchant("A").await;
-    let cat = catalog(&app, &m, json!({})).await;
-    let customer = fixtures::customer(&app, &m, "many").await;
-    let mut subs = Vec::new();
-    for _ in 0..12 {
-        let sub = fixtures::subscribe(&app, &m, &customer, &cat.base).await["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        app.by(&m.key)
-            .post(
-                &format!("/v1/subscriptions/{sub}/cancel"),
-                &json!({"timing": "period_end"}),
-            )
-            .await
-            .expect(200);
-        subs.push(sub);
-    }
+    let subs = cancelling_at_period_end(&app, &m, "many", 12).await;
     app.clock.advance(Duration::days(32));
     let now = app.clock.now();
     let rounds = join_all((0..4).map(|_| run_due_changes(&app.state, now, 100))).await;
@@ -1396,19 +1268,9 @@ async fn concurrent_workers_apply_each_due_change_exactly_once() {
 async fn the_server_worker_loop_applies_due_changes_in_the_background() {
     let app = TestApp::new().await;
     let m = app.merchant("A").await;
-    let cat = catalog(&app, &m, json!({})).await;
-    let customer = fixtures::customer(&app, &m, "looped").await;
-    let sub = fixtures::subscribe(&app, &m, &customer, &cat.base).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    app.by(&m.key)
-        .post(
-            &format!("/v1/subscriptions/{sub}/cancel"),
-            &json!({"timing": "period_end"}),
-        )
+    let sub = cancelling_at_period_end(&app, &m, "looped", 1)
         .await
-        .expect(200);
+        .remove(0);
     let task = actix_web::rt::spawn(tenure_server::workers::lifecycle_loop(
         app.state.clone(),
         std::time::Duration::from_millis(20),
@@ -1443,10 +1305,7 @@ async fn immediate_mode_needs_confirmation_and_notice_only_ignores_the_period() 
     let customer = fixtures::customer(&app, &m, "quick").await;
     let token = fixtures::session(&app, &m, &customer).await;
 
-    let sub = fixtures::subscribe(&app, &m, &customer, &immediate.base).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let sub = fixtures::subscribe_id(&app, &m, &customer, &immediate.base).await;
     let view = app
         .get_ok(&format!("/v1/portal/subscriptions/{sub}"), &token)
         .await;
@@ -1481,10 +1340,7 @@ async fn immediate_mode_needs_confirmation_and_notice_only_ignores_the_period() 
     assert_eq!(again.header("etag"), done.header("etag"));
     assert!(done.body["subscription"]["available_actions"]["cancel"].is_null());
 
-    let sub = fixtures::subscribe(&app, &m, &customer, &notice_only.base).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let sub = fixtures::subscribe_id(&app, &m, &customer, &notice_only.base).await;
     let asked = app.clock.now();
     let res = app
         .by(&token)
@@ -1512,23 +1368,7 @@ async fn immediate_mode_needs_confirmation_and_notice_only_ignores_the_period() 
 async fn workers_and_requests_racing_on_due_subscriptions_cancel_each_once() {
     let app = TestApp::new().await;
     let m = app.merchant("A").await;
-    let cat = catalog(&app, &m, json!({})).await;
-    let customer = fixtures::customer(&app, &m, "racer").await;
-    let mut subs = Vec::new();
-    for _ in 0..10 {
-        let sub = fixtures::subscribe(&app, &m, &customer, &cat.base).await["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        app.by(&m.key)
-            .post(
-                &format!("/v1/subscriptions/{sub}/cancel"),
-                &json!({"timing": "period_end"}),
-            )
-            .await
-            .expect(200);
-        subs.push(sub);
-    }
+    let subs = cancelling_at_period_end(&app, &m, "racer", 10).await;
     app.clock.advance(Duration::days(32));
     let now = app.clock.now();
     let requests = join_all(subs.iter().map(|sub| {
@@ -1556,10 +1396,7 @@ async fn workers_and_requests_racing_on_due_subscriptions_cancel_each_once() {
             "canceled"
         );
         assert_eq!(
-            app.count(&format!(
-                "SELECT count(*) AS n FROM events WHERE resource_id = '{sub}' AND event_type = 'subscription.canceled'"
-            ))
-            .await,
+            count_events(&app, &sub, "subscription.canceled").await,
             1,
             "{sub} ended once"
         );
@@ -1575,29 +1412,11 @@ async fn workers_and_requests_racing_on_due_subscriptions_cancel_each_once() {
 async fn a_merchant_removing_a_requested_cancellation_declines_the_request() {
     let app = TestApp::new().await;
     let m = app.merchant("A").await;
-    let cat = catalog(&app, &m, json!({"notice_period_days": 10})).await;
-    let customer = fixtures::customer(&app, &m, "kept").await;
-    let token = fixtures::session(&app, &m, &customer).await;
-    let sub = fixtures::subscribe(&app, &m, &customer, &cat.base).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let res = app
-        .by(&token)
-        .post(
-            &format!("/v1/portal/subscriptions/{sub}/cancel"),
-            &json!({"reason": "low_quality"}),
-        )
-        .await
-        .expect(200);
-    let request = res.body["cancellation_request"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let change = res.body["subscription"]["scheduled_changes"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let Subscriber { token, sub, .. } =
+        subscriber(&app, &m, json!({"notice_period_days": 10}), "kept").await;
+    let res = fixtures::portal_cancel(&app, &token, &sub, json!({"reason": "low_quality"})).await;
+    let request = fixtures::id(&res["cancellation_request"]);
+    let change = fixtures::id(&res["subscription"]["scheduled_changes"][0]);
     let merchant_view = app
         .get_ok(&format!("/v1/subscriptions/{sub}"), &m.key)
         .await;
@@ -1636,10 +1455,7 @@ async fn a_merchant_removing_a_requested_cancellation_declines_the_request() {
         .await;
     assert_eq!(request["status"], "declined");
     assert_eq!(
-        app.count(&format!(
-            "SELECT count(*) AS n FROM events WHERE resource_id = '{sub}' AND event_type = 'subscription.cancellation_withdrawn'"
-        ))
-        .await,
+        count_events(&app, &sub, "subscription.cancellation_withdrawn").await,
         1
     );
     // The portal filters by status.
@@ -1668,7 +1484,11 @@ async fn a_cancellation_keeps_who_cancelled_and_why() {
         async move { app.get_ok(&path, &key).await["cancellation_details"].clone() }
     };
 
-    let (_, token, at_once) = signed_in_subscriber(
+    let Subscriber {
+        token,
+        sub: at_once,
+        ..
+    } = subscriber(
         &app,
         &m,
         json!({"cancellation_mode": "immediate"}),
@@ -1700,8 +1520,11 @@ async fn a_cancellation_keeps_who_cancelled_and_why() {
     );
 
     // A request with notice: kept while pending, then replaced by the merchant's.
-    let (_, token, requested) =
-        signed_in_subscriber(&app, &m, json!({"notice_period_days": 30}), "asker").await;
+    let Subscriber {
+        token,
+        sub: requested,
+        ..
+    } = subscriber(&app, &m, json!({"notice_period_days": 30}), "asker").await;
     app.by(&token)
         .post(
             &format!("/v1/portal/subscriptions/{requested}/cancel"),
@@ -1713,13 +1536,13 @@ async fn a_cancellation_keeps_who_cancelled_and_why() {
         details(&requested).await,
         json!({"reason": "too_expensive", "message": "Too dear", "requested_by": "customer"})
     );
-    app.by(&m.key)
-        .post(
-            &format!("/v1/subscriptions/{requested}/cancel"),
-            &json!({"timing": "now", "reason": "other", "message": "Chargeback filed"}),
-        )
-        .await
-        .expect(200);
+    fixtures::cancel(
+        &app,
+        &m,
+        &requested,
+        json!({"timing": "now", "reason": "other", "message": "Chargeback filed"}),
+    )
+    .await;
     assert_eq!(
         details(&requested).await,
         json!({"reason": "other", "message": "Chargeback filed", "requested_by": "merchant"})
@@ -1733,8 +1556,11 @@ async fn a_cancellation_keeps_who_cancelled_and_why() {
     );
 
     // A request the merchant approves early ends as the customer's cancellation.
-    let (_, token, approved) =
-        signed_in_subscriber(&app, &m, json!({"notice_period_days": 30}), "approved").await;
+    let Subscriber {
+        token,
+        sub: approved,
+        ..
+    } = subscriber(&app, &m, json!({"notice_period_days": 30}), "approved").await;
     let asked = app
         .by(&token)
         .post(
@@ -1762,9 +1588,11 @@ async fn a_cancellation_keeps_who_cancelled_and_why() {
 async fn customers_read_their_own_request_and_ticket() {
     let app = TestApp::new().await;
     let m = app.merchant("A").await;
-    let (_, token, sub) =
-        signed_in_subscriber(&app, &m, json!({"notice_period_days": 30}), "reader").await;
-    let (_, other_token, _) = signed_in_subscriber(&app, &m, json!({}), "other").await;
+    let Subscriber { token, sub, .. } =
+        subscriber(&app, &m, json!({"notice_period_days": 30}), "reader").await;
+    let Subscriber {
+        token: other_token, ..
+    } = subscriber(&app, &m, json!({}), "other").await;
     let asked = app
         .by(&token)
         .post(

@@ -55,10 +55,7 @@ fn currency<'a>(body: &'a Value, code: &str) -> &'a Value {
 /// A cancellation request of `reason` made now (by SQL: the portal flow is tested
 /// elsewhere; here only its row matters).
 async fn cancellation_request(app: &TestApp, sub: &str, reason: &str, at: DateTime<Utc>) {
-    let sub = sub
-        .parse::<tenure_domain::ids::SubscriptionId>()
-        .unwrap()
-        .uuid();
+    let sub = fixtures::subscription_uuid(&sub);
     let (ticket, request) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
     app.exec(format!(
             "INSERT INTO support_tickets (merchant_id, id, customer_id, subscription_id, subject, status, channel, created_at, updated_at)
@@ -84,10 +81,7 @@ async fn offer_outcome(
     outcome: &str,
     at: DateTime<Utc>,
 ) {
-    let sub = sub
-        .parse::<tenure_domain::ids::SubscriptionId>()
-        .unwrap()
-        .uuid();
+    let sub = fixtures::subscription_uuid(&sub);
     app.exec(format!(
             "INSERT INTO retention_offer_outcomes (merchant_id, id, offer_id, customer_id, subscription_id, outcome, created_at)
              SELECT merchant_id, '{}', '{offer}', customer_id, id, '{outcome}', '{at}'
@@ -127,21 +121,12 @@ async fn metrics_of_a_hand_built_history_in_two_currencies() {
 
     // Day 0: EUR c1 (1000 monthly + 700 weekly = 1000 + 3033), c2 (12006 yearly = 1001),
     // c3 (2000); USD c4 (500), c5 (1500).
-    let s1 = fixtures::subscribe(&app, &m, &c1, &eur_month).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let s1 = fixtures::subscribe_id(&app, &m, &c1, &eur_month).await;
     fixtures::subscribe(&app, &m, &c1, &eur_week).await;
     fixtures::subscribe(&app, &m, &c2, &eur_year).await;
-    let s3 = fixtures::subscribe(&app, &m, &c3, &eur_month_2000).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let s3 = fixtures::subscribe_id(&app, &m, &c3, &eur_month_2000).await;
     fixtures::subscribe(&app, &m, &c4, &usd_month).await;
-    let u2 = fixtures::subscribe(&app, &m, &c5, &usd_month_1500).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let u2 = fixtures::subscribe_id(&app, &m, &c5, &usd_month_1500).await;
 
     // Day 10: the period starts.
     app.clock.advance(Duration::days(10));
@@ -154,13 +139,13 @@ async fn metrics_of_a_hand_built_history_in_two_currencies() {
     // c5 pauses; c1 upgrades 1000 -> 1500.
     app.clock.advance(Duration::days(3));
     cancellation_request(&app, &s3, "too_expensive", app.clock.now()).await;
-    app.by(&m.key)
-        .post(
-            &format!("/v1/subscriptions/{s3}/cancel"),
-            &json!({"timing": "now", "access": "immediately", "reason": "too_expensive"}),
-        )
-        .await
-        .expect(200);
+    fixtures::cancel(
+        &app,
+        &m,
+        &s3,
+        json!({"timing": "now", "access": "immediately", "reason": "too_expensive"}),
+    )
+    .await;
     fixtures::subscribe(&app, &m, &c6, &eur_month_4000).await;
     app.by(&m.key)
         .post(

@@ -275,10 +275,7 @@ async fn documented_preconditions_are_honoured() {
     let other_plan = fixtures::plan(&app, &m, &product, 2000).await;
     let customer = fixtures::customer(&app, &m, "c1").await;
     let token = fixtures::session(&app, &m, &customer).await;
-    let sub = fixtures::subscribe(&app, &m, &customer, &plan).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let sub = fixtures::subscribe_id(&app, &m, &customer, &plan).await;
     let paused = app
         .by(&m.key)
         .post(

@@ -285,7 +285,7 @@ async fn a_validly_signed_token_pairing_a_merchant_with_another_merchant_s_custo
     let b = app.merchant("B").await;
     // A's customer has a card, a subscription with its first invoice, and a pending
     // cancellation request with its ticket; B's customer a subscription.
-    let cat_a = crate::lifecycle::catalog(&app, &a, json!({})).await;
+    let cat_a = fixtures::catalog(&app, &a, json!({})).await;
     let alice = fixtures::customer(&app, &a, "alice").await;
     let card = fixtures::attach_card(&app, &a, &alice, "pm_card_visa").await;
     let alice_subs = subscriptions(&app, &a, &alice, &cat_a.base, 2).await;
@@ -304,12 +304,9 @@ async fn a_validly_signed_token_pairing_a_merchant_with_another_merchant_s_custo
         .as_str()
         .expect("the first period's invoice")
         .to_owned();
-    let cat_b = crate::lifecycle::catalog(&app, &b, json!({})).await;
+    let cat_b = fixtures::catalog(&app, &b, json!({})).await;
     let bob = fixtures::customer(&app, &b, "bob").await;
-    let bob_sub = fixtures::subscribe(&app, &b, &bob, &cat_b.base).await["id"]
-        .as_str()
-        .expect("subscription id")
-        .to_owned();
+    let bob_sub = fixtures::subscribe_id(&app, &b, &bob, &cat_b.base).await;
 
     let secret = tenure_secret(&app).await;
     let key = EncodingKey::from_secret(&secret);
@@ -709,8 +706,7 @@ async fn subscriptions(
 ) -> Vec<String> {
     let mut ids = Vec::new();
     for _ in 0..count {
-        let sub = fixtures::subscribe(app, m, customer, plan).await;
-        ids.push(sub["id"].as_str().expect("subscription id").to_owned());
+        ids.push(fixtures::subscribe_id(app, m, customer, plan).await);
     }
     ids
 }
@@ -719,15 +715,7 @@ async fn subscriptions(
 async fn request_cancellations(app: &TestApp, token: &str, subs: &[String]) -> Vec<Value> {
     let mut requests = Vec::new();
     for sub in subs {
-        let res = app
-            .by(token)
-            .post(
-                &format!("/v1/portal/subscriptions/{sub}/cancel"),
-                &json!({"reason": "other"}),
-            )
-            .await
-            .expect(200);
-        requests.push(res.body["cancellation_request"].clone());
+        requests.push(fixtures::request_cancellation(app, token, sub, "other").await);
     }
     requests
 }

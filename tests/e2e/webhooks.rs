@@ -183,6 +183,23 @@ async fn endpoint(app: &TestApp, m: &TestMerchant, body: Value) -> (String, Stri
     (res.id(), secret)
 }
 
+/// A receiver, and an endpoint of the merchant's sending it `enabled_events`: the
+/// receiver, the endpoint's id and its signing secret.
+async fn receiving(
+    app: &TestApp,
+    m: &TestMerchant,
+    enabled_events: Value,
+) -> (Receiver, String, String) {
+    let receiver = Receiver::start().await;
+    let (id, secret) = endpoint(
+        app,
+        m,
+        json!({"url": receiver.url, "enabled_events": enabled_events}),
+    )
+    .await;
+    (receiver, id, secret)
+}
+
 async fn event_ids(app: &TestApp, m: &TestMerchant, query: &str) -> Vec<(String, String)> {
     let res = app
         .get_ok(&format!("/v1/events?limit=100{query}"), &m.key)
@@ -283,9 +300,7 @@ async fn every_event_arrives_once_per_change_and_its_signature_verifies() {
         assert!(r.header("webhook-signature").starts_with("v1,"));
         assert!(body["data"]["object"].is_object());
         assert!(body["created_at"].is_string());
-        *seen
-            .entry(body["id"].as_str().unwrap().to_owned())
-            .or_insert(0) += 1;
+        *seen.entry(fixtures::id(&body)).or_insert(0) += 1;
         let (_, t) = events
             .iter()
             .find(|(id, _)| id == body["id"].as_str().unwrap())
@@ -442,10 +457,7 @@ async fn a_change_s_events_keep_their_order_and_reach_the_endpoints_that_want_th
     let plan = fixtures::plan(&app, &m, &product, 1000).await;
     let customer = fixtures::customer(&app, &m, "ada").await;
     let token = fixtures::session(&app, &m, &customer).await;
-    let sub = fixtures::subscribe(&app, &m, &customer, &plan).await["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let sub = fixtures::subscribe_id(&app, &m, &customer, &plan).await;
     let (all, _) = endpoint(
         &app,
         &m,
@@ -522,13 +534,7 @@ async fn a_change_s_events_keep_their_order_and_reach_the_endpoints_that_want_th
 async fn a_rolled_back_transaction_emits_no_event_and_no_delivery() {
     let app = TestApp::new().await;
     let m = app.merchant("A").await;
-    let receiver = Receiver::start().await;
-    endpoint(
-        &app,
-        &m,
-        json!({"url": receiver.url, "enabled_events": ["*"]}),
-    )
-    .await;
+    let (receiver, _, _) = receiving(&app, &m, json!(["*"])).await;
     let merchant: MerchantId = m.id.parse().expect("merchant id");
     let new_event = || NewEvent {
         event_type: "customer.updated".to_owned(),
@@ -589,13 +595,7 @@ async fn a_rolled_back_transaction_emits_no_event_and_no_delivery() {
 async fn during_a_rotation_both_secrets_sign_until_the_overlap_ends() {
     let app = TestApp::new().await;
     let m = app.merchant("A").await;
-    let receiver = Receiver::start().await;
-    let (id, old) = endpoint(
-        &app,
-        &m,
-        json!({"url": receiver.url, "enabled_events": ["*"]}),
-    )
-    .await;
+    let (receiver, id, old) = receiving(&app, &m, json!(["*"])).await;
     let rotated = app
         .by(&m.key)
         .post(
@@ -672,13 +672,8 @@ async fn during_a_rotation_both_secrets_sign_until_the_overlap_ends() {
 async fn sustained_failure_disables_the_endpoint_and_says_so() {
     let app = TestApp::new().await;
     let m = app.merchant("A").await;
-    let watcher = Receiver::start().await;
-    let (watcher_id, watcher_secret) = endpoint(
-        &app,
-        &m,
-        json!({"url": watcher.url, "enabled_events": ["webhook_endpoint.disabled"]}),
-    )
-    .await;
+    let (watcher, watcher_id, watcher_secret) =
+        receiving(&app, &m, json!(["webhook_endpoint.disabled"])).await;
     let (dead_id, _) = endpoint(
         &app,
         &m,
@@ -965,13 +960,7 @@ async fn endpoints_are_validated_isolated_managed_and_events_redelivered() {
 async fn the_background_loop_delivers_and_the_delivery_log_pages() {
     let app = TestApp::new().await;
     let m = app.merchant("A").await;
-    let receiver = Receiver::start().await;
-    let (id, _) = endpoint(
-        &app,
-        &m,
-        json!({"url": receiver.url, "enabled_events": ["customer.created"]}),
-    )
-    .await;
+    let (receiver, id, _) = receiving(&app, &m, json!(["customer.created"])).await;
     // The same loop `tenure serve` and `tenure worker` run.
     let worker = actix_web::rt::spawn(tenure_server::workers::webhook_loop(
         app.state.clone(),
@@ -1006,7 +995,7 @@ async fn the_background_loop_delivers_and_the_delivery_log_pages() {
         pages += 1;
         for d in page["data"].as_array().unwrap() {
             assert_eq!(d["status"], "delivered");
-            assert!(seen.insert(d["id"].as_str().unwrap().to_owned()));
+            assert!(seen.insert(fixtures::id(&d)));
         }
         match page["next_cursor"].as_str() {
             Some(next) => {

@@ -227,6 +227,23 @@ impl TestDb {
             .expect("connect to the test database")
     }
 
+    /// Everything this database holds, as `pg_dump --data-only` writes it: to show that
+    /// a value is nowhere in it.
+    pub fn dump_data(&self) -> String {
+        let out = std::process::Command::new("pg_dump")
+            .arg("--data-only")
+            .arg("--dbname")
+            .arg(&self.url)
+            .output()
+            .expect("pg_dump runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// A connection pool on this database, as the application uses.
     pub fn pool(&self, max_size: usize) -> Db {
         Db::connect(&self.url, max_size).expect("pool")
