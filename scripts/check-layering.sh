@@ -12,6 +12,7 @@ forbidden=(
   "tenure-domain tokio"
   "tenure-store actix-web"
   "tenure-store reqwest"
+  "tenure-test-support actix-web"
   "tenure-app actix-web"
   "tenure-app reqwest"
   "tenure-engine actix-web"

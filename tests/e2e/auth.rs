@@ -16,9 +16,8 @@ async fn merchant_routes_require_a_valid_secret_key() {
         .send()
         .await
         .expect_problem(401, "unauthenticated");
-    app.get("/v1/customers")
-        .bearer("sk_test_doesnotexist")
-        .send()
+    app.by("sk_test_doesnotexist")
+        .get("/v1/customers")
         .await
         .expect_problem(401, "unauthenticated");
     app.get("/v1/customers")
@@ -36,23 +35,16 @@ async fn credentials_of_the_wrong_kind_are_refused_clearly() {
     let m = app.merchant("A").await;
     let customer = fixtures::customer(&app, &m, "c1").await;
     let token = fixtures::session(&app, &m, &customer).await;
-    app.get("/v1/portal/me")
-        .bearer(&m.key)
-        .send()
+    app.by(&m.key)
+        .get("/v1/portal/me")
         .await
         .expect_problem(403, "merchant_key_not_allowed");
-    app.get("/v1/customers")
-        .bearer(&token)
-        .send()
+    app.by(&token)
+        .get("/v1/customers")
         .await
         .expect_problem(403, "customer_token_not_allowed");
-    let me = app
-        .get("/v1/portal/me")
-        .bearer(&token)
-        .send()
-        .await
-        .expect(200);
-    assert_eq!(me.body["id"], customer);
+    let me = app.get_ok("/v1/portal/me", &token).await;
+    assert_eq!(me["id"], customer);
 }
 
 #[actix_web::test]
@@ -111,24 +103,15 @@ async fn bad_tokens_are_unauthenticated() {
         ("oversized", "a".repeat(10_000)),
     ];
     for (what, bad) in cases {
-        let res = app.get("/v1/portal/me").bearer(&bad).send().await;
+        let res = app.by(&bad).get("/v1/portal/me").await;
         assert_eq!(res.status.as_u16(), 401, "{what}: {}", res.body);
         assert_eq!(res.body["code"], "unauthenticated", "{what}");
     }
 
     // A genuine token stops working once it expires on Tenure's clock.
-    app.get("/v1/portal/me")
-        .bearer(&token)
-        .send()
-        .await
-        .expect(200);
+    app.by(&token).get("/v1/portal/me").await.expect(200);
     app.clock.advance(Duration::hours(2));
-    let res = app
-        .get("/v1/portal/me")
-        .bearer(&token)
-        .send()
-        .await
-        .expect(401);
+    let res = app.by(&token).get("/v1/portal/me").await.expect(401);
     assert_eq!(res.body["detail"], "the session token has expired");
 }
 
@@ -151,39 +134,32 @@ async fn tenants_cannot_see_each_other() {
         format!("/v1/customers/{customer}"),
         format!("/v1/events/{event}"),
     ] {
-        app.get(&path).bearer(&a.key).send().await.expect(200);
-        app.get(&path)
-            .bearer(&b.key)
-            .send()
+        app.by(&a.key).get(&path).await.expect(200);
+        app.by(&b.key)
+            .get(&path)
             .await
             .expect_problem(404, "resource_missing");
     }
-    app.patch(&format!("/v1/customers/{customer}"))
-        .bearer(&b.key)
-        .json(&json!({"name": "hijacked"}))
-        .send()
+    app.by(&b.key)
+        .patch(
+            &format!("/v1/customers/{customer}"),
+            &json!({"name": "hijacked"}),
+        )
         .await
         .expect_problem(404, "resource_missing");
-    app.post(&format!("/v1/products/{product}/archive"))
-        .bearer(&b.key)
-        .send()
+    app.by(&b.key)
+        .post_empty(&format!("/v1/products/{product}/archive"))
         .await
         .expect(404);
-    app.post("/v1/plans")
-        .bearer(&b.key)
-        .json(&json!({"product_id": product, "name": "x", "price": {"amount": 1, "currency": "EUR"}, "interval": "month"}))
-        .send()
-        .await
+    app.by(&b.key).post("/v1/plans", &json!({"product_id": product, "name": "x", "price": {"amount": 1, "currency": "EUR"}, "interval": "month"})).await
         .expect_problem(422, "validation_failed");
-    app.post("/v1/customer_sessions")
-        .bearer(&b.key)
-        .json(&json!({"customer_id": customer}))
-        .send()
+    app.by(&b.key)
+        .post("/v1/customer_sessions", &json!({"customer_id": customer}))
         .await
         .expect(422);
     for list in ["/v1/products", "/v1/plans", "/v1/customers", "/v1/events"] {
-        let res = app.get(list).bearer(&b.key).send().await.expect(200);
-        assert_eq!(res.body["data"], json!([]), "{list} leaks across tenants");
+        let res = app.get_ok(list, &b.key).await;
+        assert_eq!(res["data"], json!([]), "{list} leaks across tenants");
     }
 }
 
@@ -195,14 +171,8 @@ async fn a_customer_token_sees_only_its_customer() {
     let c2 = fixtures::customer(&app, &m, "c2").await;
     let t1 = fixtures::session(&app, &m, &c1).await;
     let t2 = fixtures::session(&app, &m, &c2).await;
-    assert_eq!(
-        app.get("/v1/portal/me").bearer(&t1).send().await.body["id"],
-        c1
-    );
-    assert_eq!(
-        app.get("/v1/portal/me").bearer(&t2).send().await.body["id"],
-        c2
-    );
+    assert_eq!(app.by(&t1).get("/v1/portal/me").await.body["id"], c1);
+    assert_eq!(app.by(&t2).get("/v1/portal/me").await.body["id"], c2);
 }
 
 #[actix_web::test]
@@ -211,13 +181,12 @@ async fn identity_provider_tokens_are_accepted_for_their_merchant_only() {
     let m = app.merchant("A").await;
     let customer = fixtures::customer(&app, &m, "user-17").await;
     let secret = "a-very-long-shared-secret-of-the-merchant-idp";
-    app.post("/v1/identity_providers")
-        .bearer(&m.key)
-        .json(
+    app.by(&m.key)
+        .post(
+            "/v1/identity_providers",
             &json!({"issuer": "https://id.shop.example", "audience": "shop-portal",
             "algorithm": "HS256", "verification_key": secret, "customer_claim": "sub"}),
         )
-        .send()
         .await
         .expect(201);
     for (algorithm, key, detail) in [
@@ -238,13 +207,12 @@ async fn identity_provider_tokens_are_accepted_for_their_merchant_only() {
         ),
     ] {
         let res = app
-            .post("/v1/identity_providers")
-            .bearer(&m.key)
-            .json(
+            .by(&m.key)
+            .post(
+                "/v1/identity_providers",
                 &json!({"issuer": "https://x", "audience": "a", "algorithm": algorithm,
                 "verification_key": key}),
             )
-            .send()
             .await
             .expect_problem(422, "validation_failed");
         assert_eq!(res.body["detail"], detail);
@@ -261,25 +229,21 @@ async fn identity_provider_tokens_are_accepted_for_their_merchant_only() {
         .unwrap()
     };
     let me = app
+        .by(&sign("user-17", "shop-portal", now + 600))
         .get("/v1/portal/me")
-        .bearer(&sign("user-17", "shop-portal", now + 600))
-        .send()
         .await
         .expect(200);
     assert_eq!(me.body["id"], customer);
-    app.get("/v1/portal/me")
-        .bearer(&sign("user-17", "other-aud", now + 600))
-        .send()
+    app.by(&sign("user-17", "other-aud", now + 600))
+        .get("/v1/portal/me")
         .await
         .expect(401);
-    app.get("/v1/portal/me")
-        .bearer(&sign("unknown-user", "shop-portal", now + 600))
-        .send()
+    app.by(&sign("unknown-user", "shop-portal", now + 600))
+        .get("/v1/portal/me")
         .await
         .expect(401);
-    app.get("/v1/portal/me")
-        .bearer(&sign("user-17", "shop-portal", now - 600))
-        .send()
+    app.by(&sign("user-17", "shop-portal", now - 600))
+        .get("/v1/portal/me")
         .await
         .expect(401);
 }
@@ -293,13 +257,12 @@ async fn merchants_sharing_an_issuer_are_told_apart_by_audience() {
     const ISSUER: &str = "https://accounts.shared.example";
     let app = TestApp::new().await;
     let register = async |m: &TestMerchant, audience: &str, secret: &str| {
-        app.post("/v1/identity_providers")
-            .bearer(&m.key)
-            .json(
+        app.by(&m.key)
+            .post(
+                "/v1/identity_providers",
                 &json!({"issuer": ISSUER, "audience": audience, "algorithm": "HS256",
                 "verification_key": secret, "customer_claim": "sub"}),
             )
-            .send()
             .await
     };
     let a = app.merchant("A").await;
@@ -326,7 +289,7 @@ async fn merchants_sharing_an_issuer_are_told_apart_by_audience() {
         )
         .unwrap()
     };
-    let me = async |token: String| app.get("/v1/portal/me").bearer(&token).send().await;
+    let me = async |token: String| app.by(&token).get("/v1/portal/me").await;
     let signed_in_a = me(sign(json!("app-a"), a_secret)).await.expect(200);
     assert_eq!(signed_in_a.body["id"], a_customer);
     let signed_in_b = me(sign(json!(["app-b"]), b_secret)).await.expect(200);
@@ -386,7 +349,7 @@ async fn a_cached_key_is_forgotten_when_its_row_changes_and_unused_while_unheard
     };
     let status = |key: String| {
         let app = &app;
-        async move { app.get("/v1/customers").bearer(&key).send().await.status }
+        async move { app.by(&key).get("/v1/customers").await.status }
     };
 
     // Once accepted, the key is answered for without reading api_keys: the request

@@ -14,7 +14,7 @@ use tenure_e2e::{TestApp, TestMerchant};
 use tenure_store::StoreError;
 use tenure_store::repo::invoices::{self, NewInvoice, SUBSCRIPTION_PERIOD_UNIQUE};
 
-use crate::fixtures;
+use crate::fixtures::{self, attach};
 
 fn merchant_id(m: &TestMerchant) -> MerchantId {
     m.id.parse().expect("merchant id")
@@ -48,11 +48,12 @@ fn new_invoice(
 async fn trialing_subscription(app: &TestApp, m: &TestMerchant, customer: &str) -> SubscriptionId {
     let product = fixtures::product(app, m, json!({})).await;
     let plan = app
-        .post("/v1/plans")
-        .bearer(&m.key)
-        .json(&json!({"product_id": product, "name": "Trial",
-            "price": {"amount": 1000, "currency": "EUR"}, "interval": "month", "trial_days": 30}))
-        .send()
+        .by(&m.key)
+        .post(
+            "/v1/plans",
+            &json!({"product_id": product, "name": "Trial",
+            "price": {"amount": 1000, "currency": "EUR"}, "interval": "month", "trial_days": 30}),
+        )
         .await
         .expect(201)
         .id();
@@ -82,16 +83,6 @@ pub(crate) async fn invoice(
     .await
     .expect("create invoice")
     .id
-}
-
-async fn attach(app: &TestApp, m: &TestMerchant, customer: &str, token: &str) -> Value {
-    app.post(&format!("/v1/customers/{customer}/payment_methods"))
-        .bearer(&m.key)
-        .json(&json!({"token": token}))
-        .send()
-        .await
-        .expect(201)
-        .body
 }
 
 pub(crate) async fn pay(
@@ -141,27 +132,23 @@ async fn sandbox_tokens_attach_with_the_gateways_card_details() {
         json!({"token": "pm_card_visa", "last4": "1234"}),
         json!({"token": "pm_card_visa", "brand": "visa"}),
     ] {
-        app.post(&format!("/v1/customers/{cus}/payment_methods"))
-            .bearer(&m.key)
-            .json(&body)
-            .send()
+        app.by(&m.key)
+            .post(&format!("/v1/customers/{cus}/payment_methods"), &body)
             .await
             .expect_problem(422, "validation_failed");
     }
     let list = app
-        .get(&format!("/v1/customers/{cus}/payment_methods"))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200);
-    assert_eq!(list.body["data"].as_array().unwrap().len(), expected.len());
-    assert_eq!(list.body["data"][0]["last4"], "0119", "newest first");
+        .get_ok(&format!("/v1/customers/{cus}/payment_methods"), &m.key)
+        .await;
+    assert_eq!(list["data"].as_array().unwrap().len(), expected.len());
+    assert_eq!(list["data"][0]["last4"], "0119", "newest first");
     // Another tenant's customer is a 404.
     let other = app.merchant("B").await;
-    app.post(&format!("/v1/customers/{cus}/payment_methods"))
-        .bearer(&other.key)
-        .json(&json!({"token": "pm_card_visa"}))
-        .send()
+    app.by(&other.key)
+        .post(
+            &format!("/v1/customers/{cus}/payment_methods"),
+            &json!({"token": "pm_card_visa"}),
+        )
         .await
         .expect_problem(404, "resource_missing");
 }
@@ -197,40 +184,24 @@ async fn each_sandbox_token_charges_as_documented() {
         assert_eq!(got_status, status, "{token}");
         assert_eq!(got_code.as_deref(), code, "{token}");
 
-        let inv = app
-            .get(&format!("/v1/invoices/{id}"))
-            .bearer(&m.key)
-            .send()
-            .await
-            .expect(200);
+        let inv = app.get_ok(&format!("/v1/invoices/{id}"), &m.key).await;
         let paid = status == "succeeded";
-        assert_eq!(inv.body["status"], if paid { "paid" } else { "open" });
-        assert_eq!(inv.body["attempt_count"], 1);
-        assert_eq!(
-            inv.body["amount_paid"]["amount"],
-            if paid { 1999 } else { 0 }
-        );
-        assert_eq!(
-            inv.body["total"],
-            json!({"amount": 1999, "currency": "EUR"})
-        );
-        assert_eq!(inv.body["lines"][0]["kind"], "plan");
-        assert_eq!(inv.body["payments"][0]["status"], status);
-        assert_eq!(inv.body["payments"][0]["failure_code"], json!(code));
-        assert!(inv.body["number"].as_i64().unwrap() == i64::try_from(i).unwrap() + 1);
+        assert_eq!(inv["status"], if paid { "paid" } else { "open" });
+        assert_eq!(inv["attempt_count"], 1);
+        assert_eq!(inv["amount_paid"]["amount"], if paid { 1999 } else { 0 });
+        assert_eq!(inv["total"], json!({"amount": 1999, "currency": "EUR"}));
+        assert_eq!(inv["lines"][0]["kind"], "plan");
+        assert_eq!(inv["payments"][0]["status"], status);
+        assert_eq!(inv["payments"][0]["failure_code"], json!(code));
+        assert!(inv["number"].as_i64().unwrap() == i64::try_from(i).unwrap() + 1);
 
         if !paid {
             // A failed invoice stays open; a retry is a new attempt.
             let (again, _) = pay(&app, &m, id).await;
             assert_eq!(again, status);
-            let inv = app
-                .get(&format!("/v1/invoices/{id}"))
-                .bearer(&m.key)
-                .send()
-                .await
-                .expect(200);
-            assert_eq!(inv.body["attempt_count"], 2);
-            assert_eq!(inv.body["payments"].as_array().unwrap().len(), 2);
+            let inv = app.get_ok(&format!("/v1/invoices/{id}"), &m.key).await;
+            assert_eq!(inv["attempt_count"], 2);
+            assert_eq!(inv["payments"].as_array().unwrap().len(), 2);
         } else {
             // A paid invoice is not charged again.
             let err = tenure_app::billing::invoices::pay_invoice(
@@ -253,20 +224,10 @@ async fn each_sandbox_token_charges_as_documented() {
             );
         }
     }
-    let events = app
-        .get("/v1/events?type=invoice.paid")
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200);
-    assert_eq!(events.body["data"].as_array().unwrap().len(), 3);
-    let payments = app
-        .get("/v1/payments?limit=100")
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200);
-    assert_eq!(payments.body["data"].as_array().unwrap().len(), 3 + 2 * 4);
+    let events = app.get_ok("/v1/events?type=invoice.paid", &m.key).await;
+    assert_eq!(events["data"].as_array().unwrap().len(), 3);
+    let payments = app.get_ok("/v1/payments?limit=100", &m.key).await;
+    assert_eq!(payments["data"].as_array().unwrap().len(), 3 + 2 * 4);
 }
 
 /// A tracing subscriber writing into a buffer, for the logs of one test thread.
@@ -400,11 +361,12 @@ async fn card_numbers_are_refused_everywhere_and_never_stored_or_logged() {
         assert!(!res.body["errors"].as_array().unwrap().is_empty());
     }
     // The same with an Idempotency-Key, so the idempotency layer sees the body too.
-    app.post("/v1/customers")
-        .bearer(&m.key)
-        .header("idempotency-key", "pan-1")
-        .json(&json!({"external_id": "u9", "email": "4242424242424242@example.com"}))
-        .send()
+    app.by(&m.key)
+        .idempotency_key("pan-1")
+        .post(
+            "/v1/customers",
+            &json!({"external_id": "u9", "email": "4242424242424242@example.com"}),
+        )
         .await
         .expect_problem(422, "card_number_not_allowed");
     // Raw JSON the parser cannot represent exactly, and broken JSON.
@@ -420,27 +382,11 @@ async fn card_numbers_are_refused_everywhere_and_never_stored_or_logged() {
             .expect_problem(422, "card_number_not_allowed");
     }
     // The customer is untouched.
-    let after = app
-        .get(&format!("/v1/customers/{cus}"))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200);
-    assert_eq!(after.body["metadata"], json!({}));
+    let after = app.get_ok(&format!("/v1/customers/{cus}"), &m.key).await;
+    assert_eq!(after["metadata"], json!({}));
 
     // Nothing of it reached the database: dump all of it.
-    let dump = std::process::Command::new("pg_dump")
-        .arg("--data-only")
-        .arg("--dbname")
-        .arg(&app.db.url)
-        .output()
-        .expect("pg_dump runs");
-    assert!(
-        dump.status.success(),
-        "{}",
-        String::from_utf8_lossy(&dump.stderr)
-    );
-    let dump = String::from_utf8_lossy(&dump.stdout);
+    let dump = app.db.dump_data();
     assert!(
         dump.contains("u1@example.com"),
         "the dump has the test's data"
@@ -449,9 +395,8 @@ async fn card_numbers_are_refused_everywhere_and_never_stored_or_logged() {
     for pan in PANS {
         assert!(!squashed.contains(pan), "the database holds {pan}");
         // bytea columns (stored idempotent responses) are dumped as hex.
-        let hex: String = pan.bytes().map(|b| format!("{b:02x}")).collect();
         assert!(
-            !squashed.contains(&hex),
+            !squashed.contains(&fixtures::hex(pan)),
             "the database holds {pan} as bytes"
         );
     }
@@ -480,16 +425,14 @@ async fn default_and_removal_rules() {
     let m = app.merchant("A").await;
     let cus = fixtures::customer(&app, &m, "u1").await;
     let token = fixtures::session(&app, &m, &cus).await;
-    let visa = attach(&app, &m, &cus, "pm_card_visa").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let visa = fixtures::attach_card(&app, &m, &cus, "pm_card_visa").await;
     // The portal adds a second card and makes it the default.
     let mc = app
-        .post("/v1/portal/payment_methods")
-        .bearer(&token)
-        .json(&json!({"token": "pm_card_mastercard", "set_default": true}))
-        .send()
+        .by(&token)
+        .post(
+            "/v1/portal/payment_methods",
+            &json!({"token": "pm_card_mastercard", "set_default": true}),
+        )
         .await
         .expect(201);
     assert_eq!(mc.body["is_default"], true);
@@ -500,34 +443,25 @@ async fn default_and_removal_rules() {
             .unwrap()
             .iter()
             .filter(|pm| pm["is_default"] == true)
-            .map(|pm| pm["id"].as_str().unwrap().to_owned())
+            .map(|pm| fixtures::id(&pm))
             .collect()
     };
-    let list = app
-        .get("/v1/portal/payment_methods")
-        .bearer(&token)
-        .send()
-        .await
-        .expect(200);
-    assert_eq!(defaults(&list.body), [mc.as_str()]);
+    let list = app.get_ok("/v1/portal/payment_methods", &token).await;
+    assert_eq!(defaults(&list), [mc.as_str()]);
 
     // Set default back to visa (merchant route).
     let res = app
-        .post(&format!(
+        .by(&m.key)
+        .post_empty(&format!(
             "/v1/customers/{cus}/payment_methods/{visa}/set_default"
         ))
-        .bearer(&m.key)
-        .send()
         .await
         .expect(200);
     assert_eq!(res.body["is_default"], true);
     let list = app
-        .get(&format!("/v1/customers/{cus}/payment_methods"))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200);
-    assert_eq!(defaults(&list.body), [visa.as_str()]);
+        .get_ok(&format!("/v1/customers/{cus}/payment_methods"), &m.key)
+        .await;
+    assert_eq!(defaults(&list), [visa.as_str()]);
     assert_eq!(
         app.count("SELECT count(*) AS n FROM payment_methods WHERE is_default")
             .await,
@@ -535,91 +469,66 @@ async fn default_and_removal_rules() {
     );
 
     // Removing the default promotes the remaining card.
-    app.delete(&format!("/v1/portal/payment_methods/{visa}"))
-        .bearer(&token)
-        .send()
+    app.by(&token)
+        .delete(&format!("/v1/portal/payment_methods/{visa}"))
         .await
         .expect(200);
-    let list = app
-        .get("/v1/portal/payment_methods")
-        .bearer(&token)
-        .send()
-        .await
-        .expect(200);
-    assert_eq!(list.body["data"].as_array().unwrap().len(), 1);
-    assert_eq!(defaults(&list.body), [mc.as_str()]);
+    let list = app.get_ok("/v1/portal/payment_methods", &token).await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+    assert_eq!(defaults(&list), [mc.as_str()]);
     // A removed card is gone: no default, no second removal.
-    app.post(&format!("/v1/portal/payment_methods/{visa}/set_default"))
-        .bearer(&token)
-        .send()
+    app.by(&token)
+        .post_empty(&format!("/v1/portal/payment_methods/{visa}/set_default"))
         .await
         .expect_problem(404, "resource_missing");
-    app.delete(&format!("/v1/customers/{cus}/payment_methods/{visa}"))
-        .bearer(&m.key)
-        .send()
+    app.by(&m.key)
+        .delete(&format!("/v1/customers/{cus}/payment_methods/{visa}"))
         .await
         .expect_problem(404, "resource_missing");
 
     // Another customer's card is invisible to this customer's portal.
     let other = fixtures::customer(&app, &m, "u2").await;
-    let theirs = attach(&app, &m, &other, "pm_card_amex").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    app.delete(&format!("/v1/portal/payment_methods/{theirs}"))
-        .bearer(&token)
-        .send()
+    let theirs = fixtures::attach_card(&app, &m, &other, "pm_card_amex").await;
+    app.by(&token)
+        .delete(&format!("/v1/portal/payment_methods/{theirs}"))
         .await
         .expect_problem(404, "resource_missing");
-    app.post(&format!(
-        "/v1/customers/{cus}/payment_methods/{theirs}/set_default"
-    ))
-    .bearer(&m.key)
-    .send()
-    .await
-    .expect_problem(404, "resource_missing");
+    app.by(&m.key)
+        .post_empty(&format!(
+            "/v1/customers/{cus}/payment_methods/{theirs}/set_default"
+        ))
+        .await
+        .expect_problem(404, "resource_missing");
     // Malformed ids are 404s, wrong credentials 403s.
-    app.delete("/v1/portal/payment_methods/not-an-id")
-        .bearer(&token)
-        .send()
+    app.by(&token)
+        .delete("/v1/portal/payment_methods/not-an-id")
         .await
         .expect_problem(404, "resource_missing");
-    app.get("/v1/portal/payment_methods")
-        .bearer(&m.key)
-        .send()
+    app.by(&m.key)
+        .get("/v1/portal/payment_methods")
         .await
         .expect_problem(403, "merchant_key_not_allowed");
 
     // Without a renewing subscription (none exist on this branch) the last card may go.
-    app.delete(&format!("/v1/customers/{cus}/payment_methods/{mc}"))
-        .bearer(&m.key)
-        .send()
+    app.by(&m.key)
+        .delete(&format!("/v1/customers/{cus}/payment_methods/{mc}"))
         .await
         .expect(200);
-    let list = app
-        .get("/v1/portal/payment_methods")
-        .bearer(&token)
-        .send()
-        .await
-        .expect(200);
-    assert_eq!(list.body["data"], json!([]));
+    let list = app.get_ok("/v1/portal/payment_methods", &token).await;
+    assert_eq!(list["data"], json!([]));
 
     for (event, n) in [
         ("payment_method.attached", 3),
         ("payment_method.detached", 2),
     ] {
         let res = app
-            .get(&format!("/v1/events?type={event}"))
-            .bearer(&m.key)
-            .send()
-            .await
-            .expect(200);
-        assert_eq!(res.body["data"].as_array().unwrap().len(), n, "{event}");
+            .get_ok(&format!("/v1/events?type={event}"), &m.key)
+            .await;
+        assert_eq!(res["data"].as_array().unwrap().len(), n, "{event}");
     }
     let updated = app
+        .by(&m.key)
         .get("/v1/events?type=payment_method.updated&limit=100")
-        .bearer(&m.key)
-        .send()
         .await
         .expect(200);
     let updated = updated.body["data"].as_array().unwrap();
@@ -674,13 +583,8 @@ async fn invoice_numbers_have_no_gaps_under_concurrent_creation() {
     numbers.sort_unstable();
     assert_eq!(numbers, (1..=21).collect::<Vec<i64>>());
     // Over HTTP too, every number once.
-    let res = app
-        .get("/v1/invoices?limit=100")
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200);
-    let mut seen: Vec<i64> = res.body["data"]
+    let res = app.get_ok("/v1/invoices?limit=100", &m.key).await;
+    let mut seen: Vec<i64> = res["data"]
         .as_array()
         .unwrap()
         .iter()
@@ -751,21 +655,16 @@ async fn refunds_never_exceed_what_was_paid() {
     let cus = fixtures::customer(&app, &m, "u1").await;
     attach(&app, &m, &cus, "pm_card_visa").await;
     let id = invoice(&app, &m, &cus, 1000).await;
+    let path = format!("/v1/invoices/{id}/refund");
+    let refund = async |body: Value| app.by(&m.key).post(&path, &body).await;
 
     // Not paid yet.
-    app.post(&format!("/v1/invoices/{id}/refund"))
-        .bearer(&m.key)
-        .json(&json!({}))
-        .send()
+    refund(json!({}))
         .await
         .expect_problem(409, "invoice_not_paid");
     assert_eq!(pay(&app, &m, id).await.0, "succeeded");
 
-    let part = app
-        .post(&format!("/v1/invoices/{id}/refund"))
-        .bearer(&m.key)
-        .json(&json!({"amount": 300, "reason": "requested_by_customer"}))
-        .send()
+    let part = refund(json!({"amount": 300, "reason": "requested_by_customer"}))
         .await
         .expect(201);
     assert!(
@@ -786,20 +685,10 @@ async fn refunds_never_exceed_what_was_paid() {
         json!({"amount": 0}),
         json!({"amount": -5}),
     ] {
-        app.post(&format!("/v1/invoices/{id}/refund"))
-            .bearer(&m.key)
-            .json(&bad)
-            .send()
-            .await
-            .expect_problem(422, "validation_failed");
+        refund(bad).await.expect_problem(422, "validation_failed");
     }
     // Five concurrent refunds of 300 against the 700 left: at most two succeed.
-    let requests = (0..5).map(|_| {
-        app.post(&format!("/v1/invoices/{id}/refund"))
-            .bearer(&m.key)
-            .json(&json!({"amount": 300}))
-            .send()
-    });
+    let requests = (0..5).map(|_| refund(json!({"amount": 300})));
     let results = futures_util::future::join_all(requests).await;
     let ok = results.iter().filter(|r| r.status.as_u16() == 201).count();
     assert!(ok <= 2, "{ok} refunds of 300 out of 700");
@@ -807,56 +696,37 @@ async fn refunds_never_exceed_what_was_paid() {
         assert!([201, 409, 422].contains(&r.status.as_u16()), "{:?}", r.body);
     }
     // The rest, in full.
-    let rest = app
-        .post(&format!("/v1/invoices/{id}/refund"))
-        .bearer(&m.key)
-        .json(&json!({}))
-        .send()
-        .await
-        .expect(201);
+    let rest = refund(json!({})).await.expect(201);
     assert_eq!(rest.body["invoice"]["amount_refunded"]["amount"], 1000);
-    app.post(&format!("/v1/invoices/{id}/refund"))
-        .bearer(&m.key)
-        .json(&json!({}))
-        .send()
+    refund(json!({}))
         .await
         .expect_problem(409, "invoice_fully_refunded");
 
-    let inv = app
-        .get(&format!("/v1/invoices/{id}"))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200);
-    let refunded: i64 = inv.body["refunds"]
+    let inv = app.get_ok(&format!("/v1/invoices/{id}"), &m.key).await;
+    let refunded: i64 = inv["refunds"]
         .as_array()
         .unwrap()
         .iter()
         .map(|r| r["amount"]["amount"].as_i64().unwrap())
         .sum();
     assert_eq!(refunded, 1000);
-    assert_eq!(inv.body["payments"][0]["amount_refunded"]["amount"], 1000);
+    assert_eq!(inv["payments"][0]["amount_refunded"]["amount"], 1000);
     assert_eq!(
         app.count("SELECT coalesce(sum(amount), 0)::bigint AS n FROM refunds")
             .await,
         1000
     );
     let events = app
-        .get("/v1/events?type=invoice.refunded&limit=100")
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200);
+        .get_ok("/v1/events?type=invoice.refunded&limit=100", &m.key)
+        .await;
     assert_eq!(
-        events.body["data"].as_array().unwrap().len(),
-        inv.body["refunds"].as_array().unwrap().len()
+        events["data"].as_array().unwrap().len(),
+        inv["refunds"].as_array().unwrap().len()
     );
     // Unknown and other tenants' invoices are 404s.
     let other = app.merchant("B").await;
-    app.post(&format!("/v1/invoices/{id}/refund"))
-        .bearer(&other.key)
-        .json(&json!({}))
-        .send()
+    app.by(&other.key)
+        .post(&path, &json!({}))
         .await
         .expect_problem(404, "resource_missing");
 }
@@ -875,7 +745,7 @@ async fn ids_page_by_page(app: &TestApp, query: &str, credential: &str) -> Vec<S
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|i| i["id"].as_str().unwrap().to_owned()),
+                .map(|i| fixtures::id(&i)),
         );
         if page["has_more"] != true {
             return ids;
@@ -978,20 +848,18 @@ async fn a_created_window_lists_exactly_its_invoices_newest_first_across_pages()
     // Pages of two: in order, each invoice whole (lines, totals, schedule), the cursor
     // the page's last id.
     let first = app
+        .by(&m.key)
         .get(&format!("/v1/invoices?limit=2&{window}"))
-        .bearer(&m.key)
-        .send()
         .await
         .expect(200);
     assert_eq!(first.body["has_more"], true);
     assert_eq!(first.body["next_cursor"], made[2].as_str());
     let second = app
+        .by(&m.key)
         .get(&format!(
             "/v1/invoices?limit=2&{window}&starting_after={}",
             made[2]
         ))
-        .bearer(&m.key)
-        .send()
         .await
         .expect(200);
     assert_eq!(second.body["has_more"], false);
@@ -1101,9 +969,8 @@ async fn invoices_list_by_creation_time_and_refuse_a_cursor_outside_the_list() {
         ),
     ] {
         let refused = app
+            .by(credential)
             .get(&path)
-            .bearer(credential)
-            .send()
             .await
             .expect_problem(422, "validation_failed");
         assert_eq!(
@@ -1131,42 +998,39 @@ async fn invoices_are_listed_filtered_and_private_to_their_customer() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|i| i["id"].as_str().unwrap().to_owned())
+            .map(|i| fixtures::id(&i))
             .collect()
     };
     let paid = app
+        .by(&m.key)
         .get("/v1/invoices?status=paid")
-        .bearer(&m.key)
-        .send()
         .await
         .expect(200);
     assert_eq!(ids(&paid), [ada_inv.to_string()]);
     let by_customer = app
+        .by(&m.key)
         .get(&format!("/v1/invoices?customer_id={bob}"))
-        .bearer(&m.key)
-        .send()
         .await
         .expect(200);
     assert_eq!(ids(&by_customer), [bob_inv.to_string()]);
     let all = app
-        .get("/v1/invoices?created_from=2000-01-01T00:00:00Z&limit=1")
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200);
-    assert_eq!(all.body["has_more"], true);
-    let cursor = all.body["next_cursor"].as_str().unwrap();
+        .get_ok(
+            "/v1/invoices?created_from=2000-01-01T00:00:00Z&limit=1",
+            &m.key,
+        )
+        .await;
+    assert_eq!(all["has_more"], true);
+    let cursor = all["next_cursor"].as_str().unwrap();
     let second = app
-        .get(&format!("/v1/invoices?limit=1&starting_after={cursor}"))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200);
-    assert_eq!(second.body["has_more"], false);
+        .get_ok(
+            &format!("/v1/invoices?limit=1&starting_after={cursor}"),
+            &m.key,
+        )
+        .await;
+    assert_eq!(second["has_more"], false);
     let none = app
+        .by(&m.key)
         .get("/v1/invoices?created_to=2000-01-01T00:00:00Z")
-        .bearer(&m.key)
-        .send()
         .await
         .expect(200);
     assert_eq!(none.body["data"], json!([]));
@@ -1176,65 +1040,38 @@ async fn invoices_are_listed_filtered_and_private_to_their_customer() {
         "created_from=yesterday",
         "created_from=2026-02-01T00:00:00Z&created_to=2026-01-01T00:00:00Z",
     ] {
-        app.get(&format!("/v1/invoices?{bad}"))
-            .bearer(&m.key)
-            .send()
+        app.by(&m.key)
+            .get(&format!("/v1/invoices?{bad}"))
             .await
             .expect_problem(422, "validation_failed");
     }
 
     let token = fixtures::session(&app, &m, &ada).await;
-    let mine = app
-        .get("/v1/portal/invoices")
-        .bearer(&token)
-        .send()
-        .await
-        .expect(200);
+    let mine = app.by(&token).get("/v1/portal/invoices").await.expect(200);
     assert_eq!(ids(&mine), [ada_inv.to_string()]);
     let one = app
-        .get(&format!("/v1/portal/invoices/{ada_inv}"))
-        .bearer(&token)
-        .send()
-        .await
-        .expect(200);
-    assert_eq!(one.body["payments"][0]["status"], "succeeded");
-    app.get(&format!("/v1/portal/invoices/{bob_inv}"))
-        .bearer(&token)
-        .send()
+        .get_ok(&format!("/v1/portal/invoices/{ada_inv}"), &token)
+        .await;
+    assert_eq!(one["payments"][0]["status"], "succeeded");
+    app.by(&token)
+        .get(&format!("/v1/portal/invoices/{bob_inv}"))
         .await
         .expect_problem(404, "resource_missing");
-    let payments = app
-        .get("/v1/portal/payments")
-        .bearer(&token)
-        .send()
-        .await
-        .expect(200);
+    let payments = app.by(&token).get("/v1/portal/payments").await.expect(200);
     assert_eq!(payments.body["data"].as_array().unwrap().len(), 1);
     assert_eq!(payments.body["data"][0]["invoice_id"], ada_inv.to_string());
     let bob_payments = app
-        .get(&format!("/v1/payments?customer_id={bob}"))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200);
-    assert_eq!(
-        bob_payments.body["data"][0]["failure_code"],
-        "card_declined"
-    );
+        .get_ok(&format!("/v1/payments?customer_id={bob}"), &m.key)
+        .await;
+    assert_eq!(bob_payments["data"][0]["failure_code"], "card_declined");
     // Another tenant sees none of it.
     let other = app.merchant("B").await;
-    app.get(&format!("/v1/invoices/{ada_inv}"))
-        .bearer(&other.key)
-        .send()
+    app.by(&other.key)
+        .get(&format!("/v1/invoices/{ada_inv}"))
         .await
         .expect_problem(404, "resource_missing");
-    let theirs = app
-        .get("/v1/invoices")
-        .bearer(&other.key)
-        .send()
-        .await
-        .expect(200);
-    assert_eq!(theirs.body["data"], json!([]));
+    let theirs = app.get_ok("/v1/invoices", &other.key).await;
+    assert_eq!(theirs["data"], json!([]));
 }
 
 #[actix_web::test]
@@ -1255,18 +1092,18 @@ async fn cards_expiring_within_30_days_are_flagged() {
         )
     };
     let path = format!("/v1/customers/{cus}/payment_methods");
-    let res = app.get(&path).bearer(&m.key).send().await.expect(200);
-    assert_eq!(flags(&res.body), (json!(false), json!(false)));
+    let res = app.get_ok(&path, &m.key).await;
+    assert_eq!(flags(&res), (json!(false), json!(false)));
     app.clock.advance_to(at("2034-12-02T00:00:00Z"));
-    let res = app.get(&path).bearer(&m.key).send().await.expect(200);
+    let res = app.get_ok(&path, &m.key).await;
     assert_eq!(
-        flags(&res.body),
+        flags(&res),
         (json!(false), json!(true)),
         "valid through Dec 31st"
     );
     app.clock.advance_to(at("2035-01-01T00:00:00Z"));
-    let res = app.get(&path).bearer(&m.key).send().await.expect(200);
-    assert_eq!(flags(&res.body), (json!(true), json!(true)));
+    let res = app.get_ok(&path, &m.key).await;
+    assert_eq!(flags(&res), (json!(true), json!(true)));
 }
 
 #[actix_web::test]
@@ -1291,15 +1128,12 @@ async fn an_invoice_with_nothing_due_is_paid_without_a_charge() {
     assert!(payment.is_none());
     assert_eq!(paid.status, InvoiceStatus::Paid);
     let res = app
-        .get(&format!("/v1/invoices/{}", inv.id))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200);
-    assert_eq!(res.body["discount"]["amount"], -1000);
-    assert_eq!(res.body["amount_due"]["amount"], 0);
-    assert_eq!(res.body["status"], "paid");
-    assert_eq!(res.body["payments"], json!([]));
+        .get_ok(&format!("/v1/invoices/{}", inv.id), &m.key)
+        .await;
+    assert_eq!(res["discount"]["amount"], -1000);
+    assert_eq!(res["amount_due"]["amount"], 0);
+    assert_eq!(res["status"], "paid");
+    assert_eq!(res["payments"], json!([]));
 }
 
 #[actix_web::test]
@@ -1309,32 +1143,15 @@ async fn the_last_payment_method_of_a_renewing_subscription_stays() {
     let product = fixtures::product(&app, &m, json!({})).await;
     let plan = fixtures::plan(&app, &m, &product, 1000).await;
     let cus = fixtures::customer(&app, &m, "c1").await;
-    let pm = attach(&app, &m, &cus, "pm_card_visa").await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let sub = app
-        .post("/v1/subscriptions")
-        .bearer(&m.key)
-        .json(&json!({"customer_id": cus, "plan_id": plan}))
-        .send()
-        .await
-        .expect(201)
-        .id();
-    app.delete(&format!("/v1/customers/{cus}/payment_methods/{pm}"))
-        .bearer(&m.key)
-        .send()
+    let pm = fixtures::attach_card(&app, &m, &cus, "pm_card_visa").await;
+    let sub = fixtures::subscribe_id(&app, &m, &cus, &plan).await;
+    app.by(&m.key)
+        .delete(&format!("/v1/customers/{cus}/payment_methods/{pm}"))
         .await
         .expect_problem(409, "last_payment_method");
-    app.post(&format!("/v1/subscriptions/{sub}/cancel"))
-        .bearer(&m.key)
-        .json(&json!({"timing": "now"}))
-        .send()
-        .await
-        .expect(200);
-    app.delete(&format!("/v1/customers/{cus}/payment_methods/{pm}"))
-        .bearer(&m.key)
-        .send()
+    fixtures::cancel(&app, &m, &sub, json!({"timing": "now"})).await;
+    app.by(&m.key)
+        .delete(&format!("/v1/customers/{cus}/payment_methods/{pm}"))
         .await
         .expect(200);
 }

@@ -9,13 +9,8 @@ use crate::fixtures;
 async fn products_carry_their_portal_policy() {
     let app = TestApp::new().await;
     let m = app.merchant("A").await;
-    let res = app
-        .post("/v1/products")
-        .bearer(&m.key)
-        .json(&json!({"name": "  Coffee club ", "description": "Beans",
-            "portal_policy": {"allow_pause": false, "cancellation_mode": "immediate", "notice_period_days": 30}}))
-        .send()
-        .await
+    let res = app.by(&m.key).post("/v1/products", &json!({"name": "  Coffee club ", "description": "Beans",
+            "portal_policy": {"allow_pause": false, "cancellation_mode": "immediate", "notice_period_days": 30}})).await
         .expect(201);
     assert!(res.body["id"].as_str().unwrap().starts_with("prod_"));
     assert_eq!(res.body["name"], "Coffee club");
@@ -54,31 +49,21 @@ async fn products_carry_their_portal_policy() {
         .expect_problem(412, "precondition_failed");
 
     let archived = app
-        .post(&format!("/v1/products/{id}/archive"))
-        .bearer(&m.key)
-        .send()
+        .by(&m.key)
+        .post_empty(&format!("/v1/products/{id}/archive"))
         .await
         .expect(200);
     assert_eq!(archived.body["active"], false);
-    let listed = app
-        .get("/v1/products")
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200);
-    assert_eq!(listed.body["data"], json!([]));
+    let listed = app.get_ok("/v1/products", &m.key).await;
+    assert_eq!(listed["data"], json!([]));
     let all = app
-        .get("/v1/products?include_archived=true")
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200);
-    assert_eq!(all.body["data"][0]["id"], id);
+        .get_ok("/v1/products?include_archived=true", &m.key)
+        .await;
+    assert_eq!(all["data"][0]["id"], id);
 
     let events = app
+        .by(&m.key)
         .get(&format!("/v1/events?resource_id={id}"))
-        .bearer(&m.key)
-        .send()
         .await;
     let types: Vec<_> = events.body["data"]
         .as_array()
@@ -99,24 +84,14 @@ async fn plans_validate_price_cadence_and_product() {
     let app = TestApp::new().await;
     let m = app.merchant("A").await;
     let product = fixtures::product(&app, &m, json!({})).await;
-    let res = app
-        .post("/v1/plans")
-        .bearer(&m.key)
-        .json(&json!({"product_id": product, "name": "Yearly", "price": {"amount": 500, "currency": "JPY"},
-            "interval": "year", "interval_count": 1, "trial_days": 14}))
-        .send()
-        .await
+    let res = app.by(&m.key).post("/v1/plans", &json!({"product_id": product, "name": "Yearly", "price": {"amount": 500, "currency": "JPY"},
+            "interval": "year", "interval_count": 1, "trial_days": 14})).await
         .expect(201);
     assert_eq!(res.body["price"], json!({"amount": 500, "currency": "JPY"}));
     assert_eq!(res.body["trial_days"], 14);
 
-    let bad = app
-        .post("/v1/plans")
-        .bearer(&m.key)
-        .json(&json!({"product_id": "prod_nope", "name": "", "price": {"amount": -1, "currency": "EUR"},
-            "interval": "month", "interval_count": 0}))
-        .send()
-        .await
+    let bad = app.by(&m.key).post("/v1/plans", &json!({"product_id": "prod_nope", "name": "", "price": {"amount": -1, "currency": "EUR"},
+            "interval": "month", "interval_count": 0})).await
         .expect_problem(422, "validation_failed");
     let fields: Vec<_> = bad.body["errors"]
         .as_array()
@@ -135,19 +110,16 @@ async fn plans_validate_price_cadence_and_product() {
         (json!({"amount": "1", "currency": "EUR"}), "price.amount"),
     ] {
         let res = app
-            .post("/v1/plans")
-            .bearer(&m.key)
-            .json(&json!({"product_id": product, "name": "x", "price": price, "interval": "month"}))
-            .send()
+            .by(&m.key)
+            .post(
+                "/v1/plans",
+                &json!({"product_id": product, "name": "x", "price": price, "interval": "month"}),
+            )
             .await
             .expect_problem(422, "validation_failed");
         assert_eq!(res.body["errors"][0]["field"], field);
     }
-    app.post("/v1/plans")
-        .bearer(&m.key)
-        .json(&json!({"product_id": product, "name": "x", "price": {"amount": 1, "currency": "EUR"}, "interval": "fortnight"}))
-        .send()
-        .await
+    app.by(&m.key).post("/v1/plans", &json!({"product_id": product, "name": "x", "price": {"amount": 1, "currency": "EUR"}, "interval": "fortnight"})).await
         .expect_problem(422, "validation_failed");
 }
 
@@ -158,27 +130,20 @@ async fn the_portal_lists_only_purchasable_plans() {
     let product = fixtures::product(&app, &m, json!({})).await;
     let live = fixtures::plan(&app, &m, &product, 1000).await;
     let retired = fixtures::plan(&app, &m, &product, 2000).await;
-    app.post(&format!("/v1/plans/{retired}/archive"))
-        .bearer(&m.key)
-        .send()
+    app.by(&m.key)
+        .post_empty(&format!("/v1/plans/{retired}/archive"))
         .await
         .expect(200);
     let other = fixtures::product(&app, &m, json!({})).await;
     fixtures::plan(&app, &m, &other, 3000).await;
-    app.post(&format!("/v1/products/{other}/archive"))
-        .bearer(&m.key)
-        .send()
+    app.by(&m.key)
+        .post_empty(&format!("/v1/products/{other}/archive"))
         .await
         .expect(200);
 
     let customer = fixtures::customer(&app, &m, "c1").await;
     let token = fixtures::session(&app, &m, &customer).await;
-    let res = app
-        .get("/v1/portal/plans")
-        .bearer(&token)
-        .send()
-        .await
-        .expect(200);
+    let res = app.by(&token).get("/v1/portal/plans").await.expect(200);
     let ids: Vec<_> = res
         .body
         .as_array()
@@ -189,18 +154,10 @@ async fn the_portal_lists_only_purchasable_plans() {
     assert_eq!(ids, [live.as_str()]);
     assert_eq!(res.body[0]["product_name"], "Coffee club");
 
-    let active = app
-        .get("/v1/plans?active=true")
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200);
-    assert_eq!(active.body["data"].as_array().unwrap().len(), 2);
+    let active = app.get_ok("/v1/plans?active=true", &m.key).await;
+    assert_eq!(active["data"].as_array().unwrap().len(), 2);
     let of_product = app
-        .get(&format!("/v1/plans?product_id={product}"))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200);
-    assert_eq!(of_product.body["data"].as_array().unwrap().len(), 2);
+        .get_ok(&format!("/v1/plans?product_id={product}"), &m.key)
+        .await;
+    assert_eq!(of_product["data"].as_array().unwrap().len(), 2);
 }

@@ -54,33 +54,24 @@ async fn plan(
     currency: &str,
     interval: &str,
 ) -> String {
-    app.post("/v1/plans")
-        .bearer(&m.key)
-        .json(
+    app.by(&m.key)
+        .post(
+            "/v1/plans",
             &json!({"product_id": product, "name": format!("{currency} {interval}"),
             "price": {"amount": amount, "currency": currency}, "interval": interval}),
         )
-        .send()
         .await
         .expect(201)
         .id()
 }
 
 async fn subscribe(app: &TestApp, m: &TestMerchant, customer: &str, plan: &str) -> String {
-    fixtures::subscribe(app, m, customer, plan).await["id"]
-        .as_str()
-        .expect("subscription id")
-        .to_owned()
+    fixtures::subscribe_id(app, m, customer, plan).await
 }
 
 async fn external_ids(app: &TestApp, m: &TestMerchant, query: &str) -> Vec<String> {
-    let res = app
-        .get(&format!("/v1/customers?{query}"))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200);
-    res.body["data"]
+    let res = app.get_ok(&format!("/v1/customers?{query}"), &m.key).await;
+    res["data"]
         .as_array()
         .unwrap()
         .iter()
@@ -116,12 +107,13 @@ async fn context_and_segments_of_hand_built_customers() {
     // gone: 100 days, one canceled subscription, EUR 3000 paid.
     let gone = fixtures::customer(&app, &m, "gone").await;
     let gone_sub = subscribe(&app, &m, &gone, &eur_month).await;
-    app.post(&format!("/v1/subscriptions/{gone_sub}/cancel"))
-        .bearer(&m.key)
-        .json(&json!({"timing": "now", "access": "immediately", "reason": "other"}))
-        .send()
-        .await
-        .expect(200);
+    fixtures::cancel(
+        &app,
+        &m,
+        &gone_sub,
+        json!({"timing": "now", "access": "immediately", "reason": "other"}),
+    )
+    .await;
     app.exec(format!(
         "UPDATE customers SET created_at = now() - interval '100 days' WHERE id = '{}'",
         fixtures::customer_uuid(&gone)
@@ -151,11 +143,7 @@ async fn context_and_segments_of_hand_built_customers() {
         0
     );
 
-    app.request(actix_web::http::Method::PUT, "/v1/segment_settings")
-        .bearer(&m.key)
-        .json(&json!({"high_ltv_thresholds": [{"amount": 6500, "currency": "EUR"}, {"amount": 20000, "currency": "USD"}]}))
-        .send()
-        .await
+    app.by(&m.key).put("/v1/segment_settings", &json!({"high_ltv_thresholds": [{"amount": 6500, "currency": "EUR"}, {"amount": 20000, "currency": "USD"}]})).await
         .expect(200);
 
     let ctx = app
@@ -215,17 +203,15 @@ async fn context_and_segments_of_hand_built_customers() {
     assert_eq!(external_ids(&app, &m, "segment=new").await, ["fresh"]);
     assert_eq!(external_ids(&app, &m, "segment=churned").await, ["gone"]);
     assert!(external_ids(&app, &m, "segment=paused").await.is_empty());
-    app.get("/v1/customers?segment=vip")
-        .bearer(&m.key)
-        .send()
+    app.by(&m.key)
+        .get("/v1/customers?segment=vip")
         .await
         .expect_problem(422, "validation_failed");
 
     // Another merchant sees nothing.
     let other = app.merchant("B").await;
-    app.get(&format!("/v1/customers/{loyal}/context"))
-        .bearer(&other.key)
-        .send()
+    app.by(&other.key)
+        .get(&format!("/v1/customers/{loyal}/context"))
         .await
         .expect(404);
 
@@ -243,17 +229,16 @@ async fn tags_notes_and_timeline() {
     let m = app.merchant("A").await;
     let c = fixtures::customer(&app, &m, "c").await;
     let res = app
-        .post(&format!("/v1/customers/{c}/tags"))
-        .bearer(&m.key)
-        .json(&json!({"tag": "VIP"}))
-        .send()
+        .by(&m.key)
+        .post(&format!("/v1/customers/{c}/tags"), &json!({"tag": "VIP"}))
         .await
         .expect(200);
     assert_eq!(res.body["tags"], json!(["vip"]));
-    app.post(&format!("/v1/customers/{c}/tags"))
-        .bearer(&m.key)
-        .json(&json!({"tag": "has space"}))
-        .send()
+    app.by(&m.key)
+        .post(
+            &format!("/v1/customers/{c}/tags"),
+            &json!({"tag": "has space"}),
+        )
         .await
         .expect_problem(422, "validation_failed");
     let events = app
@@ -269,24 +254,25 @@ async fn tags_notes_and_timeline() {
     );
     assert_eq!(external_ids(&app, &m, "tag=vip").await, ["c"]);
     let res = app
+        .by(&m.key)
         .delete(&format!("/v1/customers/{c}/tags/vip"))
-        .bearer(&m.key)
-        .send()
         .await
         .expect(200);
     assert_eq!(res.body["tags"], json!([]));
 
-    app.post(&format!("/v1/customers/{c}/notes"))
-        .bearer(&m.key)
-        .json(&json!({"body": "Called about the price", "channel": "fax", "author": "maria"}))
-        .send()
+    app.by(&m.key)
+        .post(
+            &format!("/v1/customers/{c}/notes"),
+            &json!({"body": "Called about the price", "channel": "fax", "author": "maria"}),
+        )
         .await
         .expect_problem(422, "validation_failed");
     let note = app
-        .post(&format!("/v1/customers/{c}/notes"))
-        .bearer(&m.key)
-        .json(&json!({"body": "Called about the price", "channel": "phone", "author": "maria"}))
-        .send()
+        .by(&m.key)
+        .post(
+            &format!("/v1/customers/{c}/notes"),
+            &json!({"body": "Called about the price", "channel": "phone", "author": "maria"}),
+        )
         .await
         .expect(201)
         .body;
@@ -318,9 +304,8 @@ async fn tags_notes_and_timeline() {
         .map(|e| e["type"].as_str().unwrap())
         .collect();
     assert_eq!(types, ["customer.updated", "customer.created"]);
-    app.get(&format!("/v1/customers/{c}/timeline?starting_after=bogus"))
-        .bearer(&m.key)
-        .send()
+    app.by(&m.key)
+        .get(&format!("/v1/customers/{c}/timeline?starting_after=bogus"))
         .await
         .expect_problem(422, "validation_failed");
 }

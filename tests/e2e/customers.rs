@@ -6,34 +6,24 @@ use serde_json::json;
 use tenure_domain::ids::GenerateId;
 use tenure_e2e::TestApp;
 
+use crate::fixtures;
+
 #[actix_web::test]
 async fn customers_are_created_validated_and_unique_per_merchant() {
     let app = TestApp::new().await;
     let m = app.merchant("A").await;
-    let res = app
-        .post("/v1/customers")
-        .bearer(&m.key)
-        .json(&json!({"external_id": "u1", "email": "ada@example.com", "name": "Ada", "locale": "en-GB",
-            "metadata": {"crm": 17}, "tags": ["VIP", "beta", "vip"]}))
-        .send()
-        .await
+    let res = app.by(&m.key).post("/v1/customers", &json!({"external_id": "u1", "email": "ada@example.com", "name": "Ada", "locale": "en-GB",
+            "metadata": {"crm": 17}, "tags": ["VIP", "beta", "vip"]})).await
         .expect(201);
     assert!(res.body["id"].as_str().unwrap().starts_with("cus_"));
     assert_eq!(res.body["tags"], json!(["beta", "vip"]));
     assert_eq!(res.body["metadata"], json!({"crm": 17}));
 
-    app.post("/v1/customers")
-        .bearer(&m.key)
-        .json(&json!({"external_id": "u1"}))
-        .send()
+    app.by(&m.key)
+        .post("/v1/customers", &json!({"external_id": "u1"}))
         .await
         .expect_problem(409, "external_id_taken");
-    let bad = app
-        .post("/v1/customers")
-        .bearer(&m.key)
-        .json(&json!({"external_id": "u2", "email": "not-an-email", "locale": "en_US", "tags": ["has space"]}))
-        .send()
-        .await
+    let bad = app.by(&m.key).post("/v1/customers", &json!({"external_id": "u2", "email": "not-an-email", "locale": "en_US", "tags": ["has space"]})).await
         .expect_problem(422, "validation_failed");
     let fields: Vec<_> = bad.body["errors"]
         .as_array()
@@ -54,10 +44,11 @@ async fn customers_filter_by_email_external_id_and_tag() {
         ("b", vec![]),
         ("c", vec!["vip", "beta"]),
     ] {
-        app.post("/v1/customers")
-            .bearer(&m.key)
-            .json(&json!({"external_id": ext, "email": format!("{ext}@example.com"), "tags": tags}))
-            .send()
+        app.by(&m.key)
+            .post(
+                "/v1/customers",
+                &json!({"external_id": ext, "email": format!("{ext}@example.com"), "tags": tags}),
+            )
             .await
             .expect(201);
     }
@@ -70,23 +61,20 @@ async fn customers_filter_by_email_external_id_and_tag() {
             .collect()
     };
     let vip = app
+        .by(&m.key)
         .get("/v1/customers?tag=vip")
-        .bearer(&m.key)
-        .send()
         .await
         .expect(200);
     assert_eq!(ext(&vip), ["c", "a"]);
     let by_email = app
+        .by(&m.key)
         .get("/v1/customers?email=b@example.com")
-        .bearer(&m.key)
-        .send()
         .await
         .expect(200);
     assert_eq!(ext(&by_email), ["b"]);
     let by_ext = app
+        .by(&m.key)
         .get("/v1/customers?external_id=c")
-        .bearer(&m.key)
-        .send()
         .await
         .expect(200);
     assert_eq!(ext(&by_ext), ["c"]);
@@ -97,29 +85,26 @@ async fn updates_record_previous_values_in_the_event() {
     let app = TestApp::new().await;
     let m = app.merchant("A").await;
     let id = app
-        .post("/v1/customers")
-        .bearer(&m.key)
-        .json(&json!({"external_id": "u1", "email": "old@example.com"}))
-        .send()
+        .by(&m.key)
+        .post(
+            "/v1/customers",
+            &json!({"external_id": "u1", "email": "old@example.com"}),
+        )
         .await
         .expect(201)
         .id();
     let res = app
-        .patch(&format!("/v1/customers/{id}"))
-        .bearer(&m.key)
-        .json(&json!({"email": "new@example.com", "name": null}))
-        .send()
+        .by(&m.key)
+        .patch(
+            &format!("/v1/customers/{id}"),
+            &json!({"email": "new@example.com", "name": null}),
+        )
         .await
         .expect(200);
     assert_eq!(res.body["email"], "new@example.com");
-    let events = app
-        .get("/v1/events?type=customer.updated")
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200);
-    assert_eq!(events.body["data"].as_array().unwrap().len(), 1);
-    let event = &events.body["data"][0];
+    let events = app.get_ok("/v1/events?type=customer.updated", &m.key).await;
+    assert_eq!(events["data"].as_array().unwrap().len(), 1);
+    let event = &events["data"][0];
     assert_eq!(event["data"]["object"]["email"], "new@example.com");
     assert_eq!(
         event["data"]["previous_attributes"]["email"],
@@ -128,19 +113,12 @@ async fn updates_record_previous_values_in_the_event() {
     assert!(event["id"].as_str().unwrap().starts_with("evt_"));
 
     // null clears a field, in the database too (not only in the response).
-    app.patch(&format!("/v1/customers/{id}"))
-        .bearer(&m.key)
-        .json(&json!({"email": null}))
-        .send()
+    app.by(&m.key)
+        .patch(&format!("/v1/customers/{id}"), &json!({"email": null}))
         .await
         .expect(200);
-    let stored = app
-        .get(&format!("/v1/customers/{id}"))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200);
-    assert!(stored.body["email"].is_null(), "{}", stored.body);
+    let stored = app.get_ok(&format!("/v1/customers/{id}"), &m.key).await;
+    assert!(stored["email"].is_null(), "{}", stored);
 }
 
 #[actix_web::test]
@@ -175,16 +153,16 @@ async fn pagination_walks_250_customers_exactly_once() {
             Some(c) => format!("/v1/customers?limit=100&starting_after={c}"),
             None => "/v1/customers?limit=100".to_owned(),
         };
-        let res = app.get(&path).bearer(&m.key).send().await.expect(200);
+        let res = app.get_ok(&path, &m.key).await;
         pages += 1;
-        for c in res.body["data"].as_array().unwrap() {
-            seen.push(c["id"].as_str().unwrap().to_owned());
+        for c in res["data"].as_array().unwrap() {
+            seen.push(fixtures::id(&c));
         }
-        if res.body["has_more"] == false {
-            assert_eq!(res.body["next_cursor"], serde_json::Value::Null);
+        if res["has_more"] == false {
+            assert_eq!(res["next_cursor"], serde_json::Value::Null);
             break;
         }
-        cursor = Some(res.body["next_cursor"].as_str().unwrap().to_owned());
+        cursor = Some(res["next_cursor"].as_str().unwrap().to_owned());
     }
     assert_eq!(pages, 3);
     assert_eq!(seen.len(), 250);
@@ -199,9 +177,8 @@ async fn pagination_walks_250_customers_exactly_once() {
         "limit=abc",
         "starting_after=prod_01jf9z7q6ve3a8r7m2k4t5n6bc",
     ] {
-        app.get(&format!("/v1/customers?{bad}"))
-            .bearer(&m.key)
-            .send()
+        app.by(&m.key)
+            .get(&format!("/v1/customers?{bad}"))
             .await
             .expect_problem(422, "validation_failed");
     }

@@ -106,7 +106,7 @@ async fn a_lost_database_is_503_and_the_service_recovers_by_itself() {
     restore(&app.db.name).await;
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let res = app.get("/v1/customers").bearer(&m.key).send().await;
+        let res = app.by(&m.key).get("/v1/customers").await;
         if res.status.as_u16() == 200 {
             break;
         }
@@ -119,18 +119,14 @@ async fn a_lost_database_is_503_and_the_service_recovers_by_itself() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     app.get("/readyz").send().await.expect(200);
-    app.post("/v1/customers")
-        .bearer(&m.key)
-        .json(&json!({"external_id": "after"}))
-        .send()
+    app.by(&m.key)
+        .post("/v1/customers", &json!({"external_id": "after"}))
         .await
         .expect(201);
     // The idempotency keys used during the outage were not burnt.
-    app.post("/v1/customers")
-        .bearer(&m.key)
-        .header("idempotency-key", "outage-0")
-        .json(&json!({"external_id": "idem-0"}))
-        .send()
+    app.by(&m.key)
+        .idempotency_key("outage-0")
+        .post("/v1/customers", &json!({"external_id": "idem-0"}))
         .await
         .expect(201);
 }
@@ -155,10 +151,8 @@ async fn writes_acknowledged_around_an_outage_are_all_kept() {
             let external_id = format!("w-{i}");
             let started = Instant::now();
             let res = app
-                .post("/v1/customers")
-                .bearer(&m.key)
-                .json(&json!({"external_id": external_id}))
-                .send()
+                .by(&m.key)
+                .post("/v1/customers", &json!({"external_id": external_id}))
                 .await;
             if res.status.as_u16() == 201 {
                 acknowledged.push((external_id, res.id()));
@@ -188,13 +182,8 @@ async fn writes_acknowledged_around_an_outage_are_all_kept() {
         "writes succeeded before the outage too"
     );
     for (external_id, id) in &acknowledged {
-        let customer = app
-            .get(&format!("/v1/customers/{id}"))
-            .bearer(&m.key)
-            .send()
-            .await
-            .expect(200);
-        assert_eq!(customer.body["external_id"], external_id.as_str());
+        let customer = app.get_ok(&format!("/v1/customers/{id}"), &m.key).await;
+        assert_eq!(customer["external_id"], external_id.as_str());
     }
     // A refused write may still have committed just before its connection was cut (the
     // client then retries with an Idempotency-Key); nothing acknowledged is missing.

@@ -336,11 +336,7 @@ impl World {
         let base = fixtures::plan(&app, &m, &product, 1000).await;
         let premium = fixtures::plan(&app, &m, &product, 2000).await;
         // Offered on every portal cancellation, so the offer paths have one to name.
-        app.post("/v1/retention_offers")
-            .bearer(&m.key)
-            .json(&json!({"name": "Stay", "kind": {"type": "discount_percent", "percent": 10, "cycles": 1}}))
-            .send()
-            .await
+        app.by(&m.key).post("/v1/retention_offers", &json!({"name": "Stay", "kind": {"type": "discount_percent", "percent": 10, "cycles": 1}})).await
             .expect(201);
         let endpoint = Self::endpoint(&app, &m).await;
         let event = app.get_ok("/v1/events?limit=1", &m.key).await["data"][0]["id"]
@@ -371,10 +367,11 @@ impl World {
     }
 
     async fn endpoint(app: &TestApp, m: &TestMerchant) -> String {
-        app.post("/v1/webhook_endpoints")
-            .bearer(&m.key)
-            .json(&json!({"url": "https://example.com/hooks", "enabled_events": ["*"]}))
-            .send()
+        app.by(&m.key)
+            .post(
+                "/v1/webhook_endpoints",
+                &json!({"url": "https://example.com/hooks", "enabled_events": ["*"]}),
+            )
             .await
             .expect(201)
             .id()
@@ -541,10 +538,7 @@ impl World {
 
     /// A new active subscription of the signed-in customer to the cheaper plan.
     async fn subscription(&self) -> String {
-        fixtures::subscribe(&self.app, &self.m, &self.customer, &self.base).await["id"]
-            .as_str()
-            .expect("subscription id")
-            .to_owned()
+        fixtures::subscribe_id(&self.app, &self.m, &self.customer, &self.base).await
     }
 
     /// A pending cancellation request of the signed-in customer, asked for in the portal:

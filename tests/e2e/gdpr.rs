@@ -9,7 +9,7 @@ use tenure_domain::ids::MerchantId;
 use tenure_e2e::{Response, TestApp, TestMerchant};
 use tenure_store::repo::idempotency::{self, Claim, StoredResponse};
 
-use crate::fixtures;
+use crate::fixtures::{self, hex};
 
 const EMAIL: &str = "ada.lovelace@example.org";
 const NAME: &str = "Ada Lovelace";
@@ -20,34 +20,14 @@ const MESSAGE: &str = "Private budget note from Ada";
 
 /// Creates Ada, with the Idempotency-Key `create-ada` (the second time, a replay).
 async fn create_ada(app: &TestApp, m: &TestMerchant) -> Response {
-    app.post("/v1/customers")
-        .bearer(&m.key)
-        .header("Idempotency-Key", "create-ada")
-        .json(
+    app.by(&m.key)
+        .idempotency_key("create-ada")
+        .post(
+            "/v1/customers",
             &json!({"external_id": EXTERNAL_ID, "email": EMAIL, "name": NAME,
             "locale": "en-GB", "metadata": {"crm": METADATA}, "tags": ["vip"]}),
         )
-        .send()
         .await
-}
-
-fn dump(app: &TestApp) -> String {
-    let out = std::process::Command::new("pg_dump")
-        .arg("--data-only")
-        .arg("--dbname")
-        .arg(&app.db.url)
-        .output()
-        .expect("pg_dump runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn hex(s: &str) -> String {
-    s.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
 #[derive(diesel::QueryableByName, Debug, PartialEq)]
@@ -97,27 +77,12 @@ async fn export_holds_everything_and_erase_anonymises_but_keeps_the_money() {
     let control = fixtures::customer(&app, &m, "control").await;
 
     let ada = create_ada(&app, &m).await.expect(201).id();
-    app.post(&format!("/v1/customers/{ada}/payment_methods"))
-        .bearer(&m.key)
-        .json(&json!({"token": "pm_card_visa"}))
-        .send()
-        .await
-        .expect(201);
-    let sub = app
-        .post("/v1/subscriptions")
-        .bearer(&m.key)
-        .json(&json!({"customer_id": ada, "plan_id": plan}))
-        .send()
-        .await
-        .expect(201)
-        .id();
+    fixtures::attach(&app, &m, &ada, "pm_card_visa").await;
+    let sub = fixtures::subscribe_id(&app, &m, &ada, &plan).await;
     // A paid invoice with a partial refund, known amounts (the billing engine's own
     // invoices, if any, are counted the same way).
     let (inv, pay) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
-    let ada_uuid = ada
-        .parse::<tenure_domain::ids::CustomerId>()
-        .unwrap()
-        .uuid();
+    let ada_uuid = fixtures::customer_uuid(&ada);
     app.exec(format!(
         "INSERT INTO invoices (merchant_id, id, number, customer_id, status, currency, total, amount_paid, amount_refunded)
          SELECT merchant_id, '{inv}', 900, id, 'paid', 'EUR', 4200, 4200, 200 FROM customers WHERE id = '{ada_uuid}'"
@@ -135,18 +100,20 @@ async fn export_holds_everything_and_erase_anonymises_but_keeps_the_money() {
          SELECT merchant_id, '{}', '{inv}', '{pay}', 200, 'EUR', 're_9' FROM customers WHERE id = '{ada_uuid}'",
         uuid::Uuid::now_v7()
     )).await;
-    app.post(&format!("/v1/customers/{ada}/notes"))
-        .bearer(&m.key)
-        .json(&json!({"body": NOTE, "channel": "phone", "author": "Bob (support)"}))
-        .send()
+    app.by(&m.key)
+        .post(
+            &format!("/v1/customers/{ada}/notes"),
+            &json!({"body": NOTE, "channel": "phone", "author": "Bob (support)"}),
+        )
         .await
         .expect(201);
     let token = fixtures::session(&app, &m, &ada).await;
     let request = app
-        .post(&format!("/v1/portal/subscriptions/{sub}/cancel"))
-        .bearer(&token)
-        .json(&json!({"reason": "too_expensive", "message": MESSAGE}))
-        .send()
+        .by(&token)
+        .post(
+            &format!("/v1/portal/subscriptions/{sub}/cancel"),
+            &json!({"reason": "too_expensive", "message": MESSAGE}),
+        )
         .await
         .expect(200)
         .body["cancellation_request"]["id"]
@@ -222,33 +189,28 @@ async fn export_holds_everything_and_erase_anonymises_but_keeps_the_money() {
 
     // Another merchant sees nothing of Ada.
     let other = app.merchant("B").await;
-    app.get(&format!("/v1/customers/{ada}/export"))
-        .bearer(&other.key)
-        .send()
+    app.by(&other.key)
+        .get(&format!("/v1/customers/{ada}/export"))
         .await
         .expect_problem(404, "resource_missing");
-    app.post(&format!("/v1/customers/{ada}/erase"))
-        .bearer(&other.key)
-        .send()
+    app.by(&other.key)
+        .post_empty(&format!("/v1/customers/{ada}/erase"))
         .await
         .expect_problem(404, "resource_missing");
 
     // Erasure waits until every subscription has ended.
-    app.post(&format!("/v1/customers/{ada}/erase"))
-        .bearer(&m.key)
-        .send()
+    app.by(&m.key)
+        .post_empty(&format!("/v1/customers/{ada}/erase"))
         .await
         .expect_problem(409, "customer_has_live_subscriptions");
-    app.post(&format!("/v1/cancellation_requests/{request}/approve"))
-        .bearer(&m.key)
-        .send()
+    app.by(&m.key)
+        .post_empty(&format!("/v1/cancellation_requests/{request}/approve"))
         .await
         .expect(200);
 
     let erased = app
-        .post(&format!("/v1/customers/{ada}/erase"))
-        .bearer(&m.key)
-        .send()
+        .by(&m.key)
+        .post_empty(&format!("/v1/customers/{ada}/erase"))
         .await
         .expect(200)
         .body;
@@ -260,9 +222,8 @@ async fn export_holds_everything_and_erase_anonymises_but_keeps_the_money() {
     assert!(erased["erased_at"].is_string());
     // Idempotent: the same customer, no second event.
     let again = app
-        .post(&format!("/v1/customers/{ada}/erase"))
-        .bearer(&m.key)
-        .send()
+        .by(&m.key)
+        .post_empty(&format!("/v1/customers/{ada}/erase"))
         .await
         .expect(200)
         .body;
@@ -275,7 +236,7 @@ async fn export_holds_everything_and_erase_anonymises_but_keeps_the_money() {
     assert!(event["data"].get("previous_attributes").is_none());
 
     // Nothing personal is left anywhere in the database; the control customer is.
-    let dump = dump(&app);
+    let dump = app.db.dump_data();
     assert!(
         dump.contains("control@example.com"),
         "the dump has the test's data"
@@ -335,40 +296,37 @@ async fn export_holds_everything_and_erase_anonymises_but_keeps_the_money() {
     }
 
     // An erased customer cannot come back through the side doors.
-    app.post("/v1/customer_sessions")
-        .bearer(&m.key)
-        .json(&json!({"customer_id": ada}))
-        .send()
+    app.by(&m.key)
+        .post("/v1/customer_sessions", &json!({"customer_id": ada}))
         .await
         .expect_problem(409, "customer_erased");
-    app.post("/v1/subscriptions")
-        .bearer(&m.key)
-        .json(&json!({"customer_id": ada, "plan_id": plan}))
-        .send()
+    app.by(&m.key)
+        .post(
+            "/v1/subscriptions",
+            &json!({"customer_id": ada, "plan_id": plan}),
+        )
         .await
         .expect_problem(409, "customer_erased");
-    app.patch(&format!("/v1/customers/{ada}"))
-        .bearer(&m.key)
-        .json(&json!({"email": EMAIL}))
-        .send()
+    app.by(&m.key)
+        .patch(&format!("/v1/customers/{ada}"), &json!({"email": EMAIL}))
         .await
         .expect_problem(409, "customer_erased");
-    app.post(&format!("/v1/customers/{ada}/tags"))
-        .bearer(&m.key)
-        .json(&json!({"tag": "vip"}))
-        .send()
+    app.by(&m.key)
+        .post(&format!("/v1/customers/{ada}/tags"), &json!({"tag": "vip"}))
         .await
         .expect_problem(409, "customer_erased");
-    app.post(&format!("/v1/customers/{ada}/notes"))
-        .bearer(&m.key)
-        .json(&json!({"body": "hello", "channel": "email", "author": "Bob"}))
-        .send()
+    app.by(&m.key)
+        .post(
+            &format!("/v1/customers/{ada}/notes"),
+            &json!({"body": "hello", "channel": "email", "author": "Bob"}),
+        )
         .await
         .expect_problem(409, "customer_erased");
-    app.post(&format!("/v1/customers/{ada}/payment_methods"))
-        .bearer(&m.key)
-        .json(&json!({"token": "pm_card_visa"}))
-        .send()
+    app.by(&m.key)
+        .post(
+            &format!("/v1/customers/{ada}/payment_methods"),
+            &json!({"token": "pm_card_visa"}),
+        )
         .await
         .expect_problem(409, "customer_erased");
     // Nor through a reply on one of their tickets, which would store new personal text.
@@ -376,10 +334,11 @@ async fn export_holds_everything_and_erase_anonymises_but_keeps_the_money() {
         .as_str()
         .expect("a ticket")
         .to_owned();
-    app.post(&format!("/v1/support_tickets/{ticket}/replies"))
-        .bearer(&m.key)
-        .json(&json!({"body": "Hi Ada, about your account"}))
-        .send()
+    app.by(&m.key)
+        .post(
+            &format!("/v1/support_tickets/{ticket}/replies"),
+            &json!({"body": "Hi Ada, about your account"}),
+        )
         .await
         .expect_problem(409, "customer_erased");
     // The control customer is untouched.
@@ -435,9 +394,8 @@ async fn a_response_stored_after_the_erasure_committed_is_kept_only_anonymised()
         let claim = idempotency::claim(&mut conn, &m.id, key, b"hash", claimed_at).await;
         assert!(matches!(claim, Ok(Claim::Acquired)), "{claim:?}");
     }
-    app.post(&format!("/v1/customers/{ada}/erase"))
-        .bearer(&m.key)
-        .send()
+    app.by(&m.key)
+        .post_empty(&format!("/v1/customers/{ada}/erase"))
         .await
         .expect(200);
 

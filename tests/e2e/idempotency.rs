@@ -10,20 +10,16 @@ async fn same_key_same_body_replays_the_first_response() {
     let m = app.merchant("A").await;
     let body = json!({"external_id": "c1", "email": "c1@example.com"});
     let first = app
-        .post("/v1/customers")
-        .bearer(&m.key)
-        .header("idempotency-key", "key-1")
-        .json(&body)
-        .send()
+        .by(&m.key)
+        .idempotency_key("key-1")
+        .post("/v1/customers", &body)
         .await
         .expect(201);
     assert_eq!(first.header("idempotent-replayed"), None);
     let second = app
-        .post("/v1/customers")
-        .bearer(&m.key)
-        .header("idempotency-key", "key-1")
-        .json(&body)
-        .send()
+        .by(&m.key)
+        .idempotency_key("key-1")
+        .post("/v1/customers", &body)
         .await
         .expect(201);
     assert_eq!(second.header("idempotent-replayed"), Some("true"));
@@ -31,11 +27,9 @@ async fn same_key_same_body_replays_the_first_response() {
     assert_eq!(second.header("etag"), first.header("etag"));
     assert_eq!(app.count("SELECT count(*) AS n FROM customers").await, 1);
 
-    app.post("/v1/customers")
-        .bearer(&m.key)
-        .header("idempotency-key", "key-1")
-        .json(&json!({"external_id": "c2"}))
-        .send()
+    app.by(&m.key)
+        .idempotency_key("key-1")
+        .post("/v1/customers", &json!({"external_id": "c2"}))
         .await
         .expect_problem(422, "idempotency_key_reused");
     assert_eq!(app.count("SELECT count(*) AS n FROM customers").await, 1);
@@ -84,11 +78,9 @@ async fn keys_are_scoped_to_the_caller() {
     let a = app.merchant("A").await;
     let b = app.merchant("B").await;
     for m in [&a, &b] {
-        app.post("/v1/customers")
-            .bearer(&m.key)
-            .header("idempotency-key", "shared")
-            .json(&json!({"external_id": "c1"}))
-            .send()
+        app.by(&m.key)
+            .idempotency_key("shared")
+            .post("/v1/customers", &json!({"external_id": "c1"}))
             .await
             .expect(201);
     }
@@ -101,36 +93,31 @@ async fn validation_failures_are_replayed_too_but_not_transient_errors() {
     let m = app.merchant("A").await;
     let bad = json!({"external_id": ""});
     for _ in 0..2 {
-        app.post("/v1/customers")
-            .bearer(&m.key)
-            .header("idempotency-key", "k")
-            .json(&bad)
-            .send()
+        app.by(&m.key)
+            .idempotency_key("k")
+            .post("/v1/customers", &bad)
             .await
             .expect_problem(422, "validation_failed");
     }
     // A conflict (409) is not final: once the conflicting customer is renamed, the same
     // key and body succeed.
     let existing = app
-        .post("/v1/customers")
-        .bearer(&m.key)
-        .json(&json!({"external_id": "taken"}))
-        .send()
+        .by(&m.key)
+        .post("/v1/customers", &json!({"external_id": "taken"}))
         .await
         .expect(201)
         .id();
     let body = json!({"external_id": "taken"});
-    app.post("/v1/customers")
-        .bearer(&m.key)
-        .header("idempotency-key", "k2")
-        .json(&body)
-        .send()
+    app.by(&m.key)
+        .idempotency_key("k2")
+        .post("/v1/customers", &body)
         .await
         .expect_problem(409, "external_id_taken");
-    app.patch(&format!("/v1/customers/{existing}"))
-        .bearer(&m.key)
-        .json(&json!({"name": "renamed"}))
-        .send()
+    app.by(&m.key)
+        .patch(
+            &format!("/v1/customers/{existing}"),
+            &json!({"name": "renamed"}),
+        )
         .await
         .expect(200);
     let mut conn = app.sql().await;
@@ -140,11 +127,9 @@ async fn validation_failures_are_replayed_too_but_not_transient_errors() {
     )
     .await
     .unwrap();
-    app.post("/v1/customers")
-        .bearer(&m.key)
-        .header("idempotency-key", "k2")
-        .json(&body)
-        .send()
+    app.by(&m.key)
+        .idempotency_key("k2")
+        .post("/v1/customers", &body)
         .await
         .expect(201);
 }
@@ -155,11 +140,9 @@ async fn twenty_concurrent_identical_posts_create_exactly_one_resource() {
     let m = app.merchant("A").await;
     let body = json!({"name": "Concurrent product"});
     let responses = join_all((0..20).map(|_| {
-        app.post("/v1/products")
-            .bearer(&m.key)
-            .header("idempotency-key", "concurrent-1")
-            .json(&body)
-            .send()
+        app.by(&m.key)
+            .idempotency_key("concurrent-1")
+            .post("/v1/products", &body)
     }))
     .await;
     let created: Vec<_> = responses.iter().filter(|r| r.status == 201).collect();
@@ -186,11 +169,9 @@ async fn twenty_concurrent_identical_posts_create_exactly_one_resource() {
 async fn malformed_keys_are_refused() {
     let app = TestApp::new().await;
     let m = app.merchant("A").await;
-    app.post("/v1/customers")
-        .bearer(&m.key)
-        .header("idempotency-key", &"k".repeat(300))
-        .json(&json!({"external_id": "c1"}))
-        .send()
+    app.by(&m.key)
+        .idempotency_key(&"k".repeat(300))
+        .post("/v1/customers", &json!({"external_id": "c1"}))
         .await
         .expect_problem(400, "invalid_idempotency_key");
 }

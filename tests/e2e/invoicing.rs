@@ -10,17 +10,17 @@ use diesel::QueryableByName;
 use diesel::sql_types::{Nullable, Timestamptz, Uuid};
 use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use serde_json::{Value, json};
+use tenure_engine::renewals::run_until_idle;
 use tenure_domain::billing::period::{Cadence, Interval, Period};
-use tenure_domain::billing::proration::prorate_change;
+use tenure_domain::billing::proration::{Proration, prorate_change};
 use tenure_domain::clock::Clock;
 use tenure_domain::ids::{MerchantId, PlanId, SubscriptionId};
 use tenure_domain::money::Money;
 use tenure_domain::subscription::PlanTerms;
 use tenure_e2e::{TestApp, TestMerchant};
-use tenure_engine::renewals::run_until_idle;
 use tenure_store::repo::discounts::{self, DiscountValue, NewDiscount};
 
-use crate::fixtures;
+use crate::fixtures::{self, events, time};
 
 struct Setup {
     m: TestMerchant,
@@ -32,12 +32,7 @@ async fn setup(app: &TestApp, token: &str) -> Setup {
     let m = app.merchant("Invoicing").await;
     let product = fixtures::product(app, &m, json!({})).await;
     let customer = fixtures::customer(app, &m, "u-invoicing").await;
-    app.post(&format!("/v1/customers/{customer}/payment_methods"))
-        .bearer(&m.key)
-        .json(&json!({"token": token, "set_default": true}))
-        .send()
-        .await
-        .expect(201);
+    fixtures::attach_default(app, &m, &customer, token).await;
     Setup {
         m,
         product,
@@ -46,11 +41,12 @@ async fn setup(app: &TestApp, token: &str) -> Setup {
 }
 
 async fn plan(app: &TestApp, s: &Setup, name: &str, amount: i64, interval: &str) -> String {
-    app.post("/v1/plans")
-        .bearer(&s.m.key)
-        .json(&json!({"product_id": s.product, "name": name,
-            "price": {"amount": amount, "currency": "EUR"}, "interval": interval}))
-        .send()
+    app.by(&s.m.key)
+        .post(
+            "/v1/plans",
+            &json!({"product_id": s.product, "name": name,
+            "price": {"amount": amount, "currency": "EUR"}, "interval": interval}),
+        )
         .await
         .expect(201)
         .id()
@@ -58,23 +54,17 @@ async fn plan(app: &TestApp, s: &Setup, name: &str, amount: i64, interval: &str)
 
 /// The dunning policy: one retry a day after the first failure, then `final_state`.
 async fn one_retry_then(app: &TestApp, s: &Setup, final_state: &str) {
-    app.request(actix_web::http::Method::PUT, "/v1/dunning_policy")
-        .bearer(&s.m.key)
-        .json(&json!({"retry_after_days": [1], "final_state": final_state}))
-        .send()
+    app.by(&s.m.key)
+        .put(
+            "/v1/dunning_policy",
+            &json!({"retry_after_days": [1], "final_state": final_state}),
+        )
         .await
         .expect(200);
 }
 
 async fn subscribe(app: &TestApp, s: &Setup, plan: &str) -> Value {
     fixtures::subscribe(app, &s.m, &s.customer, plan).await
-}
-
-fn time(v: &Value) -> DateTime<Utc> {
-    v.as_str()
-        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-        .map(|t| t.with_timezone(&Utc))
-        .unwrap_or_else(|| panic!("not a timestamp: {v}"))
 }
 
 fn amount(v: &Value) -> i64 {
@@ -89,27 +79,37 @@ async fn round(app: &TestApp) {
         .expect("renewal round");
 }
 
-async fn events(app: &TestApp, m: &TestMerchant, event_type: &str) -> Vec<Value> {
-    app.get_ok(&format!("/v1/events?type={event_type}&limit=100"), &m.key)
-        .await["data"]
-        .as_array()
-        .expect("events")
-        .clone()
-}
-
 /// The customer's invoices, oldest first.
 async fn invoices(app: &TestApp, s: &Setup) -> Vec<Value> {
-    let mut list = app
-        .get_ok(
-            &format!("/v1/invoices?customer_id={}&limit=100", s.customer),
-            &s.m.key,
+    fixtures::invoices_of(app, &s.m, &s.customer).await
+}
+
+/// The subscription as the merchant reads it.
+async fn subscription(app: &TestApp, s: &Setup, id: &str) -> Value {
+    app.get_ok(&format!("/v1/subscriptions/{id}"), &s.m.key)
+        .await
+}
+
+/// The subscription's upcoming invoice, as the merchant previews it.
+async fn upcoming_invoice(app: &TestApp, s: &Setup, id: &str) -> Value {
+    app.get_ok(
+        &format!("/v1/subscriptions/{id}/upcoming_invoice"),
+        &s.m.key,
+    )
+    .await
+}
+
+/// The merchant changes the subscription to `plan` (`action` `change_plan`), or previews
+/// the change (`change_plan/preview`): the answer.
+async fn change_plan(app: &TestApp, s: &Setup, id: &str, action: &str, plan: &str) -> Value {
+    app.by(&s.m.key)
+        .post(
+            &format!("/v1/subscriptions/{id}/{action}"),
+            &json!({"plan_id": plan}),
         )
-        .await["data"]
-        .as_array()
-        .expect("invoices")
-        .clone();
-    list.reverse();
-    list
+        .await
+        .expect(200)
+        .body
 }
 
 fn lines_of(invoice: &Value, kind: &str) -> Vec<i64> {
@@ -147,6 +147,18 @@ fn terms(plan: &str, amount: i64, interval: Interval) -> PlanTerms {
         plan.parse::<PlanId>().unwrap(),
         eur(amount),
         Cadence::new(interval, 1).unwrap(),
+    )
+    .unwrap()
+}
+
+/// The domain's proration of an upgrade from `basic` (10.00 a month) to `premium`
+/// (30.00) at `at`, within `period`.
+fn upgrade(basic: &str, premium: &str, period: &Period, at: DateTime<Utc>) -> Proration {
+    prorate_change(
+        &terms(basic, 1000, Interval::Month),
+        &terms(premium, 3000, Interval::Month),
+        period,
+        at,
     )
     .unwrap()
 }
@@ -216,25 +228,11 @@ async fn an_upgrade_mid_period_is_billed_once_on_the_next_renewal_with_the_exact
     let (id, period) = subscribed_and_charged(&app, &s, &basic, 1000).await;
     app.clock.advance(Duration::days(10) + Duration::hours(7));
 
-    let preview = app
-        .post(&format!("/v1/subscriptions/{id}/change_plan/preview"))
-        .bearer(&s.m.key)
-        .json(&json!({"plan_id": premium}))
-        .send()
-        .await
-        .expect(200)
-        .body;
+    let preview = change_plan(&app, &s, &id, "change_plan/preview", &premium).await;
     assert_eq!(preview["invoicing"], "next_invoice");
     assert_eq!(time(&preview["invoiced_at"]), period.end);
 
-    let changed = app
-        .post(&format!("/v1/subscriptions/{id}/change_plan"))
-        .bearer(&s.m.key)
-        .json(&json!({"plan_id": premium}))
-        .send()
-        .await
-        .expect(200)
-        .body;
+    let changed = change_plan(&app, &s, &id, "change_plan", &premium).await;
     assert_eq!(changed["plan_id"], premium.as_str());
     assert_eq!(
         time(&changed["current_period"]["end"]),
@@ -246,13 +244,7 @@ async fn an_upgrade_mid_period_is_billed_once_on_the_next_renewal_with_the_exact
     assert_eq!(items.len(), 2);
     assert!(items.iter().all(|i| i.invoice_id.is_none()));
     let at = items[0].period_start.expect("item period");
-    let expected = prorate_change(
-        &terms(&basic, 1000, Interval::Month),
-        &terms(&premium, 3000, Interval::Month),
-        &period,
-        at,
-    )
-    .unwrap();
+    let expected = upgrade(&basic, &premium, &period, at);
     let credit = expected.lines[0].amount.amount;
     let charge = expected.lines[1].amount.amount;
     assert!(credit < 0 && charge > 0);
@@ -270,12 +262,7 @@ async fn an_upgrade_mid_period_is_billed_once_on_the_next_renewal_with_the_exact
     assert_eq!(previewed, vec![credit, charge]);
 
     // The upcoming invoice shows the new plan plus the pending prorations.
-    let upcoming = app
-        .get_ok(
-            &format!("/v1/subscriptions/{id}/upcoming_invoice"),
-            &s.m.key,
-        )
-        .await;
+    let upcoming = upcoming_invoice(&app, &s, &id).await;
     assert_eq!(lines_of(&upcoming, "plan"), vec![3000]);
     assert_eq!(lines_of(&upcoming, "proration"), vec![credit, charge]);
     assert_totals(&upcoming);
@@ -312,12 +299,7 @@ async fn an_upgrade_mid_period_is_billed_once_on_the_next_renewal_with_the_exact
 
     // The next renewal bills the plan alone: the items are never invoiced twice.
     let next_end = time(&renewal["period_end"]);
-    let upcoming = app
-        .get_ok(
-            &format!("/v1/subscriptions/{id}/upcoming_invoice"),
-            &s.m.key,
-        )
-        .await;
+    let upcoming = upcoming_invoice(&app, &s, &id).await;
     assert!(lines_of(&upcoming, "proration").is_empty());
     app.clock.advance_to(next_end + Duration::minutes(1));
     round(&app).await;
@@ -342,24 +324,10 @@ async fn a_cadence_change_invoices_the_new_period_at_once_with_the_credit() {
     let (id, period) = subscribed_and_charged(&app, &s, &monthly, 1000).await;
     app.clock.advance(Duration::days(12));
 
-    let preview = app
-        .post(&format!("/v1/subscriptions/{id}/change_plan/preview"))
-        .bearer(&s.m.key)
-        .json(&json!({"plan_id": yearly}))
-        .send()
-        .await
-        .expect(200)
-        .body;
+    let preview = change_plan(&app, &s, &id, "change_plan/preview", &yearly).await;
     assert_eq!(preview["invoicing"], "now");
 
-    let changed = app
-        .post(&format!("/v1/subscriptions/{id}/change_plan"))
-        .bearer(&s.m.key)
-        .json(&json!({"plan_id": yearly}))
-        .send()
-        .await
-        .expect(200)
-        .body;
+    let changed = change_plan(&app, &s, &id, "change_plan", &yearly).await;
     let at = time(&changed["billing_anchor"]);
     assert_eq!(time(&changed["current_period"]["start"]), at);
     assert_eq!(changed["interval"], "year");
@@ -438,12 +406,7 @@ async fn a_cadence_change_invoices_the_new_period_at_once_with_the_credit() {
             .iter()
             .all(|i| i.invoice_id.is_some())
     );
-    let upcoming = app
-        .get_ok(
-            &format!("/v1/subscriptions/{id}/upcoming_invoice"),
-            &s.m.key,
-        )
-        .await;
+    let upcoming = upcoming_invoice(&app, &s, &id).await;
     assert_eq!(lines_of(&upcoming, "plan"), vec![10_000]);
     assert!(lines_of(&upcoming, "proration").is_empty());
     assert_eq!(
@@ -456,11 +419,18 @@ async fn a_cadence_change_invoices_the_new_period_at_once_with_the_credit() {
     assert_eq!(invoices(&app, &s).await.len(), 2);
 }
 
-/// A card-paying customer subscribed to a 19.99 monthly plan, its first invoice paid:
-/// the setup and the subscription's id.
-async fn gold_subscription(app: &TestApp) -> (Setup, String) {
-    let s = setup(app, "pm_card_visa").await;
+/// A customer paying with the sandbox card `token`, and the Gold plan (19.99 a month):
+/// the setup and the plan.
+async fn gold_plan(app: &TestApp, token: &str) -> (Setup, String) {
+    let s = setup(app, token).await;
     let gold = plan(app, &s, "Gold", 1999, "month").await;
+    (s, gold)
+}
+
+/// A card-paying customer subscribed to the Gold plan, its first invoice paid: the setup
+/// and the subscription's id.
+async fn gold_subscription(app: &TestApp) -> (Setup, String) {
+    let (s, gold) = gold_plan(app, "pm_card_visa").await;
     let (id, _) = subscribed_and_charged(app, &s, &gold, 1999).await;
     (s, id)
 }
@@ -504,20 +474,20 @@ async fn responses_to_changes_show_the_subscription_s_discounts() {
     // neither touches discounts or invoices.
     let pause_and_unschedule = async || {
         let paused = app
-            .post(&format!("/v1/portal/subscriptions/{id}/pause"))
-            .bearer(&token)
-            .json(&json!({"start": {"type": "period_end"}}))
-            .send()
+            .by(&token)
+            .post(
+                &format!("/v1/portal/subscriptions/{id}/pause"),
+                &json!({"start": {"type": "period_end"}}),
+            )
             .await
             .expect(200)
             .body;
         let change = paused["scheduled_changes"][0]["id"].as_str().unwrap();
         let unscheduled = app
+            .by(&s.m.key)
             .delete(&format!(
                 "/v1/subscriptions/{id}/scheduled_changes/{change}"
             ))
-            .bearer(&s.m.key)
-            .send()
             .await
             .expect(200)
             .body;
@@ -560,10 +530,11 @@ async fn a_change_that_waited_for_the_lock_shows_the_discount_granted_meanwhile(
     let finished = std::cell::Cell::new(false);
     let pause = async {
         let res = app
-            .post(&format!("/v1/portal/subscriptions/{id}/pause"))
-            .bearer(&token)
-            .json(&json!({"start": {"type": "period_end"}}))
-            .send()
+            .by(&token)
+            .post(
+                &format!("/v1/portal/subscriptions/{id}/pause"),
+                &json!({"start": {"type": "period_end"}}),
+            )
             .await;
         finished.set(true);
         res
@@ -606,9 +577,7 @@ async fn a_percent_discount_applies_to_exactly_the_next_two_invoices() {
     grant(&app, &s, &id, DiscountValue::Percent(20), 2).await;
 
     // Shown on the subscription (merchant and portal) and on the preview, unconsumed.
-    let read = app
-        .get_ok(&format!("/v1/subscriptions/{id}"), &s.m.key)
-        .await;
+    let read = subscription(&app, &s, &id).await;
     let d = &read["discounts"][0];
     assert!(d["id"].as_str().unwrap().starts_with("disc_"), "{d}");
     assert_eq!(d["percent"], 20);
@@ -625,20 +594,14 @@ async fn a_percent_discount_applies_to_exactly_the_next_two_invoices() {
     let listed = app.get_ok("/v1/subscriptions", &s.m.key).await;
     assert_eq!(listed["data"][0]["discounts"][0]["cycles_remaining"], 2);
     for _ in 0..2 {
-        let upcoming = app
-            .get_ok(
-                &format!("/v1/subscriptions/{id}/upcoming_invoice"),
-                &s.m.key,
-            )
-            .await;
+        let upcoming = upcoming_invoice(&app, &s, &id).await;
         // 20 % of 19.99 is 3.998, rounded half up to 4.00.
         assert_eq!(lines_of(&upcoming, "discount"), vec![-400]);
         assert_eq!(amount(&upcoming["total"]), 1599);
         assert_totals(&upcoming);
     }
     assert_eq!(
-        app.get_ok(&format!("/v1/subscriptions/{id}"), &s.m.key)
-            .await["discounts"][0]["cycles_remaining"],
+        subscription(&app, &s, &id).await["discounts"][0]["cycles_remaining"],
         2,
         "the preview consumed nothing"
     );
@@ -657,9 +620,7 @@ async fn a_percent_discount_applies_to_exactly_the_next_two_invoices() {
         assert_eq!(amount(&inv["total"]), 1599);
         assert_eq!(amount(&inv["amount_paid"]), 1599);
         assert_totals(inv);
-        let read = app
-            .get_ok(&format!("/v1/subscriptions/{id}"), &s.m.key)
-            .await;
+        let read = subscription(&app, &s, &id).await;
         let left = read["discounts"].as_array().unwrap();
         if remaining > 0 {
             assert_eq!(left[0]["cycles_remaining"], remaining);
@@ -673,12 +634,7 @@ async fn a_percent_discount_applies_to_exactly_the_next_two_invoices() {
         }
         end = time(&read["current_period"]["end"]);
     }
-    let upcoming = app
-        .get_ok(
-            &format!("/v1/subscriptions/{id}/upcoming_invoice"),
-            &s.m.key,
-        )
-        .await;
+    let upcoming = upcoming_invoice(&app, &s, &id).await;
     assert!(lines_of(&upcoming, "discount").is_empty());
     app.clock.advance_to(end + Duration::minutes(1));
     round(&app).await;
@@ -696,8 +652,7 @@ async fn a_percent_discount_applies_to_exactly_the_next_two_invoices() {
 #[actix_web::test]
 async fn an_amount_discount_larger_than_the_subtotal_makes_a_zero_invoice_paid_without_a_charge() {
     let app = TestApp::new().await;
-    let s = setup(&app, "pm_card_visa").await;
-    let gold = plan(&app, &s, "Gold", 1999, "month").await;
+    let (s, gold) = gold_plan(&app, "pm_card_visa").await;
     let (id, _) = subscribed_and_charged(&app, &s, &gold, 1999).await;
     let payments_before = app.count("SELECT count(*) AS n FROM payments").await;
     grant(&app, &s, &id, DiscountValue::Amount(eur(5000)), 1).await;
@@ -710,20 +665,13 @@ async fn an_amount_discount_larger_than_the_subtotal_makes_a_zero_invoice_paid_w
         1,
     )
     .await;
-    let read = app
-        .get_ok(&format!("/v1/subscriptions/{id}"), &s.m.key)
-        .await;
+    let read = subscription(&app, &s, &id).await;
     assert_eq!(
         read["discounts"][0]["amount"],
         json!({"amount": 5000, "currency": "EUR"})
     );
     assert!(read["discounts"][0]["percent"].is_null());
-    let upcoming = app
-        .get_ok(
-            &format!("/v1/subscriptions/{id}/upcoming_invoice"),
-            &s.m.key,
-        )
-        .await;
+    let upcoming = upcoming_invoice(&app, &s, &id).await;
     assert_eq!(lines_of(&upcoming, "discount"), vec![-1999]);
     assert_eq!(amount(&upcoming["amount_due"]), 0);
 
@@ -755,10 +703,7 @@ async fn an_amount_discount_larger_than_the_subtotal_makes_a_zero_invoice_paid_w
     let paid = events(&app, &s.m, "invoice.paid").await;
     assert!(paid.iter().any(|e| e["resource_id"] == inv["id"]));
     // The EUR discount is used up; the USD one is still there, untouched.
-    let left = app
-        .get_ok(&format!("/v1/subscriptions/{id}"), &s.m.key)
-        .await["discounts"]
-        .clone();
+    let left = subscription(&app, &s, &id).await["discounts"].clone();
     assert_eq!(left.as_array().unwrap().len(), 1);
     assert_eq!(left[0]["amount"]["currency"], "USD");
     assert_eq!(left[0]["cycles_remaining"], 1);
@@ -768,17 +713,12 @@ async fn an_amount_discount_larger_than_the_subtotal_makes_a_zero_invoice_paid_w
 async fn dunning_exhaustion_with_final_state_canceled_marks_the_invoice_uncollectible_with_an_event()
  {
     let app = TestApp::new().await;
-    let s = setup(&app, "pm_card_chargeDeclined").await;
-    let gold = plan(&app, &s, "Gold", 1999, "month").await;
+    let (s, gold) = gold_plan(&app, "pm_card_chargeDeclined").await;
     one_retry_then(&app, &s, "canceled").await;
     let sub = subscribe(&app, &s, &gold).await;
-    let id = sub["id"].as_str().unwrap().to_owned();
+    let id = fixtures::id(&sub);
     round(&app).await; // the first period's invoice, made at creation: declined
-    assert_eq!(
-        app.get_ok(&format!("/v1/subscriptions/{id}"), &s.m.key)
-            .await["status"],
-        "past_due"
-    );
+    assert_eq!(subscription(&app, &s, &id).await["status"], "past_due");
     let all = invoices(&app, &s).await;
     assert_eq!(all.len(), 1);
     let inv = &all[0];
@@ -806,16 +746,10 @@ async fn dunning_exhaustion_with_final_state_canceled_marks_the_invoice_uncollec
     assert_eq!(marked[0]["resource_id"], inv["id"]);
     assert_eq!(marked[0]["data"]["object"]["status"], "uncollectible");
     assert_eq!(marked[0]["data"]["previous_attributes"]["status"], "open");
-    let read = app
-        .get_ok(&format!("/v1/subscriptions/{id}"), &s.m.key)
-        .await;
+    let read = subscription(&app, &s, &id).await;
     assert_eq!(read["status"], "canceled");
     // A webhook endpoint may subscribe to the new type.
-    app.post("/v1/webhook_endpoints")
-        .bearer(&s.m.key)
-        .json(&json!({"url": "https://example.com/hook", "enabled_events": ["invoice.marked_uncollectible", "invoice.paid"]}))
-        .send()
-        .await
+    app.by(&s.m.key).post("/v1/webhook_endpoints", &json!({"url": "https://example.com/hook", "enabled_events": ["invoice.marked_uncollectible", "invoice.paid"]})).await
         .expect(201);
 }
 
@@ -929,26 +863,12 @@ async fn a_cadence_change_at_the_instant_an_invoiced_period_began_keeps_the_char
     assert_totals(&upcoming);
 }
 
-async fn trial_plan(app: &TestApp, s: &Setup, amount: i64, trial_days: u32) -> String {
-    app.post("/v1/plans")
-        .bearer(&s.m.key)
-        .json(
-            &json!({"product_id": s.product, "name": "Trial", "trial_days": trial_days,
-            "price": {"amount": amount, "currency": "EUR"}, "interval": "month"}),
-        )
-        .send()
-        .await
-        .expect(201)
-        .id()
-}
-
 #[actix_web::test]
 async fn a_subscription_without_a_trial_is_invoiced_at_creation_and_charged_by_the_next_round() {
     let app = TestApp::new().await;
-    let s = setup(&app, "pm_card_visa").await;
-    let gold = plan(&app, &s, "Gold", 1999, "month").await;
+    let (s, gold) = gold_plan(&app, "pm_card_visa").await;
     let sub = subscribe(&app, &s, &gold).await;
-    let id = sub["id"].as_str().unwrap().to_owned();
+    let id = fixtures::id(&sub);
     let period = period_of(&sub);
     assert_eq!(sub["status"], "active");
 
@@ -967,7 +887,7 @@ async fn a_subscription_without_a_trial_is_invoiced_at_creation_and_charged_by_t
     assert_eq!(inv["status"], "open");
     assert_eq!(inv["attempt_count"], 0);
     assert_eq!(time(&inv["next_payment_attempt_at"]), period.start);
-    let inv_id = inv["id"].as_str().unwrap().to_owned();
+    let inv_id = fixtures::id(&inv);
     // `subscription.created` shows the subscription the response showed.
     let created = events(&app, &s.m, "subscription.created").await;
     assert_eq!(created.len(), 1);
@@ -986,9 +906,7 @@ async fn a_subscription_without_a_trial_is_invoiced_at_creation_and_charged_by_t
 
     // The next worker round charges it: paid, one payment, `invoice.paid`.
     assert_eq!(
-        run_until_idle(&app.state.app, app.clock.now())
-            .await
-            .unwrap(),
+        run_until_idle(&app.state.app, app.clock.now()).await.unwrap(),
         1
     );
     let inv = app
@@ -1003,17 +921,11 @@ async fn a_subscription_without_a_trial_is_invoiced_at_creation_and_charged_by_t
     assert_eq!(paid.len(), 1);
     assert_eq!(paid[0]["resource_id"], inv_id.as_str());
     assert_eq!(paid[0]["data"]["previous_attributes"]["status"], "open");
-    assert_eq!(
-        app.get_ok(&format!("/v1/subscriptions/{id}"), &s.m.key)
-            .await["status"],
-        "active"
-    );
+    assert_eq!(subscription(&app, &s, &id).await["status"], "active");
     // Charged once: nothing more is due until the period ends, and the renewal invoices
     // the next period, not this one again.
     assert_eq!(
-        run_until_idle(&app.state.app, app.clock.now())
-            .await
-            .unwrap(),
+        run_until_idle(&app.state.app, app.clock.now()).await.unwrap(),
         0
     );
     app.clock.advance_to(period.end + Duration::minutes(1));
@@ -1030,9 +942,9 @@ async fn a_subscription_without_a_trial_is_invoiced_at_creation_and_charged_by_t
 async fn a_subscription_with_a_trial_is_not_invoiced_until_the_trial_ends() {
     let app = TestApp::new().await;
     let s = setup(&app, "pm_card_visa").await;
-    let trial = trial_plan(&app, &s, 1999, 14).await;
+    let trial = fixtures::plan_with(&app, &s.m, &s.product, 1999, 14).await;
     let sub = subscribe(&app, &s, &trial).await;
-    let id = sub["id"].as_str().unwrap().to_owned();
+    let id = fixtures::id(&sub);
     assert_eq!(sub["status"], "trialing");
     let trial_end = time(&sub["trial_end"]);
     assert!(invoices(&app, &s).await.is_empty(), "the trial is free");
@@ -1047,9 +959,7 @@ async fn a_subscription_with_a_trial_is_not_invoiced_until_the_trial_ends() {
     // The trial's end starts the first paid period: invoiced and charged then.
     app.clock.advance_to(trial_end + Duration::minutes(1));
     round(&app).await;
-    let read = app
-        .get_ok(&format!("/v1/subscriptions/{id}"), &s.m.key)
-        .await;
+    let read = subscription(&app, &s, &id).await;
     assert_eq!(read["status"], "active");
     let all = invoices(&app, &s).await;
     assert_eq!(all.len(), 1);
@@ -1080,20 +990,11 @@ async fn a_free_plan_s_first_invoice_is_paid_at_creation_without_a_charge() {
     assert_eq!(paid.len(), 1);
     assert_eq!(paid[0]["resource_id"], inv["id"]);
     assert_eq!(
-        run_until_idle(&app.state.app, app.clock.now())
-            .await
-            .unwrap(),
+        run_until_idle(&app.state.app, app.clock.now()).await.unwrap(),
         0,
         "nothing to charge"
     );
     assert_eq!(app.count("SELECT count(*) AS n FROM payments").await, 0);
-}
-
-async fn sub_status(app: &TestApp, m: &TestMerchant, id: &str) -> String {
-    app.get_ok(&format!("/v1/subscriptions/{id}"), &m.key).await["status"]
-        .as_str()
-        .expect("status")
-        .to_owned()
 }
 
 /// Subscribing is not refused for want of a payment method (a customer often subscribes
@@ -1107,39 +1008,25 @@ async fn a_customer_without_a_payment_method_goes_past_due_and_recovers_when_a_c
     let product = fixtures::product(&app, &m, json!({})).await;
     let plan = fixtures::plan(&app, &m, &product, 1999).await;
     let customer = fixtures::customer(&app, &m, "u-no-card").await;
-    let sub = app
-        .post("/v1/subscriptions")
-        .bearer(&m.key)
-        .json(&json!({"customer_id": customer, "plan_id": plan}))
-        .send()
-        .await
-        .expect(201)
-        .body;
+    let sub = fixtures::subscribe(&app, &m, &customer, &plan).await;
     assert_eq!(sub["status"], "active");
-    let id = sub["id"].as_str().unwrap().to_owned();
-    run_until_idle(&app.state.app, app.clock.now())
-        .await
-        .unwrap();
-    assert_eq!(sub_status(&app, &m, &id).await, "past_due");
+    let id = fixtures::id(&sub);
+    run_until_idle(&app.state.app, app.clock.now()).await.unwrap();
+    assert_eq!(fixtures::status(&app, &m, &id).await, "past_due");
     let invoices = app.get_ok("/v1/invoices", &m.key).await;
     let inv = &invoices["data"][0];
     assert_eq!(invoices["data"].as_array().unwrap().len(), 1);
     assert_eq!(inv["status"], "open");
     assert_eq!(inv["attempt_count"], 1);
-    let inv_id = inv["id"].as_str().unwrap().to_owned();
+    let inv_id = fixtures::id(&inv);
     let payments = app.get_ok("/v1/payments", &m.key).await;
     assert_eq!(payments["data"][0]["status"], "declined");
     assert_eq!(payments["data"][0]["failure_code"], "no_payment_method");
     assert_eq!(events(&app, &m, "invoice.payment_failed").await.len(), 1);
     assert_eq!(events(&app, &m, "subscription.past_due").await.len(), 1);
 
-    app.post(&format!("/v1/customers/{customer}/payment_methods"))
-        .bearer(&m.key)
-        .json(&json!({"token": "pm_card_visa", "set_default": true}))
-        .send()
-        .await
-        .expect(201);
-    assert_eq!(sub_status(&app, &m, &id).await, "active");
+    fixtures::attach_default(&app, &m, &customer, "pm_card_visa").await;
+    assert_eq!(fixtures::status(&app, &m, &id).await, "active");
     let inv = app.get_ok(&format!("/v1/invoices/{inv_id}"), &m.key).await;
     assert_eq!(inv["status"], "paid");
     assert_eq!(amount(&inv["amount_paid"]), 1999);
@@ -1157,36 +1044,20 @@ async fn an_upgrade_then_a_cancellation_bills_the_proration_on_a_final_invoice()
     let basic = plan(&app, &s, "Basic", 1000, "month").await;
     let premium = plan(&app, &s, "Premium", 3000, "month").await;
     let sub = subscribe(&app, &s, &basic).await;
-    let id = sub["id"].as_str().unwrap().to_owned();
+    let id = fixtures::id(&sub);
     let period = period_of(&sub);
     round(&app).await;
     app.clock.advance(Duration::days(10));
-    app.post(&format!("/v1/subscriptions/{id}/change_plan"))
-        .bearer(&s.m.key)
-        .json(&json!({"plan_id": premium}))
-        .send()
-        .await
-        .expect(200);
+    change_plan(&app, &s, &id, "change_plan", &premium).await;
     let at = pending_items(&app).await[0]
         .period_start
         .expect("item period");
-    let expected = prorate_change(
-        &terms(&basic, 1000, Interval::Month),
-        &terms(&premium, 3000, Interval::Month),
-        &period,
-        at,
-    )
-    .unwrap();
+    let expected = upgrade(&basic, &premium, &period, at);
     let (credit, charge) = (
         expected.lines[0].amount.amount,
         expected.lines[1].amount.amount,
     );
-    app.post(&format!("/v1/subscriptions/{id}/cancel"))
-        .bearer(&s.m.key)
-        .json(&json!({"timing": "period_end"}))
-        .send()
-        .await
-        .expect(200);
+    fixtures::cancel(&app, &s.m, &id, json!({"timing": "period_end"})).await;
     assert_eq!(
         invoices(&app, &s).await.len(),
         1,
@@ -1220,9 +1091,7 @@ async fn an_upgrade_then_a_cancellation_bills_the_proration_on_a_final_invoice()
             .iter()
             .all(|i| i.invoice_id.is_some())
     );
-    let read = app
-        .get_ok(&format!("/v1/subscriptions/{id}"), &s.m.key)
-        .await;
+    let read = subscription(&app, &s, &id).await;
     assert_eq!(read["status"], "canceled");
     // Nothing more is billed afterwards.
     app.clock.advance(Duration::days(40));
@@ -1233,11 +1102,9 @@ async fn an_upgrade_then_a_cancellation_bills_the_proration_on_a_final_invoice()
 #[actix_web::test]
 async fn an_invoice_can_only_name_a_subscription_of_its_own_merchant() {
     let app = TestApp::new().await;
-    let s = setup(&app, "pm_card_visa").await;
-    let gold = plan(&app, &s, "Gold", 1999, "month").await;
+    let (s, gold) = gold_plan(&app, "pm_card_visa").await;
     subscribe(&app, &s, &gold).await;
-    let other = setup(&app, "pm_card_visa").await;
-    let other_gold = plan(&app, &other, "Gold", 1999, "month").await;
+    let (other, other_gold) = gold_plan(&app, "pm_card_visa").await;
     subscribe(&app, &other, &other_gold).await;
     assert_eq!(app.count("SELECT count(*) AS n FROM invoices").await, 2);
 
@@ -1267,9 +1134,8 @@ async fn an_invoice_can_only_name_a_subscription_of_its_own_merchant() {
 }
 
 async fn invoice_action(app: &TestApp, s: &Setup, invoice: &str, action: &str) -> Value {
-    app.post(&format!("/v1/invoices/{invoice}/{action}"))
-        .bearer(&s.m.key)
-        .send()
+    app.by(&s.m.key)
+        .post_empty(&format!("/v1/invoices/{invoice}/{action}"))
         .await
         .expect(200)
         .body
@@ -1278,20 +1144,17 @@ async fn invoice_action(app: &TestApp, s: &Setup, invoice: &str, action: &str) -
 #[actix_web::test]
 async fn a_canceled_subscription_s_open_invoice_is_left_to_the_merchant_to_pay_void_or_give_up() {
     let app = TestApp::new().await;
-    let s = setup(&app, "pm_card_visa").await;
-    let gold = plan(&app, &s, "Gold", 1999, "month").await;
+    let (s, gold) = gold_plan(&app, "pm_card_visa").await;
     // Three subscriptions canceled before the worker charged their first invoice.
     for _ in 0..3 {
         let sub = subscribe(&app, &s, &gold).await;
-        app.post(&format!(
-            "/v1/subscriptions/{}/cancel",
-            sub["id"].as_str().unwrap()
-        ))
-        .bearer(&s.m.key)
-        .json(&json!({"timing": "now"}))
-        .send()
-        .await
-        .expect(200);
+        app.by(&s.m.key)
+            .post(
+                &format!("/v1/subscriptions/{}/cancel", sub["id"].as_str().unwrap()),
+                &json!({"timing": "now"}),
+            )
+            .await
+            .expect(200);
     }
     round(&app).await;
     let all = invoices(&app, &s).await;
@@ -1304,10 +1167,7 @@ async fn a_canceled_subscription_s_open_invoice_is_left_to_the_merchant_to_pay_v
         );
         assert!(inv["next_payment_attempt_at"].is_null(), "{inv}");
     }
-    let ids: Vec<String> = all
-        .iter()
-        .map(|i| i["id"].as_str().unwrap().to_owned())
-        .collect();
+    let ids: Vec<String> = all.iter().map(|i| fixtures::id(&i)).collect();
     let [paid, voided, given_up] = [&ids[0], &ids[1], &ids[2]];
 
     let res = invoice_action(&app, &s, paid, "pay").await;
@@ -1329,9 +1189,8 @@ async fn a_canceled_subscription_s_open_invoice_is_left_to_the_merchant_to_pay_v
         (paid, "pay", "invoice_not_payable"),
         (given_up, "mark_uncollectible", "invalid_invoice_transition"),
     ] {
-        app.post(&format!("/v1/invoices/{id}/{action}"))
-            .bearer(&s.m.key)
-            .send()
+        app.by(&s.m.key)
+            .post_empty(&format!("/v1/invoices/{id}/{action}"))
             .await
             .expect_problem(409, code);
     }
@@ -1363,9 +1222,8 @@ async fn a_canceled_subscription_s_open_invoice_is_left_to_the_merchant_to_pay_v
     );
     // Another merchant's key finds none of them.
     let other = app.merchant("Other").await;
-    app.post(&format!("/v1/invoices/{voided}/pay"))
-        .bearer(&other.key)
-        .send()
+    app.by(&other.key)
+        .post_empty(&format!("/v1/invoices/{voided}/pay"))
         .await
         .expect_problem(404, "resource_missing");
     // Nothing more is charged or billed later.
@@ -1380,14 +1238,13 @@ async fn a_canceled_subscription_s_open_invoice_is_left_to_the_merchant_to_pay_v
 #[actix_web::test]
 async fn paying_by_hand_answers_a_decline_with_402_once_and_recovers_the_subscription() {
     let app = TestApp::new().await;
-    let s = setup(&app, "pm_card_chargeDeclined").await;
-    let gold = plan(&app, &s, "Gold", 1999, "month").await;
+    let (s, gold) = gold_plan(&app, "pm_card_chargeDeclined").await;
     let sub = subscribe(&app, &s, &gold).await;
-    let sub_id = sub["id"].as_str().unwrap().to_owned();
+    let sub_id = fixtures::id(&sub);
     round(&app).await;
-    assert_eq!(sub_status(&app, &s.m, &sub_id).await, "past_due");
+    assert_eq!(fixtures::status(&app, &s.m, &sub_id).await, "past_due");
     let inv = invoices(&app, &s).await.remove(0);
-    let id = inv["id"].as_str().unwrap().to_owned();
+    let id = fixtures::id(&inv);
     assert_eq!(inv["attempt_count"], 1);
     let retry_at = inv["next_payment_attempt_at"].clone();
     assert!(retry_at.is_string(), "{inv}");
@@ -1395,10 +1252,9 @@ async fn paying_by_hand_answers_a_decline_with_402_once_and_recovers_the_subscri
     // The merchant tries at once: a decline is a 402, recorded, and its retry replays it.
     for replayed in [None, Some("true")] {
         let res = app
-            .post(&format!("/v1/invoices/{id}/pay"))
-            .bearer(&s.m.key)
-            .header("Idempotency-Key", "pay-now-1")
-            .send()
+            .by(&s.m.key)
+            .idempotency_key("pay-now-1")
+            .post_empty(&format!("/v1/invoices/{id}/pay"))
             .await
             .expect_problem(402, "payment_declined");
         assert!(
@@ -1424,16 +1280,15 @@ async fn paying_by_hand_answers_a_decline_with_402_once_and_recovers_the_subscri
     app.exec("UPDATE payment_methods SET gateway_token = 'pm_card_visa'")
         .await;
     let res = app
-        .post(&format!("/v1/invoices/{id}/pay"))
-        .bearer(&s.m.key)
-        .header("Idempotency-Key", "pay-now-2")
-        .send()
+        .by(&s.m.key)
+        .idempotency_key("pay-now-2")
+        .post_empty(&format!("/v1/invoices/{id}/pay"))
         .await
         .expect(200);
     assert_eq!(res.body["status"], "paid");
     assert_eq!(res.body["attempt_count"], 3);
     assert!(res.body["next_payment_attempt_at"].is_null());
-    assert_eq!(sub_status(&app, &s.m, &sub_id).await, "active");
+    assert_eq!(fixtures::status(&app, &s.m, &sub_id).await, "active");
     assert_eq!(events(&app, &s.m, "subscription.recovered").await.len(), 1);
     // The engine's scheduled retry finds nothing left to charge.
     app.clock.advance(Duration::days(2));
@@ -1456,9 +1311,8 @@ async fn paying_by_hand_without_a_payment_method_is_refused_and_records_nothing(
     };
     let inv = invoices(&app, &s).await.remove(0);
     let id = inv["id"].as_str().unwrap();
-    app.post(&format!("/v1/invoices/{id}/pay"))
-        .bearer(&s.m.key)
-        .send()
+    app.by(&s.m.key)
+        .post_empty(&format!("/v1/invoices/{id}/pay"))
         .await
         .expect_problem(409, "no_payment_method");
     let after = app.get_ok(&format!("/v1/invoices/{id}"), &s.m.key).await;
@@ -1474,8 +1328,7 @@ async fn paying_by_hand_without_a_payment_method_is_refused_and_records_nothing(
 #[actix_web::test]
 async fn a_declined_try_at_an_uncollectible_invoice_leaves_an_active_subscription_active() {
     let app = TestApp::new().await;
-    let s = setup(&app, "pm_card_chargeDeclined").await;
-    let gold = plan(&app, &s, "Gold", 1999, "month").await;
+    let (s, gold) = gold_plan(&app, "pm_card_chargeDeclined").await;
     let sub = subscribe(&app, &s, &gold).await;
     let sub_id = sub["id"].as_str().unwrap();
     let id = invoices(&app, &s).await[0]["id"]
@@ -1483,13 +1336,12 @@ async fn a_declined_try_at_an_uncollectible_invoice_leaves_an_active_subscriptio
         .unwrap()
         .to_owned();
     invoice_action(&app, &s, &id, "mark_uncollectible").await;
-    app.post(&format!("/v1/invoices/{id}/pay"))
-        .bearer(&s.m.key)
-        .send()
+    app.by(&s.m.key)
+        .post_empty(&format!("/v1/invoices/{id}/pay"))
         .await
         .expect_problem(402, "payment_declined");
     // No retry would ever follow to recover it, so it does not go past due.
-    assert_eq!(sub_status(&app, &s.m, sub_id).await, "active");
+    assert_eq!(fixtures::status(&app, &s.m, sub_id).await, "active");
     let after = app.get_ok(&format!("/v1/invoices/{id}"), &s.m.key).await;
     assert_eq!(after["status"], "uncollectible");
     assert_eq!(after["attempt_count"], 1);
@@ -1502,15 +1354,14 @@ async fn a_declined_try_at_an_uncollectible_invoice_leaves_an_active_subscriptio
 #[actix_web::test]
 async fn an_unpaid_subscriber_pays_the_open_invoice_from_the_portal_and_is_active_again() {
     let app = TestApp::new().await;
-    let s = setup(&app, "pm_card_chargeDeclined").await;
-    let gold = plan(&app, &s, "Gold", 1999, "month").await;
+    let (s, gold) = gold_plan(&app, "pm_card_chargeDeclined").await;
     one_retry_then(&app, &s, "unpaid").await;
     let sub = subscribe(&app, &s, &gold).await;
-    let sub_id = sub["id"].as_str().unwrap().to_owned();
+    let sub_id = fixtures::id(&sub);
     round(&app).await;
     app.clock.advance(Duration::days(2));
     round(&app).await;
-    assert_eq!(sub_status(&app, &s.m, &sub_id).await, "unpaid");
+    assert_eq!(fixtures::status(&app, &s.m, &sub_id).await, "unpaid");
     let id = invoices(&app, &s).await[0]["id"]
         .as_str()
         .unwrap()
@@ -1518,36 +1369,32 @@ async fn an_unpaid_subscriber_pays_the_open_invoice_from_the_portal_and_is_activ
     let token = fixtures::session(&app, &s.m, &s.customer).await;
 
     // Still declined: a 402, recorded.
-    app.post(&format!("/v1/portal/invoices/{id}/pay"))
-        .bearer(&token)
-        .send()
+    app.by(&token)
+        .post_empty(&format!("/v1/portal/invoices/{id}/pay"))
         .await
         .expect_problem(402, "payment_declined");
     // The bank accepts the card again: paying now brings the subscription back.
     app.exec("UPDATE payment_methods SET gateway_token = 'pm_card_visa'")
         .await;
     let paid = app
-        .post(&format!("/v1/portal/invoices/{id}/pay"))
-        .bearer(&token)
-        .send()
+        .by(&token)
+        .post_empty(&format!("/v1/portal/invoices/{id}/pay"))
         .await
         .expect(200);
     assert_eq!(paid.body["status"], "paid");
     assert_eq!(paid.body["attempt_count"], 4);
-    assert_eq!(sub_status(&app, &s.m, &sub_id).await, "active");
+    assert_eq!(fixtures::status(&app, &s.m, &sub_id).await, "active");
     assert_eq!(events(&app, &s.m, "subscription.recovered").await.len(), 1);
 
     // Nobody else's invoice, and not with a merchant key.
     let other = fixtures::customer(&app, &s.m, "u-other").await;
     let other_token = fixtures::session(&app, &s.m, &other).await;
-    app.post(&format!("/v1/portal/invoices/{id}/pay"))
-        .bearer(&other_token)
-        .send()
+    app.by(&other_token)
+        .post_empty(&format!("/v1/portal/invoices/{id}/pay"))
         .await
         .expect_problem(404, "resource_missing");
-    app.post(&format!("/v1/portal/invoices/{id}/pay"))
-        .bearer(&s.m.key)
-        .send()
+    app.by(&s.m.key)
+        .post_empty(&format!("/v1/portal/invoices/{id}/pay"))
         .await
         .expect_problem(403, "merchant_key_not_allowed");
 }
@@ -1559,14 +1406,8 @@ async fn invoices_are_listed_by_subscription() {
     let app = TestApp::new().await;
     let s = setup(&app, "pm_card_visa").await;
     let monthly = plan(&app, &s, "Monthly", 1000, "month").await;
-    let first = subscribe(&app, &s, &monthly).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let second = subscribe(&app, &s, &monthly).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let first = fixtures::id(&subscribe(&app, &s, &monthly).await);
+    let second = fixtures::id(&subscribe(&app, &s, &monthly).await);
     for _ in 0..2 {
         app.clock.advance(Duration::days(31));
         round(&app).await;
@@ -1608,9 +1449,8 @@ async fn invoices_are_listed_by_subscription() {
         .await;
     assert!(none["data"].as_array().unwrap().is_empty());
     let res = app
+        .by(&s.m.key)
         .get("/v1/invoices?subscription_id=cus_01jf9zb3f4e3a8r7m2k4t5n6bc")
-        .bearer(&s.m.key)
-        .send()
         .await
         .expect_problem(422, "validation_failed");
     assert_eq!(res.body["errors"][0]["field"], "subscription_id");

@@ -2,61 +2,16 @@
 //! policy), the portal's available actions, concurrency, and the worker applying
 //! scheduled cancellations and resumes when the test clock passes them.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 use diesel_async::RunQueryDsl;
 use futures_util::future::join_all;
 use serde_json::{Value, json};
+use tenure_engine::lifecycle::run_due_changes;
 use tenure_domain::clock::Clock;
 use tenure_domain::ids::GenerateId;
 use tenure_e2e::{Response, TestApp, TestMerchant};
-use tenure_engine::lifecycle::run_due_changes;
 
-use crate::fixtures;
-
-/// A product with three plans: a trial plan, a base plan and a pricier one.
-pub struct Catalog {
-    pub product: String,
-    pub trial: String,
-    pub base: String,
-    pub premium: String,
-}
-
-pub async fn plan_with(
-    app: &TestApp,
-    m: &TestMerchant,
-    product: &str,
-    amount: i64,
-    trial_days: u32,
-) -> String {
-    app.post("/v1/plans")
-        .bearer(&m.key)
-        .json(
-            &json!({"product_id": product, "name": format!("Plan {amount}/{trial_days}"),
-            "price": {"amount": amount, "currency": "EUR"}, "interval": "month",
-            "trial_days": trial_days}),
-        )
-        .send()
-        .await
-        .expect(201)
-        .id()
-}
-
-pub async fn catalog(app: &TestApp, m: &TestMerchant, policy: Value) -> Catalog {
-    let product = fixtures::product(app, m, policy).await;
-    Catalog {
-        trial: plan_with(app, m, &product, 1000, 14).await,
-        base: plan_with(app, m, &product, 1000, 0).await,
-        premium: plan_with(app, m, &product, 2000, 0).await,
-        product,
-    }
-}
-
-fn time(v: &Value) -> DateTime<Utc> {
-    v.as_str()
-        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-        .map(|t| t.with_timezone(&Utc))
-        .unwrap_or_else(|| panic!("not a timestamp: {v}"))
-}
+use crate::fixtures::{self, Catalog, catalog, count_events, plan_with, time};
 
 async fn worker(app: &TestApp) -> usize {
     run_due_changes(&app.state.app, app.clock.now(), 100)
@@ -176,66 +131,67 @@ async fn every_row_of_the_transition_table_over_http() {
                 } else {
                     &cat.base
                 };
-                let sub = fixtures::subscribe(&app, &m, &customer, plan).await["id"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned();
+                let sub = fixtures::subscribe_id(&app, &m, &customer, plan).await;
+                let merchant = ("/v1/subscriptions", m.key.as_str());
+                let (base, credential) = match who {
+                    Who::Merchant => merchant,
+                    _ => ("/v1/portal/subscriptions", token.as_str()),
+                };
                 match status {
-                    "paused" if who == Who::Allowed => {
-                        app.post(&format!("/v1/portal/subscriptions/{sub}/pause"))
-                            .bearer(&token)
-                            .json(&json!({"start": {"type": "now"}}))
-                            .send()
-                            .await
-                            .expect(200);
-                    }
+                    // The customer whose policy forbids pausing is paused by the merchant.
                     "paused" => {
-                        app.post(&format!("/v1/subscriptions/{sub}/pause"))
-                            .bearer(&m.key)
-                            .json(&json!({"start": {"type": "now"}}))
-                            .send()
+                        let (base, credential) = match who {
+                            Who::Allowed => (base, credential),
+                            _ => merchant,
+                        };
+                        app.by(credential)
+                            .post(
+                                &format!("{base}/{sub}/pause"),
+                                &json!({"start": {"type": "now"}}),
+                            )
                             .await
                             .expect(200);
                     }
                     "canceled" => {
-                        app.post(&format!("/v1/subscriptions/{sub}/cancel"))
-                            .bearer(&m.key)
-                            .send()
+                        app.by(&m.key)
+                            .post_empty(&format!("/v1/subscriptions/{sub}/cancel"))
                             .await
                             .expect(200);
                     }
                     "past_due" | "unpaid" => {
-                        let id: tenure_domain::ids::SubscriptionId = sub.parse().unwrap();
                         app.exec(&format!(
                                 "UPDATE subscriptions SET status = '{status}', \
                                  state = jsonb_set(state, '{{status}}', '\"{status}\"') WHERE id = '{}'",
-                                id.uuid()
+                                fixtures::subscription_uuid(&sub)
                             ),
                         )
                         .await;
                     }
                     _ => {}
                 }
-                let (base, credential) = match who {
-                    Who::Merchant => ("/v1/subscriptions", m.key.as_str()),
-                    _ => ("/v1/portal/subscriptions", token.as_str()),
-                };
-                let req = match act {
-                    Act::Pause => app
-                        .post(&format!("{base}/{sub}/pause"))
-                        .json(&json!({"start": {"type": "now"}})),
-                    Act::Resume => app.post(&format!("{base}/{sub}/resume")),
-                    Act::Cancel if who == Who::Merchant => {
-                        app.post(&format!("{base}/{sub}/cancel")).json(&json!({}))
+                let caller = app.by(credential);
+                let path = |action: &str| format!("{base}/{sub}/{action}");
+                let res = match act {
+                    Act::Pause => {
+                        caller
+                            .post(&path("pause"), &json!({"start": {"type": "now"}}))
+                            .await
                     }
-                    Act::Cancel => app
-                        .post(&format!("{base}/{sub}/cancel"))
-                        .json(&json!({"reason": "too_expensive"})),
-                    Act::ChangePlan => app
-                        .post(&format!("{base}/{sub}/change_plan"))
-                        .json(&json!({"plan_id": cat.premium})),
+                    Act::Resume => caller.post_empty(&path("resume")).await,
+                    Act::Cancel if who == Who::Merchant => {
+                        caller.post(&path("cancel"), &json!({})).await
+                    }
+                    Act::Cancel => {
+                        caller
+                            .post(&path("cancel"), &json!({"reason": "too_expensive"}))
+                            .await
+                    }
+                    Act::ChangePlan => {
+                        caller
+                            .post(&path("change_plan"), &json!({"plan_id": cat.premium}))
+                            .await
+                    }
                 };
-                let res = req.bearer(credential).send().await;
                 let context = format!("{who:?} {act:?} on {status}");
                 match expected(status, who, act) {
                     Some((code, name)) => {
@@ -278,22 +234,33 @@ async fn every_row_of_the_transition_table_over_http() {
     assert_eq!(rows, 72);
 }
 
-/// A customer subscribed to the base plan of a new catalog with `policy`, signed in:
-/// the catalog, their session token and the subscription's id.
-async fn signed_in_subscriber(
+/// A customer subscribed to the base plan of a new catalog, signed in.
+struct Subscriber {
+    cat: Catalog,
+    customer: String,
+    /// Their portal session.
+    token: String,
+    /// The subscription's id.
+    sub: String,
+}
+
+/// A [`Subscriber`] known as `external_id`, to a catalog with the portal `policy`.
+async fn subscriber(
     app: &TestApp,
     m: &TestMerchant,
     policy: Value,
     external_id: &str,
-) -> (Catalog, String, String) {
+) -> Subscriber {
     let cat = catalog(app, m, policy).await;
     let customer = fixtures::customer(app, m, external_id).await;
     let token = fixtures::session(app, m, &customer).await;
-    let sub = fixtures::subscribe(app, m, &customer, &cat.base).await["id"]
-        .as_str()
-        .map(str::to_owned)
-        .expect("a subscription id");
-    (cat, token, sub)
+    let sub = fixtures::subscribe_id(app, m, &customer, &cat.base).await;
+    Subscriber {
+        cat,
+        customer,
+        token,
+        sub,
+    }
 }
 
 /// The portal's read of one subscription, as its customer.
@@ -309,8 +276,9 @@ async fn portal_read(app: &TestApp, token: &str, sub: &str) -> Value {
 async fn the_portal_read_and_list_show_catalog_changes_at_once() {
     let app = TestApp::new().await;
     let m = app.merchant("A").await;
-    let (cat, token, sub) =
-        signed_in_subscriber(&app, &m, json!({"allow_plan_change": true}), "c-archived").await;
+    let Subscriber {
+        cat, token, sub, ..
+    } = subscriber(&app, &m, json!({"allow_plan_change": true}), "c-archived").await;
     let read = |token: String, sub: String| {
         let app = &app;
         async move {
@@ -332,10 +300,8 @@ async fn the_portal_read_and_list_show_catalog_changes_at_once() {
         json!([extra, cat.premium, cat.trial]),
         "a new plan is offered at once"
     );
-    app.patch(&format!("/v1/plans/{extra}"))
-        .bearer(&m.key)
-        .json(&json!({"active": false}))
-        .send()
+    app.by(&m.key)
+        .patch(&format!("/v1/plans/{extra}"), &json!({"active": false}))
         .await
         .expect(200);
     let withdrawn = read(token.clone(), sub.clone()).await;
@@ -345,10 +311,11 @@ async fn the_portal_read_and_list_show_catalog_changes_at_once() {
         "an archived plan is no longer offered"
     );
     assert!(withdrawn["available_actions"]["pause"].is_object());
-    app.patch(&format!("/v1/products/{}", cat.product))
-        .bearer(&m.key)
-        .json(&json!({"portal_policy": {"allow_pause": false}}))
-        .send()
+    app.by(&m.key)
+        .patch(
+            &format!("/v1/products/{}", cat.product),
+            &json!({"portal_policy": {"allow_pause": false}}),
+        )
         .await
         .expect(200);
     let unpausable = read(token.clone(), sub.clone()).await;
@@ -357,9 +324,8 @@ async fn the_portal_read_and_list_show_catalog_changes_at_once() {
         "a policy change shows at once: {}",
         unpausable["available_actions"]
     );
-    app.post(&format!("/v1/products/{}/archive", cat.product))
-        .bearer(&m.key)
-        .send()
+    app.by(&m.key)
+        .post_empty(&format!("/v1/products/{}/archive", cat.product))
         .await
         .expect(200);
     let after = read(token.clone(), sub.clone()).await;
@@ -371,9 +337,8 @@ async fn the_portal_read_and_list_show_catalog_changes_at_once() {
     // Another customer's subscription stays invisible to this read.
     let other = fixtures::customer(&app, &m, "c-other").await;
     let other_token = fixtures::session(&app, &m, &other).await;
-    app.get(&format!("/v1/portal/subscriptions/{sub}"))
-        .bearer(&other_token)
-        .send()
+    app.by(&other_token)
+        .get(&format!("/v1/portal/subscriptions/{sub}"))
         .await
         .expect_problem(404, "resource_missing");
 }
@@ -385,8 +350,9 @@ async fn the_portal_read_and_list_show_catalog_changes_at_once() {
 async fn actions_are_checked_against_the_stored_policy_not_the_portal_cache() {
     let app = TestApp::new().await;
     let m = app.merchant("A").await;
-    let (cat, token, sub) =
-        signed_in_subscriber(&app, &m, json!({"allow_pause": true}), "c-cache").await;
+    let Subscriber {
+        cat, token, sub, ..
+    } = subscriber(&app, &m, json!({"allow_pause": true}), "c-cache").await;
     let shown = portal_read(&app, &token, &sub).await;
     assert!(shown["available_actions"]["pause"].is_object());
     app.exec(&format!(
@@ -398,10 +364,11 @@ async fn actions_are_checked_against_the_stored_policy_not_the_portal_cache() {
             .uuid()
     ))
     .await;
-    app.post(&format!("/v1/portal/subscriptions/{sub}/pause"))
-        .bearer(&token)
-        .json(&json!({"start": {"type": "now"}}))
-        .send()
+    app.by(&token)
+        .post(
+            &format!("/v1/portal/subscriptions/{sub}/pause"),
+            &json!({"start": {"type": "now"}}),
+        )
         .await
         .expect_problem(422, "pause_not_allowed");
 }
@@ -422,10 +389,8 @@ async fn the_four_portal_policy_cases_show_exactly_the_allowed_buttons() {
             fixtures::customer(&app, &m, &format!("c-{allow_pause}-{allow_cancel}")).await;
         let token = fixtures::session(&app, &m, &customer).await;
         let res = app
-            .post("/v1/portal/subscriptions")
-            .bearer(&token)
-            .json(&json!({"plan_id": cat.base}))
-            .send()
+            .by(&token)
+            .post("/v1/portal/subscriptions", &json!({"plan_id": cat.base}))
             .await
             .expect(201);
         let sub = res.id();
@@ -455,25 +420,18 @@ async fn the_four_portal_policy_cases_show_exactly_the_allowed_buttons() {
         }
         // The same answer from GET and from the list.
         let got = app
-            .get(&format!("/v1/portal/subscriptions/{sub}"))
-            .bearer(&token)
-            .send()
-            .await
-            .expect(200);
-        assert_eq!(got.body["available_actions"], *actions);
-        let list = app
-            .get("/v1/portal/subscriptions")
-            .bearer(&token)
-            .send()
-            .await
-            .expect(200);
-        assert_eq!(list.body["data"][0]["available_actions"], *actions);
+            .get_ok(&format!("/v1/portal/subscriptions/{sub}"), &token)
+            .await;
+        assert_eq!(got["available_actions"], *actions);
+        let list = app.get_ok("/v1/portal/subscriptions", &token).await;
+        assert_eq!(list["data"][0]["available_actions"], *actions);
 
         let pause = app
-            .post(&format!("/v1/portal/subscriptions/{sub}/pause"))
-            .bearer(&token)
-            .json(&json!({"start": {"type": "period_end"}}))
-            .send()
+            .by(&token)
+            .post(
+                &format!("/v1/portal/subscriptions/{sub}/pause"),
+                &json!({"start": {"type": "period_end"}}),
+            )
             .await;
         if allow_pause {
             let body = pause.expect(200).body;
@@ -481,21 +439,21 @@ async fn the_four_portal_policy_cases_show_exactly_the_allowed_buttons() {
             assert_eq!(body["scheduled_changes"][0]["removable"], true);
             // Undo the scheduled pause so cancelling is judged on its own.
             let change = body["scheduled_changes"][0]["id"].as_str().unwrap();
-            app.delete(&format!(
-                "/v1/portal/subscriptions/{sub}/scheduled_changes/{change}"
-            ))
-            .bearer(&token)
-            .send()
-            .await
-            .expect(200);
+            app.by(&token)
+                .delete(&format!(
+                    "/v1/portal/subscriptions/{sub}/scheduled_changes/{change}"
+                ))
+                .await
+                .expect(200);
         } else {
             pause.expect_problem(422, "pause_not_allowed");
         }
         let cancel = app
-            .post(&format!("/v1/portal/subscriptions/{sub}/cancel"))
-            .bearer(&token)
-            .json(&json!({"reason": "unused"}))
-            .send()
+            .by(&token)
+            .post(
+                &format!("/v1/portal/subscriptions/{sub}/cancel"),
+                &json!({"reason": "unused"}),
+            )
             .await;
         if allow_cancel {
             let body = cancel.expect(200).body;
@@ -517,13 +475,9 @@ async fn the_four_portal_policy_cases_show_exactly_the_allowed_buttons() {
 async fn fifty_concurrent_conflicting_actions_leave_a_valid_state() {
     let app = TestApp::new().await;
     let m = app.merchant("A").await;
-    let cat = catalog(&app, &m, json!({})).await;
-    let customer = fixtures::customer(&app, &m, "busy").await;
-    let token = fixtures::session(&app, &m, &customer).await;
-    let sub = fixtures::subscribe(&app, &m, &customer, &cat.base).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let Subscriber {
+        cat, token, sub, ..
+    } = subscriber(&app, &m, json!({}), "busy").await;
     // Mostly pauses, resumes and plan changes by both audiences; two cancellations late
     // in the batch, so the earlier actions race each other rather than a cancellation.
     let requests = (0..50).map(|i| {
@@ -570,13 +524,7 @@ async fn fifty_concurrent_conflicting_actions_leave_a_valid_state() {
     let current = app
         .get_ok(&format!("/v1/subscriptions/{sub}"), &m.key)
         .await;
-    let app = &app;
-    let count = |event: &str| {
-        let q = format!(
-            "SELECT count(*) AS n FROM events WHERE resource_id = '{sub}' AND event_type = '{event}'"
-        );
-        async move { app.count(&q).await }
-    };
+    let count = |event: &'static str| count_events(&app, &sub, event);
     let paused = count("subscription.paused").await;
     let resumed = count("subscription.resumed").await;
     let is_paused = i64::from(current["status"] == "paused");
@@ -628,10 +576,8 @@ async fn a_requested_cancellation_takes_effect_when_due_and_resolves_its_ticket(
     let customer = fixtures::customer(&app, &m, "leaver").await;
     let token = fixtures::session(&app, &m, &customer).await;
     let sub = app
-        .post("/v1/portal/subscriptions")
-        .bearer(&token)
-        .json(&json!({"plan_id": cat.base}))
-        .send()
+        .by(&token)
+        .post("/v1/portal/subscriptions", &json!({"plan_id": cat.base}))
         .await
         .expect(201);
     let period_end = time(&sub.body["current_period"]["end"]);
@@ -683,10 +629,11 @@ async fn a_requested_cancellation_takes_effect_when_due_and_resolves_its_ticket(
         "cannot cancel a subscription with a pending cancellation"
     );
     let pause = app
-        .post(&format!("/v1/portal/subscriptions/{sub}/pause"))
-        .bearer(&token)
-        .json(&json!({"start": {"type": "period_end"}}))
-        .send()
+        .by(&token)
+        .post(
+            &format!("/v1/portal/subscriptions/{sub}/pause"),
+            &json!({"start": {"type": "period_end"}}),
+        )
         .await
         .expect_problem(409, "cancellation_pending");
     assert_eq!(
@@ -696,34 +643,23 @@ async fn a_requested_cancellation_takes_effect_when_due_and_resolves_its_ticket(
 
     // The merchant sees the request and its ticket; the customer sees the ticket too.
     let pending = app
-        .get("/v1/cancellation_requests?status=pending")
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200);
-    assert_eq!(pending.body["data"][0]["id"], request["id"]);
+        .get_ok("/v1/cancellation_requests?status=pending", &m.key)
+        .await;
+    assert_eq!(pending["data"][0]["id"], request["id"]);
     let ticket_id = request["ticket_id"].as_str().unwrap();
     let ticket = app
-        .get(&format!("/v1/support_tickets/{ticket_id}"))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200);
-    assert_eq!(ticket.body["status"], "open");
+        .get_ok(&format!("/v1/support_tickets/{ticket_id}"), &m.key)
+        .await;
+    assert_eq!(ticket["status"], "open");
     assert!(
-        ticket.body["messages"]
+        ticket["messages"]
             .as_array()
             .unwrap()
             .iter()
             .any(|msg| msg["author"] == "customer" && msg["body"] == "Budget cuts.")
     );
-    let mine = app
-        .get("/v1/portal/support_tickets")
-        .bearer(&token)
-        .send()
-        .await
-        .expect(200);
-    assert_eq!(mine.body["data"][0]["id"], ticket_id);
+    let mine = app.get_ok("/v1/portal/support_tickets", &token).await;
+    assert_eq!(mine["data"][0]["id"], ticket_id);
 
     // Nothing happens before the date…
     app.clock.advance(Duration::days(29));
@@ -743,29 +679,20 @@ async fn a_requested_cancellation_takes_effect_when_due_and_resolves_its_ticket(
     );
     assert!(after["scheduled_changes"].as_array().unwrap().is_empty());
     let request = app
-        .get(&format!(
-            "/v1/cancellation_requests/{}",
-            request["id"].as_str().unwrap()
-        ))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200);
-    assert_eq!(request.body["status"], "completed");
+        .get_ok(
+            &format!(
+                "/v1/cancellation_requests/{}",
+                request["id"].as_str().unwrap()
+            ),
+            &m.key,
+        )
+        .await;
+    assert_eq!(request["status"], "completed");
     let ticket = app
-        .get(&format!("/v1/support_tickets/{ticket_id}"))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200);
-    assert_eq!(ticket.body["status"], "resolved");
-    assert_eq!(
-        app.count(&format!(
-            "SELECT count(*) AS n FROM events WHERE resource_id = '{sub}' AND event_type = 'subscription.canceled'"
-        ))
-        .await,
-        1
-    );
+        .get_ok(&format!("/v1/support_tickets/{ticket_id}"), &m.key)
+        .await;
+    assert_eq!(ticket["status"], "resolved");
+    assert_eq!(count_events(&app, &sub, "subscription.canceled").await, 1);
     assert_invariants(&app, &sub).await;
 }
 
@@ -778,51 +705,41 @@ async fn customers_withdraw_and_merchants_approve_or_decline_requests() {
     for name in ["withdraws", "approved", "declined"] {
         let customer = fixtures::customer(&app, &m, name).await;
         let token = fixtures::session(&app, &m, &customer).await;
-        let sub = fixtures::subscribe(&app, &m, &customer, &cat.base).await["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let res = app
-            .post(&format!("/v1/portal/subscriptions/{sub}/cancel"))
-            .bearer(&token)
-            .json(&json!({"reason": "missing_features"}))
-            .send()
-            .await
-            .expect(200);
-        let request = res.body["cancellation_request"]["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        setups.push((token, sub, request));
+        let sub = fixtures::subscribe_id(&app, &m, &customer, &cat.base).await;
+        let request = fixtures::request_cancellation(&app, &token, &sub, "missing_features").await;
+        setups.push((token, sub, fixtures::id(&request)));
     }
+    let decline = async |request: &str, message: &str| {
+        app.by(&m.key)
+            .post(
+                &format!("/v1/cancellation_requests/{request}/decline"),
+                &json!({"message": message}),
+            )
+            .await
+    };
 
     let (token, sub, request) = &setups[0];
-    let res = app
-        .post(&format!(
-            "/v1/portal/cancellation_requests/{request}/withdraw"
-        ))
-        .bearer(token)
-        .send()
-        .await
-        .expect(200);
+    let withdraw = async || {
+        app.by(token)
+            .post_empty(&format!(
+                "/v1/portal/cancellation_requests/{request}/withdraw"
+            ))
+            .await
+    };
+    let res = withdraw().await.expect(200);
     assert_eq!(res.body["cancellation_request"]["status"], "withdrawn");
     assert!(res.body["subscription"]["cancel_at"].is_null());
     assert_eq!(res.body["subscription"]["status"], "active");
     assert!(res.body["subscription"]["available_actions"]["cancel"].is_object());
-    app.post(&format!(
-        "/v1/portal/cancellation_requests/{request}/withdraw"
-    ))
-    .bearer(token)
-    .send()
-    .await
-    .expect_problem(409, "cancellation_request_not_pending");
+    withdraw()
+        .await
+        .expect_problem(409, "cancellation_request_not_pending");
     assert_invariants(&app, sub).await;
 
     let (_, sub, request) = &setups[1];
     let res = app
-        .post(&format!("/v1/cancellation_requests/{request}/approve"))
-        .bearer(&m.key)
-        .send()
+        .by(&m.key)
+        .post_empty(&format!("/v1/cancellation_requests/{request}/approve"))
         .await
         .expect(200);
     assert_eq!(res.body["status"], "approved");
@@ -833,31 +750,18 @@ async fn customers_withdraw_and_merchants_approve_or_decline_requests() {
     assert!(time(&approved["access_until"]) >= time(&approved["ended_at"]));
     let ticket = res.body["ticket_id"].as_str().unwrap();
     let t = app
-        .get(&format!("/v1/support_tickets/{ticket}"))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200);
-    assert_eq!(t.body["status"], "resolved");
-    app.post(&format!("/v1/cancellation_requests/{request}/decline"))
-        .bearer(&m.key)
-        .json(&json!({"message": "too late"}))
-        .send()
+        .get_ok(&format!("/v1/support_tickets/{ticket}"), &m.key)
+        .await;
+    assert_eq!(t["status"], "resolved");
+    decline(request, "too late")
         .await
         .expect_problem(409, "cancellation_request_not_pending");
 
     let (token, sub, request) = &setups[2];
-    app.post(&format!("/v1/cancellation_requests/{request}/decline"))
-        .bearer(&m.key)
-        .json(&json!({"message": "   "}))
-        .send()
+    decline(request, "   ")
         .await
         .expect_problem(422, "validation_failed");
-    let res = app
-        .post(&format!("/v1/cancellation_requests/{request}/decline"))
-        .bearer(&m.key)
-        .json(&json!({"message": "Your contract runs until March."}))
-        .send()
+    let res = decline(request, "Your contract runs until March.")
         .await
         .expect(200);
     assert_eq!(res.body["status"], "declined");
@@ -872,13 +776,8 @@ async fn customers_withdraw_and_merchants_approve_or_decline_requests() {
     assert!(continued["cancel_at"].is_null());
     // The customer reads the answer and replies, which reopens the ticket.
     let ticket = res.body["ticket_id"].as_str().unwrap();
-    let mine = app
-        .get("/v1/portal/support_tickets")
-        .bearer(token)
-        .send()
-        .await
-        .expect(200);
-    let messages = mine.body["data"][0]["messages"].as_array().unwrap().clone();
+    let mine = app.get_ok("/v1/portal/support_tickets", token).await;
+    let messages = mine["data"][0]["messages"].as_array().unwrap().clone();
     assert!(
         messages
             .iter()
@@ -886,47 +785,46 @@ async fn customers_withdraw_and_merchants_approve_or_decline_requests() {
                 && msg["body"] == "Your contract runs until March.")
     );
     let reply = app
-        .post(&format!("/v1/portal/support_tickets/{ticket}/replies"))
-        .bearer(token)
-        .json(&json!({"body": "OK, understood."}))
-        .send()
+        .by(token)
+        .post(
+            &format!("/v1/portal/support_tickets/{ticket}/replies"),
+            &json!({"body": "OK, understood."}),
+        )
         .await
         .expect(201);
     assert_eq!(reply.body["status"], "open");
     let closed = app
-        .post(&format!("/v1/support_tickets/{ticket}/replies"))
-        .bearer(&m.key)
-        .json(&json!({"body": "Closing.", "status": "closed"}))
-        .send()
+        .by(&m.key)
+        .post(
+            &format!("/v1/support_tickets/{ticket}/replies"),
+            &json!({"body": "Closing.", "status": "closed"}),
+        )
         .await
         .expect(201);
     assert_eq!(closed.body["status"], "closed");
-    app.post(&format!("/v1/portal/support_tickets/{ticket}/replies"))
-        .bearer(token)
-        .json(&json!({"body": "one more"}))
-        .send()
+    app.by(token)
+        .post(
+            &format!("/v1/portal/support_tickets/{ticket}/replies"),
+            &json!({"body": "one more"}),
+        )
         .await
         .expect_problem(409, "ticket_closed");
     let open = app
-        .get("/v1/support_tickets?status=closed")
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200);
-    assert_eq!(open.body["data"].as_array().unwrap().len(), 1);
+        .get_ok("/v1/support_tickets?status=closed", &m.key)
+        .await;
+    assert_eq!(open["data"].as_array().unwrap().len(), 1);
 }
 
 #[actix_web::test]
 async fn a_pause_resumes_by_itself_when_the_clock_passes_its_end() {
     let app = TestApp::new().await;
     let m = app.merchant("A").await;
-    let cat = catalog(&app, &m, json!({"max_pause_days": 30})).await;
-    let customer = fixtures::customer(&app, &m, "napper").await;
-    let token = fixtures::session(&app, &m, &customer).await;
-    let sub = fixtures::subscribe(&app, &m, &customer, &cat.base).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let Subscriber {
+        customer,
+        token,
+        sub,
+        ..
+    } = subscriber(&app, &m, json!({"max_pause_days": 30}), "napper").await;
     let pause = |body: Value| {
         app.post(&format!("/v1/portal/subscriptions/{sub}/pause"))
             .bearer(&token)
@@ -954,13 +852,12 @@ async fn a_pause_resumes_by_itself_when_the_clock_passes_its_end() {
     );
     assert_eq!(res.body["available_actions"]["resume"], true);
     let change = resume_change["id"].as_str().unwrap();
-    app.delete(&format!(
-        "/v1/portal/subscriptions/{sub}/scheduled_changes/{change}"
-    ))
-    .bearer(&token)
-    .send()
-    .await
-    .expect_problem(422, "change_not_removable");
+    app.by(&token)
+        .delete(&format!(
+            "/v1/portal/subscriptions/{sub}/scheduled_changes/{change}"
+        ))
+        .await
+        .expect_problem(422, "change_not_removable");
 
     app.clock.advance(Duration::days(9));
     assert_eq!(worker(&app).await, 0);
@@ -974,13 +871,7 @@ async fn a_pause_resumes_by_itself_when_the_clock_passes_its_end() {
     assert_eq!(after["status"], "active");
     assert!(after["pause"].is_null());
     assert_eq!(after["available_actions"]["pause"]["max_pause_days"], 30);
-    assert_eq!(
-        app.count(&format!(
-            "SELECT count(*) AS n FROM events WHERE resource_id = '{sub}' AND event_type = 'subscription.resumed'"
-        ))
-        .await,
-        1
-    );
+    assert_eq!(count_events(&app, &sub, "subscription.resumed").await, 1);
     assert_invariants(&app, &sub).await;
 }
 
@@ -993,7 +884,7 @@ async fn trials_end_and_scheduled_pauses_start_through_the_worker() {
     let sub = fixtures::subscribe(&app, &m, &customer, &cat.trial).await;
     assert_eq!(sub["status"], "trialing");
     let trial_end = time(&sub["trial_end"]);
-    let sub = sub["id"].as_str().unwrap().to_owned();
+    let sub = fixtures::id(&sub);
     app.clock.advance_to(trial_end + Duration::seconds(1));
     assert_eq!(worker(&app).await, 1);
     let active = app
@@ -1003,10 +894,11 @@ async fn trials_end_and_scheduled_pauses_start_through_the_worker() {
     assert_eq!(time(&active["current_period"]["start"]), trial_end);
     // A pause at period end is visible before it starts, then starts on time.
     let scheduled = app
-        .post(&format!("/v1/subscriptions/{sub}/pause"))
-        .bearer(&m.key)
-        .json(&json!({"end": {"type": "after_cycles", "cycles": 1}}))
-        .send()
+        .by(&m.key)
+        .post(
+            &format!("/v1/subscriptions/{sub}/pause"),
+            &json!({"end": {"type": "after_cycles", "cycles": 1}}),
+        )
         .await
         .expect(200)
         .body;
@@ -1029,19 +921,20 @@ async fn plan_changes_preview_prorate_and_downgrades_wait_for_period_end() {
     let m = app.merchant("A").await;
     let cat = catalog(&app, &m, json!({})).await;
     let customer = fixtures::customer(&app, &m, "switcher").await;
-    let sub = fixtures::subscribe(&app, &m, &customer, &cat.base).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let sub = fixtures::subscribe_id(&app, &m, &customer, &cat.base).await;
     app.clock.advance(Duration::days(10));
     let token = fixtures::session(&app, &m, &customer).await;
-    let preview = app
-        .post(&format!(
-            "/v1/portal/subscriptions/{sub}/change_plan/preview"
-        ))
-        .bearer(&token)
-        .json(&json!({"plan_id": cat.premium}))
-        .send()
+    let portal = app.by(&token);
+    // `POST …/{action}` to the plan: `change_plan` or `change_plan/preview`.
+    let plan_change = async |action: &str, plan: &str| {
+        portal
+            .post(
+                &format!("/v1/portal/subscriptions/{sub}/{action}"),
+                &json!({"plan_id": plan}),
+            )
+            .await
+    };
+    let preview = plan_change("change_plan/preview", &cat.premium)
         .await
         .expect(200)
         .body;
@@ -1057,17 +950,10 @@ async fn plan_changes_preview_prorate_and_downgrades_wait_for_period_end() {
     assert_eq!(sum, due - credit);
     assert!(due > 0 && due < 1000, "{preview}");
     assert_eq!(preview["amount_due_now"]["currency"], "EUR");
-    app.post(&format!("/v1/portal/subscriptions/{sub}/change_plan"))
-        .bearer(&token)
-        .json(&json!({"plan_id": cat.base}))
-        .send()
+    plan_change("change_plan", &cat.base)
         .await
         .expect_problem(409, "same_plan");
-    let up = app
-        .post(&format!("/v1/portal/subscriptions/{sub}/change_plan"))
-        .bearer(&token)
-        .json(&json!({"plan_id": cat.premium}))
-        .send()
+    let up = plan_change("change_plan", &cat.premium)
         .await
         .expect(200)
         .body;
@@ -1099,26 +985,13 @@ async fn plan_changes_preview_prorate_and_downgrades_wait_for_period_end() {
         "{previewed:?}"
     );
     assert_eq!(described(&upcoming["lines"]), previewed, "{upcoming}");
-    let down = app
-        .post(&format!(
-            "/v1/portal/subscriptions/{sub}/change_plan/preview"
-        ))
-        .bearer(&token)
-        .json(&json!({"plan_id": cat.base}))
-        .send()
+    let down = plan_change("change_plan/preview", &cat.base)
         .await
         .expect(200)
         .body;
     assert_eq!(down["timing"], "period_end");
     assert!(down["lines"].as_array().unwrap().is_empty());
-    let scheduled = app
-        .post(&format!("/v1/portal/subscriptions/{sub}/change_plan"))
-        .bearer(&token)
-        .json(&json!({"plan_id": cat.base}))
-        .send()
-        .await
-        .expect(200)
-        .body;
+    let scheduled = plan_change("change_plan", &cat.base).await.expect(200).body;
     assert_eq!(
         scheduled["plan_id"],
         cat.premium.as_str(),
@@ -1131,26 +1004,23 @@ async fn plan_changes_preview_prorate_and_downgrades_wait_for_period_end() {
     assert!(scheduled["available_actions"]["change_plan"].is_null());
     let id = change["id"].as_str().unwrap();
     let removed = app
+        .by(&token)
         .delete(&format!(
             "/v1/portal/subscriptions/{sub}/scheduled_changes/{id}"
         ))
-        .bearer(&token)
-        .send()
         .await
         .expect(200)
         .body;
     assert!(removed["scheduled_changes"].as_array().unwrap().is_empty());
     // A plan of another merchant, or junk, is a validation error, never a 500.
-    app.post(&format!("/v1/portal/subscriptions/{sub}/change_plan"))
-        .bearer(&token)
-        .json(&json!({"plan_id": "plan_nope"}))
-        .send()
+    plan_change("change_plan", "plan_nope")
         .await
         .expect_problem(422, "validation_failed");
-    app.post(&format!("/v1/subscriptions/{sub}/change_plan"))
-        .bearer(&m.key)
-        .json(&json!({"plan_id": tenure_domain::ids::PlanId::generate().to_string()}))
-        .send()
+    app.by(&m.key)
+        .post(
+            &format!("/v1/subscriptions/{sub}/change_plan"),
+            &json!({"plan_id": tenure_domain::ids::PlanId::generate().to_string()}),
+        )
         .await
         .expect_problem(422, "validation_failed");
     assert_invariants(&app, &sub).await;
@@ -1191,22 +1061,19 @@ async fn merchants_list_filter_and_guard_subscriptions_with_etags() {
     ))
     .await;
     assert_eq!(next["data"].as_array().unwrap().len(), 1);
-    app.get("/v1/subscriptions?status=bogus")
-        .bearer(&m.key)
-        .send()
+    app.by(&m.key)
+        .get("/v1/subscriptions?status=bogus")
         .await
         .expect_problem(422, "validation_failed");
-    app.get("/v1/subscriptions?customer_id=plan_x")
-        .bearer(&m.key)
-        .send()
+    app.by(&m.key)
+        .get("/v1/subscriptions?customer_id=plan_x")
         .await
         .expect_problem(422, "validation_failed");
 
     let id = s2["id"].as_str().unwrap();
     let got = app
+        .by(&m.key)
         .get(&format!("/v1/subscriptions/{id}"))
-        .bearer(&m.key)
-        .send()
         .await
         .expect(200);
     let etag = got.header("etag").unwrap().to_owned();
@@ -1227,33 +1094,34 @@ async fn merchants_list_filter_and_guard_subscriptions_with_etags() {
         .expect_problem(412, "precondition_failed");
 
     // Only active plans of active products can be subscribed to.
-    app.patch(&format!("/v1/plans/{}", cat.premium))
-        .bearer(&m.key)
-        .json(&json!({"active": false}))
-        .send()
+    app.by(&m.key)
+        .patch(
+            &format!("/v1/plans/{}", cat.premium),
+            &json!({"active": false}),
+        )
         .await
         .expect(200);
-    app.post("/v1/subscriptions")
-        .bearer(&m.key)
-        .json(&json!({"customer_id": a, "plan_id": cat.premium}))
-        .send()
+    app.by(&m.key)
+        .post(
+            "/v1/subscriptions",
+            &json!({"customer_id": a, "plan_id": cat.premium}),
+        )
         .await
         .expect_problem(422, "validation_failed");
-    app.post("/v1/subscriptions")
-        .bearer(&m.key)
-        .json(&json!({"customer_id": "cus_nope", "plan_id": "nope"}))
-        .send()
+    app.by(&m.key)
+        .post(
+            "/v1/subscriptions",
+            &json!({"customer_id": "cus_nope", "plan_id": "nope"}),
+        )
         .await
         .expect_problem(422, "validation_failed");
     // Merchants always cancel, and choose access.
     let canceled = app
-        .post(&format!(
-            "/v1/subscriptions/{}/cancel",
-            s3["id"].as_str().unwrap()
-        ))
-        .bearer(&m.key)
-        .json(&json!({"access": "immediately", "reason": "other"}))
-        .send()
+        .by(&m.key)
+        .post(
+            &format!("/v1/subscriptions/{}/cancel", s3["id"].as_str().unwrap()),
+            &json!({"access": "immediately", "reason": "other"}),
+        )
         .await
         .expect(200)
         .body;
@@ -1271,138 +1139,104 @@ async fn other_tenants_and_other_customers_get_404() {
     let other = fixtures::customer(&app, &a, "other").await;
     let owner_token = fixtures::session(&app, &a, &owner).await;
     let other_token = fixtures::session(&app, &a, &other).await;
-    let sub = fixtures::subscribe(&app, &a, &owner, &cat.base).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let res = app
-        .post(&format!("/v1/portal/subscriptions/{sub}/cancel"))
-        .bearer(&owner_token)
-        .json(&json!({"reason": "unused"}))
-        .send()
-        .await
-        .expect(200);
-    let request = res.body["cancellation_request"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let ticket = res.body["cancellation_request"]["ticket_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let sub = fixtures::subscribe_id(&app, &a, &owner, &cat.base).await;
+    let request = fixtures::request_cancellation(&app, &owner_token, &sub, "unused").await;
+    let ticket = request["ticket_id"].as_str().unwrap().to_owned();
+    let request = fixtures::id(&request);
+    let pause = json!({"start": {"type": "now"}});
 
-    for path in [
-        format!("/v1/subscriptions/{sub}"),
-        format!("/v1/cancellation_requests/{request}"),
-        format!("/v1/support_tickets/{ticket}"),
-    ] {
-        app.get(&path)
-            .bearer(&b.key)
-            .send()
-            .await
-            .expect_problem(404, "resource_missing");
-    }
-    app.post(&format!("/v1/subscriptions/{sub}/pause"))
-        .bearer(&b.key)
-        .json(&json!({"start": {"type": "now"}}))
-        .send()
-        .await
-        .expect_problem(404, "resource_missing");
-    app.post(&format!("/v1/cancellation_requests/{request}/approve"))
-        .bearer(&b.key)
-        .send()
-        .await
-        .expect_problem(404, "resource_missing");
-    assert!(
-        app.get_ok("/v1/subscriptions", &b.key).await["data"]
-            .as_array()
-            .unwrap()
-            .is_empty()
-    );
+    fixtures::assert_missing(
+        app.by(&b.key),
+        &[
+            ("GET", format!("/v1/subscriptions/{sub}"), None),
+            ("GET", format!("/v1/cancellation_requests/{request}"), None),
+            ("GET", format!("/v1/support_tickets/{ticket}"), None),
+            (
+                "POST",
+                format!("/v1/subscriptions/{sub}/pause"),
+                Some(pause.clone()),
+            ),
+            (
+                "POST",
+                format!("/v1/cancellation_requests/{request}/approve"),
+                None,
+            ),
+        ],
+    )
+    .await;
+    fixtures::assert_empty(&app.get_ok("/v1/subscriptions", &b.key).await);
 
-    app.get(&format!("/v1/portal/subscriptions/{sub}"))
-        .bearer(&other_token)
-        .send()
-        .await
-        .expect_problem(404, "resource_missing");
-    app.post(&format!("/v1/portal/subscriptions/{sub}/pause"))
-        .bearer(&other_token)
-        .json(&json!({"start": {"type": "now"}}))
-        .send()
-        .await
-        .expect_problem(404, "resource_missing");
-    app.post(&format!(
-        "/v1/portal/subscriptions/{sub}/change_plan/preview"
-    ))
-    .bearer(&other_token)
-    .json(&json!({"plan_id": cat.premium}))
-    .send()
-    .await
-    .expect_problem(404, "resource_missing");
-    app.post(&format!(
-        "/v1/portal/cancellation_requests/{request}/withdraw"
-    ))
-    .bearer(&other_token)
-    .send()
-    .await
-    .expect_problem(404, "resource_missing");
-    app.post(&format!("/v1/portal/support_tickets/{ticket}/replies"))
-        .bearer(&other_token)
-        .json(&json!({"body": "hi"}))
-        .send()
-        .await
-        .expect_problem(404, "resource_missing");
+    fixtures::assert_missing(
+        app.by(&other_token),
+        &[
+            ("GET", format!("/v1/portal/subscriptions/{sub}"), None),
+            (
+                "POST",
+                format!("/v1/portal/subscriptions/{sub}/pause"),
+                Some(pause),
+            ),
+            (
+                "POST",
+                format!("/v1/portal/subscriptions/{sub}/change_plan/preview"),
+                Some(json!({"plan_id": cat.premium})),
+            ),
+            (
+                "POST",
+                format!("/v1/portal/cancellation_requests/{request}/withdraw"),
+                None,
+            ),
+            (
+                "POST",
+                format!("/v1/portal/support_tickets/{ticket}/replies"),
+                Some(json!({"body": "hi"})),
+            ),
+        ],
+    )
+    .await;
     for path in ["/v1/portal/subscriptions", "/v1/portal/support_tickets"] {
-        assert!(
-            app.get_ok(path, &other_token).await["data"]
-                .as_array()
-                .unwrap()
-                .is_empty(),
-            "{path}"
-        );
+        fixtures::assert_empty(&app.get_ok(path, &other_token).await);
     }
     // Malformed ids are 404s too, and merchant keys stay out of the portal.
-    app.get("/v1/portal/subscriptions/sub_garbage")
-        .bearer(&owner_token)
-        .send()
+    app.by(&owner_token)
+        .get("/v1/portal/subscriptions/sub_garbage")
         .await
         .expect_problem(404, "resource_missing");
-    app.get(&format!("/v1/portal/subscriptions/{sub}"))
-        .bearer(&a.key)
-        .send()
+    app.by(&a.key)
+        .get(&format!("/v1/portal/subscriptions/{sub}"))
         .await
         .expect_problem(403, "merchant_key_not_allowed");
     // The owner still sees it, unchanged by the others.
     let mine = app
-        .get(&format!("/v1/portal/subscriptions/{sub}"))
-        .bearer(&owner_token)
-        .send()
-        .await
-        .expect(200);
-    assert_eq!(mine.body["status"], "active");
-    assert!(mine.body["cancel_at"].is_string());
+        .get_ok(&format!("/v1/portal/subscriptions/{sub}"), &owner_token)
+        .await;
+    assert_eq!(mine["status"], "active");
+    assert!(mine["cancel_at"].is_string());
+}
+
+/// `n` subscriptions of one customer (`external_id`), each cancelled by the merchant at
+/// its period's end: their ids.
+async fn cancelling_at_period_end(
+    app: &TestApp,
+    m: &TestMerchant,
+    external_id: &str,
+    n: usize,
+) -> Vec<String> {
+    let cat = catalog(app, m, json!({})).await;
+    let customer = fixtures::customer(app, m, external_id).await;
+    let mut subs = Vec::new();
+    for _ in 0..n {
+        let sub = fixtures::subscribe_id(app, m, &customer, &cat.base).await;
+        fixtures::cancel(app, m, &sub, json!({"timing": "period_end"})).await;
+        subs.push(sub);
+    }
+    subs
 }
 
 #[actix_web::test]
 async fn concurrent_workers_apply_each_due_change_exactly_once() {
     let app = TestApp::new().await;
     let m = app.merchant("A").await;
-    let cat = catalog(&app, &m, json!({})).await;
-    let customer = fixtures::customer(&app, &m, "many").await;
-    let mut subs = Vec::new();
-    for _ in 0..12 {
-        let sub = fixtures::subscribe(&app, &m, &customer, &cat.base).await["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        app.post(&format!("/v1/subscriptions/{sub}/cancel"))
-            .bearer(&m.key)
-            .json(&json!({"timing": "period_end"}))
-            .send()
-            .await
-            .expect(200);
-        subs.push(sub);
-    }
+    let subs = cancelling_at_period_end(&app, &m, "many", 12).await;
     app.clock.advance(Duration::days(32));
     let now = app.clock.now();
     let rounds = join_all((0..4).map(|_| run_due_changes(&app.state.app, now, 100))).await;
@@ -1434,18 +1268,9 @@ async fn concurrent_workers_apply_each_due_change_exactly_once() {
 async fn the_server_worker_loop_applies_due_changes_in_the_background() {
     let app = TestApp::new().await;
     let m = app.merchant("A").await;
-    let cat = catalog(&app, &m, json!({})).await;
-    let customer = fixtures::customer(&app, &m, "looped").await;
-    let sub = fixtures::subscribe(&app, &m, &customer, &cat.base).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    app.post(&format!("/v1/subscriptions/{sub}/cancel"))
-        .bearer(&m.key)
-        .json(&json!({"timing": "period_end"}))
-        .send()
+    let sub = cancelling_at_period_end(&app, &m, "looped", 1)
         .await
-        .expect(200);
+        .remove(0);
     let task = actix_web::rt::spawn(tenure_engine::loops::lifecycle_loop(
         app.state.app.clone(),
         std::time::Duration::from_millis(20),
@@ -1480,10 +1305,7 @@ async fn immediate_mode_needs_confirmation_and_notice_only_ignores_the_period() 
     let customer = fixtures::customer(&app, &m, "quick").await;
     let token = fixtures::session(&app, &m, &customer).await;
 
-    let sub = fixtures::subscribe(&app, &m, &customer, &immediate.base).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let sub = fixtures::subscribe_id(&app, &m, &customer, &immediate.base).await;
     let view = app
         .get_ok(&format!("/v1/portal/subscriptions/{sub}"), &token)
         .await;
@@ -1493,10 +1315,11 @@ async fn immediate_mode_needs_confirmation_and_notice_only_ignores_the_period() 
         true
     );
     let refused = app
-        .post(&format!("/v1/portal/subscriptions/{sub}/cancel"))
-        .bearer(&token)
-        .json(&json!({}))
-        .send()
+        .by(&token)
+        .post(
+            &format!("/v1/portal/subscriptions/{sub}/cancel"),
+            &json!({}),
+        )
         .await
         .expect_problem(422, "validation_failed");
     assert_eq!(refused.body["errors"][0]["field"], "confirm");
@@ -1517,16 +1340,14 @@ async fn immediate_mode_needs_confirmation_and_notice_only_ignores_the_period() 
     assert_eq!(again.header("etag"), done.header("etag"));
     assert!(done.body["subscription"]["available_actions"]["cancel"].is_null());
 
-    let sub = fixtures::subscribe(&app, &m, &customer, &notice_only.base).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let sub = fixtures::subscribe_id(&app, &m, &customer, &notice_only.base).await;
     let asked = app.clock.now();
     let res = app
-        .post(&format!("/v1/portal/subscriptions/{sub}/cancel"))
-        .bearer(&token)
-        .json(&json!({"reason": "other"}))
-        .send()
+        .by(&token)
+        .post(
+            &format!("/v1/portal/subscriptions/{sub}/cancel"),
+            &json!({"reason": "other"}),
+        )
         .await
         .expect(200);
     let effective_at = time(&res.body["cancellation_request"]["effective_at"]);
@@ -1547,22 +1368,7 @@ async fn immediate_mode_needs_confirmation_and_notice_only_ignores_the_period() 
 async fn workers_and_requests_racing_on_due_subscriptions_cancel_each_once() {
     let app = TestApp::new().await;
     let m = app.merchant("A").await;
-    let cat = catalog(&app, &m, json!({})).await;
-    let customer = fixtures::customer(&app, &m, "racer").await;
-    let mut subs = Vec::new();
-    for _ in 0..10 {
-        let sub = fixtures::subscribe(&app, &m, &customer, &cat.base).await["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        app.post(&format!("/v1/subscriptions/{sub}/cancel"))
-            .bearer(&m.key)
-            .json(&json!({"timing": "period_end"}))
-            .send()
-            .await
-            .expect(200);
-        subs.push(sub);
-    }
+    let subs = cancelling_at_period_end(&app, &m, "racer", 10).await;
     app.clock.advance(Duration::days(32));
     let now = app.clock.now();
     let requests = join_all(subs.iter().map(|sub| {
@@ -1590,10 +1396,7 @@ async fn workers_and_requests_racing_on_due_subscriptions_cancel_each_once() {
             "canceled"
         );
         assert_eq!(
-            app.count(&format!(
-                "SELECT count(*) AS n FROM events WHERE resource_id = '{sub}' AND event_type = 'subscription.canceled'"
-            ))
-            .await,
+            count_events(&app, &sub, "subscription.canceled").await,
             1,
             "{sub} ended once"
         );
@@ -1609,38 +1412,20 @@ async fn workers_and_requests_racing_on_due_subscriptions_cancel_each_once() {
 async fn a_merchant_removing_a_requested_cancellation_declines_the_request() {
     let app = TestApp::new().await;
     let m = app.merchant("A").await;
-    let cat = catalog(&app, &m, json!({"notice_period_days": 10})).await;
-    let customer = fixtures::customer(&app, &m, "kept").await;
-    let token = fixtures::session(&app, &m, &customer).await;
-    let sub = fixtures::subscribe(&app, &m, &customer, &cat.base).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let res = app
-        .post(&format!("/v1/portal/subscriptions/{sub}/cancel"))
-        .bearer(&token)
-        .json(&json!({"reason": "low_quality"}))
-        .send()
-        .await
-        .expect(200);
-    let request = res.body["cancellation_request"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let change = res.body["subscription"]["scheduled_changes"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let Subscriber { token, sub, .. } =
+        subscriber(&app, &m, json!({"notice_period_days": 10}), "kept").await;
+    let res = fixtures::portal_cancel(&app, &token, &sub, json!({"reason": "low_quality"})).await;
+    let request = fixtures::id(&res["cancellation_request"]);
+    let change = fixtures::id(&res["subscription"]["scheduled_changes"][0]);
     let merchant_view = app
         .get_ok(&format!("/v1/subscriptions/{sub}"), &m.key)
         .await;
     assert_eq!(merchant_view["scheduled_changes"][0]["removable"], true);
     let after = app
+        .by(&m.key)
         .delete(&format!(
             "/v1/subscriptions/{sub}/scheduled_changes/{change}"
         ))
-        .bearer(&m.key)
-        .send()
         .await
         .expect(200)
         .body;
@@ -1658,9 +1443,8 @@ async fn a_merchant_removing_a_requested_cancellation_declines_the_request() {
         ),
     ] {
         let gone = app
+            .by(key)
             .delete(&path)
-            .bearer(key)
-            .send()
             .await
             .expect_problem(404, "resource_missing");
         assert_eq!(gone.body["detail"], "no such scheduled_change", "{path}");
@@ -1671,10 +1455,7 @@ async fn a_merchant_removing_a_requested_cancellation_declines_the_request() {
         .await;
     assert_eq!(request["status"], "declined");
     assert_eq!(
-        app.count(&format!(
-            "SELECT count(*) AS n FROM events WHERE resource_id = '{sub}' AND event_type = 'subscription.cancellation_withdrawn'"
-        ))
-        .await,
+        count_events(&app, &sub, "subscription.cancellation_withdrawn").await,
         1
     );
     // The portal filters by status.
@@ -1703,7 +1484,11 @@ async fn a_cancellation_keeps_who_cancelled_and_why() {
         async move { app.get_ok(&path, &key).await["cancellation_details"].clone() }
     };
 
-    let (_, token, at_once) = signed_in_subscriber(
+    let Subscriber {
+        token,
+        sub: at_once,
+        ..
+    } = subscriber(
         &app,
         &m,
         json!({"cancellation_mode": "immediate"}),
@@ -1713,10 +1498,8 @@ async fn a_cancellation_keeps_who_cancelled_and_why() {
     assert_eq!(details(&at_once).await, Value::Null);
     let said = json!({"confirm": true, "reason": "switched_service",
         "message": "  Found a cheaper roaster.\n "});
-    app.post(&format!("/v1/portal/subscriptions/{at_once}/cancel"))
-        .bearer(&token)
-        .json(&said)
-        .send()
+    app.by(&token)
+        .post(&format!("/v1/portal/subscriptions/{at_once}/cancel"), &said)
         .await
         .expect(200);
     let customer_said = json!({"reason": "switched_service",
@@ -1737,24 +1520,29 @@ async fn a_cancellation_keeps_who_cancelled_and_why() {
     );
 
     // A request with notice: kept while pending, then replaced by the merchant's.
-    let (_, token, requested) =
-        signed_in_subscriber(&app, &m, json!({"notice_period_days": 30}), "asker").await;
-    app.post(&format!("/v1/portal/subscriptions/{requested}/cancel"))
-        .bearer(&token)
-        .json(&json!({"reason": "too_expensive", "message": "Too dear"}))
-        .send()
+    let Subscriber {
+        token,
+        sub: requested,
+        ..
+    } = subscriber(&app, &m, json!({"notice_period_days": 30}), "asker").await;
+    app.by(&token)
+        .post(
+            &format!("/v1/portal/subscriptions/{requested}/cancel"),
+            &json!({"reason": "too_expensive", "message": "Too dear"}),
+        )
         .await
         .expect(200);
     assert_eq!(
         details(&requested).await,
         json!({"reason": "too_expensive", "message": "Too dear", "requested_by": "customer"})
     );
-    app.post(&format!("/v1/subscriptions/{requested}/cancel"))
-        .bearer(&m.key)
-        .json(&json!({"timing": "now", "reason": "other", "message": "Chargeback filed"}))
-        .send()
-        .await
-        .expect(200);
+    fixtures::cancel(
+        &app,
+        &m,
+        &requested,
+        json!({"timing": "now", "reason": "other", "message": "Chargeback filed"}),
+    )
+    .await;
     assert_eq!(
         details(&requested).await,
         json!({"reason": "other", "message": "Chargeback filed", "requested_by": "merchant"})
@@ -1768,19 +1556,22 @@ async fn a_cancellation_keeps_who_cancelled_and_why() {
     );
 
     // A request the merchant approves early ends as the customer's cancellation.
-    let (_, token, approved) =
-        signed_in_subscriber(&app, &m, json!({"notice_period_days": 30}), "approved").await;
+    let Subscriber {
+        token,
+        sub: approved,
+        ..
+    } = subscriber(&app, &m, json!({"notice_period_days": 30}), "approved").await;
     let asked = app
-        .post(&format!("/v1/portal/subscriptions/{approved}/cancel"))
-        .bearer(&token)
-        .json(&json!({"reason": "unused", "message": "Never open it"}))
-        .send()
+        .by(&token)
+        .post(
+            &format!("/v1/portal/subscriptions/{approved}/cancel"),
+            &json!({"reason": "unused", "message": "Never open it"}),
+        )
         .await
         .expect(200);
     let request = asked.body["cancellation_request"]["id"].as_str().unwrap();
-    app.post(&format!("/v1/cancellation_requests/{request}/approve"))
-        .bearer(&m.key)
-        .send()
+    app.by(&m.key)
+        .post_empty(&format!("/v1/cancellation_requests/{request}/approve"))
         .await
         .expect(200);
     let their_words =
@@ -1797,14 +1588,17 @@ async fn a_cancellation_keeps_who_cancelled_and_why() {
 async fn customers_read_their_own_request_and_ticket() {
     let app = TestApp::new().await;
     let m = app.merchant("A").await;
-    let (_, token, sub) =
-        signed_in_subscriber(&app, &m, json!({"notice_period_days": 30}), "reader").await;
-    let (_, other_token, _) = signed_in_subscriber(&app, &m, json!({}), "other").await;
+    let Subscriber { token, sub, .. } =
+        subscriber(&app, &m, json!({"notice_period_days": 30}), "reader").await;
+    let Subscriber {
+        token: other_token, ..
+    } = subscriber(&app, &m, json!({}), "other").await;
     let asked = app
-        .post(&format!("/v1/portal/subscriptions/{sub}/cancel"))
-        .bearer(&token)
-        .json(&json!({"reason": "unused", "message": "Please confirm by mail"}))
-        .send()
+        .by(&token)
+        .post(
+            &format!("/v1/portal/subscriptions/{sub}/cancel"),
+            &json!({"reason": "unused", "message": "Please confirm by mail"}),
+        )
         .await
         .expect(200);
     let request = asked.body["cancellation_request"]["id"].as_str().unwrap();
@@ -1838,9 +1632,8 @@ async fn customers_read_their_own_request_and_ticket() {
         format!("/v1/portal/cancellation_requests/{request}"),
         format!("/v1/portal/support_tickets/{ticket}"),
     ] {
-        app.get(&path)
-            .bearer(&other_token)
-            .send()
+        app.by(&other_token)
+            .get(&path)
             .await
             .expect_problem(404, "resource_missing");
     }

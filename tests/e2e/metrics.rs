@@ -19,14 +19,13 @@ async fn plan(
     interval: &str,
     trial_days: u32,
 ) -> String {
-    app.post("/v1/plans")
-        .bearer(&m.key)
-        .json(
+    app.by(&m.key)
+        .post(
+            "/v1/plans",
             &json!({"product_id": product, "name": format!("{} {} {interval}", price.0, price.1),
             "price": {"amount": price.0, "currency": price.1}, "interval": interval,
             "trial_days": trial_days}),
         )
-        .send()
         .await
         .expect(201)
         .id()
@@ -56,10 +55,7 @@ fn currency<'a>(body: &'a Value, code: &str) -> &'a Value {
 /// A cancellation request of `reason` made now (by SQL: the portal flow is tested
 /// elsewhere; here only its row matters).
 async fn cancellation_request(app: &TestApp, sub: &str, reason: &str, at: DateTime<Utc>) {
-    let sub = sub
-        .parse::<tenure_domain::ids::SubscriptionId>()
-        .unwrap()
-        .uuid();
+    let sub = fixtures::subscription_uuid(&sub);
     let (ticket, request) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
     app.exec(format!(
             "INSERT INTO support_tickets (merchant_id, id, customer_id, subscription_id, subject, status, channel, created_at, updated_at)
@@ -85,10 +81,7 @@ async fn offer_outcome(
     outcome: &str,
     at: DateTime<Utc>,
 ) {
-    let sub = sub
-        .parse::<tenure_domain::ids::SubscriptionId>()
-        .unwrap()
-        .uuid();
+    let sub = fixtures::subscription_uuid(&sub);
     app.exec(format!(
             "INSERT INTO retention_offer_outcomes (merchant_id, id, offer_id, customer_id, subscription_id, outcome, created_at)
              SELECT merchant_id, '{}', '{offer}', customer_id, id, '{outcome}', '{at}'
@@ -128,21 +121,12 @@ async fn metrics_of_a_hand_built_history_in_two_currencies() {
 
     // Day 0: EUR c1 (1000 monthly + 700 weekly = 1000 + 3033), c2 (12006 yearly = 1001),
     // c3 (2000); USD c4 (500), c5 (1500).
-    let s1 = fixtures::subscribe(&app, &m, &c1, &eur_month).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let s1 = fixtures::subscribe_id(&app, &m, &c1, &eur_month).await;
     fixtures::subscribe(&app, &m, &c1, &eur_week).await;
     fixtures::subscribe(&app, &m, &c2, &eur_year).await;
-    let s3 = fixtures::subscribe(&app, &m, &c3, &eur_month_2000).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let s3 = fixtures::subscribe_id(&app, &m, &c3, &eur_month_2000).await;
     fixtures::subscribe(&app, &m, &c4, &usd_month).await;
-    let u2 = fixtures::subscribe(&app, &m, &c5, &usd_month_1500).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let u2 = fixtures::subscribe_id(&app, &m, &c5, &usd_month_1500).await;
 
     // Day 10: the period starts.
     app.clock.advance(Duration::days(10));
@@ -155,24 +139,27 @@ async fn metrics_of_a_hand_built_history_in_two_currencies() {
     // c5 pauses; c1 upgrades 1000 -> 1500.
     app.clock.advance(Duration::days(3));
     cancellation_request(&app, &s3, "too_expensive", app.clock.now()).await;
-    app.post(&format!("/v1/subscriptions/{s3}/cancel"))
-        .bearer(&m.key)
-        .json(&json!({"timing": "now", "access": "immediately", "reason": "too_expensive"}))
-        .send()
-        .await
-        .expect(200);
+    fixtures::cancel(
+        &app,
+        &m,
+        &s3,
+        json!({"timing": "now", "access": "immediately", "reason": "too_expensive"}),
+    )
+    .await;
     fixtures::subscribe(&app, &m, &c6, &eur_month_4000).await;
-    app.post(&format!("/v1/subscriptions/{u2}/pause"))
-        .bearer(&m.key)
-        .json(&json!({"start": {"type": "now"}}))
-        .send()
+    app.by(&m.key)
+        .post(
+            &format!("/v1/subscriptions/{u2}/pause"),
+            &json!({"start": {"type": "now"}}),
+        )
         .await
         .expect(200);
     let changed = app
-        .post(&format!("/v1/subscriptions/{s1}/change_plan"))
-        .bearer(&m.key)
-        .json(&json!({"plan_id": eur_month_1500}))
-        .send()
+        .by(&m.key)
+        .post(
+            &format!("/v1/subscriptions/{s1}/change_plan"),
+            &json!({"plan_id": eur_month_1500}),
+        )
         .await
         .expect(200)
         .body;
@@ -236,9 +223,8 @@ async fn metrics_of_a_hand_built_history_in_two_currencies() {
 
     // The same figures whatever happens later: history, not the current rows, decides.
     app.clock.advance(Duration::days(1));
-    app.post(&format!("/v1/subscriptions/{u2}/resume"))
-        .bearer(&m.key)
-        .send()
+    app.by(&m.key)
+        .post_empty(&format!("/v1/subscriptions/{u2}/resume"))
         .await
         .expect(200);
     let again = app.get_ok(&metrics_path(from, Some(to)), &m.key).await;
@@ -258,15 +244,11 @@ async fn metrics_of_a_hand_built_history_in_two_currencies() {
 
     // Before any subscription existed: no currency at all.
     let none = app
-        .get(&metrics_path(
-            from - Duration::days(60),
-            Some(from - Duration::days(30)),
-        ))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200)
-        .body;
+        .get_ok(
+            &metrics_path(from - Duration::days(60), Some(from - Duration::days(30))),
+            &m.key,
+        )
+        .await;
     assert_eq!(none["currencies"], json!([]));
     assert_eq!(none["save_offers"]["acceptance_rate"], Value::Null);
 
@@ -291,15 +273,14 @@ async fn metrics_default_to_the_last_30_days_and_refuse_bad_ranges() {
 
     // A `to` in the future is capped at now.
     let future = app
-        .get(&metrics_path(
-            app.clock.now() - Duration::days(1),
-            Some(app.clock.now() + Duration::days(10)),
-        ))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200)
-        .body;
+        .get_ok(
+            &metrics_path(
+                app.clock.now() - Duration::days(1),
+                Some(app.clock.now() + Duration::days(10)),
+            ),
+            &m.key,
+        )
+        .await;
     let capped: DateTime<Utc> = future["to"].as_str().unwrap().parse().unwrap();
     assert!(capped <= app.clock.now());
 
@@ -322,9 +303,8 @@ async fn metrics_default_to_the_last_30_days_and_refuse_bad_ranges() {
         ),
     ] {
         let res = app
+            .by(&m.key)
             .get(&path)
-            .bearer(&m.key)
-            .send()
             .await
             .expect_problem(422, "validation_failed");
         assert_eq!(

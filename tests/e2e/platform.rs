@@ -66,18 +66,14 @@ async fn malformed_bodies_are_problems_never_500() {
         .await
         .expect_problem(413, "payload_too_large");
     let long_name = json!({"external_id": "x", "name": "n".repeat(10_000)});
-    app.post("/v1/customers")
-        .bearer(&m.key)
-        .json(&long_name)
-        .send()
+    app.by(&m.key)
+        .post("/v1/customers", &long_name)
         .await
         .expect_problem(422, "validation_failed");
     let sql_ish = json!({"external_id": "'; DROP TABLE customers; --", "name": "Robert'); DROP TABLE customers;--"});
     let res = app
-        .post("/v1/customers")
-        .bearer(&m.key)
-        .json(&sql_ish)
-        .send()
+        .by(&m.key)
+        .post("/v1/customers", &sql_ish)
         .await
         .expect(201);
     assert_eq!(res.body["external_id"], "'; DROP TABLE customers; --");
@@ -94,9 +90,8 @@ async fn unknown_routes_and_methods_are_problems() {
         .await
         .expect_problem(404, "route_not_found");
     let res = app
+        .by(&m.key)
         .delete("/v1/customers")
-        .bearer(&m.key)
-        .send()
         .await
         .expect_problem(405, "method_not_allowed");
     assert_eq!(res.header("allow"), Some("GET, POST"));
@@ -111,14 +106,12 @@ async fn unknown_routes_and_methods_are_problems() {
         .await
         .expect_problem(405, "method_not_allowed");
     assert_eq!(res.header("allow"), Some("GET"));
-    app.get("/v1/customers/not-an-id")
-        .bearer(&m.key)
-        .send()
+    app.by(&m.key)
+        .get("/v1/customers/not-an-id")
         .await
         .expect_problem(404, "resource_missing");
-    app.get("/v1/customers/cus_01jf9zb3f4e3a8r7m2k4t5n6bc")
-        .bearer(&m.key)
-        .send()
+    app.by(&m.key)
+        .get("/v1/customers/cus_01jf9zb3f4e3a8r7m2k4t5n6bc")
         .await
         .expect_problem(404, "resource_missing");
 }
@@ -134,18 +127,16 @@ async fn unknown_query_parameters_are_refused_by_name() {
 
     // Stripe's name for the filter, where Tenure's is `customer_id`.
     let res = app
+        .by(&m.key)
         .get(&format!("/v1/invoices?customer={customer}&limit=5"))
-        .bearer(&m.key)
-        .send()
         .await
         .expect_problem(422, "validation_failed");
     assert_eq!(res.body["errors"][0]["field"], "customer");
     let message = res.body["errors"][0]["message"].as_str().unwrap();
     assert!(message.contains("customer_id"), "{message}");
     assert!(message.contains("starting_after"), "{message}");
-    app.get(&format!("/v1/invoices?customer_id={customer}&limit=5"))
-        .bearer(&m.key)
-        .send()
+    app.by(&m.key)
+        .get(&format!("/v1/invoices?customer_id={customer}&limit=5"))
         .await
         .expect(200);
 
@@ -163,19 +154,19 @@ async fn unknown_query_parameters_are_refused_by_name() {
         ("/v1/portal/me?debug=1".to_owned(), "not-a-credential"),
     ] {
         let res = app
+            .by(credential)
             .get(&path)
-            .bearer(credential)
-            .send()
             .await
             .expect_problem(422, "validation_failed");
         let field = res.body["errors"][0]["field"].as_str().unwrap();
         assert!(path.contains(&format!("?{field}=")), "{path}: {field}");
     }
     let res = app
-        .post("/v1/customers?dry_run=true")
-        .bearer(&m.key)
-        .json(&json!({"external_id": "never"}))
-        .send()
+        .by(&m.key)
+        .post(
+            "/v1/customers?dry_run=true",
+            &json!({"external_id": "never"}),
+        )
         .await
         .expect_problem(422, "validation_failed");
     assert_eq!(
@@ -284,15 +275,13 @@ async fn documented_preconditions_are_honoured() {
     let other_plan = fixtures::plan(&app, &m, &product, 2000).await;
     let customer = fixtures::customer(&app, &m, "c1").await;
     let token = fixtures::session(&app, &m, &customer).await;
-    let sub = fixtures::subscribe(&app, &m, &customer, &plan).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let sub = fixtures::subscribe_id(&app, &m, &customer, &plan).await;
     let paused = app
-        .post(&format!("/v1/subscriptions/{sub}/pause"))
-        .bearer(&m.key)
-        .json(&json!({"start": {"type": "period_end"}}))
-        .send()
+        .by(&m.key)
+        .post(
+            &format!("/v1/subscriptions/{sub}/pause"),
+            &json!({"start": {"type": "period_end"}}),
+        )
         .await
         .expect(200);
     let change = paused.body["scheduled_changes"][0]["id"]
@@ -300,19 +289,21 @@ async fn documented_preconditions_are_honoured() {
         .unwrap()
         .to_owned();
     let endpoint = app
-        .post("/v1/webhook_endpoints")
-        .bearer(&m.key)
-        .json(&json!({"url": "https://example.com/hooks", "enabled_events": ["*"]}))
-        .send()
+        .by(&m.key)
+        .post(
+            "/v1/webhook_endpoints",
+            &json!({"url": "https://example.com/hooks", "enabled_events": ["*"]}),
+        )
         .await
         .expect(201)
         .id();
     let offer = app
-        .post("/v1/retention_offers")
-        .bearer(&m.key)
-        .json(&json!({"name": "Half off", "priority": 1,
-            "kind": {"type": "discount_percent", "percent": 50, "cycles": 1}}))
-        .send()
+        .by(&m.key)
+        .post(
+            "/v1/retention_offers",
+            &json!({"name": "Half off", "priority": 1,
+            "kind": {"type": "discount_percent", "percent": 50, "cycles": 1}}),
+        )
         .await
         .expect(201)
         .id();
@@ -384,7 +375,7 @@ async fn documented_preconditions_are_honoured() {
             }
             let sends_etag = op["responses"]["200"]["headers"]["ETag"].is_object();
             if method == "get" && sends_etag {
-                let res = app.get(&path()).bearer(credential).send().await.expect(200);
+                let res = app.by(credential).get(&path()).await.expect(200);
                 let etag = res.header("etag").unwrap_or_default();
                 assert!(etag.starts_with('"'), "GET {template} sent no ETag");
                 tagged += 1;

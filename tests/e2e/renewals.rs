@@ -24,7 +24,7 @@ use tenure_e2e::{TestApp, TestMerchant};
 use tenure_engine::renewals::{run_due_renewals, run_until_idle};
 use tenure_store::Db;
 
-use crate::fixtures;
+use crate::fixtures::{self, events, invoices_of, status, time};
 
 const PRICE: i64 = 1250;
 
@@ -40,66 +40,19 @@ async fn setup(app: &TestApp, token: Option<&str>) -> Setup {
     let plan = fixtures::plan(app, &m, &product, PRICE).await;
     let customer = fixtures::customer(app, &m, "u-renew").await;
     if let Some(token) = token {
-        attach(app, &m, &customer, token).await;
+        fixtures::attach_default(app, &m, &customer, token).await;
     }
     Setup { m, customer, plan }
-}
-
-async fn attach(app: &TestApp, m: &TestMerchant, customer: &str, token: &str) -> Value {
-    app.post(&format!("/v1/customers/{customer}/payment_methods"))
-        .bearer(&m.key)
-        .json(&json!({"token": token, "set_default": true}))
-        .send()
-        .await
-        .expect(201)
-        .body
 }
 
 async fn subscribe(app: &TestApp, s: &Setup) -> Value {
     fixtures::subscribe(app, &s.m, &s.customer, &s.plan).await
 }
 
-fn time(v: &Value) -> DateTime<Utc> {
-    v.as_str()
-        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-        .map(|t| t.with_timezone(&Utc))
-        .unwrap_or_else(|| panic!("not a timestamp: {v}"))
-}
-
 async fn round(app: &TestApp) -> usize {
     run_until_idle(&app.state.app, app.clock.now())
         .await
         .expect("renewal round")
-}
-
-async fn events(app: &TestApp, m: &TestMerchant, event_type: &str) -> Vec<Value> {
-    app.get_ok(&format!("/v1/events?type={event_type}&limit=100"), &m.key)
-        .await["data"]
-        .as_array()
-        .expect("events")
-        .clone()
-}
-
-async fn invoices_of(app: &TestApp, m: &TestMerchant, customer: &str) -> Vec<Value> {
-    let mut list = app
-        .get_ok(
-            &format!("/v1/invoices?customer_id={customer}&limit=100"),
-            &m.key,
-        )
-        .await["data"]
-        .as_array()
-        .expect("invoices")
-        .clone();
-    list.reverse();
-    list
-}
-
-async fn status(app: &TestApp, m: &TestMerchant, sub: &str) -> String {
-    app.get_ok(&format!("/v1/subscriptions/{sub}"), &m.key)
-        .await["status"]
-        .as_str()
-        .expect("status")
-        .to_owned()
 }
 
 #[actix_web::test]
@@ -110,7 +63,7 @@ async fn a_year_of_monthly_renewals_anchored_on_the_31st() {
     app.clock
         .advance_to(Utc.with_ymd_and_hms(year, 1, 31, 10, 0, 0).unwrap());
     let sub = subscribe(&app, &s).await;
-    let id = sub["id"].as_str().unwrap().to_owned();
+    let id = fixtures::id(&sub);
     let mut period_end = time(&sub["current_period"]["end"]);
     // The first period (January 31st to February 28th) was invoiced at creation: charging
     // it is the only work due before the period ends.
@@ -202,12 +155,12 @@ async fn a_year_of_monthly_renewals_anchored_on_the_31st() {
 async fn failing_renewal(app: &TestApp) -> (Setup, String, DateTime<Utc>) {
     let s = setup(app, Some("pm_card_visa")).await;
     let sub = subscribe(app, &s).await;
-    let id = sub["id"].as_str().unwrap().to_owned();
+    let id = fixtures::id(&sub);
     round(app).await;
     let first = invoices_of(app, &s.m, &s.customer).await;
     assert_eq!(first.len(), 1);
     assert_eq!(first[0]["status"], "paid");
-    attach(app, &s.m, &s.customer, "pm_card_chargeDeclined").await;
+    fixtures::attach_default(app, &s.m, &s.customer, "pm_card_chargeDeclined").await;
     let end = time(&sub["current_period"]["end"]);
     app.clock.advance_to(end + Duration::minutes(1));
     round(app).await;
@@ -249,10 +202,11 @@ async fn a_declined_renewal_is_retried_and_recovers_when_the_customer_sets_a_wor
 
     // The customer adds a working card in the portal: the open invoice is retried at once.
     let token = fixtures::session(&app, &s.m, &s.customer).await;
-    app.post("/v1/portal/payment_methods")
-        .bearer(&token)
-        .json(&json!({"token": "pm_card_visa", "set_default": true}))
-        .send()
+    app.by(&token)
+        .post(
+            "/v1/portal/payment_methods",
+            &json!({"token": "pm_card_visa", "set_default": true}),
+        )
         .await
         .expect(201);
     assert_eq!(status(&app, &s.m, &id).await, "active");
@@ -657,7 +611,7 @@ async fn sigkilled_worker_processes_lose_and_duplicate_nothing() {
     let product = fixtures::product(&app, &m, json!({})).await;
     let plan = fixtures::plan(&app, &m, &product, PRICE).await;
     let customer = fixtures::customer(&app, &m, "u-renew").await;
-    attach(&app, &m, &customer, "pm_card_visa").await;
+    fixtures::attach_default(&app, &m, &customer, "pm_card_visa").await;
     let s = Setup { m, customer, plan };
     seed_due_by_the_real_clock(&app, &s, &product, N).await;
     let n = i64::try_from(N).unwrap();
@@ -836,9 +790,9 @@ async fn no_lock_is_held_while_the_gateway_charges_and_a_stalled_charge_is_taken
     let app = TestApp::new().await;
     let s = setup(&app, Some("pm_card_visa")).await;
     let sub = subscribe(&app, &s).await;
-    let sub_id = sub["id"].as_str().unwrap().to_owned();
+    let sub_id = fixtures::id(&sub);
     let invoice = invoices_of(&app, &s.m, &s.customer).await.remove(0);
-    let id = invoice["id"].as_str().unwrap().to_owned();
+    let id = fixtures::id(&invoice);
     let (gateway, arrived, go) = HeldGateway::new();
     // Microseconds, as the engine and the database keep time.
     let now = chrono::SubsecRound::trunc_subsecs(app.clock.now(), 6);
@@ -869,28 +823,21 @@ async fn no_lock_is_held_while_the_gateway_charges_and_a_stalled_charge_is_taken
         .await,
         0
     );
-    app.post(&format!("/v1/subscriptions/{sub_id}/cancel"))
-        .bearer(&s.m.key)
-        .json(&json!({"timing": "period_end"}))
-        .send()
-        .await
-        .expect(200);
+    fixtures::cancel(&app, &s.m, &sub_id, json!({"timing": "period_end"})).await;
     // …but the invoice is spoken for: it cannot be charged, voided or given up, and its
     // customer's card cannot be erased.
     for action in ["pay", "void", "mark_uncollectible"] {
-        app.post(&format!("/v1/invoices/{id}/{action}"))
-            .bearer(&s.m.key)
-            .send()
+        app.by(&s.m.key)
+            .post_empty(&format!("/v1/invoices/{id}/{action}"))
             .await
             .expect_problem(409, "payment_in_progress");
     }
-    app.post(&format!("/v1/customers/{}/erase", s.customer))
-        .bearer(&s.m.key)
-        .send()
+    app.by(&s.m.key)
+        .post_empty(&format!("/v1/customers/{}/erase", s.customer))
         .await
         .expect_problem(409, "payment_in_progress");
     // A new default card retries the customer's open invoices at once, but not this one.
-    attach(&app, &s.m, &s.customer, "pm_card_mastercard").await;
+    fixtures::attach_default(&app, &s.m, &s.customer, "pm_card_mastercard").await;
     let leased = app.get_ok(&format!("/v1/invoices/{id}"), &s.m.key).await;
     assert_eq!(leased["status"], "open");
     assert_eq!(leased["attempt_count"], 0);

@@ -4,9 +4,9 @@
 
 use serde_json::{Value, json};
 use tenure_domain::clock::Clock;
-use tenure_e2e::{TestApp, TestMerchant};
+use tenure_e2e::{Response, TestApp, TestMerchant};
 
-use crate::fixtures;
+use crate::fixtures::{self, events, time};
 
 /// A customer `days` old with `ltv_eur` paid (one paid invoice) and `tags`.
 async fn customer(
@@ -35,28 +35,17 @@ async fn customer(
         )).await;
     }
     for tag in tags {
-        app.post(&format!("/v1/customers/{id}/tags"))
-            .bearer(&m.key)
-            .json(&json!({"tag": tag}))
-            .send()
+        app.by(&m.key)
+            .post(&format!("/v1/customers/{id}/tags"), &json!({"tag": tag}))
             .await
             .expect(200);
     }
     id
 }
 
-async fn subscribe(app: &TestApp, m: &TestMerchant, customer: &str, plan: &str) -> String {
-    fixtures::subscribe(app, m, customer, plan).await["id"]
-        .as_str()
-        .expect("subscription id")
-        .to_owned()
-}
-
 async fn offer(app: &TestApp, m: &TestMerchant, body: Value) -> String {
-    app.post("/v1/retention_offers")
-        .bearer(&m.key)
-        .json(&body)
-        .send()
+    app.by(&m.key)
+        .post("/v1/retention_offers", &body)
         .await
         .expect(201)
         .id()
@@ -64,27 +53,55 @@ async fn offer(app: &TestApp, m: &TestMerchant, body: Value) -> String {
 
 /// The portal cancellation: (request id, offer ids presented in order).
 async fn cancel(app: &TestApp, token: &str, sub: &str, reason: &str) -> (String, Vec<String>) {
-    let res = app
-        .post(&format!("/v1/portal/subscriptions/{sub}/cancel"))
-        .bearer(token)
-        .json(&json!({"reason": reason}))
-        .send()
-        .await
-        .expect(200);
-    let request = res.body["cancellation_request"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let offers = res.body["retention_offers"]
+    let res = fixtures::portal_cancel(app, token, sub, json!({"reason": reason})).await;
+    let offers = res["retention_offers"]
         .as_array()
         .expect("retention_offers")
         .iter()
         .map(|o| {
             assert_eq!(o["outcome"], "presented");
-            o["id"].as_str().unwrap().to_owned()
+            fixtures::id(o)
         })
         .collect();
-    (request, offers)
+    (fixtures::id(&res["cancellation_request"]), offers)
+}
+
+/// A customer who subscribed to the base plan and, signed in, asked to cancel.
+struct Leaving {
+    token: String,
+    sub: String,
+    /// The cancellation request.
+    request: String,
+    /// The offers presented, best first.
+    presented: Vec<String>,
+}
+
+async fn leaving(app: &TestApp, s: &Setup, customer: &str, reason: &str) -> Leaving {
+    let token = fixtures::session(app, &s.m, customer).await;
+    let sub = fixtures::subscribe_id(app, &s.m, customer, &s.base).await;
+    let (request, presented) = cancel(app, &token, &sub, reason).await;
+    Leaving {
+        token,
+        sub,
+        request,
+        presented,
+    }
+}
+
+/// A customer's answer to an offer presented for their cancellation request: `accept`
+/// or `decline`, sent with `credential`.
+async fn decide(
+    app: &TestApp,
+    credential: &str,
+    request: &str,
+    offer: &str,
+    decision: &str,
+) -> Response {
+    app.by(credential)
+        .post_empty(&format!(
+            "/v1/portal/cancellation_requests/{request}/retention_offers/{offer}/{decision}"
+        ))
+        .await
 }
 
 async fn outcomes(app: &TestApp, request: &str) -> Vec<(String, String)> {
@@ -117,14 +134,6 @@ async fn outcomes(app: &TestApp, request: &str) -> Vec<(String, String)> {
             )
         })
         .collect()
-}
-
-async fn events(app: &TestApp, m: &TestMerchant, event_type: &str) -> Vec<Value> {
-    app.get_ok(&format!("/v1/events?type={event_type}&limit=100"), &m.key)
-        .await["data"]
-        .as_array()
-        .unwrap()
-        .clone()
 }
 
 struct Setup {
@@ -244,13 +253,12 @@ async fn merchants_manage_offers_with_validation_and_events() {
 
     // Validation through the domain: every bad field named.
     let res = app
-        .post("/v1/retention_offers")
-        .bearer(&m.key)
-        .json(
+        .by(&m.key)
+        .post(
+            "/v1/retention_offers",
             &json!({"name": " ", "kind": {"type": "discount_percent", "percent": 0, "cycles": 3},
                       "eligibility": {"min_tenure_days": 10, "max_tenure_days": 5}}),
         )
-        .send()
         .await
         .expect_problem(422, "validation_failed");
     let fields: Vec<&str> = res.body["errors"]
@@ -283,10 +291,8 @@ async fn merchants_manage_offers_with_validation_and_events() {
         ),
     ] {
         let res = app
-            .post("/v1/retention_offers")
-            .bearer(&m.key)
-            .json(&body)
-            .send()
+            .by(&m.key)
+            .post("/v1/retention_offers", &body)
             .await
             .expect_problem(422, "validation_failed");
         assert!(
@@ -298,31 +304,29 @@ async fn merchants_manage_offers_with_validation_and_events() {
             res.body
         );
     }
-    app.get("/v1/retention_offers/roff_nope")
-        .bearer(&m.key)
-        .send()
+    app.by(&m.key)
+        .get("/v1/retention_offers/roff_nope")
         .await
         .expect_problem(404, "resource_missing");
     let other = app.merchant("B").await;
-    app.get(&format!("/v1/retention_offers/{}", s.discount))
-        .bearer(&other.key)
-        .send()
+    app.by(&other.key)
+        .get(&format!("/v1/retention_offers/{}", s.discount))
         .await
         .expect_problem(404, "resource_missing");
 
     // PATCH and DELETE (deactivation), each with its event.
     let res = app
-        .patch(&format!("/v1/retention_offers/{}", s.pause))
-        .bearer(&m.key)
-        .json(&json!({"priority": 3, "name": "Take a month off"}))
-        .send()
+        .by(&m.key)
+        .patch(
+            &format!("/v1/retention_offers/{}", s.pause),
+            &json!({"priority": 3, "name": "Take a month off"}),
+        )
         .await
         .expect(200);
     assert_eq!(res.body["priority"], 3);
     let res = app
+        .by(&m.key)
         .delete(&format!("/v1/retention_offers/{}", s.pause))
-        .bearer(&m.key)
-        .send()
         .await
         .expect(200);
     assert_eq!(res.body["active"], false);
@@ -353,9 +357,12 @@ async fn customers_accept_an_offer_instead_of_cancelling() {
 
     // Ada: 200 days, 150 EUR LTV, VIP, too expensive → discount (priority 1), pause.
     let ada = customer(&app, m, "ada", 200, 15_000, &["vip"]).await;
-    let ada_token = fixtures::session(&app, m, &ada).await;
-    let ada_sub = subscribe(&app, m, &ada, &s.base).await;
-    let (ada_req, presented) = cancel(&app, &ada_token, &ada_sub, "too_expensive").await;
+    let Leaving {
+        token: ada_token,
+        sub: ada_sub,
+        request: ada_req,
+        presented,
+    } = leaving(&app, &s, &ada, "too_expensive").await;
     assert_eq!(presented, [s.discount.clone(), s.pause.clone()]);
     assert_eq!(
         outcomes(&app, &ada_req).await,
@@ -371,13 +378,7 @@ async fn customers_accept_an_offer_instead_of_cancelling() {
             &ada_token,
         )
         .await;
-    let ids: Vec<&str> = open["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(ids, [s.discount.as_str(), s.pause.as_str()]);
+    assert_eq!(fixtures::ids(&open), [s.discount.clone(), s.pause.clone()]);
     assert!(
         open["data"][0].get("eligibility").is_none(),
         "the portal sees no rules"
@@ -385,54 +386,36 @@ async fn customers_accept_an_offer_instead_of_cancelling() {
 
     // Bob: 10 days, no LTV, no tags, unused → newbie (priority 5), pause.
     let bob = customer(&app, m, "bob", 10, 0, &[]).await;
-    let bob_token = fixtures::session(&app, m, &bob).await;
-    let bob_sub = subscribe(&app, m, &bob, &s.base).await;
-    let (bob_req, presented) = cancel(&app, &bob_token, &bob_sub, "unused").await;
+    let Leaving {
+        token: bob_token,
+        sub: bob_sub,
+        request: bob_req,
+        presented,
+    } = leaving(&app, &s, &bob, "unused").await;
     assert_eq!(presented, [s.newbie.clone(), s.pause.clone()]);
 
     // Another customer's request is a 404, as is an offer never presented for it.
-    app.get(&format!(
-        "/v1/portal/cancellation_requests/{ada_req}/retention_offers"
-    ))
-    .bearer(&bob_token)
-    .send()
-    .await
-    .expect_problem(404, "resource_missing");
-    app.post(&format!(
-        "/v1/portal/cancellation_requests/{ada_req}/retention_offers/{}/accept",
-        s.discount
-    ))
-    .bearer(&bob_token)
-    .send()
-    .await
-    .expect_problem(404, "resource_missing");
-    for never in [&s.newbie, &s.switch] {
-        app.post(&format!(
-            "/v1/portal/cancellation_requests/{ada_req}/retention_offers/{never}/accept"
+    app.by(&bob_token)
+        .get(&format!(
+            "/v1/portal/cancellation_requests/{ada_req}/retention_offers"
         ))
-        .bearer(&ada_token)
-        .send()
         .await
         .expect_problem(404, "resource_missing");
+    decide(&app, &bob_token, &ada_req, &s.discount, "accept")
+        .await
+        .expect_problem(404, "resource_missing");
+    for never in [&s.newbie, &s.switch] {
+        decide(&app, &ada_token, &ada_req, never, "accept")
+            .await
+            .expect_problem(404, "resource_missing");
     }
     // The merchant key cannot accept for a customer.
-    app.post(&format!(
-        "/v1/portal/cancellation_requests/{ada_req}/retention_offers/{}/accept",
-        s.discount
-    ))
-    .bearer(&m.key)
-    .send()
-    .await
-    .expect_problem(403, "merchant_key_not_allowed");
+    decide(&app, &m.key, &ada_req, &s.discount, "accept")
+        .await
+        .expect_problem(403, "merchant_key_not_allowed");
 
     // Ada accepts the discount: the cancellation is withdrawn and the discount granted.
-    let res = app
-        .post(&format!(
-            "/v1/portal/cancellation_requests/{ada_req}/retention_offers/{}/accept",
-            s.discount
-        ))
-        .bearer(&ada_token)
-        .send()
+    let res = decide(&app, &ada_token, &ada_req, &s.discount, "accept")
         .await
         .expect(200);
     assert_eq!(res.body["cancellation_request"]["status"], "withdrawn");
@@ -455,10 +438,7 @@ async fn customers_accept_an_offer_instead_of_cancelling() {
         .get_ok(&format!("/v1/cancellation_requests/{ada_req}"), &m.key)
         .await;
     assert_eq!(req["status"], "withdrawn");
-    let sub_uuid = ada_sub
-        .parse::<tenure_domain::ids::SubscriptionId>()
-        .unwrap()
-        .uuid();
+    let sub_uuid = fixtures::subscription_uuid(&ada_sub);
     let offer_uuid = s
         .discount
         .parse::<tenure_domain::ids::RetentionOfferId>()
@@ -512,22 +492,12 @@ async fn customers_accept_an_offer_instead_of_cancelling() {
     assert_eq!(open["data"], json!([]));
 
     // Retries are safe: nothing is applied twice.
-    app.post(&format!(
-        "/v1/portal/cancellation_requests/{ada_req}/retention_offers/{}/accept",
-        s.discount
-    ))
-    .bearer(&ada_token)
-    .send()
-    .await
-    .expect_problem(409, "retention_offer_already_accepted");
-    app.post(&format!(
-        "/v1/portal/cancellation_requests/{ada_req}/retention_offers/{}/accept",
-        s.pause
-    ))
-    .bearer(&ada_token)
-    .send()
-    .await
-    .expect_problem(409, "retention_offer_declined");
+    decide(&app, &ada_token, &ada_req, &s.discount, "accept")
+        .await
+        .expect_problem(409, "retention_offer_already_accepted");
+    decide(&app, &ada_token, &ada_req, &s.pause, "accept")
+        .await
+        .expect_problem(409, "retention_offer_declined");
     assert_eq!(
         app.count(&format!(
             "SELECT count(*) AS n FROM subscription_discounts WHERE subscription_id = '{sub_uuid}'"
@@ -538,13 +508,7 @@ async fn customers_accept_an_offer_instead_of_cancelling() {
     assert_eq!(events(&app, m, "retention_offer.accepted").await.len(), 1);
 
     // Bob declines the newcomer discount: the cancellation stays in place.
-    let res = app
-        .post(&format!(
-            "/v1/portal/cancellation_requests/{bob_req}/retention_offers/{}/decline",
-            s.newbie
-        ))
-        .bearer(&bob_token)
-        .send()
+    let res = decide(&app, &bob_token, &bob_req, &s.newbie, "decline")
         .await
         .expect(200);
     assert_eq!(res.body["outcome"], "declined");
@@ -556,14 +520,9 @@ async fn customers_accept_an_offer_instead_of_cancelling() {
         .get_ok(&format!("/v1/subscriptions/{bob_sub}"), &m.key)
         .await;
     assert!(!sub["cancel_at"].is_null(), "still cancelling: {sub}");
-    app.post(&format!(
-        "/v1/portal/cancellation_requests/{bob_req}/retention_offers/{}/accept",
-        s.newbie
-    ))
-    .bearer(&bob_token)
-    .send()
-    .await
-    .expect_problem(409, "retention_offer_declined");
+    decide(&app, &bob_token, &bob_req, &s.newbie, "accept")
+        .await
+        .expect_problem(409, "retention_offer_declined");
     let open = app
         .get_ok(
             &format!("/v1/portal/cancellation_requests/{bob_req}/retention_offers"),
@@ -574,13 +533,7 @@ async fn customers_accept_an_offer_instead_of_cancelling() {
     assert_eq!(open["data"][0]["id"], s.pause.as_str());
 
     // …then takes the pause instead: paused now for 30 days, cancellation withdrawn.
-    let res = app
-        .post(&format!(
-            "/v1/portal/cancellation_requests/{bob_req}/retention_offers/{}/accept",
-            s.pause
-        ))
-        .bearer(&bob_token)
-        .send()
+    let res = decide(&app, &bob_token, &bob_req, &s.pause, "accept")
         .await
         .expect(200);
     assert_eq!(res.body["subscription"]["status"], "paused");
@@ -600,51 +553,36 @@ async fn customers_accept_an_offer_instead_of_cancelling() {
     // Cy is like Ada, but loses the tag and the merchant withdraws the pause before Cy
     // decides: neither can be accepted any more.
     let cy = customer(&app, m, "cy", 400, 20_000, &["vip", "beta"]).await;
-    let cy_token = fixtures::session(&app, m, &cy).await;
-    let cy_sub = subscribe(&app, m, &cy, &s.base).await;
-    let (cy_req, presented) = cancel(&app, &cy_token, &cy_sub, "too_expensive").await;
+    let Leaving {
+        token: cy_token,
+        request: cy_req,
+        presented,
+        ..
+    } = leaving(&app, &s, &cy, "too_expensive").await;
     assert_eq!(
         presented,
         [s.switch.clone(), s.discount.clone(), s.pause.clone()]
     );
-    app.delete(&format!("/v1/customers/{cy}/tags/vip"))
-        .bearer(&m.key)
-        .send()
+    app.by(&m.key)
+        .delete(&format!("/v1/customers/{cy}/tags/vip"))
         .await
         .expect(200);
-    app.post(&format!(
-        "/v1/portal/cancellation_requests/{cy_req}/retention_offers/{}/accept",
-        s.discount
-    ))
-    .bearer(&cy_token)
-    .send()
-    .await
-    .expect_problem(409, "retention_offer_not_eligible");
-    app.delete(&format!("/v1/retention_offers/{}", s.pause))
-        .bearer(&m.key)
-        .send()
+    decide(&app, &cy_token, &cy_req, &s.discount, "accept")
+        .await
+        .expect_problem(409, "retention_offer_not_eligible");
+    app.by(&m.key)
+        .delete(&format!("/v1/retention_offers/{}", s.pause))
         .await
         .expect(200);
-    app.post(&format!(
-        "/v1/portal/cancellation_requests/{cy_req}/retention_offers/{}/accept",
-        s.pause
-    ))
-    .bearer(&cy_token)
-    .send()
-    .await
-    .expect_problem(409, "retention_offer_inactive");
+    decide(&app, &cy_token, &cy_req, &s.pause, "accept")
+        .await
+        .expect_problem(409, "retention_offer_inactive");
     let req = app
         .get_ok(&format!("/v1/cancellation_requests/{cy_req}"), &m.key)
         .await;
     assert_eq!(req["status"], "pending", "a refused accept changes nothing");
     // The plan switch still works: the downgrade is scheduled by the domain's rules.
-    let res = app
-        .post(&format!(
-            "/v1/portal/cancellation_requests/{cy_req}/retention_offers/{}/accept",
-            s.switch
-        ))
-        .bearer(&cy_token)
-        .send()
+    let res = decide(&app, &cy_token, &cy_req, &s.switch, "accept")
         .await
         .expect(200);
     assert_eq!(res.body["cancellation_request"]["status"], "withdrawn");
@@ -681,12 +619,13 @@ async fn customers_accept_an_offer_instead_of_cancelling() {
     let before = app
         .count("SELECT count(*) AS n FROM retention_offer_outcomes")
         .await;
-    app.post(&format!("/v1/subscriptions/{ada_sub}/cancel"))
-        .bearer(&m.key)
-        .json(&json!({"timing": "period_end", "reason": "too_expensive"}))
-        .send()
-        .await
-        .expect(200);
+    fixtures::cancel(
+        &app,
+        &m,
+        &ada_sub,
+        json!({"timing": "period_end", "reason": "too_expensive"}),
+    )
+    .await;
     assert_eq!(
         app.count("SELECT count(*) AS n FROM retention_offer_outcomes")
             .await,
@@ -702,29 +641,16 @@ async fn concurrent_accepts_apply_the_offer_once() {
     let s = setup(&app).await;
     let m = &s.m;
     let ada = customer(&app, m, "ada", 200, 15_000, &["vip"]).await;
-    let token = fixtures::session(&app, m, &ada).await;
-    let sub = subscribe(&app, m, &ada, &s.base).await;
-    let (req, presented) = cancel(&app, &token, &sub, "too_expensive").await;
+    let Leaving {
+        token,
+        sub,
+        request: req,
+        presented,
+    } = leaving(&app, &s, &ada, "too_expensive").await;
     assert_eq!(presented, [s.discount.clone(), s.pause.clone()]);
-    let mut requests: Vec<_> = (0..4)
-        .map(|_| {
-            app.post(&format!(
-                "/v1/portal/cancellation_requests/{req}/retention_offers/{}/accept",
-                s.discount
-            ))
-            .bearer(&token)
-            .send()
-        })
-        .collect();
-    requests.push(
-        app.post(&format!(
-            "/v1/portal/cancellation_requests/{req}/retention_offers/{}/decline",
-            s.discount
-        ))
-        .bearer(&token)
-        .send(),
-    );
-    let results = futures_util::future::join_all(requests).await;
+    let decisions = ["accept", "accept", "accept", "accept", "decline"]
+        .map(|decision| decide(&app, &token, &req, &s.discount, decision));
+    let results = futures_util::future::join_all(decisions).await;
     let ok: Vec<_> = results
         .iter()
         .filter(|r| r.status.as_u16() == 200)
@@ -733,10 +659,7 @@ async fn concurrent_accepts_apply_the_offer_once() {
     for r in &results {
         assert!([200, 409].contains(&r.status.as_u16()), "{:?}", r.body);
     }
-    let sub_uuid = sub
-        .parse::<tenure_domain::ids::SubscriptionId>()
-        .unwrap()
-        .uuid();
+    let sub_uuid = fixtures::subscription_uuid(&sub);
     let granted = app
         .count(&format!(
             "SELECT count(*) AS n FROM subscription_discounts WHERE subscription_id = '{sub_uuid}'"
@@ -765,17 +688,7 @@ async fn extend_trial_offers_move_the_trial_end() {
     let app = TestApp::new().await;
     let m = app.merchant("A").await;
     let product = fixtures::product(&app, &m, json!({})).await;
-    let plan = app
-        .post("/v1/plans")
-        .bearer(&m.key)
-        .json(
-            &json!({"product_id": product, "name": "Trial plan", "trial_days": 14,
-            "price": {"amount": 2000, "currency": "EUR"}, "interval": "month"}),
-        )
-        .send()
-        .await
-        .expect(201)
-        .id();
+    let plan = fixtures::plan_with(&app, &m, &product, 2000, 14).await;
     let extend = offer(
         &app,
         &m,
@@ -791,7 +704,7 @@ async fn extend_trial_offers_move_the_trial_end() {
     .await;
     let c = customer(&app, &m, "trier", 3, 0, &[]).await;
     let token = fixtures::session(&app, &m, &c).await;
-    let sub = subscribe(&app, &m, &c, &plan).await;
+    let sub = fixtures::subscribe_id(&app, &m, &c, &plan).await;
     let before = app
         .get_ok(&format!("/v1/subscriptions/{sub}"), &m.key)
         .await;
@@ -800,23 +713,13 @@ async fn extend_trial_offers_move_the_trial_end() {
     // A trial can be extended; a trialing subscription cannot pause.
     assert_eq!(presented, std::slice::from_ref(&extend));
     let _ = pause;
-    let res = app
-        .post(&format!(
-            "/v1/portal/cancellation_requests/{req}/retention_offers/{extend}/accept"
-        ))
-        .bearer(&token)
-        .send()
+    let res = decide(&app, &token, &req, &extend, "accept")
         .await
         .expect(200);
     assert_eq!(res.body["subscription"]["status"], "trialing");
     assert_eq!(res.body["cancellation_request"]["status"], "withdrawn");
-    let old_end =
-        chrono::DateTime::parse_from_rfc3339(before["trial_end"].as_str().unwrap()).unwrap();
-    let new_end = chrono::DateTime::parse_from_rfc3339(
-        res.body["subscription"]["trial_end"].as_str().unwrap(),
-    )
-    .unwrap();
-    assert_eq!(new_end - old_end, chrono::Duration::days(14));
+    let moved = time(&res.body["subscription"]["trial_end"]) - time(&before["trial_end"]);
+    assert_eq!(moved, chrono::Duration::days(14));
     let extended = events(&app, &m, "subscription.trial_extended").await;
     assert_eq!(extended.len(), 1);
     assert_eq!(
@@ -833,29 +736,20 @@ async fn an_accepted_discount_shows_on_the_next_invoice() {
     let s = setup(&app).await;
     let m = &s.m;
     let ada = customer(&app, m, "ada", 200, 15_000, &["vip"]).await;
-    app.post(&format!("/v1/customers/{ada}/payment_methods"))
-        .bearer(&m.key)
-        .json(&json!({"token": "pm_card_visa", "set_default": true}))
-        .send()
+    fixtures::attach_default(&app, m, &ada, "pm_card_visa").await;
+    let Leaving {
+        token,
+        sub,
+        request: req,
+        ..
+    } = leaving(&app, &s, &ada, "too_expensive").await;
+    decide(&app, &token, &req, &s.discount, "accept")
         .await
-        .expect(201);
-    let token = fixtures::session(&app, m, &ada).await;
-    let sub = subscribe(&app, m, &ada, &s.base).await;
-    let (req, _) = cancel(&app, &token, &sub, "too_expensive").await;
-    app.post(&format!(
-        "/v1/portal/cancellation_requests/{req}/retention_offers/{}/accept",
-        s.discount
-    ))
-    .bearer(&token)
-    .send()
-    .await
-    .expect(200);
+        .expect(200);
     let body = app
         .get_ok(&format!("/v1/subscriptions/{sub}"), &m.key)
         .await;
-    let end = chrono::DateTime::parse_from_rfc3339(body["current_period"]["end"].as_str().unwrap())
-        .unwrap()
-        .with_timezone(&chrono::Utc);
+    let end = time(&body["current_period"]["end"]);
     app.clock.advance_to(end + chrono::Duration::minutes(1));
     tenure_engine::renewals::run_until_idle(&app.state.app, app.clock.now())
         .await
@@ -866,10 +760,7 @@ async fn an_accepted_discount_shows_on_the_next_invoice() {
         #[diesel(sql_type = diesel::sql_types::Uuid)]
         id: uuid::Uuid,
     }
-    let sub_uuid = sub
-        .parse::<tenure_domain::ids::SubscriptionId>()
-        .unwrap()
-        .uuid();
+    let sub_uuid = fixtures::subscription_uuid(&sub);
     let mut conn = app.sql().await;
     let rows: Vec<Row> = diesel_async::RunQueryDsl::load(
         diesel::sql_query(format!(

@@ -183,10 +183,8 @@ async fn deliver_all_with(app: &TestApp, sender: &WebhookSender) -> usize {
 
 async fn endpoint(app: &TestApp, m: &TestMerchant, body: Value) -> (String, String) {
     let res = app
-        .post("/v1/webhook_endpoints")
-        .bearer(&m.key)
-        .json(&body)
-        .send()
+        .by(&m.key)
+        .post("/v1/webhook_endpoints", &body)
         .await
         .expect(201);
     let secret = res.body["secret"].as_str().expect("secret").to_owned();
@@ -194,14 +192,28 @@ async fn endpoint(app: &TestApp, m: &TestMerchant, body: Value) -> (String, Stri
     (res.id(), secret)
 }
 
+/// A receiver, and an endpoint of the merchant's sending it `enabled_events`: the
+/// receiver, the endpoint's id and its signing secret.
+async fn receiving(
+    app: &TestApp,
+    m: &TestMerchant,
+    enabled_events: Value,
+) -> (Receiver, String, String) {
+    let receiver = Receiver::start().await;
+    let (id, secret) = endpoint(
+        app,
+        m,
+        json!({"url": receiver.url, "enabled_events": enabled_events}),
+    )
+    .await;
+    (receiver, id, secret)
+}
+
 async fn event_ids(app: &TestApp, m: &TestMerchant, query: &str) -> Vec<(String, String)> {
     let res = app
-        .get(&format!("/v1/events?limit=100{query}"))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200);
-    res.body["data"]
+        .get_ok(&format!("/v1/events?limit=100{query}"), &m.key)
+        .await;
+    res["data"]
         .as_array()
         .expect("data")
         .iter()
@@ -242,37 +254,30 @@ async fn every_event_arrives_once_per_change_and_its_signature_verifies() {
     .await;
     // The secret is shown at creation only.
     let shown = app
-        .get(&format!("/v1/webhook_endpoints/{all_id}"))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200);
-    assert!(shown.body.get("secret").is_none(), "{}", shown.body);
-    let listed = app
-        .get("/v1/webhook_endpoints")
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200);
-    assert!(listed.body["data"][0].get("secret").is_none());
+        .get_ok(&format!("/v1/webhook_endpoints/{all_id}"), &m.key)
+        .await;
+    assert!(shown.get("secret").is_none(), "{}", shown);
+    let listed = app.get_ok("/v1/webhook_endpoints", &m.key).await;
+    assert!(listed["data"][0].get("secret").is_none());
 
     let customer = fixtures::customer(&app, &m, "ada").await;
-    app.patch(&format!("/v1/customers/{customer}"))
-        .bearer(&m.key)
-        .json(&json!({"name": "Ada Lovelace"}))
-        .send()
+    app.by(&m.key)
+        .patch(
+            &format!("/v1/customers/{customer}"),
+            &json!({"name": "Ada Lovelace"}),
+        )
         .await
         .expect(200);
     let product = fixtures::product(&app, &m, json!({})).await;
-    app.patch(&format!("/v1/products/{product}"))
-        .bearer(&m.key)
-        .json(&json!({"name": "Coffee club deluxe"}))
-        .send()
+    app.by(&m.key)
+        .patch(
+            &format!("/v1/products/{product}"),
+            &json!({"name": "Coffee club deluxe"}),
+        )
         .await
         .expect(200);
-    app.post(&format!("/v1/products/{product}/archive"))
-        .bearer(&m.key)
-        .send()
+    app.by(&m.key)
+        .post_empty(&format!("/v1/products/{product}/archive"))
         .await
         .expect(200);
 
@@ -304,9 +309,7 @@ async fn every_event_arrives_once_per_change_and_its_signature_verifies() {
         assert!(r.header("webhook-signature").starts_with("v1,"));
         assert!(body["data"]["object"].is_object());
         assert!(body["created_at"].is_string());
-        *seen
-            .entry(body["id"].as_str().unwrap().to_owned())
-            .or_insert(0) += 1;
+        *seen.entry(fixtures::id(&body)).or_insert(0) += 1;
         let (_, t) = events
             .iter()
             .find(|(id, _)| id == body["id"].as_str().unwrap())
@@ -445,13 +448,10 @@ async fn a_receiver_outage_loses_nothing_and_retries_keep_the_webhook_id() {
     }
     // The endpoint that stayed down is still retrying, not disabled yet.
     let dead = app
-        .get(&format!("/v1/webhook_endpoints/{dead_id}"))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200);
-    assert_eq!(dead.body["disabled"], false);
-    assert!(dead.body["failing_since"].is_string());
+        .get_ok(&format!("/v1/webhook_endpoints/{dead_id}"), &m.key)
+        .await;
+    assert_eq!(dead["disabled"], false);
+    assert!(dead["failing_since"].is_string());
 }
 
 /// A subscription change records its own events together at the end of its transaction.
@@ -466,10 +466,7 @@ async fn a_change_s_events_keep_their_order_and_reach_the_endpoints_that_want_th
     let plan = fixtures::plan(&app, &m, &product, 1000).await;
     let customer = fixtures::customer(&app, &m, "ada").await;
     let token = fixtures::session(&app, &m, &customer).await;
-    let sub = fixtures::subscribe(&app, &m, &customer, &plan).await["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let sub = fixtures::subscribe_id(&app, &m, &customer, &plan).await;
     let (all, _) = endpoint(
         &app,
         &m,
@@ -546,13 +543,7 @@ async fn a_change_s_events_keep_their_order_and_reach_the_endpoints_that_want_th
 async fn a_rolled_back_transaction_emits_no_event_and_no_delivery() {
     let app = TestApp::new().await;
     let m = app.merchant("A").await;
-    let receiver = Receiver::start().await;
-    endpoint(
-        &app,
-        &m,
-        json!({"url": receiver.url, "enabled_events": ["*"]}),
-    )
-    .await;
+    let (receiver, _, _) = receiving(&app, &m, json!(["*"])).await;
     let merchant: MerchantId = m.id.parse().expect("merchant id");
     let new_event = || NewEvent {
         event_type: "customer.updated".to_owned(),
@@ -582,10 +573,8 @@ async fn a_rolled_back_transaction_emits_no_event_and_no_delivery() {
 
     // A failed API change (a duplicate external_id) emits nothing either.
     fixtures::customer(&app, &m, "ada").await;
-    app.post("/v1/customers")
-        .bearer(&m.key)
-        .json(&json!({"external_id": "ada"}))
-        .send()
+    app.by(&m.key)
+        .post("/v1/customers", &json!({"external_id": "ada"}))
         .await
         .expect_problem(409, "external_id_taken");
     assert_eq!(app.count("SELECT count(*) AS n FROM events").await, 1);
@@ -615,18 +604,13 @@ async fn a_rolled_back_transaction_emits_no_event_and_no_delivery() {
 async fn during_a_rotation_both_secrets_sign_until_the_overlap_ends() {
     let app = TestApp::new().await;
     let m = app.merchant("A").await;
-    let receiver = Receiver::start().await;
-    let (id, old) = endpoint(
-        &app,
-        &m,
-        json!({"url": receiver.url, "enabled_events": ["*"]}),
-    )
-    .await;
+    let (receiver, id, old) = receiving(&app, &m, json!(["*"])).await;
     let rotated = app
-        .post(&format!("/v1/webhook_endpoints/{id}/rotate_secret"))
-        .bearer(&m.key)
-        .json(&json!({"overlap_secs": 3600}))
-        .send()
+        .by(&m.key)
+        .post(
+            &format!("/v1/webhook_endpoints/{id}/rotate_secret"),
+            &json!({"overlap_secs": 3600}),
+        )
         .await
         .expect(200);
     let new = rotated.body["secret"]
@@ -637,12 +621,9 @@ async fn during_a_rotation_both_secrets_sign_until_the_overlap_ends() {
     assert_ne!(new, old);
     assert!(rotated.body["secret_overlap_ends_at"].is_string());
     let shown = app
-        .get(&format!("/v1/webhook_endpoints/{id}"))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200);
-    assert!(shown.body.get("secret").is_none());
+        .get_ok(&format!("/v1/webhook_endpoints/{id}"), &m.key)
+        .await;
+    assert!(shown.get("secret").is_none());
 
     fixtures::customer(&app, &m, "ada").await;
     deliver_all(&app).await;
@@ -673,28 +654,25 @@ async fn during_a_rotation_both_secrets_sign_until_the_overlap_ends() {
     assert!(second.verifies_with(&new));
     assert!(!second.verifies_with(&old));
     let shown = app
-        .get(&format!("/v1/webhook_endpoints/{id}"))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200);
-    assert_eq!(shown.body["secret_overlap_ends_at"], Value::Null);
+        .get_ok(&format!("/v1/webhook_endpoints/{id}"), &m.key)
+        .await;
+    assert_eq!(shown["secret_overlap_ends_at"], Value::Null);
 
     // overlap_secs 0 retires the old secret at once; the body is optional.
     let again = app
-        .post(&format!("/v1/webhook_endpoints/{id}/rotate_secret"))
-        .bearer(&m.key)
-        .send()
+        .by(&m.key)
+        .post_empty(&format!("/v1/webhook_endpoints/{id}/rotate_secret"))
         .await
         .expect(200);
     assert!(
         again.body["secret_overlap_ends_at"].is_string(),
         "default 24 h"
     );
-    app.post(&format!("/v1/webhook_endpoints/{id}/rotate_secret"))
-        .bearer(&m.key)
-        .json(&json!({"overlap_secs": 999_999_999}))
-        .send()
+    app.by(&m.key)
+        .post(
+            &format!("/v1/webhook_endpoints/{id}/rotate_secret"),
+            &json!({"overlap_secs": 999_999_999}),
+        )
         .await
         .expect_problem(422, "validation_failed");
 }
@@ -703,13 +681,8 @@ async fn during_a_rotation_both_secrets_sign_until_the_overlap_ends() {
 async fn sustained_failure_disables_the_endpoint_and_says_so() {
     let app = TestApp::new().await;
     let m = app.merchant("A").await;
-    let watcher = Receiver::start().await;
-    let (watcher_id, watcher_secret) = endpoint(
-        &app,
-        &m,
-        json!({"url": watcher.url, "enabled_events": ["webhook_endpoint.disabled"]}),
-    )
-    .await;
+    let (watcher, watcher_id, watcher_secret) =
+        receiving(&app, &m, json!(["webhook_endpoint.disabled"])).await;
     let (dead_id, _) = endpoint(
         &app,
         &m,
@@ -729,13 +702,10 @@ async fn sustained_failure_disables_the_endpoint_and_says_so() {
     assert_eq!(deliver_all(&app).await, 3);
 
     let dead = app
-        .get(&format!("/v1/webhook_endpoints/{dead_id}"))
-        .bearer(&m.key)
-        .send()
-        .await
-        .expect(200);
-    assert_eq!(dead.body["disabled"], true);
-    assert_eq!(dead.body["disabled_reason"], "failing");
+        .get_ok(&format!("/v1/webhook_endpoints/{dead_id}"), &m.key)
+        .await;
+    assert_eq!(dead["disabled"], true);
+    assert_eq!(dead["disabled_reason"], "failing");
     let statuses: Vec<String> = deliveries(&app, &m, &dead_id)
         .await
         .iter()
@@ -774,27 +744,30 @@ async fn sustained_failure_disables_the_endpoint_and_says_so() {
             .await,
         0
     );
-    app.post(&format!("/v1/webhook_endpoints/{dead_id}/redeliver"))
-        .bearer(&m.key)
-        .json(&json!({"from": "2020-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z"}))
-        .send()
+    app.by(&m.key)
+        .post(
+            &format!("/v1/webhook_endpoints/{dead_id}/redeliver"),
+            &json!({"from": "2020-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z"}),
+        )
         .await
         .expect_problem(409, "endpoint_disabled");
     // …until it is enabled again, healthy, and asked for what it missed.
     let enabled = app
-        .patch(&format!("/v1/webhook_endpoints/{dead_id}"))
-        .bearer(&m.key)
-        .json(&json!({"disabled": false, "url": watcher.url}))
-        .send()
+        .by(&m.key)
+        .patch(
+            &format!("/v1/webhook_endpoints/{dead_id}"),
+            &json!({"disabled": false, "url": watcher.url}),
+        )
         .await
         .expect(200);
     assert_eq!(enabled.body["disabled"], false);
     assert_eq!(enabled.body["failing_since"], Value::Null);
     let queued = app
-        .post(&format!("/v1/webhook_endpoints/{dead_id}/redeliver"))
-        .bearer(&m.key)
-        .json(&json!({"from": "2020-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z"}))
-        .send()
+        .by(&m.key)
+        .post(
+            &format!("/v1/webhook_endpoints/{dead_id}/redeliver"),
+            &json!({"from": "2020-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z"}),
+        )
         .await
         .expect(202);
     // 3 customer.created and the disabled event itself.
@@ -842,10 +815,8 @@ async fn endpoints_are_validated_isolated_managed_and_events_redelivered() {
         ),
     ] {
         let res = app
-            .post("/v1/webhook_endpoints")
-            .bearer(&m.key)
-            .json(&body)
-            .send()
+            .by(&m.key)
+            .post("/v1/webhook_endpoints", &body)
             .await
             .expect_problem(422, "validation_failed");
         assert_eq!(res.body["errors"][0]["field"], field, "{body}");
@@ -861,46 +832,38 @@ async fn endpoints_are_validated_isolated_managed_and_events_redelivered() {
         format!("/v1/webhook_endpoints/{id}"),
         format!("/v1/webhook_endpoints/{id}/deliveries"),
     ] {
-        app.get(&path)
-            .bearer(&other.key)
-            .send()
+        app.by(&other.key)
+            .get(&path)
             .await
             .expect_problem(404, "resource_missing");
     }
-    app.delete(&format!("/v1/webhook_endpoints/{id}"))
-        .bearer(&other.key)
-        .send()
+    app.by(&other.key)
+        .delete(&format!("/v1/webhook_endpoints/{id}"))
         .await
         .expect_problem(404, "resource_missing");
-    app.get("/v1/webhook_endpoints/whep_nonsense")
-        .bearer(&m.key)
-        .send()
+    app.by(&m.key)
+        .get("/v1/webhook_endpoints/whep_nonsense")
         .await
         .expect_problem(404, "resource_missing");
-    app.get(&format!(
-        "/v1/webhook_endpoints/{id}/deliveries?status=lost"
-    ))
-    .bearer(&m.key)
-    .send()
-    .await
-    .expect_problem(422, "validation_failed");
+    app.by(&m.key)
+        .get(&format!(
+            "/v1/webhook_endpoints/{id}/deliveries?status=lost"
+        ))
+        .await
+        .expect_problem(422, "validation_failed");
 
-    let patched = app
-        .patch(&format!("/v1/webhook_endpoints/{id}"))
-        .bearer(&m.key)
-        .json(&json!({"description": "CRM", "enabled_events": ["customer.created", "customer.updated"]}))
-        .send()
-        .await
+    let patched = app.by(&m.key).patch(&format!("/v1/webhook_endpoints/{id}"), &json!({"description": "CRM", "enabled_events": ["customer.created", "customer.updated"]})).await
         .expect(200);
     assert_eq!(patched.body["description"], "CRM");
     assert_eq!(
         patched.body["enabled_events"],
         json!(["customer.created", "customer.updated"])
     );
-    app.patch(&format!("/v1/webhook_endpoints/{id}"))
-        .bearer(&m.key)
-        .json(&json!({"url": "javascript:alert(1)"}))
-        .send()
+    app.by(&m.key)
+        .patch(
+            &format!("/v1/webhook_endpoints/{id}"),
+            &json!({"url": "javascript:alert(1)"}),
+        )
         .await
         .expect_problem(422, "validation_failed");
 
@@ -909,17 +872,17 @@ async fn endpoints_are_validated_isolated_managed_and_events_redelivered() {
     assert_eq!(deliver_all(&app).await, 1);
     let (event, _) = event_ids(&app, &m, "").await.remove(0);
     let res = app
-        .post(&format!("/v1/events/{event}/redeliver"))
-        .bearer(&m.key)
-        .send()
+        .by(&m.key)
+        .post_empty(&format!("/v1/events/{event}/redeliver"))
         .await
         .expect(202);
     assert_eq!(res.body["deliveries_created"], 1);
     let res = app
-        .post(&format!("/v1/events/{event}/redeliver"))
-        .bearer(&m.key)
-        .json(&json!({"endpoint_id": id}))
-        .send()
+        .by(&m.key)
+        .post(
+            &format!("/v1/events/{event}/redeliver"),
+            &json!({"endpoint_id": id}),
+        )
         .await
         .expect(202);
     assert_eq!(res.body["deliveries_created"], 1);
@@ -928,21 +891,22 @@ async fn endpoints_are_validated_isolated_managed_and_events_redelivered() {
     assert_eq!(got.len(), 3);
     assert!(got.iter().all(|r| r.header("webhook-id") == event));
     assert!(got.iter().all(|r| r.verifies_with(&secret)));
-    app.post(&format!("/v1/events/{event}/redeliver"))
-        .bearer(&other.key)
-        .send()
+    app.by(&other.key)
+        .post_empty(&format!("/v1/events/{event}/redeliver"))
         .await
         .expect_problem(404, "resource_missing");
-    app.post(&format!("/v1/events/{event}/redeliver"))
-        .bearer(&m.key)
-        .json(&json!({"endpoint_id": "cus_01jf9zb3f4e3a8r7m2k4t5n6bc"}))
-        .send()
+    app.by(&m.key)
+        .post(
+            &format!("/v1/events/{event}/redeliver"),
+            &json!({"endpoint_id": "cus_01jf9zb3f4e3a8r7m2k4t5n6bc"}),
+        )
         .await
         .expect_problem(422, "validation_failed");
-    app.post(&format!("/v1/webhook_endpoints/{id}/redeliver"))
-        .bearer(&m.key)
-        .json(&json!({"from": "2030-01-01T00:00:00Z", "to": "2020-01-01T00:00:00Z"}))
-        .send()
+    app.by(&m.key)
+        .post(
+            &format!("/v1/webhook_endpoints/{id}/redeliver"),
+            &json!({"from": "2030-01-01T00:00:00Z", "to": "2020-01-01T00:00:00Z"}),
+        )
         .await
         .expect_problem(422, "validation_failed");
 
@@ -977,17 +941,17 @@ async fn endpoints_are_validated_isolated_managed_and_events_redelivered() {
         )
         .await;
     }
-    app.post("/v1/webhook_endpoints")
-        .bearer(&m.key)
-        .json(&json!({"url": dead_url(), "enabled_events": ["plan.created"]}))
-        .send()
+    app.by(&m.key)
+        .post(
+            "/v1/webhook_endpoints",
+            &json!({"url": dead_url(), "enabled_events": ["plan.created"]}),
+        )
         .await
         .expect_problem(409, "too_many_endpoints");
 
     let deleted = app
+        .by(&m.key)
         .delete(&format!("/v1/webhook_endpoints/{id}"))
-        .bearer(&m.key)
-        .send()
         .await
         .expect(200);
     assert_eq!(deleted.body["deleted"], true);
@@ -996,9 +960,8 @@ async fn endpoints_are_validated_isolated_managed_and_events_redelivered() {
             .await,
         0
     );
-    app.get(&format!("/v1/webhook_endpoints/{id}"))
-        .bearer(&m.key)
-        .send()
+    app.by(&m.key)
+        .get(&format!("/v1/webhook_endpoints/{id}"))
         .await
         .expect_problem(404, "resource_missing");
 }
@@ -1007,13 +970,7 @@ async fn endpoints_are_validated_isolated_managed_and_events_redelivered() {
 async fn the_background_loop_delivers_and_the_delivery_log_pages() {
     let app = TestApp::new().await;
     let m = app.merchant("A").await;
-    let receiver = Receiver::start().await;
-    let (id, _) = endpoint(
-        &app,
-        &m,
-        json!({"url": receiver.url, "enabled_events": ["customer.created"]}),
-    )
-    .await;
+    let (receiver, id, _) = receiving(&app, &m, json!(["customer.created"])).await;
     // The same loop `tenure serve` and `tenure worker` run.
     let worker = actix_web::rt::spawn(tenure_engine::loops::webhook_loop(
         app.state.app.clone(),
@@ -1045,37 +1002,35 @@ async fn the_background_loop_delivers_and_the_delivery_log_pages() {
             Some(c) => format!("/v1/webhook_endpoints/{id}/deliveries?limit=2&starting_after={c}"),
             None => format!("/v1/webhook_endpoints/{id}/deliveries?limit=2"),
         };
-        let page = app.get(&path).bearer(&m.key).send().await.expect(200);
+        let page = app.get_ok(&path, &m.key).await;
         pages += 1;
-        for d in page.body["data"].as_array().unwrap() {
+        for d in page["data"].as_array().unwrap() {
             assert_eq!(d["status"], "delivered");
-            assert!(seen.insert(d["id"].as_str().unwrap().to_owned()));
+            assert!(seen.insert(fixtures::id(&d)));
         }
-        match page.body["next_cursor"].as_str() {
+        match page["next_cursor"].as_str() {
             Some(next) => {
-                assert_eq!(page.body["has_more"], true);
+                assert_eq!(page["has_more"], true);
                 cursor = Some(next.to_owned());
             }
             None => {
-                assert_eq!(page.body["has_more"], false);
+                assert_eq!(page["has_more"], false);
                 break;
             }
         }
     }
     assert_eq!((pages, seen.len()), (3, 5));
-    app.get(&format!(
-        "/v1/webhook_endpoints/{id}/deliveries?starting_after=cus_01jf9zb3f4e3a8r7m2k4t5n6bc"
-    ))
-    .bearer(&m.key)
-    .send()
-    .await
-    .expect_problem(422, "validation_failed");
+    app.by(&m.key)
+        .get(&format!(
+            "/v1/webhook_endpoints/{id}/deliveries?starting_after=cus_01jf9zb3f4e3a8r7m2k4t5n6bc"
+        ))
+        .await
+        .expect_problem(422, "validation_failed");
 
     // PATCH honours If-Match.
     let current = app
+        .by(&m.key)
         .get(&format!("/v1/webhook_endpoints/{id}"))
-        .bearer(&m.key)
-        .send()
         .await
         .expect(200);
     let etag = current.header("etag").expect("etag").to_owned();
@@ -1166,9 +1121,8 @@ async fn the_events_list_refuses_unknown_types() {
     let m = app.merchant("A").await;
     fixtures::customer(&app, &m, "c").await;
     let res = app
+        .by(&m.key)
         .get("/v1/events?type=customer.create")
-        .bearer(&m.key)
-        .send()
         .await
         .expect_problem(422, "validation_failed");
     assert_eq!(res.body["errors"][0]["field"], "type");

@@ -1,8 +1,8 @@
-//! The end-to-end harness: each test gets its own PostgreSQL database, cloned from a
-//! template that is migrated once per migration set, and the real actix application
-//! in-process, with a test clock it can move forward.
+//! The end-to-end harness: each test gets its own PostgreSQL database (a
+//! [`TestDb`] of `tenure-test-support`, cloned from a template that is migrated once per
+//! migration set) and the real actix application in-process, with a test clock it can
+//! move forward.
 
-use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -13,246 +13,11 @@ use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::test;
 use chrono::Duration;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use tenure_api::middleware::rate_limit::{RateLimitConfig, RateLimits};
 use tenure_api::{AppState, Metrics};
-use tenure_domain::clock::TestClock;
-use tenure_store::Db;
-use tenure_store::migrate::{self, DatabaseUrl, quote_identifier};
-
-mod private_server;
-pub use private_server::PrivateServer;
-
-/// The server the tests use: `TENURE_TEST_DATABASE_URL`, else local PostgreSQL.
-pub fn server_url() -> String {
-    std::env::var("TENURE_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-fn migrations_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations")
-}
-
-/// A digest of every migration file, so that a changed migration gets a new template.
-fn migrations_digest() -> String {
-    let mut files = Vec::new();
-    let mut stack = vec![migrations_dir()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).expect("migrations dir is readable") {
-            let path = entry.expect("dir entry").path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                files.push(path);
-            }
-        }
-    }
-    files.sort();
-    let mut hasher = Sha256::new();
-    for file in files {
-        hasher.update(file.to_string_lossy().as_bytes());
-        hasher.update(std::fs::read(&file).expect("migration is readable"));
-    }
-    hasher
-        .finalize()
-        .iter()
-        .take(6)
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-async fn admin_connection() -> AsyncPgConnection {
-    AsyncPgConnection::establish(&server_url())
-        .await
-        .expect("PostgreSQL is reachable (see README: the test command starts it)")
-}
-
-/// Makes sure the template for the current migrations exists; returns its name. Built
-/// under a new name and renamed when complete, under an advisory lock, so concurrent
-/// test processes neither race nor see a half-migrated template.
-async fn ensure_template() -> String {
-    let template = format!("tenure_tmpl_{}", migrations_digest());
-    let mut conn = admin_connection().await;
-    diesel::sql_query("SELECT pg_advisory_lock(7465737473)")
-        .execute(&mut conn)
-        .await
-        .expect("advisory lock");
-    if !database_exists(&mut conn, &template).await {
-        let building = format!("{template}_building");
-        let _ = diesel::sql_query(format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            quote_identifier(&building)
-        ))
-        .execute(&mut conn)
-        .await;
-        diesel::sql_query(format!("CREATE DATABASE {}", quote_identifier(&building)))
-            .execute(&mut conn)
-            .await
-            .expect("create template database");
-        let url = DatabaseUrl::parse(&server_url())
-            .expect("valid server url")
-            .with_database(&building);
-        migrate::run_pending(&url)
-            .await
-            .expect("migrations apply to a fresh database");
-        diesel::sql_query(format!(
-            "ALTER DATABASE {} RENAME TO {}",
-            quote_identifier(&building),
-            quote_identifier(&template)
-        ))
-        .execute(&mut conn)
-        .await
-        .expect("rename template");
-        drop_stale_templates(&mut conn, &template).await;
-    }
-    // Stamped with its last use, so that another checkout's build can tell an abandoned
-    // template from one a test run is cloning.
-    diesel::sql_query(format!(
-        "COMMENT ON DATABASE {} IS '{}'",
-        quote_identifier(&template),
-        chrono::Utc::now().timestamp()
-    ))
-    .execute(&mut conn)
-    .await
-    .expect("stamp template");
-    diesel::sql_query("SELECT pg_advisory_unlock(7465737473)")
-        .execute(&mut conn)
-        .await
-        .expect("advisory unlock");
-    template
-}
-
-/// Templates of other migration sets pile up as migrations change. Each is dropped once
-/// unused for a day: a checkout with other migrations (a branch, a worktree) that tests
-/// again rebuilds it, and one testing now has stamped it within the day. Unstamped ones
-/// (from before the stamp) count as old.
-async fn drop_stale_templates(conn: &mut AsyncPgConnection, current: &str) {
-    #[derive(diesel::QueryableByName)]
-    struct Name {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        datname: String,
-    }
-    let stale: Vec<Name> = diesel::sql_query(
-        "SELECT d.datname FROM pg_database d \
-         LEFT JOIN pg_shdescription s \
-           ON s.objoid = d.oid AND s.classoid = 'pg_database'::regclass \
-         WHERE d.datname LIKE 'tenure\\_tmpl\\_%' AND d.datname NOT LIKE '%\\_building' \
-           AND d.datname <> $1 \
-           AND COALESCE(CASE WHEN s.description ~ '^[0-9]+$' THEN s.description::bigint END, 0) \
-               < extract(epoch FROM now())::bigint - 86400",
-    )
-    .bind::<diesel::sql_types::Text, _>(current)
-    .load(conn)
-    .await
-    .unwrap_or_default();
-    for Name { datname } in stale {
-        // Best effort: one in use stays for another day.
-        let _ = diesel::sql_query(format!(
-            "DROP DATABASE IF EXISTS {}",
-            quote_identifier(&datname)
-        ))
-        .execute(conn)
-        .await;
-    }
-}
-
-async fn database_exists(conn: &mut AsyncPgConnection, name: &str) -> bool {
-    #[derive(diesel::QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    let row: Count = diesel::sql_query("SELECT count(*) AS n FROM pg_database WHERE datname = $1")
-        .bind::<diesel::sql_types::Text, _>(name)
-        .get_result(conn)
-        .await
-        .expect("query pg_database");
-    row.n > 0
-}
-
-/// A database of its own for one test, dropped when the test ends.
-pub struct TestDb {
-    pub name: String,
-    pub url: String,
-    /// Where it is dropped from: the shared server, or none for a database that goes
-    /// with its private server.
-    drop_from: Option<String>,
-}
-
-impl TestDb {
-    pub async fn new() -> Self {
-        let template = ensure_template().await;
-        let name = format!("tenure_test_{}", uuid::Uuid::now_v7().simple());
-        let mut conn = admin_connection().await;
-        diesel::sql_query(format!(
-            "CREATE DATABASE {} TEMPLATE {}",
-            quote_identifier(&name),
-            quote_identifier(&template)
-        ))
-        .execute(&mut conn)
-        .await
-        .expect("clone the template database");
-        let url = DatabaseUrl::parse(&server_url())
-            .expect("valid server url")
-            .with_database(&name);
-        Self {
-            name,
-            url,
-            drop_from: Some(server_url()),
-        }
-    }
-
-    /// A migrated database on a test's own server (see [`PrivateServer`]).
-    pub async fn on_private(server: &PrivateServer) -> Self {
-        let name = "tenure".to_owned();
-        let mut conn = AsyncPgConnection::establish(&server.url("postgres"))
-            .await
-            .expect("the private server is up");
-        diesel::sql_query(format!("CREATE DATABASE {}", quote_identifier(&name)))
-            .execute(&mut conn)
-            .await
-            .expect("create the database");
-        let url = server.url(&name);
-        migrate::run_pending(&url)
-            .await
-            .expect("migrations apply to a fresh database");
-        Self {
-            name,
-            url,
-            drop_from: None,
-        }
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let Some(server) = self.drop_from.clone() else {
-            return;
-        };
-        let name = self.name.clone();
-        // Drop runs inside the test's runtime, which cannot be blocked on; a thread with
-        // its own runtime can.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                if let Ok(mut conn) = AsyncPgConnection::establish(&server).await {
-                    let _ = diesel::sql_query(format!(
-                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                        quote_identifier(&name)
-                    ))
-                    .execute(&mut conn)
-                    .await;
-                }
-            });
-        })
-        .join();
-    }
-}
+pub use tenure_test_support::{PrivateServer, TestClock, TestDb, server_url};
 
 type App = Rc<BoxService<actix_http::Request, ServiceResponse<BoxBody>, actix_web::Error>>;
 
@@ -285,7 +50,7 @@ impl TestApp {
     /// The application on a given database, e.g. one on a [`PrivateServer`].
     pub async fn on(db: TestDb, limits: RateLimitConfig) -> Self {
         let clock = TestClock::new();
-        let pool = Db::connect(&db.url, 20).expect("pool");
+        let pool = db.pool(20);
         let mut state = tenure_server::startup::build_state(
             pool,
             Arc::new(clock.clone()),
@@ -329,14 +94,19 @@ impl TestApp {
         self.request(Method::DELETE, path)
     }
 
+    /// Requests sent by the holder of `credential` (a merchant's secret key or a
+    /// customer's portal token), as `Authorization: Bearer <credential>`.
+    pub fn by<'a>(&'a self, credential: &'a str) -> Caller<'a> {
+        Caller {
+            app: self,
+            credential,
+            idempotency_key: None,
+        }
+    }
+
     /// `GET path` with a bearer credential, expected to answer 200: its body.
     pub async fn get_ok(&self, path: &str, credential: &str) -> Value {
-        self.get(path)
-            .bearer(credential)
-            .send()
-            .await
-            .expect(200)
-            .body
+        self.by(credential).get(path).await.expect(200).body
     }
 
     pub async fn merchant(&self, name: &str) -> TestMerchant {
@@ -351,9 +121,7 @@ impl TestApp {
 
     /// A raw connection to this test's database, to assert on rows.
     pub async fn sql(&self) -> AsyncPgConnection {
-        AsyncPgConnection::establish(&self.db.url)
-            .await
-            .expect("connect to the test database")
+        self.db.connect().await
     }
 
     /// Runs a SQL statement on this test's database (hand-built fixtures); panics with
@@ -380,6 +148,70 @@ impl TestApp {
             .await
             .unwrap_or_else(|e| panic!("{query}: {e}"));
         row.n
+    }
+}
+
+/// One caller of the API: every request it sends carries its bearer credential (and an
+/// `Idempotency-Key` when given one), and a body is sent as JSON. For other headers or
+/// raw bodies, use [`TestApp::request`].
+#[derive(Clone, Copy)]
+pub struct Caller<'a> {
+    app: &'a TestApp,
+    credential: &'a str,
+    idempotency_key: Option<&'a str>,
+}
+
+impl<'a> Caller<'a> {
+    /// The same caller, sending `Idempotency-Key: key` with each request.
+    pub fn idempotency_key(self, key: &'a str) -> Self {
+        Self {
+            idempotency_key: Some(key),
+            ..self
+        }
+    }
+
+    fn request(self, method: Method, path: &str) -> RequestBuilder<'a> {
+        let request = self.app.request(method, path).bearer(self.credential);
+        match self.idempotency_key {
+            Some(key) => request.header("idempotency-key", key),
+            None => request,
+        }
+    }
+
+    pub async fn get(self, path: &str) -> Response {
+        self.request(Method::GET, path).send().await
+    }
+
+    pub async fn delete(self, path: &str) -> Response {
+        self.request(Method::DELETE, path).send().await
+    }
+
+    pub async fn post(self, path: &str, body: &Value) -> Response {
+        self.request(Method::POST, path).json(body).send().await
+    }
+
+    /// A `POST` without a body (the actions that take none: `…/archive`, `…/resume`).
+    pub async fn post_empty(self, path: &str) -> Response {
+        self.request(Method::POST, path).send().await
+    }
+
+    pub async fn patch(self, path: &str, body: &Value) -> Response {
+        self.request(Method::PATCH, path).json(body).send().await
+    }
+
+    pub async fn put(self, path: &str, body: &Value) -> Response {
+        self.request(Method::PUT, path).json(body).send().await
+    }
+
+    /// `method path` (`"GET"`, `"POST"`, …), with a JSON body when one is given: for
+    /// tables of requests.
+    pub async fn send(self, method: &str, path: &str, body: Option<&Value>) -> Response {
+        let method = method.parse().expect("an HTTP method");
+        let request = self.request(method, path);
+        match body {
+            Some(body) => request.json(body).send().await,
+            None => request.send().await,
+        }
     }
 }
 

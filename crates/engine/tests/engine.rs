@@ -1,0 +1,275 @@
+//! The engine's rounds below HTTP, against a database of each test's own: a renewal
+//! round that invoices and charges, a declined charge settled into dunning, and a webhook
+//! delivered, signed, to a real receiver on loopback.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use chrono::{Duration, Months};
+use tenure_app::App;
+use tenure_app::billing::charging::DEFAULT_LEASE;
+use tenure_app::billing::invoices;
+use tenure_app::dto::events::EventFilterParams;
+use tenure_app::portal_terms::PortalTermsCache;
+use tenure_app::sessions::tokens::SessionSigner;
+use tenure_app::subscriptions::{self, Scope};
+use tenure_domain::billing::gateway::SandboxGateway;
+use tenure_domain::billing::invoice::{Invoice, InvoiceStatus};
+use tenure_domain::ids::{CustomerId, MerchantId, PlanId};
+use tenure_domain::policy::PortalPolicy;
+use tenure_domain::subscription::SubscriptionStatus;
+use tenure_engine::delivery::{WebhookSender, deliver_due};
+use tenure_engine::renewals::run_due_renewals;
+use tenure_store::PageRequest;
+use tenure_store::repo::invoices::InvoiceFilter;
+use tenure_test_support::{Clock, TestClock, TestDb, fixtures};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+struct World {
+    _db: TestDb,
+    app: App,
+    clock: TestClock,
+    merchant: MerchantId,
+    customer: CustomerId,
+    plan: PlanId,
+}
+
+/// A merchant with a monthly plan of 19.99 EUR and a customer paying with `card`.
+async fn world(card: &str) -> World {
+    let db = TestDb::new().await;
+    let clock = TestClock::new();
+    let now = tenure_domain::time::truncate_to_micros(clock.now());
+    let mut conn = db.connect().await;
+    let merchant = fixtures::merchant(&mut conn, "Roastery").await.id;
+    let product = fixtures::product(&mut conn, merchant, PortalPolicy::default(), now).await;
+    let plan = fixtures::plan(&mut conn, merchant, product.id, 1999, 0, now).await;
+    let customer = fixtures::customer(&mut conn, merchant, "ada", now).await.id;
+    fixtures::payment_method(&mut conn, merchant, customer, card, now).await;
+    let app = App {
+        db: db.pool(4),
+        clock: Arc::new(clock.clone()),
+        sessions: SessionSigner::new(&[7; 32], Duration::hours(1)),
+        gateway: Arc::new(SandboxGateway::new()),
+        portal_terms: PortalTermsCache::default(),
+        charge_lease: DEFAULT_LEASE,
+    };
+    World {
+        _db: db,
+        app,
+        clock,
+        merchant,
+        customer,
+        plan: plan.id,
+    }
+}
+
+impl World {
+    /// Runs engine rounds at the clock's time until nothing is due.
+    async fn run_rounds(&self) -> usize {
+        let mut handled = 0;
+        loop {
+            let n = run_due_renewals(&self.app, self.clock.now(), 100)
+                .await
+                .expect("a renewal round");
+            if n == 0 {
+                return handled;
+            }
+            handled += n;
+        }
+    }
+
+    /// The customer's invoices, oldest first.
+    async fn invoices(&self) -> Vec<Invoice> {
+        let filter = InvoiceFilter {
+            customer: Some(self.customer),
+            ..InvoiceFilter::default()
+        };
+        let page = PageRequest {
+            limit: 100,
+            starting_after: None,
+        };
+        let mut items = invoices::list_invoices(&self.app, self.merchant, filter, page)
+            .await
+            .expect("invoices")
+            .items;
+        items.reverse();
+        items
+    }
+
+    async fn event_types(&self) -> Vec<String> {
+        let filter = EventFilterParams {
+            event_type: None,
+            resource_id: None,
+        };
+        let page = PageRequest {
+            limit: 100,
+            starting_after: None,
+        };
+        let mut types: Vec<String> = tenure_app::events::list(&self.app, self.merchant, filter, page)
+            .await
+            .expect("events")
+            .items
+            .into_iter()
+            .map(|e| e.event_type)
+            .collect();
+        types.reverse();
+        types
+    }
+}
+
+#[tokio::test]
+async fn a_renewal_round_invoices_the_new_period_and_charges_it_once() {
+    let w = world("pm_card_visa").await;
+    let sub = subscriptions::create(&w.app, Scope::merchant(w.merchant), w.customer, w.plan)
+        .await
+        .expect("subscribe");
+    // The first period was invoiced by subscribing; the first round charges it.
+    assert!(w.run_rounds().await >= 1);
+    let first = w.invoices().await;
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].status, InvoiceStatus::Paid);
+    assert_eq!(first[0].amount_paid.amount, 1999);
+
+    // A month later the round renews: one new invoice for the next period, paid.
+    let period_end = sub.subscription.current_period.end;
+    w.clock.advance_to(period_end + Duration::minutes(1));
+    w.run_rounds().await;
+    let all = w.invoices().await;
+    assert_eq!(all.len(), 2, "{all:?}");
+    let renewal = &all[1];
+    assert_eq!(renewal.status, InvoiceStatus::Paid);
+    assert_eq!(renewal.totals.amount_due.amount, 1999);
+    assert_eq!(renewal.attempt_count, 1);
+    let period = renewal.period.expect("a renewal bills a period");
+    assert_eq!(period.start, period_end);
+    assert_eq!(period.end, period_end.checked_add_months(Months::new(1)).unwrap());
+
+    // Nothing more is due, however often the round runs.
+    assert_eq!(w.run_rounds().await, 0);
+    assert_eq!(w.invoices().await.len(), 2);
+    let renewed = subscriptions::get(&w.app, Scope::merchant(w.merchant), sub.subscription.id)
+        .await
+        .expect("subscription");
+    assert_eq!(renewed.subscription.status, SubscriptionStatus::Active);
+    assert_eq!(renewed.subscription.current_period.start, period_end);
+    let events = w.event_types().await;
+    assert_eq!(
+        events.iter().filter(|t| *t == "subscription.renewed").count(),
+        1,
+        "{events:?}"
+    );
+    assert_eq!(
+        events.iter().filter(|t| *t == "invoice.paid").count(),
+        2,
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_declined_charge_is_settled_into_dunning() {
+    let w = world("pm_card_chargeDeclined").await;
+    let sub = subscriptions::create(&w.app, Scope::merchant(w.merchant), w.customer, w.plan)
+        .await
+        .expect("subscribe");
+    w.run_rounds().await;
+    let invoice = &w.invoices().await[0];
+    assert_eq!(invoice.status, InvoiceStatus::Open);
+    assert_eq!(invoice.attempt_count, 1);
+    assert_eq!(invoice.amount_paid.amount, 0);
+    let retry = invoice
+        .next_payment_attempt_at
+        .expect("dunning schedules a retry");
+    assert!(retry > w.clock.now(), "the retry is in the future");
+    let (_, payments, _) = invoices::get_invoice(&w.app, w.merchant, invoice.id, None)
+        .await
+        .expect("invoice");
+    assert_eq!(payments.len(), 1, "one attempt, recorded once");
+    let s = subscriptions::get(&w.app, Scope::merchant(w.merchant), sub.subscription.id)
+        .await
+        .expect("subscription");
+    assert_eq!(s.subscription.status, SubscriptionStatus::PastDue);
+    let events = w.event_types().await;
+    assert!(events.contains(&"invoice.payment_failed".to_owned()), "{events:?}");
+
+    // At the retry the engine charges again, under the next attempt number.
+    w.clock.advance_to(retry + Duration::seconds(1));
+    w.run_rounds().await;
+    let invoice = &w.invoices().await[0];
+    assert_eq!(invoice.attempt_count, 2);
+}
+
+/// A receiver on loopback that answers 200 to every request and counts them, keeping the
+/// last request's head.
+async fn receiver() -> (String, Arc<AtomicUsize>, Arc<std::sync::Mutex<String>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+    let count = Arc::new(AtomicUsize::new(0));
+    let last = Arc::new(std::sync::Mutex::new(String::new()));
+    let (c, l) = (count.clone(), last.clone());
+    tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0; 64 * 1024];
+            let n = socket.read(&mut buf).await.unwrap_or(0);
+            *l.lock().unwrap() = String::from_utf8_lossy(&buf[..n]).into_owned();
+            c.fetch_add(1, Ordering::SeqCst);
+            let _ = socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .await;
+        }
+    });
+    (url, count, last)
+}
+
+#[tokio::test]
+async fn a_webhook_is_delivered_signed_once_and_logged() {
+    let w = world("pm_card_visa").await;
+    let (url, received, last) = receiver().await;
+    let endpoint = tenure_app::webhooks::create_endpoint(
+        &w.app,
+        w.merchant,
+        serde_json::from_value(serde_json::json!({
+            "url": url,
+            "enabled_events": ["subscription.created"],
+        }))
+        .unwrap(),
+    )
+    .await
+    .expect("endpoint");
+    subscriptions::create(&w.app, Scope::merchant(w.merchant), w.customer, w.plan)
+        .await
+        .expect("subscribe");
+
+    let sender = WebhookSender::new(std::time::Duration::from_secs(5)).unwrap();
+    let attempts = deliver_due(&w.app, &sender, w.clock.now(), 50)
+        .await
+        .expect("a delivery round");
+    assert_eq!(attempts, 1);
+    assert_eq!(received.load(Ordering::SeqCst), 1);
+    let head = last.lock().unwrap().to_lowercase();
+    assert!(head.contains("webhook-signature: v1,"), "{head}");
+    assert!(head.contains("\"type\":\"subscription.created\""), "{head}");
+    // Delivered: nothing is due again, now or later.
+    w.clock.advance(Duration::hours(1));
+    assert_eq!(
+        deliver_due(&w.app, &sender, w.clock.now(), 50).await.unwrap(),
+        0
+    );
+    assert_eq!(received.load(Ordering::SeqCst), 1);
+    let log = tenure_app::webhooks::list_deliveries(
+        &w.app,
+        w.merchant,
+        endpoint.id,
+        None,
+        PageRequest {
+            limit: 10,
+            starting_after: None,
+        },
+    )
+    .await
+    .expect("delivery log");
+    assert_eq!(log.items.len(), 1);
+    let (delivery, attempts) = &log.items[0];
+    assert_eq!(delivery.status, tenure_domain::webhooks::DeliveryStatus::Delivered);
+    assert_eq!(attempts.len(), 1);
+}
