@@ -443,7 +443,7 @@ async fn default_and_removal_rules() {
             .unwrap()
             .iter()
             .filter(|pm| pm["is_default"] == true)
-            .map(|pm| fixtures::id(&pm))
+            .map(fixtures::id)
             .collect()
     };
     let list = app.get_ok("/v1/portal/payment_methods", &token).await;
@@ -740,13 +740,7 @@ async fn ids_page_by_page(app: &TestApp, query: &str, credential: &str) -> Vec<S
         let page = app
             .get_ok(&format!("{query}&limit=1{after}"), credential)
             .await;
-        ids.extend(
-            page["data"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|i| fixtures::id(&i)),
-        );
+        ids.extend(page["data"].as_array().unwrap().iter().map(fixtures::id));
         if page["has_more"] != true {
             return ids;
         }
@@ -998,7 +992,7 @@ async fn invoices_are_listed_filtered_and_private_to_their_customer() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|i| fixtures::id(&i))
+            .map(fixtures::id)
             .collect()
     };
     let paid = app

@@ -156,7 +156,7 @@ async fn pagination_walks_250_customers_exactly_once() {
         let res = app.get_ok(&path, &m.key).await;
         pages += 1;
         for c in res["data"].as_array().unwrap() {
-            seen.push(fixtures::id(&c));
+            seen.push(fixtures::id(c));
         }
         if res["has_more"] == false {
             assert_eq!(res["next_cursor"], serde_json::Value::Null);

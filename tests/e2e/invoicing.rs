@@ -10,7 +10,6 @@ use diesel::QueryableByName;
 use diesel::sql_types::{Nullable, Timestamptz, Uuid};
 use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use serde_json::{Value, json};
-use tenure_engine::renewals::run_until_idle;
 use tenure_domain::billing::period::{Cadence, Interval, Period};
 use tenure_domain::billing::proration::{Proration, prorate_change};
 use tenure_domain::clock::Clock;
@@ -18,6 +17,7 @@ use tenure_domain::ids::{MerchantId, PlanId, SubscriptionId};
 use tenure_domain::money::Money;
 use tenure_domain::subscription::PlanTerms;
 use tenure_e2e::{TestApp, TestMerchant};
+use tenure_engine::renewals::run_until_idle;
 use tenure_store::repo::discounts::{self, DiscountValue, NewDiscount};
 
 use crate::fixtures::{self, events, time};
@@ -887,7 +887,7 @@ async fn a_subscription_without_a_trial_is_invoiced_at_creation_and_charged_by_t
     assert_eq!(inv["status"], "open");
     assert_eq!(inv["attempt_count"], 0);
     assert_eq!(time(&inv["next_payment_attempt_at"]), period.start);
-    let inv_id = fixtures::id(&inv);
+    let inv_id = fixtures::id(inv);
     // `subscription.created` shows the subscription the response showed.
     let created = events(&app, &s.m, "subscription.created").await;
     assert_eq!(created.len(), 1);
@@ -906,7 +906,9 @@ async fn a_subscription_without_a_trial_is_invoiced_at_creation_and_charged_by_t
 
     // The next worker round charges it: paid, one payment, `invoice.paid`.
     assert_eq!(
-        run_until_idle(&app.state.app, app.clock.now()).await.unwrap(),
+        run_until_idle(&app.state.app, app.clock.now())
+            .await
+            .unwrap(),
         1
     );
     let inv = app
@@ -925,7 +927,9 @@ async fn a_subscription_without_a_trial_is_invoiced_at_creation_and_charged_by_t
     // Charged once: nothing more is due until the period ends, and the renewal invoices
     // the next period, not this one again.
     assert_eq!(
-        run_until_idle(&app.state.app, app.clock.now()).await.unwrap(),
+        run_until_idle(&app.state.app, app.clock.now())
+            .await
+            .unwrap(),
         0
     );
     app.clock.advance_to(period.end + Duration::minutes(1));
@@ -990,7 +994,9 @@ async fn a_free_plan_s_first_invoice_is_paid_at_creation_without_a_charge() {
     assert_eq!(paid.len(), 1);
     assert_eq!(paid[0]["resource_id"], inv["id"]);
     assert_eq!(
-        run_until_idle(&app.state.app, app.clock.now()).await.unwrap(),
+        run_until_idle(&app.state.app, app.clock.now())
+            .await
+            .unwrap(),
         0,
         "nothing to charge"
     );
@@ -1011,14 +1017,16 @@ async fn a_customer_without_a_payment_method_goes_past_due_and_recovers_when_a_c
     let sub = fixtures::subscribe(&app, &m, &customer, &plan).await;
     assert_eq!(sub["status"], "active");
     let id = fixtures::id(&sub);
-    run_until_idle(&app.state.app, app.clock.now()).await.unwrap();
+    run_until_idle(&app.state.app, app.clock.now())
+        .await
+        .unwrap();
     assert_eq!(fixtures::status(&app, &m, &id).await, "past_due");
     let invoices = app.get_ok("/v1/invoices", &m.key).await;
     let inv = &invoices["data"][0];
     assert_eq!(invoices["data"].as_array().unwrap().len(), 1);
     assert_eq!(inv["status"], "open");
     assert_eq!(inv["attempt_count"], 1);
-    let inv_id = fixtures::id(&inv);
+    let inv_id = fixtures::id(inv);
     let payments = app.get_ok("/v1/payments", &m.key).await;
     assert_eq!(payments["data"][0]["status"], "declined");
     assert_eq!(payments["data"][0]["failure_code"], "no_payment_method");
@@ -1167,7 +1175,7 @@ async fn a_canceled_subscription_s_open_invoice_is_left_to_the_merchant_to_pay_v
         );
         assert!(inv["next_payment_attempt_at"].is_null(), "{inv}");
     }
-    let ids: Vec<String> = all.iter().map(|i| fixtures::id(&i)).collect();
+    let ids: Vec<String> = all.iter().map(fixtures::id).collect();
     let [paid, voided, given_up] = [&ids[0], &ids[1], &ids[2]];
 
     let res = invoice_action(&app, &s, paid, "pay").await;

@@ -6,10 +6,10 @@ use chrono::Duration;
 use diesel_async::RunQueryDsl;
 use futures_util::future::join_all;
 use serde_json::{Value, json};
-use tenure_engine::lifecycle::run_due_changes;
 use tenure_domain::clock::Clock;
 use tenure_domain::ids::GenerateId;
 use tenure_e2e::{Response, TestApp, TestMerchant};
+use tenure_engine::lifecycle::run_due_changes;
 
 use crate::fixtures::{self, Catalog, catalog, count_events, plan_with, time};
 
@@ -1396,7 +1396,7 @@ async fn workers_and_requests_racing_on_due_subscriptions_cancel_each_once() {
             "canceled"
         );
         assert_eq!(
-            count_events(&app, &sub, "subscription.canceled").await,
+            count_events(&app, sub, "subscription.canceled").await,
             1,
             "{sub} ended once"
         );

@@ -55,7 +55,7 @@ fn currency<'a>(body: &'a Value, code: &str) -> &'a Value {
 /// A cancellation request of `reason` made now (by SQL: the portal flow is tested
 /// elsewhere; here only its row matters).
 async fn cancellation_request(app: &TestApp, sub: &str, reason: &str, at: DateTime<Utc>) {
-    let sub = fixtures::subscription_uuid(&sub);
+    let sub = fixtures::subscription_uuid(sub);
     let (ticket, request) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
     app.exec(format!(
             "INSERT INTO support_tickets (merchant_id, id, customer_id, subscription_id, subject, status, channel, created_at, updated_at)
@@ -81,7 +81,7 @@ async fn offer_outcome(
     outcome: &str,
     at: DateTime<Utc>,
 ) {
-    let sub = fixtures::subscription_uuid(&sub);
+    let sub = fixtures::subscription_uuid(sub);
     app.exec(format!(
             "INSERT INTO retention_offer_outcomes (merchant_id, id, offer_id, customer_id, subscription_id, outcome, created_at)
              SELECT merchant_id, '{}', '{offer}', customer_id, id, '{outcome}', '{at}'

@@ -621,7 +621,7 @@ async fn customers_accept_an_offer_instead_of_cancelling() {
         .await;
     fixtures::cancel(
         &app,
-        &m,
+        m,
         &ada_sub,
         json!({"timing": "period_end", "reason": "too_expensive"}),
     )

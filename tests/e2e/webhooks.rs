@@ -1006,7 +1006,7 @@ async fn the_background_loop_delivers_and_the_delivery_log_pages() {
         pages += 1;
         for d in page["data"].as_array().unwrap() {
             assert_eq!(d["status"], "delivered");
-            assert!(seen.insert(fixtures::id(&d)));
+            assert!(seen.insert(fixtures::id(d)));
         }
         match page["next_cursor"].as_str() {
             Some(next) => {

@@ -92,13 +92,6 @@ impl ApiError {
         }
     }
 
-    pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::Conflict {
-            code,
-            detail: detail.into(),
-        }
-    }
-
     pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Validation(vec![FieldError {
             field: field.into(),
@@ -108,12 +101,6 @@ impl ApiError {
 
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         Self::Internal(cause.to_string())
-    }
-
-    /// Maps a store error for a lookup of `resource`: a missing row is that resource's
-    /// 404.
-    pub fn from_store(resource: &'static str) -> impl Fn(StoreError) -> ApiError {
-        move |err| AppError::from_store(resource)(err).into()
     }
 
     pub fn code(&self) -> &'static str {

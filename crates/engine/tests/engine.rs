@@ -105,13 +105,14 @@ impl World {
             limit: 100,
             starting_after: None,
         };
-        let mut types: Vec<String> = tenure_app::events::list(&self.app, self.merchant, filter, page)
-            .await
-            .expect("events")
-            .items
-            .into_iter()
-            .map(|e| e.event_type)
-            .collect();
+        let mut types: Vec<String> =
+            tenure_app::events::list(&self.app, self.merchant, filter, page)
+                .await
+                .expect("events")
+                .items
+                .into_iter()
+                .map(|e| e.event_type)
+                .collect();
         types.reverse();
         types
     }
@@ -142,7 +143,10 @@ async fn a_renewal_round_invoices_the_new_period_and_charges_it_once() {
     assert_eq!(renewal.attempt_count, 1);
     let period = renewal.period.expect("a renewal bills a period");
     assert_eq!(period.start, period_end);
-    assert_eq!(period.end, period_end.checked_add_months(Months::new(1)).unwrap());
+    assert_eq!(
+        period.end,
+        period_end.checked_add_months(Months::new(1)).unwrap()
+    );
 
     // Nothing more is due, however often the round runs.
     assert_eq!(w.run_rounds().await, 0);
@@ -154,7 +158,10 @@ async fn a_renewal_round_invoices_the_new_period_and_charges_it_once() {
     assert_eq!(renewed.subscription.current_period.start, period_end);
     let events = w.event_types().await;
     assert_eq!(
-        events.iter().filter(|t| *t == "subscription.renewed").count(),
+        events
+            .iter()
+            .filter(|t| *t == "subscription.renewed")
+            .count(),
         1,
         "{events:?}"
     );
@@ -189,7 +196,10 @@ async fn a_declined_charge_is_settled_into_dunning() {
         .expect("subscription");
     assert_eq!(s.subscription.status, SubscriptionStatus::PastDue);
     let events = w.event_types().await;
-    assert!(events.contains(&"invoice.payment_failed".to_owned()), "{events:?}");
+    assert!(
+        events.contains(&"invoice.payment_failed".to_owned()),
+        "{events:?}"
+    );
 
     // At the retry the engine charges again, under the next attempt number.
     w.clock.advance_to(retry + Duration::seconds(1));
@@ -252,7 +262,9 @@ async fn a_webhook_is_delivered_signed_once_and_logged() {
     // Delivered: nothing is due again, now or later.
     w.clock.advance(Duration::hours(1));
     assert_eq!(
-        deliver_due(&w.app, &sender, w.clock.now(), 50).await.unwrap(),
+        deliver_due(&w.app, &sender, w.clock.now(), 50)
+            .await
+            .unwrap(),
         0
     );
     assert_eq!(received.load(Ordering::SeqCst), 1);
@@ -270,6 +282,9 @@ async fn a_webhook_is_delivered_signed_once_and_logged() {
     .expect("delivery log");
     assert_eq!(log.items.len(), 1);
     let (delivery, attempts) = &log.items[0];
-    assert_eq!(delivery.status, tenure_domain::webhooks::DeliveryStatus::Delivered);
+    assert_eq!(
+        delivery.status,
+        tenure_domain::webhooks::DeliveryStatus::Delivered
+    );
     assert_eq!(attempts.len(), 1);
 }
