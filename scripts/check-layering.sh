@@ -22,9 +22,10 @@ forbidden=(
 failed=0
 for pair in "${forbidden[@]}"; do
   read -r crate dependency <<<"$pair"
-  # `cargo tree -i` lists the paths from the crate to the dependency; it fails when the
-  # dependency is not in the crate's graph at all.
-  if cargo tree -p "$crate" -e normal,build -i "$dependency" --locked >/dev/null 2>&1; then
+  # Every package in the crate's normal and build graph, one per line; a failure here
+  # (an unknown crate, a stale lock file) stops the check instead of passing it.
+  graph=$(cargo tree -p "$crate" -e normal,build --prefix none --locked)
+  if grep -q "^$dependency v" <<<"$graph"; then
     echo "layering: $crate depends on $dependency:" >&2
     cargo tree -p "$crate" -e normal,build -i "$dependency" --locked 2>&1 | head -5 >&2
     failed=1

@@ -365,7 +365,7 @@ pub async fn erase(state: &App, merchant: MerchantId, id: CustomerId) -> AppResu
     let mut conn = state.db.conn().await?;
     let erased = conn.transaction(async |conn| {
         // The card's token is erased below, and a charge in flight must be sent again
-        // exactly as it was should its worker stop (service::charges). Locking the
+        // exactly as it was should its worker stop (`tenure_app::billing::charging`). Locking the
         // customer's payable invoices waits for a charge being prepared and keeps new
         // ones out. They are locked before the customer: recording a charge holds its
         // invoice and then checks the customer row (the payment's foreign key).

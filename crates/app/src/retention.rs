@@ -4,7 +4,7 @@
 //! transaction, declining leaves the cancellation as it is.
 //!
 //! Eligibility is decided by `tenure_domain::retention` over the customer context
-//! (`service::context::read_snapshot`), computed in the same transaction and state (the request
+//! (`crate::context::read_snapshot`), computed in the same transaction and state (the request
 //! pending) both when offers are presented and when one is accepted, so an offer that was
 //! shown stays acceptable unless the merchant changed it or the customer's facts moved.
 
@@ -513,7 +513,7 @@ async fn present_in_tx(
 /// request, the presentation of the eligible offers, in one transaction.
 pub async fn portal_cancel(
     state: &App,
-    caller: Scope,
+    scope: Scope,
     id: SubscriptionId,
     if_match: Option<String>,
     request: CancelRequest,
@@ -523,7 +523,7 @@ pub async fn portal_cancel(
     conn.transaction(async |conn| {
         let outcome = act_in_tx(
             conn,
-            caller,
+            scope,
             id,
             if_match.as_deref(),
             &Action::Cancel(request),
@@ -532,7 +532,7 @@ pub async fn portal_cancel(
         .await?;
         let offers = match &outcome.cancellation_request {
             Some(r) if r.status == CancellationRequestStatus::Pending => {
-                Some(present_in_tx(conn, caller.merchant, &outcome.subscription, r, now).await?)
+                Some(present_in_tx(conn, scope.merchant, &outcome.subscription, r, now).await?)
             }
             _ => None,
         };
@@ -544,14 +544,14 @@ pub async fn portal_cancel(
 /// The customer's cancellation request `id` (another customer's is a 404).
 async fn own_request(
     conn: &mut AsyncPgConnection,
-    caller: Scope,
+    scope: Scope,
     id: CancellationRequestId,
     for_update: bool,
 ) -> AppResult<CancellationRequest> {
-    let request = support_repo::get_request(conn, caller.merchant, id, for_update)
+    let request = support_repo::get_request(conn, scope.merchant, id, for_update)
         .await
         .map_err(AppError::from_store("cancellation_request"))?;
-    if caller.customer.is_some_and(|c| c != request.customer_id) {
+    if scope.customer.is_some_and(|c| c != request.customer_id) {
         return Err(AppError::NotFound("cancellation_request"));
     }
     Ok(request)
@@ -560,20 +560,20 @@ async fn own_request(
 /// The offers presented for a request and not yet decided, best first.
 pub async fn open_offers(
     state: &App,
-    caller: Scope,
+    scope: Scope,
     request_id: CancellationRequestId,
 ) -> AppResult<Vec<PresentedOfferDto>> {
     let mut conn = state.db.conn().await?;
-    let request = own_request(&mut conn, caller, request_id, false).await?;
-    let sub = subs_repo::get(&mut conn, caller.merchant, request.subscription_id, false).await?;
+    let request = own_request(&mut conn, scope, request_id, false).await?;
+    let sub = subs_repo::get(&mut conn, scope.merchant, request.subscription_id, false).await?;
     let outcomes: Vec<OfferOutcome> =
-        repo::outcomes_of_request(&mut conn, caller.merchant, request_id, false)
+        repo::outcomes_of_request(&mut conn, scope.merchant, request_id, false)
             .await?
             .into_iter()
             .filter(|o| o.outcome == OutcomeStatus::Presented)
             .collect();
     let ids: Vec<RetentionOfferId> = outcomes.iter().map(|o| o.offer_id).collect();
-    let offers = repo::offers_by_ids(&mut conn, caller.merchant, &ids).await?;
+    let offers = repo::offers_by_ids(&mut conn, scope.merchant, &ids).await?;
     let domain: Vec<_> = offers.iter().map(StoredOffer::to_domain).collect();
     let mut order: Vec<_> = domain.iter().collect();
     rules::sort_best_first(&mut order, Some(monthly_price(&sub)));
@@ -673,21 +673,21 @@ pub struct Accepted {
 /// and the request's other presented offers declined.
 pub async fn accept(
     state: &App,
-    caller: Scope,
+    scope: Scope,
     request_id: CancellationRequestId,
     offer_id: RetentionOfferId,
 ) -> AppResult<Accepted> {
     let now = state.now_micros();
-    let merchant = caller.merchant;
+    let merchant = scope.merchant;
     let mut conn = state.db.conn().await?;
-    let request = own_request(&mut conn, caller, request_id, false).await?;
+    let request = own_request(&mut conn, scope, request_id, false).await?;
     conn.transaction(async |conn| {
         // The subscription row first: every mutation of it (and so every accept of an
         // offer of its requests) is serialised behind this lock.
         let sub = subs_repo::get(conn, merchant, request.subscription_id, true).await?;
         let outcomes = repo::outcomes_of_request(conn, merchant, request_id, true).await?;
         let outcome = presented_outcome(&outcomes, offer_id)?.clone();
-        let request = own_request(conn, caller, request_id, true).await?;
+        let request = own_request(conn, scope, request_id, true).await?;
         if request.status != CancellationRequestStatus::Pending {
             return Err(AppError::conflict(
                 "cancellation_request_not_pending",
@@ -714,7 +714,7 @@ pub async fn accept(
         }
         let withdrawn = act_in_tx(
             conn,
-            caller,
+            scope,
             sub.subscription.id,
             None,
             &Action::WithdrawRequest(request_id),
@@ -826,14 +826,14 @@ async fn apply(
 /// Declines a presented offer; the cancellation request stays as it is.
 pub async fn decline(
     state: &App,
-    caller: Scope,
+    scope: Scope,
     request_id: CancellationRequestId,
     offer_id: RetentionOfferId,
 ) -> AppResult<PresentedOfferDto> {
     let now = state.now_micros();
-    let merchant = caller.merchant;
+    let merchant = scope.merchant;
     let mut conn = state.db.conn().await?;
-    let request = own_request(&mut conn, caller, request_id, false).await?;
+    let request = own_request(&mut conn, scope, request_id, false).await?;
     conn.transaction(async |conn| {
         // Locks in the order every subscription mutation takes them (subscription, then
         // outcomes), so a decline and an accept of the same request cannot deadlock.

@@ -28,14 +28,14 @@ pub async fn list_requests(
 
 pub async fn get_request(
     state: &App,
-    caller: Scope,
+    scope: Scope,
     id: CancellationRequestId,
 ) -> AppResult<CancellationRequest> {
     let mut conn = state.db.conn().await?;
-    let request = repo::get_request(&mut conn, caller.merchant, id, false)
+    let request = repo::get_request(&mut conn, scope.merchant, id, false)
         .await
         .map_err(AppError::from_store("cancellation_request"))?;
-    if caller.customer.is_some_and(|c| c != request.customer_id) {
+    if scope.customer.is_some_and(|c| c != request.customer_id) {
         return Err(AppError::NotFound("cancellation_request"));
     }
     Ok(request)
@@ -44,19 +44,19 @@ pub async fn get_request(
 /// Tickets, with their messages when `with_messages`.
 pub async fn list_tickets(
     state: &App,
-    caller: Scope,
+    scope: Scope,
     mut filter: TicketFilter,
     page: PageRequest,
     with_messages: bool,
 ) -> AppResult<(Page<SupportTicket>, Option<Vec<TicketMessage>>)> {
-    if caller.customer.is_some() {
-        filter.customer = caller.customer;
+    if scope.customer.is_some() {
+        filter.customer = scope.customer;
     }
     let mut conn = state.db.conn().await?;
-    let tickets = repo::list_tickets(&mut conn, caller.merchant, &filter, page).await?;
+    let tickets = repo::list_tickets(&mut conn, scope.merchant, &filter, page).await?;
     let messages = if with_messages {
         let ids: Vec<TicketId> = tickets.items.iter().map(|t| t.id).collect();
-        Some(repo::messages_of(&mut conn, caller.merchant, &ids).await?)
+        Some(repo::messages_of(&mut conn, scope.merchant, &ids).await?)
     } else {
         None
     };
@@ -65,17 +65,17 @@ pub async fn list_tickets(
 
 pub async fn get_ticket(
     state: &App,
-    caller: Scope,
+    scope: Scope,
     id: TicketId,
 ) -> AppResult<(SupportTicket, Vec<TicketMessage>)> {
     let mut conn = state.db.conn().await?;
-    let ticket = repo::get_ticket(&mut conn, caller.merchant, id, false)
+    let ticket = repo::get_ticket(&mut conn, scope.merchant, id, false)
         .await
         .map_err(AppError::from_store("support_ticket"))?;
-    if caller.customer.is_some_and(|c| c != ticket.customer_id) {
+    if scope.customer.is_some_and(|c| c != ticket.customer_id) {
         return Err(AppError::NotFound("support_ticket"));
     }
-    let messages = repo::messages_of(&mut conn, caller.merchant, &[id]).await?;
+    let messages = repo::messages_of(&mut conn, scope.merchant, &[id]).await?;
     Ok((ticket, messages))
 }
 
@@ -83,7 +83,7 @@ pub async fn get_ticket(
 /// customer (reopening it if resolved).
 pub async fn reply(
     state: &App,
-    caller: Scope,
+    scope: Scope,
     id: TicketId,
     body: &str,
     status: Option<TicketStatus>,
@@ -94,16 +94,16 @@ pub async fn reply(
         tenure_domain::support::MAX_MESSAGE_CHARS,
         true,
     )?;
-    let author = if caller.customer.is_some() {
+    let author = if scope.customer.is_some() {
         MessageAuthor::Customer
     } else {
         MessageAuthor::Merchant
     };
-    let customer: Option<CustomerId> = caller.customer;
+    let customer: Option<CustomerId> = scope.customer;
     let now = state.now_micros();
     let mut conn = state.db.conn().await?;
     conn.transaction(async |conn| {
-        let unlocked = repo::get_ticket(conn, caller.merchant, id, false)
+        let unlocked = repo::get_ticket(conn, scope.merchant, id, false)
             .await
             .map_err(AppError::from_store("support_ticket"))?;
         if customer.is_some_and(|c| c != unlocked.customer_id) {
@@ -111,9 +111,9 @@ pub async fn reply(
         }
         // An erased customer's tickets take no new messages (a reply would bring personal
         // data back). Erasure locks the customer before their tickets; so does this.
-        let owner = customers_repo::get(conn, caller.merchant, unlocked.customer_id, true).await?;
+        let owner = customers_repo::get(conn, scope.merchant, unlocked.customer_id, true).await?;
         owner.ensure_not_erased()?;
-        let ticket = repo::get_ticket(conn, caller.merchant, id, true)
+        let ticket = repo::get_ticket(conn, scope.merchant, id, true)
             .await
             .map_err(AppError::from_store("support_ticket"))?;
         let next = ticket.check_reply(author).map_err(|_| {
@@ -121,7 +121,7 @@ pub async fn reply(
         })?;
         let ticket = post_to_ticket(
             conn,
-            caller.merchant,
+            scope.merchant,
             id,
             author,
             body,
@@ -129,7 +129,7 @@ pub async fn reply(
             now,
         )
         .await?;
-        let messages = repo::messages_of(conn, caller.merchant, &[id]).await?;
+        let messages = repo::messages_of(conn, scope.merchant, &[id]).await?;
         Ok((ticket, messages))
     })
     .await

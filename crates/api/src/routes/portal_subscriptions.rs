@@ -35,7 +35,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(withdraw_cancellation_request);
 }
 
-fn caller(auth: AuthenticatedCustomer) -> Scope {
+fn scope(auth: AuthenticatedCustomer) -> Scope {
     Scope::customer(auth.merchant, auth.customer)
 }
 
@@ -56,7 +56,7 @@ async fn run(
     action: Action,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<SubscriptionTag>(id, "subscription")?;
-    let outcome = svc::act(&state.app, caller(auth), id, if_match(req), action).await?;
+    let outcome = svc::act(&state.app, scope(auth), id, if_match(req), action).await?;
     render(state, auth, &outcome).await
 }
 
@@ -72,7 +72,7 @@ async fn subscribe(
     body: Json<CreatePortalSubscription>,
 ) -> ApiResult<HttpResponse> {
     let plan = parse_field_id::<PlanTag>(&body.0.plan_id, "plan_id")?;
-    let s = svc::create(&state.app, caller(auth), auth.customer, plan).await?;
+    let s = svc::create(&state.app, scope(auth), auth.customer, plan).await?;
     let view = svc::portal_view(&state.app, auth.merchant, &s).await?;
     Ok(created(&view, s.updated_at))
 }
@@ -92,7 +92,7 @@ async fn list_subscriptions(
         status: filter.status.map(Into::into),
         ..SubscriptionFilter::default()
     };
-    let subs = svc::list(&state.app, caller(auth), filter, page).await?;
+    let subs = svc::list(&state.app, scope(auth), filter, page).await?;
     let views = svc::portal_views(&state.app, auth.merchant, &subs.items).await?;
     let next_cursor = if subs.has_more {
         subs.items.last().map(|s| s.subscription.id.to_string())
@@ -116,7 +116,7 @@ async fn get_subscription(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
-    let (s, view) = svc::portal_get(&state.app, caller(auth), id).await?;
+    let (s, view) = svc::portal_get(&state.app, scope(auth), id).await?;
     Ok(ok_versioned(&view, s.updated_at))
 }
 
@@ -169,7 +169,7 @@ async fn cancel_subscription(
     let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
     let (outcome, offers) = tenure_app::retention::portal_cancel(
         &state.app,
-        caller(auth),
+        scope(auth),
         id,
         if_match(&req),
         body.0.to_domain(),
@@ -211,7 +211,7 @@ async fn preview_plan_change(
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
     let plan = parse_field_id::<PlanTag>(&body.0.plan_id, "plan_id")?;
-    let preview = svc::preview_plan_change(&state.app, caller(auth), id, plan).await?;
+    let preview = svc::preview_plan_change(&state.app, scope(auth), id, plan).await?;
     Ok(HttpResponse::Ok().json(preview))
 }
 
@@ -267,6 +267,6 @@ async fn withdraw_cancellation_request(
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<CancellationRequestTag>(&id, "cancellation_request")?;
     let outcome =
-        svc::act_on_request(&state.app, caller(auth), id, Action::WithdrawRequest(id)).await?;
+        svc::act_on_request(&state.app, scope(auth), id, Action::WithdrawRequest(id)).await?;
     cancel_result(&state, auth, &outcome, None).await
 }

@@ -121,7 +121,7 @@ async fn deactivate_offer(
     Ok(ok_versioned(&offer, version))
 }
 
-fn caller(auth: AuthenticatedCustomer) -> Scope {
+fn scope(auth: AuthenticatedCustomer) -> Scope {
     Scope::customer(auth.merchant, auth.customer)
 }
 
@@ -137,7 +137,7 @@ async fn presented_offers(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<CancellationRequestTag>(&id, "cancellation_request")?;
-    let data = svc::open_offers(&state.app, caller(auth), id).await?;
+    let data = svc::open_offers(&state.app, scope(auth), id).await?;
     Ok(HttpResponse::Ok().json(PresentedOffersDto { data }))
 }
 
@@ -157,7 +157,7 @@ async fn accept_offer(
 ) -> ApiResult<HttpResponse> {
     let request = parse_id::<CancellationRequestTag>(&path.0, "cancellation_request")?;
     let offer = parse_id::<RetentionOfferTag>(&path.1, "retention_offer")?;
-    let accepted = svc::accept(&state.app, caller(auth), request, offer).await?;
+    let accepted = svc::accept(&state.app, scope(auth), request, offer).await?;
     let version = accepted.outcome.subscription.updated_at;
     let body = svc::render_accepted(&state.app, auth.merchant, accepted).await?;
     Ok(ok_versioned(&body, version))
@@ -176,6 +176,6 @@ async fn decline_offer(
 ) -> ApiResult<HttpResponse> {
     let request = parse_id::<CancellationRequestTag>(&path.0, "cancellation_request")?;
     let offer = parse_id::<RetentionOfferTag>(&path.1, "retention_offer")?;
-    let declined = svc::decline(&state.app, caller(auth), request, offer).await?;
+    let declined = svc::decline(&state.app, scope(auth), request, offer).await?;
     Ok(HttpResponse::Ok().json(declined))
 }

@@ -228,8 +228,8 @@ async fn portal_get_request(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<CancellationRequestTag>(&id, "cancellation_request")?;
-    let caller = Scope::customer(auth.merchant, auth.customer);
-    let request = svc::get_request(&state.app, caller, id).await?;
+    let scope = Scope::customer(auth.merchant, auth.customer);
+    let request = svc::get_request(&state.app, scope, id).await?;
     Ok(HttpResponse::Ok().json(CancellationRequestDto::from(&request)))
 }
 
@@ -243,8 +243,8 @@ async fn portal_get_ticket(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<TicketTag>(&id, "support_ticket")?;
-    let caller = Scope::customer(auth.merchant, auth.customer);
-    let (ticket, messages) = svc::get_ticket(&state.app, caller, id).await?;
+    let scope = Scope::customer(auth.merchant, auth.customer);
+    let (ticket, messages) = svc::get_ticket(&state.app, scope, id).await?;
     Ok(HttpResponse::Ok().json(SupportTicketDto::render(&ticket, Some(&messages))))
 }
 

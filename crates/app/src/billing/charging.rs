@@ -37,7 +37,6 @@ use tenure_domain::money::Money;
 use tenure_domain::subscription::{
     AccessEnd, Actor, CancelRequest, CancelTiming, SubscriptionStatus,
 };
-use tenure_domain::time::truncate_to_micros;
 use tenure_store::repo::catalog as catalog_repo;
 use tenure_store::repo::charge_intents::{self as intents_repo, ChargeIntent};
 use tenure_store::repo::invoices::{self as invoices_repo, NewPaymentAttempt};
@@ -88,7 +87,7 @@ pub enum GatewayReply {
 /// When a lease taken now ends. Counted from the clock's time when it is later than the
 /// round's `now` (the renewals of the round took time), so the calls get the whole lease.
 pub fn lease_end(state: &App, now: DateTime<Utc>) -> DateTime<Utc> {
-    now.max(truncate_to_micros(state.now())) + state.charge_lease
+    now.max(state.now_micros()) + state.charge_lease
 }
 
 /// Step 2: the gateway call, outside any transaction.
@@ -237,7 +236,7 @@ async fn charge_now(
     id: InvoiceId,
     mode: ChargeMode,
 ) -> AppResult<Option<(Invoice, Option<Payment>)>> {
-    let now = truncate_to_micros(state.now());
+    let now = state.now_micros();
     let mut conn = state.db.conn().await?;
     let prepared = conn
         .transaction(async |conn| prepare_one(conn, state, merchant, id, mode, now).await)

@@ -10,7 +10,6 @@ use tenure_domain::error::DomainError;
 use tenure_domain::ids::{CustomerId, GenerateId, InvoiceId, MerchantId, RefundId};
 use tenure_domain::text;
 use tenure_domain::time::next_update_time;
-use tenure_domain::time::truncate_to_micros;
 use tenure_store::repo::charge_intents as intents_repo;
 use tenure_store::repo::invoices::{self as invoices_repo, InvoiceFilter};
 use tenure_store::{Page, PageRequest};
@@ -134,7 +133,7 @@ async fn close_invoice(
     transition: fn(InvoiceStatus) -> Result<InvoiceStatus, DomainError>,
     event_type: &'static str,
 ) -> AppResult<Invoice> {
-    let now = truncate_to_micros(state.now());
+    let now = state.now_micros();
     let mut conn = state.db.conn().await?;
     conn.transaction(async |conn| {
         let before = invoices_repo::get(conn, merchant, id, None, true)

@@ -306,12 +306,12 @@ pub async fn upcoming_of(
 /// `no_upcoming_invoice` when it will not renew).
 pub async fn upcoming_invoice(
     state: &App,
-    caller: Scope,
+    scope: Scope,
     id: SubscriptionId,
 ) -> AppResult<UpcomingInvoiceDto> {
-    let s = crate::subscriptions::get(state, caller, id).await?;
+    let s = crate::subscriptions::get(state, scope, id).await?;
     let mut conn = state.db.conn().await?;
-    upcoming_of(&mut conn, caller.merchant, &s)
+    upcoming_of(&mut conn, scope.merchant, &s)
         .await?
         .ok_or_else(|| {
             AppError::conflict(

@@ -4,7 +4,6 @@
 use diesel_async::AsyncConnection;
 use tenure_domain::billing::dunning::DunningPolicy;
 use tenure_domain::ids::MerchantId;
-use tenure_domain::time::truncate_to_micros;
 use tenure_store::repo::renewals::{self as repo, BillingSettings};
 
 use crate::App;
@@ -46,7 +45,7 @@ async fn update_settings(
     merchant: MerchantId,
     change: impl FnOnce(&mut BillingSettings) + Send,
 ) -> AppResult<BillingSettings> {
-    let now = truncate_to_micros(state.now());
+    let now = state.now_micros();
     let mut conn = state.db.conn().await?;
     conn.transaction(async |conn| {
         let mut s = repo::lock_settings(conn, merchant, now).await?;

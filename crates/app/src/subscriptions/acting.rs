@@ -42,15 +42,15 @@ const MESSAGE_MAX: usize = tenure_domain::support::MAX_MESSAGE_CHARS;
 /// whose customer does not exist under its merchant finds no customer (404), not a field.
 pub async fn create(
     state: &App,
-    caller: Scope,
+    scope: Scope,
     customer: CustomerId,
     plan_id: PlanId,
 ) -> AppResult<StoredSubscription> {
     debug_assert!(
-        caller.customer.is_none_or(|c| c == customer),
+        scope.customer.is_none_or(|c| c == customer),
         "a customer subscribes only themselves"
     );
-    let merchant = caller.merchant;
+    let merchant = scope.merchant;
     let now = state.now_micros();
     let mut conn = state.db.conn().await?;
     conn.transaction(async |conn| {
@@ -58,7 +58,7 @@ pub async fn create(
         let found = customer_repo::get(conn, merchant, customer, true)
             .await
             .map_err(|e| match e {
-                StoreError::NotFound if caller.customer.is_some() => AppError::NotFound("customer"),
+                StoreError::NotFound if scope.customer.is_some() => AppError::NotFound("customer"),
                 StoreError::NotFound => AppError::field("customer_id", "no such customer"),
                 other => other.into(),
             })?;
@@ -104,7 +104,7 @@ pub async fn create(
 /// Runs `action` on subscription `id` for `caller`, in one transaction.
 pub async fn act(
     state: &App,
-    caller: Scope,
+    scope: Scope,
     id: SubscriptionId,
     if_match: Option<String>,
     action: Action,
@@ -112,21 +112,21 @@ pub async fn act(
     let now = state.now_micros();
     let mut conn = state.db.conn().await?;
     conn.transaction(async |conn| {
-        act_in_tx(conn, caller, id, if_match.as_deref(), &action, now).await
+        act_in_tx(conn, scope, id, if_match.as_deref(), &action, now).await
     })
     .await
 }
 
 pub async fn act_in_tx(
     conn: &mut AsyncPgConnection,
-    caller: Scope,
+    scope: Scope,
     id: SubscriptionId,
     if_match: Option<&str>,
     action: &Action,
     now: DateTime<Utc>,
 ) -> AppResult<ActionOutcome> {
-    let merchant = caller.merchant;
-    let actor = caller.actor();
+    let merchant = scope.merchant;
+    let actor = scope.actor();
     let repo::LockedForChange {
         subscription: before,
         policy,
@@ -134,7 +134,7 @@ pub async fn act_in_tx(
     } = repo::lock_with_policy(conn, merchant, id)
         .await
         .map_err(subscription_not_found)?;
-    if !caller.sees(&before) {
+    if !scope.sees(&before) {
         return Err(AppError::NotFound("subscription"));
     }
     check_if_match(if_match, before.updated_at)?;
@@ -154,15 +154,15 @@ pub async fn act_in_tx(
         }
         Action::RemoveScheduledChange(change) => sub.remove_scheduled_change(*change, actor)?,
         Action::WithdrawRequest(request_id) => {
-            pending_request_of(conn, caller, sub, *request_id).await?;
+            pending_request_of(conn, scope, sub, *request_id).await?;
             sub.withdraw_cancellation(actor)?
         }
         Action::ApproveRequest(request_id) => {
-            let request = pending_request_of(conn, caller, sub, *request_id).await?;
+            let request = pending_request_of(conn, scope, sub, *request_id).await?;
             sub.approve_cancellation(request.reason, request.message.clone(), now)?
         }
         Action::DeclineRequest(request_id, message) => {
-            pending_request_of(conn, caller, sub, *request_id).await?;
+            pending_request_of(conn, scope, sub, *request_id).await?;
             let message = tenure_domain::text::clean("message", message, MESSAGE_MAX, true)?;
             withdrawn_as = WithdrawnAs::Declined(Some(message));
             let change = sub
@@ -205,15 +205,14 @@ pub(crate) fn sub_invalid(refusal: Refusal) -> AppError {
 /// cancellation belongs to.
 pub(crate) async fn pending_request_of(
     conn: &mut AsyncPgConnection,
-    caller: Scope,
+    scope: Scope,
     sub: &Subscription,
     id: CancellationRequestId,
 ) -> AppResult<CancellationRequest> {
-    let request = support_repo::get_request(conn, caller.merchant, id, true)
+    let request = support_repo::get_request(conn, scope.merchant, id, true)
         .await
         .map_err(AppError::from_store("cancellation_request"))?;
-    if request.subscription_id != sub.id
-        || caller.customer.is_some_and(|c| c != request.customer_id)
+    if request.subscription_id != sub.id || scope.customer.is_some_and(|c| c != request.customer_id)
     {
         return Err(AppError::NotFound("cancellation_request"));
     }
@@ -251,21 +250,21 @@ pub(crate) async fn plan_change_request(
 /// Runs an action that targets a cancellation request (withdraw, approve, decline).
 pub async fn act_on_request(
     state: &App,
-    caller: Scope,
+    scope: Scope,
     request_id: CancellationRequestId,
     action: Action,
 ) -> AppResult<ActionOutcome> {
     let now = state.now_micros();
     let mut conn = state.db.conn().await?;
-    let request = support_repo::get_request(&mut conn, caller.merchant, request_id, false)
+    let request = support_repo::get_request(&mut conn, scope.merchant, request_id, false)
         .await
         .map_err(AppError::from_store("cancellation_request"))?;
-    if caller.customer.is_some_and(|c| c != request.customer_id) {
+    if scope.customer.is_some_and(|c| c != request.customer_id) {
         return Err(AppError::NotFound("cancellation_request"));
     }
     let outcome = conn
         .transaction(async |conn| {
-            act_in_tx(conn, caller, request.subscription_id, None, &action, now).await
+            act_in_tx(conn, scope, request.subscription_id, None, &action, now).await
         })
         .await?;
     Ok(outcome)
@@ -274,28 +273,28 @@ pub async fn act_on_request(
 /// What changing to `plan_id` would do now, without doing it.
 pub async fn preview_plan_change(
     state: &App,
-    caller: Scope,
+    scope: Scope,
     id: SubscriptionId,
     plan_id: PlanId,
 ) -> AppResult<PlanChangePreviewDto> {
     let now = state.now_micros();
     let mut conn = state.db.conn().await?;
-    let s = repo::get(&mut conn, caller.merchant, id, false)
+    let s = repo::get(&mut conn, scope.merchant, id, false)
         .await
         .map_err(subscription_not_found)?;
-    if !caller.sees(&s) {
+    if !scope.sees(&s) {
         return Err(AppError::NotFound("subscription"));
     }
-    let policy = policy_of(&mut conn, caller.merchant, s.product_id).await?;
-    let request = plan_change_request(&mut conn, caller.merchant, &s, plan_id).await?;
+    let policy = policy_of(&mut conn, scope.merchant, s.product_id).await?;
+    let request = plan_change_request(&mut conn, scope.merchant, &s, plan_id).await?;
     let preview = s
         .subscription
-        .preview_plan_change(&request, &policy, caller.actor(), now)?;
+        .preview_plan_change(&request, &policy, scope.actor(), now)?;
     let from = s.subscription.plan.plan_id;
     let new_cadence = request.to.cadence != s.subscription.plan.cadence;
     let names = if preview.proration.is_some() {
-        let from_name = catalog_repo::get_plan(&mut conn, caller.merchant, from).await?;
-        let to_name = catalog_repo::get_plan(&mut conn, caller.merchant, plan_id).await?;
+        let from_name = catalog_repo::get_plan(&mut conn, scope.merchant, from).await?;
+        let to_name = catalog_repo::get_plan(&mut conn, scope.merchant, plan_id).await?;
         (from_name.name, to_name.name)
     } else {
         Default::default()

@@ -206,7 +206,7 @@ pub(crate) async fn persist(
 }
 
 /// Applies the due scheduled changes of one subscription whose row the caller has
-/// claimed (see [`crate::lifecycle`]).
+/// claimed (see `tenure_engine::lifecycle`).
 pub async fn apply_due_in_tx(
     conn: &mut AsyncPgConnection,
     merchant: MerchantId,

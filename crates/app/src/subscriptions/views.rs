@@ -17,12 +17,12 @@ use crate::dto::subscriptions::{PortalSubscriptionDto, SubscriptionDto};
 use crate::error::{AppError, AppResult};
 use crate::portal_terms::PortalTerms;
 
-pub async fn get(state: &App, caller: Scope, id: SubscriptionId) -> AppResult<StoredSubscription> {
+pub async fn get(state: &App, scope: Scope, id: SubscriptionId) -> AppResult<StoredSubscription> {
     let mut conn = state.db.conn().await?;
-    let s = repo::get(&mut conn, caller.merchant, id, false)
+    let s = repo::get(&mut conn, scope.merchant, id, false)
         .await
         .map_err(subscription_not_found)?;
-    if !caller.sees(&s) {
+    if !scope.sees(&s) {
         return Err(AppError::NotFound("subscription"));
     }
     Ok(s)
@@ -30,15 +30,15 @@ pub async fn get(state: &App, caller: Scope, id: SubscriptionId) -> AppResult<St
 
 pub async fn list(
     state: &App,
-    caller: Scope,
+    scope: Scope,
     mut filter: SubscriptionFilter,
     page: PageRequest,
 ) -> AppResult<Page<StoredSubscription>> {
-    if caller.customer.is_some() {
-        filter.customer = caller.customer;
+    if scope.customer.is_some() {
+        filter.customer = scope.customer;
     }
     let mut conn = state.db.conn().await?;
-    Ok(repo::list(&mut conn, caller.merchant, &filter, page).await?)
+    Ok(repo::list(&mut conn, scope.merchant, &filter, page).await?)
 }
 
 /// The active discounts of each of `subs` (oldest first), one query for all.
@@ -127,21 +127,21 @@ pub async fn portal_views(
 /// discounts to list. The hot read of the portal; renders like [`portal_views`].
 pub async fn portal_get(
     state: &App,
-    caller: Scope,
+    scope: Scope,
     id: SubscriptionId,
 ) -> AppResult<(StoredSubscription, PortalSubscriptionDto)> {
     let now = state.now_micros();
     let conn = state.db.conn().await?;
-    let read = repo::get_for_portal(&conn, caller.merchant, id)
+    let read = repo::get_for_portal(&conn, scope.merchant, id)
         .await
         .map_err(subscription_not_found)?;
     let s = read.subscription;
-    if !caller.sees(&s) {
+    if !scope.sees(&s) {
         return Err(AppError::NotFound("subscription"));
     }
-    let terms = crate::portal_terms::terms_of(state, &conn, caller.merchant, s.product_id).await?;
+    let terms = crate::portal_terms::terms_of(state, &conn, scope.merchant, s.product_id).await?;
     let discounts = if read.has_discounts {
-        discounts_repo::active_for_subscription(&conn, caller.merchant, id).await?
+        discounts_repo::active_for_subscription(&conn, scope.merchant, id).await?
     } else {
         Vec::new()
     };
