@@ -151,7 +151,13 @@ async fn tenants_cannot_see_each_other() {
         .post_empty(&format!("/v1/products/{product}/archive"))
         .await
         .expect(404);
-    app.by(&b.key).post("/v1/plans", &json!({"product_id": product, "name": "x", "price": {"amount": 1, "currency": "EUR"}, "interval": "month"})).await
+    app.by(&b.key)
+        .post(
+            "/v1/plans",
+            &json!({"product_id": product, "name": "x",
+                "price": {"amount": 1, "currency": "EUR"}, "interval": "month"}),
+        )
+        .await
         .expect_problem(422, "validation_failed");
     app.by(&b.key)
         .post("/v1/customer_sessions", &json!({"customer_id": customer}))

@@ -987,14 +987,7 @@ async fn invoices_are_listed_filtered_and_private_to_their_customer() {
     pay(&app, &m, ada_inv).await;
     pay(&app, &m, bob_inv).await;
 
-    let ids = |r: &tenure_e2e::Response| -> Vec<String> {
-        r.body["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(fixtures::id)
-            .collect()
-    };
+    let ids = |r: &tenure_e2e::Response| fixtures::ids(&r.body);
     let paid = app
         .by(&m.key)
         .get("/v1/invoices?status=paid")

@@ -9,8 +9,15 @@ use crate::fixtures;
 async fn products_carry_their_portal_policy() {
     let app = TestApp::new().await;
     let m = app.merchant("A").await;
-    let res = app.by(&m.key).post("/v1/products", &json!({"name": "  Coffee club ", "description": "Beans",
-            "portal_policy": {"allow_pause": false, "cancellation_mode": "immediate", "notice_period_days": 30}})).await
+    let res = app
+        .by(&m.key)
+        .post(
+            "/v1/products",
+            &json!({"name": "  Coffee club ", "description": "Beans",
+                "portal_policy": {"allow_pause": false, "cancellation_mode": "immediate",
+                    "notice_period_days": 30}}),
+        )
+        .await
         .expect(201);
     assert!(res.body["id"].as_str().unwrap().starts_with("prod_"));
     assert_eq!(res.body["name"], "Coffee club");
@@ -84,14 +91,28 @@ async fn plans_validate_price_cadence_and_product() {
     let app = TestApp::new().await;
     let m = app.merchant("A").await;
     let product = fixtures::product(&app, &m, json!({})).await;
-    let res = app.by(&m.key).post("/v1/plans", &json!({"product_id": product, "name": "Yearly", "price": {"amount": 500, "currency": "JPY"},
-            "interval": "year", "interval_count": 1, "trial_days": 14})).await
+    let res = app
+        .by(&m.key)
+        .post(
+            "/v1/plans",
+            &json!({"product_id": product, "name": "Yearly",
+                "price": {"amount": 500, "currency": "JPY"},
+                "interval": "year", "interval_count": 1, "trial_days": 14}),
+        )
+        .await
         .expect(201);
     assert_eq!(res.body["price"], json!({"amount": 500, "currency": "JPY"}));
     assert_eq!(res.body["trial_days"], 14);
 
-    let bad = app.by(&m.key).post("/v1/plans", &json!({"product_id": "prod_nope", "name": "", "price": {"amount": -1, "currency": "EUR"},
-            "interval": "month", "interval_count": 0})).await
+    let bad = app
+        .by(&m.key)
+        .post(
+            "/v1/plans",
+            &json!({"product_id": "prod_nope", "name": "",
+                "price": {"amount": -1, "currency": "EUR"},
+                "interval": "month", "interval_count": 0}),
+        )
+        .await
         .expect_problem(422, "validation_failed");
     let fields: Vec<_> = bad.body["errors"]
         .as_array()
@@ -119,7 +140,13 @@ async fn plans_validate_price_cadence_and_product() {
             .expect_problem(422, "validation_failed");
         assert_eq!(res.body["errors"][0]["field"], field);
     }
-    app.by(&m.key).post("/v1/plans", &json!({"product_id": product, "name": "x", "price": {"amount": 1, "currency": "EUR"}, "interval": "fortnight"})).await
+    app.by(&m.key)
+        .post(
+            "/v1/plans",
+            &json!({"product_id": product, "name": "x",
+                "price": {"amount": 1, "currency": "EUR"}, "interval": "fortnight"}),
+        )
+        .await
         .expect_problem(422, "validation_failed");
 }
 

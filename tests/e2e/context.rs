@@ -143,7 +143,13 @@ async fn context_and_segments_of_hand_built_customers() {
         0
     );
 
-    app.by(&m.key).put("/v1/segment_settings", &json!({"high_ltv_thresholds": [{"amount": 6500, "currency": "EUR"}, {"amount": 20000, "currency": "USD"}]})).await
+    app.by(&m.key)
+        .put(
+            "/v1/segment_settings",
+            &json!({"high_ltv_thresholds": [{"amount": 6500, "currency": "EUR"},
+                {"amount": 20000, "currency": "USD"}]}),
+        )
+        .await
         .expect(200);
 
     let ctx = app

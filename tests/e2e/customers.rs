@@ -12,8 +12,14 @@ use crate::fixtures;
 async fn customers_are_created_validated_and_unique_per_merchant() {
     let app = TestApp::new().await;
     let m = app.merchant("A").await;
-    let res = app.by(&m.key).post("/v1/customers", &json!({"external_id": "u1", "email": "ada@example.com", "name": "Ada", "locale": "en-GB",
-            "metadata": {"crm": 17}, "tags": ["VIP", "beta", "vip"]})).await
+    let res = app
+        .by(&m.key)
+        .post(
+            "/v1/customers",
+            &json!({"external_id": "u1", "email": "ada@example.com", "name": "Ada",
+                "locale": "en-GB", "metadata": {"crm": 17}, "tags": ["VIP", "beta", "vip"]}),
+        )
+        .await
         .expect(201);
     assert!(res.body["id"].as_str().unwrap().starts_with("cus_"));
     assert_eq!(res.body["tags"], json!(["beta", "vip"]));
@@ -23,7 +29,14 @@ async fn customers_are_created_validated_and_unique_per_merchant() {
         .post("/v1/customers", &json!({"external_id": "u1"}))
         .await
         .expect_problem(409, "external_id_taken");
-    let bad = app.by(&m.key).post("/v1/customers", &json!({"external_id": "u2", "email": "not-an-email", "locale": "en_US", "tags": ["has space"]})).await
+    let bad = app
+        .by(&m.key)
+        .post(
+            "/v1/customers",
+            &json!({"external_id": "u2", "email": "not-an-email", "locale": "en_US",
+                "tags": ["has space"]}),
+        )
+        .await
         .expect_problem(422, "validation_failed");
     let fields: Vec<_> = bad.body["errors"]
         .as_array()

@@ -336,7 +336,13 @@ impl World {
         let base = fixtures::plan(&app, &m, &product, 1000).await;
         let premium = fixtures::plan(&app, &m, &product, 2000).await;
         // Offered on every portal cancellation, so the offer paths have one to name.
-        app.by(&m.key).post("/v1/retention_offers", &json!({"name": "Stay", "kind": {"type": "discount_percent", "percent": 10, "cycles": 1}})).await
+        app.by(&m.key)
+            .post(
+                "/v1/retention_offers",
+                &json!({"name": "Stay",
+                    "kind": {"type": "discount_percent", "percent": 10, "cycles": 1}}),
+            )
+            .await
             .expect(201);
         let endpoint = Self::endpoint(&app, &m).await;
         let event = app.get_ok("/v1/events?limit=1", &m.key).await["data"][0]["id"]

@@ -749,7 +749,13 @@ async fn dunning_exhaustion_with_final_state_canceled_marks_the_invoice_uncollec
     let read = subscription(&app, &s, &id).await;
     assert_eq!(read["status"], "canceled");
     // A webhook endpoint may subscribe to the new type.
-    app.by(&s.m.key).post("/v1/webhook_endpoints", &json!({"url": "https://example.com/hook", "enabled_events": ["invoice.marked_uncollectible", "invoice.paid"]})).await
+    app.by(&s.m.key)
+        .post(
+            "/v1/webhook_endpoints",
+            &json!({"url": "https://example.com/hook",
+                "enabled_events": ["invoice.marked_uncollectible", "invoice.paid"]}),
+        )
+        .await
         .expect(201);
 }
 

@@ -852,7 +852,14 @@ async fn endpoints_are_validated_isolated_managed_and_events_redelivered() {
         .await
         .expect_problem(422, "validation_failed");
 
-    let patched = app.by(&m.key).patch(&format!("/v1/webhook_endpoints/{id}"), &json!({"description": "CRM", "enabled_events": ["customer.created", "customer.updated"]})).await
+    let patched = app
+        .by(&m.key)
+        .patch(
+            &format!("/v1/webhook_endpoints/{id}"),
+            &json!({"description": "CRM",
+                "enabled_events": ["customer.created", "customer.updated"]}),
+        )
+        .await
         .expect(200);
     assert_eq!(patched.body["description"], "CRM");
     assert_eq!(
