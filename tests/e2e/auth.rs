@@ -5,7 +5,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Duration;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
-use tenure_e2e::{TestApp, TestMerchant};
+use tenure_e2e::{Response, TestApp, TestMerchant};
 
 use crate::fixtures;
 
@@ -236,82 +236,183 @@ async fn identity_provider_tokens_are_accepted_for_their_merchant_only() {
     };
     let me = app
         .by(&sign("user-17", "shop-portal", now + 600))
+        .merchant(&m.id)
         .get("/v1/portal/me")
         .await
         .expect(200);
     assert_eq!(me.body["id"], customer);
-    app.by(&sign("user-17", "other-aud", now + 600))
+    for (token, merchant) in [
+        (sign("user-17", "other-aud", now + 600), Some(m.id.as_str())),
+        (sign("unknown-user", "shop-portal", now + 600), Some(&m.id)),
+        (sign("user-17", "shop-portal", now - 600), Some(&m.id)),
+        // The genuine token, but without its merchant, or with one that is not an id.
+        (sign("user-17", "shop-portal", now + 600), None),
+        (sign("user-17", "shop-portal", now + 600), Some("shop")),
+    ] {
+        let caller = app.by(&token);
+        let caller = match merchant {
+            Some(merchant) => caller.merchant(merchant),
+            None => caller,
+        };
+        caller
+            .get("/v1/portal/me")
+            .await
+            .expect_problem(401, "unauthenticated");
+    }
+    let missing = app
+        .by(&sign("user-17", "shop-portal", now + 600))
         .get("/v1/portal/me")
-        .await
-        .expect(401);
-    app.by(&sign("unknown-user", "shop-portal", now + 600))
-        .get("/v1/portal/me")
-        .await
-        .expect(401);
-    app.by(&sign("user-17", "shop-portal", now - 600))
-        .get("/v1/portal/me")
-        .await
-        .expect(401);
+        .await;
+    assert_eq!(
+        missing.body["detail"],
+        "a token from your identity provider needs the Tenure-Merchant header naming your merchant id"
+    );
+    // Tenure's own session tokens name their merchant already and need no header.
+    let session = fixtures::session(&app, &m, &customer).await;
+    app.by(&session).get("/v1/portal/me").await.expect(200);
 }
 
 /// A shared issuer (Google's, Apple's) signs tokens for every application that uses it,
 /// told apart by the audience: two merchants register it with their own audiences and
-/// each token signs in to the merchant its audience names, while the same issuer and
-/// audience cannot be registered twice and a token addressed to both is refused.
+/// each token signs in to the merchant the request names, only if that merchant's key
+/// verifies it; a token addressed to two of one merchant's audiences is refused.
 #[actix_web::test]
 async fn merchants_sharing_an_issuer_are_told_apart_by_audience() {
-    const ISSUER: &str = "https://accounts.shared.example";
     let app = TestApp::new().await;
-    let register = async |m: &TestMerchant, audience: &str, secret: &str| {
-        app.by(&m.key)
-            .post(
-                "/v1/identity_providers",
-                &json!({"issuer": ISSUER, "audience": audience, "algorithm": "HS256",
-                "verification_key": secret, "customer_claim": "sub"}),
-            )
-            .await
-    };
     let a = app.merchant("A").await;
     let b = app.merchant("B").await;
-    let a_secret = "merchant-a-application-secret-0123456789";
-    let b_secret = "merchant-b-application-secret-0123456789";
-    register(&a, "app-a", a_secret).await.expect(201);
-    register(&b, "app-b", b_secret).await.expect(201);
-    register(&b, "app-a", b_secret)
+    register_provider(&app, &a, "app-a", A_SECRET)
         .await
-        .expect_problem(409, "issuer_taken");
+        .expect(201);
+    register_provider(&app, &a, "app-a2", A_SECRET)
+        .await
+        .expect(201);
+    register_provider(&app, &b, "app-b", B_SECRET)
+        .await
+        .expect(201);
     // Both merchants have a customer known to the issuer as "user-1".
     let a_customer = fixtures::customer(&app, &a, "user-1").await;
     let b_customer = fixtures::customer(&app, &b, "user-1").await;
 
-    let now = app.clock_now();
-    let sign = |aud: Value, secret: &str| {
-        let claims =
-            json!({"iss": ISSUER, "aud": aud, "sub": "user-1", "exp": now + 600, "iat": now});
-        jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            &claims,
-            &EncodingKey::from_secret(secret.as_bytes()),
-        )
-        .unwrap()
-    };
-    let me = async |token: String| app.by(&token).get("/v1/portal/me").await;
-    let signed_in_a = me(sign(json!("app-a"), a_secret)).await.expect(200);
-    assert_eq!(signed_in_a.body["id"], a_customer);
-    let signed_in_b = me(sign(json!(["app-b"]), b_secret)).await.expect(200);
-    assert_eq!(signed_in_b.body["id"], b_customer);
-    // Merchant B's key cannot sign in to merchant A's audience.
-    me(sign(json!("app-a"), b_secret)).await.expect(401);
-    // Addressed to both applications: not the token's to choose, whichever key signed
-    // it (so no order in which the two providers are found lets one of them win).
-    for secret in [a_secret, b_secret] {
-        me(sign(json!(["app-a", "app-b"]), secret))
+    let sign = |aud: Value, secret: &str| shared_issuer_token(&app, aud, secret);
+    let me = async |token: String, merchant: &TestMerchant| {
+        app.by(&token)
+            .merchant(&merchant.id)
+            .get("/v1/portal/me")
             .await
-            .expect(401);
-    }
+    };
+    let signed_in_a = me(sign(json!("app-a"), A_SECRET), &a).await.expect(200);
+    assert_eq!(signed_in_a.body["id"], a_customer);
+    let signed_in_b = me(sign(json!(["app-b"]), B_SECRET), &b).await.expect(200);
+    assert_eq!(signed_in_b.body["id"], b_customer);
+    // Merchant B's key cannot sign in to merchant A's audience, and a token for one
+    // merchant's application does not sign in to the other merchant.
+    me(sign(json!("app-a"), B_SECRET), &a).await.expect(401);
+    me(sign(json!("app-a"), A_SECRET), &b).await.expect(401);
+    me(sign(json!("app-b"), B_SECRET), &a).await.expect(401);
+    // Addressed to two of A's applications: not the token's to choose.
+    me(sign(json!(["app-a", "app-a2"]), A_SECRET), &a)
+        .await
+        .expect(401);
     // Nothing registered for this audience, or no audience at all.
-    me(sign(json!("app-c"), a_secret)).await.expect(401);
-    me(sign(Value::Null, a_secret)).await.expect(401);
+    me(sign(json!("app-c"), A_SECRET), &a).await.expect(401);
+    me(sign(Value::Null, A_SECRET), &a).await.expect(401);
+}
+
+/// A merchant that registers another's issuer and audience first, with its own key,
+/// neither blocks the rightful merchant's registration, nor learns it exists, nor
+/// captures its subscribers' tokens; its own registration stays its own business.
+#[actix_web::test]
+async fn another_merchants_issuer_and_audience_can_be_neither_squatted_nor_probed() {
+    let app = TestApp::new().await;
+    let rightful = app.merchant("Rightful").await;
+    let squatter = app.merchant("Squatter").await;
+    let customer = fixtures::customer(&app, &rightful, "user-1").await;
+    let decoy = fixtures::customer(&app, &squatter, "user-1").await;
+
+    register_provider(&app, &squatter, "app-a", B_SECRET)
+        .await
+        .expect(201);
+    // The rightful merchant registers the same pair afterwards: accepted, and the answer
+    // says nothing of the squatter (the same body as a first registration).
+    let registered = register_provider(&app, &rightful, "app-a", A_SECRET)
+        .await
+        .expect(201);
+    assert_eq!(registered.body["issuer"], SHARED_ISSUER);
+    assert_eq!(registered.body["audience"], "app-a");
+    // Registering it twice is refused, about the merchant's own registration only.
+    let again = register_provider(&app, &rightful, "app-a", A_SECRET)
+        .await
+        .expect_problem(409, "identity_provider_exists");
+    assert!(
+        !again.body.to_string().contains(&squatter.id),
+        "{}",
+        again.body
+    );
+    let listed = app.get_ok("/v1/identity_providers", &rightful.key).await;
+    assert_eq!(listed.as_array().map(Vec::len), Some(1));
+
+    // Genuine tokens sign in to the rightful merchant's customer, not the squatter's.
+    let genuine = shared_issuer_token(&app, json!("app-a"), A_SECRET);
+    let me = app
+        .by(&genuine)
+        .merchant(&rightful.id)
+        .get("/v1/portal/me")
+        .await
+        .expect(200);
+    assert_eq!(me.body["id"], customer);
+    // Pointed at the squatter, a genuine token fails its key; the squatter's own tokens
+    // reach only the squatter's customers, never the rightful merchant's.
+    app.by(&genuine)
+        .merchant(&squatter.id)
+        .get("/v1/portal/me")
+        .await
+        .expect(401);
+    let forged = shared_issuer_token(&app, json!("app-a"), B_SECRET);
+    app.by(&forged)
+        .merchant(&rightful.id)
+        .get("/v1/portal/me")
+        .await
+        .expect(401);
+    let own = app
+        .by(&forged)
+        .merchant(&squatter.id)
+        .get("/v1/portal/me")
+        .await
+        .expect(200);
+    assert_eq!(own.body["id"], decoy);
+}
+
+const SHARED_ISSUER: &str = "https://accounts.shared.example";
+const A_SECRET: &str = "merchant-a-application-secret-0123456789";
+const B_SECRET: &str = "merchant-b-application-secret-0123456789";
+
+async fn register_provider(
+    app: &TestApp,
+    m: &TestMerchant,
+    audience: &str,
+    secret: &str,
+) -> Response {
+    app.by(&m.key)
+        .post(
+            "/v1/identity_providers",
+            &json!({"issuer": SHARED_ISSUER, "audience": audience, "algorithm": "HS256",
+            "verification_key": secret, "customer_claim": "sub"}),
+        )
+        .await
+}
+
+/// A token of the shared issuer for its user "user-1", valid for ten minutes.
+fn shared_issuer_token(app: &TestApp, aud: Value, secret: &str) -> String {
+    let now = app.clock_now();
+    let claims =
+        json!({"iss": SHARED_ISSUER, "aud": aud, "sub": "user-1", "exp": now + 600, "iat": now});
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
 }
 
 trait ClockNow {
@@ -406,4 +507,68 @@ async fn a_cached_key_is_forgotten_when_its_row_changes_and_unused_while_unheard
         !cache.is_listening(),
         "a stopped listener vouches for nothing"
     );
+}
+
+/// Every operation that takes a body checks the credential first, whether rate limits
+/// are on or off: an unknown key with a body that would be refused is a 401, never the
+/// 422 or 400 that would confirm which fields the route takes.
+#[actix_web::test]
+async fn an_unknown_credential_is_refused_before_the_body_is_read_in_every_configuration() {
+    use tenure_api::middleware::rate_limit::RateLimitConfig;
+    let doc = serde_json::to_value(tenure_api::openapi_document()).expect("document");
+    let mut operations = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("operations") {
+            if path.starts_with("/v1/") && op.get("requestBody").is_some() {
+                operations.push((method.to_uppercase(), path.replace(['{', '}'], "")));
+            }
+        }
+    }
+    assert!(
+        operations.len() > 25,
+        "only {} operations",
+        operations.len()
+    );
+    for app in [
+        TestApp::new().await,
+        TestApp::with_rate_limits(RateLimitConfig::default()).await,
+    ] {
+        let token = forged_provider_token();
+        let merchant = app.merchant("A").await;
+        for (method, path) in &operations {
+            for (credential, body) in [
+                ("sk_test_unknownunknownunknown", r#"{"no_such_field": ["#),
+                ("sk_test_unknownunknownunknown", r#"{"no_such_field": 1}"#),
+                (token.as_str(), r#"{"no_such_field": 1}"#),
+            ] {
+                let res = app
+                    .request(method.parse().expect("method"), path)
+                    .bearer(credential)
+                    .header("tenure-merchant", &merchant.id)
+                    .raw("application/json", body)
+                    .send()
+                    .await;
+                assert_eq!(
+                    res.status.as_u16(),
+                    401,
+                    "{method} {path} with {body}: {}",
+                    res.body
+                );
+                assert_eq!(res.body["code"], "unauthenticated", "{method} {path}");
+            }
+        }
+    }
+}
+
+/// A token of a provider nobody registered (sent naming a merchant): refused only after a
+/// database lookup, the slow path a body error could once overtake.
+fn forged_provider_token() -> String {
+    let claims =
+        json!({"iss": "https://nobody.example", "aud": "x", "sub": "u", "exp": 4_000_000_000i64});
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(b"a-secret-that-nobody-registered-anywhere"),
+    )
+    .unwrap()
 }

@@ -188,3 +188,61 @@ async fn the_portal_lists_only_purchasable_plans() {
         .await;
     assert_eq!(of_product["data"].as_array().unwrap().len(), 2);
 }
+
+/// Switchable plans must be plans of the product: another merchant's plan, another
+/// product's, or an id that names nothing is refused (every other field naming a plan
+/// refuses them too), rather than silently turning plan switching off.
+#[actix_web::test]
+async fn switchable_plans_must_be_plans_of_the_product() {
+    let app = TestApp::new().await;
+    let a = app.merchant("A").await;
+    let b = app.merchant("B").await;
+    let product = fixtures::product(&app, &a, json!({})).await;
+    let monthly = fixtures::plan(&app, &a, &product, 1000).await;
+    let yearly = fixtures::plan(&app, &a, &product, 10_000).await;
+    let other_product = fixtures::product(&app, &a, json!({})).await;
+    let other_products_plan = fixtures::plan(&app, &a, &other_product, 500).await;
+    let b_product = fixtures::product(&app, &b, json!({})).await;
+    let b_plan = fixtures::plan(&app, &b, &b_product, 500).await;
+    let nowhere = "plan_01jd0000000000000000000000";
+
+    for foreign in [b_plan.as_str(), &other_products_plan, nowhere] {
+        let res = app
+            .by(&a.key)
+            .patch(
+                &format!("/v1/products/{product}"),
+                &json!({"portal_policy": {"switchable_plan_ids": [monthly, foreign]}}),
+            )
+            .await
+            .expect_problem(422, "validation_failed");
+        assert_eq!(
+            res.body["errors"],
+            json!([{"field": "portal_policy.switchable_plan_ids[1]",
+                "message": "must be a plan of this product"}]),
+            "{foreign}"
+        );
+        // A new product has no plans, so it names none either.
+        app.by(&a.key)
+            .post(
+                "/v1/products",
+                &json!({"name": "New", "portal_policy": {"switchable_plan_ids": [foreign]}}),
+            )
+            .await
+            .expect_problem(422, "validation_failed");
+    }
+    let unchanged = app.get_ok(&format!("/v1/products/{product}"), &a.key).await;
+    assert_eq!(unchanged["portal_policy"]["switchable_plan_ids"], json!([]));
+
+    let res = app
+        .by(&a.key)
+        .patch(
+            &format!("/v1/products/{product}"),
+            &json!({"portal_policy": {"switchable_plan_ids": [yearly, monthly]}}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(
+        res.body["portal_policy"]["switchable_plan_ids"],
+        json!([yearly, monthly])
+    );
+}

@@ -321,13 +321,17 @@ async fn documented_preconditions_are_honoured() {
             Some("retention_offers") => offer.clone(),
             _ => return None,
         };
-        let path = path.replace("{id}", &id).replace("{change_id}", &change);
+        let path = path
+            .replace("{id}", &id)
+            .replace("{change_id}", &change)
+            .replace("{tag}", "vip");
         (!path.contains('{')).then_some(path)
     };
     let body_of = |path: &str| match path.rsplit('/').next() {
         Some("pause") => Some(json!({"start": {"type": "period_end"}})),
         Some("cancel") => Some(json!({"reason": "too_expensive"})),
         Some("change_plan") => Some(json!({"plan_id": other_plan})),
+        Some("tags") => Some(json!({"tag": "vip"})),
         Some("resume" | "{change_id}") => None,
         _ => Some(json!({})),
     };
@@ -376,8 +380,27 @@ async fn documented_preconditions_are_honoured() {
             let sends_etag = op["responses"]["200"]["headers"]["ETag"].is_object();
             if method == "get" && sends_etag {
                 let res = app.by(credential).get(&path()).await.expect(200);
-                let etag = res.header("etag").unwrap_or_default();
+                let etag = res.header("etag").unwrap_or_default().to_owned();
                 assert!(etag.starts_with('"'), "GET {template} sent no ETag");
+                // Asked again with that tag (weak or strong, alone or in a list): 304,
+                // no body, the same tag; with another tag, the resource again.
+                for if_none_match in [etag.clone(), format!("\"old\", W/{etag}")] {
+                    let again = app
+                        .request(actix_web::http::Method::GET, &path())
+                        .bearer(credential)
+                        .header("if-none-match", &if_none_match)
+                        .send()
+                        .await
+                        .expect(304);
+                    assert!(again.raw.is_empty(), "GET {template}: 304 with a body");
+                    assert_eq!(again.header("etag"), Some(etag.as_str()));
+                }
+                app.request(actix_web::http::Method::GET, &path())
+                    .bearer(credential)
+                    .header("if-none-match", "\"old\"")
+                    .send()
+                    .await
+                    .expect(200);
                 tagged += 1;
             }
         }
@@ -400,7 +423,7 @@ async fn documented_preconditions_are_honoured() {
             "{method} {template} honours If-Match but the document does not say so"
         );
     }
-    assert_eq!((conditional, tagged), (15, 7));
+    assert_eq!((conditional, tagged), (22, 7));
 }
 
 #[actix_web::test]

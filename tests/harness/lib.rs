@@ -101,6 +101,7 @@ impl TestApp {
             app: self,
             credential,
             idempotency_key: None,
+            merchant: None,
         }
     }
 
@@ -159,6 +160,7 @@ pub struct Caller<'a> {
     app: &'a TestApp,
     credential: &'a str,
     idempotency_key: Option<&'a str>,
+    merchant: Option<&'a str>,
 }
 
 impl<'a> Caller<'a> {
@@ -170,12 +172,24 @@ impl<'a> Caller<'a> {
         }
     }
 
-    fn request(self, method: Method, path: &str) -> RequestBuilder<'a> {
-        let request = self.app.request(method, path).bearer(self.credential);
-        match self.idempotency_key {
-            Some(key) => request.header("idempotency-key", key),
-            None => request,
+    /// The same caller, sending `Tenure-Merchant: merchant` with each request (as a
+    /// frontend does beside a token from the merchant's own identity provider).
+    pub fn merchant(self, merchant: &'a str) -> Self {
+        Self {
+            merchant: Some(merchant),
+            ..self
         }
+    }
+
+    fn request(self, method: Method, path: &str) -> RequestBuilder<'a> {
+        let mut request = self.app.request(method, path).bearer(self.credential);
+        if let Some(key) = self.idempotency_key {
+            request = request.header("idempotency-key", key);
+        }
+        if let Some(merchant) = self.merchant {
+            request = request.header("tenure-merchant", merchant);
+        }
+        request
     }
 
     pub async fn get(self, path: &str) -> Response {

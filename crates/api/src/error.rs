@@ -59,6 +59,10 @@ pub enum ApiError {
     PreconditionFailed,
     #[error("the request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    #[error("the request target (path and query) is longer than {limit} bytes")]
+    UriTooLong { limit: usize },
+    #[error("the request headers are larger than {limit} bytes in all")]
+    HeadersTooLarge { limit: usize },
     #[error("the request body must be application/json")]
     UnsupportedMediaType,
     #[error("this Idempotency-Key was used with a different request")]
@@ -115,6 +119,8 @@ impl ApiError {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PreconditionFailed => "precondition_failed",
             Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::UriTooLong { .. } => "uri_too_long",
+            Self::HeadersTooLarge { .. } => "headers_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::IdempotencyKeyInUse => "idempotency_key_in_use",
@@ -223,6 +229,8 @@ impl ResponseError for ApiError {
             Self::Conflict { .. } | Self::IdempotencyKeyInUse => StatusCode::CONFLICT,
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
+            Self::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Domain(err) => match err {

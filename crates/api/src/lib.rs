@@ -88,6 +88,7 @@ pub fn app(
             web::get().to(|m: web::Data<Metrics>| async move { m.render() }),
         )
         .default_service(web::to(middleware::fallback::not_found_or_not_allowed))
+        .wrap(from_fn(middleware::conditional::not_modified))
         .wrap(from_fn(middleware::idempotency::idempotency))
         .wrap(from_fn(middleware::rate_limit::rate_limit))
         .wrap(from_fn(middleware::input_limits::input_limits))

@@ -155,25 +155,25 @@ pub const VERSIONED: &[(&str, &str, Precondition)] = &[
     ("post", "/v1/products", ETAG),
     ("get", "/v1/products/{id}", ETAG),
     ("patch", "/v1/products/{id}", IF_MATCH),
-    ("post", "/v1/products/{id}/archive", ETAG),
+    ("post", "/v1/products/{id}/archive", IF_MATCH),
     ("post", "/v1/plans", ETAG),
     ("get", "/v1/plans/{id}", ETAG),
     ("patch", "/v1/plans/{id}", IF_MATCH),
-    ("post", "/v1/plans/{id}/archive", ETAG),
+    ("post", "/v1/plans/{id}/archive", IF_MATCH),
     ("post", "/v1/customers", ETAG),
     ("get", "/v1/customers/{id}", ETAG),
     ("patch", "/v1/customers/{id}", IF_MATCH),
-    ("post", "/v1/customers/{id}/erase", ETAG),
-    ("post", "/v1/customers/{id}/tags", ETAG),
-    ("delete", "/v1/customers/{id}/tags/{tag}", ETAG),
+    ("post", "/v1/customers/{id}/erase", IF_MATCH),
+    ("post", "/v1/customers/{id}/tags", IF_MATCH),
+    ("delete", "/v1/customers/{id}/tags/{tag}", IF_MATCH),
     ("post", "/v1/webhook_endpoints", ETAG),
     ("get", "/v1/webhook_endpoints/{id}", ETAG),
     ("patch", "/v1/webhook_endpoints/{id}", IF_MATCH),
-    ("post", "/v1/webhook_endpoints/{id}/rotate_secret", ETAG),
+    ("post", "/v1/webhook_endpoints/{id}/rotate_secret", IF_MATCH),
     ("post", "/v1/retention_offers", ETAG),
     ("get", "/v1/retention_offers/{id}", ETAG),
     ("patch", "/v1/retention_offers/{id}", IF_MATCH),
-    ("delete", "/v1/retention_offers/{id}", ETAG),
+    ("delete", "/v1/retention_offers/{id}", IF_MATCH),
     ("post", "/v1/subscriptions", ETAG),
     ("get", "/v1/subscriptions/{id}", ETAG),
     ("post", "/v1/subscriptions/{id}/pause", IF_MATCH),
@@ -222,6 +222,7 @@ pub const IF_MATCH: Precondition = Precondition { if_match: true };
 
 const IDEMPOTENCY_KEY_PARAMETER: &str = "IdempotencyKey";
 const IF_MATCH_PARAMETER: &str = "IfMatch";
+const IF_NONE_MATCH_PARAMETER: &str = "IfNoneMatch";
 const ETAG_HEADER: &str = "ETag";
 
 /// Declares the headers the API honours beyond each handler's own parameters, so that
@@ -270,6 +271,21 @@ resource is still at that version, 412 otherwise. `*` or no header: unconditiona
                     .build(),
             ),
         );
+        components.parameters.insert(
+            IF_NONE_MATCH_PARAMETER.to_owned(),
+            RefOr::T(
+                ParameterBuilder::new()
+                    .name("If-None-Match")
+                    .parameter_in(ParameterIn::Header)
+                    .required(Required::False)
+                    .description(Some(
+                        "ETags from earlier responses: when one is the resource's current \
+version the answer is 304 Not Modified, with no body.",
+                    ))
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                    .build(),
+            ),
+        );
         components.headers.insert(
             ETAG_HEADER.to_owned(),
             RefOr::T(
@@ -307,6 +323,27 @@ resource is still at that version, 412 otherwise. `*` or no header: unconditiona
                 if let Some(precondition) = versioned(name) {
                     if precondition.if_match {
                         add_parameter(operation, IF_MATCH_PARAMETER);
+                    }
+                    if matches!(method, HttpMethod::Get) {
+                        add_parameter(operation, IF_NONE_MATCH_PARAMETER);
+                        operation.responses.responses.insert(
+                            "304".to_owned(),
+                            RefOr::T(
+                                ResponseBuilder::new()
+                                    .description(
+                                        "Not modified: If-None-Match names the current version",
+                                    )
+                                    .header(
+                                        ETAG_HEADER,
+                                        HeaderBuilder::new()
+                                            .schema(Some(
+                                                ObjectBuilder::new().schema_type(Type::String),
+                                            ))
+                                            .build(),
+                                    )
+                                    .build(),
+                            ),
+                        );
                     }
                     for (status, response) in operation.responses.responses.iter_mut() {
                         if let (true, RefOr::T(response)) = (status.starts_with('2'), response) {

@@ -72,6 +72,20 @@ fn apply_policy(
     v.check(policy.validate()).map(|()| policy)
 }
 
+/// Refuses every listed switchable plan that is not among `known`, the plans of the
+/// product that the listed ids name: another merchant's plan, another product's, or a
+/// typo would otherwise silently turn plan switching off.
+fn refuse_unknown_switchable_plans(v: &mut Validator, policy: &PortalPolicy, known: &[PlanId]) {
+    for (i, id) in policy.switchable_plan_ids.iter().enumerate() {
+        if !known.contains(id) {
+            v.fail(
+                format!("portal_policy.switchable_plan_ids[{i}]"),
+                "must be a plan of this product",
+            );
+        }
+    }
+}
+
 pub async fn create_product(
     state: &App,
     merchant: MerchantId,
@@ -90,6 +104,10 @@ pub async fn create_product(
         PortalPolicy::default(),
         &input.portal_policy.unwrap_or_default(),
     );
+    if let Some(policy) = &policy {
+        // A new product has no plans yet: switchable plans are set once it has some.
+        refuse_unknown_switchable_plans(&mut v, policy, &[]);
+    }
     v.finish()?;
     let now = state.now();
     let product = Product {
@@ -181,9 +199,14 @@ pub async fn update_product(
                 ))
                 .flatten();
         }
-        if let Some(policy) = &input.portal_policy
-            && let Some(policy) = apply_policy(&mut v, after.portal_policy.clone(), policy)
+        if let Some(input) = &input.portal_policy
+            && let Some(policy) = apply_policy(&mut v, after.portal_policy.clone(), input)
         {
+            if input.switchable_plan_ids.is_some() {
+                let listed = &policy.switchable_plan_ids;
+                let known = repo::plans_of_product(conn, merchant, id, listed).await?;
+                refuse_unknown_switchable_plans(&mut v, &policy, &known);
+            }
             after.portal_policy = policy;
         }
         v.finish()?;
@@ -203,6 +226,7 @@ pub async fn archive_product(
     state: &App,
     merchant: MerchantId,
     id: ProductId,
+    if_match: Option<String>,
 ) -> AppResult<Product> {
     let now = state.now();
     let mut conn = state.db.conn().await?;
@@ -210,6 +234,7 @@ pub async fn archive_product(
         let before = repo::get_product(conn, merchant, id, true)
             .await
             .map_err(AppError::from_store("product"))?;
+        check_if_match(if_match.as_deref(), before.updated_at)?;
         if before.archived_at.is_some() {
             return Ok(before);
         }

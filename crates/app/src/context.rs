@@ -31,6 +31,7 @@ use crate::dto::customers::CustomerDto;
 use crate::error::{AppError, AppResult};
 use crate::error::{Validator, checked};
 use crate::events::{EventDraft, record_event};
+use crate::versions::check_if_match;
 
 /// Statuses that count towards MRR: the ones that are billed.
 const MRR_STATUSES: [&str; 2] = ["active", "past_due"];
@@ -461,6 +462,7 @@ pub async fn change_tag(
     customer: CustomerId,
     tag: &str,
     add: bool,
+    if_match: Option<String>,
 ) -> AppResult<Customer> {
     let tag = tenure_domain::customer::normalize_tag(tag)
         .map_err(|e| AppError::field("tag", e.to_string()))?;
@@ -471,6 +473,7 @@ pub async fn change_tag(
             .await
             .map_err(AppError::from_store("customer"))?;
         before.ensure_not_erased()?;
+        check_if_match(if_match.as_deref(), before.updated_at)?;
         let mut after = before.clone();
         if add {
             let mut tags = after.tags.clone();

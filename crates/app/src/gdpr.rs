@@ -30,6 +30,7 @@ use crate::dto::subscriptions::SubscriptionDto;
 use crate::dto::support::{CancellationRequestDto, SupportTicketDto};
 use crate::error::{AppError, AppResult};
 use crate::events::{EventDraft, record_event};
+use crate::versions::check_if_match;
 
 /// Rows read per section of an export: a customer's history is far below this.
 const EXPORT_ROWS: i64 = 100_000;
@@ -360,7 +361,12 @@ pub fn erased_external_id(id: CustomerId) -> String {
 
 /// `POST /v1/customers/{id}/erase`. Refused (409 `customer_has_live_subscriptions`) while
 /// a subscription has not ended; idempotent once done (the same customer, no new event).
-pub async fn erase(state: &App, merchant: MerchantId, id: CustomerId) -> AppResult<Customer> {
+pub async fn erase(
+    state: &App,
+    merchant: MerchantId,
+    id: CustomerId,
+    if_match: Option<String>,
+) -> AppResult<Customer> {
     let now = state.now();
     let mut conn = state.db.conn().await?;
     let erased = conn.transaction(async |conn| {
@@ -373,6 +379,7 @@ pub async fn erase(state: &App, merchant: MerchantId, id: CustomerId) -> AppResu
         let before = customers_repo::get(conn, merchant, id, true)
             .await
             .map_err(AppError::from_store("customer"))?;
+        check_if_match(if_match.as_deref(), before.updated_at)?;
         if before.erased_at.is_some() {
             return Ok(before);
         }

@@ -295,6 +295,7 @@ pub async fn deactivate_offer(
     state: &App,
     merchant: MerchantId,
     id: RetentionOfferId,
+    if_match: Option<String>,
 ) -> AppResult<(RetentionOfferDto, DateTime<Utc>)> {
     let now = state.now_micros();
     let mut conn = state.db.conn().await?;
@@ -302,6 +303,7 @@ pub async fn deactivate_offer(
         let before = repo::get_offer(conn, merchant, id, true)
             .await
             .map_err(AppError::from_store("retention_offer"))?;
+        check_if_match(if_match.as_deref(), before.updated_at)?;
         if !before.active {
             return Ok((
                 render_offer(conn, merchant, &before).await?,

@@ -233,6 +233,7 @@ pub async fn rotate_secret(
     merchant: MerchantId,
     id: WebhookEndpointId,
     input: RotateWebhookSecret,
+    if_match: Option<String>,
 ) -> AppResult<WebhookEndpoint> {
     let overlap = input.overlap_secs.unwrap_or(DEFAULT_SECRET_OVERLAP_SECS);
     if overlap > MAX_SECRET_OVERLAP_SECS {
@@ -247,6 +248,7 @@ pub async fn rotate_secret(
         let before = repo::get_endpoint(conn, merchant, id, true)
             .await
             .map_err(endpoint_missing)?;
+        check_if_match(if_match.as_deref(), before.updated_at)?;
         let mut after = before.clone();
         after.secret = new_secret();
         if overlap > 0 {

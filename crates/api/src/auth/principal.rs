@@ -59,7 +59,7 @@ pub async fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
         Ok(credential) if keys::looks_like_secret_key(credential) => {
             merchant_from_key(state, credential).await
         }
-        Ok(credential) => customer_from_token(state, credential).await,
+        Ok(credential) => customer_from_token(state, credential, named_merchant(req)).await,
         Err(err) => Err(err),
     };
     match resolved {
@@ -99,6 +99,28 @@ fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
     Ok(credential)
 }
 
+/// The header a frontend sends beside a token from the merchant's own identity provider
+/// to say which merchant it signs in to. The merchant id is public (like a publishable
+/// key): it only chooses among whose providers the token is looked up, and the token must
+/// still verify with one of them.
+pub const MERCHANT_HEADER: &str = "tenure-merchant";
+
+/// The merchant named by [`MERCHANT_HEADER`]: `None` when the header is absent, an error
+/// when it names no merchant id.
+fn named_merchant(req: &HttpRequest) -> Result<Option<MerchantId>, ApiError> {
+    let Some(value) = req.headers().get(MERCHANT_HEADER) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|text| text.trim().parse::<MerchantId>().ok())
+        .map(Some)
+        .ok_or(ApiError::Unauthenticated(
+            "the Tenure-Merchant header must be your merchant id (mer_…)",
+        ))
+}
+
 async fn merchant_from_key(state: &AppState, key: &str) -> Result<Principal, ApiError> {
     let hash = keys::hash(key);
     let cache_key = key_cache::hex(&hash);
@@ -125,23 +147,33 @@ fn token_error(err: TokenError) -> ApiError {
     })
 }
 
-async fn customer_from_token(state: &AppState, token: &str) -> Result<Principal, ApiError> {
+async fn customer_from_token(
+    state: &AppState,
+    token: &str,
+    named_merchant: Result<Option<MerchantId>, ApiError>,
+) -> Result<Principal, ApiError> {
     let now = state.now();
     let (issuer, audiences) = jwt::unverified_issuer_and_audiences(token).map_err(token_error)?;
     if issuer == jwt::ISSUER {
         let session = state.app.sessions.verify(token, now).map_err(token_error)?;
         return Ok(Principal::Customer(session));
     }
+    // A provider's token is looked up only among the providers of the merchant the
+    // request names: a token is never the one to choose its merchant, so another
+    // merchant registering the same issuer and audience cannot capture or block it.
+    let merchant = named_merchant?.ok_or(ApiError::Unauthenticated(
+        "a token from your identity provider needs the Tenure-Merchant header naming your merchant id",
+    ))?;
     let mut conn = state.app.db.conn().await?;
-    let provider = match identity_providers::by_issuer_and_audience(&mut conn, &issuer, &audiences)
-        .await?
-        .as_slice()
-    {
-        [provider] => provider.clone(),
-        // None, or a token addressed to two merchants' applications: which merchant it
-        // would sign in to is not the token's to choose.
-        _ => return Err(token_error(TokenError::Invalid)),
-    };
+    let provider =
+        match identity_providers::by_issuer_and_audience(&mut conn, merchant, &issuer, &audiences)
+            .await?
+            .as_slice()
+        {
+            [provider] => provider.clone(),
+            // None, or a token addressed to two of the merchant's applications.
+            _ => return Err(token_error(TokenError::Invalid)),
+        };
     let (algorithm, key) = jwt::provider_key(&provider.algorithm, &provider.verification_key)
         .map_err(|_| token_error(TokenError::Invalid))?;
     let claims: serde_json::Map<String, serde_json::Value> =
@@ -157,7 +189,6 @@ async fn customer_from_token(state: &AppState, token: &str) -> Result<Principal,
         .get(&provider.customer_claim)
         .and_then(serde_json::Value::as_str)
         .ok_or_else(|| token_error(TokenError::Invalid))?;
-    let merchant = MerchantId::from_uuid(provider.merchant_id);
     let customer = customers::get_by_external_id(&mut conn, merchant, external_id)
         .await
         .map_err(|err| match err {

@@ -1,6 +1,10 @@
 //! Input that no handler should have to meet is refused before anything else looks at
 //! the request (nor its credential):
 //!
+//! - A request target (path and query) over [`MAX_TARGET_BYTES`]: 414 `uri_too_long`;
+//!   headers over [`MAX_HEADER_BYTES`] in all: 431 `headers_too_large`. No operation
+//!   needs either (lists page with cursors), and a limit well inside what the HTTP layer
+//!   parses means the answer is a problem like every other.
 //! - A query string with an encoded NUL (`%00`): PostgreSQL text cannot hold it, so it
 //!   could only ever fail, deep inside a query. 422 `validation_failed` on `query`.
 //! - A query parameter the operation does not document (a misspelt or foreign filter such
@@ -24,6 +28,29 @@ use super::fallback::RouteTable;
 use crate::error::{ApiError, FieldError};
 use crate::extract::MAX_BODY_BYTES;
 
+/// The longest request target (path and query) served.
+pub const MAX_TARGET_BYTES: usize = 16 * 1024;
+/// The most header bytes (names and values) a request may carry in all.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// The request's head, if it is over a limit.
+fn oversized_head(req: &ServiceRequest) -> Option<ApiError> {
+    let target = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    if target > MAX_TARGET_BYTES {
+        return Some(ApiError::UriTooLong {
+            limit: MAX_TARGET_BYTES,
+        });
+    }
+    let headers: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    (headers > MAX_HEADER_BYTES).then_some(ApiError::HeadersTooLarge {
+        limit: MAX_HEADER_BYTES,
+    })
+}
+
 fn too_large() -> ApiError {
     ApiError::PayloadTooLarge {
         limit: MAX_BODY_BYTES,
@@ -34,6 +61,9 @@ pub async fn input_limits(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
+    if let Some(refusal) = oversized_head(&req) {
+        return Ok(req.error_response(refusal));
+    }
     if has_encoded_nul(req.query_string()) {
         return Ok(req.error_response(ApiError::Validation(vec![FieldError {
             field: "query".to_owned(),

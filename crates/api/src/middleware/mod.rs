@@ -2,6 +2,7 @@
 //! body size limits, rate limits, idempotency keys, and problem+json for unknown routes
 //! and methods.
 
+pub mod conditional;
 pub mod fallback;
 pub mod idempotency;
 pub mod input_limits;

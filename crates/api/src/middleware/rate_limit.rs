@@ -3,9 +3,10 @@
 //! requests whose credential is refused, to blunt credential stuffing. Over the limit the
 //! answer is 429 `rate_limited` with `Retry-After`.
 //!
-//! The middleware resolves the credential itself (once: [`authenticate`] caches the
-//! principal, and a refusal, in the request's extensions), so the idempotency layer and
-//! the handler's extractor reuse what it found. An address that has used up its budget of
+//! The middleware resolves the credential itself, whether or not limits are on (once:
+//! [`authenticate`] caches the principal, and a refusal, in the request's extensions),
+//! so the idempotency layer and the handler's extractor reuse what it found, and a
+//! refused credential is answered before any body is read. An address that has used up its budget of
 //! refused credentials is answered 429 before its next credential is even looked at, so
 //! while it is blocked it learns nothing and costs no database query.
 
@@ -257,38 +258,45 @@ fn is_api_path(path: &str) -> bool {
     path == "/v1" || path.starts_with("/v1/")
 }
 
+/// Resolves the caller's credential before anything reads the body, in every
+/// configuration (so an unknown key with a bad body is a 401, never a 422), then counts
+/// the request against its bucket when rate limits are on.
 pub async fn rate_limit(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
-    let limits = req
-        .app_data::<web::Data<AppState>>()
-        .map(|state| state.rate_limits.clone());
-    let Some(limits) = limits.filter(RateLimits::enabled) else {
-        return Ok(next.call(req).await?.map_into_boxed_body());
-    };
     // Requests without a credential cost nothing to refuse and are left to the handler.
     if !is_api_path(req.path()) || !req.headers().contains_key(header::AUTHORIZATION) {
         return Ok(next.call(req).await?.map_into_boxed_body());
     }
-    let ip = client_ip(&req, limits.config().trust_forwarded_for);
-    if let Some(wait) = ip.and_then(|ip| limits.blocked(ip)) {
+    let limits = req
+        .app_data::<web::Data<AppState>>()
+        .map(|state| state.rate_limits.clone())
+        .filter(RateLimits::enabled);
+    let ip = limits
+        .as_ref()
+        .and_then(|limits| client_ip(&req, limits.config().trust_forwarded_for));
+    if let Some(limits) = &limits
+        && let Some(wait) = ip.and_then(|ip| limits.blocked(ip))
+    {
         return Ok(req.error_response(limited(wait)));
     }
     match authenticate(req.request()).await {
         Ok(principal) => {
-            if let Err(wait) = limits.check_principal(&principal) {
+            if let Some(limits) = &limits
+                && let Err(wait) = limits.check_principal(&principal)
+            {
                 return Ok(req.error_response(limited(wait)));
             }
         }
         Err(ApiError::Unauthenticated(_)) => {
-            if let Some(ip) = ip
+            if let (Some(limits), Some(ip)) = (&limits, ip)
                 && let Err(wait) = limits.record_failure(ip)
             {
                 return Ok(req.error_response(limited(wait)));
             }
             // Otherwise the handler answers 401 from the cached refusal (or 404 for an
-            // unknown route).
+            // unknown route), before its body extractor runs.
         }
         // The credential could not be checked (database down): that is the answer.
         Err(other) => return Ok(req.error_response(other)),

@@ -109,12 +109,13 @@ async fn update_product(
     responses((status = 200, description = "The archived product", body = ProductDto)))]
 #[post("/products/{id}/archive")]
 async fn archive_product(
+    req: HttpRequest,
     state: web::Data<AppState>,
     auth: AuthenticatedMerchant,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<ProductTag>(&id, "product")?;
-    let product = svc::archive_product(&state.app, auth.0, id).await?;
+    let product = svc::archive_product(&state.app, auth.0, id, if_match(&req)).await?;
     Ok(ok_versioned(
         &ProductDto::from(&product),
         product.updated_at,
@@ -197,6 +198,7 @@ async fn update_plan(
     responses((status = 200, description = "The archived plan", body = PlanDto)))]
 #[post("/plans/{id}/archive")]
 async fn archive_plan(
+    req: HttpRequest,
     state: web::Data<AppState>,
     auth: AuthenticatedMerchant,
     id: web::Path<String>,
@@ -207,6 +209,6 @@ async fn archive_plan(
         active: Some(false),
         trial_days: None,
     };
-    let plan = svc::update_plan(&state.app, auth.0, id, update, None).await?;
+    let plan = svc::update_plan(&state.app, auth.0, id, update, if_match(&req)).await?;
     Ok(ok_versioned(&PlanDto::from(&plan), plan.updated_at))
 }

@@ -1,10 +1,10 @@
 //! Customer context, tags, segment settings, notes and the timeline.
 
-use actix_web::{HttpResponse, delete, get, post, put, web};
+use actix_web::{HttpRequest, HttpResponse, delete, get, post, put, web};
 use tenure_domain::ids::CustomerTag;
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use super::ok_versioned;
+use super::{if_match, ok_versioned};
 use crate::auth::AuthenticatedMerchant;
 use crate::error::ApiResult;
 use crate::extract::{Json, Query};
@@ -49,13 +49,14 @@ async fn get_context(
     responses((status = 200, description = "The customer", body = CustomerDto)))]
 #[post("/customers/{id}/tags")]
 async fn add_tag(
+    req: HttpRequest,
     state: web::Data<AppState>,
     auth: AuthenticatedMerchant,
     id: web::Path<String>,
     body: Json<AddTag>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<CustomerTag>(&id, "customer")?;
-    let c = svc::change_tag(&state.app, auth.0, id, &body.0.tag, true).await?;
+    let c = svc::change_tag(&state.app, auth.0, id, &body.0.tag, true, if_match(&req)).await?;
     Ok(ok_versioned(&CustomerDto::from(&c), c.updated_at))
 }
 
@@ -65,13 +66,14 @@ async fn add_tag(
     responses((status = 200, description = "The customer", body = CustomerDto)))]
 #[delete("/customers/{id}/tags/{tag}")]
 async fn remove_tag(
+    req: HttpRequest,
     state: web::Data<AppState>,
     auth: AuthenticatedMerchant,
     path: web::Path<(String, String)>,
 ) -> ApiResult<HttpResponse> {
     let (id, tag) = path.into_inner();
     let id = parse_id::<CustomerTag>(&id, "customer")?;
-    let c = svc::change_tag(&state.app, auth.0, id, &tag, false).await?;
+    let c = svc::change_tag(&state.app, auth.0, id, &tag, false, if_match(&req)).await?;
     Ok(ok_versioned(&CustomerDto::from(&c), c.updated_at))
 }
 

@@ -54,12 +54,13 @@ async fn export_customer(
     responses((status = 200, description = "The erased customer", body = CustomerDto)))]
 #[post("/customers/{id}/erase")]
 async fn erase_customer(
+    req: HttpRequest,
     state: web::Data<AppState>,
     auth: AuthenticatedMerchant,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<CustomerTag>(&id, "customer")?;
-    let customer = tenure_app::gdpr::erase(&state.app, auth.0, id).await?;
+    let customer = tenure_app::gdpr::erase(&state.app, auth.0, id, if_match(&req)).await?;
     Ok(ok_versioned(
         &CustomerDto::from(&customer),
         customer.updated_at,

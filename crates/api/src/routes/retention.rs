@@ -112,12 +112,13 @@ async fn update_offer(
     responses((status = 200, description = "The deactivated offer", body = RetentionOfferDto)))]
 #[delete("/retention_offers/{id}")]
 async fn deactivate_offer(
+    req: HttpRequest,
     state: web::Data<AppState>,
     auth: AuthenticatedMerchant,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<RetentionOfferTag>(&id, "retention_offer")?;
-    let (offer, version) = svc::deactivate_offer(&state.app, auth.0, id).await?;
+    let (offer, version) = svc::deactivate_offer(&state.app, auth.0, id, if_match(&req)).await?;
     Ok(ok_versioned(&offer, version))
 }
 

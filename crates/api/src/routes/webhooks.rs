@@ -130,13 +130,14 @@ async fn delete_endpoint(
     responses((status = 200, description = "The endpoint with its new secret", body = WebhookEndpointDto)))]
 #[post("/webhook_endpoints/{id}/rotate_secret")]
 async fn rotate_secret(
+    req: HttpRequest,
     state: web::Data<AppState>,
     auth: AuthenticatedMerchant,
     id: web::Path<String>,
     body: OptionalJson<RotateWebhookSecret>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<WebhookEndpointTag>(&id, "webhook_endpoint")?;
-    let endpoint = svc::rotate_secret(&state.app, auth.0, id, body.0).await?;
+    let endpoint = svc::rotate_secret(&state.app, auth.0, id, body.0, if_match(&req)).await?;
     Ok(ok_versioned(
         &WebhookEndpointDto::with_secret(&endpoint, state.now()),
         endpoint.updated_at,

@@ -141,6 +141,9 @@ pub struct PortalPolicyInput {
     pub max_pause_days: Option<Option<u32>>,
     pub keep_access_while_paused: Option<bool>,
     pub allow_plan_change: Option<bool>,
+    /// Plans of this product a subscriber may switch to; empty means every active plan
+    /// of the product. Each must be a plan of this product (so a new product, which has
+    /// none yet, takes an empty list: set it once the plans exist).
     pub switchable_plan_ids: Option<Vec<String>>,
 }
 

@@ -31,12 +31,13 @@ pub struct CustomerSessionDto {
     "verification_key": "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA8d89AiIc28zP7OvVVLePIhumq/4INO/3pN/2/z2jiNQ=\n-----END PUBLIC KEY-----\n"}))]
 pub struct CreateIdentityProvider {
     /// The `iss` of the provider's tokens. Several merchants may share an issuer (a
-    /// public one such as Google's); each registers its own audience.
+    /// public one such as Google's) and even an audience: the frontend sends its
+    /// merchant id in the `Tenure-Merchant` header beside the token, and the token is
+    /// matched only among that merchant's providers.
     pub issuer: String,
-    /// The `aud` the tokens must carry. A token is routed to the merchant whose issuer
-    /// and audience it names, so the pair is unique across Tenure (409 `issuer_taken`),
-    /// and a token naming two registered audiences is refused: tokens meant for this
-    /// provider should carry this audience alone.
+    /// The `aud` the tokens must carry. The pair is unique among your own providers (409
+    /// `identity_provider_exists`), and a token naming two of your registered audiences
+    /// is refused: tokens meant for this provider should carry this audience alone.
     pub audience: String,
     /// One of HS256, RS256, ES256, EdDSA.
     pub algorithm: String,

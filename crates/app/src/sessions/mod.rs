@@ -84,9 +84,11 @@ pub async fn create_identity_provider(
     )
     .await
     .map_err(|e| match e {
+        // Only this merchant's own registrations can collide (the pair is unique per
+        // merchant), so saying so tells it nothing about anyone else.
         StoreError::Conflict { .. } => AppError::conflict(
-            "issuer_taken",
-            "an identity provider with this issuer and audience exists",
+            "identity_provider_exists",
+            "you have already registered an identity provider with this issuer and audience",
         ),
         other => other.into(),
     })

@@ -6,11 +6,15 @@
 //!
 //! # The rule
 //!
-//! Text is split into *digit groups*: maximal runs of ASCII digits. Two neighbouring
-//! groups belong to the same *run* when only separators stand between them: one to
-//! [`MAX_SEPARATOR_CHARS`] spaces or dashes (`4242 4242 4242 4242`, `4242-4242-…`).
-//! A card number is found when any sequence of consecutive groups of one run holds
-//! 13 to 19 digits in total and those digits pass the Luhn check.
+//! Text is split into *digit groups*: maximal runs of decimal digits, ASCII or not
+//! (full-width `４２４２`, Arabic-Indic, Devanagari and the other decimal digit sets).
+//! Two neighbouring groups belong to the same *run* when only separators stand between
+//! them: any characters that are neither letters nor digits, of which any number may be
+//! whitespace (spaces, tabs, newlines, non-breaking spaces) and at most
+//! [`MAX_SEPARATOR_MARKS`] may be anything else (`-`, `.`, `/`, `_`, a zero-width space),
+//! so `4242 4242 4242 4242`, `4242.4242.4242.4242` and `4242 /\n 4242 …` are one run, and
+//! a letter always ends one. A card number is found when any sequence of consecutive
+//! groups of one run holds 13 to 19 digits in total and those digits pass the Luhn check.
 //!
 //! Only whole groups are combined: a single unbroken run of 16 digits is checked as
 //! itself, not as its 13-, 14- or 15-digit substrings, so a random digit string that
@@ -24,9 +28,33 @@
 pub const MIN_PAN_DIGITS: usize = 13;
 /// Most digits of a card number (ISO/IEC 7812).
 pub const MAX_PAN_DIGITS: usize = 19;
-/// The most separator characters (spaces or dashes) allowed between two digit groups of
-/// one card number.
-pub const MAX_SEPARATOR_CHARS: usize = 3;
+/// The most separator characters other than whitespace (dashes, dots, slashes, …) that
+/// may stand between two digit groups of one card number.
+pub const MAX_SEPARATOR_MARKS: usize = 3;
+
+/// The zero of every decimal digit set beyond ASCII that a person might type or paste:
+/// each set is ten consecutive code points (Unicode guarantees it for category Nd).
+const DIGIT_ZEROS: &[u32] = &[
+    0x0660, 0x06F0, 0x07C0, 0x0966, 0x09E6, 0x0A66, 0x0AE6, 0x0B66, 0x0BE6, 0x0C66, 0x0CE6, 0x0D66,
+    0x0DE6, 0x0E50, 0x0ED0, 0x0F20, 0x1040, 0x1090, 0x17E0, 0x1810, 0x1946, 0x19D0, 0x1A80, 0x1A90,
+    0x1B50, 0x1BB0, 0x1C40, 0x1C50, 0xA620, 0xA8D0, 0xA900, 0xA9D0, 0xA9F0, 0xAA50, 0xABF0, 0xFF10,
+    0x104A0, 0x11066, 0x110F0, 0x11136, 0x111D0, 0x112F0, 0x11450, 0x114D0, 0x11650, 0x116C0,
+    0x11730, 0x118E0, 0x16A60, 0x16B50, 0x1D7CE, 0x1D7D8, 0x1D7E2, 0x1D7EC, 0x1D7F6, 0x1E950,
+    0x1FBF0,
+];
+
+/// The value of a decimal digit of any script, as an ASCII digit.
+fn decimal_digit(c: char) -> Option<u8> {
+    if c.is_ascii_digit() {
+        return Some(c as u8);
+    }
+    let code = u32::from(c);
+    DIGIT_ZEROS
+        .iter()
+        .find_map(|zero| code.checked_sub(*zero).filter(|value| *value < 10))
+        .and_then(|value| u8::try_from(value).ok())
+        .map(|value| b'0' + value)
+}
 
 /// The Luhn (mod 10) check over ASCII digits. Empty input fails.
 pub fn luhn_valid(digits: &[u8]) -> bool {
@@ -53,7 +81,38 @@ pub fn luhn_valid(digits: &[u8]) -> bool {
 /// Whether `text` contains something that looks like a card number (see the module
 /// documentation for the rule).
 pub fn contains_pan(text: &str) -> bool {
-    runs(text.as_bytes()).any(|groups| run_contains_pan(&groups))
+    let mut run: Vec<Vec<u8>> = Vec::new();
+    let mut group: Vec<u8> = Vec::new();
+    // Separator characters other than whitespace since the last group ended.
+    let mut marks = 0;
+    for c in text.chars() {
+        if let Some(digit) = decimal_digit(c) {
+            if group.is_empty() && marks > MAX_SEPARATOR_MARKS {
+                if run_contains_pan(&run) {
+                    return true;
+                }
+                run.clear();
+            }
+            group.push(digit);
+            continue;
+        }
+        if !group.is_empty() {
+            run.push(std::mem::take(&mut group));
+            marks = 0;
+        }
+        if c.is_alphanumeric() {
+            if run_contains_pan(&run) {
+                return true;
+            }
+            run.clear();
+        } else if !c.is_whitespace() {
+            marks += 1;
+        }
+    }
+    if !group.is_empty() {
+        run.push(group);
+    }
+    run_contains_pan(&run)
 }
 
 /// Whether a JSON value holds a card number in any string, number or object key, at any
@@ -135,41 +194,8 @@ fn find(value: &serde_json::Value, path: &mut Vec<Segment>) -> bool {
     }
 }
 
-/// Splits text into runs of digit groups (each group a slice of digits).
-fn runs(text: &[u8]) -> impl Iterator<Item = Vec<&[u8]>> {
-    let mut i = 0;
-    std::iter::from_fn(move || {
-        // Find the start of the next group.
-        while i < text.len() && !text[i].is_ascii_digit() {
-            i += 1;
-        }
-        if i >= text.len() {
-            return None;
-        }
-        let mut groups = Vec::new();
-        loop {
-            let start = i;
-            while i < text.len() && text[i].is_ascii_digit() {
-                i += 1;
-            }
-            groups.push(&text[start..i]);
-            // Separators between this group and a following one?
-            let mut j = i;
-            while j < text.len() && j - i < MAX_SEPARATOR_CHARS && matches!(text[j], b' ' | b'-') {
-                j += 1;
-            }
-            if j > i && j < text.len() && text[j].is_ascii_digit() {
-                i = j;
-            } else {
-                break;
-            }
-        }
-        Some(groups)
-    })
-}
-
 /// Checks every sequence of consecutive groups whose digit count is 13–19.
-fn run_contains_pan(groups: &[&[u8]]) -> bool {
+fn run_contains_pan(groups: &[Vec<u8>]) -> bool {
     let mut digits = Vec::with_capacity(MAX_PAN_DIGITS);
     for first in 0..groups.len() {
         digits.clear();
@@ -215,9 +241,36 @@ mod tests {
             "x4242424242424242y",
             "order 12 4242424242424242",
             "6011111111111117 exp 12/30",
+            "4242    4242    4242    4242 4242", // runs of spaces are still one number
         ] {
             assert!(contains_pan(text), "{text}");
         }
+    }
+
+    /// Whatever stands between the digits, short of a letter, the number is found: the
+    /// separators outside testers wrote, and digits of other scripts.
+    #[test]
+    fn finds_card_numbers_whatever_separates_their_digits() {
+        for separator in [
+            ".", "/", "_", "\u{a0}", "\t", "\n", "\r\n", "     ", " . ", "\u{3000}", "\u{200b}",
+            " / ", "-_-", ",",
+        ] {
+            let text = format!("card {} exp 12/34", ["4242"; 4].join(separator));
+            assert!(contains_pan(&text), "{text:?}");
+        }
+        for text in [
+            "４２４２４２４２４２４２４２４２",
+            "４２４２ ４２４２ ４２４２ ４２４２",
+            "٤٢٤٢٤٢٤٢٤٢٤٢٤٢٤٢",
+            "४२४२-४२४२-४२४२-४२४२",
+            "4242 ４２４２ 4242 4242",
+            "4\u{200b}2\u{200b}4\u{200b}2\u{200b}4242424242424242",
+        ] {
+            assert!(contains_pan(text), "{text:?}");
+        }
+        // A letter ends a number, and so do more than three marks in a row.
+        assert!(!contains_pan("4242 4242 x 4242 4242"));
+        assert!(!contains_pan("4242 4242 ---- 4242 4242"));
     }
 
     #[test]
@@ -229,8 +282,9 @@ mod tests {
             "2026-11-25T10:00:00Z",
             "+49 30 1234567",
             "1999",
-            "4242    4242    4242    4242 4242", // groups too far apart, and 4+ digits alone
-            "12345678901234567890123",           // 23 digits in one group: not a card number
+            "4242 4242 / then 4242 4242", // a word between halves
+            "4242---- 4242 4242 4242",    // too many marks between groups
+            "12345678901234567890123",    // 23 digits in one group: not a card number
             "cus_01jf9zb3f4e3a8r7m2k4t5n6bc",
             "0195e6d4-8f2a-7c3b-9d1e-4f5a6b7c8d9e",
         ] {
@@ -278,7 +332,7 @@ mod tests {
         prop::collection::vec(b'0'..=b'9', len)
     }
 
-    /// Splits digits into groups of 1..=6 joined by a separator of 1..=3 spaces/dashes.
+    /// Splits digits into groups of 1..=6 joined by a separator.
     fn separated(digits: &[u8], cuts: &[usize], seps: &[&str]) -> String {
         let mut out = String::new();
         let mut at = 0;
@@ -307,7 +361,9 @@ mod tests {
         fn every_luhn_valid_number_is_found(
             body in digits(12..=18),
             cuts in prop::collection::vec(1usize..=6, 0..8),
-            sep in prop::sample::select(vec![" ", "-", "  ", " - ", "--"]),
+            sep in prop::sample::select(vec![
+                " ", "-", "  ", " - ", "--", ".", "/", "_", "\t", "\n", "\u{a0}", "      ",
+            ]),
             prefix in "[a-z :]{0,8}",
             suffix in "[a-z .]{0,8}",
         ) {

@@ -216,6 +216,24 @@ pub async fn get_plan(
         .into_domain()
 }
 
+/// Which of `ids` are plans of the merchant's `product` (active or not).
+pub async fn plans_of_product(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    product: ProductId,
+    ids: &[PlanId],
+) -> StoreResult<Vec<PlanId>> {
+    let uuids: Vec<uuid::Uuid> = ids.iter().map(PlanId::uuid).collect();
+    let found: Vec<uuid::Uuid> = plans::table
+        .filter(plans::merchant_id.eq(merchant.uuid()))
+        .filter(plans::product_id.eq(product.uuid()))
+        .filter(plans::id.eq_any(uuids))
+        .select(plans::id)
+        .load(conn)
+        .await?;
+    Ok(found.into_iter().map(PlanId::from_uuid).collect())
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct PlanFilter {
     pub product: Option<ProductId>,

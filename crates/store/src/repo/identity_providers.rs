@@ -77,15 +77,18 @@ pub async fn delete(
     Ok(n > 0)
 }
 
-/// The providers, whichever merchant registered them, that accept tokens from `issuer`
-/// for one of `audiences` (a token's `aud`): at most one per audience, since the pair is
-/// unique. Two are returned at most; more than one means the token is ambiguous.
+/// The merchant's providers that accept tokens from `issuer` for one of `audiences` (a
+/// token's `aud`): at most one per audience, since the triple is unique. Two are returned
+/// at most; more than one means the token is ambiguous. Only the merchant the request
+/// names is searched, so another merchant's registration can never capture a token.
 pub async fn by_issuer_and_audience(
     conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
     issuer: &str,
     audiences: &[String],
 ) -> StoreResult<Vec<IdentityProviderRow>> {
     Ok(idp::table
+        .filter(idp::merchant_id.eq(merchant.uuid()))
         .filter(idp::issuer.eq(issuer))
         .filter(idp::audience.eq_any(audiences))
         .select(IdentityProviderRow::as_select())
