@@ -1142,3 +1142,75 @@ async fn the_last_payment_method_of_a_renewing_subscription_stays() {
         .await
         .expect(200);
 }
+
+/// The portal's invoice list takes the merchant's filters that make sense for one
+/// customer: subscription, status and creation window; `customer_id` is not one of them.
+#[actix_web::test]
+async fn the_portal_filters_a_customers_invoices() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let catalog = fixtures::catalog(&app, &m, json!({})).await;
+    let ada = fixtures::customer(&app, &m, "ada").await;
+    fixtures::attach_default(&app, &m, &ada, "pm_card_visa").await;
+    let base = fixtures::subscribe_id(&app, &m, &ada, &catalog.base).await;
+    let premium = fixtures::subscribe_id(&app, &m, &ada, &catalog.premium).await;
+    let invoices = fixtures::invoices_of(&app, &m, &ada).await;
+    assert_eq!(invoices.len(), 2);
+    let invoice_of = |sub: &str| {
+        invoices
+            .iter()
+            .find(|i| i["subscription_id"] == sub)
+            .map(fixtures::id)
+            .expect("an invoice of the subscription")
+    };
+    // One paid, one still open (it waits for the collection round).
+    app.by(&m.key)
+        .post_empty(&format!("/v1/invoices/{}/pay", invoice_of(&base)))
+        .await
+        .expect(200);
+    let token = fixtures::session(&app, &m, &ada).await;
+    let list = async |query: &str| {
+        fixtures::ids(
+            &app.by(&token)
+                .get(&format!("/v1/portal/invoices?{query}"))
+                .await
+                .expect(200)
+                .body,
+        )
+    };
+    assert_eq!(
+        list(&format!("subscription_id={base}")).await,
+        [invoice_of(&base)]
+    );
+    assert_eq!(
+        list(&format!("subscription_id={premium}")).await,
+        [invoice_of(&premium)]
+    );
+    assert_eq!(list("status=paid").await, [invoice_of(&base)]);
+    assert_eq!(list("status=open").await, [invoice_of(&premium)]);
+    assert_eq!(list("status=void").await, Vec::<String>::new());
+    assert_eq!(
+        list("created_to=2000-01-01T00:00:00Z").await,
+        Vec::<String>::new()
+    );
+    assert_eq!(list("created_from=2000-01-01T00:00:00Z").await.len(), 2);
+    // Another customer's subscription filters to nothing of theirs.
+    let bob = fixtures::customer(&app, &m, "bob").await;
+    fixtures::attach_default(&app, &m, &bob, "pm_card_visa").await;
+    let bobs = fixtures::subscribe_id(&app, &m, &bob, &catalog.base).await;
+    assert_eq!(
+        list(&format!("subscription_id={bobs}")).await,
+        Vec::<String>::new()
+    );
+    for bad in [
+        "status=unpaid",
+        "subscription_id=cus_01jf9z7q6ve3a8r7m2k4t5n6bc",
+        &format!("customer_id={bob}"),
+        "created_from=2026-02-01T00:00:00Z&created_to=2026-01-01T00:00:00Z",
+    ] {
+        app.by(&token)
+            .get(&format!("/v1/portal/invoices?{bad}"))
+            .await
+            .expect_problem(422, "validation_failed");
+    }
+}

@@ -1638,3 +1638,58 @@ async fn customers_read_their_own_request_and_ticket() {
             .expect_problem(404, "resource_missing");
     }
 }
+
+/// Cancellation requests are listed by customer and by subscription as well as by
+/// status, each filter alone or together.
+#[actix_web::test]
+async fn cancellation_requests_filter_by_customer_and_subscription() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let catalog = catalog(&app, &m, json!({"cancellation_mode": "request"})).await;
+    let mut requests = Vec::new();
+    for name in ["ada", "bob"] {
+        let customer = fixtures::customer(&app, &m, name).await;
+        fixtures::attach_default(&app, &m, &customer, "pm_card_visa").await;
+        let token = fixtures::session(&app, &m, &customer).await;
+        for plan in [&catalog.base, &catalog.premium] {
+            let sub = fixtures::subscribe_id(&app, &m, &customer, plan).await;
+            let request = fixtures::request_cancellation(&app, &token, &sub, "other").await;
+            requests.push((customer.clone(), sub, fixtures::id(&request)));
+        }
+    }
+    let list = async |query: String| {
+        fixtures::ids(
+            &app.get_ok(&format!("/v1/cancellation_requests?{query}"), &m.key)
+                .await,
+        )
+    };
+    let (ada, ada_base, ada_base_request) = &requests[0];
+    let ada_requests: Vec<String> = requests[..2].iter().rev().map(|r| r.2.clone()).collect();
+    assert_eq!(list(format!("customer_id={ada}")).await, ada_requests);
+    assert_eq!(
+        list(format!("subscription_id={ada_base}")).await,
+        [ada_base_request.as_str()]
+    );
+    assert_eq!(
+        list(format!(
+            "customer_id={ada}&subscription_id={ada_base}&status=pending"
+        ))
+        .await,
+        [ada_base_request.as_str()]
+    );
+    let (bob, ..) = &requests[2];
+    assert_eq!(
+        list(format!("customer_id={bob}&subscription_id={ada_base}")).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(list("status=pending".to_owned()).await.len(), 4);
+    for bad in [
+        "customer_id=sub_01jf9z7q6ve3a8r7m2k4t5n6bc",
+        "subscription_id=nope",
+    ] {
+        app.by(&m.key)
+            .get(&format!("/v1/cancellation_requests?{bad}"))
+            .await
+            .expect_problem(422, "validation_failed");
+    }
+}

@@ -15,7 +15,8 @@ use crate::state::AppState;
 use tenure_app::billing::{invoices, payment_methods};
 use tenure_app::dto::billing::{
     AttachPaymentMethod, InvoiceDto, InvoiceFilterParams, PaymentDto, PaymentFilterParams,
-    PaymentMethodDto, PaymentMethodList, RefundDto, RefundInvoice, RefundResult,
+    PaymentMethodDto, PaymentMethodList, PortalInvoiceFilterParams, RefundDto, RefundInvoice,
+    RefundResult,
 };
 use tenure_app::dto::common::{parse_field_id, parse_id};
 use tenure_app::dto::{ListParams, ListResponse};
@@ -377,20 +378,22 @@ async fn list_payments(
 
 // ---- invoices and payments, portal ----
 
-/// The signed-in customer's invoices, newest first (by `created_at`, then id). A
-/// `starting_after` that is not one of their invoices is 422 on `starting_after`.
-#[utoipa::path(tag = "Portal", params(ListParams),
+/// The signed-in customer's invoices, newest first (by `created_at`, then id),
+/// optionally filtered. A `starting_after` that is not one of their invoices is 422 on
+/// `starting_after`.
+#[utoipa::path(tag = "Portal", params(ListParams, PortalInvoiceFilterParams),
     responses((status = 200, description = "A page of invoices", body = ListResponse<InvoiceDto>)))]
 #[get("/invoices")]
 async fn portal_list_invoices(
     state: web::Data<AppState>,
     auth: AuthenticatedCustomer,
     page: Query<ListParams>,
+    filter: Query<PortalInvoiceFilterParams>,
 ) -> ApiResult<HttpResponse> {
     let page = page.page::<InvoiceTag>()?;
     let filter = InvoiceFilter {
         customer: Some(auth.customer),
-        ..InvoiceFilter::default()
+        ..invoice_filter(filter.into_inner().into())?
     };
     let invoices = invoices::list_invoices(&state.app, auth.merchant, filter, page).await?;
     Ok(HttpResponse::Ok().json(invoice_page(invoices)))

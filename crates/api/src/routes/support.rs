@@ -2,7 +2,7 @@
 //! requests and answer tickets; customers read and answer their own tickets.
 
 use actix_web::{HttpResponse, get, post, web};
-use tenure_domain::ids::{CancellationRequestTag, CustomerTag, TicketTag};
+use tenure_domain::ids::{CancellationRequestTag, CustomerTag, SubscriptionTag, TicketTag};
 use tenure_store::repo::support::{RequestFilter, TicketFilter};
 use utoipa_actix_web::service_config::ServiceConfig;
 
@@ -37,7 +37,8 @@ pub fn configure_portal(cfg: &mut ServiceConfig) {
         .service(portal_reply_to_ticket);
 }
 
-/// List cancellation requests, newest first.
+/// List cancellation requests, newest first, optionally filtered by status, customer
+/// or subscription.
 #[utoipa::path(tag = "Cancellation requests", params(ListParams, CancellationRequestFilterParams),
     responses((status = 200, description = "A page of requests", body = ListResponse<CancellationRequestDto>)))]
 #[get("/cancellation_requests")]
@@ -48,9 +49,19 @@ async fn list_requests(
     filter: Query<CancellationRequestFilterParams>,
 ) -> ApiResult<HttpResponse> {
     let page = page.page::<CancellationRequestTag>()?;
+    let filter = filter.into_inner();
     let filter = RequestFilter {
         status: filter.status.map(Into::into),
-        customer: None,
+        customer: filter
+            .customer_id
+            .as_deref()
+            .map(|c| parse_field_id::<CustomerTag>(c, "customer_id"))
+            .transpose()?,
+        subscription: filter
+            .subscription_id
+            .as_deref()
+            .map(|s| parse_field_id::<SubscriptionTag>(s, "subscription_id"))
+            .transpose()?,
     };
     let requests = svc::list_requests(&state.app, auth.0, filter, page).await?;
     Ok(HttpResponse::Ok().json(ListResponse::from_page(

@@ -272,6 +272,33 @@ pub struct InvoiceFilterParams {
     pub created_to: Option<DateTime<Utc>>,
 }
 
+/// The portal's invoice filters: the signed-in customer's invoices only, so no
+/// `customer_id`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PortalInvoiceFilterParams {
+    /// Invoices of this subscription (sub_…) of the customer's.
+    pub subscription_id: Option<String>,
+    /// `draft`, `open`, `paid`, `void` or `uncollectible`.
+    pub status: Option<String>,
+    /// Created at or after this instant (RFC 3339).
+    pub created_from: Option<DateTime<Utc>>,
+    /// Created before this instant (RFC 3339).
+    pub created_to: Option<DateTime<Utc>>,
+}
+
+impl From<PortalInvoiceFilterParams> for InvoiceFilterParams {
+    fn from(params: PortalInvoiceFilterParams) -> Self {
+        Self {
+            customer_id: None,
+            subscription_id: params.subscription_id,
+            status: params.status,
+            created_from: params.created_from,
+            created_to: params.created_to,
+        }
+    }
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PaymentFilterParams {

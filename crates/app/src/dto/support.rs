@@ -97,6 +97,10 @@ impl From<&CancellationRequest> for CancellationRequestDto {
 #[into_params(parameter_in = Query)]
 pub struct CancellationRequestFilterParams {
     pub status: Option<CancellationRequestStatusDto>,
+    /// Only requests of this customer (cus_…).
+    pub customer_id: Option<String>,
+    /// Only requests to cancel this subscription (sub_…).
+    pub subscription_id: Option<String>,
 }
 
 /// Declines a pending request; the subscription continues and the customer sees the

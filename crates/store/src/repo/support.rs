@@ -114,6 +114,7 @@ pub async fn get_request(
 pub struct RequestFilter {
     pub status: Option<CancellationRequestStatus>,
     pub customer: Option<CustomerId>,
+    pub subscription: Option<SubscriptionId>,
 }
 
 pub async fn list_requests(
@@ -132,6 +133,9 @@ pub async fn list_requests(
     }
     if let Some(customer) = filter.customer {
         query = query.filter(cancellation_requests::customer_id.eq(customer.uuid()));
+    }
+    if let Some(subscription) = filter.subscription {
+        query = query.filter(cancellation_requests::subscription_id.eq(subscription.uuid()));
     }
     if let Some(after) = page.starting_after {
         query = query.filter(cancellation_requests::id.lt(after));

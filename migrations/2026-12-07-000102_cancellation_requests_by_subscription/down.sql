@@ -1,0 +1,1 @@
+DROP INDEX cancellation_requests_subscription;
