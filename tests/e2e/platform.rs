@@ -561,3 +561,76 @@ async fn status_of(addr: &str, path: &str, bearer: Option<&str>) -> std::io::Res
         .and_then(|code| code.parse().ok())
         .ok_or_else(|| std::io::Error::other("not an HTTP status line"))
 }
+
+/// Sends `request` on a connection of its own and reads the answer until the server
+/// closes it (or 10 s pass).
+async fn exchange(addr: &str, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    // The server may answer and close before it has read all of an oversized request.
+    let _ = stream.write_all(request).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut answer),
+    )
+    .await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Over a real socket, request lines and heads past what actix-http parses (64 KiB of
+/// URI, 128 KiB of head), which it would answer with a bare 400 or 431, get the
+/// service's problem+json 414 or 431 like every smaller excess; on a keep-alive
+/// connection too, after a request with a body.
+#[actix_web::test]
+async fn oversized_heads_on_the_wire_are_problems() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let (server, addr) = serve(&app.db.url, &[], 4).await;
+    let problem = |answer: &str, status: &str, code: &str| {
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{}",
+            &answer[..answer.len().min(300)]
+        );
+        assert!(answer.contains("application/problem+json"), "{answer}");
+        assert!(answer.contains(&format!("\"code\":\"{code}\"")), "{answer}");
+    };
+    for target_bytes in [20 * 1024, 70 * 1024, 300 * 1024] {
+        let request = format!(
+            "GET /v1/customers?starting_after={} HTTP/1.1\r\nHost: x\r\n\r\n",
+            "c".repeat(target_bytes)
+        );
+        problem(
+            &exchange(&addr, request.as_bytes()).await,
+            "414",
+            "uri_too_long",
+        );
+    }
+    for header_bytes in [40 * 1024, 100 * 1024, 200 * 1024] {
+        let request = format!(
+            "GET /v1/customers HTTP/1.1\r\nHost: x\r\n{}\r\n",
+            format!("X-Pad: {}\r\n", "p".repeat(1000)).repeat(header_bytes / 1000)
+        );
+        problem(
+            &exchange(&addr, request.as_bytes()).await,
+            "431",
+            "headers_too_large",
+        );
+    }
+    // A request with a body, then an oversized one on the same connection.
+    let body = r#"{"external_id": "kept-alive"}"#;
+    let pipelined = format!(
+        "POST /v1/customers HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}\
+         GET /{} HTTP/1.1\r\nHost: x\r\n\r\n",
+        m.key,
+        body.len(),
+        "a".repeat(100 * 1024)
+    );
+    let answer = exchange(&addr, pipelined.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    let second = answer.find("HTTP/1.1 414").expect("the second answer");
+    problem(&answer[second..], "414", "uri_too_long");
+    drop(server);
+}

@@ -4,7 +4,6 @@ use std::cell::OnceCell;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
-use actix_web::HttpServer;
 use chrono::Duration;
 use tenure_api::Metrics;
 use tenure_api::auth::key_cache;
@@ -90,16 +89,20 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<(), StartupE
     let url = global.database_url.clone();
     let per_worker = budget.per_http_worker;
     let fallback = Db::connect(&url, per_worker)?;
-    let server = HttpServer::new(move || {
-        let mut state = state.clone();
-        state.app.db = WORKER_POOL.with(|pool| {
-            pool.get_or_init(|| Db::connect(&url, per_worker).unwrap_or_else(|_| fallback.clone()))
+    let server = crate::transport::serve(
+        move || {
+            let mut state = state.clone();
+            state.app.db = WORKER_POOL.with(|pool| {
+                pool.get_or_init(|| {
+                    Db::connect(&url, per_worker).unwrap_or_else(|_| fallback.clone())
+                })
                 .clone()
-        });
-        tenure_api::app(state, metrics.clone())
-    })
-    .workers(budget.http_workers)
-    .bind(&args.bind)?;
+            });
+            tenure_api::app(state, metrics.clone())
+        },
+        budget.http_workers,
+        &args.bind,
+    )?;
     tracing::info!(
         bind = %args.bind,
         http_workers = budget.http_workers,
@@ -107,7 +110,7 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<(), StartupE
         background_pool = budget.background,
         "serving; API docs at /docs/"
     );
-    server.run().await?;
+    server.await?;
     Ok(())
 }
 

@@ -33,8 +33,29 @@ pub const MAX_TARGET_BYTES: usize = 16 * 1024;
 /// The most header bytes (names and values) a request may carry in all.
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 
+/// The header with which the server's connection guard (`tenure-server`'s `transport`)
+/// marks the stand-in for a head too large to hand over: its value is the refusal's code.
+pub const TRANSPORT_REFUSAL_HEADER: &str = "tenure-transport-refusal";
+
 /// The request's head, if it is over a limit.
 fn oversized_head(req: &ServiceRequest) -> Option<ApiError> {
+    match req
+        .headers()
+        .get(TRANSPORT_REFUSAL_HEADER)
+        .map(|value| value.as_bytes())
+    {
+        Some(b"headers_too_large") => {
+            return Some(ApiError::HeadersTooLarge {
+                limit: MAX_HEADER_BYTES,
+            });
+        }
+        Some(_) => {
+            return Some(ApiError::UriTooLong {
+                limit: MAX_TARGET_BYTES,
+            });
+        }
+        None => {}
+    }
     let target = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
     if target > MAX_TARGET_BYTES {
         return Some(ApiError::UriTooLong {
