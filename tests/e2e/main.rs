@@ -3,6 +3,7 @@
 
 mod auth;
 mod billing;
+mod cancel_at;
 mod catalog;
 mod context;
 mod customers;

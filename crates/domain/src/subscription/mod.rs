@@ -63,6 +63,7 @@ pub use availability::{
 };
 pub use cancellation::{
     AccessEnd, CancelRequest, CancelTiming, CancellationDetails, CancellationReason,
+    MAX_CANCEL_AT_DAYS,
 };
 pub use events::{RemovalReason, SubscriptionEvent};
 pub use pause::{ActivePause, OnResume, PauseEnd, PauseRequest, PauseStart};
