@@ -48,6 +48,9 @@ use crate::text;
 /// The longest free-text message a subscriber may attach to a cancellation.
 pub const MAX_CANCELLATION_MESSAGE_CHARS: usize = 2000;
 
+/// How many days before a subscriber's access ends `subscription.access_ending` is sent.
+pub const ACCESS_ENDING_NOTICE_DAYS: u32 = 7;
+
 /// How far ahead a merchant may schedule a cancellation at a chosen date: five years.
 /// Further out is more likely a typo (a year 2205) than a plan, and nothing is lost by
 /// scheduling it later.
@@ -441,6 +444,16 @@ impl Subscription {
         {
             self.access_until = Some(self.access_end(access, due_at));
         }
+    }
+
+    /// The end of access to announce at `now` (`subscription.access_ending`): the
+    /// `access_until` of a pending cancellation, or what remains of a canceled
+    /// subscription's access, when it is at most [`ACCESS_ENDING_NOTICE_DAYS`] away and
+    /// the subscriber still has access to lose.
+    pub fn access_ending_soon(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let until = self.access_until?;
+        let horizon = add_days(now, ACCESS_ENDING_NOTICE_DAYS).ok()?;
+        (until > now && until <= horizon && self.has_access(now)).then_some(until)
     }
 
     fn access_end(&self, access: AccessEnd, at: DateTime<Utc>) -> DateTime<Utc> {

@@ -534,3 +534,49 @@ fn a_chosen_cancellation_date_must_be_ahead_and_within_the_horizon() {
         "timing"
     );
 }
+
+#[test]
+fn access_ending_is_announced_within_the_notice_days_while_access_lasts() {
+    use crate::subscription::ACCESS_ENDING_NOTICE_DAYS;
+    let lead = days(i64::from(ACCESS_ENDING_NOTICE_DAYS));
+    let s = active();
+    assert_eq!(s.access_ending_soon(start()), None, "nothing is ending");
+    // A merchant's cancellation at period end (15 February), access through it.
+    let at_end = CancelRequest {
+        timing: Some(CancelTiming::PeriodEnd),
+        ..CancelRequest::default()
+    };
+    let pending = s
+        .cancel(&at_end, &policy(), Actor::Merchant, start())
+        .unwrap()
+        .subscription;
+    let end = at(2025, 2, 15);
+    assert_eq!(pending.access_ending_soon(end - lead - days(1)), None);
+    assert_eq!(pending.access_ending_soon(end - lead), Some(end));
+    assert_eq!(pending.access_ending_soon(end), None, "already ended");
+    // Canceled now with access through the period: the rest of the access is announced.
+    let canceled = s
+        .cancel(
+            &CancelRequest::default(),
+            &policy(),
+            Actor::Merchant,
+            start(),
+        )
+        .unwrap()
+        .subscription;
+    assert_eq!(canceled.access_ending_soon(end - days(2)), Some(end));
+    // Canceled with access ending at once: nothing left to announce.
+    let cut = s
+        .cancel(
+            &CancelRequest {
+                access: Some(AccessEnd::Immediately),
+                ..CancelRequest::default()
+            },
+            &policy(),
+            Actor::Merchant,
+            start(),
+        )
+        .unwrap()
+        .subscription;
+    assert_eq!(cut.access_ending_soon(start()), None);
+}
