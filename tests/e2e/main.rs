@@ -3,9 +3,12 @@
 
 mod auth;
 mod billing;
+mod cancel_at;
 mod catalog;
+mod catalogue;
 mod context;
 mod customers;
+mod events;
 mod faults;
 mod fixtures;
 mod fuzz;

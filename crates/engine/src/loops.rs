@@ -6,7 +6,7 @@ use std::time::Duration;
 use tenure_app::App;
 
 use crate::delivery::{self, WebhookSender};
-use crate::{lifecycle, renewals};
+use crate::{lifecycle, notices, renewals};
 
 /// Deliveries claimed per round. A full batch means more may be due, so the next round
 /// starts at once instead of after the interval.
@@ -41,8 +41,14 @@ pub async fn webhook_loop(state: App, sender: WebhookSender, interval: Duration)
 /// Subscriptions handled per transaction round before the loop checks the time again.
 pub const LIFECYCLE_BATCH: usize = 100;
 
+/// Notices handled per kind and round.
+pub const NOTICE_BATCH: usize = 100;
+
 /// Applies due scheduled changes (pause starts and ends, cancellations, plan changes,
-/// trial ends) forever, back to back while a backlog remains.
+/// trial ends) forever, back to back while a backlog remains, then sends the notices due
+/// (access ending, card expiring). The notices ride on this loop rather than a loop of
+/// their own so that they need no connection more than the loops had: each round of
+/// them is two index range scans when nothing is due.
 pub async fn lifecycle_loop(state: App, interval: Duration) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -63,6 +69,16 @@ pub async fn lifecycle_loop(state: App, interval: Duration) {
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, cause = ?err, "lifecycle worker round failed");
+                    break;
+                }
+            }
+        }
+        loop {
+            match notices::run_due_notices(&state, state.now(), NOTICE_BATCH).await {
+                Ok(n) if n >= NOTICE_BATCH => continue,
+                Ok(_) => break,
+                Err(err) => {
+                    tracing::warn!(error = %err, cause = ?err, "notice round failed");
                     break;
                 }
             }

@@ -288,3 +288,59 @@ async fn a_webhook_is_delivered_signed_once_and_logged() {
     );
     assert_eq!(attempts.len(), 1);
 }
+
+#[tokio::test]
+async fn notice_rounds_side_by_side_send_each_notice_once() {
+    use chrono::Datelike;
+    use diesel_async::SimpleAsyncConnection;
+    use tenure_app::subscriptions::Action;
+    use tenure_domain::subscription::{CancelRequest, CancelTiming};
+    use tenure_engine::notices::run_due_notices;
+
+    let w = world("pm_card_visa").await;
+    let sub = subscriptions::create(&w.app, Scope::merchant(w.merchant), w.customer, w.plan)
+        .await
+        .expect("subscribe");
+    let ends = sub.subscription.current_period.end;
+    let cancel = CancelRequest {
+        timing: Some(CancelTiming::PeriodEnd),
+        ..CancelRequest::default()
+    };
+    subscriptions::act(
+        &w.app,
+        Scope::merchant(w.merchant),
+        sub.subscription.id,
+        None,
+        Action::Cancel(cancel),
+    )
+    .await
+    .expect("cancel at period end");
+    // Two days before access ends (three when that is the first of a month, whose card
+    // would be valid for 30 days more), the card runs out with the current month.
+    let mut at = ends - Duration::days(2);
+    if at.day() == 1 {
+        at -= Duration::days(1);
+    }
+    let mut conn = w._db.connect().await;
+    conn.batch_execute(&format!(
+        "UPDATE payment_methods SET exp_month = {}, exp_year = {}",
+        at.month(),
+        at.year()
+    ))
+    .await
+    .expect("card expiry");
+
+    w.clock.advance_to(at);
+    let now = w.clock.now();
+    let (a, b) = tokio::join!(
+        run_due_notices(&w.app, now, 100),
+        run_due_notices(&w.app, now, 100)
+    );
+    assert_eq!(a.expect("a round") + b.expect("a round"), 2);
+    assert_eq!(run_due_notices(&w.app, now, 100).await.expect("a rerun"), 0);
+    let events = w.event_types().await;
+    for notice in ["subscription.access_ending", "payment_method.expiring"] {
+        let sent = events.iter().filter(|t| *t == notice).count();
+        assert_eq!(sent, 1, "{notice}: {events:?}");
+    }
+}

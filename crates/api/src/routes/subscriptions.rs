@@ -169,7 +169,8 @@ async fn resume_subscription(
     run(&req, &state, auth, &id, Action::Resume).await
 }
 
-/// Cancel now (default) or at period end; replaces any pending cancellation. Access
+/// Cancel now (default), at period end, or at a chosen future `cancel_at` (422 when it is
+/// not ahead or more than five years ahead); replaces any pending cancellation. Access
 /// ends at the paid-through date unless `access` is `immediately`. Honours `If-Match`.
 #[utoipa::path(tag = "Subscriptions", request_body = CancelSubscription,
     params(("id" = String, Path, description = "Subscription id (sub_…)")),
@@ -182,7 +183,7 @@ async fn cancel_subscription(
     id: web::Path<String>,
     body: OptionalJson<CancelSubscription>,
 ) -> ApiResult<HttpResponse> {
-    run(&req, &state, auth, &id, Action::Cancel(body.0.to_domain())).await
+    run(&req, &state, auth, &id, Action::Cancel(body.0.to_domain()?)).await
 }
 
 /// What a plan change would do and cost now: its timing and the exact proration lines.

@@ -19,6 +19,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::MoneyDto;
 use super::catalog::{CancellationModeDto, IntervalDto};
+use crate::error::AppError;
 
 /// Who asked for a change: the subscriber, the merchant, or Tenure itself (a scheduled
 /// change applied by the engine, dunning that ends in cancellation).
@@ -652,32 +653,48 @@ impl From<AccessEnd> for AccessDto {
     }
 }
 
-/// A merchant's cancellation: now (default) or at period end, replacing any pending one.
+/// A merchant's cancellation: now (default), at period end, or at a chosen future
+/// instant (`cancel_at`, as in Stripe), replacing any pending one.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"timing": "period_end", "access": "until_period_end", "reason": "other", "message": "Account closed"}))]
 pub struct CancelSubscription {
     pub reason: Option<CancellationReasonDto>,
     pub message: Option<String>,
+    /// `now` (default) or `period_end`; leave it out when giving `cancel_at`.
     pub timing: Option<CancelTimingDto>,
+    /// When the cancellation takes effect: in the future, at most five years ahead
+    /// (`MAX_CANCEL_AT_DAYS`); the subscription carries on (and renews) until then, and
+    /// the cancellation is a removable scheduled change. Not with `timing`.
+    pub cancel_at: Option<DateTime<Utc>>,
     pub access: Option<AccessDto>,
 }
 
 impl CancelSubscription {
-    pub fn to_domain(&self) -> tenure_domain::subscription::CancelRequest {
-        tenure_domain::subscription::CancelRequest {
-            reason: self.reason.map(Into::into),
-            message: self.message.clone(),
-            confirm: false,
-            timing: self.timing.map(|t| match t {
+    pub fn to_domain(&self) -> Result<tenure_domain::subscription::CancelRequest, AppError> {
+        let timing = match (self.timing, self.cancel_at) {
+            (Some(_), Some(_)) => {
+                return Err(AppError::field(
+                    "cancel_at",
+                    "cannot be combined with timing: a chosen date is the timing",
+                ));
+            }
+            (None, Some(date)) => Some(CancelTiming::At { date }),
+            (timing, None) => timing.map(|t| match t {
                 CancelTimingDto::Now => CancelTiming::Now,
                 CancelTimingDto::PeriodEnd => CancelTiming::PeriodEnd,
             }),
+        };
+        Ok(tenure_domain::subscription::CancelRequest {
+            reason: self.reason.map(Into::into),
+            message: self.message.clone(),
+            confirm: false,
+            timing,
             access: self.access.map(|a| match a {
                 AccessDto::UntilPeriodEnd => AccessEnd::UntilPeriodEnd,
                 AccessDto::Immediately => AccessEnd::Immediately,
             }),
-        }
+        })
     }
 }
 

@@ -177,6 +177,29 @@ pub fn expires_within(exp_month: u32, exp_year: i32, now: DateTime<Utc>, days: u
 /// The default "expiring soon" horizon for payment methods.
 pub const EXPIRING_SOON_DAYS: u32 = 30;
 
+/// A card's expiry month as one number, `year * 12 + month - 1`, so that a range of
+/// months is a range of integers (what the store's index on payment methods keys by).
+pub fn expiry_month_index(exp_month: u32, exp_year: i32) -> i64 {
+    i64::from(exp_year) * 12 + i64::from(exp_month) - 1
+}
+
+/// The expiry months ([`expiry_month_index`]) of the cards that are still valid at `now`
+/// and stop being valid within `days` days: exactly those for which
+/// `expires_within(..) && !is_expired(..)` holds. Empty (`lo > hi`) when no month ends
+/// in that window.
+pub fn expiry_months_ending_within(now: DateTime<Utc>, days: u32) -> (i64, i64) {
+    let month_of_now = expiry_month_index(now.month(), now.year());
+    let horizon = now
+        .checked_add_signed(Duration::days(i64::from(days)))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
+    // A card of month k is valid until the first instant of month k + 1: still valid at
+    // `now` when k >= now's month, ended by the horizon when k + 1 <= the horizon's month.
+    (
+        month_of_now,
+        expiry_month_index(horizon.month(), horizon.year()) - 1,
+    )
+}
+
 /// The current month as (month, year), handy for tests and validation.
 pub fn month_of(now: DateTime<Utc>) -> (u32, i32) {
     (now.month(), now.year())
@@ -221,6 +244,24 @@ mod tests {
             json,
             serde_json::json!({"retry_after_days": [1, 3, 5], "final_state": "canceled"})
         );
+    }
+
+    proptest! {
+        #[test]
+        fn the_expiry_window_holds_exactly_the_cards_expiring_soon(
+            month in 1u32..=12,
+            year in 2024i32..2030,
+            offset_hours in 0i64..(24 * 365 * 6),
+            days in 0u32..90,
+        ) {
+            let now = at(2024, 1, 1, 0) + Duration::hours(offset_hours);
+            let (lo, hi) = expiry_months_ending_within(now, days);
+            let k = expiry_month_index(month, year);
+            prop_assert_eq!(
+                (lo..=hi).contains(&k),
+                expires_within(month, year, now, days) && !is_expired(month, year, now)
+            );
+        }
     }
 
     #[test]

@@ -35,4 +35,14 @@ impl PaymentMethod {
             EXPIRING_SOON_DAYS,
         )
     }
+
+    /// Whether `payment_method.expiring` is due for this method at `now`: the customer's
+    /// default, attached, still valid, and expiring soon. A card that has already expired
+    /// is past warning (its next charge fails and dunning says so).
+    pub fn expiring_notice_due(&self, now: DateTime<Utc>) -> bool {
+        self.is_default
+            && self.detached_at.is_none()
+            && !self.is_expired(now)
+            && self.expiring_soon(now)
+    }
 }

@@ -16,8 +16,9 @@
 //!
 //! # Merchants decide
 //!
-//! A merchant (or the system) may always cancel a subscription that has not ended, now
-//! or at period end; a merchant's cancellation replaces any pending one.
+//! A merchant (or the system) may always cancel a subscription that has not ended, now,
+//! at period end or at a chosen future instant (Stripe's `cancel_at`, at most
+//! [`MAX_CANCEL_AT_DAYS`] ahead); a merchant's cancellation replaces any pending one.
 //!
 //! # Access and billing end separately
 //!
@@ -46,6 +47,14 @@ use crate::text;
 
 /// The longest free-text message a subscriber may attach to a cancellation.
 pub const MAX_CANCELLATION_MESSAGE_CHARS: usize = 2000;
+
+/// How many days before a subscriber's access ends `subscription.access_ending` is sent.
+pub const ACCESS_ENDING_NOTICE_DAYS: u32 = 7;
+
+/// How far ahead a merchant may schedule a cancellation at a chosen date: five years.
+/// Further out is more likely a typo (a year 2205) than a plan, and nothing is lost by
+/// scheduling it later.
+pub const MAX_CANCEL_AT_DAYS: u32 = 5 * 366;
 
 /// Why a subscriber leaves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -117,6 +126,11 @@ pub enum CancelTiming {
     #[default]
     Now,
     PeriodEnd,
+    /// At a chosen instant, which must be in the future and at most
+    /// [`MAX_CANCEL_AT_DAYS`] ahead (the API's `cancel_at`).
+    At {
+        date: DateTime<Utc>,
+    },
 }
 
 /// When access ends once a cancellation takes effect.
@@ -317,6 +331,7 @@ impl Subscription {
         let at = match request.timing.unwrap_or_default() {
             CancelTiming::Now => now,
             CancelTiming::PeriodEnd => self.current_period.end.max(now),
+            CancelTiming::At { date } => check_cancel_at(date, now)?,
         };
         self.replace_pending_cancellation(Ending {
             at,
@@ -416,6 +431,31 @@ impl Subscription {
         self.access_until = None;
     }
 
+    /// Moves a pending cancellation's projected `access_until` with the period it falls
+    /// in: a cancellation dated beyond the current period ends access with the period
+    /// that contains its date, which is known only once that period has begun (a
+    /// renewal, a trial's end).
+    pub(crate) fn reproject_pending_access(&mut self) {
+        if let Some((due_at, access)) =
+            self.pending(ChangeType::Cancel).and_then(|c| match c.kind {
+                ScheduledChangeKind::Cancel { access, .. } => Some((c.due_at, access)),
+                _ => None,
+            })
+        {
+            self.access_until = Some(self.access_end(access, due_at));
+        }
+    }
+
+    /// The end of access to announce at `now` (`subscription.access_ending`): the
+    /// `access_until` of a pending cancellation, or what remains of a canceled
+    /// subscription's access, when it is at most [`ACCESS_ENDING_NOTICE_DAYS`] away and
+    /// the subscriber still has access to lose.
+    pub fn access_ending_soon(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let until = self.access_until?;
+        let horizon = add_days(now, ACCESS_ENDING_NOTICE_DAYS).ok()?;
+        (until > now && until <= horizon && self.has_access(now)).then_some(until)
+    }
+
     fn access_end(&self, access: AccessEnd, at: DateTime<Utc>) -> DateTime<Utc> {
         match access {
             AccessEnd::Immediately => at,
@@ -474,4 +514,22 @@ impl Subscription {
         let id = self.check_can_withdraw_cancellation(actor)?;
         self.remove_scheduled_change(id, actor)
     }
+}
+
+/// A merchant's chosen cancellation instant, if it is in the future and within
+/// [`MAX_CANCEL_AT_DAYS`] of `now`.
+fn check_cancel_at(date: DateTime<Utc>, now: DateTime<Utc>) -> Result<DateTime<Utc>, DomainError> {
+    if date <= now {
+        return Err(DomainError::validation(
+            "cancel_at",
+            "must be in the future",
+        ));
+    }
+    if date > add_days(now, MAX_CANCEL_AT_DAYS)? {
+        return Err(DomainError::validation(
+            "cancel_at",
+            format!("must be at most {MAX_CANCEL_AT_DAYS} days ahead"),
+        ));
+    }
+    Ok(date)
 }

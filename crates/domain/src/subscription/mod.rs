@@ -62,7 +62,8 @@ pub use availability::{
     available_actions,
 };
 pub use cancellation::{
-    AccessEnd, CancelRequest, CancelTiming, CancellationDetails, CancellationReason,
+    ACCESS_ENDING_NOTICE_DAYS, AccessEnd, CancelRequest, CancelTiming, CancellationDetails,
+    CancellationReason, MAX_CANCEL_AT_DAYS,
 };
 pub use events::{RemovalReason, SubscriptionEvent};
 pub use pause::{ActivePause, OnResume, PauseEnd, PauseRequest, PauseStart};

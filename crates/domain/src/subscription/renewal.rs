@@ -29,6 +29,7 @@ impl Subscription {
         self.status = SubscriptionStatus::Active;
         self.billing_anchor = at;
         self.current_period = period;
+        self.reproject_pending_access();
         Ok(vec![SubscriptionEvent::TrialEnded { period }])
     }
 
@@ -58,6 +59,7 @@ impl Subscription {
             .cadence
             .next_period(self.billing_anchor, &self.current_period)?;
         next.current_period = period;
+        next.reproject_pending_access();
         Ok(Transition::new(
             next,
             vec![SubscriptionEvent::Renewed { period }],

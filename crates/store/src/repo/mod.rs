@@ -13,6 +13,7 @@ pub mod identity_providers;
 pub mod invoices;
 pub mod merchants;
 pub mod metrics;
+pub mod notices;
 pub mod payment_methods;
 pub mod pending_items;
 pub mod renewals;

@@ -2,7 +2,7 @@ use super::*;
 use crate::policy::{CancellationMode, ImmediateCancelTiming, NoticeRule};
 use crate::subscription::{
     AccessEnd, Actor, CancelRequest, CancelTiming, CancellationDetails, CancellationReason,
-    PauseEnd, PauseRequest, PauseStart, RemovalReason, SubscriptionStatus,
+    MAX_CANCEL_AT_DAYS, PauseEnd, PauseRequest, PauseStart, RemovalReason, SubscriptionStatus,
 };
 
 fn with_reason() -> CancelRequest {
@@ -472,4 +472,111 @@ fn the_reason_and_message_stay_with_the_subscription_until_and_after_it_ends() {
     let ended = checked(replaced.subscription.apply_due(at(2025, 2, 15)).unwrap());
     assert_eq!(ended.subscription.status, SubscriptionStatus::Canceled);
     assert_eq!(ended.subscription.cancellation, merchant_said);
+}
+
+fn cancel_at(date: DateTime<Utc>) -> CancelRequest {
+    CancelRequest {
+        timing: Some(CancelTiming::At { date }),
+        ..CancelRequest::default()
+    }
+}
+
+#[test]
+fn a_merchant_cancels_at_a_chosen_date_after_renewing_until_then() {
+    // 10 March: the second period (15 Feb – 15 Mar) is paid for and still runs.
+    let date = at(2025, 3, 10);
+    let t = checked(
+        active()
+            .cancel(&cancel_at(date), &policy(), Actor::Merchant, start())
+            .unwrap(),
+    );
+    assert_eq!(types(&t), ["subscription.cancel_scheduled"]);
+    let s = t.subscription;
+    assert_eq!(s.status, SubscriptionStatus::Active);
+    assert_eq!(s.cancel_at, Some(date));
+    assert_eq!(s.billing_ends_at, Some(date));
+    assert_eq!(s.access_until, Some(date), "beyond the period paid so far");
+    // The first period ends before the date: it renews as usual, and the projected end
+    // of access moves to the end of the period the date falls in.
+    let renewed = checked(s.renew(at(2025, 2, 15)).unwrap()).subscription;
+    assert_eq!(renewed.current_period.end, at(2025, 3, 15));
+    assert_eq!(renewed.access_until, Some(at(2025, 3, 15)));
+    let ended = checked(renewed.apply_due(date).unwrap());
+    assert_eq!(types(&ended), ["subscription.canceled"]);
+    assert_eq!(ended.subscription.ended_at, Some(date));
+    // Access runs through the period paid for (the default `until_period_end`).
+    assert_eq!(ended.subscription.access_until, Some(at(2025, 3, 15)));
+}
+
+#[test]
+fn a_chosen_cancellation_date_must_be_ahead_and_within_the_horizon() {
+    let s = active();
+    let merchant = |request: &CancelRequest| s.cancel(request, &policy(), Actor::Merchant, start());
+    assert_eq!(field(merchant(&cancel_at(start()))), "cancel_at");
+    assert_eq!(field(merchant(&cancel_at(start() - days(1)))), "cancel_at");
+    let horizon = start() + days(i64::from(MAX_CANCEL_AT_DAYS));
+    assert!(merchant(&cancel_at(horizon)).is_ok());
+    assert_eq!(
+        field(merchant(&cancel_at(horizon + TimeDelta::seconds(1)))),
+        "cancel_at"
+    );
+    // Customers follow the policy: no date of their own.
+    assert_eq!(
+        field(s.cancel(
+            &CancelRequest {
+                reason: Some(CancellationReason::Other),
+                ..cancel_at(start() + days(3))
+            },
+            &policy(),
+            Actor::Customer,
+            start()
+        )),
+        "timing"
+    );
+}
+
+#[test]
+fn access_ending_is_announced_within_the_notice_days_while_access_lasts() {
+    use crate::subscription::ACCESS_ENDING_NOTICE_DAYS;
+    let lead = days(i64::from(ACCESS_ENDING_NOTICE_DAYS));
+    let s = active();
+    assert_eq!(s.access_ending_soon(start()), None, "nothing is ending");
+    // A merchant's cancellation at period end (15 February), access through it.
+    let at_end = CancelRequest {
+        timing: Some(CancelTiming::PeriodEnd),
+        ..CancelRequest::default()
+    };
+    let pending = s
+        .cancel(&at_end, &policy(), Actor::Merchant, start())
+        .unwrap()
+        .subscription;
+    let end = at(2025, 2, 15);
+    assert_eq!(pending.access_ending_soon(end - lead - days(1)), None);
+    assert_eq!(pending.access_ending_soon(end - lead), Some(end));
+    assert_eq!(pending.access_ending_soon(end), None, "already ended");
+    // Canceled now with access through the period: the rest of the access is announced.
+    let canceled = s
+        .cancel(
+            &CancelRequest::default(),
+            &policy(),
+            Actor::Merchant,
+            start(),
+        )
+        .unwrap()
+        .subscription;
+    assert_eq!(canceled.access_ending_soon(end - days(2)), Some(end));
+    // Canceled with access ending at once: nothing left to announce.
+    let cut = s
+        .cancel(
+            &CancelRequest {
+                access: Some(AccessEnd::Immediately),
+                ..CancelRequest::default()
+            },
+            &policy(),
+            Actor::Merchant,
+            start(),
+        )
+        .unwrap()
+        .subscription;
+    assert_eq!(cut.access_ending_soon(start()), None);
 }

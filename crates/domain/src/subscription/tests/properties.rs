@@ -66,7 +66,14 @@ fn step() -> impl Strategy<Value = Step> {
             actor(),
             any::<bool>(),
             any::<bool>(),
-            proptest::option::of(prop_oneof![Just(CancelTiming::Now), Just(CancelTiming::PeriodEnd)]),
+            proptest::option::of(prop_oneof![
+                Just(CancelTiming::Now),
+                Just(CancelTiming::PeriodEnd),
+                // A chosen date this many hours ahead (made absolute when the step runs).
+                (1i64..24 * 70).prop_map(|hours| CancelTiming::At {
+                    date: DateTime::UNIX_EPOCH + TimeDelta::hours(hours)
+                }),
+            ]),
             proptest::option::of(prop_oneof![Just(AccessEnd::UntilPeriodEnd), Just(AccessEnd::Immediately)]),
         )
             .prop_map(|(actor, reason, confirm, timing, access)| Step::Cancel { actor, reason, confirm, timing, access }),
@@ -196,11 +203,18 @@ impl World {
                 timing,
                 access,
             } => {
+                // The strategy's chosen dates are offsets from the epoch: from now here.
+                let timing = timing.map(|t| match t {
+                    CancelTiming::At { date } => CancelTiming::At {
+                        date: now + (date - DateTime::UNIX_EPOCH),
+                    },
+                    other => other,
+                });
                 let request = CancelRequest {
                     reason: reason.then_some(CancellationReason::MissingFeatures),
                     message: None,
                     confirm: *confirm,
-                    timing: *timing,
+                    timing,
                     access: *access,
                 };
                 s.cancel(&request, p, *actor, now)
