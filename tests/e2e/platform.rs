@@ -598,7 +598,7 @@ async fn oversized_heads_on_the_wire_are_problems() {
     };
     for target_bytes in [20 * 1024, 70 * 1024, 300 * 1024] {
         let request = format!(
-            "GET /v1/customers?starting_after={} HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET /v1/customers?starting_after={} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
             "c".repeat(target_bytes)
         );
         problem(
@@ -609,7 +609,7 @@ async fn oversized_heads_on_the_wire_are_problems() {
     }
     for header_bytes in [40 * 1024, 100 * 1024, 200 * 1024] {
         let request = format!(
-            "GET /v1/customers HTTP/1.1\r\nHost: x\r\n{}\r\n",
+            "GET /v1/customers HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{}\r\n",
             format!("X-Pad: {}\r\n", "p".repeat(1000)).repeat(header_bytes / 1000)
         );
         problem(

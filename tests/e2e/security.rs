@@ -226,7 +226,8 @@ async fn session_tokens_wrong_in_one_claim_are_refused() {
                 &with("pad", json!("x".repeat(20_000))),
             ),
         ),
-        ("oversized garbage", "e".repeat(100_000)),
+        // Over the token limit (8 KiB), inside the header limit (32 KiB, then 431).
+        ("oversized garbage", "e".repeat(20_000)),
         ("two parts", "eyJhbGciOiJIUzI1NiJ9.e30".to_owned()),
         ("non-ASCII in token", format!("{genuine}é")),
     ];
@@ -1660,6 +1661,7 @@ async fn oversized_request_targets_and_headers_are_problems() {
         .await
         .expect_problem(414, "uri_too_long");
     assert_eq!(res.header("content-type"), Some("application/problem+json"));
+    assert_eq!(res.body["title"], "URI too long");
     let long_path = format!("/v1/customers/{}", "c".repeat(MAX_TARGET_BYTES));
     app.request(actix_web::http::Method::GET, &long_path)
         .bearer(&m.key)
@@ -1674,6 +1676,7 @@ async fn oversized_request_targets_and_headers_are_problems() {
         .await
         .expect_problem(431, "headers_too_large");
     assert_eq!(res.header("content-type"), Some("application/problem+json"));
+    assert_eq!(res.body["title"], "Request headers too large");
     // Just inside both limits: served.
     let inside = format!(
         "/v1/customers?limit=1&x={}",

@@ -144,6 +144,8 @@ impl ApiError {
             StatusCode::CONFLICT => "The request conflicts with the current state",
             StatusCode::PRECONDITION_FAILED => "Precondition failed",
             StatusCode::PAYLOAD_TOO_LARGE => "Payload too large",
+            StatusCode::URI_TOO_LONG => "URI too long",
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "Request headers too large",
             StatusCode::UNSUPPORTED_MEDIA_TYPE => "Unsupported media type",
             StatusCode::UNPROCESSABLE_ENTITY => "The request is invalid",
             StatusCode::TOO_MANY_REQUESTS => "Too many requests",
