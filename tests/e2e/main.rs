@@ -18,4 +18,5 @@ mod platform;
 mod renewals;
 mod retention;
 mod security;
+mod webhook_targets;
 mod webhooks;

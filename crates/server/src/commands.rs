@@ -68,6 +68,7 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<(), StartupE
     .await?;
     state.rate_limits = RateLimits::new(args.rate_limits.config());
     state.app.charge_lease = args.workers.charge_lease();
+    state.app.webhook_targets = args.workers.webhook_targets();
     let metrics = Metrics::new().map_err(|e| StartupError::Config(e.to_string()))?;
     if args.no_workers {
         shared.close();
@@ -180,7 +181,7 @@ impl PoolBudget {
 
 /// Starts the background loops on the runtime, each in a task of its own.
 fn spawn_workers(state: &App, args: &WorkerArgs) -> Result<(), StartupError> {
-    let sender = WebhookSender::new(args.webhook_timeout())
+    let sender = WebhookSender::new(args.webhook_timeout(), args.webhook_targets())
         .map_err(|e| StartupError::Config(e.to_string()))?;
     tokio::spawn(loops::lifecycle_loop(
         state.clone(),
@@ -205,6 +206,7 @@ pub async fn worker(global: &GlobalArgs, args: &WorkerArgs) -> Result<(), Startu
     startup::prepare_database(global).await?;
     let mut app = app(global, None, 3600).await?;
     app.charge_lease = args.charge_lease();
+    app.webhook_targets = args.webhook_targets();
     spawn_workers(&app, args)?;
     shutdown_signal().await?;
     tracing::info!("worker stopping");

@@ -2,8 +2,10 @@
 //! conventional `DATABASE_URL`), so the same binary configures from a shell, a container
 //! or a process manager.
 
+use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tenure_api::middleware::rate_limit::{Limit, RateLimitConfig};
+use tenure_domain::outbound::TargetPolicy;
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/tenure";
 
@@ -118,9 +120,18 @@ pub struct WorkerArgs {
     #[arg(long, env = "TENURE_CHARGE_LEASE_SECS", default_value_t = 300,
         value_parser = clap::value_parser!(u32).range(1..=86_400))]
     pub charge_lease_secs: u32,
+    /// Let webhooks reach private, loopback, link-local and other non-public addresses
+    /// (the operator's own network): for development, where receivers run on
+    /// 127.0.0.1. Off by default: such URLs are refused at registration and at delivery.
+    #[arg(long, env = "TENURE_WEBHOOK_ALLOW_PRIVATE_TARGETS", value_parser = BoolishValueParser::new())]
+    pub webhook_allow_private_targets: bool,
 }
 
 impl WorkerArgs {
+    pub fn webhook_targets(&self) -> TargetPolicy {
+        TargetPolicy::allowing_private(self.webhook_allow_private_targets)
+    }
+
     pub fn charge_lease(&self) -> chrono::Duration {
         chrono::Duration::seconds(i64::from(self.charge_lease_secs))
     }

@@ -13,6 +13,7 @@ use tenure_app::portal_terms::PortalTermsCache;
 use tenure_app::sessions::tokens::SessionSigner;
 use tenure_domain::billing::gateway::SandboxGateway;
 use tenure_domain::clock::Clock;
+use tenure_domain::outbound::TargetPolicy;
 use tenure_store::repo::secrets;
 use tenure_store::{Db, migrate};
 
@@ -69,6 +70,7 @@ pub async fn build_app(
         gateway: Arc::new(SandboxGateway::new()),
         portal_terms: PortalTermsCache::default(),
         charge_lease: DEFAULT_LEASE,
+        webhook_targets: TargetPolicy::default(),
     })
 }
 
