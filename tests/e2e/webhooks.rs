@@ -1135,3 +1135,48 @@ async fn the_events_list_refuses_unknown_types() {
     let listed = app.get_ok("/v1/events?type=customer.created", &m.key).await;
     assert_eq!(listed["data"].as_array().unwrap().len(), 1);
 }
+
+#[actix_web::test]
+async fn a_delivery_answered_2xx_reads_delivered_while_a_slower_one_is_in_flight() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let (fast, fast_id, _) = receiving(&app, &m, json!(["customer.created"])).await;
+    let (slow, _, _) = receiving(&app, &m, json!(["customer.created"])).await;
+    slow.answer(HANG);
+    fixtures::customer(&app, &m, "ada").await;
+
+    // One round sends both; the slow receiver keeps its request for 15 s.
+    let round = actix_web::rt::spawn({
+        let state = app.state.app.clone();
+        let now = app.clock.now();
+        async move { deliver_due(&state, &sender(), now, 50).await }
+    });
+    let waited = std::time::Instant::now();
+    while fast.accepted().is_empty() {
+        assert!(
+            waited.elapsed().as_secs() < 5,
+            "the fast receiver got nothing"
+        );
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // Its answer is on record at once, not when the round's slowest request ends.
+    let answered = std::time::Instant::now();
+    loop {
+        let log = deliveries(&app, &m, &fast_id).await;
+        if log[0]["status"] == "delivered" {
+            assert_eq!(log[0]["response_status"], 200);
+            break;
+        }
+        assert!(
+            answered.elapsed().as_secs() < 3,
+            "still {} after the receiver answered 200",
+            log[0]["status"]
+        );
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        slow.accepted().is_empty(),
+        "the slow receiver is still answering"
+    );
+    round.abort();
+}

@@ -283,13 +283,24 @@ pub async fn list_deliveries(
     page: PageRequest,
 ) -> AppResult<Page<(WebhookDelivery, Vec<DeliveryAttempt>)>> {
     let mut conn = state.db.conn().await?;
-    repo::get_endpoint(&mut conn, merchant, endpoint, false)
-        .await
-        .map_err(endpoint_missing)?;
-    let deliveries = repo::list_deliveries(&mut conn, merchant, endpoint, status, page).await?;
-    let ids: Vec<WebhookDeliveryId> = deliveries.items.iter().map(|d| d.id).collect();
+    // One snapshot for the deliveries and their attempts: an attempt settled between two
+    // plain reads would show beside a delivery still `pending`.
+    let (deliveries, attempts) = conn
+        .build_transaction()
+        .repeatable_read()
+        .read_only()
+        .run(async |conn| {
+            repo::get_endpoint(conn, merchant, endpoint, false)
+                .await
+                .map_err(endpoint_missing)?;
+            let deliveries = repo::list_deliveries(conn, merchant, endpoint, status, page).await?;
+            let ids: Vec<WebhookDeliveryId> = deliveries.items.iter().map(|d| d.id).collect();
+            let attempts = repo::attempts_of(conn, merchant, &ids).await?;
+            AppResult::Ok((deliveries, attempts))
+        })
+        .await?;
     let mut logs: HashMap<WebhookDeliveryId, Vec<DeliveryAttempt>> = HashMap::new();
-    for (delivery, attempt) in repo::attempts_of(&mut conn, merchant, &ids).await? {
+    for (delivery, attempt) in attempts {
         logs.entry(delivery).or_default().push(attempt);
     }
     Ok(Page {

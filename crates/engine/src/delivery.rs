@@ -10,6 +10,8 @@ use std::time::{Duration as StdDuration, Instant};
 
 use chrono::{DateTime, Duration, Utc};
 use diesel_async::AsyncConnection;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use tenure_app::dto::webhooks::WebhookEndpointDto;
 use tenure_app::events::{EventDraft, record_event};
 use tenure_app::outbound::{self, ResolveError};
@@ -271,19 +273,24 @@ pub async fn deliver_due(
             event,
         });
     }
-    // The requests run concurrently, with no connection held.
+    // The requests run concurrently, with no connection held, and each outcome is
+    // recorded as soon as it is known: a receiver that answered is not shown `pending`
+    // while a slower receiver of the same round keeps its request waiting.
     drop(conn);
-    let outcomes = futures_util::future::join_all(jobs.iter().map(|job| async move {
-        if job.endpoint.as_ref().is_some_and(WebhookEndpoint::disabled) {
-            None
-        } else {
-            Some(send(sender, job, now).await)
-        }
-    }))
-    .await;
     let attempts = jobs.len();
-    for (job, outcome) in jobs.into_iter().zip(outcomes) {
-        if let Err(err) = settle(state, &job, outcome, now).await {
+    let mut in_flight: FuturesUnordered<_> = jobs
+        .iter()
+        .map(|job| async move {
+            let outcome = if job.endpoint.as_ref().is_some_and(WebhookEndpoint::disabled) {
+                None
+            } else {
+                Some(send(sender, job, now).await)
+            };
+            (job, outcome)
+        })
+        .collect();
+    while let Some((job, outcome)) = in_flight.next().await {
+        if let Err(err) = settle(state, job, outcome, now).await {
             // The lease runs out and another round retries the delivery.
             tracing::warn!(delivery = %WebhookDeliveryId::from_uuid(job.claim.id), error = %err,
                 "could not record a webhook attempt");
