@@ -1,6 +1,8 @@
 //! Command line and environment. Every flag has an environment twin (`TENURE_…`, and the
 //! conventional `DATABASE_URL`), so the same binary configures from a shell, a container
-//! or a process manager.
+//! or a process manager. A switch's twin takes the usual spellings of yes and no
+//! (`true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`, any case: clap's
+//! `BoolishValueParser`).
 
 use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -80,12 +82,12 @@ pub struct ServeArgs {
     pub session_ttl_secs: u32,
     /// Do not run the background workers in this process: only serve HTTP (run
     /// `tenure worker` elsewhere).
-    #[arg(long, env = "TENURE_NO_WORKERS")]
+    #[arg(long, env = "TENURE_NO_WORKERS", value_parser = BoolishValueParser::new())]
     pub no_workers: bool,
     /// Look every secret key up in the database instead of keeping accepted ones in
     /// memory (for databases where the cache's NOTIFY cannot reach it: a distributed
     /// engine whose triggers fire elsewhere). Frees the listener's connection.
-    #[arg(long, env = "TENURE_NO_API_KEY_CACHE")]
+    #[arg(long, env = "TENURE_NO_API_KEY_CACHE", value_parser = BoolishValueParser::new())]
     pub no_api_key_cache: bool,
     #[command(flatten)]
     pub workers: WorkerArgs,
@@ -176,7 +178,7 @@ pub struct RateLimitArgs {
     pub rate_limit_unauthenticated_burst: u32,
     /// Take the client address from the last X-Forwarded-For hop (set this only behind a
     /// proxy that appends it).
-    #[arg(long, env = "TENURE_TRUST_FORWARDED_FOR", default_value_t = false)]
+    #[arg(long, env = "TENURE_TRUST_FORWARDED_FOR", value_parser = BoolishValueParser::new())]
     pub trust_forwarded_for: bool,
 }
 
