@@ -383,7 +383,7 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs) -> Result<(), StartupErr
     let (token, _) = sessions::create_customer_session(&state, merchant, customer)
         .await
         .map_err(use_case_failure)?;
-    let base = args.base_url.trim_end_matches('/');
+    let base = args.base_url();
     let key = created.secret_key;
     println!("merchant:       {merchant}");
     println!("secret key:     {key}");

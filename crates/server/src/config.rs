@@ -10,6 +10,7 @@ use tenure_api::middleware::rate_limit::{Limit, RateLimitConfig};
 use tenure_domain::outbound::TargetPolicy;
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/tenure";
+pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -66,7 +67,7 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address to listen on.
-    #[arg(long, env = "TENURE_BIND", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "TENURE_BIND", default_value = DEFAULT_BIND)]
     pub bind: String,
     /// HTTP worker threads (default: one per core, as far as the pool size allows two
     /// connections each).
@@ -227,14 +228,73 @@ pub enum MerchantCommand {
 
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
-    /// The base URL printed in the example curl lines.
-    #[arg(
-        long,
-        env = "TENURE_PUBLIC_URL",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    pub base_url: String,
+    /// The address `tenure serve` listens on: the example curl lines use it unless
+    /// `--public-url` is given.
+    #[arg(long, env = "TENURE_BIND", default_value = DEFAULT_BIND)]
+    pub bind: String,
+    /// The base URL printed in the example curl lines, when clients reach the server
+    /// elsewhere than at its bind address (a proxy, a container's published port).
+    /// Default: `http://<bind>`, with 0.0.0.0 and [::] shown as loopback.
+    #[arg(long, visible_alias = "base-url", env = "TENURE_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// Same as `serve --jwt-secret`, so the printed token verifies on that server.
     #[arg(long, env = "TENURE_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+}
+
+impl DemoArgs {
+    /// Where the printed curl lines send their requests, without a trailing slash.
+    pub fn base_url(&self) -> String {
+        let base = match &self.public_url {
+            Some(url) => url.clone(),
+            None => url_of_bind_address(&self.bind),
+        };
+        base.trim_end_matches('/').to_owned()
+    }
+}
+
+/// `http://` and the address a server bound to `bind` is reached at on this machine: an
+/// unspecified address (listening on every interface) is reached at loopback.
+fn url_of_bind_address(bind: &str) -> String {
+    match bind.parse::<std::net::SocketAddr>() {
+        Ok(mut addr) => {
+            if addr.ip().is_unspecified() {
+                addr.set_ip(match addr.ip() {
+                    std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                    std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                });
+            }
+            format!("http://{addr}")
+        }
+        // A host name and port.
+        Err(_) => format!("http://{bind}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn demo(bind: &str, public_url: Option<&str>) -> String {
+        DemoArgs {
+            bind: bind.to_owned(),
+            public_url: public_url.map(str::to_owned),
+            jwt_secret: None,
+        }
+        .base_url()
+    }
+
+    #[test]
+    fn the_demo_s_urls_follow_the_bind_address_unless_a_public_url_is_set() {
+        assert_eq!(demo(DEFAULT_BIND, None), "http://127.0.0.1:8080");
+        assert_eq!(demo("127.0.0.1:9000", None), "http://127.0.0.1:9000");
+        assert_eq!(demo("0.0.0.0:9000", None), "http://127.0.0.1:9000");
+        assert_eq!(demo("[::]:9000", None), "http://[::1]:9000");
+        assert_eq!(demo("[::1]:9000", None), "http://[::1]:9000");
+        assert_eq!(demo("localhost:9000", None), "http://localhost:9000");
+        assert_eq!(
+            demo("0.0.0.0:9000", Some("https://billing.example.com/")),
+            "https://billing.example.com"
+        );
+    }
 }

@@ -104,3 +104,42 @@ async fn tenure_no_workers_means_what_its_spelling_says() {
         );
     }
 }
+
+/// `tenure demo` prints curl lines for where the server listens (`TENURE_BIND`), or for
+/// `TENURE_PUBLIC_URL` when set.
+#[tokio::test]
+async fn the_demo_prints_urls_for_the_bind_address_or_the_public_url() {
+    let db = TestDb::new().await;
+    for (env, expected) in [
+        (
+            vec![("TENURE_BIND", "127.0.0.1:9123")],
+            "http://127.0.0.1:9123/v1/products",
+        ),
+        (
+            vec![("TENURE_BIND", "0.0.0.0:9124")],
+            "http://127.0.0.1:9124/v1/products",
+        ),
+        (
+            vec![
+                ("TENURE_BIND", "0.0.0.0:9124"),
+                ("TENURE_PUBLIC_URL", "https://billing.example.com/"),
+            ],
+            "https://billing.example.com/v1/products",
+        ),
+    ] {
+        let url = db.url.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            let mut env = env;
+            env.push(("DATABASE_URL", &url));
+            tenure(&["demo"], &env)
+        })
+        .await
+        .expect("tenure ran");
+        assert!(out.status.success(), "{}", stderr(&out));
+        let printed = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            printed.contains(&format!("curl -s {expected} ")),
+            "{expected} missing from:\n{printed}"
+        );
+    }
+}
