@@ -14,6 +14,7 @@ mod idempotency;
 mod invoicing;
 mod lifecycle;
 mod metrics;
+mod operator_metrics;
 mod platform;
 mod renewals;
 mod retention;

@@ -11,11 +11,13 @@
 //! | [`billing`] | payment methods, invoices, charging, prorations, settings |
 //! | [`retention`], [`support`] | retention offers; cancellation requests' tickets |
 //! | [`gdpr`], [`metrics`] | export and erasure; subscriber metrics |
+//! | [`backlog`] | the background work waiting, for the operator's `/metrics` |
 //! | [`webhooks`], [`events`] | webhook endpoints and redelivery; the event outbox |
 //! | [`outbound`] | where webhooks may be sent (the operator's target policy, DNS checks) |
 //! | [`merchants`], [`sessions`] | merchants and their keys; customer sessions and identity providers |
 //! | [`dto`] | the request and response shapes, which events are rendered from too |
 
+pub mod backlog;
 pub mod billing;
 pub mod catalog;
 pub mod context;

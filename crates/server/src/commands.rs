@@ -8,6 +8,7 @@ use actix_web::HttpServer;
 use chrono::Duration;
 use tenure_api::Metrics;
 use tenure_api::auth::key_cache;
+use tenure_api::middleware::metrics::MetricsAccess;
 use tenure_api::middleware::rate_limit::RateLimits;
 use tenure_app::dto::catalog::{
     CancellationModeDto, CreatePlan, CreateProduct, IntervalDto, PortalPolicyInput, PriceInput,
@@ -69,6 +70,8 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<(), StartupE
     state.rate_limits = RateLimits::new(args.rate_limits.config());
     state.app.charge_lease = args.workers.charge_lease();
     state.app.webhook_targets = args.workers.webhook_targets();
+    state.metrics_access =
+        MetricsAccess::new(args.metrics_token.as_deref(), args.metrics_bind.is_some());
     let metrics = Metrics::new().map_err(|e| StartupError::Config(e.to_string()))?;
     if args.no_workers {
         shared.close();
@@ -91,6 +94,21 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<(), StartupE
     let url = global.database_url.clone();
     let per_worker = budget.per_http_worker;
     let fallback = Db::connect(&url, per_worker)?;
+    // On an address of its own, /metrics gets one worker and the fallback pool, which
+    // is otherwise idle (a scrape is one statement, a few times a minute).
+    let metrics_server = match &args.metrics_bind {
+        Some(bind) => {
+            let (mut state, metrics) = (state.clone(), metrics.clone());
+            state.app.db = fallback.clone();
+            let server =
+                HttpServer::new(move || tenure_api::metrics_app(state.clone(), metrics.clone()))
+                    .workers(1)
+                    .bind(bind)?;
+            tracing::info!(bind = %bind, "serving /metrics");
+            Some(server.run())
+        }
+        None => None,
+    };
     let server = HttpServer::new(move || {
         let mut state = state.clone();
         state.app.db = WORKER_POOL.with(|pool| {
@@ -108,7 +126,12 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<(), StartupE
         background_pool = budget.background,
         "serving; API docs at /docs/"
     );
-    server.run().await?;
+    match metrics_server {
+        Some(metrics_server) => {
+            tokio::try_join!(server.run(), metrics_server)?;
+        }
+        None => server.run().await?,
+    }
     Ok(())
 }
 

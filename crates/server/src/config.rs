@@ -90,6 +90,13 @@ pub struct ServeArgs {
     /// engine whose triggers fire elsewhere). Frees the listener's connection.
     #[arg(long, env = "TENURE_NO_API_KEY_CACHE", value_parser = BoolishValueParser::new())]
     pub no_api_key_cache: bool,
+    /// Require `Authorization: Bearer <token>` to read `/metrics`.
+    #[arg(long, env = "TENURE_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+    /// Serve `/metrics` on this address only (e.g. one the public cannot reach), not on
+    /// the API's.
+    #[arg(long, env = "TENURE_METRICS_BIND")]
+    pub metrics_bind: Option<String>,
     #[command(flatten)]
     pub workers: WorkerArgs,
     #[command(flatten)]

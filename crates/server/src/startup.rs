@@ -6,6 +6,7 @@ use chrono::Duration;
 use rand::RngCore;
 use tenure_api::AppState;
 use tenure_api::auth::key_cache::ApiKeyCache;
+use tenure_api::middleware::metrics::MetricsAccess;
 use tenure_api::middleware::rate_limit::RateLimits;
 use tenure_app::App;
 use tenure_app::billing::charging::DEFAULT_LEASE;
@@ -86,5 +87,6 @@ pub async fn build_state(
         app: build_app(db, clock, jwt_secret, session_ttl).await?,
         rate_limits: RateLimits::default(),
         api_keys: ApiKeyCache::default(),
+        metrics_access: MetricsAccess::default(),
     })
 }
