@@ -17,6 +17,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 use tenure_api::middleware::rate_limit::{RateLimitConfig, RateLimits};
 use tenure_api::{AppState, Metrics};
+use tenure_domain::outbound::TargetPolicy;
 pub use tenure_test_support::{PrivateServer, TestClock, TestDb, server_url};
 
 type App = Rc<BoxService<actix_http::Request, ServiceResponse<BoxBody>, actix_web::Error>>;
@@ -47,8 +48,27 @@ impl TestApp {
         Self::on(TestDb::new().await, limits).await
     }
 
-    /// The application on a given database, e.g. one on a [`PrivateServer`].
+    /// The application on a given database, e.g. one on a [`PrivateServer`]. Webhooks
+    /// may go to private addresses, where the tests' receivers listen.
     pub async fn on(db: TestDb, limits: RateLimitConfig) -> Self {
+        Self::configured(db, limits, |state| {
+            state.app.webhook_targets = TargetPolicy::AllowPrivate;
+        })
+        .await
+    }
+
+    /// The application with the operator's default settings, besides no rate limits:
+    /// webhooks go to public addresses only.
+    pub async fn with_defaults() -> Self {
+        Self::configured(TestDb::new().await, RateLimitConfig::disabled(), |_| {}).await
+    }
+
+    /// The application after `configure` changed its state (the operator's settings).
+    pub async fn configured(
+        db: TestDb,
+        limits: RateLimitConfig,
+        configure: impl FnOnce(&mut AppState),
+    ) -> Self {
         let clock = TestClock::new();
         let pool = db.pool(20);
         let mut state = tenure_server::startup::build_state(
@@ -60,6 +80,7 @@ impl TestApp {
         .await
         .expect("state");
         state.rate_limits = RateLimits::new(limits);
+        configure(&mut state);
         let metrics = Metrics::new().expect("metrics");
         let service = test::init_service(tenure_api::app(state.clone(), metrics)).await;
         let app = Rc::new(boxed::service(ServiceMapBody(service)));

@@ -80,6 +80,10 @@ pub enum ApiError {
     /// A charge the caller asked for was declined; the attempt is recorded.
     #[error("{0}")]
     PaymentDeclined(String),
+    /// A webhook URL points into the operator's own network (or wherever the target
+    /// policy forbids); the message says what kind of address.
+    #[error("url {0}")]
+    UrlNotAllowed(String),
     #[error(transparent)]
     Domain(#[from] DomainError),
     #[error("the service is temporarily unavailable")]
@@ -127,6 +131,7 @@ impl ApiError {
             Self::RateLimited { .. } => "rate_limited",
             Self::CardNumberNotAllowed { .. } => "card_number_not_allowed",
             Self::PaymentDeclined(_) => "payment_declined",
+            Self::UrlNotAllowed(_) => "url_not_allowed",
             Self::Domain(err) => err.code(),
             Self::Unavailable(_) => "service_unavailable",
             Self::Internal(_) => "internal_error",
@@ -173,6 +178,10 @@ impl ApiError {
                 field: field.clone(),
                 message: "must not contain a card number".to_owned(),
             }],
+            Self::UrlNotAllowed(message) => vec![FieldError {
+                field: "url".to_owned(),
+                message: message.clone(),
+            }],
             Self::Domain(DomainError::Validation { field, reason }) => vec![FieldError {
                 field: field.to_string(),
                 message: reason.to_string(),
@@ -204,6 +213,7 @@ impl From<AppError> for ApiError {
             AppError::PreconditionFailed => ApiError::PreconditionFailed,
             AppError::PaymentDeclined(detail) => ApiError::PaymentDeclined(detail),
             AppError::Domain(err) => ApiError::Domain(err),
+            AppError::TargetNotAllowed(refused) => ApiError::UrlNotAllowed(refused.to_string()),
             AppError::Unavailable(cause) => ApiError::Unavailable(cause),
             AppError::Internal(cause) => ApiError::Internal(cause),
         }
@@ -222,7 +232,8 @@ impl ResponseError for ApiError {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Validation(_)
             | Self::IdempotencyKeyReused
-            | Self::CardNumberNotAllowed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            | Self::CardNumberNotAllowed { .. }
+            | Self::UrlNotAllowed(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::PaymentDeclined(_) => StatusCode::PAYMENT_REQUIRED,
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,

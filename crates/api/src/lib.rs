@@ -83,10 +83,7 @@ pub fn app(
                     .finish()
             }),
         )
-        .route(
-            "/metrics",
-            web::get().to(|m: web::Data<Metrics>| async move { m.render() }),
-        )
+        .route("/metrics", web::get().to(middleware::metrics::api_metrics))
         .default_service(web::to(middleware::fallback::not_found_or_not_allowed))
         .wrap(from_fn(middleware::conditional::not_modified))
         .wrap(from_fn(middleware::idempotency::idempotency))
@@ -94,4 +91,27 @@ pub fn app(
         .wrap(from_fn(middleware::input_limits::input_limits))
         .wrap(from_fn(middleware::metrics::metrics))
         .wrap(from_fn(middleware::request_id::request_id))
+}
+
+/// What `tenure serve` serves on `TENURE_METRICS_BIND`: `GET /metrics` only, with the
+/// same figures and token as the API's address would have.
+pub fn metrics_app(
+    state: AppState,
+    metrics: Metrics,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(web::Data::new(state))
+        .app_data(web::Data::new(metrics))
+        .route("/metrics", web::get().to(middleware::metrics::scrape))
+        .default_service(web::to(|| async {
+            Err::<HttpResponse, _>(ApiError::RouteNotFound)
+        }))
 }

@@ -3,6 +3,7 @@
 use tenure_app::App;
 
 use crate::auth::key_cache::ApiKeyCache;
+use crate::middleware::metrics::MetricsAccess;
 use crate::middleware::rate_limit::RateLimits;
 
 #[derive(Clone, Debug)]
@@ -13,6 +14,8 @@ pub struct AppState {
     pub rate_limits: RateLimits,
     /// Secret keys already checked; answers only while `key_cache::keep_current` runs.
     pub api_keys: ApiKeyCache,
+    /// Who may scrape `/metrics`, and whether the API's address serves it.
+    pub metrics_access: MetricsAccess,
 }
 
 impl AppState {

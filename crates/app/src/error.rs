@@ -5,6 +5,8 @@
 use serde::{Deserialize, Serialize};
 use tenure_domain::DomainError;
 use tenure_store::StoreError;
+
+use crate::outbound::TargetRefused;
 use utoipa::ToSchema;
 
 /// One invalid field of a request.
@@ -37,6 +39,10 @@ pub enum AppError {
     PaymentDeclined(String),
     #[error(transparent)]
     Domain(#[from] DomainError),
+    /// An outbound URL (a webhook endpoint's) points where the operator's policy does not
+    /// let requests go: loopback, private, link-local… addresses.
+    #[error("url {0}")]
+    TargetNotAllowed(#[from] TargetRefused),
     /// The database cannot be reached: retry later; a background round stops here.
     #[error("the service is temporarily unavailable")]
     Unavailable(String),

@@ -11,10 +11,13 @@
 //! | [`billing`] | payment methods, invoices, charging, prorations, settings |
 //! | [`retention`], [`support`] | retention offers; cancellation requests' tickets |
 //! | [`gdpr`], [`metrics`] | export and erasure; subscriber metrics |
+//! | [`backlog`] | the background work waiting, for the operator's `/metrics` |
 //! | [`webhooks`], [`events`] | webhook endpoints and redelivery; the event outbox |
+//! | [`outbound`] | where webhooks may be sent (the operator's target policy, DNS checks) |
 //! | [`merchants`], [`sessions`] | merchants and their keys; customer sessions and identity providers |
 //! | [`dto`] | the request and response shapes, which events are rendered from too |
 
+pub mod backlog;
 pub mod billing;
 pub mod catalog;
 pub mod context;
@@ -25,6 +28,7 @@ pub mod events;
 pub mod gdpr;
 pub mod merchants;
 pub mod metrics;
+pub mod outbound;
 pub mod portal_terms;
 pub mod retention;
 pub mod sessions;
@@ -38,6 +42,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use tenure_domain::billing::gateway::PaymentGateway;
 use tenure_domain::clock::Clock;
+use tenure_domain::outbound::TargetPolicy;
 use tenure_domain::time::truncate_to_micros;
 use tenure_store::Db;
 
@@ -60,6 +65,9 @@ pub struct App {
     /// How long a prepared charge may take before the engine sends it again
     /// ([`billing::charging`]).
     pub charge_lease: chrono::Duration,
+    /// Which addresses a webhook endpoint's URL may point to (public only, unless the
+    /// operator allows private targets for development).
+    pub webhook_targets: TargetPolicy,
 }
 
 impl App {

@@ -17,7 +17,6 @@ use tenure_store::repo::events::{self};
 use tenure_store::repo::webhooks::{self as repo, NewDelivery};
 use tenure_store::{Page, PageRequest};
 
-use crate::App;
 use crate::dto::webhooks::{
     CreateWebhookEndpoint, RedeliverEvent, RedeliverRange, RotateWebhookSecret,
     UpdateWebhookEndpoint,
@@ -25,6 +24,7 @@ use crate::dto::webhooks::{
 use crate::error::{AppError, AppResult};
 use crate::error::{Validator, checked};
 use crate::versions::check_if_match;
+use crate::{App, outbound};
 
 pub const URL_MAX: usize = 2048;
 /// At most this many endpoints per merchant: every event is sent to each of them.
@@ -38,8 +38,8 @@ fn endpoint_missing(err: tenure_store::StoreError) -> AppError {
 }
 
 /// Checks a webhook URL: absolute http(s) with a host, no credentials, at most 2048
-/// characters.
-fn validate_url(v: &mut Validator, raw: &str) -> Option<String> {
+/// characters. Where it points is checked afterwards ([`check_target`]).
+fn validate_url(v: &mut Validator, raw: &str) -> Option<url::Url> {
     if raw.len() > URL_MAX {
         v.fail("url", format!("must be at most {URL_MAX} characters"));
         return None;
@@ -61,12 +61,21 @@ fn validate_url(v: &mut Validator, raw: &str) -> Option<String> {
             v.fail("url", format!("must be at most {URL_MAX} characters"));
             None
         }
-        Ok(url) => Some(url.to_string()),
+        Ok(url) => Some(url),
         Err(_) => {
             v.fail("url", "must be an absolute http or https URL");
             None
         }
     }
+}
+
+/// Refuses a URL that points into the operator's own network (unless allowed), once its
+/// syntax is known to be valid.
+async fn check_target(state: &App, url: Option<&url::Url>) -> AppResult<()> {
+    if let Some(url) = url {
+        outbound::check_url(url, state.webhook_targets).await?;
+    }
+    Ok(())
 }
 
 /// A new signing secret: `whsec_` and the base64 of 32 random bytes.
@@ -100,10 +109,11 @@ pub async fn create_endpoint(
             .unwrap_or(DEFAULT_RETRY_SCHEDULE_SECS),
     ));
     v.finish()?;
+    check_target(state, url.as_ref()).await?;
     let now = state.now();
     let endpoint = WebhookEndpoint {
         id: WebhookEndpointId::generate(),
-        url: checked(url)?,
+        url: checked(url)?.into(),
         description: checked(description)?,
         enabled_events: checked(events)?,
         retry_schedule_secs: checked(schedule)?,
@@ -174,6 +184,7 @@ pub async fn update_endpoint(
         .as_deref()
         .map(|s| v.check(rules::validate_retry_schedule(s)));
     v.finish()?;
+    check_target(state, url.as_ref().and_then(Option::as_ref)).await?;
     let now = state.now();
     let mut conn = state.db.conn().await?;
     conn.transaction(async |conn| {
@@ -183,7 +194,7 @@ pub async fn update_endpoint(
         check_if_match(if_match.as_deref(), before.updated_at)?;
         let mut after = before.clone();
         if let Some(url) = url {
-            after.url = checked(url)?;
+            after.url = checked(url)?.into();
         }
         if let Some(events) = events {
             after.enabled_events = checked(events)?;
@@ -274,13 +285,24 @@ pub async fn list_deliveries(
     page: PageRequest,
 ) -> AppResult<Page<(WebhookDelivery, Vec<DeliveryAttempt>)>> {
     let mut conn = state.db.conn().await?;
-    repo::get_endpoint(&mut conn, merchant, endpoint, false)
-        .await
-        .map_err(endpoint_missing)?;
-    let deliveries = repo::list_deliveries(&mut conn, merchant, endpoint, status, page).await?;
-    let ids: Vec<WebhookDeliveryId> = deliveries.items.iter().map(|d| d.id).collect();
+    // One snapshot for the deliveries and their attempts: an attempt settled between two
+    // plain reads would show beside a delivery still `pending`.
+    let (deliveries, attempts) = conn
+        .build_transaction()
+        .repeatable_read()
+        .read_only()
+        .run(async |conn| {
+            repo::get_endpoint(conn, merchant, endpoint, false)
+                .await
+                .map_err(endpoint_missing)?;
+            let deliveries = repo::list_deliveries(conn, merchant, endpoint, status, page).await?;
+            let ids: Vec<WebhookDeliveryId> = deliveries.items.iter().map(|d| d.id).collect();
+            let attempts = repo::attempts_of(conn, merchant, &ids).await?;
+            AppResult::Ok((deliveries, attempts))
+        })
+        .await?;
     let mut logs: HashMap<WebhookDeliveryId, Vec<DeliveryAttempt>> = HashMap::new();
-    for (delivery, attempt) in repo::attempts_of(&mut conn, merchant, &ids).await? {
+    for (delivery, attempt) in attempts {
         logs.entry(delivery).or_default().push(attempt);
     }
     Ok(Page {

@@ -13,6 +13,7 @@ pub mod error;
 pub mod ids;
 pub mod metrics;
 pub mod money;
+pub mod outbound;
 pub mod policy;
 pub mod retention;
 pub mod subscription;

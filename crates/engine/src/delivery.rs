@@ -5,14 +5,19 @@
 //! `webhook_endpoint.disabled` event. Deliveries are created with their event (see
 //! `tenure_store::repo::events::record`); endpoints are managed by `tenure_app::webhooks`.
 
+use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
 use chrono::{DateTime, Duration, Utc};
 use diesel_async::AsyncConnection;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use tenure_app::dto::webhooks::WebhookEndpointDto;
 use tenure_app::events::{EventDraft, record_event};
+use tenure_app::outbound::{self, ResolveError};
 use tenure_app::{App, AppError, AppResult};
 use tenure_domain::ids::{EventId, MerchantId, WebhookDeliveryId, WebhookEndpointId};
+use tenure_domain::outbound::TargetPolicy;
 use tenure_domain::time::next_update_time;
 use tenure_domain::webhooks::{
     self as rules, DeliveryAttempt, DeliveryStatus, DisabledReason, WebhookEndpoint,
@@ -25,29 +30,54 @@ pub const DEFAULT_REQUEST_TIMEOUT: StdDuration = StdDuration::from_secs(10);
 /// How long a claimed delivery stays invisible to other workers: well beyond the request
 /// timeout, so only a crashed worker's delivery is claimed again.
 pub const CLAIM_LEASE_SECS: i64 = 60;
-/// The longest error text kept in the attempt log.
-const ERROR_MAX: usize = 300;
+/// What the attempt log says of a request refused by the target policy. Like every
+/// other failure it says no more than the attempt log needs: the log must not answer
+/// questions about the operator's network.
+const NOT_ALLOWED: &str = "not sent: the host's address is not allowed";
 
 /// The HTTP client of every delivery a process makes: rustls over the ring provider, no
-/// redirects (a webhook is answered where it was sent), a timeout per request
-/// ([`DEFAULT_REQUEST_TIMEOUT`] unless configured). Cheap to clone.
+/// redirects (a webhook is answered where it was sent, and a redirect could lead past the
+/// target check), no proxy (it would resolve the host itself, past the check), a timeout
+/// per request ([`DEFAULT_REQUEST_TIMEOUT`] unless configured) and host names resolved by
+/// [`CheckedResolver`], so a request connects only to addresses the policy allows.
+/// Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct WebhookSender {
     client: reqwest::Client,
+    targets: TargetPolicy,
 }
 
 impl WebhookSender {
-    pub fn new(timeout: StdDuration) -> AppResult<Self> {
+    pub fn new(timeout: StdDuration, targets: TargetPolicy) -> AppResult<Self> {
         // Another crate may have installed a provider already; either way one is in place.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(Arc::new(CheckedResolver(targets)))
             .user_agent(concat!("Tenure-Webhooks/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| AppError::internal(format!("webhook http client: {e}")))?;
-        Ok(Self { client })
+        Ok(Self { client, targets })
+    }
+}
+
+/// Resolves the host of each webhook request and hands reqwest only addresses the
+/// policy allows, so the address checked is the address connected to (a second lookup
+/// could answer differently). Any refused address fails the whole lookup.
+#[derive(Debug)]
+struct CheckedResolver(TargetPolicy);
+
+impl reqwest::dns::Resolve for CheckedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.0;
+        Box::pin(async move {
+            // reqwest puts the URL's port on the addresses returned.
+            let addrs = outbound::resolve_allowed(name.as_str(), 0, policy).await?;
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
     }
 }
 
@@ -144,10 +174,21 @@ async fn try_send(
     // it is the wall-clock time of sending, not the (possibly test-shifted) Clock.
     let timestamp = Utc::now().timestamp();
     let signature = signature_header(&endpoint.signing_secrets(now), &msg_id, timestamp, &body)?;
+    // A URL naming an address is connected to without a lookup, so the resolver never
+    // sees it: check it here. (An endpoint may have been stored while private targets
+    // were allowed.)
+    let url = reqwest::Url::parse(&endpoint.url).map_err(AppError::internal)?;
+    if outbound::literal_refusal(&url, sender.targets).is_some() {
+        return Ok(AttemptResult {
+            response_status: None,
+            error: Some(NOT_ALLOWED.to_owned()),
+            latency_ms: 0,
+        });
+    }
     let started = Instant::now();
     let result = sender
         .client
-        .post(&endpoint.url)
+        .post(url)
         .header("content-type", "application/json")
         .header("webhook-id", &msg_id)
         .header("webhook-timestamp", timestamp.to_string())
@@ -170,9 +211,17 @@ async fn try_send(
     })
 }
 
-/// A short reason for the attempt log, without the URL.
+/// A short, generic reason for the attempt log: not the URL, and not the transport's
+/// own words ("Connection refused", "No route to host"), which would tell apart a closed
+/// port from a filtered one and make the log a port scanner.
 fn describe(err: &reqwest::Error) -> String {
-    let kind = if err.is_timeout() {
+    let refused = std::iter::successors(std::error::Error::source(err), |e| e.source()).any(|e| {
+        e.downcast_ref::<ResolveError>()
+            .is_some_and(|e| matches!(e, ResolveError::Refused(_)))
+    });
+    if refused {
+        NOT_ALLOWED
+    } else if err.is_timeout() {
         "timed out"
     } else if err.is_connect() {
         "connection failed"
@@ -180,38 +229,8 @@ fn describe(err: &reqwest::Error) -> String {
         "request failed"
     } else {
         "failed"
-    };
-    let mut text = format!("{kind}: {}", ErrorChain(err));
-    if text.len() > ERROR_MAX {
-        let mut cut = ERROR_MAX;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
     }
-    text
-}
-
-/// Displays an error with its sources, the URL left out.
-struct ErrorChain<'a>(&'a reqwest::Error);
-
-impl std::fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut source = std::error::Error::source(self.0);
-        let mut first = true;
-        while let Some(err) = source {
-            if !first {
-                f.write_str(": ")?;
-            }
-            write!(f, "{err}")?;
-            first = false;
-            source = err.source();
-        }
-        if first {
-            f.write_str("no detail")?;
-        }
-        Ok(())
-    }
+    .to_owned()
 }
 
 /// Sends up to `batch` due deliveries (due at `now`) and records what came of each.
@@ -254,19 +273,24 @@ pub async fn deliver_due(
             event,
         });
     }
-    // The requests run concurrently, with no connection held.
+    // The requests run concurrently, with no connection held, and each outcome is
+    // recorded as soon as it is known: a receiver that answered is not shown `pending`
+    // while a slower receiver of the same round keeps its request waiting.
     drop(conn);
-    let outcomes = futures_util::future::join_all(jobs.iter().map(|job| async move {
-        if job.endpoint.as_ref().is_some_and(WebhookEndpoint::disabled) {
-            None
-        } else {
-            Some(send(sender, job, now).await)
-        }
-    }))
-    .await;
     let attempts = jobs.len();
-    for (job, outcome) in jobs.into_iter().zip(outcomes) {
-        if let Err(err) = settle(state, &job, outcome, now).await {
+    let mut in_flight: FuturesUnordered<_> = jobs
+        .iter()
+        .map(|job| async move {
+            let outcome = if job.endpoint.as_ref().is_some_and(WebhookEndpoint::disabled) {
+                None
+            } else {
+                Some(send(sender, job, now).await)
+            };
+            (job, outcome)
+        })
+        .collect();
+    while let Some((job, outcome)) = in_flight.next().await {
+        if let Err(err) = settle(state, job, outcome, now).await {
             // The lease runs out and another round retries the delivery.
             tracing::warn!(delivery = %WebhookDeliveryId::from_uuid(job.claim.id), error = %err,
                 "could not record a webhook attempt");

@@ -16,6 +16,7 @@ use tenure_app::subscriptions::{self, Scope};
 use tenure_domain::billing::gateway::SandboxGateway;
 use tenure_domain::billing::invoice::{Invoice, InvoiceStatus};
 use tenure_domain::ids::{CustomerId, MerchantId, PlanId};
+use tenure_domain::outbound::TargetPolicy;
 use tenure_domain::policy::PortalPolicy;
 use tenure_domain::subscription::SubscriptionStatus;
 use tenure_engine::delivery::{WebhookSender, deliver_due};
@@ -52,6 +53,8 @@ async fn world(card: &str) -> World {
         gateway: Arc::new(SandboxGateway::new()),
         portal_terms: PortalTermsCache::default(),
         charge_lease: DEFAULT_LEASE,
+        // The receivers of these tests listen on 127.0.0.1.
+        webhook_targets: TargetPolicy::AllowPrivate,
     };
     World {
         _db: db,
@@ -250,7 +253,11 @@ async fn a_webhook_is_delivered_signed_once_and_logged() {
         .await
         .expect("subscribe");
 
-    let sender = WebhookSender::new(std::time::Duration::from_secs(5)).unwrap();
+    let sender = WebhookSender::new(
+        std::time::Duration::from_secs(5),
+        TargetPolicy::AllowPrivate,
+    )
+    .unwrap();
     let attempts = deliver_due(&w.app, &sender, w.clock.now(), 50)
         .await
         .expect("a delivery round");

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use chrono::Duration;
 use tenure_api::Metrics;
 use tenure_api::auth::key_cache;
+use tenure_api::middleware::metrics::MetricsAccess;
 use tenure_api::middleware::rate_limit::RateLimits;
 use tenure_app::dto::catalog::{
     CancellationModeDto, CreatePlan, CreateProduct, IntervalDto, PortalPolicyInput, PriceInput,
@@ -67,6 +68,9 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<(), StartupE
     .await?;
     state.rate_limits = RateLimits::new(args.rate_limits.config());
     state.app.charge_lease = args.workers.charge_lease();
+    state.app.webhook_targets = args.workers.webhook_targets();
+    state.metrics_access =
+        MetricsAccess::new(args.metrics_token.as_deref(), args.metrics_bind.is_some());
     let metrics = Metrics::new().map_err(|e| StartupError::Config(e.to_string()))?;
     if args.no_workers {
         shared.close();
@@ -89,6 +93,22 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<(), StartupE
     let url = global.database_url.clone();
     let per_worker = budget.per_http_worker;
     let fallback = Db::connect(&url, per_worker)?;
+    // On an address of its own, /metrics gets one worker and the fallback pool, which
+    // is otherwise idle (a scrape is one statement, a few times a minute).
+    let metrics_server = match &args.metrics_bind {
+        Some(bind) => {
+            let (mut state, metrics) = (state.clone(), metrics.clone());
+            state.app.db = fallback.clone();
+            let server = crate::transport::serve(
+                move || tenure_api::metrics_app(state.clone(), metrics.clone()),
+                1,
+                bind,
+            )?;
+            tracing::info!(bind = %bind, "serving /metrics");
+            Some(server)
+        }
+        None => None,
+    };
     let server = crate::transport::serve(
         move || {
             let mut state = state.clone();
@@ -110,7 +130,12 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<(), StartupE
         background_pool = budget.background,
         "serving; API docs at /docs/"
     );
-    server.await?;
+    match metrics_server {
+        Some(metrics_server) => {
+            tokio::try_join!(server, metrics_server)?;
+        }
+        None => server.await?,
+    }
     Ok(())
 }
 
@@ -183,7 +208,7 @@ impl PoolBudget {
 
 /// Starts the background loops on the runtime, each in a task of its own.
 fn spawn_workers(state: &App, args: &WorkerArgs) -> Result<(), StartupError> {
-    let sender = WebhookSender::new(args.webhook_timeout())
+    let sender = WebhookSender::new(args.webhook_timeout(), args.webhook_targets())
         .map_err(|e| StartupError::Config(e.to_string()))?;
     tokio::spawn(loops::lifecycle_loop(
         state.clone(),
@@ -208,6 +233,7 @@ pub async fn worker(global: &GlobalArgs, args: &WorkerArgs) -> Result<(), Startu
     startup::prepare_database(global).await?;
     let mut app = app(global, None, 3600).await?;
     app.charge_lease = args.charge_lease();
+    app.webhook_targets = args.webhook_targets();
     spawn_workers(&app, args)?;
     shutdown_signal().await?;
     tracing::info!("worker stopping");
@@ -384,7 +410,7 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs) -> Result<(), StartupErr
     let (token, _) = sessions::create_customer_session(&state, merchant, customer)
         .await
         .map_err(use_case_failure)?;
-    let base = args.base_url.trim_end_matches('/');
+    let base = args.base_url();
     let key = created.secret_key;
     println!("merchant:       {merchant}");
     println!("secret key:     {key}");

@@ -1,11 +1,16 @@
 //! Command line and environment. Every flag has an environment twin (`TENURE_…`, and the
 //! conventional `DATABASE_URL`), so the same binary configures from a shell, a container
-//! or a process manager.
+//! or a process manager. A switch's twin takes the usual spellings of yes and no
+//! (`true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`, any case: clap's
+//! `BoolishValueParser`).
 
+use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tenure_api::middleware::rate_limit::{Limit, RateLimitConfig};
+use tenure_domain::outbound::TargetPolicy;
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/tenure";
+pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -62,7 +67,7 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address to listen on.
-    #[arg(long, env = "TENURE_BIND", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "TENURE_BIND", default_value = DEFAULT_BIND)]
     pub bind: String,
     /// HTTP worker threads (default: one per core, as far as the pool size allows two
     /// connections each).
@@ -78,13 +83,20 @@ pub struct ServeArgs {
     pub session_ttl_secs: u32,
     /// Do not run the background workers in this process: only serve HTTP (run
     /// `tenure worker` elsewhere).
-    #[arg(long, env = "TENURE_NO_WORKERS")]
+    #[arg(long, env = "TENURE_NO_WORKERS", value_parser = BoolishValueParser::new())]
     pub no_workers: bool,
     /// Look every secret key up in the database instead of keeping accepted ones in
     /// memory (for databases where the cache's NOTIFY cannot reach it: a distributed
     /// engine whose triggers fire elsewhere). Frees the listener's connection.
-    #[arg(long, env = "TENURE_NO_API_KEY_CACHE")]
+    #[arg(long, env = "TENURE_NO_API_KEY_CACHE", value_parser = BoolishValueParser::new())]
     pub no_api_key_cache: bool,
+    /// Require `Authorization: Bearer <token>` to read `/metrics`.
+    #[arg(long, env = "TENURE_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+    /// Serve `/metrics` on this address only (e.g. one the public cannot reach), not on
+    /// the API's.
+    #[arg(long, env = "TENURE_METRICS_BIND")]
+    pub metrics_bind: Option<String>,
     #[command(flatten)]
     pub workers: WorkerArgs,
     #[command(flatten)]
@@ -118,9 +130,18 @@ pub struct WorkerArgs {
     #[arg(long, env = "TENURE_CHARGE_LEASE_SECS", default_value_t = 300,
         value_parser = clap::value_parser!(u32).range(1..=86_400))]
     pub charge_lease_secs: u32,
+    /// Let webhooks reach private, loopback, link-local and other non-public addresses
+    /// (the operator's own network): for development, where receivers run on
+    /// 127.0.0.1. Off by default: such URLs are refused at registration and at delivery.
+    #[arg(long, env = "TENURE_WEBHOOK_ALLOW_PRIVATE_TARGETS", value_parser = BoolishValueParser::new())]
+    pub webhook_allow_private_targets: bool,
 }
 
 impl WorkerArgs {
+    pub fn webhook_targets(&self) -> TargetPolicy {
+        TargetPolicy::allowing_private(self.webhook_allow_private_targets)
+    }
+
     pub fn charge_lease(&self) -> chrono::Duration {
         chrono::Duration::seconds(i64::from(self.charge_lease_secs))
     }
@@ -165,7 +186,7 @@ pub struct RateLimitArgs {
     pub rate_limit_unauthenticated_burst: u32,
     /// Take the client address from the last X-Forwarded-For hop (set this only behind a
     /// proxy that appends it).
-    #[arg(long, env = "TENURE_TRUST_FORWARDED_FOR", default_value_t = false)]
+    #[arg(long, env = "TENURE_TRUST_FORWARDED_FOR", value_parser = BoolishValueParser::new())]
     pub trust_forwarded_for: bool,
 }
 
@@ -214,14 +235,73 @@ pub enum MerchantCommand {
 
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
-    /// The base URL printed in the example curl lines.
-    #[arg(
-        long,
-        env = "TENURE_PUBLIC_URL",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    pub base_url: String,
+    /// The address `tenure serve` listens on: the example curl lines use it unless
+    /// `--public-url` is given.
+    #[arg(long, env = "TENURE_BIND", default_value = DEFAULT_BIND)]
+    pub bind: String,
+    /// The base URL printed in the example curl lines, when clients reach the server
+    /// elsewhere than at its bind address (a proxy, a container's published port).
+    /// Default: `http://<bind>`, with 0.0.0.0 and [::] shown as loopback.
+    #[arg(long, visible_alias = "base-url", env = "TENURE_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// Same as `serve --jwt-secret`, so the printed token verifies on that server.
     #[arg(long, env = "TENURE_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+}
+
+impl DemoArgs {
+    /// Where the printed curl lines send their requests, without a trailing slash.
+    pub fn base_url(&self) -> String {
+        let base = match &self.public_url {
+            Some(url) => url.clone(),
+            None => url_of_bind_address(&self.bind),
+        };
+        base.trim_end_matches('/').to_owned()
+    }
+}
+
+/// `http://` and the address a server bound to `bind` is reached at on this machine: an
+/// unspecified address (listening on every interface) is reached at loopback.
+fn url_of_bind_address(bind: &str) -> String {
+    match bind.parse::<std::net::SocketAddr>() {
+        Ok(mut addr) => {
+            if addr.ip().is_unspecified() {
+                addr.set_ip(match addr.ip() {
+                    std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                    std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                });
+            }
+            format!("http://{addr}")
+        }
+        // A host name and port.
+        Err(_) => format!("http://{bind}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn demo(bind: &str, public_url: Option<&str>) -> String {
+        DemoArgs {
+            bind: bind.to_owned(),
+            public_url: public_url.map(str::to_owned),
+            jwt_secret: None,
+        }
+        .base_url()
+    }
+
+    #[test]
+    fn the_demo_s_urls_follow_the_bind_address_unless_a_public_url_is_set() {
+        assert_eq!(demo(DEFAULT_BIND, None), "http://127.0.0.1:8080");
+        assert_eq!(demo("127.0.0.1:9000", None), "http://127.0.0.1:9000");
+        assert_eq!(demo("0.0.0.0:9000", None), "http://127.0.0.1:9000");
+        assert_eq!(demo("[::]:9000", None), "http://[::1]:9000");
+        assert_eq!(demo("[::1]:9000", None), "http://[::1]:9000");
+        assert_eq!(demo("localhost:9000", None), "http://localhost:9000");
+        assert_eq!(
+            demo("0.0.0.0:9000", Some("https://billing.example.com/")),
+            "https://billing.example.com"
+        );
+    }
 }

@@ -6,6 +6,7 @@ use chrono::Duration;
 use rand::RngCore;
 use tenure_api::AppState;
 use tenure_api::auth::key_cache::ApiKeyCache;
+use tenure_api::middleware::metrics::MetricsAccess;
 use tenure_api::middleware::rate_limit::RateLimits;
 use tenure_app::App;
 use tenure_app::billing::charging::DEFAULT_LEASE;
@@ -13,6 +14,7 @@ use tenure_app::portal_terms::PortalTermsCache;
 use tenure_app::sessions::tokens::SessionSigner;
 use tenure_domain::billing::gateway::SandboxGateway;
 use tenure_domain::clock::Clock;
+use tenure_domain::outbound::TargetPolicy;
 use tenure_store::repo::secrets;
 use tenure_store::{Db, migrate};
 
@@ -69,6 +71,7 @@ pub async fn build_app(
         gateway: Arc::new(SandboxGateway::new()),
         portal_terms: PortalTermsCache::default(),
         charge_lease: DEFAULT_LEASE,
+        webhook_targets: TargetPolicy::default(),
     })
 }
 
@@ -84,5 +87,6 @@ pub async fn build_state(
         app: build_app(db, clock, jwt_secret, session_ttl).await?,
         rate_limits: RateLimits::default(),
         api_keys: ApiKeyCache::default(),
+        metrics_access: MetricsAccess::default(),
     })
 }
