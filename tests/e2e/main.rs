@@ -15,6 +15,7 @@ mod invoicing;
 mod lifecycle;
 mod metrics;
 mod platform;
+mod refunds;
 mod renewals;
 mod retention;
 mod security;

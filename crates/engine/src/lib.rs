@@ -1,5 +1,5 @@
 //! Tenure's background work: renewal rounds and upcoming notices, charge collection and
-//! dunning, scheduled lifecycle changes, and webhook delivery, with the loops that
+//! dunning, refunds taken over after a crash, scheduled lifecycle changes, and webhook delivery, with the loops that
 //! `tenure worker` and `tenure serve` run. Each round claims its work with
 //! `FOR UPDATE SKIP LOCKED`, so any number of processes share it with no leader. The
 //! rules and the writes are the use cases of `tenure-app`; this crate decides when they
@@ -9,6 +9,7 @@ pub mod collection;
 pub mod delivery;
 pub mod lifecycle;
 pub mod loops;
+pub mod refunds;
 pub mod renewals;
 
 use tenure_app::AppError;

@@ -15,6 +15,7 @@ pub mod merchants;
 pub mod metrics;
 pub mod payment_methods;
 pub mod pending_items;
+pub mod refund_intents;
 pub mod renewals;
 pub mod retention;
 pub mod secrets;
