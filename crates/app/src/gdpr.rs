@@ -342,6 +342,10 @@ pub async fn complete_idempotent_request(
     now: DateTime<Utc>,
 ) -> AppResult<bool> {
     let (scope, key, claimed_at) = claimed;
+    if !idempotency::names_customers(&response.body) {
+        idempotency::store_response(conn, scope, key, response, now).await?;
+        return Ok(false);
+    }
     conn.transaction(async |conn| {
         let ids = idempotency::lock_named_customers_erased_since_claim(
             conn,

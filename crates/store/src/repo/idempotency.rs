@@ -167,6 +167,12 @@ pub async fn store_response(
     Ok(())
 }
 
+/// Whether a response body names any customer (`cus_…`): only then does storing it
+/// need [`lock_named_customers_erased_since_claim`].
+pub fn names_customers(body: &[u8]) -> bool {
+    !customer_ids_in(body).is_empty()
+}
+
 /// The customer ids (`cus_…`) a response body names, each once.
 fn customer_ids_in(body: &[u8]) -> Vec<uuid::Uuid> {
     const PREFIX: &[u8] = b"cus_";
