@@ -8,6 +8,7 @@ use chrono::{Duration, Utc};
 use serde_json::{Value, json};
 use tenure_domain::billing::invoice::{InvoiceLine, InvoiceStatus, LineKind};
 use tenure_domain::billing::period::Period;
+use tenure_domain::clock::Clock;
 use tenure_domain::ids::{CustomerId, GenerateId, InvoiceId, MerchantId, SubscriptionId};
 use tenure_domain::money::Money;
 use tenure_e2e::{TestApp, TestMerchant};
@@ -1213,4 +1214,124 @@ async fn the_portal_filters_a_customers_invoices() {
             .await
             .expect_problem(422, "validation_failed");
     }
+}
+
+/// A customer whose default card declines, with `n` open invoices of one subscription
+/// (one per period) waiting for their next retry in three days, and a working card
+/// attached but not the default. Returns the merchant, the customer, the working card
+/// and the invoices.
+async fn open_invoices_and_a_spare_card(
+    app: &TestApp,
+    n: i64,
+    amount: i64,
+) -> (TestMerchant, String, String, Vec<InvoiceId>) {
+    let m = app.merchant("A").await;
+    let cus = fixtures::customer(app, &m, "c1").await;
+    fixtures::attach_card(app, &m, &cus, "pm_card_chargeDeclined").await;
+    let visa = fixtures::attach_card(app, &m, &cus, "pm_card_visa").await;
+    let sub = Some(trialing_subscription(app, &m, &cus).await);
+    let mut conn = app.state.app.db.conn().await.expect("conn");
+    let mut ids = Vec::new();
+    for period in 0..n {
+        let invoice = invoices::create_invoice(
+            &mut conn,
+            merchant_id(&m),
+            new_invoice(&cus, sub, period * 30, amount),
+            app.state.now(),
+        )
+        .await
+        .expect("create invoice");
+        ids.push(invoice.id);
+    }
+    let retry_at = app.state.now() + Duration::days(3);
+    tenure_store::repo::renewals::schedule_attempts(
+        &mut conn,
+        merchant_id(&m),
+        &ids,
+        Some(retry_at),
+    )
+    .await
+    .expect("schedule");
+    (m, cus, visa, ids)
+}
+
+/// After the engine's round: every invoice paid by exactly one charge of `amount`.
+async fn assert_each_paid_once(app: &TestApp, n: i64, amount: i64) {
+    tenure_engine::renewals::run_until_idle(&app.state.app, app.clock.now())
+        .await
+        .expect("collection round");
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM invoices WHERE status = 'paid'")
+            .await,
+        n
+    );
+    assert_eq!(
+        app.count("SELECT coalesce(sum(amount_paid), 0)::bigint AS n FROM invoices")
+            .await,
+        n * amount
+    );
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM payments WHERE status = 'succeeded'")
+            .await,
+        n
+    );
+    assert_eq!(
+        app.count(
+            "SELECT count(*) AS n FROM (SELECT invoice_id FROM payments \
+             GROUP BY invoice_id HAVING count(*) > 1) AS twice"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM events WHERE event_type = 'invoice.paid'")
+            .await,
+        n
+    );
+}
+
+#[actix_web::test]
+async fn a_new_default_card_hands_the_open_invoices_to_the_next_collection_round() {
+    let app = TestApp::new().await;
+    let (m, cus, visa, ids) = open_invoices_and_a_spare_card(&app, 3, 1999).await;
+    app.by(&m.key)
+        .post_empty(&format!(
+            "/v1/customers/{cus}/payment_methods/{visa}/set_default"
+        ))
+        .await
+        .expect(200);
+    // The request charged nothing: every open invoice is due now instead of in 3 days.
+    assert_eq!(app.count("SELECT count(*) AS n FROM payments").await, 0);
+    let now = app.state.now();
+    for id in &ids {
+        let invoice = app.get_ok(&format!("/v1/invoices/{id}"), &m.key).await;
+        assert_eq!(invoice["status"], "open", "{invoice}");
+        assert_eq!(invoice["attempt_count"], 0, "{invoice}");
+        let due: chrono::DateTime<Utc> = invoice["next_payment_attempt_at"]
+            .as_str()
+            .expect("a next attempt")
+            .parse()
+            .expect("a time");
+        assert!(due <= now, "{invoice}");
+    }
+    // The next round charges each one, once, with the new default card.
+    assert_each_paid_once(&app, 3, 1999).await;
+}
+
+/// Not a timed assertion: prints how long setting a default card takes with 330 open
+/// invoices (run with `--no-capture`), and checks each is paid exactly once after the
+/// next collection round.
+#[actix_web::test]
+async fn setting_a_default_card_with_330_open_invoices() {
+    const N: i64 = 330;
+    let app = TestApp::new().await;
+    let (m, cus, visa, _) = open_invoices_and_a_spare_card(&app, N, 1999).await;
+    let path = format!("/v1/customers/{cus}/payment_methods/{visa}/set_default");
+    let started = std::time::Instant::now();
+    app.by(&m.key).post_empty(&path).await.expect(200);
+    println!(
+        "set_default with {N} open invoices answered in {:?}",
+        started.elapsed()
+    );
+    assert_each_paid_once(&app, N, 1999).await;
 }

@@ -262,3 +262,25 @@ pub fn assert_empty(list: &Value) {
 pub fn hex(s: &str) -> String {
     s.bytes().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Waits until `n` sessions of this test's database wait for a lock (a transaction the
+/// test holds open has stopped them where it wants them); panics after 30 s.
+pub async fn wait_for_lock_waiters(app: &TestApp, n: i64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let waiting = app
+            .count(
+                "SELECT count(*) AS n FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .await;
+        if waiting >= n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {n} sessions to wait for a lock ({waiting} do)"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}

@@ -429,3 +429,110 @@ async fn a_response_stored_after_the_erasure_committed_is_kept_only_anonymised()
         2
     );
 }
+
+/// A request that read Ada before her erasure stores its response while the erasure is
+/// between its pass over the stored responses and its commit. Driven step by step with
+/// locks the test holds: the events table (the erasure stops just before its commit)
+/// and the key's row (whatever writes to it stops there).
+#[actix_web::test]
+async fn a_response_racing_the_erasure_is_never_replayed_with_pre_erasure_data() {
+    use diesel_async::SimpleAsyncConnection;
+
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let merchant: MerchantId = m.id.parse().unwrap();
+    let ada = fixtures::customer(&app, &m, "ada").await;
+    let claimed_at = app.clock.now();
+    let mut conn = app.sql().await;
+    let claim = idempotency::claim(&mut conn, &m.id, "racing", b"hash", claimed_at).await;
+    assert!(matches!(claim, Ok(Claim::Acquired)), "{claim:?}");
+    let replayed_body = async || -> Option<String> {
+        let mut conn = app.sql().await;
+        match idempotency::claim(&mut conn, &m.id, "racing", b"hash", app.clock.now()).await {
+            Ok(Claim::Replay(stored)) => Some(String::from_utf8(stored.body).unwrap()),
+            Ok(Claim::InProgress) => None,
+            other => panic!("{other:?}"),
+        }
+    };
+
+    // The erasure runs up to its events, after anonymising the stored responses (none
+    // yet), holding Ada's row lock.
+    let mut events_lock = app.sql().await;
+    events_lock
+        .batch_execute("BEGIN; LOCK TABLE events IN SHARE MODE")
+        .await
+        .unwrap();
+    let state = app.state.app.clone();
+    let ada_id = ada.parse().unwrap();
+    let erasure =
+        actix_web::rt::spawn(
+            async move { tenure_app::gdpr::erase(&state, merchant, ada_id).await },
+        );
+    fixtures::wait_for_lock_waiters(&app, 1).await;
+
+    // The request stores what it read before.
+    let response = stale_response(&ada);
+    let (scope, now) = (m.id.clone(), app.clock.now());
+    let store = actix_web::rt::spawn(async move {
+        complete_idempotent_request(
+            &mut conn,
+            merchant,
+            (&scope, "racing", claimed_at),
+            &response,
+            now,
+        )
+        .await
+    });
+    while !store.is_finished()
+        && app
+            .count(
+                "SELECT count(*) AS n FROM pg_stat_activity \
+         WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .await
+            < 2
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // Nothing writes the key's row until the test lets it.
+    let mut key_lock = app.sql().await;
+    key_lock
+        .batch_execute(
+            "BEGIN; SELECT 1 FROM idempotency_keys WHERE idempotency_key = 'racing' FOR UPDATE",
+        )
+        .await
+        .unwrap();
+
+    // The erasure commits.
+    events_lock.batch_execute("COMMIT").await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while app
+        .count(&format!(
+            "SELECT count(*) AS n FROM customers WHERE id = '{}' AND erased_at IS NOT NULL",
+            ada.parse::<tenure_domain::ids::CustomerId>()
+                .unwrap()
+                .uuid()
+        ))
+        .await
+        == 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the erasure never committed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // From the erasure's commit on, a retry never gets Ada's data back.
+    if let Some(body) = replayed_body().await {
+        assert!(
+            !body.contains(EMAIL) && !body.contains(NAME),
+            "replayed after the erasure: {body}"
+        );
+    }
+    key_lock.batch_execute("COMMIT").await.unwrap();
+    erasure.await.unwrap().expect("the erasure");
+    store.await.unwrap().expect("the response is stored");
+    let body = replayed_body().await.expect("the response is kept");
+    assert!(body.contains(&ada), "{body}");
+    assert!(!body.contains(EMAIL) && !body.contains(NAME), "{body}");
+}

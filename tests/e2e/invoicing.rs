@@ -1012,7 +1012,7 @@ async fn a_free_plan_s_first_invoice_is_paid_at_creation_without_a_charge() {
 /// Subscribing is not refused for want of a payment method (a customer often subscribes
 /// first and adds a card next): the first invoice is declined like any other
 /// (`no_payment_method`, the subscription goes past due and dunning runs), and the card,
-/// once added, pays it at once.
+/// once added, makes it due at once: the next round pays it.
 #[actix_web::test]
 async fn a_customer_without_a_payment_method_goes_past_due_and_recovers_when_a_card_is_added() {
     let app = TestApp::new().await;
@@ -1040,6 +1040,15 @@ async fn a_customer_without_a_payment_method_goes_past_due_and_recovers_when_a_c
     assert_eq!(events(&app, &m, "subscription.past_due").await.len(), 1);
 
     fixtures::attach_default(&app, &m, &customer, "pm_card_visa").await;
+    let due = app.get_ok(&format!("/v1/invoices/{inv_id}"), &m.key).await;
+    assert_eq!(due["attempt_count"], 1, "the request charged nothing");
+    assert!(
+        time(&due["next_payment_attempt_at"]) <= app.state.app.now_micros(),
+        "{due}"
+    );
+    run_until_idle(&app.state.app, app.clock.now())
+        .await
+        .unwrap();
     assert_eq!(fixtures::status(&app, &m, &id).await, "active");
     let inv = app.get_ok(&format!("/v1/invoices/{inv_id}"), &m.key).await;
     assert_eq!(inv["status"], "paid");

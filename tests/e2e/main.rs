@@ -19,6 +19,7 @@ mod lifecycle;
 mod metrics;
 mod operator_metrics;
 mod platform;
+mod refunds;
 mod renewals;
 mod retention;
 mod security;

@@ -200,7 +200,8 @@ async fn a_declined_renewal_is_retried_and_recovers_when_the_customer_sets_a_wor
     assert_eq!(attempts(&app, &s).await, 3, "retry on day 3");
     assert_eq!(status(&app, &s.m, &id).await, "past_due");
 
-    // The customer adds a working card in the portal: the open invoice is retried at once.
+    // The customer adds a working card in the portal: the open invoice is due at once,
+    // and the next round retries it.
     let token = fixtures::session(&app, &s.m, &s.customer).await;
     app.by(&token)
         .post(
@@ -209,6 +210,14 @@ async fn a_declined_renewal_is_retried_and_recovers_when_the_customer_sets_a_wor
         )
         .await
         .expect(201);
+    let due = time(&invoices_of(&app, &s.m, &s.customer).await[1]["next_payment_attempt_at"]);
+    assert!(due <= app.state.app.now_micros(), "due at {due}");
+    assert_eq!(
+        attempts(&app, &s).await,
+        3,
+        "nothing charged by the request"
+    );
+    round(&app).await;
     assert_eq!(status(&app, &s.m, &id).await, "active");
     let invoice = &invoices_of(&app, &s.m, &s.customer).await[1];
     assert_eq!(invoice["status"], "paid");

@@ -15,7 +15,7 @@ use tenure_store::PageRequest;
 use tenure_store::repo::charge_intents;
 use tenure_store::repo::customers as customers_repo;
 use tenure_store::repo::gdpr as repo;
-use tenure_store::repo::idempotency::{self, Completion, StoredResponse};
+use tenure_store::repo::idempotency::{self, StoredResponse};
 use tenure_store::repo::invoices::{self, InvoiceFilter};
 use tenure_store::repo::payment_methods;
 use tenure_store::repo::subscriptions::{self as subs_repo, SubscriptionFilter};
@@ -327,9 +327,14 @@ async fn anonymise_stored_responses(
     Ok(())
 }
 
-/// Stores the response of an idempotent request (`idempotency::complete`) and, when it
-/// names customers whose erasure committed while the request ran, replaces it with its
-/// anonymised form. Returns whether it did.
+/// Stores the response of an idempotent request, anonymised when it names customers
+/// whose erasure committed while the request ran. Returns whether it was.
+///
+/// The named customers are locked in the transaction that stores the response
+/// (`idempotency::lock_named_customers_erased_since_claim`), so the store and an erasure
+/// of one of them are serialised: a response stored first is found by the erasure's
+/// anonymising pass, one stored after waits for the erasure's commit and is scrubbed
+/// here. No pre-erasure data is ever committed after the erasure, not even for a moment.
 pub async fn complete_idempotent_request(
     conn: &mut AsyncPgConnection,
     merchant: MerchantId,
@@ -338,19 +343,36 @@ pub async fn complete_idempotent_request(
     now: DateTime<Utc>,
 ) -> AppResult<bool> {
     let (scope, key, claimed_at) = claimed;
-    let completion =
-        idempotency::complete(conn, merchant, scope, key, claimed_at, response, now).await?;
-    let Completion::NamesErased(ids) = completion else {
+    if !idempotency::names_customers(&response.body) {
+        idempotency::store_response(conn, scope, key, response, now).await?;
         return Ok(false);
-    };
-    let mut erased = Vec::with_capacity(ids.len());
-    for id in ids {
-        erased.push(CustomerDto::from(
-            &customers_repo::get(conn, merchant, id, false).await?,
-        ));
     }
-    idempotency::replace_body(conn, scope, key, &anonymised(&response.body, &erased)).await?;
-    Ok(true)
+    conn.transaction(async |conn| {
+        let ids = idempotency::lock_named_customers_erased_since_claim(
+            conn,
+            merchant,
+            &response.body,
+            claimed_at,
+        )
+        .await?;
+        if ids.is_empty() {
+            idempotency::store_response(conn, scope, key, response, now).await?;
+            return Ok(false);
+        }
+        let mut erased = Vec::with_capacity(ids.len());
+        for id in ids {
+            erased.push(CustomerDto::from(
+                &customers_repo::get(conn, merchant, id, false).await?,
+            ));
+        }
+        let scrubbed = StoredResponse {
+            body: anonymised(&response.body, &erased),
+            ..response.clone()
+        };
+        idempotency::store_response(conn, scope, key, &scrubbed, now).await?;
+        Ok(true)
+    })
+    .await
 }
 
 /// The merchant's own id of an erased customer: unique, and free of the original (which
@@ -369,7 +391,7 @@ pub async fn erase(
 ) -> AppResult<Customer> {
     let now = state.now();
     let mut conn = state.db.conn().await?;
-    let erased = conn.transaction(async |conn| {
+    conn.transaction(async |conn| {
         // The card's token is erased below, and a charge in flight must be sent again
         // exactly as it was should its worker stop (`tenure_app::billing::charging`). Locking the
         // customer's payable invoices waits for a charge being prepared and keeps new
@@ -412,6 +434,9 @@ pub async fn erase(
         customers_repo::update(conn, merchant, &after).await?;
         repo::anonymise_related(conn, merchant, id, updated_at).await?;
         let erased = CustomerDto::from(&after);
+        // Under the customer's lock: a response still being stored holds the lock until
+        // it commits, so this sees it (`complete_idempotent_request`), and one stored
+        // later waits for this commit and scrubs itself.
         anonymise_stored_responses(conn, merchant, &erased).await?;
         for event in repo::events_of(conn, merchant, id).await? {
             let mut data = event.data.clone();
@@ -441,18 +466,7 @@ pub async fn erase(
         .await?;
         Ok(after)
     })
-    .await?;
-    // Again after the commit: a request that read the customer before the erasure
-    // committed may have stored its response since the first pass (`idempotency::complete`
-    // covers those stored after this one). The erasure itself is done, so a failure here
-    // is logged rather than answered.
-    if let Err(err) =
-        anonymise_stored_responses(&mut conn, merchant, &CustomerDto::from(&erased)).await
-    {
-        tracing::error!(error = %err, customer = %id,
-            "stored responses could not be anonymised again after the erasure");
-    }
-    Ok(erased)
+    .await
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Tenure's background work: renewal rounds and upcoming notices, charge collection and
-//! dunning, scheduled lifecycle changes, access-ending and card-expiry notices, and
-//! webhook delivery, with the loops that `tenure worker` and `tenure serve` run. Each round claims its work with
+//! dunning, refunds taken over after a crash, scheduled lifecycle changes, access-ending
+//! and card-expiry notices, and webhook delivery, with the loops that `tenure worker` and
+//! `tenure serve` run. Each round claims its work with
 //! `FOR UPDATE SKIP LOCKED`, so any number of processes share it with no leader. The
 //! rules and the writes are the use cases of `tenure-app`; this crate decides when they
 //! run and what a failed item does to its round. It knows nothing of HTTP serving.
@@ -10,6 +11,7 @@ pub mod delivery;
 pub mod lifecycle;
 pub mod loops;
 pub mod notices;
+pub mod refunds;
 pub mod renewals;
 
 use tenure_app::AppError;

@@ -53,19 +53,28 @@ use tenure_store::repo::subscriptions::{self as subs_repo, StoredSubscription};
 
 use crate::tolerate_item_failure;
 
-/// One round of the renewal engine at `now`: at most `batch` renewals, `batch` charges
-/// and `batch` notices. Returns how many items were handled; call it again while that is
+/// One round of the renewal engine at `now`: at most `batch` renewals, `batch` charges,
+/// a few refunds taken over after their lease and `batch` notices. Returns how many items were handled; call it again while that is
 /// not zero to drain a backlog.
 pub async fn run_due_renewals(state: &App, now: DateTime<Utc>, batch: usize) -> AppResult<usize> {
     let now = truncate_to_micros(now);
     let mut conn = state.db.conn().await?;
     let renewed = renew_due(&mut conn, now, batch).await?;
     let charged = crate::collection::collect_due(&mut conn, state, now, batch).await?;
+    let refunds_recovered =
+        crate::refunds::recover_stalled_refunds(&mut conn, state, now, batch).await?;
     let notified = notify_due(&mut conn, now, batch).await?;
-    if renewed + charged + notified > 0 {
-        tracing::info!(renewed, charged, notified, "renewal round");
+    let handled = renewed + charged + refunds_recovered + notified;
+    if handled > 0 {
+        tracing::info!(
+            renewed,
+            charged,
+            refunds_recovered,
+            notified,
+            "renewal round"
+        );
     }
-    Ok(renewed + charged + notified)
+    Ok(handled)
 }
 
 /// Runs rounds until nothing is due (tests, and `tenure worker` start-up catch-up).

@@ -124,7 +124,7 @@ pub struct WorkerArgs {
     #[arg(long, env = "TENURE_RENEWAL_TASKS", default_value_t = 2,
         value_parser = clap::value_parser!(u16).range(1..=64))]
     pub renewal_tasks: u16,
-    /// How long a charge prepared for the gateway may take before another worker sends
+    /// How long a charge (or refund) prepared for the gateway may take before a worker sends
     /// it again (with the same idempotency key, so the gateway replays it), in seconds.
     /// More than twice the gateway's timeout: a batch stops sending at half the lease.
     #[arg(long, env = "TENURE_CHARGE_LEASE_SECS", default_value_t = 300,

@@ -261,7 +261,8 @@ async fn get_invoice(
 
 /// Refund a paid invoice in full (`{}`) or in part (`{"amount": 500}`), through the
 /// gateway. Never more than what was paid minus what was already refunded. Records the
-/// event `invoice.refunded`.
+/// event `invoice.refunded`. While another refund of the invoice is in flight: 409
+/// `refund_in_progress`.
 #[utoipa::path(tag = "Invoices", request_body = RefundInvoice,
     params(("id" = String, Path, description = "Invoice id (inv_…)")),
     responses((status = 201, description = "The refund and the invoice after it", body = RefundResult)))]

@@ -1,5 +1,6 @@
-//! Charging invoices: the renewal engine's charges and dunning retries, the retry a new
-//! default payment method triggers, and the merchant's `POST /v1/invoices/{id}/pay`.
+//! Charging invoices: the renewal engine's charges and dunning retries (including the
+//! retry a new default payment method asks for), and the merchant's
+//! `POST /v1/invoices/{id}/pay`.
 //!
 //! A charge takes three steps, so that no database lock is held while the gateway is
 //! called (a real gateway takes hundreds of milliseconds; a batch holding 500
@@ -191,7 +192,7 @@ pub async fn pay(
     merchant: MerchantId,
     id: InvoiceId,
 ) -> AppResult<(Invoice, Option<Payment>)> {
-    match charge_now(state, merchant, id, ChargeMode::Manual).await? {
+    match charge_now(state, merchant, id).await? {
         Some(settled) => Ok(settled),
         // This request's lease ran out during the gateway call and the engine settled
         // the same charge (same key): the invoice shows its outcome.
@@ -203,47 +204,46 @@ pub async fn pay(
     }
 }
 
-/// Retries a customer's open invoices at once (after a new default payment method was
-/// committed). Failures are logged: the payment-method change itself succeeded.
+/// After a new default payment method committed: the customer's open invoices become
+/// due now, and the engine's next collection round charges them with the new card, in
+/// its batches (a customer with hundreds of open invoices costs the request one
+/// `UPDATE`, not a charge each). Failures are logged: the payment-method change itself
+/// succeeded, and the invoices keep their schedule.
 pub async fn retry_open_invoices(state: &App, merchant: MerchantId, customer: CustomerId) {
-    if let Err(err) = retry_open_invoices_inner(state, merchant, customer).await {
+    if let Err(err) = make_open_invoices_due(state, merchant, customer).await {
         tracing::warn!(error = %err, customer = %customer,
-            "retrying open invoices after a payment-method change failed");
+            "making open invoices due after a payment-method change failed");
     }
 }
 
-async fn retry_open_invoices_inner(
+async fn make_open_invoices_due(
     state: &App,
     merchant: MerchantId,
     customer: CustomerId,
-) -> AppResult<()> {
-    let ids: Vec<InvoiceId> = {
-        let mut conn = state.db.conn().await?;
-        repo::open_invoices_of_customer(&mut conn, merchant, customer).await?
-    };
-    for id in ids {
-        charge_now(state, merchant, id, ChargeMode::Immediate).await?;
-    }
-    Ok(())
+) -> AppResult<usize> {
+    let now = state.now_micros();
+    let mut conn = state.db.conn().await?;
+    conn.transaction(async |conn| {
+        // Waits for a charge being prepared to commit its intent (whose lease must stay:
+        // its call may be on its way to the gateway), and keeps new ones out meanwhile.
+        invoices_repo::lock_payable_of_customer(conn, merchant, customer).await?;
+        Ok(repo::make_open_invoices_due(conn, merchant, customer, now).await?)
+    })
+    .await
 }
 
-/// The three steps for one invoice. `None`: not charged (an immediate retry of an
-/// invoice that is not collectible or has a charge in flight), or settled by the engine
-/// after this request's lease ran out.
+/// The three steps for the merchant's charge of one invoice. `None`: settled by the
+/// engine after this request's lease ran out.
 async fn charge_now(
     state: &App,
     merchant: MerchantId,
     id: InvoiceId,
-    mode: ChargeMode,
 ) -> AppResult<Option<(Invoice, Option<Payment>)>> {
     let now = state.now_micros();
     let mut conn = state.db.conn().await?;
-    let prepared = conn
-        .transaction(async |conn| prepare_one(conn, state, merchant, id, mode, now).await)
+    let p = conn
+        .transaction(async |conn| prepare_one(conn, state, merchant, id, now).await)
         .await?;
-    let Some(p) = prepared else {
-        return Ok(None);
-    };
     let outcome = call(state, &p).await;
     conn.transaction(async |conn| {
         if let Some(sub) = p.invoice.subscription_id {
@@ -255,15 +255,15 @@ async fn charge_now(
     .await
 }
 
-/// Step 1 for one invoice.
+/// Step 1 for the merchant's charge of one invoice.
 async fn prepare_one(
     conn: &mut AsyncPgConnection,
     state: &App,
     merchant: MerchantId,
     id: InvoiceId,
-    mode: ChargeMode,
     now: DateTime<Utc>,
-) -> AppResult<Option<Prepared>> {
+) -> AppResult<Prepared> {
+    let mode = ChargeMode::Manual;
     let unlocked = invoices_repo::get(conn, merchant, id, None, false)
         .await
         .map_err(AppError::from_store("invoice"))?;
@@ -279,20 +279,15 @@ async fn prepare_one(
         .await?
         .is_some()
     {
-        return match mode {
-            ChargeMode::Manual => Err(payment_in_progress()),
-            ChargeMode::Scheduled | ChargeMode::Immediate => Ok(None),
-        };
+        return Err(payment_in_progress());
     }
-    if decide(mode, &invoice, status)? == Decision::StopDunning {
-        repo::schedule_attempts(conn, merchant, &[id], None).await?;
-        return Ok(None);
-    }
+    // A manual charge is refused (not stopped) when the invoice is not payable.
+    decide(mode, &invoice, status)?;
     let card = match invoice.totals.amount_due.is_zero() {
         true => None,
         false => pm_repo::default_for_customer(conn, merchant, invoice.customer_id).await?,
     };
-    if card.is_none() && !invoice.totals.amount_due.is_zero() && mode == ChargeMode::Manual {
+    if card.is_none() && !invoice.totals.amount_due.is_zero() {
         return Err(AppError::conflict(
             "no_payment_method",
             "the customer has no default payment method",
@@ -301,13 +296,13 @@ async fn prepare_one(
     let intent = new_intent(&invoice, card.as_ref(), mode, now);
     intents_repo::insert(conn, merchant, std::slice::from_ref(&intent)).await?;
     repo::schedule_attempts(conn, merchant, &[id], Some(lease_end(state, now))).await?;
-    Ok(Some(Prepared {
+    Ok(Prepared {
         merchant,
         invoice,
         token: card.map(|c| c.gateway_token),
         intent,
         recovered: false,
-    }))
+    })
 }
 
 // ---------------------------------------------------------------------------------------

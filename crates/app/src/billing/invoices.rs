@@ -2,13 +2,9 @@
 //! to one invoice: pay it now, void it, mark it uncollectible, refund it.
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
-use tenure_domain::billing::gateway::{RefundOutcome, RefundRequest};
-use tenure_domain::billing::invoice::{
-    self, Invoice, InvoiceStatus, Payment, PaymentStatus, Refund,
-};
+use tenure_domain::billing::invoice::{Invoice, InvoiceStatus, Payment, Refund};
 use tenure_domain::error::DomainError;
-use tenure_domain::ids::{CustomerId, GenerateId, InvoiceId, MerchantId, RefundId};
-use tenure_domain::text;
+use tenure_domain::ids::{CustomerId, InvoiceId, MerchantId};
 use tenure_domain::time::next_update_time;
 use tenure_store::repo::charge_intents as intents_repo;
 use tenure_store::repo::invoices::{self as invoices_repo, InvoiceFilter};
@@ -18,8 +14,6 @@ use crate::App;
 use crate::dto::billing::{InvoiceDto, RefundInvoice};
 use crate::error::{AppError, AppResult};
 use crate::events::{EventDraft, record_event};
-
-const REASON_MAX: usize = 200;
 
 pub async fn list_invoices(
     state: &App,
@@ -155,73 +149,14 @@ async fn close_invoice(
     .await
 }
 
-/// Refunds (part of) a paid invoice through the gateway. The invoice row is locked, so
-/// concurrent refunds are serialised and together never exceed what was paid.
+/// `POST /v1/invoices/{id}/refund`: refunds (part of) a paid invoice through the gateway,
+/// with no lock held during the call (see [`crate::billing::refunds`]). Refunds of one
+/// invoice follow one another: one already in flight is a 409 `refund_in_progress`.
 pub async fn refund(
     state: &App,
     merchant: MerchantId,
     id: InvoiceId,
     input: RefundInvoice,
 ) -> AppResult<(Refund, Invoice)> {
-    let reason = text::clean_opt("reason", input.reason.as_deref(), REASON_MAX, false)?;
-    let now = state.now();
-    let mut conn = state.db.conn().await?;
-    conn.transaction(async |conn| {
-        let before = invoices_repo::get(conn, merchant, id, None, true)
-            .await
-            .map_err(AppError::from_store("invoice"))?;
-        let plan = invoice::plan_refund(
-            before.status,
-            before.amount_paid,
-            before.amount_refunded,
-            input.amount,
-        )?;
-        let payment = invoices_repo::payments_of_invoice(conn, merchant, id)
-            .await?
-            .into_iter()
-            .find(|p| p.status == PaymentStatus::Succeeded)
-            .ok_or_else(|| AppError::internal("paid invoice without a successful payment"))?;
-        let charge_ref = payment
-            .gateway_ref
-            .clone()
-            .ok_or_else(|| AppError::internal("successful payment without a gateway ref"))?;
-        let refund_id = RefundId::generate();
-        // Refunds of one invoice are serialised by the row lock, so "the refund that
-        // follows `amount_refunded` = N" names this refund: should the transaction fail
-        // after the gateway refunded, the retry replays that refund instead of paying
-        // the money out twice.
-        let request = RefundRequest {
-            charge_ref,
-            amount: plan.amount,
-            idempotency_key: format!(
-                "{}:refund-after:{}:{}",
-                before.id, before.amount_refunded.amount, plan.amount.amount
-            ),
-        };
-        let outcome = state.gateway.refund(&request).await;
-        let gateway_ref = match outcome {
-            RefundOutcome::Succeeded { gateway_ref } => gateway_ref,
-            RefundOutcome::Failed { code } => {
-                return Err(AppError::conflict(
-                    "refund_failed",
-                    format!("the gateway refused the refund ({code})"),
-                ));
-            }
-        };
-        let refund = Refund {
-            id: refund_id,
-            invoice_id: before.id,
-            payment_id: payment.id,
-            amount: plan.amount,
-            gateway_ref,
-            reason,
-            created_at: now,
-        };
-        let at = next_update_time(before.updated_at, now);
-        invoices_repo::record_refund(conn, merchant, &refund, plan.refunded_after, at).await?;
-        let after = invoices_repo::get(conn, merchant, id, None, false).await?;
-        invoice_event(conn, merchant, "invoice.refunded", &after, Some(&before)).await?;
-        Ok((refund, after))
-    })
-    .await
+    crate::billing::refunds::refund(state, merchant, id, input).await
 }

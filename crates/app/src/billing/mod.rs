@@ -7,4 +7,5 @@ pub mod invoices;
 pub mod invoicing;
 pub mod payment_methods;
 pub mod prorations;
+pub mod refunds;
 pub mod settings;

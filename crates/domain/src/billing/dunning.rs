@@ -26,7 +26,10 @@ pub enum ChargeMode {
     /// The renewal engine, on the schedule: a decline schedules the next retry of the
     /// policy, or ends dunning when none is left.
     Scheduled,
-    /// The customer's new default payment method: a decline leaves the schedule as it was.
+    /// A charge the request that set a new default payment method sent itself: a decline
+    /// leaves the schedule as it was. No longer prepared (a new default card makes the
+    /// open invoices due for the engine's next round instead), but intents written by an
+    /// earlier version may still be settled.
     Immediate,
     /// The merchant (`POST /v1/invoices/{id}/pay`): like `Immediate`, and it also charges
     /// what dunning no longer does (an uncollectible invoice, an open one of a canceled

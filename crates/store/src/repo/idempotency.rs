@@ -98,39 +98,59 @@ pub async fn claim(
     })
 }
 
-/// What [`complete`] found in the response it stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Completion {
-    Stored,
-    /// The response names customers whose erasure committed while the request ran: the
-    /// caller must replace it with its anonymised form ([`replace_body`]).
-    NamesErased(Vec<CustomerId>),
-}
-
 /// How far back an erasure may have begun and still not be reflected in what a request
 /// read: an erasure transaction running when the request began. Generous, as finding
 /// one only costs rewriting a stored response with what it already holds.
 pub const ERASURE_WINDOW: Duration = Duration::hours(1);
 
-/// Stores the response of the request that claimed the key at `claimed_at`.
+/// Locks the merchant's customers that a response body names (`FOR SHARE`, in id order)
+/// and returns those erased since shortly before `claimed_at` (the request may have read
+/// them before the erasure committed).
 ///
-/// A request may read a customer just before an erasure commits and store what it read
-/// just after the erasure anonymised the stored responses naming that customer. So once
-/// the response is stored (and committed), the customers it names that were erased
-/// since shortly before the claim are looked up and returned, for the caller to
-/// anonymise the stored response. The erasure anonymises stored responses once more
-/// after its commit, which covers a response stored before this lookup could see the
-/// erasure. Either way the key stays: a retry replays the anonymised response rather
-/// than running the request a second time.
-pub async fn complete(
+/// Called in the transaction that then stores the response ([`store_response`]), this
+/// is what keeps a racing response from outliving an erasure: the erasure locks its
+/// customer `FOR UPDATE` before it anonymises the stored responses, so either this lock
+/// comes first, and the erasure (waiting for it) finds the stored response and
+/// anonymises it, or the erasure comes first, and this lock waits for its commit and
+/// returns the customer, whose data the caller scrubs before storing. Rows are locked
+/// whatever their `erased_at` (a `WHERE` on it would skip the row the erasure is
+/// changing) and filtered here.
+pub async fn lock_named_customers_erased_since_claim(
     conn: &mut AsyncPgConnection,
     merchant: MerchantId,
+    body: &[u8],
+    claimed_at: DateTime<Utc>,
+) -> StoreResult<Vec<CustomerId>> {
+    let named = customer_ids_in(body);
+    if named.is_empty() {
+        return Ok(Vec::new());
+    }
+    let locked: Vec<(uuid::Uuid, Option<DateTime<Utc>>)> = customers::table
+        .filter(customers::merchant_id.eq(merchant.uuid()))
+        .filter(customers::id.eq_any(named))
+        .order(customers::id)
+        .select((customers::id, customers::erased_at))
+        .for_share()
+        .load(conn)
+        .await?;
+    let since = claimed_at - ERASURE_WINDOW;
+    Ok(locked
+        .into_iter()
+        .filter(|(_, erased_at)| erased_at.is_some_and(|at| at >= since))
+        .map(|(id, _)| CustomerId::from_uuid(id))
+        .collect())
+}
+
+/// Stores the response of the request that holds the key. Storing a response that may
+/// name customers goes through `tenure_app::gdpr::complete_idempotent_request`, which
+/// first locks them ([`lock_named_customers_erased_since_claim`]) in the same transaction.
+pub async fn store_response(
+    conn: &mut AsyncPgConnection,
     scope: &str,
     key: &str,
-    claimed_at: DateTime<Utc>,
     response: &StoredResponse,
     now: DateTime<Utc>,
-) -> StoreResult<Completion> {
+) -> StoreResult<()> {
     diesel::update(
         keys::table
             .filter(keys::scope.eq(scope))
@@ -144,21 +164,13 @@ pub async fn complete(
     ))
     .execute(conn)
     .await?;
-    let named = customer_ids_in(&response.body);
-    if named.is_empty() {
-        return Ok(Completion::Stored);
-    }
-    let erased: Vec<uuid::Uuid> = customers::table
-        .filter(customers::merchant_id.eq(merchant.uuid()))
-        .filter(customers::id.eq_any(named))
-        .filter(customers::erased_at.ge(claimed_at - ERASURE_WINDOW))
-        .select(customers::id)
-        .load(conn)
-        .await?;
-    Ok(match erased.is_empty() {
-        true => Completion::Stored,
-        false => Completion::NamesErased(erased.into_iter().map(CustomerId::from_uuid).collect()),
-    })
+    Ok(())
+}
+
+/// Whether a response body names any customer (`cus_…`): only then does storing it
+/// need [`lock_named_customers_erased_since_claim`].
+pub fn names_customers(body: &[u8]) -> bool {
+    !customer_ids_in(body).is_empty()
 }
 
 /// The customer ids (`cus_…`) a response body names, each once.

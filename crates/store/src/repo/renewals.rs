@@ -422,28 +422,27 @@ pub async fn mark_uncollectible(
     Ok(())
 }
 
-#[derive(QueryableByName)]
-struct IdRow {
-    #[diesel(sql_type = Uuid)]
-    id: uuid::Uuid,
-}
-
-/// A customer's open subscription invoices, oldest first.
-pub async fn open_invoices_of_customer(
+/// Makes the customer's open subscription invoices due at `now` (those due later or not
+/// scheduled), for the engine's next collection round; returns how many. One with a
+/// charge in flight keeps its lease: the caller locked the customer's payable invoices
+/// first, so an intent committed meanwhile is seen here.
+pub async fn make_open_invoices_due(
     conn: &mut AsyncPgConnection,
     merchant: MerchantId,
     customer: CustomerId,
-) -> StoreResult<Vec<InvoiceId>> {
-    let rows: Vec<IdRow> = diesel::sql_query(
-        "SELECT id FROM invoices WHERE merchant_id = $1 AND customer_id = $2 \
-         AND status = 'open' AND subscription_id IS NOT NULL ORDER BY id",
+    now: DateTime<Utc>,
+) -> StoreResult<usize> {
+    Ok(diesel::sql_query(
+        "UPDATE invoices i SET next_payment_attempt_at = $3 \
+         WHERE i.merchant_id = $1 AND i.customer_id = $2 AND i.status = 'open' \
+         AND i.subscription_id IS NOT NULL \
+         AND (i.next_payment_attempt_at IS NULL OR i.next_payment_attempt_at > $3) \
+         AND NOT EXISTS (SELECT 1 FROM charge_intents c \
+                         WHERE c.merchant_id = i.merchant_id AND c.invoice_id = i.id)",
     )
     .bind::<Uuid, _>(merchant.uuid())
     .bind::<Uuid, _>(customer.uuid())
-    .load(conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| InvoiceId::from_uuid(r.id))
-        .collect())
+    .bind::<Timestamptz, _>(now)
+    .execute(conn)
+    .await?)
 }
