@@ -464,10 +464,9 @@ async fn a_response_racing_the_erasure_is_never_replayed_with_pre_erasure_data()
         .unwrap();
     let state = app.state.app.clone();
     let ada_id = ada.parse().unwrap();
-    let erasure =
-        actix_web::rt::spawn(
-            async move { tenure_app::gdpr::erase(&state, merchant, ada_id).await },
-        );
+    let erasure = actix_web::rt::spawn(async move {
+        tenure_app::gdpr::erase(&state, merchant, ada_id, None).await
+    });
     fixtures::wait_for_lock_waiters(&app, 1).await;
 
     // The request stores what it read before.
