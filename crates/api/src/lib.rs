@@ -52,7 +52,8 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
     collect().1
 }
 
-/// The whole application. `HttpServer` calls this once per worker; tests call it with
+/// The whole application. `tenure serve` (`tenure_server::transport`) calls this once per
+/// worker; tests call it with
 /// `actix_web::test::init_service`.
 pub fn app(
     state: AppState,

@@ -219,6 +219,9 @@ pub struct HeadGuard<T> {
     delivered: usize,
     /// Set once the socket ended or a head was refused: actix then reads the end.
     finished: bool,
+    /// Where the socket's bytes land before the guard looks at them (allocated once per
+    /// connection, not per read).
+    scratch: Box<[u8]>,
 }
 
 impl<T> HeadGuard<T> {
@@ -229,6 +232,7 @@ impl<T> HeadGuard<T> {
             released: Vec::new(),
             delivered: 0,
             finished: false,
+            scratch: vec![0; READ_CHUNK].into_boxed_slice(),
         }
     }
 }
@@ -255,8 +259,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for HeadGuard<T> {
             if this.finished {
                 return Poll::Ready(Ok(()));
             }
-            let mut chunk = [0u8; READ_CHUNK];
-            let mut read = ReadBuf::new(&mut chunk);
+            let mut read = ReadBuf::new(&mut this.scratch);
             ready!(Pin::new(&mut this.inner).poll_read(cx, &mut read))?;
             let input = read.filled();
             if input.is_empty() {
