@@ -26,7 +26,8 @@ use tenure_api::middleware::input_limits::TRANSPORT_REFUSAL_HEADER;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-/// The longest request line (method, target and version) a connection may send.
+/// The longest request line (method, target and version; the bytes before its line feed)
+/// a connection may send.
 pub const MAX_REQUEST_LINE: usize = 32 * 1024;
 /// The largest request head (request line and headers).
 pub const MAX_REQUEST_HEAD: usize = 64 * 1024;
@@ -91,9 +92,9 @@ impl Refusal {
 /// Where a connection is in its stream of requests.
 #[derive(Debug)]
 enum Framing {
-    /// Reading a request head: its bytes so far (held back from actix until the head is
-    /// complete), and whether the request line has ended.
-    Head { bytes: Vec<u8>, line_ended: bool },
+    /// Reading a request head: its bytes so far, held back from actix until the head is
+    /// complete.
+    Head(Vec<u8>),
     /// Inside a body with this many bytes still to come.
     Body(u64),
     /// Not watched any more: a body framed otherwise than by length.
@@ -104,10 +105,7 @@ enum Framing {
 
 impl Framing {
     fn head() -> Self {
-        Self::Head {
-            bytes: Vec::new(),
-            line_ended: false,
-        }
+        Self::Head(Vec::new())
     }
 
     /// Follows the bytes the client sent next, appending to `release` what actix may
@@ -130,42 +128,37 @@ impl Framing {
                         *self = Self::head();
                     }
                 }
-                Self::Head { bytes, line_ended } => {
-                    let mut rest: &[u8] = &[];
-                    let mut outcome = None;
-                    for (i, &byte) in input.iter().enumerate() {
-                        bytes.push(byte);
-                        if !*line_ended {
-                            if byte == b'\n' {
-                                *line_ended = true;
-                            } else if bytes.len() > MAX_REQUEST_LINE {
-                                outcome = Some(Err(Refusal::RequestLine));
-                                break;
-                            }
-                        }
-                        if bytes.len() > MAX_REQUEST_HEAD {
-                            outcome = Some(Err(Refusal::Head));
-                            break;
-                        }
-                        if bytes.ends_with(b"\r\n\r\n") || bytes.ends_with(b"\n\n") {
-                            outcome = Some(Ok(body_after(bytes)));
-                            rest = &input[i + 1..];
-                            break;
-                        }
+                Self::Head(bytes) => {
+                    // Hold at most one byte over the limit: enough to know it is over.
+                    let seen = bytes.len();
+                    let take = input.len().min(MAX_REQUEST_HEAD + 1 - seen);
+                    bytes.extend_from_slice(&input[..take]);
+                    // A terminator may straddle two reads: look from a little before.
+                    let from = seen.saturating_sub(3);
+                    let end = head_end(&bytes[from..]).map(|i| from + i);
+                    let head = end.unwrap_or(bytes.len());
+                    let line = bytes[..head].iter().position(|&b| b == b'\n');
+                    let refusal = if line.unwrap_or(head) > MAX_REQUEST_LINE {
+                        Some(Refusal::RequestLine)
+                    } else if head > MAX_REQUEST_HEAD {
+                        Some(Refusal::Head)
+                    } else {
+                        None
+                    };
+                    if let Some(refusal) = refusal {
+                        release.extend_from_slice(&refusal.stand_in());
+                        *self = Self::Refused;
+                        return;
                     }
-                    input = rest;
-                    match outcome {
-                        None => {}
-                        Some(Ok(next)) => {
-                            release.append(bytes);
-                            *self = next;
-                        }
-                        Some(Err(refusal)) => {
-                            release.extend_from_slice(&refusal.stand_in());
-                            *self = Self::Refused;
-                            return;
-                        }
-                    }
+                    let Some(end) = end else {
+                        // The head goes on in the next read (all of this one is held).
+                        return;
+                    };
+                    bytes.truncate(end);
+                    let next = body_after(bytes);
+                    release.append(bytes);
+                    input = &input[end - seen..];
+                    *self = next;
                 }
             }
         }
@@ -175,6 +168,19 @@ impl Framing {
     fn refused(&self) -> bool {
         matches!(self, Self::Refused)
     }
+}
+
+/// Where a head ends in `bytes` (just after its empty line, `\r\n\r\n` or a bare
+/// `\n\n`), if it does.
+fn head_end(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().enumerate().find_map(|(i, &b)| {
+        let after = &bytes[i + 1..];
+        match (b, after) {
+            (b'\n', [b'\n', ..]) => Some(i + 2),
+            (b'\n', [b'\r', b'\n', ..]) => Some(i + 3),
+            _ => None,
+        }
+    })
 }
 
 /// What follows a complete head: its `Content-Length` body, the next head, or (a body
@@ -265,7 +271,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for HeadGuard<T> {
             if input.is_empty() {
                 // The client is done: a partial head goes to actix, which knows what to
                 // say about it.
-                if let Framing::Head { bytes, .. } = &mut this.framing {
+                if let Framing::Head(bytes) = &mut this.framing {
                     this.released.append(bytes);
                 }
                 this.finished = true;
@@ -346,6 +352,22 @@ GET /v1/customers HTTP/1.1\r\nHost: x\r\n\r\n";
         );
         let pieces: Vec<&[u8]> = request.as_bytes().chunks(1000).collect();
         assert_eq!(released(&pieces), (Refusal::RequestLine.stand_in(), true));
+    }
+
+    #[test]
+    fn a_request_line_of_exactly_the_limit_passes() {
+        // The limit counts the bytes before the line feed, the carriage return included.
+        let request = |visible: usize| {
+            format!(
+                "GET /{} HTTP/1.1\r\nHost: x\r\n\r\n",
+                "a".repeat(visible - 14)
+            )
+        };
+        let fits = request(MAX_REQUEST_LINE - 1);
+        let (out, refused) = released(&[fits.as_bytes()]);
+        assert!(!refused);
+        assert_eq!(out.len(), fits.len());
+        assert!(released(&[request(MAX_REQUEST_LINE).as_bytes()]).1);
     }
 
     #[test]
