@@ -1,4 +1,4 @@
-use actix_web::{HttpResponse, delete, get, post, web};
+use actix_web::{HttpResponse, delete, get, post, put, web};
 use tenure_domain::ids::{CustomerTag, IdentityProviderId, IdentityProviderTag};
 use tenure_store::repo::identity_providers::IdentityProviderRow;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -10,14 +10,18 @@ use crate::state::AppState;
 use tenure_app::dto::common::{parse_field_id, parse_id};
 use tenure_app::dto::sessions::{
     CreateCustomerSession, CreateIdentityProvider, CustomerSessionDto, IdentityProviderDto,
+    PortalSettingsDto, PutPortalSettings,
 };
+use tenure_app::portal_settings;
 use tenure_app::sessions as svc;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(create_customer_session)
         .service(create_identity_provider)
         .service(list_identity_providers)
-        .service(delete_identity_provider);
+        .service(delete_identity_provider)
+        .service(get_portal_settings)
+        .service(put_portal_settings);
 }
 
 /// Create a portal session for one customer: exchange the secret key (server side) for a
@@ -91,4 +95,29 @@ async fn delete_identity_provider(
     let id = parse_id::<IdentityProviderTag>(&id, "identity_provider")?;
     svc::delete_identity_provider(&state.app, auth.0, id).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// The portal settings: which web origins may call /v1/portal/ from a browser (CORS).
+#[utoipa::path(tag = "Customer sessions",
+    responses((status = 200, description = "The portal settings", body = PortalSettingsDto)))]
+#[get("/portal_settings")]
+async fn get_portal_settings(
+    state: web::Data<AppState>,
+    auth: AuthenticatedMerchant,
+) -> ApiResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(portal_settings::get(&state.app, auth.0).await?))
+}
+
+/// Replace the web origins allowed to call /v1/portal/ from a browser with this
+/// merchant's customer tokens. 422 names each entry that is not an origin
+/// (`allowed_origins[2]`). Takes effect at once in this process, within 2 s in others.
+#[utoipa::path(tag = "Customer sessions", request_body = PutPortalSettings,
+    responses((status = 200, description = "The new portal settings", body = PortalSettingsDto)))]
+#[put("/portal_settings")]
+async fn put_portal_settings(
+    state: web::Data<AppState>,
+    auth: AuthenticatedMerchant,
+    body: Json<PutPortalSettings>,
+) -> ApiResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(portal_settings::put(&state.app, auth.0, body.0).await?))
 }

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod notices;
 pub mod payment_methods;
 pub mod pending_items;
+pub mod portal_settings;
 pub mod refund_intents;
 pub mod renewals;
 pub mod retention;
