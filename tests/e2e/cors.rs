@@ -1,10 +1,11 @@
 //! CORS on the customer-facing routes (`/v1/portal/…`, `/openapi.json`, `/docs`): origins
-//! allowed per merchant (`/v1/portal_settings`) and by the operator
+//! allowed per merchant (`/v1/cors_settings`) and by the operator
 //! (`TENURE_CORS_ALLOWED_ORIGINS`); merchant routes answer no CORS at all.
 
 use actix_web::http::Method;
 use serde_json::json;
 use tenure_api::middleware::cors::OperatorOrigins;
+use tenure_app::cors_settings::AllowedOriginsCache;
 use tenure_domain::cors::Origin;
 use tenure_e2e::{Response, TestApp, TestMerchant};
 use tenure_test_support::TestDb;
@@ -31,7 +32,7 @@ async fn app_with_operator_origin() -> TestApp {
 
 async fn allow(app: &TestApp, m: &TestMerchant, origins: &[&str]) {
     app.by(&m.key)
-        .put("/v1/portal_settings", &json!({"allowed_origins": origins}))
+        .put("/v1/cors_settings", &json!({"allowed_origins": origins}))
         .await
         .expect(200);
 }
@@ -131,7 +132,7 @@ async fn an_origin_the_merchant_allows_gets_preflights_and_answers() {
     let res = res.expect_problem(403, "origin_not_allowed");
     assert_no_cors(&res);
     let detail = res.body["detail"].as_str().unwrap_or_default();
-    assert!(detail.contains("PUT /v1/portal_settings"), "{detail}");
+    assert!(detail.contains("PUT /v1/cors_settings"), "{detail}");
 
     allow(&app, &s.merchant, &[SHOP]).await;
     let res = preflight(&app, "/v1/portal/subscriptions", SHOP, "GET").await;
@@ -323,7 +324,7 @@ async fn merchant_routes_answer_no_cors_at_all() {
         for path in [
             "/v1/subscriptions",
             "/v1/customer_sessions",
-            "/v1/portal_settings",
+            "/v1/cors_settings",
         ] {
             let res = preflight(&app, path, origin, "POST").await;
             assert_no_cors(&res.expect_problem(405, "method_not_allowed"));
@@ -373,18 +374,18 @@ async fn requests_without_origin_are_unaffected() {
 }
 
 #[actix_web::test]
-async fn portal_settings_keep_normalised_origins_and_name_each_bad_entry() {
+async fn cors_settings_keep_normalised_origins_and_name_each_bad_entry() {
     let app = TestApp::new().await;
     let m = app.merchant("shop").await;
-    let fresh = app.get_ok("/v1/portal_settings", &m.key).await;
-    assert_eq!(fresh["object"], "portal_settings");
+    let fresh = app.get_ok("/v1/cors_settings", &m.key).await;
+    assert_eq!(fresh["object"], "cors_settings");
     assert_eq!(fresh["allowed_origins"], json!([]));
     assert_eq!(fresh["updated_at"], json!(null));
 
     let res = app
         .by(&m.key)
         .put(
-            "/v1/portal_settings",
+            "/v1/cors_settings",
             &json!({"allowed_origins": ["HTTPS://Shop.Example.com:443", "http://localhost:3000"]}),
         )
         .await
@@ -392,13 +393,13 @@ async fn portal_settings_keep_normalised_origins_and_name_each_bad_entry() {
     let expected = json!(["https://shop.example.com", "http://localhost:3000"]);
     assert_eq!(res.body["allowed_origins"], expected);
     assert!(res.body["updated_at"].is_string());
-    let read = app.get_ok("/v1/portal_settings", &m.key).await;
+    let read = app.get_ok("/v1/cors_settings", &m.key).await;
     assert_eq!(read["allowed_origins"], expected);
 
     let res = app
         .by(&m.key)
         .put(
-            "/v1/portal_settings",
+            "/v1/cors_settings",
             &json!({"allowed_origins": [
                 "https://ok.example.com",
                 "http://shop.example.com",
@@ -428,24 +429,108 @@ async fn portal_settings_keep_normalised_origins_and_name_each_bad_entry() {
         .map(|i| format!("https://s{i}.example.com"))
         .collect();
     app.by(&m.key)
-        .put("/v1/portal_settings", &json!({"allowed_origins": too_many}))
+        .put("/v1/cors_settings", &json!({"allowed_origins": too_many}))
         .await
         .expect_problem(422, "validation_failed");
     app.by(&m.key)
         .put(
-            "/v1/portal_settings",
+            "/v1/cors_settings",
             &json!({"allowed_origins": "https://a.example"}),
         )
         .await
         .expect_problem(422, "validation_failed");
     // Nothing of a refused list was kept.
-    let read = app.get_ok("/v1/portal_settings", &m.key).await;
+    let read = app.get_ok("/v1/cors_settings", &m.key).await;
     assert_eq!(read["allowed_origins"], expected);
     // A customer token cannot read or change them.
     let cus = customer(&app, &m, "c1").await;
     let token = session(&app, &m, &cus).await;
     app.by(&token)
-        .get("/v1/portal_settings")
+        .get("/v1/cors_settings")
         .await
         .expect_problem(403, "customer_token_not_allowed");
+}
+
+/// The application with the allowed-origins set kept for `ttl`.
+async fn app_keeping_origins_for(ttl: std::time::Duration) -> TestApp {
+    TestApp::configured(
+        TestDb::new().await,
+        tenure_api::middleware::rate_limit::RateLimitConfig::disabled(),
+        |state| state.app.allowed_origins = AllowedOriginsCache::new(ttl),
+    )
+    .await
+}
+
+/// What another process does: change a merchant's origins behind this one's back.
+async fn allow_elsewhere(app: &TestApp, m: &TestMerchant, origin: &str) {
+    let merchant =
+        m.id.parse::<tenure_domain::ids::MerchantId>()
+            .expect("a merchant id")
+            .uuid();
+    app.exec(format!(
+        "UPDATE cors_settings SET allowed_origins = ARRAY['{origin}'] WHERE merchant_id = '{merchant}'"
+    ))
+    .await;
+}
+
+#[actix_web::test]
+async fn browsers_requests_are_checked_without_a_query_while_the_set_is_fresh() {
+    let app = app_keeping_origins_for(std::time::Duration::from_secs(3600)).await;
+    let s = subscriber(&app, "shop").await;
+    // This process's own change shows at once.
+    allow(&app, &s.merchant, &[SHOP]).await;
+    assert_preflight_answered(
+        &preflight(&app, "/v1/portal/subscriptions", SHOP, "GET").await,
+        SHOP,
+    );
+    // Another process's change is not read again while the set is fresh: no query per
+    // request.
+    allow_elsewhere(&app, &s.merchant, OTHER_SHOP).await;
+    preflight(&app, "/v1/portal/subscriptions", OTHER_SHOP, "GET")
+        .await
+        .expect_problem(403, "origin_not_allowed");
+    app.get("/v1/portal/subscriptions")
+        .bearer(&s.token)
+        .header("origin", SHOP)
+        .send()
+        .await
+        .expect(200);
+}
+
+#[actix_web::test]
+async fn another_process_s_change_shows_once_the_set_is_stale() {
+    let app = app_keeping_origins_for(std::time::Duration::from_millis(200)).await;
+    let s = subscriber(&app, "shop").await;
+    allow(&app, &s.merchant, &[SHOP]).await;
+    assert_preflight_answered(
+        &preflight(&app, "/v1/portal/subscriptions", SHOP, "GET").await,
+        SHOP,
+    );
+    allow_elsewhere(&app, &s.merchant, OTHER_SHOP).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let res = app
+            .get("/v1/portal/subscriptions")
+            .bearer(&s.token)
+            .header("origin", OTHER_SHOP)
+            .send()
+            .await;
+        if res.status.as_u16() == 200 {
+            assert_cors_answer(&res, OTHER_SHOP);
+            break;
+        }
+        res.expect_problem(403, "origin_not_allowed");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the change never showed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // And the origin it dropped is refused now.
+    app.get("/v1/portal/subscriptions")
+        .bearer(&s.token)
+        .header("origin", SHOP)
+        .send()
+        .await
+        .expect_problem(403, "origin_not_allowed");
 }

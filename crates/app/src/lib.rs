@@ -21,6 +21,7 @@ pub mod backlog;
 pub mod billing;
 pub mod catalog;
 pub mod context;
+pub mod cors_settings;
 pub mod customers;
 pub mod dto;
 pub mod error;
@@ -29,7 +30,6 @@ pub mod gdpr;
 pub mod merchants;
 pub mod metrics;
 pub mod outbound;
-pub mod portal_settings;
 pub mod portal_terms;
 pub mod retention;
 pub mod sessions;
@@ -49,7 +49,7 @@ use tenure_store::Db;
 
 pub use error::{AppError, AppResult, FieldError};
 
-use portal_settings::AllowedOriginsCache;
+use cors_settings::AllowedOriginsCache;
 use portal_terms::PortalTermsCache;
 use sessions::tokens::SessionSigner;
 

@@ -100,7 +100,7 @@ pub struct ServeArgs {
     pub metrics_bind: Option<String>,
     /// Web origins allowed to call the customer portal (/v1/portal/) from a browser for
     /// every merchant, comma separated (`https://portal.example.com,http://localhost:3000`),
-    /// beside each merchant's own list (`PUT /v1/portal_settings`). Each is
+    /// beside each merchant's own list (`PUT /v1/cors_settings`). Each is
     /// `scheme://host[:port]`: https, or http for localhost, 127.0.0.1 and [::1].
     #[arg(long, env = "TENURE_CORS_ALLOWED_ORIGINS", value_delimiter = ',',
         value_parser = parse_allowed_origin)]

@@ -11,7 +11,7 @@ use tenure_api::middleware::metrics::MetricsAccess;
 use tenure_api::middleware::rate_limit::RateLimits;
 use tenure_app::App;
 use tenure_app::billing::charging::DEFAULT_LEASE;
-use tenure_app::portal_settings::AllowedOriginsCache;
+use tenure_app::cors_settings::AllowedOriginsCache;
 use tenure_app::portal_terms::PortalTermsCache;
 use tenure_app::sessions::tokens::SessionSigner;
 use tenure_domain::billing::gateway::SandboxGateway;

@@ -364,7 +364,7 @@ diesel::table! {
 }
 
 diesel::table! {
-    portal_settings (merchant_id) {
+    cors_settings (merchant_id) {
         merchant_id -> Uuid,
         allowed_origins -> Array<Text>,
         updated_at -> Timestamptz,

@@ -3,7 +3,7 @@
 //! which must never reach a browser, so they answer no CORS at all: no `Access-Control-*`
 //! header, and a preflight there is a plain `OPTIONS` (405).
 //!
-//! Which origins may call is each merchant's to set (`PUT /v1/portal_settings`), beside
+//! Which origins may call is each merchant's to set (`PUT /v1/cors_settings`), beside
 //! the operator's list (`TENURE_CORS_ALLOWED_ORIGINS`), which allows an origin for every
 //! merchant. Two steps, because a preflight carries no credential:
 //!
@@ -18,7 +18,7 @@
 //!   changes.
 //!
 //! Requests without `Origin` (apps, servers, same-origin reads) are not affected. Both
-//! steps read the process's set of allowed origins (`tenure_app::portal_settings`), so a
+//! steps read the process's set of allowed origins (`tenure_app::cors_settings`), so a
 //! browser's request costs no query while it is fresh.
 
 use std::collections::HashSet;
@@ -30,7 +30,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, HttpResponse, web};
-use tenure_app::portal_settings::{self, AllowedOrigins};
+use tenure_app::cors_settings::{self, AllowedOrigins};
 use tenure_domain::cors::Origin;
 
 use crate::auth::{Principal, authenticate};
@@ -94,7 +94,7 @@ fn not_allowed(detail: String) -> ApiError {
     }
 }
 
-const HOW_TO_ALLOW: &str = "the merchant allows an origin with PUT /v1/portal_settings \
+const HOW_TO_ALLOW: &str = "the merchant allows an origin with PUT /v1/cors_settings \
 {\"allowed_origins\": [...]}, or the operator for every merchant with TENURE_CORS_ALLOWED_ORIGINS";
 
 fn origin_unknown(origin: Option<&Origin>) -> ApiError {
@@ -143,7 +143,7 @@ pub async fn cors(
         .is_some_and(|o| state.cors_allowed_origins.allows(o));
     let allowed = match &origin {
         Some(_) if by_operator => None,
-        Some(_) => match portal_settings::allowed_origins(&state.app).await {
+        Some(_) => match cors_settings::allowed_origins(&state.app).await {
             Ok(allowed) => Some(allowed),
             Err(err) => return Ok(req.error_response(ApiError::from(err))),
         },
@@ -234,7 +234,7 @@ mod tests {
         assert_eq!(surface("/docs"), Some(Surface::Document));
         assert_eq!(surface("/docs/index.html"), Some(Surface::Document));
         for merchant in [
-            "/v1/portal_settings",
+            "/v1/cors_settings",
             "/v1/portals",
             "/v1/subscriptions",
             "/v1/customer_sessions",

@@ -7,12 +7,12 @@ use crate::auth::AuthenticatedMerchant;
 use crate::error::ApiResult;
 use crate::extract::Json;
 use crate::state::AppState;
+use tenure_app::cors_settings;
 use tenure_app::dto::common::{parse_field_id, parse_id};
 use tenure_app::dto::sessions::{
-    CreateCustomerSession, CreateIdentityProvider, CustomerSessionDto, IdentityProviderDto,
-    PortalSettingsDto, PutPortalSettings,
+    CorsSettingsDto, CreateCustomerSession, CreateIdentityProvider, CustomerSessionDto,
+    IdentityProviderDto, PutCorsSettings,
 };
-use tenure_app::portal_settings;
 use tenure_app::sessions as svc;
 
 pub fn configure(cfg: &mut ServiceConfig) {
@@ -20,8 +20,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(create_identity_provider)
         .service(list_identity_providers)
         .service(delete_identity_provider)
-        .service(get_portal_settings)
-        .service(put_portal_settings);
+        .service(get_cors_settings)
+        .service(put_cors_settings);
 }
 
 /// Create a portal session for one customer: exchange the secret key (server side) for a
@@ -97,27 +97,27 @@ async fn delete_identity_provider(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// The portal settings: which web origins may call /v1/portal/ from a browser (CORS).
+/// The CORS settings: which web origins may call /v1/portal/ from a browser (CORS).
 #[utoipa::path(tag = "Customer sessions",
-    responses((status = 200, description = "The portal settings", body = PortalSettingsDto)))]
-#[get("/portal_settings")]
-async fn get_portal_settings(
+    responses((status = 200, description = "The CORS settings", body = CorsSettingsDto)))]
+#[get("/cors_settings")]
+async fn get_cors_settings(
     state: web::Data<AppState>,
     auth: AuthenticatedMerchant,
 ) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(portal_settings::get(&state.app, auth.0).await?))
+    Ok(HttpResponse::Ok().json(cors_settings::get(&state.app, auth.0).await?))
 }
 
 /// Replace the web origins allowed to call /v1/portal/ from a browser with this
 /// merchant's customer tokens. 422 names each entry that is not an origin
 /// (`allowed_origins[2]`). Takes effect at once in this process, within 2 s in others.
-#[utoipa::path(tag = "Customer sessions", request_body = PutPortalSettings,
-    responses((status = 200, description = "The new portal settings", body = PortalSettingsDto)))]
-#[put("/portal_settings")]
-async fn put_portal_settings(
+#[utoipa::path(tag = "Customer sessions", request_body = PutCorsSettings,
+    responses((status = 200, description = "The new CORS settings", body = CorsSettingsDto)))]
+#[put("/cors_settings")]
+async fn put_cors_settings(
     state: web::Data<AppState>,
     auth: AuthenticatedMerchant,
-    body: Json<PutPortalSettings>,
+    body: Json<PutCorsSettings>,
 ) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(portal_settings::put(&state.app, auth.0, body.0).await?))
+    Ok(HttpResponse::Ok().json(cors_settings::put(&state.app, auth.0, body.0).await?))
 }

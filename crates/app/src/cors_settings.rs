@@ -1,4 +1,4 @@
-//! The merchant's customer-portal settings: which web origins may call the portal from a
+//! The merchant's CORS settings: which web origins may call the customer portal from a
 //! browser (CORS), and the per-process set of every merchant's allowed origins that the
 //! HTTP layer checks browsers' requests against.
 //!
@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 
 use tenure_domain::cors::{self, Origin};
 use tenure_domain::ids::MerchantId;
-use tenure_store::repo::portal_settings::{self as repo, PortalSettingsRow};
+use tenure_store::repo::cors_settings::{self as repo, CorsSettingsRow};
 
 use crate::App;
-use crate::dto::sessions::{PortalSettingsDto, PutPortalSettings};
+use crate::dto::sessions::{CorsSettingsDto, PutCorsSettings};
 use crate::error::{AppResult, Validator};
 
 /// How long another process's change to a merchant's origins may take to show here.
@@ -162,15 +162,15 @@ pub async fn allowed_origins(app: &App) -> AppResult<Arc<AllowedOrigins>> {
     Ok(set)
 }
 
-fn dto(row: PortalSettingsRow) -> PortalSettingsDto {
-    PortalSettingsDto {
-        object: "portal_settings".to_owned(),
+fn dto(row: CorsSettingsRow) -> CorsSettingsDto {
+    CorsSettingsDto {
+        object: "cors_settings".to_owned(),
         allowed_origins: row.allowed_origins,
         updated_at: row.updated_at,
     }
 }
 
-pub async fn get(app: &App, merchant: MerchantId) -> AppResult<PortalSettingsDto> {
+pub async fn get(app: &App, merchant: MerchantId) -> AppResult<CorsSettingsDto> {
     let mut conn = app.db.conn().await?;
     Ok(dto(repo::get(&mut conn, merchant).await?))
 }
@@ -180,8 +180,8 @@ pub async fn get(app: &App, merchant: MerchantId) -> AppResult<PortalSettingsDto
 pub async fn put(
     app: &App,
     merchant: MerchantId,
-    input: PutPortalSettings,
-) -> AppResult<PortalSettingsDto> {
+    input: PutCorsSettings,
+) -> AppResult<CorsSettingsDto> {
     let mut v = Validator::default();
     let origins = v.check_all(cors::allowed_origins(
         "allowed_origins",

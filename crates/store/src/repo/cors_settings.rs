@@ -1,4 +1,4 @@
-//! The merchant's customer-portal settings: the web origins allowed to call the portal
+//! The merchant's CORS settings: the web origins allowed to call the customer portal
 //! from a browser (CORS).
 
 use chrono::{DateTime, Utc};
@@ -8,12 +8,12 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tenure_domain::ids::MerchantId;
 
 use crate::error::StoreResult;
-use crate::schema::portal_settings;
+use crate::schema::cors_settings;
 
 /// A merchant's allowed origins, in its order, and when they last changed (`None`: never
 /// set).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PortalSettingsRow {
+pub struct CorsSettingsRow {
     pub allowed_origins: Vec<String>,
     pub updated_at: Option<DateTime<Utc>>,
 }
@@ -21,22 +21,17 @@ pub struct PortalSettingsRow {
 pub async fn get(
     conn: &mut AsyncPgConnection,
     merchant: MerchantId,
-) -> StoreResult<PortalSettingsRow> {
-    let row: Option<(Vec<String>, DateTime<Utc>)> = portal_settings::table
+) -> StoreResult<CorsSettingsRow> {
+    let row: Option<(Vec<String>, DateTime<Utc>)> = cors_settings::table
         .find(merchant.uuid())
-        .select((
-            portal_settings::allowed_origins,
-            portal_settings::updated_at,
-        ))
+        .select((cors_settings::allowed_origins, cors_settings::updated_at))
         .first(conn)
         .await
         .optional()?;
     Ok(
-        row.map_or_else(PortalSettingsRow::default, |(origins, at)| {
-            PortalSettingsRow {
-                allowed_origins: origins,
-                updated_at: Some(at),
-            }
+        row.map_or_else(CorsSettingsRow::default, |(origins, at)| CorsSettingsRow {
+            allowed_origins: origins,
+            updated_at: Some(at),
         }),
     )
 }
@@ -47,26 +42,23 @@ pub async fn set_allowed_origins(
     merchant: MerchantId,
     origins: &[String],
     at: DateTime<Utc>,
-) -> StoreResult<PortalSettingsRow> {
-    let (origins, at): (Vec<String>, DateTime<Utc>) = diesel::insert_into(portal_settings::table)
+) -> StoreResult<CorsSettingsRow> {
+    let (origins, at): (Vec<String>, DateTime<Utc>) = diesel::insert_into(cors_settings::table)
         .values((
-            portal_settings::merchant_id.eq(merchant.uuid()),
-            portal_settings::allowed_origins.eq(origins),
-            portal_settings::updated_at.eq(at),
+            cors_settings::merchant_id.eq(merchant.uuid()),
+            cors_settings::allowed_origins.eq(origins),
+            cors_settings::updated_at.eq(at),
         ))
-        .on_conflict(portal_settings::merchant_id)
+        .on_conflict(cors_settings::merchant_id)
         .do_update()
         .set((
-            portal_settings::allowed_origins.eq(excluded(portal_settings::allowed_origins)),
-            portal_settings::updated_at.eq(excluded(portal_settings::updated_at)),
+            cors_settings::allowed_origins.eq(excluded(cors_settings::allowed_origins)),
+            cors_settings::updated_at.eq(excluded(cors_settings::updated_at)),
         ))
-        .returning((
-            portal_settings::allowed_origins,
-            portal_settings::updated_at,
-        ))
+        .returning((cors_settings::allowed_origins, cors_settings::updated_at))
         .get_result(conn)
         .await?;
-    Ok(PortalSettingsRow {
+    Ok(CorsSettingsRow {
         allowed_origins: origins,
         updated_at: Some(at),
     })
@@ -78,12 +70,9 @@ pub async fn set_allowed_origins(
 pub async fn all_allowed_origins(
     conn: &mut AsyncPgConnection,
 ) -> StoreResult<Vec<(MerchantId, Vec<String>)>> {
-    let rows: Vec<(uuid::Uuid, Vec<String>)> = portal_settings::table
-        .filter(portal_settings::allowed_origins.ne(Vec::<String>::new()))
-        .select((
-            portal_settings::merchant_id,
-            portal_settings::allowed_origins,
-        ))
+    let rows: Vec<(uuid::Uuid, Vec<String>)> = cors_settings::table
+        .filter(cors_settings::allowed_origins.ne(Vec::<String>::new()))
+        .select((cors_settings::merchant_id, cors_settings::allowed_origins))
         .load(conn)
         .await?;
     Ok(rows
