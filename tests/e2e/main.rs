@@ -7,6 +7,7 @@ mod cancel_at;
 mod catalog;
 mod catalogue;
 mod context;
+mod cors;
 mod customers;
 mod events;
 mod faults;

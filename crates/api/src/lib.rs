@@ -88,8 +88,10 @@ pub fn app(
         .default_service(web::to(middleware::fallback::not_found_or_not_allowed))
         .wrap(from_fn(middleware::conditional::not_modified))
         .wrap(from_fn(middleware::idempotency::idempotency))
+        .wrap(from_fn(middleware::cors::require_allowed_origin))
         .wrap(from_fn(middleware::rate_limit::rate_limit))
         .wrap(from_fn(middleware::input_limits::input_limits))
+        .wrap(from_fn(middleware::cors::cors))
         .wrap(from_fn(middleware::metrics::metrics))
         .wrap(from_fn(middleware::request_id::request_id))
 }

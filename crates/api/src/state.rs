@@ -3,6 +3,7 @@
 use tenure_app::App;
 
 use crate::auth::key_cache::ApiKeyCache;
+use crate::middleware::cors::OperatorOrigins;
 use crate::middleware::metrics::MetricsAccess;
 use crate::middleware::rate_limit::RateLimits;
 
@@ -16,6 +17,9 @@ pub struct AppState {
     pub api_keys: ApiKeyCache,
     /// Who may scrape `/metrics`, and whether the API's address serves it.
     pub metrics_access: MetricsAccess,
+    /// Web origins the operator allows for every merchant's portal (CORS), beside each
+    /// merchant's own.
+    pub cors_allowed_origins: OperatorOrigins,
 }
 
 impl AppState {

@@ -139,6 +139,19 @@ impl Validator {
         }
     }
 
+    /// Like [`Self::check`] for a rule that names several invalid fields at once.
+    pub fn check_all<T>(&mut self, result: Result<T, Vec<DomainError>>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(errors) => {
+                for error in errors {
+                    self.check::<()>(Err(error));
+                }
+                None
+            }
+        }
+    }
+
     pub fn fail(&mut self, field: impl Into<String>, message: impl Into<String>) {
         self.errors.push(FieldError {
             field: field.into(),

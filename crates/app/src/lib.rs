@@ -21,6 +21,7 @@ pub mod backlog;
 pub mod billing;
 pub mod catalog;
 pub mod context;
+pub mod cors_settings;
 pub mod customers;
 pub mod dto;
 pub mod error;
@@ -48,6 +49,7 @@ use tenure_store::Db;
 
 pub use error::{AppError, AppResult, FieldError};
 
+use cors_settings::AllowedOriginsCache;
 use portal_terms::PortalTermsCache;
 use sessions::tokens::SessionSigner;
 
@@ -62,6 +64,8 @@ pub struct App {
     pub gateway: Arc<dyn PaymentGateway>,
     /// Products' portal policies and plans, kept briefly for the portal's reads.
     pub portal_terms: PortalTermsCache,
+    /// Every merchant's allowed web origins (CORS), kept briefly for browsers' requests.
+    pub allowed_origins: AllowedOriginsCache,
     /// How long a prepared charge may take before the engine sends it again
     /// ([`billing::charging`]).
     pub charge_lease: chrono::Duration,

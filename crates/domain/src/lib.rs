@@ -8,6 +8,7 @@ pub mod billing;
 pub mod catalog;
 pub mod clock;
 pub mod context;
+pub mod cors;
 pub mod customer;
 pub mod error;
 pub mod ids;

@@ -9,6 +9,7 @@ use chrono::{Duration, Months};
 use tenure_app::App;
 use tenure_app::billing::charging::DEFAULT_LEASE;
 use tenure_app::billing::invoices;
+use tenure_app::cors_settings::AllowedOriginsCache;
 use tenure_app::dto::events::EventFilterParams;
 use tenure_app::portal_terms::PortalTermsCache;
 use tenure_app::sessions::tokens::SessionSigner;
@@ -52,6 +53,7 @@ async fn world(card: &str) -> World {
         sessions: SessionSigner::new(&[7; 32], Duration::hours(1)),
         gateway: Arc::new(SandboxGateway::new()),
         portal_terms: PortalTermsCache::default(),
+        allowed_origins: AllowedOriginsCache::default(),
         charge_lease: DEFAULT_LEASE,
         // The receivers of these tests listen on 127.0.0.1.
         webhook_targets: TargetPolicy::AllowPrivate,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use chrono::Duration;
 use tenure_api::Metrics;
 use tenure_api::auth::key_cache;
+use tenure_api::middleware::cors::OperatorOrigins;
 use tenure_api::middleware::metrics::MetricsAccess;
 use tenure_api::middleware::rate_limit::RateLimits;
 use tenure_app::dto::catalog::{
@@ -67,6 +68,7 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<(), StartupE
     )
     .await?;
     state.rate_limits = RateLimits::new(args.rate_limits.config());
+    state.cors_allowed_origins = OperatorOrigins::new(args.cors_allowed_origins.iter().cloned());
     state.app.charge_lease = args.workers.charge_lease();
     state.app.webhook_targets = args.workers.webhook_targets();
     state.metrics_access =

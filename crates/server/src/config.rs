@@ -7,6 +7,7 @@
 use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tenure_api::middleware::rate_limit::{Limit, RateLimitConfig};
+use tenure_domain::cors::Origin;
 use tenure_domain::outbound::TargetPolicy;
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/tenure";
@@ -97,10 +98,21 @@ pub struct ServeArgs {
     /// the API's.
     #[arg(long, env = "TENURE_METRICS_BIND")]
     pub metrics_bind: Option<String>,
+    /// Web origins allowed to call the customer portal (/v1/portal/) from a browser for
+    /// every merchant, comma separated (`https://portal.example.com,http://localhost:3000`),
+    /// beside each merchant's own list (`PUT /v1/cors_settings`). Each is
+    /// `scheme://host[:port]`: https, or http for localhost, 127.0.0.1 and [::1].
+    #[arg(long, env = "TENURE_CORS_ALLOWED_ORIGINS", value_delimiter = ',',
+        value_parser = parse_allowed_origin)]
+    pub cors_allowed_origins: Vec<Origin>,
     #[command(flatten)]
     pub workers: WorkerArgs,
     #[command(flatten)]
     pub rate_limits: RateLimitArgs,
+}
+
+fn parse_allowed_origin(value: &str) -> Result<Origin, String> {
+    Origin::allowed(value).map_err(|reason| format!("{value:?} {reason}"))
 }
 
 /// The background workers' settings, shared by `serve` and `worker`.
@@ -289,6 +301,35 @@ mod tests {
             jwt_secret: None,
         }
         .base_url()
+    }
+
+    #[test]
+    fn the_operator_s_origins_are_a_comma_separated_list_checked_at_start() {
+        let serve = |origins: &str| match Cli::try_parse_from([
+            "tenure",
+            "serve",
+            "--cors-allowed-origins",
+            origins,
+        ]) {
+            Ok(Cli {
+                command: Some(Command::Serve(args)),
+                ..
+            }) => Ok(args
+                .cors_allowed_origins
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()),
+            Ok(_) => panic!("not serve"),
+            Err(err) => Err(err.to_string()),
+        };
+        assert_eq!(
+            serve("https://Portal.example.com, http://localhost:3000").unwrap(),
+            ["https://portal.example.com", "http://localhost:3000"]
+        );
+        let refused = serve("https://portal.example.com,http://portal.example.com").unwrap_err();
+        assert!(refused.contains("must use https"), "{refused}");
+        let refused = serve("https://portal.example.com/app").unwrap_err();
+        assert!(refused.contains("no path"), "{refused}");
     }
 
     #[test]

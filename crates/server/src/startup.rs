@@ -6,10 +6,12 @@ use chrono::Duration;
 use rand::RngCore;
 use tenure_api::AppState;
 use tenure_api::auth::key_cache::ApiKeyCache;
+use tenure_api::middleware::cors::OperatorOrigins;
 use tenure_api::middleware::metrics::MetricsAccess;
 use tenure_api::middleware::rate_limit::RateLimits;
 use tenure_app::App;
 use tenure_app::billing::charging::DEFAULT_LEASE;
+use tenure_app::cors_settings::AllowedOriginsCache;
 use tenure_app::portal_terms::PortalTermsCache;
 use tenure_app::sessions::tokens::SessionSigner;
 use tenure_domain::billing::gateway::SandboxGateway;
@@ -70,6 +72,7 @@ pub async fn build_app(
         sessions: SessionSigner::new(&secret, session_ttl),
         gateway: Arc::new(SandboxGateway::new()),
         portal_terms: PortalTermsCache::default(),
+        allowed_origins: AllowedOriginsCache::default(),
         charge_lease: DEFAULT_LEASE,
         webhook_targets: TargetPolicy::default(),
     })
@@ -88,5 +91,6 @@ pub async fn build_state(
         rate_limits: RateLimits::default(),
         api_keys: ApiKeyCache::default(),
         metrics_access: MetricsAccess::default(),
+        cors_allowed_origins: OperatorOrigins::default(),
     })
 }

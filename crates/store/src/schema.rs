@@ -364,6 +364,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    cors_settings (merchant_id) {
+        merchant_id -> Uuid,
+        allowed_origins -> Array<Text>,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     segment_settings (merchant_id, currency) {
         merchant_id -> Uuid,
         currency -> Text,

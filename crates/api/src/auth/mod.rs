@@ -6,4 +6,6 @@
 pub mod key_cache;
 mod principal;
 
-pub use principal::{AuthenticatedCustomer, AuthenticatedMerchant, Principal, authenticate};
+pub use principal::{
+    AuthenticatedCustomer, AuthenticatedMerchant, MERCHANT_HEADER, Principal, authenticate,
+};

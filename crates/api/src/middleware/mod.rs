@@ -1,8 +1,9 @@
 //! Cross-cutting request handling: request ids and access logs, Prometheus metrics,
-//! body size limits, rate limits, idempotency keys, and problem+json for unknown routes
+//! CORS for the customer-facing routes, body size limits, rate limits, idempotency keys, and problem+json for unknown routes
 //! and methods.
 
 pub mod conditional;
+pub mod cors;
 pub mod fallback;
 pub mod idempotency;
 pub mod input_limits;

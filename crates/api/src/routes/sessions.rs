@@ -1,4 +1,4 @@
-use actix_web::{HttpResponse, delete, get, post, web};
+use actix_web::{HttpResponse, delete, get, post, put, web};
 use tenure_domain::ids::{CustomerTag, IdentityProviderId, IdentityProviderTag};
 use tenure_store::repo::identity_providers::IdentityProviderRow;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -7,9 +7,11 @@ use crate::auth::AuthenticatedMerchant;
 use crate::error::ApiResult;
 use crate::extract::Json;
 use crate::state::AppState;
+use tenure_app::cors_settings;
 use tenure_app::dto::common::{parse_field_id, parse_id};
 use tenure_app::dto::sessions::{
-    CreateCustomerSession, CreateIdentityProvider, CustomerSessionDto, IdentityProviderDto,
+    CorsSettingsDto, CreateCustomerSession, CreateIdentityProvider, CustomerSessionDto,
+    IdentityProviderDto, PutCorsSettings,
 };
 use tenure_app::sessions as svc;
 
@@ -17,7 +19,9 @@ pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(create_customer_session)
         .service(create_identity_provider)
         .service(list_identity_providers)
-        .service(delete_identity_provider);
+        .service(delete_identity_provider)
+        .service(get_cors_settings)
+        .service(put_cors_settings);
 }
 
 /// Create a portal session for one customer: exchange the secret key (server side) for a
@@ -91,4 +95,29 @@ async fn delete_identity_provider(
     let id = parse_id::<IdentityProviderTag>(&id, "identity_provider")?;
     svc::delete_identity_provider(&state.app, auth.0, id).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// The CORS settings: which web origins may call /v1/portal/ from a browser (CORS).
+#[utoipa::path(tag = "Customer sessions",
+    responses((status = 200, description = "The CORS settings", body = CorsSettingsDto)))]
+#[get("/cors_settings")]
+async fn get_cors_settings(
+    state: web::Data<AppState>,
+    auth: AuthenticatedMerchant,
+) -> ApiResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(cors_settings::get(&state.app, auth.0).await?))
+}
+
+/// Replace the web origins allowed to call /v1/portal/ from a browser with this
+/// merchant's customer tokens. 422 names each entry that is not an origin
+/// (`allowed_origins[2]`). Takes effect at once in this process, within 2 s in others.
+#[utoipa::path(tag = "Customer sessions", request_body = PutCorsSettings,
+    responses((status = 200, description = "The new CORS settings", body = CorsSettingsDto)))]
+#[put("/cors_settings")]
+async fn put_cors_settings(
+    state: web::Data<AppState>,
+    auth: AuthenticatedMerchant,
+    body: Json<PutCorsSettings>,
+) -> ApiResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(cors_settings::put(&state.app, auth.0, body.0).await?))
 }

@@ -59,3 +59,31 @@ pub struct IdentityProviderDto {
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub created_at: DateTime<Utc>,
 }
+
+/// The merchant's CORS settings: which web origins may call the portal from a browser.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"object": "cors_settings",
+    "allowed_origins": ["https://shop.example.com", "http://localhost:3000"],
+    "updated_at": "2026-11-25T10:00:00Z"}))]
+pub struct CorsSettingsDto {
+    /// Always `cors_settings`.
+    pub object: String,
+    /// The web origins whose pages may call the /v1/portal/ routes from a browser (CORS),
+    /// in their normal spelling. A browser request from any other origin with one of this
+    /// merchant's customer tokens is refused with 403 `origin_not_allowed`.
+    pub allowed_origins: Vec<String>,
+    /// When the settings last changed; null until they are first set.
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339_opt")]
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"allowed_origins": ["https://shop.example.com", "http://localhost:3000"]}))]
+pub struct PutCorsSettings {
+    /// At most 20 origins, each `scheme://host[:port]` with no path: `https`, or `http`
+    /// for `localhost`, `127.0.0.1` and `[::1]` (development). Stored normalised
+    /// (lower case, default port dropped). An empty list allows no origin.
+    #[schema(max_items = 20)]
+    pub allowed_origins: Vec<String>,
+}

@@ -5,6 +5,7 @@ pub mod backlog;
 pub mod catalog;
 pub mod charge_intents;
 pub mod context;
+pub mod cors_settings;
 pub mod customers;
 pub mod discounts;
 pub mod events;
