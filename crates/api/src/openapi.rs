@@ -3,7 +3,9 @@
 
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{HttpMethod, Operation, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{ArrayItems, Schema};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::server::ServerBuilder;
 use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, RefOr, Required, ResponseBuilder, Type};
 use utoipa::{Modify, OpenApi};
 
@@ -143,7 +145,45 @@ pub fn finish(mut api: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
         }
     }
     HttpHeaders.modify(&mut api);
+    refer_list_items(&mut api);
+    // Relative: the API is wherever this document was fetched from. Schemathesis and
+    // browsers resolve it against the document's URL; generators keep it as the default
+    // base URL, which the TypeScript SDK's wrapper always replaces (sdk/typescript).
+    api.servers = Some(vec![
+        ServerBuilder::new()
+            .url("/")
+            .description(Some("The server that serves this document"))
+            .build(),
+    ]);
     api
+}
+
+const LIST_RESPONSE_PREFIX: &str = "ListResponse_";
+
+/// utoipa 6 composes a generic with its type argument's whole schema, so every
+/// `ListResponse_X` copied X inline (juhaku/utoipa#1586) and generators made a second type
+/// per list. This moves each item schema to its own component `X` (when no operation
+/// registered it already) and refers to it.
+fn refer_list_items(api: &mut utoipa::openapi::OpenApi) {
+    let schemas = &mut api.components.get_or_insert_with(Default::default).schemas;
+    let lists: Vec<String> = schemas
+        .keys()
+        .filter(|name| name.starts_with(LIST_RESPONSE_PREFIX))
+        .cloned()
+        .collect();
+    for list in lists {
+        let item_name = &list[LIST_RESPONSE_PREFIX.len()..];
+        let Some(RefOr::T(Schema::Object(page))) = schemas.get_mut(&list) else {
+            continue;
+        };
+        let Some(RefOr::T(Schema::Array(data))) = page.properties.get_mut("data") else {
+            continue;
+        };
+        let reference = ArrayItems::RefOrSchema(Box::new(Ref::from_schema_name(item_name).into()));
+        if let ArrayItems::RefOrSchema(inline) = std::mem::replace(&mut data.items, reference) {
+            schemas.entry(item_name.to_owned()).or_insert(*inline);
+        }
+    }
 }
 
 /// Operations whose resource carries a version: they answer with its `ETag`, and those
@@ -532,6 +572,44 @@ mod tests {
             bounds(&retries["items"]),
             (Some(1), Some(i64::from(MAX_RETRY_DAY)))
         );
+    }
+
+    /// Generators name functions after operationIds and silently rename a duplicate
+    /// (`listSubscriptions2`), so a merchant's call could reach a portal route.
+    #[test]
+    fn operation_ids_are_unique() {
+        let doc = document();
+        let mut seen = std::collections::BTreeMap::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                let id = operation["operationId"].as_str().expect("an operationId");
+                if let Some(first) = seen.insert(id.to_owned(), format!("{method} {path}")) {
+                    panic!("operationId {id} is used by {first} and {method} {path}");
+                }
+            }
+        }
+        assert!(seen.contains_key("list_subscriptions"));
+        assert!(seen.contains_key("portal_list_subscriptions"));
+    }
+
+    #[test]
+    fn list_items_refer_to_their_schema() {
+        let doc = document();
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        let lists: Vec<_> = schemas
+            .iter()
+            .filter(|(name, _)| name.starts_with(LIST_RESPONSE_PREFIX))
+            .collect();
+        assert!(lists.len() > 10);
+        for (name, list) in lists {
+            let item = &name[LIST_RESPONSE_PREFIX.len()..];
+            assert_eq!(
+                list["properties"]["data"]["items"],
+                serde_json::json!({"$ref": format!("#/components/schemas/{item}")}),
+                "{name}"
+            );
+            assert!(schemas.contains_key(item), "{item} is not a component");
+        }
     }
 
     #[test]
