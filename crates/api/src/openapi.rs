@@ -146,9 +146,9 @@ pub fn finish(mut api: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
     }
     HttpHeaders.modify(&mut api);
     refer_list_items(&mut api);
-    // Relative: the API is wherever this document was fetched from. Schemathesis and
-    // browsers resolve it against the document's URL; generators keep it as the default
-    // base URL, which the TypeScript SDK's wrapper always replaces (sdk/typescript).
+    // Relative: the API is wherever this document was fetched from (Schemathesis resolves it
+    // against the document's URL). Generators keep it as a default base URL only; the
+    // TypeScript SDK's wrapper always asks for the real one (sdk/typescript).
     api.servers = Some(vec![
         ServerBuilder::new()
             .url("/")
@@ -610,6 +610,112 @@ mod tests {
             );
             assert!(schemas.contains_key(item), "{item} is not a component");
         }
+    }
+
+    /// The values a schema allows: its own `enum`, or that of the component it refers to.
+    fn allowed_values(doc: &Value, schema: &Value) -> Vec<String> {
+        let schema = match schema["$ref"].as_str() {
+            Some(reference) => {
+                let name = reference.trim_start_matches("#/components/schemas/");
+                &doc["components"]["schemas"][name]
+            }
+            None => schema,
+        };
+        let values = schema["enum"].as_array();
+        let values = values.unwrap_or_else(|| panic!("no enum in {schema}"));
+        values
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn closed_sets_are_enums_of_the_values_the_code_has() {
+        let doc = document();
+        let schema = |name: &str| &doc["components"]["schemas"][name];
+        let values =
+            |schema: &str, field: &str| allowed_values(&doc, property(&doc, schema, None, field));
+        let strings = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+
+        let invoice_statuses =
+            tenure_domain::billing::invoice::InvoiceStatus::ALL.map(|s| s.as_str());
+        assert_eq!(values("InvoiceDto", "status"), strings(&invoice_statuses));
+        assert_eq!(
+            values("PaymentDto", "status"),
+            ["succeeded", "declined", "failed"]
+        );
+        assert_eq!(
+            values("InvoiceLineDto", "kind"),
+            ["plan", "proration", "discount"]
+        );
+        assert_eq!(
+            values("WebhookDeliveryDto", "status"),
+            ["pending", "delivered", "failed", "canceled"]
+        );
+        assert_eq!(
+            values("ScheduledChangeDto", "type"),
+            ["pause", "resume", "cancel", "plan_change"]
+        );
+        assert_eq!(
+            values("PortalPolicyDto", "cancellation_mode"),
+            ["request", "immediate"]
+        );
+        assert_eq!(
+            values("PortalPolicyDto", "notice_rule"),
+            ["later_of_notice_and_period_end", "notice_only"]
+        );
+        let channels = strings(&tenure_app::context::NOTE_CHANNELS);
+        assert_eq!(values("CreateNote", "channel"), channels);
+        assert_eq!(values("ExportNoteDto", "channel"), channels);
+        let event_types = strings(tenure_domain::webhooks::EVENT_TYPES);
+        assert_eq!(values("EventDto", "type"), event_types);
+        assert_eq!(values("WebhookDeliveryDto", "event_type"), event_types);
+        let segments = tenure_domain::context::Segment::ALL.map(|s| {
+            serde_json::to_value(s)
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_owned()
+        });
+        assert_eq!(
+            allowed_values(
+                &doc,
+                &schema("CustomerContextDto")["properties"]["segments"]["items"]
+            ),
+            segments
+        );
+
+        assert_eq!(
+            schema("Tag")["pattern"],
+            format!(
+                "^[a-z0-9_:.-]{{1,{}}}$",
+                tenure_domain::customer::MAX_TAG_CHARS
+            )
+        );
+        assert_eq!(
+            property(&doc, "CustomerDto", None, "tags")["items"]["$ref"],
+            "#/components/schemas/Tag"
+        );
+    }
+
+    #[test]
+    fn timestamp_parameters_are_date_times_and_a_server_is_named() {
+        let doc = document();
+        let metrics = doc["paths"]["/v1/metrics"]["get"]["parameters"]
+            .as_array()
+            .unwrap();
+        for name in ["from", "to"] {
+            let parameter = metrics.iter().find(|p| p["name"] == name).unwrap();
+            assert_eq!(parameter["schema"]["format"], "date-time", "{name}");
+        }
+        let invoices = doc["paths"]["/v1/invoices"]["get"]["parameters"]
+            .as_array()
+            .unwrap();
+        for name in ["created_from", "created_to"] {
+            let parameter = invoices.iter().find(|p| p["name"] == name).unwrap();
+            assert_eq!(parameter["schema"]["format"], "date-time", "{name}");
+        }
+        assert_eq!(doc["servers"][0]["url"], "/");
     }
 
     #[test]

@@ -5,9 +5,31 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tenure_domain::context::{PaymentHealth, Segment};
-use utoipa::ToSchema;
+use utoipa::openapi::{RefOr, Schema};
+use utoipa::{PartialSchema, ToSchema};
 
 use super::common::MoneyDto;
+
+/// Where a note was taken or a person was involved: `crate::context::NOTE_CHANNELS` as a
+/// schema, for the fields that carry one (they stay strings in Rust).
+pub struct NoteChannel;
+
+impl PartialSchema for NoteChannel {
+    fn schema() -> RefOr<Schema> {
+        super::common::string_enum(
+            "`portal`, `email`, `chat`, `phone`, `api` or `system`",
+            &crate::context::NOTE_CHANNELS,
+        )
+    }
+}
+
+impl ToSchema for NoteChannel {}
+
+wire_enum! {
+    /// A customer segment, computed on read (docs/customers.md): `new`, `loyal`, `high_ltv`,
+    /// `at_risk`, `paused` or `churned`.
+    SegmentDto from Segment { New, Loyal, HighLtv, AtRisk, Paused, Churned }
+}
 
 /// An amount per currency: never summed across currencies.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -97,7 +119,7 @@ pub struct CancellationSummaryDto {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct LifecycleEntryDto {
     pub event_id: String,
-    #[schema(example = "subscription.paused")]
+    #[schema(value_type = super::events::EventType, example = "subscription.paused")]
     pub event_type: String,
     pub subscription_id: String,
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
@@ -138,8 +160,9 @@ pub struct CustomerContextDto {
     pub cancellations: Vec<CancellationSummaryDto>,
     /// Pause, resume and cancellation events of the customer's subscriptions.
     pub pause_history: Vec<LifecycleEntryDto>,
+    #[schema(value_type = Vec<super::customers::Tag>)]
     pub tags: Vec<String>,
-    #[schema(value_type = Vec<String>, example = json!(["loyal"]))]
+    #[schema(value_type = Vec<SegmentDto>, example = json!(["loyal"]))]
     pub segments: Vec<Segment>,
     /// Segments are computed on read, at this time.
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
@@ -150,6 +173,7 @@ pub struct CustomerContextDto {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"tag": "vip"}))]
 pub struct AddTag {
+    #[schema(value_type = super::customers::Tag)]
     pub tag: String,
 }
 
@@ -168,7 +192,7 @@ pub struct SegmentSettingsDto {
 #[schema(example = json!({"body": "Called about the price increase; offered a pause.", "channel": "phone", "author": "agent:maria"}))]
 pub struct CreateNote {
     pub body: String,
-    /// `portal`, `email`, `chat`, `phone`, `api` or `system`.
+    #[schema(value_type = NoteChannel)]
     pub channel: String,
     /// Who wrote it (an agent's name or id).
     pub author: String,
@@ -190,7 +214,8 @@ pub struct TimelineEntryDto {
     pub created_at: DateTime<Utc>,
     pub resource_type: Option<String>,
     pub resource_id: Option<String>,
-    /// Where a person was involved: `portal`, `email`, `chat`, `phone`, `api`, `system`.
+    /// Where a person was involved.
+    #[schema(value_type = Option<NoteChannel>)]
     pub channel: Option<String>,
     pub author: Option<String>,
     pub body: Option<String>,

@@ -16,7 +16,7 @@ use crate::dto::events::EventDto;
 pub struct ExportNoteDto {
     pub id: String,
     pub body: String,
-    /// `portal`, `email`, `chat`, `phone`, `api` or `system`.
+    #[schema(value_type = super::context::NoteChannel)]
     pub channel: String,
     pub author: String,
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]

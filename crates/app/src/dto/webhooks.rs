@@ -2,10 +2,16 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tenure_domain::webhooks::{DeliveryAttempt, WebhookDelivery, WebhookEndpoint};
+use tenure_domain::webhooks::{DeliveryAttempt, DeliveryStatus, WebhookDelivery, WebhookEndpoint};
 use utoipa::{IntoParams, ToSchema};
 
 use super::customers::double_option;
+
+wire_enum! {
+    /// `pending`, `delivered`, `failed` (retry schedule exhausted) or `canceled` (the
+    /// endpoint was disabled).
+    DeliveryStatusDto from DeliveryStatus { Pending, Delivered, Failed, Canceled }
+}
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -159,10 +165,9 @@ pub struct WebhookDeliveryDto {
     /// The event, also sent as the `webhook-id` header: the same on every retry and
     /// redelivery, so receivers can drop duplicates.
     pub event_id: String,
+    #[schema(value_type = super::events::EventType)]
     pub event_type: String,
-    /// `pending`, `delivered`, `failed` (retry schedule exhausted) or `canceled` (the
-    /// endpoint was disabled).
-    pub status: String,
+    pub status: DeliveryStatusDto,
     /// Attempts made so far.
     pub attempts: u32,
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339_opt")]
@@ -188,7 +193,7 @@ impl WebhookDeliveryDto {
             endpoint_id: d.endpoint_id.to_string(),
             event_id: d.event_id.to_string(),
             event_type: d.event_type.clone(),
-            status: d.status.as_str().to_owned(),
+            status: d.status.into(),
             attempts: d.attempts,
             next_attempt_at: d.next_attempt_at,
             last_attempt_at: d.last_attempt_at,
@@ -204,7 +209,8 @@ impl WebhookDeliveryDto {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct DeliveryFilterParams {
-    /// Only deliveries in this status: pending, delivered, failed or canceled.
+    /// Only deliveries in this status.
+    #[param(value_type = Option<DeliveryStatusDto>)]
     pub status: Option<String>,
 }
 
