@@ -9,7 +9,8 @@
 #      the TypeScript SDK into a temporary directory: it must equal the committed
 #      sdk/typescript/src/generated/ (no drift), and its functions must be exactly the
 #      operationIds, camelCased (nothing renamed to `listSubscriptions2`, nothing dropped);
-#   4. tsc --noEmit type-checks the SDK with its hand-written wrapper (sdk/typescript/src).
+#   4. tsc --noEmit type-checks the SDK with its hand-written wrapper (sdk/typescript/src)
+#      and the wrapper's tests, which then run (node --test through tsx).
 #
 # Installs what is missing: the two PyPI tools with pip into the current Python, the npm
 # packages with `npm ci`. About 15 s once installed.
@@ -84,3 +85,8 @@ echo "$(wc -l <"$work/operation_ids") operations, each a function under its own 
 
 echo "== tsc --noEmit"
 (cd "$sdk" && npx --no-install tsc --noEmit -p .)
+
+echo "== the wrapper's tests"
+(cd "$sdk" && npm test --silent >"$work/node-test.log" 2>&1) \
+  || { cat "$work/node-test.log" >&2; exit 1; }
+grep -E "^# (pass|fail)" "$work/node-test.log"

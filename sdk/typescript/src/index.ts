@@ -114,7 +114,10 @@ export async function* paginate<T>(
 ): AsyncGenerator<T, void, undefined> {
   let startingAfter: string | undefined;
   for (;;) {
-    const query: PageQuery = { limit: options.limit };
+    const query: PageQuery = {};
+    if (options.limit !== undefined) {
+      query.limit = options.limit;
+    }
     if (startingAfter !== undefined) {
       query.starting_after = startingAfter;
     }
