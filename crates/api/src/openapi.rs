@@ -664,6 +664,22 @@ mod tests {
             values("PortalPolicyDto", "notice_rule"),
             ["later_of_notice_and_period_end", "notice_only"]
         );
+        assert_eq!(
+            values("DunningPolicyDto", "final_state"),
+            ["canceled", "unpaid"]
+        );
+        assert_eq!(
+            values("PutDunningPolicy", "final_state"),
+            ["canceled", "unpaid"]
+        );
+        assert_eq!(
+            values("PaymentHealthDto", "status"),
+            ["ok", "at_risk", "failing"]
+        );
+        assert_eq!(
+            values("TicketSummaryDto", "status"),
+            ["open", "resolved", "closed"]
+        );
         let channels = strings(&tenure_app::context::NOTE_CHANNELS);
         assert_eq!(values("CreateNote", "channel"), channels);
         assert_eq!(values("ExportNoteDto", "channel"), channels);

@@ -26,6 +26,11 @@ impl PartialSchema for NoteChannel {
 impl ToSchema for NoteChannel {}
 
 wire_enum! {
+    /// `ok`, `at_risk` or `failing` (docs/customers.md).
+    PaymentHealthStatusDto from PaymentHealth { Ok, AtRisk, Failing }
+}
+
+wire_enum! {
     /// A customer segment, computed on read (docs/customers.md): `new`, `loyal`, `high_ltv`,
     /// `at_risk`, `paused` or `churned`.
     SegmentDto from Segment { New, Loyal, HighLtv, AtRisk, Paused, Churned }
@@ -64,10 +69,13 @@ pub struct TenureDto {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CurrentPlanDto {
     pub subscription_id: String,
+    // Strings read from the subscription rows, whose values are those of the enums named.
+    #[schema(value_type = super::subscriptions::SubscriptionStatusDto)]
     pub status: String,
     pub plan_id: String,
     pub plan_name: String,
     pub price: MoneyDto,
+    #[schema(value_type = super::catalog::IntervalDto)]
     pub interval: String,
     pub interval_count: i32,
 }
@@ -84,7 +92,7 @@ pub struct SubscriptionSummaryDto {
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PaymentHealthDto {
-    #[schema(value_type = String, example = "ok")]
+    #[schema(value_type = PaymentHealthStatusDto, example = "ok")]
     pub status: PaymentHealth,
     pub failed_payments_30d: u32,
     pub delinquent_subscriptions: u32,
@@ -96,6 +104,7 @@ pub struct PaymentHealthDto {
 pub struct TicketSummaryDto {
     pub id: String,
     pub subject: String,
+    #[schema(value_type = super::support::TicketStatusDto)]
     pub status: String,
     pub channel: String,
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
@@ -109,6 +118,7 @@ pub struct CancellationSummaryDto {
     pub id: String,
     pub subscription_id: String,
     pub reason: String,
+    #[schema(value_type = super::support::CancellationRequestStatusDto)]
     pub status: String,
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub effective_at: DateTime<Utc>,

@@ -40,7 +40,7 @@ pub struct ExportOfferOutcomeDto {
     pub subscription_id: String,
     pub cancellation_request_id: Option<String>,
     pub reason: Option<String>,
-    /// `presented`, `accepted` or `declined`.
+    #[schema(value_type = super::retention::OutcomeStatusDto)]
     pub outcome: String,
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub created_at: DateTime<Utc>,

@@ -173,7 +173,7 @@ export type CancellationSummaryDto = {
     id: string;
     subscription_id: string;
     reason: string;
-    status: string;
+    status: CancellationRequestStatusDto;
     effective_at: string;
     created_at: string;
 };
@@ -407,11 +407,11 @@ export type CurrencyMetricsDto = {
 
 export type CurrentPlanDto = {
     subscription_id: string;
-    status: string;
+    status: SubscriptionStatusDto;
     plan_id: string;
     plan_name: string;
     price: MoneyDto;
-    interval: string;
+    interval: IntervalDto;
     interval_count: number;
 };
 
@@ -596,6 +596,11 @@ export type DiscountDto = {
 };
 
 /**
+ * `canceled` or `unpaid`.
+ */
+export type DunningFinalStateDto = 'canceled' | 'unpaid';
+
+/**
  * What happens after a renewal payment fails.
  */
 export type DunningPolicyDto = {
@@ -608,9 +613,9 @@ export type DunningPolicyDto = {
      */
     retry_after_days: Array<number>;
     /**
-     * `canceled` or `unpaid`: where the subscription ends when the last retry fails.
+     * Where the subscription ends when the last retry fails.
      */
-    final_state: string;
+    final_state: DunningFinalStateDto;
     /**
      * `null` while the defaults apply.
      */
@@ -711,10 +716,7 @@ export type ExportOfferOutcomeDto = {
     subscription_id: string;
     cancellation_request_id?: string | null;
     reason?: string | null;
-    /**
-     * `presented`, `accepted` or `declined`.
-     */
-    outcome: string;
+    outcome: OutcomeStatusDto;
     created_at: string;
     decided_at?: string | null;
 };
@@ -1254,12 +1256,17 @@ export type PaymentDto = {
 };
 
 export type PaymentHealthDto = {
-    status: string;
+    status: PaymentHealthStatusDto;
     failed_payments_30d: number;
     delinquent_subscriptions: number;
     default_card_expired: boolean;
     default_card_expiring: boolean;
 };
+
+/**
+ * `ok`, `at_risk` or `failing` (docs/customers.md).
+ */
+export type PaymentHealthStatusDto = 'ok' | 'at_risk' | 'failing';
 
 export type PaymentMethodDto = {
     id: string;
@@ -1569,9 +1576,9 @@ export type PutDunningPolicy = {
      */
     retry_after_days: Array<number>;
     /**
-     * `canceled` or `unpaid`.
+     * Parsed by the use case (for its field error).
      */
-    final_state: string;
+    final_state: DunningFinalStateDto;
 };
 
 export type RedeliverEvent = {
@@ -1902,7 +1909,7 @@ export type TicketStatusDto = 'open' | 'resolved' | 'closed';
 export type TicketSummaryDto = {
     id: string;
     subject: string;
-    status: string;
+    status: TicketStatusDto;
     channel: string;
     created_at: string;
     updated_at: string;
