@@ -612,8 +612,13 @@ mod tests {
         }
     }
 
-    /// The values a schema allows: its own `enum`, or that of the component it refers to.
+    /// The values a schema allows: its own `enum`, or that of the component it refers to
+    /// (for a nullable one, besides null).
     fn allowed_values(doc: &Value, schema: &Value) -> Vec<String> {
+        if let Some(variants) = schema["oneOf"].as_array() {
+            let not_null = variants.iter().find(|v| v["type"] != "null").unwrap();
+            return allowed_values(doc, not_null);
+        }
         let schema = match schema["$ref"].as_str() {
             Some(reference) => {
                 let name = reference.trim_start_matches("#/components/schemas/");
@@ -667,6 +672,11 @@ mod tests {
         assert_eq!(
             values("DunningPolicyDto", "final_state"),
             ["canceled", "unpaid"]
+        );
+        assert_eq!(values("ProrationLineDto", "kind"), ["credit", "charge"]);
+        assert_eq!(
+            values("WebhookEndpointDto", "disabled_reason"),
+            ["manual", "failing"]
         );
         assert_eq!(
             values("PutDunningPolicy", "final_state"),

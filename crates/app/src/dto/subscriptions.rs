@@ -744,10 +744,14 @@ pub enum PlanChangeTimingDto {
     PeriodEnd,
 }
 
+wire_enum! {
+    /// `credit` (negative amount) or `charge`.
+    ProrationLineKindDto from ProrationLineKind { Credit, Charge }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ProrationLineDto {
-    /// `credit` (negative amount) or `charge`.
-    pub kind: String,
+    pub kind: ProrationLineKindDto,
     pub plan_id: String,
     pub amount: MoneyDto,
     pub period: PeriodDto,
@@ -823,11 +827,7 @@ impl PlanChangePreviewDto {
                 p.lines
                     .iter()
                     .map(|l| ProrationLineDto {
-                        kind: match l.kind {
-                            ProrationLineKind::Credit => "credit",
-                            ProrationLineKind::Charge => "charge",
-                        }
-                        .to_owned(),
+                        kind: l.kind.into(),
                         plan_id: l.plan_id.to_string(),
                         amount: l.amount.into(),
                         period: l.period.into(),

@@ -2,10 +2,17 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tenure_domain::webhooks::{DeliveryAttempt, DeliveryStatus, WebhookDelivery, WebhookEndpoint};
+use tenure_domain::webhooks::{
+    DeliveryAttempt, DeliveryStatus, DisabledReason, WebhookDelivery, WebhookEndpoint,
+};
 use utoipa::{IntoParams, ToSchema};
 
 use super::customers::double_option;
+
+wire_enum! {
+    /// `manual` or `failing` (disabled automatically after uninterrupted failure).
+    DisabledReasonDto from DisabledReason { Manual, Failing }
+}
 
 wire_enum! {
     /// `pending`, `delivered`, `failed` (retry schedule exhausted) or `canceled` (the
@@ -71,8 +78,7 @@ pub struct WebhookEndpointDto {
     pub enabled_events: Vec<String>,
     pub retry_schedule_secs: Vec<u32>,
     pub disabled: bool,
-    /// `manual` or `failing` (disabled automatically after uninterrupted failure).
-    pub disabled_reason: Option<String>,
+    pub disabled_reason: Option<DisabledReasonDto>,
     /// Since when every attempt to this endpoint has failed; null while healthy.
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339_opt")]
     pub failing_since: Option<DateTime<Utc>>,
@@ -108,7 +114,7 @@ impl WebhookEndpointDto {
             enabled_events: e.enabled_events.clone(),
             retry_schedule_secs: e.retry_schedule_secs.clone(),
             disabled: e.disabled(),
-            disabled_reason: e.disabled_reason.map(|r| r.as_str().to_owned()),
+            disabled_reason: e.disabled_reason.map(Into::into),
             failing_since: e.failing_since,
             secret_overlap_ends_at: e.secret_overlap_ends_at(now),
             secret: None,

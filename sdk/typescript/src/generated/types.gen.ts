@@ -574,6 +574,11 @@ export type DeliveryAttemptDto = {
 export type DeliveryStatusDto = 'pending' | 'delivered' | 'failed' | 'canceled';
 
 /**
+ * `manual` or `failing` (disabled automatically after uninterrupted failure).
+ */
+export type DisabledReasonDto = 'manual' | 'failing';
+
+/**
  * A discount granted to a subscription by an accepted offer; the renewal engine applies
  * it to the next `cycles` invoices.
  */
@@ -1550,15 +1555,17 @@ export type ProductDto = {
 };
 
 export type ProrationLineDto = {
-    /**
-     * `credit` (negative amount) or `charge`.
-     */
-    kind: string;
+    kind: ProrationLineKindDto;
     plan_id: string;
     amount: MoneyDto;
     period: PeriodDto;
     description: string;
 };
+
+/**
+ * `credit` (negative amount) or `charge`.
+ */
+export type ProrationLineKindDto = 'credit' | 'charge';
 
 export type PutBillingSettings = {
     /**
@@ -2079,10 +2086,7 @@ export type WebhookEndpointDto = {
     enabled_events: Array<string>;
     retry_schedule_secs: Array<number>;
     disabled: boolean;
-    /**
-     * `manual` or `failing` (disabled automatically after uninterrupted failure).
-     */
-    disabled_reason?: string | null;
+    disabled_reason?: DisabledReasonDto | null;
     /**
      * Since when every attempt to this endpoint has failed; null while healthy.
      */
