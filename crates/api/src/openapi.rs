@@ -674,6 +674,20 @@ mod tests {
             ["canceled", "unpaid"]
         );
         assert_eq!(values("ProrationLineDto", "kind"), ["credit", "charge"]);
+        let ticket_channels = tenure_domain::support::TicketChannel::ALL
+            .iter()
+            .map(|c| c.as_str());
+        assert_eq!(
+            values("SupportTicketDto", "channel"),
+            strings(&ticket_channels.collect::<Vec<_>>())
+        );
+        let authors = tenure_domain::support::MessageAuthor::ALL
+            .iter()
+            .map(|a| a.as_str());
+        assert_eq!(
+            values("TicketMessageDto", "author"),
+            strings(&authors.collect::<Vec<_>>())
+        );
         assert_eq!(
             values("WebhookEndpointDto", "disabled_reason"),
             ["manual", "failing"]

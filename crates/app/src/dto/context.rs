@@ -106,6 +106,7 @@ pub struct TicketSummaryDto {
     pub subject: String,
     #[schema(value_type = super::support::TicketStatusDto)]
     pub status: String,
+    #[schema(value_type = super::support::TicketChannelDto)]
     pub channel: String,
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub created_at: DateTime<Utc>,

@@ -1075,6 +1075,11 @@ export type LtvRangeDto = {
 };
 
 /**
+ * `merchant`, `customer` or `system`.
+ */
+export type MessageAuthorDto = 'merchant' | 'customer' | 'system';
+
+/**
  * Subscriber metrics of a period, per currency and merchant-wide.
  */
 export type MetricsDto = {
@@ -1873,10 +1878,7 @@ export type SupportTicketDto = {
     subscription_id?: string | null;
     subject: string;
     status: TicketStatusDto;
-    /**
-     * `portal` or `api`.
-     */
-    channel: string;
+    channel: TicketChannelDto;
     /**
      * The conversation, oldest first (omitted in merchant lists).
      */
@@ -1901,12 +1903,14 @@ export type TenureDto = {
     days: number;
 };
 
+/**
+ * How the ticket was opened: `portal` or `api`.
+ */
+export type TicketChannelDto = 'portal' | 'api';
+
 export type TicketMessageDto = {
     id: string;
-    /**
-     * `merchant`, `customer` or `system`.
-     */
-    author: string;
+    author: MessageAuthorDto;
     body: string;
     created_at: string;
 };
@@ -1917,7 +1921,7 @@ export type TicketSummaryDto = {
     id: string;
     subject: string;
     status: TicketStatusDto;
-    channel: string;
+    channel: TicketChannelDto;
     created_at: string;
     updated_at: string;
 };
