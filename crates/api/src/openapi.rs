@@ -3,7 +3,9 @@
 
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{HttpMethod, Operation, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{ArrayItems, Schema};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::server::ServerBuilder;
 use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, RefOr, Required, ResponseBuilder, Type};
 use utoipa::{Modify, OpenApi};
 
@@ -143,7 +145,45 @@ pub fn finish(mut api: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
         }
     }
     HttpHeaders.modify(&mut api);
+    refer_list_items(&mut api);
+    // Relative: the API is wherever this document was fetched from (Schemathesis resolves it
+    // against the document's URL). Generators keep it as a default base URL only; the
+    // TypeScript SDK's wrapper always asks for the real one (sdk/typescript).
+    api.servers = Some(vec![
+        ServerBuilder::new()
+            .url("/")
+            .description(Some("The server that serves this document"))
+            .build(),
+    ]);
     api
+}
+
+const LIST_RESPONSE_PREFIX: &str = "ListResponse_";
+
+/// utoipa 6 composes a generic with its type argument's whole schema, so every
+/// `ListResponse_X` copied X inline (juhaku/utoipa#1586) and generators made a second type
+/// per list. This moves each item schema to its own component `X` (when no operation
+/// registered it already) and refers to it.
+fn refer_list_items(api: &mut utoipa::openapi::OpenApi) {
+    let schemas = &mut api.components.get_or_insert_with(Default::default).schemas;
+    let lists: Vec<String> = schemas
+        .keys()
+        .filter(|name| name.starts_with(LIST_RESPONSE_PREFIX))
+        .cloned()
+        .collect();
+    for list in lists {
+        let item_name = &list[LIST_RESPONSE_PREFIX.len()..];
+        let Some(RefOr::T(Schema::Object(page))) = schemas.get_mut(&list) else {
+            continue;
+        };
+        let Some(RefOr::T(Schema::Array(data))) = page.properties.get_mut("data") else {
+            continue;
+        };
+        let reference = ArrayItems::RefOrSchema(Box::new(Ref::from_schema_name(item_name).into()));
+        if let ArrayItems::RefOrSchema(inline) = std::mem::replace(&mut data.items, reference) {
+            schemas.entry(item_name.to_owned()).or_insert(*inline);
+        }
+    }
 }
 
 /// Operations whose resource carries a version: they answer with its `ETag`, and those
@@ -532,6 +572,190 @@ mod tests {
             bounds(&retries["items"]),
             (Some(1), Some(i64::from(MAX_RETRY_DAY)))
         );
+    }
+
+    /// Generators name functions after operationIds and silently rename a duplicate
+    /// (`listSubscriptions2`), so a merchant's call could reach a portal route.
+    #[test]
+    fn operation_ids_are_unique() {
+        let doc = document();
+        let mut seen = std::collections::BTreeMap::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                let id = operation["operationId"].as_str().expect("an operationId");
+                if let Some(first) = seen.insert(id.to_owned(), format!("{method} {path}")) {
+                    panic!("operationId {id} is used by {first} and {method} {path}");
+                }
+            }
+        }
+        assert!(seen.contains_key("list_subscriptions"));
+        assert!(seen.contains_key("portal_list_subscriptions"));
+    }
+
+    #[test]
+    fn list_items_refer_to_their_schema() {
+        let doc = document();
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        let lists: Vec<_> = schemas
+            .iter()
+            .filter(|(name, _)| name.starts_with(LIST_RESPONSE_PREFIX))
+            .collect();
+        assert!(lists.len() > 10);
+        for (name, list) in lists {
+            let item = &name[LIST_RESPONSE_PREFIX.len()..];
+            assert_eq!(
+                list["properties"]["data"]["items"],
+                serde_json::json!({"$ref": format!("#/components/schemas/{item}")}),
+                "{name}"
+            );
+            assert!(schemas.contains_key(item), "{item} is not a component");
+        }
+    }
+
+    /// The values a schema allows: its own `enum`, or that of the component it refers to
+    /// (for a nullable one, besides null).
+    fn allowed_values(doc: &Value, schema: &Value) -> Vec<String> {
+        if let Some(variants) = schema["oneOf"].as_array() {
+            let not_null = variants.iter().find(|v| v["type"] != "null").unwrap();
+            return allowed_values(doc, not_null);
+        }
+        let schema = match schema["$ref"].as_str() {
+            Some(reference) => {
+                let name = reference.trim_start_matches("#/components/schemas/");
+                &doc["components"]["schemas"][name]
+            }
+            None => schema,
+        };
+        let values = schema["enum"].as_array();
+        let values = values.unwrap_or_else(|| panic!("no enum in {schema}"));
+        values
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn closed_sets_are_enums_of_the_values_the_code_has() {
+        let doc = document();
+        let schema = |name: &str| &doc["components"]["schemas"][name];
+        let values =
+            |schema: &str, field: &str| allowed_values(&doc, property(&doc, schema, None, field));
+        let strings = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+
+        let invoice_statuses =
+            tenure_domain::billing::invoice::InvoiceStatus::ALL.map(|s| s.as_str());
+        assert_eq!(values("InvoiceDto", "status"), strings(&invoice_statuses));
+        assert_eq!(
+            values("PaymentDto", "status"),
+            ["succeeded", "declined", "failed"]
+        );
+        assert_eq!(
+            values("InvoiceLineDto", "kind"),
+            ["plan", "proration", "discount"]
+        );
+        assert_eq!(
+            values("WebhookDeliveryDto", "status"),
+            ["pending", "delivered", "failed", "canceled"]
+        );
+        assert_eq!(
+            values("ScheduledChangeDto", "type"),
+            ["pause", "resume", "cancel", "plan_change"]
+        );
+        assert_eq!(
+            values("PortalPolicyDto", "cancellation_mode"),
+            ["request", "immediate"]
+        );
+        assert_eq!(
+            values("PortalPolicyDto", "notice_rule"),
+            ["later_of_notice_and_period_end", "notice_only"]
+        );
+        assert_eq!(
+            values("DunningPolicyDto", "final_state"),
+            ["canceled", "unpaid"]
+        );
+        assert_eq!(values("ProrationLineDto", "kind"), ["credit", "charge"]);
+        let ticket_channels = tenure_domain::support::TicketChannel::ALL
+            .iter()
+            .map(|c| c.as_str());
+        assert_eq!(
+            values("SupportTicketDto", "channel"),
+            strings(&ticket_channels.collect::<Vec<_>>())
+        );
+        let authors = tenure_domain::support::MessageAuthor::ALL
+            .iter()
+            .map(|a| a.as_str());
+        assert_eq!(
+            values("TicketMessageDto", "author"),
+            strings(&authors.collect::<Vec<_>>())
+        );
+        assert_eq!(
+            values("WebhookEndpointDto", "disabled_reason"),
+            ["manual", "failing"]
+        );
+        assert_eq!(
+            values("PutDunningPolicy", "final_state"),
+            ["canceled", "unpaid"]
+        );
+        assert_eq!(
+            values("PaymentHealthDto", "status"),
+            ["ok", "at_risk", "failing"]
+        );
+        assert_eq!(
+            values("TicketSummaryDto", "status"),
+            ["open", "resolved", "closed"]
+        );
+        let channels = strings(&tenure_app::context::NOTE_CHANNELS);
+        assert_eq!(values("CreateNote", "channel"), channels);
+        assert_eq!(values("ExportNoteDto", "channel"), channels);
+        let event_types = strings(tenure_domain::webhooks::EVENT_TYPES);
+        assert_eq!(values("EventDto", "type"), event_types);
+        assert_eq!(values("WebhookDeliveryDto", "event_type"), event_types);
+        let segments = tenure_domain::context::Segment::ALL.map(|s| {
+            serde_json::to_value(s)
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_owned()
+        });
+        assert_eq!(
+            allowed_values(
+                &doc,
+                &schema("CustomerContextDto")["properties"]["segments"]["items"]
+            ),
+            segments
+        );
+
+        assert_eq!(
+            schema("Tag")["pattern"],
+            format!(
+                "^[a-z0-9_:.-]{{1,{}}}$",
+                tenure_domain::customer::MAX_TAG_CHARS
+            )
+        );
+        assert_eq!(
+            property(&doc, "CustomerDto", None, "tags")["items"]["$ref"],
+            "#/components/schemas/Tag"
+        );
+    }
+
+    #[test]
+    fn timestamp_parameters_are_date_times_and_a_server_is_named() {
+        let doc = document();
+        let metrics = doc["paths"]["/v1/metrics"]["get"]["parameters"]
+            .as_array()
+            .unwrap();
+        for name in ["from", "to"] {
+            let parameter = metrics.iter().find(|p| p["name"] == name).unwrap();
+            assert_eq!(parameter["schema"]["format"], "date-time", "{name}");
+        }
+        let invoices = doc["paths"]["/v1/invoices"]["get"]["parameters"]
+            .as_array()
+            .unwrap();
+        for name in ["created_from", "created_to"] {
+            let parameter = invoices.iter().find(|p| p["name"] == name).unwrap();
+            assert_eq!(parameter["schema"]["format"], "date-time", "{name}");
+        }
+        assert_eq!(doc["servers"][0]["url"], "/");
     }
 
     #[test]

@@ -62,7 +62,7 @@ async fn add_tag(
 
 /// Remove a tag from a customer (`customer.updated` when it was there).
 #[utoipa::path(tag = "Customers",
-    params(("id" = String, Path, description = "Customer id (cus_…)"), ("tag" = String, Path, description = "The tag")),
+    params(("id" = String, Path, description = "Customer id (cus_…)"), ("tag" = tenure_app::dto::customers::Tag, Path, description = "The tag")),
     responses((status = 200, description = "The customer", body = CustomerDto)))]
 #[delete("/customers/{id}/tags/{tag}")]
 async fn remove_tag(

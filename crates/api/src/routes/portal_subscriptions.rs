@@ -78,7 +78,7 @@ async fn subscribe(
 }
 
 /// The customer's subscriptions, newest first.
-#[utoipa::path(tag = "Portal", params(ListParams, PortalSubscriptionFilterParams),
+#[utoipa::path(operation_id = "portal_list_subscriptions", tag = "Portal", params(ListParams, PortalSubscriptionFilterParams),
     responses((status = 200, description = "A page of subscriptions", body = ListResponse<PortalSubscriptionDto>)))]
 #[get("/subscriptions")]
 async fn list_subscriptions(
@@ -107,7 +107,7 @@ async fn list_subscriptions(
 }
 
 /// One of the customer's subscriptions, with its available actions.
-#[utoipa::path(tag = "Portal", params(("id" = String, Path, description = "Subscription id (sub_…)")),
+#[utoipa::path(operation_id = "portal_get_subscription", tag = "Portal", params(("id" = String, Path, description = "Subscription id (sub_…)")),
     responses((status = 200, description = "The subscription", body = PortalSubscriptionDto)))]
 #[get("/subscriptions/{id}")]
 async fn get_subscription(
@@ -122,7 +122,7 @@ async fn get_subscription(
 
 /// Pause (if the policy allows): starts `now`, at `period_end` (default) or `at` a date;
 /// ends `at` a date, `after_cycles`, or open-ended within `max_pause_days`.
-#[utoipa::path(tag = "Portal", request_body = PauseSubscription,
+#[utoipa::path(operation_id = "portal_pause_subscription", tag = "Portal", request_body = PauseSubscription,
     params(("id" = String, Path, description = "Subscription id (sub_…)")),
     responses((status = 200, description = "The subscription", body = PortalSubscriptionDto)))]
 #[post("/subscriptions/{id}/pause")]
@@ -137,7 +137,7 @@ async fn pause_subscription(
 }
 
 /// Resume a pause the customer started.
-#[utoipa::path(tag = "Portal",
+#[utoipa::path(operation_id = "portal_resume_subscription", tag = "Portal",
     params(("id" = String, Path, description = "Subscription id (sub_…)")),
     responses((status = 200, description = "The subscription", body = PortalSubscriptionDto)))]
 #[post("/subscriptions/{id}/resume")]
@@ -155,7 +155,7 @@ async fn resume_subscription(
 /// subscription runs until the request's `effective_at`; the response lists the
 /// `retention_offers` the customer is eligible for, best first. `immediate` mode: send
 /// `"confirm": true`.
-#[utoipa::path(tag = "Portal", request_body = PortalCancelSubscription,
+#[utoipa::path(operation_id = "portal_cancel_subscription", tag = "Portal", request_body = PortalCancelSubscription,
     params(("id" = String, Path, description = "Subscription id (sub_…)")),
     responses((status = 200, description = "The subscription and, in request mode, the request", body = PortalCancelResult)))]
 #[post("/subscriptions/{id}/cancel")]
@@ -199,7 +199,7 @@ async fn cancel_result(
 }
 
 /// What a plan change would do and cost now.
-#[utoipa::path(tag = "Portal", request_body = ChangePlan,
+#[utoipa::path(operation_id = "portal_preview_plan_change", tag = "Portal", request_body = ChangePlan,
     params(("id" = String, Path, description = "Subscription id (sub_…)")),
     responses((status = 200, description = "The preview", body = PlanChangePreviewDto)))]
 #[post("/subscriptions/{id}/change_plan/preview")]
@@ -217,7 +217,7 @@ async fn preview_plan_change(
 
 /// Change plan (to a plan the policy lists): upgrades now with proration, downgrades at
 /// period end.
-#[utoipa::path(tag = "Portal", request_body = ChangePlan,
+#[utoipa::path(operation_id = "portal_change_plan", tag = "Portal", request_body = ChangePlan,
     params(("id" = String, Path, description = "Subscription id (sub_…)")),
     responses((status = 200, description = "The subscription", body = PortalSubscriptionDto)))]
 #[post("/subscriptions/{id}/change_plan")]
@@ -233,7 +233,7 @@ async fn change_plan(
 }
 
 /// Remove a scheduled change the customer asked for (`removable: true`).
-#[utoipa::path(tag = "Portal",
+#[utoipa::path(operation_id = "portal_remove_scheduled_change", tag = "Portal",
     params(("id" = String, Path, description = "Subscription id (sub_…)"),
            ("change_id" = String, Path, description = "Scheduled change id (sch_…)")),
     responses((status = 200, description = "The subscription", body = PortalSubscriptionDto)))]

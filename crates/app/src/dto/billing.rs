@@ -2,11 +2,28 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tenure_domain::billing::invoice::{Invoice, InvoiceLine, Payment, Refund};
+use tenure_domain::billing::invoice::{
+    Invoice, InvoiceLine, InvoiceStatus, LineKind, Payment, PaymentStatus, Refund,
+};
 use tenure_domain::billing::payment_method::PaymentMethod;
 use utoipa::{IntoParams, ToSchema};
 
 use super::MoneyDto;
+
+wire_enum! {
+    /// `draft`, `open`, `paid`, `void` or `uncollectible`.
+    InvoiceStatusDto from InvoiceStatus { Draft, Open, Paid, Void, Uncollectible }
+}
+
+wire_enum! {
+    /// `plan`, `proration` or `discount`.
+    LineKindDto from LineKind { Plan, Proration, Discount }
+}
+
+wire_enum! {
+    /// `succeeded`, `declined` (by the issuer) or `failed` (processing error, retryable).
+    PaymentStatusDto from PaymentStatus { Succeeded, Declined, Failed }
+}
 
 /// Attach a card by its gateway token. Brand, last4 and expiry come from the gateway;
 /// card numbers are refused everywhere with 422 `card_number_not_allowed`.
@@ -74,8 +91,7 @@ pub struct PaymentMethodList {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"kind": "plan", "description": "Gold (Nov 25 – Dec 25)", "amount": {"amount": 1999, "currency": "EUR"}}))]
 pub struct InvoiceLineDto {
-    /// `plan`, `proration` or `discount`.
-    pub kind: String,
+    pub kind: LineKindDto,
     pub description: String,
     /// Negative for credits and discounts.
     pub amount: MoneyDto,
@@ -84,7 +100,7 @@ pub struct InvoiceLineDto {
 impl From<&InvoiceLine> for InvoiceLineDto {
     fn from(l: &InvoiceLine) -> Self {
         Self {
-            kind: l.kind.as_str().to_owned(),
+            kind: l.kind.into(),
             description: l.description.clone(),
             amount: l.amount.into(),
         }
@@ -105,8 +121,7 @@ pub struct PaymentDto {
     pub customer_id: String,
     pub payment_method_id: Option<String>,
     pub amount: MoneyDto,
-    /// `succeeded`, `declined` (by the issuer) or `failed` (processing error, retryable).
-    pub status: String,
+    pub status: PaymentStatusDto,
     /// `card_declined`, `insufficient_funds`, `expired_card`, `processing_error`, …
     pub failure_code: Option<String>,
     pub failure_message: Option<String>,
@@ -124,7 +139,7 @@ impl From<&Payment> for PaymentDto {
             customer_id: p.customer_id.to_string(),
             payment_method_id: p.payment_method_id.map(|id| id.to_string()),
             amount: p.amount.into(),
-            status: p.status.as_str().to_owned(),
+            status: p.status.into(),
             failure_code: p.failure_code.clone(),
             failure_message: p.failure_message.clone(),
             amount_refunded: p.amount_refunded.into(),
@@ -186,8 +201,7 @@ pub struct InvoiceDto {
     pub period_start: Option<DateTime<Utc>>,
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339_opt")]
     pub period_end: Option<DateTime<Utc>>,
-    /// `draft`, `open`, `paid`, `void` or `uncollectible`.
-    pub status: String,
+    pub status: InvoiceStatusDto,
     #[schema(value_type = String, example = "EUR")]
     pub currency: tenure_domain::money::Currency,
     pub lines: Vec<InvoiceLineDto>,
@@ -228,7 +242,7 @@ impl From<&Invoice> for InvoiceDto {
             subscription_id: i.subscription_id.map(|s| s.to_string()),
             period_start: i.period.map(|p| p.start),
             period_end: i.period.map(|p| p.end),
-            status: i.status.as_str().to_owned(),
+            status: i.status.into(),
             currency: i.currency,
             lines: i.lines.iter().map(InvoiceLineDto::from).collect(),
             subtotal: i.totals.subtotal.into(),
@@ -264,7 +278,8 @@ pub struct InvoiceFilterParams {
     pub customer_id: Option<String>,
     /// Invoices of this subscription (sub_…).
     pub subscription_id: Option<String>,
-    /// `draft`, `open`, `paid`, `void` or `uncollectible`.
+    /// Invoices in this status.
+    #[param(value_type = Option<InvoiceStatusDto>)]
     pub status: Option<String>,
     /// Created at or after this instant (RFC 3339).
     pub created_from: Option<DateTime<Utc>>,
@@ -279,7 +294,8 @@ pub struct InvoiceFilterParams {
 pub struct PortalInvoiceFilterParams {
     /// Invoices of this subscription (sub_…) of the customer's.
     pub subscription_id: Option<String>,
-    /// `draft`, `open`, `paid`, `void` or `uncollectible`.
+    /// Invoices in this status.
+    #[param(value_type = Option<InvoiceStatusDto>)]
     pub status: Option<String>,
     /// Created at or after this instant (RFC 3339).
     pub created_from: Option<DateTime<Utc>>,

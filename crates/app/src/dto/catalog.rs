@@ -12,11 +12,11 @@ use super::MoneyDto;
 pub struct PortalPolicyDto {
     pub allow_pause: bool,
     pub allow_cancel: bool,
-    #[schema(value_type = String, example = "request")]
+    #[schema(example = "request")]
     pub cancellation_mode: CancellationModeDto,
-    #[schema(value_type = String, example = "now")]
+    #[schema(example = "now")]
     pub immediate_cancel_timing: ImmediateCancelTimingDto,
-    #[schema(value_type = String, example = "later_of_notice_and_period_end")]
+    #[schema(example = "later_of_notice_and_period_end")]
     pub notice_rule: NoticeRuleDto,
     pub notice_period_days: u32,
     pub max_pause_days: Option<u32>,
@@ -125,11 +125,11 @@ impl From<&PortalPolicy> for PortalPolicyDto {
 pub struct PortalPolicyInput {
     pub allow_pause: Option<bool>,
     pub allow_cancel: Option<bool>,
-    #[schema(value_type = Option<String>, example = "request")]
+    #[schema(example = "request")]
     pub cancellation_mode: Option<CancellationModeDto>,
-    #[schema(value_type = Option<String>, example = "now")]
+    #[schema(example = "now")]
     pub immediate_cancel_timing: Option<ImmediateCancelTimingDto>,
-    #[schema(value_type = Option<String>, example = "later_of_notice_and_period_end")]
+    #[schema(example = "later_of_notice_and_period_end")]
     pub notice_rule: Option<NoticeRuleDto>,
     // Bounds written out because utoipa takes only literals; the openapi tests compare
     // them with the domain constants.

@@ -5,6 +5,7 @@ use tenure_domain::money::Money;
 use tenure_store::pagination::{DEFAULT_LIMIT, MAX_LIMIT};
 use tenure_store::{Page, PageRequest};
 use type_safe_id::{StaticType, TypeSafeId};
+use utoipa::openapi::{ObjectBuilder, RefOr, Schema, Type};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::AppError;
@@ -34,6 +35,16 @@ impl From<MoneyDto> for Money {
     fn from(m: MoneyDto) -> Self {
         Money::new(m.amount, m.currency)
     }
+}
+
+/// The schema of a closed set of strings that Rust keeps as a list rather than an enum (the
+/// event catalogue, note channels): a string whose `enum` is that list.
+pub(crate) fn string_enum(description: &str, values: &[&str]) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(description))
+        .enum_values(Some(values.iter().copied()))
+        .into()
 }
 
 /// A page of a list, newest first.

@@ -5,9 +5,36 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tenure_domain::context::{PaymentHealth, Segment};
-use utoipa::ToSchema;
+use utoipa::openapi::{RefOr, Schema};
+use utoipa::{PartialSchema, ToSchema};
 
 use super::common::MoneyDto;
+
+/// Where a note was taken or a person was involved: `crate::context::NOTE_CHANNELS` as a
+/// schema, for the fields that carry one (they stay strings in Rust).
+pub struct NoteChannel;
+
+impl PartialSchema for NoteChannel {
+    fn schema() -> RefOr<Schema> {
+        super::common::string_enum(
+            "`portal`, `email`, `chat`, `phone`, `api` or `system`",
+            &crate::context::NOTE_CHANNELS,
+        )
+    }
+}
+
+impl ToSchema for NoteChannel {}
+
+wire_enum! {
+    /// `ok`, `at_risk` or `failing` (docs/customers.md).
+    PaymentHealthStatusDto from PaymentHealth { Ok, AtRisk, Failing }
+}
+
+wire_enum! {
+    /// A customer segment, computed on read (docs/customers.md): `new`, `loyal`, `high_ltv`,
+    /// `at_risk`, `paused` or `churned`.
+    SegmentDto from Segment { New, Loyal, HighLtv, AtRisk, Paused, Churned }
+}
 
 /// An amount per currency: never summed across currencies.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -42,10 +69,13 @@ pub struct TenureDto {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CurrentPlanDto {
     pub subscription_id: String,
+    // Strings read from the subscription rows, whose values are those of the enums named.
+    #[schema(value_type = super::subscriptions::SubscriptionStatusDto)]
     pub status: String,
     pub plan_id: String,
     pub plan_name: String,
     pub price: MoneyDto,
+    #[schema(value_type = super::catalog::IntervalDto)]
     pub interval: String,
     pub interval_count: i32,
 }
@@ -62,7 +92,7 @@ pub struct SubscriptionSummaryDto {
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PaymentHealthDto {
-    #[schema(value_type = String, example = "ok")]
+    #[schema(value_type = PaymentHealthStatusDto, example = "ok")]
     pub status: PaymentHealth,
     pub failed_payments_30d: u32,
     pub delinquent_subscriptions: u32,
@@ -74,7 +104,9 @@ pub struct PaymentHealthDto {
 pub struct TicketSummaryDto {
     pub id: String,
     pub subject: String,
+    #[schema(value_type = super::support::TicketStatusDto)]
     pub status: String,
+    #[schema(value_type = super::support::TicketChannelDto)]
     pub channel: String,
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub created_at: DateTime<Utc>,
@@ -87,6 +119,7 @@ pub struct CancellationSummaryDto {
     pub id: String,
     pub subscription_id: String,
     pub reason: String,
+    #[schema(value_type = super::support::CancellationRequestStatusDto)]
     pub status: String,
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub effective_at: DateTime<Utc>,
@@ -97,7 +130,7 @@ pub struct CancellationSummaryDto {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct LifecycleEntryDto {
     pub event_id: String,
-    #[schema(example = "subscription.paused")]
+    #[schema(value_type = super::events::EventType, example = "subscription.paused")]
     pub event_type: String,
     pub subscription_id: String,
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
@@ -138,8 +171,9 @@ pub struct CustomerContextDto {
     pub cancellations: Vec<CancellationSummaryDto>,
     /// Pause, resume and cancellation events of the customer's subscriptions.
     pub pause_history: Vec<LifecycleEntryDto>,
+    #[schema(value_type = Vec<super::customers::Tag>)]
     pub tags: Vec<String>,
-    #[schema(value_type = Vec<String>, example = json!(["loyal"]))]
+    #[schema(value_type = Vec<SegmentDto>, example = json!(["loyal"]))]
     pub segments: Vec<Segment>,
     /// Segments are computed on read, at this time.
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
@@ -150,6 +184,7 @@ pub struct CustomerContextDto {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"tag": "vip"}))]
 pub struct AddTag {
+    #[schema(value_type = super::customers::Tag)]
     pub tag: String,
 }
 
@@ -168,7 +203,7 @@ pub struct SegmentSettingsDto {
 #[schema(example = json!({"body": "Called about the price increase; offered a pause.", "channel": "phone", "author": "agent:maria"}))]
 pub struct CreateNote {
     pub body: String,
-    /// `portal`, `email`, `chat`, `phone`, `api` or `system`.
+    #[schema(value_type = NoteChannel)]
     pub channel: String,
     /// Who wrote it (an agent's name or id).
     pub author: String,
@@ -190,7 +225,8 @@ pub struct TimelineEntryDto {
     pub created_at: DateTime<Utc>,
     pub resource_type: Option<String>,
     pub resource_id: Option<String>,
-    /// Where a person was involved: `portal`, `email`, `chat`, `phone`, `api`, `system`.
+    /// Where a person was involved.
+    #[schema(value_type = Option<NoteChannel>)]
     pub channel: Option<String>,
     pub author: Option<String>,
     pub body: Option<String>,

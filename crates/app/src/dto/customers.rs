@@ -1,7 +1,31 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
-use tenure_domain::customer::Customer;
-use utoipa::{IntoParams, ToSchema};
+use tenure_domain::customer::{Customer, MAX_TAG_CHARS};
+use utoipa::openapi::{ObjectBuilder, RefOr, Schema, Type};
+use utoipa::{IntoParams, PartialSchema, ToSchema};
+
+/// A tag as stored and shown (`tenure_domain::customer::normalize_tag`): 1 to 64 of a-z,
+/// 0-9, `-`, `_`, `:`, `.`. Tags sent are trimmed and lower-cased first. The fields stay
+/// strings in Rust.
+pub struct Tag;
+
+impl PartialSchema for Tag {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "A lower-case slug: letters a-z, digits, '-', '_', ':' and '.'; sent tags are \
+trimmed and lower-cased first",
+            ))
+            .min_length(Some(1))
+            .max_length(Some(MAX_TAG_CHARS))
+            .pattern(Some(format!("^[a-z0-9_:.-]{{1,{MAX_TAG_CHARS}}}$")))
+            .examples(["vip"])
+            .into()
+    }
+}
+
+impl ToSchema for Tag {}
 
 /// Tells "field absent" (outer None) from "field: null" (Some(None)) in PATCH bodies.
 pub fn double_option<'de, T, D>(de: D) -> Result<Option<Option<T>>, D::Error>
@@ -25,6 +49,7 @@ pub struct CreateCustomer {
     pub locale: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    #[schema(value_type = Option<Vec<Tag>>)]
     pub tags: Option<Vec<String>>,
 }
 
@@ -46,6 +71,7 @@ pub struct UpdateCustomer {
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
     /// Replaces the tags.
+    #[schema(value_type = Option<Vec<Tag>>)]
     pub tags: Option<Vec<String>>,
 }
 
@@ -63,6 +89,7 @@ pub struct CustomerDto {
     pub locale: Option<String>,
     #[schema(value_type = Object)]
     pub metadata: serde_json::Map<String, serde_json::Value>,
+    #[schema(value_type = Vec<Tag>)]
     pub tags: Vec<String>,
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub created_at: DateTime<Utc>,
@@ -100,9 +127,10 @@ pub struct CustomerFilterParams {
     /// The merchant's own id.
     pub external_id: Option<String>,
     /// Customers carrying this tag.
+    #[param(value_type = Option<Tag>)]
     pub tag: Option<String>,
-    /// Customers in this segment now: `new`, `loyal`, `high_ltv`, `at_risk`, `paused`,
-    /// `churned` (computed on read, see docs/customers.md).
+    /// Customers in this segment now (computed on read, see docs/customers.md).
+    #[param(value_type = Option<super::context::SegmentDto>)]
     pub segment: Option<String>,
 }
 

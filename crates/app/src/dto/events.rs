@@ -4,7 +4,23 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tenure_domain::ids::EventId;
 use tenure_store::repo::events::EventRow;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::openapi::{RefOr, Schema};
+use utoipa::{IntoParams, PartialSchema, ToSchema};
+
+/// An event type: the catalogue `tenure_domain::webhooks::EVENT_TYPES` (docs/events.md) as
+/// a schema, for the fields that carry one (they stay strings in Rust).
+pub struct EventType;
+
+impl PartialSchema for EventType {
+    fn schema() -> RefOr<Schema> {
+        super::common::string_enum(
+            "An event type of the catalogue (docs/events.md)",
+            tenure_domain::webhooks::EVENT_TYPES,
+        )
+    }
+}
+
+impl ToSchema for EventType {}
 
 /// Something that happened to a resource. Ids are stable, so a consumer can drop
 /// duplicates.
@@ -19,6 +35,7 @@ pub struct EventDto {
     /// Always `event`.
     pub object: String,
     #[serde(rename = "type")]
+    #[schema(value_type = EventType)]
     pub event_type: String,
     pub resource_type: String,
     pub resource_id: String,
@@ -60,7 +77,7 @@ impl From<EventRow> for EventDto {
 pub struct EventFilterParams {
     /// Only events of this type, e.g. `customer.updated`.
     #[serde(rename = "type")]
-    #[param(rename = "type")]
+    #[param(rename = "type", value_type = Option<EventType>)]
     pub event_type: Option<String>,
     /// Only events about this resource id.
     pub resource_id: Option<String>,

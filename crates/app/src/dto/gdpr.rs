@@ -16,7 +16,7 @@ use crate::dto::events::EventDto;
 pub struct ExportNoteDto {
     pub id: String,
     pub body: String,
-    /// `portal`, `email`, `chat`, `phone`, `api` or `system`.
+    #[schema(value_type = super::context::NoteChannel)]
     pub channel: String,
     pub author: String,
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
@@ -40,7 +40,7 @@ pub struct ExportOfferOutcomeDto {
     pub subscription_id: String,
     pub cancellation_request_id: Option<String>,
     pub reason: Option<String>,
-    /// `presented`, `accepted` or `declined`.
+    #[schema(value_type = super::retention::OutcomeStatusDto)]
     pub outcome: String,
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub created_at: DateTime<Utc>,

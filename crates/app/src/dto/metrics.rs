@@ -10,9 +10,12 @@ use utoipa::{IntoParams, ToSchema};
 #[into_params(parameter_in = Query)]
 pub struct MetricsParams {
     /// Start of the period (RFC 3339, inclusive). Default: 30 days before `to`.
+    // A string parsed by the use case (for its field error); documented as the instant it is.
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// End of the period (RFC 3339, exclusive). Default: now; a later instant is taken as
     /// now.
+    #[param(format = DateTime)]
     pub to: Option<String>,
 }
 

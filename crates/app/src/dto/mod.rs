@@ -2,6 +2,28 @@
 //! from domain types; each derives `ToSchema` so the OpenAPI document shows exactly what
 //! is served.
 
+/// The wire form of a domain enum, as a schema whose `enum` lists exactly the domain's
+/// variants: the `From` match is exhaustive, so a new domain variant fails to compile
+/// until it is here too. Variants serialize in snake_case, as the domain's `as_str` does.
+macro_rules! wire_enum {
+    ($(#[$meta:meta])* $dto:ident from $domain:ty { $($variant:ident),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $dto {
+            $($variant),+
+        }
+
+        impl From<$domain> for $dto {
+            fn from(value: $domain) -> Self {
+                match value {
+                    $(<$domain>::$variant => Self::$variant),+
+                }
+            }
+        }
+    };
+}
+
 pub mod billing;
 pub mod catalog;
 pub mod common;

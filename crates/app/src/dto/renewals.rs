@@ -77,8 +77,8 @@ pub struct DunningPolicyDto {
     pub object: String,
     /// Days after the first failed attempt at which the charge is retried.
     pub retry_after_days: Vec<u32>,
-    /// `canceled` or `unpaid`: where the subscription ends when the last retry fails.
-    pub final_state: String,
+    /// Where the subscription ends when the last retry fails.
+    pub final_state: DunningFinalStateDto,
     /// `null` while the defaults apply.
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339_opt")]
     pub updated_at: Option<DateTime<Utc>>,
@@ -89,14 +89,15 @@ impl From<&BillingSettings> for DunningPolicyDto {
         Self {
             object: "dunning_policy".to_owned(),
             retry_after_days: s.dunning_policy.retry_after_days.clone(),
-            final_state: match s.dunning_policy.final_state {
-                tenure_domain::billing::dunning::DunningFinalState::Canceled => "canceled",
-                tenure_domain::billing::dunning::DunningFinalState::Unpaid => "unpaid",
-            }
-            .to_owned(),
+            final_state: s.dunning_policy.final_state.into(),
             updated_at: s.updated_at,
         }
     }
+}
+
+wire_enum! {
+    /// `canceled` or `unpaid`.
+    DunningFinalStateDto from tenure_domain::billing::dunning::DunningFinalState { Canceled, Unpaid }
 }
 
 /// A new dunning policy: 1–60 days, strictly increasing, at most 8 retries.
@@ -106,8 +107,8 @@ impl From<&BillingSettings> for DunningPolicyDto {
 pub struct PutDunningPolicy {
     #[schema(schema_with = retry_after_days_schema)]
     pub retry_after_days: Vec<u32>,
-    /// `canceled` or `unpaid`.
-    #[schema(example = "canceled")]
+    /// Parsed by the use case (for its field error).
+    #[schema(value_type = DunningFinalStateDto, example = "canceled")]
     pub final_state: String,
 }
 

@@ -211,6 +211,13 @@ pub struct CancellationDetailsDto {
     pub requested_by: ActorDto,
 }
 
+wire_enum! {
+    /// `pause`, `resume`, `cancel` or `plan_change`.
+    ChangeTypeDto from tenure_domain::subscription::scheduled::ChangeType {
+        Pause, Resume, Cancel, PlanChange
+    }
+}
+
 /// A change that will happen to the subscription.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"id": "sch_01jf9zc0f4e3a8r7m2k4t5n6bc", "type": "plan_change",
@@ -219,9 +226,8 @@ pub struct CancellationDetailsDto {
                 "interval": "month", "interval_count": 1}, "removable": true}))]
 pub struct ScheduledChangeDto {
     pub id: String,
-    /// `pause`, `resume`, `cancel` or `plan_change`.
     #[serde(rename = "type")]
-    pub change_type: String,
+    pub change_type: ChangeTypeDto,
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub due_at: DateTime<Utc>,
     pub requested_by: ActorDto,
@@ -421,7 +427,7 @@ impl SubscriptionDto {
                 .iter()
                 .map(|c| ScheduledChangeDto {
                     id: c.id.to_string(),
-                    change_type: c.kind.change_type().as_str().to_owned(),
+                    change_type: c.kind.change_type().into(),
                     due_at: c.due_at,
                     requested_by: c.requested_by.into(),
                     details: details(c),
@@ -738,10 +744,14 @@ pub enum PlanChangeTimingDto {
     PeriodEnd,
 }
 
+wire_enum! {
+    /// `credit` (negative amount) or `charge`.
+    ProrationLineKindDto from ProrationLineKind { Credit, Charge }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ProrationLineDto {
-    /// `credit` (negative amount) or `charge`.
-    pub kind: String,
+    pub kind: ProrationLineKindDto,
     pub plan_id: String,
     pub amount: MoneyDto,
     pub period: PeriodDto,
@@ -817,11 +827,7 @@ impl PlanChangePreviewDto {
                 p.lines
                     .iter()
                     .map(|l| ProrationLineDto {
-                        kind: match l.kind {
-                            ProrationLineKind::Credit => "credit",
-                            ProrationLineKind::Charge => "charge",
-                        }
-                        .to_owned(),
+                        kind: l.kind.into(),
                         plan_id: l.plan_id.to_string(),
                         amount: l.amount.into(),
                         period: l.period.into(),

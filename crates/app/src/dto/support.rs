@@ -3,11 +3,22 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tenure_domain::support::{
-    CancellationRequest, CancellationRequestStatus, SupportTicket, TicketMessage, TicketStatus,
+    CancellationRequest, CancellationRequestStatus, MessageAuthor, SupportTicket, TicketChannel,
+    TicketMessage, TicketStatus,
 };
 use utoipa::{IntoParams, ToSchema};
 
 use super::subscriptions::{CancellationReasonDto, PortalSubscriptionDto};
+
+wire_enum! {
+    /// `merchant`, `customer` or `system`.
+    MessageAuthorDto from MessageAuthor { Merchant, Customer, System }
+}
+
+wire_enum! {
+    /// How the ticket was opened: `portal` or `api`.
+    TicketChannelDto from TicketChannel { Portal, Api }
+}
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -156,8 +167,7 @@ impl From<TicketStatusDto> for TicketStatus {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct TicketMessageDto {
     pub id: String,
-    /// `merchant`, `customer` or `system`.
-    pub author: String,
+    pub author: MessageAuthorDto,
     pub body: String,
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub created_at: DateTime<Utc>,
@@ -167,7 +177,7 @@ impl From<&TicketMessage> for TicketMessageDto {
     fn from(m: &TicketMessage) -> Self {
         Self {
             id: m.id.to_string(),
-            author: m.author.as_str().to_owned(),
+            author: m.author.into(),
             body: m.body.clone(),
             created_at: m.created_at,
         }
@@ -189,8 +199,7 @@ pub struct SupportTicketDto {
     pub subscription_id: Option<String>,
     pub subject: String,
     pub status: TicketStatusDto,
-    /// `portal` or `api`.
-    pub channel: String,
+    pub channel: TicketChannelDto,
     /// The conversation, oldest first (omitted in merchant lists).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub messages: Option<Vec<TicketMessageDto>>,
@@ -209,7 +218,7 @@ impl SupportTicketDto {
             subscription_id: t.subscription_id.map(|s| s.to_string()),
             subject: t.subject.clone(),
             status: t.status.into(),
-            channel: t.channel.as_str().to_owned(),
+            channel: t.channel.into(),
             messages: messages.map(|ms| {
                 ms.iter()
                     .filter(|m| m.ticket_id == t.id)

@@ -2,10 +2,23 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tenure_domain::webhooks::{DeliveryAttempt, WebhookDelivery, WebhookEndpoint};
+use tenure_domain::webhooks::{
+    DeliveryAttempt, DeliveryStatus, DisabledReason, WebhookDelivery, WebhookEndpoint,
+};
 use utoipa::{IntoParams, ToSchema};
 
 use super::customers::double_option;
+
+wire_enum! {
+    /// `manual` or `failing` (disabled automatically after uninterrupted failure).
+    DisabledReasonDto from DisabledReason { Manual, Failing }
+}
+
+wire_enum! {
+    /// `pending`, `delivered`, `failed` (retry schedule exhausted) or `canceled` (the
+    /// endpoint was disabled).
+    DeliveryStatusDto from DeliveryStatus { Pending, Delivered, Failed, Canceled }
+}
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -65,8 +78,7 @@ pub struct WebhookEndpointDto {
     pub enabled_events: Vec<String>,
     pub retry_schedule_secs: Vec<u32>,
     pub disabled: bool,
-    /// `manual` or `failing` (disabled automatically after uninterrupted failure).
-    pub disabled_reason: Option<String>,
+    pub disabled_reason: Option<DisabledReasonDto>,
     /// Since when every attempt to this endpoint has failed; null while healthy.
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339_opt")]
     pub failing_since: Option<DateTime<Utc>>,
@@ -102,7 +114,7 @@ impl WebhookEndpointDto {
             enabled_events: e.enabled_events.clone(),
             retry_schedule_secs: e.retry_schedule_secs.clone(),
             disabled: e.disabled(),
-            disabled_reason: e.disabled_reason.map(|r| r.as_str().to_owned()),
+            disabled_reason: e.disabled_reason.map(Into::into),
             failing_since: e.failing_since,
             secret_overlap_ends_at: e.secret_overlap_ends_at(now),
             secret: None,
@@ -159,10 +171,9 @@ pub struct WebhookDeliveryDto {
     /// The event, also sent as the `webhook-id` header: the same on every retry and
     /// redelivery, so receivers can drop duplicates.
     pub event_id: String,
+    #[schema(value_type = super::events::EventType)]
     pub event_type: String,
-    /// `pending`, `delivered`, `failed` (retry schedule exhausted) or `canceled` (the
-    /// endpoint was disabled).
-    pub status: String,
+    pub status: DeliveryStatusDto,
     /// Attempts made so far.
     pub attempts: u32,
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339_opt")]
@@ -188,7 +199,7 @@ impl WebhookDeliveryDto {
             endpoint_id: d.endpoint_id.to_string(),
             event_id: d.event_id.to_string(),
             event_type: d.event_type.clone(),
-            status: d.status.as_str().to_owned(),
+            status: d.status.into(),
             attempts: d.attempts,
             next_attempt_at: d.next_attempt_at,
             last_attempt_at: d.last_attempt_at,
@@ -204,7 +215,8 @@ impl WebhookDeliveryDto {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct DeliveryFilterParams {
-    /// Only deliveries in this status: pending, delivered, failed or canceled.
+    /// Only deliveries in this status.
+    #[param(value_type = Option<DeliveryStatusDto>)]
     pub status: Option<String>,
 }
 
