@@ -8,6 +8,16 @@ function setup(thread)
   table.insert(threads, thread)
 end
 
+-- A browser page on another origin sends Origin with each call: BENCH_ORIGIN sets it
+-- (unset or empty: no Origin, as a mobile app or a server calls).
+local origin = os.getenv("BENCH_ORIGIN")
+function with_origin(headers)
+  if origin and origin ~= "" then
+    headers["Origin"] = origin
+  end
+  return headers
+end
+
 function load_lines(path)
   local out = {}
   for line in io.lines(path) do

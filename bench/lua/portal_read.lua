@@ -8,7 +8,8 @@ function init(args)
   for _, line in ipairs(load_lines(os.getenv("BENCH_PORTAL_FILE"))) do
     local s, t = line:match("^(%S+) (%S+)$")
     requests[#requests + 1] =
-      wrk.format("GET", "/v1/portal/subscriptions/" .. s, { Authorization = "Bearer " .. t })
+      wrk.format("GET", "/v1/portal/subscriptions/" .. s,
+        with_origin({ Authorization = "Bearer " .. t }))
   end
   math.randomseed(os.time() * 100 + tid)
 end

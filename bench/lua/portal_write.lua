@@ -28,7 +28,8 @@ function request()
   end
   if pass % 2 == 0 then
     return wrk.format("POST", subs[pos] .. "/pause",
-      { Authorization = auths[pos], ["Content-Type"] = "application/json" }, pause_body)
+      with_origin({ Authorization = auths[pos], ["Content-Type"] = "application/json" }),
+      pause_body)
   end
-  return wrk.format("POST", subs[pos] .. "/resume", { Authorization = auths[pos] })
+  return wrk.format("POST", subs[pos] .. "/resume", with_origin({ Authorization = auths[pos] }))
 end

@@ -128,24 +128,38 @@ impl Framing {
                         *self = Self::head();
                     }
                 }
-                Self::Head(bytes) => {
+                Self::Head(held) if held.is_empty() => {
+                    // The common case: the whole head is in this read. It is checked
+                    // where it lies and released from there, with nothing held.
+                    let Some(end) = head_end(input) else {
+                        if let Some(refusal) = over_limit(input) {
+                            release.extend_from_slice(&refusal.stand_in());
+                            *self = Self::Refused;
+                            return;
+                        }
+                        // The head goes on in the next read.
+                        held.extend_from_slice(input);
+                        return;
+                    };
+                    let head = &input[..end];
+                    if let Some(refusal) = over_limit(head) {
+                        release.extend_from_slice(&refusal.stand_in());
+                        *self = Self::Refused;
+                        return;
+                    }
+                    release.extend_from_slice(head);
+                    input = &input[end..];
+                    *self = body_after(head);
+                }
+                Self::Head(held) => {
                     // Hold at most one byte over the limit: enough to know it is over.
-                    let seen = bytes.len();
+                    let seen = held.len();
                     let take = input.len().min(MAX_REQUEST_HEAD + 1 - seen);
-                    bytes.extend_from_slice(&input[..take]);
+                    held.extend_from_slice(&input[..take]);
                     // A terminator may straddle two reads: look from a little before.
                     let from = seen.saturating_sub(3);
-                    let end = head_end(&bytes[from..]).map(|i| from + i);
-                    let head = end.unwrap_or(bytes.len());
-                    let line = bytes[..head].iter().position(|&b| b == b'\n');
-                    let refusal = if line.unwrap_or(head) > MAX_REQUEST_LINE {
-                        Some(Refusal::RequestLine)
-                    } else if head > MAX_REQUEST_HEAD {
-                        Some(Refusal::Head)
-                    } else {
-                        None
-                    };
-                    if let Some(refusal) = refusal {
+                    let end = head_end(&held[from..]).map(|i| from + i);
+                    if let Some(refusal) = over_limit(&held[..end.unwrap_or(held.len())]) {
                         release.extend_from_slice(&refusal.stand_in());
                         *self = Self::Refused;
                         return;
@@ -154,9 +168,9 @@ impl Framing {
                         // The head goes on in the next read (all of this one is held).
                         return;
                     };
-                    bytes.truncate(end);
-                    let next = body_after(bytes);
-                    release.append(bytes);
+                    held.truncate(end);
+                    let next = body_after(held);
+                    release.append(held);
                     input = &input[end - seen..];
                     *self = next;
                 }
@@ -173,14 +187,24 @@ impl Framing {
 /// Where a head ends in `bytes` (just after its empty line, `\r\n\r\n` or a bare
 /// `\n\n`), if it does.
 fn head_end(bytes: &[u8]) -> Option<usize> {
-    bytes.iter().enumerate().find_map(|(i, &b)| {
-        let after = &bytes[i + 1..];
-        match (b, after) {
-            (b'\n', [b'\n', ..]) => Some(i + 2),
-            (b'\n', [b'\r', b'\n', ..]) => Some(i + 3),
-            _ => None,
-        }
-    })
+    let crlf = memchr::memmem::find(bytes, b"\r\n\r\n").map(|i| i + 4);
+    let lf = memchr::memmem::find(bytes, b"\n\n").map(|i| i + 2);
+    match (crlf, lf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Which limit `head` (a whole head, or the start of one) is over, if any.
+fn over_limit(head: &[u8]) -> Option<Refusal> {
+    let line = memchr::memchr(b'\n', head).unwrap_or(head.len());
+    if line > MAX_REQUEST_LINE {
+        Some(Refusal::RequestLine)
+    } else if head.len() > MAX_REQUEST_HEAD {
+        Some(Refusal::Head)
+    } else {
+        None
+    }
 }
 
 /// What follows a complete head: its `Content-Length` body, the next head, or (a body
