@@ -1,0 +1,146 @@
+// The reference self-service portal: signs the subscriber in with the session the
+// merchant's backend minted, then shows their subscriptions (with only the actions the
+// policy allows), payment methods and invoices. Every call goes through the Tenure SDK.
+
+import { me, paginate, plans, portalListPaymentMethods, portalListSubscriptions, type PortalSubscriptionDto } from '@tenure/sdk';
+import { h, replace, uniqueId } from './dom';
+import { Locale } from './i18n';
+import { createClient, type Portal, showFailure } from './portal';
+import { parse, readSession, type Session, saveSession, signOut } from './session';
+import { InvoiceHistory } from './views/invoices';
+import { paymentMethodList } from './views/payment-methods';
+import { type PlanDirectory, subscriptionList } from './views/subscriptions';
+import './style.css';
+
+const root = document.getElementById('app')!;
+const status = document.getElementById('status')!;
+const alert = document.getElementById('alert')!;
+
+function start(): void {
+  const session = readSession(window.location, window.sessionStorage);
+  if (session) {
+    void signedIn(session);
+  } else {
+    signInForm(new Locale(null));
+  }
+}
+
+async function signedIn(session: Session): Promise<void> {
+  let ended = false;
+  const client = createClient(session, () => {
+    if (!ended) {
+      ended = true;
+      signOut(window.sessionStorage);
+      signInForm(portal.locale, portal.locale.t('sessionExpired'));
+    }
+  });
+  const portal: Portal = {
+    client,
+    session,
+    locale: new Locale(null),
+    announce(message) {
+      alert.hidden = true;
+      // Emptied first so that the same message twice is announced twice.
+      status.textContent = '';
+      window.setTimeout(() => (status.textContent = message), 50);
+    },
+    fail(error, region = alert) {
+      if (!ended) {
+        showFailure(region, error, portal.locale);
+      }
+    },
+    refresh: async () => {},
+  };
+  replace(root, h('p', {}, portal.locale.t('loading')));
+  try {
+    const { data: customer } = await me({ client });
+    portal.locale = new Locale(customer.locale);
+    document.documentElement.lang = portal.locale.tag;
+    document.title = portal.locale.t('title');
+    const invoices = new InvoiceHistory(portal);
+    const subscriptionsSlot = h('div', {});
+    const paymentMethodsSlot = h('div', {});
+    const signOutButton = h('button', { type: 'button', class: 'secondary' }, portal.locale.t('signOut'));
+    signOutButton.addEventListener('click', () => {
+      signOut(window.sessionStorage);
+      signInForm(portal.locale);
+    });
+    replace(
+      root,
+      h(
+        'header',
+        {},
+        h('h1', { id: 'page-heading', tabindex: -1 }, portal.locale.t('title')),
+        h('p', {}, portal.locale.t('signedInAs', { name: customer.name ?? customer.email ?? customer.id })),
+        signOutButton,
+      ),
+      h('main', {}, subscriptionsSlot, paymentMethodsSlot, invoices.element),
+    );
+    portal.refresh = async () => {
+      const [planList, subscriptions, methods] = await Promise.all([
+        plans({ client }),
+        allSubscriptions(portal),
+        portalListPaymentMethods({ client }),
+        invoices.reload(),
+      ]);
+      const directory: PlanDirectory = new Map(planList.data.map((plan) => [plan.id, plan]));
+      replace(subscriptionsSlot, subscriptionList(portal, subscriptions, directory));
+      replace(paymentMethodsSlot, paymentMethodList(portal, methods.data.data));
+      // The button that had focus was just replaced: keep keyboard users in the page.
+      if (document.activeElement === document.body && !document.querySelector('dialog[open]')) {
+        document.getElementById('page-heading')?.focus();
+      }
+    };
+    await portal.refresh();
+    root.setAttribute('aria-busy', 'false');
+  } catch (error) {
+    // A 401 has already replaced the page with the sign-in form.
+    if (!ended) {
+      replace(root);
+      portal.fail(error);
+    }
+  }
+}
+
+async function allSubscriptions(portal: Portal): Promise<PortalSubscriptionDto[]> {
+  const all: PortalSubscriptionDto[] = [];
+  for await (const subscription of paginate((query) => portalListSubscriptions({ client: portal.client, query }), { limit: 100 })) {
+    all.push(subscription);
+  }
+  return all;
+}
+
+/** For development: the API address and a token by hand. */
+function signInForm(locale: Locale, notice?: string): void {
+  const apiId = uniqueId('api');
+  const tokenId = uniqueId('token');
+  const api = h('input', { id: apiId, type: 'url', required: true, value: 'http://127.0.0.1:8080', autocomplete: 'url' });
+  const token = h('textarea', { id: tokenId, required: true, rows: 3, autocomplete: 'off' });
+  const form = h(
+    'form',
+    {},
+    h('label', { for: apiId }, locale.t('apiUrl')),
+    api,
+    h('label', { for: tokenId }, locale.t('token')),
+    token,
+    h('button', { type: 'submit', class: 'primary' }, locale.t('signIn')),
+  );
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const session = parse({ api: api.value, token: token.value });
+    if (session) {
+      saveSession(session, window.sessionStorage);
+      void signedIn(session);
+    }
+  });
+  status.textContent = '';
+  if (notice) {
+    replace(alert, h('p', {}, notice));
+    alert.hidden = false;
+  } else {
+    alert.hidden = true;
+  }
+  replace(root, h('main', {}, h('h1', { id: 'page-heading', tabindex: -1 }, locale.t('signInTitle')), h('p', {}, locale.t('signInHelp')), form));
+}
+
+start();
