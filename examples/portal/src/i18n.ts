@@ -1,6 +1,8 @@
 // The customer's language and formats. The locale comes from the customer record
-// (`GET /v1/portal/me`); strings fall back to English, money and dates use Intl with the
-// full locale, so `de-AT` reads German words and Austrian formats.
+// (`GET /v1/portal/me`): words by its language (English and German here; a new language
+// is one more complete table, which the compiler checks), money and dates by Intl with the
+// full locale, so `de-AT` reads German words in Austrian formats and `fr` English words in
+// French formats.
 
 import type { MoneyDto } from '@tenure/sdk';
 
@@ -160,11 +162,21 @@ const en = {
 export type MessageKey = keyof typeof en;
 type Messages = Record<MessageKey, string>;
 
-const de: Partial<Messages> = {
+const de: Messages = {
   title: 'Ihre Abonnements',
   signedInAs: 'Angemeldet als {name}',
   signOut: 'Abmelden',
   loading: 'Wird geladen…',
+  signInTitle: 'Anmelden',
+  signInHelp:
+    'Dieses Portal öffnen Sie über Ihr Kundenkonto auf der Website des Händlers, die Sie anmeldet. Zum Entwickeln: API-Adresse und ein Kunden-Sitzungstoken einfügen.',
+  apiUrl: 'API-Adresse',
+  token: 'Kunden-Sitzungstoken',
+  signIn: 'Anmelden',
+  sessionExpired: 'Ihre Sitzung ist abgelaufen. Öffnen Sie das Portal erneut über Ihr Kundenkonto.',
+  unreachable:
+    'Der Abrechnungsdienst ist nicht erreichbar oder erlaubt dieser Website keinen Zugriff (CORS). Bitte versuchen Sie es später erneut.',
+  originNotAllowed: 'Diese Website ist noch nicht für die Verwaltung Ihrer Abonnements eingerichtet. Bitte wenden Sie sich an den Kundendienst des Händlers.',
   noSubscriptions: 'Sie haben keine Abonnements.',
   status_trialing: 'Testphase',
   status_active: 'Aktiv',
@@ -176,18 +188,98 @@ const de: Partial<Messages> = {
   perInterval_week: '{price} pro Woche',
   perInterval_month: '{price} pro Monat',
   perInterval_year: '{price} pro Jahr',
+  everyInterval: '{price} alle {count} Intervalle ({interval})',
   renews: 'Verlängert sich am {date}',
   trialEnds: 'Testphase endet am {date}',
   endsOn: 'Endet am {date}',
-  pausedOpen: 'Pausiert, bis Sie fortsetzen',
+  ended: 'Beendet am {date}',
   pausedUntil: 'Pausiert bis {date}',
+  pausedOpen: 'Pausiert, bis Sie fortsetzen',
   actions: 'Aktionen für {plan}',
   changePlan: 'Tarif wechseln',
   pause: 'Pausieren',
   resume: 'Fortsetzen',
   cancel: 'Abonnement kündigen',
   withdrawCancellation: 'Abonnement behalten',
+  scheduled: 'Geplant',
+  change_pause: 'Pause ab {date}',
+  change_resume: 'Fortsetzung am {date}',
+  change_cancel: 'Kündigung zum {date}',
+  change_plan_change: 'Tarifwechsel am {date}',
+  removeChange: 'Rückgängig',
+  discount: '{percent} % Rabatt auf die nächsten {cycles} Rechnungen',
+  discountAmount: '{amount} Rabatt auf die nächsten {cycles} Rechnungen',
+  choosePlan: 'Neuen Tarif wählen',
+  previewTitle: 'Was sich ändert',
+  previewNow: 'Gilt ab sofort',
+  previewPeriodEnd: 'Gilt ab {date}',
+  dueNow: 'Auf Ihrer nächsten Rechnung: {amount}',
+  dueImmediately: 'Sofort berechnet: {amount}',
+  creditCarried: 'Gutschrift für nicht genutzte Zeit: {amount}',
+  nothingProrated: 'Für den Wechsel selbst wird nichts berechnet.',
+  confirmChange: 'Tarifwechsel bestätigen',
+  close: 'Schließen',
+  pauseTitle: 'Abonnement pausieren',
+  pauseStart: 'Ab wann?',
+  pauseEnd: 'Wie lange?',
+  pauseUntilResume: 'Bis ich fortsetze',
+  pauseForCycles: 'Einige Verlängerungen überspringen',
+  cycles: 'Zu überspringende Verlängerungen',
+  pauseMax: 'Sie können höchstens {days} Tage pausieren.',
+  confirmPause: 'Abonnement pausieren',
+  cancelTitle: 'Abonnement kündigen',
+  cancelRequestHelp: 'Ihr Abonnement endet am {date} ({days} Tage Kündigungsfrist). Wir eröffnen ein Support-Ticket, um Ihnen zu helfen.',
+  cancelImmediateHelp: 'Ihr Abonnement endet sofort, und Sie verlieren sofort den Zugang.',
+  reason: 'Warum möchten Sie kündigen?',
+  chooseReason: 'Grund wählen',
+  message: 'Möchten Sie uns noch etwas mitteilen? (optional)',
+  confirmCancelCheckbox: 'Ja, mein Abonnement jetzt kündigen',
+  confirmCancel: 'Abonnement kündigen',
+  reason_too_expensive: 'Es ist zu teuer',
+  reason_missing_features: 'Mir fehlen Funktionen',
+  reason_switched_service: 'Ich bin zu einem anderen Anbieter gewechselt',
+  reason_unused: 'Ich nutze es zu selten',
+  reason_customer_service: 'Ich war mit dem Service unzufrieden',
+  reason_too_complex: 'Es ist zu kompliziert',
+  reason_low_quality: 'Die Qualität hat nicht gereicht',
+  reason_other: 'Ein anderer Grund',
+  offersTitle: 'Bevor Sie gehen',
+  offersHelp: 'Wir würden Sie gern behalten. Hilft Ihnen eines dieser Angebote?',
+  offer_discount_percent: '{percent} % Rabatt auf Ihre nächsten {cycles} Rechnungen',
+  offer_discount_amount: '{amount} Rabatt auf Ihre nächsten {cycles} Rechnungen',
+  offer_pause_instead: 'Stattdessen {days} Tage pausieren',
+  offer_switch_plan: 'Zu {plan} wechseln',
+  offer_extend_trial: '{days} weitere Tage Testphase',
+  acceptOffer: 'Annehmen',
+  declineOffer: 'Nein, danke',
+  requestTitle: 'Ihre Kündigungsanfrage',
+  request_pending: 'Offen: endet am {date}',
+  request_withdrawn: 'Zurückgezogen',
+  request_approved: 'Bestätigt: endet am {date}',
+  request_declined: 'Abgelehnt',
+  request_completed: 'Abgeschlossen am {date}',
+  ticket: 'Support-Ticket',
+  ticketStatus_open: 'Offen',
+  ticketStatus_resolved: 'Gelöst',
+  ticketStatus_closed: 'Geschlossen',
+  author_customer: 'Sie',
+  author_merchant: 'Support',
+  author_system: 'Hinweis',
+  reply: 'Ihre Antwort',
+  sendReply: 'Antwort senden',
   paymentMethods: 'Zahlungsmethoden',
+  noPaymentMethods: 'Noch keine Zahlungsmethode.',
+  cardLabel: '{brand} mit Endziffern {last4}',
+  expires: 'Gültig bis {month}/{year}',
+  expired: 'Abgelaufen',
+  expiringSoon: 'Läuft bald ab',
+  default: 'Standard',
+  makeDefault: 'Als Standard festlegen',
+  remove: 'Entfernen',
+  addCard: 'Karte hinzufügen',
+  cardToken: 'Karten-Token aus Ihrem Zahlungsformular',
+  cardTokenHelp: 'Ihr Kartenformular (z. B. Stripe Elements) liefert dieses Token; dieses Portal sieht nie eine Kartennummer.',
+  addCardButton: 'Karte hinzufügen',
   invoices: 'Rechnungen',
   noInvoices: 'Noch keine Rechnungen.',
   invoiceNumber: 'Rechnung',
@@ -195,44 +287,40 @@ const de: Partial<Messages> = {
   status: 'Status',
   total: 'Summe',
   due: 'Offen',
-  invoice_paid: 'Bezahlt',
+  invoiceActions: 'Aktionen',
+  invoice_draft: 'Entwurf',
   invoice_open: 'Offen',
+  invoice_paid: 'Bezahlt',
+  invoice_void: 'Storniert',
+  invoice_uncollectible: 'Uneinbringlich',
   pay: 'Jetzt bezahlen',
   newer: 'Neuere',
   older: 'Ältere',
-  default: 'Standard',
-  makeDefault: 'Als Standard festlegen',
-  remove: 'Entfernen',
-  addCard: 'Karte hinzufügen',
-  close: 'Schließen',
+  done_changePlan: 'Ihr Tarif wurde gewechselt.',
+  done_changeScheduled: 'Ihr Tarif wechselt am {date}.',
+  done_pause: 'Ihr Abonnement ist pausiert.',
+  done_pauseScheduled: 'Ihr Abonnement wird am {date} pausiert.',
+  done_resume: 'Ihr Abonnement ist wieder aktiv.',
+  done_cancel: 'Ihr Abonnement ist gekündigt.',
+  done_cancelRequested: 'Wir haben Ihre Anfrage erhalten. Ihr Abonnement endet am {date}.',
+  done_withdraw: 'Ihr Abonnement läuft weiter.',
+  done_offerAccepted: 'Angebot angenommen. Ihr Abonnement läuft weiter.',
+  done_offerDeclined: 'Angebot abgelehnt.',
+  done_removeChange: 'Die geplante Änderung wurde zurückgenommen.',
+  done_addCard: 'Karte hinzugefügt.',
+  done_default: 'Standard-Zahlungsmethode geändert.',
+  done_removeCard: 'Karte entfernt.',
+  done_pay: 'Rechnung bezahlt.',
+  done_reply: 'Antwort gesendet.',
+  errorTitle: 'Das hat nicht geklappt',
 };
 
-const fr: Partial<Messages> = {
-  title: 'Vos abonnements',
-  signedInAs: 'Connecté·e en tant que {name}',
-  signOut: 'Se déconnecter',
-  loading: 'Chargement…',
-  status_active: 'Actif',
-  status_paused: 'En pause',
-  status_canceled: 'Résilié',
-  status_trialing: 'Essai',
-  perInterval_month: '{price} par mois',
-  perInterval_year: '{price} par an',
-  changePlan: 'Changer de formule',
-  pause: 'Mettre en pause',
-  resume: 'Reprendre',
-  cancel: 'Résilier l’abonnement',
-  paymentMethods: 'Moyens de paiement',
-  invoices: 'Factures',
-  close: 'Fermer',
-};
-
-const catalogues: Record<string, Partial<Messages>> = { en, de, fr };
+const catalogues: Record<string, Messages> = { en, de };
 
 /** The words and formats of one locale. */
 export class Locale {
   readonly tag: string;
-  private readonly messages: Partial<Messages>;
+  private readonly messages: Messages;
 
   constructor(tag: string | null | undefined) {
     const requested = tag && isValidTag(tag) ? tag : navigator.language || 'en';
@@ -242,7 +330,7 @@ export class Locale {
 
   /** A message with `{name}` placeholders filled in. */
   t(key: MessageKey, values: Record<string, string | number> = {}): string {
-    const template = this.messages[key] ?? en[key];
+    const template = this.messages[key];
     return template.replace(/\{(\w+)\}/g, (_, name: string) => String(values[name] ?? `{${name}}`));
   }
 

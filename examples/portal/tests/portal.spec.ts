@@ -32,6 +32,10 @@ test('signs in from the merchant’s link, in the customer’s language, and kee
   const monthly = await shop.plan(coffee, 'Monatlich', 1999, 'month');
   const grete = await shop.customer('Grete', 'de-DE');
   await shop.subscribe(grete, monthly);
+  // The first invoice is charged by the engine within a second or so.
+  await expect
+    .poll(async () => (await listInvoices({ client: shop.client, query: { customer_id: grete.id } })).data.data.map((i) => i.status))
+    .toEqual(['paid']);
 
   await page.goto(await shop.portalLink(grete));
 
@@ -40,7 +44,12 @@ test('signs in from the merchant’s link, in the customer’s language, and kee
   const card = subscriptionCard(page, 'Kaffee · Monatlich');
   // German words and German money: 19,99 € a month.
   await expect(card.getByText('19,99 € pro Monat')).toBeVisible();
-  await expect(card.getByRole('group', { name: 'Aktionen für Kaffee · Monatlich' })).toBeVisible();
+  await expect(card.getByText('Aktiv', { exact: true })).toBeVisible();
+  await expect(card.getByRole('group', { name: 'Aktionen für Kaffee · Monatlich' }).getByRole('button')).toHaveText([
+    'Pausieren',
+    'Abonnement kündigen',
+  ]);
+  await expect(page.getByRole('table')).toContainText('Bezahlt');
   expect(page.url()).not.toContain('token');
   expect(new URL(page.url()).hash).toBe('');
   await expectNoAccessibilityViolations(page);
@@ -49,7 +58,8 @@ test('signs in from the merchant’s link, in the customer’s language, and kee
   await page.reload();
   await expect(card.getByText('19,99 € pro Monat')).toBeVisible();
   await page.getByRole('button', { name: 'Abmelden' }).click();
-  await expect(page.getByRole('heading', { name: 'Sign in', level: 1 })).toBeVisible();
+  await expect(page.getByRole('heading', { name: 'Anmelden', level: 1 })).toBeVisible();
+  // Signed out, the customer's locale is unknown again: the browser's language (English).
   await page.reload();
   await expect(page.getByRole('heading', { name: 'Sign in', level: 1 })).toBeVisible();
 });
