@@ -61,7 +61,8 @@ export function showFailure(region: HTMLElement, error: unknown, locale: Locale)
 
 /**
  * Runs an action from a button: disables the button while it runs (no double submit),
- * reports failure where the user is looking, and on success announces `done` and refreshes.
+ * reports its failure where the user is looking, and on success announces `done` and
+ * loads the page again (a failure to load is reported as such, not as the action's).
  */
 export async function act(
   portal: Portal,
@@ -71,13 +72,9 @@ export async function act(
 ): Promise<boolean> {
   button.disabled = true;
   button.setAttribute('aria-busy', 'true');
+  let done: string | undefined;
   try {
-    const done = await action();
-    if (done) {
-      portal.announce(done);
-    }
-    await portal.refresh();
-    return true;
+    done = await action();
   } catch (error) {
     portal.fail(error, region);
     return false;
@@ -85,6 +82,15 @@ export async function act(
     button.disabled = false;
     button.removeAttribute('aria-busy');
   }
+  if (done) {
+    portal.announce(done);
+  }
+  try {
+    await portal.refresh();
+  } catch (error) {
+    portal.fail(error);
+  }
+  return true;
 }
 
 /**
