@@ -2,7 +2,9 @@
 # Generated clients: proves openapi/openapi.json (which CI already proves equal to what
 # `tenure openapi` prints) is valid and turns into clean SDKs.
 #
-#   1. openapi-spec-validator (PyPI) accepts the document;
+#   1. openapi-spec-validator (PyPI) accepts the document, and scripts/check-openapi.py
+#      finds every closed set an enum and every operation's security and error
+#      responses declared (and none it cannot answer);
 #   2. openapi-python-client (PyPI) generates a Python client into a temporary directory
 #      with --fail-on-warning, and every operationId is a module of it;
 #   3. @hey-api/openapi-ts (npm, pinned in sdk/typescript/package-lock.json) regenerates
@@ -41,6 +43,9 @@ for item in document["paths"].values():
         if isinstance(operation, dict) and "operationId" in operation:
             print(operation["operationId"])
 EOF
+
+echo "== closed sets as enums, security and error responses (scripts/check-openapi.py)"
+python3 scripts/check-openapi.py "$document"
 
 echo "== openapi-python-client"
 (cd "$work" && openapi-python-client generate --path "$OLDPWD/$document" --meta none \

@@ -49,27 +49,48 @@ pub const MERCHANT_KEY: &str = "merchant_key";
 pub const CUSTOMER_TOKEN: &str = "customer_token";
 const PROBLEM_RESPONSE: &str = "Problem";
 
-/// Error statuses every authenticated operation may answer with.
-const ERROR_STATUSES: &[(&str, &str)] = &[
-    ("400", "Malformed request (bad JSON, bad Idempotency-Key)"),
-    ("401", "Missing or invalid credential"),
-    ("403", "A credential of the wrong kind for this route"),
-    ("404", "No such resource (or another tenant's)"),
-    (
-        "409",
-        "Conflicts with the current state, or a concurrent duplicate",
-    ),
-    ("412", "If-Match did not match the current ETag"),
-    ("413", "Body too large"),
-    ("415", "Body is not application/json"),
-    (
-        "422",
-        "Invalid fields, or an Idempotency-Key reused with another body",
-    ),
-    ("429", "Rate limited; see Retry-After"),
-    ("500", "Internal error"),
-    ("503", "Database unavailable; retry"),
-];
+/// The error statuses an operation can answer with, from what it is: each is a
+/// problem+json document. What only some use cases answer (402 `payment_declined`, a 409
+/// outside POST) is declared on their handlers.
+///
+/// - every route: 413 (a declared `Content-Length` over the limit, also without a body),
+///   414 and 431 (request target or headers over their limits), 422 (a query with `%00`,
+///   or one the operation does not document) and 500 (`middleware::input_limits`);
+/// - with a credential: 401 (missing or invalid), 403 (a credential of the other kind,
+///   or a browser origin the token's merchant does not allow), 429 (rate limits per
+///   credential and per address with refused credentials), 503 (the database);
+/// - with a body: 400 `invalid_json`, 415, 422 (a body of the wrong shape or values);
+/// - POST (idempotency keys): 400 `invalid_idempotency_key`, 409 `idempotency_key_in_use`,
+///   422 `idempotency_key_reused`;
+/// - with an id in the path: 404 (also another tenant's id, and a malformed one);
+/// - honouring `If-Match` (`VERSIONED`): 412.
+fn error_statuses(
+    authenticated: bool,
+    method: &HttpMethod,
+    has_body: bool,
+    has_path_id: bool,
+    if_match: bool,
+) -> Vec<&'static str> {
+    let mut statuses = vec!["413", "414", "422", "431", "500"];
+    if authenticated {
+        statuses.extend(["401", "403", "429", "503"]);
+    }
+    if has_body {
+        statuses.extend(["400", "415", "422"]);
+    }
+    if method_name(method)
+        .eq_ignore_ascii_case(crate::middleware::idempotency::COVERED_METHOD.as_str())
+    {
+        statuses.extend(["400", "409", "422"]);
+    }
+    if has_path_id {
+        statuses.push("404");
+    }
+    if if_match {
+        statuses.push("412");
+    }
+    statuses
+}
 
 /// Adds security schemes, per-operation security and the shared error responses.
 pub fn finish(mut api: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
@@ -116,30 +137,35 @@ pub fn finish(mut api: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
         } else {
             None
         };
-        for operation in [
-            &mut item.get,
-            &mut item.post,
-            &mut item.put,
-            &mut item.patch,
-            &mut item.delete,
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for (method, operation) in [
+            (HttpMethod::Get, &mut item.get),
+            (HttpMethod::Post, &mut item.post),
+            (HttpMethod::Put, &mut item.put),
+            (HttpMethod::Patch, &mut item.patch),
+            (HttpMethod::Delete, &mut item.delete),
+        ] {
+            let Some(operation) = operation else {
+                continue;
+            };
             if let Some(scheme) = scheme {
                 operation.security =
                     Some(vec![SecurityRequirement::new(scheme, Vec::<String>::new())]);
             }
-            let statuses: &[(&str, &str)] = if scheme.is_some() {
-                ERROR_STATUSES
-            } else {
-                &ERROR_STATUSES[ERROR_STATUSES.len() - 2..]
-            };
-            for (status, _) in statuses {
+            let if_match = VERSIONED.iter().any(|(m, p, precondition)| {
+                *m == method_name(&method) && p == path && precondition.if_match
+            });
+            let statuses = error_statuses(
+                scheme.is_some(),
+                &method,
+                operation.request_body.is_some(),
+                path.contains('{'),
+                if_match,
+            );
+            for status in statuses {
                 operation
                     .responses
                     .responses
-                    .entry((*status).to_owned())
+                    .entry(status.to_owned())
                     .or_insert_with(|| RefOr::Ref(Ref::from_response_name(PROBLEM_RESPONSE)));
             }
         }
@@ -566,6 +592,15 @@ mod tests {
                 "{schema}.{name}"
             );
         }
+        for schema in ["CreateWebhookEndpoint", "UpdateWebhookEndpoint"] {
+            let events = property(&doc, schema, None, "enabled_events");
+            assert_eq!(events["minItems"].as_u64(), Some(1), "{schema}");
+            assert_eq!(
+                events["maxItems"].as_u64(),
+                Some(tenure_domain::webhooks::MAX_ENABLED_EVENTS as u64),
+                "{schema}"
+            );
+        }
         let retries = property(&doc, "PutDunningPolicy", None, "retry_after_days");
         assert_eq!(retries["maxItems"].as_u64(), Some(MAX_RETRIES as u64));
         assert_eq!(
@@ -710,6 +745,31 @@ mod tests {
         let event_types = strings(tenure_domain::webhooks::EVENT_TYPES);
         assert_eq!(values("EventDto", "type"), event_types);
         assert_eq!(values("WebhookDeliveryDto", "event_type"), event_types);
+        let mut enabled = strings(&[tenure_domain::webhooks::ALL_EVENTS]);
+        enabled.extend(event_types.iter().cloned());
+        for schema in [
+            "CreateWebhookEndpoint",
+            "UpdateWebhookEndpoint",
+            "WebhookEndpointDto",
+        ] {
+            let items = &property(&doc, schema, None, "enabled_events")["items"];
+            assert_eq!(allowed_values(&doc, items), enabled, "{schema}");
+        }
+        let mut timeline_types = event_types.clone();
+        timeline_types.extend(strings(&["note", "ticket.message"]));
+        assert_eq!(values("TimelineEntryDto", "type"), timeline_types);
+        assert_eq!(
+            values("TimelineEntryDto", "kind"),
+            ["event", "note", "ticket_message"]
+        );
+        let algorithms = strings(tenure_app::sessions::tokens::ALLOWED_PROVIDER_ALGORITHMS);
+        assert_eq!(values("CreateIdentityProvider", "algorithm"), algorithms);
+        assert_eq!(values("IdentityProviderDto", "algorithm"), algorithms);
+        assert_eq!(
+            values("UpcomingInvoiceDto", "status"),
+            strings(&invoice_statuses)
+        );
+        assert_eq!(values("HealthDto", "status"), ["ok"]);
         let segments = tenure_domain::context::Segment::ALL.map(|s| {
             serde_json::to_value(s)
                 .unwrap()
@@ -717,13 +777,16 @@ mod tests {
                 .unwrap()
                 .to_owned()
         });
-        assert_eq!(
-            allowed_values(
-                &doc,
-                &schema("CustomerContextDto")["properties"]["segments"]["items"]
-            ),
-            segments
-        );
+        for (name, field) in [
+            ("CustomerContextDto", "segments"),
+            ("EligibilityDto", "segments"),
+        ] {
+            assert_eq!(
+                allowed_values(&doc, &schema(name)["properties"][field]["items"]),
+                segments,
+                "{name}.{field}"
+            );
+        }
 
         assert_eq!(
             schema("Tag")["pattern"],

@@ -390,8 +390,8 @@ pub async fn add_note(
     .await?;
     Ok(TimelineEntryDto {
         id: note.id.to_string(),
-        kind: "note".to_owned(),
-        entry_type: "note".to_owned(),
+        kind: TimelineEntryKindDto::Note,
+        entry_type: NOTE_ENTRY_TYPE.to_owned(),
         created_at: note.at,
         resource_type: Some("customer".to_owned()),
         resource_id: None,
@@ -433,14 +433,23 @@ pub async fn timeline(
             .items
             .into_iter()
             .map(|r| {
-                let id = match r.entry_kind.as_str() {
-                    "event" => EventId::from_uuid(r.id).to_string(),
-                    "note" => NoteId::from_uuid(r.id).to_string(),
-                    _ => TicketMessageId::from_uuid(r.id).to_string(),
+                let (kind, id) = match r.entry_kind.as_str() {
+                    "event" => (
+                        TimelineEntryKindDto::Event,
+                        EventId::from_uuid(r.id).to_string(),
+                    ),
+                    "note" => (
+                        TimelineEntryKindDto::Note,
+                        NoteId::from_uuid(r.id).to_string(),
+                    ),
+                    _ => (
+                        TimelineEntryKindDto::TicketMessage,
+                        TicketMessageId::from_uuid(r.id).to_string(),
+                    ),
                 };
                 TimelineEntryDto {
                     id,
-                    kind: r.entry_kind,
+                    kind,
                     entry_type: r.entry_type,
                     created_at: r.created_at,
                     resource_type: r.resource_type,

@@ -14,7 +14,10 @@ use tenure_app::dto::catalog::{
     CancellationModeDto, CreatePlan, CreateProduct, IntervalDto, PortalPolicyInput, PriceInput,
 };
 use tenure_app::dto::customers::CreateCustomer;
-use tenure_app::{App, AppError, catalog, customers, merchants, sessions, subscriptions};
+use tenure_app::dto::sessions::PutCorsSettings;
+use tenure_app::{
+    App, AppError, catalog, cors_settings, customers, merchants, sessions, subscriptions,
+};
 use tenure_domain::clock::SystemClock;
 use tenure_engine::delivery::WebhookSender;
 use tenure_engine::loops;
@@ -315,6 +318,16 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs) -> Result<(), StartupErr
         .await
         .map_err(use_case_failure)?;
     let merchant = created.merchant.id;
+    // The reference portal calls the API from its own origin, as a merchant's frontend would.
+    cors_settings::put(
+        &state,
+        merchant,
+        PutCorsSettings {
+            allowed_origins: vec![args.portal_url.origin().to_string()],
+        },
+    )
+    .await
+    .map_err(use_case_failure)?;
     let eur = |amount| PriceInput {
         amount,
         currency: "EUR"
@@ -426,6 +439,9 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs) -> Result<(), StartupErr
     println!("curl -s {base}/v1/portal/plans -H 'Authorization: Bearer {token}'");
     println!("curl -s {base}/v1/portal/subscriptions -H 'Authorization: Bearer {token}'");
     println!("curl -s {base}/v1/subscriptions?status=trialing -H 'Authorization: Bearer {key}'");
+    println!();
+    println!("Open the self-service portal (examples/portal, `npm run dev`):");
+    println!("{}", args.portal_url.signed_in(&base, &token));
     Ok(())
 }
 

@@ -259,6 +259,49 @@ pub struct DemoArgs {
     /// Same as `serve --jwt-secret`, so the printed token verifies on that server.
     #[arg(long, env = "TENURE_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// Where the reference portal (examples/portal, `npm run dev`) is served: the demo
+    /// prints a link that opens it signed in as the demo customer, and allows its origin
+    /// in the demo merchant's CORS settings. An https URL, or http for localhost.
+    #[arg(long, env = "TENURE_DEMO_PORTAL_URL", default_value = DEFAULT_DEMO_PORTAL_URL,
+        value_parser = parse_portal_url)]
+    pub portal_url: PortalUrl,
+}
+
+/// Where `npm run dev` serves the reference portal (examples/portal) by default.
+pub const DEFAULT_DEMO_PORTAL_URL: &str = "http://localhost:5173";
+
+/// The reference portal's address, and its origin (which the demo merchant allows).
+#[derive(Debug, Clone)]
+pub struct PortalUrl {
+    url: url::Url,
+    origin: Origin,
+}
+
+fn parse_portal_url(value: &str) -> Result<PortalUrl, String> {
+    let url = url::Url::parse(value.trim()).map_err(|err| format!("{value:?}: {err}"))?;
+    // The page's origin is what its browser sends, so that is what the merchant allows.
+    let origin = Origin::allowed(&url.origin().ascii_serialization())
+        .map_err(|reason| format!("{value:?}: its origin {reason}"))?;
+    Ok(PortalUrl { url, origin })
+}
+
+impl PortalUrl {
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
+    /// The portal opened signed in: the API's base URL and a customer token in the
+    /// fragment (`#api=…&token=…`, form-encoded), which the app reads at start; a
+    /// fragment is never sent to a server, so the token stays out of access logs.
+    pub fn signed_in(&self, api: &str, token: &str) -> String {
+        let fragment = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("api", api)
+            .append_pair("token", token)
+            .finish();
+        let mut url = self.url.clone();
+        url.set_fragment(Some(&fragment));
+        url.to_string()
+    }
 }
 
 impl DemoArgs {
@@ -299,8 +342,38 @@ mod tests {
             bind: bind.to_owned(),
             public_url: public_url.map(str::to_owned),
             jwt_secret: None,
+            portal_url: parse_portal_url(DEFAULT_DEMO_PORTAL_URL).unwrap(),
         }
         .base_url()
+    }
+
+    #[test]
+    fn the_demo_s_portal_link_carries_the_api_and_the_token_in_its_fragment() {
+        let portal =
+            |value: &str| match Cli::try_parse_from(["tenure", "demo", "--portal-url", value]) {
+                Ok(Cli {
+                    command: Some(Command::Demo(args)),
+                    ..
+                }) => Ok(args.portal_url),
+                Ok(_) => panic!("not demo"),
+                Err(err) => Err(err.to_string()),
+            };
+        let default = parse_portal_url(DEFAULT_DEMO_PORTAL_URL).unwrap();
+        assert_eq!(default.origin().as_str(), "http://localhost:5173");
+        assert_eq!(
+            default.signed_in("http://127.0.0.1:8080", "eyJ.a-b_c.d"),
+            "http://localhost:5173/#api=http%3A%2F%2F127.0.0.1%3A8080&token=eyJ.a-b_c.d"
+        );
+        let hosted = portal("https://Portal.example.com:443/app/?x=1#old").unwrap();
+        assert_eq!(hosted.origin().as_str(), "https://portal.example.com");
+        assert_eq!(
+            hosted.signed_in("https://api.example.com", "t"),
+            "https://portal.example.com/app/?x=1#api=https%3A%2F%2Fapi.example.com&token=t"
+        );
+        let refused = portal("http://portal.example.com").unwrap_err();
+        assert!(refused.contains("must use https"), "{refused}");
+        let refused = portal("portal").unwrap_err();
+        assert!(refused.contains("relative URL"), "{refused}");
     }
 
     #[test]

@@ -143,3 +143,154 @@ async fn the_demo_prints_urls_for_the_bind_address_or_the_public_url() {
         );
     }
 }
+
+/// A `tenure serve` child process, stopped when the test ends however it ends.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// An HTTP response: the status, the headers (names in lower case) and the body.
+type Response = (u16, Vec<(String, String)>, String);
+
+/// One HTTP/1.1 exchange over a fresh connection.
+fn http(addr: &str, request_head: &str) -> std::io::Result<Response> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    stream
+        .write_all(format!("{request_head}Host: {addr}\r\nConnection: close\r\n\r\n").as_bytes())?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|line| line.split(' ').nth(1))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+        .collect();
+    Ok((status, headers, body.to_owned()))
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, value)| value.as_str())
+}
+
+/// The link `tenure demo` prints opens the reference portal signed in: it names the API
+/// and carries a customer token in its fragment, the token works on the portal, and the
+/// portal's origin passes CORS (preflight and request) on the server the demo describes.
+#[tokio::test]
+async fn the_demo_s_portal_link_signs_in_from_an_allowed_origin() {
+    let db = TestDb::new().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let portal = "http://localhost:5174";
+    let url = db.url.clone();
+    let (demo_addr, demo_url) = (addr.clone(), url.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        tenure(
+            &["demo"],
+            &[
+                ("DATABASE_URL", &demo_url),
+                ("TENURE_BIND", &demo_addr),
+                ("TENURE_DEMO_PORTAL_URL", portal),
+            ],
+        )
+    })
+    .await
+    .expect("tenure ran");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut lines = printed.lines();
+    lines
+        .by_ref()
+        .find(|line| {
+            line.starts_with("Open the self-service portal (examples/portal, `npm run dev`)")
+        })
+        .unwrap_or_else(|| panic!("no portal line in:\n{printed}"));
+    let link = lines.next().expect("the link after the portal line");
+    let expected = format!("{portal}/#api=http%3A%2F%2F127.0.0.1%3A{port}&token=");
+    assert!(link.starts_with(&expected), "{link}");
+    let token = &link[expected.len()..];
+    assert!(!token.is_empty() && !token.contains(['&', '%']), "{link}");
+    let customer = printed
+        .lines()
+        .find_map(|line| line.strip_prefix("customer:"))
+        .map(str::trim)
+        .expect("the customer line");
+
+    let _server = Server(
+        Command::new(env!("CARGO_BIN_EXE_tenure"))
+            .arg("serve")
+            .env("TENURE_LOG", "error")
+            .env("DATABASE_URL", &url)
+            .env("TENURE_BIND", &addr)
+            .env("TENURE_NO_WORKERS", "1")
+            .env("TENURE_HTTP_WORKERS", "1")
+            .env("TENURE_POOL_SIZE", "4")
+            .spawn()
+            .expect("start tenure serve"),
+    );
+    let ready = tokio::task::spawn_blocking({
+        let addr = addr.clone();
+        move || {
+            for _ in 0..300 {
+                if let Ok((200, _, _)) = http(&addr, "GET /healthz HTTP/1.1\r\n") {
+                    return true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            false
+        }
+    })
+    .await
+    .expect("waited");
+    assert!(ready, "tenure serve did not answer on {addr}");
+
+    let exchange = |head: String| {
+        let addr = addr.clone();
+        tokio::task::spawn_blocking(move || http(&addr, &head).expect("an answer"))
+    };
+    let (status, headers, _) = exchange(format!(
+        "OPTIONS /v1/portal/me HTTP/1.1\r\nOrigin: {portal}\r\n\
+         Access-Control-Request-Method: GET\r\nAccess-Control-Request-Headers: authorization\r\n"
+    ))
+    .await
+    .expect("preflight");
+    assert!(
+        (200..300).contains(&status),
+        "preflight: {status} {headers:?}"
+    );
+    assert_eq!(
+        header(&headers, "access-control-allow-origin"),
+        Some(portal)
+    );
+
+    let (status, headers, body) = exchange(format!(
+        "GET /v1/portal/me HTTP/1.1\r\nOrigin: {portal}\r\nAuthorization: Bearer {token}\r\n"
+    ))
+    .await
+    .expect("request");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        header(&headers, "access-control-allow-origin"),
+        Some(portal)
+    );
+    let me: serde_json::Value = serde_json::from_str(&body).expect("a JSON body");
+    assert_eq!(me["id"], customer, "{body}");
+}

@@ -115,7 +115,9 @@ async fn set_default_payment_method(
 #[utoipa::path(tag = "Payment methods",
     params(("id" = String, Path, description = "Customer id (cus_…)"),
            ("pm" = String, Path, description = "Payment method id (pm_…)")),
-    responses((status = 200, description = "The removed payment method", body = PaymentMethodDto)))]
+    responses((status = 200, description = "The removed payment method", body = PaymentMethodDto),
+        (status = 409, description = "The last payment method of a customer whose subscription renews (`last_payment_method`)",
+            body = crate::error::Problem, content_type = "application/problem+json")))]
 #[delete("/customers/{id}/payment_methods/{pm}")]
 async fn detach_payment_method(
     state: web::Data<AppState>,
@@ -174,7 +176,9 @@ async fn portal_set_default_payment_method(
 /// renews).
 #[utoipa::path(tag = "Portal",
     params(("id" = String, Path, description = "Payment method id (pm_…)")),
-    responses((status = 200, description = "The removed payment method", body = PaymentMethodDto)))]
+    responses((status = 200, description = "The removed payment method", body = PaymentMethodDto),
+        (status = 409, description = "The last payment method while a subscription renews (`last_payment_method`)",
+            body = crate::error::Problem, content_type = "application/problem+json")))]
 #[delete("/payment_methods/{id}")]
 async fn portal_detach_payment_method(
     state: web::Data<AppState>,

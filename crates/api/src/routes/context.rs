@@ -63,7 +63,9 @@ async fn add_tag(
 /// Remove a tag from a customer (`customer.updated` when it was there).
 #[utoipa::path(tag = "Customers",
     params(("id" = String, Path, description = "Customer id (cus_…)"), ("tag" = tenure_app::dto::customers::Tag, Path, description = "The tag")),
-    responses((status = 200, description = "The customer", body = CustomerDto)))]
+    responses((status = 200, description = "The customer", body = CustomerDto),
+        (status = 409, description = "The customer is erased (`customer_erased`)",
+            body = crate::error::Problem, content_type = "application/problem+json")))]
 #[delete("/customers/{id}/tags/{tag}")]
 async fn remove_tag(
     req: HttpRequest,
@@ -90,7 +92,9 @@ async fn get_segment_settings(
 
 /// Replace the merchant's segment settings.
 #[utoipa::path(tag = "Customers", request_body = SegmentSettingsDto,
-    responses((status = 200, description = "The settings", body = SegmentSettingsDto)))]
+    responses((status = 200, description = "The settings", body = SegmentSettingsDto),
+        (status = 409, description = "A concurrent change of the settings (retry)",
+            body = crate::error::Problem, content_type = "application/problem+json")))]
 #[put("/segment_settings")]
 async fn put_segment_settings(
     state: web::Data<AppState>,

@@ -144,7 +144,9 @@ async fn get_customer(
 /// Update a customer. Honours `If-Match`.
 #[utoipa::path(tag = "Customers", request_body = UpdateCustomer,
     params(("id" = String, Path, description = "Customer id (cus_…)")),
-    responses((status = 200, description = "The updated customer", body = CustomerDto)))]
+    responses((status = 200, description = "The updated customer", body = CustomerDto),
+        (status = 409, description = "The customer is erased (`customer_erased`)",
+            body = crate::error::Problem, content_type = "application/problem+json")))]
 #[patch("/customers/{id}")]
 async fn update_customer(
     req: HttpRequest,

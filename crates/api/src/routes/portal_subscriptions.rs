@@ -236,7 +236,9 @@ async fn change_plan(
 #[utoipa::path(operation_id = "portal_remove_scheduled_change", tag = "Portal",
     params(("id" = String, Path, description = "Subscription id (sub_…)"),
            ("change_id" = String, Path, description = "Scheduled change id (sch_…)")),
-    responses((status = 200, description = "The subscription", body = PortalSubscriptionDto)))]
+    responses((status = 200, description = "The subscription", body = PortalSubscriptionDto),
+        (status = 409, description = "The subscription's state no longer allows it",
+            body = crate::error::Problem, content_type = "application/problem+json")))]
 #[delete("/subscriptions/{id}/scheduled_changes/{change_id}")]
 async fn remove_scheduled_change(
     req: HttpRequest,

@@ -34,7 +34,9 @@ pub fn configure_portal(cfg: &mut ServiceConfig) {
 /// period and date. 409 `no_upcoming_invoice` when it will not renew.
 #[utoipa::path(tag = "Subscriptions",
     params(("id" = String, Path, description = "Subscription id (sub_…)")),
-    responses((status = 200, description = "The upcoming invoice", body = UpcomingInvoiceDto)))]
+    responses((status = 200, description = "The upcoming invoice", body = UpcomingInvoiceDto),
+        (status = 409, description = "The subscription will not renew (`no_upcoming_invoice`)",
+            body = crate::error::Problem, content_type = "application/problem+json")))]
 #[get("/subscriptions/{id}/upcoming_invoice")]
 async fn upcoming_invoice(
     state: web::Data<AppState>,
@@ -49,7 +51,9 @@ async fn upcoming_invoice(
 /// Preview the next invoice of one of the signed-in customer's subscriptions.
 #[utoipa::path(tag = "Portal",
     params(("id" = String, Path, description = "Subscription id (sub_…)")),
-    responses((status = 200, description = "The upcoming invoice", body = UpcomingInvoiceDto)))]
+    responses((status = 200, description = "The upcoming invoice", body = UpcomingInvoiceDto),
+        (status = 409, description = "The subscription will not renew (`no_upcoming_invoice`)",
+            body = crate::error::Problem, content_type = "application/problem+json")))]
 #[get("/subscriptions/{id}/upcoming_invoice")]
 async fn portal_upcoming_invoice(
     state: web::Data<AppState>,

@@ -25,6 +25,42 @@ impl PartialSchema for NoteChannel {
 
 impl ToSchema for NoteChannel {}
 
+/// What a timeline entry is: `event`, `note` or `ticket_message`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TimelineEntryKindDto {
+    Event,
+    Note,
+    TicketMessage,
+}
+
+/// The `type` of a note on the timeline (`kind` `note`).
+pub const NOTE_ENTRY_TYPE: &str = "note";
+/// The `type` of a ticket message on the timeline (`kind` `ticket_message`).
+pub const TICKET_MESSAGE_ENTRY_TYPE: &str = "ticket.message";
+
+/// A timeline entry's `type`: an event type of the catalogue for an event, else
+/// [`NOTE_ENTRY_TYPE`] or [`TICKET_MESSAGE_ENTRY_TYPE`] (the store's timeline query
+/// writes the same two).
+pub struct TimelineEntryType;
+
+impl PartialSchema for TimelineEntryType {
+    fn schema() -> RefOr<Schema> {
+        let values: Vec<&str> = tenure_domain::webhooks::EVENT_TYPES
+            .iter()
+            .copied()
+            .chain([NOTE_ENTRY_TYPE, TICKET_MESSAGE_ENTRY_TYPE])
+            .collect();
+        super::common::string_enum(
+            "The event type of an event (`subscription.paused`), `note` for a note or \
+`ticket.message` for a ticket message",
+            &values,
+        )
+    }
+}
+
+impl ToSchema for TimelineEntryType {}
+
 wire_enum! {
     /// `ok`, `at_risk` or `failing` (docs/customers.md).
     PaymentHealthStatusDto from PaymentHealth { Ok, AtRisk, Failing }
@@ -216,10 +252,10 @@ pub struct CreateNote {
 pub struct TimelineEntryDto {
     /// `evt_…`, `note_…` or `tmsg_…`.
     pub id: String,
-    /// `event`, `note` or `ticket_message`.
-    pub kind: String,
+    pub kind: TimelineEntryKindDto,
     /// The event type (`subscription.paused`), `note` or `ticket.message`.
     #[serde(rename = "type")]
+    #[schema(value_type = TimelineEntryType)]
     pub entry_type: String,
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub created_at: DateTime<Utc>,

@@ -15,7 +15,7 @@ use utoipa::openapi::schema::{
 };
 
 use crate::dto::MoneyDto;
-use crate::dto::billing::InvoiceLineDto;
+use crate::dto::billing::{InvoiceLineDto, InvoiceStatusDto};
 
 /// The invoice the next renewal will create (a draft preview; nothing is stored).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -25,8 +25,8 @@ pub struct UpcomingInvoiceDto {
     pub subscription_id: String,
     pub customer_id: String,
     pub plan_id: String,
-    /// Always `draft`.
-    pub status: String,
+    /// Always `draft`: the invoice the renewal creates starts as one.
+    pub status: InvoiceStatusDto,
     #[schema(value_type = String, example = "EUR")]
     pub currency: tenure_domain::money::Currency,
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
@@ -56,7 +56,7 @@ impl UpcomingInvoiceDto {
             subscription_id: s.subscription.id.to_string(),
             customer_id: s.customer_id.to_string(),
             plan_id: terms.plan_id.to_string(),
-            status: "draft".to_owned(),
+            status: InvoiceStatusDto::Draft,
             currency: terms.price.currency,
             period_start: period.start,
             period_end: period.end,

@@ -106,7 +106,8 @@ pub struct EligibilityDto {
     pub tags: Vec<String>,
     /// The customer is in any of these segments (`new`, `loyal`, `high_ltv`, `at_risk`,
     /// `paused`, `churned`). A customer who starts a cancellation is `at_risk`.
-    #[schema(value_type = Vec<String>, example = json!(["loyal"]))]
+    // The domain's `Segment` serializes as `SegmentDto` does (both snake_case).
+    #[schema(value_type = Vec<super::context::SegmentDto>, example = json!(["loyal"]))]
     pub segments: Vec<Segment>,
     /// The cancellation reason is one of these.
     pub reasons: Vec<CancellationReasonDto>,

@@ -1,6 +1,24 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::openapi::{RefOr, Schema};
+use utoipa::{PartialSchema, ToSchema};
+
+/// The algorithm an identity provider signs with:
+/// `crate::sessions::tokens::ALLOWED_PROVIDER_ALGORITHMS` as a schema, for the fields that
+/// carry one (they stay strings in Rust, checked by `create_identity_provider`).
+pub struct ProviderAlgorithm;
+
+impl PartialSchema for ProviderAlgorithm {
+    fn schema() -> RefOr<Schema> {
+        super::common::string_enum(
+            "A JWT signing algorithm an identity provider may use: `HS256` (a shared secret), \
+`RS256`, `ES256` or `EdDSA` (a public key)",
+            crate::sessions::tokens::ALLOWED_PROVIDER_ALGORITHMS,
+        )
+    }
+}
+
+impl ToSchema for ProviderAlgorithm {}
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -39,7 +57,7 @@ pub struct CreateIdentityProvider {
     /// `identity_provider_exists`), and a token naming two of your registered audiences
     /// is refused: tokens meant for this provider should carry this audience alone.
     pub audience: String,
-    /// One of HS256, RS256, ES256, EdDSA.
+    #[schema(value_type = ProviderAlgorithm)]
     pub algorithm: String,
     /// An HS256 secret (at least 32 bytes) or a PEM public key.
     pub verification_key: String,
@@ -54,6 +72,7 @@ pub struct IdentityProviderDto {
     pub object: String,
     pub issuer: String,
     pub audience: String,
+    #[schema(value_type = ProviderAlgorithm)]
     pub algorithm: String,
     pub customer_claim: String,
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]

@@ -3,9 +3,11 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tenure_domain::webhooks::{
-    DeliveryAttempt, DeliveryStatus, DisabledReason, WebhookDelivery, WebhookEndpoint,
+    ALL_EVENTS, DeliveryAttempt, DeliveryStatus, DisabledReason, EVENT_TYPES, WebhookDelivery,
+    WebhookEndpoint,
 };
-use utoipa::{IntoParams, ToSchema};
+use utoipa::openapi::{RefOr, Schema};
+use utoipa::{IntoParams, PartialSchema, ToSchema};
 
 use super::customers::double_option;
 
@@ -20,6 +22,27 @@ wire_enum! {
     DeliveryStatusDto from DeliveryStatus { Pending, Delivered, Failed, Canceled }
 }
 
+/// What an endpoint subscribes to: an event type of the catalogue, or `*` for every type
+/// (`tenure_domain::webhooks::EVENT_TYPES` and `ALL_EVENTS` as a schema; the fields stay
+/// strings in Rust, checked by `validate_enabled_events`).
+pub struct EnabledEvent;
+
+impl PartialSchema for EnabledEvent {
+    fn schema() -> RefOr<Schema> {
+        let values: Vec<&str> = [ALL_EVENTS]
+            .into_iter()
+            .chain(EVENT_TYPES.iter().copied())
+            .collect();
+        super::common::string_enum(
+            "An event type of the catalogue (docs/events.md), or `*` for every type, \
+including ones added later",
+            &values,
+        )
+    }
+}
+
+impl ToSchema for EnabledEvent {}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"url": "https://example.com/hooks/tenure", "enabled_events": ["customer.created", "subscription.canceled"],
@@ -28,6 +51,7 @@ pub struct CreateWebhookEndpoint {
     /// Where to POST events: an http or https URL, at most 2048 characters.
     pub url: String,
     /// Event types to receive (see docs/events.md), or `["*"]` for all.
+    #[schema(value_type = Vec<EnabledEvent>, min_items = 1, max_items = 100)]
     pub enabled_events: Vec<String>,
     pub description: Option<String>,
     /// Delay in seconds before each retry after a failed attempt; each gets ±10 %
@@ -44,6 +68,7 @@ pub struct CreateWebhookEndpoint {
 #[schema(example = json!({"enabled_events": ["*"], "disabled": false}))]
 pub struct UpdateWebhookEndpoint {
     pub url: Option<String>,
+    #[schema(value_type = Option<Vec<EnabledEvent>>, min_items = 1, max_items = 100)]
     pub enabled_events: Option<Vec<String>>,
     pub disabled: Option<bool>,
     #[serde(default, deserialize_with = "double_option")]
@@ -75,6 +100,7 @@ pub struct WebhookEndpointDto {
     pub object: String,
     pub url: String,
     pub description: Option<String>,
+    #[schema(value_type = Vec<EnabledEvent>)]
     pub enabled_events: Vec<String>,
     pub retry_schedule_secs: Vec<u32>,
     pub disabled: bool,

@@ -249,10 +249,7 @@ export type CreateIdentityProvider = {
      * is refused: tokens meant for this provider should carry this audience alone.
      */
     audience: string;
-    /**
-     * One of HS256, RS256, ES256, EdDSA.
-     */
-    algorithm: string;
+    algorithm: ProviderAlgorithm;
     /**
      * An HS256 secret (at least 32 bytes) or a PEM public key.
      */
@@ -343,7 +340,7 @@ export type CreateWebhookEndpoint = {
     /**
      * Event types to receive (see docs/events.md), or `["*"]` for all.
      */
-    enabled_events: Array<string>;
+    enabled_events: Array<EnabledEvent>;
     description?: string | null;
     /**
      * Delay in seconds before each retry after a failed attempt; each gets ±10 %
@@ -669,7 +666,7 @@ export type EligibilityDto = {
      * The customer is in any of these segments (`new`, `loyal`, `high_ltv`, `at_risk`,
      * `paused`, `churned`). A customer who starts a cancellation is `at_risk`.
      */
-    segments?: Array<string>;
+    segments?: Array<SegmentDto>;
     /**
      * The cancellation reason is one of these.
      */
@@ -679,6 +676,11 @@ export type EligibilityDto = {
      */
     plan_ids?: Array<string>;
 };
+
+/**
+ * An event type of the catalogue (docs/events.md), or `*` for every type, including ones added later
+ */
+export type EnabledEvent = '*' | 'customer.created' | 'customer.updated' | 'customer.erased' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.scheduled_change_removed' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.access_ending' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled';
 
 export type EventData = {
     /**
@@ -759,11 +761,13 @@ export type FieldError = {
 };
 
 export type HealthDto = {
-    /**
-     * `ok` when healthy.
-     */
-    status: string;
+    status: HealthStatus;
 };
+
+/**
+ * Always `ok`: a process or database that is not is answered with a problem instead.
+ */
+export type HealthStatus = 'ok';
 
 export type IdentityProviderDto = {
     id: string;
@@ -773,7 +777,7 @@ export type IdentityProviderDto = {
     object: string;
     issuer: string;
     audience: string;
-    algorithm: string;
+    algorithm: ProviderAlgorithm;
     customer_claim: string;
     created_at: string;
 };
@@ -1592,6 +1596,11 @@ export type ProrationLineDto = {
  */
 export type ProrationLineKindDto = 'credit' | 'charge';
 
+/**
+ * A JWT signing algorithm an identity provider may use: `HS256` (a shared secret), `RS256`, `ES256` or `EdDSA` (a public key)
+ */
+export type ProviderAlgorithm = 'HS256' | 'RS256' | 'ES256' | 'EdDSA';
+
 export type PutBillingSettings = {
     /**
      * 0–60.
@@ -1963,14 +1972,11 @@ export type TimelineEntryDto = {
      * `evt_…`, `note_…` or `tmsg_…`.
      */
     id: string;
-    /**
-     * `event`, `note` or `ticket_message`.
-     */
-    kind: string;
+    kind: TimelineEntryKindDto;
     /**
      * The event type (`subscription.paused`), `note` or `ticket.message`.
      */
-    type: string;
+    type: TimelineEntryType;
     created_at: string;
     resource_type?: string | null;
     resource_id?: string | null;
@@ -1979,6 +1985,16 @@ export type TimelineEntryDto = {
     body?: string | null;
     ticket_id?: string | null;
 };
+
+/**
+ * What a timeline entry is: `event`, `note` or `ticket_message`.
+ */
+export type TimelineEntryKindDto = 'event' | 'note' | 'ticket_message';
+
+/**
+ * The event type of an event (`subscription.paused`), `note` for a note or `ticket.message` for a ticket message
+ */
+export type TimelineEntryType = 'customer.created' | 'customer.updated' | 'customer.erased' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.scheduled_change_removed' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.access_ending' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled' | 'note' | 'ticket.message';
 
 /**
  * The invoice the next renewal will create (a draft preview; nothing is stored).
@@ -1992,9 +2008,9 @@ export type UpcomingInvoiceDto = {
     customer_id: string;
     plan_id: string;
     /**
-     * Always `draft`.
+     * Always `draft`: the invoice the renewal creates starts as one.
      */
-    status: string;
+    status: InvoiceStatusDto;
     currency: string;
     period_start: string;
     period_end: string;
@@ -2063,7 +2079,7 @@ export type UpdateRetentionOffer = {
  */
 export type UpdateWebhookEndpoint = {
     url?: string | null;
-    enabled_events?: Array<string> | null;
+    enabled_events?: Array<EnabledEvent> | null;
     disabled?: boolean | null;
     description?: string | null;
     retry_schedule_secs?: Array<number> | null;
@@ -2116,7 +2132,7 @@ export type WebhookEndpointDto = {
     object: string;
     url: string;
     description?: string | null;
-    enabled_events: Array<string>;
+    enabled_events: Array<EnabledEvent>;
     retry_schedule_secs: Array<number>;
     disabled: boolean;
     disabled_reason?: DisabledReasonDto | null;
@@ -2163,11 +2179,23 @@ export type HealthzErrors = {
     /**
      * An RFC 9457 problem document
      */
-    500: Problem;
+    413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    503: Problem;
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
 };
 
 export type HealthzError = HealthzErrors[keyof HealthzErrors];
@@ -2192,9 +2220,25 @@ export type ReadyzErrors = {
     /**
      * An RFC 9457 problem document
      */
-    500: Problem;
+    413: Problem;
     /**
      * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * The database does not answer
      */
     503: Problem;
 };
@@ -2221,10 +2265,6 @@ export type GetBillingSettingsErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -2233,23 +2273,11 @@ export type GetBillingSettingsErrors = {
     /**
      * An RFC 9457 problem document
      */
-    404: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -2258,6 +2286,10 @@ export type GetBillingSettingsErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -2302,19 +2334,11 @@ export type PutBillingSettingsErrors = {
     /**
      * An RFC 9457 problem document
      */
-    404: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -2327,6 +2351,10 @@ export type PutBillingSettingsErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -2378,10 +2406,6 @@ export type ListRequestsErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -2390,23 +2414,11 @@ export type ListRequestsErrors = {
     /**
      * An RFC 9457 problem document
      */
-    404: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -2415,6 +2427,10 @@ export type ListRequestsErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -2452,10 +2468,6 @@ export type GetRequestErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -2468,19 +2480,11 @@ export type GetRequestErrors = {
     /**
      * An RFC 9457 problem document
      */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -2489,6 +2493,10 @@ export type GetRequestErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -2552,15 +2560,11 @@ export type ApproveRequestErrors = {
     /**
      * An RFC 9457 problem document
      */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -2569,6 +2573,10 @@ export type ApproveRequestErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -2632,11 +2640,11 @@ export type DeclineRequestErrors = {
     /**
      * An RFC 9457 problem document
      */
-    412: Problem;
+    413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    413: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -2649,6 +2657,10 @@ export type DeclineRequestErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -2681,10 +2693,6 @@ export type GetCorsSettingsErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -2693,23 +2701,11 @@ export type GetCorsSettingsErrors = {
     /**
      * An RFC 9457 problem document
      */
-    404: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -2718,6 +2714,10 @@ export type GetCorsSettingsErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -2762,19 +2762,11 @@ export type PutCorsSettingsErrors = {
     /**
      * An RFC 9457 problem document
      */
-    404: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -2787,6 +2779,10 @@ export type PutCorsSettingsErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -2837,19 +2833,15 @@ export type CreateCustomerSessionErrors = {
     /**
      * An RFC 9457 problem document
      */
-    404: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     409: Problem;
     /**
      * An RFC 9457 problem document
      */
-    412: Problem;
+    413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    413: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -2862,6 +2854,10 @@ export type CreateCustomerSessionErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -2920,10 +2916,6 @@ export type ListCustomersErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -2932,23 +2924,11 @@ export type ListCustomersErrors = {
     /**
      * An RFC 9457 problem document
      */
-    404: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -2957,6 +2937,10 @@ export type ListCustomersErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -3007,19 +2991,15 @@ export type CreateCustomerErrors = {
     /**
      * An RFC 9457 problem document
      */
-    404: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     409: Problem;
     /**
      * An RFC 9457 problem document
      */
-    412: Problem;
+    413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    413: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -3032,6 +3012,10 @@ export type CreateCustomerErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -3075,10 +3059,6 @@ export type GetCustomerErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -3091,19 +3071,11 @@ export type GetCustomerErrors = {
     /**
      * An RFC 9457 problem document
      */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -3112,6 +3084,10 @@ export type GetCustomerErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -3169,7 +3145,7 @@ export type UpdateCustomerErrors = {
      */
     404: Problem;
     /**
-     * An RFC 9457 problem document
+     * The customer is erased (`customer_erased`)
      */
     409: Problem;
     /**
@@ -3183,6 +3159,10 @@ export type UpdateCustomerErrors = {
     /**
      * An RFC 9457 problem document
      */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
     415: Problem;
     /**
      * An RFC 9457 problem document
@@ -3192,6 +3172,10 @@ export type UpdateCustomerErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -3229,10 +3213,6 @@ export type GetContextErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -3245,19 +3225,11 @@ export type GetContextErrors = {
     /**
      * An RFC 9457 problem document
      */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -3266,6 +3238,10 @@ export type GetContextErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -3341,7 +3317,7 @@ export type EraseCustomerErrors = {
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -3350,6 +3326,10 @@ export type EraseCustomerErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -3387,10 +3367,6 @@ export type ExportCustomerErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -3403,19 +3379,11 @@ export type ExportCustomerErrors = {
     /**
      * An RFC 9457 problem document
      */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -3424,6 +3392,10 @@ export type ExportCustomerErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -3487,11 +3459,11 @@ export type AddNoteErrors = {
     /**
      * An RFC 9457 problem document
      */
-    412: Problem;
+    413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    413: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -3504,6 +3476,10 @@ export type AddNoteErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -3541,10 +3517,6 @@ export type ListPaymentMethodsErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -3557,19 +3529,11 @@ export type ListPaymentMethodsErrors = {
     /**
      * An RFC 9457 problem document
      */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -3578,6 +3542,10 @@ export type ListPaymentMethodsErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -3641,11 +3609,11 @@ export type AttachPaymentMethodErrors = {
     /**
      * An RFC 9457 problem document
      */
-    412: Problem;
+    413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    413: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -3658,6 +3626,10 @@ export type AttachPaymentMethodErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -3699,10 +3671,6 @@ export type DetachPaymentMethodErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -3713,13 +3681,9 @@ export type DetachPaymentMethodErrors = {
      */
     404: Problem;
     /**
-     * An RFC 9457 problem document
+     * The last payment method of a customer whose subscription renews (`last_payment_method`)
      */
     409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -3727,7 +3691,7 @@ export type DetachPaymentMethodErrors = {
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -3736,6 +3700,10 @@ export type DetachPaymentMethodErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -3803,15 +3771,11 @@ export type SetDefaultPaymentMethodErrors = {
     /**
      * An RFC 9457 problem document
      */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -3820,6 +3784,10 @@ export type SetDefaultPaymentMethodErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -3895,6 +3863,10 @@ export type AddTagErrors = {
     /**
      * An RFC 9457 problem document
      */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
     415: Problem;
     /**
      * An RFC 9457 problem document
@@ -3904,6 +3876,10 @@ export type AddTagErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -3951,10 +3927,6 @@ export type RemoveTagErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -3965,7 +3937,7 @@ export type RemoveTagErrors = {
      */
     404: Problem;
     /**
-     * An RFC 9457 problem document
+     * The customer is erased (`customer_erased`)
      */
     409: Problem;
     /**
@@ -3979,7 +3951,7 @@ export type RemoveTagErrors = {
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -3988,6 +3960,10 @@ export type RemoveTagErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -4035,10 +4011,6 @@ export type TimelineErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -4051,19 +4023,11 @@ export type TimelineErrors = {
     /**
      * An RFC 9457 problem document
      */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -4072,6 +4036,10 @@ export type TimelineErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -4104,10 +4072,6 @@ export type GetDunningPolicyErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -4116,23 +4080,11 @@ export type GetDunningPolicyErrors = {
     /**
      * An RFC 9457 problem document
      */
-    404: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -4141,6 +4093,10 @@ export type GetDunningPolicyErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -4185,19 +4141,11 @@ export type PutDunningPolicyErrors = {
     /**
      * An RFC 9457 problem document
      */
-    404: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -4210,6 +4158,10 @@ export type PutDunningPolicyErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -4260,10 +4212,6 @@ export type ListEventsErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -4272,23 +4220,11 @@ export type ListEventsErrors = {
     /**
      * An RFC 9457 problem document
      */
-    404: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -4297,6 +4233,10 @@ export type ListEventsErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -4334,10 +4274,6 @@ export type GetEventErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -4350,19 +4286,11 @@ export type GetEventErrors = {
     /**
      * An RFC 9457 problem document
      */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -4371,6 +4299,10 @@ export type GetEventErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -4434,11 +4366,11 @@ export type RedeliverEventErrors = {
     /**
      * An RFC 9457 problem document
      */
-    412: Problem;
+    413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    413: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -4451,6 +4383,10 @@ export type RedeliverEventErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -4483,10 +4419,6 @@ export type ListIdentityProvidersErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -4495,23 +4427,11 @@ export type ListIdentityProvidersErrors = {
     /**
      * An RFC 9457 problem document
      */
-    404: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -4520,6 +4440,10 @@ export type ListIdentityProvidersErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -4570,19 +4494,15 @@ export type CreateIdentityProviderErrors = {
     /**
      * An RFC 9457 problem document
      */
-    404: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     409: Problem;
     /**
      * An RFC 9457 problem document
      */
-    412: Problem;
+    413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    413: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -4595,6 +4515,10 @@ export type CreateIdentityProviderErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -4632,10 +4556,6 @@ export type DeleteIdentityProviderErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -4648,19 +4568,11 @@ export type DeleteIdentityProviderErrors = {
     /**
      * An RFC 9457 problem document
      */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -4669,6 +4581,10 @@ export type DeleteIdentityProviderErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -4731,10 +4647,6 @@ export type ListInvoicesErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -4743,23 +4655,11 @@ export type ListInvoicesErrors = {
     /**
      * An RFC 9457 problem document
      */
-    404: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -4768,6 +4668,10 @@ export type ListInvoicesErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -4805,10 +4709,6 @@ export type GetInvoiceErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -4821,19 +4721,11 @@ export type GetInvoiceErrors = {
     /**
      * An RFC 9457 problem document
      */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -4842,6 +4734,10 @@ export type GetInvoiceErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -4905,15 +4801,11 @@ export type MarkInvoiceUncollectibleErrors = {
     /**
      * An RFC 9457 problem document
      */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -4922,6 +4814,10 @@ export type MarkInvoiceUncollectibleErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -4989,15 +4885,11 @@ export type PayInvoiceErrors = {
     /**
      * An RFC 9457 problem document
      */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -5006,6 +4898,10 @@ export type PayInvoiceErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -5069,11 +4965,11 @@ export type RefundInvoiceErrors = {
     /**
      * An RFC 9457 problem document
      */
-    412: Problem;
+    413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    413: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -5086,6 +4982,10 @@ export type RefundInvoiceErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -5149,15 +5049,11 @@ export type VoidInvoiceErrors = {
     /**
      * An RFC 9457 problem document
      */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -5166,6 +5062,10 @@ export type VoidInvoiceErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -5208,10 +5108,6 @@ export type GetMetricsErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -5220,23 +5116,11 @@ export type GetMetricsErrors = {
     /**
      * An RFC 9457 problem document
      */
-    404: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -5245,6 +5129,10 @@ export type GetMetricsErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -5291,10 +5179,6 @@ export type ListPaymentsErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -5303,23 +5187,11 @@ export type ListPaymentsErrors = {
     /**
      * An RFC 9457 problem document
      */
-    404: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -5328,6 +5200,10 @@ export type ListPaymentsErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -5378,10 +5254,6 @@ export type ListPlansErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -5390,23 +5262,11 @@ export type ListPlansErrors = {
     /**
      * An RFC 9457 problem document
      */
-    404: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -5415,6 +5275,10 @@ export type ListPlansErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -5465,19 +5329,15 @@ export type CreatePlanErrors = {
     /**
      * An RFC 9457 problem document
      */
-    404: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     409: Problem;
     /**
      * An RFC 9457 problem document
      */
-    412: Problem;
+    413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    413: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -5490,6 +5350,10 @@ export type CreatePlanErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -5533,10 +5397,6 @@ export type GetPlanErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -5549,19 +5409,11 @@ export type GetPlanErrors = {
     /**
      * An RFC 9457 problem document
      */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -5570,6 +5422,10 @@ export type GetPlanErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -5629,15 +5485,15 @@ export type UpdatePlanErrors = {
     /**
      * An RFC 9457 problem document
      */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     412: Problem;
     /**
      * An RFC 9457 problem document
      */
     413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -5650,6 +5506,10 @@ export type UpdatePlanErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -5725,7 +5585,7 @@ export type ArchivePlanErrors = {
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -5734,6 +5594,10 @@ export type ArchivePlanErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -5771,10 +5635,6 @@ export type PortalGetRequestErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -5787,19 +5647,11 @@ export type PortalGetRequestErrors = {
     /**
      * An RFC 9457 problem document
      */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -5808,6 +5660,10 @@ export type PortalGetRequestErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -5845,10 +5701,6 @@ export type PresentedOffersErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -5861,19 +5713,11 @@ export type PresentedOffersErrors = {
     /**
      * An RFC 9457 problem document
      */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -5882,6 +5726,10 @@ export type PresentedOffersErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -5949,15 +5797,11 @@ export type AcceptOfferErrors = {
     /**
      * An RFC 9457 problem document
      */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -5966,6 +5810,10 @@ export type AcceptOfferErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -6033,15 +5881,11 @@ export type DeclineOfferErrors = {
     /**
      * An RFC 9457 problem document
      */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -6050,6 +5894,10 @@ export type DeclineOfferErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -6113,15 +5961,11 @@ export type WithdrawCancellationRequestErrors = {
     /**
      * An RFC 9457 problem document
      */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -6130,6 +5974,10 @@ export type WithdrawCancellationRequestErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -6188,10 +6036,6 @@ export type PortalListInvoicesErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -6200,23 +6044,11 @@ export type PortalListInvoicesErrors = {
     /**
      * An RFC 9457 problem document
      */
-    404: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -6225,6 +6057,10 @@ export type PortalListInvoicesErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -6262,10 +6098,6 @@ export type PortalGetInvoiceErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -6278,19 +6110,11 @@ export type PortalGetInvoiceErrors = {
     /**
      * An RFC 9457 problem document
      */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -6299,6 +6123,10 @@ export type PortalGetInvoiceErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -6366,15 +6194,11 @@ export type PortalPayInvoiceErrors = {
     /**
      * An RFC 9457 problem document
      */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -6383,6 +6207,10 @@ export type PortalPayInvoiceErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -6415,10 +6243,6 @@ export type MeErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -6427,23 +6251,11 @@ export type MeErrors = {
     /**
      * An RFC 9457 problem document
      */
-    404: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -6452,6 +6264,10 @@ export type MeErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -6484,10 +6300,6 @@ export type PortalListPaymentMethodsErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -6496,23 +6308,11 @@ export type PortalListPaymentMethodsErrors = {
     /**
      * An RFC 9457 problem document
      */
-    404: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -6521,6 +6321,10 @@ export type PortalListPaymentMethodsErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -6571,19 +6375,15 @@ export type PortalAttachPaymentMethodErrors = {
     /**
      * An RFC 9457 problem document
      */
-    404: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     409: Problem;
     /**
      * An RFC 9457 problem document
      */
-    412: Problem;
+    413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    413: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -6596,6 +6396,10 @@ export type PortalAttachPaymentMethodErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -6633,10 +6437,6 @@ export type PortalDetachPaymentMethodErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -6647,13 +6447,9 @@ export type PortalDetachPaymentMethodErrors = {
      */
     404: Problem;
     /**
-     * An RFC 9457 problem document
+     * The last payment method while a subscription renews (`last_payment_method`)
      */
     409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -6661,7 +6457,7 @@ export type PortalDetachPaymentMethodErrors = {
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -6670,6 +6466,10 @@ export type PortalDetachPaymentMethodErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -6733,15 +6533,11 @@ export type PortalSetDefaultPaymentMethodErrors = {
     /**
      * An RFC 9457 problem document
      */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -6750,6 +6546,10 @@ export type PortalSetDefaultPaymentMethodErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -6792,10 +6592,6 @@ export type PortalListPaymentsErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -6804,23 +6600,11 @@ export type PortalListPaymentsErrors = {
     /**
      * An RFC 9457 problem document
      */
-    404: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -6829,6 +6613,10 @@ export type PortalListPaymentsErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -6861,10 +6649,6 @@ export type PlansErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -6873,23 +6657,11 @@ export type PlansErrors = {
     /**
      * An RFC 9457 problem document
      */
-    404: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -6898,6 +6670,10 @@ export type PlansErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -6941,10 +6717,6 @@ export type PortalListSubscriptionsErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -6953,23 +6725,11 @@ export type PortalListSubscriptionsErrors = {
     /**
      * An RFC 9457 problem document
      */
-    404: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -6978,6 +6738,10 @@ export type PortalListSubscriptionsErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -7028,19 +6792,15 @@ export type SubscribeErrors = {
     /**
      * An RFC 9457 problem document
      */
-    404: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     409: Problem;
     /**
      * An RFC 9457 problem document
      */
-    412: Problem;
+    413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    413: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -7053,6 +6813,10 @@ export type SubscribeErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -7096,10 +6860,6 @@ export type PortalGetSubscriptionErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -7112,19 +6872,11 @@ export type PortalGetSubscriptionErrors = {
     /**
      * An RFC 9457 problem document
      */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -7133,6 +6885,10 @@ export type PortalGetSubscriptionErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -7208,6 +6964,10 @@ export type PortalCancelSubscriptionErrors = {
     /**
      * An RFC 9457 problem document
      */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
     415: Problem;
     /**
      * An RFC 9457 problem document
@@ -7217,6 +6977,10 @@ export type PortalCancelSubscriptionErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -7292,6 +7056,10 @@ export type PortalChangePlanErrors = {
     /**
      * An RFC 9457 problem document
      */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
     415: Problem;
     /**
      * An RFC 9457 problem document
@@ -7301,6 +7069,10 @@ export type PortalChangePlanErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -7364,11 +7136,11 @@ export type PortalPreviewPlanChangeErrors = {
     /**
      * An RFC 9457 problem document
      */
-    412: Problem;
+    413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    413: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -7381,6 +7153,10 @@ export type PortalPreviewPlanChangeErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -7456,6 +7232,10 @@ export type PortalPauseSubscriptionErrors = {
     /**
      * An RFC 9457 problem document
      */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
     415: Problem;
     /**
      * An RFC 9457 problem document
@@ -7465,6 +7245,10 @@ export type PortalPauseSubscriptionErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -7540,7 +7324,7 @@ export type PortalResumeSubscriptionErrors = {
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -7549,6 +7333,10 @@ export type PortalResumeSubscriptionErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -7596,10 +7384,6 @@ export type PortalRemoveScheduledChangeErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -7610,7 +7394,7 @@ export type PortalRemoveScheduledChangeErrors = {
      */
     404: Problem;
     /**
-     * An RFC 9457 problem document
+     * The subscription's state no longer allows it
      */
     409: Problem;
     /**
@@ -7624,7 +7408,7 @@ export type PortalRemoveScheduledChangeErrors = {
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -7633,6 +7417,10 @@ export type PortalRemoveScheduledChangeErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -7670,10 +7458,6 @@ export type PortalUpcomingInvoiceErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -7684,13 +7468,9 @@ export type PortalUpcomingInvoiceErrors = {
      */
     404: Problem;
     /**
-     * An RFC 9457 problem document
+     * The subscription will not renew (`no_upcoming_invoice`)
      */
     409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -7698,7 +7478,7 @@ export type PortalUpcomingInvoiceErrors = {
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -7707,6 +7487,10 @@ export type PortalUpcomingInvoiceErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -7749,10 +7533,6 @@ export type PortalListTicketsErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -7761,23 +7541,11 @@ export type PortalListTicketsErrors = {
     /**
      * An RFC 9457 problem document
      */
-    404: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -7786,6 +7554,10 @@ export type PortalListTicketsErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -7823,10 +7595,6 @@ export type PortalGetTicketErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -7839,19 +7607,11 @@ export type PortalGetTicketErrors = {
     /**
      * An RFC 9457 problem document
      */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -7860,6 +7620,10 @@ export type PortalGetTicketErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -7923,11 +7687,11 @@ export type PortalReplyToTicketErrors = {
     /**
      * An RFC 9457 problem document
      */
-    412: Problem;
+    413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    413: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -7940,6 +7704,10 @@ export type PortalReplyToTicketErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -7986,10 +7754,6 @@ export type ListProductsErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -7998,23 +7762,11 @@ export type ListProductsErrors = {
     /**
      * An RFC 9457 problem document
      */
-    404: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -8023,6 +7775,10 @@ export type ListProductsErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -8073,19 +7829,15 @@ export type CreateProductErrors = {
     /**
      * An RFC 9457 problem document
      */
-    404: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     409: Problem;
     /**
      * An RFC 9457 problem document
      */
-    412: Problem;
+    413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    413: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -8098,6 +7850,10 @@ export type CreateProductErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -8141,10 +7897,6 @@ export type GetProductErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -8157,19 +7909,11 @@ export type GetProductErrors = {
     /**
      * An RFC 9457 problem document
      */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -8178,6 +7922,10 @@ export type GetProductErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -8237,15 +7985,15 @@ export type UpdateProductErrors = {
     /**
      * An RFC 9457 problem document
      */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     412: Problem;
     /**
      * An RFC 9457 problem document
      */
     413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -8258,6 +8006,10 @@ export type UpdateProductErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -8333,7 +8085,7 @@ export type ArchiveProductErrors = {
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -8342,6 +8094,10 @@ export type ArchiveProductErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -8388,10 +8144,6 @@ export type ListOffersErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -8400,23 +8152,11 @@ export type ListOffersErrors = {
     /**
      * An RFC 9457 problem document
      */
-    404: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -8425,6 +8165,10 @@ export type ListOffersErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -8475,19 +8219,15 @@ export type CreateOfferErrors = {
     /**
      * An RFC 9457 problem document
      */
-    404: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     409: Problem;
     /**
      * An RFC 9457 problem document
      */
-    412: Problem;
+    413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    413: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -8500,6 +8240,10 @@ export type CreateOfferErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -8543,10 +8287,6 @@ export type DeactivateOfferErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -8559,10 +8299,6 @@ export type DeactivateOfferErrors = {
     /**
      * An RFC 9457 problem document
      */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     412: Problem;
     /**
      * An RFC 9457 problem document
@@ -8571,7 +8307,7 @@ export type DeactivateOfferErrors = {
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -8580,6 +8316,10 @@ export type DeactivateOfferErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -8623,10 +8363,6 @@ export type GetOfferErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -8639,19 +8375,11 @@ export type GetOfferErrors = {
     /**
      * An RFC 9457 problem document
      */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -8660,6 +8388,10 @@ export type GetOfferErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -8719,15 +8451,15 @@ export type UpdateOfferErrors = {
     /**
      * An RFC 9457 problem document
      */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     412: Problem;
     /**
      * An RFC 9457 problem document
      */
     413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -8740,6 +8472,10 @@ export type UpdateOfferErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -8772,10 +8508,6 @@ export type GetSegmentSettingsErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -8784,23 +8516,11 @@ export type GetSegmentSettingsErrors = {
     /**
      * An RFC 9457 problem document
      */
-    404: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -8809,6 +8529,10 @@ export type GetSegmentSettingsErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -8851,21 +8575,17 @@ export type PutSegmentSettingsErrors = {
      */
     403: Problem;
     /**
-     * An RFC 9457 problem document
-     */
-    404: Problem;
-    /**
-     * An RFC 9457 problem document
+     * A concurrent change of the settings (retry)
      */
     409: Problem;
     /**
      * An RFC 9457 problem document
      */
-    412: Problem;
+    413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    413: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -8878,6 +8598,10 @@ export type PutSegmentSettingsErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -8929,10 +8653,6 @@ export type ListSubscriptionsErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -8941,23 +8661,11 @@ export type ListSubscriptionsErrors = {
     /**
      * An RFC 9457 problem document
      */
-    404: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -8966,6 +8674,10 @@ export type ListSubscriptionsErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -9016,19 +8728,15 @@ export type CreateSubscriptionErrors = {
     /**
      * An RFC 9457 problem document
      */
-    404: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     409: Problem;
     /**
      * An RFC 9457 problem document
      */
-    412: Problem;
+    413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    413: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -9041,6 +8749,10 @@ export type CreateSubscriptionErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -9084,10 +8796,6 @@ export type GetSubscriptionErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -9100,19 +8808,11 @@ export type GetSubscriptionErrors = {
     /**
      * An RFC 9457 problem document
      */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -9121,6 +8821,10 @@ export type GetSubscriptionErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -9196,6 +8900,10 @@ export type CancelSubscriptionErrors = {
     /**
      * An RFC 9457 problem document
      */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
     415: Problem;
     /**
      * An RFC 9457 problem document
@@ -9205,6 +8913,10 @@ export type CancelSubscriptionErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -9280,6 +8992,10 @@ export type ChangePlanErrors = {
     /**
      * An RFC 9457 problem document
      */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
     415: Problem;
     /**
      * An RFC 9457 problem document
@@ -9289,6 +9005,10 @@ export type ChangePlanErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -9352,11 +9072,11 @@ export type PreviewPlanChangeErrors = {
     /**
      * An RFC 9457 problem document
      */
-    412: Problem;
+    413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    413: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -9369,6 +9089,10 @@ export type PreviewPlanChangeErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -9444,6 +9168,10 @@ export type PauseSubscriptionErrors = {
     /**
      * An RFC 9457 problem document
      */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
     415: Problem;
     /**
      * An RFC 9457 problem document
@@ -9453,6 +9181,10 @@ export type PauseSubscriptionErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -9528,7 +9260,7 @@ export type ResumeSubscriptionErrors = {
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -9537,6 +9269,10 @@ export type ResumeSubscriptionErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -9584,10 +9320,6 @@ export type RemoveScheduledChangeErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -9598,7 +9330,7 @@ export type RemoveScheduledChangeErrors = {
      */
     404: Problem;
     /**
-     * An RFC 9457 problem document
+     * The subscription's state no longer allows it
      */
     409: Problem;
     /**
@@ -9612,7 +9344,7 @@ export type RemoveScheduledChangeErrors = {
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -9621,6 +9353,10 @@ export type RemoveScheduledChangeErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -9658,10 +9394,6 @@ export type UpcomingInvoiceErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -9672,13 +9404,9 @@ export type UpcomingInvoiceErrors = {
      */
     404: Problem;
     /**
-     * An RFC 9457 problem document
+     * The subscription will not renew (`no_upcoming_invoice`)
      */
     409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -9686,7 +9414,7 @@ export type UpcomingInvoiceErrors = {
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -9695,6 +9423,10 @@ export type UpcomingInvoiceErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -9742,10 +9474,6 @@ export type ListTicketsErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -9754,23 +9482,11 @@ export type ListTicketsErrors = {
     /**
      * An RFC 9457 problem document
      */
-    404: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -9779,6 +9495,10 @@ export type ListTicketsErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -9816,10 +9536,6 @@ export type GetTicketErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -9832,19 +9548,11 @@ export type GetTicketErrors = {
     /**
      * An RFC 9457 problem document
      */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -9853,6 +9561,10 @@ export type GetTicketErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -9916,11 +9628,11 @@ export type ReplyToTicketErrors = {
     /**
      * An RFC 9457 problem document
      */
-    412: Problem;
+    413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    413: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -9933,6 +9645,10 @@ export type ReplyToTicketErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -9975,10 +9691,6 @@ export type ListEndpointsErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -9987,23 +9699,11 @@ export type ListEndpointsErrors = {
     /**
      * An RFC 9457 problem document
      */
-    404: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -10012,6 +9712,10 @@ export type ListEndpointsErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -10062,19 +9766,15 @@ export type CreateEndpointErrors = {
     /**
      * An RFC 9457 problem document
      */
-    404: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     409: Problem;
     /**
      * An RFC 9457 problem document
      */
-    412: Problem;
+    413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    413: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -10087,6 +9787,10 @@ export type CreateEndpointErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -10124,10 +9828,6 @@ export type DeleteEndpointErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -10140,19 +9840,11 @@ export type DeleteEndpointErrors = {
     /**
      * An RFC 9457 problem document
      */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -10161,6 +9853,10 @@ export type DeleteEndpointErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -10204,10 +9900,6 @@ export type GetEndpointErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -10220,19 +9912,11 @@ export type GetEndpointErrors = {
     /**
      * An RFC 9457 problem document
      */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -10241,6 +9925,10 @@ export type GetEndpointErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -10300,15 +9988,15 @@ export type UpdateEndpointErrors = {
     /**
      * An RFC 9457 problem document
      */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     412: Problem;
     /**
      * An RFC 9457 problem document
      */
     413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -10321,6 +10009,10 @@ export type UpdateEndpointErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -10372,10 +10064,6 @@ export type ListDeliveriesErrors = {
     /**
      * An RFC 9457 problem document
      */
-    400: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     401: Problem;
     /**
      * An RFC 9457 problem document
@@ -10388,19 +10076,11 @@ export type ListDeliveriesErrors = {
     /**
      * An RFC 9457 problem document
      */
-    409: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
-    412: Problem;
-    /**
-     * An RFC 9457 problem document
-     */
     413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    415: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -10409,6 +10089,10 @@ export type ListDeliveriesErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -10472,11 +10156,11 @@ export type RedeliverRangeErrors = {
     /**
      * An RFC 9457 problem document
      */
-    412: Problem;
+    413: Problem;
     /**
      * An RFC 9457 problem document
      */
-    413: Problem;
+    414: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -10489,6 +10173,10 @@ export type RedeliverRangeErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -10564,6 +10252,10 @@ export type RotateSecretErrors = {
     /**
      * An RFC 9457 problem document
      */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
     415: Problem;
     /**
      * An RFC 9457 problem document
@@ -10573,6 +10265,10 @@ export type RotateSecretErrors = {
      * An RFC 9457 problem document
      */
     429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
     /**
      * An RFC 9457 problem document
      */
