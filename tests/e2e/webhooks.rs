@@ -549,6 +549,7 @@ async fn a_rolled_back_transaction_emits_no_event_and_no_delivery() {
         resource_id: "cus_01jf9zb3f4e3a8r7m2k4t5n6bc".to_owned(),
         data: json!({"id": "cus_01jf9zb3f4e3a8r7m2k4t5n6bc"}),
         previous_attributes: None,
+        actor: None,
     };
 
     let mut conn = app.sql().await;
