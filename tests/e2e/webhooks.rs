@@ -326,6 +326,15 @@ async fn every_event_arrives_once_per_change_and_its_signature_verifies() {
         .find(|b| b["type"] == "customer.updated")
         .expect("customer.updated");
     assert_eq!(updated["data"]["object"]["name"], "Ada Lovelace");
+    // Made with the merchant's key: the payload names it, as the API's event does.
+    assert_eq!(updated["request"]["api_key"], m.key_id.as_str());
+    let from_api = app
+        .get_ok(
+            &format!("/v1/events/{}", updated["id"].as_str().unwrap()),
+            &m.key,
+        )
+        .await;
+    assert_eq!(updated["request"], from_api["request"]);
     assert_eq!(
         updated["data"]["previous_attributes"]["name"],
         Value::Null,
