@@ -6,9 +6,10 @@ use sha2::{Digest, Sha256};
 /// Tokens shorter than this are refused at start-up: the token guards every tenant.
 pub const MIN_TOKEN_CHARS: usize = 32;
 
-/// The operator's token, kept as its SHA-256 and compared in constant time.
+/// The operator's token, kept as its SHA-256 (and its length) and compared in constant
+/// time.
 #[derive(Clone, Default)]
-pub struct OperatorToken(Option<[u8; 32]>);
+pub struct OperatorToken(Option<([u8; 32], usize)>);
 
 impl std::fmt::Debug for OperatorToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -32,7 +33,10 @@ impl OperatorToken {
                 "the operator token must be at least {MIN_TOKEN_CHARS} characters and not start with sk_"
             ));
         }
-        Ok(Self(Some(Sha256::digest(token.as_bytes()).into())))
+        Ok(Self(Some((
+            Sha256::digest(token.as_bytes()).into(),
+            token.len(),
+        ))))
     }
 
     pub fn is_set(&self) -> bool {
@@ -40,11 +44,15 @@ impl OperatorToken {
     }
 
     /// Whether `credential` is the operator's token. Hashing both sides first makes the
-    /// comparison's time independent of where they differ.
+    /// comparison's time independent of where they differ; a credential of another
+    /// length (every portal token) is not hashed at all, which tells only the length.
     pub fn matches(&self, credential: &str) -> bool {
-        let Some(expected) = &self.0 else {
+        let Some((expected, len)) = &self.0 else {
             return false;
         };
+        if credential.len() != *len {
+            return false;
+        }
         let given: [u8; 32] = Sha256::digest(credential.as_bytes()).into();
         given
             .iter()
