@@ -327,9 +327,21 @@ struct World {
     made: usize,
 }
 
+/// The operator's token, for the operator's routes.
+const OPERATOR: &str = "op_fuzz_0123456789abcdef0123456789abcdef";
+
 impl World {
     async fn new() -> Self {
-        let app = TestApp::new().await;
+        let app = TestApp::configured(
+            tenure_test_support::TestDb::new().await,
+            tenure_api::middleware::rate_limit::RateLimitConfig::disabled(),
+            |state| {
+                state.app.webhook_targets = tenure_domain::outbound::TargetPolicy::AllowPrivate;
+                state.operator_token =
+                    tenure_api::auth::operator::OperatorToken::new(OPERATOR).expect("a token");
+            },
+        )
+        .await;
         let m = app.merchant("Fuzz").await;
         // Long enough for the documented pause example (two cycles after the paid one).
         let product = fixtures::product(&app, &m, json!({"max_pause_days": 365})).await;
@@ -384,7 +396,9 @@ impl World {
     }
 
     fn credential(&self, path: &str) -> &str {
-        if path.starts_with("/v1/portal") {
+        if path.starts_with("/v1/operator") {
+            OPERATOR
+        } else if path.starts_with("/v1/portal") {
             &self.token
         } else {
             &self.m.key
@@ -534,6 +548,17 @@ impl World {
                 Self::endpoint(&self.app, &self.m).await
             }
             ("events", _) => self.event.clone(),
+            // A key of its own, so that a fuzzed roll or revocation never ends the
+            // merchant's key the test runs with.
+            ("api_keys", _) => self
+                .app
+                .post("/v1/api_keys")
+                .bearer(&self.m.key)
+                .json(&json!({"name": format!("fuzz {}", self.made)}))
+                .send()
+                .await
+                .expect(201)
+                .id(),
             (other, _) => panic!(
                 "no resource for a parameter after `{other}`: teach World::make to create one, \
                  so that its bodies reach the handler"

@@ -16,6 +16,7 @@ mod fuzz;
 mod gdpr;
 mod idempotency;
 mod invoicing;
+mod keys;
 mod lifecycle;
 mod metrics;
 mod operator_metrics;

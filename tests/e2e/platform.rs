@@ -495,7 +495,7 @@ async fn serve_without_the_key_cache_listens_for_nothing() {
 
 /// Starts `tenure serve --no-workers` with `args` against `database_url` and a pool of
 /// `pool_size`, on a free port, and waits until it is ready; panics if it never is.
-async fn serve(database_url: &str, args: &[&str], pool_size: u32) -> (Served, String) {
+pub(crate) async fn serve(database_url: &str, args: &[&str], pool_size: u32) -> (Served, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
@@ -533,7 +533,7 @@ async fn key_listeners(app: &TestApp) -> i64 {
 }
 
 /// A `tenure serve` process, killed when the test ends.
-struct Served(std::process::Child);
+pub(crate) struct Served(std::process::Child);
 
 impl Drop for Served {
     fn drop(&mut self) {
@@ -543,7 +543,11 @@ impl Drop for Served {
 }
 
 /// The status of one `GET` on its own connection (HTTP/1.1, `Connection: close`).
-async fn status_of(addr: &str, path: &str, bearer: Option<&str>) -> std::io::Result<u16> {
+pub(crate) async fn status_of(
+    addr: &str,
+    path: &str,
+    bearer: Option<&str>,
+) -> std::io::Result<u16> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await?;
     let auth = bearer.map_or(String::new(), |b| format!("Authorization: Bearer {b}\r\n"));

@@ -326,6 +326,15 @@ async fn every_event_arrives_once_per_change_and_its_signature_verifies() {
         .find(|b| b["type"] == "customer.updated")
         .expect("customer.updated");
     assert_eq!(updated["data"]["object"]["name"], "Ada Lovelace");
+    // Made with the merchant's key: the payload names it, as the API's event does.
+    assert_eq!(updated["request"]["api_key"], m.key_id.as_str());
+    let from_api = app
+        .get_ok(
+            &format!("/v1/events/{}", updated["id"].as_str().unwrap()),
+            &m.key,
+        )
+        .await;
+    assert_eq!(updated["request"], from_api["request"]);
     assert_eq!(
         updated["data"]["previous_attributes"]["name"],
         Value::Null,
@@ -549,6 +558,7 @@ async fn a_rolled_back_transaction_emits_no_event_and_no_delivery() {
         resource_id: "cus_01jf9zb3f4e3a8r7m2k4t5n6bc".to_owned(),
         data: json!({"id": "cus_01jf9zb3f4e3a8r7m2k4t5n6bc"}),
         previous_attributes: None,
+        actor: None,
     };
 
     let mut conn = app.sql().await;

@@ -35,6 +35,8 @@ pub struct TestApp {
 pub struct TestMerchant {
     pub id: String,
     pub key: String,
+    /// The key's record (`key_…`).
+    pub key_id: String,
 }
 
 impl TestApp {
@@ -138,6 +140,7 @@ impl TestApp {
         TestMerchant {
             id: created.merchant.id.to_string(),
             key: created.secret_key,
+            key_id: created.api_key.to_string(),
         }
     }
 

@@ -210,6 +210,7 @@ impl From<AppError> for ApiError {
             AppError::Validation(errors) => ApiError::Validation(errors),
             AppError::NotFound(resource) => ApiError::NotFound(resource),
             AppError::Conflict { code, detail } => ApiError::Conflict { code, detail },
+            AppError::Forbidden { code, detail } => ApiError::Forbidden { code, detail },
             AppError::PreconditionFailed => ApiError::PreconditionFailed,
             AppError::PaymentDeclined(detail) => ApiError::PaymentDeclined(detail),
             AppError::Domain(err) => ApiError::Domain(err),

@@ -87,6 +87,7 @@ pub fn app(
         .route("/metrics", web::get().to(middleware::metrics::api_metrics))
         .default_service(web::to(middleware::fallback::not_found_or_not_allowed))
         .wrap(from_fn(middleware::conditional::not_modified))
+        .wrap(from_fn(middleware::audit::audit))
         .wrap(from_fn(middleware::idempotency::idempotency))
         .wrap(from_fn(middleware::cors::require_allowed_origin))
         .wrap(from_fn(middleware::rate_limit::rate_limit))

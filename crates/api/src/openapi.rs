@@ -20,6 +20,10 @@ use crate::error::{FieldError, Problem};
 portal, billing, events and webhooks.\n\nTwo credentials: merchant secret keys \
 (`Authorization: Bearer sk_test_…`) for every route under /v1 except /v1/portal, and customer \
 session tokens (`Authorization: Bearer <JWT>` from POST /v1/customer_sessions) for /v1/portal. \
+A restricted key holds scopes (`customers:read`, `customers:write`, …; write implies read): each \
+merchant operation names the one it requires in `x-required-scope` and in its security \
+requirement, and a key without it gets 403 `missing_scope`. A merchant's backend may name \
+itself in `Tenure-Agent`; the audit trail (GET /v1/audit_events) and events record it. \
 Money is integer minor units plus an ISO 4217 currency. Lists page newest first with `limit` \
 and `starting_after`. Every POST accepts `Idempotency-Key`. Errors are RFC 9457 \
 application/problem+json with a stable `code`.",
@@ -41,12 +45,25 @@ application/problem+json with a stable `code`.",
         (name = "Billing settings", description = "Dunning policy and upcoming-renewal notices"),
         (name = "Retention offers", description = "Offers shown to customers who start a cancellation, with eligibility rules and outcome counts"),
         (name = "Metrics", description = "Subscriber metrics of a period: MRR, churn, ARPU, LTV, pauses, reasons, save offers"),
+        (name = "API keys", description = "Secret keys (create, roll, revoke; restricted keys with scopes) and the audit trail of changes made with them"),
+        (name = "Operator", description = "The operator's routes (TENURE_OPERATOR_TOKEN): merchants"),
     )
 )]
 pub struct ApiDoc;
 
 pub const MERCHANT_KEY: &str = "merchant_key";
 pub const CUSTOMER_TOKEN: &str = "customer_token";
+pub const OPERATOR_TOKEN: &str = "operator_token";
+/// The extension naming the scope a merchant operation requires.
+pub const REQUIRED_SCOPE_EXTENSION: &str = "x-required-scope";
+
+/// Whether a path is a merchant route (a secret key, scopes, the audit trail): everything
+/// under /v1 except the portal's and the operator's.
+pub fn is_merchant_path(path: &str) -> bool {
+    path.starts_with("/v1/")
+        && !path.starts_with("/v1/portal/")
+        && !path.starts_with("/v1/operator/")
+}
 const PROBLEM_RESPONSE: &str = "Problem";
 
 /// The error statuses an operation can answer with, from what it is: each is a
@@ -100,7 +117,16 @@ pub fn finish(mut api: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
         SecurityScheme::Http(
             HttpBuilder::new()
                 .scheme(HttpAuthScheme::Bearer)
-                .description(Some("A merchant secret key, sk_test_…"))
+                .description(Some("A merchant secret key, sk_test_…; a restricted key holds the scopes listed in each operation's security requirement"))
+                .build(),
+        ),
+    );
+    components.add_security_scheme(
+        OPERATOR_TOKEN,
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some("The operator's token (TENURE_OPERATOR_TOKEN)"))
                 .build(),
         ),
     );
@@ -132,6 +158,8 @@ pub fn finish(mut api: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
     for (path, item) in api.paths.paths.iter_mut() {
         let scheme = if path.starts_with("/v1/portal/") {
             Some(CUSTOMER_TOKEN)
+        } else if path.starts_with("/v1/operator/") {
+            Some(OPERATOR_TOKEN)
         } else if path.starts_with("/v1/") {
             Some(MERCHANT_KEY)
         } else {
@@ -147,9 +175,32 @@ pub fn finish(mut api: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
             let Some(operation) = operation else {
                 continue;
             };
+            // The scope a restricted key needs, from the table the extractor enforces.
+            let scope = (scheme == Some(MERCHANT_KEY))
+                .then(|| crate::auth::scopes::required(&actix_method(&method), path))
+                .flatten()
+                .map(|scope| scope.to_string());
             if let Some(scheme) = scheme {
-                operation.security =
-                    Some(vec![SecurityRequirement::new(scheme, Vec::<String>::new())]);
+                operation.security = Some(vec![SecurityRequirement::new(
+                    scheme,
+                    scope.iter().cloned().collect::<Vec<_>>(),
+                )]);
+            }
+            if let Some(scope) = &scope {
+                operation
+                    .extensions
+                    .get_or_insert_with(Default::default)
+                    .insert(REQUIRED_SCOPE_EXTENSION.to_owned(), scope.clone().into());
+                let description = operation.description.get_or_insert_with(String::new);
+                if !description.is_empty() {
+                    description.push_str("\n\n");
+                }
+                description.push_str(&format!(
+                    "Requires the scope `{scope}` (or an unrestricted key)."
+                ));
+            }
+            if scheme == Some(MERCHANT_KEY) && !matches!(method, HttpMethod::Get) {
+                add_parameter(operation, AGENT_PARAMETER);
             }
             let if_match = VERSIONED.iter().any(|(m, p, precondition)| {
                 *m == method_name(&method) && p == path && precondition.if_match
@@ -287,6 +338,7 @@ pub const ETAG: Precondition = Precondition { if_match: false };
 pub const IF_MATCH: Precondition = Precondition { if_match: true };
 
 const IDEMPOTENCY_KEY_PARAMETER: &str = "IdempotencyKey";
+const AGENT_PARAMETER: &str = "TenureAgent";
 const IF_MATCH_PARAMETER: &str = "IfMatch";
 const IF_NONE_MATCH_PARAMETER: &str = "IfNoneMatch";
 const ETAG_HEADER: &str = "ETag";
@@ -318,6 +370,28 @@ replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the
                             .min_length(Some(1))
                             .max_length(Some(crate::middleware::idempotency::MAX_KEY_LEN))
                             .pattern(Some("^[!-~]+$")),
+                    ))
+                    .build(),
+            ),
+        );
+        components.parameters.insert(
+            AGENT_PARAMETER.to_owned(),
+            RefOr::T(
+                ParameterBuilder::new()
+                    .name("Tenure-Agent")
+                    .parameter_in(ParameterIn::Header)
+                    .required(Required::False)
+                    .description(Some(
+                        "Who is acting through the key (an agent, a job, a tool): recorded in \
+the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable \
+ASCII characters without leading or trailing spaces.",
+                    ))
+                    .schema(Some(
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .min_length(Some(1))
+                            .max_length(Some(tenure_domain::access::MAX_AGENT_CHARS))
+                            .pattern(Some("^[!-~]([ -~]*[!-~])?$")),
                     ))
                     .build(),
             ),
@@ -422,6 +496,19 @@ version the answer is 304 Not Modified, with no body.",
                 }
             }
         }
+    }
+}
+
+fn actix_method(method: &HttpMethod) -> actix_web::http::Method {
+    match method {
+        HttpMethod::Get => actix_web::http::Method::GET,
+        HttpMethod::Post => actix_web::http::Method::POST,
+        HttpMethod::Put => actix_web::http::Method::PUT,
+        HttpMethod::Patch => actix_web::http::Method::PATCH,
+        HttpMethod::Delete => actix_web::http::Method::DELETE,
+        HttpMethod::Head => actix_web::http::Method::HEAD,
+        HttpMethod::Options => actix_web::http::Method::OPTIONS,
+        HttpMethod::Trace => actix_web::http::Method::TRACE,
     }
 }
 

@@ -3,6 +3,7 @@
 use tenure_app::App;
 
 use crate::auth::key_cache::ApiKeyCache;
+use crate::auth::operator::OperatorToken;
 use crate::middleware::cors::OperatorOrigins;
 use crate::middleware::metrics::MetricsAccess;
 use crate::middleware::rate_limit::RateLimits;
@@ -20,6 +21,8 @@ pub struct AppState {
     /// Web origins the operator allows for every merchant's portal (CORS), beside each
     /// merchant's own.
     pub cors_allowed_origins: OperatorOrigins,
+    /// The operator's token for `/v1/operator/` (none: those routes refuse everyone).
+    pub operator_token: OperatorToken,
 }
 
 impl AppState {

@@ -399,6 +399,7 @@ pub async fn add_note(
         author: Some(note.author),
         body: Some(note.body),
         ticket_id: None,
+        request: None,
     })
 }
 
@@ -458,6 +459,11 @@ pub async fn timeline(
                     author: r.author,
                     body: r.body,
                     ticket_id: r.ticket_id.map(|t| TicketId::from_uuid(t).to_string()),
+                    request: crate::dto::events::EventRequestDto::from_columns(
+                        r.api_key_id,
+                        r.agent,
+                        r.request_id,
+                    ),
                 }
             })
             .collect(),

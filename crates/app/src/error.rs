@@ -31,6 +31,10 @@ pub enum AppError {
     /// The current state refuses the change; `code` is stable for callers to branch on.
     #[error("{detail}")]
     Conflict { code: &'static str, detail: String },
+    /// The caller's credential may not do this (a key asking for more than it holds);
+    /// `code` is stable.
+    #[error("{detail}")]
+    Forbidden { code: &'static str, detail: String },
     /// The caller's expected version (`If-Match`) is no longer the current one.
     #[error("the resource changed since it was read (If-Match did not match)")]
     PreconditionFailed,

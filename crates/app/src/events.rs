@@ -41,6 +41,7 @@ impl<T: Serialize> EventDraft<'_, T> {
             resource_id: self.resource_id,
             data,
             previous_attributes,
+            actor: crate::audit::current_actor(),
         };
         Ok((event, self.at))
     }

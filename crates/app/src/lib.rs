@@ -17,6 +17,7 @@
 //! | [`merchants`], [`sessions`] | merchants and their keys; customer sessions and identity providers |
 //! | [`dto`] | the request and response shapes, which events are rendered from too |
 
+pub mod audit;
 pub mod backlog;
 pub mod billing;
 pub mod catalog;

@@ -33,6 +33,8 @@ typed_ids! {
     MerchantId => MerchantTag, "mer";
     /// A merchant's secret API key record (not the key itself).
     ApiKeyId => ApiKeyTag, "key";
+    /// One entry of a merchant's audit trail: a change made with one of its keys.
+    AuditEventId => AuditEventTag, "aud";
     ProductId => ProductTag, "prod";
     PlanId => PlanTag, "plan";
     CustomerId => CustomerTag, "cus";

@@ -4,6 +4,7 @@
 //! Nothing here knows about HTTP or SQL; the store and the API convert to and from
 //! these types, so a rule lives in exactly one place.
 
+pub mod access;
 pub mod billing;
 pub mod catalog;
 pub mod clock;

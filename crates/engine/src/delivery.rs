@@ -96,6 +96,12 @@ pub fn payload(event: &EventRow) -> AppResult<Vec<u8>> {
         "resource_id": event.resource_id,
         "created_at": event.created_at,
         "data": data,
+        // Who acted, as the API renders it (docs/events.md).
+        "request": tenure_app::dto::events::EventRequestDto::from_columns(
+            event.api_key_id,
+            event.agent.clone(),
+            event.request_id.clone(),
+        ),
     });
     serde_json::to_vec(&body).map_err(AppError::internal)
 }

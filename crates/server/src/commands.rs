@@ -72,6 +72,7 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<(), StartupE
     .await?;
     state.rate_limits = RateLimits::new(args.rate_limits.config());
     state.cors_allowed_origins = OperatorOrigins::new(args.cors_allowed_origins.iter().cloned());
+    state.operator_token = args.operator_token.clone().unwrap_or_default();
     state.app.charge_lease = args.workers.charge_lease();
     state.app.webhook_targets = args.workers.webhook_targets();
     state.metrics_access =

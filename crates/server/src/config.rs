@@ -6,6 +6,7 @@
 
 use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use tenure_api::auth::operator::OperatorToken;
 use tenure_api::middleware::rate_limit::{Limit, RateLimitConfig};
 use tenure_domain::cors::Origin;
 use tenure_domain::outbound::TargetPolicy;
@@ -105,10 +106,20 @@ pub struct ServeArgs {
     #[arg(long, env = "TENURE_CORS_ALLOWED_ORIGINS", value_delimiter = ',',
         value_parser = parse_allowed_origin)]
     pub cors_allowed_origins: Vec<Origin>,
+    /// The operator's token: with it, `POST/GET /v1/operator/merchants` create and list
+    /// merchants over HTTP (without it those routes refuse everyone). At least 32
+    /// characters, not starting with `sk_`.
+    #[arg(long, env = "TENURE_OPERATOR_TOKEN", hide_env_values = true,
+        value_parser = parse_operator_token)]
+    pub operator_token: Option<OperatorToken>,
     #[command(flatten)]
     pub workers: WorkerArgs,
     #[command(flatten)]
     pub rate_limits: RateLimitArgs,
+}
+
+fn parse_operator_token(value: &str) -> Result<OperatorToken, String> {
+    OperatorToken::new(value)
 }
 
 fn parse_allowed_origin(value: &str) -> Result<Origin, String> {

@@ -6,6 +6,7 @@ use chrono::Duration;
 use rand::RngCore;
 use tenure_api::AppState;
 use tenure_api::auth::key_cache::ApiKeyCache;
+use tenure_api::auth::operator::OperatorToken;
 use tenure_api::middleware::cors::OperatorOrigins;
 use tenure_api::middleware::metrics::MetricsAccess;
 use tenure_api::middleware::rate_limit::RateLimits;
@@ -92,5 +93,6 @@ pub async fn build_state(
         api_keys: ApiKeyCache::default(),
         metrics_access: MetricsAccess::default(),
         cors_allowed_origins: OperatorOrigins::default(),
+        operator_token: OperatorToken::none(),
     })
 }

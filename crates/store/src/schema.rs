@@ -17,6 +17,27 @@ diesel::table! {
         key_prefix -> Text,
         created_at -> Timestamptz,
         revoked_at -> Nullable<Timestamptz>,
+        name -> Nullable<Text>,
+        scopes -> Nullable<Array<Text>>,
+        expires_at -> Nullable<Timestamptz>,
+        last_used_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    audit_events (merchant_id, id) {
+        merchant_id -> Uuid,
+        id -> Uuid,
+        api_key_id -> Uuid,
+        agent -> Nullable<Text>,
+        method -> Text,
+        route -> Text,
+        resource_id -> Nullable<Text>,
+        request_id -> Text,
+        idempotency_key -> Nullable<Text>,
+        status -> SmallInt,
+        request_body -> Nullable<Jsonb>,
+        created_at -> Timestamptz,
     }
 }
 
@@ -98,6 +119,9 @@ diesel::table! {
         previous_attributes -> Nullable<Jsonb>,
         created_at -> Timestamptz,
         customer_id -> Nullable<Uuid>,
+        api_key_id -> Nullable<Uuid>,
+        agent -> Nullable<Text>,
+        request_id -> Nullable<Text>,
     }
 }
 
@@ -185,6 +209,7 @@ diesel::table! {
 diesel::allow_tables_to_appear_in_same_query!(
     merchants,
     api_keys,
+    audit_events,
     products,
     plans,
     customers,

@@ -19,7 +19,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use tenure_domain::ids::MerchantId;
+use chrono::{DateTime, Utc};
+use tenure_app::merchants::api_keys::MerchantKey;
+use tenure_domain::ids::ApiKeyId;
 use tenure_store::StoreResult;
 use tenure_store::listener::Listener;
 
@@ -45,6 +47,10 @@ const RETRY: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(60);
 /// Beyond this many keys the cache starts again empty, so it cannot grow unbounded.
 const MAX_ENTRIES: usize = 10_000;
+/// A key's `last_used_at` is written at most this often by one process: a write per
+/// request would double the cost of every read and contend on the key's row, and "used
+/// within the last minute" is all a merchant deciding whether a key is still in use needs.
+pub const LAST_USED_EVERY: Duration = Duration::from_secs(60);
 
 /// Shared by every HTTP worker of the process (cloning shares it).
 #[derive(Clone, Default)]
@@ -55,7 +61,9 @@ pub struct ApiKeyCache {
 #[derive(Default)]
 struct Inner {
     /// By the key's SHA-256 in lower-case hex, as the trigger sends it.
-    entries: Mutex<HashMap<String, (Instant, MerchantId)>>,
+    entries: Mutex<HashMap<String, (Instant, MerchantKey)>>,
+    /// When this process last wrote each key's `last_used_at`.
+    last_written: Mutex<HashMap<ApiKeyId, Instant>>,
     /// Moves on every forget: a key read before a revocation must not be stored after it.
     generation: AtomicU64,
     listening: AtomicBool,
@@ -83,8 +91,8 @@ pub fn hex(hash: &[u8]) -> String {
 }
 
 impl ApiKeyCache {
-    /// The merchant of an accepted key, if the cache may answer for it now.
-    pub fn get(&self, hash: &str) -> Option<MerchantId> {
+    /// An accepted key, if the cache may answer for it now.
+    pub fn get(&self, hash: &str) -> Option<MerchantKey> {
         if !self.is_listening() {
             return None;
         }
@@ -102,7 +110,7 @@ impl ApiKeyCache {
 
     /// Keeps a key the database accepted, unless anything was forgotten since the lookup
     /// began (it may have been this key's revocation) or the cache is not listening.
-    pub fn put(&self, hash: String, merchant: MerchantId, started: LookupStart) {
+    pub fn put(&self, hash: String, merchant: MerchantKey, started: LookupStart) {
         if !self.is_listening() {
             return;
         }
@@ -119,6 +127,43 @@ impl ApiKeyCache {
 
     pub fn is_listening(&self) -> bool {
         self.inner.listening.load(Ordering::Acquire)
+    }
+
+    /// Notes that `key` was used at `now`: writes its `last_used_at` in the background
+    /// unless this process did so within [`LAST_USED_EVERY`] (the request never waits for
+    /// it, and the column fires no `NOTIFY`, so the cache keeps the key).
+    pub fn note_use(&self, app: &tenure_app::App, key: MerchantKey, now: DateTime<Utc>) {
+        {
+            let mut written = self
+                .inner
+                .last_written
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if written
+                .get(&key.key)
+                .is_some_and(|at| at.elapsed() < LAST_USED_EVERY)
+            {
+                return;
+            }
+            if written.len() >= MAX_ENTRIES {
+                written.clear();
+            }
+            written.insert(key.key, Instant::now());
+        }
+        let app = app.clone();
+        actix_web::rt::spawn(async move {
+            let every = chrono::Duration::from_std(LAST_USED_EVERY).unwrap_or_default();
+            let touched = async {
+                let mut conn = app.db.conn().await?;
+                tenure_store::repo::api_keys::touch(&mut conn, key.merchant, key.key, now, every)
+                    .await?;
+                Ok::<_, tenure_app::AppError>(())
+            }
+            .await;
+            if let Err(err) = touched {
+                tracing::warn!(error = %err, key = %key.key, "could not note when the key was last used");
+            }
+        });
     }
 
     /// A notification: forget the key it names, or all of them.
@@ -141,7 +186,7 @@ impl ApiKeyCache {
         self.inner.listening.store(listening, Ordering::Release);
     }
 
-    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, MerchantId)>> {
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, MerchantKey)>> {
         self.inner
             .entries
             .lock()
@@ -198,10 +243,16 @@ impl Drop for DeafOnDrop {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tenure_domain::ids::GenerateId;
+    use tenure_domain::access::KeyScopes;
+    use tenure_domain::ids::{GenerateId, MerchantId};
 
-    fn merchant() -> MerchantId {
-        MerchantId::generate()
+    fn merchant() -> MerchantKey {
+        MerchantKey {
+            merchant: MerchantId::generate(),
+            key: ApiKeyId::generate(),
+            scopes: KeyScopes::Unrestricted,
+            expires_at: None,
+        }
     }
 
     #[test]

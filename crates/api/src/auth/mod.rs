@@ -4,8 +4,11 @@
 //! idempotency layer and the handler's extractor agree on who is calling.
 
 pub mod key_cache;
+pub mod operator;
 mod principal;
+pub mod scopes;
 
 pub use principal::{
-    AuthenticatedCustomer, AuthenticatedMerchant, MERCHANT_HEADER, Principal, authenticate,
+    AuthenticatedCustomer, AuthenticatedMerchant, AuthenticatedOperator, MERCHANT_HEADER,
+    Principal, authenticate,
 };

@@ -5,35 +5,40 @@ use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use tenure_domain::ids::{CustomerId, MerchantId};
-use tenure_store::repo::{customers, identity_providers, merchants};
+use tenure_store::repo::{api_keys, customers, identity_providers};
 
-use super::key_cache;
+use super::{key_cache, scopes};
 use crate::error::ApiError;
 use crate::state::AppState;
-use tenure_app::merchants::api_keys as keys;
+use tenure_app::merchants::api_keys::{self as keys, MerchantKey};
 use tenure_app::sessions::tokens::{self as jwt, Session, TokenError};
 
 /// Who is calling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Principal {
-    Merchant(MerchantId),
+    /// A merchant's secret key, with what it may do.
+    Merchant(MerchantKey),
     Customer(Session),
+    /// The operator's token (`TENURE_OPERATOR_TOKEN`): the `/v1/operator/` routes only.
+    Operator,
 }
 
 impl Principal {
-    /// The merchant whose data this caller reaches.
-    pub fn merchant(&self) -> MerchantId {
+    /// The merchant whose data this caller reaches; none for the operator.
+    pub fn merchant(&self) -> Option<MerchantId> {
         match self {
-            Principal::Merchant(m) => *m,
-            Principal::Customer(s) => s.merchant,
+            Principal::Merchant(key) => Some(key.merchant),
+            Principal::Customer(s) => Some(s.merchant),
+            Principal::Operator => None,
         }
     }
 
     /// The key under which this caller's idempotency keys and rate limits are kept.
     pub fn scope(&self) -> String {
         match self {
-            Principal::Merchant(m) => m.to_string(),
+            Principal::Merchant(key) => key.merchant.to_string(),
             Principal::Customer(s) => format!("{}/{}", s.merchant, s.customer),
+            Principal::Operator => "operator".to_owned(),
         }
     }
 }
@@ -59,6 +64,7 @@ pub async fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
         Ok(credential) if keys::looks_like_secret_key(credential) => {
             merchant_from_key(state, credential).await
         }
+        Ok(credential) if state.operator_token.matches(credential) => Ok(Principal::Operator),
         Ok(credential) => customer_from_token(state, credential, named_merchant(req)).await,
         Err(err) => Err(err),
     };
@@ -124,16 +130,26 @@ fn named_merchant(req: &HttpRequest) -> Result<Option<MerchantId>, ApiError> {
 async fn merchant_from_key(state: &AppState, key: &str) -> Result<Principal, ApiError> {
     let hash = keys::hash(key);
     let cache_key = key_cache::hex(&hash);
-    if let Some(merchant) = state.api_keys.get(&cache_key) {
-        return Ok(Principal::Merchant(merchant));
+    let now = state.now();
+    let found = match state.api_keys.get(&cache_key) {
+        Some(found) => found,
+        None => {
+            let started = state.api_keys.lookup_start();
+            let mut conn = state.app.db.conn().await?;
+            let grant = api_keys::by_hash(&mut conn, &hash)
+                .await?
+                .ok_or(ApiError::Unauthenticated("the secret key is not valid"))?;
+            let found = MerchantKey::from_grant(&grant);
+            state.api_keys.put(cache_key, found, started);
+            found
+        }
+    };
+    // A rolled key's end is checked on every request, cached or not.
+    if !found.works_at(now) {
+        return Err(ApiError::Unauthenticated("the secret key has expired"));
     }
-    let started = state.api_keys.lookup_start();
-    let mut conn = state.app.db.conn().await?;
-    let merchant = merchants::merchant_by_key_hash(&mut conn, &hash)
-        .await?
-        .ok_or(ApiError::Unauthenticated("the secret key is not valid"))?;
-    state.api_keys.put(cache_key, merchant, started);
-    Ok(Principal::Merchant(merchant))
+    state.api_keys.note_use(&state.app, found, now);
+    Ok(Principal::Merchant(found))
 }
 
 fn token_error(err: TokenError) -> ApiError {
@@ -204,9 +220,12 @@ async fn customer_from_token(
     }))
 }
 
-/// A merchant's secret key: every `/v1/` route except the portal.
+/// A merchant's secret key: every `/v1/` route except the portal and the operator's,
+/// with the scope the route requires ([`scopes::required`]) checked here, for every
+/// merchant route at once: a restricted key without it is refused with 403
+/// `missing_scope`.
 #[derive(Debug, Clone, Copy)]
-pub struct AuthenticatedMerchant(pub MerchantId);
+pub struct AuthenticatedMerchant(pub MerchantId, pub MerchantKey);
 
 impl FromRequest for AuthenticatedMerchant {
     type Error = ApiError;
@@ -216,10 +235,44 @@ impl FromRequest for AuthenticatedMerchant {
         let req = req.clone();
         Box::pin(async move {
             match authenticate(&req).await? {
-                Principal::Merchant(m) => Ok(AuthenticatedMerchant(m)),
+                Principal::Merchant(key) => {
+                    scopes::check(&req, key)?;
+                    Ok(AuthenticatedMerchant(key.merchant, key))
+                }
                 Principal::Customer(_) => Err(ApiError::Forbidden {
                     code: "customer_token_not_allowed",
                     detail: "this route takes a merchant secret key; customer session tokens are for /v1/portal/ routes".to_owned(),
+                }),
+                Principal::Operator => Err(operator_not_allowed()),
+            }
+        })
+    }
+}
+
+fn operator_not_allowed() -> ApiError {
+    ApiError::Forbidden {
+        code: "operator_token_not_allowed",
+        detail: "the operator token is for /v1/operator/ routes only; act for a merchant with one of its secret keys".to_owned(),
+    }
+}
+
+/// The operator's token: the `/v1/operator/` routes.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthenticatedOperator;
+
+impl FromRequest for AuthenticatedOperator {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            match authenticate(&req).await? {
+                Principal::Operator => Ok(AuthenticatedOperator),
+                Principal::Merchant(_) | Principal::Customer(_) => Err(ApiError::Forbidden {
+                    code: "operator_token_required",
+                    detail: "operator routes take the operator's token (TENURE_OPERATOR_TOKEN)"
+                        .to_owned(),
                 }),
             }
         })
@@ -245,6 +298,7 @@ impl FromRequest for AuthenticatedCustomer {
                     merchant: s.merchant,
                     customer: s.customer,
                 }),
+                Principal::Operator => Err(operator_not_allowed()),
                 Principal::Merchant(_) => Err(ApiError::Forbidden {
                     code: "merchant_key_not_allowed",
                     detail: "portal routes take a customer session token (POST /v1/customer_sessions); merchant secret keys must never reach a browser or app".to_owned(),

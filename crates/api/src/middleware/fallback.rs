@@ -104,6 +104,11 @@ impl RouteTable {
         matched.then_some(allowed)
     }
 
+    /// Whether `method` on `path` is a documented operation.
+    pub fn serves(&self, method: &str, path: &str) -> bool {
+        self.operations(method, path).next().is_some()
+    }
+
     /// Whether `method` on `path` is a documented operation that takes no request body.
     pub fn takes_no_body(&self, method: &str, path: &str) -> bool {
         let mut found = false;

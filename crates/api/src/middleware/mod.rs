@@ -2,6 +2,7 @@
 //! CORS for the customer-facing routes, body size limits, rate limits, idempotency keys, and problem+json for unknown routes
 //! and methods.
 
+pub mod audit;
 pub mod conditional;
 pub mod cors;
 pub mod fallback;

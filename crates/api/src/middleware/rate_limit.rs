@@ -163,7 +163,7 @@ impl RateLimits {
     pub fn check_principal(&self, principal: &Principal) -> Result<(), Duration> {
         self.maybe_sweep();
         let limiter = match principal {
-            Principal::Merchant(_) => &self.inner.merchant,
+            Principal::Merchant(_) | Principal::Operator => &self.inner.merchant,
             Principal::Customer(_) => &self.inner.customer,
         };
         let Some(limiter) = limiter else {
@@ -307,7 +307,18 @@ pub async fn rate_limit(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tenure_domain::ids::{GenerateId, MerchantId};
+    use tenure_app::merchants::api_keys::MerchantKey;
+    use tenure_domain::access::KeyScopes;
+    use tenure_domain::ids::{ApiKeyId, GenerateId, MerchantId};
+
+    fn merchant() -> Principal {
+        Principal::Merchant(MerchantKey {
+            merchant: MerchantId::generate(),
+            key: ApiKeyId::generate(),
+            scopes: KeyScopes::Unrestricted,
+            expires_at: None,
+        })
+    }
 
     #[test]
     fn buckets_allow_the_burst_then_refuse_with_a_wait() {
@@ -315,8 +326,8 @@ mod tests {
             merchant: Limit::new(1, 3),
             ..RateLimitConfig::disabled()
         });
-        let a = Principal::Merchant(MerchantId::generate());
-        let b = Principal::Merchant(MerchantId::generate());
+        let a = merchant();
+        let b = merchant();
         for _ in 0..3 {
             assert!(limits.check_principal(&a).is_ok());
         }
@@ -330,7 +341,7 @@ mod tests {
     fn zero_disables_a_limit() {
         let limits = RateLimits::disabled();
         assert!(!limits.enabled());
-        let a = Principal::Merchant(MerchantId::generate());
+        let a = merchant();
         for _ in 0..1000 {
             assert!(limits.check_principal(&a).is_ok());
         }

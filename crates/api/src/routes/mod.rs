@@ -1,6 +1,7 @@
 //! HTTP routes. Each handler parses its input, calls one use case from `service`, and
 //! renders the result; the OpenAPI document is collected from these same handlers.
 
+pub mod api_keys;
 pub mod billing;
 pub mod catalog;
 pub mod context;
@@ -8,6 +9,7 @@ pub mod customers;
 pub mod events;
 pub mod health;
 pub mod metrics;
+pub mod operator;
 pub mod portal;
 pub mod portal_subscriptions;
 pub mod renewals;
@@ -50,7 +52,9 @@ pub fn configure_v1(cfg: &mut ServiceConfig) {
     .configure(support::configure)
     .configure(renewals::configure)
     .configure(retention::configure)
-    .configure(metrics::configure);
+    .configure(metrics::configure)
+    .configure(api_keys::configure)
+    .configure(operator::configure);
 }
 
 /// 201 with the created resource and its ETag.

@@ -267,4 +267,6 @@ pub struct TimelineEntryDto {
     pub author: Option<String>,
     pub body: Option<String>,
     pub ticket_id: Option<String>,
+    /// For an event a merchant request caused: the request, its key and agent.
+    pub request: Option<super::events::EventRequestDto>,
 }

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tenure_domain::ids::EventId;
+use tenure_domain::ids::{ApiKeyId, EventId};
 use tenure_store::repo::events::EventRow;
 use utoipa::openapi::{RefOr, Schema};
 use utoipa::{IntoParams, PartialSchema, ToSchema};
@@ -42,6 +42,35 @@ pub struct EventDto {
     pub data: EventData,
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub created_at: DateTime<Utc>,
+    /// The merchant request that caused the event (made with a secret key); null for a
+    /// customer's portal request or Tenure's own work (renewals, dunning, schedules).
+    pub request: Option<EventRequestDto>,
+}
+
+/// Who acted: the request, the key it was made with and the agent it named.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[schema(example = json!({"id": "0193b2c4-5d6e-7f80-9a1b-2c3d4e5f6a7b", "api_key": "key_01jf9zc0f4e3a8r7m2k4t5n6bc", "agent": "retention-bot"}))]
+pub struct EventRequestDto {
+    /// The request's `X-Request-Id`, as in the audit trail (`GET /v1/audit_events`).
+    pub id: String,
+    /// The key (`key_…`) the request was made with.
+    pub api_key: String,
+    /// The `Tenure-Agent` header the request carried, if any.
+    pub agent: Option<String>,
+}
+
+impl EventRequestDto {
+    pub fn from_columns(
+        api_key: Option<uuid::Uuid>,
+        agent: Option<String>,
+        request_id: Option<String>,
+    ) -> Option<Self> {
+        Some(Self {
+            id: request_id.unwrap_or_default(),
+            api_key: ApiKeyId::from_uuid(api_key?).to_string(),
+            agent,
+        })
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -68,6 +97,7 @@ impl From<EventRow> for EventDto {
                 previous_attributes: row.previous_attributes,
             },
             created_at: row.created_at,
+            request: EventRequestDto::from_columns(row.api_key_id, row.agent, row.request_id),
         }
     }
 }

@@ -24,6 +24,7 @@ macro_rules! wire_enum {
     };
 }
 
+pub mod access;
 pub mod billing;
 pub mod catalog;
 pub mod common;

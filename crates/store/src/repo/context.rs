@@ -310,6 +310,13 @@ pub struct TimelineRow {
     pub body: Option<String>,
     #[diesel(sql_type = Nullable<SqlUuid>)]
     pub ticket_id: Option<uuid::Uuid>,
+    /// For an event a merchant request caused: the key and the agent it named.
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    pub api_key_id: Option<uuid::Uuid>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub agent: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub request_id: Option<String>,
 }
 
 /// The customer's events (by `events.customer_id`), agent notes and ticket messages in
@@ -324,14 +331,16 @@ pub async fn timeline(
         "SELECT * FROM (
              SELECT 'event' AS entry_kind, id, created_at, event_type AS entry_type,
                     resource_type, resource_id, data->>'channel' AS channel,
-                    NULL::text AS author, NULL::text AS body, NULL::uuid AS ticket_id
+                    NULL::text AS author, NULL::text AS body, NULL::uuid AS ticket_id,
+                    api_key_id, agent, request_id
                FROM events WHERE merchant_id = $1 AND customer_id = $2
              UNION ALL
-             SELECT 'note', id, created_at, 'note', 'customer', NULL, channel, author, body, NULL
+             SELECT 'note', id, created_at, 'note', 'customer', NULL, channel, author, body, NULL,
+                    NULL, NULL, NULL
                FROM customer_notes WHERE merchant_id = $1 AND customer_id = $2
              UNION ALL
              SELECT 'ticket_message', m.id, m.created_at, 'ticket.message', 'support_ticket',
-                    NULL, t.channel, m.author, m.body, t.id
+                    NULL, t.channel, m.author, m.body, t.id, NULL, NULL, NULL
                FROM ticket_messages m JOIN support_tickets t
                  ON t.merchant_id = m.merchant_id AND t.id = m.ticket_id
               WHERE m.merchant_id = $1 AND t.customer_id = $2

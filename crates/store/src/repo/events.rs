@@ -22,6 +22,16 @@ pub struct NewEvent {
     pub data: serde_json::Value,
     /// The fields that changed, with their values before the change.
     pub previous_attributes: Option<serde_json::Value>,
+    /// The merchant request that caused it, if one did.
+    pub actor: Option<EventActor>,
+}
+
+/// The merchant request behind an event: the key, the agent it named, its request id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventActor {
+    pub api_key: uuid::Uuid,
+    pub agent: Option<String>,
+    pub request_id: String,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -35,6 +45,9 @@ pub struct EventRow {
     pub data: serde_json::Value,
     pub previous_attributes: Option<serde_json::Value>,
     pub created_at: DateTime<Utc>,
+    pub api_key_id: Option<uuid::Uuid>,
+    pub agent: Option<String>,
+    pub request_id: Option<String>,
 }
 
 /// Records an event and, in the same transaction, a pending webhook delivery of it to
@@ -91,6 +104,9 @@ pub async fn record_planned(
                 events::previous_attributes.eq(&p.event.previous_attributes),
                 events::created_at.eq(p.at),
                 events::customer_id.eq(customer_of(&p.event)),
+                events::api_key_id.eq(p.event.actor.as_ref().map(|a| a.api_key)),
+                events::agent.eq(p.event.actor.as_ref().and_then(|a| a.agent.as_deref())),
+                events::request_id.eq(p.event.actor.as_ref().map(|a| a.request_id.as_str())),
             ))
             .execute(&mut &*conn)
     }));
@@ -144,6 +160,7 @@ pub async fn record_many(
             None => by_type.push((event.event_type.clone(), vec![(id, at)])),
         }
         let customer_id = customer_of(&event);
+        let actor = event.actor;
         values.push((
             events::merchant_id.eq(merchant.uuid()),
             events::id.eq(id.uuid()),
@@ -154,9 +171,12 @@ pub async fn record_many(
             events::previous_attributes.eq(event.previous_attributes),
             events::created_at.eq(at),
             events::customer_id.eq(customer_id),
+            events::api_key_id.eq(actor.as_ref().map(|a| a.api_key)),
+            events::agent.eq(actor.as_ref().and_then(|a| a.agent.clone())),
+            events::request_id.eq(actor.map(|a| a.request_id)),
         ));
     }
-    // PostgreSQL takes at most 65535 bind parameters per statement (9 per row here).
+    // PostgreSQL takes at most 65535 bind parameters per statement (12 per row here).
     for chunk in values.chunks(5000) {
         diesel::insert_into(events::table)
             .values(chunk)

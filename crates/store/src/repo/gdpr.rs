@@ -158,7 +158,8 @@ pub async fn live_subscriptions(
 /// subjects and message bodies, cancellation messages (of requests and of the
 /// subscriptions' cancellation details); payment methods are detached and
 /// lose their gateway token (brand, last4 and expiry stay, as on the invoices' payments).
-/// Invoices, their lines, payments and refunds are not touched. (Stored idempotent
+/// Invoices, their lines, payments and refunds are not touched; audit entries about the
+/// customer lose their request bodies. (Stored idempotent
 /// responses are anonymised by the service, which holds the scrubbing rules.)
 pub async fn anonymise_related(
     conn: &mut AsyncPgConnection,
@@ -188,6 +189,23 @@ pub async fn anonymise_related(
             .execute(conn)
             .await?;
     }
+    // The audit trail keeps who did what, but not the bodies that may carry the
+    // customer's data: those of requests about the customer or any of its resources (the
+    // events name them), or naming the customer anywhere in the body. Erasure is rare;
+    // the body search reads the merchant's audit rows once.
+    diesel::sql_query(
+        "UPDATE audit_events SET request_body = NULL
+          WHERE merchant_id = $1 AND request_body IS NOT NULL
+            AND (resource_id = $3
+                 OR resource_id IN (SELECT resource_id FROM events
+                                     WHERE merchant_id = $1 AND customer_id = $2)
+                 OR strpos(request_body::text, $3) > 0)",
+    )
+    .bind::<SqlUuid, _>(m)
+    .bind::<SqlUuid, _>(c)
+    .bind::<Text, _>(customer.to_string())
+    .execute(conn)
+    .await?;
     diesel::sql_query(
         "UPDATE payment_methods SET is_default = false, gateway_token = 'erased',
                 detached_at = coalesce(detached_at, $3)

@@ -1,12 +1,13 @@
-//! Merchants and their secret API keys.
+//! Merchants (tenants); their keys are in [`super::api_keys`].
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use tenure_domain::ids::{ApiKeyId, GenerateId, MerchantId};
+use tenure_domain::ids::{GenerateId, MerchantId};
 
 use crate::error::StoreResult;
-use crate::schema::{api_keys, merchants};
+use crate::pagination::{FetchPage, Page, PageRequest};
+use crate::schema::merchants;
 
 #[derive(Debug, Clone)]
 pub struct Merchant {
@@ -54,37 +55,19 @@ pub async fn get(conn: &mut AsyncPgConnection, id: MerchantId) -> StoreResult<Me
     Ok(row.into())
 }
 
-/// Records a key by its hash; the key itself is never stored.
-pub async fn insert_api_key(
-    conn: &mut AsyncPgConnection,
-    merchant: MerchantId,
-    key_hash: &[u8],
-    key_prefix: &str,
-) -> StoreResult<ApiKeyId> {
-    let id = ApiKeyId::generate();
-    diesel::insert_into(api_keys::table)
-        .values((
-            api_keys::merchant_id.eq(merchant.uuid()),
-            api_keys::id.eq(id.uuid()),
-            api_keys::key_hash.eq(key_hash),
-            api_keys::key_prefix.eq(key_prefix),
-        ))
-        .execute(conn)
-        .await?;
-    Ok(id)
-}
-
-/// The merchant owning an unrevoked key with this hash.
-pub async fn merchant_by_key_hash(
-    conn: &mut AsyncPgConnection,
-    key_hash: &[u8],
-) -> StoreResult<Option<MerchantId>> {
-    let found: Option<uuid::Uuid> = api_keys::table
-        .filter(api_keys::key_hash.eq(key_hash))
-        .filter(api_keys::revoked_at.is_null())
-        .select(api_keys::merchant_id)
-        .first(conn)
-        .await
-        .optional()?;
-    Ok(found.map(MerchantId::from_uuid))
+/// Merchants, newest first (the operator's list).
+pub async fn list(conn: &mut AsyncPgConnection, page: PageRequest) -> StoreResult<Page<Merchant>> {
+    let mut query = merchants::table
+        .select(MerchantRow::as_select())
+        .order(merchants::id.desc())
+        .into_boxed();
+    if let Some(after) = page.starting_after {
+        query = query.filter(merchants::id.lt(after));
+    }
+    let rows: Vec<MerchantRow> = query.fetch_page(&page).load(conn).await?;
+    let page_of_rows = Page::from_overfetch(rows, &page);
+    Ok(Page {
+        items: page_of_rows.items.into_iter().map(Merchant::from).collect(),
+        has_more: page_of_rows.has_more,
+    })
 }

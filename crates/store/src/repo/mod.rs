@@ -1,6 +1,8 @@
 //! Repositories: one module per aggregate. Functions take a connection (so a use case can
 //! run several inside one transaction) and, for tenant data, the merchant id first.
 
+pub mod api_keys;
+pub mod audit_events;
 pub mod backlog;
 pub mod catalog;
 pub mod charge_intents;

@@ -2,7 +2,7 @@
 
 import type { Client, Options as Options2, TDataShape } from './client';
 import { client } from './client.gen';
-import type { AcceptOfferData, AcceptOfferErrors, AcceptOfferResponses, AddNoteData, AddNoteErrors, AddNoteResponses, AddTagData, AddTagErrors, AddTagResponses, ApproveRequestData, ApproveRequestErrors, ApproveRequestResponses, ArchivePlanData, ArchivePlanErrors, ArchivePlanResponses, ArchiveProductData, ArchiveProductErrors, ArchiveProductResponses, AttachPaymentMethodData, AttachPaymentMethodErrors, AttachPaymentMethodResponses, CancelSubscriptionData, CancelSubscriptionErrors, CancelSubscriptionResponses, ChangePlanData, ChangePlanErrors, ChangePlanResponses, CreateCustomerData, CreateCustomerErrors, CreateCustomerResponses, CreateCustomerSessionData, CreateCustomerSessionErrors, CreateCustomerSessionResponses, CreateEndpointData, CreateEndpointErrors, CreateEndpointResponses, CreateIdentityProviderData, CreateIdentityProviderErrors, CreateIdentityProviderResponses, CreateOfferData, CreateOfferErrors, CreateOfferResponses, CreatePlanData, CreatePlanErrors, CreatePlanResponses, CreateProductData, CreateProductErrors, CreateProductResponses, CreateSubscriptionData, CreateSubscriptionErrors, CreateSubscriptionResponses, DeactivateOfferData, DeactivateOfferErrors, DeactivateOfferResponses, DeclineOfferData, DeclineOfferErrors, DeclineOfferResponses, DeclineRequestData, DeclineRequestErrors, DeclineRequestResponses, DeleteEndpointData, DeleteEndpointErrors, DeleteEndpointResponses, DeleteIdentityProviderData, DeleteIdentityProviderErrors, DeleteIdentityProviderResponses, DetachPaymentMethodData, DetachPaymentMethodErrors, DetachPaymentMethodResponses, EraseCustomerData, EraseCustomerErrors, EraseCustomerResponses, ExportCustomerData, ExportCustomerErrors, ExportCustomerResponses, GetBillingSettingsData, GetBillingSettingsErrors, GetBillingSettingsResponses, GetContextData, GetContextErrors, GetContextResponses, GetCorsSettingsData, GetCorsSettingsErrors, GetCorsSettingsResponses, GetCustomerData, GetCustomerErrors, GetCustomerResponses, GetDunningPolicyData, GetDunningPolicyErrors, GetDunningPolicyResponses, GetEndpointData, GetEndpointErrors, GetEndpointResponses, GetEventData, GetEventErrors, GetEventResponses, GetInvoiceData, GetInvoiceErrors, GetInvoiceResponses, GetMetricsData, GetMetricsErrors, GetMetricsResponses, GetOfferData, GetOfferErrors, GetOfferResponses, GetPlanData, GetPlanErrors, GetPlanResponses, GetProductData, GetProductErrors, GetProductResponses, GetRequestData, GetRequestErrors, GetRequestResponses, GetSegmentSettingsData, GetSegmentSettingsErrors, GetSegmentSettingsResponses, GetSubscriptionData, GetSubscriptionErrors, GetSubscriptionResponses, GetTicketData, GetTicketErrors, GetTicketResponses, HealthzData, HealthzErrors, HealthzResponses, ListCustomersData, ListCustomersErrors, ListCustomersResponses, ListDeliveriesData, ListDeliveriesErrors, ListDeliveriesResponses, ListEndpointsData, ListEndpointsErrors, ListEndpointsResponses, ListEventsData, ListEventsErrors, ListEventsResponses, ListIdentityProvidersData, ListIdentityProvidersErrors, ListIdentityProvidersResponses, ListInvoicesData, ListInvoicesErrors, ListInvoicesResponses, ListOffersData, ListOffersErrors, ListOffersResponses, ListPaymentMethodsData, ListPaymentMethodsErrors, ListPaymentMethodsResponses, ListPaymentsData, ListPaymentsErrors, ListPaymentsResponses, ListPlansData, ListPlansErrors, ListPlansResponses, ListProductsData, ListProductsErrors, ListProductsResponses, ListRequestsData, ListRequestsErrors, ListRequestsResponses, ListSubscriptionsData, ListSubscriptionsErrors, ListSubscriptionsResponses, ListTicketsData, ListTicketsErrors, ListTicketsResponses, MarkInvoiceUncollectibleData, MarkInvoiceUncollectibleErrors, MarkInvoiceUncollectibleResponses, MeData, MeErrors, MeResponses, PauseSubscriptionData, PauseSubscriptionErrors, PauseSubscriptionResponses, PayInvoiceData, PayInvoiceErrors, PayInvoiceResponses, PlansData, PlansErrors, PlansResponses, PortalAttachPaymentMethodData, PortalAttachPaymentMethodErrors, PortalAttachPaymentMethodResponses, PortalCancelSubscriptionData, PortalCancelSubscriptionErrors, PortalCancelSubscriptionResponses, PortalChangePlanData, PortalChangePlanErrors, PortalChangePlanResponses, PortalDetachPaymentMethodData, PortalDetachPaymentMethodErrors, PortalDetachPaymentMethodResponses, PortalGetInvoiceData, PortalGetInvoiceErrors, PortalGetInvoiceResponses, PortalGetRequestData, PortalGetRequestErrors, PortalGetRequestResponses, PortalGetSubscriptionData, PortalGetSubscriptionErrors, PortalGetSubscriptionResponses, PortalGetTicketData, PortalGetTicketErrors, PortalGetTicketResponses, PortalListInvoicesData, PortalListInvoicesErrors, PortalListInvoicesResponses, PortalListPaymentMethodsData, PortalListPaymentMethodsErrors, PortalListPaymentMethodsResponses, PortalListPaymentsData, PortalListPaymentsErrors, PortalListPaymentsResponses, PortalListSubscriptionsData, PortalListSubscriptionsErrors, PortalListSubscriptionsResponses, PortalListTicketsData, PortalListTicketsErrors, PortalListTicketsResponses, PortalPauseSubscriptionData, PortalPauseSubscriptionErrors, PortalPauseSubscriptionResponses, PortalPayInvoiceData, PortalPayInvoiceErrors, PortalPayInvoiceResponses, PortalPreviewPlanChangeData, PortalPreviewPlanChangeErrors, PortalPreviewPlanChangeResponses, PortalRemoveScheduledChangeData, PortalRemoveScheduledChangeErrors, PortalRemoveScheduledChangeResponses, PortalReplyToTicketData, PortalReplyToTicketErrors, PortalReplyToTicketResponses, PortalResumeSubscriptionData, PortalResumeSubscriptionErrors, PortalResumeSubscriptionResponses, PortalSetDefaultPaymentMethodData, PortalSetDefaultPaymentMethodErrors, PortalSetDefaultPaymentMethodResponses, PortalUpcomingInvoiceData, PortalUpcomingInvoiceErrors, PortalUpcomingInvoiceResponses, PresentedOffersData, PresentedOffersErrors, PresentedOffersResponses, PreviewPlanChangeData, PreviewPlanChangeErrors, PreviewPlanChangeResponses, PutBillingSettingsData, PutBillingSettingsErrors, PutBillingSettingsResponses, PutCorsSettingsData, PutCorsSettingsErrors, PutCorsSettingsResponses, PutDunningPolicyData, PutDunningPolicyErrors, PutDunningPolicyResponses, PutSegmentSettingsData, PutSegmentSettingsErrors, PutSegmentSettingsResponses, ReadyzData, ReadyzErrors, ReadyzResponses, RedeliverEventData, RedeliverEventErrors, RedeliverEventResponses, RedeliverRangeData, RedeliverRangeErrors, RedeliverRangeResponses, RefundInvoiceData, RefundInvoiceErrors, RefundInvoiceResponses, RemoveScheduledChangeData, RemoveScheduledChangeErrors, RemoveScheduledChangeResponses, RemoveTagData, RemoveTagErrors, RemoveTagResponses, ReplyToTicketData, ReplyToTicketErrors, ReplyToTicketResponses, ResumeSubscriptionData, ResumeSubscriptionErrors, ResumeSubscriptionResponses, RotateSecretData, RotateSecretErrors, RotateSecretResponses, SetDefaultPaymentMethodData, SetDefaultPaymentMethodErrors, SetDefaultPaymentMethodResponses, SubscribeData, SubscribeErrors, SubscribeResponses, TimelineData, TimelineErrors, TimelineResponses, UpcomingInvoiceData, UpcomingInvoiceErrors, UpcomingInvoiceResponses, UpdateCustomerData, UpdateCustomerErrors, UpdateCustomerResponses, UpdateEndpointData, UpdateEndpointErrors, UpdateEndpointResponses, UpdateOfferData, UpdateOfferErrors, UpdateOfferResponses, UpdatePlanData, UpdatePlanErrors, UpdatePlanResponses, UpdateProductData, UpdateProductErrors, UpdateProductResponses, VoidInvoiceData, VoidInvoiceErrors, VoidInvoiceResponses, WithdrawCancellationRequestData, WithdrawCancellationRequestErrors, WithdrawCancellationRequestResponses } from './types.gen';
+import type { AcceptOfferData, AcceptOfferErrors, AcceptOfferResponses, AddNoteData, AddNoteErrors, AddNoteResponses, AddTagData, AddTagErrors, AddTagResponses, ApproveRequestData, ApproveRequestErrors, ApproveRequestResponses, ArchivePlanData, ArchivePlanErrors, ArchivePlanResponses, ArchiveProductData, ArchiveProductErrors, ArchiveProductResponses, AttachPaymentMethodData, AttachPaymentMethodErrors, AttachPaymentMethodResponses, CancelSubscriptionData, CancelSubscriptionErrors, CancelSubscriptionResponses, ChangePlanData, ChangePlanErrors, ChangePlanResponses, CreateApiKeyData, CreateApiKeyErrors, CreateApiKeyResponses, CreateCustomerData, CreateCustomerErrors, CreateCustomerResponses, CreateCustomerSessionData, CreateCustomerSessionErrors, CreateCustomerSessionResponses, CreateEndpointData, CreateEndpointErrors, CreateEndpointResponses, CreateIdentityProviderData, CreateIdentityProviderErrors, CreateIdentityProviderResponses, CreateMerchantData, CreateMerchantErrors, CreateMerchantResponses, CreateOfferData, CreateOfferErrors, CreateOfferResponses, CreatePlanData, CreatePlanErrors, CreatePlanResponses, CreateProductData, CreateProductErrors, CreateProductResponses, CreateSubscriptionData, CreateSubscriptionErrors, CreateSubscriptionResponses, DeactivateOfferData, DeactivateOfferErrors, DeactivateOfferResponses, DeclineOfferData, DeclineOfferErrors, DeclineOfferResponses, DeclineRequestData, DeclineRequestErrors, DeclineRequestResponses, DeleteEndpointData, DeleteEndpointErrors, DeleteEndpointResponses, DeleteIdentityProviderData, DeleteIdentityProviderErrors, DeleteIdentityProviderResponses, DetachPaymentMethodData, DetachPaymentMethodErrors, DetachPaymentMethodResponses, EraseCustomerData, EraseCustomerErrors, EraseCustomerResponses, ExportCustomerData, ExportCustomerErrors, ExportCustomerResponses, GetApiKeyData, GetApiKeyErrors, GetApiKeyResponses, GetBillingSettingsData, GetBillingSettingsErrors, GetBillingSettingsResponses, GetContextData, GetContextErrors, GetContextResponses, GetCorsSettingsData, GetCorsSettingsErrors, GetCorsSettingsResponses, GetCustomerData, GetCustomerErrors, GetCustomerResponses, GetDunningPolicyData, GetDunningPolicyErrors, GetDunningPolicyResponses, GetEndpointData, GetEndpointErrors, GetEndpointResponses, GetEventData, GetEventErrors, GetEventResponses, GetInvoiceData, GetInvoiceErrors, GetInvoiceResponses, GetMetricsData, GetMetricsErrors, GetMetricsResponses, GetOfferData, GetOfferErrors, GetOfferResponses, GetPlanData, GetPlanErrors, GetPlanResponses, GetProductData, GetProductErrors, GetProductResponses, GetRequestData, GetRequestErrors, GetRequestResponses, GetSegmentSettingsData, GetSegmentSettingsErrors, GetSegmentSettingsResponses, GetSubscriptionData, GetSubscriptionErrors, GetSubscriptionResponses, GetTicketData, GetTicketErrors, GetTicketResponses, HealthzData, HealthzErrors, HealthzResponses, ListApiKeysData, ListApiKeysErrors, ListApiKeysResponses, ListAuditEventsData, ListAuditEventsErrors, ListAuditEventsResponses, ListCustomersData, ListCustomersErrors, ListCustomersResponses, ListDeliveriesData, ListDeliveriesErrors, ListDeliveriesResponses, ListEndpointsData, ListEndpointsErrors, ListEndpointsResponses, ListEventsData, ListEventsErrors, ListEventsResponses, ListIdentityProvidersData, ListIdentityProvidersErrors, ListIdentityProvidersResponses, ListInvoicesData, ListInvoicesErrors, ListInvoicesResponses, ListMerchantsData, ListMerchantsErrors, ListMerchantsResponses, ListOffersData, ListOffersErrors, ListOffersResponses, ListPaymentMethodsData, ListPaymentMethodsErrors, ListPaymentMethodsResponses, ListPaymentsData, ListPaymentsErrors, ListPaymentsResponses, ListPlansData, ListPlansErrors, ListPlansResponses, ListProductsData, ListProductsErrors, ListProductsResponses, ListRequestsData, ListRequestsErrors, ListRequestsResponses, ListSubscriptionsData, ListSubscriptionsErrors, ListSubscriptionsResponses, ListTicketsData, ListTicketsErrors, ListTicketsResponses, MarkInvoiceUncollectibleData, MarkInvoiceUncollectibleErrors, MarkInvoiceUncollectibleResponses, MeData, MeErrors, MeResponses, PauseSubscriptionData, PauseSubscriptionErrors, PauseSubscriptionResponses, PayInvoiceData, PayInvoiceErrors, PayInvoiceResponses, PlansData, PlansErrors, PlansResponses, PortalAttachPaymentMethodData, PortalAttachPaymentMethodErrors, PortalAttachPaymentMethodResponses, PortalCancelSubscriptionData, PortalCancelSubscriptionErrors, PortalCancelSubscriptionResponses, PortalChangePlanData, PortalChangePlanErrors, PortalChangePlanResponses, PortalDetachPaymentMethodData, PortalDetachPaymentMethodErrors, PortalDetachPaymentMethodResponses, PortalGetInvoiceData, PortalGetInvoiceErrors, PortalGetInvoiceResponses, PortalGetRequestData, PortalGetRequestErrors, PortalGetRequestResponses, PortalGetSubscriptionData, PortalGetSubscriptionErrors, PortalGetSubscriptionResponses, PortalGetTicketData, PortalGetTicketErrors, PortalGetTicketResponses, PortalListInvoicesData, PortalListInvoicesErrors, PortalListInvoicesResponses, PortalListPaymentMethodsData, PortalListPaymentMethodsErrors, PortalListPaymentMethodsResponses, PortalListPaymentsData, PortalListPaymentsErrors, PortalListPaymentsResponses, PortalListSubscriptionsData, PortalListSubscriptionsErrors, PortalListSubscriptionsResponses, PortalListTicketsData, PortalListTicketsErrors, PortalListTicketsResponses, PortalPauseSubscriptionData, PortalPauseSubscriptionErrors, PortalPauseSubscriptionResponses, PortalPayInvoiceData, PortalPayInvoiceErrors, PortalPayInvoiceResponses, PortalPreviewPlanChangeData, PortalPreviewPlanChangeErrors, PortalPreviewPlanChangeResponses, PortalRemoveScheduledChangeData, PortalRemoveScheduledChangeErrors, PortalRemoveScheduledChangeResponses, PortalReplyToTicketData, PortalReplyToTicketErrors, PortalReplyToTicketResponses, PortalResumeSubscriptionData, PortalResumeSubscriptionErrors, PortalResumeSubscriptionResponses, PortalSetDefaultPaymentMethodData, PortalSetDefaultPaymentMethodErrors, PortalSetDefaultPaymentMethodResponses, PortalUpcomingInvoiceData, PortalUpcomingInvoiceErrors, PortalUpcomingInvoiceResponses, PresentedOffersData, PresentedOffersErrors, PresentedOffersResponses, PreviewPlanChangeData, PreviewPlanChangeErrors, PreviewPlanChangeResponses, PutBillingSettingsData, PutBillingSettingsErrors, PutBillingSettingsResponses, PutCorsSettingsData, PutCorsSettingsErrors, PutCorsSettingsResponses, PutDunningPolicyData, PutDunningPolicyErrors, PutDunningPolicyResponses, PutSegmentSettingsData, PutSegmentSettingsErrors, PutSegmentSettingsResponses, ReadyzData, ReadyzErrors, ReadyzResponses, RedeliverEventData, RedeliverEventErrors, RedeliverEventResponses, RedeliverRangeData, RedeliverRangeErrors, RedeliverRangeResponses, RefundInvoiceData, RefundInvoiceErrors, RefundInvoiceResponses, RemoveScheduledChangeData, RemoveScheduledChangeErrors, RemoveScheduledChangeResponses, RemoveTagData, RemoveTagErrors, RemoveTagResponses, ReplyToTicketData, ReplyToTicketErrors, ReplyToTicketResponses, ResumeSubscriptionData, ResumeSubscriptionErrors, ResumeSubscriptionResponses, RevokeApiKeyData, RevokeApiKeyErrors, RevokeApiKeyResponses, RollApiKeyData, RollApiKeyErrors, RollApiKeyResponses, RotateSecretData, RotateSecretErrors, RotateSecretResponses, SetDefaultPaymentMethodData, SetDefaultPaymentMethodErrors, SetDefaultPaymentMethodResponses, SubscribeData, SubscribeErrors, SubscribeResponses, TimelineData, TimelineErrors, TimelineResponses, UpcomingInvoiceData, UpcomingInvoiceErrors, UpcomingInvoiceResponses, UpdateCustomerData, UpdateCustomerErrors, UpdateCustomerResponses, UpdateEndpointData, UpdateEndpointErrors, UpdateEndpointResponses, UpdateOfferData, UpdateOfferErrors, UpdateOfferResponses, UpdatePlanData, UpdatePlanErrors, UpdatePlanResponses, UpdateProductData, UpdateProductErrors, UpdateProductResponses, VoidInvoiceData, VoidInvoiceErrors, VoidInvoiceResponses, WithdrawCancellationRequestData, WithdrawCancellationRequestErrors, WithdrawCancellationRequestResponses } from './types.gen';
 
 export type Options<TData extends TDataShape = TDataShape, ThrowOnError extends boolean = boolean, TResponse = unknown> = Options2<TData, ThrowOnError, TResponse> & {
     /**
@@ -29,7 +29,94 @@ export const healthz = <ThrowOnError extends boolean = true>(options?: Options<H
 export const readyz = <ThrowOnError extends boolean = true>(options?: Options<ReadyzData, ThrowOnError>) => (options?.client ?? client).get<ReadyzResponses, ReadyzErrors, ThrowOnError>({ url: '/readyz', ...options });
 
 /**
+ * List the merchant's keys, newest first, revoked and expired ones included: prefix,
+ * name, scopes, when created, last used (to the minute), expiring and revoked. Never a
+ * secret.
+ *
+ * Requires the scope `api_keys:read` (or an unrestricted key).
+ */
+export const listApiKeys = <ThrowOnError extends boolean = true>(options?: Options<ListApiKeysData, ThrowOnError>) => (options?.client ?? client).get<ListApiKeysResponses, ListApiKeysErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/api_keys',
+    ...options
+});
+
+/**
+ * Create a secret key: unrestricted, or restricted to `scopes`. The secret is in this
+ * response only. A key can only create keys that grant no more than it holds (403
+ * `scope_exceeds_key`).
+ *
+ * Requires the scope `api_keys:write` (or an unrestricted key).
+ */
+export const createApiKey = <ThrowOnError extends boolean = true>(options: Options<CreateApiKeyData, ThrowOnError>) => (options.client ?? client).post<CreateApiKeyResponses, CreateApiKeyErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/api_keys',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * Get a key (never its secret).
+ *
+ * Requires the scope `api_keys:read` (or an unrestricted key).
+ */
+export const getApiKey = <ThrowOnError extends boolean = true>(options: Options<GetApiKeyData, ThrowOnError>) => (options.client ?? client).get<GetApiKeyResponses, GetApiKeyErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/api_keys/{id}',
+    ...options
+});
+
+/**
+ * Revoke a key: refused at once by every Tenure process. The merchant's last
+ * unrestricted key without an expiry cannot be revoked (409 `last_unrestricted_key`):
+ * create or roll another first. 409 `api_key_revoked` if it is revoked already.
+ *
+ * Requires the scope `api_keys:write` (or an unrestricted key).
+ */
+export const revokeApiKey = <ThrowOnError extends boolean = true>(options: Options<RevokeApiKeyData, ThrowOnError>) => (options.client ?? client).post<RevokeApiKeyResponses, RevokeApiKeyErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/api_keys/{id}/revoke',
+    ...options
+});
+
+/**
+ * Roll a key: a new key with the same name and scopes (its secret in this response
+ * only), while the old one keeps working for `expires_in_secs` (default 24 hours, at
+ * most 7 days, 0 for at once) so that the new one can be deployed first. 409
+ * `api_key_revoked` or `api_key_expired` for a key that no longer works.
+ *
+ * Requires the scope `api_keys:write` (or an unrestricted key).
+ */
+export const rollApiKey = <ThrowOnError extends boolean = true>(options: Options<RollApiKeyData, ThrowOnError>) => (options.client ?? client).post<RollApiKeyResponses, RollApiKeyErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/api_keys/{id}/roll',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * The audit trail, newest first: every state-changing request made with the merchant's
+ * keys, with the key, the agent it named (`Tenure-Agent`), the route, the resource, the
+ * request and idempotency ids, the status and the redacted body.
+ *
+ * Requires the scope `audit_events:read` (or an unrestricted key).
+ */
+export const listAuditEvents = <ThrowOnError extends boolean = true>(options?: Options<ListAuditEventsData, ThrowOnError>) => (options?.client ?? client).get<ListAuditEventsResponses, ListAuditEventsErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/audit_events',
+    ...options
+});
+
+/**
  * Billing settings: the lead time of `invoice.upcoming` notices (default 7 days).
+ *
+ * Requires the scope `billing:read` (or an unrestricted key).
  */
 export const getBillingSettings = <ThrowOnError extends boolean = true>(options?: Options<GetBillingSettingsData, ThrowOnError>) => (options?.client ?? client).get<GetBillingSettingsResponses, GetBillingSettingsErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -39,6 +126,8 @@ export const getBillingSettings = <ThrowOnError extends boolean = true>(options?
 
 /**
  * Change the billing settings.
+ *
+ * Requires the scope `billing:write` (or an unrestricted key).
  */
 export const putBillingSettings = <ThrowOnError extends boolean = true>(options: Options<PutBillingSettingsData, ThrowOnError>) => (options.client ?? client).put<PutBillingSettingsResponses, PutBillingSettingsErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -53,6 +142,8 @@ export const putBillingSettings = <ThrowOnError extends boolean = true>(options:
 /**
  * List cancellation requests, newest first, optionally filtered by status, customer
  * or subscription.
+ *
+ * Requires the scope `subscriptions:read` (or an unrestricted key).
  */
 export const listRequests = <ThrowOnError extends boolean = true>(options?: Options<ListRequestsData, ThrowOnError>) => (options?.client ?? client).get<ListRequestsResponses, ListRequestsErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -62,6 +153,8 @@ export const listRequests = <ThrowOnError extends boolean = true>(options?: Opti
 
 /**
  * Get a cancellation request.
+ *
+ * Requires the scope `subscriptions:read` (or an unrestricted key).
  */
 export const getRequest = <ThrowOnError extends boolean = true>(options: Options<GetRequestData, ThrowOnError>) => (options.client ?? client).get<GetRequestResponses, GetRequestErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -72,6 +165,8 @@ export const getRequest = <ThrowOnError extends boolean = true>(options: Options
 /**
  * Approve a pending request early: the subscription ends now (access continues through
  * what was paid for) and the ticket is resolved.
+ *
+ * Requires the scope `subscriptions:write` (or an unrestricted key).
  */
 export const approveRequest = <ThrowOnError extends boolean = true>(options: Options<ApproveRequestData, ThrowOnError>) => (options.client ?? client).post<ApproveRequestResponses, ApproveRequestErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -82,6 +177,8 @@ export const approveRequest = <ThrowOnError extends boolean = true>(options: Opt
 /**
  * Decline a pending request with a message to the customer: the scheduled cancellation
  * is removed and the subscription continues.
+ *
+ * Requires the scope `subscriptions:write` (or an unrestricted key).
  */
 export const declineRequest = <ThrowOnError extends boolean = true>(options: Options<DeclineRequestData, ThrowOnError>) => (options.client ?? client).post<DeclineRequestResponses, DeclineRequestErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -95,6 +192,8 @@ export const declineRequest = <ThrowOnError extends boolean = true>(options: Opt
 
 /**
  * The CORS settings: which web origins may call /v1/portal/ from a browser (CORS).
+ *
+ * Requires the scope `customer_sessions:read` (or an unrestricted key).
  */
 export const getCorsSettings = <ThrowOnError extends boolean = true>(options?: Options<GetCorsSettingsData, ThrowOnError>) => (options?.client ?? client).get<GetCorsSettingsResponses, GetCorsSettingsErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -106,6 +205,8 @@ export const getCorsSettings = <ThrowOnError extends boolean = true>(options?: O
  * Replace the web origins allowed to call /v1/portal/ from a browser with this
  * merchant's customer tokens. 422 names each entry that is not an origin
  * (`allowed_origins[2]`). Takes effect at once in this process, within 2 s in others.
+ *
+ * Requires the scope `customer_sessions:write` (or an unrestricted key).
  */
 export const putCorsSettings = <ThrowOnError extends boolean = true>(options: Options<PutCorsSettingsData, ThrowOnError>) => (options.client ?? client).put<PutCorsSettingsResponses, PutCorsSettingsErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -120,6 +221,8 @@ export const putCorsSettings = <ThrowOnError extends boolean = true>(options: Op
 /**
  * Create a portal session for one customer: exchange the secret key (server side) for a
  * short-lived token to hand to that customer's browser or app.
+ *
+ * Requires the scope `customer_sessions:write` (or an unrestricted key).
  */
 export const createCustomerSession = <ThrowOnError extends boolean = true>(options: Options<CreateCustomerSessionData, ThrowOnError>) => (options.client ?? client).post<CreateCustomerSessionResponses, CreateCustomerSessionErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -133,6 +236,8 @@ export const createCustomerSession = <ThrowOnError extends boolean = true>(optio
 
 /**
  * List customers, newest first, optionally filtered.
+ *
+ * Requires the scope `customers:read` (or an unrestricted key).
  */
 export const listCustomers = <ThrowOnError extends boolean = true>(options?: Options<ListCustomersData, ThrowOnError>) => (options?.client ?? client).get<ListCustomersResponses, ListCustomersErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -142,6 +247,8 @@ export const listCustomers = <ThrowOnError extends boolean = true>(options?: Opt
 
 /**
  * Create a customer.
+ *
+ * Requires the scope `customers:write` (or an unrestricted key).
  */
 export const createCustomer = <ThrowOnError extends boolean = true>(options: Options<CreateCustomerData, ThrowOnError>) => (options.client ?? client).post<CreateCustomerResponses, CreateCustomerErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -155,6 +262,8 @@ export const createCustomer = <ThrowOnError extends boolean = true>(options: Opt
 
 /**
  * Get a customer.
+ *
+ * Requires the scope `customers:read` (or an unrestricted key).
  */
 export const getCustomer = <ThrowOnError extends boolean = true>(options: Options<GetCustomerData, ThrowOnError>) => (options.client ?? client).get<GetCustomerResponses, GetCustomerErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -164,6 +273,8 @@ export const getCustomer = <ThrowOnError extends boolean = true>(options: Option
 
 /**
  * Update a customer. Honours `If-Match`.
+ *
+ * Requires the scope `customers:write` (or an unrestricted key).
  */
 export const updateCustomer = <ThrowOnError extends boolean = true>(options: Options<UpdateCustomerData, ThrowOnError>) => (options.client ?? client).patch<UpdateCustomerResponses, UpdateCustomerErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -179,6 +290,8 @@ export const updateCustomer = <ThrowOnError extends boolean = true>(options: Opt
  * The customer's context: tenure, subscriptions, lifetime value and MRR per currency,
  * payment health, support, cancellation and pause history, tags and segments (computed
  * on read). See docs/customers.md for every rule.
+ *
+ * Requires the scope `customers:read` (or an unrestricted key).
  */
 export const getContext = <ThrowOnError extends boolean = true>(options: Options<GetContextData, ThrowOnError>) => (options.client ?? client).get<GetContextResponses, GetContextErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -194,6 +307,8 @@ export const getContext = <ThrowOnError extends boolean = true>(options: Options
  * `customer_has_live_subscriptions`). Emits `customer.erased`; repeating it returns the
  * erased customer again. Afterwards the customer cannot be changed, subscribe or get a
  * portal session (409 `customer_erased`).
+ *
+ * Requires the scope `customers:write` (or an unrestricted key).
  */
 export const eraseCustomer = <ThrowOnError extends boolean = true>(options: Options<EraseCustomerData, ThrowOnError>) => (options.client ?? client).post<EraseCustomerResponses, EraseCustomerErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -206,6 +321,8 @@ export const eraseCustomer = <ThrowOnError extends boolean = true>(options: Opti
  * portability): profile, notes, subscriptions, cancellation requests, support tickets
  * with messages, payment methods (brand, last4, expiry), invoices with lines, payments
  * and refunds, events and retention offer outcomes.
+ *
+ * Requires the scope `customers:read` (or an unrestricted key).
  */
 export const exportCustomer = <ThrowOnError extends boolean = true>(options: Options<ExportCustomerData, ThrowOnError>) => (options.client ?? client).get<ExportCustomerResponses, ExportCustomerErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -215,6 +332,8 @@ export const exportCustomer = <ThrowOnError extends boolean = true>(options: Opt
 
 /**
  * Add an agent note to the customer's timeline.
+ *
+ * Requires the scope `customers:write` (or an unrestricted key).
  */
 export const addNote = <ThrowOnError extends boolean = true>(options: Options<AddNoteData, ThrowOnError>) => (options.client ?? client).post<AddNoteResponses, AddNoteErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -228,6 +347,8 @@ export const addNote = <ThrowOnError extends boolean = true>(options: Options<Ad
 
 /**
  * List a customer's payment methods, newest first.
+ *
+ * Requires the scope `payment_methods:read` (or an unrestricted key).
  */
 export const listPaymentMethods = <ThrowOnError extends boolean = true>(options: Options<ListPaymentMethodsData, ThrowOnError>) => (options.client ?? client).get<ListPaymentMethodsResponses, ListPaymentMethodsErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -237,6 +358,8 @@ export const listPaymentMethods = <ThrowOnError extends boolean = true>(options:
 
 /**
  * Attach a payment method (a gateway token) to a customer.
+ *
+ * Requires the scope `payment_methods:write` (or an unrestricted key).
  */
 export const attachPaymentMethod = <ThrowOnError extends boolean = true>(options: Options<AttachPaymentMethodData, ThrowOnError>) => (options.client ?? client).post<AttachPaymentMethodResponses, AttachPaymentMethodErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -251,6 +374,8 @@ export const attachPaymentMethod = <ThrowOnError extends boolean = true>(options
 /**
  * Remove a payment method. The last one cannot be removed while the customer has an
  * active, trialing or past-due subscription (409 `last_payment_method`).
+ *
+ * Requires the scope `payment_methods:write` (or an unrestricted key).
  */
 export const detachPaymentMethod = <ThrowOnError extends boolean = true>(options: Options<DetachPaymentMethodData, ThrowOnError>) => (options.client ?? client).delete<DetachPaymentMethodResponses, DetachPaymentMethodErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -260,6 +385,8 @@ export const detachPaymentMethod = <ThrowOnError extends boolean = true>(options
 
 /**
  * Make a payment method the customer's default.
+ *
+ * Requires the scope `payment_methods:write` (or an unrestricted key).
  */
 export const setDefaultPaymentMethod = <ThrowOnError extends boolean = true>(options: Options<SetDefaultPaymentMethodData, ThrowOnError>) => (options.client ?? client).post<SetDefaultPaymentMethodResponses, SetDefaultPaymentMethodErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -269,6 +396,8 @@ export const setDefaultPaymentMethod = <ThrowOnError extends boolean = true>(opt
 
 /**
  * Add a tag to a customer (`customer.updated` when it was not there yet).
+ *
+ * Requires the scope `customers:write` (or an unrestricted key).
  */
 export const addTag = <ThrowOnError extends boolean = true>(options: Options<AddTagData, ThrowOnError>) => (options.client ?? client).post<AddTagResponses, AddTagErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -282,6 +411,8 @@ export const addTag = <ThrowOnError extends boolean = true>(options: Options<Add
 
 /**
  * Remove a tag from a customer (`customer.updated` when it was there).
+ *
+ * Requires the scope `customers:write` (or an unrestricted key).
  */
 export const removeTag = <ThrowOnError extends boolean = true>(options: Options<RemoveTagData, ThrowOnError>) => (options.client ?? client).delete<RemoveTagResponses, RemoveTagErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -292,6 +423,8 @@ export const removeTag = <ThrowOnError extends boolean = true>(options: Options<
 /**
  * Everything about the customer in one stream, newest first: events, agent notes and
  * support ticket messages, each with its channel where a person was involved.
+ *
+ * Requires the scope `customers:read` (or an unrestricted key).
  */
 export const timeline = <ThrowOnError extends boolean = true>(options: Options<TimelineData, ThrowOnError>) => (options.client ?? client).get<TimelineResponses, TimelineErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -302,6 +435,8 @@ export const timeline = <ThrowOnError extends boolean = true>(options: Options<T
 /**
  * The dunning policy: when failed renewal payments are retried and what happens when
  * the retries run out (default: after 1, 3 and 5 days, then `canceled`).
+ *
+ * Requires the scope `billing:read` (or an unrestricted key).
  */
 export const getDunningPolicy = <ThrowOnError extends boolean = true>(options?: Options<GetDunningPolicyData, ThrowOnError>) => (options?.client ?? client).get<GetDunningPolicyResponses, GetDunningPolicyErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -311,6 +446,8 @@ export const getDunningPolicy = <ThrowOnError extends boolean = true>(options?: 
 
 /**
  * Replace the dunning policy. It applies to every later failure and retry.
+ *
+ * Requires the scope `billing:write` (or an unrestricted key).
  */
 export const putDunningPolicy = <ThrowOnError extends boolean = true>(options: Options<PutDunningPolicyData, ThrowOnError>) => (options.client ?? client).put<PutDunningPolicyResponses, PutDunningPolicyErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -324,6 +461,8 @@ export const putDunningPolicy = <ThrowOnError extends boolean = true>(options: O
 
 /**
  * List events, newest first: poll this instead of (or besides) receiving webhooks.
+ *
+ * Requires the scope `events:read` (or an unrestricted key).
  */
 export const listEvents = <ThrowOnError extends boolean = true>(options?: Options<ListEventsData, ThrowOnError>) => (options?.client ?? client).get<ListEventsResponses, ListEventsErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -333,6 +472,8 @@ export const listEvents = <ThrowOnError extends boolean = true>(options?: Option
 
 /**
  * Get an event.
+ *
+ * Requires the scope `events:read` (or an unrestricted key).
  */
 export const getEvent = <ThrowOnError extends boolean = true>(options: Options<GetEventData, ThrowOnError>) => (options.client ?? client).get<GetEventResponses, GetEventErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -344,6 +485,8 @@ export const getEvent = <ThrowOnError extends boolean = true>(options: Options<G
  * Send an event again, delivered before or not: to one endpoint, or to every enabled
  * endpoint subscribed to its type. The body is optional. The `webhook-id` stays the
  * event id, so receivers that already have it can drop the copy.
+ *
+ * Requires the scope `webhooks:write` (or an unrestricted key).
  */
 export const redeliverEvent = <ThrowOnError extends boolean = true>(options: Options<RedeliverEventData, ThrowOnError>) => (options.client ?? client).post<RedeliverEventResponses, RedeliverEventErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -357,6 +500,8 @@ export const redeliverEvent = <ThrowOnError extends boolean = true>(options: Opt
 
 /**
  * List registered identity providers.
+ *
+ * Requires the scope `customer_sessions:read` (or an unrestricted key).
  */
 export const listIdentityProviders = <ThrowOnError extends boolean = true>(options?: Options<ListIdentityProvidersData, ThrowOnError>) => (options?.client ?? client).get<ListIdentityProvidersResponses, ListIdentityProvidersErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -367,6 +512,8 @@ export const listIdentityProviders = <ThrowOnError extends boolean = true>(optio
 /**
  * Register your identity provider so the portal accepts the tokens it issues (matched by
  * `iss`, verified with this key and algorithm only).
+ *
+ * Requires the scope `customer_sessions:write` (or an unrestricted key).
  */
 export const createIdentityProvider = <ThrowOnError extends boolean = true>(options: Options<CreateIdentityProviderData, ThrowOnError>) => (options.client ?? client).post<CreateIdentityProviderResponses, CreateIdentityProviderErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -380,6 +527,8 @@ export const createIdentityProvider = <ThrowOnError extends boolean = true>(opti
 
 /**
  * Remove an identity provider; its tokens stop working at once.
+ *
+ * Requires the scope `customer_sessions:write` (or an unrestricted key).
  */
 export const deleteIdentityProvider = <ThrowOnError extends boolean = true>(options: Options<DeleteIdentityProviderData, ThrowOnError>) => (options.client ?? client).delete<DeleteIdentityProviderResponses, DeleteIdentityProviderErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -391,6 +540,8 @@ export const deleteIdentityProvider = <ThrowOnError extends boolean = true>(opti
  * List invoices, newest first (by `created_at`, then id), optionally filtered. A
  * `starting_after` that names no invoice of this merchant (of this customer, with
  * `customer_id`) is 422 on `starting_after`.
+ *
+ * Requires the scope `billing:read` (or an unrestricted key).
  */
 export const listInvoices = <ThrowOnError extends boolean = true>(options?: Options<ListInvoicesData, ThrowOnError>) => (options?.client ?? client).get<ListInvoicesResponses, ListInvoicesErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -400,6 +551,8 @@ export const listInvoices = <ThrowOnError extends boolean = true>(options?: Opti
 
 /**
  * Get an invoice with its lines, payments and refunds.
+ *
+ * Requires the scope `billing:read` (or an unrestricted key).
  */
 export const getInvoice = <ThrowOnError extends boolean = true>(options: Options<GetInvoiceData, ThrowOnError>) => (options.client ?? client).get<GetInvoiceResponses, GetInvoiceErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -412,6 +565,8 @@ export const getInvoice = <ThrowOnError extends boolean = true>(options: Options
  * may still be paid (`POST /v1/invoices/{id}/pay`) or voided. Records
  * `invoice.marked_uncollectible`. 409 `invalid_invoice_transition` unless it is open,
  * `payment_in_progress` while a charge of it is in flight.
+ *
+ * Requires the scope `billing:write` (or an unrestricted key).
  */
 export const markInvoiceUncollectible = <ThrowOnError extends boolean = true>(options: Options<MarkInvoiceUncollectibleData, ThrowOnError>) => (options.client ?? client).post<MarkInvoiceUncollectibleResponses, MarkInvoiceUncollectibleErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -427,6 +582,8 @@ export const markInvoiceUncollectible = <ThrowOnError extends boolean = true>(op
  * `payment_declined`; the dunning schedule is not changed. 409 `no_payment_method`
  * when the customer has no default, `invoice_not_payable` for a paid or void invoice,
  * `payment_in_progress` while a charge of it is in flight.
+ *
+ * Requires the scope `billing:write` (or an unrestricted key).
  */
 export const payInvoice = <ThrowOnError extends boolean = true>(options: Options<PayInvoiceData, ThrowOnError>) => (options.client ?? client).post<PayInvoiceResponses, PayInvoiceErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -439,6 +596,8 @@ export const payInvoice = <ThrowOnError extends boolean = true>(options: Options
  * gateway. Never more than what was paid minus what was already refunded. Records the
  * event `invoice.refunded`. While another refund of the invoice is in flight: 409
  * `refund_in_progress`.
+ *
+ * Requires the scope `billing:write` (or an unrestricted key).
  */
 export const refundInvoice = <ThrowOnError extends boolean = true>(options: Options<RefundInvoiceData, ThrowOnError>) => (options.client ?? client).post<RefundInvoiceResponses, RefundInvoiceErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -455,6 +614,8 @@ export const refundInvoice = <ThrowOnError extends boolean = true>(options: Opti
  * Records `invoice.voided`. Its subscription is not changed. 409
  * `invalid_invoice_transition` for a paid or void invoice, `payment_in_progress` while a
  * charge of it is in flight.
+ *
+ * Requires the scope `billing:write` (or an unrestricted key).
  */
 export const voidInvoice = <ThrowOnError extends boolean = true>(options: Options<VoidInvoiceData, ThrowOnError>) => (options.client ?? client).post<VoidInvoiceResponses, VoidInvoiceErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -467,6 +628,8 @@ export const voidInvoice = <ThrowOnError extends boolean = true>(options: Option
  * active, new and churned subscribers, logo and revenue churn rates, ARPU and an LTV
  * estimate; merchant-wide pauses, cancellation reasons and save-offer acceptance.
  * Computed on read from one consistent snapshot; see docs/metrics.md for every rule.
+ *
+ * Requires the scope `metrics:read` (or an unrestricted key).
  */
 export const getMetrics = <ThrowOnError extends boolean = true>(options?: Options<GetMetricsData, ThrowOnError>) => (options?.client ?? client).get<GetMetricsResponses, GetMetricsErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -475,7 +638,32 @@ export const getMetrics = <ThrowOnError extends boolean = true>(options?: Option
 });
 
 /**
+ * List merchants, newest first.
+ */
+export const listMerchants = <ThrowOnError extends boolean = true>(options?: Options<ListMerchantsData, ThrowOnError>) => (options?.client ?? client).get<ListMerchantsResponses, ListMerchantsErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/operator/merchants',
+    ...options
+});
+
+/**
+ * Create a merchant with its first secret key (unrestricted), shown in this response
+ * only.
+ */
+export const createMerchant = <ThrowOnError extends boolean = true>(options: Options<CreateMerchantData, ThrowOnError>) => (options.client ?? client).post<CreateMerchantResponses, CreateMerchantErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/operator/merchants',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
  * List payment attempts, newest first.
+ *
+ * Requires the scope `billing:read` (or an unrestricted key).
  */
 export const listPayments = <ThrowOnError extends boolean = true>(options?: Options<ListPaymentsData, ThrowOnError>) => (options?.client ?? client).get<ListPaymentsResponses, ListPaymentsErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -485,6 +673,8 @@ export const listPayments = <ThrowOnError extends boolean = true>(options?: Opti
 
 /**
  * List plans, newest first.
+ *
+ * Requires the scope `catalog:read` (or an unrestricted key).
  */
 export const listPlans = <ThrowOnError extends boolean = true>(options?: Options<ListPlansData, ThrowOnError>) => (options?.client ?? client).get<ListPlansResponses, ListPlansErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -494,6 +684,8 @@ export const listPlans = <ThrowOnError extends boolean = true>(options?: Options
 
 /**
  * Create a plan: a price and billing cadence for a product.
+ *
+ * Requires the scope `catalog:write` (or an unrestricted key).
  */
 export const createPlan = <ThrowOnError extends boolean = true>(options: Options<CreatePlanData, ThrowOnError>) => (options.client ?? client).post<CreatePlanResponses, CreatePlanErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -507,6 +699,8 @@ export const createPlan = <ThrowOnError extends boolean = true>(options: Options
 
 /**
  * Get a plan.
+ *
+ * Requires the scope `catalog:read` (or an unrestricted key).
  */
 export const getPlan = <ThrowOnError extends boolean = true>(options: Options<GetPlanData, ThrowOnError>) => (options.client ?? client).get<GetPlanResponses, GetPlanErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -516,6 +710,8 @@ export const getPlan = <ThrowOnError extends boolean = true>(options: Options<Ge
 
 /**
  * Update a plan's name, trial days or active flag. Prices are immutable.
+ *
+ * Requires the scope `catalog:write` (or an unrestricted key).
  */
 export const updatePlan = <ThrowOnError extends boolean = true>(options: Options<UpdatePlanData, ThrowOnError>) => (options.client ?? client).patch<UpdatePlanResponses, UpdatePlanErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -529,6 +725,8 @@ export const updatePlan = <ThrowOnError extends boolean = true>(options: Options
 
 /**
  * Archive a plan: no new subscriptions or switches to it; existing ones continue.
+ *
+ * Requires the scope `catalog:write` (or an unrestricted key).
  */
 export const archivePlan = <ThrowOnError extends boolean = true>(options: Options<ArchivePlanData, ThrowOnError>) => (options.client ?? client).post<ArchivePlanResponses, ArchivePlanErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -836,6 +1034,8 @@ export const portalReplyToTicket = <ThrowOnError extends boolean = true>(options
 
 /**
  * List products, newest first.
+ *
+ * Requires the scope `catalog:read` (or an unrestricted key).
  */
 export const listProducts = <ThrowOnError extends boolean = true>(options?: Options<ListProductsData, ThrowOnError>) => (options?.client ?? client).get<ListProductsResponses, ListProductsErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -845,6 +1045,8 @@ export const listProducts = <ThrowOnError extends boolean = true>(options?: Opti
 
 /**
  * Create a product with its portal policy.
+ *
+ * Requires the scope `catalog:write` (or an unrestricted key).
  */
 export const createProduct = <ThrowOnError extends boolean = true>(options: Options<CreateProductData, ThrowOnError>) => (options.client ?? client).post<CreateProductResponses, CreateProductErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -858,6 +1060,8 @@ export const createProduct = <ThrowOnError extends boolean = true>(options: Opti
 
 /**
  * Get a product.
+ *
+ * Requires the scope `catalog:read` (or an unrestricted key).
  */
 export const getProduct = <ThrowOnError extends boolean = true>(options: Options<GetProductData, ThrowOnError>) => (options.client ?? client).get<GetProductResponses, GetProductErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -867,6 +1071,8 @@ export const getProduct = <ThrowOnError extends boolean = true>(options: Options
 
 /**
  * Update a product's name, description or portal policy. Honours `If-Match`.
+ *
+ * Requires the scope `catalog:write` (or an unrestricted key).
  */
 export const updateProduct = <ThrowOnError extends boolean = true>(options: Options<UpdateProductData, ThrowOnError>) => (options.client ?? client).patch<UpdateProductResponses, UpdateProductErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -880,6 +1086,8 @@ export const updateProduct = <ThrowOnError extends boolean = true>(options: Opti
 
 /**
  * Archive a product: it disappears from the portal; existing subscriptions continue.
+ *
+ * Requires the scope `catalog:write` (or an unrestricted key).
  */
 export const archiveProduct = <ThrowOnError extends boolean = true>(options: Options<ArchiveProductData, ThrowOnError>) => (options.client ?? client).post<ArchiveProductResponses, ArchiveProductErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -889,6 +1097,8 @@ export const archiveProduct = <ThrowOnError extends boolean = true>(options: Opt
 
 /**
  * List retention offers, newest first, with their presentation counts.
+ *
+ * Requires the scope `retention:read` (or an unrestricted key).
  */
 export const listOffers = <ThrowOnError extends boolean = true>(options?: Options<ListOffersData, ThrowOnError>) => (options?.client ?? client).get<ListOffersResponses, ListOffersErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -899,6 +1109,8 @@ export const listOffers = <ThrowOnError extends boolean = true>(options?: Option
 /**
  * Create a retention offer: what it does (`kind`), who sees it (`eligibility`) and
  * its `priority` (higher first).
+ *
+ * Requires the scope `retention:write` (or an unrestricted key).
  */
 export const createOffer = <ThrowOnError extends boolean = true>(options: Options<CreateOfferData, ThrowOnError>) => (options.client ?? client).post<CreateOfferResponses, CreateOfferErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -914,6 +1126,8 @@ export const createOffer = <ThrowOnError extends boolean = true>(options: Option
  * Deactivate a retention offer: it is no longer shown, and offers already presented
  * can no longer be accepted. The offer and its outcomes are kept (re-activate with
  * `PATCH {"active": true}`).
+ *
+ * Requires the scope `retention:write` (or an unrestricted key).
  */
 export const deactivateOffer = <ThrowOnError extends boolean = true>(options: Options<DeactivateOfferData, ThrowOnError>) => (options.client ?? client).delete<DeactivateOfferResponses, DeactivateOfferErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -924,6 +1138,8 @@ export const deactivateOffer = <ThrowOnError extends boolean = true>(options: Op
 /**
  * Get a retention offer with its `stats`: how often it was presented, accepted and
  * declined.
+ *
+ * Requires the scope `retention:read` (or an unrestricted key).
  */
 export const getOffer = <ThrowOnError extends boolean = true>(options: Options<GetOfferData, ThrowOnError>) => (options.client ?? client).get<GetOfferResponses, GetOfferErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -934,6 +1150,8 @@ export const getOffer = <ThrowOnError extends boolean = true>(options: Options<G
 /**
  * Update a retention offer (the given fields; `eligibility` as a whole). Honours
  * `If-Match`. Offers already presented keep their outcomes.
+ *
+ * Requires the scope `retention:write` (or an unrestricted key).
  */
 export const updateOffer = <ThrowOnError extends boolean = true>(options: Options<UpdateOfferData, ThrowOnError>) => (options.client ?? client).patch<UpdateOfferResponses, UpdateOfferErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -947,6 +1165,8 @@ export const updateOffer = <ThrowOnError extends boolean = true>(options: Option
 
 /**
  * The merchant's segment settings (high_ltv thresholds per currency).
+ *
+ * Requires the scope `customers:read` (or an unrestricted key).
  */
 export const getSegmentSettings = <ThrowOnError extends boolean = true>(options?: Options<GetSegmentSettingsData, ThrowOnError>) => (options?.client ?? client).get<GetSegmentSettingsResponses, GetSegmentSettingsErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -956,6 +1176,8 @@ export const getSegmentSettings = <ThrowOnError extends boolean = true>(options?
 
 /**
  * Replace the merchant's segment settings.
+ *
+ * Requires the scope `customers:write` (or an unrestricted key).
  */
 export const putSegmentSettings = <ThrowOnError extends boolean = true>(options: Options<PutSegmentSettingsData, ThrowOnError>) => (options.client ?? client).put<PutSegmentSettingsResponses, PutSegmentSettingsErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -969,6 +1191,8 @@ export const putSegmentSettings = <ThrowOnError extends boolean = true>(options:
 
 /**
  * List subscriptions, newest first, optionally filtered by status, customer or plan.
+ *
+ * Requires the scope `subscriptions:read` (or an unrestricted key).
  */
 export const listSubscriptions = <ThrowOnError extends boolean = true>(options?: Options<ListSubscriptionsData, ThrowOnError>) => (options?.client ?? client).get<ListSubscriptionsResponses, ListSubscriptionsErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -980,6 +1204,8 @@ export const listSubscriptions = <ThrowOnError extends boolean = true>(options?:
  * Subscribe a customer to a plan. The plan must be active and of an active product;
  * its `trial_days` start a trial. Without a trial, the first period is invoiced at once
  * (an open invoice the renewal worker charges next; a free plan's is paid at once).
+ *
+ * Requires the scope `subscriptions:write` (or an unrestricted key).
  */
 export const createSubscription = <ThrowOnError extends boolean = true>(options: Options<CreateSubscriptionData, ThrowOnError>) => (options.client ?? client).post<CreateSubscriptionResponses, CreateSubscriptionErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -993,6 +1219,8 @@ export const createSubscription = <ThrowOnError extends boolean = true>(options:
 
 /**
  * Get a subscription.
+ *
+ * Requires the scope `subscriptions:read` (or an unrestricted key).
  */
 export const getSubscription = <ThrowOnError extends boolean = true>(options: Options<GetSubscriptionData, ThrowOnError>) => (options.client ?? client).get<GetSubscriptionResponses, GetSubscriptionErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -1004,6 +1232,8 @@ export const getSubscription = <ThrowOnError extends boolean = true>(options: Op
  * Cancel now (default), at period end, or at a chosen future `cancel_at` (422 when it is
  * not ahead or more than five years ahead); replaces any pending cancellation. Access
  * ends at the paid-through date unless `access` is `immediately`. Honours `If-Match`.
+ *
+ * Requires the scope `subscriptions:write` (or an unrestricted key).
  */
 export const cancelSubscription = <ThrowOnError extends boolean = true>(options: Options<CancelSubscriptionData, ThrowOnError>) => (options.client ?? client).post<CancelSubscriptionResponses, CancelSubscriptionErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -1018,6 +1248,8 @@ export const cancelSubscription = <ThrowOnError extends boolean = true>(options:
 /**
  * Change plan: upgrades apply now with proration, downgrades at period end (a
  * scheduled change), any change during a trial at once. Honours `If-Match`.
+ *
+ * Requires the scope `subscriptions:write` (or an unrestricted key).
  */
 export const changePlan = <ThrowOnError extends boolean = true>(options: Options<ChangePlanData, ThrowOnError>) => (options.client ?? client).post<ChangePlanResponses, ChangePlanErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -1031,6 +1263,8 @@ export const changePlan = <ThrowOnError extends boolean = true>(options: Options
 
 /**
  * What a plan change would do and cost now: its timing and the exact proration lines.
+ *
+ * Requires the scope `subscriptions:read` (or an unrestricted key).
  */
 export const previewPlanChange = <ThrowOnError extends boolean = true>(options: Options<PreviewPlanChangeData, ThrowOnError>) => (options.client ?? client).post<PreviewPlanChangeResponses, PreviewPlanChangeErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -1045,6 +1279,8 @@ export const previewPlanChange = <ThrowOnError extends boolean = true>(options: 
 /**
  * Pause now, at period end (default) or at a date; until a date, after N cycles, or
  * open-ended. A later start is a scheduled change. Honours `If-Match`.
+ *
+ * Requires the scope `subscriptions:write` (or an unrestricted key).
  */
 export const pauseSubscription = <ThrowOnError extends boolean = true>(options: Options<PauseSubscriptionData, ThrowOnError>) => (options.client ?? client).post<PauseSubscriptionResponses, PauseSubscriptionErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -1058,6 +1294,8 @@ export const pauseSubscription = <ThrowOnError extends boolean = true>(options: 
 
 /**
  * Resume a paused subscription now. Honours `If-Match`.
+ *
+ * Requires the scope `subscriptions:write` (or an unrestricted key).
  */
 export const resumeSubscription = <ThrowOnError extends boolean = true>(options: Options<ResumeSubscriptionData, ThrowOnError>) => (options.client ?? client).post<ResumeSubscriptionResponses, ResumeSubscriptionErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -1068,6 +1306,8 @@ export const resumeSubscription = <ThrowOnError extends boolean = true>(options:
 /**
  * Remove a scheduled change (a pause not yet started, an automatic resume, a pending
  * cancellation, a plan change at period end). Honours `If-Match`.
+ *
+ * Requires the scope `subscriptions:write` (or an unrestricted key).
  */
 export const removeScheduledChange = <ThrowOnError extends boolean = true>(options: Options<RemoveScheduledChangeData, ThrowOnError>) => (options.client ?? client).delete<RemoveScheduledChangeResponses, RemoveScheduledChangeErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -1078,6 +1318,8 @@ export const removeScheduledChange = <ThrowOnError extends boolean = true>(optio
 /**
  * Preview the invoice the subscription's next renewal will create: lines, totals,
  * period and date. 409 `no_upcoming_invoice` when it will not renew.
+ *
+ * Requires the scope `subscriptions:read` (or an unrestricted key).
  */
 export const upcomingInvoice = <ThrowOnError extends boolean = true>(options: Options<UpcomingInvoiceData, ThrowOnError>) => (options.client ?? client).get<UpcomingInvoiceResponses, UpcomingInvoiceErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -1087,6 +1329,8 @@ export const upcomingInvoice = <ThrowOnError extends boolean = true>(options: Op
 
 /**
  * List support tickets, newest first (without their messages).
+ *
+ * Requires the scope `support:read` (or an unrestricted key).
  */
 export const listTickets = <ThrowOnError extends boolean = true>(options?: Options<ListTicketsData, ThrowOnError>) => (options?.client ?? client).get<ListTicketsResponses, ListTicketsErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -1096,6 +1340,8 @@ export const listTickets = <ThrowOnError extends boolean = true>(options?: Optio
 
 /**
  * Get a support ticket with its messages.
+ *
+ * Requires the scope `support:read` (or an unrestricted key).
  */
 export const getTicket = <ThrowOnError extends boolean = true>(options: Options<GetTicketData, ThrowOnError>) => (options.client ?? client).get<GetTicketResponses, GetTicketErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -1105,6 +1351,8 @@ export const getTicket = <ThrowOnError extends boolean = true>(options: Options<
 
 /**
  * Reply on a ticket; `status` optionally moves it (e.g. to `resolved` or `closed`).
+ *
+ * Requires the scope `support:write` (or an unrestricted key).
  */
 export const replyToTicket = <ThrowOnError extends boolean = true>(options: Options<ReplyToTicketData, ThrowOnError>) => (options.client ?? client).post<ReplyToTicketResponses, ReplyToTicketErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -1118,6 +1366,8 @@ export const replyToTicket = <ThrowOnError extends boolean = true>(options: Opti
 
 /**
  * List webhook endpoints, newest first.
+ *
+ * Requires the scope `webhooks:read` (or an unrestricted key).
  */
 export const listEndpoints = <ThrowOnError extends boolean = true>(options?: Options<ListEndpointsData, ThrowOnError>) => (options?.client ?? client).get<ListEndpointsResponses, ListEndpointsErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -1128,6 +1378,8 @@ export const listEndpoints = <ThrowOnError extends boolean = true>(options?: Opt
 /**
  * Register a webhook endpoint. The response carries its signing `secret`, shown only
  * here (and on rotation): store it.
+ *
+ * Requires the scope `webhooks:write` (or an unrestricted key).
  */
 export const createEndpoint = <ThrowOnError extends boolean = true>(options: Options<CreateEndpointData, ThrowOnError>) => (options.client ?? client).post<CreateEndpointResponses, CreateEndpointErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -1141,6 +1393,8 @@ export const createEndpoint = <ThrowOnError extends boolean = true>(options: Opt
 
 /**
  * Delete a webhook endpoint with its delivery log.
+ *
+ * Requires the scope `webhooks:write` (or an unrestricted key).
  */
 export const deleteEndpoint = <ThrowOnError extends boolean = true>(options: Options<DeleteEndpointData, ThrowOnError>) => (options.client ?? client).delete<DeleteEndpointResponses, DeleteEndpointErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -1150,6 +1404,8 @@ export const deleteEndpoint = <ThrowOnError extends boolean = true>(options: Opt
 
 /**
  * Get a webhook endpoint (without its secret).
+ *
+ * Requires the scope `webhooks:read` (or an unrestricted key).
  */
 export const getEndpoint = <ThrowOnError extends boolean = true>(options: Options<GetEndpointData, ThrowOnError>) => (options.client ?? client).get<GetEndpointResponses, GetEndpointErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -1161,6 +1417,8 @@ export const getEndpoint = <ThrowOnError extends boolean = true>(options: Option
  * Change a webhook endpoint: its URL, events, description, retry schedule, or
  * `disabled`. Disabling cancels its pending deliveries; enabling clears its failure
  * state. Honours `If-Match`.
+ *
+ * Requires the scope `webhooks:write` (or an unrestricted key).
  */
 export const updateEndpoint = <ThrowOnError extends boolean = true>(options: Options<UpdateEndpointData, ThrowOnError>) => (options.client ?? client).patch<UpdateEndpointResponses, UpdateEndpointErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -1175,6 +1433,8 @@ export const updateEndpoint = <ThrowOnError extends boolean = true>(options: Opt
 /**
  * The delivery log of an endpoint, newest first: status, attempts, response codes,
  * latencies and errors.
+ *
+ * Requires the scope `webhooks:read` (or an unrestricted key).
  */
 export const listDeliveries = <ThrowOnError extends boolean = true>(options: Options<ListDeliveriesData, ThrowOnError>) => (options.client ?? client).get<ListDeliveriesResponses, ListDeliveriesErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -1185,6 +1445,8 @@ export const listDeliveries = <ThrowOnError extends boolean = true>(options: Opt
 /**
  * Send every event created in `[from, to)` that the endpoint subscribes to again,
  * whether it was delivered or not (at most 10000 events per request).
+ *
+ * Requires the scope `webhooks:write` (or an unrestricted key).
  */
 export const redeliverRange = <ThrowOnError extends boolean = true>(options: Options<RedeliverRangeData, ThrowOnError>) => (options.client ?? client).post<RedeliverRangeResponses, RedeliverRangeErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -1201,6 +1463,8 @@ export const redeliverRange = <ThrowOnError extends boolean = true>(options: Opt
  * signing for `overlap_secs` (default 24 h): meanwhile every request carries both
  * signatures in `webhook-signature`, so receivers switch secrets without losing events.
  * The body is optional.
+ *
+ * Requires the scope `webhooks:write` (or an unrestricted key).
  */
 export const rotateSecret = <ThrowOnError extends boolean = true>(options: Options<RotateSecretData, ThrowOnError>) => (options.client ?? client).post<RotateSecretResponses, RotateSecretErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],

@@ -20,6 +20,42 @@ export type AddTag = {
 };
 
 /**
+ * A secret key as listed: never the secret itself.
+ */
+export type ApiKeyDto = {
+    id: string;
+    /**
+     * Always `api_key`.
+     */
+    object: string;
+    name?: string | null;
+    /**
+     * The key's first characters, to recognise it.
+     */
+    prefix: string;
+    /**
+     * The scopes of a restricted key; null for an unrestricted key.
+     */
+    scopes?: Array<ScopeName> | null;
+    status: ApiKeyStatus;
+    created_at: string;
+    /**
+     * When the key was last used, to the minute (written at most once a minute).
+     */
+    last_used_at?: string | null;
+    /**
+     * When a rolled key stops working.
+     */
+    expires_at?: string | null;
+    revoked_at?: string | null;
+};
+
+/**
+ * Whether a key works.
+ */
+export type ApiKeyStatus = 'active' | 'expiring' | 'expired' | 'revoked';
+
+/**
  * Attach a card by its gateway token. Brand, last4 and expiry come from the gateway;
  * card numbers are refused everywhere with 422 `card_number_not_allowed`.
  */
@@ -35,6 +71,52 @@ export type AttachPaymentMethod = {
      * default.
      */
     set_default?: boolean | null;
+};
+
+/**
+ * One state-changing request made with one of the merchant's keys.
+ */
+export type AuditEventDto = {
+    id: string;
+    /**
+     * Always `audit_event`.
+     */
+    object: string;
+    /**
+     * The key the request was made with.
+     */
+    api_key: string;
+    /**
+     * The `Tenure-Agent` header the request carried, if any.
+     */
+    agent?: string | null;
+    method: string;
+    /**
+     * The route's template, as in the OpenAPI document.
+     */
+    route: string;
+    /**
+     * The resource the request acted on: the path's id, or the id of the resource it
+     * created.
+     */
+    resource_id?: string | null;
+    /**
+     * The request's `X-Request-Id`.
+     */
+    request_id: string;
+    idempotency_key?: string | null;
+    /**
+     * The HTTP status the request was answered with.
+     */
+    status: number;
+    /**
+     * What the caller asked to change: the JSON body, with secrets and anything like a
+     * card number replaced by `"[redacted]"`; null without a JSON body.
+     */
+    request_body?: {
+        [key: string]: unknown;
+    } | null;
+    created_at: string;
 };
 
 /**
@@ -214,6 +296,18 @@ export type CorsSettingsDto = {
     updated_at?: string | null;
 };
 
+export type CreateApiKey = {
+    /**
+     * A name to recognise the key by (at most 100 characters).
+     */
+    name?: string | null;
+    /**
+     * The scopes of a restricted key; leave out (or null) for an unrestricted key. A key
+     * can only create keys that grant no more than it holds.
+     */
+    scopes?: Array<ScopeName> | null;
+};
+
 export type CreateCustomer = {
     /**
      * The merchant's own id for this customer; unique per merchant.
@@ -258,6 +352,10 @@ export type CreateIdentityProvider = {
      * The claim holding the customer's `external_id` (default `sub`).
      */
     customer_claim?: string | null;
+};
+
+export type CreateMerchant = {
+    name: string;
 };
 
 export type CreateNote = {
@@ -349,6 +447,30 @@ export type CreateWebhookEndpoint = {
      * means a single attempt.
      */
     retry_schedule_secs?: Array<number> | null;
+};
+
+/**
+ * A key just made (created or rolled), with its secret: shown this once, never again.
+ */
+export type CreatedApiKeyDto = ApiKeyDto & {
+    /**
+     * The secret key. Store it now: Tenure keeps only its hash.
+     */
+    secret: string;
+};
+
+/**
+ * A merchant just created, with its first (unrestricted) secret key, shown this once.
+ */
+export type CreatedMerchantDto = MerchantDto & {
+    /**
+     * The merchant's first secret key, unrestricted. Store it now.
+     */
+    secret_key: string;
+    /**
+     * The key's record (`key_…`), as `GET /v1/api_keys` lists it.
+     */
+    api_key: string;
 };
 
 /**
@@ -712,6 +834,25 @@ export type EventDto = {
     resource_id: string;
     data: EventData;
     created_at: string;
+    request?: EventRequestDto | null;
+};
+
+/**
+ * Who acted: the request, the key it was made with and the agent it named.
+ */
+export type EventRequestDto = {
+    /**
+     * The request's `X-Request-Id`, as in the audit trail (`GET /v1/audit_events`).
+     */
+    id: string;
+    /**
+     * The key (`key_…`) the request was made with.
+     */
+    api_key: string;
+    /**
+     * The `Tenure-Agent` header the request carried, if any.
+     */
+    agent?: string | null;
 };
 
 /**
@@ -882,6 +1023,36 @@ export type LineKindDto = 'plan' | 'proration' | 'discount';
 /**
  * A page of a list, newest first.
  */
+export type ListResponseApiKeyDto = {
+    data: Array<ApiKeyDto>;
+    /**
+     * Whether another page follows.
+     */
+    has_more: boolean;
+    /**
+     * Pass as `starting_after` to get the next page; null on the last page.
+     */
+    next_cursor?: string | null;
+};
+
+/**
+ * A page of a list, newest first.
+ */
+export type ListResponseAuditEventDto = {
+    data: Array<AuditEventDto>;
+    /**
+     * Whether another page follows.
+     */
+    has_more: boolean;
+    /**
+     * Pass as `starting_after` to get the next page; null on the last page.
+     */
+    next_cursor?: string | null;
+};
+
+/**
+ * A page of a list, newest first.
+ */
 export type ListResponseCancellationRequestDto = {
     data: Array<CancellationRequestDto>;
     /**
@@ -929,6 +1100,21 @@ export type ListResponseEventDto = {
  */
 export type ListResponseInvoiceDto = {
     data: Array<InvoiceDto>;
+    /**
+     * Whether another page follows.
+     */
+    has_more: boolean;
+    /**
+     * Pass as `starting_after` to get the next page; null on the last page.
+     */
+    next_cursor?: string | null;
+};
+
+/**
+ * A page of a list, newest first.
+ */
+export type ListResponseMerchantDto = {
+    data: Array<MerchantDto>;
     /**
      * Whether another page follows.
      */
@@ -1096,6 +1282,16 @@ export type LtvRangeDto = {
     currency: string;
     min?: number | null;
     max?: number | null;
+};
+
+export type MerchantDto = {
+    id: string;
+    /**
+     * Always `merchant`.
+     */
+    object: string;
+    name: string;
+    created_at: string;
 };
 
 /**
@@ -1722,6 +1918,14 @@ export type RetentionOfferDto = {
     updated_at: string;
 };
 
+export type RollApiKey = {
+    /**
+     * How long the old key keeps working, in seconds: 0 (at once) to 604800 (7 days),
+     * default 86400 (24 hours).
+     */
+    expires_in_secs?: number | null;
+};
+
 export type RotateWebhookSecret = {
     /**
      * How long the old secret keeps signing besides the new one, in seconds (default
@@ -1770,6 +1974,11 @@ export type ScheduledChangeDto = {
      */
     removable: boolean;
 };
+
+/**
+ * A scope of a restricted key: resource:read or resource:write (write implies read)
+ */
+export type ScopeName = 'catalog:read' | 'catalog:write' | 'customers:read' | 'customers:write' | 'payment_methods:read' | 'payment_methods:write' | 'subscriptions:read' | 'subscriptions:write' | 'billing:read' | 'billing:write' | 'customer_sessions:read' | 'customer_sessions:write' | 'events:read' | 'events:write' | 'webhooks:read' | 'webhooks:write' | 'support:read' | 'support:write' | 'retention:read' | 'retention:write' | 'metrics:read' | 'metrics:write' | 'api_keys:read' | 'api_keys:write' | 'audit_events:read' | 'audit_events:write';
 
 /**
  * A customer segment, computed on read (docs/customers.md): `new`, `loyal`, `high_ltv`,
@@ -1984,6 +2193,7 @@ export type TimelineEntryDto = {
     author?: string | null;
     body?: string | null;
     ticket_id?: string | null;
+    request?: EventRequestDto | null;
 };
 
 /**
@@ -2168,6 +2378,11 @@ export type IfMatch = string;
  */
 export type IfNoneMatch = string;
 
+/**
+ * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+ */
+export type TenureAgent = string;
+
 export type HealthzData = {
     body?: never;
     path?: never;
@@ -2254,6 +2469,477 @@ export type ReadyzResponses = {
 
 export type ReadyzResponse = ReadyzResponses[keyof ReadyzResponses];
 
+export type ListApiKeysData = {
+    body?: never;
+    path?: never;
+    query?: {
+        /**
+         * How many items to return, 1 to 100 (default 20).
+         */
+        limit?: number;
+        /**
+         * The `next_cursor` of the previous page: the id of its last item. Empty means the
+         * first page, like leaving it out.
+         */
+        starting_after?: string;
+    };
+    url: '/v1/api_keys';
+};
+
+export type ListApiKeysErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type ListApiKeysError = ListApiKeysErrors[keyof ListApiKeysErrors];
+
+export type ListApiKeysResponses = {
+    /**
+     * A page of keys
+     */
+    200: ListResponseApiKeyDto;
+};
+
+export type ListApiKeysResponse = ListApiKeysResponses[keyof ListApiKeysResponses];
+
+export type CreateApiKeyData = {
+    body: CreateApiKey;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         */
+        'Idempotency-Key'?: string;
+    };
+    path?: never;
+    query?: never;
+    url: '/v1/api_keys';
+};
+
+export type CreateApiKeyErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type CreateApiKeyError = CreateApiKeyErrors[keyof CreateApiKeyErrors];
+
+export type CreateApiKeyResponses = {
+    /**
+     * The new key, with its secret
+     */
+    201: CreatedApiKeyDto;
+};
+
+export type CreateApiKeyResponse = CreateApiKeyResponses[keyof CreateApiKeyResponses];
+
+export type GetApiKeyData = {
+    body?: never;
+    path: {
+        /**
+         * Key id (key_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/api_keys/{id}';
+};
+
+export type GetApiKeyErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type GetApiKeyError = GetApiKeyErrors[keyof GetApiKeyErrors];
+
+export type GetApiKeyResponses = {
+    /**
+     * The key
+     */
+    200: ApiKeyDto;
+};
+
+export type GetApiKeyResponse = GetApiKeyResponses[keyof GetApiKeyResponses];
+
+export type RevokeApiKeyData = {
+    body?: never;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         */
+        'Idempotency-Key'?: string;
+    };
+    path: {
+        /**
+         * Key id (key_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/api_keys/{id}/revoke';
+};
+
+export type RevokeApiKeyErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type RevokeApiKeyError = RevokeApiKeyErrors[keyof RevokeApiKeyErrors];
+
+export type RevokeApiKeyResponses = {
+    /**
+     * The revoked key
+     */
+    200: ApiKeyDto;
+};
+
+export type RevokeApiKeyResponse = RevokeApiKeyResponses[keyof RevokeApiKeyResponses];
+
+export type RollApiKeyData = {
+    body: RollApiKey;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         */
+        'Idempotency-Key'?: string;
+    };
+    path: {
+        /**
+         * Key id (key_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/api_keys/{id}/roll';
+};
+
+export type RollApiKeyErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type RollApiKeyError = RollApiKeyErrors[keyof RollApiKeyErrors];
+
+export type RollApiKeyResponses = {
+    /**
+     * The new key, with its secret
+     */
+    201: CreatedApiKeyDto;
+};
+
+export type RollApiKeyResponse = RollApiKeyResponses[keyof RollApiKeyResponses];
+
+export type ListAuditEventsData = {
+    body?: never;
+    path?: never;
+    query?: {
+        /**
+         * How many items to return, 1 to 100 (default 20).
+         */
+        limit?: number;
+        /**
+         * The `next_cursor` of the previous page: the id of its last item. Empty means the
+         * first page, like leaving it out.
+         */
+        starting_after?: string;
+        /**
+         * Only requests made with this key (`key_…`).
+         */
+        api_key?: string;
+        /**
+         * Only requests that named this agent in `Tenure-Agent`.
+         */
+        agent?: string;
+        /**
+         * Only requests about this resource id.
+         */
+        resource_id?: string;
+        /**
+         * Only requests made at or after this instant.
+         */
+        created_from?: string;
+        /**
+         * Only requests made before this instant.
+         */
+        created_to?: string;
+    };
+    url: '/v1/audit_events';
+};
+
+export type ListAuditEventsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type ListAuditEventsError = ListAuditEventsErrors[keyof ListAuditEventsErrors];
+
+export type ListAuditEventsResponses = {
+    /**
+     * A page of audit events
+     */
+    200: ListResponseAuditEventDto;
+};
+
+export type ListAuditEventsResponse = ListAuditEventsResponses[keyof ListAuditEventsResponses];
+
 export type GetBillingSettingsData = {
     body?: never;
     path?: never;
@@ -2313,6 +2999,12 @@ export type GetBillingSettingsResponse = GetBillingSettingsResponses[keyof GetBi
 
 export type PutBillingSettingsData = {
     body: PutBillingSettings;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+    };
     path?: never;
     query?: never;
     url: '/v1/billing_settings';
@@ -2522,6 +3214,10 @@ export type ApproveRequestData = {
     body?: never;
     headers?: {
         /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
          * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
          */
         'Idempotency-Key'?: string;
@@ -2601,6 +3297,10 @@ export type ApproveRequestResponse = ApproveRequestResponses[keyof ApproveReques
 export type DeclineRequestData = {
     body: DeclineCancellationRequest;
     headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
         /**
          * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
          */
@@ -2741,6 +3441,12 @@ export type GetCorsSettingsResponse = GetCorsSettingsResponses[keyof GetCorsSett
 
 export type PutCorsSettingsData = {
     body: PutCorsSettings;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+    };
     path?: never;
     query?: never;
     url: '/v1/cors_settings';
@@ -2807,6 +3513,10 @@ export type PutCorsSettingsResponse = PutCorsSettingsResponses[keyof PutCorsSett
 export type CreateCustomerSessionData = {
     body: CreateCustomerSession;
     headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
         /**
          * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
          */
@@ -2966,6 +3676,10 @@ export type CreateCustomerData = {
     body: CreateCustomer;
     headers?: {
         /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
          * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
          */
         'Idempotency-Key'?: string;
@@ -3112,6 +3826,10 @@ export type GetCustomerResponse = GetCustomerResponses[keyof GetCustomerResponse
 export type UpdateCustomerData = {
     body: UpdateCustomer;
     headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
         /**
          * An ETag from an earlier response: the change is made only if the resource is still at that version, 412 otherwise. `*` or no header: unconditional.
          */
@@ -3267,6 +3985,10 @@ export type EraseCustomerData = {
     body?: never;
     headers?: {
         /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
          * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
          */
         'Idempotency-Key'?: string;
@@ -3421,6 +4143,10 @@ export type AddNoteData = {
     body: CreateNote;
     headers?: {
         /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
          * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
          */
         'Idempotency-Key'?: string;
@@ -3571,6 +4297,10 @@ export type AttachPaymentMethodData = {
     body: AttachPaymentMethod;
     headers?: {
         /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
          * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
          */
         'Idempotency-Key'?: string;
@@ -3653,6 +4383,12 @@ export type AttachPaymentMethodResponse = AttachPaymentMethodResponses[keyof Att
 
 export type DetachPaymentMethodData = {
     body?: never;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+    };
     path: {
         /**
          * Customer id (cus_…)
@@ -3728,6 +4464,10 @@ export type DetachPaymentMethodResponse = DetachPaymentMethodResponses[keyof Det
 export type SetDefaultPaymentMethodData = {
     body?: never;
     headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
         /**
          * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
          */
@@ -3812,6 +4552,10 @@ export type SetDefaultPaymentMethodResponse = SetDefaultPaymentMethodResponses[k
 export type AddTagData = {
     body: AddTag;
     headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
         /**
          * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
          */
@@ -3904,6 +4648,10 @@ export type AddTagResponse = AddTagResponses[keyof AddTagResponses];
 export type RemoveTagData = {
     body?: never;
     headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
         /**
          * An ETag from an earlier response: the change is made only if the resource is still at that version, 412 otherwise. `*` or no header: unconditional.
          */
@@ -4120,6 +4868,12 @@ export type GetDunningPolicyResponse = GetDunningPolicyResponses[keyof GetDunnin
 
 export type PutDunningPolicyData = {
     body: PutDunningPolicy;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+    };
     path?: never;
     query?: never;
     url: '/v1/dunning_policy';
@@ -4328,6 +5082,10 @@ export type RedeliverEventData = {
     body?: RedeliverEvent | null;
     headers?: {
         /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
          * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
          */
         'Idempotency-Key'?: string;
@@ -4469,6 +5227,10 @@ export type CreateIdentityProviderData = {
     body: CreateIdentityProvider;
     headers?: {
         /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
          * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
          */
         'Idempotency-Key'?: string;
@@ -4542,6 +5304,12 @@ export type CreateIdentityProviderResponse = CreateIdentityProviderResponses[key
 
 export type DeleteIdentityProviderData = {
     body?: never;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+    };
     path: {
         /**
          * Identity provider id (idp_…)
@@ -4763,6 +5531,10 @@ export type MarkInvoiceUncollectibleData = {
     body?: never;
     headers?: {
         /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
          * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
          */
         'Idempotency-Key'?: string;
@@ -4842,6 +5614,10 @@ export type MarkInvoiceUncollectibleResponse = MarkInvoiceUncollectibleResponses
 export type PayInvoiceData = {
     body?: never;
     headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
         /**
          * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
          */
@@ -4927,6 +5703,10 @@ export type RefundInvoiceData = {
     body: RefundInvoice;
     headers?: {
         /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
          * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
          */
         'Idempotency-Key'?: string;
@@ -5010,6 +5790,10 @@ export type RefundInvoiceResponse = RefundInvoiceResponses[keyof RefundInvoiceRe
 export type VoidInvoiceData = {
     body?: never;
     headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
         /**
          * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
          */
@@ -5153,6 +5937,148 @@ export type GetMetricsResponses = {
 };
 
 export type GetMetricsResponse = GetMetricsResponses[keyof GetMetricsResponses];
+
+export type ListMerchantsData = {
+    body?: never;
+    path?: never;
+    query?: {
+        /**
+         * How many items to return, 1 to 100 (default 20).
+         */
+        limit?: number;
+        /**
+         * The `next_cursor` of the previous page: the id of its last item. Empty means the
+         * first page, like leaving it out.
+         */
+        starting_after?: string;
+    };
+    url: '/v1/operator/merchants';
+};
+
+export type ListMerchantsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type ListMerchantsError = ListMerchantsErrors[keyof ListMerchantsErrors];
+
+export type ListMerchantsResponses = {
+    /**
+     * A page of merchants
+     */
+    200: ListResponseMerchantDto;
+};
+
+export type ListMerchantsResponse = ListMerchantsResponses[keyof ListMerchantsResponses];
+
+export type CreateMerchantData = {
+    body: CreateMerchant;
+    headers?: {
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         */
+        'Idempotency-Key'?: string;
+    };
+    path?: never;
+    query?: never;
+    url: '/v1/operator/merchants';
+};
+
+export type CreateMerchantErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type CreateMerchantError = CreateMerchantErrors[keyof CreateMerchantErrors];
+
+export type CreateMerchantResponses = {
+    /**
+     * The merchant and its first key
+     */
+    201: CreatedMerchantDto;
+};
+
+export type CreateMerchantResponse = CreateMerchantResponses[keyof CreateMerchantResponses];
 
 export type ListPaymentsData = {
     body?: never;
@@ -5304,6 +6230,10 @@ export type CreatePlanData = {
     body: CreatePlan;
     headers?: {
         /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
          * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
          */
         'Idempotency-Key'?: string;
@@ -5451,6 +6381,10 @@ export type UpdatePlanData = {
     body: UpdatePlan;
     headers?: {
         /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
          * An ETag from an earlier response: the change is made only if the resource is still at that version, 412 otherwise. `*` or no header: unconditional.
          */
         'If-Match'?: string;
@@ -5534,6 +6468,10 @@ export type UpdatePlanResponse = UpdatePlanResponses[keyof UpdatePlanResponses];
 export type ArchivePlanData = {
     body?: never;
     headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
         /**
          * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
          */
@@ -7804,6 +8742,10 @@ export type CreateProductData = {
     body: CreateProduct;
     headers?: {
         /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
          * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
          */
         'Idempotency-Key'?: string;
@@ -7951,6 +8893,10 @@ export type UpdateProductData = {
     body: UpdateProduct;
     headers?: {
         /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
          * An ETag from an earlier response: the change is made only if the resource is still at that version, 412 otherwise. `*` or no header: unconditional.
          */
         'If-Match'?: string;
@@ -8034,6 +8980,10 @@ export type UpdateProductResponse = UpdateProductResponses[keyof UpdateProductRe
 export type ArchiveProductData = {
     body?: never;
     headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
         /**
          * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
          */
@@ -8194,6 +9144,10 @@ export type CreateOfferData = {
     body: CreateRetentionOffer;
     headers?: {
         /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
          * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
          */
         'Idempotency-Key'?: string;
@@ -8268,6 +9222,10 @@ export type CreateOfferResponse = CreateOfferResponses[keyof CreateOfferResponse
 export type DeactivateOfferData = {
     body?: never;
     headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
         /**
          * An ETag from an earlier response: the change is made only if the resource is still at that version, 412 otherwise. `*` or no header: unconditional.
          */
@@ -8417,6 +9375,10 @@ export type UpdateOfferData = {
     body: UpdateRetentionOffer;
     headers?: {
         /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
          * An ETag from an earlier response: the change is made only if the resource is still at that version, 412 otherwise. `*` or no header: unconditional.
          */
         'If-Match'?: string;
@@ -8556,6 +9518,12 @@ export type GetSegmentSettingsResponse = GetSegmentSettingsResponses[keyof GetSe
 
 export type PutSegmentSettingsData = {
     body: SegmentSettingsDto;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+    };
     path?: never;
     query?: never;
     url: '/v1/segment_settings';
@@ -8702,6 +9670,10 @@ export type ListSubscriptionsResponse = ListSubscriptionsResponses[keyof ListSub
 export type CreateSubscriptionData = {
     body: CreateSubscription;
     headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
         /**
          * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
          */
@@ -8850,6 +9822,10 @@ export type CancelSubscriptionData = {
     body: CancelSubscription;
     headers?: {
         /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
          * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
          */
         'Idempotency-Key'?: string;
@@ -8941,6 +9917,10 @@ export type CancelSubscriptionResponse = CancelSubscriptionResponses[keyof Cance
 export type ChangePlanData = {
     body: ChangePlan;
     headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
         /**
          * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
          */
@@ -9034,6 +10014,10 @@ export type PreviewPlanChangeData = {
     body: ChangePlan;
     headers?: {
         /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
          * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
          */
         'Idempotency-Key'?: string;
@@ -9117,6 +10101,10 @@ export type PreviewPlanChangeResponse = PreviewPlanChangeResponses[keyof Preview
 export type PauseSubscriptionData = {
     body: PauseSubscription;
     headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
         /**
          * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
          */
@@ -9210,6 +10198,10 @@ export type ResumeSubscriptionData = {
     body?: never;
     headers?: {
         /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
          * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
          */
         'Idempotency-Key'?: string;
@@ -9297,6 +10289,10 @@ export type ResumeSubscriptionResponse = ResumeSubscriptionResponses[keyof Resum
 export type RemoveScheduledChangeData = {
     body?: never;
     headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
         /**
          * An ETag from an earlier response: the change is made only if the resource is still at that version, 412 otherwise. `*` or no header: unconditional.
          */
@@ -9590,6 +10586,10 @@ export type ReplyToTicketData = {
     body: CreateTicketReply;
     headers?: {
         /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
          * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
          */
         'Idempotency-Key'?: string;
@@ -9741,6 +10741,10 @@ export type CreateEndpointData = {
     body: CreateWebhookEndpoint;
     headers?: {
         /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
          * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
          */
         'Idempotency-Key'?: string;
@@ -9814,6 +10818,12 @@ export type CreateEndpointResponse = CreateEndpointResponses[keyof CreateEndpoin
 
 export type DeleteEndpointData = {
     body?: never;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+    };
     path: {
         /**
          * Endpoint id (whep_…)
@@ -9953,6 +10963,10 @@ export type GetEndpointResponse = GetEndpointResponses[keyof GetEndpointResponse
 export type UpdateEndpointData = {
     body: UpdateWebhookEndpoint;
     headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
         /**
          * An ETag from an earlier response: the change is made only if the resource is still at that version, 412 otherwise. `*` or no header: unconditional.
          */
@@ -10118,6 +11132,10 @@ export type RedeliverRangeData = {
     body: RedeliverRange;
     headers?: {
         /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
          * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
          */
         'Idempotency-Key'?: string;
@@ -10201,6 +11219,10 @@ export type RedeliverRangeResponse = RedeliverRangeResponses[keyof RedeliverRang
 export type RotateSecretData = {
     body?: RotateWebhookSecret | null;
     headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
         /**
          * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
          */

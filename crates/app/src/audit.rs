@@ -1,0 +1,185 @@
+//! The audit trail of merchant requests, and who acted for the events they cause.
+//!
+//! Every state-changing merchant request is recorded once it has been answered (the API's
+//! `middleware::audit` calls [`record`]), with the key, the agent it named, the route,
+//! the resource, the request and idempotency ids, the status and the request body,
+//! redacted. The events a request records while it runs carry its key, agent and request
+//! id: the API runs the handler inside [`acting`], and `events::record_event` reads it,
+//! so no use case has to pass it along.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use tenure_domain::ids::{ApiKeyTag, AuditEventId, AuditEventTag, GenerateId, MerchantId};
+use tenure_store::repo::audit_events::{self as repo, AuditEventRow, AuditFilter};
+use tenure_store::repo::events::EventActor;
+use tenure_store::{Page, PageRequest};
+
+use crate::App;
+use crate::dto::access::{AuditEventDto, AuditFilterParams};
+use crate::dto::common::{ListParams, parse_field_id};
+use crate::error::{AppError, AppResult};
+
+tokio::task_local! {
+    static ACTOR: EventActor;
+}
+
+/// Runs `work` (a merchant request's handler) as `actor`: the events it records name it.
+pub async fn acting<F: Future>(actor: EventActor, work: F) -> F::Output {
+    ACTOR.scope(actor, work).await
+}
+
+/// The merchant request the current task serves, if any.
+pub(crate) fn current_actor() -> Option<EventActor> {
+    ACTOR.try_with(Clone::clone).ok()
+}
+
+/// What is kept in place of a secret or anything like a card number.
+pub const REDACTED: &str = "[redacted]";
+
+/// Field names whose values are secrets wherever they appear in a body.
+const SECRET_FIELDS: &[&str] = &[
+    "secret",
+    "secret_key",
+    "password",
+    "token",
+    "verification_key",
+    "signing_secret",
+    "api_key",
+    "authorization",
+    "card_number",
+    "number",
+    "cvc",
+];
+
+/// The body as recorded: every value of a secret-named field, and every string that
+/// looks like a card number, replaced by [`REDACTED`], at any depth.
+pub fn redact(body: &Value) -> Value {
+    match body {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(key, value)| {
+                    let lower = key.to_ascii_lowercase();
+                    let secret = SECRET_FIELDS.contains(&lower.as_str())
+                        || lower.ends_with("_secret")
+                        || lower.ends_with("_token")
+                        || tenure_domain::billing::pan::contains_pan(key);
+                    let key = if tenure_domain::billing::pan::contains_pan(key) {
+                        REDACTED.to_owned()
+                    } else {
+                        key.clone()
+                    };
+                    let value = if secret && !value.is_null() {
+                        Value::String(REDACTED.to_owned())
+                    } else {
+                        redact(value)
+                    };
+                    (key, value)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(redact).collect()),
+        Value::String(text) if tenure_domain::billing::pan::contains_pan(text) => {
+            Value::String(REDACTED.to_owned())
+        }
+        Value::Number(n) if tenure_domain::billing::pan::contains_pan(&n.to_string()) => {
+            Value::String(REDACTED.to_owned())
+        }
+        other => other.clone(),
+    }
+}
+
+/// One answered merchant request, as the API saw it.
+pub struct NewAuditEvent {
+    pub merchant: MerchantId,
+    pub actor: EventActor,
+    pub method: String,
+    pub route: String,
+    pub resource_id: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub status: u16,
+    /// The request body if it was JSON, not yet redacted.
+    pub request_body: Option<Value>,
+    pub at: DateTime<Utc>,
+}
+
+pub async fn record(state: &App, event: NewAuditEvent) -> AppResult<AuditEventId> {
+    let id = AuditEventId::generate();
+    let row = AuditEventRow {
+        merchant_id: event.merchant.uuid(),
+        id: id.uuid(),
+        api_key_id: event.actor.api_key,
+        agent: event.actor.agent,
+        method: event.method,
+        route: event.route,
+        resource_id: event.resource_id,
+        request_id: event.actor.request_id,
+        idempotency_key: event.idempotency_key,
+        status: i16::try_from(event.status).unwrap_or(i16::MAX),
+        request_body: event.request_body.as_ref().map(redact),
+        created_at: event.at,
+    };
+    let mut conn = state.db.conn().await?;
+    repo::insert(&mut conn, &row).await?;
+    Ok(id)
+}
+
+pub async fn list(
+    state: &App,
+    merchant: MerchantId,
+    filter: AuditFilterParams,
+    page: &ListParams,
+) -> AppResult<Page<AuditEventDto>> {
+    let page: PageRequest = page.page::<AuditEventTag>()?;
+    let api_key = filter
+        .api_key
+        .as_deref()
+        .map(|raw| parse_field_id::<ApiKeyTag>(raw, "api_key"))
+        .transpose()?;
+    if let (Some(from), Some(to)) = (filter.created_from, filter.created_to)
+        && to < from
+    {
+        return Err(AppError::field(
+            "created_to",
+            "must not be before created_from",
+        ));
+    }
+    let filter = AuditFilter {
+        api_key,
+        agent: filter.agent,
+        resource_id: filter.resource_id,
+        created_from: filter.created_from,
+        created_to: filter.created_to,
+    };
+    let mut conn = state.db.conn().await?;
+    let rows = repo::list(&mut conn, merchant, &filter, page).await?;
+    rows.try_map(|row| Ok(AuditEventDto::from(row)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn secrets_and_card_numbers_are_redacted_at_any_depth() {
+        let body = json!({
+            "name": "Ada",
+            "verification_key": "-----BEGIN",
+            "metadata": {"note": "card 4242 4242 4242 4242", "webhook_secret": "whsec_x"},
+            "items": [{"token": "tok"}, 4242424242424242u64],
+            "4242424242424242": 1,
+            "scopes": ["customers:read"],
+        });
+        assert_eq!(
+            redact(&body),
+            json!({
+                "name": "Ada",
+                "verification_key": REDACTED,
+                "metadata": {"note": REDACTED, "webhook_secret": REDACTED},
+                "items": [{"token": REDACTED}, REDACTED],
+                REDACTED: REDACTED,
+                "scopes": ["customers:read"],
+            })
+        );
+    }
+}

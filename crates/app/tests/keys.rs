@@ -1,0 +1,296 @@
+//! Secret keys and the audit trail below HTTP: the use cases of
+//! `tenure_app::merchants::api_keys` and `tenure_app::audit` against a database of each
+//! test's own (the HTTP side is `tests/e2e/keys.rs`).
+
+use std::sync::Arc;
+
+use chrono::Duration;
+use tenure_app::App;
+use tenure_app::AppError;
+use tenure_app::billing::charging::DEFAULT_LEASE;
+use tenure_app::cors_settings::AllowedOriginsCache;
+use tenure_app::dto::access::{ApiKeyStatus, AuditFilterParams, CreateApiKey, RollApiKey};
+use tenure_app::dto::common::ListParams;
+use tenure_app::dto::customers::CreateCustomer;
+use tenure_app::dto::events::EventFilterParams;
+use tenure_app::merchants::{self, api_keys};
+use tenure_app::portal_terms::PortalTermsCache;
+use tenure_app::sessions::tokens::SessionSigner;
+use tenure_app::{audit, customers, events};
+use tenure_domain::access::{KeyScopes, ScopeSet};
+use tenure_domain::billing::gateway::SandboxGateway;
+use tenure_domain::ids::ApiKeyId;
+use tenure_domain::outbound::TargetPolicy;
+use tenure_store::PageRequest;
+use tenure_store::repo::api_keys as repo;
+use tenure_store::repo::events::EventActor;
+use tenure_test_support::{TestClock, TestDb};
+
+struct World {
+    _db: TestDb,
+    app: App,
+    clock: TestClock,
+    first: api_keys::MerchantKey,
+}
+
+async fn world() -> World {
+    let db = TestDb::new().await;
+    let clock = TestClock::new();
+    let app = App {
+        db: db.pool(4),
+        clock: Arc::new(clock.clone()),
+        sessions: SessionSigner::new(&[7; 32], Duration::hours(1)),
+        gateway: Arc::new(SandboxGateway::new()),
+        portal_terms: PortalTermsCache::default(),
+        allowed_origins: AllowedOriginsCache::default(),
+        charge_lease: DEFAULT_LEASE,
+        webhook_targets: TargetPolicy::AllowPrivate,
+    };
+    let created = merchants::create(&app, "Roastery").await.expect("merchant");
+    let first = grant(&app, &created.secret_key)
+        .await
+        .expect("the first key works");
+    assert_eq!(first.key, created.api_key);
+    World {
+        _db: db,
+        app,
+        clock,
+        first,
+    }
+}
+
+/// What authentication finds for a secret, if it works now.
+async fn grant(app: &App, secret: &str) -> Option<api_keys::MerchantKey> {
+    let mut conn = app.db.conn().await.expect("conn");
+    let found = repo::by_hash(&mut conn, &api_keys::hash(secret))
+        .await
+        .expect("lookup")?;
+    let key = api_keys::MerchantKey::from_grant(&found);
+    key.works_at(app.now()).then_some(key)
+}
+
+fn page() -> PageRequest {
+    PageRequest {
+        limit: 100,
+        starting_after: None,
+    }
+}
+
+#[tokio::test]
+async fn keys_are_made_rolled_and_revoked_with_their_rules() {
+    let w = world().await;
+    let created = api_keys::create(
+        &w.app,
+        w.first,
+        CreateApiKey {
+            name: Some("reader".into()),
+            scopes: Some(vec!["customers:read".into()]),
+        },
+    )
+    .await
+    .expect("created");
+    let reader = grant(&w.app, &created.secret).await.expect("works");
+    assert_eq!(
+        reader.scopes,
+        KeyScopes::Restricted(ScopeSet::parse(&["customers:read"]).unwrap())
+    );
+    // A restricted key cannot make a broader one.
+    let refused = api_keys::create(
+        &w.app,
+        reader,
+        CreateApiKey {
+            name: None,
+            scopes: None,
+        },
+    )
+    .await;
+    assert!(
+        matches!(
+            refused,
+            Err(AppError::Forbidden {
+                code: "scope_exceeds_key",
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+
+    // Rolled with an hour of grace: both work until the hour is over.
+    let reader_id: ApiKeyId = reader.key;
+    let rolled = api_keys::roll(
+        &w.app,
+        w.first,
+        reader_id,
+        RollApiKey {
+            expires_in_secs: Some(3600),
+        },
+    )
+    .await
+    .expect("rolled");
+    assert_eq!(rolled.key.scopes, Some(vec!["customers:read".to_owned()]));
+    assert!(grant(&w.app, &created.secret).await.is_some());
+    w.clock.advance(Duration::seconds(3601));
+    assert!(grant(&w.app, &created.secret).await.is_none());
+    assert!(grant(&w.app, &rolled.secret).await.is_some());
+    let listed = api_keys::list(&w.app, w.first.merchant, page())
+        .await
+        .expect("list");
+    let statuses: Vec<_> = listed.items.iter().map(|k| k.status).collect();
+    assert_eq!(
+        statuses,
+        [
+            ApiKeyStatus::Active,
+            ApiKeyStatus::Expired,
+            ApiKeyStatus::Active
+        ]
+    );
+
+    // The last lasting unrestricted key stays; a second one lets it go.
+    let last = api_keys::revoke(&w.app, w.first, w.first.key).await;
+    assert!(
+        matches!(
+            last,
+            Err(AppError::Conflict {
+                code: "last_unrestricted_key",
+                ..
+            })
+        ),
+        "{last:?}"
+    );
+    let second = api_keys::create(
+        &w.app,
+        w.first,
+        CreateApiKey {
+            name: None,
+            scopes: None,
+        },
+    )
+    .await
+    .expect("second");
+    let revoked = api_keys::revoke(&w.app, w.first, w.first.key)
+        .await
+        .expect("revoked");
+    assert_eq!(revoked.status, ApiKeyStatus::Revoked);
+    let second = grant(&w.app, &second.secret).await.expect("works");
+    let again = api_keys::revoke(&w.app, second, second.key).await;
+    assert!(matches!(
+        again,
+        Err(AppError::Conflict {
+            code: "last_unrestricted_key",
+            ..
+        })
+    ));
+}
+
+#[tokio::test]
+async fn events_recorded_as_a_request_name_it_and_the_audit_trail_filters() {
+    let w = world().await;
+    let actor = EventActor {
+        api_key: w.first.key.uuid(),
+        agent: Some("bot".into()),
+        request_id: "req-1".into(),
+    };
+    let input = || CreateCustomer {
+        external_id: "ada".into(),
+        email: None,
+        name: None,
+        locale: None,
+        metadata: None,
+        tags: None,
+    };
+    let ada = audit::acting(
+        actor.clone(),
+        customers::create(&w.app, w.first.merchant, input()),
+    )
+    .await
+    .expect("created");
+    let recorded = events::list(
+        &w.app,
+        w.first.merchant,
+        EventFilterParams {
+            event_type: None,
+            resource_id: Some(ada.id.to_string()),
+        },
+        page(),
+    )
+    .await
+    .expect("events");
+    let event = &recorded.items[0];
+    assert_eq!(event.api_key_id, Some(w.first.key.uuid()));
+    assert_eq!(event.agent.as_deref(), Some("bot"));
+    assert_eq!(event.request_id.as_deref(), Some("req-1"));
+    // Outside a request, nobody is named.
+    let bob = customers::create(
+        &w.app,
+        w.first.merchant,
+        CreateCustomer {
+            external_id: "bob".into(),
+            ..input()
+        },
+    )
+    .await
+    .expect("created");
+    let recorded = events::list(
+        &w.app,
+        w.first.merchant,
+        EventFilterParams {
+            event_type: None,
+            resource_id: Some(bob.id.to_string()),
+        },
+        page(),
+    )
+    .await
+    .expect("events");
+    assert_eq!(recorded.items[0].api_key_id, None);
+
+    for (agent, resource) in [
+        (Some("bot"), ada.id.to_string()),
+        (None, bob.id.to_string()),
+    ] {
+        audit::record(
+            &w.app,
+            audit::NewAuditEvent {
+                merchant: w.first.merchant,
+                actor: EventActor {
+                    agent: agent.map(str::to_owned),
+                    ..actor.clone()
+                },
+                method: "POST".into(),
+                route: "/v1/customers".into(),
+                resource_id: Some(resource),
+                idempotency_key: None,
+                status: 201,
+                request_body: Some(serde_json::json!({"external_id": "x", "token": "t"})),
+                at: w.app.now(),
+            },
+        )
+        .await
+        .expect("recorded");
+    }
+    let list = |agent: Option<&str>| {
+        audit::list(
+            &w.app,
+            w.first.merchant,
+            AuditFilterParams {
+                api_key: None,
+                agent: agent.map(str::to_owned),
+                resource_id: None,
+                created_from: None,
+                created_to: None,
+            },
+            &ListParams {
+                limit: None,
+                starting_after: None,
+            },
+        )
+    };
+    let all = list(None).await.expect("all");
+    assert_eq!(all.items.len(), 2);
+    assert_eq!(
+        all.items[0].request_body.as_ref().unwrap()["token"],
+        "[redacted]"
+    );
+    let by_bot = list(Some("bot")).await.expect("bot");
+    assert_eq!(by_bot.items.len(), 1);
+    assert_eq!(by_bot.items[0].resource_id, Some(ada.id.to_string()));
+}

@@ -1,0 +1,762 @@
+//! Secret keys over the API (create, list, roll, revoke; restricted keys and their
+//! scopes on every route), the operator's merchants, and the audit trail (docs/keys.md).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use actix_web::http::Method;
+use serde_json::{Value, json};
+use tenure_e2e::{TestApp, TestMerchant};
+
+use crate::fixtures::customer;
+
+/// Creates a key with `scopes` (None: unrestricted) using `m`'s key; returns (id, secret).
+async fn key(
+    app: &TestApp,
+    m: &TestMerchant,
+    name: &str,
+    scopes: Option<&[&str]>,
+) -> (String, String) {
+    let mut body = json!({"name": name});
+    if let Some(scopes) = scopes {
+        body["scopes"] = json!(scopes);
+    }
+    let res = app.by(&m.key).post("/v1/api_keys", &body).await.expect(201);
+    (
+        res.id(),
+        res.body["secret"].as_str().expect("the secret").to_owned(),
+    )
+}
+
+async fn listed(app: &TestApp, secret: &str) -> Vec<Value> {
+    app.get_ok("/v1/api_keys?limit=100", secret).await["data"]
+        .as_array()
+        .expect("data")
+        .clone()
+}
+
+#[actix_web::test]
+async fn keys_are_created_listed_rolled_and_revoked() {
+    let app = TestApp::new().await;
+    let m = app.merchant("Acme").await;
+
+    // Created: the secret is shown once, with what is listed.
+    let res = app
+        .by(&m.key)
+        .post(
+            "/v1/api_keys",
+            &json!({"name": "support desk", "scopes": ["customers:read", "customer_sessions:write"]}),
+        )
+        .await
+        .expect(201);
+    let secret = res.body["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("sk_test_"));
+    assert_eq!(res.body["object"], "api_key");
+    assert_eq!(res.body["name"], "support desk");
+    assert_eq!(
+        res.body["scopes"],
+        json!(["customers:read", "customer_sessions:write"])
+    );
+    assert_eq!(res.body["status"], "active");
+    assert_eq!(res.body["prefix"], &secret[..12]);
+    let restricted = res.id();
+
+    // Listed, never with a secret: the operator's first key and the new one.
+    let keys = listed(&app, &m.key).await;
+    assert_eq!(keys.len(), 2);
+    for k in &keys {
+        assert!(k.get("secret").is_none(), "{k}");
+        assert!(
+            !k.to_string().contains(&secret[12..]),
+            "no part of a secret is listed"
+        );
+    }
+    assert_eq!(keys[0]["id"], restricted.as_str());
+    assert_eq!(keys[1]["id"], m.key_id.as_str());
+    assert_eq!(
+        keys[1]["scopes"],
+        Value::Null,
+        "the first key is unrestricted"
+    );
+    assert_eq!(keys[0]["last_used_at"], Value::Null);
+
+    // Used: last_used_at is written (in the background, once a minute at most).
+    app.get_ok("/v1/customers", &secret).await;
+    let mut used = Value::Null;
+    for _ in 0..50 {
+        used = app
+            .get_ok(&format!("/v1/api_keys/{restricted}"), &m.key)
+            .await["last_used_at"]
+            .clone();
+        if !used.is_null() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(used.is_string(), "last_used_at is set after a use");
+    let writes_before = app
+        .count("SELECT count(*) AS n FROM api_keys WHERE last_used_at IS NOT NULL")
+        .await;
+    for _ in 0..20 {
+        app.get_ok("/v1/customers", &secret).await;
+    }
+    assert_eq!(
+        app.get_ok(&format!("/v1/api_keys/{restricted}"), &m.key)
+            .await["last_used_at"],
+        used,
+        "not written again within the minute"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM api_keys WHERE last_used_at IS NOT NULL")
+            .await,
+        writes_before
+    );
+
+    // Rolled: a new key with the same name and scopes; the old one works for an hour.
+    let res = app
+        .by(&m.key)
+        .post(
+            &format!("/v1/api_keys/{restricted}/roll"),
+            &json!({"expires_in_secs": 3600}),
+        )
+        .await
+        .expect(201);
+    let rolled_secret = res.body["secret"].as_str().unwrap().to_owned();
+    assert_eq!(res.body["name"], "support desk");
+    assert_eq!(
+        res.body["scopes"],
+        json!(["customers:read", "customer_sessions:write"])
+    );
+    let old = app
+        .get_ok(&format!("/v1/api_keys/{restricted}"), &m.key)
+        .await;
+    assert_eq!(old["status"], "expiring");
+    app.get_ok("/v1/customers", &secret).await;
+    app.get_ok("/v1/customers", &rolled_secret).await;
+    app.clock.advance(chrono::Duration::minutes(61));
+    app.by(&secret)
+        .get("/v1/customers")
+        .await
+        .expect_problem(401, "unauthenticated");
+    app.get_ok("/v1/customers", &rolled_secret).await;
+    let old = app
+        .get_ok(&format!("/v1/api_keys/{restricted}"), &m.key)
+        .await;
+    assert_eq!(old["status"], "expired");
+    app.by(&m.key)
+        .post_empty(&format!("/v1/api_keys/{restricted}/roll"))
+        .await
+        .expect_problem(409, "api_key_expired");
+
+    // The expiry of a roll is bounded.
+    for bad in [
+        json!({"expires_in_secs": -1}),
+        json!({"expires_in_secs": 604_801}),
+    ] {
+        let res = app
+            .by(&m.key)
+            .post(&format!("/v1/api_keys/{}/roll", res.id()), &bad)
+            .await
+            .expect_problem(422, "validation_failed");
+        assert_eq!(res.body["errors"][0]["field"], "expires_in_secs");
+    }
+
+    // Revoked: refused at once.
+    let rolled = res.id();
+    let revoked = app
+        .by(&m.key)
+        .post_empty(&format!("/v1/api_keys/{rolled}/revoke"))
+        .await
+        .expect(200);
+    assert_eq!(revoked.body["status"], "revoked");
+    app.by(&rolled_secret)
+        .get("/v1/customers")
+        .await
+        .expect_problem(401, "unauthenticated");
+    app.by(&m.key)
+        .post_empty(&format!("/v1/api_keys/{rolled}/revoke"))
+        .await
+        .expect_problem(409, "api_key_revoked");
+
+    // The last unrestricted key that works for good cannot be revoked by accident…
+    let res = app
+        .by(&m.key)
+        .post_empty(&format!("/v1/api_keys/{}/revoke", m.key_id))
+        .await
+        .expect_problem(409, "last_unrestricted_key");
+    assert!(
+        res.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("create or roll")
+    );
+    // …but once another exists, it can (even by itself).
+    let (_, second) = key(&app, &m, "second", None).await;
+    app.by(&m.key)
+        .post_empty(&format!("/v1/api_keys/{}/revoke", m.key_id))
+        .await
+        .expect(200);
+    app.by(&m.key)
+        .get("/v1/customers")
+        .await
+        .expect_problem(401, "unauthenticated");
+    app.get_ok("/v1/customers", &second).await;
+
+    // Another merchant's key is nobody's here.
+    let other = app.merchant("Other").await;
+    app.by(&other.key)
+        .post_empty(&format!("/v1/api_keys/{restricted}/revoke"))
+        .await
+        .expect_problem(404, "resource_missing");
+    app.by(&other.key)
+        .get(&format!("/v1/api_keys/{restricted}"))
+        .await
+        .expect_problem(404, "resource_missing");
+}
+
+#[actix_web::test]
+async fn a_restricted_key_cannot_grant_more_than_it_holds() {
+    let app = TestApp::new().await;
+    let m = app.merchant("Acme").await;
+    let (_, keys_admin) = key(
+        &app,
+        &m,
+        "keys",
+        Some(&["api_keys:write", "customers:write"]),
+    )
+    .await;
+    // Within its own scopes: allowed (write implies read).
+    let res = app
+        .by(&keys_admin)
+        .post("/v1/api_keys", &json!({"scopes": ["customers:read"]}))
+        .await
+        .expect(201);
+    let narrower = res.id();
+    // More than it holds, or unrestricted: refused.
+    for body in [json!({"scopes": ["catalog:read"]}), json!({})] {
+        app.by(&keys_admin)
+            .post("/v1/api_keys", &body)
+            .await
+            .expect_problem(403, "scope_exceeds_key");
+    }
+    // It cannot roll or revoke a key that grants more than it holds either.
+    app.by(&keys_admin)
+        .post_empty(&format!("/v1/api_keys/{}/roll", m.key_id))
+        .await
+        .expect_problem(403, "scope_exceeds_key");
+    app.by(&keys_admin)
+        .post_empty(&format!("/v1/api_keys/{}/revoke", m.key_id))
+        .await
+        .expect_problem(403, "scope_exceeds_key");
+    app.by(&keys_admin)
+        .post_empty(&format!("/v1/api_keys/{narrower}/revoke"))
+        .await
+        .expect(200);
+    // Unknown scopes and empty lists are refused with the field named.
+    for scopes in [
+        json!(["customers:delete"]),
+        json!([]),
+        json!(["everything:read"]),
+    ] {
+        let res = app
+            .by(&m.key)
+            .post("/v1/api_keys", &json!({"scopes": scopes}))
+            .await
+            .expect_problem(422, "validation_failed");
+        assert_eq!(res.body["errors"][0]["field"], "scopes");
+    }
+}
+
+/// Every merchant operation of the document, with the scope it requires.
+fn merchant_operations() -> Vec<(String, String, String)> {
+    let doc = serde_json::to_value(tenure_api::openapi_document()).expect("document");
+    let mut operations = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        if !tenure_api::openapi::is_merchant_path(path) {
+            continue;
+        }
+        for (method, operation) in item.as_object().expect("operation") {
+            let scope = operation["x-required-scope"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{method} {path} names no scope"))
+                .to_owned();
+            assert_eq!(
+                operation["security"][0]["merchant_key"],
+                json!([scope]),
+                "{method} {path}: the security requirement names the scope"
+            );
+            operations.push((method.to_uppercase(), path.clone(), scope));
+        }
+    }
+    assert!(operations.len() > 80);
+    operations
+}
+
+/// Fills a path's parameters with well-formed ids that name nothing.
+fn concrete(path: &str) -> String {
+    path.split('/')
+        .map(|segment| match segment {
+            "{tag}" => "vip".to_owned(),
+            s if s.starts_with('{') => "x".to_owned(),
+            s => s.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// A restricted key is refused (403 `missing_scope`, naming the scope) on every merchant
+/// route outside its scopes and let through on every route inside them, for every
+/// operation of the OpenAPI document.
+#[actix_web::test]
+async fn restricted_keys_are_refused_outside_their_scopes_on_every_route() {
+    let app = TestApp::new().await;
+    let m = app.merchant("Acme").await;
+    let operations = merchant_operations();
+    let scopes: BTreeSet<&str> = operations.iter().map(|(_, _, s)| s.as_str()).collect();
+    let mut keys = BTreeMap::new();
+    for scope in &scopes {
+        keys.insert(*scope, key(&app, &m, scope, Some(&[scope])).await.1);
+    }
+    // A key holding only scopes no operation of this resource needs.
+    let resource = |scope: &str| scope.split(':').next().unwrap().to_owned();
+    for (method, path, scope) in &operations {
+        let path = concrete(path);
+        let other = scopes
+            .iter()
+            .find(|s| resource(s) != resource(scope))
+            .unwrap();
+        let outsiders = [
+            keys[other].clone(),
+            // Read access to the same resource does not allow a change.
+            if scope.ends_with(":write") {
+                keys.get(format!("{}:read", resource(scope)).as_str())
+                    .cloned()
+                    .unwrap_or_else(|| keys[other].clone())
+            } else {
+                keys[other].clone()
+            },
+        ];
+        for outsider in outsiders {
+            let res = app
+                .by(&outsider)
+                .send(method, &path, Some(&json!({})))
+                .await
+                .expect_problem(403, "missing_scope");
+            assert!(
+                res.body["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains(scope.as_str()),
+                "{method} {path}: {}",
+                res.body
+            );
+        }
+        // Inside: past the scope check (whatever the request itself then gets; a key
+        // asking to create an unrestricted key is refused for that, not for its scope).
+        let let_through = |res: &tenure_e2e::Response| {
+            res.status.as_u16() != 401 && res.body["code"] != "missing_scope"
+        };
+        let res = app
+            .by(&keys[scope.as_str()])
+            .send(method, &path, Some(&json!({})))
+            .await;
+        assert!(
+            let_through(&res),
+            "{method} {path} with {scope}: {} {}",
+            res.status,
+            res.body
+        );
+        // Write implies read.
+        if scope.ends_with(":read")
+            && let Some(writer) = keys.get(format!("{}:write", resource(scope)).as_str())
+        {
+            let res = app.by(writer).send(method, &path, Some(&json!({}))).await;
+            assert!(let_through(&res), "{method} {path}: {}", res.body);
+        }
+    }
+}
+
+async fn audit_events(app: &TestApp, key: &str, query: &str) -> Vec<Value> {
+    app.get_ok(&format!("/v1/audit_events?limit=100&{query}"), key)
+        .await["data"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// Every mutating merchant operation of the document leaves an audit entry naming its
+/// key, agent, route, resource, request id, idempotency key and status.
+#[actix_web::test]
+async fn every_mutating_merchant_operation_is_audited() {
+    let app = TestApp::new().await;
+    let m = app.merchant("Acme").await;
+    let mutating: Vec<_> = merchant_operations()
+        .into_iter()
+        .filter(|(method, _, _)| method != "GET")
+        .collect();
+    for (i, (method, path, _)) in mutating.iter().enumerate() {
+        let res = app
+            .request(method.parse().unwrap(), &concrete(path))
+            .bearer(&m.key)
+            .header("tenure-agent", "audit sweeper")
+            .header("idempotency-key", &format!("sweep-{i}"))
+            .header("x-request-id", &format!("req-sweep-{i}"))
+            .json(&json!({}))
+            .send()
+            .await;
+        assert!(res.status.as_u16() < 500, "{method} {path}: {}", res.body);
+    }
+    let mut seen = BTreeMap::new();
+    let mut cursor = String::new();
+    loop {
+        let page = app
+            .get_ok(
+                &format!(
+                    "/v1/audit_events?limit=100&agent=audit%20sweeper&starting_after={cursor}"
+                ),
+                &m.key,
+            )
+            .await;
+        for e in page["data"].as_array().unwrap() {
+            seen.insert(
+                (
+                    e["method"].as_str().unwrap().to_owned(),
+                    e["route"].as_str().unwrap().to_owned(),
+                ),
+                e.clone(),
+            );
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = next.to_owned(),
+            None => break,
+        }
+    }
+    for (i, (method, path, _)) in mutating.iter().enumerate() {
+        let entry = seen
+            .get(&(method.clone(), path.clone()))
+            .unwrap_or_else(|| panic!("no audit entry for {method} {path}"));
+        assert_eq!(entry["api_key"], m.key_id.as_str());
+        assert_eq!(entry["agent"], "audit sweeper");
+        assert_eq!(entry["request_id"], format!("req-sweep-{i}"));
+        if method == "POST" {
+            assert_eq!(
+                entry["idempotency_key"],
+                format!("sweep-{i}"),
+                "{method} {path}"
+            );
+        }
+        if path.contains("{id}") {
+            assert_eq!(entry["resource_id"], "x", "{method} {path}");
+        }
+        assert!(entry["status"].as_u64().unwrap() >= 200);
+    }
+    assert_eq!(seen.len(), mutating.len());
+}
+
+/// What the audit trail, the events and the customer timeline say about a change: who
+/// (key and agent), what (route, resource, redacted body), and they can be filtered.
+#[actix_web::test]
+async fn changes_name_their_key_and_agent_in_the_audit_trail_events_and_timeline() {
+    let app = TestApp::new().await;
+    let m = app.merchant("Acme").await;
+    let (bot_key_id, bot) = key(
+        &app,
+        &m,
+        "bot",
+        Some(&["customers:write", "audit_events:read"]),
+    )
+    .await;
+
+    let created = app
+        .request(Method::POST, "/v1/customers")
+        .bearer(&bot)
+        .header("tenure-agent", "retention-bot")
+        .header("idempotency-key", "create-ada")
+        .json(&json!({"external_id": "ada", "email": "ada@example.com",
+            "metadata": {"api_token": "abc", "note": "hello"}}))
+        .send()
+        .await
+        .expect(201);
+    let ada = created.id();
+    let request_id = created.header("x-request-id").unwrap().to_owned();
+    // A replay is not recorded again.
+    app.request(Method::POST, "/v1/customers")
+        .bearer(&bot)
+        .header("tenure-agent", "retention-bot")
+        .header("idempotency-key", "create-ada")
+        .json(&json!({"external_id": "ada", "email": "ada@example.com",
+            "metadata": {"api_token": "abc", "note": "hello"}}))
+        .send()
+        .await
+        .expect(201);
+    let bob = customer(&app, &m, "bob").await;
+
+    let entries = audit_events(&app, &bot, "").await;
+    assert_eq!(entries.len(), 3, "{entries:?}");
+    assert_eq!(
+        entries[2]["route"], "/v1/api_keys",
+        "the bot's key was made with the first"
+    );
+    assert_eq!(entries[2]["resource_id"], bot_key_id.as_str());
+    let entry = &entries[1];
+    assert_eq!(entry["object"], "audit_event");
+    assert_eq!(entry["api_key"], bot_key_id.as_str());
+    assert_eq!(entry["agent"], "retention-bot");
+    assert_eq!(entry["method"], "POST");
+    assert_eq!(entry["route"], "/v1/customers");
+    assert_eq!(entry["resource_id"], ada.as_str());
+    assert_eq!(entry["request_id"], request_id.as_str());
+    assert_eq!(entry["idempotency_key"], "create-ada");
+    assert_eq!(entry["status"], 201);
+    assert_eq!(entry["request_body"]["metadata"]["api_token"], "[redacted]");
+    assert_eq!(entry["request_body"]["metadata"]["note"], "hello");
+    assert_eq!(entry["request_body"]["email"], "ada@example.com");
+    assert_eq!(entries[0]["resource_id"], bob.as_str());
+    assert_eq!(entries[0]["agent"], Value::Null);
+    assert_eq!(entries[0]["api_key"], m.key_id.as_str());
+
+    // Filters: by key, agent, resource, time.
+    assert_eq!(
+        audit_events(&app, &bot, &format!("api_key={bot_key_id}"))
+            .await
+            .len(),
+        1
+    );
+    assert_eq!(
+        audit_events(&app, &bot, "agent=retention-bot").await.len(),
+        1
+    );
+    assert_eq!(audit_events(&app, &bot, "agent=nobody").await.len(), 0);
+    assert_eq!(
+        audit_events(&app, &bot, &format!("resource_id={bob}"))
+            .await
+            .len(),
+        1
+    );
+    let at = entry["created_at"].as_str().unwrap();
+    let later = (chrono::DateTime::parse_from_rfc3339(at).unwrap() + chrono::Duration::seconds(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    assert_eq!(
+        audit_events(&app, &bot, &format!("created_from={later}"))
+            .await
+            .len(),
+        0
+    );
+    assert_eq!(
+        audit_events(&app, &bot, &format!("created_to={later}"))
+            .await
+            .len(),
+        3
+    );
+    app.by(&bot)
+        .get("/v1/audit_events?api_key=cus_nope")
+        .await
+        .expect_problem(422, "validation_failed");
+    // Pages, newest first.
+    let first = app.get_ok("/v1/audit_events?limit=1", &bot).await;
+    assert_eq!(first["has_more"], true);
+    let next = first["next_cursor"].as_str().unwrap();
+    let second = app
+        .get_ok(
+            &format!("/v1/audit_events?limit=1&starting_after={next}"),
+            &bot,
+        )
+        .await;
+    assert_eq!(second["data"][0]["resource_id"], ada.as_str());
+    assert_eq!(second["has_more"], true);
+
+    // The event names the request, its key and agent; the timeline too.
+    let events = app
+        .get_ok(&format!("/v1/events?resource_id={ada}"), &m.key)
+        .await;
+    let event = &events["data"][0];
+    assert_eq!(event["type"], "customer.created");
+    assert_eq!(
+        event["request"],
+        json!({"id": request_id, "api_key": bot_key_id, "agent": "retention-bot"})
+    );
+    let timeline = app
+        .get_ok(&format!("/v1/customers/{ada}/timeline"), &m.key)
+        .await;
+    assert_eq!(timeline["data"][0]["request"]["agent"], "retention-bot");
+    assert_eq!(
+        timeline["data"][0]["request"]["api_key"],
+        bot_key_id.as_str()
+    );
+    let bob_events = app
+        .get_ok(&format!("/v1/events?resource_id={bob}"), &m.key)
+        .await;
+    assert_eq!(bob_events["data"][0]["request"]["agent"], Value::Null);
+    assert_eq!(
+        bob_events["data"][0]["request"]["api_key"],
+        m.key_id.as_str()
+    );
+}
+
+#[actix_web::test]
+async fn a_bad_agent_name_is_refused_and_changes_nothing() {
+    let app = TestApp::new().await;
+    let m = app.merchant("Acme").await;
+    for bad in [" lead", "trail ", &"a".repeat(65), "tab\there"] {
+        let res = app
+            .request(Method::POST, "/v1/customers")
+            .bearer(&m.key)
+            .header("tenure-agent", bad)
+            .json(&json!({"external_id": "ada"}))
+            .send()
+            .await
+            .expect_problem(422, "validation_failed");
+        assert_eq!(res.body["errors"][0]["field"], "Tenure-Agent");
+    }
+    assert_eq!(app.count("SELECT count(*) AS n FROM customers").await, 0);
+    assert_eq!(app.count("SELECT count(*) AS n FROM audit_events").await, 0);
+    // An unknown key with a bad agent is a 401: the credential is judged first.
+    app.request(Method::GET, "/v1/customers")
+        .bearer("sk_test_nope")
+        .header("tenure-agent", " bad")
+        .send()
+        .await
+        .expect_problem(401, "unauthenticated");
+}
+
+const OPERATOR: &str = "op_test_0123456789abcdef0123456789abcdef";
+
+async fn app_with_operator() -> TestApp {
+    TestApp::configured(
+        tenure_test_support::TestDb::new().await,
+        tenure_api::middleware::rate_limit::RateLimitConfig::disabled(),
+        |state| {
+            state.operator_token =
+                tenure_api::auth::operator::OperatorToken::new(OPERATOR).unwrap();
+        },
+    )
+    .await
+}
+
+#[actix_web::test]
+async fn the_operator_creates_and_lists_merchants_over_the_api() {
+    let app = app_with_operator().await;
+    let res = app
+        .by(OPERATOR)
+        .post("/v1/operator/merchants", &json!({"name": "Acme"}))
+        .await
+        .expect(201);
+    assert_eq!(res.body["object"], "merchant");
+    assert_eq!(res.body["name"], "Acme");
+    let secret = res.body["secret_key"].as_str().unwrap().to_owned();
+    let acme = res.id();
+    // The new merchant's key works and is unrestricted.
+    app.get_ok("/v1/customers", &secret).await;
+    let keys = listed(&app, &secret).await;
+    assert_eq!(keys[0]["id"], res.body["api_key"]);
+    assert_eq!(keys[0]["scopes"], Value::Null);
+
+    app.by(OPERATOR)
+        .post("/v1/operator/merchants", &json!({"name": "Bolt"}))
+        .await
+        .expect(201);
+    let page = app.get_ok("/v1/operator/merchants?limit=1", OPERATOR).await;
+    assert_eq!(page["data"][0]["name"], "Bolt");
+    assert_eq!(page["has_more"], true);
+    let next = page["next_cursor"].as_str().unwrap();
+    let page = app
+        .get_ok(
+            &format!("/v1/operator/merchants?starting_after={next}"),
+            OPERATOR,
+        )
+        .await;
+    assert_eq!(page["data"][0]["id"], acme.as_str());
+    assert!(page["data"][0].get("secret_key").is_none());
+    app.by(OPERATOR)
+        .post("/v1/operator/merchants", &json!({"name": "  "}))
+        .await
+        .expect_problem(422, "validation_failed");
+
+    // Refused without the token, with a merchant's key, or a wrong token; and the
+    // operator token is no merchant key.
+    app.get("/v1/operator/merchants")
+        .send()
+        .await
+        .expect_problem(401, "unauthenticated");
+    app.by(&secret)
+        .get("/v1/operator/merchants")
+        .await
+        .expect_problem(403, "operator_token_required");
+    app.by("op_test_0123456789abcdef0123456789abcdeX")
+        .get("/v1/operator/merchants")
+        .await
+        .expect(401);
+    app.by(OPERATOR)
+        .get("/v1/customers")
+        .await
+        .expect_problem(403, "operator_token_not_allowed");
+    // No CORS: a preflight is a plain 405, without Access-Control headers.
+    let res = app
+        .request(Method::OPTIONS, "/v1/operator/merchants")
+        .header("origin", "https://shop.example.com")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await;
+    assert_eq!(res.status.as_u16(), 405);
+    assert!(
+        res.headers
+            .keys()
+            .all(|h| !h.as_str().starts_with("access-control-")),
+        "{:?}",
+        res.headers
+    );
+}
+
+#[actix_web::test]
+async fn without_an_operator_token_the_operator_routes_refuse_everyone() {
+    let app = TestApp::new().await;
+    let m = app.merchant("Acme").await;
+    app.by(OPERATOR)
+        .get("/v1/operator/merchants")
+        .await
+        .expect_problem(401, "unauthenticated");
+    app.by(&m.key)
+        .post("/v1/operator/merchants", &json!({"name": "x"}))
+        .await
+        .expect_problem(403, "operator_token_required");
+}
+
+/// The other process holds the key in its cache; a revocation made through this one is
+/// refused there within a second (its listener hears the trigger's NOTIFY).
+#[actix_web::test]
+async fn a_revoked_key_is_refused_within_a_second_on_a_second_server_process() {
+    let app = TestApp::new().await;
+    let m = app.merchant("Acme").await;
+    let (id, secret) = key(&app, &m, "deploy", Some(&["customers:read"])).await;
+    let (server, addr) = crate::platform::serve(&app.db.url, &[], 4).await;
+    let status = |addr: &str, secret: &str| {
+        let (addr, secret) = (addr.to_owned(), secret.to_owned());
+        async move {
+            crate::platform::status_of(&addr, "/v1/customers", Some(&secret))
+                .await
+                .expect("an answer")
+        }
+    };
+    // Accepted there, and kept in its cache (its listener vouches for it).
+    for _ in 0..3 {
+        assert_eq!(status(&addr, &secret).await, 200);
+    }
+    let revoked_at = std::time::Instant::now();
+    app.by(&m.key)
+        .post_empty(&format!("/v1/api_keys/{id}/revoke"))
+        .await
+        .expect(200);
+    loop {
+        let answer = status(&addr, &secret).await;
+        if answer == 401 {
+            break;
+        }
+        assert_eq!(answer, 200);
+        assert!(
+            revoked_at.elapsed() < std::time::Duration::from_secs(1),
+            "the other process still accepts the revoked key after a second"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(revoked_at.elapsed() < std::time::Duration::from_secs(1));
+    drop(server);
+}
