@@ -31,6 +31,9 @@ async function signedIn(session: Session): Promise<void> {
     if (!ended) {
       ended = true;
       signOut(window.sessionStorage);
+      for (const dialog of document.querySelectorAll('dialog')) {
+        dialog.close();
+      }
       signInForm(portal.locale, portal.locale.t('sessionExpired'));
     }
   });
@@ -62,6 +65,7 @@ async function signedIn(session: Session): Promise<void> {
     const paymentMethodsSlot = h('div', {});
     const signOutButton = h('button', { type: 'button', class: 'secondary' }, portal.locale.t('signOut'));
     signOutButton.addEventListener('click', () => {
+      ended = true;
       signOut(window.sessionStorage);
       signInForm(portal.locale);
     });
