@@ -24,5 +24,6 @@ mod refunds;
 mod renewals;
 mod retention;
 mod security;
+mod stripe;
 mod webhook_targets;
 mod webhooks;

@@ -27,10 +27,12 @@
 //! Waiting locks are always taken subscription first, then invoice; the engine's claims
 //! skip locked rows instead of waiting.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Duration, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use tenure_domain::billing::dunning::{ChargeMode, DunningFinalState, DunningPolicy};
-use tenure_domain::billing::gateway::{ChargeOutcome, ChargeRequest};
+use tenure_domain::billing::gateway::{ChargeOutcome, ChargeRequest, PaymentGateway};
 use tenure_domain::billing::invoice::{Invoice, InvoiceStatus, Payment, PaymentStatus};
 use tenure_domain::billing::payment_method::PaymentMethod;
 use tenure_domain::ids::{CustomerId, InvoiceId, MerchantId};
@@ -76,6 +78,8 @@ pub struct Prepared {
     /// Prepared again from an intent that outlived its lease: its first call may have
     /// reached the gateway, so it is only ever sent again as it was, never released.
     pub recovered: bool,
+    /// The merchant's gateway ([`crate::billing::gateways::resolve`]).
+    pub gateway: Arc<dyn PaymentGateway>,
 }
 
 /// What step 2 produced.
@@ -83,6 +87,10 @@ pub enum GatewayReply {
     /// Nothing was due: the invoice is paid without a charge.
     NothingDue,
     Charge(ChargeOutcome),
+    /// The gateway did not tell (timeout, 5xx): the charge may have happened. Nothing is
+    /// recorded; the intent keeps its lease, after which the engine sends the same
+    /// request again under the same key, which finds the first charge.
+    Unknown(String),
 }
 
 /// When a lease taken now ends. Counted from the clock's time when it is later than the
@@ -92,7 +100,7 @@ pub fn lease_end(state: &App, now: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 /// Step 2: the gateway call, outside any transaction.
-pub async fn call(state: &App, p: &Prepared) -> GatewayReply {
+pub async fn call(p: &Prepared) -> GatewayReply {
     if p.intent.amount == 0 {
         return GatewayReply::NothingDue;
     }
@@ -107,8 +115,16 @@ pub async fn call(state: &App, p: &Prepared) -> GatewayReply {
         payment_method_token: token.clone(),
         idempotency_key: p.intent.idempotency_key.clone(),
         description: format!("Invoice {}", p.invoice.number),
+        resend: p.recovered,
     };
-    GatewayReply::Charge(state.gateway.charge(&request).await)
+    match p.gateway.try_charge(&request).await {
+        Ok(outcome) => GatewayReply::Charge(outcome),
+        Err(unknown) => {
+            tracing::warn!(invoice = %p.invoice.id, key = %p.intent.idempotency_key,
+                reason = %unknown.reason, "charge outcome unknown; resent after its lease");
+            GatewayReply::Unknown(unknown.reason)
+        }
+    }
 }
 
 /// What step 1 does with a locked invoice.
@@ -168,12 +184,12 @@ pub fn new_intent(
     }
 }
 
-pub fn attempt_of(state: &App, p: &Prepared, outcome: &ChargeOutcome) -> NewPaymentAttempt {
+pub fn attempt_of(p: &Prepared, outcome: &ChargeOutcome) -> NewPaymentAttempt {
     NewPaymentAttempt {
         invoice_id: p.invoice.id,
         payment_method_id: p.intent.payment_method_id,
         amount: Money::new(p.intent.amount, p.invoice.currency),
-        gateway: state.gateway.name().to_owned(),
+        gateway: p.gateway.name().to_owned(),
         idempotency_key: p.intent.idempotency_key.clone(),
         outcome: outcome.clone(),
     }
@@ -244,13 +260,19 @@ async fn charge_now(
     let p = conn
         .transaction(async |conn| prepare_one(conn, state, merchant, id, now).await)
         .await?;
-    let outcome = call(state, &p).await;
+    let outcome = call(&p).await;
+    if let GatewayReply::Unknown(reason) = &outcome {
+        return Err(AppError::Unavailable(format!(
+            "the payment gateway did not answer ({reason}); the charge is checked again \
+             under the same key when its lease ends"
+        )));
+    }
     conn.transaction(async |conn| {
         if let Some(sub) = p.invoice.subscription_id {
             repo::lock_subscription_statuses(conn, merchant, &[sub], WhenHeld::Wait).await?;
         }
         invoices_repo::lock_versions(conn, merchant, &[id]).await?;
-        settle_locked(conn, state, &p, &outcome, now).await
+        settle_locked(conn, &p, &outcome, now).await
     })
     .await
 }
@@ -293,6 +315,10 @@ async fn prepare_one(
             "the customer has no default payment method",
         ));
     }
+    let gateway = crate::billing::gateways::resolve(conn, state, merchant)
+        .await?
+        .gateway
+        .clone();
     let intent = new_intent(&invoice, card.as_ref(), mode, now);
     intents_repo::insert(conn, merchant, std::slice::from_ref(&intent)).await?;
     repo::schedule_attempts(conn, merchant, &[id], Some(lease_end(state, now))).await?;
@@ -302,6 +328,7 @@ async fn prepare_one(
         token: card.map(|c| c.gateway_token),
         intent,
         recovered: false,
+        gateway,
     })
 }
 
@@ -312,13 +339,16 @@ async fn prepare_one(
 /// `None` when its intent is gone (another worker settled it).
 pub async fn settle_locked(
     conn: &mut AsyncPgConnection,
-    state: &App,
     p: &Prepared,
     outcome: &GatewayReply,
     now: DateTime<Utc>,
 ) -> AppResult<Option<(Invoice, Option<Payment>)>> {
     let merchant = p.merchant;
     let id = p.invoice.id;
+    if matches!(outcome, GatewayReply::Unknown(_)) {
+        // The intent and its lease stay: the engine asks again after the lease.
+        return Ok(None);
+    }
     if intents_repo::take(conn, merchant, &[(id, p.intent.attempt)])
         .await?
         .is_empty()
@@ -340,13 +370,9 @@ pub async fn settle_locked(
             (after, None)
         }
         GatewayReply::Charge(outcome) => {
-            let (after, payment) = invoices_repo::record_payment_attempt(
-                conn,
-                merchant,
-                attempt_of(state, p, outcome),
-                now,
-            )
-            .await?;
+            let (after, payment) =
+                invoices_repo::record_payment_attempt(conn, merchant, attempt_of(p, outcome), now)
+                    .await?;
             let event = match payment.status {
                 PaymentStatus::Succeeded => "invoice.paid",
                 PaymentStatus::Declined | PaymentStatus::Failed => "invoice.payment_failed",
@@ -354,6 +380,7 @@ pub async fn settle_locked(
             invoice_event(conn, merchant, event, &after, Some(&before)).await?;
             (after, Some(payment))
         }
+        GatewayReply::Unknown(_) => return Ok(None),
     };
     if after.status == InvoiceStatus::Paid {
         let stop = Dunning {

@@ -758,6 +758,34 @@ export type FieldError = {
     message: string;
 };
 
+/**
+ * Which gateway a merchant's charges go to.
+ */
+export type GatewayProviderDto = 'sandbox' | 'stripe';
+
+/**
+ * A merchant's gateway settings. Secrets are never returned: only whether they are set
+ * and their last four characters.
+ */
+export type GatewaySettingsDto = {
+    /**
+     * Always `gateway_settings`.
+     */
+    object: string;
+    provider: GatewayProviderDto;
+    /**
+     * The last four characters of the secret key; null without one.
+     */
+    secret_key_last4?: string | null;
+    webhook_secret_set: boolean;
+    webhook_secret_last4?: string | null;
+    publishable_key?: string | null;
+    /**
+     * When they last changed; null for a merchant on the default sandbox.
+     */
+    updated_at?: string | null;
+};
+
 export type HealthDto = {
     /**
      * `ok` when healthy.
@@ -1622,6 +1650,30 @@ export type PutDunningPolicy = {
     final_state: DunningFinalStateDto;
 };
 
+/**
+ * Connect a payment gateway. `stripe` needs `secret_key` and `publishable_key` (and
+ * `webhook_secret` to receive Stripe's events); `sandbox` takes no keys.
+ */
+export type PutGatewaySettings = {
+    provider: GatewayProviderDto;
+    /**
+     * Stripe's secret (or restricted) API key, `sk_test_…`/`sk_live_…`/`rk_…`. Stored
+     * encrypted; never shown again (only its last four characters).
+     */
+    secret_key?: string | null;
+    /**
+     * The signing secret of the Stripe webhook endpoint that points at
+     * `/v1/gateway_events/{merchant_id}/stripe` (`whsec_…`). Stored encrypted; never
+     * shown again.
+     */
+    webhook_secret?: string | null;
+    /**
+     * Stripe's publishable key (`pk_test_…`/`pk_live_…`), of the same mode as the
+     * secret key; handed to the frontend with setup intents and payments to confirm.
+     */
+    publishable_key?: string | null;
+};
+
 export type RedeliverEvent = {
     /**
      * Send to this endpoint only (it must be enabled; its event filter is not
@@ -1777,6 +1829,25 @@ export type SegmentSettingsDto = {
      * reaches the threshold of that currency. One entry per currency.
      */
     high_ltv_thresholds: Array<MoneyDto>;
+};
+
+/**
+ * What the frontend needs to collect a card with Stripe.js or a mobile SDK: confirm the
+ * setup intent with `client_secret` and `publishable_key`, then attach the resulting
+ * payment method (`POST /v1/portal/payment_methods` with `{"token": "pm_…"}`).
+ */
+export type SetupIntentDto = {
+    /**
+     * Always `setup_intent`.
+     */
+    object: string;
+    provider: GatewayProviderDto;
+    /**
+     * The gateway's setup intent id.
+     */
+    id: string;
+    client_secret: string;
+    publishable_key: string;
 };
 
 /**
@@ -4472,6 +4543,213 @@ export type RedeliverEventResponses = {
 
 export type RedeliverEventResponse = RedeliverEventResponses[keyof RedeliverEventResponses];
 
+export type DeleteGatewaySettingsData = {
+    body?: never;
+    path?: never;
+    query?: never;
+    url: '/v1/gateway_settings';
+};
+
+export type DeleteGatewaySettingsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    412: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type DeleteGatewaySettingsError = DeleteGatewaySettingsErrors[keyof DeleteGatewaySettingsErrors];
+
+export type DeleteGatewaySettingsResponses = {
+    /**
+     * The settings now (the sandbox)
+     */
+    200: GatewaySettingsDto;
+};
+
+export type DeleteGatewaySettingsResponse = DeleteGatewaySettingsResponses[keyof DeleteGatewaySettingsResponses];
+
+export type GetGatewaySettingsData = {
+    body?: never;
+    path?: never;
+    query?: never;
+    url: '/v1/gateway_settings';
+};
+
+export type GetGatewaySettingsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    412: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type GetGatewaySettingsError = GetGatewaySettingsErrors[keyof GetGatewaySettingsErrors];
+
+export type GetGatewaySettingsResponses = {
+    /**
+     * The gateway settings
+     */
+    200: GatewaySettingsDto;
+};
+
+export type GetGatewaySettingsResponse = GetGatewaySettingsResponses[keyof GetGatewaySettingsResponses];
+
+export type PutGatewaySettingsData = {
+    body: PutGatewaySettings;
+    path?: never;
+    query?: never;
+    url: '/v1/gateway_settings';
+};
+
+export type PutGatewaySettingsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    412: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type PutGatewaySettingsError = PutGatewaySettingsErrors[keyof PutGatewaySettingsErrors];
+
+export type PutGatewaySettingsResponses = {
+    /**
+     * The new gateway settings
+     */
+    200: GatewaySettingsDto;
+};
+
+export type PutGatewaySettingsResponse = PutGatewaySettingsResponses[keyof PutGatewaySettingsResponses];
+
 export type ListIdentityProvidersData = {
     body?: never;
     path?: never;
@@ -6918,6 +7196,81 @@ export type PlansResponses = {
 };
 
 export type PlansResponse = PlansResponses[keyof PlansResponses];
+
+export type PortalCreateSetupIntentData = {
+    body?: never;
+    headers?: {
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         */
+        'Idempotency-Key'?: string;
+    };
+    path?: never;
+    query?: never;
+    url: '/v1/portal/setup_intents';
+};
+
+export type PortalCreateSetupIntentErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    412: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type PortalCreateSetupIntentError = PortalCreateSetupIntentErrors[keyof PortalCreateSetupIntentErrors];
+
+export type PortalCreateSetupIntentResponses = {
+    /**
+     * The setup intent to confirm
+     */
+    201: SetupIntentDto;
+};
+
+export type PortalCreateSetupIntentResponse = PortalCreateSetupIntentResponses[keyof PortalCreateSetupIntentResponses];
 
 export type PortalListSubscriptionsData = {
     body?: never;

@@ -1,0 +1,3 @@
+DROP TABLE gateway_events;
+DROP TABLE gateway_customers;
+DROP TABLE gateway_settings;

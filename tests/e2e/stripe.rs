@@ -1,0 +1,525 @@
+//! The Stripe connector against `localstripe`, a stateful Stripe emulator the tests start
+//! themselves (`tenure_e2e::localstripe`): gateway settings, card collection through a
+//! setup intent, renewals charged off session, declines, refunds, and the emulator
+//! killed in the middle of a charge batch.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use chrono::Duration;
+use diesel_async::RunQueryDsl;
+use serde_json::{Value, json};
+use tenure_api::middleware::rate_limit::RateLimitConfig;
+use tenure_app::billing::gateways::{GatewayConnector, Gateways};
+use tenure_app::secrets::Keyring;
+use tenure_domain::clock::Clock;
+use tenure_domain::outbound::TargetPolicy;
+use tenure_e2e::localstripe::{LocalStripe, PUBLISHABLE_KEY, SECRET_KEY, WEBHOOK_SECRET};
+use tenure_e2e::{TestApp, TestDb, TestMerchant};
+use tenure_engine::renewals::run_until_idle;
+use tenure_engine::stripe::StripeConnector;
+
+use crate::fixtures::{self, id, invoices_of, time};
+
+const PRICE: i64 = 1999;
+
+fn operator_key() -> String {
+    base64::engine::general_purpose::STANDARD.encode([7u8; 32])
+}
+
+/// The application with an operator secrets key and Stripe pointed at `stripe`.
+async fn stripe_app(stripe: &LocalStripe) -> TestApp {
+    let base = stripe.base();
+    TestApp::configured(TestDb::new().await, RateLimitConfig::disabled(), |state| {
+        state.app.webhook_targets = TargetPolicy::AllowPrivate;
+        let connector: Arc<dyn GatewayConnector> =
+            Arc::new(StripeConnector::new(&base, std::time::Duration::from_secs(5)).unwrap());
+        state.app.gateways = Gateways::new(
+            Some(Keyring::new(&operator_key(), &[]).unwrap()),
+            Some(connector),
+        );
+    })
+    .await
+}
+
+async fn connect_stripe(app: &TestApp, m: &TestMerchant) -> Value {
+    app.by(&m.key)
+        .put(
+            "/v1/gateway_settings",
+            &json!({"provider": "stripe", "secret_key": SECRET_KEY,
+                "webhook_secret": WEBHOOK_SECRET, "publishable_key": PUBLISHABLE_KEY}),
+        )
+        .await
+        .expect(200)
+        .body
+}
+
+async fn round(app: &TestApp) -> usize {
+    run_until_idle(&app.state.app, app.clock.now())
+        .await
+        .expect("renewal round")
+}
+
+/// A customer whose card (test number `number`) was collected the way a frontend does
+/// it: a setup intent from Tenure, confirmed at the emulator as Stripe.js would, the
+/// resulting payment method attached through the portal. The customer and the answer.
+async fn customer_with_card(
+    app: &TestApp,
+    stripe: &LocalStripe,
+    m: &TestMerchant,
+    external_id: &str,
+    number: &str,
+) -> (String, Value) {
+    let customer = fixtures::customer(app, m, external_id).await;
+    let token = fixtures::session(app, m, &customer).await;
+    let intent = app
+        .by(&token)
+        .post_empty("/v1/portal/setup_intents")
+        .await
+        .expect(201)
+        .body;
+    assert_eq!(intent["object"], "setup_intent");
+    assert_eq!(intent["provider"], "stripe");
+    assert_eq!(intent["publishable_key"], PUBLISHABLE_KEY);
+    let secret = intent["client_secret"].as_str().unwrap();
+    let pm = stripe
+        .confirm_setup_intent(intent["id"].as_str().unwrap(), secret, number)
+        .await;
+    let attached = app
+        .by(&token)
+        .post("/v1/portal/payment_methods", &json!({"token": pm}))
+        .await;
+    (customer, attached.body)
+}
+
+#[derive(diesel::QueryableByName)]
+struct Text {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    t: String,
+}
+
+async fn texts(app: &TestApp, query: &str) -> Vec<String> {
+    let mut conn = app.sql().await;
+    diesel::sql_query(query)
+        .load::<Text>(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{query}: {e}"))
+        .into_iter()
+        .map(|r| r.t)
+        .collect()
+}
+
+#[actix_web::test]
+async fn gateway_settings_are_sealed_never_shown_and_the_sandbox_is_the_default() {
+    let Some(stripe) = LocalStripe::start().await else {
+        return;
+    };
+    let app = stripe_app(&stripe).await;
+    let m = app.merchant("Settings").await;
+    let fresh = app.get_ok("/v1/gateway_settings", &m.key).await;
+    assert_eq!(fresh["provider"], "sandbox");
+    assert_eq!(fresh["updated_at"], Value::Null);
+
+    // Every missing or malformed key is named at once; nothing is stored.
+    let missing = app
+        .by(&m.key)
+        .put("/v1/gateway_settings", &json!({"provider": "stripe"}))
+        .await
+        .expect_problem(422, "validation_failed");
+    let fields: Vec<&str> = missing.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["secret_key", "publishable_key"]);
+    let mixed = app
+        .by(&m.key)
+        .put(
+            "/v1/gateway_settings",
+            &json!({"provider": "stripe", "secret_key": "sk_live_abc",
+                "publishable_key": "pk_test_abc", "webhook_secret": "nope"}),
+        )
+        .await
+        .expect_problem(422, "validation_failed");
+    assert_eq!(mixed.body["errors"].as_array().unwrap().len(), 2);
+    app.by(&m.key)
+        .put(
+            "/v1/gateway_settings",
+            &json!({"provider": "sandbox", "secret_key": SECRET_KEY}),
+        )
+        .await
+        .expect_problem(422, "validation_failed");
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM gateway_settings")
+            .await,
+        0
+    );
+
+    let set = connect_stripe(&app, &m).await;
+    assert_eq!(set["provider"], "stripe");
+    assert_eq!(set["secret_key_last4"], "0000");
+    assert_eq!(set["webhook_secret_set"], true);
+    assert_eq!(set["publishable_key"], PUBLISHABLE_KEY);
+    let read = app.get_ok("/v1/gateway_settings", &m.key).await;
+    assert_eq!(read, set);
+    // Neither the answers nor the table hold a secret in the clear.
+    for body in [&set, &read] {
+        let text = body.to_string();
+        assert!(
+            !text.contains(SECRET_KEY) && !text.contains(WEBHOOK_SECRET),
+            "{text}"
+        );
+    }
+    assert_eq!(
+        app.count(
+            "SELECT count(*) AS n FROM gateway_settings WHERE \
+             position(convert_to('sk_test', 'UTF8') in secret_key_sealed) > 0 \
+             OR position(convert_to('whsec', 'UTF8') in webhook_secret_sealed) > 0"
+        )
+        .await,
+        0
+    );
+
+    // A server without the operator's key refuses to store Stripe keys.
+    let keyless = TestApp::new().await;
+    let other = keyless.merchant("Keyless").await;
+    keyless
+        .by(&other.key)
+        .put(
+            "/v1/gateway_settings",
+            &json!({"provider": "stripe", "secret_key": SECRET_KEY,
+                "publishable_key": PUBLISHABLE_KEY}),
+        )
+        .await
+        .expect_problem(409, "secrets_key_not_configured");
+
+    let back = app
+        .by(&m.key)
+        .delete("/v1/gateway_settings")
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(back["provider"], "sandbox");
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM gateway_settings")
+            .await,
+        0
+    );
+    // The sandbox takes its tokens again; setup intents are Stripe's.
+    let customer = fixtures::customer(&app, &m, "u-sandbox").await;
+    fixtures::attach(&app, &m, &customer, "pm_card_visa").await;
+    let token = fixtures::session(&app, &m, &customer).await;
+    app.by(&token)
+        .post_empty("/v1/portal/setup_intents")
+        .await
+        .expect_problem(409, "setup_intents_not_supported");
+}
+
+#[actix_web::test]
+async fn a_card_collected_through_a_setup_intent_is_charged_off_session_and_refunded() {
+    let Some(stripe) = LocalStripe::start().await else {
+        return;
+    };
+    let app = stripe_app(&stripe).await;
+    let m = app.merchant("Stripe shop").await;
+    connect_stripe(&app, &m).await;
+    let product = fixtures::product(&app, &m, json!({})).await;
+    let plan = fixtures::plan(&app, &m, &product, PRICE).await;
+    let (customer, pm) = customer_with_card(&app, &stripe, &m, "u-visa", "4242424242424242").await;
+    assert_eq!(pm["brand"], "visa", "{pm}");
+    assert_eq!(pm["last4"], "4242");
+    assert_eq!(pm["exp_year"], 2034);
+    assert_eq!(pm["is_default"], true);
+
+    // The gateway customer was made once, and the card is attached to it at Stripe.
+    let cus = texts(&app, "SELECT gateway_ref AS t FROM gateway_customers").await;
+    assert_eq!(cus.len(), 1);
+    assert!(
+        !pm.to_string().contains(&cus[0]),
+        "the token is never shown: {pm}"
+    );
+    let token = texts(&app, "SELECT gateway_token AS t FROM payment_methods").await;
+    let stripe_pm = token[0].split_once('/').unwrap().1.to_owned();
+    let at_stripe = stripe
+        .get(&format!("/v1/payment_methods/{stripe_pm}"))
+        .await
+        .unwrap();
+    assert_eq!(at_stripe["customer"], cus[0].as_str());
+
+    let sub = fixtures::subscribe(&app, &m, &customer, &plan).await;
+    round(&app).await;
+    app.clock
+        .advance_to(time(&sub["current_period"]["end"]) + Duration::minutes(1));
+    round(&app).await;
+    let invoices = invoices_of(&app, &m, &customer).await;
+    assert_eq!(invoices.len(), 2);
+    for invoice in &invoices {
+        assert_eq!(invoice["status"], "paid", "{invoice}");
+    }
+    assert_eq!(fixtures::status(&app, &m, &id(&sub)).await, "active");
+
+    // One PaymentIntent per invoice, with the amount, currency, customer and card, and
+    // the charge's key.
+    let refs = texts(
+        &app,
+        "SELECT gateway_ref AS t FROM payments ORDER BY created_at",
+    )
+    .await;
+    assert_eq!(refs.len(), 2);
+    let intents = stripe.payment_intents().await;
+    assert_eq!(intents.len(), 2);
+    for (reference, invoice) in refs.iter().zip(&invoices) {
+        let pi = intents
+            .iter()
+            .find(|pi| pi["id"] == reference.as_str())
+            .unwrap();
+        assert_eq!(pi["status"], "succeeded");
+        assert_eq!(pi["amount"], PRICE);
+        assert_eq!(pi["currency"], "eur");
+        assert_eq!(pi["customer"], cus[0].as_str());
+        assert_eq!(pi["payment_method"], stripe_pm.as_str());
+        assert_eq!(
+            pi["metadata"]["tenure_idempotency_key"],
+            format!("{}:1", id(invoice))
+        );
+    }
+    let payments = app
+        .get_ok(&format!("/v1/payments?customer_id={customer}"), &m.key)
+        .await;
+    for payment in payments["data"].as_array().unwrap() {
+        assert_eq!(payment["status"], "succeeded");
+    }
+
+    // A refund goes through Stripe, against the invoice's PaymentIntent.
+    let renewal = id(&invoices[1]);
+    let refunded = app
+        .by(&m.key)
+        .post(
+            &format!("/v1/invoices/{renewal}/refund"),
+            &json!({"amount": 500}),
+        )
+        .await
+        .expect(201)
+        .body;
+    assert_eq!(refunded["refund"]["amount"]["amount"], 500, "{refunded}");
+    assert_eq!(refunded["invoice"]["amount_refunded"]["amount"], 500);
+    let refunds = stripe.get("/v1/refunds?limit=100").await.unwrap();
+    let refunds = refunds["data"].as_array().unwrap();
+    assert_eq!(refunds.len(), 1);
+    assert_eq!(refunds[0]["amount"], 500);
+    assert_eq!(refunds[0]["payment_intent"], refs[1].as_str());
+    assert_eq!(
+        texts(&app, "SELECT gateway_ref AS t FROM refunds").await,
+        [refunds[0]["id"].as_str().unwrap()]
+    );
+}
+
+#[actix_web::test]
+async fn a_payment_method_of_another_customer_is_refused() {
+    let Some(stripe) = LocalStripe::start().await else {
+        return;
+    };
+    let app = stripe_app(&stripe).await;
+    let m = app.merchant("Owners").await;
+    connect_stripe(&app, &m).await;
+    let (_alice, _) = customer_with_card(&app, &stripe, &m, "u-alice", "4242424242424242").await;
+    let alices_pm = texts(&app, "SELECT gateway_token AS t FROM payment_methods").await[0]
+        .split_once('/')
+        .unwrap()
+        .1
+        .to_owned();
+    let bob = fixtures::customer(&app, &m, "u-bob").await;
+    let token = fixtures::session(&app, &m, &bob).await;
+    for (sent, message) in [
+        (alices_pm.as_str(), "belongs to another customer"),
+        ("pm_doesNotExist123", "not a payment method known"),
+        ("pm_card_visa/../x", "must be a payment method id"),
+        ("tok_visa", "must be a payment method id"),
+    ] {
+        let refused = app
+            .by(&token)
+            .post("/v1/portal/payment_methods", &json!({"token": sent}))
+            .await
+            .expect_problem(422, "validation_failed");
+        assert_eq!(refused.body["errors"][0]["field"], "token");
+        let text = refused.body["errors"][0]["message"].as_str().unwrap();
+        assert!(text.contains(message), "{sent}: {text}");
+    }
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM payment_methods").await,
+        1
+    );
+}
+
+#[actix_web::test]
+async fn declined_and_authentication_required_cards_enter_dunning_with_their_codes() {
+    let Some(stripe) = LocalStripe::start().await else {
+        return;
+    };
+    let app = stripe_app(&stripe).await;
+    let m = app.merchant("Declines").await;
+    connect_stripe(&app, &m).await;
+    let product = fixtures::product(&app, &m, json!({})).await;
+    let plan = fixtures::plan(&app, &m, &product, PRICE).await;
+    for (external, number, code) in [
+        // Attaches, then every charge is declined.
+        ("u-declined", "4000000000000341", "card_declined"),
+        // Needs the cardholder's authentication on every charge: off session that is
+        // Stripe's `authentication_required` decline.
+        ("u-3ds", "4000002760003184", "authentication_required"),
+    ] {
+        let (customer, pm) = customer_with_card(&app, &stripe, &m, external, number).await;
+        assert_eq!(pm["last4"], &number[12..], "{pm}");
+        let sub = fixtures::subscribe_id(&app, &m, &customer, &plan).await;
+        round(&app).await;
+        let invoice = &invoices_of(&app, &m, &customer).await[0];
+        assert_eq!(invoice["status"], "open", "{invoice}");
+        assert_eq!(invoice["attempt_count"], 1);
+        assert!(
+            invoice["next_payment_attempt_at"].is_string(),
+            "a retry is scheduled"
+        );
+        assert_eq!(fixtures::status(&app, &m, &sub).await, "past_due");
+        let payments = app
+            .get_ok(&format!("/v1/payments?customer_id={customer}"), &m.key)
+            .await;
+        assert_eq!(payments["data"][0]["status"], "declined");
+        assert_eq!(payments["data"][0]["failure_code"], code, "{payments}");
+        let failed = fixtures::events(&app, &m, "invoice.payment_failed").await;
+        assert!(
+            failed
+                .iter()
+                .any(|e| e["data"]["object"]["id"] == invoice["id"])
+        );
+    }
+}
+
+#[actix_web::test]
+async fn localstripe_declines_the_insufficient_funds_card_when_it_is_collected() {
+    // localstripe declines 4000000000009995 when the setup intent is confirmed (real
+    // Stripe attaches it and declines the charge with `insufficient_funds`, which the
+    // client's unit tests cover): the frontend gets the decline, nothing reaches Tenure.
+    let Some(stripe) = LocalStripe::start().await else {
+        return;
+    };
+    let app = stripe_app(&stripe).await;
+    let m = app.merchant("Funds").await;
+    connect_stripe(&app, &m).await;
+    let customer = fixtures::customer(&app, &m, "u-poor").await;
+    let token = fixtures::session(&app, &m, &customer).await;
+    let intent = app
+        .by(&token)
+        .post_empty("/v1/portal/setup_intents")
+        .await
+        .expect(201)
+        .body;
+    let refused = stripe
+        .post(
+            &format!(
+                "/v1/setup_intents/{}/confirm",
+                intent["id"].as_str().unwrap()
+            ),
+            &[
+                ("client_secret", intent["client_secret"].as_str().unwrap()),
+                ("payment_method_data[type]", "card"),
+                ("payment_method_data[card][number]", "4000000000009995"),
+                ("payment_method_data[card][exp_month]", "12"),
+                ("payment_method_data[card][exp_year]", "2034"),
+                ("payment_method_data[card][cvc]", "123"),
+            ],
+        )
+        .await
+        .unwrap_err();
+    assert!(refused.starts_with("402"), "{refused}");
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM payment_methods").await,
+        0
+    );
+}
+
+#[actix_web::test]
+async fn the_emulator_killed_mid_batch_and_restarted_charges_every_invoice_exactly_once() {
+    let Some(mut stripe) = LocalStripe::start().await else {
+        return;
+    };
+    let app = stripe_app(&stripe).await;
+    let m = app.merchant("Outage").await;
+    connect_stripe(&app, &m).await;
+    let product = fixtures::product(&app, &m, json!({})).await;
+    let plan = fixtures::plan(&app, &m, &product, PRICE).await;
+    const N: usize = 12;
+    let mut customers = Vec::new();
+    for i in 0..N {
+        let (customer, _) =
+            customer_with_card(&app, &stripe, &m, &format!("u-{i}"), "4242424242424242").await;
+        fixtures::subscribe(&app, &m, &customer, &plan).await;
+        customers.push(customer);
+    }
+    // The batch runs while the emulator is killed after a few charges.
+    let worker = app.state.app.clone();
+    let now = app.clock.now();
+    let batch = actix_web::rt::spawn(async move { run_until_idle(&worker, now).await });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while stripe.payment_intents().await.len() < N / 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no charges reached the emulator"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    stripe.kill();
+    batch
+        .await
+        .unwrap()
+        .expect("the round ends without the gateway");
+    let paid_before = app
+        .count("SELECT count(*) AS n FROM invoices WHERE status = 'paid'")
+        .await;
+    assert!(paid_before < N as i64, "some charges had no answer");
+    // Nothing unknown was recorded as failed: those invoices wait, spoken for.
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM payments WHERE status <> 'succeeded'")
+            .await,
+        0
+    );
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM charge_intents").await,
+        N as i64 - paid_before
+    );
+
+    // Back up with what it had; once the leases end, the engine asks again under the same
+    // keys and finds the charges that were made.
+    stripe.resume().await;
+    app.clock
+        .advance_to(now + app.state.app.charge_lease + Duration::seconds(1));
+    round(&app).await;
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM invoices WHERE status = 'paid'")
+            .await,
+        N as i64
+    );
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM charge_intents").await,
+        0
+    );
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM payments").await,
+        N as i64
+    );
+    let intents = stripe.payment_intents().await;
+    let mut keys: Vec<&str> = intents
+        .iter()
+        .filter(|pi| pi["status"] == "succeeded")
+        .map(|pi| pi["metadata"]["tenure_idempotency_key"].as_str().unwrap())
+        .collect();
+    keys.sort_unstable();
+    let before = keys.len();
+    keys.dedup();
+    assert_eq!(before, keys.len(), "a key charged twice");
+    assert_eq!(keys.len(), N, "every invoice charged once at Stripe");
+    let refs = texts(&app, "SELECT gateway_ref AS t FROM payments").await;
+    for reference in refs {
+        assert!(intents.iter().any(|pi| pi["id"] == reference.as_str()));
+    }
+}
