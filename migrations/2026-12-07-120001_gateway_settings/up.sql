@@ -36,3 +36,19 @@ CREATE TABLE gateway_events (
     received_at   timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (merchant_id, provider, event_id)
 );
+
+-- Disputes the gateway reported (Stripe's `charge.dispute.*`), against a payment.
+CREATE TABLE gateway_disputes (
+    merchant_id   uuid NOT NULL REFERENCES merchants (id),
+    gateway_ref   text NOT NULL,
+    payment_id    uuid NOT NULL,
+    invoice_id    uuid NOT NULL,
+    amount        bigint NOT NULL,
+    currency      text NOT NULL,
+    reason        text,
+    status        text NOT NULL,
+    created_at    timestamptz NOT NULL,
+    updated_at    timestamptz NOT NULL,
+    PRIMARY KEY (merchant_id, gateway_ref),
+    FOREIGN KEY (merchant_id, payment_id) REFERENCES payments (merchant_id, id)
+);

@@ -523,3 +523,215 @@ async fn the_emulator_killed_mid_batch_and_restarted_charges_every_invoice_exact
         assert!(intents.iter().any(|pi| pi["id"] == reference.as_str()));
     }
 }
+
+/// Signs `body` as Stripe does (`t=…,v1=HMAC-SHA256(secret, "{t}.{body}")`).
+fn stripe_signature(secret: &str, t: i64, body: &[u8]) -> String {
+    let mut mac = hmac_sha256::HMAC::new(secret.as_bytes());
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(body);
+    let hex: String = mac.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    format!("t={t},v1={hex}")
+}
+
+async fn send_event(
+    app: &TestApp,
+    merchant: &str,
+    event: &Value,
+    signature: Option<String>,
+) -> tenure_e2e::Response {
+    let body = serde_json::to_vec(event).unwrap();
+    let mut request = app
+        .post(&format!("/v1/gateway_events/{merchant}/stripe"))
+        .raw("application/json; charset=utf-8", body);
+    if let Some(signature) = signature {
+        request = request.header("stripe-signature", &signature);
+    }
+    request.send().await
+}
+
+async fn signed_event(app: &TestApp, merchant: &str, event: &Value) -> tenure_e2e::Response {
+    let body = serde_json::to_vec(event).unwrap();
+    let t = app.clock.now().timestamp();
+    send_event(
+        app,
+        merchant,
+        event,
+        Some(stripe_signature(WEBHOOK_SECRET, t, &body)),
+    )
+    .await
+}
+
+#[actix_web::test]
+async fn stripe_events_are_verified_applied_once_and_unknown_ones_acknowledged() {
+    let Some(stripe) = LocalStripe::start().await else {
+        return;
+    };
+    let app = stripe_app(&stripe).await;
+    let m = app.merchant("Events").await;
+    connect_stripe(&app, &m).await;
+    let product = fixtures::product(&app, &m, json!({})).await;
+    let plan = fixtures::plan(&app, &m, &product, PRICE).await;
+    let (customer, pm) =
+        customer_with_card(&app, &stripe, &m, "u-events", "4242424242424242").await;
+    fixtures::subscribe(&app, &m, &customer, &plan).await;
+    round(&app).await;
+    let invoice = invoices_of(&app, &m, &customer).await[0].clone();
+    assert_eq!(invoice["status"], "paid");
+    let pi = texts(&app, "SELECT gateway_ref AS t FROM payments").await[0].clone();
+    let stripe_pm = texts(&app, "SELECT gateway_token AS t FROM payment_methods").await[0]
+        .split_once('/')
+        .unwrap()
+        .1
+        .to_owned();
+
+    // Forged, stale and unsigned events are refused before anything is read.
+    let dispute = json!({"id": "evt_dispute_1", "type": "charge.dispute.created",
+        "data": {"object": {"id": "dp_1", "object": "dispute", "payment_intent": pi,
+            "amount": PRICE, "reason": "fraudulent", "status": "needs_response"}}});
+    let body = serde_json::to_vec(&dispute).unwrap();
+    let now = app.clock.now().timestamp();
+    for signature in [
+        None,
+        Some(stripe_signature("whsec_forged", now, &body)),
+        Some(stripe_signature(WEBHOOK_SECRET, now - 301, &body)),
+        Some(format!("t={now},v1=00")),
+    ] {
+        send_event(&app, &m.id, &dispute, signature)
+            .await
+            .expect_problem(400, "signature_invalid");
+    }
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM gateway_events").await,
+        0
+    );
+    // Another merchant's endpoint does not take this merchant's events; an unknown or
+    // sandbox merchant has none.
+    let other = app.merchant("Sandbox only").await;
+    signed_event(&app, &other.id, &dispute)
+        .await
+        .expect_problem(404, "resource_missing");
+
+    // Applied once: a dispute is recorded and announced.
+    let first = signed_event(&app, &m.id, &dispute).await.expect(200);
+    assert_eq!(
+        first.body,
+        json!({"received": true, "duplicate": false, "handled": true})
+    );
+    let replay = signed_event(&app, &m.id, &dispute).await.expect(200);
+    assert_eq!(replay.body["duplicate"], true);
+    let disputed = fixtures::events(&app, &m, "payment.disputed").await;
+    assert_eq!(disputed.len(), 1);
+    let data = &disputed[0]["data"]["object"];
+    assert_eq!(data["id"], "dp_1");
+    assert_eq!(data["invoice_id"], invoice["id"]);
+    assert_eq!(data["reason"], "fraudulent");
+    assert_eq!(data["amount"]["amount"], PRICE);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM gateway_disputes")
+            .await,
+        1
+    );
+
+    // A refund made in the Stripe dashboard is recorded on the invoice, once.
+    let refunded = json!({"id": "evt_refund_1", "type": "charge.refunded",
+        "data": {"object": {"id": "ch_x", "object": "charge", "payment_intent": pi,
+            "amount": PRICE, "amount_refunded": 700,
+            "refunds": {"data": [{"id": "re_dashboard_1", "amount": 700}]}}}});
+    signed_event(&app, &m.id, &refunded).await.expect(200);
+    signed_event(&app, &m.id, &refunded).await.expect(200);
+    let after = app
+        .get_ok(&format!("/v1/invoices/{}", id(&invoice)), &m.key)
+        .await;
+    assert_eq!(after["amount_refunded"]["amount"], 700, "{after}");
+    assert_eq!(
+        texts(&app, "SELECT gateway_ref AS t FROM refunds").await,
+        ["re_dashboard_1"]
+    );
+    assert_eq!(
+        fixtures::events(&app, &m, "invoice.refunded").await.len(),
+        1
+    );
+
+    // A card network's update: the new expiry and number, with payment_method.updated.
+    let updated = json!({"id": "evt_card_1", "type": "payment_method.automatically_updated",
+        "data": {"object": {"id": stripe_pm, "object": "payment_method",
+            "card": {"brand": "visa", "last4": "1881", "exp_month": 3, "exp_year": 2031}}}});
+    signed_event(&app, &m.id, &updated).await.expect(200);
+    let methods = app
+        .get_ok(&format!("/v1/customers/{customer}/payment_methods"), &m.key)
+        .await;
+    assert_eq!(methods["data"][0]["last4"], "1881");
+    assert_eq!(methods["data"][0]["exp_month"], 3);
+    assert_eq!(methods["data"][0]["exp_year"], 2031);
+    let card_events = fixtures::events(&app, &m, "payment_method.updated").await;
+    let card_event = card_events
+        .iter()
+        .find(|e| e["data"]["object"]["id"] == pm["id"] && e["data"]["object"]["last4"] == "1881")
+        .expect("payment_method.updated for the new card");
+    assert_eq!(card_event["data"]["previous_attributes"]["last4"], "4242");
+
+    // Unknown types are acknowledged and ignored.
+    let unknown = json!({"id": "evt_other", "type": "customer.tax_id.created",
+        "data": {"object": {}}});
+    let ack = signed_event(&app, &m.id, &unknown).await.expect(200);
+    assert_eq!(ack.body["handled"], false);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM gateway_events").await,
+        4
+    );
+}
+
+#[actix_web::test]
+async fn a_payment_intent_event_settles_a_charge_whose_answer_was_lost() {
+    let Some(mut stripe) = LocalStripe::start().await else {
+        return;
+    };
+    let app = stripe_app(&stripe).await;
+    let m = app.merchant("Lost answer").await;
+    connect_stripe(&app, &m).await;
+    let product = fixtures::product(&app, &m, json!({})).await;
+    let plan = fixtures::plan(&app, &m, &product, PRICE).await;
+    let (customer, _) = customer_with_card(&app, &stripe, &m, "u-lost", "4242424242424242").await;
+    fixtures::subscribe(&app, &m, &customer, &plan).await;
+    // The gateway is gone for the round: the charge's outcome is unknown and it waits.
+    stripe.kill();
+    round(&app).await;
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM charge_intents").await,
+        1
+    );
+    assert_eq!(invoices_of(&app, &m, &customer).await[0]["status"], "open");
+    stripe.resume().await;
+    // Stripe's event about the intent (here, made outside Tenure under the same key as a
+    // stand-in for the lost call) makes the charge due now, before its lease ends; the
+    // engine asks under the key and records the charge that was made.
+    let key = format!("{}:1", id(&invoices_of(&app, &m, &customer).await[0]));
+    let token = texts(&app, "SELECT gateway_token AS t FROM payment_methods").await[0].clone();
+    let (cus, pm) = token.split_once('/').unwrap();
+    let made = stripe
+        .post(
+            "/v1/payment_intents",
+            &[
+                ("amount", &PRICE.to_string()),
+                ("currency", "eur"),
+                ("customer", cus),
+                ("payment_method", pm),
+                ("confirm", "true"),
+                ("off_session", "true"),
+                ("metadata[tenure_idempotency_key]", &key),
+            ],
+        )
+        .await
+        .unwrap();
+    let event = json!({"id": "evt_pi_1", "type": "payment_intent.succeeded",
+        "data": {"object": made}});
+    signed_event(&app, &m.id, &event).await.expect(200);
+    round(&app).await;
+    let invoice = &invoices_of(&app, &m, &customer).await[0];
+    assert_eq!(invoice["status"], "paid", "{invoice}");
+    assert_eq!(
+        texts(&app, "SELECT gateway_ref AS t FROM payments").await,
+        [made["id"].as_str().unwrap()]
+    );
+    assert_eq!(stripe.payment_intents().await.len(), 1, "charged once");
+}

@@ -214,6 +214,10 @@ impl From<AppError> for ApiError {
             AppError::PaymentDeclined(detail) => ApiError::PaymentDeclined(detail),
             AppError::Domain(err) => ApiError::Domain(err),
             AppError::TargetNotAllowed(refused) => ApiError::UrlNotAllowed(refused.to_string()),
+            AppError::BadSignature(detail) => ApiError::BadRequest {
+                code: "signature_invalid",
+                detail,
+            },
             AppError::Unavailable(cause) => ApiError::Unavailable(cause),
             AppError::Internal(cause) => ApiError::Internal(cause),
         }

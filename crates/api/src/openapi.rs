@@ -49,6 +49,8 @@ pub struct ApiDoc;
 pub const MERCHANT_KEY: &str = "merchant_key";
 pub const CUSTOMER_TOKEN: &str = "customer_token";
 const PROBLEM_RESPONSE: &str = "Problem";
+/// The gateways' event endpoints: no credential, a signature instead.
+const GATEWAY_EVENTS: &str = "/v1/gateway_events/";
 
 /// Error statuses every authenticated operation may answer with.
 const ERROR_STATUSES: &[(&str, &str)] = &[
@@ -110,7 +112,11 @@ pub fn finish(mut api: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
     );
 
     for (path, item) in api.paths.paths.iter_mut() {
-        let scheme = if path.starts_with("/v1/portal/") {
+        // Signed by the gateway instead of a credential (routes/gateways.rs).
+        let signed = path.starts_with(GATEWAY_EVENTS);
+        let scheme = if signed {
+            None
+        } else if path.starts_with("/v1/portal/") {
             Some(CUSTOMER_TOKEN)
         } else if path.starts_with("/v1/") {
             Some(MERCHANT_KEY)
@@ -131,12 +137,17 @@ pub fn finish(mut api: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
                 operation.security =
                     Some(vec![SecurityRequirement::new(scheme, Vec::<String>::new())]);
             }
-            let statuses: &[(&str, &str)] = if scheme.is_some() {
-                ERROR_STATUSES
+            let statuses: Vec<&str> = if scheme.is_some() {
+                ERROR_STATUSES.iter().map(|(s, _)| *s).collect()
+            } else if signed {
+                vec!["400", "404", "413", "422", "500", "503"]
             } else {
-                &ERROR_STATUSES[ERROR_STATUSES.len() - 2..]
+                ERROR_STATUSES[ERROR_STATUSES.len() - 2..]
+                    .iter()
+                    .map(|(s, _)| *s)
+                    .collect()
             };
-            for (status, _) in statuses {
+            for status in statuses {
                 operation
                     .responses
                     .responses

@@ -43,6 +43,10 @@ pub enum AppError {
     /// let requests go: loopback, private, link-local… addresses.
     #[error("url {0}")]
     TargetNotAllowed(#[from] TargetRefused),
+    /// A request that must be signed (a gateway's event) is not, or not by the key it
+    /// should be, or too long ago; nothing was read from it.
+    #[error("{0}")]
+    BadSignature(String),
     /// The database cannot be reached: retry later; a background round stops here.
     #[error("the service is temporarily unavailable")]
     Unavailable(String),

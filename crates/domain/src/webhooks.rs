@@ -216,6 +216,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "invoice.marked_uncollectible",
     "invoice.voided",
     "invoice.refunded",
+    "payment.disputed",
     "payment_method.attached",
     "payment_method.updated",
     "payment_method.detached",

@@ -478,3 +478,18 @@ diesel::table! {
         received_at -> Timestamptz,
     }
 }
+
+diesel::table! {
+    gateway_disputes (merchant_id, gateway_ref) {
+        merchant_id -> Uuid,
+        gateway_ref -> Text,
+        payment_id -> Uuid,
+        invoice_id -> Uuid,
+        amount -> Int8,
+        currency -> Text,
+        reason -> Nullable<Text>,
+        status -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}

@@ -1,20 +1,26 @@
 //! Payment gateways: the merchant's gateway settings, and the portal's setup intents for
 //! collecting a card with the gateway's own library (Stripe.js, a mobile SDK).
 
-use actix_web::{HttpResponse, delete, get, post, put, web};
+use actix_web::{HttpRequest, HttpResponse, delete, get, post, put, web};
+use tenure_domain::ids::MerchantTag;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::auth::{AuthenticatedCustomer, AuthenticatedMerchant};
 use crate::error::ApiResult;
-use crate::extract::Json;
+use crate::extract::{Json, read_capped};
 use crate::state::AppState;
+use tenure_app::billing::gateway_events;
 use tenure_app::billing::gateways as svc;
-use tenure_app::dto::billing::{GatewaySettingsDto, PutGatewaySettings, SetupIntentDto};
+use tenure_app::dto::billing::{
+    GatewayEventReceipt, GatewaySettingsDto, PutGatewaySettings, SetupIntentDto,
+};
+use tenure_app::dto::common::parse_id;
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(get_gateway_settings)
         .service(put_gateway_settings)
-        .service(delete_gateway_settings);
+        .service(delete_gateway_settings)
+        .service(receive_stripe_event);
 }
 
 pub fn configure_portal(cfg: &mut ServiceConfig) {
@@ -74,4 +80,35 @@ async fn portal_create_setup_intent(
 ) -> ApiResult<HttpResponse> {
     let intent = svc::create_setup_intent(&state.app, auth.merchant, auth.customer).await?;
     Ok(HttpResponse::Created().json(intent))
+}
+
+/// Stripe's events for one merchant: register this URL as a webhook endpoint in the
+/// Stripe dashboard and store its signing secret as `webhook_secret`. No credential:
+/// the `Stripe-Signature` header is verified with the merchant's signing secret, within
+/// 5 minutes of Tenure's clock (400 `signature_invalid` otherwise, nothing read). Each
+/// event id is applied once (a repeat answers `duplicate: true`); types Tenure does not
+/// act on are acknowledged with `handled: false`. 404 for a merchant without Stripe and
+/// a signing secret.
+#[utoipa::path(tag = "Gateway",
+    params(("merchant_id" = String, Path, description = "The merchant (mer_…)"),
+           ("Stripe-Signature" = String, Header, description = "Stripe's signature: `t=…,v1=…`")),
+    request_body(content = Object, content_type = "application/json",
+        description = "A Stripe event, as Stripe sends it"),
+    responses((status = 200, description = "Received (and applied once)", body = GatewayEventReceipt)),
+    security(()))]
+#[post("/gateway_events/{merchant_id}/stripe")]
+async fn receive_stripe_event(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    merchant_id: web::Path<String>,
+    payload: web::Payload,
+) -> ApiResult<HttpResponse> {
+    let merchant = parse_id::<MerchantTag>(&merchant_id, "merchant")?;
+    let body = read_capped(payload.into_inner()).await?;
+    let signature = req
+        .headers()
+        .get("stripe-signature")
+        .and_then(|v| v.to_str().ok());
+    let receipt = gateway_events::receive_stripe(&state.app, merchant, signature, &body).await?;
+    Ok(HttpResponse::Ok().json(receipt))
 }

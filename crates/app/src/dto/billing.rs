@@ -424,3 +424,32 @@ pub struct SetupIntentDto {
     pub client_secret: String,
     pub publishable_key: String,
 }
+
+/// A dispute (chargeback) of a payment, as the gateway reported it; the data of
+/// `payment.disputed`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DisputeDto {
+    /// Always `dispute`.
+    pub object: String,
+    /// The gateway's id of the dispute (Stripe's `dp_…`).
+    pub id: String,
+    pub payment_id: String,
+    pub invoice_id: String,
+    pub amount: MoneyDto,
+    /// The card network's reason (`fraudulent`, `product_not_received`, …).
+    pub reason: Option<String>,
+    /// The gateway's status of the dispute (`needs_response`, `won`, `lost`, …).
+    pub status: String,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
+    pub created_at: DateTime<Utc>,
+}
+
+/// The answer to a gateway's event: received (and applied once).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct GatewayEventReceipt {
+    pub received: bool,
+    /// The event id was already applied: nothing was done again.
+    pub duplicate: bool,
+    /// Whether Tenure acted on this type of event (others are acknowledged and ignored).
+    pub handled: bool,
+}

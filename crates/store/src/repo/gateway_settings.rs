@@ -8,7 +8,10 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tenure_domain::ids::{CustomerId, MerchantId};
 
 use crate::error::StoreResult;
-use crate::schema::{gateway_customers, gateway_events, gateway_settings};
+use crate::schema::{
+    gateway_customers, gateway_disputes, gateway_events, gateway_settings, payment_methods,
+    payments,
+};
 
 /// A merchant's stored settings. The secrets are sealed by the application; the store
 /// never sees them in the clear.
@@ -216,4 +219,128 @@ pub async fn mark_event_applied(
         .execute(conn)
         .await?;
     Ok(n == 1)
+}
+
+/// A payment found by the gateway's reference of its charge.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
+pub struct PaymentByRef {
+    pub payment_id: uuid::Uuid,
+    pub invoice_id: uuid::Uuid,
+    pub amount: i64,
+    pub currency: String,
+    pub amount_refunded: i64,
+}
+
+/// The successful payment whose gateway reference is `gateway_ref` (a PaymentIntent).
+pub async fn payment_by_ref(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    gateway: &str,
+    gateway_ref: &str,
+) -> StoreResult<Option<PaymentByRef>> {
+    Ok(payments::table
+        .filter(payments::merchant_id.eq(merchant.uuid()))
+        .filter(payments::gateway.eq(gateway))
+        .filter(payments::gateway_ref.eq(gateway_ref))
+        .filter(payments::status.eq("succeeded"))
+        .select((
+            payments::id,
+            payments::invoice_id,
+            payments::amount,
+            payments::currency,
+            payments::amount_refunded,
+        ))
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+/// Makes the invoice whose charge intent carries `idempotency_key` due now, so the
+/// engine takes the charge over and asks the gateway under the same key (it answers
+/// what the event said). `false` when no such charge is waiting.
+pub async fn make_charge_due(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    idempotency_key: &str,
+    now: DateTime<Utc>,
+) -> StoreResult<bool> {
+    use diesel::sql_types::{Text, Timestamptz, Uuid};
+    let n = diesel::sql_query(
+        "UPDATE invoices i SET next_payment_attempt_at = $3 FROM charge_intents c \
+         WHERE c.merchant_id = $1 AND c.idempotency_key = $2 AND i.merchant_id = $1 \
+         AND i.id = c.invoice_id AND i.next_payment_attempt_at > $3",
+    )
+    .bind::<Uuid, _>(merchant.uuid())
+    .bind::<Text, _>(idempotency_key)
+    .bind::<Timestamptz, _>(now)
+    .execute(conn)
+    .await?;
+    Ok(n > 0)
+}
+
+/// The payment methods (id, customer) whose token ends in `suffix` (`/pm_…`), locked.
+pub async fn payment_methods_by_token_suffix(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    suffix: &str,
+) -> StoreResult<Vec<(uuid::Uuid, uuid::Uuid)>> {
+    Ok(payment_methods::table
+        .filter(payment_methods::merchant_id.eq(merchant.uuid()))
+        .filter(payment_methods::gateway_token.like(format!("%{suffix}")))
+        .select((payment_methods::id, payment_methods::customer_id))
+        .for_update()
+        .load(conn)
+        .await?)
+}
+
+/// Replaces what is known of a payment method's card (a card updater's new expiry or
+/// number).
+pub async fn update_card(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    id: uuid::Uuid,
+    card: &tenure_domain::billing::gateway::CardDetails,
+) -> StoreResult<()> {
+    diesel::update(payment_methods::table.find((merchant.uuid(), id)))
+        .set((
+            payment_methods::brand.eq(&card.brand),
+            payment_methods::last4.eq(&card.last4),
+            payment_methods::exp_month.eq(i32::try_from(card.exp_month).unwrap_or(12)),
+            payment_methods::exp_year.eq(card.exp_year),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// A dispute to record.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Insertable)]
+#[diesel(table_name = gateway_disputes)]
+pub struct DisputeRow {
+    pub merchant_id: uuid::Uuid,
+    pub gateway_ref: String,
+    pub payment_id: uuid::Uuid,
+    pub invoice_id: uuid::Uuid,
+    pub amount: i64,
+    pub currency: String,
+    pub reason: Option<String>,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Records a dispute or its new status.
+pub async fn upsert_dispute(conn: &mut AsyncPgConnection, row: &DisputeRow) -> StoreResult<()> {
+    diesel::insert_into(gateway_disputes::table)
+        .values(row)
+        .on_conflict((gateway_disputes::merchant_id, gateway_disputes::gateway_ref))
+        .do_update()
+        .set((
+            gateway_disputes::status.eq(excluded(gateway_disputes::status)),
+            gateway_disputes::reason.eq(excluded(gateway_disputes::reason)),
+            gateway_disputes::updated_at.eq(excluded(gateway_disputes::updated_at)),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
 }

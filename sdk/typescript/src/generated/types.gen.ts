@@ -715,7 +715,7 @@ export type EventDto = {
 /**
  * An event type of the catalogue (docs/events.md)
  */
-export type EventType = 'customer.created' | 'customer.updated' | 'customer.erased' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.scheduled_change_removed' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.access_ending' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled';
+export type EventType = 'customer.created' | 'customer.updated' | 'customer.erased' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.scheduled_change_removed' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.access_ending' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled';
 
 export type ExportNoteDto = {
     id: string;
@@ -756,6 +756,21 @@ export type FieldError = {
      */
     field: string;
     message: string;
+};
+
+/**
+ * The answer to a gateway's event: received (and applied once).
+ */
+export type GatewayEventReceipt = {
+    received: boolean;
+    /**
+     * The event id was already applied: nothing was done again.
+     */
+    duplicate: boolean;
+    /**
+     * Whether Tenure acted on this type of event (others are acknowledged and ignored).
+     */
+    handled: boolean;
 };
 
 /**
@@ -4542,6 +4557,71 @@ export type RedeliverEventResponses = {
 };
 
 export type RedeliverEventResponse = RedeliverEventResponses[keyof RedeliverEventResponses];
+
+export type ReceiveStripeEventData = {
+    /**
+     * A Stripe event, as Stripe sends it
+     */
+    body: {
+        [key: string]: unknown;
+    };
+    headers: {
+        /**
+         * Stripe's signature: `t=…,v1=…`
+         */
+        'Stripe-Signature': string;
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         */
+        'Idempotency-Key'?: string;
+    };
+    path: {
+        /**
+         * The merchant (mer_…)
+         */
+        merchant_id: string;
+    };
+    query?: never;
+    url: '/v1/gateway_events/{merchant_id}/stripe';
+};
+
+export type ReceiveStripeEventErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type ReceiveStripeEventError = ReceiveStripeEventErrors[keyof ReceiveStripeEventErrors];
+
+export type ReceiveStripeEventResponses = {
+    /**
+     * Received (and applied once)
+     */
+    200: GatewayEventReceipt;
+};
+
+export type ReceiveStripeEventResponse = ReceiveStripeEventResponses[keyof ReceiveStripeEventResponses];
 
 export type DeleteGatewaySettingsData = {
     body?: never;
