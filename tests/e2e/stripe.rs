@@ -735,3 +735,151 @@ async fn a_payment_intent_event_settles_a_charge_whose_answer_was_lost() {
     );
     assert_eq!(stripe.payment_intents().await.len(), 1, "charged once");
 }
+
+/// Renews `n` subscriptions of one customer due at once and returns renewals per second
+/// of the round (renewal, invoice, charge and settlement of each).
+async fn renewal_rate(app: &TestApp, m: &TestMerchant, customer: &str, n: usize) -> f64 {
+    let product = fixtures::product(app, m, json!({})).await;
+    let plan = fixtures::plan(app, m, &product, PRICE).await;
+    let mut end = None;
+    for _ in 0..n {
+        let sub = fixtures::subscribe(app, m, customer, &plan).await;
+        end = Some(time(&sub["current_period"]["end"]));
+    }
+    round(app).await;
+    app.clock.advance_to(end.unwrap() + Duration::minutes(1));
+    let started = std::time::Instant::now();
+    round(app).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM invoices WHERE status = 'paid'")
+            .await,
+        2 * n as i64
+    );
+    n as f64 / elapsed
+}
+
+#[actix_web::test]
+async fn renewals_per_second_through_the_emulator_beside_the_sandbox() {
+    // TENURE_STRIPE_BENCH_N renews more (the figures in docs/stripe.md).
+    let n: usize = std::env::var("TENURE_STRIPE_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
+    let Some(stripe) = LocalStripe::start().await else {
+        return;
+    };
+    let sandbox = TestApp::new().await;
+    let sm = sandbox.merchant("Sandbox rate").await;
+    let customer = fixtures::customer(&sandbox, &sm, "u-rate").await;
+    fixtures::attach(&sandbox, &sm, &customer, "pm_card_visa").await;
+    let sandbox_rate = renewal_rate(&sandbox, &sm, &customer, n).await;
+
+    let app = stripe_app(&stripe).await;
+    let m = app.merchant("Stripe rate").await;
+    connect_stripe(&app, &m).await;
+    let (customer, _) = customer_with_card(&app, &stripe, &m, "u-rate", "4242424242424242").await;
+    let stripe_rate = renewal_rate(&app, &m, &customer, n).await;
+    assert_eq!(stripe.payment_intents().await.len(), 2 * n);
+    eprintln!(
+        "renewals per second, {n} due at once, one worker loop: sandbox {sandbox_rate:.0}, \
+         Stripe through localstripe {stripe_rate:.1}"
+    );
+}
+
+#[actix_web::test]
+async fn the_operator_key_rotates_and_reseal_moves_every_secret_to_the_new_key() {
+    let Some(stripe) = LocalStripe::start().await else {
+        return;
+    };
+    let app = stripe_app(&stripe).await;
+    let m = app.merchant("Rotation").await;
+    connect_stripe(&app, &m).await;
+    let sealed_before = app
+        .count("SELECT count(*) AS n FROM gateway_settings WHERE secret_key_sealed IS NOT NULL")
+        .await;
+    assert_eq!(sealed_before, 1);
+    let new_key = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
+    let connector: Arc<dyn GatewayConnector> =
+        Arc::new(StripeConnector::new(&stripe.base(), std::time::Duration::from_secs(5)).unwrap());
+    // Step 1: the new key current, the old one still accepted: the merchant's gateway
+    // still opens (a setup intent reaches Stripe with the stored key).
+    let rotating = tenure_app::App {
+        gateways: Gateways::new(
+            Some(Keyring::new(&new_key, &[&operator_key()]).unwrap()),
+            Some(connector.clone()),
+        ),
+        ..app.state.app.clone()
+    };
+    let merchant: tenure_domain::ids::MerchantId = m.id.parse().unwrap();
+    let customer = fixtures::customer(&app, &m, "u-rotate").await;
+    let customer_id: tenure_domain::ids::CustomerId = customer.parse().unwrap();
+    tenure_app::billing::gateways::create_setup_intent(&rotating, merchant, customer_id)
+        .await
+        .expect("opens with the old key");
+    // Step 2: reseal; step 3: the old key can go.
+    assert_eq!(
+        tenure_app::billing::gateways::reseal_all(&rotating)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        tenure_app::billing::gateways::reseal_all(&rotating)
+            .await
+            .unwrap(),
+        0,
+        "nothing left on the old key"
+    );
+    let rotated = tenure_app::App {
+        gateways: Gateways::new(Some(Keyring::new(&new_key, &[]).unwrap()), Some(connector)),
+        ..app.state.app.clone()
+    };
+    tenure_app::billing::gateways::create_setup_intent(&rotated, merchant, customer_id)
+        .await
+        .expect("opens with the new key alone");
+    // The old key alone no longer opens them: the secrets really moved.
+    let old_only = tenure_app::App {
+        gateways: Gateways::new(Some(Keyring::new(&operator_key(), &[]).unwrap()), None),
+        ..app.state.app.clone()
+    };
+    assert!(
+        tenure_app::billing::gateways::reseal_all(&old_only)
+            .await
+            .is_err()
+    );
+}
+
+#[actix_web::test]
+async fn a_pay_request_without_an_answer_is_503_and_settled_once_after_the_lease() {
+    let Some(mut stripe) = LocalStripe::start().await else {
+        return;
+    };
+    let app = stripe_app(&stripe).await;
+    let m = app.merchant("Pay outage").await;
+    connect_stripe(&app, &m).await;
+    let product = fixtures::product(&app, &m, json!({})).await;
+    let plan = fixtures::plan(&app, &m, &product, PRICE).await;
+    let (customer, _) = customer_with_card(&app, &stripe, &m, "u-pay", "4242424242424242").await;
+    fixtures::subscribe(&app, &m, &customer, &plan).await;
+    let invoice = id(&invoices_of(&app, &m, &customer).await[0]);
+    stripe.kill();
+    app.by(&m.key)
+        .post_empty(&format!("/v1/invoices/{invoice}/pay"))
+        .await
+        .expect_problem(503, "service_unavailable");
+    // Spoken for until the engine has asked again.
+    app.by(&m.key)
+        .post_empty(&format!("/v1/invoices/{invoice}/pay"))
+        .await
+        .expect_problem(409, "payment_in_progress");
+    assert_eq!(app.count("SELECT count(*) AS n FROM payments").await, 0);
+    stripe.resume().await;
+    app.clock
+        .advance(app.state.app.charge_lease + Duration::seconds(1));
+    round(&app).await;
+    let paid = &invoices_of(&app, &m, &customer).await[0];
+    assert_eq!(paid["status"], "paid", "{paid}");
+    assert_eq!(app.count("SELECT count(*) AS n FROM payments").await, 1);
+    assert_eq!(stripe.payment_intents().await.len(), 1);
+}
