@@ -883,3 +883,71 @@ async fn a_pay_request_without_an_answer_is_503_and_settled_once_after_the_lease
     assert_eq!(app.count("SELECT count(*) AS n FROM payments").await, 1);
     assert_eq!(stripe.payment_intents().await.len(), 1);
 }
+
+#[actix_web::test]
+async fn a_card_that_needs_authentication_waits_for_the_customer_and_then_settles() {
+    let Some(stripe) = LocalStripe::start().await else {
+        return;
+    };
+    let app = stripe_app(&stripe).await;
+    let m = app.merchant("3DS").await;
+    connect_stripe(&app, &m).await;
+    let product = fixtures::product(&app, &m, json!({})).await;
+    let plan = fixtures::plan(&app, &m, &product, PRICE).await;
+    let (customer, _) = customer_with_card(&app, &stripe, &m, "u-sca", "4000002760003184").await;
+    let sub = fixtures::subscribe_id(&app, &m, &customer, &plan).await;
+    // Off session (the engine) nobody can authenticate: declined, and the
+    // PaymentIntent canceled so a late authentication cannot take money.
+    round(&app).await;
+    assert_eq!(fixtures::status(&app, &m, &sub).await, "past_due");
+    let first = stripe.payment_intents().await;
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0]["status"], "canceled");
+
+    // The customer pays from the portal: the card asks for 3-D Secure.
+    let token = fixtures::session(&app, &m, &customer).await;
+    let invoice = id(&invoices_of(&app, &m, &customer).await[0]);
+    let action = app
+        .by(&token)
+        .post_empty(&format!("/v1/portal/invoices/{invoice}/pay"))
+        .await
+        .expect(202)
+        .body;
+    assert_eq!(action["object"], "payment_action");
+    assert_eq!(action["type"], "authenticate");
+    assert_eq!(action["invoice_id"], invoice.as_str());
+    assert_eq!(action["publishable_key"], PUBLISHABLE_KEY);
+    let secret = action["client_secret"].as_str().unwrap();
+    let waiting = fixtures::events(&app, &m, "invoice.payment_action_required").await;
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(waiting[0]["data"]["object"]["id"], invoice.as_str());
+    assert_eq!(invoices_of(&app, &m, &customer).await[0]["status"], "open");
+    // The merchant cannot charge it meanwhile.
+    app.by(&m.key)
+        .post_empty(&format!("/v1/invoices/{invoice}/pay"))
+        .await
+        .expect_problem(409, "payment_in_progress");
+
+    // The customer authenticates; Stripe reports it; the engine settles the invoice.
+    let pi = stripe.authenticate_payment(secret).await;
+    assert_eq!(pi["status"], "succeeded");
+    let event = json!({"id": "evt_sca_1", "type": "payment_intent.succeeded",
+        "data": {"object": pi}});
+    signed_event(&app, &m.id, &event).await.expect(200);
+    round(&app).await;
+    let paid = &invoices_of(&app, &m, &customer).await[0];
+    assert_eq!(paid["status"], "paid", "{paid}");
+    assert_eq!(fixtures::status(&app, &m, &sub).await, "active");
+    let payments = texts(
+        &app,
+        "SELECT status || ':' || coalesce(gateway_ref, '') AS t FROM payments ORDER BY created_at",
+    )
+    .await;
+    assert_eq!(payments.len(), 2, "{payments:?}");
+    assert!(payments[0].starts_with("declined:"));
+    assert_eq!(
+        payments[1],
+        format!("succeeded:{}", pi["id"].as_str().unwrap())
+    );
+    assert_eq!(stripe.payment_intents().await.len(), 2);
+}

@@ -134,6 +134,23 @@ impl LocalStripe {
         self.send_form(path, form, true).await
     }
 
+    /// What Stripe.js does when the customer completes 3-D Secure for a PaymentIntent
+    /// (localstripe's stand-in for the bank's page): the PaymentIntent after it.
+    pub async fn authenticate_payment(&self, client_secret: &str) -> Value {
+        let id = client_secret.split("_secret_").next().expect("pi id");
+        self.send_form(
+            &format!("/v1/payment_intents/{id}/_authenticate"),
+            &[
+                ("key", PUBLISHABLE_KEY),
+                ("client_secret", client_secret),
+                ("success", "true"),
+            ],
+            false,
+        )
+        .await
+        .expect("authenticate")
+    }
+
     async fn send_form(
         &self,
         path: &str,

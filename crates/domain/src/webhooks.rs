@@ -213,6 +213,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "invoice.upcoming",
     "invoice.paid",
     "invoice.payment_failed",
+    "invoice.payment_action_required",
     "invoice.marked_uncollectible",
     "invoice.voided",
     "invoice.refunded",

@@ -201,6 +201,7 @@ async fn prepare_batch(
                     token,
                     recovered: true,
                     gateway: gateway.clone(),
+                    on_session: false,
                 });
                 continue;
             }
@@ -231,6 +232,7 @@ async fn prepare_batch(
                         intent,
                         recovered: false,
                         gateway: gateway.clone(),
+                        on_session: false,
                     });
                 }
             }
@@ -297,7 +299,9 @@ async fn settle_merchant(
         .filter(|(p, _)| taken.contains(&p.invoice.id))
         .filter_map(|(p, o)| match o {
             GatewayReply::Charge(outcome) => Some((&p.invoice, charging::attempt_of(p, outcome))),
-            GatewayReply::NothingDue | GatewayReply::Unknown(_) => None,
+            GatewayReply::NothingDue
+            | GatewayReply::Unknown(_)
+            | GatewayReply::ActionRequired(_) => None,
         })
         .collect();
     record_paid_in_bulk(conn, merchant, paid, now).await?;

@@ -274,7 +274,11 @@ impl StripeGateway {
     }
 
     /// What a PaymentIntent's state means for the charge.
-    async fn outcome_of(&self, pi: &Value) -> Result<ChargeOutcome, OutcomeUnknown> {
+    async fn outcome_of(
+        &self,
+        pi: &Value,
+        on_session: bool,
+    ) -> Result<ChargeOutcome, OutcomeUnknown> {
         let id = str_of(pi, "id").unwrap_or_default().to_owned();
         match str_of(pi, "status").unwrap_or_default() {
             "succeeded" => Ok(ChargeOutcome::Succeeded { gateway_ref: id }),
@@ -289,16 +293,48 @@ impl StripeGateway {
                     )
                     .await
                 {
-                    Ok(pi) => Box::pin(self.outcome_of(&pi)).await,
+                    Ok(pi) => Box::pin(self.outcome_of(&pi, on_session)).await,
                     Err(err) => charge_error(err),
                 }
             }
-            // Off session nobody can authenticate: Stripe itself declines such a charge
-            // with `authentication_required` (localstripe leaves it waiting instead).
-            "requires_action" => Ok(ChargeOutcome::Declined {
-                code: "authentication_required".to_owned(),
-                message: "The card requires the cardholder's authentication.".to_owned(),
+            // On session the customer authenticates it with the client secret; Stripe's
+            // event (or the lease's end) settles it.
+            "requires_action" if on_session => Err(OutcomeUnknown {
+                reason: format!("payment intent {id} waits for the customer's authentication"),
+                action: str_of(pi, "client_secret").map(str::to_owned),
             }),
+            // Off session nobody can authenticate: Stripe itself declines such a charge
+            // with `authentication_required` (localstripe leaves it waiting instead). It is
+            // canceled first, so a late authentication can never take money Tenure
+            // recorded as declined; a cancel without an answer leaves the outcome unknown.
+            "requires_action" => {
+                match self
+                    .post(
+                        &format!("/v1/payment_intents/{id}/cancel"),
+                        &[],
+                        Some(&format!("{id}:cancel")),
+                    )
+                    .await
+                {
+                    Ok(_) => Ok(ChargeOutcome::Declined {
+                        code: "authentication_required".to_owned(),
+                        message: "The card requires the cardholder's authentication.".to_owned(),
+                    }),
+                    // Succeeded meanwhile (authenticated): read it again.
+                    Err(CallError::Refused { .. }) => {
+                        match self.get(&format!("/v1/payment_intents/{id}"), &[]).await {
+                            Ok(pi) if str_of(&pi, "status") != Some("requires_action") => {
+                                Box::pin(self.outcome_of(&pi, on_session)).await
+                            }
+                            Ok(_) | Err(_) => Err(OutcomeUnknown {
+                                reason: format!("payment intent {id} could not be canceled"),
+                                action: None,
+                            }),
+                        }
+                    }
+                    Err(err) => charge_error(err),
+                }
+            }
             "requires_payment_method" | "canceled" => {
                 let error = pi.get("last_payment_error").cloned().unwrap_or(Value::Null);
                 Ok(ChargeOutcome::Declined {
@@ -314,6 +350,7 @@ impl StripeGateway {
             // Settles later (bank debits): asked again after the lease.
             other => Err(OutcomeUnknown {
                 reason: format!("payment intent {id} is {other}"),
+                action: None,
             }),
         }
     }
@@ -328,11 +365,12 @@ impl StripeGateway {
         };
         if request.resend {
             match self.find_by_key(customer, &request.idempotency_key).await {
-                Ok(Some(pi)) => return self.outcome_of(&pi).await,
+                Ok(Some(pi)) => return self.outcome_of(&pi, request.on_session).await,
                 Ok(None) => {}
                 Err(err) => {
                     return Err(OutcomeUnknown {
                         reason: format!("looking for the first charge: {}", err.message()),
+                        action: None,
                     });
                 }
             }
@@ -346,18 +384,21 @@ impl StripeGateway {
             ("customer", customer.to_owned()),
             ("payment_method", payment_method.to_owned()),
             ("confirm", "true".to_owned()),
-            ("off_session", "true".to_owned()),
             (
                 "metadata[tenure_idempotency_key]",
                 request.idempotency_key.clone(),
             ),
             ("metadata[tenure_description]", request.description.clone()),
         ];
+        let mut form = form.to_vec();
+        if !request.on_session {
+            form.push(("off_session", "true".to_owned()));
+        }
         match self
             .post("/v1/payment_intents", &form, Some(&request.idempotency_key))
             .await
         {
-            Ok(pi) => self.outcome_of(&pi).await,
+            Ok(pi) => self.outcome_of(&pi, request.on_session).await,
             Err(err) => charge_error(err),
         }
     }
@@ -367,6 +408,7 @@ fn charge_error(err: CallError) -> Result<ChargeOutcome, OutcomeUnknown> {
     match &err {
         CallError::NoAnswer(cause) => Err(OutcomeUnknown {
             reason: cause.clone(),
+            action: None,
         }),
         CallError::Refused { status: 402, .. } => Ok(ChargeOutcome::Declined {
             code: err.code(),

@@ -32,7 +32,9 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use tenure_domain::billing::dunning::{ChargeMode, DunningFinalState, DunningPolicy};
-use tenure_domain::billing::gateway::{ChargeOutcome, ChargeRequest, PaymentGateway};
+use tenure_domain::billing::gateway::{
+    ChargeOutcome, ChargeRequest, OutcomeUnknown, PaymentGateway,
+};
 use tenure_domain::billing::invoice::{Invoice, InvoiceStatus, Payment, PaymentStatus};
 use tenure_domain::billing::payment_method::PaymentMethod;
 use tenure_domain::ids::{CustomerId, InvoiceId, MerchantId};
@@ -80,6 +82,8 @@ pub struct Prepared {
     pub recovered: bool,
     /// The merchant's gateway ([`crate::billing::gateways::resolve`]).
     pub gateway: Arc<dyn PaymentGateway>,
+    /// The customer is there to authenticate the charge (the portal's pay).
+    pub on_session: bool,
 }
 
 /// What step 2 produced.
@@ -91,6 +95,10 @@ pub enum GatewayReply {
     /// recorded; the intent keeps its lease, after which the engine sends the same
     /// request again under the same key, which finds the first charge.
     Unknown(String),
+    /// The charge waits for the customer's authentication (3-D Secure, on session): the
+    /// client secret to confirm it with. Like an unknown outcome, nothing is recorded;
+    /// Stripe's event (or the lease's end) settles it.
+    ActionRequired(String),
 }
 
 /// When a lease taken now ends. Counted from the clock's time when it is later than the
@@ -116,9 +124,14 @@ pub async fn call(p: &Prepared) -> GatewayReply {
         idempotency_key: p.intent.idempotency_key.clone(),
         description: format!("Invoice {}", p.invoice.number),
         resend: p.recovered,
+        on_session: p.on_session,
     };
     match p.gateway.try_charge(&request).await {
         Ok(outcome) => GatewayReply::Charge(outcome),
+        Err(OutcomeUnknown {
+            action: Some(client_secret),
+            ..
+        }) => GatewayReply::ActionRequired(client_secret),
         Err(unknown) => {
             tracing::warn!(invoice = %p.invoice.id, key = %p.intent.idempotency_key,
                 reason = %unknown.reason, "charge outcome unknown; resent after its lease");
@@ -207,8 +220,9 @@ pub async fn pay(
     state: &App,
     merchant: MerchantId,
     id: InvoiceId,
+    on_session: bool,
 ) -> AppResult<(Invoice, Option<Payment>)> {
-    match charge_now(state, merchant, id).await? {
+    match charge_now(state, merchant, id, on_session).await? {
         Some(settled) => Ok(settled),
         // This request's lease ran out during the gateway call and the engine settled
         // the same charge (same key): the invoice shows its outcome.
@@ -254,13 +268,17 @@ async fn charge_now(
     state: &App,
     merchant: MerchantId,
     id: InvoiceId,
+    on_session: bool,
 ) -> AppResult<Option<(Invoice, Option<Payment>)>> {
     let now = state.now_micros();
     let mut conn = state.db.conn().await?;
     let p = conn
-        .transaction(async |conn| prepare_one(conn, state, merchant, id, now).await)
+        .transaction(async |conn| prepare_one(conn, state, merchant, id, now, on_session).await)
         .await?;
     let outcome = call(&p).await;
+    if let GatewayReply::ActionRequired(client_secret) = &outcome {
+        return Err(action_required(state, &mut conn, &p, client_secret, now).await?);
+    }
     if let GatewayReply::Unknown(reason) = &outcome {
         return Err(AppError::Unavailable(format!(
             "the payment gateway did not answer ({reason}); the charge is checked again \
@@ -277,6 +295,44 @@ async fn charge_now(
     .await
 }
 
+/// The charge waits for the customer's authentication: announced to the merchant
+/// (`invoice.payment_action_required`), and the error the portal turns into what the
+/// frontend confirms the payment with.
+async fn action_required(
+    state: &App,
+    conn: &mut AsyncPgConnection,
+    p: &Prepared,
+    client_secret: &str,
+    now: DateTime<Utc>,
+) -> AppResult<AppError> {
+    let gateway = crate::billing::gateways::resolve(conn, state, p.merchant).await?;
+    let invoice = conn
+        .transaction(async |conn| {
+            let invoice = invoices_repo::get(conn, p.merchant, p.invoice.id, None, false).await?;
+            crate::events::record_event(
+                conn,
+                p.merchant,
+                crate::events::EventDraft {
+                    event_type: "invoice.payment_action_required",
+                    resource_type: "invoice",
+                    resource_id: invoice.id.to_string(),
+                    after: &crate::dto::billing::InvoiceDto::from(&invoice),
+                    before: None,
+                    at: now,
+                },
+            )
+            .await?;
+            Ok::<_, AppError>(invoice)
+        })
+        .await?;
+    Ok(AppError::PaymentActionRequired {
+        invoice_id: invoice.id.to_string(),
+        provider: gateway.provider.as_str(),
+        client_secret: client_secret.to_owned(),
+        publishable_key: gateway.publishable_key.clone().unwrap_or_default(),
+    })
+}
+
 /// Step 1 for the merchant's charge of one invoice.
 async fn prepare_one(
     conn: &mut AsyncPgConnection,
@@ -284,6 +340,7 @@ async fn prepare_one(
     merchant: MerchantId,
     id: InvoiceId,
     now: DateTime<Utc>,
+    on_session: bool,
 ) -> AppResult<Prepared> {
     let mode = ChargeMode::Manual;
     let unlocked = invoices_repo::get(conn, merchant, id, None, false)
@@ -329,6 +386,7 @@ async fn prepare_one(
         intent,
         recovered: false,
         gateway,
+        on_session,
     })
 }
 
@@ -345,7 +403,10 @@ pub async fn settle_locked(
 ) -> AppResult<Option<(Invoice, Option<Payment>)>> {
     let merchant = p.merchant;
     let id = p.invoice.id;
-    if matches!(outcome, GatewayReply::Unknown(_)) {
+    if matches!(
+        outcome,
+        GatewayReply::Unknown(_) | GatewayReply::ActionRequired(_)
+    ) {
         // The intent and its lease stay: the engine asks again after the lease.
         return Ok(None);
     }
@@ -380,7 +441,7 @@ pub async fn settle_locked(
             invoice_event(conn, merchant, event, &after, Some(&before)).await?;
             (after, Some(payment))
         }
-        GatewayReply::Unknown(_) => return Ok(None),
+        GatewayReply::Unknown(_) | GatewayReply::ActionRequired(_) => return Ok(None),
     };
     if after.status == InvoiceStatus::Paid {
         let stop = Dunning {

@@ -453,3 +453,23 @@ pub struct GatewayEventReceipt {
     /// Whether Tenure acted on this type of event (others are acknowledged and ignored).
     pub handled: bool,
 }
+
+/// The portal's pay of an invoice whose card asks for the customer's authentication
+/// (3-D Secure): confirm the payment in the frontend with the gateway's library (Stripe.js
+/// `confirmCardPayment(client_secret)`, or a mobile SDK) and `publishable_key`. The invoice
+/// stays open and is settled when the gateway reports the outcome.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"object": "payment_action", "invoice_id": "inv_01jd…",
+    "provider": "stripe", "type": "authenticate",
+    "client_secret": "pi_3Qx…_secret_…", "publishable_key": "pk_test_51Hx…"}))]
+pub struct PaymentActionDto {
+    /// Always `payment_action`.
+    pub object: String,
+    pub invoice_id: String,
+    pub provider: GatewayProviderDto,
+    /// Always `authenticate`.
+    #[serde(rename = "type")]
+    pub action_type: String,
+    pub client_secret: String,
+    pub publishable_key: String,
+}

@@ -49,6 +49,9 @@ pub struct ChargeRequest {
     /// first call may have reached the gateway): a gateway that cannot replay a key by
     /// itself looks for the first charge before making one.
     pub resend: bool,
+    /// The customer is there (the portal's pay): a card that asks for authentication
+    /// (3-D Secure) waits for it instead of being declined.
+    pub on_session: bool,
 }
 
 /// A charge whose outcome the gateway did not tell (a timeout, a dropped connection, a
@@ -58,6 +61,9 @@ pub struct ChargeRequest {
 pub struct OutcomeUnknown {
     /// For the log.
     pub reason: String,
+    /// The charge waits for the customer to authenticate it (on session): the client
+    /// secret the frontend confirms it with.
+    pub action: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -451,6 +457,7 @@ mod tests {
             idempotency_key: key.to_owned(),
             description: "test".to_owned(),
             resend: false,
+            on_session: false,
         })
     }
 

@@ -662,7 +662,9 @@ export const portalGetInvoice = <ThrowOnError extends boolean = true>(options: O
  * Pay one of the signed-in customer's open (or uncollectible) invoices now with their
  * default payment method: the "pay now" of a customer whose subscription is past due or
  * unpaid and whose card works again. The same rules and answers as the merchant's
- * `POST /v1/invoices/{id}/pay`; another customer's invoice is a 404.
+ * `POST /v1/invoices/{id}/pay`; another customer's invoice is a 404. With Stripe, a card
+ * that asks for the customer's authentication (3-D Secure) answers 202 with what the
+ * frontend confirms the payment with; the invoice is settled when Stripe reports it.
  */
 export const portalPayInvoice = <ThrowOnError extends boolean = true>(options: Options<PortalPayInvoiceData, ThrowOnError>) => (options.client ?? client).post<PortalPayInvoiceResponses, PortalPayInvoiceErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
