@@ -519,7 +519,11 @@ async fn an_unknown_credential_is_refused_before_the_body_is_read_in_every_confi
     let mut operations = Vec::new();
     for (path, item) in doc["paths"].as_object().expect("paths") {
         for (method, op) in item.as_object().expect("operations") {
-            if path.starts_with("/v1/") && op.get("requestBody").is_some() {
+            // A gateway's events carry its signature instead of a credential.
+            if path.starts_with("/v1/")
+                && !path.starts_with("/v1/gateway_events/")
+                && op.get("requestBody").is_some()
+            {
                 operations.push((method.to_uppercase(), path.replace(['{', '}'], "")));
             }
         }

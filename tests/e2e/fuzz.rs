@@ -559,6 +559,9 @@ impl World {
                 .await
                 .expect(201)
                 .id(),
+            // A merchant's Stripe event endpoint (unsigned bodies are refused before
+            // they are read).
+            ("gateway_events", _) => self.m.id.clone(),
             (other, _) => panic!(
                 "no resource for a parameter after `{other}`: teach World::make to create one, \
                  so that its bodies reach the handler"
@@ -623,6 +626,16 @@ impl World {
     }
 }
 
+/// Operations no fuzzed body can make succeed in this world, whose merchant is on the
+/// sandbox and whose server has no secrets key: Stripe's events need Stripe's signature,
+/// setup intents a Stripe merchant, and Stripe settings the operator's key (a sandbox
+/// setting with any key is rightly refused). `tests/e2e/stripe.rs` covers them.
+const CANNOT_SUCCEED_HERE: &[&str] = &[
+    "POST /v1/gateway_events/{merchant_id}/stripe",
+    "POST /v1/portal/setup_intents",
+    "PUT /v1/gateway_settings",
+];
+
 /// The statuses each operation answered. A path whose id names nothing answers 404 to
 /// every well-formed body and only ever refuses the rest, so an operation that never
 /// succeeded shows bodies that did not reach its logic.
@@ -644,6 +657,7 @@ impl Reached {
         let missed: Vec<String> = self
             .0
             .iter()
+            .filter(|(op, _)| !CANNOT_SUCCEED_HERE.contains(&op.as_str()))
             .filter(|(_, statuses)| !statuses.keys().any(|s| (200..300).contains(s)))
             .map(|(op, statuses)| format!("{op}: {statuses:?}"))
             .collect();

@@ -25,5 +25,6 @@ mod refunds;
 mod renewals;
 mod retention;
 mod security;
+mod stripe;
 mod webhook_targets;
 mod webhooks;

@@ -951,6 +951,7 @@ async fn a_batch_stops_sending_at_half_its_lease_and_releases_the_rest() {
     });
     let worker = App {
         gateway: gateway.clone(),
+        gateways: Default::default(),
         charge_lease: Duration::seconds(2),
         ..worker_state(&app)
     };

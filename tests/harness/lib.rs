@@ -20,6 +20,8 @@ use tenure_api::{AppState, Metrics};
 use tenure_domain::outbound::TargetPolicy;
 pub use tenure_test_support::{PrivateServer, TestClock, TestDb, server_url};
 
+pub mod localstripe;
+
 type App = Rc<BoxService<actix_http::Request, ServiceResponse<BoxBody>, actix_web::Error>>;
 
 /// The application under test with its own database and clock.

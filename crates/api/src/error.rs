@@ -215,6 +215,14 @@ impl From<AppError> for ApiError {
             AppError::PaymentDeclined(detail) => ApiError::PaymentDeclined(detail),
             AppError::Domain(err) => ApiError::Domain(err),
             AppError::TargetNotAllowed(refused) => ApiError::UrlNotAllowed(refused.to_string()),
+            // Answered 202 by the portal's pay (routes/billing.rs); anywhere else a 402.
+            AppError::PaymentActionRequired { .. } => ApiError::PaymentDeclined(
+                "the payment needs the customer's authentication".to_owned(),
+            ),
+            AppError::BadSignature(detail) => ApiError::BadRequest {
+                code: "signature_invalid",
+                detail,
+            },
             AppError::Unavailable(cause) => ApiError::Unavailable(cause),
             AppError::Internal(cause) => ApiError::Internal(cause),
         }

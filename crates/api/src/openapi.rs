@@ -41,6 +41,7 @@ application/problem+json with a stable `code`.",
         (name = "Webhooks", description = "Signed event delivery (Standard Webhooks): endpoints, delivery log, redelivery"),
         (name = "Operations", description = "Health and readiness"),
         (name = "Payment methods", description = "Cards as gateway tokens; card numbers are refused everywhere"),
+        (name = "Gateway", description = "The merchant's payment gateway (sandbox or Stripe) and the events Stripe sends"),
         (name = "Invoices", description = "Invoices, payment attempts and refunds"),
         (name = "Billing settings", description = "Dunning policy and upcoming-renewal notices"),
         (name = "Retention offers", description = "Offers shown to customers who start a cancellation, with eligibility rules and outcome counts"),
@@ -58,13 +59,16 @@ pub const OPERATOR_TOKEN: &str = "operator_token";
 pub const REQUIRED_SCOPE_EXTENSION: &str = "x-required-scope";
 
 /// Whether a path is a merchant route (a secret key, scopes, the audit trail): everything
-/// under /v1 except the portal's and the operator's.
+/// under /v1 except the portal's, the operator's and the gateways' signed event endpoints.
 pub fn is_merchant_path(path: &str) -> bool {
     path.starts_with("/v1/")
         && !path.starts_with("/v1/portal/")
         && !path.starts_with("/v1/operator/")
+        && !path.starts_with(GATEWAY_EVENTS)
 }
 const PROBLEM_RESPONSE: &str = "Problem";
+/// The gateways' event endpoints: no credential, a signature instead.
+const GATEWAY_EVENTS: &str = "/v1/gateway_events/";
 
 /// The error statuses an operation can answer with, from what it is: each is a
 /// problem+json document. What only some use cases answer (402 `payment_declined`, a 409
@@ -156,7 +160,11 @@ pub fn finish(mut api: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
     );
 
     for (path, item) in api.paths.paths.iter_mut() {
-        let scheme = if path.starts_with("/v1/portal/") {
+        // Signed by the gateway instead of a credential (routes/gateways.rs).
+        let signed = path.starts_with(GATEWAY_EVENTS);
+        let scheme = if signed {
+            None
+        } else if path.starts_with("/v1/portal/") {
             Some(CUSTOMER_TOKEN)
         } else if path.starts_with("/v1/operator/") {
             Some(OPERATOR_TOKEN)
@@ -205,8 +213,11 @@ pub fn finish(mut api: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
             let if_match = VERSIONED.iter().any(|(m, p, precondition)| {
                 *m == method_name(&method) && p == path && precondition.if_match
             });
+            // A signed endpoint answers like an authenticated one: the rate limits and the
+            // credential check run before it (a stray bearer token is still judged), and
+            // the merchant's signing secret is read from the database.
             let statuses = error_statuses(
-                scheme.is_some(),
+                scheme.is_some() || signed,
                 &method,
                 operation.request_body.is_some(),
                 path.contains('{'),

@@ -47,6 +47,19 @@ pub enum AppError {
     /// let requests go: loopback, private, link-local… addresses.
     #[error("url {0}")]
     TargetNotAllowed(#[from] TargetRefused),
+    /// The charge waits for the customer to authenticate it (3-D Secure) in the frontend
+    /// with the gateway's library; nothing is recorded until the gateway settles it.
+    #[error("the payment needs the customer's authentication")]
+    PaymentActionRequired {
+        invoice_id: String,
+        provider: &'static str,
+        client_secret: String,
+        publishable_key: String,
+    },
+    /// A request that must be signed (a gateway's event) is not, or not by the key it
+    /// should be, or too long ago; nothing was read from it.
+    #[error("{0}")]
+    BadSignature(String),
     /// The database cannot be reached: retry later; a background round stops here.
     #[error("the service is temporarily unavailable")]
     Unavailable(String),

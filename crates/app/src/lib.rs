@@ -8,7 +8,8 @@
 //! | [`catalog`] | products, plans, their portal policy |
 //! | [`customers`], [`context`] | customers; notes, tags and the unified customer context |
 //! | [`subscriptions`] | subscribe, pause, resume, cancel, change plan; requests; views |
-//! | [`billing`] | payment methods, invoices, charging, prorations, settings |
+//! | [`billing`] | payment methods, invoices, charging, prorations, settings, gateways |
+//! | [`secrets`] | sealing merchants' gateway secrets with the operator's key |
 //! | [`retention`], [`support`] | retention offers; cancellation requests' tickets |
 //! | [`gdpr`], [`metrics`] | export and erasure; subscriber metrics |
 //! | [`backlog`] | the background work waiting, for the operator's `/metrics` |
@@ -33,6 +34,7 @@ pub mod metrics;
 pub mod outbound;
 pub mod portal_terms;
 pub mod retention;
+pub mod secrets;
 pub mod sessions;
 pub mod subscriptions;
 pub mod support;
@@ -61,8 +63,12 @@ pub struct App {
     pub db: Db,
     pub clock: Arc<dyn Clock>,
     pub sessions: SessionSigner,
-    /// Where charges and refunds go; the deterministic sandbox unless configured.
+    /// Where charges and refunds go for merchants without gateway settings: the
+    /// deterministic sandbox (tests put their own doubles here).
     pub gateway: Arc<dyn PaymentGateway>,
+    /// Merchants' own gateways (Stripe): the operator's secrets key, the connector that
+    /// makes them, and the per-process cache of them ([`billing::gateways`]).
+    pub gateways: billing::gateways::Gateways,
     /// Products' portal policies and plans, kept briefly for the portal's reads.
     pub portal_terms: PortalTermsCache,
     /// Every merchant's allowed web origins (CORS), kept briefly for browsers' requests.

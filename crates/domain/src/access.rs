@@ -70,6 +70,9 @@ resources! {
     ApiKeys => "api_keys",
     /// The audit trail of changes made with the merchant's keys.
     AuditEvents => "audit_events",
+    /// The payment gateway's settings: the keys that decide where subscribers' money
+    /// goes, so a grant of its own, never implied by `billing`.
+    GatewaySettings => "gateway_settings",
 }
 
 /// Read (`GET`) or write (every change); write implies read.

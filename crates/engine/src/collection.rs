@@ -12,6 +12,7 @@ use tenure_app::billing::charging::{
     self, CHARGE_CHUNK, Decision, GatewayReply, Prepared, call, decide, lease_end, new_intent,
     settle_locked,
 };
+use tenure_app::billing::gateways;
 use tenure_app::dto::billing::InvoiceDto;
 use tenure_app::events::{EventDraft, record_events};
 use tenure_app::{App, AppResult};
@@ -61,7 +62,7 @@ pub async fn collect_due(
         for p in claimed.prepared {
             let sent = by_merchant.entry(p.merchant.uuid()).or_default();
             if std::time::Instant::now() < stop_at {
-                let outcome = call(state, &p).await;
+                let outcome = call(&p).await;
                 sent.charged.push((p, outcome));
             } else {
                 sent.unsent.push(p);
@@ -72,7 +73,7 @@ pub async fn collect_due(
         for (merchant, sent) in by_merchant {
             let merchant = MerchantId::from_uuid(merchant);
             let settled = conn
-                .transaction(async |conn| settle_merchant(conn, state, merchant, &sent, now).await)
+                .transaction(async |conn| settle_merchant(conn, merchant, &sent, now).await)
                 .await;
             match settled {
                 Ok(ids) => {
@@ -146,6 +147,16 @@ async fn prepare_batch(
     for (merchant, invoices) in by_merchant {
         let merchant = MerchantId::from_uuid(merchant);
         let ids: Vec<InvoiceId> = invoices.iter().map(|i| i.id).collect();
+        let gateway = match gateways::resolve(conn, state, merchant).await {
+            Ok(resolved) => resolved.gateway.clone(),
+            // A merchant whose gateway cannot be made (keys that no configured operator
+            // key opens) waits; the others are charged.
+            Err(err) => {
+                tolerate_item_failure(&err, "gateway of merchant", &merchant.to_string())?;
+                busy.extend(ids.iter().map(|i| i.uuid()));
+                continue;
+            }
+        };
         let mut unsettled: HashMap<InvoiceId, ChargeIntent> =
             intents_repo::of_invoices(conn, merchant, &ids)
                 .await?
@@ -189,6 +200,8 @@ async fn prepare_batch(
                     intent,
                     token,
                     recovered: true,
+                    gateway: gateway.clone(),
+                    on_session: false,
                 });
                 continue;
             }
@@ -218,6 +231,8 @@ async fn prepare_batch(
                             .and(card.map(|c| c.gateway_token.clone())),
                         intent,
                         recovered: false,
+                        gateway: gateway.clone(),
+                        on_session: false,
                     });
                 }
             }
@@ -243,7 +258,6 @@ async fn prepare_batch(
 /// for its lease to end) without undoing the others. Charges not sent are released.
 async fn settle_merchant(
     conn: &mut AsyncPgConnection,
-    state: &App,
     merchant: MerchantId,
     sent: &Sent,
     now: DateTime<Utc>,
@@ -284,10 +298,10 @@ async fn settle_merchant(
         .iter()
         .filter(|(p, _)| taken.contains(&p.invoice.id))
         .filter_map(|(p, o)| match o {
-            GatewayReply::Charge(outcome) => {
-                Some((&p.invoice, charging::attempt_of(state, p, outcome)))
-            }
-            GatewayReply::NothingDue => None,
+            GatewayReply::Charge(outcome) => Some((&p.invoice, charging::attempt_of(p, outcome))),
+            GatewayReply::NothingDue
+            | GatewayReply::Unknown(_)
+            | GatewayReply::ActionRequired(_) => None,
         })
         .collect();
     record_paid_in_bulk(conn, merchant, paid, now).await?;
@@ -295,7 +309,7 @@ async fn settle_merchant(
     for (p, outcome) in one_by_one {
         let id = p.invoice.id;
         let settled = conn
-            .transaction(async |conn| settle_locked(conn, state, p, outcome, now).await)
+            .transaction(async |conn| settle_locked(conn, p, outcome, now).await)
             .await;
         if let Err(err) = settled {
             tolerate_item_failure(&err, "charge", &id.to_string())?;

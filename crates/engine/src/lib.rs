@@ -13,6 +13,7 @@ pub mod loops;
 pub mod notices;
 pub mod refunds;
 pub mod renewals;
+pub mod stripe;
 
 use tenure_app::AppError;
 

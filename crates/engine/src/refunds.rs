@@ -29,7 +29,7 @@ pub async fn recover_stalled_refunds(
     let limit = i64::try_from(batch.min(REFUND_CHUNK)).unwrap_or(1);
     let claimed = refund_intents::claim_expired(conn, now, lease_end(state, now), limit).await?;
     for (merchant, intent) in &claimed {
-        let outcome = call(state, intent).await;
+        let outcome = call(conn, state, *merchant, intent).await;
         let settled = conn
             .transaction(async |conn| settle(conn, *merchant, intent, &outcome, now).await)
             .await;

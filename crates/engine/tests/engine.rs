@@ -54,6 +54,7 @@ async fn world(card: &str) -> World {
         gateway: Arc::new(SandboxGateway::new()),
         portal_terms: PortalTermsCache::default(),
         allowed_origins: AllowedOriginsCache::default(),
+        gateways: Default::default(),
         charge_lease: DEFAULT_LEASE,
         // The receivers of these tests listen on 127.0.0.1.
         webhook_targets: TargetPolicy::AllowPrivate,

@@ -36,13 +36,26 @@ async fn app(
     ttl_secs: u32,
 ) -> Result<App, StartupError> {
     let db = connect(global)?;
-    startup::build_app(
+    let mut app = startup::build_app(
         db,
         Arc::new(SystemClock),
         jwt_secret,
         Duration::seconds(i64::from(ttl_secs)),
     )
-    .await
+    .await?;
+    app.gateways = startup::gateways(global)?;
+    Ok(app)
+}
+
+/// `tenure secrets reseal`.
+pub async fn reseal_secrets(global: &GlobalArgs) -> Result<(), StartupError> {
+    startup::prepare_database(global).await?;
+    let app = app(global, None, 3600).await?;
+    let changed = tenure_app::billing::gateways::reseal_all(&app)
+        .await
+        .map_err(|e| StartupError::Config(format!("reseal: {e}")))?;
+    println!("re-encrypted the gateway secrets of {changed} merchant(s)");
+    Ok(())
 }
 
 pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<(), StartupError> {

@@ -41,6 +41,36 @@ pub struct GlobalArgs {
     /// worker, at least two each; it refuses to start when they do not fit.
     #[arg(long, env = "TENURE_POOL_SIZE", default_value_t = 16, global = true)]
     pub pool_size: usize,
+    /// The operator's key that merchants' gateway secrets (Stripe keys) are encrypted
+    /// with: 32 random bytes, standard base64 (`openssl rand -base64 32`). Without it,
+    /// merchants can use only the sandbox gateway.
+    #[arg(
+        long,
+        env = "TENURE_SECRETS_KEY",
+        hide_env_values = true,
+        global = true
+    )]
+    pub secrets_key: Option<String>,
+    /// Earlier secrets keys, comma-separated, still accepted for decryption while a
+    /// rotation is under way (`tenure secrets reseal` re-encrypts with the current key).
+    #[arg(
+        long,
+        env = "TENURE_SECRETS_OLD_KEYS",
+        hide_env_values = true,
+        global = true,
+        value_delimiter = ','
+    )]
+    pub secrets_old_keys: Vec<String>,
+    /// Stripe's API base URL (a Stripe emulator's in tests).
+    #[arg(long, env = "TENURE_STRIPE_API_BASE", default_value = tenure_engine::stripe::DEFAULT_API_BASE,
+        global = true)]
+    pub stripe_api_base: String,
+    /// How long one Stripe call may take, in milliseconds; a charge without an answer by
+    /// then is checked again under the same key after its lease (keep the lease above
+    /// twice this).
+    #[arg(long, env = "TENURE_STRIPE_TIMEOUT_MS", default_value_t = 30_000, global = true,
+        value_parser = clap::value_parser!(u64).range(100..=120_000))]
+    pub stripe_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -64,6 +94,16 @@ pub enum Command {
     Demo(DemoArgs),
     /// Run only the background workers (scheduled changes, webhook delivery), no HTTP.
     Worker(WorkerArgs),
+    /// Operator tasks on merchants' gateway secrets.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Re-encrypt every merchant's gateway secrets with TENURE_SECRETS_KEY (after a
+    /// rotation, with the previous key in TENURE_SECRETS_OLD_KEYS).
+    Reseal,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -1,6 +1,6 @@
 use clap::Parser;
 use tenure_server::commands;
-use tenure_server::config::{Cli, Command, LogFormat, MerchantCommand, ServeArgs};
+use tenure_server::config::{Cli, Command, LogFormat, MerchantCommand, SecretsCommand, ServeArgs};
 use tracing_subscriber::EnvFilter;
 
 /// A list of invoices allocates and frees thousands of small strings per request; with
@@ -46,6 +46,7 @@ fn main() -> std::process::ExitCode {
             Command::Openapi => commands::openapi(),
             Command::Demo(args) => commands::demo(&global, &args).await,
             Command::Worker(args) => commands::worker(&global, &args).await,
+            Command::Secrets(SecretsCommand::Reseal) => commands::reseal_secrets(&global).await,
         }
     });
     match outcome {

@@ -12,12 +12,15 @@ use tenure_api::middleware::metrics::MetricsAccess;
 use tenure_api::middleware::rate_limit::RateLimits;
 use tenure_app::App;
 use tenure_app::billing::charging::DEFAULT_LEASE;
+use tenure_app::billing::gateways::{GatewayConnector, Gateways};
 use tenure_app::cors_settings::AllowedOriginsCache;
 use tenure_app::portal_terms::PortalTermsCache;
+use tenure_app::secrets::Keyring;
 use tenure_app::sessions::tokens::SessionSigner;
 use tenure_domain::billing::gateway::SandboxGateway;
 use tenure_domain::clock::Clock;
 use tenure_domain::outbound::TargetPolicy;
+use tenure_engine::stripe::StripeConnector;
 use tenure_store::repo::secrets;
 use tenure_store::{Db, migrate};
 
@@ -72,6 +75,7 @@ pub async fn build_app(
         clock,
         sessions: SessionSigner::new(&secret, session_ttl),
         gateway: Arc::new(SandboxGateway::new()),
+        gateways: Gateways::default(),
         portal_terms: PortalTermsCache::default(),
         allowed_origins: AllowedOriginsCache::default(),
         charge_lease: DEFAULT_LEASE,
@@ -95,4 +99,26 @@ pub async fn build_state(
         cors_allowed_origins: OperatorOrigins::default(),
         operator_token: OperatorToken::none(),
     })
+}
+
+/// Merchants' gateways: the operator's secrets key (if configured) and the Stripe
+/// connector.
+pub fn gateways(global: &GlobalArgs) -> Result<Gateways, StartupError> {
+    let keyring = match &global.secrets_key {
+        Some(current) => {
+            let old: Vec<&str> = global.secrets_old_keys.iter().map(String::as_str).collect();
+            Some(
+                Keyring::new(current, &old)
+                    .map_err(|e| StartupError::Config(format!("TENURE_SECRETS_KEY: {e}")))?,
+            )
+        }
+        None => None,
+    };
+    let stripe = StripeConnector::new(
+        &global.stripe_api_base,
+        std::time::Duration::from_millis(global.stripe_timeout_ms),
+    )
+    .map_err(|e| StartupError::Config(format!("TENURE_STRIPE_API_BASE: {e}")))?;
+    let connector: Arc<dyn GatewayConnector> = Arc::new(stripe);
+    Ok(Gateways::new(keyring, Some(connector)))
 }

@@ -469,3 +469,52 @@ diesel::table! {
         invoice_id -> Nullable<Uuid>,
     }
 }
+
+diesel::table! {
+    gateway_settings (merchant_id) {
+        merchant_id -> Uuid,
+        provider -> Text,
+        secret_key_sealed -> Nullable<Bytea>,
+        secret_key_last4 -> Nullable<Text>,
+        webhook_secret_sealed -> Nullable<Bytea>,
+        webhook_secret_last4 -> Nullable<Text>,
+        publishable_key -> Nullable<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    gateway_customers (merchant_id, customer_id, provider) {
+        merchant_id -> Uuid,
+        customer_id -> Uuid,
+        provider -> Text,
+        gateway_ref -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    gateway_events (merchant_id, provider, event_id) {
+        merchant_id -> Uuid,
+        provider -> Text,
+        event_id -> Text,
+        event_type -> Text,
+        received_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    gateway_disputes (merchant_id, gateway_ref) {
+        merchant_id -> Uuid,
+        gateway_ref -> Text,
+        payment_id -> Uuid,
+        invoice_id -> Uuid,
+        amount -> Int8,
+        currency -> Text,
+        reason -> Nullable<Text>,
+        status -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}

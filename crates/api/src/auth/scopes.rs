@@ -42,6 +42,7 @@ const RESOURCES: &[(&str, Resource)] = &[
     ("/v1/metrics", Resource::Metrics),
     ("/v1/api_keys", Resource::ApiKeys),
     ("/v1/audit_events", Resource::AuditEvents),
+    ("/v1/gateway_settings", Resource::GatewaySettings),
 ];
 
 /// `POST`s that only compute an answer.

@@ -14,9 +14,9 @@ use crate::extract::{Json, Query};
 use crate::state::AppState;
 use tenure_app::billing::{invoices, payment_methods};
 use tenure_app::dto::billing::{
-    AttachPaymentMethod, InvoiceDto, InvoiceFilterParams, PaymentDto, PaymentFilterParams,
-    PaymentMethodDto, PaymentMethodList, PortalInvoiceFilterParams, RefundDto, RefundInvoice,
-    RefundResult,
+    AttachPaymentMethod, InvoiceDto, InvoiceFilterParams, PaymentActionDto, PaymentDto,
+    PaymentFilterParams, PaymentMethodDto, PaymentMethodList, PortalInvoiceFilterParams, RefundDto,
+    RefundInvoice, RefundResult,
 };
 use tenure_app::dto::common::{parse_field_id, parse_id};
 use tenure_app::dto::{ListParams, ListResponse};
@@ -423,9 +423,12 @@ async fn portal_get_invoice(
 /// Pay one of the signed-in customer's open (or uncollectible) invoices now with their
 /// default payment method: the "pay now" of a customer whose subscription is past due or
 /// unpaid and whose card works again. The same rules and answers as the merchant's
-/// `POST /v1/invoices/{id}/pay`; another customer's invoice is a 404.
+/// `POST /v1/invoices/{id}/pay`; another customer's invoice is a 404. With Stripe, a card
+/// that asks for the customer's authentication (3-D Secure) answers 202 with what the
+/// frontend confirms the payment with; the invoice is settled when Stripe reports it.
 #[utoipa::path(tag = "Portal", params(("id" = String, Path, description = "Invoice id (inv_…)")),
     responses((status = 200, description = "The invoice, paid", body = InvoiceDto),
+        (status = 202, description = "The payment waits for the customer's authentication", body = PaymentActionDto),
         (status = 402, description = "The charge was declined; the invoice shows the attempt",
             body = crate::error::Problem, content_type = "application/problem+json")))]
 #[post("/invoices/{id}/pay")]
@@ -435,9 +438,25 @@ async fn portal_pay_invoice(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<InvoiceTag>(&id, "invoice")?;
-    let (invoice, payment) =
-        invoices::pay_invoice(&state.app, auth.merchant, id, Some(auth.customer)).await?;
-    paid_or_declined(&invoice, payment)
+    match invoices::pay_invoice(&state.app, auth.merchant, id, Some(auth.customer)).await {
+        Ok((invoice, payment)) => paid_or_declined(&invoice, payment),
+        Err(tenure_app::AppError::PaymentActionRequired {
+            invoice_id,
+            provider,
+            client_secret,
+            publishable_key,
+        }) => Ok(HttpResponse::Accepted().json(PaymentActionDto {
+            object: "payment_action".to_owned(),
+            invoice_id,
+            provider: provider
+                .parse::<tenure_domain::billing::gateway_settings::GatewayProvider>()?
+                .into(),
+            action_type: "authenticate".to_owned(),
+            client_secret,
+            publishable_key,
+        })),
+        Err(err) => Err(err.into()),
+    }
 }
 
 /// The signed-in customer's payments, newest first.

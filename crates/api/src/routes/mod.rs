@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod context;
 pub mod customers;
 pub mod events;
+pub mod gateways;
 pub mod health;
 pub mod metrics;
 pub mod operator;
@@ -37,6 +38,7 @@ pub fn configure_v1(cfg: &mut ServiceConfig) {
             .configure(portal::configure)
             .configure(portal_subscriptions::configure)
             .configure(billing::configure_portal)
+            .configure(gateways::configure_portal)
             .configure(renewals::configure_portal)
             .configure(support::configure_portal)
             .configure(retention::configure_portal),
@@ -48,6 +50,7 @@ pub fn configure_v1(cfg: &mut ServiceConfig) {
     .configure(events::configure)
     .configure(webhooks::configure)
     .configure(billing::configure)
+    .configure(gateways::configure)
     .configure(subscriptions::configure)
     .configure(support::configure)
     .configure(renewals::configure)

@@ -27,10 +27,14 @@
 //! Waiting locks are always taken subscription first, then invoice; the engine's claims
 //! skip locked rows instead of waiting.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Duration, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use tenure_domain::billing::dunning::{ChargeMode, DunningFinalState, DunningPolicy};
-use tenure_domain::billing::gateway::{ChargeOutcome, ChargeRequest};
+use tenure_domain::billing::gateway::{
+    ChargeOutcome, ChargeRequest, OutcomeUnknown, PaymentGateway,
+};
 use tenure_domain::billing::invoice::{Invoice, InvoiceStatus, Payment, PaymentStatus};
 use tenure_domain::billing::payment_method::PaymentMethod;
 use tenure_domain::ids::{CustomerId, InvoiceId, MerchantId};
@@ -76,6 +80,10 @@ pub struct Prepared {
     /// Prepared again from an intent that outlived its lease: its first call may have
     /// reached the gateway, so it is only ever sent again as it was, never released.
     pub recovered: bool,
+    /// The merchant's gateway ([`crate::billing::gateways::resolve`]).
+    pub gateway: Arc<dyn PaymentGateway>,
+    /// The customer is there to authenticate the charge (the portal's pay).
+    pub on_session: bool,
 }
 
 /// What step 2 produced.
@@ -83,6 +91,14 @@ pub enum GatewayReply {
     /// Nothing was due: the invoice is paid without a charge.
     NothingDue,
     Charge(ChargeOutcome),
+    /// The gateway did not tell (timeout, 5xx): the charge may have happened. Nothing is
+    /// recorded; the intent keeps its lease, after which the engine sends the same
+    /// request again under the same key, which finds the first charge.
+    Unknown(String),
+    /// The charge waits for the customer's authentication (3-D Secure, on session): the
+    /// client secret to confirm it with. Like an unknown outcome, nothing is recorded;
+    /// Stripe's event (or the lease's end) settles it.
+    ActionRequired(String),
 }
 
 /// When a lease taken now ends. Counted from the clock's time when it is later than the
@@ -92,7 +108,7 @@ pub fn lease_end(state: &App, now: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 /// Step 2: the gateway call, outside any transaction.
-pub async fn call(state: &App, p: &Prepared) -> GatewayReply {
+pub async fn call(p: &Prepared) -> GatewayReply {
     if p.intent.amount == 0 {
         return GatewayReply::NothingDue;
     }
@@ -107,8 +123,21 @@ pub async fn call(state: &App, p: &Prepared) -> GatewayReply {
         payment_method_token: token.clone(),
         idempotency_key: p.intent.idempotency_key.clone(),
         description: format!("Invoice {}", p.invoice.number),
+        resend: p.recovered,
+        on_session: p.on_session,
     };
-    GatewayReply::Charge(state.gateway.charge(&request).await)
+    match p.gateway.try_charge(&request).await {
+        Ok(outcome) => GatewayReply::Charge(outcome),
+        Err(OutcomeUnknown {
+            action: Some(client_secret),
+            ..
+        }) => GatewayReply::ActionRequired(client_secret),
+        Err(unknown) => {
+            tracing::warn!(invoice = %p.invoice.id, key = %p.intent.idempotency_key,
+                reason = %unknown.reason, "charge outcome unknown; resent after its lease");
+            GatewayReply::Unknown(unknown.reason)
+        }
+    }
 }
 
 /// What step 1 does with a locked invoice.
@@ -168,12 +197,12 @@ pub fn new_intent(
     }
 }
 
-pub fn attempt_of(state: &App, p: &Prepared, outcome: &ChargeOutcome) -> NewPaymentAttempt {
+pub fn attempt_of(p: &Prepared, outcome: &ChargeOutcome) -> NewPaymentAttempt {
     NewPaymentAttempt {
         invoice_id: p.invoice.id,
         payment_method_id: p.intent.payment_method_id,
         amount: Money::new(p.intent.amount, p.invoice.currency),
-        gateway: state.gateway.name().to_owned(),
+        gateway: p.gateway.name().to_owned(),
         idempotency_key: p.intent.idempotency_key.clone(),
         outcome: outcome.clone(),
     }
@@ -191,8 +220,9 @@ pub async fn pay(
     state: &App,
     merchant: MerchantId,
     id: InvoiceId,
+    on_session: bool,
 ) -> AppResult<(Invoice, Option<Payment>)> {
-    match charge_now(state, merchant, id).await? {
+    match charge_now(state, merchant, id, on_session).await? {
         Some(settled) => Ok(settled),
         // This request's lease ran out during the gateway call and the engine settled
         // the same charge (same key): the invoice shows its outcome.
@@ -238,21 +268,69 @@ async fn charge_now(
     state: &App,
     merchant: MerchantId,
     id: InvoiceId,
+    on_session: bool,
 ) -> AppResult<Option<(Invoice, Option<Payment>)>> {
     let now = state.now_micros();
     let mut conn = state.db.conn().await?;
     let p = conn
-        .transaction(async |conn| prepare_one(conn, state, merchant, id, now).await)
+        .transaction(async |conn| prepare_one(conn, state, merchant, id, now, on_session).await)
         .await?;
-    let outcome = call(state, &p).await;
+    let outcome = call(&p).await;
+    if let GatewayReply::ActionRequired(client_secret) = &outcome {
+        return Err(action_required(state, &mut conn, &p, client_secret, now).await?);
+    }
+    if let GatewayReply::Unknown(reason) = &outcome {
+        return Err(AppError::Unavailable(format!(
+            "the payment gateway did not answer ({reason}); the charge is checked again \
+             under the same key when its lease ends"
+        )));
+    }
     conn.transaction(async |conn| {
         if let Some(sub) = p.invoice.subscription_id {
             repo::lock_subscription_statuses(conn, merchant, &[sub], WhenHeld::Wait).await?;
         }
         invoices_repo::lock_versions(conn, merchant, &[id]).await?;
-        settle_locked(conn, state, &p, &outcome, now).await
+        settle_locked(conn, &p, &outcome, now).await
     })
     .await
+}
+
+/// The charge waits for the customer's authentication: announced to the merchant
+/// (`invoice.payment_action_required`), and the error the portal turns into what the
+/// frontend confirms the payment with.
+async fn action_required(
+    state: &App,
+    conn: &mut AsyncPgConnection,
+    p: &Prepared,
+    client_secret: &str,
+    now: DateTime<Utc>,
+) -> AppResult<AppError> {
+    let gateway = crate::billing::gateways::resolve(conn, state, p.merchant).await?;
+    let invoice = conn
+        .transaction(async |conn| {
+            let invoice = invoices_repo::get(conn, p.merchant, p.invoice.id, None, false).await?;
+            crate::events::record_event(
+                conn,
+                p.merchant,
+                crate::events::EventDraft {
+                    event_type: "invoice.payment_action_required",
+                    resource_type: "invoice",
+                    resource_id: invoice.id.to_string(),
+                    after: &crate::dto::billing::InvoiceDto::from(&invoice),
+                    before: None,
+                    at: now,
+                },
+            )
+            .await?;
+            Ok::<_, AppError>(invoice)
+        })
+        .await?;
+    Ok(AppError::PaymentActionRequired {
+        invoice_id: invoice.id.to_string(),
+        provider: gateway.provider.as_str(),
+        client_secret: client_secret.to_owned(),
+        publishable_key: gateway.publishable_key.clone().unwrap_or_default(),
+    })
 }
 
 /// Step 1 for the merchant's charge of one invoice.
@@ -262,6 +340,7 @@ async fn prepare_one(
     merchant: MerchantId,
     id: InvoiceId,
     now: DateTime<Utc>,
+    on_session: bool,
 ) -> AppResult<Prepared> {
     let mode = ChargeMode::Manual;
     let unlocked = invoices_repo::get(conn, merchant, id, None, false)
@@ -293,6 +372,10 @@ async fn prepare_one(
             "the customer has no default payment method",
         ));
     }
+    let gateway = crate::billing::gateways::resolve(conn, state, merchant)
+        .await?
+        .gateway
+        .clone();
     let intent = new_intent(&invoice, card.as_ref(), mode, now);
     intents_repo::insert(conn, merchant, std::slice::from_ref(&intent)).await?;
     repo::schedule_attempts(conn, merchant, &[id], Some(lease_end(state, now))).await?;
@@ -302,6 +385,8 @@ async fn prepare_one(
         token: card.map(|c| c.gateway_token),
         intent,
         recovered: false,
+        gateway,
+        on_session,
     })
 }
 
@@ -312,13 +397,19 @@ async fn prepare_one(
 /// `None` when its intent is gone (another worker settled it).
 pub async fn settle_locked(
     conn: &mut AsyncPgConnection,
-    state: &App,
     p: &Prepared,
     outcome: &GatewayReply,
     now: DateTime<Utc>,
 ) -> AppResult<Option<(Invoice, Option<Payment>)>> {
     let merchant = p.merchant;
     let id = p.invoice.id;
+    if matches!(
+        outcome,
+        GatewayReply::Unknown(_) | GatewayReply::ActionRequired(_)
+    ) {
+        // The intent and its lease stay: the engine asks again after the lease.
+        return Ok(None);
+    }
     if intents_repo::take(conn, merchant, &[(id, p.intent.attempt)])
         .await?
         .is_empty()
@@ -340,13 +431,9 @@ pub async fn settle_locked(
             (after, None)
         }
         GatewayReply::Charge(outcome) => {
-            let (after, payment) = invoices_repo::record_payment_attempt(
-                conn,
-                merchant,
-                attempt_of(state, p, outcome),
-                now,
-            )
-            .await?;
+            let (after, payment) =
+                invoices_repo::record_payment_attempt(conn, merchant, attempt_of(p, outcome), now)
+                    .await?;
             let event = match payment.status {
                 PaymentStatus::Succeeded => "invoice.paid",
                 PaymentStatus::Declined | PaymentStatus::Failed => "invoice.payment_failed",
@@ -354,6 +441,7 @@ pub async fn settle_locked(
             invoice_event(conn, merchant, event, &after, Some(&before)).await?;
             (after, Some(payment))
         }
+        GatewayReply::Unknown(_) | GatewayReply::ActionRequired(_) => return Ok(None),
     };
     if after.status == InvoiceStatus::Paid {
         let stop = Dunning {

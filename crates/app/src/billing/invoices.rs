@@ -89,7 +89,8 @@ pub async fn pay_invoice(
             .await
             .map_err(AppError::from_store("invoice"))?;
     }
-    crate::billing::charging::pay(state, merchant, id).await
+    // The portal's customer is there to authenticate a card that asks for it.
+    crate::billing::charging::pay(state, merchant, id, customer.is_some()).await
 }
 
 /// `POST /v1/invoices/{id}/void`: an open or uncollectible invoice is cancelled: it is

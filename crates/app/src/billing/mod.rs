@@ -3,6 +3,8 @@
 //! merchant's billing settings (dunning policy, upcoming-invoice notices).
 
 pub mod charging;
+pub mod gateway_events;
+pub mod gateways;
 pub mod invoices;
 pub mod invoicing;
 pub mod payment_methods;

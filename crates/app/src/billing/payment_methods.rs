@@ -7,11 +7,13 @@
 
 use chrono::{DateTime, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
+use tenure_domain::billing::gateway::{CardDetails, customer_token};
 use tenure_domain::billing::payment_method::PaymentMethod;
 use tenure_domain::ids::{CustomerId, GenerateId, MerchantId, PaymentMethodId};
 use tenure_store::repo::{customers, payment_methods as repo};
 
 use crate::App;
+use crate::billing::gateways;
 use crate::dto::billing::{AttachPaymentMethod, PaymentMethodDto};
 use crate::error::{AppError, AppResult};
 use crate::events::{EventDraft, record_event};
@@ -98,6 +100,66 @@ async fn make_default(
     Ok(())
 }
 
+/// The token to keep and the card behind what the caller gave. The sandbox takes its
+/// tokens as they are. A gateway with customers (Stripe) takes a payment method id
+/// (`pm_…`, from a setup intent the frontend confirmed) that belongs to this customer's
+/// gateway customer, or to none yet (then it is attached to it); one that belongs to
+/// another customer is refused.
+async fn gateway_card(
+    state: &App,
+    merchant: MerchantId,
+    customer: CustomerId,
+    token: &str,
+) -> AppResult<(String, CardDetails)> {
+    let gateway = gateways::resolve_alone(state, merchant).await?;
+    let Some(collection) = gateway.card_collection() else {
+        let card = gateway.gateway.card_details(token).await.ok_or_else(|| {
+            AppError::field(
+                "token",
+                format!(
+                    "is not a payment method token known to the {} gateway",
+                    gateway.gateway.name()
+                ),
+            )
+        })?;
+        return Ok((token.to_owned(), card));
+    };
+    if !token.starts_with("pm_")
+        || !token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        return Err(AppError::field(
+            "token",
+            "must be a payment method id (pm_…) from a confirmed setup intent",
+        ));
+    }
+    let customer_ref =
+        gateways::ensure_gateway_customer(state, &gateway, merchant, customer).await?;
+    let found = collection
+        .payment_method(token)
+        .await
+        .map_err(gateways::gateway_error)?
+        .ok_or_else(|| AppError::field("token", "is not a payment method known to the gateway"))?;
+    let card = match found.customer_ref.as_deref() {
+        Some(owner) if owner == customer_ref => found.card,
+        Some(_) => {
+            return Err(AppError::field(
+                "token",
+                "belongs to another customer at the gateway",
+            ));
+        }
+        None => {
+            collection
+                .attach_payment_method(token, &customer_ref)
+                .await
+                .map_err(gateways::gateway_error)?
+                .card
+        }
+    };
+    Ok((customer_token(&customer_ref, token), card))
+}
+
 /// Attaches a card by gateway token to a customer.
 pub async fn attach(
     state: &App,
@@ -112,15 +174,8 @@ pub async fn attach(
             format!("must be 1 to {TOKEN_MAX} characters"),
         ));
     }
-    let card = state.gateway.card_details(token).await.ok_or_else(|| {
-        AppError::field(
-            "token",
-            format!(
-                "is not a payment method token known to the {} gateway",
-                state.gateway.name()
-            ),
-        )
-    })?;
+    let (token, card) = gateway_card(state, merchant, customer, token).await?;
+    let token = token.as_str();
     let now = state.now();
     let mut conn = state.db.conn().await?;
     let pm = conn

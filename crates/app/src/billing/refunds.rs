@@ -69,7 +69,7 @@ pub async fn refund(
             prepare(conn, state, merchant, id, input.amount, reason, now).await
         })
         .await?;
-    let outcome = call(state, &intent).await;
+    let outcome = call(&mut conn, state, merchant, &intent).await;
     let settled = conn
         .transaction(async |conn| settle(conn, merchant, &intent, &outcome, now).await)
         .await?;
@@ -147,14 +147,33 @@ async fn prepare(
     Ok(intent)
 }
 
-/// Step 2: the gateway call, outside any transaction.
-pub async fn call(state: &App, intent: &RefundIntent) -> RefundOutcome {
+/// Step 2: the gateway call, outside any transaction. A refund goes to the gateway that
+/// took the charge: a sandbox charge (`ch_sandbox_…`) to the sandbox even after the
+/// merchant connected Stripe. A gateway that cannot be resolved refuses it (nothing was
+/// sent; the refund can be asked for again).
+pub async fn call(
+    conn: &mut AsyncPgConnection,
+    state: &App,
+    merchant: MerchantId,
+    intent: &RefundIntent,
+) -> RefundOutcome {
     let request = RefundRequest {
         charge_ref: intent.charge_ref.clone(),
         amount: intent.amount,
         idempotency_key: intent.idempotency_key.clone(),
     };
-    state.gateway.refund(&request).await
+    if intent.charge_ref.starts_with("ch_sandbox_") {
+        return state.gateway.refund(&request).await;
+    }
+    match crate::billing::gateways::resolve(conn, state, merchant).await {
+        Ok(resolved) => resolved.gateway.refund(&request).await,
+        Err(err) => {
+            tracing::warn!(error = %err, merchant = %merchant, "no gateway for a refund");
+            RefundOutcome::Failed {
+                code: "gateway_unavailable".to_owned(),
+            }
+        }
+    }
 }
 
 /// Step 3: records the refund (or the gateway's refusal) under the invoice's lock, once.

@@ -341,3 +341,135 @@ pub struct RefundResult {
     pub refund: RefundDto,
     pub invoice: InvoiceDto,
 }
+
+/// Which gateway a merchant's charges go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GatewayProviderDto {
+    Sandbox,
+    Stripe,
+}
+
+impl From<tenure_domain::billing::gateway_settings::GatewayProvider> for GatewayProviderDto {
+    fn from(value: tenure_domain::billing::gateway_settings::GatewayProvider) -> Self {
+        use tenure_domain::billing::gateway_settings::GatewayProvider;
+        match value {
+            GatewayProvider::Sandbox => Self::Sandbox,
+            GatewayProvider::Stripe => Self::Stripe,
+        }
+    }
+}
+
+impl From<GatewayProviderDto> for tenure_domain::billing::gateway_settings::GatewayProvider {
+    fn from(value: GatewayProviderDto) -> Self {
+        match value {
+            GatewayProviderDto::Sandbox => Self::Sandbox,
+            GatewayProviderDto::Stripe => Self::Stripe,
+        }
+    }
+}
+
+/// Connect a payment gateway. `stripe` needs `secret_key` and `publishable_key` (and
+/// `webhook_secret` to receive Stripe's events); `sandbox` takes no keys.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"provider": "stripe", "secret_key": "sk_test_51Hx…",
+    "webhook_secret": "whsec_…", "publishable_key": "pk_test_51Hx…"}))]
+pub struct PutGatewaySettings {
+    pub provider: GatewayProviderDto,
+    /// Stripe's secret (or restricted) API key, `sk_test_…`/`sk_live_…`/`rk_…`. Stored
+    /// encrypted; never shown again (only its last four characters).
+    pub secret_key: Option<String>,
+    /// The signing secret of the Stripe webhook endpoint that points at
+    /// `/v1/gateway_events/{merchant_id}/stripe` (`whsec_…`). Stored encrypted; never
+    /// shown again.
+    pub webhook_secret: Option<String>,
+    /// Stripe's publishable key (`pk_test_…`/`pk_live_…`), of the same mode as the
+    /// secret key; handed to the frontend with setup intents and payments to confirm.
+    pub publishable_key: Option<String>,
+}
+
+/// A merchant's gateway settings. Secrets are never returned: only whether they are set
+/// and their last four characters.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"object": "gateway_settings", "provider": "stripe",
+    "secret_key_last4": "x9Qa", "webhook_secret_set": true, "webhook_secret_last4": "3kPz",
+    "publishable_key": "pk_test_51Hx…", "updated_at": "2026-12-07T12:00:00Z"}))]
+pub struct GatewaySettingsDto {
+    /// Always `gateway_settings`.
+    pub object: String,
+    pub provider: GatewayProviderDto,
+    /// The last four characters of the secret key; null without one.
+    pub secret_key_last4: Option<String>,
+    pub webhook_secret_set: bool,
+    pub webhook_secret_last4: Option<String>,
+    pub publishable_key: Option<String>,
+    /// When they last changed; null for a merchant on the default sandbox.
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339_opt")]
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// What the frontend needs to collect a card with Stripe.js or a mobile SDK: confirm the
+/// setup intent with `client_secret` and `publishable_key`, then attach the resulting
+/// payment method (`POST /v1/portal/payment_methods` with `{"token": "pm_…"}`).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"object": "setup_intent", "provider": "stripe",
+    "id": "seti_1Qx…", "client_secret": "seti_1Qx…_secret_…", "publishable_key": "pk_test_51Hx…"}))]
+pub struct SetupIntentDto {
+    /// Always `setup_intent`.
+    pub object: String,
+    pub provider: GatewayProviderDto,
+    /// The gateway's setup intent id.
+    pub id: String,
+    pub client_secret: String,
+    pub publishable_key: String,
+}
+
+/// A dispute (chargeback) of a payment, as the gateway reported it; the data of
+/// `payment.disputed`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DisputeDto {
+    /// Always `dispute`.
+    pub object: String,
+    /// The gateway's id of the dispute (Stripe's `dp_…`).
+    pub id: String,
+    pub payment_id: String,
+    pub invoice_id: String,
+    pub amount: MoneyDto,
+    /// The card network's reason (`fraudulent`, `product_not_received`, …).
+    pub reason: Option<String>,
+    /// The gateway's status of the dispute (`needs_response`, `won`, `lost`, …).
+    pub status: String,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
+    pub created_at: DateTime<Utc>,
+}
+
+/// The answer to a gateway's event: received (and applied once).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct GatewayEventReceipt {
+    pub received: bool,
+    /// The event id was already applied: nothing was done again.
+    pub duplicate: bool,
+    /// Whether Tenure acted on this type of event (others are acknowledged and ignored).
+    pub handled: bool,
+}
+
+/// The portal's pay of an invoice whose card asks for the customer's authentication
+/// (3-D Secure): confirm the payment in the frontend with the gateway's library (Stripe.js
+/// `confirmCardPayment(client_secret)`, or a mobile SDK) and `publishable_key`. The invoice
+/// stays open and is settled when the gateway reports the outcome.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"object": "payment_action", "invoice_id": "inv_01jd…",
+    "provider": "stripe", "type": "authenticate",
+    "client_secret": "pi_3Qx…_secret_…", "publishable_key": "pk_test_51Hx…"}))]
+pub struct PaymentActionDto {
+    /// Always `payment_action`.
+    pub object: String,
+    pub invoice_id: String,
+    pub provider: GatewayProviderDto,
+    /// Always `authenticate`.
+    #[serde(rename = "type")]
+    pub action_type: String,
+    pub client_secret: String,
+    pub publishable_key: String,
+}

@@ -45,6 +45,25 @@ pub struct ChargeRequest {
     /// The same key must yield the same outcome and reference.
     pub idempotency_key: String,
     pub description: String,
+    /// This key may have been sent before (a charge taken over after its lease, whose
+    /// first call may have reached the gateway): a gateway that cannot replay a key by
+    /// itself looks for the first charge before making one.
+    pub resend: bool,
+    /// The customer is there (the portal's pay): a card that asks for authentication
+    /// (3-D Secure) waits for it instead of being declined.
+    pub on_session: bool,
+}
+
+/// A charge whose outcome the gateway did not tell (a timeout, a dropped connection, a
+/// 5xx): it may or may not have happened. It is never recorded as a failure; the same
+/// request is sent again later under the same key, which finds the first charge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutcomeUnknown {
+    /// For the log.
+    pub reason: String,
+    /// The charge waits for the customer to authenticate it (on session): the client
+    /// secret the frontend confirms it with.
+    pub action: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,6 +128,92 @@ pub trait PaymentGateway: Send + Sync + std::fmt::Debug {
     fn charge<'a>(&'a self, request: &'a ChargeRequest) -> GatewayCall<'a, ChargeOutcome>;
 
     fn refund<'a>(&'a self, request: &'a RefundRequest) -> GatewayCall<'a, RefundOutcome>;
+
+    /// A charge that may end without an answer ([`OutcomeUnknown`]). Gateways that
+    /// answer in process always answer, so this is [`PaymentGateway::charge`] unless a
+    /// network gateway says otherwise.
+    fn try_charge<'a>(
+        &'a self,
+        request: &'a ChargeRequest,
+    ) -> GatewayCall<'a, Result<ChargeOutcome, OutcomeUnknown>> {
+        Box::pin(async move { Ok(self.charge(request).await) })
+    }
+
+    /// Card collection the way a gateway with its own customers does it (Stripe: a
+    /// customer, setup intents confirmed by the frontend, payment methods that belong to
+    /// a customer). `None`: cards are attached by token alone (the sandbox).
+    fn card_collection(&self) -> Option<&dyn CardCollection> {
+        None
+    }
+}
+
+/// A gateway-side failure of a card-collection call, for the caller to show.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CollectionError {
+    /// The gateway refused the request (`code` is its error code, e.g. `resource_missing`).
+    Refused { code: String, message: String },
+    /// The gateway did not answer or failed (timeout, 5xx): try again later.
+    Unavailable(String),
+}
+
+/// What the frontend needs to collect a card with the gateway's own library (Stripe.js
+/// or a mobile SDK): the intent's client secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetupIntent {
+    pub id: String,
+    pub client_secret: String,
+}
+
+/// A payment method as the gateway knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatewayCard {
+    pub card: CardDetails,
+    /// The gateway customer it is attached to, if any.
+    pub customer_ref: Option<String>,
+}
+
+/// Card collection at a gateway with customers ([`PaymentGateway::card_collection`]).
+pub trait CardCollection: Send + Sync {
+    /// Creates the gateway's customer for one of the merchant's customers;
+    /// `idempotency_key` makes a retried creation return the same customer.
+    fn create_customer<'a>(
+        &'a self,
+        tenure_customer: &'a str,
+        email: Option<&'a str>,
+        idempotency_key: &'a str,
+    ) -> GatewayCall<'a, Result<String, CollectionError>>;
+
+    /// A setup intent for `customer_ref`, to be confirmed by the frontend, for charges
+    /// made later without the customer (off session).
+    fn create_setup_intent<'a>(
+        &'a self,
+        customer_ref: &'a str,
+    ) -> GatewayCall<'a, Result<SetupIntent, CollectionError>>;
+
+    /// The payment method `id` (`pm_…`), or `None` when the gateway does not know it.
+    fn payment_method<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> GatewayCall<'a, Result<Option<GatewayCard>, CollectionError>>;
+
+    /// Attaches a payment method that belongs to no customer yet to `customer_ref`.
+    fn attach_payment_method<'a>(
+        &'a self,
+        id: &'a str,
+        customer_ref: &'a str,
+    ) -> GatewayCall<'a, Result<GatewayCard, CollectionError>>;
+}
+
+/// How a payment method of a gateway with customers is kept as Tenure's token: the
+/// customer and the method (`cus_…/pm_…`), since an off-session charge names both. The
+/// token is Tenure's and the gateway adapter's alone; clients never see it.
+pub fn customer_token(customer_ref: &str, payment_method: &str) -> String {
+    format!("{customer_ref}/{payment_method}")
+}
+
+/// The customer and payment method of a [`customer_token`]; `None` for a plain token.
+pub fn split_customer_token(token: &str) -> Option<(&str, &str)> {
+    token.split_once('/')
 }
 
 /// One sandbox token: its card and how charges against it end.
@@ -351,6 +456,8 @@ mod tests {
             payment_method_token: token.to_owned(),
             idempotency_key: key.to_owned(),
             description: "test".to_owned(),
+            resend: false,
+            on_session: false,
         })
     }
 

@@ -4,6 +4,7 @@
 pub mod discount;
 pub mod dunning;
 pub mod gateway;
+pub mod gateway_settings;
 pub mod invoice;
 pub mod pan;
 pub mod period;

@@ -11,6 +11,7 @@ pub mod cors_settings;
 pub mod customers;
 pub mod discounts;
 pub mod events;
+pub mod gateway_settings;
 pub mod gdpr;
 pub mod idempotency;
 pub mod identity_providers;

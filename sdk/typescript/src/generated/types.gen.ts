@@ -802,7 +802,7 @@ export type EligibilityDto = {
 /**
  * An event type of the catalogue (docs/events.md), or `*` for every type, including ones added later
  */
-export type EnabledEvent = '*' | 'customer.created' | 'customer.updated' | 'customer.erased' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.scheduled_change_removed' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.access_ending' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled';
+export type EnabledEvent = '*' | 'customer.created' | 'customer.updated' | 'customer.erased' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.scheduled_change_removed' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.access_ending' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled';
 
 export type EventData = {
     /**
@@ -858,7 +858,7 @@ export type EventRequestDto = {
 /**
  * An event type of the catalogue (docs/events.md)
  */
-export type EventType = 'customer.created' | 'customer.updated' | 'customer.erased' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.scheduled_change_removed' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.access_ending' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled';
+export type EventType = 'customer.created' | 'customer.updated' | 'customer.erased' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.scheduled_change_removed' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.access_ending' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled';
 
 export type ExportNoteDto = {
     id: string;
@@ -899,6 +899,49 @@ export type FieldError = {
      */
     field: string;
     message: string;
+};
+
+/**
+ * The answer to a gateway's event: received (and applied once).
+ */
+export type GatewayEventReceipt = {
+    received: boolean;
+    /**
+     * The event id was already applied: nothing was done again.
+     */
+    duplicate: boolean;
+    /**
+     * Whether Tenure acted on this type of event (others are acknowledged and ignored).
+     */
+    handled: boolean;
+};
+
+/**
+ * Which gateway a merchant's charges go to.
+ */
+export type GatewayProviderDto = 'sandbox' | 'stripe';
+
+/**
+ * A merchant's gateway settings. Secrets are never returned: only whether they are set
+ * and their last four characters.
+ */
+export type GatewaySettingsDto = {
+    /**
+     * Always `gateway_settings`.
+     */
+    object: string;
+    provider: GatewayProviderDto;
+    /**
+     * The last four characters of the secret key; null without one.
+     */
+    secret_key_last4?: string | null;
+    webhook_secret_set: boolean;
+    webhook_secret_last4?: string | null;
+    publishable_key?: string | null;
+    /**
+     * When they last changed; null for a merchant on the default sandbox.
+     */
+    updated_at?: string | null;
 };
 
 export type HealthDto = {
@@ -1465,6 +1508,27 @@ export type PauseSubscription = {
     on_resume?: OnResumeDto | null;
 };
 
+/**
+ * The portal's pay of an invoice whose card asks for the customer's authentication
+ * (3-D Secure): confirm the payment in the frontend with the gateway's library (Stripe.js
+ * `confirmCardPayment(client_secret)`, or a mobile SDK) and `publishable_key`. The invoice
+ * stays open and is settled when the gateway reports the outcome.
+ */
+export type PaymentActionDto = {
+    /**
+     * Always `payment_action`.
+     */
+    object: string;
+    invoice_id: string;
+    provider: GatewayProviderDto;
+    /**
+     * Always `authenticate`.
+     */
+    type: string;
+    client_secret: string;
+    publishable_key: string;
+};
+
 export type PaymentDto = {
     id: string;
     /**
@@ -1827,6 +1891,30 @@ export type PutDunningPolicy = {
     final_state: DunningFinalStateDto;
 };
 
+/**
+ * Connect a payment gateway. `stripe` needs `secret_key` and `publishable_key` (and
+ * `webhook_secret` to receive Stripe's events); `sandbox` takes no keys.
+ */
+export type PutGatewaySettings = {
+    provider: GatewayProviderDto;
+    /**
+     * Stripe's secret (or restricted) API key, `sk_test_…`/`sk_live_…`/`rk_…`. Stored
+     * encrypted; never shown again (only its last four characters).
+     */
+    secret_key?: string | null;
+    /**
+     * The signing secret of the Stripe webhook endpoint that points at
+     * `/v1/gateway_events/{merchant_id}/stripe` (`whsec_…`). Stored encrypted; never
+     * shown again.
+     */
+    webhook_secret?: string | null;
+    /**
+     * Stripe's publishable key (`pk_test_…`/`pk_live_…`), of the same mode as the
+     * secret key; handed to the frontend with setup intents and payments to confirm.
+     */
+    publishable_key?: string | null;
+};
+
 export type RedeliverEvent = {
     /**
      * Send to this endpoint only (it must be enabled; its event filter is not
@@ -1978,7 +2066,7 @@ export type ScheduledChangeDto = {
 /**
  * A scope of a restricted key: resource:read or resource:write (write implies read)
  */
-export type ScopeName = 'catalog:read' | 'catalog:write' | 'customers:read' | 'customers:write' | 'payment_methods:read' | 'payment_methods:write' | 'subscriptions:read' | 'subscriptions:write' | 'billing:read' | 'billing:write' | 'customer_sessions:read' | 'customer_sessions:write' | 'events:read' | 'events:write' | 'webhooks:read' | 'webhooks:write' | 'support:read' | 'support:write' | 'retention:read' | 'retention:write' | 'metrics:read' | 'metrics:write' | 'api_keys:read' | 'api_keys:write' | 'audit_events:read' | 'audit_events:write';
+export type ScopeName = 'catalog:read' | 'catalog:write' | 'customers:read' | 'customers:write' | 'payment_methods:read' | 'payment_methods:write' | 'subscriptions:read' | 'subscriptions:write' | 'billing:read' | 'billing:write' | 'customer_sessions:read' | 'customer_sessions:write' | 'events:read' | 'events:write' | 'webhooks:read' | 'webhooks:write' | 'support:read' | 'support:write' | 'retention:read' | 'retention:write' | 'metrics:read' | 'metrics:write' | 'api_keys:read' | 'api_keys:write' | 'audit_events:read' | 'audit_events:write' | 'gateway_settings:read' | 'gateway_settings:write';
 
 /**
  * A customer segment, computed on read (docs/customers.md): `new`, `loyal`, `high_ltv`,
@@ -1995,6 +2083,25 @@ export type SegmentSettingsDto = {
      * reaches the threshold of that currency. One entry per currency.
      */
     high_ltv_thresholds: Array<MoneyDto>;
+};
+
+/**
+ * What the frontend needs to collect a card with Stripe.js or a mobile SDK: confirm the
+ * setup intent with `client_secret` and `publishable_key`, then attach the resulting
+ * payment method (`POST /v1/portal/payment_methods` with `{"token": "pm_…"}`).
+ */
+export type SetupIntentDto = {
+    /**
+     * Always `setup_intent`.
+     */
+    object: string;
+    provider: GatewayProviderDto;
+    /**
+     * The gateway's setup intent id.
+     */
+    id: string;
+    client_secret: string;
+    publishable_key: string;
 };
 
 /**
@@ -2204,7 +2311,7 @@ export type TimelineEntryKindDto = 'event' | 'note' | 'ticket_message';
 /**
  * The event type of an event (`subscription.paused`), `note` for a note or `ticket.message` for a ticket message
  */
-export type TimelineEntryType = 'customer.created' | 'customer.updated' | 'customer.erased' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.scheduled_change_removed' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.access_ending' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled' | 'note' | 'ticket.message';
+export type TimelineEntryType = 'customer.created' | 'customer.updated' | 'customer.erased' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.scheduled_change_removed' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.access_ending' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled' | 'note' | 'ticket.message';
 
 /**
  * The invoice the next renewal will create (a draft preview; nothing is stored).
@@ -5166,6 +5273,290 @@ export type RedeliverEventResponses = {
 
 export type RedeliverEventResponse = RedeliverEventResponses[keyof RedeliverEventResponses];
 
+export type ReceiveStripeEventData = {
+    /**
+     * A Stripe event, as Stripe sends it
+     */
+    body: {
+        [key: string]: unknown;
+    };
+    headers: {
+        /**
+         * Stripe's signature: `t=…,v1=…`
+         */
+        'Stripe-Signature': string;
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         */
+        'Idempotency-Key'?: string;
+    };
+    path: {
+        /**
+         * The merchant (mer_…)
+         */
+        merchant_id: string;
+    };
+    query?: never;
+    url: '/v1/gateway_events/{merchant_id}/stripe';
+};
+
+export type ReceiveStripeEventErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type ReceiveStripeEventError = ReceiveStripeEventErrors[keyof ReceiveStripeEventErrors];
+
+export type ReceiveStripeEventResponses = {
+    /**
+     * Received (and applied once)
+     */
+    200: GatewayEventReceipt;
+};
+
+export type ReceiveStripeEventResponse = ReceiveStripeEventResponses[keyof ReceiveStripeEventResponses];
+
+export type DeleteGatewaySettingsData = {
+    body?: never;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+    };
+    path?: never;
+    query?: never;
+    url: '/v1/gateway_settings';
+};
+
+export type DeleteGatewaySettingsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type DeleteGatewaySettingsError = DeleteGatewaySettingsErrors[keyof DeleteGatewaySettingsErrors];
+
+export type DeleteGatewaySettingsResponses = {
+    /**
+     * The settings now (the sandbox)
+     */
+    200: GatewaySettingsDto;
+};
+
+export type DeleteGatewaySettingsResponse = DeleteGatewaySettingsResponses[keyof DeleteGatewaySettingsResponses];
+
+export type GetGatewaySettingsData = {
+    body?: never;
+    path?: never;
+    query?: never;
+    url: '/v1/gateway_settings';
+};
+
+export type GetGatewaySettingsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type GetGatewaySettingsError = GetGatewaySettingsErrors[keyof GetGatewaySettingsErrors];
+
+export type GetGatewaySettingsResponses = {
+    /**
+     * The gateway settings
+     */
+    200: GatewaySettingsDto;
+};
+
+export type GetGatewaySettingsResponse = GetGatewaySettingsResponses[keyof GetGatewaySettingsResponses];
+
+export type PutGatewaySettingsData = {
+    body: PutGatewaySettings;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+    };
+    path?: never;
+    query?: never;
+    url: '/v1/gateway_settings';
+};
+
+export type PutGatewaySettingsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type PutGatewaySettingsError = PutGatewaySettingsErrors[keyof PutGatewaySettingsErrors];
+
+export type PutGatewaySettingsResponses = {
+    /**
+     * The new gateway settings
+     */
+    200: GatewaySettingsDto;
+};
+
+export type PutGatewaySettingsResponse = PutGatewaySettingsResponses[keyof PutGatewaySettingsResponses];
+
 export type ListIdentityProvidersData = {
     body?: never;
     path?: never;
@@ -7166,6 +7557,10 @@ export type PortalPayInvoiceResponses = {
      * The invoice, paid
      */
     200: InvoiceDto;
+    /**
+     * The payment waits for the customer's authentication
+     */
+    202: PaymentActionDto;
 };
 
 export type PortalPayInvoiceResponse = PortalPayInvoiceResponses[keyof PortalPayInvoiceResponses];
@@ -7632,6 +8027,77 @@ export type PlansResponses = {
 };
 
 export type PlansResponse = PlansResponses[keyof PlansResponses];
+
+export type PortalCreateSetupIntentData = {
+    body?: never;
+    headers?: {
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         */
+        'Idempotency-Key'?: string;
+    };
+    path?: never;
+    query?: never;
+    url: '/v1/portal/setup_intents';
+};
+
+export type PortalCreateSetupIntentErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type PortalCreateSetupIntentError = PortalCreateSetupIntentErrors[keyof PortalCreateSetupIntentErrors];
+
+export type PortalCreateSetupIntentResponses = {
+    /**
+     * The setup intent to confirm
+     */
+    201: SetupIntentDto;
+};
+
+export type PortalCreateSetupIntentResponse = PortalCreateSetupIntentResponses[keyof PortalCreateSetupIntentResponses];
 
 export type PortalListSubscriptionsData = {
     body?: never;
