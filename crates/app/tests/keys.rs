@@ -45,6 +45,7 @@ async fn world() -> World {
         allowed_origins: AllowedOriginsCache::default(),
         charge_lease: DEFAULT_LEASE,
         webhook_targets: TargetPolicy::AllowPrivate,
+        gateways: Default::default(),
     };
     let created = merchants::create(&app, "Roastery").await.expect("merchant");
     let first = grant(&app, &created.secret_key)
