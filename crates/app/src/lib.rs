@@ -12,6 +12,7 @@
 //! | [`retention`], [`support`] | retention offers; cancellation requests' tickets |
 //! | [`gdpr`], [`metrics`] | export and erasure; subscriber metrics |
 //! | [`backlog`] | the background work waiting, for the operator's `/metrics` |
+//! | [`rate_limits`] | request limits shared by every process |
 //! | [`webhooks`], [`events`] | webhook endpoints and redelivery; the event outbox |
 //! | [`outbound`] | where webhooks may be sent (the operator's target policy, DNS checks) |
 //! | [`merchants`], [`sessions`] | merchants and their keys; customer sessions and identity providers |
@@ -31,6 +32,7 @@ pub mod merchants;
 pub mod metrics;
 pub mod outbound;
 pub mod portal_terms;
+pub mod rate_limits;
 pub mod retention;
 pub mod sessions;
 pub mod subscriptions;

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod money;
 pub mod outbound;
 pub mod policy;
+pub mod rate_limit;
 pub mod retention;
 pub mod subscription;
 pub mod support;

@@ -353,3 +353,69 @@ async fn notice_rounds_side_by_side_send_each_notice_once() {
         assert_eq!(sent, 1, "{notice}: {events:?}");
     }
 }
+
+/// The shared rate-limit buckets count concurrent requests from several pools (several
+/// processes) exactly: of 40 at once against a burst of 10, 10 pass (one more per second
+/// the round took), and a sweep removes only buckets that have filled up again.
+#[tokio::test]
+async fn shared_rate_limit_buckets_count_concurrent_requests_exactly() {
+    use tenure_domain::rate_limit::Gcra;
+    let w = world("pm_card_visa").await;
+    let other = App {
+        db: w._db.pool(4),
+        ..w.app.clone()
+    };
+    let limit = Gcra::new(1, 10).unwrap();
+    let started = std::time::Instant::now();
+    let takes = (0..40).map(|i| {
+        let app = if i % 2 == 0 {
+            w.app.clone()
+        } else {
+            other.clone()
+        };
+        tokio::spawn(async move {
+            tenure_app::rate_limits::take(&app, "m:flood", limit)
+                .await
+                .expect("counted")
+        })
+    });
+    let mut allowed = 0;
+    let mut waits = Vec::new();
+    for take in futures_util::future::join_all(takes).await {
+        match take.expect("task") {
+            Ok(()) => allowed += 1,
+            Err(wait) => waits.push(wait),
+        }
+    }
+    let secs = started.elapsed().as_secs() + 1;
+    assert!(
+        (10..=10 + secs).contains(&allowed),
+        "{allowed} allowed in under {secs} s"
+    );
+    assert!(
+        waits
+            .iter()
+            .all(|w| *w <= std::time::Duration::from_secs(1))
+    );
+
+    // A bucket far in the past is full again: swept. The flooded one is not.
+    let mut conn = w._db.connect().await;
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query(
+            "INSERT INTO rate_limit_buckets (key, tat_us, allowed) VALUES ('m:idle', 0, true)",
+        ),
+        &mut conn,
+    )
+    .await
+    .expect("insert");
+    assert_eq!(
+        tenure_app::rate_limits::sweep(&w.app, 1000).await.unwrap(),
+        1
+    );
+    assert!(
+        tenure_app::rate_limits::take(&w.app, "m:flood", limit)
+            .await
+            .unwrap()
+            .is_err()
+    );
+}

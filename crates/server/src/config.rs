@@ -6,7 +6,7 @@
 
 use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use tenure_api::middleware::rate_limit::{Limit, RateLimitConfig};
+use tenure_api::middleware::rate_limit::{Limit, RateLimitConfig, RateLimitStore};
 use tenure_domain::cors::Origin;
 use tenure_domain::outbound::TargetPolicy;
 
@@ -200,6 +200,18 @@ pub struct RateLimitArgs {
     /// proxy that appends it).
     #[arg(long, env = "TENURE_TRUST_FORWARDED_FOR", value_parser = BoolishValueParser::new())]
     pub trust_forwarded_for: bool,
+    /// Where the buckets live: `postgres` shares them with every process on the database
+    /// (one upsert per request); `memory` keeps them per process (N processes allow N
+    /// times the rate).
+    #[arg(long, env = "TENURE_RATE_LIMIT_STORE", value_enum, default_value_t = RateLimitStoreArg::Postgres)]
+    pub rate_limit_store: RateLimitStoreArg,
+}
+
+/// `--rate-limit-store`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum RateLimitStoreArg {
+    Postgres,
+    Memory,
 }
 
 impl RateLimitArgs {
@@ -215,6 +227,10 @@ impl RateLimitArgs {
                 self.rate_limit_unauthenticated_burst,
             ),
             trust_forwarded_for: self.trust_forwarded_for,
+            store: match self.rate_limit_store {
+                RateLimitStoreArg::Postgres => RateLimitStore::Postgres,
+                RateLimitStoreArg::Memory => RateLimitStore::Memory,
+            },
         }
     }
 }
