@@ -10,6 +10,7 @@ pub mod clock;
 pub mod context;
 pub mod cors;
 pub mod customer;
+pub mod data_retention;
 pub mod error;
 pub mod ids;
 pub mod metrics;

@@ -16,6 +16,7 @@ use tenure_app::portal_terms::PortalTermsCache;
 use tenure_app::sessions::tokens::SessionSigner;
 use tenure_domain::billing::gateway::SandboxGateway;
 use tenure_domain::clock::Clock;
+use tenure_domain::data_retention::RetentionDays;
 use tenure_domain::outbound::TargetPolicy;
 use tenure_store::repo::secrets;
 use tenure_store::{Db, migrate};
@@ -75,6 +76,7 @@ pub async fn build_app(
         allowed_origins: AllowedOriginsCache::default(),
         charge_lease: DEFAULT_LEASE,
         webhook_targets: TargetPolicy::default(),
+        default_retention: RetentionDays::DEFAULT,
     })
 }
 

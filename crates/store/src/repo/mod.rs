@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod notices;
 pub mod payment_methods;
 pub mod pending_items;
+pub mod purge;
 pub mod rate_limits;
 pub mod refund_intents;
 pub mod renewals;

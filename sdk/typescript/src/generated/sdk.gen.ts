@@ -29,7 +29,8 @@ export const healthz = <ThrowOnError extends boolean = true>(options?: Options<H
 export const readyz = <ThrowOnError extends boolean = true>(options?: Options<ReadyzData, ThrowOnError>) => (options?.client ?? client).get<ReadyzResponses, ReadyzErrors, ThrowOnError>({ url: '/readyz', ...options });
 
 /**
- * Billing settings: the lead time of `invoice.upcoming` notices (default 7 days).
+ * Billing settings: the lead time of `invoice.upcoming` notices (default 7 days) and how
+ * long events and webhook deliveries are kept.
  */
 export const getBillingSettings = <ThrowOnError extends boolean = true>(options?: Options<GetBillingSettingsData, ThrowOnError>) => (options?.client ?? client).get<GetBillingSettingsResponses, GetBillingSettingsErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
