@@ -599,3 +599,72 @@ async fn the_purge_removes_old_rows_in_bounded_batches_and_keeps_what_is_needed(
         0
     );
 }
+
+/// The purge runs while writes go on: events recorded during it (young ones, and a
+/// delivery settling) are untouched, and every old row still goes, batch by batch.
+#[tokio::test]
+async fn the_purge_loses_nothing_written_while_it_runs() {
+    use tenure_engine::purge::run_purge;
+    let w = world("pm_card_visa").await;
+    let db = &w._db;
+    let now = tenure_domain::time::truncate_to_micros(w.clock.now());
+    exec(
+        db,
+        "INSERT INTO events (merchant_id, id, event_type, resource_type, resource_id, data, created_at) \
+         SELECT $2, gen_random_uuid(), 'customer.updated', 'customer', 'old' || g, '{}', \
+                $1 - interval '200 days' FROM generate_series(1, 3000) g",
+        now,
+        w.merchant,
+    )
+    .await;
+    let writer = {
+        let url = db.url.clone();
+        let merchant = w.merchant;
+        tokio::spawn(async move {
+            use diesel_async::AsyncConnection;
+            let mut conn = diesel_async::AsyncPgConnection::establish(&url)
+                .await
+                .unwrap();
+            for i in 0..200 {
+                diesel_async::RunQueryDsl::execute(
+                    diesel::sql_query(
+                        "INSERT INTO events (merchant_id, id, event_type, resource_type, resource_id, data, created_at) \
+                         VALUES ($2, gen_random_uuid(), 'customer.updated', 'customer', $3, '{}', $1)",
+                    )
+                    .bind::<diesel::sql_types::Timestamptz, _>(now)
+                    .bind::<diesel::sql_types::Uuid, _>(merchant.uuid())
+                    .bind::<diesel::sql_types::Text, _>(format!("new{i}")),
+                    &mut conn,
+                )
+                .await
+                .unwrap();
+            }
+        })
+    };
+    let mut purged = 0;
+    loop {
+        let round = run_purge(&w.app, now, 100, 3).await.unwrap();
+        purged += round.events;
+        if round.total() == 0 {
+            break;
+        }
+    }
+    writer.await.unwrap();
+    assert_eq!(purged, 3000);
+    assert_eq!(
+        count(
+            db,
+            "SELECT count(*) AS n FROM events WHERE resource_id LIKE 'new%'"
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        count(
+            db,
+            "SELECT count(*) AS n FROM events WHERE resource_id LIKE 'old%'"
+        )
+        .await,
+        0
+    );
+}
