@@ -18,7 +18,9 @@ shift 3
 PORT=${BENCH_PORT:-18081}
 export DATABASE_URL="postgres://postgres@127.0.0.1:5432/tenure_bench"
 export TENURE_JWT_SECRET="tenure-bench-secret-0123456789abcdef0123456789" TENURE_LOG=warn
-export TENURE_RATE_LIMIT_PER_SECOND=0 TENURE_RATE_LIMIT_CUSTOMER_PER_SECOND=0
+# Limits off unless the caller sets them (e.g. very high, to measure the shared check).
+export TENURE_RATE_LIMIT_PER_SECOND=${TENURE_RATE_LIMIT_PER_SECOND:-0}
+export TENURE_RATE_LIMIT_CUSTOMER_PER_SECOND=${TENURE_RATE_LIMIT_CUSTOMER_PER_SECOND:-0}
 export BENCH_LUA_DIR="$ROOT/bench/lua" BENCH_CUSTOMERS_FILE="$WORK/data/customers.txt"
 { read -r _; read -r BENCH_MERCHANT_KEY; } <"$WORK/merchant"
 export BENCH_MERCHANT_KEY

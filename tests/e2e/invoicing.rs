@@ -785,6 +785,67 @@ async fn concurrent_puts_of_different_billing_settings_lose_nothing() {
     }
 }
 
+/// A merchant sets its own retention period in its billing settings: null follows the
+/// operator's default (90 days unless configured), a value within 7–3650 days is kept,
+/// omitting it leaves it as it is, and a value out of bounds is 422 on its field and
+/// changes nothing. The purge uses it (engine test
+/// `the_purge_removes_old_rows_in_bounded_batches_and_keeps_what_is_needed`).
+#[actix_web::test]
+async fn the_retention_period_is_the_merchant_s_or_the_operator_s() {
+    let app = TestApp::new().await;
+    let m = app.merchant("Retention").await;
+    let put = |body: serde_json::Value| {
+        app.request(actix_web::http::Method::PUT, "/v1/billing_settings")
+            .bearer(&m.key)
+            .json(&body)
+            .send()
+    };
+    let settings = app.get_ok("/v1/billing_settings", &m.key).await;
+    assert_eq!(settings["retention_days"], serde_json::Value::Null);
+    assert_eq!(settings["effective_retention_days"], 90);
+
+    let res = put(json!({"upcoming_notice_days": 7, "retention_days": 30}))
+        .await
+        .expect(200);
+    assert_eq!(res.body["retention_days"], 30);
+    assert_eq!(res.body["effective_retention_days"], 30);
+    put(json!({"upcoming_notice_days": 5})).await.expect(200);
+    let settings = app.get_ok("/v1/billing_settings", &m.key).await;
+    assert_eq!(
+        (
+            settings["upcoming_notice_days"].clone(),
+            settings["retention_days"].clone()
+        ),
+        (json!(5), json!(30))
+    );
+
+    for bad in [json!(6), json!(3651), json!(-1), json!("ninety")] {
+        let res = put(json!({"upcoming_notice_days": 1, "retention_days": bad})).await;
+        assert_eq!(res.status.as_u16(), 422, "{bad}: {}", res.body);
+        assert_eq!(res.body["code"], "validation_failed", "{bad}");
+        assert_eq!(
+            res.body["errors"][0]["field"], "retention_days",
+            "{bad}: {}",
+            res.body
+        );
+    }
+    let settings = app.get_ok("/v1/billing_settings", &m.key).await;
+    assert_eq!(
+        (
+            settings["upcoming_notice_days"].clone(),
+            settings["retention_days"].clone()
+        ),
+        (json!(5), json!(30)),
+        "a refused change changes nothing"
+    );
+
+    let res = put(json!({"upcoming_notice_days": 5, "retention_days": null}))
+        .await
+        .expect(200);
+    assert_eq!(res.body["retention_days"], serde_json::Value::Null);
+    assert_eq!(res.body["effective_retention_days"], 90);
+}
+
 /// A clock that stands still, to make a plan change at the very instant a period began.
 #[derive(Debug)]
 struct Frozen(DateTime<Utc>);

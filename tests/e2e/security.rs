@@ -7,7 +7,7 @@ use diesel_async::RunQueryDsl;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use tenure_api::extract::MAX_BODY_BYTES;
-use tenure_api::middleware::rate_limit::{Limit, RateLimitConfig};
+use tenure_api::middleware::rate_limit::{Limit, RateLimitConfig, RateLimitStore};
 use tenure_e2e::{Response, TestApp, TestMerchant};
 
 use crate::fixtures;
@@ -1555,6 +1555,7 @@ async fn floods_meet_429_with_retry_after_for_both_credentials() {
         customer: Limit::new(1, 2),
         unauthenticated: Limit::new(1, 2),
         trust_forwarded_for: false,
+        store: RateLimitStore::Postgres,
     })
     .await;
     let setup = app.merchant("setup").await;
@@ -1641,6 +1642,123 @@ async fn floods_meet_429_with_retry_after_for_both_credentials() {
             .await
             .expect(200);
     }
+}
+
+/// Two applications on one database stand for two `tenure serve` processes behind a
+/// balancer: with the buckets in PostgreSQL they share one budget (a flood spread over
+/// both gets the burst once, not twice), a refusal's `Retry-After` holds on the other
+/// process too, and a blocked client address is blocked on both. The same flood with
+/// per-process buckets gets twice the burst, which is what this test would catch.
+#[actix_web::test]
+async fn rate_limits_are_shared_by_every_process_on_the_database() {
+    const BURST: u32 = 6;
+    let limits = |store| RateLimitConfig {
+        merchant: Limit::new(1, BURST),
+        customer: Limit::new(1, 2),
+        unauthenticated: Limit::new(1, 2),
+        trust_forwarded_for: false,
+        store,
+    };
+    /// Sends 4 × BURST requests alternating between the two processes: how many were
+    /// allowed, the 429s, and how many whole seconds (rounded up) the flood took.
+    async fn flood(a: &TestApp, b: &TestApp, key: &str) -> (u32, Vec<Response>, u32) {
+        let started = std::time::Instant::now();
+        let (mut allowed, mut limited) = (0, Vec::new());
+        for i in 0..4 * BURST {
+            let app = if i % 2 == 0 { a } else { b };
+            let res = app.get("/v1/products").bearer(key).send().await;
+            match res.status.as_u16() {
+                200 => allowed += 1,
+                429 => limited.push(res),
+                other => panic!("{other}: {}", res.body),
+            }
+        }
+        let secs = started.elapsed().as_secs_f64().ceil() as u32;
+        (allowed, limited, secs)
+    }
+
+    // Per process: each has its own burst.
+    let a = TestApp::with_rate_limits(limits(RateLimitStore::Memory)).await;
+    let b = TestApp::on(a.db.share(), limits(RateLimitStore::Memory)).await;
+    let m = a.merchant("per process").await;
+    let (allowed, _, _) = flood(&a, &b, &m.key).await;
+    assert!(
+        allowed >= 2 * BURST,
+        "per-process buckets allowed {allowed}"
+    );
+    drop((b, a));
+
+    // Shared: one burst, plus what the rate refilled while the flood ran.
+    let a = TestApp::with_rate_limits(limits(RateLimitStore::Postgres)).await;
+    let b = TestApp::on(a.db.share(), limits(RateLimitStore::Postgres)).await;
+    let m = a.merchant("shared").await;
+    let (allowed, limited, secs) = flood(&a, &b, &m.key).await;
+    assert!(
+        (BURST..=BURST + secs).contains(&allowed),
+        "shared buckets allowed {allowed} in {secs} s"
+    );
+    for res in &limited {
+        assert_eq!(res.body["code"], "rate_limited");
+        assert_eq!(res.header("retry-after"), Some("1"), "one request a second");
+    }
+    // After the wait one request passes, whichever process takes it, and then the
+    // bucket is empty again for both (the refusing process asked the database).
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    b.get("/v1/products")
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect(200);
+    let res = a
+        .get("/v1/products")
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect_problem(429, "rate_limited");
+    assert_eq!(res.header("retry-after"), Some("1"));
+    b.get("/v1/products")
+        .bearer(&m.key)
+        .send()
+        .await
+        .expect_problem(429, "rate_limited");
+
+    // A client address's budget of refused credentials is shared too: spent half on each
+    // process, the next refused credential is 429 on either, and from then on that
+    // process blocks the address, even with a valid key. (A process learns of the block
+    // when it counts a refused credential; a valid key is not looked up in the buckets.)
+    let other = a.merchant("bystander").await;
+    for app in [&a, &b] {
+        app.get("/v1/products")
+            .bearer("sk_test_guess")
+            .peer("192.0.2.66:4000")
+            .send()
+            .await
+            .expect(401);
+    }
+    a.get("/v1/products")
+        .bearer("sk_test_guess")
+        .peer("192.0.2.66:4000")
+        .send()
+        .await
+        .expect_problem(429, "rate_limited");
+    b.get("/v1/products")
+        .bearer("sk_test_guess")
+        .peer("192.0.2.66:4001")
+        .send()
+        .await
+        .expect_problem(429, "rate_limited");
+    b.get("/v1/products")
+        .bearer(&other.key)
+        .peer("192.0.2.66:4002")
+        .send()
+        .await
+        .expect_problem(429, "rate_limited");
+    b.get("/v1/products")
+        .bearer(&other.key)
+        .peer("192.0.2.67:4000")
+        .send()
+        .await
+        .expect(200);
 }
 
 /// A request target or header block over the service's limits is refused with a

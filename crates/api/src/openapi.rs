@@ -551,6 +551,7 @@ mod tests {
     use serde_json::Value;
     use tenure_domain::billing::dunning::{MAX_RETRIES, MAX_RETRY_DAY};
     use tenure_domain::catalog::{MAX_INTERVAL_COUNT, MAX_TRIAL_DAYS};
+    use tenure_domain::data_retention::RetentionDays;
     use tenure_domain::money::MAX_AMOUNT;
     use tenure_domain::policy::{MAX_NOTICE_PERIOD_DAYS, MAX_PAUSE_DAYS_LIMIT};
     use tenure_domain::retention::{MAX_OFFER_CYCLES, MAX_OFFER_DAYS};
@@ -612,7 +613,7 @@ mod tests {
     fn documented_bounds_are_the_enforced_ones() {
         let doc = document();
         let bound = i64::from;
-        let cases: [Case; 14] = [
+        let cases: [Case; 15] = [
             (
                 "CreatePlan",
                 None,
@@ -681,6 +682,15 @@ mod tests {
                 None,
                 "upcoming_notice_days",
                 (0, bound(MAX_UPCOMING_NOTICE_DAYS)),
+            ),
+            (
+                "PutBillingSettings",
+                None,
+                "retention_days",
+                (
+                    bound(u32::from(RetentionDays::MIN)),
+                    bound(u32::from(RetentionDays::MAX)),
+                ),
             ),
         ];
         for (schema, variant, name, (min, max)) in cases {

@@ -13,6 +13,8 @@
 //! | [`retention`], [`support`] | retention offers; cancellation requests' tickets |
 //! | [`gdpr`], [`metrics`] | export and erasure; subscriber metrics |
 //! | [`backlog`] | the background work waiting, for the operator's `/metrics` |
+//! | [`rate_limits`] | request limits shared by every process |
+//! | [`purge`] | removing events, deliveries and idempotency keys past their retention |
 //! | [`webhooks`], [`events`] | webhook endpoints and redelivery; the event outbox |
 //! | [`outbound`] | where webhooks may be sent (the operator's target policy, DNS checks) |
 //! | [`merchants`], [`sessions`] | merchants and their keys; customer sessions and identity providers |
@@ -33,6 +35,8 @@ pub mod merchants;
 pub mod metrics;
 pub mod outbound;
 pub mod portal_terms;
+pub mod purge;
+pub mod rate_limits;
 pub mod retention;
 pub mod secrets;
 pub mod sessions;
@@ -46,6 +50,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use tenure_domain::billing::gateway::PaymentGateway;
 use tenure_domain::clock::Clock;
+use tenure_domain::data_retention::RetentionDays;
 use tenure_domain::outbound::TargetPolicy;
 use tenure_domain::time::truncate_to_micros;
 use tenure_store::Db;
@@ -79,6 +84,9 @@ pub struct App {
     /// Which addresses a webhook endpoint's URL may point to (public only, unless the
     /// operator allows private targets for development).
     pub webhook_targets: TargetPolicy,
+    /// How long events and settled webhook deliveries are kept unless the merchant set
+    /// its own period (the operator's `--retention-days`).
+    pub default_retention: RetentionDays,
 }
 
 impl App {

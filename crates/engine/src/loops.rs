@@ -6,7 +6,7 @@ use std::time::Duration;
 use tenure_app::App;
 
 use crate::delivery::{self, WebhookSender};
-use crate::{lifecycle, notices, renewals};
+use crate::{lifecycle, notices, purge, renewals};
 
 /// Deliveries claimed per round. A full batch means more may be due, so the next round
 /// starts at once instead of after the interval.
@@ -44,12 +44,17 @@ pub const LIFECYCLE_BATCH: usize = 100;
 /// Notices handled per kind and round.
 pub const NOTICE_BATCH: usize = 100;
 
+/// How often the purge of records past their retention runs (on the lifecycle loop).
+pub const PURGE_EVERY: Duration = Duration::from_secs(60);
+
 /// Applies due scheduled changes (pause starts and ends, cancellations, plan changes,
 /// trial ends) forever, back to back while a backlog remains, then sends the notices due
-/// (access ending, card expiring). The notices ride on this loop rather than a loop of
-/// their own so that they need no connection more than the loops had: each round of
-/// them is two index range scans when nothing is due.
+/// (access ending, card expiring), and every [`PURGE_EVERY`] purges what is past its
+/// retention. The notices and the purge ride on this loop rather than loops of their own
+/// so that they need no connection more than the loops had: each round of notices is two
+/// index range scans when nothing is due, and a purge is a few bounded batches.
 pub async fn lifecycle_loop(state: App, interval: Duration) {
+    let mut last_purge: Option<std::time::Instant> = None;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tracing::info!(
@@ -81,6 +86,23 @@ pub async fn lifecycle_loop(state: App, interval: Duration) {
                     tracing::warn!(error = %err, cause = ?err, "notice round failed");
                     break;
                 }
+            }
+        }
+        if last_purge.is_none_or(|at| at.elapsed() >= PURGE_EVERY) {
+            last_purge = Some(std::time::Instant::now());
+            match purge::run_purge(
+                &state,
+                state.now(),
+                purge::PURGE_BATCH,
+                purge::PURGE_BATCHES_PER_ROUND,
+            )
+            .await
+            {
+                Ok(purged) if purged.total() > 0 => {
+                    tracing::info!(?purged, "records past their retention purged");
+                }
+                Ok(_) => {}
+                Err(err) => tracing::warn!(error = %err, cause = ?err, "purge round failed"),
             }
         }
     }

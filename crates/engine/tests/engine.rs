@@ -16,6 +16,7 @@ use tenure_app::sessions::tokens::SessionSigner;
 use tenure_app::subscriptions::{self, Scope};
 use tenure_domain::billing::gateway::SandboxGateway;
 use tenure_domain::billing::invoice::{Invoice, InvoiceStatus};
+use tenure_domain::data_retention::RetentionDays;
 use tenure_domain::ids::{CustomerId, MerchantId, PlanId};
 use tenure_domain::outbound::TargetPolicy;
 use tenure_domain::policy::PortalPolicy;
@@ -58,6 +59,7 @@ async fn world(card: &str) -> World {
         charge_lease: DEFAULT_LEASE,
         // The receivers of these tests listen on 127.0.0.1.
         webhook_targets: TargetPolicy::AllowPrivate,
+        default_retention: RetentionDays::DEFAULT,
     };
     World {
         _db: db,
@@ -353,4 +355,317 @@ async fn notice_rounds_side_by_side_send_each_notice_once() {
         let sent = events.iter().filter(|t| *t == notice).count();
         assert_eq!(sent, 1, "{notice}: {events:?}");
     }
+}
+
+/// The shared rate-limit buckets count concurrent requests from several pools (several
+/// processes) exactly: of 40 at once against a burst of 10, 10 pass (one more per second
+/// the round took), and a sweep removes only buckets that have filled up again.
+#[tokio::test]
+async fn shared_rate_limit_buckets_count_concurrent_requests_exactly() {
+    use tenure_domain::rate_limit::Gcra;
+    let w = world("pm_card_visa").await;
+    let other = App {
+        db: w._db.pool(4),
+        ..w.app.clone()
+    };
+    let limit = Gcra::new(1, 10).unwrap();
+    let started = std::time::Instant::now();
+    let takes = (0..40).map(|i| {
+        let app = if i % 2 == 0 {
+            w.app.clone()
+        } else {
+            other.clone()
+        };
+        tokio::spawn(async move {
+            tenure_app::rate_limits::take(&app, "m:flood", limit)
+                .await
+                .expect("counted")
+        })
+    });
+    let mut allowed = 0;
+    let mut waits = Vec::new();
+    for take in futures_util::future::join_all(takes).await {
+        match take.expect("task") {
+            Ok(()) => allowed += 1,
+            Err(wait) => waits.push(wait),
+        }
+    }
+    let secs = started.elapsed().as_secs() + 1;
+    assert!(
+        (10..=10 + secs).contains(&allowed),
+        "{allowed} allowed in under {secs} s"
+    );
+    assert!(
+        waits
+            .iter()
+            .all(|w| *w <= std::time::Duration::from_secs(1))
+    );
+
+    // A bucket far in the past is full again: swept. The flooded one is not.
+    let mut conn = w._db.connect().await;
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query(
+            "INSERT INTO rate_limit_buckets (key, tat_us, allowed) VALUES ('m:idle', 0, true)",
+        ),
+        &mut conn,
+    )
+    .await
+    .expect("insert");
+    assert_eq!(
+        tenure_app::rate_limits::sweep(&w.app, 1000).await.unwrap(),
+        1
+    );
+    assert!(
+        tenure_app::rate_limits::take(&w.app, "m:flood", limit)
+            .await
+            .unwrap()
+            .is_err()
+    );
+}
+
+/// Runs one statement of SQL with `$1` = the test's now and `$2` = a merchant id.
+async fn exec(db: &TestDb, sql: &str, now: chrono::DateTime<chrono::Utc>, merchant: MerchantId) {
+    let mut conn = db.connect().await;
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query(sql)
+            .bind::<diesel::sql_types::Timestamptz, _>(now)
+            .bind::<diesel::sql_types::Uuid, _>(merchant.uuid()),
+        &mut conn,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+async fn count(db: &TestDb, sql: &str) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut conn = db.connect().await;
+    let row: N = diesel_async::RunQueryDsl::get_result(diesel::sql_query(sql), &mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    row.n
+}
+
+/// Old events, settled deliveries (with their attempts) and idempotency keys past their
+/// 24 h go, in batches of at most the batch size; young rows stay, an event whose
+/// delivery is still pending stays with it, `subscription` events stay (the metrics
+/// rebuild past states from them), and a merchant's own shorter period applies to it.
+#[tokio::test]
+async fn the_purge_removes_old_rows_in_bounded_batches_and_keeps_what_is_needed() {
+    use tenure_engine::purge::run_purge;
+    let w = world("pm_card_visa").await;
+    let db = &w._db;
+    let now = tenure_domain::time::truncate_to_micros(w.clock.now());
+    let a = w.merchant;
+    let b = {
+        let mut conn = db.connect().await;
+        fixtures::merchant(&mut conn, "Short memory").await.id
+    };
+    let event = |age: &str, kind: &str, n: u32, tag: &str| {
+        format!(
+            "INSERT INTO events (merchant_id, id, event_type, resource_type, resource_id, data, created_at) \
+             SELECT $2, gen_random_uuid(), '{kind}.updated', '{kind}', '{tag}' || g, '{{}}', $1 - interval '{age}' \
+               FROM generate_series(1, {n}) g"
+        )
+    };
+    // A: 2,500 customer events 200 days old (go), 5 of 10 days (stay), 3 old
+    // subscription events (stay).
+    exec(db, &event("200 days", "customer", 2500, "old"), now, a).await;
+    exec(db, &event("10 days", "customer", 5, "young"), now, a).await;
+    exec(db, &event("200 days", "subscription", 3, "sub"), now, a).await;
+    // A: an old event still pending delivery (both stay) and one delivered long ago with
+    // two attempts (all three go).
+    exec(
+        db,
+        "INSERT INTO webhook_endpoints (merchant_id, id, url, enabled_events, retry_schedule_secs, secret) \
+         VALUES ($2, '00000000-0000-7000-8000-000000000001', 'https://example.com/h', '{*}', '{60}', 's')",
+        now,
+        a,
+    )
+    .await;
+    for (tag, status, next) in [
+        ("pending", "pending", "$1"),
+        ("delivered", "delivered", "NULL"),
+    ] {
+        exec(db, &event("200 days", "invoice", 1, tag), now, a).await;
+        exec(
+            db,
+            &format!(
+                "INSERT INTO webhook_deliveries (merchant_id, id, endpoint_id, event_id, event_type, status, \
+                   attempts, next_attempt_at, created_at, updated_at) \
+                 SELECT $2, gen_random_uuid(), '00000000-0000-7000-8000-000000000001', id, event_type, \
+                        '{status}', 2, {next}, created_at, created_at \
+                   FROM events WHERE merchant_id = $2 AND resource_id = '{tag}1'"
+            ),
+            now,
+            a,
+        )
+        .await;
+    }
+    exec(
+        db,
+        "INSERT INTO webhook_attempts (merchant_id, delivery_id, attempt, attempted_at, succeeded, latency_ms) \
+         SELECT merchant_id, id, g, created_at, g = 2, 5 FROM webhook_deliveries, generate_series(1, 2) g \
+          WHERE merchant_id = $2",
+        now,
+        a,
+    )
+    .await;
+    // B keeps 30 days: its 45-day-old event goes; A's of that age stays (90 by default).
+    exec(
+        db,
+        "INSERT INTO billing_settings (merchant_id, dunning_policy, retention_days) \
+         VALUES ($2, '{}', 30)",
+        now,
+        b,
+    )
+    .await;
+    exec(db, &event("45 days", "customer", 1, "b45"), now, b).await;
+    exec(db, &event("45 days", "customer", 1, "a45"), now, a).await;
+    // Idempotency keys: one past its 24 h (goes), one inside them (stays).
+    exec(
+        db,
+        "INSERT INTO idempotency_keys (scope, idempotency_key, request_hash, created_at) \
+         VALUES ($2::text, 'old', '\\x00', $1 - interval '25 hours'), \
+                ($2::text, 'young', '\\x00', $1 - interval '23 hours')",
+        now,
+        a,
+    )
+    .await;
+
+    // One batch of 1,000 removes exactly that many events: bounded.
+    let first = tenure_app::purge::purge_batch(&w.app, now, 1000)
+        .await
+        .unwrap();
+    assert_eq!(first.events, 1000, "{first:?}");
+    assert_eq!(
+        (first.deliveries, first.idempotency_keys),
+        (1, 1),
+        "{first:?}"
+    );
+    assert!(first.full(1000));
+    // A capped round stops at its cap; an uncapped one works off the rest.
+    let capped = run_purge(&w.app, now, 1000, 1).await.unwrap();
+    assert_eq!(capped.events, 1000);
+    let rest = run_purge(&w.app, now, 1000, 10).await.unwrap();
+    // 500 old customer events, the delivered invoice's event, B's 45-day-old one.
+    assert_eq!(rest.events, 502, "{rest:?}");
+    assert_eq!(run_purge(&w.app, now, 1000, 10).await.unwrap().total(), 0);
+
+    let left = |sql: &'static str| count(db, sql);
+    assert_eq!(
+        left("SELECT count(*) AS n FROM events WHERE resource_id LIKE 'old%'").await,
+        0
+    );
+    assert_eq!(
+        left("SELECT count(*) AS n FROM events WHERE resource_id LIKE 'young%'").await,
+        5
+    );
+    assert_eq!(left("SELECT count(*) AS n FROM events WHERE resource_type = 'subscription' AND resource_id LIKE 'sub%'").await, 3);
+    assert_eq!(
+        left("SELECT count(*) AS n FROM events WHERE resource_id = 'pending1'").await,
+        1
+    );
+    assert_eq!(
+        left("SELECT count(*) AS n FROM events WHERE resource_id = 'delivered1'").await,
+        0
+    );
+    assert_eq!(
+        left("SELECT count(*) AS n FROM webhook_deliveries WHERE status = 'pending'").await,
+        1
+    );
+    assert_eq!(
+        left("SELECT count(*) AS n FROM webhook_deliveries WHERE status = 'delivered'").await,
+        0
+    );
+    // The pending delivery's two attempts stay; the delivered one's went with it.
+    assert_eq!(left("SELECT count(*) AS n FROM webhook_attempts").await, 2);
+    assert_eq!(
+        left("SELECT count(*) AS n FROM events WHERE resource_id = 'b451'").await,
+        0
+    );
+    assert_eq!(
+        left("SELECT count(*) AS n FROM events WHERE resource_id = 'a451'").await,
+        1
+    );
+    assert_eq!(
+        left("SELECT count(*) AS n FROM idempotency_keys WHERE idempotency_key = 'young'").await,
+        1
+    );
+    assert_eq!(
+        left("SELECT count(*) AS n FROM idempotency_keys WHERE idempotency_key = 'old'").await,
+        0
+    );
+}
+
+/// The purge runs while writes go on: events recorded during it (young ones, and a
+/// delivery settling) are untouched, and every old row still goes, batch by batch.
+#[tokio::test]
+async fn the_purge_loses_nothing_written_while_it_runs() {
+    use tenure_engine::purge::run_purge;
+    let w = world("pm_card_visa").await;
+    let db = &w._db;
+    let now = tenure_domain::time::truncate_to_micros(w.clock.now());
+    exec(
+        db,
+        "INSERT INTO events (merchant_id, id, event_type, resource_type, resource_id, data, created_at) \
+         SELECT $2, gen_random_uuid(), 'customer.updated', 'customer', 'old' || g, '{}', \
+                $1 - interval '200 days' FROM generate_series(1, 3000) g",
+        now,
+        w.merchant,
+    )
+    .await;
+    let writer = {
+        let url = db.url.clone();
+        let merchant = w.merchant;
+        tokio::spawn(async move {
+            use diesel_async::AsyncConnection;
+            let mut conn = diesel_async::AsyncPgConnection::establish(&url)
+                .await
+                .unwrap();
+            for i in 0..200 {
+                diesel_async::RunQueryDsl::execute(
+                    diesel::sql_query(
+                        "INSERT INTO events (merchant_id, id, event_type, resource_type, resource_id, data, created_at) \
+                         VALUES ($2, gen_random_uuid(), 'customer.updated', 'customer', $3, '{}', $1)",
+                    )
+                    .bind::<diesel::sql_types::Timestamptz, _>(now)
+                    .bind::<diesel::sql_types::Uuid, _>(merchant.uuid())
+                    .bind::<diesel::sql_types::Text, _>(format!("new{i}")),
+                    &mut conn,
+                )
+                .await
+                .unwrap();
+            }
+        })
+    };
+    let mut purged = 0;
+    loop {
+        let round = run_purge(&w.app, now, 100, 3).await.unwrap();
+        purged += round.events;
+        if round.total() == 0 {
+            break;
+        }
+    }
+    writer.await.unwrap();
+    assert_eq!(purged, 3000);
+    assert_eq!(
+        count(
+            db,
+            "SELECT count(*) AS n FROM events WHERE resource_id LIKE 'new%'"
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        count(
+            db,
+            "SELECT count(*) AS n FROM events WHERE resource_id LIKE 'old%'"
+        )
+        .await,
+        0
+    );
 }

@@ -88,6 +88,7 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<(), StartupE
     state.operator_token = args.operator_token.clone().unwrap_or_default();
     state.app.charge_lease = args.workers.charge_lease();
     state.app.webhook_targets = args.workers.webhook_targets();
+    state.app.default_retention = args.workers.default_retention();
     state.metrics_access =
         MetricsAccess::new(args.metrics_token.as_deref(), args.metrics_bind.is_some());
     let metrics = Metrics::new().map_err(|e| StartupError::Config(e.to_string()))?;
@@ -253,6 +254,7 @@ pub async fn worker(global: &GlobalArgs, args: &WorkerArgs) -> Result<(), Startu
     let mut app = app(global, None, 3600).await?;
     app.charge_lease = args.charge_lease();
     app.webhook_targets = args.webhook_targets();
+    app.default_retention = args.default_retention();
     spawn_workers(&app, args)?;
     shutdown_signal().await?;
     tracing::info!("worker stopping");

@@ -7,8 +7,9 @@
 use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tenure_api::auth::operator::OperatorToken;
-use tenure_api::middleware::rate_limit::{Limit, RateLimitConfig};
+use tenure_api::middleware::rate_limit::{Limit, RateLimitConfig, RateLimitStore};
 use tenure_domain::cors::Origin;
+use tenure_domain::data_retention::RetentionDays;
 use tenure_domain::outbound::TargetPolicy;
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/tenure";
@@ -198,9 +199,19 @@ pub struct WorkerArgs {
     /// 127.0.0.1. Off by default: such URLs are refused at registration and at delivery.
     #[arg(long, env = "TENURE_WEBHOOK_ALLOW_PRIVATE_TARGETS", value_parser = BoolishValueParser::new())]
     pub webhook_allow_private_targets: bool,
+    /// Days events and settled webhook deliveries are kept before the workers purge them,
+    /// for merchants that set no period of their own (7–3650; docs/events.md).
+    #[arg(long, env = "TENURE_RETENTION_DAYS", default_value_t = 90,
+          value_parser = clap::value_parser!(u32).range(7..=3650))]
+    pub retention_days: u32,
 }
 
 impl WorkerArgs {
+    pub fn default_retention(&self) -> RetentionDays {
+        // The parser holds it to the bounds.
+        RetentionDays::new(self.retention_days).unwrap_or(RetentionDays::DEFAULT)
+    }
+
     pub fn webhook_targets(&self) -> TargetPolicy {
         TargetPolicy::allowing_private(self.webhook_allow_private_targets)
     }
@@ -251,6 +262,18 @@ pub struct RateLimitArgs {
     /// proxy that appends it).
     #[arg(long, env = "TENURE_TRUST_FORWARDED_FOR", value_parser = BoolishValueParser::new())]
     pub trust_forwarded_for: bool,
+    /// Where the buckets live: `postgres` shares them with every process on the database
+    /// (one upsert per request); `memory` keeps them per process (N processes allow N
+    /// times the rate).
+    #[arg(long, env = "TENURE_RATE_LIMIT_STORE", value_enum, default_value_t = RateLimitStoreArg::Postgres)]
+    pub rate_limit_store: RateLimitStoreArg,
+}
+
+/// `--rate-limit-store`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum RateLimitStoreArg {
+    Postgres,
+    Memory,
 }
 
 impl RateLimitArgs {
@@ -266,6 +289,10 @@ impl RateLimitArgs {
                 self.rate_limit_unauthenticated_burst,
             ),
             trust_forwarded_for: self.trust_forwarded_for,
+            store: match self.rate_limit_store {
+                RateLimitStoreArg::Postgres => RateLimitStore::Postgres,
+                RateLimitStoreArg::Memory => RateLimitStore::Memory,
+            },
         }
     }
 }

@@ -19,6 +19,7 @@ use tenure_app::secrets::Keyring;
 use tenure_app::sessions::tokens::SessionSigner;
 use tenure_domain::billing::gateway::SandboxGateway;
 use tenure_domain::clock::Clock;
+use tenure_domain::data_retention::RetentionDays;
 use tenure_domain::outbound::TargetPolicy;
 use tenure_engine::stripe::StripeConnector;
 use tenure_store::repo::secrets;
@@ -80,6 +81,7 @@ pub async fn build_app(
         allowed_origins: AllowedOriginsCache::default(),
         charge_lease: DEFAULT_LEASE,
         webhook_targets: TargetPolicy::default(),
+        default_retention: RetentionDays::DEFAULT,
     })
 }
 

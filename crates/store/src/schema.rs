@@ -518,3 +518,14 @@ diesel::table! {
         updated_at -> Timestamptz,
     }
 }
+
+// Rate-limit buckets shared by every process (migration
+// 2026-12-07-130001_rate_limit_buckets); written by `repo::rate_limits` in SQL.
+
+diesel::table! {
+    rate_limit_buckets (key) {
+        key -> Text,
+        tat_us -> Int8,
+        allowed -> Bool,
+    }
+}

@@ -220,6 +220,16 @@ impl TestDb {
         }
     }
 
+    /// Another handle on this database, for a second application (another process's
+    /// view of the same data); the database is dropped with the original only.
+    pub fn share(&self) -> TestDb {
+        TestDb {
+            name: self.name.clone(),
+            url: self.url.clone(),
+            drop_from: None,
+        }
+    }
+
     /// A new connection to this database.
     pub async fn connect(&self) -> AsyncPgConnection {
         AsyncPgConnection::establish(&self.url)

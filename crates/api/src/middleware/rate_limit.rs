@@ -1,7 +1,14 @@
-//! Rate limits (GCRA, through `governor`): one bucket per merchant key and one per
-//! customer session, keyed by [`Principal::scope`], plus one per client address for
-//! requests whose credential is refused, to blunt credential stuffing. Over the limit the
-//! answer is 429 `rate_limited` with `Retry-After`.
+//! Rate limits (GCRA): one bucket per merchant key and one per customer session, keyed
+//! by [`Principal::scope`], plus one per client address for requests whose credential is
+//! refused, to blunt credential stuffing. Over the limit the answer is 429 `rate_limited`
+//! with `Retry-After`.
+//!
+//! The buckets are shared by every process through PostgreSQL (one upsert per counted
+//! request, [`tenure_app::rate_limits`]), or kept in this process's memory (`governor`)
+//! when the operator chooses `--rate-limit-store memory`. In front of the shared buckets
+//! each process remembers, per key, until when the database refused it: no request can
+//! be allowed before then (a bucket's time only moves forward), so a caller over its
+//! limit is answered without a query and the answer is the one the database would give.
 //!
 //! The middleware resolves the credential itself, whether or not limits are on (once:
 //! [`authenticate`] caches the principal, and a refusal, in the request's extensions),
@@ -13,7 +20,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,6 +31,8 @@ use actix_web::middleware::Next;
 use actix_web::{Error, web};
 use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota};
+use tenure_app::App;
+use tenure_domain::rate_limit::Gcra;
 
 use crate::auth::{Principal, authenticate};
 use crate::error::ApiError;
@@ -46,12 +55,27 @@ impl Limit {
         Self { per_second, burst }
     }
 
+    fn gcra(self) -> Option<Gcra> {
+        Gcra::new(self.per_second, self.burst)
+    }
+
     fn quota(self) -> Option<Quota> {
         let rate = NonZeroU32::new(self.per_second)?;
         // A burst below the rate would make the rate unreachable; it is at least the rate.
         let burst = NonZeroU32::new(self.burst.max(self.per_second))?;
         Some(Quota::per_second(rate).allow_burst(burst))
     }
+}
+
+/// Where the buckets live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RateLimitStore {
+    /// In PostgreSQL, shared by every process on the database: N processes allow the
+    /// rate once, not N times.
+    #[default]
+    Postgres,
+    /// In this process's memory: no query per request, but each process counts alone.
+    Memory,
 }
 
 /// What `tenure serve` is configured with (`--rate-limit-*`, `TENURE_RATE_LIMIT_*`).
@@ -66,6 +90,8 @@ pub struct RateLimitConfig {
     /// Take the client address from the last `X-Forwarded-For` entry (the one the
     /// trusted proxy in front of Tenure appended) instead of the peer address.
     pub trust_forwarded_for: bool,
+    /// Where the buckets live.
+    pub store: RateLimitStore,
 }
 
 impl RateLimitConfig {
@@ -80,6 +106,7 @@ impl RateLimitConfig {
             customer: Limit::DISABLED,
             unauthenticated: Limit::DISABLED,
             trust_forwarded_for: false,
+            store: RateLimitStore::Memory,
         }
     }
 }
@@ -91,12 +118,28 @@ impl Default for RateLimitConfig {
             customer: Self::DEFAULT_CUSTOMER,
             unauthenticated: Self::DEFAULT_UNAUTHENTICATED,
             trust_forwarded_for: false,
+            store: RateLimitStore::Postgres,
         }
     }
 }
 
 /// How often (in checks) idle buckets are swept, so memory follows the active callers.
 const SWEEP_EVERY: u64 = 4096;
+
+/// How many shared buckets one sweep removes at most, so it never holds many row locks.
+const SWEEP_BATCH: i64 = 1000;
+
+/// What a process can say about a request without the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Allow,
+    Refuse(Duration),
+    /// The shared bucket `key` decides ([`RateLimits::settle`]).
+    Ask {
+        key: String,
+        limit: Gcra,
+    },
+}
 
 /// The limiters of one process, shared by all its HTTP workers (cheap to clone).
 #[derive(Clone)]
@@ -111,7 +154,11 @@ struct Inner {
     unauthenticated: Option<DefaultKeyedRateLimiter<IpAddr>>,
     /// Addresses that used up their budget of refused credentials, until when.
     blocked: Mutex<HashMap<IpAddr, Instant>>,
+    /// Shared buckets the database refused, until when (no query is needed before).
+    waiting: Mutex<HashMap<String, Instant>>,
     checks: AtomicU64,
+    /// Set every [`SWEEP_EVERY`] checks; the next query of a shared bucket also sweeps.
+    sweep_shared: AtomicBool,
 }
 
 impl std::fmt::Debug for RateLimits {
@@ -130,7 +177,13 @@ impl Default for RateLimits {
 
 impl RateLimits {
     pub fn new(config: RateLimitConfig) -> Self {
-        let keyed = |limit: Limit| limit.quota().map(governor::RateLimiter::keyed);
+        let memory = config.store == RateLimitStore::Memory;
+        let keyed = |limit: Limit| {
+            limit
+                .quota()
+                .filter(|_| memory)
+                .map(governor::RateLimiter::keyed)
+        };
         Self {
             inner: Arc::new(Inner {
                 config,
@@ -139,9 +192,12 @@ impl RateLimits {
                 unauthenticated: config
                     .unauthenticated
                     .quota()
+                    .filter(|_| memory)
                     .map(governor::RateLimiter::keyed),
                 blocked: Mutex::new(HashMap::new()),
+                waiting: Mutex::new(HashMap::new()),
                 checks: AtomicU64::new(0),
+                sweep_shared: AtomicBool::new(false),
             }),
         }
     }
@@ -155,28 +211,47 @@ impl RateLimits {
     }
 
     fn enabled(&self) -> bool {
-        let i = &self.inner;
-        i.merchant.is_some() || i.customer.is_some() || i.unauthenticated.is_some()
+        let c = &self.inner.config;
+        [c.merchant, c.customer, c.unauthenticated]
+            .iter()
+            .any(|limit| limit.gcra().is_some())
     }
 
-    /// Counts one request of an authenticated caller; `Err` holds the wait.
-    pub fn check_principal(&self, principal: &Principal) -> Result<(), Duration> {
+    fn shared(&self) -> bool {
+        self.inner.config.store == RateLimitStore::Postgres
+    }
+
+    /// Counts one request of an authenticated caller, or says which shared bucket must.
+    pub fn check_principal(&self, principal: &Principal) -> Verdict {
         self.maybe_sweep();
-        let limiter = match principal {
-            Principal::Merchant(_) | Principal::Operator => &self.inner.merchant,
-            Principal::Customer(_) => &self.inner.customer,
+        let (limiter, limit, prefix) = match principal {
+            Principal::Merchant(_) | Principal::Operator => {
+                (&self.inner.merchant, self.inner.config.merchant, "m")
+            }
+            Principal::Customer(_) => (&self.inner.customer, self.inner.config.customer, "c"),
         };
+        if self.shared() {
+            let Some(limit) = limit.gcra() else {
+                return Verdict::Allow;
+            };
+            let key = format!("{prefix}:{}", principal.scope());
+            return match self.still_waiting(&key) {
+                Some(wait) => Verdict::Refuse(wait),
+                None => Verdict::Ask { key, limit },
+            };
+        }
         let Some(limiter) = limiter else {
-            return Ok(());
+            return Verdict::Allow;
         };
-        limiter
-            .check_key(&principal.scope())
-            .map_err(|not_until| not_until.wait_time_from(limiter.clock().now()))
+        match limiter.check_key(&principal.scope()) {
+            Ok(()) => Verdict::Allow,
+            Err(not_until) => Verdict::Refuse(not_until.wait_time_from(limiter.clock().now())),
+        }
     }
 
     /// Whether `ip` is blocked for refused credentials; `Some` holds the wait.
     pub fn blocked(&self, ip: IpAddr) -> Option<Duration> {
-        self.inner.unauthenticated.as_ref()?;
+        self.inner.config.unauthenticated.gcra()?;
         let mut blocked = self.inner.blocked.lock().unwrap_or_else(|e| e.into_inner());
         let until = *blocked.get(&ip)?;
         let now = Instant::now();
@@ -188,19 +263,91 @@ impl RateLimits {
         }
     }
 
-    /// Counts a refused credential from `ip`; `Err` (with the wait) once the address has
-    /// used up its budget, which also blocks it for that long.
-    pub fn record_failure(&self, ip: IpAddr) -> Result<(), Duration> {
+    /// Counts a refused credential from `ip`, or says which shared bucket must. Once the
+    /// address has used up its budget ([`Verdict::Refuse`]) it is blocked for the wait.
+    pub fn record_failure(&self, ip: IpAddr) -> Verdict {
         self.maybe_sweep();
+        if self.shared() {
+            return match self.inner.config.unauthenticated.gcra() {
+                Some(limit) => Verdict::Ask {
+                    key: format!("ip:{ip}"),
+                    limit,
+                },
+                None => Verdict::Allow,
+            };
+        }
         let Some(limiter) = &self.inner.unauthenticated else {
-            return Ok(());
+            return Verdict::Allow;
         };
-        limiter.check_key(&ip).map_err(|not_until| {
-            let wait = not_until.wait_time_from(limiter.clock().now());
-            let mut blocked = self.inner.blocked.lock().unwrap_or_else(|e| e.into_inner());
-            blocked.insert(ip, Instant::now() + wait);
-            wait
-        })
+        match limiter.check_key(&ip) {
+            Ok(()) => Verdict::Allow,
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(limiter.clock().now());
+                self.block(ip, wait);
+                Verdict::Refuse(wait)
+            }
+        }
+    }
+
+    /// The answer to a verdict: a shared bucket is counted in the database (whose refusal
+    /// is remembered until it ends; for a client address, that blocks it). If the
+    /// database cannot be reached the request goes on: it needs the database anyway,
+    /// and answers 503 if it is really gone.
+    pub async fn settle(
+        &self,
+        app: &App,
+        verdict: Verdict,
+        ip: Option<IpAddr>,
+    ) -> Result<(), Duration> {
+        let (key, limit) = match verdict {
+            Verdict::Allow => return Ok(()),
+            Verdict::Refuse(wait) => return Err(wait),
+            Verdict::Ask { key, limit } => (key, limit),
+        };
+        if self.inner.sweep_shared.swap(false, Ordering::Relaxed) {
+            // Off the request's path: a bounded delete, on a connection of its own.
+            let app = app.clone();
+            actix_web::rt::spawn(async move {
+                if let Err(err) = tenure_app::rate_limits::sweep(&app, SWEEP_BATCH).await {
+                    tracing::warn!(error = %err, "rate-limit buckets not swept");
+                }
+            });
+        }
+        match tenure_app::rate_limits::take(app, &key, limit).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(wait)) => {
+                match ip.filter(|_| key.starts_with("ip:")) {
+                    Some(ip) => self.block(ip, wait),
+                    None => {
+                        let mut waiting =
+                            self.inner.waiting.lock().unwrap_or_else(|e| e.into_inner());
+                        waiting.insert(key, Instant::now() + wait);
+                    }
+                }
+                Err(wait)
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "shared rate limit not counted");
+                Ok(())
+            }
+        }
+    }
+
+    fn block(&self, ip: IpAddr, wait: Duration) {
+        let mut blocked = self.inner.blocked.lock().unwrap_or_else(|e| e.into_inner());
+        blocked.insert(ip, Instant::now() + wait);
+    }
+
+    fn still_waiting(&self, key: &str) -> Option<Duration> {
+        let mut waiting = self.inner.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        let until = *waiting.get(key)?;
+        let now = Instant::now();
+        if until > now {
+            Some(until - now)
+        } else {
+            waiting.remove(key);
+            None
+        }
     }
 
     fn maybe_sweep(&self) {
@@ -208,6 +355,7 @@ impl RateLimits {
         if n % SWEEP_EVERY != SWEEP_EVERY - 1 {
             return;
         }
+        self.inner.sweep_shared.store(true, Ordering::Relaxed);
         for limiter in [&self.inner.merchant, &self.inner.customer]
             .into_iter()
             .flatten()
@@ -222,6 +370,9 @@ impl RateLimits {
         let now = Instant::now();
         let mut blocked = self.inner.blocked.lock().unwrap_or_else(|e| e.into_inner());
         blocked.retain(|_, until| *until > now);
+        drop(blocked);
+        let mut waiting = self.inner.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        waiting.retain(|_, until| *until > now);
     }
 }
 
@@ -269,8 +420,9 @@ pub async fn rate_limit(
     if !is_api_path(req.path()) || !req.headers().contains_key(header::AUTHORIZATION) {
         return Ok(next.call(req).await?.map_into_boxed_body());
     }
-    let limits = req
-        .app_data::<web::Data<AppState>>()
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let limits = state
+        .as_ref()
         .map(|state| state.rate_limits.clone())
         .filter(RateLimits::enabled);
     let ip = limits
@@ -283,15 +435,19 @@ pub async fn rate_limit(
     }
     match authenticate(req.request()).await {
         Ok(principal) => {
-            if let Some(limits) = &limits
-                && let Err(wait) = limits.check_principal(&principal)
+            if let (Some(limits), Some(state)) = (&limits, &state)
+                && let Err(wait) = limits
+                    .settle(&state.app, limits.check_principal(&principal), ip)
+                    .await
             {
                 return Ok(req.error_response(limited(wait)));
             }
         }
         Err(ApiError::Unauthenticated(_)) => {
-            if let (Some(limits), Some(ip)) = (&limits, ip)
-                && let Err(wait) = limits.record_failure(ip)
+            if let (Some(limits), Some(state), Some(ip)) = (&limits, &state, ip)
+                && let Err(wait) = limits
+                    .settle(&state.app, limits.record_failure(ip), Some(ip))
+                    .await
             {
                 return Ok(req.error_response(limited(wait)));
             }
@@ -320,6 +476,15 @@ mod tests {
         })
     }
 
+    /// A verdict of the in-memory limiter, which never asks the database.
+    fn local(verdict: Verdict) -> Result<(), Duration> {
+        match verdict {
+            Verdict::Allow => Ok(()),
+            Verdict::Refuse(wait) => Err(wait),
+            Verdict::Ask { key, .. } => panic!("memory limits asked for {key}"),
+        }
+    }
+
     #[test]
     fn buckets_allow_the_burst_then_refuse_with_a_wait() {
         let limits = RateLimits::new(RateLimitConfig {
@@ -329,12 +494,15 @@ mod tests {
         let a = merchant();
         let b = merchant();
         for _ in 0..3 {
-            assert!(limits.check_principal(&a).is_ok());
+            assert!(local(limits.check_principal(&a)).is_ok());
         }
-        let wait = limits.check_principal(&a).unwrap_err();
+        let wait = local(limits.check_principal(&a)).unwrap_err();
         assert!(wait <= Duration::from_secs(1));
         assert_eq!(retry_after_secs(wait), 1);
-        assert!(limits.check_principal(&b).is_ok(), "keys are independent");
+        assert!(
+            local(limits.check_principal(&b)).is_ok(),
+            "keys are independent"
+        );
     }
 
     #[test]
@@ -343,7 +511,7 @@ mod tests {
         assert!(!limits.enabled());
         let a = merchant();
         for _ in 0..1000 {
-            assert!(limits.check_principal(&a).is_ok());
+            assert!(local(limits.check_principal(&a)).is_ok());
         }
     }
 
@@ -356,11 +524,39 @@ mod tests {
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let other: IpAddr = "192.0.2.2".parse().unwrap();
         assert!(limits.blocked(ip).is_none());
-        assert!(limits.record_failure(ip).is_ok());
-        assert!(limits.record_failure(ip).is_ok());
-        assert!(limits.record_failure(ip).is_err());
+        assert!(local(limits.record_failure(ip)).is_ok());
+        assert!(local(limits.record_failure(ip)).is_ok());
+        assert!(local(limits.record_failure(ip)).is_err());
         assert!(limits.blocked(ip).is_some());
         assert!(limits.blocked(other).is_none());
+    }
+
+    #[test]
+    fn shared_limits_ask_the_database_until_it_refuses() {
+        let limits = RateLimits::new(RateLimitConfig {
+            merchant: Limit::new(1, 3),
+            ..RateLimitConfig::default()
+        });
+        let m = MerchantId::generate();
+        let a = Principal::Merchant(m);
+        let Verdict::Ask { key, limit } = limits.check_principal(&a) else {
+            panic!("a shared bucket is counted in the database");
+        };
+        assert_eq!(key, format!("m:{m}"));
+        assert_eq!(limit, Gcra::new(1, 3).unwrap());
+        // A refusal is remembered: the next request is refused without a query.
+        limits
+            .inner
+            .waiting
+            .lock()
+            .unwrap()
+            .insert(key, Instant::now() + Duration::from_secs(1));
+        assert!(matches!(limits.check_principal(&a), Verdict::Refuse(_)));
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        assert!(matches!(
+            limits.record_failure(ip),
+            Verdict::Ask { key, .. } if key == "ip:192.0.2.1"
+        ));
     }
 
     #[test]

@@ -103,7 +103,8 @@ async fn put_dunning_policy(
     Ok(HttpResponse::Ok().json(DunningPolicyDto::from(&s)))
 }
 
-/// Billing settings: the lead time of `invoice.upcoming` notices (default 7 days).
+/// Billing settings: the lead time of `invoice.upcoming` notices (default 7 days) and how
+/// long events and webhook deliveries are kept.
 #[utoipa::path(tag = "Billing settings",
     responses((status = 200, description = "The billing settings", body = BillingSettingsDto)))]
 #[get("/billing_settings")]
@@ -112,7 +113,7 @@ async fn get_billing_settings(
     auth: AuthenticatedMerchant,
 ) -> ApiResult<HttpResponse> {
     let s = settings::settings(&state.app, auth.0).await?;
-    Ok(HttpResponse::Ok().json(BillingSettingsDto::from(&s)))
+    Ok(HttpResponse::Ok().json(BillingSettingsDto::new(&s, state.app.default_retention)))
 }
 
 /// Change the billing settings.
@@ -124,7 +125,13 @@ async fn put_billing_settings(
     auth: AuthenticatedMerchant,
     body: Json<PutBillingSettings>,
 ) -> ApiResult<HttpResponse> {
-    let s =
-        settings::put_upcoming_notice_days(&state.app, auth.0, body.0.upcoming_notice_days).await?;
-    Ok(HttpResponse::Ok().json(BillingSettingsDto::from(&s)))
+    let body = body.0;
+    let s = settings::put_billing_settings(
+        &state.app,
+        auth.0,
+        body.upcoming_notice_days,
+        body.retention_days,
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(BillingSettingsDto::new(&s, state.app.default_retention)))
 }

@@ -1,8 +1,9 @@
-//! The merchant's billing settings: the dunning policy and how early `invoice.upcoming`
-//! is sent.
+//! The merchant's billing settings: the dunning policy, how early `invoice.upcoming`
+//! is sent, and how long events and webhook deliveries are kept.
 
 use diesel_async::AsyncConnection;
 use tenure_domain::billing::dunning::DunningPolicy;
+use tenure_domain::data_retention::RetentionDays;
 use tenure_domain::ids::MerchantId;
 use tenure_store::repo::renewals::{self as repo, BillingSettings};
 
@@ -25,11 +26,14 @@ pub async fn put_dunning_policy(
     update_settings(state, merchant, |s| s.dunning_policy = policy).await
 }
 
-/// Sets how many days before a renewal `invoice.upcoming` is sent (0: never).
-pub async fn put_upcoming_notice_days(
+/// Sets how many days before a renewal `invoice.upcoming` is sent (0: never) and, when
+/// `retention_days` is given, the merchant's retention period in days (`Some(None)`:
+/// the operator's default again).
+pub async fn put_billing_settings(
     state: &App,
     merchant: MerchantId,
     days: u32,
+    retention_days: Option<Option<u32>>,
 ) -> AppResult<BillingSettings> {
     if days > repo::MAX_UPCOMING_NOTICE_DAYS {
         return Err(AppError::field(
@@ -37,7 +41,16 @@ pub async fn put_upcoming_notice_days(
             format!("must be between 0 and {}", repo::MAX_UPCOMING_NOTICE_DAYS),
         ));
     }
-    update_settings(state, merchant, |s| s.upcoming_notice_days = days).await
+    let retention = retention_days
+        .map(|days| days.map(RetentionDays::new).transpose())
+        .transpose()?;
+    update_settings(state, merchant, |s| {
+        s.upcoming_notice_days = days;
+        if let Some(retention) = retention {
+            s.retention_days = retention;
+        }
+    })
+    .await
 }
 
 async fn update_settings(

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use tenure_domain::billing::dunning::{MAX_RETRIES, MAX_RETRY_DAY};
 use tenure_domain::billing::invoice::{InvoiceLine, InvoiceTotals};
 use tenure_domain::billing::period::Period;
+use tenure_domain::data_retention::RetentionDays;
 use tenure_domain::subscription::PlanTerms;
 use tenure_store::repo::renewals::BillingSettings;
 use tenure_store::repo::subscriptions::StoredSubscription;
@@ -136,15 +137,28 @@ pub struct BillingSettingsDto {
     pub object: String,
     /// Days before each renewal that `invoice.upcoming` is sent (0: never).
     pub upcoming_notice_days: u32,
+    /// The merchant's own retention period in days, or null to follow the operator's
+    /// default: events (but `subscription.*` ones) and settled webhook deliveries older
+    /// than this are removed.
+    #[schema(minimum = 7, maximum = 3650)]
+    pub retention_days: Option<u32>,
+    /// The period that applies: `retention_days`, or the operator's default.
+    #[schema(minimum = 7, maximum = 3650)]
+    pub effective_retention_days: u32,
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339_opt")]
     pub updated_at: Option<DateTime<Utc>>,
 }
 
-impl From<&BillingSettings> for BillingSettingsDto {
-    fn from(s: &BillingSettings) -> Self {
+impl BillingSettingsDto {
+    /// The settings as the merchant sees them, `default_retention` being the operator's.
+    pub fn new(s: &BillingSettings, default_retention: RetentionDays) -> Self {
         Self {
             object: "billing_settings".to_owned(),
             upcoming_notice_days: s.upcoming_notice_days,
+            retention_days: s.retention_days.map(|d| u32::from(d.days())),
+            effective_retention_days: u32::from(
+                s.retention_days.unwrap_or(default_retention).days(),
+            ),
             updated_at: s.updated_at,
         }
     }
@@ -152,9 +166,14 @@ impl From<&BillingSettings> for BillingSettingsDto {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"upcoming_notice_days": 7}))]
+#[schema(example = json!({"upcoming_notice_days": 7, "retention_days": 180}))]
 pub struct PutBillingSettings {
     /// 0–60.
     #[schema(maximum = 60)]
     pub upcoming_notice_days: u32,
+    /// Days events and settled webhook deliveries are kept (7–3650); null returns to the
+    /// operator's default; omitted leaves it as it is.
+    #[serde(default, deserialize_with = "super::customers::double_option")]
+    #[schema(value_type = Option<u32>, minimum = 7, maximum = 3650)]
+    pub retention_days: Option<Option<u32>>,
 }

@@ -21,6 +21,8 @@ pub mod metrics;
 pub mod notices;
 pub mod payment_methods;
 pub mod pending_items;
+pub mod purge;
+pub mod rate_limits;
 pub mod refund_intents;
 pub mod renewals;
 pub mod retention;

@@ -14,6 +14,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tenure_domain::billing::dunning::DunningPolicy;
+use tenure_domain::data_retention::RetentionDays;
 use tenure_domain::ids::{CustomerId, InvoiceId, MerchantId, SubscriptionId};
 use tenure_domain::subscription::SubscriptionStatus;
 
@@ -31,6 +32,9 @@ pub const MAX_UPCOMING_NOTICE_DAYS: u32 = 60;
 pub struct BillingSettings {
     pub dunning_policy: DunningPolicy,
     pub upcoming_notice_days: u32,
+    /// How long events and settled webhook deliveries are kept; `None` follows the
+    /// operator's default (docs/events.md, "Retention").
+    pub retention_days: Option<RetentionDays>,
     pub updated_at: Option<DateTime<Utc>>,
 }
 
@@ -39,6 +43,7 @@ impl Default for BillingSettings {
         Self {
             dunning_policy: DunningPolicy::default(),
             upcoming_notice_days: DEFAULT_UPCOMING_NOTICE_DAYS,
+            retention_days: None,
             updated_at: None,
         }
     }
@@ -50,6 +55,8 @@ struct SettingsRow {
     dunning_policy: serde_json::Value,
     #[diesel(sql_type = Integer)]
     upcoming_notice_days: i32,
+    #[diesel(sql_type = Nullable<Integer>)]
+    retention_days: Option<i32>,
     #[diesel(sql_type = Timestamptz)]
     updated_at: DateTime<Utc>,
 }
@@ -60,8 +67,8 @@ pub async fn settings(
     merchant: MerchantId,
 ) -> StoreResult<BillingSettings> {
     let row: Option<SettingsRow> = diesel::sql_query(
-        "SELECT dunning_policy, upcoming_notice_days, updated_at FROM billing_settings \
-         WHERE merchant_id = $1",
+        "SELECT dunning_policy, upcoming_notice_days, retention_days, updated_at \
+         FROM billing_settings WHERE merchant_id = $1",
     )
     .bind::<Uuid, _>(merchant.uuid())
     .get_result(conn)
@@ -76,6 +83,15 @@ pub async fn settings(
         dunning_policy,
         upcoming_notice_days: u32::try_from(row.upcoming_notice_days)
             .map_err(|_| StoreError::corrupt("negative upcoming_notice_days"))?,
+        retention_days: row
+            .retention_days
+            .map(|d| {
+                u32::try_from(d)
+                    .ok()
+                    .and_then(|d| RetentionDays::new(d).ok())
+                    .ok_or_else(|| StoreError::corrupt("retention_days out of range"))
+            })
+            .transpose()?,
         updated_at: Some(row.updated_at),
     })
 }
@@ -119,15 +135,18 @@ pub async fn save_settings(
     let days = i32::try_from(s.upcoming_notice_days)
         .map_err(|_| StoreError::corrupt("upcoming_notice_days out of range"))?;
     diesel::sql_query(
-        "INSERT INTO billing_settings (merchant_id, dunning_policy, upcoming_notice_days, updated_at) \
-         VALUES ($1, $2, $3, $4) ON CONFLICT (merchant_id) DO UPDATE SET \
+        "INSERT INTO billing_settings \
+           (merchant_id, dunning_policy, upcoming_notice_days, updated_at, retention_days) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (merchant_id) DO UPDATE SET \
          dunning_policy = EXCLUDED.dunning_policy, \
-         upcoming_notice_days = EXCLUDED.upcoming_notice_days, updated_at = EXCLUDED.updated_at",
+         upcoming_notice_days = EXCLUDED.upcoming_notice_days, updated_at = EXCLUDED.updated_at, \
+         retention_days = EXCLUDED.retention_days",
     )
     .bind::<Uuid, _>(merchant.uuid())
     .bind::<Jsonb, _>(serde_json::to_value(&s.dunning_policy).map_err(StoreError::corrupt)?)
     .bind::<Integer, _>(days)
     .bind::<Timestamptz, _>(at)
+    .bind::<Nullable<Integer>, _>(s.retention_days.map(|d| i32::from(d.days())))
     .execute(conn)
     .await?;
     Ok(())

@@ -114,7 +114,8 @@ export const listAuditEvents = <ThrowOnError extends boolean = true>(options?: O
 });
 
 /**
- * Billing settings: the lead time of `invoice.upcoming` notices (default 7 days).
+ * Billing settings: the lead time of `invoice.upcoming` notices (default 7 days) and how
+ * long events and webhook deliveries are kept.
  *
  * Requires the scope `billing:read` (or an unrestricted key).
  */

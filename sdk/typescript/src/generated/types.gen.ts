@@ -150,6 +150,16 @@ export type BillingSettingsDto = {
      * Days before each renewal that `invoice.upcoming` is sent (0: never).
      */
     upcoming_notice_days: number;
+    /**
+     * The merchant's own retention period in days, or null to follow the operator's
+     * default: events (but `subscription.*` ones) and settled webhook deliveries older
+     * than this are removed.
+     */
+    retention_days?: number | null;
+    /**
+     * The period that applies: `retention_days`, or the operator's default.
+     */
+    effective_retention_days: number;
     updated_at?: string | null;
 };
 
@@ -1866,6 +1876,11 @@ export type PutBillingSettings = {
      * 0–60.
      */
     upcoming_notice_days: number;
+    /**
+     * Days events and settled webhook deliveries are kept (7–3650); null returns to the
+     * operator's default; omitted leaves it as it is.
+     */
+    retention_days?: number | null;
 };
 
 export type PutCorsSettings = {
