@@ -46,6 +46,7 @@ async fn world() -> World {
         charge_lease: DEFAULT_LEASE,
         webhook_targets: TargetPolicy::AllowPrivate,
         gateways: Default::default(),
+        default_retention: tenure_domain::data_retention::RetentionDays::DEFAULT,
     };
     let created = merchants::create(&app, "Roastery").await.expect("merchant");
     let first = grant(&app, &created.secret_key)

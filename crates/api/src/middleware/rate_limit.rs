@@ -537,8 +537,8 @@ mod tests {
             merchant: Limit::new(1, 3),
             ..RateLimitConfig::default()
         });
-        let m = MerchantId::generate();
-        let a = Principal::Merchant(m);
+        let a = merchant();
+        let m = a.merchant().expect("a merchant key");
         let Verdict::Ask { key, limit } = limits.check_principal(&a) else {
             panic!("a shared bucket is counted in the database");
         };
