@@ -196,3 +196,31 @@ async fn pagination_walks_250_customers_exactly_once() {
             .expect_problem(422, "validation_failed");
     }
 }
+
+/// PostgreSQL keeps a JSON number as an exact decimal and writes `1.7976931348623157e308`
+/// back as a 309-digit integer, which serde_json's fast float parser refused as out of
+/// range: the customer (and the audit entry of its creation) could be stored but not
+/// read (500). serde_json's `float_roundtrip` parses it exactly.
+#[actix_web::test]
+async fn the_largest_json_numbers_read_back_as_they_were_written() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let extremes = json!({"max": f64::MAX, "min": f64::MIN, "tiny": 5e-324, "big": 123456789012345678901234567890.0});
+    let created = app
+        .by(&m.key)
+        .post(
+            "/v1/customers",
+            &json!({"external_id": "numbers", "metadata": extremes}),
+        )
+        .await
+        .expect(201);
+    let id = created.body["id"].as_str().unwrap();
+    let read = app
+        .by(&m.key)
+        .get(&format!("/v1/customers/{id}"))
+        .await
+        .expect(200);
+    assert_eq!(read.body["metadata"], extremes);
+    let audit = app.by(&m.key).get("/v1/audit_events").await.expect(200);
+    assert_eq!(audit.body["data"][0]["request_body"]["metadata"], extremes);
+}
