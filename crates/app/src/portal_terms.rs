@@ -14,8 +14,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use diesel_async::AsyncPgConnection;
-use tenure_domain::ids::{MerchantId, PlanId, ProductId};
+use tenure_domain::ids::{MerchantId, ProductId};
 use tenure_domain::policy::PortalPolicy;
+use tenure_domain::subscription::OfferedPlan;
 use tenure_store::repo::catalog as catalog_repo;
 
 use crate::App;
@@ -30,7 +31,7 @@ const MAX_ENTRIES: usize = 10_000;
 #[derive(Debug, PartialEq)]
 pub struct PortalTerms {
     pub policy: PortalPolicy,
-    pub plans: Vec<PlanId>,
+    pub plans: Vec<OfferedPlan>,
 }
 
 type Entries = HashMap<(MerchantId, ProductId), (Instant, Arc<PortalTerms>)>;
@@ -146,12 +147,17 @@ pub async fn terms_of(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tenure_domain::ids::GenerateId;
+    use tenure_domain::ids::{GenerateId, PlanId};
 
     fn terms(plans: usize) -> PortalTerms {
         PortalTerms {
             policy: PortalPolicy::default(),
-            plans: (0..plans).map(|_| PlanId::generate()).collect(),
+            plans: (0..plans)
+                .map(|_| OfferedPlan {
+                    plan_id: PlanId::generate(),
+                    currency: "EUR".parse().unwrap(),
+                })
+                .collect(),
         }
     }
 

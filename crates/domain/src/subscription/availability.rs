@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{PlanId, ScheduledChangeId};
+use crate::money::Currency;
 use crate::policy::{CancellationMode, PortalPolicy};
 use crate::subscription::state::{Actor, Subscription};
 
@@ -34,6 +35,14 @@ pub struct PlanChangeAvailability {
     pub plan_ids: Vec<PlanId>,
 }
 
+/// A plan of the subscription's product that is on sale, with its currency: a switch
+/// is offered only to plans that bill in the subscription's currency.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfferedPlan {
+    pub plan_id: PlanId,
+    pub currency: Currency,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AvailableActions {
     pub pause: Option<PauseAvailability>,
@@ -51,7 +60,7 @@ pub struct AvailableActions {
 pub fn available_actions(
     subscription: &Subscription,
     policy: &PortalPolicy,
-    product_plans: &[PlanId],
+    product_plans: &[OfferedPlan],
     now: DateTime<Utc>,
 ) -> AvailableActions {
     let customer = Actor::Customer;
@@ -78,12 +87,13 @@ pub fn available_actions(
         .map(|()| {
             product_plans
                 .iter()
-                .copied()
                 .filter(|plan| {
                     subscription
-                        .check_plan_allowed(*plan, true, policy, customer)
+                        .check_plan_allowed(plan.plan_id, true, policy, customer)
+                        .and_then(|()| subscription.check_plan_currency(plan.currency))
                         .is_ok()
                 })
+                .map(|plan| plan.plan_id)
                 .collect::<Vec<_>>()
         })
         .filter(|plans| !plans.is_empty())

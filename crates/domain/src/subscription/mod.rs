@@ -58,7 +58,7 @@ mod tests;
 pub use crate::billing::terms::PlanTerms;
 pub use actions::Command;
 pub use availability::{
-    AvailableActions, CancelAvailability, PauseAvailability, PlanChangeAvailability,
+    AvailableActions, CancelAvailability, OfferedPlan, PauseAvailability, PlanChangeAvailability,
     available_actions,
 };
 pub use cancellation::{

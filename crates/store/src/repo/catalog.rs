@@ -7,6 +7,7 @@ use tenure_domain::catalog::{Plan, Product};
 use tenure_domain::ids::{MerchantId, PlanId, ProductId};
 use tenure_domain::money::Money;
 use tenure_domain::policy::PortalPolicy;
+use tenure_domain::subscription::OfferedPlan;
 
 use crate::error::{StoreError, StoreResult};
 use crate::pagination::{FetchPage, Page, PageRequest};
@@ -273,8 +274,9 @@ pub async fn portal_terms(
     conn: &AsyncPgConnection,
     merchant: MerchantId,
     product: ProductId,
-) -> StoreResult<(PortalPolicy, Vec<PlanId>)> {
+) -> StoreResult<(PortalPolicy, Vec<OfferedPlan>)> {
     let offered = diesel::alias!(plans as offered_plans);
+    // Two arrays in the same order (by the unique id), so the pairs line up.
     let plan_ids = diesel::dsl::array(
         offered
             .filter(offered.field(plans::merchant_id).eq(products::merchant_id))
@@ -285,14 +287,34 @@ pub async fn portal_terms(
             .order(offered.field(plans::id).desc())
             .limit(500),
     );
-    let (policy, plans) = products::table
+    let currencies = diesel::dsl::array(
+        offered
+            .filter(offered.field(plans::merchant_id).eq(products::merchant_id))
+            .filter(offered.field(plans::product_id).eq(products::id))
+            .filter(offered.field(plans::active).eq(true))
+            .filter(products::archived_at.is_null())
+            .select(offered.field(plans::currency))
+            .order(offered.field(plans::id).desc())
+            .limit(500),
+    );
+    let (policy, plans, currencies) = products::table
         .find((merchant.uuid(), product.uuid()))
-        .select((products::portal_policy, plan_ids))
-        .get_result::<(serde_json::Value, Vec<uuid::Uuid>)>(&mut &*conn)
+        .select((products::portal_policy, plan_ids, currencies))
+        .get_result::<(serde_json::Value, Vec<uuid::Uuid>, Vec<String>)>(&mut &*conn)
         .await?;
+    let offered = plans
+        .into_iter()
+        .zip(currencies)
+        .map(|(id, currency)| {
+            Ok(OfferedPlan {
+                plan_id: PlanId::from_uuid(id),
+                currency: currency.parse().map_err(StoreError::corrupt)?,
+            })
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
     Ok((
         serde_json::from_value(policy).map_err(StoreError::corrupt)?,
-        plans.into_iter().map(PlanId::from_uuid).collect(),
+        offered,
     ))
 }
 
