@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use diesel_async::AsyncPgConnection;
+use tenure_domain::catalog::QuantityLimits;
 use tenure_domain::ids::{MerchantId, ProductId};
 use tenure_domain::policy::PortalPolicy;
 use tenure_domain::subscription::OfferedPlan;
@@ -31,6 +32,7 @@ const MAX_ENTRIES: usize = 10_000;
 #[derive(Debug, PartialEq)]
 pub struct PortalTerms {
     pub policy: PortalPolicy,
+    pub quantity_limits: QuantityLimits,
     pub plans: Vec<OfferedPlan>,
 }
 
@@ -138,10 +140,14 @@ pub async fn terms_of(
         return Ok(terms);
     }
     let start = state.portal_terms.read_start();
-    let (policy, plans) = catalog_repo::portal_terms(conn, merchant, product).await?;
-    Ok(state
-        .portal_terms
-        .put(merchant, product, PortalTerms { policy, plans }, start))
+    let (policy, quantity_limits, plans) =
+        catalog_repo::portal_terms(conn, merchant, product).await?;
+    let terms = PortalTerms {
+        policy,
+        quantity_limits,
+        plans,
+    };
+    Ok(state.portal_terms.put(merchant, product, terms, start))
 }
 
 #[cfg(test)]
@@ -152,6 +158,7 @@ mod tests {
     fn terms(plans: usize) -> PortalTerms {
         PortalTerms {
             policy: PortalPolicy::default(),
+            quantity_limits: QuantityLimits::default(),
             plans: (0..plans)
                 .map(|_| OfferedPlan {
                     plan_id: PlanId::generate(),

@@ -38,6 +38,9 @@ diesel::table! {
         archived_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        shippable -> Bool,
+        min_quantity -> Int4,
+        max_quantity -> Int4,
     }
 }
 

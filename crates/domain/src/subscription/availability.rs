@@ -7,6 +7,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::QuantityLimits;
 use crate::ids::{PlanId, ScheduledChangeId};
 use crate::money::Currency;
 use crate::policy::{CancellationMode, PortalPolicy};
@@ -43,6 +44,13 @@ pub struct OfferedPlan {
     pub currency: Currency,
 }
 
+/// The quantities a subscriber may choose from (the product's limits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuantityAvailability {
+    pub min: u32,
+    pub max: u32,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AvailableActions {
     pub pause: Option<PauseAvailability>,
@@ -51,6 +59,8 @@ pub struct AvailableActions {
     pub withdraw_cancellation: bool,
     /// `None` when no plan change is possible (including when no plan qualifies).
     pub change_plan: Option<PlanChangeAvailability>,
+    /// `None` when the quantity cannot change now (or the product allows one value).
+    pub change_quantity: Option<QuantityAvailability>,
     /// Scheduled changes the subscriber may remove.
     pub removable_changes: Vec<ScheduledChangeId>,
 }
@@ -61,6 +71,7 @@ pub fn available_actions(
     subscription: &Subscription,
     policy: &PortalPolicy,
     product_plans: &[OfferedPlan],
+    limits: QuantityLimits,
     now: DateTime<Utc>,
 ) -> AvailableActions {
     let customer = Actor::Customer;
@@ -98,7 +109,15 @@ pub fn available_actions(
         })
         .filter(|plans| !plans.is_empty())
         .map(|plan_ids| PlanChangeAvailability { plan_ids });
+    let change_quantity = subscription
+        .check_can_change_quantity(limits, now)
+        .ok()
+        .map(|()| QuantityAvailability {
+            min: limits.min(),
+            max: limits.max(),
+        });
     AvailableActions {
+        change_quantity,
         pause,
         resume: subscription.check_can_resume(customer).is_ok(),
         cancel,

@@ -148,7 +148,13 @@ impl Subscription {
             PlanChangePreview {
                 timing: PlanChangeTiming::Now,
                 effective_at: now,
-                proration: Some(prorate_change(&self.plan, &to, &self.current_period, now)?),
+                // At the subscription's quantity on both sides.
+                proration: Some(prorate_change(
+                    &self.billed_terms()?,
+                    &crate::subscription::quantity::terms_times(&to, self.quantity)?,
+                    &self.current_period,
+                    now,
+                )?),
             }
         } else {
             PlanChangePreview {

@@ -2,6 +2,7 @@
 //! for every status and every combination of policy switches.
 
 use super::*;
+use crate::catalog::QuantityLimits;
 use crate::policy::{CancellationMode, ImmediateCancelTiming};
 use crate::subscription::{
     Actor, CancelRequest, CancellationReason, OfferedPlan, PauseEnd, PauseRequest, PauseStart,
@@ -43,7 +44,7 @@ pub(super) fn assert_agrees(
     now: DateTime<Utc>,
 ) {
     let offered: Vec<OfferedPlan> = plans.iter().map(offered).collect();
-    let available = available_actions(s, p, &offered, now);
+    let available = available_actions(s, p, &offered, QuantityLimits::default(), now);
     let ctx = format!("status {} policy {p:?}", s.status);
     let customer = Actor::Customer;
 
@@ -256,10 +257,17 @@ fn a_plan_change_is_offered_only_in_the_subscription_currency() {
         &s,
         &policy(),
         &[offered(&usd_plan), offered(&eur_plan)],
+        QuantityLimits::default(),
         now,
     );
     assert_eq!(a.change_plan.unwrap().plan_ids, vec![eur_plan.plan_id]);
-    let only_usd = available_actions(&s, &policy(), &[offered(&usd_plan)], now);
+    let only_usd = available_actions(
+        &s,
+        &policy(),
+        &[offered(&usd_plan)],
+        QuantityLimits::default(),
+        now,
+    );
     assert_eq!(
         only_usd.change_plan, None,
         "no button when nothing qualifies"
@@ -316,7 +324,7 @@ fn the_documented_status_table() {
     for (name, status, [pause, resume, cancel, change]) in expected {
         let s = &fixtures.iter().find(|(n, _)| *n == name).unwrap().1;
         assert_eq!(s.status, status);
-        let a = available_actions(s, &p, &[offered(&plan)], now);
+        let a = available_actions(s, &p, &[offered(&plan)], QuantityLimits::default(), now);
         assert_eq!(
             [
                 a.pause.is_some(),
@@ -337,7 +345,9 @@ fn the_cancel_offer_previews_notice_and_mode() {
         notice_period_days: 45,
         ..policy()
     };
-    let offer = available_actions(&active(), &p, &[], now).cancel.unwrap();
+    let offer = available_actions(&active(), &p, &[], QuantityLimits::default(), now)
+        .cancel
+        .unwrap();
     assert_eq!(offer.effective_at, now + days(45));
     assert!(offer.requires_reason && !offer.requires_confirmation);
     assert_eq!(offer.notice_period_days, 45);
