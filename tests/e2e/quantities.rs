@@ -68,6 +68,8 @@ async fn a_quantity_change_is_previewed_prorated_and_billed_on_the_renewal() {
     assert_eq!(amounts(&first[0], "plan"), vec![2000], "unit price × 2");
     let description = first[0]["lines"][0]["description"].as_str().unwrap();
     assert!(description.starts_with("Plan 1000 × 2 ("), "{description}");
+    assert_eq!(first[0]["lines"][0]["quantity"], 2);
+    assert_eq!(first[0]["lines"][0]["unit_amount"]["amount"], 1000);
 
     // The portal offers the product's limits.
     let token = fixtures::session(&app, &m, &customer).await;
@@ -151,11 +153,30 @@ async fn a_quantity_change_is_previewed_prorated_and_billed_on_the_renewal() {
     let all = fixtures::invoices_of(&app, &m, &customer).await;
     assert_eq!(all.len(), 2);
     assert_eq!(amounts(&all[1], "plan"), vec![3000]);
+    assert_eq!(all[1]["lines"][0]["quantity"], 3);
+    assert!(
+        all[1]["lines"].as_array().unwrap()[1..]
+            .iter()
+            .all(|l| l["quantity"] == 1),
+        "proration lines count one"
+    );
     assert_eq!(amounts(&all[1], "proration"), lines);
     assert_eq!(
         all[1]["total"]["amount"].as_i64().unwrap(),
         3000 + lines[0] + lines[1]
     );
+
+    // The next renewal has nothing pending: the batch path bills 3 units too.
+    let next_end = time(&all[1]["period_end"]);
+    app.clock.advance_to(next_end + Duration::minutes(1));
+    run_until_idle(&app.state.app, app.clock.now())
+        .await
+        .expect("renewal round");
+    let all = fixtures::invoices_of(&app, &m, &customer).await;
+    assert_eq!(all.len(), 3);
+    assert_eq!(amounts(&all[2], "plan"), vec![3000]);
+    assert_eq!(all[2]["lines"][0]["quantity"], 3);
+    assert_eq!(all[2]["lines"].as_array().unwrap().len(), 1);
 
     // MRR counts every unit.
     let from = (app.clock.now() - Duration::days(1))

@@ -315,6 +315,7 @@ diesel::table! {
         kind -> Text,
         description -> Text,
         amount -> Int8,
+        quantity -> Int4,
     }
 }
 

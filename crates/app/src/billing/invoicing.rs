@@ -78,14 +78,17 @@ pub fn renewal_lines(
     let currency = terms.price.currency;
     let mut draft = InvoiceDraft {
         // `quantity` units of the plan, the amount exact (refused beyond MAX_AMOUNT).
-        lines: vec![InvoiceLine::new(
-            LineKind::Plan,
-            plan_line_description(
-                &crate::billing::prorations::at_quantity(plan_name, quantity),
-                period,
-            ),
-            terms.price.times(quantity)?,
-        )?],
+        lines: vec![
+            InvoiceLine::new(
+                LineKind::Plan,
+                plan_line_description(
+                    &crate::billing::prorations::at_quantity(plan_name, quantity),
+                    period,
+                ),
+                terms.price.times(quantity)?,
+            )?
+            .with_quantity(quantity),
+        ],
         ..InvoiceDraft::default()
     };
     for item in pending {

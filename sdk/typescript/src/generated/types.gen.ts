@@ -880,6 +880,14 @@ export type InvoiceLineDto = {
      * Negative for credits and discounts.
      */
     amount: MoneyDto;
+    /**
+     * Units billed: a `plan` line's subscription quantity, 1 for other lines.
+     */
+    quantity: number;
+    /**
+     * `amount` / `quantity`, exact: the price of one unit.
+     */
+    unit_amount: MoneyDto;
 };
 
 /**
