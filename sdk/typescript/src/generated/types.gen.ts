@@ -7274,6 +7274,10 @@ export type PortalChangeQuantityData = {
          * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
          */
         'Idempotency-Key'?: string;
+        /**
+         * An ETag from an earlier response: the change is made only if the resource is still at that version, 412 otherwise. `*` or no header: unconditional.
+         */
+        'If-Match'?: string;
     };
     path: {
         /**
@@ -7306,6 +7310,10 @@ export type PortalChangeQuantityErrors = {
      * An RFC 9457 problem document
      */
     409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    412: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -9378,6 +9386,10 @@ export type ChangeQuantityData = {
          * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
          */
         'Idempotency-Key'?: string;
+        /**
+         * An ETag from an earlier response: the change is made only if the resource is still at that version, 412 otherwise. `*` or no header: unconditional.
+         */
+        'If-Match'?: string;
     };
     path: {
         /**
@@ -9410,6 +9422,10 @@ export type ChangeQuantityErrors = {
      * An RFC 9457 problem document
      */
     409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    412: Problem;
     /**
      * An RFC 9457 problem document
      */
