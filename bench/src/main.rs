@@ -297,6 +297,7 @@ fn seed(args: &SeedArgs) -> Result<(), BoxError> {
                 id: sub_id,
                 plan: plan.terms,
                 trial_days: 0,
+                quantity: 1,
             },
             start,
         )?

@@ -254,6 +254,7 @@ fn seed(args: &RenewalArgs, tenure: &Path, url: &str) -> Result<MerchantId, BoxE
                         id,
                         plan: terms,
                         trial_days: 0,
+                        quantity: 1,
                     },
                     start,
                 )?

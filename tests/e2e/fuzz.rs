@@ -345,6 +345,14 @@ impl World {
         let m = app.merchant("Fuzz").await;
         // Long enough for the documented pause example (two cycles after the paid one).
         let product = fixtures::product(&app, &m, json!({"max_pause_days": 365})).await;
+        // Several units, so that the documented quantity change (3) can succeed.
+        app.by(&m.key)
+            .patch(
+                &format!("/v1/products/{product}"),
+                &json!({"max_quantity": 10}),
+            )
+            .await
+            .expect(200);
         let base = fixtures::plan(&app, &m, &product, 1000).await;
         let premium = fixtures::plan(&app, &m, &product, 2000).await;
         // Offered on every portal cancellation, so the offer paths have one to name.

@@ -373,6 +373,51 @@ async fn actions_are_checked_against_the_stored_policy_not_the_portal_cache() {
         .expect_problem(422, "pause_not_allowed");
 }
 
+/// Regression: a EUR subscription was offered its product's USD plan, and the switch the
+/// button promised then failed with 422 `currency_mismatch`.
+#[actix_web::test]
+async fn the_portal_offers_plan_changes_only_in_the_subscription_currency() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let Subscriber {
+        cat, token, sub, ..
+    } = subscriber(&app, &m, json!({}), "eur").await;
+    let usd = app
+        .by(&m.key)
+        .post(
+            "/v1/plans",
+            &json!({"product_id": cat.product, "name": "Premium (USD)",
+            "price": {"amount": 2500, "currency": "USD"}, "interval": "month"}),
+        )
+        .await
+        .expect(201)
+        .id();
+    let shown = portal_read(&app, &token, &sub).await;
+    assert_eq!(
+        shown["available_actions"]["change_plan"]["plan_ids"],
+        json!([cat.premium, cat.trial]),
+        "the USD plan is not offered: {shown}"
+    );
+    // Every plan offered can be previewed and taken.
+    for plan in [&cat.premium, &cat.trial] {
+        app.by(&token)
+            .post(
+                &format!("/v1/portal/subscriptions/{sub}/change_plan/preview"),
+                &json!({"plan_id": plan}),
+            )
+            .await
+            .expect(200);
+    }
+    // And the one not offered is still refused, as before.
+    app.by(&token)
+        .post(
+            &format!("/v1/portal/subscriptions/{sub}/change_plan"),
+            &json!({"plan_id": usd}),
+        )
+        .await
+        .expect_problem(422, "currency_mismatch");
+}
+
 #[actix_web::test]
 async fn the_four_portal_policy_cases_show_exactly_the_allowed_buttons() {
     let app = TestApp::new().await;

@@ -21,6 +21,7 @@ mod lifecycle;
 mod metrics;
 mod operator_metrics;
 mod platform;
+mod quantities;
 mod refunds;
 mod renewals;
 mod retention;

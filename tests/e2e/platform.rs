@@ -332,6 +332,7 @@ async fn documented_preconditions_are_honoured() {
         Some("pause") => Some(json!({"start": {"type": "period_end"}})),
         Some("cancel") => Some(json!({"reason": "too_expensive"})),
         Some("change_plan") => Some(json!({"plan_id": other_plan})),
+        Some("change_quantity") => Some(json!({"quantity": 2})),
         Some("tags") => Some(json!({"tag": "vip"})),
         Some("resume" | "{change_id}") => None,
         _ => Some(json!({})),
@@ -424,7 +425,7 @@ async fn documented_preconditions_are_honoured() {
             "{method} {template} honours If-Match but the document does not say so"
         );
     }
-    assert_eq!((conditional, tagged), (22, 7));
+    assert_eq!((conditional, tagged), (24, 7));
 }
 
 #[actix_web::test]

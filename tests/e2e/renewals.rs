@@ -552,6 +552,7 @@ async fn seed_due_by_the_real_clock(app: &TestApp, s: &Setup, product: &str, n: 
                 id,
                 plan: terms,
                 trial_days: 0,
+                quantity: 1,
             },
             start,
         )

@@ -308,6 +308,7 @@ pub const VERSIONED: &[(&str, &str, Precondition)] = &[
     ("post", "/v1/subscriptions/{id}/resume", IF_MATCH),
     ("post", "/v1/subscriptions/{id}/cancel", IF_MATCH),
     ("post", "/v1/subscriptions/{id}/change_plan", IF_MATCH),
+    ("post", "/v1/subscriptions/{id}/change_quantity", IF_MATCH),
     (
         "delete",
         "/v1/subscriptions/{id}/scheduled_changes/{change_id}",
@@ -321,6 +322,11 @@ pub const VERSIONED: &[(&str, &str, Precondition)] = &[
     (
         "post",
         "/v1/portal/subscriptions/{id}/change_plan",
+        IF_MATCH,
+    ),
+    (
+        "post",
+        "/v1/portal/subscriptions/{id}/change_quantity",
         IF_MATCH,
     ),
     (

@@ -1,7 +1,7 @@
 //! Products and plans.
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
-use tenure_domain::catalog::{self, Plan, Product};
+use tenure_domain::catalog::{self, Plan, Product, QuantityLimits};
 use tenure_domain::ids::{GenerateId, MerchantId, PlanId, ProductId};
 use tenure_domain::money::Money;
 use tenure_domain::policy::PortalPolicy;
@@ -108,6 +108,10 @@ pub async fn create_product(
         // A new product has no plans yet: switchable plans are set once it has some.
         refuse_unknown_switchable_plans(&mut v, policy, &[]);
     }
+    let limits = v.check(QuantityLimits::new(
+        input.min_quantity.unwrap_or(1),
+        input.max_quantity.unwrap_or(1),
+    ));
     v.finish()?;
     let now = state.now();
     let product = Product {
@@ -115,6 +119,8 @@ pub async fn create_product(
         name: checked(name)?,
         description: checked(description)?,
         portal_policy: checked(policy)?,
+        shippable: input.shippable.unwrap_or(false),
+        quantity_limits: checked(limits)?,
         archived_at: None,
         created_at: now,
         updated_at: now,
@@ -208,6 +214,18 @@ pub async fn update_product(
                 refuse_unknown_switchable_plans(&mut v, &policy, &known);
             }
             after.portal_policy = policy;
+        }
+        if let Some(shippable) = input.shippable {
+            after.shippable = shippable;
+        }
+        if input.min_quantity.is_some() || input.max_quantity.is_some() {
+            let current = after.quantity_limits;
+            if let Some(limits) = v.check(QuantityLimits::new(
+                input.min_quantity.unwrap_or(current.min()),
+                input.max_quantity.unwrap_or(current.max()),
+            )) {
+                after.quantity_limits = limits;
+            }
         }
         v.finish()?;
         if after == before {

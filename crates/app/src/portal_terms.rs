@@ -14,8 +14,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use diesel_async::AsyncPgConnection;
-use tenure_domain::ids::{MerchantId, PlanId, ProductId};
+use tenure_domain::catalog::QuantityLimits;
+use tenure_domain::ids::{MerchantId, ProductId};
 use tenure_domain::policy::PortalPolicy;
+use tenure_domain::subscription::OfferedPlan;
 use tenure_store::repo::catalog as catalog_repo;
 
 use crate::App;
@@ -30,7 +32,8 @@ const MAX_ENTRIES: usize = 10_000;
 #[derive(Debug, PartialEq)]
 pub struct PortalTerms {
     pub policy: PortalPolicy,
-    pub plans: Vec<PlanId>,
+    pub quantity_limits: QuantityLimits,
+    pub plans: Vec<OfferedPlan>,
 }
 
 type Entries = HashMap<(MerchantId, ProductId), (Instant, Arc<PortalTerms>)>;
@@ -137,21 +140,31 @@ pub async fn terms_of(
         return Ok(terms);
     }
     let start = state.portal_terms.read_start();
-    let (policy, plans) = catalog_repo::portal_terms(conn, merchant, product).await?;
-    Ok(state
-        .portal_terms
-        .put(merchant, product, PortalTerms { policy, plans }, start))
+    let (policy, quantity_limits, plans) =
+        catalog_repo::portal_terms(conn, merchant, product).await?;
+    let terms = PortalTerms {
+        policy,
+        quantity_limits,
+        plans,
+    };
+    Ok(state.portal_terms.put(merchant, product, terms, start))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tenure_domain::ids::GenerateId;
+    use tenure_domain::ids::{GenerateId, PlanId};
 
     fn terms(plans: usize) -> PortalTerms {
         PortalTerms {
             policy: PortalPolicy::default(),
-            plans: (0..plans).map(|_| PlanId::generate()).collect(),
+            quantity_limits: QuantityLimits::default(),
+            plans: (0..plans)
+                .map(|_| OfferedPlan {
+                    plan_id: PlanId::generate(),
+                    currency: "EUR".parse().unwrap(),
+                })
+                .collect(),
         }
     }
 

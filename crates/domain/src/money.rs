@@ -111,6 +111,15 @@ impl Money {
             .ok_or(DomainError::Overflow)
     }
 
+    /// `quantity` units of this price: exact, and refused beyond [`MAX_AMOUNT`].
+    pub fn times(self, quantity: u32) -> Result<Money, DomainError> {
+        self.amount
+            .checked_mul(i64::from(quantity))
+            .filter(|amount| amount.unsigned_abs() <= MAX_AMOUNT.unsigned_abs())
+            .map(|amount| Money::new(amount, self.currency))
+            .ok_or(DomainError::Overflow)
+    }
+
     pub fn negate(self) -> Money {
         Money::new(-self.amount, self.currency)
     }

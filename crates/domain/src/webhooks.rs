@@ -190,6 +190,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "subscription.canceled",
     "subscription.plan_changed",
     "subscription.plan_change_scheduled",
+    "subscription.quantity_changed",
     "subscription.scheduled_change_removed",
     "subscription.trial_ended",
     "subscription.trial_extended",

@@ -258,7 +258,8 @@ async fn renew_plain(
                     .name,
             ),
         };
-        let lines = renewal_lines(plan_name, terms, r.period, &[], &[])?.lines;
+        let quantity = r.after.subscription.quantity;
+        let lines = renewal_lines(plan_name, terms, quantity, r.period, &[], &[])?.lines;
         let totals = invoice::totals(terms.price.currency, &lines)?;
         if totals.amount_due.is_zero() {
             one_by_one.push(r.after.subscription.id);

@@ -669,3 +669,74 @@ async fn the_purge_loses_nothing_written_while_it_runs() {
         0
     );
 }
+
+/// Below HTTP: subscribing with a quantity and changing it are use cases of their own; the
+/// renewal round then bills the unit price × the new quantity plus the change's
+/// proration, and the plain round after it the quantity alone.
+#[tokio::test]
+async fn renewals_bill_the_quantity_and_the_proration_of_its_change() {
+    let w = world("pm_card_visa").await;
+    let plan = tenure_app::catalog::get_plan(&w.app, w.merchant, w.plan)
+        .await
+        .expect("plan");
+    let limits = serde_json::from_value(serde_json::json!({"max_quantity": 5})).expect("input");
+    tenure_app::catalog::update_product(&w.app, w.merchant, plan.product_id, limits, None)
+        .await
+        .expect("limits raised");
+    let scope = Scope::merchant(w.merchant);
+    let refused =
+        subscriptions::create_with_quantity(&w.app, scope, w.customer, w.plan, Some(6)).await;
+    assert!(
+        matches!(
+            refused,
+            Err(tenure_app::error::AppError::Domain(
+                tenure_domain::DomainError::Validation { .. }
+            ))
+        ),
+        "{refused:?}"
+    );
+    let sub = subscriptions::create_with_quantity(&w.app, scope, w.customer, w.plan, Some(2))
+        .await
+        .expect("subscribe");
+    assert_eq!(sub.subscription.quantity, 2);
+    w.run_rounds().await;
+    assert_eq!(w.invoices().await[0].amount_paid.amount, 2 * 1999);
+
+    let period = sub.subscription.current_period;
+    w.clock.advance_to(period.start + Duration::days(10));
+    let id = sub.subscription.id;
+    let preview = subscriptions::preview_quantity_change(&w.app, scope, id, 3)
+        .await
+        .expect("preview");
+    let changed = subscriptions::act(
+        &w.app,
+        scope,
+        id,
+        None,
+        subscriptions::Action::ChangeQuantity(3),
+    )
+    .await
+    .expect("changed");
+    assert_eq!(changed.subscription.subscription.quantity, 3);
+
+    w.clock.advance_to(period.end + Duration::minutes(1));
+    w.run_rounds().await;
+    let invoices = w.invoices().await;
+    assert_eq!(invoices.len(), 2);
+    let renewal = &invoices[1];
+    assert_eq!(renewal.lines[0].quantity, 3);
+    assert_eq!(renewal.lines[0].amount.amount, 3 * 1999);
+    let prorations: Vec<i64> = renewal.lines[1..].iter().map(|l| l.amount.amount).collect();
+    let previewed: Vec<i64> = preview.lines.iter().map(|l| l.amount.amount).collect();
+    assert_eq!(prorations, previewed, "billed exactly as previewed");
+    assert_eq!(
+        renewal.amount_paid.amount,
+        3 * 1999 + previewed.iter().sum::<i64>()
+    );
+    assert!(
+        w.event_types()
+            .await
+            .iter()
+            .any(|t| t == "subscription.quantity_changed")
+    );
+}

@@ -361,6 +361,9 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs) -> Result<(), StartupErr
                 notice_period_days: Some(14),
                 ..PortalPolicyInput::default()
             }),
+            shippable: None,
+            min_quantity: None,
+            max_quantity: None,
         },
     )
     .await
@@ -376,6 +379,9 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs) -> Result<(), StartupErr
                 cancellation_mode: Some(CancellationModeDto::Immediate),
                 ..PortalPolicyInput::default()
             }),
+            shippable: None,
+            min_quantity: None,
+            max_quantity: None,
         },
     )
     .await

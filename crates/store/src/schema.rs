@@ -59,6 +59,9 @@ diesel::table! {
         archived_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        shippable -> Bool,
+        min_quantity -> Int4,
+        max_quantity -> Int4,
     }
 }
 
@@ -337,6 +340,7 @@ diesel::table! {
         kind -> Text,
         description -> Text,
         amount -> Int8,
+        quantity -> Int4,
     }
 }
 

@@ -40,6 +40,8 @@ pub async fn product(
         name: "Coffee club".to_owned(),
         description: None,
         portal_policy,
+        shippable: false,
+        quantity_limits: tenure_domain::catalog::QuantityLimits::default(),
         archived_at: None,
         created_at: now,
         updated_at: now,
@@ -145,6 +147,7 @@ pub async fn subscription(
             id: SubscriptionId::generate(),
             plan: terms,
             trial_days: plan.trial_days,
+            quantity: 1,
         },
         now,
     )

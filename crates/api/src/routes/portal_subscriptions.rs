@@ -15,8 +15,9 @@ use crate::state::AppState;
 use tenure_app::dto::common::{parse_field_id, parse_id};
 use tenure_app::dto::retention::PresentedOfferDto;
 use tenure_app::dto::subscriptions::{
-    ChangePlan, CreatePortalSubscription, PauseSubscription, PlanChangePreviewDto,
+    ChangePlan, ChangeQuantity, CreatePortalSubscription, PauseSubscription, PlanChangePreviewDto,
     PortalCancelSubscription, PortalSubscriptionDto, PortalSubscriptionFilterParams,
+    QuantityChangePreviewDto,
 };
 use tenure_app::dto::support::{CancellationRequestDto, PortalCancelResult};
 use tenure_app::dto::{ListParams, ListResponse};
@@ -31,6 +32,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(cancel_subscription)
         .service(preview_plan_change)
         .service(change_plan)
+        .service(preview_quantity_change)
+        .service(change_quantity)
         .service(remove_scheduled_change)
         .service(withdraw_cancellation_request);
 }
@@ -72,7 +75,14 @@ async fn subscribe(
     body: Json<CreatePortalSubscription>,
 ) -> ApiResult<HttpResponse> {
     let plan = parse_field_id::<PlanTag>(&body.0.plan_id, "plan_id")?;
-    let s = svc::create(&state.app, scope(auth), auth.customer, plan).await?;
+    let s = svc::create_with_quantity(
+        &state.app,
+        scope(auth),
+        auth.customer,
+        plan,
+        body.0.quantity,
+    )
+    .await?;
     let view = svc::portal_view(&state.app, auth.merchant, &s).await?;
     Ok(created(&view, s.updated_at))
 }
@@ -230,6 +240,49 @@ async fn change_plan(
 ) -> ApiResult<HttpResponse> {
     let plan = parse_field_id::<PlanTag>(&body.0.plan_id, "plan_id")?;
     run(&req, &state, auth, &id, Action::ChangePlan(plan)).await
+}
+
+/// What a quantity change would do and cost now: it applies at once, prorated like a
+/// plan change (credit at the old quantity, charge at the new one, for the rest of the
+/// period), billed on the next renewal invoice.
+#[utoipa::path(operation_id = "portal_preview_quantity_change", tag = "Portal", request_body = ChangeQuantity,
+    params(("id" = String, Path, description = "Subscription id (sub_…)")),
+    responses((status = 200, description = "The preview", body = QuantityChangePreviewDto)))]
+#[post("/subscriptions/{id}/change_quantity/preview")]
+async fn preview_quantity_change(
+    state: web::Data<AppState>,
+    auth: AuthenticatedCustomer,
+    id: web::Path<String>,
+    body: Json<ChangeQuantity>,
+) -> ApiResult<HttpResponse> {
+    let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
+    let preview =
+        svc::preview_quantity_change(&state.app, scope(auth), id, body.0.quantity).await?;
+    Ok(HttpResponse::Ok().json(preview))
+}
+
+/// Change the quantity within the product's limits (422 `validation_failed` on `quantity`
+/// outside them, `quantity_change_not_allowed` when the product allows one value, 409
+/// `same_quantity`). Applies at once with proration. Honours `If-Match`.
+#[utoipa::path(operation_id = "portal_change_quantity", tag = "Portal", request_body = ChangeQuantity,
+    params(("id" = String, Path, description = "Subscription id (sub_…)")),
+    responses((status = 200, description = "The subscription", body = PortalSubscriptionDto)))]
+#[post("/subscriptions/{id}/change_quantity")]
+async fn change_quantity(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    auth: AuthenticatedCustomer,
+    id: web::Path<String>,
+    body: Json<ChangeQuantity>,
+) -> ApiResult<HttpResponse> {
+    run(
+        &req,
+        &state,
+        auth,
+        &id,
+        Action::ChangeQuantity(body.0.quantity),
+    )
+    .await
 }
 
 /// Remove a scheduled change the customer asked for (`removable: true`).

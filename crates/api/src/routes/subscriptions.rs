@@ -13,8 +13,8 @@ use crate::extract::{Json, OptionalJson, Query};
 use crate::state::AppState;
 use tenure_app::dto::common::{parse_field_id, parse_id};
 use tenure_app::dto::subscriptions::{
-    CancelSubscription, ChangePlan, CreateSubscription, PauseSubscription, PlanChangePreviewDto,
-    SubscriptionDto, SubscriptionFilterParams,
+    CancelSubscription, ChangePlan, ChangeQuantity, CreateSubscription, PauseSubscription,
+    PlanChangePreviewDto, QuantityChangePreviewDto, SubscriptionDto, SubscriptionFilterParams,
 };
 use tenure_app::dto::{ListParams, ListResponse};
 use tenure_app::subscriptions::{self as svc, Action, ActionOutcome, Scope};
@@ -28,6 +28,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(cancel_subscription)
         .service(preview_plan_change)
         .service(change_plan)
+        .service(preview_quantity_change)
+        .service(change_quantity)
         .service(remove_scheduled_change);
 }
 
@@ -61,7 +63,15 @@ async fn create_subscription(
         v.fail("plan_id", "must be an id starting with plan_");
     }
     v.finish()?;
-    let s = svc::create(&state.app, Scope::merchant(auth.0), customer?, plan?).await?;
+    let quantity = body.0.quantity;
+    let s = svc::create_with_quantity(
+        &state.app,
+        Scope::merchant(auth.0),
+        customer?,
+        plan?,
+        quantity,
+    )
+    .await?;
     let view = svc::merchant_view(&state.app, auth.0, &s).await?;
     Ok(created(&view, s.updated_at))
 }
@@ -218,6 +228,50 @@ async fn change_plan(
 ) -> ApiResult<HttpResponse> {
     let plan = parse_field_id::<PlanTag>(&body.0.plan_id, "plan_id")?;
     run(&req, &state, auth, &id, Action::ChangePlan(plan)).await
+}
+
+/// What a quantity change would do and cost now: it applies at once, prorated like a
+/// plan change (credit at the old quantity, charge at the new one, for the rest of the
+/// period), billed on the next renewal invoice.
+#[utoipa::path(tag = "Subscriptions", request_body = ChangeQuantity,
+    params(("id" = String, Path, description = "Subscription id (sub_…)")),
+    responses((status = 200, description = "The preview", body = QuantityChangePreviewDto)))]
+#[post("/subscriptions/{id}/change_quantity/preview")]
+async fn preview_quantity_change(
+    state: web::Data<AppState>,
+    auth: AuthenticatedMerchant,
+    id: web::Path<String>,
+    body: Json<ChangeQuantity>,
+) -> ApiResult<HttpResponse> {
+    let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
+    let preview =
+        svc::preview_quantity_change(&state.app, Scope::merchant(auth.0), id, body.0.quantity)
+            .await?;
+    Ok(HttpResponse::Ok().json(preview))
+}
+
+/// Change the quantity within the product's limits (422 `validation_failed` on `quantity`
+/// outside them, `quantity_change_not_allowed` when the product allows one value, 409
+/// `same_quantity`). Applies at once with proration. Honours `If-Match`.
+#[utoipa::path(tag = "Subscriptions", request_body = ChangeQuantity,
+    params(("id" = String, Path, description = "Subscription id (sub_…)")),
+    responses((status = 200, description = "The subscription", body = SubscriptionDto)))]
+#[post("/subscriptions/{id}/change_quantity")]
+async fn change_quantity(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    auth: AuthenticatedMerchant,
+    id: web::Path<String>,
+    body: Json<ChangeQuantity>,
+) -> ApiResult<HttpResponse> {
+    run(
+        &req,
+        &state,
+        auth,
+        &id,
+        Action::ChangeQuantity(body.0.quantity),
+    )
+    .await
 }
 
 /// Remove a scheduled change (a pause not yet started, an automatic resume, a pending

@@ -70,17 +70,25 @@ pub(crate) fn plan_line_description(plan_name: &str, period: Period) -> String {
 pub fn renewal_lines(
     plan_name: &str,
     terms: &PlanTerms,
+    quantity: u32,
     period: Period,
     pending: &[PendingItem],
     discounts: &[StoredDiscount],
 ) -> AppResult<InvoiceDraft> {
     let currency = terms.price.currency;
     let mut draft = InvoiceDraft {
-        lines: vec![InvoiceLine::new(
-            LineKind::Plan,
-            plan_line_description(plan_name, period),
-            terms.price,
-        )?],
+        // `quantity` units of the plan, the amount exact (refused beyond MAX_AMOUNT).
+        lines: vec![
+            InvoiceLine::new(
+                LineKind::Plan,
+                plan_line_description(
+                    &crate::billing::prorations::at_quantity(plan_name, quantity),
+                    period,
+                ),
+                terms.price.times(quantity)?,
+            )?
+            .with_quantity(quantity),
+        ],
         ..InvoiceDraft::default()
     };
     for item in pending {
@@ -148,7 +156,8 @@ pub(crate) async fn invoice_period_in_tx(
     let pending = pending_repo::lock_uninvoiced(conn, merchant, sub.subscription.id).await?;
     let discounts =
         discounts_repo::lock_active_for_subscription(conn, merchant, sub.subscription.id).await?;
-    let draft = renewal_lines(&plan.name, terms, period, &pending, &discounts)?;
+    let quantity = sub.subscription.quantity;
+    let draft = renewal_lines(&plan.name, terms, quantity, period, &pending, &discounts)?;
     let created = invoices_repo::create_invoice(
         conn,
         merchant,
@@ -291,7 +300,8 @@ pub async fn upcoming_of(
     let pending = pending_repo::uninvoiced(conn, merchant, s.subscription.id, false).await?;
     let discounts =
         discounts_repo::active_for_subscription(conn, merchant, s.subscription.id).await?;
-    let draft = renewal_lines(&plan.name, &terms, period, &pending, &discounts)?;
+    let quantity = s.subscription.quantity;
+    let draft = renewal_lines(&plan.name, &terms, quantity, period, &pending, &discounts)?;
     let totals = invoice::totals(terms.price.currency, &draft.lines)?;
     Ok(Some(UpcomingInvoiceDto::render(
         s,

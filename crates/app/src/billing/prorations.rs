@@ -64,6 +64,16 @@ pub(crate) async fn bill_plan_change_in_tx(
     event: &SubscriptionEvent,
     now: DateTime<Utc>,
 ) -> AppResult<()> {
+    if let SubscriptionEvent::QuantityChanged {
+        from,
+        to,
+        proration: Some(proration),
+        ..
+    } = event
+    {
+        return bill_quantity_change_in_tx(conn, merchant, after, (*from, *to), proration, now)
+            .await;
+    }
     let SubscriptionEvent::PlanChanged {
         from,
         to,
@@ -102,5 +112,44 @@ pub(crate) async fn bill_plan_change_in_tx(
             pending_repo::create(conn, merchant, &[item(after, charge, &to_name)], now).await?;
         }
     }
+    Ok(())
+}
+
+/// How a plan reads at a quantity: "Coffee" for one, "Coffee × 3" for more.
+pub(crate) fn at_quantity(plan_name: &str, quantity: u32) -> String {
+    if quantity == 1 {
+        plan_name.to_owned()
+    } else {
+        format!("{plan_name} × {quantity}")
+    }
+}
+
+/// A quantity change keeps the cadence and the period: its credit (old quantity) and
+/// charge (new quantity) wait as pending items for the next invoice, like a plan change
+/// on the same cadence.
+async fn bill_quantity_change_in_tx(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    after: &StoredSubscription,
+    (from, to): (u32, u32),
+    proration: &tenure_domain::billing::proration::Proration,
+    now: DateTime<Utc>,
+) -> AppResult<()> {
+    let name = catalog_repo::get_plan(conn, merchant, after.subscription.plan.plan_id)
+        .await?
+        .name;
+    let items: Vec<NewPendingItem> = proration
+        .lines
+        .iter()
+        .filter(|l| !l.amount.is_zero())
+        .map(|line| {
+            let quantity = match line.kind {
+                ProrationLineKind::Credit => from,
+                ProrationLineKind::Charge => to,
+            };
+            item(after, line, &at_quantity(&name, quantity))
+        })
+        .collect();
+    pending_repo::create(conn, merchant, &items, now).await?;
     Ok(())
 }

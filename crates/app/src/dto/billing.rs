@@ -89,12 +89,16 @@ pub struct PaymentMethodList {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[schema(example = json!({"kind": "plan", "description": "Gold (Nov 25 – Dec 25)", "amount": {"amount": 1999, "currency": "EUR"}}))]
+#[schema(example = json!({"kind": "plan", "description": "Gold (Nov 25 – Dec 25)", "amount": {"amount": 1999, "currency": "EUR"}, "quantity": 1, "unit_amount": {"amount": 1999, "currency": "EUR"}}))]
 pub struct InvoiceLineDto {
     pub kind: LineKindDto,
     pub description: String,
     /// Negative for credits and discounts.
     pub amount: MoneyDto,
+    /// Units billed: a `plan` line's subscription quantity, 1 for other lines.
+    pub quantity: u32,
+    /// `amount` / `quantity`, exact: the price of one unit.
+    pub unit_amount: MoneyDto,
 }
 
 impl From<&InvoiceLine> for InvoiceLineDto {
@@ -103,6 +107,8 @@ impl From<&InvoiceLine> for InvoiceLineDto {
             kind: l.kind.into(),
             description: l.description.clone(),
             amount: l.amount.into(),
+            quantity: l.quantity,
+            unit_amount: l.unit_amount().into(),
         }
     }
 }
@@ -184,7 +190,7 @@ impl From<&Refund> for RefundDto {
     "customer_id": "cus_01jf9zb3f4e3a8r7m2k4t5n6bc", "subscription_id": "sub_01jf9zc5f4e3a8r7m2k4t5n6bc",
     "period_start": "2026-11-25T10:00:00Z", "period_end": "2026-12-25T10:00:00Z", "status": "paid",
     "currency": "EUR",
-    "lines": [{"kind": "plan", "description": "Gold", "amount": {"amount": 1999, "currency": "EUR"}}],
+    "lines": [{"kind": "plan", "description": "Gold", "amount": {"amount": 1999, "currency": "EUR"}, "quantity": 1, "unit_amount": {"amount": 1999, "currency": "EUR"}}],
     "subtotal": {"amount": 1999, "currency": "EUR"}, "discount": {"amount": 0, "currency": "EUR"},
     "total": {"amount": 1999, "currency": "EUR"}, "amount_due": {"amount": 1999, "currency": "EUR"},
     "amount_paid": {"amount": 1999, "currency": "EUR"}, "amount_refunded": {"amount": 0, "currency": "EUR"},

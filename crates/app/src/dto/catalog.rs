@@ -155,6 +155,14 @@ pub struct CreateProduct {
     pub name: String,
     pub description: Option<String>,
     pub portal_policy: Option<PortalPolicyInput>,
+    /// Fulfilled physically (default false).
+    pub shippable: Option<bool>,
+    /// The fewest units one subscription may hold (default 1).
+    #[schema(minimum = 1, maximum = 10000)]
+    pub min_quantity: Option<u32>,
+    /// The most units one subscription may hold (default 1: quantity fixed).
+    #[schema(minimum = 1, maximum = 10000)]
+    pub max_quantity: Option<u32>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -167,6 +175,12 @@ pub struct UpdateProduct {
     #[schema(value_type = Option<String>)]
     pub description: Option<Option<String>>,
     pub portal_policy: Option<PortalPolicyInput>,
+    pub shippable: Option<bool>,
+    /// Applies to new quantities; existing subscriptions keep theirs.
+    #[schema(minimum = 1, maximum = 10000)]
+    pub min_quantity: Option<u32>,
+    #[schema(minimum = 1, maximum = 10000)]
+    pub max_quantity: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -174,7 +188,7 @@ pub struct UpdateProduct {
     "description": null, "active": true, "portal_policy": {"allow_pause": true, "allow_cancel": true,
     "cancellation_mode": "request", "immediate_cancel_timing": "now", "notice_rule": "later_of_notice_and_period_end",
     "notice_period_days": 14, "max_pause_days": 90, "keep_access_while_paused": false, "allow_plan_change": true,
-    "switchable_plan_ids": []}, "archived_at": null, "created_at": "2026-11-25T10:00:00Z", "updated_at": "2026-11-25T10:00:00Z"}))]
+    "switchable_plan_ids": []}, "shippable": true, "min_quantity": 1, "max_quantity": 6, "archived_at": null, "created_at": "2026-11-25T10:00:00Z", "updated_at": "2026-11-25T10:00:00Z"}))]
 pub struct ProductDto {
     #[schema(example = "prod_01jf9z7q6ve3a8r7m2k4t5n6bc")]
     pub id: String,
@@ -185,6 +199,11 @@ pub struct ProductDto {
     /// False once archived.
     pub active: bool,
     pub portal_policy: PortalPolicyDto,
+    /// Fulfilled physically: each paid period ships.
+    pub shippable: bool,
+    /// How many units one subscription may hold, merchant and customer alike.
+    pub min_quantity: u32,
+    pub max_quantity: u32,
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339_opt")]
     pub archived_at: Option<DateTime<Utc>>,
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
@@ -202,6 +221,9 @@ impl From<&Product> for ProductDto {
             description: p.description.clone(),
             active: p.archived_at.is_none(),
             portal_policy: (&p.portal_policy).into(),
+            shippable: p.shippable,
+            min_quantity: p.quantity_limits.min(),
+            max_quantity: p.quantity_limits.max(),
             archived_at: p.archived_at,
             created_at: p.created_at,
             updated_at: p.updated_at,

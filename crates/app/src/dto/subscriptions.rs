@@ -10,8 +10,8 @@ use tenure_domain::ids::RetentionOfferId;
 use tenure_domain::money::Money;
 use tenure_domain::subscription::{
     AccessEnd, ActivePause, Actor, AvailableActions, CancelTiming, CancellationReason, OnResume,
-    PauseEnd, PauseStart, PlanChangePreview, PlanChangeTiming, ScheduledChange,
-    ScheduledChangeKind, SubscriptionStatus,
+    PauseEnd, PauseStart, PlanChangePreview, PlanChangeTiming, QuantityChangePreview,
+    ScheduledChange, ScheduledChangeKind, SubscriptionStatus,
 };
 use tenure_store::repo::discounts::{DiscountValue, StoredDiscount};
 use tenure_store::repo::subscriptions::StoredSubscription;
@@ -285,7 +285,7 @@ fn details(change: &ScheduledChange) -> serde_json::Value {
 #[schema(example = json!({"id": "sub_01jf9zc0f4e3a8r7m2k4t5n6bc", "object": "subscription",
     "customer_id": "cus_01jf9zb3f4e3a8r7m2k4t5n6bc", "product_id": "prod_01jf9z7q6ve3a8r7m2k4t5n6bc",
     "plan_id": "plan_01jf9z8a1be3a8r7m2k4t5n6bc", "status": "active",
-    "price": {"amount": 1999, "currency": "EUR"}, "interval": "month", "interval_count": 1,
+    "price": {"amount": 1999, "currency": "EUR"}, "quantity": 1, "interval": "month", "interval_count": 1,
     "current_period": {"start": "2026-11-25T10:00:00Z", "end": "2026-12-25T10:00:00Z"},
     "billing_anchor": "2026-11-25T10:00:00Z", "trial_end": null, "cancel_at": null, "canceled_at": null,
     "ended_at": null, "access_until": null, "billing_ends_at": null, "cancellation_details": null,
@@ -299,8 +299,11 @@ pub struct SubscriptionDto {
     pub product_id: String,
     pub plan_id: String,
     pub status: SubscriptionStatusDto,
-    /// The price of one period of the current plan, as copied onto the subscription.
+    /// The price of one period of the current plan (one unit), as copied onto the
+    /// subscription; each period bills `price` × `quantity`.
     pub price: MoneyDto,
+    /// Units billed each period, within the product's `min_quantity`..`max_quantity`.
+    pub quantity: u32,
     pub interval: IntervalDto,
     pub interval_count: u32,
     /// The period being served: the trial while trialing, else the latest billed period
@@ -401,6 +404,7 @@ impl SubscriptionDto {
             plan_id: sub.plan.plan_id.to_string(),
             status: sub.status.into(),
             price: sub.plan.price.into(),
+            quantity: sub.quantity,
             interval: sub.plan.cadence.interval().into(),
             interval_count: sub.plan.cadence.count(),
             current_period: sub.current_period.into(),
@@ -468,6 +472,13 @@ pub struct CancelActionDto {
     pub reasons: Vec<CancellationReasonDto>,
 }
 
+/// The quantities the subscriber may choose (the product's limits).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ChangeQuantityActionDto {
+    pub min: u32,
+    pub max: u32,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ChangePlanActionDto {
     /// Plans the subscriber may switch to.
@@ -484,6 +495,7 @@ pub struct AvailableActionsDto {
     /// Whether a pending cancellation may be withdrawn.
     pub withdraw_cancellation: bool,
     pub change_plan: Option<ChangePlanActionDto>,
+    pub change_quantity: Option<ChangeQuantityActionDto>,
     /// Ids of scheduled changes the customer may remove.
     pub removable_changes: Vec<String>,
 }
@@ -510,6 +522,10 @@ impl From<AvailableActions> for AvailableActionsDto {
             change_plan: a.change_plan.map(|c| ChangePlanActionDto {
                 plan_ids: c.plan_ids.iter().map(ToString::to_string).collect(),
             }),
+            change_quantity: a.change_quantity.map(|q| ChangeQuantityActionDto {
+                min: q.min,
+                max: q.max,
+            }),
             removable_changes: a
                 .removable_changes
                 .iter()
@@ -524,7 +540,7 @@ impl From<AvailableActions> for AvailableActionsDto {
 #[schema(example = json!({"id": "sub_01jf9zc0f4e3a8r7m2k4t5n6bc", "object": "subscription",
     "customer_id": "cus_01jf9zb3f4e3a8r7m2k4t5n6bc", "product_id": "prod_01jf9z7q6ve3a8r7m2k4t5n6bc",
     "plan_id": "plan_01jf9z8a1be3a8r7m2k4t5n6bc", "status": "active",
-    "price": {"amount": 1999, "currency": "EUR"}, "interval": "month", "interval_count": 1,
+    "price": {"amount": 1999, "currency": "EUR"}, "quantity": 1, "interval": "month", "interval_count": 1,
     "current_period": {"start": "2026-11-25T10:00:00Z", "end": "2026-12-25T10:00:00Z"},
     "billing_anchor": "2026-11-25T10:00:00Z", "trial_end": null, "cancel_at": null, "canceled_at": null,
     "ended_at": null, "access_until": null, "billing_ends_at": null, "pause": null,
@@ -550,6 +566,9 @@ pub struct PortalSubscriptionDto {
 pub struct CreateSubscription {
     pub customer_id: String,
     pub plan_id: String,
+    /// Units (default: the product's `min_quantity`).
+    #[schema(minimum = 1, maximum = 10000)]
+    pub quantity: Option<u32>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -557,6 +576,9 @@ pub struct CreateSubscription {
 #[schema(example = json!({"plan_id": "plan_01jf9z8a1be3a8r7m2k4t5n6bc"}))]
 pub struct CreatePortalSubscription {
     pub plan_id: String,
+    /// Units (default: the product's `min_quantity`).
+    #[schema(minimum = 1, maximum = 10000)]
+    pub quantity: Option<u32>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -733,6 +755,82 @@ impl PortalCancelSubscription {
 #[schema(example = json!({"plan_id": "plan_01jf9z9b2ce3a8r7m2k4t5n6bc"}))]
 pub struct ChangePlan {
     pub plan_id: String,
+}
+
+/// A new quantity, within the product's limits.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"quantity": 3}))]
+pub struct ChangeQuantity {
+    #[schema(minimum = 1, maximum = 10000)]
+    pub quantity: u32,
+}
+
+/// What a quantity change would cost, to the minor unit. It applies at once; after a
+/// trial its `lines` (credit at the old quantity, charge at the new one, for the rest of
+/// the period) become pending items of the next renewal invoice at `invoiced_at`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"from": 1, "to": 3, "effective_at": "2026-12-10T10:00:00Z",
+    "period_price": {"amount": 3000, "currency": "EUR"},
+    "lines": [
+      {"kind": "credit", "plan_id": "plan_01jf9z8a1be3a8r7m2k4t5n6bc", "amount": {"amount": -500, "currency": "EUR"},
+       "period": {"start": "2026-12-10T10:00:00Z", "end": "2026-12-25T10:00:00Z"}, "description": "Unused time on Beans (2026-12-10 10:00 – 2026-12-25 10:00)"},
+      {"kind": "charge", "plan_id": "plan_01jf9z8a1be3a8r7m2k4t5n6bc", "amount": {"amount": 1500, "currency": "EUR"},
+       "period": {"start": "2026-12-10T10:00:00Z", "end": "2026-12-25T10:00:00Z"}, "description": "Remaining time on Beans × 3 (2026-12-10 10:00 – 2026-12-25 10:00)"}],
+    "amount_due_now": {"amount": 1000, "currency": "EUR"}, "credit_carried": {"amount": 0, "currency": "EUR"},
+    "invoiced_at": "2026-12-25T10:00:00Z"}))]
+pub struct QuantityChangePreviewDto {
+    pub from: u32,
+    pub to: u32,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
+    pub effective_at: DateTime<Utc>,
+    /// What a full period costs at the new quantity.
+    pub period_price: MoneyDto,
+    /// Empty while trialing (a change then costs nothing).
+    pub lines: Vec<ProrationLineDto>,
+    pub amount_due_now: MoneyDto,
+    pub credit_carried: MoneyDto,
+    /// When the invoice taking the lines is created; `null` when there are none.
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339_opt")]
+    pub invoiced_at: Option<DateTime<Utc>>,
+}
+
+impl QuantityChangePreviewDto {
+    pub fn render(
+        preview: &QuantityChangePreview,
+        next_invoice_at: DateTime<Utc>,
+        describe: impl Fn(&ProrationLine) -> String,
+    ) -> Self {
+        let zero = Money::zero(preview.period_price.currency);
+        let (lines, due, credit, invoiced_at) = match &preview.proration {
+            Some(p) => (
+                p.lines
+                    .iter()
+                    .map(|l| ProrationLineDto {
+                        kind: l.kind.into(),
+                        plan_id: l.plan_id.to_string(),
+                        amount: l.amount.into(),
+                        period: l.period.into(),
+                        description: describe(l),
+                    })
+                    .collect(),
+                p.amount_due_now,
+                p.credit_carried,
+                Some(next_invoice_at),
+            ),
+            None => (Vec::new(), zero, zero, None),
+        };
+        Self {
+            from: preview.from,
+            to: preview.to,
+            effective_at: preview.effective_at,
+            period_price: preview.period_price.into(),
+            lines,
+            amount_due_now: due.into(),
+            credit_carried: credit.into(),
+            invoiced_at,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]

@@ -23,11 +23,13 @@ use tenure_store::repo::subscriptions::{self as repo, StoredSubscription};
 use tenure_store::repo::support as support_repo;
 
 use super::persist::{persist, subscription_event};
-use super::plans::{policy_of, purchasable_plan, terms_of};
+use super::plans::{
+    policy_of, purchasable_plan, purchasable_plan_of_product, quantity_limits_of, terms_of,
+};
 use super::requests::WithdrawnAs;
 use super::scope::{Action, ActionOutcome, Scope, subscription_not_found};
 use crate::App;
-use crate::dto::subscriptions::{PlanChangePreviewDto, SubscriptionDto};
+use crate::dto::subscriptions::{PlanChangePreviewDto, QuantityChangePreviewDto, SubscriptionDto};
 use crate::error::{AppError, AppResult};
 use crate::events::EventBatch;
 use crate::versions::check_if_match;
@@ -46,6 +48,18 @@ pub async fn create(
     customer: CustomerId,
     plan_id: PlanId,
 ) -> AppResult<StoredSubscription> {
+    create_with_quantity(state, scope, customer, plan_id, None).await
+}
+
+/// [`create`] with `quantity` units (default: the product's `min_quantity`), within the
+/// product's limits (else 422 on `quantity`).
+pub async fn create_with_quantity(
+    state: &App,
+    scope: Scope,
+    customer: CustomerId,
+    plan_id: PlanId,
+    quantity: Option<u32>,
+) -> AppResult<StoredSubscription> {
     debug_assert!(
         scope.customer.is_none_or(|c| c == customer),
         "a customer subscribes only themselves"
@@ -63,7 +77,10 @@ pub async fn create(
                 other => other.into(),
             })?;
         found.ensure_not_erased()?;
-        let plan = purchasable_plan(conn, merchant, plan_id).await?;
+        let (plan, product) = purchasable_plan_of_product(conn, merchant, plan_id).await?;
+        let limits = product.quantity_limits;
+        let quantity = quantity.unwrap_or(limits.min());
+        limits.check(quantity)?;
         let Transition {
             subscription,
             events,
@@ -72,6 +89,7 @@ pub async fn create(
                 id: SubscriptionId::generate(),
                 plan: terms_of(&plan)?,
                 trial_days: plan.trial_days,
+                quantity,
             },
             now,
         )?;
@@ -152,6 +170,10 @@ pub async fn act_in_tx(
             let request = plan_change_request(conn, merchant, &before, *plan_id).await?;
             sub.change_plan(&request, &policy, actor, now)?
         }
+        Action::ChangeQuantity(quantity) => {
+            let limits = quantity_limits_of(conn, merchant, before.product_id).await?;
+            sub.change_quantity(*quantity, limits, actor, now)?
+        }
         Action::RemoveScheduledChange(change) => sub.remove_scheduled_change(*change, actor)?,
         Action::WithdrawRequest(request_id) => {
             pending_request_of(conn, scope, sub, *request_id).await?;
@@ -187,6 +209,7 @@ pub(crate) fn grants_discount(action: &Action) -> bool {
         | Action::Resume
         | Action::Cancel(_)
         | Action::ChangePlan(_)
+        | Action::ChangeQuantity(_)
         | Action::RemoveScheduledChange(_)
         | Action::WithdrawRequest(_)
         | Action::ApproveRequest(_)
@@ -268,6 +291,49 @@ pub async fn act_on_request(
         })
         .await?;
     Ok(outcome)
+}
+
+/// What changing the quantity to `quantity` would do now, without doing it.
+pub async fn preview_quantity_change(
+    state: &App,
+    scope: Scope,
+    id: SubscriptionId,
+    quantity: u32,
+) -> AppResult<QuantityChangePreviewDto> {
+    let now = state.now_micros();
+    let mut conn = state.db.conn().await?;
+    let s = repo::get(&mut conn, scope.merchant, id, false)
+        .await
+        .map_err(subscription_not_found)?;
+    if !scope.sees(&s) {
+        return Err(AppError::NotFound("subscription"));
+    }
+    let limits = quantity_limits_of(&mut conn, scope.merchant, s.product_id).await?;
+    let preview = s
+        .subscription
+        .preview_quantity_change(quantity, limits, now)?;
+    let name = if preview.proration.is_some() {
+        catalog_repo::get_plan(&mut conn, scope.merchant, s.subscription.plan.plan_id)
+            .await?
+            .name
+    } else {
+        String::new()
+    };
+    let next_invoice_at = s.subscription.current_period.end;
+    Ok(QuantityChangePreviewDto::render(
+        &preview,
+        next_invoice_at,
+        |line| {
+            let q = match line.kind {
+                ProrationLineKind::Credit => preview.from,
+                ProrationLineKind::Charge => preview.to,
+            };
+            crate::billing::prorations::line_description(
+                line,
+                &crate::billing::prorations::at_quantity(&name, q),
+            )
+        },
+    ))
 }
 
 /// What changing to `plan_id` would do now, without doing it.

@@ -14,7 +14,10 @@ mod requests;
 mod scope;
 mod views;
 
-pub use acting::{act, act_in_tx, act_on_request, create, preview_plan_change};
+pub use acting::{
+    act, act_in_tx, act_on_request, create, create_with_quantity, preview_plan_change,
+    preview_quantity_change,
+};
 pub use persist::{apply_due_in_tx, persist_system};
 pub use plans::{policy_of, purchasable_plan, terms_of};
 pub use requests::post_to_ticket;

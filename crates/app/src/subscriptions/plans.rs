@@ -3,7 +3,7 @@
 
 use diesel_async::AsyncPgConnection;
 use tenure_domain::billing::period::Cadence;
-use tenure_domain::catalog::Plan;
+use tenure_domain::catalog::{Plan, Product, QuantityLimits};
 use tenure_domain::ids::{MerchantId, PlanId, ProductId};
 use tenure_domain::policy::PortalPolicy;
 use tenure_domain::subscription::PlanTerms;
@@ -24,6 +24,17 @@ pub async fn purchasable_plan(
     merchant: MerchantId,
     plan_id: PlanId,
 ) -> AppResult<Plan> {
+    Ok(purchasable_plan_of_product(conn, merchant, plan_id)
+        .await?
+        .0)
+}
+
+/// [`purchasable_plan`] and its product.
+pub async fn purchasable_plan_of_product(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    plan_id: PlanId,
+) -> AppResult<(Plan, Product)> {
     let plan = catalog_repo::get_plan(conn, merchant, plan_id)
         .await
         .map_err(|e| match e {
@@ -37,7 +48,18 @@ pub async fn purchasable_plan(
             "the plan is not active (or its product is archived)",
         ));
     }
-    Ok(plan)
+    Ok((plan, product))
+}
+
+/// The product's quantity limits, read inside the change's transaction.
+pub async fn quantity_limits_of(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    product: ProductId,
+) -> AppResult<QuantityLimits> {
+    Ok(catalog_repo::get_product(conn, merchant, product, false)
+        .await?
+        .quantity_limits)
 }
 
 pub async fn policy_of(

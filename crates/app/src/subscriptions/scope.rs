@@ -55,6 +55,7 @@ pub enum Action {
     Resume,
     Cancel(CancelRequest),
     ChangePlan(PlanId),
+    ChangeQuantity(u32),
     RemoveScheduledChange(ScheduledChangeId),
     WithdrawRequest(CancellationRequestId),
     ApproveRequest(CancellationRequestId),

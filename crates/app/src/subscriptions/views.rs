@@ -208,7 +208,13 @@ pub(crate) fn portal_dto(
 ) -> PortalSubscriptionDto {
     PortalSubscriptionDto {
         subscription: SubscriptionDto::render(s, Actor::Customer).with_discounts(discounts),
-        available_actions: available_actions(&s.subscription, &terms.policy, &terms.plans, now)
-            .into(),
+        available_actions: available_actions(
+            &s.subscription,
+            &terms.policy,
+            &terms.plans,
+            terms.quantity_limits,
+            now,
+        )
+        .into(),
     }
 }

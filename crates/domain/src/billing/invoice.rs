@@ -185,6 +185,14 @@ pub struct InvoiceLine {
     pub kind: LineKind,
     pub description: String,
     pub amount: Money,
+    /// Units the line bills: a plan line's subscription quantity (then `amount` is the
+    /// unit price × `quantity`), 1 for every other line.
+    #[serde(default = "one")]
+    pub quantity: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl InvoiceLine {
@@ -215,7 +223,25 @@ impl InvoiceLine {
             kind,
             description: description.into(),
             amount,
+            quantity: 1,
         })
+    }
+
+    /// This line as billing `quantity` units (at least 1).
+    pub fn with_quantity(self, quantity: u32) -> Self {
+        Self {
+            quantity: quantity.max(1),
+            ..self
+        }
+    }
+
+    /// The price of one unit, when the line bills several: exact, since a plan line's
+    /// amount is the unit price × `quantity`.
+    pub fn unit_amount(&self) -> Money {
+        Money::new(
+            self.amount.amount / i64::from(self.quantity.max(1)),
+            self.amount.currency,
+        )
     }
 }
 
@@ -361,6 +387,17 @@ mod tests {
             assert_eq!(status.as_str().parse::<InvoiceStatus>(), Ok(status));
         }
         assert!("paid ".parse::<InvoiceStatus>().is_err());
+    }
+
+    #[test]
+    fn a_line_of_several_units_shows_the_exact_unit_price() {
+        let one = InvoiceLine::new(LineKind::Proration, "p", eur(-333)).unwrap();
+        assert_eq!((one.quantity, one.unit_amount()), (1, eur(-333)));
+        let three = InvoiceLine::new(LineKind::Plan, "Beans × 3", eur(2997))
+            .unwrap()
+            .with_quantity(3);
+        assert_eq!((three.quantity, three.unit_amount()), (3, eur(999)));
+        assert_eq!(three.clone().with_quantity(0).quantity, 1, "never zero");
     }
 
     #[test]

@@ -7,7 +7,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::QuantityLimits;
 use crate::ids::{PlanId, ScheduledChangeId};
+use crate::money::Currency;
 use crate::policy::{CancellationMode, PortalPolicy};
 use crate::subscription::state::{Actor, Subscription};
 
@@ -34,6 +36,21 @@ pub struct PlanChangeAvailability {
     pub plan_ids: Vec<PlanId>,
 }
 
+/// A plan of the subscription's product that is on sale, with its currency: a switch
+/// is offered only to plans that bill in the subscription's currency.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfferedPlan {
+    pub plan_id: PlanId,
+    pub currency: Currency,
+}
+
+/// The quantities a subscriber may choose from (the product's limits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuantityAvailability {
+    pub min: u32,
+    pub max: u32,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AvailableActions {
     pub pause: Option<PauseAvailability>,
@@ -42,6 +59,8 @@ pub struct AvailableActions {
     pub withdraw_cancellation: bool,
     /// `None` when no plan change is possible (including when no plan qualifies).
     pub change_plan: Option<PlanChangeAvailability>,
+    /// `None` when the quantity cannot change now (or the product allows one value).
+    pub change_quantity: Option<QuantityAvailability>,
     /// Scheduled changes the subscriber may remove.
     pub removable_changes: Vec<ScheduledChangeId>,
 }
@@ -51,7 +70,8 @@ pub struct AvailableActions {
 pub fn available_actions(
     subscription: &Subscription,
     policy: &PortalPolicy,
-    product_plans: &[PlanId],
+    product_plans: &[OfferedPlan],
+    limits: QuantityLimits,
     now: DateTime<Utc>,
 ) -> AvailableActions {
     let customer = Actor::Customer;
@@ -78,17 +98,26 @@ pub fn available_actions(
         .map(|()| {
             product_plans
                 .iter()
-                .copied()
                 .filter(|plan| {
                     subscription
-                        .check_plan_allowed(*plan, true, policy, customer)
+                        .check_plan_allowed(plan.plan_id, true, policy, customer)
+                        .and_then(|()| subscription.check_plan_currency(plan.currency))
                         .is_ok()
                 })
+                .map(|plan| plan.plan_id)
                 .collect::<Vec<_>>()
         })
         .filter(|plans| !plans.is_empty())
         .map(|plan_ids| PlanChangeAvailability { plan_ids });
+    let change_quantity = subscription
+        .check_can_change_quantity(limits, now)
+        .ok()
+        .map(|()| QuantityAvailability {
+            min: limits.min(),
+            max: limits.max(),
+        });
     AvailableActions {
+        change_quantity,
         pause,
         resume: subscription.check_can_resume(customer).is_ok(),
         cancel,

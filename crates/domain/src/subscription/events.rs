@@ -104,6 +104,13 @@ pub enum SubscriptionEvent {
     PlanChangeScheduled {
         change: ScheduledChange,
     },
+    /// The quantity changed at once; `proration` is `None` while trialing.
+    QuantityChanged {
+        from: u32,
+        to: u32,
+        by: Actor,
+        proration: Option<Proration>,
+    },
     ScheduledChangeRemoved {
         change: ScheduledChange,
         reason: RemovalReason,
@@ -131,6 +138,7 @@ impl SubscriptionEvent {
             Self::Canceled { .. } => "subscription.canceled",
             Self::PlanChanged { .. } => "subscription.plan_changed",
             Self::PlanChangeScheduled { .. } => "subscription.plan_change_scheduled",
+            Self::QuantityChanged { .. } => "subscription.quantity_changed",
             Self::ScheduledChangeRemoved { .. } => "subscription.scheduled_change_removed",
         }
     }
@@ -154,6 +162,7 @@ impl SubscriptionEvent {
         "subscription.canceled",
         "subscription.plan_changed",
         "subscription.plan_change_scheduled",
+        "subscription.quantity_changed",
         "subscription.scheduled_change_removed",
     ];
 }

@@ -47,6 +47,7 @@ pub mod events;
 pub mod invariants;
 pub mod pause;
 pub mod plan_change;
+pub mod quantity;
 pub mod renewal;
 pub mod scheduled;
 pub mod state;
@@ -58,8 +59,8 @@ mod tests;
 pub use crate::billing::terms::PlanTerms;
 pub use actions::Command;
 pub use availability::{
-    AvailableActions, CancelAvailability, PauseAvailability, PlanChangeAvailability,
-    available_actions,
+    AvailableActions, CancelAvailability, OfferedPlan, PauseAvailability, PlanChangeAvailability,
+    QuantityAvailability, available_actions,
 };
 pub use cancellation::{
     ACCESS_ENDING_NOTICE_DAYS, AccessEnd, CancelRequest, CancelTiming, CancellationDetails,
@@ -68,5 +69,6 @@ pub use cancellation::{
 pub use events::{RemovalReason, SubscriptionEvent};
 pub use pause::{ActivePause, OnResume, PauseEnd, PauseRequest, PauseStart};
 pub use plan_change::{PlanChangePreview, PlanChangeRequest, PlanChangeTiming};
+pub use quantity::{QuantityChangePreview, terms_times};
 pub use scheduled::{ChangeType, ScheduledChange, ScheduledChangeKind};
 pub use state::{Actor, NewSubscription, Subscription, SubscriptionStatus, Transition};

@@ -31,6 +31,7 @@ use crate::billing::proration::{Proration, prorate_change};
 use crate::billing::terms::PlanTerms;
 use crate::error::Refusal;
 use crate::ids::PlanId;
+use crate::money::Currency;
 use crate::policy::PortalPolicy;
 use crate::subscription::events::SubscriptionEvent;
 use crate::subscription::scheduled::{ChangeType, ScheduledChange, ScheduledChangeKind};
@@ -113,6 +114,18 @@ impl Subscription {
         Ok(())
     }
 
+    /// Whether a plan billed in `currency` can replace this subscription's plan: money
+    /// already paid and credited cannot be combined across currencies.
+    pub fn check_plan_currency(&self, currency: Currency) -> Result<(), DomainError> {
+        if currency != self.plan.price.currency {
+            return Err(DomainError::CurrencyMismatch {
+                expected: self.plan.price.currency.code(),
+                found: currency.code(),
+            });
+        }
+        Ok(())
+    }
+
     /// What [`Subscription::change_plan`] would do, after the same checks.
     pub fn preview_plan_change(
         &self,
@@ -124,12 +137,7 @@ impl Subscription {
         self.check_can_change_plan(policy, actor, now)?;
         self.check_plan_allowed(request.to.plan_id, request.same_product, policy, actor)?;
         let to = PlanTerms::new(request.to.plan_id, request.to.price, request.to.cadence)?;
-        if to.price.currency != self.plan.price.currency {
-            return Err(DomainError::CurrencyMismatch {
-                expected: self.plan.price.currency.code(),
-                found: to.price.currency.code(),
-            });
-        }
+        self.check_plan_currency(to.price.currency)?;
         Ok(if self.status == SubscriptionStatus::Trialing {
             PlanChangePreview {
                 timing: PlanChangeTiming::Now,
@@ -140,7 +148,13 @@ impl Subscription {
             PlanChangePreview {
                 timing: PlanChangeTiming::Now,
                 effective_at: now,
-                proration: Some(prorate_change(&self.plan, &to, &self.current_period, now)?),
+                // At the subscription's quantity on both sides.
+                proration: Some(prorate_change(
+                    &self.billed_terms()?,
+                    &crate::subscription::quantity::terms_times(&to, self.quantity)?,
+                    &self.current_period,
+                    now,
+                )?),
             }
         } else {
             PlanChangePreview {

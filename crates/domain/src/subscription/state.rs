@@ -142,6 +142,14 @@ pub struct Subscription {
     /// pending or once it took effect (absent from rows written before it existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancellation: Option<CancellationDetails>,
+    /// Units billed each period: `plan.price` × `quantity` (1 in rows written before
+    /// quantities existed).
+    #[serde(default = "one")]
+    pub quantity: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// The result of a transition: the new value and what happened, for the outbox.
@@ -167,6 +175,8 @@ pub struct NewSubscription {
     pub plan: PlanTerms,
     /// Days of free trial; 0 starts billing at once.
     pub trial_days: u32,
+    /// Units, already checked against the product's limits.
+    pub quantity: u32,
 }
 
 impl Subscription {
@@ -180,6 +190,14 @@ impl Subscription {
             ));
         }
         let plan = PlanTerms::new(new.plan.plan_id, new.plan.price, new.plan.cadence)?;
+        if !(1..=crate::catalog::MAX_QUANTITY).contains(&new.quantity) {
+            return Err(DomainError::validation(
+                "quantity",
+                format!("must be between 1 and {}", crate::catalog::MAX_QUANTITY),
+            ));
+        }
+        // The price of a period must stay an amount (it is checked again when billed).
+        plan.price.times(new.quantity)?;
         let (status, anchor, period, trial_end) = if new.trial_days == 0 {
             let period = plan.cadence.first_period(now)?;
             (SubscriptionStatus::Active, now, period, None)
@@ -203,6 +221,7 @@ impl Subscription {
             pause: None,
             scheduled_changes: Vec::new(),
             cancellation: None,
+            quantity: new.quantity,
         };
         let event = SubscriptionEvent::Created {
             status,

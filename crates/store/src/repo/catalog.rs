@@ -3,10 +3,11 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use tenure_domain::catalog::{Plan, Product};
+use tenure_domain::catalog::{Plan, Product, QuantityLimits};
 use tenure_domain::ids::{MerchantId, PlanId, ProductId};
 use tenure_domain::money::Money;
 use tenure_domain::policy::PortalPolicy;
+use tenure_domain::subscription::OfferedPlan;
 
 use crate::error::{StoreError, StoreResult};
 use crate::pagination::{FetchPage, Page, PageRequest};
@@ -23,6 +24,19 @@ struct ProductRow {
     archived_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    shippable: bool,
+    min_quantity: i32,
+    max_quantity: i32,
+}
+
+/// Quantity limits as stored (the table's CHECK keeps them valid; a row that is not is
+/// reported as corrupt rather than trusted).
+fn limits_from_row(min: i32, max: i32) -> StoreResult<QuantityLimits> {
+    let (min, max) = (
+        u32::try_from(min).map_err(StoreError::corrupt)?,
+        u32::try_from(max).map_err(StoreError::corrupt)?,
+    );
+    QuantityLimits::new(min, max).map_err(StoreError::corrupt)
 }
 
 impl ProductRow {
@@ -36,6 +50,10 @@ impl ProductRow {
             archived_at: p.archived_at,
             created_at: p.created_at,
             updated_at: p.updated_at,
+            shippable: p.shippable,
+            // At most MAX_QUANTITY (10 000), so they fit.
+            min_quantity: i32::try_from(p.quantity_limits.min()).map_err(StoreError::corrupt)?,
+            max_quantity: i32::try_from(p.quantity_limits.max()).map_err(StoreError::corrupt)?,
         })
     }
 
@@ -47,6 +65,8 @@ impl ProductRow {
             name: self.name,
             description: self.description,
             portal_policy,
+            shippable: self.shippable,
+            quantity_limits: limits_from_row(self.min_quantity, self.max_quantity)?,
             archived_at: self.archived_at,
             created_at: self.created_at,
             updated_at: self.updated_at,
@@ -273,8 +293,9 @@ pub async fn portal_terms(
     conn: &AsyncPgConnection,
     merchant: MerchantId,
     product: ProductId,
-) -> StoreResult<(PortalPolicy, Vec<PlanId>)> {
+) -> StoreResult<(PortalPolicy, QuantityLimits, Vec<OfferedPlan>)> {
     let offered = diesel::alias!(plans as offered_plans);
+    // Two arrays in the same order (by the unique id), so the pairs line up.
     let plan_ids = diesel::dsl::array(
         offered
             .filter(offered.field(plans::merchant_id).eq(products::merchant_id))
@@ -285,14 +306,41 @@ pub async fn portal_terms(
             .order(offered.field(plans::id).desc())
             .limit(500),
     );
-    let (policy, plans) = products::table
+    let currencies = diesel::dsl::array(
+        offered
+            .filter(offered.field(plans::merchant_id).eq(products::merchant_id))
+            .filter(offered.field(plans::product_id).eq(products::id))
+            .filter(offered.field(plans::active).eq(true))
+            .filter(products::archived_at.is_null())
+            .select(offered.field(plans::currency))
+            .order(offered.field(plans::id).desc())
+            .limit(500),
+    );
+    let (policy, min, max, plans, currencies) = products::table
         .find((merchant.uuid(), product.uuid()))
-        .select((products::portal_policy, plan_ids))
-        .get_result::<(serde_json::Value, Vec<uuid::Uuid>)>(&mut &*conn)
+        .select((
+            products::portal_policy,
+            products::min_quantity,
+            products::max_quantity,
+            plan_ids,
+            currencies,
+        ))
+        .get_result::<(serde_json::Value, i32, i32, Vec<uuid::Uuid>, Vec<String>)>(&mut &*conn)
         .await?;
+    let offered = plans
+        .into_iter()
+        .zip(currencies)
+        .map(|(id, currency)| {
+            Ok(OfferedPlan {
+                plan_id: PlanId::from_uuid(id),
+                currency: currency.parse().map_err(StoreError::corrupt)?,
+            })
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
     Ok((
         serde_json::from_value(policy).map_err(StoreError::corrupt)?,
-        plans.into_iter().map(PlanId::from_uuid).collect(),
+        limits_from_row(min, max)?,
+        offered,
     ))
 }
 

@@ -6,7 +6,7 @@
 //! * not updated since `t` (`updated_at <= t`): its row is its state at `t`;
 //! * else the snapshot (`data`) of its latest `subscription.*` event at or before `t`
 //!   (every change records one, with the subscription as rendered after the change:
-//!   status, price, cadence);
+//!   status, price, quantity, cadence; snapshots from before quantities count 1);
 //! * else (a row changed since `t` without events, e.g. written by SQL): its row.
 //!
 //! Only subscriptions changed since `t` look up an event, each through the
@@ -27,6 +27,7 @@ WITH subs AS (
            jsonb_build_object(
                'status', s.status,
                'price', s.state->'plan'->'price',
+               'quantity', coalesce((s.state->>'quantity')::int, 1),
                'interval', s.state->'plan'->'cadence'->>'interval',
                'interval_count', (s.state->'plan'->'cadence'->>'count')::int) AS row_state
       FROM subscriptions s
@@ -55,13 +56,15 @@ states AS (
 ),
 sides AS (
     SELECT customer_id, a->>'status' AS status, a->'price'->>'currency' AS currency,
-           tenure_monthly_amount((a->'price'->>'amount')::int8, a->>'interval',
+           tenure_monthly_amount((a->'price'->>'amount')::int8
+                                     * coalesce((a->>'quantity')::int8, 1), a->>'interval',
                                  (a->>'interval_count')::int) AS monthly,
            true AS at_start
       FROM states WHERE a IS NOT NULL
     UNION ALL
     SELECT customer_id, b->>'status', b->'price'->>'currency',
-           tenure_monthly_amount((b->'price'->>'amount')::int8, b->>'interval',
+           tenure_monthly_amount((b->'price'->>'amount')::int8
+                                     * coalesce((b->>'quantity')::int8, 1), b->>'interval',
                                  (b->>'interval_count')::int),
            false
       FROM states WHERE b IS NOT NULL

@@ -132,6 +132,7 @@ export type AvailableActionsDto = {
      */
     withdraw_cancellation: boolean;
     change_plan?: ChangePlanActionDto | null;
+    change_quantity?: ChangeQuantityActionDto | null;
     /**
      * Ids of scheduled changes the customer may remove.
      */
@@ -282,6 +283,21 @@ export type ChangePlanActionDto = {
 };
 
 /**
+ * A new quantity, within the product's limits.
+ */
+export type ChangeQuantity = {
+    quantity: number;
+};
+
+/**
+ * The quantities the subscriber may choose (the product's limits).
+ */
+export type ChangeQuantityActionDto = {
+    min: number;
+    max: number;
+};
+
+/**
  * `pause`, `resume`, `cancel` or `plan_change`.
  */
 export type ChangeTypeDto = 'pause' | 'resume' | 'cancel' | 'plan_change';
@@ -394,6 +410,10 @@ export type CreatePlan = {
 
 export type CreatePortalSubscription = {
     plan_id: string;
+    /**
+     * Units (default: the product's `min_quantity`).
+     */
+    quantity?: number | null;
 };
 
 /**
@@ -407,6 +427,18 @@ export type CreateProduct = {
     name: string;
     description?: string | null;
     portal_policy?: PortalPolicyInput | null;
+    /**
+     * Fulfilled physically (default false).
+     */
+    shippable?: boolean | null;
+    /**
+     * The fewest units one subscription may hold (default 1).
+     */
+    min_quantity?: number | null;
+    /**
+     * The most units one subscription may hold (default 1: quantity fixed).
+     */
+    max_quantity?: number | null;
 };
 
 export type CreateRetentionOffer = {
@@ -430,6 +462,10 @@ export type CreateRetentionOffer = {
 export type CreateSubscription = {
     customer_id: string;
     plan_id: string;
+    /**
+     * Units (default: the product's `min_quantity`).
+     */
+    quantity?: number | null;
 };
 
 /**
@@ -812,7 +848,7 @@ export type EligibilityDto = {
 /**
  * An event type of the catalogue (docs/events.md), or `*` for every type, including ones added later
  */
-export type EnabledEvent = '*' | 'customer.created' | 'customer.updated' | 'customer.erased' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.scheduled_change_removed' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.access_ending' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled';
+export type EnabledEvent = '*' | 'customer.created' | 'customer.updated' | 'customer.erased' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.access_ending' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled';
 
 export type EventData = {
     /**
@@ -868,7 +904,7 @@ export type EventRequestDto = {
 /**
  * An event type of the catalogue (docs/events.md)
  */
-export type EventType = 'customer.created' | 'customer.updated' | 'customer.erased' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.scheduled_change_removed' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.access_ending' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled';
+export type EventType = 'customer.created' | 'customer.updated' | 'customer.erased' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.access_ending' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled';
 
 export type ExportNoteDto = {
     id: string;
@@ -1038,6 +1074,14 @@ export type InvoiceLineDto = {
      * Negative for credits and discounts.
      */
     amount: MoneyDto;
+    /**
+     * Units billed: a `plan` line's subscription quantity, 1 for other lines.
+     */
+    quantity: number;
+    /**
+     * `amount` / `quantity`, exact: the price of one unit.
+     */
+    unit_amount: MoneyDto;
 };
 
 /**
@@ -1848,6 +1892,15 @@ export type ProductDto = {
      */
     active: boolean;
     portal_policy: PortalPolicyDto;
+    /**
+     * Fulfilled physically: each paid period ships.
+     */
+    shippable: boolean;
+    /**
+     * How many units one subscription may hold, merchant and customer alike.
+     */
+    min_quantity: number;
+    max_quantity: number;
     archived_at?: string | null;
     created_at: string;
     updated_at: string;
@@ -1928,6 +1981,31 @@ export type PutGatewaySettings = {
      * secret key; handed to the frontend with setup intents and payments to confirm.
      */
     publishable_key?: string | null;
+};
+
+/**
+ * What a quantity change would cost, to the minor unit. It applies at once; after a
+ * trial its `lines` (credit at the old quantity, charge at the new one, for the rest of
+ * the period) become pending items of the next renewal invoice at `invoiced_at`.
+ */
+export type QuantityChangePreviewDto = {
+    from: number;
+    to: number;
+    effective_at: string;
+    /**
+     * What a full period costs at the new quantity.
+     */
+    period_price: MoneyDto;
+    /**
+     * Empty while trialing (a change then costs nothing).
+     */
+    lines: Array<ProrationLineDto>;
+    amount_due_now: MoneyDto;
+    credit_carried: MoneyDto;
+    /**
+     * When the invoice taking the lines is created; `null` when there are none.
+     */
+    invoiced_at?: string | null;
 };
 
 export type RedeliverEvent = {
@@ -2164,9 +2242,14 @@ export type SubscriptionDto = {
     plan_id: string;
     status: SubscriptionStatusDto;
     /**
-     * The price of one period of the current plan, as copied onto the subscription.
+     * The price of one period of the current plan (one unit), as copied onto the
+     * subscription; each period bills `price` × `quantity`.
      */
     price: MoneyDto;
+    /**
+     * Units billed each period, within the product's `min_quantity`..`max_quantity`.
+     */
+    quantity: number;
     interval: IntervalDto;
     interval_count: number;
     /**
@@ -2326,7 +2409,7 @@ export type TimelineEntryKindDto = 'event' | 'note' | 'ticket_message';
 /**
  * The event type of an event (`subscription.paused`), `note` for a note or `ticket.message` for a ticket message
  */
-export type TimelineEntryType = 'customer.created' | 'customer.updated' | 'customer.erased' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.scheduled_change_removed' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.access_ending' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled' | 'note' | 'ticket.message';
+export type TimelineEntryType = 'customer.created' | 'customer.updated' | 'customer.erased' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.access_ending' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled' | 'note' | 'ticket.message';
 
 /**
  * The invoice the next renewal will create (a draft preview; nothing is stored).
@@ -2392,6 +2475,12 @@ export type UpdateProduct = {
      */
     description?: string | null;
     portal_policy?: PortalPolicyInput | null;
+    shippable?: boolean | null;
+    /**
+     * Applies to new quantities; existing subscriptions keep theirs.
+     */
+    min_quantity?: number | null;
+    max_quantity?: number | null;
 };
 
 /**
@@ -8597,6 +8686,182 @@ export type PortalPreviewPlanChangeResponses = {
 
 export type PortalPreviewPlanChangeResponse = PortalPreviewPlanChangeResponses[keyof PortalPreviewPlanChangeResponses];
 
+export type PortalChangeQuantityData = {
+    body: ChangeQuantity;
+    headers?: {
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         */
+        'Idempotency-Key'?: string;
+        /**
+         * An ETag from an earlier response: the change is made only if the resource is still at that version, 412 otherwise. `*` or no header: unconditional.
+         */
+        'If-Match'?: string;
+    };
+    path: {
+        /**
+         * Subscription id (sub_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/portal/subscriptions/{id}/change_quantity';
+};
+
+export type PortalChangeQuantityErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    412: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type PortalChangeQuantityError = PortalChangeQuantityErrors[keyof PortalChangeQuantityErrors];
+
+export type PortalChangeQuantityResponses = {
+    /**
+     * The subscription
+     */
+    200: PortalSubscriptionDto;
+};
+
+export type PortalChangeQuantityResponse = PortalChangeQuantityResponses[keyof PortalChangeQuantityResponses];
+
+export type PortalPreviewQuantityChangeData = {
+    body: ChangeQuantity;
+    headers?: {
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         */
+        'Idempotency-Key'?: string;
+    };
+    path: {
+        /**
+         * Subscription id (sub_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/portal/subscriptions/{id}/change_quantity/preview';
+};
+
+export type PortalPreviewQuantityChangeErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type PortalPreviewQuantityChangeError = PortalPreviewQuantityChangeErrors[keyof PortalPreviewQuantityChangeErrors];
+
+export type PortalPreviewQuantityChangeResponses = {
+    /**
+     * The preview
+     */
+    200: QuantityChangePreviewDto;
+};
+
+export type PortalPreviewQuantityChangeResponse = PortalPreviewQuantityChangeResponses[keyof PortalPreviewQuantityChangeResponses];
+
 export type PortalPauseSubscriptionData = {
     body: PauseSubscription;
     headers?: {
@@ -10578,6 +10843,190 @@ export type PreviewPlanChangeResponses = {
 };
 
 export type PreviewPlanChangeResponse = PreviewPlanChangeResponses[keyof PreviewPlanChangeResponses];
+
+export type ChangeQuantityData = {
+    body: ChangeQuantity;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         */
+        'Idempotency-Key'?: string;
+        /**
+         * An ETag from an earlier response: the change is made only if the resource is still at that version, 412 otherwise. `*` or no header: unconditional.
+         */
+        'If-Match'?: string;
+    };
+    path: {
+        /**
+         * Subscription id (sub_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/subscriptions/{id}/change_quantity';
+};
+
+export type ChangeQuantityErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    412: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type ChangeQuantityError = ChangeQuantityErrors[keyof ChangeQuantityErrors];
+
+export type ChangeQuantityResponses = {
+    /**
+     * The subscription
+     */
+    200: SubscriptionDto;
+};
+
+export type ChangeQuantityResponse = ChangeQuantityResponses[keyof ChangeQuantityResponses];
+
+export type PreviewQuantityChangeData = {
+    body: ChangeQuantity;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         */
+        'Idempotency-Key'?: string;
+    };
+    path: {
+        /**
+         * Subscription id (sub_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/subscriptions/{id}/change_quantity/preview';
+};
+
+export type PreviewQuantityChangeErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type PreviewQuantityChangeError = PreviewQuantityChangeErrors[keyof PreviewQuantityChangeErrors];
+
+export type PreviewQuantityChangeResponses = {
+    /**
+     * The preview
+     */
+    200: QuantityChangePreviewDto;
+};
+
+export type PreviewQuantityChangeResponse = PreviewQuantityChangeResponses[keyof PreviewQuantityChangeResponses];
 
 export type PauseSubscriptionData = {
     body: PauseSubscription;

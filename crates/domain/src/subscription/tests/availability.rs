@@ -2,11 +2,20 @@
 //! for every status and every combination of policy switches.
 
 use super::*;
+use crate::catalog::QuantityLimits;
 use crate::policy::{CancellationMode, ImmediateCancelTiming};
 use crate::subscription::{
-    Actor, CancelRequest, CancellationReason, PauseEnd, PauseRequest, PauseStart,
+    Actor, CancelRequest, CancellationReason, OfferedPlan, PauseEnd, PauseRequest, PauseStart,
     PlanChangeRequest, SubscriptionStatus, available_actions,
 };
+
+/// A plan as the portal's terms offer it.
+pub(super) fn offered(plan: &PlanTerms) -> OfferedPlan {
+    OfferedPlan {
+        plan_id: plan.plan_id,
+        currency: plan.price.currency,
+    }
+}
 
 /// The customer's "standard" valid input for each action.
 pub(super) fn pause_request(now: DateTime<Utc>) -> PauseRequest {
@@ -34,8 +43,8 @@ pub(super) fn assert_agrees(
     plans: &[PlanTerms],
     now: DateTime<Utc>,
 ) {
-    let ids: Vec<PlanId> = plans.iter().map(|plan| plan.plan_id).collect();
-    let available = available_actions(s, p, &ids, now);
+    let offered: Vec<OfferedPlan> = plans.iter().map(offered).collect();
+    let available = available_actions(s, p, &offered, QuantityLimits::default(), now);
     let ctx = format!("status {} policy {p:?}", s.status);
     let customer = Actor::Customer;
 
@@ -212,7 +221,7 @@ fn availability_matches_the_transitions_for_every_state_and_policy() {
     let now = start() + days(3);
     let upgrade = monthly(5000);
     let sideways = monthly(1000);
-    let plans = [upgrade, sideways, monthly(300)];
+    let plans = [upgrade, sideways, monthly(300), usd_monthly(5000)];
     let mut checked_cases = 0;
     for (name, s) in fixtures() {
         s.check_invariants()
@@ -225,6 +234,52 @@ fn availability_matches_the_transitions_for_every_state_and_policy() {
         }
     }
     assert_eq!(checked_cases, 12 * 32);
+}
+
+fn usd_monthly(amount: i64) -> PlanTerms {
+    let usd = "USD".parse().unwrap();
+    PlanTerms::new(
+        PlanId::generate(),
+        Money::new(amount, usd),
+        monthly(1).cadence,
+    )
+    .unwrap()
+}
+
+/// Regression: a EUR subscription was offered a USD plan of its product, and the switch
+/// then failed with 422 `currency_mismatch`.
+#[test]
+fn a_plan_change_is_offered_only_in_the_subscription_currency() {
+    let now = start() + days(3);
+    let (eur_plan, usd_plan) = (monthly(5000), usd_monthly(5000));
+    let s = active();
+    let a = available_actions(
+        &s,
+        &policy(),
+        &[offered(&usd_plan), offered(&eur_plan)],
+        QuantityLimits::default(),
+        now,
+    );
+    assert_eq!(a.change_plan.unwrap().plan_ids, vec![eur_plan.plan_id]);
+    let only_usd = available_actions(
+        &s,
+        &policy(),
+        &[offered(&usd_plan)],
+        QuantityLimits::default(),
+        now,
+    );
+    assert_eq!(
+        only_usd.change_plan, None,
+        "no button when nothing qualifies"
+    );
+    let request = PlanChangeRequest {
+        to: usd_plan,
+        same_product: true,
+    };
+    assert!(matches!(
+        s.change_plan(&request, &policy(), Actor::Customer, now),
+        Err(DomainError::CurrencyMismatch { .. })
+    ));
 }
 
 #[test]
@@ -269,7 +324,7 @@ fn the_documented_status_table() {
     for (name, status, [pause, resume, cancel, change]) in expected {
         let s = &fixtures.iter().find(|(n, _)| *n == name).unwrap().1;
         assert_eq!(s.status, status);
-        let a = available_actions(s, &p, &[plan.plan_id], now);
+        let a = available_actions(s, &p, &[offered(&plan)], QuantityLimits::default(), now);
         assert_eq!(
             [
                 a.pause.is_some(),
@@ -290,7 +345,9 @@ fn the_cancel_offer_previews_notice_and_mode() {
         notice_period_days: 45,
         ..policy()
     };
-    let offer = available_actions(&active(), &p, &[], now).cancel.unwrap();
+    let offer = available_actions(&active(), &p, &[], QuantityLimits::default(), now)
+        .cancel
+        .unwrap();
     assert_eq!(offer.effective_at, now + days(45));
     assert!(offer.requires_reason && !offer.requires_confirmation);
     assert_eq!(offer.notice_period_days, 45);

@@ -6,6 +6,7 @@ mod cancellation;
 mod pause;
 mod plan_change;
 mod properties;
+mod quantity;
 mod renewal;
 mod state;
 
@@ -57,6 +58,7 @@ fn subscription(plan: PlanTerms, trial_days: u32, now: DateTime<Utc>) -> Subscri
         id: SubscriptionId::generate(),
         plan,
         trial_days,
+        quantity: 1,
     };
     let t = Subscription::create(new, now).unwrap();
     checked(t).subscription

@@ -342,7 +342,7 @@ proptest! {
         let plans = [monthly(50), monthly(5000)];
         for s in [active(), trialing()] {
             assert_agrees(&s, &policy, &plans, now);
-            let a = available_actions(&s, &policy, &[], now);
+            let a = available_actions(&s, &policy, &[], crate::catalog::QuantityLimits::default(), now);
             prop_assert!(a.change_plan.is_none());
             let _ = (pause_request(now), cancel_request());
         }

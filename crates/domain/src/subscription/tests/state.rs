@@ -24,6 +24,7 @@ fn creating_without_a_trial_starts_billing_now() {
             id: SubscriptionId::generate(),
             plan: monthly(1000),
             trial_days: 0,
+            quantity: 1,
         },
         start(),
     )
@@ -52,6 +53,7 @@ fn trials_and_prices_are_bounded() {
         id: SubscriptionId::generate(),
         plan,
         trial_days,
+        quantity: 1,
     };
     assert_eq!(
         field(Subscription::create(

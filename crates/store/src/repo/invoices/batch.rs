@@ -40,6 +40,8 @@ pub(super) fn line_rows(
                 kind: l.kind.as_str().to_owned(),
                 description: l.description.clone(),
                 amount: l.amount.amount,
+                // At most MAX_QUANTITY (10 000): it fits.
+                quantity: i32::try_from(l.quantity).map_err(StoreError::corrupt)?,
             })
         })
         .collect()
@@ -216,10 +218,11 @@ pub(super) async fn insert_numbered(
            RETURNING id, number), \
          lines AS ( \
            INSERT INTO invoice_lines (merchant_id, invoice_id, position, kind, description, \
-             amount) \
-           SELECT $1, l.invoice_id, l.position, l.kind, l.description, l.amount \
-           FROM unnest($13::uuid[], $14::integer[], $15::text[], $16::text[], $17::bigint[]) \
-             AS l(invoice_id, position, kind, description, amount) \
+             amount, quantity) \
+           SELECT $1, l.invoice_id, l.position, l.kind, l.description, l.amount, l.quantity \
+           FROM unnest($13::uuid[], $14::integer[], $15::text[], $16::text[], $17::bigint[], \
+             $18::integer[]) \
+             AS l(invoice_id, position, kind, description, amount, quantity) \
            JOIN inserted ON inserted.id = l.invoice_id) \
          SELECT id, number FROM inserted",
     )
@@ -247,6 +250,7 @@ pub(super) async fn insert_numbered(
             .collect::<Vec<_>>(),
     )
     .bind::<Array<BigInt>, _>(lines.iter().map(|l| l.amount).collect::<Vec<_>>())
+    .bind::<Array<Integer>, _>(lines.iter().map(|l| l.quantity).collect::<Vec<_>>())
     .load(conn)
     .await?)
 }

@@ -51,6 +51,7 @@ pub(super) struct LineRow {
     pub(super) kind: String,
     pub(super) description: String,
     pub(super) amount: i64,
+    pub(super) quantity: i32,
 }
 
 #[derive(Queryable, Selectable, Insertable)]
@@ -111,6 +112,7 @@ impl InvoiceRow {
                     kind,
                     description: l.description,
                     amount: Money::new(l.amount, cur),
+                    quantity: u32::try_from(l.quantity).map_err(StoreError::corrupt)?,
                 })
             })
             .collect::<StoreResult<Vec<_>>>()?;

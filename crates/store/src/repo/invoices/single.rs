@@ -103,6 +103,7 @@ pub async fn create_invoice(
                     kind: l.kind.as_str().to_owned(),
                     description: l.description.clone(),
                     amount: l.amount.amount,
+                    quantity: i32::try_from(l.quantity).map_err(StoreError::corrupt)?,
                 })
             })
             .collect::<StoreResult<_>>()?;
