@@ -2066,7 +2066,7 @@ export type ScheduledChangeDto = {
 /**
  * A scope of a restricted key: resource:read or resource:write (write implies read)
  */
-export type ScopeName = 'catalog:read' | 'catalog:write' | 'customers:read' | 'customers:write' | 'payment_methods:read' | 'payment_methods:write' | 'subscriptions:read' | 'subscriptions:write' | 'billing:read' | 'billing:write' | 'customer_sessions:read' | 'customer_sessions:write' | 'events:read' | 'events:write' | 'webhooks:read' | 'webhooks:write' | 'support:read' | 'support:write' | 'retention:read' | 'retention:write' | 'metrics:read' | 'metrics:write' | 'api_keys:read' | 'api_keys:write' | 'audit_events:read' | 'audit_events:write' | 'gateway_settings:read' | 'gateway_settings:write';
+export type ScopeName = 'catalog:read' | 'catalog:write' | 'customers:read' | 'customers:write' | 'customer_exports:read' | 'customer_exports:write' | 'payment_methods:read' | 'payment_methods:write' | 'subscriptions:read' | 'subscriptions:write' | 'billing:read' | 'billing:write' | 'customer_sessions:read' | 'customer_sessions:write' | 'portal_settings:read' | 'portal_settings:write' | 'events:read' | 'events:write' | 'webhooks:read' | 'webhooks:write' | 'support:read' | 'support:write' | 'retention:read' | 'retention:write' | 'metrics:read' | 'metrics:write' | 'api_keys:read' | 'api_keys:write' | 'audit_events:read' | 'audit_events:write' | 'gateway_settings:read' | 'gateway_settings:write';
 
 /**
  * A customer segment, computed on read (docs/customers.md): `new`, `loyal`, `high_ltv`,
@@ -2471,7 +2471,7 @@ export type WebhookEndpointDto = {
 };
 
 /**
- * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+ * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
  */
 export type IdempotencyKey = string;
 
@@ -2651,7 +2651,7 @@ export type CreateApiKeyData = {
          */
         'Tenure-Agent'?: string;
         /**
-         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
          */
         'Idempotency-Key'?: string;
     };
@@ -2796,7 +2796,7 @@ export type RevokeApiKeyData = {
          */
         'Tenure-Agent'?: string;
         /**
-         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
          */
         'Idempotency-Key'?: string;
     };
@@ -2880,7 +2880,7 @@ export type RollApiKeyData = {
          */
         'Tenure-Agent'?: string;
         /**
-         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
          */
         'Idempotency-Key'?: string;
     };
@@ -3325,7 +3325,7 @@ export type ApproveRequestData = {
          */
         'Tenure-Agent'?: string;
         /**
-         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
          */
         'Idempotency-Key'?: string;
     };
@@ -3409,7 +3409,7 @@ export type DeclineRequestData = {
          */
         'Tenure-Agent'?: string;
         /**
-         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
          */
         'Idempotency-Key'?: string;
     };
@@ -3625,7 +3625,7 @@ export type CreateCustomerSessionData = {
          */
         'Tenure-Agent'?: string;
         /**
-         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
          */
         'Idempotency-Key'?: string;
     };
@@ -3787,7 +3787,7 @@ export type CreateCustomerData = {
          */
         'Tenure-Agent'?: string;
         /**
-         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
          */
         'Idempotency-Key'?: string;
     };
@@ -4096,7 +4096,7 @@ export type EraseCustomerData = {
          */
         'Tenure-Agent'?: string;
         /**
-         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
          */
         'Idempotency-Key'?: string;
         /**
@@ -4254,7 +4254,7 @@ export type AddNoteData = {
          */
         'Tenure-Agent'?: string;
         /**
-         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
          */
         'Idempotency-Key'?: string;
     };
@@ -4408,7 +4408,7 @@ export type AttachPaymentMethodData = {
          */
         'Tenure-Agent'?: string;
         /**
-         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
          */
         'Idempotency-Key'?: string;
     };
@@ -4576,7 +4576,7 @@ export type SetDefaultPaymentMethodData = {
          */
         'Tenure-Agent'?: string;
         /**
-         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
          */
         'Idempotency-Key'?: string;
     };
@@ -4664,7 +4664,7 @@ export type AddTagData = {
          */
         'Tenure-Agent'?: string;
         /**
-         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
          */
         'Idempotency-Key'?: string;
         /**
@@ -5193,7 +5193,7 @@ export type RedeliverEventData = {
          */
         'Tenure-Agent'?: string;
         /**
-         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
          */
         'Idempotency-Key'?: string;
     };
@@ -5286,7 +5286,7 @@ export type ReceiveStripeEventData = {
          */
         'Stripe-Signature': string;
         /**
-         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
          */
         'Idempotency-Key'?: string;
     };
@@ -5622,7 +5622,7 @@ export type CreateIdentityProviderData = {
          */
         'Tenure-Agent'?: string;
         /**
-         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
          */
         'Idempotency-Key'?: string;
     };
@@ -5926,7 +5926,7 @@ export type MarkInvoiceUncollectibleData = {
          */
         'Tenure-Agent'?: string;
         /**
-         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
          */
         'Idempotency-Key'?: string;
     };
@@ -6010,7 +6010,7 @@ export type PayInvoiceData = {
          */
         'Tenure-Agent'?: string;
         /**
-         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
          */
         'Idempotency-Key'?: string;
     };
@@ -6098,7 +6098,7 @@ export type RefundInvoiceData = {
          */
         'Tenure-Agent'?: string;
         /**
-         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
          */
         'Idempotency-Key'?: string;
     };
@@ -6186,7 +6186,7 @@ export type VoidInvoiceData = {
          */
         'Tenure-Agent'?: string;
         /**
-         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
          */
         'Idempotency-Key'?: string;
     };
@@ -6400,7 +6400,7 @@ export type CreateMerchantData = {
     body: CreateMerchant;
     headers?: {
         /**
-         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
          */
         'Idempotency-Key'?: string;
     };
@@ -6625,7 +6625,7 @@ export type CreatePlanData = {
          */
         'Tenure-Agent'?: string;
         /**
-         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
          */
         'Idempotency-Key'?: string;
     };
@@ -6864,7 +6864,7 @@ export type ArchivePlanData = {
          */
         'Tenure-Agent'?: string;
         /**
-         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
          */
         'Idempotency-Key'?: string;
         /**
@@ -7084,7 +7084,7 @@ export type AcceptOfferData = {
     body?: never;
     headers?: {
         /**
-         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
          */
         'Idempotency-Key'?: string;
     };
@@ -7168,7 +7168,7 @@ export type DeclineOfferData = {
     body?: never;
     headers?: {
         /**
-         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
          */
         'Idempotency-Key'?: string;
     };
@@ -7252,7 +7252,7 @@ export type WithdrawCancellationRequestData = {
     body?: never;
     headers?: {
         /**
-         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
          */
         'Idempotency-Key'?: string;
     };
@@ -7481,7 +7481,7 @@ export type PortalPayInvoiceData = {
     body?: never;
     headers?: {
         /**
-         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
          */
         'Idempotency-Key'?: string;
     };
@@ -7683,7 +7683,7 @@ export type PortalAttachPaymentMethodData = {
     body: AttachPaymentMethod;
     headers?: {
         /**
-         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
          */
         'Idempotency-Key'?: string;
     };
@@ -7828,7 +7828,7 @@ export type PortalSetDefaultPaymentMethodData = {
     body?: never;
     headers?: {
         /**
-         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
          */
         'Idempotency-Key'?: string;
     };
@@ -8032,7 +8032,7 @@ export type PortalCreateSetupIntentData = {
     body?: never;
     headers?: {
         /**
-         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
          */
         'Idempotency-Key'?: string;
     };
@@ -8171,7 +8171,7 @@ export type SubscribeData = {
     body: CreatePortalSubscription;
     headers?: {
         /**
-         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
          */
         'Idempotency-Key'?: string;
     };
@@ -8318,7 +8318,7 @@ export type PortalCancelSubscriptionData = {
     body: PortalCancelSubscription;
     headers?: {
         /**
-         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
          */
         'Idempotency-Key'?: string;
         /**
@@ -8410,7 +8410,7 @@ export type PortalChangePlanData = {
     body: ChangePlan;
     headers?: {
         /**
-         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
          */
         'Idempotency-Key'?: string;
         /**
@@ -8502,7 +8502,7 @@ export type PortalPreviewPlanChangeData = {
     body: ChangePlan;
     headers?: {
         /**
-         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
          */
         'Idempotency-Key'?: string;
     };
@@ -8586,7 +8586,7 @@ export type PortalPauseSubscriptionData = {
     body: PauseSubscription;
     headers?: {
         /**
-         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
          */
         'Idempotency-Key'?: string;
         /**
@@ -8678,7 +8678,7 @@ export type PortalResumeSubscriptionData = {
     body?: never;
     headers?: {
         /**
-         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
          */
         'Idempotency-Key'?: string;
         /**
@@ -9053,7 +9053,7 @@ export type PortalReplyToTicketData = {
     body: CreatePortalTicketReply;
     headers?: {
         /**
-         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
          */
         'Idempotency-Key'?: string;
     };
@@ -9212,7 +9212,7 @@ export type CreateProductData = {
          */
         'Tenure-Agent'?: string;
         /**
-         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
          */
         'Idempotency-Key'?: string;
     };
@@ -9451,7 +9451,7 @@ export type ArchiveProductData = {
          */
         'Tenure-Agent'?: string;
         /**
-         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
          */
         'Idempotency-Key'?: string;
         /**
@@ -9614,7 +9614,7 @@ export type CreateOfferData = {
          */
         'Tenure-Agent'?: string;
         /**
-         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
          */
         'Idempotency-Key'?: string;
     };
@@ -10141,7 +10141,7 @@ export type CreateSubscriptionData = {
          */
         'Tenure-Agent'?: string;
         /**
-         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
          */
         'Idempotency-Key'?: string;
     };
@@ -10292,7 +10292,7 @@ export type CancelSubscriptionData = {
          */
         'Tenure-Agent'?: string;
         /**
-         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
          */
         'Idempotency-Key'?: string;
         /**
@@ -10388,7 +10388,7 @@ export type ChangePlanData = {
          */
         'Tenure-Agent'?: string;
         /**
-         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
          */
         'Idempotency-Key'?: string;
         /**
@@ -10484,7 +10484,7 @@ export type PreviewPlanChangeData = {
          */
         'Tenure-Agent'?: string;
         /**
-         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
          */
         'Idempotency-Key'?: string;
     };
@@ -10572,7 +10572,7 @@ export type PauseSubscriptionData = {
          */
         'Tenure-Agent'?: string;
         /**
-         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
          */
         'Idempotency-Key'?: string;
         /**
@@ -10668,7 +10668,7 @@ export type ResumeSubscriptionData = {
          */
         'Tenure-Agent'?: string;
         /**
-         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
          */
         'Idempotency-Key'?: string;
         /**
@@ -11056,7 +11056,7 @@ export type ReplyToTicketData = {
          */
         'Tenure-Agent'?: string;
         /**
-         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
          */
         'Idempotency-Key'?: string;
     };
@@ -11211,7 +11211,7 @@ export type CreateEndpointData = {
          */
         'Tenure-Agent'?: string;
         /**
-         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
          */
         'Idempotency-Key'?: string;
     };
@@ -11602,7 +11602,7 @@ export type RedeliverRangeData = {
          */
         'Tenure-Agent'?: string;
         /**
-         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
          */
         'Idempotency-Key'?: string;
     };
@@ -11690,7 +11690,7 @@ export type RotateSecretData = {
          */
         'Tenure-Agent'?: string;
         /**
-         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
          */
         'Idempotency-Key'?: string;
         /**
