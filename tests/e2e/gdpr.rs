@@ -535,3 +535,86 @@ async fn a_response_racing_the_erasure_is_never_replayed_with_pre_erasure_data()
     assert!(body.contains(&ada), "{body}");
     assert!(!body.contains(EMAIL) && !body.contains(NAME), "{body}");
 }
+
+/// Erasure scrubs the audit trail: the bodies of requests about the customer, and of
+/// those that named it without making anything of it (a create refused as a duplicate
+/// or invalid still carried its email, name and external id), lose their body; other
+/// customers' entries keep theirs, even one whose external id merely starts alike.
+#[actix_web::test]
+async fn erasure_scrubs_the_customer_s_data_from_the_audit_trail() {
+    let app = TestApp::new().await;
+    let m = app.merchant("Acme").await;
+    let ada = app
+        .by(&m.key)
+        .post(
+            "/v1/customers",
+            &json!({"external_id": EXTERNAL_ID, "email": EMAIL, "name": NAME}),
+        )
+        .await
+        .expect(201)
+        .id();
+    // A duplicate external id, refused: the body names Ada but no resource of hers.
+    app.by(&m.key)
+        .post(
+            "/v1/customers",
+            &json!({"external_id": EXTERNAL_ID, "email": "other@example.org", "name": "Someone"}),
+        )
+        .await
+        .expect(409);
+    // Invalid, refused: the email (in another case) and name only.
+    app.by(&m.key)
+        .post(
+            "/v1/customers",
+            &json!({"external_id": "", "email": EMAIL.to_uppercase(), "name": NAME}),
+        )
+        .await
+        .expect(422);
+    // Another customer whose external id begins with Ada's.
+    let bob_external = format!("{EXTERNAL_ID}0");
+    app.by(&m.key)
+        .post(
+            "/v1/customers",
+            &json!({"external_id": bob_external, "email": "bob@example.org"}),
+        )
+        .await
+        .expect(201);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM audit_events WHERE request_body IS NOT NULL")
+            .await,
+        4
+    );
+    app.by(&m.key)
+        .post_empty(&format!("/v1/customers/{ada}/erase"))
+        .await
+        .expect(200);
+    for personal in [EMAIL, &EMAIL.to_uppercase(), NAME, EXTERNAL_ID] {
+        assert_eq!(
+            app.count(&format!(
+                "SELECT count(*) AS n FROM audit_events \
+                  WHERE strpos(request_body::text, '{personal}') > 0 \
+                    AND NOT strpos(request_body::text, '{bob_external}') > 0"
+            ))
+            .await,
+            0,
+            "{personal} is still in the audit trail"
+        );
+    }
+    // Bob's entry keeps its body; every entry keeps who did what.
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) AS n FROM audit_events WHERE request_body->>'external_id' = '{bob_external}'"
+        ))
+        .await,
+        1
+    );
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM audit_events WHERE request_body IS NOT NULL")
+            .await,
+        1
+    );
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM audit_events WHERE route = '/v1/customers'")
+            .await,
+        4
+    );
+}

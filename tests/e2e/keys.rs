@@ -393,6 +393,7 @@ async fn every_mutating_merchant_operation_is_audited() {
         .into_iter()
         .filter(|(method, _, _)| method != "GET")
         .collect();
+    let mut statuses = Vec::with_capacity(mutating.len());
     for (i, (method, path, _)) in mutating.iter().enumerate() {
         let res = app
             .request(method.parse().unwrap(), &concrete(path))
@@ -404,6 +405,7 @@ async fn every_mutating_merchant_operation_is_audited() {
             .send()
             .await;
         assert!(res.status.as_u16() < 500, "{method} {path}: {}", res.body);
+        statuses.push(res.status.as_u16());
     }
     let mut seen = BTreeMap::new();
     let mut cursor = String::new();
@@ -447,9 +449,31 @@ async fn every_mutating_merchant_operation_is_audited() {
         if path.contains("{id}") {
             assert_eq!(entry["resource_id"], "x", "{method} {path}");
         }
-        assert!(entry["status"].as_u64().unwrap() >= 200);
+        assert_eq!(
+            entry["status"].as_u64(),
+            Some(u64::from(statuses[i])),
+            "{method} {path}"
+        );
     }
     assert_eq!(seen.len(), mutating.len());
+
+    // A change that succeeds on an existing resource has its entry too, with its status
+    // and the resource.
+    let ada = customer(&app, &m, "ada").await;
+    app.request(Method::PATCH, &format!("/v1/customers/{ada}"))
+        .bearer(&m.key)
+        .header("tenure-agent", "crm sync")
+        .json(&json!({"name": "Ada"}))
+        .send()
+        .await
+        .expect(200);
+    let entries = audit_events(&app, &m.key, "agent=crm%20sync").await;
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0]["method"], "PATCH");
+    assert_eq!(entries[0]["route"], "/v1/customers/{id}");
+    assert_eq!(entries[0]["resource_id"], ada.as_str());
+    assert_eq!(entries[0]["status"], 200);
+    assert_eq!(entries[0]["request_body"], json!({"name": "Ada"}));
 }
 
 /// What the audit trail, the events and the customer timeline say about a change: who
@@ -740,6 +764,29 @@ async fn a_revoked_key_is_refused_within_a_second_on_a_second_server_process() {
     for _ in 0..3 {
         assert_eq!(status(&addr, &secret).await, 200);
     }
+    // It answers from its cache: revoked in the database behind the triggers' back (in
+    // one statement, so the listener's probe never sees them disabled), the key is
+    // still accepted there; the database alone would refuse it. Then put back, silently.
+    let silently = |change: &str| {
+        format!(
+            "DO $$ BEGIN \
+               ALTER TABLE api_keys DISABLE TRIGGER api_keys_notify; \
+               UPDATE api_keys SET revoked_at = {change} WHERE id = '{}'; \
+               ALTER TABLE api_keys ENABLE ALWAYS TRIGGER api_keys_notify; \
+             END $$",
+            id.parse::<tenure_domain::ids::ApiKeyId>().unwrap().uuid()
+        )
+    };
+    app.exec(silently("now()")).await;
+    for _ in 0..3 {
+        assert_eq!(
+            status(&addr, &secret).await,
+            200,
+            "the second process did not answer from its cache"
+        );
+    }
+    app.exec(silently("NULL")).await;
+    assert_eq!(status(&addr, &secret).await, 200);
     let revoked_at = std::time::Instant::now();
     app.by(&m.key)
         .post_empty(&format!("/v1/api_keys/{id}/revoke"))
@@ -759,4 +806,280 @@ async fn a_revoked_key_is_refused_within_a_second_on_a_second_server_process() {
     }
     assert!(revoked_at.elapsed() < std::time::Duration::from_secs(1));
     drop(server);
+}
+
+/// Idempotency keys are kept per secret key: another key of the merchant that learnt
+/// the Idempotency-Key (the audit trail shows it) and sends the same body gets no
+/// stored response. Its request runs as its own, and is refused for its scope.
+#[actix_web::test]
+async fn an_idempotent_response_is_replayed_only_to_the_key_that_made_the_request() {
+    let app = TestApp::new().await;
+    let m = app.merchant("Acme").await;
+    let (_, auditor) = key(&app, &m, "auditor", Some(&["audit_events:read"])).await;
+    let body = json!({"name": "ci"});
+    let first = app
+        .by(&m.key)
+        .idempotency_key("create-ci")
+        .post("/v1/api_keys", &body)
+        .await
+        .expect(201);
+    let secret = first.body["secret"].as_str().unwrap().to_owned();
+    let trail = audit_events(&app, &auditor, "").await;
+    let entry = trail
+        .iter()
+        .find(|e| e["route"] == "/v1/api_keys" && e["idempotency_key"] == "create-ci")
+        .expect("the owner's create in the audit trail");
+    let stolen = entry["idempotency_key"].as_str().unwrap();
+    let res = app
+        .by(&auditor)
+        .idempotency_key(stolen)
+        .post("/v1/api_keys", &body)
+        .await
+        .expect_problem(403, "missing_scope");
+    assert_eq!(res.header("idempotent-replayed"), None);
+    assert!(!String::from_utf8_lossy(&res.raw).contains(&secret));
+    // Another unrestricted key with the same Idempotency-Key makes a key of its own.
+    let (_, other) = key(&app, &m, "other", None).await;
+    let second = app
+        .by(&other)
+        .idempotency_key(stolen)
+        .post("/v1/api_keys", &body)
+        .await
+        .expect(201);
+    assert_eq!(second.header("idempotent-replayed"), None);
+    assert_ne!(second.id(), first.id());
+    assert_ne!(second.body["secret"], first.body["secret"]);
+}
+
+/// A refusal for the credential (403 `missing_scope`) or a header (422 on
+/// `Tenure-Agent`) changed nothing: it is not kept as the key's answer, and a retry
+/// with the same Idempotency-Key runs.
+#[actix_web::test]
+async fn refusals_of_the_credential_or_a_header_are_not_kept_for_the_idempotency_key() {
+    let app = TestApp::new().await;
+    let m = app.merchant("Acme").await;
+    let (_, reader) = key(&app, &m, "reader", Some(&["customers:read"])).await;
+    let body = json!({"external_id": "ada"});
+    for _ in 0..2 {
+        let res = app
+            .by(&reader)
+            .idempotency_key("refused")
+            .post("/v1/customers", &body)
+            .await
+            .expect_problem(403, "missing_scope");
+        assert_eq!(res.header("idempotent-replayed"), None);
+    }
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM idempotency_keys WHERE idempotency_key = 'refused'")
+            .await,
+        0
+    );
+    app.request(Method::POST, "/v1/customers")
+        .bearer(&m.key)
+        .header("idempotency-key", "agent")
+        .header("tenure-agent", " bad")
+        .json(&body)
+        .send()
+        .await
+        .expect_problem(422, "validation_failed");
+    let res = app
+        .request(Method::POST, "/v1/customers")
+        .bearer(&m.key)
+        .header("idempotency-key", "agent")
+        .header("tenure-agent", "crm sync")
+        .json(&body)
+        .send()
+        .await
+        .expect(201);
+    assert_eq!(res.header("idempotent-replayed"), None);
+    assert_eq!(app.count("SELECT count(*) AS n FROM customers").await, 1);
+    // That success is final: its retry is a replay.
+    app.request(Method::POST, "/v1/customers")
+        .bearer(&m.key)
+        .header("idempotency-key", "agent")
+        .header("tenure-agent", "crm sync")
+        .json(&body)
+        .send()
+        .await
+        .expect(201);
+    assert_eq!(app.count("SELECT count(*) AS n FROM customers").await, 1);
+}
+
+/// Rows of `idempotency_keys` whose stored body holds `text`.
+async fn stored_bodies_holding(app: &TestApp, text: &str) -> i64 {
+    app.count(&format!(
+        "SELECT count(*) AS n FROM idempotency_keys \
+          WHERE position(convert_to('{text}', 'UTF8') IN response_body) > 0"
+    ))
+    .await
+}
+
+/// A response holding a secret shown once (a new key, a roll, a webhook endpoint and
+/// its rotated signing secret) says `Cache-Control: no-store`; its body is not kept for
+/// the idempotency key, and a retry gets 409 `idempotent_replay_withheld` and creates
+/// nothing.
+#[actix_web::test]
+async fn secrets_are_not_kept_for_idempotent_replays() {
+    let app = TestApp::new().await;
+    let m = app.merchant("Acme").await;
+    let withheld = |res: tenure_e2e::Response| {
+        let res = res.expect_problem(409, "idempotent_replay_withheld");
+        assert_eq!(res.header("idempotent-replayed"), Some("true"));
+        assert!(
+            res.body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("does not keep"),
+            "{}",
+            res.body
+        );
+    };
+
+    let body = json!({"name": "deploy", "scopes": ["customers:read"]});
+    let created = app
+        .by(&m.key)
+        .idempotency_key("new-key")
+        .post("/v1/api_keys", &body)
+        .await
+        .expect(201);
+    assert_eq!(created.header("cache-control"), Some("no-store"));
+    let secret = created.body["secret"].as_str().unwrap().to_owned();
+    let keys = listed(&app, &m.key).await.len();
+    withheld(
+        app.by(&m.key)
+            .idempotency_key("new-key")
+            .post("/v1/api_keys", &body)
+            .await,
+    );
+    assert_eq!(listed(&app, &m.key).await.len(), keys);
+
+    let roll = json!({"expires_in_secs": 60});
+    let rolled = app
+        .by(&m.key)
+        .idempotency_key("roll")
+        .post(&format!("/v1/api_keys/{}/roll", created.id()), &roll)
+        .await
+        .expect(201);
+    assert_eq!(rolled.header("cache-control"), Some("no-store"));
+    let rolled_secret = rolled.body["secret"].as_str().unwrap().to_owned();
+    withheld(
+        app.by(&m.key)
+            .idempotency_key("roll")
+            .post(&format!("/v1/api_keys/{}/roll", created.id()), &roll)
+            .await,
+    );
+    assert_eq!(listed(&app, &m.key).await.len(), keys + 1);
+
+    let endpoint = json!({"url": "https://example.com/hooks", "enabled_events": ["*"]});
+    let made = app
+        .by(&m.key)
+        .idempotency_key("endpoint")
+        .post("/v1/webhook_endpoints", &endpoint)
+        .await
+        .expect(201);
+    assert_eq!(made.header("cache-control"), Some("no-store"));
+    let signing = made.body["secret"].as_str().unwrap().to_owned();
+    withheld(
+        app.by(&m.key)
+            .idempotency_key("endpoint")
+            .post("/v1/webhook_endpoints", &endpoint)
+            .await,
+    );
+    let rotated = app
+        .by(&m.key)
+        .idempotency_key("rotate")
+        .post_empty(&format!(
+            "/v1/webhook_endpoints/{}/rotate_secret",
+            made.id()
+        ))
+        .await
+        .expect(200);
+    assert_eq!(rotated.header("cache-control"), Some("no-store"));
+    let rotated_signing = rotated.body["secret"].as_str().unwrap().to_owned();
+    withheld(
+        app.by(&m.key)
+            .idempotency_key("rotate")
+            .post_empty(&format!(
+                "/v1/webhook_endpoints/{}/rotate_secret",
+                made.id()
+            ))
+            .await,
+    );
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM webhook_endpoints")
+            .await,
+        1
+    );
+    let listed_endpoint = app
+        .get_ok(&format!("/v1/webhook_endpoints/{}", made.id()), &m.key)
+        .await;
+    assert_eq!(listed_endpoint["id"], made.id().as_str());
+
+    for secret in [&secret, &rolled_secret, &signing, &rotated_signing] {
+        assert_eq!(stored_bodies_holding(&app, secret).await, 0, "{secret}");
+    }
+    assert_eq!(
+        app.count(
+            "SELECT count(*) AS n FROM idempotency_keys \
+              WHERE idempotency_key IN ('new-key', 'roll', 'endpoint', 'rotate') \
+                AND response_status = 409"
+        )
+        .await,
+        4
+    );
+}
+
+/// A customer's export reaches beyond `customers`, and the portal's identity providers
+/// and CORS origins beyond minting sessions: each needs a scope of its own.
+#[actix_web::test]
+async fn exports_and_portal_settings_need_scopes_of_their_own() {
+    let app = TestApp::new().await;
+    let m = app.merchant("Acme").await;
+    let ada = customer(&app, &m, "ada").await;
+    let (_, reader) = key(&app, &m, "reader", Some(&["customers:write"])).await;
+    let res = app
+        .by(&reader)
+        .get(&format!("/v1/customers/{ada}/export"))
+        .await
+        .expect_problem(403, "missing_scope");
+    assert!(
+        res.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("customer_exports:read")
+    );
+    let (_, exporter) = key(&app, &m, "exporter", Some(&["customer_exports:read"])).await;
+    app.by(&exporter)
+        .get(&format!("/v1/customers/{ada}/export"))
+        .await
+        .expect(200);
+
+    let (_, minter) = key(&app, &m, "minter", Some(&["customer_sessions:write"])).await;
+    let provider = json!({
+        "issuer": "https://id.example.com", "audience": "portal",
+        "algorithm": "HS256", "verification_key": "k".repeat(40),
+    });
+    app.by(&minter)
+        .post("/v1/identity_providers", &provider)
+        .await
+        .expect_problem(403, "missing_scope");
+    app.by(&minter)
+        .put(
+            "/v1/cors_settings",
+            &json!({"allowed_origins": ["https://shop.example.com"]}),
+        )
+        .await
+        .expect_problem(403, "missing_scope");
+    let (_, settings) = key(&app, &m, "settings", Some(&["portal_settings:write"])).await;
+    app.by(&settings)
+        .put(
+            "/v1/cors_settings",
+            &json!({"allowed_origins": ["https://shop.example.com"]}),
+        )
+        .await
+        .expect(200);
+    app.by(&settings)
+        .get("/v1/identity_providers")
+        .await
+        .expect(200);
 }

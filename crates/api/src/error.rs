@@ -69,6 +69,12 @@ pub enum ApiError {
     IdempotencyKeyReused,
     #[error("a request with this Idempotency-Key is still being processed")]
     IdempotencyKeyInUse,
+    /// A retry of a request whose response held a secret shown once, which Tenure did
+    /// not keep.
+    #[error(
+        "the original response held a secret, which Tenure does not keep; list the resources (GET /v1/api_keys, GET /v1/webhook_endpoints) to find the one this request created or changed"
+    )]
+    IdempotentReplayWithheld,
     #[error("too many requests")]
     RateLimited { retry_after_secs: u64 },
     /// The body holds something that looks like a card number. The value is never
@@ -128,6 +134,7 @@ impl ApiError {
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::IdempotencyKeyInUse => "idempotency_key_in_use",
+            Self::IdempotentReplayWithheld => "idempotent_replay_withheld",
             Self::RateLimited { .. } => "rate_limited",
             Self::CardNumberNotAllowed { .. } => "card_number_not_allowed",
             Self::PaymentDeclined(_) => "payment_declined",
@@ -248,7 +255,9 @@ impl ResponseError for ApiError {
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::NotFound(_) | Self::RouteNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Conflict { .. } | Self::IdempotencyKeyInUse => StatusCode::CONFLICT,
+            Self::Conflict { .. } | Self::IdempotencyKeyInUse | Self::IdempotentReplayWithheld => {
+                StatusCode::CONFLICT
+            }
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UriTooLong { .. } => StatusCode::URI_TOO_LONG,

@@ -81,7 +81,8 @@ const GATEWAY_EVENTS: &str = "/v1/gateway_events/";
 ///   or a browser origin the token's merchant does not allow), 429 (rate limits per
 ///   credential and per address with refused credentials), 503 (the database);
 /// - with a body: 400 `invalid_json`, 415, 422 (a body of the wrong shape or values);
-/// - POST (idempotency keys): 400 `invalid_idempotency_key`, 409 `idempotency_key_in_use`,
+/// - POST (idempotency keys): 400 `invalid_idempotency_key`, 409 `idempotency_key_in_use`
+///   or `idempotent_replay_withheld`,
 ///   422 `idempotency_key_reused`;
 /// - with an id in the path: 404 (also another tenant's id, and a malformed one);
 /// - honouring `If-Match` (`VERSIONED`): 412.
@@ -379,7 +380,9 @@ impl Modify for HttpHeaders {
                         "Makes a retry safe: the first response is stored for 24 hours and \
 replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request \
 (a JSON body compared by value); the same key with another request is 422 \
-`idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`.",
+`idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. \
+Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) \
+is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.",
                     ))
                     .schema(Some(
                         ObjectBuilder::new()

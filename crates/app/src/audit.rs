@@ -36,33 +36,65 @@ pub(crate) fn current_actor() -> Option<EventActor> {
 /// What is kept in place of a secret or anything like a card number.
 pub const REDACTED: &str = "[redacted]";
 
-/// Field names whose values are secrets wherever they appear in a body.
+/// Field names whose values are secrets wherever they appear in a body, normalised
+/// ([`normalised_name`]).
 const SECRET_FIELDS: &[&str] = &[
-    "secret",
-    "secret_key",
-    "password",
-    "token",
-    "verification_key",
-    "signing_secret",
-    "api_key",
+    "verificationkey",
     "authorization",
-    "card_number",
+    "cardnumber",
     "number",
     "cvc",
 ];
 
+/// Words that make any field holding them secret, wherever they sit in its normalised
+/// name: `client_secret`, `clientSecret`, `accessToken`, `api-key`, `privateKey`.
+const SECRET_WORDS: &[&str] = &["secret", "token", "password", "apikey", "privatekey"];
+
+/// A field's name as compared: lowercase, without `_` and `-`, so that free-form
+/// metadata's `apiKey`, `api-key` and `API_KEY` are one name.
+fn normalised_name(name: &str) -> String {
+    name.chars()
+        .filter(|c| *c != '_' && *c != '-')
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+fn is_secret_name(name: &str) -> bool {
+    let name = normalised_name(name);
+    SECRET_FIELDS.contains(&name.as_str()) || SECRET_WORDS.iter().any(|w| name.contains(w))
+}
+
+/// A URL's credentials (`user:password@`) and query (where tokens travel) dropped; any
+/// other string as it is.
+fn without_url_credentials(text: &str) -> Option<String> {
+    let (scheme, rest) = text.split_once("://")?;
+    if scheme.is_empty()
+        || !scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    {
+        return None;
+    }
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    let cleaned = format!("{scheme}://{host}{path}");
+    (cleaned != text).then_some(cleaned)
+}
+
 /// The body as recorded: every value of a secret-named field, and every string that
-/// looks like a card number, replaced by [`REDACTED`], at any depth.
+/// looks like a card number, replaced by [`REDACTED`], at any depth; URLs lose their
+/// userinfo and query.
 pub fn redact(body: &Value) -> Value {
     match body {
         Value::Object(map) => Value::Object(
             map.iter()
                 .map(|(key, value)| {
-                    let lower = key.to_ascii_lowercase();
-                    let secret = SECRET_FIELDS.contains(&lower.as_str())
-                        || lower.ends_with("_secret")
-                        || lower.ends_with("_token")
-                        || tenure_domain::billing::pan::contains_pan(key);
+                    let secret =
+                        is_secret_name(key) || tenure_domain::billing::pan::contains_pan(key);
                     let key = if tenure_domain::billing::pan::contains_pan(key) {
                         REDACTED.to_owned()
                     } else {
@@ -81,6 +113,10 @@ pub fn redact(body: &Value) -> Value {
         Value::String(text) if tenure_domain::billing::pan::contains_pan(text) => {
             Value::String(REDACTED.to_owned())
         }
+        Value::String(text) => match without_url_credentials(text) {
+            Some(cleaned) => Value::String(cleaned),
+            None => Value::String(text.clone()),
+        },
         Value::Number(n) if tenure_domain::billing::pan::contains_pan(&n.to_string()) => {
             Value::String(REDACTED.to_owned())
         }
@@ -179,6 +215,49 @@ mod tests {
                 "items": [{"token": REDACTED}, REDACTED],
                 REDACTED: REDACTED,
                 "scopes": ["customers:read"],
+            })
+        );
+    }
+
+    #[test]
+    fn secret_names_are_found_in_any_case_and_spelling() {
+        let body = json!({
+            "metadata": {
+                "apiKey": "k1", "API-KEY": "k2", "accessToken": "t", "privateKey": "p",
+                "clientSecret": "c", "db_password_hash": "h", "Authorization": "Bearer x",
+                "name": "Ada", "tokenizer": "also hidden: it says token", "keys": 3,
+            },
+        });
+        assert_eq!(
+            redact(&body),
+            json!({
+                "metadata": {
+                    "apiKey": REDACTED, "API-KEY": REDACTED, "accessToken": REDACTED,
+                    "privateKey": REDACTED, "clientSecret": REDACTED,
+                    "db_password_hash": REDACTED, "Authorization": REDACTED,
+                    "name": "Ada", "tokenizer": REDACTED, "keys": 3,
+                },
+            })
+        );
+    }
+
+    #[test]
+    fn urls_lose_their_credentials_and_query() {
+        let body = json!({
+            "url": "https://user:pa55@hooks.example.com/in/tenure?sig=abc#frag",
+            "plain": "https://hooks.example.com/in",
+            "with_port": "http://bob@localhost:8080/x?token=1",
+            "text": "not a url: a://",
+            "note": "see a@b.c?x",
+        });
+        assert_eq!(
+            redact(&body),
+            json!({
+                "url": "https://hooks.example.com/in/tenure",
+                "plain": "https://hooks.example.com/in",
+                "with_port": "http://localhost:8080/x",
+                "text": "not a url: a://",
+                "note": "see a@b.c?x",
             })
         );
     }

@@ -432,7 +432,11 @@ pub async fn erase(
             erased_at: Some(updated_at),
         };
         customers_repo::update(conn, merchant, &after).await?;
-        repo::anonymise_related(conn, merchant, id, updated_at).await?;
+        let identity = repo::ErasedIdentity {
+            email: before.email.as_deref(),
+            external_id: &before.external_id,
+        };
+        repo::anonymise_related(conn, merchant, id, identity, updated_at).await?;
         let erased = CustomerDto::from(&after);
         // Under the customer's lock: a response still being stored holds the lock until
         // it commits, so this sees it (`complete_idempotent_request`), and one stored

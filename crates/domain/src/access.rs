@@ -46,16 +46,24 @@ macro_rules! resources {
 resources! {
     /// Products and plans.
     Catalog => "catalog",
-    /// Customers, their context, notes, tags, exports and erasure; segment settings.
+    /// Customers, their context, notes, tags and erasure; segment settings.
     Customers => "customers",
+    /// A customer's full export (`GET /v1/customers/{id}/export`): its payment methods,
+    /// invoices, payments, refunds, tickets and events too, so a grant of its own, never
+    /// implied by `customers`.
+    CustomerExports => "customer_exports",
     /// Customers' payment methods.
     PaymentMethods => "payment_methods",
     /// Subscriptions, their scheduled changes, and cancellation requests.
     Subscriptions => "subscriptions",
     /// Invoices, payments, refunds, billing settings and the dunning policy.
     Billing => "billing",
-    /// Minting portal tokens; identity providers and CORS origins for the portal.
+    /// Minting portal tokens.
     CustomerSessions => "customer_sessions",
+    /// The portal's identity providers and CORS origins: who may mint tokens the portal
+    /// accepts and which pages may call it, so a grant of its own, never implied by
+    /// `customer_sessions` (a leaked minting key must not register its own provider).
+    PortalSettings => "portal_settings",
     /// Reading events.
     Events => "events",
     /// Webhook endpoints, their deliveries, and redelivering events.

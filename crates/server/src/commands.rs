@@ -59,6 +59,8 @@ pub async fn reseal_secrets(global: &GlobalArgs) -> Result<(), StartupError> {
 }
 
 pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<(), StartupError> {
+    // Checked before anything else is started, with an error that leaves the value out.
+    let operator_token = args.operator_token().map_err(StartupError::Config)?;
     let applied = startup::prepare_database(global).await?;
     if !applied.is_empty() {
         tracing::info!(?applied, "migrations applied");
@@ -85,7 +87,7 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<(), StartupE
     .await?;
     state.rate_limits = RateLimits::new(args.rate_limits.config());
     state.cors_allowed_origins = OperatorOrigins::new(args.cors_allowed_origins.iter().cloned());
-    state.operator_token = args.operator_token.clone().unwrap_or_default();
+    state.operator_token = operator_token;
     state.app.charge_lease = args.workers.charge_lease();
     state.app.webhook_targets = args.workers.webhook_targets();
     state.app.default_retention = args.workers.default_retention();

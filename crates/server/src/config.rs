@@ -150,17 +150,26 @@ pub struct ServeArgs {
     /// The operator's token: with it, `POST/GET /v1/operator/merchants` create and list
     /// merchants over HTTP (without it those routes refuse everyone). At least 32
     /// characters, not starting with `sk_`.
-    #[arg(long, env = "TENURE_OPERATOR_TOKEN", hide_env_values = true,
-        value_parser = parse_operator_token)]
-    pub operator_token: Option<OperatorToken>,
+    ///
+    /// Taken as text and checked by [`ServeArgs::operator_token`]: a value clap's parser
+    /// refused would be quoted in its error, and this one is a secret.
+    #[arg(long, env = "TENURE_OPERATOR_TOKEN", hide_env_values = true)]
+    pub operator_token: Option<String>,
     #[command(flatten)]
     pub workers: WorkerArgs,
     #[command(flatten)]
     pub rate_limits: RateLimitArgs,
 }
 
-fn parse_operator_token(value: &str) -> Result<OperatorToken, String> {
-    OperatorToken::new(value)
+impl ServeArgs {
+    /// The operator's token, checked; the error never quotes the value.
+    pub fn operator_token(&self) -> Result<OperatorToken, String> {
+        match self.operator_token.as_deref() {
+            None => Ok(OperatorToken::default()),
+            Some(value) => OperatorToken::new(value)
+                .map_err(|reason| format!("TENURE_OPERATOR_TOKEN (--operator-token): {reason}")),
+        }
+    }
 }
 
 fn parse_allowed_origin(value: &str) -> Result<Origin, String> {

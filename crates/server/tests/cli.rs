@@ -294,3 +294,29 @@ async fn the_demo_s_portal_link_signs_in_from_an_allowed_origin() {
     let me: serde_json::Value = serde_json::from_str(&body).expect("a JSON body");
     assert_eq!(me["id"], customer, "{body}");
 }
+
+/// A refused operator token is reported without its value (it is a secret, and
+/// stderr ends up in logs), before anything is started.
+#[test]
+fn a_refused_operator_token_is_not_echoed() {
+    for (name, value) in [
+        ("TENURE_OPERATOR_TOKEN", "hunter2-too-short"),
+        (
+            "TENURE_OPERATOR_TOKEN",
+            "sk_live_0123456789abcdef0123456789abcdef",
+        ),
+    ] {
+        let out = tenure(&["serve"], &[("DATABASE_URL", NO_DATABASE), (name, value)]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(!err.contains(value), "the token is echoed: {err}");
+        assert!(err.contains("TENURE_OPERATOR_TOKEN"), "{err}");
+        assert!(err.contains("at least 32 characters"), "{err}");
+    }
+    let out = tenure(
+        &["serve", "--operator-token", "hunter2-too-short"],
+        &[("DATABASE_URL", NO_DATABASE)],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("hunter2"), "{}", stderr(&out));
+}

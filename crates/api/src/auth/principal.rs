@@ -33,12 +33,25 @@ impl Principal {
         }
     }
 
-    /// The key under which this caller's idempotency keys and rate limits are kept.
+    /// The key under which this caller's rate limits are kept: a merchant's keys share
+    /// the merchant's.
     pub fn scope(&self) -> String {
         match self {
             Principal::Merchant(key) => key.merchant.to_string(),
             Principal::Customer(s) => format!("{}/{}", s.merchant, s.customer),
             Principal::Operator => "operator".to_owned(),
+        }
+    }
+
+    /// The key under which this caller's idempotency keys are kept: a merchant's per
+    /// secret key (as Stripe keeps them per account and key), so a stored response is
+    /// only ever replayed to the key that made the request, never to another key of the
+    /// merchant (perhaps restricted, which must not read what an unrestricted one got).
+    /// It still starts with the merchant's id, which the erasure's search relies on.
+    pub fn idempotency_scope(&self) -> String {
+        match self {
+            Principal::Merchant(key) => format!("{}/{}", key.merchant, key.key),
+            other => other.scope(),
         }
     }
 }

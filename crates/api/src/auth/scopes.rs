@@ -21,6 +21,7 @@ const RESOURCES: &[(&str, Resource)] = &[
     ("/v1/plans", Resource::Catalog),
     ("/v1/customers", Resource::Customers),
     ("/v1/segment_settings", Resource::Customers),
+    ("/v1/customers/{id}/export", Resource::CustomerExports),
     (
         "/v1/customers/{id}/payment_methods",
         Resource::PaymentMethods,
@@ -32,8 +33,8 @@ const RESOURCES: &[(&str, Resource)] = &[
     ("/v1/billing_settings", Resource::Billing),
     ("/v1/dunning_policy", Resource::Billing),
     ("/v1/customer_sessions", Resource::CustomerSessions),
-    ("/v1/identity_providers", Resource::CustomerSessions),
-    ("/v1/cors_settings", Resource::CustomerSessions),
+    ("/v1/identity_providers", Resource::PortalSettings),
+    ("/v1/cors_settings", Resource::PortalSettings),
     ("/v1/events", Resource::Events),
     ("/v1/events/{id}/redeliver", Resource::Webhooks),
     ("/v1/webhook_endpoints", Resource::Webhooks),
@@ -121,6 +122,29 @@ mod tests {
             Some("subscriptions:read")
         );
         assert_eq!(scope(Method::GET, "/v1/customersx"), None);
+    }
+
+    /// What reaches beyond its resource has a grant of its own: a customer's export
+    /// (payment methods, invoices, tickets…) is not `customers:read`, and the portal's
+    /// identity providers and CORS origins are not `customer_sessions:write`.
+    #[test]
+    fn exports_and_portal_settings_need_their_own_scopes() {
+        assert_eq!(
+            scope(Method::GET, "/v1/customers/{id}/export").as_deref(),
+            Some("customer_exports:read")
+        );
+        assert_eq!(
+            scope(Method::POST, "/v1/identity_providers").as_deref(),
+            Some("portal_settings:write")
+        );
+        assert_eq!(
+            scope(Method::PUT, "/v1/cors_settings").as_deref(),
+            Some("portal_settings:write")
+        );
+        assert_eq!(
+            scope(Method::POST, "/v1/customer_sessions").as_deref(),
+            Some("customer_sessions:write")
+        );
     }
 
     /// Every merchant operation of the document is in a group (none needs an

@@ -25,7 +25,7 @@ use tenure_store::repo::events::EventActor;
 use crate::auth::{Principal, authenticate};
 use crate::error::ApiError;
 use crate::middleware::fallback::RouteTable;
-use crate::middleware::idempotency::IDEMPOTENCY_KEY;
+use crate::middleware::idempotency::{IDEMPOTENCY_KEY, NotFinal};
 use crate::middleware::request_id::RequestId;
 use crate::openapi::is_merchant_path;
 use crate::state::AppState;
@@ -63,7 +63,13 @@ pub async fn audit(
     }) {
         None => None,
         Some(Ok(agent)) => Some(agent),
-        Some(Err(err)) => return Ok(req.error_response(ApiError::Domain(err))),
+        Some(Err(err)) => {
+            // A bad header is no answer to the request: a retry with the same
+            // Idempotency-Key and a valid header must run.
+            let mut res = req.error_response(ApiError::Domain(err));
+            res.response_mut().extensions_mut().insert(NotFinal);
+            return Ok(res);
+        }
     };
     // Reads are not recorded; nor is a request no route takes (a 404 or 405 that
     // changed nothing, whose body must not be read first).

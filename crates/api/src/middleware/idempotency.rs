@@ -2,7 +2,12 @@
 //! runs and its response is stored; a retry with the same key and body gets that response
 //! again with `Idempotent-Replayed: true` (a JSON body is compared by value, not bytes);
 //! the same key with another body is 422 `idempotency_key_reused`; a duplicate arriving
-//! while the first runs is 409 `idempotency_key_in_use`. Keys are scoped to the caller and kept 24 hours.
+//! while the first runs is 409 `idempotency_key_in_use`. Keys are scoped to the caller
+//! (a merchant's to the secret key that sent them) and kept 24 hours.
+//!
+//! A response that says `Cache-Control: no-store` holds a secret shown once (a new API
+//! key, a webhook signing secret): its body is not kept, and a retry gets 409
+//! `idempotent_replay_withheld` instead of it, and runs nothing.
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
@@ -54,7 +59,7 @@ pub async fn idempotency(
         Ok(body) => body,
         Err(err) => return Ok(req.error_response(err)),
     };
-    let scope = principal.scope();
+    let scope = principal.idempotency_scope();
     let hash = request_hash(&req, &body);
     let claimed_at = state.now();
 
@@ -186,13 +191,58 @@ fn replay(stored: &StoredResponse) -> HttpResponse {
     res.body(stored.body.clone())
 }
 
+/// Set on a response that refused the request for something other than the request
+/// itself (a header such as `Tenure-Agent`), which a retry may well fix.
+#[derive(Debug, Clone, Copy)]
+pub struct NotFinal;
+
 /// Whether a response is final for its key. Server errors, conflicts and rate limits are
-/// transient: the key is released so that a retry runs the request again.
-fn is_final(status: StatusCode) -> bool {
-    !(status.is_server_error()
+/// transient, and a refusal of the credential (401, 403) or of a header
+/// ([`NotFinal`]) changed nothing and says nothing about the request: the key is
+/// released so that a retry runs the request again.
+fn is_final(status: StatusCode, not_final: bool) -> bool {
+    !(not_final
+        || status.is_server_error()
         || status == StatusCode::CONFLICT
         || status == StatusCode::TOO_MANY_REQUESTS
-        || status == StatusCode::UNAUTHORIZED)
+        || status == StatusCode::UNAUTHORIZED
+        || status == StatusCode::FORBIDDEN)
+}
+
+/// Whether a response holds a secret shown once, which must not be kept: the handlers
+/// of such responses say `Cache-Control: no-store`.
+fn holds_secret(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::CACHE_CONTROL)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|directive| directive.trim().eq_ignore_ascii_case("no-store"))
+}
+
+/// What is kept in place of a response that held a secret: the problem a retry gets.
+async fn withheld() -> Result<StoredResponse, ApiError> {
+    let res = actix_web::ResponseError::error_response(&ApiError::IdempotentReplayWithheld);
+    let status = res.status();
+    let content_type = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = actix_web::body::to_bytes(res.into_body())
+        .await
+        .map_err(|_| ApiError::internal("problem body could not be buffered"))?;
+    let mut headers = serde_json::Map::new();
+    if let Some(content_type) = content_type {
+        headers.insert(
+            header::CONTENT_TYPE.as_str().to_owned(),
+            content_type.into(),
+        );
+    }
+    Ok(StoredResponse {
+        status: status.as_u16(),
+        headers: serde_json::Value::Object(headers),
+        body: body.to_vec(),
+    })
 }
 
 /// The key this request holds, and since when.
@@ -210,6 +260,7 @@ async fn remember(
     res: ServiceResponse<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
     let status = res.status();
+    let not_final = res.response().extensions().get::<NotFinal>().is_some();
     let (req, res) = res.into_parts();
     let (res, body) = res.into_parts();
     let body = actix_web::body::to_bytes(body)
@@ -218,7 +269,17 @@ async fn remember(
 
     let outcome = async {
         let mut conn = state.app.db.conn().await?;
-        if is_final(status) {
+        if is_final(status, not_final) && holds_secret(res.headers()) {
+            // Nothing here names a customer, so no erasure lock is needed.
+            idempotency::store_response(
+                &mut conn,
+                claimed.scope,
+                claimed.key,
+                &withheld().await?,
+                state.now(),
+            )
+            .await?;
+        } else if is_final(status, not_final) {
             let headers: serde_json::Map<String, serde_json::Value> = REPLAYED_HEADERS
                 .iter()
                 .filter_map(|name| {

@@ -11,6 +11,8 @@ use tenure_app::merchants::api_keys as keys;
 use tenure_domain::ids::ApiKeyTag;
 use utoipa_actix_web::service_config::ServiceConfig;
 
+use super::holding_secret;
+
 use crate::auth::AuthenticatedMerchant;
 use crate::error::ApiResult;
 use crate::extract::{Json, OptionalJson, Query};
@@ -37,7 +39,7 @@ async fn create_api_key(
     body: Json<CreateApiKey>,
 ) -> ApiResult<HttpResponse> {
     let created = keys::create(&state.app, auth.1, body.0).await?;
-    Ok(HttpResponse::Created().json(created))
+    Ok(holding_secret(HttpResponse::Created().json(created)))
 }
 
 /// List the merchant's keys, newest first, revoked and expired ones included: prefix,
@@ -85,7 +87,7 @@ async fn roll_api_key(
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<ApiKeyTag>(&id, "api_key")?;
     let created = keys::roll(&state.app, auth.1, id, body.0).await?;
-    Ok(HttpResponse::Created().json(created))
+    Ok(holding_secret(HttpResponse::Created().json(created)))
 }
 
 /// Revoke a key: refused at once by every Tenure process. The merchant's last

@@ -67,6 +67,17 @@ pub fn created<T: Serialize>(body: &T, version: DateTime<Utc>) -> HttpResponse {
         .json(body)
 }
 
+/// Marks a response that holds a secret shown once (a new key, a signing secret):
+/// `Cache-Control: no-store`, so no cache keeps it, and the idempotency layer keeps a
+/// refusal to replay it instead of its body (`middleware::idempotency`).
+pub fn holding_secret(mut res: HttpResponse) -> HttpResponse {
+    res.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    res
+}
+
 /// 200 with a resource and its ETag.
 pub fn ok_versioned<T: Serialize>(body: &T, version: DateTime<Utc>) -> HttpResponse {
     HttpResponse::Ok()

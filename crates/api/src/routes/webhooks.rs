@@ -2,7 +2,7 @@ use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
 use tenure_domain::ids::{EventTag, WebhookDeliveryTag, WebhookEndpointTag};
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use super::{created, if_match, ok_versioned};
+use super::{created, holding_secret, if_match, ok_versioned};
 use crate::auth::AuthenticatedMerchant;
 use crate::error::ApiResult;
 use crate::extract::{Json, OptionalJson, Query};
@@ -39,10 +39,10 @@ async fn create_endpoint(
     body: Json<CreateWebhookEndpoint>,
 ) -> ApiResult<HttpResponse> {
     let endpoint = svc::create_endpoint(&state.app, auth.0, body.0).await?;
-    Ok(created(
+    Ok(holding_secret(created(
         &WebhookEndpointDto::with_secret(&endpoint, state.now()),
         endpoint.updated_at,
-    ))
+    )))
 }
 
 /// List webhook endpoints, newest first.
@@ -138,10 +138,10 @@ async fn rotate_secret(
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<WebhookEndpointTag>(&id, "webhook_endpoint")?;
     let endpoint = svc::rotate_secret(&state.app, auth.0, id, body.0, if_match(&req)).await?;
-    Ok(ok_versioned(
+    Ok(holding_secret(ok_versioned(
         &WebhookEndpointDto::with_secret(&endpoint, state.now()),
         endpoint.updated_at,
-    ))
+    )))
 }
 
 /// The delivery log of an endpoint, newest first: status, attempts, response codes,

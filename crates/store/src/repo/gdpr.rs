@@ -154,6 +154,13 @@ pub async fn live_subscriptions(
     Ok(row.n)
 }
 
+/// What named a customer before its erasure.
+#[derive(Debug, Clone, Copy)]
+pub struct ErasedIdentity<'a> {
+    pub email: Option<&'a str>,
+    pub external_id: &'a str,
+}
+
 /// Anonymises everything personal the customer's other rows hold: note bodies, ticket
 /// subjects and message bodies, cancellation messages (of requests and of the
 /// subscriptions' cancellation details); payment methods are detached and
@@ -161,10 +168,15 @@ pub async fn live_subscriptions(
 /// Invoices, their lines, payments and refunds are not touched; audit entries about the
 /// customer lose their request bodies. (Stored idempotent
 /// responses are anonymised by the service, which holds the scrubbing rules.)
+///
+/// `identity` is what named the customer before the erasure (its email and external
+/// id), for the audit entries of requests that never made a resource of it: a create
+/// refused as a duplicate or invalid still carried them.
 pub async fn anonymise_related(
     conn: &mut AsyncPgConnection,
     merchant: MerchantId,
     customer: CustomerId,
+    identity: ErasedIdentity<'_>,
     at: DateTime<Utc>,
 ) -> StoreResult<()> {
     let m = merchant.uuid();
@@ -192,18 +204,25 @@ pub async fn anonymise_related(
     // The audit trail keeps who did what, but not the bodies that may carry the
     // customer's data: those of requests about the customer or any of its resources (the
     // events name them), or naming the customer anywhere in the body. Erasure is rare;
-    // the body search reads the merchant's audit rows once.
+    // the body search reads the merchant's audit rows once. The email is searched
+    // anywhere in the body (case aside: addresses are compared so); the external id,
+    // which may be as short as "1", only as a whole string value.
     diesel::sql_query(
         "UPDATE audit_events SET request_body = NULL
           WHERE merchant_id = $1 AND request_body IS NOT NULL
             AND (resource_id = $3
                  OR resource_id IN (SELECT resource_id FROM events
                                      WHERE merchant_id = $1 AND customer_id = $2)
-                 OR strpos(request_body::text, $3) > 0)",
+                 OR strpos(request_body::text, $3) > 0
+                 OR ($4 <> '' AND strpos(lower(request_body::text), lower($4)) > 0)
+                 OR jsonb_path_exists(request_body, '$.** ? (@ == $v)',
+                                      jsonb_build_object('v', $5::text), true))",
     )
     .bind::<SqlUuid, _>(m)
     .bind::<SqlUuid, _>(c)
     .bind::<Text, _>(customer.to_string())
+    .bind::<Text, _>(identity.email.unwrap_or_default())
+    .bind::<Text, _>(identity.external_id)
     .execute(conn)
     .await?;
     diesel::sql_query(

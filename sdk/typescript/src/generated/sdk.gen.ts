@@ -194,7 +194,7 @@ export const declineRequest = <ThrowOnError extends boolean = true>(options: Opt
 /**
  * The CORS settings: which web origins may call /v1/portal/ from a browser (CORS).
  *
- * Requires the scope `customer_sessions:read` (or an unrestricted key).
+ * Requires the scope `portal_settings:read` (or an unrestricted key).
  */
 export const getCorsSettings = <ThrowOnError extends boolean = true>(options?: Options<GetCorsSettingsData, ThrowOnError>) => (options?.client ?? client).get<GetCorsSettingsResponses, GetCorsSettingsErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -207,7 +207,7 @@ export const getCorsSettings = <ThrowOnError extends boolean = true>(options?: O
  * merchant's customer tokens. 422 names each entry that is not an origin
  * (`allowed_origins[2]`). Takes effect at once in this process, within 2 s in others.
  *
- * Requires the scope `customer_sessions:write` (or an unrestricted key).
+ * Requires the scope `portal_settings:write` (or an unrestricted key).
  */
 export const putCorsSettings = <ThrowOnError extends boolean = true>(options: Options<PutCorsSettingsData, ThrowOnError>) => (options.client ?? client).put<PutCorsSettingsResponses, PutCorsSettingsErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -323,7 +323,7 @@ export const eraseCustomer = <ThrowOnError extends boolean = true>(options: Opti
  * with messages, payment methods (brand, last4, expiry), invoices with lines, payments
  * and refunds, events and retention offer outcomes.
  *
- * Requires the scope `customers:read` (or an unrestricted key).
+ * Requires the scope `customer_exports:read` (or an unrestricted key).
  */
 export const exportCustomer = <ThrowOnError extends boolean = true>(options: Options<ExportCustomerData, ThrowOnError>) => (options.client ?? client).get<ExportCustomerResponses, ExportCustomerErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -561,7 +561,7 @@ export const putGatewaySettings = <ThrowOnError extends boolean = true>(options:
 /**
  * List registered identity providers.
  *
- * Requires the scope `customer_sessions:read` (or an unrestricted key).
+ * Requires the scope `portal_settings:read` (or an unrestricted key).
  */
 export const listIdentityProviders = <ThrowOnError extends boolean = true>(options?: Options<ListIdentityProvidersData, ThrowOnError>) => (options?.client ?? client).get<ListIdentityProvidersResponses, ListIdentityProvidersErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -573,7 +573,7 @@ export const listIdentityProviders = <ThrowOnError extends boolean = true>(optio
  * Register your identity provider so the portal accepts the tokens it issues (matched by
  * `iss`, verified with this key and algorithm only).
  *
- * Requires the scope `customer_sessions:write` (or an unrestricted key).
+ * Requires the scope `portal_settings:write` (or an unrestricted key).
  */
 export const createIdentityProvider = <ThrowOnError extends boolean = true>(options: Options<CreateIdentityProviderData, ThrowOnError>) => (options.client ?? client).post<CreateIdentityProviderResponses, CreateIdentityProviderErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -588,7 +588,7 @@ export const createIdentityProvider = <ThrowOnError extends boolean = true>(opti
 /**
  * Remove an identity provider; its tokens stop working at once.
  *
- * Requires the scope `customer_sessions:write` (or an unrestricted key).
+ * Requires the scope `portal_settings:write` (or an unrestricted key).
  */
 export const deleteIdentityProvider = <ThrowOnError extends boolean = true>(options: Options<DeleteIdentityProviderData, ThrowOnError>) => (options.client ?? client).delete<DeleteIdentityProviderResponses, DeleteIdentityProviderErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
