@@ -163,6 +163,31 @@ test('changes plan after a preview of what it costs', async ({ page }) => {
   }
 });
 
+test('changes the quantity after a preview of what it costs', async ({ page }) => {
+  const shop = await Shop.open('Quantities');
+  const product = await shop.product('Beans', {}, { shippable: true, min_quantity: 1, max_quantity: 5 });
+  const plan = await shop.plan(product, 'Bag', 1000, 'month');
+  const ada = await shop.customer('Ada');
+  const subscription = await shop.subscribe(ada, plan);
+  await page.goto(await shop.portalLink(ada));
+  const card = subscriptionCard(page, 'Beans · Bag');
+  await expect(card.getByText('Quantity: 1')).toBeVisible();
+
+  await card.getByRole('button', { name: 'Change quantity' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Change quantity' });
+  await expect(dialog.getByText('From 1 to 5.')).toBeVisible();
+  await dialog.getByLabel('Quantity').fill('3');
+  await dialog.getByLabel('Quantity').press('Tab');
+  const whatChanges = dialog.getByRole('region', { name: 'What changes' });
+  await expect(whatChanges).toContainText('A full period will cost €30.00.');
+  await dialog.getByRole('button', { name: 'Confirm quantity' }).click();
+
+  await expect(page.getByRole('status')).toHaveText('Your quantity is now 3.');
+  await expect(card.getByText('Quantity: 3')).toBeVisible();
+  const { data: after } = await getSubscription({ client: shop.client, path: { id: subscription } });
+  expect(after.quantity).toBe(3);
+});
+
 test('pauses and resumes with the keyboard alone', async ({ page }) => {
   const shop = await Shop.open('Keyboard');
   const product = await shop.product('Beans', { max_pause_days: 90 });

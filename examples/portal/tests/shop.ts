@@ -11,6 +11,7 @@ import {
   createProduct,
   createSubscription,
   createTenureClient,
+  type CreateProduct,
   type CreateRetentionOffer,
   type CustomerDto,
   type PlanDto,
@@ -44,8 +45,8 @@ export class Shop {
     return new Shop(created.id, client);
   }
 
-  async product(name: string, policy: PortalPolicyInput = {}): Promise<ProductDto> {
-    const { data } = await createProduct({ client: this.client, body: { name, portal_policy: policy } });
+  async product(name: string, policy: PortalPolicyInput = {}, extra: Omit<CreateProduct, 'name' | 'portal_policy'> = {}): Promise<ProductDto> {
+    const { data } = await createProduct({ client: this.client, body: { name, portal_policy: policy, ...extra } });
     return data;
   }
 

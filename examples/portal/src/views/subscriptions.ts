@@ -15,6 +15,7 @@ import { act, type Portal } from '../portal';
 import { openCancel } from './cancel';
 import { cancellationRequestPanel } from './cancellation-request';
 import { openChangePlan } from './change-plan';
+import { openChangeQuantity } from './change-quantity';
 import { openPause } from './pause';
 
 export type PlanDirectory = Map<string, PortalPlanDto>;
@@ -54,6 +55,9 @@ function card(portal: Portal, subscription: PortalSubscriptionDto, plans: PlanDi
     h('h3', { id: headingId }, name),
     h('p', { class: `status status-${subscription.status}` }, locale.t(`status_${subscription.status}`)),
     h('p', {}, priceText(locale, subscription.price, subscription.interval, subscription.interval_count)),
+    subscription.quantity !== 1 || subscription.available_actions.change_quantity
+      ? h('p', {}, locale.t('quantityOf', { quantity: subscription.quantity }))
+      : null,
     h('p', {}, when(locale, subscription)),
     subscription.discounts?.length
       ? h(
@@ -151,6 +155,10 @@ function actions(portal: Portal, subscription: PortalSubscriptionDto, name: stri
   if (allowed.change_plan && allowed.change_plan.plan_ids.length > 0) {
     const choices = allowed.change_plan.plan_ids;
     button(locale.t('changePlan'), (self) => openChangePlan(portal, subscription, choices, plans, self), true);
+  }
+  if (allowed.change_quantity) {
+    const limits = allowed.change_quantity;
+    button(locale.t('changeQuantity'), (self) => openChangeQuantity(portal, subscription, limits, self));
   }
   if (allowed.pause) {
     const policy = allowed.pause;
