@@ -90,6 +90,30 @@ pub struct App {
 }
 
 impl App {
+    /// The application as an operator without settings gets it: the sandbox for merchants
+    /// without gateway settings, no Stripe, empty caches, the default charge lease, public
+    /// webhook targets only and the default retention. Settings and tests change a field
+    /// with `App { field, ..App::new(…) }`, so a new field is added here once.
+    pub fn new(
+        db: Db,
+        clock: Arc<dyn Clock>,
+        sessions: SessionSigner,
+        gateway: Arc<dyn PaymentGateway>,
+    ) -> Self {
+        Self {
+            db,
+            clock,
+            sessions,
+            gateway,
+            gateways: billing::gateways::Gateways::default(),
+            portal_terms: PortalTermsCache::default(),
+            allowed_origins: AllowedOriginsCache::default(),
+            charge_lease: billing::charging::DEFAULT_LEASE,
+            webhook_targets: TargetPolicy::default(),
+            default_retention: RetentionDays::DEFAULT,
+        }
+    }
+
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
     }

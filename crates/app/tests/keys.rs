@@ -7,14 +7,11 @@ use std::sync::Arc;
 use chrono::Duration;
 use tenure_app::App;
 use tenure_app::AppError;
-use tenure_app::billing::charging::DEFAULT_LEASE;
-use tenure_app::cors_settings::AllowedOriginsCache;
 use tenure_app::dto::access::{ApiKeyStatus, AuditFilterParams, CreateApiKey, RollApiKey};
 use tenure_app::dto::common::ListParams;
 use tenure_app::dto::customers::CreateCustomer;
 use tenure_app::dto::events::EventFilterParams;
 use tenure_app::merchants::{self, api_keys};
-use tenure_app::portal_terms::PortalTermsCache;
 use tenure_app::sessions::tokens::SessionSigner;
 use tenure_app::{audit, customers, events};
 use tenure_domain::access::{KeyScopes, ScopeSet};
@@ -37,16 +34,13 @@ async fn world() -> World {
     let db = TestDb::new().await;
     let clock = TestClock::new();
     let app = App {
-        db: db.pool(4),
-        clock: Arc::new(clock.clone()),
-        sessions: SessionSigner::new(&[7; 32], Duration::hours(1)),
-        gateway: Arc::new(SandboxGateway::new()),
-        portal_terms: PortalTermsCache::default(),
-        allowed_origins: AllowedOriginsCache::default(),
-        charge_lease: DEFAULT_LEASE,
         webhook_targets: TargetPolicy::AllowPrivate,
-        gateways: Default::default(),
-        default_retention: tenure_domain::data_retention::RetentionDays::DEFAULT,
+        ..App::new(
+            db.pool(4),
+            Arc::new(clock.clone()),
+            SessionSigner::new(&[7; 32], Duration::hours(1)),
+            Arc::new(SandboxGateway::new()),
+        )
     };
     let created = merchants::create(&app, "Roastery").await.expect("merchant");
     let first = grant(&app, &created.secret_key)

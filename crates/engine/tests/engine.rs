@@ -7,16 +7,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::{Duration, Months};
 use tenure_app::App;
-use tenure_app::billing::charging::DEFAULT_LEASE;
 use tenure_app::billing::invoices;
-use tenure_app::cors_settings::AllowedOriginsCache;
 use tenure_app::dto::events::EventFilterParams;
-use tenure_app::portal_terms::PortalTermsCache;
 use tenure_app::sessions::tokens::SessionSigner;
 use tenure_app::subscriptions::{self, Scope};
 use tenure_domain::billing::gateway::SandboxGateway;
 use tenure_domain::billing::invoice::{Invoice, InvoiceStatus};
-use tenure_domain::data_retention::RetentionDays;
 use tenure_domain::ids::{CustomerId, MerchantId, PlanId};
 use tenure_domain::outbound::TargetPolicy;
 use tenure_domain::policy::PortalPolicy;
@@ -49,17 +45,14 @@ async fn world(card: &str) -> World {
     let customer = fixtures::customer(&mut conn, merchant, "ada", now).await.id;
     fixtures::payment_method(&mut conn, merchant, customer, card, now).await;
     let app = App {
-        db: db.pool(4),
-        clock: Arc::new(clock.clone()),
-        sessions: SessionSigner::new(&[7; 32], Duration::hours(1)),
-        gateway: Arc::new(SandboxGateway::new()),
-        portal_terms: PortalTermsCache::default(),
-        allowed_origins: AllowedOriginsCache::default(),
-        gateways: Default::default(),
-        charge_lease: DEFAULT_LEASE,
         // The receivers of these tests listen on 127.0.0.1.
         webhook_targets: TargetPolicy::AllowPrivate,
-        default_retention: RetentionDays::DEFAULT,
+        ..App::new(
+            db.pool(4),
+            Arc::new(clock.clone()),
+            SessionSigner::new(&[7; 32], Duration::hours(1)),
+            Arc::new(SandboxGateway::new()),
+        )
     };
     World {
         _db: db,

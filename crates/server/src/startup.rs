@@ -11,16 +11,11 @@ use tenure_api::middleware::cors::OperatorOrigins;
 use tenure_api::middleware::metrics::MetricsAccess;
 use tenure_api::middleware::rate_limit::RateLimits;
 use tenure_app::App;
-use tenure_app::billing::charging::DEFAULT_LEASE;
 use tenure_app::billing::gateways::{GatewayConnector, Gateways};
-use tenure_app::cors_settings::AllowedOriginsCache;
-use tenure_app::portal_terms::PortalTermsCache;
 use tenure_app::secrets::Keyring;
 use tenure_app::sessions::tokens::SessionSigner;
 use tenure_domain::billing::gateway::SandboxGateway;
 use tenure_domain::clock::Clock;
-use tenure_domain::data_retention::RetentionDays;
-use tenure_domain::outbound::TargetPolicy;
 use tenure_engine::stripe::StripeConnector;
 use tenure_store::repo::secrets;
 use tenure_store::{Db, migrate};
@@ -71,18 +66,12 @@ pub async fn build_app(
     session_ttl: Duration,
 ) -> Result<App, StartupError> {
     let secret = session_secret(&db, jwt_secret).await?;
-    Ok(App {
+    Ok(App::new(
         db,
         clock,
-        sessions: SessionSigner::new(&secret, session_ttl),
-        gateway: Arc::new(SandboxGateway::new()),
-        gateways: Gateways::default(),
-        portal_terms: PortalTermsCache::default(),
-        allowed_origins: AllowedOriginsCache::default(),
-        charge_lease: DEFAULT_LEASE,
-        webhook_targets: TargetPolicy::default(),
-        default_retention: RetentionDays::DEFAULT,
-    })
+        SessionSigner::new(&secret, session_ttl),
+        Arc::new(SandboxGateway::new()),
+    ))
 }
 
 /// What the HTTP surface serves with: the use cases' context plus the rate limits and
