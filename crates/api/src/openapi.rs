@@ -2,7 +2,7 @@
 //! here with what every operation shares: security, and problem+json error responses.
 
 use utoipa::openapi::header::HeaderBuilder;
-use utoipa::openapi::path::{HttpMethod, Operation, ParameterBuilder, ParameterIn};
+use utoipa::openapi::path::{HttpMethod, Operation, ParameterBuilder, ParameterIn, PathItem};
 use utoipa::openapi::schema::{ArrayItems, Schema};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::server::ServerBuilder;
@@ -174,16 +174,7 @@ pub fn finish(mut api: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
         } else {
             None
         };
-        for (method, operation) in [
-            (HttpMethod::Get, &mut item.get),
-            (HttpMethod::Post, &mut item.post),
-            (HttpMethod::Put, &mut item.put),
-            (HttpMethod::Patch, &mut item.patch),
-            (HttpMethod::Delete, &mut item.delete),
-        ] {
-            let Some(operation) = operation else {
-                continue;
-            };
+        for (method, operation) in operations_mut(item) {
             // The scope a restricted key needs, from the table the extractor enforces.
             let scope = (scheme == Some(MERCHANT_KEY))
                 .then(|| crate::auth::scopes::required(&actix_method(&method), path))
@@ -466,16 +457,7 @@ version the answer is 304 Not Modified, with no body.",
                     .find(|(m, p, _)| *m == method && p == path)
                     .map(|(_, _, precondition)| *precondition)
             };
-            for (method, operation) in [
-                (HttpMethod::Get, &mut item.get),
-                (HttpMethod::Post, &mut item.post),
-                (HttpMethod::Put, &mut item.put),
-                (HttpMethod::Patch, &mut item.patch),
-                (HttpMethod::Delete, &mut item.delete),
-            ] {
-                let Some(operation) = operation else {
-                    continue;
-                };
+            for (method, operation) in operations_mut(item) {
                 let name = method_name(&method);
                 if name.eq_ignore_ascii_case(idempotent.as_str()) {
                     add_parameter(operation, IDEMPOTENCY_KEY_PARAMETER);
@@ -517,6 +499,19 @@ version the answer is 304 Not Modified, with no body.",
             }
         }
     }
+}
+
+/// The operations of a path item that the API serves, each with its method.
+fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = (HttpMethod, &mut Operation)> {
+    [
+        (HttpMethod::Get, &mut item.get),
+        (HttpMethod::Post, &mut item.post),
+        (HttpMethod::Put, &mut item.put),
+        (HttpMethod::Patch, &mut item.patch),
+        (HttpMethod::Delete, &mut item.delete),
+    ]
+    .into_iter()
+    .filter_map(|(method, operation)| operation.as_mut().map(|operation| (method, operation)))
 }
 
 fn actix_method(method: &HttpMethod) -> actix_web::http::Method {

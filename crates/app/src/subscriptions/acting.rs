@@ -27,7 +27,7 @@ use super::plans::{
     policy_of, purchasable_plan, purchasable_plan_of_product, quantity_limits_of, terms_of,
 };
 use super::requests::WithdrawnAs;
-use super::scope::{Action, ActionOutcome, Scope, subscription_not_found};
+use super::scope::{Action, ActionOutcome, Scope, subscription_not_found, visible};
 use crate::App;
 use crate::dto::subscriptions::{PlanChangePreviewDto, QuantityChangePreviewDto, SubscriptionDto};
 use crate::error::{AppError, AppResult};
@@ -302,12 +302,7 @@ pub async fn preview_quantity_change(
 ) -> AppResult<QuantityChangePreviewDto> {
     let now = state.now_micros();
     let mut conn = state.db.conn().await?;
-    let s = repo::get(&mut conn, scope.merchant, id, false)
-        .await
-        .map_err(subscription_not_found)?;
-    if !scope.sees(&s) {
-        return Err(AppError::NotFound("subscription"));
-    }
+    let s = visible(&mut conn, scope, id).await?;
     let limits = quantity_limits_of(&mut conn, scope.merchant, s.product_id).await?;
     let preview = s
         .subscription
@@ -345,12 +340,7 @@ pub async fn preview_plan_change(
 ) -> AppResult<PlanChangePreviewDto> {
     let now = state.now_micros();
     let mut conn = state.db.conn().await?;
-    let s = repo::get(&mut conn, scope.merchant, id, false)
-        .await
-        .map_err(subscription_not_found)?;
-    if !scope.sees(&s) {
-        return Err(AppError::NotFound("subscription"));
-    }
+    let s = visible(&mut conn, scope, id).await?;
     let policy = policy_of(&mut conn, scope.merchant, s.product_id).await?;
     let request = plan_change_request(&mut conn, scope.merchant, &s, plan_id).await?;
     let preview = s

@@ -1,15 +1,16 @@
 //! Who acts on a subscription and what they do: the request's scope (a merchant, or one
 //! of its customers, who sees only their own), the action, and what came of it.
 
+use diesel_async::AsyncPgConnection;
 use tenure_domain::ids::{
-    CancellationRequestId, CustomerId, MerchantId, PlanId, ScheduledChangeId,
+    CancellationRequestId, CustomerId, MerchantId, PlanId, ScheduledChangeId, SubscriptionId,
 };
 use tenure_domain::subscription::{Actor, CancelRequest, PauseRequest};
 use tenure_domain::support::CancellationRequest;
 use tenure_store::StoreError;
-use tenure_store::repo::subscriptions::StoredSubscription;
+use tenure_store::repo::subscriptions::{self as repo, StoredSubscription};
 
-use crate::error::AppError;
+use crate::error::{AppError, AppResult};
 
 /// Who is acting: a merchant (server to server) or one of its customers (portal), whose
 /// view is limited to their own subscriptions.
@@ -75,4 +76,20 @@ pub struct ActionOutcome {
 
 pub(crate) fn subscription_not_found(err: StoreError) -> AppError {
     AppError::from_store("subscription")(err)
+}
+
+/// The subscription `id` as `scope` may see it: another customer's is as absent as one
+/// that does not exist.
+pub(crate) async fn visible(
+    conn: &mut AsyncPgConnection,
+    scope: Scope,
+    id: SubscriptionId,
+) -> AppResult<StoredSubscription> {
+    let s = repo::get(conn, scope.merchant, id, false)
+        .await
+        .map_err(subscription_not_found)?;
+    if !scope.sees(&s) {
+        return Err(AppError::NotFound("subscription"));
+    }
+    Ok(s)
 }

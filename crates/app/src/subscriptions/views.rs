@@ -11,7 +11,7 @@ use tenure_store::repo::discounts::{self as discounts_repo, StoredDiscount};
 use tenure_store::repo::subscriptions::{self as repo, StoredSubscription, SubscriptionFilter};
 use tenure_store::{Page, PageRequest};
 
-use super::scope::{ActionOutcome, Scope, subscription_not_found};
+use super::scope::{ActionOutcome, Scope, subscription_not_found, visible};
 use crate::App;
 use crate::dto::subscriptions::{PortalSubscriptionDto, SubscriptionDto};
 use crate::error::{AppError, AppResult};
@@ -19,12 +19,7 @@ use crate::portal_terms::PortalTerms;
 
 pub async fn get(state: &App, scope: Scope, id: SubscriptionId) -> AppResult<StoredSubscription> {
     let mut conn = state.db.conn().await?;
-    let s = repo::get(&mut conn, scope.merchant, id, false)
-        .await
-        .map_err(subscription_not_found)?;
-    if !scope.sees(&s) {
-        return Err(AppError::NotFound("subscription"));
-    }
+    let s = visible(&mut conn, scope, id).await?;
     Ok(s)
 }
 
