@@ -391,7 +391,7 @@ async fn a_response_stored_after_the_erasure_committed_is_kept_only_anonymised()
     // Two requests began before the erasure: one about Ada, one about someone else.
     let claimed_at = app.clock.now();
     for key in ["about-ada", "about-control"] {
-        let claim = idempotency::claim(&mut conn, &m.id, key, b"hash", claimed_at).await;
+        let claim = idempotency::claim(&mut conn, merchant, &m.id, key, b"hash", claimed_at).await;
         assert!(matches!(claim, Ok(Claim::Acquired)), "{claim:?}");
     }
     app.by(&m.key)
@@ -444,11 +444,20 @@ async fn a_response_racing_the_erasure_is_never_replayed_with_pre_erasure_data()
     let ada = fixtures::customer(&app, &m, "ada").await;
     let claimed_at = app.clock.now();
     let mut conn = app.sql().await;
-    let claim = idempotency::claim(&mut conn, &m.id, "racing", b"hash", claimed_at).await;
+    let claim = idempotency::claim(&mut conn, merchant, &m.id, "racing", b"hash", claimed_at).await;
     assert!(matches!(claim, Ok(Claim::Acquired)), "{claim:?}");
     let replayed_body = async || -> Option<String> {
         let mut conn = app.sql().await;
-        match idempotency::claim(&mut conn, &m.id, "racing", b"hash", app.clock.now()).await {
+        match idempotency::claim(
+            &mut conn,
+            merchant,
+            &m.id,
+            "racing",
+            b"hash",
+            app.clock.now(),
+        )
+        .await
+        {
             Ok(Claim::Replay(stored)) => Some(String::from_utf8(stored.body).unwrap()),
             Ok(Claim::InProgress) => None,
             other => panic!("{other:?}"),

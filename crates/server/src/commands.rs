@@ -291,6 +291,23 @@ pub async fn migrate(global: &GlobalArgs) -> Result<(), StartupError> {
     Ok(())
 }
 
+pub async fn check_distribution(global: &GlobalArgs) -> Result<(), StartupError> {
+    startup::prepare_database(global).await?;
+    let db = tenure_store::pool::Db::connect(&global.database_url, 1)?;
+    let violations = tenure_store::distribution::violations(&mut *db.conn().await?).await?;
+    if violations.is_empty() {
+        println!("every table can be distributed by merchant");
+        return Ok(());
+    }
+    for violation in &violations {
+        println!("{violation}");
+    }
+    Err(StartupError::Config(format!(
+        "{} table constraint(s) break distribution by merchant",
+        violations.len()
+    )))
+}
+
 /// A use case's refusal, worded as the API would word it.
 fn use_case_failure(err: AppError) -> StartupError {
     StartupError::Config(tenure_api::ApiError::from(err).problem().detail)

@@ -99,7 +99,8 @@ diesel::table! {
 }
 
 diesel::table! {
-    idempotency_keys (scope, idempotency_key) {
+    idempotency_keys (merchant_id, scope, idempotency_key) {
+        merchant_id -> Uuid,
         scope -> Text,
         idempotency_key -> Text,
         request_hash -> Bytea,

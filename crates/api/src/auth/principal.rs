@@ -47,7 +47,8 @@ impl Principal {
     /// secret key (as Stripe keeps them per account and key), so a stored response is
     /// only ever replayed to the key that made the request, never to another key of the
     /// merchant (perhaps restricted, which must not read what an unrestricted one got).
-    /// It still starts with the merchant's id, which the erasure's search relies on.
+    /// Stored beside the merchant's id (a column of its own, for the erasure's search and
+    /// distribution by merchant).
     pub fn idempotency_scope(&self) -> String {
         match self {
             Principal::Merchant(key) => format!("{}/{}", key.merchant, key.key),
