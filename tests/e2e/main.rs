@@ -19,6 +19,7 @@ mod invoicing;
 mod keys;
 mod lifecycle;
 mod metrics;
+mod modes;
 mod operator_metrics;
 mod platform;
 mod quantities;

@@ -322,7 +322,7 @@ pub async fn get_segment_settings(
 pub async fn put_segment_settings(
     state: &App,
     merchant: MerchantId,
-    input: SegmentSettingsDto,
+    input: PutSegmentSettings,
 ) -> AppResult<SegmentSettingsDto> {
     let mut v = Validator::default();
     let mut seen = std::collections::BTreeSet::new();

@@ -42,7 +42,10 @@ async fn world() -> World {
             Arc::new(SandboxGateway::new()),
         )
     };
-    let created = merchants::create(&app, "Roastery").await.expect("merchant");
+    let created = merchants::create(&app, "Roastery")
+        .await
+        .expect("merchant")
+        .test;
     let first = grant(&app, &created.secret_key)
         .await
         .expect("the first key works");
@@ -61,7 +64,7 @@ async fn grant(app: &App, secret: &str) -> Option<api_keys::MerchantKey> {
     let found = repo::by_hash(&mut conn, &api_keys::hash(secret))
         .await
         .expect("lookup")?;
-    let key = api_keys::MerchantKey::from_grant(&found);
+    let key = api_keys::MerchantKey::from_grant(&found, secret);
     key.works_at(app.now()).then_some(key)
 }
 

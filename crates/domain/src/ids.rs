@@ -31,6 +31,9 @@ macro_rules! typed_ids {
 typed_ids! {
     /// A merchant: the tenant that owns everything else.
     MerchantId => MerchantTag, "mer";
+    /// A merchant account: its test tenant and its live tenant (two merchants, one
+    /// mode each) share it.
+    AccountId => AccountTag, "acct";
     /// A merchant's secret API key record (not the key itself).
     ApiKeyId => ApiKeyTag, "key";
     /// One entry of a merchant's audit trail: a change made with one of its keys.

@@ -18,6 +18,7 @@ use tenure_app::dto::sessions::PutCorsSettings;
 use tenure_app::{
     App, AppError, catalog, cors_settings, customers, merchants, sessions, subscriptions,
 };
+use tenure_domain::access::Mode;
 use tenure_domain::clock::SystemClock;
 use tenure_engine::delivery::WebhookSender;
 use tenure_engine::loops;
@@ -323,15 +324,23 @@ pub async fn create_merchant(
     let created = merchants::create(&state, name)
         .await
         .map_err(use_case_failure)?;
+    let (test, live) = (&created.test, &created.live);
     if json {
         println!(
             "{}",
-            serde_json::json!({"id": created.merchant.id.to_string(), "secret_key": created.secret_key})
+            serde_json::json!({
+                "id": test.merchant.id.to_string(),
+                "secret_key": test.secret_key,
+                "live_id": live.merchant.id.to_string(),
+                "live_secret_key": live.secret_key,
+            })
         );
     } else {
-        println!("merchant:   {}", created.merchant.id);
-        println!("secret key: {}", created.secret_key);
-        println!("(the key is shown only once; store it now)");
+        println!("merchant (test mode): {}", test.merchant.id);
+        println!("test secret key:      {}", test.secret_key);
+        println!("merchant (live mode): {}", live.merchant.id);
+        println!("live secret key:      {}", live.secret_key);
+        println!("(the keys are shown only once; store them now)");
     }
     Ok(())
 }
@@ -352,7 +361,8 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs) -> Result<(), StartupErr
     let created = merchants::create(&state, "Demo Coffee Co.")
         .await
         .map_err(use_case_failure)?;
-    let merchant = created.merchant.id;
+    // The demo's data is test data: the live tenant starts empty.
+    let merchant = created.test.merchant.id;
     // The reference portal calls the API from its own origin, as a merchant's frontend would.
     cors_settings::put(
         &state,
@@ -463,13 +473,17 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs) -> Result<(), StartupErr
     )
     .await
     .map_err(use_case_failure)?;
-    let (token, _) = sessions::create_customer_session(&state, merchant, customer)
+    let (token, _) = sessions::create_customer_session(&state, merchant, Mode::Test, customer)
         .await
         .map_err(use_case_failure)?;
     let base = args.base_url();
-    let key = created.secret_key;
-    println!("merchant:       {merchant}");
+    let key = created.test.secret_key;
+    println!("merchant:       {merchant} (test mode)");
     println!("secret key:     {key}");
+    println!(
+        "live key:       {} (live mode, merchant {}: no data yet; it needs a gateway before it can charge)",
+        created.live.secret_key, created.live.merchant.id
+    );
     println!("customer:       {customer}");
     println!("subscription:   {}", subscription.subscription.id);
     println!("customer token: {token}");

@@ -6,6 +6,8 @@ diesel::table! {
         id -> Uuid,
         name -> Text,
         created_at -> Timestamptz,
+        account_id -> Uuid,
+        livemode -> Bool,
     }
 }
 

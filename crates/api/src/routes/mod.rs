@@ -27,7 +27,9 @@ use serde::Serialize;
 use utoipa_actix_web::scope;
 use utoipa_actix_web::service_config::ServiceConfig;
 
+use tenure_app::dto::InMode;
 use tenure_app::versions::etag;
+use tenure_domain::access::Mode;
 
 /// Registers every `/v1` route. The portal's routes sit in their own `/portal` scope:
 /// actix tries a request against each route of a scope in turn (a regex per route with a
@@ -60,11 +62,11 @@ pub fn configure_v1(cfg: &mut ServiceConfig) {
     .configure(operator::configure);
 }
 
-/// 201 with the created resource and its ETag.
-pub fn created<T: Serialize>(body: &T, version: DateTime<Utc>) -> HttpResponse {
+/// 201 with the created resource, in the caller's mode, and its ETag.
+pub fn created<T: Serialize>(mode: Mode, body: &T, version: DateTime<Utc>) -> HttpResponse {
     HttpResponse::Created()
         .insert_header((header::ETAG, etag(version)))
-        .json(body)
+        .json(InMode::new(mode, body))
 }
 
 /// Marks a response that holds a secret shown once (a new key, a signing secret):
@@ -79,10 +81,10 @@ pub fn holding_secret(mut res: HttpResponse) -> HttpResponse {
 }
 
 /// 200 with a resource and its ETag.
-pub fn ok_versioned<T: Serialize>(body: &T, version: DateTime<Utc>) -> HttpResponse {
+pub fn ok_versioned<T: Serialize>(mode: Mode, body: &T, version: DateTime<Utc>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::ETAG, etag(version)))
-        .json(body)
+        .json(InMode::new(mode, body))
 }
 
 /// The `If-Match` header, if sent.

@@ -3,6 +3,7 @@
 //! subscription answers 404.
 
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
+use tenure_app::dto::InMode;
 use tenure_domain::ids::{CancellationRequestTag, PlanTag, ScheduledChangeTag, SubscriptionTag};
 use tenure_store::repo::subscriptions::SubscriptionFilter;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -48,7 +49,11 @@ async fn render(
     outcome: &ActionOutcome,
 ) -> ApiResult<HttpResponse> {
     let view = svc::portal_outcome_view(&state.app, auth.merchant, outcome).await?;
-    Ok(ok_versioned(&view, outcome.subscription.updated_at))
+    Ok(ok_versioned(
+        auth.mode(),
+        &view,
+        outcome.subscription.updated_at,
+    ))
 }
 
 async fn run(
@@ -84,7 +89,7 @@ async fn subscribe(
     )
     .await?;
     let view = svc::portal_view(&state.app, auth.merchant, &s).await?;
-    Ok(created(&view, s.updated_at))
+    Ok(created(auth.mode(), &view, s.updated_at))
 }
 
 /// The customer's subscriptions, newest first.
@@ -109,11 +114,14 @@ async fn list_subscriptions(
     } else {
         None
     };
-    Ok(HttpResponse::Ok().json(ListResponse {
-        data: views,
-        has_more: subs.has_more,
-        next_cursor,
-    }))
+    Ok(HttpResponse::Ok().json(
+        ListResponse {
+            data: views,
+            has_more: subs.has_more,
+            next_cursor,
+        }
+        .in_mode(auth.mode()),
+    ))
 }
 
 /// One of the customer's subscriptions, with its available actions.
@@ -127,7 +135,7 @@ async fn get_subscription(
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
     let (s, view) = svc::portal_get(&state.app, scope(auth), id).await?;
-    Ok(ok_versioned(&view, s.updated_at))
+    Ok(ok_versioned(auth.mode(), &view, s.updated_at))
 }
 
 /// Pause (if the policy allows): starts `now`, at `period_end` (default) or `at` a date;
@@ -196,6 +204,7 @@ async fn cancel_result(
 ) -> ApiResult<HttpResponse> {
     let view = svc::portal_outcome_view(&state.app, auth.merchant, outcome).await?;
     Ok(ok_versioned(
+        auth.mode(),
         &PortalCancelResult {
             subscription: view,
             cancellation_request: outcome
@@ -222,7 +231,7 @@ async fn preview_plan_change(
     let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
     let plan = parse_field_id::<PlanTag>(&body.0.plan_id, "plan_id")?;
     let preview = svc::preview_plan_change(&state.app, scope(auth), id, plan).await?;
-    Ok(HttpResponse::Ok().json(preview))
+    Ok(HttpResponse::Ok().json(InMode::new(auth.mode(), preview)))
 }
 
 /// Change plan (to a plan the policy lists): upgrades now with proration, downgrades at
@@ -258,7 +267,7 @@ async fn preview_quantity_change(
     let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
     let preview =
         svc::preview_quantity_change(&state.app, scope(auth), id, body.0.quantity).await?;
-    Ok(HttpResponse::Ok().json(preview))
+    Ok(HttpResponse::Ok().json(InMode::new(auth.mode(), preview)))
 }
 
 /// Change the quantity within the product's limits (422 `validation_failed` on `quantity`

@@ -2,6 +2,7 @@
 //! action. Merchants are bound by the state rules only, not by the portal policy.
 
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
+use tenure_app::dto::InMode;
 use tenure_domain::ids::{CustomerTag, PlanTag, ScheduledChangeTag, SubscriptionTag};
 use tenure_store::repo::subscriptions::SubscriptionFilter;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -39,7 +40,11 @@ async fn render(
     outcome: &ActionOutcome,
 ) -> ApiResult<HttpResponse> {
     let view = svc::merchant_outcome_view(&state.app, auth.0, outcome).await?;
-    Ok(ok_versioned(&view, outcome.subscription.updated_at))
+    Ok(ok_versioned(
+        auth.mode(),
+        &view,
+        outcome.subscription.updated_at,
+    ))
 }
 
 /// Subscribe a customer to a plan. The plan must be active and of an active product;
@@ -73,7 +78,7 @@ async fn create_subscription(
     )
     .await?;
     let view = svc::merchant_view(&state.app, auth.0, &s).await?;
-    Ok(created(&view, s.updated_at))
+    Ok(created(auth.mode(), &view, s.updated_at))
 }
 
 /// List subscriptions, newest first, optionally filtered by status, customer or plan.
@@ -108,11 +113,14 @@ async fn list_subscriptions(
     } else {
         None
     };
-    Ok(HttpResponse::Ok().json(ListResponse {
-        data: views,
-        has_more: subs.has_more,
-        next_cursor,
-    }))
+    Ok(HttpResponse::Ok().json(
+        ListResponse {
+            data: views,
+            has_more: subs.has_more,
+            next_cursor,
+        }
+        .in_mode(auth.mode()),
+    ))
 }
 
 /// Get a subscription.
@@ -127,7 +135,7 @@ async fn get_subscription(
     let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
     let s = svc::get(&state.app, Scope::merchant(auth.0), id).await?;
     let view = svc::merchant_view(&state.app, auth.0, &s).await?;
-    Ok(ok_versioned(&view, s.updated_at))
+    Ok(ok_versioned(auth.mode(), &view, s.updated_at))
 }
 
 async fn run(
@@ -210,7 +218,7 @@ async fn preview_plan_change(
     let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
     let plan = parse_field_id::<PlanTag>(&body.0.plan_id, "plan_id")?;
     let preview = svc::preview_plan_change(&state.app, Scope::merchant(auth.0), id, plan).await?;
-    Ok(HttpResponse::Ok().json(preview))
+    Ok(HttpResponse::Ok().json(InMode::new(auth.mode(), preview)))
 }
 
 /// Change plan: upgrades apply now with proration, downgrades at period end (a
@@ -247,7 +255,7 @@ async fn preview_quantity_change(
     let preview =
         svc::preview_quantity_change(&state.app, Scope::merchant(auth.0), id, body.0.quantity)
             .await?;
-    Ok(HttpResponse::Ok().json(preview))
+    Ok(HttpResponse::Ok().json(InMode::new(auth.mode(), preview)))
 }
 
 /// Change the quantity within the product's limits (422 `validation_failed` on `quantity`

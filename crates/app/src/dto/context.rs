@@ -226,9 +226,19 @@ pub struct AddTag {
 
 /// The merchant's segment settings.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 #[schema(example = json!({"high_ltv_thresholds": [{"amount": 50000, "currency": "EUR"}, {"amount": 50000, "currency": "USD"}]}))]
 pub struct SegmentSettingsDto {
+    /// A customer is `high_ltv` when the net lifetime value in one of these currencies
+    /// reaches the threshold of that currency. One entry per currency.
+    pub high_ltv_thresholds: Vec<MoneyDto>,
+}
+
+/// The merchant's segment settings, replaced (a request apart from the response, which
+/// also says its `livemode`).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"high_ltv_thresholds": [{"amount": 50000, "currency": "EUR"}, {"amount": 50000, "currency": "USD"}]}))]
+pub struct PutSegmentSettings {
     /// A customer is `high_ltv` when the net lifetime value in one of these currencies
     /// reaches the threshold of that currency. One entry per currency.
     pub high_ltv_thresholds: Vec<MoneyDto>,

@@ -41,4 +41,4 @@ pub mod support;
 pub mod timestamps;
 pub mod webhooks;
 
-pub use common::{ListParams, ListResponse, MoneyDto};
+pub use common::{InMode, ListParams, ListResponse, MoneyDto};

@@ -698,7 +698,7 @@ export const getMetrics = <ThrowOnError extends boolean = true>(options?: Option
 });
 
 /**
- * List merchants, newest first.
+ * List merchants (each account's test and live tenants), newest first.
  */
 export const listMerchants = <ThrowOnError extends boolean = true>(options?: Options<ListMerchantsData, ThrowOnError>) => (options?.client ?? client).get<ListMerchantsResponses, ListMerchantsErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -707,8 +707,9 @@ export const listMerchants = <ThrowOnError extends boolean = true>(options?: Opt
 });
 
 /**
- * Create a merchant with its first secret key (unrestricted), shown in this response
- * only.
+ * Create a merchant account: its test tenant with its first `sk_test_` key, and its live
+ * tenant (`live`) with its first `sk_live_` key, both unrestricted and shown in this
+ * response only.
  */
 export const createMerchant = <ThrowOnError extends boolean = true>(options: Options<CreateMerchantData, ThrowOnError>) => (options.client ?? client).post<CreateMerchantResponses, CreateMerchantErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],

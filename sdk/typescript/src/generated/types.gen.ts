@@ -506,11 +506,22 @@ export type CreatedApiKeyDto = ApiKeyDto & {
 };
 
 /**
- * A merchant just created, with its first (unrestricted) secret key, shown this once.
+ * A merchant account just created: its test tenant with its first `sk_test_` key, and
+ * in `live` its live tenant with its first `sk_live_` key, each shown this once.
  */
-export type CreatedMerchantDto = MerchantDto & {
+export type CreatedMerchantDto = CreatedTenantDto & {
     /**
-     * The merchant's first secret key, unrestricted. Store it now.
+     * The live tenant.
+     */
+    live: CreatedTenantDto;
+};
+
+/**
+ * A tenant just created, with its first (unrestricted) secret key, shown this once.
+ */
+export type CreatedTenantDto = MerchantDto & {
+    /**
+     * The tenant's first secret key, unrestricted. Store it now.
      */
     secret_key: string;
     /**
@@ -1121,7 +1132,7 @@ export type LineKindDto = 'plan' | 'proration' | 'discount';
  * A page of a list, newest first.
  */
 export type ListResponseApiKeyDto = {
-    data: Array<ApiKeyDto>;
+    data: Array<ApiKeyDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1136,7 +1147,7 @@ export type ListResponseApiKeyDto = {
  * A page of a list, newest first.
  */
 export type ListResponseAuditEventDto = {
-    data: Array<AuditEventDto>;
+    data: Array<AuditEventDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1151,7 +1162,7 @@ export type ListResponseAuditEventDto = {
  * A page of a list, newest first.
  */
 export type ListResponseCancellationRequestDto = {
-    data: Array<CancellationRequestDto>;
+    data: Array<CancellationRequestDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1166,7 +1177,7 @@ export type ListResponseCancellationRequestDto = {
  * A page of a list, newest first.
  */
 export type ListResponseCustomerDto = {
-    data: Array<CustomerDto>;
+    data: Array<CustomerDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1181,7 +1192,7 @@ export type ListResponseCustomerDto = {
  * A page of a list, newest first.
  */
 export type ListResponseEventDto = {
-    data: Array<EventDto>;
+    data: Array<EventDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1196,7 +1207,7 @@ export type ListResponseEventDto = {
  * A page of a list, newest first.
  */
 export type ListResponseInvoiceDto = {
-    data: Array<InvoiceDto>;
+    data: Array<InvoiceDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1226,7 +1237,7 @@ export type ListResponseMerchantDto = {
  * A page of a list, newest first.
  */
 export type ListResponsePaymentDto = {
-    data: Array<PaymentDto>;
+    data: Array<PaymentDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1241,7 +1252,7 @@ export type ListResponsePaymentDto = {
  * A page of a list, newest first.
  */
 export type ListResponsePlanDto = {
-    data: Array<PlanDto>;
+    data: Array<PlanDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1256,7 +1267,7 @@ export type ListResponsePlanDto = {
  * A page of a list, newest first.
  */
 export type ListResponsePortalSubscriptionDto = {
-    data: Array<PortalSubscriptionDto>;
+    data: Array<PortalSubscriptionDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1271,7 +1282,7 @@ export type ListResponsePortalSubscriptionDto = {
  * A page of a list, newest first.
  */
 export type ListResponseProductDto = {
-    data: Array<ProductDto>;
+    data: Array<ProductDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1286,7 +1297,7 @@ export type ListResponseProductDto = {
  * A page of a list, newest first.
  */
 export type ListResponseRetentionOfferDto = {
-    data: Array<RetentionOfferDto>;
+    data: Array<RetentionOfferDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1301,7 +1312,7 @@ export type ListResponseRetentionOfferDto = {
  * A page of a list, newest first.
  */
 export type ListResponseSubscriptionDto = {
-    data: Array<SubscriptionDto>;
+    data: Array<SubscriptionDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1316,7 +1327,7 @@ export type ListResponseSubscriptionDto = {
  * A page of a list, newest first.
  */
 export type ListResponseSupportTicketDto = {
-    data: Array<SupportTicketDto>;
+    data: Array<SupportTicketDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1331,7 +1342,7 @@ export type ListResponseSupportTicketDto = {
  * A page of a list, newest first.
  */
 export type ListResponseTimelineEntryDto = {
-    data: Array<TimelineEntryDto>;
+    data: Array<TimelineEntryDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1346,7 +1357,7 @@ export type ListResponseTimelineEntryDto = {
  * A page of a list, newest first.
  */
 export type ListResponseWebhookDeliveryDto = {
-    data: Array<WebhookDeliveryDto>;
+    data: Array<WebhookDeliveryDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1361,7 +1372,7 @@ export type ListResponseWebhookDeliveryDto = {
  * A page of a list, newest first.
  */
 export type ListResponseWebhookEndpointDto = {
-    data: Array<WebhookEndpointDto>;
+    data: Array<WebhookEndpointDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1373,6 +1384,13 @@ export type ListResponseWebhookEndpointDto = {
 };
 
 /**
+ * The mode of the tenant the credential reaches: true in live mode (sk_live_ keys and the sessions they mint), false in test mode
+ */
+export type Livemode = {
+    livemode: boolean;
+};
+
+/**
  * An LTV range (inclusive, minor units) in one currency; no LTV there counts as 0.
  */
 export type LtvRangeDto = {
@@ -1381,6 +1399,10 @@ export type LtvRangeDto = {
     max?: number | null;
 };
 
+/**
+ * One tenant of a merchant account: its test tenant or its live tenant, each with data
+ * of its own and keys of its mode (`sk_test_…`, `sk_live_…`).
+ */
 export type MerchantDto = {
     id: string;
     /**
@@ -1389,6 +1411,14 @@ export type MerchantDto = {
     object: string;
     name: string;
     created_at: string;
+    /**
+     * The account (`acct_…`) whose test or live tenant this is.
+     */
+    account_id: string;
+    /**
+     * Whether this is the account's live tenant.
+     */
+    livemode: boolean;
 };
 
 /**
@@ -1981,6 +2011,18 @@ export type PutGatewaySettings = {
      * secret key; handed to the frontend with setup intents and payments to confirm.
      */
     publishable_key?: string | null;
+};
+
+/**
+ * The merchant's segment settings, replaced (a request apart from the response, which
+ * also says its `livemode`).
+ */
+export type PutSegmentSettings = {
+    /**
+     * A customer is `high_ltv` when the net lifetime value in one of these currencies
+     * reaches the threshold of that currency. One entry per currency.
+     */
+    high_ltv_thresholds: Array<MoneyDto>;
 };
 
 /**
@@ -2821,7 +2863,7 @@ export type CreateApiKeyResponses = {
     /**
      * The new key, with its secret
      */
-    201: CreatedApiKeyDto;
+    201: CreatedApiKeyDto & Livemode;
 };
 
 export type CreateApiKeyResponse = CreateApiKeyResponses[keyof CreateApiKeyResponses];
@@ -2887,7 +2929,7 @@ export type GetApiKeyResponses = {
     /**
      * The key
      */
-    200: ApiKeyDto;
+    200: ApiKeyDto & Livemode;
 };
 
 export type GetApiKeyResponse = GetApiKeyResponses[keyof GetApiKeyResponses];
@@ -2971,7 +3013,7 @@ export type RevokeApiKeyResponses = {
     /**
      * The revoked key
      */
-    200: ApiKeyDto;
+    200: ApiKeyDto & Livemode;
 };
 
 export type RevokeApiKeyResponse = RevokeApiKeyResponses[keyof RevokeApiKeyResponses];
@@ -3059,7 +3101,7 @@ export type RollApiKeyResponses = {
     /**
      * The new key, with its secret
      */
-    201: CreatedApiKeyDto;
+    201: CreatedApiKeyDto & Livemode;
 };
 
 export type RollApiKeyResponse = RollApiKeyResponses[keyof RollApiKeyResponses];
@@ -3203,7 +3245,7 @@ export type GetBillingSettingsResponses = {
     /**
      * The billing settings
      */
-    200: BillingSettingsDto;
+    200: BillingSettingsDto & Livemode;
 };
 
 export type GetBillingSettingsResponse = GetBillingSettingsResponses[keyof GetBillingSettingsResponses];
@@ -3274,7 +3316,7 @@ export type PutBillingSettingsResponses = {
     /**
      * The new billing settings
      */
-    200: BillingSettingsDto;
+    200: BillingSettingsDto & Livemode;
 };
 
 export type PutBillingSettingsResponse = PutBillingSettingsResponses[keyof PutBillingSettingsResponses];
@@ -3416,7 +3458,7 @@ export type GetRequestResponses = {
     /**
      * The request
      */
-    200: CancellationRequestDto;
+    200: CancellationRequestDto & Livemode;
 };
 
 export type GetRequestResponse = GetRequestResponses[keyof GetRequestResponses];
@@ -3500,7 +3542,7 @@ export type ApproveRequestResponses = {
     /**
      * The approved request
      */
-    200: CancellationRequestDto;
+    200: CancellationRequestDto & Livemode;
 };
 
 export type ApproveRequestResponse = ApproveRequestResponses[keyof ApproveRequestResponses];
@@ -3588,7 +3630,7 @@ export type DeclineRequestResponses = {
     /**
      * The declined request
      */
-    200: CancellationRequestDto;
+    200: CancellationRequestDto & Livemode;
 };
 
 export type DeclineRequestResponse = DeclineRequestResponses[keyof DeclineRequestResponses];
@@ -3645,7 +3687,7 @@ export type GetCorsSettingsResponses = {
     /**
      * The CORS settings
      */
-    200: CorsSettingsDto;
+    200: CorsSettingsDto & Livemode;
 };
 
 export type GetCorsSettingsResponse = GetCorsSettingsResponses[keyof GetCorsSettingsResponses];
@@ -3716,7 +3758,7 @@ export type PutCorsSettingsResponses = {
     /**
      * The new CORS settings
      */
-    200: CorsSettingsDto;
+    200: CorsSettingsDto & Livemode;
 };
 
 export type PutCorsSettingsResponse = PutCorsSettingsResponses[keyof PutCorsSettingsResponses];
@@ -3795,7 +3837,7 @@ export type CreateCustomerSessionResponses = {
     /**
      * The session token
      */
-    201: CustomerSessionDto;
+    201: CustomerSessionDto & Livemode;
 };
 
 export type CreateCustomerSessionResponse = CreateCustomerSessionResponses[keyof CreateCustomerSessionResponses];
@@ -3957,7 +3999,7 @@ export type CreateCustomerResponses = {
     /**
      * The new customer
      */
-    201: CustomerDto;
+    201: CustomerDto & Livemode;
 };
 
 export type CreateCustomerResponse = CreateCustomerResponses[keyof CreateCustomerResponses];
@@ -4029,7 +4071,7 @@ export type GetCustomerResponses = {
     /**
      * The customer
      */
-    200: CustomerDto;
+    200: CustomerDto & Livemode;
 };
 
 export type GetCustomerResponse = GetCustomerResponses[keyof GetCustomerResponses];
@@ -4121,7 +4163,7 @@ export type UpdateCustomerResponses = {
     /**
      * The updated customer
      */
-    200: CustomerDto;
+    200: CustomerDto & Livemode;
 };
 
 export type UpdateCustomerResponse = UpdateCustomerResponses[keyof UpdateCustomerResponses];
@@ -4187,7 +4229,7 @@ export type GetContextResponses = {
     /**
      * The customer's context
      */
-    200: CustomerContextDto;
+    200: CustomerContextDto & Livemode;
 };
 
 export type GetContextResponse = GetContextResponses[keyof GetContextResponses];
@@ -4279,7 +4321,7 @@ export type EraseCustomerResponses = {
     /**
      * The erased customer
      */
-    200: CustomerDto;
+    200: CustomerDto & Livemode;
 };
 
 export type EraseCustomerResponse = EraseCustomerResponses[keyof EraseCustomerResponses];
@@ -4345,7 +4387,7 @@ export type ExportCustomerResponses = {
     /**
      * The export
      */
-    200: CustomerExportDto;
+    200: CustomerExportDto & Livemode;
 };
 
 export type ExportCustomerResponse = ExportCustomerResponses[keyof ExportCustomerResponses];
@@ -4433,7 +4475,7 @@ export type AddNoteResponses = {
     /**
      * The note as a timeline entry
      */
-    201: TimelineEntryDto;
+    201: TimelineEntryDto & Livemode;
 };
 
 export type AddNoteResponse = AddNoteResponses[keyof AddNoteResponses];
@@ -4499,7 +4541,7 @@ export type ListPaymentMethodsResponses = {
     /**
      * The customer's payment methods
      */
-    200: PaymentMethodList;
+    200: PaymentMethodList & Livemode;
 };
 
 export type ListPaymentMethodsResponse = ListPaymentMethodsResponses[keyof ListPaymentMethodsResponses];
@@ -4587,7 +4629,7 @@ export type AttachPaymentMethodResponses = {
     /**
      * The attached payment method
      */
-    201: PaymentMethodDto;
+    201: PaymentMethodDto & Livemode;
 };
 
 export type AttachPaymentMethodResponse = AttachPaymentMethodResponses[keyof AttachPaymentMethodResponses];
@@ -4667,7 +4709,7 @@ export type DetachPaymentMethodResponses = {
     /**
      * The removed payment method
      */
-    200: PaymentMethodDto;
+    200: PaymentMethodDto & Livemode;
 };
 
 export type DetachPaymentMethodResponse = DetachPaymentMethodResponses[keyof DetachPaymentMethodResponses];
@@ -4755,7 +4797,7 @@ export type SetDefaultPaymentMethodResponses = {
     /**
      * The new default payment method
      */
-    200: PaymentMethodDto;
+    200: PaymentMethodDto & Livemode;
 };
 
 export type SetDefaultPaymentMethodResponse = SetDefaultPaymentMethodResponses[keyof SetDefaultPaymentMethodResponses];
@@ -4851,7 +4893,7 @@ export type AddTagResponses = {
     /**
      * The customer
      */
-    200: CustomerDto;
+    200: CustomerDto & Livemode;
 };
 
 export type AddTagResponse = AddTagResponses[keyof AddTagResponses];
@@ -4939,7 +4981,7 @@ export type RemoveTagResponses = {
     /**
      * The customer
      */
-    200: CustomerDto;
+    200: CustomerDto & Livemode;
 };
 
 export type RemoveTagResponse = RemoveTagResponses[keyof RemoveTagResponses];
@@ -5072,7 +5114,7 @@ export type GetDunningPolicyResponses = {
     /**
      * The dunning policy
      */
-    200: DunningPolicyDto;
+    200: DunningPolicyDto & Livemode;
 };
 
 export type GetDunningPolicyResponse = GetDunningPolicyResponses[keyof GetDunningPolicyResponses];
@@ -5143,7 +5185,7 @@ export type PutDunningPolicyResponses = {
     /**
      * The new dunning policy
      */
-    200: DunningPolicyDto;
+    200: DunningPolicyDto & Livemode;
 };
 
 export type PutDunningPolicyResponse = PutDunningPolicyResponses[keyof PutDunningPolicyResponses];
@@ -5284,7 +5326,7 @@ export type GetEventResponses = {
     /**
      * The event
      */
-    200: EventDto;
+    200: EventDto & Livemode;
 };
 
 export type GetEventResponse = GetEventResponses[keyof GetEventResponses];
@@ -5372,7 +5414,7 @@ export type RedeliverEventResponses = {
     /**
      * Deliveries queued
      */
-    202: RedeliveryDto;
+    202: RedeliveryDto & Livemode;
 };
 
 export type RedeliverEventResponse = RedeliverEventResponses[keyof RedeliverEventResponses];
@@ -5528,7 +5570,7 @@ export type DeleteGatewaySettingsResponses = {
     /**
      * The settings now (the sandbox)
      */
-    200: GatewaySettingsDto;
+    200: GatewaySettingsDto & Livemode;
 };
 
 export type DeleteGatewaySettingsResponse = DeleteGatewaySettingsResponses[keyof DeleteGatewaySettingsResponses];
@@ -5585,7 +5627,7 @@ export type GetGatewaySettingsResponses = {
     /**
      * The gateway settings
      */
-    200: GatewaySettingsDto;
+    200: GatewaySettingsDto & Livemode;
 };
 
 export type GetGatewaySettingsResponse = GetGatewaySettingsResponses[keyof GetGatewaySettingsResponses];
@@ -5656,7 +5698,7 @@ export type PutGatewaySettingsResponses = {
     /**
      * The new gateway settings
      */
-    200: GatewaySettingsDto;
+    200: GatewaySettingsDto & Livemode;
 };
 
 export type PutGatewaySettingsResponse = PutGatewaySettingsResponses[keyof PutGatewaySettingsResponses];
@@ -5713,7 +5755,7 @@ export type ListIdentityProvidersResponses = {
     /**
      * Every registered provider
      */
-    200: Array<IdentityProviderDto>;
+    200: Array<IdentityProviderDto & Livemode>;
 };
 
 export type ListIdentityProvidersResponse = ListIdentityProvidersResponses[keyof ListIdentityProvidersResponses];
@@ -5792,7 +5834,7 @@ export type CreateIdentityProviderResponses = {
     /**
      * The registered provider
      */
-    201: IdentityProviderDto;
+    201: IdentityProviderDto & Livemode;
 };
 
 export type CreateIdentityProviderResponse = CreateIdentityProviderResponses[keyof CreateIdentityProviderResponses];
@@ -6017,7 +6059,7 @@ export type GetInvoiceResponses = {
     /**
      * The invoice
      */
-    200: InvoiceDto;
+    200: InvoiceDto & Livemode;
 };
 
 export type GetInvoiceResponse = GetInvoiceResponses[keyof GetInvoiceResponses];
@@ -6101,7 +6143,7 @@ export type MarkInvoiceUncollectibleResponses = {
     /**
      * The invoice, uncollectible
      */
-    200: InvoiceDto;
+    200: InvoiceDto & Livemode;
 };
 
 export type MarkInvoiceUncollectibleResponse = MarkInvoiceUncollectibleResponses[keyof MarkInvoiceUncollectibleResponses];
@@ -6189,7 +6231,7 @@ export type PayInvoiceResponses = {
     /**
      * The invoice, paid
      */
-    200: InvoiceDto;
+    200: InvoiceDto & Livemode;
 };
 
 export type PayInvoiceResponse = PayInvoiceResponses[keyof PayInvoiceResponses];
@@ -6277,7 +6319,7 @@ export type RefundInvoiceResponses = {
     /**
      * The refund and the invoice after it
      */
-    201: RefundResult;
+    201: RefundResult & Livemode;
 };
 
 export type RefundInvoiceResponse = RefundInvoiceResponses[keyof RefundInvoiceResponses];
@@ -6361,7 +6403,7 @@ export type VoidInvoiceResponses = {
     /**
      * The invoice, void
      */
-    200: InvoiceDto;
+    200: InvoiceDto & Livemode;
 };
 
 export type VoidInvoiceResponse = VoidInvoiceResponses[keyof VoidInvoiceResponses];
@@ -6428,7 +6470,7 @@ export type GetMetricsResponses = {
     /**
      * The metrics of the period
      */
-    200: MetricsDto;
+    200: MetricsDto & Livemode;
 };
 
 export type GetMetricsResponse = GetMetricsResponses[keyof GetMetricsResponses];
@@ -6795,7 +6837,7 @@ export type CreatePlanResponses = {
     /**
      * The new plan
      */
-    201: PlanDto;
+    201: PlanDto & Livemode;
 };
 
 export type CreatePlanResponse = CreatePlanResponses[keyof CreatePlanResponses];
@@ -6867,7 +6909,7 @@ export type GetPlanResponses = {
     /**
      * The plan
      */
-    200: PlanDto;
+    200: PlanDto & Livemode;
 };
 
 export type GetPlanResponse = GetPlanResponses[keyof GetPlanResponses];
@@ -6955,7 +6997,7 @@ export type UpdatePlanResponses = {
     /**
      * The updated plan
      */
-    200: PlanDto;
+    200: PlanDto & Livemode;
 };
 
 export type UpdatePlanResponse = UpdatePlanResponses[keyof UpdatePlanResponses];
@@ -7047,7 +7089,7 @@ export type ArchivePlanResponses = {
     /**
      * The archived plan
      */
-    200: PlanDto;
+    200: PlanDto & Livemode;
 };
 
 export type ArchivePlanResponse = ArchivePlanResponses[keyof ArchivePlanResponses];
@@ -7113,7 +7155,7 @@ export type PortalGetRequestResponses = {
     /**
      * The request
      */
-    200: CancellationRequestDto;
+    200: CancellationRequestDto & Livemode;
 };
 
 export type PortalGetRequestResponse = PortalGetRequestResponses[keyof PortalGetRequestResponses];
@@ -7179,7 +7221,7 @@ export type PresentedOffersResponses = {
     /**
      * The open offers
      */
-    200: PresentedOffersDto;
+    200: PresentedOffersDto & Livemode;
 };
 
 export type PresentedOffersResponse = PresentedOffersResponses[keyof PresentedOffersResponses];
@@ -7263,7 +7305,7 @@ export type AcceptOfferResponses = {
     /**
      * The subscription, the withdrawn request and what was applied
      */
-    200: OfferAcceptedDto;
+    200: OfferAcceptedDto & Livemode;
 };
 
 export type AcceptOfferResponse = AcceptOfferResponses[keyof AcceptOfferResponses];
@@ -7347,7 +7389,7 @@ export type DeclineOfferResponses = {
     /**
      * The declined offer
      */
-    200: PresentedOfferDto;
+    200: PresentedOfferDto & Livemode;
 };
 
 export type DeclineOfferResponse = DeclineOfferResponses[keyof DeclineOfferResponses];
@@ -7427,7 +7469,7 @@ export type WithdrawCancellationRequestResponses = {
     /**
      * The subscription and the withdrawn request
      */
-    200: PortalCancelResult;
+    200: PortalCancelResult & Livemode;
 };
 
 export type WithdrawCancellationRequestResponse = WithdrawCancellationRequestResponses[keyof WithdrawCancellationRequestResponses];
@@ -7576,7 +7618,7 @@ export type PortalGetInvoiceResponses = {
     /**
      * The invoice
      */
-    200: InvoiceDto;
+    200: InvoiceDto & Livemode;
 };
 
 export type PortalGetInvoiceResponse = PortalGetInvoiceResponses[keyof PortalGetInvoiceResponses];
@@ -7660,11 +7702,11 @@ export type PortalPayInvoiceResponses = {
     /**
      * The invoice, paid
      */
-    200: InvoiceDto;
+    200: InvoiceDto & Livemode;
     /**
      * The payment waits for the customer's authentication
      */
-    202: PaymentActionDto;
+    202: PaymentActionDto & Livemode;
 };
 
 export type PortalPayInvoiceResponse = PortalPayInvoiceResponses[keyof PortalPayInvoiceResponses];
@@ -7721,7 +7763,7 @@ export type MeResponses = {
     /**
      * The customer behind the token
      */
-    200: PortalMeDto;
+    200: PortalMeDto & Livemode;
 };
 
 export type MeResponse = MeResponses[keyof MeResponses];
@@ -7778,7 +7820,7 @@ export type PortalListPaymentMethodsResponses = {
     /**
      * Payment methods
      */
-    200: PaymentMethodList;
+    200: PaymentMethodList & Livemode;
 };
 
 export type PortalListPaymentMethodsResponse = PortalListPaymentMethodsResponses[keyof PortalListPaymentMethodsResponses];
@@ -7853,7 +7895,7 @@ export type PortalAttachPaymentMethodResponses = {
     /**
      * The attached payment method
      */
-    201: PaymentMethodDto;
+    201: PaymentMethodDto & Livemode;
 };
 
 export type PortalAttachPaymentMethodResponse = PortalAttachPaymentMethodResponses[keyof PortalAttachPaymentMethodResponses];
@@ -7923,7 +7965,7 @@ export type PortalDetachPaymentMethodResponses = {
     /**
      * The removed payment method
      */
-    200: PaymentMethodDto;
+    200: PaymentMethodDto & Livemode;
 };
 
 export type PortalDetachPaymentMethodResponse = PortalDetachPaymentMethodResponses[keyof PortalDetachPaymentMethodResponses];
@@ -8003,7 +8045,7 @@ export type PortalSetDefaultPaymentMethodResponses = {
     /**
      * The new default payment method
      */
-    200: PaymentMethodDto;
+    200: PaymentMethodDto & Livemode;
 };
 
 export type PortalSetDefaultPaymentMethodResponse = PortalSetDefaultPaymentMethodResponses[keyof PortalSetDefaultPaymentMethodResponses];
@@ -8127,7 +8169,7 @@ export type PlansResponses = {
     /**
      * Active plans of active products
      */
-    200: Array<PortalPlanDto>;
+    200: Array<PortalPlanDto & Livemode>;
 };
 
 export type PlansResponse = PlansResponses[keyof PlansResponses];
@@ -8198,7 +8240,7 @@ export type PortalCreateSetupIntentResponses = {
     /**
      * The setup intent to confirm
      */
-    201: SetupIntentDto;
+    201: SetupIntentDto & Livemode;
 };
 
 export type PortalCreateSetupIntentResponse = PortalCreateSetupIntentResponses[keyof PortalCreateSetupIntentResponses];
@@ -8341,7 +8383,7 @@ export type SubscribeResponses = {
     /**
      * The new subscription
      */
-    201: PortalSubscriptionDto;
+    201: PortalSubscriptionDto & Livemode;
 };
 
 export type SubscribeResponse = SubscribeResponses[keyof SubscribeResponses];
@@ -8413,7 +8455,7 @@ export type PortalGetSubscriptionResponses = {
     /**
      * The subscription
      */
-    200: PortalSubscriptionDto;
+    200: PortalSubscriptionDto & Livemode;
 };
 
 export type PortalGetSubscriptionResponse = PortalGetSubscriptionResponses[keyof PortalGetSubscriptionResponses];
@@ -8505,7 +8547,7 @@ export type PortalCancelSubscriptionResponses = {
     /**
      * The subscription and, in request mode, the request
      */
-    200: PortalCancelResult;
+    200: PortalCancelResult & Livemode;
 };
 
 export type PortalCancelSubscriptionResponse = PortalCancelSubscriptionResponses[keyof PortalCancelSubscriptionResponses];
@@ -8597,7 +8639,7 @@ export type PortalChangePlanResponses = {
     /**
      * The subscription
      */
-    200: PortalSubscriptionDto;
+    200: PortalSubscriptionDto & Livemode;
 };
 
 export type PortalChangePlanResponse = PortalChangePlanResponses[keyof PortalChangePlanResponses];
@@ -8681,7 +8723,7 @@ export type PortalPreviewPlanChangeResponses = {
     /**
      * The preview
      */
-    200: PlanChangePreviewDto;
+    200: PlanChangePreviewDto & Livemode;
 };
 
 export type PortalPreviewPlanChangeResponse = PortalPreviewPlanChangeResponses[keyof PortalPreviewPlanChangeResponses];
@@ -8773,7 +8815,7 @@ export type PortalChangeQuantityResponses = {
     /**
      * The subscription
      */
-    200: PortalSubscriptionDto;
+    200: PortalSubscriptionDto & Livemode;
 };
 
 export type PortalChangeQuantityResponse = PortalChangeQuantityResponses[keyof PortalChangeQuantityResponses];
@@ -8857,7 +8899,7 @@ export type PortalPreviewQuantityChangeResponses = {
     /**
      * The preview
      */
-    200: QuantityChangePreviewDto;
+    200: QuantityChangePreviewDto & Livemode;
 };
 
 export type PortalPreviewQuantityChangeResponse = PortalPreviewQuantityChangeResponses[keyof PortalPreviewQuantityChangeResponses];
@@ -8949,7 +8991,7 @@ export type PortalPauseSubscriptionResponses = {
     /**
      * The subscription
      */
-    200: PortalSubscriptionDto;
+    200: PortalSubscriptionDto & Livemode;
 };
 
 export type PortalPauseSubscriptionResponse = PortalPauseSubscriptionResponses[keyof PortalPauseSubscriptionResponses];
@@ -9037,7 +9079,7 @@ export type PortalResumeSubscriptionResponses = {
     /**
      * The subscription
      */
-    200: PortalSubscriptionDto;
+    200: PortalSubscriptionDto & Livemode;
 };
 
 export type PortalResumeSubscriptionResponse = PortalResumeSubscriptionResponses[keyof PortalResumeSubscriptionResponses];
@@ -9121,7 +9163,7 @@ export type PortalRemoveScheduledChangeResponses = {
     /**
      * The subscription
      */
-    200: PortalSubscriptionDto;
+    200: PortalSubscriptionDto & Livemode;
 };
 
 export type PortalRemoveScheduledChangeResponse = PortalRemoveScheduledChangeResponses[keyof PortalRemoveScheduledChangeResponses];
@@ -9191,7 +9233,7 @@ export type PortalUpcomingInvoiceResponses = {
     /**
      * The upcoming invoice
      */
-    200: UpcomingInvoiceDto;
+    200: UpcomingInvoiceDto & Livemode;
 };
 
 export type PortalUpcomingInvoiceResponse = PortalUpcomingInvoiceResponses[keyof PortalUpcomingInvoiceResponses];
@@ -9324,7 +9366,7 @@ export type PortalGetTicketResponses = {
     /**
      * The ticket
      */
-    200: SupportTicketDto;
+    200: SupportTicketDto & Livemode;
 };
 
 export type PortalGetTicketResponse = PortalGetTicketResponses[keyof PortalGetTicketResponses];
@@ -9408,7 +9450,7 @@ export type PortalReplyToTicketResponses = {
     /**
      * The ticket with the reply
      */
-    201: SupportTicketDto;
+    201: SupportTicketDto & Livemode;
 };
 
 export type PortalReplyToTicketResponse = PortalReplyToTicketResponses[keyof PortalReplyToTicketResponses];
@@ -9558,7 +9600,7 @@ export type CreateProductResponses = {
     /**
      * The new product
      */
-    201: ProductDto;
+    201: ProductDto & Livemode;
 };
 
 export type CreateProductResponse = CreateProductResponses[keyof CreateProductResponses];
@@ -9630,7 +9672,7 @@ export type GetProductResponses = {
     /**
      * The product
      */
-    200: ProductDto;
+    200: ProductDto & Livemode;
 };
 
 export type GetProductResponse = GetProductResponses[keyof GetProductResponses];
@@ -9718,7 +9760,7 @@ export type UpdateProductResponses = {
     /**
      * The updated product
      */
-    200: ProductDto;
+    200: ProductDto & Livemode;
 };
 
 export type UpdateProductResponse = UpdateProductResponses[keyof UpdateProductResponses];
@@ -9810,7 +9852,7 @@ export type ArchiveProductResponses = {
     /**
      * The archived product
      */
-    200: ProductDto;
+    200: ProductDto & Livemode;
 };
 
 export type ArchiveProductResponse = ArchiveProductResponses[keyof ArchiveProductResponses];
@@ -9960,7 +10002,7 @@ export type CreateOfferResponses = {
     /**
      * The new offer
      */
-    201: RetentionOfferDto;
+    201: RetentionOfferDto & Livemode;
 };
 
 export type CreateOfferResponse = CreateOfferResponses[keyof CreateOfferResponses];
@@ -10040,7 +10082,7 @@ export type DeactivateOfferResponses = {
     /**
      * The deactivated offer
      */
-    200: RetentionOfferDto;
+    200: RetentionOfferDto & Livemode;
 };
 
 export type DeactivateOfferResponse = DeactivateOfferResponses[keyof DeactivateOfferResponses];
@@ -10112,7 +10154,7 @@ export type GetOfferResponses = {
     /**
      * The offer
      */
-    200: RetentionOfferDto;
+    200: RetentionOfferDto & Livemode;
 };
 
 export type GetOfferResponse = GetOfferResponses[keyof GetOfferResponses];
@@ -10200,7 +10242,7 @@ export type UpdateOfferResponses = {
     /**
      * The updated offer
      */
-    200: RetentionOfferDto;
+    200: RetentionOfferDto & Livemode;
 };
 
 export type UpdateOfferResponse = UpdateOfferResponses[keyof UpdateOfferResponses];
@@ -10257,13 +10299,13 @@ export type GetSegmentSettingsResponses = {
     /**
      * The settings
      */
-    200: SegmentSettingsDto;
+    200: SegmentSettingsDto & Livemode;
 };
 
 export type GetSegmentSettingsResponse = GetSegmentSettingsResponses[keyof GetSegmentSettingsResponses];
 
 export type PutSegmentSettingsData = {
-    body: SegmentSettingsDto;
+    body: PutSegmentSettings;
     headers?: {
         /**
          * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
@@ -10332,7 +10374,7 @@ export type PutSegmentSettingsResponses = {
     /**
      * The settings
      */
-    200: SegmentSettingsDto;
+    200: SegmentSettingsDto & Livemode;
 };
 
 export type PutSegmentSettingsResponse = PutSegmentSettingsResponses[keyof PutSegmentSettingsResponses];
@@ -10487,7 +10529,7 @@ export type CreateSubscriptionResponses = {
     /**
      * The new subscription
      */
-    201: SubscriptionDto;
+    201: SubscriptionDto & Livemode;
 };
 
 export type CreateSubscriptionResponse = CreateSubscriptionResponses[keyof CreateSubscriptionResponses];
@@ -10559,7 +10601,7 @@ export type GetSubscriptionResponses = {
     /**
      * The subscription
      */
-    200: SubscriptionDto;
+    200: SubscriptionDto & Livemode;
 };
 
 export type GetSubscriptionResponse = GetSubscriptionResponses[keyof GetSubscriptionResponses];
@@ -10655,7 +10697,7 @@ export type CancelSubscriptionResponses = {
     /**
      * The subscription
      */
-    200: SubscriptionDto;
+    200: SubscriptionDto & Livemode;
 };
 
 export type CancelSubscriptionResponse = CancelSubscriptionResponses[keyof CancelSubscriptionResponses];
@@ -10751,7 +10793,7 @@ export type ChangePlanResponses = {
     /**
      * The subscription
      */
-    200: SubscriptionDto;
+    200: SubscriptionDto & Livemode;
 };
 
 export type ChangePlanResponse = ChangePlanResponses[keyof ChangePlanResponses];
@@ -10839,7 +10881,7 @@ export type PreviewPlanChangeResponses = {
     /**
      * The preview
      */
-    200: PlanChangePreviewDto;
+    200: PlanChangePreviewDto & Livemode;
 };
 
 export type PreviewPlanChangeResponse = PreviewPlanChangeResponses[keyof PreviewPlanChangeResponses];
@@ -10935,7 +10977,7 @@ export type ChangeQuantityResponses = {
     /**
      * The subscription
      */
-    200: SubscriptionDto;
+    200: SubscriptionDto & Livemode;
 };
 
 export type ChangeQuantityResponse = ChangeQuantityResponses[keyof ChangeQuantityResponses];
@@ -11023,7 +11065,7 @@ export type PreviewQuantityChangeResponses = {
     /**
      * The preview
      */
-    200: QuantityChangePreviewDto;
+    200: QuantityChangePreviewDto & Livemode;
 };
 
 export type PreviewQuantityChangeResponse = PreviewQuantityChangeResponses[keyof PreviewQuantityChangeResponses];
@@ -11119,7 +11161,7 @@ export type PauseSubscriptionResponses = {
     /**
      * The subscription
      */
-    200: SubscriptionDto;
+    200: SubscriptionDto & Livemode;
 };
 
 export type PauseSubscriptionResponse = PauseSubscriptionResponses[keyof PauseSubscriptionResponses];
@@ -11211,7 +11253,7 @@ export type ResumeSubscriptionResponses = {
     /**
      * The subscription
      */
-    200: SubscriptionDto;
+    200: SubscriptionDto & Livemode;
 };
 
 export type ResumeSubscriptionResponse = ResumeSubscriptionResponses[keyof ResumeSubscriptionResponses];
@@ -11299,7 +11341,7 @@ export type RemoveScheduledChangeResponses = {
     /**
      * The subscription
      */
-    200: SubscriptionDto;
+    200: SubscriptionDto & Livemode;
 };
 
 export type RemoveScheduledChangeResponse = RemoveScheduledChangeResponses[keyof RemoveScheduledChangeResponses];
@@ -11369,7 +11411,7 @@ export type UpcomingInvoiceResponses = {
     /**
      * The upcoming invoice
      */
-    200: UpcomingInvoiceDto;
+    200: UpcomingInvoiceDto & Livemode;
 };
 
 export type UpcomingInvoiceResponse = UpcomingInvoiceResponses[keyof UpcomingInvoiceResponses];
@@ -11507,7 +11549,7 @@ export type GetTicketResponses = {
     /**
      * The ticket
      */
-    200: SupportTicketDto;
+    200: SupportTicketDto & Livemode;
 };
 
 export type GetTicketResponse = GetTicketResponses[keyof GetTicketResponses];
@@ -11595,7 +11637,7 @@ export type ReplyToTicketResponses = {
     /**
      * The ticket with the reply
      */
-    201: SupportTicketDto;
+    201: SupportTicketDto & Livemode;
 };
 
 export type ReplyToTicketResponse = ReplyToTicketResponses[keyof ReplyToTicketResponses];
@@ -11741,7 +11783,7 @@ export type CreateEndpointResponses = {
     /**
      * The new endpoint, with its secret
      */
-    201: WebhookEndpointDto;
+    201: WebhookEndpointDto & Livemode;
 };
 
 export type CreateEndpointResponse = CreateEndpointResponses[keyof CreateEndpointResponses];
@@ -11813,7 +11855,7 @@ export type DeleteEndpointResponses = {
     /**
      * The endpoint is gone
      */
-    200: DeletedDto;
+    200: DeletedDto & Livemode;
 };
 
 export type DeleteEndpointResponse = DeleteEndpointResponses[keyof DeleteEndpointResponses];
@@ -11885,7 +11927,7 @@ export type GetEndpointResponses = {
     /**
      * The endpoint
      */
-    200: WebhookEndpointDto;
+    200: WebhookEndpointDto & Livemode;
 };
 
 export type GetEndpointResponse = GetEndpointResponses[keyof GetEndpointResponses];
@@ -11973,7 +12015,7 @@ export type UpdateEndpointResponses = {
     /**
      * The updated endpoint
      */
-    200: WebhookEndpointDto;
+    200: WebhookEndpointDto & Livemode;
 };
 
 export type UpdateEndpointResponse = UpdateEndpointResponses[keyof UpdateEndpointResponses];
@@ -12141,7 +12183,7 @@ export type RedeliverRangeResponses = {
     /**
      * Deliveries queued
      */
-    202: RedeliveryDto;
+    202: RedeliveryDto & Livemode;
 };
 
 export type RedeliverRangeResponse = RedeliverRangeResponses[keyof RedeliverRangeResponses];
@@ -12237,7 +12279,7 @@ export type RotateSecretResponses = {
     /**
      * The endpoint with its new secret
      */
-    200: WebhookEndpointDto;
+    200: WebhookEndpointDto & Livemode;
 };
 
 export type RotateSecretResponse = RotateSecretResponses[keyof RotateSecretResponses];
