@@ -61,6 +61,12 @@ CREATE TABLE credit_notes (
 CREATE INDEX credit_notes_invoice ON credit_notes (merchant_id, invoice_id, id);
 CREATE INDEX credit_notes_customer ON credit_notes (merchant_id, customer_id, id);
 
+-- Invoices carry one-off lines and the customer balance they used before charging.
+ALTER TABLE invoice_lines
+    DROP CONSTRAINT invoice_lines_kind_check,
+    ADD CONSTRAINT invoice_lines_kind_check
+        CHECK (kind IN ('plan', 'proration', 'discount', 'one_off', 'customer_balance'));
+
 -- Pending items are prorations (written by plan and quantity changes) or one-off
 -- charges and credits a merchant or an agent adds; only the latter may be deleted.
 ALTER TABLE pending_invoice_items

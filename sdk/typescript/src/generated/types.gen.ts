@@ -20,6 +20,21 @@ export type AddTag = {
 };
 
 /**
+ * Grant (a positive amount) or debit (a negative one) a customer's credit balance. A
+ * grant is a goodwill credit: it is recorded as an override of kind `credit`.
+ */
+export type AdjustBalance = {
+    /**
+     * Signed minor units, not zero; in a currency the merchant has plans in.
+     */
+    amount: MoneyDto;
+    /**
+     * Why (required, 1–500 characters).
+     */
+    reason: string;
+};
+
+/**
  * A secret key as listed: never the secret itself.
  */
 export type ApiKeyDto = {
@@ -140,6 +155,46 @@ export type AvailableActionsDto = {
 };
 
 /**
+ * Where a balance change came from: `adjustment` (granted or debited through the
+ * API), `credit_note` (part of a paid invoice credited) or `invoice` (used up by an
+ * invoice before charging).
+ */
+export type BalanceSourceDto = 'adjustment' | 'credit_note' | 'invoice';
+
+/**
+ * One change of a customer's balance (the ledger's row).
+ */
+export type BalanceTransactionDto = {
+    id: string;
+    /**
+     * Always `customer_balance_transaction`.
+     */
+    object: string;
+    customer_id: string;
+    /**
+     * Positive: credit granted; negative: credit used or debited.
+     */
+    amount: MoneyDto;
+    /**
+     * The balance this change left.
+     */
+    balance_after: MoneyDto;
+    source: BalanceSourceDto;
+    reason: string;
+    /**
+     * The invoice that used the credit (`invoice`) or was credited (`credit_note`).
+     */
+    invoice_id?: string | null;
+    credit_note_id?: string | null;
+    /**
+     * The `Tenure-Agent` of the request (or its key's id when it named none); `null` for
+     * changes the billing engine made.
+     */
+    agent?: string | null;
+    created_at: string;
+};
+
+/**
  * Billing settings of the merchant.
  */
 export type BillingSettingsDto = {
@@ -200,6 +255,7 @@ export type CancelSubscription = {
      */
     cancel_at?: string | null;
     access?: AccessDto | null;
+    override?: OverrideRequest | null;
 };
 
 export type CancelTimingDto = 'now' | 'period_end';
@@ -334,6 +390,23 @@ export type CreateApiKey = {
     scopes?: Array<ScopeName> | null;
 };
 
+/**
+ * A credit note on a paid invoice.
+ */
+export type CreateCreditNote = {
+    /**
+     * Minor units of the invoice's currency: positive, at most what remains uncredited
+     * (`paid − refunded − credited`).
+     */
+    amount: number;
+    reason: CreditNoteReasonDto;
+    destination: CreditNoteDestinationDto;
+    /**
+     * A note for the customer or the books (at most 500 characters).
+     */
+    memo?: string | null;
+};
+
 export type CreateCustomer = {
     /**
      * The merchant's own id for this customer; unique per merchant.
@@ -378,6 +451,26 @@ export type CreateIdentityProvider = {
      * The claim holding the customer's `external_id` (default `sub`).
      */
     customer_claim?: string | null;
+};
+
+/**
+ * A one-off charge (positive) or credit (negative) for the subscription's next invoice,
+ * or invoiced and charged at once.
+ */
+export type CreateInvoiceItem = {
+    /**
+     * Signed minor units of the subscription's currency, not zero.
+     */
+    amount: number;
+    /**
+     * How the line reads on the invoice (1–500 characters).
+     */
+    description: string;
+    /**
+     * Invoice it now, alone, and charge the invoice at once (a charge only: a positive
+     * amount). Default: added to the next invoice.
+     */
+    invoice_now?: boolean;
 };
 
 export type CreateMerchant = {
@@ -520,6 +613,37 @@ export type CreatedMerchantDto = MerchantDto & {
 };
 
 /**
+ * Where a credit note's money goes: `refund` (back to the card through the gateway)
+ * or `balance` (the customer's credit balance in the invoice's currency).
+ */
+export type CreditNoteDestinationDto = 'refund' | 'balance';
+
+export type CreditNoteDto = {
+    id: string;
+    /**
+     * Always `credit_note`.
+     */
+    object: string;
+    invoice_id: string;
+    customer_id: string;
+    amount: MoneyDto;
+    reason: CreditNoteReasonDto;
+    memo?: string | null;
+    destination: CreditNoteDestinationDto;
+    /**
+     * The refund that carried it back to the card (`refund` only).
+     */
+    refund_id?: string | null;
+    agent?: string | null;
+    created_at: string;
+};
+
+/**
+ * Why a credit note was issued.
+ */
+export type CreditNoteReasonDto = 'duplicate' | 'fraudulent' | 'order_change' | 'product_unsatisfactory' | 'goodwill' | 'other';
+
+/**
  * An amount per currency: never summed across currencies.
  */
 export type CurrencyAmountDto = {
@@ -601,6 +725,34 @@ export type CurrentPlanDto = {
 };
 
 /**
+ * A customer's credit balance in one currency: what the next invoices in that currency
+ * draw on before charging.
+ */
+export type CustomerBalanceDto = {
+    /**
+     * Always `customer_balance`.
+     */
+    object: string;
+    customer_id: string;
+    /**
+     * Never negative.
+     */
+    balance: MoneyDto;
+    updated_at: string;
+};
+
+/**
+ * The customer's balances, one per currency it ever had credit in.
+ */
+export type CustomerBalancesDto = {
+    /**
+     * Always `list`.
+     */
+    object: string;
+    data: Array<CustomerBalanceDto>;
+};
+
+/**
  * Everything a merchant (or an agent on any channel) needs to know about a customer.
  */
 export type CustomerContextDto = {
@@ -631,6 +783,15 @@ export type CustomerContextDto = {
     pause_history: Array<LifecycleEntryDto>;
     tags: Array<Tag>;
     segments: Array<SegmentDto>;
+    /**
+     * The customer's credit balances, one per currency it ever had credit in.
+     */
+    credit_balances: Array<MoneyDto>;
+    /**
+     * What agents granted the customer beyond the default policy, the latest
+     * `CONTEXT_OVERRIDES` (10), newest first (all: `GET /v1/customers/{id}/overrides`).
+     */
+    overrides: Array<OverrideDto>;
     /**
      * Segments are computed on read, at this time.
      */
@@ -848,7 +1009,7 @@ export type EligibilityDto = {
 /**
  * An event type of the catalogue (docs/events.md), or `*` for every type, including ones added later
  */
-export type EnabledEvent = '*' | 'customer.created' | 'customer.updated' | 'customer.erased' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.access_ending' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled';
+export type EnabledEvent = '*' | 'customer.created' | 'customer.updated' | 'customer.erased' | 'customer.balance_changed' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.access_ending' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'invoice_item.created' | 'invoice_item.deleted' | 'credit_note.created' | 'override.created' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled';
 
 export type EventData = {
     /**
@@ -904,7 +1065,7 @@ export type EventRequestDto = {
 /**
  * An event type of the catalogue (docs/events.md)
  */
-export type EventType = 'customer.created' | 'customer.updated' | 'customer.erased' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.access_ending' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled';
+export type EventType = 'customer.created' | 'customer.updated' | 'customer.erased' | 'customer.balance_changed' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.access_ending' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'invoice_item.created' | 'invoice_item.deleted' | 'credit_note.created' | 'override.created' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled';
 
 export type ExportNoteDto = {
     id: string;
@@ -990,6 +1151,43 @@ export type GatewaySettingsDto = {
     updated_at?: string | null;
 };
 
+/**
+ * A one-off discount an agent grants a subscription as a goodwill gesture.
+ */
+export type GrantDiscount = {
+    /**
+     * 1–100 % off each invoice's subtotal; or give `amount`.
+     */
+    percent?: number | null;
+    amount?: MoneyDto | null;
+    /**
+     * How many invoices it applies to (1–120; default 1).
+     */
+    cycles?: number | null;
+    /**
+     * Why (required, 1–500 characters).
+     */
+    reason: string;
+};
+
+/**
+ * The overrides of one agent and kind in one currency (or without money).
+ */
+export type GrantedDto = {
+    agent: string;
+    kind: OverrideKindDto;
+    /**
+     * `null` for overrides without money (pauses, cancellations, plan changes, percent
+     * discounts).
+     */
+    currency?: string | null;
+    count: number;
+    /**
+     * Minor units granted in `currency`, exact; `null` without a currency.
+     */
+    amount?: number | null;
+};
+
 export type HealthDto = {
     status: HealthStatus;
 };
@@ -1034,14 +1232,22 @@ export type InvoiceDto = {
     currency: string;
     lines: Array<InvoiceLineDto>;
     /**
-     * Plan and proration lines.
+     * Plan, proration and one-off lines.
      */
     subtotal: MoneyDto;
     /**
      * Discount lines (zero or negative).
      */
     discount: MoneyDto;
+    /**
+     * `subtotal + discount`.
+     */
     total: MoneyDto;
+    /**
+     * The customer's credit balance the invoice used before charging (zero or
+     * negative): `amount_due = max(0, total + credit_applied)`.
+     */
+    credit_applied: MoneyDto;
     amount_due: MoneyDto;
     amount_paid: MoneyDto;
     amount_refunded: MoneyDto;
@@ -1065,6 +1271,29 @@ export type InvoiceDto = {
      * Refunds, oldest first (single-invoice responses only).
      */
     refunds?: Array<RefundDto> | null;
+};
+
+export type InvoiceItemDto = {
+    id: string;
+    /**
+     * Always `invoice_item`.
+     */
+    object: string;
+    subscription_id: string;
+    customer_id: string;
+    /**
+     * Positive: a charge; negative: a credit.
+     */
+    amount: MoneyDto;
+    description: string;
+    /**
+     * The invoice that took it; `null` while it waits for the next one (and may be
+     * deleted).
+     */
+    invoice_id?: string | null;
+    agent?: string | null;
+    created_at: string;
+    invoice?: InvoiceDto | null;
 };
 
 export type InvoiceLineDto = {
@@ -1113,9 +1342,10 @@ export type LifetimeValueDto = {
 };
 
 /**
- * `plan`, `proration` or `discount`.
+ * `plan`, `proration`, `discount`, `one_off` (a one-off charge or credit) or
+ * `customer_balance` (the customer's credit used before charging).
  */
-export type LineKindDto = 'plan' | 'proration' | 'discount';
+export type LineKindDto = 'plan' | 'proration' | 'discount' | 'one_off' | 'customer_balance';
 
 /**
  * A page of a list, newest first.
@@ -1150,8 +1380,38 @@ export type ListResponseAuditEventDto = {
 /**
  * A page of a list, newest first.
  */
+export type ListResponseBalanceTransactionDto = {
+    data: Array<BalanceTransactionDto>;
+    /**
+     * Whether another page follows.
+     */
+    has_more: boolean;
+    /**
+     * Pass as `starting_after` to get the next page; null on the last page.
+     */
+    next_cursor?: string | null;
+};
+
+/**
+ * A page of a list, newest first.
+ */
 export type ListResponseCancellationRequestDto = {
     data: Array<CancellationRequestDto>;
+    /**
+     * Whether another page follows.
+     */
+    has_more: boolean;
+    /**
+     * Pass as `starting_after` to get the next page; null on the last page.
+     */
+    next_cursor?: string | null;
+};
+
+/**
+ * A page of a list, newest first.
+ */
+export type ListResponseCreditNoteDto = {
+    data: Array<CreditNoteDto>;
     /**
      * Whether another page follows.
      */
@@ -1210,8 +1470,38 @@ export type ListResponseInvoiceDto = {
 /**
  * A page of a list, newest first.
  */
+export type ListResponseInvoiceItemDto = {
+    data: Array<InvoiceItemDto>;
+    /**
+     * Whether another page follows.
+     */
+    has_more: boolean;
+    /**
+     * Pass as `starting_after` to get the next page; null on the last page.
+     */
+    next_cursor?: string | null;
+};
+
+/**
+ * A page of a list, newest first.
+ */
 export type ListResponseMerchantDto = {
     data: Array<MerchantDto>;
+    /**
+     * Whether another page follows.
+     */
+    has_more: boolean;
+    /**
+     * Pass as `starting_after` to get the next page; null on the last page.
+     */
+    next_cursor?: string | null;
+};
+
+/**
+ * A page of a list, newest first.
+ */
+export type ListResponseOverrideDto = {
+    data: Array<OverrideDto>;
     /**
      * Whether another page follows.
      */
@@ -1381,6 +1671,14 @@ export type LtvRangeDto = {
     max?: number | null;
 };
 
+/**
+ * A merchant's plan change: [`ChangePlan`] and an agent's optional override.
+ */
+export type MerchantChangePlan = {
+    plan_id: string;
+    override?: OverrideRequest | null;
+};
+
 export type MerchantDto = {
     id: string;
     /**
@@ -1389,6 +1687,16 @@ export type MerchantDto = {
     object: string;
     name: string;
     created_at: string;
+};
+
+/**
+ * A merchant's pause: [`PauseSubscription`] and an agent's optional override.
+ */
+export type MerchantPauseSubscription = {
+    start?: PauseStartDto | null;
+    end?: PauseEndDto | null;
+    on_resume?: OnResumeDto | null;
+    override?: OverrideRequest | null;
 };
 
 /**
@@ -1484,6 +1792,55 @@ export type OfferStatsDto = {
 export type OnResumeDto = 'reset_anchor' | 'keep_anchor';
 
 export type OutcomeStatusDto = 'presented' | 'accepted' | 'declined';
+
+export type OverrideDto = {
+    id: string;
+    /**
+     * Always `override`.
+     */
+    object: string;
+    customer_id: string;
+    subscription_id?: string | null;
+    kind: OverrideKindDto;
+    reason: string;
+    /**
+     * The `Tenure-Agent` of the request, or its key's id (`key_…`) when it named none.
+     */
+    agent: string;
+    amount?: MoneyDto | null;
+    created_at: string;
+};
+
+/**
+ * What an override granted: a `credit` (goodwill balance grant), a `discount`, a
+ * `pause` beyond the policy's limit, a `cancel` without the notice period, a
+ * `plan_change` the policy does not offer.
+ */
+export type OverrideKindDto = 'credit' | 'discount' | 'pause' | 'cancel' | 'plan_change';
+
+/**
+ * What agents granted in a period, per agent, kind and currency.
+ */
+export type OverrideMetricsDto = {
+    /**
+     * Always `override_metrics`.
+     */
+    object: string;
+    from: string;
+    to: string;
+    granted: Array<GrantedDto>;
+};
+
+/**
+ * An agent's override of the default policy: `override: {"reason": …}` in a merchant
+ * request. The reason is required (422 without).
+ */
+export type OverrideRequest = {
+    /**
+     * Why the agent exceeds the policy (1–500 characters).
+     */
+    reason: string;
+};
 
 export type PauseActionDto = {
     /**
@@ -2409,7 +2766,7 @@ export type TimelineEntryKindDto = 'event' | 'note' | 'ticket_message';
 /**
  * The event type of an event (`subscription.paused`), `note` for a note or `ticket.message` for a ticket message
  */
-export type TimelineEntryType = 'customer.created' | 'customer.updated' | 'customer.erased' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.access_ending' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled' | 'note' | 'ticket.message';
+export type TimelineEntryType = 'customer.created' | 'customer.updated' | 'customer.erased' | 'customer.balance_changed' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.access_ending' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'invoice_item.created' | 'invoice_item.deleted' | 'credit_note.created' | 'override.created' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled' | 'note' | 'ticket.message';
 
 /**
  * The invoice the next renewal will create (a draft preview; nothing is stored).
@@ -2437,6 +2794,11 @@ export type UpcomingInvoiceDto = {
     subtotal: MoneyDto;
     discount: MoneyDto;
     total: MoneyDto;
+    /**
+     * The customer's credit balance as it stands now, used before charging (zero or
+     * negative); the renewal uses what the balance holds then.
+     */
+    credit_applied: MoneyDto;
     amount_due: MoneyDto;
 };
 
@@ -3721,6 +4083,143 @@ export type PutCorsSettingsResponses = {
 
 export type PutCorsSettingsResponse = PutCorsSettingsResponses[keyof PutCorsSettingsResponses];
 
+export type ListCreditNotesData = {
+    body?: never;
+    path?: never;
+    query?: {
+        /**
+         * How many items to return, 1 to 100 (default 20).
+         */
+        limit?: number;
+        /**
+         * The `next_cursor` of the previous page: the id of its last item. Empty means the
+         * first page, like leaving it out.
+         */
+        starting_after?: string;
+        /**
+         * Credit notes of this customer (cus_…).
+         */
+        customer_id?: string;
+    };
+    url: '/v1/credit_notes';
+};
+
+export type ListCreditNotesErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type ListCreditNotesError = ListCreditNotesErrors[keyof ListCreditNotesErrors];
+
+export type ListCreditNotesResponses = {
+    /**
+     * A page of credit notes
+     */
+    200: ListResponseCreditNoteDto;
+};
+
+export type ListCreditNotesResponse = ListCreditNotesResponses[keyof ListCreditNotesResponses];
+
+export type GetCreditNoteData = {
+    body?: never;
+    path: {
+        /**
+         * Credit note id (cn_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/credit_notes/{id}';
+};
+
+export type GetCreditNoteErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type GetCreditNoteError = GetCreditNoteErrors[keyof GetCreditNoteErrors];
+
+export type GetCreditNoteResponses = {
+    /**
+     * The credit note
+     */
+    200: CreditNoteDto;
+};
+
+export type GetCreditNoteResponse = GetCreditNoteResponses[keyof GetCreditNoteResponses];
+
 export type CreateCustomerSessionData = {
     body: CreateCustomerSession;
     headers?: {
@@ -4126,6 +4625,236 @@ export type UpdateCustomerResponses = {
 
 export type UpdateCustomerResponse = UpdateCustomerResponses[keyof UpdateCustomerResponses];
 
+export type ListBalanceTransactionsData = {
+    body?: never;
+    path: {
+        /**
+         * Customer id (cus_…)
+         */
+        id: string;
+    };
+    query?: {
+        /**
+         * How many items to return, 1 to 100 (default 20).
+         */
+        limit?: number;
+        /**
+         * The `next_cursor` of the previous page: the id of its last item. Empty means the
+         * first page, like leaving it out.
+         */
+        starting_after?: string;
+    };
+    url: '/v1/customers/{id}/balance_transactions';
+};
+
+export type ListBalanceTransactionsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type ListBalanceTransactionsError = ListBalanceTransactionsErrors[keyof ListBalanceTransactionsErrors];
+
+export type ListBalanceTransactionsResponses = {
+    /**
+     * A page of the ledger
+     */
+    200: ListResponseBalanceTransactionDto;
+};
+
+export type ListBalanceTransactionsResponse = ListBalanceTransactionsResponses[keyof ListBalanceTransactionsResponses];
+
+export type AdjustBalanceData = {
+    body: AdjustBalance;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
+         */
+        'Idempotency-Key'?: string;
+    };
+    path: {
+        /**
+         * Customer id (cus_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/customers/{id}/balance_transactions';
+};
+
+export type AdjustBalanceErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type AdjustBalanceError = AdjustBalanceErrors[keyof AdjustBalanceErrors];
+
+export type AdjustBalanceResponses = {
+    /**
+     * The ledger row
+     */
+    201: BalanceTransactionDto;
+};
+
+export type AdjustBalanceResponse = AdjustBalanceResponses[keyof AdjustBalanceResponses];
+
+export type GetBalancesData = {
+    body?: never;
+    path: {
+        /**
+         * Customer id (cus_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/customers/{id}/balances';
+};
+
+export type GetBalancesErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type GetBalancesError = GetBalancesErrors[keyof GetBalancesErrors];
+
+export type GetBalancesResponses = {
+    /**
+     * The balances
+     */
+    200: CustomerBalancesDto;
+};
+
+export type GetBalancesResponse = GetBalancesResponses[keyof GetBalancesResponses];
+
 export type GetContextData = {
     body?: never;
     path: {
@@ -4437,6 +5166,82 @@ export type AddNoteResponses = {
 };
 
 export type AddNoteResponse = AddNoteResponses[keyof AddNoteResponses];
+
+export type ListCustomerOverridesData = {
+    body?: never;
+    path: {
+        /**
+         * Customer id (cus_…)
+         */
+        id: string;
+    };
+    query?: {
+        /**
+         * How many items to return, 1 to 100 (default 20).
+         */
+        limit?: number;
+        /**
+         * The `next_cursor` of the previous page: the id of its last item. Empty means the
+         * first page, like leaving it out.
+         */
+        starting_after?: string;
+    };
+    url: '/v1/customers/{id}/overrides';
+};
+
+export type ListCustomerOverridesErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type ListCustomerOverridesError = ListCustomerOverridesErrors[keyof ListCustomerOverridesErrors];
+
+export type ListCustomerOverridesResponses = {
+    /**
+     * A page of overrides
+     */
+    200: ListResponseOverrideDto;
+};
+
+export type ListCustomerOverridesResponse = ListCustomerOverridesResponses[keyof ListCustomerOverridesResponses];
 
 export type ListPaymentMethodsData = {
     body?: never;
@@ -6022,6 +6827,160 @@ export type GetInvoiceResponses = {
 
 export type GetInvoiceResponse = GetInvoiceResponses[keyof GetInvoiceResponses];
 
+export type ListInvoiceCreditNotesData = {
+    body?: never;
+    path: {
+        /**
+         * Invoice id (inv_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/invoices/{id}/credit_notes';
+};
+
+export type ListInvoiceCreditNotesErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type ListInvoiceCreditNotesError = ListInvoiceCreditNotesErrors[keyof ListInvoiceCreditNotesErrors];
+
+export type ListInvoiceCreditNotesResponses = {
+    /**
+     * The credit notes
+     */
+    200: Array<CreditNoteDto>;
+};
+
+export type ListInvoiceCreditNotesResponse = ListInvoiceCreditNotesResponses[keyof ListInvoiceCreditNotesResponses];
+
+export type CreateCreditNoteData = {
+    body: CreateCreditNote;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
+         */
+        'Idempotency-Key'?: string;
+    };
+    path: {
+        /**
+         * Invoice id (inv_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/invoices/{id}/credit_notes';
+};
+
+export type CreateCreditNoteErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type CreateCreditNoteError = CreateCreditNoteErrors[keyof CreateCreditNoteErrors];
+
+export type CreateCreditNoteResponses = {
+    /**
+     * The credit note
+     */
+    201: CreditNoteDto;
+};
+
+export type CreateCreditNoteResponse = CreateCreditNoteResponses[keyof CreateCreditNoteResponses];
+
 export type MarkInvoiceUncollectibleData = {
     body?: never;
     headers?: {
@@ -6432,6 +7391,72 @@ export type GetMetricsResponses = {
 };
 
 export type GetMetricsResponse = GetMetricsResponses[keyof GetMetricsResponses];
+
+export type OverrideMetricsData = {
+    body?: never;
+    path?: never;
+    query?: {
+        /**
+         * Start of the period (RFC 3339; default: 30 days before `to`).
+         */
+        from?: string;
+        /**
+         * End of the period, exclusive (RFC 3339; default: now).
+         */
+        to?: string;
+    };
+    url: '/v1/metrics/overrides';
+};
+
+export type OverrideMetricsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type OverrideMetricsError = OverrideMetricsErrors[keyof OverrideMetricsErrors];
+
+export type OverrideMetricsResponses = {
+    /**
+     * What agents granted
+     */
+    200: OverrideMetricsDto;
+};
+
+export type OverrideMetricsResponse = OverrideMetricsResponses[keyof OverrideMetricsResponses];
 
 export type ListMerchantsData = {
     body?: never;
@@ -10661,7 +11686,7 @@ export type CancelSubscriptionResponses = {
 export type CancelSubscriptionResponse = CancelSubscriptionResponses[keyof CancelSubscriptionResponses];
 
 export type ChangePlanData = {
-    body: ChangePlan;
+    body: MerchantChangePlan;
     headers?: {
         /**
          * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
@@ -11028,8 +12053,340 @@ export type PreviewQuantityChangeResponses = {
 
 export type PreviewQuantityChangeResponse = PreviewQuantityChangeResponses[keyof PreviewQuantityChangeResponses];
 
+export type GrantDiscountData = {
+    body: GrantDiscount;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
+         */
+        'Idempotency-Key'?: string;
+    };
+    path: {
+        /**
+         * Subscription id (sub_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/subscriptions/{id}/discount_grants';
+};
+
+export type GrantDiscountErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type GrantDiscountError = GrantDiscountErrors[keyof GrantDiscountErrors];
+
+export type GrantDiscountResponses = {
+    /**
+     * The discount
+     */
+    201: SubscriptionDiscountDto;
+};
+
+export type GrantDiscountResponse = GrantDiscountResponses[keyof GrantDiscountResponses];
+
+export type ListInvoiceItemsData = {
+    body?: never;
+    path: {
+        /**
+         * Subscription id (sub_…)
+         */
+        id: string;
+    };
+    query?: {
+        /**
+         * How many items to return, 1 to 100 (default 20).
+         */
+        limit?: number;
+        /**
+         * The `next_cursor` of the previous page: the id of its last item. Empty means the
+         * first page, like leaving it out.
+         */
+        starting_after?: string;
+    };
+    url: '/v1/subscriptions/{id}/invoice_items';
+};
+
+export type ListInvoiceItemsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type ListInvoiceItemsError = ListInvoiceItemsErrors[keyof ListInvoiceItemsErrors];
+
+export type ListInvoiceItemsResponses = {
+    /**
+     * A page of items
+     */
+    200: ListResponseInvoiceItemDto;
+};
+
+export type ListInvoiceItemsResponse = ListInvoiceItemsResponses[keyof ListInvoiceItemsResponses];
+
+export type CreateInvoiceItemData = {
+    body: CreateInvoiceItem;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
+         */
+        'Idempotency-Key'?: string;
+    };
+    path: {
+        /**
+         * Subscription id (sub_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/subscriptions/{id}/invoice_items';
+};
+
+export type CreateInvoiceItemErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type CreateInvoiceItemError = CreateInvoiceItemErrors[keyof CreateInvoiceItemErrors];
+
+export type CreateInvoiceItemResponses = {
+    /**
+     * The item
+     */
+    201: InvoiceItemDto;
+};
+
+export type CreateInvoiceItemResponse = CreateInvoiceItemResponses[keyof CreateInvoiceItemResponses];
+
+export type DeleteInvoiceItemData = {
+    body?: never;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+    };
+    path: {
+        /**
+         * Subscription id (sub_…)
+         */
+        id: string;
+        /**
+         * Invoice item id (ii_…)
+         */
+        item_id: string;
+    };
+    query?: never;
+    url: '/v1/subscriptions/{id}/invoice_items/{item_id}';
+};
+
+export type DeleteInvoiceItemErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An invoice took the item (`invoice_item_invoiced`)
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type DeleteInvoiceItemError = DeleteInvoiceItemErrors[keyof DeleteInvoiceItemErrors];
+
+export type DeleteInvoiceItemResponses = {
+    /**
+     * The deleted item
+     */
+    200: InvoiceItemDto;
+};
+
+export type DeleteInvoiceItemResponse = DeleteInvoiceItemResponses[keyof DeleteInvoiceItemResponses];
+
 export type PauseSubscriptionData = {
-    body: PauseSubscription;
+    body: MerchantPauseSubscription;
     headers?: {
         /**
          * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
