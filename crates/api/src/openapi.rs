@@ -799,7 +799,13 @@ mod tests {
         );
         assert_eq!(
             values("InvoiceLineDto", "kind"),
-            ["plan", "proration", "discount"]
+            [
+                "plan",
+                "proration",
+                "discount",
+                "one_off",
+                "customer_balance"
+            ]
         );
         assert_eq!(
             values("WebhookDeliveryDto", "status"),
