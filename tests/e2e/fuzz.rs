@@ -514,7 +514,8 @@ impl World {
                 .id(),
             ("invoices", _) => {
                 let invoice = self.open_invoice().await;
-                if action == "refund" {
+                // Refunds and credit notes need a paid invoice.
+                if action == "refund" || action == "credit_notes" {
                     self.app
                         .post(&format!("/v1/invoices/{invoice}/pay"))
                         .bearer(&self.m.key)

@@ -45,6 +45,7 @@ application/problem+json with a stable `code`.",
         (name = "Payment methods", description = "Cards as gateway tokens; card numbers are refused everywhere"),
         (name = "Gateway", description = "The merchant's payment gateway (sandbox or Stripe) and the events Stripe sends"),
         (name = "Invoices", description = "Invoices, payment attempts and refunds"),
+        (name = "Credits", description = "Customer credit balances and their ledger, credit notes, one-off invoice items, goodwill discounts and agents' overrides"),
         (name = "Billing settings", description = "Dunning policy and upcoming-renewal notices"),
         (name = "Retention offers", description = "Offers shown to customers who start a cancellation, with eligibility rules and outcome counts"),
         (name = "Metrics", description = "Subscriber metrics of a period: MRR, churn, ARPU, LTV, pauses, reasons, save offers"),
@@ -900,7 +901,13 @@ mod tests {
         );
         assert_eq!(
             values("InvoiceLineDto", "kind"),
-            ["plan", "proration", "discount"]
+            [
+                "plan",
+                "proration",
+                "discount",
+                "one_off",
+                "customer_balance"
+            ]
         );
         assert_eq!(
             values("WebhookDeliveryDto", "status"),

@@ -34,6 +34,7 @@ pub mod gdpr;
 pub mod merchants;
 pub mod metrics;
 pub mod outbound;
+pub mod overrides;
 pub mod portal_terms;
 pub mod purge;
 pub mod rate_limits;

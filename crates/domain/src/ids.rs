@@ -67,6 +67,14 @@ typed_ids! {
     DiscountId => DiscountTag, "disc";
     /// An agent note on a customer.
     NoteId => NoteTag, "note";
+    /// A credit note: part of a paid invoice refunded or credited to the balance.
+    CreditNoteId => CreditNoteTag, "cn";
+    /// One change of a customer's credit balance (the ledger's row).
+    BalanceTransactionId => BalanceTransactionTag, "cbtx";
+    /// A one-off charge or credit for a subscription's next invoice.
+    InvoiceItemId => InvoiceItemTag, "ii";
+    /// An agent's override of the default policy, with its reason.
+    OverrideId => OverrideTag, "ovr";
 }
 
 /// Makes new ids: `CustomerId::generate()`. `TypeSafeId::new` draws everything below the

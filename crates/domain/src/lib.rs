@@ -17,6 +17,7 @@ pub mod ids;
 pub mod metrics;
 pub mod money;
 pub mod outbound;
+pub mod overrides;
 pub mod policy;
 pub mod rate_limit;
 pub mod retention;

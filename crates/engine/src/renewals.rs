@@ -41,10 +41,11 @@ use tenure_app::subscriptions::{apply_due_in_tx, persist_system};
 use tenure_app::{App, AppError, AppResult};
 use tenure_domain::billing::invoice::{self, InvoiceStatus};
 use tenure_domain::billing::period::Period;
-use tenure_domain::ids::{MerchantId, PlanId, SubscriptionId};
+use tenure_domain::ids::{CustomerId, MerchantId, PlanId, SubscriptionId};
 use tenure_domain::subscription::{Actor, SubscriptionEvent, SubscriptionStatus};
 use tenure_domain::time::{next_update_time, truncate_to_micros};
 use tenure_store::repo::catalog as catalog_repo;
+use tenure_store::repo::credits as credits_repo;
 use tenure_store::repo::discounts as discounts_repo;
 use tenure_store::repo::invoices::{self as invoices_repo, NewInvoice};
 use tenure_store::repo::pending_items as pending_repo;
@@ -222,8 +223,8 @@ async fn renew_batch(
 
 /// Saves the plain renewals of one merchant (see [`renew_batch`]). Returns how many were
 /// renewed and the subscriptions left for the one-by-one path: those with pending items
-/// or discounts, and zero invoices (paid at once), which are rare enough not to have a
-/// bulk form.
+/// or discounts, of a customer with credit, and zero invoices (paid at once), which are
+/// rare enough not to have a bulk form.
 async fn renew_plain(
     conn: &mut AsyncPgConnection,
     merchant: MerchantId,
@@ -241,11 +242,17 @@ async fn renew_plain(
             .into_iter()
             .map(|d| d.subscription_id),
     );
+    // A customer with credit: the invoice draws on it, which the one-by-one path does. A
+    // grant that commits after this read stays on the balance for the next invoice.
+    let customers: Vec<CustomerId> = renewals.iter().map(|r| r.after.customer_id).collect();
+    let with_credit = credits_repo::customers_with_credit(conn, merchant, &customers).await?;
     let mut plan_names: HashMap<PlanId, String> = HashMap::new();
     let mut kept = Vec::with_capacity(renewals.len());
     let mut one_by_one = Vec::new();
     for r in renewals {
-        if full_path.contains(&r.after.subscription.id) {
+        if full_path.contains(&r.after.subscription.id)
+            || with_credit.contains(&r.after.customer_id)
+        {
             one_by_one.push(r.after.subscription.id);
             continue;
         }

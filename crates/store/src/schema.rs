@@ -474,6 +474,8 @@ diesel::table! {
         period_end -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         invoice_id -> Nullable<Uuid>,
+        kind -> Text,
+        agent -> Nullable<Text>,
     }
 }
 
@@ -534,5 +536,67 @@ diesel::table! {
         key -> Text,
         tat_us -> Int8,
         allowed -> Bool,
+    }
+}
+
+// Customer credit balances, credit notes and agents' overrides (migration
+// 2026-12-07-150401_customer_credits).
+
+diesel::table! {
+    customer_balances (merchant_id, customer_id, currency) {
+        merchant_id -> Uuid,
+        customer_id -> Uuid,
+        currency -> Text,
+        balance -> Int8,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    customer_balance_transactions (merchant_id, id) {
+        merchant_id -> Uuid,
+        id -> Uuid,
+        customer_id -> Uuid,
+        currency -> Text,
+        amount -> Int8,
+        balance_after -> Int8,
+        source -> Text,
+        reason -> Text,
+        invoice_id -> Nullable<Uuid>,
+        credit_note_id -> Nullable<Uuid>,
+        agent -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    credit_notes (merchant_id, id) {
+        merchant_id -> Uuid,
+        id -> Uuid,
+        invoice_id -> Uuid,
+        customer_id -> Uuid,
+        amount -> Int8,
+        currency -> Text,
+        reason -> Text,
+        memo -> Nullable<Text>,
+        destination -> Text,
+        refund_id -> Nullable<Uuid>,
+        agent -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    agent_overrides (merchant_id, id) {
+        merchant_id -> Uuid,
+        id -> Uuid,
+        customer_id -> Uuid,
+        subscription_id -> Nullable<Uuid>,
+        kind -> Text,
+        reason -> Text,
+        agent -> Text,
+        amount -> Nullable<Int8>,
+        currency -> Nullable<Text>,
+        created_at -> Timestamptz,
     }
 }

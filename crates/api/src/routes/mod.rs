@@ -5,6 +5,7 @@ pub mod api_keys;
 pub mod billing;
 pub mod catalog;
 pub mod context;
+pub mod credits;
 pub mod customers;
 pub mod events;
 pub mod gateways;
@@ -52,6 +53,7 @@ pub fn configure_v1(cfg: &mut ServiceConfig) {
     .configure(events::configure)
     .configure(webhooks::configure)
     .configure(billing::configure)
+    .configure(credits::configure)
     .configure(gateways::configure)
     .configure(subscriptions::configure)
     .configure(support::configure)

@@ -13,9 +13,11 @@ use crate::error::ApiResult;
 use crate::extract::{Json, OptionalJson, Query};
 use crate::state::AppState;
 use tenure_app::dto::common::{parse_field_id, parse_id};
+use tenure_app::dto::credits::OverrideRequest;
 use tenure_app::dto::subscriptions::{
-    CancelSubscription, ChangePlan, ChangeQuantity, CreateSubscription, PauseSubscription,
-    PlanChangePreviewDto, QuantityChangePreviewDto, SubscriptionDto, SubscriptionFilterParams,
+    CancelSubscription, ChangePlan, ChangeQuantity, CreateSubscription, MerchantChangePlan,
+    MerchantPauseSubscription, PlanChangePreviewDto, QuantityChangePreviewDto, SubscriptionDto,
+    SubscriptionFilterParams,
 };
 use tenure_app::dto::{ListParams, ListResponse};
 use tenure_app::subscriptions::{self as svc, Action, ActionOutcome, Scope};
@@ -145,21 +147,37 @@ async fn run(
     id: &str,
     action: Action,
 ) -> ApiResult<HttpResponse> {
+    run_overriding(req, state, auth, id, action, None).await
+}
+
+/// [`run`] with an agent's optional override of the product's policy.
+async fn run_overriding(
+    req: &HttpRequest,
+    state: &AppState,
+    auth: AuthenticatedMerchant,
+    id: &str,
+    action: Action,
+    overriding: Option<OverrideRequest>,
+) -> ApiResult<HttpResponse> {
     let id = parse_id::<SubscriptionTag>(id, "subscription")?;
-    let outcome = svc::act(
+    let outcome = svc::act_overriding(
         &state.app,
         Scope::merchant(auth.0),
         id,
         if_match(req),
         action,
+        overriding,
     )
     .await?;
     render(state, auth, &outcome).await
 }
 
 /// Pause now, at period end (default) or at a date; until a date, after N cycles, or
-/// open-ended. A later start is a scheduled change. Honours `If-Match`.
-#[utoipa::path(tag = "Subscriptions", request_body = PauseSubscription,
+/// open-ended. A later start is a scheduled change. Honours `If-Match`. An agent who
+/// goes beyond the product's policy (a pause longer than `max_pause_days`) gives
+/// `override: {reason}`: recorded as an override (`override.created`); without a reason,
+/// 422.
+#[utoipa::path(tag = "Subscriptions", request_body = MerchantPauseSubscription,
     params(("id" = String, Path, description = "Subscription id (sub_…)")),
     responses((status = 200, description = "The subscription", body = SubscriptionDto)))]
 #[post("/subscriptions/{id}/pause")]
@@ -168,9 +186,10 @@ async fn pause_subscription(
     state: web::Data<AppState>,
     auth: AuthenticatedMerchant,
     id: web::Path<String>,
-    body: OptionalJson<PauseSubscription>,
+    body: OptionalJson<MerchantPauseSubscription>,
 ) -> ApiResult<HttpResponse> {
-    run(&req, &state, auth, &id, Action::Pause(body.0.to_domain())).await
+    let action = Action::Pause(body.0.to_domain());
+    run_overriding(&req, &state, auth, &id, action, body.0.overriding).await
 }
 
 /// Resume a paused subscription now. Honours `If-Match`.
@@ -190,6 +209,8 @@ async fn resume_subscription(
 /// Cancel now (default), at period end, or at a chosen future `cancel_at` (422 when it is
 /// not ahead or more than five years ahead); replaces any pending cancellation. Access
 /// ends at the paid-through date unless `access` is `immediately`. Honours `If-Match`.
+/// An agent who goes beyond the product's policy (no notice period) gives `override:
+/// {reason}`: recorded as an override (`override.created`); without a reason, 422.
 #[utoipa::path(tag = "Subscriptions", request_body = CancelSubscription,
     params(("id" = String, Path, description = "Subscription id (sub_…)")),
     responses((status = 200, description = "The subscription", body = SubscriptionDto)))]
@@ -201,7 +222,8 @@ async fn cancel_subscription(
     id: web::Path<String>,
     body: OptionalJson<CancelSubscription>,
 ) -> ApiResult<HttpResponse> {
-    run(&req, &state, auth, &id, Action::Cancel(body.0.to_domain()?)).await
+    let action = Action::Cancel(body.0.to_domain()?);
+    run_overriding(&req, &state, auth, &id, action, body.0.overriding).await
 }
 
 /// What a plan change would do and cost now: its timing and the exact proration lines.
@@ -222,8 +244,10 @@ async fn preview_plan_change(
 }
 
 /// Change plan: upgrades apply now with proration, downgrades at period end (a
-/// scheduled change), any change during a trial at once. Honours `If-Match`.
-#[utoipa::path(tag = "Subscriptions", request_body = ChangePlan,
+/// scheduled change), any change during a trial at once. Honours `If-Match`. An agent
+/// who switches to a plan the policy does not offer gives `override: {reason}`: recorded
+/// as an override (`override.created`); without a reason, 422.
+#[utoipa::path(tag = "Subscriptions", request_body = MerchantChangePlan,
     params(("id" = String, Path, description = "Subscription id (sub_…)")),
     responses((status = 200, description = "The subscription", body = SubscriptionDto)))]
 #[post("/subscriptions/{id}/change_plan")]
@@ -232,10 +256,19 @@ async fn change_plan(
     state: web::Data<AppState>,
     auth: AuthenticatedMerchant,
     id: web::Path<String>,
-    body: Json<ChangePlan>,
+    body: Json<MerchantChangePlan>,
 ) -> ApiResult<HttpResponse> {
-    let plan = parse_field_id::<PlanTag>(&body.0.plan_id, "plan_id")?;
-    run(&req, &state, auth, &id, Action::ChangePlan(plan)).await
+    let body = body.0;
+    let plan = parse_field_id::<PlanTag>(&body.plan_id, "plan_id")?;
+    run_overriding(
+        &req,
+        &state,
+        auth,
+        &id,
+        Action::ChangePlan(plan),
+        body.overriding,
+    )
+    .await
 }
 
 /// What a quantity change would do and cost now: it applies at once, prorated like a

@@ -94,7 +94,8 @@ pub async fn pay_invoice(
 }
 
 /// `POST /v1/invoices/{id}/void`: an open or uncollectible invoice is cancelled: it is
-/// never charged again and owes nothing (`invoice.voided`). Its subscription is not
+/// never charged again and owes nothing (`invoice.voided`); the credit it drew from the
+/// customer's balance goes back to it (`customer.balance_changed`). Its subscription is not
 /// changed: a past-due one recovers only when an invoice is paid, as in Stripe.
 pub async fn void_invoice(state: &App, merchant: MerchantId, id: InvoiceId) -> AppResult<Invoice> {
     close_invoice(state, merchant, id, InvoiceStatus::void, "invoice.voided").await
@@ -143,6 +144,9 @@ async fn close_invoice(
         }
         let at = next_update_time(before.updated_at, now);
         invoices_repo::close(conn, merchant, id, status, at).await?;
+        if status == InvoiceStatus::Void {
+            crate::billing::credits::return_credit_of_void(conn, merchant, &before, now).await?;
+        }
         let after = invoices_repo::get(conn, merchant, id, None, false).await?;
         invoice_event(conn, merchant, event_type, &after, Some(&before)).await?;
         Ok(after)

@@ -211,6 +211,11 @@ pub struct CustomerContextDto {
     pub tags: Vec<String>,
     #[schema(value_type = Vec<SegmentDto>, example = json!(["loyal"]))]
     pub segments: Vec<Segment>,
+    /// The customer's credit balances, one per currency it ever had credit in.
+    pub credit_balances: Vec<MoneyDto>,
+    /// What agents granted the customer beyond the default policy, the latest
+    /// `CONTEXT_OVERRIDES` (10), newest first (all: `GET /v1/customers/{id}/overrides`).
+    pub overrides: Vec<super::credits::OverrideDto>,
     /// Segments are computed on read, at this time.
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub computed_at: DateTime<Utc>,

@@ -696,6 +696,11 @@ pub struct CancelSubscription {
     /// the cancellation is a removable scheduled change. Not with `timing`.
     pub cancel_at: Option<DateTime<Utc>>,
     pub access: Option<AccessDto>,
+    /// An agent's override of the product's policy (a cancellation without its notice
+    /// period), with the reason: recorded (`override.created`) and counted in
+    /// `GET /v1/metrics/overrides`.
+    #[serde(rename = "override")]
+    pub overriding: Option<crate::dto::credits::OverrideRequest>,
 }
 
 impl CancelSubscription {
@@ -755,6 +760,45 @@ impl PortalCancelSubscription {
 #[schema(example = json!({"plan_id": "plan_01jf9z9b2ce3a8r7m2k4t5n6bc"}))]
 pub struct ChangePlan {
     pub plan_id: String,
+}
+
+/// A merchant's plan change: [`ChangePlan`] and an agent's optional override.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"plan_id": "plan_01jf9z9b2ce3a8r7m2k4t5n6bc",
+    "override": {"reason": "Legacy plan kept for a founding subscriber"}}))]
+pub struct MerchantChangePlan {
+    pub plan_id: String,
+    /// An agent's override of the product's policy (a plan the policy does not offer),
+    /// with the reason: recorded (`override.created`).
+    #[serde(rename = "override")]
+    pub overriding: Option<crate::dto::credits::OverrideRequest>,
+}
+
+/// A merchant's pause: [`PauseSubscription`] and an agent's optional override.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"start": {"type": "now"}, "end": {"type": "after_cycles", "cycles": 6},
+    "override": {"reason": "Three-year subscriber travelling for six months"}}))]
+pub struct MerchantPauseSubscription {
+    pub start: Option<PauseStartDto>,
+    pub end: Option<PauseEndDto>,
+    pub on_resume: Option<OnResumeDto>,
+    /// An agent's override of the product's policy (a pause longer than
+    /// `max_pause_days`), with the reason: recorded (`override.created`).
+    #[serde(rename = "override")]
+    pub overriding: Option<crate::dto::credits::OverrideRequest>,
+}
+
+impl MerchantPauseSubscription {
+    pub fn to_domain(&self) -> tenure_domain::subscription::PauseRequest {
+        PauseSubscription {
+            start: self.start,
+            end: self.end,
+            on_resume: self.on_resume,
+        }
+        .to_domain()
+    }
 }
 
 /// A new quantity, within the product's limits.

@@ -135,6 +135,49 @@ pub async fn act(
     .await
 }
 
+/// [`act`] by a merchant's agent who exceeds the product's policy for this subscriber:
+/// the action as [`act`] does it, and, with `overriding`, the override recorded with its
+/// reason in the same transaction (`override.created`). Merchant keys are not bound by
+/// the portal policy, so the override does not unlock the action: it records that the
+/// agent went beyond the policy on purpose, and why. Only a pause, a cancellation or a
+/// plan change take one.
+pub async fn act_overriding(
+    state: &App,
+    scope: Scope,
+    id: SubscriptionId,
+    if_match: Option<String>,
+    action: Action,
+    overriding: Option<crate::dto::credits::OverrideRequest>,
+) -> AppResult<ActionOutcome> {
+    let Some(overriding) = overriding else {
+        return act(state, scope, id, if_match, action).await;
+    };
+    let reason = crate::overrides::reason_of(&overriding)?;
+    let kind = match &action {
+        Action::Pause(_) => tenure_domain::overrides::OverrideKind::Pause,
+        Action::Cancel(_) => tenure_domain::overrides::OverrideKind::Cancel,
+        Action::ChangePlan(_) => tenure_domain::overrides::OverrideKind::PlanChange,
+        _ => return Err(AppError::field("override", "is not taken by this action")),
+    };
+    if scope.customer.is_some() {
+        return Err(AppError::field("override", "is for a merchant's agents"));
+    }
+    let now = state.now_micros();
+    let mut conn = state.db.conn().await?;
+    conn.transaction(async |conn| {
+        let outcome = act_in_tx(conn, scope, id, if_match.as_deref(), &action, now).await?;
+        let grant = crate::overrides::Grant {
+            customer: outcome.subscription.customer_id,
+            subscription: Some(id),
+            kind,
+            amount: None,
+        };
+        crate::overrides::record(conn, scope.merchant, grant, reason, now).await?;
+        Ok(outcome)
+    })
+    .await
+}
+
 pub async fn act_in_tx(
     conn: &mut AsyncPgConnection,
     scope: Scope,

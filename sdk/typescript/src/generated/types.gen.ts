@@ -20,6 +20,21 @@ export type AddTag = {
 };
 
 /**
+ * Grant (a positive amount) or debit (a negative one) a customer's credit balance. A
+ * grant is a goodwill credit: it is recorded as an override of kind `credit`.
+ */
+export type AdjustBalance = {
+    /**
+     * Signed minor units, not zero; in a currency the merchant has plans in.
+     */
+    amount: MoneyDto;
+    /**
+     * Why (required, 1–500 characters).
+     */
+    reason: string;
+};
+
+/**
  * A secret key as listed: never the secret itself.
  */
 export type ApiKeyDto = {
@@ -140,6 +155,46 @@ export type AvailableActionsDto = {
 };
 
 /**
+ * Where a balance change came from: `adjustment` (granted or debited through the
+ * API), `credit_note` (part of a paid invoice credited) or `invoice` (used up by an
+ * invoice before charging).
+ */
+export type BalanceSourceDto = 'adjustment' | 'credit_note' | 'invoice';
+
+/**
+ * One change of a customer's balance (the ledger's row).
+ */
+export type BalanceTransactionDto = {
+    id: string;
+    /**
+     * Always `customer_balance_transaction`.
+     */
+    object: string;
+    customer_id: string;
+    /**
+     * Positive: credit granted; negative: credit used or debited.
+     */
+    amount: MoneyDto;
+    /**
+     * The balance this change left.
+     */
+    balance_after: MoneyDto;
+    source: BalanceSourceDto;
+    reason: string;
+    /**
+     * The invoice that used the credit (`invoice`) or was credited (`credit_note`).
+     */
+    invoice_id?: string | null;
+    credit_note_id?: string | null;
+    /**
+     * The `Tenure-Agent` of the request (or its key's id when it named none); `null` for
+     * changes the billing engine made.
+     */
+    agent?: string | null;
+    created_at: string;
+};
+
+/**
  * Billing settings of the merchant.
  */
 export type BillingSettingsDto = {
@@ -200,6 +255,7 @@ export type CancelSubscription = {
      */
     cancel_at?: string | null;
     access?: AccessDto | null;
+    override?: OverrideRequest | null;
 };
 
 export type CancelTimingDto = 'now' | 'period_end';
@@ -334,6 +390,23 @@ export type CreateApiKey = {
     scopes?: Array<ScopeName> | null;
 };
 
+/**
+ * A credit note on a paid invoice.
+ */
+export type CreateCreditNote = {
+    /**
+     * Minor units of the invoice's currency: positive, at most what remains uncredited
+     * (`paid − refunded − credited`).
+     */
+    amount: number;
+    reason: CreditNoteReasonDto;
+    destination: CreditNoteDestinationDto;
+    /**
+     * A note for the customer or the books (at most 500 characters).
+     */
+    memo?: string | null;
+};
+
 export type CreateCustomer = {
     /**
      * The merchant's own id for this customer; unique per merchant.
@@ -378,6 +451,26 @@ export type CreateIdentityProvider = {
      * The claim holding the customer's `external_id` (default `sub`).
      */
     customer_claim?: string | null;
+};
+
+/**
+ * A one-off charge (positive) or credit (negative) for the subscription's next invoice,
+ * or invoiced and charged at once.
+ */
+export type CreateInvoiceItem = {
+    /**
+     * Signed minor units of the subscription's currency, not zero.
+     */
+    amount: number;
+    /**
+     * How the line reads on the invoice (1–500 characters).
+     */
+    description: string;
+    /**
+     * Invoice it now, alone, and charge the invoice at once (a charge only: a positive
+     * amount). Default: added to the next invoice.
+     */
+    invoice_now?: boolean;
 };
 
 export type CreateMerchant = {
@@ -506,22 +599,11 @@ export type CreatedApiKeyDto = ApiKeyDto & {
 };
 
 /**
- * A merchant account just created: its test tenant with its first `sk_test_` key, and
- * in `live` its live tenant with its first `sk_live_` key, each shown this once.
+ * A merchant just created, with its first (unrestricted) secret key, shown this once.
  */
-export type CreatedMerchantDto = CreatedTenantDto & {
+export type CreatedMerchantDto = MerchantDto & {
     /**
-     * The live tenant.
-     */
-    live: CreatedTenantDto;
-};
-
-/**
- * A tenant just created, with its first (unrestricted) secret key, shown this once.
- */
-export type CreatedTenantDto = MerchantDto & {
-    /**
-     * The tenant's first secret key, unrestricted. Store it now.
+     * The merchant's first secret key, unrestricted. Store it now.
      */
     secret_key: string;
     /**
@@ -529,6 +611,37 @@ export type CreatedTenantDto = MerchantDto & {
      */
     api_key: string;
 };
+
+/**
+ * Where a credit note's money goes: `refund` (back to the card through the gateway)
+ * or `balance` (the customer's credit balance in the invoice's currency).
+ */
+export type CreditNoteDestinationDto = 'refund' | 'balance';
+
+export type CreditNoteDto = {
+    id: string;
+    /**
+     * Always `credit_note`.
+     */
+    object: string;
+    invoice_id: string;
+    customer_id: string;
+    amount: MoneyDto;
+    reason: CreditNoteReasonDto;
+    memo?: string | null;
+    destination: CreditNoteDestinationDto;
+    /**
+     * The refund that carried it back to the card (`refund` only).
+     */
+    refund_id?: string | null;
+    agent?: string | null;
+    created_at: string;
+};
+
+/**
+ * Why a credit note was issued.
+ */
+export type CreditNoteReasonDto = 'duplicate' | 'fraudulent' | 'order_change' | 'product_unsatisfactory' | 'goodwill' | 'other';
 
 /**
  * An amount per currency: never summed across currencies.
@@ -612,6 +725,34 @@ export type CurrentPlanDto = {
 };
 
 /**
+ * A customer's credit balance in one currency: what the next invoices in that currency
+ * draw on before charging.
+ */
+export type CustomerBalanceDto = {
+    /**
+     * Always `customer_balance`.
+     */
+    object: string;
+    customer_id: string;
+    /**
+     * Never negative.
+     */
+    balance: MoneyDto;
+    updated_at: string;
+};
+
+/**
+ * The customer's balances, one per currency it ever had credit in.
+ */
+export type CustomerBalancesDto = {
+    /**
+     * Always `list`.
+     */
+    object: string;
+    data: Array<CustomerBalanceDto>;
+};
+
+/**
  * Everything a merchant (or an agent on any channel) needs to know about a customer.
  */
 export type CustomerContextDto = {
@@ -642,6 +783,15 @@ export type CustomerContextDto = {
     pause_history: Array<LifecycleEntryDto>;
     tags: Array<Tag>;
     segments: Array<SegmentDto>;
+    /**
+     * The customer's credit balances, one per currency it ever had credit in.
+     */
+    credit_balances: Array<MoneyDto>;
+    /**
+     * What agents granted the customer beyond the default policy, the latest
+     * `CONTEXT_OVERRIDES` (10), newest first (all: `GET /v1/customers/{id}/overrides`).
+     */
+    overrides: Array<OverrideDto>;
     /**
      * Segments are computed on read, at this time.
      */
@@ -859,7 +1009,7 @@ export type EligibilityDto = {
 /**
  * An event type of the catalogue (docs/events.md), or `*` for every type, including ones added later
  */
-export type EnabledEvent = '*' | 'customer.created' | 'customer.updated' | 'customer.erased' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.access_ending' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled';
+export type EnabledEvent = '*' | 'customer.created' | 'customer.updated' | 'customer.erased' | 'customer.balance_changed' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.access_ending' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'invoice_item.created' | 'invoice_item.deleted' | 'credit_note.created' | 'override.created' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled';
 
 export type EventData = {
     /**
@@ -915,7 +1065,7 @@ export type EventRequestDto = {
 /**
  * An event type of the catalogue (docs/events.md)
  */
-export type EventType = 'customer.created' | 'customer.updated' | 'customer.erased' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.access_ending' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled';
+export type EventType = 'customer.created' | 'customer.updated' | 'customer.erased' | 'customer.balance_changed' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.access_ending' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'invoice_item.created' | 'invoice_item.deleted' | 'credit_note.created' | 'override.created' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled';
 
 export type ExportNoteDto = {
     id: string;
@@ -1001,6 +1151,43 @@ export type GatewaySettingsDto = {
     updated_at?: string | null;
 };
 
+/**
+ * A one-off discount an agent grants a subscription as a goodwill gesture.
+ */
+export type GrantDiscount = {
+    /**
+     * 1–100 % off each invoice's subtotal; or give `amount`.
+     */
+    percent?: number | null;
+    amount?: MoneyDto | null;
+    /**
+     * How many invoices it applies to (1–120; default 1).
+     */
+    cycles?: number | null;
+    /**
+     * Why (required, 1–500 characters).
+     */
+    reason: string;
+};
+
+/**
+ * The overrides of one agent and kind in one currency (or without money).
+ */
+export type GrantedDto = {
+    agent: string;
+    kind: OverrideKindDto;
+    /**
+     * `null` for overrides without money (pauses, cancellations, plan changes, percent
+     * discounts).
+     */
+    currency?: string | null;
+    count: number;
+    /**
+     * Minor units granted in `currency`, exact; `null` without a currency.
+     */
+    amount?: number | null;
+};
+
 export type HealthDto = {
     status: HealthStatus;
 };
@@ -1045,14 +1232,22 @@ export type InvoiceDto = {
     currency: string;
     lines: Array<InvoiceLineDto>;
     /**
-     * Plan and proration lines.
+     * Plan, proration and one-off lines.
      */
     subtotal: MoneyDto;
     /**
      * Discount lines (zero or negative).
      */
     discount: MoneyDto;
+    /**
+     * `subtotal + discount`.
+     */
     total: MoneyDto;
+    /**
+     * The customer's credit balance the invoice used before charging (zero or
+     * negative): `amount_due = max(0, total + credit_applied)`.
+     */
+    credit_applied: MoneyDto;
     amount_due: MoneyDto;
     amount_paid: MoneyDto;
     amount_refunded: MoneyDto;
@@ -1076,6 +1271,29 @@ export type InvoiceDto = {
      * Refunds, oldest first (single-invoice responses only).
      */
     refunds?: Array<RefundDto> | null;
+};
+
+export type InvoiceItemDto = {
+    id: string;
+    /**
+     * Always `invoice_item`.
+     */
+    object: string;
+    subscription_id: string;
+    customer_id: string;
+    /**
+     * Positive: a charge; negative: a credit.
+     */
+    amount: MoneyDto;
+    description: string;
+    /**
+     * The invoice that took it; `null` while it waits for the next one (and may be
+     * deleted).
+     */
+    invoice_id?: string | null;
+    agent?: string | null;
+    created_at: string;
+    invoice?: InvoiceDto | null;
 };
 
 export type InvoiceLineDto = {
@@ -1124,15 +1342,16 @@ export type LifetimeValueDto = {
 };
 
 /**
- * `plan`, `proration` or `discount`.
+ * `plan`, `proration`, `discount`, `one_off` (a one-off charge or credit) or
+ * `customer_balance` (the customer's credit used before charging).
  */
-export type LineKindDto = 'plan' | 'proration' | 'discount';
+export type LineKindDto = 'plan' | 'proration' | 'discount' | 'one_off' | 'customer_balance';
 
 /**
  * A page of a list, newest first.
  */
 export type ListResponseApiKeyDto = {
-    data: Array<ApiKeyDto & Livemode>;
+    data: Array<ApiKeyDto>;
     /**
      * Whether another page follows.
      */
@@ -1147,7 +1366,22 @@ export type ListResponseApiKeyDto = {
  * A page of a list, newest first.
  */
 export type ListResponseAuditEventDto = {
-    data: Array<AuditEventDto & Livemode>;
+    data: Array<AuditEventDto>;
+    /**
+     * Whether another page follows.
+     */
+    has_more: boolean;
+    /**
+     * Pass as `starting_after` to get the next page; null on the last page.
+     */
+    next_cursor?: string | null;
+};
+
+/**
+ * A page of a list, newest first.
+ */
+export type ListResponseBalanceTransactionDto = {
+    data: Array<BalanceTransactionDto>;
     /**
      * Whether another page follows.
      */
@@ -1162,7 +1396,22 @@ export type ListResponseAuditEventDto = {
  * A page of a list, newest first.
  */
 export type ListResponseCancellationRequestDto = {
-    data: Array<CancellationRequestDto & Livemode>;
+    data: Array<CancellationRequestDto>;
+    /**
+     * Whether another page follows.
+     */
+    has_more: boolean;
+    /**
+     * Pass as `starting_after` to get the next page; null on the last page.
+     */
+    next_cursor?: string | null;
+};
+
+/**
+ * A page of a list, newest first.
+ */
+export type ListResponseCreditNoteDto = {
+    data: Array<CreditNoteDto>;
     /**
      * Whether another page follows.
      */
@@ -1177,7 +1426,7 @@ export type ListResponseCancellationRequestDto = {
  * A page of a list, newest first.
  */
 export type ListResponseCustomerDto = {
-    data: Array<CustomerDto & Livemode>;
+    data: Array<CustomerDto>;
     /**
      * Whether another page follows.
      */
@@ -1192,7 +1441,7 @@ export type ListResponseCustomerDto = {
  * A page of a list, newest first.
  */
 export type ListResponseEventDto = {
-    data: Array<EventDto & Livemode>;
+    data: Array<EventDto>;
     /**
      * Whether another page follows.
      */
@@ -1207,7 +1456,22 @@ export type ListResponseEventDto = {
  * A page of a list, newest first.
  */
 export type ListResponseInvoiceDto = {
-    data: Array<InvoiceDto & Livemode>;
+    data: Array<InvoiceDto>;
+    /**
+     * Whether another page follows.
+     */
+    has_more: boolean;
+    /**
+     * Pass as `starting_after` to get the next page; null on the last page.
+     */
+    next_cursor?: string | null;
+};
+
+/**
+ * A page of a list, newest first.
+ */
+export type ListResponseInvoiceItemDto = {
+    data: Array<InvoiceItemDto>;
     /**
      * Whether another page follows.
      */
@@ -1236,8 +1500,23 @@ export type ListResponseMerchantDto = {
 /**
  * A page of a list, newest first.
  */
+export type ListResponseOverrideDto = {
+    data: Array<OverrideDto>;
+    /**
+     * Whether another page follows.
+     */
+    has_more: boolean;
+    /**
+     * Pass as `starting_after` to get the next page; null on the last page.
+     */
+    next_cursor?: string | null;
+};
+
+/**
+ * A page of a list, newest first.
+ */
 export type ListResponsePaymentDto = {
-    data: Array<PaymentDto & Livemode>;
+    data: Array<PaymentDto>;
     /**
      * Whether another page follows.
      */
@@ -1252,7 +1531,7 @@ export type ListResponsePaymentDto = {
  * A page of a list, newest first.
  */
 export type ListResponsePlanDto = {
-    data: Array<PlanDto & Livemode>;
+    data: Array<PlanDto>;
     /**
      * Whether another page follows.
      */
@@ -1267,7 +1546,7 @@ export type ListResponsePlanDto = {
  * A page of a list, newest first.
  */
 export type ListResponsePortalSubscriptionDto = {
-    data: Array<PortalSubscriptionDto & Livemode>;
+    data: Array<PortalSubscriptionDto>;
     /**
      * Whether another page follows.
      */
@@ -1282,7 +1561,7 @@ export type ListResponsePortalSubscriptionDto = {
  * A page of a list, newest first.
  */
 export type ListResponseProductDto = {
-    data: Array<ProductDto & Livemode>;
+    data: Array<ProductDto>;
     /**
      * Whether another page follows.
      */
@@ -1297,7 +1576,7 @@ export type ListResponseProductDto = {
  * A page of a list, newest first.
  */
 export type ListResponseRetentionOfferDto = {
-    data: Array<RetentionOfferDto & Livemode>;
+    data: Array<RetentionOfferDto>;
     /**
      * Whether another page follows.
      */
@@ -1312,7 +1591,7 @@ export type ListResponseRetentionOfferDto = {
  * A page of a list, newest first.
  */
 export type ListResponseSubscriptionDto = {
-    data: Array<SubscriptionDto & Livemode>;
+    data: Array<SubscriptionDto>;
     /**
      * Whether another page follows.
      */
@@ -1327,7 +1606,7 @@ export type ListResponseSubscriptionDto = {
  * A page of a list, newest first.
  */
 export type ListResponseSupportTicketDto = {
-    data: Array<SupportTicketDto & Livemode>;
+    data: Array<SupportTicketDto>;
     /**
      * Whether another page follows.
      */
@@ -1342,7 +1621,7 @@ export type ListResponseSupportTicketDto = {
  * A page of a list, newest first.
  */
 export type ListResponseTimelineEntryDto = {
-    data: Array<TimelineEntryDto & Livemode>;
+    data: Array<TimelineEntryDto>;
     /**
      * Whether another page follows.
      */
@@ -1357,7 +1636,7 @@ export type ListResponseTimelineEntryDto = {
  * A page of a list, newest first.
  */
 export type ListResponseWebhookDeliveryDto = {
-    data: Array<WebhookDeliveryDto & Livemode>;
+    data: Array<WebhookDeliveryDto>;
     /**
      * Whether another page follows.
      */
@@ -1372,7 +1651,7 @@ export type ListResponseWebhookDeliveryDto = {
  * A page of a list, newest first.
  */
 export type ListResponseWebhookEndpointDto = {
-    data: Array<WebhookEndpointDto & Livemode>;
+    data: Array<WebhookEndpointDto>;
     /**
      * Whether another page follows.
      */
@@ -1381,13 +1660,6 @@ export type ListResponseWebhookEndpointDto = {
      * Pass as `starting_after` to get the next page; null on the last page.
      */
     next_cursor?: string | null;
-};
-
-/**
- * The mode of the tenant the credential reaches: true in live mode (sk_live_ keys and the sessions they mint), false in test mode
- */
-export type Livemode = {
-    livemode: boolean;
 };
 
 /**
@@ -1400,9 +1672,13 @@ export type LtvRangeDto = {
 };
 
 /**
- * One tenant of a merchant account: its test tenant or its live tenant, each with data
- * of its own and keys of its mode (`sk_test_…`, `sk_live_…`).
+ * A merchant's plan change: [`ChangePlan`] and an agent's optional override.
  */
+export type MerchantChangePlan = {
+    plan_id: string;
+    override?: OverrideRequest | null;
+};
+
 export type MerchantDto = {
     id: string;
     /**
@@ -1411,14 +1687,16 @@ export type MerchantDto = {
     object: string;
     name: string;
     created_at: string;
-    /**
-     * The account (`acct_…`) whose test or live tenant this is.
-     */
-    account_id: string;
-    /**
-     * Whether this is the account's live tenant.
-     */
-    livemode: boolean;
+};
+
+/**
+ * A merchant's pause: [`PauseSubscription`] and an agent's optional override.
+ */
+export type MerchantPauseSubscription = {
+    start?: PauseStartDto | null;
+    end?: PauseEndDto | null;
+    on_resume?: OnResumeDto | null;
+    override?: OverrideRequest | null;
 };
 
 /**
@@ -1514,6 +1792,55 @@ export type OfferStatsDto = {
 export type OnResumeDto = 'reset_anchor' | 'keep_anchor';
 
 export type OutcomeStatusDto = 'presented' | 'accepted' | 'declined';
+
+export type OverrideDto = {
+    id: string;
+    /**
+     * Always `override`.
+     */
+    object: string;
+    customer_id: string;
+    subscription_id?: string | null;
+    kind: OverrideKindDto;
+    reason: string;
+    /**
+     * The `Tenure-Agent` of the request, or its key's id (`key_…`) when it named none.
+     */
+    agent: string;
+    amount?: MoneyDto | null;
+    created_at: string;
+};
+
+/**
+ * What an override granted: a `credit` (goodwill balance grant), a `discount`, a
+ * `pause` beyond the policy's limit, a `cancel` without the notice period, a
+ * `plan_change` the policy does not offer.
+ */
+export type OverrideKindDto = 'credit' | 'discount' | 'pause' | 'cancel' | 'plan_change';
+
+/**
+ * What agents granted in a period, per agent, kind and currency.
+ */
+export type OverrideMetricsDto = {
+    /**
+     * Always `override_metrics`.
+     */
+    object: string;
+    from: string;
+    to: string;
+    granted: Array<GrantedDto>;
+};
+
+/**
+ * An agent's override of the default policy: `override: {"reason": …}` in a merchant
+ * request. The reason is required (422 without).
+ */
+export type OverrideRequest = {
+    /**
+     * Why the agent exceeds the policy (1–500 characters).
+     */
+    reason: string;
+};
 
 export type PauseActionDto = {
     /**
@@ -2014,18 +2341,6 @@ export type PutGatewaySettings = {
 };
 
 /**
- * The merchant's segment settings, replaced (a request apart from the response, which
- * also says its `livemode`).
- */
-export type PutSegmentSettings = {
-    /**
-     * A customer is `high_ltv` when the net lifetime value in one of these currencies
-     * reaches the threshold of that currency. One entry per currency.
-     */
-    high_ltv_thresholds: Array<MoneyDto>;
-};
-
-/**
  * What a quantity change would cost, to the minor unit. It applies at once; after a
  * trial its `lines` (credit at the old quantity, charge at the new one, for the rest of
  * the period) become pending items of the next renewal invoice at `invoiced_at`.
@@ -2451,7 +2766,7 @@ export type TimelineEntryKindDto = 'event' | 'note' | 'ticket_message';
 /**
  * The event type of an event (`subscription.paused`), `note` for a note or `ticket.message` for a ticket message
  */
-export type TimelineEntryType = 'customer.created' | 'customer.updated' | 'customer.erased' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.access_ending' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled' | 'note' | 'ticket.message';
+export type TimelineEntryType = 'customer.created' | 'customer.updated' | 'customer.erased' | 'customer.balance_changed' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.access_ending' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'invoice_item.created' | 'invoice_item.deleted' | 'credit_note.created' | 'override.created' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled' | 'note' | 'ticket.message';
 
 /**
  * The invoice the next renewal will create (a draft preview; nothing is stored).
@@ -2479,6 +2794,11 @@ export type UpcomingInvoiceDto = {
     subtotal: MoneyDto;
     discount: MoneyDto;
     total: MoneyDto;
+    /**
+     * The customer's credit balance as it stands now, used before charging (zero or
+     * negative); the renewal uses what the balance holds then.
+     */
+    credit_applied: MoneyDto;
     amount_due: MoneyDto;
 };
 
@@ -2863,7 +3183,7 @@ export type CreateApiKeyResponses = {
     /**
      * The new key, with its secret
      */
-    201: CreatedApiKeyDto & Livemode;
+    201: CreatedApiKeyDto;
 };
 
 export type CreateApiKeyResponse = CreateApiKeyResponses[keyof CreateApiKeyResponses];
@@ -2929,7 +3249,7 @@ export type GetApiKeyResponses = {
     /**
      * The key
      */
-    200: ApiKeyDto & Livemode;
+    200: ApiKeyDto;
 };
 
 export type GetApiKeyResponse = GetApiKeyResponses[keyof GetApiKeyResponses];
@@ -3013,7 +3333,7 @@ export type RevokeApiKeyResponses = {
     /**
      * The revoked key
      */
-    200: ApiKeyDto & Livemode;
+    200: ApiKeyDto;
 };
 
 export type RevokeApiKeyResponse = RevokeApiKeyResponses[keyof RevokeApiKeyResponses];
@@ -3101,7 +3421,7 @@ export type RollApiKeyResponses = {
     /**
      * The new key, with its secret
      */
-    201: CreatedApiKeyDto & Livemode;
+    201: CreatedApiKeyDto;
 };
 
 export type RollApiKeyResponse = RollApiKeyResponses[keyof RollApiKeyResponses];
@@ -3245,7 +3565,7 @@ export type GetBillingSettingsResponses = {
     /**
      * The billing settings
      */
-    200: BillingSettingsDto & Livemode;
+    200: BillingSettingsDto;
 };
 
 export type GetBillingSettingsResponse = GetBillingSettingsResponses[keyof GetBillingSettingsResponses];
@@ -3316,7 +3636,7 @@ export type PutBillingSettingsResponses = {
     /**
      * The new billing settings
      */
-    200: BillingSettingsDto & Livemode;
+    200: BillingSettingsDto;
 };
 
 export type PutBillingSettingsResponse = PutBillingSettingsResponses[keyof PutBillingSettingsResponses];
@@ -3458,7 +3778,7 @@ export type GetRequestResponses = {
     /**
      * The request
      */
-    200: CancellationRequestDto & Livemode;
+    200: CancellationRequestDto;
 };
 
 export type GetRequestResponse = GetRequestResponses[keyof GetRequestResponses];
@@ -3542,7 +3862,7 @@ export type ApproveRequestResponses = {
     /**
      * The approved request
      */
-    200: CancellationRequestDto & Livemode;
+    200: CancellationRequestDto;
 };
 
 export type ApproveRequestResponse = ApproveRequestResponses[keyof ApproveRequestResponses];
@@ -3630,7 +3950,7 @@ export type DeclineRequestResponses = {
     /**
      * The declined request
      */
-    200: CancellationRequestDto & Livemode;
+    200: CancellationRequestDto;
 };
 
 export type DeclineRequestResponse = DeclineRequestResponses[keyof DeclineRequestResponses];
@@ -3687,7 +4007,7 @@ export type GetCorsSettingsResponses = {
     /**
      * The CORS settings
      */
-    200: CorsSettingsDto & Livemode;
+    200: CorsSettingsDto;
 };
 
 export type GetCorsSettingsResponse = GetCorsSettingsResponses[keyof GetCorsSettingsResponses];
@@ -3758,10 +4078,147 @@ export type PutCorsSettingsResponses = {
     /**
      * The new CORS settings
      */
-    200: CorsSettingsDto & Livemode;
+    200: CorsSettingsDto;
 };
 
 export type PutCorsSettingsResponse = PutCorsSettingsResponses[keyof PutCorsSettingsResponses];
+
+export type ListCreditNotesData = {
+    body?: never;
+    path?: never;
+    query?: {
+        /**
+         * How many items to return, 1 to 100 (default 20).
+         */
+        limit?: number;
+        /**
+         * The `next_cursor` of the previous page: the id of its last item. Empty means the
+         * first page, like leaving it out.
+         */
+        starting_after?: string;
+        /**
+         * Credit notes of this customer (cus_…).
+         */
+        customer_id?: string;
+    };
+    url: '/v1/credit_notes';
+};
+
+export type ListCreditNotesErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type ListCreditNotesError = ListCreditNotesErrors[keyof ListCreditNotesErrors];
+
+export type ListCreditNotesResponses = {
+    /**
+     * A page of credit notes
+     */
+    200: ListResponseCreditNoteDto;
+};
+
+export type ListCreditNotesResponse = ListCreditNotesResponses[keyof ListCreditNotesResponses];
+
+export type GetCreditNoteData = {
+    body?: never;
+    path: {
+        /**
+         * Credit note id (cn_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/credit_notes/{id}';
+};
+
+export type GetCreditNoteErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type GetCreditNoteError = GetCreditNoteErrors[keyof GetCreditNoteErrors];
+
+export type GetCreditNoteResponses = {
+    /**
+     * The credit note
+     */
+    200: CreditNoteDto;
+};
+
+export type GetCreditNoteResponse = GetCreditNoteResponses[keyof GetCreditNoteResponses];
 
 export type CreateCustomerSessionData = {
     body: CreateCustomerSession;
@@ -3837,7 +4294,7 @@ export type CreateCustomerSessionResponses = {
     /**
      * The session token
      */
-    201: CustomerSessionDto & Livemode;
+    201: CustomerSessionDto;
 };
 
 export type CreateCustomerSessionResponse = CreateCustomerSessionResponses[keyof CreateCustomerSessionResponses];
@@ -3999,7 +4456,7 @@ export type CreateCustomerResponses = {
     /**
      * The new customer
      */
-    201: CustomerDto & Livemode;
+    201: CustomerDto;
 };
 
 export type CreateCustomerResponse = CreateCustomerResponses[keyof CreateCustomerResponses];
@@ -4071,7 +4528,7 @@ export type GetCustomerResponses = {
     /**
      * The customer
      */
-    200: CustomerDto & Livemode;
+    200: CustomerDto;
 };
 
 export type GetCustomerResponse = GetCustomerResponses[keyof GetCustomerResponses];
@@ -4163,10 +4620,240 @@ export type UpdateCustomerResponses = {
     /**
      * The updated customer
      */
-    200: CustomerDto & Livemode;
+    200: CustomerDto;
 };
 
 export type UpdateCustomerResponse = UpdateCustomerResponses[keyof UpdateCustomerResponses];
+
+export type ListBalanceTransactionsData = {
+    body?: never;
+    path: {
+        /**
+         * Customer id (cus_…)
+         */
+        id: string;
+    };
+    query?: {
+        /**
+         * How many items to return, 1 to 100 (default 20).
+         */
+        limit?: number;
+        /**
+         * The `next_cursor` of the previous page: the id of its last item. Empty means the
+         * first page, like leaving it out.
+         */
+        starting_after?: string;
+    };
+    url: '/v1/customers/{id}/balance_transactions';
+};
+
+export type ListBalanceTransactionsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type ListBalanceTransactionsError = ListBalanceTransactionsErrors[keyof ListBalanceTransactionsErrors];
+
+export type ListBalanceTransactionsResponses = {
+    /**
+     * A page of the ledger
+     */
+    200: ListResponseBalanceTransactionDto;
+};
+
+export type ListBalanceTransactionsResponse = ListBalanceTransactionsResponses[keyof ListBalanceTransactionsResponses];
+
+export type AdjustBalanceData = {
+    body: AdjustBalance;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
+         */
+        'Idempotency-Key'?: string;
+    };
+    path: {
+        /**
+         * Customer id (cus_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/customers/{id}/balance_transactions';
+};
+
+export type AdjustBalanceErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type AdjustBalanceError = AdjustBalanceErrors[keyof AdjustBalanceErrors];
+
+export type AdjustBalanceResponses = {
+    /**
+     * The ledger row
+     */
+    201: BalanceTransactionDto;
+};
+
+export type AdjustBalanceResponse = AdjustBalanceResponses[keyof AdjustBalanceResponses];
+
+export type GetBalancesData = {
+    body?: never;
+    path: {
+        /**
+         * Customer id (cus_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/customers/{id}/balances';
+};
+
+export type GetBalancesErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type GetBalancesError = GetBalancesErrors[keyof GetBalancesErrors];
+
+export type GetBalancesResponses = {
+    /**
+     * The balances
+     */
+    200: CustomerBalancesDto;
+};
+
+export type GetBalancesResponse = GetBalancesResponses[keyof GetBalancesResponses];
 
 export type GetContextData = {
     body?: never;
@@ -4229,7 +4916,7 @@ export type GetContextResponses = {
     /**
      * The customer's context
      */
-    200: CustomerContextDto & Livemode;
+    200: CustomerContextDto;
 };
 
 export type GetContextResponse = GetContextResponses[keyof GetContextResponses];
@@ -4321,7 +5008,7 @@ export type EraseCustomerResponses = {
     /**
      * The erased customer
      */
-    200: CustomerDto & Livemode;
+    200: CustomerDto;
 };
 
 export type EraseCustomerResponse = EraseCustomerResponses[keyof EraseCustomerResponses];
@@ -4387,7 +5074,7 @@ export type ExportCustomerResponses = {
     /**
      * The export
      */
-    200: CustomerExportDto & Livemode;
+    200: CustomerExportDto;
 };
 
 export type ExportCustomerResponse = ExportCustomerResponses[keyof ExportCustomerResponses];
@@ -4475,10 +5162,86 @@ export type AddNoteResponses = {
     /**
      * The note as a timeline entry
      */
-    201: TimelineEntryDto & Livemode;
+    201: TimelineEntryDto;
 };
 
 export type AddNoteResponse = AddNoteResponses[keyof AddNoteResponses];
+
+export type ListCustomerOverridesData = {
+    body?: never;
+    path: {
+        /**
+         * Customer id (cus_…)
+         */
+        id: string;
+    };
+    query?: {
+        /**
+         * How many items to return, 1 to 100 (default 20).
+         */
+        limit?: number;
+        /**
+         * The `next_cursor` of the previous page: the id of its last item. Empty means the
+         * first page, like leaving it out.
+         */
+        starting_after?: string;
+    };
+    url: '/v1/customers/{id}/overrides';
+};
+
+export type ListCustomerOverridesErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type ListCustomerOverridesError = ListCustomerOverridesErrors[keyof ListCustomerOverridesErrors];
+
+export type ListCustomerOverridesResponses = {
+    /**
+     * A page of overrides
+     */
+    200: ListResponseOverrideDto;
+};
+
+export type ListCustomerOverridesResponse = ListCustomerOverridesResponses[keyof ListCustomerOverridesResponses];
 
 export type ListPaymentMethodsData = {
     body?: never;
@@ -4541,7 +5304,7 @@ export type ListPaymentMethodsResponses = {
     /**
      * The customer's payment methods
      */
-    200: PaymentMethodList & Livemode;
+    200: PaymentMethodList;
 };
 
 export type ListPaymentMethodsResponse = ListPaymentMethodsResponses[keyof ListPaymentMethodsResponses];
@@ -4629,7 +5392,7 @@ export type AttachPaymentMethodResponses = {
     /**
      * The attached payment method
      */
-    201: PaymentMethodDto & Livemode;
+    201: PaymentMethodDto;
 };
 
 export type AttachPaymentMethodResponse = AttachPaymentMethodResponses[keyof AttachPaymentMethodResponses];
@@ -4709,7 +5472,7 @@ export type DetachPaymentMethodResponses = {
     /**
      * The removed payment method
      */
-    200: PaymentMethodDto & Livemode;
+    200: PaymentMethodDto;
 };
 
 export type DetachPaymentMethodResponse = DetachPaymentMethodResponses[keyof DetachPaymentMethodResponses];
@@ -4797,7 +5560,7 @@ export type SetDefaultPaymentMethodResponses = {
     /**
      * The new default payment method
      */
-    200: PaymentMethodDto & Livemode;
+    200: PaymentMethodDto;
 };
 
 export type SetDefaultPaymentMethodResponse = SetDefaultPaymentMethodResponses[keyof SetDefaultPaymentMethodResponses];
@@ -4893,7 +5656,7 @@ export type AddTagResponses = {
     /**
      * The customer
      */
-    200: CustomerDto & Livemode;
+    200: CustomerDto;
 };
 
 export type AddTagResponse = AddTagResponses[keyof AddTagResponses];
@@ -4981,7 +5744,7 @@ export type RemoveTagResponses = {
     /**
      * The customer
      */
-    200: CustomerDto & Livemode;
+    200: CustomerDto;
 };
 
 export type RemoveTagResponse = RemoveTagResponses[keyof RemoveTagResponses];
@@ -5114,7 +5877,7 @@ export type GetDunningPolicyResponses = {
     /**
      * The dunning policy
      */
-    200: DunningPolicyDto & Livemode;
+    200: DunningPolicyDto;
 };
 
 export type GetDunningPolicyResponse = GetDunningPolicyResponses[keyof GetDunningPolicyResponses];
@@ -5185,7 +5948,7 @@ export type PutDunningPolicyResponses = {
     /**
      * The new dunning policy
      */
-    200: DunningPolicyDto & Livemode;
+    200: DunningPolicyDto;
 };
 
 export type PutDunningPolicyResponse = PutDunningPolicyResponses[keyof PutDunningPolicyResponses];
@@ -5326,7 +6089,7 @@ export type GetEventResponses = {
     /**
      * The event
      */
-    200: EventDto & Livemode;
+    200: EventDto;
 };
 
 export type GetEventResponse = GetEventResponses[keyof GetEventResponses];
@@ -5414,7 +6177,7 @@ export type RedeliverEventResponses = {
     /**
      * Deliveries queued
      */
-    202: RedeliveryDto & Livemode;
+    202: RedeliveryDto;
 };
 
 export type RedeliverEventResponse = RedeliverEventResponses[keyof RedeliverEventResponses];
@@ -5570,7 +6333,7 @@ export type DeleteGatewaySettingsResponses = {
     /**
      * The settings now (the sandbox)
      */
-    200: GatewaySettingsDto & Livemode;
+    200: GatewaySettingsDto;
 };
 
 export type DeleteGatewaySettingsResponse = DeleteGatewaySettingsResponses[keyof DeleteGatewaySettingsResponses];
@@ -5627,7 +6390,7 @@ export type GetGatewaySettingsResponses = {
     /**
      * The gateway settings
      */
-    200: GatewaySettingsDto & Livemode;
+    200: GatewaySettingsDto;
 };
 
 export type GetGatewaySettingsResponse = GetGatewaySettingsResponses[keyof GetGatewaySettingsResponses];
@@ -5698,7 +6461,7 @@ export type PutGatewaySettingsResponses = {
     /**
      * The new gateway settings
      */
-    200: GatewaySettingsDto & Livemode;
+    200: GatewaySettingsDto;
 };
 
 export type PutGatewaySettingsResponse = PutGatewaySettingsResponses[keyof PutGatewaySettingsResponses];
@@ -5755,7 +6518,7 @@ export type ListIdentityProvidersResponses = {
     /**
      * Every registered provider
      */
-    200: Array<IdentityProviderDto & Livemode>;
+    200: Array<IdentityProviderDto>;
 };
 
 export type ListIdentityProvidersResponse = ListIdentityProvidersResponses[keyof ListIdentityProvidersResponses];
@@ -5834,7 +6597,7 @@ export type CreateIdentityProviderResponses = {
     /**
      * The registered provider
      */
-    201: IdentityProviderDto & Livemode;
+    201: IdentityProviderDto;
 };
 
 export type CreateIdentityProviderResponse = CreateIdentityProviderResponses[keyof CreateIdentityProviderResponses];
@@ -6059,10 +6822,164 @@ export type GetInvoiceResponses = {
     /**
      * The invoice
      */
-    200: InvoiceDto & Livemode;
+    200: InvoiceDto;
 };
 
 export type GetInvoiceResponse = GetInvoiceResponses[keyof GetInvoiceResponses];
+
+export type ListInvoiceCreditNotesData = {
+    body?: never;
+    path: {
+        /**
+         * Invoice id (inv_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/invoices/{id}/credit_notes';
+};
+
+export type ListInvoiceCreditNotesErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type ListInvoiceCreditNotesError = ListInvoiceCreditNotesErrors[keyof ListInvoiceCreditNotesErrors];
+
+export type ListInvoiceCreditNotesResponses = {
+    /**
+     * The credit notes
+     */
+    200: Array<CreditNoteDto>;
+};
+
+export type ListInvoiceCreditNotesResponse = ListInvoiceCreditNotesResponses[keyof ListInvoiceCreditNotesResponses];
+
+export type CreateCreditNoteData = {
+    body: CreateCreditNote;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
+         */
+        'Idempotency-Key'?: string;
+    };
+    path: {
+        /**
+         * Invoice id (inv_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/invoices/{id}/credit_notes';
+};
+
+export type CreateCreditNoteErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type CreateCreditNoteError = CreateCreditNoteErrors[keyof CreateCreditNoteErrors];
+
+export type CreateCreditNoteResponses = {
+    /**
+     * The credit note
+     */
+    201: CreditNoteDto;
+};
+
+export type CreateCreditNoteResponse = CreateCreditNoteResponses[keyof CreateCreditNoteResponses];
 
 export type MarkInvoiceUncollectibleData = {
     body?: never;
@@ -6143,7 +7060,7 @@ export type MarkInvoiceUncollectibleResponses = {
     /**
      * The invoice, uncollectible
      */
-    200: InvoiceDto & Livemode;
+    200: InvoiceDto;
 };
 
 export type MarkInvoiceUncollectibleResponse = MarkInvoiceUncollectibleResponses[keyof MarkInvoiceUncollectibleResponses];
@@ -6231,7 +7148,7 @@ export type PayInvoiceResponses = {
     /**
      * The invoice, paid
      */
-    200: InvoiceDto & Livemode;
+    200: InvoiceDto;
 };
 
 export type PayInvoiceResponse = PayInvoiceResponses[keyof PayInvoiceResponses];
@@ -6319,7 +7236,7 @@ export type RefundInvoiceResponses = {
     /**
      * The refund and the invoice after it
      */
-    201: RefundResult & Livemode;
+    201: RefundResult;
 };
 
 export type RefundInvoiceResponse = RefundInvoiceResponses[keyof RefundInvoiceResponses];
@@ -6403,7 +7320,7 @@ export type VoidInvoiceResponses = {
     /**
      * The invoice, void
      */
-    200: InvoiceDto & Livemode;
+    200: InvoiceDto;
 };
 
 export type VoidInvoiceResponse = VoidInvoiceResponses[keyof VoidInvoiceResponses];
@@ -6470,10 +7387,76 @@ export type GetMetricsResponses = {
     /**
      * The metrics of the period
      */
-    200: MetricsDto & Livemode;
+    200: MetricsDto;
 };
 
 export type GetMetricsResponse = GetMetricsResponses[keyof GetMetricsResponses];
+
+export type OverrideMetricsData = {
+    body?: never;
+    path?: never;
+    query?: {
+        /**
+         * Start of the period (RFC 3339; default: 30 days before `to`).
+         */
+        from?: string;
+        /**
+         * End of the period, exclusive (RFC 3339; default: now).
+         */
+        to?: string;
+    };
+    url: '/v1/metrics/overrides';
+};
+
+export type OverrideMetricsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type OverrideMetricsError = OverrideMetricsErrors[keyof OverrideMetricsErrors];
+
+export type OverrideMetricsResponses = {
+    /**
+     * What agents granted
+     */
+    200: OverrideMetricsDto;
+};
+
+export type OverrideMetricsResponse = OverrideMetricsResponses[keyof OverrideMetricsResponses];
 
 export type ListMerchantsData = {
     body?: never;
@@ -6837,7 +7820,7 @@ export type CreatePlanResponses = {
     /**
      * The new plan
      */
-    201: PlanDto & Livemode;
+    201: PlanDto;
 };
 
 export type CreatePlanResponse = CreatePlanResponses[keyof CreatePlanResponses];
@@ -6909,7 +7892,7 @@ export type GetPlanResponses = {
     /**
      * The plan
      */
-    200: PlanDto & Livemode;
+    200: PlanDto;
 };
 
 export type GetPlanResponse = GetPlanResponses[keyof GetPlanResponses];
@@ -6997,7 +7980,7 @@ export type UpdatePlanResponses = {
     /**
      * The updated plan
      */
-    200: PlanDto & Livemode;
+    200: PlanDto;
 };
 
 export type UpdatePlanResponse = UpdatePlanResponses[keyof UpdatePlanResponses];
@@ -7089,7 +8072,7 @@ export type ArchivePlanResponses = {
     /**
      * The archived plan
      */
-    200: PlanDto & Livemode;
+    200: PlanDto;
 };
 
 export type ArchivePlanResponse = ArchivePlanResponses[keyof ArchivePlanResponses];
@@ -7155,7 +8138,7 @@ export type PortalGetRequestResponses = {
     /**
      * The request
      */
-    200: CancellationRequestDto & Livemode;
+    200: CancellationRequestDto;
 };
 
 export type PortalGetRequestResponse = PortalGetRequestResponses[keyof PortalGetRequestResponses];
@@ -7221,7 +8204,7 @@ export type PresentedOffersResponses = {
     /**
      * The open offers
      */
-    200: PresentedOffersDto & Livemode;
+    200: PresentedOffersDto;
 };
 
 export type PresentedOffersResponse = PresentedOffersResponses[keyof PresentedOffersResponses];
@@ -7305,7 +8288,7 @@ export type AcceptOfferResponses = {
     /**
      * The subscription, the withdrawn request and what was applied
      */
-    200: OfferAcceptedDto & Livemode;
+    200: OfferAcceptedDto;
 };
 
 export type AcceptOfferResponse = AcceptOfferResponses[keyof AcceptOfferResponses];
@@ -7389,7 +8372,7 @@ export type DeclineOfferResponses = {
     /**
      * The declined offer
      */
-    200: PresentedOfferDto & Livemode;
+    200: PresentedOfferDto;
 };
 
 export type DeclineOfferResponse = DeclineOfferResponses[keyof DeclineOfferResponses];
@@ -7469,7 +8452,7 @@ export type WithdrawCancellationRequestResponses = {
     /**
      * The subscription and the withdrawn request
      */
-    200: PortalCancelResult & Livemode;
+    200: PortalCancelResult;
 };
 
 export type WithdrawCancellationRequestResponse = WithdrawCancellationRequestResponses[keyof WithdrawCancellationRequestResponses];
@@ -7618,7 +8601,7 @@ export type PortalGetInvoiceResponses = {
     /**
      * The invoice
      */
-    200: InvoiceDto & Livemode;
+    200: InvoiceDto;
 };
 
 export type PortalGetInvoiceResponse = PortalGetInvoiceResponses[keyof PortalGetInvoiceResponses];
@@ -7702,11 +8685,11 @@ export type PortalPayInvoiceResponses = {
     /**
      * The invoice, paid
      */
-    200: InvoiceDto & Livemode;
+    200: InvoiceDto;
     /**
      * The payment waits for the customer's authentication
      */
-    202: PaymentActionDto & Livemode;
+    202: PaymentActionDto;
 };
 
 export type PortalPayInvoiceResponse = PortalPayInvoiceResponses[keyof PortalPayInvoiceResponses];
@@ -7763,7 +8746,7 @@ export type MeResponses = {
     /**
      * The customer behind the token
      */
-    200: PortalMeDto & Livemode;
+    200: PortalMeDto;
 };
 
 export type MeResponse = MeResponses[keyof MeResponses];
@@ -7820,7 +8803,7 @@ export type PortalListPaymentMethodsResponses = {
     /**
      * Payment methods
      */
-    200: PaymentMethodList & Livemode;
+    200: PaymentMethodList;
 };
 
 export type PortalListPaymentMethodsResponse = PortalListPaymentMethodsResponses[keyof PortalListPaymentMethodsResponses];
@@ -7895,7 +8878,7 @@ export type PortalAttachPaymentMethodResponses = {
     /**
      * The attached payment method
      */
-    201: PaymentMethodDto & Livemode;
+    201: PaymentMethodDto;
 };
 
 export type PortalAttachPaymentMethodResponse = PortalAttachPaymentMethodResponses[keyof PortalAttachPaymentMethodResponses];
@@ -7965,7 +8948,7 @@ export type PortalDetachPaymentMethodResponses = {
     /**
      * The removed payment method
      */
-    200: PaymentMethodDto & Livemode;
+    200: PaymentMethodDto;
 };
 
 export type PortalDetachPaymentMethodResponse = PortalDetachPaymentMethodResponses[keyof PortalDetachPaymentMethodResponses];
@@ -8045,7 +9028,7 @@ export type PortalSetDefaultPaymentMethodResponses = {
     /**
      * The new default payment method
      */
-    200: PaymentMethodDto & Livemode;
+    200: PaymentMethodDto;
 };
 
 export type PortalSetDefaultPaymentMethodResponse = PortalSetDefaultPaymentMethodResponses[keyof PortalSetDefaultPaymentMethodResponses];
@@ -8169,7 +9152,7 @@ export type PlansResponses = {
     /**
      * Active plans of active products
      */
-    200: Array<PortalPlanDto & Livemode>;
+    200: Array<PortalPlanDto>;
 };
 
 export type PlansResponse = PlansResponses[keyof PlansResponses];
@@ -8240,7 +9223,7 @@ export type PortalCreateSetupIntentResponses = {
     /**
      * The setup intent to confirm
      */
-    201: SetupIntentDto & Livemode;
+    201: SetupIntentDto;
 };
 
 export type PortalCreateSetupIntentResponse = PortalCreateSetupIntentResponses[keyof PortalCreateSetupIntentResponses];
@@ -8383,7 +9366,7 @@ export type SubscribeResponses = {
     /**
      * The new subscription
      */
-    201: PortalSubscriptionDto & Livemode;
+    201: PortalSubscriptionDto;
 };
 
 export type SubscribeResponse = SubscribeResponses[keyof SubscribeResponses];
@@ -8455,7 +9438,7 @@ export type PortalGetSubscriptionResponses = {
     /**
      * The subscription
      */
-    200: PortalSubscriptionDto & Livemode;
+    200: PortalSubscriptionDto;
 };
 
 export type PortalGetSubscriptionResponse = PortalGetSubscriptionResponses[keyof PortalGetSubscriptionResponses];
@@ -8547,7 +9530,7 @@ export type PortalCancelSubscriptionResponses = {
     /**
      * The subscription and, in request mode, the request
      */
-    200: PortalCancelResult & Livemode;
+    200: PortalCancelResult;
 };
 
 export type PortalCancelSubscriptionResponse = PortalCancelSubscriptionResponses[keyof PortalCancelSubscriptionResponses];
@@ -8639,7 +9622,7 @@ export type PortalChangePlanResponses = {
     /**
      * The subscription
      */
-    200: PortalSubscriptionDto & Livemode;
+    200: PortalSubscriptionDto;
 };
 
 export type PortalChangePlanResponse = PortalChangePlanResponses[keyof PortalChangePlanResponses];
@@ -8723,7 +9706,7 @@ export type PortalPreviewPlanChangeResponses = {
     /**
      * The preview
      */
-    200: PlanChangePreviewDto & Livemode;
+    200: PlanChangePreviewDto;
 };
 
 export type PortalPreviewPlanChangeResponse = PortalPreviewPlanChangeResponses[keyof PortalPreviewPlanChangeResponses];
@@ -8815,7 +9798,7 @@ export type PortalChangeQuantityResponses = {
     /**
      * The subscription
      */
-    200: PortalSubscriptionDto & Livemode;
+    200: PortalSubscriptionDto;
 };
 
 export type PortalChangeQuantityResponse = PortalChangeQuantityResponses[keyof PortalChangeQuantityResponses];
@@ -8899,7 +9882,7 @@ export type PortalPreviewQuantityChangeResponses = {
     /**
      * The preview
      */
-    200: QuantityChangePreviewDto & Livemode;
+    200: QuantityChangePreviewDto;
 };
 
 export type PortalPreviewQuantityChangeResponse = PortalPreviewQuantityChangeResponses[keyof PortalPreviewQuantityChangeResponses];
@@ -8991,7 +9974,7 @@ export type PortalPauseSubscriptionResponses = {
     /**
      * The subscription
      */
-    200: PortalSubscriptionDto & Livemode;
+    200: PortalSubscriptionDto;
 };
 
 export type PortalPauseSubscriptionResponse = PortalPauseSubscriptionResponses[keyof PortalPauseSubscriptionResponses];
@@ -9079,7 +10062,7 @@ export type PortalResumeSubscriptionResponses = {
     /**
      * The subscription
      */
-    200: PortalSubscriptionDto & Livemode;
+    200: PortalSubscriptionDto;
 };
 
 export type PortalResumeSubscriptionResponse = PortalResumeSubscriptionResponses[keyof PortalResumeSubscriptionResponses];
@@ -9163,7 +10146,7 @@ export type PortalRemoveScheduledChangeResponses = {
     /**
      * The subscription
      */
-    200: PortalSubscriptionDto & Livemode;
+    200: PortalSubscriptionDto;
 };
 
 export type PortalRemoveScheduledChangeResponse = PortalRemoveScheduledChangeResponses[keyof PortalRemoveScheduledChangeResponses];
@@ -9233,7 +10216,7 @@ export type PortalUpcomingInvoiceResponses = {
     /**
      * The upcoming invoice
      */
-    200: UpcomingInvoiceDto & Livemode;
+    200: UpcomingInvoiceDto;
 };
 
 export type PortalUpcomingInvoiceResponse = PortalUpcomingInvoiceResponses[keyof PortalUpcomingInvoiceResponses];
@@ -9366,7 +10349,7 @@ export type PortalGetTicketResponses = {
     /**
      * The ticket
      */
-    200: SupportTicketDto & Livemode;
+    200: SupportTicketDto;
 };
 
 export type PortalGetTicketResponse = PortalGetTicketResponses[keyof PortalGetTicketResponses];
@@ -9450,7 +10433,7 @@ export type PortalReplyToTicketResponses = {
     /**
      * The ticket with the reply
      */
-    201: SupportTicketDto & Livemode;
+    201: SupportTicketDto;
 };
 
 export type PortalReplyToTicketResponse = PortalReplyToTicketResponses[keyof PortalReplyToTicketResponses];
@@ -9600,7 +10583,7 @@ export type CreateProductResponses = {
     /**
      * The new product
      */
-    201: ProductDto & Livemode;
+    201: ProductDto;
 };
 
 export type CreateProductResponse = CreateProductResponses[keyof CreateProductResponses];
@@ -9672,7 +10655,7 @@ export type GetProductResponses = {
     /**
      * The product
      */
-    200: ProductDto & Livemode;
+    200: ProductDto;
 };
 
 export type GetProductResponse = GetProductResponses[keyof GetProductResponses];
@@ -9760,7 +10743,7 @@ export type UpdateProductResponses = {
     /**
      * The updated product
      */
-    200: ProductDto & Livemode;
+    200: ProductDto;
 };
 
 export type UpdateProductResponse = UpdateProductResponses[keyof UpdateProductResponses];
@@ -9852,7 +10835,7 @@ export type ArchiveProductResponses = {
     /**
      * The archived product
      */
-    200: ProductDto & Livemode;
+    200: ProductDto;
 };
 
 export type ArchiveProductResponse = ArchiveProductResponses[keyof ArchiveProductResponses];
@@ -10002,7 +10985,7 @@ export type CreateOfferResponses = {
     /**
      * The new offer
      */
-    201: RetentionOfferDto & Livemode;
+    201: RetentionOfferDto;
 };
 
 export type CreateOfferResponse = CreateOfferResponses[keyof CreateOfferResponses];
@@ -10082,7 +11065,7 @@ export type DeactivateOfferResponses = {
     /**
      * The deactivated offer
      */
-    200: RetentionOfferDto & Livemode;
+    200: RetentionOfferDto;
 };
 
 export type DeactivateOfferResponse = DeactivateOfferResponses[keyof DeactivateOfferResponses];
@@ -10154,7 +11137,7 @@ export type GetOfferResponses = {
     /**
      * The offer
      */
-    200: RetentionOfferDto & Livemode;
+    200: RetentionOfferDto;
 };
 
 export type GetOfferResponse = GetOfferResponses[keyof GetOfferResponses];
@@ -10242,7 +11225,7 @@ export type UpdateOfferResponses = {
     /**
      * The updated offer
      */
-    200: RetentionOfferDto & Livemode;
+    200: RetentionOfferDto;
 };
 
 export type UpdateOfferResponse = UpdateOfferResponses[keyof UpdateOfferResponses];
@@ -10299,13 +11282,13 @@ export type GetSegmentSettingsResponses = {
     /**
      * The settings
      */
-    200: SegmentSettingsDto & Livemode;
+    200: SegmentSettingsDto;
 };
 
 export type GetSegmentSettingsResponse = GetSegmentSettingsResponses[keyof GetSegmentSettingsResponses];
 
 export type PutSegmentSettingsData = {
-    body: PutSegmentSettings;
+    body: SegmentSettingsDto;
     headers?: {
         /**
          * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
@@ -10374,7 +11357,7 @@ export type PutSegmentSettingsResponses = {
     /**
      * The settings
      */
-    200: SegmentSettingsDto & Livemode;
+    200: SegmentSettingsDto;
 };
 
 export type PutSegmentSettingsResponse = PutSegmentSettingsResponses[keyof PutSegmentSettingsResponses];
@@ -10529,7 +11512,7 @@ export type CreateSubscriptionResponses = {
     /**
      * The new subscription
      */
-    201: SubscriptionDto & Livemode;
+    201: SubscriptionDto;
 };
 
 export type CreateSubscriptionResponse = CreateSubscriptionResponses[keyof CreateSubscriptionResponses];
@@ -10601,7 +11584,7 @@ export type GetSubscriptionResponses = {
     /**
      * The subscription
      */
-    200: SubscriptionDto & Livemode;
+    200: SubscriptionDto;
 };
 
 export type GetSubscriptionResponse = GetSubscriptionResponses[keyof GetSubscriptionResponses];
@@ -10697,13 +11680,13 @@ export type CancelSubscriptionResponses = {
     /**
      * The subscription
      */
-    200: SubscriptionDto & Livemode;
+    200: SubscriptionDto;
 };
 
 export type CancelSubscriptionResponse = CancelSubscriptionResponses[keyof CancelSubscriptionResponses];
 
 export type ChangePlanData = {
-    body: ChangePlan;
+    body: MerchantChangePlan;
     headers?: {
         /**
          * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
@@ -10793,7 +11776,7 @@ export type ChangePlanResponses = {
     /**
      * The subscription
      */
-    200: SubscriptionDto & Livemode;
+    200: SubscriptionDto;
 };
 
 export type ChangePlanResponse = ChangePlanResponses[keyof ChangePlanResponses];
@@ -10881,7 +11864,7 @@ export type PreviewPlanChangeResponses = {
     /**
      * The preview
      */
-    200: PlanChangePreviewDto & Livemode;
+    200: PlanChangePreviewDto;
 };
 
 export type PreviewPlanChangeResponse = PreviewPlanChangeResponses[keyof PreviewPlanChangeResponses];
@@ -10977,7 +11960,7 @@ export type ChangeQuantityResponses = {
     /**
      * The subscription
      */
-    200: SubscriptionDto & Livemode;
+    200: SubscriptionDto;
 };
 
 export type ChangeQuantityResponse = ChangeQuantityResponses[keyof ChangeQuantityResponses];
@@ -11065,13 +12048,345 @@ export type PreviewQuantityChangeResponses = {
     /**
      * The preview
      */
-    200: QuantityChangePreviewDto & Livemode;
+    200: QuantityChangePreviewDto;
 };
 
 export type PreviewQuantityChangeResponse = PreviewQuantityChangeResponses[keyof PreviewQuantityChangeResponses];
 
+export type GrantDiscountData = {
+    body: GrantDiscount;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
+         */
+        'Idempotency-Key'?: string;
+    };
+    path: {
+        /**
+         * Subscription id (sub_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/subscriptions/{id}/discount_grants';
+};
+
+export type GrantDiscountErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type GrantDiscountError = GrantDiscountErrors[keyof GrantDiscountErrors];
+
+export type GrantDiscountResponses = {
+    /**
+     * The discount
+     */
+    201: SubscriptionDiscountDto;
+};
+
+export type GrantDiscountResponse = GrantDiscountResponses[keyof GrantDiscountResponses];
+
+export type ListInvoiceItemsData = {
+    body?: never;
+    path: {
+        /**
+         * Subscription id (sub_…)
+         */
+        id: string;
+    };
+    query?: {
+        /**
+         * How many items to return, 1 to 100 (default 20).
+         */
+        limit?: number;
+        /**
+         * The `next_cursor` of the previous page: the id of its last item. Empty means the
+         * first page, like leaving it out.
+         */
+        starting_after?: string;
+    };
+    url: '/v1/subscriptions/{id}/invoice_items';
+};
+
+export type ListInvoiceItemsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type ListInvoiceItemsError = ListInvoiceItemsErrors[keyof ListInvoiceItemsErrors];
+
+export type ListInvoiceItemsResponses = {
+    /**
+     * A page of items
+     */
+    200: ListResponseInvoiceItemDto;
+};
+
+export type ListInvoiceItemsResponse = ListInvoiceItemsResponses[keyof ListInvoiceItemsResponses];
+
+export type CreateInvoiceItemData = {
+    body: CreateInvoiceItem;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
+         */
+        'Idempotency-Key'?: string;
+    };
+    path: {
+        /**
+         * Subscription id (sub_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/subscriptions/{id}/invoice_items';
+};
+
+export type CreateInvoiceItemErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type CreateInvoiceItemError = CreateInvoiceItemErrors[keyof CreateInvoiceItemErrors];
+
+export type CreateInvoiceItemResponses = {
+    /**
+     * The item
+     */
+    201: InvoiceItemDto;
+};
+
+export type CreateInvoiceItemResponse = CreateInvoiceItemResponses[keyof CreateInvoiceItemResponses];
+
+export type DeleteInvoiceItemData = {
+    body?: never;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+    };
+    path: {
+        /**
+         * Subscription id (sub_…)
+         */
+        id: string;
+        /**
+         * Invoice item id (ii_…)
+         */
+        item_id: string;
+    };
+    query?: never;
+    url: '/v1/subscriptions/{id}/invoice_items/{item_id}';
+};
+
+export type DeleteInvoiceItemErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An invoice took the item (`invoice_item_invoiced`)
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type DeleteInvoiceItemError = DeleteInvoiceItemErrors[keyof DeleteInvoiceItemErrors];
+
+export type DeleteInvoiceItemResponses = {
+    /**
+     * The deleted item
+     */
+    200: InvoiceItemDto;
+};
+
+export type DeleteInvoiceItemResponse = DeleteInvoiceItemResponses[keyof DeleteInvoiceItemResponses];
+
 export type PauseSubscriptionData = {
-    body: PauseSubscription;
+    body: MerchantPauseSubscription;
     headers?: {
         /**
          * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
@@ -11161,7 +12476,7 @@ export type PauseSubscriptionResponses = {
     /**
      * The subscription
      */
-    200: SubscriptionDto & Livemode;
+    200: SubscriptionDto;
 };
 
 export type PauseSubscriptionResponse = PauseSubscriptionResponses[keyof PauseSubscriptionResponses];
@@ -11253,7 +12568,7 @@ export type ResumeSubscriptionResponses = {
     /**
      * The subscription
      */
-    200: SubscriptionDto & Livemode;
+    200: SubscriptionDto;
 };
 
 export type ResumeSubscriptionResponse = ResumeSubscriptionResponses[keyof ResumeSubscriptionResponses];
@@ -11341,7 +12656,7 @@ export type RemoveScheduledChangeResponses = {
     /**
      * The subscription
      */
-    200: SubscriptionDto & Livemode;
+    200: SubscriptionDto;
 };
 
 export type RemoveScheduledChangeResponse = RemoveScheduledChangeResponses[keyof RemoveScheduledChangeResponses];
@@ -11411,7 +12726,7 @@ export type UpcomingInvoiceResponses = {
     /**
      * The upcoming invoice
      */
-    200: UpcomingInvoiceDto & Livemode;
+    200: UpcomingInvoiceDto;
 };
 
 export type UpcomingInvoiceResponse = UpcomingInvoiceResponses[keyof UpcomingInvoiceResponses];
@@ -11549,7 +12864,7 @@ export type GetTicketResponses = {
     /**
      * The ticket
      */
-    200: SupportTicketDto & Livemode;
+    200: SupportTicketDto;
 };
 
 export type GetTicketResponse = GetTicketResponses[keyof GetTicketResponses];
@@ -11637,7 +12952,7 @@ export type ReplyToTicketResponses = {
     /**
      * The ticket with the reply
      */
-    201: SupportTicketDto & Livemode;
+    201: SupportTicketDto;
 };
 
 export type ReplyToTicketResponse = ReplyToTicketResponses[keyof ReplyToTicketResponses];
@@ -11783,7 +13098,7 @@ export type CreateEndpointResponses = {
     /**
      * The new endpoint, with its secret
      */
-    201: WebhookEndpointDto & Livemode;
+    201: WebhookEndpointDto;
 };
 
 export type CreateEndpointResponse = CreateEndpointResponses[keyof CreateEndpointResponses];
@@ -11855,7 +13170,7 @@ export type DeleteEndpointResponses = {
     /**
      * The endpoint is gone
      */
-    200: DeletedDto & Livemode;
+    200: DeletedDto;
 };
 
 export type DeleteEndpointResponse = DeleteEndpointResponses[keyof DeleteEndpointResponses];
@@ -11927,7 +13242,7 @@ export type GetEndpointResponses = {
     /**
      * The endpoint
      */
-    200: WebhookEndpointDto & Livemode;
+    200: WebhookEndpointDto;
 };
 
 export type GetEndpointResponse = GetEndpointResponses[keyof GetEndpointResponses];
@@ -12015,7 +13330,7 @@ export type UpdateEndpointResponses = {
     /**
      * The updated endpoint
      */
-    200: WebhookEndpointDto & Livemode;
+    200: WebhookEndpointDto;
 };
 
 export type UpdateEndpointResponse = UpdateEndpointResponses[keyof UpdateEndpointResponses];
@@ -12183,7 +13498,7 @@ export type RedeliverRangeResponses = {
     /**
      * Deliveries queued
      */
-    202: RedeliveryDto & Livemode;
+    202: RedeliveryDto;
 };
 
 export type RedeliverRangeResponse = RedeliverRangeResponses[keyof RedeliverRangeResponses];
@@ -12279,7 +13594,7 @@ export type RotateSecretResponses = {
     /**
      * The endpoint with its new secret
      */
-    200: WebhookEndpointDto & Livemode;
+    200: WebhookEndpointDto;
 };
 
 export type RotateSecretResponse = RotateSecretResponses[keyof RotateSecretResponses];
