@@ -56,6 +56,15 @@ export type ApiKeyDto = {
 export type ApiKeyStatus = 'active' | 'expiring' | 'expired' | 'revoked';
 
 /**
+ * The plans a coupon is restricted to: a plan qualifies when either list names it (or,
+ * for `product_ids`, its product). Both empty: every plan.
+ */
+export type AppliesToDto = {
+    product_ids?: Array<string>;
+    plan_ids?: Array<string>;
+};
+
+/**
  * Attach a card by its gateway token. Brand, last4 and expiry come from the gateway;
  * card numbers are refused everywhere with 422 `card_number_not_allowed`.
  */
@@ -273,6 +282,11 @@ export type CancellationSummaryDto = {
 
 export type ChangePlan = {
     plan_id: string;
+    /**
+     * A promotion code to redeem with the change (any case), checked against the new
+     * plan; in a preview, what it would take off shows as `discount`.
+     */
+    promotion_code?: string | null;
 };
 
 export type ChangePlanActionDto = {
@@ -322,6 +336,43 @@ export type CorsSettingsDto = {
     updated_at?: string | null;
 };
 
+export type CouponDto = {
+    id: string;
+    /**
+     * Always `coupon`.
+     */
+    object: string;
+    name: string;
+    percent_off?: number | null;
+    amount_off?: number | null;
+    currency?: string | null;
+    duration: CouponDurationDto;
+    duration_in_cycles?: number | null;
+    max_redemptions?: number | null;
+    times_redeemed: number;
+    redeem_by?: string | null;
+    applies_to: AppliesToDto;
+    first_time_subscribers_only: boolean;
+    /**
+     * Whether it can still be redeemed: not deleted, not past `redeem_by`, not used up.
+     */
+    valid: boolean;
+    /**
+     * Deleted: no new redemptions; discounts already granted carry on.
+     */
+    deleted: boolean;
+    metadata: {
+        [key: string]: unknown;
+    };
+    created_at: string;
+    updated_at: string;
+};
+
+/**
+ * How many invoices a coupon's discount applies to.
+ */
+export type CouponDurationDto = 'once' | 'repeating' | 'forever';
+
 export type CreateApiKey = {
     /**
      * A name to recognise the key by (at most 100 characters).
@@ -332,6 +383,50 @@ export type CreateApiKey = {
      * can only create keys that grant no more than it holds.
      */
     scopes?: Array<ScopeName> | null;
+};
+
+/**
+ * A coupon: `percent_off` or `amount_off` (+ `currency`), for a `duration`. Only the
+ * name and metadata change after creation.
+ */
+export type CreateCoupon = {
+    /**
+     * Shown on invoices (default: the value, such as `20% off`).
+     */
+    name?: string | null;
+    /**
+     * 1–100: this share of each invoice's subtotal. Not with `amount_off`.
+     */
+    percent_off?: number | null;
+    /**
+     * Minor units off each invoice, in `currency` (required with it).
+     */
+    amount_off?: number | null;
+    /**
+     * ISO 4217, for `amount_off`: only plans in this currency qualify.
+     */
+    currency?: string | null;
+    duration: CouponDurationDto;
+    /**
+     * For `repeating`: how many invoices (1–120).
+     */
+    duration_in_cycles?: number | null;
+    /**
+     * Redemptions in all, over every code of the coupon.
+     */
+    max_redemptions?: number | null;
+    /**
+     * No redemption at or after this instant (in the future).
+     */
+    redeem_by?: string | null;
+    applies_to?: AppliesToDto | null;
+    /**
+     * Only customers who never had a subscription may redeem it (default false).
+     */
+    first_time_subscribers_only?: boolean | null;
+    metadata?: {
+        [key: string]: unknown;
+    } | null;
 };
 
 export type CreateCustomer = {
@@ -414,6 +509,11 @@ export type CreatePortalSubscription = {
      * Units (default: the product's `min_quantity`).
      */
     quantity?: number | null;
+    /**
+     * A promotion code to redeem (any case): its discount applies from the first invoice.
+     * A code that does not apply refuses the subscription (409 `promotion_code_…`).
+     */
+    promotion_code?: string | null;
 };
 
 /**
@@ -441,6 +541,41 @@ export type CreateProduct = {
     max_quantity?: number | null;
 };
 
+/**
+ * A customer-facing code for a coupon. Codes are matched without case and are unique
+ * among the merchant's active codes.
+ */
+export type CreatePromotionCode = {
+    coupon_id: string;
+    /**
+     * 1–64 letters, digits, `-` or `_`.
+     */
+    code: string;
+    /**
+     * Default true.
+     */
+    active?: boolean | null;
+    /**
+     * Redemptions of this code in all (the coupon's own limit applies too).
+     */
+    max_redemptions?: number | null;
+    /**
+     * Redemptions by one customer (1: once per customer).
+     */
+    max_redemptions_per_customer?: number | null;
+    /**
+     * No redemption at or after this instant (in the future).
+     */
+    expires_at?: string | null;
+    /**
+     * Only customers who never had a subscription (default false).
+     */
+    first_time_subscribers_only?: boolean | null;
+    metadata?: {
+        [key: string]: unknown;
+    } | null;
+};
+
 export type CreateRetentionOffer = {
     name: string;
     kind: OfferKindDto;
@@ -466,6 +601,11 @@ export type CreateSubscription = {
      * Units (default: the product's `min_quantity`).
      */
     quantity?: number | null;
+    /**
+     * A promotion code to redeem (any case): its discount applies from the first invoice.
+     * A code that does not apply refuses the subscription (409 `promotion_code_…`).
+     */
+    promotion_code?: string | null;
 };
 
 /**
@@ -764,8 +904,8 @@ export type DeliveryStatusDto = 'pending' | 'delivered' | 'failed' | 'canceled';
 export type DisabledReasonDto = 'manual' | 'failing';
 
 /**
- * A discount granted to a subscription by an accepted offer; the renewal engine applies
- * it to the next `cycles` invoices.
+ * A discount granted to a subscription (by an accepted offer or a redeemed promotion
+ * code); the renewal engine applies it to the next `cycles` invoices.
  */
 export type DiscountDto = {
     id: string;
@@ -782,7 +922,46 @@ export type DiscountDto = {
     amount?: MoneyDto | null;
     cycles: number;
     cycles_remaining: number;
+    /**
+     * The coupon it was granted from (`coupon_…`; a retention offer's is internal).
+     */
+    coupon_id: string;
+    /**
+     * The promotion code redeemed for it (`promo_…`), if any.
+     */
+    promotion_code_id?: string | null;
+    /**
+     * Applies to every invoice (a `forever` coupon): `cycles` are then not used up.
+     */
+    forever: boolean;
+    /**
+     * How its invoice lines read: `Discount: <description>: 20% off`.
+     */
+    description?: string | null;
     created_at: string;
+};
+
+/**
+ * What a promotion code would take off, in a preview.
+ */
+export type DiscountPreviewDto = {
+    /**
+     * The code as the merchant wrote it.
+     */
+    promotion_code: string;
+    coupon: CouponDto;
+    /**
+     * The invoice the preview is about, before the code: its plan and proration lines.
+     */
+    subtotal: MoneyDto;
+    /**
+     * What the code takes off that invoice (after the subscription's earlier discounts).
+     */
+    amount_off: MoneyDto;
+    /**
+     * That invoice's total with every discount, the code's included.
+     */
+    total: MoneyDto;
 };
 
 /**
@@ -848,7 +1027,7 @@ export type EligibilityDto = {
 /**
  * An event type of the catalogue (docs/events.md), or `*` for every type, including ones added later
  */
-export type EnabledEvent = '*' | 'customer.created' | 'customer.updated' | 'customer.erased' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.access_ending' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled';
+export type EnabledEvent = '*' | 'customer.created' | 'customer.updated' | 'customer.erased' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.access_ending' | 'subscription.discount_applied' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'coupon.created' | 'coupon.updated' | 'coupon.deleted' | 'promotion_code.created' | 'promotion_code.updated' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled';
 
 export type EventData = {
     /**
@@ -904,7 +1083,7 @@ export type EventRequestDto = {
 /**
  * An event type of the catalogue (docs/events.md)
  */
-export type EventType = 'customer.created' | 'customer.updated' | 'customer.erased' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.access_ending' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled';
+export type EventType = 'customer.created' | 'customer.updated' | 'customer.erased' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.access_ending' | 'subscription.discount_applied' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'coupon.created' | 'coupon.updated' | 'coupon.deleted' | 'promotion_code.created' | 'promotion_code.updated' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled';
 
 export type ExportNoteDto = {
     id: string;
@@ -1165,6 +1344,21 @@ export type ListResponseCancellationRequestDto = {
 /**
  * A page of a list, newest first.
  */
+export type ListResponseCouponDto = {
+    data: Array<CouponDto>;
+    /**
+     * Whether another page follows.
+     */
+    has_more: boolean;
+    /**
+     * Pass as `starting_after` to get the next page; null on the last page.
+     */
+    next_cursor?: string | null;
+};
+
+/**
+ * A page of a list, newest first.
+ */
 export type ListResponseCustomerDto = {
     data: Array<CustomerDto>;
     /**
@@ -1272,6 +1466,21 @@ export type ListResponsePortalSubscriptionDto = {
  */
 export type ListResponseProductDto = {
     data: Array<ProductDto>;
+    /**
+     * Whether another page follows.
+     */
+    has_more: boolean;
+    /**
+     * Pass as `starting_after` to get the next page; null on the last page.
+     */
+    next_cursor?: string | null;
+};
+
+/**
+ * A page of a list, newest first.
+ */
+export type ListResponsePromotionCodeDto = {
+    data: Array<PromotionCodeDto>;
     /**
      * Whether another page follows.
      */
@@ -1698,6 +1907,7 @@ export type PlanChangePreviewDto = {
      * When that invoice is created; `null` for `none`.
      */
     invoiced_at?: string | null;
+    discount?: DiscountPreviewDto | null;
 };
 
 export type PlanChangeTimingDto = 'now' | 'period_end';
@@ -1902,6 +2112,30 @@ export type ProductDto = {
     min_quantity: number;
     max_quantity: number;
     archived_at?: string | null;
+    created_at: string;
+    updated_at: string;
+};
+
+export type PromotionCodeDto = {
+    id: string;
+    /**
+     * Always `promotion_code`.
+     */
+    object: string;
+    /**
+     * As the merchant wrote it.
+     */
+    code: string;
+    coupon: CouponDto;
+    active: boolean;
+    max_redemptions?: number | null;
+    max_redemptions_per_customer?: number | null;
+    times_redeemed: number;
+    expires_at?: string | null;
+    first_time_subscribers_only: boolean;
+    metadata: {
+        [key: string]: unknown;
+    };
     created_at: string;
     updated_at: string;
 };
@@ -2159,7 +2393,7 @@ export type ScheduledChangeDto = {
 /**
  * A scope of a restricted key: resource:read or resource:write (write implies read)
  */
-export type ScopeName = 'catalog:read' | 'catalog:write' | 'customers:read' | 'customers:write' | 'customer_exports:read' | 'customer_exports:write' | 'payment_methods:read' | 'payment_methods:write' | 'subscriptions:read' | 'subscriptions:write' | 'billing:read' | 'billing:write' | 'customer_sessions:read' | 'customer_sessions:write' | 'portal_settings:read' | 'portal_settings:write' | 'events:read' | 'events:write' | 'webhooks:read' | 'webhooks:write' | 'support:read' | 'support:write' | 'retention:read' | 'retention:write' | 'metrics:read' | 'metrics:write' | 'api_keys:read' | 'api_keys:write' | 'audit_events:read' | 'audit_events:write' | 'gateway_settings:read' | 'gateway_settings:write';
+export type ScopeName = 'catalog:read' | 'catalog:write' | 'customers:read' | 'customers:write' | 'customer_exports:read' | 'customer_exports:write' | 'payment_methods:read' | 'payment_methods:write' | 'subscriptions:read' | 'subscriptions:write' | 'billing:read' | 'billing:write' | 'customer_sessions:read' | 'customer_sessions:write' | 'portal_settings:read' | 'portal_settings:write' | 'events:read' | 'events:write' | 'webhooks:read' | 'webhooks:write' | 'support:read' | 'support:write' | 'retention:read' | 'retention:write' | 'coupons:read' | 'coupons:write' | 'metrics:read' | 'metrics:write' | 'api_keys:read' | 'api_keys:write' | 'audit_events:read' | 'audit_events:write' | 'gateway_settings:read' | 'gateway_settings:write';
 
 /**
  * A customer segment, computed on read (docs/customers.md): `new`, `loyal`, `high_ltv`,
@@ -2225,6 +2459,22 @@ export type SubscriptionDiscountDto = {
      * The retention offer that granted it (`roff_…`), if any.
      */
     offer_id?: string | null;
+    /**
+     * The coupon it was granted from (`coupon_…`; a retention offer's is internal).
+     */
+    coupon_id: string;
+    /**
+     * The promotion code redeemed for it (`promo_…`), if any.
+     */
+    promotion_code_id?: string | null;
+    /**
+     * Applies to every invoice (a `forever` coupon): `cycles` are then not used up.
+     */
+    forever: boolean;
+    /**
+     * How its invoice lines read: `Discount: <description>: 20% off`.
+     */
+    description?: string | null;
     created_at: string;
 };
 
@@ -2294,6 +2544,34 @@ export type SubscriptionDto = {
     discounts?: Array<SubscriptionDiscountDto> | null;
     created_at: string;
     updated_at: string;
+};
+
+/**
+ * The first invoice a subscription would get, without subscribing.
+ */
+export type SubscriptionPreviewDto = {
+    plan_id: string;
+    quantity: number;
+    /**
+     * When the trial would end (the first invoice is created then); `null` without one.
+     */
+    trial_end?: string | null;
+    /**
+     * When the first invoice is created: now, or at the trial's end.
+     */
+    invoiced_at: string;
+    period: PeriodDto;
+    /**
+     * Its lines: the plan, and the code's discount if one was given.
+     */
+    lines: Array<InvoiceLineDto>;
+    subtotal: MoneyDto;
+    /**
+     * The discount lines' sum (zero or negative).
+     */
+    discount: MoneyDto;
+    total: MoneyDto;
+    promotion_code?: DiscountPreviewDto | null;
 };
 
 export type SubscriptionStatusDto = 'trialing' | 'active' | 'past_due' | 'paused' | 'canceled' | 'unpaid';
@@ -2409,7 +2687,7 @@ export type TimelineEntryKindDto = 'event' | 'note' | 'ticket_message';
 /**
  * The event type of an event (`subscription.paused`), `note` for a note or `ticket.message` for a ticket message
  */
-export type TimelineEntryType = 'customer.created' | 'customer.updated' | 'customer.erased' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.access_ending' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled' | 'note' | 'ticket.message';
+export type TimelineEntryType = 'customer.created' | 'customer.updated' | 'customer.erased' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.access_ending' | 'subscription.discount_applied' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'coupon.created' | 'coupon.updated' | 'coupon.deleted' | 'promotion_code.created' | 'promotion_code.updated' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled' | 'note' | 'ticket.message';
 
 /**
  * The invoice the next renewal will create (a draft preview; nothing is stored).
@@ -2438,6 +2716,19 @@ export type UpcomingInvoiceDto = {
     discount: MoneyDto;
     total: MoneyDto;
     amount_due: MoneyDto;
+};
+
+/**
+ * The fields of a coupon that may change.
+ */
+export type UpdateCoupon = {
+    name?: string | null;
+    /**
+     * Replaces the metadata object.
+     */
+    metadata?: {
+        [key: string]: unknown;
+    } | null;
 };
 
 /**
@@ -2481,6 +2772,23 @@ export type UpdateProduct = {
      */
     min_quantity?: number | null;
     max_quantity?: number | null;
+};
+
+/**
+ * The fields of a promotion code that may change.
+ */
+export type UpdatePromotionCode = {
+    /**
+     * Reactivating answers 409 `promotion_code_taken` while another active code holds
+     * the same word.
+     */
+    active?: boolean | null;
+    /**
+     * Replaces the metadata object.
+     */
+    metadata?: {
+        [key: string]: unknown;
+    } | null;
 };
 
 /**
@@ -3720,6 +4028,374 @@ export type PutCorsSettingsResponses = {
 };
 
 export type PutCorsSettingsResponse = PutCorsSettingsResponses[keyof PutCorsSettingsResponses];
+
+export type ListCouponsData = {
+    body?: never;
+    path?: never;
+    query?: {
+        /**
+         * How many items to return, 1 to 100 (default 20).
+         */
+        limit?: number;
+        /**
+         * The `next_cursor` of the previous page: the id of its last item. Empty means the
+         * first page, like leaving it out.
+         */
+        starting_after?: string;
+        /**
+         * Include deleted coupons (default false).
+         */
+        include_deleted?: boolean;
+    };
+    url: '/v1/coupons';
+};
+
+export type ListCouponsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type ListCouponsError = ListCouponsErrors[keyof ListCouponsErrors];
+
+export type ListCouponsResponses = {
+    /**
+     * A page of coupons
+     */
+    200: ListResponseCouponDto;
+};
+
+export type ListCouponsResponse = ListCouponsResponses[keyof ListCouponsResponses];
+
+export type CreateCouponData = {
+    body: CreateCoupon;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
+         */
+        'Idempotency-Key'?: string;
+    };
+    path?: never;
+    query?: never;
+    url: '/v1/coupons';
+};
+
+export type CreateCouponErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type CreateCouponError = CreateCouponErrors[keyof CreateCouponErrors];
+
+export type CreateCouponResponses = {
+    /**
+     * The new coupon
+     */
+    201: CouponDto;
+};
+
+export type CreateCouponResponse = CreateCouponResponses[keyof CreateCouponResponses];
+
+export type DeleteCouponData = {
+    body?: never;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+    };
+    path: {
+        /**
+         * Coupon id (coupon_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/coupons/{id}';
+};
+
+export type DeleteCouponErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type DeleteCouponError = DeleteCouponErrors[keyof DeleteCouponErrors];
+
+export type DeleteCouponResponses = {
+    /**
+     * The deleted coupon
+     */
+    200: CouponDto;
+};
+
+export type DeleteCouponResponse = DeleteCouponResponses[keyof DeleteCouponResponses];
+
+export type GetCouponData = {
+    body?: never;
+    path: {
+        /**
+         * Coupon id (coupon_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/coupons/{id}';
+};
+
+export type GetCouponErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type GetCouponError = GetCouponErrors[keyof GetCouponErrors];
+
+export type GetCouponResponses = {
+    /**
+     * The coupon
+     */
+    200: CouponDto;
+};
+
+export type GetCouponResponse = GetCouponResponses[keyof GetCouponResponses];
+
+export type UpdateCouponData = {
+    body: UpdateCoupon;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+    };
+    path: {
+        /**
+         * Coupon id (coupon_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/coupons/{id}';
+};
+
+export type UpdateCouponErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type UpdateCouponError = UpdateCouponErrors[keyof UpdateCouponErrors];
+
+export type UpdateCouponResponses = {
+    /**
+     * The coupon
+     */
+    200: CouponDto;
+};
+
+export type UpdateCouponResponse = UpdateCouponResponses[keyof UpdateCouponResponses];
 
 export type CreateCustomerSessionData = {
     body: CreateCustomerSession;
@@ -8346,6 +9022,81 @@ export type SubscribeResponses = {
 
 export type SubscribeResponse = SubscribeResponses[keyof SubscribeResponses];
 
+export type PortalPreviewSubscriptionData = {
+    body: CreatePortalSubscription;
+    headers?: {
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
+         */
+        'Idempotency-Key'?: string;
+    };
+    path?: never;
+    query?: never;
+    url: '/v1/portal/subscriptions/preview';
+};
+
+export type PortalPreviewSubscriptionErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type PortalPreviewSubscriptionError = PortalPreviewSubscriptionErrors[keyof PortalPreviewSubscriptionErrors];
+
+export type PortalPreviewSubscriptionResponses = {
+    /**
+     * The first invoice
+     */
+    200: SubscriptionPreviewDto;
+};
+
+export type PortalPreviewSubscriptionResponse = PortalPreviewSubscriptionResponses[keyof PortalPreviewSubscriptionResponses];
+
 export type PortalGetSubscriptionData = {
     body?: never;
     headers?: {
@@ -9815,6 +10566,310 @@ export type ArchiveProductResponses = {
 
 export type ArchiveProductResponse = ArchiveProductResponses[keyof ArchiveProductResponses];
 
+export type ListPromotionCodesData = {
+    body?: never;
+    path?: never;
+    query?: {
+        /**
+         * How many items to return, 1 to 100 (default 20).
+         */
+        limit?: number;
+        /**
+         * The `next_cursor` of the previous page: the id of its last item. Empty means the
+         * first page, like leaving it out.
+         */
+        starting_after?: string;
+        /**
+         * Only codes of this coupon (coupon_…).
+         */
+        coupon_id?: string;
+        /**
+         * Only codes of this word (any case).
+         */
+        code?: string;
+    };
+    url: '/v1/promotion_codes';
+};
+
+export type ListPromotionCodesErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type ListPromotionCodesError = ListPromotionCodesErrors[keyof ListPromotionCodesErrors];
+
+export type ListPromotionCodesResponses = {
+    /**
+     * A page of promotion codes
+     */
+    200: ListResponsePromotionCodeDto;
+};
+
+export type ListPromotionCodesResponse = ListPromotionCodesResponses[keyof ListPromotionCodesResponses];
+
+export type CreatePromotionCodeData = {
+    body: CreatePromotionCode;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
+         */
+        'Idempotency-Key'?: string;
+    };
+    path?: never;
+    query?: never;
+    url: '/v1/promotion_codes';
+};
+
+export type CreatePromotionCodeErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type CreatePromotionCodeError = CreatePromotionCodeErrors[keyof CreatePromotionCodeErrors];
+
+export type CreatePromotionCodeResponses = {
+    /**
+     * The new promotion code
+     */
+    201: PromotionCodeDto;
+};
+
+export type CreatePromotionCodeResponse = CreatePromotionCodeResponses[keyof CreatePromotionCodeResponses];
+
+export type GetPromotionCodeData = {
+    body?: never;
+    path: {
+        /**
+         * Promotion code id (promo_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/promotion_codes/{id}';
+};
+
+export type GetPromotionCodeErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type GetPromotionCodeError = GetPromotionCodeErrors[keyof GetPromotionCodeErrors];
+
+export type GetPromotionCodeResponses = {
+    /**
+     * The promotion code
+     */
+    200: PromotionCodeDto;
+};
+
+export type GetPromotionCodeResponse = GetPromotionCodeResponses[keyof GetPromotionCodeResponses];
+
+export type UpdatePromotionCodeData = {
+    body: UpdatePromotionCode;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+    };
+    path: {
+        /**
+         * Promotion code id (promo_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/promotion_codes/{id}';
+};
+
+export type UpdatePromotionCodeErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * Another active code has the same word
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type UpdatePromotionCodeError = UpdatePromotionCodeErrors[keyof UpdatePromotionCodeErrors];
+
+export type UpdatePromotionCodeResponses = {
+    /**
+     * The promotion code
+     */
+    200: PromotionCodeDto;
+};
+
+export type UpdatePromotionCodeResponse = UpdatePromotionCodeResponses[keyof UpdatePromotionCodeResponses];
+
 export type ListOffersData = {
     body?: never;
     path?: never;
@@ -10491,6 +11546,85 @@ export type CreateSubscriptionResponses = {
 };
 
 export type CreateSubscriptionResponse = CreateSubscriptionResponses[keyof CreateSubscriptionResponses];
+
+export type PreviewSubscriptionData = {
+    body: CreateSubscription;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
+         */
+        'Idempotency-Key'?: string;
+    };
+    path?: never;
+    query?: never;
+    url: '/v1/subscriptions/preview';
+};
+
+export type PreviewSubscriptionErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type PreviewSubscriptionError = PreviewSubscriptionErrors[keyof PreviewSubscriptionErrors];
+
+export type PreviewSubscriptionResponses = {
+    /**
+     * The first invoice
+     */
+    200: SubscriptionPreviewDto;
+};
+
+export type PreviewSubscriptionResponse = PreviewSubscriptionResponses[keyof PreviewSubscriptionResponses];
 
 export type GetSubscriptionData = {
     body?: never;
