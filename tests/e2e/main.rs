@@ -8,6 +8,7 @@ mod catalog;
 mod catalogue;
 mod context;
 mod cors;
+mod coupons;
 mod credits;
 mod customers;
 mod events;

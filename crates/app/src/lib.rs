@@ -26,6 +26,7 @@ pub mod billing;
 pub mod catalog;
 pub mod context;
 pub mod cors_settings;
+pub mod coupons;
 pub mod customers;
 pub mod dto;
 pub mod error;

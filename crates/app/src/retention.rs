@@ -761,7 +761,9 @@ async fn grant_discount(
         value,
         cycles,
     };
-    Ok(discounts::grant(conn, merchant, new, now).await?)
+    let granted = discounts::grant(conn, merchant, new, now).await?;
+    crate::coupons::discount_applied_event(conn, merchant, &granted).await?;
+    Ok(granted)
 }
 
 /// Applies an accepted offer to the subscription (its cancellation already withdrawn).

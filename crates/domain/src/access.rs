@@ -72,6 +72,8 @@ resources! {
     Support => "support",
     /// Retention offers.
     Retention => "retention",
+    /// Coupons and their promotion codes.
+    Coupons => "coupons",
     /// Subscriber metrics.
     Metrics => "metrics",
     /// The merchant's own secret keys.

@@ -65,6 +65,10 @@ typed_ids! {
     OfferOutcomeId => OfferOutcomeTag, "rout";
     /// A discount granted to a subscription.
     DiscountId => DiscountTag, "disc";
+    /// A coupon: the merchant's definition of a discount.
+    CouponId => CouponTag, "coupon";
+    /// A customer-facing promotion code of a coupon.
+    PromotionCodeId => PromotionCodeTag, "promo";
     /// An agent note on a customer.
     NoteId => NoteTag, "note";
     /// A credit note: part of a paid invoice refunded or credited to the balance.

@@ -452,8 +452,57 @@ diesel::table! {
         cycles -> Int4,
         cycles_remaining -> Int4,
         created_at -> Timestamptz,
+        coupon_id -> Uuid,
+        promotion_code_id -> Nullable<Uuid>,
+        customer_id -> Uuid,
+        forever -> Bool,
+        description -> Nullable<Text>,
     }
 }
+
+// Coupons and promotion codes (migration 2026-12-07-150501_coupons).
+
+diesel::table! {
+    coupons (merchant_id, id) {
+        merchant_id -> Uuid,
+        id -> Uuid,
+        name -> Text,
+        value -> Jsonb,
+        duration -> Jsonb,
+        max_redemptions -> Nullable<Int4>,
+        times_redeemed -> Int4,
+        redeem_by -> Nullable<Timestamptz>,
+        applies_to_product_ids -> Array<Text>,
+        applies_to_plan_ids -> Array<Text>,
+        first_time_subscribers_only -> Bool,
+        internal -> Bool,
+        metadata -> Jsonb,
+        deleted_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    promotion_codes (merchant_id, id) {
+        merchant_id -> Uuid,
+        id -> Uuid,
+        coupon_id -> Uuid,
+        code -> Text,
+        normalized_code -> Text,
+        active -> Bool,
+        max_redemptions -> Nullable<Int4>,
+        max_redemptions_per_customer -> Nullable<Int4>,
+        times_redeemed -> Int4,
+        expires_at -> Nullable<Timestamptz>,
+        first_time_subscribers_only -> Bool,
+        metadata -> Jsonb,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(coupons, promotion_codes);
 
 // The portal's subscription read asks, in its one statement, whether there are discounts
 // to list.

@@ -46,6 +46,8 @@ const RESOURCES: &[(&str, Resource)] = &[
     ("/v1/webhook_endpoints", Resource::Webhooks),
     ("/v1/support_tickets", Resource::Support),
     ("/v1/retention_offers", Resource::Retention),
+    ("/v1/coupons", Resource::Coupons),
+    ("/v1/promotion_codes", Resource::Coupons),
     ("/v1/metrics", Resource::Metrics),
     ("/v1/api_keys", Resource::ApiKeys),
     ("/v1/audit_events", Resource::AuditEvents),
@@ -53,7 +55,10 @@ const RESOURCES: &[(&str, Resource)] = &[
 ];
 
 /// `POST`s that only compute an answer.
-const READS: &[&str] = &["/v1/subscriptions/{id}/change_plan/preview"];
+const READS: &[&str] = &[
+    "/v1/subscriptions/{id}/change_plan/preview",
+    "/v1/subscriptions/preview",
+];
 
 /// The scope `method route` requires (`route` as in the document: `/v1/customers/{id}`);
 /// `None` for a route in no group.

@@ -20,7 +20,7 @@ use tenure_app::dto::credits::{
     OverrideMetricsDto, OverrideMetricsParams,
 };
 use tenure_app::dto::subscriptions::SubscriptionDiscountDto;
-use tenure_app::dto::{ListParams, ListResponse};
+use tenure_app::dto::{InMode, ListParams, ListResponse};
 use tenure_app::overrides;
 
 pub fn configure(cfg: &mut ServiceConfig) {
@@ -50,7 +50,10 @@ async fn get_balances(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<CustomerTag>(&id, "customer")?;
-    Ok(HttpResponse::Ok().json(svc::balances(&state.app, auth.0, id).await?))
+    Ok(HttpResponse::Ok().json(InMode::new(
+        auth.mode(),
+        svc::balances(&state.app, auth.0, id).await?,
+    )))
 }
 
 /// The customer's balance ledger, newest first: grants, debits, credit notes and what
@@ -67,7 +70,8 @@ async fn list_balance_transactions(
     let id = parse_id::<CustomerTag>(&id, "customer")?;
     let page = page.page::<BalanceTransactionTag>()?;
     let rows = svc::transactions(&state.app, auth.0, id, page).await?;
-    Ok(HttpResponse::Ok().json(ListResponse::from_page(rows, |t| t, |t| t.id.clone())))
+    Ok(HttpResponse::Ok()
+        .json(ListResponse::from_page(rows, |t| t, |t| t.id.clone()).in_mode(auth.mode())))
 }
 
 /// Grant (positive) or debit (negative) the customer's credit balance, with a reason
@@ -86,7 +90,7 @@ async fn adjust_balance(
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<CustomerTag>(&id, "customer")?;
     let row = svc::adjust(&state.app, auth.0, id, body.0).await?;
-    Ok(HttpResponse::Created().json(row))
+    Ok(HttpResponse::Created().json(InMode::new(auth.mode(), row)))
 }
 
 /// What agents granted the customer beyond the default policy, newest first.
@@ -102,7 +106,8 @@ async fn list_customer_overrides(
     let id = parse_id::<CustomerTag>(&id, "customer")?;
     let page = page.page::<OverrideTag>()?;
     let rows = overrides::of_customer(&state.app, auth.0, id, page).await?;
-    Ok(HttpResponse::Ok().json(ListResponse::from_page(rows, |o| o, |o| o.id.clone())))
+    Ok(HttpResponse::Ok()
+        .json(ListResponse::from_page(rows, |o| o, |o| o.id.clone()).in_mode(auth.mode())))
 }
 
 /// Credit part (or all) of a paid invoice: `refund` sends it back through the gateway
@@ -122,7 +127,7 @@ async fn create_credit_note(
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<InvoiceTag>(&id, "invoice")?;
     let note = svc::create_credit_note(&state.app, auth.0, id, body.0).await?;
-    Ok(HttpResponse::Created().json(note))
+    Ok(HttpResponse::Created().json(InMode::new(auth.mode(), note)))
 }
 
 /// The invoice's credit notes, oldest first.
@@ -135,7 +140,10 @@ async fn list_invoice_credit_notes(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<InvoiceTag>(&id, "invoice")?;
-    Ok(HttpResponse::Ok().json(svc::credit_notes_of_invoice(&state.app, auth.0, id).await?))
+    Ok(HttpResponse::Ok().json(InMode::each(
+        auth.mode(),
+        svc::credit_notes_of_invoice(&state.app, auth.0, id).await?,
+    )))
 }
 
 /// Credit notes, newest first, optionally of one customer.
@@ -155,7 +163,8 @@ async fn list_credit_notes(
         .map(|c| parse_field_id::<CustomerTag>(c, "customer_id"))
         .transpose()?;
     let rows = svc::list_credit_notes(&state.app, auth.0, customer, page).await?;
-    Ok(HttpResponse::Ok().json(ListResponse::from_page(rows, |n| n, |n| n.id.clone())))
+    Ok(HttpResponse::Ok()
+        .json(ListResponse::from_page(rows, |n| n, |n| n.id.clone()).in_mode(auth.mode())))
 }
 
 /// Get a credit note.
@@ -168,7 +177,10 @@ async fn get_credit_note(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<CreditNoteTag>(&id, "credit_note")?;
-    Ok(HttpResponse::Ok().json(svc::get_credit_note(&state.app, auth.0, id).await?))
+    Ok(HttpResponse::Ok().json(InMode::new(
+        auth.mode(),
+        svc::get_credit_note(&state.app, auth.0, id).await?,
+    )))
 }
 
 /// Add a one-off charge (positive) or credit (negative) to the subscription's next
@@ -188,7 +200,7 @@ async fn create_invoice_item(
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
     let item = invoice_items::create(&state.app, auth.0, id, body.0).await?;
-    Ok(HttpResponse::Created().json(item))
+    Ok(HttpResponse::Created().json(InMode::new(auth.mode(), item)))
 }
 
 /// The subscription's one-off items, invoiced or not, newest first.
@@ -204,7 +216,8 @@ async fn list_invoice_items(
     let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
     let page = page.page::<InvoiceItemTag>()?;
     let rows = invoice_items::list(&state.app, auth.0, id, page).await?;
-    Ok(HttpResponse::Ok().json(ListResponse::from_page(rows, |i| i, |i| i.id.clone())))
+    Ok(HttpResponse::Ok()
+        .json(ListResponse::from_page(rows, |i| i, |i| i.id.clone()).in_mode(auth.mode())))
 }
 
 /// Delete a one-off item no invoice took yet (`invoice_item.deleted`); once invoiced: 409
@@ -224,7 +237,10 @@ async fn delete_invoice_item(
     let (id, item) = path.into_inner();
     let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
     let item = parse_id::<InvoiceItemTag>(&item, "invoice_item")?;
-    Ok(HttpResponse::Ok().json(invoice_items::delete(&state.app, auth.0, id, item).await?))
+    Ok(HttpResponse::Ok().json(InMode::new(
+        auth.mode(),
+        invoice_items::delete(&state.app, auth.0, id, item).await?,
+    )))
 }
 
 /// Grant the subscription a goodwill discount (a percent or an amount in its currency)
@@ -242,7 +258,7 @@ async fn grant_discount(
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
     let discount = svc::grant_discount(&state.app, auth.0, id, body.0).await?;
-    Ok(HttpResponse::Created().json(discount))
+    Ok(HttpResponse::Created().json(InMode::new(auth.mode(), discount)))
 }
 
 /// What agents granted in a period `[from, to)` (the period rules of `GET /v1/metrics`):
@@ -262,5 +278,5 @@ async fn override_metrics(
         params.to.as_deref(),
     )
     .await?;
-    Ok(HttpResponse::Ok().json(metrics))
+    Ok(HttpResponse::Ok().json(InMode::new(auth.mode(), metrics)))
 }

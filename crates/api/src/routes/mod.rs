@@ -5,6 +5,7 @@ pub mod api_keys;
 pub mod billing;
 pub mod catalog;
 pub mod context;
+pub mod coupons;
 pub mod credits;
 pub mod customers;
 pub mod events;
@@ -59,6 +60,7 @@ pub fn configure_v1(cfg: &mut ServiceConfig) {
     .configure(support::configure)
     .configure(renewals::configure)
     .configure(retention::configure)
+    .configure(coupons::configure)
     .configure(metrics::configure)
     .configure(api_keys::configure)
     .configure(operator::configure);

@@ -18,7 +18,7 @@ use tenure_app::dto::retention::PresentedOfferDto;
 use tenure_app::dto::subscriptions::{
     ChangePlan, ChangeQuantity, CreatePortalSubscription, PauseSubscription, PlanChangePreviewDto,
     PortalCancelSubscription, PortalSubscriptionDto, PortalSubscriptionFilterParams,
-    QuantityChangePreviewDto,
+    QuantityChangePreviewDto, SubscriptionPreviewDto,
 };
 use tenure_app::dto::support::{CancellationRequestDto, PortalCancelResult};
 use tenure_app::dto::{ListParams, ListResponse};
@@ -26,6 +26,7 @@ use tenure_app::subscriptions::{self as svc, Action, ActionOutcome, Scope};
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(subscribe)
+        .service(preview_subscription)
         .service(list_subscriptions)
         .service(get_subscription)
         .service(pause_subscription)
@@ -80,16 +81,40 @@ async fn subscribe(
     body: Json<CreatePortalSubscription>,
 ) -> ApiResult<HttpResponse> {
     let plan = parse_field_id::<PlanTag>(&body.0.plan_id, "plan_id")?;
-    let s = svc::create_with_quantity(
+    let s = svc::create_with_code(
         &state.app,
         scope(auth),
         auth.customer,
         plan,
         body.0.quantity,
+        body.0.promotion_code.as_deref(),
     )
     .await?;
     let view = svc::portal_view(&state.app, auth.merchant, &s).await?;
     Ok(created(auth.mode(), &view, s.updated_at))
+}
+
+/// The first invoice subscribing to a plan would create, with what a `promotion_code`
+/// takes off (or the refusal subscribing with it would get), without subscribing.
+#[utoipa::path(operation_id = "portal_preview_subscription", tag = "Portal", request_body = CreatePortalSubscription,
+    responses((status = 200, description = "The first invoice", body = SubscriptionPreviewDto)))]
+#[post("/subscriptions/preview")]
+async fn preview_subscription(
+    state: web::Data<AppState>,
+    auth: AuthenticatedCustomer,
+    body: Json<CreatePortalSubscription>,
+) -> ApiResult<HttpResponse> {
+    let plan = parse_field_id::<PlanTag>(&body.0.plan_id, "plan_id")?;
+    let preview = svc::preview_subscription(
+        &state.app,
+        scope(auth),
+        auth.customer,
+        plan,
+        body.0.quantity,
+        body.0.promotion_code.as_deref(),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(InMode::new(auth.mode(), preview)))
 }
 
 /// The customer's subscriptions, newest first.
@@ -230,7 +255,14 @@ async fn preview_plan_change(
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
     let plan = parse_field_id::<PlanTag>(&body.0.plan_id, "plan_id")?;
-    let preview = svc::preview_plan_change(&state.app, scope(auth), id, plan).await?;
+    let preview = svc::preview_plan_change_with_code(
+        &state.app,
+        scope(auth),
+        id,
+        plan,
+        body.0.promotion_code.as_deref(),
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(InMode::new(auth.mode(), preview)))
 }
 
@@ -248,7 +280,13 @@ async fn change_plan(
     body: Json<ChangePlan>,
 ) -> ApiResult<HttpResponse> {
     let plan = parse_field_id::<PlanTag>(&body.0.plan_id, "plan_id")?;
-    run(&req, &state, auth, &id, Action::ChangePlan(plan)).await
+    let Some(code) = body.0.promotion_code.as_deref() else {
+        return run(&req, &state, auth, &id, Action::ChangePlan(plan)).await;
+    };
+    let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
+    let outcome =
+        svc::change_plan_with_code(&state.app, scope(auth), id, if_match(&req), plan, code).await?;
+    render(&state, auth, &outcome).await
 }
 
 /// What a quantity change would do and cost now: it applies at once, prorated like a

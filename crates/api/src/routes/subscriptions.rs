@@ -17,13 +17,14 @@ use tenure_app::dto::credits::OverrideRequest;
 use tenure_app::dto::subscriptions::{
     CancelSubscription, ChangePlan, ChangeQuantity, CreateSubscription, MerchantChangePlan,
     MerchantPauseSubscription, PlanChangePreviewDto, QuantityChangePreviewDto, SubscriptionDto,
-    SubscriptionFilterParams,
+    SubscriptionFilterParams, SubscriptionPreviewDto,
 };
 use tenure_app::dto::{ListParams, ListResponse};
 use tenure_app::subscriptions::{self as svc, Action, ActionOutcome, Scope};
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(create_subscription)
+        .service(preview_subscription)
         .service(list_subscriptions)
         .service(get_subscription)
         .service(pause_subscription)
@@ -71,16 +72,50 @@ async fn create_subscription(
     }
     v.finish()?;
     let quantity = body.0.quantity;
-    let s = svc::create_with_quantity(
+    let s = svc::create_with_code(
         &state.app,
         Scope::merchant(auth.0),
         customer?,
         plan?,
         quantity,
+        body.0.promotion_code.as_deref(),
     )
     .await?;
     let view = svc::merchant_view(&state.app, auth.0, &s).await?;
     Ok(created(auth.mode(), &view, s.updated_at))
+}
+
+/// The first invoice subscribing a customer to a plan would create, with what a
+/// `promotion_code` takes off (or the refusal subscribing with it would get), without
+/// subscribing.
+#[utoipa::path(tag = "Subscriptions", request_body = CreateSubscription,
+    responses((status = 200, description = "The first invoice", body = SubscriptionPreviewDto)))]
+#[post("/subscriptions/preview")]
+async fn preview_subscription(
+    state: web::Data<AppState>,
+    auth: AuthenticatedMerchant,
+    body: Json<CreateSubscription>,
+) -> ApiResult<HttpResponse> {
+    let mut v = tenure_app::error::Validator::default();
+    let customer = parse_field_id::<CustomerTag>(&body.0.customer_id, "customer_id");
+    let plan = parse_field_id::<PlanTag>(&body.0.plan_id, "plan_id");
+    if customer.is_err() {
+        v.fail("customer_id", "must be an id starting with cus_");
+    }
+    if plan.is_err() {
+        v.fail("plan_id", "must be an id starting with plan_");
+    }
+    v.finish()?;
+    let preview = svc::preview_subscription(
+        &state.app,
+        Scope::merchant(auth.0),
+        customer?,
+        plan?,
+        body.0.quantity,
+        body.0.promotion_code.as_deref(),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(InMode::new(auth.mode(), preview)))
 }
 
 /// List subscriptions, newest first, optionally filtered by status, customer or plan.
@@ -239,7 +274,14 @@ async fn preview_plan_change(
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
     let plan = parse_field_id::<PlanTag>(&body.0.plan_id, "plan_id")?;
-    let preview = svc::preview_plan_change(&state.app, Scope::merchant(auth.0), id, plan).await?;
+    let preview = svc::preview_plan_change_with_code(
+        &state.app,
+        Scope::merchant(auth.0),
+        id,
+        plan,
+        body.0.promotion_code.as_deref(),
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(InMode::new(auth.mode(), preview)))
 }
 
@@ -260,15 +302,35 @@ async fn change_plan(
 ) -> ApiResult<HttpResponse> {
     let body = body.0;
     let plan = parse_field_id::<PlanTag>(&body.plan_id, "plan_id")?;
-    run_overriding(
-        &req,
-        &state,
-        auth,
-        &id,
-        Action::ChangePlan(plan),
-        body.overriding,
+    let Some(code) = body.promotion_code.as_deref() else {
+        return run_overriding(
+            &req,
+            &state,
+            auth,
+            &id,
+            Action::ChangePlan(plan),
+            body.overriding,
+        )
+        .await;
+    };
+    if body.overriding.is_some() {
+        return Err(tenure_app::error::AppError::field(
+            "override",
+            "cannot be combined with promotion_code: redeem the code, then override",
+        )
+        .into());
+    }
+    let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
+    let outcome = svc::change_plan_with_code(
+        &state.app,
+        Scope::merchant(auth.0),
+        id,
+        if_match(&req),
+        plan,
+        code,
     )
-    .await
+    .await?;
+    render(&state, auth, &outcome).await
 }
 
 /// What a quantity change would do and cost now: it applies at once, prorated like a

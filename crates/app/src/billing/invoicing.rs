@@ -7,7 +7,7 @@
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
 use tenure_domain::billing::credit::{BalanceSource, apply_customer_balance};
-use tenure_domain::billing::discount::{DiscountOutcome, apply_discounts, discount_line};
+use tenure_domain::billing::discount::{DiscountOutcome, apply_discounts, described_discount_line};
 use tenure_domain::billing::invoice::{self, Invoice, InvoiceLine, InvoiceStatus, LineKind};
 use tenure_domain::billing::period::Period;
 use tenure_domain::ids::{CustomerId, MerchantId, SubscriptionId};
@@ -193,7 +193,11 @@ fn discount_lines(
     for (d, outcome) in discounts.iter().zip(outcomes) {
         match outcome {
             DiscountOutcome::Applied { taken } => {
-                lines.push(discount_line(&d.value, taken)?);
+                lines.push(described_discount_line(
+                    d.description.as_deref(),
+                    &d.value,
+                    taken,
+                )?);
                 used.push(d.id);
             }
             DiscountOutcome::SkippedCurrency => {

@@ -29,6 +29,7 @@ pub mod billing;
 pub mod catalog;
 pub mod common;
 pub mod context;
+pub mod coupons;
 pub mod credits;
 pub mod customers;
 pub mod events;

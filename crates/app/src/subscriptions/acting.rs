@@ -29,7 +29,10 @@ use super::plans::{
 use super::requests::WithdrawnAs;
 use super::scope::{Action, ActionOutcome, Scope, subscription_not_found, visible};
 use crate::App;
-use crate::dto::subscriptions::{PlanChangePreviewDto, QuantityChangePreviewDto, SubscriptionDto};
+use crate::coupons::RedemptionFor;
+use crate::dto::subscriptions::{
+    PlanChangePreviewDto, QuantityChangePreviewDto, SubscriptionDto, SubscriptionPreviewDto,
+};
 use crate::error::{AppError, AppResult};
 use crate::events::EventBatch;
 use crate::versions::check_if_match;
@@ -59,6 +62,20 @@ pub async fn create_with_quantity(
     customer: CustomerId,
     plan_id: PlanId,
     quantity: Option<u32>,
+) -> AppResult<StoredSubscription> {
+    create_with_code(state, scope, customer, plan_id, quantity, None).await
+}
+
+/// [`create_with_quantity`] redeeming `promotion_code` for the new subscription: its
+/// discount applies from the first invoice (409 with the refusal's code when the code
+/// does not apply, and then nothing is created).
+pub async fn create_with_code(
+    state: &App,
+    scope: Scope,
+    customer: CustomerId,
+    plan_id: PlanId,
+    quantity: Option<u32>,
+    promotion_code: Option<&str>,
 ) -> AppResult<StoredSubscription> {
     debug_assert!(
         scope.customer.is_none_or(|c| c == customer),
@@ -101,6 +118,25 @@ pub async fn create_with_quantity(
             updated_at: now,
         };
         repo::insert(conn, merchant, &stored).await?;
+        // Before the first invoice, which applies it.
+        let discount = match promotion_code {
+            Some(code) => Some(
+                crate::coupons::redeem_in_tx(
+                    conn,
+                    merchant,
+                    code,
+                    RedemptionFor {
+                        customer,
+                        subscription: Some(stored.subscription.id),
+                        plan: &plan,
+                    },
+                    stored.subscription.id,
+                    now,
+                )
+                .await?,
+            ),
+            None => None,
+        };
         let view = SubscriptionDto::render(&stored, Actor::Merchant);
         let mut batch = EventBatch::default();
         for event in &events {
@@ -112,6 +148,9 @@ pub async fn create_with_quantity(
                 )
                 .await?;
             }
+        }
+        if let Some(discount) = &discount {
+            crate::coupons::discount_applied(&mut batch, discount)?;
         }
         batch.record(conn, merchant).await?;
         Ok(stored)
@@ -381,6 +420,67 @@ pub async fn preview_plan_change(
     id: SubscriptionId,
     plan_id: PlanId,
 ) -> AppResult<PlanChangePreviewDto> {
+    preview_plan_change_with_code(state, scope, id, plan_id, None).await
+}
+
+/// Changes the plan redeeming `promotion_code`: the code is checked against the new plan
+/// and its discount granted before the change, so that an invoice the change makes at
+/// once (another cadence) applies it. A refused code refuses the change (409 with the
+/// refusal's code), and a refused change redeems nothing.
+pub async fn change_plan_with_code(
+    state: &App,
+    scope: Scope,
+    id: SubscriptionId,
+    if_match: Option<String>,
+    plan_id: PlanId,
+    promotion_code: &str,
+) -> AppResult<ActionOutcome> {
+    let now = state.now_micros();
+    let merchant = scope.merchant;
+    let mut conn = state.db.conn().await?;
+    conn.transaction(async |conn| {
+        // The subscription's row first, as every change of it takes it; the code's and
+        // the coupon's rows after.
+        let before = repo::get(conn, merchant, id, true)
+            .await
+            .map_err(subscription_not_found)?;
+        if !scope.sees(&before) {
+            return Err(AppError::NotFound("subscription"));
+        }
+        check_if_match(if_match.as_deref(), before.updated_at)?;
+        let plan = purchasable_plan(conn, merchant, plan_id).await?;
+        let discount = crate::coupons::redeem_in_tx(
+            conn,
+            merchant,
+            promotion_code,
+            RedemptionFor {
+                customer: before.customer_id,
+                subscription: Some(id),
+                plan: &plan,
+            },
+            id,
+            now,
+        )
+        .await?;
+        let outcome = act_in_tx(conn, scope, id, None, &Action::ChangePlan(plan_id), now).await?;
+        crate::coupons::discount_applied_event(conn, merchant, &discount).await?;
+        Ok(ActionOutcome {
+            may_have_discounts: true,
+            ..outcome
+        })
+    })
+    .await
+}
+
+/// [`preview_plan_change`] with what `promotion_code` would take off the invoice the
+/// change bills (`discount`), or the refusal the change would get for it.
+pub async fn preview_plan_change_with_code(
+    state: &App,
+    scope: Scope,
+    id: SubscriptionId,
+    plan_id: PlanId,
+    promotion_code: Option<&str>,
+) -> AppResult<PlanChangePreviewDto> {
     let now = state.now_micros();
     let mut conn = state.db.conn().await?;
     let s = visible(&mut conn, scope, id).await?;
@@ -389,18 +489,87 @@ pub async fn preview_plan_change(
     let preview = s
         .subscription
         .preview_plan_change(&request, &policy, scope.actor(), now)?;
+    let discount = match promotion_code {
+        Some(code) => {
+            let plan = purchasable_plan(&mut conn, scope.merchant, plan_id).await?;
+            let redeemable = crate::coupons::check_code(
+                &mut conn,
+                scope.merchant,
+                code,
+                RedemptionFor {
+                    customer: s.customer_id,
+                    subscription: Some(id),
+                    plan: &plan,
+                },
+                false,
+                now,
+            )
+            .await?;
+            // The invoice the change bills: the new period's (another cadence), else the
+            // next renewal's at the new plan; either takes the pending prorations.
+            let new_cadence = request.to.cadence != s.subscription.plan.cadence;
+            let currency = plan.price.currency;
+            let mut subtotal = 0i64;
+            if let Some(p) = &preview.proration {
+                for line in &p.lines {
+                    subtotal = subtotal
+                        .checked_add(line.amount.amount)
+                        .ok_or(DomainError::Overflow)?;
+                }
+            }
+            if !(new_cadence && preview.proration.is_some()) {
+                subtotal = subtotal
+                    .checked_add(plan.price.times(s.subscription.quantity)?.amount)
+                    .ok_or(DomainError::Overflow)?;
+            }
+            let pending =
+                tenure_store::repo::pending_items::uninvoiced(&mut conn, scope.merchant, id, false)
+                    .await?;
+            for item in pending.iter().filter(|i| i.amount.currency == currency) {
+                subtotal = subtotal
+                    .checked_add(item.amount.amount)
+                    .ok_or(DomainError::Overflow)?;
+            }
+            let existing =
+                tenure_store::repo::discounts::active_for_subscription(&conn, scope.merchant, id)
+                    .await?;
+            Some(crate::coupons::preview_discount(
+                &redeemable,
+                Money::new(subtotal, currency),
+                &existing,
+                now,
+            )?)
+        }
+        None => None,
+    };
+    let rendered =
+        render_plan_change_preview(&mut conn, scope, &s, plan_id, &request, &preview).await?;
+    Ok(PlanChangePreviewDto {
+        discount,
+        ..rendered
+    })
+}
+
+async fn render_plan_change_preview(
+    conn: &mut AsyncPgConnection,
+    scope: Scope,
+    s: &StoredSubscription,
+    plan_id: PlanId,
+    request: &PlanChangeRequest,
+    preview: &tenure_domain::subscription::PlanChangePreview,
+) -> AppResult<PlanChangePreviewDto> {
     let from = s.subscription.plan.plan_id;
     let new_cadence = request.to.cadence != s.subscription.plan.cadence;
     let names = if preview.proration.is_some() {
-        let from_name = catalog_repo::get_plan(&mut conn, scope.merchant, from).await?;
-        let to_name = catalog_repo::get_plan(&mut conn, scope.merchant, plan_id).await?;
+        let from_name = catalog_repo::get_plan(conn, scope.merchant, from).await?;
+        let to_name = catalog_repo::get_plan(conn, scope.merchant, plan_id).await?;
         (from_name.name, to_name.name)
     } else {
         Default::default()
     };
     Ok(PlanChangePreviewDto::render(
         plan_id.to_string(),
-        &preview,
+        preview,
         Money::zero(s.subscription.plan.price.currency),
         s.subscription.current_period.end,
         new_cadence,
@@ -419,4 +588,93 @@ pub async fn preview_plan_change(
             }
         },
     ))
+}
+
+/// The first invoice subscribing `customer` to `plan_id` would create (with
+/// `promotion_code`'s discount, or its refusal), without subscribing.
+pub async fn preview_subscription(
+    state: &App,
+    scope: Scope,
+    customer: CustomerId,
+    plan_id: PlanId,
+    quantity: Option<u32>,
+    promotion_code: Option<&str>,
+) -> AppResult<SubscriptionPreviewDto> {
+    let merchant = scope.merchant;
+    let now = state.now_micros();
+    let mut conn = state.db.conn().await?;
+    customer_repo::get(&mut conn, merchant, customer, false)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound if scope.customer.is_some() => AppError::NotFound("customer"),
+            StoreError::NotFound => AppError::field("customer_id", "no such customer"),
+            other => other.into(),
+        })?;
+    let (plan, product) = purchasable_plan_of_product(&mut conn, merchant, plan_id).await?;
+    let limits = product.quantity_limits;
+    let quantity = quantity.unwrap_or(limits.min());
+    limits.check(quantity)?;
+    let terms = terms_of(&plan)?;
+    let created = Subscription::create(
+        NewSubscription {
+            id: SubscriptionId::generate(),
+            plan: terms,
+            trial_days: plan.trial_days,
+            quantity,
+        },
+        now,
+    )?
+    .subscription;
+    let (period, trial_end) = match created.trial_end {
+        Some(end) => {
+            let (period, _) = crate::billing::invoicing::next_invoice_period(&created)
+                .ok_or_else(|| AppError::internal("a trial without a first period"))?;
+            (period, Some(end))
+        }
+        None => (created.current_period, None),
+    };
+    let mut draft =
+        crate::billing::invoicing::renewal_lines(&plan.name, &terms, quantity, period, &[], &[])?;
+    let currency = plan.price.currency;
+    let subtotal = tenure_domain::billing::invoice::totals(currency, &draft.lines)?.subtotal;
+    let discount = match promotion_code {
+        Some(code) => {
+            let redeemable = crate::coupons::check_code(
+                &mut conn,
+                merchant,
+                code,
+                RedemptionFor {
+                    customer,
+                    subscription: None,
+                    plan: &plan,
+                },
+                false,
+                now,
+            )
+            .await?;
+            let preview = crate::coupons::preview_discount(&redeemable, subtotal, &[], now)?;
+            draft
+                .lines
+                .push(tenure_domain::billing::discount::described_discount_line(
+                    Some(&redeemable.description()),
+                    &redeemable.coupon.terms.value,
+                    Money::new(preview.amount_off.amount, currency),
+                )?);
+            Some(preview)
+        }
+        None => None,
+    };
+    let totals = tenure_domain::billing::invoice::totals(currency, &draft.lines)?;
+    Ok(SubscriptionPreviewDto {
+        plan_id: plan.id.to_string(),
+        quantity,
+        trial_end,
+        invoiced_at: period.start,
+        period: period.into(),
+        lines: draft.lines.iter().map(Into::into).collect(),
+        subtotal: totals.subtotal.into(),
+        discount: totals.discount.into(),
+        total: totals.total.into(),
+        promotion_code: discount,
+    })
 }

@@ -15,8 +15,9 @@ mod scope;
 mod views;
 
 pub use acting::{
-    act, act_in_tx, act_on_request, act_overriding, create, create_with_quantity,
-    preview_plan_change, preview_quantity_change,
+    act, act_in_tx, act_on_request, act_overriding, change_plan_with_code, create,
+    create_with_code, create_with_quantity, preview_plan_change, preview_plan_change_with_code,
+    preview_quantity_change, preview_subscription,
 };
 pub use persist::{apply_due_in_tx, persist_system};
 pub use plans::{policy_of, purchasable_plan, terms_of};

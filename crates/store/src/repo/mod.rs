@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod charge_intents;
 pub mod context;
 pub mod cors_settings;
+pub mod coupons;
 pub mod credits;
 pub mod customers;
 pub mod discounts;

@@ -2,7 +2,7 @@
 
 import type { Client, Options as Options2, TDataShape } from './client';
 import { client } from './client.gen';
-import type { AcceptOfferData, AcceptOfferErrors, AcceptOfferResponses, AddNoteData, AddNoteErrors, AddNoteResponses, AddTagData, AddTagErrors, AddTagResponses, AdjustBalanceData, AdjustBalanceErrors, AdjustBalanceResponses, ApproveRequestData, ApproveRequestErrors, ApproveRequestResponses, ArchivePlanData, ArchivePlanErrors, ArchivePlanResponses, ArchiveProductData, ArchiveProductErrors, ArchiveProductResponses, AttachPaymentMethodData, AttachPaymentMethodErrors, AttachPaymentMethodResponses, CancelSubscriptionData, CancelSubscriptionErrors, CancelSubscriptionResponses, ChangePlanData, ChangePlanErrors, ChangePlanResponses, ChangeQuantityData, ChangeQuantityErrors, ChangeQuantityResponses, CreateApiKeyData, CreateApiKeyErrors, CreateApiKeyResponses, CreateCreditNoteData, CreateCreditNoteErrors, CreateCreditNoteResponses, CreateCustomerData, CreateCustomerErrors, CreateCustomerResponses, CreateCustomerSessionData, CreateCustomerSessionErrors, CreateCustomerSessionResponses, CreateEndpointData, CreateEndpointErrors, CreateEndpointResponses, CreateIdentityProviderData, CreateIdentityProviderErrors, CreateIdentityProviderResponses, CreateInvoiceItemData, CreateInvoiceItemErrors, CreateInvoiceItemResponses, CreateMerchantData, CreateMerchantErrors, CreateMerchantResponses, CreateOfferData, CreateOfferErrors, CreateOfferResponses, CreatePlanData, CreatePlanErrors, CreatePlanResponses, CreateProductData, CreateProductErrors, CreateProductResponses, CreateSubscriptionData, CreateSubscriptionErrors, CreateSubscriptionResponses, DeactivateOfferData, DeactivateOfferErrors, DeactivateOfferResponses, DeclineOfferData, DeclineOfferErrors, DeclineOfferResponses, DeclineRequestData, DeclineRequestErrors, DeclineRequestResponses, DeleteEndpointData, DeleteEndpointErrors, DeleteEndpointResponses, DeleteGatewaySettingsData, DeleteGatewaySettingsErrors, DeleteGatewaySettingsResponses, DeleteIdentityProviderData, DeleteIdentityProviderErrors, DeleteIdentityProviderResponses, DeleteInvoiceItemData, DeleteInvoiceItemErrors, DeleteInvoiceItemResponses, DetachPaymentMethodData, DetachPaymentMethodErrors, DetachPaymentMethodResponses, EraseCustomerData, EraseCustomerErrors, EraseCustomerResponses, ExportCustomerData, ExportCustomerErrors, ExportCustomerResponses, GetApiKeyData, GetApiKeyErrors, GetApiKeyResponses, GetBalancesData, GetBalancesErrors, GetBalancesResponses, GetBillingSettingsData, GetBillingSettingsErrors, GetBillingSettingsResponses, GetContextData, GetContextErrors, GetContextResponses, GetCorsSettingsData, GetCorsSettingsErrors, GetCorsSettingsResponses, GetCreditNoteData, GetCreditNoteErrors, GetCreditNoteResponses, GetCustomerData, GetCustomerErrors, GetCustomerResponses, GetDunningPolicyData, GetDunningPolicyErrors, GetDunningPolicyResponses, GetEndpointData, GetEndpointErrors, GetEndpointResponses, GetEventData, GetEventErrors, GetEventResponses, GetGatewaySettingsData, GetGatewaySettingsErrors, GetGatewaySettingsResponses, GetInvoiceData, GetInvoiceErrors, GetInvoiceResponses, GetMetricsData, GetMetricsErrors, GetMetricsResponses, GetOfferData, GetOfferErrors, GetOfferResponses, GetPlanData, GetPlanErrors, GetPlanResponses, GetProductData, GetProductErrors, GetProductResponses, GetRequestData, GetRequestErrors, GetRequestResponses, GetSegmentSettingsData, GetSegmentSettingsErrors, GetSegmentSettingsResponses, GetSubscriptionData, GetSubscriptionErrors, GetSubscriptionResponses, GetTicketData, GetTicketErrors, GetTicketResponses, GrantDiscountData, GrantDiscountErrors, GrantDiscountResponses, HealthzData, HealthzErrors, HealthzResponses, ListApiKeysData, ListApiKeysErrors, ListApiKeysResponses, ListAuditEventsData, ListAuditEventsErrors, ListAuditEventsResponses, ListBalanceTransactionsData, ListBalanceTransactionsErrors, ListBalanceTransactionsResponses, ListCreditNotesData, ListCreditNotesErrors, ListCreditNotesResponses, ListCustomerOverridesData, ListCustomerOverridesErrors, ListCustomerOverridesResponses, ListCustomersData, ListCustomersErrors, ListCustomersResponses, ListDeliveriesData, ListDeliveriesErrors, ListDeliveriesResponses, ListEndpointsData, ListEndpointsErrors, ListEndpointsResponses, ListEventsData, ListEventsErrors, ListEventsResponses, ListIdentityProvidersData, ListIdentityProvidersErrors, ListIdentityProvidersResponses, ListInvoiceCreditNotesData, ListInvoiceCreditNotesErrors, ListInvoiceCreditNotesResponses, ListInvoiceItemsData, ListInvoiceItemsErrors, ListInvoiceItemsResponses, ListInvoicesData, ListInvoicesErrors, ListInvoicesResponses, ListMerchantsData, ListMerchantsErrors, ListMerchantsResponses, ListOffersData, ListOffersErrors, ListOffersResponses, ListPaymentMethodsData, ListPaymentMethodsErrors, ListPaymentMethodsResponses, ListPaymentsData, ListPaymentsErrors, ListPaymentsResponses, ListPlansData, ListPlansErrors, ListPlansResponses, ListProductsData, ListProductsErrors, ListProductsResponses, ListRequestsData, ListRequestsErrors, ListRequestsResponses, ListSubscriptionsData, ListSubscriptionsErrors, ListSubscriptionsResponses, ListTicketsData, ListTicketsErrors, ListTicketsResponses, MarkInvoiceUncollectibleData, MarkInvoiceUncollectibleErrors, MarkInvoiceUncollectibleResponses, MeData, MeErrors, MeResponses, OverrideMetricsData, OverrideMetricsErrors, OverrideMetricsResponses, PauseSubscriptionData, PauseSubscriptionErrors, PauseSubscriptionResponses, PayInvoiceData, PayInvoiceErrors, PayInvoiceResponses, PlansData, PlansErrors, PlansResponses, PortalAttachPaymentMethodData, PortalAttachPaymentMethodErrors, PortalAttachPaymentMethodResponses, PortalCancelSubscriptionData, PortalCancelSubscriptionErrors, PortalCancelSubscriptionResponses, PortalChangePlanData, PortalChangePlanErrors, PortalChangePlanResponses, PortalChangeQuantityData, PortalChangeQuantityErrors, PortalChangeQuantityResponses, PortalCreateSetupIntentData, PortalCreateSetupIntentErrors, PortalCreateSetupIntentResponses, PortalDetachPaymentMethodData, PortalDetachPaymentMethodErrors, PortalDetachPaymentMethodResponses, PortalGetInvoiceData, PortalGetInvoiceErrors, PortalGetInvoiceResponses, PortalGetRequestData, PortalGetRequestErrors, PortalGetRequestResponses, PortalGetSubscriptionData, PortalGetSubscriptionErrors, PortalGetSubscriptionResponses, PortalGetTicketData, PortalGetTicketErrors, PortalGetTicketResponses, PortalListInvoicesData, PortalListInvoicesErrors, PortalListInvoicesResponses, PortalListPaymentMethodsData, PortalListPaymentMethodsErrors, PortalListPaymentMethodsResponses, PortalListPaymentsData, PortalListPaymentsErrors, PortalListPaymentsResponses, PortalListSubscriptionsData, PortalListSubscriptionsErrors, PortalListSubscriptionsResponses, PortalListTicketsData, PortalListTicketsErrors, PortalListTicketsResponses, PortalPauseSubscriptionData, PortalPauseSubscriptionErrors, PortalPauseSubscriptionResponses, PortalPayInvoiceData, PortalPayInvoiceErrors, PortalPayInvoiceResponses, PortalPreviewPlanChangeData, PortalPreviewPlanChangeErrors, PortalPreviewPlanChangeResponses, PortalPreviewQuantityChangeData, PortalPreviewQuantityChangeErrors, PortalPreviewQuantityChangeResponses, PortalRemoveScheduledChangeData, PortalRemoveScheduledChangeErrors, PortalRemoveScheduledChangeResponses, PortalReplyToTicketData, PortalReplyToTicketErrors, PortalReplyToTicketResponses, PortalResumeSubscriptionData, PortalResumeSubscriptionErrors, PortalResumeSubscriptionResponses, PortalSetDefaultPaymentMethodData, PortalSetDefaultPaymentMethodErrors, PortalSetDefaultPaymentMethodResponses, PortalUpcomingInvoiceData, PortalUpcomingInvoiceErrors, PortalUpcomingInvoiceResponses, PresentedOffersData, PresentedOffersErrors, PresentedOffersResponses, PreviewPlanChangeData, PreviewPlanChangeErrors, PreviewPlanChangeResponses, PreviewQuantityChangeData, PreviewQuantityChangeErrors, PreviewQuantityChangeResponses, PutBillingSettingsData, PutBillingSettingsErrors, PutBillingSettingsResponses, PutCorsSettingsData, PutCorsSettingsErrors, PutCorsSettingsResponses, PutDunningPolicyData, PutDunningPolicyErrors, PutDunningPolicyResponses, PutGatewaySettingsData, PutGatewaySettingsErrors, PutGatewaySettingsResponses, PutSegmentSettingsData, PutSegmentSettingsErrors, PutSegmentSettingsResponses, ReadyzData, ReadyzErrors, ReadyzResponses, ReceiveStripeEventData, ReceiveStripeEventErrors, ReceiveStripeEventResponses, RedeliverEventData, RedeliverEventErrors, RedeliverEventResponses, RedeliverRangeData, RedeliverRangeErrors, RedeliverRangeResponses, RefundInvoiceData, RefundInvoiceErrors, RefundInvoiceResponses, RemoveScheduledChangeData, RemoveScheduledChangeErrors, RemoveScheduledChangeResponses, RemoveTagData, RemoveTagErrors, RemoveTagResponses, ReplyToTicketData, ReplyToTicketErrors, ReplyToTicketResponses, ResumeSubscriptionData, ResumeSubscriptionErrors, ResumeSubscriptionResponses, RevokeApiKeyData, RevokeApiKeyErrors, RevokeApiKeyResponses, RollApiKeyData, RollApiKeyErrors, RollApiKeyResponses, RotateSecretData, RotateSecretErrors, RotateSecretResponses, SetDefaultPaymentMethodData, SetDefaultPaymentMethodErrors, SetDefaultPaymentMethodResponses, SubscribeData, SubscribeErrors, SubscribeResponses, TimelineData, TimelineErrors, TimelineResponses, UpcomingInvoiceData, UpcomingInvoiceErrors, UpcomingInvoiceResponses, UpdateCustomerData, UpdateCustomerErrors, UpdateCustomerResponses, UpdateEndpointData, UpdateEndpointErrors, UpdateEndpointResponses, UpdateOfferData, UpdateOfferErrors, UpdateOfferResponses, UpdatePlanData, UpdatePlanErrors, UpdatePlanResponses, UpdateProductData, UpdateProductErrors, UpdateProductResponses, VoidInvoiceData, VoidInvoiceErrors, VoidInvoiceResponses, WithdrawCancellationRequestData, WithdrawCancellationRequestErrors, WithdrawCancellationRequestResponses } from './types.gen';
+import type { AcceptOfferData, AcceptOfferErrors, AcceptOfferResponses, AddNoteData, AddNoteErrors, AddNoteResponses, AddTagData, AddTagErrors, AddTagResponses, AdjustBalanceData, AdjustBalanceErrors, AdjustBalanceResponses, ApproveRequestData, ApproveRequestErrors, ApproveRequestResponses, ArchivePlanData, ArchivePlanErrors, ArchivePlanResponses, ArchiveProductData, ArchiveProductErrors, ArchiveProductResponses, AttachPaymentMethodData, AttachPaymentMethodErrors, AttachPaymentMethodResponses, CancelSubscriptionData, CancelSubscriptionErrors, CancelSubscriptionResponses, ChangePlanData, ChangePlanErrors, ChangePlanResponses, ChangeQuantityData, ChangeQuantityErrors, ChangeQuantityResponses, CreateApiKeyData, CreateApiKeyErrors, CreateApiKeyResponses, CreateCouponData, CreateCouponErrors, CreateCouponResponses, CreateCreditNoteData, CreateCreditNoteErrors, CreateCreditNoteResponses, CreateCustomerData, CreateCustomerErrors, CreateCustomerResponses, CreateCustomerSessionData, CreateCustomerSessionErrors, CreateCustomerSessionResponses, CreateEndpointData, CreateEndpointErrors, CreateEndpointResponses, CreateIdentityProviderData, CreateIdentityProviderErrors, CreateIdentityProviderResponses, CreateInvoiceItemData, CreateInvoiceItemErrors, CreateInvoiceItemResponses, CreateMerchantData, CreateMerchantErrors, CreateMerchantResponses, CreateOfferData, CreateOfferErrors, CreateOfferResponses, CreatePlanData, CreatePlanErrors, CreatePlanResponses, CreateProductData, CreateProductErrors, CreateProductResponses, CreatePromotionCodeData, CreatePromotionCodeErrors, CreatePromotionCodeResponses, CreateSubscriptionData, CreateSubscriptionErrors, CreateSubscriptionResponses, DeactivateOfferData, DeactivateOfferErrors, DeactivateOfferResponses, DeclineOfferData, DeclineOfferErrors, DeclineOfferResponses, DeclineRequestData, DeclineRequestErrors, DeclineRequestResponses, DeleteCouponData, DeleteCouponErrors, DeleteCouponResponses, DeleteEndpointData, DeleteEndpointErrors, DeleteEndpointResponses, DeleteGatewaySettingsData, DeleteGatewaySettingsErrors, DeleteGatewaySettingsResponses, DeleteIdentityProviderData, DeleteIdentityProviderErrors, DeleteIdentityProviderResponses, DeleteInvoiceItemData, DeleteInvoiceItemErrors, DeleteInvoiceItemResponses, DetachPaymentMethodData, DetachPaymentMethodErrors, DetachPaymentMethodResponses, EraseCustomerData, EraseCustomerErrors, EraseCustomerResponses, ExportCustomerData, ExportCustomerErrors, ExportCustomerResponses, GetApiKeyData, GetApiKeyErrors, GetApiKeyResponses, GetBalancesData, GetBalancesErrors, GetBalancesResponses, GetBillingSettingsData, GetBillingSettingsErrors, GetBillingSettingsResponses, GetContextData, GetContextErrors, GetContextResponses, GetCorsSettingsData, GetCorsSettingsErrors, GetCorsSettingsResponses, GetCouponData, GetCouponErrors, GetCouponResponses, GetCreditNoteData, GetCreditNoteErrors, GetCreditNoteResponses, GetCustomerData, GetCustomerErrors, GetCustomerResponses, GetDunningPolicyData, GetDunningPolicyErrors, GetDunningPolicyResponses, GetEndpointData, GetEndpointErrors, GetEndpointResponses, GetEventData, GetEventErrors, GetEventResponses, GetGatewaySettingsData, GetGatewaySettingsErrors, GetGatewaySettingsResponses, GetInvoiceData, GetInvoiceErrors, GetInvoiceResponses, GetMetricsData, GetMetricsErrors, GetMetricsResponses, GetOfferData, GetOfferErrors, GetOfferResponses, GetPlanData, GetPlanErrors, GetPlanResponses, GetProductData, GetProductErrors, GetProductResponses, GetPromotionCodeData, GetPromotionCodeErrors, GetPromotionCodeResponses, GetRequestData, GetRequestErrors, GetRequestResponses, GetSegmentSettingsData, GetSegmentSettingsErrors, GetSegmentSettingsResponses, GetSubscriptionData, GetSubscriptionErrors, GetSubscriptionResponses, GetTicketData, GetTicketErrors, GetTicketResponses, GrantDiscountData, GrantDiscountErrors, GrantDiscountResponses, HealthzData, HealthzErrors, HealthzResponses, ListApiKeysData, ListApiKeysErrors, ListApiKeysResponses, ListAuditEventsData, ListAuditEventsErrors, ListAuditEventsResponses, ListBalanceTransactionsData, ListBalanceTransactionsErrors, ListBalanceTransactionsResponses, ListCouponsData, ListCouponsErrors, ListCouponsResponses, ListCreditNotesData, ListCreditNotesErrors, ListCreditNotesResponses, ListCustomerOverridesData, ListCustomerOverridesErrors, ListCustomerOverridesResponses, ListCustomersData, ListCustomersErrors, ListCustomersResponses, ListDeliveriesData, ListDeliveriesErrors, ListDeliveriesResponses, ListEndpointsData, ListEndpointsErrors, ListEndpointsResponses, ListEventsData, ListEventsErrors, ListEventsResponses, ListIdentityProvidersData, ListIdentityProvidersErrors, ListIdentityProvidersResponses, ListInvoiceCreditNotesData, ListInvoiceCreditNotesErrors, ListInvoiceCreditNotesResponses, ListInvoiceItemsData, ListInvoiceItemsErrors, ListInvoiceItemsResponses, ListInvoicesData, ListInvoicesErrors, ListInvoicesResponses, ListMerchantsData, ListMerchantsErrors, ListMerchantsResponses, ListOffersData, ListOffersErrors, ListOffersResponses, ListPaymentMethodsData, ListPaymentMethodsErrors, ListPaymentMethodsResponses, ListPaymentsData, ListPaymentsErrors, ListPaymentsResponses, ListPlansData, ListPlansErrors, ListPlansResponses, ListProductsData, ListProductsErrors, ListProductsResponses, ListPromotionCodesData, ListPromotionCodesErrors, ListPromotionCodesResponses, ListRequestsData, ListRequestsErrors, ListRequestsResponses, ListSubscriptionsData, ListSubscriptionsErrors, ListSubscriptionsResponses, ListTicketsData, ListTicketsErrors, ListTicketsResponses, MarkInvoiceUncollectibleData, MarkInvoiceUncollectibleErrors, MarkInvoiceUncollectibleResponses, MeData, MeErrors, MeResponses, OverrideMetricsData, OverrideMetricsErrors, OverrideMetricsResponses, PauseSubscriptionData, PauseSubscriptionErrors, PauseSubscriptionResponses, PayInvoiceData, PayInvoiceErrors, PayInvoiceResponses, PlansData, PlansErrors, PlansResponses, PortalAttachPaymentMethodData, PortalAttachPaymentMethodErrors, PortalAttachPaymentMethodResponses, PortalCancelSubscriptionData, PortalCancelSubscriptionErrors, PortalCancelSubscriptionResponses, PortalChangePlanData, PortalChangePlanErrors, PortalChangePlanResponses, PortalChangeQuantityData, PortalChangeQuantityErrors, PortalChangeQuantityResponses, PortalCreateSetupIntentData, PortalCreateSetupIntentErrors, PortalCreateSetupIntentResponses, PortalDetachPaymentMethodData, PortalDetachPaymentMethodErrors, PortalDetachPaymentMethodResponses, PortalGetInvoiceData, PortalGetInvoiceErrors, PortalGetInvoiceResponses, PortalGetRequestData, PortalGetRequestErrors, PortalGetRequestResponses, PortalGetSubscriptionData, PortalGetSubscriptionErrors, PortalGetSubscriptionResponses, PortalGetTicketData, PortalGetTicketErrors, PortalGetTicketResponses, PortalListInvoicesData, PortalListInvoicesErrors, PortalListInvoicesResponses, PortalListPaymentMethodsData, PortalListPaymentMethodsErrors, PortalListPaymentMethodsResponses, PortalListPaymentsData, PortalListPaymentsErrors, PortalListPaymentsResponses, PortalListSubscriptionsData, PortalListSubscriptionsErrors, PortalListSubscriptionsResponses, PortalListTicketsData, PortalListTicketsErrors, PortalListTicketsResponses, PortalPauseSubscriptionData, PortalPauseSubscriptionErrors, PortalPauseSubscriptionResponses, PortalPayInvoiceData, PortalPayInvoiceErrors, PortalPayInvoiceResponses, PortalPreviewPlanChangeData, PortalPreviewPlanChangeErrors, PortalPreviewPlanChangeResponses, PortalPreviewQuantityChangeData, PortalPreviewQuantityChangeErrors, PortalPreviewQuantityChangeResponses, PortalPreviewSubscriptionData, PortalPreviewSubscriptionErrors, PortalPreviewSubscriptionResponses, PortalRemoveScheduledChangeData, PortalRemoveScheduledChangeErrors, PortalRemoveScheduledChangeResponses, PortalReplyToTicketData, PortalReplyToTicketErrors, PortalReplyToTicketResponses, PortalResumeSubscriptionData, PortalResumeSubscriptionErrors, PortalResumeSubscriptionResponses, PortalSetDefaultPaymentMethodData, PortalSetDefaultPaymentMethodErrors, PortalSetDefaultPaymentMethodResponses, PortalUpcomingInvoiceData, PortalUpcomingInvoiceErrors, PortalUpcomingInvoiceResponses, PresentedOffersData, PresentedOffersErrors, PresentedOffersResponses, PreviewPlanChangeData, PreviewPlanChangeErrors, PreviewPlanChangeResponses, PreviewQuantityChangeData, PreviewQuantityChangeErrors, PreviewQuantityChangeResponses, PreviewSubscriptionData, PreviewSubscriptionErrors, PreviewSubscriptionResponses, PutBillingSettingsData, PutBillingSettingsErrors, PutBillingSettingsResponses, PutCorsSettingsData, PutCorsSettingsErrors, PutCorsSettingsResponses, PutDunningPolicyData, PutDunningPolicyErrors, PutDunningPolicyResponses, PutGatewaySettingsData, PutGatewaySettingsErrors, PutGatewaySettingsResponses, PutSegmentSettingsData, PutSegmentSettingsErrors, PutSegmentSettingsResponses, ReadyzData, ReadyzErrors, ReadyzResponses, ReceiveStripeEventData, ReceiveStripeEventErrors, ReceiveStripeEventResponses, RedeliverEventData, RedeliverEventErrors, RedeliverEventResponses, RedeliverRangeData, RedeliverRangeErrors, RedeliverRangeResponses, RefundInvoiceData, RefundInvoiceErrors, RefundInvoiceResponses, RemoveScheduledChangeData, RemoveScheduledChangeErrors, RemoveScheduledChangeResponses, RemoveTagData, RemoveTagErrors, RemoveTagResponses, ReplyToTicketData, ReplyToTicketErrors, ReplyToTicketResponses, ResumeSubscriptionData, ResumeSubscriptionErrors, ResumeSubscriptionResponses, RevokeApiKeyData, RevokeApiKeyErrors, RevokeApiKeyResponses, RollApiKeyData, RollApiKeyErrors, RollApiKeyResponses, RotateSecretData, RotateSecretErrors, RotateSecretResponses, SetDefaultPaymentMethodData, SetDefaultPaymentMethodErrors, SetDefaultPaymentMethodResponses, SubscribeData, SubscribeErrors, SubscribeResponses, TimelineData, TimelineErrors, TimelineResponses, UpcomingInvoiceData, UpcomingInvoiceErrors, UpcomingInvoiceResponses, UpdateCouponData, UpdateCouponErrors, UpdateCouponResponses, UpdateCustomerData, UpdateCustomerErrors, UpdateCustomerResponses, UpdateEndpointData, UpdateEndpointErrors, UpdateEndpointResponses, UpdateOfferData, UpdateOfferErrors, UpdateOfferResponses, UpdatePlanData, UpdatePlanErrors, UpdatePlanResponses, UpdateProductData, UpdateProductErrors, UpdateProductResponses, UpdatePromotionCodeData, UpdatePromotionCodeErrors, UpdatePromotionCodeResponses, VoidInvoiceData, VoidInvoiceErrors, VoidInvoiceResponses, WithdrawCancellationRequestData, WithdrawCancellationRequestErrors, WithdrawCancellationRequestResponses } from './types.gen';
 
 export type Options<TData extends TDataShape = TDataShape, ThrowOnError extends boolean = boolean, TResponse = unknown> = Options2<TData, ThrowOnError, TResponse> & {
     /**
@@ -212,6 +212,76 @@ export const getCorsSettings = <ThrowOnError extends boolean = true>(options?: O
 export const putCorsSettings = <ThrowOnError extends boolean = true>(options: Options<PutCorsSettingsData, ThrowOnError>) => (options.client ?? client).put<PutCorsSettingsResponses, PutCorsSettingsErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
     url: '/v1/cors_settings',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * List coupons, newest first (deleted ones with `include_deleted`). The internal
+ * coupons behind retention offers' discounts are not listed.
+ *
+ * Requires the scope `coupons:read` (or an unrestricted key).
+ */
+export const listCoupons = <ThrowOnError extends boolean = true>(options?: Options<ListCouponsData, ThrowOnError>) => (options?.client ?? client).get<ListCouponsResponses, ListCouponsErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/coupons',
+    ...options
+});
+
+/**
+ * Create a coupon: `percent_off` (1–100) or `amount_off` with `currency`, for a
+ * `duration` of `once`, `repeating` (`duration_in_cycles` invoices) or `forever`;
+ * optionally limited in redemptions, in time (`redeem_by`), to products or plans
+ * (`applies_to`) and to first-time subscribers. Customers redeem it through a
+ * promotion code.
+ *
+ * Requires the scope `coupons:write` (or an unrestricted key).
+ */
+export const createCoupon = <ThrowOnError extends boolean = true>(options: Options<CreateCouponData, ThrowOnError>) => (options.client ?? client).post<CreateCouponResponses, CreateCouponErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/coupons',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * Delete a coupon: none of its promotion codes can be redeemed any more; discounts it
+ * already granted carry on. It stays readable with `deleted: true`.
+ *
+ * Requires the scope `coupons:write` (or an unrestricted key).
+ */
+export const deleteCoupon = <ThrowOnError extends boolean = true>(options: Options<DeleteCouponData, ThrowOnError>) => (options.client ?? client).delete<DeleteCouponResponses, DeleteCouponErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/coupons/{id}',
+    ...options
+});
+
+/**
+ * Get a coupon, with `times_redeemed` and whether it is still `valid`.
+ *
+ * Requires the scope `coupons:read` (or an unrestricted key).
+ */
+export const getCoupon = <ThrowOnError extends boolean = true>(options: Options<GetCouponData, ThrowOnError>) => (options.client ?? client).get<GetCouponResponses, GetCouponErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/coupons/{id}',
+    ...options
+});
+
+/**
+ * Rename a coupon or replace its metadata. What it grants never changes: make a new
+ * coupon instead.
+ *
+ * Requires the scope `coupons:write` (or an unrestricted key).
+ */
+export const updateCoupon = <ThrowOnError extends boolean = true>(options: Options<UpdateCouponData, ThrowOnError>) => (options.client ?? client).patch<UpdateCouponResponses, UpdateCouponErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/coupons/{id}',
     ...options,
     headers: {
         'Content-Type': 'application/json',
@@ -815,7 +885,7 @@ export const overrideMetrics = <ThrowOnError extends boolean = true>(options?: O
 });
 
 /**
- * List merchants, newest first.
+ * List merchants (each account's test and live tenants), newest first.
  */
 export const listMerchants = <ThrowOnError extends boolean = true>(options?: Options<ListMerchantsData, ThrowOnError>) => (options?.client ?? client).get<ListMerchantsResponses, ListMerchantsErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -824,8 +894,9 @@ export const listMerchants = <ThrowOnError extends boolean = true>(options?: Opt
 });
 
 /**
- * Create a merchant with its first secret key (unrestricted), shown in this response
- * only.
+ * Create a merchant account: its test tenant with its first `sk_test_` key, and its live
+ * tenant (`live`) with its first `sk_live_` key, both unrestricted and shown in this
+ * response only.
  */
 export const createMerchant = <ThrowOnError extends boolean = true>(options: Options<CreateMerchantData, ThrowOnError>) => (options.client ?? client).post<CreateMerchantResponses, CreateMerchantErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -1101,6 +1172,20 @@ export const subscribe = <ThrowOnError extends boolean = true>(options: Options<
 });
 
 /**
+ * The first invoice subscribing to a plan would create, with what a `promotion_code`
+ * takes off (or the refusal subscribing with it would get), without subscribing.
+ */
+export const portalPreviewSubscription = <ThrowOnError extends boolean = true>(options: Options<PortalPreviewSubscriptionData, ThrowOnError>) => (options.client ?? client).post<PortalPreviewSubscriptionResponses, PortalPreviewSubscriptionErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/portal/subscriptions/preview',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
  * One of the customer's subscriptions, with its available actions.
  */
 export const portalGetSubscription = <ThrowOnError extends boolean = true>(options: Options<PortalGetSubscriptionData, ThrowOnError>) => (options.client ?? client).get<PortalGetSubscriptionResponses, PortalGetSubscriptionErrors, ThrowOnError>({
@@ -1319,6 +1404,59 @@ export const archiveProduct = <ThrowOnError extends boolean = true>(options: Opt
 });
 
 /**
+ * List promotion codes, newest first, optionally of one coupon or one word.
+ *
+ * Requires the scope `coupons:read` (or an unrestricted key).
+ */
+export const listPromotionCodes = <ThrowOnError extends boolean = true>(options?: Options<ListPromotionCodesData, ThrowOnError>) => (options?.client ?? client).get<ListPromotionCodesResponses, ListPromotionCodesErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/promotion_codes',
+    ...options
+});
+
+/**
+ * Create a promotion code for a coupon: the word customers type (matched without case;
+ * 409 `promotion_code_taken` while another active code has it), with limits of its own.
+ *
+ * Requires the scope `coupons:write` (or an unrestricted key).
+ */
+export const createPromotionCode = <ThrowOnError extends boolean = true>(options: Options<CreatePromotionCodeData, ThrowOnError>) => (options.client ?? client).post<CreatePromotionCodeResponses, CreatePromotionCodeErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/promotion_codes',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * Get a promotion code with its coupon.
+ *
+ * Requires the scope `coupons:read` (or an unrestricted key).
+ */
+export const getPromotionCode = <ThrowOnError extends boolean = true>(options: Options<GetPromotionCodeData, ThrowOnError>) => (options.client ?? client).get<GetPromotionCodeResponses, GetPromotionCodeErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/promotion_codes/{id}',
+    ...options
+});
+
+/**
+ * Activate or deactivate a promotion code, or replace its metadata.
+ *
+ * Requires the scope `coupons:write` (or an unrestricted key).
+ */
+export const updatePromotionCode = <ThrowOnError extends boolean = true>(options: Options<UpdatePromotionCodeData, ThrowOnError>) => (options.client ?? client).patch<UpdatePromotionCodeResponses, UpdatePromotionCodeErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/promotion_codes/{id}',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
  * List retention offers, newest first, with their presentation counts.
  *
  * Requires the scope `retention:read` (or an unrestricted key).
@@ -1433,6 +1571,23 @@ export const listSubscriptions = <ThrowOnError extends boolean = true>(options?:
 export const createSubscription = <ThrowOnError extends boolean = true>(options: Options<CreateSubscriptionData, ThrowOnError>) => (options.client ?? client).post<CreateSubscriptionResponses, CreateSubscriptionErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
     url: '/v1/subscriptions',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * The first invoice subscribing a customer to a plan would create, with what a
+ * `promotion_code` takes off (or the refusal subscribing with it would get), without
+ * subscribing.
+ *
+ * Requires the scope `subscriptions:read` (or an unrestricted key).
+ */
+export const previewSubscription = <ThrowOnError extends boolean = true>(options: Options<PreviewSubscriptionData, ThrowOnError>) => (options.client ?? client).post<PreviewSubscriptionResponses, PreviewSubscriptionErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/subscriptions/preview',
     ...options,
     headers: {
         'Content-Type': 'application/json',

@@ -71,6 +71,15 @@ export type ApiKeyDto = {
 export type ApiKeyStatus = 'active' | 'expiring' | 'expired' | 'revoked';
 
 /**
+ * The plans a coupon is restricted to: a plan qualifies when either list names it (or,
+ * for `product_ids`, its product). Both empty: every plan.
+ */
+export type AppliesToDto = {
+    product_ids?: Array<string>;
+    plan_ids?: Array<string>;
+};
+
+/**
  * Attach a card by its gateway token. Brand, last4 and expiry come from the gateway;
  * card numbers are refused everywhere with 422 `card_number_not_allowed`.
  */
@@ -329,6 +338,11 @@ export type CancellationSummaryDto = {
 
 export type ChangePlan = {
     plan_id: string;
+    /**
+     * A promotion code to redeem with the change (any case), checked against the new
+     * plan; in a preview, what it would take off shows as `discount`.
+     */
+    promotion_code?: string | null;
 };
 
 export type ChangePlanActionDto = {
@@ -378,6 +392,43 @@ export type CorsSettingsDto = {
     updated_at?: string | null;
 };
 
+export type CouponDto = {
+    id: string;
+    /**
+     * Always `coupon`.
+     */
+    object: string;
+    name: string;
+    percent_off?: number | null;
+    amount_off?: number | null;
+    currency?: string | null;
+    duration: CouponDurationDto;
+    duration_in_cycles?: number | null;
+    max_redemptions?: number | null;
+    times_redeemed: number;
+    redeem_by?: string | null;
+    applies_to: AppliesToDto;
+    first_time_subscribers_only: boolean;
+    /**
+     * Whether it can still be redeemed: not deleted, not past `redeem_by`, not used up.
+     */
+    valid: boolean;
+    /**
+     * Deleted: no new redemptions; discounts already granted carry on.
+     */
+    deleted: boolean;
+    metadata: {
+        [key: string]: unknown;
+    };
+    created_at: string;
+    updated_at: string;
+};
+
+/**
+ * How many invoices a coupon's discount applies to.
+ */
+export type CouponDurationDto = 'once' | 'repeating' | 'forever';
+
 export type CreateApiKey = {
     /**
      * A name to recognise the key by (at most 100 characters).
@@ -388,6 +439,50 @@ export type CreateApiKey = {
      * can only create keys that grant no more than it holds.
      */
     scopes?: Array<ScopeName> | null;
+};
+
+/**
+ * A coupon: `percent_off` or `amount_off` (+ `currency`), for a `duration`. Only the
+ * name and metadata change after creation.
+ */
+export type CreateCoupon = {
+    /**
+     * Shown on invoices (default: the value, such as `20% off`).
+     */
+    name?: string | null;
+    /**
+     * 1–100: this share of each invoice's subtotal. Not with `amount_off`.
+     */
+    percent_off?: number | null;
+    /**
+     * Minor units off each invoice, in `currency` (required with it).
+     */
+    amount_off?: number | null;
+    /**
+     * ISO 4217, for `amount_off`: only plans in this currency qualify.
+     */
+    currency?: string | null;
+    duration: CouponDurationDto;
+    /**
+     * For `repeating`: how many invoices (1–120).
+     */
+    duration_in_cycles?: number | null;
+    /**
+     * Redemptions in all, over every code of the coupon.
+     */
+    max_redemptions?: number | null;
+    /**
+     * No redemption at or after this instant (in the future).
+     */
+    redeem_by?: string | null;
+    applies_to?: AppliesToDto | null;
+    /**
+     * Only customers who never had a subscription may redeem it (default false).
+     */
+    first_time_subscribers_only?: boolean | null;
+    metadata?: {
+        [key: string]: unknown;
+    } | null;
 };
 
 /**
@@ -507,6 +602,11 @@ export type CreatePortalSubscription = {
      * Units (default: the product's `min_quantity`).
      */
     quantity?: number | null;
+    /**
+     * A promotion code to redeem (any case): its discount applies from the first invoice.
+     * A code that does not apply refuses the subscription (409 `promotion_code_…`).
+     */
+    promotion_code?: string | null;
 };
 
 /**
@@ -534,6 +634,41 @@ export type CreateProduct = {
     max_quantity?: number | null;
 };
 
+/**
+ * A customer-facing code for a coupon. Codes are matched without case and are unique
+ * among the merchant's active codes.
+ */
+export type CreatePromotionCode = {
+    coupon_id: string;
+    /**
+     * 1–64 letters, digits, `-` or `_`.
+     */
+    code: string;
+    /**
+     * Default true.
+     */
+    active?: boolean | null;
+    /**
+     * Redemptions of this code in all (the coupon's own limit applies too).
+     */
+    max_redemptions?: number | null;
+    /**
+     * Redemptions by one customer (1: once per customer).
+     */
+    max_redemptions_per_customer?: number | null;
+    /**
+     * No redemption at or after this instant (in the future).
+     */
+    expires_at?: string | null;
+    /**
+     * Only customers who never had a subscription (default false).
+     */
+    first_time_subscribers_only?: boolean | null;
+    metadata?: {
+        [key: string]: unknown;
+    } | null;
+};
+
 export type CreateRetentionOffer = {
     name: string;
     kind: OfferKindDto;
@@ -559,6 +694,11 @@ export type CreateSubscription = {
      * Units (default: the product's `min_quantity`).
      */
     quantity?: number | null;
+    /**
+     * A promotion code to redeem (any case): its discount applies from the first invoice.
+     * A code that does not apply refuses the subscription (409 `promotion_code_…`).
+     */
+    promotion_code?: string | null;
 };
 
 /**
@@ -599,11 +739,22 @@ export type CreatedApiKeyDto = ApiKeyDto & {
 };
 
 /**
- * A merchant just created, with its first (unrestricted) secret key, shown this once.
+ * A merchant account just created: its test tenant with its first `sk_test_` key, and
+ * in `live` its live tenant with its first `sk_live_` key, each shown this once.
  */
-export type CreatedMerchantDto = MerchantDto & {
+export type CreatedMerchantDto = CreatedTenantDto & {
     /**
-     * The merchant's first secret key, unrestricted. Store it now.
+     * The live tenant.
+     */
+    live: CreatedTenantDto;
+};
+
+/**
+ * A tenant just created, with its first (unrestricted) secret key, shown this once.
+ */
+export type CreatedTenantDto = MerchantDto & {
+    /**
+     * The tenant's first secret key, unrestricted. Store it now.
      */
     secret_key: string;
     /**
@@ -925,8 +1076,8 @@ export type DeliveryStatusDto = 'pending' | 'delivered' | 'failed' | 'canceled';
 export type DisabledReasonDto = 'manual' | 'failing';
 
 /**
- * A discount granted to a subscription by an accepted offer; the renewal engine applies
- * it to the next `cycles` invoices.
+ * A discount granted to a subscription (by an accepted offer or a redeemed promotion
+ * code); the renewal engine applies it to the next `cycles` invoices.
  */
 export type DiscountDto = {
     id: string;
@@ -943,7 +1094,46 @@ export type DiscountDto = {
     amount?: MoneyDto | null;
     cycles: number;
     cycles_remaining: number;
+    /**
+     * The coupon it was granted from (`coupon_…`; a retention offer's is internal).
+     */
+    coupon_id: string;
+    /**
+     * The promotion code redeemed for it (`promo_…`), if any.
+     */
+    promotion_code_id?: string | null;
+    /**
+     * Applies to every invoice (a `forever` coupon): `cycles` are then not used up.
+     */
+    forever: boolean;
+    /**
+     * How its invoice lines read: `Discount: <description>: 20% off`.
+     */
+    description?: string | null;
     created_at: string;
+};
+
+/**
+ * What a promotion code would take off, in a preview.
+ */
+export type DiscountPreviewDto = {
+    /**
+     * The code as the merchant wrote it.
+     */
+    promotion_code: string;
+    coupon: CouponDto;
+    /**
+     * The invoice the preview is about, before the code: its plan and proration lines.
+     */
+    subtotal: MoneyDto;
+    /**
+     * What the code takes off that invoice (after the subscription's earlier discounts).
+     */
+    amount_off: MoneyDto;
+    /**
+     * That invoice's total with every discount, the code's included.
+     */
+    total: MoneyDto;
 };
 
 /**
@@ -1009,7 +1199,7 @@ export type EligibilityDto = {
 /**
  * An event type of the catalogue (docs/events.md), or `*` for every type, including ones added later
  */
-export type EnabledEvent = '*' | 'customer.created' | 'customer.updated' | 'customer.erased' | 'customer.balance_changed' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.access_ending' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'invoice_item.created' | 'invoice_item.deleted' | 'credit_note.created' | 'override.created' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled';
+export type EnabledEvent = '*' | 'customer.created' | 'customer.updated' | 'customer.erased' | 'customer.balance_changed' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.access_ending' | 'subscription.discount_applied' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'coupon.created' | 'coupon.updated' | 'coupon.deleted' | 'promotion_code.created' | 'promotion_code.updated' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'invoice_item.created' | 'invoice_item.deleted' | 'credit_note.created' | 'override.created' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled';
 
 export type EventData = {
     /**
@@ -1065,7 +1255,7 @@ export type EventRequestDto = {
 /**
  * An event type of the catalogue (docs/events.md)
  */
-export type EventType = 'customer.created' | 'customer.updated' | 'customer.erased' | 'customer.balance_changed' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.access_ending' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'invoice_item.created' | 'invoice_item.deleted' | 'credit_note.created' | 'override.created' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled';
+export type EventType = 'customer.created' | 'customer.updated' | 'customer.erased' | 'customer.balance_changed' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.access_ending' | 'subscription.discount_applied' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'coupon.created' | 'coupon.updated' | 'coupon.deleted' | 'promotion_code.created' | 'promotion_code.updated' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'invoice_item.created' | 'invoice_item.deleted' | 'credit_note.created' | 'override.created' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled';
 
 export type ExportNoteDto = {
     id: string;
@@ -1351,7 +1541,7 @@ export type LineKindDto = 'plan' | 'proration' | 'discount' | 'one_off' | 'custo
  * A page of a list, newest first.
  */
 export type ListResponseApiKeyDto = {
-    data: Array<ApiKeyDto>;
+    data: Array<ApiKeyDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1366,7 +1556,7 @@ export type ListResponseApiKeyDto = {
  * A page of a list, newest first.
  */
 export type ListResponseAuditEventDto = {
-    data: Array<AuditEventDto>;
+    data: Array<AuditEventDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1381,7 +1571,7 @@ export type ListResponseAuditEventDto = {
  * A page of a list, newest first.
  */
 export type ListResponseBalanceTransactionDto = {
-    data: Array<BalanceTransactionDto>;
+    data: Array<BalanceTransactionDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1396,7 +1586,22 @@ export type ListResponseBalanceTransactionDto = {
  * A page of a list, newest first.
  */
 export type ListResponseCancellationRequestDto = {
-    data: Array<CancellationRequestDto>;
+    data: Array<CancellationRequestDto & Livemode>;
+    /**
+     * Whether another page follows.
+     */
+    has_more: boolean;
+    /**
+     * Pass as `starting_after` to get the next page; null on the last page.
+     */
+    next_cursor?: string | null;
+};
+
+/**
+ * A page of a list, newest first.
+ */
+export type ListResponseCouponDto = {
+    data: Array<CouponDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1411,7 +1616,7 @@ export type ListResponseCancellationRequestDto = {
  * A page of a list, newest first.
  */
 export type ListResponseCreditNoteDto = {
-    data: Array<CreditNoteDto>;
+    data: Array<CreditNoteDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1426,7 +1631,7 @@ export type ListResponseCreditNoteDto = {
  * A page of a list, newest first.
  */
 export type ListResponseCustomerDto = {
-    data: Array<CustomerDto>;
+    data: Array<CustomerDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1441,7 +1646,7 @@ export type ListResponseCustomerDto = {
  * A page of a list, newest first.
  */
 export type ListResponseEventDto = {
-    data: Array<EventDto>;
+    data: Array<EventDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1456,7 +1661,7 @@ export type ListResponseEventDto = {
  * A page of a list, newest first.
  */
 export type ListResponseInvoiceDto = {
-    data: Array<InvoiceDto>;
+    data: Array<InvoiceDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1471,7 +1676,7 @@ export type ListResponseInvoiceDto = {
  * A page of a list, newest first.
  */
 export type ListResponseInvoiceItemDto = {
-    data: Array<InvoiceItemDto>;
+    data: Array<InvoiceItemDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1501,7 +1706,7 @@ export type ListResponseMerchantDto = {
  * A page of a list, newest first.
  */
 export type ListResponseOverrideDto = {
-    data: Array<OverrideDto>;
+    data: Array<OverrideDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1516,7 +1721,7 @@ export type ListResponseOverrideDto = {
  * A page of a list, newest first.
  */
 export type ListResponsePaymentDto = {
-    data: Array<PaymentDto>;
+    data: Array<PaymentDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1531,7 +1736,7 @@ export type ListResponsePaymentDto = {
  * A page of a list, newest first.
  */
 export type ListResponsePlanDto = {
-    data: Array<PlanDto>;
+    data: Array<PlanDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1546,7 +1751,7 @@ export type ListResponsePlanDto = {
  * A page of a list, newest first.
  */
 export type ListResponsePortalSubscriptionDto = {
-    data: Array<PortalSubscriptionDto>;
+    data: Array<PortalSubscriptionDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1561,7 +1766,22 @@ export type ListResponsePortalSubscriptionDto = {
  * A page of a list, newest first.
  */
 export type ListResponseProductDto = {
-    data: Array<ProductDto>;
+    data: Array<ProductDto & Livemode>;
+    /**
+     * Whether another page follows.
+     */
+    has_more: boolean;
+    /**
+     * Pass as `starting_after` to get the next page; null on the last page.
+     */
+    next_cursor?: string | null;
+};
+
+/**
+ * A page of a list, newest first.
+ */
+export type ListResponsePromotionCodeDto = {
+    data: Array<PromotionCodeDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1576,7 +1796,7 @@ export type ListResponseProductDto = {
  * A page of a list, newest first.
  */
 export type ListResponseRetentionOfferDto = {
-    data: Array<RetentionOfferDto>;
+    data: Array<RetentionOfferDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1591,7 +1811,7 @@ export type ListResponseRetentionOfferDto = {
  * A page of a list, newest first.
  */
 export type ListResponseSubscriptionDto = {
-    data: Array<SubscriptionDto>;
+    data: Array<SubscriptionDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1606,7 +1826,7 @@ export type ListResponseSubscriptionDto = {
  * A page of a list, newest first.
  */
 export type ListResponseSupportTicketDto = {
-    data: Array<SupportTicketDto>;
+    data: Array<SupportTicketDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1621,7 +1841,7 @@ export type ListResponseSupportTicketDto = {
  * A page of a list, newest first.
  */
 export type ListResponseTimelineEntryDto = {
-    data: Array<TimelineEntryDto>;
+    data: Array<TimelineEntryDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1636,7 +1856,7 @@ export type ListResponseTimelineEntryDto = {
  * A page of a list, newest first.
  */
 export type ListResponseWebhookDeliveryDto = {
-    data: Array<WebhookDeliveryDto>;
+    data: Array<WebhookDeliveryDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1651,7 +1871,7 @@ export type ListResponseWebhookDeliveryDto = {
  * A page of a list, newest first.
  */
 export type ListResponseWebhookEndpointDto = {
-    data: Array<WebhookEndpointDto>;
+    data: Array<WebhookEndpointDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1660,6 +1880,13 @@ export type ListResponseWebhookEndpointDto = {
      * Pass as `starting_after` to get the next page; null on the last page.
      */
     next_cursor?: string | null;
+};
+
+/**
+ * The mode of the tenant the credential reaches: true in live mode (sk_live_ keys and the sessions they mint), false in test mode
+ */
+export type Livemode = {
+    livemode: boolean;
 };
 
 /**
@@ -1676,9 +1903,17 @@ export type LtvRangeDto = {
  */
 export type MerchantChangePlan = {
     plan_id: string;
+    /**
+     * A promotion code to redeem with the change, as in [`ChangePlan`].
+     */
+    promotion_code?: string | null;
     override?: OverrideRequest | null;
 };
 
+/**
+ * One tenant of a merchant account: its test tenant or its live tenant, each with data
+ * of its own and keys of its mode (`sk_test_…`, `sk_live_…`).
+ */
 export type MerchantDto = {
     id: string;
     /**
@@ -1687,6 +1922,14 @@ export type MerchantDto = {
     object: string;
     name: string;
     created_at: string;
+    /**
+     * The account (`acct_…`) whose test or live tenant this is.
+     */
+    account_id: string;
+    /**
+     * Whether this is the account's live tenant.
+     */
+    livemode: boolean;
 };
 
 /**
@@ -2055,6 +2298,7 @@ export type PlanChangePreviewDto = {
      * When that invoice is created; `null` for `none`.
      */
     invoiced_at?: string | null;
+    discount?: DiscountPreviewDto | null;
 };
 
 export type PlanChangeTimingDto = 'now' | 'period_end';
@@ -2263,6 +2507,30 @@ export type ProductDto = {
     updated_at: string;
 };
 
+export type PromotionCodeDto = {
+    id: string;
+    /**
+     * Always `promotion_code`.
+     */
+    object: string;
+    /**
+     * As the merchant wrote it.
+     */
+    code: string;
+    coupon: CouponDto;
+    active: boolean;
+    max_redemptions?: number | null;
+    max_redemptions_per_customer?: number | null;
+    times_redeemed: number;
+    expires_at?: string | null;
+    first_time_subscribers_only: boolean;
+    metadata: {
+        [key: string]: unknown;
+    };
+    created_at: string;
+    updated_at: string;
+};
+
 export type ProrationLineDto = {
     kind: ProrationLineKindDto;
     plan_id: string;
@@ -2338,6 +2606,18 @@ export type PutGatewaySettings = {
      * secret key; handed to the frontend with setup intents and payments to confirm.
      */
     publishable_key?: string | null;
+};
+
+/**
+ * The merchant's segment settings, replaced (a request apart from the response, which
+ * also says its `livemode`).
+ */
+export type PutSegmentSettings = {
+    /**
+     * A customer is `high_ltv` when the net lifetime value in one of these currencies
+     * reaches the threshold of that currency. One entry per currency.
+     */
+    high_ltv_thresholds: Array<MoneyDto>;
 };
 
 /**
@@ -2516,7 +2796,7 @@ export type ScheduledChangeDto = {
 /**
  * A scope of a restricted key: resource:read or resource:write (write implies read)
  */
-export type ScopeName = 'catalog:read' | 'catalog:write' | 'customers:read' | 'customers:write' | 'customer_exports:read' | 'customer_exports:write' | 'payment_methods:read' | 'payment_methods:write' | 'subscriptions:read' | 'subscriptions:write' | 'billing:read' | 'billing:write' | 'customer_sessions:read' | 'customer_sessions:write' | 'portal_settings:read' | 'portal_settings:write' | 'events:read' | 'events:write' | 'webhooks:read' | 'webhooks:write' | 'support:read' | 'support:write' | 'retention:read' | 'retention:write' | 'metrics:read' | 'metrics:write' | 'api_keys:read' | 'api_keys:write' | 'audit_events:read' | 'audit_events:write' | 'gateway_settings:read' | 'gateway_settings:write';
+export type ScopeName = 'catalog:read' | 'catalog:write' | 'customers:read' | 'customers:write' | 'customer_exports:read' | 'customer_exports:write' | 'payment_methods:read' | 'payment_methods:write' | 'subscriptions:read' | 'subscriptions:write' | 'billing:read' | 'billing:write' | 'customer_sessions:read' | 'customer_sessions:write' | 'portal_settings:read' | 'portal_settings:write' | 'events:read' | 'events:write' | 'webhooks:read' | 'webhooks:write' | 'support:read' | 'support:write' | 'retention:read' | 'retention:write' | 'coupons:read' | 'coupons:write' | 'metrics:read' | 'metrics:write' | 'api_keys:read' | 'api_keys:write' | 'audit_events:read' | 'audit_events:write' | 'gateway_settings:read' | 'gateway_settings:write';
 
 /**
  * A customer segment, computed on read (docs/customers.md): `new`, `loyal`, `high_ltv`,
@@ -2582,6 +2862,22 @@ export type SubscriptionDiscountDto = {
      * The retention offer that granted it (`roff_…`), if any.
      */
     offer_id?: string | null;
+    /**
+     * The coupon it was granted from (`coupon_…`; a retention offer's is internal).
+     */
+    coupon_id: string;
+    /**
+     * The promotion code redeemed for it (`promo_…`), if any.
+     */
+    promotion_code_id?: string | null;
+    /**
+     * Applies to every invoice (a `forever` coupon): `cycles` are then not used up.
+     */
+    forever: boolean;
+    /**
+     * How its invoice lines read: `Discount: <description>: 20% off`.
+     */
+    description?: string | null;
     created_at: string;
 };
 
@@ -2651,6 +2947,34 @@ export type SubscriptionDto = {
     discounts?: Array<SubscriptionDiscountDto> | null;
     created_at: string;
     updated_at: string;
+};
+
+/**
+ * The first invoice a subscription would get, without subscribing.
+ */
+export type SubscriptionPreviewDto = {
+    plan_id: string;
+    quantity: number;
+    /**
+     * When the trial would end (the first invoice is created then); `null` without one.
+     */
+    trial_end?: string | null;
+    /**
+     * When the first invoice is created: now, or at the trial's end.
+     */
+    invoiced_at: string;
+    period: PeriodDto;
+    /**
+     * Its lines: the plan, and the code's discount if one was given.
+     */
+    lines: Array<InvoiceLineDto>;
+    subtotal: MoneyDto;
+    /**
+     * The discount lines' sum (zero or negative).
+     */
+    discount: MoneyDto;
+    total: MoneyDto;
+    promotion_code?: DiscountPreviewDto | null;
 };
 
 export type SubscriptionStatusDto = 'trialing' | 'active' | 'past_due' | 'paused' | 'canceled' | 'unpaid';
@@ -2766,7 +3090,7 @@ export type TimelineEntryKindDto = 'event' | 'note' | 'ticket_message';
 /**
  * The event type of an event (`subscription.paused`), `note` for a note or `ticket.message` for a ticket message
  */
-export type TimelineEntryType = 'customer.created' | 'customer.updated' | 'customer.erased' | 'customer.balance_changed' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.access_ending' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'invoice_item.created' | 'invoice_item.deleted' | 'credit_note.created' | 'override.created' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled' | 'note' | 'ticket.message';
+export type TimelineEntryType = 'customer.created' | 'customer.updated' | 'customer.erased' | 'customer.balance_changed' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.access_ending' | 'subscription.discount_applied' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'coupon.created' | 'coupon.updated' | 'coupon.deleted' | 'promotion_code.created' | 'promotion_code.updated' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'invoice_item.created' | 'invoice_item.deleted' | 'credit_note.created' | 'override.created' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled' | 'note' | 'ticket.message';
 
 /**
  * The invoice the next renewal will create (a draft preview; nothing is stored).
@@ -2800,6 +3124,19 @@ export type UpcomingInvoiceDto = {
      */
     credit_applied: MoneyDto;
     amount_due: MoneyDto;
+};
+
+/**
+ * The fields of a coupon that may change.
+ */
+export type UpdateCoupon = {
+    name?: string | null;
+    /**
+     * Replaces the metadata object.
+     */
+    metadata?: {
+        [key: string]: unknown;
+    } | null;
 };
 
 /**
@@ -2843,6 +3180,23 @@ export type UpdateProduct = {
      */
     min_quantity?: number | null;
     max_quantity?: number | null;
+};
+
+/**
+ * The fields of a promotion code that may change.
+ */
+export type UpdatePromotionCode = {
+    /**
+     * Reactivating answers 409 `promotion_code_taken` while another active code holds
+     * the same word.
+     */
+    active?: boolean | null;
+    /**
+     * Replaces the metadata object.
+     */
+    metadata?: {
+        [key: string]: unknown;
+    } | null;
 };
 
 /**
@@ -3183,7 +3537,7 @@ export type CreateApiKeyResponses = {
     /**
      * The new key, with its secret
      */
-    201: CreatedApiKeyDto;
+    201: CreatedApiKeyDto & Livemode;
 };
 
 export type CreateApiKeyResponse = CreateApiKeyResponses[keyof CreateApiKeyResponses];
@@ -3249,7 +3603,7 @@ export type GetApiKeyResponses = {
     /**
      * The key
      */
-    200: ApiKeyDto;
+    200: ApiKeyDto & Livemode;
 };
 
 export type GetApiKeyResponse = GetApiKeyResponses[keyof GetApiKeyResponses];
@@ -3333,7 +3687,7 @@ export type RevokeApiKeyResponses = {
     /**
      * The revoked key
      */
-    200: ApiKeyDto;
+    200: ApiKeyDto & Livemode;
 };
 
 export type RevokeApiKeyResponse = RevokeApiKeyResponses[keyof RevokeApiKeyResponses];
@@ -3421,7 +3775,7 @@ export type RollApiKeyResponses = {
     /**
      * The new key, with its secret
      */
-    201: CreatedApiKeyDto;
+    201: CreatedApiKeyDto & Livemode;
 };
 
 export type RollApiKeyResponse = RollApiKeyResponses[keyof RollApiKeyResponses];
@@ -3565,7 +3919,7 @@ export type GetBillingSettingsResponses = {
     /**
      * The billing settings
      */
-    200: BillingSettingsDto;
+    200: BillingSettingsDto & Livemode;
 };
 
 export type GetBillingSettingsResponse = GetBillingSettingsResponses[keyof GetBillingSettingsResponses];
@@ -3636,7 +3990,7 @@ export type PutBillingSettingsResponses = {
     /**
      * The new billing settings
      */
-    200: BillingSettingsDto;
+    200: BillingSettingsDto & Livemode;
 };
 
 export type PutBillingSettingsResponse = PutBillingSettingsResponses[keyof PutBillingSettingsResponses];
@@ -3778,7 +4132,7 @@ export type GetRequestResponses = {
     /**
      * The request
      */
-    200: CancellationRequestDto;
+    200: CancellationRequestDto & Livemode;
 };
 
 export type GetRequestResponse = GetRequestResponses[keyof GetRequestResponses];
@@ -3862,7 +4216,7 @@ export type ApproveRequestResponses = {
     /**
      * The approved request
      */
-    200: CancellationRequestDto;
+    200: CancellationRequestDto & Livemode;
 };
 
 export type ApproveRequestResponse = ApproveRequestResponses[keyof ApproveRequestResponses];
@@ -3950,7 +4304,7 @@ export type DeclineRequestResponses = {
     /**
      * The declined request
      */
-    200: CancellationRequestDto;
+    200: CancellationRequestDto & Livemode;
 };
 
 export type DeclineRequestResponse = DeclineRequestResponses[keyof DeclineRequestResponses];
@@ -4007,7 +4361,7 @@ export type GetCorsSettingsResponses = {
     /**
      * The CORS settings
      */
-    200: CorsSettingsDto;
+    200: CorsSettingsDto & Livemode;
 };
 
 export type GetCorsSettingsResponse = GetCorsSettingsResponses[keyof GetCorsSettingsResponses];
@@ -4078,10 +4432,378 @@ export type PutCorsSettingsResponses = {
     /**
      * The new CORS settings
      */
-    200: CorsSettingsDto;
+    200: CorsSettingsDto & Livemode;
 };
 
 export type PutCorsSettingsResponse = PutCorsSettingsResponses[keyof PutCorsSettingsResponses];
+
+export type ListCouponsData = {
+    body?: never;
+    path?: never;
+    query?: {
+        /**
+         * How many items to return, 1 to 100 (default 20).
+         */
+        limit?: number;
+        /**
+         * The `next_cursor` of the previous page: the id of its last item. Empty means the
+         * first page, like leaving it out.
+         */
+        starting_after?: string;
+        /**
+         * Include deleted coupons (default false).
+         */
+        include_deleted?: boolean;
+    };
+    url: '/v1/coupons';
+};
+
+export type ListCouponsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type ListCouponsError = ListCouponsErrors[keyof ListCouponsErrors];
+
+export type ListCouponsResponses = {
+    /**
+     * A page of coupons
+     */
+    200: ListResponseCouponDto;
+};
+
+export type ListCouponsResponse = ListCouponsResponses[keyof ListCouponsResponses];
+
+export type CreateCouponData = {
+    body: CreateCoupon;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
+         */
+        'Idempotency-Key'?: string;
+    };
+    path?: never;
+    query?: never;
+    url: '/v1/coupons';
+};
+
+export type CreateCouponErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type CreateCouponError = CreateCouponErrors[keyof CreateCouponErrors];
+
+export type CreateCouponResponses = {
+    /**
+     * The new coupon
+     */
+    201: CouponDto & Livemode;
+};
+
+export type CreateCouponResponse = CreateCouponResponses[keyof CreateCouponResponses];
+
+export type DeleteCouponData = {
+    body?: never;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+    };
+    path: {
+        /**
+         * Coupon id (coupon_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/coupons/{id}';
+};
+
+export type DeleteCouponErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type DeleteCouponError = DeleteCouponErrors[keyof DeleteCouponErrors];
+
+export type DeleteCouponResponses = {
+    /**
+     * The deleted coupon
+     */
+    200: CouponDto & Livemode;
+};
+
+export type DeleteCouponResponse = DeleteCouponResponses[keyof DeleteCouponResponses];
+
+export type GetCouponData = {
+    body?: never;
+    path: {
+        /**
+         * Coupon id (coupon_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/coupons/{id}';
+};
+
+export type GetCouponErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type GetCouponError = GetCouponErrors[keyof GetCouponErrors];
+
+export type GetCouponResponses = {
+    /**
+     * The coupon
+     */
+    200: CouponDto & Livemode;
+};
+
+export type GetCouponResponse = GetCouponResponses[keyof GetCouponResponses];
+
+export type UpdateCouponData = {
+    body: UpdateCoupon;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+    };
+    path: {
+        /**
+         * Coupon id (coupon_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/coupons/{id}';
+};
+
+export type UpdateCouponErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type UpdateCouponError = UpdateCouponErrors[keyof UpdateCouponErrors];
+
+export type UpdateCouponResponses = {
+    /**
+     * The coupon
+     */
+    200: CouponDto & Livemode;
+};
+
+export type UpdateCouponResponse = UpdateCouponResponses[keyof UpdateCouponResponses];
 
 export type ListCreditNotesData = {
     body?: never;
@@ -4215,7 +4937,7 @@ export type GetCreditNoteResponses = {
     /**
      * The credit note
      */
-    200: CreditNoteDto;
+    200: CreditNoteDto & Livemode;
 };
 
 export type GetCreditNoteResponse = GetCreditNoteResponses[keyof GetCreditNoteResponses];
@@ -4294,7 +5016,7 @@ export type CreateCustomerSessionResponses = {
     /**
      * The session token
      */
-    201: CustomerSessionDto;
+    201: CustomerSessionDto & Livemode;
 };
 
 export type CreateCustomerSessionResponse = CreateCustomerSessionResponses[keyof CreateCustomerSessionResponses];
@@ -4456,7 +5178,7 @@ export type CreateCustomerResponses = {
     /**
      * The new customer
      */
-    201: CustomerDto;
+    201: CustomerDto & Livemode;
 };
 
 export type CreateCustomerResponse = CreateCustomerResponses[keyof CreateCustomerResponses];
@@ -4528,7 +5250,7 @@ export type GetCustomerResponses = {
     /**
      * The customer
      */
-    200: CustomerDto;
+    200: CustomerDto & Livemode;
 };
 
 export type GetCustomerResponse = GetCustomerResponses[keyof GetCustomerResponses];
@@ -4620,7 +5342,7 @@ export type UpdateCustomerResponses = {
     /**
      * The updated customer
      */
-    200: CustomerDto;
+    200: CustomerDto & Livemode;
 };
 
 export type UpdateCustomerResponse = UpdateCustomerResponses[keyof UpdateCustomerResponses];
@@ -4784,7 +5506,7 @@ export type AdjustBalanceResponses = {
     /**
      * The ledger row
      */
-    201: BalanceTransactionDto;
+    201: BalanceTransactionDto & Livemode;
 };
 
 export type AdjustBalanceResponse = AdjustBalanceResponses[keyof AdjustBalanceResponses];
@@ -4850,7 +5572,7 @@ export type GetBalancesResponses = {
     /**
      * The balances
      */
-    200: CustomerBalancesDto;
+    200: CustomerBalancesDto & Livemode;
 };
 
 export type GetBalancesResponse = GetBalancesResponses[keyof GetBalancesResponses];
@@ -4916,7 +5638,7 @@ export type GetContextResponses = {
     /**
      * The customer's context
      */
-    200: CustomerContextDto;
+    200: CustomerContextDto & Livemode;
 };
 
 export type GetContextResponse = GetContextResponses[keyof GetContextResponses];
@@ -5008,7 +5730,7 @@ export type EraseCustomerResponses = {
     /**
      * The erased customer
      */
-    200: CustomerDto;
+    200: CustomerDto & Livemode;
 };
 
 export type EraseCustomerResponse = EraseCustomerResponses[keyof EraseCustomerResponses];
@@ -5074,7 +5796,7 @@ export type ExportCustomerResponses = {
     /**
      * The export
      */
-    200: CustomerExportDto;
+    200: CustomerExportDto & Livemode;
 };
 
 export type ExportCustomerResponse = ExportCustomerResponses[keyof ExportCustomerResponses];
@@ -5162,7 +5884,7 @@ export type AddNoteResponses = {
     /**
      * The note as a timeline entry
      */
-    201: TimelineEntryDto;
+    201: TimelineEntryDto & Livemode;
 };
 
 export type AddNoteResponse = AddNoteResponses[keyof AddNoteResponses];
@@ -5304,7 +6026,7 @@ export type ListPaymentMethodsResponses = {
     /**
      * The customer's payment methods
      */
-    200: PaymentMethodList;
+    200: PaymentMethodList & Livemode;
 };
 
 export type ListPaymentMethodsResponse = ListPaymentMethodsResponses[keyof ListPaymentMethodsResponses];
@@ -5392,7 +6114,7 @@ export type AttachPaymentMethodResponses = {
     /**
      * The attached payment method
      */
-    201: PaymentMethodDto;
+    201: PaymentMethodDto & Livemode;
 };
 
 export type AttachPaymentMethodResponse = AttachPaymentMethodResponses[keyof AttachPaymentMethodResponses];
@@ -5472,7 +6194,7 @@ export type DetachPaymentMethodResponses = {
     /**
      * The removed payment method
      */
-    200: PaymentMethodDto;
+    200: PaymentMethodDto & Livemode;
 };
 
 export type DetachPaymentMethodResponse = DetachPaymentMethodResponses[keyof DetachPaymentMethodResponses];
@@ -5560,7 +6282,7 @@ export type SetDefaultPaymentMethodResponses = {
     /**
      * The new default payment method
      */
-    200: PaymentMethodDto;
+    200: PaymentMethodDto & Livemode;
 };
 
 export type SetDefaultPaymentMethodResponse = SetDefaultPaymentMethodResponses[keyof SetDefaultPaymentMethodResponses];
@@ -5656,7 +6378,7 @@ export type AddTagResponses = {
     /**
      * The customer
      */
-    200: CustomerDto;
+    200: CustomerDto & Livemode;
 };
 
 export type AddTagResponse = AddTagResponses[keyof AddTagResponses];
@@ -5744,7 +6466,7 @@ export type RemoveTagResponses = {
     /**
      * The customer
      */
-    200: CustomerDto;
+    200: CustomerDto & Livemode;
 };
 
 export type RemoveTagResponse = RemoveTagResponses[keyof RemoveTagResponses];
@@ -5877,7 +6599,7 @@ export type GetDunningPolicyResponses = {
     /**
      * The dunning policy
      */
-    200: DunningPolicyDto;
+    200: DunningPolicyDto & Livemode;
 };
 
 export type GetDunningPolicyResponse = GetDunningPolicyResponses[keyof GetDunningPolicyResponses];
@@ -5948,7 +6670,7 @@ export type PutDunningPolicyResponses = {
     /**
      * The new dunning policy
      */
-    200: DunningPolicyDto;
+    200: DunningPolicyDto & Livemode;
 };
 
 export type PutDunningPolicyResponse = PutDunningPolicyResponses[keyof PutDunningPolicyResponses];
@@ -6089,7 +6811,7 @@ export type GetEventResponses = {
     /**
      * The event
      */
-    200: EventDto;
+    200: EventDto & Livemode;
 };
 
 export type GetEventResponse = GetEventResponses[keyof GetEventResponses];
@@ -6177,7 +6899,7 @@ export type RedeliverEventResponses = {
     /**
      * Deliveries queued
      */
-    202: RedeliveryDto;
+    202: RedeliveryDto & Livemode;
 };
 
 export type RedeliverEventResponse = RedeliverEventResponses[keyof RedeliverEventResponses];
@@ -6333,7 +7055,7 @@ export type DeleteGatewaySettingsResponses = {
     /**
      * The settings now (the sandbox)
      */
-    200: GatewaySettingsDto;
+    200: GatewaySettingsDto & Livemode;
 };
 
 export type DeleteGatewaySettingsResponse = DeleteGatewaySettingsResponses[keyof DeleteGatewaySettingsResponses];
@@ -6390,7 +7112,7 @@ export type GetGatewaySettingsResponses = {
     /**
      * The gateway settings
      */
-    200: GatewaySettingsDto;
+    200: GatewaySettingsDto & Livemode;
 };
 
 export type GetGatewaySettingsResponse = GetGatewaySettingsResponses[keyof GetGatewaySettingsResponses];
@@ -6461,7 +7183,7 @@ export type PutGatewaySettingsResponses = {
     /**
      * The new gateway settings
      */
-    200: GatewaySettingsDto;
+    200: GatewaySettingsDto & Livemode;
 };
 
 export type PutGatewaySettingsResponse = PutGatewaySettingsResponses[keyof PutGatewaySettingsResponses];
@@ -6518,7 +7240,7 @@ export type ListIdentityProvidersResponses = {
     /**
      * Every registered provider
      */
-    200: Array<IdentityProviderDto>;
+    200: Array<IdentityProviderDto & Livemode>;
 };
 
 export type ListIdentityProvidersResponse = ListIdentityProvidersResponses[keyof ListIdentityProvidersResponses];
@@ -6597,7 +7319,7 @@ export type CreateIdentityProviderResponses = {
     /**
      * The registered provider
      */
-    201: IdentityProviderDto;
+    201: IdentityProviderDto & Livemode;
 };
 
 export type CreateIdentityProviderResponse = CreateIdentityProviderResponses[keyof CreateIdentityProviderResponses];
@@ -6822,7 +7544,7 @@ export type GetInvoiceResponses = {
     /**
      * The invoice
      */
-    200: InvoiceDto;
+    200: InvoiceDto & Livemode;
 };
 
 export type GetInvoiceResponse = GetInvoiceResponses[keyof GetInvoiceResponses];
@@ -6888,7 +7610,7 @@ export type ListInvoiceCreditNotesResponses = {
     /**
      * The credit notes
      */
-    200: Array<CreditNoteDto>;
+    200: Array<CreditNoteDto & Livemode>;
 };
 
 export type ListInvoiceCreditNotesResponse = ListInvoiceCreditNotesResponses[keyof ListInvoiceCreditNotesResponses];
@@ -6976,7 +7698,7 @@ export type CreateCreditNoteResponses = {
     /**
      * The credit note
      */
-    201: CreditNoteDto;
+    201: CreditNoteDto & Livemode;
 };
 
 export type CreateCreditNoteResponse = CreateCreditNoteResponses[keyof CreateCreditNoteResponses];
@@ -7060,7 +7782,7 @@ export type MarkInvoiceUncollectibleResponses = {
     /**
      * The invoice, uncollectible
      */
-    200: InvoiceDto;
+    200: InvoiceDto & Livemode;
 };
 
 export type MarkInvoiceUncollectibleResponse = MarkInvoiceUncollectibleResponses[keyof MarkInvoiceUncollectibleResponses];
@@ -7148,7 +7870,7 @@ export type PayInvoiceResponses = {
     /**
      * The invoice, paid
      */
-    200: InvoiceDto;
+    200: InvoiceDto & Livemode;
 };
 
 export type PayInvoiceResponse = PayInvoiceResponses[keyof PayInvoiceResponses];
@@ -7236,7 +7958,7 @@ export type RefundInvoiceResponses = {
     /**
      * The refund and the invoice after it
      */
-    201: RefundResult;
+    201: RefundResult & Livemode;
 };
 
 export type RefundInvoiceResponse = RefundInvoiceResponses[keyof RefundInvoiceResponses];
@@ -7320,7 +8042,7 @@ export type VoidInvoiceResponses = {
     /**
      * The invoice, void
      */
-    200: InvoiceDto;
+    200: InvoiceDto & Livemode;
 };
 
 export type VoidInvoiceResponse = VoidInvoiceResponses[keyof VoidInvoiceResponses];
@@ -7387,7 +8109,7 @@ export type GetMetricsResponses = {
     /**
      * The metrics of the period
      */
-    200: MetricsDto;
+    200: MetricsDto & Livemode;
 };
 
 export type GetMetricsResponse = GetMetricsResponses[keyof GetMetricsResponses];
@@ -7453,7 +8175,7 @@ export type OverrideMetricsResponses = {
     /**
      * What agents granted
      */
-    200: OverrideMetricsDto;
+    200: OverrideMetricsDto & Livemode;
 };
 
 export type OverrideMetricsResponse = OverrideMetricsResponses[keyof OverrideMetricsResponses];
@@ -7820,7 +8542,7 @@ export type CreatePlanResponses = {
     /**
      * The new plan
      */
-    201: PlanDto;
+    201: PlanDto & Livemode;
 };
 
 export type CreatePlanResponse = CreatePlanResponses[keyof CreatePlanResponses];
@@ -7892,7 +8614,7 @@ export type GetPlanResponses = {
     /**
      * The plan
      */
-    200: PlanDto;
+    200: PlanDto & Livemode;
 };
 
 export type GetPlanResponse = GetPlanResponses[keyof GetPlanResponses];
@@ -7980,7 +8702,7 @@ export type UpdatePlanResponses = {
     /**
      * The updated plan
      */
-    200: PlanDto;
+    200: PlanDto & Livemode;
 };
 
 export type UpdatePlanResponse = UpdatePlanResponses[keyof UpdatePlanResponses];
@@ -8072,7 +8794,7 @@ export type ArchivePlanResponses = {
     /**
      * The archived plan
      */
-    200: PlanDto;
+    200: PlanDto & Livemode;
 };
 
 export type ArchivePlanResponse = ArchivePlanResponses[keyof ArchivePlanResponses];
@@ -8138,7 +8860,7 @@ export type PortalGetRequestResponses = {
     /**
      * The request
      */
-    200: CancellationRequestDto;
+    200: CancellationRequestDto & Livemode;
 };
 
 export type PortalGetRequestResponse = PortalGetRequestResponses[keyof PortalGetRequestResponses];
@@ -8204,7 +8926,7 @@ export type PresentedOffersResponses = {
     /**
      * The open offers
      */
-    200: PresentedOffersDto;
+    200: PresentedOffersDto & Livemode;
 };
 
 export type PresentedOffersResponse = PresentedOffersResponses[keyof PresentedOffersResponses];
@@ -8288,7 +9010,7 @@ export type AcceptOfferResponses = {
     /**
      * The subscription, the withdrawn request and what was applied
      */
-    200: OfferAcceptedDto;
+    200: OfferAcceptedDto & Livemode;
 };
 
 export type AcceptOfferResponse = AcceptOfferResponses[keyof AcceptOfferResponses];
@@ -8372,7 +9094,7 @@ export type DeclineOfferResponses = {
     /**
      * The declined offer
      */
-    200: PresentedOfferDto;
+    200: PresentedOfferDto & Livemode;
 };
 
 export type DeclineOfferResponse = DeclineOfferResponses[keyof DeclineOfferResponses];
@@ -8452,7 +9174,7 @@ export type WithdrawCancellationRequestResponses = {
     /**
      * The subscription and the withdrawn request
      */
-    200: PortalCancelResult;
+    200: PortalCancelResult & Livemode;
 };
 
 export type WithdrawCancellationRequestResponse = WithdrawCancellationRequestResponses[keyof WithdrawCancellationRequestResponses];
@@ -8601,7 +9323,7 @@ export type PortalGetInvoiceResponses = {
     /**
      * The invoice
      */
-    200: InvoiceDto;
+    200: InvoiceDto & Livemode;
 };
 
 export type PortalGetInvoiceResponse = PortalGetInvoiceResponses[keyof PortalGetInvoiceResponses];
@@ -8685,11 +9407,11 @@ export type PortalPayInvoiceResponses = {
     /**
      * The invoice, paid
      */
-    200: InvoiceDto;
+    200: InvoiceDto & Livemode;
     /**
      * The payment waits for the customer's authentication
      */
-    202: PaymentActionDto;
+    202: PaymentActionDto & Livemode;
 };
 
 export type PortalPayInvoiceResponse = PortalPayInvoiceResponses[keyof PortalPayInvoiceResponses];
@@ -8746,7 +9468,7 @@ export type MeResponses = {
     /**
      * The customer behind the token
      */
-    200: PortalMeDto;
+    200: PortalMeDto & Livemode;
 };
 
 export type MeResponse = MeResponses[keyof MeResponses];
@@ -8803,7 +9525,7 @@ export type PortalListPaymentMethodsResponses = {
     /**
      * Payment methods
      */
-    200: PaymentMethodList;
+    200: PaymentMethodList & Livemode;
 };
 
 export type PortalListPaymentMethodsResponse = PortalListPaymentMethodsResponses[keyof PortalListPaymentMethodsResponses];
@@ -8878,7 +9600,7 @@ export type PortalAttachPaymentMethodResponses = {
     /**
      * The attached payment method
      */
-    201: PaymentMethodDto;
+    201: PaymentMethodDto & Livemode;
 };
 
 export type PortalAttachPaymentMethodResponse = PortalAttachPaymentMethodResponses[keyof PortalAttachPaymentMethodResponses];
@@ -8948,7 +9670,7 @@ export type PortalDetachPaymentMethodResponses = {
     /**
      * The removed payment method
      */
-    200: PaymentMethodDto;
+    200: PaymentMethodDto & Livemode;
 };
 
 export type PortalDetachPaymentMethodResponse = PortalDetachPaymentMethodResponses[keyof PortalDetachPaymentMethodResponses];
@@ -9028,7 +9750,7 @@ export type PortalSetDefaultPaymentMethodResponses = {
     /**
      * The new default payment method
      */
-    200: PaymentMethodDto;
+    200: PaymentMethodDto & Livemode;
 };
 
 export type PortalSetDefaultPaymentMethodResponse = PortalSetDefaultPaymentMethodResponses[keyof PortalSetDefaultPaymentMethodResponses];
@@ -9152,7 +9874,7 @@ export type PlansResponses = {
     /**
      * Active plans of active products
      */
-    200: Array<PortalPlanDto>;
+    200: Array<PortalPlanDto & Livemode>;
 };
 
 export type PlansResponse = PlansResponses[keyof PlansResponses];
@@ -9223,7 +9945,7 @@ export type PortalCreateSetupIntentResponses = {
     /**
      * The setup intent to confirm
      */
-    201: SetupIntentDto;
+    201: SetupIntentDto & Livemode;
 };
 
 export type PortalCreateSetupIntentResponse = PortalCreateSetupIntentResponses[keyof PortalCreateSetupIntentResponses];
@@ -9366,10 +10088,85 @@ export type SubscribeResponses = {
     /**
      * The new subscription
      */
-    201: PortalSubscriptionDto;
+    201: PortalSubscriptionDto & Livemode;
 };
 
 export type SubscribeResponse = SubscribeResponses[keyof SubscribeResponses];
+
+export type PortalPreviewSubscriptionData = {
+    body: CreatePortalSubscription;
+    headers?: {
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
+         */
+        'Idempotency-Key'?: string;
+    };
+    path?: never;
+    query?: never;
+    url: '/v1/portal/subscriptions/preview';
+};
+
+export type PortalPreviewSubscriptionErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type PortalPreviewSubscriptionError = PortalPreviewSubscriptionErrors[keyof PortalPreviewSubscriptionErrors];
+
+export type PortalPreviewSubscriptionResponses = {
+    /**
+     * The first invoice
+     */
+    200: SubscriptionPreviewDto & Livemode;
+};
+
+export type PortalPreviewSubscriptionResponse = PortalPreviewSubscriptionResponses[keyof PortalPreviewSubscriptionResponses];
 
 export type PortalGetSubscriptionData = {
     body?: never;
@@ -9438,7 +10235,7 @@ export type PortalGetSubscriptionResponses = {
     /**
      * The subscription
      */
-    200: PortalSubscriptionDto;
+    200: PortalSubscriptionDto & Livemode;
 };
 
 export type PortalGetSubscriptionResponse = PortalGetSubscriptionResponses[keyof PortalGetSubscriptionResponses];
@@ -9530,7 +10327,7 @@ export type PortalCancelSubscriptionResponses = {
     /**
      * The subscription and, in request mode, the request
      */
-    200: PortalCancelResult;
+    200: PortalCancelResult & Livemode;
 };
 
 export type PortalCancelSubscriptionResponse = PortalCancelSubscriptionResponses[keyof PortalCancelSubscriptionResponses];
@@ -9622,7 +10419,7 @@ export type PortalChangePlanResponses = {
     /**
      * The subscription
      */
-    200: PortalSubscriptionDto;
+    200: PortalSubscriptionDto & Livemode;
 };
 
 export type PortalChangePlanResponse = PortalChangePlanResponses[keyof PortalChangePlanResponses];
@@ -9706,7 +10503,7 @@ export type PortalPreviewPlanChangeResponses = {
     /**
      * The preview
      */
-    200: PlanChangePreviewDto;
+    200: PlanChangePreviewDto & Livemode;
 };
 
 export type PortalPreviewPlanChangeResponse = PortalPreviewPlanChangeResponses[keyof PortalPreviewPlanChangeResponses];
@@ -9798,7 +10595,7 @@ export type PortalChangeQuantityResponses = {
     /**
      * The subscription
      */
-    200: PortalSubscriptionDto;
+    200: PortalSubscriptionDto & Livemode;
 };
 
 export type PortalChangeQuantityResponse = PortalChangeQuantityResponses[keyof PortalChangeQuantityResponses];
@@ -9882,7 +10679,7 @@ export type PortalPreviewQuantityChangeResponses = {
     /**
      * The preview
      */
-    200: QuantityChangePreviewDto;
+    200: QuantityChangePreviewDto & Livemode;
 };
 
 export type PortalPreviewQuantityChangeResponse = PortalPreviewQuantityChangeResponses[keyof PortalPreviewQuantityChangeResponses];
@@ -9974,7 +10771,7 @@ export type PortalPauseSubscriptionResponses = {
     /**
      * The subscription
      */
-    200: PortalSubscriptionDto;
+    200: PortalSubscriptionDto & Livemode;
 };
 
 export type PortalPauseSubscriptionResponse = PortalPauseSubscriptionResponses[keyof PortalPauseSubscriptionResponses];
@@ -10062,7 +10859,7 @@ export type PortalResumeSubscriptionResponses = {
     /**
      * The subscription
      */
-    200: PortalSubscriptionDto;
+    200: PortalSubscriptionDto & Livemode;
 };
 
 export type PortalResumeSubscriptionResponse = PortalResumeSubscriptionResponses[keyof PortalResumeSubscriptionResponses];
@@ -10146,7 +10943,7 @@ export type PortalRemoveScheduledChangeResponses = {
     /**
      * The subscription
      */
-    200: PortalSubscriptionDto;
+    200: PortalSubscriptionDto & Livemode;
 };
 
 export type PortalRemoveScheduledChangeResponse = PortalRemoveScheduledChangeResponses[keyof PortalRemoveScheduledChangeResponses];
@@ -10216,7 +11013,7 @@ export type PortalUpcomingInvoiceResponses = {
     /**
      * The upcoming invoice
      */
-    200: UpcomingInvoiceDto;
+    200: UpcomingInvoiceDto & Livemode;
 };
 
 export type PortalUpcomingInvoiceResponse = PortalUpcomingInvoiceResponses[keyof PortalUpcomingInvoiceResponses];
@@ -10349,7 +11146,7 @@ export type PortalGetTicketResponses = {
     /**
      * The ticket
      */
-    200: SupportTicketDto;
+    200: SupportTicketDto & Livemode;
 };
 
 export type PortalGetTicketResponse = PortalGetTicketResponses[keyof PortalGetTicketResponses];
@@ -10433,7 +11230,7 @@ export type PortalReplyToTicketResponses = {
     /**
      * The ticket with the reply
      */
-    201: SupportTicketDto;
+    201: SupportTicketDto & Livemode;
 };
 
 export type PortalReplyToTicketResponse = PortalReplyToTicketResponses[keyof PortalReplyToTicketResponses];
@@ -10583,7 +11380,7 @@ export type CreateProductResponses = {
     /**
      * The new product
      */
-    201: ProductDto;
+    201: ProductDto & Livemode;
 };
 
 export type CreateProductResponse = CreateProductResponses[keyof CreateProductResponses];
@@ -10655,7 +11452,7 @@ export type GetProductResponses = {
     /**
      * The product
      */
-    200: ProductDto;
+    200: ProductDto & Livemode;
 };
 
 export type GetProductResponse = GetProductResponses[keyof GetProductResponses];
@@ -10743,7 +11540,7 @@ export type UpdateProductResponses = {
     /**
      * The updated product
      */
-    200: ProductDto;
+    200: ProductDto & Livemode;
 };
 
 export type UpdateProductResponse = UpdateProductResponses[keyof UpdateProductResponses];
@@ -10835,10 +11632,314 @@ export type ArchiveProductResponses = {
     /**
      * The archived product
      */
-    200: ProductDto;
+    200: ProductDto & Livemode;
 };
 
 export type ArchiveProductResponse = ArchiveProductResponses[keyof ArchiveProductResponses];
+
+export type ListPromotionCodesData = {
+    body?: never;
+    path?: never;
+    query?: {
+        /**
+         * How many items to return, 1 to 100 (default 20).
+         */
+        limit?: number;
+        /**
+         * The `next_cursor` of the previous page: the id of its last item. Empty means the
+         * first page, like leaving it out.
+         */
+        starting_after?: string;
+        /**
+         * Only codes of this coupon (coupon_…).
+         */
+        coupon_id?: string;
+        /**
+         * Only codes of this word (any case).
+         */
+        code?: string;
+    };
+    url: '/v1/promotion_codes';
+};
+
+export type ListPromotionCodesErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type ListPromotionCodesError = ListPromotionCodesErrors[keyof ListPromotionCodesErrors];
+
+export type ListPromotionCodesResponses = {
+    /**
+     * A page of promotion codes
+     */
+    200: ListResponsePromotionCodeDto;
+};
+
+export type ListPromotionCodesResponse = ListPromotionCodesResponses[keyof ListPromotionCodesResponses];
+
+export type CreatePromotionCodeData = {
+    body: CreatePromotionCode;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
+         */
+        'Idempotency-Key'?: string;
+    };
+    path?: never;
+    query?: never;
+    url: '/v1/promotion_codes';
+};
+
+export type CreatePromotionCodeErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type CreatePromotionCodeError = CreatePromotionCodeErrors[keyof CreatePromotionCodeErrors];
+
+export type CreatePromotionCodeResponses = {
+    /**
+     * The new promotion code
+     */
+    201: PromotionCodeDto & Livemode;
+};
+
+export type CreatePromotionCodeResponse = CreatePromotionCodeResponses[keyof CreatePromotionCodeResponses];
+
+export type GetPromotionCodeData = {
+    body?: never;
+    path: {
+        /**
+         * Promotion code id (promo_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/promotion_codes/{id}';
+};
+
+export type GetPromotionCodeErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type GetPromotionCodeError = GetPromotionCodeErrors[keyof GetPromotionCodeErrors];
+
+export type GetPromotionCodeResponses = {
+    /**
+     * The promotion code
+     */
+    200: PromotionCodeDto & Livemode;
+};
+
+export type GetPromotionCodeResponse = GetPromotionCodeResponses[keyof GetPromotionCodeResponses];
+
+export type UpdatePromotionCodeData = {
+    body: UpdatePromotionCode;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+    };
+    path: {
+        /**
+         * Promotion code id (promo_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/promotion_codes/{id}';
+};
+
+export type UpdatePromotionCodeErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * Another active code has the same word
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type UpdatePromotionCodeError = UpdatePromotionCodeErrors[keyof UpdatePromotionCodeErrors];
+
+export type UpdatePromotionCodeResponses = {
+    /**
+     * The promotion code
+     */
+    200: PromotionCodeDto & Livemode;
+};
+
+export type UpdatePromotionCodeResponse = UpdatePromotionCodeResponses[keyof UpdatePromotionCodeResponses];
 
 export type ListOffersData = {
     body?: never;
@@ -10985,7 +12086,7 @@ export type CreateOfferResponses = {
     /**
      * The new offer
      */
-    201: RetentionOfferDto;
+    201: RetentionOfferDto & Livemode;
 };
 
 export type CreateOfferResponse = CreateOfferResponses[keyof CreateOfferResponses];
@@ -11065,7 +12166,7 @@ export type DeactivateOfferResponses = {
     /**
      * The deactivated offer
      */
-    200: RetentionOfferDto;
+    200: RetentionOfferDto & Livemode;
 };
 
 export type DeactivateOfferResponse = DeactivateOfferResponses[keyof DeactivateOfferResponses];
@@ -11137,7 +12238,7 @@ export type GetOfferResponses = {
     /**
      * The offer
      */
-    200: RetentionOfferDto;
+    200: RetentionOfferDto & Livemode;
 };
 
 export type GetOfferResponse = GetOfferResponses[keyof GetOfferResponses];
@@ -11225,7 +12326,7 @@ export type UpdateOfferResponses = {
     /**
      * The updated offer
      */
-    200: RetentionOfferDto;
+    200: RetentionOfferDto & Livemode;
 };
 
 export type UpdateOfferResponse = UpdateOfferResponses[keyof UpdateOfferResponses];
@@ -11282,13 +12383,13 @@ export type GetSegmentSettingsResponses = {
     /**
      * The settings
      */
-    200: SegmentSettingsDto;
+    200: SegmentSettingsDto & Livemode;
 };
 
 export type GetSegmentSettingsResponse = GetSegmentSettingsResponses[keyof GetSegmentSettingsResponses];
 
 export type PutSegmentSettingsData = {
-    body: SegmentSettingsDto;
+    body: PutSegmentSettings;
     headers?: {
         /**
          * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
@@ -11357,7 +12458,7 @@ export type PutSegmentSettingsResponses = {
     /**
      * The settings
      */
-    200: SegmentSettingsDto;
+    200: SegmentSettingsDto & Livemode;
 };
 
 export type PutSegmentSettingsResponse = PutSegmentSettingsResponses[keyof PutSegmentSettingsResponses];
@@ -11512,10 +12613,89 @@ export type CreateSubscriptionResponses = {
     /**
      * The new subscription
      */
-    201: SubscriptionDto;
+    201: SubscriptionDto & Livemode;
 };
 
 export type CreateSubscriptionResponse = CreateSubscriptionResponses[keyof CreateSubscriptionResponses];
+
+export type PreviewSubscriptionData = {
+    body: CreateSubscription;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
+         */
+        'Idempotency-Key'?: string;
+    };
+    path?: never;
+    query?: never;
+    url: '/v1/subscriptions/preview';
+};
+
+export type PreviewSubscriptionErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type PreviewSubscriptionError = PreviewSubscriptionErrors[keyof PreviewSubscriptionErrors];
+
+export type PreviewSubscriptionResponses = {
+    /**
+     * The first invoice
+     */
+    200: SubscriptionPreviewDto & Livemode;
+};
+
+export type PreviewSubscriptionResponse = PreviewSubscriptionResponses[keyof PreviewSubscriptionResponses];
 
 export type GetSubscriptionData = {
     body?: never;
@@ -11584,7 +12764,7 @@ export type GetSubscriptionResponses = {
     /**
      * The subscription
      */
-    200: SubscriptionDto;
+    200: SubscriptionDto & Livemode;
 };
 
 export type GetSubscriptionResponse = GetSubscriptionResponses[keyof GetSubscriptionResponses];
@@ -11680,7 +12860,7 @@ export type CancelSubscriptionResponses = {
     /**
      * The subscription
      */
-    200: SubscriptionDto;
+    200: SubscriptionDto & Livemode;
 };
 
 export type CancelSubscriptionResponse = CancelSubscriptionResponses[keyof CancelSubscriptionResponses];
@@ -11776,7 +12956,7 @@ export type ChangePlanResponses = {
     /**
      * The subscription
      */
-    200: SubscriptionDto;
+    200: SubscriptionDto & Livemode;
 };
 
 export type ChangePlanResponse = ChangePlanResponses[keyof ChangePlanResponses];
@@ -11864,7 +13044,7 @@ export type PreviewPlanChangeResponses = {
     /**
      * The preview
      */
-    200: PlanChangePreviewDto;
+    200: PlanChangePreviewDto & Livemode;
 };
 
 export type PreviewPlanChangeResponse = PreviewPlanChangeResponses[keyof PreviewPlanChangeResponses];
@@ -11960,7 +13140,7 @@ export type ChangeQuantityResponses = {
     /**
      * The subscription
      */
-    200: SubscriptionDto;
+    200: SubscriptionDto & Livemode;
 };
 
 export type ChangeQuantityResponse = ChangeQuantityResponses[keyof ChangeQuantityResponses];
@@ -12048,7 +13228,7 @@ export type PreviewQuantityChangeResponses = {
     /**
      * The preview
      */
-    200: QuantityChangePreviewDto;
+    200: QuantityChangePreviewDto & Livemode;
 };
 
 export type PreviewQuantityChangeResponse = PreviewQuantityChangeResponses[keyof PreviewQuantityChangeResponses];
@@ -12136,7 +13316,7 @@ export type GrantDiscountResponses = {
     /**
      * The discount
      */
-    201: SubscriptionDiscountDto;
+    201: SubscriptionDiscountDto & Livemode;
 };
 
 export type GrantDiscountResponse = GrantDiscountResponses[keyof GrantDiscountResponses];
@@ -12300,7 +13480,7 @@ export type CreateInvoiceItemResponses = {
     /**
      * The item
      */
-    201: InvoiceItemDto;
+    201: InvoiceItemDto & Livemode;
 };
 
 export type CreateInvoiceItemResponse = CreateInvoiceItemResponses[keyof CreateInvoiceItemResponses];
@@ -12380,7 +13560,7 @@ export type DeleteInvoiceItemResponses = {
     /**
      * The deleted item
      */
-    200: InvoiceItemDto;
+    200: InvoiceItemDto & Livemode;
 };
 
 export type DeleteInvoiceItemResponse = DeleteInvoiceItemResponses[keyof DeleteInvoiceItemResponses];
@@ -12476,7 +13656,7 @@ export type PauseSubscriptionResponses = {
     /**
      * The subscription
      */
-    200: SubscriptionDto;
+    200: SubscriptionDto & Livemode;
 };
 
 export type PauseSubscriptionResponse = PauseSubscriptionResponses[keyof PauseSubscriptionResponses];
@@ -12568,7 +13748,7 @@ export type ResumeSubscriptionResponses = {
     /**
      * The subscription
      */
-    200: SubscriptionDto;
+    200: SubscriptionDto & Livemode;
 };
 
 export type ResumeSubscriptionResponse = ResumeSubscriptionResponses[keyof ResumeSubscriptionResponses];
@@ -12656,7 +13836,7 @@ export type RemoveScheduledChangeResponses = {
     /**
      * The subscription
      */
-    200: SubscriptionDto;
+    200: SubscriptionDto & Livemode;
 };
 
 export type RemoveScheduledChangeResponse = RemoveScheduledChangeResponses[keyof RemoveScheduledChangeResponses];
@@ -12726,7 +13906,7 @@ export type UpcomingInvoiceResponses = {
     /**
      * The upcoming invoice
      */
-    200: UpcomingInvoiceDto;
+    200: UpcomingInvoiceDto & Livemode;
 };
 
 export type UpcomingInvoiceResponse = UpcomingInvoiceResponses[keyof UpcomingInvoiceResponses];
@@ -12864,7 +14044,7 @@ export type GetTicketResponses = {
     /**
      * The ticket
      */
-    200: SupportTicketDto;
+    200: SupportTicketDto & Livemode;
 };
 
 export type GetTicketResponse = GetTicketResponses[keyof GetTicketResponses];
@@ -12952,7 +14132,7 @@ export type ReplyToTicketResponses = {
     /**
      * The ticket with the reply
      */
-    201: SupportTicketDto;
+    201: SupportTicketDto & Livemode;
 };
 
 export type ReplyToTicketResponse = ReplyToTicketResponses[keyof ReplyToTicketResponses];
@@ -13098,7 +14278,7 @@ export type CreateEndpointResponses = {
     /**
      * The new endpoint, with its secret
      */
-    201: WebhookEndpointDto;
+    201: WebhookEndpointDto & Livemode;
 };
 
 export type CreateEndpointResponse = CreateEndpointResponses[keyof CreateEndpointResponses];
@@ -13170,7 +14350,7 @@ export type DeleteEndpointResponses = {
     /**
      * The endpoint is gone
      */
-    200: DeletedDto;
+    200: DeletedDto & Livemode;
 };
 
 export type DeleteEndpointResponse = DeleteEndpointResponses[keyof DeleteEndpointResponses];
@@ -13242,7 +14422,7 @@ export type GetEndpointResponses = {
     /**
      * The endpoint
      */
-    200: WebhookEndpointDto;
+    200: WebhookEndpointDto & Livemode;
 };
 
 export type GetEndpointResponse = GetEndpointResponses[keyof GetEndpointResponses];
@@ -13330,7 +14510,7 @@ export type UpdateEndpointResponses = {
     /**
      * The updated endpoint
      */
-    200: WebhookEndpointDto;
+    200: WebhookEndpointDto & Livemode;
 };
 
 export type UpdateEndpointResponse = UpdateEndpointResponses[keyof UpdateEndpointResponses];
@@ -13498,7 +14678,7 @@ export type RedeliverRangeResponses = {
     /**
      * Deliveries queued
      */
-    202: RedeliveryDto;
+    202: RedeliveryDto & Livemode;
 };
 
 export type RedeliverRangeResponse = RedeliverRangeResponses[keyof RedeliverRangeResponses];
@@ -13594,7 +14774,7 @@ export type RotateSecretResponses = {
     /**
      * The endpoint with its new secret
      */
-    200: WebhookEndpointDto;
+    200: WebhookEndpointDto & Livemode;
 };
 
 export type RotateSecretResponse = RotateSecretResponses[keyof RotateSecretResponses];
