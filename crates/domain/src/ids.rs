@@ -64,6 +64,8 @@ typed_ids! {
     DiscountId => DiscountTag, "disc";
     /// An agent note on a customer.
     NoteId => NoteTag, "note";
+    /// A merchant's test clock: simulated time for the customers created on it.
+    TestClockId => TestClockTag, "clock";
 }
 
 /// Makes new ids: `CustomerId::generate()`. `TypeSafeId::new` draws everything below the

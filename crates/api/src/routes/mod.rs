@@ -18,6 +18,7 @@ pub mod retention;
 pub mod sessions;
 pub mod subscriptions;
 pub mod support;
+pub mod test_clocks;
 pub mod webhooks;
 
 use actix_web::http::header;
@@ -57,6 +58,7 @@ pub fn configure_v1(cfg: &mut ServiceConfig) {
     .configure(retention::configure)
     .configure(metrics::configure)
     .configure(api_keys::configure)
+    .configure(test_clocks::configure)
     .configure(operator::configure);
 }
 
