@@ -568,6 +568,16 @@ impl World {
                 .await
                 .expect(201)
                 .id(),
+            // A ready clock before the time the advance's example moves it to.
+            ("test_clocks", _) => self
+                .app
+                .post("/v1/test_clocks")
+                .bearer(&self.m.key)
+                .json(&json!({"frozen_time": "2027-01-31T09:00:00Z"}))
+                .send()
+                .await
+                .expect(201)
+                .id(),
             // A merchant's Stripe event endpoint (unsigned bodies are refused before
             // they are read).
             ("gateway_events", _) => self.m.id.clone(),

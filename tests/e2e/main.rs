@@ -30,5 +30,6 @@ mod renewals;
 mod retention;
 mod security;
 mod stripe;
+mod test_clocks;
 mod webhook_targets;
 mod webhooks;

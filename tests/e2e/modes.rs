@@ -422,3 +422,40 @@ async fn the_operator_creates_a_test_and_a_live_tenant() {
         assert_eq!(keys["data"].as_array().unwrap().len(), 1);
     }
 }
+
+/// Test clocks are for test mode: a live key can neither create one nor a customer on
+/// one (422 `test_mode_only`), and finds none of the test tenant's.
+#[actix_web::test]
+async fn test_clocks_exist_in_test_mode_only() {
+    let app = TestApp::new().await;
+    let (test, live) = app.account("Acme").await;
+    let body = json!({"frozen_time": "2027-01-01T00:00:00Z", "name": "renewals"});
+    let clock = app
+        .by(&test.key)
+        .post("/v1/test_clocks", &body)
+        .await
+        .expect(201)
+        .body;
+    assert_eq!(clock["livemode"], false);
+    let clock_id = clock["id"].as_str().unwrap();
+    app.by(&live.key)
+        .post("/v1/test_clocks", &body)
+        .await
+        .expect_problem(422, "test_mode_only");
+    app.by(&live.key)
+        .post(
+            "/v1/customers",
+            &json!({"external_id": "live-1", "test_clock": clock_id}),
+        )
+        .await
+        .expect_problem(422, "test_mode_only");
+    app.by(&live.key)
+        .get(&format!("/v1/test_clocks/{clock_id}"))
+        .await
+        .expect(404);
+    let listed = app.get_ok("/v1/test_clocks", &live.key).await;
+    assert_eq!(listed["data"], json!([]));
+    // Nothing was made in the live tenant.
+    let customers = app.get_ok("/v1/customers", &live.key).await;
+    assert_eq!(customers["data"], json!([]));
+}

@@ -51,6 +51,7 @@ application/problem+json with a stable `code`.",
         (name = "Coupons", description = "Coupons (percent or amount off, for once, some or every invoice) and the promotion codes customers redeem at subscribe or plan change"),
         (name = "Metrics", description = "Subscriber metrics of a period: MRR, churn, ARPU, LTV, pauses, reasons, save offers"),
         (name = "API keys", description = "Secret keys (create, roll, revoke; restricted keys with scopes) and the audit trail of changes made with them"),
+        (name = "Test clocks", description = "Simulated time for test customers: create a clock, attach customers at creation, advance it and watch renewals, trials and dunning happen"),
         (name = "Operator", description = "The operator's routes (TENURE_OPERATOR_TOKEN): merchants"),
     )
 )]

@@ -430,6 +430,7 @@ pub async fn erase(
             created_at: before.created_at,
             updated_at,
             erased_at: Some(updated_at),
+            test_clock_id: before.test_clock_id,
         };
         customers_repo::update(conn, merchant, &after).await?;
         let identity = repo::ErasedIdentity {
@@ -493,6 +494,7 @@ mod tests {
             created_at: now,
             updated_at: now,
             erased_at: Some(now),
+            test_clock: None,
         }
     }
 

@@ -83,6 +83,8 @@ resources! {
     /// The payment gateway's settings: the keys that decide where subscribers' money
     /// goes, so a grant of its own, never implied by `billing`.
     GatewaySettings => "gateway_settings",
+    /// Test clocks: creating and advancing a merchant's simulated time (test mode).
+    TestClocks => "test_clocks",
 }
 
 /// Read (`GET`) or write (every change); write implies read.

@@ -79,6 +79,8 @@ typed_ids! {
     InvoiceItemId => InvoiceItemTag, "ii";
     /// An agent's override of the default policy, with its reason.
     OverrideId => OverrideTag, "ovr";
+    /// A merchant's test clock: simulated time for the customers created on it.
+    TestClockId => TestClockTag, "clock";
 }
 
 /// Makes new ids: `CustomerId::generate()`. `TypeSafeId::new` draws everything below the

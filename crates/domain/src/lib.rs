@@ -23,6 +23,7 @@ pub mod rate_limit;
 pub mod retention;
 pub mod subscription;
 pub mod support;
+pub mod test_clock;
 pub mod text;
 pub mod time;
 pub mod webhooks;

@@ -235,6 +235,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "payment_method.detached",
     "payment_method.expiring",
     "webhook_endpoint.disabled",
+    "test_clock.advancing",
+    "test_clock.ready",
 ];
 
 /// Subscribes to every event type, including ones added later.

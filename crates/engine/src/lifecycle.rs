@@ -15,6 +15,7 @@ use tenure_store::repo::subscriptions as repo;
 
 use tenure_app::subscriptions::apply_due_in_tx;
 use tenure_app::{App, AppResult};
+use tenure_domain::test_clock::WorkScope;
 use tenure_domain::time::truncate_to_micros;
 
 enum Round {
@@ -26,10 +27,22 @@ enum Round {
     Applied(uuid::Uuid, usize),
 }
 
-/// Applies due scheduled changes, at most `batch_size` subscriptions' worth; returns
-/// how many subscriptions changed. Call it again while it returns `batch_size`.
+/// Applies the due scheduled changes of every customer without a test clock: see
+/// [`run_due_changes_in`].
 pub async fn run_due_changes(
     state: &App,
+    now: DateTime<Utc>,
+    batch_size: usize,
+) -> AppResult<usize> {
+    run_due_changes_in(state, WorkScope::RealTime, now, batch_size).await
+}
+
+/// Applies the due scheduled changes of `scope`, at most `batch_size` subscriptions'
+/// worth; returns how many subscriptions changed. Call it again while it returns
+/// `batch_size`.
+pub async fn run_due_changes_in(
+    state: &App,
+    scope: WorkScope,
     now: DateTime<Utc>,
     batch_size: usize,
 ) -> AppResult<usize> {
@@ -41,7 +54,7 @@ pub async fn run_due_changes(
         let round = conn
             .transaction(async |conn| {
                 let Some((row, merchant, sub_id)) =
-                    repo::claim_due_change(conn, now, &skip).await?
+                    repo::claim_due_change(conn, scope, now, &skip).await?
                 else {
                     return Ok(Round::Idle);
                 };

@@ -43,6 +43,7 @@ use tenure_domain::billing::invoice::{self, InvoiceStatus};
 use tenure_domain::billing::period::Period;
 use tenure_domain::ids::{CustomerId, MerchantId, PlanId, SubscriptionId};
 use tenure_domain::subscription::{Actor, SubscriptionEvent, SubscriptionStatus};
+use tenure_domain::test_clock::WorkScope;
 use tenure_domain::time::{next_update_time, truncate_to_micros};
 use tenure_store::repo::catalog as catalog_repo;
 use tenure_store::repo::credits as credits_repo;
@@ -54,17 +55,33 @@ use tenure_store::repo::subscriptions::{self as subs_repo, StoredSubscription};
 
 use crate::tolerate_item_failure;
 
-/// One round of the renewal engine at `now`: at most `batch` renewals, `batch` charges,
-/// a few refunds taken over after their lease and `batch` notices. Returns how many items were handled; call it again while that is
-/// not zero to drain a backlog.
+/// One real-time round of the renewal engine at `now` (every customer without a test
+/// clock): see [`run_due_renewals_in`].
 pub async fn run_due_renewals(state: &App, now: DateTime<Utc>, batch: usize) -> AppResult<usize> {
+    run_due_renewals_in(state, WorkScope::RealTime, now, batch).await
+}
+
+/// One round of the renewal engine at `now` over the work of `scope`: at most `batch`
+/// renewals, `batch` charges, a few refunds taken over after their lease (in real time
+/// only: a lease is a worker's, in real time) and `batch` notices. Returns how many items
+/// were handled; call it again while that is not zero to drain a backlog.
+pub async fn run_due_renewals_in(
+    state: &App,
+    scope: WorkScope,
+    now: DateTime<Utc>,
+    batch: usize,
+) -> AppResult<usize> {
     let now = truncate_to_micros(now);
     let mut conn = state.db.conn().await?;
-    let renewed = renew_due(&mut conn, now, batch).await?;
-    let charged = crate::collection::collect_due(&mut conn, state, now, batch).await?;
-    let refunds_recovered =
-        crate::refunds::recover_stalled_refunds(&mut conn, state, now, batch).await?;
-    let notified = notify_due(&mut conn, now, batch).await?;
+    let renewed = renew_due(&mut conn, scope, now, batch).await?;
+    let charged = crate::collection::collect_due(&mut conn, state, scope, now, batch).await?;
+    let refunds_recovered = match scope {
+        WorkScope::RealTime => {
+            crate::refunds::recover_stalled_refunds(&mut conn, state, now, batch).await?
+        }
+        WorkScope::Clock(_) => 0,
+    };
+    let notified = notify_due(&mut conn, scope, now, batch).await?;
     let handled = renewed + charged + refunds_recovered + notified;
     if handled > 0 {
         tracing::info!(
@@ -101,6 +118,7 @@ enum Round {
 /// bulk (see [`renew_batch`]); the rest one by one, each in a transaction of its own.
 async fn renew_due(
     conn: &mut AsyncPgConnection,
+    scope: WorkScope,
     now: DateTime<Utc>,
     batch: usize,
 ) -> AppResult<usize> {
@@ -109,7 +127,7 @@ async fn renew_due(
     while done < batch {
         let limit = (batch - done).min(RENEW_CHUNK);
         let outcome = conn
-            .transaction(async |conn| renew_batch(conn, now, limit, &skip).await)
+            .transaction(async |conn| renew_batch(conn, scope, now, limit, &skip).await)
             .await?;
         if outcome.claimed == 0 {
             break;
@@ -192,11 +210,12 @@ fn plain_renewal(before: &StoredSubscription, now: DateTime<Utc>) -> Option<Plai
 /// [`renew_one`].
 async fn renew_batch(
     conn: &mut AsyncPgConnection,
+    scope: WorkScope,
     now: DateTime<Utc>,
     limit: usize,
     skip: &[uuid::Uuid],
 ) -> AppResult<BatchOutcome> {
-    let claimed = repo::claim_due_renewals(conn, now, limit, skip).await?;
+    let claimed = repo::claim_due_renewals(conn, scope, now, limit, skip).await?;
     let mut outcome = BatchOutcome {
         claimed: claimed.len(),
         renewed: 0,
@@ -385,6 +404,7 @@ async fn renew_one(
 
 async fn notify_due(
     conn: &mut AsyncPgConnection,
+    scope: WorkScope,
     now: DateTime<Utc>,
     batch: usize,
 ) -> AppResult<usize> {
@@ -393,7 +413,8 @@ async fn notify_due(
     while done < batch {
         let round = conn
             .transaction(async |conn| {
-                let Some((merchant, id)) = repo::claim_due_notice(conn, now, &skip).await? else {
+                let Some((merchant, id)) = repo::claim_due_notice(conn, scope, now, &skip).await?
+                else {
                     return Ok(Round::Idle);
                 };
                 let s = subs_repo::get(conn, merchant, id, true).await?;

@@ -24,6 +24,8 @@ use tenure_store::repo::invoices::InvoiceFilter;
 use tenure_test_support::{Clock, TestClock, TestDb, fixtures};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+mod clocks;
+
 struct World {
     _db: TestDb,
     app: App,

@@ -168,9 +168,9 @@ thread_local! {
 }
 
 /// Connections the background loops use at once: one per renewal task, one for the
-/// scheduled-change loop, one for webhook delivery.
+/// scheduled-change loop, one for webhook delivery, one for advancing test clocks.
 fn background_connections(args: &WorkerArgs) -> usize {
-    usize::from(args.renewal_tasks) + 2
+    usize::from(args.renewal_tasks) + 3
 }
 
 /// How `serve` spends a process's connection budget (`--pool-size`): one for the
@@ -247,6 +247,10 @@ fn spawn_workers(state: &App, args: &WorkerArgs) -> Result<(), StartupError> {
         state.clone(),
         sender,
         std::time::Duration::from_millis(args.webhook_interval_ms),
+    ));
+    tokio::spawn(loops::test_clock_loop(
+        state.clone(),
+        std::time::Duration::from_millis(args.worker_interval_ms),
     ));
     Ok(())
 }
@@ -453,6 +457,7 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs) -> Result<(), StartupErr
                 locale: Some("en".to_owned()),
                 metadata: None,
                 tags: Some(vec!["demo".to_owned()]),
+                test_clock: None,
             },
         )
         .await

@@ -97,6 +97,7 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         erased_at -> Nullable<Timestamptz>,
+        test_clock_id -> Nullable<Uuid>,
     }
 }
 
@@ -156,6 +157,7 @@ diesel::table! {
         state -> Jsonb,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        test_clock_id -> Nullable<Uuid>,
     }
 }
 
@@ -167,6 +169,22 @@ diesel::table! {
         kind -> Text,
         due_at -> Timestamptz,
         payload -> Jsonb,
+        test_clock_id -> Nullable<Uuid>,
+    }
+}
+
+diesel::table! {
+    test_clocks (merchant_id, id) {
+        merchant_id -> Uuid,
+        id -> Uuid,
+        name -> Nullable<Text>,
+        frozen_time -> Timestamptz,
+        status -> Text,
+        advance_to -> Nullable<Timestamptz>,
+        advance_lease_until -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        deleted_at -> Nullable<Timestamptz>,
     }
 }
 

@@ -52,6 +52,7 @@ const RESOURCES: &[(&str, Resource)] = &[
     ("/v1/api_keys", Resource::ApiKeys),
     ("/v1/audit_events", Resource::AuditEvents),
     ("/v1/gateway_settings", Resource::GatewaySettings),
+    ("/v1/test_clocks", Resource::TestClocks),
 ];
 
 /// `POST`s that only compute an answer.

@@ -20,6 +20,7 @@ pub mod retention;
 pub mod sessions;
 pub mod subscriptions;
 pub mod support;
+pub mod test_clocks;
 pub mod webhooks;
 
 use actix_web::http::header;
@@ -63,6 +64,7 @@ pub fn configure_v1(cfg: &mut ServiceConfig) {
     .configure(coupons::configure)
     .configure(metrics::configure)
     .configure(api_keys::configure)
+    .configure(test_clocks::configure)
     .configure(operator::configure);
 }
 

@@ -129,8 +129,9 @@ async fn close_invoice(
     transition: fn(InvoiceStatus) -> Result<InvoiceStatus, DomainError>,
     event_type: &'static str,
 ) -> AppResult<Invoice> {
-    let now = state.now_micros();
     let mut conn = state.db.conn().await?;
+    let now =
+        crate::test_clocks::now_for_invoice(&mut conn, merchant, id, state.now_micros()).await?;
     conn.transaction(async |conn| {
         let before = invoices_repo::get(conn, merchant, id, None, true)
             .await

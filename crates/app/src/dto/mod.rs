@@ -40,6 +40,7 @@ pub mod retention;
 pub mod sessions;
 pub mod subscriptions;
 pub mod support;
+pub mod test_clocks;
 pub mod timestamps;
 pub mod webhooks;
 

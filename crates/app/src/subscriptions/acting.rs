@@ -35,6 +35,7 @@ use crate::dto::subscriptions::{
 };
 use crate::error::{AppError, AppResult};
 use crate::events::EventBatch;
+use crate::test_clocks::{now_for_customer, now_for_subscription};
 use crate::versions::check_if_match;
 
 const MESSAGE_MAX: usize = tenure_domain::support::MAX_MESSAGE_CHARS;
@@ -82,8 +83,8 @@ pub async fn create_with_code(
         "a customer subscribes only themselves"
     );
     let merchant = scope.merchant;
-    let now = state.now_micros();
     let mut conn = state.db.conn().await?;
+    let now = now_for_customer(&mut conn, merchant, customer, state.now_micros()).await?;
     conn.transaction(async |conn| {
         // Locked, so that an erasure cannot slip in between this check and the insert.
         let found = customer_repo::get(conn, merchant, customer, true)
@@ -166,8 +167,8 @@ pub async fn act(
     if_match: Option<String>,
     action: Action,
 ) -> AppResult<ActionOutcome> {
-    let now = state.now_micros();
     let mut conn = state.db.conn().await?;
+    let now = now_for_subscription(&mut conn, scope.merchant, id, state.now_micros()).await?;
     conn.transaction(async |conn| {
         act_in_tx(conn, scope, id, if_match.as_deref(), &action, now).await
     })
@@ -359,7 +360,6 @@ pub async fn act_on_request(
     request_id: CancellationRequestId,
     action: Action,
 ) -> AppResult<ActionOutcome> {
-    let now = state.now_micros();
     let mut conn = state.db.conn().await?;
     let request = support_repo::get_request(&mut conn, scope.merchant, request_id, false)
         .await
@@ -367,6 +367,13 @@ pub async fn act_on_request(
     if scope.customer.is_some_and(|c| c != request.customer_id) {
         return Err(AppError::NotFound("cancellation_request"));
     }
+    let now = now_for_customer(
+        &mut conn,
+        scope.merchant,
+        request.customer_id,
+        state.now_micros(),
+    )
+    .await?;
     let outcome = conn
         .transaction(async |conn| {
             act_in_tx(conn, scope, request.subscription_id, None, &action, now).await
@@ -382,9 +389,10 @@ pub async fn preview_quantity_change(
     id: SubscriptionId,
     quantity: u32,
 ) -> AppResult<QuantityChangePreviewDto> {
-    let now = state.now_micros();
     let mut conn = state.db.conn().await?;
     let s = visible(&mut conn, scope, id).await?;
+    let now =
+        now_for_customer(&mut conn, scope.merchant, s.customer_id, state.now_micros()).await?;
     let limits = quantity_limits_of(&mut conn, scope.merchant, s.product_id).await?;
     let preview = s
         .subscription
@@ -448,6 +456,7 @@ pub async fn change_plan_with_code(
             return Err(AppError::NotFound("subscription"));
         }
         check_if_match(if_match.as_deref(), before.updated_at)?;
+        let now = now_for_customer(conn, merchant, before.customer_id, now).await?;
         let plan = purchasable_plan(conn, merchant, plan_id).await?;
         let discount = crate::coupons::redeem_in_tx(
             conn,
@@ -481,9 +490,10 @@ pub async fn preview_plan_change_with_code(
     plan_id: PlanId,
     promotion_code: Option<&str>,
 ) -> AppResult<PlanChangePreviewDto> {
-    let now = state.now_micros();
     let mut conn = state.db.conn().await?;
     let s = visible(&mut conn, scope, id).await?;
+    let now =
+        now_for_customer(&mut conn, scope.merchant, s.customer_id, state.now_micros()).await?;
     let policy = policy_of(&mut conn, scope.merchant, s.product_id).await?;
     let request = plan_change_request(&mut conn, scope.merchant, &s, plan_id).await?;
     let preview = s

@@ -32,4 +32,5 @@ pub mod retention;
 pub mod secrets;
 pub mod subscriptions;
 pub mod support;
+pub mod test_clocks;
 pub mod webhooks;

@@ -16,6 +16,7 @@ use futures_util::future::{try_join, try_join_all, try_join3};
 use tenure_domain::ids::{CustomerId, MerchantId, PlanId, ProductId, SubscriptionId};
 use tenure_domain::policy::PortalPolicy;
 use tenure_domain::subscription::{Subscription, SubscriptionStatus};
+use tenure_domain::test_clock::WorkScope;
 
 use crate::error::{StoreError, StoreResult};
 use crate::jsonb::JsonbText;
@@ -397,12 +398,14 @@ pub async fn list(
 /// subscription. This is the only cross-tenant query: workers serve every merchant.
 pub async fn claim_due_change(
     conn: &mut AsyncPgConnection,
+    scope: WorkScope,
     now: DateTime<Utc>,
     skip: &[uuid::Uuid],
 ) -> StoreResult<Option<(uuid::Uuid, MerchantId, SubscriptionId)>> {
     let row: Option<(uuid::Uuid, uuid::Uuid, uuid::Uuid)> = scheduled_changes::table
         .filter(scheduled_changes::due_at.le(now))
         .filter(diesel::dsl::not(scheduled_changes::id.eq_any(skip)))
+        .filter(crate::repo::test_clocks::scheduled_changes_in(scope))
         .select((
             scheduled_changes::id,
             scheduled_changes::merchant_id,
