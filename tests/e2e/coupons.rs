@@ -380,6 +380,23 @@ async fn the_merchant_redeems_a_forever_amount_code_at_subscribe_and_at_a_plan_c
     let applied = events(&app, &m, "subscription.discount_applied").await;
     assert_eq!(applied.len(), 2);
     assert_eq!(events(&app, &m, "subscription.plan_changed").await.len(), 1);
+
+    // The same code again, changing back: it would stack a second forever discount on
+    // the first, so it is refused and nothing changes.
+    for path in ["change_plan/preview", "change_plan"] {
+        app.by(&m.key)
+            .post(
+                &format!("/v1/subscriptions/{sid}/{path}"),
+                &json!({"plan_id": cat.base, "promotion_code": "TENOFF"}),
+            )
+            .await
+            .expect_problem(409, "promotion_code_already_applied");
+    }
+    let after = app
+        .get_ok(&format!("/v1/subscriptions/{sid}"), &m.key)
+        .await;
+    assert_eq!(after["plan_id"], cat.premium);
+    assert_eq!(after["discounts"].as_array().unwrap().len(), 2);
     let _ = promo;
 }
 

@@ -440,6 +440,52 @@ async fn one_off_items_go_on_the_next_invoice_and_may_be_deleted_until_then() {
     assert_eq!(now["invoice_id"], now["invoice"]["id"]);
 }
 
+/// A credit larger than the charges of its invoice is not lost: the invoice is paid
+/// with nothing charged and the rest goes to the customer's balance, which the next
+/// invoice draws on.
+#[actix_web::test]
+async fn a_credit_larger_than_its_invoice_moves_to_the_balance() {
+    let app = TestApp::new().await;
+    let m = app.merchant("Leftover").await;
+    let (_, cus, sub) = paying_subscriber(&app, &m, json!({})).await;
+    post_as(
+        &app,
+        &m,
+        Some(AGENT),
+        &format!("/v1/subscriptions/{sub}/invoice_items"),
+        json!({"amount": -1500, "description": "Missed two boxes"}),
+    )
+    .await
+    .expect(201);
+    assert_eq!(balance(&app, &m, &cus, "EUR").await, 0);
+    let read = app
+        .get_ok(&format!("/v1/subscriptions/{sub}"), &m.key)
+        .await;
+    let end = time(&read["current_period"]["end"]);
+    app.clock.advance_to(end + Duration::minutes(1));
+    round(&app).await;
+    let renewal = fixtures::invoices_of(&app, &m, &cus).await.pop().unwrap();
+    assert_eq!(renewal["status"], "paid", "{renewal}");
+    assert_eq!(amount(&renewal["amount_paid"]), 0);
+    assert_eq!(lines_of(&renewal, "one_off"), vec![-1500]);
+    // 1000 for the plan, 1500 off: 500 left over, on the balance.
+    assert_eq!(balance(&app, &m, &cus, "EUR").await, 500);
+    let changed = events(&app, &m, "customer.balance_changed").await;
+    assert_eq!(changed.len(), 1);
+
+    // The next renewal draws the 500 and charges the other 500.
+    let read = app
+        .get_ok(&format!("/v1/subscriptions/{sub}"), &m.key)
+        .await;
+    let end = time(&read["current_period"]["end"]);
+    app.clock.advance_to(end + Duration::minutes(1));
+    round(&app).await;
+    let next = fixtures::invoices_of(&app, &m, &cus).await.pop().unwrap();
+    assert_eq!(amount(&next["credit_applied"]), -500, "{next}");
+    assert_eq!(amount(&next["amount_paid"]), 500);
+    assert_eq!(balance(&app, &m, &cus, "EUR").await, 0);
+}
+
 #[actix_web::test]
 async fn agents_overrides_need_a_reason_and_show_in_the_timeline_context_and_metrics() {
     let app = TestApp::new().await;

@@ -538,3 +538,35 @@ async fn test_clocks_exist_in_test_mode_only() {
     let customers = app.get_ok("/v1/customers", &live.key).await;
     assert_eq!(customers["data"], json!([]));
 }
+
+/// Stripe keys follow the tenant's mode: test mode (where clocks make months pass in
+/// minutes) never charges through live keys, live mode never through Stripe's test mode.
+#[actix_web::test]
+async fn stripe_keys_must_be_of_the_tenant_s_mode() {
+    let app = TestApp::new().await;
+    let (test, live) = app.account("Acme").await;
+    let keys = |mode: &str| {
+        json!({"provider": "stripe", "secret_key": format!("sk_{mode}_abc123"),
+            "publishable_key": format!("pk_{mode}_abc123")})
+    };
+    let refused = app
+        .by(&test.key)
+        .put("/v1/gateway_settings", &keys("live"))
+        .await
+        .expect(422)
+        .body;
+    assert_eq!(refused["errors"][0]["field"], "secret_key", "{refused}");
+    let refused = app
+        .by(&live.key)
+        .put("/v1/gateway_settings", &keys("test"))
+        .await
+        .expect(422)
+        .body;
+    assert_eq!(refused["errors"][0]["field"], "secret_key", "{refused}");
+    // Nothing was saved: both tenants still use their defaults.
+    for tenant in [&test, &live] {
+        let settings = app.get_ok("/v1/gateway_settings", &tenant.key).await;
+        assert_eq!(settings["provider"], "sandbox", "{settings}");
+        assert_eq!(settings["updated_at"], Value::Null);
+    }
+}

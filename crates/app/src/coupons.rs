@@ -532,6 +532,13 @@ pub async fn check_code(
         repo::customer_redemptions(conn, merchant, code.id, who.customer).await?;
     let subscribed_before =
         repo::subscribed_before(conn, merchant, who.customer, who.subscription).await?;
+    let subscription_has_coupon = match who.subscription {
+        Some(subscription) => discounts_repo::active_for_subscription(conn, merchant, subscription)
+            .await?
+            .iter()
+            .any(|d| d.coupon_id == coupon.id),
+        None => false,
+    };
     let plan_id = who.plan.id.to_string();
     let product_id = who.plan.product_id.to_string();
     let facts = RedemptionFacts {
@@ -541,6 +548,7 @@ pub async fn check_code(
         code_times_redeemed: code.times_redeemed,
         customer_redemptions,
         customer_subscribed_before: subscribed_before,
+        subscription_has_coupon,
         plan_id: &plan_id,
         product_id: &product_id,
         currency: who.plan.price.currency,

@@ -309,6 +309,10 @@ pub async fn put(
             };
             v.finish()?;
             let keys = checked(keys)?;
+            let mut conn = state.db.conn().await?;
+            let tenant_is_live = merchants::mode(&mut conn, merchant).await?.is_live();
+            drop(conn);
+            keys.check_tenant_mode(tenant_is_live)?;
             let keyring = state.gateways.keyring().ok_or_else(no_keyring)?;
             NewGatewaySettings {
                 provider: provider.as_str().to_owned(),

@@ -315,14 +315,32 @@ pub(crate) async fn invoice_final_items_in_tx(
         .map(Some)
 }
 
-/// A new open invoice: paid at once when nothing is due (a credit stays on it), else
-/// scheduled for a charge now.
+/// A new open invoice: paid at once when nothing is due, else scheduled for a charge
+/// now. A credit left over (a proration or one-off credit larger than the charges) goes
+/// to the customer's balance, for the next invoice of its currency to draw on.
 pub(crate) async fn settle_or_schedule(
     conn: &mut AsyncPgConnection,
     merchant: MerchantId,
     invoice: Invoice,
     now: DateTime<Utc>,
 ) -> AppResult<Invoice> {
+    if invoice.totals.credit.amount > 0 {
+        crate::billing::credits::change_balance(
+            conn,
+            merchant,
+            NewBalanceChange {
+                customer_id: invoice.customer_id,
+                amount: invoice.totals.credit,
+                source: BalanceSource::Invoice,
+                reason: format!("Credit left over by invoice {}", invoice.number),
+                invoice_id: Some(invoice.id),
+                credit_note_id: None,
+                agent: None,
+            },
+            now,
+        )
+        .await?;
+    }
     if invoice.totals.amount_due.is_zero() {
         let paid = invoices_repo::mark_paid_without_charge(conn, merchant, invoice.id, now).await?;
         invoice_event(conn, merchant, "invoice.paid", &paid, Some(&invoice)).await?;

@@ -192,6 +192,9 @@ pub struct RedemptionFacts<'a> {
     pub customer_redemptions: u32,
     /// Whether the customer has (or had) a subscription besides the one the code is for.
     pub customer_subscribed_before: bool,
+    /// Whether the subscription the code is for already has a discount of this coupon
+    /// with invoices left to apply it to (a second one would stack on the first).
+    pub subscription_has_coupon: bool,
     pub plan_id: &'a str,
     pub product_id: &'a str,
     pub currency: Currency,
@@ -208,6 +211,8 @@ pub enum CodeRefusal {
     Exhausted,
     /// The customer used up their redemptions of this code.
     AlreadyRedeemed,
+    /// The subscription already has this coupon's discount.
+    AlreadyApplied,
     /// The coupon is restricted to other products or plans.
     NotApplicable,
     /// Only for customers who never subscribed before.
@@ -223,6 +228,7 @@ impl CodeRefusal {
             CodeRefusal::Expired => "promotion_code_expired",
             CodeRefusal::Exhausted => "promotion_code_exhausted",
             CodeRefusal::AlreadyRedeemed => "promotion_code_already_redeemed",
+            CodeRefusal::AlreadyApplied => "promotion_code_already_applied",
             CodeRefusal::NotApplicable => "promotion_code_not_applicable",
             CodeRefusal::FirstTimeOnly => "promotion_code_first_time_only",
             CodeRefusal::CurrencyMismatch => "promotion_code_currency_mismatch",
@@ -235,6 +241,9 @@ impl CodeRefusal {
             CodeRefusal::Expired => "this promotion code has expired",
             CodeRefusal::Exhausted => "this promotion code has been used up",
             CodeRefusal::AlreadyRedeemed => "this customer already used this promotion code",
+            CodeRefusal::AlreadyApplied => {
+                "this subscription already has this promotion code's discount"
+            }
             CodeRefusal::NotApplicable => "this promotion code does not apply to this plan",
             CodeRefusal::FirstTimeOnly => "this promotion code is for first-time subscribers only",
             CodeRefusal::CurrencyMismatch => {
@@ -255,7 +264,7 @@ impl From<CodeRefusal> for DomainError {
 
 /// Whether the code (of the coupon) may be redeemed for the plan in `facts`. The first
 /// refusal in this order wins: inactive, expired, exhausted, already redeemed by the
-/// customer, first-time only, not for this plan, another currency.
+/// customer, already applied to the subscription, first-time only, not for this plan, another currency.
 pub fn check_redemption(
     coupon: &CouponTerms,
     code: &CodeLimits,
@@ -279,6 +288,9 @@ pub fn check_redemption(
         facts.customer_redemptions,
     ) {
         return Err(CodeRefusal::AlreadyRedeemed);
+    }
+    if facts.subscription_has_coupon {
+        return Err(CodeRefusal::AlreadyApplied);
     }
     if (code.first_time_subscribers_only || coupon.first_time_subscribers_only)
         && facts.customer_subscribed_before
@@ -342,6 +354,7 @@ mod tests {
             code_times_redeemed: 0,
             customer_redemptions: 0,
             customer_subscribed_before: false,
+            subscription_has_coupon: false,
             plan_id: "plan_a",
             product_id: "prod_a",
             currency: eur(),
@@ -362,6 +375,14 @@ mod tests {
         assert_eq!(
             check_redemption(&coupon(), &inactive, &facts()),
             Err(CodeRefusal::Inactive)
+        );
+        let stacked = RedemptionFacts {
+            subscription_has_coupon: true,
+            ..facts()
+        };
+        assert_eq!(
+            check_redemption(&coupon(), &code(), &stacked),
+            Err(CodeRefusal::AlreadyApplied)
         );
         let deleted = RedemptionFacts {
             coupon_deleted: true,

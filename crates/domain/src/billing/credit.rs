@@ -35,7 +35,8 @@ pub enum BalanceSource {
     Adjustment,
     /// A credit note that credited part of a paid invoice to the balance.
     CreditNote,
-    /// Used up by an invoice before it was charged.
+    /// Used up by an invoice before it was charged, or left over by one whose credits
+    /// exceeded its charges.
     Invoice,
 }
 

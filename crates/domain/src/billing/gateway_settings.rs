@@ -160,6 +160,34 @@ impl StripeKeys {
             Err(errors)
         }
     }
+
+    /// Whether these keys move real money: the publishable key's prefix says (it agrees
+    /// with the secret key's, checked in [`StripeKeys::new`]).
+    pub fn mode(&self) -> KeyMode {
+        if self.publishable_key.starts_with("pk_live_") {
+            KeyMode::Live
+        } else {
+            KeyMode::Test
+        }
+    }
+
+    /// Refuses keys whose mode is not the tenant's: a test tenant (where test clocks make
+    /// months pass in minutes) must never charge through live keys, and a live tenant
+    /// never "collects" through Stripe's test mode.
+    pub fn check_tenant_mode(&self, tenant_is_live: bool) -> Result<(), DomainError> {
+        let live = self.mode() == KeyMode::Live;
+        if live == tenant_is_live {
+            return Ok(());
+        }
+        Err(DomainError::validation(
+            "secret_key",
+            if tenant_is_live {
+                "must be a live key (sk_live_ or rk_live_) in live mode"
+            } else {
+                "must be a test key (sk_test_ or rk_test_) in test mode: use an sk_live_ Tenure key to connect live Stripe keys"
+            },
+        ))
+    }
 }
 
 /// The last four characters of a secret: all that is shown of it.
@@ -171,6 +199,17 @@ pub fn last4(secret: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_must_be_of_the_tenant_s_mode() {
+        let test = StripeKeys::new("sk_test_a".into(), None, "pk_test_b".into()).unwrap();
+        let live = StripeKeys::new("rk_live_a".into(), None, "pk_live_b".into()).unwrap();
+        assert_eq!((test.mode(), live.mode()), (KeyMode::Test, KeyMode::Live));
+        assert!(test.check_tenant_mode(false).is_ok());
+        assert!(live.check_tenant_mode(true).is_ok());
+        assert!(test.check_tenant_mode(true).is_err());
+        assert!(live.check_tenant_mode(false).is_err());
+    }
 
     #[test]
     fn provider_round_trips_and_refuses_others() {
