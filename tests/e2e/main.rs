@@ -26,6 +26,7 @@ mod refunds;
 mod renewals;
 mod retention;
 mod security;
+mod signup;
 mod stripe;
 mod webhook_targets;
 mod webhooks;

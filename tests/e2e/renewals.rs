@@ -553,6 +553,7 @@ async fn seed_due_by_the_real_clock(app: &TestApp, s: &Setup, product: &str, n: 
                 plan: terms,
                 trial_days: 0,
                 quantity: 1,
+                pay_at_signup: false,
             },
             start,
         )

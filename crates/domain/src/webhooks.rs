@@ -198,6 +198,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "subscription.past_due",
     "subscription.unpaid",
     "subscription.recovered",
+    "subscription.activated",
+    "subscription.incomplete_expired",
     "subscription.access_ending",
     "cancellation_request.created",
     "cancellation_request.withdrawn",

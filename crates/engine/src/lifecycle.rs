@@ -13,8 +13,9 @@ use chrono::{DateTime, Utc};
 use diesel_async::AsyncConnection;
 use tenure_store::repo::subscriptions as repo;
 
-use tenure_app::subscriptions::apply_due_in_tx;
+use tenure_app::subscriptions::{apply_due_in_tx, expire_incomplete_in_tx};
 use tenure_app::{App, AppResult};
+use tenure_domain::subscription::INCOMPLETE_EXPIRES_AFTER;
 use tenure_domain::time::truncate_to_micros;
 
 enum Round {
@@ -70,4 +71,57 @@ pub async fn run_due_changes(
         }
     }
     Ok(applied)
+}
+
+/// Expires `incomplete` subscriptions past their deadline (23 hours after the signup):
+/// `incomplete_expired`, the first invoice voided, `subscription.incomplete_expired`.
+/// One per transaction, each claimed with `SKIP LOCKED`; one whose first invoice is being
+/// charged right now (or that fails) is left for the next round. Returns how many expired.
+pub async fn run_incomplete_expiry(
+    state: &App,
+    now: DateTime<Utc>,
+    batch_size: usize,
+) -> AppResult<usize> {
+    let now = truncate_to_micros(now);
+    let signed_up_by = now - INCOMPLETE_EXPIRES_AFTER;
+    let mut skip: Vec<uuid::Uuid> = Vec::new();
+    let mut expired = 0;
+    let mut conn = state.db.conn().await?;
+    while expired < batch_size {
+        let round = conn
+            .transaction(async |conn| {
+                let Some((merchant, before)) =
+                    repo::claim_expired_incomplete(conn, signed_up_by, &skip).await?
+                else {
+                    return Ok(None);
+                };
+                let id = before.subscription.id;
+                // A savepoint, so that a refused expiry leaves the claim's transaction usable.
+                let outcome = conn
+                    .transaction(async |conn| {
+                        expire_incomplete_in_tx(conn, merchant, &before, now).await
+                    })
+                    .await;
+                let done = match outcome {
+                    Ok(Ok(())) => true,
+                    Ok(Err(refusal)) => {
+                        tracing::error!(subscription = %id, code = refusal.code(),
+                            error = %refusal, "cannot expire the incomplete subscription");
+                        false
+                    }
+                    Err(err) => {
+                        crate::tolerate_item_failure(&err, "incomplete expiry", &id.to_string())?;
+                        false
+                    }
+                };
+                Ok::<_, tenure_app::AppError>(Some((id.uuid(), done)))
+            })
+            .await?;
+        match round {
+            None => break,
+            Some((_, true)) => expired += 1,
+            Some((id, false)) => skip.push(id),
+        }
+    }
+    Ok(expired)
 }

@@ -13,8 +13,9 @@ use crate::extract::{Json, OptionalJson, Query};
 use crate::state::AppState;
 use tenure_app::dto::common::{parse_field_id, parse_id};
 use tenure_app::dto::subscriptions::{
-    CancelSubscription, ChangePlan, ChangeQuantity, CreateSubscription, PauseSubscription,
-    PlanChangePreviewDto, QuantityChangePreviewDto, SubscriptionDto, SubscriptionFilterParams,
+    CancelSubscription, ChangePlan, ChangeQuantity, CreateSubscription, CreatedSubscriptionDto,
+    PauseSubscription, PlanChangePreviewDto, QuantityChangePreviewDto, SubscriptionDto,
+    SubscriptionFilterParams,
 };
 use tenure_app::dto::{ListParams, ListResponse};
 use tenure_app::subscriptions::{self as svc, Action, ActionOutcome, Scope};
@@ -44,9 +45,14 @@ async fn render(
 
 /// Subscribe a customer to a plan. The plan must be active and of an active product;
 /// its `trial_days` start a trial. Without a trial, the first period is invoiced at once
-/// (an open invoice the renewal worker charges next; a free plan's is paid at once).
+/// and, when the customer has a default payment method, charged in this request: paid,
+/// the subscription is `active`; declined or waiting for the cardholder's authentication,
+/// it is `incomplete` (no access) and `next_action` says what the frontend must do; it
+/// becomes `active` when the invoice is paid, or `incomplete_expired` after 23 hours. A
+/// customer without a payment method gets an `active` subscription whose open first
+/// invoice the renewal worker charges (a free plan's is paid at once).
 #[utoipa::path(tag = "Subscriptions", request_body = CreateSubscription,
-    responses((status = 201, description = "The new subscription", body = SubscriptionDto)))]
+    responses((status = 201, description = "The new subscription, after its first payment", body = CreatedSubscriptionDto)))]
 #[post("/subscriptions")]
 async fn create_subscription(
     state: web::Data<AppState>,
@@ -64,7 +70,7 @@ async fn create_subscription(
     }
     v.finish()?;
     let quantity = body.0.quantity;
-    let s = svc::create_with_quantity(
+    let s = svc::subscribe(
         &state.app,
         Scope::merchant(auth.0),
         customer?,
@@ -72,8 +78,11 @@ async fn create_subscription(
         quantity,
     )
     .await?;
-    let view = svc::merchant_view(&state.app, auth.0, &s).await?;
-    Ok(created(&view, s.updated_at))
+    let view = CreatedSubscriptionDto {
+        subscription: svc::merchant_view(&state.app, auth.0, &s.subscription).await?,
+        next_action: s.next_action.as_ref().map(Into::into),
+    };
+    Ok(created(&view, s.subscription.updated_at))
 }
 
 /// List subscriptions, newest first, optionally filtered by status, customer or plan.

@@ -15,10 +15,10 @@ mod scope;
 mod views;
 
 pub use acting::{
-    act, act_in_tx, act_on_request, create, create_with_quantity, preview_plan_change,
-    preview_quantity_change,
+    Subscribed, act, act_in_tx, act_on_request, create, create_with_quantity, preview_plan_change,
+    preview_quantity_change, subscribe,
 };
-pub use persist::{apply_due_in_tx, persist_system};
+pub use persist::{apply_due_in_tx, expire_incomplete_in_tx, persist_system};
 pub use plans::{policy_of, purchasable_plan, terms_of};
 pub use requests::post_to_ticket;
 pub use scope::{Action, ActionOutcome, Scope};
