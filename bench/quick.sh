@@ -6,8 +6,9 @@
 # spent per request (utime + stime from /proc over the requests served), in microseconds.
 #
 #   bench/quick.sh BIN SECONDS CONNECTIONS SCENARIO...
-#   scenarios: read status customer created write (write: pause/resume on the next
-#   unused slice of subscriptions, as bench/run.sh takes them; see bench/slices.sh)
+#   scenarios: read status customer created write mwrite (write: the portal's
+#   pause/resume on the next unused slice of subscriptions, as bench/run.sh takes them, see
+#   bench/slices.sh; mwrite: the same through the merchant API with the merchant's key)
 #   e.g. bench/quick.sh target/release/tenure 8 32 read status
 set -euo pipefail
 [ $# -ge 4 ] || { sed -n 2,10p "$0" >&2; exit 2; }
@@ -51,6 +52,7 @@ for scenario in "$@"; do
     read) script=portal_read.lua ;;
     status | customer | created) script=invoices.lua env_vars+=(BENCH_INVOICE_FILTER="$scenario") ;;
     write) script=portal_write.lua env_vars=(BENCH_PORTAL_FILE="$(slice_file "$(next_write_slice)")") ;;
+    mwrite) script=merchant_write.lua env_vars=(BENCH_PORTAL_FILE="$(slice_file "$(next_write_slice)")") ;;
     *) echo "unknown scenario $scenario" >&2; exit 2 ;;
   esac
   server0=$(cpu_ticks $SERVER) pg0=$(postgres_ticks)

@@ -514,7 +514,8 @@ impl World {
                 .id(),
             ("invoices", _) => {
                 let invoice = self.open_invoice().await;
-                if action == "refund" {
+                // Refunds and credit notes need a paid invoice.
+                if action == "refund" || action == "credit_notes" {
                     self.app
                         .post(&format!("/v1/invoices/{invoice}/pay"))
                         .bearer(&self.m.key)
@@ -563,6 +564,16 @@ impl World {
                 .post("/v1/api_keys")
                 .bearer(&self.m.key)
                 .json(&json!({"name": format!("fuzz {}", self.made)}))
+                .send()
+                .await
+                .expect(201)
+                .id(),
+            // A ready clock before the time the advance's example moves it to.
+            ("test_clocks", _) => self
+                .app
+                .post("/v1/test_clocks")
+                .bearer(&self.m.key)
+                .json(&json!({"frozen_time": "2027-01-31T09:00:00Z"}))
                 .send()
                 .await
                 .expect(201)

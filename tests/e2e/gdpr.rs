@@ -232,7 +232,10 @@ async fn export_holds_everything_and_erase_anonymises_but_keeps_the_money() {
     assert_eq!(events["data"].as_array().unwrap().len(), 1);
     let event = &events["data"][0];
     assert_eq!(event["resource_id"], ada.as_str());
-    assert_eq!(event["data"]["object"], erased);
+    // The snapshot is the customer as rendered, without the reader's `livemode`.
+    let mut snapshot = erased.clone();
+    snapshot.as_object_mut().unwrap().remove("livemode");
+    assert_eq!(event["data"]["object"], snapshot);
     assert!(event["data"].get("previous_attributes").is_none());
 
     // Nothing personal is left anywhere in the database; the control customer is.
@@ -283,7 +286,8 @@ async fn export_holds_everything_and_erase_anonymises_but_keeps_the_money() {
 
     // The export still answers, with what is left.
     let doc = export(&app, &m, &ada).await;
-    assert_eq!(doc["customer"], erased);
+    assert_eq!(doc["customer"], snapshot);
+    assert_eq!(doc["livemode"], false);
     assert_eq!(doc["notes"][0]["body"], "[erased]");
     assert!(doc["cancellation_requests"][0]["message"].is_null());
     assert_eq!(
@@ -391,7 +395,7 @@ async fn a_response_stored_after_the_erasure_committed_is_kept_only_anonymised()
     // Two requests began before the erasure: one about Ada, one about someone else.
     let claimed_at = app.clock.now();
     for key in ["about-ada", "about-control"] {
-        let claim = idempotency::claim(&mut conn, &m.id, key, b"hash", claimed_at).await;
+        let claim = idempotency::claim(&mut conn, merchant, &m.id, key, b"hash", claimed_at).await;
         assert!(matches!(claim, Ok(Claim::Acquired)), "{claim:?}");
     }
     app.by(&m.key)
@@ -444,11 +448,20 @@ async fn a_response_racing_the_erasure_is_never_replayed_with_pre_erasure_data()
     let ada = fixtures::customer(&app, &m, "ada").await;
     let claimed_at = app.clock.now();
     let mut conn = app.sql().await;
-    let claim = idempotency::claim(&mut conn, &m.id, "racing", b"hash", claimed_at).await;
+    let claim = idempotency::claim(&mut conn, merchant, &m.id, "racing", b"hash", claimed_at).await;
     assert!(matches!(claim, Ok(Claim::Acquired)), "{claim:?}");
     let replayed_body = async || -> Option<String> {
         let mut conn = app.sql().await;
-        match idempotency::claim(&mut conn, &m.id, "racing", b"hash", app.clock.now()).await {
+        match idempotency::claim(
+            &mut conn,
+            merchant,
+            &m.id,
+            "racing",
+            b"hash",
+            app.clock.now(),
+        )
+        .await
+        {
             Ok(Claim::Replay(stored)) => Some(String::from_utf8(stored.body).unwrap()),
             Ok(Claim::InProgress) => None,
             other => panic!("{other:?}"),

@@ -678,8 +678,10 @@ async fn the_operator_creates_and_lists_merchants_over_the_api() {
         .post("/v1/operator/merchants", &json!({"name": "Bolt"}))
         .await
         .expect(201);
+    // Each account is two tenants, its live one made after its test one.
     let page = app.get_ok("/v1/operator/merchants?limit=1", OPERATOR).await;
     assert_eq!(page["data"][0]["name"], "Bolt");
+    assert_eq!(page["data"][0]["livemode"], true);
     assert_eq!(page["has_more"], true);
     let next = page["next_cursor"].as_str().unwrap();
     let page = app
@@ -688,8 +690,25 @@ async fn the_operator_creates_and_lists_merchants_over_the_api() {
             OPERATOR,
         )
         .await;
-    assert_eq!(page["data"][0]["id"], acme.as_str());
-    assert!(page["data"][0].get("secret_key").is_none());
+    let names: Vec<(&str, bool)> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap(),
+                m["livemode"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [("Bolt", false), ("Acme", true), ("Acme", false)],
+        "{page}"
+    );
+    assert_eq!(page["data"][2]["id"], acme.as_str());
+    assert_eq!(page["data"][1]["account_id"], page["data"][2]["account_id"]);
+    assert!(page["data"][2].get("secret_key").is_none());
     app.by(OPERATOR)
         .post("/v1/operator/merchants", &json!({"name": "  "}))
         .await

@@ -1651,12 +1651,18 @@ async fn customers_read_their_own_request_and_ticket() {
         .as_str()
         .unwrap();
 
-    let read = app
+    let mut read = app
         .get_ok(
             &format!("/v1/portal/cancellation_requests/{request}"),
             &token,
         )
         .await;
+    // Read on its own, the request says its mode; nested in the cancellation's answer,
+    // the answer does.
+    assert_eq!(
+        read.as_object_mut().unwrap().remove("livemode"),
+        Some(json!(false))
+    );
     assert_eq!(read, asked.body["cancellation_request"]);
     let read = app
         .get_ok(&format!("/v1/portal/support_tickets/{ticket}"), &token)

@@ -78,7 +78,8 @@ async fn malformed_bodies_are_problems_never_500() {
         .expect(201);
     assert_eq!(res.body["external_id"], "'; DROP TABLE customers; --");
     assert_eq!(app.count("SELECT count(*) AS n FROM customers").await, 1);
-    assert_eq!(app.count("SELECT count(*) AS n FROM merchants").await, 1);
+    // The account's test and live tenants.
+    assert_eq!(app.count("SELECT count(*) AS n FROM merchants").await, 2);
 }
 
 #[actix_web::test]
@@ -439,6 +440,72 @@ async fn migrations_go_up_down_and_up_again() {
         .await
         .expect("up again");
     assert_eq!(applied.len(), reverted.len());
+}
+
+/// The migrated schema can be distributed by merchant (Citus): the check CI runs
+/// (`tenure check-distribution`) finds nothing.
+#[actix_web::test]
+async fn the_schema_can_be_distributed_by_merchant() {
+    let db = TestDb::new().await;
+    let violations = tenure_store::distribution::violations(&mut db.connect().await)
+        .await
+        .unwrap();
+    assert_eq!(violations, Vec::new());
+}
+
+/// The same check names each table a careless migration could add: no merchant column,
+/// a nullable one, a key or a unique index without it, a foreign key that does not pair
+/// it, a reference table pointing at merchant data.
+#[actix_web::test]
+async fn the_distribution_check_names_each_table_that_breaks_it() {
+    use diesel_async::SimpleAsyncConnection;
+    let db = TestDb::new().await;
+    let mut conn = db.connect().await;
+    conn.batch_execute(
+        "CREATE TABLE shipments (id uuid PRIMARY KEY, merchant_id uuid REFERENCES merchants (id));
+         CREATE UNIQUE INDEX shipments_tracking ON shipments (id);
+         CREATE TABLE tallies (n int);
+         CREATE TABLE parcels (merchant_id uuid NOT NULL REFERENCES merchants (id), id uuid,
+           shipment_id uuid REFERENCES shipments (id), PRIMARY KEY (merchant_id, id));
+         ALTER TABLE merchants ADD COLUMN favourite_customer uuid;
+         ALTER TABLE merchants ADD FOREIGN KEY (id, favourite_customer)
+           REFERENCES customers (merchant_id, id);",
+    )
+    .await
+    .unwrap();
+    let found: Vec<String> = tenure_store::distribution::violations(&mut conn)
+        .await
+        .unwrap()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        found,
+        [
+            "merchants: reference table with foreign key merchants_id_favourite_customer_fkey \
+             to the distributed table customers",
+            "parcels: foreign key parcels_shipment_id_fkey to shipments does not pair \
+             merchant_id with merchant_id",
+            "shipments: merchant_id may be null",
+            "shipments: unique index shipments_pkey does not include merchant_id",
+            "shipments: unique index shipments_tracking does not include merchant_id",
+            "tallies: no merchant_id column (distribute it by merchant, or name it a \
+             reference or local table with the reason)",
+            "tallies: no primary key",
+        ]
+    );
+    // Mended, the schema passes again.
+    conn.batch_execute(
+        "DROP TABLE parcels, shipments, tallies; ALTER TABLE merchants DROP COLUMN favourite_customer",
+    )
+    .await
+    .unwrap();
+    assert!(
+        tenure_store::distribution::violations(&mut conn)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// `tenure serve` as deployed: two HTTP workers, each with a connection pool of its own,

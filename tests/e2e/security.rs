@@ -270,6 +270,8 @@ async fn portal_rows(app: &TestApp) -> Vec<(&'static str, Option<String>)> {
         "cancellation_requests",
         "retention_offer_outcomes",
         "subscription_discounts",
+        "coupons",
+        "promotion_codes",
         "payment_methods",
         "invoices",
         "payments",

@@ -23,7 +23,7 @@ use crate::fixtures;
 
 /// One request the receiver got, and the status it answered with.
 #[derive(Debug, Clone)]
-struct Received {
+pub(crate) struct Received {
     headers: Vec<(String, String)>,
     body: Vec<u8>,
     answered: u16,
@@ -38,7 +38,7 @@ impl Received {
             .unwrap_or_else(|| panic!("header {name} missing"))
     }
 
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).expect("webhook body is JSON")
     }
 
@@ -70,13 +70,13 @@ struct ReceiverState {
 
 /// An HTTP server on 127.0.0.1 that records every request and answers with a status the
 /// test can change.
-struct Receiver {
-    url: String,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
     state: ReceiverState,
 }
 
 impl Receiver {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let port = listener.local_addr().expect("local addr").port();
         let state = ReceiverState {
@@ -110,7 +110,7 @@ impl Receiver {
     }
 
     /// The requests answered 2xx.
-    fn accepted(&self) -> Vec<Received> {
+    pub(crate) fn accepted(&self) -> Vec<Received> {
         self.requests()
             .into_iter()
             .filter(|r| (200..300).contains(&r.answered))
@@ -165,7 +165,7 @@ fn sender() -> WebhookSender {
 }
 
 /// Runs delivery rounds until nothing is due now; returns the attempts made.
-async fn deliver_all(app: &TestApp) -> usize {
+pub(crate) async fn deliver_all(app: &TestApp) -> usize {
     deliver_all_with(app, &sender()).await
 }
 

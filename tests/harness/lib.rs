@@ -135,15 +135,22 @@ impl TestApp {
         self.by(credential).get(path).await.expect(200).body
     }
 
+    /// A new merchant account's test tenant (`sk_test_…`).
     pub async fn merchant(&self, name: &str) -> TestMerchant {
+        self.account(name).await.0
+    }
+
+    /// A new merchant account: its test tenant and its live tenant (`sk_live_…`).
+    pub async fn account(&self, name: &str) -> (TestMerchant, TestMerchant) {
         let created = tenure_app::merchants::create(&self.state.app, name)
             .await
             .expect("create merchant");
-        TestMerchant {
-            id: created.merchant.id.to_string(),
-            key: created.secret_key,
-            key_id: created.api_key.to_string(),
-        }
+        let tenant = |t: tenure_app::merchants::CreatedTenant| TestMerchant {
+            id: t.merchant.id.to_string(),
+            key: t.secret_key,
+            key_id: t.api_key.to_string(),
+        };
+        (tenant(created.test), tenant(created.live))
     }
 
     /// A raw connection to this test's database, to assert on rows.

@@ -55,6 +55,9 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("{detail}")]
     Conflict { code: &'static str, detail: String },
+    /// 422 with a stable code: the request cannot be carried out as asked.
+    #[error("{detail}")]
+    Unprocessable { code: &'static str, detail: String },
     #[error("the resource changed since it was read (If-Match did not match)")]
     PreconditionFailed,
     #[error("the request body is larger than {limit} bytes")]
@@ -121,7 +124,8 @@ impl ApiError {
         match self {
             Self::BadRequest { code, .. }
             | Self::Forbidden { code, .. }
-            | Self::Conflict { code, .. } => code,
+            | Self::Conflict { code, .. }
+            | Self::Unprocessable { code, .. } => code,
             Self::Validation(_) => "validation_failed",
             Self::Unauthenticated(_) => "unauthenticated",
             Self::NotFound(_) => "resource_missing",
@@ -217,6 +221,7 @@ impl From<AppError> for ApiError {
             AppError::Validation(errors) => ApiError::Validation(errors),
             AppError::NotFound(resource) => ApiError::NotFound(resource),
             AppError::Conflict { code, detail } => ApiError::Conflict { code, detail },
+            AppError::Unprocessable { code, detail } => ApiError::Unprocessable { code, detail },
             AppError::Forbidden { code, detail } => ApiError::Forbidden { code, detail },
             AppError::PreconditionFailed => ApiError::PreconditionFailed,
             AppError::PaymentDeclined(detail) => ApiError::PaymentDeclined(detail),
@@ -255,6 +260,7 @@ impl ResponseError for ApiError {
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::NotFound(_) | Self::RouteNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Conflict { .. } | Self::IdempotencyKeyInUse | Self::IdempotentReplayWithheld => {
                 StatusCode::CONFLICT
             }

@@ -18,8 +18,10 @@ use crate::error::{FieldError, Problem};
         version = "1.0.0",
         description = "Headless subscription management: catalog, customers, self-service \
 portal, billing, events and webhooks.\n\nTwo credentials: merchant secret keys \
-(`Authorization: Bearer sk_test_…`) for every route under /v1 except /v1/portal, and customer \
-session tokens (`Authorization: Bearer <JWT>` from POST /v1/customer_sessions) for /v1/portal. \
+(`Authorization: Bearer sk_test_…` in test mode, `sk_live_…` in live mode) for every route under \
+/v1 except /v1/portal, and customer session tokens (`Authorization: Bearer <JWT>` from POST \
+/v1/customer_sessions) for /v1/portal. Test and live data never see each other, and every object \
+answered says its mode in `livemode`. \
 A restricted key holds scopes (`customers:read`, `customers:write`, …; write implies read): each \
 merchant operation names the one it requires in `x-required-scope` and in its security \
 requirement, and a key without it gets 403 `missing_scope`. A merchant's backend may name \
@@ -43,10 +45,13 @@ application/problem+json with a stable `code`.",
         (name = "Payment methods", description = "Cards as gateway tokens; card numbers are refused everywhere"),
         (name = "Gateway", description = "The merchant's payment gateway (sandbox or Stripe) and the events Stripe sends"),
         (name = "Invoices", description = "Invoices, payment attempts and refunds"),
+        (name = "Credits", description = "Customer credit balances and their ledger, credit notes, one-off invoice items, goodwill discounts and agents' overrides"),
         (name = "Billing settings", description = "Dunning policy and upcoming-renewal notices"),
         (name = "Retention offers", description = "Offers shown to customers who start a cancellation, with eligibility rules and outcome counts"),
+        (name = "Coupons", description = "Coupons (percent or amount off, for once, some or every invoice) and the promotion codes customers redeem at subscribe or plan change"),
         (name = "Metrics", description = "Subscriber metrics of a period: MRR, churn, ARPU, LTV, pauses, reasons, save offers"),
         (name = "API keys", description = "Secret keys (create, roll, revoke; restricted keys with scopes) and the audit trail of changes made with them"),
+        (name = "Test clocks", description = "Simulated time for test customers: create a clock, attach customers at creation, advance it and watch renewals, trials and dunning happen"),
         (name = "Operator", description = "The operator's routes (TENURE_OPERATOR_TOKEN): merchants"),
     )
 )]
@@ -122,7 +127,7 @@ pub fn finish(mut api: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
         SecurityScheme::Http(
             HttpBuilder::new()
                 .scheme(HttpAuthScheme::Bearer)
-                .description(Some("A merchant secret key, sk_test_…; a restricted key holds the scopes listed in each operation's security requirement"))
+                .description(Some("A merchant secret key, sk_test_… (test mode) or sk_live_… (live mode); a restricted key holds the scopes listed in each operation's security requirement"))
                 .build(),
         ),
     );
@@ -226,6 +231,7 @@ pub fn finish(mut api: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
     }
     HttpHeaders.modify(&mut api);
     refer_list_items(&mut api);
+    mark_livemode(&mut api);
     // Relative: the API is wherever this document was fetched from (Schemathesis resolves it
     // against the document's URL). Generators keep it as a default base URL only; the
     // TypeScript SDK's wrapper always asks for the real one (sdk/typescript).
@@ -239,6 +245,104 @@ pub fn finish(mut api: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
 }
 
 const LIST_RESPONSE_PREFIX: &str = "ListResponse_";
+/// The schema of the `livemode` every merchant and portal response carries.
+pub const LIVEMODE_SCHEMA: &str = "Livemode";
+
+/// Whether a path's responses are rendered in the caller's mode (`tenure_app::dto::InMode`):
+/// the merchant routes and the portal's, whose credential reaches one tenant of one mode.
+pub fn renders_livemode(path: &str) -> bool {
+    is_merchant_path(path) || path.starts_with("/v1/portal/")
+}
+
+/// Every object a merchant or portal operation answers with says `livemode`, the mode of
+/// the caller's tenant: the handlers render it with `InMode` from the principal, and the
+/// document says so here, by the same rule, as `allOf` the object's schema and
+/// [`LIVEMODE_SCHEMA`] (the object's own schema is left as it is, since it may also be
+/// nested in another object, where it carries no `livemode`). A page of a list, or an
+/// array, carries it on each item.
+fn mark_livemode(api: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::schema::AllOfBuilder;
+    let in_mode = |name: &str| -> RefOr<Schema> {
+        Schema::AllOf(
+            AllOfBuilder::new()
+                .item(Ref::from_schema_name(name))
+                .item(Ref::from_schema_name(LIVEMODE_SCHEMA))
+                .build(),
+        )
+        .into()
+    };
+    let mut lists = std::collections::BTreeSet::new();
+    for (path, item) in api.paths.paths.iter_mut() {
+        if !renders_livemode(path) {
+            continue;
+        }
+        for (_, operation) in operations_mut(item) {
+            for (status, response) in operation.responses.responses.iter_mut() {
+                let RefOr::T(response) = response else {
+                    continue;
+                };
+                if !status.starts_with('2') {
+                    continue;
+                }
+                let Some(RefOr::T(content)) = response.content.get_mut("application/json") else {
+                    continue;
+                };
+                let Some(schema) = content.schema.as_mut() else {
+                    continue;
+                };
+                match schema {
+                    RefOr::Ref(reference) => {
+                        let name = schema_name(reference).to_owned();
+                        if name.starts_with(LIST_RESPONSE_PREFIX) {
+                            lists.insert(name);
+                        } else {
+                            *schema = in_mode(&name);
+                        }
+                    }
+                    RefOr::T(Schema::Array(array)) => {
+                        if let ArrayItems::RefOrSchema(items) = &mut array.items
+                            && let RefOr::Ref(reference) = items.as_ref()
+                        {
+                            let name = schema_name(reference).to_owned();
+                            **items = in_mode(&name);
+                        }
+                    }
+                    RefOr::T(_) => {}
+                }
+            }
+        }
+    }
+    let schemas = &mut api.components.get_or_insert_with(Default::default).schemas;
+    for list in lists {
+        let Some(RefOr::T(Schema::Object(page))) = schemas.get_mut(&list) else {
+            continue;
+        };
+        let Some(RefOr::T(Schema::Array(data))) = page.properties.get_mut("data") else {
+            continue;
+        };
+        data.items =
+            ArrayItems::RefOrSchema(Box::new(in_mode(&list[LIST_RESPONSE_PREFIX.len()..])));
+    }
+    schemas.insert(
+        LIVEMODE_SCHEMA.to_owned(),
+        ObjectBuilder::new()
+            .description(Some(
+                "The mode of the tenant the credential reaches: true in live mode (sk_live_ keys \
+                 and the sessions they mint), false in test mode",
+            ))
+            .property("livemode", ObjectBuilder::new().schema_type(Type::Boolean))
+            .required("livemode")
+            .into(),
+    );
+}
+
+fn schema_name(reference: &Ref) -> &str {
+    reference
+        .ref_location
+        .rsplit('/')
+        .next()
+        .unwrap_or(&reference.ref_location)
+}
 
 /// utoipa 6 composes a generic with its type argument's whole schema, so every
 /// `ListResponse_X` copied X inline (juhaku/utoipa#1586) and generators made a second type
@@ -750,11 +854,12 @@ mod tests {
         assert!(lists.len() > 10);
         for (name, list) in lists {
             let item = &name[LIST_RESPONSE_PREFIX.len()..];
-            assert_eq!(
-                list["properties"]["data"]["items"],
-                serde_json::json!({"$ref": format!("#/components/schemas/{item}")}),
-                "{name}"
-            );
+            let reference = serde_json::json!({"$ref": format!("#/components/schemas/{item}")});
+            // The lists of merchant and portal routes carry `livemode` on each item.
+            let in_mode = serde_json::json!({"allOf": [reference,
+                {"$ref": format!("#/components/schemas/{LIVEMODE_SCHEMA}")}]});
+            let items = &list["properties"]["data"]["items"];
+            assert!(*items == reference || *items == in_mode, "{name}: {items}");
             assert!(schemas.contains_key(item), "{item} is not a component");
         }
     }
@@ -798,7 +903,13 @@ mod tests {
         );
         assert_eq!(
             values("InvoiceLineDto", "kind"),
-            ["plan", "proration", "discount"]
+            [
+                "plan",
+                "proration",
+                "discount",
+                "one_off",
+                "customer_balance"
+            ]
         );
         assert_eq!(
             values("WebhookDeliveryDto", "status"),

@@ -253,9 +253,14 @@ pub fn render(
             .collect(),
         tags: facts.customer.tags.clone(),
         segments: facts.segments.clone(),
+        credit_balances: Vec::new(),
+        overrides: Vec::new(),
         computed_at: facts.now,
     }
 }
+
+/// How many of the latest overrides the context shows.
+const CONTEXT_OVERRIDES: i64 = 10;
 
 /// `GET /v1/customers/{id}/context`: one consistent snapshot (repeatable read).
 pub async fn get_context(
@@ -276,7 +281,24 @@ pub async fn get_context(
                 .map(|s| SubscriptionId::from_uuid(s.id).to_string())
                 .collect();
             let lifecycle = repo::lifecycle_events_of(conn, merchant, &sub_ids).await?;
-            Ok(render(&facts, lifecycle))
+            let mut ctx = render(&facts, lifecycle);
+            ctx.credit_balances = tenure_store::repo::credits::balances(conn, merchant, customer)
+                .await?
+                .into_iter()
+                .map(|b| b.balance.into())
+                .collect();
+            let recent = PageRequest {
+                limit: CONTEXT_OVERRIDES,
+                starting_after: None,
+            };
+            ctx.overrides =
+                tenure_store::repo::overrides::of_customer(conn, merchant, customer, recent)
+                    .await?
+                    .items
+                    .iter()
+                    .filter_map(crate::dto::credits::OverrideDto::render)
+                    .collect();
+            Ok(ctx)
         })
         .await
 }
@@ -322,7 +344,7 @@ pub async fn get_segment_settings(
 pub async fn put_segment_settings(
     state: &App,
     merchant: MerchantId,
-    input: SegmentSettingsDto,
+    input: PutSegmentSettings,
 ) -> AppResult<SegmentSettingsDto> {
     let mut v = Validator::default();
     let mut seen = std::collections::BTreeSet::new();

@@ -77,7 +77,17 @@ pub async fn create(
     v.check(customer::validate_metadata(&metadata));
     let tags = v.check(customer::normalize_tags(&input.tags.unwrap_or_default()));
     v.finish()?;
-    let now = state.now();
+    let mut conn = state.db.conn().await?;
+    // A customer on a test clock is created at the clock's time, and stays on it.
+    let clock = match input.test_clock.as_deref() {
+        Some(raw) => {
+            Some(crate::test_clocks::clock_for_new_customer(&mut conn, merchant, raw).await?)
+        }
+        None => None,
+    };
+    let now = clock
+        .as_ref()
+        .map_or_else(|| state.now(), |c| c.frozen_time);
     let customer = Customer {
         id: CustomerId::generate(),
         external_id: checked(external_id)?,
@@ -89,8 +99,8 @@ pub async fn create(
         created_at: now,
         updated_at: now,
         erased_at: None,
+        test_clock_id: clock.map(|c| c.id),
     };
-    let mut conn = state.db.conn().await?;
     conn.transaction(async |conn| {
         repo::insert(conn, merchant, &customer)
             .await

@@ -35,6 +35,10 @@ pub enum AppError {
     /// `code` is stable.
     #[error("{detail}")]
     Forbidden { code: &'static str, detail: String },
+    /// The request cannot be carried out as asked, whatever the resource's state (the
+    /// sandbox gateway in live mode); `code` is stable.
+    #[error("{detail}")]
+    Unprocessable { code: &'static str, detail: String },
     /// The caller's expected version (`If-Match`) is no longer the current one.
     #[error("the resource changed since it was read (If-Match did not match)")]
     PreconditionFailed,

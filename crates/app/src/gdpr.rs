@@ -322,7 +322,7 @@ async fn anonymise_stored_responses(
         .map_err(|_| AppError::internal("an erased customer's id does not parse"))?;
     for stored in idempotency::responses_naming(conn, merchant, id).await? {
         let body = anonymised(&stored.body, std::slice::from_ref(erased));
-        idempotency::replace_body(conn, &stored.scope, &stored.key, &body).await?;
+        idempotency::replace_body(conn, merchant, &stored.scope, &stored.key, &body).await?;
     }
     Ok(())
 }
@@ -344,7 +344,7 @@ pub async fn complete_idempotent_request(
 ) -> AppResult<bool> {
     let (scope, key, claimed_at) = claimed;
     if !idempotency::names_customers(&response.body) {
-        idempotency::store_response(conn, scope, key, response, now).await?;
+        idempotency::store_response(conn, merchant, scope, key, response, now).await?;
         return Ok(false);
     }
     conn.transaction(async |conn| {
@@ -356,7 +356,7 @@ pub async fn complete_idempotent_request(
         )
         .await?;
         if ids.is_empty() {
-            idempotency::store_response(conn, scope, key, response, now).await?;
+            idempotency::store_response(conn, merchant, scope, key, response, now).await?;
             return Ok(false);
         }
         let mut erased = Vec::with_capacity(ids.len());
@@ -369,7 +369,7 @@ pub async fn complete_idempotent_request(
             body: anonymised(&response.body, &erased),
             ..response.clone()
         };
-        idempotency::store_response(conn, scope, key, &scrubbed, now).await?;
+        idempotency::store_response(conn, merchant, scope, key, &scrubbed, now).await?;
         Ok(true)
     })
     .await
@@ -430,6 +430,7 @@ pub async fn erase(
             created_at: before.created_at,
             updated_at,
             erased_at: Some(updated_at),
+            test_clock_id: before.test_clock_id,
         };
         customers_repo::update(conn, merchant, &after).await?;
         let identity = repo::ErasedIdentity {
@@ -493,6 +494,7 @@ mod tests {
             created_at: now,
             updated_at: now,
             erased_at: Some(now),
+            test_clock: None,
         }
     }
 

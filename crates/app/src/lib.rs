@@ -18,6 +18,7 @@
 //! | [`webhooks`], [`events`] | webhook endpoints and redelivery; the event outbox |
 //! | [`outbound`] | where webhooks may be sent (the operator's target policy, DNS checks) |
 //! | [`merchants`], [`sessions`] | merchants and their keys; customer sessions and identity providers |
+//! | [`test_clocks`] | test clocks, and the time a customer on one lives in |
 //! | [`dto`] | the request and response shapes, which events are rendered from too |
 
 pub mod audit;
@@ -26,6 +27,7 @@ pub mod billing;
 pub mod catalog;
 pub mod context;
 pub mod cors_settings;
+pub mod coupons;
 pub mod customers;
 pub mod dto;
 pub mod error;
@@ -34,6 +36,7 @@ pub mod gdpr;
 pub mod merchants;
 pub mod metrics;
 pub mod outbound;
+pub mod overrides;
 pub mod portal_terms;
 pub mod purge;
 pub mod rate_limits;
@@ -42,6 +45,7 @@ pub mod secrets;
 pub mod sessions;
 pub mod subscriptions;
 pub mod support;
+pub mod test_clocks;
 pub mod versions;
 pub mod webhooks;
 

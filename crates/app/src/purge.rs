@@ -1,7 +1,7 @@
 //! Removing what is past its retention (docs/events.md, "Retention"): settled webhook
 //! deliveries with their attempts, then the events no delivery refers to any more (not
-//! `subscription` events, which the metrics need), then idempotency keys past their 24 h
-//! replay window. Each step is one short statement of at most `batch` rows; the engine
+//! `subscription` events, which the metrics need), idempotency keys past their 24 h
+//! replay window, and audit entries past the merchant's retention. Each step is one short statement of at most `batch` rows; the engine
 //! calls this until a batch comes back short.
 
 use chrono::{DateTime, Utc};
@@ -15,18 +15,24 @@ pub struct Purged {
     pub deliveries: usize,
     pub events: usize,
     pub idempotency_keys: usize,
+    pub audit_events: usize,
 }
 
 impl Purged {
     /// Whether any kind filled its batch, so more may be waiting.
     pub fn full(&self, batch: i64) -> bool {
-        [self.deliveries, self.events, self.idempotency_keys]
-            .iter()
-            .any(|&n| i64::try_from(n).is_ok_and(|n| n >= batch))
+        [
+            self.deliveries,
+            self.events,
+            self.idempotency_keys,
+            self.audit_events,
+        ]
+        .iter()
+        .any(|&n| i64::try_from(n).is_ok_and(|n| n >= batch))
     }
 
     pub fn total(&self) -> usize {
-        self.deliveries + self.events + self.idempotency_keys
+        self.deliveries + self.events + self.idempotency_keys + self.audit_events
     }
 }
 
@@ -37,9 +43,11 @@ pub async fn purge_batch(app: &App, now: DateTime<Utc>, batch: i64) -> AppResult
     let deliveries = purge::settled_deliveries(&mut conn, now, days, batch).await?;
     let events = purge::events(&mut conn, now, days, batch).await?;
     let idempotency_keys = purge::idempotency_keys(&mut conn, now, batch).await?;
+    let audit_events = purge::audit_events(&mut conn, now, days, batch).await?;
     Ok(Purged {
         deliveries,
         events,
         idempotency_keys,
+        audit_events,
     })
 }

@@ -520,8 +520,10 @@ pub async fn portal_cancel(
     if_match: Option<String>,
     request: CancelRequest,
 ) -> AppResult<(ActionOutcome, Option<Vec<PresentedOfferDto>>)> {
-    let now = state.now_micros();
     let mut conn = state.db.conn().await?;
+    let now =
+        crate::test_clocks::now_for_subscription(&mut conn, scope.merchant, id, state.now_micros())
+            .await?;
     conn.transaction(async |conn| {
         let outcome = act_in_tx(
             conn,
@@ -679,10 +681,16 @@ pub async fn accept(
     request_id: CancellationRequestId,
     offer_id: RetentionOfferId,
 ) -> AppResult<Accepted> {
-    let now = state.now_micros();
     let merchant = scope.merchant;
     let mut conn = state.db.conn().await?;
     let request = own_request(&mut conn, scope, request_id, false).await?;
+    let now = crate::test_clocks::now_for_customer(
+        &mut conn,
+        merchant,
+        request.customer_id,
+        state.now_micros(),
+    )
+    .await?;
     conn.transaction(async |conn| {
         // The subscription row first: every mutation of it (and so every accept of an
         // offer of its requests) is serialised behind this lock.
@@ -761,7 +769,9 @@ async fn grant_discount(
         value,
         cycles,
     };
-    Ok(discounts::grant(conn, merchant, new, now).await?)
+    let granted = discounts::grant(conn, merchant, new, now).await?;
+    crate::coupons::discount_applied_event(conn, merchant, &granted).await?;
+    Ok(granted)
 }
 
 /// Applies an accepted offer to the subscription (its cancellation already withdrawn).
@@ -832,10 +842,16 @@ pub async fn decline(
     request_id: CancellationRequestId,
     offer_id: RetentionOfferId,
 ) -> AppResult<PresentedOfferDto> {
-    let now = state.now_micros();
     let merchant = scope.merchant;
     let mut conn = state.db.conn().await?;
     let request = own_request(&mut conn, scope, request_id, false).await?;
+    let now = crate::test_clocks::now_for_customer(
+        &mut conn,
+        merchant,
+        request.customer_id,
+        state.now_micros(),
+    )
+    .await?;
     conn.transaction(async |conn| {
         // Locks in the order every subscription mutation takes them (subscription, then
         // outcomes), so a decline and an accept of the same request cannot deadlock.

@@ -42,7 +42,10 @@ async fn world() -> World {
             Arc::new(SandboxGateway::new()),
         )
     };
-    let created = merchants::create(&app, "Roastery").await.expect("merchant");
+    let created = merchants::create(&app, "Roastery")
+        .await
+        .expect("merchant")
+        .test;
     let first = grant(&app, &created.secret_key)
         .await
         .expect("the first key works");
@@ -61,7 +64,7 @@ async fn grant(app: &App, secret: &str) -> Option<api_keys::MerchantKey> {
     let found = repo::by_hash(&mut conn, &api_keys::hash(secret))
         .await
         .expect("lookup")?;
-    let key = api_keys::MerchantKey::from_grant(&found);
+    let key = api_keys::MerchantKey::from_grant(&found, secret);
     key.works_at(app.now()).then_some(key)
 }
 
@@ -193,6 +196,7 @@ async fn events_recorded_as_a_request_name_it_and_the_audit_trail_filters() {
         locale: None,
         metadata: None,
         tags: None,
+        test_clock: None,
     };
     let ada = audit::acting(
         actor.clone(),

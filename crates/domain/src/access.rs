@@ -72,6 +72,8 @@ resources! {
     Support => "support",
     /// Retention offers.
     Retention => "retention",
+    /// Coupons and their promotion codes.
+    Coupons => "coupons",
     /// Subscriber metrics.
     Metrics => "metrics",
     /// The merchant's own secret keys.
@@ -81,6 +83,8 @@ resources! {
     /// The payment gateway's settings: the keys that decide where subscribers' money
     /// goes, so a grant of its own, never implied by `billing`.
     GatewaySettings => "gateway_settings",
+    /// Test clocks: creating and advancing a merchant's simulated time (test mode).
+    TestClocks => "test_clocks",
 }
 
 /// Read (`GET`) or write (every change); write implies read.
@@ -356,5 +360,72 @@ mod tests {
             assert!(Agent::parse(bad).is_err(), "{bad:?}");
         }
         assert!(Agent::parse(&"a".repeat(64)).is_ok());
+    }
+}
+
+/// Test or live mode, as Stripe has them. A merchant account is two tenants, one per
+/// mode, and a credential reaches exactly one of them, so a mode never sees the other's
+/// data; the mode is a property of the tenant, not of each row (docs/keys.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Mode {
+    Test,
+    Live,
+}
+
+impl Mode {
+    pub const ALL: [Mode; 2] = [Mode::Test, Mode::Live];
+
+    pub fn from_livemode(livemode: bool) -> Self {
+        if livemode { Mode::Live } else { Mode::Test }
+    }
+
+    pub fn is_live(self) -> bool {
+        self == Mode::Live
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Test => "test",
+            Mode::Live => "live",
+        }
+    }
+
+    /// How the secret keys of a tenant in this mode begin.
+    pub fn secret_key_prefix(self) -> &'static str {
+        match self {
+            Mode::Test => "sk_test_",
+            Mode::Live => "sk_live_",
+        }
+    }
+
+    /// The mode a secret key says it is for, by its prefix: keys are only ever made with
+    /// their tenant's prefix, and the prefix is part of what is hashed, so telling the
+    /// mode needs no lookup.
+    pub fn of_secret_key(secret: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|mode| secret.starts_with(mode.secret_key_prefix()))
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod mode_tests {
+    use super::Mode;
+
+    #[test]
+    fn a_secret_key_names_its_mode_by_its_prefix() {
+        for mode in Mode::ALL {
+            let key = format!("{}abc", mode.secret_key_prefix());
+            assert_eq!(Mode::of_secret_key(&key), Some(mode));
+            assert_eq!(Mode::from_livemode(mode.is_live()), mode);
+        }
+        assert_eq!(Mode::of_secret_key("sk_other_abc"), None);
+        assert_eq!(Mode::of_secret_key("sk_tes"), None);
     }
 }

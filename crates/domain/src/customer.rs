@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 
 use crate::DomainError;
-use crate::ids::CustomerId;
+use crate::ids::{CustomerId, TestClockId};
 use crate::text;
 
 pub const MAX_TAGS: usize = 50;
@@ -27,6 +27,9 @@ pub struct Customer {
     /// When the customer's personal data was erased (GDPR); an erased customer keeps its
     /// financial records but gets no new subscriptions or portal sessions.
     pub erased_at: Option<DateTime<Utc>>,
+    /// The test clock whose time the customer lives in, chosen at creation and never
+    /// changed (see [`crate::test_clock`]); `None` lives in real time.
+    pub test_clock_id: Option<TestClockId>,
 }
 
 impl Customer {

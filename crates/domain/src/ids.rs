@@ -31,6 +31,9 @@ macro_rules! typed_ids {
 typed_ids! {
     /// A merchant: the tenant that owns everything else.
     MerchantId => MerchantTag, "mer";
+    /// A merchant account: its test tenant and its live tenant (two merchants, one
+    /// mode each) share it.
+    AccountId => AccountTag, "acct";
     /// A merchant's secret API key record (not the key itself).
     ApiKeyId => ApiKeyTag, "key";
     /// One entry of a merchant's audit trail: a change made with one of its keys.
@@ -62,8 +65,22 @@ typed_ids! {
     OfferOutcomeId => OfferOutcomeTag, "rout";
     /// A discount granted to a subscription.
     DiscountId => DiscountTag, "disc";
+    /// A coupon: the merchant's definition of a discount.
+    CouponId => CouponTag, "coupon";
+    /// A customer-facing promotion code of a coupon.
+    PromotionCodeId => PromotionCodeTag, "promo";
     /// An agent note on a customer.
     NoteId => NoteTag, "note";
+    /// A credit note: part of a paid invoice refunded or credited to the balance.
+    CreditNoteId => CreditNoteTag, "cn";
+    /// One change of a customer's credit balance (the ledger's row).
+    BalanceTransactionId => BalanceTransactionTag, "cbtx";
+    /// A one-off charge or credit for a subscription's next invoice.
+    InvoiceItemId => InvoiceItemTag, "ii";
+    /// An agent's override of the default policy, with its reason.
+    OverrideId => OverrideTag, "ovr";
+    /// A merchant's test clock: simulated time for the customers created on it.
+    TestClockId => TestClockTag, "clock";
 }
 
 /// Makes new ids: `CustomerId::generate()`. `TypeSafeId::new` draws everything below the

@@ -21,6 +21,7 @@ use tenure_domain::billing::invoice::{Invoice, InvoiceStatus};
 use tenure_domain::billing::payment_method::PaymentMethod;
 use tenure_domain::ids::{CustomerId, InvoiceId, MerchantId, SubscriptionId};
 use tenure_domain::subscription::SubscriptionStatus;
+use tenure_domain::test_clock::WorkScope;
 use tenure_store::repo::charge_intents::{self as intents_repo, ChargeIntent};
 use tenure_store::repo::invoices::{self as invoices_repo, NewPaymentAttempt};
 use tenure_store::repo::payment_methods as pm_repo;
@@ -39,6 +40,7 @@ use crate::tolerate_item_failure;
 pub async fn collect_due(
     conn: &mut AsyncPgConnection,
     state: &App,
+    scope: WorkScope,
     now: DateTime<Utc>,
     batch: usize,
 ) -> AppResult<usize> {
@@ -50,7 +52,7 @@ pub async fn collect_due(
         // Before the prepare: the leases it takes count from about then.
         let stop_at = std::time::Instant::now() + half_lease;
         let mut claimed = conn
-            .transaction(async |conn| prepare_batch(conn, state, now, limit, &skip).await)
+            .transaction(async |conn| prepare_batch(conn, state, scope, now, limit, &skip).await)
             .await?;
         if claimed.count == 0 {
             break;
@@ -129,11 +131,12 @@ struct Claimed {
 async fn prepare_batch(
     conn: &mut AsyncPgConnection,
     state: &App,
+    scope: WorkScope,
     now: DateTime<Utc>,
     limit: usize,
     skip: &[uuid::Uuid],
 ) -> AppResult<Claimed> {
-    let claimed = invoices_repo::claim_due(conn, now, limit, skip).await?;
+    let claimed = invoices_repo::claim_due(conn, scope, now, limit, skip).await?;
     let count = claimed.len();
     let mut by_merchant: BTreeMap<uuid::Uuid, Vec<Invoice>> = BTreeMap::new();
     for (merchant, invoice) in claimed {

@@ -5,6 +5,7 @@
 //! `webhook_endpoint.disabled` event. Deliveries are created with their event (see
 //! `tenure_store::repo::events::record`); endpoints are managed by `tenure_app::webhooks`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
@@ -16,6 +17,7 @@ use tenure_app::dto::webhooks::WebhookEndpointDto;
 use tenure_app::events::{EventDraft, record_event};
 use tenure_app::outbound::{self, ResolveError};
 use tenure_app::{App, AppError, AppResult};
+use tenure_domain::access::Mode;
 use tenure_domain::ids::{EventId, MerchantId, WebhookDeliveryId, WebhookEndpointId};
 use tenure_domain::outbound::TargetPolicy;
 use tenure_domain::time::next_update_time;
@@ -23,6 +25,7 @@ use tenure_domain::webhooks::{
     self as rules, DeliveryAttempt, DeliveryStatus, DisabledReason, WebhookEndpoint,
 };
 use tenure_store::repo::events::{self, EventRow};
+use tenure_store::repo::merchants;
 use tenure_store::repo::webhooks::{self as repo, ClaimedDelivery, Settlement};
 
 /// How long one request may take before it counts as failed, unless configured.
@@ -81,8 +84,9 @@ impl reqwest::dns::Resolve for CheckedResolver {
     }
 }
 
-/// The body of a webhook request: the event as `GET /v1/events/{id}` renders it.
-pub fn payload(event: &EventRow) -> AppResult<Vec<u8>> {
+/// The body of a webhook request: the event as `GET /v1/events/{id}` renders it, with the
+/// mode of the merchant (the tenant) it belongs to.
+pub fn payload(event: &EventRow, mode: Mode) -> AppResult<Vec<u8>> {
     let mut data = serde_json::Map::new();
     data.insert("object".to_owned(), event.data.clone());
     if let Some(previous) = &event.previous_attributes {
@@ -95,6 +99,7 @@ pub fn payload(event: &EventRow) -> AppResult<Vec<u8>> {
         "resource_type": event.resource_type,
         "resource_id": event.resource_id,
         "created_at": event.created_at,
+        "livemode": mode.is_live(),
         "data": data,
         // Who acted, as the API renders it (docs/events.md).
         "request": tenure_app::dto::events::EventRequestDto::from_columns(
@@ -143,6 +148,7 @@ impl AttemptResult {
 struct Job {
     claim: ClaimedDelivery,
     merchant: MerchantId,
+    mode: Mode,
     endpoint: Option<WebhookEndpoint>,
     event: Option<EventRow>,
 }
@@ -155,7 +161,7 @@ async fn send(sender: &WebhookSender, job: &Job, now: DateTime<Utc>) -> AttemptR
             latency_ms: 0,
         };
     };
-    match try_send(sender, endpoint, event, now).await {
+    match try_send(sender, endpoint, event, job.mode, now).await {
         Ok(outcome) => outcome,
         Err(err) => {
             tracing::error!(error = %err, cause = ?err, "webhook request could not be prepared");
@@ -172,9 +178,10 @@ async fn try_send(
     sender: &WebhookSender,
     endpoint: &WebhookEndpoint,
     event: &EventRow,
+    mode: Mode,
     now: DateTime<Utc>,
 ) -> AppResult<AttemptResult> {
-    let body = payload(event)?;
+    let body = payload(event, mode)?;
     let msg_id = EventId::from_uuid(event.id).to_string();
     // Receivers compare webhook-timestamp with their own clock (replay protection), so
     // it is the wall-clock time of sending, not the (possibly test-shifted) Clock.
@@ -259,8 +266,17 @@ pub async fn deliver_due(
         return Ok(0);
     }
     let mut jobs = Vec::with_capacity(claimed.len());
+    let mut modes = HashMap::new();
     for claim in claimed {
         let merchant = MerchantId::from_uuid(claim.merchant_id);
+        let mode = match modes.get(&merchant) {
+            Some(mode) => *mode,
+            None => {
+                let mode = merchants::mode(&mut conn, merchant).await?;
+                modes.insert(merchant, mode);
+                mode
+            }
+        };
         let endpoint = repo::get_endpoint(
             &mut conn,
             merchant,
@@ -275,6 +291,7 @@ pub async fn deliver_due(
         jobs.push(Job {
             claim,
             merchant,
+            mode,
             endpoint,
             event,
         });

@@ -1,7 +1,7 @@
 //! Tenure's background work: renewal rounds and upcoming notices, charge collection and
 //! dunning, refunds taken over after a crash, scheduled lifecycle changes, access-ending
-//! and card-expiry notices, webhook delivery, and the purge of records past their
-//! retention, with the loops that `tenure worker` and
+//! and card-expiry notices, webhook delivery, the purge of records past their
+//! retention, and advancing test clocks, with the loops that `tenure worker` and
 //! `tenure serve` run. Each round claims its work with
 //! `FOR UPDATE SKIP LOCKED`, so any number of processes share it with no leader. The
 //! rules and the writes are the use cases of `tenure-app`; this crate decides when they
@@ -16,6 +16,7 @@ pub mod purge;
 pub mod refunds;
 pub mod renewals;
 pub mod stripe;
+pub mod test_clocks;
 
 use tenure_app::AppError;
 

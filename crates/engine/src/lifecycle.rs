@@ -16,6 +16,7 @@ use tenure_store::repo::subscriptions as repo;
 use tenure_app::subscriptions::{apply_due_in_tx, expire_incomplete_in_tx};
 use tenure_app::{App, AppResult};
 use tenure_domain::subscription::INCOMPLETE_EXPIRES_AFTER;
+use tenure_domain::test_clock::WorkScope;
 use tenure_domain::time::truncate_to_micros;
 
 enum Round {
@@ -27,10 +28,22 @@ enum Round {
     Applied(uuid::Uuid, usize),
 }
 
-/// Applies due scheduled changes, at most `batch_size` subscriptions' worth; returns
-/// how many subscriptions changed. Call it again while it returns `batch_size`.
+/// Applies the due scheduled changes of every customer without a test clock: see
+/// [`run_due_changes_in`].
 pub async fn run_due_changes(
     state: &App,
+    now: DateTime<Utc>,
+    batch_size: usize,
+) -> AppResult<usize> {
+    run_due_changes_in(state, WorkScope::RealTime, now, batch_size).await
+}
+
+/// Applies the due scheduled changes of `scope`, at most `batch_size` subscriptions'
+/// worth; returns how many subscriptions changed. Call it again while it returns
+/// `batch_size`.
+pub async fn run_due_changes_in(
+    state: &App,
+    scope: WorkScope,
     now: DateTime<Utc>,
     batch_size: usize,
 ) -> AppResult<usize> {
@@ -42,7 +55,7 @@ pub async fn run_due_changes(
         let round = conn
             .transaction(async |conn| {
                 let Some((row, merchant, sub_id)) =
-                    repo::claim_due_change(conn, now, &skip).await?
+                    repo::claim_due_change(conn, scope, now, &skip).await?
                 else {
                     return Ok(Round::Idle);
                 };
@@ -77,8 +90,19 @@ pub async fn run_due_changes(
 /// `incomplete_expired`, the first invoice voided, `subscription.incomplete_expired`.
 /// One per transaction, each claimed with `SKIP LOCKED`; one whose first invoice is being
 /// charged right now (or that fails) is left for the next round. Returns how many expired.
+/// Customers without a test clock: see [`run_incomplete_expiry_in`].
 pub async fn run_incomplete_expiry(
     state: &App,
+    now: DateTime<Utc>,
+    batch_size: usize,
+) -> AppResult<usize> {
+    run_incomplete_expiry_in(state, WorkScope::RealTime, now, batch_size).await
+}
+
+/// [`run_incomplete_expiry`] for the subscriptions of `scope`, `now` being its time.
+pub async fn run_incomplete_expiry_in(
+    state: &App,
+    scope: WorkScope,
     now: DateTime<Utc>,
     batch_size: usize,
 ) -> AppResult<usize> {
@@ -91,7 +115,7 @@ pub async fn run_incomplete_expiry(
         let round = conn
             .transaction(async |conn| {
                 let Some((merchant, before)) =
-                    repo::claim_expired_incomplete(conn, signed_up_by, &skip).await?
+                    repo::claim_expired_incomplete(conn, scope, signed_up_by, &skip).await?
                 else {
                     return Ok(None);
                 };

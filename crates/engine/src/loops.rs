@@ -6,7 +6,7 @@ use std::time::Duration;
 use tenure_app::App;
 
 use crate::delivery::{self, WebhookSender};
-use crate::{lifecycle, notices, purge, renewals};
+use crate::{lifecycle, notices, purge, renewals, test_clocks};
 
 /// Deliveries claimed per round. A full batch means more may be due, so the next round
 /// starts at once instead of after the interval.
@@ -142,6 +142,32 @@ pub async fn renewal_loop(state: App, interval: Duration) {
                 Ok(_) => break,
                 Err(err) => {
                     tracing::warn!(error = %err, cause = ?err, "renewal worker round failed");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Advances the test clocks merchants asked to advance (see [`test_clocks`]): one clock
+/// at a time, back to back while more wait, else a look every `interval`. An advance
+/// holds one connection at a time. Errors are logged; the clock's lease then runs out
+/// and the next look (here or in another process) takes the advance over.
+pub async fn test_clock_loop(state: App, interval: Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tracing::info!(
+        interval_ms = interval.as_millis(),
+        "test clock worker started"
+    );
+    loop {
+        ticker.tick().await;
+        loop {
+            match test_clocks::advance_next(&state).await {
+                Ok(true) => continue,
+                Ok(false) => break,
+                Err(err) => {
+                    tracing::warn!(error = %err, cause = ?err, "test clock advance failed");
                     break;
                 }
             }

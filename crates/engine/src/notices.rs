@@ -17,6 +17,7 @@ use tenure_app::events::{EventDraft, record_event};
 use tenure_app::{App, AppError, AppResult};
 use tenure_domain::billing::dunning::{EXPIRING_SOON_DAYS, expiry_months_ending_within};
 use tenure_domain::subscription::{ACCESS_ENDING_NOTICE_DAYS, Actor};
+use tenure_domain::test_clock::WorkScope;
 use tenure_domain::time::truncate_to_micros;
 use tenure_store::repo::notices as repo;
 use tenure_store::repo::payment_methods as pm_repo;
@@ -24,14 +25,25 @@ use tenure_store::repo::subscriptions as subs_repo;
 
 use crate::tolerate_item_failure;
 
-/// One round at `now`: at most `batch` access-ending and `batch` card-expiry notices.
-/// Returns how many items were handled; call it again while that is not zero to drain
-/// a backlog.
+/// One real-time round at `now` (every customer without a test clock): see
+/// [`run_due_notices_in`].
 pub async fn run_due_notices(state: &App, now: DateTime<Utc>, batch: usize) -> AppResult<usize> {
+    run_due_notices_in(state, WorkScope::RealTime, now, batch).await
+}
+
+/// One round at `now` over the notices of `scope`: at most `batch` access-ending and
+/// `batch` card-expiry notices. Returns how many items were handled; call it again while
+/// that is not zero to drain a backlog.
+pub async fn run_due_notices_in(
+    state: &App,
+    scope: WorkScope,
+    now: DateTime<Utc>,
+    batch: usize,
+) -> AppResult<usize> {
     let now = truncate_to_micros(now);
     let mut conn = state.db.conn().await?;
-    let access = notify_access_ending(&mut conn, now, batch).await?;
-    let cards = notify_expiring_cards(&mut conn, now, batch).await?;
+    let access = notify_access_ending(&mut conn, scope, now, batch).await?;
+    let cards = notify_expiring_cards(&mut conn, scope, now, batch).await?;
     if access + cards > 0 {
         tracing::info!(access, cards, "notice round");
     }
@@ -67,6 +79,7 @@ fn settle(
 
 async fn notify_access_ending(
     conn: &mut AsyncPgConnection,
+    scope: WorkScope,
     now: DateTime<Utc>,
     batch: usize,
 ) -> AppResult<usize> {
@@ -80,7 +93,7 @@ async fn notify_access_ending(
         let result = conn
             .transaction(async |conn| {
                 let Some((merchant, id)) =
-                    repo::claim_access_ending(conn, now, horizon, &skip).await?
+                    repo::claim_access_ending(conn, scope, now, horizon, &skip).await?
                 else {
                     return Ok(Item::Idle);
                 };
@@ -119,6 +132,7 @@ async fn notify_access_ending(
 
 async fn notify_expiring_cards(
     conn: &mut AsyncPgConnection,
+    scope: WorkScope,
     now: DateTime<Utc>,
     batch: usize,
 ) -> AppResult<usize> {
@@ -130,7 +144,7 @@ async fn notify_expiring_cards(
         let result = conn
             .transaction(async |conn| {
                 let Some((merchant, customer, id)) =
-                    repo::claim_expiring_card(conn, months, &skip).await?
+                    repo::claim_expiring_card(conn, scope, months, &skip).await?
                 else {
                     return Ok(Item::Idle);
                 };

@@ -26,6 +26,7 @@ pub async fn run_purge(
         total.deliveries += purged.deliveries;
         total.events += purged.events;
         total.idempotency_keys += purged.idempotency_keys;
+        total.audit_events += purged.audit_events;
         if !purged.full(batch) {
             break;
         }

@@ -41,10 +41,12 @@ use tenure_app::subscriptions::{apply_due_in_tx, persist_system};
 use tenure_app::{App, AppError, AppResult};
 use tenure_domain::billing::invoice::{self, InvoiceStatus};
 use tenure_domain::billing::period::Period;
-use tenure_domain::ids::{MerchantId, PlanId, SubscriptionId};
+use tenure_domain::ids::{CustomerId, MerchantId, PlanId, SubscriptionId};
 use tenure_domain::subscription::{Actor, SubscriptionEvent, SubscriptionStatus};
+use tenure_domain::test_clock::WorkScope;
 use tenure_domain::time::{next_update_time, truncate_to_micros};
 use tenure_store::repo::catalog as catalog_repo;
+use tenure_store::repo::credits as credits_repo;
 use tenure_store::repo::discounts as discounts_repo;
 use tenure_store::repo::invoices::{self as invoices_repo, NewInvoice};
 use tenure_store::repo::pending_items as pending_repo;
@@ -53,17 +55,33 @@ use tenure_store::repo::subscriptions::{self as subs_repo, StoredSubscription};
 
 use crate::tolerate_item_failure;
 
-/// One round of the renewal engine at `now`: at most `batch` renewals, `batch` charges,
-/// a few refunds taken over after their lease and `batch` notices. Returns how many items were handled; call it again while that is
-/// not zero to drain a backlog.
+/// One real-time round of the renewal engine at `now` (every customer without a test
+/// clock): see [`run_due_renewals_in`].
 pub async fn run_due_renewals(state: &App, now: DateTime<Utc>, batch: usize) -> AppResult<usize> {
+    run_due_renewals_in(state, WorkScope::RealTime, now, batch).await
+}
+
+/// One round of the renewal engine at `now` over the work of `scope`: at most `batch`
+/// renewals, `batch` charges, a few refunds taken over after their lease (in real time
+/// only: a lease is a worker's, in real time) and `batch` notices. Returns how many items
+/// were handled; call it again while that is not zero to drain a backlog.
+pub async fn run_due_renewals_in(
+    state: &App,
+    scope: WorkScope,
+    now: DateTime<Utc>,
+    batch: usize,
+) -> AppResult<usize> {
     let now = truncate_to_micros(now);
     let mut conn = state.db.conn().await?;
-    let renewed = renew_due(&mut conn, now, batch).await?;
-    let charged = crate::collection::collect_due(&mut conn, state, now, batch).await?;
-    let refunds_recovered =
-        crate::refunds::recover_stalled_refunds(&mut conn, state, now, batch).await?;
-    let notified = notify_due(&mut conn, now, batch).await?;
+    let renewed = renew_due(&mut conn, scope, now, batch).await?;
+    let charged = crate::collection::collect_due(&mut conn, state, scope, now, batch).await?;
+    let refunds_recovered = match scope {
+        WorkScope::RealTime => {
+            crate::refunds::recover_stalled_refunds(&mut conn, state, now, batch).await?
+        }
+        WorkScope::Clock(_) => 0,
+    };
+    let notified = notify_due(&mut conn, scope, now, batch).await?;
     let handled = renewed + charged + refunds_recovered + notified;
     if handled > 0 {
         tracing::info!(
@@ -100,6 +118,7 @@ enum Round {
 /// bulk (see [`renew_batch`]); the rest one by one, each in a transaction of its own.
 async fn renew_due(
     conn: &mut AsyncPgConnection,
+    scope: WorkScope,
     now: DateTime<Utc>,
     batch: usize,
 ) -> AppResult<usize> {
@@ -108,7 +127,7 @@ async fn renew_due(
     while done < batch {
         let limit = (batch - done).min(RENEW_CHUNK);
         let outcome = conn
-            .transaction(async |conn| renew_batch(conn, now, limit, &skip).await)
+            .transaction(async |conn| renew_batch(conn, scope, now, limit, &skip).await)
             .await?;
         if outcome.claimed == 0 {
             break;
@@ -191,11 +210,12 @@ fn plain_renewal(before: &StoredSubscription, now: DateTime<Utc>) -> Option<Plai
 /// [`renew_one`].
 async fn renew_batch(
     conn: &mut AsyncPgConnection,
+    scope: WorkScope,
     now: DateTime<Utc>,
     limit: usize,
     skip: &[uuid::Uuid],
 ) -> AppResult<BatchOutcome> {
-    let claimed = repo::claim_due_renewals(conn, now, limit, skip).await?;
+    let claimed = repo::claim_due_renewals(conn, scope, now, limit, skip).await?;
     let mut outcome = BatchOutcome {
         claimed: claimed.len(),
         renewed: 0,
@@ -222,8 +242,8 @@ async fn renew_batch(
 
 /// Saves the plain renewals of one merchant (see [`renew_batch`]). Returns how many were
 /// renewed and the subscriptions left for the one-by-one path: those with pending items
-/// or discounts, and zero invoices (paid at once), which are rare enough not to have a
-/// bulk form.
+/// or discounts, of a customer with credit, and zero invoices (paid at once), which are
+/// rare enough not to have a bulk form.
 async fn renew_plain(
     conn: &mut AsyncPgConnection,
     merchant: MerchantId,
@@ -241,11 +261,17 @@ async fn renew_plain(
             .into_iter()
             .map(|d| d.subscription_id),
     );
+    // A customer with credit: the invoice draws on it, which the one-by-one path does. A
+    // grant that commits after this read stays on the balance for the next invoice.
+    let customers: Vec<CustomerId> = renewals.iter().map(|r| r.after.customer_id).collect();
+    let with_credit = credits_repo::customers_with_credit(conn, merchant, &customers).await?;
     let mut plan_names: HashMap<PlanId, String> = HashMap::new();
     let mut kept = Vec::with_capacity(renewals.len());
     let mut one_by_one = Vec::new();
     for r in renewals {
-        if full_path.contains(&r.after.subscription.id) {
+        if full_path.contains(&r.after.subscription.id)
+            || with_credit.contains(&r.after.customer_id)
+        {
             one_by_one.push(r.after.subscription.id);
             continue;
         }
@@ -378,6 +404,7 @@ async fn renew_one(
 
 async fn notify_due(
     conn: &mut AsyncPgConnection,
+    scope: WorkScope,
     now: DateTime<Utc>,
     batch: usize,
 ) -> AppResult<usize> {
@@ -386,7 +413,8 @@ async fn notify_due(
     while done < batch {
         let round = conn
             .transaction(async |conn| {
-                let Some((merchant, id)) = repo::claim_due_notice(conn, now, &skip).await? else {
+                let Some((merchant, id)) = repo::claim_due_notice(conn, scope, now, &skip).await?
+                else {
                     return Ok(Round::Idle);
                 };
                 let s = subs_repo::get(conn, merchant, id, true).await?;

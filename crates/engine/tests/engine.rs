@@ -24,6 +24,8 @@ use tenure_store::repo::invoices::InvoiceFilter;
 use tenure_test_support::{Clock, TestClock, TestDb, fixtures};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+mod clocks;
+
 struct World {
     _db: TestDb,
     app: App,
@@ -466,8 +468,8 @@ async fn count(db: &TestDb, sql: &str) -> i64 {
     row.n
 }
 
-/// Old events, settled deliveries (with their attempts) and idempotency keys past their
-/// 24 h go, in batches of at most the batch size; young rows stay, an event whose
+/// Old events, settled deliveries (with their attempts), audit entries and idempotency
+/// keys past their 24 h go, in batches of at most the batch size; young rows stay, an event whose
 /// delivery is still pending stays with it, `subscription` events stay (the metrics
 /// rebuild past states from them), and a merchant's own shorter period applies to it.
 #[tokio::test]
@@ -545,13 +547,24 @@ async fn the_purge_removes_old_rows_in_bounded_batches_and_keeps_what_is_needed(
     // Idempotency keys: one past its 24 h (goes), one inside them (stays).
     exec(
         db,
-        "INSERT INTO idempotency_keys (scope, idempotency_key, request_hash, created_at) \
-         VALUES ($2::text, 'old', '\\x00', $1 - interval '25 hours'), \
-                ($2::text, 'young', '\\x00', $1 - interval '23 hours')",
+        "INSERT INTO idempotency_keys (merchant_id, scope, idempotency_key, request_hash, created_at) \
+         VALUES ($2, $2::text, 'old', '\\x00', $1 - interval '25 hours'), \
+                ($2, $2::text, 'young', '\\x00', $1 - interval '23 hours')",
         now,
         a,
     )
     .await;
+    // Audit entries: A's of 200 days go and of 10 days stay; B's of 45 days go (its 30).
+    let audit = |age: &str, n: u32, tag: &str| {
+        format!(
+            "INSERT INTO audit_events (merchant_id, id, api_key_id, method, route, request_id, status, created_at) \
+             SELECT $2, gen_random_uuid(), gen_random_uuid(), 'POST', '/v1/customers', '{tag}', 201, \
+                    $1 - interval '{age}' FROM generate_series(1, {n}) g"
+        )
+    };
+    exec(db, &audit("200 days", 3, "audit-old"), now, a).await;
+    exec(db, &audit("10 days", 2, "audit-young"), now, a).await;
+    exec(db, &audit("45 days", 1, "audit-b45"), now, b).await;
 
     // One batch of 1,000 removes exactly that many events: bounded.
     let first = tenure_app::purge::purge_batch(&w.app, now, 1000)
@@ -559,8 +572,8 @@ async fn the_purge_removes_old_rows_in_bounded_batches_and_keeps_what_is_needed(
         .unwrap();
     assert_eq!(first.events, 1000, "{first:?}");
     assert_eq!(
-        (first.deliveries, first.idempotency_keys),
-        (1, 1),
+        (first.deliveries, first.idempotency_keys, first.audit_events),
+        (1, 1, 4),
         "{first:?}"
     );
     assert!(first.full(1000));
@@ -616,6 +629,11 @@ async fn the_purge_removes_old_rows_in_bounded_batches_and_keeps_what_is_needed(
         left("SELECT count(*) AS n FROM idempotency_keys WHERE idempotency_key = 'old'").await,
         0
     );
+    assert_eq!(
+        left("SELECT count(*) AS n FROM audit_events WHERE request_id = 'audit-young'").await,
+        2
+    );
+    assert_eq!(left("SELECT count(*) AS n FROM audit_events").await, 2);
 }
 
 /// The purge runs while writes go on: events recorded during it (young ones, and a

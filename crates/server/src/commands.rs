@@ -18,6 +18,7 @@ use tenure_app::dto::sessions::PutCorsSettings;
 use tenure_app::{
     App, AppError, catalog, cors_settings, customers, merchants, sessions, subscriptions,
 };
+use tenure_domain::access::Mode;
 use tenure_domain::clock::SystemClock;
 use tenure_engine::delivery::WebhookSender;
 use tenure_engine::loops;
@@ -167,9 +168,9 @@ thread_local! {
 }
 
 /// Connections the background loops use at once: one per renewal task, one for the
-/// scheduled-change loop, one for webhook delivery.
+/// scheduled-change loop, one for webhook delivery, one for advancing test clocks.
 fn background_connections(args: &WorkerArgs) -> usize {
-    usize::from(args.renewal_tasks) + 2
+    usize::from(args.renewal_tasks) + 3
 }
 
 /// How `serve` spends a process's connection budget (`--pool-size`): one for the
@@ -247,6 +248,10 @@ fn spawn_workers(state: &App, args: &WorkerArgs) -> Result<(), StartupError> {
         sender,
         std::time::Duration::from_millis(args.webhook_interval_ms),
     ));
+    tokio::spawn(loops::test_clock_loop(
+        state.clone(),
+        std::time::Duration::from_millis(args.worker_interval_ms),
+    ));
     Ok(())
 }
 
@@ -291,6 +296,23 @@ pub async fn migrate(global: &GlobalArgs) -> Result<(), StartupError> {
     Ok(())
 }
 
+pub async fn check_distribution(global: &GlobalArgs) -> Result<(), StartupError> {
+    startup::prepare_database(global).await?;
+    let db = tenure_store::pool::Db::connect(&global.database_url, 1)?;
+    let violations = tenure_store::distribution::violations(&mut *db.conn().await?).await?;
+    if violations.is_empty() {
+        println!("every table can be distributed by merchant");
+        return Ok(());
+    }
+    for violation in &violations {
+        println!("{violation}");
+    }
+    Err(StartupError::Config(format!(
+        "{} table constraint(s) break distribution by merchant",
+        violations.len()
+    )))
+}
+
 /// A use case's refusal, worded as the API would word it.
 fn use_case_failure(err: AppError) -> StartupError {
     StartupError::Config(tenure_api::ApiError::from(err).problem().detail)
@@ -306,15 +328,23 @@ pub async fn create_merchant(
     let created = merchants::create(&state, name)
         .await
         .map_err(use_case_failure)?;
+    let (test, live) = (&created.test, &created.live);
     if json {
         println!(
             "{}",
-            serde_json::json!({"id": created.merchant.id.to_string(), "secret_key": created.secret_key})
+            serde_json::json!({
+                "id": test.merchant.id.to_string(),
+                "secret_key": test.secret_key,
+                "live_id": live.merchant.id.to_string(),
+                "live_secret_key": live.secret_key,
+            })
         );
     } else {
-        println!("merchant:   {}", created.merchant.id);
-        println!("secret key: {}", created.secret_key);
-        println!("(the key is shown only once; store it now)");
+        println!("merchant (test mode): {}", test.merchant.id);
+        println!("test secret key:      {}", test.secret_key);
+        println!("merchant (live mode): {}", live.merchant.id);
+        println!("live secret key:      {}", live.secret_key);
+        println!("(the keys are shown only once; store them now)");
     }
     Ok(())
 }
@@ -335,7 +365,8 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs) -> Result<(), StartupErr
     let created = merchants::create(&state, "Demo Coffee Co.")
         .await
         .map_err(use_case_failure)?;
-    let merchant = created.merchant.id;
+    // The demo's data is test data: the live tenant starts empty.
+    let merchant = created.test.merchant.id;
     // The reference portal calls the API from its own origin, as a merchant's frontend would.
     cors_settings::put(
         &state,
@@ -426,6 +457,7 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs) -> Result<(), StartupErr
                 locale: Some("en".to_owned()),
                 metadata: None,
                 tags: Some(vec!["demo".to_owned()]),
+                test_clock: None,
             },
         )
         .await
@@ -446,13 +478,17 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs) -> Result<(), StartupErr
     )
     .await
     .map_err(use_case_failure)?;
-    let (token, _) = sessions::create_customer_session(&state, merchant, customer)
+    let (token, _) = sessions::create_customer_session(&state, merchant, Mode::Test, customer)
         .await
         .map_err(use_case_failure)?;
     let base = args.base_url();
-    let key = created.secret_key;
-    println!("merchant:       {merchant}");
+    let key = created.test.secret_key;
+    println!("merchant:       {merchant} (test mode)");
     println!("secret key:     {key}");
+    println!(
+        "live key:       {} (live mode, merchant {}: no data yet; it needs a gateway before it can charge)",
+        created.live.secret_key, created.live.merchant.id
+    );
     println!("customer:       {customer}");
     println!("subscription:   {}", subscription.subscription.id);
     println!("customer token: {token}");

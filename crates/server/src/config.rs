@@ -98,6 +98,9 @@ pub enum Command {
     /// Operator tasks on merchants' gateway secrets.
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// Migrate, then check the schema can be distributed by merchant (Citus): print each
+    /// table that breaks it and fail (docs/scaling.md).
+    CheckDistribution,
 }
 
 #[derive(Debug, Subcommand)]

@@ -47,6 +47,7 @@ fn main() -> std::process::ExitCode {
             Command::Demo(args) => commands::demo(&global, &args).await,
             Command::Worker(args) => commands::worker(&global, &args).await,
             Command::Secrets(SecretsCommand::Reseal) => commands::reseal_secrets(&global).await,
+            Command::CheckDistribution => commands::check_distribution(&global).await,
         }
     });
     match outcome {

@@ -2,6 +2,7 @@
 //! event outbox and worker claims. Every repository function takes the merchant id, so a
 //! query for another tenant's row finds nothing.
 
+pub mod distribution;
 pub mod error;
 pub mod jsonb;
 pub mod listener;

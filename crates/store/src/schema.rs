@@ -6,6 +6,8 @@ diesel::table! {
         id -> Uuid,
         name -> Text,
         created_at -> Timestamptz,
+        account_id -> Uuid,
+        livemode -> Bool,
     }
 }
 
@@ -95,11 +97,13 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         erased_at -> Nullable<Timestamptz>,
+        test_clock_id -> Nullable<Uuid>,
     }
 }
 
 diesel::table! {
-    idempotency_keys (scope, idempotency_key) {
+    idempotency_keys (merchant_id, scope, idempotency_key) {
+        merchant_id -> Uuid,
         scope -> Text,
         idempotency_key -> Text,
         request_hash -> Bytea,
@@ -153,6 +157,7 @@ diesel::table! {
         state -> Jsonb,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        test_clock_id -> Nullable<Uuid>,
     }
 }
 
@@ -164,6 +169,22 @@ diesel::table! {
         kind -> Text,
         due_at -> Timestamptz,
         payload -> Jsonb,
+        test_clock_id -> Nullable<Uuid>,
+    }
+}
+
+diesel::table! {
+    test_clocks (merchant_id, id) {
+        merchant_id -> Uuid,
+        id -> Uuid,
+        name -> Nullable<Text>,
+        frozen_time -> Timestamptz,
+        status -> Text,
+        advance_to -> Nullable<Timestamptz>,
+        advance_lease_until -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        deleted_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -449,8 +470,57 @@ diesel::table! {
         cycles -> Int4,
         cycles_remaining -> Int4,
         created_at -> Timestamptz,
+        coupon_id -> Uuid,
+        promotion_code_id -> Nullable<Uuid>,
+        customer_id -> Uuid,
+        forever -> Bool,
+        description -> Nullable<Text>,
     }
 }
+
+// Coupons and promotion codes (migration 2026-12-07-150501_coupons).
+
+diesel::table! {
+    coupons (merchant_id, id) {
+        merchant_id -> Uuid,
+        id -> Uuid,
+        name -> Text,
+        value -> Jsonb,
+        duration -> Jsonb,
+        max_redemptions -> Nullable<Int4>,
+        times_redeemed -> Int4,
+        redeem_by -> Nullable<Timestamptz>,
+        applies_to_product_ids -> Array<Text>,
+        applies_to_plan_ids -> Array<Text>,
+        first_time_subscribers_only -> Bool,
+        internal -> Bool,
+        metadata -> Jsonb,
+        deleted_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    promotion_codes (merchant_id, id) {
+        merchant_id -> Uuid,
+        id -> Uuid,
+        coupon_id -> Uuid,
+        code -> Text,
+        normalized_code -> Text,
+        active -> Bool,
+        max_redemptions -> Nullable<Int4>,
+        max_redemptions_per_customer -> Nullable<Int4>,
+        times_redeemed -> Int4,
+        expires_at -> Nullable<Timestamptz>,
+        first_time_subscribers_only -> Bool,
+        metadata -> Jsonb,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(coupons, promotion_codes);
 
 // The portal's subscription read asks, in its one statement, whether there are discounts
 // to list.
@@ -471,6 +541,8 @@ diesel::table! {
         period_end -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         invoice_id -> Nullable<Uuid>,
+        kind -> Text,
+        agent -> Nullable<Text>,
     }
 }
 
@@ -531,5 +603,67 @@ diesel::table! {
         key -> Text,
         tat_us -> Int8,
         allowed -> Bool,
+    }
+}
+
+// Customer credit balances, credit notes and agents' overrides (migration
+// 2026-12-07-150401_customer_credits).
+
+diesel::table! {
+    customer_balances (merchant_id, customer_id, currency) {
+        merchant_id -> Uuid,
+        customer_id -> Uuid,
+        currency -> Text,
+        balance -> Int8,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    customer_balance_transactions (merchant_id, id) {
+        merchant_id -> Uuid,
+        id -> Uuid,
+        customer_id -> Uuid,
+        currency -> Text,
+        amount -> Int8,
+        balance_after -> Int8,
+        source -> Text,
+        reason -> Text,
+        invoice_id -> Nullable<Uuid>,
+        credit_note_id -> Nullable<Uuid>,
+        agent -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    credit_notes (merchant_id, id) {
+        merchant_id -> Uuid,
+        id -> Uuid,
+        invoice_id -> Uuid,
+        customer_id -> Uuid,
+        amount -> Int8,
+        currency -> Text,
+        reason -> Text,
+        memo -> Nullable<Text>,
+        destination -> Text,
+        refund_id -> Nullable<Uuid>,
+        agent -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    agent_overrides (merchant_id, id) {
+        merchant_id -> Uuid,
+        id -> Uuid,
+        customer_id -> Uuid,
+        subscription_id -> Nullable<Uuid>,
+        kind -> Text,
+        reason -> Text,
+        agent -> Text,
+        amount -> Nullable<Int8>,
+        currency -> Nullable<Text>,
+        created_at -> Timestamptz,
     }
 }

@@ -97,6 +97,7 @@ pub async fn customer(
         created_at: now,
         updated_at: now,
         erased_at: None,
+        test_clock_id: None,
     };
     customers::insert(conn, merchant, &customer)
         .await

@@ -252,6 +252,7 @@ mod tests {
             key: ApiKeyId::generate(),
             scopes: KeyScopes::Unrestricted,
             expires_at: None,
+            mode: tenure_domain::access::Mode::Test,
         }
     }
 

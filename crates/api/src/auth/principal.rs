@@ -4,8 +4,9 @@ use std::pin::Pin;
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+use tenure_domain::access::Mode;
 use tenure_domain::ids::{CustomerId, MerchantId};
-use tenure_store::repo::{api_keys, customers, identity_providers};
+use tenure_store::repo::{api_keys, customers, identity_providers, merchants};
 
 use super::{key_cache, scopes};
 use crate::error::ApiError;
@@ -33,6 +34,15 @@ impl Principal {
         }
     }
 
+    /// The mode of the tenant this caller reaches; none for the operator.
+    pub fn mode(&self) -> Option<Mode> {
+        match self {
+            Principal::Merchant(key) => Some(key.mode),
+            Principal::Customer(s) => Some(s.mode),
+            Principal::Operator => None,
+        }
+    }
+
     /// The key under which this caller's rate limits are kept: a merchant's keys share
     /// the merchant's.
     pub fn scope(&self) -> String {
@@ -47,7 +57,8 @@ impl Principal {
     /// secret key (as Stripe keeps them per account and key), so a stored response is
     /// only ever replayed to the key that made the request, never to another key of the
     /// merchant (perhaps restricted, which must not read what an unrestricted one got).
-    /// It still starts with the merchant's id, which the erasure's search relies on.
+    /// Stored beside the merchant's id (a column of its own, for the erasure's search and
+    /// distribution by merchant).
     pub fn idempotency_scope(&self) -> String {
         match self {
             Principal::Merchant(key) => format!("{}/{}", key.merchant, key.key),
@@ -152,7 +163,7 @@ async fn merchant_from_key(state: &AppState, key: &str) -> Result<Principal, Api
             let grant = api_keys::by_hash(&mut conn, &hash)
                 .await?
                 .ok_or(ApiError::Unauthenticated("the secret key is not valid"))?;
-            let found = MerchantKey::from_grant(&grant);
+            let found = MerchantKey::from_grant(&grant, key);
             state.api_keys.put(cache_key, found, started);
             found
         }
@@ -227,9 +238,13 @@ async fn customer_from_token(
             other => other.into(),
         })?;
     customer.ensure_not_erased()?;
+    // The tenant named by the header is of one mode; its providers and customers are its
+    // own, so the token reaches that mode only.
+    let mode = merchants::mode(&mut conn, merchant).await?;
     Ok(Principal::Customer(Session {
         merchant,
         customer: customer.id,
+        mode,
     }))
 }
 
@@ -239,6 +254,13 @@ async fn customer_from_token(
 /// `missing_scope`.
 #[derive(Debug, Clone, Copy)]
 pub struct AuthenticatedMerchant(pub MerchantId, pub MerchantKey);
+
+impl AuthenticatedMerchant {
+    /// The mode of the key's tenant, which every object rendered to it carries.
+    pub fn mode(&self) -> Mode {
+        self.1.mode
+    }
+}
 
 impl FromRequest for AuthenticatedMerchant {
     type Error = ApiError;
@@ -297,6 +319,14 @@ impl FromRequest for AuthenticatedOperator {
 pub struct AuthenticatedCustomer {
     pub merchant: MerchantId,
     pub customer: CustomerId,
+    /// The session's mode, which every object rendered to it carries.
+    pub mode: Mode,
+}
+
+impl AuthenticatedCustomer {
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
 }
 
 impl FromRequest for AuthenticatedCustomer {
@@ -310,6 +340,7 @@ impl FromRequest for AuthenticatedCustomer {
                 Principal::Customer(s) => Ok(AuthenticatedCustomer {
                     merchant: s.merchant,
                     customer: s.customer,
+                    mode: s.mode,
                 }),
                 Principal::Operator => Err(operator_not_allowed()),
                 Principal::Merchant(_) => Err(ApiError::Forbidden {

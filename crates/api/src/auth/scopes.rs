@@ -28,7 +28,13 @@ const RESOURCES: &[(&str, Resource)] = &[
     ),
     ("/v1/subscriptions", Resource::Subscriptions),
     ("/v1/cancellation_requests", Resource::Subscriptions),
+    ("/v1/customers/{id}/balances", Resource::Billing),
+    ("/v1/customers/{id}/balance_transactions", Resource::Billing),
+    ("/v1/customers/{id}/overrides", Resource::Billing),
     ("/v1/invoices", Resource::Billing),
+    ("/v1/credit_notes", Resource::Billing),
+    ("/v1/subscriptions/{id}/invoice_items", Resource::Billing),
+    ("/v1/subscriptions/{id}/discount_grants", Resource::Billing),
     ("/v1/payments", Resource::Billing),
     ("/v1/billing_settings", Resource::Billing),
     ("/v1/dunning_policy", Resource::Billing),
@@ -40,14 +46,20 @@ const RESOURCES: &[(&str, Resource)] = &[
     ("/v1/webhook_endpoints", Resource::Webhooks),
     ("/v1/support_tickets", Resource::Support),
     ("/v1/retention_offers", Resource::Retention),
+    ("/v1/coupons", Resource::Coupons),
+    ("/v1/promotion_codes", Resource::Coupons),
     ("/v1/metrics", Resource::Metrics),
     ("/v1/api_keys", Resource::ApiKeys),
     ("/v1/audit_events", Resource::AuditEvents),
     ("/v1/gateway_settings", Resource::GatewaySettings),
+    ("/v1/test_clocks", Resource::TestClocks),
 ];
 
 /// `POST`s that only compute an answer.
-const READS: &[&str] = &["/v1/subscriptions/{id}/change_plan/preview"];
+const READS: &[&str] = &[
+    "/v1/subscriptions/{id}/change_plan/preview",
+    "/v1/subscriptions/preview",
+];
 
 /// The scope `method route` requires (`route` as in the document: `/v1/customers/{id}`);
 /// `None` for a route in no group.

@@ -65,7 +65,8 @@ pub async fn idempotency(
 
     let claim = async {
         let mut conn = state.app.db.conn().await?;
-        let claim = idempotency::claim(&mut conn, &scope, &key, &hash, claimed_at).await?;
+        let claim =
+            idempotency::claim(&mut conn, merchant, &scope, &key, &hash, claimed_at).await?;
         Ok::<_, ApiError>(claim)
     }
     .await;
@@ -273,6 +274,7 @@ async fn remember(
             // Nothing here names a customer, so no erasure lock is needed.
             idempotency::store_response(
                 &mut conn,
+                claimed.merchant,
                 claimed.scope,
                 claimed.key,
                 &withheld().await?,
@@ -307,7 +309,7 @@ async fn remember(
                 );
             }
         } else {
-            idempotency::release(&mut conn, claimed.scope, claimed.key).await?;
+            idempotency::release(&mut conn, claimed.merchant, claimed.scope, claimed.key).await?;
         }
         Ok::<_, ApiError>(())
     }

@@ -2,6 +2,7 @@
 
 use actix_web::{HttpResponse, get, post, web};
 use tenure_app::audit;
+use tenure_app::dto::InMode;
 use tenure_app::dto::access::{
     ApiKeyDto, AuditEventDto, AuditFilterParams, CreateApiKey, CreatedApiKeyDto, RollApiKey,
 };
@@ -39,7 +40,9 @@ async fn create_api_key(
     body: Json<CreateApiKey>,
 ) -> ApiResult<HttpResponse> {
     let created = keys::create(&state.app, auth.1, body.0).await?;
-    Ok(holding_secret(HttpResponse::Created().json(created)))
+    Ok(holding_secret(
+        HttpResponse::Created().json(InMode::new(auth.mode(), created)),
+    ))
 }
 
 /// List the merchant's keys, newest first, revoked and expired ones included: prefix,
@@ -55,7 +58,8 @@ async fn list_api_keys(
 ) -> ApiResult<HttpResponse> {
     let page = page.page::<ApiKeyTag>()?;
     let keys = keys::list(&state.app, auth.0, page).await?;
-    Ok(HttpResponse::Ok().json(ListResponse::from_page(keys, |k| k, |k| k.id.clone())))
+    Ok(HttpResponse::Ok()
+        .json(ListResponse::from_page(keys, |k| k, |k| k.id.clone()).in_mode(auth.mode())))
 }
 
 /// Get a key (never its secret).
@@ -68,7 +72,10 @@ async fn get_api_key(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<ApiKeyTag>(&id, "api_key")?;
-    Ok(HttpResponse::Ok().json(keys::get(&state.app, auth.0, id).await?))
+    Ok(HttpResponse::Ok().json(InMode::new(
+        auth.mode(),
+        keys::get(&state.app, auth.0, id).await?,
+    )))
 }
 
 /// Roll a key: a new key with the same name and scopes (its secret in this response
@@ -87,7 +94,9 @@ async fn roll_api_key(
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<ApiKeyTag>(&id, "api_key")?;
     let created = keys::roll(&state.app, auth.1, id, body.0).await?;
-    Ok(holding_secret(HttpResponse::Created().json(created)))
+    Ok(holding_secret(
+        HttpResponse::Created().json(InMode::new(auth.mode(), created)),
+    ))
 }
 
 /// Revoke a key: refused at once by every Tenure process. The merchant's last
@@ -102,7 +111,10 @@ async fn revoke_api_key(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<ApiKeyTag>(&id, "api_key")?;
-    Ok(HttpResponse::Ok().json(keys::revoke(&state.app, auth.1, id).await?))
+    Ok(HttpResponse::Ok().json(InMode::new(
+        auth.mode(),
+        keys::revoke(&state.app, auth.1, id).await?,
+    )))
 }
 
 /// The audit trail, newest first: every state-changing request made with the merchant's
@@ -118,5 +130,6 @@ async fn list_audit_events(
     filter: Query<AuditFilterParams>,
 ) -> ApiResult<HttpResponse> {
     let rows = audit::list(&state.app, auth.0, filter.into_inner(), &page).await?;
-    Ok(HttpResponse::Ok().json(ListResponse::from_page(rows, |e| e, |e| e.id.clone())))
+    Ok(HttpResponse::Ok()
+        .json(ListResponse::from_page(rows, |e| e, |e| e.id.clone()).in_mode(auth.mode())))
 }

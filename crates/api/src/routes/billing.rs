@@ -1,6 +1,8 @@
 //! Billing routes: payment methods (merchant and portal), invoices, payments, refunds.
 
 use actix_web::{HttpResponse, delete, get, post, web};
+use tenure_app::dto::InMode;
+use tenure_domain::access::Mode;
 use tenure_domain::billing::invoice::{Invoice, InvoiceStatus, Payment};
 use tenure_domain::ids::{
     CustomerId, CustomerTag, InvoiceTag, PaymentMethodTag, PaymentTag, SubscriptionTag,
@@ -75,7 +77,10 @@ async fn attach_payment_method(
 ) -> ApiResult<HttpResponse> {
     let customer = parse_id::<CustomerTag>(&id, "customer")?;
     let pm = payment_methods::attach(&state.app, auth.0, customer, body.0).await?;
-    Ok(HttpResponse::Created().json(PaymentMethodDto::render(&pm, state.now())))
+    Ok(HttpResponse::Created().json(InMode::new(
+        auth.mode(),
+        PaymentMethodDto::render(&pm, state.now()),
+    )))
 }
 
 /// List a customer's payment methods, newest first.
@@ -90,7 +95,7 @@ async fn list_payment_methods(
 ) -> ApiResult<HttpResponse> {
     let customer = parse_id::<CustomerTag>(&id, "customer")?;
     let methods = payment_methods::list(&state.app, auth.0, customer).await?;
-    Ok(HttpResponse::Ok().json(render_list(&state, &methods)))
+    Ok(HttpResponse::Ok().json(InMode::new(auth.mode(), render_list(&state, &methods))))
 }
 
 /// Make a payment method the customer's default.
@@ -107,7 +112,10 @@ async fn set_default_payment_method(
     let customer = parse_id::<CustomerTag>(&path.0, "customer")?;
     let pm = parse_id::<PaymentMethodTag>(&path.1, "payment_method")?;
     let pm = payment_methods::set_default(&state.app, auth.0, customer, pm).await?;
-    Ok(HttpResponse::Ok().json(PaymentMethodDto::render(&pm, state.now())))
+    Ok(HttpResponse::Ok().json(InMode::new(
+        auth.mode(),
+        PaymentMethodDto::render(&pm, state.now()),
+    )))
 }
 
 /// Remove a payment method. The last one cannot be removed while the customer has an
@@ -127,7 +135,10 @@ async fn detach_payment_method(
     let customer = parse_id::<CustomerTag>(&path.0, "customer")?;
     let pm = parse_id::<PaymentMethodTag>(&path.1, "payment_method")?;
     let pm = payment_methods::detach(&state.app, auth.0, customer, pm).await?;
-    Ok(HttpResponse::Ok().json(PaymentMethodDto::render(&pm, state.now())))
+    Ok(HttpResponse::Ok().json(InMode::new(
+        auth.mode(),
+        PaymentMethodDto::render(&pm, state.now()),
+    )))
 }
 
 // ---- payment methods, portal ----
@@ -142,7 +153,10 @@ async fn portal_attach_payment_method(
     body: Json<AttachPaymentMethod>,
 ) -> ApiResult<HttpResponse> {
     let pm = payment_methods::attach(&state.app, auth.merchant, auth.customer, body.0).await?;
-    Ok(HttpResponse::Created().json(PaymentMethodDto::render(&pm, state.now())))
+    Ok(HttpResponse::Created().json(InMode::new(
+        auth.mode(),
+        PaymentMethodDto::render(&pm, state.now()),
+    )))
 }
 
 /// The signed-in customer's payment methods, newest first.
@@ -154,7 +168,7 @@ async fn portal_list_payment_methods(
     auth: AuthenticatedCustomer,
 ) -> ApiResult<HttpResponse> {
     let methods = payment_methods::list(&state.app, auth.merchant, auth.customer).await?;
-    Ok(HttpResponse::Ok().json(render_list(&state, &methods)))
+    Ok(HttpResponse::Ok().json(InMode::new(auth.mode(), render_list(&state, &methods))))
 }
 
 /// Make one of the customer's payment methods the default.
@@ -169,7 +183,10 @@ async fn portal_set_default_payment_method(
 ) -> ApiResult<HttpResponse> {
     let pm = parse_id::<PaymentMethodTag>(&id, "payment_method")?;
     let pm = payment_methods::set_default(&state.app, auth.merchant, auth.customer, pm).await?;
-    Ok(HttpResponse::Ok().json(PaymentMethodDto::render(&pm, state.now())))
+    Ok(HttpResponse::Ok().json(InMode::new(
+        auth.mode(),
+        PaymentMethodDto::render(&pm, state.now()),
+    )))
 }
 
 /// Remove one of the customer's payment methods (not the last one while a subscription
@@ -187,7 +204,10 @@ async fn portal_detach_payment_method(
 ) -> ApiResult<HttpResponse> {
     let pm = parse_id::<PaymentMethodTag>(&id, "payment_method")?;
     let pm = payment_methods::detach(&state.app, auth.merchant, auth.customer, pm).await?;
-    Ok(HttpResponse::Ok().json(PaymentMethodDto::render(&pm, state.now())))
+    Ok(HttpResponse::Ok().json(InMode::new(
+        auth.mode(),
+        PaymentMethodDto::render(&pm, state.now()),
+    )))
 }
 
 // ---- invoices and payments, merchant ----
@@ -246,7 +266,7 @@ async fn list_invoices(
     let page = page.page::<InvoiceTag>()?;
     let filter = invoice_filter(filter.into_inner())?;
     let invoices = invoices::list_invoices(&state.app, auth.0, filter, page).await?;
-    Ok(HttpResponse::Ok().json(invoice_page(invoices)))
+    Ok(HttpResponse::Ok().json(invoice_page(invoices).in_mode(auth.mode())))
 }
 
 /// Get an invoice with its lines, payments and refunds.
@@ -260,7 +280,10 @@ async fn get_invoice(
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<InvoiceTag>(&id, "invoice")?;
     let (invoice, payments, refunds) = invoices::get_invoice(&state.app, auth.0, id, None).await?;
-    Ok(HttpResponse::Ok().json(InvoiceDto::detailed(&invoice, &payments, &refunds)))
+    Ok(HttpResponse::Ok().json(InMode::new(
+        auth.mode(),
+        InvoiceDto::detailed(&invoice, &payments, &refunds),
+    )))
 }
 
 /// Refund a paid invoice in full (`{}`) or in part (`{"amount": 500}`), through the
@@ -279,10 +302,13 @@ async fn refund_invoice(
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<InvoiceTag>(&id, "invoice")?;
     let (refund, invoice) = invoices::refund(&state.app, auth.0, id, body.0).await?;
-    Ok(HttpResponse::Created().json(RefundResult {
-        refund: RefundDto::from(&refund),
-        invoice: InvoiceDto::from(&invoice),
-    }))
+    Ok(HttpResponse::Created().json(InMode::new(
+        auth.mode(),
+        RefundResult {
+            refund: RefundDto::from(&refund),
+            invoice: InvoiceDto::from(&invoice),
+        },
+    )))
 }
 
 /// Charge an open (or uncollectible) invoice now with the customer's default payment
@@ -304,13 +330,17 @@ async fn pay_invoice(
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<InvoiceTag>(&id, "invoice")?;
     let (invoice, payment) = invoices::pay_invoice(&state.app, auth.0, id, None).await?;
-    paid_or_declined(&invoice, payment)
+    paid_or_declined(auth.mode(), &invoice, payment)
 }
 
 /// The answer to a charge asked for: the paid invoice, or 402 with the decline.
-fn paid_or_declined(invoice: &Invoice, payment: Option<Payment>) -> ApiResult<HttpResponse> {
+fn paid_or_declined(
+    mode: Mode,
+    invoice: &Invoice,
+    payment: Option<Payment>,
+) -> ApiResult<HttpResponse> {
     if invoice.status == InvoiceStatus::Paid {
-        return Ok(HttpResponse::Ok().json(InvoiceDto::from(invoice)));
+        return Ok(HttpResponse::Ok().json(InMode::new(mode, InvoiceDto::from(invoice))));
     }
     let (code, message) = payment
         .map(|p| (p.failure_code, p.failure_message))
@@ -337,7 +367,7 @@ async fn void_invoice(
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<InvoiceTag>(&id, "invoice")?;
     let invoice = invoices::void_invoice(&state.app, auth.0, id).await?;
-    Ok(HttpResponse::Ok().json(InvoiceDto::from(&invoice)))
+    Ok(HttpResponse::Ok().json(InMode::new(auth.mode(), InvoiceDto::from(&invoice))))
 }
 
 /// Stop collecting an open invoice: it becomes `uncollectible` and dunning stops, but it
@@ -354,7 +384,7 @@ async fn mark_invoice_uncollectible(
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<InvoiceTag>(&id, "invoice")?;
     let invoice = invoices::mark_invoice_uncollectible(&state.app, auth.0, id).await?;
-    Ok(HttpResponse::Ok().json(InvoiceDto::from(&invoice)))
+    Ok(HttpResponse::Ok().json(InMode::new(auth.mode(), InvoiceDto::from(&invoice))))
 }
 
 /// List payment attempts, newest first.
@@ -374,11 +404,10 @@ async fn list_payments(
         .map(|c| parse_field_id::<CustomerTag>(c, "customer_id"))
         .transpose()?;
     let payments = invoices::list_payments(&state.app, auth.0, customer, page).await?;
-    Ok(HttpResponse::Ok().json(ListResponse::from_page(
-        payments,
-        |p| PaymentDto::from(&p),
-        |p| p.id.to_string(),
-    )))
+    Ok(HttpResponse::Ok().json(
+        ListResponse::from_page(payments, |p| PaymentDto::from(&p), |p| p.id.to_string())
+            .in_mode(auth.mode()),
+    ))
 }
 
 // ---- invoices and payments, portal ----
@@ -401,7 +430,7 @@ async fn portal_list_invoices(
         ..invoice_filter(filter.into_inner().into())?
     };
     let invoices = invoices::list_invoices(&state.app, auth.merchant, filter, page).await?;
-    Ok(HttpResponse::Ok().json(invoice_page(invoices)))
+    Ok(HttpResponse::Ok().json(invoice_page(invoices).in_mode(auth.mode())))
 }
 
 /// One of the signed-in customer's invoices, with payments and refunds.
@@ -417,7 +446,10 @@ async fn portal_get_invoice(
     let own: Option<CustomerId> = Some(auth.customer);
     let (invoice, payments, refunds) =
         invoices::get_invoice(&state.app, auth.merchant, id, own).await?;
-    Ok(HttpResponse::Ok().json(InvoiceDto::detailed(&invoice, &payments, &refunds)))
+    Ok(HttpResponse::Ok().json(InMode::new(
+        auth.mode(),
+        InvoiceDto::detailed(&invoice, &payments, &refunds),
+    )))
 }
 
 /// Pay one of the signed-in customer's open (or uncollectible) invoices now with their
@@ -439,22 +471,25 @@ async fn portal_pay_invoice(
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<InvoiceTag>(&id, "invoice")?;
     match invoices::pay_invoice(&state.app, auth.merchant, id, Some(auth.customer)).await {
-        Ok((invoice, payment)) => paid_or_declined(&invoice, payment),
+        Ok((invoice, payment)) => paid_or_declined(auth.mode(), &invoice, payment),
         Err(tenure_app::AppError::PaymentActionRequired {
             invoice_id,
             provider,
             client_secret,
             publishable_key,
-        }) => Ok(HttpResponse::Accepted().json(PaymentActionDto {
-            object: "payment_action".to_owned(),
-            invoice_id,
-            provider: provider
-                .parse::<tenure_domain::billing::gateway_settings::GatewayProvider>()?
-                .into(),
-            action_type: "authenticate".to_owned(),
-            client_secret,
-            publishable_key,
-        })),
+        }) => Ok(HttpResponse::Accepted().json(InMode::new(
+            auth.mode(),
+            PaymentActionDto {
+                object: "payment_action".to_owned(),
+                invoice_id,
+                provider: provider
+                    .parse::<tenure_domain::billing::gateway_settings::GatewayProvider>()?
+                    .into(),
+                action_type: "authenticate".to_owned(),
+                client_secret,
+                publishable_key,
+            },
+        ))),
         Err(err) => Err(err.into()),
     }
 }
@@ -471,9 +506,8 @@ async fn portal_list_payments(
     let page = page.page::<PaymentTag>()?;
     let payments =
         invoices::list_payments(&state.app, auth.merchant, Some(auth.customer), page).await?;
-    Ok(HttpResponse::Ok().json(ListResponse::from_page(
-        payments,
-        |p| PaymentDto::from(&p),
-        |p| p.id.to_string(),
-    )))
+    Ok(HttpResponse::Ok().json(
+        ListResponse::from_page(payments, |p| PaymentDto::from(&p), |p| p.id.to_string())
+            .in_mode(auth.mode()),
+    ))
 }

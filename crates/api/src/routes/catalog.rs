@@ -39,7 +39,11 @@ async fn create_product(
     body: Json<CreateProduct>,
 ) -> ApiResult<HttpResponse> {
     let product = svc::create_product(&state.app, auth.0, body.0).await?;
-    Ok(created(&ProductDto::from(&product), product.updated_at))
+    Ok(created(
+        auth.mode(),
+        &ProductDto::from(&product),
+        product.updated_at,
+    ))
 }
 
 /// List products, newest first.
@@ -60,11 +64,10 @@ async fn list_products(
         page,
     )
     .await?;
-    Ok(HttpResponse::Ok().json(ListResponse::from_page(
-        products,
-        |p| ProductDto::from(&p),
-        |p| p.id.to_string(),
-    )))
+    Ok(HttpResponse::Ok().json(
+        ListResponse::from_page(products, |p| ProductDto::from(&p), |p| p.id.to_string())
+            .in_mode(auth.mode()),
+    ))
 }
 
 /// Get a product.
@@ -79,6 +82,7 @@ async fn get_product(
     let id = parse_id::<ProductTag>(&id, "product")?;
     let product = svc::get_product(&state.app, auth.0, id).await?;
     Ok(ok_versioned(
+        auth.mode(),
         &ProductDto::from(&product),
         product.updated_at,
     ))
@@ -99,6 +103,7 @@ async fn update_product(
     let id = parse_id::<ProductTag>(&id, "product")?;
     let product = svc::update_product(&state.app, auth.0, id, body.0, if_match(&req)).await?;
     Ok(ok_versioned(
+        auth.mode(),
         &ProductDto::from(&product),
         product.updated_at,
     ))
@@ -117,6 +122,7 @@ async fn archive_product(
     let id = parse_id::<ProductTag>(&id, "product")?;
     let product = svc::archive_product(&state.app, auth.0, id, if_match(&req)).await?;
     Ok(ok_versioned(
+        auth.mode(),
         &ProductDto::from(&product),
         product.updated_at,
     ))
@@ -132,7 +138,7 @@ async fn create_plan(
     body: Json<CreatePlan>,
 ) -> ApiResult<HttpResponse> {
     let plan = svc::create_plan(&state.app, auth.0, body.0).await?;
-    Ok(created(&PlanDto::from(&plan), plan.updated_at))
+    Ok(created(auth.mode(), &PlanDto::from(&plan), plan.updated_at))
 }
 
 /// List plans, newest first.
@@ -155,11 +161,10 @@ async fn list_plans(
         active: filter.active,
     };
     let plans = svc::list_plans(&state.app, auth.0, filter, page).await?;
-    Ok(HttpResponse::Ok().json(ListResponse::from_page(
-        plans,
-        |p| PlanDto::from(&p),
-        |p| p.id.to_string(),
-    )))
+    Ok(HttpResponse::Ok().json(
+        ListResponse::from_page(plans, |p| PlanDto::from(&p), |p| p.id.to_string())
+            .in_mode(auth.mode()),
+    ))
 }
 
 /// Get a plan.
@@ -173,7 +178,11 @@ async fn get_plan(
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<PlanTag>(&id, "plan")?;
     let plan = svc::get_plan(&state.app, auth.0, id).await?;
-    Ok(ok_versioned(&PlanDto::from(&plan), plan.updated_at))
+    Ok(ok_versioned(
+        auth.mode(),
+        &PlanDto::from(&plan),
+        plan.updated_at,
+    ))
 }
 
 /// Update a plan's name, trial days or active flag. Prices are immutable.
@@ -190,7 +199,11 @@ async fn update_plan(
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<PlanTag>(&id, "plan")?;
     let plan = svc::update_plan(&state.app, auth.0, id, body.0, if_match(&req)).await?;
-    Ok(ok_versioned(&PlanDto::from(&plan), plan.updated_at))
+    Ok(ok_versioned(
+        auth.mode(),
+        &PlanDto::from(&plan),
+        plan.updated_at,
+    ))
 }
 
 /// Archive a plan: no new subscriptions or switches to it; existing ones continue.
@@ -210,5 +223,9 @@ async fn archive_plan(
         trial_days: None,
     };
     let plan = svc::update_plan(&state.app, auth.0, id, update, if_match(&req)).await?;
-    Ok(ok_versioned(&PlanDto::from(&plan), plan.updated_at))
+    Ok(ok_versioned(
+        auth.mode(),
+        &PlanDto::from(&plan),
+        plan.updated_at,
+    ))
 }

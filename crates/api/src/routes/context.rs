@@ -1,6 +1,7 @@
 //! Customer context, tags, segment settings, notes and the timeline.
 
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, put, web};
+use tenure_app::dto::InMode;
 use tenure_domain::ids::CustomerTag;
 use utoipa_actix_web::service_config::ServiceConfig;
 
@@ -12,7 +13,8 @@ use crate::state::AppState;
 use tenure_app::context as svc;
 use tenure_app::dto::common::parse_id;
 use tenure_app::dto::context::{
-    AddTag, CreateNote, CustomerContextDto, SegmentSettingsDto, TimelineEntryDto,
+    AddTag, CreateNote, CustomerContextDto, PutSegmentSettings, SegmentSettingsDto,
+    TimelineEntryDto,
 };
 use tenure_app::dto::customers::CustomerDto;
 use tenure_app::dto::{ListParams, ListResponse};
@@ -40,7 +42,7 @@ async fn get_context(
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<CustomerTag>(&id, "customer")?;
     let ctx = svc::get_context(&state.app, auth.0, id).await?;
-    Ok(HttpResponse::Ok().json(ctx))
+    Ok(HttpResponse::Ok().json(InMode::new(auth.mode(), ctx)))
 }
 
 /// Add a tag to a customer (`customer.updated` when it was not there yet).
@@ -57,7 +59,11 @@ async fn add_tag(
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<CustomerTag>(&id, "customer")?;
     let c = svc::change_tag(&state.app, auth.0, id, &body.0.tag, true, if_match(&req)).await?;
-    Ok(ok_versioned(&CustomerDto::from(&c), c.updated_at))
+    Ok(ok_versioned(
+        auth.mode(),
+        &CustomerDto::from(&c),
+        c.updated_at,
+    ))
 }
 
 /// Remove a tag from a customer (`customer.updated` when it was there).
@@ -76,7 +82,11 @@ async fn remove_tag(
     let (id, tag) = path.into_inner();
     let id = parse_id::<CustomerTag>(&id, "customer")?;
     let c = svc::change_tag(&state.app, auth.0, id, &tag, false, if_match(&req)).await?;
-    Ok(ok_versioned(&CustomerDto::from(&c), c.updated_at))
+    Ok(ok_versioned(
+        auth.mode(),
+        &CustomerDto::from(&c),
+        c.updated_at,
+    ))
 }
 
 /// The merchant's segment settings (high_ltv thresholds per currency).
@@ -87,11 +97,14 @@ async fn get_segment_settings(
     state: web::Data<AppState>,
     auth: AuthenticatedMerchant,
 ) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(svc::get_segment_settings(&state.app, auth.0).await?))
+    Ok(HttpResponse::Ok().json(InMode::new(
+        auth.mode(),
+        svc::get_segment_settings(&state.app, auth.0).await?,
+    )))
 }
 
 /// Replace the merchant's segment settings.
-#[utoipa::path(tag = "Customers", request_body = SegmentSettingsDto,
+#[utoipa::path(tag = "Customers", request_body = PutSegmentSettings,
     responses((status = 200, description = "The settings", body = SegmentSettingsDto),
         (status = 409, description = "A concurrent change of the settings (retry)",
             body = crate::error::Problem, content_type = "application/problem+json")))]
@@ -99,9 +112,12 @@ async fn get_segment_settings(
 async fn put_segment_settings(
     state: web::Data<AppState>,
     auth: AuthenticatedMerchant,
-    body: Json<SegmentSettingsDto>,
+    body: Json<PutSegmentSettings>,
 ) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(svc::put_segment_settings(&state.app, auth.0, body.0).await?))
+    Ok(HttpResponse::Ok().json(InMode::new(
+        auth.mode(),
+        svc::put_segment_settings(&state.app, auth.0, body.0).await?,
+    )))
 }
 
 /// Add an agent note to the customer's timeline.
@@ -117,7 +133,7 @@ async fn add_note(
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<CustomerTag>(&id, "customer")?;
     let note = svc::add_note(&state.app, auth.0, id, body.0).await?;
-    Ok(HttpResponse::Created().json(note))
+    Ok(HttpResponse::Created().json(InMode::new(auth.mode(), note)))
 }
 
 /// Everything about the customer in one stream, newest first: events, agent notes and
@@ -144,5 +160,6 @@ async fn timeline(
     .page::<CustomerTag>()?;
     request.starting_after = cursor;
     let entries = svc::timeline(&state.app, auth.0, id, request).await?;
-    Ok(HttpResponse::Ok().json(ListResponse::from_page(entries, |e| e, |e| e.id.clone())))
+    Ok(HttpResponse::Ok()
+        .json(ListResponse::from_page(entries, |e| e, |e| e.id.clone()).in_mode(auth.mode())))
 }

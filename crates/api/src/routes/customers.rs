@@ -1,4 +1,5 @@
 use actix_web::{HttpRequest, HttpResponse, get, patch, post, web};
+use tenure_app::dto::InMode;
 use tenure_domain::context::Segment;
 use tenure_domain::customer::normalize_tag;
 use tenure_domain::ids::CustomerTag;
@@ -40,7 +41,7 @@ async fn export_customer(
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<CustomerTag>(&id, "customer")?;
     let export = tenure_app::gdpr::export(&state.app, auth.0, id).await?;
-    Ok(HttpResponse::Ok().json(export))
+    Ok(HttpResponse::Ok().json(InMode::new(auth.mode(), export)))
 }
 
 /// Erase a customer's personal data (GDPR erasure): e-mail, name, locale, metadata, tags
@@ -62,6 +63,7 @@ async fn erase_customer(
     let id = parse_id::<CustomerTag>(&id, "customer")?;
     let customer = tenure_app::gdpr::erase(&state.app, auth.0, id, if_match(&req)).await?;
     Ok(ok_versioned(
+        auth.mode(),
         &CustomerDto::from(&customer),
         customer.updated_at,
     ))
@@ -77,7 +79,11 @@ async fn create_customer(
     body: Json<CreateCustomer>,
 ) -> ApiResult<HttpResponse> {
     let customer = svc::create(&state.app, auth.0, body.0).await?;
-    Ok(created(&CustomerDto::from(&customer), customer.updated_at))
+    Ok(created(
+        auth.mode(),
+        &CustomerDto::from(&customer),
+        customer.updated_at,
+    ))
 }
 
 /// List customers, newest first, optionally filtered.
@@ -117,11 +123,10 @@ async fn list_customers(
         segment: segment.map(|s| (s, state.now())),
     };
     let customers = svc::list(&state.app, auth.0, filter, page).await?;
-    Ok(HttpResponse::Ok().json(ListResponse::from_page(
-        customers,
-        |c| CustomerDto::from(&c),
-        |c| c.id.to_string(),
-    )))
+    Ok(HttpResponse::Ok().json(
+        ListResponse::from_page(customers, |c| CustomerDto::from(&c), |c| c.id.to_string())
+            .in_mode(auth.mode()),
+    ))
 }
 
 /// Get a customer.
@@ -136,6 +141,7 @@ async fn get_customer(
     let id = parse_id::<CustomerTag>(&id, "customer")?;
     let customer = svc::get(&state.app, auth.0, id).await?;
     Ok(ok_versioned(
+        auth.mode(),
         &CustomerDto::from(&customer),
         customer.updated_at,
     ))
@@ -158,6 +164,7 @@ async fn update_customer(
     let id = parse_id::<CustomerTag>(&id, "customer")?;
     let customer = svc::update(&state.app, auth.0, id, body.0, if_match(&req)).await?;
     Ok(ok_versioned(
+        auth.mode(),
         &CustomerDto::from(&customer),
         customer.updated_at,
     ))

@@ -1,4 +1,5 @@
 use actix_web::{HttpResponse, get, web};
+use tenure_app::dto::InMode;
 use tenure_app::dto::common::parse_id;
 use tenure_app::dto::events::{EventDto, EventFilterParams};
 use tenure_app::dto::{ListParams, ListResponse};
@@ -27,11 +28,12 @@ async fn list_events(
 ) -> ApiResult<HttpResponse> {
     let page = page.page::<EventTag>()?;
     let rows = events::list(&state.app, auth.0, filter.into_inner(), page).await?;
-    Ok(
-        HttpResponse::Ok().json(ListResponse::from_page(rows, EventDto::from, |e| {
+    Ok(HttpResponse::Ok().json(
+        ListResponse::from_page(rows, EventDto::from, |e| {
             EventId::from_uuid(e.id).to_string()
-        })),
-    )
+        })
+        .in_mode(auth.mode()),
+    ))
 }
 
 /// Get an event.
@@ -45,5 +47,5 @@ async fn get_event(
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<EventTag>(&id, "event")?;
     let row = events::get(&state.app, auth.0, id).await?;
-    Ok(HttpResponse::Ok().json(EventDto::from(row)))
+    Ok(HttpResponse::Ok().json(InMode::new(auth.mode(), EventDto::from(row))))
 }

@@ -2,6 +2,7 @@
 //! collecting a card with the gateway's own library (Stripe.js, a mobile SDK).
 
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, put, web};
+use tenure_app::dto::InMode;
 use tenure_domain::ids::MerchantTag;
 use utoipa_actix_web::service_config::ServiceConfig;
 
@@ -36,7 +37,10 @@ async fn get_gateway_settings(
     state: web::Data<AppState>,
     auth: AuthenticatedMerchant,
 ) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(svc::get(&state.app, auth.0).await?))
+    Ok(HttpResponse::Ok().json(InMode::new(
+        auth.mode(),
+        svc::get(&state.app, auth.0).await?,
+    )))
 }
 
 /// Connect a payment gateway (replaces the settings). Stripe keys are checked (prefixes,
@@ -51,7 +55,10 @@ async fn put_gateway_settings(
     auth: AuthenticatedMerchant,
     body: Json<PutGatewaySettings>,
 ) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(svc::put(&state.app, auth.0, body.0).await?))
+    Ok(HttpResponse::Ok().json(InMode::new(
+        auth.mode(),
+        svc::put(&state.app, auth.0, body.0).await?,
+    )))
 }
 
 /// Disconnect the gateway: back to the sandbox, and the stored keys are deleted.
@@ -62,7 +69,10 @@ async fn delete_gateway_settings(
     state: web::Data<AppState>,
     auth: AuthenticatedMerchant,
 ) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(svc::delete(&state.app, auth.0).await?))
+    Ok(HttpResponse::Ok().json(InMode::new(
+        auth.mode(),
+        svc::delete(&state.app, auth.0).await?,
+    )))
 }
 
 /// Start collecting a card: a setup intent at the merchant's gateway for the signed-in
@@ -79,7 +89,7 @@ async fn portal_create_setup_intent(
     auth: AuthenticatedCustomer,
 ) -> ApiResult<HttpResponse> {
     let intent = svc::create_setup_intent(&state.app, auth.merchant, auth.customer).await?;
-    Ok(HttpResponse::Created().json(intent))
+    Ok(HttpResponse::Created().json(InMode::new(auth.mode(), intent)))
 }
 
 /// Stripe's events for one merchant: register this URL as a webhook endpoint in the

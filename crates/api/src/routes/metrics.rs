@@ -1,6 +1,7 @@
 //! Subscriber metrics.
 
 use actix_web::{HttpResponse, get, web};
+use tenure_app::dto::InMode;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::auth::AuthenticatedMerchant;
@@ -33,5 +34,5 @@ async fn get_metrics(
         params.to.as_deref(),
     )
     .await?;
-    Ok(HttpResponse::Ok().json(metrics))
+    Ok(HttpResponse::Ok().json(InMode::new(auth.mode(), metrics)))
 }

@@ -5,6 +5,8 @@ pub mod api_keys;
 pub mod billing;
 pub mod catalog;
 pub mod context;
+pub mod coupons;
+pub mod credits;
 pub mod customers;
 pub mod events;
 pub mod gateways;
@@ -18,6 +20,7 @@ pub mod retention;
 pub mod sessions;
 pub mod subscriptions;
 pub mod support;
+pub mod test_clocks;
 pub mod webhooks;
 
 use actix_web::http::header;
@@ -27,7 +30,9 @@ use serde::Serialize;
 use utoipa_actix_web::scope;
 use utoipa_actix_web::service_config::ServiceConfig;
 
+use tenure_app::dto::InMode;
 use tenure_app::versions::etag;
+use tenure_domain::access::Mode;
 
 /// Registers every `/v1` route. The portal's routes sit in their own `/portal` scope:
 /// actix tries a request against each route of a scope in turn (a regex per route with a
@@ -50,21 +55,24 @@ pub fn configure_v1(cfg: &mut ServiceConfig) {
     .configure(events::configure)
     .configure(webhooks::configure)
     .configure(billing::configure)
+    .configure(credits::configure)
     .configure(gateways::configure)
     .configure(subscriptions::configure)
     .configure(support::configure)
     .configure(renewals::configure)
     .configure(retention::configure)
+    .configure(coupons::configure)
     .configure(metrics::configure)
     .configure(api_keys::configure)
+    .configure(test_clocks::configure)
     .configure(operator::configure);
 }
 
-/// 201 with the created resource and its ETag.
-pub fn created<T: Serialize>(body: &T, version: DateTime<Utc>) -> HttpResponse {
+/// 201 with the created resource, in the caller's mode, and its ETag.
+pub fn created<T: Serialize>(mode: Mode, body: &T, version: DateTime<Utc>) -> HttpResponse {
     HttpResponse::Created()
         .insert_header((header::ETAG, etag(version)))
-        .json(body)
+        .json(InMode::new(mode, body))
 }
 
 /// Marks a response that holds a secret shown once (a new key, a signing secret):
@@ -79,10 +87,10 @@ pub fn holding_secret(mut res: HttpResponse) -> HttpResponse {
 }
 
 /// 200 with a resource and its ETag.
-pub fn ok_versioned<T: Serialize>(body: &T, version: DateTime<Utc>) -> HttpResponse {
+pub fn ok_versioned<T: Serialize>(mode: Mode, body: &T, version: DateTime<Utc>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::ETAG, etag(version)))
-        .json(body)
+        .json(InMode::new(mode, body))
 }
 
 /// The `If-Match` header, if sent.

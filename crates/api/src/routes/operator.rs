@@ -19,8 +19,9 @@ pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(create_merchant).service(list_merchants);
 }
 
-/// Create a merchant with its first secret key (unrestricted), shown in this response
-/// only.
+/// Create a merchant account: its test tenant with its first `sk_test_` key, and its live
+/// tenant (`live`) with its first `sk_live_` key, both unrestricted and shown in this
+/// response only.
 #[utoipa::path(tag = "Operator", request_body = CreateMerchant,
     responses((status = 201, description = "The merchant and its first key", body = CreatedMerchantDto)))]
 #[post("/operator/merchants")]
@@ -30,14 +31,10 @@ async fn create_merchant(
     body: Json<CreateMerchant>,
 ) -> ApiResult<HttpResponse> {
     let created = merchants::create(&state.app, &body.0.name).await?;
-    Ok(HttpResponse::Created().json(CreatedMerchantDto {
-        merchant: MerchantDto::from(created.merchant),
-        secret_key: created.secret_key,
-        api_key: created.api_key.to_string(),
-    }))
+    Ok(HttpResponse::Created().json(CreatedMerchantDto::from(created)))
 }
 
-/// List merchants, newest first.
+/// List merchants (each account's test and live tenants), newest first.
 #[utoipa::path(tag = "Operator", params(ListParams),
     responses((status = 200, description = "A page of merchants", body = ListResponse<MerchantDto>)))]
 #[get("/operator/merchants")]

@@ -1,6 +1,7 @@
 //! The customer portal: routes for a signed-in subscriber, scoped to their own data.
 
 use actix_web::{HttpResponse, get, web};
+use tenure_app::dto::InMode;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::auth::AuthenticatedCustomer;
@@ -24,7 +25,7 @@ async fn me(state: web::Data<AppState>, auth: AuthenticatedCustomer) -> ApiResul
     let mut me = PortalMeDto::from(&customer);
     me.tenure_days = tenure.days;
     me.subscriptions = Some(subscriptions);
-    Ok(HttpResponse::Ok().json(me))
+    Ok(HttpResponse::Ok().json(InMode::new(auth.mode(), me)))
 }
 
 /// Plans the customer may subscribe to.
@@ -40,5 +41,5 @@ async fn plans(state: web::Data<AppState>, auth: AuthenticatedCustomer) -> ApiRe
             product_name: product.name.clone(),
         })
         .collect();
-    Ok(HttpResponse::Ok().json(body))
+    Ok(HttpResponse::Ok().json(InMode::each(auth.mode(), body)))
 }

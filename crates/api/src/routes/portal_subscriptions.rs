@@ -3,6 +3,7 @@
 //! subscription answers 404.
 
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
+use tenure_app::dto::InMode;
 use tenure_domain::ids::{CancellationRequestTag, PlanTag, ScheduledChangeTag, SubscriptionTag};
 use tenure_store::repo::subscriptions::SubscriptionFilter;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -17,7 +18,7 @@ use tenure_app::dto::retention::PresentedOfferDto;
 use tenure_app::dto::subscriptions::{
     ChangePlan, ChangeQuantity, CreatePortalSubscription, CreatedPortalSubscriptionDto,
     PauseSubscription, PlanChangePreviewDto, PortalCancelSubscription, PortalSubscriptionDto,
-    PortalSubscriptionFilterParams, QuantityChangePreviewDto,
+    PortalSubscriptionFilterParams, QuantityChangePreviewDto, SubscriptionPreviewDto,
 };
 use tenure_app::dto::support::{CancellationRequestDto, PortalCancelResult};
 use tenure_app::dto::{ListParams, ListResponse};
@@ -25,6 +26,7 @@ use tenure_app::subscriptions::{self as svc, Action, ActionOutcome, Scope};
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(subscribe)
+        .service(preview_subscription)
         .service(list_subscriptions)
         .service(get_subscription)
         .service(pause_subscription)
@@ -48,7 +50,11 @@ async fn render(
     outcome: &ActionOutcome,
 ) -> ApiResult<HttpResponse> {
     let view = svc::portal_outcome_view(&state.app, auth.merchant, outcome).await?;
-    Ok(ok_versioned(&view, outcome.subscription.updated_at))
+    Ok(ok_versioned(
+        auth.mode(),
+        &view,
+        outcome.subscription.updated_at,
+    ))
 }
 
 async fn run(
@@ -78,19 +84,43 @@ async fn subscribe(
     body: Json<CreatePortalSubscription>,
 ) -> ApiResult<HttpResponse> {
     let plan = parse_field_id::<PlanTag>(&body.0.plan_id, "plan_id")?;
-    let s = svc::subscribe(
+    let s = svc::create_with_code(
         &state.app,
         scope(auth),
         auth.customer,
         plan,
         body.0.quantity,
+        body.0.promotion_code.as_deref(),
     )
     .await?;
     let view = CreatedPortalSubscriptionDto {
         subscription: svc::portal_view(&state.app, auth.merchant, &s.subscription).await?,
         next_action: s.next_action.as_ref().map(Into::into),
     };
-    Ok(created(&view, s.subscription.updated_at))
+    Ok(created(auth.mode(), &view, s.subscription.updated_at))
+}
+
+/// The first invoice subscribing to a plan would create, with what a `promotion_code`
+/// takes off (or the refusal subscribing with it would get), without subscribing.
+#[utoipa::path(operation_id = "portal_preview_subscription", tag = "Portal", request_body = CreatePortalSubscription,
+    responses((status = 200, description = "The first invoice", body = SubscriptionPreviewDto)))]
+#[post("/subscriptions/preview")]
+async fn preview_subscription(
+    state: web::Data<AppState>,
+    auth: AuthenticatedCustomer,
+    body: Json<CreatePortalSubscription>,
+) -> ApiResult<HttpResponse> {
+    let plan = parse_field_id::<PlanTag>(&body.0.plan_id, "plan_id")?;
+    let preview = svc::preview_subscription(
+        &state.app,
+        scope(auth),
+        auth.customer,
+        plan,
+        body.0.quantity,
+        body.0.promotion_code.as_deref(),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(InMode::new(auth.mode(), preview)))
 }
 
 /// The customer's subscriptions, newest first.
@@ -115,11 +145,14 @@ async fn list_subscriptions(
     } else {
         None
     };
-    Ok(HttpResponse::Ok().json(ListResponse {
-        data: views,
-        has_more: subs.has_more,
-        next_cursor,
-    }))
+    Ok(HttpResponse::Ok().json(
+        ListResponse {
+            data: views,
+            has_more: subs.has_more,
+            next_cursor,
+        }
+        .in_mode(auth.mode()),
+    ))
 }
 
 /// One of the customer's subscriptions, with its available actions.
@@ -133,7 +166,7 @@ async fn get_subscription(
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
     let (s, view) = svc::portal_get(&state.app, scope(auth), id).await?;
-    Ok(ok_versioned(&view, s.updated_at))
+    Ok(ok_versioned(auth.mode(), &view, s.updated_at))
 }
 
 /// Pause (if the policy allows): starts `now`, at `period_end` (default) or `at` a date;
@@ -202,6 +235,7 @@ async fn cancel_result(
 ) -> ApiResult<HttpResponse> {
     let view = svc::portal_outcome_view(&state.app, auth.merchant, outcome).await?;
     Ok(ok_versioned(
+        auth.mode(),
         &PortalCancelResult {
             subscription: view,
             cancellation_request: outcome
@@ -227,8 +261,15 @@ async fn preview_plan_change(
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
     let plan = parse_field_id::<PlanTag>(&body.0.plan_id, "plan_id")?;
-    let preview = svc::preview_plan_change(&state.app, scope(auth), id, plan).await?;
-    Ok(HttpResponse::Ok().json(preview))
+    let preview = svc::preview_plan_change_with_code(
+        &state.app,
+        scope(auth),
+        id,
+        plan,
+        body.0.promotion_code.as_deref(),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(InMode::new(auth.mode(), preview)))
 }
 
 /// Change plan (to a plan the policy lists): upgrades now with proration, downgrades at
@@ -245,7 +286,13 @@ async fn change_plan(
     body: Json<ChangePlan>,
 ) -> ApiResult<HttpResponse> {
     let plan = parse_field_id::<PlanTag>(&body.0.plan_id, "plan_id")?;
-    run(&req, &state, auth, &id, Action::ChangePlan(plan)).await
+    let Some(code) = body.0.promotion_code.as_deref() else {
+        return run(&req, &state, auth, &id, Action::ChangePlan(plan)).await;
+    };
+    let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
+    let outcome =
+        svc::change_plan_with_code(&state.app, scope(auth), id, if_match(&req), plan, code).await?;
+    render(&state, auth, &outcome).await
 }
 
 /// What a quantity change would do and cost now: it applies at once, prorated like a
@@ -264,7 +311,7 @@ async fn preview_quantity_change(
     let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
     let preview =
         svc::preview_quantity_change(&state.app, scope(auth), id, body.0.quantity).await?;
-    Ok(HttpResponse::Ok().json(preview))
+    Ok(HttpResponse::Ok().json(InMode::new(auth.mode(), preview)))
 }
 
 /// Change the quantity within the product's limits (422 `validation_failed` on `quantity`

@@ -2,6 +2,7 @@
 //! the merchant's dunning policy and billing settings.
 
 use actix_web::{HttpResponse, get, put, web};
+use tenure_app::dto::InMode;
 use tenure_domain::billing::dunning::{DunningFinalState, DunningPolicy};
 use tenure_domain::ids::SubscriptionTag;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -45,7 +46,7 @@ async fn upcoming_invoice(
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
     let dto = invoicing::upcoming_invoice(&state.app, Scope::merchant(auth.0), id).await?;
-    Ok(HttpResponse::Ok().json(dto))
+    Ok(HttpResponse::Ok().json(InMode::new(auth.mode(), dto)))
 }
 
 /// Preview the next invoice of one of the signed-in customer's subscriptions.
@@ -67,7 +68,7 @@ async fn portal_upcoming_invoice(
         id,
     )
     .await?;
-    Ok(HttpResponse::Ok().json(dto))
+    Ok(HttpResponse::Ok().json(InMode::new(auth.mode(), dto)))
 }
 
 /// The dunning policy: when failed renewal payments are retried and what happens when
@@ -80,7 +81,7 @@ async fn get_dunning_policy(
     auth: AuthenticatedMerchant,
 ) -> ApiResult<HttpResponse> {
     let s = settings::settings(&state.app, auth.0).await?;
-    Ok(HttpResponse::Ok().json(DunningPolicyDto::from(&s)))
+    Ok(HttpResponse::Ok().json(InMode::new(auth.mode(), DunningPolicyDto::from(&s))))
 }
 
 /// Replace the dunning policy. It applies to every later failure and retry.
@@ -100,7 +101,7 @@ async fn put_dunning_policy(
     };
     let policy = DunningPolicy::new(body.retry_after_days, final_state)?;
     let s = settings::put_dunning_policy(&state.app, auth.0, policy).await?;
-    Ok(HttpResponse::Ok().json(DunningPolicyDto::from(&s)))
+    Ok(HttpResponse::Ok().json(InMode::new(auth.mode(), DunningPolicyDto::from(&s))))
 }
 
 /// Billing settings: the lead time of `invoice.upcoming` notices (default 7 days) and how
@@ -113,7 +114,10 @@ async fn get_billing_settings(
     auth: AuthenticatedMerchant,
 ) -> ApiResult<HttpResponse> {
     let s = settings::settings(&state.app, auth.0).await?;
-    Ok(HttpResponse::Ok().json(BillingSettingsDto::new(&s, state.app.default_retention)))
+    Ok(HttpResponse::Ok().json(InMode::new(
+        auth.mode(),
+        BillingSettingsDto::new(&s, state.app.default_retention),
+    )))
 }
 
 /// Change the billing settings.
@@ -133,5 +137,8 @@ async fn put_billing_settings(
         body.retention_days,
     )
     .await?;
-    Ok(HttpResponse::Ok().json(BillingSettingsDto::new(&s, state.app.default_retention)))
+    Ok(HttpResponse::Ok().json(InMode::new(
+        auth.mode(),
+        BillingSettingsDto::new(&s, state.app.default_retention),
+    )))
 }

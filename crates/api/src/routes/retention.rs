@@ -2,6 +2,7 @@
 //! the offers presented for a cancellation request, with accept and decline.
 
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
+use tenure_app::dto::InMode;
 use tenure_domain::ids::{CancellationRequestTag, RetentionOfferTag};
 use utoipa_actix_web::service_config::ServiceConfig;
 
@@ -45,7 +46,7 @@ async fn create_offer(
     body: Json<CreateRetentionOffer>,
 ) -> ApiResult<HttpResponse> {
     let (offer, version) = svc::create_offer(&state.app, auth.0, body.0).await?;
-    Ok(created(&offer, version))
+    Ok(created(auth.mode(), &offer, version))
 }
 
 /// List retention offers, newest first, with their presentation counts.
@@ -66,7 +67,8 @@ async fn list_offers(
         page,
     )
     .await?;
-    Ok(HttpResponse::Ok().json(ListResponse::from_page(offers, |o| o, |o| o.id.clone())))
+    Ok(HttpResponse::Ok()
+        .json(ListResponse::from_page(offers, |o| o, |o| o.id.clone()).in_mode(auth.mode())))
 }
 
 /// Get a retention offer with its `stats`: how often it was presented, accepted and
@@ -82,7 +84,7 @@ async fn get_offer(
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<RetentionOfferTag>(&id, "retention_offer")?;
     let (offer, version) = svc::get_offer(&state.app, auth.0, id).await?;
-    Ok(ok_versioned(&offer, version))
+    Ok(ok_versioned(auth.mode(), &offer, version))
 }
 
 /// Update a retention offer (the given fields; `eligibility` as a whole). Honours
@@ -101,7 +103,7 @@ async fn update_offer(
     let id = parse_id::<RetentionOfferTag>(&id, "retention_offer")?;
     let (offer, version) =
         svc::update_offer(&state.app, auth.0, id, body.0, if_match(&req)).await?;
-    Ok(ok_versioned(&offer, version))
+    Ok(ok_versioned(auth.mode(), &offer, version))
 }
 
 /// Deactivate a retention offer: it is no longer shown, and offers already presented
@@ -119,7 +121,7 @@ async fn deactivate_offer(
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<RetentionOfferTag>(&id, "retention_offer")?;
     let (offer, version) = svc::deactivate_offer(&state.app, auth.0, id, if_match(&req)).await?;
-    Ok(ok_versioned(&offer, version))
+    Ok(ok_versioned(auth.mode(), &offer, version))
 }
 
 fn scope(auth: AuthenticatedCustomer) -> Scope {
@@ -139,7 +141,7 @@ async fn presented_offers(
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<CancellationRequestTag>(&id, "cancellation_request")?;
     let data = svc::open_offers(&state.app, scope(auth), id).await?;
-    Ok(HttpResponse::Ok().json(PresentedOffersDto { data }))
+    Ok(HttpResponse::Ok().json(InMode::new(auth.mode(), PresentedOffersDto { data })))
 }
 
 /// Accept a presented offer instead of cancelling: the offer is applied (a discount on
@@ -161,7 +163,7 @@ async fn accept_offer(
     let accepted = svc::accept(&state.app, scope(auth), request, offer).await?;
     let version = accepted.outcome.subscription.updated_at;
     let body = svc::render_accepted(&state.app, auth.merchant, accepted).await?;
-    Ok(ok_versioned(&body, version))
+    Ok(ok_versioned(auth.mode(), &body, version))
 }
 
 /// Decline a presented offer; the cancellation request stays as it is.
@@ -178,5 +180,5 @@ async fn decline_offer(
     let request = parse_id::<CancellationRequestTag>(&path.0, "cancellation_request")?;
     let offer = parse_id::<RetentionOfferTag>(&path.1, "retention_offer")?;
     let declined = svc::decline(&state.app, scope(auth), request, offer).await?;
-    Ok(HttpResponse::Ok().json(declined))
+    Ok(HttpResponse::Ok().json(InMode::new(auth.mode(), declined)))
 }

@@ -1,4 +1,5 @@
 use actix_web::{HttpResponse, delete, get, post, put, web};
+use tenure_app::dto::InMode;
 use tenure_domain::ids::{CustomerTag, IdentityProviderId, IdentityProviderTag};
 use tenure_store::repo::identity_providers::IdentityProviderRow;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -35,13 +36,17 @@ async fn create_customer_session(
     body: Json<CreateCustomerSession>,
 ) -> ApiResult<HttpResponse> {
     let customer = parse_field_id::<CustomerTag>(&body.0.customer_id, "customer_id")?;
-    let (token, expires_at) = svc::create_customer_session(&state.app, auth.0, customer).await?;
-    Ok(HttpResponse::Created().json(CustomerSessionDto {
-        object: "customer_session".to_owned(),
-        customer_id: customer.to_string(),
-        token,
-        expires_at,
-    }))
+    let (token, expires_at) =
+        svc::create_customer_session(&state.app, auth.0, auth.mode(), customer).await?;
+    Ok(HttpResponse::Created().json(InMode::new(
+        auth.mode(),
+        CustomerSessionDto {
+            object: "customer_session".to_owned(),
+            customer_id: customer.to_string(),
+            token,
+            expires_at,
+        },
+    )))
 }
 
 fn render_provider(row: IdentityProviderRow) -> IdentityProviderDto {
@@ -67,7 +72,7 @@ async fn create_identity_provider(
     body: Json<CreateIdentityProvider>,
 ) -> ApiResult<HttpResponse> {
     let row = svc::create_identity_provider(&state.app, auth.0, body.0).await?;
-    Ok(HttpResponse::Created().json(render_provider(row)))
+    Ok(HttpResponse::Created().json(InMode::new(auth.mode(), render_provider(row))))
 }
 
 /// List registered identity providers.
@@ -79,7 +84,10 @@ async fn list_identity_providers(
     auth: AuthenticatedMerchant,
 ) -> ApiResult<HttpResponse> {
     let rows = svc::list_identity_providers(&state.app, auth.0).await?;
-    Ok(HttpResponse::Ok().json(rows.into_iter().map(render_provider).collect::<Vec<_>>()))
+    Ok(HttpResponse::Ok().json(InMode::each(
+        auth.mode(),
+        rows.into_iter().map(render_provider).collect(),
+    )))
 }
 
 /// Remove an identity provider; its tokens stop working at once.
@@ -105,7 +113,10 @@ async fn get_cors_settings(
     state: web::Data<AppState>,
     auth: AuthenticatedMerchant,
 ) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(cors_settings::get(&state.app, auth.0).await?))
+    Ok(HttpResponse::Ok().json(InMode::new(
+        auth.mode(),
+        cors_settings::get(&state.app, auth.0).await?,
+    )))
 }
 
 /// Replace the web origins allowed to call /v1/portal/ from a browser with this
@@ -119,5 +130,8 @@ async fn put_cors_settings(
     auth: AuthenticatedMerchant,
     body: Json<PutCorsSettings>,
 ) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(cors_settings::put(&state.app, auth.0, body.0).await?))
+    Ok(HttpResponse::Ok().json(InMode::new(
+        auth.mode(),
+        cors_settings::put(&state.app, auth.0, body.0).await?,
+    )))
 }

@@ -2,6 +2,7 @@
 //! action. Merchants are bound by the state rules only, not by the portal policy.
 
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
+use tenure_app::dto::InMode;
 use tenure_domain::ids::{CustomerTag, PlanTag, ScheduledChangeTag, SubscriptionTag};
 use tenure_store::repo::subscriptions::SubscriptionFilter;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -12,16 +13,18 @@ use crate::error::ApiResult;
 use crate::extract::{Json, OptionalJson, Query};
 use crate::state::AppState;
 use tenure_app::dto::common::{parse_field_id, parse_id};
+use tenure_app::dto::credits::OverrideRequest;
 use tenure_app::dto::subscriptions::{
     CancelSubscription, ChangePlan, ChangeQuantity, CreateSubscription, CreatedSubscriptionDto,
-    PauseSubscription, PlanChangePreviewDto, QuantityChangePreviewDto, SubscriptionDto,
-    SubscriptionFilterParams,
+    MerchantChangePlan, MerchantPauseSubscription, PlanChangePreviewDto, QuantityChangePreviewDto,
+    SubscriptionDto, SubscriptionFilterParams, SubscriptionPreviewDto,
 };
 use tenure_app::dto::{ListParams, ListResponse};
 use tenure_app::subscriptions::{self as svc, Action, ActionOutcome, Scope};
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(create_subscription)
+        .service(preview_subscription)
         .service(list_subscriptions)
         .service(get_subscription)
         .service(pause_subscription)
@@ -40,7 +43,11 @@ async fn render(
     outcome: &ActionOutcome,
 ) -> ApiResult<HttpResponse> {
     let view = svc::merchant_outcome_view(&state.app, auth.0, outcome).await?;
-    Ok(ok_versioned(&view, outcome.subscription.updated_at))
+    Ok(ok_versioned(
+        auth.mode(),
+        &view,
+        outcome.subscription.updated_at,
+    ))
 }
 
 /// Subscribe a customer to a plan. The plan must be active and of an active product;
@@ -70,19 +77,53 @@ async fn create_subscription(
     }
     v.finish()?;
     let quantity = body.0.quantity;
-    let s = svc::subscribe(
+    let s = svc::create_with_code(
         &state.app,
         Scope::merchant(auth.0),
         customer?,
         plan?,
         quantity,
+        body.0.promotion_code.as_deref(),
     )
     .await?;
     let view = CreatedSubscriptionDto {
         subscription: svc::merchant_view(&state.app, auth.0, &s.subscription).await?,
         next_action: s.next_action.as_ref().map(Into::into),
     };
-    Ok(created(&view, s.subscription.updated_at))
+    Ok(created(auth.mode(), &view, s.subscription.updated_at))
+}
+
+/// The first invoice subscribing a customer to a plan would create, with what a
+/// `promotion_code` takes off (or the refusal subscribing with it would get), without
+/// subscribing.
+#[utoipa::path(tag = "Subscriptions", request_body = CreateSubscription,
+    responses((status = 200, description = "The first invoice", body = SubscriptionPreviewDto)))]
+#[post("/subscriptions/preview")]
+async fn preview_subscription(
+    state: web::Data<AppState>,
+    auth: AuthenticatedMerchant,
+    body: Json<CreateSubscription>,
+) -> ApiResult<HttpResponse> {
+    let mut v = tenure_app::error::Validator::default();
+    let customer = parse_field_id::<CustomerTag>(&body.0.customer_id, "customer_id");
+    let plan = parse_field_id::<PlanTag>(&body.0.plan_id, "plan_id");
+    if customer.is_err() {
+        v.fail("customer_id", "must be an id starting with cus_");
+    }
+    if plan.is_err() {
+        v.fail("plan_id", "must be an id starting with plan_");
+    }
+    v.finish()?;
+    let preview = svc::preview_subscription(
+        &state.app,
+        Scope::merchant(auth.0),
+        customer?,
+        plan?,
+        body.0.quantity,
+        body.0.promotion_code.as_deref(),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(InMode::new(auth.mode(), preview)))
 }
 
 /// List subscriptions, newest first, optionally filtered by status, customer or plan.
@@ -117,11 +158,14 @@ async fn list_subscriptions(
     } else {
         None
     };
-    Ok(HttpResponse::Ok().json(ListResponse {
-        data: views,
-        has_more: subs.has_more,
-        next_cursor,
-    }))
+    Ok(HttpResponse::Ok().json(
+        ListResponse {
+            data: views,
+            has_more: subs.has_more,
+            next_cursor,
+        }
+        .in_mode(auth.mode()),
+    ))
 }
 
 /// Get a subscription.
@@ -136,7 +180,7 @@ async fn get_subscription(
     let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
     let s = svc::get(&state.app, Scope::merchant(auth.0), id).await?;
     let view = svc::merchant_view(&state.app, auth.0, &s).await?;
-    Ok(ok_versioned(&view, s.updated_at))
+    Ok(ok_versioned(auth.mode(), &view, s.updated_at))
 }
 
 async fn run(
@@ -146,21 +190,37 @@ async fn run(
     id: &str,
     action: Action,
 ) -> ApiResult<HttpResponse> {
+    run_overriding(req, state, auth, id, action, None).await
+}
+
+/// [`run`] with an agent's optional override of the product's policy.
+async fn run_overriding(
+    req: &HttpRequest,
+    state: &AppState,
+    auth: AuthenticatedMerchant,
+    id: &str,
+    action: Action,
+    overriding: Option<OverrideRequest>,
+) -> ApiResult<HttpResponse> {
     let id = parse_id::<SubscriptionTag>(id, "subscription")?;
-    let outcome = svc::act(
+    let outcome = svc::act_overriding(
         &state.app,
         Scope::merchant(auth.0),
         id,
         if_match(req),
         action,
+        overriding,
     )
     .await?;
     render(state, auth, &outcome).await
 }
 
 /// Pause now, at period end (default) or at a date; until a date, after N cycles, or
-/// open-ended. A later start is a scheduled change. Honours `If-Match`.
-#[utoipa::path(tag = "Subscriptions", request_body = PauseSubscription,
+/// open-ended. A later start is a scheduled change. Honours `If-Match`. An agent who
+/// goes beyond the product's policy (a pause longer than `max_pause_days`) gives
+/// `override: {reason}`: recorded as an override (`override.created`); without a reason,
+/// 422.
+#[utoipa::path(tag = "Subscriptions", request_body = MerchantPauseSubscription,
     params(("id" = String, Path, description = "Subscription id (sub_…)")),
     responses((status = 200, description = "The subscription", body = SubscriptionDto)))]
 #[post("/subscriptions/{id}/pause")]
@@ -169,9 +229,10 @@ async fn pause_subscription(
     state: web::Data<AppState>,
     auth: AuthenticatedMerchant,
     id: web::Path<String>,
-    body: OptionalJson<PauseSubscription>,
+    body: OptionalJson<MerchantPauseSubscription>,
 ) -> ApiResult<HttpResponse> {
-    run(&req, &state, auth, &id, Action::Pause(body.0.to_domain())).await
+    let action = Action::Pause(body.0.to_domain());
+    run_overriding(&req, &state, auth, &id, action, body.0.overriding).await
 }
 
 /// Resume a paused subscription now. Honours `If-Match`.
@@ -191,6 +252,8 @@ async fn resume_subscription(
 /// Cancel now (default), at period end, or at a chosen future `cancel_at` (422 when it is
 /// not ahead or more than five years ahead); replaces any pending cancellation. Access
 /// ends at the paid-through date unless `access` is `immediately`. Honours `If-Match`.
+/// An agent who goes beyond the product's policy (no notice period) gives `override:
+/// {reason}`: recorded as an override (`override.created`); without a reason, 422.
 #[utoipa::path(tag = "Subscriptions", request_body = CancelSubscription,
     params(("id" = String, Path, description = "Subscription id (sub_…)")),
     responses((status = 200, description = "The subscription", body = SubscriptionDto)))]
@@ -202,7 +265,8 @@ async fn cancel_subscription(
     id: web::Path<String>,
     body: OptionalJson<CancelSubscription>,
 ) -> ApiResult<HttpResponse> {
-    run(&req, &state, auth, &id, Action::Cancel(body.0.to_domain()?)).await
+    let action = Action::Cancel(body.0.to_domain()?);
+    run_overriding(&req, &state, auth, &id, action, body.0.overriding).await
 }
 
 /// What a plan change would do and cost now: its timing and the exact proration lines.
@@ -218,13 +282,22 @@ async fn preview_plan_change(
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
     let plan = parse_field_id::<PlanTag>(&body.0.plan_id, "plan_id")?;
-    let preview = svc::preview_plan_change(&state.app, Scope::merchant(auth.0), id, plan).await?;
-    Ok(HttpResponse::Ok().json(preview))
+    let preview = svc::preview_plan_change_with_code(
+        &state.app,
+        Scope::merchant(auth.0),
+        id,
+        plan,
+        body.0.promotion_code.as_deref(),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(InMode::new(auth.mode(), preview)))
 }
 
 /// Change plan: upgrades apply now with proration, downgrades at period end (a
-/// scheduled change), any change during a trial at once. Honours `If-Match`.
-#[utoipa::path(tag = "Subscriptions", request_body = ChangePlan,
+/// scheduled change), any change during a trial at once. Honours `If-Match`. An agent
+/// who switches to a plan the policy does not offer gives `override: {reason}`: recorded
+/// as an override (`override.created`); without a reason, 422.
+#[utoipa::path(tag = "Subscriptions", request_body = MerchantChangePlan,
     params(("id" = String, Path, description = "Subscription id (sub_…)")),
     responses((status = 200, description = "The subscription", body = SubscriptionDto)))]
 #[post("/subscriptions/{id}/change_plan")]
@@ -233,10 +306,39 @@ async fn change_plan(
     state: web::Data<AppState>,
     auth: AuthenticatedMerchant,
     id: web::Path<String>,
-    body: Json<ChangePlan>,
+    body: Json<MerchantChangePlan>,
 ) -> ApiResult<HttpResponse> {
-    let plan = parse_field_id::<PlanTag>(&body.0.plan_id, "plan_id")?;
-    run(&req, &state, auth, &id, Action::ChangePlan(plan)).await
+    let body = body.0;
+    let plan = parse_field_id::<PlanTag>(&body.plan_id, "plan_id")?;
+    let Some(code) = body.promotion_code.as_deref() else {
+        return run_overriding(
+            &req,
+            &state,
+            auth,
+            &id,
+            Action::ChangePlan(plan),
+            body.overriding,
+        )
+        .await;
+    };
+    if body.overriding.is_some() {
+        return Err(tenure_app::error::AppError::field(
+            "override",
+            "cannot be combined with promotion_code: redeem the code, then override",
+        )
+        .into());
+    }
+    let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
+    let outcome = svc::change_plan_with_code(
+        &state.app,
+        Scope::merchant(auth.0),
+        id,
+        if_match(&req),
+        plan,
+        code,
+    )
+    .await?;
+    render(&state, auth, &outcome).await
 }
 
 /// What a quantity change would do and cost now: it applies at once, prorated like a
@@ -256,7 +358,7 @@ async fn preview_quantity_change(
     let preview =
         svc::preview_quantity_change(&state.app, Scope::merchant(auth.0), id, body.0.quantity)
             .await?;
-    Ok(HttpResponse::Ok().json(preview))
+    Ok(HttpResponse::Ok().json(InMode::new(auth.mode(), preview)))
 }
 
 /// Change the quantity within the product's limits (422 `validation_failed` on `quantity`

@@ -2,6 +2,8 @@
 //! requests and answer tickets; customers read and answer their own tickets.
 
 use actix_web::{HttpResponse, get, post, web};
+use tenure_app::dto::InMode;
+use tenure_domain::access::Mode;
 use tenure_domain::ids::{CancellationRequestTag, CustomerTag, SubscriptionTag, TicketTag};
 use tenure_store::repo::support::{RequestFilter, TicketFilter};
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -64,11 +66,14 @@ async fn list_requests(
             .transpose()?,
     };
     let requests = svc::list_requests(&state.app, auth.0, filter, page).await?;
-    Ok(HttpResponse::Ok().json(ListResponse::from_page(
-        requests,
-        |r| CancellationRequestDto::from(&r),
-        |r| r.id.to_string(),
-    )))
+    Ok(HttpResponse::Ok().json(
+        ListResponse::from_page(
+            requests,
+            |r| CancellationRequestDto::from(&r),
+            |r| r.id.to_string(),
+        )
+        .in_mode(auth.mode()),
+    ))
 }
 
 /// Get a cancellation request.
@@ -82,15 +87,18 @@ async fn get_request(
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<CancellationRequestTag>(&id, "cancellation_request")?;
     let request = svc::get_request(&state.app, Scope::merchant(auth.0), id).await?;
-    Ok(HttpResponse::Ok().json(CancellationRequestDto::from(&request)))
+    Ok(HttpResponse::Ok().json(InMode::new(
+        auth.mode(),
+        CancellationRequestDto::from(&request),
+    )))
 }
 
-fn request_of(outcome: &subs::ActionOutcome) -> ApiResult<HttpResponse> {
+fn request_of(mode: Mode, outcome: &subs::ActionOutcome) -> ApiResult<HttpResponse> {
     let request = outcome
         .cancellation_request
         .as_ref()
         .ok_or_else(|| ApiError::internal("the settled request is missing"))?;
-    Ok(HttpResponse::Ok().json(CancellationRequestDto::from(request)))
+    Ok(HttpResponse::Ok().json(InMode::new(mode, CancellationRequestDto::from(request))))
 }
 
 /// Approve a pending request early: the subscription ends now (access continues through
@@ -111,7 +119,7 @@ async fn approve_request(
         Action::ApproveRequest(id),
     )
     .await?;
-    request_of(&outcome)
+    request_of(auth.mode(), &outcome)
 }
 
 /// Decline a pending request with a message to the customer: the scheduled cancellation
@@ -134,7 +142,7 @@ async fn decline_request(
         Action::DeclineRequest(id, body.0.message),
     )
     .await?;
-    request_of(&outcome)
+    request_of(auth.mode(), &outcome)
 }
 
 /// List support tickets, newest first (without their messages).
@@ -159,11 +167,14 @@ async fn list_tickets(
     };
     let (tickets, _) =
         svc::list_tickets(&state.app, Scope::merchant(auth.0), filter, page, false).await?;
-    Ok(HttpResponse::Ok().json(ListResponse::from_page(
-        tickets,
-        |t| SupportTicketDto::render(&t, None),
-        |t| t.id.to_string(),
-    )))
+    Ok(HttpResponse::Ok().json(
+        ListResponse::from_page(
+            tickets,
+            |t| SupportTicketDto::render(&t, None),
+            |t| t.id.to_string(),
+        )
+        .in_mode(auth.mode()),
+    ))
 }
 
 /// Get a support ticket with its messages.
@@ -177,7 +188,10 @@ async fn get_ticket(
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<TicketTag>(&id, "support_ticket")?;
     let (ticket, messages) = svc::get_ticket(&state.app, Scope::merchant(auth.0), id).await?;
-    Ok(HttpResponse::Ok().json(SupportTicketDto::render(&ticket, Some(&messages))))
+    Ok(HttpResponse::Ok().json(InMode::new(
+        auth.mode(),
+        SupportTicketDto::render(&ticket, Some(&messages)),
+    )))
 }
 
 /// Reply on a ticket; `status` optionally moves it (e.g. to `resolved` or `closed`).
@@ -200,7 +214,10 @@ async fn reply_to_ticket(
         body.0.status.map(Into::into),
     )
     .await?;
-    Ok(HttpResponse::Created().json(SupportTicketDto::render(&ticket, Some(&messages))))
+    Ok(HttpResponse::Created().json(InMode::new(
+        auth.mode(),
+        SupportTicketDto::render(&ticket, Some(&messages)),
+    )))
 }
 
 /// The customer's own support tickets with their messages, newest first.
@@ -222,11 +239,14 @@ async fn portal_list_tickets(
     )
     .await?;
     let messages = messages.unwrap_or_default();
-    Ok(HttpResponse::Ok().json(ListResponse::from_page(
-        tickets,
-        |t| SupportTicketDto::render(&t, Some(&messages)),
-        |t| t.id.to_string(),
-    )))
+    Ok(HttpResponse::Ok().json(
+        ListResponse::from_page(
+            tickets,
+            |t| SupportTicketDto::render(&t, Some(&messages)),
+            |t| t.id.to_string(),
+        )
+        .in_mode(auth.mode()),
+    ))
 }
 
 /// One of the customer's cancellation requests (as `cancel` answered it, now).
@@ -241,7 +261,10 @@ async fn portal_get_request(
     let id = parse_id::<CancellationRequestTag>(&id, "cancellation_request")?;
     let scope = Scope::customer(auth.merchant, auth.customer);
     let request = svc::get_request(&state.app, scope, id).await?;
-    Ok(HttpResponse::Ok().json(CancellationRequestDto::from(&request)))
+    Ok(HttpResponse::Ok().json(InMode::new(
+        auth.mode(),
+        CancellationRequestDto::from(&request),
+    )))
 }
 
 /// One of the customer's support tickets with its messages.
@@ -256,7 +279,10 @@ async fn portal_get_ticket(
     let id = parse_id::<TicketTag>(&id, "support_ticket")?;
     let scope = Scope::customer(auth.merchant, auth.customer);
     let (ticket, messages) = svc::get_ticket(&state.app, scope, id).await?;
-    Ok(HttpResponse::Ok().json(SupportTicketDto::render(&ticket, Some(&messages))))
+    Ok(HttpResponse::Ok().json(InMode::new(
+        auth.mode(),
+        SupportTicketDto::render(&ticket, Some(&messages)),
+    )))
 }
 
 /// Reply on one of the customer's tickets; a resolved ticket reopens.
@@ -279,5 +305,8 @@ async fn portal_reply_to_ticket(
         None,
     )
     .await?;
-    Ok(HttpResponse::Created().json(SupportTicketDto::render(&ticket, Some(&messages))))
+    Ok(HttpResponse::Created().json(InMode::new(
+        auth.mode(),
+        SupportTicketDto::render(&ticket, Some(&messages)),
+    )))
 }

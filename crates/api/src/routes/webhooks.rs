@@ -1,4 +1,5 @@
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
+use tenure_app::dto::InMode;
 use tenure_domain::ids::{EventTag, WebhookDeliveryTag, WebhookEndpointTag};
 use utoipa_actix_web::service_config::ServiceConfig;
 
@@ -40,6 +41,7 @@ async fn create_endpoint(
 ) -> ApiResult<HttpResponse> {
     let endpoint = svc::create_endpoint(&state.app, auth.0, body.0).await?;
     Ok(holding_secret(created(
+        auth.mode(),
         &WebhookEndpointDto::with_secret(&endpoint, state.now()),
         endpoint.updated_at,
     )))
@@ -57,11 +59,14 @@ async fn list_endpoints(
     let page = page.page::<WebhookEndpointTag>()?;
     let endpoints = svc::list_endpoints(&state.app, auth.0, page).await?;
     let now = state.now();
-    Ok(HttpResponse::Ok().json(ListResponse::from_page(
-        endpoints,
-        |e| WebhookEndpointDto::new(&e, now),
-        |e| e.id.to_string(),
-    )))
+    Ok(HttpResponse::Ok().json(
+        ListResponse::from_page(
+            endpoints,
+            |e| WebhookEndpointDto::new(&e, now),
+            |e| e.id.to_string(),
+        )
+        .in_mode(auth.mode()),
+    ))
 }
 
 /// Get a webhook endpoint (without its secret).
@@ -76,6 +81,7 @@ async fn get_endpoint(
     let id = parse_id::<WebhookEndpointTag>(&id, "webhook_endpoint")?;
     let endpoint = svc::get_endpoint(&state.app, auth.0, id).await?;
     Ok(ok_versioned(
+        auth.mode(),
         &WebhookEndpointDto::new(&endpoint, state.now()),
         endpoint.updated_at,
     ))
@@ -98,6 +104,7 @@ async fn update_endpoint(
     let id = parse_id::<WebhookEndpointTag>(&id, "webhook_endpoint")?;
     let endpoint = svc::update_endpoint(&state.app, auth.0, id, body.0, if_match(&req)).await?;
     Ok(ok_versioned(
+        auth.mode(),
         &WebhookEndpointDto::new(&endpoint, state.now()),
         endpoint.updated_at,
     ))
@@ -114,11 +121,14 @@ async fn delete_endpoint(
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<WebhookEndpointTag>(&id, "webhook_endpoint")?;
     svc::delete_endpoint(&state.app, auth.0, id).await?;
-    Ok(HttpResponse::Ok().json(DeletedDto {
-        id: id.to_string(),
-        object: "webhook_endpoint".to_owned(),
-        deleted: true,
-    }))
+    Ok(HttpResponse::Ok().json(InMode::new(
+        auth.mode(),
+        DeletedDto {
+            id: id.to_string(),
+            object: "webhook_endpoint".to_owned(),
+            deleted: true,
+        },
+    )))
 }
 
 /// Issue a new signing secret, shown only in this response. The old secret keeps
@@ -139,6 +149,7 @@ async fn rotate_secret(
     let id = parse_id::<WebhookEndpointTag>(&id, "webhook_endpoint")?;
     let endpoint = svc::rotate_secret(&state.app, auth.0, id, body.0, if_match(&req)).await?;
     Ok(holding_secret(ok_versioned(
+        auth.mode(),
         &WebhookEndpointDto::with_secret(&endpoint, state.now()),
         endpoint.updated_at,
     )))
@@ -161,11 +172,14 @@ async fn list_deliveries(
     let page = page.page::<WebhookDeliveryTag>()?;
     let status = svc::parse_status(filter.status.as_deref())?;
     let deliveries = svc::list_deliveries(&state.app, auth.0, id, status, page).await?;
-    Ok(HttpResponse::Ok().json(ListResponse::from_page(
-        deliveries,
-        |(d, log)| WebhookDeliveryDto::new(&d, &log),
-        |(d, _)| d.id.to_string(),
-    )))
+    Ok(HttpResponse::Ok().json(
+        ListResponse::from_page(
+            deliveries,
+            |(d, log)| WebhookDeliveryDto::new(&d, &log),
+            |(d, _)| d.id.to_string(),
+        )
+        .in_mode(auth.mode()),
+    ))
 }
 
 /// Send every event created in `[from, to)` that the endpoint subscribes to again,
@@ -182,10 +196,13 @@ async fn redeliver_range(
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<WebhookEndpointTag>(&id, "webhook_endpoint")?;
     let n = svc::redeliver_range(&state.app, auth.0, id, body.0).await?;
-    Ok(HttpResponse::Accepted().json(RedeliveryDto {
-        object: "redelivery".to_owned(),
-        deliveries_created: n,
-    }))
+    Ok(HttpResponse::Accepted().json(InMode::new(
+        auth.mode(),
+        RedeliveryDto {
+            object: "redelivery".to_owned(),
+            deliveries_created: n,
+        },
+    )))
 }
 
 /// Send an event again, delivered before or not: to one endpoint, or to every enabled
@@ -203,8 +220,11 @@ async fn redeliver_event(
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<EventTag>(&id, "event")?;
     let n = svc::redeliver_event(&state.app, auth.0, id, body.0).await?;
-    Ok(HttpResponse::Accepted().json(RedeliveryDto {
-        object: "redelivery".to_owned(),
-        deliveries_created: n,
-    }))
+    Ok(HttpResponse::Accepted().json(InMode::new(
+        auth.mode(),
+        RedeliveryDto {
+            object: "redelivery".to_owned(),
+            deliveries_created: n,
+        },
+    )))
 }

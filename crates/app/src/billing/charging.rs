@@ -252,8 +252,10 @@ async fn make_open_invoices_due(
     merchant: MerchantId,
     customer: CustomerId,
 ) -> AppResult<usize> {
-    let now = state.now_micros();
     let mut conn = state.db.conn().await?;
+    let now =
+        crate::test_clocks::now_for_customer(&mut conn, merchant, customer, state.now_micros())
+            .await?;
     conn.transaction(async |conn| {
         // Waits for a charge being prepared to commit its intent (whose lease must stay:
         // its call may be on its way to the gateway), and keeps new ones out meanwhile.
@@ -271,8 +273,9 @@ async fn charge_now(
     id: InvoiceId,
     on_session: bool,
 ) -> AppResult<Option<(Invoice, Option<Payment>)>> {
-    let now = state.now_micros();
     let mut conn = state.db.conn().await?;
+    let now =
+        crate::test_clocks::now_for_invoice(&mut conn, merchant, id, state.now_micros()).await?;
     let p = conn
         .transaction(async |conn| prepare_one(conn, state, merchant, id, now, on_session).await)
         .await?;

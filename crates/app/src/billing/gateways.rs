@@ -3,7 +3,9 @@
 //! or card collection of the merchant goes to.
 //!
 //! A merchant without settings (or with `sandbox`) uses [`App::gateway`], the built-in
-//! sandbox. A Stripe merchant's gateway is made by the [`GatewayConnector`] the server
+//! sandbox, in test mode; a live tenant has no sandbox (its cards would be pretend money),
+//! so until it connects a gateway every use of one is refused with 422
+//! `live_mode_requires_gateway`. A Stripe merchant's gateway is made by the [`GatewayConnector`] the server
 //! gives the app: the HTTP client lives in `tenure-engine`, the only crate that talks to
 //! the outside, and the app sees it only through `PaymentGateway`. Each process keeps a
 //! merchant's resolved gateway for [`TTL`] (forgotten at once when this process changes
@@ -17,8 +19,8 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use tenure_domain::billing::gateway::{CardCollection, CollectionError, PaymentGateway};
 use tenure_domain::billing::gateway_settings::{GatewayProvider, StripeKeys, last4};
 use tenure_domain::ids::{CustomerId, MerchantId};
-use tenure_store::repo::customers;
 use tenure_store::repo::gateway_settings::{self as repo, GatewaySettingsRow, NewGatewaySettings};
+use tenure_store::repo::{customers, merchants};
 
 use crate::App;
 use crate::dto::billing::{GatewaySettingsDto, PutGatewaySettings, SetupIntentDto};
@@ -50,8 +52,17 @@ impl MerchantGateway {
     }
 }
 
-/// `None`: the sandbox, which is always [`App::gateway`] (tests swap it in clones).
-type Cached = (Instant, Option<Arc<MerchantGateway>>);
+/// A merchant's gateway as this process resolved it.
+#[derive(Clone)]
+enum Resolved {
+    /// The sandbox, which is always [`App::gateway`] (tests swap it in clones).
+    Sandbox,
+    Network(Arc<MerchantGateway>),
+    /// A live tenant without a gateway of its own.
+    LiveWithoutGateway,
+}
+
+type Cached = (Instant, Resolved);
 
 /// The operator's secrets key, the connector to network gateways, and the per-process
 /// cache of resolved gateways. Cloning shares the cache.
@@ -84,7 +95,7 @@ impl Gateways {
         self.keyring.as_deref()
     }
 
-    fn cached(&self, merchant: MerchantId) -> Option<Option<Arc<MerchantGateway>>> {
+    fn cached(&self, merchant: MerchantId) -> Option<Resolved> {
         let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         cache
             .get(&merchant)
@@ -92,7 +103,7 @@ impl Gateways {
             .map(|(_, g)| g.clone())
     }
 
-    fn keep(&self, merchant: MerchantId, gateway: Option<Arc<MerchantGateway>>) {
+    fn keep(&self, merchant: MerchantId, gateway: Resolved) {
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         cache.retain(|_, (at, _)| at.elapsed() < TTL);
         cache.insert(merchant, (Instant::now(), gateway));
@@ -119,25 +130,48 @@ fn no_keyring() -> AppError {
     )
 }
 
-/// The merchant's gateway (the sandbox without settings), through the process's cache.
+/// The refusal of the sandbox to a live tenant.
+pub fn live_mode_requires_gateway() -> AppError {
+    AppError::Unprocessable {
+        code: "live_mode_requires_gateway",
+        detail: "the sandbox gateway and its test cards work in test mode only; connect a \
+                 payment gateway for live mode first (PUT /v1/gateway_settings with a live key)"
+            .to_owned(),
+    }
+}
+
+fn found(state: &App, resolved: Resolved) -> AppResult<Arc<MerchantGateway>> {
+    match resolved {
+        Resolved::Sandbox => Ok(Arc::new(sandbox(state))),
+        Resolved::Network(gateway) => Ok(gateway),
+        Resolved::LiveWithoutGateway => Err(live_mode_requires_gateway()),
+    }
+}
+
+/// The merchant's gateway (the sandbox without settings, in test mode only), through the
+/// process's cache.
 pub async fn resolve(
     conn: &mut AsyncPgConnection,
     state: &App,
     merchant: MerchantId,
 ) -> AppResult<Arc<MerchantGateway>> {
     if let Some(hit) = state.gateways.cached(merchant) {
-        return Ok(hit.unwrap_or_else(|| Arc::new(sandbox(state))));
+        return found(state, hit);
     }
     let row = repo::get(conn, merchant, false).await?;
-    let resolved = build(state, merchant, row)?.map(Arc::new);
+    let resolved = match build(state, merchant, row)? {
+        Some(gateway) => Resolved::Network(Arc::new(gateway)),
+        None if merchants::mode(conn, merchant).await?.is_live() => Resolved::LiveWithoutGateway,
+        None => Resolved::Sandbox,
+    };
     state.gateways.keep(merchant, resolved.clone());
-    Ok(resolved.unwrap_or_else(|| Arc::new(sandbox(state))))
+    found(state, resolved)
 }
 
 /// [`resolve`] on a connection of its own.
 pub async fn resolve_alone(state: &App, merchant: MerchantId) -> AppResult<Arc<MerchantGateway>> {
     if let Some(hit) = state.gateways.cached(merchant) {
-        return Ok(hit.unwrap_or_else(|| Arc::new(sandbox(state))));
+        return found(state, hit);
     }
     let mut conn = state.db.conn().await?;
     resolve(&mut conn, state, merchant).await
@@ -234,6 +268,11 @@ pub async fn put(
     let provider = GatewayProvider::from(input.provider);
     let new = match provider {
         GatewayProvider::Sandbox => {
+            let mut conn = state.db.conn().await?;
+            if merchants::mode(&mut conn, merchant).await?.is_live() {
+                return Err(live_mode_requires_gateway());
+            }
+            drop(conn);
             let mut v = Validator::default();
             for (field, value) in [
                 ("secret_key", &input.secret_key),

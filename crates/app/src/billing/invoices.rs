@@ -94,7 +94,8 @@ pub async fn pay_invoice(
 }
 
 /// `POST /v1/invoices/{id}/void`: an open or uncollectible invoice is cancelled: it is
-/// never charged again and owes nothing (`invoice.voided`). Its subscription is not
+/// never charged again and owes nothing (`invoice.voided`); the credit it drew from the
+/// customer's balance goes back to it (`customer.balance_changed`). Its subscription is not
 /// changed: a past-due one recovers only when an invoice is paid, as in Stripe.
 pub async fn void_invoice(state: &App, merchant: MerchantId, id: InvoiceId) -> AppResult<Invoice> {
     close_invoice(state, merchant, id, InvoiceStatus::void, "invoice.voided").await
@@ -128,8 +129,9 @@ async fn close_invoice(
     transition: fn(InvoiceStatus) -> Result<InvoiceStatus, DomainError>,
     event_type: &'static str,
 ) -> AppResult<Invoice> {
-    let now = state.now_micros();
     let mut conn = state.db.conn().await?;
+    let now =
+        crate::test_clocks::now_for_invoice(&mut conn, merchant, id, state.now_micros()).await?;
     conn.transaction(async |conn| {
         let before = invoices_repo::get(conn, merchant, id, None, true)
             .await
@@ -143,6 +145,9 @@ async fn close_invoice(
         }
         let at = next_update_time(before.updated_at, now);
         invoices_repo::close(conn, merchant, id, status, at).await?;
+        if status == InvoiceStatus::Void {
+            crate::billing::credits::return_credit_of_void(conn, merchant, &before, now).await?;
+        }
         let after = invoices_repo::get(conn, merchant, id, None, false).await?;
         invoice_event(conn, merchant, event_type, &after, Some(&before)).await?;
         Ok(after)

@@ -1,22 +1,24 @@
-//! Invoicing: the lines a period bills (plan, pending prorations, discounts), the
-//! invoice each period that begins gets in the transaction that began it, the final
-//! invoice of what was left pending when a subscription ends, and the upcoming invoice a
-//! subscription's next renewal will create. The renewal rounds that call these live in
-//! `tenure-engine`.
+//! Invoicing: the lines a period bills (plan, pending prorations and one-off items,
+//! discounts, then the customer's credit balance), the invoice each period that begins
+//! gets in the transaction that began it, the final invoice of what was left pending
+//! when a subscription ends, and the upcoming invoice a subscription's next renewal will
+//! create. The renewal rounds that call these live in `tenure-engine`.
 
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
-use tenure_domain::billing::discount::{DiscountOutcome, apply_discounts, discount_line};
+use tenure_domain::billing::credit::{BalanceSource, apply_customer_balance};
+use tenure_domain::billing::discount::{DiscountOutcome, apply_discounts, described_discount_line};
 use tenure_domain::billing::invoice::{self, Invoice, InvoiceLine, InvoiceStatus, LineKind};
 use tenure_domain::billing::period::Period;
-use tenure_domain::ids::{MerchantId, SubscriptionId};
-use tenure_domain::money::Money;
+use tenure_domain::ids::{CustomerId, MerchantId, SubscriptionId};
+use tenure_domain::money::{Currency, Money};
 use tenure_domain::subscription::{PlanTerms, Subscription, SubscriptionEvent, SubscriptionStatus};
 use tenure_store::StoreError;
 use tenure_store::repo::catalog as catalog_repo;
+use tenure_store::repo::credits::{self as credits_repo, NewBalanceChange};
 use tenure_store::repo::discounts::{self as discounts_repo, StoredDiscount};
 use tenure_store::repo::invoices::{self as invoices_repo, NewInvoice};
-use tenure_store::repo::pending_items::{self as pending_repo, PendingItem};
+use tenure_store::repo::pending_items::{self as pending_repo, PendingItem, PendingItemKind};
 use tenure_store::repo::renewals::{self as repo, Dunning};
 use tenure_store::repo::subscriptions::StoredSubscription;
 
@@ -65,8 +67,9 @@ pub(crate) fn plan_line_description(plan_name: &str, period: Period) -> String {
 }
 
 /// The lines of a period's invoice: the plan's price, then the subscription's pending
-/// items (prorations of plan changes) as `proration` lines, then its active discounts
-/// (oldest first) by the domain's rule (`tenure_domain::billing::discount`).
+/// items as `proration` (plan and quantity changes) or `one_off` lines, then its active
+/// discounts (oldest first) by the domain's rule (`tenure_domain::billing::discount`).
+/// The customer's balance comes last, where the invoice is created ([`draw_on_balance`]).
 pub fn renewal_lines(
     plan_name: &str,
     terms: &PlanTerms,
@@ -100,7 +103,7 @@ pub fn renewal_lines(
             continue;
         }
         draft.lines.push(InvoiceLine::new(
-            LineKind::Proration,
+            line_kind_of(item),
             item.description.clone(),
             item.amount,
         )?);
@@ -111,6 +114,70 @@ pub fn renewal_lines(
     draft.lines.extend(lines);
     draft.discounts = used;
     Ok(draft)
+}
+
+/// The line a pending item becomes.
+fn line_kind_of(item: &PendingItem) -> LineKind {
+    match item.kind {
+        PendingItemKind::Proration => LineKind::Proration,
+        PendingItemKind::OneOff => LineKind::OneOff,
+    }
+}
+
+/// What an invoice about to be created takes from the customer's balance.
+pub(crate) struct BalanceDraw {
+    customer: CustomerId,
+    before: Money,
+    taken: Money,
+}
+
+/// Completes `lines` with the customer's credit balance in `currency`, locked until the
+/// commit: a `customer_balance` line when there is credit (the domain's
+/// `apply_customer_balance`). A balance in another currency is never touched. Call
+/// [`record_draw`] once the invoice exists.
+pub(crate) async fn draw_on_balance(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    customer: CustomerId,
+    currency: Currency,
+    lines: &mut Vec<InvoiceLine>,
+) -> AppResult<Option<BalanceDraw>> {
+    let Some(before) =
+        credits_repo::lock_existing_balance(conn, merchant, customer, currency).await?
+    else {
+        return Ok(None);
+    };
+    let applied = apply_customer_balance(currency, lines, before)?;
+    Ok((!applied.taken.is_zero()).then_some(BalanceDraw {
+        customer,
+        before,
+        taken: applied.taken,
+    }))
+}
+
+/// Writes the ledger row of what `invoice` took from the balance, and its event.
+pub(crate) async fn record_draw(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    draw: Option<BalanceDraw>,
+    invoice: &Invoice,
+    now: DateTime<Utc>,
+) -> AppResult<()> {
+    let Some(draw) = draw else {
+        return Ok(());
+    };
+    let after = draw.before.checked_sub(draw.taken)?;
+    let change = NewBalanceChange {
+        customer_id: draw.customer,
+        amount: draw.taken.negate(),
+        source: BalanceSource::Invoice,
+        reason: format!("Applied to invoice {}", invoice.number),
+        invoice_id: Some(invoice.id),
+        credit_note_id: None,
+        agent: None,
+    };
+    let recorded = credits_repo::record_change(conn, merchant, &change, after, now).await?;
+    crate::billing::credits::balance_event(conn, merchant, &recorded).await
 }
 
 /// The discounts hook: one `discount` line per active discount that applies (an amount
@@ -126,7 +193,11 @@ fn discount_lines(
     for (d, outcome) in discounts.iter().zip(outcomes) {
         match outcome {
             DiscountOutcome::Applied { taken } => {
-                lines.push(discount_line(&d.value, taken)?);
+                lines.push(described_discount_line(
+                    d.description.as_deref(),
+                    &d.value,
+                    taken,
+                )?);
                 used.push(d.id);
             }
             DiscountOutcome::SkippedCurrency => {
@@ -157,7 +228,9 @@ pub(crate) async fn invoice_period_in_tx(
     let discounts =
         discounts_repo::lock_active_for_subscription(conn, merchant, sub.subscription.id).await?;
     let quantity = sub.subscription.quantity;
-    let draft = renewal_lines(&plan.name, terms, quantity, period, &pending, &discounts)?;
+    let mut draft = renewal_lines(&plan.name, terms, quantity, period, &pending, &discounts)?;
+    let currency = terms.price.currency;
+    let draw = draw_on_balance(conn, merchant, sub.customer_id, currency, &mut draft.lines).await?;
     let created = invoices_repo::create_invoice(
         conn,
         merchant,
@@ -165,7 +238,7 @@ pub(crate) async fn invoice_period_in_tx(
             customer_id: sub.customer_id,
             subscription_id: Some(sub.subscription.id),
             period: Some(period),
-            currency: terms.price.currency,
+            currency,
             lines: draft.lines,
             status: InvoiceStatus::Open,
         },
@@ -188,6 +261,7 @@ pub(crate) async fn invoice_period_in_tx(
     };
     pending_repo::link_to_invoice(conn, merchant, &draft.items, invoice.id).await?;
     discounts_repo::consume(conn, merchant, &draft.discounts).await?;
+    record_draw(conn, merchant, draw, &invoice, now).await?;
     settle_or_schedule(conn, merchant, invoice, now)
         .await
         .map(Some)
@@ -210,7 +284,7 @@ pub(crate) async fn invoice_final_items_in_tx(
     let mut items = Vec::new();
     for item in pending.iter().filter(|i| i.amount.currency == currency) {
         lines.push(InvoiceLine::new(
-            LineKind::Proration,
+            line_kind_of(item),
             item.description.clone(),
             item.amount,
         )?);
@@ -219,6 +293,7 @@ pub(crate) async fn invoice_final_items_in_tx(
     if lines.is_empty() {
         return Ok(None);
     }
+    let draw = draw_on_balance(conn, merchant, sub.customer_id, currency, &mut lines).await?;
     let invoice = invoices_repo::create_invoice(
         conn,
         merchant,
@@ -234,6 +309,7 @@ pub(crate) async fn invoice_final_items_in_tx(
     )
     .await?;
     pending_repo::link_to_invoice(conn, merchant, &items, invoice.id).await?;
+    record_draw(conn, merchant, draw, &invoice, now).await?;
     settle_or_schedule(conn, merchant, invoice, now)
         .await
         .map(Some)
@@ -241,7 +317,7 @@ pub(crate) async fn invoice_final_items_in_tx(
 
 /// A new open invoice: paid at once when nothing is due (a credit stays on it), else
 /// scheduled for a charge now.
-async fn settle_or_schedule(
+pub(crate) async fn settle_or_schedule(
     conn: &mut AsyncPgConnection,
     merchant: MerchantId,
     invoice: Invoice,
@@ -301,8 +377,16 @@ pub async fn upcoming_of(
     let discounts =
         discounts_repo::active_for_subscription(conn, merchant, s.subscription.id).await?;
     let quantity = s.subscription.quantity;
-    let draft = renewal_lines(&plan.name, &terms, quantity, period, &pending, &discounts)?;
-    let totals = invoice::totals(terms.price.currency, &draft.lines)?;
+    let mut draft = renewal_lines(&plan.name, &terms, quantity, period, &pending, &discounts)?;
+    // The balance as it stands now; a renewal draws on whatever it holds then.
+    let currency = terms.price.currency;
+    let balance = credits_repo::balances(conn, merchant, s.customer_id)
+        .await?
+        .into_iter()
+        .map(|b| b.balance)
+        .find(|b| b.currency == currency)
+        .unwrap_or(Money::zero(currency));
+    let totals = apply_customer_balance(currency, &mut draft.lines, balance)?.totals;
     Ok(Some(UpcomingInvoiceDto::render(
         s,
         &terms,

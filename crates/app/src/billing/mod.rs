@@ -3,8 +3,10 @@
 //! merchant's billing settings (dunning policy, upcoming-invoice notices).
 
 pub mod charging;
+pub mod credits;
 pub mod gateway_events;
 pub mod gateways;
+pub mod invoice_items;
 pub mod invoices;
 pub mod invoicing;
 pub mod payment_methods;

@@ -176,8 +176,9 @@ pub async fn attach(
     }
     let (token, card) = gateway_card(state, merchant, customer, token).await?;
     let token = token.as_str();
-    let now = state.now();
     let mut conn = state.db.conn().await?;
+    let now =
+        crate::test_clocks::now_for_customer(&mut conn, merchant, customer, state.now()).await?;
     let pm = conn
         .transaction(async |conn| {
             let locked = customers::get(conn, merchant, customer, true)
@@ -228,8 +229,9 @@ pub async fn set_default(
     customer: CustomerId,
     id: PaymentMethodId,
 ) -> AppResult<PaymentMethod> {
-    let now = state.now();
     let mut conn = state.db.conn().await?;
+    let now =
+        crate::test_clocks::now_for_customer(&mut conn, merchant, customer, state.now()).await?;
     let pm = conn
         .transaction(async |conn| {
             lock_customer(conn, merchant, customer).await?;
@@ -253,8 +255,9 @@ pub async fn detach(
     customer: CustomerId,
     id: PaymentMethodId,
 ) -> AppResult<PaymentMethod> {
-    let now = state.now();
     let mut conn = state.db.conn().await?;
+    let now =
+        crate::test_clocks::now_for_customer(&mut conn, merchant, customer, state.now()).await?;
     conn.transaction(async |conn| {
         lock_customer(conn, merchant, customer).await?;
         let pm = repo::get(conn, merchant, customer, id, true)

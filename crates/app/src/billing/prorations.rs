@@ -26,7 +26,7 @@ use tenure_domain::billing::proration::{ProrationLine, ProrationLineKind};
 use tenure_domain::ids::MerchantId;
 use tenure_domain::subscription::SubscriptionEvent;
 use tenure_store::repo::catalog as catalog_repo;
-use tenure_store::repo::pending_items::{self as pending_repo, NewPendingItem};
+use tenure_store::repo::pending_items::{self as pending_repo, NewPendingItem, PendingItemKind};
 use tenure_store::repo::subscriptions::StoredSubscription;
 
 use crate::error::AppResult;
@@ -46,6 +46,8 @@ pub(crate) fn line_description(line: &ProrationLine, plan_name: &str) -> String 
 
 fn item(sub: &StoredSubscription, line: &ProrationLine, plan_name: &str) -> NewPendingItem {
     NewPendingItem {
+        kind: PendingItemKind::Proration,
+        agent: None,
         subscription_id: sub.subscription.id,
         customer_id: sub.customer_id,
         description: line_description(line, plan_name),

@@ -25,6 +25,7 @@ use tenure_domain::billing::invoice::{self, Invoice, PaymentStatus, Refund};
 use tenure_domain::ids::{GenerateId, InvoiceId, MerchantId, RefundId};
 use tenure_domain::text;
 use tenure_domain::time::next_update_time;
+use tenure_store::repo::credits as credits_repo;
 use tenure_store::repo::invoices as invoices_repo;
 use tenure_store::repo::refund_intents::{self as intents_repo, RefundIntent};
 
@@ -105,10 +106,12 @@ async fn prepare(
     let before = invoices_repo::get(conn, merchant, id, None, true)
         .await
         .map_err(AppError::from_store("invoice"))?;
-    let plan = invoice::plan_refund(
+    let credited = credits_repo::credited_to_balance(conn, merchant, id, before.currency).await?;
+    let plan = invoice::plan_refund_after_credits(
         before.status,
         before.amount_paid,
         before.amount_refunded,
+        credited,
         requested,
     )?;
     if intents_repo::exists_for_invoice(conn, merchant, id).await? {
@@ -196,10 +199,12 @@ pub async fn settle(
     // Planned again on the locked invoice: nothing else refunds it while the intent
     // exists, so this holds unless the data is inconsistent (then the intent stays and
     // the engine tries again after each lease, with an error in the log).
-    let plan = invoice::plan_refund(
+    let credited = credits_repo::credited_to_balance(conn, merchant, id, before.currency).await?;
+    let plan = invoice::plan_refund_after_credits(
         before.status,
         before.amount_paid,
         before.amount_refunded,
+        credited,
         Some(intent.amount.amount),
     )?;
     let refund = Refund {

@@ -7,6 +7,8 @@ use tenure_domain::ids::{ApiKeyId, AuditEventId, MerchantId};
 use tenure_store::repo::api_keys::ApiKeyRow;
 use tenure_store::repo::audit_events::AuditEventRow;
 use tenure_store::repo::merchants::Merchant;
+
+use crate::merchants::{CreatedMerchant, CreatedTenant};
 use utoipa::openapi::{RefOr, Schema};
 use utoipa::{IntoParams, PartialSchema, ToSchema};
 
@@ -206,9 +208,11 @@ pub struct CreateMerchant {
     pub name: String,
 }
 
+/// One tenant of a merchant account: its test tenant or its live tenant, each with data
+/// of its own and keys of its mode (`sk_test_…`, `sk_live_…`).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"id": "mer_01jf9zc0f4e3a8r7m2k4t5n6bc", "object": "merchant", "name": "Acme",
-    "created_at": "2026-11-25T10:00:00Z"}))]
+    "created_at": "2026-11-25T10:00:00Z", "account_id": "acct_01jf9zc0f4e3a8r7m2k4t5n6bc", "livemode": false}))]
 pub struct MerchantDto {
     pub id: String,
     /// Always `merchant`.
@@ -216,6 +220,10 @@ pub struct MerchantDto {
     pub name: String,
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub created_at: DateTime<Utc>,
+    /// The account (`acct_…`) whose test or live tenant this is.
+    pub account_id: String,
+    /// Whether this is the account's live tenant.
+    pub livemode: bool,
 }
 
 impl From<Merchant> for MerchantDto {
@@ -225,22 +233,63 @@ impl From<Merchant> for MerchantDto {
             object: "merchant".to_owned(),
             name: m.name,
             created_at: m.created_at,
+            account_id: m.account.to_string(),
+            livemode: m.mode.is_live(),
         }
     }
 }
 
-/// A merchant just created, with its first (unrestricted) secret key, shown this once.
+/// A tenant just created, with its first (unrestricted) secret key, shown this once.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[schema(example = json!({"id": "mer_01jf9zc0f4e3a8r7m2k4t5n6bc", "object": "merchant", "name": "Acme",
-    "created_at": "2026-11-25T10:00:00Z", "secret_key": "sk_test_a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8s9T0",
-    "api_key": "key_01jf9zc0f4e3a8r7m2k4t5n6bc"}))]
-pub struct CreatedMerchantDto {
+#[schema(example = json!({"id": "mer_01jf9zc0f4e3a8r7m2k4t5n6bd", "object": "merchant", "name": "Acme",
+    "created_at": "2026-11-25T10:00:00Z", "account_id": "acct_01jf9zc0f4e3a8r7m2k4t5n6bc", "livemode": true,
+    "secret_key": "sk_live_a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8s9T0",
+    "api_key": "key_01jf9zc0f4e3a8r7m2k4t5n6bd"}))]
+pub struct CreatedTenantDto {
     #[serde(flatten)]
     pub merchant: MerchantDto,
-    /// The merchant's first secret key, unrestricted. Store it now.
+    /// The tenant's first secret key, unrestricted. Store it now.
     pub secret_key: String,
     /// The key's record (`key_…`), as `GET /v1/api_keys` lists it.
     pub api_key: String,
+}
+
+impl From<CreatedTenant> for CreatedTenantDto {
+    fn from(created: CreatedTenant) -> Self {
+        Self {
+            merchant: MerchantDto::from(created.merchant),
+            secret_key: created.secret_key,
+            api_key: created.api_key.to_string(),
+        }
+    }
+}
+
+/// A merchant account just created: its test tenant with its first `sk_test_` key, and
+/// in `live` its live tenant with its first `sk_live_` key, each shown this once.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"id": "mer_01jf9zc0f4e3a8r7m2k4t5n6bc", "object": "merchant", "name": "Acme",
+    "created_at": "2026-11-25T10:00:00Z", "account_id": "acct_01jf9zc0f4e3a8r7m2k4t5n6bc", "livemode": false,
+    "secret_key": "sk_test_a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8s9T0",
+    "api_key": "key_01jf9zc0f4e3a8r7m2k4t5n6bc",
+    "live": {"id": "mer_01jf9zc0f4e3a8r7m2k4t5n6bd", "object": "merchant", "name": "Acme",
+        "created_at": "2026-11-25T10:00:00Z", "account_id": "acct_01jf9zc0f4e3a8r7m2k4t5n6bc", "livemode": true,
+        "secret_key": "sk_live_a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8s9T0",
+        "api_key": "key_01jf9zc0f4e3a8r7m2k4t5n6bd"}}))]
+pub struct CreatedMerchantDto {
+    /// The test tenant.
+    #[serde(flatten)]
+    pub test: CreatedTenantDto,
+    /// The live tenant.
+    pub live: CreatedTenantDto,
+}
+
+impl From<CreatedMerchant> for CreatedMerchantDto {
+    fn from(created: CreatedMerchant) -> Self {
+        Self {
+            test: created.test.into(),
+            live: created.live.into(),
+        }
+    }
 }
 
 /// A merchant id for rendering a list cursor.

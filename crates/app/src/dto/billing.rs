@@ -16,8 +16,9 @@ wire_enum! {
 }
 
 wire_enum! {
-    /// `plan`, `proration` or `discount`.
-    LineKindDto from LineKind { Plan, Proration, Discount }
+    /// `plan`, `proration`, `discount`, `one_off` (a one-off charge or credit) or
+    /// `customer_balance` (the customer's credit used before charging).
+    LineKindDto from LineKind { Plan, Proration, Discount, OneOff, CustomerBalance }
 }
 
 wire_enum! {
@@ -192,7 +193,7 @@ impl From<&Refund> for RefundDto {
     "currency": "EUR",
     "lines": [{"kind": "plan", "description": "Gold", "amount": {"amount": 1999, "currency": "EUR"}, "quantity": 1, "unit_amount": {"amount": 1999, "currency": "EUR"}}],
     "subtotal": {"amount": 1999, "currency": "EUR"}, "discount": {"amount": 0, "currency": "EUR"},
-    "total": {"amount": 1999, "currency": "EUR"}, "amount_due": {"amount": 1999, "currency": "EUR"},
+    "total": {"amount": 1999, "currency": "EUR"}, "credit_applied": {"amount": 0, "currency": "EUR"}, "amount_due": {"amount": 1999, "currency": "EUR"},
     "amount_paid": {"amount": 1999, "currency": "EUR"}, "amount_refunded": {"amount": 0, "currency": "EUR"},
     "attempt_count": 1, "next_payment_attempt_at": null, "created_at": "2026-11-25T10:00:00Z", "paid_at": "2026-11-25T10:00:01Z"}))]
 pub struct InvoiceDto {
@@ -211,11 +212,15 @@ pub struct InvoiceDto {
     #[schema(value_type = String, example = "EUR")]
     pub currency: tenure_domain::money::Currency,
     pub lines: Vec<InvoiceLineDto>,
-    /// Plan and proration lines.
+    /// Plan, proration and one-off lines.
     pub subtotal: MoneyDto,
     /// Discount lines (zero or negative).
     pub discount: MoneyDto,
+    /// `subtotal + discount`.
     pub total: MoneyDto,
+    /// The customer's credit balance the invoice used before charging (zero or
+    /// negative): `amount_due = max(0, total + credit_applied)`.
+    pub credit_applied: MoneyDto,
     pub amount_due: MoneyDto,
     pub amount_paid: MoneyDto,
     pub amount_refunded: MoneyDto,
@@ -254,6 +259,7 @@ impl From<&Invoice> for InvoiceDto {
             subtotal: i.totals.subtotal.into(),
             discount: i.totals.discount.into(),
             total: i.totals.total.into(),
+            credit_applied: i.totals.credit_applied.into(),
             amount_due: i.totals.amount_due.into(),
             amount_paid: i.amount_paid.into(),
             amount_refunded: i.amount_refunded.into(),

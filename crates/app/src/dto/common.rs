@@ -1,6 +1,7 @@
 //! Shapes shared by every resource: money, lists, list parameters.
 
 use serde::{Deserialize, Serialize};
+use tenure_domain::access::Mode;
 use tenure_domain::money::Money;
 use tenure_store::pagination::{DEFAULT_LIMIT, MAX_LIMIT};
 use tenure_store::{Page, PageRequest};
@@ -47,6 +48,35 @@ pub(crate) fn string_enum(description: &str, values: &[&str]) -> RefOr<Schema> {
         .into()
 }
 
+/// An object as rendered to a caller: its fields and `livemode`, the mode of the caller's
+/// tenant (the key's or the customer session's). The mode is the principal's, not read
+/// from each row: a tenant holds the data of one mode only. The OpenAPI document shows it
+/// on every response of a merchant or portal operation (`Livemode`, added by
+/// `tenure_api::openapi`); a page of a list carries it on each item.
+#[derive(Debug, Serialize)]
+pub struct InMode<T> {
+    #[serde(flatten)]
+    pub object: T,
+    pub livemode: bool,
+}
+
+impl<T> InMode<T> {
+    pub fn new(mode: Mode, object: T) -> Self {
+        Self {
+            object,
+            livemode: mode.is_live(),
+        }
+    }
+
+    /// Each of `items`, in `mode`.
+    pub fn each(mode: Mode, items: Vec<T>) -> Vec<Self> {
+        items
+            .into_iter()
+            .map(|item| Self::new(mode, item))
+            .collect()
+    }
+}
+
 /// A page of a list, newest first.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ListResponse<T> {
@@ -58,6 +88,15 @@ pub struct ListResponse<T> {
 }
 
 impl<T> ListResponse<T> {
+    /// The page with each item in `mode`.
+    pub fn in_mode(self, mode: Mode) -> ListResponse<InMode<T>> {
+        ListResponse {
+            data: InMode::each(mode, self.data),
+            has_more: self.has_more,
+            next_cursor: self.next_cursor,
+        }
+    }
+
     /// Renders a page; `cursor_of` gives each item's id.
     pub fn from_page<D>(
         page: Page<D>,

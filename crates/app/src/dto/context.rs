@@ -211,6 +211,11 @@ pub struct CustomerContextDto {
     pub tags: Vec<String>,
     #[schema(value_type = Vec<SegmentDto>, example = json!(["loyal"]))]
     pub segments: Vec<Segment>,
+    /// The customer's credit balances, one per currency it ever had credit in.
+    pub credit_balances: Vec<MoneyDto>,
+    /// What agents granted the customer beyond the default policy, the latest
+    /// `CONTEXT_OVERRIDES` (10), newest first (all: `GET /v1/customers/{id}/overrides`).
+    pub overrides: Vec<super::credits::OverrideDto>,
     /// Segments are computed on read, at this time.
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub computed_at: DateTime<Utc>,
@@ -226,9 +231,19 @@ pub struct AddTag {
 
 /// The merchant's segment settings.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 #[schema(example = json!({"high_ltv_thresholds": [{"amount": 50000, "currency": "EUR"}, {"amount": 50000, "currency": "USD"}]}))]
 pub struct SegmentSettingsDto {
+    /// A customer is `high_ltv` when the net lifetime value in one of these currencies
+    /// reaches the threshold of that currency. One entry per currency.
+    pub high_ltv_thresholds: Vec<MoneyDto>,
+}
+
+/// The merchant's segment settings, replaced (a request apart from the response, which
+/// also says its `livemode`).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"high_ltv_thresholds": [{"amount": 50000, "currency": "EUR"}, {"amount": 50000, "currency": "USD"}]}))]
+pub struct PutSegmentSettings {
     /// A customer is `high_ltv` when the net lifetime value in one of these currencies
     /// reaches the threshold of that currency. One entry per currency.
     pub high_ltv_thresholds: Vec<MoneyDto>,

@@ -51,6 +51,9 @@ pub struct CreateCustomer {
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
     #[schema(value_type = Option<Vec<Tag>>)]
     pub tags: Option<Vec<String>>,
+    /// A test clock (`clock_…`) the customer lives on for good: everything that happens
+    /// to it follows the clock's time (docs/test-clocks.md). Test mode only.
+    pub test_clock: Option<String>,
 }
 
 /// Fields to change; null clears an optional field.
@@ -99,6 +102,9 @@ pub struct CustomerDto {
     /// null for a customer that was not erased.
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339_opt")]
     pub erased_at: Option<DateTime<Utc>>,
+    /// The test clock the customer lives on (`clock_…`); null for a customer in real
+    /// time.
+    pub test_clock: Option<String>,
 }
 
 impl From<&Customer> for CustomerDto {
@@ -115,6 +121,7 @@ impl From<&Customer> for CustomerDto {
             created_at: c.created_at,
             updated_at: c.updated_at,
             erased_at: c.erased_at,
+            test_clock: c.test_clock_id.map(|id| id.to_string()),
         }
     }
 }

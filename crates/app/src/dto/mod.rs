@@ -29,6 +29,8 @@ pub mod billing;
 pub mod catalog;
 pub mod common;
 pub mod context;
+pub mod coupons;
+pub mod credits;
 pub mod customers;
 pub mod events;
 pub mod gdpr;
@@ -38,7 +40,8 @@ pub mod retention;
 pub mod sessions;
 pub mod subscriptions;
 pub mod support;
+pub mod test_clocks;
 pub mod timestamps;
 pub mod webhooks;
 
-pub use common::{ListParams, ListResponse, MoneyDto};
+pub use common::{InMode, ListParams, ListResponse, MoneyDto};

@@ -41,6 +41,9 @@ pub struct UpcomingInvoiceDto {
     pub subtotal: MoneyDto,
     pub discount: MoneyDto,
     pub total: MoneyDto,
+    /// The customer's credit balance as it stands now, used before charging (zero or
+    /// negative); the renewal uses what the balance holds then.
+    pub credit_applied: MoneyDto,
     pub amount_due: MoneyDto,
 }
 
@@ -66,6 +69,7 @@ impl UpcomingInvoiceDto {
             subtotal: totals.subtotal.into(),
             discount: totals.discount.into(),
             total: totals.total.into(),
+            credit_applied: totals.credit_applied.into(),
             amount_due: totals.amount_due.into(),
         }
     }

@@ -344,8 +344,8 @@ impl From<&OfferOutcome> for OfferOutcomeDto {
     }
 }
 
-/// A discount granted to a subscription by an accepted offer; the renewal engine applies
-/// it to the next `cycles` invoices.
+/// A discount granted to a subscription (by an accepted offer or a redeemed promotion
+/// code); the renewal engine applies it to the next `cycles` invoices.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DiscountDto {
     pub id: String,
@@ -359,6 +359,14 @@ pub struct DiscountDto {
     pub amount: Option<MoneyDto>,
     pub cycles: u32,
     pub cycles_remaining: u32,
+    /// The coupon it was granted from (`coupon_…`; a retention offer's is internal).
+    pub coupon_id: String,
+    /// The promotion code redeemed for it (`promo_…`), if any.
+    pub promotion_code_id: Option<String>,
+    /// Applies to every invoice (a `forever` coupon): `cycles` are then not used up.
+    pub forever: bool,
+    /// How its invoice lines read: `Discount: <description>: 20% off`.
+    pub description: Option<String>,
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub created_at: DateTime<Utc>,
 }
@@ -380,6 +388,10 @@ impl From<&StoredDiscount> for DiscountDto {
             amount,
             cycles: d.cycles,
             cycles_remaining: d.cycles_remaining,
+            coupon_id: d.coupon_id.to_string(),
+            promotion_code_id: d.promotion_code_id.map(|c| c.to_string()),
+            forever: d.forever,
+            description: d.description.clone(),
             created_at: d.created_at,
         }
     }

@@ -375,6 +375,14 @@ pub struct SubscriptionDiscountDto {
     pub cycles_remaining: u32,
     /// The retention offer that granted it (`roff_…`), if any.
     pub offer_id: Option<String>,
+    /// The coupon it was granted from (`coupon_…`; a retention offer's is internal).
+    pub coupon_id: String,
+    /// The promotion code redeemed for it (`promo_…`), if any.
+    pub promotion_code_id: Option<String>,
+    /// Applies to every invoice (a `forever` coupon): `cycles` are then not used up.
+    pub forever: bool,
+    /// How its invoice lines read: `Discount: <description>: 20% off`.
+    pub description: Option<String>,
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub created_at: DateTime<Utc>,
 }
@@ -395,6 +403,10 @@ impl From<&StoredDiscount> for SubscriptionDiscountDto {
             offer_id: d
                 .offer_id
                 .map(|o| RetentionOfferId::from_uuid(o).to_string()),
+            coupon_id: d.coupon_id.to_string(),
+            promotion_code_id: d.promotion_code_id.map(|c| c.to_string()),
+            forever: d.forever,
+            description: d.description.clone(),
             created_at: d.created_at,
         }
     }
@@ -656,6 +668,10 @@ pub struct CreateSubscription {
     /// Units (default: the product's `min_quantity`).
     #[schema(minimum = 1, maximum = 10000)]
     pub quantity: Option<u32>,
+    /// A promotion code to redeem (any case): its discount applies from the first invoice.
+    /// A code that does not apply refuses the subscription (409 `promotion_code_…`).
+    #[schema(example = "SUMMER20")]
+    pub promotion_code: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -666,6 +682,10 @@ pub struct CreatePortalSubscription {
     /// Units (default: the product's `min_quantity`).
     #[schema(minimum = 1, maximum = 10000)]
     pub quantity: Option<u32>,
+    /// A promotion code to redeem (any case): its discount applies from the first invoice.
+    /// A code that does not apply refuses the subscription (409 `promotion_code_…`).
+    #[schema(example = "SUMMER20")]
+    pub promotion_code: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -783,6 +803,11 @@ pub struct CancelSubscription {
     /// the cancellation is a removable scheduled change. Not with `timing`.
     pub cancel_at: Option<DateTime<Utc>>,
     pub access: Option<AccessDto>,
+    /// An agent's override of the product's policy (a cancellation without its notice
+    /// period), with the reason: recorded (`override.created`) and counted in
+    /// `GET /v1/metrics/overrides`.
+    #[serde(rename = "override")]
+    pub overriding: Option<crate::dto::credits::OverrideRequest>,
 }
 
 impl CancelSubscription {
@@ -842,6 +867,52 @@ impl PortalCancelSubscription {
 #[schema(example = json!({"plan_id": "plan_01jf9z9b2ce3a8r7m2k4t5n6bc"}))]
 pub struct ChangePlan {
     pub plan_id: String,
+    /// A promotion code to redeem with the change (any case), checked against the new
+    /// plan; in a preview, what it would take off shows as `discount`.
+    #[schema(example = "SUMMER20")]
+    pub promotion_code: Option<String>,
+}
+
+/// A merchant's plan change: [`ChangePlan`] and an agent's optional override.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"plan_id": "plan_01jf9z9b2ce3a8r7m2k4t5n6bc",
+    "override": {"reason": "Legacy plan kept for a founding subscriber"}}))]
+pub struct MerchantChangePlan {
+    pub plan_id: String,
+    /// A promotion code to redeem with the change, as in [`ChangePlan`].
+    #[schema(example = "SUMMER20")]
+    pub promotion_code: Option<String>,
+    /// An agent's override of the product's policy (a plan the policy does not offer),
+    /// with the reason: recorded (`override.created`).
+    #[serde(rename = "override")]
+    pub overriding: Option<crate::dto::credits::OverrideRequest>,
+}
+
+/// A merchant's pause: [`PauseSubscription`] and an agent's optional override.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"start": {"type": "now"}, "end": {"type": "after_cycles", "cycles": 6},
+    "override": {"reason": "Three-year subscriber travelling for six months"}}))]
+pub struct MerchantPauseSubscription {
+    pub start: Option<PauseStartDto>,
+    pub end: Option<PauseEndDto>,
+    pub on_resume: Option<OnResumeDto>,
+    /// An agent's override of the product's policy (a pause longer than
+    /// `max_pause_days`), with the reason: recorded (`override.created`).
+    #[serde(rename = "override")]
+    pub overriding: Option<crate::dto::credits::OverrideRequest>,
+}
+
+impl MerchantPauseSubscription {
+    pub fn to_domain(&self) -> tenure_domain::subscription::PauseRequest {
+        PauseSubscription {
+            start: self.start,
+            end: self.end,
+            on_resume: self.on_resume,
+        }
+        .to_domain()
+    }
 }
 
 /// A new quantity, within the product's limits.
@@ -973,6 +1044,33 @@ pub struct PlanChangePreviewDto {
     /// When that invoice is created; `null` for `none`.
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339_opt")]
     pub invoiced_at: Option<DateTime<Utc>>,
+    /// With a `promotion_code`: what it would take off the invoice the change bills (the
+    /// new period's for `now`, else the next renewal's at the new plan).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discount: Option<crate::dto::coupons::DiscountPreviewDto>,
+}
+
+/// The first invoice a subscription would get, without subscribing.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SubscriptionPreviewDto {
+    pub plan_id: String,
+    pub quantity: u32,
+    /// When the trial would end (the first invoice is created then); `null` without one.
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339_opt")]
+    pub trial_end: Option<DateTime<Utc>>,
+    /// When the first invoice is created: now, or at the trial's end.
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
+    pub invoiced_at: DateTime<Utc>,
+    pub period: PeriodDto,
+    /// Its lines: the plan, and the code's discount if one was given.
+    pub lines: Vec<crate::dto::billing::InvoiceLineDto>,
+    pub subtotal: MoneyDto,
+    /// The discount lines' sum (zero or negative).
+    pub discount: MoneyDto,
+    pub total: MoneyDto,
+    /// With a `promotion_code`: the coupon and what it takes off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion_code: Option<crate::dto::coupons::DiscountPreviewDto>,
 }
 
 /// Where the proration of a plan change is billed.
@@ -1036,6 +1134,7 @@ impl PlanChangePreviewDto {
             credit_carried: credit.into(),
             invoicing,
             invoiced_at,
+            discount: None,
         }
     }
 }

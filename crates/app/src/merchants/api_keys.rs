@@ -1,5 +1,6 @@
-//! Merchant secret keys: `sk_test_` and 40 random alphanumerics (about 238 bits). Only a
-//! SHA-256 hash is stored; the key is shown once, at creation. A merchant creates, lists,
+//! Merchant secret keys: `sk_test_` (a test tenant's) or `sk_live_` (a live tenant's) and
+//! 40 random alphanumerics (about 238 bits). Only a SHA-256 hash is stored; the key is
+//! shown once, at creation. A merchant creates, lists,
 //! rolls and revokes its keys over the API (docs/keys.md); a restricted key carries
 //! scopes (`tenure_domain::access`).
 
@@ -9,7 +10,7 @@ use rand::Rng;
 use rand::distr::Alphanumeric;
 use sha2::{Digest, Sha256};
 use tenure_domain::access::{
-    DEFAULT_ROLL_EXPIRY_SECS, KeyScopes, MAX_KEY_NAME_CHARS, MAX_ROLL_EXPIRY_SECS, ScopeSet,
+    DEFAULT_ROLL_EXPIRY_SECS, KeyScopes, MAX_KEY_NAME_CHARS, MAX_ROLL_EXPIRY_SECS, Mode, ScopeSet,
 };
 use tenure_domain::ids::{ApiKeyId, MerchantId};
 use tenure_domain::text;
@@ -20,7 +21,6 @@ use crate::App;
 use crate::dto::access::{ApiKeyDto, CreateApiKey, CreatedApiKeyDto, RollApiKey};
 use crate::error::{AppError, AppResult, Validator};
 
-pub const SECRET_KEY_PREFIX: &str = "sk_test_";
 const RANDOM_CHARS: usize = 40;
 
 /// A freshly generated key with what is stored about it.
@@ -31,16 +31,18 @@ pub struct GeneratedKey {
     pub display_prefix: String,
 }
 
-pub fn generate() -> GeneratedKey {
+/// A new key of a tenant in `mode`: its prefix says the mode.
+pub fn generate(mode: Mode) -> GeneratedKey {
+    let prefix = mode.secret_key_prefix();
     let random: String = rand::rng()
         .sample_iter(&Alphanumeric)
         .take(RANDOM_CHARS)
         .map(char::from)
         .collect();
-    let secret = format!("{SECRET_KEY_PREFIX}{random}");
+    let secret = format!("{prefix}{random}");
     GeneratedKey {
         hash: hash(&secret),
-        display_prefix: secret[..SECRET_KEY_PREFIX.len() + 4].to_owned(),
+        display_prefix: secret[..prefix.len() + 4].to_owned(),
         secret,
     }
 }
@@ -54,7 +56,8 @@ pub fn looks_like_secret_key(credential: &str) -> bool {
     credential.starts_with("sk_")
 }
 
-/// Who is calling with a secret key: the merchant, the key's record and what it may do.
+/// Who is calling with a secret key: the merchant (the tenant of one mode), the key's
+/// record and what it may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MerchantKey {
     pub merchant: MerchantId,
@@ -62,15 +65,21 @@ pub struct MerchantKey {
     pub scopes: KeyScopes,
     /// When a rolled key stops working.
     pub expires_at: Option<DateTime<Utc>>,
+    /// The tenant's mode, which the key's prefix says.
+    pub mode: Mode,
 }
 
 impl MerchantKey {
-    pub fn from_grant(grant: &repo::KeyGrant) -> Self {
+    /// The key found for `secret`. Its mode is the secret's prefix: keys are made only
+    /// with their tenant's prefix (and it is hashed with the rest), so this needs no
+    /// lookup of the tenant.
+    pub fn from_grant(grant: &repo::KeyGrant, secret: &str) -> Self {
         Self {
             merchant: MerchantId::from_uuid(grant.merchant_id),
             key: ApiKeyId::from_uuid(grant.id),
             scopes: KeyScopes::from_stored(grant.scopes.as_deref()),
             expires_at: grant.expires_at,
+            mode: Mode::of_secret_key(secret).unwrap_or(Mode::Test),
         }
     }
 
@@ -84,11 +93,12 @@ impl MerchantKey {
 pub(crate) async fn insert(
     conn: &mut diesel_async::AsyncPgConnection,
     merchant: MerchantId,
+    mode: Mode,
     name: Option<&str>,
     scopes: KeyScopes,
     at: DateTime<Utc>,
 ) -> AppResult<(ApiKeyRow, String)> {
-    let key = generate();
+    let key = generate(mode);
     let row = repo::insert(
         conn,
         merchant,
@@ -141,7 +151,15 @@ pub async fn create(
     }
     let now = state.now();
     let mut conn = state.db.conn().await?;
-    let (row, secret) = insert(&mut conn, caller.merchant, name.as_deref(), scopes, now).await?;
+    let (row, secret) = insert(
+        &mut conn,
+        caller.merchant,
+        caller.mode,
+        name.as_deref(),
+        scopes,
+        now,
+    )
+    .await?;
     Ok(CreatedApiKeyDto {
         key: ApiKeyDto::render(row, now),
         secret,
@@ -201,7 +219,15 @@ pub async fn roll(
             ensure_usable(&old, now)?;
             let keep_until = old.expires_at.map_or(end, |current| current.min(end));
             repo::set_expiry(conn, caller.merchant, id, keep_until).await?;
-            insert(conn, caller.merchant, old.name.as_deref(), scopes, now).await
+            insert(
+                conn,
+                caller.merchant,
+                caller.mode,
+                old.name.as_deref(),
+                scopes,
+                now,
+            )
+            .await
         })
         .await?;
     Ok(CreatedApiKeyDto {
@@ -266,12 +292,19 @@ mod tests {
 
     #[test]
     fn keys_are_unique_and_hash_stably() {
-        let a = generate();
-        let b = generate();
-        assert_ne!(a.secret, b.secret);
-        assert!(a.secret.starts_with(SECRET_KEY_PREFIX));
-        assert_eq!(a.secret.len(), SECRET_KEY_PREFIX.len() + RANDOM_CHARS);
-        assert_eq!(hash(&a.secret), a.hash);
-        assert!(looks_like_secret_key(&a.secret));
+        for mode in Mode::ALL {
+            let a = generate(mode);
+            let b = generate(mode);
+            assert_ne!(a.secret, b.secret);
+            assert!(a.secret.starts_with(mode.secret_key_prefix()));
+            assert_eq!(Mode::of_secret_key(&a.secret), Some(mode));
+            assert_eq!(
+                a.secret.len(),
+                mode.secret_key_prefix().len() + RANDOM_CHARS
+            );
+            assert!(a.display_prefix.starts_with(mode.secret_key_prefix()));
+            assert_eq!(hash(&a.secret), a.hash);
+            assert!(looks_like_secret_key(&a.secret));
+        }
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod tokens;
 
+use tenure_domain::access::Mode;
 use tenure_domain::ids::{CustomerId, IdentityProviderId, MerchantId};
 use tenure_domain::text;
 use tenure_store::StoreError;
@@ -16,10 +17,12 @@ use crate::dto::sessions::CreateIdentityProvider;
 use crate::error::Validator;
 use crate::error::{AppError, AppResult};
 
-/// Issues a portal token for one of the merchant's customers.
+/// Issues a portal token for one of the merchant's customers, in the mode of the key that
+/// asks (the tenant's): the token says it, and reaches that tenant only.
 pub async fn create_customer_session(
     state: &App,
     merchant: MerchantId,
+    mode: Mode,
     customer: CustomerId,
 ) -> AppResult<(String, chrono::DateTime<chrono::Utc>)> {
     let mut conn = state.db.conn().await?;
@@ -32,7 +35,14 @@ pub async fn create_customer_session(
     found.ensure_not_erased()?;
     state
         .sessions
-        .issue(Session { merchant, customer }, state.now())
+        .issue(
+            Session {
+                merchant,
+                customer,
+                mode,
+            },
+            state.now(),
+        )
         .map_err(AppError::internal)
 }
 

@@ -8,6 +8,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Duration, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use tenure_domain::access::Mode;
 use tenure_domain::ids::{CustomerId, MerchantId};
 
 pub const ISSUER: &str = "tenure";
@@ -29,8 +30,12 @@ pub struct SessionClaims {
     pub aud: String,
     /// The customer's TypeID.
     pub sub: String,
-    /// The merchant's TypeID.
+    /// The merchant's TypeID: the tenant of one mode.
     pub mer: String,
+    /// Whether the session is in live mode (the mode of the key that minted it). Tokens
+    /// minted before modes existed have none and were all test mode.
+    #[serde(default)]
+    pub livemode: bool,
     pub iat: i64,
     pub nbf: i64,
     pub exp: i64,
@@ -40,6 +45,8 @@ pub struct SessionClaims {
 pub struct Session {
     pub merchant: MerchantId,
     pub customer: CustomerId,
+    /// The tenant's mode: a session reaches only its tenant's data, in that mode.
+    pub mode: Mode,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -90,6 +97,7 @@ impl SessionSigner {
             aud: AUDIENCE.to_owned(),
             sub: session.customer.to_string(),
             mer: session.merchant.to_string(),
+            livemode: session.mode.is_live(),
             iat: now.timestamp(),
             nbf: now.timestamp(),
             exp: expires_at.timestamp(),
@@ -105,6 +113,7 @@ impl SessionSigner {
         Ok(Session {
             merchant: claims.mer.parse().map_err(|_| TokenError::Invalid)?,
             customer: claims.sub.parse().map_err(|_| TokenError::Invalid)?,
+            mode: Mode::from_livemode(claims.livemode),
         })
     }
 }
@@ -225,6 +234,7 @@ mod tests {
         Session {
             merchant: MerchantId::generate(),
             customer: CustomerId::generate(),
+            mode: Mode::Live,
         }
     }
 

@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use tenure_domain::DomainError;
+use tenure_domain::billing::invoice::InvoiceStatus;
 use tenure_domain::billing::proration::ProrationLineKind;
 use tenure_domain::error::Refusal;
 use tenure_domain::ids::{
@@ -23,7 +24,7 @@ use tenure_store::repo::payment_methods as pm_repo;
 use tenure_store::repo::subscriptions::{self as repo, StoredSubscription};
 use tenure_store::repo::support as support_repo;
 
-use super::persist::{persist, subscription_event};
+use super::persist::{persist, persist_system, subscription_event};
 use super::plans::{
     policy_of, purchasable_plan, purchasable_plan_of_product, quantity_limits_of, terms_of,
 };
@@ -31,9 +32,13 @@ use super::requests::WithdrawnAs;
 use super::scope::{Action, ActionOutcome, Scope, subscription_not_found, visible};
 use crate::App;
 use crate::billing::charging::NextAction;
-use crate::dto::subscriptions::{PlanChangePreviewDto, QuantityChangePreviewDto, SubscriptionDto};
+use crate::coupons::RedemptionFor;
+use crate::dto::subscriptions::{
+    PlanChangePreviewDto, QuantityChangePreviewDto, SubscriptionDto, SubscriptionPreviewDto,
+};
 use crate::error::{AppError, AppResult};
 use crate::events::EventBatch;
+use crate::test_clocks::{now_for_customer, now_for_subscription};
 use crate::versions::check_if_match;
 
 const MESSAGE_MAX: usize = tenure_domain::support::MAX_MESSAGE_CHARS;
@@ -58,9 +63,11 @@ pub async fn create_with_quantity(
     plan_id: PlanId,
     quantity: Option<u32>,
 ) -> AppResult<StoredSubscription> {
-    Ok(subscribe(state, scope, customer, plan_id, quantity)
-        .await?
-        .subscription)
+    Ok(
+        create_with_code(state, scope, customer, plan_id, quantity, None)
+            .await?
+            .subscription,
+    )
 }
 
 /// A signup's answer: the subscription as it stands after its first payment, and what the
@@ -70,18 +77,7 @@ pub struct Subscribed {
     pub next_action: Option<NextAction>,
 }
 
-/// Subscribes a customer to a plan at `now`, with `quantity` units (default: the
-/// product's `min_quantity`, else 422 on `quantity`); the plan's `trial_days` start a
-/// trial. Without one, the first period is invoiced in the same transaction, and, when
-/// the customer has a default payment method and something is due, paid in this request
-/// as Stripe does: the subscription starts `incomplete` and is `active` when this returns
-/// if the charge succeeded; a decline or a card asking for authentication leaves it
-/// `incomplete` with a [`NextAction`]; an unknown outcome leaves it `incomplete` until the
-/// charge is resolved. A customer without a payment method is not refused: the
-/// subscription starts `active`, its first invoice open, and is declined into dunning by
-/// the engine unless a card added meanwhile pays it (docs/lifecycle.md).
-/// A merchant names the customer in its body; a customer is the session's, so a session
-/// whose customer does not exist under its merchant finds no customer (404), not a field.
+/// [`create_with_code`] without a code.
 pub async fn subscribe(
     state: &App,
     scope: Scope,
@@ -89,13 +85,40 @@ pub async fn subscribe(
     plan_id: PlanId,
     quantity: Option<u32>,
 ) -> AppResult<Subscribed> {
+    create_with_code(state, scope, customer, plan_id, quantity, None).await
+}
+
+/// Subscribes a customer to a plan at `now` (the customer's test clock time, if any), with
+/// `quantity` units (default: the product's `min_quantity`, else 422 on `quantity`),
+/// redeeming `promotion_code`: its discount applies from the first invoice (409 with the
+/// refusal's code when the code does not apply, and then nothing is created). The plan's
+/// `trial_days` start a trial. Without one, the first period is invoiced in the same
+/// transaction (drawing on the customer's credit balance first), and, when the customer
+/// has a default payment method and something is due, paid in this request as Stripe
+/// does: the subscription starts `incomplete` and is `active` when this returns if the
+/// charge succeeded (or the balance paid the whole invoice); a decline or a card asking
+/// for authentication leaves it `incomplete` with a [`NextAction`]; an unknown outcome
+/// leaves it `incomplete` until the charge is resolved. A customer without a payment
+/// method is not refused: the subscription starts `active`, its first invoice open, and is
+/// declined into dunning by the engine unless a card added meanwhile pays it
+/// (docs/lifecycle.md). A merchant names the customer in its body; a customer is the
+/// session's, so a session whose customer does not exist under its merchant finds no
+/// customer (404), not a field.
+pub async fn create_with_code(
+    state: &App,
+    scope: Scope,
+    customer: CustomerId,
+    plan_id: PlanId,
+    quantity: Option<u32>,
+    promotion_code: Option<&str>,
+) -> AppResult<Subscribed> {
     debug_assert!(
         scope.customer.is_none_or(|c| c == customer),
         "a customer subscribes only themselves"
     );
     let merchant = scope.merchant;
-    let now = state.now_micros();
     let mut conn = state.db.conn().await?;
+    let now = now_for_customer(&mut conn, merchant, customer, state.now_micros()).await?;
     let (stored, prepared) = conn
         .transaction(async |conn| {
             // Locked, so that an erasure cannot slip in between this check and the insert.
@@ -129,7 +152,7 @@ pub async fn subscribe(
                 },
                 now,
             )?;
-            let stored = StoredSubscription {
+            let mut stored = StoredSubscription {
                 subscription,
                 customer_id: customer,
                 product_id: plan.product_id,
@@ -137,6 +160,25 @@ pub async fn subscribe(
                 updated_at: now,
             };
             repo::insert(conn, merchant, &stored).await?;
+            // Before the first invoice, which applies it.
+            let discount = match promotion_code {
+                Some(code) => Some(
+                    crate::coupons::redeem_in_tx(
+                        conn,
+                        merchant,
+                        code,
+                        RedemptionFor {
+                            customer,
+                            subscription: Some(stored.subscription.id),
+                            plan: &plan,
+                        },
+                        stored.subscription.id,
+                        now,
+                    )
+                    .await?,
+                ),
+                None => None,
+            };
             let view = SubscriptionDto::render(&stored, Actor::Merchant);
             let mut batch = EventBatch::default();
             let mut first_invoice = None;
@@ -150,9 +192,19 @@ pub async fn subscribe(
                     .await?;
                 }
             }
+            if let Some(discount) = &discount {
+                crate::coupons::discount_applied(&mut batch, discount)?;
+            }
             batch.record(conn, merchant).await?;
-            let prepared = match (stored.subscription.status, first_invoice, card) {
-                (SubscriptionStatus::Incomplete, Some(invoice), Some(card)) => Some(
+            let incomplete = stored.subscription.status == SubscriptionStatus::Incomplete;
+            let prepared = match (first_invoice, card) {
+                // The balance (or a discount) paid it all: nothing to charge.
+                (Some(invoice), _) if incomplete && invoice.status == InvoiceStatus::Paid => {
+                    let t = stored.subscription.activate()?;
+                    stored = persist_system(conn, merchant, &stored, t, now).await?;
+                    None
+                }
+                (Some(invoice), Some(card)) if incomplete => Some(
                     crate::billing::charging::prepare_signup(
                         conn, state, merchant, invoice, card, now,
                     )
@@ -186,10 +238,53 @@ pub async fn act(
     if_match: Option<String>,
     action: Action,
 ) -> AppResult<ActionOutcome> {
+    let mut conn = state.db.conn().await?;
+    let now = now_for_subscription(&mut conn, scope.merchant, id, state.now_micros()).await?;
+    conn.transaction(async |conn| {
+        act_in_tx(conn, scope, id, if_match.as_deref(), &action, now).await
+    })
+    .await
+}
+
+/// [`act`] by a merchant's agent who exceeds the product's policy for this subscriber:
+/// the action as [`act`] does it, and, with `overriding`, the override recorded with its
+/// reason in the same transaction (`override.created`). Merchant keys are not bound by
+/// the portal policy, so the override does not unlock the action: it records that the
+/// agent went beyond the policy on purpose, and why. Only a pause, a cancellation or a
+/// plan change take one.
+pub async fn act_overriding(
+    state: &App,
+    scope: Scope,
+    id: SubscriptionId,
+    if_match: Option<String>,
+    action: Action,
+    overriding: Option<crate::dto::credits::OverrideRequest>,
+) -> AppResult<ActionOutcome> {
+    let Some(overriding) = overriding else {
+        return act(state, scope, id, if_match, action).await;
+    };
+    let reason = crate::overrides::reason_of(&overriding)?;
+    let kind = match &action {
+        Action::Pause(_) => tenure_domain::overrides::OverrideKind::Pause,
+        Action::Cancel(_) => tenure_domain::overrides::OverrideKind::Cancel,
+        Action::ChangePlan(_) => tenure_domain::overrides::OverrideKind::PlanChange,
+        _ => return Err(AppError::field("override", "is not taken by this action")),
+    };
+    if scope.customer.is_some() {
+        return Err(AppError::field("override", "is for a merchant's agents"));
+    }
     let now = state.now_micros();
     let mut conn = state.db.conn().await?;
     conn.transaction(async |conn| {
-        act_in_tx(conn, scope, id, if_match.as_deref(), &action, now).await
+        let outcome = act_in_tx(conn, scope, id, if_match.as_deref(), &action, now).await?;
+        let grant = crate::overrides::Grant {
+            customer: outcome.subscription.customer_id,
+            subscription: Some(id),
+            kind,
+            amount: None,
+        };
+        crate::overrides::record(conn, scope.merchant, grant, reason, now).await?;
+        Ok(outcome)
     })
     .await
 }
@@ -336,7 +431,6 @@ pub async fn act_on_request(
     request_id: CancellationRequestId,
     action: Action,
 ) -> AppResult<ActionOutcome> {
-    let now = state.now_micros();
     let mut conn = state.db.conn().await?;
     let request = support_repo::get_request(&mut conn, scope.merchant, request_id, false)
         .await
@@ -344,6 +438,13 @@ pub async fn act_on_request(
     if scope.customer.is_some_and(|c| c != request.customer_id) {
         return Err(AppError::NotFound("cancellation_request"));
     }
+    let now = now_for_customer(
+        &mut conn,
+        scope.merchant,
+        request.customer_id,
+        state.now_micros(),
+    )
+    .await?;
     let outcome = conn
         .transaction(async |conn| {
             act_in_tx(conn, scope, request.subscription_id, None, &action, now).await
@@ -359,9 +460,10 @@ pub async fn preview_quantity_change(
     id: SubscriptionId,
     quantity: u32,
 ) -> AppResult<QuantityChangePreviewDto> {
-    let now = state.now_micros();
     let mut conn = state.db.conn().await?;
     let s = visible(&mut conn, scope, id).await?;
+    let now =
+        now_for_customer(&mut conn, scope.merchant, s.customer_id, state.now_micros()).await?;
     let limits = quantity_limits_of(&mut conn, scope.merchant, s.product_id).await?;
     let preview = s
         .subscription
@@ -397,26 +499,158 @@ pub async fn preview_plan_change(
     id: SubscriptionId,
     plan_id: PlanId,
 ) -> AppResult<PlanChangePreviewDto> {
+    preview_plan_change_with_code(state, scope, id, plan_id, None).await
+}
+
+/// Changes the plan redeeming `promotion_code`: the code is checked against the new plan
+/// and its discount granted before the change, so that an invoice the change makes at
+/// once (another cadence) applies it. A refused code refuses the change (409 with the
+/// refusal's code), and a refused change redeems nothing.
+pub async fn change_plan_with_code(
+    state: &App,
+    scope: Scope,
+    id: SubscriptionId,
+    if_match: Option<String>,
+    plan_id: PlanId,
+    promotion_code: &str,
+) -> AppResult<ActionOutcome> {
     let now = state.now_micros();
+    let merchant = scope.merchant;
+    let mut conn = state.db.conn().await?;
+    conn.transaction(async |conn| {
+        // The subscription's row first, as every change of it takes it; the code's and
+        // the coupon's rows after.
+        let before = repo::get(conn, merchant, id, true)
+            .await
+            .map_err(subscription_not_found)?;
+        if !scope.sees(&before) {
+            return Err(AppError::NotFound("subscription"));
+        }
+        check_if_match(if_match.as_deref(), before.updated_at)?;
+        let now = now_for_customer(conn, merchant, before.customer_id, now).await?;
+        let plan = purchasable_plan(conn, merchant, plan_id).await?;
+        let discount = crate::coupons::redeem_in_tx(
+            conn,
+            merchant,
+            promotion_code,
+            RedemptionFor {
+                customer: before.customer_id,
+                subscription: Some(id),
+                plan: &plan,
+            },
+            id,
+            now,
+        )
+        .await?;
+        let outcome = act_in_tx(conn, scope, id, None, &Action::ChangePlan(plan_id), now).await?;
+        crate::coupons::discount_applied_event(conn, merchant, &discount).await?;
+        Ok(ActionOutcome {
+            may_have_discounts: true,
+            ..outcome
+        })
+    })
+    .await
+}
+
+/// [`preview_plan_change`] with what `promotion_code` would take off the invoice the
+/// change bills (`discount`), or the refusal the change would get for it.
+pub async fn preview_plan_change_with_code(
+    state: &App,
+    scope: Scope,
+    id: SubscriptionId,
+    plan_id: PlanId,
+    promotion_code: Option<&str>,
+) -> AppResult<PlanChangePreviewDto> {
     let mut conn = state.db.conn().await?;
     let s = visible(&mut conn, scope, id).await?;
+    let now =
+        now_for_customer(&mut conn, scope.merchant, s.customer_id, state.now_micros()).await?;
     let policy = policy_of(&mut conn, scope.merchant, s.product_id).await?;
     let request = plan_change_request(&mut conn, scope.merchant, &s, plan_id).await?;
     let preview = s
         .subscription
         .preview_plan_change(&request, &policy, scope.actor(), now)?;
+    let discount = match promotion_code {
+        Some(code) => {
+            let plan = purchasable_plan(&mut conn, scope.merchant, plan_id).await?;
+            let redeemable = crate::coupons::check_code(
+                &mut conn,
+                scope.merchant,
+                code,
+                RedemptionFor {
+                    customer: s.customer_id,
+                    subscription: Some(id),
+                    plan: &plan,
+                },
+                false,
+                now,
+            )
+            .await?;
+            // The invoice the change bills: the new period's (another cadence), else the
+            // next renewal's at the new plan; either takes the pending prorations.
+            let new_cadence = request.to.cadence != s.subscription.plan.cadence;
+            let currency = plan.price.currency;
+            let mut subtotal = 0i64;
+            if let Some(p) = &preview.proration {
+                for line in &p.lines {
+                    subtotal = subtotal
+                        .checked_add(line.amount.amount)
+                        .ok_or(DomainError::Overflow)?;
+                }
+            }
+            if !(new_cadence && preview.proration.is_some()) {
+                subtotal = subtotal
+                    .checked_add(plan.price.times(s.subscription.quantity)?.amount)
+                    .ok_or(DomainError::Overflow)?;
+            }
+            let pending =
+                tenure_store::repo::pending_items::uninvoiced(&mut conn, scope.merchant, id, false)
+                    .await?;
+            for item in pending.iter().filter(|i| i.amount.currency == currency) {
+                subtotal = subtotal
+                    .checked_add(item.amount.amount)
+                    .ok_or(DomainError::Overflow)?;
+            }
+            let existing =
+                tenure_store::repo::discounts::active_for_subscription(&conn, scope.merchant, id)
+                    .await?;
+            Some(crate::coupons::preview_discount(
+                &redeemable,
+                Money::new(subtotal, currency),
+                &existing,
+                now,
+            )?)
+        }
+        None => None,
+    };
+    let rendered =
+        render_plan_change_preview(&mut conn, scope, &s, plan_id, &request, &preview).await?;
+    Ok(PlanChangePreviewDto {
+        discount,
+        ..rendered
+    })
+}
+
+async fn render_plan_change_preview(
+    conn: &mut AsyncPgConnection,
+    scope: Scope,
+    s: &StoredSubscription,
+    plan_id: PlanId,
+    request: &PlanChangeRequest,
+    preview: &tenure_domain::subscription::PlanChangePreview,
+) -> AppResult<PlanChangePreviewDto> {
     let from = s.subscription.plan.plan_id;
     let new_cadence = request.to.cadence != s.subscription.plan.cadence;
     let names = if preview.proration.is_some() {
-        let from_name = catalog_repo::get_plan(&mut conn, scope.merchant, from).await?;
-        let to_name = catalog_repo::get_plan(&mut conn, scope.merchant, plan_id).await?;
+        let from_name = catalog_repo::get_plan(conn, scope.merchant, from).await?;
+        let to_name = catalog_repo::get_plan(conn, scope.merchant, plan_id).await?;
         (from_name.name, to_name.name)
     } else {
         Default::default()
     };
     Ok(PlanChangePreviewDto::render(
         plan_id.to_string(),
-        &preview,
+        preview,
         Money::zero(s.subscription.plan.price.currency),
         s.subscription.current_period.end,
         new_cadence,
@@ -435,4 +669,95 @@ pub async fn preview_plan_change(
             }
         },
     ))
+}
+
+/// The first invoice subscribing `customer` to `plan_id` would create (with
+/// `promotion_code`'s discount, or its refusal), without subscribing.
+pub async fn preview_subscription(
+    state: &App,
+    scope: Scope,
+    customer: CustomerId,
+    plan_id: PlanId,
+    quantity: Option<u32>,
+    promotion_code: Option<&str>,
+) -> AppResult<SubscriptionPreviewDto> {
+    let merchant = scope.merchant;
+    let now = state.now_micros();
+    let mut conn = state.db.conn().await?;
+    customer_repo::get(&mut conn, merchant, customer, false)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound if scope.customer.is_some() => AppError::NotFound("customer"),
+            StoreError::NotFound => AppError::field("customer_id", "no such customer"),
+            other => other.into(),
+        })?;
+    let (plan, product) = purchasable_plan_of_product(&mut conn, merchant, plan_id).await?;
+    let limits = product.quantity_limits;
+    let quantity = quantity.unwrap_or(limits.min());
+    limits.check(quantity)?;
+    let terms = terms_of(&plan)?;
+    let created = Subscription::create(
+        NewSubscription {
+            id: SubscriptionId::generate(),
+            plan: terms,
+            trial_days: plan.trial_days,
+            quantity,
+            // The preview shows the invoice, not whether it is paid in the request.
+            pay_at_signup: false,
+        },
+        now,
+    )?
+    .subscription;
+    let (period, trial_end) = match created.trial_end {
+        Some(end) => {
+            let (period, _) = crate::billing::invoicing::next_invoice_period(&created)
+                .ok_or_else(|| AppError::internal("a trial without a first period"))?;
+            (period, Some(end))
+        }
+        None => (created.current_period, None),
+    };
+    let mut draft =
+        crate::billing::invoicing::renewal_lines(&plan.name, &terms, quantity, period, &[], &[])?;
+    let currency = plan.price.currency;
+    let subtotal = tenure_domain::billing::invoice::totals(currency, &draft.lines)?.subtotal;
+    let discount = match promotion_code {
+        Some(code) => {
+            let redeemable = crate::coupons::check_code(
+                &mut conn,
+                merchant,
+                code,
+                RedemptionFor {
+                    customer,
+                    subscription: None,
+                    plan: &plan,
+                },
+                false,
+                now,
+            )
+            .await?;
+            let preview = crate::coupons::preview_discount(&redeemable, subtotal, &[], now)?;
+            draft
+                .lines
+                .push(tenure_domain::billing::discount::described_discount_line(
+                    Some(&redeemable.description()),
+                    &redeemable.coupon.terms.value,
+                    Money::new(preview.amount_off.amount, currency),
+                )?);
+            Some(preview)
+        }
+        None => None,
+    };
+    let totals = tenure_domain::billing::invoice::totals(currency, &draft.lines)?;
+    Ok(SubscriptionPreviewDto {
+        plan_id: plan.id.to_string(),
+        quantity,
+        trial_end,
+        invoiced_at: period.start,
+        period: period.into(),
+        lines: draft.lines.iter().map(Into::into).collect(),
+        subtotal: totals.subtotal.into(),
+        discount: totals.discount.into(),
+        total: totals.total.into(),
+        promotion_code: discount,
+    })
 }

@@ -124,11 +124,21 @@ pub fn apply_discounts<'a>(
 
 /// The invoice line of an applied discount (`−taken`).
 pub fn discount_line(value: &DiscountValue, taken: Money) -> Result<InvoiceLine, DomainError> {
-    InvoiceLine::new(
-        LineKind::Discount,
-        format!("Discount: {}", value.label()),
-        taken.negate(),
-    )
+    described_discount_line(None, value, taken)
+}
+
+/// [`discount_line`] naming where the discount came from: `Discount: Summer sale
+/// (SUMMER20): 20% off`.
+pub fn described_discount_line(
+    description: Option<&str>,
+    value: &DiscountValue,
+    taken: Money,
+) -> Result<InvoiceLine, DomainError> {
+    let text = match description {
+        Some(d) => format!("Discount: {d}: {}", value.label()),
+        None => format!("Discount: {}", value.label()),
+    };
+    InvoiceLine::new(LineKind::Discount, text, taken.negate())
 }
 
 #[cfg(test)]

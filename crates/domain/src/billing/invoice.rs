@@ -16,10 +16,14 @@
 //! # Totals
 //!
 //! Every line is in the invoice's one currency, and sums use checked integer arithmetic:
-//! `subtotal` is the sum of plan and proration lines, `discount` the (non-positive) sum
-//! of discount lines, `total = subtotal + discount`. When the total is negative (a
-//! proration credit larger than the charges) nothing is due and the difference is the
-//! customer's credit: `amount_due − credit == total` always holds.
+//! `subtotal` is the sum of plan, proration and one-off lines, `discount` the
+//! (non-positive) sum of discount lines, `total = subtotal + discount`, and
+//! `credit_applied` the (non-positive) customer balance the invoice drew on
+//! ([`crate::billing::credit::apply_customer_balance`]). When `total + credit_applied` is
+//! negative (a proration credit larger than the charges) nothing is due and the
+//! difference is the customer's credit: `amount_due − credit == total + credit_applied`
+//! always holds. [`totals`] is the one place this arithmetic lives; every line kind,
+//! whoever adds it (a coupon's discount too), flows through it.
 
 use std::fmt;
 use std::str::FromStr;
@@ -151,6 +155,10 @@ pub enum LineKind {
     Proration,
     /// A discount: not positive.
     Discount,
+    /// A one-off charge (positive) or credit (negative) a merchant or an agent added.
+    OneOff,
+    /// The customer's credit balance the invoice drew on before charging: not positive.
+    CustomerBalance,
 }
 
 impl LineKind {
@@ -159,6 +167,8 @@ impl LineKind {
             LineKind::Plan => "plan",
             LineKind::Proration => "proration",
             LineKind::Discount => "discount",
+            LineKind::OneOff => "one_off",
+            LineKind::CustomerBalance => "customer_balance",
         }
     }
 }
@@ -171,9 +181,11 @@ impl FromStr for LineKind {
             "plan" => Ok(LineKind::Plan),
             "proration" => Ok(LineKind::Proration),
             "discount" => Ok(LineKind::Discount),
+            "one_off" => Ok(LineKind::OneOff),
+            "customer_balance" => Ok(LineKind::CustomerBalance),
             _ => Err(DomainError::validation(
                 "kind",
-                "must be plan, proration or discount",
+                "must be plan, proration, discount, one_off or customer_balance",
             )),
         }
     }
@@ -207,14 +219,15 @@ impl InvoiceLine {
         }
         let sign_ok = match kind {
             LineKind::Plan => amount.amount >= 0,
-            LineKind::Discount => amount.amount <= 0,
-            LineKind::Proration => true,
+            LineKind::Discount | LineKind::CustomerBalance => amount.amount <= 0,
+            LineKind::Proration | LineKind::OneOff => true,
         };
         if !sign_ok {
             return Err(DomainError::validation(
                 "lines.amount",
                 match kind {
                     LineKind::Plan => "of a plan line must not be negative",
+                    LineKind::CustomerBalance => "of a customer balance line must not be positive",
                     _ => "of a discount line must not be positive",
                 },
             ));
@@ -247,15 +260,18 @@ impl InvoiceLine {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InvoiceTotals {
-    /// Plan and proration lines.
+    /// Plan, proration and one-off lines.
     pub subtotal: Money,
     /// Discount lines (zero or negative).
     pub discount: Money,
     /// `subtotal + discount`; may be negative.
     pub total: Money,
-    /// `max(0, total)`: what the customer is charged.
+    /// The customer balance line (zero or negative): credit used before charging.
+    pub credit_applied: Money,
+    /// `max(0, total + credit_applied)`: what the customer is charged.
     pub amount_due: Money,
-    /// `max(0, −total)`: what the invoice leaves in the customer's favour.
+    /// `max(0, −(total + credit_applied))`: what the invoice leaves in the customer's
+    /// favour.
     pub credit: Money,
 }
 
@@ -263,6 +279,7 @@ pub struct InvoiceTotals {
 pub fn totals(currency: Currency, lines: &[InvoiceLine]) -> Result<InvoiceTotals, DomainError> {
     let mut subtotal = Money::zero(currency);
     let mut discount = Money::zero(currency);
+    let mut credit_applied = Money::zero(currency);
     for line in lines {
         if line.amount.currency != currency {
             return Err(DomainError::CurrencyMismatch {
@@ -272,19 +289,26 @@ pub fn totals(currency: Currency, lines: &[InvoiceLine]) -> Result<InvoiceTotals
         }
         match line.kind {
             LineKind::Discount => discount = discount.checked_add(line.amount)?,
-            LineKind::Plan | LineKind::Proration => subtotal = subtotal.checked_add(line.amount)?,
+            LineKind::CustomerBalance => {
+                credit_applied = credit_applied.checked_add(line.amount)?
+            }
+            LineKind::Plan | LineKind::Proration | LineKind::OneOff => {
+                subtotal = subtotal.checked_add(line.amount)?
+            }
         }
     }
     let total = subtotal.checked_add(discount)?;
-    let (amount_due, credit) = if total.amount >= 0 {
-        (total, Money::zero(currency))
+    let net = total.checked_add(credit_applied)?;
+    let (amount_due, credit) = if net.amount >= 0 {
+        (net, Money::zero(currency))
     } else {
-        (Money::zero(currency), total.negate())
+        (Money::zero(currency), net.negate())
     };
     Ok(InvoiceTotals {
         subtotal,
         discount,
         total,
+        credit_applied,
         amount_due,
         credit,
     })
@@ -310,11 +334,31 @@ impl RefundPlan {
 
 /// Plans a refund of `requested` (everything still refundable when `None`) of an invoice
 /// that has received `paid` and given back `refunded` so far. A refund is never more than
-/// `paid − refunded` and never zero or negative.
+/// `paid − refunded` and never zero or negative. [`plan_refund_after_credits`] also
+/// counts what credit notes moved to the customer's balance.
 pub fn plan_refund(
     status: InvoiceStatus,
     paid: Money,
     refunded: Money,
+    requested: Option<i64>,
+) -> Result<RefundPlan, DomainError> {
+    plan_refund_after_credits(
+        status,
+        paid,
+        refunded,
+        Money::zero(paid.currency),
+        requested,
+    )
+}
+
+/// [`plan_refund`] of an invoice of which credit notes already moved `credited` to the
+/// customer's balance: that part was given back once and cannot be refunded too, so a
+/// refund is never more than `paid − refunded − credited`.
+pub fn plan_refund_after_credits(
+    status: InvoiceStatus,
+    paid: Money,
+    refunded: Money,
+    credited: Money,
     requested: Option<i64>,
 ) -> Result<RefundPlan, DomainError> {
     if status != InvoiceStatus::Paid || paid.is_zero() {
@@ -323,11 +367,11 @@ pub fn plan_refund(
             detail: format!("only a paid invoice can be refunded; this one is {status}").into(),
         });
     }
-    let refundable = paid.checked_sub(refunded)?;
+    let refundable = paid.checked_sub(refunded)?.checked_sub(credited)?;
     if refundable.amount <= 0 {
         return Err(DomainError::Conflict {
             code: "invoice_fully_refunded",
-            detail: "the invoice has been refunded in full already".into(),
+            detail: "the invoice has been refunded or credited in full already".into(),
         });
     }
     let amount = match requested {
@@ -350,7 +394,7 @@ pub fn plan_refund(
     Ok(RefundPlan {
         amount,
         refunded_after,
-        remaining: paid.checked_sub(refunded_after)?,
+        remaining: paid.checked_sub(refunded_after)?.checked_sub(credited)?,
     })
 }
 
@@ -487,22 +531,29 @@ mod tests {
         }
 
         #[test]
-        fn totals_balance(amounts in prop::collection::vec((0u8..3, -1_000_000i64..1_000_000), 0..30)) {
+        fn totals_balance(amounts in prop::collection::vec((0u8..5, -1_000_000i64..1_000_000), 0..30)) {
+            let kinds = [
+                LineKind::Plan,
+                LineKind::Proration,
+                LineKind::Discount,
+                LineKind::OneOff,
+                LineKind::CustomerBalance,
+            ];
             let lines: Vec<InvoiceLine> = amounts
                 .into_iter()
                 .filter_map(|(kind, amount)| {
-                    let kind = [LineKind::Plan, LineKind::Proration, LineKind::Discount][usize::from(kind)];
+                    let kind = kinds[usize::from(kind)];
                     let amount = match kind {
                         LineKind::Plan => amount.abs(),
-                        LineKind::Discount => -amount.abs(),
-                        LineKind::Proration => amount,
+                        LineKind::Discount | LineKind::CustomerBalance => -amount.abs(),
+                        LineKind::Proration | LineKind::OneOff => amount,
                     };
                     InvoiceLine::new(kind, "x", eur(amount)).ok()
                 })
                 .collect();
             let t = totals("EUR".parse().unwrap(), &lines).unwrap();
             let sum: i64 = lines.iter().map(|l| l.amount.amount).sum();
-            prop_assert_eq!(t.total.amount, sum);
+            prop_assert_eq!(t.total.amount + t.credit_applied.amount, sum);
             prop_assert_eq!(t.amount_due.amount - t.credit.amount, sum);
             prop_assert!(t.amount_due.amount >= 0 && t.credit.amount >= 0);
         }

@@ -1,6 +1,8 @@
 //! Billing arithmetic: periods, the terms a subscription is billed on, and proration;
 //! invoices, refunds, dunning, the payment gateway seam and card-number detection.
 
+pub mod coupon;
+pub mod credit;
 pub mod discount;
 pub mod dunning;
 pub mod gateway;

@@ -41,17 +41,19 @@ pub async fn read(
     now: DateTime<Utc>,
     overdue_before: DateTime<Utc>,
 ) -> StoreResult<Backlog> {
-    // The status list is the partial index's predicate, so the planner can use it.
+    // The status list and `test_clock_id IS NULL` are the partial indexes' predicates, so
+    // the planner can use them; a test clock's work is due on its own time, not real time.
     Ok(diesel::sql_query(
         "SELECT \
            (SELECT count(*) FROM subscriptions \
              WHERE status IN ('trialing', 'active', 'past_due') \
-               AND current_period_end <= $1) AS renewals_due, \
+               AND current_period_end <= $1 AND test_clock_id IS NULL) AS renewals_due, \
            (SELECT count(*) FROM subscriptions \
              WHERE status IN ('trialing', 'active', 'past_due') \
-               AND current_period_end <= $2) AS renewals_overdue, \
+               AND current_period_end <= $2 AND test_clock_id IS NULL) AS renewals_overdue, \
            (SELECT count(*) FROM charge_intents) AS charges_in_flight, \
-           (SELECT count(*) FROM scheduled_changes WHERE due_at <= $1) AS scheduled_changes_due, \
+           (SELECT count(*) FROM scheduled_changes \
+             WHERE due_at <= $1 AND test_clock_id IS NULL) AS scheduled_changes_due, \
            (SELECT count(*) FROM webhook_deliveries WHERE status = 'pending') \
              AS webhook_deliveries_pending, \
            (SELECT extract(epoch FROM $1 - min(created_at))::float8 FROM webhook_deliveries \

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tenure_domain::context::Segment;
 use tenure_domain::customer::Customer;
-use tenure_domain::ids::{CustomerId, MerchantId};
+use tenure_domain::ids::{CustomerId, MerchantId, TestClockId};
 
 use crate::error::{StoreError, StoreResult};
 use crate::pagination::{FetchPage, Page, PageRequest};
@@ -27,6 +27,7 @@ struct CustomerRow {
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     erased_at: Option<DateTime<Utc>>,
+    test_clock_id: Option<uuid::Uuid>,
 }
 
 impl CustomerRow {
@@ -43,6 +44,7 @@ impl CustomerRow {
             created_at: c.created_at,
             updated_at: c.updated_at,
             erased_at: c.erased_at,
+            test_clock_id: c.test_clock_id.map(|t| t.uuid()),
         }
     }
 
@@ -61,6 +63,7 @@ impl CustomerRow {
             created_at: self.created_at,
             updated_at: self.updated_at,
             erased_at: self.erased_at,
+            test_clock_id: self.test_clock_id.map(TestClockId::from_uuid),
         })
     }
 }

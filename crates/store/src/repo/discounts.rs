@@ -2,14 +2,21 @@
 //! off each of the next `cycles` invoices. Retention offers grant them through [`grant`];
 //! the renewal engine reads the active ones ([`active_for_subscription`], oldest first),
 //! and each invoice that applies one uses up a cycle ([`consume`]) in its transaction.
+//!
+//! Every discount refers to the coupon it was granted from: a redeemed promotion code's
+//! ([`grant_from_coupon`]) or, for a retention offer's, an internal coupon that [`grant`]
+//! makes for it. A `forever` discount keeps its one cycle: invoices never use it up.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use tenure_domain::ids::{DiscountId, GenerateId, MerchantId, SubscriptionId};
-use tenure_domain::money::{Currency, Money};
+use tenure_domain::billing::coupon::{CouponDuration, CouponTerms};
+use tenure_domain::ids::{
+    CouponId, CustomerId, DiscountId, GenerateId, MerchantId, PromotionCodeId, SubscriptionId,
+};
 
 use crate::error::{StoreError, StoreResult};
+use crate::repo::coupons::{self, StoredCoupon};
 use crate::schema::subscription_discounts as d;
 
 /// What a discount takes off each invoice (the domain's type, under the name this
@@ -34,9 +41,17 @@ pub struct StoredDiscount {
     pub subscription_id: SubscriptionId,
     pub offer_id: Option<uuid::Uuid>,
     pub value: DiscountValue,
+    /// For a `forever` discount, 1 (never used up).
     pub cycles: u32,
     pub cycles_remaining: u32,
     pub created_at: DateTime<Utc>,
+    pub coupon_id: CouponId,
+    pub promotion_code_id: Option<PromotionCodeId>,
+    pub customer_id: CustomerId,
+    /// Applies to every invoice; `cycles` mean nothing then.
+    pub forever: bool,
+    /// How its invoice line reads, when not from the value alone.
+    pub description: Option<String>,
 }
 
 impl StoredDiscount {
@@ -59,26 +74,16 @@ struct Row {
     cycles: i32,
     cycles_remaining: i32,
     created_at: DateTime<Utc>,
+    coupon_id: uuid::Uuid,
+    promotion_code_id: Option<uuid::Uuid>,
+    customer_id: uuid::Uuid,
+    forever: bool,
+    description: Option<String>,
 }
 
 impl Row {
     fn into_stored(self) -> StoreResult<StoredDiscount> {
-        let value = match (self.percent, self.amount, self.currency) {
-            (Some(p), None, None) => DiscountValue::Percent(
-                u32::try_from(p).map_err(|_| StoreError::corrupt("negative percent"))?,
-            ),
-            (None, Some(a), Some(c)) => {
-                let cur: Currency = c
-                    .parse()
-                    .map_err(|_| StoreError::corrupt(format!("unknown currency {c}")))?;
-                DiscountValue::Amount(Money::new(a, cur))
-            }
-            _ => {
-                return Err(StoreError::corrupt(
-                    "discount is neither percent nor amount",
-                ));
-            }
-        };
+        let value = coupons::value_of(self.percent, self.amount, self.currency.as_deref())?;
         let count = |n: i32| u32::try_from(n).map_err(|_| StoreError::corrupt("negative cycles"));
         Ok(StoredDiscount {
             id: self.id,
@@ -88,13 +93,19 @@ impl Row {
             cycles: count(self.cycles)?,
             cycles_remaining: count(self.cycles_remaining)?,
             created_at: self.created_at,
+            coupon_id: CouponId::from_uuid(self.coupon_id),
+            promotion_code_id: self.promotion_code_id.map(PromotionCodeId::from_uuid),
+            customer_id: CustomerId::from_uuid(self.customer_id),
+            forever: self.forever,
+            description: self.description,
         })
     }
 }
 
-/// Grants a discount to a subscription of `merchant`. The value and cycles are checked
-/// by the domain (`StoreError::Corrupt` otherwise: callers validate input first); a
-/// subscription of another merchant is a foreign-key `Conflict`.
+/// Grants a discount to a subscription of `merchant`, with an internal coupon of the same
+/// value and cycles made for it (a retention offer's discount). The value and cycles are
+/// checked by the domain (`StoreError::Corrupt` otherwise: callers validate input first);
+/// a subscription of another merchant is `NotFound`.
 pub async fn grant(
     conn: &mut AsyncPgConnection,
     merchant: MerchantId,
@@ -107,27 +118,100 @@ pub async fn grant(
             "a discount applies to at least one cycle",
         ));
     }
-    let cycles =
-        i32::try_from(new.cycles).map_err(|_| StoreError::corrupt("cycles out of range"))?;
-    let (percent, amount, currency) = match new.value {
-        DiscountValue::Percent(p) => (
-            Some(i32::try_from(p).map_err(|_| StoreError::corrupt("percent out of range"))?),
-            None,
-            None,
-        ),
-        DiscountValue::Amount(m) => (None, Some(m.amount), Some(m.currency.code().to_owned())),
+    let customer: uuid::Uuid = crate::schema::subscriptions::table
+        .find((merchant.uuid(), new.subscription_id.uuid()))
+        .select(crate::schema::subscriptions::customer_id)
+        .first(conn)
+        .await?;
+    let coupon = StoredCoupon {
+        id: CouponId::generate(),
+        name: "Retention offer".to_owned(),
+        terms: CouponTerms {
+            value: new.value,
+            duration: if new.cycles == 1 {
+                CouponDuration::Once
+            } else {
+                CouponDuration::Repeating { cycles: new.cycles }
+            },
+            max_redemptions: None,
+            redeem_by: None,
+            product_ids: Vec::new(),
+            plan_ids: Vec::new(),
+            first_time_subscribers_only: false,
+        },
+        times_redeemed: 1,
+        internal: true,
+        metadata: serde_json::Map::new(),
+        deleted_at: None,
+        created_at: at,
+        updated_at: at,
     };
+    coupons::insert_coupon(conn, merchant, &coupon).await?;
+    insert(
+        conn,
+        merchant,
+        Grant {
+            subscription_id: new.subscription_id,
+            customer_id: CustomerId::from_uuid(customer),
+            offer_id: new.offer_id,
+            coupon: &coupon,
+            promotion_code_id: None,
+            description: None,
+        },
+        at,
+    )
+    .await
+}
+
+/// A discount granted from a coupon (through one of its promotion codes, or directly).
+pub struct Grant<'a> {
+    pub subscription_id: SubscriptionId,
+    pub customer_id: CustomerId,
+    pub offer_id: Option<uuid::Uuid>,
+    pub coupon: &'a StoredCoupon,
+    pub promotion_code_id: Option<PromotionCodeId>,
+    /// How its invoice line reads (`Discount: …`); `None` reads from the value.
+    pub description: Option<String>,
+}
+
+/// Grants the subscription the discount of a coupon, for the coupon's duration. The
+/// caller checked and counted the redemption.
+pub async fn grant_from_coupon(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    grant: Grant<'_>,
+    at: DateTime<Utc>,
+) -> Result<StoredDiscount, StoreError> {
+    insert(conn, merchant, grant, at).await
+}
+
+async fn insert(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    grant: Grant<'_>,
+    at: DateTime<Utc>,
+) -> Result<StoredDiscount, StoreError> {
+    let terms = &grant.coupon.terms;
+    let (percent, amount, currency) = coupons::value_columns(terms.value)?;
+    let forever = terms.duration == CouponDuration::Forever;
+    let cycles = i32::try_from(terms.duration.cycles().unwrap_or(1))
+        .map_err(|_| StoreError::corrupt("cycles out of range"))?;
     let row = Row {
         merchant_id: merchant.uuid(),
         id: DiscountId::generate().uuid(),
-        subscription_id: new.subscription_id.uuid(),
-        offer_id: new.offer_id,
+        subscription_id: grant.subscription_id.uuid(),
+        offer_id: grant.offer_id,
         percent,
         amount,
         currency,
         cycles,
         cycles_remaining: cycles,
         created_at: at,
+        coupon_id: grant.coupon.id.uuid(),
+        promotion_code_id: grant.promotion_code_id.map(|c| c.uuid()),
+        customer_id: grant.customer_id.uuid(),
+        forever,
+        description: grant.description,
     };
     let saved: Row = diesel::insert_into(d::table)
         .values(&row)
@@ -211,16 +295,27 @@ pub async fn consume(
     if ids.is_empty() {
         return Ok(());
     }
+    // A forever discount keeps its cycle; it is still counted as applied.
+    let forever: i64 = d::table
+        .filter(d::merchant_id.eq(merchant.uuid()))
+        .filter(d::id.eq_any(ids))
+        .filter(d::forever.eq(true))
+        .count()
+        .get_result(conn)
+        .await?;
     let updated = diesel::update(
         d::table
             .filter(d::merchant_id.eq(merchant.uuid()))
             .filter(d::id.eq_any(ids))
+            .filter(d::forever.eq(false))
             .filter(d::cycles_remaining.gt(0)),
     )
     .set(d::cycles_remaining.eq(d::cycles_remaining - 1))
     .execute(conn)
     .await?;
-    if updated != ids.len() {
+    if i64::try_from(updated).unwrap_or(i64::MAX) + forever
+        != i64::try_from(ids.len()).unwrap_or(i64::MAX)
+    {
         return Err(StoreError::corrupt(
             "a discount applied to an invoice had no cycle left",
         ));

@@ -38,12 +38,16 @@ pub enum Claim {
 
 pub async fn claim(
     conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
     scope: &str,
     key: &str,
     request_hash: &[u8],
     now: DateTime<Utc>,
 ) -> StoreResult<Claim> {
-    let this_key = keys::scope.eq(scope).and(keys::idempotency_key.eq(key));
+    let this_key = keys::merchant_id
+        .eq(merchant.uuid())
+        .and(keys::scope.eq(scope))
+        .and(keys::idempotency_key.eq(key));
     diesel::delete(
         keys::table.filter(this_key).filter(
             keys::created_at.lt(now - RETENTION).or(keys::completed_at
@@ -56,6 +60,7 @@ pub async fn claim(
 
     let inserted = diesel::insert_into(keys::table)
         .values((
+            keys::merchant_id.eq(merchant.uuid()),
             keys::scope.eq(scope),
             keys::idempotency_key.eq(key),
             keys::request_hash.eq(request_hash),
@@ -146,6 +151,7 @@ pub async fn lock_named_customers_erased_since_claim(
 /// first locks them ([`lock_named_customers_erased_since_claim`]) in the same transaction.
 pub async fn store_response(
     conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
     scope: &str,
     key: &str,
     response: &StoredResponse,
@@ -153,6 +159,7 @@ pub async fn store_response(
 ) -> StoreResult<()> {
     diesel::update(
         keys::table
+            .filter(keys::merchant_id.eq(merchant.uuid()))
             .filter(keys::scope.eq(scope))
             .filter(keys::idempotency_key.eq(key)),
     )
@@ -192,12 +199,14 @@ fn customer_ids_in(body: &[u8]) -> Vec<uuid::Uuid> {
 /// Replaces the body of a stored response (with its anonymised form).
 pub async fn replace_body(
     conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
     scope: &str,
     key: &str,
     body: &[u8],
 ) -> StoreResult<()> {
     diesel::update(
         keys::table
+            .filter(keys::merchant_id.eq(merchant.uuid()))
             .filter(keys::scope.eq(scope))
             .filter(keys::idempotency_key.eq(key))
             .filter(keys::completed_at.is_not_null()),
@@ -234,10 +243,10 @@ pub async fn responses_naming(
     }
     let rows: Vec<Row> = diesel::sql_query(
         "SELECT scope, idempotency_key, response_body FROM idempotency_keys
-          WHERE (scope = $1 OR scope LIKE $1 || '/%') AND response_body IS NOT NULL
+          WHERE merchant_id = $1 AND response_body IS NOT NULL
             AND position(convert_to($2, 'UTF8') IN response_body) > 0",
     )
-    .bind::<Text, _>(merchant.to_string())
+    .bind::<diesel::sql_types::Uuid, _>(merchant.uuid())
     .bind::<Text, _>(customer.to_string())
     .load(conn)
     .await?;
@@ -252,9 +261,15 @@ pub async fn responses_naming(
 }
 
 /// Forgets a key whose request failed in a way worth retrying.
-pub async fn release(conn: &mut AsyncPgConnection, scope: &str, key: &str) -> StoreResult<()> {
+pub async fn release(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    scope: &str,
+    key: &str,
+) -> StoreResult<()> {
     diesel::delete(
         keys::table
+            .filter(keys::merchant_id.eq(merchant.uuid()))
             .filter(keys::scope.eq(scope))
             .filter(keys::idempotency_key.eq(key))
             .filter(keys::completed_at.is_null()),
@@ -262,15 +277,6 @@ pub async fn release(conn: &mut AsyncPgConnection, scope: &str, key: &str) -> St
     .execute(conn)
     .await?;
     Ok(())
-}
-
-/// Deletes keys past their retention; run periodically by the workers.
-pub async fn purge_expired(conn: &mut AsyncPgConnection, now: DateTime<Utc>) -> StoreResult<usize> {
-    Ok(
-        diesel::delete(keys::table.filter(keys::created_at.lt(now - RETENTION)))
-            .execute(conn)
-            .await?,
-    )
 }
 
 #[cfg(test)]

@@ -9,9 +9,10 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Timestamptz, Uuid};
+use diesel::sql_types::{Array, BigInt, Nullable, Timestamptz, Uuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tenure_domain::ids::{CustomerId, MerchantId, PaymentMethodId, SubscriptionId};
+use tenure_domain::test_clock::WorkScope;
 
 use crate::error::StoreResult;
 
@@ -27,25 +28,28 @@ struct ClaimedSubscription {
 /// and whose notice for that instant has not been sent.
 pub async fn claim_access_ending(
     conn: &mut AsyncPgConnection,
+    scope: WorkScope,
     now: DateTime<Utc>,
     until: DateTime<Utc>,
     skip: &[uuid::Uuid],
 ) -> StoreResult<Option<(MerchantId, SubscriptionId)>> {
     // The expression and the predicate repeat the index's, so that it serves the scan.
-    let row: Option<ClaimedSubscription> = diesel::sql_query(
+    let row: Option<ClaimedSubscription> = diesel::sql_query(format!(
         "SELECT s.merchant_id, s.id FROM subscriptions s \
          WHERE tenure_state_instant(s.state ->> 'access_until') > $1 \
            AND tenure_state_instant(s.state ->> 'access_until') <= $2 \
            AND s.access_ending_notice_for \
                IS DISTINCT FROM tenure_state_instant(s.state ->> 'access_until') \
            AND s.status <> 'unpaid' \
-           AND NOT (s.id = ANY($3)) \
+           AND NOT (s.id = ANY($3)) AND {} \
          ORDER BY tenure_state_instant(s.state ->> 'access_until') \
          LIMIT 1 FOR UPDATE OF s SKIP LOCKED",
-    )
+        crate::repo::test_clocks::sql_scope("s", 4, scope)
+    ))
     .bind::<Timestamptz, _>(now)
     .bind::<Timestamptz, _>(until)
     .bind::<Array<Uuid>, _>(skip)
+    .bind::<Nullable<Uuid>, _>(crate::repo::test_clocks::scope_param(scope))
     .get_result(conn)
     .await
     .optional()?;
@@ -91,20 +95,23 @@ struct ClaimedCard {
 /// (`tenure_domain::billing::dunning::expiry_month_index`) lies in `months`.
 pub async fn claim_expiring_card(
     conn: &mut AsyncPgConnection,
+    scope: WorkScope,
     months: (i64, i64),
     skip: &[uuid::Uuid],
 ) -> StoreResult<Option<(MerchantId, CustomerId, PaymentMethodId)>> {
-    let row: Option<ClaimedCard> = diesel::sql_query(
+    let row: Option<ClaimedCard> = diesel::sql_query(format!(
         "SELECT merchant_id, customer_id, id FROM payment_methods \
          WHERE exp_year * 12 + exp_month - 1 BETWEEN $1 AND $2 \
            AND is_default AND detached_at IS NULL AND expiring_notice_sent_at IS NULL \
-           AND NOT (id = ANY($3)) \
+           AND NOT (id = ANY($3)) AND {} \
          ORDER BY exp_year * 12 + exp_month - 1 \
          LIMIT 1 FOR UPDATE SKIP LOCKED",
-    )
+        crate::repo::test_clocks::sql_scope("payment_methods", 4, scope)
+    ))
     .bind::<BigInt, _>(months.0)
     .bind::<BigInt, _>(months.1)
     .bind::<Array<Uuid>, _>(skip)
+    .bind::<Nullable<Uuid>, _>(crate::repo::test_clocks::scope_param(scope))
     .get_result(conn)
     .await
     .optional()?;

@@ -1,9 +1,11 @@
 //! Pending invoice items (`pending_invoice_items`): signed amounts owed or credited
-//! between invoices — today the proration lines of an immediate plan change (Stripe's
-//! `proration_behavior=create_prorations`). The next invoice of the subscription takes
-//! every un-invoiced item ([`lock_uninvoiced`], `FOR UPDATE`) as `proration` lines and
-//! links them to itself ([`link_to_invoice`]) in its transaction, so an item is invoiced
-//! exactly once.
+//! between invoices — the proration lines of an immediate plan change (Stripe's
+//! `proration_behavior=create_prorations`) and the one-off charges and credits a merchant
+//! or an agent adds ([`PendingItemKind::OneOff`]). The next invoice of the subscription
+//! takes every un-invoiced item ([`lock_uninvoiced`], `FOR UPDATE`) as `proration` or
+//! `one_off` lines and links them to itself ([`link_to_invoice`]) in its transaction, so
+//! an item is invoiced exactly once. A one-off item may be deleted until then
+//! ([`delete_one_off`], under the same lock).
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -15,9 +17,38 @@ use tenure_domain::money::{Currency, Money};
 use crate::error::{StoreError, StoreResult};
 use crate::schema::pending_invoice_items as p;
 
+/// What made a pending item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PendingItemKind {
+    /// A plan or quantity change's proration.
+    Proration,
+    /// A one-off charge or credit.
+    OneOff,
+}
+
+impl PendingItemKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PendingItemKind::Proration => "proration",
+            PendingItemKind::OneOff => "one_off",
+        }
+    }
+
+    fn parse(s: &str) -> StoreResult<Self> {
+        match s {
+            "proration" => Ok(PendingItemKind::Proration),
+            "one_off" => Ok(PendingItemKind::OneOff),
+            other => Err(StoreError::corrupt(format!("unknown item kind {other}"))),
+        }
+    }
+}
+
 /// An item to add to a subscription's next invoice.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewPendingItem {
+    pub kind: PendingItemKind,
+    /// Who added a one-off item (`Tenure-Agent`, or the key).
+    pub agent: Option<String>,
     pub subscription_id: SubscriptionId,
     pub customer_id: CustomerId,
     pub description: String,
@@ -30,6 +61,8 @@ pub struct NewPendingItem {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PendingItem {
     pub id: uuid::Uuid,
+    pub kind: PendingItemKind,
+    pub agent: Option<String>,
     pub subscription_id: SubscriptionId,
     pub customer_id: CustomerId,
     pub description: String,
@@ -54,6 +87,8 @@ struct Row {
     period_end: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
     invoice_id: Option<uuid::Uuid>,
+    kind: String,
+    agent: Option<String>,
 }
 
 impl Row {
@@ -68,6 +103,8 @@ impl Row {
         };
         Ok(PendingItem {
             id: self.id,
+            kind: PendingItemKind::parse(&self.kind)?,
+            agent: self.agent,
             subscription_id: SubscriptionId::from_uuid(self.subscription_id),
             customer_id: CustomerId::from_uuid(self.customer_id),
             description: self.description,
@@ -103,6 +140,8 @@ pub async fn create(
             period_end: i.period.map(|p| p.end),
             created_at: at,
             invoice_id: None,
+            kind: i.kind.as_str().to_owned(),
+            agent: i.agent.clone(),
         })
         .collect();
     diesel::insert_into(p::table)
@@ -188,4 +227,63 @@ pub async fn link_to_invoice(
         return Err(StoreError::corrupt("a pending item was already invoiced"));
     }
     Ok(())
+}
+
+/// A page of the subscription's one-off items, invoiced or not, newest first.
+pub async fn one_off_items(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    subscription: SubscriptionId,
+    page: crate::pagination::PageRequest,
+) -> StoreResult<crate::pagination::Page<PendingItem>> {
+    use crate::pagination::{FetchPage, Page};
+    let mut query = p::table
+        .filter(p::merchant_id.eq(merchant.uuid()))
+        .filter(p::subscription_id.eq(subscription.uuid()))
+        .filter(p::kind.eq(PendingItemKind::OneOff.as_str()))
+        .order(p::id.desc())
+        .select(Row::as_select())
+        .into_boxed();
+    if let Some(cursor) = page.starting_after {
+        query = query.filter(p::id.lt(cursor));
+    }
+    let rows = query.fetch_page(&page).load(conn).await?;
+    Page::from_overfetch(rows, &page).try_map(Row::into_item)
+}
+
+/// One one-off item of the subscription, locked (for a deletion).
+pub async fn lock_one_off(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    subscription: SubscriptionId,
+    id: uuid::Uuid,
+) -> StoreResult<PendingItem> {
+    p::table
+        .find((merchant.uuid(), id))
+        .filter(p::subscription_id.eq(subscription.uuid()))
+        .filter(p::kind.eq(PendingItemKind::OneOff.as_str()))
+        .select(Row::as_select())
+        .for_update()
+        .get_result(conn)
+        .await?
+        .into_item()
+}
+
+/// Deletes a one-off item that no invoice took yet (the caller locked it); `false` when
+/// it was invoiced.
+pub async fn delete_one_off(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    id: uuid::Uuid,
+) -> StoreResult<bool> {
+    let deleted = diesel::delete(
+        p::table
+            .filter(p::merchant_id.eq(merchant.uuid()))
+            .filter(p::id.eq(id))
+            .filter(p::kind.eq(PendingItemKind::OneOff.as_str()))
+            .filter(p::invoice_id.is_null()),
+    )
+    .execute(conn)
+    .await?;
+    Ok(deleted == 1)
 }

@@ -19,24 +19,15 @@ pub async fn settled_deliveries(
     default_days: i32,
     batch: i64,
 ) -> StoreResult<usize> {
-    Ok(diesel::sql_query(
-        "WITH doomed AS ( \
-           SELECT d.merchant_id, d.id FROM merchants m \
-             LEFT JOIN billing_settings s ON s.merchant_id = m.id \
-             CROSS JOIN LATERAL ( \
-               SELECT d.merchant_id, d.id FROM webhook_deliveries d \
-                WHERE d.merchant_id = m.id AND d.status <> 'pending' \
-                  AND d.created_at < $1 - make_interval(days => coalesce(s.retention_days, $2)) \
-                ORDER BY d.created_at LIMIT $3 FOR UPDATE OF d SKIP LOCKED) d \
-            LIMIT $3) \
-         DELETE FROM webhook_deliveries d USING doomed \
-          WHERE d.merchant_id = doomed.merchant_id AND d.id = doomed.id",
+    past_retention(
+        conn,
+        "webhook_deliveries",
+        "r.status <> 'pending'",
+        now,
+        default_days,
+        batch,
     )
-    .bind::<Timestamptz, _>(now)
-    .bind::<Integer, _>(default_days)
-    .bind::<BigInt, _>(batch)
-    .execute(conn)
-    .await?)
+    .await
 }
 
 /// Events created before their merchant's retention that no delivery refers to any
@@ -49,21 +40,54 @@ pub async fn events(
     default_days: i32,
     batch: i64,
 ) -> StoreResult<usize> {
-    Ok(diesel::sql_query(
+    past_retention(
+        conn,
+        "events",
+        "r.resource_type <> 'subscription' \
+         AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
+                          WHERE d.merchant_id = r.merchant_id AND d.event_id = r.id)",
+        now,
+        default_days,
+        batch,
+    )
+    .await
+}
+
+/// Audit entries created before their merchant's retention.
+pub async fn audit_events(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    default_days: i32,
+    batch: i64,
+) -> StoreResult<usize> {
+    past_retention(conn, "audit_events", "TRUE", now, default_days, batch).await
+}
+
+/// Deletes at most `batch` rows of `table` (keyed by `merchant_id, id`, with an index on
+/// `merchant_id, created_at`) that were created before their merchant's retention and
+/// meet `removable` (a condition on the row, `r`), oldest first per merchant. Both
+/// arguments are constants of this module, never input.
+async fn past_retention(
+    conn: &mut AsyncPgConnection,
+    table: &'static str,
+    removable: &'static str,
+    now: DateTime<Utc>,
+    default_days: i32,
+    batch: i64,
+) -> StoreResult<usize> {
+    Ok(diesel::sql_query(format!(
         "WITH doomed AS ( \
-           SELECT e.merchant_id, e.id FROM merchants m \
+           SELECT r.merchant_id, r.id FROM merchants m \
              LEFT JOIN billing_settings s ON s.merchant_id = m.id \
              CROSS JOIN LATERAL ( \
-               SELECT e.merchant_id, e.id FROM events e \
-                WHERE e.merchant_id = m.id AND e.resource_type <> 'subscription' \
-                  AND e.created_at < $1 - make_interval(days => coalesce(s.retention_days, $2)) \
-                  AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
-                                   WHERE d.merchant_id = e.merchant_id AND d.event_id = e.id) \
-                ORDER BY e.created_at LIMIT $3 FOR UPDATE OF e SKIP LOCKED) e \
+               SELECT r.merchant_id, r.id FROM {table} r \
+                WHERE r.merchant_id = m.id AND ({removable}) \
+                  AND r.created_at < $1 - make_interval(days => coalesce(s.retention_days, $2)) \
+                ORDER BY r.created_at LIMIT $3 FOR UPDATE OF r SKIP LOCKED) r \
             LIMIT $3) \
-         DELETE FROM events e USING doomed \
-          WHERE e.merchant_id = doomed.merchant_id AND e.id = doomed.id",
-    )
+         DELETE FROM {table} r USING doomed \
+          WHERE r.merchant_id = doomed.merchant_id AND r.id = doomed.id"
+    ))
     .bind::<Timestamptz, _>(now)
     .bind::<Integer, _>(default_days)
     .bind::<BigInt, _>(batch)

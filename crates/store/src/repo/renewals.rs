@@ -17,6 +17,7 @@ use tenure_domain::billing::dunning::DunningPolicy;
 use tenure_domain::data_retention::RetentionDays;
 use tenure_domain::ids::{CustomerId, InvoiceId, MerchantId, SubscriptionId};
 use tenure_domain::subscription::SubscriptionStatus;
+use tenure_domain::test_clock::WorkScope;
 
 use crate::error::{StoreError, StoreResult};
 use crate::repo::subscriptions::{StoredSubscription, SubscriptionRow};
@@ -168,6 +169,7 @@ const RENEWING: [&str; 3] = ["trialing", "active", "past_due"];
 /// whole, with their merchants. The rows stay locked until the transaction ends.
 pub async fn claim_due_renewals(
     conn: &mut AsyncPgConnection,
+    scope: WorkScope,
     now: DateTime<Utc>,
     limit: usize,
     skip: &[uuid::Uuid],
@@ -177,6 +179,7 @@ pub async fn claim_due_renewals(
         .filter(subscriptions::status.eq_any(RENEWING))
         .filter(subscriptions::current_period_end.le(now))
         .filter(subscriptions::id.ne_all(skip))
+        .filter(crate::repo::test_clocks::subscriptions_in(scope))
         .order(subscriptions::current_period_end)
         .limit(limit)
         .select(SubscriptionRow::as_select())
@@ -319,10 +322,11 @@ pub async fn save_renewed(
 /// subscriptions whose notices were long sent.
 pub async fn claim_due_notice(
     conn: &mut AsyncPgConnection,
+    scope: WorkScope,
     now: DateTime<Utc>,
     skip: &[uuid::Uuid],
 ) -> StoreResult<Option<(MerchantId, SubscriptionId)>> {
-    let row: Option<Claimed> = diesel::sql_query(
+    let row: Option<Claimed> = diesel::sql_query(format!(
         "SELECT s.merchant_id, s.id FROM subscriptions s \
          LEFT JOIN billing_settings b ON b.merchant_id = s.merchant_id \
          WHERE s.status IN ('trialing', 'active', 'past_due') \
@@ -332,13 +336,15 @@ pub async fn claim_due_notice(
                  FROM billing_settings))) \
            AND s.current_period_end <= $1 + make_interval(days => COALESCE(b.upcoming_notice_days, $4)) \
            AND s.upcoming_notice_for IS DISTINCT FROM s.current_period_end \
-           AND NOT (s.id = ANY($2)) \
+           AND NOT (s.id = ANY($2)) AND {} \
          ORDER BY s.current_period_end LIMIT 1 FOR UPDATE OF s SKIP LOCKED",
-    )
+        crate::repo::test_clocks::sql_scope("s", 5, scope)
+    ))
     .bind::<Timestamptz, _>(now)
     .bind::<Array<Uuid>, _>(skip)
     .bind::<Integer, _>(MAX_UPCOMING_NOTICE_DAYS as i32)
     .bind::<Integer, _>(DEFAULT_UPCOMING_NOTICE_DAYS as i32)
+    .bind::<Nullable<Uuid>, _>(crate::repo::test_clocks::scope_param(scope))
     .get_result(conn)
     .await
     .optional()?;

@@ -16,6 +16,7 @@ use futures_util::future::{try_join, try_join_all, try_join3};
 use tenure_domain::ids::{CustomerId, MerchantId, PlanId, ProductId, SubscriptionId};
 use tenure_domain::policy::PortalPolicy;
 use tenure_domain::subscription::{Subscription, SubscriptionStatus};
+use tenure_domain::test_clock::WorkScope;
 
 use crate::error::{StoreError, StoreResult};
 use crate::jsonb::JsonbText;
@@ -397,12 +398,14 @@ pub async fn list(
 /// subscription. This is the only cross-tenant query: workers serve every merchant.
 pub async fn claim_due_change(
     conn: &mut AsyncPgConnection,
+    scope: WorkScope,
     now: DateTime<Utc>,
     skip: &[uuid::Uuid],
 ) -> StoreResult<Option<(uuid::Uuid, MerchantId, SubscriptionId)>> {
     let row: Option<(uuid::Uuid, uuid::Uuid, uuid::Uuid)> = scheduled_changes::table
         .filter(scheduled_changes::due_at.le(now))
         .filter(diesel::dsl::not(scheduled_changes::id.eq_any(skip)))
+        .filter(crate::repo::test_clocks::scheduled_changes_in(scope))
         .select((
             scheduled_changes::id,
             scheduled_changes::merchant_id,
@@ -427,15 +430,18 @@ pub async fn claim_due_change(
 /// Claims one `incomplete` subscription signed up at or before `signed_up_by` that no
 /// other transaction holds and that is not in `skip`, locking it until the transaction
 /// ends: a signup whose first payment did not come in time. Cross-tenant, like the
-/// other workers' claims (the partial index `subscriptions_incomplete_created`).
+/// other workers' claims (the partial index `subscriptions_incomplete_created`), kept to
+/// the subscriptions of `scope`.
 pub async fn claim_expired_incomplete(
     conn: &mut AsyncPgConnection,
+    scope: WorkScope,
     signed_up_by: DateTime<Utc>,
     skip: &[uuid::Uuid],
 ) -> StoreResult<Option<(MerchantId, StoredSubscription)>> {
     let row: Option<SubscriptionRow> = subscriptions::table
         .filter(subscriptions::status.eq(SubscriptionStatus::Incomplete.as_str()))
         .filter(subscriptions::created_at.le(signed_up_by))
+        .filter(crate::repo::test_clocks::subscriptions_in(scope))
         .filter(diesel::dsl::not(subscriptions::id.eq_any(skip)))
         .select(SubscriptionRow::as_select())
         .order(subscriptions::created_at.asc())

@@ -315,6 +315,27 @@ pub async fn insert_deliveries(
     Ok(inserted)
 }
 
+/// Makes the merchant's deliveries that were never attempted and are due after `now`
+/// due at `now`. Such deliveries are of events that happened on a test clock ahead of
+/// real time (a delivery is first due at its event's time); a receiver should get them
+/// as the clock moves, not when real time catches up. Returns how many were moved.
+pub async fn bring_forward_first_attempts(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    now: DateTime<Utc>,
+) -> StoreResult<usize> {
+    Ok(diesel::update(
+        webhook_deliveries::table
+            .filter(webhook_deliveries::status.eq(DeliveryStatus::Pending.as_str()))
+            .filter(webhook_deliveries::next_attempt_at.gt(now))
+            .filter(webhook_deliveries::attempts.eq(0))
+            .filter(webhook_deliveries::merchant_id.eq(merchant.uuid())),
+    )
+    .set(webhook_deliveries::next_attempt_at.eq(Some(now)))
+    .execute(conn)
+    .await?)
+}
+
 /// Cancels the pending deliveries of an endpoint (when it is disabled).
 pub async fn cancel_pending(
     conn: &mut AsyncPgConnection,

@@ -2,7 +2,7 @@
 
 import type { Client, Options as Options2, TDataShape } from './client';
 import { client } from './client.gen';
-import type { AcceptOfferData, AcceptOfferErrors, AcceptOfferResponses, AddNoteData, AddNoteErrors, AddNoteResponses, AddTagData, AddTagErrors, AddTagResponses, ApproveRequestData, ApproveRequestErrors, ApproveRequestResponses, ArchivePlanData, ArchivePlanErrors, ArchivePlanResponses, ArchiveProductData, ArchiveProductErrors, ArchiveProductResponses, AttachPaymentMethodData, AttachPaymentMethodErrors, AttachPaymentMethodResponses, CancelSubscriptionData, CancelSubscriptionErrors, CancelSubscriptionResponses, ChangePlanData, ChangePlanErrors, ChangePlanResponses, ChangeQuantityData, ChangeQuantityErrors, ChangeQuantityResponses, CreateApiKeyData, CreateApiKeyErrors, CreateApiKeyResponses, CreateCustomerData, CreateCustomerErrors, CreateCustomerResponses, CreateCustomerSessionData, CreateCustomerSessionErrors, CreateCustomerSessionResponses, CreateEndpointData, CreateEndpointErrors, CreateEndpointResponses, CreateIdentityProviderData, CreateIdentityProviderErrors, CreateIdentityProviderResponses, CreateMerchantData, CreateMerchantErrors, CreateMerchantResponses, CreateOfferData, CreateOfferErrors, CreateOfferResponses, CreatePlanData, CreatePlanErrors, CreatePlanResponses, CreateProductData, CreateProductErrors, CreateProductResponses, CreateSubscriptionData, CreateSubscriptionErrors, CreateSubscriptionResponses, DeactivateOfferData, DeactivateOfferErrors, DeactivateOfferResponses, DeclineOfferData, DeclineOfferErrors, DeclineOfferResponses, DeclineRequestData, DeclineRequestErrors, DeclineRequestResponses, DeleteEndpointData, DeleteEndpointErrors, DeleteEndpointResponses, DeleteGatewaySettingsData, DeleteGatewaySettingsErrors, DeleteGatewaySettingsResponses, DeleteIdentityProviderData, DeleteIdentityProviderErrors, DeleteIdentityProviderResponses, DetachPaymentMethodData, DetachPaymentMethodErrors, DetachPaymentMethodResponses, EraseCustomerData, EraseCustomerErrors, EraseCustomerResponses, ExportCustomerData, ExportCustomerErrors, ExportCustomerResponses, GetApiKeyData, GetApiKeyErrors, GetApiKeyResponses, GetBillingSettingsData, GetBillingSettingsErrors, GetBillingSettingsResponses, GetContextData, GetContextErrors, GetContextResponses, GetCorsSettingsData, GetCorsSettingsErrors, GetCorsSettingsResponses, GetCustomerData, GetCustomerErrors, GetCustomerResponses, GetDunningPolicyData, GetDunningPolicyErrors, GetDunningPolicyResponses, GetEndpointData, GetEndpointErrors, GetEndpointResponses, GetEventData, GetEventErrors, GetEventResponses, GetGatewaySettingsData, GetGatewaySettingsErrors, GetGatewaySettingsResponses, GetInvoiceData, GetInvoiceErrors, GetInvoiceResponses, GetMetricsData, GetMetricsErrors, GetMetricsResponses, GetOfferData, GetOfferErrors, GetOfferResponses, GetPlanData, GetPlanErrors, GetPlanResponses, GetProductData, GetProductErrors, GetProductResponses, GetRequestData, GetRequestErrors, GetRequestResponses, GetSegmentSettingsData, GetSegmentSettingsErrors, GetSegmentSettingsResponses, GetSubscriptionData, GetSubscriptionErrors, GetSubscriptionResponses, GetTicketData, GetTicketErrors, GetTicketResponses, HealthzData, HealthzErrors, HealthzResponses, ListApiKeysData, ListApiKeysErrors, ListApiKeysResponses, ListAuditEventsData, ListAuditEventsErrors, ListAuditEventsResponses, ListCustomersData, ListCustomersErrors, ListCustomersResponses, ListDeliveriesData, ListDeliveriesErrors, ListDeliveriesResponses, ListEndpointsData, ListEndpointsErrors, ListEndpointsResponses, ListEventsData, ListEventsErrors, ListEventsResponses, ListIdentityProvidersData, ListIdentityProvidersErrors, ListIdentityProvidersResponses, ListInvoicesData, ListInvoicesErrors, ListInvoicesResponses, ListMerchantsData, ListMerchantsErrors, ListMerchantsResponses, ListOffersData, ListOffersErrors, ListOffersResponses, ListPaymentMethodsData, ListPaymentMethodsErrors, ListPaymentMethodsResponses, ListPaymentsData, ListPaymentsErrors, ListPaymentsResponses, ListPlansData, ListPlansErrors, ListPlansResponses, ListProductsData, ListProductsErrors, ListProductsResponses, ListRequestsData, ListRequestsErrors, ListRequestsResponses, ListSubscriptionsData, ListSubscriptionsErrors, ListSubscriptionsResponses, ListTicketsData, ListTicketsErrors, ListTicketsResponses, MarkInvoiceUncollectibleData, MarkInvoiceUncollectibleErrors, MarkInvoiceUncollectibleResponses, MeData, MeErrors, MeResponses, PauseSubscriptionData, PauseSubscriptionErrors, PauseSubscriptionResponses, PayInvoiceData, PayInvoiceErrors, PayInvoiceResponses, PlansData, PlansErrors, PlansResponses, PortalAttachPaymentMethodData, PortalAttachPaymentMethodErrors, PortalAttachPaymentMethodResponses, PortalCancelSubscriptionData, PortalCancelSubscriptionErrors, PortalCancelSubscriptionResponses, PortalChangePlanData, PortalChangePlanErrors, PortalChangePlanResponses, PortalChangeQuantityData, PortalChangeQuantityErrors, PortalChangeQuantityResponses, PortalCreateSetupIntentData, PortalCreateSetupIntentErrors, PortalCreateSetupIntentResponses, PortalDetachPaymentMethodData, PortalDetachPaymentMethodErrors, PortalDetachPaymentMethodResponses, PortalGetInvoiceData, PortalGetInvoiceErrors, PortalGetInvoiceResponses, PortalGetRequestData, PortalGetRequestErrors, PortalGetRequestResponses, PortalGetSubscriptionData, PortalGetSubscriptionErrors, PortalGetSubscriptionResponses, PortalGetTicketData, PortalGetTicketErrors, PortalGetTicketResponses, PortalListInvoicesData, PortalListInvoicesErrors, PortalListInvoicesResponses, PortalListPaymentMethodsData, PortalListPaymentMethodsErrors, PortalListPaymentMethodsResponses, PortalListPaymentsData, PortalListPaymentsErrors, PortalListPaymentsResponses, PortalListSubscriptionsData, PortalListSubscriptionsErrors, PortalListSubscriptionsResponses, PortalListTicketsData, PortalListTicketsErrors, PortalListTicketsResponses, PortalPauseSubscriptionData, PortalPauseSubscriptionErrors, PortalPauseSubscriptionResponses, PortalPayInvoiceData, PortalPayInvoiceErrors, PortalPayInvoiceResponses, PortalPreviewPlanChangeData, PortalPreviewPlanChangeErrors, PortalPreviewPlanChangeResponses, PortalPreviewQuantityChangeData, PortalPreviewQuantityChangeErrors, PortalPreviewQuantityChangeResponses, PortalRemoveScheduledChangeData, PortalRemoveScheduledChangeErrors, PortalRemoveScheduledChangeResponses, PortalReplyToTicketData, PortalReplyToTicketErrors, PortalReplyToTicketResponses, PortalResumeSubscriptionData, PortalResumeSubscriptionErrors, PortalResumeSubscriptionResponses, PortalSetDefaultPaymentMethodData, PortalSetDefaultPaymentMethodErrors, PortalSetDefaultPaymentMethodResponses, PortalUpcomingInvoiceData, PortalUpcomingInvoiceErrors, PortalUpcomingInvoiceResponses, PresentedOffersData, PresentedOffersErrors, PresentedOffersResponses, PreviewPlanChangeData, PreviewPlanChangeErrors, PreviewPlanChangeResponses, PreviewQuantityChangeData, PreviewQuantityChangeErrors, PreviewQuantityChangeResponses, PutBillingSettingsData, PutBillingSettingsErrors, PutBillingSettingsResponses, PutCorsSettingsData, PutCorsSettingsErrors, PutCorsSettingsResponses, PutDunningPolicyData, PutDunningPolicyErrors, PutDunningPolicyResponses, PutGatewaySettingsData, PutGatewaySettingsErrors, PutGatewaySettingsResponses, PutSegmentSettingsData, PutSegmentSettingsErrors, PutSegmentSettingsResponses, ReadyzData, ReadyzErrors, ReadyzResponses, ReceiveStripeEventData, ReceiveStripeEventErrors, ReceiveStripeEventResponses, RedeliverEventData, RedeliverEventErrors, RedeliverEventResponses, RedeliverRangeData, RedeliverRangeErrors, RedeliverRangeResponses, RefundInvoiceData, RefundInvoiceErrors, RefundInvoiceResponses, RemoveScheduledChangeData, RemoveScheduledChangeErrors, RemoveScheduledChangeResponses, RemoveTagData, RemoveTagErrors, RemoveTagResponses, ReplyToTicketData, ReplyToTicketErrors, ReplyToTicketResponses, ResumeSubscriptionData, ResumeSubscriptionErrors, ResumeSubscriptionResponses, RevokeApiKeyData, RevokeApiKeyErrors, RevokeApiKeyResponses, RollApiKeyData, RollApiKeyErrors, RollApiKeyResponses, RotateSecretData, RotateSecretErrors, RotateSecretResponses, SetDefaultPaymentMethodData, SetDefaultPaymentMethodErrors, SetDefaultPaymentMethodResponses, SubscribeData, SubscribeErrors, SubscribeResponses, TimelineData, TimelineErrors, TimelineResponses, UpcomingInvoiceData, UpcomingInvoiceErrors, UpcomingInvoiceResponses, UpdateCustomerData, UpdateCustomerErrors, UpdateCustomerResponses, UpdateEndpointData, UpdateEndpointErrors, UpdateEndpointResponses, UpdateOfferData, UpdateOfferErrors, UpdateOfferResponses, UpdatePlanData, UpdatePlanErrors, UpdatePlanResponses, UpdateProductData, UpdateProductErrors, UpdateProductResponses, VoidInvoiceData, VoidInvoiceErrors, VoidInvoiceResponses, WithdrawCancellationRequestData, WithdrawCancellationRequestErrors, WithdrawCancellationRequestResponses } from './types.gen';
+import type { AcceptOfferData, AcceptOfferErrors, AcceptOfferResponses, AddNoteData, AddNoteErrors, AddNoteResponses, AddTagData, AddTagErrors, AddTagResponses, AdjustBalanceData, AdjustBalanceErrors, AdjustBalanceResponses, AdvanceClockData, AdvanceClockErrors, AdvanceClockResponses, ApproveRequestData, ApproveRequestErrors, ApproveRequestResponses, ArchivePlanData, ArchivePlanErrors, ArchivePlanResponses, ArchiveProductData, ArchiveProductErrors, ArchiveProductResponses, AttachPaymentMethodData, AttachPaymentMethodErrors, AttachPaymentMethodResponses, CancelSubscriptionData, CancelSubscriptionErrors, CancelSubscriptionResponses, ChangePlanData, ChangePlanErrors, ChangePlanResponses, ChangeQuantityData, ChangeQuantityErrors, ChangeQuantityResponses, CreateApiKeyData, CreateApiKeyErrors, CreateApiKeyResponses, CreateClockData, CreateClockErrors, CreateClockResponses, CreateCouponData, CreateCouponErrors, CreateCouponResponses, CreateCreditNoteData, CreateCreditNoteErrors, CreateCreditNoteResponses, CreateCustomerData, CreateCustomerErrors, CreateCustomerResponses, CreateCustomerSessionData, CreateCustomerSessionErrors, CreateCustomerSessionResponses, CreateEndpointData, CreateEndpointErrors, CreateEndpointResponses, CreateIdentityProviderData, CreateIdentityProviderErrors, CreateIdentityProviderResponses, CreateInvoiceItemData, CreateInvoiceItemErrors, CreateInvoiceItemResponses, CreateMerchantData, CreateMerchantErrors, CreateMerchantResponses, CreateOfferData, CreateOfferErrors, CreateOfferResponses, CreatePlanData, CreatePlanErrors, CreatePlanResponses, CreateProductData, CreateProductErrors, CreateProductResponses, CreatePromotionCodeData, CreatePromotionCodeErrors, CreatePromotionCodeResponses, CreateSubscriptionData, CreateSubscriptionErrors, CreateSubscriptionResponses, DeactivateOfferData, DeactivateOfferErrors, DeactivateOfferResponses, DeclineOfferData, DeclineOfferErrors, DeclineOfferResponses, DeclineRequestData, DeclineRequestErrors, DeclineRequestResponses, DeleteClockData, DeleteClockErrors, DeleteClockResponses, DeleteCouponData, DeleteCouponErrors, DeleteCouponResponses, DeleteEndpointData, DeleteEndpointErrors, DeleteEndpointResponses, DeleteGatewaySettingsData, DeleteGatewaySettingsErrors, DeleteGatewaySettingsResponses, DeleteIdentityProviderData, DeleteIdentityProviderErrors, DeleteIdentityProviderResponses, DeleteInvoiceItemData, DeleteInvoiceItemErrors, DeleteInvoiceItemResponses, DetachPaymentMethodData, DetachPaymentMethodErrors, DetachPaymentMethodResponses, EraseCustomerData, EraseCustomerErrors, EraseCustomerResponses, ExportCustomerData, ExportCustomerErrors, ExportCustomerResponses, GetApiKeyData, GetApiKeyErrors, GetApiKeyResponses, GetBalancesData, GetBalancesErrors, GetBalancesResponses, GetBillingSettingsData, GetBillingSettingsErrors, GetBillingSettingsResponses, GetClockData, GetClockErrors, GetClockResponses, GetContextData, GetContextErrors, GetContextResponses, GetCorsSettingsData, GetCorsSettingsErrors, GetCorsSettingsResponses, GetCouponData, GetCouponErrors, GetCouponResponses, GetCreditNoteData, GetCreditNoteErrors, GetCreditNoteResponses, GetCustomerData, GetCustomerErrors, GetCustomerResponses, GetDunningPolicyData, GetDunningPolicyErrors, GetDunningPolicyResponses, GetEndpointData, GetEndpointErrors, GetEndpointResponses, GetEventData, GetEventErrors, GetEventResponses, GetGatewaySettingsData, GetGatewaySettingsErrors, GetGatewaySettingsResponses, GetInvoiceData, GetInvoiceErrors, GetInvoiceResponses, GetMetricsData, GetMetricsErrors, GetMetricsResponses, GetOfferData, GetOfferErrors, GetOfferResponses, GetPlanData, GetPlanErrors, GetPlanResponses, GetProductData, GetProductErrors, GetProductResponses, GetPromotionCodeData, GetPromotionCodeErrors, GetPromotionCodeResponses, GetRequestData, GetRequestErrors, GetRequestResponses, GetSegmentSettingsData, GetSegmentSettingsErrors, GetSegmentSettingsResponses, GetSubscriptionData, GetSubscriptionErrors, GetSubscriptionResponses, GetTicketData, GetTicketErrors, GetTicketResponses, GrantDiscountData, GrantDiscountErrors, GrantDiscountResponses, HealthzData, HealthzErrors, HealthzResponses, ListApiKeysData, ListApiKeysErrors, ListApiKeysResponses, ListAuditEventsData, ListAuditEventsErrors, ListAuditEventsResponses, ListBalanceTransactionsData, ListBalanceTransactionsErrors, ListBalanceTransactionsResponses, ListClocksData, ListClocksErrors, ListClocksResponses, ListCouponsData, ListCouponsErrors, ListCouponsResponses, ListCreditNotesData, ListCreditNotesErrors, ListCreditNotesResponses, ListCustomerOverridesData, ListCustomerOverridesErrors, ListCustomerOverridesResponses, ListCustomersData, ListCustomersErrors, ListCustomersResponses, ListDeliveriesData, ListDeliveriesErrors, ListDeliveriesResponses, ListEndpointsData, ListEndpointsErrors, ListEndpointsResponses, ListEventsData, ListEventsErrors, ListEventsResponses, ListIdentityProvidersData, ListIdentityProvidersErrors, ListIdentityProvidersResponses, ListInvoiceCreditNotesData, ListInvoiceCreditNotesErrors, ListInvoiceCreditNotesResponses, ListInvoiceItemsData, ListInvoiceItemsErrors, ListInvoiceItemsResponses, ListInvoicesData, ListInvoicesErrors, ListInvoicesResponses, ListMerchantsData, ListMerchantsErrors, ListMerchantsResponses, ListOffersData, ListOffersErrors, ListOffersResponses, ListPaymentMethodsData, ListPaymentMethodsErrors, ListPaymentMethodsResponses, ListPaymentsData, ListPaymentsErrors, ListPaymentsResponses, ListPlansData, ListPlansErrors, ListPlansResponses, ListProductsData, ListProductsErrors, ListProductsResponses, ListPromotionCodesData, ListPromotionCodesErrors, ListPromotionCodesResponses, ListRequestsData, ListRequestsErrors, ListRequestsResponses, ListSubscriptionsData, ListSubscriptionsErrors, ListSubscriptionsResponses, ListTicketsData, ListTicketsErrors, ListTicketsResponses, MarkInvoiceUncollectibleData, MarkInvoiceUncollectibleErrors, MarkInvoiceUncollectibleResponses, MeData, MeErrors, MeResponses, OverrideMetricsData, OverrideMetricsErrors, OverrideMetricsResponses, PauseSubscriptionData, PauseSubscriptionErrors, PauseSubscriptionResponses, PayInvoiceData, PayInvoiceErrors, PayInvoiceResponses, PlansData, PlansErrors, PlansResponses, PortalAttachPaymentMethodData, PortalAttachPaymentMethodErrors, PortalAttachPaymentMethodResponses, PortalCancelSubscriptionData, PortalCancelSubscriptionErrors, PortalCancelSubscriptionResponses, PortalChangePlanData, PortalChangePlanErrors, PortalChangePlanResponses, PortalChangeQuantityData, PortalChangeQuantityErrors, PortalChangeQuantityResponses, PortalCreateSetupIntentData, PortalCreateSetupIntentErrors, PortalCreateSetupIntentResponses, PortalDetachPaymentMethodData, PortalDetachPaymentMethodErrors, PortalDetachPaymentMethodResponses, PortalGetInvoiceData, PortalGetInvoiceErrors, PortalGetInvoiceResponses, PortalGetRequestData, PortalGetRequestErrors, PortalGetRequestResponses, PortalGetSubscriptionData, PortalGetSubscriptionErrors, PortalGetSubscriptionResponses, PortalGetTicketData, PortalGetTicketErrors, PortalGetTicketResponses, PortalListInvoicesData, PortalListInvoicesErrors, PortalListInvoicesResponses, PortalListPaymentMethodsData, PortalListPaymentMethodsErrors, PortalListPaymentMethodsResponses, PortalListPaymentsData, PortalListPaymentsErrors, PortalListPaymentsResponses, PortalListSubscriptionsData, PortalListSubscriptionsErrors, PortalListSubscriptionsResponses, PortalListTicketsData, PortalListTicketsErrors, PortalListTicketsResponses, PortalPauseSubscriptionData, PortalPauseSubscriptionErrors, PortalPauseSubscriptionResponses, PortalPayInvoiceData, PortalPayInvoiceErrors, PortalPayInvoiceResponses, PortalPreviewPlanChangeData, PortalPreviewPlanChangeErrors, PortalPreviewPlanChangeResponses, PortalPreviewQuantityChangeData, PortalPreviewQuantityChangeErrors, PortalPreviewQuantityChangeResponses, PortalPreviewSubscriptionData, PortalPreviewSubscriptionErrors, PortalPreviewSubscriptionResponses, PortalRemoveScheduledChangeData, PortalRemoveScheduledChangeErrors, PortalRemoveScheduledChangeResponses, PortalReplyToTicketData, PortalReplyToTicketErrors, PortalReplyToTicketResponses, PortalResumeSubscriptionData, PortalResumeSubscriptionErrors, PortalResumeSubscriptionResponses, PortalSetDefaultPaymentMethodData, PortalSetDefaultPaymentMethodErrors, PortalSetDefaultPaymentMethodResponses, PortalUpcomingInvoiceData, PortalUpcomingInvoiceErrors, PortalUpcomingInvoiceResponses, PresentedOffersData, PresentedOffersErrors, PresentedOffersResponses, PreviewPlanChangeData, PreviewPlanChangeErrors, PreviewPlanChangeResponses, PreviewQuantityChangeData, PreviewQuantityChangeErrors, PreviewQuantityChangeResponses, PreviewSubscriptionData, PreviewSubscriptionErrors, PreviewSubscriptionResponses, PutBillingSettingsData, PutBillingSettingsErrors, PutBillingSettingsResponses, PutCorsSettingsData, PutCorsSettingsErrors, PutCorsSettingsResponses, PutDunningPolicyData, PutDunningPolicyErrors, PutDunningPolicyResponses, PutGatewaySettingsData, PutGatewaySettingsErrors, PutGatewaySettingsResponses, PutSegmentSettingsData, PutSegmentSettingsErrors, PutSegmentSettingsResponses, ReadyzData, ReadyzErrors, ReadyzResponses, ReceiveStripeEventData, ReceiveStripeEventErrors, ReceiveStripeEventResponses, RedeliverEventData, RedeliverEventErrors, RedeliverEventResponses, RedeliverRangeData, RedeliverRangeErrors, RedeliverRangeResponses, RefundInvoiceData, RefundInvoiceErrors, RefundInvoiceResponses, RemoveScheduledChangeData, RemoveScheduledChangeErrors, RemoveScheduledChangeResponses, RemoveTagData, RemoveTagErrors, RemoveTagResponses, ReplyToTicketData, ReplyToTicketErrors, ReplyToTicketResponses, ResumeSubscriptionData, ResumeSubscriptionErrors, ResumeSubscriptionResponses, RevokeApiKeyData, RevokeApiKeyErrors, RevokeApiKeyResponses, RollApiKeyData, RollApiKeyErrors, RollApiKeyResponses, RotateSecretData, RotateSecretErrors, RotateSecretResponses, SetDefaultPaymentMethodData, SetDefaultPaymentMethodErrors, SetDefaultPaymentMethodResponses, SubscribeData, SubscribeErrors, SubscribeResponses, TimelineData, TimelineErrors, TimelineResponses, UpcomingInvoiceData, UpcomingInvoiceErrors, UpcomingInvoiceResponses, UpdateCouponData, UpdateCouponErrors, UpdateCouponResponses, UpdateCustomerData, UpdateCustomerErrors, UpdateCustomerResponses, UpdateEndpointData, UpdateEndpointErrors, UpdateEndpointResponses, UpdateOfferData, UpdateOfferErrors, UpdateOfferResponses, UpdatePlanData, UpdatePlanErrors, UpdatePlanResponses, UpdateProductData, UpdateProductErrors, UpdateProductResponses, UpdatePromotionCodeData, UpdatePromotionCodeErrors, UpdatePromotionCodeResponses, VoidInvoiceData, VoidInvoiceErrors, VoidInvoiceResponses, WithdrawCancellationRequestData, WithdrawCancellationRequestErrors, WithdrawCancellationRequestResponses } from './types.gen';
 
 export type Options<TData extends TDataShape = TDataShape, ThrowOnError extends boolean = boolean, TResponse = unknown> = Options2<TData, ThrowOnError, TResponse> & {
     /**
@@ -220,6 +220,98 @@ export const putCorsSettings = <ThrowOnError extends boolean = true>(options: Op
 });
 
 /**
+ * List coupons, newest first (deleted ones with `include_deleted`). The internal
+ * coupons behind retention offers' discounts are not listed.
+ *
+ * Requires the scope `coupons:read` (or an unrestricted key).
+ */
+export const listCoupons = <ThrowOnError extends boolean = true>(options?: Options<ListCouponsData, ThrowOnError>) => (options?.client ?? client).get<ListCouponsResponses, ListCouponsErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/coupons',
+    ...options
+});
+
+/**
+ * Create a coupon: `percent_off` (1–100) or `amount_off` with `currency`, for a
+ * `duration` of `once`, `repeating` (`duration_in_cycles` invoices) or `forever`;
+ * optionally limited in redemptions, in time (`redeem_by`), to products or plans
+ * (`applies_to`) and to first-time subscribers. Customers redeem it through a
+ * promotion code.
+ *
+ * Requires the scope `coupons:write` (or an unrestricted key).
+ */
+export const createCoupon = <ThrowOnError extends boolean = true>(options: Options<CreateCouponData, ThrowOnError>) => (options.client ?? client).post<CreateCouponResponses, CreateCouponErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/coupons',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * Delete a coupon: none of its promotion codes can be redeemed any more; discounts it
+ * already granted carry on. It stays readable with `deleted: true`.
+ *
+ * Requires the scope `coupons:write` (or an unrestricted key).
+ */
+export const deleteCoupon = <ThrowOnError extends boolean = true>(options: Options<DeleteCouponData, ThrowOnError>) => (options.client ?? client).delete<DeleteCouponResponses, DeleteCouponErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/coupons/{id}',
+    ...options
+});
+
+/**
+ * Get a coupon, with `times_redeemed` and whether it is still `valid`.
+ *
+ * Requires the scope `coupons:read` (or an unrestricted key).
+ */
+export const getCoupon = <ThrowOnError extends boolean = true>(options: Options<GetCouponData, ThrowOnError>) => (options.client ?? client).get<GetCouponResponses, GetCouponErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/coupons/{id}',
+    ...options
+});
+
+/**
+ * Rename a coupon or replace its metadata. What it grants never changes: make a new
+ * coupon instead.
+ *
+ * Requires the scope `coupons:write` (or an unrestricted key).
+ */
+export const updateCoupon = <ThrowOnError extends boolean = true>(options: Options<UpdateCouponData, ThrowOnError>) => (options.client ?? client).patch<UpdateCouponResponses, UpdateCouponErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/coupons/{id}',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * Credit notes, newest first, optionally of one customer.
+ *
+ * Requires the scope `billing:read` (or an unrestricted key).
+ */
+export const listCreditNotes = <ThrowOnError extends boolean = true>(options?: Options<ListCreditNotesData, ThrowOnError>) => (options?.client ?? client).get<ListCreditNotesResponses, ListCreditNotesErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/credit_notes',
+    ...options
+});
+
+/**
+ * Get a credit note.
+ *
+ * Requires the scope `billing:read` (or an unrestricted key).
+ */
+export const getCreditNote = <ThrowOnError extends boolean = true>(options: Options<GetCreditNoteData, ThrowOnError>) => (options.client ?? client).get<GetCreditNoteResponses, GetCreditNoteErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/credit_notes/{id}',
+    ...options
+});
+
+/**
  * Create a portal session for one customer: exchange the secret key (server side) for a
  * short-lived token to hand to that customer's browser or app.
  *
@@ -288,6 +380,48 @@ export const updateCustomer = <ThrowOnError extends boolean = true>(options: Opt
 });
 
 /**
+ * The customer's balance ledger, newest first: grants, debits, credit notes and what
+ * invoices used.
+ *
+ * Requires the scope `billing:read` (or an unrestricted key).
+ */
+export const listBalanceTransactions = <ThrowOnError extends boolean = true>(options: Options<ListBalanceTransactionsData, ThrowOnError>) => (options.client ?? client).get<ListBalanceTransactionsResponses, ListBalanceTransactionsErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/customers/{id}/balance_transactions',
+    ...options
+});
+
+/**
+ * Grant (positive) or debit (negative) the customer's credit balance, with a reason
+ * (`customer.balance_changed`). A grant is a goodwill credit and is recorded as an
+ * override of kind `credit` (`override.created`). A debit beyond the balance: 409
+ * `balance_insufficient`; a currency no plan is priced in: 422.
+ *
+ * Requires the scope `billing:write` (or an unrestricted key).
+ */
+export const adjustBalance = <ThrowOnError extends boolean = true>(options: Options<AdjustBalanceData, ThrowOnError>) => (options.client ?? client).post<AdjustBalanceResponses, AdjustBalanceErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/customers/{id}/balance_transactions',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * The customer's credit balances, one per currency: what the next invoices in each
+ * currency use before charging.
+ *
+ * Requires the scope `billing:read` (or an unrestricted key).
+ */
+export const getBalances = <ThrowOnError extends boolean = true>(options: Options<GetBalancesData, ThrowOnError>) => (options.client ?? client).get<GetBalancesResponses, GetBalancesErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/customers/{id}/balances',
+    ...options
+});
+
+/**
  * The customer's context: tenure, subscriptions, lifetime value and MRR per currency,
  * payment health, support, cancellation and pause history, tags and segments (computed
  * on read). See docs/customers.md for every rule.
@@ -344,6 +478,17 @@ export const addNote = <ThrowOnError extends boolean = true>(options: Options<Ad
         'Content-Type': 'application/json',
         ...options.headers
     }
+});
+
+/**
+ * What agents granted the customer beyond the default policy, newest first.
+ *
+ * Requires the scope `billing:read` (or an unrestricted key).
+ */
+export const listCustomerOverrides = <ThrowOnError extends boolean = true>(options: Options<ListCustomerOverridesData, ThrowOnError>) => (options.client ?? client).get<ListCustomerOverridesResponses, ListCustomerOverridesErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/customers/{id}/overrides',
+    ...options
 });
 
 /**
@@ -621,6 +766,36 @@ export const getInvoice = <ThrowOnError extends boolean = true>(options: Options
 });
 
 /**
+ * The invoice's credit notes, oldest first.
+ *
+ * Requires the scope `billing:read` (or an unrestricted key).
+ */
+export const listInvoiceCreditNotes = <ThrowOnError extends boolean = true>(options: Options<ListInvoiceCreditNotesData, ThrowOnError>) => (options.client ?? client).get<ListInvoiceCreditNotesResponses, ListInvoiceCreditNotesErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/invoices/{id}/credit_notes',
+    ...options
+});
+
+/**
+ * Credit part (or all) of a paid invoice: `refund` sends it back through the gateway
+ * (a refund of the invoice, `invoice.refunded`), `balance` credits the customer's
+ * balance (`customer.balance_changed`). At most what remains uncredited (paid − refunded
+ * − credited): 409 `credit_note_exceeds_invoice` beyond it. Records
+ * `credit_note.created`.
+ *
+ * Requires the scope `billing:write` (or an unrestricted key).
+ */
+export const createCreditNote = <ThrowOnError extends boolean = true>(options: Options<CreateCreditNoteData, ThrowOnError>) => (options.client ?? client).post<CreateCreditNoteResponses, CreateCreditNoteErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/invoices/{id}/credit_notes',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
  * Stop collecting an open invoice: it becomes `uncollectible` and dunning stops, but it
  * may still be paid (`POST /v1/invoices/{id}/pay`) or voided. Records
  * `invoice.marked_uncollectible`. 409 `invalid_invoice_transition` unless it is open,
@@ -698,7 +873,19 @@ export const getMetrics = <ThrowOnError extends boolean = true>(options?: Option
 });
 
 /**
- * List merchants, newest first.
+ * What agents granted in a period `[from, to)` (the period rules of `GET /v1/metrics`):
+ * per agent, kind and currency, the count and the exact amount.
+ *
+ * Requires the scope `metrics:read` (or an unrestricted key).
+ */
+export const overrideMetrics = <ThrowOnError extends boolean = true>(options?: Options<OverrideMetricsData, ThrowOnError>) => (options?.client ?? client).get<OverrideMetricsResponses, OverrideMetricsErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/metrics/overrides',
+    ...options
+});
+
+/**
+ * List merchants (each account's test and live tenants), newest first.
  */
 export const listMerchants = <ThrowOnError extends boolean = true>(options?: Options<ListMerchantsData, ThrowOnError>) => (options?.client ?? client).get<ListMerchantsResponses, ListMerchantsErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -707,8 +894,9 @@ export const listMerchants = <ThrowOnError extends boolean = true>(options?: Opt
 });
 
 /**
- * Create a merchant with its first secret key (unrestricted), shown in this response
- * only.
+ * Create a merchant account: its test tenant with its first `sk_test_` key, and its live
+ * tenant (`live`) with its first `sk_live_` key, both unrestricted and shown in this
+ * response only.
  */
 export const createMerchant = <ThrowOnError extends boolean = true>(options: Options<CreateMerchantData, ThrowOnError>) => (options.client ?? client).post<CreateMerchantResponses, CreateMerchantErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -987,6 +1175,20 @@ export const subscribe = <ThrowOnError extends boolean = true>(options: Options<
 });
 
 /**
+ * The first invoice subscribing to a plan would create, with what a `promotion_code`
+ * takes off (or the refusal subscribing with it would get), without subscribing.
+ */
+export const portalPreviewSubscription = <ThrowOnError extends boolean = true>(options: Options<PortalPreviewSubscriptionData, ThrowOnError>) => (options.client ?? client).post<PortalPreviewSubscriptionResponses, PortalPreviewSubscriptionErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/portal/subscriptions/preview',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
  * One of the customer's subscriptions, with its available actions.
  */
 export const portalGetSubscription = <ThrowOnError extends boolean = true>(options: Options<PortalGetSubscriptionData, ThrowOnError>) => (options.client ?? client).get<PortalGetSubscriptionResponses, PortalGetSubscriptionErrors, ThrowOnError>({
@@ -1205,6 +1407,59 @@ export const archiveProduct = <ThrowOnError extends boolean = true>(options: Opt
 });
 
 /**
+ * List promotion codes, newest first, optionally of one coupon or one word.
+ *
+ * Requires the scope `coupons:read` (or an unrestricted key).
+ */
+export const listPromotionCodes = <ThrowOnError extends boolean = true>(options?: Options<ListPromotionCodesData, ThrowOnError>) => (options?.client ?? client).get<ListPromotionCodesResponses, ListPromotionCodesErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/promotion_codes',
+    ...options
+});
+
+/**
+ * Create a promotion code for a coupon: the word customers type (matched without case;
+ * 409 `promotion_code_taken` while another active code has it), with limits of its own.
+ *
+ * Requires the scope `coupons:write` (or an unrestricted key).
+ */
+export const createPromotionCode = <ThrowOnError extends boolean = true>(options: Options<CreatePromotionCodeData, ThrowOnError>) => (options.client ?? client).post<CreatePromotionCodeResponses, CreatePromotionCodeErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/promotion_codes',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * Get a promotion code with its coupon.
+ *
+ * Requires the scope `coupons:read` (or an unrestricted key).
+ */
+export const getPromotionCode = <ThrowOnError extends boolean = true>(options: Options<GetPromotionCodeData, ThrowOnError>) => (options.client ?? client).get<GetPromotionCodeResponses, GetPromotionCodeErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/promotion_codes/{id}',
+    ...options
+});
+
+/**
+ * Activate or deactivate a promotion code, or replace its metadata.
+ *
+ * Requires the scope `coupons:write` (or an unrestricted key).
+ */
+export const updatePromotionCode = <ThrowOnError extends boolean = true>(options: Options<UpdatePromotionCodeData, ThrowOnError>) => (options.client ?? client).patch<UpdatePromotionCodeResponses, UpdatePromotionCodeErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/promotion_codes/{id}',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
  * List retention offers, newest first, with their presentation counts.
  *
  * Requires the scope `retention:read` (or an unrestricted key).
@@ -1332,6 +1587,23 @@ export const createSubscription = <ThrowOnError extends boolean = true>(options:
 });
 
 /**
+ * The first invoice subscribing a customer to a plan would create, with what a
+ * `promotion_code` takes off (or the refusal subscribing with it would get), without
+ * subscribing.
+ *
+ * Requires the scope `subscriptions:read` (or an unrestricted key).
+ */
+export const previewSubscription = <ThrowOnError extends boolean = true>(options: Options<PreviewSubscriptionData, ThrowOnError>) => (options.client ?? client).post<PreviewSubscriptionResponses, PreviewSubscriptionErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/subscriptions/preview',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
  * Get a subscription.
  *
  * Requires the scope `subscriptions:read` (or an unrestricted key).
@@ -1346,6 +1618,8 @@ export const getSubscription = <ThrowOnError extends boolean = true>(options: Op
  * Cancel now (default), at period end, or at a chosen future `cancel_at` (422 when it is
  * not ahead or more than five years ahead); replaces any pending cancellation. Access
  * ends at the paid-through date unless `access` is `immediately`. Honours `If-Match`.
+ * An agent who goes beyond the product's policy (no notice period) gives `override:
+ * {reason}`: recorded as an override (`override.created`); without a reason, 422.
  *
  * Requires the scope `subscriptions:write` (or an unrestricted key).
  */
@@ -1361,7 +1635,9 @@ export const cancelSubscription = <ThrowOnError extends boolean = true>(options:
 
 /**
  * Change plan: upgrades apply now with proration, downgrades at period end (a
- * scheduled change), any change during a trial at once. Honours `If-Match`.
+ * scheduled change), any change during a trial at once. Honours `If-Match`. An agent
+ * who switches to a plan the policy does not offer gives `override: {reason}`: recorded
+ * as an override (`override.created`); without a reason, 422.
  *
  * Requires the scope `subscriptions:write` (or an unrestricted key).
  */
@@ -1425,8 +1701,70 @@ export const previewQuantityChange = <ThrowOnError extends boolean = true>(optio
 });
 
 /**
+ * Grant the subscription a goodwill discount (a percent or an amount in its currency)
+ * on its next `cycles` invoices, with a reason: an override of kind `discount`
+ * (`override.created`).
+ *
+ * Requires the scope `billing:write` (or an unrestricted key).
+ */
+export const grantDiscount = <ThrowOnError extends boolean = true>(options: Options<GrantDiscountData, ThrowOnError>) => (options.client ?? client).post<GrantDiscountResponses, GrantDiscountErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/subscriptions/{id}/discount_grants',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * The subscription's one-off items, invoiced or not, newest first.
+ *
+ * Requires the scope `billing:read` (or an unrestricted key).
+ */
+export const listInvoiceItems = <ThrowOnError extends boolean = true>(options: Options<ListInvoiceItemsData, ThrowOnError>) => (options.client ?? client).get<ListInvoiceItemsResponses, ListInvoiceItemsErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/subscriptions/{id}/invoice_items',
+    ...options
+});
+
+/**
+ * Add a one-off charge (positive) or credit (negative) to the subscription's next
+ * invoice, in its currency (`invoice_item.created`); with `invoice_now`, invoice the
+ * charge alone and charge it at once (the answer carries the invoice after the charge; a
+ * declined one stays open in dunning). A canceled subscription: 409
+ * `subscription_canceled`.
+ *
+ * Requires the scope `billing:write` (or an unrestricted key).
+ */
+export const createInvoiceItem = <ThrowOnError extends boolean = true>(options: Options<CreateInvoiceItemData, ThrowOnError>) => (options.client ?? client).post<CreateInvoiceItemResponses, CreateInvoiceItemErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/subscriptions/{id}/invoice_items',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * Delete a one-off item no invoice took yet (`invoice_item.deleted`); once invoiced: 409
+ * `invoice_item_invoiced` (credit the invoice instead).
+ *
+ * Requires the scope `billing:write` (or an unrestricted key).
+ */
+export const deleteInvoiceItem = <ThrowOnError extends boolean = true>(options: Options<DeleteInvoiceItemData, ThrowOnError>) => (options.client ?? client).delete<DeleteInvoiceItemResponses, DeleteInvoiceItemErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/subscriptions/{id}/invoice_items/{item_id}',
+    ...options
+});
+
+/**
  * Pause now, at period end (default) or at a date; until a date, after N cycles, or
- * open-ended. A later start is a scheduled change. Honours `If-Match`.
+ * open-ended. A later start is a scheduled change. Honours `If-Match`. An agent who
+ * goes beyond the product's policy (a pause longer than `max_pause_days`) gives
+ * `override: {reason}`: recorded as an override (`override.created`); without a reason,
+ * 422.
  *
  * Requires the scope `subscriptions:write` (or an unrestricted key).
  */
@@ -1505,6 +1843,75 @@ export const getTicket = <ThrowOnError extends boolean = true>(options: Options<
 export const replyToTicket = <ThrowOnError extends boolean = true>(options: Options<ReplyToTicketData, ThrowOnError>) => (options.client ?? client).post<ReplyToTicketResponses, ReplyToTicketErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
     url: '/v1/support_tickets/{id}/replies',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * List test clocks, newest first.
+ *
+ * Requires the scope `test_clocks:read` (or an unrestricted key).
+ */
+export const listClocks = <ThrowOnError extends boolean = true>(options?: Options<ListClocksData, ThrowOnError>) => (options?.client ?? client).get<ListClocksResponses, ListClocksErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/test_clocks',
+    ...options
+});
+
+/**
+ * Create a test clock at `frozen_time`. Customers created with `test_clock` set to it
+ * live in its time: everything that happens to them (subscribing, renewals, trials,
+ * dunning, notices, scheduled changes) follows the clock. Test mode only.
+ *
+ * Requires the scope `test_clocks:write` (or an unrestricted key).
+ */
+export const createClock = <ThrowOnError extends boolean = true>(options: Options<CreateClockData, ThrowOnError>) => (options.client ?? client).post<CreateClockResponses, CreateClockErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/test_clocks',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * Delete a test clock (not while it is advancing: 409 `test_clock_advancing`). Its
+ * customers stay on it, frozen at its time: nothing happens to them any more.
+ *
+ * Requires the scope `test_clocks:write` (or an unrestricted key).
+ */
+export const deleteClock = <ThrowOnError extends boolean = true>(options: Options<DeleteClockData, ThrowOnError>) => (options.client ?? client).delete<DeleteClockResponses, DeleteClockErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/test_clocks/{id}',
+    ...options
+});
+
+/**
+ * Get a test clock: poll it after an advance until its `status` is `ready`.
+ *
+ * Requires the scope `test_clocks:read` (or an unrestricted key).
+ */
+export const getClock = <ThrowOnError extends boolean = true>(options: Options<GetClockData, ThrowOnError>) => (options.client ?? client).get<GetClockResponses, GetClockErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/test_clocks/{id}',
+    ...options
+});
+
+/**
+ * Advance a test clock to `frozen_time`: later than now on the clock, by at most 24
+ * months per call. The clock turns `advancing` (event `test_clock.advancing`) while the
+ * engine makes the time pass for its customers in order, then `ready` at `frozen_time`
+ * (`test_clock.ready`). Refused while it is advancing (409 `test_clock_advancing`).
+ *
+ * Requires the scope `test_clocks:write` (or an unrestricted key).
+ */
+export const advanceClock = <ThrowOnError extends boolean = true>(options: Options<AdvanceClockData, ThrowOnError>) => (options.client ?? client).post<AdvanceClockResponses, AdvanceClockErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/test_clocks/{id}/advance',
     ...options,
     headers: {
         'Content-Type': 'application/json',

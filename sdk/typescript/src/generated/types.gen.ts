@@ -20,6 +20,29 @@ export type AddTag = {
 };
 
 /**
+ * Grant (a positive amount) or debit (a negative one) a customer's credit balance. A
+ * grant is a goodwill credit: it is recorded as an override of kind `credit`.
+ */
+export type AdjustBalance = {
+    /**
+     * Signed minor units, not zero; in a currency the merchant has plans in.
+     */
+    amount: MoneyDto;
+    /**
+     * Why (required, 1–500 characters).
+     */
+    reason: string;
+};
+
+export type AdvanceTestClock = {
+    /**
+     * Where to move the clock: later than its `frozen_time`, by at most 24 months
+     * (`MAX_ADVANCE_MONTHS`).
+     */
+    frozen_time: string;
+};
+
+/**
  * A secret key as listed: never the secret itself.
  */
 export type ApiKeyDto = {
@@ -54,6 +77,15 @@ export type ApiKeyDto = {
  * Whether a key works.
  */
 export type ApiKeyStatus = 'active' | 'expiring' | 'expired' | 'revoked';
+
+/**
+ * The plans a coupon is restricted to: a plan qualifies when either list names it (or,
+ * for `product_ids`, its product). Both empty: every plan.
+ */
+export type AppliesToDto = {
+    product_ids?: Array<string>;
+    plan_ids?: Array<string>;
+};
 
 /**
  * Attach a card by its gateway token. Brand, last4 and expiry come from the gateway;
@@ -140,6 +172,46 @@ export type AvailableActionsDto = {
 };
 
 /**
+ * Where a balance change came from: `adjustment` (granted or debited through the
+ * API), `credit_note` (part of a paid invoice credited) or `invoice` (used up by an
+ * invoice before charging).
+ */
+export type BalanceSourceDto = 'adjustment' | 'credit_note' | 'invoice';
+
+/**
+ * One change of a customer's balance (the ledger's row).
+ */
+export type BalanceTransactionDto = {
+    id: string;
+    /**
+     * Always `customer_balance_transaction`.
+     */
+    object: string;
+    customer_id: string;
+    /**
+     * Positive: credit granted; negative: credit used or debited.
+     */
+    amount: MoneyDto;
+    /**
+     * The balance this change left.
+     */
+    balance_after: MoneyDto;
+    source: BalanceSourceDto;
+    reason: string;
+    /**
+     * The invoice that used the credit (`invoice`) or was credited (`credit_note`).
+     */
+    invoice_id?: string | null;
+    credit_note_id?: string | null;
+    /**
+     * The `Tenure-Agent` of the request (or its key's id when it named none); `null` for
+     * changes the billing engine made.
+     */
+    agent?: string | null;
+    created_at: string;
+};
+
+/**
  * Billing settings of the merchant.
  */
 export type BillingSettingsDto = {
@@ -200,6 +272,7 @@ export type CancelSubscription = {
      */
     cancel_at?: string | null;
     access?: AccessDto | null;
+    override?: OverrideRequest | null;
 };
 
 export type CancelTimingDto = 'now' | 'period_end';
@@ -273,6 +346,11 @@ export type CancellationSummaryDto = {
 
 export type ChangePlan = {
     plan_id: string;
+    /**
+     * A promotion code to redeem with the change (any case), checked against the new
+     * plan; in a preview, what it would take off shows as `discount`.
+     */
+    promotion_code?: string | null;
 };
 
 export type ChangePlanActionDto = {
@@ -322,6 +400,43 @@ export type CorsSettingsDto = {
     updated_at?: string | null;
 };
 
+export type CouponDto = {
+    id: string;
+    /**
+     * Always `coupon`.
+     */
+    object: string;
+    name: string;
+    percent_off?: number | null;
+    amount_off?: number | null;
+    currency?: string | null;
+    duration: CouponDurationDto;
+    duration_in_cycles?: number | null;
+    max_redemptions?: number | null;
+    times_redeemed: number;
+    redeem_by?: string | null;
+    applies_to: AppliesToDto;
+    first_time_subscribers_only: boolean;
+    /**
+     * Whether it can still be redeemed: not deleted, not past `redeem_by`, not used up.
+     */
+    valid: boolean;
+    /**
+     * Deleted: no new redemptions; discounts already granted carry on.
+     */
+    deleted: boolean;
+    metadata: {
+        [key: string]: unknown;
+    };
+    created_at: string;
+    updated_at: string;
+};
+
+/**
+ * How many invoices a coupon's discount applies to.
+ */
+export type CouponDurationDto = 'once' | 'repeating' | 'forever';
+
 export type CreateApiKey = {
     /**
      * A name to recognise the key by (at most 100 characters).
@@ -332,6 +447,67 @@ export type CreateApiKey = {
      * can only create keys that grant no more than it holds.
      */
     scopes?: Array<ScopeName> | null;
+};
+
+/**
+ * A coupon: `percent_off` or `amount_off` (+ `currency`), for a `duration`. Only the
+ * name and metadata change after creation.
+ */
+export type CreateCoupon = {
+    /**
+     * Shown on invoices (default: the value, such as `20% off`).
+     */
+    name?: string | null;
+    /**
+     * 1–100: this share of each invoice's subtotal. Not with `amount_off`.
+     */
+    percent_off?: number | null;
+    /**
+     * Minor units off each invoice, in `currency` (required with it).
+     */
+    amount_off?: number | null;
+    /**
+     * ISO 4217, for `amount_off`: only plans in this currency qualify.
+     */
+    currency?: string | null;
+    duration: CouponDurationDto;
+    /**
+     * For `repeating`: how many invoices (1–120).
+     */
+    duration_in_cycles?: number | null;
+    /**
+     * Redemptions in all, over every code of the coupon.
+     */
+    max_redemptions?: number | null;
+    /**
+     * No redemption at or after this instant (in the future).
+     */
+    redeem_by?: string | null;
+    applies_to?: AppliesToDto | null;
+    /**
+     * Only customers who never had a subscription may redeem it (default false).
+     */
+    first_time_subscribers_only?: boolean | null;
+    metadata?: {
+        [key: string]: unknown;
+    } | null;
+};
+
+/**
+ * A credit note on a paid invoice.
+ */
+export type CreateCreditNote = {
+    /**
+     * Minor units of the invoice's currency: positive, at most what remains uncredited
+     * (`paid − refunded − credited`).
+     */
+    amount: number;
+    reason: CreditNoteReasonDto;
+    destination: CreditNoteDestinationDto;
+    /**
+     * A note for the customer or the books (at most 500 characters).
+     */
+    memo?: string | null;
 };
 
 export type CreateCustomer = {
@@ -349,6 +525,11 @@ export type CreateCustomer = {
         [key: string]: unknown;
     } | null;
     tags?: Array<Tag> | null;
+    /**
+     * A test clock (`clock_…`) the customer lives on for good: everything that happens
+     * to it follows the clock's time (docs/test-clocks.md). Test mode only.
+     */
+    test_clock?: string | null;
 };
 
 export type CreateCustomerSession = {
@@ -378,6 +559,26 @@ export type CreateIdentityProvider = {
      * The claim holding the customer's `external_id` (default `sub`).
      */
     customer_claim?: string | null;
+};
+
+/**
+ * A one-off charge (positive) or credit (negative) for the subscription's next invoice,
+ * or invoiced and charged at once.
+ */
+export type CreateInvoiceItem = {
+    /**
+     * Signed minor units of the subscription's currency, not zero.
+     */
+    amount: number;
+    /**
+     * How the line reads on the invoice (1–500 characters).
+     */
+    description: string;
+    /**
+     * Invoice it now, alone, and charge the invoice at once (a charge only: a positive
+     * amount). Default: added to the next invoice.
+     */
+    invoice_now?: boolean;
 };
 
 export type CreateMerchant = {
@@ -414,6 +615,11 @@ export type CreatePortalSubscription = {
      * Units (default: the product's `min_quantity`).
      */
     quantity?: number | null;
+    /**
+     * A promotion code to redeem (any case): its discount applies from the first invoice.
+     * A code that does not apply refuses the subscription (409 `promotion_code_…`).
+     */
+    promotion_code?: string | null;
 };
 
 /**
@@ -441,6 +647,41 @@ export type CreateProduct = {
     max_quantity?: number | null;
 };
 
+/**
+ * A customer-facing code for a coupon. Codes are matched without case and are unique
+ * among the merchant's active codes.
+ */
+export type CreatePromotionCode = {
+    coupon_id: string;
+    /**
+     * 1–64 letters, digits, `-` or `_`.
+     */
+    code: string;
+    /**
+     * Default true.
+     */
+    active?: boolean | null;
+    /**
+     * Redemptions of this code in all (the coupon's own limit applies too).
+     */
+    max_redemptions?: number | null;
+    /**
+     * Redemptions by one customer (1: once per customer).
+     */
+    max_redemptions_per_customer?: number | null;
+    /**
+     * No redemption at or after this instant (in the future).
+     */
+    expires_at?: string | null;
+    /**
+     * Only customers who never had a subscription (default false).
+     */
+    first_time_subscribers_only?: boolean | null;
+    metadata?: {
+        [key: string]: unknown;
+    } | null;
+};
+
 export type CreateRetentionOffer = {
     name: string;
     kind: OfferKindDto;
@@ -466,6 +707,22 @@ export type CreateSubscription = {
      * Units (default: the product's `min_quantity`).
      */
     quantity?: number | null;
+    /**
+     * A promotion code to redeem (any case): its discount applies from the first invoice.
+     * A code that does not apply refuses the subscription (409 `promotion_code_…`).
+     */
+    promotion_code?: string | null;
+};
+
+export type CreateTestClock = {
+    /**
+     * The clock's time to start from: between 2000-01-01 and 2100-01-01.
+     */
+    frozen_time: string;
+    /**
+     * A label of your own (at most 300 characters).
+     */
+    name?: string | null;
 };
 
 /**
@@ -506,17 +763,14 @@ export type CreatedApiKeyDto = ApiKeyDto & {
 };
 
 /**
- * A merchant just created, with its first (unrestricted) secret key, shown this once.
+ * A merchant account just created: its test tenant with its first `sk_test_` key, and
+ * in `live` its live tenant with its first `sk_live_` key, each shown this once.
  */
-export type CreatedMerchantDto = MerchantDto & {
+export type CreatedMerchantDto = CreatedTenantDto & {
     /**
-     * The merchant's first secret key, unrestricted. Store it now.
+     * The live tenant.
      */
-    secret_key: string;
-    /**
-     * The key's record (`key_…`), as `GET /v1/api_keys` lists it.
-     */
-    api_key: string;
+    live: CreatedTenantDto;
 };
 
 /**
@@ -535,6 +789,51 @@ export type CreatedPortalSubscriptionDto = PortalSubscriptionDto & {
 export type CreatedSubscriptionDto = SubscriptionDto & {
     next_action?: NextActionDto | null;
 };
+
+/**
+ * A tenant just created, with its first (unrestricted) secret key, shown this once.
+ */
+export type CreatedTenantDto = MerchantDto & {
+    /**
+     * The tenant's first secret key, unrestricted. Store it now.
+     */
+    secret_key: string;
+    /**
+     * The key's record (`key_…`), as `GET /v1/api_keys` lists it.
+     */
+    api_key: string;
+};
+
+/**
+ * Where a credit note's money goes: `refund` (back to the card through the gateway)
+ * or `balance` (the customer's credit balance in the invoice's currency).
+ */
+export type CreditNoteDestinationDto = 'refund' | 'balance';
+
+export type CreditNoteDto = {
+    id: string;
+    /**
+     * Always `credit_note`.
+     */
+    object: string;
+    invoice_id: string;
+    customer_id: string;
+    amount: MoneyDto;
+    reason: CreditNoteReasonDto;
+    memo?: string | null;
+    destination: CreditNoteDestinationDto;
+    /**
+     * The refund that carried it back to the card (`refund` only).
+     */
+    refund_id?: string | null;
+    agent?: string | null;
+    created_at: string;
+};
+
+/**
+ * Why a credit note was issued.
+ */
+export type CreditNoteReasonDto = 'duplicate' | 'fraudulent' | 'order_change' | 'product_unsatisfactory' | 'goodwill' | 'other';
 
 /**
  * An amount per currency: never summed across currencies.
@@ -618,6 +917,34 @@ export type CurrentPlanDto = {
 };
 
 /**
+ * A customer's credit balance in one currency: what the next invoices in that currency
+ * draw on before charging.
+ */
+export type CustomerBalanceDto = {
+    /**
+     * Always `customer_balance`.
+     */
+    object: string;
+    customer_id: string;
+    /**
+     * Never negative.
+     */
+    balance: MoneyDto;
+    updated_at: string;
+};
+
+/**
+ * The customer's balances, one per currency it ever had credit in.
+ */
+export type CustomerBalancesDto = {
+    /**
+     * Always `list`.
+     */
+    object: string;
+    data: Array<CustomerBalanceDto>;
+};
+
+/**
  * Everything a merchant (or an agent on any channel) needs to know about a customer.
  */
 export type CustomerContextDto = {
@@ -649,6 +976,15 @@ export type CustomerContextDto = {
     tags: Array<Tag>;
     segments: Array<SegmentDto>;
     /**
+     * The customer's credit balances, one per currency it ever had credit in.
+     */
+    credit_balances: Array<MoneyDto>;
+    /**
+     * What agents granted the customer beyond the default policy, the latest
+     * `CONTEXT_OVERRIDES` (10), newest first (all: `GET /v1/customers/{id}/overrides`).
+     */
+    overrides: Array<OverrideDto>;
+    /**
      * Segments are computed on read, at this time.
      */
     computed_at: string;
@@ -675,6 +1011,11 @@ export type CustomerDto = {
      * null for a customer that was not erased.
      */
     erased_at?: string | null;
+    /**
+     * The test clock the customer lives on (`clock_…`); null for a customer in real
+     * time.
+     */
+    test_clock?: string | null;
 };
 
 /**
@@ -781,8 +1122,8 @@ export type DeliveryStatusDto = 'pending' | 'delivered' | 'failed' | 'canceled';
 export type DisabledReasonDto = 'manual' | 'failing';
 
 /**
- * A discount granted to a subscription by an accepted offer; the renewal engine applies
- * it to the next `cycles` invoices.
+ * A discount granted to a subscription (by an accepted offer or a redeemed promotion
+ * code); the renewal engine applies it to the next `cycles` invoices.
  */
 export type DiscountDto = {
     id: string;
@@ -799,7 +1140,46 @@ export type DiscountDto = {
     amount?: MoneyDto | null;
     cycles: number;
     cycles_remaining: number;
+    /**
+     * The coupon it was granted from (`coupon_…`; a retention offer's is internal).
+     */
+    coupon_id: string;
+    /**
+     * The promotion code redeemed for it (`promo_…`), if any.
+     */
+    promotion_code_id?: string | null;
+    /**
+     * Applies to every invoice (a `forever` coupon): `cycles` are then not used up.
+     */
+    forever: boolean;
+    /**
+     * How its invoice lines read: `Discount: <description>: 20% off`.
+     */
+    description?: string | null;
     created_at: string;
+};
+
+/**
+ * What a promotion code would take off, in a preview.
+ */
+export type DiscountPreviewDto = {
+    /**
+     * The code as the merchant wrote it.
+     */
+    promotion_code: string;
+    coupon: CouponDto;
+    /**
+     * The invoice the preview is about, before the code: its plan and proration lines.
+     */
+    subtotal: MoneyDto;
+    /**
+     * What the code takes off that invoice (after the subscription's earlier discounts).
+     */
+    amount_off: MoneyDto;
+    /**
+     * That invoice's total with every discount, the code's included.
+     */
+    total: MoneyDto;
 };
 
 /**
@@ -865,7 +1245,7 @@ export type EligibilityDto = {
 /**
  * An event type of the catalogue (docs/events.md), or `*` for every type, including ones added later
  */
-export type EnabledEvent = '*' | 'customer.created' | 'customer.updated' | 'customer.erased' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.activated' | 'subscription.incomplete_expired' | 'subscription.access_ending' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled';
+export type EnabledEvent = '*' | 'customer.created' | 'customer.updated' | 'customer.erased' | 'customer.balance_changed' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.activated' | 'subscription.incomplete_expired' | 'subscription.access_ending' | 'subscription.discount_applied' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'coupon.created' | 'coupon.updated' | 'coupon.deleted' | 'promotion_code.created' | 'promotion_code.updated' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'invoice_item.created' | 'invoice_item.deleted' | 'credit_note.created' | 'override.created' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled' | 'test_clock.advancing' | 'test_clock.ready';
 
 export type EventData = {
     /**
@@ -921,7 +1301,7 @@ export type EventRequestDto = {
 /**
  * An event type of the catalogue (docs/events.md)
  */
-export type EventType = 'customer.created' | 'customer.updated' | 'customer.erased' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.activated' | 'subscription.incomplete_expired' | 'subscription.access_ending' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled';
+export type EventType = 'customer.created' | 'customer.updated' | 'customer.erased' | 'customer.balance_changed' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.activated' | 'subscription.incomplete_expired' | 'subscription.access_ending' | 'subscription.discount_applied' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'coupon.created' | 'coupon.updated' | 'coupon.deleted' | 'promotion_code.created' | 'promotion_code.updated' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'invoice_item.created' | 'invoice_item.deleted' | 'credit_note.created' | 'override.created' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled' | 'test_clock.advancing' | 'test_clock.ready';
 
 export type ExportNoteDto = {
     id: string;
@@ -1007,6 +1387,43 @@ export type GatewaySettingsDto = {
     updated_at?: string | null;
 };
 
+/**
+ * A one-off discount an agent grants a subscription as a goodwill gesture.
+ */
+export type GrantDiscount = {
+    /**
+     * 1–100 % off each invoice's subtotal; or give `amount`.
+     */
+    percent?: number | null;
+    amount?: MoneyDto | null;
+    /**
+     * How many invoices it applies to (1–120; default 1).
+     */
+    cycles?: number | null;
+    /**
+     * Why (required, 1–500 characters).
+     */
+    reason: string;
+};
+
+/**
+ * The overrides of one agent and kind in one currency (or without money).
+ */
+export type GrantedDto = {
+    agent: string;
+    kind: OverrideKindDto;
+    /**
+     * `null` for overrides without money (pauses, cancellations, plan changes, percent
+     * discounts).
+     */
+    currency?: string | null;
+    count: number;
+    /**
+     * Minor units granted in `currency`, exact; `null` without a currency.
+     */
+    amount?: number | null;
+};
+
 export type HealthDto = {
     status: HealthStatus;
 };
@@ -1051,14 +1468,22 @@ export type InvoiceDto = {
     currency: string;
     lines: Array<InvoiceLineDto>;
     /**
-     * Plan and proration lines.
+     * Plan, proration and one-off lines.
      */
     subtotal: MoneyDto;
     /**
      * Discount lines (zero or negative).
      */
     discount: MoneyDto;
+    /**
+     * `subtotal + discount`.
+     */
     total: MoneyDto;
+    /**
+     * The customer's credit balance the invoice used before charging (zero or
+     * negative): `amount_due = max(0, total + credit_applied)`.
+     */
+    credit_applied: MoneyDto;
     amount_due: MoneyDto;
     amount_paid: MoneyDto;
     amount_refunded: MoneyDto;
@@ -1082,6 +1507,29 @@ export type InvoiceDto = {
      * Refunds, oldest first (single-invoice responses only).
      */
     refunds?: Array<RefundDto> | null;
+};
+
+export type InvoiceItemDto = {
+    id: string;
+    /**
+     * Always `invoice_item`.
+     */
+    object: string;
+    subscription_id: string;
+    customer_id: string;
+    /**
+     * Positive: a charge; negative: a credit.
+     */
+    amount: MoneyDto;
+    description: string;
+    /**
+     * The invoice that took it; `null` while it waits for the next one (and may be
+     * deleted).
+     */
+    invoice_id?: string | null;
+    agent?: string | null;
+    created_at: string;
+    invoice?: InvoiceDto | null;
 };
 
 export type InvoiceLineDto = {
@@ -1130,15 +1578,16 @@ export type LifetimeValueDto = {
 };
 
 /**
- * `plan`, `proration` or `discount`.
+ * `plan`, `proration`, `discount`, `one_off` (a one-off charge or credit) or
+ * `customer_balance` (the customer's credit used before charging).
  */
-export type LineKindDto = 'plan' | 'proration' | 'discount';
+export type LineKindDto = 'plan' | 'proration' | 'discount' | 'one_off' | 'customer_balance';
 
 /**
  * A page of a list, newest first.
  */
 export type ListResponseApiKeyDto = {
-    data: Array<ApiKeyDto>;
+    data: Array<ApiKeyDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1153,7 +1602,22 @@ export type ListResponseApiKeyDto = {
  * A page of a list, newest first.
  */
 export type ListResponseAuditEventDto = {
-    data: Array<AuditEventDto>;
+    data: Array<AuditEventDto & Livemode>;
+    /**
+     * Whether another page follows.
+     */
+    has_more: boolean;
+    /**
+     * Pass as `starting_after` to get the next page; null on the last page.
+     */
+    next_cursor?: string | null;
+};
+
+/**
+ * A page of a list, newest first.
+ */
+export type ListResponseBalanceTransactionDto = {
+    data: Array<BalanceTransactionDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1168,7 +1632,37 @@ export type ListResponseAuditEventDto = {
  * A page of a list, newest first.
  */
 export type ListResponseCancellationRequestDto = {
-    data: Array<CancellationRequestDto>;
+    data: Array<CancellationRequestDto & Livemode>;
+    /**
+     * Whether another page follows.
+     */
+    has_more: boolean;
+    /**
+     * Pass as `starting_after` to get the next page; null on the last page.
+     */
+    next_cursor?: string | null;
+};
+
+/**
+ * A page of a list, newest first.
+ */
+export type ListResponseCouponDto = {
+    data: Array<CouponDto & Livemode>;
+    /**
+     * Whether another page follows.
+     */
+    has_more: boolean;
+    /**
+     * Pass as `starting_after` to get the next page; null on the last page.
+     */
+    next_cursor?: string | null;
+};
+
+/**
+ * A page of a list, newest first.
+ */
+export type ListResponseCreditNoteDto = {
+    data: Array<CreditNoteDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1183,7 +1677,7 @@ export type ListResponseCancellationRequestDto = {
  * A page of a list, newest first.
  */
 export type ListResponseCustomerDto = {
-    data: Array<CustomerDto>;
+    data: Array<CustomerDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1198,7 +1692,7 @@ export type ListResponseCustomerDto = {
  * A page of a list, newest first.
  */
 export type ListResponseEventDto = {
-    data: Array<EventDto>;
+    data: Array<EventDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1213,7 +1707,22 @@ export type ListResponseEventDto = {
  * A page of a list, newest first.
  */
 export type ListResponseInvoiceDto = {
-    data: Array<InvoiceDto>;
+    data: Array<InvoiceDto & Livemode>;
+    /**
+     * Whether another page follows.
+     */
+    has_more: boolean;
+    /**
+     * Pass as `starting_after` to get the next page; null on the last page.
+     */
+    next_cursor?: string | null;
+};
+
+/**
+ * A page of a list, newest first.
+ */
+export type ListResponseInvoiceItemDto = {
+    data: Array<InvoiceItemDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1242,8 +1751,23 @@ export type ListResponseMerchantDto = {
 /**
  * A page of a list, newest first.
  */
+export type ListResponseOverrideDto = {
+    data: Array<OverrideDto & Livemode>;
+    /**
+     * Whether another page follows.
+     */
+    has_more: boolean;
+    /**
+     * Pass as `starting_after` to get the next page; null on the last page.
+     */
+    next_cursor?: string | null;
+};
+
+/**
+ * A page of a list, newest first.
+ */
 export type ListResponsePaymentDto = {
-    data: Array<PaymentDto>;
+    data: Array<PaymentDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1258,7 +1782,7 @@ export type ListResponsePaymentDto = {
  * A page of a list, newest first.
  */
 export type ListResponsePlanDto = {
-    data: Array<PlanDto>;
+    data: Array<PlanDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1273,7 +1797,7 @@ export type ListResponsePlanDto = {
  * A page of a list, newest first.
  */
 export type ListResponsePortalSubscriptionDto = {
-    data: Array<PortalSubscriptionDto>;
+    data: Array<PortalSubscriptionDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1288,7 +1812,22 @@ export type ListResponsePortalSubscriptionDto = {
  * A page of a list, newest first.
  */
 export type ListResponseProductDto = {
-    data: Array<ProductDto>;
+    data: Array<ProductDto & Livemode>;
+    /**
+     * Whether another page follows.
+     */
+    has_more: boolean;
+    /**
+     * Pass as `starting_after` to get the next page; null on the last page.
+     */
+    next_cursor?: string | null;
+};
+
+/**
+ * A page of a list, newest first.
+ */
+export type ListResponsePromotionCodeDto = {
+    data: Array<PromotionCodeDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1303,7 +1842,7 @@ export type ListResponseProductDto = {
  * A page of a list, newest first.
  */
 export type ListResponseRetentionOfferDto = {
-    data: Array<RetentionOfferDto>;
+    data: Array<RetentionOfferDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1318,7 +1857,7 @@ export type ListResponseRetentionOfferDto = {
  * A page of a list, newest first.
  */
 export type ListResponseSubscriptionDto = {
-    data: Array<SubscriptionDto>;
+    data: Array<SubscriptionDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1333,7 +1872,22 @@ export type ListResponseSubscriptionDto = {
  * A page of a list, newest first.
  */
 export type ListResponseSupportTicketDto = {
-    data: Array<SupportTicketDto>;
+    data: Array<SupportTicketDto & Livemode>;
+    /**
+     * Whether another page follows.
+     */
+    has_more: boolean;
+    /**
+     * Pass as `starting_after` to get the next page; null on the last page.
+     */
+    next_cursor?: string | null;
+};
+
+/**
+ * A page of a list, newest first.
+ */
+export type ListResponseTestClockDto = {
+    data: Array<TestClockDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1348,7 +1902,7 @@ export type ListResponseSupportTicketDto = {
  * A page of a list, newest first.
  */
 export type ListResponseTimelineEntryDto = {
-    data: Array<TimelineEntryDto>;
+    data: Array<TimelineEntryDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1363,7 +1917,7 @@ export type ListResponseTimelineEntryDto = {
  * A page of a list, newest first.
  */
 export type ListResponseWebhookDeliveryDto = {
-    data: Array<WebhookDeliveryDto>;
+    data: Array<WebhookDeliveryDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1378,7 +1932,7 @@ export type ListResponseWebhookDeliveryDto = {
  * A page of a list, newest first.
  */
 export type ListResponseWebhookEndpointDto = {
-    data: Array<WebhookEndpointDto>;
+    data: Array<WebhookEndpointDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -1390,6 +1944,13 @@ export type ListResponseWebhookEndpointDto = {
 };
 
 /**
+ * The mode of the tenant the credential reaches: true in live mode (sk_live_ keys and the sessions they mint), false in test mode
+ */
+export type Livemode = {
+    livemode: boolean;
+};
+
+/**
  * An LTV range (inclusive, minor units) in one currency; no LTV there counts as 0.
  */
 export type LtvRangeDto = {
@@ -1398,6 +1959,22 @@ export type LtvRangeDto = {
     max?: number | null;
 };
 
+/**
+ * A merchant's plan change: [`ChangePlan`] and an agent's optional override.
+ */
+export type MerchantChangePlan = {
+    plan_id: string;
+    /**
+     * A promotion code to redeem with the change, as in [`ChangePlan`].
+     */
+    promotion_code?: string | null;
+    override?: OverrideRequest | null;
+};
+
+/**
+ * One tenant of a merchant account: its test tenant or its live tenant, each with data
+ * of its own and keys of its mode (`sk_test_…`, `sk_live_…`).
+ */
 export type MerchantDto = {
     id: string;
     /**
@@ -1406,6 +1983,24 @@ export type MerchantDto = {
     object: string;
     name: string;
     created_at: string;
+    /**
+     * The account (`acct_…`) whose test or live tenant this is.
+     */
+    account_id: string;
+    /**
+     * Whether this is the account's live tenant.
+     */
+    livemode: boolean;
+};
+
+/**
+ * A merchant's pause: [`PauseSubscription`] and an agent's optional override.
+ */
+export type MerchantPauseSubscription = {
+    start?: PauseStartDto | null;
+    end?: PauseEndDto | null;
+    on_resume?: OnResumeDto | null;
+    override?: OverrideRequest | null;
 };
 
 /**
@@ -1516,6 +2111,55 @@ export type OfferStatsDto = {
 export type OnResumeDto = 'reset_anchor' | 'keep_anchor';
 
 export type OutcomeStatusDto = 'presented' | 'accepted' | 'declined';
+
+export type OverrideDto = {
+    id: string;
+    /**
+     * Always `override`.
+     */
+    object: string;
+    customer_id: string;
+    subscription_id?: string | null;
+    kind: OverrideKindDto;
+    reason: string;
+    /**
+     * The `Tenure-Agent` of the request, or its key's id (`key_…`) when it named none.
+     */
+    agent: string;
+    amount?: MoneyDto | null;
+    created_at: string;
+};
+
+/**
+ * What an override granted: a `credit` (goodwill balance grant), a `discount`, a
+ * `pause` beyond the policy's limit, a `cancel` without the notice period, a
+ * `plan_change` the policy does not offer.
+ */
+export type OverrideKindDto = 'credit' | 'discount' | 'pause' | 'cancel' | 'plan_change';
+
+/**
+ * What agents granted in a period, per agent, kind and currency.
+ */
+export type OverrideMetricsDto = {
+    /**
+     * Always `override_metrics`.
+     */
+    object: string;
+    from: string;
+    to: string;
+    granted: Array<GrantedDto>;
+};
+
+/**
+ * An agent's override of the default policy: `override: {"reason": …}` in a merchant
+ * request. The reason is required (422 without).
+ */
+export type OverrideRequest = {
+    /**
+     * Why the agent exceeds the policy (1–500 characters).
+     */
+    reason: string;
+};
 
 export type PauseActionDto = {
     /**
@@ -1730,6 +2374,7 @@ export type PlanChangePreviewDto = {
      * When that invoice is created; `null` for `none`.
      */
     invoiced_at?: string | null;
+    discount?: DiscountPreviewDto | null;
 };
 
 export type PlanChangeTimingDto = 'now' | 'period_end';
@@ -1938,6 +2583,30 @@ export type ProductDto = {
     updated_at: string;
 };
 
+export type PromotionCodeDto = {
+    id: string;
+    /**
+     * Always `promotion_code`.
+     */
+    object: string;
+    /**
+     * As the merchant wrote it.
+     */
+    code: string;
+    coupon: CouponDto;
+    active: boolean;
+    max_redemptions?: number | null;
+    max_redemptions_per_customer?: number | null;
+    times_redeemed: number;
+    expires_at?: string | null;
+    first_time_subscribers_only: boolean;
+    metadata: {
+        [key: string]: unknown;
+    };
+    created_at: string;
+    updated_at: string;
+};
+
 export type ProrationLineDto = {
     kind: ProrationLineKindDto;
     plan_id: string;
@@ -2013,6 +2682,18 @@ export type PutGatewaySettings = {
      * secret key; handed to the frontend with setup intents and payments to confirm.
      */
     publishable_key?: string | null;
+};
+
+/**
+ * The merchant's segment settings, replaced (a request apart from the response, which
+ * also says its `livemode`).
+ */
+export type PutSegmentSettings = {
+    /**
+     * A customer is `high_ltv` when the net lifetime value in one of these currencies
+     * reaches the threshold of that currency. One entry per currency.
+     */
+    high_ltv_thresholds: Array<MoneyDto>;
 };
 
 /**
@@ -2191,7 +2872,7 @@ export type ScheduledChangeDto = {
 /**
  * A scope of a restricted key: resource:read or resource:write (write implies read)
  */
-export type ScopeName = 'catalog:read' | 'catalog:write' | 'customers:read' | 'customers:write' | 'customer_exports:read' | 'customer_exports:write' | 'payment_methods:read' | 'payment_methods:write' | 'subscriptions:read' | 'subscriptions:write' | 'billing:read' | 'billing:write' | 'customer_sessions:read' | 'customer_sessions:write' | 'portal_settings:read' | 'portal_settings:write' | 'events:read' | 'events:write' | 'webhooks:read' | 'webhooks:write' | 'support:read' | 'support:write' | 'retention:read' | 'retention:write' | 'metrics:read' | 'metrics:write' | 'api_keys:read' | 'api_keys:write' | 'audit_events:read' | 'audit_events:write' | 'gateway_settings:read' | 'gateway_settings:write';
+export type ScopeName = 'catalog:read' | 'catalog:write' | 'customers:read' | 'customers:write' | 'customer_exports:read' | 'customer_exports:write' | 'payment_methods:read' | 'payment_methods:write' | 'subscriptions:read' | 'subscriptions:write' | 'billing:read' | 'billing:write' | 'customer_sessions:read' | 'customer_sessions:write' | 'portal_settings:read' | 'portal_settings:write' | 'events:read' | 'events:write' | 'webhooks:read' | 'webhooks:write' | 'support:read' | 'support:write' | 'retention:read' | 'retention:write' | 'coupons:read' | 'coupons:write' | 'metrics:read' | 'metrics:write' | 'api_keys:read' | 'api_keys:write' | 'audit_events:read' | 'audit_events:write' | 'gateway_settings:read' | 'gateway_settings:write' | 'test_clocks:read' | 'test_clocks:write';
 
 /**
  * A customer segment, computed on read (docs/customers.md): `new`, `loyal`, `high_ltv`,
@@ -2257,6 +2938,22 @@ export type SubscriptionDiscountDto = {
      * The retention offer that granted it (`roff_…`), if any.
      */
     offer_id?: string | null;
+    /**
+     * The coupon it was granted from (`coupon_…`; a retention offer's is internal).
+     */
+    coupon_id: string;
+    /**
+     * The promotion code redeemed for it (`promo_…`), if any.
+     */
+    promotion_code_id?: string | null;
+    /**
+     * Applies to every invoice (a `forever` coupon): `cycles` are then not used up.
+     */
+    forever: boolean;
+    /**
+     * How its invoice lines read: `Discount: <description>: 20% off`.
+     */
+    description?: string | null;
     created_at: string;
 };
 
@@ -2328,6 +3025,34 @@ export type SubscriptionDto = {
     updated_at: string;
 };
 
+/**
+ * The first invoice a subscription would get, without subscribing.
+ */
+export type SubscriptionPreviewDto = {
+    plan_id: string;
+    quantity: number;
+    /**
+     * When the trial would end (the first invoice is created then); `null` without one.
+     */
+    trial_end?: string | null;
+    /**
+     * When the first invoice is created: now, or at the trial's end.
+     */
+    invoiced_at: string;
+    period: PeriodDto;
+    /**
+     * Its lines: the plan, and the code's discount if one was given.
+     */
+    lines: Array<InvoiceLineDto>;
+    subtotal: MoneyDto;
+    /**
+     * The discount lines' sum (zero or negative).
+     */
+    discount: MoneyDto;
+    total: MoneyDto;
+    promotion_code?: DiscountPreviewDto | null;
+};
+
 export type SubscriptionStatusDto = 'trialing' | 'active' | 'past_due' | 'paused' | 'canceled' | 'unpaid' | 'incomplete' | 'incomplete_expired';
 
 export type SubscriptionSummaryDto = {
@@ -2387,6 +3112,33 @@ export type TenureDto = {
     days: number;
 };
 
+export type TestClockDto = {
+    id: string;
+    /**
+     * Always `test_clock`.
+     */
+    object: string;
+    name?: string | null;
+    /**
+     * The clock's time: "now" for its customers. While advancing it shows how far the
+     * engine has come.
+     */
+    frozen_time: string;
+    status: TestClockStatusDto;
+    /**
+     * The target of the advance under way; null when `ready`.
+     */
+    advancing_to?: string | null;
+    created_at: string;
+    updated_at: string;
+};
+
+/**
+ * Where a clock is: `ready` to be advanced, or `advancing` while the engine makes the
+ * time pass for its customers (then `advancing_to` is the target).
+ */
+export type TestClockStatusDto = 'ready' | 'advancing';
+
 /**
  * How the ticket was opened: `portal` or `api`.
  */
@@ -2441,7 +3193,7 @@ export type TimelineEntryKindDto = 'event' | 'note' | 'ticket_message';
 /**
  * The event type of an event (`subscription.paused`), `note` for a note or `ticket.message` for a ticket message
  */
-export type TimelineEntryType = 'customer.created' | 'customer.updated' | 'customer.erased' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.activated' | 'subscription.incomplete_expired' | 'subscription.access_ending' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled' | 'note' | 'ticket.message';
+export type TimelineEntryType = 'customer.created' | 'customer.updated' | 'customer.erased' | 'customer.balance_changed' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.activated' | 'subscription.incomplete_expired' | 'subscription.access_ending' | 'subscription.discount_applied' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'coupon.created' | 'coupon.updated' | 'coupon.deleted' | 'promotion_code.created' | 'promotion_code.updated' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'invoice_item.created' | 'invoice_item.deleted' | 'credit_note.created' | 'override.created' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled' | 'test_clock.advancing' | 'test_clock.ready' | 'note' | 'ticket.message';
 
 /**
  * The invoice the next renewal will create (a draft preview; nothing is stored).
@@ -2469,7 +3221,25 @@ export type UpcomingInvoiceDto = {
     subtotal: MoneyDto;
     discount: MoneyDto;
     total: MoneyDto;
+    /**
+     * The customer's credit balance as it stands now, used before charging (zero or
+     * negative); the renewal uses what the balance holds then.
+     */
+    credit_applied: MoneyDto;
     amount_due: MoneyDto;
+};
+
+/**
+ * The fields of a coupon that may change.
+ */
+export type UpdateCoupon = {
+    name?: string | null;
+    /**
+     * Replaces the metadata object.
+     */
+    metadata?: {
+        [key: string]: unknown;
+    } | null;
 };
 
 /**
@@ -2513,6 +3283,23 @@ export type UpdateProduct = {
      */
     min_quantity?: number | null;
     max_quantity?: number | null;
+};
+
+/**
+ * The fields of a promotion code that may change.
+ */
+export type UpdatePromotionCode = {
+    /**
+     * Reactivating answers 409 `promotion_code_taken` while another active code holds
+     * the same word.
+     */
+    active?: boolean | null;
+    /**
+     * Replaces the metadata object.
+     */
+    metadata?: {
+        [key: string]: unknown;
+    } | null;
 };
 
 /**
@@ -2853,7 +3640,7 @@ export type CreateApiKeyResponses = {
     /**
      * The new key, with its secret
      */
-    201: CreatedApiKeyDto;
+    201: CreatedApiKeyDto & Livemode;
 };
 
 export type CreateApiKeyResponse = CreateApiKeyResponses[keyof CreateApiKeyResponses];
@@ -2919,7 +3706,7 @@ export type GetApiKeyResponses = {
     /**
      * The key
      */
-    200: ApiKeyDto;
+    200: ApiKeyDto & Livemode;
 };
 
 export type GetApiKeyResponse = GetApiKeyResponses[keyof GetApiKeyResponses];
@@ -3003,7 +3790,7 @@ export type RevokeApiKeyResponses = {
     /**
      * The revoked key
      */
-    200: ApiKeyDto;
+    200: ApiKeyDto & Livemode;
 };
 
 export type RevokeApiKeyResponse = RevokeApiKeyResponses[keyof RevokeApiKeyResponses];
@@ -3091,7 +3878,7 @@ export type RollApiKeyResponses = {
     /**
      * The new key, with its secret
      */
-    201: CreatedApiKeyDto;
+    201: CreatedApiKeyDto & Livemode;
 };
 
 export type RollApiKeyResponse = RollApiKeyResponses[keyof RollApiKeyResponses];
@@ -3235,7 +4022,7 @@ export type GetBillingSettingsResponses = {
     /**
      * The billing settings
      */
-    200: BillingSettingsDto;
+    200: BillingSettingsDto & Livemode;
 };
 
 export type GetBillingSettingsResponse = GetBillingSettingsResponses[keyof GetBillingSettingsResponses];
@@ -3306,7 +4093,7 @@ export type PutBillingSettingsResponses = {
     /**
      * The new billing settings
      */
-    200: BillingSettingsDto;
+    200: BillingSettingsDto & Livemode;
 };
 
 export type PutBillingSettingsResponse = PutBillingSettingsResponses[keyof PutBillingSettingsResponses];
@@ -3448,7 +4235,7 @@ export type GetRequestResponses = {
     /**
      * The request
      */
-    200: CancellationRequestDto;
+    200: CancellationRequestDto & Livemode;
 };
 
 export type GetRequestResponse = GetRequestResponses[keyof GetRequestResponses];
@@ -3532,7 +4319,7 @@ export type ApproveRequestResponses = {
     /**
      * The approved request
      */
-    200: CancellationRequestDto;
+    200: CancellationRequestDto & Livemode;
 };
 
 export type ApproveRequestResponse = ApproveRequestResponses[keyof ApproveRequestResponses];
@@ -3620,7 +4407,7 @@ export type DeclineRequestResponses = {
     /**
      * The declined request
      */
-    200: CancellationRequestDto;
+    200: CancellationRequestDto & Livemode;
 };
 
 export type DeclineRequestResponse = DeclineRequestResponses[keyof DeclineRequestResponses];
@@ -3677,7 +4464,7 @@ export type GetCorsSettingsResponses = {
     /**
      * The CORS settings
      */
-    200: CorsSettingsDto;
+    200: CorsSettingsDto & Livemode;
 };
 
 export type GetCorsSettingsResponse = GetCorsSettingsResponses[keyof GetCorsSettingsResponses];
@@ -3748,10 +4535,515 @@ export type PutCorsSettingsResponses = {
     /**
      * The new CORS settings
      */
-    200: CorsSettingsDto;
+    200: CorsSettingsDto & Livemode;
 };
 
 export type PutCorsSettingsResponse = PutCorsSettingsResponses[keyof PutCorsSettingsResponses];
+
+export type ListCouponsData = {
+    body?: never;
+    path?: never;
+    query?: {
+        /**
+         * How many items to return, 1 to 100 (default 20).
+         */
+        limit?: number;
+        /**
+         * The `next_cursor` of the previous page: the id of its last item. Empty means the
+         * first page, like leaving it out.
+         */
+        starting_after?: string;
+        /**
+         * Include deleted coupons (default false).
+         */
+        include_deleted?: boolean;
+    };
+    url: '/v1/coupons';
+};
+
+export type ListCouponsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type ListCouponsError = ListCouponsErrors[keyof ListCouponsErrors];
+
+export type ListCouponsResponses = {
+    /**
+     * A page of coupons
+     */
+    200: ListResponseCouponDto;
+};
+
+export type ListCouponsResponse = ListCouponsResponses[keyof ListCouponsResponses];
+
+export type CreateCouponData = {
+    body: CreateCoupon;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
+         */
+        'Idempotency-Key'?: string;
+    };
+    path?: never;
+    query?: never;
+    url: '/v1/coupons';
+};
+
+export type CreateCouponErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type CreateCouponError = CreateCouponErrors[keyof CreateCouponErrors];
+
+export type CreateCouponResponses = {
+    /**
+     * The new coupon
+     */
+    201: CouponDto & Livemode;
+};
+
+export type CreateCouponResponse = CreateCouponResponses[keyof CreateCouponResponses];
+
+export type DeleteCouponData = {
+    body?: never;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+    };
+    path: {
+        /**
+         * Coupon id (coupon_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/coupons/{id}';
+};
+
+export type DeleteCouponErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type DeleteCouponError = DeleteCouponErrors[keyof DeleteCouponErrors];
+
+export type DeleteCouponResponses = {
+    /**
+     * The deleted coupon
+     */
+    200: CouponDto & Livemode;
+};
+
+export type DeleteCouponResponse = DeleteCouponResponses[keyof DeleteCouponResponses];
+
+export type GetCouponData = {
+    body?: never;
+    path: {
+        /**
+         * Coupon id (coupon_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/coupons/{id}';
+};
+
+export type GetCouponErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type GetCouponError = GetCouponErrors[keyof GetCouponErrors];
+
+export type GetCouponResponses = {
+    /**
+     * The coupon
+     */
+    200: CouponDto & Livemode;
+};
+
+export type GetCouponResponse = GetCouponResponses[keyof GetCouponResponses];
+
+export type UpdateCouponData = {
+    body: UpdateCoupon;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+    };
+    path: {
+        /**
+         * Coupon id (coupon_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/coupons/{id}';
+};
+
+export type UpdateCouponErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type UpdateCouponError = UpdateCouponErrors[keyof UpdateCouponErrors];
+
+export type UpdateCouponResponses = {
+    /**
+     * The coupon
+     */
+    200: CouponDto & Livemode;
+};
+
+export type UpdateCouponResponse = UpdateCouponResponses[keyof UpdateCouponResponses];
+
+export type ListCreditNotesData = {
+    body?: never;
+    path?: never;
+    query?: {
+        /**
+         * How many items to return, 1 to 100 (default 20).
+         */
+        limit?: number;
+        /**
+         * The `next_cursor` of the previous page: the id of its last item. Empty means the
+         * first page, like leaving it out.
+         */
+        starting_after?: string;
+        /**
+         * Credit notes of this customer (cus_…).
+         */
+        customer_id?: string;
+    };
+    url: '/v1/credit_notes';
+};
+
+export type ListCreditNotesErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type ListCreditNotesError = ListCreditNotesErrors[keyof ListCreditNotesErrors];
+
+export type ListCreditNotesResponses = {
+    /**
+     * A page of credit notes
+     */
+    200: ListResponseCreditNoteDto;
+};
+
+export type ListCreditNotesResponse = ListCreditNotesResponses[keyof ListCreditNotesResponses];
+
+export type GetCreditNoteData = {
+    body?: never;
+    path: {
+        /**
+         * Credit note id (cn_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/credit_notes/{id}';
+};
+
+export type GetCreditNoteErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type GetCreditNoteError = GetCreditNoteErrors[keyof GetCreditNoteErrors];
+
+export type GetCreditNoteResponses = {
+    /**
+     * The credit note
+     */
+    200: CreditNoteDto & Livemode;
+};
+
+export type GetCreditNoteResponse = GetCreditNoteResponses[keyof GetCreditNoteResponses];
 
 export type CreateCustomerSessionData = {
     body: CreateCustomerSession;
@@ -3827,7 +5119,7 @@ export type CreateCustomerSessionResponses = {
     /**
      * The session token
      */
-    201: CustomerSessionDto;
+    201: CustomerSessionDto & Livemode;
 };
 
 export type CreateCustomerSessionResponse = CreateCustomerSessionResponses[keyof CreateCustomerSessionResponses];
@@ -3989,7 +5281,7 @@ export type CreateCustomerResponses = {
     /**
      * The new customer
      */
-    201: CustomerDto;
+    201: CustomerDto & Livemode;
 };
 
 export type CreateCustomerResponse = CreateCustomerResponses[keyof CreateCustomerResponses];
@@ -4061,7 +5353,7 @@ export type GetCustomerResponses = {
     /**
      * The customer
      */
-    200: CustomerDto;
+    200: CustomerDto & Livemode;
 };
 
 export type GetCustomerResponse = GetCustomerResponses[keyof GetCustomerResponses];
@@ -4153,10 +5445,240 @@ export type UpdateCustomerResponses = {
     /**
      * The updated customer
      */
-    200: CustomerDto;
+    200: CustomerDto & Livemode;
 };
 
 export type UpdateCustomerResponse = UpdateCustomerResponses[keyof UpdateCustomerResponses];
+
+export type ListBalanceTransactionsData = {
+    body?: never;
+    path: {
+        /**
+         * Customer id (cus_…)
+         */
+        id: string;
+    };
+    query?: {
+        /**
+         * How many items to return, 1 to 100 (default 20).
+         */
+        limit?: number;
+        /**
+         * The `next_cursor` of the previous page: the id of its last item. Empty means the
+         * first page, like leaving it out.
+         */
+        starting_after?: string;
+    };
+    url: '/v1/customers/{id}/balance_transactions';
+};
+
+export type ListBalanceTransactionsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type ListBalanceTransactionsError = ListBalanceTransactionsErrors[keyof ListBalanceTransactionsErrors];
+
+export type ListBalanceTransactionsResponses = {
+    /**
+     * A page of the ledger
+     */
+    200: ListResponseBalanceTransactionDto;
+};
+
+export type ListBalanceTransactionsResponse = ListBalanceTransactionsResponses[keyof ListBalanceTransactionsResponses];
+
+export type AdjustBalanceData = {
+    body: AdjustBalance;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
+         */
+        'Idempotency-Key'?: string;
+    };
+    path: {
+        /**
+         * Customer id (cus_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/customers/{id}/balance_transactions';
+};
+
+export type AdjustBalanceErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type AdjustBalanceError = AdjustBalanceErrors[keyof AdjustBalanceErrors];
+
+export type AdjustBalanceResponses = {
+    /**
+     * The ledger row
+     */
+    201: BalanceTransactionDto & Livemode;
+};
+
+export type AdjustBalanceResponse = AdjustBalanceResponses[keyof AdjustBalanceResponses];
+
+export type GetBalancesData = {
+    body?: never;
+    path: {
+        /**
+         * Customer id (cus_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/customers/{id}/balances';
+};
+
+export type GetBalancesErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type GetBalancesError = GetBalancesErrors[keyof GetBalancesErrors];
+
+export type GetBalancesResponses = {
+    /**
+     * The balances
+     */
+    200: CustomerBalancesDto & Livemode;
+};
+
+export type GetBalancesResponse = GetBalancesResponses[keyof GetBalancesResponses];
 
 export type GetContextData = {
     body?: never;
@@ -4219,7 +5741,7 @@ export type GetContextResponses = {
     /**
      * The customer's context
      */
-    200: CustomerContextDto;
+    200: CustomerContextDto & Livemode;
 };
 
 export type GetContextResponse = GetContextResponses[keyof GetContextResponses];
@@ -4311,7 +5833,7 @@ export type EraseCustomerResponses = {
     /**
      * The erased customer
      */
-    200: CustomerDto;
+    200: CustomerDto & Livemode;
 };
 
 export type EraseCustomerResponse = EraseCustomerResponses[keyof EraseCustomerResponses];
@@ -4377,7 +5899,7 @@ export type ExportCustomerResponses = {
     /**
      * The export
      */
-    200: CustomerExportDto;
+    200: CustomerExportDto & Livemode;
 };
 
 export type ExportCustomerResponse = ExportCustomerResponses[keyof ExportCustomerResponses];
@@ -4465,10 +5987,86 @@ export type AddNoteResponses = {
     /**
      * The note as a timeline entry
      */
-    201: TimelineEntryDto;
+    201: TimelineEntryDto & Livemode;
 };
 
 export type AddNoteResponse = AddNoteResponses[keyof AddNoteResponses];
+
+export type ListCustomerOverridesData = {
+    body?: never;
+    path: {
+        /**
+         * Customer id (cus_…)
+         */
+        id: string;
+    };
+    query?: {
+        /**
+         * How many items to return, 1 to 100 (default 20).
+         */
+        limit?: number;
+        /**
+         * The `next_cursor` of the previous page: the id of its last item. Empty means the
+         * first page, like leaving it out.
+         */
+        starting_after?: string;
+    };
+    url: '/v1/customers/{id}/overrides';
+};
+
+export type ListCustomerOverridesErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type ListCustomerOverridesError = ListCustomerOverridesErrors[keyof ListCustomerOverridesErrors];
+
+export type ListCustomerOverridesResponses = {
+    /**
+     * A page of overrides
+     */
+    200: ListResponseOverrideDto;
+};
+
+export type ListCustomerOverridesResponse = ListCustomerOverridesResponses[keyof ListCustomerOverridesResponses];
 
 export type ListPaymentMethodsData = {
     body?: never;
@@ -4531,7 +6129,7 @@ export type ListPaymentMethodsResponses = {
     /**
      * The customer's payment methods
      */
-    200: PaymentMethodList;
+    200: PaymentMethodList & Livemode;
 };
 
 export type ListPaymentMethodsResponse = ListPaymentMethodsResponses[keyof ListPaymentMethodsResponses];
@@ -4619,7 +6217,7 @@ export type AttachPaymentMethodResponses = {
     /**
      * The attached payment method
      */
-    201: PaymentMethodDto;
+    201: PaymentMethodDto & Livemode;
 };
 
 export type AttachPaymentMethodResponse = AttachPaymentMethodResponses[keyof AttachPaymentMethodResponses];
@@ -4699,7 +6297,7 @@ export type DetachPaymentMethodResponses = {
     /**
      * The removed payment method
      */
-    200: PaymentMethodDto;
+    200: PaymentMethodDto & Livemode;
 };
 
 export type DetachPaymentMethodResponse = DetachPaymentMethodResponses[keyof DetachPaymentMethodResponses];
@@ -4787,7 +6385,7 @@ export type SetDefaultPaymentMethodResponses = {
     /**
      * The new default payment method
      */
-    200: PaymentMethodDto;
+    200: PaymentMethodDto & Livemode;
 };
 
 export type SetDefaultPaymentMethodResponse = SetDefaultPaymentMethodResponses[keyof SetDefaultPaymentMethodResponses];
@@ -4883,7 +6481,7 @@ export type AddTagResponses = {
     /**
      * The customer
      */
-    200: CustomerDto;
+    200: CustomerDto & Livemode;
 };
 
 export type AddTagResponse = AddTagResponses[keyof AddTagResponses];
@@ -4971,7 +6569,7 @@ export type RemoveTagResponses = {
     /**
      * The customer
      */
-    200: CustomerDto;
+    200: CustomerDto & Livemode;
 };
 
 export type RemoveTagResponse = RemoveTagResponses[keyof RemoveTagResponses];
@@ -5104,7 +6702,7 @@ export type GetDunningPolicyResponses = {
     /**
      * The dunning policy
      */
-    200: DunningPolicyDto;
+    200: DunningPolicyDto & Livemode;
 };
 
 export type GetDunningPolicyResponse = GetDunningPolicyResponses[keyof GetDunningPolicyResponses];
@@ -5175,7 +6773,7 @@ export type PutDunningPolicyResponses = {
     /**
      * The new dunning policy
      */
-    200: DunningPolicyDto;
+    200: DunningPolicyDto & Livemode;
 };
 
 export type PutDunningPolicyResponse = PutDunningPolicyResponses[keyof PutDunningPolicyResponses];
@@ -5316,7 +6914,7 @@ export type GetEventResponses = {
     /**
      * The event
      */
-    200: EventDto;
+    200: EventDto & Livemode;
 };
 
 export type GetEventResponse = GetEventResponses[keyof GetEventResponses];
@@ -5404,7 +7002,7 @@ export type RedeliverEventResponses = {
     /**
      * Deliveries queued
      */
-    202: RedeliveryDto;
+    202: RedeliveryDto & Livemode;
 };
 
 export type RedeliverEventResponse = RedeliverEventResponses[keyof RedeliverEventResponses];
@@ -5560,7 +7158,7 @@ export type DeleteGatewaySettingsResponses = {
     /**
      * The settings now (the sandbox)
      */
-    200: GatewaySettingsDto;
+    200: GatewaySettingsDto & Livemode;
 };
 
 export type DeleteGatewaySettingsResponse = DeleteGatewaySettingsResponses[keyof DeleteGatewaySettingsResponses];
@@ -5617,7 +7215,7 @@ export type GetGatewaySettingsResponses = {
     /**
      * The gateway settings
      */
-    200: GatewaySettingsDto;
+    200: GatewaySettingsDto & Livemode;
 };
 
 export type GetGatewaySettingsResponse = GetGatewaySettingsResponses[keyof GetGatewaySettingsResponses];
@@ -5688,7 +7286,7 @@ export type PutGatewaySettingsResponses = {
     /**
      * The new gateway settings
      */
-    200: GatewaySettingsDto;
+    200: GatewaySettingsDto & Livemode;
 };
 
 export type PutGatewaySettingsResponse = PutGatewaySettingsResponses[keyof PutGatewaySettingsResponses];
@@ -5745,7 +7343,7 @@ export type ListIdentityProvidersResponses = {
     /**
      * Every registered provider
      */
-    200: Array<IdentityProviderDto>;
+    200: Array<IdentityProviderDto & Livemode>;
 };
 
 export type ListIdentityProvidersResponse = ListIdentityProvidersResponses[keyof ListIdentityProvidersResponses];
@@ -5824,7 +7422,7 @@ export type CreateIdentityProviderResponses = {
     /**
      * The registered provider
      */
-    201: IdentityProviderDto;
+    201: IdentityProviderDto & Livemode;
 };
 
 export type CreateIdentityProviderResponse = CreateIdentityProviderResponses[keyof CreateIdentityProviderResponses];
@@ -6049,10 +7647,164 @@ export type GetInvoiceResponses = {
     /**
      * The invoice
      */
-    200: InvoiceDto;
+    200: InvoiceDto & Livemode;
 };
 
 export type GetInvoiceResponse = GetInvoiceResponses[keyof GetInvoiceResponses];
+
+export type ListInvoiceCreditNotesData = {
+    body?: never;
+    path: {
+        /**
+         * Invoice id (inv_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/invoices/{id}/credit_notes';
+};
+
+export type ListInvoiceCreditNotesErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type ListInvoiceCreditNotesError = ListInvoiceCreditNotesErrors[keyof ListInvoiceCreditNotesErrors];
+
+export type ListInvoiceCreditNotesResponses = {
+    /**
+     * The credit notes
+     */
+    200: Array<CreditNoteDto & Livemode>;
+};
+
+export type ListInvoiceCreditNotesResponse = ListInvoiceCreditNotesResponses[keyof ListInvoiceCreditNotesResponses];
+
+export type CreateCreditNoteData = {
+    body: CreateCreditNote;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
+         */
+        'Idempotency-Key'?: string;
+    };
+    path: {
+        /**
+         * Invoice id (inv_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/invoices/{id}/credit_notes';
+};
+
+export type CreateCreditNoteErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type CreateCreditNoteError = CreateCreditNoteErrors[keyof CreateCreditNoteErrors];
+
+export type CreateCreditNoteResponses = {
+    /**
+     * The credit note
+     */
+    201: CreditNoteDto & Livemode;
+};
+
+export type CreateCreditNoteResponse = CreateCreditNoteResponses[keyof CreateCreditNoteResponses];
 
 export type MarkInvoiceUncollectibleData = {
     body?: never;
@@ -6133,7 +7885,7 @@ export type MarkInvoiceUncollectibleResponses = {
     /**
      * The invoice, uncollectible
      */
-    200: InvoiceDto;
+    200: InvoiceDto & Livemode;
 };
 
 export type MarkInvoiceUncollectibleResponse = MarkInvoiceUncollectibleResponses[keyof MarkInvoiceUncollectibleResponses];
@@ -6221,7 +7973,7 @@ export type PayInvoiceResponses = {
     /**
      * The invoice, paid
      */
-    200: InvoiceDto;
+    200: InvoiceDto & Livemode;
 };
 
 export type PayInvoiceResponse = PayInvoiceResponses[keyof PayInvoiceResponses];
@@ -6309,7 +8061,7 @@ export type RefundInvoiceResponses = {
     /**
      * The refund and the invoice after it
      */
-    201: RefundResult;
+    201: RefundResult & Livemode;
 };
 
 export type RefundInvoiceResponse = RefundInvoiceResponses[keyof RefundInvoiceResponses];
@@ -6393,7 +8145,7 @@ export type VoidInvoiceResponses = {
     /**
      * The invoice, void
      */
-    200: InvoiceDto;
+    200: InvoiceDto & Livemode;
 };
 
 export type VoidInvoiceResponse = VoidInvoiceResponses[keyof VoidInvoiceResponses];
@@ -6460,10 +8212,76 @@ export type GetMetricsResponses = {
     /**
      * The metrics of the period
      */
-    200: MetricsDto;
+    200: MetricsDto & Livemode;
 };
 
 export type GetMetricsResponse = GetMetricsResponses[keyof GetMetricsResponses];
+
+export type OverrideMetricsData = {
+    body?: never;
+    path?: never;
+    query?: {
+        /**
+         * Start of the period (RFC 3339; default: 30 days before `to`).
+         */
+        from?: string;
+        /**
+         * End of the period, exclusive (RFC 3339; default: now).
+         */
+        to?: string;
+    };
+    url: '/v1/metrics/overrides';
+};
+
+export type OverrideMetricsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type OverrideMetricsError = OverrideMetricsErrors[keyof OverrideMetricsErrors];
+
+export type OverrideMetricsResponses = {
+    /**
+     * What agents granted
+     */
+    200: OverrideMetricsDto & Livemode;
+};
+
+export type OverrideMetricsResponse = OverrideMetricsResponses[keyof OverrideMetricsResponses];
 
 export type ListMerchantsData = {
     body?: never;
@@ -6827,7 +8645,7 @@ export type CreatePlanResponses = {
     /**
      * The new plan
      */
-    201: PlanDto;
+    201: PlanDto & Livemode;
 };
 
 export type CreatePlanResponse = CreatePlanResponses[keyof CreatePlanResponses];
@@ -6899,7 +8717,7 @@ export type GetPlanResponses = {
     /**
      * The plan
      */
-    200: PlanDto;
+    200: PlanDto & Livemode;
 };
 
 export type GetPlanResponse = GetPlanResponses[keyof GetPlanResponses];
@@ -6987,7 +8805,7 @@ export type UpdatePlanResponses = {
     /**
      * The updated plan
      */
-    200: PlanDto;
+    200: PlanDto & Livemode;
 };
 
 export type UpdatePlanResponse = UpdatePlanResponses[keyof UpdatePlanResponses];
@@ -7079,7 +8897,7 @@ export type ArchivePlanResponses = {
     /**
      * The archived plan
      */
-    200: PlanDto;
+    200: PlanDto & Livemode;
 };
 
 export type ArchivePlanResponse = ArchivePlanResponses[keyof ArchivePlanResponses];
@@ -7145,7 +8963,7 @@ export type PortalGetRequestResponses = {
     /**
      * The request
      */
-    200: CancellationRequestDto;
+    200: CancellationRequestDto & Livemode;
 };
 
 export type PortalGetRequestResponse = PortalGetRequestResponses[keyof PortalGetRequestResponses];
@@ -7211,7 +9029,7 @@ export type PresentedOffersResponses = {
     /**
      * The open offers
      */
-    200: PresentedOffersDto;
+    200: PresentedOffersDto & Livemode;
 };
 
 export type PresentedOffersResponse = PresentedOffersResponses[keyof PresentedOffersResponses];
@@ -7295,7 +9113,7 @@ export type AcceptOfferResponses = {
     /**
      * The subscription, the withdrawn request and what was applied
      */
-    200: OfferAcceptedDto;
+    200: OfferAcceptedDto & Livemode;
 };
 
 export type AcceptOfferResponse = AcceptOfferResponses[keyof AcceptOfferResponses];
@@ -7379,7 +9197,7 @@ export type DeclineOfferResponses = {
     /**
      * The declined offer
      */
-    200: PresentedOfferDto;
+    200: PresentedOfferDto & Livemode;
 };
 
 export type DeclineOfferResponse = DeclineOfferResponses[keyof DeclineOfferResponses];
@@ -7459,7 +9277,7 @@ export type WithdrawCancellationRequestResponses = {
     /**
      * The subscription and the withdrawn request
      */
-    200: PortalCancelResult;
+    200: PortalCancelResult & Livemode;
 };
 
 export type WithdrawCancellationRequestResponse = WithdrawCancellationRequestResponses[keyof WithdrawCancellationRequestResponses];
@@ -7608,7 +9426,7 @@ export type PortalGetInvoiceResponses = {
     /**
      * The invoice
      */
-    200: InvoiceDto;
+    200: InvoiceDto & Livemode;
 };
 
 export type PortalGetInvoiceResponse = PortalGetInvoiceResponses[keyof PortalGetInvoiceResponses];
@@ -7692,11 +9510,11 @@ export type PortalPayInvoiceResponses = {
     /**
      * The invoice, paid
      */
-    200: InvoiceDto;
+    200: InvoiceDto & Livemode;
     /**
      * The payment waits for the customer's authentication
      */
-    202: PaymentActionDto;
+    202: PaymentActionDto & Livemode;
 };
 
 export type PortalPayInvoiceResponse = PortalPayInvoiceResponses[keyof PortalPayInvoiceResponses];
@@ -7753,7 +9571,7 @@ export type MeResponses = {
     /**
      * The customer behind the token
      */
-    200: PortalMeDto;
+    200: PortalMeDto & Livemode;
 };
 
 export type MeResponse = MeResponses[keyof MeResponses];
@@ -7810,7 +9628,7 @@ export type PortalListPaymentMethodsResponses = {
     /**
      * Payment methods
      */
-    200: PaymentMethodList;
+    200: PaymentMethodList & Livemode;
 };
 
 export type PortalListPaymentMethodsResponse = PortalListPaymentMethodsResponses[keyof PortalListPaymentMethodsResponses];
@@ -7885,7 +9703,7 @@ export type PortalAttachPaymentMethodResponses = {
     /**
      * The attached payment method
      */
-    201: PaymentMethodDto;
+    201: PaymentMethodDto & Livemode;
 };
 
 export type PortalAttachPaymentMethodResponse = PortalAttachPaymentMethodResponses[keyof PortalAttachPaymentMethodResponses];
@@ -7955,7 +9773,7 @@ export type PortalDetachPaymentMethodResponses = {
     /**
      * The removed payment method
      */
-    200: PaymentMethodDto;
+    200: PaymentMethodDto & Livemode;
 };
 
 export type PortalDetachPaymentMethodResponse = PortalDetachPaymentMethodResponses[keyof PortalDetachPaymentMethodResponses];
@@ -8035,7 +9853,7 @@ export type PortalSetDefaultPaymentMethodResponses = {
     /**
      * The new default payment method
      */
-    200: PaymentMethodDto;
+    200: PaymentMethodDto & Livemode;
 };
 
 export type PortalSetDefaultPaymentMethodResponse = PortalSetDefaultPaymentMethodResponses[keyof PortalSetDefaultPaymentMethodResponses];
@@ -8159,7 +9977,7 @@ export type PlansResponses = {
     /**
      * Active plans of active products
      */
-    200: Array<PortalPlanDto>;
+    200: Array<PortalPlanDto & Livemode>;
 };
 
 export type PlansResponse = PlansResponses[keyof PlansResponses];
@@ -8230,7 +10048,7 @@ export type PortalCreateSetupIntentResponses = {
     /**
      * The setup intent to confirm
      */
-    201: SetupIntentDto;
+    201: SetupIntentDto & Livemode;
 };
 
 export type PortalCreateSetupIntentResponse = PortalCreateSetupIntentResponses[keyof PortalCreateSetupIntentResponses];
@@ -8373,10 +10191,85 @@ export type SubscribeResponses = {
     /**
      * The new subscription, after its first payment
      */
-    201: CreatedPortalSubscriptionDto;
+    201: CreatedPortalSubscriptionDto & Livemode;
 };
 
 export type SubscribeResponse = SubscribeResponses[keyof SubscribeResponses];
+
+export type PortalPreviewSubscriptionData = {
+    body: CreatePortalSubscription;
+    headers?: {
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
+         */
+        'Idempotency-Key'?: string;
+    };
+    path?: never;
+    query?: never;
+    url: '/v1/portal/subscriptions/preview';
+};
+
+export type PortalPreviewSubscriptionErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type PortalPreviewSubscriptionError = PortalPreviewSubscriptionErrors[keyof PortalPreviewSubscriptionErrors];
+
+export type PortalPreviewSubscriptionResponses = {
+    /**
+     * The first invoice
+     */
+    200: SubscriptionPreviewDto & Livemode;
+};
+
+export type PortalPreviewSubscriptionResponse = PortalPreviewSubscriptionResponses[keyof PortalPreviewSubscriptionResponses];
 
 export type PortalGetSubscriptionData = {
     body?: never;
@@ -8445,7 +10338,7 @@ export type PortalGetSubscriptionResponses = {
     /**
      * The subscription
      */
-    200: PortalSubscriptionDto;
+    200: PortalSubscriptionDto & Livemode;
 };
 
 export type PortalGetSubscriptionResponse = PortalGetSubscriptionResponses[keyof PortalGetSubscriptionResponses];
@@ -8537,7 +10430,7 @@ export type PortalCancelSubscriptionResponses = {
     /**
      * The subscription and, in request mode, the request
      */
-    200: PortalCancelResult;
+    200: PortalCancelResult & Livemode;
 };
 
 export type PortalCancelSubscriptionResponse = PortalCancelSubscriptionResponses[keyof PortalCancelSubscriptionResponses];
@@ -8629,7 +10522,7 @@ export type PortalChangePlanResponses = {
     /**
      * The subscription
      */
-    200: PortalSubscriptionDto;
+    200: PortalSubscriptionDto & Livemode;
 };
 
 export type PortalChangePlanResponse = PortalChangePlanResponses[keyof PortalChangePlanResponses];
@@ -8713,7 +10606,7 @@ export type PortalPreviewPlanChangeResponses = {
     /**
      * The preview
      */
-    200: PlanChangePreviewDto;
+    200: PlanChangePreviewDto & Livemode;
 };
 
 export type PortalPreviewPlanChangeResponse = PortalPreviewPlanChangeResponses[keyof PortalPreviewPlanChangeResponses];
@@ -8805,7 +10698,7 @@ export type PortalChangeQuantityResponses = {
     /**
      * The subscription
      */
-    200: PortalSubscriptionDto;
+    200: PortalSubscriptionDto & Livemode;
 };
 
 export type PortalChangeQuantityResponse = PortalChangeQuantityResponses[keyof PortalChangeQuantityResponses];
@@ -8889,7 +10782,7 @@ export type PortalPreviewQuantityChangeResponses = {
     /**
      * The preview
      */
-    200: QuantityChangePreviewDto;
+    200: QuantityChangePreviewDto & Livemode;
 };
 
 export type PortalPreviewQuantityChangeResponse = PortalPreviewQuantityChangeResponses[keyof PortalPreviewQuantityChangeResponses];
@@ -8981,7 +10874,7 @@ export type PortalPauseSubscriptionResponses = {
     /**
      * The subscription
      */
-    200: PortalSubscriptionDto;
+    200: PortalSubscriptionDto & Livemode;
 };
 
 export type PortalPauseSubscriptionResponse = PortalPauseSubscriptionResponses[keyof PortalPauseSubscriptionResponses];
@@ -9069,7 +10962,7 @@ export type PortalResumeSubscriptionResponses = {
     /**
      * The subscription
      */
-    200: PortalSubscriptionDto;
+    200: PortalSubscriptionDto & Livemode;
 };
 
 export type PortalResumeSubscriptionResponse = PortalResumeSubscriptionResponses[keyof PortalResumeSubscriptionResponses];
@@ -9153,7 +11046,7 @@ export type PortalRemoveScheduledChangeResponses = {
     /**
      * The subscription
      */
-    200: PortalSubscriptionDto;
+    200: PortalSubscriptionDto & Livemode;
 };
 
 export type PortalRemoveScheduledChangeResponse = PortalRemoveScheduledChangeResponses[keyof PortalRemoveScheduledChangeResponses];
@@ -9223,7 +11116,7 @@ export type PortalUpcomingInvoiceResponses = {
     /**
      * The upcoming invoice
      */
-    200: UpcomingInvoiceDto;
+    200: UpcomingInvoiceDto & Livemode;
 };
 
 export type PortalUpcomingInvoiceResponse = PortalUpcomingInvoiceResponses[keyof PortalUpcomingInvoiceResponses];
@@ -9356,7 +11249,7 @@ export type PortalGetTicketResponses = {
     /**
      * The ticket
      */
-    200: SupportTicketDto;
+    200: SupportTicketDto & Livemode;
 };
 
 export type PortalGetTicketResponse = PortalGetTicketResponses[keyof PortalGetTicketResponses];
@@ -9440,7 +11333,7 @@ export type PortalReplyToTicketResponses = {
     /**
      * The ticket with the reply
      */
-    201: SupportTicketDto;
+    201: SupportTicketDto & Livemode;
 };
 
 export type PortalReplyToTicketResponse = PortalReplyToTicketResponses[keyof PortalReplyToTicketResponses];
@@ -9590,7 +11483,7 @@ export type CreateProductResponses = {
     /**
      * The new product
      */
-    201: ProductDto;
+    201: ProductDto & Livemode;
 };
 
 export type CreateProductResponse = CreateProductResponses[keyof CreateProductResponses];
@@ -9662,7 +11555,7 @@ export type GetProductResponses = {
     /**
      * The product
      */
-    200: ProductDto;
+    200: ProductDto & Livemode;
 };
 
 export type GetProductResponse = GetProductResponses[keyof GetProductResponses];
@@ -9750,7 +11643,7 @@ export type UpdateProductResponses = {
     /**
      * The updated product
      */
-    200: ProductDto;
+    200: ProductDto & Livemode;
 };
 
 export type UpdateProductResponse = UpdateProductResponses[keyof UpdateProductResponses];
@@ -9842,10 +11735,314 @@ export type ArchiveProductResponses = {
     /**
      * The archived product
      */
-    200: ProductDto;
+    200: ProductDto & Livemode;
 };
 
 export type ArchiveProductResponse = ArchiveProductResponses[keyof ArchiveProductResponses];
+
+export type ListPromotionCodesData = {
+    body?: never;
+    path?: never;
+    query?: {
+        /**
+         * How many items to return, 1 to 100 (default 20).
+         */
+        limit?: number;
+        /**
+         * The `next_cursor` of the previous page: the id of its last item. Empty means the
+         * first page, like leaving it out.
+         */
+        starting_after?: string;
+        /**
+         * Only codes of this coupon (coupon_…).
+         */
+        coupon_id?: string;
+        /**
+         * Only codes of this word (any case).
+         */
+        code?: string;
+    };
+    url: '/v1/promotion_codes';
+};
+
+export type ListPromotionCodesErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type ListPromotionCodesError = ListPromotionCodesErrors[keyof ListPromotionCodesErrors];
+
+export type ListPromotionCodesResponses = {
+    /**
+     * A page of promotion codes
+     */
+    200: ListResponsePromotionCodeDto;
+};
+
+export type ListPromotionCodesResponse = ListPromotionCodesResponses[keyof ListPromotionCodesResponses];
+
+export type CreatePromotionCodeData = {
+    body: CreatePromotionCode;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
+         */
+        'Idempotency-Key'?: string;
+    };
+    path?: never;
+    query?: never;
+    url: '/v1/promotion_codes';
+};
+
+export type CreatePromotionCodeErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type CreatePromotionCodeError = CreatePromotionCodeErrors[keyof CreatePromotionCodeErrors];
+
+export type CreatePromotionCodeResponses = {
+    /**
+     * The new promotion code
+     */
+    201: PromotionCodeDto & Livemode;
+};
+
+export type CreatePromotionCodeResponse = CreatePromotionCodeResponses[keyof CreatePromotionCodeResponses];
+
+export type GetPromotionCodeData = {
+    body?: never;
+    path: {
+        /**
+         * Promotion code id (promo_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/promotion_codes/{id}';
+};
+
+export type GetPromotionCodeErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type GetPromotionCodeError = GetPromotionCodeErrors[keyof GetPromotionCodeErrors];
+
+export type GetPromotionCodeResponses = {
+    /**
+     * The promotion code
+     */
+    200: PromotionCodeDto & Livemode;
+};
+
+export type GetPromotionCodeResponse = GetPromotionCodeResponses[keyof GetPromotionCodeResponses];
+
+export type UpdatePromotionCodeData = {
+    body: UpdatePromotionCode;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+    };
+    path: {
+        /**
+         * Promotion code id (promo_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/promotion_codes/{id}';
+};
+
+export type UpdatePromotionCodeErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * Another active code has the same word
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type UpdatePromotionCodeError = UpdatePromotionCodeErrors[keyof UpdatePromotionCodeErrors];
+
+export type UpdatePromotionCodeResponses = {
+    /**
+     * The promotion code
+     */
+    200: PromotionCodeDto & Livemode;
+};
+
+export type UpdatePromotionCodeResponse = UpdatePromotionCodeResponses[keyof UpdatePromotionCodeResponses];
 
 export type ListOffersData = {
     body?: never;
@@ -9992,7 +12189,7 @@ export type CreateOfferResponses = {
     /**
      * The new offer
      */
-    201: RetentionOfferDto;
+    201: RetentionOfferDto & Livemode;
 };
 
 export type CreateOfferResponse = CreateOfferResponses[keyof CreateOfferResponses];
@@ -10072,7 +12269,7 @@ export type DeactivateOfferResponses = {
     /**
      * The deactivated offer
      */
-    200: RetentionOfferDto;
+    200: RetentionOfferDto & Livemode;
 };
 
 export type DeactivateOfferResponse = DeactivateOfferResponses[keyof DeactivateOfferResponses];
@@ -10144,7 +12341,7 @@ export type GetOfferResponses = {
     /**
      * The offer
      */
-    200: RetentionOfferDto;
+    200: RetentionOfferDto & Livemode;
 };
 
 export type GetOfferResponse = GetOfferResponses[keyof GetOfferResponses];
@@ -10232,7 +12429,7 @@ export type UpdateOfferResponses = {
     /**
      * The updated offer
      */
-    200: RetentionOfferDto;
+    200: RetentionOfferDto & Livemode;
 };
 
 export type UpdateOfferResponse = UpdateOfferResponses[keyof UpdateOfferResponses];
@@ -10289,13 +12486,13 @@ export type GetSegmentSettingsResponses = {
     /**
      * The settings
      */
-    200: SegmentSettingsDto;
+    200: SegmentSettingsDto & Livemode;
 };
 
 export type GetSegmentSettingsResponse = GetSegmentSettingsResponses[keyof GetSegmentSettingsResponses];
 
 export type PutSegmentSettingsData = {
-    body: SegmentSettingsDto;
+    body: PutSegmentSettings;
     headers?: {
         /**
          * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
@@ -10364,7 +12561,7 @@ export type PutSegmentSettingsResponses = {
     /**
      * The settings
      */
-    200: SegmentSettingsDto;
+    200: SegmentSettingsDto & Livemode;
 };
 
 export type PutSegmentSettingsResponse = PutSegmentSettingsResponses[keyof PutSegmentSettingsResponses];
@@ -10519,10 +12716,89 @@ export type CreateSubscriptionResponses = {
     /**
      * The new subscription, after its first payment
      */
-    201: CreatedSubscriptionDto;
+    201: CreatedSubscriptionDto & Livemode;
 };
 
 export type CreateSubscriptionResponse = CreateSubscriptionResponses[keyof CreateSubscriptionResponses];
+
+export type PreviewSubscriptionData = {
+    body: CreateSubscription;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
+         */
+        'Idempotency-Key'?: string;
+    };
+    path?: never;
+    query?: never;
+    url: '/v1/subscriptions/preview';
+};
+
+export type PreviewSubscriptionErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type PreviewSubscriptionError = PreviewSubscriptionErrors[keyof PreviewSubscriptionErrors];
+
+export type PreviewSubscriptionResponses = {
+    /**
+     * The first invoice
+     */
+    200: SubscriptionPreviewDto & Livemode;
+};
+
+export type PreviewSubscriptionResponse = PreviewSubscriptionResponses[keyof PreviewSubscriptionResponses];
 
 export type GetSubscriptionData = {
     body?: never;
@@ -10591,7 +12867,7 @@ export type GetSubscriptionResponses = {
     /**
      * The subscription
      */
-    200: SubscriptionDto;
+    200: SubscriptionDto & Livemode;
 };
 
 export type GetSubscriptionResponse = GetSubscriptionResponses[keyof GetSubscriptionResponses];
@@ -10687,13 +12963,13 @@ export type CancelSubscriptionResponses = {
     /**
      * The subscription
      */
-    200: SubscriptionDto;
+    200: SubscriptionDto & Livemode;
 };
 
 export type CancelSubscriptionResponse = CancelSubscriptionResponses[keyof CancelSubscriptionResponses];
 
 export type ChangePlanData = {
-    body: ChangePlan;
+    body: MerchantChangePlan;
     headers?: {
         /**
          * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
@@ -10783,7 +13059,7 @@ export type ChangePlanResponses = {
     /**
      * The subscription
      */
-    200: SubscriptionDto;
+    200: SubscriptionDto & Livemode;
 };
 
 export type ChangePlanResponse = ChangePlanResponses[keyof ChangePlanResponses];
@@ -10871,7 +13147,7 @@ export type PreviewPlanChangeResponses = {
     /**
      * The preview
      */
-    200: PlanChangePreviewDto;
+    200: PlanChangePreviewDto & Livemode;
 };
 
 export type PreviewPlanChangeResponse = PreviewPlanChangeResponses[keyof PreviewPlanChangeResponses];
@@ -10967,7 +13243,7 @@ export type ChangeQuantityResponses = {
     /**
      * The subscription
      */
-    200: SubscriptionDto;
+    200: SubscriptionDto & Livemode;
 };
 
 export type ChangeQuantityResponse = ChangeQuantityResponses[keyof ChangeQuantityResponses];
@@ -11055,13 +13331,345 @@ export type PreviewQuantityChangeResponses = {
     /**
      * The preview
      */
-    200: QuantityChangePreviewDto;
+    200: QuantityChangePreviewDto & Livemode;
 };
 
 export type PreviewQuantityChangeResponse = PreviewQuantityChangeResponses[keyof PreviewQuantityChangeResponses];
 
+export type GrantDiscountData = {
+    body: GrantDiscount;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
+         */
+        'Idempotency-Key'?: string;
+    };
+    path: {
+        /**
+         * Subscription id (sub_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/subscriptions/{id}/discount_grants';
+};
+
+export type GrantDiscountErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type GrantDiscountError = GrantDiscountErrors[keyof GrantDiscountErrors];
+
+export type GrantDiscountResponses = {
+    /**
+     * The discount
+     */
+    201: SubscriptionDiscountDto & Livemode;
+};
+
+export type GrantDiscountResponse = GrantDiscountResponses[keyof GrantDiscountResponses];
+
+export type ListInvoiceItemsData = {
+    body?: never;
+    path: {
+        /**
+         * Subscription id (sub_…)
+         */
+        id: string;
+    };
+    query?: {
+        /**
+         * How many items to return, 1 to 100 (default 20).
+         */
+        limit?: number;
+        /**
+         * The `next_cursor` of the previous page: the id of its last item. Empty means the
+         * first page, like leaving it out.
+         */
+        starting_after?: string;
+    };
+    url: '/v1/subscriptions/{id}/invoice_items';
+};
+
+export type ListInvoiceItemsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type ListInvoiceItemsError = ListInvoiceItemsErrors[keyof ListInvoiceItemsErrors];
+
+export type ListInvoiceItemsResponses = {
+    /**
+     * A page of items
+     */
+    200: ListResponseInvoiceItemDto;
+};
+
+export type ListInvoiceItemsResponse = ListInvoiceItemsResponses[keyof ListInvoiceItemsResponses];
+
+export type CreateInvoiceItemData = {
+    body: CreateInvoiceItem;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
+         */
+        'Idempotency-Key'?: string;
+    };
+    path: {
+        /**
+         * Subscription id (sub_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/subscriptions/{id}/invoice_items';
+};
+
+export type CreateInvoiceItemErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type CreateInvoiceItemError = CreateInvoiceItemErrors[keyof CreateInvoiceItemErrors];
+
+export type CreateInvoiceItemResponses = {
+    /**
+     * The item
+     */
+    201: InvoiceItemDto & Livemode;
+};
+
+export type CreateInvoiceItemResponse = CreateInvoiceItemResponses[keyof CreateInvoiceItemResponses];
+
+export type DeleteInvoiceItemData = {
+    body?: never;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+    };
+    path: {
+        /**
+         * Subscription id (sub_…)
+         */
+        id: string;
+        /**
+         * Invoice item id (ii_…)
+         */
+        item_id: string;
+    };
+    query?: never;
+    url: '/v1/subscriptions/{id}/invoice_items/{item_id}';
+};
+
+export type DeleteInvoiceItemErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An invoice took the item (`invoice_item_invoiced`)
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type DeleteInvoiceItemError = DeleteInvoiceItemErrors[keyof DeleteInvoiceItemErrors];
+
+export type DeleteInvoiceItemResponses = {
+    /**
+     * The deleted item
+     */
+    200: InvoiceItemDto & Livemode;
+};
+
+export type DeleteInvoiceItemResponse = DeleteInvoiceItemResponses[keyof DeleteInvoiceItemResponses];
+
 export type PauseSubscriptionData = {
-    body: PauseSubscription;
+    body: MerchantPauseSubscription;
     headers?: {
         /**
          * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
@@ -11151,7 +13759,7 @@ export type PauseSubscriptionResponses = {
     /**
      * The subscription
      */
-    200: SubscriptionDto;
+    200: SubscriptionDto & Livemode;
 };
 
 export type PauseSubscriptionResponse = PauseSubscriptionResponses[keyof PauseSubscriptionResponses];
@@ -11243,7 +13851,7 @@ export type ResumeSubscriptionResponses = {
     /**
      * The subscription
      */
-    200: SubscriptionDto;
+    200: SubscriptionDto & Livemode;
 };
 
 export type ResumeSubscriptionResponse = ResumeSubscriptionResponses[keyof ResumeSubscriptionResponses];
@@ -11331,7 +13939,7 @@ export type RemoveScheduledChangeResponses = {
     /**
      * The subscription
      */
-    200: SubscriptionDto;
+    200: SubscriptionDto & Livemode;
 };
 
 export type RemoveScheduledChangeResponse = RemoveScheduledChangeResponses[keyof RemoveScheduledChangeResponses];
@@ -11401,7 +14009,7 @@ export type UpcomingInvoiceResponses = {
     /**
      * The upcoming invoice
      */
-    200: UpcomingInvoiceDto;
+    200: UpcomingInvoiceDto & Livemode;
 };
 
 export type UpcomingInvoiceResponse = UpcomingInvoiceResponses[keyof UpcomingInvoiceResponses];
@@ -11539,7 +14147,7 @@ export type GetTicketResponses = {
     /**
      * The ticket
      */
-    200: SupportTicketDto;
+    200: SupportTicketDto & Livemode;
 };
 
 export type GetTicketResponse = GetTicketResponses[keyof GetTicketResponses];
@@ -11627,10 +14235,386 @@ export type ReplyToTicketResponses = {
     /**
      * The ticket with the reply
      */
-    201: SupportTicketDto;
+    201: SupportTicketDto & Livemode;
 };
 
 export type ReplyToTicketResponse = ReplyToTicketResponses[keyof ReplyToTicketResponses];
+
+export type ListClocksData = {
+    body?: never;
+    path?: never;
+    query?: {
+        /**
+         * How many items to return, 1 to 100 (default 20).
+         */
+        limit?: number;
+        /**
+         * The `next_cursor` of the previous page: the id of its last item. Empty means the
+         * first page, like leaving it out.
+         */
+        starting_after?: string;
+    };
+    url: '/v1/test_clocks';
+};
+
+export type ListClocksErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type ListClocksError = ListClocksErrors[keyof ListClocksErrors];
+
+export type ListClocksResponses = {
+    /**
+     * A page of clocks
+     */
+    200: ListResponseTestClockDto;
+};
+
+export type ListClocksResponse = ListClocksResponses[keyof ListClocksResponses];
+
+export type CreateClockData = {
+    body: CreateTestClock;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
+         */
+        'Idempotency-Key'?: string;
+    };
+    path?: never;
+    query?: never;
+    url: '/v1/test_clocks';
+};
+
+export type CreateClockErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type CreateClockError = CreateClockErrors[keyof CreateClockErrors];
+
+export type CreateClockResponses = {
+    /**
+     * The new clock, ready
+     */
+    201: TestClockDto & Livemode;
+};
+
+export type CreateClockResponse = CreateClockResponses[keyof CreateClockResponses];
+
+export type DeleteClockData = {
+    body?: never;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+    };
+    path: {
+        /**
+         * Test clock id (clock_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/test_clocks/{id}';
+};
+
+export type DeleteClockErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * The clock is advancing (`test_clock_advancing`)
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type DeleteClockError = DeleteClockErrors[keyof DeleteClockErrors];
+
+export type DeleteClockResponses = {
+    /**
+     * The clock is gone
+     */
+    200: DeletedDto & Livemode;
+};
+
+export type DeleteClockResponse = DeleteClockResponses[keyof DeleteClockResponses];
+
+export type GetClockData = {
+    body?: never;
+    path: {
+        /**
+         * Test clock id (clock_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/test_clocks/{id}';
+};
+
+export type GetClockErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type GetClockError = GetClockErrors[keyof GetClockErrors];
+
+export type GetClockResponses = {
+    /**
+     * The clock
+     */
+    200: TestClockDto & Livemode;
+};
+
+export type GetClockResponse = GetClockResponses[keyof GetClockResponses];
+
+export type AdvanceClockData = {
+    body: AdvanceTestClock;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
+         */
+        'Idempotency-Key'?: string;
+    };
+    path: {
+        /**
+         * Test clock id (clock_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/test_clocks/{id}/advance';
+};
+
+export type AdvanceClockErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type AdvanceClockError = AdvanceClockErrors[keyof AdvanceClockErrors];
+
+export type AdvanceClockResponses = {
+    /**
+     * The clock, advancing
+     */
+    200: TestClockDto & Livemode;
+};
+
+export type AdvanceClockResponse = AdvanceClockResponses[keyof AdvanceClockResponses];
 
 export type ListEndpointsData = {
     body?: never;
@@ -11773,7 +14757,7 @@ export type CreateEndpointResponses = {
     /**
      * The new endpoint, with its secret
      */
-    201: WebhookEndpointDto;
+    201: WebhookEndpointDto & Livemode;
 };
 
 export type CreateEndpointResponse = CreateEndpointResponses[keyof CreateEndpointResponses];
@@ -11845,7 +14829,7 @@ export type DeleteEndpointResponses = {
     /**
      * The endpoint is gone
      */
-    200: DeletedDto;
+    200: DeletedDto & Livemode;
 };
 
 export type DeleteEndpointResponse = DeleteEndpointResponses[keyof DeleteEndpointResponses];
@@ -11917,7 +14901,7 @@ export type GetEndpointResponses = {
     /**
      * The endpoint
      */
-    200: WebhookEndpointDto;
+    200: WebhookEndpointDto & Livemode;
 };
 
 export type GetEndpointResponse = GetEndpointResponses[keyof GetEndpointResponses];
@@ -12005,7 +14989,7 @@ export type UpdateEndpointResponses = {
     /**
      * The updated endpoint
      */
-    200: WebhookEndpointDto;
+    200: WebhookEndpointDto & Livemode;
 };
 
 export type UpdateEndpointResponse = UpdateEndpointResponses[keyof UpdateEndpointResponses];
@@ -12173,7 +15157,7 @@ export type RedeliverRangeResponses = {
     /**
      * Deliveries queued
      */
-    202: RedeliveryDto;
+    202: RedeliveryDto & Livemode;
 };
 
 export type RedeliverRangeResponse = RedeliverRangeResponses[keyof RedeliverRangeResponses];
@@ -12269,7 +15253,7 @@ export type RotateSecretResponses = {
     /**
      * The endpoint with its new secret
      */
-    200: WebhookEndpointDto;
+    200: WebhookEndpointDto & Livemode;
 };
 
 export type RotateSecretResponse = RotateSecretResponses[keyof RotateSecretResponses];

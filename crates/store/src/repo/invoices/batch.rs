@@ -11,6 +11,7 @@ use tenure_domain::billing::invoice::{
     self, Invoice, InvoiceLine, InvoiceStatus, Payment, PaymentStatus,
 };
 use tenure_domain::ids::{GenerateId, InvoiceId, MerchantId, PaymentId, SubscriptionId};
+use tenure_domain::test_clock::WorkScope;
 
 use crate::error::{StoreError, StoreResult};
 use crate::schema::{invoice_counters, payments};
@@ -260,6 +261,7 @@ pub(super) async fn insert_numbered(
 /// until the transaction ends.
 pub async fn claim_due(
     conn: &mut AsyncPgConnection,
+    scope: WorkScope,
     now: DateTime<Utc>,
     limit: usize,
     skip: &[uuid::Uuid],
@@ -267,12 +269,14 @@ pub async fn claim_due(
     let limit = i64::try_from(limit).map_err(|_| StoreError::corrupt("limit out of range"))?;
     let due: Vec<DueRow> = diesel::sql_query(format!(
         "SELECT {INVOICE_COLUMNS}, next_payment_attempt_at FROM invoices \
-         WHERE next_payment_attempt_at <= $1 AND NOT (id = ANY($2)) \
-         ORDER BY next_payment_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED"
+         WHERE next_payment_attempt_at <= $1 AND NOT (id = ANY($2)) AND {scope} \
+         ORDER BY next_payment_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED",
+        scope = crate::repo::test_clocks::sql_scope("invoices", 4, scope)
     ))
     .bind::<Timestamptz, _>(now)
     .bind::<Array<Uuid>, _>(skip)
     .bind::<BigInt, _>(limit)
+    .bind::<diesel::sql_types::Nullable<Uuid>, _>(crate::repo::test_clocks::scope_param(scope))
     .load(conn)
     .await?;
     let (rows, attempts_at): (Vec<InvoiceRow>, Vec<Option<DateTime<Utc>>>) = due

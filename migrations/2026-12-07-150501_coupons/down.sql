@@ -1,0 +1,9 @@
+DROP INDEX subscription_discounts_code_customer;
+ALTER TABLE subscription_discounts
+    DROP COLUMN coupon_id,
+    DROP COLUMN promotion_code_id,
+    DROP COLUMN customer_id,
+    DROP COLUMN forever,
+    DROP COLUMN description;
+DROP TABLE promotion_codes;
+DROP TABLE coupons;
