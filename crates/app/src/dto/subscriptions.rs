@@ -651,6 +651,26 @@ pub struct CreatedSubscriptionDto {
 /// The portal's new subscription (with `available_actions`), and what the frontend must do
 /// when its first payment did not go through; see `CreatedSubscriptionDto`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"id": "sub_01jf9zc0f4e3a8r7m2k4t5n6bc", "object": "subscription",
+    "customer_id": "cus_01jf9zb3f4e3a8r7m2k4t5n6bc", "product_id": "prod_01jf9z7q6ve3a8r7m2k4t5n6bc",
+    "plan_id": "plan_01jf9z8a1be3a8r7m2k4t5n6bc", "status": "incomplete",
+    "price": {"amount": 1999, "currency": "EUR"}, "quantity": 1, "interval": "month", "interval_count": 1,
+    "current_period": {"start": "2026-11-25T10:00:00Z", "end": "2026-12-25T10:00:00Z"},
+    "billing_anchor": "2026-11-25T10:00:00Z", "trial_end": null, "cancel_at": null, "canceled_at": null,
+    "ended_at": null, "access_until": null, "billing_ends_at": null, "cancellation_details": null,
+    "pause": null, "scheduled_changes": [], "discounts": [], "created_at": "2026-11-25T10:00:00Z",
+    "updated_at": "2026-11-25T10:00:00Z",
+    "available_actions": {"pause": null, "resume": false,
+        "cancel": {"mode": "immediate", "notice_period_days": 0,
+                   "effective_at": "2026-11-25T10:00:00Z", "requires_reason": false,
+                   "requires_confirmation": false,
+                   "reasons": ["too_expensive", "missing_features", "switched_service", "unused",
+                               "customer_service", "too_complex", "low_quality", "other"]},
+        "withdraw_cancellation": false, "change_plan": null, "change_quantity": null,
+        "removable_changes": []},
+    "next_action": {"type": "confirm_payment", "invoice_id": "inv_01jf9zd1f4e3a8r7m2k4t5n6bc",
+        "provider": "stripe", "client_secret": "pi_3Q0abc_secret_def",
+        "publishable_key": "pk_test_51Q0abc"}}))]
 pub struct CreatedPortalSubscriptionDto {
     #[serde(flatten)]
     pub subscription: PortalSubscriptionDto,
