@@ -324,6 +324,8 @@ struct World {
     premium: String,
     endpoint: String,
     event: String,
+    /// The coupon the examples' placeholder coupon ids stand for.
+    coupon: String,
     made: usize,
 }
 
@@ -365,6 +367,15 @@ impl World {
             .await
             .expect(201);
         let endpoint = Self::endpoint(&app, &m).await;
+        let coupon = app
+            .by(&m.key)
+            .post(
+                "/v1/coupons",
+                &json!({"name": "Fuzz", "percent_off": 10, "duration": "once"}),
+            )
+            .await
+            .expect(201)
+            .id();
         let event = app.get_ok("/v1/events?limit=1", &m.key).await["data"][0]["id"]
             .as_str()
             .expect("the setup emitted events")
@@ -379,6 +390,7 @@ impl World {
             premium,
             endpoint,
             event,
+            coupon,
             made: 0,
         }
     }
@@ -428,6 +440,7 @@ impl World {
                     Some("prod") => &self.product,
                     Some("plan") => &self.premium,
                     Some("whep") => &self.endpoint,
+                    Some("coupon") => &self.coupon,
                     _ => return example.clone(),
                 };
                 Value::String(id.clone())
@@ -578,6 +591,18 @@ impl World {
                 .await
                 .expect(201)
                 .id(),
+            ("coupons", _) => self.coupon().await,
+            ("promotion_codes", _) => {
+                let coupon = self.coupon().await;
+                self.app
+                    .post("/v1/promotion_codes")
+                    .bearer(&self.m.key)
+                    .json(&json!({"coupon_id": coupon, "code": format!("FUZZ{}", self.made)}))
+                    .send()
+                    .await
+                    .expect(201)
+                    .id()
+            }
             // A merchant's Stripe event endpoint (unsigned bodies are refused before
             // they are read).
             ("gateway_events", _) => self.m.id.clone(),
@@ -587,6 +612,21 @@ impl World {
             ),
         };
         (id, Vec::new())
+    }
+
+    /// A new coupon, a tenth off once.
+    async fn coupon(&self) -> String {
+        self.app
+            .post("/v1/coupons")
+            .bearer(&self.m.key)
+            .json(
+                &json!({"name": format!("Coupon {}", self.made), "percent_off": 10,
+                "duration": "once"}),
+            )
+            .send()
+            .await
+            .expect(201)
+            .id()
     }
 
     /// A new active subscription of the signed-in customer to the cheaper plan.

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 use tenure_domain::clock::Clock;
-use tenure_domain::ids::{CustomerId, MerchantId};
+use tenure_domain::ids::{CustomerId, GenerateId, InvoiceId, MerchantId, TestClockId};
 use tenure_e2e::{TestApp, TestMerchant};
 
 use crate::fixtures;
@@ -114,19 +114,98 @@ async fn populate(app: &TestApp, merchant: TestMerchant, live: bool) -> Tenant {
         &fixtures::request_cancellation(app, &token, &subscription, "too_expensive").await,
     );
     let ticket = fixtures::id(&app.get_ok("/v1/support_tickets", &key).await["data"][0]);
+    let coupon = app
+        .by(&key)
+        .post(
+            "/v1/coupons",
+            &json!({"name": "Ten off", "percent_off": 10, "duration": "once"}),
+        )
+        .await
+        .expect(201)
+        .id();
+    let code = if live { "LIVE10" } else { "TEST10" };
+    let promotion_code = app
+        .by(&key)
+        .post(
+            "/v1/promotion_codes",
+            &json!({"coupon_id": coupon, "code": code}),
+        )
+        .await
+        .expect(201)
+        .id();
+    let invoice_item = app
+        .by(&key)
+        .post(
+            &format!("/v1/subscriptions/{subscription}/invoice_items"),
+            &json!({"amount": 250, "description": "Gift wrap"}),
+        )
+        .await
+        .expect(201)
+        .id();
+    // A credit note needs a paid invoice: the test tenant pays through the sandbox, the
+    // live one's invoice is marked paid as a gateway would have left it.
+    if live {
+        app.exec(format!(
+            "UPDATE invoices SET status = 'paid', amount_paid = total, paid_at = now() \
+              WHERE id = '{}'",
+            invoice.parse::<InvoiceId>().expect("invoice id").uuid()
+        ))
+        .await;
+    } else {
+        app.by(&key)
+            .post(&format!("/v1/invoices/{invoice}/pay"), &json!({}))
+            .await
+            .expect(200);
+    }
+    let credit_note = app
+        .by(&key)
+        .post(
+            &format!("/v1/invoices/{invoice}/credit_notes"),
+            &json!({"amount": 100, "reason": "goodwill", "destination": "balance"}),
+        )
+        .await
+        .expect(201)
+        .id();
+    // Clocks are test mode's only; the live tenant's is written directly, so that
+    // reading it from test mode (and the reverse) is tried too.
+    let clock = if live {
+        let id = TestClockId::generate();
+        app.exec(format!(
+            "INSERT INTO test_clocks (merchant_id, id, frozen_time, status, created_at, updated_at) \
+             VALUES ('{}', '{}', now(), 'ready', now(), now())",
+            merchant.id.parse::<MerchantId>().expect("merchant id").uuid(),
+            id.uuid()
+        ))
+        .await;
+        id.to_string()
+    } else {
+        app.by(&key)
+            .post(
+                "/v1/test_clocks",
+                &json!({"frozen_time": "2027-01-01T00:00:00Z"}),
+            )
+            .await
+            .expect(201)
+            .id()
+    };
     let event = fixtures::id(&app.get_ok("/v1/events?limit=1", &key).await["data"][0]);
     let ids = BTreeMap::from([
         ("api_keys", merchant.key_id.clone()),
         ("cancellation_requests", request),
+        ("coupons", coupon),
+        ("credit_notes", credit_note),
         ("customers", customer),
         ("events", event),
+        ("invoice_items", invoice_item),
         ("invoices", invoice),
         ("payment_methods", card),
         ("plans", plan),
         ("products", product),
+        ("promotion_codes", promotion_code),
         ("retention_offers", offer),
         ("subscriptions", subscription),
         ("support_tickets", ticket),
+        ("test_clocks", clock),
         ("webhook_endpoints", endpoint),
     ]);
     Tenant {
