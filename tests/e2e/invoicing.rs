@@ -885,7 +885,8 @@ async fn a_cadence_change_at_the_instant_an_invoiced_period_began_keeps_the_char
     use tenure_app::subscriptions::{self as subs, Action, Scope};
 
     let app = TestApp::new().await;
-    let s = setup(&app, "pm_card_visa").await;
+    // No card: a signup with one would pay the first invoice at once.
+    let s = setup_without_card(&app).await;
     let monthly = plan(&app, &s, "Monthly", 1000, "month").await;
     let yearly = plan(&app, &s, "Yearly", 10_000, "year").await;
     let t0 = (app.clock.now() + Duration::days(1)).trunc_subsecs(0);
