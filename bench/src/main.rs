@@ -298,6 +298,7 @@ fn seed(args: &SeedArgs) -> Result<(), BoxError> {
                 plan: plan.terms,
                 trial_days: 0,
                 quantity: 1,
+                pay_at_signup: false,
             },
             start,
         )?

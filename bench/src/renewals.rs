@@ -255,6 +255,7 @@ fn seed(args: &RenewalArgs, tenure: &Path, url: &str) -> Result<MerchantId, BoxE
                         plan: terms,
                         trial_days: 0,
                         quantity: 1,
+                        pay_at_signup: false,
                     },
                     start,
                 )?

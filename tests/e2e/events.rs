@@ -57,11 +57,18 @@ struct World {
 }
 
 async fn world(app: &TestApp, card: &str) -> World {
+    let w = world_without_card(app).await;
+    fixtures::attach_default(app, &w.m, &w.customer, card).await;
+    w
+}
+
+/// A customer who adds a card only after subscribing: a signup with a card pays its
+/// first invoice in the request, one without leaves it to the engine (and its dunning).
+async fn world_without_card(app: &TestApp) -> World {
     let m = app.merchant("Events").await;
     let product = fixtures::product(app, &m, json!({})).await;
     let plan = fixtures::plan(app, &m, &product, 1000).await;
     let customer = fixtures::customer(app, &m, "ev-1").await;
-    fixtures::attach_default(app, &m, &customer, card).await;
     World { m, plan, customer }
 }
 
@@ -169,7 +176,7 @@ async fn scheduling_and_removing_changes_are_subscription_events() {
 #[actix_web::test]
 async fn dunning_that_ends_unpaid_emits_subscription_unpaid() {
     let app = TestApp::new().await;
-    let w = world(&app, "pm_card_chargeDeclined").await;
+    let w = world_without_card(&app).await;
     app.by(&w.m.key)
         .put(
             "/v1/dunning_policy",
@@ -178,6 +185,7 @@ async fn dunning_that_ends_unpaid_emits_subscription_unpaid() {
         .await
         .expect(200);
     let id = fixtures::subscribe_id(&app, &w.m, &w.customer, &w.plan).await;
+    fixtures::attach_default(&app, &w.m, &w.customer, "pm_card_chargeDeclined").await;
     renewals(&app).await;
     assert_eq!(fixtures::status(&app, &w.m, &id).await, "past_due");
     assert_eq!(how_many(&app, &w.m, "subscription.unpaid").await, 0);

@@ -661,9 +661,16 @@ impl World {
         )
     }
 
-    /// The open first invoice of a new subscription of the signed-in customer.
-    async fn open_invoice(&self) -> String {
+    /// The open first invoice of a new subscription of the signed-in customer. A signup
+    /// with a card pays its first invoice at once, so this signs in a new customer who
+    /// subscribes before adding the card (which makes the invoice due for the engine's
+    /// next round, and this test runs none).
+    async fn open_invoice(&mut self) -> String {
+        self.customer =
+            fixtures::customer(&self.app, &self.m, &format!("fuzz-{}-open", self.made)).await;
         let sub = self.subscription().await;
+        fixtures::attach_card(&self.app, &self.m, &self.customer, "pm_card_visa").await;
+        self.token = fixtures::session(&self.app, &self.m, &self.customer).await;
         let list = self
             .app
             .get_ok(

@@ -29,15 +29,31 @@ struct Setup {
 }
 
 async fn setup(app: &TestApp, token: &str) -> Setup {
+    let s = setup_without_card(app).await;
+    fixtures::attach_default(app, &s.m, &s.customer, token).await;
+    s
+}
+
+/// A customer who has no card yet: see [`subscribe_then_add_card`].
+async fn setup_without_card(app: &TestApp) -> Setup {
     let m = app.merchant("Invoicing").await;
     let product = fixtures::product(app, &m, json!({})).await;
     let customer = fixtures::customer(app, &m, "u-invoicing").await;
-    fixtures::attach_default(app, &m, &customer, token).await;
     Setup {
         m,
         product,
         customer,
     }
+}
+
+/// Subscribes, then adds the sandbox card `token` as the default. A signup with a card
+/// pays its first invoice in the request; one without leaves it open, and the card added
+/// after makes it due for the engine: how the engine's first charge and its dunning are
+/// reached.
+async fn subscribe_then_add_card(app: &TestApp, s: &Setup, plan: &str, token: &str) -> Value {
+    let sub = subscribe(app, s, plan).await;
+    fixtures::attach_default(app, &s.m, &s.customer, token).await;
+    sub
 }
 
 async fn plan(app: &TestApp, s: &Setup, name: &str, amount: i64, interval: &str) -> String {
@@ -427,6 +443,13 @@ async fn gold_plan(app: &TestApp, token: &str) -> (Setup, String) {
     (s, gold)
 }
 
+/// A customer without a card yet, and the Gold plan (19.99 a month).
+async fn gold_plan_card_later(app: &TestApp) -> (Setup, String) {
+    let s = setup_without_card(app).await;
+    let gold = plan(app, &s, "Gold", 1999, "month").await;
+    (s, gold)
+}
+
 /// A card-paying customer subscribed to the Gold plan, its first invoice paid: the setup
 /// and the subscription's id.
 async fn gold_subscription(app: &TestApp) -> (Setup, String) {
@@ -713,9 +736,9 @@ async fn an_amount_discount_larger_than_the_subtotal_makes_a_zero_invoice_paid_w
 async fn dunning_exhaustion_with_final_state_canceled_marks_the_invoice_uncollectible_with_an_event()
  {
     let app = TestApp::new().await;
-    let (s, gold) = gold_plan(&app, "pm_card_chargeDeclined").await;
+    let (s, gold) = gold_plan_card_later(&app).await;
     one_retry_then(&app, &s, "canceled").await;
-    let sub = subscribe(&app, &s, &gold).await;
+    let sub = subscribe_then_add_card(&app, &s, &gold, "pm_card_chargeDeclined").await;
     let id = fixtures::id(&sub);
     round(&app).await; // the first period's invoice, made at creation: declined
     assert_eq!(subscription(&app, &s, &id).await["status"], "past_due");
@@ -862,7 +885,8 @@ async fn a_cadence_change_at_the_instant_an_invoiced_period_began_keeps_the_char
     use tenure_app::subscriptions::{self as subs, Action, Scope};
 
     let app = TestApp::new().await;
-    let s = setup(&app, "pm_card_visa").await;
+    // No card: a signup with one would pay the first invoice at once.
+    let s = setup_without_card(&app).await;
     let monthly = plan(&app, &s, "Monthly", 1000, "month").await;
     let yearly = plan(&app, &s, "Yearly", 10_000, "year").await;
     let t0 = (app.clock.now() + Duration::days(1)).trunc_subsecs(0);
@@ -933,7 +957,9 @@ async fn a_cadence_change_at_the_instant_an_invoiced_period_began_keeps_the_char
 #[actix_web::test]
 async fn a_subscription_without_a_trial_is_invoiced_at_creation_and_charged_by_the_next_round() {
     let app = TestApp::new().await;
-    let (s, gold) = gold_plan(&app, "pm_card_visa").await;
+    // Without a card at signup, so that the engine charges the first invoice (one with a
+    // card is paid in the request: signup.rs).
+    let (s, gold) = gold_plan_card_later(&app).await;
     let sub = subscribe(&app, &s, &gold).await;
     let id = fixtures::id(&sub);
     let period = period_of(&sub);
@@ -971,7 +997,9 @@ async fn a_subscription_without_a_trial_is_invoiced_at_creation_and_charged_by_t
     let portal = app.get_ok("/v1/portal/invoices", &token).await;
     assert_eq!(portal["data"][0]["id"], inv_id.as_str());
 
-    // The next worker round charges it: paid, one payment, `invoice.paid`.
+    // The next worker round charges it with the card added: paid, one payment,
+    // `invoice.paid`.
+    fixtures::attach_default(&app, &s.m, &s.customer, "pm_card_visa").await;
     assert_eq!(
         run_until_idle(&app.state.app, app.clock.now())
             .await
@@ -1228,7 +1256,8 @@ async fn invoice_action(app: &TestApp, s: &Setup, invoice: &str, action: &str) -
 #[actix_web::test]
 async fn a_canceled_subscription_s_open_invoice_is_left_to_the_merchant_to_pay_void_or_give_up() {
     let app = TestApp::new().await;
-    let (s, gold) = gold_plan(&app, "pm_card_visa").await;
+    // The card comes after: a signup with one would pay its first invoice at once.
+    let (s, gold) = gold_plan_card_later(&app).await;
     // Three subscriptions canceled before the worker charged their first invoice.
     for _ in 0..3 {
         let sub = subscribe(&app, &s, &gold).await;
@@ -1254,6 +1283,7 @@ async fn a_canceled_subscription_s_open_invoice_is_left_to_the_merchant_to_pay_v
     let ids: Vec<String> = all.iter().map(fixtures::id).collect();
     let [paid, voided, given_up] = [&ids[0], &ids[1], &ids[2]];
 
+    fixtures::attach_default(&app, &s.m, &s.customer, "pm_card_visa").await;
     let res = invoice_action(&app, &s, paid, "pay").await;
     assert_eq!(res["status"], "paid");
     assert_eq!(amount(&res["amount_paid"]), 1999);
@@ -1322,8 +1352,8 @@ async fn a_canceled_subscription_s_open_invoice_is_left_to_the_merchant_to_pay_v
 #[actix_web::test]
 async fn paying_by_hand_answers_a_decline_with_402_once_and_recovers_the_subscription() {
     let app = TestApp::new().await;
-    let (s, gold) = gold_plan(&app, "pm_card_chargeDeclined").await;
-    let sub = subscribe(&app, &s, &gold).await;
+    let (s, gold) = gold_plan_card_later(&app).await;
+    let sub = subscribe_then_add_card(&app, &s, &gold, "pm_card_chargeDeclined").await;
     let sub_id = fixtures::id(&sub);
     round(&app).await;
     assert_eq!(fixtures::status(&app, &s.m, &sub_id).await, "past_due");
@@ -1412,8 +1442,8 @@ async fn paying_by_hand_without_a_payment_method_is_refused_and_records_nothing(
 #[actix_web::test]
 async fn a_declined_try_at_an_uncollectible_invoice_leaves_an_active_subscription_active() {
     let app = TestApp::new().await;
-    let (s, gold) = gold_plan(&app, "pm_card_chargeDeclined").await;
-    let sub = subscribe(&app, &s, &gold).await;
+    let (s, gold) = gold_plan_card_later(&app).await;
+    let sub = subscribe_then_add_card(&app, &s, &gold, "pm_card_chargeDeclined").await;
     let sub_id = sub["id"].as_str().unwrap();
     let id = invoices(&app, &s).await[0]["id"]
         .as_str()
@@ -1438,9 +1468,9 @@ async fn a_declined_try_at_an_uncollectible_invoice_leaves_an_active_subscriptio
 #[actix_web::test]
 async fn an_unpaid_subscriber_pays_the_open_invoice_from_the_portal_and_is_active_again() {
     let app = TestApp::new().await;
-    let (s, gold) = gold_plan(&app, "pm_card_chargeDeclined").await;
+    let (s, gold) = gold_plan_card_later(&app).await;
     one_retry_then(&app, &s, "unpaid").await;
-    let sub = subscribe(&app, &s, &gold).await;
+    let sub = subscribe_then_add_card(&app, &s, &gold, "pm_card_chargeDeclined").await;
     let sub_id = fixtures::id(&sub);
     round(&app).await;
     app.clock.advance(Duration::days(2));

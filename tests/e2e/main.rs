@@ -29,6 +29,7 @@ mod refunds;
 mod renewals;
 mod retention;
 mod security;
+mod signup;
 mod stripe;
 mod test_clocks;
 mod webhook_targets;

@@ -90,6 +90,9 @@ async fn populate(app: &TestApp, merchant: TestMerchant, live: bool) -> Tenant {
         .expect(201)
         .id();
     let customer = fixtures::customer(app, &merchant, "ada").await;
+    // Subscribed before the card is added, so that the first invoice stays open (a signup
+    // with a card pays it in the request).
+    let subscription = fixtures::subscribe_id(app, &merchant, &customer, &plan).await;
     let card = if live {
         let mut conn = app.sql().await;
         let merchant_id: MerchantId = merchant.id.parse().expect("merchant id");
@@ -107,7 +110,6 @@ async fn populate(app: &TestApp, merchant: TestMerchant, live: bool) -> Tenant {
     } else {
         fixtures::attach_card(app, &merchant, &customer, "pm_card_visa").await
     };
-    let subscription = fixtures::subscribe_id(app, &merchant, &customer, &plan).await;
     let invoice = fixtures::id(&fixtures::invoices_of(app, &merchant, &customer).await[0]);
     let token = fixtures::session(app, &merchant, &customer).await;
     let request = fixtures::id(
@@ -439,7 +441,11 @@ async fn live_mode_refuses_the_sandbox_gateway() {
     assert_eq!(methods["livemode"], true);
 
     // An invoice of the live tenant cannot be charged through the sandbox, even with a
-    // card on file (written as a gateway would have left it).
+    // card on file (written as a gateway would have left it), nor can a signup's first
+    // payment.
+    let product = fixtures::product(&app, &live, json!({})).await;
+    let plan = fixtures::plan(&app, &live, &product, 1000).await;
+    fixtures::subscribe_id(&app, &live, &live_customer, &plan).await;
     let mut conn = app.sql().await;
     tenure_test_support::fixtures::payment_method(
         &mut conn,
@@ -449,9 +455,13 @@ async fn live_mode_refuses_the_sandbox_gateway() {
         app.clock.now(),
     )
     .await;
-    let product = fixtures::product(&app, &live, json!({})).await;
-    let plan = fixtures::plan(&app, &live, &product, 1000).await;
-    fixtures::subscribe_id(&app, &live, &live_customer, &plan).await;
+    app.by(&live.key)
+        .post(
+            "/v1/subscriptions",
+            &json!({"customer_id": live_customer, "plan_id": plan}),
+        )
+        .await
+        .expect_problem(422, "live_mode_requires_gateway");
     let invoice = fixtures::id(&fixtures::invoices_of(&app, &live, &live_customer).await[0]);
     app.by(&live.key)
         .post_empty(&format!("/v1/invoices/{invoice}/pay"))

@@ -49,6 +49,12 @@ async fn subscribe(app: &TestApp, s: &Setup) -> Value {
     fixtures::subscribe(app, &s.m, &s.customer, &s.plan).await
 }
 
+/// Adds a working card after subscribing: a signup with a card pays its first invoice in
+/// the request, one without leaves it for the engine's round, which these tests watch.
+async fn add_card(app: &TestApp, s: &Setup) {
+    fixtures::attach_default(app, &s.m, &s.customer, "pm_card_visa").await;
+}
+
 async fn round(app: &TestApp) -> usize {
     run_until_idle(&app.state.app, app.clock.now())
         .await
@@ -58,11 +64,12 @@ async fn round(app: &TestApp) -> usize {
 #[actix_web::test]
 async fn a_year_of_monthly_renewals_anchored_on_the_31st() {
     let app = TestApp::new().await;
-    let s = setup(&app, Some("pm_card_visa")).await;
+    let s = setup(&app, None).await;
     let year = app.clock.now().year() + 1;
     app.clock
         .advance_to(Utc.with_ymd_and_hms(year, 1, 31, 10, 0, 0).unwrap());
     let sub = subscribe(&app, &s).await;
+    add_card(&app, &s).await;
     let id = fixtures::id(&sub);
     let mut period_end = time(&sub["current_period"]["end"]);
     // The first period (January 31st to February 28th) was invoiced at creation: charging
@@ -553,6 +560,7 @@ async fn seed_due_by_the_real_clock(app: &TestApp, s: &Setup, product: &str, n: 
                 plan: terms,
                 trial_days: 0,
                 quantity: 1,
+                pay_at_signup: false,
             },
             start,
         )
@@ -798,8 +806,9 @@ impl PaymentGateway for HeldGateway {
 #[actix_web::test]
 async fn no_lock_is_held_while_the_gateway_charges_and_a_stalled_charge_is_taken_over_once() {
     let app = TestApp::new().await;
-    let s = setup(&app, Some("pm_card_visa")).await;
+    let s = setup(&app, None).await;
     let sub = subscribe(&app, &s).await;
+    add_card(&app, &s).await;
     let sub_id = fixtures::id(&sub);
     let invoice = invoices_of(&app, &s.m, &s.customer).await.remove(0);
     let id = fixtures::id(&invoice);
@@ -941,10 +950,11 @@ impl PaymentGateway for SlowGateway {
 #[actix_web::test]
 async fn a_batch_stops_sending_at_half_its_lease_and_releases_the_rest() {
     let app = TestApp::new().await;
-    let s = setup(&app, Some("pm_card_visa")).await;
+    let s = setup(&app, None).await;
     for _ in 0..3 {
         subscribe(&app, &s).await;
     }
+    add_card(&app, &s).await;
     let gateway = Arc::new(SlowGateway {
         sandbox: SandboxGateway::new(),
         keys: Mutex::new(Vec::new()),

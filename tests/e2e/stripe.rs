@@ -12,6 +12,10 @@ use serde_json::{Value, json};
 use tenure_api::middleware::rate_limit::RateLimitConfig;
 use tenure_app::billing::gateways::{GatewayConnector, Gateways};
 use tenure_app::secrets::Keyring;
+use tenure_domain::billing::gateway::{
+    CardDetails, ChargeOutcome, ChargeRequest, GatewayCall, OutcomeUnknown, PaymentGateway,
+    RefundOutcome, RefundRequest, sandbox_card_details,
+};
 use tenure_domain::clock::Clock;
 use tenure_domain::outbound::TargetPolicy;
 use tenure_e2e::localstripe::{LocalStripe, PUBLISHABLE_KEY, SECRET_KEY, WEBHOOK_SECRET};
@@ -71,7 +75,37 @@ async fn customer_with_card(
     number: &str,
 ) -> (String, Value) {
     let customer = fixtures::customer(app, m, external_id).await;
-    let token = fixtures::session(app, m, &customer).await;
+    let attached = collect_card(app, stripe, m, &customer, number).await;
+    (customer, attached)
+}
+
+/// A customer subscribed to `plan` before a card was collected (an `active` subscription
+/// whose first invoice is left to the engine, as a renewal's would be), and then the card
+/// `number`, which makes that invoice due for the engine's next round.
+async fn subscribed_then_card(
+    app: &TestApp,
+    stripe: &LocalStripe,
+    m: &TestMerchant,
+    external_id: &str,
+    plan: &str,
+    number: &str,
+) -> (String, String, Value) {
+    let customer = fixtures::customer(app, m, external_id).await;
+    let sub = fixtures::subscribe(app, m, &customer, plan).await;
+    assert_eq!(sub["status"], "active", "{sub}");
+    let pm = collect_card(app, stripe, m, &customer, number).await;
+    (customer, id(&sub), pm)
+}
+
+/// [`customer_with_card`] for an existing customer: the portal's answer.
+async fn collect_card(
+    app: &TestApp,
+    stripe: &LocalStripe,
+    m: &TestMerchant,
+    customer: &str,
+    number: &str,
+) -> Value {
+    let token = fixtures::session(app, m, customer).await;
     let intent = app
         .by(&token)
         .post_empty("/v1/portal/setup_intents")
@@ -85,11 +119,10 @@ async fn customer_with_card(
     let pm = stripe
         .confirm_setup_intent(intent["id"].as_str().unwrap(), secret, number)
         .await;
-    let attached = app
-        .by(&token)
+    app.by(&token)
         .post("/v1/portal/payment_methods", &json!({"token": pm}))
-        .await;
-    (customer, attached.body)
+        .await
+        .body
 }
 
 #[derive(diesel::QueryableByName)]
@@ -369,9 +402,10 @@ async fn declined_and_authentication_required_cards_enter_dunning_with_their_cod
         // Stripe's `authentication_required` decline.
         ("u-3ds", "4000002760003184", "authentication_required"),
     ] {
-        let (customer, pm) = customer_with_card(&app, &stripe, &m, external, number).await;
+        // The engine's charge (a signup's own is in `a_signup_whose_first_payment_…`).
+        let (customer, sub, pm) =
+            subscribed_then_card(&app, &stripe, &m, external, &plan, number).await;
         assert_eq!(pm["last4"], &number[12..], "{pm}");
-        let sub = fixtures::subscribe_id(&app, &m, &customer, &plan).await;
         round(&app).await;
         let invoice = &invoices_of(&app, &m, &customer).await[0];
         assert_eq!(invoice["status"], "open", "{invoice}");
@@ -451,9 +485,16 @@ async fn the_emulator_killed_mid_batch_and_restarted_charges_every_invoice_exact
     const N: usize = 12;
     let mut customers = Vec::new();
     for i in 0..N {
-        let (customer, _) =
-            customer_with_card(&app, &stripe, &m, &format!("u-{i}"), "4242424242424242").await;
-        fixtures::subscribe(&app, &m, &customer, &plan).await;
+        // Subscribed before the card is collected: the engine's batch charges them all.
+        let (customer, _, _) = subscribed_then_card(
+            &app,
+            &stripe,
+            &m,
+            &format!("u-{i}"),
+            &plan,
+            "4242424242424242",
+        )
+        .await;
         customers.push(customer);
     }
     // The batch runs while the emulator is killed after a few charges.
@@ -691,8 +732,8 @@ async fn a_payment_intent_event_settles_a_charge_whose_answer_was_lost() {
     connect_stripe(&app, &m).await;
     let product = fixtures::product(&app, &m, json!({})).await;
     let plan = fixtures::plan(&app, &m, &product, PRICE).await;
-    let (customer, _) = customer_with_card(&app, &stripe, &m, "u-lost", "4242424242424242").await;
-    fixtures::subscribe(&app, &m, &customer, &plan).await;
+    let (customer, _, _) =
+        subscribed_then_card(&app, &stripe, &m, "u-lost", &plan, "4242424242424242").await;
     // The gateway is gone for the round: the charge's outcome is unknown and it waits.
     stripe.kill();
     round(&app).await;
@@ -860,8 +901,8 @@ async fn a_pay_request_without_an_answer_is_503_and_settled_once_after_the_lease
     connect_stripe(&app, &m).await;
     let product = fixtures::product(&app, &m, json!({})).await;
     let plan = fixtures::plan(&app, &m, &product, PRICE).await;
-    let (customer, _) = customer_with_card(&app, &stripe, &m, "u-pay", "4242424242424242").await;
-    fixtures::subscribe(&app, &m, &customer, &plan).await;
+    let (customer, _, _) =
+        subscribed_then_card(&app, &stripe, &m, "u-pay", &plan, "4242424242424242").await;
     let invoice = id(&invoices_of(&app, &m, &customer).await[0]);
     stripe.kill();
     app.by(&m.key)
@@ -894,8 +935,8 @@ async fn a_card_that_needs_authentication_waits_for_the_customer_and_then_settle
     connect_stripe(&app, &m).await;
     let product = fixtures::product(&app, &m, json!({})).await;
     let plan = fixtures::plan(&app, &m, &product, PRICE).await;
-    let (customer, _) = customer_with_card(&app, &stripe, &m, "u-sca", "4000002760003184").await;
-    let sub = fixtures::subscribe_id(&app, &m, &customer, &plan).await;
+    let (customer, sub, _) =
+        subscribed_then_card(&app, &stripe, &m, "u-sca", &plan, "4000002760003184").await;
     // Off session (the engine) nobody can authenticate: declined, and the
     // PaymentIntent canceled so a late authentication cannot take money.
     round(&app).await;
@@ -950,4 +991,315 @@ async fn a_card_that_needs_authentication_waits_for_the_customer_and_then_settle
         format!("succeeded:{}", pi["id"].as_str().unwrap())
     );
     assert_eq!(stripe.payment_intents().await.len(), 2);
+}
+
+#[actix_web::test]
+async fn stripe_keys_are_tried_when_saved_and_nothing_is_saved_unless_accepted() {
+    let Some(mut stripe) = LocalStripe::start().await else {
+        return;
+    };
+    let app = stripe_app(&stripe).await;
+    let m = app.merchant("Key check").await;
+    let put = |secret: &'static str| {
+        json!({"provider": "stripe", "secret_key": secret,
+            "publishable_key": PUBLISHABLE_KEY, "webhook_secret": WEBHOOK_SECRET})
+    };
+    // localstripe accepts any `sk_` key but answers 401 to a restricted `rk_` one, as
+    // Stripe answers a wrong key: the field is named, nothing is saved.
+    let refused = app
+        .by(&m.key)
+        .put("/v1/gateway_settings", &put("rk_test_tenure_e2e_0000"))
+        .await
+        .expect_problem(422, "validation_failed");
+    assert_eq!(
+        refused.body["errors"][0]["field"], "secret_key",
+        "{:?}",
+        refused.body
+    );
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM gateway_settings")
+            .await,
+        0
+    );
+    // Stripe out of reach: 503, nothing saved.
+    stripe.kill();
+    app.by(&m.key)
+        .put("/v1/gateway_settings", &put(SECRET_KEY))
+        .await
+        .expect_problem(503, "service_unavailable");
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM gateway_settings")
+            .await,
+        0
+    );
+    stripe.resume().await;
+    assert_eq!(connect_stripe(&app, &m).await["provider"], "stripe");
+}
+
+#[actix_web::test]
+async fn a_signup_whose_first_payment_fails_stays_incomplete_until_another_card_pays() {
+    let Some(stripe) = LocalStripe::start().await else {
+        return;
+    };
+    let app = stripe_app(&stripe).await;
+    let m = app.merchant("Signup decline").await;
+    connect_stripe(&app, &m).await;
+    let product = fixtures::product(&app, &m, json!({})).await;
+    let plan = fixtures::plan(&app, &m, &product, PRICE).await;
+    let (customer, _) = customer_with_card(&app, &stripe, &m, "u-signup", "4000000000000341").await;
+    let token = fixtures::session(&app, &m, &customer).await;
+    let sub = app
+        .by(&token)
+        .post("/v1/portal/subscriptions", &json!({"plan_id": plan}))
+        .await
+        .expect(201)
+        .body;
+    assert_eq!(sub["status"], "incomplete", "{sub}");
+    let invoice = id(&invoices_of(&app, &m, &customer).await[0]);
+    assert_eq!(
+        sub["next_action"],
+        json!({"type": "update_payment_method", "invoice_id": invoice,
+            "decline_code": "card_declined"})
+    );
+    // Nothing retries it: the engine's rounds leave it as it is.
+    round(&app).await;
+    let sub_id = id(&sub);
+    assert_eq!(fixtures::status(&app, &m, &sub_id).await, "incomplete");
+    let declined = stripe.payment_intents().await.len();
+
+    // Another card, collected the same way, becomes the default and pays the invoice.
+    let intent = app
+        .by(&token)
+        .post_empty("/v1/portal/setup_intents")
+        .await
+        .expect(201)
+        .body;
+    let pm = stripe
+        .confirm_setup_intent(
+            intent["id"].as_str().unwrap(),
+            intent["client_secret"].as_str().unwrap(),
+            "4242424242424242",
+        )
+        .await;
+    app.by(&token)
+        .post(
+            "/v1/portal/payment_methods",
+            &json!({"token": pm, "set_default": true}),
+        )
+        .await
+        .expect(201);
+    round(&app).await;
+    assert_eq!(fixtures::status(&app, &m, &sub_id).await, "active");
+    let paid = &invoices_of(&app, &m, &customer).await[0];
+    assert_eq!(paid["status"], "paid", "{paid}");
+    let intents = stripe.payment_intents().await;
+    assert_eq!(
+        intents.len(),
+        declined + 1,
+        "one more charge, for the new card"
+    );
+    let succeeded: Vec<&Value> = intents
+        .iter()
+        .filter(|pi| pi["status"] == "succeeded")
+        .collect();
+    assert_eq!(succeeded.len(), 1);
+    assert_eq!(succeeded[0]["amount"], PRICE);
+    assert_eq!(
+        fixtures::events(&app, &m, "subscription.activated")
+            .await
+            .len(),
+        1
+    );
+}
+
+#[actix_web::test]
+async fn a_signup_with_a_3ds_card_waits_incomplete_for_the_confirmation_and_then_settles() {
+    let Some(stripe) = LocalStripe::start().await else {
+        return;
+    };
+    let app = stripe_app(&stripe).await;
+    let m = app.merchant("Signup 3DS").await;
+    connect_stripe(&app, &m).await;
+    let product = fixtures::product(&app, &m, json!({})).await;
+    let plan = fixtures::plan(&app, &m, &product, PRICE).await;
+    let (customer, _) =
+        customer_with_card(&app, &stripe, &m, "u-signup-sca", "4000002760003184").await;
+    let sub = fixtures::subscribe(&app, &m, &customer, &plan).await;
+    assert_eq!(sub["status"], "incomplete", "{sub}");
+    let invoice = id(&invoices_of(&app, &m, &customer).await[0]);
+    let action = &sub["next_action"];
+    assert_eq!(action["type"], "confirm_payment", "{action}");
+    assert_eq!(action["invoice_id"], invoice.as_str());
+    assert_eq!(action["provider"], "stripe");
+    assert_eq!(action["publishable_key"], PUBLISHABLE_KEY);
+    let secret = action["client_secret"].as_str().unwrap();
+    assert_eq!(
+        fixtures::events(&app, &m, "invoice.payment_action_required")
+            .await
+            .len(),
+        1
+    );
+    // The merchant cannot charge it while it waits for the customer.
+    app.by(&m.key)
+        .post_empty(&format!("/v1/invoices/{invoice}/pay"))
+        .await
+        .expect_problem(409, "payment_in_progress");
+
+    // The frontend confirms it; Stripe reports it; the engine settles it once.
+    let pi = stripe.authenticate_payment(secret).await;
+    assert_eq!(pi["status"], "succeeded");
+    let event = json!({"id": "evt_signup_sca", "type": "payment_intent.succeeded",
+        "data": {"object": pi}});
+    signed_event(&app, &m.id, &event).await.expect(200);
+    round(&app).await;
+    let sub_id = id(&sub);
+    assert_eq!(fixtures::status(&app, &m, &sub_id).await, "active");
+    assert_eq!(
+        texts(
+            &app,
+            "SELECT status || ':' || gateway_ref AS t FROM payments"
+        )
+        .await,
+        [format!("succeeded:{}", pi["id"].as_str().unwrap())]
+    );
+    assert_eq!(stripe.payment_intents().await.len(), 1);
+    // The same event again changes nothing.
+    signed_event(&app, &m.id, &event).await.expect(200);
+    round(&app).await;
+    assert_eq!(app.count("SELECT count(*) AS n FROM payments").await, 1);
+}
+
+/// A gateway standing in for Stripe that answers `processing` to a charge's first call
+/// (what a bank debit answers; localstripe cannot produce it for cards) and `succeeded`
+/// when the charge is sent again after Stripe's event, under the same key. Counts calls.
+#[derive(Debug, Default)]
+struct ProcessingGateway {
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl PaymentGateway for ProcessingGateway {
+    fn name(&self) -> &'static str {
+        "stripe"
+    }
+
+    fn card_details<'a>(&'a self, token: &'a str) -> GatewayCall<'a, Option<CardDetails>> {
+        Box::pin(async move { sandbox_card_details(token) })
+    }
+
+    fn charge<'a>(&'a self, request: &'a ChargeRequest) -> GatewayCall<'a, ChargeOutcome> {
+        Box::pin(async move {
+            ChargeOutcome::Succeeded {
+                gateway_ref: format!("pi_{}", request.idempotency_key),
+            }
+        })
+    }
+
+    fn refund<'a>(&'a self, _: &'a RefundRequest) -> GatewayCall<'a, RefundOutcome> {
+        Box::pin(async {
+            RefundOutcome::Failed {
+                code: "not_supported".to_owned(),
+            }
+        })
+    }
+
+    fn try_charge<'a>(
+        &'a self,
+        request: &'a ChargeRequest,
+    ) -> GatewayCall<'a, Result<ChargeOutcome, OutcomeUnknown>> {
+        Box::pin(async move {
+            self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if !request.resend {
+                return Err(OutcomeUnknown {
+                    reason: "payment_intent processing".to_owned(),
+                    action: None,
+                });
+            }
+            Ok(self.charge(request).await)
+        })
+    }
+}
+
+impl ProcessingGateway {
+    /// How many charges reached it (`load` by path: diesel's `RunQueryDsl` is in scope).
+    fn calls(&self) -> usize {
+        std::sync::atomic::AtomicUsize::load(&self.calls, std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[derive(Debug)]
+struct Always(Arc<ProcessingGateway>);
+
+impl GatewayConnector for Always {
+    fn stripe(&self, _: &str) -> Arc<dyn PaymentGateway> {
+        self.0.clone()
+    }
+}
+
+#[actix_web::test]
+async fn a_processing_first_payment_is_settled_once_by_the_gateways_event() {
+    let double = Arc::new(ProcessingGateway::default());
+    let connector: Arc<dyn GatewayConnector> = Arc::new(Always(double.clone()));
+    let app = TestApp::configured(TestDb::new().await, RateLimitConfig::disabled(), |state| {
+        state.app.gateways = Gateways::new(
+            Some(Keyring::new(&operator_key(), &[]).unwrap()),
+            Some(connector),
+        );
+    })
+    .await;
+    let m = app.merchant("Processing").await;
+    connect_stripe(&app, &m).await;
+    let product = fixtures::product(&app, &m, json!({})).await;
+    let plan = fixtures::plan(&app, &m, &product, PRICE).await;
+    let customer = fixtures::customer(&app, &m, "u-processing").await;
+    fixtures::attach(&app, &m, &customer, "pm_card_visa").await;
+
+    // The signup's charge is processing: no outcome yet, nothing to do but wait.
+    let sub = fixtures::subscribe(&app, &m, &customer, &plan).await;
+    assert_eq!(sub["status"], "incomplete", "{sub}");
+    assert_eq!(sub["next_action"], Value::Null);
+    let invoice = id(&invoices_of(&app, &m, &customer).await[0]);
+    assert_eq!(app.count("SELECT count(*) AS n FROM payments").await, 0);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM charge_intents").await,
+        1
+    );
+    // Nothing else may charge it meanwhile, and the engine leaves it to its lease.
+    app.by(&m.key)
+        .post_empty(&format!("/v1/invoices/{invoice}/pay"))
+        .await
+        .expect_problem(409, "payment_in_progress");
+    round(&app).await;
+    assert_eq!(double.calls(), 1);
+
+    // Stripe's event: the charge is due now; the engine asks again under the key.
+    let event = json!({"id": "evt_processing_done", "type": "payment_intent.succeeded",
+        "data": {"object": {"id": format!("pi_{invoice}:1"), "object": "payment_intent",
+            "status": "succeeded", "metadata": {"tenure_idempotency_key": format!("{invoice}:1")}}}});
+    signed_event(&app, &m.id, &event).await.expect(200);
+    round(&app).await;
+    let sub_id = id(&sub);
+    assert_eq!(fixtures::status(&app, &m, &sub_id).await, "active");
+    assert_eq!(
+        texts(
+            &app,
+            "SELECT status || ':' || gateway_ref AS t FROM payments"
+        )
+        .await,
+        [format!("succeeded:pi_{invoice}:1")]
+    );
+    // Exactly once, however often the event comes or the rounds run.
+    let again = json!({"id": "evt_processing_again", "type": "payment_intent.succeeded",
+        "data": {"object": {"metadata": {"tenure_idempotency_key": format!("{invoice}:1")}}}});
+    signed_event(&app, &m.id, &again).await.expect(200);
+    signed_event(&app, &m.id, &event).await.expect(200);
+    round(&app).await;
+    assert_eq!(app.count("SELECT count(*) AS n FROM payments").await, 1);
+    assert_eq!(double.calls(), 2);
+    assert_eq!(fixtures::events(&app, &m, "invoice.paid").await.len(), 1);
+    assert_eq!(
+        fixtures::events(&app, &m, "subscription.activated")
+            .await
+            .len(),
+        1
+    );
 }

@@ -18,6 +18,18 @@ async fn clock_customer(
     frozen_time: DateTime<Utc>,
     card: &str,
 ) -> (String, String) {
+    let (clock, customer) = clock_customer_without_card(app, m, frozen_time).await;
+    fixtures::attach_default(app, m, &customer, card).await;
+    (clock, customer)
+}
+
+/// [`clock_customer`] with no payment method yet: one added after subscribing leaves the
+/// first invoice to the clock's rounds (a signup with a card pays it in the request).
+async fn clock_customer_without_card(
+    app: &TestApp,
+    m: &TestMerchant,
+    frozen_time: DateTime<Utc>,
+) -> (String, String) {
     let clock = app
         .by(&m.key)
         .post(
@@ -40,9 +52,7 @@ async fn clock_customer(
         .expect(201);
     assert_eq!(customer.body["test_clock"], clock.as_str());
     assert_eq!(time(&customer.body["created_at"]), frozen_time);
-    let customer = customer.id();
-    fixtures::attach_default(app, m, &customer, card).await;
-    (clock, customer)
+    (clock, customer.id())
 }
 
 async fn advance(app: &TestApp, m: &TestMerchant, clock: &str, to: DateTime<Utc>) -> Value {
@@ -194,8 +204,9 @@ async fn a_declining_card_goes_through_dunning_as_clock_time_passes() {
     let m = app.merchant("Dunning").await;
     let product = fixtures::product(&app, &m, json!({})).await;
     let plan = fixtures::plan(&app, &m, &product, 1500).await;
-    let (clock, customer) = clock_customer(&app, &m, anchor(), "pm_card_chargeDeclined").await;
+    let (clock, customer) = clock_customer_without_card(&app, &m, anchor()).await;
     let sub = fixtures::subscribe(&app, &m, &customer, &plan).await;
+    fixtures::attach_default(&app, &m, &customer, "pm_card_chargeDeclined").await;
     let id = fixtures::id(&sub);
 
     // The default policy retries 1, 3 and 5 days after the first failure.
@@ -242,13 +253,15 @@ async fn real_time_rounds_leave_clock_customers_alone() {
     let plan = fixtures::plan(&app, &m, &product, 700).await;
     // Long before real time: a real-time round would see its periods as ended.
     let past = Utc.with_ymd_and_hms(2024, 6, 1, 8, 0, 0).unwrap();
-    let (clock, customer) = clock_customer(&app, &m, past, "pm_card_visa").await;
+    // Both add their card after subscribing, leaving the first charge to the rounds.
+    let (clock, customer) = clock_customer_without_card(&app, &m, past).await;
     let sub = fixtures::subscribe(&app, &m, &customer, &plan).await;
+    fixtures::attach_default(&app, &m, &customer, "pm_card_visa").await;
     let id = fixtures::id(&sub);
     // A customer in real time beside it is charged as ever.
     let real = fixtures::customer(&app, &m, "real").await;
-    fixtures::attach_default(&app, &m, &real, "pm_card_visa").await;
     fixtures::subscribe(&app, &m, &real, &plan).await;
+    fixtures::attach_default(&app, &m, &real, "pm_card_visa").await;
 
     app.clock.advance(Duration::days(1));
     let handled = run_until_idle(&app.state.app, app.clock.now())

@@ -119,6 +119,8 @@ impl Refusal {
                 SubscriptionStatus::Paused => "subscription_paused",
                 SubscriptionStatus::Canceled => "subscription_canceled",
                 SubscriptionStatus::Unpaid => "subscription_unpaid",
+                SubscriptionStatus::Incomplete => "subscription_incomplete",
+                SubscriptionStatus::IncompleteExpired => "subscription_incomplete_expired",
             },
             Self::AlreadyPaused => "already_paused",
             Self::NotPaused => "not_paused",
@@ -237,8 +239,9 @@ mod tests {
         for refusal in all() {
             let detail = DomainError::refused("pause", refusal).to_string();
             for status in SubscriptionStatus::ALL {
+                // `incomplete` is a prefix of `incomplete_expired`: compare the whole word.
                 let blames =
-                    detail.contains(&format!("a subscription that is {}", status.as_str()));
+                    detail.ends_with(&format!("a subscription that is {}", status.as_str()));
                 assert_eq!(
                     blames,
                     refusal == Refusal::Status(status),

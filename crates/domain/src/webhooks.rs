@@ -199,6 +199,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "subscription.past_due",
     "subscription.unpaid",
     "subscription.recovered",
+    "subscription.activated",
+    "subscription.incomplete_expired",
     "subscription.access_ending",
     "subscription.discount_applied",
     "cancellation_request.created",

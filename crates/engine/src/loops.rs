@@ -48,7 +48,7 @@ pub const NOTICE_BATCH: usize = 100;
 pub const PURGE_EVERY: Duration = Duration::from_secs(60);
 
 /// Applies due scheduled changes (pause starts and ends, cancellations, plan changes,
-/// trial ends) forever, back to back while a backlog remains, then sends the notices due
+/// trial ends) and expires unpaid signups forever, back to back while a backlog remains, then sends the notices due
 /// (access ending, card expiring), and every [`PURGE_EVERY`] purges what is past its
 /// retention. The notices and the purge ride on this loop rather than loops of their own
 /// so that they need no connection more than the loops had: each round of notices is two
@@ -74,6 +74,21 @@ pub async fn lifecycle_loop(state: App, interval: Duration) {
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, cause = ?err, "lifecycle worker round failed");
+                    break;
+                }
+            }
+        }
+        loop {
+            match lifecycle::run_incomplete_expiry(&state, state.now(), LIFECYCLE_BATCH).await {
+                Ok(n) if n >= LIFECYCLE_BATCH => continue,
+                Ok(n) => {
+                    if n > 0 {
+                        tracing::info!(expired = n, "incomplete subscriptions expired");
+                    }
+                    break;
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, cause = ?err, "incomplete expiry round failed");
                     break;
                 }
             }

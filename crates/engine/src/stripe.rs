@@ -492,6 +492,31 @@ impl PaymentGateway for StripeGateway {
 }
 
 impl CardCollection for StripeGateway {
+    fn check_credentials(&self) -> GatewayCall<'_, Result<(), CollectionError>> {
+        Box::pin(async move {
+            // Any key Tenure can use reads customers, so this proves the key and its
+            // permission at once, and lists at most one.
+            match self
+                .get("/v1/customers", &[("limit", "1".to_owned())])
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(CallError::Refused {
+                    status: 401 | 403,
+                    error,
+                }) => Err(CollectionError::Refused {
+                    code: "invalid_api_key".to_owned(),
+                    message: error
+                        .get("message")
+                        .and_then(Value::as_str)
+                        .unwrap_or("the key was not accepted")
+                        .to_owned(),
+                }),
+                Err(err) => Err(err.into_collection()),
+            }
+        })
+    }
+
     fn create_customer<'a>(
         &'a self,
         tenure_customer: &'a str,

@@ -106,12 +106,13 @@ async fn release_deliveries(state: &App, merchant: MerchantId) -> AppResult<()> 
     Ok(())
 }
 
-/// Runs the clock's rounds (scheduled changes, renewals with charges and dunning,
+/// Runs the clock's rounds (scheduled changes, expiring signups, renewals with charges and dunning,
 /// notices) at `now` until none finds anything more to do. Returns the items handled.
 pub async fn run_rounds_at(state: &App, scope: WorkScope, now: DateTime<Utc>) -> AppResult<usize> {
     let mut handled = 0;
     for _ in 0..MAX_ROUNDS_PER_STEP {
         let n = lifecycle::run_due_changes_in(state, scope, now, STEP_BATCH).await?
+            + lifecycle::run_incomplete_expiry_in(state, scope, now, STEP_BATCH).await?
             + renewals::run_due_renewals_in(state, scope, now, STEP_BATCH).await?
             + notices::run_due_notices_in(state, scope, now, STEP_BATCH).await?;
         if n == 0 {

@@ -149,6 +149,7 @@ pub async fn subscription(
             plan: terms,
             trial_days: plan.trial_days,
             quantity: 1,
+            pay_at_signup: false,
         },
         now,
     )

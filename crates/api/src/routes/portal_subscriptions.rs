@@ -16,9 +16,9 @@ use crate::state::AppState;
 use tenure_app::dto::common::{parse_field_id, parse_id};
 use tenure_app::dto::retention::PresentedOfferDto;
 use tenure_app::dto::subscriptions::{
-    ChangePlan, ChangeQuantity, CreatePortalSubscription, PauseSubscription, PlanChangePreviewDto,
-    PortalCancelSubscription, PortalSubscriptionDto, PortalSubscriptionFilterParams,
-    QuantityChangePreviewDto, SubscriptionPreviewDto,
+    ChangePlan, ChangeQuantity, CreatePortalSubscription, CreatedPortalSubscriptionDto,
+    PauseSubscription, PlanChangePreviewDto, PortalCancelSubscription, PortalSubscriptionDto,
+    PortalSubscriptionFilterParams, QuantityChangePreviewDto, SubscriptionPreviewDto,
 };
 use tenure_app::dto::support::{CancellationRequestDto, PortalCancelResult};
 use tenure_app::dto::{ListParams, ListResponse};
@@ -71,9 +71,12 @@ async fn run(
 
 /// Subscribe to a plan (see GET /v1/portal/plans); its `trial_days` start a trial.
 /// Without a trial, the first period is invoiced at once and charged to the default
-/// payment method.
+/// payment method in this request: paid, the subscription is `active`; declined or
+/// waiting for the cardholder's authentication (3-D Secure), it is `incomplete` and
+/// `next_action` says what to do (confirm the payment, or give another card); it becomes
+/// `active` when the invoice is paid, or `incomplete_expired` after 23 hours.
 #[utoipa::path(tag = "Portal", request_body = CreatePortalSubscription,
-    responses((status = 201, description = "The new subscription", body = PortalSubscriptionDto)))]
+    responses((status = 201, description = "The new subscription, after its first payment", body = CreatedPortalSubscriptionDto)))]
 #[post("/subscriptions")]
 async fn subscribe(
     state: web::Data<AppState>,
@@ -90,8 +93,11 @@ async fn subscribe(
         body.0.promotion_code.as_deref(),
     )
     .await?;
-    let view = svc::portal_view(&state.app, auth.merchant, &s).await?;
-    Ok(created(auth.mode(), &view, s.updated_at))
+    let view = CreatedPortalSubscriptionDto {
+        subscription: svc::portal_view(&state.app, auth.merchant, &s.subscription).await?,
+        next_action: s.next_action.as_ref().map(Into::into),
+    };
+    Ok(created(auth.mode(), &view, s.subscription.updated_at))
 }
 
 /// The first invoice subscribing to a plan would create, with what a `promotion_code`

@@ -15,9 +15,9 @@ use crate::state::AppState;
 use tenure_app::dto::common::{parse_field_id, parse_id};
 use tenure_app::dto::credits::OverrideRequest;
 use tenure_app::dto::subscriptions::{
-    CancelSubscription, ChangePlan, ChangeQuantity, CreateSubscription, MerchantChangePlan,
-    MerchantPauseSubscription, PlanChangePreviewDto, QuantityChangePreviewDto, SubscriptionDto,
-    SubscriptionFilterParams, SubscriptionPreviewDto,
+    CancelSubscription, ChangePlan, ChangeQuantity, CreateSubscription, CreatedSubscriptionDto,
+    MerchantChangePlan, MerchantPauseSubscription, PlanChangePreviewDto, QuantityChangePreviewDto,
+    SubscriptionDto, SubscriptionFilterParams, SubscriptionPreviewDto,
 };
 use tenure_app::dto::{ListParams, ListResponse};
 use tenure_app::subscriptions::{self as svc, Action, ActionOutcome, Scope};
@@ -52,9 +52,14 @@ async fn render(
 
 /// Subscribe a customer to a plan. The plan must be active and of an active product;
 /// its `trial_days` start a trial. Without a trial, the first period is invoiced at once
-/// (an open invoice the renewal worker charges next; a free plan's is paid at once).
+/// and, when the customer has a default payment method, charged in this request: paid,
+/// the subscription is `active`; declined or waiting for the cardholder's authentication,
+/// it is `incomplete` (no access) and `next_action` says what the frontend must do; it
+/// becomes `active` when the invoice is paid, or `incomplete_expired` after 23 hours. A
+/// customer without a payment method gets an `active` subscription whose open first
+/// invoice the renewal worker charges (a free plan's is paid at once).
 #[utoipa::path(tag = "Subscriptions", request_body = CreateSubscription,
-    responses((status = 201, description = "The new subscription", body = SubscriptionDto)))]
+    responses((status = 201, description = "The new subscription, after its first payment", body = CreatedSubscriptionDto)))]
 #[post("/subscriptions")]
 async fn create_subscription(
     state: web::Data<AppState>,
@@ -81,8 +86,11 @@ async fn create_subscription(
         body.0.promotion_code.as_deref(),
     )
     .await?;
-    let view = svc::merchant_view(&state.app, auth.0, &s).await?;
-    Ok(created(auth.mode(), &view, s.updated_at))
+    let view = CreatedSubscriptionDto {
+        subscription: svc::merchant_view(&state.app, auth.0, &s.subscription).await?,
+        next_action: s.next_action.as_ref().map(Into::into),
+    };
+    Ok(created(auth.mode(), &view, s.subscription.updated_at))
 }
 
 /// The first invoice subscribing a customer to a plan would create, with what a

@@ -35,6 +35,7 @@ use tenure_domain::billing::dunning::{ChargeMode, DunningFinalState, DunningPoli
 use tenure_domain::billing::gateway::{
     ChargeOutcome, ChargeRequest, OutcomeUnknown, PaymentGateway,
 };
+use tenure_domain::billing::gateway_settings::GatewayProvider;
 use tenure_domain::billing::invoice::{Invoice, InvoiceStatus, Payment, PaymentStatus};
 use tenure_domain::billing::payment_method::PaymentMethod;
 use tenure_domain::ids::{CustomerId, InvoiceId, MerchantId};
@@ -298,6 +299,117 @@ async fn charge_now(
     .await
 }
 
+// ---------------------------------------------------------------------------------------
+// The first invoice of a signup
+
+/// What the frontend must do for an `incomplete` subscription's first invoice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NextAction {
+    /// The card asks for the cardholder's authentication (3-D Secure): confirm the
+    /// payment with the gateway's library and this client secret.
+    ConfirmPayment {
+        invoice_id: InvoiceId,
+        provider: GatewayProvider,
+        client_secret: String,
+        publishable_key: String,
+    },
+    /// The payment failed (`decline_code`): collect another card, which pays the invoice.
+    UpdatePaymentMethod {
+        invoice_id: InvoiceId,
+        decline_code: String,
+    },
+}
+
+/// Step 1 for the first invoice of a signup, inside the signup's own transaction: the
+/// charge intent is committed with the subscription, so a crash after it is resent under
+/// the same key when the lease ends, like any charge. Marked `immediate` with no schedule
+/// to return to: a decline is not retried (the customer is there to act on it).
+pub(crate) async fn prepare_signup(
+    conn: &mut AsyncPgConnection,
+    state: &App,
+    merchant: MerchantId,
+    invoice: Invoice,
+    card: PaymentMethod,
+    now: DateTime<Utc>,
+) -> AppResult<Prepared> {
+    let invoice = Invoice {
+        next_payment_attempt_at: None,
+        ..invoice
+    };
+    let gateway = crate::billing::gateways::resolve(conn, state, merchant)
+        .await?
+        .gateway
+        .clone();
+    let intent = new_intent(&invoice, Some(&card), ChargeMode::Immediate, now);
+    intents_repo::insert(conn, merchant, std::slice::from_ref(&intent)).await?;
+    repo::schedule_attempts(conn, merchant, &[invoice.id], Some(lease_end(state, now))).await?;
+    Ok(Prepared {
+        merchant,
+        invoice,
+        token: Some(card.gateway_token),
+        intent,
+        recovered: false,
+        gateway,
+        // The subscriber is signing up: there to authenticate a card that asks for it.
+        on_session: true,
+    })
+}
+
+/// Steps 2 and 3 for the first invoice of a signup. Paid: the subscription is `active`
+/// when this returns (`None`). Declined: it stays `incomplete`, and the answer says to
+/// collect another card. Waiting for authentication: what the frontend confirms the
+/// payment with. An unknown outcome answers `None` too, the subscription still
+/// `incomplete`: the charge keeps its lease and is resolved like any other.
+pub(crate) async fn charge_signup(
+    state: &App,
+    conn: &mut AsyncPgConnection,
+    p: &Prepared,
+    now: DateTime<Utc>,
+) -> AppResult<Option<NextAction>> {
+    let outcome = call(p).await;
+    match &outcome {
+        GatewayReply::ActionRequired(client_secret) => {
+            return match action_required(state, conn, p, client_secret, now).await? {
+                AppError::PaymentActionRequired {
+                    provider,
+                    client_secret,
+                    publishable_key,
+                    ..
+                } => Ok(Some(NextAction::ConfirmPayment {
+                    invoice_id: p.invoice.id,
+                    provider: provider.parse()?,
+                    client_secret,
+                    publishable_key,
+                })),
+                other => Err(other),
+            };
+        }
+        GatewayReply::Unknown(_) => return Ok(None),
+        GatewayReply::NothingDue | GatewayReply::Charge(_) => {}
+    }
+    let merchant = p.merchant;
+    let settled = conn
+        .transaction(async |conn| {
+            if let Some(sub) = p.invoice.subscription_id {
+                repo::lock_subscription_statuses(conn, merchant, &[sub], WhenHeld::Wait).await?;
+            }
+            invoices_repo::lock_versions(conn, merchant, &[p.invoice.id]).await?;
+            settle_locked(conn, p, &outcome, now).await
+        })
+        .await?;
+    Ok(match settled {
+        Some((_, Some(payment))) if payment.status != PaymentStatus::Succeeded => {
+            Some(NextAction::UpdatePaymentMethod {
+                invoice_id: p.invoice.id,
+                decline_code: payment
+                    .failure_code
+                    .unwrap_or_else(|| "card_declined".to_owned()),
+            })
+        }
+        _ => None,
+    })
+}
+
 /// The charge waits for the customer's authentication: announced to the merchant
 /// (`invoice.payment_action_required`), and the error the portal turns into what the
 /// frontend confirms the payment with.
@@ -452,20 +564,30 @@ pub async fn settle_locked(
             ..dunning
         };
         repo::set_dunning(conn, merchant, id, stop).await?;
-        if let Some(s) = &sub
-            && matches!(
-                s.subscription.status,
-                SubscriptionStatus::PastDue | SubscriptionStatus::Unpaid
-            )
-        {
-            let t = s.subscription.record_payment_recovery()?;
-            persist_system(conn, merchant, s, t, now).await?;
+        if let Some(s) = &sub {
+            let t = match s.subscription.status {
+                SubscriptionStatus::PastDue | SubscriptionStatus::Unpaid => {
+                    Some(s.subscription.record_payment_recovery()?)
+                }
+                // The first invoice is paid: the signup is complete.
+                SubscriptionStatus::Incomplete => Some(s.subscription.activate()?),
+                _ => None,
+            };
+            if let Some(t) = t {
+                persist_system(conn, merchant, s, t, now).await?;
+            }
         }
         return Ok(Some((after, payment)));
     }
+    // A first payment is not dunned: the customer pays it (or gives a new card) before the
+    // signup expires, and nothing retries it meanwhile.
+    let incomplete = sub
+        .as_ref()
+        .is_some_and(|s| s.subscription.status == SubscriptionStatus::Incomplete);
     let policy = repo::settings(conn, merchant).await?.dunning_policy;
     let first_failed_at = dunning.first_failed_at.unwrap_or(now);
     let next = match p.intent.mode {
+        _ if incomplete => None,
         ChargeMode::Scheduled => next_retry_after(&policy, first_failed_at, now),
         // The lease is what the invoice shows now; the schedule before it stays.
         ChargeMode::Immediate | ChargeMode::Manual => p.intent.resume_at,
@@ -490,7 +612,7 @@ pub async fn settle_locked(
         let t = s.subscription.record_payment_failure()?;
         current = Some(persist_system(conn, merchant, s, t, now).await?);
     }
-    if p.intent.mode == ChargeMode::Scheduled && next.is_none() {
+    if p.intent.mode == ChargeMode::Scheduled && next.is_none() && !incomplete {
         end_dunning(conn, merchant, &policy, &after, current.as_ref(), now).await?;
     }
     Ok(Some((after, payment)))

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
-use tenure_domain::billing::gateway::{CardCollection, PaymentGateway};
+use tenure_domain::billing::gateway::{CardCollection, CollectionError, PaymentGateway};
 use tenure_domain::billing::gateway_settings::{GatewayProvider, StripeKeys, last4};
 use tenure_domain::ids::{CustomerId, MerchantId};
 use tenure_store::repo::gateway_settings::{self as repo, GatewaySettingsRow, NewGatewaySettings};
@@ -314,6 +314,7 @@ pub async fn put(
             drop(conn);
             keys.check_tenant_mode(tenant_is_live)?;
             let keyring = state.gateways.keyring().ok_or_else(no_keyring)?;
+            check_with_stripe(state, &keys.secret_key).await?;
             NewGatewaySettings {
                 provider: provider.as_str().to_owned(),
                 secret_key_sealed: Some(
@@ -334,6 +335,30 @@ pub async fn put(
     let row = repo::put(&mut conn, merchant, new, now).await?;
     state.gateways.forget(merchant);
     Ok(render(Some(row)))
+}
+
+/// Asks Stripe whether it accepts `secret_key` (one authenticated read), before anything
+/// is saved: a refused key is 422 on `secret_key`; a Stripe that cannot be reached is
+/// 503, and nothing is saved either (a key that was never tried could stop every charge).
+async fn check_with_stripe(state: &App, secret_key: &str) -> AppResult<()> {
+    // Without a connector (a build that makes no network gateway) there is nothing to ask.
+    let Some(connector) = state.gateways.connector.as_ref() else {
+        return Ok(());
+    };
+    let gateway = connector.stripe(secret_key);
+    let Some(collection) = gateway.card_collection() else {
+        return Ok(());
+    };
+    match collection.check_credentials().await {
+        Ok(()) => Ok(()),
+        Err(CollectionError::Refused { code, message }) => Err(AppError::field(
+            "secret_key",
+            format!("was refused by Stripe ({code}): {message}"),
+        )),
+        Err(CollectionError::Unavailable(cause)) => Err(AppError::Unavailable(format!(
+            "Stripe could not be reached to check the keys, which were not saved: {cause}"
+        ))),
+    }
 }
 
 /// `DELETE /v1/gateway_settings`: back to the sandbox; the sealed keys are deleted.
@@ -423,8 +448,7 @@ pub async fn ensure_gateway_customer(
 }
 
 /// A card-collection failure at the gateway, in the use case's terms.
-pub fn gateway_error(err: tenure_domain::billing::gateway::CollectionError) -> AppError {
-    use tenure_domain::billing::gateway::CollectionError;
+pub fn gateway_error(err: CollectionError) -> AppError {
     match err {
         CollectionError::Refused { code, message } => AppError::Conflict {
             code: "gateway_refused",

@@ -155,6 +155,32 @@ async fn close_invoice(
     .await
 }
 
+/// A signup that ends unpaid (expired, or cancelled while `incomplete`) owes nothing: its
+/// open first invoice is voided (`invoice.voided`), in the caller's transaction, which
+/// holds the subscription. Refused (409 `payment_in_progress`) while a charge of it is in
+/// flight: the gateway may take the money, which must find the invoice as it was.
+pub(crate) async fn void_unpaid_signup_in_tx(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    subscription: tenure_domain::ids::SubscriptionId,
+    now: chrono::DateTime<chrono::Utc>,
+) -> AppResult<()> {
+    for id in invoices_repo::lock_open_of_subscription(conn, merchant, subscription).await? {
+        if intents_repo::of_invoice(conn, merchant, id)
+            .await?
+            .is_some()
+        {
+            return Err(crate::billing::charging::payment_in_progress());
+        }
+        let before = invoices_repo::get(conn, merchant, id, None, false).await?;
+        let at = next_update_time(before.updated_at, now);
+        invoices_repo::close(conn, merchant, id, before.status.void()?, at).await?;
+        let after = invoices_repo::get(conn, merchant, id, None, false).await?;
+        invoice_event(conn, merchant, "invoice.voided", &after, Some(&before)).await?;
+    }
+    Ok(())
+}
+
 /// `POST /v1/invoices/{id}/refund`: refunds (part of) a paid invoice through the gateway,
 /// with no lock held during the call (see [`crate::billing::refunds`]). Refunds of one
 /// invoice follow one another: one already in flight is a 409 `refund_in_progress`.

@@ -32,7 +32,7 @@ use crate::subscriptions::Scope;
 pub(crate) fn period_to_invoice(event: &SubscriptionEvent) -> Option<Period> {
     match event {
         SubscriptionEvent::Created {
-            status: SubscriptionStatus::Active,
+            status: SubscriptionStatus::Active | SubscriptionStatus::Incomplete,
             current_period,
             ..
         } => Some(*current_period),

@@ -50,6 +50,10 @@ pub enum SubscriptionStatusDto {
     Paused,
     Canceled,
     Unpaid,
+    /// Created, its first invoice not paid yet: no access until it is.
+    Incomplete,
+    /// The first invoice was not paid within 23 hours: ended, nothing owed.
+    IncompleteExpired,
 }
 
 impl From<SubscriptionStatus> for SubscriptionStatusDto {
@@ -61,6 +65,8 @@ impl From<SubscriptionStatus> for SubscriptionStatusDto {
             SubscriptionStatus::Paused => Self::Paused,
             SubscriptionStatus::Canceled => Self::Canceled,
             SubscriptionStatus::Unpaid => Self::Unpaid,
+            SubscriptionStatus::Incomplete => Self::Incomplete,
+            SubscriptionStatus::IncompleteExpired => Self::IncompleteExpired,
         }
     }
 }
@@ -74,6 +80,8 @@ impl From<SubscriptionStatusDto> for SubscriptionStatus {
             SubscriptionStatusDto::Paused => Self::Paused,
             SubscriptionStatusDto::Canceled => Self::Canceled,
             SubscriptionStatusDto::Unpaid => Self::Unpaid,
+            SubscriptionStatusDto::Incomplete => Self::Incomplete,
+            SubscriptionStatusDto::IncompleteExpired => Self::IncompleteExpired,
         }
     }
 }
@@ -568,6 +576,105 @@ pub struct PortalSubscriptionDto {
     #[serde(flatten)]
     pub subscription: SubscriptionDto,
     pub available_actions: AvailableActionsDto,
+}
+
+/// What the frontend must do to complete an `incomplete` subscription's first payment.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum NextActionDto {
+    /// The card asks for the cardholder's authentication (3-D Secure): confirm the payment
+    /// with the gateway's library and `publishable_key` (Stripe.js
+    /// `confirmCardPayment(client_secret)`, a mobile SDK's `handleNextAction`). The
+    /// invoice is then paid when the gateway reports it, and the subscription `active`.
+    ConfirmPayment {
+        invoice_id: String,
+        provider: super::billing::GatewayProviderDto,
+        client_secret: String,
+        publishable_key: String,
+    },
+    /// The first payment failed (`decline_code`, e.g. `card_declined`,
+    /// `insufficient_funds`): collect another card (it pays the invoice), or pay the
+    /// invoice again (`POST /v1/portal/invoices/{id}/pay`).
+    UpdatePaymentMethod {
+        invoice_id: String,
+        decline_code: String,
+    },
+}
+
+impl From<&crate::billing::charging::NextAction> for NextActionDto {
+    fn from(a: &crate::billing::charging::NextAction) -> Self {
+        use crate::billing::charging::NextAction;
+        match a {
+            NextAction::ConfirmPayment {
+                invoice_id,
+                provider,
+                client_secret,
+                publishable_key,
+            } => Self::ConfirmPayment {
+                invoice_id: invoice_id.to_string(),
+                provider: (*provider).into(),
+                client_secret: client_secret.clone(),
+                publishable_key: publishable_key.clone(),
+            },
+            NextAction::UpdatePaymentMethod {
+                invoice_id,
+                decline_code,
+            } => Self::UpdatePaymentMethod {
+                invoice_id: invoice_id.to_string(),
+                decline_code: decline_code.clone(),
+            },
+        }
+    }
+}
+
+/// A new subscription, with what the frontend must do when its first payment did not go
+/// through (`status` `incomplete`); `next_action` is null otherwise (also while the
+/// payment's outcome is not known yet: read the subscription again shortly).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"id": "sub_01jf9zc0f4e3a8r7m2k4t5n6bc", "object": "subscription",
+    "customer_id": "cus_01jf9zb3f4e3a8r7m2k4t5n6bc", "product_id": "prod_01jf9z7q6ve3a8r7m2k4t5n6bc",
+    "plan_id": "plan_01jf9z8a1be3a8r7m2k4t5n6bc", "status": "incomplete",
+    "price": {"amount": 1999, "currency": "EUR"}, "quantity": 1, "interval": "month", "interval_count": 1,
+    "current_period": {"start": "2026-11-25T10:00:00Z", "end": "2026-12-25T10:00:00Z"},
+    "billing_anchor": "2026-11-25T10:00:00Z", "trial_end": null, "cancel_at": null, "canceled_at": null,
+    "ended_at": null, "access_until": null, "billing_ends_at": null, "cancellation_details": null,
+    "pause": null, "scheduled_changes": [], "discounts": [], "created_at": "2026-11-25T10:00:00Z",
+    "updated_at": "2026-11-25T10:00:00Z",
+    "next_action": {"type": "update_payment_method", "invoice_id": "inv_01jf9zd1f4e3a8r7m2k4t5n6bc",
+        "decline_code": "card_declined"}}))]
+pub struct CreatedSubscriptionDto {
+    #[serde(flatten)]
+    pub subscription: SubscriptionDto,
+    pub next_action: Option<NextActionDto>,
+}
+
+/// The portal's new subscription (with `available_actions`), and what the frontend must do
+/// when its first payment did not go through; see `CreatedSubscriptionDto`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"id": "sub_01jf9zc0f4e3a8r7m2k4t5n6bc", "object": "subscription",
+    "customer_id": "cus_01jf9zb3f4e3a8r7m2k4t5n6bc", "product_id": "prod_01jf9z7q6ve3a8r7m2k4t5n6bc",
+    "plan_id": "plan_01jf9z8a1be3a8r7m2k4t5n6bc", "status": "incomplete",
+    "price": {"amount": 1999, "currency": "EUR"}, "quantity": 1, "interval": "month", "interval_count": 1,
+    "current_period": {"start": "2026-11-25T10:00:00Z", "end": "2026-12-25T10:00:00Z"},
+    "billing_anchor": "2026-11-25T10:00:00Z", "trial_end": null, "cancel_at": null, "canceled_at": null,
+    "ended_at": null, "access_until": null, "billing_ends_at": null, "cancellation_details": null,
+    "pause": null, "scheduled_changes": [], "discounts": [], "created_at": "2026-11-25T10:00:00Z",
+    "updated_at": "2026-11-25T10:00:00Z",
+    "available_actions": {"pause": null, "resume": false,
+        "cancel": {"mode": "immediate", "notice_period_days": 0,
+                   "effective_at": "2026-11-25T10:00:00Z", "requires_reason": false,
+                   "requires_confirmation": false,
+                   "reasons": ["too_expensive", "missing_features", "switched_service", "unused",
+                               "customer_service", "too_complex", "low_quality", "other"]},
+        "withdraw_cancellation": false, "change_plan": null, "change_quantity": null,
+        "removable_changes": []},
+    "next_action": {"type": "confirm_payment", "invoice_id": "inv_01jf9zd1f4e3a8r7m2k4t5n6bc",
+        "provider": "stripe", "client_secret": "pi_3Q0abc_secret_def",
+        "publishable_key": "pk_test_51Q0abc"}}))]
+pub struct CreatedPortalSubscriptionDto {
+    #[serde(flatten)]
+    pub subscription: PortalSubscriptionDto,
+    pub next_action: Option<NextActionDto>,
 }
 
 /// Starts a subscription. The plan must be active and of an active product; its

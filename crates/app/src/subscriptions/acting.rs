@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use tenure_domain::DomainError;
+use tenure_domain::billing::invoice::InvoiceStatus;
 use tenure_domain::billing::proration::ProrationLineKind;
 use tenure_domain::error::Refusal;
 use tenure_domain::ids::{
@@ -13,22 +14,24 @@ use tenure_domain::ids::{
 use tenure_domain::money::Money;
 use tenure_domain::subscription::{
     Actor, ChangeType, NewSubscription, PlanChangeRequest, ScheduledChangeKind, Subscription,
-    Transition,
+    SubscriptionStatus, Transition,
 };
 use tenure_domain::support::CancellationRequest;
 use tenure_store::StoreError;
 use tenure_store::repo::catalog as catalog_repo;
 use tenure_store::repo::customers as customer_repo;
+use tenure_store::repo::payment_methods as pm_repo;
 use tenure_store::repo::subscriptions::{self as repo, StoredSubscription};
 use tenure_store::repo::support as support_repo;
 
-use super::persist::{persist, subscription_event};
+use super::persist::{persist, persist_system, subscription_event};
 use super::plans::{
     policy_of, purchasable_plan, purchasable_plan_of_product, quantity_limits_of, terms_of,
 };
 use super::requests::WithdrawnAs;
 use super::scope::{Action, ActionOutcome, Scope, subscription_not_found, visible};
 use crate::App;
+use crate::billing::charging::NextAction;
 use crate::coupons::RedemptionFor;
 use crate::dto::subscriptions::{
     PlanChangePreviewDto, QuantityChangePreviewDto, SubscriptionDto, SubscriptionPreviewDto,
@@ -41,11 +44,7 @@ use crate::versions::check_if_match;
 const MESSAGE_MAX: usize = tenure_domain::support::MAX_MESSAGE_CHARS;
 
 /// Subscribes a customer to a plan at `now`; the plan's `trial_days` start a trial.
-/// Without one, the first period is invoiced in the same transaction (open, charged by
-/// the renewal worker's next round). A customer without a payment method is not refused:
-/// that charge is declined into dunning, and a card added later pays it (docs/billing.md).
-/// A merchant names the customer in its body; a customer is the session's, so a session
-/// whose customer does not exist under its merchant finds no customer (404), not a field.
+/// See [`subscribe`], which also says what the frontend must do next.
 pub async fn create(
     state: &App,
     scope: Scope,
@@ -64,12 +63,47 @@ pub async fn create_with_quantity(
     plan_id: PlanId,
     quantity: Option<u32>,
 ) -> AppResult<StoredSubscription> {
+    Ok(
+        create_with_code(state, scope, customer, plan_id, quantity, None)
+            .await?
+            .subscription,
+    )
+}
+
+/// A signup's answer: the subscription as it stands after its first payment, and what the
+/// frontend must do when that payment did not go through.
+pub struct Subscribed {
+    pub subscription: StoredSubscription,
+    pub next_action: Option<NextAction>,
+}
+
+/// [`create_with_code`] without a code.
+pub async fn subscribe(
+    state: &App,
+    scope: Scope,
+    customer: CustomerId,
+    plan_id: PlanId,
+    quantity: Option<u32>,
+) -> AppResult<Subscribed> {
     create_with_code(state, scope, customer, plan_id, quantity, None).await
 }
 
-/// [`create_with_quantity`] redeeming `promotion_code` for the new subscription: its
-/// discount applies from the first invoice (409 with the refusal's code when the code
-/// does not apply, and then nothing is created).
+/// Subscribes a customer to a plan at `now` (the customer's test clock time, if any), with
+/// `quantity` units (default: the product's `min_quantity`, else 422 on `quantity`),
+/// redeeming `promotion_code`: its discount applies from the first invoice (409 with the
+/// refusal's code when the code does not apply, and then nothing is created). The plan's
+/// `trial_days` start a trial. Without one, the first period is invoiced in the same
+/// transaction (drawing on the customer's credit balance first), and, when the customer
+/// has a default payment method and something is due, paid in this request as Stripe
+/// does: the subscription starts `incomplete` and is `active` when this returns if the
+/// charge succeeded (or the balance paid the whole invoice); a decline or a card asking
+/// for authentication leaves it `incomplete` with a [`NextAction`]; an unknown outcome
+/// leaves it `incomplete` until the charge is resolved. A customer without a payment
+/// method is not refused: the subscription starts `active`, its first invoice open, and is
+/// declined into dunning by the engine unless a card added meanwhile pays it
+/// (docs/lifecycle.md). A merchant names the customer in its body; a customer is the
+/// session's, so a session whose customer does not exist under its merchant finds no
+/// customer (404), not a field.
 pub async fn create_with_code(
     state: &App,
     scope: Scope,
@@ -77,7 +111,7 @@ pub async fn create_with_code(
     plan_id: PlanId,
     quantity: Option<u32>,
     promotion_code: Option<&str>,
-) -> AppResult<StoredSubscription> {
+) -> AppResult<Subscribed> {
     debug_assert!(
         scope.customer.is_none_or(|c| c == customer),
         "a customer subscribes only themselves"
@@ -85,78 +119,115 @@ pub async fn create_with_code(
     let merchant = scope.merchant;
     let mut conn = state.db.conn().await?;
     let now = now_for_customer(&mut conn, merchant, customer, state.now_micros()).await?;
-    conn.transaction(async |conn| {
-        // Locked, so that an erasure cannot slip in between this check and the insert.
-        let found = customer_repo::get(conn, merchant, customer, true)
-            .await
-            .map_err(|e| match e {
-                StoreError::NotFound if scope.customer.is_some() => AppError::NotFound("customer"),
-                StoreError::NotFound => AppError::field("customer_id", "no such customer"),
-                other => other.into(),
-            })?;
-        found.ensure_not_erased()?;
-        let (plan, product) = purchasable_plan_of_product(conn, merchant, plan_id).await?;
-        let limits = product.quantity_limits;
-        let quantity = quantity.unwrap_or(limits.min());
-        limits.check(quantity)?;
-        let Transition {
-            subscription,
-            events,
-        } = Subscription::create(
-            NewSubscription {
-                id: SubscriptionId::generate(),
-                plan: terms_of(&plan)?,
-                trial_days: plan.trial_days,
-                quantity,
-            },
-            now,
-        )?;
-        let stored = StoredSubscription {
-            subscription,
-            customer_id: customer,
-            product_id: plan.product_id,
-            created_at: now,
-            updated_at: now,
-        };
-        repo::insert(conn, merchant, &stored).await?;
-        // Before the first invoice, which applies it.
-        let discount = match promotion_code {
-            Some(code) => Some(
-                crate::coupons::redeem_in_tx(
-                    conn,
-                    merchant,
-                    code,
-                    RedemptionFor {
-                        customer,
-                        subscription: Some(stored.subscription.id),
-                        plan: &plan,
-                    },
-                    stored.subscription.id,
-                    now,
-                )
-                .await?,
-            ),
-            None => None,
-        };
-        let view = SubscriptionDto::render(&stored, Actor::Merchant);
-        let mut batch = EventBatch::default();
-        for event in &events {
-            subscription_event(&mut batch, event, &view, None, stored.updated_at)?;
-            // A subscription without a trial pays for its first period up front.
-            if let Some(period) = crate::billing::invoicing::period_to_invoice(event) {
-                crate::billing::invoicing::invoice_period_in_tx(
-                    conn, merchant, &stored, period, now,
-                )
-                .await?;
+    let (stored, prepared) = conn
+        .transaction(async |conn| {
+            // Locked, so that an erasure cannot slip in between this check and the insert.
+            let found = customer_repo::get(conn, merchant, customer, true)
+                .await
+                .map_err(|e| match e {
+                    StoreError::NotFound if scope.customer.is_some() => {
+                        AppError::NotFound("customer")
+                    }
+                    StoreError::NotFound => AppError::field("customer_id", "no such customer"),
+                    other => other.into(),
+                })?;
+            found.ensure_not_erased()?;
+            let (plan, product) = purchasable_plan_of_product(conn, merchant, plan_id).await?;
+            let limits = product.quantity_limits;
+            let quantity = quantity.unwrap_or(limits.min());
+            limits.check(quantity)?;
+            let terms = terms_of(&plan)?;
+            let card = pm_repo::default_for_customer(conn, merchant, customer).await?;
+            let something_due = !terms.price.times(quantity)?.is_zero();
+            let Transition {
+                subscription,
+                events,
+            } = Subscription::create(
+                NewSubscription {
+                    id: SubscriptionId::generate(),
+                    plan: terms,
+                    trial_days: plan.trial_days,
+                    quantity,
+                    pay_at_signup: card.is_some() && something_due,
+                },
+                now,
+            )?;
+            let mut stored = StoredSubscription {
+                subscription,
+                customer_id: customer,
+                product_id: plan.product_id,
+                created_at: now,
+                updated_at: now,
+            };
+            repo::insert(conn, merchant, &stored).await?;
+            // Before the first invoice, which applies it.
+            let discount = match promotion_code {
+                Some(code) => Some(
+                    crate::coupons::redeem_in_tx(
+                        conn,
+                        merchant,
+                        code,
+                        RedemptionFor {
+                            customer,
+                            subscription: Some(stored.subscription.id),
+                            plan: &plan,
+                        },
+                        stored.subscription.id,
+                        now,
+                    )
+                    .await?,
+                ),
+                None => None,
+            };
+            let view = SubscriptionDto::render(&stored, Actor::Merchant);
+            let mut batch = EventBatch::default();
+            let mut first_invoice = None;
+            for event in &events {
+                subscription_event(&mut batch, event, &view, None, stored.updated_at)?;
+                // A subscription without a trial pays for its first period up front.
+                if let Some(period) = crate::billing::invoicing::period_to_invoice(event) {
+                    first_invoice = crate::billing::invoicing::invoice_period_in_tx(
+                        conn, merchant, &stored, period, now,
+                    )
+                    .await?;
+                }
             }
-        }
-        if let Some(discount) = &discount {
-            crate::coupons::discount_applied(&mut batch, discount)?;
-        }
-        batch.record(conn, merchant).await?;
-        Ok(stored)
+            if let Some(discount) = &discount {
+                crate::coupons::discount_applied(&mut batch, discount)?;
+            }
+            batch.record(conn, merchant).await?;
+            let incomplete = stored.subscription.status == SubscriptionStatus::Incomplete;
+            let prepared = match (first_invoice, card) {
+                // The balance (or a discount) paid it all: nothing to charge.
+                (Some(invoice), _) if incomplete && invoice.status == InvoiceStatus::Paid => {
+                    let t = stored.subscription.activate()?;
+                    stored = persist_system(conn, merchant, &stored, t, now).await?;
+                    None
+                }
+                (Some(invoice), Some(card)) if incomplete => Some(
+                    crate::billing::charging::prepare_signup(
+                        conn, state, merchant, invoice, card, now,
+                    )
+                    .await?,
+                ),
+                _ => None,
+            };
+            Ok::<_, AppError>((stored, prepared))
+        })
+        .await?;
+    let Some(prepared) = prepared else {
+        return Ok(Subscribed {
+            subscription: stored,
+            next_action: None,
+        });
+    };
+    let next_action =
+        crate::billing::charging::charge_signup(state, &mut conn, &prepared, now).await?;
+    let subscription = repo::get(&mut conn, merchant, stored.subscription.id, false).await?;
+    Ok(Subscribed {
+        subscription,
+        next_action,
     })
-    .await
 }
 
 /// Runs `action` on subscription `id` for `caller`, in one transaction.
@@ -631,6 +702,8 @@ pub async fn preview_subscription(
             plan: terms,
             trial_days: plan.trial_days,
             quantity,
+            // The preview shows the invoice, not whether it is paid in the request.
+            pay_at_signup: false,
         },
         now,
     )?

@@ -15,11 +15,11 @@ mod scope;
 mod views;
 
 pub use acting::{
-    act, act_in_tx, act_on_request, act_overriding, change_plan_with_code, create,
+    Subscribed, act, act_in_tx, act_on_request, act_overriding, change_plan_with_code, create,
     create_with_code, create_with_quantity, preview_plan_change, preview_plan_change_with_code,
-    preview_quantity_change, preview_subscription,
+    preview_quantity_change, preview_subscription, subscribe,
 };
-pub use persist::{apply_due_in_tx, persist_system};
+pub use persist::{apply_due_in_tx, expire_incomplete_in_tx, persist_system};
 pub use plans::{policy_of, purchasable_plan, terms_of};
 pub use requests::post_to_ticket;
 pub use scope::{Action, ActionOutcome, Scope};

@@ -9,7 +9,7 @@ use futures_util::future::try_join;
 use tenure_domain::DomainError;
 use tenure_domain::ids::MerchantId;
 use tenure_domain::subscription::{
-    Actor, RemovalReason, ScheduledChangeKind, SubscriptionEvent, Transition,
+    Actor, RemovalReason, ScheduledChangeKind, SubscriptionEvent, SubscriptionStatus, Transition,
 };
 use tenure_domain::support::{CancellationRequestStatus, MessageAuthor};
 use tenure_domain::time::next_update_time;
@@ -85,6 +85,20 @@ pub(crate) async fn persist(
         // An immediate plan change bills its proration (pending items, or a new period).
         crate::billing::prorations::bill_plan_change_in_tx(conn, merchant, &after, event, now)
             .await?;
+        // A signup that ends unpaid owes nothing: its first invoice is voided.
+        if matches!(
+            event,
+            SubscriptionEvent::Canceled { .. } | SubscriptionEvent::IncompleteExpired { .. }
+        ) && before.subscription.status == SubscriptionStatus::Incomplete
+        {
+            crate::billing::invoices::void_unpaid_signup_in_tx(
+                conn,
+                merchant,
+                after.subscription.id,
+                now,
+            )
+            .await?;
+        }
         // An ending subscription's pending items go on a final invoice.
         if matches!(event, SubscriptionEvent::Canceled { .. }) {
             crate::billing::invoicing::invoice_final_items_in_tx(conn, merchant, &after, now)
@@ -233,6 +247,24 @@ pub async fn apply_due_in_tx(
     )
     .await?;
     Ok(Ok(n))
+}
+
+/// Expires one `incomplete` subscription whose row the caller has claimed (see
+/// `tenure_engine::lifecycle`): `incomplete_expired`, its first invoice voided. The
+/// domain's refusal (not due yet) is returned as such; a charge of the invoice still in
+/// flight is a 409 `payment_in_progress` (the round tries again later).
+pub async fn expire_incomplete_in_tx(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    before: &StoredSubscription,
+    now: DateTime<Utc>,
+) -> AppResult<Result<(), DomainError>> {
+    let transition = match before.subscription.expire_incomplete(now) {
+        Ok(t) => t,
+        Err(e) => return Ok(Err(e)),
+    };
+    persist_system(conn, merchant, before, transition, now).await?;
+    Ok(Ok(()))
 }
 
 /// Saves a system transition (the billing engine's) with its events and side effects.

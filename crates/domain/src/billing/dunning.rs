@@ -26,10 +26,10 @@ pub enum ChargeMode {
     /// The renewal engine, on the schedule: a decline schedules the next retry of the
     /// policy, or ends dunning when none is left.
     Scheduled,
-    /// A charge the request that set a new default payment method sent itself: a decline
-    /// leaves the schedule as it was. No longer prepared (a new default card makes the
-    /// open invoices due for the engine's next round instead), but intents written by an
-    /// earlier version may still be settled.
+    /// A charge a request sends itself and answers with: the first invoice of a signup
+    /// (an earlier version also charged this way when a new default card was set). A
+    /// decline leaves the schedule as it was, which for a signup is none: a first payment
+    /// is not dunned.
     Immediate,
     /// The merchant (`POST /v1/invoices/{id}/pay`): like `Immediate`, and it also charges
     /// what dunning no longer does (an uncollectible invoice, an open one of a canceled

@@ -202,6 +202,13 @@ pub trait CardCollection: Send + Sync {
         id: &'a str,
         customer_ref: &'a str,
     ) -> GatewayCall<'a, Result<GatewayCard, CollectionError>>;
+
+    /// One cheap authenticated read, to tell whether the gateway accepts the keys before
+    /// they are saved: `Refused` when it does not (`code` `invalid_api_key`),
+    /// `Unavailable` when it cannot be reached.
+    fn check_credentials(&self) -> GatewayCall<'_, Result<(), CollectionError>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// How a payment method of a gateway with customers is kept as Tenure's token: the

@@ -11,7 +11,7 @@ use crate::catalog::QuantityLimits;
 use crate::ids::{PlanId, ScheduledChangeId};
 use crate::money::Currency;
 use crate::policy::{CancellationMode, PortalPolicy};
-use crate::subscription::state::{Actor, Subscription};
+use crate::subscription::state::{Actor, Subscription, SubscriptionStatus};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PauseAvailability {
@@ -85,12 +85,22 @@ pub fn available_actions(
         .check_can_cancel(policy, customer)
         .and_then(|()| subscription.cancellation_effective_at(policy, now))
         .ok()
-        .map(|effective_at| CancelAvailability {
-            mode: policy.cancellation_mode,
-            notice_period_days: policy.notice_period_days,
-            effective_at,
-            requires_reason: policy.cancellation_mode == CancellationMode::Request,
-            requires_confirmation: policy.cancellation_mode == CancellationMode::Immediate,
+        .map(|effective_at| match subscription.status {
+            // Nothing was paid: it ends at once, with nothing to ask (see `cancel`).
+            SubscriptionStatus::Incomplete => CancelAvailability {
+                mode: CancellationMode::Immediate,
+                notice_period_days: 0,
+                effective_at,
+                requires_reason: false,
+                requires_confirmation: false,
+            },
+            _ => CancelAvailability {
+                mode: policy.cancellation_mode,
+                notice_period_days: policy.notice_period_days,
+                effective_at,
+                requires_reason: policy.cancellation_mode == CancellationMode::Request,
+                requires_confirmation: policy.cancellation_mode == CancellationMode::Immediate,
+            },
         });
     let change_plan = subscription
         .check_can_change_plan(policy, customer, now)

@@ -195,6 +195,9 @@ impl Subscription {
         if self.is_canceled() {
             return Err(DomainError::refused("cancel", Refusal::AlreadyCanceled));
         }
+        if self.status == SubscriptionStatus::IncompleteExpired {
+            return Err(self.refuse_status("cancel"));
+        }
         if actor.is_customer() {
             if self.pending(ChangeType::Cancel).is_some() {
                 return Err(DomainError::refused("cancel", Refusal::CancellationPending));
@@ -215,6 +218,9 @@ impl Subscription {
         policy: &PortalPolicy,
         now: DateTime<Utc>,
     ) -> Result<DateTime<Utc>, DomainError> {
+        if self.status == SubscriptionStatus::Incomplete {
+            return Ok(now);
+        }
         let period_end = self.current_period.end;
         Ok(match policy.cancellation_mode {
             CancellationMode::Request => {
@@ -245,6 +251,20 @@ impl Subscription {
             MAX_CANCELLATION_MESSAGE_CHARS,
             true,
         )?;
+        if self.status == SubscriptionStatus::Incomplete {
+            // Nothing was paid: it ends at once, whatever the policy's notice or mode (a
+            // notice period would keep an unpaid subscription alive), and its unpaid first
+            // invoice is voided by the app.
+            return self.cancel_at_or_now(Ending {
+                at: now,
+                canceled_at: now,
+                reason: request.reason,
+                message,
+                cancellation_request_id: None,
+                requested_by: actor,
+                access: AccessEnd::Immediately,
+            });
+        }
         if actor.is_customer() {
             self.customer_cancel(request, message, policy, now)
         } else {
@@ -496,7 +516,7 @@ impl Subscription {
         &self,
         actor: Actor,
     ) -> Result<ScheduledChangeId, DomainError> {
-        if self.is_canceled() {
+        if self.has_ended() {
             return Err(self.refuse_status("withdraw the cancellation of"));
         }
         let pending = self.pending(ChangeType::Cancel).ok_or_else(|| {

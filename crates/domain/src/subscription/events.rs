@@ -56,6 +56,12 @@ pub enum SubscriptionEvent {
     Unpaid,
     /// A payment succeeded after `past_due` or `unpaid`.
     Recovered,
+    /// The first invoice of an `incomplete` subscription was paid: it is `active`.
+    Activated,
+    /// The first invoice was not paid in time: `incomplete_expired`, for good.
+    IncompleteExpired {
+        expired_at: DateTime<Utc>,
+    },
     Paused {
         started_at: DateTime<Utc>,
         resumes_at: Option<DateTime<Utc>>,
@@ -128,6 +134,8 @@ impl SubscriptionEvent {
             Self::PastDue => "subscription.past_due",
             Self::Unpaid => "subscription.unpaid",
             Self::Recovered => "subscription.recovered",
+            Self::Activated => "subscription.activated",
+            Self::IncompleteExpired { .. } => "subscription.incomplete_expired",
             Self::Paused { .. } => "subscription.paused",
             Self::PauseScheduled { .. } => "subscription.pause_scheduled",
             Self::Resumed { .. } => "subscription.resumed",
@@ -152,6 +160,8 @@ impl SubscriptionEvent {
         "subscription.past_due",
         "subscription.unpaid",
         "subscription.recovered",
+        "subscription.activated",
+        "subscription.incomplete_expired",
         "subscription.paused",
         "subscription.pause_scheduled",
         "subscription.resumed",

@@ -35,8 +35,17 @@ impl Subscription {
 
     fn check_status_fields(&self) -> Result<(), String> {
         let canceled = self.status == SubscriptionStatus::Canceled;
-        if canceled != self.ended_at.is_some() || canceled != self.canceled_at.is_some() {
-            return Err("ended_at/canceled_at must be set exactly when canceled".into());
+        if self.has_ended() != self.ended_at.is_some() || canceled != self.canceled_at.is_some() {
+            return Err(
+                "ended_at must be set exactly when ended, canceled_at exactly when canceled".into(),
+            );
+        }
+        if self.status == SubscriptionStatus::IncompleteExpired
+            && (!self.scheduled_changes.is_empty()
+                || self.cancel_at.is_some()
+                || self.access_until.is_some())
+        {
+            return Err("an expired subscription has nothing pending and no access".into());
         }
         if (self.status == SubscriptionStatus::Paused) != self.pause.is_some() {
             return Err("pause info must be present exactly when paused".into());

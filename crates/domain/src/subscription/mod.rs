@@ -17,6 +17,8 @@
 //! | paused    | no `already_paused` | yes | yes | if pending | no `subscription_paused` |
 //! | canceled  | no `subscription_canceled` | no `subscription_canceled` | no `already_canceled` | no `subscription_canceled` | no `subscription_canceled` |
 //! | unpaid    | no `subscription_unpaid` | no `not_paused` | yes | if pending | no `subscription_unpaid` |
+//! | incomplete | no `subscription_incomplete` | no `not_paused` | yes, at once, whatever the policy's mode | no | no `subscription_incomplete` |
+//! | incomplete_expired | no `subscription_incomplete_expired` | no `subscription_incomplete_expired` | no `subscription_incomplete_expired` | no `subscription_incomplete_expired` | no `subscription_incomplete_expired` |
 //!
 //! On top of the status:
 //!
@@ -35,7 +37,9 @@
 //! System transitions (the billing engine): [`Subscription::apply_due`],
 //! [`Subscription::renew`], [`Subscription::record_payment_failure`]
 //! (active → past_due), [`Subscription::mark_unpaid`] (past_due → unpaid),
-//! [`Subscription::record_payment_recovery`] (past_due | unpaid → active).
+//! [`Subscription::record_payment_recovery`] (past_due | unpaid → active),
+//! [`Subscription::activate`] (incomplete → active, the first invoice paid),
+//! [`Subscription::expire_incomplete`] (incomplete → incomplete_expired).
 //!
 //! The detailed rules live with each action: [`pause`], [`cancellation`],
 //! [`plan_change`], [`scheduled`], [`renewal`].
@@ -71,4 +75,6 @@ pub use pause::{ActivePause, OnResume, PauseEnd, PauseRequest, PauseStart};
 pub use plan_change::{PlanChangePreview, PlanChangeRequest, PlanChangeTiming};
 pub use quantity::{QuantityChangePreview, terms_times};
 pub use scheduled::{ChangeType, ScheduledChange, ScheduledChangeKind};
-pub use state::{Actor, NewSubscription, Subscription, SubscriptionStatus, Transition};
+pub use state::{
+    Actor, INCOMPLETE_EXPIRES_AFTER, NewSubscription, Subscription, SubscriptionStatus, Transition,
+};

@@ -292,7 +292,9 @@ impl Subscription {
     pub(crate) fn check_resume_state(&self) -> Result<(), DomainError> {
         match self.status {
             SubscriptionStatus::Paused => Ok(()),
-            SubscriptionStatus::Canceled => Err(self.refuse_status("resume")),
+            SubscriptionStatus::Canceled | SubscriptionStatus::IncompleteExpired => {
+                Err(self.refuse_status("resume"))
+            }
             _ => Err(DomainError::refused("resume", Refusal::NotPaused)),
         }
     }

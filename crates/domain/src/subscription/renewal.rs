@@ -11,6 +11,10 @@
 //! `apply_due`, and an `unpaid` one stops billing until a payment succeeds. A successful
 //! payment returns `past_due` or `unpaid` to `active` with the period unchanged; the
 //! engine renews any periods that ended meanwhile, one at a time.
+//!
+//! A subscription paid at signup starts `incomplete`: [`Subscription::activate`] makes it
+//! `active` once its first invoice is paid, and [`Subscription::expire_incomplete`] ends
+//! it (`incomplete_expired`) when that has not happened by its deadline.
 
 use chrono::{DateTime, Utc};
 
@@ -92,6 +96,39 @@ impl Subscription {
                 Refusal::NotPastDue,
             )),
         }
+    }
+
+    /// The first invoice of an `incomplete` subscription was paid: it becomes `active`
+    /// with the period it was created with (the period the invoice paid for).
+    pub fn activate(&self) -> Result<Transition, DomainError> {
+        match self.status {
+            SubscriptionStatus::Incomplete => {
+                Ok(self.with_status(SubscriptionStatus::Active, SubscriptionEvent::Activated))
+            }
+            _ => Err(self.refuse_status("activate")),
+        }
+    }
+
+    /// An `incomplete` subscription whose first invoice is still unpaid at its deadline
+    /// ([`Subscription::incomplete_expires_at`]) ends for good at `now`. Nothing was ever
+    /// paid, so nothing is kept: no access, and nothing pending (an incomplete
+    /// subscription can schedule nothing).
+    pub fn expire_incomplete(&self, now: DateTime<Utc>) -> Result<Transition, DomainError> {
+        const ACTION: &str = "expire";
+        if self.status != SubscriptionStatus::Incomplete {
+            return Err(self.refuse_status(ACTION));
+        }
+        if now < self.incomplete_expires_at() {
+            return Err(DomainError::refused(ACTION, Refusal::PeriodNotEnded));
+        }
+        let mut next = self.clone();
+        next.status = SubscriptionStatus::IncompleteExpired;
+        next.ended_at = Some(now);
+        next.scheduled_changes.clear();
+        Ok(Transition::new(
+            next,
+            vec![SubscriptionEvent::IncompleteExpired { expired_at: now }],
+        ))
     }
 
     /// Dunning gave up.

@@ -179,7 +179,7 @@ impl Subscription {
         id: ScheduledChangeId,
         actor: Actor,
     ) -> Result<&ScheduledChange, DomainError> {
-        if self.is_canceled() {
+        if self.has_ended() {
             return Err(self.refuse_status("remove a scheduled change of"));
         }
         let change = self.scheduled_change(id).ok_or(SCHEDULED_CHANGE_MISSING)?;

@@ -40,16 +40,28 @@ pub enum SubscriptionStatus {
     Canceled,
     /// Dunning gave up; no renewals and no access until a payment succeeds.
     Unpaid,
+    /// Created, but its first invoice is not paid yet (declined, or waiting for the
+    /// customer's authentication): no access and no renewals until it is, which makes
+    /// it `active` with the period it was created with.
+    Incomplete,
+    /// The first invoice was not paid within [`INCOMPLETE_EXPIRES_AFTER`] of the
+    /// signup: ended for good, the invoice voided, nothing owed.
+    IncompleteExpired,
 }
 
+/// How long a subscription may stay `incomplete` before it expires (Stripe's 23 hours).
+pub const INCOMPLETE_EXPIRES_AFTER: TimeDelta = TimeDelta::hours(23);
+
 impl SubscriptionStatus {
-    pub const ALL: [SubscriptionStatus; 6] = [
+    pub const ALL: [SubscriptionStatus; 8] = [
         Self::Trialing,
         Self::Active,
         Self::PastDue,
         Self::Paused,
         Self::Canceled,
         Self::Unpaid,
+        Self::Incomplete,
+        Self::IncompleteExpired,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -60,6 +72,8 @@ impl SubscriptionStatus {
             Self::Paused => "paused",
             Self::Canceled => "canceled",
             Self::Unpaid => "unpaid",
+            Self::Incomplete => "incomplete",
+            Self::IncompleteExpired => "incomplete_expired",
         }
     }
 }
@@ -80,7 +94,8 @@ impl FromStr for SubscriptionStatus {
             .ok_or_else(|| {
                 DomainError::validation(
                     "status",
-                    "must be one of trialing, active, past_due, paused, canceled, unpaid",
+                    "must be one of trialing, active, past_due, paused, canceled, unpaid, \
+                     incomplete, incomplete_expired",
                 )
             })
     }
@@ -177,6 +192,11 @@ pub struct NewSubscription {
     pub trial_days: u32,
     /// Units, already checked against the product's limits.
     pub quantity: u32,
+    /// Without a trial, the first period is paid at signup (the customer has a payment
+    /// method to charge): the subscription starts `incomplete` and becomes `active` when
+    /// its first invoice is paid. `false` starts it `active`, its first invoice collected
+    /// later like a renewal's.
+    pub pay_at_signup: bool,
 }
 
 impl Subscription {
@@ -200,7 +220,12 @@ impl Subscription {
         plan.price.times(new.quantity)?;
         let (status, anchor, period, trial_end) = if new.trial_days == 0 {
             let period = plan.cadence.first_period(now)?;
-            (SubscriptionStatus::Active, now, period, None)
+            let status = if new.pay_at_signup {
+                SubscriptionStatus::Incomplete
+            } else {
+                SubscriptionStatus::Active
+            };
+            (status, now, period, None)
         } else {
             let end = add_days(now, new.trial_days)?;
             let period = Period::new(now, end)?;
@@ -235,6 +260,20 @@ impl Subscription {
         self.status == SubscriptionStatus::Canceled
     }
 
+    /// Whether the subscription is over for good (canceled, or expired unpaid).
+    pub fn has_ended(&self) -> bool {
+        matches!(
+            self.status,
+            SubscriptionStatus::Canceled | SubscriptionStatus::IncompleteExpired
+        )
+    }
+
+    /// When an `incomplete` subscription expires: [`INCOMPLETE_EXPIRES_AFTER`] after its
+    /// signup, which began its first period.
+    pub fn incomplete_expires_at(&self) -> DateTime<Utc> {
+        self.current_period.start + INCOMPLETE_EXPIRES_AFTER
+    }
+
     /// Whether the subscriber may use the service at `now`. Past-due subscribers keep
     /// access while dunning retries; paused ones keep it through the period they paid
     /// before pausing, and beyond when the policy said so when the pause began.
@@ -247,7 +286,9 @@ impl Subscription {
                 .pause
                 .as_ref()
                 .is_some_and(|p| p.keep_access || now < p.paid_through),
-            SubscriptionStatus::Unpaid => false,
+            SubscriptionStatus::Unpaid
+            | SubscriptionStatus::Incomplete
+            | SubscriptionStatus::IncompleteExpired => false,
             SubscriptionStatus::Canceled => self.access_until.is_some_and(|until| now < until),
         }
     }
@@ -264,7 +305,9 @@ impl Subscription {
             }
             SubscriptionStatus::PastDue
             | SubscriptionStatus::Unpaid
-            | SubscriptionStatus::Canceled => at,
+            | SubscriptionStatus::Canceled
+            | SubscriptionStatus::Incomplete
+            | SubscriptionStatus::IncompleteExpired => at,
         }
     }
 

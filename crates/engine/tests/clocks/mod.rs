@@ -63,12 +63,14 @@ async fn an_advance_renews_a_clock_customer_in_order_and_real_time_rounds_leave_
     .expect("customer");
     assert_eq!(customer.test_clock_id, Some(clock.id));
     assert_eq!(customer.created_at, start(), "created at the clock's time");
-    let mut conn = w.app.db.conn().await.expect("conn");
-    fixtures::payment_method(&mut conn, w.merchant, customer.id, "pm_card_visa", now).await;
-    drop(conn);
     let sub = subscriptions::create(&w.app, Scope::merchant(w.merchant), customer.id, w.plan)
         .await
         .expect("subscribe");
+    // The card after the signup, which would otherwise pay the first invoice at once: the
+    // clock's advance charges it.
+    let mut conn = w.app.db.conn().await.expect("conn");
+    fixtures::payment_method(&mut conn, w.merchant, customer.id, "pm_card_visa", now).await;
+    drop(conn);
     assert_eq!(sub.subscription.current_period.start, start());
 
     // Real time: the clock's first invoice and its ended periods are not this round's.

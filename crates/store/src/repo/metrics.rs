@@ -79,7 +79,7 @@ per_customer AS (
                AS mrr_end,
            count(*) FILTER (WHERE NOT at_start AND status IN ('active', 'past_due'))
                AS subscriptions_end,
-           bool_or(NOT at_start AND status <> 'canceled') AS live_end
+           bool_or(NOT at_start AND status NOT IN ('canceled', 'incomplete_expired')) AS live_end
       FROM sides GROUP BY currency, customer_id
 )";
 

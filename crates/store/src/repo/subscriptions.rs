@@ -427,6 +427,37 @@ pub async fn claim_due_change(
     }))
 }
 
+/// Claims one `incomplete` subscription signed up at or before `signed_up_by` that no
+/// other transaction holds and that is not in `skip`, locking it until the transaction
+/// ends: a signup whose first payment did not come in time. Cross-tenant, like the
+/// other workers' claims (the partial index `subscriptions_incomplete_created`), kept to
+/// the subscriptions of `scope`.
+pub async fn claim_expired_incomplete(
+    conn: &mut AsyncPgConnection,
+    scope: WorkScope,
+    signed_up_by: DateTime<Utc>,
+    skip: &[uuid::Uuid],
+) -> StoreResult<Option<(MerchantId, StoredSubscription)>> {
+    let row: Option<SubscriptionRow> = subscriptions::table
+        .filter(subscriptions::status.eq(SubscriptionStatus::Incomplete.as_str()))
+        .filter(subscriptions::created_at.le(signed_up_by))
+        .filter(crate::repo::test_clocks::subscriptions_in(scope))
+        .filter(diesel::dsl::not(subscriptions::id.eq_any(skip)))
+        .select(SubscriptionRow::as_select())
+        .order(subscriptions::created_at.asc())
+        .limit(1)
+        .for_update()
+        .skip_locked()
+        .get_result(conn)
+        .await
+        .optional()?;
+    row.map(|r| {
+        let merchant = MerchantId::from_uuid(r.merchant_id);
+        r.into_domain().map(|s| (merchant, s))
+    })
+    .transpose()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

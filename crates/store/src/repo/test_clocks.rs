@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use diesel::expression::BoxableExpression;
 use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::sql_types::{Bool, Integer, Nullable, Timestamptz, Uuid};
+use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Timestamptz, Uuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tenure_domain::ids::{CustomerId, InvoiceId, MerchantId, SubscriptionId, TestClockId};
 use tenure_domain::test_clock::{ClockStatus, TestClock, WorkScope};
@@ -291,6 +291,7 @@ struct Moment {
 
 /// The earliest moment after `after` at which some work of the clock's customers falls
 /// due: a period (or trial) ending, a charge or dunning retry, a scheduled change, an
+/// `incomplete` signup's expiry, an
 /// upcoming-renewal notice, an access-ending notice (`access_notice_days` ahead). Card
 /// expiry notices have no moment of their own: a step on or after their day sends them.
 pub async fn next_due_moment(
@@ -314,6 +315,9 @@ pub async fn next_due_moment(
              SELECT due_at FROM scheduled_changes \
              WHERE test_clock_id = $2 AND merchant_id = $1 \
            UNION ALL \
+             SELECT created_at + $6 * interval '1 microsecond' FROM subscriptions \
+             WHERE test_clock_id = $2 AND merchant_id = $1 AND status = 'incomplete' \
+           UNION ALL \
              SELECT s.current_period_end \
                     - make_interval(days => COALESCE(b.upcoming_notice_days, $4)) \
              FROM subscriptions s \
@@ -334,6 +338,11 @@ pub async fn next_due_moment(
     .bind::<Timestamptz, _>(after)
     .bind::<Integer, _>(default_upcoming_notice_days)
     .bind::<Integer, _>(access_notice_days)
+    .bind::<BigInt, _>(
+        tenure_domain::subscription::INCOMPLETE_EXPIRES_AFTER
+            .num_microseconds()
+            .unwrap_or(i64::MAX),
+    )
     .get_result(conn)
     .await?;
     Ok(row.at)

@@ -1159,7 +1159,10 @@ export const portalListSubscriptions = <ThrowOnError extends boolean = true>(opt
 /**
  * Subscribe to a plan (see GET /v1/portal/plans); its `trial_days` start a trial.
  * Without a trial, the first period is invoiced at once and charged to the default
- * payment method.
+ * payment method in this request: paid, the subscription is `active`; declined or
+ * waiting for the cardholder's authentication (3-D Secure), it is `incomplete` and
+ * `next_action` says what to do (confirm the payment, or give another card); it becomes
+ * `active` when the invoice is paid, or `incomplete_expired` after 23 hours.
  */
 export const subscribe = <ThrowOnError extends boolean = true>(options: Options<SubscribeData, ThrowOnError>) => (options.client ?? client).post<SubscribeResponses, SubscribeErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -1564,7 +1567,12 @@ export const listSubscriptions = <ThrowOnError extends boolean = true>(options?:
 /**
  * Subscribe a customer to a plan. The plan must be active and of an active product;
  * its `trial_days` start a trial. Without a trial, the first period is invoiced at once
- * (an open invoice the renewal worker charges next; a free plan's is paid at once).
+ * and, when the customer has a default payment method, charged in this request: paid,
+ * the subscription is `active`; declined or waiting for the cardholder's authentication,
+ * it is `incomplete` (no access) and `next_action` says what the frontend must do; it
+ * becomes `active` when the invoice is paid, or `incomplete_expired` after 23 hours. A
+ * customer without a payment method gets an `active` subscription whose open first
+ * invoice the renewal worker charges (a free plan's is paid at once).
  *
  * Requires the scope `subscriptions:write` (or an unrestricted key).
  */

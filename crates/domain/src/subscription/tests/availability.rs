@@ -70,7 +70,12 @@ pub(super) fn assert_agrees(
     if let (Some(offer), Ok(t)) = (&available.cancel, &cancel) {
         let ends = t.subscription.cancel_at.or(t.subscription.ended_at);
         assert_eq!(Some(offer.effective_at), ends, "cancel preview: {ctx}");
-        assert_eq!(offer.mode, p.cancellation_mode);
+        // An incomplete subscription ends at once whatever the policy (nothing was paid).
+        let mode = match s.status {
+            SubscriptionStatus::Incomplete => CancellationMode::Immediate,
+            _ => p.cancellation_mode,
+        };
+        assert_eq!(offer.mode, mode);
     }
 
     let withdraw = s.withdraw_cancellation(customer);
@@ -213,6 +218,14 @@ fn fixtures() -> Vec<(&'static str, Subscription)> {
                 .unwrap()
                 .subscription,
         ),
+        ("incomplete", super::incomplete::incomplete()),
+        (
+            "incomplete_expired",
+            super::incomplete::incomplete()
+                .expire_incomplete(start() + days(1))
+                .unwrap()
+                .subscription,
+        ),
     ]
 }
 
@@ -233,7 +246,7 @@ fn availability_matches_the_transitions_for_every_state_and_policy() {
             checked_cases += 1;
         }
     }
-    assert_eq!(checked_cases, 12 * 32);
+    assert_eq!(checked_cases, 14 * 32);
 }
 
 fn usd_monthly(amount: i64) -> PlanTerms {

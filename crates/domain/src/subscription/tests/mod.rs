@@ -3,6 +3,7 @@
 
 mod availability;
 mod cancellation;
+mod incomplete;
 mod pause;
 mod plan_change;
 mod properties;
@@ -59,6 +60,7 @@ fn subscription(plan: PlanTerms, trial_days: u32, now: DateTime<Utc>) -> Subscri
         plan,
         trial_days,
         quantity: 1,
+        pay_at_signup: false,
     };
     let t = Subscription::create(new, now).unwrap();
     checked(t).subscription

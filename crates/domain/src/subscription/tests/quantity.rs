@@ -124,6 +124,7 @@ fn a_period_price_beyond_max_amount_is_refused() {
         plan: big,
         trial_days: 0,
         quantity: 3,
+        pay_at_signup: false,
     };
     assert!(Subscription::create(new, start()).is_err());
 }

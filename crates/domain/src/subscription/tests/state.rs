@@ -25,6 +25,7 @@ fn creating_without_a_trial_starts_billing_now() {
             plan: monthly(1000),
             trial_days: 0,
             quantity: 1,
+            pay_at_signup: false,
         },
         start(),
     )
@@ -54,6 +55,7 @@ fn trials_and_prices_are_bounded() {
         plan,
         trial_days,
         quantity: 1,
+        pay_at_signup: false,
     };
     assert_eq!(
         field(Subscription::create(

@@ -27,5 +27,5 @@ pub use payments::{
 pub use rows::{PAYMENT_IDEMPOTENCY_UNIQUE, SUBSCRIPTION_PERIOD_UNIQUE};
 pub use single::{
     InvoiceFilter, InvoiceVersion, NewInvoice, close, create_invoice, get, list,
-    lock_payable_of_customer, lock_versions, mark_paid_without_charge,
+    lock_open_of_subscription, lock_payable_of_customer, lock_versions, mark_paid_without_charge,
 };

@@ -286,6 +286,25 @@ pub async fn lock_versions(
         .collect()
 }
 
+/// Locks the open invoices of a subscription (a few at most: one per period), in id
+/// order, and returns their ids: the unpaid first invoice of a signup that ends.
+pub async fn lock_open_of_subscription(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    subscription: SubscriptionId,
+) -> StoreResult<Vec<InvoiceId>> {
+    let ids: Vec<uuid::Uuid> = invoices::table
+        .filter(invoices::merchant_id.eq(merchant.uuid()))
+        .filter(invoices::subscription_id.eq(subscription.uuid()))
+        .filter(invoices::status.eq("open"))
+        .order(invoices::id)
+        .select(invoices::id)
+        .for_update()
+        .load(conn)
+        .await?;
+    Ok(ids.into_iter().map(InvoiceId::from_uuid).collect())
+}
+
 /// Locks the customer's invoices that may still be charged (open or uncollectible),
 /// waiting for a charge being prepared to commit: after this, no charge of them can
 /// start until the caller's transaction ends.
