@@ -259,6 +259,16 @@ async fn a_code_at_subscribe_is_previewed_then_discounts_the_first_invoice() {
     assert_eq!(preview["total"]["amount"], 1599);
     assert_eq!(preview["promotion_code"]["amount_off"]["amount"], 400);
     assert_eq!(preview["promotion_code"]["coupon"]["name"], "Summer sale");
+    // The subscriber sees the coupon's terms, not the merchant's metadata or counts.
+    let shown = preview["promotion_code"]["coupon"].as_object().unwrap();
+    for hidden in [
+        "metadata",
+        "times_redeemed",
+        "max_redemptions",
+        "applies_to",
+    ] {
+        assert!(!shown.contains_key(hidden), "{hidden} shown: {preview}");
+    }
     assert_eq!(
         lines_of(&preview, "discount")[0]["description"],
         "Discount: Summer sale (SUMMER20): 20% off"

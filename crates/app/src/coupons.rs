@@ -643,7 +643,7 @@ pub fn preview_discount(
     let currency = subtotal.currency;
     Ok(crate::dto::coupons::DiscountPreviewDto {
         promotion_code: redeemable.code.code.clone(),
-        coupon: CouponDto::render(&redeemable.coupon, now),
+        coupon: CouponDto::render(&redeemable.coupon, now).into(),
         subtotal: subtotal.into(),
         amount_off: Money::new(added, currency).into(),
         total: Money::new(subtotal.amount - all, currency).into(),

@@ -112,6 +112,38 @@ pub struct CouponDto {
     pub updated_at: DateTime<Utc>,
 }
 
+/// What a subscriber may see of a coupon (previews are answered to the portal too): its
+/// name and what it takes off for how long, never the merchant's metadata, limits or
+/// redemption counts.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"id": "coupon_01jf9zh4f4e3a8r7m2k4t5n6bc", "name": "Summer sale",
+    "percent_off": 20, "amount_off": null, "currency": null, "duration": "repeating",
+    "duration_in_cycles": 3}))]
+pub struct CouponTermsDto {
+    pub id: String,
+    pub name: String,
+    pub percent_off: Option<u32>,
+    pub amount_off: Option<i64>,
+    #[schema(value_type = Option<String>, example = "EUR")]
+    pub currency: Option<tenure_domain::money::Currency>,
+    pub duration: CouponDurationDto,
+    pub duration_in_cycles: Option<u32>,
+}
+
+impl From<CouponDto> for CouponTermsDto {
+    fn from(c: CouponDto) -> Self {
+        Self {
+            id: c.id,
+            name: c.name,
+            percent_off: c.percent_off,
+            amount_off: c.amount_off,
+            currency: c.currency,
+            duration: c.duration,
+            duration_in_cycles: c.duration_in_cycles,
+        }
+    }
+}
+
 impl CouponDto {
     /// Renders `c` as it stands at `now` (`valid`).
     pub fn render(c: &StoredCoupon, now: DateTime<Utc>) -> Self {
@@ -254,7 +286,7 @@ pub struct PromotionCodeFilterParams {
 pub struct DiscountPreviewDto {
     /// The code as the merchant wrote it.
     pub promotion_code: String,
-    pub coupon: CouponDto,
+    pub coupon: CouponTermsDto,
     /// The invoice the preview is about, before the code: its plan and proration lines.
     pub subtotal: MoneyDto,
     /// What the code takes off that invoice (after the subscription's earlier discounts).

@@ -437,6 +437,21 @@ export type CouponDto = {
  */
 export type CouponDurationDto = 'once' | 'repeating' | 'forever';
 
+/**
+ * What a subscriber may see of a coupon (previews are answered to the portal too): its
+ * name and what it takes off for how long, never the merchant's metadata, limits or
+ * redemption counts.
+ */
+export type CouponTermsDto = {
+    id: string;
+    name: string;
+    percent_off?: number | null;
+    amount_off?: number | null;
+    currency?: string | null;
+    duration: CouponDurationDto;
+    duration_in_cycles?: number | null;
+};
+
 export type CreateApiKey = {
     /**
      * A name to recognise the key by (at most 100 characters).
@@ -1167,7 +1182,7 @@ export type DiscountPreviewDto = {
      * The code as the merchant wrote it.
      */
     promotion_code: string;
-    coupon: CouponDto;
+    coupon: CouponTermsDto;
     /**
      * The invoice the preview is about, before the code: its plan and proration lines.
      */
