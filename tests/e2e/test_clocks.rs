@@ -397,3 +397,57 @@ async fn advances_are_refused_backwards_too_far_while_advancing_and_for_unknown_
     .expect(422);
     fixtures::assert_empty(&app.get_ok("/v1/test_clocks", &m.key).await);
 }
+
+#[actix_web::test]
+async fn a_merchant_s_changes_to_a_clock_customer_happen_at_the_clock_s_time() {
+    let app = TestApp::new().await;
+    let m = app.merchant("Clock changes").await;
+    let product = fixtures::product(&app, &m, json!({"max_pause_days": 30})).await;
+    let plan = fixtures::plan(&app, &m, &product, 1250).await;
+    let (_clock, customer) = clock_customer(&app, &m, anchor(), "pm_card_visa").await;
+    let sub = fixtures::id(&fixtures::subscribe(&app, &m, &customer, &plan).await);
+    let pause = format!("/v1/subscriptions/{sub}/pause");
+    let body = |extra: Value| {
+        let mut body =
+            json!({"start": {"type": "now"}, "end": {"type": "after_cycles", "cycles": 1}});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body
+    };
+    // A plain change, then one an agent makes beyond the policy with an override: both
+    // at the clock's time, not the real time of the request.
+    for extra in [
+        json!({}),
+        json!({"override": {"reason": "Travelling for a while"}}),
+    ] {
+        let paused = app
+            .by(&m.key)
+            .post(&pause, &body(extra))
+            .await
+            .expect(200)
+            .body;
+        assert_eq!(paused["status"], "paused", "{paused}");
+        assert!(at_clock_time(&paused["updated_at"]), "{paused}");
+        app.by(&m.key)
+            .post_empty(&format!("/v1/subscriptions/{sub}/resume"))
+            .await
+            .expect(200);
+    }
+    let paused = events(&app, &m, "subscription.paused").await;
+    assert_eq!(paused.len(), 2);
+    for event in &paused {
+        assert!(at_clock_time(&event["created_at"]), "{event}");
+    }
+    let resumed = events(&app, &m, "subscription.resumed").await;
+    assert_eq!(resumed.len(), 2);
+    assert!(resumed.iter().all(|e| at_clock_time(&e["created_at"])));
+}
+
+/// Whether `value` is the clock's frozen [`anchor`]: successive changes of one row at a
+/// frozen time are stamped a microsecond apart (a row's `updated_at` only increases, so
+/// that its `If-Match` tag changes), and real time is a month away.
+fn at_clock_time(value: &Value) -> bool {
+    let at = time(value);
+    at >= anchor() && at - anchor() < Duration::milliseconds(1)
+}

@@ -526,6 +526,9 @@ diesel::allow_tables_to_appear_in_same_query!(coupons, promotion_codes);
 // to list.
 diesel::allow_tables_to_appear_in_same_query!(subscription_discounts, subscriptions);
 
+// A change of a subscription reads its test clock's time with the locked row.
+diesel::allow_tables_to_appear_in_same_query!(subscriptions, test_clocks);
+
 // Pending invoice items (migration 2026-11-25-000008_pending_invoice_items).
 
 diesel::table! {

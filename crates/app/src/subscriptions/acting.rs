@@ -38,7 +38,7 @@ use crate::dto::subscriptions::{
 };
 use crate::error::{AppError, AppResult};
 use crate::events::EventBatch;
-use crate::test_clocks::{now_for_customer, now_for_subscription};
+use crate::test_clocks::now_for_customer;
 use crate::versions::check_if_match;
 
 const MESSAGE_MAX: usize = tenure_domain::support::MAX_MESSAGE_CHARS;
@@ -238,8 +238,8 @@ pub async fn act(
     if_match: Option<String>,
     action: Action,
 ) -> AppResult<ActionOutcome> {
+    let now = state.now_micros();
     let mut conn = state.db.conn().await?;
-    let now = now_for_subscription(&mut conn, scope.merchant, id, state.now_micros()).await?;
     conn.transaction(async |conn| {
         act_in_tx(conn, scope, id, if_match.as_deref(), &action, now).await
     })
@@ -289,6 +289,8 @@ pub async fn act_overriding(
     .await
 }
 
+/// Runs `action` on subscription `id` in the caller's transaction, at `now`, or at its
+/// test clock's time when the customer is on one (read with the locked row).
 pub async fn act_in_tx(
     conn: &mut AsyncPgConnection,
     scope: Scope,
@@ -303,9 +305,12 @@ pub async fn act_in_tx(
         subscription: before,
         policy,
         has_discounts,
+        clock_time,
     } = repo::lock_with_policy(conn, merchant, id)
         .await
         .map_err(subscription_not_found)?;
+    // A customer on a test clock lives in the clock's time, read with the locked row.
+    let now = clock_time.unwrap_or(now);
     if !scope.sees(&before) {
         return Err(AppError::NotFound("subscription"));
     }

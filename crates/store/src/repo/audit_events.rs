@@ -33,11 +33,39 @@ impl AuditEventRow {
     }
 }
 
+/// Inserts one entry without waiting for its WAL record to reach the disk
+/// (`synchronous_commit = off` for this statement's own transaction only).
+///
+/// The entry is written after the request's own transaction committed durably, and the
+/// events that transaction recorded name the same key, agent and request; waiting for a
+/// second flush per request cost merchant writes about 45% of their throughput
+/// (BENCHMARKS.md, "Issue 20"). What a crash can lose is the entries of the last few
+/// hundred milliseconds (three `wal_writer_delay`s), never a change's events. The
+/// setting is made by `set_config(…, true)` in the statement itself, so it needs no
+/// transaction block of its own (one round trip instead of four), and PostgreSQL reads
+/// it when the statement's implicit transaction commits.
 pub async fn insert(conn: &mut AsyncPgConnection, row: &AuditEventRow) -> StoreResult<()> {
-    diesel::insert_into(audit_events::table)
-        .values(row)
-        .execute(conn)
-        .await?;
+    use diesel::sql_types::{Int2, Jsonb, Nullable, Text, Timestamptz, Uuid};
+    diesel::sql_query(
+        "WITH unflushed AS (SELECT set_config('synchronous_commit', 'off', true)) \
+         INSERT INTO audit_events (merchant_id, id, api_key_id, agent, method, route, \
+           resource_id, request_id, idempotency_key, status, request_body, created_at) \
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM unflushed",
+    )
+    .bind::<Uuid, _>(row.merchant_id)
+    .bind::<Uuid, _>(row.id)
+    .bind::<Uuid, _>(row.api_key_id)
+    .bind::<Nullable<Text>, _>(row.agent.as_deref())
+    .bind::<Text, _>(&row.method)
+    .bind::<Text, _>(&row.route)
+    .bind::<Nullable<Text>, _>(row.resource_id.as_deref())
+    .bind::<Text, _>(&row.request_id)
+    .bind::<Nullable<Text>, _>(row.idempotency_key.as_deref())
+    .bind::<Int2, _>(row.status)
+    .bind::<Nullable<Jsonb>, _>(row.request_body.as_ref())
+    .bind::<Timestamptz, _>(row.created_at)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

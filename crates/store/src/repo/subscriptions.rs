@@ -21,7 +21,9 @@ use tenure_domain::test_clock::WorkScope;
 use crate::error::{StoreError, StoreResult};
 use crate::jsonb::JsonbText;
 use crate::pagination::{FetchPage, Page, PageRequest};
-use crate::schema::{products, scheduled_changes, subscription_discounts, subscriptions};
+use crate::schema::{
+    products, scheduled_changes, subscription_discounts, subscriptions, test_clocks,
+};
 
 /// A subscription with what the store keeps beside the domain value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -254,11 +256,14 @@ pub struct LockedForChange {
     pub policy: PortalPolicy,
     /// Whether it has a discount still to apply, as [`PortalRead::has_discounts`].
     pub has_discounts: bool,
+    /// The time of its customer's test clock, if the customer is on one: read with the
+    /// row, so that the many subscriptions without a clock cost no statement of their own.
+    pub clock_time: Option<DateTime<Utc>>,
 }
 
-/// Locks a subscription for a change, then reads its product's portal policy and whether
-/// it has discounts: two statements sent in one round trip. Not one statement: under
-/// READ COMMITTED, a `SELECT … FOR UPDATE` that waited for the lock returns the row as
+/// Locks a subscription for a change, then reads its product's portal policy, whether it
+/// has discounts and its test clock's time: two statements sent in one round trip. Not one
+/// statement: under READ COMMITTED, a `SELECT … FOR UPDATE` that waited for the lock returns the row as
 /// the holder committed it, but its subqueries still see the snapshot from before the
 /// wait (a policy changed or a discount granted meanwhile would be missed). The second
 /// statement starts after the lock is granted, so it sees them. The product row is read,
@@ -278,14 +283,19 @@ pub async fn lock_with_policy(
         .filter(products::id.eq(subscriptions::product_id))
         .select(products::portal_policy)
         .single_value();
+    let clock_time = test_clocks::table
+        .filter(test_clocks::merchant_id.eq(subscriptions::merchant_id))
+        .filter(test_clocks::id.nullable().eq(subscriptions::test_clock_id))
+        .select(test_clocks::frozen_time)
+        .single_value();
     let context = subscriptions::table
         .find((merchant.uuid(), id.uuid()))
-        .select((policy, diesel::dsl::exists(active_discounts())))
-        .get_result::<(Option<serde_json::Value>, bool)>(&mut &*conn);
+        .select((policy, diesel::dsl::exists(active_discounts()), clock_time))
+        .get_result::<(Option<serde_json::Value>, bool, Option<DateTime<Utc>>)>(&mut &*conn);
     // `try_join` sends and polls in argument order: the lock is taken first, and its own
     // error (a deadlock, say) is the one returned, not the aborted transaction it leaves
     // for the second statement.
-    let (row, (policy, has_discounts)) = try_join(locked, context).await?;
+    let (row, (policy, has_discounts, clock_time)) = try_join(locked, context).await?;
     let policy = policy.ok_or_else(|| {
         StoreError::corrupt(format!(
             "subscription {id} has no product to read a policy from"
@@ -295,6 +305,7 @@ pub async fn lock_with_policy(
         subscription: row.into_domain()?,
         policy: serde_json::from_value(policy).map_err(StoreError::corrupt)?,
         has_discounts,
+        clock_time,
     })
 }
 
