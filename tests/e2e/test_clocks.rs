@@ -442,6 +442,28 @@ async fn a_merchant_s_changes_to_a_clock_customer_happen_at_the_clock_s_time() {
     let resumed = events(&app, &m, "subscription.resumed").await;
     assert_eq!(resumed.len(), 2);
     assert!(resumed.iter().all(|e| at_clock_time(&e["created_at"])));
+
+    // Money an agent adds for the customer is dated in the clock's time as well.
+    let item = app
+        .by(&m.key)
+        .post(
+            &format!("/v1/subscriptions/{sub}/invoice_items"),
+            &json!({"amount": 300, "description": "Gift wrap"}),
+        )
+        .await
+        .expect(201)
+        .body;
+    assert!(at_clock_time(&item["created_at"]), "{item}");
+    let credit = app
+        .by(&m.key)
+        .post(
+            &format!("/v1/customers/{customer}/balance_transactions"),
+            &json!({"amount": {"amount": 200, "currency": "EUR"}, "reason": "Late delivery"}),
+        )
+        .await
+        .expect(201)
+        .body;
+    assert!(at_clock_time(&credit["created_at"]), "{credit}");
 }
 
 /// Whether `value` is the clock's frozen [`anchor`]: successive changes of one row at a

@@ -134,6 +134,7 @@ pub async fn adjust(
     conn.transaction(async |conn| {
         let found = existing_customer(conn, merchant, customer, true).await?;
         found.ensure_not_erased()?;
+        let now = crate::test_clocks::now_for_customer(conn, merchant, customer, now).await?;
         if !repo::merchant_bills_in(conn, merchant, amount.currency).await? {
             return Err(AppError::field(
                 "amount.currency",
@@ -220,8 +221,9 @@ pub async fn create_credit_note(
     let memo = text::clean_opt("memo", input.memo.as_deref(), MAX_REASON_CHARS, true)?;
     let reason: CreditNoteReason = input.reason.into();
     let destination: CreditNoteDestination = input.destination.into();
-    let now = state.now_micros();
     let mut conn = state.db.conn().await?;
+    let now =
+        crate::test_clocks::now_for_invoice(&mut conn, merchant, id, state.now_micros()).await?;
     match destination {
         CreditNoteDestination::Balance => {
             conn.transaction(async |conn| {
@@ -393,6 +395,8 @@ pub async fn grant_discount(
         let sub = tenure_store::repo::subscriptions::get(conn, merchant, id, true)
             .await
             .map_err(AppError::from_store("subscription"))?;
+        let now =
+            crate::test_clocks::now_for_customer(conn, merchant, sub.customer_id, now).await?;
         if sub.subscription.is_canceled() {
             return Err(AppError::conflict(
                 "subscription_canceled",

@@ -84,6 +84,8 @@ pub async fn create(
     let (mut view, invoice) = conn
         .transaction(async |conn| {
             let sub = locked_subscription(conn, merchant, id).await?;
+            let now =
+                crate::test_clocks::now_for_customer(conn, merchant, sub.customer_id, now).await?;
             if sub.subscription.is_canceled() {
                 return Err(AppError::conflict(
                     "subscription_canceled",
@@ -198,7 +200,9 @@ pub async fn delete(
     let mut conn = state.db.conn().await?;
     conn.transaction(async |conn| {
         // The subscription first, as invoicing locks it: then the item.
-        locked_subscription(conn, merchant, id).await?;
+        let sub = locked_subscription(conn, merchant, id).await?;
+        let now =
+            crate::test_clocks::now_for_customer(conn, merchant, sub.customer_id, now).await?;
         let found = pending_repo::lock_one_off(conn, merchant, id, item.uuid())
             .await
             .map_err(|e| match e {
