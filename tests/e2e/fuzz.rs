@@ -346,7 +346,8 @@ impl World {
         .await;
         let m = app.merchant("Fuzz").await;
         // Long enough for the documented pause example (two cycles after the paid one).
-        let product = fixtures::product(&app, &m, json!({"max_pause_days": 365})).await;
+        let product =
+            fixtures::product(&app, &m, json!({"max_pause_days": 365, "allow_skip": true})).await;
         // Several units, so that the documented quantity change (3) can succeed.
         app.by(&m.key)
             .patch(
@@ -489,13 +490,22 @@ impl World {
         let id = match (kind, owner) {
             ("subscriptions", _) => {
                 let sub = self.subscription().await;
+                let (prefix, credential) = if portal {
+                    ("/v1/portal", &self.token)
+                } else {
+                    ("/v1", &self.m.key)
+                };
+                if action == "unskip" {
+                    // Customers may take back only their own skips.
+                    self.app
+                        .post(&format!("{prefix}/subscriptions/{sub}/skip"))
+                        .bearer(credential)
+                        .send()
+                        .await
+                        .expect(200);
+                }
                 if action == "resume" {
                     // Customers may resume only their own pauses.
-                    let (prefix, credential) = if portal {
-                        ("/v1/portal", &self.token)
-                    } else {
-                        ("/v1", &self.m.key)
-                    };
                     self.app
                         .post(&format!("{prefix}/subscriptions/{sub}/pause"))
                         .bearer(credential)

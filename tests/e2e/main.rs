@@ -30,6 +30,7 @@ mod renewals;
 mod retention;
 mod security;
 mod signup;
+mod skips;
 mod stripe;
 mod test_clocks;
 mod webhook_targets;

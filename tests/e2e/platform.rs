@@ -335,7 +335,7 @@ async fn documented_preconditions_are_honoured() {
         Some("change_plan") => Some(json!({"plan_id": other_plan})),
         Some("change_quantity") => Some(json!({"quantity": 2})),
         Some("tags") => Some(json!({"tag": "vip"})),
-        Some("resume" | "{change_id}") => None,
+        Some("resume" | "skip" | "unskip" | "{change_id}") => None,
         _ => Some(json!({})),
     };
 
@@ -426,7 +426,7 @@ async fn documented_preconditions_are_honoured() {
             "{method} {template} honours If-Match but the document does not say so"
         );
     }
-    assert_eq!((conditional, tagged), (24, 7));
+    assert_eq!((conditional, tagged), (28, 7));
 }
 
 #[actix_web::test]

@@ -35,7 +35,7 @@ application/problem+json with a stable `code`.",
         (name = "Catalog", description = "Products with their portal policy, and plans"),
         (name = "Customers", description = "The merchant's subscribers"),
         (name = "Customer sessions", description = "Portal tokens and identity providers"),
-        (name = "Subscriptions", description = "Subscribe, pause, resume, cancel, change plan; scheduled changes"),
+        (name = "Subscriptions", description = "Subscribe, pause, resume, cancel, change plan, skip renewals; scheduled changes"),
         (name = "Cancellation requests", description = "Customers' requests to cancel (request mode): approve early or decline"),
         (name = "Support tickets", description = "Tickets opened by cancellation requests, with their conversation"),
         (name = "Portal", description = "Self-service routes for a signed-in customer"),
@@ -405,6 +405,8 @@ pub const VERSIONED: &[(&str, &str, Precondition)] = &[
     ("post", "/v1/subscriptions/{id}/cancel", IF_MATCH),
     ("post", "/v1/subscriptions/{id}/change_plan", IF_MATCH),
     ("post", "/v1/subscriptions/{id}/change_quantity", IF_MATCH),
+    ("post", "/v1/subscriptions/{id}/skip", IF_MATCH),
+    ("post", "/v1/subscriptions/{id}/unskip", IF_MATCH),
     (
         "delete",
         "/v1/subscriptions/{id}/scheduled_changes/{change_id}",
@@ -425,6 +427,8 @@ pub const VERSIONED: &[(&str, &str, Precondition)] = &[
         "/v1/portal/subscriptions/{id}/change_quantity",
         IF_MATCH,
     ),
+    ("post", "/v1/portal/subscriptions/{id}/skip", IF_MATCH),
+    ("post", "/v1/portal/subscriptions/{id}/unskip", IF_MATCH),
     (
         "delete",
         "/v1/portal/subscriptions/{id}/scheduled_changes/{change_id}",
@@ -661,7 +665,7 @@ mod tests {
     use tenure_domain::catalog::{MAX_INTERVAL_COUNT, MAX_TRIAL_DAYS};
     use tenure_domain::data_retention::RetentionDays;
     use tenure_domain::money::MAX_AMOUNT;
-    use tenure_domain::policy::{MAX_NOTICE_PERIOD_DAYS, MAX_PAUSE_DAYS_LIMIT};
+    use tenure_domain::policy::{MAX_NOTICE_PERIOD_DAYS, MAX_PAUSE_DAYS_LIMIT, MAX_PENDING_SKIPS};
     use tenure_domain::retention::{MAX_OFFER_CYCLES, MAX_OFFER_DAYS};
     use tenure_domain::subscription::pause::MAX_PAUSE_CYCLES;
     use tenure_domain::webhooks::MAX_SECRET_OVERLAP_SECS;
@@ -721,7 +725,7 @@ mod tests {
     fn documented_bounds_are_the_enforced_ones() {
         let doc = document();
         let bound = i64::from;
-        let cases: [Case; 15] = [
+        let cases: [Case; 16] = [
             (
                 "CreatePlan",
                 None,
@@ -742,6 +746,12 @@ mod tests {
                 None,
                 "max_pause_days",
                 (1, bound(MAX_PAUSE_DAYS_LIMIT)),
+            ),
+            (
+                "PortalPolicyInput",
+                None,
+                "max_consecutive_skips",
+                (1, bound(MAX_PENDING_SKIPS)),
             ),
             (
                 "OfferKindDto",

@@ -56,6 +56,12 @@ fn apply_policy(
     if let Some(x) = input.allow_plan_change {
         policy.allow_plan_change = x;
     }
+    if let Some(x) = input.allow_skip {
+        policy.allow_skip = x;
+    }
+    if let Some(x) = input.max_consecutive_skips {
+        policy.max_consecutive_skips = x;
+    }
     if let Some(ids) = &input.switchable_plan_ids {
         let mut parsed = Vec::with_capacity(ids.len());
         for (i, raw) in ids.iter().enumerate() {

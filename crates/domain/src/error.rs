@@ -106,6 +106,7 @@ pub enum Refusal {
     ScheduledChangesInconsistent,
     TicketClosed,
     CancellationRequestNotPending,
+    NoRenewalSkipped,
 }
 
 impl Refusal {
@@ -141,6 +142,7 @@ impl Refusal {
             Self::ScheduledChangesInconsistent => "scheduled_changes_inconsistent",
             Self::TicketClosed => "ticket_closed",
             Self::CancellationRequestNotPending => "cancellation_request_not_pending",
+            Self::NoRenewalSkipped => "no_renewal_skipped",
         }
     }
 }
@@ -173,6 +175,7 @@ impl fmt::Display for Refusal {
             Self::CancellationRequestNotPending => {
                 "a cancellation request that is no longer pending"
             }
+            Self::NoRenewalSkipped => "a subscription without a skipped renewal",
         };
         f.write_str(object)
     }
@@ -204,7 +207,8 @@ mod tests {
             | Refusal::TrialEnded
             | Refusal::ScheduledChangesInconsistent
             | Refusal::TicketClosed
-            | Refusal::CancellationRequestNotPending => r,
+            | Refusal::CancellationRequestNotPending
+            | Refusal::NoRenewalSkipped => r,
         };
         let mut all: Vec<Refusal> = SubscriptionStatus::ALL.map(Refusal::Status).to_vec();
         all.extend(
@@ -228,6 +232,7 @@ mod tests {
                 Refusal::ScheduledChangesInconsistent,
                 Refusal::TicketClosed,
                 Refusal::CancellationRequestNotPending,
+                Refusal::NoRenewalSkipped,
             ]
             .map(listed),
         );

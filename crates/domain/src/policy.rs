@@ -55,6 +55,21 @@ pub struct PortalPolicy {
     pub allow_plan_change: bool,
     /// Plans a subscriber may switch to. Empty means every active plan of the product.
     pub switchable_plan_ids: Vec<PlanId>,
+    /// Whether a subscriber may skip coming renewals (no invoice, no charge, no order for
+    /// the period). Off unless the merchant turns it on: a skipped period is not paid.
+    #[serde(default)]
+    pub allow_skip: bool,
+    /// The most renewals a subscriber may skip in a row (those already passed since the
+    /// last billed renewal count too); `None` means up to [`MAX_PENDING_SKIPS`] ahead.
+    #[serde(default = "default_max_consecutive_skips")]
+    pub max_consecutive_skips: Option<u32>,
+}
+
+/// How many renewals may be skipped ahead at once, by anyone: a year of monthly ones.
+pub const MAX_PENDING_SKIPS: u32 = 12;
+
+fn default_max_consecutive_skips() -> Option<u32> {
+    Some(2)
 }
 
 /// Upper bounds that keep dates inside what every calendar computation handles.
@@ -74,6 +89,8 @@ impl Default for PortalPolicy {
             keep_access_while_paused: false,
             allow_plan_change: true,
             switchable_plan_ids: Vec::new(),
+            allow_skip: false,
+            max_consecutive_skips: default_max_consecutive_skips(),
         }
     }
 }
@@ -85,6 +102,21 @@ impl PortalPolicy {
                 "portal_policy.notice_period_days",
                 format!("must be at most {MAX_NOTICE_PERIOD_DAYS}"),
             ));
+        }
+        match self.max_consecutive_skips {
+            Some(0) => {
+                return Err(DomainError::validation(
+                    "portal_policy.max_consecutive_skips",
+                    "must be at least 1 (set allow_skip to false to forbid skipping)",
+                ));
+            }
+            Some(n) if n > MAX_PENDING_SKIPS => {
+                return Err(DomainError::validation(
+                    "portal_policy.max_consecutive_skips",
+                    format!("must be at most {MAX_PENDING_SKIPS}"),
+                ));
+            }
+            _ => {}
         }
         match self.max_pause_days {
             Some(0) => Err(DomainError::validation(
@@ -117,6 +149,7 @@ mod tests {
     fn defaults_follow_the_design() {
         let p = PortalPolicy::default();
         assert!(p.allow_pause && p.allow_cancel && p.allow_plan_change);
+        assert!(!p.allow_skip);
         assert_eq!(p.cancellation_mode, CancellationMode::Request);
         assert!(p.validate().is_ok());
     }
@@ -133,6 +166,13 @@ mod tests {
             ..PortalPolicy::default()
         };
         assert!(p.validate().is_err());
+        for bad in [0, MAX_PENDING_SKIPS + 1] {
+            let p = PortalPolicy {
+                max_consecutive_skips: Some(bad),
+                ..PortalPolicy::default()
+            };
+            assert!(p.validate().is_err());
+        }
     }
 
     #[test]
@@ -147,5 +187,20 @@ mod tests {
         assert!(p.allows_switch_to(b, true));
         p.allow_plan_change = false;
         assert!(!p.allows_switch_to(b, true));
+    }
+}
+
+#[cfg(test)]
+mod stored_policies {
+    use super::*;
+
+    #[test]
+    fn a_policy_stored_before_skips_existed_reads_with_their_defaults() {
+        let mut stored = serde_json::to_value(PortalPolicy::default()).unwrap();
+        let object = stored.as_object_mut().unwrap();
+        object.remove("allow_skip");
+        object.remove("max_consecutive_skips");
+        let read: PortalPolicy = serde_json::from_value(stored).unwrap();
+        assert_eq!(read, PortalPolicy::default());
     }
 }

@@ -20,7 +20,7 @@
 //!    subscription ends `canceled` (the invoice becomes `uncollectible`) or `unpaid` (the
 //!    invoice stays open for the customer).
 //! 3. **Notify.** `invoice.upcoming` once per subscription period, `upcoming_notice_days`
-//!    before it ends (marker column `upcoming_notice_for`).
+//!    before it ends (marker column `upcoming_notice_for`); none before a skipped renewal.
 //!
 //! A crash anywhere rolls the batch's (or item's) transaction back: nothing is
 //! half-renewed and no invoice number is lost. A charge interrupted between its two
@@ -418,7 +418,9 @@ async fn notify_due(
                     return Ok(Round::Idle);
                 };
                 let s = subs_repo::get(conn, merchant, id, true).await?;
-                if let Some(upcoming) = upcoming_of(conn, merchant, &s).await? {
+                // A skipped renewal bills nothing, so there is nothing to announce.
+                let skipped = s.subscription.next_renewal_skipped();
+                if !skipped && let Some(upcoming) = upcoming_of(conn, merchant, &s).await? {
                     record_event(
                         conn,
                         merchant,

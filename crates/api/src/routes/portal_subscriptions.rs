@@ -36,6 +36,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(change_plan)
         .service(preview_quantity_change)
         .service(change_quantity)
+        .service(skip_renewal)
+        .service(unskip_renewal)
         .service(remove_scheduled_change)
         .service(withdraw_cancellation_request);
 }
@@ -197,6 +199,40 @@ async fn resume_subscription(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     run(&req, &state, auth, &id, Action::Resume).await
+}
+
+/// Skip the next renewal not skipped yet, where `available_actions.skip` offers it (it
+/// names the renewal): no invoice and no charge for that period, the subscription stays
+/// active. 422 `skip_not_allowed` when the product's policy forbids skipping,
+/// `too_many_consecutive_skips` beyond its `max_consecutive_skips`; 409 with the state's
+/// code otherwise. Honours `If-Match`.
+#[utoipa::path(operation_id = "portal_skip_renewal", tag = "Portal",
+    params(("id" = String, Path, description = "Subscription id (sub_…)")),
+    responses((status = 200, description = "The subscription", body = PortalSubscriptionDto)))]
+#[post("/subscriptions/{id}/skip")]
+async fn skip_renewal(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    auth: AuthenticatedCustomer,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    run(&req, &state, auth, &id, Action::Skip).await
+}
+
+/// Take back the last skip, where `available_actions.unskip` is true: that renewal bills
+/// again. 409 `no_renewal_skipped` when none is skipped; 422 `skip_not_removable` for a
+/// skip the merchant made. Honours `If-Match`.
+#[utoipa::path(operation_id = "portal_unskip_renewal", tag = "Portal",
+    params(("id" = String, Path, description = "Subscription id (sub_…)")),
+    responses((status = 200, description = "The subscription", body = PortalSubscriptionDto)))]
+#[post("/subscriptions/{id}/unskip")]
+async fn unskip_renewal(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    auth: AuthenticatedCustomer,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    run(&req, &state, auth, &id, Action::Unskip).await
 }
 
 /// Cancel under the product's policy. `request` mode: send a `reason` (and optionally a

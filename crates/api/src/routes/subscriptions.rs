@@ -34,6 +34,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(change_plan)
         .service(preview_quantity_change)
         .service(change_quantity)
+        .service(skip_renewal)
+        .service(unskip_renewal)
         .service(remove_scheduled_change);
 }
 
@@ -383,6 +385,40 @@ async fn change_quantity(
         Action::ChangeQuantity(body.0.quantity),
     )
     .await
+}
+
+/// Skip the next renewal not skipped yet: when it comes, the subscription stays `active`
+/// and its period advances, with no invoice and no charge (`subscription.renewal_skipped`).
+/// Call again to skip the one after; `skipped_renewals` lists them. Only an `active`
+/// subscription whose period is running skips (409 with the state's code otherwise, e.g.
+/// `renewal_pending`, `cancellation_pending`, `pause_scheduled`); 12 ahead at most (422
+/// `skip_limit_reached`). Merchants are not bound by the portal policy. Honours `If-Match`.
+#[utoipa::path(tag = "Subscriptions",
+    params(("id" = String, Path, description = "Subscription id (sub_…)")),
+    responses((status = 200, description = "The subscription", body = SubscriptionDto)))]
+#[post("/subscriptions/{id}/skip")]
+async fn skip_renewal(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    auth: AuthenticatedMerchant,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    run(&req, &state, auth, &id, Action::Skip).await
+}
+
+/// Take back the last skip (`skipped_renewals`' last entry): that renewal bills again
+/// (409 `no_renewal_skipped` when none is skipped). Honours `If-Match`.
+#[utoipa::path(tag = "Subscriptions",
+    params(("id" = String, Path, description = "Subscription id (sub_…)")),
+    responses((status = 200, description = "The subscription", body = SubscriptionDto)))]
+#[post("/subscriptions/{id}/unskip")]
+async fn unskip_renewal(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    auth: AuthenticatedMerchant,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    run(&req, &state, auth, &id, Action::Unskip).await
 }
 
 /// Remove a scheduled change (a pause not yet started, an automatic resume, a pending

@@ -364,20 +364,29 @@ pub(crate) async fn settle_or_schedule(
 
 /// The period and terms the next invoice of `sub` will bill, if it renews: the first
 /// paid period after a trial, or the period after the current one once the changes due
-/// at its end applied (a cancellation means none; a downgrade bills the new plan).
+/// at its end applied (a cancellation means none; a downgrade bills the new plan). A
+/// skipped renewal bills nothing, so the next invoice is the first renewal not skipped.
 pub fn next_invoice_period(sub: &Subscription) -> Option<(Period, PlanTerms)> {
-    let at = sub.current_period.end;
-    let applied = sub.apply_due(at).ok()?;
-    for event in &applied.events {
-        if let SubscriptionEvent::TrialEnded { period } = event {
-            return Some((*period, applied.subscription.plan));
+    let mut sub = sub.clone();
+    for _ in 0..=sub.skipped_renewals.len() {
+        let at = sub.current_period.end;
+        let applied = sub.apply_due(at).ok()?;
+        for event in &applied.events {
+            if let SubscriptionEvent::TrialEnded { period } = event {
+                return Some((*period, applied.subscription.plan));
+            }
         }
+        let renewed = applied.subscription.renew(at).ok()?;
+        if let [SubscriptionEvent::RenewalSkipped { .. }] = renewed.events.as_slice() {
+            sub = renewed.subscription;
+            continue;
+        }
+        return Some((
+            renewed.subscription.current_period,
+            renewed.subscription.plan,
+        ));
     }
-    let renewed = applied.subscription.renew(at).ok()?;
-    Some((
-        renewed.subscription.current_period,
-        renewed.subscription.plan,
-    ))
+    None
 }
 
 pub async fn upcoming_of(

@@ -24,6 +24,11 @@ pub struct PortalPolicyDto {
     pub allow_plan_change: bool,
     /// Plans a subscriber may switch to; empty means every active plan of the product.
     pub switchable_plan_ids: Vec<String>,
+    /// Whether a subscriber may skip coming renewals (off by default).
+    pub allow_skip: bool,
+    /// The most renewals a subscriber may skip in a row, counting those passed since the
+    /// last billed renewal; null for no limit (12 ahead at most, for anyone).
+    pub max_consecutive_skips: Option<u32>,
 }
 
 /// `request`: reason, support ticket, notice period. `immediate`: confirm and end.
@@ -114,6 +119,8 @@ impl From<&PortalPolicy> for PortalPolicyDto {
                 .iter()
                 .map(ToString::to_string)
                 .collect(),
+            allow_skip: p.allow_skip,
+            max_consecutive_skips: p.max_consecutive_skips,
         }
     }
 }
@@ -145,6 +152,11 @@ pub struct PortalPolicyInput {
     /// of the product. Each must be a plan of this product (so a new product, which has
     /// none yet, takes an empty list: set it once the plans exist).
     pub switchable_plan_ids: Option<Vec<String>>,
+    pub allow_skip: Option<bool>,
+    /// Null for no limit.
+    #[serde(default, deserialize_with = "super::customers::double_option")]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 12)]
+    pub max_consecutive_skips: Option<Option<u32>>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -188,7 +200,7 @@ pub struct UpdateProduct {
     "description": null, "active": true, "portal_policy": {"allow_pause": true, "allow_cancel": true,
     "cancellation_mode": "request", "immediate_cancel_timing": "now", "notice_rule": "later_of_notice_and_period_end",
     "notice_period_days": 14, "max_pause_days": 90, "keep_access_while_paused": false, "allow_plan_change": true,
-    "switchable_plan_ids": []}, "shippable": true, "min_quantity": 1, "max_quantity": 6, "archived_at": null, "created_at": "2026-11-25T10:00:00Z", "updated_at": "2026-11-25T10:00:00Z"}))]
+    "switchable_plan_ids": [], "allow_skip": true, "max_consecutive_skips": 2}, "shippable": true, "min_quantity": 1, "max_quantity": 6, "archived_at": null, "created_at": "2026-11-25T10:00:00Z", "updated_at": "2026-11-25T10:00:00Z"}))]
 pub struct ProductDto {
     #[schema(example = "prod_01jf9z7q6ve3a8r7m2k4t5n6bc")]
     pub id: String,

@@ -226,6 +226,19 @@ wire_enum! {
     }
 }
 
+/// A coming renewal that will pass without an invoice or a charge.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"renewal_at": "2026-12-25T10:00:00Z", "requested_by": "customer",
+    "requested_at": "2026-12-01T08:00:00Z"}))]
+pub struct SkippedRenewalDto {
+    /// The renewal that is skipped: the period starting then is not billed.
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
+    pub renewal_at: DateTime<Utc>,
+    pub requested_by: ActorDto,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
+    pub requested_at: DateTime<Utc>,
+}
+
 /// A change that will happen to the subscription.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"id": "sch_01jf9zc0f4e3a8r7m2k4t5n6bc", "type": "plan_change",
@@ -297,7 +310,8 @@ fn details(change: &ScheduledChange) -> serde_json::Value {
     "current_period": {"start": "2026-11-25T10:00:00Z", "end": "2026-12-25T10:00:00Z"},
     "billing_anchor": "2026-11-25T10:00:00Z", "trial_end": null, "cancel_at": null, "canceled_at": null,
     "ended_at": null, "access_until": null, "billing_ends_at": null, "cancellation_details": null,
-    "pause": null, "scheduled_changes": [], "discounts": [], "created_at": "2026-11-25T10:00:00Z",
+    "pause": null, "scheduled_changes": [], "skipped_renewals": [], "skipped_in_a_row": 0,
+    "discounts": [], "created_at": "2026-11-25T10:00:00Z",
     "updated_at": "2026-11-25T10:00:00Z"}))]
 pub struct SubscriptionDto {
     pub id: String,
@@ -343,6 +357,15 @@ pub struct SubscriptionDto {
     pub pause: Option<PauseDto>,
     /// Future changes in the order they take effect.
     pub scheduled_changes: Vec<ScheduledChangeDto>,
+    /// The coming renewals that will pass without an invoice or a charge, in order:
+    /// always the next ones (`POST …/skip` adds the next, `POST …/unskip` takes back the
+    /// last).
+    #[serde(default)]
+    pub skipped_renewals: Vec<SkippedRenewalDto>,
+    /// How many renewals in a row have passed skipped since the last billed one (the
+    /// portal policy's `max_consecutive_skips` counts them).
+    #[serde(default)]
+    pub skipped_in_a_row: u32,
     /// The discounts that still apply to coming invoices (`cycles_remaining > 0`), in the
     /// order invoices apply them (oldest first). Shown on API reads and action
     /// responses; event snapshots omit it (a renewal's invoice shows what it applied).
@@ -458,6 +481,16 @@ impl SubscriptionDto {
                     removable: sub.check_can_remove_scheduled_change(c.id, actor).is_ok(),
                 })
                 .collect(),
+            skipped_renewals: sub
+                .skipped_renewals
+                .iter()
+                .map(|s| SkippedRenewalDto {
+                    renewal_at: s.renewal_at,
+                    requested_by: s.requested_by.into(),
+                    requested_at: s.requested_at,
+                })
+                .collect(),
+            skipped_in_a_row: sub.skipped_in_a_row,
             discounts: None,
             created_at: s.created_at,
             updated_at: s.updated_at,
@@ -499,6 +532,15 @@ pub struct ChangeQuantityActionDto {
     pub max: u32,
 }
 
+/// The renewal a skip would take now (`POST …/skip`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SkipActionDto {
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
+    pub renewal_at: DateTime<Utc>,
+    /// The most renewals that may be skipped in a row; null means no limit.
+    pub max_consecutive_skips: Option<u32>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ChangePlanActionDto {
     /// Plans the subscriber may switch to.
@@ -518,6 +560,10 @@ pub struct AvailableActionsDto {
     pub change_quantity: Option<ChangeQuantityActionDto>,
     /// Ids of scheduled changes the customer may remove.
     pub removable_changes: Vec<String>,
+    /// Skip one more coming renewal (null when none may be skipped now).
+    pub skip: Option<SkipActionDto>,
+    /// Whether the last skip may be taken back (`POST …/unskip`).
+    pub unskip: bool,
 }
 
 impl From<AvailableActions> for AvailableActionsDto {
@@ -551,6 +597,11 @@ impl From<AvailableActions> for AvailableActionsDto {
                 .iter()
                 .map(ToString::to_string)
                 .collect(),
+            skip: a.skip.map(|s| SkipActionDto {
+                renewal_at: s.renewal_at,
+                max_consecutive_skips: s.max_consecutive_skips,
+            }),
+            unskip: a.unskip,
         }
     }
 }
@@ -571,7 +622,8 @@ impl From<AvailableActions> for AvailableActionsDto {
                    "reasons": ["too_expensive", "missing_features", "switched_service", "unused",
                                "customer_service", "too_complex", "low_quality", "other"]},
         "withdraw_cancellation": false, "change_plan": {"plan_ids": ["plan_01jf9z9b2ce3a8r7m2k4t5n6bc"]},
-        "removable_changes": []}}))]
+        "removable_changes": [], "skip": {"renewal_at": "2026-12-25T10:00:00Z", "max_consecutive_skips": 2},
+        "unskip": false}}))]
 pub struct PortalSubscriptionDto {
     #[serde(flatten)]
     pub subscription: SubscriptionDto,
@@ -667,7 +719,7 @@ pub struct CreatedSubscriptionDto {
                    "reasons": ["too_expensive", "missing_features", "switched_service", "unused",
                                "customer_service", "too_complex", "low_quality", "other"]},
         "withdraw_cancellation": false, "change_plan": null, "change_quantity": null,
-        "removable_changes": []},
+        "removable_changes": [], "skip": null, "unskip": false},
     "next_action": {"type": "confirm_payment", "invoice_id": "inv_01jf9zd1f4e3a8r7m2k4t5n6bc",
         "provider": "stripe", "client_secret": "pi_3Q0abc_secret_def",
         "publishable_key": "pk_test_51Q0abc"}}))]

@@ -333,6 +333,8 @@ pub async fn act_in_tx(
             let limits = quantity_limits_of(conn, merchant, before.product_id).await?;
             sub.change_quantity(*quantity, limits, actor, now)?
         }
+        Action::Skip => sub.skip_renewal(&policy, actor, now)?,
+        Action::Unskip => sub.unskip_renewal(actor)?,
         Action::RemoveScheduledChange(change) => sub.remove_scheduled_change(*change, actor)?,
         Action::WithdrawRequest(request_id) => {
             pending_request_of(conn, scope, sub, *request_id).await?;
@@ -369,6 +371,8 @@ pub(crate) fn grants_discount(action: &Action) -> bool {
         | Action::Cancel(_)
         | Action::ChangePlan(_)
         | Action::ChangeQuantity(_)
+        | Action::Skip
+        | Action::Unskip
         | Action::RemoveScheduledChange(_)
         | Action::WithdrawRequest(_)
         | Action::ApproveRequest(_)

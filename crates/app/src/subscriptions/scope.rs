@@ -57,6 +57,10 @@ pub enum Action {
     Cancel(CancelRequest),
     ChangePlan(PlanId),
     ChangeQuantity(u32),
+    /// Skip the first coming renewal not skipped yet.
+    Skip,
+    /// Take back the last skip.
+    Unskip,
     RemoveScheduledChange(ScheduledChangeId),
     WithdrawRequest(CancellationRequestId),
     ApproveRequest(CancellationRequestId),

@@ -23,6 +23,8 @@ pub enum Command {
     WithdrawCancellation,
     ChangePlan(PlanChangeRequest),
     RemoveScheduledChange { id: ScheduledChangeId },
+    SkipRenewal,
+    UnskipRenewal,
 }
 
 impl Command {
@@ -34,6 +36,8 @@ impl Command {
             Command::WithdrawCancellation => "withdraw_cancellation",
             Command::ChangePlan(_) => "change_plan",
             Command::RemoveScheduledChange { .. } => "remove_scheduled_change",
+            Command::SkipRenewal => "skip",
+            Command::UnskipRenewal => "unskip",
         }
     }
 }
@@ -54,6 +58,8 @@ impl Subscription {
             Command::WithdrawCancellation => self.withdraw_cancellation(actor),
             Command::ChangePlan(request) => self.change_plan(request, policy, actor, now),
             Command::RemoveScheduledChange { id } => self.remove_scheduled_change(*id, actor),
+            Command::SkipRenewal => self.skip_renewal(policy, actor, now),
+            Command::UnskipRenewal => self.unskip_renewal(actor),
         }
     }
 }

@@ -51,6 +51,13 @@ pub struct QuantityAvailability {
     pub max: u32,
 }
 
+/// The renewal a skip would take now, and the customer's limit on skips in a row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkipAvailability {
+    pub renewal_at: DateTime<Utc>,
+    pub max_consecutive_skips: Option<u32>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AvailableActions {
     pub pause: Option<PauseAvailability>,
@@ -63,6 +70,10 @@ pub struct AvailableActions {
     pub change_quantity: Option<QuantityAvailability>,
     /// Scheduled changes the subscriber may remove.
     pub removable_changes: Vec<ScheduledChangeId>,
+    /// `None` when no (further) renewal may be skipped now.
+    pub skip: Option<SkipAvailability>,
+    /// Whether the last skip may be taken back.
+    pub unskip: bool,
 }
 
 /// The customer's available actions. `product_plans` are the active plans of the
@@ -126,7 +137,16 @@ pub fn available_actions(
             min: limits.min(),
             max: limits.max(),
         });
+    let skip = subscription
+        .check_can_skip(policy, customer, now)
+        .ok()
+        .map(|renewal_at| SkipAvailability {
+            renewal_at,
+            max_consecutive_skips: policy.max_consecutive_skips,
+        });
     AvailableActions {
+        skip,
+        unskip: subscription.check_can_unskip(customer).is_ok(),
         change_quantity,
         pause,
         resume: subscription.check_can_resume(customer).is_ok(),

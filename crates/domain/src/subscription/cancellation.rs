@@ -508,6 +508,7 @@ impl Subscription {
                 .into_iter()
                 .map(|c| removed(c, RemovalReason::SubscriptionCanceled)),
         );
+        events.extend(self.drop_stale_skips());
         Ok(events)
     }
 

@@ -121,6 +121,20 @@ pub enum SubscriptionEvent {
         change: ScheduledChange,
         reason: RemovalReason,
     },
+    /// The renewal at `renewal_at` will pass without an invoice.
+    RenewalSkipScheduled {
+        renewal_at: DateTime<Utc>,
+        by: Actor,
+    },
+    /// A skip was taken back, or no longer applies (`reason`): that renewal bills again.
+    RenewalSkipRemoved {
+        renewal_at: DateTime<Utc>,
+        reason: RemovalReason,
+    },
+    /// A skipped renewal came: `period` began without an invoice or a charge.
+    RenewalSkipped {
+        period: Period,
+    },
 }
 
 impl SubscriptionEvent {
@@ -148,6 +162,9 @@ impl SubscriptionEvent {
             Self::PlanChangeScheduled { .. } => "subscription.plan_change_scheduled",
             Self::QuantityChanged { .. } => "subscription.quantity_changed",
             Self::ScheduledChangeRemoved { .. } => "subscription.scheduled_change_removed",
+            Self::RenewalSkipScheduled { .. } => "subscription.renewal_skip_scheduled",
+            Self::RenewalSkipRemoved { .. } => "subscription.renewal_skip_removed",
+            Self::RenewalSkipped { .. } => "subscription.renewal_skipped",
         }
     }
 
@@ -174,5 +191,8 @@ impl SubscriptionEvent {
         "subscription.plan_change_scheduled",
         "subscription.quantity_changed",
         "subscription.scheduled_change_removed",
+        "subscription.renewal_skip_scheduled",
+        "subscription.renewal_skip_removed",
+        "subscription.renewal_skipped",
     ];
 }

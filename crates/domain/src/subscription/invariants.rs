@@ -11,7 +11,29 @@ impl Subscription {
         self.check_status_fields()?;
         self.check_schedule_shape()?;
         self.check_pending_cancellation()?;
-        self.check_pause()
+        self.check_pause()?;
+        self.check_skips()
+    }
+
+    /// Skips name exactly the next renewals of the schedule, and only while it bills.
+    fn check_skips(&self) -> Result<(), String> {
+        if self.skipped_renewals.is_empty() {
+            return Ok(());
+        }
+        if !matches!(
+            self.status,
+            SubscriptionStatus::Active | SubscriptionStatus::PastDue | SubscriptionStatus::Unpaid
+        ) {
+            return Err(format!("skipped renewals while {}", self.status));
+        }
+        let coming = self
+            .coming_renewals(self.skipped_renewals.len())
+            .map_err(|e| e.to_string())?;
+        let skipped: Vec<_> = self.skipped_renewals.iter().map(|s| s.renewal_at).collect();
+        if skipped != coming {
+            return Err("skipped renewals are not the next renewals of the schedule".into());
+        }
+        Ok(())
     }
 
     fn check_period(&self) -> Result<(), String> {

@@ -54,6 +54,7 @@ pub mod plan_change;
 pub mod quantity;
 pub mod renewal;
 pub mod scheduled;
+pub mod skip;
 pub mod state;
 pub mod trial;
 
@@ -64,7 +65,7 @@ pub use crate::billing::terms::PlanTerms;
 pub use actions::Command;
 pub use availability::{
     AvailableActions, CancelAvailability, OfferedPlan, PauseAvailability, PlanChangeAvailability,
-    QuantityAvailability, available_actions,
+    QuantityAvailability, SkipAvailability, available_actions,
 };
 pub use cancellation::{
     ACCESS_ENDING_NOTICE_DAYS, AccessEnd, CancelRequest, CancelTiming, CancellationDetails,
@@ -75,6 +76,7 @@ pub use pause::{ActivePause, OnResume, PauseEnd, PauseRequest, PauseStart};
 pub use plan_change::{PlanChangePreview, PlanChangeRequest, PlanChangeTiming};
 pub use quantity::{QuantityChangePreview, terms_times};
 pub use scheduled::{ChangeType, ScheduledChange, ScheduledChangeKind};
+pub use skip::SkippedRenewal;
 pub use state::{
     Actor, INCOMPLETE_EXPIRES_AFTER, NewSubscription, Subscription, SubscriptionStatus, Transition,
 };

@@ -276,6 +276,7 @@ impl Subscription {
             started_at: terms.started_at,
             resumes_at: terms.resumes_at,
         }];
+        events.extend(self.drop_stale_skips());
         if let Some(resumes_at) = terms.resumes_at {
             let change = ScheduledChange::new(
                 resumes_at,

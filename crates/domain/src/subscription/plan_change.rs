@@ -175,6 +175,7 @@ impl Subscription {
         let preview = self.preview_plan_change(request, policy, actor, now)?;
         let to = request.to;
         let mut next = self.clone();
+        let mut events = Vec::new();
         let event = match preview.timing {
             PlanChangeTiming::Now => {
                 let from = next.plan;
@@ -197,7 +198,9 @@ impl Subscription {
                 SubscriptionEvent::PlanChangeScheduled { change }
             }
         };
-        Ok(Transition::new(next, vec![event]))
+        events.push(event);
+        events.extend(next.drop_stale_skips());
+        Ok(Transition::new(next, events))
     }
 
     /// Applies a scheduled plan change (see the module docs).

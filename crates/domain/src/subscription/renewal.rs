@@ -54,7 +54,8 @@ impl Subscription {
         Ok(())
     }
 
-    /// Starts the next period (one at a time, however late the engine runs).
+    /// Starts the next period (one at a time, however late the engine runs). A skipped
+    /// renewal starts it too, but as `RenewalSkipped`, which bills nothing.
     pub fn renew(&self, now: DateTime<Utc>) -> Result<Transition, DomainError> {
         self.check_can_renew(now)?;
         let mut next = self.clone();
@@ -62,12 +63,16 @@ impl Subscription {
             .plan
             .cadence
             .next_period(self.billing_anchor, &self.current_period)?;
+        // Decided on the ending period, whose end is the renewal a skip names.
+        let skipped = next.pass_renewal();
         next.current_period = period;
         next.reproject_pending_access();
-        Ok(Transition::new(
-            next,
-            vec![SubscriptionEvent::Renewed { period }],
-        ))
+        let event = if skipped {
+            SubscriptionEvent::RenewalSkipped { period }
+        } else {
+            SubscriptionEvent::Renewed { period }
+        };
+        Ok(Transition::new(next, vec![event]))
     }
 
     /// A renewal's payment failed: dunning begins.

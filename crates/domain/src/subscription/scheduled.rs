@@ -297,7 +297,11 @@ impl Subscription {
                 Ok(()) => self.resume_at(at),
                 Err(refusal) => Ok(vec![not_applicable(change, &refusal)]),
             },
-            ScheduledChangeKind::PlanChange { to } => Ok(vec![self.switch_plan_at_renewal(to)]),
+            ScheduledChangeKind::PlanChange { to } => {
+                let mut events = vec![self.switch_plan_at_renewal(to)];
+                events.extend(self.drop_stale_skips());
+                Ok(events)
+            }
             ScheduledChangeKind::Pause {
                 resumes_at,
                 on_resume,

@@ -24,6 +24,7 @@ use crate::subscription::cancellation::CancellationDetails;
 use crate::subscription::events::SubscriptionEvent;
 use crate::subscription::pause::ActivePause;
 use crate::subscription::scheduled::ScheduledChange;
+use crate::subscription::skip::SkippedRenewal;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -161,6 +162,17 @@ pub struct Subscription {
     /// quantities existed).
     #[serde(default = "one")]
     pub quantity: u32,
+    /// The coming renewals that pass without an invoice, in order: always the next ones
+    /// of the schedule, consecutive (see [`crate::subscription::skip`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped_renewals: Vec<SkippedRenewal>,
+    /// How many renewals in a row have passed skipped since the last billed one.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skipped_in_a_row: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 fn one() -> u32 {
@@ -247,6 +259,8 @@ impl Subscription {
             scheduled_changes: Vec::new(),
             cancellation: None,
             quantity: new.quantity,
+            skipped_renewals: Vec::new(),
+            skipped_in_a_row: 0,
         };
         let event = SubscriptionEvent::Created {
             status,

@@ -105,6 +105,19 @@ pub(super) fn assert_agrees(
         assert_eq!(preview.is_ok(), change.is_ok(), "preview: {ctx}");
     }
 
+    let skip = s.skip_renewal(p, customer, now);
+    assert_eq!(
+        available.skip.is_some(),
+        skip.is_ok(),
+        "skip: {ctx} {skip:?}"
+    );
+    if let (Some(offer), Ok(t)) = (&available.skip, &skip) {
+        let skipped = t.subscription.skipped_renewals.last().map(|s| s.renewal_at);
+        assert_eq!(Some(offer.renewal_at), skipped, "skip preview: {ctx}");
+    }
+    let unskip = s.unskip_renewal(customer);
+    assert_eq!(available.unskip, unskip.is_ok(), "unskip: {ctx} {unskip:?}");
+
     for change in &s.scheduled_changes {
         let removal = s.remove_scheduled_change(change.id, customer);
         let offered = available.removable_changes.contains(&change.id);

@@ -9,6 +9,7 @@ mod plan_change;
 mod properties;
 mod quantity;
 mod renewal;
+mod skip;
 mod state;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};

@@ -49,6 +49,12 @@ enum Step {
     PaymentFailed,
     PaymentRecovered,
     MarkUnpaid,
+    Skip {
+        actor: Actor,
+    },
+    Unskip {
+        actor: Actor,
+    },
 }
 
 fn actor() -> impl Strategy<Value = Actor> {
@@ -83,6 +89,8 @@ fn step() -> impl Strategy<Value = Step> {
         1 => Just(Step::PaymentFailed),
         1 => Just(Step::PaymentRecovered),
         1 => Just(Step::MarkUnpaid),
+        2 => actor().prop_map(|actor| Step::Skip { actor }),
+        1 => actor().prop_map(|actor| Step::Unskip { actor }),
     ]
 }
 
@@ -103,6 +111,7 @@ fn portal_policy() -> impl Strategy<Value = PortalPolicy> {
         ],
         0u32..60,
         proptest::option::of(1u32..120),
+        (any::<bool>(), proptest::option::of(1u32..4)),
     )
         .prop_map(
             |(
@@ -112,6 +121,7 @@ fn portal_policy() -> impl Strategy<Value = PortalPolicy> {
                 rule,
                 notice,
                 max_pause,
+                (allow_skip, max_consecutive_skips),
             )| {
                 PortalPolicy {
                     allow_pause,
@@ -124,6 +134,8 @@ fn portal_policy() -> impl Strategy<Value = PortalPolicy> {
                     notice_period_days: notice,
                     max_pause_days: max_pause,
                     switchable_plan_ids: Vec::new(),
+                    allow_skip,
+                    max_consecutive_skips,
                 }
             },
         )
@@ -234,6 +246,8 @@ impl World {
             Step::PaymentFailed => s.record_payment_failure(),
             Step::PaymentRecovered => s.record_payment_recovery(),
             Step::MarkUnpaid => s.mark_unpaid(),
+            Step::Skip { actor } => s.skip_renewal(p, *actor, now),
+            Step::Unskip { actor } => s.unskip_renewal(*actor),
         };
         result.ok()
     }
