@@ -159,6 +159,7 @@ pub async fn adjust(
                 subscription: None,
                 kind: OverrideKind::Credit,
                 amount: Some(amount),
+                limits: Vec::new(),
             };
             overrides::record(conn, merchant, grant, reason, now).await?;
         }
@@ -429,6 +430,7 @@ pub async fn grant_discount(
             subscription: Some(id),
             kind: OverrideKind::Discount,
             amount: granted,
+            limits: Vec::new(),
         };
         overrides::record(conn, merchant, grant, reason, now).await?;
         Ok(crate::dto::subscriptions::SubscriptionDiscountDto::from(

@@ -265,6 +265,7 @@ impl World {
         Some(Transition {
             subscription: self.s.clone(),
             events,
+            overridden: Vec::new(),
         })
     }
 }
