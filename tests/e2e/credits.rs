@@ -493,7 +493,7 @@ async fn agents_overrides_need_a_reason_and_show_in_the_timeline_context_and_met
     let (product, cus, sub) = paying_subscriber(
         &app,
         &m,
-        json!({"max_pause_days": 30, "notice_period_days": 30}),
+        json!({"max_pause_days": 30, "notice_period_days": 30, "allow_plan_change": false}),
     )
     .await;
     let other = fixtures::plan(&app, &m, &product, 2500).await;
@@ -605,6 +605,24 @@ async fn agents_overrides_need_a_reason_and_show_in_the_timeline_context_and_met
     assert!(cancel["agent"].as_str().unwrap().starts_with("key_"));
     assert_eq!(cancel["reason"], "Moved abroad, no notice");
     assert_eq!(listed["data"][5]["agent"], AGENT);
+    // Each policy override names the limit it exceeded; money grants none.
+    let limits: Vec<&Value> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| &o["limits"])
+        .collect();
+    assert_eq!(
+        limits,
+        [
+            &json!([]),
+            &json!([]),
+            &json!(["cancellation_notice"]),
+            &json!([]),
+            &json!(["allow_plan_change"]),
+            &json!(["max_pause_days"])
+        ]
+    );
     assert_eq!(listed["data"][5]["subscription_id"], sub.as_str());
 
     let created = events(&app, &m, "override.created").await;

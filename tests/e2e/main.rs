@@ -1,6 +1,7 @@
 //! End-to-end tests: the real application over HTTP against a real PostgreSQL, each test
 //! in a database of its own.
 
+mod agents;
 mod auth;
 mod billing;
 mod cancel_at;

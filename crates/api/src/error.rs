@@ -7,6 +7,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::{Deserialize, Serialize};
 use tenure_app::AppError;
 pub use tenure_app::FieldError;
+use tenure_app::dto::credits::PolicyLimitDto;
 use tenure_domain::DomainError;
 use tenure_store::StoreError;
 use utoipa::ToSchema;
@@ -33,6 +34,10 @@ pub struct Problem {
     /// For validation failures: every invalid field.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// For a refusal by the product's portal policy: the limit that refused it. A
+    /// merchant's agent may exceed it with `override: {reason}` (docs/billing.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<PolicyLimitDto>,
 }
 
 const PROBLEM_TYPE_BASE: &str = "https://docs.tenure.dev/errors/";
@@ -203,6 +208,10 @@ impl ApiError {
             (Self::Validation(_), [first, ..]) => format!("{} {}", first.field, first.message),
             _ => detail,
         };
+        let limit = match self {
+            Self::Domain(DomainError::PolicyLimit { limit, .. }) => Some((*limit).into()),
+            _ => None,
+        };
         Problem {
             problem_type: format!("{PROBLEM_TYPE_BASE}{}", self.code()),
             title: self.title().to_owned(),
@@ -210,6 +219,7 @@ impl ApiError {
             detail,
             code: self.code().to_owned(),
             errors,
+            limit,
         }
     }
 }
@@ -273,6 +283,7 @@ impl ResponseError for ApiError {
             Self::Domain(err) => match err {
                 DomainError::Validation { .. }
                 | DomainError::PolicyForbids { .. }
+                | DomainError::PolicyLimit { .. }
                 | DomainError::CurrencyMismatch { .. }
                 | DomainError::Overflow => StatusCode::UNPROCESSABLE_ENTITY,
                 DomainError::InvalidTransition { .. } | DomainError::Conflict { .. } => {

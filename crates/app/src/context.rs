@@ -253,8 +253,8 @@ pub fn render(
             .collect(),
         tags: facts.customer.tags.clone(),
         segments: facts.segments.clone(),
-        credit_balances: Vec::new(),
-        overrides: Vec::new(),
+        credit_balances: None,
+        overrides: None,
         computed_at: facts.now,
     }
 }
@@ -262,11 +262,14 @@ pub fn render(
 /// How many of the latest overrides the context shows.
 const CONTEXT_OVERRIDES: i64 = 10;
 
-/// `GET /v1/customers/{id}/context`: one consistent snapshot (repeatable read).
+/// `GET /v1/customers/{id}/context`: one consistent snapshot (repeatable read). The
+/// billing data (credit balances, agents' overrides) only `with_billing` (a key that may
+/// read billing: `billing:read`).
 pub async fn get_context(
     state: &App,
     merchant: MerchantId,
     customer: CustomerId,
+    with_billing: bool,
 ) -> AppResult<CustomerContextDto> {
     let now = state.now();
     let mut conn = state.db.conn().await?;
@@ -282,22 +285,28 @@ pub async fn get_context(
                 .collect();
             let lifecycle = repo::lifecycle_events_of(conn, merchant, &sub_ids).await?;
             let mut ctx = render(&facts, lifecycle);
-            ctx.credit_balances = tenure_store::repo::credits::balances(conn, merchant, customer)
-                .await?
-                .into_iter()
-                .map(|b| b.balance.into())
-                .collect();
+            if !with_billing {
+                return Ok(ctx);
+            }
+            ctx.credit_balances = Some(
+                tenure_store::repo::credits::balances(conn, merchant, customer)
+                    .await?
+                    .into_iter()
+                    .map(|b| b.balance.into())
+                    .collect(),
+            );
             let recent = PageRequest {
                 limit: CONTEXT_OVERRIDES,
                 starting_after: None,
             };
-            ctx.overrides =
+            ctx.overrides = Some(
                 tenure_store::repo::overrides::of_customer(conn, merchant, customer, recent)
                     .await?
                     .items
                     .iter()
                     .filter_map(crate::dto::credits::OverrideDto::render)
-                    .collect();
+                    .collect(),
+            );
             Ok(ctx)
         })
         .await

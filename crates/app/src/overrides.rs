@@ -1,5 +1,7 @@
 //! Agents' overrides: each goodwill credit or discount and each policy limit an agent
-//! exceeds for one subscriber is recorded with its reason and the agent
+//! exceeds for one subscriber (agents are held to the product's policy unless their
+//! request overrides it: `Scope::acting`) is recorded with its reason, the agent and the
+//! limits exceeded
 //! (`agent_overrides`, event `override.created`), shows in the customer's timeline (the
 //! event carries the customer) and context, and is summed per agent, kind and currency in
 //! `GET /v1/metrics/overrides`.
@@ -15,6 +17,7 @@ use tenure_domain::ids::{
 };
 use tenure_domain::money::Money;
 use tenure_domain::overrides::{self as domain, OverrideKind};
+use tenure_domain::policy::PolicyLimit;
 use tenure_store::repo::customers as customers_repo;
 use tenure_store::repo::overrides::{self as repo, Override};
 use tenure_store::{Page, PageRequest};
@@ -40,6 +43,8 @@ pub struct Grant {
     pub subscription: Option<SubscriptionId>,
     pub kind: OverrideKind,
     pub amount: Option<Money>,
+    /// The policy limits exceeded (none for goodwill credits and discounts).
+    pub limits: Vec<PolicyLimit>,
 }
 
 /// The reason of an `override` in a request body (422 on `override.reason` when empty).
@@ -64,6 +69,7 @@ pub async fn record(
         agent: acting_agent().unwrap_or_else(|| "unattributed".to_owned()),
         amount: grant.amount,
         created_at: now,
+        limits: grant.limits.iter().map(|l| l.as_str().to_owned()).collect(),
     };
     repo::insert(conn, merchant, &record).await?;
     let view = OverrideDto::render(&record)

@@ -745,6 +745,7 @@ pub async fn accept(
                 subscription,
                 cancellation_request: withdrawn.cancellation_request,
                 may_have_discounts: true,
+                overridden: Vec::new(),
             },
             offer: PresentedOfferDto::render(&offer, &accepted),
             discount: discount.as_ref().map(DiscountDto::from),

@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use crate::policy_limit::PolicyLimit;
 use crate::subscription::SubscriptionStatus;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -28,6 +29,13 @@ pub enum DomainError {
         action: &'static str,
         /// A stable machine code such as `pause_not_allowed`.
         code: &'static str,
+    },
+    /// A limit of the product's portal policy refuses the request. `overridable` when the
+    /// caller is a merchant's agent, who may exceed it with an `override` and a reason.
+    #[error("{}", policy_limit_message(*limit, *overridable))]
+    PolicyLimit {
+        limit: PolicyLimit,
+        overridable: bool,
     },
     #[error("amounts in {expected} and {found} cannot be combined")]
     CurrencyMismatch {
@@ -73,10 +81,23 @@ impl DomainError {
             Self::Validation { .. } => "validation_failed",
             Self::InvalidTransition { refusal, .. } => refusal.code(),
             Self::PolicyForbids { code, .. } | Self::Conflict { code, .. } => code,
+            Self::PolicyLimit { limit, .. } => limit.code(),
             Self::CurrencyMismatch { .. } => "currency_mismatch",
             Self::Overflow => "amount_out_of_range",
             Self::NotFound { .. } => "resource_missing",
         }
+    }
+}
+
+fn policy_limit_message(limit: PolicyLimit, overridable: bool) -> String {
+    if overridable {
+        format!(
+            "the product's policy does not allow {} (limit `{}`); an `override` with a reason allows it",
+            limit.action(),
+            limit.as_str()
+        )
+    } else {
+        format!("the merchant's policy does not allow {}", limit.action())
     }
 }
 

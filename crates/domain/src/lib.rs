@@ -19,6 +19,7 @@ pub mod money;
 pub mod outbound;
 pub mod overrides;
 pub mod policy;
+pub mod policy_limit;
 pub mod rate_limit;
 pub mod retention;
 pub mod subscription;

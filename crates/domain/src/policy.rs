@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::DomainError;
 use crate::ids::PlanId;
+pub use crate::policy_limit::PolicyLimit;
 
 /// How a subscriber's cancellation is handled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -140,6 +141,48 @@ impl PortalPolicy {
     }
 }
 
+/// Whom a policy check holds to the product's limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PolicyActor {
+    /// A subscriber (the portal): held to every limit.
+    Customer,
+    /// A merchant's agent (a merchant request naming `Tenure-Agent`, or one that carries
+    /// an `override`): held to every limit unless `overriding`, and then every limit the
+    /// request exceeds is allowed and reported, to be recorded as an override.
+    Agent { overriding: bool },
+    /// A merchant's backend without an agent, or Tenure itself: held to none.
+    System,
+}
+
+impl PolicyActor {
+    /// Holds the actor to `limit`, which the request exceeds: `Ok(None)` when it does not
+    /// bind them, `Ok(Some(limit))` when an overriding agent exceeds it, else the refusal
+    /// (which tells an agent that an override would allow it).
+    pub fn exceed(self, limit: PolicyLimit) -> Result<Option<PolicyLimit>, DomainError> {
+        match self {
+            PolicyActor::System => Ok(None),
+            PolicyActor::Agent { overriding: true } => Ok(Some(limit)),
+            PolicyActor::Agent { overriding: false } => Err(DomainError::PolicyLimit {
+                limit,
+                overridable: true,
+            }),
+            PolicyActor::Customer => Err(DomainError::PolicyLimit {
+                limit,
+                overridable: false,
+            }),
+        }
+    }
+
+    /// Whether the limits shape what the request gets (a subscriber's open-ended pause
+    /// ends after `max_pause_days`): for everyone they bind and who does not override.
+    pub fn is_held(self) -> bool {
+        matches!(
+            self,
+            PolicyActor::Customer | PolicyActor::Agent { overriding: false }
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,6 +230,36 @@ mod tests {
         assert!(p.allows_switch_to(b, true));
         p.allow_plan_change = false;
         assert!(!p.allows_switch_to(b, true));
+    }
+
+    #[test]
+    fn limits_bind_customers_and_agents_unless_they_override() {
+        for limit in PolicyLimit::ALL {
+            assert_eq!(PolicyLimit::parse(limit.as_str()), Some(limit));
+            // The wire name is the serde name (a DTO mirrors the enum).
+            assert_eq!(
+                serde_json::to_value(limit).unwrap(),
+                serde_json::json!(limit.as_str())
+            );
+            assert_eq!(PolicyActor::System.exceed(limit), Ok(None));
+            assert_eq!(
+                PolicyActor::Agent { overriding: true }.exceed(limit),
+                Ok(Some(limit))
+            );
+            let refused = PolicyActor::Agent { overriding: false }
+                .exceed(limit)
+                .unwrap_err();
+            assert_eq!(refused.code(), limit.code());
+            assert!(refused.to_string().contains("override"), "{refused}");
+            let refused = PolicyActor::Customer.exceed(limit).unwrap_err();
+            assert_eq!(refused.code(), limit.code());
+            assert!(!refused.to_string().contains("override"), "{refused}");
+        }
+        assert_eq!(PolicyLimit::parse("max_pause"), None);
+        assert!(PolicyActor::Customer.is_held());
+        assert!(PolicyActor::Agent { overriding: false }.is_held());
+        assert!(!PolicyActor::Agent { overriding: true }.is_held());
+        assert!(!PolicyActor::System.is_held());
     }
 }
 

@@ -668,5 +668,6 @@ diesel::table! {
         amount -> Nullable<Int8>,
         currency -> Nullable<Text>,
         created_at -> Timestamptz,
+        limits -> Array<Text>,
     }
 }

@@ -12,6 +12,7 @@ import {
   portalListSubscriptions,
   portalPreviewPlanChange,
   replyToTicket,
+  type TenureError,
 } from '@tenure/sdk';
 import { API_URL } from './environment';
 import { Shop } from './shop';
@@ -161,6 +162,66 @@ test('changes plan after a preview of what it costs', async ({ page }) => {
     expect(after.scheduled_changes.map((c) => c.type)).toEqual(['plan_change']);
     await expect(subscriptionCard(page, 'Beans · Basic').getByText('Plan change on')).toBeVisible();
   }
+});
+
+test('redeems a code on a plan change: the preview shows the API’s discount, a refused code the API’s words', async ({ page }) => {
+  const shop = await Shop.open('Codes');
+  const product = await shop.product('Beans');
+  const basic = await shop.plan(product, 'Basic', 1000, 'month');
+  const yearly = await shop.plan(product, 'Yearly', 10000, 'year');
+  const ada = await shop.customer('Ada');
+  const subscription = await shop.subscribe(ada, basic);
+  await shop.promotionCode('WELCOME20', { percent_off: 20, duration: 'once' });
+  const link = await shop.portalLink(ada);
+  const token = decodeURIComponent(/token=([^&]+)/.exec(link)![1]!);
+  const asAda = createTenureClient({ baseUrl: API_URL, credential: token });
+  const refusal = await portalPreviewPlanChange({ client: asAda, path: { id: subscription }, body: { plan_id: yearly.id, promotion_code: 'NOSUCHCODE' } }).then(
+    () => null,
+    (error: unknown) => error as TenureError,
+  );
+  expect(refusal?.code).toBe('promotion_code_invalid');
+  const { data: preview } = await portalPreviewPlanChange({
+    client: asAda,
+    path: { id: subscription },
+    body: { plan_id: yearly.id, promotion_code: 'welcome20' },
+  });
+  const discount = preview.discount!;
+  expect(discount.amount_off.amount).toBeGreaterThan(0);
+  const euros = (amount: number) => `€${(amount / 100).toFixed(2)}`;
+  await page.goto(link);
+
+  await subscriptionCard(page, 'Beans · Basic').getByRole('button', { name: 'Change plan' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Change plan' });
+  await dialog.getByLabel('Beans · Yearly — €100.00 a year').check();
+  const whatChanges = dialog.getByRole('region', { name: 'What changes' });
+  await expect(whatChanges).toContainText(euros(preview.amount_due_now.amount));
+  await expect(whatChanges).not.toContainText('Invoice total with the code');
+
+  // A code the API refuses: its own words, and the change without the code.
+  await dialog.getByLabel('Have a code?').fill('NOSUCHCODE');
+  await dialog.getByRole('button', { name: 'Apply code' }).click();
+  await expect(dialog.getByRole('alert').filter({ hasText: refusal!.detail })).toBeVisible();
+  await expect(dialog.getByRole('button', { name: 'Confirm plan change' })).toBeEnabled();
+  await expect(whatChanges).not.toContainText('Invoice total with the code');
+
+  await dialog.getByLabel('Have a code?').fill('welcome20');
+  await dialog.getByRole('button', { name: 'Apply code' }).click();
+  await expect(whatChanges).toContainText('Invoice total with the code');
+  await expect(whatChanges).toContainText(`Invoice before the code${euros(discount.subtotal.amount)}`);
+  await expect(whatChanges).toContainText(`Code WELCOME20−${euros(discount.amount_off.amount)}`);
+  await expect(whatChanges).toContainText(`Invoice total with the code${euros(discount.total.amount)}`);
+  await dialog.getByRole('button', { name: 'Confirm plan change' }).click();
+
+  await expect(page.getByRole('status')).toHaveText('Your plan was changed.');
+  await expect(subscriptionCard(page, 'Beans · Yearly')).toBeVisible();
+  // Another cadence is invoiced at once: that invoice carries the code's discount.
+  const { data: invoices } = await listInvoices({ client: shop.client, query: { customer_id: ada.id } });
+  const invoice = invoices.data[0]!;
+  expect(invoice.subscription_id).toBe(subscription);
+  expect(invoice.subtotal.amount).toBe(discount.subtotal.amount);
+  expect(invoice.discount.amount).toBe(-discount.amount_off.amount);
+  expect(invoice.total.amount).toBe(discount.total.amount);
+  expect(invoice.lines.some((line) => line.description.includes('WELCOME20'))).toBe(true);
 });
 
 test('changes the quantity after a preview of what it costs', async ({ page }) => {

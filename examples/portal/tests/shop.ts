@@ -4,13 +4,16 @@
 import { execFileSync } from 'node:child_process';
 import {
   type Client,
+  createCoupon,
   createCustomer,
   createCustomerSession,
   createOffer,
   createPlan,
+  createPromotionCode,
   createProduct,
   createSubscription,
   createTenureClient,
+  type CreateCoupon,
   type CreateProduct,
   type CreateRetentionOffer,
   type CustomerDto,
@@ -70,6 +73,13 @@ export class Shop {
 
   async subscribe(customer: CustomerDto, plan: PlanDto): Promise<string> {
     const { data } = await createSubscription({ client: this.client, body: { customer_id: customer.id, plan_id: plan.id } });
+    return data.id;
+  }
+
+  /** A promotion code `code` for a new coupon of `terms`. */
+  async promotionCode(code: string, terms: CreateCoupon): Promise<string> {
+    const { data: coupon } = await createCoupon({ client: this.client, body: terms });
+    const { data } = await createPromotionCode({ client: this.client, body: { coupon_id: coupon.id, code } });
     return data.id;
   }
 

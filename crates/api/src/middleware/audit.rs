@@ -33,6 +33,13 @@ use crate::state::AppState;
 /// The header a merchant's backend names itself in.
 pub const AGENT_HEADER: &str = "tenure-agent";
 
+/// Whether a merchant request names an agent: it then acts as one, held to the product's
+/// portal policy unless it overrides it (`tenure_app::subscriptions::Scope::acting`). The
+/// header's value was checked by [`audit`] before the handler ran.
+pub fn names_agent(req: &actix_web::HttpRequest) -> bool {
+    req.headers().contains_key(AGENT_HEADER)
+}
+
 fn is_change(method: &Method) -> bool {
     matches!(
         *method,

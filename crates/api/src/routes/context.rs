@@ -2,6 +2,7 @@
 
 use actix_web::{HttpRequest, HttpResponse, delete, get, post, put, web};
 use tenure_app::dto::InMode;
+use tenure_domain::access::{Access, Resource, Scope};
 use tenure_domain::ids::CustomerTag;
 use utoipa_actix_web::service_config::ServiceConfig;
 
@@ -31,7 +32,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
 
 /// The customer's context: tenure, subscriptions, lifetime value and MRR per currency,
 /// payment health, support, cancellation and pause history, tags and segments (computed
-/// on read). See docs/customers.md for every rule.
+/// on read). Credit balances and agents' overrides are billing data, shown only to a key
+/// with `billing:read`. See docs/customers.md for every rule.
 #[utoipa::path(tag = "Customers", params(("id" = String, Path, description = "Customer id (cus_…)")),
     responses((status = 200, description = "The customer's context", body = CustomerContextDto)))]
 #[get("/customers/{id}/context")]
@@ -41,7 +43,11 @@ async fn get_context(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<CustomerTag>(&id, "customer")?;
-    let ctx = svc::get_context(&state.app, auth.0, id).await?;
+    let with_billing = auth
+        .1
+        .scopes
+        .allows(Scope::new(Resource::Billing, Access::Read));
+    let ctx = svc::get_context(&state.app, auth.0, id, with_billing).await?;
     Ok(HttpResponse::Ok().json(InMode::new(auth.mode(), ctx)))
 }
 

@@ -326,8 +326,16 @@ async fn change_plan(
         return run(&req, &state, auth, &id, Action::ChangePlan(plan)).await;
     };
     let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
-    let outcome =
-        svc::change_plan_with_code(&state.app, scope(auth), id, if_match(&req), plan, code).await?;
+    let outcome = svc::change_plan_with_code(
+        &state.app,
+        scope(auth),
+        id,
+        if_match(&req),
+        plan,
+        code,
+        None,
+    )
+    .await?;
     render(&state, auth, &outcome).await
 }
 

@@ -11,11 +11,12 @@ use super::{created, if_match, ok_versioned};
 use crate::auth::AuthenticatedMerchant;
 use crate::error::ApiResult;
 use crate::extract::{Json, OptionalJson, Query};
+use crate::middleware::audit::names_agent;
 use crate::state::AppState;
 use tenure_app::dto::common::{parse_field_id, parse_id};
 use tenure_app::dto::credits::OverrideRequest;
 use tenure_app::dto::subscriptions::{
-    CancelSubscription, ChangePlan, ChangeQuantity, CreateSubscription, CreatedSubscriptionDto,
+    CancelSubscription, ChangeQuantity, CreateSubscription, CreatedSubscriptionDto,
     MerchantChangePlan, MerchantPauseSubscription, PlanChangePreviewDto, QuantityChangePreviewDto,
     SubscriptionDto, SubscriptionFilterParams, SubscriptionPreviewDto,
 };
@@ -195,6 +196,12 @@ async fn run(
     run_overriding(req, state, auth, id, action, None).await
 }
 
+/// The merchant's scope, as an agent when the request names one (`Tenure-Agent`): agents
+/// are held to the product's portal policy unless they override it.
+fn acting_scope(req: &HttpRequest, auth: &AuthenticatedMerchant) -> Scope {
+    Scope::merchant_agent(auth.0, names_agent(req))
+}
+
 /// [`run`] with an agent's optional override of the product's policy.
 async fn run_overriding(
     req: &HttpRequest,
@@ -207,7 +214,7 @@ async fn run_overriding(
     let id = parse_id::<SubscriptionTag>(id, "subscription")?;
     let outcome = svc::act_overriding(
         &state.app,
-        Scope::merchant(auth.0),
+        acting_scope(req, &auth),
         id,
         if_match(req),
         action,
@@ -218,10 +225,12 @@ async fn run_overriding(
 }
 
 /// Pause now, at period end (default) or at a date; until a date, after N cycles, or
-/// open-ended. A later start is a scheduled change. Honours `If-Match`. An agent who
-/// goes beyond the product's policy (a pause longer than `max_pause_days`) gives
-/// `override: {reason}`: recorded as an override (`override.created`); without a reason,
-/// 422.
+/// open-ended. A later start is a scheduled change. Honours `If-Match`. A request that
+/// names an agent (`Tenure-Agent`) is held to the product's policy as the portal is
+/// (`allow_pause`, `max_pause_days`: 422 `pause_not_allowed`, `pause_too_long` with the
+/// problem's `limit`) unless it carries `override: {reason}`, which allows the pause and
+/// records the limits exceeded as an override (`override.created`); an override without
+/// a reason is 422. Without the header the backend is not held to the policy.
 #[utoipa::path(tag = "Subscriptions", request_body = MerchantPauseSubscription,
     params(("id" = String, Path, description = "Subscription id (sub_…)")),
     responses((status = 200, description = "The subscription", body = SubscriptionDto)))]
@@ -254,8 +263,11 @@ async fn resume_subscription(
 /// Cancel now (default), at period end, or at a chosen future `cancel_at` (422 when it is
 /// not ahead or more than five years ahead); replaces any pending cancellation. Access
 /// ends at the paid-through date unless `access` is `immediately`. Honours `If-Match`.
-/// An agent who goes beyond the product's policy (no notice period) gives `override:
-/// {reason}`: recorded as an override (`override.created`); without a reason, 422.
+/// A request that names an agent (`Tenure-Agent`) is held to the product's policy
+/// (`allow_cancel`; no end before the one the policy's notice gives a subscriber: 422
+/// `cancel_not_allowed`, `cancellation_notice_required`) unless it carries `override:
+/// {reason}`, which allows it and records the limits exceeded (`override.created`); an
+/// override without a reason is 422. Without the header the backend is not held to it.
 #[utoipa::path(tag = "Subscriptions", request_body = CancelSubscription,
     params(("id" = String, Path, description = "Subscription id (sub_…)")),
     responses((status = 200, description = "The subscription", body = SubscriptionDto)))]
@@ -272,33 +284,39 @@ async fn cancel_subscription(
 }
 
 /// What a plan change would do and cost now: its timing and the exact proration lines.
-#[utoipa::path(tag = "Subscriptions", request_body = ChangePlan,
+/// Held to the policy as the change is (an agent, unless the body overrides it).
+#[utoipa::path(tag = "Subscriptions", request_body = MerchantChangePlan,
     params(("id" = String, Path, description = "Subscription id (sub_…)")),
     responses((status = 200, description = "The preview", body = PlanChangePreviewDto)))]
 #[post("/subscriptions/{id}/change_plan/preview")]
 async fn preview_plan_change(
+    req: HttpRequest,
     state: web::Data<AppState>,
     auth: AuthenticatedMerchant,
     id: web::Path<String>,
-    body: Json<ChangePlan>,
+    body: Json<MerchantChangePlan>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
     let plan = parse_field_id::<PlanTag>(&body.0.plan_id, "plan_id")?;
-    let preview = svc::preview_plan_change_with_code(
+    let preview = svc::preview_plan_change_overriding(
         &state.app,
-        Scope::merchant(auth.0),
+        acting_scope(&req, &auth),
         id,
         plan,
         body.0.promotion_code.as_deref(),
+        body.0.overriding.as_ref(),
     )
     .await?;
     Ok(HttpResponse::Ok().json(InMode::new(auth.mode(), preview)))
 }
 
 /// Change plan: upgrades apply now with proration, downgrades at period end (a
-/// scheduled change), any change during a trial at once. Honours `If-Match`. An agent
-/// who switches to a plan the policy does not offer gives `override: {reason}`: recorded
-/// as an override (`override.created`); without a reason, 422.
+/// scheduled change), any change during a trial at once. Honours `If-Match`. A request
+/// that names an agent (`Tenure-Agent`) is held to the product's policy
+/// (`allow_plan_change`, the plans it offers: 422 `plan_change_not_allowed`,
+/// `plan_not_allowed`) unless it carries `override: {reason}`, which allows the switch and
+/// records the limits exceeded (`override.created`); an override without a reason is 422.
+/// Without the header the backend may switch to any plan.
 #[utoipa::path(tag = "Subscriptions", request_body = MerchantChangePlan,
     params(("id" = String, Path, description = "Subscription id (sub_…)")),
     responses((status = 200, description = "The subscription", body = SubscriptionDto)))]
@@ -323,21 +341,15 @@ async fn change_plan(
         )
         .await;
     };
-    if body.overriding.is_some() {
-        return Err(tenure_app::error::AppError::field(
-            "override",
-            "cannot be combined with promotion_code: redeem the code, then override",
-        )
-        .into());
-    }
     let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
     let outcome = svc::change_plan_with_code(
         &state.app,
-        Scope::merchant(auth.0),
+        acting_scope(&req, &auth),
         id,
         if_match(&req),
         plan,
         code,
+        body.overriding,
     )
     .await?;
     render(&state, auth, &outcome).await

@@ -160,6 +160,7 @@ pub async fn adjust(
                 subscription: None,
                 kind: OverrideKind::Credit,
                 amount: Some(amount),
+                limits: Vec::new(),
             };
             overrides::record(conn, merchant, grant, reason, now).await?;
         }
@@ -433,6 +434,7 @@ pub async fn grant_discount(
             subscription: Some(id),
             kind: OverrideKind::Discount,
             amount: granted,
+            limits: Vec::new(),
         };
         overrides::record(conn, merchant, grant, reason, now).await?;
         Ok(crate::dto::subscriptions::SubscriptionDiscountDto::from(

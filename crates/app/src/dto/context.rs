@@ -211,11 +211,16 @@ pub struct CustomerContextDto {
     pub tags: Vec<String>,
     #[schema(value_type = Vec<SegmentDto>, example = json!(["loyal"]))]
     pub segments: Vec<Segment>,
-    /// The customer's credit balances, one per currency it ever had credit in.
-    pub credit_balances: Vec<MoneyDto>,
+    /// The customer's credit balances, one per currency it ever had credit in. Billing
+    /// data: only for a key with `billing:read` (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credit_balances: Option<Vec<MoneyDto>>,
     /// What agents granted the customer beyond the default policy, the latest
     /// `CONTEXT_OVERRIDES` (10), newest first (all: `GET /v1/customers/{id}/overrides`).
-    pub overrides: Vec<super::credits::OverrideDto>,
+    /// Billing data (credits and discounts granted, with their amounts): only for a key
+    /// with `billing:read` (absent otherwise), as the list is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overrides: Option<Vec<super::credits::OverrideDto>>,
     /// Segments are computed on read, at this time.
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub computed_at: DateTime<Utc>,

@@ -299,11 +299,19 @@ wire_enum! {
     OverrideKindDto from tenure_domain::overrides::OverrideKind { Credit, Discount, Pause, Cancel, PlanChange }
 }
 
+wire_enum! {
+    /// A limit of the product's portal policy, named as the policy's field that sets it:
+    /// `allow_pause`, `max_pause_days` (a longer or open-ended pause), `allow_cancel`,
+    /// `cancellation_notice` (an end before the policy's notice), `allow_plan_change`,
+    /// `switchable_plan_ids` (a plan the policy does not offer).
+    PolicyLimitDto from tenure_domain::policy::PolicyLimit { AllowPause, MaxPauseDays, AllowCancel, CancellationNotice, AllowPlanChange, SwitchablePlanIds }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"id": "ovr_01jf9zg3f4e3a8r7m2k4t5n6bc", "object": "override",
     "customer_id": "cus_01jf9zb3f4e3a8r7m2k4t5n6bc", "subscription_id": "sub_01jf9zc5f4e3a8r7m2k4t5n6bc",
     "kind": "pause", "reason": "Recovering from surgery", "agent": "support-bot", "amount": null,
-    "created_at": "2026-12-07T10:00:00Z"}))]
+    "limits": ["max_pause_days"], "created_at": "2026-12-07T10:00:00Z"}))]
 pub struct OverrideDto {
     pub id: String,
     /// Always `override`.
@@ -316,6 +324,9 @@ pub struct OverrideDto {
     pub agent: String,
     /// The money granted (credits, amount discounts); `null` otherwise.
     pub amount: Option<MoneyDto>,
+    /// The policy limits the agent exceeded (a pause, cancellation or plan change); empty
+    /// for goodwill credits and discounts.
+    pub limits: Vec<PolicyLimitDto>,
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub created_at: DateTime<Utc>,
 }
@@ -335,6 +346,11 @@ impl OverrideDto {
             reason: o.reason.clone(),
             agent: o.agent.clone(),
             amount: o.amount.map(Into::into),
+            limits: o
+                .limits
+                .iter()
+                .map(|l| tenure_domain::policy::PolicyLimit::parse(l).map(Into::into))
+                .collect::<Option<_>>()?,
             created_at: o.created_at,
         })
     }

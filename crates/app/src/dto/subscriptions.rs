@@ -875,9 +875,10 @@ pub struct CancelSubscription {
     /// the cancellation is a removable scheduled change. Not with `timing`.
     pub cancel_at: Option<DateTime<Utc>>,
     pub access: Option<AccessDto>,
-    /// An agent's override of the product's policy (a cancellation without its notice
-    /// period), with the reason: recorded (`override.created`) and counted in
-    /// `GET /v1/metrics/overrides`.
+    /// An agent's override of the product's policy (`allow_cancel`, or an end before the
+    /// policy's notice), with the reason: the cancellation is allowed, and the limits it
+    /// exceeds are recorded (`override.created`) and counted in `GET /v1/metrics/overrides`.
+    /// A request naming an agent (`Tenure-Agent`) is refused without it.
     #[serde(rename = "override")]
     pub overriding: Option<crate::dto::credits::OverrideRequest>,
 }
@@ -945,7 +946,8 @@ pub struct ChangePlan {
     pub promotion_code: Option<String>,
 }
 
-/// A merchant's plan change: [`ChangePlan`] and an agent's optional override.
+/// A merchant's plan change (or its preview): [`ChangePlan`] and an agent's optional
+/// override.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"plan_id": "plan_01jf9z9b2ce3a8r7m2k4t5n6bc",
@@ -955,8 +957,10 @@ pub struct MerchantChangePlan {
     /// A promotion code to redeem with the change, as in [`ChangePlan`].
     #[schema(example = "SUMMER20")]
     pub promotion_code: Option<String>,
-    /// An agent's override of the product's policy (a plan the policy does not offer),
-    /// with the reason: recorded (`override.created`).
+    /// An agent's override of the product's policy (`allow_plan_change`, a plan the
+    /// policy does not offer), with the reason: the switch is allowed and the limits it
+    /// exceeds are recorded (`override.created`; not by a preview). A request naming an
+    /// agent (`Tenure-Agent`) is refused without it.
     #[serde(rename = "override")]
     pub overriding: Option<crate::dto::credits::OverrideRequest>,
 }
@@ -970,8 +974,10 @@ pub struct MerchantPauseSubscription {
     pub start: Option<PauseStartDto>,
     pub end: Option<PauseEndDto>,
     pub on_resume: Option<OnResumeDto>,
-    /// An agent's override of the product's policy (a pause longer than
-    /// `max_pause_days`), with the reason: recorded (`override.created`).
+    /// An agent's override of the product's policy (`allow_pause`, a pause longer than
+    /// `max_pause_days` or open-ended under it), with the reason: the pause is allowed and
+    /// the limits it exceeds are recorded (`override.created`). A request naming an agent
+    /// (`Tenure-Agent`) is refused without it (an open-ended pause ends at the limit).
     #[serde(rename = "override")]
     pub overriding: Option<crate::dto::credits::OverrideRequest>,
 }

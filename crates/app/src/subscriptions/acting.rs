@@ -38,7 +38,7 @@ use crate::dto::subscriptions::{
 };
 use crate::error::{AppError, AppResult};
 use crate::events::EventBatch;
-use crate::test_clocks::now_for_customer;
+use crate::test_clocks::{now_for_customer, now_for_subscription};
 use crate::versions::check_if_match;
 
 const MESSAGE_MAX: usize = tenure_domain::support::MAX_MESSAGE_CHARS;
@@ -142,6 +142,7 @@ pub async fn create_with_code(
             let Transition {
                 subscription,
                 events,
+                ..
             } = Subscription::create(
                 NewSubscription {
                     id: SubscriptionId::generate(),
@@ -246,12 +247,11 @@ pub async fn act(
     .await
 }
 
-/// [`act`] by a merchant's agent who exceeds the product's policy for this subscriber:
-/// the action as [`act`] does it, and, with `overriding`, the override recorded with its
-/// reason in the same transaction (`override.created`). Merchant keys are not bound by
-/// the portal policy, so the override does not unlock the action: it records that the
-/// agent went beyond the policy on purpose, and why. Only a pause, a cancellation or a
-/// plan change take one.
+/// [`act`] for a merchant, whose request may override the product's policy with a
+/// reason (`overriding`): it then acts as an agent allowed beyond the policy, and the
+/// limits the action exceeds are recorded as one override naming the agent, in the same
+/// transaction (`override.created`). An override that exceeds nothing records nothing.
+/// Only a pause, a cancellation or a plan change take one.
 pub async fn act_overriding(
     state: &App,
     scope: Scope,
@@ -263,30 +263,64 @@ pub async fn act_overriding(
     let Some(overriding) = overriding else {
         return act(state, scope, id, if_match, action).await;
     };
-    let reason = crate::overrides::reason_of(&overriding)?;
-    let kind = match &action {
-        Action::Pause(_) => tenure_domain::overrides::OverrideKind::Pause,
-        Action::Cancel(_) => tenure_domain::overrides::OverrideKind::Cancel,
-        Action::ChangePlan(_) => tenure_domain::overrides::OverrideKind::PlanChange,
-        _ => return Err(AppError::field("override", "is not taken by this action")),
-    };
-    if scope.customer.is_some() {
-        return Err(AppError::field("override", "is for a merchant's agents"));
-    }
-    let now = state.now_micros();
+    let reason = override_reason(scope, &action, &overriding)?;
+    let scope = scope.overriding();
     let mut conn = state.db.conn().await?;
+    let now = now_for_subscription(&mut conn, scope.merchant, id, state.now_micros()).await?;
     conn.transaction(async |conn| {
         let outcome = act_in_tx(conn, scope, id, if_match.as_deref(), &action, now).await?;
-        let grant = crate::overrides::Grant {
-            customer: outcome.subscription.customer_id,
-            subscription: Some(id),
-            kind,
-            amount: None,
-        };
-        crate::overrides::record(conn, scope.merchant, grant, reason, now).await?;
+        record_override(conn, scope, &action, &outcome, reason, now).await?;
         Ok(outcome)
     })
     .await
+}
+
+/// The reason of an override of `action` (422 on `override.reason` without one, or on
+/// `override` where none is taken).
+fn override_reason(
+    scope: Scope,
+    action: &Action,
+    overriding: &crate::dto::credits::OverrideRequest,
+) -> AppResult<String> {
+    let reason = crate::overrides::reason_of(overriding)?;
+    override_kind(action)?;
+    if scope.customer.is_some() {
+        return Err(AppError::field("override", "is for a merchant's agents"));
+    }
+    Ok(reason)
+}
+
+fn override_kind(action: &Action) -> AppResult<tenure_domain::overrides::OverrideKind> {
+    use tenure_domain::overrides::OverrideKind;
+    match action {
+        Action::Pause(_) => Ok(OverrideKind::Pause),
+        Action::Cancel(_) => Ok(OverrideKind::Cancel),
+        Action::ChangePlan(_) => Ok(OverrideKind::PlanChange),
+        _ => Err(AppError::field("override", "is not taken by this action")),
+    }
+}
+
+/// Records the limits `outcome` exceeded, if any, as the agent's override.
+async fn record_override(
+    conn: &mut AsyncPgConnection,
+    scope: Scope,
+    action: &Action,
+    outcome: &ActionOutcome,
+    reason: String,
+    now: DateTime<Utc>,
+) -> AppResult<()> {
+    if outcome.overridden.is_empty() {
+        return Ok(());
+    }
+    let grant = crate::overrides::Grant {
+        customer: outcome.subscription.customer_id,
+        subscription: Some(outcome.subscription.subscription.id),
+        kind: override_kind(action)?,
+        amount: None,
+        limits: outcome.overridden.clone(),
+    };
+    crate::overrides::record(conn, scope.merchant, grant, reason, now).await?;
+    Ok(())
 }
 
 /// Runs `action` on subscription `id` in the caller's transaction, at `now`, or at its
@@ -300,7 +334,8 @@ pub async fn act_in_tx(
     now: DateTime<Utc>,
 ) -> AppResult<ActionOutcome> {
     let merchant = scope.merchant;
-    let actor = scope.actor();
+    let acting = scope.acting();
+    let actor = acting.actor;
     let repo::LockedForChange {
         subscription: before,
         policy,
@@ -322,12 +357,12 @@ pub async fn act_in_tx(
         WithdrawnAs::Declined(None)
     };
     let transition = match action {
-        Action::Pause(request) => sub.pause(request, &policy, actor, now)?,
+        Action::Pause(request) => sub.pause(request, &policy, acting, now)?,
         Action::Resume => sub.resume(actor, now)?,
-        Action::Cancel(request) => sub.cancel(request, &policy, actor, now)?,
+        Action::Cancel(request) => sub.cancel(request, &policy, acting, now)?,
         Action::ChangePlan(plan_id) => {
             let request = plan_change_request(conn, merchant, &before, *plan_id).await?;
-            sub.change_plan(&request, &policy, actor, now)?
+            sub.change_plan(&request, &policy, acting, now)?
         }
         Action::ChangeQuantity(quantity) => {
             let limits = quantity_limits_of(conn, merchant, before.product_id).await?;
@@ -514,7 +549,8 @@ pub async fn preview_plan_change(
 /// Changes the plan redeeming `promotion_code`: the code is checked against the new plan
 /// and its discount granted before the change, so that an invoice the change makes at
 /// once (another cadence) applies it. A refused code refuses the change (409 with the
-/// refusal's code), and a refused change redeems nothing.
+/// refusal's code), and a refused change redeems nothing. A merchant's `overriding`
+/// is taken as by [`act_overriding`].
 pub async fn change_plan_with_code(
     state: &App,
     scope: Scope,
@@ -522,7 +558,16 @@ pub async fn change_plan_with_code(
     if_match: Option<String>,
     plan_id: PlanId,
     promotion_code: &str,
+    overriding: Option<crate::dto::credits::OverrideRequest>,
 ) -> AppResult<ActionOutcome> {
+    let action = Action::ChangePlan(plan_id);
+    let (scope, reason) = match &overriding {
+        Some(overriding) => (
+            scope.overriding(),
+            Some(override_reason(scope, &action, overriding)?),
+        ),
+        None => (scope, None),
+    };
     let now = state.now_micros();
     let merchant = scope.merchant;
     let mut conn = state.db.conn().await?;
@@ -551,14 +596,38 @@ pub async fn change_plan_with_code(
             now,
         )
         .await?;
-        let outcome = act_in_tx(conn, scope, id, None, &Action::ChangePlan(plan_id), now).await?;
+        let outcome = act_in_tx(conn, scope, id, None, &action, now).await?;
         crate::coupons::discount_applied_event(conn, merchant, &discount).await?;
+        if let Some(reason) = reason {
+            record_override(conn, scope, &action, &outcome, reason, now).await?;
+        }
         Ok(ActionOutcome {
             may_have_discounts: true,
             ..outcome
         })
     })
     .await
+}
+
+/// [`preview_plan_change_with_code`] for a merchant whose request may override the
+/// policy with a reason (as the change would, by [`act_overriding`]): the preview then
+/// shows what the change the override allows would do.
+pub async fn preview_plan_change_overriding(
+    state: &App,
+    scope: Scope,
+    id: SubscriptionId,
+    plan_id: PlanId,
+    promotion_code: Option<&str>,
+    overriding: Option<&crate::dto::credits::OverrideRequest>,
+) -> AppResult<PlanChangePreviewDto> {
+    let scope = match overriding {
+        Some(overriding) => {
+            override_reason(scope, &Action::ChangePlan(plan_id), overriding)?;
+            scope.overriding()
+        }
+        None => scope,
+    };
+    preview_plan_change_with_code(state, scope, id, plan_id, promotion_code).await
 }
 
 /// [`preview_plan_change`] with what `promotion_code` would take off the invoice the
@@ -578,7 +647,7 @@ pub async fn preview_plan_change_with_code(
     let request = plan_change_request(&mut conn, scope.merchant, &s, plan_id).await?;
     let preview = s
         .subscription
-        .preview_plan_change(&request, &policy, scope.actor(), now)?;
+        .preview_plan_change(&request, &policy, scope.acting(), now)?;
     let discount = match promotion_code {
         Some(code) => {
             let plan = purchasable_plan(&mut conn, scope.merchant, plan_id).await?;

@@ -56,6 +56,7 @@ pub(crate) async fn persist(
     let Transition {
         subscription,
         events,
+        overridden,
     } = transition;
     let mut after = before.clone();
     if subscription.plan.plan_id != before.subscription.plan.plan_id {
@@ -216,6 +217,7 @@ pub(crate) async fn persist(
         subscription: after,
         cancellation_request: touched,
         may_have_discounts: true,
+        overridden,
     })
 }
 

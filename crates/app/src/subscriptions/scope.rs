@@ -5,7 +5,8 @@ use diesel_async::AsyncPgConnection;
 use tenure_domain::ids::{
     CancellationRequestId, CustomerId, MerchantId, PlanId, ScheduledChangeId, SubscriptionId,
 };
-use tenure_domain::subscription::{Actor, CancelRequest, PauseRequest};
+use tenure_domain::policy::PolicyLimit;
+use tenure_domain::subscription::{Acting, Actor, CancelRequest, PauseRequest};
 use tenure_domain::support::CancellationRequest;
 use tenure_store::StoreError;
 use tenure_store::repo::subscriptions::{self as repo, StoredSubscription};
@@ -13,11 +14,17 @@ use tenure_store::repo::subscriptions::{self as repo, StoredSubscription};
 use crate::error::{AppError, AppResult};
 
 /// Who is acting: a merchant (server to server) or one of its customers (portal), whose
-/// view is limited to their own subscriptions.
+/// view is limited to their own subscriptions. A merchant request that names an agent
+/// (`Tenure-Agent`) or carries an `override` acts as an agent, held to the product's
+/// policy unless it overrides it ([`Acting`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Scope {
     pub merchant: MerchantId,
     pub customer: Option<CustomerId>,
+    /// Whether the merchant request names an agent.
+    pub agent: bool,
+    /// Whether the request overrides the policy (with a reason, checked before).
+    pub overriding: bool,
 }
 
 impl Scope {
@@ -25,21 +32,49 @@ impl Scope {
         Self {
             merchant,
             customer: None,
+            agent: false,
+            overriding: false,
+        }
+    }
+
+    /// A merchant request naming an agent when `named`.
+    pub fn merchant_agent(merchant: MerchantId, named: bool) -> Self {
+        Self {
+            agent: named,
+            ..Self::merchant(merchant)
         }
     }
 
     pub fn customer(merchant: MerchantId, customer: CustomerId) -> Self {
         Self {
-            merchant,
             customer: Some(customer),
+            ..Self::merchant(merchant)
         }
     }
 
+    /// This scope with the policy overridden (a merchant's only: the portal takes no
+    /// override).
+    pub(crate) fn overriding(self) -> Self {
+        Self {
+            overriding: true,
+            ..self
+        }
+    }
+
+    /// Who records as having asked for a change.
     pub fn actor(&self) -> Actor {
+        self.acting().actor
+    }
+
+    /// Who acts, as the product's policy holds them: a customer to every limit, an agent
+    /// unless overriding, a merchant's backend to none.
+    pub fn acting(&self) -> Acting {
         if self.customer.is_some() {
-            Actor::Customer
+            Actor::Customer.into()
+        } else if self.agent || self.overriding {
+            Acting::agent(self.overriding)
         } else {
-            Actor::Merchant
+            Actor::Merchant.into()
         }
     }
 
@@ -76,6 +111,8 @@ pub struct ActionOutcome {
     /// False only when the subscription had no discount before the action and the
     /// action grants none: its response then skips reading discounts.
     pub may_have_discounts: bool,
+    /// The policy limits an overriding agent exceeded with the action.
+    pub overridden: Vec<PolicyLimit>,
 }
 
 pub(crate) fn subscription_not_found(err: StoreError) -> AppError {

@@ -19,6 +19,9 @@
 //! A merchant (or the system) may always cancel a subscription that has not ended, now,
 //! at period end or at a chosen future instant (Stripe's `cancel_at`, at most
 //! [`MAX_CANCEL_AT_DAYS`] ahead); a merchant's cancellation replaces any pending one.
+//! A merchant's agent is held to the policy: `allow_cancel`, and no end before the one a
+//! subscriber's own cancellation would get ([`Subscription::cancellation_effective_at`]),
+//! unless it overrides them with a reason.
 //!
 //! # Access and billing end separately
 //!
@@ -39,10 +42,14 @@ use serde::{Deserialize, Serialize};
 use crate::DomainError;
 use crate::error::Refusal;
 use crate::ids::{CancellationRequestId, GenerateId, ScheduledChangeId};
-use crate::policy::{CancellationMode, ImmediateCancelTiming, NoticeRule, PortalPolicy};
+use crate::policy::{
+    CancellationMode, ImmediateCancelTiming, NoticeRule, PolicyActor, PolicyLimit, PortalPolicy,
+};
 use crate::subscription::events::{RemovalReason, SubscriptionEvent};
 use crate::subscription::scheduled::{ChangeType, ScheduledChange, ScheduledChangeKind, removed};
-use crate::subscription::state::{Actor, Subscription, SubscriptionStatus, Transition, add_days};
+use crate::subscription::state::{
+    Acting, Actor, Subscription, SubscriptionStatus, Transition, add_days,
+};
 use crate::text;
 
 /// The longest free-text message a subscriber may attach to a cancellation.
@@ -189,27 +196,35 @@ impl Ending {
 }
 
 impl Subscription {
-    /// Whether `actor` may cancel now. Every status but `canceled` may be canceled:
+    /// Whether `by` may cancel now. Every status but `canceled` may be canceled:
     /// leaving is never blocked by a payment problem or a pause.
-    pub fn check_can_cancel(&self, policy: &PortalPolicy, actor: Actor) -> Result<(), DomainError> {
+    pub fn check_can_cancel(
+        &self,
+        policy: &PortalPolicy,
+        by: impl Into<Acting>,
+    ) -> Result<(), DomainError> {
+        self.check_cancel(policy, by.into()).map(drop)
+    }
+
+    /// [`Self::check_can_cancel`], with the limit an overriding agent exceeds.
+    fn check_cancel(
+        &self,
+        policy: &PortalPolicy,
+        by: Acting,
+    ) -> Result<Option<PolicyLimit>, DomainError> {
         if self.is_canceled() {
             return Err(DomainError::refused("cancel", Refusal::AlreadyCanceled));
         }
         if self.status == SubscriptionStatus::IncompleteExpired {
             return Err(self.refuse_status("cancel"));
         }
-        if actor.is_customer() {
-            if self.pending(ChangeType::Cancel).is_some() {
-                return Err(DomainError::refused("cancel", Refusal::CancellationPending));
-            }
-            if !policy.allow_cancel {
-                return Err(DomainError::PolicyForbids {
-                    action: "cancelling",
-                    code: "cancel_not_allowed",
-                });
-            }
+        if by.actor.is_customer() && self.pending(ChangeType::Cancel).is_some() {
+            return Err(DomainError::refused("cancel", Refusal::CancellationPending));
         }
-        Ok(())
+        if !policy.allow_cancel {
+            return by.held.exceed(PolicyLimit::AllowCancel);
+        }
+        Ok(None)
     }
 
     /// When a customer's cancellation made at `now` takes effect under `policy`.
@@ -237,39 +252,44 @@ impl Subscription {
         })
     }
 
+    /// Cancels as `by` may. The limits an overriding agent exceeds are in the
+    /// transition's `overridden`.
     pub fn cancel(
         &self,
         request: &CancelRequest,
         policy: &PortalPolicy,
-        actor: Actor,
+        by: impl Into<Acting>,
         now: DateTime<Utc>,
     ) -> Result<Transition, DomainError> {
-        self.check_can_cancel(policy, actor)?;
+        let by = by.into();
+        let mut exceeded: Vec<PolicyLimit> = self.check_cancel(policy, by)?.into_iter().collect();
         let message = text::clean_opt(
             "message",
             request.message.as_deref(),
             MAX_CANCELLATION_MESSAGE_CHARS,
             true,
         )?;
-        if self.status == SubscriptionStatus::Incomplete {
+        let transition = if self.status == SubscriptionStatus::Incomplete {
             // Nothing was paid: it ends at once, whatever the policy's notice or mode (a
             // notice period would keep an unpaid subscription alive), and its unpaid first
             // invoice is voided by the app.
-            return self.cancel_at_or_now(Ending {
+            self.cancel_at_or_now(Ending {
                 at: now,
                 canceled_at: now,
                 reason: request.reason,
                 message,
                 cancellation_request_id: None,
-                requested_by: actor,
+                requested_by: by.actor,
                 access: AccessEnd::Immediately,
-            });
-        }
-        if actor.is_customer() {
-            self.customer_cancel(request, message, policy, now)
+            })?
+        } else if by.actor.is_customer() {
+            self.customer_cancel(request, message, policy, now)?
         } else {
-            self.merchant_cancel(request, message, actor, now)
-        }
+            let (transition, early) = self.merchant_cancel(request, message, policy, by, now)?;
+            exceeded.extend(early);
+            transition
+        };
+        Ok(transition.exceeding(exceeded))
     }
 
     fn customer_cancel(
@@ -341,27 +361,39 @@ impl Subscription {
         }
     }
 
+    /// A merchant's cancellation, at the timing it chose. An agent is held to the
+    /// policy's notice: it may not end the subscription before a subscriber's own
+    /// cancellation would (unless overriding, which the second value reports).
     fn merchant_cancel(
         &self,
         request: &CancelRequest,
         message: Option<String>,
-        actor: Actor,
+        policy: &PortalPolicy,
+        by: Acting,
         now: DateTime<Utc>,
-    ) -> Result<Transition, DomainError> {
+    ) -> Result<(Transition, Option<PolicyLimit>), DomainError> {
         let at = match request.timing.unwrap_or_default() {
             CancelTiming::Now => now,
             CancelTiming::PeriodEnd => self.current_period.end.max(now),
             CancelTiming::At { date } => check_cancel_at(date, now)?,
         };
-        self.replace_pending_cancellation(Ending {
+        let early = if by.held != PolicyActor::System
+            && at < self.cancellation_effective_at(policy, now)?
+        {
+            by.held.exceed(PolicyLimit::CancellationNotice)?
+        } else {
+            None
+        };
+        let transition = self.replace_pending_cancellation(Ending {
             at,
             canceled_at: now,
             reason: request.reason,
             message,
             cancellation_request_id: None,
-            requested_by: actor,
+            requested_by: by.actor,
             access: request.access.unwrap_or_default(),
-        })
+        })?;
+        Ok((transition, early))
     }
 
     /// A merchant approves the customer's pending cancellation request early: the

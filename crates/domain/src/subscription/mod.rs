@@ -28,10 +28,13 @@
 //! * a pause already scheduled: pause → `pause_scheduled`;
 //! * a plan change already scheduled: change plan → `plan_change_scheduled`;
 //! * the current period has ended but not been renewed: change plan → `renewal_pending`;
-//! * customers only: `pause_not_allowed`, `cancel_not_allowed`,
-//!   `plan_change_not_allowed`, `plan_not_allowed` (policy), `pause_too_long`,
-//!   `resume_not_allowed` (the merchant paused), `change_not_removable` (a merchant's
-//!   change, or the automatic resume of a pause);
+//! * the policy's limits ([`PolicyLimit`](crate::policy::PolicyLimit)), for customers
+//!   and for merchants' agents who do not override them ([`Acting`]):
+//!   `pause_not_allowed`, `pause_too_long`, `cancel_not_allowed`,
+//!   `cancellation_notice_required` (agents: an end before the policy's notice),
+//!   `plan_change_not_allowed`, `plan_not_allowed`;
+//! * customers only: `resume_not_allowed` (the merchant paused), `change_not_removable`
+//!   (a merchant's change, or the automatic resume of a pause);
 //! * switching to the current plan: `same_plan`.
 //!
 //! System transitions (the billing engine): [`Subscription::apply_due`],
@@ -78,5 +81,6 @@ pub use quantity::{QuantityChangePreview, terms_times};
 pub use scheduled::{ChangeType, ScheduledChange, ScheduledChangeKind};
 pub use skip::SkippedRenewal;
 pub use state::{
-    Actor, INCOMPLETE_EXPIRES_AFTER, NewSubscription, Subscription, SubscriptionStatus, Transition,
+    Acting, Actor, INCOMPLETE_EXPIRES_AFTER, NewSubscription, Subscription, SubscriptionStatus,
+    Transition,
 };

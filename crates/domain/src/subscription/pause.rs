@@ -20,7 +20,8 @@
 //! `d` days (the longest pause allowed, rather than a refusal the subscriber cannot act
 //! on); an explicit end beyond the limit is refused with `pause_too_long`, so that the
 //! subscriber is never given a shorter pause than they asked for without knowing.
-//! Merchants are bound by neither.
+//! A merchant's agent is held to the same limits unless it overrides them with a reason
+//! (an open-ended pause then stays open-ended); a merchant's backend is bound by neither.
 //!
 //! # Resuming
 //!
@@ -40,10 +41,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::DomainError;
 use crate::error::Refusal;
-use crate::policy::PortalPolicy;
+use crate::policy::{PolicyActor, PolicyLimit, PortalPolicy};
 use crate::subscription::events::SubscriptionEvent;
 use crate::subscription::scheduled::{ChangeType, ScheduledChange, ScheduledChangeKind};
-use crate::subscription::state::{Actor, Subscription, SubscriptionStatus, Transition, add_days};
+use crate::subscription::state::{
+    Acting, Actor, Subscription, SubscriptionStatus, Transition, add_days,
+};
 
 /// The longest pause by cycle count: three years of monthly cycles.
 pub const MAX_PAUSE_CYCLES: u32 = 36;
@@ -131,8 +134,21 @@ impl Subscription {
         }
     }
 
-    /// Whether `actor` may pause the subscription now, whatever the request's dates.
-    pub fn check_can_pause(&self, policy: &PortalPolicy, actor: Actor) -> Result<(), DomainError> {
+    /// Whether `by` may pause the subscription now, whatever the request's dates.
+    pub fn check_can_pause(
+        &self,
+        policy: &PortalPolicy,
+        by: impl Into<Acting>,
+    ) -> Result<(), DomainError> {
+        self.pause_limits(policy, by.into().held).map(drop)
+    }
+
+    /// [`Self::check_can_pause`], with the limit an overriding agent exceeds.
+    fn pause_limits(
+        &self,
+        policy: &PortalPolicy,
+        held: PolicyActor,
+    ) -> Result<Option<PolicyLimit>, DomainError> {
         self.check_pause_state()?;
         if self.pending(ChangeType::Cancel).is_some() {
             return Err(DomainError::refused("pause", Refusal::CancellationPending));
@@ -140,26 +156,26 @@ impl Subscription {
         if self.pending(ChangeType::Pause).is_some() {
             return Err(DomainError::refused("pause", Refusal::PauseScheduled));
         }
-        if actor.is_customer() && !policy.allow_pause {
-            return Err(DomainError::PolicyForbids {
-                action: "pausing",
-                code: "pause_not_allowed",
-            });
+        if !policy.allow_pause {
+            return held.exceed(PolicyLimit::AllowPause);
         }
-        Ok(())
+        Ok(None)
     }
 
-    /// Pauses now, or schedules the pause when it starts later.
+    /// Pauses now, or schedules the pause when it starts later. The limits an overriding
+    /// agent exceeds are in the transition's `overridden`.
     pub fn pause(
         &self,
         request: &PauseRequest,
         policy: &PortalPolicy,
-        actor: Actor,
+        by: impl Into<Acting>,
         now: DateTime<Utc>,
     ) -> Result<Transition, DomainError> {
-        self.check_can_pause(policy, actor)?;
+        let Acting { actor, held } = by.into();
+        let mut exceeded: Vec<PolicyLimit> = self.pause_limits(policy, held)?.into_iter().collect();
         let start = self.pause_start(request.start, now)?;
-        let resumes_at = self.pause_resumes_at(request.end, start, policy, actor)?;
+        let (resumes_at, too_long) = self.pause_resumes_at(request.end, start, policy, held)?;
+        exceeded.extend(too_long);
         let keep_access = policy.keep_access_while_paused;
         let mut next = self.clone();
         let events = if start <= now {
@@ -181,7 +197,7 @@ impl Subscription {
             next.schedule(change.clone());
             vec![SubscriptionEvent::PauseScheduled { change }]
         };
-        Ok(Transition::new(next, events))
+        Ok(Transition::new(next, events).exceeding(exceeded))
     }
 
     fn pause_start(
@@ -200,14 +216,17 @@ impl Subscription {
         }
     }
 
+    /// When a pause starting at `start` ends, and whether it exceeds `max_pause_days` for
+    /// an overriding agent. Whoever the limit holds has an open-ended pause end at the
+    /// limit, and an explicit end beyond it refused.
     fn pause_resumes_at(
         &self,
         end: PauseEnd,
         start: DateTime<Utc>,
         policy: &PortalPolicy,
-        actor: Actor,
-    ) -> Result<Option<DateTime<Utc>>, DomainError> {
-        let limit = if actor.is_customer() {
+        held: PolicyActor,
+    ) -> Result<(Option<DateTime<Utc>>, Option<PolicyLimit>), DomainError> {
+        let cap = if held.is_held() {
             policy.max_pause_days
         } else {
             None
@@ -221,17 +240,19 @@ impl Subscription {
             }
             PauseEnd::At { date } => Some(date),
             PauseEnd::AfterCycles { cycles } => Some(self.boundary_after_cycles(start, cycles)?),
-            PauseEnd::OpenEnded => limit.map(|days| add_days(start, days)).transpose()?,
+            PauseEnd::OpenEnded => cap.map(|days| add_days(start, days)).transpose()?,
         };
-        if let (Some(resumes_at), Some(days)) = (resumes_at, limit)
-            && resumes_at > add_days(start, days)?
-        {
-            return Err(DomainError::PolicyForbids {
-                action: "a pause this long",
-                code: "pause_too_long",
-            });
-        }
-        Ok(resumes_at)
+        let too_long = match (policy.max_pause_days, resumes_at) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(days), Some(resumes_at)) => resumes_at > add_days(start, days)?,
+        };
+        let exceeded = if too_long {
+            held.exceed(PolicyLimit::MaxPauseDays)?
+        } else {
+            None
+        };
+        Ok((resumes_at, exceeded))
     }
 
     /// The boundary at which a pause starting at `start` ends after skipping `cycles`

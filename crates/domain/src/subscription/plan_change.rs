@@ -17,7 +17,8 @@
 //! # Who may change to what
 //!
 //! A customer needs the policy's `allow_plan_change` and a target the policy lists
-//! ([`PortalPolicy::allows_switch_to`], plans of the same product only); merchants may
+//! ([`PortalPolicy::allows_switch_to`], plans of the same product only), and so does a
+//! merchant's agent unless it overrides them with a reason; a merchant's backend may
 //! move a subscription to any plan. Everyone needs the same currency, a plan other than
 //! the current one, and a subscription that is `trialing` or `active`, inside its
 //! current period (not waiting for a renewal), with no cancellation and no other plan
@@ -32,10 +33,10 @@ use crate::billing::terms::PlanTerms;
 use crate::error::Refusal;
 use crate::ids::PlanId;
 use crate::money::Currency;
-use crate::policy::PortalPolicy;
+use crate::policy::{PolicyActor, PolicyLimit, PortalPolicy};
 use crate::subscription::events::SubscriptionEvent;
 use crate::subscription::scheduled::{ChangeType, ScheduledChange, ScheduledChangeKind};
-use crate::subscription::state::{Actor, Subscription, SubscriptionStatus, Transition};
+use crate::subscription::state::{Acting, Subscription, SubscriptionStatus, Transition};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanChangeRequest {
@@ -61,13 +62,24 @@ pub struct PlanChangePreview {
 }
 
 impl Subscription {
-    /// Whether `actor` may change this subscription's plan at `now`, to any plan.
+    /// Whether `by` may change this subscription's plan at `now`, to any plan.
     pub fn check_can_change_plan(
         &self,
         policy: &PortalPolicy,
-        actor: Actor,
+        by: impl Into<Acting>,
         now: DateTime<Utc>,
     ) -> Result<(), DomainError> {
+        self.check_change_plan(policy, by.into().held, now)
+            .map(drop)
+    }
+
+    /// [`Self::check_can_change_plan`], with the limit an overriding agent exceeds.
+    fn check_change_plan(
+        &self,
+        policy: &PortalPolicy,
+        held: PolicyActor,
+        now: DateTime<Utc>,
+    ) -> Result<Option<PolicyLimit>, DomainError> {
         const ACTION: &str = "change the plan of";
         match self.status {
             SubscriptionStatus::Trialing | SubscriptionStatus::Active => {}
@@ -82,36 +94,42 @@ impl Subscription {
         if self.pending(ChangeType::PlanChange).is_some() {
             return Err(DomainError::refused(ACTION, Refusal::PlanChangeScheduled));
         }
-        if actor.is_customer() && !policy.allow_plan_change {
-            return Err(DomainError::PolicyForbids {
-                action: "changing plan",
-                code: "plan_change_not_allowed",
-            });
+        if !policy.allow_plan_change {
+            return held.exceed(PolicyLimit::AllowPlanChange);
         }
-        Ok(())
+        Ok(None)
     }
 
-    /// Whether `actor` may pick `plan` as the target.
+    /// Whether `by` may pick `plan` as the target.
     pub fn check_plan_allowed(
         &self,
         plan: PlanId,
         same_product: bool,
         policy: &PortalPolicy,
-        actor: Actor,
+        by: impl Into<Acting>,
     ) -> Result<(), DomainError> {
+        self.check_plan(plan, same_product, policy, by.into().held)
+            .map(drop)
+    }
+
+    /// [`Self::check_plan_allowed`], with the limit an overriding agent exceeds.
+    fn check_plan(
+        &self,
+        plan: PlanId,
+        same_product: bool,
+        policy: &PortalPolicy,
+        held: PolicyActor,
+    ) -> Result<Option<PolicyLimit>, DomainError> {
         if plan == self.plan.plan_id {
             return Err(DomainError::refused(
                 "change the plan of",
                 Refusal::SamePlan,
             ));
         }
-        if actor.is_customer() && !policy.allows_switch_to(plan, same_product) {
-            return Err(DomainError::PolicyForbids {
-                action: "switching to this plan",
-                code: "plan_not_allowed",
-            });
+        if !policy.allows_switch_to(plan, same_product) {
+            return held.exceed(PolicyLimit::SwitchablePlanIds);
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Whether a plan billed in `currency` can replace this subscription's plan: money
@@ -131,14 +149,34 @@ impl Subscription {
         &self,
         request: &PlanChangeRequest,
         policy: &PortalPolicy,
-        actor: Actor,
+        by: impl Into<Acting>,
         now: DateTime<Utc>,
     ) -> Result<PlanChangePreview, DomainError> {
-        self.check_can_change_plan(policy, actor, now)?;
-        self.check_plan_allowed(request.to.plan_id, request.same_product, policy, actor)?;
+        self.checked_plan_change(request, policy, by.into().held, now)
+            .map(|(preview, _)| preview)
+    }
+
+    /// The preview of a change and the limits an overriding agent exceeds with it.
+    fn checked_plan_change(
+        &self,
+        request: &PlanChangeRequest,
+        policy: &PortalPolicy,
+        held: PolicyActor,
+        now: DateTime<Utc>,
+    ) -> Result<(PlanChangePreview, Vec<PolicyLimit>), DomainError> {
+        let mut exceeded: Vec<PolicyLimit> = self
+            .check_change_plan(policy, held, now)?
+            .into_iter()
+            .collect();
+        let not_offered =
+            self.check_plan(request.to.plan_id, request.same_product, policy, held)?;
+        // No plan is offered when the policy forbids changes: that is the one limit exceeded.
+        if exceeded.is_empty() {
+            exceeded.extend(not_offered);
+        }
         let to = PlanTerms::new(request.to.plan_id, request.to.price, request.to.cadence)?;
         self.check_plan_currency(to.price.currency)?;
-        Ok(if self.status == SubscriptionStatus::Trialing {
+        let preview = if self.status == SubscriptionStatus::Trialing {
             PlanChangePreview {
                 timing: PlanChangeTiming::Now,
                 effective_at: now,
@@ -162,17 +200,21 @@ impl Subscription {
                 effective_at: self.current_period.end,
                 proration: None,
             }
-        })
+        };
+        Ok((preview, exceeded))
     }
 
+    /// Changes the plan as `by` may. The limits an overriding agent exceeds are in the
+    /// transition's `overridden`.
     pub fn change_plan(
         &self,
         request: &PlanChangeRequest,
         policy: &PortalPolicy,
-        actor: Actor,
+        by: impl Into<Acting>,
         now: DateTime<Utc>,
     ) -> Result<Transition, DomainError> {
-        let preview = self.preview_plan_change(request, policy, actor, now)?;
+        let Acting { actor, held } = by.into();
+        let (preview, exceeded) = self.checked_plan_change(request, policy, held, now)?;
         let to = request.to;
         let mut next = self.clone();
         let mut events = Vec::new();
@@ -200,7 +242,7 @@ impl Subscription {
         };
         events.push(event);
         events.extend(next.drop_stale_skips());
-        Ok(Transition::new(next, events))
+        Ok(Transition::new(next, events).exceeding(exceeded))
     }
 
     /// Applies a scheduled plan change (see the module docs).

@@ -20,6 +20,7 @@ use crate::billing::terms::PlanTerms;
 use crate::catalog::MAX_TRIAL_DAYS;
 use crate::error::Refusal;
 use crate::ids::SubscriptionId;
+use crate::policy::{PolicyActor, PolicyLimit};
 use crate::subscription::cancellation::CancellationDetails;
 use crate::subscription::events::SubscriptionEvent;
 use crate::subscription::pause::ActivePause;
@@ -102,9 +103,10 @@ impl FromStr for SubscriptionStatus {
     }
 }
 
-/// Who asks for a transition. Customers are bound by the product's portal policy;
-/// merchants (server-to-server API) and the system (background workers) are bound only
-/// by the state rules.
+/// Who asks for a transition, as a change records it (`requested_by`). Customers are
+/// bound by the product's portal policy; a merchant's backend (server-to-server API) and
+/// the system (background workers) only by the state rules; a merchant's agent is a
+/// merchant held to the policy unless it overrides it ([`Acting`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Actor {
@@ -124,6 +126,36 @@ impl Actor {
 
     pub fn is_customer(self) -> bool {
         self == Actor::Customer
+    }
+}
+
+/// Who acts on a subscription: the [`Actor`] a change records as having asked for it, and
+/// how the product's policy holds them ([`PolicyActor`]). An [`Actor`] alone is held as it
+/// always was: a customer to every limit, a merchant's backend and the system to none; a
+/// merchant's agent is [`Acting::agent`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Acting {
+    pub actor: Actor,
+    pub held: PolicyActor,
+}
+
+impl Acting {
+    /// A merchant's agent, held to the policy unless `overriding`.
+    pub fn agent(overriding: bool) -> Self {
+        Self {
+            actor: Actor::Merchant,
+            held: PolicyActor::Agent { overriding },
+        }
+    }
+}
+
+impl From<Actor> for Acting {
+    fn from(actor: Actor) -> Self {
+        let held = match actor {
+            Actor::Customer => PolicyActor::Customer,
+            Actor::Merchant | Actor::System => PolicyActor::System,
+        };
+        Self { actor, held }
     }
 }
 
@@ -184,6 +216,8 @@ fn one() -> u32 {
 pub struct Transition {
     pub subscription: Subscription,
     pub events: Vec<SubscriptionEvent>,
+    /// The policy limits an overriding agent exceeded, to be recorded as an override.
+    pub overridden: Vec<PolicyLimit>,
 }
 
 impl Transition {
@@ -191,7 +225,14 @@ impl Transition {
         Self {
             subscription,
             events,
+            overridden: Vec::new(),
         }
+    }
+
+    /// This transition, having exceeded `limits` (collected by its checks).
+    pub(crate) fn exceeding(mut self, limits: Vec<PolicyLimit>) -> Self {
+        self.overridden = limits;
+        self
     }
 }
 

@@ -25,6 +25,8 @@ pub struct Override {
     /// The money granted, for credits and amount discounts.
     pub amount: Option<Money>,
     pub created_at: DateTime<Utc>,
+    /// The portal-policy limits it exceeded (`max_pause_days`, …), by name.
+    pub limits: Vec<String>,
 }
 
 #[derive(Queryable, Selectable, Insertable)]
@@ -40,6 +42,7 @@ struct Row {
     amount: Option<i64>,
     currency: Option<String>,
     created_at: DateTime<Utc>,
+    limits: Vec<String>,
 }
 
 impl Row {
@@ -62,6 +65,7 @@ impl Row {
             agent: self.agent,
             amount,
             created_at: self.created_at,
+            limits: self.limits,
         })
     }
 }
@@ -83,6 +87,7 @@ pub async fn insert(
             amount: record.amount.map(|m| m.amount),
             currency: record.amount.map(|m| m.currency.code().to_owned()),
             created_at: record.created_at,
+            limits: record.limits.clone(),
         })
         .execute(conn)
         .await?;

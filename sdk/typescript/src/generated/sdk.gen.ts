@@ -424,7 +424,8 @@ export const getBalances = <ThrowOnError extends boolean = true>(options: Option
 /**
  * The customer's context: tenure, subscriptions, lifetime value and MRR per currency,
  * payment health, support, cancellation and pause history, tags and segments (computed
- * on read). See docs/customers.md for every rule.
+ * on read). Credit balances and agents' overrides are billing data, shown only to a key
+ * with `billing:read`. See docs/customers.md for every rule.
  *
  * Requires the scope `customers:read` (or an unrestricted key).
  */
@@ -1642,8 +1643,11 @@ export const getSubscription = <ThrowOnError extends boolean = true>(options: Op
  * Cancel now (default), at period end, or at a chosen future `cancel_at` (422 when it is
  * not ahead or more than five years ahead); replaces any pending cancellation. Access
  * ends at the paid-through date unless `access` is `immediately`. Honours `If-Match`.
- * An agent who goes beyond the product's policy (no notice period) gives `override:
- * {reason}`: recorded as an override (`override.created`); without a reason, 422.
+ * A request that names an agent (`Tenure-Agent`) is held to the product's policy
+ * (`allow_cancel`; no end before the one the policy's notice gives a subscriber: 422
+ * `cancel_not_allowed`, `cancellation_notice_required`) unless it carries `override:
+ * {reason}`, which allows it and records the limits exceeded (`override.created`); an
+ * override without a reason is 422. Without the header the backend is not held to it.
  *
  * Requires the scope `subscriptions:write` (or an unrestricted key).
  */
@@ -1659,9 +1663,12 @@ export const cancelSubscription = <ThrowOnError extends boolean = true>(options:
 
 /**
  * Change plan: upgrades apply now with proration, downgrades at period end (a
- * scheduled change), any change during a trial at once. Honours `If-Match`. An agent
- * who switches to a plan the policy does not offer gives `override: {reason}`: recorded
- * as an override (`override.created`); without a reason, 422.
+ * scheduled change), any change during a trial at once. Honours `If-Match`. A request
+ * that names an agent (`Tenure-Agent`) is held to the product's policy
+ * (`allow_plan_change`, the plans it offers: 422 `plan_change_not_allowed`,
+ * `plan_not_allowed`) unless it carries `override: {reason}`, which allows the switch and
+ * records the limits exceeded (`override.created`); an override without a reason is 422.
+ * Without the header the backend may switch to any plan.
  *
  * Requires the scope `subscriptions:write` (or an unrestricted key).
  */
@@ -1677,6 +1684,7 @@ export const changePlan = <ThrowOnError extends boolean = true>(options: Options
 
 /**
  * What a plan change would do and cost now: its timing and the exact proration lines.
+ * Held to the policy as the change is (an agent, unless the body overrides it).
  *
  * Requires the scope `subscriptions:read` (or an unrestricted key).
  */
@@ -1785,10 +1793,12 @@ export const deleteInvoiceItem = <ThrowOnError extends boolean = true>(options: 
 
 /**
  * Pause now, at period end (default) or at a date; until a date, after N cycles, or
- * open-ended. A later start is a scheduled change. Honours `If-Match`. An agent who
- * goes beyond the product's policy (a pause longer than `max_pause_days`) gives
- * `override: {reason}`: recorded as an override (`override.created`); without a reason,
- * 422.
+ * open-ended. A later start is a scheduled change. Honours `If-Match`. A request that
+ * names an agent (`Tenure-Agent`) is held to the product's policy as the portal is
+ * (`allow_pause`, `max_pause_days`: 422 `pause_not_allowed`, `pause_too_long` with the
+ * problem's `limit`) unless it carries `override: {reason}`, which allows the pause and
+ * records the limits exceeded as an override (`override.created`); an override without
+ * a reason is 422. Without the header the backend is not held to the policy.
  *
  * Requires the scope `subscriptions:write` (or an unrestricted key).
  */

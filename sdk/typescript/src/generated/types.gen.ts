@@ -996,14 +996,17 @@ export type CustomerContextDto = {
     tags: Array<Tag>;
     segments: Array<SegmentDto>;
     /**
-     * The customer's credit balances, one per currency it ever had credit in.
+     * The customer's credit balances, one per currency it ever had credit in. Billing
+     * data: only for a key with `billing:read` (absent otherwise).
      */
-    credit_balances: Array<MoneyDto>;
+    credit_balances?: Array<MoneyDto> | null;
     /**
      * What agents granted the customer beyond the default policy, the latest
      * `CONTEXT_OVERRIDES` (10), newest first (all: `GET /v1/customers/{id}/overrides`).
+     * Billing data (credits and discounts granted, with their amounts): only for a key
+     * with `billing:read` (absent otherwise), as the list is.
      */
-    overrides: Array<OverrideDto>;
+    overrides?: Array<OverrideDto> | null;
     /**
      * Segments are computed on read, at this time.
      */
@@ -1980,7 +1983,8 @@ export type LtvRangeDto = {
 };
 
 /**
- * A merchant's plan change: [`ChangePlan`] and an agent's optional override.
+ * A merchant's plan change (or its preview): [`ChangePlan`] and an agent's optional
+ * override.
  */
 export type MerchantChangePlan = {
     plan_id: string;
@@ -2147,6 +2151,11 @@ export type OverrideDto = {
      */
     agent: string;
     amount?: MoneyDto | null;
+    /**
+     * The policy limits the agent exceeded (a pause, cancellation or plan change); empty
+     * for goodwill credits and discounts.
+     */
+    limits: Array<PolicyLimitDto>;
     created_at: string;
 };
 
@@ -2417,6 +2426,14 @@ export type PlanDto = {
 };
 
 /**
+ * A limit of the product's portal policy, named as the policy's field that sets it:
+ * `allow_pause`, `max_pause_days` (a longer or open-ended pause), `allow_cancel`,
+ * `cancellation_notice` (an end before the policy's notice), `allow_plan_change`,
+ * `switchable_plan_ids` (a plan the policy does not offer).
+ */
+export type PolicyLimitDto = 'allow_pause' | 'max_pause_days' | 'allow_cancel' | 'cancellation_notice' | 'allow_plan_change' | 'switchable_plan_ids';
+
+/**
  * The answer to a portal cancellation: the subscription and, in request mode, the
  * cancellation request with its `effective_at`.
  */
@@ -2588,6 +2605,7 @@ export type Problem = {
      * For validation failures: every invalid field.
      */
     errors?: Array<FieldError>;
+    limit?: PolicyLimitDto | null;
 };
 
 export type ProductDto = {
@@ -13309,7 +13327,7 @@ export type ChangePlanResponses = {
 export type ChangePlanResponse = ChangePlanResponses[keyof ChangePlanResponses];
 
 export type PreviewPlanChangeData = {
-    body: ChangePlan;
+    body: MerchantChangePlan;
     headers?: {
         /**
          * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.

@@ -1,6 +1,7 @@
 //! Tests of the state machine: examples per action, the availability table, and
 //! property tests over random action sequences.
 
+mod agents;
 mod availability;
 mod cancellation;
 mod incomplete;

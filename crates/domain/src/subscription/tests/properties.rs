@@ -279,6 +279,7 @@ impl World {
         Some(Transition {
             subscription: self.s.clone(),
             events,
+            overridden: Vec::new(),
         })
     }
 }

@@ -1,0 +1,1 @@
+ALTER TABLE agent_overrides DROP COLUMN limits;
