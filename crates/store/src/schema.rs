@@ -667,3 +667,42 @@ diesel::table! {
         created_at -> Timestamptz,
     }
 }
+
+diesel::table! {
+    metric_changes (merchant_id, id) {
+        merchant_id -> Uuid,
+        id -> Uuid,
+        currency -> Text,
+        customer_id -> Uuid,
+        subscription_id -> Uuid,
+        at -> Timestamptz,
+        mrr -> Numeric,
+        subscriptions -> Int4,
+        subscribers -> Int4,
+        live -> Int4,
+        paused -> Int4,
+        pauses_started -> Int4,
+    }
+}
+
+diesel::table! {
+    metric_days (merchant_id, currency, day) {
+        merchant_id -> Uuid,
+        currency -> Text,
+        day -> Date,
+        mrr -> Numeric,
+        subscriptions -> Int8,
+        subscribers -> Int8,
+        paused -> Int8,
+        pauses_started -> Int8,
+    }
+}
+
+diesel::table! {
+    metric_customer_counts (merchant_id, customer_id, currency) {
+        merchant_id -> Uuid,
+        customer_id -> Uuid,
+        currency -> Text,
+        paying -> Int4,
+    }
+}
