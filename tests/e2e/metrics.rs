@@ -730,10 +730,11 @@ async fn rollup_metrics_equal_the_full_computation_after_a_random_history() {
 async fn the_backfill_rebuilds_the_rollups_the_changes_kept() {
     const ROLLUPS: &str = "SELECT coalesce(string_agg(r, ';' ORDER BY r), '') FROM (
         SELECT concat_ws(',', currency, customer_id, subscription_id, at, mrr, subscriptions,
-                         subscribers, live, paused, pauses_started) AS r FROM metric_changes
+                         subscribers, live, paused, pauses_started, customer_paying,
+                         customer_live, customer_mrr) AS r FROM metric_changes
         UNION ALL SELECT concat_ws(',', currency, day, mrr, subscriptions, subscribers, paused,
                                    pauses_started) FROM metric_days
-        UNION ALL SELECT concat_ws(',', customer_id, currency, paying)
+        UNION ALL SELECT concat_ws(',', customer_id, currency, paying, live, mrr)
                     FROM metric_customer_counts WHERE paying <> 0) t";
     let app = TestApp::new().await;
     let history = random_history(&app, 5, 60).await;

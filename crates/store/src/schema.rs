@@ -671,7 +671,7 @@ diesel::table! {
 diesel::table! {
     metric_changes (merchant_id, id) {
         merchant_id -> Uuid,
-        id -> Uuid,
+        id -> Int8,
         currency -> Text,
         customer_id -> Uuid,
         subscription_id -> Uuid,
@@ -682,6 +682,9 @@ diesel::table! {
         live -> Int4,
         paused -> Int4,
         pauses_started -> Int4,
+        customer_paying -> Int4,
+        customer_live -> Int4,
+        customer_mrr -> Numeric,
     }
 }
 
@@ -704,5 +707,7 @@ diesel::table! {
         customer_id -> Uuid,
         currency -> Text,
         paying -> Int4,
+        live -> Int4,
+        mrr -> Numeric,
     }
 }

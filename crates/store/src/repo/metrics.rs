@@ -334,8 +334,9 @@ pub async fn rollups_at(
 }
 
 /// Per currency, what happened to the customers whose subscriptions changed in
-/// `(from, to]` (the only ones who can be new or churned): their state at both ends is
-/// the sum of their own changes up to it.
+/// `(from, to]` (the only ones who can be new or churned): their state at `from` is the
+/// one before their first change in the period, at `to` the one after their last. One
+/// index range scan of the period's changes.
 #[derive(Debug, Clone, PartialEq, Eq, diesel::QueryableByName)]
 pub struct MovedCustomers {
     #[diesel(sql_type = Text)]
@@ -358,20 +359,16 @@ pub async fn moved_customers(
     to: DateTime<Utc>,
 ) -> StoreResult<Vec<MovedCustomers>> {
     let query = format!(
-        "WITH touched AS (
-             SELECT DISTINCT currency, customer_id FROM metric_changes
+        "WITH per_customer AS (
+             SELECT currency,
+                    (array_agg(customer_paying - subscriptions ORDER BY at, id))[1] > 0
+                        AS paying_start,
+                    (array_agg(customer_mrr - mrr ORDER BY at, id))[1] AS mrr_start,
+                    (array_agg(customer_paying ORDER BY at DESC, id DESC))[1] > 0 AS paying_end,
+                    (array_agg(customer_live ORDER BY at DESC, id DESC))[1] > 0 AS live_end
+               FROM metric_changes
               WHERE merchant_id = $1 AND at > $2 AND at <= $3
-         ),
-         per_customer AS (
-             SELECT t.currency,
-                    coalesce(sum(c.subscriptions) FILTER (WHERE c.at <= $2), 0) > 0 AS paying_start,
-                    coalesce(sum(c.mrr) FILTER (WHERE c.at <= $2), 0) AS mrr_start,
-                    sum(c.subscriptions) > 0 AS paying_end,
-                    sum(c.live) > 0 AS live_end
-               FROM touched t
-               JOIN metric_changes c ON c.merchant_id = $1 AND c.customer_id = t.customer_id
-                                    AND c.currency = t.currency AND c.at <= $3
-              GROUP BY t.currency, t.customer_id
+              GROUP BY currency, customer_id
          )
          SELECT currency,
                 count(*) FILTER (WHERE paying_end AND NOT paying_start) AS new_subscribers,
