@@ -70,7 +70,7 @@ ALTER TABLE subscriptions ENABLE TRIGGER subscriptions_metrics_insert;
 INSERT INTO events (merchant_id, id, event_type, resource_type, resource_id, data, created_at, customer_id)
 SELECT :'merchant', pg_temp.uuid_at(st.at),
        CASE WHEN st.j = 0 THEN 'subscription.created'
-            WHEN st.status = 'paused' THEN 'subscription.paused'
+            WHEN st.status = 'paused' AND st.previous <> 'paused' THEN 'subscription.paused'
             WHEN st.status = 'canceled' THEN 'subscription.canceled'
             WHEN st.status = 'past_due' THEN 'subscription.past_due'
             WHEN st.status = 'unpaid' THEN 'subscription.unpaid'
@@ -81,7 +81,8 @@ SELECT :'merchant', pg_temp.uuid_at(st.at),
                           'quantity', 1, 'interval', p.billing_interval,
                           'interval_count', p.interval_count),
        st.at, st.customer_id
-  FROM seed_steps st JOIN seed_plans p ON p.k = st.plan;
+  FROM (SELECT *, lag(status) OVER (PARTITION BY id ORDER BY j) AS previous FROM seed_steps) st
+  JOIN seed_plans p ON p.k = st.plan;
 
 ANALYZE customers;
 ANALYZE subscriptions;
