@@ -1,6 +1,11 @@
-//! `GET /v1/metrics`: subscriber metrics of a period, from one repeatable-read snapshot.
+//! `GET /v1/metrics`: subscriber metrics of a period, from one repeatable-read snapshot of
+//! the rollups; the full computation they are reconciled with (docs/metrics.md).
+
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
+use diesel_async::AsyncPgConnection;
+use serde::Serialize;
 use tenure_domain::ids::MerchantId;
 use tenure_domain::metrics;
 use tenure_store::repo::metrics as repo;
@@ -62,6 +67,9 @@ pub fn period(
     Ok((from, to))
 }
 
+/// The metrics of a period from the rollups the subscriptions keep as they change
+/// (docs/metrics.md, "How it is computed"): the same figures as [`recompute`], at a cost
+/// that grows with the changes in the period, not with the number of subscriptions.
 pub async fn get(
     state: &App,
     merchant: MerchantId,
@@ -70,23 +78,220 @@ pub async fn get(
 ) -> AppResult<MetricsDto> {
     let (from, to) = period(from, to, state.now())?;
     let mut conn = state.db.conn().await?;
-    let (rows, paused, pauses_started, reasons, offers) = conn
-        .build_transaction()
+    conn.build_transaction()
         .repeatable_read()
         .read_only()
-        .run(async |conn| -> AppResult<_> {
-            repo::prepare(conn).await?;
-            Ok((
-                repo::per_currency(conn, merchant, from, to).await?,
-                repo::paused_at(conn, merchant, to).await?,
-                repo::pauses_started(conn, merchant, from, to).await?,
-                repo::cancellation_reasons(conn, merchant, from, to).await?,
-                repo::save_offers(conn, merchant, from, to).await?,
-            ))
+        .run(async |conn| from_rollups(conn, merchant, from, to).await)
+        .await
+}
+
+async fn from_rollups(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> AppResult<MetricsDto> {
+    repo::prepare(conn).await?;
+    let start = repo::rollups_at(conn, merchant, from).await?;
+    let end = repo::rollups_at(conn, merchant, to).await?;
+    let moved = repo::moved_customers(conn, merchant, from, to).await?;
+    let reasons = repo::cancellation_reasons(conn, merchant, from, to).await?;
+    let offers = repo::save_offers(conn, merchant, from, to).await?;
+    let paused = end.iter().map(|r| r.paused).sum();
+    let pauses_started = end.iter().map(|r| r.pauses_started_before).sum::<i64>()
+        - start.iter().map(|r| r.pauses_started_before).sum::<i64>();
+    let mut codes: Vec<&str> = start
+        .iter()
+        .chain(&end)
+        .filter(|r| r.subscribers > 0)
+        .map(|r| r.currency.as_str())
+        .collect();
+    codes.sort_unstable();
+    codes.dedup();
+    let rows = codes
+        .into_iter()
+        .map(|code| {
+            let at_start = start.iter().find(|r| r.currency == code);
+            let at_end = end.iter().find(|r| r.currency == code);
+            let moved = moved.iter().find(|r| r.currency == code);
+            repo::CurrencyMetricsRow {
+                currency: code.to_owned(),
+                mrr: at_end.map_or(0, |r| r.mrr),
+                mrr_at_start: at_start.map_or(0, |r| r.mrr),
+                active_subscriptions: at_end.map_or(0, |r| r.subscriptions),
+                active_subscribers: at_end.map_or(0, |r| r.subscribers),
+                active_subscribers_at_start: at_start.map_or(0, |r| r.subscribers),
+                new_subscribers: moved.map_or(0, |r| r.new_subscribers),
+                churned_subscribers: moved.map_or(0, |r| r.churned_subscribers),
+                churned_mrr: moved.map_or(0, |r| r.churned_mrr),
+            }
         })
-        .await?;
+        .collect();
+    Ok(render(
+        from,
+        to,
+        Figures {
+            rows,
+            paused,
+            pauses_started,
+            reasons,
+            offers,
+        },
+    ))
+}
+
+/// The metrics of a period computed from the subscriptions and their events, as
+/// `GET /v1/metrics` did before the rollups: the reference a reconciliation compares the
+/// rollups with. It reads every subscription of the merchant (seconds at 100,000).
+pub async fn recompute(
+    state: &App,
+    merchant: MerchantId,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> AppResult<MetricsDto> {
+    let mut conn = state.db.conn().await?;
+    conn.build_transaction()
+        .repeatable_read()
+        .read_only()
+        .run(async |conn| recomputed(conn, merchant, from, to).await)
+        .await
+}
+
+async fn recomputed(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> AppResult<MetricsDto> {
+    repo::prepare(conn).await?;
+    let figures = Figures {
+        rows: repo::per_currency(conn, merchant, from, to).await?,
+        paused: repo::paused_at(conn, merchant, to).await?,
+        pauses_started: repo::pauses_started(conn, merchant, from, to).await?,
+        reasons: repo::cancellation_reasons(conn, merchant, from, to).await?,
+        offers: repo::save_offers(conn, merchant, from, to).await?,
+    };
+    Ok(render(from, to, figures))
+}
+
+/// One figure on which the rollups and the full computation disagree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Difference {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    /// The figure's path in the response, e.g. `currencies.EUR.mrr`.
+    pub figure: String,
+    pub rollups: serde_json::Value,
+    pub recomputed: serde_json::Value,
+}
+
+/// Compares the rollups with the full computation over each period (each validated as
+/// `GET /v1/metrics` validates one), both read from one snapshot per period, and returns
+/// every figure that differs (none: they agree).
+pub async fn reconcile(
+    state: &App,
+    merchant: MerchantId,
+    periods: &[(DateTime<Utc>, DateTime<Utc>)],
+) -> AppResult<Vec<Difference>> {
+    let now = state.now();
+    let mut differences = Vec::new();
+    let mut conn = state.db.conn().await?;
+    for &(from, to) in periods {
+        let (from, to) = period(Some(&from.to_rfc3339()), Some(&to.to_rfc3339()), now)?;
+        let (rollups, recomputed) = conn
+            .build_transaction()
+            .repeatable_read()
+            .read_only()
+            .run(async |conn| -> AppResult<_> {
+                Ok((
+                    from_rollups(conn, merchant, from, to).await?,
+                    recomputed(conn, merchant, from, to).await?,
+                ))
+            })
+            .await?;
+        let (rollups, recomputed) = (by_path(&rollups)?, by_path(&recomputed)?);
+        let figures: std::collections::BTreeSet<&String> =
+            rollups.keys().chain(recomputed.keys()).collect();
+        for figure in figures {
+            let (a, b) = (rollups.get(figure), recomputed.get(figure));
+            if a != b {
+                differences.push(Difference {
+                    from,
+                    to,
+                    figure: figure.clone(),
+                    rollups: a.cloned().unwrap_or(serde_json::Value::Null),
+                    recomputed: b.cloned().unwrap_or(serde_json::Value::Null),
+                });
+            }
+        }
+    }
+    Ok(differences)
+}
+
+/// Rebuilds the merchant's rollups from the subscriptions and their events (the repair
+/// after a reconciliation found differences). Every subscription write waits meanwhile.
+pub async fn rebuild(state: &App, merchant: MerchantId) -> AppResult<()> {
+    let mut conn = state.db.conn().await?;
+    conn.build_transaction()
+        .run(async |conn| -> AppResult<()> {
+            repo::rebuild_rollups(conn, merchant).await?;
+            Ok(())
+        })
+        .await
+}
+
+/// Every leaf of a response by its path, currencies keyed by their code.
+fn by_path(dto: &MetricsDto) -> AppResult<BTreeMap<String, serde_json::Value>> {
+    fn walk(
+        prefix: &str,
+        value: &serde_json::Value,
+        out: &mut BTreeMap<String, serde_json::Value>,
+    ) {
+        match value {
+            serde_json::Value::Object(fields) => {
+                for (key, v) in fields {
+                    walk(&format!("{prefix}{key}."), v, out);
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for item in items {
+                    let key = item["currency"].as_str().unwrap_or("?");
+                    walk(&format!("{prefix}{key}."), item, out);
+                }
+            }
+            leaf => {
+                out.insert(prefix.trim_end_matches('.').to_owned(), leaf.clone());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(
+        "",
+        &serde_json::to_value(dto).map_err(AppError::internal)?,
+        &mut out,
+    );
+    Ok(out)
+}
+
+/// What a response is made of, however it was computed.
+struct Figures {
+    rows: Vec<repo::CurrencyMetricsRow>,
+    paused: i64,
+    pauses_started: i64,
+    reasons: Vec<repo::ReasonCount>,
+    offers: repo::OfferCounts,
+}
+
+fn render(from: DateTime<Utc>, to: DateTime<Utc>, figures: Figures) -> MetricsDto {
+    let Figures {
+        rows,
+        paused,
+        pauses_started,
+        reasons,
+        offers,
+    } = figures;
     let period_secs = (to - from).num_seconds();
-    Ok(MetricsDto {
+    MetricsDto {
         object: "metrics".to_owned(),
         from,
         to,
@@ -130,5 +335,5 @@ pub async fn get(
             declined: offers.declined,
             acceptance_rate: metrics::rate(offers.accepted, offers.presented),
         },
-    })
+    }
 }

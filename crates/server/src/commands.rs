@@ -313,6 +313,65 @@ pub async fn check_distribution(global: &GlobalArgs) -> Result<(), StartupError>
     )))
 }
 
+/// `tenure metrics reconcile`: the rollups against the full computation, period by
+/// period (docs/metrics.md, "Reconciliation").
+pub async fn reconcile_metrics(
+    global: &GlobalArgs,
+    merchant: tenure_domain::ids::MerchantId,
+    to: Option<&str>,
+    days: u16,
+    periods: u16,
+) -> Result<(), StartupError> {
+    startup::prepare_database(global).await?;
+    let state = app(global, None, 3600).await?;
+    let (_, end) = tenure_app::metrics::period(None, to, state.now()).map_err(use_case_failure)?;
+    let length = Duration::days(i64::from(days));
+    let windows: Vec<_> = (0..i32::from(periods))
+        .map_while(|k| {
+            let to = end.checked_sub_signed(length * k)?;
+            Some((to.checked_sub_signed(length)?, to))
+        })
+        .collect();
+    let differences = tenure_app::metrics::reconcile(&state, merchant, &windows)
+        .await
+        .map_err(use_case_failure)?;
+    for d in &differences {
+        println!(
+            "{} .. {}  {}: rollups {} recomputed {}",
+            d.from.to_rfc3339(),
+            d.to.to_rfc3339(),
+            d.figure,
+            d.rollups,
+            d.recomputed
+        );
+    }
+    if differences.is_empty() {
+        println!(
+            "{merchant}: the rollups agree with the full computation over {} period(s)",
+            windows.len()
+        );
+        return Ok(());
+    }
+    Err(StartupError::Config(format!(
+        "{merchant}: {} figure(s) differ; `tenure metrics rebuild --merchant {merchant}` rebuilds the rollups",
+        differences.len()
+    )))
+}
+
+/// `tenure metrics rebuild`.
+pub async fn rebuild_metrics(
+    global: &GlobalArgs,
+    merchant: tenure_domain::ids::MerchantId,
+) -> Result<(), StartupError> {
+    startup::prepare_database(global).await?;
+    let state = app(global, None, 3600).await?;
+    tenure_app::metrics::rebuild(&state, merchant)
+        .await
+        .map_err(use_case_failure)?;
+    println!("{merchant}: rollups rebuilt");
+    Ok(())
+}
+
 /// A use case's refusal, worded as the API would word it.
 fn use_case_failure(err: AppError) -> StartupError {
     StartupError::Config(tenure_api::ApiError::from(err).problem().detail)

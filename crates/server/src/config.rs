@@ -101,6 +101,48 @@ pub enum Command {
     /// Migrate, then check the schema can be distributed by merchant (Citus): print each
     /// table that breaks it and fail (docs/scaling.md).
     CheckDistribution,
+    /// Operator checks of a merchant's subscriber metrics (docs/metrics.md).
+    #[command(subcommand)]
+    Metrics(MetricsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MetricsCommand {
+    /// Compare the metrics the rollups answer with a full recomputation from the
+    /// subscriptions and their events, over consecutive periods ending at `--to`; print
+    /// every figure that differs and fail if any does.
+    Reconcile {
+        #[command(flatten)]
+        merchant: MerchantArg,
+        /// End of the latest period (RFC 3339; default: now).
+        #[arg(long)]
+        to: Option<String>,
+        /// Length of each period, in days.
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u16).range(1..=366))]
+        days: u16,
+        /// How many consecutive periods, going back from `--to`.
+        #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u16).range(1..=1000))]
+        periods: u16,
+    },
+    /// Rebuild a merchant's rollups from its subscriptions and their events (the repair
+    /// when a reconciliation finds differences). Subscription writes wait meanwhile.
+    Rebuild {
+        #[command(flatten)]
+        merchant: MerchantArg,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MerchantArg {
+    /// The merchant (tenant) id, `mer_…`.
+    #[arg(long = "merchant", value_parser = parse_merchant_id)]
+    pub id: tenure_domain::ids::MerchantId,
+}
+
+fn parse_merchant_id(raw: &str) -> Result<tenure_domain::ids::MerchantId, String> {
+    raw.trim()
+        .parse()
+        .map_err(|_| format!("`{raw}` is not a merchant id (mer_…)"))
 }
 
 #[derive(Debug, Subcommand)]

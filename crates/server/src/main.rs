@@ -1,6 +1,8 @@
 use clap::Parser;
 use tenure_server::commands;
-use tenure_server::config::{Cli, Command, LogFormat, MerchantCommand, SecretsCommand, ServeArgs};
+use tenure_server::config::{
+    Cli, Command, LogFormat, MerchantCommand, MetricsCommand, SecretsCommand, ServeArgs,
+};
 use tracing_subscriber::EnvFilter;
 
 /// A list of invoices allocates and frees thousands of small strings per request; with
@@ -48,6 +50,18 @@ fn main() -> std::process::ExitCode {
             Command::Worker(args) => commands::worker(&global, &args).await,
             Command::Secrets(SecretsCommand::Reseal) => commands::reseal_secrets(&global).await,
             Command::CheckDistribution => commands::check_distribution(&global).await,
+            Command::Metrics(MetricsCommand::Reconcile {
+                merchant,
+                to,
+                days,
+                periods,
+            }) => {
+                commands::reconcile_metrics(&global, merchant.id, to.as_deref(), days, periods)
+                    .await
+            }
+            Command::Metrics(MetricsCommand::Rebuild { merchant }) => {
+                commands::rebuild_metrics(&global, merchant.id).await
+            }
         }
     });
     match outcome {

@@ -671,3 +671,47 @@ diesel::table! {
         limits -> Array<Text>,
     }
 }
+
+diesel::table! {
+    metric_changes (merchant_id, id) {
+        merchant_id -> Uuid,
+        id -> Int8,
+        currency -> Text,
+        customer_id -> Uuid,
+        subscription_id -> Uuid,
+        at -> Timestamptz,
+        mrr -> Numeric,
+        subscriptions -> Int4,
+        subscribers -> Int4,
+        live -> Int4,
+        paused -> Int4,
+        pauses_started -> Int4,
+        customer_paying -> Int4,
+        customer_live -> Int4,
+        customer_mrr -> Numeric,
+    }
+}
+
+diesel::table! {
+    metric_days (merchant_id, currency, day) {
+        merchant_id -> Uuid,
+        currency -> Text,
+        day -> Date,
+        mrr -> Numeric,
+        subscriptions -> Int8,
+        subscribers -> Int8,
+        paused -> Int8,
+        pauses_started -> Int8,
+    }
+}
+
+diesel::table! {
+    metric_customer_counts (merchant_id, customer_id, currency) {
+        merchant_id -> Uuid,
+        customer_id -> Uuid,
+        currency -> Text,
+        paying -> Int4,
+        live -> Int4,
+        mrr -> Numeric,
+    }
+}

@@ -1,12 +1,16 @@
-//! Subscriber metrics of a period (docs/metrics.md): SQL aggregates over the real tables,
-//! grouped by currency (never summed across currencies), merchant-scoped.
+//! Subscriber metrics of a period (docs/metrics.md), merchant-scoped and per currency (never
+//! summed across currencies), two ways: from the rollups the subscriptions keep as they
+//! change (`rollups_at`, `moved_customers`), and fully from the subscriptions and their
+//! events (the reference a reconciliation compares with), by the rules below.
 //!
 //! The state of a subscription at an instant `t` is taken from history:
 //! * created after `t`: it did not exist;
 //! * not updated since `t` (`updated_at <= t`): its row is its state at `t`;
 //! * else the snapshot (`data`) of its latest `subscription.*` event at or before `t`
 //!   (every change records one, with the subscription as rendered after the change:
-//!   status, price, quantity, cadence; snapshots from before quantities count 1);
+//!   status, price, quantity, cadence; snapshots from before quantities count 1). Only
+//!   events whose data is the subscription count: `subscription.discount_applied`
+//!   carries the discount;
 //! * else (a row changed since `t` without events, e.g. written by SQL): its row.
 //!
 //! Only subscriptions changed since `t` look up an event, each through the
@@ -41,6 +45,7 @@ states AS (
                                 WHERE e.merchant_id = subs.merchant_id
                                   AND e.resource_id = tenure_typeid('sub', subs.id)
                                   AND e.resource_type = 'subscription'
+                                  AND e.data->>'object' = 'subscription'
                                   AND e.created_at <= $2
                                 ORDER BY e.id DESC LIMIT 1), subs.row_state)
            END AS a,
@@ -49,6 +54,7 @@ states AS (
                                 WHERE e.merchant_id = subs.merchant_id
                                   AND e.resource_id = tenure_typeid('sub', subs.id)
                                   AND e.resource_type = 'subscription'
+                                  AND e.data->>'object' = 'subscription'
                                   AND e.created_at <= $3
                                 ORDER BY e.id DESC LIMIT 1), subs.row_state)
            END AS b
@@ -267,4 +273,127 @@ pub async fn save_offers(
     .bind::<Timestamptz, _>(to)
     .get_result(conn)
     .await?)
+}
+
+/// A figure summed at an instant from the rollups, per currency.
+#[derive(Debug, Clone, PartialEq, Eq, diesel::QueryableByName)]
+pub struct RollupAt {
+    #[diesel(sql_type = Text)]
+    pub currency: String,
+    #[diesel(sql_type = BigInt)]
+    pub mrr: i64,
+    /// Paying subscriptions.
+    #[diesel(sql_type = BigInt)]
+    pub subscriptions: i64,
+    /// Customers with a paying subscription.
+    #[diesel(sql_type = BigInt)]
+    pub subscribers: i64,
+    #[diesel(sql_type = BigInt)]
+    pub paused: i64,
+    /// Pauses that began strictly before the instant.
+    #[diesel(sql_type = BigInt)]
+    pub pauses_started_before: i64,
+}
+
+/// Each currency's figures at `at` from the rollups (migration 2026-12-08-120001): the
+/// days before `at`'s UTC day, plus that day's changes up to `at` (changes at `at`
+/// count, as in the full computation; pause starts only before it, the period being
+/// `[from, to)` for them). Index range scans: the merchant's days and one day's changes.
+pub async fn rollups_at(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    at: DateTime<Utc>,
+) -> StoreResult<Vec<RollupAt>> {
+    let query = format!(
+        "WITH parts AS (
+             SELECT currency, mrr, subscriptions, subscribers, paused,
+                    pauses_started AS pauses_started_before
+               FROM metric_days
+              WHERE merchant_id = $1 AND day < ($2 AT TIME ZONE 'UTC')::date
+             UNION ALL
+             SELECT currency, mrr, subscriptions, subscribers, paused,
+                    CASE WHEN at < $2 THEN pauses_started ELSE 0 END
+               FROM metric_changes
+              WHERE merchant_id = $1
+                AND at >= date_trunc('day', $2 AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+                AND at <= $2
+         )
+         SELECT currency, {mrr} AS mrr,
+                coalesce(sum(subscriptions), 0)::int8 AS subscriptions,
+                coalesce(sum(subscribers), 0)::int8 AS subscribers,
+                coalesce(sum(paused), 0)::int8 AS paused,
+                coalesce(sum(pauses_started_before), 0)::int8 AS pauses_started_before
+           FROM parts GROUP BY currency ORDER BY currency",
+        mrr = clamp("coalesce(sum(mrr), 0)"),
+    );
+    Ok(diesel::sql_query(query)
+        .bind::<SqlUuid, _>(merchant.uuid())
+        .bind::<Timestamptz, _>(at)
+        .load(conn)
+        .await?)
+}
+
+/// Per currency, what happened to the customers whose subscriptions changed in
+/// `(from, to]` (the only ones who can be new or churned): their state at `from` is the
+/// one before their first change in the period, at `to` the one after their last. One
+/// index range scan of the period's changes.
+#[derive(Debug, Clone, PartialEq, Eq, diesel::QueryableByName)]
+pub struct MovedCustomers {
+    #[diesel(sql_type = Text)]
+    pub currency: String,
+    /// Paying at `to`, not at `from`.
+    #[diesel(sql_type = BigInt)]
+    pub new_subscribers: i64,
+    /// Paying at `from`, without a live subscription at `to`.
+    #[diesel(sql_type = BigInt)]
+    pub churned_subscribers: i64,
+    /// Their MRR at `from`.
+    #[diesel(sql_type = BigInt)]
+    pub churned_mrr: i64,
+}
+
+pub async fn moved_customers(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> StoreResult<Vec<MovedCustomers>> {
+    let query = format!(
+        "WITH per_customer AS (
+             SELECT currency,
+                    (array_agg(customer_paying - subscriptions ORDER BY at, id))[1] > 0
+                        AS paying_start,
+                    (array_agg(customer_mrr - mrr ORDER BY at, id))[1] AS mrr_start,
+                    (array_agg(customer_paying ORDER BY at DESC, id DESC))[1] > 0 AS paying_end,
+                    (array_agg(customer_live ORDER BY at DESC, id DESC))[1] > 0 AS live_end
+               FROM metric_changes
+              WHERE merchant_id = $1 AND at > $2 AND at <= $3
+              GROUP BY currency, customer_id
+         )
+         SELECT currency,
+                count(*) FILTER (WHERE paying_end AND NOT paying_start) AS new_subscribers,
+                count(*) FILTER (WHERE paying_start AND NOT live_end) AS churned_subscribers,
+                {churned} AS churned_mrr
+           FROM per_customer GROUP BY currency ORDER BY currency",
+        churned = clamp("coalesce(sum(mrr_start) FILTER (WHERE paying_start AND NOT live_end), 0)"),
+    );
+    Ok(diesel::sql_query(query)
+        .bind::<SqlUuid, _>(merchant.uuid())
+        .bind::<Timestamptz, _>(from)
+        .bind::<Timestamptz, _>(to)
+        .load(conn)
+        .await?)
+}
+
+/// Rebuilds the merchant's rollups from the history the full computation reads (what the
+/// migration did for every merchant): a repair after a reconciliation found differences.
+pub async fn rebuild_rollups(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+) -> StoreResult<()> {
+    diesel::sql_query("SELECT tenure_metrics_rebuild($1)")
+        .bind::<SqlUuid, _>(merchant.uuid())
+        .execute(conn)
+        .await?;
+    Ok(())
 }

@@ -1,0 +1,10 @@
+DROP TRIGGER subscriptions_metrics_update ON subscriptions;
+DROP TRIGGER subscriptions_metrics_insert ON subscriptions;
+DROP FUNCTION tenure_metrics_rebuild(uuid);
+DROP FUNCTION tenure_metrics_on_subscription();
+DROP FUNCTION tenure_metrics_apply(uuid, uuid, timestamptz, uuid, text, text, numeric, uuid, text, text, numeric);
+DROP FUNCTION tenure_metric_row_monthly(jsonb);
+DROP FUNCTION tenure_metric_monthly(numeric, numeric, text, numeric);
+DROP TABLE metric_customer_counts;
+DROP TABLE metric_days;
+DROP TABLE metric_changes;
