@@ -255,12 +255,17 @@ pub fn render(
         segments: facts.segments.clone(),
         credit_balances: Vec::new(),
         overrides: Vec::new(),
+        recent_orders: Vec::new(),
+        last_shipment: None,
         computed_at: facts.now,
     }
 }
 
 /// How many of the latest overrides the context shows.
 const CONTEXT_OVERRIDES: i64 = 10;
+
+/// How many of the latest orders the context shows.
+const CONTEXT_ORDERS: i64 = 5;
 
 /// `GET /v1/customers/{id}/context`: one consistent snapshot (repeatable read).
 pub async fn get_context(
@@ -298,6 +303,22 @@ pub async fn get_context(
                     .iter()
                     .filter_map(crate::dto::credits::OverrideDto::render)
                     .collect();
+            let orders = tenure_store::repo::orders::recent_of_customer(
+                conn,
+                merchant,
+                customer,
+                CONTEXT_ORDERS,
+            )
+            .await?;
+            ctx.recent_orders = orders
+                .iter()
+                .map(crate::dto::orders::OrderDto::from)
+                .collect();
+            ctx.last_shipment =
+                tenure_store::repo::orders::last_shipped_of_customer(conn, merchant, customer)
+                    .await?
+                    .as_ref()
+                    .and_then(crate::dto::context::LastShipmentDto::of);
             Ok(ctx)
         })
         .await
