@@ -326,6 +326,10 @@ struct World {
     event: String,
     /// The coupon the examples' placeholder coupon ids stand for.
     coupon: String,
+    /// A plan of a product that ships, for orders.
+    shipped: String,
+    /// An address of the signed-in customer, for the examples' address ids.
+    address: String,
     made: usize,
 }
 
@@ -377,6 +381,13 @@ impl World {
             .await
             .expect(201)
             .id();
+        let shipped_product = app
+            .by(&m.key)
+            .post("/v1/products", &json!({"name": "Beans", "shippable": true}))
+            .await
+            .expect(201)
+            .id();
+        let shipped = fixtures::plan(&app, &m, &shipped_product, 1200).await;
         let event = app.get_ok("/v1/events?limit=1", &m.key).await["data"][0]["id"]
             .as_str()
             .expect("the setup emitted events")
@@ -392,8 +403,56 @@ impl World {
             endpoint,
             event,
             coupon,
+            shipped,
+            address: String::new(),
             made: 0,
         }
+    }
+
+    /// A new address of `customer`.
+    async fn address_of(&self, customer: &str) -> String {
+        self.app
+            .post(&format!("/v1/customers/{customer}/addresses"))
+            .bearer(&self.m.key)
+            .json(
+                &json!({"name": "Ada", "line1": "1 Main St", "city": "Springfield",
+                "country": "US"}),
+            )
+            .send()
+            .await
+            .expect(201)
+            .id()
+    }
+
+    /// A paid order of the signed-in customer: `unfulfilled`, or `shipped` for `deliver`.
+    async fn order(&self, action: &str) -> String {
+        let sub = self
+            .app
+            .post("/v1/subscriptions")
+            .bearer(&self.m.key)
+            .json(
+                &json!({"customer_id": self.customer, "plan_id": self.shipped,
+                "shipping_address_id": self.address}),
+            )
+            .send()
+            .await
+            .expect(201)
+            .id();
+        let list = self
+            .app
+            .get_ok(&format!("/v1/orders?subscription_id={sub}"), &self.m.key)
+            .await;
+        let order = list["data"][0]["id"].as_str().expect("an order").to_owned();
+        if action == "deliver" {
+            self.app
+                .post(&format!("/v1/orders/{order}/ship"))
+                .bearer(&self.m.key)
+                .json(&json!({"carrier": "UPS", "tracking_number": "1Z"}))
+                .send()
+                .await
+                .expect(200);
+        }
+        order
     }
 
     /// Signs in a new customer with a card, for the next operation.
@@ -403,6 +462,7 @@ impl World {
             fixtures::customer(&self.app, &self.m, &format!("fuzz-{}", self.made)).await;
         fixtures::attach_card(&self.app, &self.m, &self.customer, "pm_card_visa").await;
         self.token = fixtures::session(&self.app, &self.m, &self.customer).await;
+        self.address = self.address_of(&self.customer).await;
     }
 
     async fn endpoint(app: &TestApp, m: &TestMerchant) -> String {
@@ -442,6 +502,7 @@ impl World {
                     Some("plan") => &self.premium,
                     Some("whep") => &self.endpoint,
                     Some("coupon") => &self.coupon,
+                    Some("addr") => &self.address,
                     _ => return example.clone(),
                 };
                 Value::String(id.clone())
@@ -602,6 +663,12 @@ impl World {
                 .expect(201)
                 .id(),
             ("coupons", _) => self.coupon().await,
+            // The portal's own addresses are the signed-in customer's.
+            ("addresses", owner) => {
+                let customer = owner.map_or(self.customer.clone(), |(c, _)| c);
+                self.address_of(&customer).await
+            }
+            ("orders", _) => self.order(action).await,
             ("promotion_codes", _) => {
                 let coupon = self.coupon().await;
                 self.app
@@ -681,6 +748,7 @@ impl World {
         let sub = self.subscription().await;
         fixtures::attach_card(&self.app, &self.m, &self.customer, "pm_card_visa").await;
         self.token = fixtures::session(&self.app, &self.m, &self.customer).await;
+        self.address = self.address_of(&self.customer).await;
         let list = self
             .app
             .get_ok(

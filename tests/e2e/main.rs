@@ -24,6 +24,7 @@ mod lifecycle;
 mod metrics;
 mod modes;
 mod operator_metrics;
+mod orders;
 mod platform;
 mod quantities;
 mod refunds;

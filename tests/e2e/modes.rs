@@ -93,6 +93,36 @@ async fn populate(app: &TestApp, merchant: TestMerchant, live: bool) -> Tenant {
     // Subscribed before the card is added, so that the first invoice stays open (a signup
     // with a card pays it in the request).
     let subscription = fixtures::subscribe_id(app, &merchant, &customer, &plan).await;
+    // An address and the order of a subscription to a product that ships.
+    let address = app
+        .by(&key)
+        .post(
+            &format!("/v1/customers/{customer}/addresses"),
+            &json!({"name": "Ada", "line1": "1 Main St", "city": "Springfield", "country": "US"}),
+        )
+        .await
+        .expect(201)
+        .id();
+    let shipped = app
+        .by(&key)
+        .post("/v1/products", &json!({"name": "Beans", "shippable": true}))
+        .await
+        .expect(201)
+        .id();
+    let shipped_plan = fixtures::plan(app, &merchant, &shipped, 1200).await;
+    let shipping = app
+        .by(&key)
+        .post(
+            "/v1/subscriptions",
+            &json!({"customer_id": customer, "plan_id": shipped_plan, "shipping_address_id": address}),
+        )
+        .await
+        .expect(201)
+        .id();
+    let order = fixtures::id(
+        &app.get_ok(&format!("/v1/orders?subscription_id={shipping}"), &key)
+            .await["data"][0],
+    );
     let card = if live {
         let mut conn = app.sql().await;
         let merchant_id: MerchantId = merchant.id.parse().expect("merchant id");
@@ -192,6 +222,7 @@ async fn populate(app: &TestApp, merchant: TestMerchant, live: bool) -> Tenant {
     };
     let event = fixtures::id(&app.get_ok("/v1/events?limit=1", &key).await["data"][0]);
     let ids = BTreeMap::from([
+        ("addresses", address),
         ("api_keys", merchant.key_id.clone()),
         ("cancellation_requests", request),
         ("coupons", coupon),
@@ -200,6 +231,7 @@ async fn populate(app: &TestApp, merchant: TestMerchant, live: bool) -> Tenant {
         ("events", event),
         ("invoice_items", invoice_item),
         ("invoices", invoice),
+        ("orders", order),
         ("payment_methods", card),
         ("plans", plan),
         ("products", product),

@@ -52,6 +52,8 @@ application/problem+json with a stable `code`.",
         (name = "Metrics", description = "Subscriber metrics of a period: MRR, churn, ARPU, LTV, pauses, reasons, save offers"),
         (name = "API keys", description = "Secret keys (create, roll, revoke; restricted keys with scopes) and the audit trail of changes made with them"),
         (name = "Test clocks", description = "Simulated time for test customers: create a clock, attach customers at creation, advance it and watch renewals, trials and dunning happen"),
+        (name = "Addresses", description = "Customers' address books; a subscription ships to one of its customer's addresses"),
+        (name = "Orders", description = "What each paid period of a subscription to a shippable product sends, and its fulfilment: fulfil, ship (carrier and tracking), deliver, cancel"),
         (name = "Operator", description = "The operator's routes (TENURE_OPERATOR_TOKEN): merchants"),
     )
 )]

@@ -255,6 +255,8 @@ pub fn render(
         segments: facts.segments.clone(),
         credit_balances: None,
         overrides: None,
+        recent_orders: Vec::new(),
+        last_shipment: None,
         computed_at: facts.now,
     }
 }
@@ -262,9 +264,13 @@ pub fn render(
 /// How many of the latest overrides the context shows.
 const CONTEXT_OVERRIDES: i64 = 10;
 
+/// How many of the latest orders the context shows.
+const CONTEXT_ORDERS: i64 = 5;
+
 /// `GET /v1/customers/{id}/context`: one consistent snapshot (repeatable read). The
 /// billing data (credit balances, agents' overrides) only `with_billing` (a key that may
-/// read billing: `billing:read`).
+/// read billing: `billing:read`); orders and the last shipment are service data, shown
+/// to every key that reads customers.
 pub async fn get_context(
     state: &App,
     merchant: MerchantId,
@@ -285,6 +291,22 @@ pub async fn get_context(
                 .collect();
             let lifecycle = repo::lifecycle_events_of(conn, merchant, &sub_ids).await?;
             let mut ctx = render(&facts, lifecycle);
+            let orders = tenure_store::repo::orders::recent_of_customer(
+                conn,
+                merchant,
+                customer,
+                CONTEXT_ORDERS,
+            )
+            .await?;
+            ctx.recent_orders = orders
+                .iter()
+                .map(crate::dto::orders::OrderDto::from)
+                .collect();
+            ctx.last_shipment =
+                tenure_store::repo::orders::last_shipped_of_customer(conn, merchant, customer)
+                    .await?
+                    .as_ref()
+                    .and_then(crate::dto::context::LastShipmentDto::of);
             if !with_billing {
                 return Ok(ctx);
             }

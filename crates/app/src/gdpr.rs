@@ -178,7 +178,7 @@ async fn read_export(
 
 /// Keys of event snapshots that hold personal data: their values are replaced by null
 /// (`metadata` by `{}`, `tags` by `[]`), wherever they appear in the snapshot.
-const PERSONAL_KEYS: [&str; 7] = [
+const PERSONAL_KEYS: [&str; 13] = [
     "email",
     "name",
     "locale",
@@ -186,6 +186,14 @@ const PERSONAL_KEYS: [&str; 7] = [
     "message",
     "body",
     "decline_message",
+    // Addresses (docs/orders.md): an order's snapshot and a subscription's address whole,
+    // an address book entry's lines (its country stays, like an invoice's currency).
+    "shipping_address",
+    "address",
+    "line1",
+    "line2",
+    "city",
+    "postal_code",
 ];
 
 /// Replaces the value of a personal field with its erased form; false for other fields.
@@ -438,6 +446,10 @@ pub async fn erase(
             external_id: &before.external_id,
         };
         repo::anonymise_related(conn, merchant, id, identity, updated_at).await?;
+        // Where the customer lives is personal data: the address book goes, and the orders
+        // (kept, like invoices) forget where they were shipped.
+        tenure_store::repo::addresses::delete_all_of_customer(conn, merchant, id).await?;
+        tenure_store::repo::orders::erase_addresses_of_customer(conn, merchant, id).await?;
         let erased = CustomerDto::from(&after);
         // Under the customer's lock: a response still being stored holds the lock until
         // it commits, so this sees it (`complete_idempotent_request`), and one stored

@@ -21,6 +21,7 @@
 //! | [`test_clocks`] | test clocks, and the time a customer on one lives in |
 //! | [`dto`] | the request and response shapes, which events are rendered from too |
 
+pub mod addresses;
 pub mod audit;
 pub mod backlog;
 pub mod billing;
@@ -35,6 +36,7 @@ pub mod events;
 pub mod gdpr;
 pub mod merchants;
 pub mod metrics;
+pub mod orders;
 pub mod outbound;
 pub mod overrides;
 pub mod portal_terms;

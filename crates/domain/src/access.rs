@@ -85,6 +85,8 @@ resources! {
     GatewaySettings => "gateway_settings",
     /// Test clocks: creating and advancing a merchant's simulated time (test mode).
     TestClocks => "test_clocks",
+    /// Orders and their fulfilment (a warehouse's key needs nothing else).
+    Orders => "orders",
 }
 
 /// Read (`GET`) or write (every change); write implies read.

@@ -81,6 +81,10 @@ typed_ids! {
     OverrideId => OverrideTag, "ovr";
     /// A merchant's test clock: simulated time for the customers created on it.
     TestClockId => TestClockTag, "clock";
+    /// An entry of a customer's address book.
+    AddressId => AddressTag, "addr";
+    /// What one paid period of a subscription to a shippable product sends.
+    OrderId => OrderTag, "ord";
 }
 
 /// Makes new ids: `CustomerId::generate()`. `TypeSafeId::new` draws everything below the

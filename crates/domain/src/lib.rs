@@ -5,6 +5,7 @@
 //! these types, so a rule lives in exactly one place.
 
 pub mod access;
+pub mod address;
 pub mod billing;
 pub mod catalog;
 pub mod clock;
@@ -16,6 +17,7 @@ pub mod error;
 pub mod ids;
 pub mod metrics;
 pub mod money;
+pub mod order;
 pub mod outbound;
 pub mod overrides;
 pub mod policy;

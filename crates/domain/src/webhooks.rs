@@ -242,6 +242,19 @@ pub const EVENT_TYPES: &[&str] = &[
     "webhook_endpoint.disabled",
     "test_clock.advancing",
     "test_clock.ready",
+    "address.created",
+    "address.updated",
+    "address.deleted",
+    "subscription.shipping_address_updated",
+    "order.created",
+    "order.updated",
+    "order.paid",
+    "order.held",
+    "order.released",
+    "order.fulfilled",
+    "order.shipped",
+    "order.delivered",
+    "order.canceled",
 ];
 
 /// Subscribes to every event type, including ones added later.

@@ -400,5 +400,7 @@ async fn record_paid_in_bulk(
             at: invoice.updated_at,
         })
         .collect();
-    record_events(conn, merchant, drafts).await
+    record_events(conn, merchant, drafts).await?;
+    let paid: Vec<&Invoice> = recorded.iter().map(|(invoice, _)| invoice).collect();
+    tenure_app::orders::follow_paid_invoices(conn, merchant, &paid).await
 }

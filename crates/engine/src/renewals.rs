@@ -41,7 +41,7 @@ use tenure_app::subscriptions::{apply_due_in_tx, persist_system};
 use tenure_app::{App, AppError, AppResult};
 use tenure_domain::billing::invoice::{self, InvoiceStatus};
 use tenure_domain::billing::period::Period;
-use tenure_domain::ids::{CustomerId, MerchantId, PlanId, SubscriptionId};
+use tenure_domain::ids::{CustomerId, MerchantId, PlanId, ProductId, SubscriptionId};
 use tenure_domain::subscription::{Actor, SubscriptionEvent, SubscriptionStatus};
 use tenure_domain::test_clock::WorkScope;
 use tenure_domain::time::{next_update_time, truncate_to_micros};
@@ -266,10 +266,22 @@ async fn renew_plain(
     let customers: Vec<CustomerId> = renewals.iter().map(|r| r.after.customer_id).collect();
     let with_credit = credits_repo::customers_with_credit(conn, merchant, &customers).await?;
     let mut plan_names: HashMap<PlanId, String> = HashMap::new();
+    let mut shippable: HashMap<ProductId, bool> = HashMap::new();
     let mut kept = Vec::with_capacity(renewals.len());
     let mut one_by_one = Vec::new();
     for r in renewals {
-        if full_path.contains(&r.after.subscription.id)
+        // A product that ships makes an order with each invoice, which the one-by-one
+        // path does (`invoice_period_in_tx`).
+        let ships = match shippable.entry(r.after.product_id) {
+            Entry::Occupied(ships) => *ships.get(),
+            Entry::Vacant(slot) => *slot.insert(
+                catalog_repo::get_product(conn, merchant, r.after.product_id, false)
+                    .await?
+                    .shippable,
+            ),
+        };
+        if ships
+            || full_path.contains(&r.after.subscription.id)
             || with_credit.contains(&r.after.customer_id)
         {
             one_by_one.push(r.after.subscription.id);

@@ -158,6 +158,7 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         test_clock_id -> Nullable<Uuid>,
+        shipping_address_id -> Nullable<Uuid>,
     }
 }
 
@@ -715,3 +716,41 @@ diesel::table! {
         mrr -> Numeric,
     }
 }
+
+// Addresses and orders (migration 2026-12-08-110001_addresses_and_orders).
+
+diesel::table! {
+    customer_addresses (merchant_id, id) {
+        merchant_id -> Uuid,
+        id -> Uuid,
+        customer_id -> Uuid,
+        name -> Text,
+        line1 -> Text,
+        line2 -> Nullable<Text>,
+        city -> Text,
+        state -> Nullable<Text>,
+        postal_code -> Nullable<Text>,
+        country -> Text,
+        phone -> Nullable<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    orders (merchant_id, id) {
+        merchant_id -> Uuid,
+        id -> Uuid,
+        customer_id -> Uuid,
+        subscription_id -> Uuid,
+        invoice_id -> Uuid,
+        status -> Text,
+        period_start -> Timestamptz,
+        shipped_at -> Nullable<Timestamptz>,
+        body -> Jsonb,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(customer_addresses, subscriptions);

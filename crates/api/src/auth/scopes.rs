@@ -53,6 +53,7 @@ const RESOURCES: &[(&str, Resource)] = &[
     ("/v1/audit_events", Resource::AuditEvents),
     ("/v1/gateway_settings", Resource::GatewaySettings),
     ("/v1/test_clocks", Resource::TestClocks),
+    ("/v1/orders", Resource::Orders),
 ];
 
 /// `POST`s that only compute an answer.

@@ -13,6 +13,7 @@ pub mod gateways;
 pub mod health;
 pub mod metrics;
 pub mod operator;
+pub mod orders;
 pub mod portal;
 pub mod portal_subscriptions;
 pub mod renewals;
@@ -46,7 +47,8 @@ pub fn configure_v1(cfg: &mut ServiceConfig) {
             .configure(gateways::configure_portal)
             .configure(renewals::configure_portal)
             .configure(support::configure_portal)
-            .configure(retention::configure_portal),
+            .configure(retention::configure_portal)
+            .configure(orders::configure_portal),
     )
     .configure(catalog::configure)
     .configure(customers::configure)
@@ -65,6 +67,7 @@ pub fn configure_v1(cfg: &mut ServiceConfig) {
     .configure(metrics::configure)
     .configure(api_keys::configure)
     .configure(test_clocks::configure)
+    .configure(orders::configure)
     .configure(operator::configure);
 }
 

@@ -93,6 +93,7 @@ async fn subscribe(
         plan,
         body.0.quantity,
         body.0.promotion_code.as_deref(),
+        body.0.shipping_address_id.as_deref(),
     )
     .await?;
     let view = CreatedPortalSubscriptionDto {

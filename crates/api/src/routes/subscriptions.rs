@@ -87,6 +87,7 @@ async fn create_subscription(
         plan?,
         quantity,
         body.0.promotion_code.as_deref(),
+        body.0.shipping_address_id.as_deref(),
     )
     .await?;
     let view = CreatedSubscriptionDto {

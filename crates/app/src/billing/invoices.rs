@@ -51,6 +51,10 @@ pub async fn list_payments(
     Ok(invoices_repo::list_payments(&mut conn, merchant, customer, page).await?)
 }
 
+/// Records an invoice's change (`event_type`) and moves its order with it: every change
+/// of an invoice's payment passes here (or through the engine's bulk path, which calls
+/// [`crate::orders::follow_paid_invoices`]), so an order follows its invoice whatever
+/// route paid it.
 pub async fn invoice_event(
     conn: &mut AsyncPgConnection,
     merchant: MerchantId,
@@ -71,7 +75,8 @@ pub async fn invoice_event(
             at: after.updated_at,
         },
     )
-    .await
+    .await?;
+    crate::orders::follow_invoice(conn, merchant, event_type, after).await
 }
 
 /// `POST /v1/invoices/{id}/pay` (and the portal's, with the signed-in `customer`, whose

@@ -262,6 +262,8 @@ pub(crate) async fn invoice_period_in_tx(
     pending_repo::link_to_invoice(conn, merchant, &draft.items, invoice.id).await?;
     discounts_repo::consume(conn, merchant, &draft.discounts).await?;
     record_draw(conn, merchant, draw, &invoice, now).await?;
+    // Before settling: a zero invoice is paid at once, and its order follows.
+    crate::orders::create_for_invoice(conn, merchant, sub, &plan.name, &invoice, now).await?;
     settle_or_schedule(conn, merchant, invoice, now)
         .await
         .map(Some)

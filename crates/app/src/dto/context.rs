@@ -190,7 +190,11 @@ pub struct SupportSummaryDto {
     "payment_health": {"status": "ok", "failed_payments_30d": 0, "delinquent_subscriptions": 0,
         "default_card_expired": false, "default_card_expiring": false},
     "support": {"open_tickets": 0, "tickets": []}, "cancellations": [], "pause_history": [],
-    "tags": ["vip"], "segments": ["loyal", "high_ltv"], "computed_at": "2026-11-25T10:00:00Z"}))]
+    "tags": ["vip"], "segments": ["loyal", "high_ltv"], "recent_orders": [],
+    "last_shipment": {"order_id": "ord_01jf9zb3f4e3a8r7m2k4t5n6bc", "status": "delivered",
+        "carrier": "UPS", "tracking_number": "1Z999AA10123456784", "tracking_url": null,
+        "shipped_at": "2026-11-20T10:00:00Z", "delivered_at": "2026-11-23T10:00:00Z"},
+    "computed_at": "2026-11-25T10:00:00Z"}))]
 pub struct CustomerContextDto {
     /// Always `customer_context`.
     pub object: String,
@@ -221,6 +225,10 @@ pub struct CustomerContextDto {
     /// with `billing:read` (absent otherwise), as the list is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overrides: Option<Vec<super::credits::OverrideDto>>,
+    /// The latest `CONTEXT_ORDERS` (5) orders, newest first (all: `GET /v1/orders?customer_id=`).
+    pub recent_orders: Vec<super::orders::OrderDto>,
+    /// The order shipped last and where it is ("your last box landed two days ago").
+    pub last_shipment: Option<LastShipmentDto>,
     /// Segments are computed on read, at this time.
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub computed_at: DateTime<Utc>,
@@ -289,4 +297,35 @@ pub struct TimelineEntryDto {
     pub ticket_id: Option<String>,
     /// For an event a merchant request caused: the request, its key and agent.
     pub request: Option<super::events::EventRequestDto>,
+}
+
+/// The customer's order shipped last, as an agent tells it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LastShipmentDto {
+    pub order_id: String,
+    /// Where the parcel is: shipped or delivered.
+    pub status: super::orders::OrderStatusDto,
+    pub carrier: String,
+    pub tracking_number: String,
+    pub tracking_url: Option<String>,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
+    pub shipped_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339_opt")]
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+impl LastShipmentDto {
+    /// `None` for an order that has not shipped.
+    pub fn of(order: &tenure_domain::order::Order) -> Option<Self> {
+        let shipment = order.shipment.as_ref()?;
+        Some(Self {
+            order_id: order.id.to_string(),
+            status: order.status.into(),
+            carrier: shipment.carrier.clone(),
+            tracking_number: shipment.tracking_number.clone(),
+            tracking_url: shipment.tracking_url.clone(),
+            shipped_at: order.shipped_at?,
+            delivered_at: order.delivered_at,
+        })
+    }
 }

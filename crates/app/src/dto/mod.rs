@@ -35,6 +35,7 @@ pub mod customers;
 pub mod events;
 pub mod gdpr;
 pub mod metrics;
+pub mod orders;
 pub mod renewals;
 pub mod retention;
 pub mod sessions;

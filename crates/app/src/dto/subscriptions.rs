@@ -744,6 +744,10 @@ pub struct CreateSubscription {
     /// A code that does not apply refuses the subscription (409 `promotion_code_…`).
     #[schema(example = "SUMMER20")]
     pub promotion_code: Option<String>,
+    /// Where it ships: an address of the customer's book (addr_…). A product that ships
+    /// may be subscribed without one; its orders then wait for one to be set
+    /// (`POST /v1/subscriptions/{id}/shipping_address`).
+    pub shipping_address_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -758,6 +762,9 @@ pub struct CreatePortalSubscription {
     /// A code that does not apply refuses the subscription (409 `promotion_code_…`).
     #[schema(example = "SUMMER20")]
     pub promotion_code: Option<String>,
+    /// Where it ships: an address of the customer's book (addr_…), required when the
+    /// product ships.
+    pub shipping_address_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

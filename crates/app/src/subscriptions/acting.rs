@@ -64,7 +64,7 @@ pub async fn create_with_quantity(
     quantity: Option<u32>,
 ) -> AppResult<StoredSubscription> {
     Ok(
-        create_with_code(state, scope, customer, plan_id, quantity, None)
+        create_with_code(state, scope, customer, plan_id, quantity, None, None)
             .await?
             .subscription,
     )
@@ -85,7 +85,7 @@ pub async fn subscribe(
     plan_id: PlanId,
     quantity: Option<u32>,
 ) -> AppResult<Subscribed> {
-    create_with_code(state, scope, customer, plan_id, quantity, None).await
+    create_with_code(state, scope, customer, plan_id, quantity, None, None).await
 }
 
 /// Subscribes a customer to a plan at `now` (the customer's test clock time, if any), with
@@ -103,7 +103,10 @@ pub async fn subscribe(
 /// declined into dunning by the engine unless a card added meanwhile pays it
 /// (docs/lifecycle.md). A merchant names the customer in its body; a customer is the
 /// session's, so a session whose customer does not exist under its merchant finds no
-/// customer (404), not a field.
+/// customer (404), not a field. `shipping_address_id` names an address of the customer's
+/// book (422 on the field otherwise) the subscription ships to; a customer subscribing
+/// in the portal to a product that ships must give one (422 `shipping_address_id`),
+/// while a merchant may set it afterwards (docs/orders.md).
 pub async fn create_with_code(
     state: &App,
     scope: Scope,
@@ -111,6 +114,7 @@ pub async fn create_with_code(
     plan_id: PlanId,
     quantity: Option<u32>,
     promotion_code: Option<&str>,
+    shipping_address_id: Option<&str>,
 ) -> AppResult<Subscribed> {
     debug_assert!(
         scope.customer.is_none_or(|c| c == customer),
@@ -136,6 +140,16 @@ pub async fn create_with_code(
             let limits = product.quantity_limits;
             let quantity = quantity.unwrap_or(limits.min());
             limits.check(quantity)?;
+            let shipping_address = match shipping_address_id {
+                Some(raw) => Some(crate::addresses::own_address(conn, merchant, customer, raw).await?),
+                None if product.shippable && scope.customer.is_some() => {
+                    return Err(AppError::field(
+                        "shipping_address_id",
+                        "is required: the product ships; add an address first (POST /v1/portal/addresses)",
+                    ));
+                }
+                None => None,
+            };
             let terms = terms_of(&plan)?;
             let card = pm_repo::default_for_customer(conn, merchant, customer).await?;
             let something_due = !terms.price.times(quantity)?.is_zero();
@@ -161,6 +175,16 @@ pub async fn create_with_code(
                 updated_at: now,
             };
             repo::insert(conn, merchant, &stored).await?;
+            // Before the first invoice, whose order takes it.
+            if let Some(address) = &shipping_address {
+                tenure_store::repo::addresses::set_shipping_address(
+                    conn,
+                    merchant,
+                    stored.subscription.id,
+                    address.id,
+                )
+                .await?;
+            }
             // Before the first invoice, which applies it.
             let discount = match promotion_code {
                 Some(code) => Some(

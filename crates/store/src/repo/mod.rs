@@ -1,6 +1,7 @@
 //! Repositories: one module per aggregate. Functions take a connection (so a use case can
 //! run several inside one transaction) and, for tenant data, the merchant id first.
 
+pub mod addresses;
 pub mod api_keys;
 pub mod audit_events;
 pub mod backlog;
@@ -21,6 +22,7 @@ pub mod invoices;
 pub mod merchants;
 pub mod metrics;
 pub mod notices;
+pub mod orders;
 pub mod overrides;
 pub mod payment_methods;
 pub mod pending_items;

@@ -2,7 +2,7 @@
 
 import type { Client, Options as Options2, TDataShape } from './client';
 import { client } from './client.gen';
-import type { AcceptOfferData, AcceptOfferErrors, AcceptOfferResponses, AddNoteData, AddNoteErrors, AddNoteResponses, AddTagData, AddTagErrors, AddTagResponses, AdjustBalanceData, AdjustBalanceErrors, AdjustBalanceResponses, AdvanceClockData, AdvanceClockErrors, AdvanceClockResponses, ApproveRequestData, ApproveRequestErrors, ApproveRequestResponses, ArchivePlanData, ArchivePlanErrors, ArchivePlanResponses, ArchiveProductData, ArchiveProductErrors, ArchiveProductResponses, AttachPaymentMethodData, AttachPaymentMethodErrors, AttachPaymentMethodResponses, CancelSubscriptionData, CancelSubscriptionErrors, CancelSubscriptionResponses, ChangePlanData, ChangePlanErrors, ChangePlanResponses, ChangeQuantityData, ChangeQuantityErrors, ChangeQuantityResponses, CreateApiKeyData, CreateApiKeyErrors, CreateApiKeyResponses, CreateClockData, CreateClockErrors, CreateClockResponses, CreateCouponData, CreateCouponErrors, CreateCouponResponses, CreateCreditNoteData, CreateCreditNoteErrors, CreateCreditNoteResponses, CreateCustomerData, CreateCustomerErrors, CreateCustomerResponses, CreateCustomerSessionData, CreateCustomerSessionErrors, CreateCustomerSessionResponses, CreateEndpointData, CreateEndpointErrors, CreateEndpointResponses, CreateIdentityProviderData, CreateIdentityProviderErrors, CreateIdentityProviderResponses, CreateInvoiceItemData, CreateInvoiceItemErrors, CreateInvoiceItemResponses, CreateMerchantData, CreateMerchantErrors, CreateMerchantResponses, CreateOfferData, CreateOfferErrors, CreateOfferResponses, CreatePlanData, CreatePlanErrors, CreatePlanResponses, CreateProductData, CreateProductErrors, CreateProductResponses, CreatePromotionCodeData, CreatePromotionCodeErrors, CreatePromotionCodeResponses, CreateSubscriptionData, CreateSubscriptionErrors, CreateSubscriptionResponses, DeactivateOfferData, DeactivateOfferErrors, DeactivateOfferResponses, DeclineOfferData, DeclineOfferErrors, DeclineOfferResponses, DeclineRequestData, DeclineRequestErrors, DeclineRequestResponses, DeleteClockData, DeleteClockErrors, DeleteClockResponses, DeleteCouponData, DeleteCouponErrors, DeleteCouponResponses, DeleteEndpointData, DeleteEndpointErrors, DeleteEndpointResponses, DeleteGatewaySettingsData, DeleteGatewaySettingsErrors, DeleteGatewaySettingsResponses, DeleteIdentityProviderData, DeleteIdentityProviderErrors, DeleteIdentityProviderResponses, DeleteInvoiceItemData, DeleteInvoiceItemErrors, DeleteInvoiceItemResponses, DetachPaymentMethodData, DetachPaymentMethodErrors, DetachPaymentMethodResponses, EraseCustomerData, EraseCustomerErrors, EraseCustomerResponses, ExportCustomerData, ExportCustomerErrors, ExportCustomerResponses, GetApiKeyData, GetApiKeyErrors, GetApiKeyResponses, GetBalancesData, GetBalancesErrors, GetBalancesResponses, GetBillingSettingsData, GetBillingSettingsErrors, GetBillingSettingsResponses, GetClockData, GetClockErrors, GetClockResponses, GetContextData, GetContextErrors, GetContextResponses, GetCorsSettingsData, GetCorsSettingsErrors, GetCorsSettingsResponses, GetCouponData, GetCouponErrors, GetCouponResponses, GetCreditNoteData, GetCreditNoteErrors, GetCreditNoteResponses, GetCustomerData, GetCustomerErrors, GetCustomerResponses, GetDunningPolicyData, GetDunningPolicyErrors, GetDunningPolicyResponses, GetEndpointData, GetEndpointErrors, GetEndpointResponses, GetEventData, GetEventErrors, GetEventResponses, GetGatewaySettingsData, GetGatewaySettingsErrors, GetGatewaySettingsResponses, GetInvoiceData, GetInvoiceErrors, GetInvoiceResponses, GetMetricsData, GetMetricsErrors, GetMetricsResponses, GetOfferData, GetOfferErrors, GetOfferResponses, GetPlanData, GetPlanErrors, GetPlanResponses, GetProductData, GetProductErrors, GetProductResponses, GetPromotionCodeData, GetPromotionCodeErrors, GetPromotionCodeResponses, GetRequestData, GetRequestErrors, GetRequestResponses, GetSegmentSettingsData, GetSegmentSettingsErrors, GetSegmentSettingsResponses, GetSubscriptionData, GetSubscriptionErrors, GetSubscriptionResponses, GetTicketData, GetTicketErrors, GetTicketResponses, GrantDiscountData, GrantDiscountErrors, GrantDiscountResponses, HealthzData, HealthzErrors, HealthzResponses, ListApiKeysData, ListApiKeysErrors, ListApiKeysResponses, ListAuditEventsData, ListAuditEventsErrors, ListAuditEventsResponses, ListBalanceTransactionsData, ListBalanceTransactionsErrors, ListBalanceTransactionsResponses, ListClocksData, ListClocksErrors, ListClocksResponses, ListCouponsData, ListCouponsErrors, ListCouponsResponses, ListCreditNotesData, ListCreditNotesErrors, ListCreditNotesResponses, ListCustomerOverridesData, ListCustomerOverridesErrors, ListCustomerOverridesResponses, ListCustomersData, ListCustomersErrors, ListCustomersResponses, ListDeliveriesData, ListDeliveriesErrors, ListDeliveriesResponses, ListEndpointsData, ListEndpointsErrors, ListEndpointsResponses, ListEventsData, ListEventsErrors, ListEventsResponses, ListIdentityProvidersData, ListIdentityProvidersErrors, ListIdentityProvidersResponses, ListInvoiceCreditNotesData, ListInvoiceCreditNotesErrors, ListInvoiceCreditNotesResponses, ListInvoiceItemsData, ListInvoiceItemsErrors, ListInvoiceItemsResponses, ListInvoicesData, ListInvoicesErrors, ListInvoicesResponses, ListMerchantsData, ListMerchantsErrors, ListMerchantsResponses, ListOffersData, ListOffersErrors, ListOffersResponses, ListPaymentMethodsData, ListPaymentMethodsErrors, ListPaymentMethodsResponses, ListPaymentsData, ListPaymentsErrors, ListPaymentsResponses, ListPlansData, ListPlansErrors, ListPlansResponses, ListProductsData, ListProductsErrors, ListProductsResponses, ListPromotionCodesData, ListPromotionCodesErrors, ListPromotionCodesResponses, ListRequestsData, ListRequestsErrors, ListRequestsResponses, ListSubscriptionsData, ListSubscriptionsErrors, ListSubscriptionsResponses, ListTicketsData, ListTicketsErrors, ListTicketsResponses, MarkInvoiceUncollectibleData, MarkInvoiceUncollectibleErrors, MarkInvoiceUncollectibleResponses, MeData, MeErrors, MeResponses, OverrideMetricsData, OverrideMetricsErrors, OverrideMetricsResponses, PauseSubscriptionData, PauseSubscriptionErrors, PauseSubscriptionResponses, PayInvoiceData, PayInvoiceErrors, PayInvoiceResponses, PlansData, PlansErrors, PlansResponses, PortalAttachPaymentMethodData, PortalAttachPaymentMethodErrors, PortalAttachPaymentMethodResponses, PortalCancelSubscriptionData, PortalCancelSubscriptionErrors, PortalCancelSubscriptionResponses, PortalChangePlanData, PortalChangePlanErrors, PortalChangePlanResponses, PortalChangeQuantityData, PortalChangeQuantityErrors, PortalChangeQuantityResponses, PortalCreateSetupIntentData, PortalCreateSetupIntentErrors, PortalCreateSetupIntentResponses, PortalDetachPaymentMethodData, PortalDetachPaymentMethodErrors, PortalDetachPaymentMethodResponses, PortalGetInvoiceData, PortalGetInvoiceErrors, PortalGetInvoiceResponses, PortalGetRequestData, PortalGetRequestErrors, PortalGetRequestResponses, PortalGetSubscriptionData, PortalGetSubscriptionErrors, PortalGetSubscriptionResponses, PortalGetTicketData, PortalGetTicketErrors, PortalGetTicketResponses, PortalListInvoicesData, PortalListInvoicesErrors, PortalListInvoicesResponses, PortalListPaymentMethodsData, PortalListPaymentMethodsErrors, PortalListPaymentMethodsResponses, PortalListPaymentsData, PortalListPaymentsErrors, PortalListPaymentsResponses, PortalListSubscriptionsData, PortalListSubscriptionsErrors, PortalListSubscriptionsResponses, PortalListTicketsData, PortalListTicketsErrors, PortalListTicketsResponses, PortalPauseSubscriptionData, PortalPauseSubscriptionErrors, PortalPauseSubscriptionResponses, PortalPayInvoiceData, PortalPayInvoiceErrors, PortalPayInvoiceResponses, PortalPreviewPlanChangeData, PortalPreviewPlanChangeErrors, PortalPreviewPlanChangeResponses, PortalPreviewQuantityChangeData, PortalPreviewQuantityChangeErrors, PortalPreviewQuantityChangeResponses, PortalPreviewSubscriptionData, PortalPreviewSubscriptionErrors, PortalPreviewSubscriptionResponses, PortalRemoveScheduledChangeData, PortalRemoveScheduledChangeErrors, PortalRemoveScheduledChangeResponses, PortalReplyToTicketData, PortalReplyToTicketErrors, PortalReplyToTicketResponses, PortalResumeSubscriptionData, PortalResumeSubscriptionErrors, PortalResumeSubscriptionResponses, PortalSetDefaultPaymentMethodData, PortalSetDefaultPaymentMethodErrors, PortalSetDefaultPaymentMethodResponses, PortalSkipRenewalData, PortalSkipRenewalErrors, PortalSkipRenewalResponses, PortalUnskipRenewalData, PortalUnskipRenewalErrors, PortalUnskipRenewalResponses, PortalUpcomingInvoiceData, PortalUpcomingInvoiceErrors, PortalUpcomingInvoiceResponses, PresentedOffersData, PresentedOffersErrors, PresentedOffersResponses, PreviewPlanChangeData, PreviewPlanChangeErrors, PreviewPlanChangeResponses, PreviewQuantityChangeData, PreviewQuantityChangeErrors, PreviewQuantityChangeResponses, PreviewSubscriptionData, PreviewSubscriptionErrors, PreviewSubscriptionResponses, PutBillingSettingsData, PutBillingSettingsErrors, PutBillingSettingsResponses, PutCorsSettingsData, PutCorsSettingsErrors, PutCorsSettingsResponses, PutDunningPolicyData, PutDunningPolicyErrors, PutDunningPolicyResponses, PutGatewaySettingsData, PutGatewaySettingsErrors, PutGatewaySettingsResponses, PutSegmentSettingsData, PutSegmentSettingsErrors, PutSegmentSettingsResponses, ReadyzData, ReadyzErrors, ReadyzResponses, ReceiveStripeEventData, ReceiveStripeEventErrors, ReceiveStripeEventResponses, RedeliverEventData, RedeliverEventErrors, RedeliverEventResponses, RedeliverRangeData, RedeliverRangeErrors, RedeliverRangeResponses, RefundInvoiceData, RefundInvoiceErrors, RefundInvoiceResponses, RemoveScheduledChangeData, RemoveScheduledChangeErrors, RemoveScheduledChangeResponses, RemoveTagData, RemoveTagErrors, RemoveTagResponses, ReplyToTicketData, ReplyToTicketErrors, ReplyToTicketResponses, ResumeSubscriptionData, ResumeSubscriptionErrors, ResumeSubscriptionResponses, RevokeApiKeyData, RevokeApiKeyErrors, RevokeApiKeyResponses, RollApiKeyData, RollApiKeyErrors, RollApiKeyResponses, RotateSecretData, RotateSecretErrors, RotateSecretResponses, SetDefaultPaymentMethodData, SetDefaultPaymentMethodErrors, SetDefaultPaymentMethodResponses, SkipRenewalData, SkipRenewalErrors, SkipRenewalResponses, SubscribeData, SubscribeErrors, SubscribeResponses, TimelineData, TimelineErrors, TimelineResponses, UnskipRenewalData, UnskipRenewalErrors, UnskipRenewalResponses, UpcomingInvoiceData, UpcomingInvoiceErrors, UpcomingInvoiceResponses, UpdateCouponData, UpdateCouponErrors, UpdateCouponResponses, UpdateCustomerData, UpdateCustomerErrors, UpdateCustomerResponses, UpdateEndpointData, UpdateEndpointErrors, UpdateEndpointResponses, UpdateOfferData, UpdateOfferErrors, UpdateOfferResponses, UpdatePlanData, UpdatePlanErrors, UpdatePlanResponses, UpdateProductData, UpdateProductErrors, UpdateProductResponses, UpdatePromotionCodeData, UpdatePromotionCodeErrors, UpdatePromotionCodeResponses, VoidInvoiceData, VoidInvoiceErrors, VoidInvoiceResponses, WithdrawCancellationRequestData, WithdrawCancellationRequestErrors, WithdrawCancellationRequestResponses } from './types.gen';
+import type { AcceptOfferData, AcceptOfferErrors, AcceptOfferResponses, AddNoteData, AddNoteErrors, AddNoteResponses, AddTagData, AddTagErrors, AddTagResponses, AdjustBalanceData, AdjustBalanceErrors, AdjustBalanceResponses, AdvanceClockData, AdvanceClockErrors, AdvanceClockResponses, ApproveRequestData, ApproveRequestErrors, ApproveRequestResponses, ArchivePlanData, ArchivePlanErrors, ArchivePlanResponses, ArchiveProductData, ArchiveProductErrors, ArchiveProductResponses, AttachPaymentMethodData, AttachPaymentMethodErrors, AttachPaymentMethodResponses, CancelOrderData, CancelOrderErrors, CancelOrderResponses, CancelSubscriptionData, CancelSubscriptionErrors, CancelSubscriptionResponses, ChangePlanData, ChangePlanErrors, ChangePlanResponses, ChangeQuantityData, ChangeQuantityErrors, ChangeQuantityResponses, CreateAddressData, CreateAddressErrors, CreateAddressResponses, CreateApiKeyData, CreateApiKeyErrors, CreateApiKeyResponses, CreateClockData, CreateClockErrors, CreateClockResponses, CreateCouponData, CreateCouponErrors, CreateCouponResponses, CreateCreditNoteData, CreateCreditNoteErrors, CreateCreditNoteResponses, CreateCustomerData, CreateCustomerErrors, CreateCustomerResponses, CreateCustomerSessionData, CreateCustomerSessionErrors, CreateCustomerSessionResponses, CreateEndpointData, CreateEndpointErrors, CreateEndpointResponses, CreateIdentityProviderData, CreateIdentityProviderErrors, CreateIdentityProviderResponses, CreateInvoiceItemData, CreateInvoiceItemErrors, CreateInvoiceItemResponses, CreateMerchantData, CreateMerchantErrors, CreateMerchantResponses, CreateOfferData, CreateOfferErrors, CreateOfferResponses, CreatePlanData, CreatePlanErrors, CreatePlanResponses, CreateProductData, CreateProductErrors, CreateProductResponses, CreatePromotionCodeData, CreatePromotionCodeErrors, CreatePromotionCodeResponses, CreateSubscriptionData, CreateSubscriptionErrors, CreateSubscriptionResponses, DeactivateOfferData, DeactivateOfferErrors, DeactivateOfferResponses, DeclineOfferData, DeclineOfferErrors, DeclineOfferResponses, DeclineRequestData, DeclineRequestErrors, DeclineRequestResponses, DeleteAddressData, DeleteAddressErrors, DeleteAddressResponses, DeleteClockData, DeleteClockErrors, DeleteClockResponses, DeleteCouponData, DeleteCouponErrors, DeleteCouponResponses, DeleteEndpointData, DeleteEndpointErrors, DeleteEndpointResponses, DeleteGatewaySettingsData, DeleteGatewaySettingsErrors, DeleteGatewaySettingsResponses, DeleteIdentityProviderData, DeleteIdentityProviderErrors, DeleteIdentityProviderResponses, DeleteInvoiceItemData, DeleteInvoiceItemErrors, DeleteInvoiceItemResponses, DeliverOrderData, DeliverOrderErrors, DeliverOrderResponses, DetachPaymentMethodData, DetachPaymentMethodErrors, DetachPaymentMethodResponses, EraseCustomerData, EraseCustomerErrors, EraseCustomerResponses, ExportCustomerData, ExportCustomerErrors, ExportCustomerResponses, FulfillOrderData, FulfillOrderErrors, FulfillOrderResponses, GetAddressData, GetAddressErrors, GetAddressResponses, GetApiKeyData, GetApiKeyErrors, GetApiKeyResponses, GetBalancesData, GetBalancesErrors, GetBalancesResponses, GetBillingSettingsData, GetBillingSettingsErrors, GetBillingSettingsResponses, GetClockData, GetClockErrors, GetClockResponses, GetContextData, GetContextErrors, GetContextResponses, GetCorsSettingsData, GetCorsSettingsErrors, GetCorsSettingsResponses, GetCouponData, GetCouponErrors, GetCouponResponses, GetCreditNoteData, GetCreditNoteErrors, GetCreditNoteResponses, GetCustomerData, GetCustomerErrors, GetCustomerResponses, GetDunningPolicyData, GetDunningPolicyErrors, GetDunningPolicyResponses, GetEndpointData, GetEndpointErrors, GetEndpointResponses, GetEventData, GetEventErrors, GetEventResponses, GetGatewaySettingsData, GetGatewaySettingsErrors, GetGatewaySettingsResponses, GetInvoiceData, GetInvoiceErrors, GetInvoiceResponses, GetMetricsData, GetMetricsErrors, GetMetricsResponses, GetOfferData, GetOfferErrors, GetOfferResponses, GetOrderData, GetOrderErrors, GetOrderResponses, GetPlanData, GetPlanErrors, GetPlanResponses, GetProductData, GetProductErrors, GetProductResponses, GetPromotionCodeData, GetPromotionCodeErrors, GetPromotionCodeResponses, GetRequestData, GetRequestErrors, GetRequestResponses, GetSegmentSettingsData, GetSegmentSettingsErrors, GetSegmentSettingsResponses, GetShippingAddressData, GetShippingAddressErrors, GetShippingAddressResponses, GetSubscriptionData, GetSubscriptionErrors, GetSubscriptionResponses, GetTicketData, GetTicketErrors, GetTicketResponses, GrantDiscountData, GrantDiscountErrors, GrantDiscountResponses, HealthzData, HealthzErrors, HealthzResponses, ListAddressesData, ListAddressesErrors, ListAddressesResponses, ListApiKeysData, ListApiKeysErrors, ListApiKeysResponses, ListAuditEventsData, ListAuditEventsErrors, ListAuditEventsResponses, ListBalanceTransactionsData, ListBalanceTransactionsErrors, ListBalanceTransactionsResponses, ListClocksData, ListClocksErrors, ListClocksResponses, ListCouponsData, ListCouponsErrors, ListCouponsResponses, ListCreditNotesData, ListCreditNotesErrors, ListCreditNotesResponses, ListCustomerOverridesData, ListCustomerOverridesErrors, ListCustomerOverridesResponses, ListCustomersData, ListCustomersErrors, ListCustomersResponses, ListDeliveriesData, ListDeliveriesErrors, ListDeliveriesResponses, ListEndpointsData, ListEndpointsErrors, ListEndpointsResponses, ListEventsData, ListEventsErrors, ListEventsResponses, ListIdentityProvidersData, ListIdentityProvidersErrors, ListIdentityProvidersResponses, ListInvoiceCreditNotesData, ListInvoiceCreditNotesErrors, ListInvoiceCreditNotesResponses, ListInvoiceItemsData, ListInvoiceItemsErrors, ListInvoiceItemsResponses, ListInvoicesData, ListInvoicesErrors, ListInvoicesResponses, ListMerchantsData, ListMerchantsErrors, ListMerchantsResponses, ListOffersData, ListOffersErrors, ListOffersResponses, ListOrdersData, ListOrdersErrors, ListOrdersResponses, ListPaymentMethodsData, ListPaymentMethodsErrors, ListPaymentMethodsResponses, ListPaymentsData, ListPaymentsErrors, ListPaymentsResponses, ListPlansData, ListPlansErrors, ListPlansResponses, ListProductsData, ListProductsErrors, ListProductsResponses, ListPromotionCodesData, ListPromotionCodesErrors, ListPromotionCodesResponses, ListRequestsData, ListRequestsErrors, ListRequestsResponses, ListSubscriptionsData, ListSubscriptionsErrors, ListSubscriptionsResponses, ListTicketsData, ListTicketsErrors, ListTicketsResponses, MarkInvoiceUncollectibleData, MarkInvoiceUncollectibleErrors, MarkInvoiceUncollectibleResponses, MeData, MeErrors, MeResponses, OverrideMetricsData, OverrideMetricsErrors, OverrideMetricsResponses, PauseSubscriptionData, PauseSubscriptionErrors, PauseSubscriptionResponses, PayInvoiceData, PayInvoiceErrors, PayInvoiceResponses, PlansData, PlansErrors, PlansResponses, PortalAttachPaymentMethodData, PortalAttachPaymentMethodErrors, PortalAttachPaymentMethodResponses, PortalCancelSubscriptionData, PortalCancelSubscriptionErrors, PortalCancelSubscriptionResponses, PortalChangePlanData, PortalChangePlanErrors, PortalChangePlanResponses, PortalChangeQuantityData, PortalChangeQuantityErrors, PortalChangeQuantityResponses, PortalCreateAddressData, PortalCreateAddressErrors, PortalCreateAddressResponses, PortalCreateSetupIntentData, PortalCreateSetupIntentErrors, PortalCreateSetupIntentResponses, PortalDeleteAddressData, PortalDeleteAddressErrors, PortalDeleteAddressResponses, PortalDetachPaymentMethodData, PortalDetachPaymentMethodErrors, PortalDetachPaymentMethodResponses, PortalGetAddressData, PortalGetAddressErrors, PortalGetAddressResponses, PortalGetInvoiceData, PortalGetInvoiceErrors, PortalGetInvoiceResponses, PortalGetOrderData, PortalGetOrderErrors, PortalGetOrderResponses, PortalGetRequestData, PortalGetRequestErrors, PortalGetRequestResponses, PortalGetShippingAddressData, PortalGetShippingAddressErrors, PortalGetShippingAddressResponses, PortalGetSubscriptionData, PortalGetSubscriptionErrors, PortalGetSubscriptionResponses, PortalGetTicketData, PortalGetTicketErrors, PortalGetTicketResponses, PortalListAddressesData, PortalListAddressesErrors, PortalListAddressesResponses, PortalListInvoicesData, PortalListInvoicesErrors, PortalListInvoicesResponses, PortalListOrdersData, PortalListOrdersErrors, PortalListOrdersResponses, PortalListPaymentMethodsData, PortalListPaymentMethodsErrors, PortalListPaymentMethodsResponses, PortalListPaymentsData, PortalListPaymentsErrors, PortalListPaymentsResponses, PortalListSubscriptionsData, PortalListSubscriptionsErrors, PortalListSubscriptionsResponses, PortalListTicketsData, PortalListTicketsErrors, PortalListTicketsResponses, PortalPauseSubscriptionData, PortalPauseSubscriptionErrors, PortalPauseSubscriptionResponses, PortalPayInvoiceData, PortalPayInvoiceErrors, PortalPayInvoiceResponses, PortalPreviewPlanChangeData, PortalPreviewPlanChangeErrors, PortalPreviewPlanChangeResponses, PortalPreviewQuantityChangeData, PortalPreviewQuantityChangeErrors, PortalPreviewQuantityChangeResponses, PortalPreviewSubscriptionData, PortalPreviewSubscriptionErrors, PortalPreviewSubscriptionResponses, PortalRemoveScheduledChangeData, PortalRemoveScheduledChangeErrors, PortalRemoveScheduledChangeResponses, PortalReplyToTicketData, PortalReplyToTicketErrors, PortalReplyToTicketResponses, PortalResumeSubscriptionData, PortalResumeSubscriptionErrors, PortalResumeSubscriptionResponses, PortalSetDefaultPaymentMethodData, PortalSetDefaultPaymentMethodErrors, PortalSetDefaultPaymentMethodResponses, PortalSetShippingAddressData, PortalSetShippingAddressErrors, PortalSetShippingAddressResponses, PortalSkipRenewalData, PortalSkipRenewalErrors, PortalSkipRenewalResponses, PortalUnskipRenewalData, PortalUnskipRenewalErrors, PortalUnskipRenewalResponses, PortalUpcomingInvoiceData, PortalUpcomingInvoiceErrors, PortalUpcomingInvoiceResponses, PortalUpdateAddressData, PortalUpdateAddressErrors, PortalUpdateAddressResponses, PresentedOffersData, PresentedOffersErrors, PresentedOffersResponses, PreviewPlanChangeData, PreviewPlanChangeErrors, PreviewPlanChangeResponses, PreviewQuantityChangeData, PreviewQuantityChangeErrors, PreviewQuantityChangeResponses, PreviewSubscriptionData, PreviewSubscriptionErrors, PreviewSubscriptionResponses, PutBillingSettingsData, PutBillingSettingsErrors, PutBillingSettingsResponses, PutCorsSettingsData, PutCorsSettingsErrors, PutCorsSettingsResponses, PutDunningPolicyData, PutDunningPolicyErrors, PutDunningPolicyResponses, PutGatewaySettingsData, PutGatewaySettingsErrors, PutGatewaySettingsResponses, PutSegmentSettingsData, PutSegmentSettingsErrors, PutSegmentSettingsResponses, ReadyzData, ReadyzErrors, ReadyzResponses, ReceiveStripeEventData, ReceiveStripeEventErrors, ReceiveStripeEventResponses, RedeliverEventData, RedeliverEventErrors, RedeliverEventResponses, RedeliverRangeData, RedeliverRangeErrors, RedeliverRangeResponses, RefundInvoiceData, RefundInvoiceErrors, RefundInvoiceResponses, RemoveScheduledChangeData, RemoveScheduledChangeErrors, RemoveScheduledChangeResponses, RemoveTagData, RemoveTagErrors, RemoveTagResponses, ReplyToTicketData, ReplyToTicketErrors, ReplyToTicketResponses, ResumeSubscriptionData, ResumeSubscriptionErrors, ResumeSubscriptionResponses, RevokeApiKeyData, RevokeApiKeyErrors, RevokeApiKeyResponses, RollApiKeyData, RollApiKeyErrors, RollApiKeyResponses, RotateSecretData, RotateSecretErrors, RotateSecretResponses, SetDefaultPaymentMethodData, SetDefaultPaymentMethodErrors, SetDefaultPaymentMethodResponses, SetShippingAddressData, SetShippingAddressErrors, SetShippingAddressResponses, ShipOrderData, ShipOrderErrors, ShipOrderResponses, SkipRenewalData, SkipRenewalErrors, SkipRenewalResponses, SubscribeData, SubscribeErrors, SubscribeResponses, TimelineData, TimelineErrors, TimelineResponses, UnskipRenewalData, UnskipRenewalErrors, UnskipRenewalResponses, UpcomingInvoiceData, UpcomingInvoiceErrors, UpcomingInvoiceResponses, UpdateAddressData, UpdateAddressErrors, UpdateAddressResponses, UpdateCouponData, UpdateCouponErrors, UpdateCouponResponses, UpdateCustomerData, UpdateCustomerErrors, UpdateCustomerResponses, UpdateEndpointData, UpdateEndpointErrors, UpdateEndpointResponses, UpdateOfferData, UpdateOfferErrors, UpdateOfferResponses, UpdatePlanData, UpdatePlanErrors, UpdatePlanResponses, UpdateProductData, UpdateProductErrors, UpdateProductResponses, UpdatePromotionCodeData, UpdatePromotionCodeErrors, UpdatePromotionCodeResponses, VoidInvoiceData, VoidInvoiceErrors, VoidInvoiceResponses, WithdrawCancellationRequestData, WithdrawCancellationRequestErrors, WithdrawCancellationRequestResponses } from './types.gen';
 
 export type Options<TData extends TDataShape = TDataShape, ThrowOnError extends boolean = boolean, TResponse = unknown> = Options2<TData, ThrowOnError, TResponse> & {
     /**
@@ -372,6 +372,75 @@ export const getCustomer = <ThrowOnError extends boolean = true>(options: Option
 export const updateCustomer = <ThrowOnError extends boolean = true>(options: Options<UpdateCustomerData, ThrowOnError>) => (options.client ?? client).patch<UpdateCustomerResponses, UpdateCustomerErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
     url: '/v1/customers/{id}',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * A customer's addresses, newest first.
+ *
+ * Requires the scope `customers:read` (or an unrestricted key).
+ */
+export const listAddresses = <ThrowOnError extends boolean = true>(options: Options<ListAddressesData, ThrowOnError>) => (options.client ?? client).get<ListAddressesResponses, ListAddressesErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/customers/{id}/addresses',
+    ...options
+});
+
+/**
+ * Add an address to a customer's address book (`address.created`). `name`, `line1`,
+ * `city` and `country` (ISO 3166-1 alpha-2) are required; every invalid field is listed
+ * in one 422. 409 `address_limit_reached` beyond 50 addresses, `customer_erased` for an
+ * erased customer.
+ *
+ * Requires the scope `customers:write` (or an unrestricted key).
+ */
+export const createAddress = <ThrowOnError extends boolean = true>(options: Options<CreateAddressData, ThrowOnError>) => (options.client ?? client).post<CreateAddressResponses, CreateAddressErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/customers/{id}/addresses',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * Delete an address (`address.deleted`). 409 `address_in_use` while a subscription
+ * ships to it.
+ *
+ * Requires the scope `customers:write` (or an unrestricted key).
+ */
+export const deleteAddress = <ThrowOnError extends boolean = true>(options: Options<DeleteAddressData, ThrowOnError>) => (options.client ?? client).delete<DeleteAddressResponses, DeleteAddressErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/customers/{id}/addresses/{address_id}',
+    ...options
+});
+
+/**
+ * One address of a customer.
+ *
+ * Requires the scope `customers:read` (or an unrestricted key).
+ */
+export const getAddress = <ThrowOnError extends boolean = true>(options: Options<GetAddressData, ThrowOnError>) => (options.client ?? client).get<GetAddressResponses, GetAddressErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/customers/{id}/addresses/{address_id}',
+    ...options
+});
+
+/**
+ * Change fields of an address (`address.updated`); null clears an optional one. The
+ * subscriptions shipping there ship to the new address from their next order on; orders
+ * already made keep theirs.
+ *
+ * Requires the scope `customers:write` (or an unrestricted key).
+ */
+export const updateAddress = <ThrowOnError extends boolean = true>(options: Options<UpdateAddressData, ThrowOnError>) => (options.client ?? client).patch<UpdateAddressResponses, UpdateAddressErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/customers/{id}/addresses/{address_id}',
     ...options,
     headers: {
         'Content-Type': 'application/json',
@@ -910,6 +979,83 @@ export const createMerchant = <ThrowOnError extends boolean = true>(options: Opt
 });
 
 /**
+ * List orders, newest first, filtered by status, customer or subscription.
+ *
+ * Requires the scope `orders:read` (or an unrestricted key).
+ */
+export const listOrders = <ThrowOnError extends boolean = true>(options?: Options<ListOrdersData, ThrowOnError>) => (options?.client ?? client).get<ListOrdersResponses, ListOrdersErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/orders',
+    ...options
+});
+
+/**
+ * One order.
+ *
+ * Requires the scope `orders:read` (or an unrestricted key).
+ */
+export const getOrder = <ThrowOnError extends boolean = true>(options: Options<GetOrderData, ThrowOnError>) => (options.client ?? client).get<GetOrderResponses, GetOrderErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/orders/{id}',
+    ...options
+});
+
+/**
+ * Call an order off before it ships (`order.canceled`); its invoice is not changed
+ * (refund or void it if that is meant). 409 `order_already_canceled`, or
+ * `invalid_order_transition` once shipped.
+ *
+ * Requires the scope `orders:write` (or an unrestricted key).
+ */
+export const cancelOrder = <ThrowOnError extends boolean = true>(options: Options<CancelOrderData, ThrowOnError>) => (options.client ?? client).post<CancelOrderResponses, CancelOrderErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/orders/{id}/cancel',
+    ...options
+});
+
+/**
+ * The carrier delivered a shipped order (`order.delivered`). 409
+ * `order_already_delivered`, or `invalid_order_transition` before it shipped.
+ *
+ * Requires the scope `orders:write` (or an unrestricted key).
+ */
+export const deliverOrder = <ThrowOnError extends boolean = true>(options: Options<DeliverOrderData, ThrowOnError>) => (options.client ?? client).post<DeliverOrderResponses, DeliverOrderErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/orders/{id}/deliver',
+    ...options
+});
+
+/**
+ * Mark a paid order picked and packed (`order.fulfilled`). 409
+ * `order_already_fulfilled` once fulfilled (or shipped), `invalid_order_transition` for
+ * an order not paid or canceled, `shipping_address_required` for one without an address.
+ *
+ * Requires the scope `orders:write` (or an unrestricted key).
+ */
+export const fulfillOrder = <ThrowOnError extends boolean = true>(options: Options<FulfillOrderData, ThrowOnError>) => (options.client ?? client).post<FulfillOrderResponses, FulfillOrderErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/orders/{id}/fulfill',
+    ...options
+});
+
+/**
+ * Hand an order to a carrier with its tracking (`order.shipped`); an unfulfilled order is
+ * fulfilled by the same step. 409 `order_already_shipped` once shipped,
+ * `invalid_order_transition` for an order not paid or canceled.
+ *
+ * Requires the scope `orders:write` (or an unrestricted key).
+ */
+export const shipOrder = <ThrowOnError extends boolean = true>(options: Options<ShipOrderData, ThrowOnError>) => (options.client ?? client).post<ShipOrderResponses, ShipOrderErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/orders/{id}/ship',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
  * List payment attempts, newest first.
  *
  * Requires the scope `billing:read` (or an unrestricted key).
@@ -981,6 +1127,61 @@ export const archivePlan = <ThrowOnError extends boolean = true>(options: Option
     security: [{ scheme: 'bearer', type: 'http' }],
     url: '/v1/plans/{id}/archive',
     ...options
+});
+
+/**
+ * The signed-in customer's addresses, newest first.
+ */
+export const portalListAddresses = <ThrowOnError extends boolean = true>(options?: Options<PortalListAddressesData, ThrowOnError>) => (options?.client ?? client).get<PortalListAddressesResponses, PortalListAddressesErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/portal/addresses',
+    ...options
+});
+
+/**
+ * Add an address to the signed-in customer's address book (`address.created`); the same
+ * rules as the merchant's.
+ */
+export const portalCreateAddress = <ThrowOnError extends boolean = true>(options: Options<PortalCreateAddressData, ThrowOnError>) => (options.client ?? client).post<PortalCreateAddressResponses, PortalCreateAddressErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/portal/addresses',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * Delete one of the signed-in customer's addresses (`address.deleted`). 409
+ * `address_in_use` while a subscription ships to it.
+ */
+export const portalDeleteAddress = <ThrowOnError extends boolean = true>(options: Options<PortalDeleteAddressData, ThrowOnError>) => (options.client ?? client).delete<PortalDeleteAddressResponses, PortalDeleteAddressErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/portal/addresses/{id}',
+    ...options
+});
+
+/**
+ * One of the signed-in customer's addresses.
+ */
+export const portalGetAddress = <ThrowOnError extends boolean = true>(options: Options<PortalGetAddressData, ThrowOnError>) => (options.client ?? client).get<PortalGetAddressResponses, PortalGetAddressErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/portal/addresses/{id}',
+    ...options
+});
+
+/**
+ * Change fields of one of the signed-in customer's addresses (`address.updated`).
+ */
+export const portalUpdateAddress = <ThrowOnError extends boolean = true>(options: Options<PortalUpdateAddressData, ThrowOnError>) => (options.client ?? client).patch<PortalUpdateAddressResponses, PortalUpdateAddressErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/portal/addresses/{id}',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
 });
 
 /**
@@ -1072,6 +1273,24 @@ export const portalPayInvoice = <ThrowOnError extends boolean = true>(options: O
 export const me = <ThrowOnError extends boolean = true>(options?: Options<MeData, ThrowOnError>) => (options?.client ?? client).get<MeResponses, MeErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
     url: '/v1/portal/me',
+    ...options
+});
+
+/**
+ * The signed-in customer's orders, newest first.
+ */
+export const portalListOrders = <ThrowOnError extends boolean = true>(options?: Options<PortalListOrdersData, ThrowOnError>) => (options?.client ?? client).get<PortalListOrdersResponses, PortalListOrdersErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/portal/orders',
+    ...options
+});
+
+/**
+ * One of the signed-in customer's orders, with its tracking once shipped.
+ */
+export const portalGetOrder = <ThrowOnError extends boolean = true>(options: Options<PortalGetOrderData, ThrowOnError>) => (options.client ?? client).get<PortalGetOrderResponses, PortalGetOrderErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/portal/orders/{id}',
     ...options
 });
 
@@ -1302,6 +1521,29 @@ export const portalRemoveScheduledChange = <ThrowOnError extends boolean = true>
     security: [{ scheme: 'bearer', type: 'http' }],
     url: '/v1/portal/subscriptions/{id}/scheduled_changes/{change_id}',
     ...options
+});
+
+/**
+ * Where one of the signed-in customer's subscriptions ships.
+ */
+export const portalGetShippingAddress = <ThrowOnError extends boolean = true>(options: Options<PortalGetShippingAddressData, ThrowOnError>) => (options.client ?? client).get<PortalGetShippingAddressResponses, PortalGetShippingAddressErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/portal/subscriptions/{id}/shipping_address',
+    ...options
+});
+
+/**
+ * Ship one of the signed-in customer's subscriptions to another of their addresses
+ * (`subscription.shipping_address_updated`).
+ */
+export const portalSetShippingAddress = <ThrowOnError extends boolean = true>(options: Options<PortalSetShippingAddressData, ThrowOnError>) => (options.client ?? client).post<PortalSetShippingAddressResponses, PortalSetShippingAddressErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/portal/subscriptions/{id}/shipping_address',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
 });
 
 /**
@@ -1833,6 +2075,34 @@ export const removeScheduledChange = <ThrowOnError extends boolean = true>(optio
     security: [{ scheme: 'bearer', type: 'http' }],
     url: '/v1/subscriptions/{id}/scheduled_changes/{change_id}',
     ...options
+});
+
+/**
+ * Where a subscription ships (`address` is null while it has none).
+ *
+ * Requires the scope `subscriptions:read` (or an unrestricted key).
+ */
+export const getShippingAddress = <ThrowOnError extends boolean = true>(options: Options<GetShippingAddressData, ThrowOnError>) => (options.client ?? client).get<GetShippingAddressResponses, GetShippingAddressErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/subscriptions/{id}/shipping_address',
+    ...options
+});
+
+/**
+ * Ship a subscription to an address of its customer's book
+ * (`subscription.shipping_address_updated`); 422 on `address_id` for an address that is
+ * not the customer's. Orders made without an address (not yet shipped) take it.
+ *
+ * Requires the scope `subscriptions:write` (or an unrestricted key).
+ */
+export const setShippingAddress = <ThrowOnError extends boolean = true>(options: Options<SetShippingAddressData, ThrowOnError>) => (options.client ?? client).post<SetShippingAddressResponses, SetShippingAddressErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/subscriptions/{id}/shipping_address',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
 });
 
 /**

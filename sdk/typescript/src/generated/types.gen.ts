@@ -20,6 +20,31 @@ export type AddTag = {
 };
 
 /**
+ * An entry of a customer's address book.
+ */
+export type AddressDto = {
+    id: string;
+    /**
+     * Always `address`.
+     */
+    object: string;
+    customer_id: string;
+    name: string;
+    line1: string;
+    line2?: string | null;
+    city: string;
+    state?: string | null;
+    postal_code?: string | null;
+    /**
+     * ISO 3166-1 alpha-2, upper case.
+     */
+    country: string;
+    phone?: string | null;
+    created_at: string;
+    updated_at: string;
+};
+
+/**
  * Grant (a positive amount) or debit (a negative one) a customer's credit balance. A
  * grant is a goodwill credit: it is recorded as an override of kind `credit`.
  */
@@ -457,6 +482,27 @@ export type CouponTermsDto = {
     duration_in_cycles?: number | null;
 };
 
+/**
+ * A new entry of the customer's address book. `name`, `line1`, `city` and `country` are
+ * required; `country` is an ISO 3166-1 alpha-2 code (`US`, `FR`, `GB`…).
+ */
+export type CreateAddress = {
+    /**
+     * Who receives the parcel.
+     */
+    name?: string | null;
+    line1?: string | null;
+    line2?: string | null;
+    city?: string | null;
+    /**
+     * State, province or region, where the country has them.
+     */
+    state?: string | null;
+    postal_code?: string | null;
+    country?: string | null;
+    phone?: string | null;
+};
+
 export type CreateApiKey = {
     /**
      * A name to recognise the key by (at most 100 characters).
@@ -640,6 +686,11 @@ export type CreatePortalSubscription = {
      * A code that does not apply refuses the subscription (409 `promotion_code_…`).
      */
     promotion_code?: string | null;
+    /**
+     * Where it ships: an address of the customer's book (addr_…), required when the
+     * product ships.
+     */
+    shipping_address_id?: string | null;
 };
 
 /**
@@ -732,6 +783,12 @@ export type CreateSubscription = {
      * A code that does not apply refuses the subscription (409 `promotion_code_…`).
      */
     promotion_code?: string | null;
+    /**
+     * Where it ships: an address of the customer's book (addr_…). A product that ships
+     * may be subscribed without one; its orders then wait for one to be set
+     * (`POST /v1/subscriptions/{id}/shipping_address`).
+     */
+    shipping_address_id?: string | null;
 };
 
 export type CreateTestClock = {
@@ -1008,6 +1065,11 @@ export type CustomerContextDto = {
      */
     overrides?: Array<OverrideDto> | null;
     /**
+     * The latest `CONTEXT_ORDERS` (5) orders, newest first (all: `GET /v1/orders?customer_id=`).
+     */
+    recent_orders: Array<OrderDto>;
+    last_shipment?: LastShipmentDto | null;
+    /**
      * Segments are computed on read, at this time.
      */
     computed_at: string;
@@ -1268,7 +1330,7 @@ export type EligibilityDto = {
 /**
  * An event type of the catalogue (docs/events.md), or `*` for every type, including ones added later
  */
-export type EnabledEvent = '*' | 'customer.created' | 'customer.updated' | 'customer.erased' | 'customer.balance_changed' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.renewal_skip_scheduled' | 'subscription.renewal_skip_removed' | 'subscription.renewal_skipped' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.activated' | 'subscription.incomplete_expired' | 'subscription.access_ending' | 'subscription.discount_applied' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'coupon.created' | 'coupon.updated' | 'coupon.deleted' | 'promotion_code.created' | 'promotion_code.updated' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'invoice_item.created' | 'invoice_item.deleted' | 'credit_note.created' | 'override.created' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled' | 'test_clock.advancing' | 'test_clock.ready';
+export type EnabledEvent = '*' | 'customer.created' | 'customer.updated' | 'customer.erased' | 'customer.balance_changed' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.renewal_skip_scheduled' | 'subscription.renewal_skip_removed' | 'subscription.renewal_skipped' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.activated' | 'subscription.incomplete_expired' | 'subscription.access_ending' | 'subscription.discount_applied' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'coupon.created' | 'coupon.updated' | 'coupon.deleted' | 'promotion_code.created' | 'promotion_code.updated' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'invoice_item.created' | 'invoice_item.deleted' | 'credit_note.created' | 'override.created' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled' | 'test_clock.advancing' | 'test_clock.ready' | 'address.created' | 'address.updated' | 'address.deleted' | 'subscription.shipping_address_updated' | 'order.created' | 'order.updated' | 'order.paid' | 'order.held' | 'order.released' | 'order.fulfilled' | 'order.shipped' | 'order.delivered' | 'order.canceled';
 
 export type EventData = {
     /**
@@ -1324,7 +1386,7 @@ export type EventRequestDto = {
 /**
  * An event type of the catalogue (docs/events.md)
  */
-export type EventType = 'customer.created' | 'customer.updated' | 'customer.erased' | 'customer.balance_changed' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.renewal_skip_scheduled' | 'subscription.renewal_skip_removed' | 'subscription.renewal_skipped' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.activated' | 'subscription.incomplete_expired' | 'subscription.access_ending' | 'subscription.discount_applied' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'coupon.created' | 'coupon.updated' | 'coupon.deleted' | 'promotion_code.created' | 'promotion_code.updated' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'invoice_item.created' | 'invoice_item.deleted' | 'credit_note.created' | 'override.created' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled' | 'test_clock.advancing' | 'test_clock.ready';
+export type EventType = 'customer.created' | 'customer.updated' | 'customer.erased' | 'customer.balance_changed' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.renewal_skip_scheduled' | 'subscription.renewal_skip_removed' | 'subscription.renewal_skipped' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.activated' | 'subscription.incomplete_expired' | 'subscription.access_ending' | 'subscription.discount_applied' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'coupon.created' | 'coupon.updated' | 'coupon.deleted' | 'promotion_code.created' | 'promotion_code.updated' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'invoice_item.created' | 'invoice_item.deleted' | 'credit_note.created' | 'override.created' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled' | 'test_clock.advancing' | 'test_clock.ready' | 'address.created' | 'address.updated' | 'address.deleted' | 'subscription.shipping_address_updated' | 'order.created' | 'order.updated' | 'order.paid' | 'order.held' | 'order.released' | 'order.fulfilled' | 'order.shipped' | 'order.delivered' | 'order.canceled';
 
 export type ExportNoteDto = {
     id: string;
@@ -1577,6 +1639,22 @@ export type InvoiceLineDto = {
  */
 export type InvoiceStatusDto = 'draft' | 'open' | 'paid' | 'void' | 'uncollectible';
 
+/**
+ * The customer's order shipped last, as an agent tells it.
+ */
+export type LastShipmentDto = {
+    order_id: string;
+    /**
+     * Where the parcel is: shipped or delivered.
+     */
+    status: OrderStatusDto;
+    carrier: string;
+    tracking_number: string;
+    tracking_url?: string | null;
+    shipped_at: string;
+    delivered_at?: string | null;
+};
+
 export type LifecycleEntryDto = {
     event_id: string;
     event_type: EventType;
@@ -1605,6 +1683,21 @@ export type LifetimeValueDto = {
  * `customer_balance` (the customer's credit used before charging).
  */
 export type LineKindDto = 'plan' | 'proration' | 'discount' | 'one_off' | 'customer_balance';
+
+/**
+ * A page of a list, newest first.
+ */
+export type ListResponseAddressDto = {
+    data: Array<AddressDto & Livemode>;
+    /**
+     * Whether another page follows.
+     */
+    has_more: boolean;
+    /**
+     * Pass as `starting_after` to get the next page; null on the last page.
+     */
+    next_cursor?: string | null;
+};
 
 /**
  * A page of a list, newest first.
@@ -1761,6 +1854,21 @@ export type ListResponseInvoiceItemDto = {
  */
 export type ListResponseMerchantDto = {
     data: Array<MerchantDto>;
+    /**
+     * Whether another page follows.
+     */
+    has_more: boolean;
+    /**
+     * Pass as `starting_after` to get the next page; null on the last page.
+     */
+    next_cursor?: string | null;
+};
+
+/**
+ * A page of a list, newest first.
+ */
+export type ListResponseOrderDto = {
+    data: Array<OrderDto & Livemode>;
     /**
      * Whether another page follows.
      */
@@ -2133,6 +2241,62 @@ export type OfferStatsDto = {
 };
 
 export type OnResumeDto = 'reset_anchor' | 'keep_anchor';
+
+/**
+ * What one paid period of a subscription to a shippable product sends.
+ */
+export type OrderDto = {
+    id: string;
+    /**
+     * Always `order`.
+     */
+    object: string;
+    customer_id: string;
+    subscription_id: string;
+    /**
+     * The period's invoice: the order is paid when it is.
+     */
+    invoice_id: string;
+    status: OrderStatusDto;
+    period_start: string;
+    period_end: string;
+    lines: Array<OrderLineDto>;
+    /**
+     * What the period's invoice totals, after discounts and prorations.
+     */
+    amount_total: MoneyDto;
+    shipping_address?: PostalAddressDto | null;
+    shipment?: ShipmentDto | null;
+    held_at?: string | null;
+    released_at?: string | null;
+    fulfilled_at?: string | null;
+    shipped_at?: string | null;
+    delivered_at?: string | null;
+    canceled_at?: string | null;
+    created_at: string;
+    updated_at: string;
+};
+
+/**
+ * One line of an order.
+ */
+export type OrderLineDto = {
+    product_id: string;
+    product_name: string;
+    plan_id: string;
+    plan_name: string;
+    quantity: number;
+    unit_amount: MoneyDto;
+    /**
+     * `unit_amount × quantity`, before discounts.
+     */
+    amount: MoneyDto;
+};
+
+/**
+ * Where an order is in its lifecycle (docs/orders.md).
+ */
+export type OrderStatusDto = 'awaiting_payment' | 'on_hold' | 'unfulfilled' | 'fulfilled' | 'shipped' | 'delivered' | 'canceled';
 
 export type OutcomeStatusDto = 'presented' | 'accepted' | 'declined';
 
@@ -2549,6 +2713,23 @@ export type PortalSubscriptionDto = SubscriptionDto & {
 };
 
 /**
+ * A postal address.
+ */
+export type PostalAddressDto = {
+    name: string;
+    line1: string;
+    line2?: string | null;
+    city: string;
+    state?: string | null;
+    postal_code?: string | null;
+    /**
+     * ISO 3166-1 alpha-2, upper case.
+     */
+    country: string;
+    phone?: string | null;
+};
+
+/**
  * An offer as the portal shows it to the customer who is cancelling (no eligibility
  * rules or priorities).
  */
@@ -2924,7 +3105,7 @@ export type ScheduledChangeDto = {
 /**
  * A scope of a restricted key: resource:read or resource:write (write implies read)
  */
-export type ScopeName = 'catalog:read' | 'catalog:write' | 'customers:read' | 'customers:write' | 'customer_exports:read' | 'customer_exports:write' | 'payment_methods:read' | 'payment_methods:write' | 'subscriptions:read' | 'subscriptions:write' | 'billing:read' | 'billing:write' | 'customer_sessions:read' | 'customer_sessions:write' | 'portal_settings:read' | 'portal_settings:write' | 'events:read' | 'events:write' | 'webhooks:read' | 'webhooks:write' | 'support:read' | 'support:write' | 'retention:read' | 'retention:write' | 'coupons:read' | 'coupons:write' | 'metrics:read' | 'metrics:write' | 'api_keys:read' | 'api_keys:write' | 'audit_events:read' | 'audit_events:write' | 'gateway_settings:read' | 'gateway_settings:write' | 'test_clocks:read' | 'test_clocks:write';
+export type ScopeName = 'catalog:read' | 'catalog:write' | 'customers:read' | 'customers:write' | 'customer_exports:read' | 'customer_exports:write' | 'payment_methods:read' | 'payment_methods:write' | 'subscriptions:read' | 'subscriptions:write' | 'billing:read' | 'billing:write' | 'customer_sessions:read' | 'customer_sessions:write' | 'portal_settings:read' | 'portal_settings:write' | 'events:read' | 'events:write' | 'webhooks:read' | 'webhooks:write' | 'support:read' | 'support:write' | 'retention:read' | 'retention:write' | 'coupons:read' | 'coupons:write' | 'metrics:read' | 'metrics:write' | 'api_keys:read' | 'api_keys:write' | 'audit_events:read' | 'audit_events:write' | 'gateway_settings:read' | 'gateway_settings:write' | 'test_clocks:read' | 'test_clocks:write' | 'orders:read' | 'orders:write';
 
 /**
  * A customer segment, computed on read (docs/customers.md): `new`, `loyal`, `high_ltv`,
@@ -2944,6 +3125,13 @@ export type SegmentSettingsDto = {
 };
 
 /**
+ * Ship the subscription to this entry of its customer's address book.
+ */
+export type SetShippingAddress = {
+    address_id: string;
+};
+
+/**
  * What the frontend needs to collect a card with Stripe.js or a mobile SDK: confirm the
  * setup intent with `client_secret` and `publishable_key`, then attach the resulting
  * payment method (`POST /v1/portal/payment_methods` with `{"token": "pm_…"}`).
@@ -2960,6 +3148,39 @@ export type SetupIntentDto = {
     id: string;
     client_secret: string;
     publishable_key: string;
+};
+
+/**
+ * Hand an order to a carrier.
+ */
+export type ShipOrder = {
+    carrier: string;
+    tracking_number: string;
+    /**
+     * An absolute `https` (or `http`) link the subscriber can follow.
+     */
+    tracking_url?: string | null;
+};
+
+/**
+ * The carrier's hand-over of an order.
+ */
+export type ShipmentDto = {
+    carrier: string;
+    tracking_number: string;
+    tracking_url?: string | null;
+};
+
+/**
+ * Where a subscription ships.
+ */
+export type ShippingAddressDto = {
+    /**
+     * Always `shipping_address`.
+     */
+    object: string;
+    subscription_id: string;
+    address?: AddressDto | null;
 };
 
 /**
@@ -3279,7 +3500,7 @@ export type TimelineEntryKindDto = 'event' | 'note' | 'ticket_message';
 /**
  * The event type of an event (`subscription.paused`), `note` for a note or `ticket.message` for a ticket message
  */
-export type TimelineEntryType = 'customer.created' | 'customer.updated' | 'customer.erased' | 'customer.balance_changed' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.renewal_skip_scheduled' | 'subscription.renewal_skip_removed' | 'subscription.renewal_skipped' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.activated' | 'subscription.incomplete_expired' | 'subscription.access_ending' | 'subscription.discount_applied' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'coupon.created' | 'coupon.updated' | 'coupon.deleted' | 'promotion_code.created' | 'promotion_code.updated' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'invoice_item.created' | 'invoice_item.deleted' | 'credit_note.created' | 'override.created' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled' | 'test_clock.advancing' | 'test_clock.ready' | 'note' | 'ticket.message';
+export type TimelineEntryType = 'customer.created' | 'customer.updated' | 'customer.erased' | 'customer.balance_changed' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.renewal_skip_scheduled' | 'subscription.renewal_skip_removed' | 'subscription.renewal_skipped' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.activated' | 'subscription.incomplete_expired' | 'subscription.access_ending' | 'subscription.discount_applied' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'coupon.created' | 'coupon.updated' | 'coupon.deleted' | 'promotion_code.created' | 'promotion_code.updated' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'invoice_item.created' | 'invoice_item.deleted' | 'credit_note.created' | 'override.created' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled' | 'test_clock.advancing' | 'test_clock.ready' | 'address.created' | 'address.updated' | 'address.deleted' | 'subscription.shipping_address_updated' | 'order.created' | 'order.updated' | 'order.paid' | 'order.held' | 'order.released' | 'order.fulfilled' | 'order.shipped' | 'order.delivered' | 'order.canceled' | 'note' | 'ticket.message';
 
 /**
  * The invoice the next renewal will create (a draft preview; nothing is stored).
@@ -3313,6 +3534,22 @@ export type UpcomingInvoiceDto = {
      */
     credit_applied: MoneyDto;
     amount_due: MoneyDto;
+};
+
+/**
+ * Fields to change; null clears an optional one (`line2`, `state`, `postal_code`,
+ * `phone`). Subscriptions shipping to the address ship to the edited one from their
+ * next order on; orders already made keep their snapshot.
+ */
+export type UpdateAddress = {
+    name?: string | null;
+    line1?: string | null;
+    line2?: string | null;
+    city?: string | null;
+    state?: string | null;
+    postal_code?: string | null;
+    country?: string | null;
+    phone?: string | null;
 };
 
 /**
@@ -5535,6 +5772,408 @@ export type UpdateCustomerResponses = {
 };
 
 export type UpdateCustomerResponse = UpdateCustomerResponses[keyof UpdateCustomerResponses];
+
+export type ListAddressesData = {
+    body?: never;
+    path: {
+        /**
+         * Customer id (cus_…)
+         */
+        id: string;
+    };
+    query?: {
+        /**
+         * How many items to return, 1 to 100 (default 20).
+         */
+        limit?: number;
+        /**
+         * The `next_cursor` of the previous page: the id of its last item. Empty means the
+         * first page, like leaving it out.
+         */
+        starting_after?: string;
+    };
+    url: '/v1/customers/{id}/addresses';
+};
+
+export type ListAddressesErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type ListAddressesError = ListAddressesErrors[keyof ListAddressesErrors];
+
+export type ListAddressesResponses = {
+    /**
+     * A page of addresses
+     */
+    200: ListResponseAddressDto;
+};
+
+export type ListAddressesResponse = ListAddressesResponses[keyof ListAddressesResponses];
+
+export type CreateAddressData = {
+    body: CreateAddress;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
+         */
+        'Idempotency-Key'?: string;
+    };
+    path: {
+        /**
+         * Customer id (cus_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/customers/{id}/addresses';
+};
+
+export type CreateAddressErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type CreateAddressError = CreateAddressErrors[keyof CreateAddressErrors];
+
+export type CreateAddressResponses = {
+    /**
+     * The new address
+     */
+    201: AddressDto & Livemode;
+};
+
+export type CreateAddressResponse = CreateAddressResponses[keyof CreateAddressResponses];
+
+export type DeleteAddressData = {
+    body?: never;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+    };
+    path: {
+        /**
+         * Customer id (cus_…)
+         */
+        id: string;
+        /**
+         * Address id (addr_…)
+         */
+        address_id: string;
+    };
+    query?: never;
+    url: '/v1/customers/{id}/addresses/{address_id}';
+};
+
+export type DeleteAddressErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * A subscription ships to it (`address_in_use`), or the customer is erased (`customer_erased`)
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type DeleteAddressError = DeleteAddressErrors[keyof DeleteAddressErrors];
+
+export type DeleteAddressResponses = {
+    /**
+     * The address is gone
+     */
+    200: DeletedDto & Livemode;
+};
+
+export type DeleteAddressResponse = DeleteAddressResponses[keyof DeleteAddressResponses];
+
+export type GetAddressData = {
+    body?: never;
+    path: {
+        /**
+         * Customer id (cus_…)
+         */
+        id: string;
+        /**
+         * Address id (addr_…)
+         */
+        address_id: string;
+    };
+    query?: never;
+    url: '/v1/customers/{id}/addresses/{address_id}';
+};
+
+export type GetAddressErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type GetAddressError = GetAddressErrors[keyof GetAddressErrors];
+
+export type GetAddressResponses = {
+    /**
+     * The address
+     */
+    200: AddressDto & Livemode;
+};
+
+export type GetAddressResponse = GetAddressResponses[keyof GetAddressResponses];
+
+export type UpdateAddressData = {
+    body: UpdateAddress;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+    };
+    path: {
+        /**
+         * Customer id (cus_…)
+         */
+        id: string;
+        /**
+         * Address id (addr_…)
+         */
+        address_id: string;
+    };
+    query?: never;
+    url: '/v1/customers/{id}/addresses/{address_id}';
+};
+
+export type UpdateAddressErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * The customer is erased (`customer_erased`)
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type UpdateAddressError = UpdateAddressErrors[keyof UpdateAddressErrors];
+
+export type UpdateAddressResponses = {
+    /**
+     * The address
+     */
+    200: AddressDto & Livemode;
+};
+
+export type UpdateAddressResponse = UpdateAddressResponses[keyof UpdateAddressResponses];
 
 export type ListBalanceTransactionsData = {
     body?: never;
@@ -8511,6 +9150,488 @@ export type CreateMerchantResponses = {
 
 export type CreateMerchantResponse = CreateMerchantResponses[keyof CreateMerchantResponses];
 
+export type ListOrdersData = {
+    body?: never;
+    path?: never;
+    query?: {
+        /**
+         * How many items to return, 1 to 100 (default 20).
+         */
+        limit?: number;
+        /**
+         * The `next_cursor` of the previous page: the id of its last item. Empty means the
+         * first page, like leaving it out.
+         */
+        starting_after?: string;
+        status?: OrderStatusDto;
+        /**
+         * Only orders of this customer (cus_…).
+         */
+        customer_id?: string;
+        /**
+         * Only orders of this subscription (sub_…).
+         */
+        subscription_id?: string;
+    };
+    url: '/v1/orders';
+};
+
+export type ListOrdersErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type ListOrdersError = ListOrdersErrors[keyof ListOrdersErrors];
+
+export type ListOrdersResponses = {
+    /**
+     * A page of orders
+     */
+    200: ListResponseOrderDto;
+};
+
+export type ListOrdersResponse = ListOrdersResponses[keyof ListOrdersResponses];
+
+export type GetOrderData = {
+    body?: never;
+    path: {
+        /**
+         * Order id (ord_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/orders/{id}';
+};
+
+export type GetOrderErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type GetOrderError = GetOrderErrors[keyof GetOrderErrors];
+
+export type GetOrderResponses = {
+    /**
+     * The order
+     */
+    200: OrderDto & Livemode;
+};
+
+export type GetOrderResponse = GetOrderResponses[keyof GetOrderResponses];
+
+export type CancelOrderData = {
+    body?: never;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
+         */
+        'Idempotency-Key'?: string;
+    };
+    path: {
+        /**
+         * Order id (ord_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/orders/{id}/cancel';
+};
+
+export type CancelOrderErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type CancelOrderError = CancelOrderErrors[keyof CancelOrderErrors];
+
+export type CancelOrderResponses = {
+    /**
+     * The order, canceled
+     */
+    200: OrderDto & Livemode;
+};
+
+export type CancelOrderResponse = CancelOrderResponses[keyof CancelOrderResponses];
+
+export type DeliverOrderData = {
+    body?: never;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
+         */
+        'Idempotency-Key'?: string;
+    };
+    path: {
+        /**
+         * Order id (ord_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/orders/{id}/deliver';
+};
+
+export type DeliverOrderErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type DeliverOrderError = DeliverOrderErrors[keyof DeliverOrderErrors];
+
+export type DeliverOrderResponses = {
+    /**
+     * The order, delivered
+     */
+    200: OrderDto & Livemode;
+};
+
+export type DeliverOrderResponse = DeliverOrderResponses[keyof DeliverOrderResponses];
+
+export type FulfillOrderData = {
+    body?: never;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
+         */
+        'Idempotency-Key'?: string;
+    };
+    path: {
+        /**
+         * Order id (ord_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/orders/{id}/fulfill';
+};
+
+export type FulfillOrderErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type FulfillOrderError = FulfillOrderErrors[keyof FulfillOrderErrors];
+
+export type FulfillOrderResponses = {
+    /**
+     * The order, fulfilled
+     */
+    200: OrderDto & Livemode;
+};
+
+export type FulfillOrderResponse = FulfillOrderResponses[keyof FulfillOrderResponses];
+
+export type ShipOrderData = {
+    body: ShipOrder;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
+         */
+        'Idempotency-Key'?: string;
+    };
+    path: {
+        /**
+         * Order id (ord_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/orders/{id}/ship';
+};
+
+export type ShipOrderErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type ShipOrderError = ShipOrderErrors[keyof ShipOrderErrors];
+
+export type ShipOrderResponses = {
+    /**
+     * The order, shipped
+     */
+    200: OrderDto & Livemode;
+};
+
+export type ShipOrderResponse = ShipOrderResponses[keyof ShipOrderResponses];
+
 export type ListPaymentsData = {
     body?: never;
     path?: never;
@@ -8987,6 +10108,362 @@ export type ArchivePlanResponses = {
 };
 
 export type ArchivePlanResponse = ArchivePlanResponses[keyof ArchivePlanResponses];
+
+export type PortalListAddressesData = {
+    body?: never;
+    path?: never;
+    query?: {
+        /**
+         * How many items to return, 1 to 100 (default 20).
+         */
+        limit?: number;
+        /**
+         * The `next_cursor` of the previous page: the id of its last item. Empty means the
+         * first page, like leaving it out.
+         */
+        starting_after?: string;
+    };
+    url: '/v1/portal/addresses';
+};
+
+export type PortalListAddressesErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type PortalListAddressesError = PortalListAddressesErrors[keyof PortalListAddressesErrors];
+
+export type PortalListAddressesResponses = {
+    /**
+     * A page of addresses
+     */
+    200: ListResponseAddressDto;
+};
+
+export type PortalListAddressesResponse = PortalListAddressesResponses[keyof PortalListAddressesResponses];
+
+export type PortalCreateAddressData = {
+    body: CreateAddress;
+    headers?: {
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
+         */
+        'Idempotency-Key'?: string;
+    };
+    path?: never;
+    query?: never;
+    url: '/v1/portal/addresses';
+};
+
+export type PortalCreateAddressErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type PortalCreateAddressError = PortalCreateAddressErrors[keyof PortalCreateAddressErrors];
+
+export type PortalCreateAddressResponses = {
+    /**
+     * The new address
+     */
+    201: AddressDto & Livemode;
+};
+
+export type PortalCreateAddressResponse = PortalCreateAddressResponses[keyof PortalCreateAddressResponses];
+
+export type PortalDeleteAddressData = {
+    body?: never;
+    path: {
+        /**
+         * Address id (addr_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/portal/addresses/{id}';
+};
+
+export type PortalDeleteAddressErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * A subscription ships to it (`address_in_use`), or the customer is erased (`customer_erased`)
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type PortalDeleteAddressError = PortalDeleteAddressErrors[keyof PortalDeleteAddressErrors];
+
+export type PortalDeleteAddressResponses = {
+    /**
+     * The address is gone
+     */
+    200: DeletedDto & Livemode;
+};
+
+export type PortalDeleteAddressResponse = PortalDeleteAddressResponses[keyof PortalDeleteAddressResponses];
+
+export type PortalGetAddressData = {
+    body?: never;
+    path: {
+        /**
+         * Address id (addr_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/portal/addresses/{id}';
+};
+
+export type PortalGetAddressErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type PortalGetAddressError = PortalGetAddressErrors[keyof PortalGetAddressErrors];
+
+export type PortalGetAddressResponses = {
+    /**
+     * The address
+     */
+    200: AddressDto & Livemode;
+};
+
+export type PortalGetAddressResponse = PortalGetAddressResponses[keyof PortalGetAddressResponses];
+
+export type PortalUpdateAddressData = {
+    body: UpdateAddress;
+    path: {
+        /**
+         * Address id (addr_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/portal/addresses/{id}';
+};
+
+export type PortalUpdateAddressErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * The customer is erased (`customer_erased`)
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type PortalUpdateAddressError = PortalUpdateAddressErrors[keyof PortalUpdateAddressErrors];
+
+export type PortalUpdateAddressResponses = {
+    /**
+     * The address
+     */
+    200: AddressDto & Livemode;
+};
+
+export type PortalUpdateAddressResponse = PortalUpdateAddressResponses[keyof PortalUpdateAddressResponses];
 
 export type PortalGetRequestData = {
     body?: never;
@@ -9661,6 +11138,139 @@ export type MeResponses = {
 };
 
 export type MeResponse = MeResponses[keyof MeResponses];
+
+export type PortalListOrdersData = {
+    body?: never;
+    path?: never;
+    query?: {
+        /**
+         * How many items to return, 1 to 100 (default 20).
+         */
+        limit?: number;
+        /**
+         * The `next_cursor` of the previous page: the id of its last item. Empty means the
+         * first page, like leaving it out.
+         */
+        starting_after?: string;
+    };
+    url: '/v1/portal/orders';
+};
+
+export type PortalListOrdersErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type PortalListOrdersError = PortalListOrdersErrors[keyof PortalListOrdersErrors];
+
+export type PortalListOrdersResponses = {
+    /**
+     * A page of orders
+     */
+    200: ListResponseOrderDto;
+};
+
+export type PortalListOrdersResponse = PortalListOrdersResponses[keyof PortalListOrdersResponses];
+
+export type PortalGetOrderData = {
+    body?: never;
+    path: {
+        /**
+         * Order id (ord_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/portal/orders/{id}';
+};
+
+export type PortalGetOrderErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type PortalGetOrderError = PortalGetOrderErrors[keyof PortalGetOrderErrors];
+
+export type PortalGetOrderResponses = {
+    /**
+     * The order
+     */
+    200: OrderDto & Livemode;
+};
+
+export type PortalGetOrderResponse = PortalGetOrderResponses[keyof PortalGetOrderResponses];
 
 export type PortalListPaymentMethodsData = {
     body?: never;
@@ -11136,6 +12746,156 @@ export type PortalRemoveScheduledChangeResponses = {
 };
 
 export type PortalRemoveScheduledChangeResponse = PortalRemoveScheduledChangeResponses[keyof PortalRemoveScheduledChangeResponses];
+
+export type PortalGetShippingAddressData = {
+    body?: never;
+    path: {
+        /**
+         * Subscription id (sub_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/portal/subscriptions/{id}/shipping_address';
+};
+
+export type PortalGetShippingAddressErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type PortalGetShippingAddressError = PortalGetShippingAddressErrors[keyof PortalGetShippingAddressErrors];
+
+export type PortalGetShippingAddressResponses = {
+    /**
+     * The shipping address
+     */
+    200: ShippingAddressDto & Livemode;
+};
+
+export type PortalGetShippingAddressResponse = PortalGetShippingAddressResponses[keyof PortalGetShippingAddressResponses];
+
+export type PortalSetShippingAddressData = {
+    body: SetShippingAddress;
+    headers?: {
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
+         */
+        'Idempotency-Key'?: string;
+    };
+    path: {
+        /**
+         * Subscription id (sub_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/portal/subscriptions/{id}/shipping_address';
+};
+
+export type PortalSetShippingAddressErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type PortalSetShippingAddressError = PortalSetShippingAddressErrors[keyof PortalSetShippingAddressErrors];
+
+export type PortalSetShippingAddressResponses = {
+    /**
+     * The shipping address
+     */
+    200: ShippingAddressDto & Livemode;
+};
+
+export type PortalSetShippingAddressResponse = PortalSetShippingAddressResponses[keyof PortalSetShippingAddressResponses];
 
 export type PortalSkipRenewalData = {
     body?: never;
@@ -14205,6 +15965,160 @@ export type RemoveScheduledChangeResponses = {
 };
 
 export type RemoveScheduledChangeResponse = RemoveScheduledChangeResponses[keyof RemoveScheduledChangeResponses];
+
+export type GetShippingAddressData = {
+    body?: never;
+    path: {
+        /**
+         * Subscription id (sub_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/subscriptions/{id}/shipping_address';
+};
+
+export type GetShippingAddressErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type GetShippingAddressError = GetShippingAddressErrors[keyof GetShippingAddressErrors];
+
+export type GetShippingAddressResponses = {
+    /**
+     * The shipping address
+     */
+    200: ShippingAddressDto & Livemode;
+};
+
+export type GetShippingAddressResponse = GetShippingAddressResponses[keyof GetShippingAddressResponses];
+
+export type SetShippingAddressData = {
+    body: SetShippingAddress;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
+         */
+        'Idempotency-Key'?: string;
+    };
+    path: {
+        /**
+         * Subscription id (sub_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/subscriptions/{id}/shipping_address';
+};
+
+export type SetShippingAddressErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type SetShippingAddressError = SetShippingAddressErrors[keyof SetShippingAddressErrors];
+
+export type SetShippingAddressResponses = {
+    /**
+     * The shipping address
+     */
+    200: ShippingAddressDto & Livemode;
+};
+
+export type SetShippingAddressResponse = SetShippingAddressResponses[keyof SetShippingAddressResponses];
 
 export type SkipRenewalData = {
     body?: never;
