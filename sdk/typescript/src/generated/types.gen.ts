@@ -3409,6 +3409,11 @@ export type WebhookEndpointDto = {
 };
 
 /**
+ * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+ */
+export type ConsistencyToken = string;
+
+/**
  * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
  */
 export type IdempotencyKey = string;
@@ -3516,6 +3521,12 @@ export type ReadyzResponse = ReadyzResponses[keyof ReadyzResponses];
 
 export type ListApiKeysData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -3532,6 +3543,10 @@ export type ListApiKeysData = {
 };
 
 export type ListApiKeysErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -3662,6 +3677,12 @@ export type CreateApiKeyResponse = CreateApiKeyResponses[keyof CreateApiKeyRespo
 
 export type GetApiKeyData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Key id (key_…)
@@ -3673,6 +3694,10 @@ export type GetApiKeyData = {
 };
 
 export type GetApiKeyErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -3900,6 +3925,12 @@ export type RollApiKeyResponse = RollApiKeyResponses[keyof RollApiKeyResponses];
 
 export type ListAuditEventsData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -3936,6 +3967,10 @@ export type ListAuditEventsData = {
 };
 
 export type ListAuditEventsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -3987,12 +4022,22 @@ export type ListAuditEventsResponse = ListAuditEventsResponses[keyof ListAuditEv
 
 export type GetBillingSettingsData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: never;
     url: '/v1/billing_settings';
 };
 
 export type GetBillingSettingsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -4115,6 +4160,12 @@ export type PutBillingSettingsResponse = PutBillingSettingsResponses[keyof PutBi
 
 export type ListRequestsData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -4140,6 +4191,10 @@ export type ListRequestsData = {
 };
 
 export type ListRequestsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -4191,6 +4246,12 @@ export type ListRequestsResponse = ListRequestsResponses[keyof ListRequestsRespo
 
 export type GetRequestData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Cancellation request id (creq_…)
@@ -4202,6 +4263,10 @@ export type GetRequestData = {
 };
 
 export type GetRequestErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -4429,12 +4494,22 @@ export type DeclineRequestResponse = DeclineRequestResponses[keyof DeclineReques
 
 export type GetCorsSettingsData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: never;
     url: '/v1/cors_settings';
 };
 
 export type GetCorsSettingsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -4557,6 +4632,12 @@ export type PutCorsSettingsResponse = PutCorsSettingsResponses[keyof PutCorsSett
 
 export type ListCouponsData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -4577,6 +4658,10 @@ export type ListCouponsData = {
 };
 
 export type ListCouponsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -4779,6 +4864,12 @@ export type DeleteCouponResponse = DeleteCouponResponses[keyof DeleteCouponRespo
 
 export type GetCouponData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Coupon id (coupon_…)
@@ -4790,6 +4881,10 @@ export type GetCouponData = {
 };
 
 export type GetCouponErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -4925,6 +5020,12 @@ export type UpdateCouponResponse = UpdateCouponResponses[keyof UpdateCouponRespo
 
 export type ListCreditNotesData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -4945,6 +5046,10 @@ export type ListCreditNotesData = {
 };
 
 export type ListCreditNotesErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -4996,6 +5101,12 @@ export type ListCreditNotesResponse = ListCreditNotesResponses[keyof ListCreditN
 
 export type GetCreditNoteData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Credit note id (cn_…)
@@ -5007,6 +5118,10 @@ export type GetCreditNoteData = {
 };
 
 export type GetCreditNoteErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -5141,6 +5256,12 @@ export type CreateCustomerSessionResponse = CreateCustomerSessionResponses[keyof
 
 export type ListCustomersData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -5173,6 +5294,10 @@ export type ListCustomersData = {
 };
 
 export type ListCustomersErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -5305,6 +5430,10 @@ export type GetCustomerData = {
     body?: never;
     headers?: {
         /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+        /**
          * ETags from earlier responses: when one is the resource's current version the answer is 304 Not Modified, with no body.
          */
         'If-None-Match'?: string;
@@ -5320,6 +5449,10 @@ export type GetCustomerData = {
 };
 
 export type GetCustomerErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -5467,6 +5600,12 @@ export type UpdateCustomerResponse = UpdateCustomerResponses[keyof UpdateCustome
 
 export type ListBalanceTransactionsData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Customer id (cus_…)
@@ -5488,6 +5627,10 @@ export type ListBalanceTransactionsData = {
 };
 
 export type ListBalanceTransactionsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -5631,6 +5774,12 @@ export type AdjustBalanceResponse = AdjustBalanceResponses[keyof AdjustBalanceRe
 
 export type GetBalancesData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Customer id (cus_…)
@@ -5642,6 +5791,10 @@ export type GetBalancesData = {
 };
 
 export type GetBalancesErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -5697,6 +5850,12 @@ export type GetBalancesResponse = GetBalancesResponses[keyof GetBalancesResponse
 
 export type GetContextData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Customer id (cus_…)
@@ -5708,6 +5867,10 @@ export type GetContextData = {
 };
 
 export type GetContextErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -5855,6 +6018,12 @@ export type EraseCustomerResponse = EraseCustomerResponses[keyof EraseCustomerRe
 
 export type ExportCustomerData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Customer id (cus_…)
@@ -5866,6 +6035,10 @@ export type ExportCustomerData = {
 };
 
 export type ExportCustomerErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -6009,6 +6182,12 @@ export type AddNoteResponse = AddNoteResponses[keyof AddNoteResponses];
 
 export type ListCustomerOverridesData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Customer id (cus_…)
@@ -6030,6 +6209,10 @@ export type ListCustomerOverridesData = {
 };
 
 export type ListCustomerOverridesErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -6085,6 +6268,12 @@ export type ListCustomerOverridesResponse = ListCustomerOverridesResponses[keyof
 
 export type ListPaymentMethodsData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Customer id (cus_…)
@@ -6096,6 +6285,10 @@ export type ListPaymentMethodsData = {
 };
 
 export type ListPaymentMethodsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -6591,6 +6784,12 @@ export type RemoveTagResponse = RemoveTagResponses[keyof RemoveTagResponses];
 
 export type TimelineData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Customer id (cus_…)
@@ -6612,6 +6811,10 @@ export type TimelineData = {
 };
 
 export type TimelineErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -6667,12 +6870,22 @@ export type TimelineResponse = TimelineResponses[keyof TimelineResponses];
 
 export type GetDunningPolicyData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: never;
     url: '/v1/dunning_policy';
 };
 
 export type GetDunningPolicyErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -6795,6 +7008,12 @@ export type PutDunningPolicyResponse = PutDunningPolicyResponses[keyof PutDunnin
 
 export type ListEventsData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -6819,6 +7038,10 @@ export type ListEventsData = {
 };
 
 export type ListEventsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -6870,6 +7093,12 @@ export type ListEventsResponse = ListEventsResponses[keyof ListEventsResponses];
 
 export type GetEventData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Event id (evt_…)
@@ -6881,6 +7110,10 @@ export type GetEventData = {
 };
 
 export type GetEventErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -7180,12 +7413,22 @@ export type DeleteGatewaySettingsResponse = DeleteGatewaySettingsResponses[keyof
 
 export type GetGatewaySettingsData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: never;
     url: '/v1/gateway_settings';
 };
 
 export type GetGatewaySettingsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -7308,12 +7551,22 @@ export type PutGatewaySettingsResponse = PutGatewaySettingsResponses[keyof PutGa
 
 export type ListIdentityProvidersData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: never;
     url: '/v1/identity_providers';
 };
 
 export type ListIdentityProvidersErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -7516,6 +7769,12 @@ export type DeleteIdentityProviderResponse = DeleteIdentityProviderResponses[key
 
 export type ListInvoicesData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -7552,6 +7811,10 @@ export type ListInvoicesData = {
 };
 
 export type ListInvoicesErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -7603,6 +7866,12 @@ export type ListInvoicesResponse = ListInvoicesResponses[keyof ListInvoicesRespo
 
 export type GetInvoiceData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Invoice id (inv_…)
@@ -7614,6 +7883,10 @@ export type GetInvoiceData = {
 };
 
 export type GetInvoiceErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -7669,6 +7942,12 @@ export type GetInvoiceResponse = GetInvoiceResponses[keyof GetInvoiceResponses];
 
 export type ListInvoiceCreditNotesData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Invoice id (inv_…)
@@ -7680,6 +7959,10 @@ export type ListInvoiceCreditNotesData = {
 };
 
 export type ListInvoiceCreditNotesErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -8167,6 +8450,12 @@ export type VoidInvoiceResponse = VoidInvoiceResponses[keyof VoidInvoiceResponse
 
 export type GetMetricsData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -8183,6 +8472,10 @@ export type GetMetricsData = {
 };
 
 export type GetMetricsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -8234,6 +8527,12 @@ export type GetMetricsResponse = GetMetricsResponses[keyof GetMetricsResponses];
 
 export type OverrideMetricsData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -8249,6 +8548,10 @@ export type OverrideMetricsData = {
 };
 
 export type OverrideMetricsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -8442,6 +8745,12 @@ export type CreateMerchantResponse = CreateMerchantResponses[keyof CreateMerchan
 
 export type ListPaymentsData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -8462,6 +8771,10 @@ export type ListPaymentsData = {
 };
 
 export type ListPaymentsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -8513,6 +8826,12 @@ export type ListPaymentsResponse = ListPaymentsResponses[keyof ListPaymentsRespo
 
 export type ListPlansData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -8537,6 +8856,10 @@ export type ListPlansData = {
 };
 
 export type ListPlansErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -8669,6 +8992,10 @@ export type GetPlanData = {
     body?: never;
     headers?: {
         /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+        /**
          * ETags from earlier responses: when one is the resource's current version the answer is 304 Not Modified, with no body.
          */
         'If-None-Match'?: string;
@@ -8684,6 +9011,10 @@ export type GetPlanData = {
 };
 
 export type GetPlanErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -8919,6 +9250,12 @@ export type ArchivePlanResponse = ArchivePlanResponses[keyof ArchivePlanResponse
 
 export type PortalGetRequestData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Cancellation request id (creq_…)
@@ -8930,6 +9267,10 @@ export type PortalGetRequestData = {
 };
 
 export type PortalGetRequestErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -8985,6 +9326,12 @@ export type PortalGetRequestResponse = PortalGetRequestResponses[keyof PortalGet
 
 export type PresentedOffersData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Cancellation request id (creq_…)
@@ -8996,6 +9343,10 @@ export type PresentedOffersData = {
 };
 
 export type PresentedOffersErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -9299,6 +9650,12 @@ export type WithdrawCancellationRequestResponse = WithdrawCancellationRequestRes
 
 export type PortalListInvoicesData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -9331,6 +9688,10 @@ export type PortalListInvoicesData = {
 };
 
 export type PortalListInvoicesErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -9382,6 +9743,12 @@ export type PortalListInvoicesResponse = PortalListInvoicesResponses[keyof Porta
 
 export type PortalGetInvoiceData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Invoice id (inv_…)
@@ -9393,6 +9760,10 @@ export type PortalGetInvoiceData = {
 };
 
 export type PortalGetInvoiceErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -9536,12 +9907,22 @@ export type PortalPayInvoiceResponse = PortalPayInvoiceResponses[keyof PortalPay
 
 export type MeData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: never;
     url: '/v1/portal/me';
 };
 
 export type MeErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -9593,12 +9974,22 @@ export type MeResponse = MeResponses[keyof MeResponses];
 
 export type PortalListPaymentMethodsData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: never;
     url: '/v1/portal/payment_methods';
 };
 
 export type PortalListPaymentMethodsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -9875,6 +10266,12 @@ export type PortalSetDefaultPaymentMethodResponse = PortalSetDefaultPaymentMetho
 
 export type PortalListPaymentsData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -9891,6 +10288,10 @@ export type PortalListPaymentsData = {
 };
 
 export type PortalListPaymentsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -9942,12 +10343,22 @@ export type PortalListPaymentsResponse = PortalListPaymentsResponses[keyof Porta
 
 export type PlansData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: never;
     url: '/v1/portal/plans';
 };
 
 export type PlansErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -10070,6 +10481,12 @@ export type PortalCreateSetupIntentResponse = PortalCreateSetupIntentResponses[k
 
 export type PortalListSubscriptionsData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -10087,6 +10504,10 @@ export type PortalListSubscriptionsData = {
 };
 
 export type PortalListSubscriptionsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -10290,6 +10711,10 @@ export type PortalGetSubscriptionData = {
     body?: never;
     headers?: {
         /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+        /**
          * ETags from earlier responses: when one is the resource's current version the answer is 304 Not Modified, with no body.
          */
         'If-None-Match'?: string;
@@ -10305,6 +10730,10 @@ export type PortalGetSubscriptionData = {
 };
 
 export type PortalGetSubscriptionErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -11068,6 +11497,12 @@ export type PortalRemoveScheduledChangeResponse = PortalRemoveScheduledChangeRes
 
 export type PortalUpcomingInvoiceData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Subscription id (sub_…)
@@ -11079,6 +11514,10 @@ export type PortalUpcomingInvoiceData = {
 };
 
 export type PortalUpcomingInvoiceErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -11138,6 +11577,12 @@ export type PortalUpcomingInvoiceResponse = PortalUpcomingInvoiceResponses[keyof
 
 export type PortalListTicketsData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -11154,6 +11599,10 @@ export type PortalListTicketsData = {
 };
 
 export type PortalListTicketsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -11205,6 +11654,12 @@ export type PortalListTicketsResponse = PortalListTicketsResponses[keyof PortalL
 
 export type PortalGetTicketData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Ticket id (tkt_…)
@@ -11216,6 +11671,10 @@ export type PortalGetTicketData = {
 };
 
 export type PortalGetTicketErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -11355,6 +11814,12 @@ export type PortalReplyToTicketResponse = PortalReplyToTicketResponses[keyof Por
 
 export type ListProductsData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -11375,6 +11840,10 @@ export type ListProductsData = {
 };
 
 export type ListProductsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -11507,6 +11976,10 @@ export type GetProductData = {
     body?: never;
     headers?: {
         /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+        /**
          * ETags from earlier responses: when one is the resource's current version the answer is 304 Not Modified, with no body.
          */
         'If-None-Match'?: string;
@@ -11522,6 +11995,10 @@ export type GetProductData = {
 };
 
 export type GetProductErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -11757,6 +12234,12 @@ export type ArchiveProductResponse = ArchiveProductResponses[keyof ArchiveProduc
 
 export type ListPromotionCodesData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -11781,6 +12264,10 @@ export type ListPromotionCodesData = {
 };
 
 export type ListPromotionCodesErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -11911,6 +12398,12 @@ export type CreatePromotionCodeResponse = CreatePromotionCodeResponses[keyof Cre
 
 export type GetPromotionCodeData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Promotion code id (promo_…)
@@ -11922,6 +12415,10 @@ export type GetPromotionCodeData = {
 };
 
 export type GetPromotionCodeErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -12061,6 +12558,12 @@ export type UpdatePromotionCodeResponse = UpdatePromotionCodeResponses[keyof Upd
 
 export type ListOffersData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -12081,6 +12584,10 @@ export type ListOffersData = {
 };
 
 export type ListOffersErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -12293,6 +12800,10 @@ export type GetOfferData = {
     body?: never;
     headers?: {
         /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+        /**
          * ETags from earlier responses: when one is the resource's current version the answer is 304 Not Modified, with no body.
          */
         'If-None-Match'?: string;
@@ -12308,6 +12819,10 @@ export type GetOfferData = {
 };
 
 export type GetOfferErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -12451,12 +12966,22 @@ export type UpdateOfferResponse = UpdateOfferResponses[keyof UpdateOfferResponse
 
 export type GetSegmentSettingsData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: never;
     url: '/v1/segment_settings';
 };
 
 export type GetSegmentSettingsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -12583,6 +13108,12 @@ export type PutSegmentSettingsResponse = PutSegmentSettingsResponses[keyof PutSe
 
 export type ListSubscriptionsData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -12608,6 +13139,10 @@ export type ListSubscriptionsData = {
 };
 
 export type ListSubscriptionsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -12819,6 +13354,10 @@ export type GetSubscriptionData = {
     body?: never;
     headers?: {
         /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+        /**
          * ETags from earlier responses: when one is the resource's current version the answer is 304 Not Modified, with no body.
          */
         'If-None-Match'?: string;
@@ -12834,6 +13373,10 @@ export type GetSubscriptionData = {
 };
 
 export type GetSubscriptionErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -13441,6 +13984,12 @@ export type GrantDiscountResponse = GrantDiscountResponses[keyof GrantDiscountRe
 
 export type ListInvoiceItemsData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Subscription id (sub_…)
@@ -13462,6 +14011,10 @@ export type ListInvoiceItemsData = {
 };
 
 export type ListInvoiceItemsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -13961,6 +14514,12 @@ export type RemoveScheduledChangeResponse = RemoveScheduledChangeResponses[keyof
 
 export type UpcomingInvoiceData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Subscription id (sub_…)
@@ -13972,6 +14531,10 @@ export type UpcomingInvoiceData = {
 };
 
 export type UpcomingInvoiceErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -14031,6 +14594,12 @@ export type UpcomingInvoiceResponse = UpcomingInvoiceResponses[keyof UpcomingInv
 
 export type ListTicketsData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -14052,6 +14621,10 @@ export type ListTicketsData = {
 };
 
 export type ListTicketsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -14103,6 +14676,12 @@ export type ListTicketsResponse = ListTicketsResponses[keyof ListTicketsResponse
 
 export type GetTicketData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Ticket id (tkt_…)
@@ -14114,6 +14693,10 @@ export type GetTicketData = {
 };
 
 export type GetTicketErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -14257,6 +14840,12 @@ export type ReplyToTicketResponse = ReplyToTicketResponses[keyof ReplyToTicketRe
 
 export type ListClocksData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -14273,6 +14862,10 @@ export type ListClocksData = {
 };
 
 export type ListClocksErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -14479,6 +15072,12 @@ export type DeleteClockResponse = DeleteClockResponses[keyof DeleteClockResponse
 
 export type GetClockData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Test clock id (clock_…)
@@ -14490,6 +15089,10 @@ export type GetClockData = {
 };
 
 export type GetClockErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -14633,6 +15236,12 @@ export type AdvanceClockResponse = AdvanceClockResponses[keyof AdvanceClockRespo
 
 export type ListEndpointsData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -14649,6 +15258,10 @@ export type ListEndpointsData = {
 };
 
 export type ListEndpointsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -14853,6 +15466,10 @@ export type GetEndpointData = {
     body?: never;
     headers?: {
         /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+        /**
          * ETags from earlier responses: when one is the resource's current version the answer is 304 Not Modified, with no body.
          */
         'If-None-Match'?: string;
@@ -14868,6 +15485,10 @@ export type GetEndpointData = {
 };
 
 export type GetEndpointErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -15011,6 +15632,12 @@ export type UpdateEndpointResponse = UpdateEndpointResponses[keyof UpdateEndpoin
 
 export type ListDeliveriesData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Endpoint id (whep_…)
@@ -15036,6 +15663,10 @@ export type ListDeliveriesData = {
 };
 
 export type ListDeliveriesErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
