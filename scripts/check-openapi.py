@@ -78,6 +78,7 @@ for path, item in document["paths"].items():
         has_path_id = "{" in path
         idempotent = "IdempotencyKey" in headers
         if_match = "IfMatch" in headers
+        consistency = "ConsistencyToken" in headers
 
         # Every route: a body over the limit (declared), a target or headers over theirs,
         # an undocumented query parameter, and the unexpected.
@@ -95,6 +96,8 @@ for path, item in document["paths"].items():
             required |= {"400", "415", "422"}  # malformed JSON is 400, a wrong shape 422
         if idempotent:
             required |= {"400", "409", "422"}  # a malformed key; a key in use; reused
+        if consistency:
+            required.add("400")  # a Tenure-Consistency-Token that is not one
         if has_path_id:
             required.add("404")
         if if_match:
@@ -103,7 +106,7 @@ for path, item in document["paths"].items():
             problems.append(f"{name}: does not declare {status}")
 
         cannot = {
-            "400": not has_body and not idempotent,
+            "400": not has_body and not idempotent and not consistency,
             "401": path in PUBLIC,
             "403": path in PUBLIC,
             "404": not has_path_id,

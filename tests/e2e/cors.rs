@@ -96,6 +96,7 @@ fn assert_preflight_answered(res: &Response, origin: &str) {
         "if-match",
         "if-none-match",
         "tenure-merchant",
+        "tenure-consistency-token",
     ] {
         assert!(headers.contains(header), "{headers} lacks {header}");
     }
@@ -108,7 +109,7 @@ fn assert_cors_answer(res: &Response, origin: &str) {
     assert_eq!(res.header("access-control-allow-origin"), Some(origin));
     assert_eq!(
         res.header("access-control-expose-headers"),
-        Some("ETag, Retry-After, X-Request-Id, Idempotent-Replayed")
+        Some("ETag, Retry-After, X-Request-Id, Idempotent-Replayed, Tenure-Consistency-Token")
     );
     assert_eq!(res.header("vary"), Some("Origin"));
 }

@@ -29,6 +29,7 @@ mod platform;
 mod quantities;
 mod refunds;
 mod renewals;
+mod replica;
 mod retention;
 mod security;
 mod signup;

@@ -69,6 +69,10 @@ pub fn app(
 > {
     let (app, api) = collect();
     let routes = RouteTable::from_openapi(&api);
+    let app = match middleware::replica::ReplicaState::of(&state) {
+        Some(on_replica) => app.app_data(on_replica),
+        None => app,
+    };
     app.app_data(web::Data::new(state))
         .app_data(web::Data::new(metrics))
         .app_data(web::Data::new(routes))
@@ -86,6 +90,7 @@ pub fn app(
         )
         .route("/metrics", web::get().to(middleware::metrics::api_metrics))
         .default_service(web::to(middleware::fallback::not_found_or_not_allowed))
+        .wrap(from_fn(middleware::replica::route_reads))
         .wrap(from_fn(middleware::conditional::not_modified))
         .wrap(from_fn(middleware::audit::audit))
         .wrap(from_fn(middleware::idempotency::idempotency))

@@ -10,6 +10,7 @@ use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, RefOr, Required, Respo
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{FieldError, Problem};
+use crate::middleware::replica;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -215,13 +216,17 @@ pub fn finish(mut api: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
             // A signed endpoint answers like an authenticated one: the rate limits and the
             // credential check run before it (a stray bearer token is still judged), and
             // the merchant's signing secret is read from the database.
-            let statuses = error_statuses(
+            let mut statuses = error_statuses(
                 scheme.is_some() || signed,
                 &method,
                 operation.request_body.is_some(),
                 path.contains('{'),
                 if_match,
             );
+            // A read's `Tenure-Consistency-Token` that is not a token (middleware::replica).
+            if replica::reads_from_replica(&actix_method(&method), path) {
+                statuses.push("400");
+            }
             for status in statuses {
                 operation
                     .responses
@@ -461,10 +466,14 @@ const AGENT_PARAMETER: &str = "TenureAgent";
 const IF_MATCH_PARAMETER: &str = "IfMatch";
 const IF_NONE_MATCH_PARAMETER: &str = "IfNoneMatch";
 const ETAG_HEADER: &str = "ETag";
+const CONSISTENCY_TOKEN_PARAMETER: &str = "ConsistencyToken";
+const CONSISTENCY_TOKEN_HEADER: &str = "Tenure-Consistency-Token";
 
 /// Declares the headers the API honours beyond each handler's own parameters, so that
 /// generated clients can send and read them: `Idempotency-Key` on every operation the
-/// idempotency middleware covers, `If-Match` and `ETag` on the operations in `VERSIONED`.
+/// idempotency middleware covers, `If-Match` and `ETag` on the operations in `VERSIONED`,
+/// and `Tenure-Consistency-Token` answered by writes and sent back on reads
+/// (`middleware::replica`).
 struct HttpHeaders;
 
 impl Modify for HttpHeaders {
@@ -559,6 +568,38 @@ version the answer is 304 Not Modified, with no body.",
             ),
         );
 
+        components.parameters.insert(
+            CONSISTENCY_TOKEN_PARAMETER.to_owned(),
+            RefOr::T(
+                ParameterBuilder::new()
+                    .name(CONSISTENCY_TOKEN_HEADER)
+                    .parameter_in(ParameterIn::Header)
+                    .required(Required::False)
+                    .description(Some(
+                        "An opaque token from an earlier write's `Tenure-Consistency-Token` \
+response header, sent back unchanged: the read then sees that write even when it is served by \
+another process behind a load balancer, or by a read replica that has not caught up (it is \
+served by the primary instead). Without it, a caller's reads in the process that served its \
+write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.",
+                    ))
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                    .build(),
+            ),
+        );
+        components.headers.insert(
+            CONSISTENCY_TOKEN_HEADER.to_owned(),
+            RefOr::T(
+                HeaderBuilder::new()
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                    .description(Some(
+                        "Where this write left the database, as an opaque token: send it \
+back as `Tenure-Consistency-Token` on the reads that must see the write. Answered when the \
+server reads from a replica.",
+                    ))
+                    .build(),
+            ),
+        );
+
         let idempotent = crate::middleware::idempotency::COVERED_METHOD;
         for (path, item) in api.paths.paths.iter_mut() {
             let versioned = |method: &str| {
@@ -571,6 +612,21 @@ version the answer is 304 Not Modified, with no body.",
                 let name = method_name(&method);
                 if name.eq_ignore_ascii_case(idempotent.as_str()) {
                     add_parameter(operation, IDEMPOTENCY_KEY_PARAMETER);
+                }
+                if replica::reads_from_replica(&actix_method(&method), path) {
+                    add_parameter(operation, CONSISTENCY_TOKEN_PARAMETER);
+                }
+                if replica::answers_consistency_token(&actix_method(&method), path) {
+                    for (status, response) in operation.responses.responses.iter_mut() {
+                        if let (true, RefOr::T(response)) = (status.starts_with('2'), response) {
+                            response.headers.insert(
+                                CONSISTENCY_TOKEN_HEADER.to_owned(),
+                                RefOr::Ref(Ref::new(format!(
+                                    "#/components/headers/{CONSISTENCY_TOKEN_HEADER}"
+                                ))),
+                            );
+                        }
+                    }
                 }
                 if let Some(precondition) = versioned(name) {
                     if precondition.if_match {

@@ -14,6 +14,7 @@
 //! | [`gdpr`], [`metrics`] | export and erasure; subscriber metrics |
 //! | [`backlog`] | the background work waiting, for the operator's `/metrics` |
 //! | [`rate_limits`] | request limits shared by every process |
+//! | [`replica`] | where a read is served from: a streaming replica, with read-your-writes |
 //! | [`purge`] | removing events, deliveries and idempotency keys past their retention |
 //! | [`webhooks`], [`events`] | webhook endpoints and redelivery; the event outbox |
 //! | [`outbound`] | where webhooks may be sent (the operator's target policy, DNS checks) |
@@ -42,6 +43,7 @@ pub mod overrides;
 pub mod portal_terms;
 pub mod purge;
 pub mod rate_limits;
+pub mod replica;
 pub mod retention;
 pub mod secrets;
 pub mod sessions;
@@ -93,13 +95,16 @@ pub struct App {
     /// How long events and settled webhook deliveries are kept unless the merchant set
     /// its own period (the operator's `--retention-days`).
     pub default_retention: RetentionDays,
+    /// A streaming replica that serves the API's reads (`--replica-url`), if any.
+    pub replica: Option<replica::Replica>,
 }
 
 impl App {
     /// The application as an operator without settings gets it: the sandbox for merchants
     /// without gateway settings, no Stripe, empty caches, the default charge lease, public
-    /// webhook targets only and the default retention. Settings and tests change a field
-    /// with `App { field, ..App::new(…) }`, so a new field is added here once.
+    /// webhook targets only, the default retention and no replica. Settings and tests
+    /// change a field with `App { field, ..App::new(…) }`, so a new field is added here
+    /// once.
     pub fn new(
         db: Db,
         clock: Arc<dyn Clock>,
@@ -117,6 +122,7 @@ impl App {
             charge_lease: billing::charging::DEFAULT_LEASE,
             webhook_targets: TargetPolicy::default(),
             default_retention: RetentionDays::DEFAULT,
+            replica: None,
         }
     }
 

@@ -15,6 +15,7 @@ use tenure_app::dto::catalog::{
 };
 use tenure_app::dto::customers::CreateCustomer;
 use tenure_app::dto::sessions::PutCorsSettings;
+use tenure_app::replica::Replica;
 use tenure_app::{
     App, AppError, catalog, cors_settings, customers, merchants, sessions, subscriptions,
 };
@@ -116,6 +117,18 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<(), StartupE
     let url = global.database_url.clone();
     let per_worker = budget.per_http_worker;
     let fallback = Db::connect(&url, per_worker)?;
+    // The replica's pools follow the primary's: one per worker thread, as large.
+    let replica = match &args.replica.replica_url {
+        Some(replica_url) => {
+            let db = Db::connect(replica_url, per_worker)?;
+            tracing::info!("reads of merchants and customers may be served by the replica");
+            Some((
+                replica_url.clone(),
+                Replica::new(db, args.replica.settings()),
+            ))
+        }
+        None => None,
+    };
     // On an address of its own, /metrics gets one worker and the fallback pool, which
     // is otherwise idle (a scrape is one statement, a few times a minute).
     let metrics_server = match &args.metrics_bind {
@@ -141,6 +154,14 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<(), StartupE
                 })
                 .clone()
             });
+            state.app.replica = replica.as_ref().map(|(replica_url, replica)| {
+                replica.through(REPLICA_POOL.with(|pool| {
+                    pool.get_or_init(|| {
+                        Db::connect(replica_url, per_worker).unwrap_or_else(|_| replica.db.clone())
+                    })
+                    .clone()
+                }))
+            });
             tenure_api::app(state, metrics.clone())
         },
         budget.http_workers,
@@ -165,6 +186,8 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<(), StartupE
 thread_local! {
     /// The connection pool of the HTTP worker running on this thread.
     static WORKER_POOL: OnceCell<Db> = const { OnceCell::new() };
+    /// The HTTP worker's connection pool on the replica, with `--replica-url`.
+    static REPLICA_POOL: OnceCell<Db> = const { OnceCell::new() };
 }
 
 /// Connections the background loops use at once: one per renewal task, one for the

@@ -8,6 +8,7 @@ use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tenure_api::auth::operator::OperatorToken;
 use tenure_api::middleware::rate_limit::{Limit, RateLimitConfig, RateLimitStore};
+use tenure_app::replica::ReplicaSettings;
 use tenure_domain::cors::Origin;
 use tenure_domain::data_retention::RetentionDays;
 use tenure_domain::outbound::TargetPolicy;
@@ -204,6 +205,39 @@ pub struct ServeArgs {
     pub workers: WorkerArgs,
     #[command(flatten)]
     pub rate_limits: RateLimitArgs,
+    #[command(flatten)]
+    pub replica: ReplicaArgs,
+}
+
+/// A streaming replica for the API's reads (docs/scaling.md, "A read replica").
+#[derive(Debug, Clone, Args)]
+pub struct ReplicaArgs {
+    /// PostgreSQL URL of a streaming replica of the database (a standby, e.g. made with
+    /// `pg_basebackup -R`). `GET` requests of merchants and customers read from it while
+    /// it holds the caller's own writes and is not too far behind; everything else, and
+    /// any read while it is down, goes to the primary. Each HTTP worker has a pool on it
+    /// as large as its pool on the primary.
+    #[arg(long, env = "TENURE_REPLICA_DATABASE_URL", hide_env_values = true)]
+    pub replica_url: Option<String>,
+    /// Behind the primary by more than this, in milliseconds, the replica serves no read.
+    #[arg(long, env = "TENURE_REPLICA_MAX_LAG_MS", default_value_t = 10_000,
+        value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub replica_max_lag_ms: u64,
+    /// How long a look at how far the replica has replayed is trusted, in milliseconds
+    /// (a look is a one-row query on the primary and one on the replica).
+    #[arg(long, env = "TENURE_REPLICA_CHECK_INTERVAL_MS", default_value_t = 100,
+        value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub replica_check_interval_ms: u64,
+}
+
+impl ReplicaArgs {
+    pub fn settings(&self) -> ReplicaSettings {
+        ReplicaSettings {
+            max_lag: std::time::Duration::from_millis(self.replica_max_lag_ms),
+            check_interval: std::time::Duration::from_millis(self.replica_check_interval_ms),
+            ..ReplicaSettings::default()
+        }
+    }
 }
 
 impl ServeArgs {

@@ -9,6 +9,7 @@ pub mod listener;
 pub mod migrate;
 pub mod pagination;
 pub mod pool;
+pub mod replication;
 pub mod repo;
 pub mod schema;
 

@@ -1,6 +1,6 @@
-//! A PostgreSQL server of a test's own, for the one kind of test the shared server cannot
-//! host: stopping the server itself (crashing it, even) while requests run. It is a
-//! throwaway cluster (`initdb`) in a temporary directory on a free port, run with the
+//! A PostgreSQL server of a test's own, for the kinds of test the shared server cannot
+//! host: stopping the server itself (crashing it, even) while requests run, and streaming
+//! it to a replica ([`PrivateServer::replica_of`]). It is a throwaway cluster (`initdb`) in a temporary directory on a free port, run with the
 //! machine's PostgreSQL binaries; dropping it stops the server and removes its files.
 //!
 //! PostgreSQL refuses to run as root, so when the tests run as root (as on CI) the
@@ -26,6 +26,43 @@ impl PrivateServer {
     /// A new cluster, started. Panics with what went wrong if the machine's PostgreSQL
     /// binaries cannot make one: a fault test that quietly skipped would prove nothing.
     pub fn start() -> Self {
+        let server = Self::empty();
+        // `--no-sync` only skips initdb's own final flush; the server runs with fsync on.
+        // initdb's `pg_hba.conf` lets the same methods (trust) replicate from loopback.
+        server.pg(
+            "initdb",
+            &["-D", &server.data(), "-U", "postgres", "-A", "trust"],
+            &["--no-sync", "-E", "UTF8", "--locale=C"],
+        );
+        server.started()
+    }
+
+    /// A streaming replica of `primary`, started: a base backup of it (`pg_basebackup
+    /// -R`, which also writes the standby's settings: `standby.signal` and the primary's
+    /// address) in a directory of its own, run on a port of its own. It replays the
+    /// primary's WAL as it comes and answers read-only queries (hot standby).
+    pub fn replica_of(primary: &PrivateServer) -> Self {
+        let replica = Self::empty();
+        let port = primary.port.to_string();
+        replica.pg(
+            "pg_basebackup",
+            &["-D", &replica.data(), "-h", "127.0.0.1", "-p", &port],
+            // A fast checkpoint to start from: the default spreads it over minutes.
+            &[
+                "-U",
+                "postgres",
+                "-R",
+                "-X",
+                "stream",
+                "--checkpoint=fast",
+                "--no-sync",
+            ],
+        );
+        replica.started()
+    }
+
+    /// A cluster directory, empty; dropping it removes it.
+    fn empty() -> Self {
         let bin = bin_dir();
         let as_postgres = running_as_root();
         remove_abandoned(&bin, as_postgres);
@@ -33,7 +70,7 @@ impl PrivateServer {
             std::env::temp_dir().join(format!("{DIR_PREFIX}{}", uuid::Uuid::now_v7().simple()));
         std::fs::create_dir_all(&dir).expect("create the cluster's directory");
         // Made before anything can fail, so that dropping it cleans up.
-        let mut server = Self {
+        let server = Self {
             bin,
             dir,
             port: free_port(),
@@ -42,22 +79,20 @@ impl PrivateServer {
         if as_postgres {
             run(Command::new("chown").arg("postgres:").arg(&server.dir));
         }
-        // `--no-sync` only skips initdb's own final flush; the server runs with fsync on.
-        server.pg(
-            "initdb",
-            &["-D", &server.data(), "-U", "postgres", "-A", "trust"],
-            &["--no-sync", "-E", "UTF8", "--locale=C"],
-        );
+        server
+    }
+
+    fn started(mut self) -> Self {
         // The free port may have been taken meanwhile; a start that fails is tried again
         // on another.
         for _ in 0..3 {
-            if server.try_start() {
-                return server;
+            if self.try_start() {
+                return self;
             }
-            server.port = free_port();
+            self.port = free_port();
         }
-        server.start_again();
-        server
+        self.start_again();
+        self
     }
 
     /// A server URL for `database`.
@@ -75,6 +110,12 @@ impl PrivateServer {
     /// PostgreSQL recovers from its write-ahead log.
     pub fn crash(&self) {
         self.pg_ctl(&["stop", "-m", "immediate"]);
+    }
+
+    /// Stops the server cleanly (`pg_ctl stop -m fast`): its connections are closed and
+    /// new ones refused.
+    pub fn stop(&self) {
+        self.pg_ctl(&["stop", "-m", "fast"]);
     }
 
     /// Starts the (stopped) server on the same port and waits until it accepts

@@ -39,8 +39,8 @@ use crate::state::AppState;
 
 /// What a browser may send: the credential, JSON bodies, the idempotency key, the
 /// conditional headers, and the merchant beside a token from its own identity provider.
-const ALLOW_HEADERS: &str =
-    "Authorization, Content-Type, Idempotency-Key, If-Match, If-None-Match, Tenure-Merchant";
+const ALLOW_HEADERS: &str = "Authorization, Content-Type, Idempotency-Key, If-Match, If-None-Match, Tenure-Merchant, \
+     Tenure-Consistency-Token";
 const ALLOW_METHODS: &str = "GET, POST, PUT, PATCH, DELETE";
 /// Two hours: the most Chromium keeps a preflight (Firefox keeps up to a day).
 const MAX_AGE_SECS: &str = "7200";
@@ -196,7 +196,8 @@ pub async fn cors(
 }
 
 /// What a page may read of an answer besides the basic headers.
-const EXPOSE_HEADERS: &str = "ETag, Retry-After, X-Request-Id, Idempotent-Replayed";
+const EXPOSE_HEADERS: &str =
+    "ETag, Retry-After, X-Request-Id, Idempotent-Replayed, Tenure-Consistency-Token";
 
 /// Refuses a portal request from a browser whose customer token belongs to a merchant
 /// that does not allow the page's origin. Runs after `rate_limit`, whose credential check
@@ -224,6 +225,7 @@ mod tests {
     use super::*;
     use crate::auth::MERCHANT_HEADER;
     use crate::middleware::idempotency::IDEMPOTENT_REPLAYED;
+    use crate::middleware::replica::CONSISTENCY_TOKEN;
     use crate::middleware::request_id::REQUEST_ID;
 
     #[test]
@@ -250,7 +252,9 @@ mod tests {
     fn the_allowed_and_exposed_headers_are_the_ones_the_api_uses() {
         let allowed = ALLOW_HEADERS.to_ascii_lowercase();
         assert!(allowed.contains(MERCHANT_HEADER));
+        assert!(allowed.contains(CONSISTENCY_TOKEN.as_str()));
         let exposed = EXPOSE_HEADERS.to_ascii_lowercase();
+        assert!(exposed.contains(CONSISTENCY_TOKEN.as_str()));
         assert!(exposed.contains(REQUEST_ID.as_str()));
         assert!(exposed.contains(IDEMPOTENT_REPLAYED.as_str()));
     }

@@ -3717,6 +3717,11 @@ export type WebhookEndpointDto = {
 };
 
 /**
+ * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+ */
+export type ConsistencyToken = string;
+
+/**
  * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
  */
 export type IdempotencyKey = string;
@@ -3824,6 +3829,12 @@ export type ReadyzResponse = ReadyzResponses[keyof ReadyzResponses];
 
 export type ListApiKeysData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -3840,6 +3851,10 @@ export type ListApiKeysData = {
 };
 
 export type ListApiKeysErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -3970,6 +3985,12 @@ export type CreateApiKeyResponse = CreateApiKeyResponses[keyof CreateApiKeyRespo
 
 export type GetApiKeyData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Key id (key_…)
@@ -3981,6 +4002,10 @@ export type GetApiKeyData = {
 };
 
 export type GetApiKeyErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -4208,6 +4233,12 @@ export type RollApiKeyResponse = RollApiKeyResponses[keyof RollApiKeyResponses];
 
 export type ListAuditEventsData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -4244,6 +4275,10 @@ export type ListAuditEventsData = {
 };
 
 export type ListAuditEventsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -4295,12 +4330,22 @@ export type ListAuditEventsResponse = ListAuditEventsResponses[keyof ListAuditEv
 
 export type GetBillingSettingsData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: never;
     url: '/v1/billing_settings';
 };
 
 export type GetBillingSettingsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -4423,6 +4468,12 @@ export type PutBillingSettingsResponse = PutBillingSettingsResponses[keyof PutBi
 
 export type ListRequestsData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -4448,6 +4499,10 @@ export type ListRequestsData = {
 };
 
 export type ListRequestsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -4499,6 +4554,12 @@ export type ListRequestsResponse = ListRequestsResponses[keyof ListRequestsRespo
 
 export type GetRequestData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Cancellation request id (creq_…)
@@ -4510,6 +4571,10 @@ export type GetRequestData = {
 };
 
 export type GetRequestErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -4737,12 +4802,22 @@ export type DeclineRequestResponse = DeclineRequestResponses[keyof DeclineReques
 
 export type GetCorsSettingsData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: never;
     url: '/v1/cors_settings';
 };
 
 export type GetCorsSettingsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -4865,6 +4940,12 @@ export type PutCorsSettingsResponse = PutCorsSettingsResponses[keyof PutCorsSett
 
 export type ListCouponsData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -4885,6 +4966,10 @@ export type ListCouponsData = {
 };
 
 export type ListCouponsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -5087,6 +5172,12 @@ export type DeleteCouponResponse = DeleteCouponResponses[keyof DeleteCouponRespo
 
 export type GetCouponData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Coupon id (coupon_…)
@@ -5098,6 +5189,10 @@ export type GetCouponData = {
 };
 
 export type GetCouponErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -5233,6 +5328,12 @@ export type UpdateCouponResponse = UpdateCouponResponses[keyof UpdateCouponRespo
 
 export type ListCreditNotesData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -5253,6 +5354,10 @@ export type ListCreditNotesData = {
 };
 
 export type ListCreditNotesErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -5304,6 +5409,12 @@ export type ListCreditNotesResponse = ListCreditNotesResponses[keyof ListCreditN
 
 export type GetCreditNoteData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Credit note id (cn_…)
@@ -5315,6 +5426,10 @@ export type GetCreditNoteData = {
 };
 
 export type GetCreditNoteErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -5449,6 +5564,12 @@ export type CreateCustomerSessionResponse = CreateCustomerSessionResponses[keyof
 
 export type ListCustomersData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -5481,6 +5602,10 @@ export type ListCustomersData = {
 };
 
 export type ListCustomersErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -5613,6 +5738,10 @@ export type GetCustomerData = {
     body?: never;
     headers?: {
         /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+        /**
          * ETags from earlier responses: when one is the resource's current version the answer is 304 Not Modified, with no body.
          */
         'If-None-Match'?: string;
@@ -5628,6 +5757,10 @@ export type GetCustomerData = {
 };
 
 export type GetCustomerErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -5775,6 +5908,12 @@ export type UpdateCustomerResponse = UpdateCustomerResponses[keyof UpdateCustome
 
 export type ListAddressesData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Customer id (cus_…)
@@ -5796,6 +5935,10 @@ export type ListAddressesData = {
 };
 
 export type ListAddressesErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -6019,6 +6162,12 @@ export type DeleteAddressResponse = DeleteAddressResponses[keyof DeleteAddressRe
 
 export type GetAddressData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Customer id (cus_…)
@@ -6034,6 +6183,10 @@ export type GetAddressData = {
 };
 
 export type GetAddressErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -6177,6 +6330,12 @@ export type UpdateAddressResponse = UpdateAddressResponses[keyof UpdateAddressRe
 
 export type ListBalanceTransactionsData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Customer id (cus_…)
@@ -6198,6 +6357,10 @@ export type ListBalanceTransactionsData = {
 };
 
 export type ListBalanceTransactionsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -6341,6 +6504,12 @@ export type AdjustBalanceResponse = AdjustBalanceResponses[keyof AdjustBalanceRe
 
 export type GetBalancesData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Customer id (cus_…)
@@ -6352,6 +6521,10 @@ export type GetBalancesData = {
 };
 
 export type GetBalancesErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -6407,6 +6580,12 @@ export type GetBalancesResponse = GetBalancesResponses[keyof GetBalancesResponse
 
 export type GetContextData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Customer id (cus_…)
@@ -6418,6 +6597,10 @@ export type GetContextData = {
 };
 
 export type GetContextErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -6565,6 +6748,12 @@ export type EraseCustomerResponse = EraseCustomerResponses[keyof EraseCustomerRe
 
 export type ExportCustomerData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Customer id (cus_…)
@@ -6576,6 +6765,10 @@ export type ExportCustomerData = {
 };
 
 export type ExportCustomerErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -6719,6 +6912,12 @@ export type AddNoteResponse = AddNoteResponses[keyof AddNoteResponses];
 
 export type ListCustomerOverridesData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Customer id (cus_…)
@@ -6740,6 +6939,10 @@ export type ListCustomerOverridesData = {
 };
 
 export type ListCustomerOverridesErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -6795,6 +6998,12 @@ export type ListCustomerOverridesResponse = ListCustomerOverridesResponses[keyof
 
 export type ListPaymentMethodsData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Customer id (cus_…)
@@ -6806,6 +7015,10 @@ export type ListPaymentMethodsData = {
 };
 
 export type ListPaymentMethodsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -7301,6 +7514,12 @@ export type RemoveTagResponse = RemoveTagResponses[keyof RemoveTagResponses];
 
 export type TimelineData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Customer id (cus_…)
@@ -7322,6 +7541,10 @@ export type TimelineData = {
 };
 
 export type TimelineErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -7377,12 +7600,22 @@ export type TimelineResponse = TimelineResponses[keyof TimelineResponses];
 
 export type GetDunningPolicyData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: never;
     url: '/v1/dunning_policy';
 };
 
 export type GetDunningPolicyErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -7505,6 +7738,12 @@ export type PutDunningPolicyResponse = PutDunningPolicyResponses[keyof PutDunnin
 
 export type ListEventsData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -7529,6 +7768,10 @@ export type ListEventsData = {
 };
 
 export type ListEventsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -7580,6 +7823,12 @@ export type ListEventsResponse = ListEventsResponses[keyof ListEventsResponses];
 
 export type GetEventData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Event id (evt_…)
@@ -7591,6 +7840,10 @@ export type GetEventData = {
 };
 
 export type GetEventErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -7890,12 +8143,22 @@ export type DeleteGatewaySettingsResponse = DeleteGatewaySettingsResponses[keyof
 
 export type GetGatewaySettingsData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: never;
     url: '/v1/gateway_settings';
 };
 
 export type GetGatewaySettingsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -8018,12 +8281,22 @@ export type PutGatewaySettingsResponse = PutGatewaySettingsResponses[keyof PutGa
 
 export type ListIdentityProvidersData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: never;
     url: '/v1/identity_providers';
 };
 
 export type ListIdentityProvidersErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -8226,6 +8499,12 @@ export type DeleteIdentityProviderResponse = DeleteIdentityProviderResponses[key
 
 export type ListInvoicesData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -8262,6 +8541,10 @@ export type ListInvoicesData = {
 };
 
 export type ListInvoicesErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -8313,6 +8596,12 @@ export type ListInvoicesResponse = ListInvoicesResponses[keyof ListInvoicesRespo
 
 export type GetInvoiceData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Invoice id (inv_…)
@@ -8324,6 +8613,10 @@ export type GetInvoiceData = {
 };
 
 export type GetInvoiceErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -8379,6 +8672,12 @@ export type GetInvoiceResponse = GetInvoiceResponses[keyof GetInvoiceResponses];
 
 export type ListInvoiceCreditNotesData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Invoice id (inv_…)
@@ -8390,6 +8689,10 @@ export type ListInvoiceCreditNotesData = {
 };
 
 export type ListInvoiceCreditNotesErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -8877,6 +9180,12 @@ export type VoidInvoiceResponse = VoidInvoiceResponses[keyof VoidInvoiceResponse
 
 export type GetMetricsData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -8893,6 +9202,10 @@ export type GetMetricsData = {
 };
 
 export type GetMetricsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -8944,6 +9257,12 @@ export type GetMetricsResponse = GetMetricsResponses[keyof GetMetricsResponses];
 
 export type OverrideMetricsData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -8959,6 +9278,10 @@ export type OverrideMetricsData = {
 };
 
 export type OverrideMetricsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -9152,6 +9475,12 @@ export type CreateMerchantResponse = CreateMerchantResponses[keyof CreateMerchan
 
 export type ListOrdersData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -9177,6 +9506,10 @@ export type ListOrdersData = {
 };
 
 export type ListOrdersErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -9228,6 +9561,12 @@ export type ListOrdersResponse = ListOrdersResponses[keyof ListOrdersResponses];
 
 export type GetOrderData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Order id (ord_…)
@@ -9239,6 +9578,10 @@ export type GetOrderData = {
 };
 
 export type GetOrderErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -9634,6 +9977,12 @@ export type ShipOrderResponse = ShipOrderResponses[keyof ShipOrderResponses];
 
 export type ListPaymentsData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -9654,6 +10003,10 @@ export type ListPaymentsData = {
 };
 
 export type ListPaymentsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -9705,6 +10058,12 @@ export type ListPaymentsResponse = ListPaymentsResponses[keyof ListPaymentsRespo
 
 export type ListPlansData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -9729,6 +10088,10 @@ export type ListPlansData = {
 };
 
 export type ListPlansErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -9861,6 +10224,10 @@ export type GetPlanData = {
     body?: never;
     headers?: {
         /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+        /**
          * ETags from earlier responses: when one is the resource's current version the answer is 304 Not Modified, with no body.
          */
         'If-None-Match'?: string;
@@ -9876,6 +10243,10 @@ export type GetPlanData = {
 };
 
 export type GetPlanErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -10111,6 +10482,12 @@ export type ArchivePlanResponse = ArchivePlanResponses[keyof ArchivePlanResponse
 
 export type PortalListAddressesData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -10127,6 +10504,10 @@ export type PortalListAddressesData = {
 };
 
 export type PortalListAddressesErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -10323,6 +10704,12 @@ export type PortalDeleteAddressResponse = PortalDeleteAddressResponses[keyof Por
 
 export type PortalGetAddressData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Address id (addr_…)
@@ -10334,6 +10721,10 @@ export type PortalGetAddressData = {
 };
 
 export type PortalGetAddressErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -10467,6 +10858,12 @@ export type PortalUpdateAddressResponse = PortalUpdateAddressResponses[keyof Por
 
 export type PortalGetRequestData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Cancellation request id (creq_…)
@@ -10478,6 +10875,10 @@ export type PortalGetRequestData = {
 };
 
 export type PortalGetRequestErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -10533,6 +10934,12 @@ export type PortalGetRequestResponse = PortalGetRequestResponses[keyof PortalGet
 
 export type PresentedOffersData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Cancellation request id (creq_…)
@@ -10544,6 +10951,10 @@ export type PresentedOffersData = {
 };
 
 export type PresentedOffersErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -10847,6 +11258,12 @@ export type WithdrawCancellationRequestResponse = WithdrawCancellationRequestRes
 
 export type PortalListInvoicesData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -10879,6 +11296,10 @@ export type PortalListInvoicesData = {
 };
 
 export type PortalListInvoicesErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -10930,6 +11351,12 @@ export type PortalListInvoicesResponse = PortalListInvoicesResponses[keyof Porta
 
 export type PortalGetInvoiceData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Invoice id (inv_…)
@@ -10941,6 +11368,10 @@ export type PortalGetInvoiceData = {
 };
 
 export type PortalGetInvoiceErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -11084,12 +11515,22 @@ export type PortalPayInvoiceResponse = PortalPayInvoiceResponses[keyof PortalPay
 
 export type MeData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: never;
     url: '/v1/portal/me';
 };
 
 export type MeErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -11141,6 +11582,12 @@ export type MeResponse = MeResponses[keyof MeResponses];
 
 export type PortalListOrdersData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -11157,6 +11604,10 @@ export type PortalListOrdersData = {
 };
 
 export type PortalListOrdersErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -11208,6 +11659,12 @@ export type PortalListOrdersResponse = PortalListOrdersResponses[keyof PortalLis
 
 export type PortalGetOrderData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Order id (ord_…)
@@ -11219,6 +11676,10 @@ export type PortalGetOrderData = {
 };
 
 export type PortalGetOrderErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -11274,12 +11735,22 @@ export type PortalGetOrderResponse = PortalGetOrderResponses[keyof PortalGetOrde
 
 export type PortalListPaymentMethodsData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: never;
     url: '/v1/portal/payment_methods';
 };
 
 export type PortalListPaymentMethodsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -11556,6 +12027,12 @@ export type PortalSetDefaultPaymentMethodResponse = PortalSetDefaultPaymentMetho
 
 export type PortalListPaymentsData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -11572,6 +12049,10 @@ export type PortalListPaymentsData = {
 };
 
 export type PortalListPaymentsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -11623,12 +12104,22 @@ export type PortalListPaymentsResponse = PortalListPaymentsResponses[keyof Porta
 
 export type PlansData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: never;
     url: '/v1/portal/plans';
 };
 
 export type PlansErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -11751,6 +12242,12 @@ export type PortalCreateSetupIntentResponse = PortalCreateSetupIntentResponses[k
 
 export type PortalListSubscriptionsData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -11768,6 +12265,10 @@ export type PortalListSubscriptionsData = {
 };
 
 export type PortalListSubscriptionsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -11971,6 +12472,10 @@ export type PortalGetSubscriptionData = {
     body?: never;
     headers?: {
         /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+        /**
          * ETags from earlier responses: when one is the resource's current version the answer is 304 Not Modified, with no body.
          */
         'If-None-Match'?: string;
@@ -11986,6 +12491,10 @@ export type PortalGetSubscriptionData = {
 };
 
 export type PortalGetSubscriptionErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -12749,6 +13258,12 @@ export type PortalRemoveScheduledChangeResponse = PortalRemoveScheduledChangeRes
 
 export type PortalGetShippingAddressData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Subscription id (sub_…)
@@ -12760,6 +13275,10 @@ export type PortalGetShippingAddressData = {
 };
 
 export type PortalGetShippingAddressErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -13075,6 +13594,12 @@ export type PortalUnskipRenewalResponse = PortalUnskipRenewalResponses[keyof Por
 
 export type PortalUpcomingInvoiceData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Subscription id (sub_…)
@@ -13086,6 +13611,10 @@ export type PortalUpcomingInvoiceData = {
 };
 
 export type PortalUpcomingInvoiceErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -13145,6 +13674,12 @@ export type PortalUpcomingInvoiceResponse = PortalUpcomingInvoiceResponses[keyof
 
 export type PortalListTicketsData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -13161,6 +13696,10 @@ export type PortalListTicketsData = {
 };
 
 export type PortalListTicketsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -13212,6 +13751,12 @@ export type PortalListTicketsResponse = PortalListTicketsResponses[keyof PortalL
 
 export type PortalGetTicketData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Ticket id (tkt_…)
@@ -13223,6 +13768,10 @@ export type PortalGetTicketData = {
 };
 
 export type PortalGetTicketErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -13362,6 +13911,12 @@ export type PortalReplyToTicketResponse = PortalReplyToTicketResponses[keyof Por
 
 export type ListProductsData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -13382,6 +13937,10 @@ export type ListProductsData = {
 };
 
 export type ListProductsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -13514,6 +14073,10 @@ export type GetProductData = {
     body?: never;
     headers?: {
         /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+        /**
          * ETags from earlier responses: when one is the resource's current version the answer is 304 Not Modified, with no body.
          */
         'If-None-Match'?: string;
@@ -13529,6 +14092,10 @@ export type GetProductData = {
 };
 
 export type GetProductErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -13764,6 +14331,12 @@ export type ArchiveProductResponse = ArchiveProductResponses[keyof ArchiveProduc
 
 export type ListPromotionCodesData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -13788,6 +14361,10 @@ export type ListPromotionCodesData = {
 };
 
 export type ListPromotionCodesErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -13918,6 +14495,12 @@ export type CreatePromotionCodeResponse = CreatePromotionCodeResponses[keyof Cre
 
 export type GetPromotionCodeData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Promotion code id (promo_…)
@@ -13929,6 +14512,10 @@ export type GetPromotionCodeData = {
 };
 
 export type GetPromotionCodeErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -14068,6 +14655,12 @@ export type UpdatePromotionCodeResponse = UpdatePromotionCodeResponses[keyof Upd
 
 export type ListOffersData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -14088,6 +14681,10 @@ export type ListOffersData = {
 };
 
 export type ListOffersErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -14300,6 +14897,10 @@ export type GetOfferData = {
     body?: never;
     headers?: {
         /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+        /**
          * ETags from earlier responses: when one is the resource's current version the answer is 304 Not Modified, with no body.
          */
         'If-None-Match'?: string;
@@ -14315,6 +14916,10 @@ export type GetOfferData = {
 };
 
 export type GetOfferErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -14458,12 +15063,22 @@ export type UpdateOfferResponse = UpdateOfferResponses[keyof UpdateOfferResponse
 
 export type GetSegmentSettingsData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: never;
     url: '/v1/segment_settings';
 };
 
 export type GetSegmentSettingsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -14590,6 +15205,12 @@ export type PutSegmentSettingsResponse = PutSegmentSettingsResponses[keyof PutSe
 
 export type ListSubscriptionsData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -14615,6 +15236,10 @@ export type ListSubscriptionsData = {
 };
 
 export type ListSubscriptionsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -14826,6 +15451,10 @@ export type GetSubscriptionData = {
     body?: never;
     headers?: {
         /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+        /**
          * ETags from earlier responses: when one is the resource's current version the answer is 304 Not Modified, with no body.
          */
         'If-None-Match'?: string;
@@ -14841,6 +15470,10 @@ export type GetSubscriptionData = {
 };
 
 export type GetSubscriptionErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -15448,6 +16081,12 @@ export type GrantDiscountResponse = GrantDiscountResponses[keyof GrantDiscountRe
 
 export type ListInvoiceItemsData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Subscription id (sub_…)
@@ -15469,6 +16108,10 @@ export type ListInvoiceItemsData = {
 };
 
 export type ListInvoiceItemsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -15968,6 +16611,12 @@ export type RemoveScheduledChangeResponse = RemoveScheduledChangeResponses[keyof
 
 export type GetShippingAddressData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Subscription id (sub_…)
@@ -15979,6 +16628,10 @@ export type GetShippingAddressData = {
 };
 
 export type GetShippingAddressErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -16306,6 +16959,12 @@ export type UnskipRenewalResponse = UnskipRenewalResponses[keyof UnskipRenewalRe
 
 export type UpcomingInvoiceData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Subscription id (sub_…)
@@ -16317,6 +16976,10 @@ export type UpcomingInvoiceData = {
 };
 
 export type UpcomingInvoiceErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -16376,6 +17039,12 @@ export type UpcomingInvoiceResponse = UpcomingInvoiceResponses[keyof UpcomingInv
 
 export type ListTicketsData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -16397,6 +17066,10 @@ export type ListTicketsData = {
 };
 
 export type ListTicketsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -16448,6 +17121,12 @@ export type ListTicketsResponse = ListTicketsResponses[keyof ListTicketsResponse
 
 export type GetTicketData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Ticket id (tkt_…)
@@ -16459,6 +17138,10 @@ export type GetTicketData = {
 };
 
 export type GetTicketErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -16602,6 +17285,12 @@ export type ReplyToTicketResponse = ReplyToTicketResponses[keyof ReplyToTicketRe
 
 export type ListClocksData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -16618,6 +17307,10 @@ export type ListClocksData = {
 };
 
 export type ListClocksErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -16824,6 +17517,12 @@ export type DeleteClockResponse = DeleteClockResponses[keyof DeleteClockResponse
 
 export type GetClockData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Test clock id (clock_…)
@@ -16835,6 +17534,10 @@ export type GetClockData = {
 };
 
 export type GetClockErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -16978,6 +17681,12 @@ export type AdvanceClockResponse = AdvanceClockResponses[keyof AdvanceClockRespo
 
 export type ListEndpointsData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path?: never;
     query?: {
         /**
@@ -16994,6 +17703,10 @@ export type ListEndpointsData = {
 };
 
 export type ListEndpointsErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -17198,6 +17911,10 @@ export type GetEndpointData = {
     body?: never;
     headers?: {
         /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+        /**
          * ETags from earlier responses: when one is the resource's current version the answer is 304 Not Modified, with no body.
          */
         'If-None-Match'?: string;
@@ -17213,6 +17930,10 @@ export type GetEndpointData = {
 };
 
 export type GetEndpointErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
@@ -17356,6 +18077,12 @@ export type UpdateEndpointResponse = UpdateEndpointResponses[keyof UpdateEndpoin
 
 export type ListDeliveriesData = {
     body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
     path: {
         /**
          * Endpoint id (whep_…)
@@ -17381,6 +18108,10 @@ export type ListDeliveriesData = {
 };
 
 export type ListDeliveriesErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
     /**
      * An RFC 9457 problem document
      */
