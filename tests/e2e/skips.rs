@@ -337,3 +337,47 @@ async fn a_test_clock_year_with_two_skips_and_a_quantity_change_bills_exactly() 
     assert_eq!(now["status"], "active");
     assert_eq!(time(&now["current_period"]["start"]), month(12));
 }
+
+#[actix_web::test]
+async fn a_renewal_unskipped_after_its_notice_window_opened_is_announced_before_it_bills() {
+    let app = TestApp::new().await;
+    let m = app.merchant("SkipNotice").await;
+    let product = skipping_product(&app, &m, json!({"allow_skip": true})).await;
+    let plan = fixtures::plan(&app, &m, &product, 1000).await;
+    let customer = fixtures::customer(&app, &m, "unskipper").await;
+    fixtures::attach_default(&app, &m, &customer, "pm_card_visa").await;
+    let sub = fixtures::subscribe(&app, &m, &customer, &plan).await;
+    let id = fixtures::id(&sub);
+    let first_end = time(&sub["current_period"]["end"]);
+    app.by(&m.key)
+        .post_empty(&format!("/v1/subscriptions/{id}/skip"))
+        .await
+        .expect(200);
+
+    // Inside the 7-day notice window: nothing is announced for a skipped renewal.
+    app.clock.advance_to(first_end - Duration::days(3));
+    run_until_idle(&app.state.app, app.clock.now())
+        .await
+        .expect("notice round");
+    assert_eq!(count_events(&app, &id, "invoice.upcoming").await, 0);
+
+    // Taken back: the renewal bills after all, so it is announced first.
+    app.by(&m.key)
+        .post_empty(&format!("/v1/subscriptions/{id}/unskip"))
+        .await
+        .expect(200);
+    run_until_idle(&app.state.app, app.clock.now())
+        .await
+        .expect("notice round");
+    assert_eq!(count_events(&app, &id, "invoice.upcoming").await, 1);
+    run_until_idle(&app.state.app, app.clock.now())
+        .await
+        .expect("notice round");
+    assert_eq!(count_events(&app, &id, "invoice.upcoming").await, 1);
+
+    app.clock.advance_to(first_end + Duration::minutes(1));
+    run_until_idle(&app.state.app, app.clock.now())
+        .await
+        .expect("renewal round");
+    assert_eq!(fixtures::invoices_of(&app, &m, &customer).await.len(), 2);
+}

@@ -414,7 +414,18 @@ pub async fn act_in_tx(
             sub.remove_scheduled_change(change, Actor::Merchant)?
         }
     };
+    // The next renewal billed again after all (a skip taken back or dropped) is announced
+    // like any other, even if its notice window passed while it was skipped.
+    let period_end = transition.subscription.current_period.end;
+    let next_renewal_restored = transition.events.iter().any(|e| {
+        matches!(e, tenure_domain::subscription::SubscriptionEvent::RenewalSkipRemoved {
+            renewal_at, ..
+        } if *renewal_at == period_end)
+    });
     let outcome = persist(conn, merchant, &before, transition, withdrawn_as, now).await?;
+    if next_renewal_restored {
+        tenure_store::repo::renewals::forget_notice_sent(conn, merchant, id, period_end).await?;
+    }
     Ok(ActionOutcome {
         may_have_discounts: has_discounts || grants_discount(action),
         ..outcome

@@ -289,6 +289,9 @@ impl Subscription {
             exceeded.extend(early);
             transition
         };
+        let mut transition = transition;
+        let dropped = transition.subscription.drop_all_skips();
+        transition.events.extend(dropped);
         Ok(transition.exceeding(exceeded))
     }
 

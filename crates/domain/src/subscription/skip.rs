@@ -187,6 +187,19 @@ impl Subscription {
         }
     }
 
+    /// Drops every skip, with an event for each: a cancellation ends the plan they were
+    /// part of, and the renewals left before it ends are billed (a skip must not make a
+    /// notice period free).
+    pub(crate) fn drop_all_skips(&mut self) -> Vec<SubscriptionEvent> {
+        std::mem::take(&mut self.skipped_renewals)
+            .into_iter()
+            .map(|skip| SubscriptionEvent::RenewalSkipRemoved {
+                renewal_at: skip.renewal_at,
+                reason: RemovalReason::SubscriptionCanceled,
+            })
+            .collect()
+    }
+
     /// Drops the skips that no longer name the coming renewals of the schedule (after a
     /// pause, a cancellation or a cadence change), with an event for each.
     pub(crate) fn drop_stale_skips(&mut self) -> Vec<SubscriptionEvent> {

@@ -359,13 +359,16 @@ pub async fn moved_customers(
     to: DateTime<Utc>,
 ) -> StoreResult<Vec<MovedCustomers>> {
     let query = format!(
+        // A customer's changes in the order they took its counts' row lock (`id`), not
+        // by `at`: two changes of one customer may commit in the other order than their
+        // times, and each row's counts are the state after it in lock order.
         "WITH per_customer AS (
              SELECT currency,
-                    (array_agg(customer_paying - subscriptions ORDER BY at, id))[1] > 0
+                    (array_agg(customer_paying - subscriptions ORDER BY id))[1] > 0
                         AS paying_start,
-                    (array_agg(customer_mrr - mrr ORDER BY at, id))[1] AS mrr_start,
-                    (array_agg(customer_paying ORDER BY at DESC, id DESC))[1] > 0 AS paying_end,
-                    (array_agg(customer_live ORDER BY at DESC, id DESC))[1] > 0 AS live_end
+                    (array_agg(customer_mrr - mrr ORDER BY id))[1] AS mrr_start,
+                    (array_agg(customer_paying ORDER BY id DESC))[1] > 0 AS paying_end,
+                    (array_agg(customer_live ORDER BY id DESC))[1] > 0 AS live_end
                FROM metric_changes
               WHERE merchant_id = $1 AND at > $2 AND at <= $3
               GROUP BY currency, customer_id

@@ -356,6 +356,26 @@ pub async fn claim_due_notice(
     }))
 }
 
+/// Forgets that the upcoming notice for the period ending at `period_end` was handled, so
+/// that the next notice round sends it (a renewal that was skipped bills after all).
+pub async fn forget_notice_sent(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    sub: SubscriptionId,
+    period_end: DateTime<Utc>,
+) -> StoreResult<()> {
+    diesel::sql_query(
+        "UPDATE subscriptions SET upcoming_notice_for = NULL \
+         WHERE merchant_id = $1 AND id = $2 AND upcoming_notice_for = $3",
+    )
+    .bind::<Uuid, _>(merchant.uuid())
+    .bind::<Uuid, _>(sub.uuid())
+    .bind::<Timestamptz, _>(period_end)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Records that the upcoming notice for the period ending at `period_end` was handled.
 pub async fn mark_notice_sent(
     conn: &mut AsyncPgConnection,

@@ -235,3 +235,35 @@ fn a_cadence_change_now_drops_the_skips_it_moves() {
         ]
     );
 }
+
+#[test]
+fn a_cancellation_drops_the_skips_so_the_renewals_before_it_ends_are_billed() {
+    let s = active();
+    let now = start() + days(3);
+    let skipped = checked(
+        s.skip_renewal(&skipping(None), Actor::Customer, now)
+            .unwrap(),
+    )
+    .subscription;
+    let renewal = skipped.current_period.end;
+    // Ends after the skipped renewal: without the rule, that period would be free.
+    let later = crate::subscription::CancelRequest {
+        timing: Some(crate::subscription::CancelTiming::At {
+            date: renewal + days(10),
+        }),
+        ..crate::subscription::CancelRequest::default()
+    };
+    let t = checked(
+        skipped
+            .cancel(&later, &policy(), Actor::Merchant, now)
+            .unwrap(),
+    );
+    assert!(t.subscription.skipped_renewals.is_empty());
+    assert!(
+        types(&t).contains(&"subscription.renewal_skip_removed"),
+        "{:?}",
+        types(&t)
+    );
+    let (_, events) = run_engine(t.subscription, renewal + days(1));
+    assert_eq!(events, ["subscription.renewed"]);
+}
