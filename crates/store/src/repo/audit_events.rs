@@ -43,7 +43,9 @@ impl AuditEventRow {
 /// hundred milliseconds (three `wal_writer_delay`s), never a change's events. The
 /// setting is made by `set_config(…, true)` in the statement itself, so it needs no
 /// transaction block of its own (one round trip instead of four), and PostgreSQL reads
-/// it when the statement's implicit transaction commits.
+/// it when the statement's implicit transaction commits. Being raw SQL, it is parsed and
+/// planned on every call (diesel keeps only its DSL's statements prepared); BENCHMARKS.md
+/// counts that among what the trail still costs.
 pub async fn insert(conn: &mut AsyncPgConnection, row: &AuditEventRow) -> StoreResult<()> {
     use diesel::sql_types::{Int2, Jsonb, Nullable, Text, Timestamptz, Uuid};
     diesel::sql_query(

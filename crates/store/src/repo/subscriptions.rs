@@ -263,9 +263,9 @@ pub struct LockedForChange {
 
 /// Locks a subscription for a change, then reads its product's portal policy, whether it
 /// has discounts and its test clock's time: two statements sent in one round trip. Not one
-/// statement: under READ COMMITTED, a `SELECT … FOR UPDATE` that waited for the lock returns the row as
-/// the holder committed it, but its subqueries still see the snapshot from before the
-/// wait (a policy changed or a discount granted meanwhile would be missed). The second
+/// statement: under READ COMMITTED, a `SELECT … FOR UPDATE` that waited for the lock
+/// returns the row as the holder committed it, but its subqueries still see the snapshot
+/// from before the wait (a policy changed or a discount granted meanwhile would be missed). The second
 /// statement starts after the lock is granted, so it sees them. The product row is read,
 /// not locked. Call it in a transaction: outside one, the lock ends with its statement.
 pub async fn lock_with_policy(
