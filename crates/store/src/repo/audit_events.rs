@@ -33,40 +33,50 @@ impl AuditEventRow {
     }
 }
 
+diesel::define_sql_function! {
+    /// Migration `2026-12-08-150001_audit_insert_function`.
+    #[allow(clippy::too_many_arguments)]
+    fn tenure_record_audit_event(
+        merchant_id: diesel::sql_types::Uuid,
+        id: diesel::sql_types::Uuid,
+        api_key_id: diesel::sql_types::Uuid,
+        agent: diesel::sql_types::Nullable<diesel::sql_types::Text>,
+        method: diesel::sql_types::Text,
+        route: diesel::sql_types::Text,
+        resource_id: diesel::sql_types::Nullable<diesel::sql_types::Text>,
+        request_id: diesel::sql_types::Text,
+        idempotency_key: diesel::sql_types::Nullable<diesel::sql_types::Text>,
+        status: diesel::sql_types::SmallInt,
+        request_body: diesel::sql_types::Nullable<diesel::sql_types::Jsonb>,
+        created_at: diesel::sql_types::Timestamptz,
+    ) -> diesel::sql_types::Uuid;
+}
+
 /// Inserts one entry without waiting for its WAL record to reach the disk
-/// (`synchronous_commit = off` for this statement's own transaction only).
+/// (`synchronous_commit = off` for this call's own transaction only), through the
+/// migration's `tenure_record_audit_event`, so the statement stays prepared.
 ///
 /// The entry is written after the request's own transaction committed durably, and the
 /// events that transaction recorded name the same key, agent and request; waiting for a
 /// second flush per request cost merchant writes about 45% of their throughput
 /// (BENCHMARKS.md, "Issue 20"). What a crash can lose is the entries of the last few
-/// hundred milliseconds (three `wal_writer_delay`s), never a change's events. The
-/// setting is made by `set_config(…, true)` in the statement itself, so it needs no
-/// transaction block of its own (one round trip instead of four), and PostgreSQL reads
-/// it when the statement's implicit transaction commits. Being raw SQL, it is parsed and
-/// planned on every call (diesel keeps only its DSL's statements prepared); BENCHMARKS.md
-/// counts that among what the trail still costs.
+/// hundred milliseconds (three `wal_writer_delay`s), never a change's events.
 pub async fn insert(conn: &mut AsyncPgConnection, row: &AuditEventRow) -> StoreResult<()> {
-    use diesel::sql_types::{Int2, Jsonb, Nullable, Text, Timestamptz, Uuid};
-    diesel::sql_query(
-        "WITH unflushed AS (SELECT set_config('synchronous_commit', 'off', true)) \
-         INSERT INTO audit_events (merchant_id, id, api_key_id, agent, method, route, \
-           resource_id, request_id, idempotency_key, status, request_body, created_at) \
-         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM unflushed",
-    )
-    .bind::<Uuid, _>(row.merchant_id)
-    .bind::<Uuid, _>(row.id)
-    .bind::<Uuid, _>(row.api_key_id)
-    .bind::<Nullable<Text>, _>(row.agent.as_deref())
-    .bind::<Text, _>(&row.method)
-    .bind::<Text, _>(&row.route)
-    .bind::<Nullable<Text>, _>(row.resource_id.as_deref())
-    .bind::<Text, _>(&row.request_id)
-    .bind::<Nullable<Text>, _>(row.idempotency_key.as_deref())
-    .bind::<Int2, _>(row.status)
-    .bind::<Nullable<Jsonb>, _>(row.request_body.as_ref())
-    .bind::<Timestamptz, _>(row.created_at)
-    .execute(conn)
+    diesel::select(tenure_record_audit_event(
+        row.merchant_id,
+        row.id,
+        row.api_key_id,
+        row.agent.as_deref(),
+        &row.method,
+        &row.route,
+        row.resource_id.as_deref(),
+        &row.request_id,
+        row.idempotency_key.as_deref(),
+        row.status,
+        row.request_body.as_ref(),
+        row.created_at,
+    ))
+    .get_result::<uuid::Uuid>(conn)
     .await?;
     Ok(())
 }
