@@ -7,12 +7,15 @@
 //! id: the API runs the handler inside [`acting`], and `events::record_event` reads it,
 //! so no use case has to pass it along.
 
+use std::sync::{Arc, Mutex, PoisonError};
+
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tenure_domain::ids::{ApiKeyTag, AuditEventId, AuditEventTag, GenerateId, MerchantId};
 use tenure_store::repo::audit_events::{self as repo, AuditEventRow, AuditFilter};
 use tenure_store::repo::events::EventActor;
-use tenure_store::{Page, PageRequest};
+use tenure_store::{Db, Page, PageRequest};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::App;
 use crate::dto::access::{AuditEventDto, AuditFilterParams};
@@ -154,9 +157,82 @@ pub async fn record(state: &App, event: NewAuditEvent) -> AppResult<AuditEventId
         request_body: event.request_body.as_ref().map(redact),
         created_at: event.at,
     };
-    let mut conn = state.db.conn().await?;
-    repo::insert(&mut conn, &row).await?;
+    state.audit_log.write(&state.db, row).await?;
     Ok(id)
+}
+
+/// The most entries one insert takes.
+const MAX_BATCH: usize = 256;
+/// Entries waiting beyond this make [`record`] wait for room (back-pressure).
+const QUEUE: usize = 4_096;
+
+/// Writes the process's audit entries in batches, as group commit does: while one batch
+/// is being written, the entries of the requests that finish meanwhile queue up, and the
+/// next insert takes them all. Each request still waits until its own entry is written,
+/// so a client never sees a success whose entry is not in the table (unless the
+/// database fails, which the caller logs). One insert and one commit per batch instead
+/// of per request is what keeps the trail within a tenth of a merchant write's cost
+/// (BENCHMARKS.md, "Issue 20").
+///
+/// The writer is a task spawned by the first entry, on that caller's runtime; should
+/// that runtime end (an HTTP worker restarted), the next entry spawns another.
+#[derive(Clone, Default)]
+pub struct AuditLog {
+    queue: Arc<Mutex<Option<mpsc::Sender<Queued>>>>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog").finish_non_exhaustive()
+    }
+}
+
+struct Queued {
+    row: AuditEventRow,
+    written: oneshot::Sender<Result<(), String>>,
+}
+
+impl AuditLog {
+    async fn write(&self, db: &Db, row: AuditEventRow) -> AppResult<()> {
+        let (written, done) = oneshot::channel();
+        self.sender(db)
+            .send(Queued { row, written })
+            .await
+            .map_err(|_| AppError::Unavailable("the audit writer stopped".to_owned()))?;
+        done.await
+            .map_err(|_| AppError::Unavailable("the audit writer stopped".to_owned()))?
+            .map_err(AppError::Unavailable)
+    }
+
+    fn sender(&self, db: &Db) -> mpsc::Sender<Queued> {
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        match queue.as_ref() {
+            Some(sender) if !sender.is_closed() => sender.clone(),
+            _ => {
+                let (sender, receiver) = mpsc::channel(QUEUE);
+                tokio::spawn(write_batches(db.clone(), receiver));
+                *queue = Some(sender.clone());
+                sender
+            }
+        }
+    }
+}
+
+async fn write_batches(db: Db, mut queue: mpsc::Receiver<Queued>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let (rows, replies): (Vec<_>, Vec<_>) = batch.drain(..).map(|q| (q.row, q.written)).unzip();
+        let result = async {
+            let mut conn = db.conn().await?;
+            repo::insert_batch(&mut conn, &rows).await
+        }
+        .await
+        .map_err(|err| err.to_string());
+        for reply in replies {
+            // A caller that gave up waiting (its request was dropped) needs no answer.
+            let _ = reply.send(result.clone());
+        }
+    }
 }
 
 pub async fn list(

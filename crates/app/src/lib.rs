@@ -97,6 +97,8 @@ pub struct App {
     pub default_retention: RetentionDays,
     /// A streaming replica that serves the API's reads (`--replica-url`), if any.
     pub replica: Option<replica::Replica>,
+    /// Writes the audit trail's entries in batches ([`audit::AuditLog`]).
+    pub audit_log: audit::AuditLog,
 }
 
 impl App {
@@ -123,6 +125,7 @@ impl App {
             webhook_targets: TargetPolicy::default(),
             default_retention: RetentionDays::DEFAULT,
             replica: None,
+            audit_log: audit::AuditLog::default(),
         }
     }
 

@@ -294,3 +294,78 @@ async fn events_recorded_as_a_request_name_it_and_the_audit_trail_filters() {
     assert_eq!(by_bot.items.len(), 1);
     assert_eq!(by_bot.items[0].resource_id, Some(ada.id.to_string()));
 }
+
+#[tokio::test]
+async fn entries_of_concurrent_requests_are_each_written_once_with_their_own_fields() {
+    let w = world().await;
+    let entry = |n: usize| audit::NewAuditEvent {
+        merchant: w.first.merchant,
+        actor: EventActor {
+            api_key: w.first.key.uuid(),
+            agent: n.is_multiple_of(2).then(|| format!("agent-{n}")),
+            request_id: format!("req-{n}"),
+        },
+        method: "POST".into(),
+        route: "/v1/customers/{id}".into(),
+        resource_id: Some(format!("cus_{n}")),
+        idempotency_key: n.is_multiple_of(3).then(|| format!("idem-{n}")),
+        status: 200 + u16::try_from(n).expect("small"),
+        request_body: Some(serde_json::json!({"n": n, "password": "p"})),
+        at: w.app.now(),
+    };
+    // Polled together, the entries queue while the first batch is written, so the
+    // writer takes several at once.
+    let ids = futures_util::future::join_all((0..60).map(|n| audit::record(&w.app, entry(n))))
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .expect("every entry recorded");
+    assert_eq!(ids.len(), 60);
+
+    let mut listed = Vec::new();
+    let mut starting_after = None;
+    loop {
+        let page = audit::list(
+            &w.app,
+            w.first.merchant,
+            AuditFilterParams {
+                api_key: None,
+                agent: None,
+                resource_id: None,
+                created_from: None,
+                created_to: None,
+            },
+            &ListParams {
+                limit: Some(25),
+                starting_after: starting_after.clone(),
+            },
+        )
+        .await
+        .expect("listed");
+        starting_after = page.items.last().map(|e| e.id.clone());
+        let more = page.has_more;
+        listed.extend(page.items);
+        if !more {
+            break;
+        }
+    }
+    assert_eq!(listed.len(), 60, "each entry once");
+    for n in 0..60 {
+        let found = listed
+            .iter()
+            .find(|e| e.resource_id.as_deref() == Some(format!("cus_{n}").as_str()))
+            .expect("the entry of each request");
+        assert_eq!(found.request_id, format!("req-{n}"));
+        assert_eq!(found.agent, (n % 2 == 0).then(|| format!("agent-{n}")));
+        assert_eq!(
+            found.idempotency_key,
+            (n % 3 == 0).then(|| format!("idem-{n}"))
+        );
+        assert_eq!(usize::from(found.status), 200 + n);
+        assert_eq!(found.request_body.as_ref().unwrap()["n"], n);
+        assert_eq!(
+            found.request_body.as_ref().unwrap()["password"],
+            "[redacted]"
+        );
+    }
+}

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use diesel::sql_types::{Array, Jsonb, Nullable, SmallInt, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tenure_domain::ids::{ApiKeyId, AuditEventId, MerchantId};
 
@@ -34,49 +35,54 @@ impl AuditEventRow {
 }
 
 diesel::define_sql_function! {
-    /// Migration `2026-12-08-150001_audit_insert_function`.
+    /// Migration `2026-12-09-000001_audit_insert_batch`: one row per element of the
+    /// arrays, which are of one length.
     #[allow(clippy::too_many_arguments)]
-    fn tenure_record_audit_event(
-        merchant_id: diesel::sql_types::Uuid,
-        id: diesel::sql_types::Uuid,
-        api_key_id: diesel::sql_types::Uuid,
-        agent: diesel::sql_types::Nullable<diesel::sql_types::Text>,
-        method: diesel::sql_types::Text,
-        route: diesel::sql_types::Text,
-        resource_id: diesel::sql_types::Nullable<diesel::sql_types::Text>,
-        request_id: diesel::sql_types::Text,
-        idempotency_key: diesel::sql_types::Nullable<diesel::sql_types::Text>,
-        status: diesel::sql_types::SmallInt,
-        request_body: diesel::sql_types::Nullable<diesel::sql_types::Jsonb>,
-        created_at: diesel::sql_types::Timestamptz,
-    ) -> diesel::sql_types::Uuid;
+    fn tenure_record_audit_events(
+        merchant_ids: Array<diesel::sql_types::Uuid>,
+        ids: Array<diesel::sql_types::Uuid>,
+        api_key_ids: Array<diesel::sql_types::Uuid>,
+        agents: Array<Nullable<Text>>,
+        methods: Array<Text>,
+        routes: Array<Text>,
+        resource_ids: Array<Nullable<Text>>,
+        request_ids: Array<Text>,
+        idempotency_keys: Array<Nullable<Text>>,
+        statuses: Array<SmallInt>,
+        request_bodies: Array<Nullable<Jsonb>>,
+        created_ats: Array<Timestamptz>,
+    ) -> diesel::sql_types::Integer;
 }
 
-/// Inserts one entry without waiting for its WAL record to reach the disk
-/// (`synchronous_commit = off` for this call's own transaction only), through the
-/// migration's `tenure_record_audit_event`, so the statement stays prepared.
+/// Inserts a batch of entries in one call, one statement and one commit, without waiting
+/// for the commit's WAL record to reach the disk (`synchronous_commit = off` for this
+/// call's own transaction only), through the migration's `tenure_record_audit_events`,
+/// whose fixed signature keeps the statement prepared whatever the batch's size.
 ///
-/// The entry is written after the request's own transaction committed durably, and the
+/// Each entry is written after its request's own transaction committed durably, and the
 /// events that transaction recorded name the same key, agent and request; waiting for a
 /// second flush per request cost merchant writes about 45% of their throughput
 /// (BENCHMARKS.md, "Issue 20"). What a crash can lose is the entries of the last few
 /// hundred milliseconds (three `wal_writer_delay`s), never a change's events.
-pub async fn insert(conn: &mut AsyncPgConnection, row: &AuditEventRow) -> StoreResult<()> {
-    diesel::select(tenure_record_audit_event(
-        row.merchant_id,
-        row.id,
-        row.api_key_id,
-        row.agent.as_deref(),
-        &row.method,
-        &row.route,
-        row.resource_id.as_deref(),
-        &row.request_id,
-        row.idempotency_key.as_deref(),
-        row.status,
-        row.request_body.as_ref(),
-        row.created_at,
+pub async fn insert_batch(conn: &mut AsyncPgConnection, rows: &[AuditEventRow]) -> StoreResult<()> {
+    fn column<'a, T>(rows: &'a [AuditEventRow], field: impl Fn(&'a AuditEventRow) -> T) -> Vec<T> {
+        rows.iter().map(field).collect()
+    }
+    diesel::select(tenure_record_audit_events(
+        column(rows, |r| r.merchant_id),
+        column(rows, |r| r.id),
+        column(rows, |r| r.api_key_id),
+        column(rows, |r| r.agent.as_deref()),
+        column(rows, |r| r.method.as_str()),
+        column(rows, |r| r.route.as_str()),
+        column(rows, |r| r.resource_id.as_deref()),
+        column(rows, |r| r.request_id.as_str()),
+        column(rows, |r| r.idempotency_key.as_deref()),
+        column(rows, |r| r.status),
+        column(rows, |r| r.request_body.as_ref()),
+        column(rows, |r| r.created_at),
     ))
-    .get_result::<uuid::Uuid>(conn)
+    .get_result::<i32>(conn)
     .await?;
     Ok(())
 }
