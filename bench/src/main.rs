@@ -208,7 +208,9 @@ const TAGS: [(&str, u32); 7] = [
 fn customer_tags(rng: &mut StdRng) -> Vec<String> {
     let mut tags: Vec<String> = TAGS
         .iter()
-        .filter(|(t, per_mille)| !t.starts_with("region:") && rng.random_range(0..1000) < *per_mille)
+        .filter(|(t, per_mille)| {
+            !t.starts_with("region:") && rng.random_range(0..1000) < *per_mille
+        })
         .map(|(t, _)| (*t).to_owned())
         .collect();
     tags.push(format!("region:{:02}", rng.random_range(1..=20)));
@@ -222,8 +224,8 @@ const FIRST_NAMES: [&str; 16] = [
     "Luca", "Mia", "Noah", "Olivia", "Paul",
 ];
 const LAST_NAMES: [&str; 12] = [
-    "Meyer", "Schmidt", "Rossi", "Dubois", "Smith", "Garcia", "Novak", "Jansen", "Berg",
-    "Keller", "Moreau", "Silva",
+    "Meyer", "Schmidt", "Rossi", "Dubois", "Smith", "Garcia", "Novak", "Jansen", "Berg", "Keller",
+    "Moreau", "Silva",
 ];
 const DOMAINS: [&str; 5] = [
     "example.test",
@@ -632,7 +634,15 @@ const SAME_STATEMENTS_GOAL: f64 = 0.8;
 fn compare(before: &Path, after: &Path) -> Result<(), BoxError> {
     let a = read_lines(before)?;
     let b = read_lines(after)?;
-    let key = |l: &Line| (l.kind.clone(), l.scenario.clone(), l.conns, l.pool, l.workers);
+    let key = |l: &Line| {
+        (
+            l.kind.clone(),
+            l.scenario.clone(),
+            l.conns,
+            l.pool,
+            l.workers,
+        )
+    };
     let same_of = |set: &[Line], l: &Line| {
         set.iter()
             .find(|s| {
