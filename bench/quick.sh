@@ -6,7 +6,9 @@
 # spent per request (utime + stime from /proc over the requests served), in microseconds.
 #
 #   bench/quick.sh BIN SECONDS CONNECTIONS SCENARIO...
-#   scenarios: read status customer created write mwrite (write: the portal's
+#   scenarios: read status customer created write mwrite metrics context email tag
+#   (metrics, context, email, tag: the merchant GETs of run.sh's scenarios of the same
+#   names, from the path files run.sh wrote; write: the portal's
 #   pause/resume on the next unused slice of subscriptions, as bench/run.sh takes them, see
 #   bench/slices.sh; mwrite: the same through the merchant API with the merchant's key)
 #   e.g. bench/quick.sh target/release/tenure 8 32 read status
@@ -17,7 +19,7 @@ WORK=${BENCH_WORK_DIR:-$ROOT/target/bench}
 BIN=$1 SECS=$2 CONNS=$3
 shift 3
 PORT=${BENCH_PORT:-18081}
-export DATABASE_URL="postgres://postgres@127.0.0.1:5432/tenure_bench"
+export DATABASE_URL="postgres://postgres@127.0.0.1:5432/${BENCH_DB:-tenure_bench}"
 export TENURE_JWT_SECRET="tenure-bench-secret-0123456789abcdef0123456789" TENURE_LOG=warn
 # Limits off unless the caller sets them (e.g. very high, to measure the shared check).
 export TENURE_RATE_LIMIT_PER_SECOND=${TENURE_RATE_LIMIT_PER_SECOND:-0}
@@ -53,6 +55,8 @@ for scenario in "$@"; do
     status | customer | created) script=invoices.lua env_vars+=(BENCH_INVOICE_FILTER="$scenario") ;;
     write) script=portal_write.lua env_vars=(BENCH_PORTAL_FILE="$(slice_file "$(next_write_slice)")") ;;
     mwrite) script=merchant_write.lua env_vars=(BENCH_PORTAL_FILE="$(slice_file "$(next_write_slice)")") ;;
+    metrics | context) script=merchant_get.lua env_vars+=(BENCH_PATHS_FILE="$WORK/data/paths-$scenario.txt") ;;
+    email | tag) script=merchant_get.lua env_vars+=(BENCH_PATHS_FILE="$WORK/data/paths-search_$scenario.txt") ;;
     *) echo "unknown scenario $scenario" >&2; exit 2 ;;
   esac
   server0=$(cpu_ticks $SERVER) pg0=$(postgres_ticks)

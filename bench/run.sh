@@ -10,7 +10,20 @@
 #            --skip-seed (reuse the database of the previous run), --seed-only,
 #            --label TEXT (names this binary's rows), --baseline BIN (also measure another
 #            `tenure` binary, e.g. a build of the previous commit, first pool size only,
-#            interleaved in the same run so both see the same machine)
+#            interleaved in the same run so both see the same machine), --debug (build
+#            and run debug binaries, for proving the tooling on small seeds),
+#            --no-ceilings (skip the same-statement pgbench scripts of bench/pgbench/),
+#            --conns "8 32" (wrk connections per point, default 8 32 128),
+#            --scenarios "portal_read metrics" (a subset, in the default order's names)
+#   environment: BENCH_DB (database, default tenure_bench; its pgbench database is
+#            BENCH_DB_pgbench, or tenure_pgbench for the default), BENCH_PORT (18080),
+#            BENCH_WORK_DIR (target/bench), TENURE_BIN / BENCH_BIN (the binaries; default
+#            $CARGO_TARGET_DIR or target/, release or debug)
+#
+# Issue 22: two sizes side by side, then the ratio table:
+#   BENCH_WORK_DIR=target/bench-100k bench/run.sh --customers 100000 ...
+#   BENCH_WORK_DIR=target/bench-1m bench/run.sh --customers 1000000 ...
+#   bench/compare.sh target/bench-100k/results.jsonl target/bench-1m/results.jsonl
 #
 # Only 127.0.0.1 is ever a target; every load step is bounded by wrk's/pgbench's -d/-T.
 set -euo pipefail
@@ -26,6 +39,10 @@ CUSTOMERS=""
 LABEL="current"
 BASELINE=""
 SEED_ONLY=0
+CONNS=""
+SCENARIOS="portal_read portal_write invoices_status invoices_customer invoices_created metrics context search_email search_tag"
+PROFILE=release
+CEILINGS=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -38,6 +55,10 @@ while [ $# -gt 0 ]; do
     --label) LABEL="$2"; shift ;;
     --baseline) BASELINE="$2"; shift ;;
     --seed-only) SEED_ONLY=1 ;;
+    --debug) PROFILE=debug ;;
+    --no-ceilings) CEILINGS=0 ;;
+    --conns) CONNS="$2"; shift ;;
+    --scenarios) SCENARIOS="$2"; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -49,13 +70,13 @@ else
   : "${CUSTOMERS:=100000}" "${DURATION:=10}" "${POOLS:=16 32}"
   PG_SCALE=10
 fi
-CONNS="8 32 128"
+CONNS=${CONNS:-8 32 128}
 PGHOST=127.0.0.1
 PGPORT=5432
 PGUSER=postgres
 export PGHOST PGPORT PGUSER
-DB=tenure_bench
-PGB_DB=tenure_pgbench
+DB=${BENCH_DB:-tenure_bench}
+if [ "$DB" = tenure_bench ]; then PGB_DB=tenure_pgbench; else PGB_DB=${DB}_pgbench; fi
 PORT=${BENCH_PORT:-18080}
 BASE="http://127.0.0.1:$PORT"
 WORK=${BENCH_WORK_DIR:-$ROOT/target/bench}
@@ -67,8 +88,9 @@ export TENURE_LOG=${TENURE_LOG:-warn}
 # merchant scenarios would measure the rate limiter's 429s, not the service.
 export TENURE_RATE_LIMIT_PER_SECOND=0 TENURE_RATE_LIMIT_CUSTOMER_PER_SECOND=0
 export BENCH_LUA_DIR="$ROOT/bench/lua"
-TENURE="${TENURE_BIN:-$ROOT/target/release/tenure}"
-BENCH="$ROOT/target/release/tenure-bench"
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+TENURE="${TENURE_BIN:-$TARGET_DIR/$PROFILE/tenure}"
+BENCH="${BENCH_BIN:-$TARGET_DIR/$PROFILE/tenure-bench}"
 SERVER_PID=""
 
 say() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
@@ -101,6 +123,27 @@ field() { # json key -> value (numbers or simple strings), without jq
   sed -E "s/.*\"$2\": ?\"?([^\",}]*)\"?.*/\1/" <<<"$1"
 }
 
+# The same-statement ceilings (bench/pgbench/*.sql) draw their ids from tables of the
+# seeded data, numbered 1..n, in a schema of their own that Tenure never reads:
+# bench.customers (each customer with its subscription and e-mail) and bench.tags (the
+# tags the search scenario draws from). bench.write_subs holds the subscriptions of the
+# last write slice (see slices.sh), which only the write ceiling's script touches.
+draw_tables() {
+  psql -q -v ON_ERROR_STOP=1 -d "$DB" <<SQL
+DROP SCHEMA IF EXISTS bench CASCADE;
+CREATE SCHEMA bench;
+CREATE TABLE bench.customers AS
+  SELECT row_number() OVER (ORDER BY c.id)::int AS n, c.merchant_id, c.id AS customer_id,
+         s.id AS subscription_id, tenure_typeid('sub', s.id) AS sub_ref, c.email
+    FROM customers c JOIN subscriptions s ON s.merchant_id = c.merchant_id AND s.customer_id = c.id;
+ALTER TABLE bench.customers ADD PRIMARY KEY (n);
+CREATE TABLE bench.tags (n int PRIMARY KEY, tag text NOT NULL);
+INSERT INTO bench.tags SELECT row_number() OVER (), t FROM unnest(string_to_array('$(paste -sd, "$WORK/data/tags.txt")', ',')) AS t;
+ANALYZE bench.customers;
+ANALYZE bench.tags;
+SQL
+}
+
 mkdir -p "$WORK"
 : >"$WORK/server.log"
 
@@ -108,8 +151,10 @@ command -v wrk >/dev/null || { apt-get install -y wrk || { apt-get update && apt
 command -v pgbench >/dev/null || { echo "pgbench is missing (postgresql-client)" >&2; exit 1; }
 
 if [ "$BUILD" = 1 ]; then
-  say "building (release)"
-  (cd "$ROOT" && cargo build --release -q -p tenure-server -p tenure-bench)
+  say "building ($PROFILE)"
+  profile_flag=(--release)
+  [ "$PROFILE" = debug ] && profile_flag=()
+  (cd "$ROOT" && cargo build "${profile_flag[@]}" -q -p tenure-server -p tenure-bench)
 fi
 
 if [ "$SEED" = 1 ]; then
@@ -152,24 +197,38 @@ INSERT INTO invoice_counters (merchant_id, next_number)
 SET session_replication_role = origin;
 VACUUM ANALYZE;
 SQL
+  # The load bypassed the triggers that keep the metric rollups (docs/metrics.md), so
+  # they are rebuilt from the loaded rows, as an operator would after a repair.
+  say "rebuilding the metric rollups"
+  "$TENURE" metrics rebuild --merchant "$MERCHANT" >/dev/null
+  draw_tables
   T1=$(date +%s)
   say "seeded in $((T1 - T0)) s: $(psql -Atd "$DB" -c "select (select count(*) from customers)||' customers, '||(select count(*) from subscriptions)||' subscriptions, '||(select count(*) from invoices)||' invoices, '||(select count(*) from payments)||' payments, '||(select count(*) from events)||' events, '||pg_size_pretty(pg_database_size(current_database()))")"
 else
   { read -r MERCHANT; read -r KEY; } <"$WORK/merchant"
 fi
-[ "$SEED_ONLY" = 1 ] && exit 0
-: >"$RESULTS"
 # wrk's Lua loads its input once per thread, slowly for large files: the read test picks
 # from a random sample of 10,000 (subscription, token) pairs spread over the whole data
 # set, and each write run gets a file holding just its own slice.
-shuf -n 10000 --random-source=<(yes) "$WORK/data/portal.txt" >"$WORK/data/portal-sample.txt"
+# shellcheck source=bench/slices.sh
+. "$ROOT/bench/slices.sh"
+read -r WRITE_FROM WRITE_TO <<<"$(write_part)"
+head -n $((WRITE_FROM - 1)) "$WORK/data/portal.txt" |
+  shuf -n 10000 --random-source=<(yes) >"$WORK/data/portal-sample.txt"
 export BENCH_PORTAL_FILE="$WORK/data/portal-sample.txt"
+# The merchant GETs of issue 22 (bench/lua/merchant_get.lua): one file of paths each.
+echo /v1/metrics >"$WORK/data/paths-metrics.txt"
+shuf -n 10000 --random-source=<(yes) "$WORK/data/customers.txt" |
+  sed 's|.*|/v1/customers/&/context|' >"$WORK/data/paths-context.txt"
+shuf -n 10000 --random-source=<(yes) "$WORK/data/emails.txt" |
+  sed 's/@/%40/; s|.*|/v1/customers?email=\0\&limit=20|' >"$WORK/data/paths-search_email.txt"
+sed 's/:/%3A/; s|.*|/v1/customers?tag=\0\&limit=20|' "$WORK/data/tags.txt" >"$WORK/data/paths-search_tag.txt"
+[ "$SEED_ONLY" = 1 ] && exit 0
+: >"$RESULTS"
 export BENCH_CUSTOMERS_FILE="$WORK/data/customers.txt"
 export BENCH_MERCHANT_KEY="$KEY"
 export BENCH_THREADS=2
 
-# shellcheck source=bench/slices.sh
-. "$ROOT/bench/slices.sh"
 FIRST_SLICE=$(cat "$WORK/next_write_slice" 2>/dev/null || echo 0)
 WRITE_RUNS=$((3 * $(wc -w <<<"${POOLS}") * $(wc -w <<<"${HTTP_WORKERS:-cores}")))
 if [ $((FIRST_SLICE + WRITE_RUNS)) -gt "$BENCH_SLICES" ]; then
@@ -229,6 +288,43 @@ ceiling() { # label pool workers conns
   rm -rf "$PGB_LOG_DIR"
 }
 
+# The second ceiling (issue 22): for each scenario, pgbench running the statements its
+# endpoint runs, in the same order and transactions, on the seeded database itself, with
+# ids drawn at random from bench.* (bench/pgbench/README.md says how the scripts were
+# captured). Measured just before the scenario's HTTP point, with as many clients as
+# it has connections (at most 64, as above); the server's pool stays idle meanwhile.
+MERCHANT_UUID=$(psql -Atd "$DB" -c "select merchant_id from bench.customers limit 1" 2>/dev/null || true)
+DRAW_CUSTOMERS=$(psql -Atd "$DB" -c "select count(*) from bench.customers" 2>/dev/null || echo 0)
+DRAW_TAGS=$(psql -Atd "$DB" -c "select count(*) from bench.tags" 2>/dev/null || echo 0)
+same_statements() { # label pool workers conns scenario
+  local pc=$4 script="$ROOT/bench/pgbench/$5.sql" out tps lat percentiles p50 p99
+  [ "$CEILINGS" = 1 ] && [ -f "$script" ] && [ -n "$MERCHANT_UUID" ] || return 0
+  [ "$pc" -gt 64 ] && pc=64
+  rm -rf "$PGB_LOG_DIR" && mkdir -p "$PGB_LOG_DIR"
+  out=$(cd "$PGB_LOG_DIR" && pgbench -n -M prepared -f "$script" -c "$pc" -j 2 -T "$DURATION" \
+    -D merchant="$MERCHANT_UUID" -D customers="$DRAW_CUSTOMERS" -D tags="$DRAW_TAGS" \
+    -D slice_from="$WRITE_FROM" -D slice_to="$WRITE_TO" \
+    --log --sampling-rate=0.1 "$DB" 2>&1) || { echo "pgbench $5 failed: $out" >&2; return 0; }
+  tps=$(sed -nE 's/^tps = ([0-9.]+).*/\1/p' <<<"$out" | head -1)
+  lat=$(sed -nE 's/^latency average = ([0-9.]+) ms.*/\1/p' <<<"$out" | head -1)
+  percentiles=$({ cat "$PGB_LOG_DIR"/pgbench_log.* 2>/dev/null || true; } | awk '{print $3}' | sort -n |
+    awk '{v[NR] = $1} END { if (NR) printf "%.3f %.3f", v[int((NR - 1) * 0.5) + 1] / 1000, v[int((NR - 1) * 0.99) + 1] / 1000; else print "0 0" }')
+  read -r p50 p99 <<<"$percentiles"
+  echo "{\"kind\":\"same\",\"label\":\"$1\",\"pool\":$2,\"workers\":$3,\"scenario\":\"$5\",\"conns\":$4,\"clients\":$pc,\"rps\":${tps:-0},\"latency_avg_ms\":${lat:-0},\"p50_ms\":$p50,\"p99_ms\":$p99}" >>"$RESULTS"
+  say "same statements $5 -c $pc: $tps tps, p50 $p50 ms, p99 $p99 ms"
+  if [ "$5" = portal_write ]; then # put the write ceiling's part back as it was seeded
+    psql -q -v ON_ERROR_STOP=1 -d "$DB" <<SQL
+UPDATE subscriptions s SET status = 'active', state = jsonb_set(s.state, '{status}', '"active"')
+  FROM bench.customers b
+ WHERE b.n BETWEEN $WRITE_FROM AND $WRITE_TO AND s.merchant_id = b.merchant_id
+   AND s.id = b.subscription_id AND s.status = 'paused';
+DELETE FROM scheduled_changes WHERE payload @> '{"requested_by": "bench-ceiling"}';
+DELETE FROM events WHERE request_id = 'bench-ceiling';
+SQL
+  fi
+  rm -rf "$PGB_LOG_DIR"
+}
+
 CONFIGS=()
 FIRST_POOL=${POOLS%% *}
 WORKER_COUNTS=${HTTP_WORKERS:-cores}
@@ -246,11 +342,18 @@ for config in "${CONFIGS[@]}"; do
   wrk -t2 -c8 -d2s -s "$BENCH_LUA_DIR/portal_read.lua" "$BASE" >/dev/null 2>&1 || true
   for c in $CONNS; do
     ceiling "$label" "$pool" "$workers" "$c"
-    measure "$label" portal_read "$c" "$pool" "$workers" portal_read.lua
-    measure "$label" portal_write "$c" "$pool" "$workers" portal_write.lua BENCH_PORTAL_FILE="$(slice_file "$(next_write_slice)")"
-    measure "$label" invoices_status "$c" "$pool" "$workers" invoices.lua BENCH_INVOICE_FILTER=status
-    measure "$label" invoices_customer "$c" "$pool" "$workers" invoices.lua BENCH_INVOICE_FILTER=customer
-    measure "$label" invoices_created "$c" "$pool" "$workers" invoices.lua BENCH_INVOICE_FILTER=created
+    for scenario in $SCENARIOS; do
+      same_statements "$label" "$pool" "$workers" "$c" "$scenario"
+      case $scenario in
+        portal_read) args=(portal_read.lua) ;;
+        portal_write) args=(portal_write.lua BENCH_PORTAL_FILE="$(slice_file "$(next_write_slice)")") ;;
+        invoices_*) args=(invoices.lua BENCH_INVOICE_FILTER="${scenario#invoices_}") ;;
+        metrics | context | search_email | search_tag)
+          args=(merchant_get.lua BENCH_PATHS_FILE="$WORK/data/paths-$scenario.txt") ;;
+        *) echo "unknown scenario $scenario" >&2; exit 2 ;;
+      esac
+      measure "$label" "$scenario" "$c" "$pool" "$workers" "${args[@]}"
+    done
   done
   stop_server
 done

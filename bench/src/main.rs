@@ -49,6 +49,14 @@ enum Cmd {
     },
     /// Renewal throughput of `tenure worker` processes on N due subscriptions.
     Renewals(renewals::RenewalArgs),
+    /// Compare two runs (e.g. 100k and 1M customers): each figure of the second as a
+    /// ratio of the first, as a markdown table (bench/compare.sh).
+    Compare {
+        /// The first run's results (the smaller data set).
+        before: PathBuf,
+        /// The second run's results (the larger data set).
+        after: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -115,6 +123,7 @@ fn main() -> Result<(), BoxError> {
         Cmd::Seed(args) => seed(&args),
         Cmd::Report { results } => report(&results),
         Cmd::Renewals(args) => renewals::run(&args),
+        Cmd::Compare { before, after } => compare(&before, &after),
     }
 }
 
@@ -180,6 +189,51 @@ impl Out {
 }
 
 const NULL: &str = "\\N";
+
+/// The customers' tags: each tag with the share of customers (per mille) who carry it,
+/// from a tag on most customers to one on a few, so the merchant's search by tag meets
+/// both an index scan that stops early and one that collects a small, growing set. Every
+/// customer also has one of 20 `region:NN` tags (5 % each); `tags.txt` lists the tags the
+/// search scenario draws from (these and one region).
+const TAGS: [(&str, u32); 7] = [
+    ("newsletter", 400),
+    ("b2b", 100),
+    ("gift", 50),
+    ("region:07", 50),
+    ("vip", 10),
+    ("wholesale", 5),
+    ("beta", 1),
+];
+
+fn customer_tags(rng: &mut StdRng) -> Vec<String> {
+    let mut tags: Vec<String> = TAGS
+        .iter()
+        .filter(|(t, per_mille)| {
+            !t.starts_with("region:") && rng.random_range(0..1000) < *per_mille
+        })
+        .map(|(t, _)| (*t).to_owned())
+        .collect();
+    tags.push(format!("region:{:02}", rng.random_range(1..=20)));
+    // Stored sorted, as `normalize_tags` keeps them.
+    tags.sort();
+    tags
+}
+
+const FIRST_NAMES: [&str; 16] = [
+    "Anna", "Ben", "Chloe", "David", "Emma", "Felix", "Grace", "Hugo", "Ines", "Jonas", "Klara",
+    "Luca", "Mia", "Noah", "Olivia", "Paul",
+];
+const LAST_NAMES: [&str; 12] = [
+    "Meyer", "Schmidt", "Rossi", "Dubois", "Smith", "Garcia", "Novak", "Jansen", "Berg", "Keller",
+    "Moreau", "Silva",
+];
+const DOMAINS: [&str; 5] = [
+    "example.test",
+    "mail.example",
+    "post.example",
+    "corp.example",
+    "shop.example",
+];
 
 #[derive(serde::Serialize)]
 struct Claims<'a> {
@@ -247,18 +301,33 @@ fn seed(args: &SeedArgs) -> Result<(), BoxError> {
     )?;
     let mut portal = BufWriter::new(File::create(args.out.join("portal.txt"))?);
     let mut customers_txt = BufWriter::new(File::create(args.out.join("customers.txt"))?);
+    let mut emails_txt = BufWriter::new(File::create(args.out.join("emails.txt"))?);
+    let mut tags_txt = BufWriter::new(File::create(args.out.join("tags.txt"))?);
+    for (tag, _) in TAGS {
+        writeln!(tags_txt, "{tag}")?;
+    }
+    tags_txt.flush()?;
     let mut rng = StdRng::seed_from_u64(args.seed);
     let now = Utc::now();
     let mut number: i64 = 0;
     let n = args.customers.max(1);
 
     for i in 0..n {
-        // Customers signed up over the last 400 days, in order.
+        // Customers signed up over the last 400 days, in order, up to today (so the
+        // metrics' last 30 days hold their share of sign-ups, not all or none of them).
         let signup = now - Duration::days(400)
-            + Duration::milliseconds(i64::try_from(i)? * (360 * 86_400_000 / i64::try_from(n)?));
+            + Duration::milliseconds(i64::try_from(i)? * (400 * 86_400_000 / i64::try_from(n)?));
         let cus = CustomerId::from_uuid(uuid_at(signup));
         let cus_u = cus.uuid().to_string();
-        let email = format!("user{i}@example.test");
+        let first = FIRST_NAMES[rng.random_range(0..FIRST_NAMES.len())];
+        let last = LAST_NAMES[rng.random_range(0..LAST_NAMES.len())];
+        let domain = DOMAINS[rng.random_range(0..DOMAINS.len())];
+        let email = format!(
+            "{}.{}.{i}@{domain}",
+            first.to_lowercase(),
+            last.to_lowercase()
+        );
+        let tags = customer_tags(&mut rng);
         out.row(
             "customers",
             &[
@@ -266,15 +335,16 @@ fn seed(args: &SeedArgs) -> Result<(), BoxError> {
                 &cus_u,
                 &format!("bench-{i}"),
                 &email,
-                &format!("Customer {i}"),
+                &format!("{first} {last}"),
                 "en",
                 "{}",
-                "{}",
+                &format!("{{{}}}", tags.join(",")),
                 &ts(signup),
                 &ts(signup),
             ],
         )?;
         writeln!(customers_txt, "{cus}")?;
+        writeln!(emails_txt, "{email}")?;
 
         // Mostly monthly plans; the subscription started inside its current period, so
         // it is active and every portal action is open to it.
@@ -305,6 +375,10 @@ fn seed(args: &SeedArgs) -> Result<(), BoxError> {
         .subscription;
         let state = serde_json::to_string(&created)?;
         let sub_u = sub_id.uuid().to_string();
+        // The subscription exists since the customer signed up (its row last written when
+        // its current period began), so the metric rollups rebuilt from the rows see a
+        // history spread over 400 days rather than every subscription created this month.
+        let sub_created = chrono::SubsecRound::trunc_subsecs(signup.min(start), 6);
         out.row(
             "subscriptions",
             &[
@@ -316,7 +390,7 @@ fn seed(args: &SeedArgs) -> Result<(), BoxError> {
                 created.status.as_str(),
                 &ts(created.current_period.end),
                 &esc(&state),
-                &ts(start),
+                &ts(sub_created),
                 &ts(start),
             ],
         )?;
@@ -476,6 +550,7 @@ fn seed(args: &SeedArgs) -> Result<(), BoxError> {
     out.finish()?;
     portal.flush()?;
     customers_txt.flush()?;
+    emails_txt.flush()?;
     let mut counter = File::create(args.out.join("next_invoice_number"))?;
     writeln!(counter, "{}", number + 1)?;
     eprintln!(
@@ -522,18 +597,23 @@ impl Line {
     /// connections (pgbench's clients for a pgbench row), joined as table cells.
     fn point_cells(&self) -> String {
         let or_dash = |n: Option<u32>| n.map_or_else(|| "-".to_owned(), |n| n.to_string());
+        let scenario = if self.kind == "same" {
+            format!("same statements: {}", self.scenario)
+        } else {
+            self.scenario.clone()
+        };
         format!(
             "{} | {} | {} | {} | {}",
             self.label.as_deref().unwrap_or("-"),
             or_dash(self.pool),
             or_dash(self.workers),
-            self.scenario,
+            scenario,
             self.clients.unwrap_or(self.conns)
         )
     }
 }
 
-fn report(path: &Path) -> Result<(), BoxError> {
+fn read_lines(path: &Path) -> Result<Vec<Line>, BoxError> {
     let mut lines = Vec::new();
     for line in BufReader::new(File::open(path)?).lines() {
         let line = line?;
@@ -542,6 +622,99 @@ fn report(path: &Path) -> Result<(), BoxError> {
         }
         lines.push(serde_json::from_str::<Line>(&line)?);
     }
+    Ok(lines)
+}
+
+/// The goals of issue 22 a comparison marks: a p99 more than 1.2 times the smaller
+/// size's, a throughput below 1/1.2 of it, and a scenario under 80 % of its
+/// same-statement ceiling.
+const GROWTH_LIMIT: f64 = 1.2;
+const SAME_STATEMENTS_GOAL: f64 = 0.8;
+
+fn compare(before: &Path, after: &Path) -> Result<(), BoxError> {
+    let a = read_lines(before)?;
+    let b = read_lines(after)?;
+    let key = |l: &Line| {
+        (
+            l.kind.clone(),
+            l.scenario.clone(),
+            l.conns,
+            l.pool,
+            l.workers,
+        )
+    };
+    let same_of = |set: &[Line], l: &Line| {
+        set.iter()
+            .find(|s| {
+                s.kind == "same"
+                    && s.scenario == l.scenario
+                    && s.conns == l.conns
+                    && s.pool == l.pool
+                    && s.workers == l.workers
+                    && s.label == l.label
+            })
+            .map(|s| l.rps / s.rps)
+            .filter(|r| r.is_finite())
+    };
+    let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"));
+    let ratio = |x: Option<f64>, y: Option<f64>| match (x, y) {
+        (Some(x), Some(y)) if x > 0.0 => Some(y / x),
+        _ => None,
+    };
+    let mark = |r: Option<f64>, bad: bool| match r {
+        Some(r) if bad => format!("**{r:.2}×**"),
+        Some(r) => format!("{r:.2}×"),
+        None => "-".to_owned(),
+    };
+    let pct = |r: Option<f64>| match r {
+        Some(r) if r < SAME_STATEMENTS_GOAL => format!("**{:.0}%**", 100.0 * r),
+        Some(r) => format!("{:.0}%", 100.0 * r),
+        None => "-".to_owned(),
+    };
+    println!(
+        "Ratios of `{}` to `{}`; bold: a p99 grown more than {GROWTH_LIMIT}×, a rate fallen below 1/{GROWTH_LIMIT}, a scenario under {:.0}% of its same-statement ceiling.\n",
+        after.display(),
+        before.display(),
+        100.0 * SAME_STATEMENTS_GOAL
+    );
+    println!(
+        "| kind | scenario | conns | pool | workers | req/s before | req/s after | req/s ratio | p99 ms before | p99 ms after | p99 ratio | vs same statements before | after |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for l in &a {
+        let Some(m) = b.iter().find(|m| key(m) == key(l)) else {
+            continue;
+        };
+        let rps = ratio(Some(l.rps), Some(m.rps));
+        let p99 = ratio(l.p99_ms, m.p99_ms);
+        let (sa, sb) = if l.kind == "wrk" {
+            (pct(same_of(&a, l)), pct(same_of(&b, m)))
+        } else {
+            ("-".to_owned(), "-".to_owned())
+        };
+        let or_dash = |n: Option<u32>| n.map_or_else(|| "-".to_owned(), |n| n.to_string());
+        println!(
+            "| {} | {} | {} | {} | {} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} |",
+            l.kind,
+            l.scenario,
+            l.clients.unwrap_or(l.conns),
+            or_dash(l.pool),
+            or_dash(l.workers),
+            l.rps,
+            m.rps,
+            mark(rps, rps.is_some_and(|r| r < 1.0 / GROWTH_LIMIT)),
+            ms(l.p99_ms),
+            ms(m.p99_ms),
+            mark(p99, p99.is_some_and(|r| r > GROWTH_LIMIT)),
+            sa,
+            sb
+        );
+    }
+    Ok(())
+}
+
+fn report(path: &Path) -> Result<(), BoxError> {
+    let lines = read_lines(path)?;
     // The ceiling measured next to a point (same configuration and connections), or,
     // in results of older runs, the one measured for its connection count.
     let pg = |scenario: &str, point: &Line| {
@@ -554,6 +727,20 @@ fn report(path: &Path) -> Result<(), BoxError> {
             .or_else(|| lines.iter().find(same))
             .map(|l| l.rps)
     };
+    // The same-statement ceiling of this very point (kind "same", same scenario).
+    let same = |point: &Line| {
+        lines
+            .iter()
+            .find(|l| {
+                l.kind == "same"
+                    && l.scenario == point.scenario
+                    && l.conns == point.conns
+                    && l.label == point.label
+                    && l.pool == point.pool
+                    && l.workers == point.workers
+            })
+            .map(|l| l.rps)
+    };
     let dash = || "-".to_owned();
     println!("### pgbench (the ceiling)\n");
     println!(
@@ -561,7 +748,10 @@ fn report(path: &Path) -> Result<(), BoxError> {
     );
     println!("|---|---:|---:|---|---:|---:|---:|---:|---:|");
     let ms = |ms: Option<f64>| ms.map_or_else(dash, |ms| format!("{ms:.2}"));
-    for l in lines.iter().filter(|l| l.kind == "pgbench") {
+    for l in lines
+        .iter()
+        .filter(|l| l.kind == "pgbench" || l.kind == "same")
+    {
         println!(
             "| {} | {:.0} | {} | {} | {} |",
             l.point_cells(),
@@ -573,9 +763,9 @@ fn report(path: &Path) -> Result<(), BoxError> {
     }
     println!("\n### Tenure\n");
     println!(
-        "| label | pool | workers | endpoint | conns | req/s | p50 ms | p99 ms | non-2xx | socket errors | vs pgbench | RSS MB (peak) |"
+        "| label | pool | workers | endpoint | conns | req/s | p50 ms | p99 ms | non-2xx | socket errors | vs pgbench | vs same statements | RSS MB (peak) |"
     );
-    println!("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for l in lines.iter().filter(|l| l.kind == "wrk") {
         let base = match l.scenario.as_str() {
             "portal_write" => pg("simple_update", l).map(|b| ("-N", b)),
@@ -586,8 +776,11 @@ fn report(path: &Path) -> Result<(), BoxError> {
             .unwrap_or_else(|| "-".to_owned());
         let mb =
             |kb: Option<u64>| kb.map_or("-".to_owned(), |k| format!("{:.1}", k as f64 / 1024.0));
+        let same_ratio = same(l)
+            .filter(|b| *b > 0.0)
+            .map_or_else(dash, |b| format!("{:.0}%", 100.0 * l.rps / b));
         println!(
-            "| {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} ({}) |",
+            "| {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} | {} ({}) |",
             l.point_cells(),
             l.rps,
             l.p50_ms.unwrap_or(f64::NAN),
@@ -595,6 +788,7 @@ fn report(path: &Path) -> Result<(), BoxError> {
             l.non2xx.unwrap_or(0),
             l.errors.unwrap_or(0),
             ratio,
+            same_ratio,
             mb(l.rss_kb),
             mb(l.hwm_kb),
         );

@@ -1,0 +1,31 @@
+-- Same-statement ceiling of the portal_write scenario (bench/pgbench/README.md): the
+-- statements POST /v1/portal/subscriptions/{id}/pause and …/resume run (one
+-- transaction each, half and half as the HTTP run alternates them), captured from
+-- PostgreSQL's log of one request each (2026-12-07, branch benchkit).
+-- So that the seeded data stays as it was, the subscription is one of the write
+-- ceiling's own part of the data (slices.sh: lines slice_from..slice_to, which no HTTP
+-- run writes, and portal_read's sample leaves out), the UPDATE writes the row's own
+-- values back (read by the locked SELECT, as the service reads them) but for the
+-- status, flipped between active and paused in the column and the state (the one
+-- change to the captured statements: so the update is not HOT and the metric rollups'
+-- trigger runs, as for a real pause), the event's data is the row's state, and run.sh
+-- puts the rows back to active and deletes the events (request_id 'bench-ceiling') and
+-- scheduled resumes (payload requested_by 'bench-ceiling') after the run.
+\set n random(:slice_from, :slice_to)
+SELECT customer_id AS cid, subscription_id AS sid, sub_ref FROM bench.customers WHERE n = :n \gset
+\set pause random(0, 1)
+BEGIN;
+SELECT "subscriptions"."merchant_id", "subscriptions"."id", "subscriptions"."customer_id", "subscriptions"."product_id", "subscriptions"."plan_id", "subscriptions"."status", "subscriptions"."current_period_end", "subscriptions"."state", "subscriptions"."created_at", "subscriptions"."updated_at" FROM "subscriptions" WHERE (("subscriptions"."merchant_id" = :merchant) AND ("subscriptions"."id" = :sid)) FOR UPDATE \gset r_
+SELECT (SELECT "products"."portal_policy" FROM "products" WHERE (("products"."merchant_id" = "subscriptions"."merchant_id") AND ("products"."id" = "subscriptions"."product_id")) LIMIT 1), EXISTS (SELECT "subscription_discounts"."merchant_id", "subscription_discounts"."id", "subscription_discounts"."subscription_id", "subscription_discounts"."offer_id", "subscription_discounts"."percent", "subscription_discounts"."amount", "subscription_discounts"."currency", "subscription_discounts"."cycles", "subscription_discounts"."cycles_remaining", "subscription_discounts"."created_at", "subscription_discounts"."coupon_id", "subscription_discounts"."promotion_code_id", "subscription_discounts"."customer_id", "subscription_discounts"."forever", "subscription_discounts"."description" FROM "subscription_discounts" WHERE ((("subscription_discounts"."merchant_id" = "subscriptions"."merchant_id") AND ("subscription_discounts"."subscription_id" = "subscriptions"."id")) AND ("subscription_discounts"."cycles_remaining" > 0))), (SELECT "test_clocks"."frozen_time" FROM "test_clocks" WHERE (("test_clocks"."merchant_id" = "subscriptions"."merchant_id") AND ("test_clocks"."id" = "subscriptions"."test_clock_id")) LIMIT 1) FROM "subscriptions" WHERE (("subscriptions"."merchant_id" = :merchant) AND ("subscriptions"."id" = :sid));
+UPDATE subscriptions SET customer_id = :r_customer_id, product_id = :r_product_id, plan_id = :r_plan_id, status = CASE WHEN :r_status = 'active' THEN 'paused' ELSE 'active' END, current_period_end = :r_current_period_end, state = jsonb_set(:r_state::jsonb, '{status}', to_jsonb(CASE WHEN :r_status = 'active' THEN 'paused' ELSE 'active' END)), created_at = :r_created_at, updated_at = :r_updated_at WHERE merchant_id = :merchant AND id = :sid;
+DELETE FROM "scheduled_changes" WHERE (("scheduled_changes"."merchant_id" = :merchant) AND ("scheduled_changes"."subscription_id" = :sid));
+\if :pause
+INSERT INTO "scheduled_changes" ("merchant_id", "id", "subscription_id", "kind", "due_at", "payload") VALUES (:merchant, (lpad(to_hex((extract(epoch FROM clock_timestamp()) * 1000)::bigint), 12, '0') || '7' || substr(md5(random()::text), 1, 3) || '8' || substr(md5(random()::text), 1, 15))::uuid, :sid, 'resume', now() + interval '90 days', '{"kind": {"type": "resume"}, "requested_by": "bench-ceiling"}');
+INSERT INTO "events" ("merchant_id", "id", "event_type", "resource_type", "resource_id", "data", "previous_attributes", "created_at", "customer_id", "api_key_id", "agent", "request_id") VALUES (:merchant, (lpad(to_hex((extract(epoch FROM clock_timestamp()) * 1000)::bigint), 12, '0') || '7' || substr(md5(random()::text), 1, 3) || '8' || substr(md5(random()::text), 1, 15))::uuid, 'subscription.paused', 'subscription', :sub_ref, :r_state, '{"pause": null, "status": "active", "scheduled_changes": []}', now(), :cid, NULL, NULL, 'bench-ceiling');
+INSERT INTO "events" ("merchant_id", "id", "event_type", "resource_type", "resource_id", "data", "previous_attributes", "created_at", "customer_id", "api_key_id", "agent", "request_id") VALUES (:merchant, (lpad(to_hex((extract(epoch FROM clock_timestamp()) * 1000)::bigint), 12, '0') || '7' || substr(md5(random()::text), 1, 3) || '8' || substr(md5(random()::text), 1, 15))::uuid, 'subscription.resume_scheduled', 'subscription', :sub_ref, :r_state, '{"pause": null, "status": "active", "scheduled_changes": []}', now(), :cid, NULL, NULL, 'bench-ceiling');
+SELECT "webhook_endpoints"."id", "webhook_endpoints"."enabled_events" FROM "webhook_endpoints" WHERE ((("webhook_endpoints"."merchant_id" = :merchant) AND ("webhook_endpoints"."disabled" = 'f')) AND ("webhook_endpoints"."enabled_events" && '{*,subscription.paused,subscription.resume_scheduled}'));
+\else
+INSERT INTO "events" ("merchant_id", "id", "event_type", "resource_type", "resource_id", "data", "previous_attributes", "created_at", "customer_id", "api_key_id", "agent", "request_id") VALUES (:merchant, (lpad(to_hex((extract(epoch FROM clock_timestamp()) * 1000)::bigint), 12, '0') || '7' || substr(md5(random()::text), 1, 3) || '8' || substr(md5(random()::text), 1, 15))::uuid, 'subscription.resumed', 'subscription', :sub_ref, :r_state, '{"pause": null, "status": "active", "scheduled_changes": []}', now(), :cid, NULL, NULL, 'bench-ceiling');
+SELECT "webhook_endpoints"."id", "webhook_endpoints"."enabled_events" FROM "webhook_endpoints" WHERE ((("webhook_endpoints"."merchant_id" = :merchant) AND ("webhook_endpoints"."disabled" = 'f')) AND ("webhook_endpoints"."enabled_events" && '{*,subscription.resumed}'));
+\endif
+COMMIT;
