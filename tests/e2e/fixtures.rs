@@ -1,9 +1,18 @@
 //! What many tests share: small builders for the resources most tests need (through the
 //! API, as a merchant would make them), and the readers of what the API answers.
 
+use std::sync::Arc;
+
+use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use tenure_e2e::{Caller, TestApp, TestMerchant};
+use tenure_api::middleware::rate_limit::RateLimitConfig;
+use tenure_app::billing::gateways::{GatewayConnector, Gateways};
+use tenure_app::secrets::Keyring;
+use tenure_domain::outbound::TargetPolicy;
+use tenure_e2e::localstripe::{LocalStripe, PUBLISHABLE_KEY, SECRET_KEY, WEBHOOK_SECRET};
+use tenure_e2e::{Caller, TestApp, TestDb, TestMerchant};
+use tenure_engine::stripe::StripeConnector;
 
 pub async fn product(app: &TestApp, m: &TestMerchant, policy: Value) -> String {
     app.by(&m.key)
@@ -146,6 +155,135 @@ pub async fn subscribe(app: &TestApp, m: &TestMerchant, customer: &str, plan: &s
 /// [`subscribe`]: the subscription's id.
 pub async fn subscribe_id(app: &TestApp, m: &TestMerchant, customer: &str, plan: &str) -> String {
     id(&subscribe(app, m, customer, plan).await)
+}
+
+/// A product that ships (`shippable: true`) named `name`, with `fields` added to its
+/// body (quantity limits, a portal policy).
+pub async fn shippable_product(
+    app: &TestApp,
+    m: &TestMerchant,
+    name: &str,
+    fields: Value,
+) -> String {
+    let mut body = json!({"name": name, "shippable": true});
+    if let (Some(body), Value::Object(fields)) = (body.as_object_mut(), fields) {
+        body.extend(fields);
+    }
+    app.by(&m.key)
+        .post("/v1/products", &body)
+        .await
+        .expect(201)
+        .id()
+}
+
+/// A monthly EUR 12.00 plan of a new shippable product ("Coffee") taking at most
+/// `max_quantity` per subscription.
+pub async fn shippable_plan(app: &TestApp, m: &TestMerchant, max_quantity: u32) -> String {
+    let product = shippable_product(app, m, "Coffee", json!({"max_quantity": max_quantity})).await;
+    plan(app, m, &product, 1200).await
+}
+
+/// The address the shipping tests send to.
+pub fn paris() -> Value {
+    json!({"name": "Ada Lovelace", "line1": "12 Rue de la Paix", "city": "Paris",
+        "postal_code": "75002", "country": "fr"})
+}
+
+/// Adds [`paris`] to the customer's address book, as the merchant: the address's id.
+pub async fn add_address(app: &TestApp, m: &TestMerchant, customer: &str) -> String {
+    app.by(&m.key)
+        .post(&format!("/v1/customers/{customer}/addresses"), &paris())
+        .await
+        .expect(201)
+        .id()
+}
+
+/// A customer whose default payment method is the sandbox card `card`.
+pub async fn paying_customer(
+    app: &TestApp,
+    m: &TestMerchant,
+    external_id: &str,
+    card: &str,
+) -> String {
+    let customer = customer(app, m, external_id).await;
+    attach_default(app, m, &customer, card).await;
+    customer
+}
+
+/// Subscribes `customer` to `plan` as the merchant, shipping to `address`: the
+/// subscription's id.
+pub async fn subscribe_shipping(
+    app: &TestApp,
+    m: &TestMerchant,
+    customer: &str,
+    plan: &str,
+    address: &str,
+) -> String {
+    app.by(&m.key)
+        .post(
+            "/v1/subscriptions",
+            &json!({"customer_id": customer, "plan_id": plan, "shipping_address_id": address}),
+        )
+        .await
+        .expect(201)
+        .id()
+}
+
+/// A monthly EUR plan at `amount` of a new product with the default portal policy.
+pub async fn product_plan(app: &TestApp, m: &TestMerchant, amount: i64) -> String {
+    let product = product(app, m, json!({})).await;
+    plan(app, m, &product, amount).await
+}
+
+/// The operator's secrets key of the Stripe tests (base64 of 32 bytes).
+pub fn operator_key() -> String {
+    base64::engine::general_purpose::STANDARD.encode([7u8; 32])
+}
+
+/// The application with an operator secrets key and Stripe pointed at `stripe`.
+pub async fn stripe_app(stripe: &LocalStripe) -> TestApp {
+    let base = stripe.base();
+    TestApp::configured(TestDb::new().await, RateLimitConfig::disabled(), |state| {
+        state.app.webhook_targets = TargetPolicy::AllowPrivate;
+        let connector: Arc<dyn GatewayConnector> =
+            Arc::new(StripeConnector::new(&base, std::time::Duration::from_secs(5)).unwrap());
+        state.app.gateways = Gateways::new(
+            Some(Keyring::new(&operator_key(), &[]).unwrap()),
+            Some(connector),
+        );
+    })
+    .await
+}
+
+/// Sets the merchant's gateway to Stripe with localstripe's keys: the settings answered.
+pub async fn connect_stripe(app: &TestApp, m: &TestMerchant) -> Value {
+    app.by(&m.key)
+        .put(
+            "/v1/gateway_settings",
+            &json!({"provider": "stripe", "secret_key": SECRET_KEY,
+                "webhook_secret": WEBHOOK_SECRET, "publishable_key": PUBLISHABLE_KEY}),
+        )
+        .await
+        .expect(200)
+        .body
+}
+
+/// A localstripe of the test's own, the application pointed at it, and a merchant named
+/// `name` whose gateway is Stripe. Keep `stripe` alive: dropping it stops the emulator.
+pub struct StripeShop {
+    pub stripe: LocalStripe,
+    pub app: TestApp,
+    pub m: TestMerchant,
+}
+
+/// [`StripeShop`], or `None` when localstripe does not start here (the Stripe tests then
+/// return at once, as `LocalStripe::start` documents).
+pub async fn stripe_shop(name: &str) -> Option<StripeShop> {
+    let stripe = LocalStripe::start().await?;
+    let app = stripe_app(&stripe).await;
+    let m = app.merchant(name).await;
+    connect_stripe(&app, &m).await;
+    Some(StripeShop { stripe, app, m })
 }
 
 /// The `id` of a resource.

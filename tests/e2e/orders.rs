@@ -9,33 +9,7 @@ use tenure_domain::clock::Clock;
 use tenure_e2e::{TestApp, TestMerchant};
 use tenure_engine::renewals::run_until_idle;
 
-use crate::fixtures::{self, count_events, events, ids, time};
-
-fn paris() -> Value {
-    json!({"name": "Ada Lovelace", "line1": "12 Rue de la Paix", "city": "Paris",
-        "postal_code": "75002", "country": "fr"})
-}
-
-async fn shippable_plan(app: &TestApp, m: &TestMerchant, max_quantity: u32) -> String {
-    let product = app
-        .by(&m.key)
-        .post(
-            "/v1/products",
-            &json!({"name": "Coffee", "shippable": true, "max_quantity": max_quantity}),
-        )
-        .await
-        .expect(201)
-        .id();
-    fixtures::plan(app, m, &product, 1200).await
-}
-
-async fn add_address(app: &TestApp, m: &TestMerchant, customer: &str) -> String {
-    app.by(&m.key)
-        .post(&format!("/v1/customers/{customer}/addresses"), &paris())
-        .await
-        .expect(201)
-        .id()
-}
+use crate::fixtures::{self, add_address, count_events, events, ids, paris, shippable_plan, time};
 
 async fn orders_of(app: &TestApp, m: &TestMerchant, sub: &str) -> Vec<Value> {
     let mut list = app
@@ -170,15 +144,7 @@ async fn the_address_book_is_validated_kept_per_customer_and_refuses_deleting_an
 
     // A subscription ships to the first address: it cannot be deleted, the other can.
     let plan = shippable_plan(&app, &m, 1).await;
-    let sub = app
-        .by(&m.key)
-        .post(
-            "/v1/subscriptions",
-            &json!({"customer_id": customer, "plan_id": plan, "shipping_address_id": address}),
-        )
-        .await
-        .expect(201)
-        .id();
+    let sub = fixtures::subscribe_shipping(&app, &m, &customer, &plan, &address).await;
     app.by(&ada)
         .delete(&format!("/v1/portal/addresses/{address}"))
         .await
@@ -233,6 +199,60 @@ async fn the_address_book_is_validated_kept_per_customer_and_refuses_deleting_an
         )
         .await
         .expect_problem(404, "resource_missing");
+}
+
+/// Deleting an address while a subscription is moved to it, concurrently: the delete
+/// is a 409 `address_in_use` when the move went first, the move a 422 on `address_id`
+/// when the delete did, never a 500 from the subscription's foreign key.
+#[actix_web::test]
+async fn deleting_an_address_while_a_subscription_moves_to_it_is_a_conflict_or_a_refusal_never_a_500()
+ {
+    let app = TestApp::new().await;
+    let m = app.merchant("Race").await;
+    let plan = shippable_plan(&app, &m, 1).await;
+    let customer = fixtures::paying_customer(&app, &m, "ada", "pm_card_visa").await;
+    let home = add_address(&app, &m, &customer).await;
+    let sub = fixtures::subscribe_shipping(&app, &m, &customer, &plan, &home).await;
+    let ship_to = async |address: &str| {
+        app.by(&m.key)
+            .post(
+                &format!("/v1/subscriptions/{sub}/shipping_address"),
+                &json!({"address_id": address}),
+            )
+            .await
+    };
+    let (mut moved_first, mut deleted_first) = (0, 0);
+    for n in 0..40 {
+        let address = add_address(&app, &m, &customer).await;
+        let path = format!("/v1/customers/{customer}/addresses/{address}");
+        let (deleted, moved) =
+            futures_util::future::join(app.by(&m.key).delete(&path), ship_to(&address)).await;
+        match (deleted.status.as_u16(), moved.status.as_u16()) {
+            (200, 422) => {
+                assert_eq!(
+                    moved.body["errors"][0]["field"], "address_id",
+                    "{}",
+                    moved.body
+                );
+                deleted_first += 1;
+            }
+            (409, 200) => {
+                assert_eq!(deleted.body["code"], "address_in_use", "{}", deleted.body);
+                moved_first += 1;
+                ship_to(&home).await.expect(200);
+                app.by(&m.key).delete(&path).await.expect(200);
+            }
+            other => panic!(
+                "round {n}: {other:?}: delete {} / move {}",
+                deleted.body, moved.body
+            ),
+        }
+    }
+    eprintln!("the move went first {moved_first} times, the delete {deleted_first} times");
+    let shown = app
+        .get_ok(&format!("/v1/subscriptions/{sub}/shipping_address"), &m.key)
+        .await;
+    assert_eq!(shown["address"]["id"], home.as_str());
 }
 
 #[actix_web::test]
@@ -294,8 +314,7 @@ async fn a_paid_period_makes_an_order_that_is_fulfilled_shipped_and_delivered_on
     let app = TestApp::new().await;
     let m = app.merchant("Orders").await;
     let plan = shippable_plan(&app, &m, 6).await;
-    let customer = fixtures::customer(&app, &m, "ada").await;
-    fixtures::attach_default(&app, &m, &customer, "pm_card_visa").await;
+    let customer = fixtures::paying_customer(&app, &m, "ada", "pm_card_visa").await;
     let address = add_address(&app, &m, &customer).await;
     let sub = app
         .by(&m.key)
@@ -478,15 +497,7 @@ async fn a_failed_payment_holds_the_order_and_a_new_card_releases_it() {
     let customer = fixtures::customer(&app, &m, "c").await;
     let address = add_address(&app, &m, &customer).await;
     // No card at signup: the first invoice stays open and its order awaits payment.
-    let sub = app
-        .by(&m.key)
-        .post(
-            "/v1/subscriptions",
-            &json!({"customer_id": customer, "plan_id": plan, "shipping_address_id": address}),
-        )
-        .await
-        .expect(201)
-        .id();
+    let sub = fixtures::subscribe_shipping(&app, &m, &customer, &plan, &address).await;
     let order = fixtures::id(&orders_of(&app, &m, &sub).await[0]);
     let read = app.get_ok(&format!("/v1/orders/{order}"), &m.key).await;
     assert_eq!(read["status"], "awaiting_payment");
@@ -531,13 +542,50 @@ async fn a_failed_payment_holds_the_order_and_a_new_card_releases_it() {
         .expect_problem(409, "order_already_canceled");
 }
 
+/// Canceling an order awaiting payment leaves its invoice open (docs/orders.md): the
+/// invoice bills the subscription's period, and collection goes on; when it is paid, the
+/// order stays canceled. Voiding the invoice is what stops the billing.
+#[actix_web::test]
+async fn canceling_an_unpaid_order_leaves_its_invoice_to_be_collected_and_paying_it_revives_nothing()
+ {
+    let app = TestApp::new().await;
+    let m = app.merchant("CancelUnpaid").await;
+    let plan = shippable_plan(&app, &m, 1).await;
+    let customer = fixtures::customer(&app, &m, "c").await;
+    let address = add_address(&app, &m, &customer).await;
+    // No card at signup: the first invoice stays open and its order awaits payment.
+    let sub = fixtures::subscribe_shipping(&app, &m, &customer, &plan, &address).await;
+    let order = orders_of(&app, &m, &sub).await[0].clone();
+    assert_eq!(order["status"], "awaiting_payment");
+    let invoice = order["invoice_id"].as_str().expect("an invoice").to_owned();
+    let order = fixtures::id(&order);
+    let canceled = app
+        .by(&m.key)
+        .post_empty(&format!("/v1/orders/{order}/cancel"))
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(canceled["status"], "canceled");
+    let open = app.get_ok(&format!("/v1/invoices/{invoice}"), &m.key).await;
+    assert_eq!(open["status"], "open", "{open}");
+
+    // A card arrives and the engine collects the invoice: the order is not revived.
+    fixtures::attach_default(&app, &m, &customer, "pm_card_visa").await;
+    renew(&app).await;
+    let paid = app.get_ok(&format!("/v1/invoices/{invoice}"), &m.key).await;
+    assert_eq!(paid["status"], "paid", "{paid}");
+    let after = app.get_ok(&format!("/v1/orders/{order}"), &m.key).await;
+    assert_eq!(after["status"], "canceled", "{after}");
+    assert_eq!(count_events(&app, &order, "order.paid").await, 0);
+    assert_eq!(fixtures::status(&app, &m, &sub).await, "active");
+}
+
 #[actix_web::test]
 async fn an_order_made_without_an_address_waits_for_one() {
     let app = TestApp::new().await;
     let m = app.merchant("NoAddress").await;
     let plan = shippable_plan(&app, &m, 1).await;
-    let customer = fixtures::customer(&app, &m, "c").await;
-    fixtures::attach_default(&app, &m, &customer, "pm_card_visa").await;
+    let customer = fixtures::paying_customer(&app, &m, "c", "pm_card_visa").await;
     let sub = fixtures::subscribe_id(&app, &m, &customer, &plan).await;
     let order = fixtures::id(&orders_of(&app, &m, &sub).await[0]);
     app.by(&m.key)
@@ -584,15 +632,7 @@ async fn monthly_renewals_on_a_clock_make_one_order_per_paid_invoice_with_the_qu
         .id();
     fixtures::attach_default(&app, &m, &customer, "pm_card_visa").await;
     let address = add_address(&app, &m, &customer).await;
-    let sub = app
-        .by(&m.key)
-        .post(
-            "/v1/subscriptions",
-            &json!({"customer_id": customer, "plan_id": plan, "shipping_address_id": address}),
-        )
-        .await
-        .expect(201)
-        .id();
+    let sub = fixtures::subscribe_shipping(&app, &m, &customer, &plan, &address).await;
     let advance = async |to: DateTime<Utc>| {
         app.by(&m.key)
             .post(

@@ -181,6 +181,15 @@ async fn reads_come_from_the_replica_and_a_writer_reads_its_own_writes() {
     // Streaming: what the primary committed reaches the replica within milliseconds.
     let lag = replayed(&mut on_replica, &written(&mut on_primary).await).await;
     eprintln!("replica caught up with the set-up in {lag:?}");
+    // A process serves from the replica only once it has seen it hold a position the
+    // primary had at one of its looks (a look per 100 ms, by the request that finds the
+    // last one too old): a few reads apart, each process has.
+    for _ in 0..3 {
+        for api in [&one, &two, &three] {
+            api.get("/v1/portal/me", &y_token, None).await;
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
 
     // (a) Replay paused, a change made on the primary is not on the replica: a reader
     // who wrote nothing is served the replica's older value.
@@ -221,6 +230,27 @@ async fn reads_come_from_the_replica_and_a_writer_reads_its_own_writes() {
         later["email"], "moved@example.com",
         "too far behind: the primary"
     );
+    // A process started while the replica is behind has never seen how far: it counts
+    // the replica as unusable, not as current, however lenient its maximum lag. (Looking
+    // at every read, it is also the one that shows below that a token covers the write's
+    // audit row.)
+    let eager = [
+        "--replica-url",
+        &replica_url,
+        "--replica-max-lag-ms",
+        "600000",
+        "--replica-check-interval-ms",
+        "1",
+    ];
+    let (_four, four) = serve(&app.db.url, &eager, 6).await;
+    let four = Api::at(four);
+    for _ in 0..3 {
+        let fresh = four.get("/v1/portal/me", &y_token, None).await;
+        assert_eq!(
+            fresh["email"], "moved@example.com",
+            "an unmeasured replica serves nothing"
+        );
+    }
 
     // (b) Read-your-writes, replay still paused. A customer subscribes through one
     // process and reads through it: the write is remembered for them, so the primary
@@ -290,6 +320,29 @@ async fn reads_come_from_the_replica_and_a_writer_reads_its_own_writes() {
     replayed(&mut on_replica, &written(&mut on_primary).await).await;
     let caught_up = two.get("/v1/portal/me", &y_token, None).await;
     assert_eq!(caught_up["email"], "moved@example.com");
+    // A merchant's token covers the audit row of its write too, which is written after
+    // the write's own transaction (and without waiting for its flush): a read with the
+    // token, served by the replica as soon as it holds the token's position, finds it.
+    for n in 0..10 {
+        let created = one
+            .post(
+                "/v1/customers",
+                &m.key,
+                &json!({"external_id": format!("audited-{n}")}),
+            )
+            .await;
+        let id = created.body["id"].as_str().expect("an id").to_owned();
+        let token = created.token.expect("a consistency token");
+        replayed(&mut on_replica, &token).await;
+        let audited = four
+            .get(
+                &format!("/v1/audit_events?resource_id={id}"),
+                &m.key,
+                Some(&token),
+            )
+            .await;
+        assert_eq!(theirs(&audited), 1, "write {n}: {audited}");
+    }
     // The lag of one write, replica running.
     run(
         &mut on_primary,
@@ -302,7 +355,7 @@ async fn reads_come_from_the_replica_and_a_writer_reads_its_own_writes() {
     // (c) The replica stopped, every read is answered by the primary, at once.
     drop(on_replica);
     replica.stop();
-    for api in [&one, &two, &three] {
+    for api in [&one, &two, &three, &four] {
         let me = api.get("/v1/portal/me", &y_token, None).await;
         assert_eq!(me["name"], "Why");
         let subs = api.get("/v1/portal/subscriptions", &x_token, None).await;
@@ -313,4 +366,42 @@ async fn reads_come_from_the_replica_and_a_writer_reads_its_own_writes() {
         .post("/v1/customers", &m.key, &json!({"external_id": "w"}))
         .await;
     assert!(written_without_replica.token.is_some());
+}
+
+/// A replica whose pool has no connection free is busy, not down: the read goes to the
+/// primary, and the next one, with a connection free, to the replica again. (The
+/// primary stands in for its own replica here: it is not replaying, so it holds
+/// everything.)
+#[actix_web::test]
+async fn a_full_replica_pool_sends_a_read_to_the_primary_without_counting_the_replica_down() {
+    use tenure_app::replica::{ReadSource, Replica, ReplicaSettings, source_of_read};
+
+    let app = TestApp::new().await;
+    let settings = ReplicaSettings {
+        // No second look during the test: what one read concludes, the next one sees.
+        check_interval: Duration::from_secs(3600),
+        check_timeout: Duration::from_millis(200),
+        ..ReplicaSettings::default()
+    };
+    let replica = Replica::new(app.db.pool(1), settings);
+    let with_replica = tenure_app::App {
+        replica: Some(replica.clone()),
+        ..app.state.app.clone()
+    };
+    assert_eq!(
+        source_of_read(&with_replica, None, None).await,
+        ReadSource::Replica
+    );
+    let held = replica.db.conn().await.expect("the pool's one connection");
+    assert_eq!(
+        source_of_read(&with_replica, None, None).await,
+        ReadSource::Primary,
+        "no connection free"
+    );
+    drop(held);
+    assert_eq!(
+        source_of_read(&with_replica, None, None).await,
+        ReadSource::Replica,
+        "the replica was not counted down"
+    );
 }

@@ -20,16 +20,8 @@ fn skipped(sub: &Value) -> Vec<DateTime<Utc>> {
 }
 
 async fn skipping_product(app: &TestApp, m: &TestMerchant, policy: Value) -> String {
-    let res = app
-        .by(&m.key)
-        .post(
-            "/v1/products",
-            &json!({"name": "Beans", "shippable": true, "min_quantity": 1, "max_quantity": 5,
-                "portal_policy": policy}),
-        )
-        .await
-        .expect(201);
-    res.id()
+    let fields = json!({"min_quantity": 1, "max_quantity": 5, "portal_policy": policy});
+    fixtures::shippable_product(app, m, "Beans", fields).await
 }
 
 #[actix_web::test]
@@ -46,8 +38,7 @@ async fn a_subscriber_skips_unskips_and_the_skipped_renewal_bills_nothing() {
     assert_eq!(shown["portal_policy"]["allow_skip"], true);
     assert_eq!(shown["portal_policy"]["max_consecutive_skips"], 2);
     let plan = fixtures::plan(&app, &m, &product, 1000).await;
-    let customer = fixtures::customer(&app, &m, "skipper").await;
-    fixtures::attach_default(&app, &m, &customer, "pm_card_visa").await;
+    let customer = fixtures::paying_customer(&app, &m, "skipper", "pm_card_visa").await;
     let sub = fixtures::subscribe(&app, &m, &customer, &plan).await;
     let id = fixtures::id(&sub);
     let first_end = time(&sub["current_period"]["end"]);
@@ -344,8 +335,7 @@ async fn a_renewal_unskipped_after_its_notice_window_opened_is_announced_before_
     let m = app.merchant("SkipNotice").await;
     let product = skipping_product(&app, &m, json!({"allow_skip": true})).await;
     let plan = fixtures::plan(&app, &m, &product, 1000).await;
-    let customer = fixtures::customer(&app, &m, "unskipper").await;
-    fixtures::attach_default(&app, &m, &customer, "pm_card_visa").await;
+    let customer = fixtures::paying_customer(&app, &m, "unskipper", "pm_card_visa").await;
     let sub = fixtures::subscribe(&app, &m, &customer, &plan).await;
     let id = fixtures::id(&sub);
     let first_end = time(&sub["current_period"]["end"]);

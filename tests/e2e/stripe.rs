@@ -17,46 +17,16 @@ use tenure_domain::billing::gateway::{
     RefundOutcome, RefundRequest, sandbox_card_details,
 };
 use tenure_domain::clock::Clock;
-use tenure_domain::outbound::TargetPolicy;
 use tenure_e2e::localstripe::{LocalStripe, PUBLISHABLE_KEY, SECRET_KEY, WEBHOOK_SECRET};
 use tenure_e2e::{TestApp, TestDb, TestMerchant};
 use tenure_engine::renewals::run_until_idle;
 use tenure_engine::stripe::StripeConnector;
 
-use crate::fixtures::{self, id, invoices_of, time};
+use crate::fixtures::{
+    self, StripeShop, connect_stripe, id, invoices_of, operator_key, stripe_app, time,
+};
 
 const PRICE: i64 = 1999;
-
-fn operator_key() -> String {
-    base64::engine::general_purpose::STANDARD.encode([7u8; 32])
-}
-
-/// The application with an operator secrets key and Stripe pointed at `stripe`.
-async fn stripe_app(stripe: &LocalStripe) -> TestApp {
-    let base = stripe.base();
-    TestApp::configured(TestDb::new().await, RateLimitConfig::disabled(), |state| {
-        state.app.webhook_targets = TargetPolicy::AllowPrivate;
-        let connector: Arc<dyn GatewayConnector> =
-            Arc::new(StripeConnector::new(&base, std::time::Duration::from_secs(5)).unwrap());
-        state.app.gateways = Gateways::new(
-            Some(Keyring::new(&operator_key(), &[]).unwrap()),
-            Some(connector),
-        );
-    })
-    .await
-}
-
-async fn connect_stripe(app: &TestApp, m: &TestMerchant) -> Value {
-    app.by(&m.key)
-        .put(
-            "/v1/gateway_settings",
-            &json!({"provider": "stripe", "secret_key": SECRET_KEY,
-                "webhook_secret": WEBHOOK_SECRET, "publishable_key": PUBLISHABLE_KEY}),
-        )
-        .await
-        .expect(200)
-        .body
-}
 
 async fn round(app: &TestApp) -> usize {
     run_until_idle(&app.state.app, app.clock.now())
@@ -251,14 +221,10 @@ async fn gateway_settings_are_sealed_never_shown_and_the_sandbox_is_the_default(
 
 #[actix_web::test]
 async fn a_card_collected_through_a_setup_intent_is_charged_off_session_and_refunded() {
-    let Some(stripe) = LocalStripe::start().await else {
+    let Some(StripeShop { stripe, app, m }) = fixtures::stripe_shop("Stripe shop").await else {
         return;
     };
-    let app = stripe_app(&stripe).await;
-    let m = app.merchant("Stripe shop").await;
-    connect_stripe(&app, &m).await;
-    let product = fixtures::product(&app, &m, json!({})).await;
-    let plan = fixtures::plan(&app, &m, &product, PRICE).await;
+    let plan = fixtures::product_plan(&app, &m, PRICE).await;
     let (customer, pm) = customer_with_card(&app, &stripe, &m, "u-visa", "4242424242424242").await;
     assert_eq!(pm["brand"], "visa", "{pm}");
     assert_eq!(pm["last4"], "4242");
@@ -350,12 +316,9 @@ async fn a_card_collected_through_a_setup_intent_is_charged_off_session_and_refu
 
 #[actix_web::test]
 async fn a_payment_method_of_another_customer_is_refused() {
-    let Some(stripe) = LocalStripe::start().await else {
+    let Some(StripeShop { stripe, app, m }) = fixtures::stripe_shop("Owners").await else {
         return;
     };
-    let app = stripe_app(&stripe).await;
-    let m = app.merchant("Owners").await;
-    connect_stripe(&app, &m).await;
     let (_alice, _) = customer_with_card(&app, &stripe, &m, "u-alice", "4242424242424242").await;
     let alices_pm = texts(&app, "SELECT gateway_token AS t FROM payment_methods").await[0]
         .split_once('/')
@@ -387,14 +350,10 @@ async fn a_payment_method_of_another_customer_is_refused() {
 
 #[actix_web::test]
 async fn declined_and_authentication_required_cards_enter_dunning_with_their_codes() {
-    let Some(stripe) = LocalStripe::start().await else {
+    let Some(StripeShop { stripe, app, m }) = fixtures::stripe_shop("Declines").await else {
         return;
     };
-    let app = stripe_app(&stripe).await;
-    let m = app.merchant("Declines").await;
-    connect_stripe(&app, &m).await;
-    let product = fixtures::product(&app, &m, json!({})).await;
-    let plan = fixtures::plan(&app, &m, &product, PRICE).await;
+    let plan = fixtures::product_plan(&app, &m, PRICE).await;
     for (external, number, code) in [
         // Attaches, then every charge is declined.
         ("u-declined", "4000000000000341", "card_declined"),
@@ -434,12 +393,9 @@ async fn localstripe_declines_the_insufficient_funds_card_when_it_is_collected()
     // localstripe declines 4000000000009995 when the setup intent is confirmed (real
     // Stripe attaches it and declines the charge with `insufficient_funds`, which the
     // client's unit tests cover): the frontend gets the decline, nothing reaches Tenure.
-    let Some(stripe) = LocalStripe::start().await else {
+    let Some(StripeShop { stripe, app, m }) = fixtures::stripe_shop("Funds").await else {
         return;
     };
-    let app = stripe_app(&stripe).await;
-    let m = app.merchant("Funds").await;
-    connect_stripe(&app, &m).await;
     let customer = fixtures::customer(&app, &m, "u-poor").await;
     let token = fixtures::session(&app, &m, &customer).await;
     let intent = app
@@ -474,14 +430,10 @@ async fn localstripe_declines_the_insufficient_funds_card_when_it_is_collected()
 
 #[actix_web::test]
 async fn the_emulator_killed_mid_batch_and_restarted_charges_every_invoice_exactly_once() {
-    let Some(mut stripe) = LocalStripe::start().await else {
+    let Some(StripeShop { mut stripe, app, m }) = fixtures::stripe_shop("Outage").await else {
         return;
     };
-    let app = stripe_app(&stripe).await;
-    let m = app.merchant("Outage").await;
-    connect_stripe(&app, &m).await;
-    let product = fixtures::product(&app, &m, json!({})).await;
-    let plan = fixtures::plan(&app, &m, &product, PRICE).await;
+    let plan = fixtures::product_plan(&app, &m, PRICE).await;
     const N: usize = 12;
     let mut customers = Vec::new();
     for i in 0..N {
@@ -604,14 +556,10 @@ async fn signed_event(app: &TestApp, merchant: &str, event: &Value) -> tenure_e2
 
 #[actix_web::test]
 async fn stripe_events_are_verified_applied_once_and_unknown_ones_acknowledged() {
-    let Some(stripe) = LocalStripe::start().await else {
+    let Some(StripeShop { stripe, app, m }) = fixtures::stripe_shop("Events").await else {
         return;
     };
-    let app = stripe_app(&stripe).await;
-    let m = app.merchant("Events").await;
-    connect_stripe(&app, &m).await;
-    let product = fixtures::product(&app, &m, json!({})).await;
-    let plan = fixtures::plan(&app, &m, &product, PRICE).await;
+    let plan = fixtures::product_plan(&app, &m, PRICE).await;
     let (customer, pm) =
         customer_with_card(&app, &stripe, &m, "u-events", "4242424242424242").await;
     fixtures::subscribe(&app, &m, &customer, &plan).await;
@@ -724,14 +672,10 @@ async fn stripe_events_are_verified_applied_once_and_unknown_ones_acknowledged()
 
 #[actix_web::test]
 async fn a_payment_intent_event_settles_a_charge_whose_answer_was_lost() {
-    let Some(mut stripe) = LocalStripe::start().await else {
+    let Some(StripeShop { mut stripe, app, m }) = fixtures::stripe_shop("Lost answer").await else {
         return;
     };
-    let app = stripe_app(&stripe).await;
-    let m = app.merchant("Lost answer").await;
-    connect_stripe(&app, &m).await;
-    let product = fixtures::product(&app, &m, json!({})).await;
-    let plan = fixtures::plan(&app, &m, &product, PRICE).await;
+    let plan = fixtures::product_plan(&app, &m, PRICE).await;
     let (customer, _, _) =
         subscribed_then_card(&app, &stripe, &m, "u-lost", &plan, "4242424242424242").await;
     // The gateway is gone for the round: the charge's outcome is unknown and it waits.
@@ -830,12 +774,9 @@ async fn renewals_per_second_through_the_emulator_beside_the_sandbox() {
 
 #[actix_web::test]
 async fn the_operator_key_rotates_and_reseal_moves_every_secret_to_the_new_key() {
-    let Some(stripe) = LocalStripe::start().await else {
+    let Some(StripeShop { stripe, app, m }) = fixtures::stripe_shop("Rotation").await else {
         return;
     };
-    let app = stripe_app(&stripe).await;
-    let m = app.merchant("Rotation").await;
-    connect_stripe(&app, &m).await;
     let sealed_before = app
         .count("SELECT count(*) AS n FROM gateway_settings WHERE secret_key_sealed IS NOT NULL")
         .await;
@@ -893,14 +834,10 @@ async fn the_operator_key_rotates_and_reseal_moves_every_secret_to_the_new_key()
 
 #[actix_web::test]
 async fn a_pay_request_without_an_answer_is_503_and_settled_once_after_the_lease() {
-    let Some(mut stripe) = LocalStripe::start().await else {
+    let Some(StripeShop { mut stripe, app, m }) = fixtures::stripe_shop("Pay outage").await else {
         return;
     };
-    let app = stripe_app(&stripe).await;
-    let m = app.merchant("Pay outage").await;
-    connect_stripe(&app, &m).await;
-    let product = fixtures::product(&app, &m, json!({})).await;
-    let plan = fixtures::plan(&app, &m, &product, PRICE).await;
+    let plan = fixtures::product_plan(&app, &m, PRICE).await;
     let (customer, _, _) =
         subscribed_then_card(&app, &stripe, &m, "u-pay", &plan, "4242424242424242").await;
     let invoice = id(&invoices_of(&app, &m, &customer).await[0]);
@@ -927,14 +864,10 @@ async fn a_pay_request_without_an_answer_is_503_and_settled_once_after_the_lease
 
 #[actix_web::test]
 async fn a_card_that_needs_authentication_waits_for_the_customer_and_then_settles() {
-    let Some(stripe) = LocalStripe::start().await else {
+    let Some(StripeShop { stripe, app, m }) = fixtures::stripe_shop("3DS").await else {
         return;
     };
-    let app = stripe_app(&stripe).await;
-    let m = app.merchant("3DS").await;
-    connect_stripe(&app, &m).await;
-    let product = fixtures::product(&app, &m, json!({})).await;
-    let plan = fixtures::plan(&app, &m, &product, PRICE).await;
+    let plan = fixtures::product_plan(&app, &m, PRICE).await;
     let (customer, sub, _) =
         subscribed_then_card(&app, &stripe, &m, "u-sca", &plan, "4000002760003184").await;
     // Off session (the engine) nobody can authenticate: declined, and the
@@ -1038,14 +971,10 @@ async fn stripe_keys_are_tried_when_saved_and_nothing_is_saved_unless_accepted()
 
 #[actix_web::test]
 async fn a_signup_whose_first_payment_fails_stays_incomplete_until_another_card_pays() {
-    let Some(stripe) = LocalStripe::start().await else {
+    let Some(StripeShop { stripe, app, m }) = fixtures::stripe_shop("Signup decline").await else {
         return;
     };
-    let app = stripe_app(&stripe).await;
-    let m = app.merchant("Signup decline").await;
-    connect_stripe(&app, &m).await;
-    let product = fixtures::product(&app, &m, json!({})).await;
-    let plan = fixtures::plan(&app, &m, &product, PRICE).await;
+    let plan = fixtures::product_plan(&app, &m, PRICE).await;
     let (customer, _) = customer_with_card(&app, &stripe, &m, "u-signup", "4000000000000341").await;
     let token = fixtures::session(&app, &m, &customer).await;
     let sub = app
@@ -1114,14 +1043,10 @@ async fn a_signup_whose_first_payment_fails_stays_incomplete_until_another_card_
 
 #[actix_web::test]
 async fn a_signup_with_a_3ds_card_waits_incomplete_for_the_confirmation_and_then_settles() {
-    let Some(stripe) = LocalStripe::start().await else {
+    let Some(StripeShop { stripe, app, m }) = fixtures::stripe_shop("Signup 3DS").await else {
         return;
     };
-    let app = stripe_app(&stripe).await;
-    let m = app.merchant("Signup 3DS").await;
-    connect_stripe(&app, &m).await;
-    let product = fixtures::product(&app, &m, json!({})).await;
-    let plan = fixtures::plan(&app, &m, &product, PRICE).await;
+    let plan = fixtures::product_plan(&app, &m, PRICE).await;
     let (customer, _) =
         customer_with_card(&app, &stripe, &m, "u-signup-sca", "4000002760003184").await;
     let sub = fixtures::subscribe(&app, &m, &customer, &plan).await;

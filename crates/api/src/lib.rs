@@ -90,9 +90,10 @@ pub fn app(
         )
         .route("/metrics", web::get().to(middleware::metrics::api_metrics))
         .default_service(web::to(middleware::fallback::not_found_or_not_allowed))
-        .wrap(from_fn(middleware::replica::route_reads))
         .wrap(from_fn(middleware::conditional::not_modified))
         .wrap(from_fn(middleware::audit::audit))
+        // Outside the audit: a write's consistency token is taken after its audit row.
+        .wrap(from_fn(middleware::replica::route_reads))
         .wrap(from_fn(middleware::idempotency::idempotency))
         .wrap(from_fn(middleware::cors::require_allowed_origin))
         .wrap(from_fn(middleware::rate_limit::rate_limit))

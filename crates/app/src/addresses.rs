@@ -235,7 +235,9 @@ pub async fn set_shipping_address(
     .await
 }
 
-/// The customer's address `raw` names, or a 422 on `address_id`.
+/// The customer's address `raw` names, or a 422 on `address_id`; kept from deletion
+/// until the caller's transaction ends, so that a delete racing the subscription that is
+/// to ship to it is a 409 `address_in_use` (or, if it went first, this is the 422).
 pub(crate) async fn own_address(
     conn: &mut AsyncPgConnection,
     merchant: MerchantId,
@@ -244,7 +246,7 @@ pub(crate) async fn own_address(
 ) -> AppResult<StoredAddress> {
     let unknown = || AppError::field("address_id", "names no address of this customer");
     let id: AddressId = raw.parse().map_err(|_| unknown())?;
-    repo::get(conn, merchant, customer, id, false)
+    repo::get_kept(conn, merchant, customer, id)
         .await
         .map_err(|e| match e {
             tenure_store::StoreError::NotFound => unknown(),

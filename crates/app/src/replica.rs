@@ -4,8 +4,10 @@
 //! After each write a subject (a customer, or a merchant's tenant) makes, the primary's
 //! WAL position is remembered for that subject here and handed to the client as a
 //! consistency token. A read goes to the replica only when the replica has replayed the
-//! position its subject (or its token) requires, is up, and is not further behind than
-//! the operator allows; otherwise to the primary. The replica's state is looked up at most
+//! position its subject (or its token) requires, is up, has been seen to keep up (its lag
+//! is known), and is not further behind than the operator allows; otherwise to the
+//! primary. A pool whose connections are all in use sends that one read to the primary
+//! without counting the replica down. The replica's state is looked up at most
 //! once per check interval (two one-row queries: the primary's position, the replica's),
 //! so deciding costs a comparison in memory.
 
@@ -15,8 +17,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tenure_domain::ids::{CustomerId, MerchantId};
-use tenure_store::Db;
 use tenure_store::replication::{self, Lsn};
+use tenure_store::{Checkout, Db};
 
 use crate::App;
 
@@ -89,6 +91,15 @@ impl Replica {
         }
     }
 
+    /// A read on the replica failed (503): the replica counts as down until the next look,
+    /// unless every connection of its pool is in use, when the read failed waiting for
+    /// one and the replica itself may be well.
+    pub fn failed_read(&self) {
+        if !self.db.is_exhausted() {
+            self.mark_down();
+        }
+    }
+
     /// The same replica through another pool (an HTTP worker's).
     pub fn through(&self, db: Db) -> Self {
         Self {
@@ -97,9 +108,12 @@ impl Replica {
         }
     }
 
-    /// Counts the replica as down until the next look: a read on it just failed.
+    /// Counts the replica as down until the next look: a read on it just failed (unless
+    /// its pool is merely full: see [`Replica::failed_read`]).
     pub fn mark_down(&self) {
-        self.tracker.lock().replica = Observed::Down;
+        let mut state = self.tracker.lock();
+        state.replica = Observed::Down;
+        state.measured = false;
     }
 }
 
@@ -132,6 +146,10 @@ struct State {
     written: HashMap<Subject, Lsn>,
     /// What every subject must wait for, once `written` overflowed.
     floor: Option<Lsn>,
+    /// Whether the replica's lag is known: it has been seen holding a position the primary
+    /// had at a look. Until then a replica that is far behind (as one just started from an
+    /// old copy) would look current at its first look, so it serves no read.
+    measured: bool,
     /// Whether the log said the replica went away (and not yet that it came back).
     reported_down: bool,
 }
@@ -181,6 +199,8 @@ impl State {
             self.unreplayed.push_back((at, primary));
         }
         if replica == Observed::Down {
+            // Back, it is measured again before it serves (it may come back from a copy).
+            self.measured = false;
             return;
         }
         // What the replica holds is no longer anyone's to wait for.
@@ -190,6 +210,9 @@ impl State {
             .is_some_and(|&(_, position)| replica.holds(position))
         {
             self.unreplayed.pop_front();
+            // Behind by less than the time since this look, and the positions it has not
+            // replayed yet were recorded since: the lag is known from now on.
+            self.measured = true;
         }
         self.written.retain(|_, position| !replica.holds(*position));
         if self.floor.is_some_and(|floor| replica.holds(floor)) {
@@ -206,7 +229,7 @@ impl State {
     fn source(&self, required: Option<Lsn>, now: Instant, max_lag: Duration) -> ReadSource {
         let fresh_enough = self.lag(now) <= max_lag;
         let holds_required = required.is_none_or(|position| self.replica.holds(position));
-        if self.replica != Observed::Down && fresh_enough && holds_required {
+        if self.replica != Observed::Down && self.measured && fresh_enough && holds_required {
             ReadSource::Replica
         } else {
             ReadSource::Primary
@@ -241,7 +264,7 @@ pub async fn source_of_read(app: &App, subject: Option<Subject>, token: Option<L
         let mut state = tracker.lock();
         // Said once when it goes, once when it comes back, not at every look.
         match &observed {
-            Err(cause) if !state.reported_down => {
+            Err(Unseen::Down(cause)) if !state.reported_down => {
                 tracing::warn!(%cause, "the replica does not answer; reads go to the primary");
                 state.reported_down = true;
             }
@@ -251,7 +274,14 @@ pub async fn source_of_read(app: &App, subject: Option<Subject>, token: Option<L
             }
             _ => {}
         }
-        state.observe(Instant::now(), primary, observed.unwrap_or(Observed::Down));
+        let observed = match observed {
+            Ok(observed) => observed,
+            // Its pool busy with reads, the replica is as last seen; the primary's
+            // position is still recorded, so its lag keeps counting until a look gets in.
+            Err(Unseen::Busy) => state.replica,
+            Err(Unseen::Down(_)) => Observed::Down,
+        };
+        state.observe(Instant::now(), primary, observed);
         drop(state);
         tracker.checking.store(false, Ordering::Release);
     }
@@ -263,28 +293,49 @@ pub async fn source_of_read(app: &App, subject: Option<Subject>, token: Option<L
             settings.max_lag,
         )
     };
-    if source == ReadSource::Replica && !reachable(replica).await {
-        replica.mark_down();
-        return ReadSource::Primary;
+    if source == ReadSource::Replica {
+        match replica.db.conn_within(settings.check_timeout).await {
+            Ok(_) => {}
+            // Every connection busy with other reads: this one goes to the primary, and
+            // the replica is not counted down for it.
+            Err(Checkout::Busy) => return ReadSource::Primary,
+            // A replica stopped since the last look has closed its connections, and a
+            // read on it would fail.
+            Err(Checkout::Unavailable(_)) => {
+                replica.mark_down();
+                return ReadSource::Primary;
+            }
+        }
     }
     source
 }
 
+/// Why a look did not see the replica's position.
+enum Unseen {
+    /// Its pool had no connection free: the replica may be well.
+    Busy,
+    /// It did not answer.
+    Down(String),
+}
+
 /// The primary's position, then the replica's: a position of the primary's the replica
 /// already holds is not waited for.
-async fn look(app: &App, replica: &Replica) -> (Option<Lsn>, Result<Observed, String>) {
+async fn look(app: &App, replica: &Replica) -> (Option<Lsn>, Result<Observed, Unseen>) {
     let primary = primary_position(&app.db).await;
     let timeout = replica.tracker.settings.check_timeout;
-    let replayed = tokio::time::timeout(timeout, async {
-        let mut conn = replica.db.conn().await?;
-        replication::replayed_position(&mut conn).await
-    })
-    .await;
-    let observed = match replayed {
-        Ok(Ok(Some(position))) => Ok(Observed::Replayed(position)),
-        Ok(Ok(None)) => Ok(Observed::Current),
-        Ok(Err(err)) => Err(err.to_string()),
-        Err(_) => Err(format!("no answer within {timeout:?}")),
+    // The checkout first, on its own clock: a pool that is merely full is told apart
+    // from a replica that does not answer.
+    let observed = match replica.db.conn_within(timeout).await {
+        Err(Checkout::Busy) => Err(Unseen::Busy),
+        Err(Checkout::Unavailable(err)) => Err(Unseen::Down(err.to_string())),
+        Ok(mut conn) => {
+            match tokio::time::timeout(timeout, replication::replayed_position(&mut conn)).await {
+                Ok(Ok(Some(position))) => Ok(Observed::Replayed(position)),
+                Ok(Ok(None)) => Ok(Observed::Current),
+                Ok(Err(err)) => Err(Unseen::Down(err.to_string())),
+                Err(_) => Err(Unseen::Down(format!("no answer within {timeout:?}"))),
+            }
+        }
     };
     (primary, observed)
 }
@@ -298,16 +349,6 @@ async fn primary_position(db: &Db) -> Option<Lsn> {
     position
         .map_err(|err| tracing::debug!(error = %err, "no WAL position from the primary"))
         .ok()
-}
-
-/// Whether the replica's pool hands out a connection in time: a replica stopped since
-/// the last look has closed its connections, and a read on it would fail.
-async fn reachable(replica: &Replica) -> bool {
-    let timeout = replica.tracker.settings.check_timeout;
-    matches!(
-        tokio::time::timeout(timeout, replica.db.conn()).await,
-        Ok(Ok(_))
-    )
 }
 
 #[cfg(test)]
@@ -379,10 +420,11 @@ mod tests {
             ReadSource::Primary,
             "not looked at yet"
         );
-        state.observe(t0, Some(lsn(100)), Observed::Down);
-        assert_eq!(state.source(None, t0, MAX_LAG), ReadSource::Primary);
+        state.observe(t0, Some(lsn(90)), Observed::Replayed(lsn(90)));
+        assert_eq!(state.source(None, t0, MAX_LAG), ReadSource::Replica);
         // Replay stopped at 90 while the primary went on: behind since the first look
         // that found the primary past it.
+        state.observe(t0, Some(lsn(100)), Observed::Replayed(lsn(90)));
         state.observe(t0, Some(lsn(110)), Observed::Replayed(lsn(90)));
         assert_eq!(
             state.source(None, t0 + MAX_LAG, MAX_LAG),
@@ -397,6 +439,14 @@ mod tests {
             "caught up with the oldest look"
         );
         assert_eq!(state.source(None, later, MAX_LAG), ReadSource::Replica);
+        // Down, then back behind every position recorded since it last kept up (as from
+        // an older copy): not measured again until it holds one.
+        state.observe(later, Some(lsn(130)), Observed::Down);
+        assert_eq!(state.source(None, later, MAX_LAG), ReadSource::Primary);
+        state.observe(later, Some(lsn(130)), Observed::Replayed(lsn(115)));
+        assert_eq!(state.source(None, later, MAX_LAG), ReadSource::Primary);
+        state.observe(later, Some(lsn(130)), Observed::Replayed(lsn(130)));
+        assert_eq!(state.source(None, later, MAX_LAG), ReadSource::Replica);
         // A server that is not replaying holds everything.
         state.remember(customer(1), lsn(500));
         state.observe(later, Some(lsn(500)), Observed::Current);
@@ -404,6 +454,27 @@ mod tests {
             state.source(state.required(Some(customer(1)), None), later, MAX_LAG),
             ReadSource::Replica
         );
+    }
+
+    #[test]
+    fn a_replica_not_yet_seen_holding_a_position_of_the_primary_serves_nothing() {
+        let t0 = Instant::now();
+        let mut state = State::default();
+        // At its first look the replica is far behind (started from an old copy, or
+        // replay paused): the position it misses was only just recorded, so its lag would
+        // read as none, but it is unknown.
+        state.observe(t0, Some(lsn(1_000)), Observed::Replayed(lsn(10)));
+        assert_eq!(state.lag(t0), Duration::ZERO);
+        assert_eq!(state.source(None, t0, MAX_LAG), ReadSource::Primary);
+        let t1 = t0 + Duration::from_secs(1);
+        state.observe(t1, Some(lsn(1_100)), Observed::Replayed(lsn(500)));
+        assert_eq!(state.source(None, t1, MAX_LAG), ReadSource::Primary);
+        // Once it holds what the primary had at a look, its lag is known: here, behind by
+        // at most the second since the next look.
+        let t2 = t1 + Duration::from_secs(1);
+        state.observe(t2, Some(lsn(1_200)), Observed::Replayed(lsn(1_000)));
+        assert_eq!(state.lag(t2), Duration::from_secs(1));
+        assert_eq!(state.source(None, t2, MAX_LAG), ReadSource::Replica);
     }
 
     #[test]

@@ -520,10 +520,8 @@ pub async fn portal_cancel(
     if_match: Option<String>,
     request: CancelRequest,
 ) -> AppResult<(ActionOutcome, Option<Vec<PresentedOfferDto>>)> {
+    let now = state.now_micros();
     let mut conn = state.db.conn().await?;
-    let now =
-        crate::test_clocks::now_for_subscription(&mut conn, scope.merchant, id, state.now_micros())
-            .await?;
     conn.transaction(async |conn| {
         let outcome = act_in_tx(
             conn,
@@ -534,6 +532,9 @@ pub async fn portal_cancel(
             now,
         )
         .await?;
+        // Offers are presented at the time the request was made (its test clock's, read
+        // with the locked row).
+        let now = outcome.now;
         let offers = match &outcome.cancellation_request {
             Some(r) if r.status == CancellationRequestStatus::Pending => {
                 Some(present_in_tx(conn, scope.merchant, &outcome.subscription, r, now).await?)
@@ -746,6 +747,7 @@ pub async fn accept(
                 cancellation_request: withdrawn.cancellation_request,
                 may_have_discounts: true,
                 overridden: Vec::new(),
+                now,
             },
             offer: PresentedOfferDto::render(&offer, &accepted),
             discount: discount.as_ref().map(DiscountDto::from),

@@ -16,4 +16,4 @@ pub mod schema;
 pub use diesel_async::AsyncPgConnection as PgConn;
 pub use error::{StoreError, StoreResult};
 pub use pagination::{Page, PageRequest};
-pub use pool::{Conn, Db};
+pub use pool::{Checkout, Conn, Db};

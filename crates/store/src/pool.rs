@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use deadpool::managed::{TimeoutType, Timeouts};
 use diesel_async::AsyncPgConnection;
 use diesel_async::pooled_connection::deadpool::{Object, Pool, PoolError};
 use diesel_async::pooled_connection::{
@@ -61,6 +62,30 @@ impl Db {
         })
     }
 
+    /// A connection within `wait`, telling a pool whose every connection stayed in use
+    /// ([`Checkout::Busy`]: the server may be well) from a server that could not be
+    /// reached ([`Checkout::Unavailable`]).
+    pub async fn conn_within(&self, wait: Duration) -> Result<Conn, Checkout> {
+        let timeouts = Timeouts {
+            wait: Some(wait),
+            create: Some(wait),
+            recycle: Some(wait),
+        };
+        self.pool
+            .timeout_get(&timeouts)
+            .await
+            .map_err(|err| match err {
+                PoolError::Timeout(TimeoutType::Wait) => Checkout::Busy,
+                other => Checkout::Unavailable(StoreError::Unavailable(other.to_string())),
+            })
+    }
+
+    /// Whether every connection the pool may hold is in use.
+    pub fn is_exhausted(&self) -> bool {
+        let status = self.pool.status();
+        status.available == 0 && status.size >= status.max_size
+    }
+
     /// Answers whether the database takes a trivial query right now.
     pub async fn ping(&self) -> Result<(), StoreError> {
         use diesel_async::RunQueryDsl;
@@ -68,6 +93,15 @@ impl Db {
         diesel::sql_query("SELECT 1").execute(&mut conn).await?;
         Ok(())
     }
+}
+
+/// Why [`Db::conn_within`] handed out no connection.
+#[derive(Debug)]
+pub enum Checkout {
+    /// Every connection of the pool was in use for the whole wait.
+    Busy,
+    /// No connection could be opened or reused: the server is down or too slow.
+    Unavailable(StoreError),
 }
 
 fn deadpool_runtime() -> deadpool::Runtime {

@@ -63,10 +63,13 @@ fn parse(position: Option<String>) -> StoreResult<Option<Lsn>> {
         .transpose()
 }
 
-/// How far the primary has written its WAL: every transaction committed before this call
-/// lies below it.
+/// How far the primary has put records in its WAL: every transaction committed before
+/// this call lies below it, including one that committed without waiting for its flush
+/// (`synchronous_commit = off`, as the audit row does), which `pg_current_wal_lsn()`, the
+/// position written out so far, may not cover yet. A replica holds it once the primary has
+/// flushed it and the replica replayed it.
 pub async fn written_position(conn: &mut AsyncPgConnection) -> StoreResult<Lsn> {
-    let row: Position = diesel::sql_query("SELECT pg_current_wal_lsn()::text AS lsn")
+    let row: Position = diesel::sql_query("SELECT pg_current_wal_insert_lsn()::text AS lsn")
         .get_result(conn)
         .await?;
     parse(row.lsn)?.ok_or_else(|| StoreError::Corrupt("no WAL position".to_owned()))

@@ -104,8 +104,8 @@ pub async fn route_reads(
         let res = next.call(req).await?.map_into_boxed_body();
         if on_replica && res.status() == StatusCode::SERVICE_UNAVAILABLE {
             // The replica failed under this read: the next ones go to the primary until
-            // a look finds it back.
-            replica.mark_down();
+            // a look finds it back (unless the read only found its pool full).
+            replica.failed_read();
         }
         return Ok(res);
     }

@@ -38,7 +38,7 @@ use crate::dto::subscriptions::{
 };
 use crate::error::{AppError, AppResult};
 use crate::events::EventBatch;
-use crate::test_clocks::{now_for_customer, now_for_subscription};
+use crate::test_clocks::now_for_customer;
 use crate::versions::check_if_match;
 
 const MESSAGE_MAX: usize = tenure_domain::support::MAX_MESSAGE_CHARS;
@@ -289,11 +289,12 @@ pub async fn act_overriding(
     };
     let reason = override_reason(scope, &action, &overriding)?;
     let scope = scope.overriding();
+    let now = state.now_micros();
     let mut conn = state.db.conn().await?;
-    let now = now_for_subscription(&mut conn, scope.merchant, id, state.now_micros()).await?;
     conn.transaction(async |conn| {
         let outcome = act_in_tx(conn, scope, id, if_match.as_deref(), &action, now).await?;
-        record_override(conn, scope, &action, &outcome, reason, now).await?;
+        // At the time the action was taken (its test clock's, read with the locked row).
+        record_override(conn, scope, &action, &outcome, reason, outcome.now).await?;
         Ok(outcome)
     })
     .await

@@ -218,6 +218,7 @@ pub(crate) async fn persist(
         cancellation_request: touched,
         may_have_discounts: true,
         overridden,
+        now,
     })
 }
 

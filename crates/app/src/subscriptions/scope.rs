@@ -1,6 +1,7 @@
 //! Who acts on a subscription and what they do: the request's scope (a merchant, or one
 //! of its customers, who sees only their own), the action, and what came of it.
 
+use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
 use tenure_domain::ids::{
     CancellationRequestId, CustomerId, MerchantId, PlanId, ScheduledChangeId, SubscriptionId,
@@ -113,6 +114,9 @@ pub struct ActionOutcome {
     pub may_have_discounts: bool,
     /// The policy limits an overriding agent exceeded with the action.
     pub overridden: Vec<PolicyLimit>,
+    /// When the action was taken: the test clock's time for a customer on one (read with
+    /// the locked row), for what the caller does next in the same transaction.
+    pub now: DateTime<Utc>,
 }
 
 pub(crate) fn subscription_not_found(err: StoreError) -> AppError {

@@ -132,6 +132,26 @@ pub async fn get(
     Ok(row.into_domain())
 }
 
+/// One address of `customer`, kept from deletion (`FOR KEY SHARE`) until the caller's
+/// transaction ends: what a subscription about to ship to it takes first. A concurrent
+/// delete then either waits and finds the subscription using it, or went first and the
+/// address is not found here, instead of the subscription's foreign key failing.
+pub async fn get_kept(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    customer: CustomerId,
+    id: AddressId,
+) -> StoreResult<StoredAddress> {
+    let row = customer_addresses::table
+        .find((merchant.uuid(), id.uuid()))
+        .filter(customer_addresses::customer_id.eq(customer.uuid()))
+        .select(AddressRow::as_select())
+        .for_key_share()
+        .get_result(conn)
+        .await?;
+    Ok(row.into_domain())
+}
+
 /// The customer's addresses, newest first.
 pub async fn list(
     conn: &mut AsyncPgConnection,
