@@ -36,8 +36,26 @@ export function createClient(session: Session, onSessionEnded: () => void): Clie
   return client;
 }
 
+/**
+ * A failure a view has already put in the subscriber's terms (say, which of their
+ * subscriptions still ships to the address they tried to delete); `problem` is what the
+ * API answered.
+ */
+export class ExplainedFailure extends Error {
+  constructor(
+    message: string,
+    readonly problem: unknown,
+  ) {
+    super(message);
+    this.name = 'ExplainedFailure';
+  }
+}
+
 /** The problem as the customer should read it: the server's words, each invalid field. */
 export function describeFailure(error: unknown, locale: Locale): Node[] {
+  if (error instanceof ExplainedFailure) {
+    return [h('p', {}, error.message)];
+  }
   if (error instanceof TenureError && error.code === 'origin_not_allowed') {
     // For the merchant's developers; the subscriber cannot do anything about it.
     console.error(`Tenure refused this origin: ${error.detail}`);

@@ -3,7 +3,9 @@
 // set the scene before the browser opens and to check what the API holds afterwards.
 import { execFileSync } from 'node:child_process';
 import {
+  type AddressDto,
   type Client,
+  createAddress,
   createCoupon,
   createCustomer,
   createCustomerSession,
@@ -13,9 +15,11 @@ import {
   createProduct,
   createSubscription,
   createTenureClient,
+  type CreateAddress,
   type CreateCoupon,
   type CreateProduct,
   type CreateRetentionOffer,
+  type CreateSubscription,
   type CustomerDto,
   type PlanDto,
   type PortalPolicyInput,
@@ -71,9 +75,15 @@ export class Shop {
     return data;
   }
 
-  async subscribe(customer: CustomerDto, plan: PlanDto): Promise<string> {
-    const { data } = await createSubscription({ client: this.client, body: { customer_id: customer.id, plan_id: plan.id } });
+  async subscribe(customer: CustomerDto, plan: PlanDto, extra: Omit<CreateSubscription, 'customer_id' | 'plan_id'> = {}): Promise<string> {
+    const { data } = await createSubscription({ client: this.client, body: { customer_id: customer.id, plan_id: plan.id, ...extra } });
     return data.id;
+  }
+
+  /** An entry of the customer's address book. */
+  async address(customer: CustomerDto, body: CreateAddress): Promise<AddressDto> {
+    const { data } = await createAddress({ client: this.client, path: { id: customer.id }, body });
+    return data;
   }
 
   /** A promotion code `code` for a new coupon of `terms`. */
