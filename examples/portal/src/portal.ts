@@ -79,8 +79,9 @@ export function showFailure(region: HTMLElement, error: unknown, locale: Locale)
 
 /**
  * Runs an action from a button: disables the button while it runs (no double submit),
- * reports its failure where the user is looking, and on success announces `done` and
- * loads the page again (a failure to load is reported as such, not as the action's).
+ * reports its failure where the user is looking, and on success loads the page again and
+ * then announces `done`, so that what is announced is already on the page (a failure to
+ * load is reported as such, not as the action's).
  */
 export async function act(
   portal: Portal,
@@ -100,13 +101,17 @@ export async function act(
     button.disabled = false;
     button.removeAttribute('aria-busy');
   }
-  if (done) {
-    portal.announce(done);
-  }
   try {
     await portal.refresh();
   } catch (error) {
+    if (done) {
+      portal.announce(done);
+    }
     portal.fail(error);
+    return true;
+  }
+  if (done) {
+    portal.announce(done);
   }
   return true;
 }

@@ -250,6 +250,7 @@ test('keeps an address book and chooses where a subscription ships; an address i
   await second.getByLabel('Country code').fill('DE');
   await second.getByRole('button', { name: 'Save address' }).click();
   await expect(page.getByRole('status')).toHaveText('Address added.');
+  await expect(book.getByRole('article')).toHaveCount(2);
   await card.getByRole('button', { name: 'Change address: Beans · Monthly' }).click();
   const move = page.getByRole('dialog', { name: 'Where should Beans · Monthly ship?' });
   await expect(move.getByLabel('Ada Lovelace, 14 Rue des Lilas, 75011 Paris, FR')).toBeChecked();

@@ -1,7 +1,8 @@
 // A merchant's backend, as the tests play it: a merchant made with `tenure merchant
 // create`, then everything else through the SDK with its secret key. The tests use it to
 // set the scene before the browser opens and to check what the API holds afterwards.
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import {
   type AddressDto,
   type Client,
@@ -42,7 +43,10 @@ export class Shop {
 
   /** A new merchant whose CORS settings allow the portal's origin (or `origins`). */
   static async open(name: string, origins: string[] = [PORTAL_URL]): Promise<Shop> {
-    const output = execFileSync(tenureBinary, ['merchant', 'create', '--name', name, '--json'], {
+    // Not execFileSync: blocking the event loop for the seconds this takes on a busy machine
+    // keeps it from seeing the API close an idle keep-alive connection, and the next request
+    // on that connection fails ("other side closed").
+    const { stdout: output } = await promisify(execFile)(tenureBinary, ['merchant', 'create', '--name', name, '--json'], {
       env: { ...process.env, ...apiEnvironment },
       encoding: 'utf8',
     });

@@ -21,7 +21,7 @@ export interface Account {
   subscriptions: PortalSubscriptionDto[];
   /** The plans the subscriber may choose, by id (a retired plan is not among them). */
   plans: PlanDirectory;
-  /** The address book, oldest first. */
+  /** The address book, as the API lists it (newest first). */
   addresses: AddressDto[];
   /** Where each subscription to a product that ships is sent (null: no address yet). */
   shipping: Map<string, AddressDto | null>;
