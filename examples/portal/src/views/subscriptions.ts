@@ -12,7 +12,7 @@ import {
 import { h } from '../dom';
 import type { Locale } from '../i18n';
 import { act, type Portal } from '../portal';
-import { type Account, type PlanDirectory, planName } from './account';
+import { type Account, planName } from './account';
 import { openCancel } from './cancel';
 import { cancellationRequestPanel } from './cancellation-request';
 import { openChangePlan } from './change-plan';
