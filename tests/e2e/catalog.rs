@@ -168,18 +168,38 @@ async fn the_portal_lists_only_purchasable_plans() {
         .await
         .expect(200);
 
+    let shipped = app
+        .by(&m.key)
+        .post("/v1/products", &json!({"name": "Beans", "shippable": true}))
+        .await
+        .expect(201)
+        .id();
+    let boxed = fixtures::plan(&app, &m, &shipped, 1500).await;
+
     let customer = fixtures::customer(&app, &m, "c1").await;
     let token = fixtures::session(&app, &m, &customer).await;
     let res = app.by(&token).get("/v1/portal/plans").await.expect(200);
-    let ids: Vec<_> = res
+    let mut plans: Vec<_> = res
         .body
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| p["id"].as_str().unwrap())
+        .map(|p| {
+            (
+                p["id"].as_str().unwrap(),
+                p["product_name"].as_str().unwrap(),
+                // The portal offers a shipping address for the plans that ship.
+                p["shippable"].as_bool().unwrap(),
+            )
+        })
         .collect();
-    assert_eq!(ids, [live.as_str()]);
-    assert_eq!(res.body[0]["product_name"], "Coffee club");
+    plans.sort();
+    let mut expected = [
+        (live.as_str(), "Coffee club", false),
+        (boxed.as_str(), "Beans", true),
+    ];
+    expected.sort();
+    assert_eq!(plans, expected);
 
     let active = app.get_ok("/v1/plans?active=true", &m.key).await;
     assert_eq!(active["data"].as_array().unwrap().len(), 2);

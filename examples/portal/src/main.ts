@@ -1,15 +1,19 @@
 // The reference self-service portal: signs the subscriber in with the session the
 // merchant's backend minted, then shows their subscriptions (with only the actions the
-// policy allows), payment methods and invoices. Every call goes through the Tenure SDK.
+// policy allows), and, when something ships, their address book and orders; then payment
+// methods and invoices. Every call goes through the Tenure SDK.
 
-import { me, paginate, plans, portalListPaymentMethods, portalListSubscriptions, type PortalSubscriptionDto } from '@tenure/sdk';
+import { me, portalListPaymentMethods } from '@tenure/sdk';
 import { h, replace, uniqueId } from './dom';
 import { Locale } from './i18n';
 import { createClient, type Portal, showFailure } from './portal';
 import { parse, readSession, type Session, saveSession, signOut } from './session';
+import { loadAccount } from './views/account';
+import { addressBook } from './views/addresses';
 import { InvoiceHistory } from './views/invoices';
+import { OrderHistory } from './views/orders';
 import { paymentMethodList } from './views/payment-methods';
-import { type PlanDirectory, subscriptionList } from './views/subscriptions';
+import { subscriptionList } from './views/subscriptions';
 import './style.css';
 
 const root = document.getElementById('app')!;
@@ -61,7 +65,9 @@ async function signedIn(session: Session): Promise<void> {
     document.documentElement.lang = portal.locale.tag;
     document.title = portal.locale.t('title');
     const invoices = new InvoiceHistory(portal);
+    const orders = new OrderHistory(portal);
     const subscriptionsSlot = h('div', {});
+    const addressesSlot = h('div', {});
     const paymentMethodsSlot = h('div', {});
     const signOutButton = h('button', { type: 'button', class: 'secondary' }, portal.locale.t('signOut'));
     signOutButton.addEventListener('click', () => {
@@ -78,17 +84,15 @@ async function signedIn(session: Session): Promise<void> {
         h('p', {}, portal.locale.t('signedInAs', { name: customer.name ?? customer.email ?? customer.id })),
         signOutButton,
       ),
-      h('main', {}, subscriptionsSlot, paymentMethodsSlot, invoices.element),
+      h('main', {}, subscriptionsSlot, orders.element, addressesSlot, paymentMethodsSlot, invoices.element),
     );
     portal.refresh = async () => {
-      const [planList, subscriptions, methods] = await Promise.all([
-        plans({ client }),
-        allSubscriptions(portal),
-        portalListPaymentMethods({ client }),
-        invoices.reload(),
-      ]);
-      const directory: PlanDirectory = new Map(planList.data.map((plan) => [plan.id, plan]));
-      replace(subscriptionsSlot, subscriptionList(portal, subscriptions, directory));
+      const [account, methods] = await Promise.all([loadAccount(portal), portalListPaymentMethods({ client }), invoices.reload(), orders.reload()]);
+      replace(subscriptionsSlot, subscriptionList(portal, account));
+      // Orders and addresses only for a subscriber with something that ships (or had).
+      const shipsSomething = account.shipping.size > 0 || account.addresses.length > 0 || orders.hasOrders;
+      orders.element.hidden = !shipsSomething;
+      replace(addressesSlot, shipsSomething ? addressBook(portal, account) : null);
       replace(paymentMethodsSlot, paymentMethodList(portal, methods.data.data));
       // The button that had focus was just replaced: keep keyboard users in the page.
       if (document.activeElement === document.body && !document.querySelector('dialog[open]')) {
@@ -104,14 +108,6 @@ async function signedIn(session: Session): Promise<void> {
       portal.fail(error);
     }
   }
-}
-
-async function allSubscriptions(portal: Portal): Promise<PortalSubscriptionDto[]> {
-  const all: PortalSubscriptionDto[] = [];
-  for await (const subscription of paginate((query) => portalListSubscriptions({ client: portal.client, query }), { limit: 100 })) {
-    all.push(subscription);
-  }
-  return all;
 }
 
 /** For development: the API address and a token by hand. */

@@ -36,8 +36,26 @@ export function createClient(session: Session, onSessionEnded: () => void): Clie
   return client;
 }
 
+/**
+ * A failure a view has already put in the subscriber's terms (say, which of their
+ * subscriptions still ships to the address they tried to delete); `problem` is what the
+ * API answered.
+ */
+export class ExplainedFailure extends Error {
+  constructor(
+    message: string,
+    readonly problem: unknown,
+  ) {
+    super(message);
+    this.name = 'ExplainedFailure';
+  }
+}
+
 /** The problem as the customer should read it: the server's words, each invalid field. */
 export function describeFailure(error: unknown, locale: Locale): Node[] {
+  if (error instanceof ExplainedFailure) {
+    return [h('p', {}, error.message)];
+  }
   if (error instanceof TenureError && error.code === 'origin_not_allowed') {
     // For the merchant's developers; the subscriber cannot do anything about it.
     console.error(`Tenure refused this origin: ${error.detail}`);
@@ -61,8 +79,9 @@ export function showFailure(region: HTMLElement, error: unknown, locale: Locale)
 
 /**
  * Runs an action from a button: disables the button while it runs (no double submit),
- * reports its failure where the user is looking, and on success announces `done` and
- * loads the page again (a failure to load is reported as such, not as the action's).
+ * reports its failure where the user is looking, and on success loads the page again and
+ * then announces `done`, so that what is announced is already on the page (a failure to
+ * load is reported as such, not as the action's).
  */
 export async function act(
   portal: Portal,
@@ -82,13 +101,17 @@ export async function act(
     button.disabled = false;
     button.removeAttribute('aria-busy');
   }
-  if (done) {
-    portal.announce(done);
-  }
   try {
     await portal.refresh();
   } catch (error) {
+    if (done) {
+      portal.announce(done);
+    }
     portal.fail(error);
+    return true;
+  }
+  if (done) {
+    portal.announce(done);
   }
   return true;
 }

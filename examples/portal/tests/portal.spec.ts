@@ -1,7 +1,6 @@
 // The reference portal in a real browser, served from another origin than the API, through
 // every action a subscriber has: what they see, and what the API holds afterwards.
-import AxeBuilder from '@axe-core/playwright';
-import { expect, type Page, test } from '@playwright/test';
+import { expect, test } from '@playwright/test';
 import {
   createTenureClient,
   getSubscription,
@@ -15,17 +14,8 @@ import {
   type TenureError,
 } from '@tenure/sdk';
 import { API_URL } from './environment';
+import { expectNoAccessibilityViolations, subscriptionCard } from './pages';
 import { Shop } from './shop';
-
-/** The card of one subscription, found by its plan's name. */
-function subscriptionCard(page: Page, planName: string) {
-  return page.getByRole('article').filter({ has: page.getByRole('heading', { name: planName, level: 3 }) });
-}
-
-async function expectNoAccessibilityViolations(page: Page): Promise<void> {
-  const results = await new AxeBuilder({ page }).analyze();
-  expect(results.violations.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`)).toEqual([]);
-}
 
 test('signs in from the merchant’s link, in the customer’s language, and keeps the token out of the address bar', async ({ page }) => {
   const shop = await Shop.open('Kaffeeclub');

@@ -1,9 +1,12 @@
 // A merchant's backend, as the tests play it: a merchant made with `tenure merchant
 // create`, then everything else through the SDK with its secret key. The tests use it to
 // set the scene before the browser opens and to check what the API holds afterwards.
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import {
+  type AddressDto,
   type Client,
+  createAddress,
   createCoupon,
   createCustomer,
   createCustomerSession,
@@ -13,9 +16,11 @@ import {
   createProduct,
   createSubscription,
   createTenureClient,
+  type CreateAddress,
   type CreateCoupon,
   type CreateProduct,
   type CreateRetentionOffer,
+  type CreateSubscription,
   type CustomerDto,
   type PlanDto,
   type PortalPolicyInput,
@@ -38,7 +43,10 @@ export class Shop {
 
   /** A new merchant whose CORS settings allow the portal's origin (or `origins`). */
   static async open(name: string, origins: string[] = [PORTAL_URL]): Promise<Shop> {
-    const output = execFileSync(tenureBinary, ['merchant', 'create', '--name', name, '--json'], {
+    // Not execFileSync: blocking the event loop for the seconds this takes on a busy machine
+    // keeps it from seeing the API close an idle keep-alive connection, and the next request
+    // on that connection fails ("other side closed").
+    const { stdout: output } = await promisify(execFile)(tenureBinary, ['merchant', 'create', '--name', name, '--json'], {
       env: { ...process.env, ...apiEnvironment },
       encoding: 'utf8',
     });
@@ -71,9 +79,15 @@ export class Shop {
     return data;
   }
 
-  async subscribe(customer: CustomerDto, plan: PlanDto): Promise<string> {
-    const { data } = await createSubscription({ client: this.client, body: { customer_id: customer.id, plan_id: plan.id } });
+  async subscribe(customer: CustomerDto, plan: PlanDto, extra: Omit<CreateSubscription, 'customer_id' | 'plan_id'> = {}): Promise<string> {
+    const { data } = await createSubscription({ client: this.client, body: { customer_id: customer.id, plan_id: plan.id, ...extra } });
     return data.id;
+  }
+
+  /** An entry of the customer's address book. */
+  async address(customer: CustomerDto, body: CreateAddress): Promise<AddressDto> {
+    const { data } = await createAddress({ client: this.client, path: { id: customer.id }, body });
+    return data;
   }
 
   /** A promotion code `code` for a new coupon of `terms`. */

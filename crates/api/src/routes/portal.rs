@@ -39,6 +39,7 @@ async fn plans(state: web::Data<AppState>, auth: AuthenticatedCustomer) -> ApiRe
         .map(|(plan, product)| PortalPlanDto {
             plan: PlanDto::from(plan),
             product_name: product.name.clone(),
+            shippable: product.shippable,
         })
         .collect();
     Ok(HttpResponse::Ok().json(InMode::each(auth.mode(), body)))

@@ -375,4 +375,7 @@ pub struct PortalPlanDto {
     #[serde(flatten)]
     pub plan: PlanDto,
     pub product_name: String,
+    /// Whether the product ships something each period: its subscriptions have a shipping
+    /// address and orders, and skipping a renewal skips a delivery.
+    pub shippable: bool,
 }

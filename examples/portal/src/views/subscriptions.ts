@@ -12,16 +12,19 @@ import {
 import { h } from '../dom';
 import type { Locale } from '../i18n';
 import { act, type Portal } from '../portal';
+import { type Account, planName } from './account';
 import { openCancel } from './cancel';
 import { cancellationRequestPanel } from './cancellation-request';
 import { openChangePlan } from './change-plan';
 import { openChangeQuantity } from './change-quantity';
+import { deliveryPanel, skipActions } from './delivery';
 import { openPause } from './pause';
 
-export type PlanDirectory = Map<string, PortalPlanDto>;
+export { type PlanDirectory, planName } from './account';
 
-export function subscriptionList(portal: Portal, subscriptions: PortalSubscriptionDto[], plans: PlanDirectory): Node {
+export function subscriptionList(portal: Portal, account: Account): Node {
   const { locale } = portal;
+  const { subscriptions } = account;
   const headingId = 'subscriptions-heading';
   return h(
     'section',
@@ -29,13 +32,8 @@ export function subscriptionList(portal: Portal, subscriptions: PortalSubscripti
     h('h2', { id: headingId }, locale.t('title')),
     subscriptions.length === 0
       ? h('p', {}, locale.t('noSubscriptions'))
-      : h('ul', { class: 'cards' }, subscriptions.map((subscription) => h('li', {}, card(portal, subscription, plans)))),
+      : h('ul', { class: 'cards' }, subscriptions.map((subscription) => h('li', {}, card(portal, account, subscription)))),
   );
-}
-
-export function planName(plans: PlanDirectory, planId: string): string {
-  const plan = plans.get(planId);
-  return plan ? `${plan.product_name} · ${plan.name}` : planId;
 }
 
 export function priceText(locale: Locale, price: PortalPlanDto['price'], interval: PortalPlanDto['interval'], count: number): string {
@@ -45,8 +43,9 @@ export function priceText(locale: Locale, price: PortalPlanDto['price'], interva
     : locale.t('everyInterval', { price: amount, count, interval });
 }
 
-function card(portal: Portal, subscription: PortalSubscriptionDto, plans: PlanDirectory): HTMLElement {
+function card(portal: Portal, account: Account, subscription: PortalSubscriptionDto): HTMLElement {
   const { locale } = portal;
+  const { plans } = account;
   const name = planName(plans, subscription.plan_id);
   const headingId = `subscription-${subscription.id}`;
   return h(
@@ -75,8 +74,9 @@ function card(portal: Portal, subscription: PortalSubscriptionDto, plans: PlanDi
         )
       : null,
     scheduledChanges(portal, subscription),
+    deliveryPanel(portal, account, subscription),
     cancellationRequestPanel(portal, subscription),
-    actions(portal, subscription, name, plans),
+    actions(portal, account, subscription, name),
   );
 }
 
@@ -143,8 +143,14 @@ export function cancellationRequestId(subscription: PortalSubscriptionDto): stri
   return null;
 }
 
-function actions(portal: Portal, subscription: PortalSubscriptionDto, name: string, plans: PlanDirectory): HTMLElement | null {
+/**
+ * The card's buttons, in one group: each offered only when `available_actions` says it
+ * can succeed. A new action is one more `button(label, onClick)` here (or a function
+ * like `skipActions` given `button`).
+ */
+function actions(portal: Portal, account: Account, subscription: PortalSubscriptionDto, name: string): HTMLElement | null {
   const { locale, client } = portal;
+  const { plans } = account;
   const allowed = subscription.available_actions;
   const buttons: HTMLButtonElement[] = [];
   const button = (label: string, onClick: (self: HTMLButtonElement) => void, primary = false) => {
@@ -160,6 +166,7 @@ function actions(portal: Portal, subscription: PortalSubscriptionDto, name: stri
     const limits = allowed.change_quantity;
     button(locale.t('changeQuantity'), (self) => openChangeQuantity(portal, subscription, limits, self));
   }
+  skipActions(portal, account, subscription, button);
   if (allowed.pause) {
     const policy = allowed.pause;
     button(locale.t('pause'), (self) => openPause(portal, subscription, policy, self));

@@ -2646,6 +2646,11 @@ export type PortalMeDto = {
  */
 export type PortalPlanDto = PlanDto & {
     product_name: string;
+    /**
+     * Whether the product ships something each period: its subscriptions have a shipping
+     * address and orders, and skipping a renewal skips a delivery.
+     */
+    shippable: boolean;
 };
 
 /**
