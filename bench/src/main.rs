@@ -9,10 +9,13 @@
 //! - `renewals` measures the renewal engine: seeds N due subscriptions in a database of
 //!   its own, runs P `tenure worker` processes until all are renewed and paid, prints
 //!   renewals per second and checks the invariants (see `renewals.rs`, BENCHMARKS.md).
+//! - `stock-fanout` measures the fan-out of a stock change to N subscribers by `tenure
+//!   worker` processes: subscribers notified per second and the longest batch (`stock.rs`).
 //!
 //! It is a program that prints figures, not a test: nothing here runs under `cargo test`.
 
 mod renewals;
+mod stock;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -57,6 +60,8 @@ enum Cmd {
         /// The second run's results (the larger data set).
         after: PathBuf,
     },
+    /// Stock fan-out rate: subscribers notified per second by `tenure worker` processes.
+    StockFanout(stock::StockArgs),
 }
 
 #[derive(clap::Args)]
@@ -124,6 +129,7 @@ fn main() -> Result<(), BoxError> {
         Cmd::Report { results } => report(&results),
         Cmd::Renewals(args) => renewals::run(&args),
         Cmd::Compare { before, after } => compare(&before, &after),
+        Cmd::StockFanout(args) => stock::run(&args),
     }
 }
 

@@ -34,6 +34,7 @@ mod retention;
 mod security;
 mod signup;
 mod skips;
+mod stock;
 mod stripe;
 mod test_clocks;
 mod webhook_targets;

@@ -335,6 +335,7 @@ async fn documented_preconditions_are_honoured() {
         Some("change_plan") => Some(json!({"plan_id": other_plan})),
         Some("change_quantity") => Some(json!({"quantity": 2})),
         Some("tags") => Some(json!({"tag": "vip"})),
+        Some("stock_choice") => Some(json!({"choice": "skip"})),
         Some("resume" | "skip" | "unskip" | "{change_id}") => None,
         _ => Some(json!({})),
     };
@@ -426,7 +427,7 @@ async fn documented_preconditions_are_honoured() {
             "{method} {template} honours If-Match but the document does not say so"
         );
     }
-    assert_eq!((conditional, tagged), (28, 7));
+    assert_eq!((conditional, tagged), (29, 7));
 }
 
 #[actix_web::test]

@@ -437,6 +437,11 @@ pub const VERSIONED: &[(&str, &str, Precondition)] = &[
     ("post", "/v1/portal/subscriptions/{id}/skip", IF_MATCH),
     ("post", "/v1/portal/subscriptions/{id}/unskip", IF_MATCH),
     (
+        "post",
+        "/v1/portal/subscriptions/{id}/stock_choice",
+        IF_MATCH,
+    ),
+    (
         "delete",
         "/v1/portal/subscriptions/{id}/scheduled_changes/{change_id}",
         IF_MATCH,

@@ -324,6 +324,7 @@ pub async fn create_plan(state: &App, merchant: MerchantId, input: CreatePlan) -
         interval_count,
         trial_days,
         active: true,
+        stock: Default::default(),
         created_at: now,
         updated_at: now,
     };

@@ -47,6 +47,7 @@ pub mod replica;
 pub mod retention;
 pub mod secrets;
 pub mod sessions;
+pub mod stock;
 pub mod subscriptions;
 pub mod support;
 pub mod test_clocks;

@@ -99,6 +99,8 @@ pub struct Plan {
     pub interval_count: u32,
     pub trial_days: u32,
     pub active: bool,
+    /// Whether it can ship (changed only through a stock change, which notifies).
+    pub stock: crate::stock::Stock,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

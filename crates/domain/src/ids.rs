@@ -85,6 +85,8 @@ typed_ids! {
     AddressId => AddressTag, "addr";
     /// What one paid period of a subscription to a shippable product sends.
     OrderId => OrderTag, "ord";
+    /// A change of a plan's stock and its notices to the subscribers it affects.
+    StockNoticeId => StockNoticeTag, "stkn";
 }
 
 /// Makes new ids: `CustomerId::generate()`. `TypeSafeId::new` draws everything below the

@@ -24,6 +24,7 @@ pub mod policy;
 pub mod policy_limit;
 pub mod rate_limit;
 pub mod retention;
+pub mod stock;
 pub mod subscription;
 pub mod support;
 pub mod test_clock;

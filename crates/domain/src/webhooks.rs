@@ -196,6 +196,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "subscription.renewal_skip_scheduled",
     "subscription.renewal_skip_removed",
     "subscription.renewal_skipped",
+    "subscription.stock_notice",
+    "subscription.stock_choice_made",
     "subscription.trial_ended",
     "subscription.trial_extended",
     "subscription.renewed",

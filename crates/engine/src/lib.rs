@@ -15,6 +15,7 @@ pub mod notices;
 pub mod purge;
 pub mod refunds;
 pub mod renewals;
+pub mod stock;
 pub mod stripe;
 pub mod test_clocks;
 

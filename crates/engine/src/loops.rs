@@ -6,7 +6,7 @@ use std::time::Duration;
 use tenure_app::App;
 
 use crate::delivery::{self, WebhookSender};
-use crate::{lifecycle, notices, purge, renewals, test_clocks};
+use crate::{lifecycle, notices, purge, renewals, stock, test_clocks};
 
 /// Deliveries claimed per round. A full batch means more may be due, so the next round
 /// starts at once instead of after the interval.
@@ -44,12 +44,16 @@ pub const LIFECYCLE_BATCH: usize = 100;
 /// Notices handled per kind and round.
 pub const NOTICE_BATCH: usize = 100;
 
+/// Stock-notice batches (of [`stock::STOCK_BATCH`] subscribers, one transaction each) per
+/// round of the lifecycle loop; a full round starts the next at once.
+pub const STOCK_BATCHES: usize = 20;
+
 /// How often the purge of records past their retention runs (on the lifecycle loop).
 pub const PURGE_EVERY: Duration = Duration::from_secs(60);
 
 /// Applies due scheduled changes (pause starts and ends, cancellations, plan changes,
 /// trial ends) and expires unpaid signups forever, back to back while a backlog remains, then sends the notices due
-/// (access ending, card expiring), and every [`PURGE_EVERY`] purges what is past its
+/// (access ending, card expiring) and the batches of stock notices, and every [`PURGE_EVERY`] purges what is past its
 /// retention. The notices and the purge ride on this loop rather than loops of their own
 /// so that they need no connection more than the loops had: each round of notices is two
 /// index range scans when nothing is due, and a purge is a few bounded batches.
@@ -99,6 +103,16 @@ pub async fn lifecycle_loop(state: App, interval: Duration) {
                 Ok(_) => break,
                 Err(err) => {
                     tracing::warn!(error = %err, cause = ?err, "notice round failed");
+                    break;
+                }
+            }
+        }
+        loop {
+            match stock::run_stock_notices(&state, state.now(), STOCK_BATCHES).await {
+                Ok(round) if round.batches >= STOCK_BATCHES => continue,
+                Ok(_) => break,
+                Err(err) => {
+                    tracing::warn!(error = %err, cause = ?err, "stock notice round failed");
                     break;
                 }
             }

@@ -37,6 +37,8 @@ struct World {
 
 #[path = "engine/incomplete.rs"]
 mod incomplete;
+#[path = "engine/stock.rs"]
+mod stock;
 
 /// A merchant with a monthly plan of 19.99 EUR and a customer paying with `card`.
 async fn world(card: &str) -> World {

@@ -81,6 +81,8 @@ diesel::table! {
         active -> Bool,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        stock_status -> Text,
+        stock_expected_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -754,3 +756,40 @@ diesel::table! {
 }
 
 diesel::allow_tables_to_appear_in_same_query!(customer_addresses, subscriptions);
+
+// Stock (migration 2026-12-09-030000_stock).
+
+diesel::table! {
+    stock_notices (merchant_id, id) {
+        merchant_id -> Uuid,
+        id -> Uuid,
+        plan_id -> Uuid,
+        status -> Text,
+        expected_at -> Nullable<Timestamptz>,
+        next_order -> Text,
+        substitute_plan_id -> Nullable<Uuid>,
+        choices -> Array<Text>,
+        cursor_id -> Nullable<Uuid>,
+        notified -> Int8,
+        created_at -> Timestamptz,
+        done_at -> Nullable<Timestamptz>,
+        superseded_by -> Nullable<Uuid>,
+    }
+}
+
+diesel::table! {
+    stock_notice_recipients (merchant_id, notice_id, subscription_id) {
+        merchant_id -> Uuid,
+        notice_id -> Uuid,
+        subscription_id -> Uuid,
+        customer_id -> Uuid,
+        applied -> Text,
+        not_applied_code -> Nullable<Text>,
+        skipped_renewal_at -> Nullable<Timestamptz>,
+        scheduled_change_id -> Nullable<Uuid>,
+        choice -> Nullable<Text>,
+        chosen_at -> Nullable<Timestamptz>,
+        notified_at -> Timestamptz,
+    }
+}
+diesel::allow_tables_to_appear_in_same_query!(stock_notices, stock_notice_recipients);

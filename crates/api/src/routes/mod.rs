@@ -19,6 +19,7 @@ pub mod portal_subscriptions;
 pub mod renewals;
 pub mod retention;
 pub mod sessions;
+pub mod stock;
 pub mod subscriptions;
 pub mod support;
 pub mod test_clocks;
@@ -48,7 +49,8 @@ pub fn configure_v1(cfg: &mut ServiceConfig) {
             .configure(renewals::configure_portal)
             .configure(support::configure_portal)
             .configure(retention::configure_portal)
-            .configure(orders::configure_portal),
+            .configure(orders::configure_portal)
+            .configure(stock::configure_portal),
     )
     .configure(catalog::configure)
     .configure(customers::configure)
@@ -68,6 +70,7 @@ pub fn configure_v1(cfg: &mut ServiceConfig) {
     .configure(api_keys::configure)
     .configure(test_clocks::configure)
     .configure(orders::configure)
+    .configure(stock::configure)
     .configure(operator::configure);
 }
 

@@ -317,7 +317,8 @@ pub struct UpdatePlan {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"id": "plan_01jf9z8a1be3a8r7m2k4t5n6bc", "object": "plan", "product_id": "prod_01jf9z7q6ve3a8r7m2k4t5n6bc",
     "name": "Monthly", "price": {"amount": 1999, "currency": "EUR"}, "interval": "month", "interval_count": 1,
-    "trial_days": 14, "active": true, "created_at": "2026-11-25T10:00:00Z", "updated_at": "2026-11-25T10:00:00Z"}))]
+    "trial_days": 14, "active": true, "stock": {"status": "in_stock", "expected_at": null},
+    "created_at": "2026-11-25T10:00:00Z", "updated_at": "2026-11-25T10:00:00Z"}))]
 pub struct PlanDto {
     pub id: String,
     /// Always `plan`.
@@ -329,6 +330,8 @@ pub struct PlanDto {
     pub interval_count: u32,
     pub trial_days: u32,
     pub active: bool,
+    /// Whether it can ship; changed with `POST /v1/plans/{id}/stock`.
+    pub stock: crate::dto::stock::StockDto,
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub created_at: DateTime<Utc>,
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
@@ -347,6 +350,7 @@ impl From<&Plan> for PlanDto {
             interval_count: p.interval_count,
             trial_days: p.trial_days,
             active: p.active,
+            stock: p.stock.into(),
             created_at: p.created_at,
             updated_at: p.updated_at,
         }

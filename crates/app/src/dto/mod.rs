@@ -39,6 +39,7 @@ pub mod orders;
 pub mod renewals;
 pub mod retention;
 pub mod sessions;
+pub mod stock;
 pub mod subscriptions;
 pub mod support;
 pub mod test_clocks;

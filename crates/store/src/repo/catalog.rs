@@ -153,6 +153,12 @@ struct PlanRow {
     interval_count: i32,
     trial_days: i32,
     active: bool,
+    // Written on insert only: a plan's update must not put back a stock read before a
+    // concurrent stock change (`repo::stock`).
+    #[diesel(skip_update)]
+    stock_status: String,
+    #[diesel(skip_update)]
+    stock_expected_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -171,6 +177,8 @@ impl PlanRow {
             interval_count: int(p.interval_count)?,
             trial_days: int(p.trial_days)?,
             active: p.active,
+            stock_status: p.stock.status.as_str().to_owned(),
+            stock_expected_at: p.stock.expected_at,
             created_at: p.created_at,
             updated_at: p.updated_at,
         })
@@ -190,6 +198,10 @@ impl PlanRow {
             interval_count: uint(self.interval_count)?,
             trial_days: uint(self.trial_days)?,
             active: self.active,
+            stock: tenure_domain::stock::Stock {
+                status: self.stock_status.parse().map_err(StoreError::corrupt)?,
+                expected_at: self.stock_expected_at,
+            },
             created_at: self.created_at,
             updated_at: self.updated_at,
         })

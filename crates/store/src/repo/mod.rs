@@ -32,6 +32,7 @@ pub mod refund_intents;
 pub mod renewals;
 pub mod retention;
 pub mod secrets;
+pub mod stock;
 pub mod subscriptions;
 pub mod support;
 pub mod test_clocks;
