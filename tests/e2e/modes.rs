@@ -318,6 +318,11 @@ async fn no_route_list_event_or_webhook_shows_one_mode_to_the_other() {
                 // The subscription may be ending (its customer asked to cancel).
                 continue;
             }
+            if res.status.as_u16() == 409 && res.body["code"] == "subscription_not_shippable" {
+                // The tenant's subscription of record does not ship (its upcoming order is
+                // read in order_notices.rs).
+                continue;
+            }
             let res = res.expect(200);
             assert_mode(&own, &res.body, reader.live);
             let text = res.body.to_string();

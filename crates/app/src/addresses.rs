@@ -230,6 +230,9 @@ pub async fn set_shipping_address(
     conn.transaction(async |conn| {
         let sub = subs_repo::get(conn, scope.merchant, id, true).await?;
         let address = own_address(conn, scope.merchant, sub.customer_id, address_id).await?;
+        if scope.held_to_order_cutoff() {
+            crate::orders::check_address_cutoff(conn, scope.merchant, &sub, now).await?;
+        }
         set_in_tx(conn, scope.merchant, &sub, &address, now).await
     })
     .await

@@ -252,6 +252,7 @@ pub fn render(
             })
             .collect(),
         tags: facts.customer.tags.clone(),
+        channel_preference: facts.customer.channel_preference.into(),
         segments: facts.segments.clone(),
         credit_balances: None,
         overrides: None,

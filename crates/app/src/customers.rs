@@ -1,7 +1,7 @@
 //! Customers.
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
-use tenure_domain::customer::{self, Customer};
+use tenure_domain::customer::{self, ChannelPreference, Customer};
 use tenure_domain::ids::{CustomerId, GenerateId, MerchantId};
 use tenure_domain::text;
 use tenure_domain::time::next_update_time;
@@ -9,7 +9,9 @@ use tenure_store::repo::customers as repo;
 use tenure_store::{Page, PageRequest, StoreError};
 
 use crate::App;
-use crate::dto::customers::{CreateCustomer, CustomerDto, UpdateCustomer};
+use crate::dto::customers::{
+    CreateCustomer, CustomerDto, PortalMeDto, UpdateCustomer, UpdatePortalMe,
+};
 use crate::error::{AppError, AppResult};
 use crate::error::{Validator, checked};
 use crate::events::{EventDraft, record_event};
@@ -76,6 +78,13 @@ pub async fn create(
     let metadata = input.metadata.unwrap_or_default();
     v.check(customer::validate_metadata(&metadata));
     let tags = v.check(customer::normalize_tags(&input.tags.unwrap_or_default()));
+    let channel_preference = v.check(
+        input
+            .channel_preference
+            .as_deref()
+            .map(ChannelPreference::parse)
+            .transpose(),
+    );
     v.finish()?;
     let mut conn = state.db.conn().await?;
     // A customer on a test clock is created at the clock's time, and stays on it.
@@ -100,6 +109,7 @@ pub async fn create(
         updated_at: now,
         erased_at: None,
         test_clock_id: clock.map(|c| c.id),
+        channel_preference: checked(channel_preference)?.unwrap_or_default(),
     };
     conn.transaction(async |conn| {
         repo::insert(conn, merchant, &customer)
@@ -149,6 +159,10 @@ pub async fn update(
         v.check(customer::validate_metadata(metadata));
     }
     let tags = input.tags.map(|t| v.check(customer::normalize_tags(&t)));
+    let channel_preference = input
+        .channel_preference
+        .as_deref()
+        .map(|c| v.check(ChannelPreference::parse(c)));
     v.finish()?;
     let now = state.now();
     let mut conn = state.db.conn().await?;
@@ -174,13 +188,75 @@ pub async fn update(
         if let Some(tags) = tags {
             after.tags = checked(tags)?;
         }
-        if after == before {
-            return Ok(after);
+        if let Some(channel) = channel_preference {
+            after.channel_preference = checked(channel)?;
         }
-        after.updated_at = next_update_time(before.updated_at, now);
-        repo::update(conn, merchant, &after).await?;
-        customer_event(conn, merchant, "customer.updated", &after, Some(&before)).await?;
-        Ok(after)
+        save_update(conn, merchant, &before, after, now).await
+    })
+    .await
+}
+
+/// Saves `after` over `before` with its event (`customer.updated`), unless nothing
+/// changed.
+async fn save_update(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    before: &Customer,
+    mut after: Customer,
+    now: chrono::DateTime<chrono::Utc>,
+) -> AppResult<Customer> {
+    if after == *before {
+        return Ok(after);
+    }
+    after.updated_at = next_update_time(before.updated_at, now);
+    repo::update(conn, merchant, &after).await?;
+    customer_event(conn, merchant, "customer.updated", &after, Some(before)).await?;
+    Ok(after)
+}
+
+/// The signed-in subscriber changes what the portal lets them change about themselves
+/// (their channel preference), with the same event as a merchant's update; answers what
+/// `GET /v1/portal/me` shows.
+pub async fn update_portal_me(
+    state: &App,
+    merchant: MerchantId,
+    id: CustomerId,
+    input: UpdatePortalMe,
+) -> AppResult<PortalMeDto> {
+    update_portal_customer(state, merchant, id, input).await?;
+    let (customer, tenure, subscriptions) =
+        crate::context::portal_summary(state, merchant, id).await?;
+    let mut me = PortalMeDto::from(&customer);
+    me.tenure_days = tenure.days;
+    me.subscriptions = Some(subscriptions);
+    Ok(me)
+}
+
+async fn update_portal_customer(
+    state: &App,
+    merchant: MerchantId,
+    id: CustomerId,
+    input: UpdatePortalMe,
+) -> AppResult<Customer> {
+    let mut v = Validator::default();
+    let channel_preference = input
+        .channel_preference
+        .as_deref()
+        .map(|c| v.check(ChannelPreference::parse(c)));
+    v.finish()?;
+    let mut conn = state.db.conn().await?;
+    let now =
+        crate::test_clocks::now_for_customer(&mut conn, merchant, id, state.now_micros()).await?;
+    conn.transaction(async |conn| {
+        let before = repo::get(conn, merchant, id, true)
+            .await
+            .map_err(AppError::from_store("customer"))?;
+        before.ensure_not_erased()?;
+        let mut after = before.clone();
+        if let Some(channel) = channel_preference {
+            after.channel_preference = checked(channel)?;
+        }
+        save_update(conn, merchant, &before, after, now).await
     })
     .await
 }

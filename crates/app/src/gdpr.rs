@@ -439,6 +439,7 @@ pub async fn erase(
             updated_at,
             erased_at: Some(updated_at),
             test_clock_id: before.test_clock_id,
+            channel_preference: Default::default(),
         };
         customers_repo::update(conn, merchant, &after).await?;
         let identity = repo::ErasedIdentity {
@@ -507,6 +508,7 @@ mod tests {
             updated_at: now,
             erased_at: Some(now),
             test_clock: None,
+            channel_preference: crate::dto::customers::ChannelPreferenceDto::Email,
         }
     }
 

@@ -8,19 +8,24 @@
 use chrono::{DateTime, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use tenure_domain::billing::invoice::Invoice;
+use tenure_domain::catalog::Product;
 use tenure_domain::error::DomainError;
-use tenure_domain::ids::{GenerateId, MerchantId, OrderId};
+use tenure_domain::ids::{GenerateId, MerchantId, OrderId, SubscriptionId};
 use tenure_domain::money::Money;
 use tenure_domain::order::{InvoiceOutcome, Order, OrderLine, OrderStatus, Shipment};
+use tenure_domain::order_cutoff;
+use tenure_domain::subscription::Subscription;
 use tenure_domain::time::next_update_time;
 use tenure_store::repo::addresses as addresses_repo;
 use tenure_store::repo::catalog as catalog_repo;
+use tenure_store::repo::customers as customers_repo;
 use tenure_store::repo::orders::{self as repo, OrderFilter};
+use tenure_store::repo::renewals as renewals_repo;
 use tenure_store::repo::subscriptions::StoredSubscription;
 use tenure_store::{Page, PageRequest};
 
 use crate::App;
-use crate::dto::orders::{OrderDto, ShipOrder};
+use crate::dto::orders::{OrderDto, OrderLineDto, PostalAddressDto, ShipOrder, UpcomingOrderDto};
 use crate::error::{AppError, AppResult, Validator, checked};
 use crate::events::{EventDraft, record_event};
 use crate::subscriptions::Scope;
@@ -270,6 +275,133 @@ pub(crate) async fn address_waiting_orders(
         };
         repo::update(conn, merchant, &after).await?;
         order_event(conn, merchant, "order.updated", &after, Some(&before)).await?;
+    }
+    Ok(())
+}
+
+/// The order the next billed renewal of `s` (whose product is `product`) will make, as
+/// it stands at `now`: `None` when the subscription will not renew. The totals are the
+/// upcoming invoice's ([`crate::billing::invoicing::upcoming_of`]), the address the
+/// subscription's current one.
+pub async fn upcoming_order_of(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    s: &StoredSubscription,
+    product: &Product,
+    now: DateTime<Utc>,
+) -> AppResult<Option<UpcomingOrderDto>> {
+    let Some(parts) = crate::billing::invoicing::upcoming_parts(conn, merchant, s).await? else {
+        return Ok(None);
+    };
+    let settings = renewals_repo::settings(conn, merchant).await?.orders;
+    let customer = customers_repo::get(conn, merchant, s.customer_id, false).await?;
+    let address = addresses_repo::shipping_address_of(conn, merchant, s.subscription.id)
+        .await?
+        .map(|a| a.address);
+    let quantity = s.subscription.quantity;
+    let line = OrderLine {
+        product_id: product.id,
+        product_name: product.name.clone(),
+        plan_id: parts.terms.plan_id,
+        plan_name: parts.plan_name,
+        quantity,
+        unit_amount: parts.terms.price,
+        amount: parts.terms.price.times(quantity)?,
+    };
+    let total = parts.totals.total;
+    let renewal_at = parts.period.start;
+    let cutoff_at = settings.cutoff_at(renewal_at);
+    Ok(Some(UpcomingOrderDto {
+        object: "upcoming_order".to_owned(),
+        subscription_id: s.subscription.id.to_string(),
+        customer_id: s.customer_id.to_string(),
+        renewal_at,
+        period_start: parts.period.start,
+        period_end: parts.period.end,
+        lines: vec![OrderLineDto::from(&line)],
+        amount_total: Money::new(total.amount.max(0), total.currency).into(),
+        shipping_address: address.as_ref().map(PostalAddressDto::from),
+        cutoff_at,
+        editable: cutoff_at.is_none_or(|cutoff| now < cutoff),
+        channel_preference: customer.channel_preference.into(),
+    }))
+}
+
+/// The upcoming order of subscription `id` (`GET …/upcoming_order`): 409
+/// `subscription_not_shippable` when its product does not ship, 409 `no_upcoming_order`
+/// when it will not renew. A clock customer's is computed at the clock's time.
+pub async fn upcoming_order(
+    state: &App,
+    scope: Scope,
+    id: SubscriptionId,
+) -> AppResult<UpcomingOrderDto> {
+    let s = crate::subscriptions::get(state, scope, id).await?;
+    let mut conn = state.db.conn().await?;
+    let product = catalog_repo::get_product(&mut conn, scope.merchant, s.product_id, false).await?;
+    if !product.shippable {
+        return Err(AppError::conflict(
+            "subscription_not_shippable",
+            "the subscription's product does not ship, so it has no orders",
+        ));
+    }
+    let now = crate::test_clocks::now_for_customer(
+        &mut conn,
+        scope.merchant,
+        s.customer_id,
+        state.now_micros(),
+    )
+    .await?;
+    upcoming_order_of(&mut conn, scope.merchant, &s, &product, now)
+        .await?
+        .ok_or_else(|| {
+            AppError::conflict(
+                "no_upcoming_order",
+                format!(
+                    "the subscription is {} and has no coming renewal to ship",
+                    s.subscription.status
+                ),
+            )
+        })
+}
+
+/// Refuses, in the caller's transaction, a change of the locked subscription `before`
+/// into `after` at `now` (the customer's time) that would change the order of its next
+/// renewal after the merchant's edit cutoff (409 `order_edit_cutoff_passed`, see
+/// [`tenure_domain::order_cutoff`]). Products that do not ship have no orders to lock.
+/// Actions that change what a renewal ships call it with their transition before saving
+/// it.
+pub async fn check_order_cutoff(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    before: &StoredSubscription,
+    after: &Subscription,
+    now: DateTime<Utc>,
+) -> AppResult<()> {
+    let settings = renewals_repo::settings(conn, merchant).await?.orders;
+    if !settings.locked(before.subscription.current_period.end, now) {
+        return Ok(());
+    }
+    let product = catalog_repo::get_product(conn, merchant, before.product_id, false).await?;
+    if product.shippable {
+        order_cutoff::check(&settings, now, &before.subscription, after)?;
+    }
+    Ok(())
+}
+
+/// [`check_order_cutoff`] for a change of where the subscription ships.
+pub(crate) async fn check_address_cutoff(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    sub: &StoredSubscription,
+    now: DateTime<Utc>,
+) -> AppResult<()> {
+    let settings = renewals_repo::settings(conn, merchant).await?.orders;
+    if !settings.locked(sub.subscription.current_period.end, now) {
+        return Ok(());
+    }
+    let product = catalog_repo::get_product(conn, merchant, sub.product_id, false).await?;
+    if product.shippable {
+        order_cutoff::check_address_change(&settings, now, &sub.subscription)?;
     }
     Ok(())
 }

@@ -196,6 +196,7 @@ async fn events_recorded_as_a_request_name_it_and_the_audit_trail_filters() {
         locale: None,
         metadata: None,
         tags: None,
+        channel_preference: None,
         test_clock: None,
     };
     let ada = audit::acting(

@@ -30,6 +30,46 @@ pub struct Customer {
     /// The test clock whose time the customer lives in, chosen at creation and never
     /// changed (see [`crate::test_clock`]); `None` lives in real time.
     pub test_clock_id: Option<TestClockId>,
+    /// How the customer wants to hear from the merchant (notices the merchant sends on
+    /// Tenure's events, such as `order.upcoming`).
+    pub channel_preference: ChannelPreference,
+}
+
+/// The channel a customer prefers for the merchant's messages. Tenure sends no message
+/// itself: the merchant's messaging reads it from the customer (and the events' customer
+/// context) to pick a channel, and `none` asks for no messages at all.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ChannelPreference {
+    /// The default: every customer Tenure knows may have an e-mail address.
+    #[default]
+    Email,
+    Sms,
+    Push,
+    None,
+}
+
+impl ChannelPreference {
+    pub const ALL: [Self; 4] = [Self::Email, Self::Sms, Self::Push, Self::None];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Email => "email",
+            Self::Sms => "sms",
+            Self::Push => "push",
+            Self::None => "none",
+        }
+    }
+
+    /// The preference `raw` names (exactly, in lower case), or a validation error on
+    /// `channel_preference`.
+    pub fn parse(raw: &str) -> Result<Self, DomainError> {
+        Self::ALL
+            .into_iter()
+            .find(|c| c.as_str() == raw)
+            .ok_or_else(|| {
+                DomainError::validation("channel_preference", "must be email, sms, push or none")
+            })
+    }
 }
 
 impl Customer {
@@ -130,6 +170,17 @@ pub fn validate_metadata(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn channel_preferences_parse_exactly() {
+        for c in ChannelPreference::ALL {
+            assert_eq!(ChannelPreference::parse(c.as_str()), Ok(c));
+        }
+        assert_eq!(ChannelPreference::default(), ChannelPreference::Email);
+        for bad in ["", "EMAIL", "e-mail", "letter", " sms"] {
+            assert!(ChannelPreference::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn tags_are_normalised_unique_and_sorted() {

@@ -18,6 +18,7 @@ pub mod ids;
 pub mod metrics;
 pub mod money;
 pub mod order;
+pub mod order_cutoff;
 pub mod outbound;
 pub mod overrides;
 pub mod policy;

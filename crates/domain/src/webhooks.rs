@@ -257,6 +257,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "order.shipped",
     "order.delivered",
     "order.canceled",
+    "order.upcoming",
 ];
 
 /// Subscribes to every event type, including ones added later.

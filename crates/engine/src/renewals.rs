@@ -21,6 +21,10 @@
 //!    invoice stays open for the customer).
 //! 3. **Notify.** `invoice.upcoming` once per subscription period, `upcoming_notice_days`
 //!    before it ends (marker column `upcoming_notice_for`); none before a skipped renewal.
+//!    And `order.upcoming` once per renewal of a subscription that ships,
+//!    `order_notice_days` before it (marker column `order_notice_for`), with what will
+//!    ship, where, for how much and until when it may be changed; none before a skipped
+//!    renewal. Taking a skip back reopens both notices of that renewal.
 //!
 //! A crash anywhere rolls the batch's (or item's) transaction back: nothing is
 //! half-renewed and no invoice number is lost. A charge interrupted between its two
@@ -37,6 +41,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use tenure_app::billing::invoicing::{renewal_lines, upcoming_of};
 use tenure_app::dto::subscriptions::SubscriptionDto;
 use tenure_app::events::{EventDraft, record_event, record_events};
+use tenure_app::orders::upcoming_order_of;
 use tenure_app::subscriptions::{apply_due_in_tx, persist_system};
 use tenure_app::{App, AppError, AppResult};
 use tenure_domain::billing::invoice::{self, InvoiceStatus};
@@ -82,13 +87,15 @@ pub async fn run_due_renewals_in(
         WorkScope::Clock(_) => 0,
     };
     let notified = notify_due(&mut conn, scope, now, batch).await?;
-    let handled = renewed + charged + refunds_recovered + notified;
+    let orders_notified = notify_orders_due(&mut conn, scope, now, batch).await?;
+    let handled = renewed + charged + refunds_recovered + notified + orders_notified;
     if handled > 0 {
         tracing::info!(
             renewed,
             charged,
             refunds_recovered,
             notified,
+            orders_notified,
             "renewal round"
         );
     }
@@ -456,6 +463,69 @@ async fn notify_due(
             Round::Idle => break,
             Round::Skipped(id) => skip.push(id),
             Round::Done => done += 1,
+        }
+    }
+    Ok(done)
+}
+
+/// Sends `order.upcoming` for the renewals of subscriptions that ship coming within their
+/// merchant's `order_notice_days`, once per renewal (the marker is written with the
+/// event). A skipped renewal ships nothing: it is marked without an event, and taking
+/// the skip back clears the marker (`forget_notice_sent`).
+async fn notify_orders_due(
+    conn: &mut AsyncPgConnection,
+    scope: WorkScope,
+    now: DateTime<Utc>,
+    batch: usize,
+) -> AppResult<usize> {
+    let mut skip = Vec::new();
+    let mut done = 0;
+    while done < batch {
+        let mut claimed = None;
+        let result = conn
+            .transaction(async |conn| {
+                let Some((merchant, id)) =
+                    repo::claim_due_order_notice(conn, scope, now, &skip).await?
+                else {
+                    return Ok(Round::Idle);
+                };
+                claimed = Some(id.uuid());
+                let s = subs_repo::get(conn, merchant, id, true).await?;
+                let renewal_at = s.subscription.current_period.end;
+                if !s.subscription.next_renewal_skipped() {
+                    let product =
+                        catalog_repo::get_product(conn, merchant, s.product_id, false).await?;
+                    let upcoming = upcoming_order_of(conn, merchant, &s, &product, now).await?;
+                    // Only the order of this renewal: one that will not renew has none.
+                    if let Some(order) = upcoming.filter(|o| o.renewal_at == renewal_at) {
+                        record_event(
+                            conn,
+                            merchant,
+                            EventDraft {
+                                event_type: "order.upcoming",
+                                resource_type: "subscription",
+                                resource_id: id.to_string(),
+                                after: &order,
+                                before: None,
+                                at: now,
+                            },
+                        )
+                        .await?;
+                    }
+                }
+                repo::mark_order_notice_sent(conn, merchant, id, renewal_at).await?;
+                Ok::<_, AppError>(Round::Done)
+            })
+            .await;
+        match result {
+            Ok(Round::Idle) => break,
+            Ok(Round::Skipped(id)) => skip.push(id),
+            Ok(Round::Done) => done += 1,
+            Err(err) => {
+                let Some(id) = claimed else { return Err(err) };
+                tolerate_item_failure(&err, "order notice", &id.to_string())?;
+                skip.push(id);
+            }
         }
     }
     Ok(done)

@@ -777,3 +777,95 @@ async fn renewals_bill_the_quantity_and_the_proration_of_its_change() {
             .any(|t| t == "subscription.quantity_changed")
     );
 }
+
+/// `order.upcoming` of a subscription that ships: sent once per renewal by rounds side
+/// by side (default lead time, 3 days), with what ships and for how much; none for a
+/// skipped renewal, and sent after all when the skip is taken back in the window.
+#[tokio::test]
+async fn the_order_notice_round_announces_each_shipped_renewal_once() {
+    use diesel_async::SimpleAsyncConnection;
+    use tenure_app::subscriptions::Action;
+
+    let w = world("pm_card_visa").await;
+    let mut conn = w._db.connect().await;
+    conn.batch_execute("UPDATE products SET shippable = true")
+        .await
+        .expect("ship");
+    let sub = subscriptions::create(&w.app, Scope::merchant(w.merchant), w.customer, w.plan)
+        .await
+        .expect("subscribe");
+    let id = sub.subscription.id;
+    let ends = sub.subscription.current_period.end;
+    let sent = async || {
+        w.event_types()
+            .await
+            .iter()
+            .filter(|t| *t == "order.upcoming")
+            .count()
+    };
+
+    // Four days ahead: not yet.
+    w.clock.advance_to(ends - Duration::days(4));
+    w.run_rounds().await;
+    assert_eq!(sent().await, 0);
+
+    // Skipped, the renewal ships nothing: marked without a notice.
+    subscriptions::act(&w.app, Scope::merchant(w.merchant), id, None, Action::Skip)
+        .await
+        .expect("skip");
+    w.clock.advance_to(ends - Duration::days(2));
+    w.run_rounds().await;
+    assert_eq!(sent().await, 0, "a skipped renewal is not announced");
+
+    // The skip taken back inside the window: announced once, by whichever round claims it.
+    subscriptions::act(
+        &w.app,
+        Scope::merchant(w.merchant),
+        id,
+        None,
+        Action::Unskip,
+    )
+    .await
+    .expect("unskip");
+    let now = w.clock.now();
+    let (a, b) = tokio::join!(
+        run_due_renewals(&w.app, now, 100),
+        run_due_renewals(&w.app, now, 100)
+    );
+    a.expect("a round");
+    b.expect("a round");
+    w.run_rounds().await;
+    assert_eq!(sent().await, 1);
+
+    let filter = EventFilterParams {
+        event_type: Some("order.upcoming".to_owned()),
+        resource_id: None,
+    };
+    let page = PageRequest {
+        limit: 10,
+        starting_after: None,
+    };
+    let events = tenure_app::events::list(&w.app, w.merchant, filter, page)
+        .await
+        .expect("events")
+        .items;
+    let order = &events[0].data;
+    assert_eq!(order["object"], "upcoming_order");
+    assert_eq!(order["subscription_id"], id.to_string());
+    let renewal_at = order["renewal_at"].as_str().expect("renewal_at");
+    assert_eq!(
+        chrono::DateTime::parse_from_rfc3339(renewal_at).expect("a time"),
+        ends
+    );
+    assert_eq!(order["lines"][0]["quantity"], 1);
+    assert_eq!(order["lines"][0]["amount"]["amount"], 1999);
+    assert_eq!(order["amount_total"]["amount"], 1999);
+    assert_eq!(order["shipping_address"], serde_json::Value::Null);
+    assert_eq!(
+        order["cutoff_at"],
+        serde_json::Value::Null,
+        "no cutoff by default"
+    );
+    assert_eq!(order["editable"], true);
+    assert_eq!(order["channel_preference"], "email");
+}

@@ -539,6 +539,7 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs) -> Result<(), StartupErr
                 locale: Some("en".to_owned()),
                 metadata: None,
                 tags: Some(vec!["demo".to_owned()]),
+                channel_preference: None,
                 test_clock: None,
             },
         )

@@ -100,6 +100,7 @@ diesel::table! {
         updated_at -> Timestamptz,
         erased_at -> Nullable<Timestamptz>,
         test_clock_id -> Nullable<Uuid>,
+        channel_preference -> Text,
     }
 }
 

@@ -99,6 +99,7 @@ pub async fn customer(
         updated_at: now,
         erased_at: None,
         test_clock_id: None,
+        channel_preference: Default::default(),
     };
     customers::insert(conn, merchant, &customer)
         .await

@@ -6,7 +6,7 @@ use tenure_app::dto::InMode;
 use tenure_app::dto::common::{parse_field_id, parse_id};
 use tenure_app::dto::orders::{
     AddressDto, CreateAddress, OrderDto, OrderFilterParams, SetShippingAddress, ShipOrder,
-    ShippingAddressDto, UpdateAddress,
+    ShippingAddressDto, UpcomingOrderDto, UpdateAddress,
 };
 use tenure_app::dto::webhooks::DeletedDto;
 use tenure_app::dto::{ListParams, ListResponse};
@@ -32,6 +32,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(delete_address)
         .service(get_shipping_address)
         .service(set_shipping_address)
+        .service(get_upcoming_order)
         .service(list_orders)
         .service(get_order)
         .service(fulfill_order)
@@ -49,6 +50,7 @@ pub fn configure_portal(cfg: &mut ServiceConfig) {
         .service(portal_delete_address)
         .service(portal_get_shipping_address)
         .service(portal_set_shipping_address)
+        .service(portal_get_upcoming_order)
         .service(portal_list_orders)
         .service(portal_get_order);
 }
@@ -207,6 +209,23 @@ async fn set_shipping_address(
         &body.0.address_id,
     )
     .await?;
+    Ok(HttpResponse::Ok().json(InMode::new(auth.mode(), view)))
+}
+
+/// The order the next renewal of a subscription that ships will make: what ships, when,
+/// where, at what price, its edit cutoff and whether it may still be changed.
+#[utoipa::path(tag = "Subscriptions", params(("id" = String, Path, description = "Subscription id (sub_…)")),
+    responses((status = 200, description = "The upcoming order", body = UpcomingOrderDto),
+        (status = 409, description = "The product does not ship (`subscription_not_shippable`) or the subscription will not renew (`no_upcoming_order`)",
+            body = crate::error::Problem, content_type = "application/problem+json")))]
+#[get("/subscriptions/{id}/upcoming_order")]
+async fn get_upcoming_order(
+    state: web::Data<AppState>,
+    auth: AuthenticatedMerchant,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
+    let view = orders::upcoming_order(&state.app, Scope::merchant(auth.0), id).await?;
     Ok(HttpResponse::Ok().json(InMode::new(auth.mode(), view)))
 }
 
@@ -429,6 +448,24 @@ async fn portal_set_shipping_address(
     let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
     let scope = Scope::customer(auth.merchant, auth.customer);
     let view = addresses::set_shipping_address(&state.app, scope, id, &body.0.address_id).await?;
+    Ok(HttpResponse::Ok().json(InMode::new(auth.mode(), view)))
+}
+
+/// The next order of one of the signed-in customer's subscriptions: what ships, when,
+/// where, at what price, and until when they may change it (`cutoff_at`, `editable`).
+#[utoipa::path(tag = "Portal", params(("id" = String, Path, description = "Subscription id (sub_…)")),
+    responses((status = 200, description = "The upcoming order", body = UpcomingOrderDto),
+        (status = 409, description = "The product does not ship (`subscription_not_shippable`) or the subscription will not renew (`no_upcoming_order`)",
+            body = crate::error::Problem, content_type = "application/problem+json")))]
+#[get("/subscriptions/{id}/upcoming_order")]
+async fn portal_get_upcoming_order(
+    state: web::Data<AppState>,
+    auth: AuthenticatedCustomer,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
+    let scope = Scope::customer(auth.merchant, auth.customer);
+    let view = orders::upcoming_order(&state.app, scope, id).await?;
     Ok(HttpResponse::Ok().json(InMode::new(auth.mode(), view)))
 }
 

@@ -1,6 +1,6 @@
 //! The customer portal: routes for a signed-in subscriber, scoped to their own data.
 
-use actix_web::{HttpResponse, get, web};
+use actix_web::{HttpResponse, get, patch, web};
 use tenure_app::dto::InMode;
 use utoipa_actix_web::service_config::ServiceConfig;
 
@@ -8,11 +8,13 @@ use crate::auth::AuthenticatedCustomer;
 use crate::error::ApiResult;
 use crate::state::AppState;
 use tenure_app::dto::catalog::{PlanDto, PortalPlanDto};
-use tenure_app::dto::customers::PortalMeDto;
-use tenure_app::{catalog, context};
+use tenure_app::dto::customers::{PortalMeDto, UpdatePortalMe};
+use tenure_app::{catalog, context, customers};
+
+use crate::extract::Json;
 
 pub fn configure(cfg: &mut ServiceConfig) {
-    cfg.service(me).service(plans);
+    cfg.service(me).service(update_me).service(plans);
 }
 
 /// The signed-in customer.
@@ -26,6 +28,20 @@ async fn me(state: web::Data<AppState>, auth: AuthenticatedCustomer) -> ApiResul
     me.tenure_days = tenure.days;
     me.subscriptions = Some(subscriptions);
     Ok(HttpResponse::Ok().json(InMode::new(auth.mode(), me)))
+}
+
+/// Change what the subscriber may change about themselves: their channel preference.
+#[utoipa::path(tag = "Portal", request_body = UpdatePortalMe,
+    responses((status = 200, description = "The customer behind the token, changed", body = PortalMeDto)))]
+#[patch("/me")]
+async fn update_me(
+    state: web::Data<AppState>,
+    auth: AuthenticatedCustomer,
+    body: Json<UpdatePortalMe>,
+) -> ApiResult<HttpResponse> {
+    let view =
+        customers::update_portal_me(&state.app, auth.merchant, auth.customer, body.0).await?;
+    Ok(HttpResponse::Ok().json(InMode::new(auth.mode(), view)))
 }
 
 /// Plans the customer may subscribe to.

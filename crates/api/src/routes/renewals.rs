@@ -104,8 +104,9 @@ async fn put_dunning_policy(
     Ok(HttpResponse::Ok().json(InMode::new(auth.mode(), DunningPolicyDto::from(&s))))
 }
 
-/// Billing settings: the lead time of `invoice.upcoming` notices (default 7 days) and how
-/// long events and webhook deliveries are kept.
+/// Billing settings: the lead time of `invoice.upcoming` notices (default 7 days), of
+/// `order.upcoming` notices (default 3 days) and the edit cutoff of orders (default
+/// none), and how long events and webhook deliveries are kept.
 #[utoipa::path(tag = "Billing settings",
     responses((status = 200, description = "The billing settings", body = BillingSettingsDto)))]
 #[get("/billing_settings")]
@@ -135,6 +136,7 @@ async fn put_billing_settings(
         auth.0,
         body.upcoming_notice_days,
         body.retention_days,
+        (body.order_notice_days, body.order_cutoff_hours),
     )
     .await?;
     Ok(HttpResponse::Ok().json(InMode::new(

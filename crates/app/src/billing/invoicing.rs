@@ -391,11 +391,33 @@ pub fn next_invoice_period(sub: &Subscription) -> Option<(Period, PlanTerms)> {
     None
 }
 
+/// The next invoice of a subscription, as [`upcoming_of`] and the upcoming order
+/// compute it.
+pub(crate) struct UpcomingParts {
+    pub period: Period,
+    pub terms: PlanTerms,
+    pub plan_name: String,
+    pub lines: Vec<InvoiceLine>,
+    pub totals: invoice::InvoiceTotals,
+}
+
 pub async fn upcoming_of(
     conn: &mut AsyncPgConnection,
     merchant: MerchantId,
     s: &StoredSubscription,
 ) -> AppResult<Option<UpcomingInvoiceDto>> {
+    Ok(upcoming_parts(conn, merchant, s)
+        .await?
+        .map(|p| UpcomingInvoiceDto::render(s, &p.terms, p.period, &p.lines, &p.totals)))
+}
+
+/// The lines and totals of the invoice the next renewal of `s` will create, if it
+/// renews.
+pub(crate) async fn upcoming_parts(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    s: &StoredSubscription,
+) -> AppResult<Option<UpcomingParts>> {
     let Some((period, terms)) = next_invoice_period(&s.subscription) else {
         return Ok(None);
     };
@@ -416,13 +438,13 @@ pub async fn upcoming_of(
         .find(|b| b.currency == currency)
         .unwrap_or(Money::zero(currency));
     let totals = apply_customer_balance(currency, &mut draft.lines, balance)?.totals;
-    Ok(Some(UpcomingInvoiceDto::render(
-        s,
-        &terms,
+    Ok(Some(UpcomingParts {
         period,
-        &draft.lines,
-        &totals,
-    )))
+        terms,
+        plan_name: plan.name,
+        lines: draft.lines,
+        totals,
+    }))
 }
 
 /// The invoice the next renewal of subscription `id` will create (409

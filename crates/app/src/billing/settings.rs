@@ -1,10 +1,12 @@
 //! The merchant's billing settings: the dunning policy, how early `invoice.upcoming`
-//! is sent, and how long events and webhook deliveries are kept.
+//! and `order.upcoming` are sent, the edit cutoff of orders, and how long events and webhook deliveries are kept.
 
 use diesel_async::AsyncConnection;
 use tenure_domain::billing::dunning::DunningPolicy;
 use tenure_domain::data_retention::RetentionDays;
+use tenure_domain::error::DomainError;
 use tenure_domain::ids::MerchantId;
+use tenure_domain::order_cutoff::OrderNoticeSettings;
 use tenure_store::repo::renewals::{self as repo, BillingSettings};
 
 use crate::App;
@@ -29,11 +31,14 @@ pub async fn put_dunning_policy(
 /// Sets how many days before a renewal `invoice.upcoming` is sent (0: never) and, when
 /// `retention_days` is given, the merchant's retention period in days (`Some(None)`:
 /// the operator's default again).
+/// `orders` gives `order_notice_days` and `order_cutoff_hours` (each kept when `None`):
+/// the result is checked whole (the notice comes before the cutoff).
 pub async fn put_billing_settings(
     state: &App,
     merchant: MerchantId,
     days: u32,
     retention_days: Option<Option<u32>>,
+    orders: (Option<u32>, Option<u32>),
 ) -> AppResult<BillingSettings> {
     if days > repo::MAX_UPCOMING_NOTICE_DAYS {
         return Err(AppError::field(
@@ -44,11 +49,19 @@ pub async fn put_billing_settings(
     let retention = retention_days
         .map(|days| days.map(RetentionDays::new).transpose())
         .transpose()?;
-    update_settings(state, merchant, |s| {
+    let (notice_days, cutoff_hours) = orders;
+    try_update_settings(state, merchant, |s| {
         s.upcoming_notice_days = days;
         if let Some(retention) = retention {
             s.retention_days = retention;
         }
+        if notice_days.is_some() || cutoff_hours.is_some() {
+            s.orders = OrderNoticeSettings::new(
+                notice_days.unwrap_or(s.orders.notice_days),
+                cutoff_hours.unwrap_or(s.orders.cutoff_hours),
+            )?;
+        }
+        Ok(())
     })
     .await
 }
@@ -58,11 +71,23 @@ async fn update_settings(
     merchant: MerchantId,
     change: impl FnOnce(&mut BillingSettings) + Send,
 ) -> AppResult<BillingSettings> {
+    try_update_settings(state, merchant, |s| {
+        change(s);
+        Ok(())
+    })
+    .await
+}
+
+async fn try_update_settings(
+    state: &App,
+    merchant: MerchantId,
+    change: impl FnOnce(&mut BillingSettings) -> Result<(), DomainError> + Send,
+) -> AppResult<BillingSettings> {
     let now = state.now_micros();
     let mut conn = state.db.conn().await?;
     conn.transaction(async |conn| {
         let mut s = repo::lock_settings(conn, merchant, now).await?;
-        change(&mut s);
+        change(&mut s)?;
         s.updated_at = Some(now);
         repo::save_settings(conn, merchant, &s, now).await?;
         Ok::<_, AppError>(s)

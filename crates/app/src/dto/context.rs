@@ -190,7 +190,7 @@ pub struct SupportSummaryDto {
     "payment_health": {"status": "ok", "failed_payments_30d": 0, "delinquent_subscriptions": 0,
         "default_card_expired": false, "default_card_expiring": false},
     "support": {"open_tickets": 0, "tickets": []}, "cancellations": [], "pause_history": [],
-    "tags": ["vip"], "segments": ["loyal", "high_ltv"], "recent_orders": [],
+    "tags": ["vip"], "segments": ["loyal", "high_ltv"], "channel_preference": "email", "recent_orders": [],
     "last_shipment": {"order_id": "ord_01jf9zb3f4e3a8r7m2k4t5n6bc", "status": "delivered",
         "carrier": "UPS", "tracking_number": "1Z999AA10123456784", "tracking_url": null,
         "shipped_at": "2026-11-20T10:00:00Z", "delivered_at": "2026-11-23T10:00:00Z"},
@@ -215,6 +215,8 @@ pub struct CustomerContextDto {
     pub tags: Vec<String>,
     #[schema(value_type = Vec<SegmentDto>, example = json!(["loyal"]))]
     pub segments: Vec<Segment>,
+    /// How the customer wants to hear from the merchant.
+    pub channel_preference: super::customers::ChannelPreferenceDto,
     /// The customer's credit balances, one per currency it ever had credit in. Billing
     /// data: only for a key with `billing:read` (absent otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,6 +1,6 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
-use tenure_domain::customer::{Customer, MAX_TAG_CHARS};
+use tenure_domain::customer::{ChannelPreference, Customer, MAX_TAG_CHARS};
 use utoipa::openapi::{ObjectBuilder, RefOr, Schema, Type};
 use utoipa::{IntoParams, PartialSchema, ToSchema};
 
@@ -27,6 +27,12 @@ trimmed and lower-cased first",
 
 impl ToSchema for Tag {}
 
+wire_enum! {
+    /// How the customer wants to hear from the merchant: `email` (the default), `sms`,
+    /// `push`, or `none` for no messages (docs/customers.md).
+    ChannelPreferenceDto from ChannelPreference { Email, Sms, Push, None }
+}
+
 /// Tells "field absent" (outer None) from "field: null" (Some(None)) in PATCH bodies.
 pub fn double_option<'de, T, D>(de: D) -> Result<Option<Option<T>>, D::Error>
 where
@@ -51,6 +57,9 @@ pub struct CreateCustomer {
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
     #[schema(value_type = Option<Vec<Tag>>)]
     pub tags: Option<Vec<String>>,
+    /// How the customer wants to hear from the merchant; `email` when omitted.
+    #[schema(value_type = Option<ChannelPreferenceDto>)]
+    pub channel_preference: Option<String>,
     /// A test clock (`clock_…`) the customer lives on for good: everything that happens
     /// to it follows the clock's time (docs/test-clocks.md). Test mode only.
     pub test_clock: Option<String>,
@@ -76,12 +85,24 @@ pub struct UpdateCustomer {
     /// Replaces the tags.
     #[schema(value_type = Option<Vec<Tag>>)]
     pub tags: Option<Vec<String>>,
+    #[schema(value_type = Option<ChannelPreferenceDto>)]
+    pub channel_preference: Option<String>,
+}
+
+/// What a signed-in subscriber may change about themselves.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"channel_preference": "sms"}))]
+pub struct UpdatePortalMe {
+    #[schema(value_type = Option<ChannelPreferenceDto>)]
+    pub channel_preference: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"id": "cus_01jf9zb3f4e3a8r7m2k4t5n6bc", "object": "customer", "external_id": "user_4711",
     "email": "ada@example.com", "name": "Ada Lovelace", "locale": "en-GB", "metadata": {"crm_id": "A-17"},
-    "tags": ["vip"], "created_at": "2026-11-25T10:00:00Z", "updated_at": "2026-11-25T10:00:00Z", "erased_at": null}))]
+    "tags": ["vip"], "created_at": "2026-11-25T10:00:00Z", "updated_at": "2026-11-25T10:00:00Z", "erased_at": null,
+    "test_clock": null, "channel_preference": "email"}))]
 pub struct CustomerDto {
     pub id: String,
     /// Always `customer`.
@@ -105,6 +126,7 @@ pub struct CustomerDto {
     /// The test clock the customer lives on (`clock_…`); null for a customer in real
     /// time.
     pub test_clock: Option<String>,
+    pub channel_preference: ChannelPreferenceDto,
 }
 
 impl From<&Customer> for CustomerDto {
@@ -122,6 +144,7 @@ impl From<&Customer> for CustomerDto {
             updated_at: c.updated_at,
             erased_at: c.erased_at,
             test_clock: c.test_clock_id.map(|id| id.to_string()),
+            channel_preference: c.channel_preference.into(),
         }
     }
 }
@@ -148,6 +171,8 @@ pub struct PortalMeDto {
     pub email: Option<String>,
     pub name: Option<String>,
     pub locale: Option<String>,
+    /// How the subscriber wants to hear from the merchant (`PATCH /v1/portal/me`).
+    pub channel_preference: ChannelPreferenceDto,
     /// The date the customer record was created.
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub customer_since: DateTime<Utc>,
@@ -164,6 +189,7 @@ impl From<&Customer> for PortalMeDto {
             email: c.email.clone(),
             name: c.name.clone(),
             locale: c.locale.clone(),
+            channel_preference: c.channel_preference.into(),
             customer_since: c.created_at,
             tenure_days: 0,
             subscriptions: None,

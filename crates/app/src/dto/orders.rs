@@ -361,3 +361,49 @@ impl From<OrderStatusDto> for OrderStatus {
         }
     }
 }
+
+/// The order the next renewal of a subscription that ships will make: what ships, when,
+/// where and at what price, and until when the subscriber may still change it
+/// (docs/orders.md, "Upcoming orders"). Also the payload of `order.upcoming`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"object": "upcoming_order",
+    "subscription_id": "sub_01jf9zb3f4e3a8r7m2k4t5n6bc", "customer_id": "cus_01jf9zb3f4e3a8r7m2k4t5n6bc",
+    "renewal_at": "2027-01-08T10:00:00Z", "period_start": "2027-01-08T10:00:00Z",
+    "period_end": "2027-02-08T10:00:00Z",
+    "lines": [{"product_id": "prod_01jf9zb3f4e3a8r7m2k4t5n6bc", "product_name": "Coffee",
+        "plan_id": "plan_01jf9z8a1be3a8r7m2k4t5n6bc", "plan_name": "Monthly bag", "quantity": 2,
+        "unit_amount": {"amount": 1200, "currency": "EUR"}, "amount": {"amount": 2400, "currency": "EUR"}}],
+    "amount_total": {"amount": 2160, "currency": "EUR"},
+    "shipping_address": {"name": "Ada Lovelace", "line1": "12 Rue de la Paix", "line2": null,
+        "city": "Paris", "state": null, "postal_code": "75002", "country": "FR", "phone": null},
+    "cutoff_at": "2027-01-07T10:00:00Z", "editable": true, "channel_preference": "email"}))]
+pub struct UpcomingOrderDto {
+    /// Always `upcoming_order`.
+    pub object: String,
+    pub subscription_id: String,
+    pub customer_id: String,
+    /// When the order is made and its invoice charged: the start of its period (a
+    /// skipped renewal makes none, so this is the first renewal not skipped).
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
+    pub renewal_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
+    pub period_start: DateTime<Utc>,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
+    pub period_end: DateTime<Utc>,
+    /// What ships: the plan and quantity the renewal bills.
+    pub lines: Vec<OrderLineDto>,
+    /// What the renewal's invoice will total after discounts and prorations (never below
+    /// zero), before any credit balance.
+    pub amount_total: MoneyDto,
+    /// Where it ships as things stand; null while the subscription has no address.
+    pub shipping_address: Option<PostalAddressDto>,
+    /// From when the subscriber's changes of this order are refused
+    /// (`order_edit_cutoff_passed`) until the renewal; null when the merchant set no
+    /// cutoff.
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339_opt")]
+    pub cutoff_at: Option<DateTime<Utc>>,
+    /// Whether the subscriber may still change this order (the cutoff has not passed).
+    pub editable: bool,
+    /// How the customer wants to hear about it.
+    pub channel_preference: super::customers::ChannelPreferenceDto,
+}

@@ -141,6 +141,14 @@ pub struct BillingSettingsDto {
     pub object: String,
     /// Days before each renewal that `invoice.upcoming` is sent (0: never).
     pub upcoming_notice_days: u32,
+    /// Days before each renewal of a subscription that ships that `order.upcoming` is
+    /// sent (0: never; default 3).
+    #[schema(maximum = 60)]
+    pub order_notice_days: u32,
+    /// Hours before each renewal after which subscribers may no longer change its order
+    /// (`order_edit_cutoff_passed`); 0: no cutoff (the default).
+    #[schema(maximum = 1440)]
+    pub order_cutoff_hours: u32,
     /// The merchant's own retention period in days, or null to follow the operator's
     /// default: events (but `subscription.*` ones) and settled webhook deliveries older
     /// than this are removed.
@@ -159,6 +167,8 @@ impl BillingSettingsDto {
         Self {
             object: "billing_settings".to_owned(),
             upcoming_notice_days: s.upcoming_notice_days,
+            order_notice_days: s.orders.notice_days,
+            order_cutoff_hours: s.orders.cutoff_hours,
             retention_days: s.retention_days.map(|d| u32::from(d.days())),
             effective_retention_days: u32::from(
                 s.retention_days.unwrap_or(default_retention).days(),
@@ -170,11 +180,21 @@ impl BillingSettingsDto {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"upcoming_notice_days": 7, "retention_days": 180}))]
+#[schema(example = json!({"upcoming_notice_days": 7, "retention_days": 180,
+    "order_notice_days": 3, "order_cutoff_hours": 48}))]
 pub struct PutBillingSettings {
     /// 0–60.
     #[schema(maximum = 60)]
     pub upcoming_notice_days: u32,
+    /// Days before a renewal that `order.upcoming` is sent, 0–60 (0: never); omitted
+    /// leaves it as it is.
+    #[schema(maximum = 60)]
+    pub order_notice_days: Option<u32>,
+    /// Hours before a renewal after which its order is locked for subscribers, 0–1440 (0:
+    /// no cutoff), at most `order_notice_days × 24` so the notice comes first; omitted
+    /// leaves it as it is.
+    #[schema(maximum = 1440)]
+    pub order_cutoff_hours: Option<u32>,
     /// Days events and settled webhook deliveries are kept (7–3650); null returns to the
     /// operator's default; omitted leaves it as it is.
     #[serde(default, deserialize_with = "super::customers::double_option")]

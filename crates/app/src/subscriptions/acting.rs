@@ -415,6 +415,12 @@ pub async fn act_in_tx(
             sub.remove_scheduled_change(change, Actor::Merchant)?
         }
     };
+    // After the merchant's edit cutoff, the order of the next renewal is locked for those
+    // held to it (docs/orders.md, "The edit cutoff").
+    if scope.held_to_order_cutoff() && edits_orders(action) {
+        crate::orders::check_order_cutoff(conn, merchant, &before, &transition.subscription, now)
+            .await?;
+    }
     // The next renewal billed again after all (a skip taken back or dropped) is announced
     // like any other, even if its notice window passed while it was skipped.
     let period_end = transition.subscription.current_period.end;
@@ -431,6 +437,25 @@ pub async fn act_in_tx(
         may_have_discounts: has_discounts || grants_discount(action),
         ..outcome
     })
+}
+
+/// Whether `action` edits what a renewal ships, and so is held to the edit cutoff of the
+/// next order. Ending, pausing or resuming the subscription is not an edit of an order
+/// (the merchant's cancellation and pause policies govern those).
+pub(crate) fn edits_orders(action: &Action) -> bool {
+    match action {
+        Action::ChangePlan(_)
+        | Action::ChangeQuantity(_)
+        | Action::Skip
+        | Action::Unskip
+        | Action::RemoveScheduledChange(_) => true,
+        Action::Pause(_)
+        | Action::Resume
+        | Action::Cancel(_)
+        | Action::WithdrawRequest(_)
+        | Action::ApproveRequest(_)
+        | Action::DeclineRequest(..) => false,
+    }
 }
 
 /// Whether `action` can give the subscription a discount. None of them does (accepting

@@ -62,6 +62,13 @@ impl Scope {
         }
     }
 
+    /// Whether the request is held to the edit cutoff of upcoming orders: a customer is,
+    /// and an agent unless overriding; a merchant's backend is not (it is the merchant's
+    /// own fulfilment that locked the order, and it knows whether it may change it).
+    pub fn held_to_order_cutoff(&self) -> bool {
+        self.customer.is_some() || (self.agent && !self.overriding)
+    }
+
     /// Who records as having asked for a change.
     pub fn actor(&self) -> Actor {
         self.acting().actor

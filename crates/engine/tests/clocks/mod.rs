@@ -56,6 +56,7 @@ async fn an_advance_renews_a_clock_customer_in_order_and_real_time_rounds_leave_
             locale: None,
             metadata: None,
             tags: None,
+            channel_preference: None,
             test_clock: Some(clock.id.to_string()),
         },
     )

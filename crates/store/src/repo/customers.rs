@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tenure_domain::context::Segment;
-use tenure_domain::customer::Customer;
+use tenure_domain::customer::{ChannelPreference, Customer};
 use tenure_domain::ids::{CustomerId, MerchantId, TestClockId};
 
 use crate::error::{StoreError, StoreResult};
@@ -28,6 +28,7 @@ struct CustomerRow {
     updated_at: DateTime<Utc>,
     erased_at: Option<DateTime<Utc>>,
     test_clock_id: Option<uuid::Uuid>,
+    channel_preference: String,
 }
 
 impl CustomerRow {
@@ -45,6 +46,7 @@ impl CustomerRow {
             updated_at: c.updated_at,
             erased_at: c.erased_at,
             test_clock_id: c.test_clock_id.map(|t| t.uuid()),
+            channel_preference: c.channel_preference.as_str().to_owned(),
         }
     }
 
@@ -52,6 +54,8 @@ impl CustomerRow {
         let serde_json::Value::Object(metadata) = self.metadata else {
             return Err(StoreError::corrupt("customer metadata is not an object"));
         };
+        let channel_preference = ChannelPreference::parse(&self.channel_preference)
+            .map_err(|_| StoreError::corrupt("unknown customer channel_preference"))?;
         Ok(Customer {
             id: CustomerId::from_uuid(self.id),
             external_id: self.external_id,
@@ -64,6 +68,7 @@ impl CustomerRow {
             updated_at: self.updated_at,
             erased_at: self.erased_at,
             test_clock_id: self.test_clock_id.map(TestClockId::from_uuid),
+            channel_preference,
         })
     }
 }

@@ -16,6 +16,9 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tenure_domain::billing::dunning::DunningPolicy;
 use tenure_domain::data_retention::RetentionDays;
 use tenure_domain::ids::{CustomerId, InvoiceId, MerchantId, SubscriptionId};
+use tenure_domain::order_cutoff::{
+    DEFAULT_ORDER_NOTICE_DAYS, MAX_ORDER_NOTICE_DAYS, OrderNoticeSettings,
+};
 use tenure_domain::subscription::SubscriptionStatus;
 use tenure_domain::test_clock::WorkScope;
 
@@ -33,6 +36,8 @@ pub const MAX_UPCOMING_NOTICE_DAYS: u32 = 60;
 pub struct BillingSettings {
     pub dunning_policy: DunningPolicy,
     pub upcoming_notice_days: u32,
+    /// `order.upcoming`'s lead time and the edit cutoff of orders.
+    pub orders: OrderNoticeSettings,
     /// How long events and settled webhook deliveries are kept; `None` follows the
     /// operator's default (docs/events.md, "Retention").
     pub retention_days: Option<RetentionDays>,
@@ -44,6 +49,7 @@ impl Default for BillingSettings {
         Self {
             dunning_policy: DunningPolicy::default(),
             upcoming_notice_days: DEFAULT_UPCOMING_NOTICE_DAYS,
+            orders: OrderNoticeSettings::default(),
             retention_days: None,
             updated_at: None,
         }
@@ -56,6 +62,10 @@ struct SettingsRow {
     dunning_policy: serde_json::Value,
     #[diesel(sql_type = Integer)]
     upcoming_notice_days: i32,
+    #[diesel(sql_type = Integer)]
+    order_notice_days: i32,
+    #[diesel(sql_type = Integer)]
+    order_cutoff_hours: i32,
     #[diesel(sql_type = Nullable<Integer>)]
     retention_days: Option<i32>,
     #[diesel(sql_type = Timestamptz)]
@@ -68,7 +78,8 @@ pub async fn settings(
     merchant: MerchantId,
 ) -> StoreResult<BillingSettings> {
     let row: Option<SettingsRow> = diesel::sql_query(
-        "SELECT dunning_policy, upcoming_notice_days, retention_days, updated_at \
+        "SELECT dunning_policy, upcoming_notice_days, order_notice_days, order_cutoff_hours, \
+                retention_days, updated_at \
          FROM billing_settings WHERE merchant_id = $1",
     )
     .bind::<Uuid, _>(merchant.uuid())
@@ -84,6 +95,11 @@ pub async fn settings(
         dunning_policy,
         upcoming_notice_days: u32::try_from(row.upcoming_notice_days)
             .map_err(|_| StoreError::corrupt("negative upcoming_notice_days"))?,
+        orders: u32::try_from(row.order_notice_days)
+            .ok()
+            .zip(u32::try_from(row.order_cutoff_hours).ok())
+            .and_then(|(days, hours)| OrderNoticeSettings::new(days, hours).ok())
+            .ok_or_else(|| StoreError::corrupt("order notice settings out of range"))?,
         retention_days: row
             .retention_days
             .map(|d| {
@@ -137,17 +153,22 @@ pub async fn save_settings(
         .map_err(|_| StoreError::corrupt("upcoming_notice_days out of range"))?;
     diesel::sql_query(
         "INSERT INTO billing_settings \
-           (merchant_id, dunning_policy, upcoming_notice_days, updated_at, retention_days) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (merchant_id) DO UPDATE SET \
+           (merchant_id, dunning_policy, upcoming_notice_days, updated_at, retention_days, \
+            order_notice_days, order_cutoff_hours) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (merchant_id) DO UPDATE SET \
          dunning_policy = EXCLUDED.dunning_policy, \
          upcoming_notice_days = EXCLUDED.upcoming_notice_days, updated_at = EXCLUDED.updated_at, \
-         retention_days = EXCLUDED.retention_days",
+         retention_days = EXCLUDED.retention_days, \
+         order_notice_days = EXCLUDED.order_notice_days, \
+         order_cutoff_hours = EXCLUDED.order_cutoff_hours",
     )
     .bind::<Uuid, _>(merchant.uuid())
     .bind::<Jsonb, _>(serde_json::to_value(&s.dunning_policy).map_err(StoreError::corrupt)?)
     .bind::<Integer, _>(days)
     .bind::<Timestamptz, _>(at)
     .bind::<Nullable<Integer>, _>(s.retention_days.map(|d| i32::from(d.days())))
+    .bind::<Integer, _>(i32::try_from(s.orders.notice_days).map_err(StoreError::corrupt)?)
+    .bind::<Integer, _>(i32::try_from(s.orders.cutoff_hours).map_err(StoreError::corrupt)?)
     .execute(conn)
     .await?;
     Ok(())
@@ -356,8 +377,69 @@ pub async fn claim_due_notice(
     }))
 }
 
-/// Forgets that the upcoming notice for the period ending at `period_end` was handled, so
-/// that the next notice round sends it (a renewal that was skipped bills after all).
+/// Claims one subscription to a shippable product whose renewal comes within its
+/// merchant's `order_notice_days` after `now` and whose `order.upcoming` for that renewal
+/// was not handled. Bounded like [`claim_due_notice`] by the longest lead time chosen.
+pub async fn claim_due_order_notice(
+    conn: &mut AsyncPgConnection,
+    scope: WorkScope,
+    now: DateTime<Utc>,
+    skip: &[uuid::Uuid],
+) -> StoreResult<Option<(MerchantId, SubscriptionId)>> {
+    let row: Option<Claimed> = diesel::sql_query(format!(
+        "SELECT s.merchant_id, s.id FROM subscriptions s \
+         JOIN products p ON p.merchant_id = s.merchant_id AND p.id = s.product_id \
+         LEFT JOIN billing_settings b ON b.merchant_id = s.merchant_id \
+         WHERE s.status IN ('trialing', 'active', 'past_due') \
+           AND s.current_period_end > $1 \
+           AND s.current_period_end <= $1 + make_interval(days => LEAST($3, ( \
+                 SELECT GREATEST(COALESCE(max(order_notice_days), 0), $4) \
+                 FROM billing_settings))) \
+           AND s.current_period_end <= $1 + make_interval(days => COALESCE(b.order_notice_days, $4)) \
+           AND COALESCE(b.order_notice_days, $4) > 0 \
+           AND s.order_notice_for IS DISTINCT FROM s.current_period_end \
+           AND p.shippable \
+           AND NOT (s.id = ANY($2)) AND {} \
+         ORDER BY s.current_period_end LIMIT 1 FOR UPDATE OF s SKIP LOCKED",
+        crate::repo::test_clocks::sql_scope("s", 5, scope)
+    ))
+    .bind::<Timestamptz, _>(now)
+    .bind::<Array<Uuid>, _>(skip)
+    .bind::<Integer, _>(MAX_ORDER_NOTICE_DAYS as i32)
+    .bind::<Integer, _>(DEFAULT_ORDER_NOTICE_DAYS as i32)
+    .bind::<Nullable<Uuid>, _>(crate::repo::test_clocks::scope_param(scope))
+    .get_result(conn)
+    .await
+    .optional()?;
+    Ok(row.map(|r| {
+        (
+            MerchantId::from_uuid(r.merchant_id),
+            SubscriptionId::from_uuid(r.id),
+        )
+    }))
+}
+
+/// Records that `order.upcoming` for the renewal at `period_end` was handled.
+pub async fn mark_order_notice_sent(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    sub: SubscriptionId,
+    period_end: DateTime<Utc>,
+) -> StoreResult<()> {
+    diesel::sql_query(
+        "UPDATE subscriptions SET order_notice_for = $3 WHERE merchant_id = $1 AND id = $2",
+    )
+    .bind::<Uuid, _>(merchant.uuid())
+    .bind::<Uuid, _>(sub.uuid())
+    .bind::<Timestamptz, _>(period_end)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Forgets that the upcoming notices (`invoice.upcoming` and `order.upcoming`) for the
+/// period ending at `period_end` were handled, so that the next notice round sends them
+/// (a renewal that was skipped bills and ships after all).
 pub async fn forget_notice_sent(
     conn: &mut AsyncPgConnection,
     merchant: MerchantId,
@@ -365,8 +447,13 @@ pub async fn forget_notice_sent(
     period_end: DateTime<Utc>,
 ) -> StoreResult<()> {
     diesel::sql_query(
-        "UPDATE subscriptions SET upcoming_notice_for = NULL \
-         WHERE merchant_id = $1 AND id = $2 AND upcoming_notice_for = $3",
+        "UPDATE subscriptions SET \
+           upcoming_notice_for = CASE WHEN upcoming_notice_for = $3 THEN NULL \
+                                      ELSE upcoming_notice_for END, \
+           order_notice_for = CASE WHEN order_notice_for = $3 THEN NULL \
+                                   ELSE order_notice_for END \
+         WHERE merchant_id = $1 AND id = $2 \
+           AND (upcoming_notice_for = $3 OR order_notice_for = $3)",
     )
     .bind::<Uuid, _>(merchant.uuid())
     .bind::<Uuid, _>(sub.uuid())

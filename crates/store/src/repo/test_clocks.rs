@@ -292,7 +292,7 @@ struct Moment {
 /// The earliest moment after `after` at which some work of the clock's customers falls
 /// due: a period (or trial) ending, a charge or dunning retry, a scheduled change, an
 /// `incomplete` signup's expiry, an
-/// upcoming-renewal notice, an access-ending notice (`access_notice_days` ahead). Card
+/// upcoming-renewal notice, an upcoming-order notice, an access-ending notice (`access_notice_days` ahead). Card
 /// expiry notices have no moment of their own: a step on or after their day sends them.
 pub async fn next_due_moment(
     conn: &mut AsyncPgConnection,
@@ -326,6 +326,16 @@ pub async fn next_due_moment(
                AND s.status IN ('trialing', 'active', 'past_due') \
                AND s.upcoming_notice_for IS DISTINCT FROM s.current_period_end \
            UNION ALL \
+             SELECT s.current_period_end \
+                    - make_interval(days => COALESCE(b.order_notice_days, $7)) \
+             FROM subscriptions s \
+             JOIN products p ON p.merchant_id = s.merchant_id AND p.id = s.product_id \
+             LEFT JOIN billing_settings b ON b.merchant_id = s.merchant_id \
+             WHERE s.test_clock_id = $2 AND s.merchant_id = $1 AND p.shippable \
+               AND s.status IN ('trialing', 'active', 'past_due') \
+               AND COALESCE(b.order_notice_days, $7) > 0 \
+               AND s.order_notice_for IS DISTINCT FROM s.current_period_end \
+           UNION ALL \
              SELECT tenure_state_instant(state ->> 'access_until') - make_interval(days => $5) \
              FROM subscriptions \
              WHERE test_clock_id = $2 AND merchant_id = $1 AND status <> 'unpaid' \
@@ -343,6 +353,7 @@ pub async fn next_due_moment(
             .num_microseconds()
             .unwrap_or(i64::MAX),
     )
+    .bind::<Integer, _>(tenure_domain::order_cutoff::DEFAULT_ORDER_NOTICE_DAYS as i32)
     .get_result(conn)
     .await?;
     Ok(row.at)
