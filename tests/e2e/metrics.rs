@@ -879,16 +879,16 @@ async fn concurrent_changes_and_a_move_between_customers_do_not_deadlock() {
     assert_eq!(eur["churned_subscribers"], 1, "{body}");
     assert_eq!(eur["churned_mrr"], 1000, "{body}");
     assert_eq!(body["pauses"]["paused"], 1, "{body}");
-    assert_eq!(app.count("SELECT count(*) AS n FROM metric_pending").await, 0);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM metric_pending").await,
+        0
+    );
     // The full computation places a moved subscription at its current customer for all
     // time (it has no history of customers): compared after the move.
-    let differences = tenure_app::metrics::reconcile(
-        &app.state.app,
-        merchant,
-        &[(after, app.clock.now())],
-    )
-    .await
-    .unwrap();
+    let differences =
+        tenure_app::metrics::reconcile(&app.state.app, merchant, &[(after, app.clock.now())])
+            .await
+            .unwrap();
     assert!(differences.is_empty(), "{differences:#?}");
 }
 
