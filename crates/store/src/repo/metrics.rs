@@ -353,7 +353,7 @@ pub struct FlipSums {
 
 /// The points with `a > from` and `y <= to` (docs/metrics.md, "How it is computed"): the
 /// day rows strictly between the boundary days (at most the period's days squared over
-/// two, per currency and shard, whatever the number of customers), plus the points whose
+/// two, per currency, whatever the number of customers), plus the points whose
 /// `a` falls on `from`'s UTC day or whose `y` falls on `to`'s (index range scans of one
 /// day each).
 pub async fn flip_sums(
