@@ -728,14 +728,26 @@ async fn rollup_metrics_equal_the_full_computation_after_a_random_history() {
 /// and a reconciliation finds rows changed around the trigger until they are rebuilt.
 #[actix_web::test]
 async fn the_backfill_rebuilds_the_rollups_the_changes_kept() {
+    // Day rows summed over their shards; points summed per customer, a and y (the trigger
+    // and the rebuild may group a flip's points differently at one instant).
     const ROLLUPS: &str = "SELECT coalesce(string_agg(r, ';' ORDER BY r), '') FROM (
         SELECT concat_ws(',', currency, customer_id, subscription_id, at, mrr, subscriptions,
                          subscribers, live, paused, pauses_started, customer_paying,
                          customer_live, customer_mrr) AS r FROM metric_changes
-        UNION ALL SELECT concat_ws(',', currency, day, mrr, subscriptions, subscribers, paused,
-                                   pauses_started) FROM metric_days
+        UNION ALL SELECT concat_ws(',', currency, day, sum(mrr), sum(subscriptions),
+                                   sum(subscribers), sum(paused), sum(pauses_started))
+                    FROM metric_days GROUP BY currency, day
         UNION ALL SELECT concat_ws(',', customer_id, currency, paying, live, mrr)
-                    FROM metric_customer_counts WHERE paying <> 0) t";
+                    FROM metric_customer_counts WHERE paying <> 0
+        UNION ALL SELECT concat_ws(',', 'point', currency, customer_id, a, y, sum(new_w),
+                                   sum(churn_w), sum(churn_mrr_w))
+                    FROM metric_flip_points GROUP BY currency, customer_id, a, y
+                  HAVING sum(new_w) <> 0 OR sum(churn_w) <> 0 OR sum(churn_mrr_w) <> 0
+        UNION ALL SELECT concat_ws(',', 'days', currency, a_day, y_day, sum(new_w),
+                                   sum(churn_w), sum(churn_mrr_w))
+                    FROM metric_flip_days GROUP BY currency, a_day, y_day
+                  HAVING sum(new_w) <> 0 OR sum(churn_w) <> 0 OR sum(churn_mrr_w) <> 0
+        UNION ALL SELECT 'pending' FROM metric_pending) t";
     let app = TestApp::new().await;
     let history = random_history(&app, 5, 60).await;
     let m = &history.merchant;
@@ -743,11 +755,15 @@ async fn the_backfill_rebuilds_the_rollups_the_changes_kept() {
     let kept = text(&app, ROLLUPS).await;
     assert!(!kept.is_empty());
 
-    // The migration, down and up again on this history: the same rows.
+    assert!(kept.contains("point,"), "no flip in the history: {kept}");
+
+    // The migrations, down and up again on this history: the same rows.
     let mut conn = app.sql().await;
     for script in [
+        include_str!("../../migrations/2026-12-09-050000_metric_flips/down.sql"),
         include_str!("../../migrations/2026-12-08-120001_metric_rollups/down.sql"),
         include_str!("../../migrations/2026-12-08-120001_metric_rollups/up.sql"),
+        include_str!("../../migrations/2026-12-09-050000_metric_flips/up.sql"),
     ] {
         diesel_async::SimpleAsyncConnection::batch_execute(&mut conn, script)
             .await
@@ -783,6 +799,97 @@ async fn the_backfill_rebuilds_the_rollups_the_changes_kept() {
         .await
         .unwrap();
     assert!(after.is_empty(), "{after:#?}");
+}
+
+/// Two transactions of one merchant changing subscriptions of the same customers in
+/// opposite orders, one of them moving a subscription to the other's customer, both
+/// commit: the customers' counts rows are the only rows locked before commit, and the
+/// shared day rows are written at commit in one order (a deadlock before: one held the
+/// day row and waited for a customer, the other the reverse). The rollups still agree
+/// with the full computation.
+#[actix_web::test]
+async fn concurrent_changes_and_a_move_between_customers_do_not_deadlock() {
+    use diesel_async::SimpleAsyncConnection;
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let merchant: tenure_domain::ids::MerchantId = m.id.parse().unwrap();
+    let product = fixtures::product(&app, &m, json!({})).await;
+    let eur = plan(&app, &m, &product, (1000, "EUR"), "month", 0).await;
+    let eur_2500 = plan(&app, &m, &product, (2500, "EUR"), "month", 0).await;
+    let c1 = fixtures::customer(&app, &m, "c1").await;
+    let c2 = fixtures::customer(&app, &m, "c2").await;
+    let s1 = fixtures::subscribe_id(&app, &m, &c1, &eur).await;
+    let s2 = fixtures::subscribe_id(&app, &m, &c2, &eur_2500).await;
+    let (s1, s2) = (
+        fixtures::subscription_uuid(&s1),
+        fixtures::subscription_uuid(&s2),
+    );
+    let c2 = fixtures::customer_uuid(&c2);
+    let from = app.clock.now();
+    app.clock.advance(Duration::hours(1));
+    let at = rfc3339(app.clock.now());
+
+    // T1 pauses c1's subscription (c1's counts row, and before: the day's row).
+    let mut t1 = app.sql().await;
+    t1.batch_execute(&format!(
+        "BEGIN; UPDATE subscriptions SET status = 'paused', updated_at = '{at}'
+          WHERE merchant_id = '{}' AND id = '{s1}'",
+        merchant.uuid()
+    ))
+    .await
+    .unwrap();
+    // T2 pauses c2's (c2's counts row, then the day's row: it waited for T1 before) ...
+    let mut t2 = app.sql().await;
+    let second = async {
+        t2.batch_execute(&format!(
+            "BEGIN; UPDATE subscriptions SET status = 'paused', updated_at = '{at}'
+              WHERE merchant_id = '{}' AND id = '{s2}'; COMMIT",
+            merchant.uuid()
+        ))
+        .await
+    };
+    // ... while T1 resumes its subscription and moves it to c2 (c2's counts row).
+    let first = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        t1.batch_execute(&format!(
+            "UPDATE subscriptions SET status = 'active', customer_id = '{c2}',
+                    updated_at = '{at}'
+              WHERE merchant_id = '{}' AND id = '{s1}'; COMMIT",
+            merchant.uuid()
+        ))
+        .await
+    };
+    let (second, first) = tokio::join!(second, first);
+    second.unwrap();
+    first.unwrap();
+
+    // c1 has nothing left (churned with its 1000), c2 pays 1000 (s1) with s2 paused: one
+    // subscriber, not new (it paid 2500 at the start).
+    let after = app.clock.now() + Duration::microseconds(1);
+    app.clock.advance(Duration::hours(1));
+    let body = app
+        .get_ok(&metrics_path(from, Some(app.clock.now())), &m.key)
+        .await;
+    let eur = currency(&body, "EUR");
+    assert_eq!(eur["mrr_at_start"], 3500, "{body}");
+    assert_eq!(eur["mrr"], 1000, "{body}");
+    assert_eq!(eur["active_subscribers_at_start"], 2, "{body}");
+    assert_eq!(eur["active_subscribers"], 1, "{body}");
+    assert_eq!(eur["new_subscribers"], 0, "{body}");
+    assert_eq!(eur["churned_subscribers"], 1, "{body}");
+    assert_eq!(eur["churned_mrr"], 1000, "{body}");
+    assert_eq!(body["pauses"]["paused"], 1, "{body}");
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM metric_pending").await,
+        0
+    );
+    // The full computation places a moved subscription at its current customer for all
+    // time (it has no history of customers): compared after the move.
+    let differences =
+        tenure_app::metrics::reconcile(&app.state.app, merchant, &[(after, app.clock.now())])
+            .await
+            .unwrap();
+    assert!(differences.is_empty(), "{differences:#?}");
 }
 
 async fn text(app: &TestApp, query: &str) -> String {

@@ -94,7 +94,7 @@ async fn from_rollups(
     repo::prepare(conn).await?;
     let start = repo::rollups_at(conn, merchant, from).await?;
     let end = repo::rollups_at(conn, merchant, to).await?;
-    let moved = repo::moved_customers(conn, merchant, from, to).await?;
+    let flips = repo::flip_sums(conn, merchant, from, to).await?;
     let reasons = repo::cancellation_reasons(conn, merchant, from, to).await?;
     let offers = repo::save_offers(conn, merchant, from, to).await?;
     let paused = end.iter().map(|r| r.paused).sum();
@@ -113,17 +113,22 @@ async fn from_rollups(
         .map(|code| {
             let at_start = start.iter().find(|r| r.currency == code);
             let at_end = end.iter().find(|r| r.currency == code);
-            let moved = moved.iter().find(|r| r.currency == code);
+            let flips = flips.iter().find(|r| r.currency == code);
+            let subscribers_at_start = at_start.map_or(0, |r| r.subscribers);
+            let subscribers = at_end.map_or(0, |r| r.subscribers);
             repo::CurrencyMetricsRow {
                 currency: code.to_owned(),
                 mrr: at_end.map_or(0, |r| r.mrr),
                 mrr_at_start: at_start.map_or(0, |r| r.mrr),
                 active_subscriptions: at_end.map_or(0, |r| r.subscriptions),
-                active_subscribers: at_end.map_or(0, |r| r.subscribers),
-                active_subscribers_at_start: at_start.map_or(0, |r| r.subscribers),
-                new_subscribers: moved.map_or(0, |r| r.new_subscribers),
-                churned_subscribers: moved.map_or(0, |r| r.churned_subscribers),
-                churned_mrr: moved.map_or(0, |r| r.churned_mrr),
+                active_subscribers: subscribers,
+                active_subscribers_at_start: subscribers_at_start,
+                // Σ P(from)·P(to) = subscribers(from) + new_w (docs/metrics.md).
+                new_subscribers: subscribers
+                    .saturating_sub(subscribers_at_start)
+                    .saturating_sub(flips.map_or(0, |r| r.new_w)),
+                churned_subscribers: flips.map_or(0, |r| r.churn_w.saturating_neg()),
+                churned_mrr: flips.map_or(0, |r| r.churn_mrr_w.saturating_neg()),
             }
         })
         .collect();

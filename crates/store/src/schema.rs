@@ -697,7 +697,7 @@ diesel::table! {
 }
 
 diesel::table! {
-    metric_days (merchant_id, currency, day) {
+    metric_days (merchant_id, currency, day, shard) {
         merchant_id -> Uuid,
         currency -> Text,
         day -> Date,
@@ -706,6 +706,56 @@ diesel::table! {
         subscribers -> Int8,
         paused -> Int8,
         pauses_started -> Int8,
+        shard -> Int2,
+    }
+}
+
+// New and churned subscribers (migration 2026-12-09-050000_metric_flips).
+
+diesel::table! {
+    metric_flip_points (merchant_id, id) {
+        merchant_id -> Uuid,
+        id -> Int8,
+        currency -> Text,
+        customer_id -> Uuid,
+        a -> Timestamptz,
+        y -> Timestamptz,
+        new_w -> Int4,
+        churn_w -> Int4,
+        churn_mrr_w -> Numeric,
+    }
+}
+
+diesel::table! {
+    metric_flip_days (merchant_id, a_day, y_day, currency, shard) {
+        merchant_id -> Uuid,
+        a_day -> Date,
+        y_day -> Date,
+        currency -> Text,
+        shard -> Int2,
+        new_w -> Int8,
+        churn_w -> Int8,
+        churn_mrr_w -> Numeric,
+    }
+}
+
+// `metric_pending.tx` (xid8, the writing transaction's id) is left out: diesel has no
+// type for it and only SQL reads it.
+diesel::table! {
+    metric_pending (merchant_id, id) {
+        merchant_id -> Uuid,
+        id -> Int8,
+        currency -> Text,
+        a_day -> Nullable<Date>,
+        day -> Date,
+        mrr -> Numeric,
+        subscriptions -> Int4,
+        subscribers -> Int4,
+        paused -> Int4,
+        pauses_started -> Int4,
+        new_w -> Int8,
+        churn_w -> Int8,
+        churn_mrr_w -> Numeric,
     }
 }
 

@@ -1,6 +1,6 @@
 //! Subscriber metrics of a period (docs/metrics.md), merchant-scoped and per currency (never
 //! summed across currencies), two ways: from the rollups the subscriptions keep as they
-//! change (`rollups_at`, `moved_customers`), and fully from the subscriptions and their
+//! change (`rollups_at`, `flip_sums`), and fully from the subscriptions and their
 //! events (the reference a reconciliation compares with), by the rules below.
 //!
 //! The state of a subscription at an instant `t` is taken from history:
@@ -333,52 +333,63 @@ pub async fn rollups_at(
         .await?)
 }
 
-/// Per currency, what happened to the customers whose subscriptions changed in
-/// `(from, to]` (the only ones who can be new or churned): their state at `from` is the
-/// one before their first change in the period, at `to` the one after their last. One
-/// index range scan of the period's changes.
+/// Per currency, the sums of the flips' points of a period (migration
+/// 2026-12-09-050000): the customers' steps in and out of paying (and of having a live
+/// subscription) in `(from, to]`, each weighted by its customer's state at `from`.
 #[derive(Debug, Clone, PartialEq, Eq, diesel::QueryableByName)]
-pub struct MovedCustomers {
+pub struct FlipSums {
     #[diesel(sql_type = Text)]
     pub currency: String,
-    /// Paying at `to`, not at `from`.
+    /// Σ ΔP·P(from) over the paying flips: `new = subscribers(to) - subscribers(from) - this`.
     #[diesel(sql_type = BigInt)]
-    pub new_subscribers: i64,
-    /// Paying at `from`, without a live subscription at `to`.
+    pub new_w: i64,
+    /// Σ ΔL·P(from) over the live flips: `churned = -this`.
     #[diesel(sql_type = BigInt)]
-    pub churned_subscribers: i64,
-    /// Their MRR at `from`.
+    pub churn_w: i64,
+    /// Σ ΔL·MRR(from) over the live flips: `churned_mrr = -this`.
     #[diesel(sql_type = BigInt)]
-    pub churned_mrr: i64,
+    pub churn_mrr_w: i64,
 }
 
-pub async fn moved_customers(
+/// The points with `a > from` and `y <= to` (docs/metrics.md, "How it is computed"): the
+/// day rows strictly between the boundary days (at most the period's days squared over
+/// two, per currency, whatever the number of customers), plus the points whose
+/// `a` falls on `from`'s UTC day or whose `y` falls on `to`'s (index range scans of one
+/// day each).
+pub async fn flip_sums(
     conn: &mut AsyncPgConnection,
     merchant: MerchantId,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-) -> StoreResult<Vec<MovedCustomers>> {
+) -> StoreResult<Vec<FlipSums>> {
     let query = format!(
-        // A customer's changes in the order they took its counts' row lock (`id`), not
-        // by `at`: two changes of one customer may commit in the other order than their
-        // times, and each row's counts are the state after it in lock order.
-        "WITH per_customer AS (
-             SELECT currency,
-                    (array_agg(customer_paying - subscriptions ORDER BY id))[1] > 0
-                        AS paying_start,
-                    (array_agg(customer_mrr - mrr ORDER BY id))[1] AS mrr_start,
-                    (array_agg(customer_paying ORDER BY id DESC))[1] > 0 AS paying_end,
-                    (array_agg(customer_live ORDER BY id DESC))[1] > 0 AS live_end
-               FROM metric_changes
-              WHERE merchant_id = $1 AND at > $2 AND at <= $3
-              GROUP BY currency, customer_id
+        "WITH parts AS (
+             SELECT currency, new_w, churn_w, churn_mrr_w
+               FROM metric_flip_days
+              WHERE merchant_id = $1
+                AND a_day > ($2 AT TIME ZONE 'UTC')::date
+                AND a_day < ($3 AT TIME ZONE 'UTC')::date
+                AND y_day < ($3 AT TIME ZONE 'UTC')::date
+             UNION ALL
+             SELECT currency, new_w, churn_w, churn_mrr_w
+               FROM metric_flip_points
+              WHERE merchant_id = $1 AND a > $2
+                AND a < (date_trunc('day', $2 AT TIME ZONE 'UTC') + interval '1 day')
+                        AT TIME ZONE 'UTC'
+                AND y <= $3
+             UNION ALL
+             SELECT currency, new_w, churn_w, churn_mrr_w
+               FROM metric_flip_points
+              WHERE merchant_id = $1
+                AND y >= date_trunc('day', $3 AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+                AND y <= $3
+                AND a >= (date_trunc('day', $2 AT TIME ZONE 'UTC') + interval '1 day')
+                         AT TIME ZONE 'UTC'
          )
-         SELECT currency,
-                count(*) FILTER (WHERE paying_end AND NOT paying_start) AS new_subscribers,
-                count(*) FILTER (WHERE paying_start AND NOT live_end) AS churned_subscribers,
-                {churned} AS churned_mrr
-           FROM per_customer GROUP BY currency ORDER BY currency",
-        churned = clamp("coalesce(sum(mrr_start) FILTER (WHERE paying_start AND NOT live_end), 0)"),
+         SELECT currency, coalesce(sum(new_w), 0)::int8 AS new_w,
+                coalesce(sum(churn_w), 0)::int8 AS churn_w, {mrr} AS churn_mrr_w
+           FROM parts GROUP BY currency ORDER BY currency",
+        mrr = clamp("coalesce(sum(churn_mrr_w), 0)"),
     );
     Ok(diesel::sql_query(query)
         .bind::<SqlUuid, _>(merchant.uuid())
