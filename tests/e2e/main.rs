@@ -36,5 +36,6 @@ mod signup;
 mod skips;
 mod stripe;
 mod test_clocks;
+mod variants;
 mod webhook_targets;
 mod webhooks;

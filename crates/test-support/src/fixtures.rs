@@ -42,6 +42,7 @@ pub async fn product(
         portal_policy,
         shippable: false,
         quantity_limits: tenure_domain::catalog::QuantityLimits::default(),
+        swappable_product_ids: Vec::new(),
         archived_at: None,
         created_at: now,
         updated_at: now,
@@ -70,6 +71,7 @@ pub async fn plan(
         interval_count: 1,
         trial_days,
         active: true,
+        variant: None,
         created_at: now,
         updated_at: now,
     };
