@@ -38,5 +38,6 @@ mod skips;
 mod stock;
 mod stripe;
 mod test_clocks;
+mod variants;
 mod webhook_targets;
 mod webhooks;

@@ -202,6 +202,10 @@ impl ApiError {
                 field: field.to_string(),
                 message: reason.to_string(),
             }],
+            Self::Domain(DomainError::FieldRefused { field, reason, .. }) => vec![FieldError {
+                field: (*field).to_owned(),
+                message: reason.to_string(),
+            }],
             _ => Vec::new(),
         };
         let detail = match (self, errors.as_slice()) {
@@ -285,6 +289,7 @@ impl ResponseError for ApiError {
                 | DomainError::PolicyForbids { .. }
                 | DomainError::PolicyLimit { .. }
                 | DomainError::CurrencyMismatch { .. }
+                | DomainError::FieldRefused { .. }
                 | DomainError::Overflow => StatusCode::UNPROCESSABLE_ENTITY,
                 DomainError::InvalidTransition { .. } | DomainError::Conflict { .. } => {
                     StatusCode::CONFLICT

@@ -1,7 +1,7 @@
 //! Products and plans.
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
-use tenure_domain::catalog::{self, Plan, Product, QuantityLimits};
+use tenure_domain::catalog::{self, Plan, Product, QuantityLimits, Variant};
 use tenure_domain::ids::{GenerateId, MerchantId, PlanId, ProductId};
 use tenure_domain::money::Money;
 use tenure_domain::policy::PortalPolicy;
@@ -13,6 +13,7 @@ use tenure_store::{Page, PageRequest};
 use crate::App;
 use crate::dto::catalog::{
     CreatePlan, CreateProduct, PlanDto, PortalPolicyInput, ProductDto, UpdatePlan, UpdateProduct,
+    VariantInput,
 };
 use crate::dto::common::parse_field_id;
 use crate::error::{AppError, AppResult};
@@ -92,6 +93,71 @@ fn refuse_unknown_switchable_plans(v: &mut Validator, policy: &PortalPolicy, kno
     }
 }
 
+/// Parses the products listed in `swappable_product_ids` for `product` (each a product
+/// id, not `product` itself, none twice); that they exist is checked in the transaction
+/// ([`refuse_unknown_products`]).
+fn parse_swappable(v: &mut Validator, product: ProductId, raw: &[String]) -> Vec<ProductId> {
+    let mut parsed = Vec::with_capacity(raw.len());
+    for (i, id) in raw.iter().enumerate() {
+        match id.parse::<ProductId>() {
+            Ok(id) => parsed.push(id),
+            Err(_) => v.fail(
+                format!("swappable_product_ids[{i}]"),
+                "must be a product id (prod_…)",
+            ),
+        }
+    }
+    v.check(catalog::validate_swappable_products(product, &parsed));
+    parsed
+}
+
+/// Refuses every listed product the merchant does not have.
+async fn refuse_unknown_products(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    listed: &[ProductId],
+) -> AppResult<()> {
+    if listed.is_empty() {
+        return Ok(());
+    }
+    let known = repo::existing_products(conn, merchant, listed).await?;
+    let mut v = Validator::default();
+    for (i, id) in listed.iter().enumerate() {
+        if !known.contains(id) {
+            v.fail(format!("swappable_product_ids[{i}]"), "no such product");
+        }
+    }
+    v.finish()
+}
+
+/// Checks a variant's fields (every invalid one reported).
+fn parse_variant(v: &mut Validator, input: &VariantInput) -> Option<Variant> {
+    v.check_all(Variant::new(
+        &input.name,
+        input.sku.as_deref(),
+        &input.options.clone().unwrap_or_default(),
+    ))
+}
+
+/// A SKU names one product's goods: refused when a plan of another product carries it.
+async fn refuse_sku_of_another_product(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    plan: &Plan,
+) -> AppResult<()> {
+    let Some(sku) = plan.variant.as_ref().and_then(|v| v.sku.as_deref()) else {
+        return Ok(());
+    };
+    let products = repo::products_with_sku(conn, merchant, sku, plan.id).await?;
+    if let Some(other) = products.iter().find(|p| **p != plan.product_id) {
+        return Err(AppError::field(
+            "variant.sku",
+            format!("already names the goods of another product ({other})"),
+        ));
+    }
+    Ok(())
+}
+
 pub async fn create_product(
     state: &App,
     merchant: MerchantId,
@@ -118,21 +184,29 @@ pub async fn create_product(
         input.min_quantity.unwrap_or(1),
         input.max_quantity.unwrap_or(1),
     ));
+    let id = ProductId::generate();
+    let swappable = parse_swappable(
+        &mut v,
+        id,
+        input.swappable_product_ids.as_deref().unwrap_or_default(),
+    );
     v.finish()?;
     let now = state.now();
     let product = Product {
-        id: ProductId::generate(),
+        id,
         name: checked(name)?,
         description: checked(description)?,
         portal_policy: checked(policy)?,
         shippable: input.shippable.unwrap_or(false),
         quantity_limits: checked(limits)?,
+        swappable_product_ids: swappable,
         archived_at: None,
         created_at: now,
         updated_at: now,
     };
     let mut conn = state.db.conn().await?;
     conn.transaction(async |conn| {
+        refuse_unknown_products(conn, merchant, &product.swappable_product_ids).await?;
         repo::insert_product(conn, merchant, &product).await?;
         product_event(conn, merchant, "product.created", &product, None).await
     })
@@ -233,7 +307,13 @@ pub async fn update_product(
                 after.quantity_limits = limits;
             }
         }
+        if let Some(raw) = &input.swappable_product_ids {
+            after.swappable_product_ids = parse_swappable(&mut v, id, raw);
+        }
         v.finish()?;
+        if input.swappable_product_ids.is_some() {
+            refuse_unknown_products(conn, merchant, &after.swappable_product_ids).await?;
+        }
         if after == before {
             return Ok(after);
         }
@@ -312,6 +392,7 @@ pub async fn create_plan(state: &App, merchant: MerchantId, input: CreatePlan) -
     let interval_count = input.interval_count.unwrap_or(1);
     let trial_days = input.trial_days.unwrap_or(0);
     v.check(catalog::validate_plan_terms(interval_count, trial_days));
+    let variant = input.variant.as_ref().map(|i| parse_variant(&mut v, i));
     v.finish()?;
     let product_id = checked(product_id)?;
     let now = state.now();
@@ -325,6 +406,7 @@ pub async fn create_plan(state: &App, merchant: MerchantId, input: CreatePlan) -
         trial_days,
         active: true,
         stock: Default::default(),
+        variant: variant.map(checked).transpose()?,
         created_at: now,
         updated_at: now,
     };
@@ -341,6 +423,7 @@ pub async fn create_plan(state: &App, merchant: MerchantId, input: CreatePlan) -
         if product.archived_at.is_some() {
             return Err(AppError::field("product_id", "the product is archived"));
         }
+        refuse_sku_of_another_product(conn, merchant, &plan).await?;
         repo::insert_plan(conn, merchant, &plan).await?;
         plan_event(conn, merchant, "plan.created", &plan, None).await
     })
@@ -382,6 +465,10 @@ pub async fn update_plan(
     if let Some(trial_days) = input.trial_days {
         v.check(catalog::validate_plan_terms(1, trial_days));
     }
+    let variant = input
+        .variant
+        .as_ref()
+        .map(|set| set.as_ref().map(|i| parse_variant(&mut v, i)));
     v.finish()?;
     let now = state.now();
     let mut conn = state.db.conn().await?;
@@ -399,6 +486,10 @@ pub async fn update_plan(
         }
         if let Some(trial_days) = input.trial_days {
             after.trial_days = trial_days;
+        }
+        if let Some(variant) = variant {
+            after.variant = variant.map(checked).transpose()?;
+            refuse_sku_of_another_product(conn, merchant, &after).await?;
         }
         if after == before {
             return Ok(after);

@@ -54,14 +54,15 @@ async fn order_event(
 }
 
 /// Makes the order of a period's `invoice` just created for `sub`, in the caller's
-/// transaction, when its product ships: `awaiting_payment`, with the plan, the quantity,
+/// transaction, when its product ships: `awaiting_payment`, with the plan and its
+/// variant (as the plan carries it now: a later edit does not change the order), the quantity,
 /// what the invoice totals and a snapshot of the subscription's shipping address
 /// (`order.created`). Nothing for a product that does not ship.
 pub(crate) async fn create_for_invoice(
     conn: &mut AsyncPgConnection,
     merchant: MerchantId,
     sub: &StoredSubscription,
-    plan_name: &str,
+    plan: &tenure_domain::catalog::Plan,
     invoice: &Invoice,
     now: DateTime<Utc>,
 ) -> AppResult<()> {
@@ -90,7 +91,8 @@ pub(crate) async fn create_for_invoice(
             product_id: product.id,
             product_name: product.name,
             plan_id: terms.plan_id,
-            plan_name: plan_name.to_owned(),
+            plan_name: plan.name.clone(),
+            variant: plan.variant.clone(),
             quantity,
             unit_amount: terms.price,
             amount: terms.price.times(quantity)?,

@@ -4,8 +4,8 @@
 //! the read's own statement, that join was a fifth of PostgreSQL's work for it.
 //!
 //! An entry lives for [`TTL`]. This process forgets a product's entry as soon as it
-//! changes the product or one of its plans; a change made by another process shows here
-//! within the TTL. Only what the portal *shows* can lag that long: every change a
+//! changes the product or one of its plans, or a product it may swap to or one of that
+//! product's plans; a change made by another process shows here within the TTL. Only what the portal *shows* can lag that long: every change a
 //! customer makes re-reads the policy inside its own transaction.
 
 use std::collections::HashMap;
@@ -28,12 +28,16 @@ pub const TTL: Duration = Duration::from_secs(2);
 /// Beyond this many products the cache starts again empty, so it cannot grow unbounded.
 const MAX_ENTRIES: usize = 10_000;
 
-/// A product's portal policy and purchasable plans (as `catalog::portal_terms` reads them).
+/// A product's portal policy and purchasable plans (as `catalog::portal_terms` reads them):
+/// its own first, then those of the products it may swap to.
 #[derive(Debug, PartialEq)]
 pub struct PortalTerms {
     pub policy: PortalPolicy,
     pub quantity_limits: QuantityLimits,
     pub plans: Vec<OfferedPlan>,
+    /// The products whose plans are offered as swaps: a change to one of them forgets
+    /// these terms too.
+    pub swap_products: Vec<ProductId>,
 }
 
 type Entries = HashMap<(MerchantId, ProductId), (Instant, Arc<PortalTerms>)>;
@@ -126,6 +130,9 @@ impl PortalTermsCache {
         let mut entries = self.entries();
         self.generation.fetch_add(1, Ordering::AcqRel);
         entries.remove(&(merchant, product));
+        // The products offering this one's plans as swaps (catalog writes are rare).
+        entries
+            .retain(|(m, _), (_, terms)| *m != merchant || !terms.swap_products.contains(&product));
     }
 }
 
@@ -140,12 +147,16 @@ pub async fn terms_of(
         return Ok(terms);
     }
     let start = state.portal_terms.read_start();
-    let (policy, quantity_limits, plans) =
+    let (policy, quantity_limits, mut plans, swap_products) =
         catalog_repo::portal_terms(conn, merchant, product).await?;
+    if !swap_products.is_empty() {
+        plans.extend(catalog_repo::swap_offers(conn, merchant, &swap_products).await?);
+    }
     let terms = PortalTerms {
         policy,
         quantity_limits,
         plans,
+        swap_products,
     };
     Ok(state.portal_terms.put(merchant, product, terms, start))
 }
@@ -163,9 +174,33 @@ mod tests {
                 .map(|_| OfferedPlan {
                     plan_id: PlanId::generate(),
                     currency: "EUR".parse().unwrap(),
+                    product: tenure_domain::subscription::TargetProduct::Same,
                 })
                 .collect(),
+            swap_products: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_change_to_a_swap_product_forgets_the_products_offering_it() {
+        let cache = PortalTermsCache::new(Duration::from_secs(60));
+        let (m, p, swap, other) = (
+            MerchantId::generate(),
+            ProductId::generate(),
+            ProductId::generate(),
+            ProductId::generate(),
+        );
+        let with_swap = PortalTerms {
+            swap_products: vec![swap],
+            ..terms(1)
+        };
+        cache.put(m, p, with_swap, cache.read_start());
+        cache.put(m, other, terms(1), cache.read_start());
+        cache.forget(MerchantId::generate(), swap);
+        assert!(cache.get(m, p).is_some(), "another merchant's product");
+        cache.forget(m, swap);
+        assert!(cache.get(m, p).is_none());
+        assert!(cache.get(m, other).is_some());
     }
 
     #[test]

@@ -22,7 +22,8 @@ use tenure_domain::retention::{
     self as rules, CustomerFacts, Eligibility, MAX_OFFER_NAME_CHARS, OfferKind, OutcomeStatus,
 };
 use tenure_domain::subscription::{
-    Actor, CancelRequest, PauseEnd, PauseRequest, PauseStart, PlanChangeRequest, SubscriptionStatus,
+    Actor, CancelRequest, PauseEnd, PauseRequest, PauseStart, PlanChangeRequest,
+    SubscriptionStatus, TargetProduct,
 };
 use tenure_domain::support::{CancellationRequest, CancellationRequestStatus};
 use tenure_domain::text;
@@ -438,7 +439,12 @@ async fn applicable(
                     withdrawn
                         .check_can_change_plan(&policy, Actor::Customer, now)
                         .and_then(|()| {
-                            withdrawn.check_plan_allowed(plan.id, true, &policy, Actor::Customer)
+                            withdrawn.check_plan_allowed(
+                                plan.id,
+                                TargetProduct::Same,
+                                &policy,
+                                Actor::Customer,
+                            )
                         })
                         .is_ok()
                 }
@@ -828,7 +834,8 @@ async fn apply(
             );
             let request = PlanChangeRequest {
                 to: terms_of(&plan)?,
-                same_product: plan.product_id == sub.product_id,
+                // `switch_target` takes plans of the subscription's product only.
+                product: TargetProduct::Same,
             };
             s.change_plan(&request, &policy, Actor::Customer, now)?
         }

@@ -44,6 +44,15 @@ pub enum DomainError {
     },
     #[error("amount out of range")]
     Overflow,
+    /// What a field names is refused here, for a reason with its own stable code (a plan
+    /// in another currency, or of a product the subscription may not swap to): 422, with
+    /// the field in the problem's `errors`.
+    #[error("{field} {reason}")]
+    FieldRefused {
+        field: &'static str,
+        code: &'static str,
+        reason: Cow<'static, str>,
+    },
     /// An id the caller gave names nothing of the resource it was given with (a
     /// scheduled change of another subscription, or one already applied or removed).
     #[error("no such {resource}")]
@@ -83,6 +92,7 @@ impl DomainError {
             Self::PolicyForbids { code, .. } | Self::Conflict { code, .. } => code,
             Self::PolicyLimit { limit, .. } => limit.code(),
             Self::CurrencyMismatch { .. } => "currency_mismatch",
+            Self::FieldRefused { code, .. } => code,
             Self::Overflow => "amount_out_of_range",
             Self::NotFound { .. } => "resource_missing",
         }

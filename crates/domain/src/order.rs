@@ -80,13 +80,17 @@ impl std::fmt::Display for OrderStatus {
     }
 }
 
-/// One line of an order: a plan of a product, so many units, what they cost.
+/// One line of an order: a plan of a product (and the variant it ships), so many units,
+/// what they cost.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderLine {
     pub product_id: ProductId,
     pub product_name: String,
     pub plan_id: PlanId,
     pub plan_name: String,
+    /// The plan's variant when the order was made (orders made before variants: none).
+    #[serde(default)]
+    pub variant: Option<crate::catalog::Variant>,
     pub quantity: u32,
     pub unit_amount: Money,
     /// `unit_amount × quantity`, before discounts.

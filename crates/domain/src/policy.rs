@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::DomainError;
 use crate::ids::PlanId;
 pub use crate::policy_limit::PolicyLimit;
+use crate::subscription::TargetProduct;
 
 /// How a subscriber's cancellation is handled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -132,12 +133,18 @@ impl PortalPolicy {
         }
     }
 
-    /// May a subscriber switch to `plan`? `same_product` says whether the plan belongs to
-    /// this policy's product; plans of other products are never offered.
-    pub fn allows_switch_to(&self, plan: PlanId, same_product: bool) -> bool {
+    /// May a subscriber switch to `plan`, of `product`? On this policy's own product,
+    /// `switchable_plan_ids` (when not empty) lists the plans allowed; every plan of a
+    /// product it may swap to is allowed; an unrelated product's never.
+    pub fn allows_switch_to(&self, plan: PlanId, product: TargetProduct) -> bool {
         self.allow_plan_change
-            && same_product
-            && (self.switchable_plan_ids.is_empty() || self.switchable_plan_ids.contains(&plan))
+            && match product {
+                TargetProduct::Same => {
+                    self.switchable_plan_ids.is_empty() || self.switchable_plan_ids.contains(&plan)
+                }
+                TargetProduct::Swappable(_) => true,
+                TargetProduct::Unrelated => false,
+            }
     }
 }
 
@@ -223,13 +230,20 @@ mod tests {
         let a = PlanId::generate();
         let b = PlanId::generate();
         let mut p = PortalPolicy::default();
-        assert!(p.allows_switch_to(a, true));
-        assert!(!p.allows_switch_to(a, false));
+        let swap = TargetProduct::Swappable(crate::catalog::QuantityLimits::default());
+        assert!(p.allows_switch_to(a, TargetProduct::Same));
+        assert!(!p.allows_switch_to(a, TargetProduct::Unrelated));
+        assert!(p.allows_switch_to(a, swap));
         p.switchable_plan_ids = vec![b];
-        assert!(!p.allows_switch_to(a, true));
-        assert!(p.allows_switch_to(b, true));
+        assert!(!p.allows_switch_to(a, TargetProduct::Same));
+        assert!(p.allows_switch_to(b, TargetProduct::Same));
+        assert!(
+            p.allows_switch_to(a, swap),
+            "the list names this product's plans only"
+        );
         p.allow_plan_change = false;
-        assert!(!p.allows_switch_to(b, true));
+        assert!(!p.allows_switch_to(b, TargetProduct::Same));
+        assert!(!p.allows_switch_to(a, swap));
     }
 
     #[test]

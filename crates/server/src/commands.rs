@@ -479,6 +479,7 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs) -> Result<(), StartupErr
             shippable: None,
             min_quantity: None,
             max_quantity: None,
+            swappable_product_ids: None,
         },
     )
     .await
@@ -497,6 +498,7 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs) -> Result<(), StartupErr
             shippable: None,
             min_quantity: None,
             max_quantity: None,
+            swappable_product_ids: None,
         },
     )
     .await
@@ -517,6 +519,7 @@ pub async fn demo(global: &GlobalArgs, args: &DemoArgs) -> Result<(), StartupErr
                 interval,
                 interval_count: None,
                 trial_days,
+                variant: None,
             },
         )
         .await

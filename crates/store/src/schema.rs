@@ -64,6 +64,7 @@ diesel::table! {
         shippable -> Bool,
         min_quantity -> Int4,
         max_quantity -> Int4,
+        swappable_product_ids -> Array<Uuid>,
     }
 }
 
@@ -81,6 +82,9 @@ diesel::table! {
         active -> Bool,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        variant_name -> Nullable<Text>,
+        variant_sku -> Nullable<Text>,
+        variant_options -> Nullable<Jsonb>,
         stock_status -> Text,
         stock_expected_at -> Nullable<Timestamptz>,
     }

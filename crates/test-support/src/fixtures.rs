@@ -42,6 +42,7 @@ pub async fn product(
         portal_policy,
         shippable: false,
         quantity_limits: tenure_domain::catalog::QuantityLimits::default(),
+        swappable_product_ids: Vec::new(),
         archived_at: None,
         created_at: now,
         updated_at: now,
@@ -71,6 +72,7 @@ pub async fn plan(
         trial_days,
         active: true,
         stock: Default::default(),
+        variant: None,
         created_at: now,
         updated_at: now,
     };

@@ -221,6 +221,7 @@ async fn archive_plan(
         name: None,
         active: Some(false),
         trial_days: None,
+        variant: None,
     };
     let plan = svc::update_plan(&state.app, auth.0, id, update, if_match(&req)).await?;
     Ok(ok_versioned(

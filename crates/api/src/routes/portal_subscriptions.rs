@@ -309,8 +309,9 @@ async fn preview_plan_change(
     Ok(HttpResponse::Ok().json(InMode::new(auth.mode(), preview)))
 }
 
-/// Change plan (to a plan the policy lists): upgrades now with proration, downgrades at
-/// period end.
+/// Change plan (to a plan the policy lists, of the subscription's product or of a product
+/// it may swap to, in its currency: `available_actions.change_plan`): upgrades now with
+/// proration, downgrades at period end.
 #[utoipa::path(operation_id = "portal_change_plan", tag = "Portal", request_body = ChangePlan,
     params(("id" = String, Path, description = "Subscription id (sub_…)")),
     responses((status = 200, description = "The subscription", body = PortalSubscriptionDto)))]

@@ -317,7 +317,10 @@ async fn preview_plan_change(
 /// (`allow_plan_change`, the plans it offers: 422 `plan_change_not_allowed`,
 /// `plan_not_allowed`) unless it carries `override: {reason}`, which allows the switch and
 /// records the limits exceeded (`override.created`); an override without a reason is 422.
-/// Without the header the backend may switch to any plan.
+/// Without the header the backend may switch to any plan of the subscription's product or
+/// of a product it may swap to (`swappable_product_ids`; the subscription then belongs to
+/// that product). Anyone is refused a plan of another product (422
+/// `product_not_swappable`) or in another currency (422 `currency_mismatch`), on `plan_id`.
 #[utoipa::path(tag = "Subscriptions", request_body = MerchantChangePlan,
     params(("id" = String, Path, description = "Subscription id (sub_…)")),
     responses((status = 200, description = "The subscription", body = SubscriptionDto)))]

@@ -263,7 +263,7 @@ pub(crate) async fn invoice_period_in_tx(
     discounts_repo::consume(conn, merchant, &draft.discounts).await?;
     record_draw(conn, merchant, draw, &invoice, now).await?;
     // Before settling: a zero invoice is paid at once, and its order follows.
-    crate::orders::create_for_invoice(conn, merchant, sub, &plan.name, &invoice, now).await?;
+    crate::orders::create_for_invoice(conn, merchant, sub, &plan, &invoice, now).await?;
     settle_or_schedule(conn, merchant, invoice, now)
         .await
         .map(Some)

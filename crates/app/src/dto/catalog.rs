@@ -1,7 +1,9 @@
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tenure_domain::billing::period::Interval;
-use tenure_domain::catalog::{Plan, Product};
+use tenure_domain::catalog::{Plan, Product, Variant};
 use tenure_domain::policy::{CancellationMode, ImmediateCancelTiming, NoticeRule, PortalPolicy};
 use utoipa::{IntoParams, ToSchema};
 
@@ -175,6 +177,10 @@ pub struct CreateProduct {
     /// The most units one subscription may hold (default 1: quantity fixed).
     #[schema(minimum = 1, maximum = 10000)]
     pub max_quantity: Option<u32>,
+    /// Other products (`prod_…`, at most 20) whose plans this product's subscriptions may
+    /// change to, merchant and customer alike (default none: plans of this product only).
+    #[schema(max_items = 20)]
+    pub swappable_product_ids: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -193,6 +199,10 @@ pub struct UpdateProduct {
     pub min_quantity: Option<u32>,
     #[schema(minimum = 1, maximum = 10000)]
     pub max_quantity: Option<u32>,
+    /// Replaces the list; applies to coming plan changes (a subscription already moved
+    /// stays where it is).
+    #[schema(max_items = 20)]
+    pub swappable_product_ids: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -200,7 +210,7 @@ pub struct UpdateProduct {
     "description": null, "active": true, "portal_policy": {"allow_pause": true, "allow_cancel": true,
     "cancellation_mode": "request", "immediate_cancel_timing": "now", "notice_rule": "later_of_notice_and_period_end",
     "notice_period_days": 14, "max_pause_days": 90, "keep_access_while_paused": false, "allow_plan_change": true,
-    "switchable_plan_ids": [], "allow_skip": true, "max_consecutive_skips": 2}, "shippable": true, "min_quantity": 1, "max_quantity": 6, "archived_at": null, "created_at": "2026-11-25T10:00:00Z", "updated_at": "2026-11-25T10:00:00Z"}))]
+    "switchable_plan_ids": [], "allow_skip": true, "max_consecutive_skips": 2}, "shippable": true, "min_quantity": 1, "max_quantity": 6, "swappable_product_ids": ["prod_01jf9z7r2ce3a8r7m2k4t5n6bc"], "archived_at": null, "created_at": "2026-11-25T10:00:00Z", "updated_at": "2026-11-25T10:00:00Z"}))]
 pub struct ProductDto {
     #[schema(example = "prod_01jf9z7q6ve3a8r7m2k4t5n6bc")]
     pub id: String,
@@ -216,6 +226,10 @@ pub struct ProductDto {
     /// How many units one subscription may hold, merchant and customer alike.
     pub min_quantity: u32,
     pub max_quantity: u32,
+    /// Other products whose plans this product's subscriptions may change to (not
+    /// symmetric): a swap across products. Plans of this product are always swappable.
+    #[serde(default)]
+    pub swappable_product_ids: Vec<String>,
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339_opt")]
     pub archived_at: Option<DateTime<Utc>>,
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
@@ -236,6 +250,11 @@ impl From<&Product> for ProductDto {
             shippable: p.shippable,
             min_quantity: p.quantity_limits.min(),
             max_quantity: p.quantity_limits.max(),
+            swappable_product_ids: p
+                .swappable_product_ids
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
             archived_at: p.archived_at,
             created_at: p.created_at,
             updated_at: p.updated_at,
@@ -289,6 +308,43 @@ pub struct CreatePlan {
     /// Free days before the first charge (default 0).
     #[schema(maximum = 730)]
     pub trial_days: Option<u32>,
+    /// What the plan ships, when the product's plans are variants (default none).
+    pub variant: Option<VariantInput>,
+}
+
+/// A variant to set on a plan.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Dark roast 250 g", "sku": "COF-DARK-250",
+    "options": {"roast": "dark", "size": "250 g"}}))]
+pub struct VariantInput {
+    /// How subscribers and fulfilment call it (at most 200 characters).
+    pub name: String,
+    /// The merchant's stock-keeping unit (at most 100 characters, no spaces). Plans of one
+    /// product may share it (one per cadence or currency); another product's may not.
+    pub sku: Option<String>,
+    /// At most 3 options, each name at most 50 characters and value at most 100.
+    pub options: Option<BTreeMap<String, String>>,
+}
+
+/// What a plan ships: one variant of its product's goods.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"name": "Dark roast 250 g", "sku": "COF-DARK-250",
+    "options": {"roast": "dark", "size": "250 g"}}))]
+pub struct VariantDto {
+    pub name: String,
+    pub sku: Option<String>,
+    pub options: BTreeMap<String, String>,
+}
+
+impl From<&Variant> for VariantDto {
+    fn from(v: &Variant) -> Self {
+        Self {
+            name: v.name.clone(),
+            sku: v.sku.clone(),
+            options: v.options.clone(),
+        }
+    }
 }
 
 /// A plan's price: like a money amount, but never negative and capped.
@@ -312,13 +368,18 @@ pub struct UpdatePlan {
     pub active: Option<bool>,
     #[schema(maximum = 730)]
     pub trial_days: Option<u32>,
+    /// Replaces the variant; null removes it. Orders already made keep theirs.
+    #[serde(default, deserialize_with = "super::customers::double_option")]
+    #[schema(value_type = Option<VariantInput>)]
+    pub variant: Option<Option<VariantInput>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"id": "plan_01jf9z8a1be3a8r7m2k4t5n6bc", "object": "plan", "product_id": "prod_01jf9z7q6ve3a8r7m2k4t5n6bc",
     "name": "Monthly", "price": {"amount": 1999, "currency": "EUR"}, "interval": "month", "interval_count": 1,
     "trial_days": 14, "active": true, "stock": {"status": "in_stock", "expected_at": null},
-    "created_at": "2026-11-25T10:00:00Z", "updated_at": "2026-11-25T10:00:00Z"}))]
+    "variant": {"name": "Dark roast 250 g", "sku": "COF-DARK-250",
+    "options": {"roast": "dark", "size": "250 g"}}, "created_at": "2026-11-25T10:00:00Z", "updated_at": "2026-11-25T10:00:00Z"}))]
 pub struct PlanDto {
     pub id: String,
     /// Always `plan`.
@@ -332,6 +393,9 @@ pub struct PlanDto {
     pub active: bool,
     /// Whether it can ship; changed with `POST /v1/plans/{id}/stock`.
     pub stock: crate::dto::stock::StockDto,
+    /// What the plan ships, when its product's plans are variants; null otherwise.
+    #[serde(default)]
+    pub variant: Option<VariantDto>,
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub created_at: DateTime<Utc>,
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
@@ -351,6 +415,7 @@ impl From<&Plan> for PlanDto {
             trial_days: p.trial_days,
             active: p.active,
             stock: p.stock.into(),
+            variant: p.variant.as_ref().map(VariantDto::from),
             created_at: p.created_at,
             updated_at: p.updated_at,
         }

@@ -9,6 +9,7 @@ use tenure_store::repo::addresses::StoredAddress;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::dto::MoneyDto;
+use crate::dto::catalog::VariantDto;
 use crate::dto::customers::double_option;
 
 /// A new entry of the customer's address book. `name`, `line1`, `city` and `country` are
@@ -211,6 +212,9 @@ pub struct OrderLineDto {
     pub product_name: String,
     pub plan_id: String,
     pub plan_name: String,
+    /// What ships: the plan's variant when the order was made; null when it has none.
+    #[serde(default)]
+    pub variant: Option<VariantDto>,
     pub quantity: u32,
     pub unit_amount: MoneyDto,
     /// `unit_amount × quantity`, before discounts.
@@ -224,6 +228,7 @@ impl From<&OrderLine> for OrderLineDto {
             product_name: l.product_name.clone(),
             plan_id: l.plan_id.to_string(),
             plan_name: l.plan_name.clone(),
+            variant: l.variant.as_ref().map(VariantDto::from),
             quantity: l.quantity,
             unit_amount: l.unit_amount.into(),
             amount: l.amount.into(),
@@ -246,7 +251,8 @@ pub struct ShipmentDto {
     "invoice_id": "inv_01jf9zb3f4e3a8r7m2k4t5n6bc", "status": "shipped",
     "period_start": "2026-12-08T10:00:00Z", "period_end": "2027-01-08T10:00:00Z",
     "lines": [{"product_id": "prod_01jf9zb3f4e3a8r7m2k4t5n6bc", "product_name": "Coffee",
-        "plan_id": "plan_01jf9z8a1be3a8r7m2k4t5n6bc", "plan_name": "Monthly bag", "quantity": 2,
+        "plan_id": "plan_01jf9z8a1be3a8r7m2k4t5n6bc", "plan_name": "Monthly bag",
+        "variant": {"name": "Dark roast 250 g", "sku": "COF-DARK-250", "options": {"roast": "dark"}}, "quantity": 2,
         "unit_amount": {"amount": 1200, "currency": "EUR"}, "amount": {"amount": 2400, "currency": "EUR"}}],
     "amount_total": {"amount": 2400, "currency": "EUR"},
     "shipping_address": {"name": "Ada Lovelace", "line1": "12 Rue de la Paix", "line2": null,

@@ -14,7 +14,7 @@ use tenure_domain::ids::{
 use tenure_domain::money::Money;
 use tenure_domain::subscription::{
     Actor, ChangeType, NewSubscription, PlanChangeRequest, ScheduledChangeKind, Subscription,
-    SubscriptionStatus, Transition,
+    SubscriptionStatus, TargetProduct, Transition,
 };
 use tenure_domain::support::CancellationRequest;
 use tenure_store::StoreError;
@@ -522,10 +522,20 @@ pub(crate) async fn plan_change_request(
     sub: &StoredSubscription,
     plan_id: PlanId,
 ) -> AppResult<PlanChangeRequest> {
-    let plan = purchasable_plan(conn, merchant, plan_id).await?;
+    let (plan, product) = purchasable_plan_of_product(conn, merchant, plan_id).await?;
+    let target = if plan.product_id == sub.product_id {
+        TargetProduct::Same
+    } else {
+        let own = catalog_repo::get_product(conn, merchant, sub.product_id, false).await?;
+        if own.swappable_product_ids.contains(&plan.product_id) {
+            TargetProduct::Swappable(product.quantity_limits)
+        } else {
+            TargetProduct::Unrelated
+        }
+    };
     Ok(PlanChangeRequest {
         to: terms_of(&plan)?,
-        same_product: plan.product_id == sub.product_id,
+        product: target,
     })
 }
 

@@ -11,6 +11,7 @@ use crate::catalog::QuantityLimits;
 use crate::ids::{PlanId, ScheduledChangeId};
 use crate::money::Currency;
 use crate::policy::{CancellationMode, PortalPolicy};
+use crate::subscription::plan_change::TargetProduct;
 use crate::subscription::state::{Actor, Subscription, SubscriptionStatus};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,12 +37,14 @@ pub struct PlanChangeAvailability {
     pub plan_ids: Vec<PlanId>,
 }
 
-/// A plan of the subscription's product that is on sale, with its currency: a switch
-/// is offered only to plans that bill in the subscription's currency.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A plan on sale of the subscription's product or of a product it may swap to, with
+/// its currency: a switch is offered only to plans that bill in the subscription's
+/// currency (and, on another product, whose limits hold the subscription's quantity).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OfferedPlan {
     pub plan_id: PlanId,
     pub currency: Currency,
+    pub product: TargetProduct,
 }
 
 /// The quantities a subscriber may choose from (the product's limits).
@@ -77,7 +80,8 @@ pub struct AvailableActions {
 }
 
 /// The customer's available actions. `product_plans` are the active plans of the
-/// subscription's product (the candidates for a switch, in the order to show them).
+/// subscription's product and of the products it may swap to (the candidates for a
+/// switch, in the order to show them).
 pub fn available_actions(
     subscription: &Subscription,
     policy: &PortalPolicy,
@@ -121,7 +125,7 @@ pub fn available_actions(
                 .iter()
                 .filter(|plan| {
                     subscription
-                        .check_plan_allowed(plan.plan_id, true, policy, customer)
+                        .check_plan_allowed(plan.plan_id, plan.product, policy, customer)
                         .and_then(|()| subscription.check_plan_currency(plan.currency))
                         .is_ok()
                 })

@@ -76,7 +76,7 @@ pub use cancellation::{
 };
 pub use events::{RemovalReason, SubscriptionEvent};
 pub use pause::{ActivePause, OnResume, PauseEnd, PauseRequest, PauseStart};
-pub use plan_change::{PlanChangePreview, PlanChangeRequest, PlanChangeTiming};
+pub use plan_change::{PlanChangePreview, PlanChangeRequest, PlanChangeTiming, TargetProduct};
 pub use quantity::{QuantityChangePreview, terms_times};
 pub use scheduled::{ChangeType, ScheduledChange, ScheduledChangeKind};
 pub use skip::SkippedRenewal;

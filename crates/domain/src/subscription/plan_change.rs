@@ -16,13 +16,21 @@
 //!
 //! # Who may change to what
 //!
-//! A customer needs the policy's `allow_plan_change` and a target the policy lists
-//! ([`PortalPolicy::allows_switch_to`], plans of the same product only), and so does a
-//! merchant's agent unless it overrides them with a reason; a merchant's backend may
-//! move a subscription to any plan. Everyone needs the same currency, a plan other than
-//! the current one, and a subscription that is `trialing` or `active`, inside its
-//! current period (not waiting for a renewal), with no cancellation and no other plan
-//! change pending (remove the pending one first).
+//! The target is a plan of the subscription's product (another variant, cadence or
+//! tier), or of a product the subscription's product lets its subscribers swap to
+//! ([`crate::catalog::Product::swappable_product_ids`]); a plan of any other product is
+//! refused to everyone (422 `product_not_swappable`), merchants included: what a product
+//! may become is part of the catalog, not of the portal. A swap keeps the quantity, which
+//! must lie within the new product's limits (422 `quantity_outside_product_limits`).
+//!
+//! A customer needs the policy's `allow_plan_change` and, on the same product, a target
+//! the policy lists ([`PortalPolicy::allows_switch_to`]); so does a merchant's agent
+//! unless it overrides them with a reason; a merchant's backend may move a subscription
+//! to any plan of those products. Everyone needs the same currency (422
+//! `currency_mismatch` on `plan_id`), a plan other than the current one, and a
+//! subscription that is `trialing` or `active`, inside its current period (not waiting
+//! for a renewal), with no cancellation and no other plan change pending (remove the
+//! pending one first).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -30,6 +38,7 @@ use serde::{Deserialize, Serialize};
 use crate::DomainError;
 use crate::billing::proration::{Proration, prorate_change};
 use crate::billing::terms::PlanTerms;
+use crate::catalog::QuantityLimits;
 use crate::error::Refusal;
 use crate::ids::PlanId;
 use crate::money::Currency;
@@ -41,8 +50,21 @@ use crate::subscription::state::{Acting, Subscription, SubscriptionStatus, Trans
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanChangeRequest {
     pub to: PlanTerms,
-    /// Whether `to` belongs to the subscription's product (the caller knows the catalog).
-    pub same_product: bool,
+    /// Where `to`'s product stands to the subscription's (the caller knows the catalog).
+    pub product: TargetProduct,
+}
+
+/// The product of a plan a subscription would change to, seen from the subscription's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetProduct {
+    /// The subscription's own product: another of its variants, cadences or tiers.
+    Same,
+    /// A product the subscription's product lets its subscribers swap to, with its
+    /// quantity limits (the subscription's quantity must lie within them).
+    Swappable(QuantityLimits),
+    /// Any other product: refused to everyone.
+    Unrelated,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,11 +126,11 @@ impl Subscription {
     pub fn check_plan_allowed(
         &self,
         plan: PlanId,
-        same_product: bool,
+        product: TargetProduct,
         policy: &PortalPolicy,
         by: impl Into<Acting>,
     ) -> Result<(), DomainError> {
-        self.check_plan(plan, same_product, policy, by.into().held)
+        self.check_plan(plan, product, policy, by.into().held)
             .map(drop)
     }
 
@@ -116,7 +138,7 @@ impl Subscription {
     fn check_plan(
         &self,
         plan: PlanId,
-        same_product: bool,
+        product: TargetProduct,
         policy: &PortalPolicy,
         held: PolicyActor,
     ) -> Result<Option<PolicyLimit>, DomainError> {
@@ -126,19 +148,51 @@ impl Subscription {
                 Refusal::SamePlan,
             ));
         }
-        if !policy.allows_switch_to(plan, same_product) {
+        match product {
+            TargetProduct::Same => {}
+            TargetProduct::Unrelated => {
+                return Err(DomainError::FieldRefused {
+                    field: "plan_id",
+                    code: "product_not_swappable",
+                    reason: "belongs to a product this subscription's product does not let its subscribers swap to (its swappable_product_ids)".into(),
+                });
+            }
+            TargetProduct::Swappable(limits) => {
+                if limits.check(self.quantity).is_err() {
+                    return Err(DomainError::FieldRefused {
+                        field: "plan_id",
+                        code: "quantity_outside_product_limits",
+                        reason: format!(
+                            "belongs to a product sold {}..={} at a time, and the subscription holds {}: change the quantity first",
+                            limits.min(),
+                            limits.max(),
+                            self.quantity
+                        )
+                        .into(),
+                    });
+                }
+            }
+        }
+        if !policy.allows_switch_to(plan, product) {
             return held.exceed(PolicyLimit::SwitchablePlanIds);
         }
         Ok(None)
     }
 
     /// Whether a plan billed in `currency` can replace this subscription's plan: money
-    /// already paid and credited cannot be combined across currencies.
+    /// already paid and credited cannot be combined across currencies (422
+    /// `currency_mismatch` on `plan_id`).
     pub fn check_plan_currency(&self, currency: Currency) -> Result<(), DomainError> {
         if currency != self.plan.price.currency {
-            return Err(DomainError::CurrencyMismatch {
-                expected: self.plan.price.currency.code(),
-                found: currency.code(),
+            return Err(DomainError::FieldRefused {
+                field: "plan_id",
+                code: "currency_mismatch",
+                reason: format!(
+                    "is billed in {}, and the subscription in {}: a plan change stays in the subscription's currency",
+                    currency.code(),
+                    self.plan.price.currency.code()
+                )
+                .into(),
             });
         }
         Ok(())
@@ -168,8 +222,7 @@ impl Subscription {
             .check_change_plan(policy, held, now)?
             .into_iter()
             .collect();
-        let not_offered =
-            self.check_plan(request.to.plan_id, request.same_product, policy, held)?;
+        let not_offered = self.check_plan(request.to.plan_id, request.product, policy, held)?;
         // No plan is offered when the policy forbids changes: that is the one limit exceeded.
         if exceeded.is_empty() {
             exceeded.extend(not_offered);

@@ -3,11 +3,11 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use tenure_domain::catalog::{Plan, Product, QuantityLimits};
+use tenure_domain::catalog::{Plan, Product, QuantityLimits, Variant};
 use tenure_domain::ids::{MerchantId, PlanId, ProductId};
 use tenure_domain::money::Money;
 use tenure_domain::policy::PortalPolicy;
-use tenure_domain::subscription::OfferedPlan;
+use tenure_domain::subscription::{OfferedPlan, TargetProduct};
 
 use crate::error::{StoreError, StoreResult};
 use crate::pagination::{FetchPage, Page, PageRequest};
@@ -27,6 +27,7 @@ struct ProductRow {
     shippable: bool,
     min_quantity: i32,
     max_quantity: i32,
+    swappable_product_ids: Vec<uuid::Uuid>,
 }
 
 /// Quantity limits as stored (the table's CHECK keeps them valid; a row that is not is
@@ -54,6 +55,11 @@ impl ProductRow {
             // At most MAX_QUANTITY (10 000), so they fit.
             min_quantity: i32::try_from(p.quantity_limits.min()).map_err(StoreError::corrupt)?,
             max_quantity: i32::try_from(p.quantity_limits.max()).map_err(StoreError::corrupt)?,
+            swappable_product_ids: p
+                .swappable_product_ids
+                .iter()
+                .map(ProductId::uuid)
+                .collect(),
         })
     }
 
@@ -67,6 +73,11 @@ impl ProductRow {
             portal_policy,
             shippable: self.shippable,
             quantity_limits: limits_from_row(self.min_quantity, self.max_quantity)?,
+            swappable_product_ids: self
+                .swappable_product_ids
+                .into_iter()
+                .map(ProductId::from_uuid)
+                .collect(),
             archived_at: self.archived_at,
             created_at: self.created_at,
             updated_at: self.updated_at,
@@ -161,6 +172,9 @@ struct PlanRow {
     stock_expected_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    variant_name: Option<String>,
+    variant_sku: Option<String>,
+    variant_options: Option<serde_json::Value>,
 }
 
 impl PlanRow {
@@ -181,6 +195,15 @@ impl PlanRow {
             stock_expected_at: p.stock.expected_at,
             created_at: p.created_at,
             updated_at: p.updated_at,
+            variant_name: p.variant.as_ref().map(|v| v.name.clone()),
+            variant_sku: p.variant.as_ref().and_then(|v| v.sku.clone()),
+            variant_options: p
+                .variant
+                .as_ref()
+                .filter(|v| !v.options.is_empty())
+                .map(|v| serde_json::to_value(&v.options))
+                .transpose()
+                .map_err(StoreError::corrupt)?,
         })
     }
 
@@ -201,6 +224,19 @@ impl PlanRow {
             stock: tenure_domain::stock::Stock {
                 status: self.stock_status.parse().map_err(StoreError::corrupt)?,
                 expected_at: self.stock_expected_at,
+            },
+            variant: match self.variant_name {
+                None => None,
+                Some(name) => Some(Variant {
+                    name,
+                    sku: self.variant_sku,
+                    options: self
+                        .variant_options
+                        .map(serde_json::from_value)
+                        .transpose()
+                        .map_err(StoreError::corrupt)?
+                        .unwrap_or_default(),
+                }),
             },
             created_at: self.created_at,
             updated_at: self.updated_at,
@@ -266,6 +302,79 @@ pub async fn plans_of_product(
     Ok(found.into_iter().map(PlanId::from_uuid).collect())
 }
 
+/// The products (other than `except`'s) whose plans carry the SKU `sku`.
+pub async fn products_with_sku(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    sku: &str,
+    except: PlanId,
+) -> StoreResult<Vec<ProductId>> {
+    let found: Vec<uuid::Uuid> = plans::table
+        .filter(plans::merchant_id.eq(merchant.uuid()))
+        .filter(plans::variant_sku.eq(sku))
+        .filter(plans::id.ne(except.uuid()))
+        .select(plans::product_id)
+        .distinct()
+        .load(conn)
+        .await?;
+    Ok(found.into_iter().map(ProductId::from_uuid).collect())
+}
+
+/// Which of `ids` are the merchant's products (archived or not).
+pub async fn existing_products(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    ids: &[ProductId],
+) -> StoreResult<Vec<ProductId>> {
+    let uuids: Vec<uuid::Uuid> = ids.iter().map(ProductId::uuid).collect();
+    let found: Vec<uuid::Uuid> = products::table
+        .filter(products::merchant_id.eq(merchant.uuid()))
+        .filter(products::id.eq_any(uuids))
+        .select(products::id)
+        .load(conn)
+        .await?;
+    Ok(found.into_iter().map(ProductId::from_uuid).collect())
+}
+
+/// The plans on sale of the merchant's `products` (active plans of products not
+/// archived) as swaps offer them, each with its product's quantity limits; newest first.
+pub async fn swap_offers(
+    conn: &AsyncPgConnection,
+    merchant: MerchantId,
+    products: &[ProductId],
+) -> StoreResult<Vec<OfferedPlan>> {
+    let uuids: Vec<uuid::Uuid> = products.iter().map(ProductId::uuid).collect();
+    let rows: Vec<(uuid::Uuid, String, i32, i32)> = plans::table
+        .inner_join(
+            products::table.on(products::merchant_id
+                .eq(plans::merchant_id)
+                .and(products::id.eq(plans::product_id))),
+        )
+        .filter(plans::merchant_id.eq(merchant.uuid()))
+        .filter(plans::product_id.eq_any(uuids))
+        .filter(plans::active.eq(true))
+        .filter(products::archived_at.is_null())
+        .select((
+            plans::id,
+            plans::currency,
+            products::min_quantity,
+            products::max_quantity,
+        ))
+        .order(plans::id.desc())
+        .limit(500)
+        .load(&mut &*conn)
+        .await?;
+    rows.into_iter()
+        .map(|(id, currency, min, max)| {
+            Ok(OfferedPlan {
+                plan_id: PlanId::from_uuid(id),
+                currency: currency.parse().map_err(StoreError::corrupt)?,
+                product: TargetProduct::Swappable(limits_from_row(min, max)?),
+            })
+        })
+        .collect()
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct PlanFilter {
     pub product: Option<ProductId>,
@@ -305,7 +414,12 @@ pub async fn portal_terms(
     conn: &AsyncPgConnection,
     merchant: MerchantId,
     product: ProductId,
-) -> StoreResult<(PortalPolicy, QuantityLimits, Vec<OfferedPlan>)> {
+) -> StoreResult<(
+    PortalPolicy,
+    QuantityLimits,
+    Vec<OfferedPlan>,
+    Vec<ProductId>,
+)> {
     let offered = diesel::alias!(plans as offered_plans);
     // Two arrays in the same order (by the unique id), so the pairs line up.
     let plan_ids = diesel::dsl::array(
@@ -328,7 +442,15 @@ pub async fn portal_terms(
             .order(offered.field(plans::id).desc())
             .limit(500),
     );
-    let (policy, min, max, plans, currencies) = products::table
+    type Terms = (
+        serde_json::Value,
+        i32,
+        i32,
+        Vec<uuid::Uuid>,
+        Vec<String>,
+        Vec<uuid::Uuid>,
+    );
+    let (policy, min, max, plans, currencies, swappable) = products::table
         .find((merchant.uuid(), product.uuid()))
         .select((
             products::portal_policy,
@@ -336,8 +458,9 @@ pub async fn portal_terms(
             products::max_quantity,
             plan_ids,
             currencies,
+            products::swappable_product_ids,
         ))
-        .get_result::<(serde_json::Value, i32, i32, Vec<uuid::Uuid>, Vec<String>)>(&mut &*conn)
+        .get_result::<Terms>(&mut &*conn)
         .await?;
     let offered = plans
         .into_iter()
@@ -346,6 +469,7 @@ pub async fn portal_terms(
             Ok(OfferedPlan {
                 plan_id: PlanId::from_uuid(id),
                 currency: currency.parse().map_err(StoreError::corrupt)?,
+                product: TargetProduct::Same,
             })
         })
         .collect::<StoreResult<Vec<_>>>()?;
@@ -353,6 +477,7 @@ pub async fn portal_terms(
         serde_json::from_value(policy).map_err(StoreError::corrupt)?,
         limits_from_row(min, max)?,
         offered,
+        swappable.into_iter().map(ProductId::from_uuid).collect(),
     ))
 }
 

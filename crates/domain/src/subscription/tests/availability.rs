@@ -14,6 +14,7 @@ pub(super) fn offered(plan: &PlanTerms) -> OfferedPlan {
     OfferedPlan {
         plan_id: plan.plan_id,
         currency: plan.price.currency,
+        product: crate::subscription::TargetProduct::Same,
     }
 }
 
@@ -88,7 +89,7 @@ pub(super) fn assert_agrees(
     for plan in plans {
         let request = PlanChangeRequest {
             to: *plan,
-            same_product: true,
+            product: crate::subscription::TargetProduct::Same,
         };
         let change = s.change_plan(&request, p, customer, now);
         let offered = available
@@ -179,7 +180,7 @@ fn fixtures() -> Vec<(&'static str, Subscription)> {
     };
     let downgrade = PlanChangeRequest {
         to: monthly(10),
-        same_product: true,
+        product: crate::subscription::TargetProduct::Same,
     };
     let past_due = active().record_payment_failure().unwrap().subscription;
     vec![
@@ -300,11 +301,15 @@ fn a_plan_change_is_offered_only_in_the_subscription_currency() {
     );
     let request = PlanChangeRequest {
         to: usd_plan,
-        same_product: true,
+        product: crate::subscription::TargetProduct::Same,
     };
     assert!(matches!(
         s.change_plan(&request, &policy(), Actor::Customer, now),
-        Err(DomainError::CurrencyMismatch { .. })
+        Err(DomainError::FieldRefused {
+            field: "plan_id",
+            code: "currency_mismatch",
+            ..
+        })
     ));
 }
 
@@ -377,4 +382,71 @@ fn the_cancel_offer_previews_notice_and_mode() {
     assert_eq!(offer.effective_at, now + days(45));
     assert!(offer.requires_reason && !offer.requires_confirmation);
     assert_eq!(offer.notice_period_days, 45);
+}
+
+/// Plans of a product the subscription may swap to are offered like its own, in its
+/// currency only, and only where the subscription's quantity fits that product.
+#[test]
+fn swap_products_are_offered_in_the_subscription_currency_and_quantity() {
+    use crate::subscription::TargetProduct;
+    let now = start() + days(3);
+    let (own, swap_eur, swap_usd, cramped) = (
+        monthly(4000),
+        monthly(4500),
+        usd_monthly(4500),
+        monthly(4600),
+    );
+    let mut s = active();
+    s.quantity = 2;
+    let roomy = TargetProduct::Swappable(QuantityLimits::new(1, 4).unwrap());
+    let one_only = TargetProduct::Swappable(QuantityLimits::default());
+    let plans = [
+        offered(&own),
+        OfferedPlan {
+            product: roomy,
+            ..offered(&swap_eur)
+        },
+        OfferedPlan {
+            product: roomy,
+            ..offered(&swap_usd)
+        },
+        OfferedPlan {
+            product: one_only,
+            ..offered(&cramped)
+        },
+    ];
+    let a = available_actions(
+        &s,
+        &policy(),
+        &plans,
+        QuantityLimits::new(1, 4).unwrap(),
+        now,
+    );
+    assert_eq!(
+        a.change_plan.unwrap().plan_ids,
+        vec![own.plan_id, swap_eur.plan_id]
+    );
+    // Each offered plan can be taken, and the others are refused as offered.
+    for (plan, product) in [(own, TargetProduct::Same), (swap_eur, roomy)] {
+        let request = PlanChangeRequest { to: plan, product };
+        assert!(
+            s.change_plan(&request, &policy(), Actor::Customer, now)
+                .is_ok()
+        );
+    }
+    for (plan, product) in [(swap_usd, roomy), (cramped, one_only)] {
+        let request = PlanChangeRequest { to: plan, product };
+        assert!(
+            s.change_plan(&request, &policy(), Actor::Customer, now)
+                .is_err()
+        );
+    }
+    let closed = PortalPolicy {
+        allow_plan_change: false,
+        ..policy()
+    };
+    assert_eq!(
+        available_actions(&s, &closed, &plans, QuantityLimits::default(), now).change_plan,
+        None
+    );
 }

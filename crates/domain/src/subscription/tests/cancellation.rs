@@ -329,7 +329,7 @@ fn ending_drops_every_other_scheduled_change_with_an_event() {
     let p = notice(0, NoticeRule::LaterOfNoticeAndPeriodEnd);
     let downgrade = crate::subscription::PlanChangeRequest {
         to: monthly(500),
-        same_product: true,
+        product: crate::subscription::TargetProduct::Same,
     };
     let s = active()
         .change_plan(&downgrade, &p, Actor::Customer, start())

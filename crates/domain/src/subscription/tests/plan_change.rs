@@ -8,7 +8,7 @@ use crate::subscription::{
 fn to(plan: PlanTerms) -> PlanChangeRequest {
     PlanChangeRequest {
         to: plan,
-        same_product: true,
+        product: crate::subscription::TargetProduct::Same,
     }
 }
 
@@ -153,13 +153,48 @@ fn refusals() {
         code(s.change_plan(&to(pro), &listed, Actor::Customer, start())),
         "plan_not_allowed"
     );
+    // Another product's plan: refused to everyone unless the product lets it swap there.
     let other_product = PlanChangeRequest {
         to: pro,
-        same_product: false,
+        product: crate::subscription::TargetProduct::Unrelated,
     };
+    for by in [Actor::Customer, Actor::Merchant] {
+        assert_eq!(
+            code(s.change_plan(&other_product, &policy(), by, start())),
+            "product_not_swappable"
+        );
+    }
+    let swap = PlanChangeRequest {
+        to: pro,
+        product: crate::subscription::TargetProduct::Swappable(
+            crate::catalog::QuantityLimits::default(),
+        ),
+    };
+    assert!(
+        s.change_plan(&swap, &policy(), Actor::Customer, start())
+            .is_ok()
+    );
     assert_eq!(
-        code(s.change_plan(&other_product, &policy(), Actor::Customer, start())),
-        "plan_not_allowed"
+        code(s.change_plan(&swap, &closed, Actor::Customer, start())),
+        "plan_change_not_allowed"
+    );
+    // The quantity stays: it must fit the new product.
+    let mut three = s.clone();
+    three.quantity = 3;
+    assert_eq!(
+        code(three.change_plan(&swap, &policy(), Actor::Merchant, start())),
+        "quantity_outside_product_limits"
+    );
+    let roomy = PlanChangeRequest {
+        product: crate::subscription::TargetProduct::Swappable(
+            crate::catalog::QuantityLimits::new(1, 6).unwrap(),
+        ),
+        ..swap
+    };
+    assert!(
+        three
+            .change_plan(&roomy, &policy(), Actor::Merchant, start())
+            .is_ok()
     );
     let mut usd = pro;
     usd.price.currency = "USD".parse().unwrap();

@@ -235,7 +235,7 @@ impl World {
             Step::ChangePlan { actor, plan } => {
                 let request = PlanChangeRequest {
                     to: self.plans[*plan],
-                    same_product: true,
+                    product: crate::subscription::TargetProduct::Same,
                 };
                 s.change_plan(&request, p, *actor, now)
             }

@@ -104,7 +104,7 @@ fn a_plan_change_prorates_at_the_subscription_quantity() {
     let now = start() + TimeDelta::hours(372);
     let request = crate::subscription::PlanChangeRequest {
         to,
-        same_product: true,
+        product: crate::subscription::TargetProduct::Same,
     };
     let p = s
         .preview_plan_change(&request, &policy(), Actor::Merchant, now)

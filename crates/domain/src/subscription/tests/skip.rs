@@ -198,7 +198,7 @@ fn a_downgrade_at_the_skipped_renewal_applies_and_the_skip_holds() {
     let cheaper = monthly(500);
     let request = PlanChangeRequest {
         to: cheaper,
-        same_product: true,
+        product: crate::subscription::TargetProduct::Same,
     };
     let s = checked(s.change_plan(&request, &p, Actor::Merchant, now).unwrap()).subscription;
     assert!(matches!(
@@ -223,7 +223,7 @@ fn a_cadence_change_now_drops_the_skips_it_moves() {
         .subscription;
     let request = PlanChangeRequest {
         to: yearly(20_000),
-        same_product: true,
+        product: crate::subscription::TargetProduct::Same,
     };
     let t = checked(s.change_plan(&request, &p, Actor::Merchant, now).unwrap());
     assert!(t.subscription.skipped_renewals.is_empty());
