@@ -196,6 +196,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "subscription.renewal_skip_scheduled",
     "subscription.renewal_skip_removed",
     "subscription.renewal_skipped",
+    "subscription.sent_now",
+    "subscription.renewal_prepaid",
     "subscription.trial_ended",
     "subscription.trial_extended",
     "subscription.renewed",
