@@ -357,3 +357,214 @@ async fn the_customer_context_shows_billing_data_only_to_keys_that_read_billing(
     assert_eq!(full["overrides"][0]["kind"], "credit");
     assert_eq!(full["overrides"][0]["amount"]["amount"], 300);
 }
+
+#[actix_web::test]
+async fn an_agents_skip_the_policy_forbids_is_refused_unless_overridden() {
+    let app = TestApp::new().await;
+    let m = app.merchant("Agents skip").await;
+    let (_, _, subs) = subscribers(&app, &m, json!({}), 2).await;
+    let (cus, sub) = &subs[0];
+    let skip = format!("/v1/subscriptions/{sub}/skip");
+
+    let res = post_as(&app, &m, Some(AGENT), &skip, json!({}))
+        .await
+        .expect(422);
+    assert_refused(&res, "skip_not_allowed", "allow_skip");
+    let shown = app
+        .get_ok(&format!("/v1/subscriptions/{sub}"), &m.key)
+        .await;
+    assert_eq!(shown["skipped_renewals"], json!([]));
+
+    let skipped = post_as(
+        &app,
+        &m,
+        Some(AGENT),
+        &skip,
+        json!({"override": {"reason": OVERRIDE}}),
+    )
+    .await
+    .expect(200)
+    .body;
+    assert_eq!(skipped["skipped_renewals"][0]["requested_by"], "merchant");
+    assert_recorded(&app, &m, cus, sub, "skip", "allow_skip").await;
+    // Taking it back exceeds nothing: no second override.
+    post_as(
+        &app,
+        &m,
+        Some(AGENT),
+        &format!("/v1/subscriptions/{sub}/unskip"),
+        json!({"override": {"reason": OVERRIDE}}),
+    )
+    .await
+    .expect(200);
+    assert_eq!(overrides(&app, &m, cus).await.len(), 1);
+
+    // The backend without an agent, with no body: unrestricted, nothing recorded.
+    let (other_cus, other) = &subs[1];
+    app.by(&m.key)
+        .post_empty(&format!("/v1/subscriptions/{other}/skip"))
+        .await
+        .expect(200);
+    assert!(overrides(&app, &m, other_cus).await.is_empty());
+    assert_eq!(events(&app, &m, "override.created").await.len(), 1);
+}
+
+#[actix_web::test]
+async fn an_agents_skips_beyond_the_limit_in_a_row_are_refused_unless_overridden() {
+    let app = TestApp::new().await;
+    let m = app.merchant("Agents skips").await;
+    let (_, _, subs) = subscribers(
+        &app,
+        &m,
+        json!({"allow_skip": true, "max_consecutive_skips": 1}),
+        2,
+    )
+    .await;
+    let (cus, sub) = &subs[0];
+    let skip = format!("/v1/subscriptions/{sub}/skip");
+    // The first is within the policy: nothing to override, nothing recorded.
+    post_as(&app, &m, Some(AGENT), &skip, json!({}))
+        .await
+        .expect(200);
+    let res = post_as(&app, &m, Some(AGENT), &skip, json!({}))
+        .await
+        .expect(422);
+    assert_refused(&res, "too_many_consecutive_skips", "max_consecutive_skips");
+    assert!(overrides(&app, &m, cus).await.is_empty());
+
+    let twice = post_as(
+        &app,
+        &m,
+        Some(AGENT),
+        &skip,
+        json!({"override": {"reason": OVERRIDE}}),
+    )
+    .await
+    .expect(200)
+    .body;
+    assert_eq!(twice["skipped_renewals"].as_array().unwrap().len(), 2);
+    assert_recorded(&app, &m, cus, sub, "skip", "max_consecutive_skips").await;
+
+    let (other_cus, other) = &subs[1];
+    for _ in 0..2 {
+        post_as(
+            &app,
+            &m,
+            None,
+            &format!("/v1/subscriptions/{other}/skip"),
+            json!({}),
+        )
+        .await
+        .expect(200);
+    }
+    assert!(overrides(&app, &m, other_cus).await.is_empty());
+}
+
+#[actix_web::test]
+async fn an_agents_send_now_the_policy_forbids_is_refused_unless_overridden() {
+    let app = TestApp::new().await;
+    let m = app.merchant("Agents send now").await;
+    let (_, _, subs) = subscribers(&app, &m, json!({}), 2).await;
+    let (cus, sub) = &subs[0];
+    let send = format!("/v1/subscriptions/{sub}/send_now");
+
+    let res = post_as(&app, &m, Some(AGENT), &send, json!({"anchor": "keep"}))
+        .await
+        .expect(422);
+    assert_refused(&res, "send_now_not_allowed", "allow_send_now");
+    assert_eq!(
+        fixtures::count_events(&app, sub, "subscription.sent_now").await,
+        0
+    );
+
+    let sent = post_as(
+        &app,
+        &m,
+        Some(AGENT),
+        &send,
+        json!({"anchor": "keep", "override": {"reason": OVERRIDE}}),
+    )
+    .await
+    .expect(200)
+    .body;
+    assert_eq!(sent["sent_now"]["anchor"], "keep");
+    assert_recorded(&app, &m, cus, sub, "send_now", "allow_send_now").await;
+
+    let (other_cus, other) = &subs[1];
+    app.by(&m.key)
+        .post_empty(&format!("/v1/subscriptions/{other}/send_now"))
+        .await
+        .expect(200);
+    assert!(overrides(&app, &m, other_cus).await.is_empty());
+    assert_eq!(events(&app, &m, "subscription.sent_now").await.len(), 2);
+}
+
+#[actix_web::test]
+async fn an_agent_removing_a_pauses_resume_is_held_to_the_maximum_unless_overridden() {
+    let app = TestApp::new().await;
+    let m = app.merchant("Agents resume").await;
+    let (_, _, subs) = subscribers(&app, &m, json!({"max_pause_days": 60}), 2).await;
+    // Each paused by the backend for one cycle, with an automatic resume.
+    let mut resumes = Vec::new();
+    for (_, sub) in &subs {
+        let paused = app
+            .by(&m.key)
+            .post(
+                &format!("/v1/subscriptions/{sub}/pause"),
+                &json!({"start": {"type": "now"}, "end": {"type": "after_cycles", "cycles": 1}}),
+            )
+            .await
+            .expect(200)
+            .body;
+        let resume = paused["scheduled_changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "resume")
+            .expect("a scheduled resume")["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        resumes.push(resume);
+    }
+    let (cus, sub) = &subs[0];
+    let remove = format!("/v1/subscriptions/{sub}/scheduled_changes/{}", resumes[0]);
+    let delete_as = async |path: &str| {
+        app.request(Method::DELETE, path)
+            .bearer(&m.key)
+            .header("tenure-agent", AGENT)
+            .send()
+            .await
+    };
+
+    let res = delete_as(&remove).await.expect(422);
+    assert_refused(&res, "pause_too_long", "max_pause_days");
+    // A blank reason is refused on its parameter.
+    let res = delete_as(&format!("{remove}?override_reason=%20"))
+        .await
+        .expect(422);
+    assert_eq!(res.body["errors"][0]["field"], "override_reason");
+    let shown = app
+        .get_ok(&format!("/v1/subscriptions/{sub}"), &m.key)
+        .await;
+    assert!(!shown["pause"]["resumes_at"].is_null());
+
+    let open = delete_as(&format!("{remove}?override_reason=Valued%20subscriber"))
+        .await
+        .expect(200)
+        .body;
+    assert!(open["pause"]["resumes_at"].is_null());
+    assert_eq!(open["scheduled_changes"], json!([]));
+    assert_recorded(&app, &m, cus, sub, "pause", "max_pause_days").await;
+
+    // The backend without an agent: unrestricted, nothing recorded.
+    let (other_cus, other) = &subs[1];
+    app.by(&m.key)
+        .delete(&format!(
+            "/v1/subscriptions/{other}/scheduled_changes/{}",
+            resumes[1]
+        ))
+        .await
+        .expect(200);
+    assert!(overrides(&app, &m, other_cus).await.is_empty());
+}

@@ -350,8 +350,12 @@ impl World {
         .await;
         let m = app.merchant("Fuzz").await;
         // Long enough for the documented pause example (two cycles after the paid one).
-        let product =
-            fixtures::product(&app, &m, json!({"max_pause_days": 365, "allow_skip": true})).await;
+        let product = fixtures::product(
+            &app,
+            &m,
+            json!({"max_pause_days": 365, "allow_skip": true, "allow_send_now": true}),
+        )
+        .await;
         // Several units, so that the documented quantity change (3) can succeed.
         app.by(&m.key)
             .patch(

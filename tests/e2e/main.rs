@@ -33,6 +33,7 @@ mod renewals;
 mod replica;
 mod retention;
 mod security;
+mod send_now;
 mod signup;
 mod skips;
 mod stock;

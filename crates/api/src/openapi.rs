@@ -414,6 +414,7 @@ pub const VERSIONED: &[(&str, &str, Precondition)] = &[
     ("post", "/v1/subscriptions/{id}/change_quantity", IF_MATCH),
     ("post", "/v1/subscriptions/{id}/skip", IF_MATCH),
     ("post", "/v1/subscriptions/{id}/unskip", IF_MATCH),
+    ("post", "/v1/subscriptions/{id}/send_now", IF_MATCH),
     (
         "delete",
         "/v1/subscriptions/{id}/scheduled_changes/{change_id}",
@@ -436,6 +437,7 @@ pub const VERSIONED: &[(&str, &str, Precondition)] = &[
     ),
     ("post", "/v1/portal/subscriptions/{id}/skip", IF_MATCH),
     ("post", "/v1/portal/subscriptions/{id}/unskip", IF_MATCH),
+    ("post", "/v1/portal/subscriptions/{id}/send_now", IF_MATCH),
     (
         "post",
         "/v1/portal/subscriptions/{id}/stock_choice",

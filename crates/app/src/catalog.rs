@@ -63,6 +63,9 @@ fn apply_policy(
     if let Some(x) = input.max_consecutive_skips {
         policy.max_consecutive_skips = x;
     }
+    if let Some(x) = input.allow_send_now {
+        policy.allow_send_now = x;
+    }
     if let Some(ids) = &input.switchable_plan_ids {
         let mut parsed = Vec::with_capacity(ids.len());
         for (i, raw) in ids.iter().enumerate() {

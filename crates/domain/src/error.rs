@@ -138,6 +138,12 @@ pub enum Refusal {
     TicketClosed,
     CancellationRequestNotPending,
     NoRenewalSkipped,
+    /// The next renewal was brought forward and paid (send now, keeping the anchor).
+    RenewalSentNow,
+    /// A send now already covers the next renewal or began the current period.
+    AlreadySentNow,
+    /// The next renewal is skipped.
+    RenewalSkipped,
 }
 
 impl Refusal {
@@ -174,6 +180,9 @@ impl Refusal {
             Self::TicketClosed => "ticket_closed",
             Self::CancellationRequestNotPending => "cancellation_request_not_pending",
             Self::NoRenewalSkipped => "no_renewal_skipped",
+            Self::RenewalSentNow => "renewal_sent_now",
+            Self::AlreadySentNow => "already_sent_now",
+            Self::RenewalSkipped => "renewal_skipped",
         }
     }
 }
@@ -207,6 +216,11 @@ impl fmt::Display for Refusal {
                 "a cancellation request that is no longer pending"
             }
             Self::NoRenewalSkipped => "a subscription without a skipped renewal",
+            Self::RenewalSentNow => "a subscription whose next renewal was already sent now",
+            Self::AlreadySentNow => "a subscription already sent now for this period",
+            Self::RenewalSkipped => {
+                "a subscription whose next renewal is skipped (unskip it first)"
+            }
         };
         f.write_str(object)
     }
@@ -239,7 +253,10 @@ mod tests {
             | Refusal::ScheduledChangesInconsistent
             | Refusal::TicketClosed
             | Refusal::CancellationRequestNotPending
-            | Refusal::NoRenewalSkipped => r,
+            | Refusal::NoRenewalSkipped
+            | Refusal::RenewalSentNow
+            | Refusal::AlreadySentNow
+            | Refusal::RenewalSkipped => r,
         };
         let mut all: Vec<Refusal> = SubscriptionStatus::ALL.map(Refusal::Status).to_vec();
         all.extend(
@@ -264,6 +281,9 @@ mod tests {
                 Refusal::TicketClosed,
                 Refusal::CancellationRequestNotPending,
                 Refusal::NoRenewalSkipped,
+                Refusal::RenewalSentNow,
+                Refusal::AlreadySentNow,
+                Refusal::RenewalSkipped,
             ]
             .map(listed),
         );

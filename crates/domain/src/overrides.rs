@@ -23,15 +23,21 @@ pub enum OverrideKind {
     Cancel,
     /// A plan switch the policy does not offer.
     PlanChange,
+    /// A skip the policy does not allow (`allow_skip`, `max_consecutive_skips`).
+    Skip,
+    /// A renewal sent now where the policy does not allow it (`allow_send_now`).
+    SendNow,
 }
 
 impl OverrideKind {
-    pub const ALL: [OverrideKind; 5] = [
+    pub const ALL: [OverrideKind; 7] = [
         OverrideKind::Credit,
         OverrideKind::Discount,
         OverrideKind::Pause,
         OverrideKind::Cancel,
         OverrideKind::PlanChange,
+        OverrideKind::Skip,
+        OverrideKind::SendNow,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -41,6 +47,8 @@ impl OverrideKind {
             OverrideKind::Pause => "pause",
             OverrideKind::Cancel => "cancel",
             OverrideKind::PlanChange => "plan_change",
+            OverrideKind::Skip => "skip",
+            OverrideKind::SendNow => "send_now",
         }
     }
 }
@@ -55,7 +63,7 @@ impl FromStr for OverrideKind {
             .ok_or_else(|| {
                 DomainError::validation(
                     "kind",
-                    "must be credit, discount, pause, cancel or plan_change",
+                    "must be credit, discount, pause, cancel, plan_change, skip or send_now",
                 )
             })
     }

@@ -65,6 +65,12 @@ pub struct PortalPolicy {
     /// last billed renewal count too); `None` means up to [`MAX_PENDING_SKIPS`] ahead.
     #[serde(default = "default_max_consecutive_skips")]
     pub max_consecutive_skips: Option<u32>,
+    /// Whether a subscriber may bring the next renewal (its charge, and its order for a
+    /// product that ships) forward to now ("send now"). Off unless the merchant turns it
+    /// on: an order out of the schedule needs a fulfilment ready for it, and a reset of
+    /// the anchor gives up the rest of the current period.
+    #[serde(default)]
+    pub allow_send_now: bool,
 }
 
 /// How many renewals may be skipped ahead at once, by anyone: a year of monthly ones.
@@ -93,6 +99,7 @@ impl Default for PortalPolicy {
             switchable_plan_ids: Vec::new(),
             allow_skip: false,
             max_consecutive_skips: default_max_consecutive_skips(),
+            allow_send_now: false,
         }
     }
 }
@@ -200,6 +207,7 @@ mod tests {
         let p = PortalPolicy::default();
         assert!(p.allow_pause && p.allow_cancel && p.allow_plan_change);
         assert!(!p.allow_skip);
+        assert!(!p.allow_send_now);
         assert_eq!(p.cancellation_mode, CancellationMode::Request);
         assert!(p.validate().is_ok());
     }
@@ -287,6 +295,7 @@ mod stored_policies {
         let object = stored.as_object_mut().unwrap();
         object.remove("allow_skip");
         object.remove("max_consecutive_skips");
+        object.remove("allow_send_now");
         let read: PortalPolicy = serde_json::from_value(stored).unwrap();
         assert_eq!(read, PortalPolicy::default());
     }

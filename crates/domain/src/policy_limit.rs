@@ -24,16 +24,25 @@ pub enum PolicyLimit {
     /// A plan the policy does not offer: not in `switchable_plan_ids`, or another
     /// product's.
     SwitchablePlanIds,
+    /// `allow_skip: false`.
+    AllowSkip,
+    /// More renewals skipped in a row than `max_consecutive_skips`.
+    MaxConsecutiveSkips,
+    /// `allow_send_now: false`.
+    AllowSendNow,
 }
 
 impl PolicyLimit {
-    pub const ALL: [PolicyLimit; 6] = [
+    pub const ALL: [PolicyLimit; 9] = [
         PolicyLimit::AllowPause,
         PolicyLimit::MaxPauseDays,
         PolicyLimit::AllowCancel,
         PolicyLimit::CancellationNotice,
         PolicyLimit::AllowPlanChange,
         PolicyLimit::SwitchablePlanIds,
+        PolicyLimit::AllowSkip,
+        PolicyLimit::MaxConsecutiveSkips,
+        PolicyLimit::AllowSendNow,
     ];
 
     /// How the limit is named on the wire (a problem's `limit`, an override's `limits`).
@@ -45,6 +54,9 @@ impl PolicyLimit {
             PolicyLimit::CancellationNotice => "cancellation_notice",
             PolicyLimit::AllowPlanChange => "allow_plan_change",
             PolicyLimit::SwitchablePlanIds => "switchable_plan_ids",
+            PolicyLimit::AllowSkip => "allow_skip",
+            PolicyLimit::MaxConsecutiveSkips => "max_consecutive_skips",
+            PolicyLimit::AllowSendNow => "allow_send_now",
         }
     }
 
@@ -62,6 +74,9 @@ impl PolicyLimit {
             PolicyLimit::CancellationNotice => "cancellation_notice_required",
             PolicyLimit::AllowPlanChange => "plan_change_not_allowed",
             PolicyLimit::SwitchablePlanIds => "plan_not_allowed",
+            PolicyLimit::AllowSkip => "skip_not_allowed",
+            PolicyLimit::MaxConsecutiveSkips => "too_many_consecutive_skips",
+            PolicyLimit::AllowSendNow => "send_now_not_allowed",
         }
     }
 
@@ -74,6 +89,9 @@ impl PolicyLimit {
             PolicyLimit::CancellationNotice => "a cancellation before its notice ends",
             PolicyLimit::AllowPlanChange => "changing plan",
             PolicyLimit::SwitchablePlanIds => "switching to this plan",
+            PolicyLimit::AllowSkip => "skipping a renewal",
+            PolicyLimit::MaxConsecutiveSkips => "skipping this many renewals in a row",
+            PolicyLimit::AllowSendNow => "sending the next order now",
         }
     }
 }

@@ -198,6 +198,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "subscription.renewal_skipped",
     "subscription.stock_notice",
     "subscription.stock_choice_made",
+    "subscription.sent_now",
+    "subscription.renewal_prepaid",
     "subscription.trial_ended",
     "subscription.trial_extended",
     "subscription.renewed",

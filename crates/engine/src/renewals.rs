@@ -437,8 +437,10 @@ async fn notify_due(
                     return Ok(Round::Idle);
                 };
                 let s = subs_repo::get(conn, merchant, id, true).await?;
-                // A skipped renewal bills nothing, so there is nothing to announce.
-                let skipped = s.subscription.next_renewal_skipped();
+                // A skipped renewal bills nothing, nor one a send now billed already, so
+                // there is nothing to announce.
+                let skipped =
+                    s.subscription.next_renewal_skipped() || s.subscription.renewal_prepaid();
                 if !skipped && let Some(upcoming) = upcoming_of(conn, merchant, &s).await? {
                     record_event(
                         conn,

@@ -18,7 +18,8 @@ use tenure_app::dto::retention::PresentedOfferDto;
 use tenure_app::dto::subscriptions::{
     ChangePlan, ChangeQuantity, CreatePortalSubscription, CreatedPortalSubscriptionDto,
     PauseSubscription, PlanChangePreviewDto, PortalCancelSubscription, PortalSubscriptionDto,
-    PortalSubscriptionFilterParams, QuantityChangePreviewDto, SubscriptionPreviewDto,
+    PortalSubscriptionFilterParams, QuantityChangePreviewDto, SendNow, SendNowPreviewDto,
+    SubscriptionPreviewDto,
 };
 use tenure_app::dto::support::{CancellationRequestDto, PortalCancelResult};
 use tenure_app::dto::{ListParams, ListResponse};
@@ -38,6 +39,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(change_quantity)
         .service(skip_renewal)
         .service(unskip_renewal)
+        .service(preview_send_now)
+        .service(send_now)
         .service(remove_scheduled_change)
         .service(withdraw_cancellation_request);
 }
@@ -234,6 +237,49 @@ async fn unskip_renewal(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     run(&req, &state, auth, &id, Action::Unskip).await
+}
+
+/// What a send now would invoice now (the period, the lines, the total), without doing
+/// it; refused as the send now would be.
+#[utoipa::path(operation_id = "portal_preview_send_now", tag = "Portal", request_body = SendNow,
+    params(("id" = String, Path, description = "Subscription id (sub_…)")),
+    responses((status = 200, description = "The invoice a send now would create", body = SendNowPreviewDto)))]
+#[post("/subscriptions/{id}/send_now/preview")]
+async fn preview_send_now(
+    state: web::Data<AppState>,
+    auth: AuthenticatedCustomer,
+    id: web::Path<String>,
+    body: OptionalJson<SendNow>,
+) -> ApiResult<HttpResponse> {
+    let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
+    let anchor = body.0.anchor.map(Into::into).unwrap_or_default();
+    let mode = auth.mode();
+    let preview = svc::preview_send_now(&state.app, scope(auth), id, anchor, None).await?;
+    Ok(HttpResponse::Ok().json(InMode::new(mode, preview)))
+}
+
+/// Bring the next renewal forward to now ("send now"), where `available_actions.send_now`
+/// offers it: with `anchor: keep` (default) the next period is invoiced and charged now
+/// (for a product that ships, its order made now) and the renewal due at its start bills
+/// nothing; with `reset` a period starts now, invoiced in full, and later renewals follow
+/// it (the rest of the current period is not credited). The invoice is collected like a
+/// renewal's (a decline makes the subscription `past_due`). 422 `send_now_not_allowed`
+/// when the product's policy forbids it; 409 with the state's code otherwise
+/// (`subscription_paused`, `cancellation_pending`, `renewal_skipped`, `already_sent_now`,
+/// …). Honours `If-Match`.
+#[utoipa::path(operation_id = "portal_send_now", tag = "Portal", request_body = SendNow,
+    params(("id" = String, Path, description = "Subscription id (sub_…)")),
+    responses((status = 200, description = "The subscription", body = PortalSubscriptionDto)))]
+#[post("/subscriptions/{id}/send_now")]
+async fn send_now(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    auth: AuthenticatedCustomer,
+    id: web::Path<String>,
+    body: OptionalJson<SendNow>,
+) -> ApiResult<HttpResponse> {
+    let anchor = body.0.anchor.map(Into::into).unwrap_or_default();
+    run(&req, &state, auth, &id, Action::SendNow(anchor)).await
 }
 
 /// Cancel under the product's policy. `request` mode: send a `reason` (and optionally a

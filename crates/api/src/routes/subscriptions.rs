@@ -17,7 +17,8 @@ use tenure_app::dto::common::{parse_field_id, parse_id};
 use tenure_app::dto::credits::OverrideRequest;
 use tenure_app::dto::subscriptions::{
     CancelSubscription, ChangeQuantity, CreateSubscription, CreatedSubscriptionDto,
-    MerchantChangePlan, MerchantPauseSubscription, PlanChangePreviewDto, QuantityChangePreviewDto,
+    MerchantChangePlan, MerchantOverride, MerchantPauseSubscription, MerchantSendNow,
+    PlanChangePreviewDto, QuantityChangePreviewDto, RemoveChangeParams, SendNowPreviewDto,
     SubscriptionDto, SubscriptionFilterParams, SubscriptionPreviewDto,
 };
 use tenure_app::dto::{ListParams, ListResponse};
@@ -37,6 +38,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(change_quantity)
         .service(skip_renewal)
         .service(unskip_renewal)
+        .service(preview_send_now)
+        .service(send_now)
         .service(remove_scheduled_change);
 }
 
@@ -407,9 +410,14 @@ async fn change_quantity(
 /// and its period advances, with no invoice and no charge (`subscription.renewal_skipped`).
 /// Call again to skip the one after; `skipped_renewals` lists them. Only an `active`
 /// subscription whose period is running skips (409 with the state's code otherwise, e.g.
-/// `renewal_pending`, `cancellation_pending`, `pause_scheduled`); 12 ahead at most (422
-/// `skip_limit_reached`). Merchants are not bound by the portal policy. Honours `If-Match`.
-#[utoipa::path(tag = "Subscriptions",
+/// `renewal_pending`, `cancellation_pending`, `pause_scheduled`, `renewal_sent_now`); 12
+/// ahead at most (422 `skip_limit_reached`). A request that names an agent
+/// (`Tenure-Agent`) is held to the product's policy as the portal is (`allow_skip`,
+/// `max_consecutive_skips`: 422 `skip_not_allowed`, `too_many_consecutive_skips` with the
+/// problem's `limit`) unless it carries `override: {reason}`, which allows the skip and
+/// records the limits exceeded (`override.created`). Without the header the backend is
+/// not held to the policy. Honours `If-Match`.
+#[utoipa::path(tag = "Subscriptions", request_body = MerchantOverride,
     params(("id" = String, Path, description = "Subscription id (sub_…)")),
     responses((status = 200, description = "The subscription", body = SubscriptionDto)))]
 #[post("/subscriptions/{id}/skip")]
@@ -418,13 +426,15 @@ async fn skip_renewal(
     state: web::Data<AppState>,
     auth: AuthenticatedMerchant,
     id: web::Path<String>,
+    body: OptionalJson<MerchantOverride>,
 ) -> ApiResult<HttpResponse> {
-    run(&req, &state, auth, &id, Action::Skip).await
+    run_overriding(&req, &state, auth, &id, Action::Skip, body.0.overriding).await
 }
 
 /// Take back the last skip (`skipped_renewals`' last entry): that renewal bills again
-/// (409 `no_renewal_skipped` when none is skipped). Honours `If-Match`.
-#[utoipa::path(tag = "Subscriptions",
+/// (409 `no_renewal_skipped` when none is skipped). No policy limit holds an unskip; an
+/// `override` is accepted (as for a skip) and records nothing. Honours `If-Match`.
+#[utoipa::path(tag = "Subscriptions", request_body = MerchantOverride,
     params(("id" = String, Path, description = "Subscription id (sub_…)")),
     responses((status = 200, description = "The subscription", body = SubscriptionDto)))]
 #[post("/subscriptions/{id}/unskip")]
@@ -433,15 +443,84 @@ async fn unskip_renewal(
     state: web::Data<AppState>,
     auth: AuthenticatedMerchant,
     id: web::Path<String>,
+    body: OptionalJson<MerchantOverride>,
 ) -> ApiResult<HttpResponse> {
-    run(&req, &state, auth, &id, Action::Unskip).await
+    run_overriding(&req, &state, auth, &id, Action::Unskip, body.0.overriding).await
+}
+
+/// What a send now would invoice now (the period, the lines, the total), without doing
+/// it; refused and held to the policy as the send now would be (an agent's `override` is
+/// taken and records nothing).
+#[utoipa::path(tag = "Subscriptions", request_body = MerchantSendNow,
+    params(("id" = String, Path, description = "Subscription id (sub_…)")),
+    responses((status = 200, description = "The invoice a send now would create", body = SendNowPreviewDto)))]
+#[post("/subscriptions/{id}/send_now/preview")]
+async fn preview_send_now(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    auth: AuthenticatedMerchant,
+    id: web::Path<String>,
+    body: OptionalJson<MerchantSendNow>,
+) -> ApiResult<HttpResponse> {
+    let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
+    let anchor = body.0.anchor.map(Into::into).unwrap_or_default();
+    let preview = svc::preview_send_now(
+        &state.app,
+        acting_scope(&req, &auth),
+        id,
+        anchor,
+        body.0.overriding.as_ref(),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(InMode::new(auth.mode(), preview)))
+}
+
+/// Bring the next renewal forward to now ("send now", Recharge's "order now"). With
+/// `anchor: keep` (default) the next period of the schedule is invoiced and charged now
+/// (for a product that ships, its order is made now) and the renewal due at its start
+/// bills nothing (`subscription.renewal_prepaid`), so the one after bills on the old
+/// schedule; with `reset` a period starts now, invoiced in full, and later renewals
+/// follow it (the rest of the current period is not credited). The invoice is collected
+/// by the engine like a renewal's: a decline makes the subscription `past_due` and
+/// dunning retries it. 409 with the state's code for anything but a running `active`
+/// period (`subscription_paused`, `renewal_pending`, `cancellation_pending`,
+/// `pause_scheduled`, `plan_change_scheduled`), `renewal_skipped` (unskip first),
+/// `already_sent_now`. A request that names an agent (`Tenure-Agent`) is held to the
+/// product's `allow_send_now` (422 `send_now_not_allowed`) unless it carries `override:
+/// {reason}`. Honours `If-Match`.
+#[utoipa::path(tag = "Subscriptions", request_body = MerchantSendNow,
+    params(("id" = String, Path, description = "Subscription id (sub_…)")),
+    responses((status = 200, description = "The subscription", body = SubscriptionDto)))]
+#[post("/subscriptions/{id}/send_now")]
+async fn send_now(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    auth: AuthenticatedMerchant,
+    id: web::Path<String>,
+    body: OptionalJson<MerchantSendNow>,
+) -> ApiResult<HttpResponse> {
+    let anchor = body.0.anchor.map(Into::into).unwrap_or_default();
+    run_overriding(
+        &req,
+        &state,
+        auth,
+        &id,
+        Action::SendNow(anchor),
+        body.0.overriding,
+    )
+    .await
 }
 
 /// Remove a scheduled change (a pause not yet started, an automatic resume, a pending
-/// cancellation, a plan change at period end). Honours `If-Match`.
+/// cancellation, a plan change at period end). Removing the automatic resume of a pause
+/// makes it open-ended: a request that names an agent (`Tenure-Agent`) is held to the
+/// product's `max_pause_days` (422 `pause_too_long`, `limit: max_pause_days`) unless it
+/// gives `override_reason` (a query parameter: a `DELETE` takes no body), which allows it
+/// and records the override (`override.created`). Honours `If-Match`.
 #[utoipa::path(tag = "Subscriptions",
     params(("id" = String, Path, description = "Subscription id (sub_…)"),
-           ("change_id" = String, Path, description = "Scheduled change id (sch_…)")),
+           ("change_id" = String, Path, description = "Scheduled change id (sch_…)"),
+           RemoveChangeParams),
     responses((status = 200, description = "The subscription", body = SubscriptionDto),
         (status = 409, description = "The subscription's state no longer allows it",
             body = crate::error::Problem, content_type = "application/problem+json")))]
@@ -451,14 +530,18 @@ async fn remove_scheduled_change(
     state: web::Data<AppState>,
     auth: AuthenticatedMerchant,
     path: web::Path<(String, String)>,
+    params: Query<RemoveChangeParams>,
 ) -> ApiResult<HttpResponse> {
     let change = parse_id::<ScheduledChangeTag>(&path.1, "scheduled_change")?;
-    run(
-        &req,
-        &state,
-        auth,
-        &path.0,
-        Action::RemoveScheduledChange(change),
+    let id = parse_id::<SubscriptionTag>(&path.0, "subscription")?;
+    let outcome = svc::remove_change_overriding(
+        &state.app,
+        acting_scope(&req, &auth),
+        id,
+        if_match(&req),
+        change,
+        params.0.override_reason,
     )
-    .await
+    .await?;
+    render(&state, auth, &outcome).await
 }

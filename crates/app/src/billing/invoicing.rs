@@ -36,9 +36,9 @@ pub(crate) fn period_to_invoice(event: &SubscriptionEvent) -> Option<Period> {
             current_period,
             ..
         } => Some(*current_period),
-        SubscriptionEvent::Renewed { period } | SubscriptionEvent::TrialEnded { period } => {
-            Some(*period)
-        }
+        SubscriptionEvent::Renewed { period }
+        | SubscriptionEvent::TrialEnded { period }
+        | SubscriptionEvent::SentNow { period, .. } => Some(*period),
         SubscriptionEvent::Resumed {
             new_period: Some(period),
             ..
@@ -367,10 +367,12 @@ pub(crate) async fn settle_or_schedule(
 /// The period and terms the next invoice of `sub` will bill, if it renews: the first
 /// paid period after a trial, or the period after the current one once the changes due
 /// at its end applied (a cancellation means none; a downgrade bills the new plan). A
-/// skipped renewal bills nothing, so the next invoice is the first renewal not skipped.
+/// skipped renewal bills nothing, so the next invoice is the first renewal not skipped;
+/// neither does a renewal a send now billed already.
 pub fn next_invoice_period(sub: &Subscription) -> Option<(Period, PlanTerms)> {
     let mut sub = sub.clone();
-    for _ in 0..=sub.skipped_renewals.len() {
+    let passing = sub.skipped_renewals.len() + usize::from(sub.renewal_prepaid());
+    for _ in 0..=passing {
         let at = sub.current_period.end;
         let applied = sub.apply_due(at).ok()?;
         for event in &applied.events {
@@ -379,7 +381,10 @@ pub fn next_invoice_period(sub: &Subscription) -> Option<(Period, PlanTerms)> {
             }
         }
         let renewed = applied.subscription.renew(at).ok()?;
-        if let [SubscriptionEvent::RenewalSkipped { .. }] = renewed.events.as_slice() {
+        if let [
+            SubscriptionEvent::RenewalSkipped { .. } | SubscriptionEvent::RenewalPrepaid { .. },
+        ] = renewed.events.as_slice()
+        {
             sub = renewed.subscription;
             continue;
         }

@@ -31,6 +31,9 @@ pub struct PortalPolicyDto {
     /// The most renewals a subscriber may skip in a row, counting those passed since the
     /// last billed renewal; null for no limit (12 ahead at most, for anyone).
     pub max_consecutive_skips: Option<u32>,
+    /// Whether a subscriber may bring the next renewal forward to now
+    /// (`POST …/send_now`; off by default).
+    pub allow_send_now: bool,
 }
 
 /// `request`: reason, support ticket, notice period. `immediate`: confirm and end.
@@ -123,6 +126,7 @@ impl From<&PortalPolicy> for PortalPolicyDto {
                 .collect(),
             allow_skip: p.allow_skip,
             max_consecutive_skips: p.max_consecutive_skips,
+            allow_send_now: p.allow_send_now,
         }
     }
 }
@@ -159,6 +163,7 @@ pub struct PortalPolicyInput {
     #[serde(default, deserialize_with = "super::customers::double_option")]
     #[schema(value_type = Option<u32>, minimum = 1, maximum = 12)]
     pub max_consecutive_skips: Option<Option<u32>>,
+    pub allow_send_now: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -296,7 +296,7 @@ wire_enum! {
     /// What an override granted: a `credit` (goodwill balance grant), a `discount`, a
     /// `pause` beyond the policy's limit, a `cancel` without the notice period, a
     /// `plan_change` the policy does not offer.
-    OverrideKindDto from tenure_domain::overrides::OverrideKind { Credit, Discount, Pause, Cancel, PlanChange }
+    OverrideKindDto from tenure_domain::overrides::OverrideKind { Credit, Discount, Pause, Cancel, PlanChange, Skip, SendNow }
 }
 
 wire_enum! {
@@ -304,7 +304,7 @@ wire_enum! {
     /// `allow_pause`, `max_pause_days` (a longer or open-ended pause), `allow_cancel`,
     /// `cancellation_notice` (an end before the policy's notice), `allow_plan_change`,
     /// `switchable_plan_ids` (a plan the policy does not offer).
-    PolicyLimitDto from tenure_domain::policy::PolicyLimit { AllowPause, MaxPauseDays, AllowCancel, CancellationNotice, AllowPlanChange, SwitchablePlanIds }
+    PolicyLimitDto from tenure_domain::policy::PolicyLimit { AllowPause, MaxPauseDays, AllowCancel, CancellationNotice, AllowPlanChange, SwitchablePlanIds, AllowSkip, MaxConsecutiveSkips, AllowSendNow }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -239,6 +239,35 @@ pub struct SkippedRenewalDto {
     pub requested_at: DateTime<Utc>,
 }
 
+wire_enum! {
+    /// `keep`: the next period of the schedule is billed now and the anchor stays;
+    /// `reset`: a period starts now, billed in full, and the schedule follows it.
+    SendNowAnchorDto from tenure_domain::subscription::SendNowAnchor { Keep, Reset }
+}
+
+impl From<SendNowAnchorDto> for tenure_domain::subscription::SendNowAnchor {
+    fn from(value: SendNowAnchorDto) -> Self {
+        match value {
+            SendNowAnchorDto::Keep => Self::Keep,
+            SendNowAnchorDto::Reset => Self::Reset,
+        }
+    }
+}
+
+/// The latest "send now", shown until the next renewal: the period it billed now.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"period": {"start": "2026-12-25T10:00:00Z", "end": "2027-01-25T10:00:00Z"},
+    "anchor": "keep", "requested_by": "customer", "requested_at": "2026-12-01T08:00:00Z"}))]
+pub struct SentNowDto {
+    /// The period invoiced by the send now: with `keep`, the next one of the schedule
+    /// (its renewal bills nothing); with `reset`, the current one.
+    pub period: PeriodDto,
+    pub anchor: SendNowAnchorDto,
+    pub requested_by: ActorDto,
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
+    pub requested_at: DateTime<Utc>,
+}
+
 /// A change that will happen to the subscription.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"id": "sch_01jf9zc0f4e3a8r7m2k4t5n6bc", "type": "plan_change",
@@ -366,6 +395,9 @@ pub struct SubscriptionDto {
     /// portal policy's `max_consecutive_skips` counts them).
     #[serde(default)]
     pub skipped_in_a_row: u32,
+    /// The latest send now until the next renewal (`POST …/send_now`), else null.
+    #[serde(default)]
+    pub sent_now: Option<SentNowDto>,
     /// The discounts that still apply to coming invoices (`cycles_remaining > 0`), in the
     /// order invoices apply them (oldest first). Shown on API reads and action
     /// responses; event snapshots omit it (a renewal's invoice shows what it applied).
@@ -491,6 +523,12 @@ impl SubscriptionDto {
                 })
                 .collect(),
             skipped_in_a_row: sub.skipped_in_a_row,
+            sent_now: sub.sent_now.map(|s| SentNowDto {
+                period: s.period.into(),
+                anchor: s.anchor.into(),
+                requested_by: s.requested_by.into(),
+                requested_at: s.requested_at,
+            }),
             discounts: None,
             created_at: s.created_at,
             updated_at: s.updated_at,
@@ -541,6 +579,15 @@ pub struct SkipActionDto {
     pub max_consecutive_skips: Option<u32>,
 }
 
+/// The period a send now would bill now, each way (`POST …/send_now`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SendNowActionDto {
+    /// With `anchor: keep`: the next period of the schedule.
+    pub keep_period: PeriodDto,
+    /// With `anchor: reset`: a period starting now.
+    pub reset_period: PeriodDto,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ChangePlanActionDto {
     /// Plans the subscriber may switch to.
@@ -564,6 +611,8 @@ pub struct AvailableActionsDto {
     pub skip: Option<SkipActionDto>,
     /// Whether the last skip may be taken back (`POST …/unskip`).
     pub unskip: bool,
+    /// Bring the next renewal forward to now (null when it cannot be sent now).
+    pub send_now: Option<SendNowActionDto>,
 }
 
 impl From<AvailableActions> for AvailableActionsDto {
@@ -602,6 +651,10 @@ impl From<AvailableActions> for AvailableActionsDto {
                 max_consecutive_skips: s.max_consecutive_skips,
             }),
             unskip: a.unskip,
+            send_now: a.send_now.map(|s| SendNowActionDto {
+                keep_period: s.keep_period.into(),
+                reset_period: s.reset_period.into(),
+            }),
         }
     }
 }
@@ -972,6 +1025,54 @@ pub struct MerchantChangePlan {
     pub overriding: Option<crate::dto::credits::OverrideRequest>,
 }
 
+/// Bring the next renewal forward to now (portal).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"anchor": "keep"}))]
+pub struct SendNow {
+    /// `keep` (default) or `reset`.
+    pub anchor: Option<SendNowAnchorDto>,
+}
+
+/// Bring the next renewal forward to now (merchant), with an agent's optional override.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"anchor": "reset", "override": {"reason": "Ran out early after a move"}}))]
+pub struct MerchantSendNow {
+    /// `keep` (default) or `reset`.
+    pub anchor: Option<SendNowAnchorDto>,
+    /// An agent's override of the product's `allow_send_now`, with the reason: the send
+    /// now is allowed and recorded (`override.created`). A request naming an agent
+    /// (`Tenure-Agent`) is refused without it where the policy forbids sending now.
+    #[serde(rename = "override")]
+    pub overriding: Option<crate::dto::credits::OverrideRequest>,
+}
+
+/// An agent's optional override of the product's policy, for an action that takes no
+/// other input (skip, unskip).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"override": {"reason": "Moving house, skipping a third month"}}))]
+pub struct MerchantOverride {
+    /// The override, with its reason: the limits the action exceeds are allowed and
+    /// recorded (`override.created`). A request naming an agent (`Tenure-Agent`) is held
+    /// to the policy without it.
+    #[serde(rename = "override")]
+    pub overriding: Option<crate::dto::credits::OverrideRequest>,
+}
+
+/// The override of a scheduled change's removal (`DELETE`, which takes no body).
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RemoveChangeParams {
+    /// An agent's reason to override the product's policy: removing the automatic resume
+    /// of a pause makes it open-ended, beyond `max_pause_days`; a request naming an agent
+    /// (`Tenure-Agent`) is refused that without a reason (422 `pause_too_long`), and with
+    /// one it is allowed and recorded (`override.created`).
+    pub override_reason: Option<String>,
+}
+
 /// A merchant's pause: [`PauseSubscription`] and an agent's optional override.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -1133,6 +1234,29 @@ pub struct PlanChangePreviewDto {
     /// new period's for `now`, else the next renewal's at the new plan).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub discount: Option<crate::dto::coupons::DiscountPreviewDto>,
+}
+
+/// The invoice a send now would create now, without sending (`POST …/send_now/preview`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SendNowPreviewDto {
+    pub anchor: SendNowAnchorDto,
+    /// The period it would invoice: the next one of the schedule (`keep`), or one starting
+    /// now (`reset`).
+    pub period: PeriodDto,
+    /// When it would be invoiced and charged: now (the clock's time for a clock customer).
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
+    pub invoiced_at: DateTime<Utc>,
+    /// The next renewal after it (the end of `period`).
+    #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
+    pub next_renewal_at: DateTime<Utc>,
+    /// Its lines: the plan at the quantity, the pending items (prorations, one-offs) and
+    /// the discounts, as a renewal's invoice; the customer's credit balance is drawn when
+    /// it is created.
+    pub lines: Vec<crate::dto::billing::InvoiceLineDto>,
+    pub subtotal: MoneyDto,
+    /// The discount lines' sum (zero or negative).
+    pub discount: MoneyDto,
+    pub total: MoneyDto,
 }
 
 /// The first invoice a subscription would get, without subscribing.

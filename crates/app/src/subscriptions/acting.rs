@@ -275,7 +275,8 @@ pub async fn act(
 /// reason (`overriding`): it then acts as an agent allowed beyond the policy, and the
 /// limits the action exceeds are recorded as one override naming the agent, in the same
 /// transaction (`override.created`). An override that exceeds nothing records nothing.
-/// Only a pause, a cancellation or a plan change take one.
+/// A pause, a cancellation, a plan change, a skip or unskip, a send now and the removal of
+/// a scheduled change take one.
 pub async fn act_overriding(
     state: &App,
     scope: Scope,
@@ -300,6 +301,28 @@ pub async fn act_overriding(
     .await
 }
 
+/// Removes the scheduled change `change` of subscription `id` for a merchant, whose
+/// request may override the product's policy with `override_reason` (removing a pause's
+/// automatic resume lengthens the pause beyond `max_pause_days`), as [`act_overriding`]
+/// does; a blank reason is 422 on `override_reason`.
+pub async fn remove_change_overriding(
+    state: &App,
+    scope: Scope,
+    id: SubscriptionId,
+    if_match: Option<String>,
+    change: tenure_domain::ids::ScheduledChangeId,
+    override_reason: Option<String>,
+) -> AppResult<ActionOutcome> {
+    let overriding = match override_reason {
+        Some(reason) => Some(crate::dto::credits::OverrideRequest {
+            reason: tenure_domain::overrides::reason("override_reason", &reason)?,
+        }),
+        None => None,
+    };
+    let action = Action::RemoveScheduledChange(change);
+    act_overriding(state, scope, id, if_match, action, overriding).await
+}
+
 /// The reason of an override of `action` (422 on `override.reason` without one, or on
 /// `override` where none is taken).
 fn override_reason(
@@ -321,6 +344,10 @@ fn override_kind(action: &Action) -> AppResult<tenure_domain::overrides::Overrid
         Action::Pause(_) => Ok(OverrideKind::Pause),
         Action::Cancel(_) => Ok(OverrideKind::Cancel),
         Action::ChangePlan(_) => Ok(OverrideKind::PlanChange),
+        Action::Skip | Action::Unskip => Ok(OverrideKind::Skip),
+        Action::SendNow(_) => Ok(OverrideKind::SendNow),
+        // Removing a pause's automatic resume lengthens the pause.
+        Action::RemoveScheduledChange(_) => Ok(OverrideKind::Pause),
         _ => Err(AppError::field("override", "is not taken by this action")),
     }
 }
@@ -393,9 +420,12 @@ pub async fn act_in_tx(
             let limits = quantity_limits_of(conn, merchant, before.product_id).await?;
             sub.change_quantity(*quantity, limits, actor, now)?
         }
-        Action::Skip => sub.skip_renewal(&policy, actor, now)?,
+        Action::Skip => sub.skip_renewal(&policy, acting, now)?,
         Action::Unskip => sub.unskip_renewal(actor)?,
-        Action::RemoveScheduledChange(change) => sub.remove_scheduled_change(*change, actor)?,
+        Action::SendNow(anchor) => sub.send_now(*anchor, &policy, acting, now)?,
+        Action::RemoveScheduledChange(change) => {
+            sub.remove_scheduled_change_as(*change, &policy, acting)?
+        }
         Action::WithdrawRequest(request_id) => {
             pending_request_of(conn, scope, sub, *request_id).await?;
             sub.withdraw_cancellation(actor)?
@@ -469,6 +499,7 @@ pub(crate) fn grants_discount(action: &Action) -> bool {
         | Action::ChangeQuantity(_)
         | Action::Skip
         | Action::Unskip
+        | Action::SendNow(_)
         | Action::RemoveScheduledChange(_)
         | Action::WithdrawRequest(_)
         | Action::ApproveRequest(_)
@@ -566,6 +597,56 @@ pub async fn act_on_request(
         })
         .await?;
     Ok(outcome)
+}
+
+/// What a send now with `anchor` would invoice now, without doing it: held to the policy
+/// as the send now would be (a merchant's `overriding` as by [`act_overriding`], recording
+/// nothing), refused as it would be.
+pub async fn preview_send_now(
+    state: &App,
+    scope: Scope,
+    id: SubscriptionId,
+    anchor: tenure_domain::subscription::SendNowAnchor,
+    overriding: Option<&crate::dto::credits::OverrideRequest>,
+) -> AppResult<crate::dto::subscriptions::SendNowPreviewDto> {
+    let scope = match overriding {
+        Some(overriding) => {
+            override_reason(scope, &Action::SendNow(anchor), overriding)?;
+            scope.overriding()
+        }
+        None => scope,
+    };
+    let merchant = scope.merchant;
+    let mut conn = state.db.conn().await?;
+    let s = visible(&mut conn, scope, id).await?;
+    let now = now_for_customer(&mut conn, merchant, s.customer_id, state.now_micros()).await?;
+    let policy = policy_of(&mut conn, merchant, s.product_id).await?;
+    let sub = &s.subscription;
+    let period = sub.check_can_send_now(&policy, scope.acting(), anchor, now)?;
+    let plan = catalog_repo::get_plan(&mut conn, merchant, sub.plan.plan_id).await?;
+    let pending =
+        tenure_store::repo::pending_items::uninvoiced(&mut conn, merchant, id, false).await?;
+    let discounts =
+        tenure_store::repo::discounts::active_for_subscription(&conn, merchant, id).await?;
+    let draft = crate::billing::invoicing::renewal_lines(
+        &plan.name,
+        &sub.plan,
+        sub.quantity,
+        period,
+        &pending,
+        &discounts,
+    )?;
+    let totals = tenure_domain::billing::invoice::totals(sub.plan.price.currency, &draft.lines)?;
+    Ok(crate::dto::subscriptions::SendNowPreviewDto {
+        anchor: anchor.into(),
+        period: period.into(),
+        invoiced_at: now,
+        next_renewal_at: period.end,
+        lines: draft.lines.iter().map(Into::into).collect(),
+        subtotal: totals.subtotal.into(),
+        discount: totals.discount.into(),
+        total: totals.total.into(),
+    })
 }
 
 /// What changing the quantity to `quantity` would do now, without doing it.

@@ -17,7 +17,8 @@ mod views;
 pub use acting::{
     Subscribed, act, act_in_tx, act_on_request, act_overriding, change_plan_with_code, create,
     create_with_code, create_with_quantity, preview_plan_change, preview_plan_change_overriding,
-    preview_plan_change_with_code, preview_quantity_change, preview_subscription, subscribe,
+    preview_plan_change_with_code, preview_quantity_change, preview_send_now, preview_subscription,
+    remove_change_overriding, subscribe,
 };
 pub use persist::{apply_due_in_tx, expire_incomplete_in_tx, persist_system};
 pub use plans::{policy_of, purchasable_plan, terms_of};

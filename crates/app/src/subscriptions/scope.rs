@@ -7,7 +7,7 @@ use tenure_domain::ids::{
     CancellationRequestId, CustomerId, MerchantId, PlanId, ScheduledChangeId, SubscriptionId,
 };
 use tenure_domain::policy::PolicyLimit;
-use tenure_domain::subscription::{Acting, Actor, CancelRequest, PauseRequest};
+use tenure_domain::subscription::{Acting, Actor, CancelRequest, PauseRequest, SendNowAnchor};
 use tenure_domain::support::CancellationRequest;
 use tenure_store::StoreError;
 use tenure_store::repo::subscriptions::{self as repo, StoredSubscription};
@@ -104,6 +104,8 @@ pub enum Action {
     Skip,
     /// Take back the last skip.
     Unskip,
+    /// Bring the next renewal forward to now.
+    SendNow(SendNowAnchor),
     RemoveScheduledChange(ScheduledChangeId),
     WithdrawRequest(CancellationRequestId),
     ApproveRequest(CancellationRequestId),

@@ -12,6 +12,7 @@ use crate::policy::PortalPolicy;
 use crate::subscription::cancellation::CancelRequest;
 use crate::subscription::pause::PauseRequest;
 use crate::subscription::plan_change::PlanChangeRequest;
+use crate::subscription::send_now::SendNowAnchor;
 use crate::subscription::state::{Actor, Subscription, Transition};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +26,7 @@ pub enum Command {
     RemoveScheduledChange { id: ScheduledChangeId },
     SkipRenewal,
     UnskipRenewal,
+    SendNow { anchor: SendNowAnchor },
 }
 
 impl Command {
@@ -38,6 +40,7 @@ impl Command {
             Command::RemoveScheduledChange { .. } => "remove_scheduled_change",
             Command::SkipRenewal => "skip",
             Command::UnskipRenewal => "unskip",
+            Command::SendNow { .. } => "send_now",
         }
     }
 }
@@ -57,9 +60,12 @@ impl Subscription {
             Command::Cancel(request) => self.cancel(request, policy, actor, now),
             Command::WithdrawCancellation => self.withdraw_cancellation(actor),
             Command::ChangePlan(request) => self.change_plan(request, policy, actor, now),
-            Command::RemoveScheduledChange { id } => self.remove_scheduled_change(*id, actor),
+            Command::RemoveScheduledChange { id } => {
+                self.remove_scheduled_change_as(*id, policy, actor)
+            }
             Command::SkipRenewal => self.skip_renewal(policy, actor, now),
             Command::UnskipRenewal => self.unskip_renewal(actor),
+            Command::SendNow { anchor } => self.send_now(*anchor, policy, actor, now),
         }
     }
 }

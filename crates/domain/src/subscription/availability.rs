@@ -7,11 +7,13 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::billing::period::Period;
 use crate::catalog::QuantityLimits;
 use crate::ids::{PlanId, ScheduledChangeId};
 use crate::money::Currency;
 use crate::policy::{CancellationMode, PortalPolicy};
 use crate::subscription::plan_change::TargetProduct;
+use crate::subscription::send_now::SendNowAnchor;
 use crate::subscription::state::{Actor, Subscription, SubscriptionStatus};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +63,16 @@ pub struct SkipAvailability {
     pub max_consecutive_skips: Option<u32>,
 }
 
+/// What a send now would bill now: the period each way would invoice, and what it costs
+/// at the current plan and quantity (before discounts, pending items and credit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendNowAvailability {
+    /// The next period of the schedule, billed now with `anchor: keep`.
+    pub keep_period: Period,
+    /// The period starting now, billed with `anchor: reset`.
+    pub reset_period: Period,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AvailableActions {
     pub pause: Option<PauseAvailability>,
@@ -77,6 +89,8 @@ pub struct AvailableActions {
     pub skip: Option<SkipAvailability>,
     /// Whether the last skip may be taken back.
     pub unskip: bool,
+    /// `None` when the next renewal cannot be sent now.
+    pub send_now: Option<SendNowAvailability>,
 }
 
 /// The customer's available actions. `product_plans` are the active plans of the
@@ -148,7 +162,19 @@ pub fn available_actions(
             renewal_at,
             max_consecutive_skips: policy.max_consecutive_skips,
         });
+    let send_now = subscription
+        .check_can_send_now(policy, customer, SendNowAnchor::Keep, now)
+        .and_then(|keep_period| {
+            let reset_period =
+                subscription.check_can_send_now(policy, customer, SendNowAnchor::Reset, now)?;
+            Ok(SendNowAvailability {
+                keep_period,
+                reset_period,
+            })
+        })
+        .ok();
     AvailableActions {
+        send_now,
         skip,
         unskip: subscription.check_can_unskip(customer).is_ok(),
         change_quantity,

@@ -13,6 +13,7 @@ use crate::billing::terms::PlanTerms;
 use crate::ids::{CancellationRequestId, ScheduledChangeId};
 use crate::subscription::cancellation::CancellationReason;
 use crate::subscription::scheduled::ScheduledChange;
+use crate::subscription::send_now::SendNowAnchor;
 use crate::subscription::state::{Actor, SubscriptionStatus};
 
 /// Why a scheduled change disappeared without taking effect.
@@ -135,6 +136,17 @@ pub enum SubscriptionEvent {
     RenewalSkipped {
         period: Period,
     },
+    /// The next renewal was brought forward to now: `period` is to be invoiced now (the
+    /// next period of the schedule with `keep`, a period starting now with `reset`).
+    SentNow {
+        period: Period,
+        anchor: SendNowAnchor,
+        by: Actor,
+    },
+    /// A renewal a send now already invoiced came: `period` began, nothing billed.
+    RenewalPrepaid {
+        period: Period,
+    },
 }
 
 impl SubscriptionEvent {
@@ -165,6 +177,8 @@ impl SubscriptionEvent {
             Self::RenewalSkipScheduled { .. } => "subscription.renewal_skip_scheduled",
             Self::RenewalSkipRemoved { .. } => "subscription.renewal_skip_removed",
             Self::RenewalSkipped { .. } => "subscription.renewal_skipped",
+            Self::SentNow { .. } => "subscription.sent_now",
+            Self::RenewalPrepaid { .. } => "subscription.renewal_prepaid",
         }
     }
 
@@ -194,5 +208,7 @@ impl SubscriptionEvent {
         "subscription.renewal_skip_scheduled",
         "subscription.renewal_skip_removed",
         "subscription.renewal_skipped",
+        "subscription.sent_now",
+        "subscription.renewal_prepaid",
     ];
 }

@@ -57,6 +57,7 @@ pub mod plan_change;
 pub mod quantity;
 pub mod renewal;
 pub mod scheduled;
+pub mod send_now;
 pub mod skip;
 pub mod state;
 pub mod trial;
@@ -68,7 +69,7 @@ pub use crate::billing::terms::PlanTerms;
 pub use actions::Command;
 pub use availability::{
     AvailableActions, CancelAvailability, OfferedPlan, PauseAvailability, PlanChangeAvailability,
-    QuantityAvailability, SkipAvailability, available_actions,
+    QuantityAvailability, SendNowAvailability, SkipAvailability, available_actions,
 };
 pub use cancellation::{
     ACCESS_ENDING_NOTICE_DAYS, AccessEnd, CancelRequest, CancelTiming, CancellationDetails,
@@ -79,6 +80,7 @@ pub use pause::{ActivePause, OnResume, PauseEnd, PauseRequest, PauseStart};
 pub use plan_change::{PlanChangePreview, PlanChangeRequest, PlanChangeTiming, TargetProduct};
 pub use quantity::{QuantityChangePreview, terms_times};
 pub use scheduled::{ChangeType, ScheduledChange, ScheduledChangeKind};
+pub use send_now::{SendNowAnchor, SentNow};
 pub use skip::SkippedRenewal;
 pub use state::{
     Acting, Actor, INCOMPLETE_EXPIRES_AFTER, NewSubscription, Subscription, SubscriptionStatus,

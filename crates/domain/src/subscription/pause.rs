@@ -156,6 +156,10 @@ impl Subscription {
         if self.pending(ChangeType::Pause).is_some() {
             return Err(DomainError::refused("pause", Refusal::PauseScheduled));
         }
+        // The next period is paid and (for goods) shipped: it is served first.
+        if self.renewal_prepaid() {
+            return Err(DomainError::refused("pause", Refusal::RenewalSentNow));
+        }
         if !policy.allow_pause {
             return held.exceed(PolicyLimit::AllowPause);
         }

@@ -116,6 +116,10 @@ impl Subscription {
         if self.pending(ChangeType::PlanChange).is_some() {
             return Err(DomainError::refused(ACTION, Refusal::PlanChangeScheduled));
         }
+        // The next period was billed on this plan already.
+        if self.renewal_prepaid() {
+            return Err(DomainError::refused(ACTION, Refusal::RenewalSentNow));
+        }
         if !policy.allow_plan_change {
             return held.exceed(PolicyLimit::AllowPlanChange);
         }

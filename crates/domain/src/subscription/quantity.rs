@@ -61,6 +61,10 @@ impl Subscription {
         if self.pending(ChangeType::Cancel).is_some() {
             return Err(DomainError::refused(ACTION, Refusal::CancellationPending));
         }
+        // The next period was billed at this quantity already.
+        if self.renewal_prepaid() {
+            return Err(DomainError::refused(ACTION, Refusal::RenewalSentNow));
+        }
         if !limits.is_adjustable() {
             return Err(DomainError::PolicyForbids {
                 action: "changing the quantity",

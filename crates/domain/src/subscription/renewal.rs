@@ -55,7 +55,8 @@ impl Subscription {
     }
 
     /// Starts the next period (one at a time, however late the engine runs). A skipped
-    /// renewal starts it too, but as `RenewalSkipped`, which bills nothing.
+    /// renewal starts it too, but as `RenewalSkipped`, which bills nothing; so does a
+    /// renewal a send now already billed, as `RenewalPrepaid`.
     pub fn renew(&self, now: DateTime<Utc>) -> Result<Transition, DomainError> {
         self.check_can_renew(now)?;
         let mut next = self.clone();
@@ -63,11 +64,18 @@ impl Subscription {
             .plan
             .cadence
             .next_period(self.billing_anchor, &self.current_period)?;
-        // Decided on the ending period, whose end is the renewal a skip names.
-        let skipped = next.pass_renewal();
+        // Decided on the ending period, whose end is the renewal a skip or a send now
+        // names. A renewal sent now is billed already (and cannot be skipped).
+        let prepaid = next.pass_sent_now();
+        let skipped = !prepaid && next.pass_renewal();
+        if prepaid {
+            next.skipped_in_a_row = 0;
+        }
         next.current_period = period;
         next.reproject_pending_access();
-        let event = if skipped {
+        let event = if prepaid {
+            SubscriptionEvent::RenewalPrepaid { period }
+        } else if skipped {
             SubscriptionEvent::RenewalSkipped { period }
         } else {
             SubscriptionEvent::Renewed { period }

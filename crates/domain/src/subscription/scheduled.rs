@@ -30,10 +30,11 @@ use crate::DomainError;
 use crate::billing::terms::PlanTerms;
 use crate::error::Refusal;
 use crate::ids::{CancellationRequestId, GenerateId, ScheduledChangeId};
+use crate::policy::{PolicyLimit, PortalPolicy};
 use crate::subscription::cancellation::{AccessEnd, CancellationReason, Ending};
 use crate::subscription::events::{RemovalReason, SubscriptionEvent};
 use crate::subscription::pause::{OnResume, PauseEnd, PauseTerms};
-use crate::subscription::state::{Actor, Subscription, SubscriptionStatus, Transition};
+use crate::subscription::state::{Acting, Actor, Subscription, SubscriptionStatus, Transition};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScheduledChange {
@@ -227,6 +228,30 @@ impl Subscription {
             _ => removed(change, RemovalReason::Removed { by: actor }),
         };
         Ok(Transition::new(next, vec![event]))
+    }
+
+    /// [`Self::remove_scheduled_change`] for `by` under the product's `policy`: removing
+    /// the automatic resume of a running pause makes the pause open-ended, beyond any
+    /// `max_pause_days`, so a merchant's agent may do it only with an override (reported
+    /// in the transition's `overridden`) when the policy sets that limit. Customers never
+    /// may ([`Self::check_can_remove_scheduled_change`]); a merchant's backend always.
+    pub fn remove_scheduled_change_as(
+        &self,
+        id: ScheduledChangeId,
+        policy: &PortalPolicy,
+        by: impl Into<Acting>,
+    ) -> Result<Transition, DomainError> {
+        let Acting { actor, held } = by.into();
+        let change = self.check_can_remove_scheduled_change(id, actor)?;
+        let exceeded = match change.kind {
+            ScheduledChangeKind::Resume if policy.max_pause_days.is_some() => {
+                held.exceed(PolicyLimit::MaxPauseDays)?
+            }
+            _ => None,
+        };
+        Ok(self
+            .remove_scheduled_change(id, actor)?
+            .exceeding(exceeded.into_iter().collect()))
     }
 
     /// Applies, in order, every scheduled change due at or before `now`, and the end of

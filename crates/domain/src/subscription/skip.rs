@@ -15,11 +15,12 @@
 //!
 //! Only an `active` subscription whose current period is running skips (a trial costs
 //! nothing, a past-due one must pay first, a paused one renews nothing), and not with a
-//! cancellation or a pause pending (both end the schedule the skip is counted on).
-//! Customers need the policy's `allow_skip`, and may skip at most
-//! `max_consecutive_skips` renewals in a row, counting those already passed skipped
-//! since the last billed renewal; they may unskip only their own skips (a merchant's,
-//! such as one for an item out of stock, stays). Nobody skips more than
+//! cancellation or a pause pending (both end the schedule the skip is counted on), nor
+//! while the next renewal was sent now (already paid). Customers, and merchants' agents
+//! who do not override them ([`Acting`]), need the policy's `allow_skip`, and may skip at
+//! most `max_consecutive_skips` renewals in a row, counting those already passed skipped
+//! since the last billed renewal; customers may unskip only their own skips (a
+//! merchant's, such as one for an item out of stock, stays). Nobody skips more than
 //! [`MAX_PENDING_SKIPS`] renewals ahead.
 //!
 //! # When the schedule moves
@@ -33,10 +34,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::DomainError;
 use crate::error::Refusal;
-use crate::policy::{MAX_PENDING_SKIPS, PortalPolicy};
+use crate::policy::{MAX_PENDING_SKIPS, PolicyActor, PolicyLimit, PortalPolicy};
 use crate::subscription::events::{RemovalReason, SubscriptionEvent};
 use crate::subscription::scheduled::ChangeType;
-use crate::subscription::state::{Actor, Subscription, SubscriptionStatus, Transition};
+use crate::subscription::state::{Acting, Actor, Subscription, SubscriptionStatus, Transition};
 
 /// A coming renewal that will pass without an invoice.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,13 +74,24 @@ impl Subscription {
             .is_some_and(|s| s.renewal_at == self.current_period.end)
     }
 
-    /// Whether `actor` may skip one more renewal now; returns the renewal it would skip.
+    /// Whether `by` may skip one more renewal now; returns the renewal it would skip.
     pub fn check_can_skip(
         &self,
         policy: &PortalPolicy,
-        actor: Actor,
+        by: impl Into<Acting>,
         now: DateTime<Utc>,
     ) -> Result<DateTime<Utc>, DomainError> {
+        self.skip_limits(policy, by.into().held, now)
+            .map(|(renewal_at, _)| renewal_at)
+    }
+
+    /// [`Self::check_can_skip`], with the limits an overriding agent exceeds.
+    fn skip_limits(
+        &self,
+        policy: &PortalPolicy,
+        held: PolicyActor,
+        now: DateTime<Utc>,
+    ) -> Result<(DateTime<Utc>, Vec<PolicyLimit>), DomainError> {
         if self.status != SubscriptionStatus::Active {
             return Err(self.refuse_status(SKIP));
         }
@@ -92,11 +104,12 @@ impl Subscription {
         if self.pending(ChangeType::Pause).is_some() {
             return Err(DomainError::refused(SKIP, Refusal::PauseScheduled));
         }
-        if actor.is_customer() && !policy.allow_skip {
-            return Err(DomainError::PolicyForbids {
-                action: "skipping a renewal",
-                code: "skip_not_allowed",
-            });
+        if self.renewal_prepaid() {
+            return Err(DomainError::refused(SKIP, Refusal::RenewalSentNow));
+        }
+        let mut exceeded = Vec::new();
+        if !policy.allow_skip {
+            exceeded.extend(held.exceed(PolicyLimit::AllowSkip)?);
         }
         let ahead = self.skipped_renewals.len();
         if ahead >= MAX_PENDING_SKIPS as usize {
@@ -105,29 +118,26 @@ impl Subscription {
                 code: "skip_limit_reached",
             });
         }
-        if actor.is_customer()
-            && let Some(max) = policy.max_consecutive_skips
-        {
+        if let Some(max) = policy.max_consecutive_skips {
             let in_a_row = u64::from(self.skipped_in_a_row) + ahead as u64 + 1;
             if in_a_row > u64::from(max) {
-                return Err(DomainError::PolicyForbids {
-                    action: "skipping this many renewals in a row",
-                    code: "too_many_consecutive_skips",
-                });
+                exceeded.extend(held.exceed(PolicyLimit::MaxConsecutiveSkips)?);
             }
         }
         let renewals = self.coming_renewals(ahead + 1)?;
-        Ok(renewals[ahead])
+        Ok((renewals[ahead], exceeded))
     }
 
-    /// Skips the first coming renewal not skipped yet.
+    /// Skips the first coming renewal not skipped yet. The limits an overriding agent
+    /// exceeds are in the transition's `overridden`.
     pub fn skip_renewal(
         &self,
         policy: &PortalPolicy,
-        actor: Actor,
+        by: impl Into<Acting>,
         now: DateTime<Utc>,
     ) -> Result<Transition, DomainError> {
-        let renewal_at = self.check_can_skip(policy, actor, now)?;
+        let Acting { actor, held } = by.into();
+        let (renewal_at, exceeded) = self.skip_limits(policy, held, now)?;
         let mut next = self.clone();
         next.skipped_renewals.push(SkippedRenewal {
             renewal_at,
@@ -140,7 +150,8 @@ impl Subscription {
                 renewal_at,
                 by: actor,
             }],
-        ))
+        )
+        .exceeding(exceeded))
     }
 
     /// Whether `actor` may take back the last skip; returns it.

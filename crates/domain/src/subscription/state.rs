@@ -25,6 +25,7 @@ use crate::subscription::cancellation::CancellationDetails;
 use crate::subscription::events::SubscriptionEvent;
 use crate::subscription::pause::ActivePause;
 use crate::subscription::scheduled::ScheduledChange;
+use crate::subscription::send_now::SentNow;
 use crate::subscription::skip::SkippedRenewal;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -201,6 +202,10 @@ pub struct Subscription {
     /// How many renewals in a row have passed skipped since the last billed one.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub skipped_in_a_row: u32,
+    /// The latest send now, until the next renewal (see
+    /// [`crate::subscription::send_now`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_now: Option<SentNow>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -302,6 +307,7 @@ impl Subscription {
             quantity: new.quantity,
             skipped_renewals: Vec::new(),
             skipped_in_a_row: 0,
+            sent_now: None,
         };
         let event = SubscriptionEvent::Created {
             status,
@@ -353,7 +359,7 @@ impl Subscription {
     pub(crate) fn paid_through(&self, at: DateTime<Utc>) -> DateTime<Utc> {
         match self.status {
             SubscriptionStatus::Trialing | SubscriptionStatus::Active => {
-                self.current_period.end.max(at)
+                self.prepaid_through().max(at)
             }
             SubscriptionStatus::Paused => {
                 self.pause.as_ref().map_or(at, |p| p.paid_through.max(at))

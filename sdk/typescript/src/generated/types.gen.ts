@@ -199,6 +199,7 @@ export type AvailableActionsDto = {
      * Whether the last skip may be taken back (`POST …/unskip`).
      */
     unskip: boolean;
+    send_now?: SendNowActionDto | null;
 };
 
 /**
@@ -1330,7 +1331,7 @@ export type EligibilityDto = {
 /**
  * An event type of the catalogue (docs/events.md), or `*` for every type, including ones added later
  */
-export type EnabledEvent = '*' | 'customer.created' | 'customer.updated' | 'customer.erased' | 'customer.balance_changed' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.renewal_skip_scheduled' | 'subscription.renewal_skip_removed' | 'subscription.renewal_skipped' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.activated' | 'subscription.incomplete_expired' | 'subscription.access_ending' | 'subscription.discount_applied' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'coupon.created' | 'coupon.updated' | 'coupon.deleted' | 'promotion_code.created' | 'promotion_code.updated' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'invoice_item.created' | 'invoice_item.deleted' | 'credit_note.created' | 'override.created' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled' | 'test_clock.advancing' | 'test_clock.ready' | 'address.created' | 'address.updated' | 'address.deleted' | 'subscription.shipping_address_updated' | 'order.created' | 'order.updated' | 'order.paid' | 'order.held' | 'order.released' | 'order.fulfilled' | 'order.shipped' | 'order.delivered' | 'order.canceled';
+export type EnabledEvent = '*' | 'customer.created' | 'customer.updated' | 'customer.erased' | 'customer.balance_changed' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.renewal_skip_scheduled' | 'subscription.renewal_skip_removed' | 'subscription.renewal_skipped' | 'subscription.sent_now' | 'subscription.renewal_prepaid' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.activated' | 'subscription.incomplete_expired' | 'subscription.access_ending' | 'subscription.discount_applied' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'coupon.created' | 'coupon.updated' | 'coupon.deleted' | 'promotion_code.created' | 'promotion_code.updated' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'invoice_item.created' | 'invoice_item.deleted' | 'credit_note.created' | 'override.created' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled' | 'test_clock.advancing' | 'test_clock.ready' | 'address.created' | 'address.updated' | 'address.deleted' | 'subscription.shipping_address_updated' | 'order.created' | 'order.updated' | 'order.paid' | 'order.held' | 'order.released' | 'order.fulfilled' | 'order.shipped' | 'order.delivered' | 'order.canceled';
 
 export type EventData = {
     /**
@@ -1386,7 +1387,7 @@ export type EventRequestDto = {
 /**
  * An event type of the catalogue (docs/events.md)
  */
-export type EventType = 'customer.created' | 'customer.updated' | 'customer.erased' | 'customer.balance_changed' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.renewal_skip_scheduled' | 'subscription.renewal_skip_removed' | 'subscription.renewal_skipped' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.activated' | 'subscription.incomplete_expired' | 'subscription.access_ending' | 'subscription.discount_applied' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'coupon.created' | 'coupon.updated' | 'coupon.deleted' | 'promotion_code.created' | 'promotion_code.updated' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'invoice_item.created' | 'invoice_item.deleted' | 'credit_note.created' | 'override.created' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled' | 'test_clock.advancing' | 'test_clock.ready' | 'address.created' | 'address.updated' | 'address.deleted' | 'subscription.shipping_address_updated' | 'order.created' | 'order.updated' | 'order.paid' | 'order.held' | 'order.released' | 'order.fulfilled' | 'order.shipped' | 'order.delivered' | 'order.canceled';
+export type EventType = 'customer.created' | 'customer.updated' | 'customer.erased' | 'customer.balance_changed' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.renewal_skip_scheduled' | 'subscription.renewal_skip_removed' | 'subscription.renewal_skipped' | 'subscription.sent_now' | 'subscription.renewal_prepaid' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.activated' | 'subscription.incomplete_expired' | 'subscription.access_ending' | 'subscription.discount_applied' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'coupon.created' | 'coupon.updated' | 'coupon.deleted' | 'promotion_code.created' | 'promotion_code.updated' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'invoice_item.created' | 'invoice_item.deleted' | 'credit_note.created' | 'override.created' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled' | 'test_clock.advancing' | 'test_clock.ready' | 'address.created' | 'address.updated' | 'address.deleted' | 'subscription.shipping_address_updated' | 'order.created' | 'order.updated' | 'order.paid' | 'order.held' | 'order.released' | 'order.fulfilled' | 'order.shipped' | 'order.delivered' | 'order.canceled';
 
 export type ExportNoteDto = {
     id: string;
@@ -2126,12 +2127,28 @@ export type MerchantDto = {
 };
 
 /**
+ * An agent's optional override of the product's policy, for an action that takes no
+ * other input (skip, unskip).
+ */
+export type MerchantOverride = {
+    override?: OverrideRequest | null;
+};
+
+/**
  * A merchant's pause: [`PauseSubscription`] and an agent's optional override.
  */
 export type MerchantPauseSubscription = {
     start?: PauseStartDto | null;
     end?: PauseEndDto | null;
     on_resume?: OnResumeDto | null;
+    override?: OverrideRequest | null;
+};
+
+/**
+ * Bring the next renewal forward to now (merchant), with an agent's optional override.
+ */
+export type MerchantSendNow = {
+    anchor?: SendNowAnchorDto | null;
     override?: OverrideRequest | null;
 };
 
@@ -2328,7 +2345,7 @@ export type OverrideDto = {
  * `pause` beyond the policy's limit, a `cancel` without the notice period, a
  * `plan_change` the policy does not offer.
  */
-export type OverrideKindDto = 'credit' | 'discount' | 'pause' | 'cancel' | 'plan_change';
+export type OverrideKindDto = 'credit' | 'discount' | 'pause' | 'cancel' | 'plan_change' | 'skip' | 'send_now';
 
 /**
  * What agents granted in a period, per agent, kind and currency.
@@ -2595,7 +2612,7 @@ export type PlanDto = {
  * `cancellation_notice` (an end before the policy's notice), `allow_plan_change`,
  * `switchable_plan_ids` (a plan the policy does not offer).
  */
-export type PolicyLimitDto = 'allow_pause' | 'max_pause_days' | 'allow_cancel' | 'cancellation_notice' | 'allow_plan_change' | 'switchable_plan_ids';
+export type PolicyLimitDto = 'allow_pause' | 'max_pause_days' | 'allow_cancel' | 'cancellation_notice' | 'allow_plan_change' | 'switchable_plan_ids' | 'allow_skip' | 'max_consecutive_skips' | 'allow_send_now';
 
 /**
  * The answer to a portal cancellation: the subscription and, in request mode, the
@@ -2679,6 +2696,11 @@ export type PortalPolicyDto = {
      * last billed renewal; null for no limit (12 ahead at most, for anyone).
      */
     max_consecutive_skips?: number | null;
+    /**
+     * Whether a subscriber may bring the next renewal forward to now
+     * (`POST …/send_now`; off by default).
+     */
+    allow_send_now: boolean;
 };
 
 /**
@@ -2708,6 +2730,7 @@ export type PortalPolicyInput = {
      * Null for no limit.
      */
     max_consecutive_skips?: number | null;
+    allow_send_now?: boolean | null;
 };
 
 /**
@@ -3130,6 +3153,79 @@ export type SegmentSettingsDto = {
 };
 
 /**
+ * Bring the next renewal forward to now (portal).
+ */
+export type SendNow = {
+    anchor?: SendNowAnchorDto | null;
+};
+
+/**
+ * The period a send now would bill now, each way (`POST …/send_now`).
+ */
+export type SendNowActionDto = {
+    /**
+     * With `anchor: keep`: the next period of the schedule.
+     */
+    keep_period: PeriodDto;
+    /**
+     * With `anchor: reset`: a period starting now.
+     */
+    reset_period: PeriodDto;
+};
+
+/**
+ * `keep`: the next period of the schedule is billed now and the anchor stays;
+ * `reset`: a period starts now, billed in full, and the schedule follows it.
+ */
+export type SendNowAnchorDto = 'keep' | 'reset';
+
+/**
+ * The invoice a send now would create now, without sending (`POST …/send_now/preview`).
+ */
+export type SendNowPreviewDto = {
+    anchor: SendNowAnchorDto;
+    /**
+     * The period it would invoice: the next one of the schedule (`keep`), or one starting
+     * now (`reset`).
+     */
+    period: PeriodDto;
+    /**
+     * When it would be invoiced and charged: now (the clock's time for a clock customer).
+     */
+    invoiced_at: string;
+    /**
+     * The next renewal after it (the end of `period`).
+     */
+    next_renewal_at: string;
+    /**
+     * Its lines: the plan at the quantity, the pending items (prorations, one-offs) and
+     * the discounts, as a renewal's invoice; the customer's credit balance is drawn when
+     * it is created.
+     */
+    lines: Array<InvoiceLineDto>;
+    subtotal: MoneyDto;
+    /**
+     * The discount lines' sum (zero or negative).
+     */
+    discount: MoneyDto;
+    total: MoneyDto;
+};
+
+/**
+ * The latest "send now", shown until the next renewal: the period it billed now.
+ */
+export type SentNowDto = {
+    /**
+     * The period invoiced by the send now: with `keep`, the next one of the schedule
+     * (its renewal bills nothing); with `reset`, the current one.
+     */
+    period: PeriodDto;
+    anchor: SendNowAnchorDto;
+    requested_by: ActorDto;
+    requested_at: string;
+};
+
+/**
  * Ship the subscription to this entry of its customer's address book.
  */
 export type SetShippingAddress = {
@@ -3327,6 +3423,7 @@ export type SubscriptionDto = {
      * portal policy's `max_consecutive_skips` counts them).
      */
     skipped_in_a_row?: number;
+    sent_now?: SentNowDto | null;
     /**
      * The discounts that still apply to coming invoices (`cycles_remaining > 0`), in the
      * order invoices apply them (oldest first). Shown on API reads and action
@@ -3505,7 +3602,7 @@ export type TimelineEntryKindDto = 'event' | 'note' | 'ticket_message';
 /**
  * The event type of an event (`subscription.paused`), `note` for a note or `ticket.message` for a ticket message
  */
-export type TimelineEntryType = 'customer.created' | 'customer.updated' | 'customer.erased' | 'customer.balance_changed' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.renewal_skip_scheduled' | 'subscription.renewal_skip_removed' | 'subscription.renewal_skipped' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.activated' | 'subscription.incomplete_expired' | 'subscription.access_ending' | 'subscription.discount_applied' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'coupon.created' | 'coupon.updated' | 'coupon.deleted' | 'promotion_code.created' | 'promotion_code.updated' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'invoice_item.created' | 'invoice_item.deleted' | 'credit_note.created' | 'override.created' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled' | 'test_clock.advancing' | 'test_clock.ready' | 'address.created' | 'address.updated' | 'address.deleted' | 'subscription.shipping_address_updated' | 'order.created' | 'order.updated' | 'order.paid' | 'order.held' | 'order.released' | 'order.fulfilled' | 'order.shipped' | 'order.delivered' | 'order.canceled' | 'note' | 'ticket.message';
+export type TimelineEntryType = 'customer.created' | 'customer.updated' | 'customer.erased' | 'customer.balance_changed' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.renewal_skip_scheduled' | 'subscription.renewal_skip_removed' | 'subscription.renewal_skipped' | 'subscription.sent_now' | 'subscription.renewal_prepaid' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.activated' | 'subscription.incomplete_expired' | 'subscription.access_ending' | 'subscription.discount_applied' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'coupon.created' | 'coupon.updated' | 'coupon.deleted' | 'promotion_code.created' | 'promotion_code.updated' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'invoice_item.created' | 'invoice_item.deleted' | 'credit_note.created' | 'override.created' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled' | 'test_clock.advancing' | 'test_clock.ready' | 'address.created' | 'address.updated' | 'address.deleted' | 'subscription.shipping_address_updated' | 'order.created' | 'order.updated' | 'order.paid' | 'order.held' | 'order.released' | 'order.fulfilled' | 'order.shipped' | 'order.delivered' | 'order.canceled' | 'note' | 'ticket.message';
 
 /**
  * The invoice the next renewal will create (a draft preview; nothing is stored).
@@ -13261,6 +13358,182 @@ export type PortalRemoveScheduledChangeResponses = {
 
 export type PortalRemoveScheduledChangeResponse = PortalRemoveScheduledChangeResponses[keyof PortalRemoveScheduledChangeResponses];
 
+export type PortalSendNowData = {
+    body: SendNow;
+    headers?: {
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
+         */
+        'Idempotency-Key'?: string;
+        /**
+         * An ETag from an earlier response: the change is made only if the resource is still at that version, 412 otherwise. `*` or no header: unconditional.
+         */
+        'If-Match'?: string;
+    };
+    path: {
+        /**
+         * Subscription id (sub_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/portal/subscriptions/{id}/send_now';
+};
+
+export type PortalSendNowErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    412: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type PortalSendNowError = PortalSendNowErrors[keyof PortalSendNowErrors];
+
+export type PortalSendNowResponses = {
+    /**
+     * The subscription
+     */
+    200: PortalSubscriptionDto & Livemode;
+};
+
+export type PortalSendNowResponse = PortalSendNowResponses[keyof PortalSendNowResponses];
+
+export type PortalPreviewSendNowData = {
+    body: SendNow;
+    headers?: {
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
+         */
+        'Idempotency-Key'?: string;
+    };
+    path: {
+        /**
+         * Subscription id (sub_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/portal/subscriptions/{id}/send_now/preview';
+};
+
+export type PortalPreviewSendNowErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type PortalPreviewSendNowError = PortalPreviewSendNowErrors[keyof PortalPreviewSendNowErrors];
+
+export type PortalPreviewSendNowResponses = {
+    /**
+     * The invoice a send now would create
+     */
+    200: SendNowPreviewDto & Livemode;
+};
+
+export type PortalPreviewSendNowResponse = PortalPreviewSendNowResponses[keyof PortalPreviewSendNowResponses];
+
 export type PortalGetShippingAddressData = {
     body?: never;
     headers?: {
@@ -16548,7 +16821,15 @@ export type RemoveScheduledChangeData = {
          */
         change_id: string;
     };
-    query?: never;
+    query?: {
+        /**
+         * An agent's reason to override the product's policy: removing the automatic resume
+         * of a pause makes it open-ended, beyond `max_pause_days`; a request naming an agent
+         * (`Tenure-Agent`) is refused that without a reason (422 `pause_too_long`), and with
+         * one it is allowed and recorded (`override.created`).
+         */
+        override_reason?: string;
+    };
     url: '/v1/subscriptions/{id}/scheduled_changes/{change_id}';
 };
 
@@ -16613,6 +16894,190 @@ export type RemoveScheduledChangeResponses = {
 };
 
 export type RemoveScheduledChangeResponse = RemoveScheduledChangeResponses[keyof RemoveScheduledChangeResponses];
+
+export type SendNowData = {
+    body: MerchantSendNow;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
+         */
+        'Idempotency-Key'?: string;
+        /**
+         * An ETag from an earlier response: the change is made only if the resource is still at that version, 412 otherwise. `*` or no header: unconditional.
+         */
+        'If-Match'?: string;
+    };
+    path: {
+        /**
+         * Subscription id (sub_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/subscriptions/{id}/send_now';
+};
+
+export type SendNowErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    412: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type SendNowError = SendNowErrors[keyof SendNowErrors];
+
+export type SendNowResponses = {
+    /**
+     * The subscription
+     */
+    200: SubscriptionDto & Livemode;
+};
+
+export type SendNowResponse = SendNowResponses[keyof SendNowResponses];
+
+export type PreviewSendNowData = {
+    body: MerchantSendNow;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
+         */
+        'Idempotency-Key'?: string;
+    };
+    path: {
+        /**
+         * Subscription id (sub_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/subscriptions/{id}/send_now/preview';
+};
+
+export type PreviewSendNowErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type PreviewSendNowError = PreviewSendNowErrors[keyof PreviewSendNowErrors];
+
+export type PreviewSendNowResponses = {
+    /**
+     * The invoice a send now would create
+     */
+    200: SendNowPreviewDto & Livemode;
+};
+
+export type PreviewSendNowResponse = PreviewSendNowResponses[keyof PreviewSendNowResponses];
 
 export type GetShippingAddressData = {
     body?: never;
@@ -16779,7 +17244,7 @@ export type SetShippingAddressResponses = {
 export type SetShippingAddressResponse = SetShippingAddressResponses[keyof SetShippingAddressResponses];
 
 export type SkipRenewalData = {
-    body?: never;
+    body: MerchantOverride;
     headers?: {
         /**
          * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
@@ -16840,6 +17305,10 @@ export type SkipRenewalErrors = {
     /**
      * An RFC 9457 problem document
      */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
     422: Problem;
     /**
      * An RFC 9457 problem document
@@ -16871,7 +17340,7 @@ export type SkipRenewalResponses = {
 export type SkipRenewalResponse = SkipRenewalResponses[keyof SkipRenewalResponses];
 
 export type UnskipRenewalData = {
-    body?: never;
+    body: MerchantOverride;
     headers?: {
         /**
          * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
@@ -16929,6 +17398,10 @@ export type UnskipRenewalErrors = {
      * An RFC 9457 problem document
      */
     414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
     /**
      * An RFC 9457 problem document
      */

@@ -238,3 +238,94 @@ fn an_agents_switch_to_a_plan_not_offered_is_refused_unless_overridden() {
         "product_not_swappable"
     );
 }
+
+#[test]
+fn an_agents_skip_is_held_to_the_policy_unless_overridden() {
+    let now = start() + days(3);
+    // `allow_skip` is off by default.
+    let refused = active().skip_renewal(&policy(), HELD, now).unwrap_err();
+    assert_eq!(refused.code(), "skip_not_allowed");
+    assert!(refused.to_string().contains("override"), "{refused}");
+    let t = checked(active().skip_renewal(&policy(), overriding(), now).unwrap());
+    assert_eq!(t.overridden, [PolicyLimit::AllowSkip]);
+    assert_eq!(
+        t.subscription.skipped_renewals[0].requested_by,
+        Actor::Merchant
+    );
+
+    // Beyond `max_consecutive_skips` in a row.
+    let one = crate::policy::PortalPolicy {
+        allow_skip: true,
+        max_consecutive_skips: Some(1),
+        ..policy()
+    };
+    let t = checked(active().skip_renewal(&one, HELD, now).unwrap());
+    assert!(t.overridden.is_empty());
+    let skipped = t.subscription;
+    assert_eq!(
+        skipped.skip_renewal(&one, HELD, now).unwrap_err().code(),
+        "too_many_consecutive_skips"
+    );
+    let t = checked(skipped.skip_renewal(&one, overriding(), now).unwrap());
+    assert_eq!(t.overridden, [PolicyLimit::MaxConsecutiveSkips]);
+    // Both at once, overridden together.
+    let neither = crate::policy::PortalPolicy {
+        allow_skip: false,
+        ..one
+    };
+    let t = checked(skipped.skip_renewal(&neither, overriding(), now).unwrap());
+    assert_eq!(
+        t.overridden,
+        [PolicyLimit::AllowSkip, PolicyLimit::MaxConsecutiveSkips]
+    );
+    // The backend: neither binds it.
+    let t = skipped
+        .skip_renewal(&policy(), Actor::Merchant, now)
+        .unwrap();
+    assert!(t.overridden.is_empty());
+}
+
+#[test]
+fn an_agent_removing_a_pauses_resume_is_held_to_the_maximum_unless_overridden() {
+    let bounded = pause_for(PauseEnd::AfterCycles { cycles: 1 });
+    let paused = checked(
+        active()
+            .pause(&bounded, &policy(), Actor::Merchant, start())
+            .unwrap(),
+    )
+    .subscription;
+    let resume = paused.pending(ChangeType::Resume).unwrap().id;
+    let refused = paused
+        .remove_scheduled_change_as(resume, &policy(), HELD)
+        .unwrap_err();
+    assert_eq!(refused.code(), "pause_too_long");
+    assert!(refused.to_string().contains("max_pause_days"), "{refused}");
+    let t = checked(
+        paused
+            .remove_scheduled_change_as(resume, &policy(), overriding())
+            .unwrap(),
+    );
+    assert_eq!(t.overridden, [PolicyLimit::MaxPauseDays]);
+    assert_eq!(t.subscription.pause.unwrap().resumes_at, None);
+    // Without a maximum there is nothing to exceed; the backend is never held.
+    let unbounded = crate::policy::PortalPolicy {
+        max_pause_days: None,
+        ..policy()
+    };
+    let t = paused
+        .remove_scheduled_change_as(resume, &unbounded, HELD)
+        .unwrap();
+    assert!(t.overridden.is_empty());
+    let t = paused
+        .remove_scheduled_change_as(resume, &policy(), Actor::Merchant)
+        .unwrap();
+    assert!(t.overridden.is_empty());
+    // A customer may never remove it.
+    assert_eq!(
+        paused
+            .remove_scheduled_change_as(resume, &unbounded, Actor::Customer)
+            .unwrap_err()
+            .code(),
+        "change_not_removable"
+    );
+}

@@ -55,6 +55,10 @@ enum Step {
     Unskip {
         actor: Actor,
     },
+    SendNow {
+        actor: Actor,
+        reset: bool,
+    },
 }
 
 fn actor() -> impl Strategy<Value = Actor> {
@@ -91,6 +95,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => Just(Step::MarkUnpaid),
         2 => actor().prop_map(|actor| Step::Skip { actor }),
         1 => actor().prop_map(|actor| Step::Unskip { actor }),
+        1 => (actor(), any::<bool>()).prop_map(|(actor, reset)| Step::SendNow { actor, reset }),
     ]
 }
 
@@ -136,6 +141,7 @@ fn portal_policy() -> impl Strategy<Value = PortalPolicy> {
                     switchable_plan_ids: Vec::new(),
                     allow_skip,
                     max_consecutive_skips,
+                    allow_send_now: allow_skip,
                 }
             },
         )
@@ -248,6 +254,14 @@ impl World {
             Step::MarkUnpaid => s.mark_unpaid(),
             Step::Skip { actor } => s.skip_renewal(p, *actor, now),
             Step::Unskip { actor } => s.unskip_renewal(*actor),
+            Step::SendNow { actor, reset } => {
+                let anchor = if *reset {
+                    crate::subscription::SendNowAnchor::Reset
+                } else {
+                    crate::subscription::SendNowAnchor::Keep
+                };
+                s.send_now(anchor, p, *actor, now)
+            }
         };
         result.ok()
     }
