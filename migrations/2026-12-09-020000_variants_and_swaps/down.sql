@@ -5,7 +5,5 @@ ALTER TABLE products
 DROP INDEX plans_variant_sku;
 
 ALTER TABLE plans
-    DROP CONSTRAINT plans_variant_whole,
-    DROP COLUMN variant_options,
-    DROP COLUMN variant_sku,
-    DROP COLUMN variant_name;
+    DROP CONSTRAINT plans_variant_named,
+    DROP COLUMN variant;

@@ -306,6 +306,7 @@ pub async fn upcoming_order_of(
         product_name: product.name.clone(),
         plan_id: parts.terms.plan_id,
         plan_name: parts.plan_name,
+        variant: parts.variant,
         quantity,
         unit_amount: parts.terms.price,
         amount: parts.terms.price.times(quantity)?,

@@ -16,9 +16,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use tenure_domain::DomainError;
 use tenure_domain::ids::{GenerateId, MerchantId, PlanId, StockNoticeId, SubscriptionId};
 use tenure_domain::stock::{AFFECTED_STATUSES, NextOrderAction, Stock, StockChange};
-use tenure_domain::subscription::{
-    Actor, PlanChangeRequest, PlanTerms, SubscriptionEvent, Transition,
-};
+use tenure_domain::subscription::{Actor, PlanChangeRequest, SubscriptionEvent, Transition};
 use tenure_store::StoreError;
 use tenure_store::repo::catalog as catalog_repo;
 use tenure_store::repo::stock::{self as repo, Recipient, StockNotice};
@@ -32,7 +30,7 @@ use crate::dto::stock::{
 };
 use crate::error::{AppError, AppResult, Validator};
 use crate::events::{EventDraft, record_event, record_events};
-use crate::subscriptions::{Scope, persist_system, terms_of};
+use crate::subscriptions::{Scope, persist_system, plan_change_request};
 use crate::versions::check_if_match;
 
 /// Subscribers one batch of a fan-out reaches at most, unless the caller says otherwise.
@@ -103,6 +101,20 @@ pub async fn change_stock(
                         plan.price.currency.code()
                     ),
                 ));
+            }
+            if substitute.product_id != plan.product_id {
+                let product =
+                    catalog_repo::get_product(conn, merchant, plan.product_id, false).await?;
+                if !product
+                    .swappable_product_ids
+                    .contains(&substitute.product_id)
+                {
+                    return Err(AppError::field(
+                        "substitute_plan_id",
+                        "must be a plan of the same product or of a product it may swap to \
+                         (swappable_product_ids)",
+                    ));
+                }
             }
             if substitute.stock.status.unavailable() {
                 return Err(AppError::field(
@@ -201,13 +213,9 @@ pub async fn fan_out_batch_in_tx(
         repo::next_affected(conn, merchant, notice.plan_id, notice.cursor, limit).await?;
     let last = candidates.last().map(|(s, _)| *s).or(notice.cursor);
     let done = (candidates.len() as i64) < limit;
-    let substitute = match (notice.change.next_order, notice.change.substitute_plan_id) {
-        (NextOrderAction::Swap, Some(id)) => {
-            let plan = catalog_repo::get_plan(conn, merchant, id).await?;
-            Some((terms_of(&plan)?, plan.product_id))
-        }
-        _ => None,
-    };
+    // The plan change a swap makes: the same for every subscriber of the plan (they
+    // share its product), so read once, with the first subscriber locked.
+    let mut swap: Option<PlanChangeRequest> = None;
     let mut recipients = Vec::with_capacity(candidates.len());
     for (sub, customer) in candidates {
         let mut recipient = Recipient {
@@ -241,9 +249,16 @@ pub async fn fan_out_batch_in_tx(
                             .skip_renewal(&locked.policy, Actor::Merchant, at)
                     }
                     _ => {
-                        let (to, product) = substitute
-                            .ok_or_else(|| AppError::internal("a swap without its substitute"))?;
-                        swap_to(before, to, product, &locked.policy, at)
+                        let request = match swap {
+                            Some(request) => request,
+                            None => {
+                                let to = notice.change.substitute_plan_id.ok_or_else(|| {
+                                    AppError::internal("a swap without its substitute")
+                                })?;
+                                *swap.insert(plan_change_request(conn, merchant, before, to).await?)
+                            }
+                        };
+                        swap_to(before, &request, &locked.policy, at)
                     }
                 };
                 match transition {
@@ -296,20 +311,13 @@ pub async fn fan_out_batch_in_tx(
 
 fn swap_to(
     before: &StoredSubscription,
-    to: PlanTerms,
-    product: tenure_domain::ids::ProductId,
+    request: &PlanChangeRequest,
     policy: &tenure_domain::policy::PortalPolicy,
     at: DateTime<Utc>,
 ) -> Result<Transition, DomainError> {
-    before.subscription.swap_at_next_renewal(
-        &PlanChangeRequest {
-            to,
-            same_product: product == before.product_id,
-        },
-        policy,
-        Actor::Merchant,
-        at,
-    )
+    before
+        .subscription
+        .swap_at_next_renewal(request, policy, Actor::Merchant, at)
 }
 
 /// Remembers what a transition made for the notice (the renewal it skipped, the plan
@@ -459,14 +467,8 @@ pub async fn choose(
                         .change
                         .substitute_plan_id
                         .ok_or_else(|| AppError::internal("a swap offered without a plan"))?;
-                    let plan = catalog_repo::get_plan(conn, merchant, to).await?;
-                    Some(swap_to(
-                        &stored,
-                        terms_of(&plan)?,
-                        plan.product_id,
-                        &locked.policy,
-                        now,
-                    )?)
+                    let request = plan_change_request(conn, merchant, &stored, to).await?;
+                    Some(swap_to(&stored, &request, &locked.policy, now)?)
                 }
             };
             if let Some(t) = t {

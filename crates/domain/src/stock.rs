@@ -210,7 +210,7 @@ impl Subscription {
             return Err(self.refuse_status("swap the plan of"));
         }
         self.check_can_change_plan(policy, acting, now)?;
-        self.check_plan_allowed(request.to.plan_id, request.same_product, policy, acting)?;
+        self.check_plan_allowed(request.to.plan_id, request.product, policy, acting)?;
         self.check_plan_currency(request.to.price.currency)?;
         let mut next = self.clone();
         let kind = ScheduledChangeKind::PlanChange { to: request.to };

@@ -82,9 +82,7 @@ diesel::table! {
         active -> Bool,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
-        variant_name -> Nullable<Text>,
-        variant_sku -> Nullable<Text>,
-        variant_options -> Nullable<Jsonb>,
+        variant -> Nullable<Jsonb>,
         stock_status -> Text,
         stock_expected_at -> Nullable<Timestamptz>,
     }

@@ -402,6 +402,8 @@ pub(crate) struct UpcomingParts {
     pub period: Period,
     pub terms: PlanTerms,
     pub plan_name: String,
+    /// The plan's variant, which the upcoming order ships.
+    pub variant: Option<tenure_domain::catalog::Variant>,
     pub lines: Vec<InvoiceLine>,
     pub totals: invoice::InvoiceTotals,
 }
@@ -447,6 +449,7 @@ pub(crate) async fn upcoming_parts(
         period,
         terms,
         plan_name: plan.name,
+        variant: plan.variant,
         lines: draft.lines,
         totals,
     }))

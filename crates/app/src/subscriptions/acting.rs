@@ -478,6 +478,7 @@ pub(crate) fn edits_orders(action: &Action) -> bool {
         | Action::ChangeQuantity(_)
         | Action::Skip
         | Action::Unskip
+        | Action::SendNow(_)
         | Action::RemoveScheduledChange(_) => true,
         Action::Pause(_)
         | Action::Resume

@@ -14,6 +14,7 @@ mod requests;
 mod scope;
 mod views;
 
+pub(crate) use acting::plan_change_request;
 pub use acting::{
     Subscribed, act, act_in_tx, act_on_request, act_overriding, change_plan_with_code, create,
     create_with_code, create_with_quantity, preview_plan_change, preview_plan_change_overriding,

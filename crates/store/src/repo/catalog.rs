@@ -172,9 +172,8 @@ struct PlanRow {
     stock_expected_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
-    variant_name: Option<String>,
-    variant_sku: Option<String>,
-    variant_options: Option<serde_json::Value>,
+    /// The domain's `Variant` as JSON (`{"name", "sku", "options"}`).
+    variant: Option<serde_json::Value>,
 }
 
 impl PlanRow {
@@ -195,13 +194,10 @@ impl PlanRow {
             stock_expected_at: p.stock.expected_at,
             created_at: p.created_at,
             updated_at: p.updated_at,
-            variant_name: p.variant.as_ref().map(|v| v.name.clone()),
-            variant_sku: p.variant.as_ref().and_then(|v| v.sku.clone()),
-            variant_options: p
+            variant: p
                 .variant
                 .as_ref()
-                .filter(|v| !v.options.is_empty())
-                .map(|v| serde_json::to_value(&v.options))
+                .map(serde_json::to_value)
                 .transpose()
                 .map_err(StoreError::corrupt)?,
         })
@@ -225,19 +221,11 @@ impl PlanRow {
                 status: self.stock_status.parse().map_err(StoreError::corrupt)?,
                 expected_at: self.stock_expected_at,
             },
-            variant: match self.variant_name {
-                None => None,
-                Some(name) => Some(Variant {
-                    name,
-                    sku: self.variant_sku,
-                    options: self
-                        .variant_options
-                        .map(serde_json::from_value)
-                        .transpose()
-                        .map_err(StoreError::corrupt)?
-                        .unwrap_or_default(),
-                }),
-            },
+            variant: self
+                .variant
+                .map(serde_json::from_value::<Variant>)
+                .transpose()
+                .map_err(StoreError::corrupt)?,
             created_at: self.created_at,
             updated_at: self.updated_at,
         })
@@ -311,7 +299,7 @@ pub async fn products_with_sku(
 ) -> StoreResult<Vec<ProductId>> {
     let found: Vec<uuid::Uuid> = plans::table
         .filter(plans::merchant_id.eq(merchant.uuid()))
-        .filter(plans::variant_sku.eq(sku))
+        .filter(plans::variant.retrieve_as_text("sku").eq(sku))
         .filter(plans::id.ne(except.uuid()))
         .select(plans::product_id)
         .distinct()

@@ -2,7 +2,7 @@
 
 import type { Client, Options as Options2, TDataShape } from './client';
 import { client } from './client.gen';
-import type { AcceptOfferData, AcceptOfferErrors, AcceptOfferResponses, AddNoteData, AddNoteErrors, AddNoteResponses, AddTagData, AddTagErrors, AddTagResponses, AdjustBalanceData, AdjustBalanceErrors, AdjustBalanceResponses, AdvanceClockData, AdvanceClockErrors, AdvanceClockResponses, ApproveRequestData, ApproveRequestErrors, ApproveRequestResponses, ArchivePlanData, ArchivePlanErrors, ArchivePlanResponses, ArchiveProductData, ArchiveProductErrors, ArchiveProductResponses, AttachPaymentMethodData, AttachPaymentMethodErrors, AttachPaymentMethodResponses, CancelOrderData, CancelOrderErrors, CancelOrderResponses, CancelSubscriptionData, CancelSubscriptionErrors, CancelSubscriptionResponses, ChangePlanData, ChangePlanErrors, ChangePlanResponses, ChangeQuantityData, ChangeQuantityErrors, ChangeQuantityResponses, CreateAddressData, CreateAddressErrors, CreateAddressResponses, CreateApiKeyData, CreateApiKeyErrors, CreateApiKeyResponses, CreateClockData, CreateClockErrors, CreateClockResponses, CreateCouponData, CreateCouponErrors, CreateCouponResponses, CreateCreditNoteData, CreateCreditNoteErrors, CreateCreditNoteResponses, CreateCustomerData, CreateCustomerErrors, CreateCustomerResponses, CreateCustomerSessionData, CreateCustomerSessionErrors, CreateCustomerSessionResponses, CreateEndpointData, CreateEndpointErrors, CreateEndpointResponses, CreateIdentityProviderData, CreateIdentityProviderErrors, CreateIdentityProviderResponses, CreateInvoiceItemData, CreateInvoiceItemErrors, CreateInvoiceItemResponses, CreateMerchantData, CreateMerchantErrors, CreateMerchantResponses, CreateOfferData, CreateOfferErrors, CreateOfferResponses, CreatePlanData, CreatePlanErrors, CreatePlanResponses, CreateProductData, CreateProductErrors, CreateProductResponses, CreatePromotionCodeData, CreatePromotionCodeErrors, CreatePromotionCodeResponses, CreateSubscriptionData, CreateSubscriptionErrors, CreateSubscriptionResponses, DeactivateOfferData, DeactivateOfferErrors, DeactivateOfferResponses, DeclineOfferData, DeclineOfferErrors, DeclineOfferResponses, DeclineRequestData, DeclineRequestErrors, DeclineRequestResponses, DeleteAddressData, DeleteAddressErrors, DeleteAddressResponses, DeleteClockData, DeleteClockErrors, DeleteClockResponses, DeleteCouponData, DeleteCouponErrors, DeleteCouponResponses, DeleteEndpointData, DeleteEndpointErrors, DeleteEndpointResponses, DeleteGatewaySettingsData, DeleteGatewaySettingsErrors, DeleteGatewaySettingsResponses, DeleteIdentityProviderData, DeleteIdentityProviderErrors, DeleteIdentityProviderResponses, DeleteInvoiceItemData, DeleteInvoiceItemErrors, DeleteInvoiceItemResponses, DeliverOrderData, DeliverOrderErrors, DeliverOrderResponses, DetachPaymentMethodData, DetachPaymentMethodErrors, DetachPaymentMethodResponses, EraseCustomerData, EraseCustomerErrors, EraseCustomerResponses, ExportCustomerData, ExportCustomerErrors, ExportCustomerResponses, FulfillOrderData, FulfillOrderErrors, FulfillOrderResponses, GetAddressData, GetAddressErrors, GetAddressResponses, GetApiKeyData, GetApiKeyErrors, GetApiKeyResponses, GetBalancesData, GetBalancesErrors, GetBalancesResponses, GetBillingSettingsData, GetBillingSettingsErrors, GetBillingSettingsResponses, GetClockData, GetClockErrors, GetClockResponses, GetContextData, GetContextErrors, GetContextResponses, GetCorsSettingsData, GetCorsSettingsErrors, GetCorsSettingsResponses, GetCouponData, GetCouponErrors, GetCouponResponses, GetCreditNoteData, GetCreditNoteErrors, GetCreditNoteResponses, GetCustomerData, GetCustomerErrors, GetCustomerResponses, GetDunningPolicyData, GetDunningPolicyErrors, GetDunningPolicyResponses, GetEndpointData, GetEndpointErrors, GetEndpointResponses, GetEventData, GetEventErrors, GetEventResponses, GetGatewaySettingsData, GetGatewaySettingsErrors, GetGatewaySettingsResponses, GetInvoiceData, GetInvoiceErrors, GetInvoiceResponses, GetMetricsData, GetMetricsErrors, GetMetricsResponses, GetOfferData, GetOfferErrors, GetOfferResponses, GetOrderData, GetOrderErrors, GetOrderResponses, GetPlanData, GetPlanErrors, GetPlanResponses, GetProductData, GetProductErrors, GetProductResponses, GetPromotionCodeData, GetPromotionCodeErrors, GetPromotionCodeResponses, GetRequestData, GetRequestErrors, GetRequestResponses, GetSegmentSettingsData, GetSegmentSettingsErrors, GetSegmentSettingsResponses, GetShippingAddressData, GetShippingAddressErrors, GetShippingAddressResponses, GetSubscriptionData, GetSubscriptionErrors, GetSubscriptionResponses, GetTicketData, GetTicketErrors, GetTicketResponses, GrantDiscountData, GrantDiscountErrors, GrantDiscountResponses, HealthzData, HealthzErrors, HealthzResponses, ListAddressesData, ListAddressesErrors, ListAddressesResponses, ListApiKeysData, ListApiKeysErrors, ListApiKeysResponses, ListAuditEventsData, ListAuditEventsErrors, ListAuditEventsResponses, ListBalanceTransactionsData, ListBalanceTransactionsErrors, ListBalanceTransactionsResponses, ListClocksData, ListClocksErrors, ListClocksResponses, ListCouponsData, ListCouponsErrors, ListCouponsResponses, ListCreditNotesData, ListCreditNotesErrors, ListCreditNotesResponses, ListCustomerOverridesData, ListCustomerOverridesErrors, ListCustomerOverridesResponses, ListCustomersData, ListCustomersErrors, ListCustomersResponses, ListDeliveriesData, ListDeliveriesErrors, ListDeliveriesResponses, ListEndpointsData, ListEndpointsErrors, ListEndpointsResponses, ListEventsData, ListEventsErrors, ListEventsResponses, ListIdentityProvidersData, ListIdentityProvidersErrors, ListIdentityProvidersResponses, ListInvoiceCreditNotesData, ListInvoiceCreditNotesErrors, ListInvoiceCreditNotesResponses, ListInvoiceItemsData, ListInvoiceItemsErrors, ListInvoiceItemsResponses, ListInvoicesData, ListInvoicesErrors, ListInvoicesResponses, ListMerchantsData, ListMerchantsErrors, ListMerchantsResponses, ListOffersData, ListOffersErrors, ListOffersResponses, ListOrdersData, ListOrdersErrors, ListOrdersResponses, ListPaymentMethodsData, ListPaymentMethodsErrors, ListPaymentMethodsResponses, ListPaymentsData, ListPaymentsErrors, ListPaymentsResponses, ListPlansData, ListPlansErrors, ListPlansResponses, ListProductsData, ListProductsErrors, ListProductsResponses, ListPromotionCodesData, ListPromotionCodesErrors, ListPromotionCodesResponses, ListRequestsData, ListRequestsErrors, ListRequestsResponses, ListSubscriptionsData, ListSubscriptionsErrors, ListSubscriptionsResponses, ListTicketsData, ListTicketsErrors, ListTicketsResponses, MarkInvoiceUncollectibleData, MarkInvoiceUncollectibleErrors, MarkInvoiceUncollectibleResponses, MeData, MeErrors, MeResponses, OverrideMetricsData, OverrideMetricsErrors, OverrideMetricsResponses, PauseSubscriptionData, PauseSubscriptionErrors, PauseSubscriptionResponses, PayInvoiceData, PayInvoiceErrors, PayInvoiceResponses, PlansData, PlansErrors, PlansResponses, PortalAttachPaymentMethodData, PortalAttachPaymentMethodErrors, PortalAttachPaymentMethodResponses, PortalCancelSubscriptionData, PortalCancelSubscriptionErrors, PortalCancelSubscriptionResponses, PortalChangePlanData, PortalChangePlanErrors, PortalChangePlanResponses, PortalChangeQuantityData, PortalChangeQuantityErrors, PortalChangeQuantityResponses, PortalCreateAddressData, PortalCreateAddressErrors, PortalCreateAddressResponses, PortalCreateSetupIntentData, PortalCreateSetupIntentErrors, PortalCreateSetupIntentResponses, PortalDeleteAddressData, PortalDeleteAddressErrors, PortalDeleteAddressResponses, PortalDetachPaymentMethodData, PortalDetachPaymentMethodErrors, PortalDetachPaymentMethodResponses, PortalGetAddressData, PortalGetAddressErrors, PortalGetAddressResponses, PortalGetInvoiceData, PortalGetInvoiceErrors, PortalGetInvoiceResponses, PortalGetOrderData, PortalGetOrderErrors, PortalGetOrderResponses, PortalGetRequestData, PortalGetRequestErrors, PortalGetRequestResponses, PortalGetShippingAddressData, PortalGetShippingAddressErrors, PortalGetShippingAddressResponses, PortalGetSubscriptionData, PortalGetSubscriptionErrors, PortalGetSubscriptionResponses, PortalGetTicketData, PortalGetTicketErrors, PortalGetTicketResponses, PortalListAddressesData, PortalListAddressesErrors, PortalListAddressesResponses, PortalListInvoicesData, PortalListInvoicesErrors, PortalListInvoicesResponses, PortalListOrdersData, PortalListOrdersErrors, PortalListOrdersResponses, PortalListPaymentMethodsData, PortalListPaymentMethodsErrors, PortalListPaymentMethodsResponses, PortalListPaymentsData, PortalListPaymentsErrors, PortalListPaymentsResponses, PortalListSubscriptionsData, PortalListSubscriptionsErrors, PortalListSubscriptionsResponses, PortalListTicketsData, PortalListTicketsErrors, PortalListTicketsResponses, PortalPauseSubscriptionData, PortalPauseSubscriptionErrors, PortalPauseSubscriptionResponses, PortalPayInvoiceData, PortalPayInvoiceErrors, PortalPayInvoiceResponses, PortalPreviewPlanChangeData, PortalPreviewPlanChangeErrors, PortalPreviewPlanChangeResponses, PortalPreviewQuantityChangeData, PortalPreviewQuantityChangeErrors, PortalPreviewQuantityChangeResponses, PortalPreviewSendNowData, PortalPreviewSendNowErrors, PortalPreviewSendNowResponses, PortalPreviewSubscriptionData, PortalPreviewSubscriptionErrors, PortalPreviewSubscriptionResponses, PortalRemoveScheduledChangeData, PortalRemoveScheduledChangeErrors, PortalRemoveScheduledChangeResponses, PortalReplyToTicketData, PortalReplyToTicketErrors, PortalReplyToTicketResponses, PortalResumeSubscriptionData, PortalResumeSubscriptionErrors, PortalResumeSubscriptionResponses, PortalSendNowData, PortalSendNowErrors, PortalSendNowResponses, PortalSetDefaultPaymentMethodData, PortalSetDefaultPaymentMethodErrors, PortalSetDefaultPaymentMethodResponses, PortalSetShippingAddressData, PortalSetShippingAddressErrors, PortalSetShippingAddressResponses, PortalSkipRenewalData, PortalSkipRenewalErrors, PortalSkipRenewalResponses, PortalUnskipRenewalData, PortalUnskipRenewalErrors, PortalUnskipRenewalResponses, PortalUpcomingInvoiceData, PortalUpcomingInvoiceErrors, PortalUpcomingInvoiceResponses, PortalUpdateAddressData, PortalUpdateAddressErrors, PortalUpdateAddressResponses, PresentedOffersData, PresentedOffersErrors, PresentedOffersResponses, PreviewPlanChangeData, PreviewPlanChangeErrors, PreviewPlanChangeResponses, PreviewQuantityChangeData, PreviewQuantityChangeErrors, PreviewQuantityChangeResponses, PreviewSendNowData, PreviewSendNowErrors, PreviewSendNowResponses, PreviewSubscriptionData, PreviewSubscriptionErrors, PreviewSubscriptionResponses, PutBillingSettingsData, PutBillingSettingsErrors, PutBillingSettingsResponses, PutCorsSettingsData, PutCorsSettingsErrors, PutCorsSettingsResponses, PutDunningPolicyData, PutDunningPolicyErrors, PutDunningPolicyResponses, PutGatewaySettingsData, PutGatewaySettingsErrors, PutGatewaySettingsResponses, PutSegmentSettingsData, PutSegmentSettingsErrors, PutSegmentSettingsResponses, ReadyzData, ReadyzErrors, ReadyzResponses, ReceiveStripeEventData, ReceiveStripeEventErrors, ReceiveStripeEventResponses, RedeliverEventData, RedeliverEventErrors, RedeliverEventResponses, RedeliverRangeData, RedeliverRangeErrors, RedeliverRangeResponses, RefundInvoiceData, RefundInvoiceErrors, RefundInvoiceResponses, RemoveScheduledChangeData, RemoveScheduledChangeErrors, RemoveScheduledChangeResponses, RemoveTagData, RemoveTagErrors, RemoveTagResponses, ReplyToTicketData, ReplyToTicketErrors, ReplyToTicketResponses, ResumeSubscriptionData, ResumeSubscriptionErrors, ResumeSubscriptionResponses, RevokeApiKeyData, RevokeApiKeyErrors, RevokeApiKeyResponses, RollApiKeyData, RollApiKeyErrors, RollApiKeyResponses, RotateSecretData, RotateSecretErrors, RotateSecretResponses, SendNowData, SendNowErrors, SendNowResponses, SetDefaultPaymentMethodData, SetDefaultPaymentMethodErrors, SetDefaultPaymentMethodResponses, SetShippingAddressData, SetShippingAddressErrors, SetShippingAddressResponses, ShipOrderData, ShipOrderErrors, ShipOrderResponses, SkipRenewalData, SkipRenewalErrors, SkipRenewalResponses, SubscribeData, SubscribeErrors, SubscribeResponses, TimelineData, TimelineErrors, TimelineResponses, UnskipRenewalData, UnskipRenewalErrors, UnskipRenewalResponses, UpcomingInvoiceData, UpcomingInvoiceErrors, UpcomingInvoiceResponses, UpdateAddressData, UpdateAddressErrors, UpdateAddressResponses, UpdateCouponData, UpdateCouponErrors, UpdateCouponResponses, UpdateCustomerData, UpdateCustomerErrors, UpdateCustomerResponses, UpdateEndpointData, UpdateEndpointErrors, UpdateEndpointResponses, UpdateOfferData, UpdateOfferErrors, UpdateOfferResponses, UpdatePlanData, UpdatePlanErrors, UpdatePlanResponses, UpdateProductData, UpdateProductErrors, UpdateProductResponses, UpdatePromotionCodeData, UpdatePromotionCodeErrors, UpdatePromotionCodeResponses, VoidInvoiceData, VoidInvoiceErrors, VoidInvoiceResponses, WithdrawCancellationRequestData, WithdrawCancellationRequestErrors, WithdrawCancellationRequestResponses } from './types.gen';
+import type { AcceptOfferData, AcceptOfferErrors, AcceptOfferResponses, AddNoteData, AddNoteErrors, AddNoteResponses, AddTagData, AddTagErrors, AddTagResponses, AdjustBalanceData, AdjustBalanceErrors, AdjustBalanceResponses, AdvanceClockData, AdvanceClockErrors, AdvanceClockResponses, ApproveRequestData, ApproveRequestErrors, ApproveRequestResponses, ArchivePlanData, ArchivePlanErrors, ArchivePlanResponses, ArchiveProductData, ArchiveProductErrors, ArchiveProductResponses, AttachPaymentMethodData, AttachPaymentMethodErrors, AttachPaymentMethodResponses, CancelOrderData, CancelOrderErrors, CancelOrderResponses, CancelSubscriptionData, CancelSubscriptionErrors, CancelSubscriptionResponses, ChangePlanData, ChangePlanErrors, ChangePlanResponses, ChangePlanStockData, ChangePlanStockErrors, ChangePlanStockResponses, ChangeQuantityData, ChangeQuantityErrors, ChangeQuantityResponses, CreateAddressData, CreateAddressErrors, CreateAddressResponses, CreateApiKeyData, CreateApiKeyErrors, CreateApiKeyResponses, CreateClockData, CreateClockErrors, CreateClockResponses, CreateCouponData, CreateCouponErrors, CreateCouponResponses, CreateCreditNoteData, CreateCreditNoteErrors, CreateCreditNoteResponses, CreateCustomerData, CreateCustomerErrors, CreateCustomerResponses, CreateCustomerSessionData, CreateCustomerSessionErrors, CreateCustomerSessionResponses, CreateEndpointData, CreateEndpointErrors, CreateEndpointResponses, CreateIdentityProviderData, CreateIdentityProviderErrors, CreateIdentityProviderResponses, CreateInvoiceItemData, CreateInvoiceItemErrors, CreateInvoiceItemResponses, CreateMerchantData, CreateMerchantErrors, CreateMerchantResponses, CreateOfferData, CreateOfferErrors, CreateOfferResponses, CreatePlanData, CreatePlanErrors, CreatePlanResponses, CreateProductData, CreateProductErrors, CreateProductResponses, CreatePromotionCodeData, CreatePromotionCodeErrors, CreatePromotionCodeResponses, CreateSubscriptionData, CreateSubscriptionErrors, CreateSubscriptionResponses, DeactivateOfferData, DeactivateOfferErrors, DeactivateOfferResponses, DeclineOfferData, DeclineOfferErrors, DeclineOfferResponses, DeclineRequestData, DeclineRequestErrors, DeclineRequestResponses, DeleteAddressData, DeleteAddressErrors, DeleteAddressResponses, DeleteClockData, DeleteClockErrors, DeleteClockResponses, DeleteCouponData, DeleteCouponErrors, DeleteCouponResponses, DeleteEndpointData, DeleteEndpointErrors, DeleteEndpointResponses, DeleteGatewaySettingsData, DeleteGatewaySettingsErrors, DeleteGatewaySettingsResponses, DeleteIdentityProviderData, DeleteIdentityProviderErrors, DeleteIdentityProviderResponses, DeleteInvoiceItemData, DeleteInvoiceItemErrors, DeleteInvoiceItemResponses, DeliverOrderData, DeliverOrderErrors, DeliverOrderResponses, DetachPaymentMethodData, DetachPaymentMethodErrors, DetachPaymentMethodResponses, EraseCustomerData, EraseCustomerErrors, EraseCustomerResponses, ExportCustomerData, ExportCustomerErrors, ExportCustomerResponses, FulfillOrderData, FulfillOrderErrors, FulfillOrderResponses, GetAddressData, GetAddressErrors, GetAddressResponses, GetApiKeyData, GetApiKeyErrors, GetApiKeyResponses, GetBalancesData, GetBalancesErrors, GetBalancesResponses, GetBillingSettingsData, GetBillingSettingsErrors, GetBillingSettingsResponses, GetClockData, GetClockErrors, GetClockResponses, GetContextData, GetContextErrors, GetContextResponses, GetCorsSettingsData, GetCorsSettingsErrors, GetCorsSettingsResponses, GetCouponData, GetCouponErrors, GetCouponResponses, GetCreditNoteData, GetCreditNoteErrors, GetCreditNoteResponses, GetCustomerData, GetCustomerErrors, GetCustomerResponses, GetDunningPolicyData, GetDunningPolicyErrors, GetDunningPolicyResponses, GetEndpointData, GetEndpointErrors, GetEndpointResponses, GetEventData, GetEventErrors, GetEventResponses, GetGatewaySettingsData, GetGatewaySettingsErrors, GetGatewaySettingsResponses, GetInvoiceData, GetInvoiceErrors, GetInvoiceResponses, GetMetricsData, GetMetricsErrors, GetMetricsResponses, GetOfferData, GetOfferErrors, GetOfferResponses, GetOrderData, GetOrderErrors, GetOrderResponses, GetPlanData, GetPlanErrors, GetPlanResponses, GetProductData, GetProductErrors, GetProductResponses, GetPromotionCodeData, GetPromotionCodeErrors, GetPromotionCodeResponses, GetRequestData, GetRequestErrors, GetRequestResponses, GetSegmentSettingsData, GetSegmentSettingsErrors, GetSegmentSettingsResponses, GetShippingAddressData, GetShippingAddressErrors, GetShippingAddressResponses, GetStockNoticeData, GetStockNoticeErrors, GetStockNoticeResponses, GetSubscriptionData, GetSubscriptionErrors, GetSubscriptionResponses, GetSubscriptionStockData, GetSubscriptionStockErrors, GetSubscriptionStockResponses, GetTicketData, GetTicketErrors, GetTicketResponses, GetUpcomingOrderData, GetUpcomingOrderErrors, GetUpcomingOrderResponses, GrantDiscountData, GrantDiscountErrors, GrantDiscountResponses, HealthzData, HealthzErrors, HealthzResponses, ListAddressesData, ListAddressesErrors, ListAddressesResponses, ListApiKeysData, ListApiKeysErrors, ListApiKeysResponses, ListAuditEventsData, ListAuditEventsErrors, ListAuditEventsResponses, ListBalanceTransactionsData, ListBalanceTransactionsErrors, ListBalanceTransactionsResponses, ListClocksData, ListClocksErrors, ListClocksResponses, ListCouponsData, ListCouponsErrors, ListCouponsResponses, ListCreditNotesData, ListCreditNotesErrors, ListCreditNotesResponses, ListCustomerOverridesData, ListCustomerOverridesErrors, ListCustomerOverridesResponses, ListCustomersData, ListCustomersErrors, ListCustomersResponses, ListDeliveriesData, ListDeliveriesErrors, ListDeliveriesResponses, ListEndpointsData, ListEndpointsErrors, ListEndpointsResponses, ListEventsData, ListEventsErrors, ListEventsResponses, ListIdentityProvidersData, ListIdentityProvidersErrors, ListIdentityProvidersResponses, ListInvoiceCreditNotesData, ListInvoiceCreditNotesErrors, ListInvoiceCreditNotesResponses, ListInvoiceItemsData, ListInvoiceItemsErrors, ListInvoiceItemsResponses, ListInvoicesData, ListInvoicesErrors, ListInvoicesResponses, ListMerchantsData, ListMerchantsErrors, ListMerchantsResponses, ListOffersData, ListOffersErrors, ListOffersResponses, ListOrdersData, ListOrdersErrors, ListOrdersResponses, ListPaymentMethodsData, ListPaymentMethodsErrors, ListPaymentMethodsResponses, ListPaymentsData, ListPaymentsErrors, ListPaymentsResponses, ListPlansData, ListPlansErrors, ListPlansResponses, ListProductsData, ListProductsErrors, ListProductsResponses, ListPromotionCodesData, ListPromotionCodesErrors, ListPromotionCodesResponses, ListRequestsData, ListRequestsErrors, ListRequestsResponses, ListStockNoticesData, ListStockNoticesErrors, ListStockNoticesResponses, ListSubscriptionsData, ListSubscriptionsErrors, ListSubscriptionsResponses, ListTicketsData, ListTicketsErrors, ListTicketsResponses, MarkInvoiceUncollectibleData, MarkInvoiceUncollectibleErrors, MarkInvoiceUncollectibleResponses, MeData, MeErrors, MeResponses, OverrideMetricsData, OverrideMetricsErrors, OverrideMetricsResponses, PauseSubscriptionData, PauseSubscriptionErrors, PauseSubscriptionResponses, PayInvoiceData, PayInvoiceErrors, PayInvoiceResponses, PlansData, PlansErrors, PlansResponses, PortalAttachPaymentMethodData, PortalAttachPaymentMethodErrors, PortalAttachPaymentMethodResponses, PortalCancelSubscriptionData, PortalCancelSubscriptionErrors, PortalCancelSubscriptionResponses, PortalChangePlanData, PortalChangePlanErrors, PortalChangePlanResponses, PortalChangeQuantityData, PortalChangeQuantityErrors, PortalChangeQuantityResponses, PortalChooseStockData, PortalChooseStockErrors, PortalChooseStockResponses, PortalCreateAddressData, PortalCreateAddressErrors, PortalCreateAddressResponses, PortalCreateSetupIntentData, PortalCreateSetupIntentErrors, PortalCreateSetupIntentResponses, PortalDeleteAddressData, PortalDeleteAddressErrors, PortalDeleteAddressResponses, PortalDetachPaymentMethodData, PortalDetachPaymentMethodErrors, PortalDetachPaymentMethodResponses, PortalGetAddressData, PortalGetAddressErrors, PortalGetAddressResponses, PortalGetInvoiceData, PortalGetInvoiceErrors, PortalGetInvoiceResponses, PortalGetOrderData, PortalGetOrderErrors, PortalGetOrderResponses, PortalGetRequestData, PortalGetRequestErrors, PortalGetRequestResponses, PortalGetShippingAddressData, PortalGetShippingAddressErrors, PortalGetShippingAddressResponses, PortalGetSubscriptionData, PortalGetSubscriptionErrors, PortalGetSubscriptionResponses, PortalGetSubscriptionStockData, PortalGetSubscriptionStockErrors, PortalGetSubscriptionStockResponses, PortalGetTicketData, PortalGetTicketErrors, PortalGetTicketResponses, PortalGetUpcomingOrderData, PortalGetUpcomingOrderErrors, PortalGetUpcomingOrderResponses, PortalListAddressesData, PortalListAddressesErrors, PortalListAddressesResponses, PortalListInvoicesData, PortalListInvoicesErrors, PortalListInvoicesResponses, PortalListOrdersData, PortalListOrdersErrors, PortalListOrdersResponses, PortalListPaymentMethodsData, PortalListPaymentMethodsErrors, PortalListPaymentMethodsResponses, PortalListPaymentsData, PortalListPaymentsErrors, PortalListPaymentsResponses, PortalListSubscriptionsData, PortalListSubscriptionsErrors, PortalListSubscriptionsResponses, PortalListTicketsData, PortalListTicketsErrors, PortalListTicketsResponses, PortalPauseSubscriptionData, PortalPauseSubscriptionErrors, PortalPauseSubscriptionResponses, PortalPayInvoiceData, PortalPayInvoiceErrors, PortalPayInvoiceResponses, PortalPreviewPlanChangeData, PortalPreviewPlanChangeErrors, PortalPreviewPlanChangeResponses, PortalPreviewQuantityChangeData, PortalPreviewQuantityChangeErrors, PortalPreviewQuantityChangeResponses, PortalPreviewSendNowData, PortalPreviewSendNowErrors, PortalPreviewSendNowResponses, PortalPreviewSubscriptionData, PortalPreviewSubscriptionErrors, PortalPreviewSubscriptionResponses, PortalRemoveScheduledChangeData, PortalRemoveScheduledChangeErrors, PortalRemoveScheduledChangeResponses, PortalReplyToTicketData, PortalReplyToTicketErrors, PortalReplyToTicketResponses, PortalResumeSubscriptionData, PortalResumeSubscriptionErrors, PortalResumeSubscriptionResponses, PortalSendNowData, PortalSendNowErrors, PortalSendNowResponses, PortalSetDefaultPaymentMethodData, PortalSetDefaultPaymentMethodErrors, PortalSetDefaultPaymentMethodResponses, PortalSetShippingAddressData, PortalSetShippingAddressErrors, PortalSetShippingAddressResponses, PortalSkipRenewalData, PortalSkipRenewalErrors, PortalSkipRenewalResponses, PortalUnskipRenewalData, PortalUnskipRenewalErrors, PortalUnskipRenewalResponses, PortalUpcomingInvoiceData, PortalUpcomingInvoiceErrors, PortalUpcomingInvoiceResponses, PortalUpdateAddressData, PortalUpdateAddressErrors, PortalUpdateAddressResponses, PresentedOffersData, PresentedOffersErrors, PresentedOffersResponses, PreviewPlanChangeData, PreviewPlanChangeErrors, PreviewPlanChangeResponses, PreviewQuantityChangeData, PreviewQuantityChangeErrors, PreviewQuantityChangeResponses, PreviewSendNowData, PreviewSendNowErrors, PreviewSendNowResponses, PreviewSubscriptionData, PreviewSubscriptionErrors, PreviewSubscriptionResponses, PutBillingSettingsData, PutBillingSettingsErrors, PutBillingSettingsResponses, PutCorsSettingsData, PutCorsSettingsErrors, PutCorsSettingsResponses, PutDunningPolicyData, PutDunningPolicyErrors, PutDunningPolicyResponses, PutGatewaySettingsData, PutGatewaySettingsErrors, PutGatewaySettingsResponses, PutSegmentSettingsData, PutSegmentSettingsErrors, PutSegmentSettingsResponses, ReadyzData, ReadyzErrors, ReadyzResponses, ReceiveStripeEventData, ReceiveStripeEventErrors, ReceiveStripeEventResponses, RedeliverEventData, RedeliverEventErrors, RedeliverEventResponses, RedeliverRangeData, RedeliverRangeErrors, RedeliverRangeResponses, RefundInvoiceData, RefundInvoiceErrors, RefundInvoiceResponses, RemoveScheduledChangeData, RemoveScheduledChangeErrors, RemoveScheduledChangeResponses, RemoveTagData, RemoveTagErrors, RemoveTagResponses, ReplyToTicketData, ReplyToTicketErrors, ReplyToTicketResponses, ResumeSubscriptionData, ResumeSubscriptionErrors, ResumeSubscriptionResponses, RevokeApiKeyData, RevokeApiKeyErrors, RevokeApiKeyResponses, RollApiKeyData, RollApiKeyErrors, RollApiKeyResponses, RotateSecretData, RotateSecretErrors, RotateSecretResponses, SendNowData, SendNowErrors, SendNowResponses, SetDefaultPaymentMethodData, SetDefaultPaymentMethodErrors, SetDefaultPaymentMethodResponses, SetShippingAddressData, SetShippingAddressErrors, SetShippingAddressResponses, ShipOrderData, ShipOrderErrors, ShipOrderResponses, SkipRenewalData, SkipRenewalErrors, SkipRenewalResponses, SubscribeData, SubscribeErrors, SubscribeResponses, TimelineData, TimelineErrors, TimelineResponses, UnskipRenewalData, UnskipRenewalErrors, UnskipRenewalResponses, UpcomingInvoiceData, UpcomingInvoiceErrors, UpcomingInvoiceResponses, UpdateAddressData, UpdateAddressErrors, UpdateAddressResponses, UpdateCouponData, UpdateCouponErrors, UpdateCouponResponses, UpdateCustomerData, UpdateCustomerErrors, UpdateCustomerResponses, UpdateEndpointData, UpdateEndpointErrors, UpdateEndpointResponses, UpdateMeData, UpdateMeErrors, UpdateMeResponses, UpdateOfferData, UpdateOfferErrors, UpdateOfferResponses, UpdatePlanData, UpdatePlanErrors, UpdatePlanResponses, UpdateProductData, UpdateProductErrors, UpdateProductResponses, UpdatePromotionCodeData, UpdatePromotionCodeErrors, UpdatePromotionCodeResponses, VoidInvoiceData, VoidInvoiceErrors, VoidInvoiceResponses, WithdrawCancellationRequestData, WithdrawCancellationRequestErrors, WithdrawCancellationRequestResponses } from './types.gen';
 
 export type Options<TData extends TDataShape = TDataShape, ThrowOnError extends boolean = boolean, TResponse = unknown> = Options2<TData, ThrowOnError, TResponse> & {
     /**
@@ -114,8 +114,9 @@ export const listAuditEvents = <ThrowOnError extends boolean = true>(options?: O
 });
 
 /**
- * Billing settings: the lead time of `invoice.upcoming` notices (default 7 days) and how
- * long events and webhook deliveries are kept.
+ * Billing settings: the lead time of `invoice.upcoming` notices (default 7 days), of
+ * `order.upcoming` notices (default 3 days) and the edit cutoff of orders (default
+ * none), and how long events and webhook deliveries are kept.
  *
  * Requires the scope `billing:read` (or an unrestricted key).
  */
@@ -1130,6 +1131,51 @@ export const archivePlan = <ThrowOnError extends boolean = true>(options: Option
 });
 
 /**
+ * Change a plan's stock. The plan shows it at once (`plan.updated`); every subscriber of
+ * the plan still expecting orders (active, trialing, past due or paused) is then
+ * notified once (`subscription.stock_notice`) by the worker in bounded batches, and
+ * `next_order` is applied to their next order: `ship_anyway` (nothing changes), `skip`
+ * (the merchant skips the next renewal) or `swap` (a plan change to
+ * `substitute_plan_id` at the next renewal). `choices` lets the subscriber pick another
+ * of them in the portal. The answer is the notice, whose `notified` and `done_at` show
+ * the progress; a newer change of the plan ends an unfinished notice
+ * (`superseded_by`).
+ *
+ * Requires the scope `catalog:write` (or an unrestricted key).
+ */
+export const changePlanStock = <ThrowOnError extends boolean = true>(options: Options<ChangePlanStockData, ThrowOnError>) => (options.client ?? client).post<ChangePlanStockResponses, ChangePlanStockErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/plans/{id}/stock',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
+ * The plan's latest stock notices (at most 20), newest first.
+ *
+ * Requires the scope `catalog:read` (or an unrestricted key).
+ */
+export const listStockNotices = <ThrowOnError extends boolean = true>(options: Options<ListStockNoticesData, ThrowOnError>) => (options.client ?? client).get<ListStockNoticesResponses, ListStockNoticesErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/plans/{id}/stock_notices',
+    ...options
+});
+
+/**
+ * One stock notice of the plan, with its progress (`notified`, `done_at`).
+ *
+ * Requires the scope `catalog:read` (or an unrestricted key).
+ */
+export const getStockNotice = <ThrowOnError extends boolean = true>(options: Options<GetStockNoticeData, ThrowOnError>) => (options.client ?? client).get<GetStockNoticeResponses, GetStockNoticeErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/plans/{id}/stock_notices/{notice_id}',
+    ...options
+});
+
+/**
  * The signed-in customer's addresses, newest first.
  */
 export const portalListAddresses = <ThrowOnError extends boolean = true>(options?: Options<PortalListAddressesData, ThrowOnError>) => (options?.client ?? client).get<PortalListAddressesResponses, PortalListAddressesErrors, ThrowOnError>({
@@ -1274,6 +1320,19 @@ export const me = <ThrowOnError extends boolean = true>(options?: Options<MeData
     security: [{ scheme: 'bearer', type: 'http' }],
     url: '/v1/portal/me',
     ...options
+});
+
+/**
+ * Change what the subscriber may change about themselves: their channel preference.
+ */
+export const updateMe = <ThrowOnError extends boolean = true>(options: Options<UpdateMeData, ThrowOnError>) => (options.client ?? client).patch<UpdateMeResponses, UpdateMeErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/portal/me',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
 });
 
 /**
@@ -1435,8 +1494,9 @@ export const portalCancelSubscription = <ThrowOnError extends boolean = true>(op
 });
 
 /**
- * Change plan (to a plan the policy lists): upgrades now with proration, downgrades at
- * period end.
+ * Change plan (to a plan the policy lists, of the subscription's product or of a product
+ * it may swap to, in its currency: `available_actions.change_plan`): upgrades now with
+ * proration, downgrades at period end.
  */
 export const portalChangePlan = <ThrowOnError extends boolean = true>(options: Options<PortalChangePlanData, ThrowOnError>) => (options.client ?? client).post<PortalChangePlanResponses, PortalChangePlanErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -1595,6 +1655,34 @@ export const portalSkipRenewal = <ThrowOnError extends boolean = true>(options: 
 });
 
 /**
+ * The stock of one of the signed-in customer's subscriptions: its plan's, and the
+ * latest stock notice it received with the `choices` the subscriber may pick.
+ */
+export const portalGetSubscriptionStock = <ThrowOnError extends boolean = true>(options: Options<PortalGetSubscriptionStockData, ThrowOnError>) => (options.client ?? client).get<PortalGetSubscriptionStockResponses, PortalGetSubscriptionStockErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/portal/subscriptions/{id}/stock',
+    ...options
+});
+
+/**
+ * Pick what happens to the next order among the stock notice's `choices`: what the
+ * notice did is taken back and the choice applied (`subscription.stock_choice_made`).
+ * 422 on `choice` when it is not offered; 409 `no_stock_notice`,
+ * `stock_notice_superseded` (a newer stock change replaced it), or the state's code
+ * when the subscription cannot skip or change plan now. Honours `If-Match`; the ETag is
+ * the subscription's.
+ */
+export const portalChooseStock = <ThrowOnError extends boolean = true>(options: Options<PortalChooseStockData, ThrowOnError>) => (options.client ?? client).post<PortalChooseStockResponses, PortalChooseStockErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/portal/subscriptions/{id}/stock_choice',
+    ...options,
+    headers: {
+        'Content-Type': 'application/json',
+        ...options.headers
+    }
+});
+
+/**
  * Take back the last skip, where `available_actions.unskip` is true: that renewal bills
  * again. 409 `no_renewal_skipped` when none is skipped; 422 `skip_not_removable` for a
  * skip the merchant made. Honours `If-Match`.
@@ -1611,6 +1699,16 @@ export const portalUnskipRenewal = <ThrowOnError extends boolean = true>(options
 export const portalUpcomingInvoice = <ThrowOnError extends boolean = true>(options: Options<PortalUpcomingInvoiceData, ThrowOnError>) => (options.client ?? client).get<PortalUpcomingInvoiceResponses, PortalUpcomingInvoiceErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
     url: '/v1/portal/subscriptions/{id}/upcoming_invoice',
+    ...options
+});
+
+/**
+ * The next order of one of the signed-in customer's subscriptions: what ships, when,
+ * where, at what price, and until when they may change it (`cutoff_at`, `editable`).
+ */
+export const portalGetUpcomingOrder = <ThrowOnError extends boolean = true>(options: Options<PortalGetUpcomingOrderData, ThrowOnError>) => (options.client ?? client).get<PortalGetUpcomingOrderResponses, PortalGetUpcomingOrderErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/portal/subscriptions/{id}/upcoming_order',
     ...options
 });
 
@@ -1945,7 +2043,10 @@ export const cancelSubscription = <ThrowOnError extends boolean = true>(options:
  * (`allow_plan_change`, the plans it offers: 422 `plan_change_not_allowed`,
  * `plan_not_allowed`) unless it carries `override: {reason}`, which allows the switch and
  * records the limits exceeded (`override.created`); an override without a reason is 422.
- * Without the header the backend may switch to any plan.
+ * Without the header the backend may switch to any plan of the subscription's product or
+ * of a product it may swap to (`swappable_product_ids`; the subscription then belongs to
+ * that product). Anyone is refused a plan of another product (422
+ * `product_not_swappable`) or in another currency (422 `currency_mismatch`), on `plan_id`.
  *
  * Requires the scope `subscriptions:write` (or an unrestricted key).
  */
@@ -2214,6 +2315,18 @@ export const skipRenewal = <ThrowOnError extends boolean = true>(options: Option
 });
 
 /**
+ * A subscription's stock: its plan's, and the latest stock notice of that plan it
+ * received, with what it did to the next order and the subscriber's choice.
+ *
+ * Requires the scope `subscriptions:read` (or an unrestricted key).
+ */
+export const getSubscriptionStock = <ThrowOnError extends boolean = true>(options: Options<GetSubscriptionStockData, ThrowOnError>) => (options.client ?? client).get<GetSubscriptionStockResponses, GetSubscriptionStockErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/subscriptions/{id}/stock',
+    ...options
+});
+
+/**
  * Take back the last skip (`skipped_renewals`' last entry): that renewal bills again
  * (409 `no_renewal_skipped` when none is skipped). No policy limit holds an unskip; an
  * `override` is accepted (as for a skip) and records nothing. Honours `If-Match`.
@@ -2239,6 +2352,18 @@ export const unskipRenewal = <ThrowOnError extends boolean = true>(options: Opti
 export const upcomingInvoice = <ThrowOnError extends boolean = true>(options: Options<UpcomingInvoiceData, ThrowOnError>) => (options.client ?? client).get<UpcomingInvoiceResponses, UpcomingInvoiceErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
     url: '/v1/subscriptions/{id}/upcoming_invoice',
+    ...options
+});
+
+/**
+ * The order the next renewal of a subscription that ships will make: what ships, when,
+ * where, at what price, its edit cutoff and whether it may still be changed.
+ *
+ * Requires the scope `subscriptions:read` (or an unrestricted key).
+ */
+export const getUpcomingOrder = <ThrowOnError extends boolean = true>(options: Options<GetUpcomingOrderData, ThrowOnError>) => (options.client ?? client).get<GetUpcomingOrderResponses, GetUpcomingOrderErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }],
+    url: '/v1/subscriptions/{id}/upcoming_order',
     ...options
 });
 

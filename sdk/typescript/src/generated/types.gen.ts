@@ -255,6 +255,16 @@ export type BillingSettingsDto = {
      */
     upcoming_notice_days: number;
     /**
+     * Days before each renewal of a subscription that ships that `order.upcoming` is
+     * sent (0: never; default 3).
+     */
+    order_notice_days: number;
+    /**
+     * Hours before each renewal after which subscribers may no longer change its order
+     * (`order_edit_cutoff_passed`); 0: no cutoff (the default).
+     */
+    order_cutoff_hours: number;
+    /**
      * The merchant's own retention period in days, or null to follow the operator's
      * default: events (but `subscription.*` ones) and settled webhook deliveries older
      * than this are removed.
@@ -407,9 +417,39 @@ export type ChangeQuantityActionDto = {
 };
 
 /**
+ * A change of a plan's stock: every active subscriber of the plan is notified
+ * (`subscription.stock_notice`) in batches after the answer, and `next_order` is applied
+ * to each one's next order.
+ */
+export type ChangeStock = {
+    status: StockStatusDto;
+    /**
+     * Only with `out_of_stock`.
+     */
+    expected_at?: string | null;
+    next_order?: NextOrderActionDto | null;
+    /**
+     * The plan `swap` moves to at the next renewal: another plan in the same currency.
+     * Required when `swap` is `next_order` or one of `choices`, refused otherwise.
+     */
+    substitute_plan_id?: string | null;
+    /**
+     * What the subscriber may pick in the portal instead of `next_order` (none by
+     * default: the merchant's action stands).
+     */
+    choices?: Array<NextOrderActionDto>;
+};
+
+/**
  * `pause`, `resume`, `cancel` or `plan_change`.
  */
 export type ChangeTypeDto = 'pause' | 'resume' | 'cancel' | 'plan_change';
+
+/**
+ * How the customer wants to hear from the merchant: `email` (the default), `sms`,
+ * `push`, or `none` for no messages (docs/customers.md).
+ */
+export type ChannelPreferenceDto = 'email' | 'sms' | 'push' | 'none';
 
 /**
  * The merchant's CORS settings: which web origins may call the portal from a browser.
@@ -592,6 +632,7 @@ export type CreateCustomer = {
         [key: string]: unknown;
     } | null;
     tags?: Array<Tag> | null;
+    channel_preference?: ChannelPreferenceDto | null;
     /**
      * A test clock (`clock_…`) the customer lives on for good: everything that happens
      * to it follows the clock's time (docs/test-clocks.md). Test mode only.
@@ -674,6 +715,7 @@ export type CreatePlan = {
      * Free days before the first charge (default 0).
      */
     trial_days?: number | null;
+    variant?: VariantInput | null;
 };
 
 export type CreatePortalSubscription = {
@@ -717,6 +759,11 @@ export type CreateProduct = {
      * The most units one subscription may hold (default 1: quantity fixed).
      */
     max_quantity?: number | null;
+    /**
+     * Other products (`prod_…`, at most 20) whose plans this product's subscriptions may
+     * change to, merchant and customer alike (default none: plans of this product only).
+     */
+    swappable_product_ids?: Array<string> | null;
 };
 
 /**
@@ -1054,6 +1101,10 @@ export type CustomerContextDto = {
     tags: Array<Tag>;
     segments: Array<SegmentDto>;
     /**
+     * How the customer wants to hear from the merchant.
+     */
+    channel_preference: ChannelPreferenceDto;
+    /**
      * The customer's credit balances, one per currency it ever had credit in. Billing
      * data: only for a key with `billing:read` (absent otherwise).
      */
@@ -1102,6 +1153,7 @@ export type CustomerDto = {
      * time.
      */
     test_clock?: string | null;
+    channel_preference: ChannelPreferenceDto;
 };
 
 /**
@@ -1331,7 +1383,7 @@ export type EligibilityDto = {
 /**
  * An event type of the catalogue (docs/events.md), or `*` for every type, including ones added later
  */
-export type EnabledEvent = '*' | 'customer.created' | 'customer.updated' | 'customer.erased' | 'customer.balance_changed' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.renewal_skip_scheduled' | 'subscription.renewal_skip_removed' | 'subscription.renewal_skipped' | 'subscription.sent_now' | 'subscription.renewal_prepaid' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.activated' | 'subscription.incomplete_expired' | 'subscription.access_ending' | 'subscription.discount_applied' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'coupon.created' | 'coupon.updated' | 'coupon.deleted' | 'promotion_code.created' | 'promotion_code.updated' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'invoice_item.created' | 'invoice_item.deleted' | 'credit_note.created' | 'override.created' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled' | 'test_clock.advancing' | 'test_clock.ready' | 'address.created' | 'address.updated' | 'address.deleted' | 'subscription.shipping_address_updated' | 'order.created' | 'order.updated' | 'order.paid' | 'order.held' | 'order.released' | 'order.fulfilled' | 'order.shipped' | 'order.delivered' | 'order.canceled';
+export type EnabledEvent = '*' | 'customer.created' | 'customer.updated' | 'customer.erased' | 'customer.balance_changed' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.renewal_skip_scheduled' | 'subscription.renewal_skip_removed' | 'subscription.renewal_skipped' | 'subscription.stock_notice' | 'subscription.stock_choice_made' | 'subscription.sent_now' | 'subscription.renewal_prepaid' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.activated' | 'subscription.incomplete_expired' | 'subscription.access_ending' | 'subscription.discount_applied' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'coupon.created' | 'coupon.updated' | 'coupon.deleted' | 'promotion_code.created' | 'promotion_code.updated' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'invoice_item.created' | 'invoice_item.deleted' | 'credit_note.created' | 'override.created' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled' | 'test_clock.advancing' | 'test_clock.ready' | 'address.created' | 'address.updated' | 'address.deleted' | 'subscription.shipping_address_updated' | 'order.created' | 'order.updated' | 'order.paid' | 'order.held' | 'order.released' | 'order.fulfilled' | 'order.shipped' | 'order.delivered' | 'order.canceled' | 'order.upcoming';
 
 export type EventData = {
     /**
@@ -1387,7 +1439,7 @@ export type EventRequestDto = {
 /**
  * An event type of the catalogue (docs/events.md)
  */
-export type EventType = 'customer.created' | 'customer.updated' | 'customer.erased' | 'customer.balance_changed' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.renewal_skip_scheduled' | 'subscription.renewal_skip_removed' | 'subscription.renewal_skipped' | 'subscription.sent_now' | 'subscription.renewal_prepaid' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.activated' | 'subscription.incomplete_expired' | 'subscription.access_ending' | 'subscription.discount_applied' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'coupon.created' | 'coupon.updated' | 'coupon.deleted' | 'promotion_code.created' | 'promotion_code.updated' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'invoice_item.created' | 'invoice_item.deleted' | 'credit_note.created' | 'override.created' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled' | 'test_clock.advancing' | 'test_clock.ready' | 'address.created' | 'address.updated' | 'address.deleted' | 'subscription.shipping_address_updated' | 'order.created' | 'order.updated' | 'order.paid' | 'order.held' | 'order.released' | 'order.fulfilled' | 'order.shipped' | 'order.delivered' | 'order.canceled';
+export type EventType = 'customer.created' | 'customer.updated' | 'customer.erased' | 'customer.balance_changed' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.renewal_skip_scheduled' | 'subscription.renewal_skip_removed' | 'subscription.renewal_skipped' | 'subscription.stock_notice' | 'subscription.stock_choice_made' | 'subscription.sent_now' | 'subscription.renewal_prepaid' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.activated' | 'subscription.incomplete_expired' | 'subscription.access_ending' | 'subscription.discount_applied' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'coupon.created' | 'coupon.updated' | 'coupon.deleted' | 'promotion_code.created' | 'promotion_code.updated' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'invoice_item.created' | 'invoice_item.deleted' | 'credit_note.created' | 'override.created' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled' | 'test_clock.advancing' | 'test_clock.ready' | 'address.created' | 'address.updated' | 'address.deleted' | 'subscription.shipping_address_updated' | 'order.created' | 'order.updated' | 'order.paid' | 'order.held' | 'order.released' | 'order.fulfilled' | 'order.shipped' | 'order.delivered' | 'order.canceled' | 'order.upcoming';
 
 export type ExportNoteDto = {
     id: string;
@@ -2209,6 +2261,11 @@ export type NextActionDto = {
 };
 
 /**
+ * What happens to a subscriber's next order.
+ */
+export type NextOrderActionDto = 'ship_anyway' | 'skip' | 'swap';
+
+/**
  * `portal`, `email`, `chat`, `phone`, `api` or `system`
  */
 export type NoteChannel = 'portal' | 'email' | 'chat' | 'phone' | 'api' | 'system';
@@ -2302,6 +2359,7 @@ export type OrderLineDto = {
     product_name: string;
     plan_id: string;
     plan_name: string;
+    variant?: VariantDto | null;
     quantity: number;
     unit_amount: MoneyDto;
     /**
@@ -2602,6 +2660,11 @@ export type PlanDto = {
     interval_count: number;
     trial_days: number;
     active: boolean;
+    /**
+     * Whether it can ship; changed with `POST /v1/plans/{id}/stock`.
+     */
+    stock: StockDto;
+    variant?: VariantDto | null;
     created_at: string;
     updated_at: string;
 };
@@ -2647,6 +2710,10 @@ export type PortalMeDto = {
     email?: string | null;
     name?: string | null;
     locale?: string | null;
+    /**
+     * How the subscriber wants to hear from the merchant (`PATCH /v1/portal/me`).
+     */
+    channel_preference: ChannelPreferenceDto;
     /**
      * The date the customer record was created.
      */
@@ -2839,6 +2906,11 @@ export type ProductDto = {
      */
     min_quantity: number;
     max_quantity: number;
+    /**
+     * Other products whose plans this product's subscriptions may change to (not
+     * symmetric): a swap across products. Plans of this product are always swappable.
+     */
+    swappable_product_ids?: Array<string>;
     archived_at?: string | null;
     created_at: string;
     updated_at: string;
@@ -2891,6 +2963,17 @@ export type PutBillingSettings = {
      * 0–60.
      */
     upcoming_notice_days: number;
+    /**
+     * Days before a renewal that `order.upcoming` is sent, 0–60 (0: never); omitted
+     * leaves it as it is.
+     */
+    order_notice_days?: number | null;
+    /**
+     * Hours before a renewal after which its order is locked for subscribers, 0–1440 (0:
+     * no cutoff), at most `order_notice_days × 24` so the notice comes first; omitted
+     * leaves it as it is.
+     */
+    order_cutoff_hours?: number | null;
     /**
      * Days events and settled webhook deliveries are kept (7–3650); null returns to the
      * operator's default; omitted leaves it as it is.
@@ -3308,6 +3391,58 @@ export type SkippedRenewalDto = {
 };
 
 /**
+ * A subscriber's pick among a stock notice's `choices`.
+ */
+export type StockChoice = {
+    choice: NextOrderActionDto;
+};
+
+/**
+ * A plan's stock.
+ */
+export type StockDto = {
+    status: StockStatusDto;
+    /**
+     * When an `out_of_stock` plan is expected back, if known.
+     */
+    expected_at?: string | null;
+};
+
+/**
+ * A stock change and how far its notices have gone.
+ */
+export type StockNoticeDto = {
+    id: string;
+    /**
+     * Always `stock_notice`.
+     */
+    object: string;
+    plan_id: string;
+    stock: StockDto;
+    next_order: NextOrderActionDto;
+    substitute_plan_id?: string | null;
+    choices: Array<NextOrderActionDto>;
+    /**
+     * Subscribers notified so far.
+     */
+    notified: number;
+    /**
+     * When every affected subscriber was notified (or a newer change superseded it).
+     */
+    done_at?: string | null;
+    /**
+     * The newer stock change of the plan that ended this one's notices.
+     */
+    superseded_by?: string | null;
+    created_at: string;
+};
+
+/**
+ * Whether the plan can ship.
+ */
+export type StockStatusDto = 'in_stock' | 'low' | 'out_of_stock' | 'discontinued';
+
+/**
  * A discount granted to a subscription: `percent` of each invoice's subtotal, or a fixed
  * `amount`, for the next `cycles` invoices.
  */
@@ -3464,6 +3599,61 @@ export type SubscriptionPreviewDto = {
 
 export type SubscriptionStatusDto = 'trialing' | 'active' | 'past_due' | 'paused' | 'canceled' | 'unpaid' | 'incomplete' | 'incomplete_expired';
 
+/**
+ * A subscription's stock: its plan's, and the latest notice of that plan it received.
+ */
+export type SubscriptionStockDto = {
+    /**
+     * Always `subscription_stock`.
+     */
+    object: string;
+    subscription_id: string;
+    plan_id: string;
+    /**
+     * The plan's stock now.
+     */
+    stock: StockDto;
+    notice?: SubscriptionStockNoticeDto | null;
+};
+
+/**
+ * What a stock notice told one subscriber, and what it did to their next order.
+ */
+export type SubscriptionStockNoticeDto = {
+    /**
+     * Always `subscription_stock_notice`.
+     */
+    object: string;
+    notice_id: string;
+    subscription_id: string;
+    customer_id: string;
+    plan_id: string;
+    stock: StockDto;
+    /**
+     * What happens to the next order now: the subscriber's choice, else the merchant's
+     * action as applied.
+     */
+    next_order: NextOrderActionDto;
+    /**
+     * The merchant's action.
+     */
+    merchant_action: NextOrderActionDto;
+    /**
+     * Why the merchant's action could not apply to this subscription (the refusal's
+     * code, e.g. `subscription_paused`); the next order then ships as it is.
+     */
+    not_applied_code?: string | null;
+    substitute_plan_id?: string | null;
+    /**
+     * What the subscriber may pick (`POST …/stock_choice`); empty when nothing is offered
+     * or a newer stock change replaced this notice.
+     */
+    choices: Array<NextOrderActionDto>;
+    choice?: NextOrderActionDto | null;
+    chosen_at?: string | null;
+    notified_at: string;
+};
+
 export type SubscriptionSummaryDto = {
     total: number;
     /**
@@ -3602,7 +3792,7 @@ export type TimelineEntryKindDto = 'event' | 'note' | 'ticket_message';
 /**
  * The event type of an event (`subscription.paused`), `note` for a note or `ticket.message` for a ticket message
  */
-export type TimelineEntryType = 'customer.created' | 'customer.updated' | 'customer.erased' | 'customer.balance_changed' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.renewal_skip_scheduled' | 'subscription.renewal_skip_removed' | 'subscription.renewal_skipped' | 'subscription.sent_now' | 'subscription.renewal_prepaid' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.activated' | 'subscription.incomplete_expired' | 'subscription.access_ending' | 'subscription.discount_applied' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'coupon.created' | 'coupon.updated' | 'coupon.deleted' | 'promotion_code.created' | 'promotion_code.updated' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'invoice_item.created' | 'invoice_item.deleted' | 'credit_note.created' | 'override.created' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled' | 'test_clock.advancing' | 'test_clock.ready' | 'address.created' | 'address.updated' | 'address.deleted' | 'subscription.shipping_address_updated' | 'order.created' | 'order.updated' | 'order.paid' | 'order.held' | 'order.released' | 'order.fulfilled' | 'order.shipped' | 'order.delivered' | 'order.canceled' | 'note' | 'ticket.message';
+export type TimelineEntryType = 'customer.created' | 'customer.updated' | 'customer.erased' | 'customer.balance_changed' | 'product.created' | 'product.updated' | 'product.archived' | 'plan.created' | 'plan.updated' | 'plan.archived' | 'subscription.created' | 'subscription.paused' | 'subscription.pause_scheduled' | 'subscription.resumed' | 'subscription.resume_scheduled' | 'subscription.cancellation_requested' | 'subscription.cancellation_withdrawn' | 'subscription.cancel_scheduled' | 'subscription.canceled' | 'subscription.plan_changed' | 'subscription.plan_change_scheduled' | 'subscription.quantity_changed' | 'subscription.scheduled_change_removed' | 'subscription.renewal_skip_scheduled' | 'subscription.renewal_skip_removed' | 'subscription.renewal_skipped' | 'subscription.stock_notice' | 'subscription.stock_choice_made' | 'subscription.sent_now' | 'subscription.renewal_prepaid' | 'subscription.trial_ended' | 'subscription.trial_extended' | 'subscription.renewed' | 'subscription.past_due' | 'subscription.unpaid' | 'subscription.recovered' | 'subscription.activated' | 'subscription.incomplete_expired' | 'subscription.access_ending' | 'subscription.discount_applied' | 'cancellation_request.created' | 'cancellation_request.withdrawn' | 'cancellation_request.approved' | 'cancellation_request.declined' | 'cancellation_request.completed' | 'support_ticket.created' | 'support_ticket.updated' | 'retention_offer.created' | 'retention_offer.updated' | 'retention_offer.deactivated' | 'retention_offer.accepted' | 'retention_offer.declined' | 'coupon.created' | 'coupon.updated' | 'coupon.deleted' | 'promotion_code.created' | 'promotion_code.updated' | 'invoice.upcoming' | 'invoice.paid' | 'invoice.payment_failed' | 'invoice.payment_action_required' | 'invoice.marked_uncollectible' | 'invoice.voided' | 'invoice.refunded' | 'invoice_item.created' | 'invoice_item.deleted' | 'credit_note.created' | 'override.created' | 'payment.disputed' | 'payment_method.attached' | 'payment_method.updated' | 'payment_method.detached' | 'payment_method.expiring' | 'webhook_endpoint.disabled' | 'test_clock.advancing' | 'test_clock.ready' | 'address.created' | 'address.updated' | 'address.deleted' | 'subscription.shipping_address_updated' | 'order.created' | 'order.updated' | 'order.paid' | 'order.held' | 'order.released' | 'order.fulfilled' | 'order.shipped' | 'order.delivered' | 'order.canceled' | 'order.upcoming' | 'note' | 'ticket.message';
 
 /**
  * The invoice the next renewal will create (a draft preview; nothing is stored).
@@ -3636,6 +3826,51 @@ export type UpcomingInvoiceDto = {
      */
     credit_applied: MoneyDto;
     amount_due: MoneyDto;
+};
+
+/**
+ * The order the next renewal of a subscription that ships will make: what ships, when,
+ * where and at what price, and until when the subscriber may still change it
+ * (docs/orders.md, "Upcoming orders"). Also the payload of `order.upcoming`.
+ */
+export type UpcomingOrderDto = {
+    /**
+     * Always `upcoming_order`.
+     */
+    object: string;
+    subscription_id: string;
+    customer_id: string;
+    /**
+     * When the order is made and its invoice charged: the start of its period (a
+     * skipped renewal makes none, so this is the first renewal not skipped).
+     */
+    renewal_at: string;
+    period_start: string;
+    period_end: string;
+    /**
+     * What ships: the plan and quantity the renewal bills.
+     */
+    lines: Array<OrderLineDto>;
+    /**
+     * What the renewal's invoice will total after discounts and prorations (never below
+     * zero), before any credit balance.
+     */
+    amount_total: MoneyDto;
+    shipping_address?: PostalAddressDto | null;
+    /**
+     * From when the subscriber's changes of this order are refused
+     * (`order_edit_cutoff_passed`) until the renewal; null when the merchant set no
+     * cutoff.
+     */
+    cutoff_at?: string | null;
+    /**
+     * Whether the subscriber may still change this order (the cutoff has not passed).
+     */
+    editable: boolean;
+    /**
+     * How the customer wants to hear about it.
+     */
+    channel_preference: ChannelPreferenceDto;
 };
 
 /**
@@ -3684,6 +3919,7 @@ export type UpdateCustomer = {
      * Replaces the tags.
      */
     tags?: Array<Tag> | null;
+    channel_preference?: ChannelPreferenceDto | null;
 };
 
 /**
@@ -3693,6 +3929,14 @@ export type UpdatePlan = {
     name?: string | null;
     active?: boolean | null;
     trial_days?: number | null;
+    variant?: VariantInput | null;
+};
+
+/**
+ * What a signed-in subscriber may change about themselves.
+ */
+export type UpdatePortalMe = {
+    channel_preference?: ChannelPreferenceDto | null;
 };
 
 export type UpdateProduct = {
@@ -3708,6 +3952,11 @@ export type UpdateProduct = {
      */
     min_quantity?: number | null;
     max_quantity?: number | null;
+    /**
+     * Replaces the list; applies to coming plan changes (a subscription already moved
+     * stays where it is).
+     */
+    swappable_product_ids?: Array<string> | null;
 };
 
 /**
@@ -3748,6 +3997,38 @@ export type UpdateWebhookEndpoint = {
     disabled?: boolean | null;
     description?: string | null;
     retry_schedule_secs?: Array<number> | null;
+};
+
+/**
+ * What a plan ships: one variant of its product's goods.
+ */
+export type VariantDto = {
+    name: string;
+    sku?: string | null;
+    options: {
+        [key: string]: string;
+    };
+};
+
+/**
+ * A variant to set on a plan.
+ */
+export type VariantInput = {
+    /**
+     * How subscribers and fulfilment call it (at most 200 characters).
+     */
+    name: string;
+    /**
+     * The merchant's stock-keeping unit (at most 100 characters, no spaces). Plans of one
+     * product may share it (one per cadence or currency); another product's may not.
+     */
+    sku?: string | null;
+    /**
+     * At most 3 options, each name at most 50 characters and value at most 100.
+     */
+    options?: {
+        [key: string]: string;
+    } | null;
 };
 
 /**
@@ -10582,6 +10863,250 @@ export type ArchivePlanResponses = {
 
 export type ArchivePlanResponse = ArchivePlanResponses[keyof ArchivePlanResponses];
 
+export type ChangePlanStockData = {
+    body: ChangeStock;
+    headers?: {
+        /**
+         * Who is acting through the key (an agent, a job, a tool): recorded in the audit trail and on the events the request causes. 422 when it is not 1 to 64 printable ASCII characters without leading or trailing spaces.
+         */
+        'Tenure-Agent'?: string;
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
+         */
+        'Idempotency-Key'?: string;
+    };
+    path: {
+        /**
+         * Plan id (plan_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/plans/{id}/stock';
+};
+
+export type ChangePlanStockErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type ChangePlanStockError = ChangePlanStockErrors[keyof ChangePlanStockErrors];
+
+export type ChangePlanStockResponses = {
+    /**
+     * The stock notice, being sent
+     */
+    202: StockNoticeDto & Livemode;
+};
+
+export type ChangePlanStockResponse = ChangePlanStockResponses[keyof ChangePlanStockResponses];
+
+export type ListStockNoticesData = {
+    body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
+    path: {
+        /**
+         * Plan id (plan_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/plans/{id}/stock_notices';
+};
+
+export type ListStockNoticesErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type ListStockNoticesError = ListStockNoticesErrors[keyof ListStockNoticesErrors];
+
+export type ListStockNoticesResponses = {
+    /**
+     * The notices
+     */
+    200: Array<StockNoticeDto & Livemode>;
+};
+
+export type ListStockNoticesResponse = ListStockNoticesResponses[keyof ListStockNoticesResponses];
+
+export type GetStockNoticeData = {
+    body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
+    path: {
+        /**
+         * Plan id (plan_…)
+         */
+        id: string;
+        /**
+         * Stock notice id (stkn_…)
+         */
+        notice_id: string;
+    };
+    query?: never;
+    url: '/v1/plans/{id}/stock_notices/{notice_id}';
+};
+
+export type GetStockNoticeErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type GetStockNoticeError = GetStockNoticeErrors[keyof GetStockNoticeErrors];
+
+export type GetStockNoticeResponses = {
+    /**
+     * The notice
+     */
+    200: StockNoticeDto & Livemode;
+};
+
+export type GetStockNoticeResponse = GetStockNoticeResponses[keyof GetStockNoticeResponses];
+
 export type PortalListAddressesData = {
     body?: never;
     headers?: {
@@ -11681,6 +12206,71 @@ export type MeResponses = {
 };
 
 export type MeResponse = MeResponses[keyof MeResponses];
+
+export type UpdateMeData = {
+    body: UpdatePortalMe;
+    path?: never;
+    query?: never;
+    url: '/v1/portal/me';
+};
+
+export type UpdateMeErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type UpdateMeError = UpdateMeErrors[keyof UpdateMeErrors];
+
+export type UpdateMeResponses = {
+    /**
+     * The customer behind the token, changed
+     */
+    200: PortalMeDto & Livemode;
+};
+
+export type UpdateMeResponse = UpdateMeResponses[keyof UpdateMeResponses];
 
 export type PortalListOrdersData = {
     body?: never;
@@ -13782,6 +14372,174 @@ export type PortalSkipRenewalResponses = {
 
 export type PortalSkipRenewalResponse = PortalSkipRenewalResponses[keyof PortalSkipRenewalResponses];
 
+export type PortalGetSubscriptionStockData = {
+    body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
+    path: {
+        /**
+         * Subscription id (sub_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/portal/subscriptions/{id}/stock';
+};
+
+export type PortalGetSubscriptionStockErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type PortalGetSubscriptionStockError = PortalGetSubscriptionStockErrors[keyof PortalGetSubscriptionStockErrors];
+
+export type PortalGetSubscriptionStockResponses = {
+    /**
+     * The subscription's stock
+     */
+    200: SubscriptionStockDto & Livemode;
+};
+
+export type PortalGetSubscriptionStockResponse = PortalGetSubscriptionStockResponses[keyof PortalGetSubscriptionStockResponses];
+
+export type PortalChooseStockData = {
+    body: StockChoice;
+    headers?: {
+        /**
+         * Makes a retry safe: the first response is stored for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and the same request (a JSON body compared by value); the same key with another request is 422 `idempotency_key_reused`, and while the first is still running 409 `idempotency_key_in_use`. Keys are kept per secret key. A response holding a secret shown once (`Cache-Control: no-store`) is not kept: its retry is 409 `idempotent_replay_withheld` and runs nothing.
+         */
+        'Idempotency-Key'?: string;
+        /**
+         * An ETag from an earlier response: the change is made only if the resource is still at that version, 412 otherwise. `*` or no header: unconditional.
+         */
+        'If-Match'?: string;
+    };
+    path: {
+        /**
+         * Subscription id (sub_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/portal/subscriptions/{id}/stock_choice';
+};
+
+export type PortalChooseStockErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    412: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    415: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type PortalChooseStockError = PortalChooseStockErrors[keyof PortalChooseStockErrors];
+
+export type PortalChooseStockResponses = {
+    /**
+     * The subscription's stock
+     */
+    200: SubscriptionStockDto & Livemode;
+};
+
+export type PortalChooseStockResponse = PortalChooseStockResponses[keyof PortalChooseStockResponses];
+
 export type PortalUnskipRenewalData = {
     body?: never;
     headers?: {
@@ -13949,6 +14707,86 @@ export type PortalUpcomingInvoiceResponses = {
 };
 
 export type PortalUpcomingInvoiceResponse = PortalUpcomingInvoiceResponses[keyof PortalUpcomingInvoiceResponses];
+
+export type PortalGetUpcomingOrderData = {
+    body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
+    path: {
+        /**
+         * Subscription id (sub_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/portal/subscriptions/{id}/upcoming_order';
+};
+
+export type PortalGetUpcomingOrderErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * The product does not ship (`subscription_not_shippable`) or the subscription will not renew (`no_upcoming_order`)
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type PortalGetUpcomingOrderError = PortalGetUpcomingOrderErrors[keyof PortalGetUpcomingOrderErrors];
+
+export type PortalGetUpcomingOrderResponses = {
+    /**
+     * The upcoming order
+     */
+    200: UpcomingOrderDto & Livemode;
+};
+
+export type PortalGetUpcomingOrderResponse = PortalGetUpcomingOrderResponses[keyof PortalGetUpcomingOrderResponses];
 
 export type PortalListTicketsData = {
     body?: never;
@@ -17339,6 +18177,82 @@ export type SkipRenewalResponses = {
 
 export type SkipRenewalResponse = SkipRenewalResponses[keyof SkipRenewalResponses];
 
+export type GetSubscriptionStockData = {
+    body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
+    path: {
+        /**
+         * Subscription id (sub_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/subscriptions/{id}/stock';
+};
+
+export type GetSubscriptionStockErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type GetSubscriptionStockError = GetSubscriptionStockErrors[keyof GetSubscriptionStockErrors];
+
+export type GetSubscriptionStockResponses = {
+    /**
+     * The subscription's stock
+     */
+    200: SubscriptionStockDto & Livemode;
+};
+
+export type GetSubscriptionStockResponse = GetSubscriptionStockResponses[keyof GetSubscriptionStockResponses];
+
 export type UnskipRenewalData = {
     body: MerchantOverride;
     headers?: {
@@ -17514,6 +18428,86 @@ export type UpcomingInvoiceResponses = {
 };
 
 export type UpcomingInvoiceResponse = UpcomingInvoiceResponses[keyof UpcomingInvoiceResponses];
+
+export type GetUpcomingOrderData = {
+    body?: never;
+    headers?: {
+        /**
+         * An opaque token from an earlier write's `Tenure-Consistency-Token` response header, sent back unchanged: the read then sees that write even when it is served by another process behind a load balancer, or by a read replica that has not caught up (it is served by the primary instead). Without it, a caller's reads in the process that served its write see the write anyway. 400 `invalid_consistency_token` when it is not such a token.
+         */
+        'Tenure-Consistency-Token'?: string;
+    };
+    path: {
+        /**
+         * Subscription id (sub_…)
+         */
+        id: string;
+    };
+    query?: never;
+    url: '/v1/subscriptions/{id}/upcoming_order';
+};
+
+export type GetUpcomingOrderErrors = {
+    /**
+     * An RFC 9457 problem document
+     */
+    400: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    401: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    403: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    404: Problem;
+    /**
+     * The product does not ship (`subscription_not_shippable`) or the subscription will not renew (`no_upcoming_order`)
+     */
+    409: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    413: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    414: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    422: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    429: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    431: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    500: Problem;
+    /**
+     * An RFC 9457 problem document
+     */
+    503: Problem;
+};
+
+export type GetUpcomingOrderError = GetUpcomingOrderErrors[keyof GetUpcomingOrderErrors];
+
+export type GetUpcomingOrderResponses = {
+    /**
+     * The upcoming order
+     */
+    200: UpcomingOrderDto & Livemode;
+};
+
+export type GetUpcomingOrderResponse = GetUpcomingOrderResponses[keyof GetUpcomingOrderResponses];
 
 export type ListTicketsData = {
     body?: never;
