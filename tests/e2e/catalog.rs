@@ -201,8 +201,9 @@ async fn the_portal_lists_only_purchasable_plans() {
     expected.sort();
     assert_eq!(plans, expected);
 
+    // Active: the live plan, the archived product's plan and the shipped one.
     let active = app.get_ok("/v1/plans?active=true", &m.key).await;
-    assert_eq!(active["data"].as_array().unwrap().len(), 2);
+    assert_eq!(active["data"].as_array().unwrap().len(), 3);
     let of_product = app
         .get_ok(&format!("/v1/plans?product_id={product}"), &m.key)
         .await;

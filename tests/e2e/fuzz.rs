@@ -15,6 +15,7 @@ use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use serde_json::{Map, Number, Value, json};
+use tenure_domain::clock::Clock;
 use tenure_e2e::{TestApp, TestMerchant};
 
 use crate::fixtures;
@@ -568,6 +569,30 @@ impl World {
                         .send()
                         .await
                         .expect(200);
+                }
+                if action == "stock_choice" {
+                    // A choice needs a stock notice that reached this subscriber and
+                    // offers one.
+                    self.app
+                        .post(&format!("/v1/plans/{}/stock", self.base))
+                        .bearer(&self.m.key)
+                        .json(&json!({"status": "out_of_stock", "next_order": "ship_anyway",
+                            "choices": ["ship_anyway", "skip"]}))
+                        .send()
+                        .await
+                        .expect(202);
+                    loop {
+                        let round = tenure_engine::stock::run_stock_notices(
+                            &self.app.state.app,
+                            self.app.clock.now(),
+                            10,
+                        )
+                        .await
+                        .expect("a stock round");
+                        if round.batches == 0 {
+                            break;
+                        }
+                    }
                 }
                 if action == "resume" {
                     // Customers may resume only their own pauses.

@@ -220,6 +220,12 @@ async fn populate(app: &TestApp, merchant: TestMerchant, live: bool) -> Tenant {
             .expect(201)
             .id()
     };
+    let stock_notice = app
+        .by(&key)
+        .post(&format!("/v1/plans/{plan}/stock"), &json!({"status": "low"}))
+        .await
+        .expect(202)
+        .id();
     let event = fixtures::id(&app.get_ok("/v1/events?limit=1", &key).await["data"][0]);
     let ids = BTreeMap::from([
         ("addresses", address),
@@ -237,6 +243,7 @@ async fn populate(app: &TestApp, merchant: TestMerchant, live: bool) -> Tenant {
         ("products", product),
         ("promotion_codes", promotion_code),
         ("retention_offers", offer),
+        ("stock_notices", stock_notice),
         ("subscriptions", subscription),
         ("support_tickets", ticket),
         ("test_clocks", clock),

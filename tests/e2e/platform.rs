@@ -427,7 +427,7 @@ async fn documented_preconditions_are_honoured() {
             "{method} {template} honours If-Match but the document does not say so"
         );
     }
-    assert_eq!((conditional, tagged), (29, 7));
+    assert_eq!((conditional, tagged), (31, 7));
 }
 
 #[actix_web::test]

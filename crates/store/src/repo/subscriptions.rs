@@ -469,6 +469,35 @@ pub async fn claim_expired_incomplete(
     .transpose()
 }
 
+/// Inserts many new subscriptions of one merchant, several thousand per statement
+/// (seeding tests and benchmarks). None may have scheduled changes yet.
+pub async fn insert_many(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    subs: &[StoredSubscription],
+) -> StoreResult<()> {
+    if subs
+        .iter()
+        .any(|s| !s.subscription.scheduled_changes.is_empty())
+    {
+        return Err(StoreError::corrupt(
+            "insert_many takes subscriptions without scheduled changes",
+        ));
+    }
+    let rows = subs
+        .iter()
+        .map(|s| SubscriptionRow::from_domain(merchant, s))
+        .collect::<StoreResult<Vec<_>>>()?;
+    // PostgreSQL takes at most 65535 bind parameters per statement (10 per row here).
+    for chunk in rows.chunks(5000) {
+        diesel::insert_into(subscriptions::table)
+            .values(chunk)
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -508,33 +537,4 @@ mod tests {
             );
         }
     }
-}
-
-/// Inserts many new subscriptions of one merchant, several thousand per statement
-/// (seeding tests and benchmarks). None may have scheduled changes yet.
-pub async fn insert_many(
-    conn: &mut AsyncPgConnection,
-    merchant: MerchantId,
-    subs: &[StoredSubscription],
-) -> StoreResult<()> {
-    if subs
-        .iter()
-        .any(|s| !s.subscription.scheduled_changes.is_empty())
-    {
-        return Err(StoreError::corrupt(
-            "insert_many takes subscriptions without scheduled changes",
-        ));
-    }
-    let rows = subs
-        .iter()
-        .map(|s| SubscriptionRow::from_domain(merchant, s))
-        .collect::<StoreResult<Vec<_>>>()?;
-    // PostgreSQL takes at most 65535 bind parameters per statement (10 per row here).
-    for chunk in rows.chunks(5000) {
-        diesel::insert_into(subscriptions::table)
-            .values(chunk)
-            .execute(conn)
-            .await?;
-    }
-    Ok(())
 }
