@@ -576,8 +576,10 @@ impl World {
                     self.app
                         .post(&format!("/v1/plans/{}/stock", self.base))
                         .bearer(&self.m.key)
-                        .json(&json!({"status": "out_of_stock", "next_order": "ship_anyway",
-                            "choices": ["ship_anyway", "skip"]}))
+                        .json(
+                            &json!({"status": "out_of_stock", "next_order": "ship_anyway",
+                            "choices": ["ship_anyway", "skip"]}),
+                        )
                         .send()
                         .await
                         .expect(202);

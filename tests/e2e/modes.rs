@@ -222,7 +222,10 @@ async fn populate(app: &TestApp, merchant: TestMerchant, live: bool) -> Tenant {
     };
     let stock_notice = app
         .by(&key)
-        .post(&format!("/v1/plans/{plan}/stock"), &json!({"status": "low"}))
+        .post(
+            &format!("/v1/plans/{plan}/stock"),
+            &json!({"status": "low"}),
+        )
         .await
         .expect(202)
         .id();
