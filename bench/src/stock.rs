@@ -318,8 +318,8 @@ pub fn run(args: &StockArgs) -> Result<(), BoxError> {
         let out = psql(
             &url,
             &format!(
-                "SELECT notified || ' ' || (done_at IS NOT NULL) FROM stock_notices \
-                 WHERE id = '{}'",
+                "SELECT notified || ' ' || CASE WHEN done_at IS NULL THEN 'f' ELSE 't' END \
+                 FROM stock_notices WHERE id = '{}'",
                 notice.uuid()
             ),
         )?;
