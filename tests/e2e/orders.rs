@@ -682,3 +682,44 @@ async fn monthly_renewals_on_a_clock_make_one_order_per_paid_invoice_with_the_qu
     // counts the plan's units at the renewal.
     assert_eq!(orders[3]["lines"][0]["amount"]["amount"], 3600);
 }
+
+/// An ended subscription ships nothing more: the address it used may be deleted (its
+/// orders keep their snapshot), while a live one still holds its address.
+#[actix_web::test]
+async fn an_address_only_an_ended_subscription_used_can_be_deleted() {
+    let app = TestApp::new().await;
+    let m = app.merchant("Ended").await;
+    let customer = fixtures::customer(&app, &m, "ended").await;
+    let address = add_address(&app, &m, &customer).await;
+    let plan = shippable_plan(&app, &m, 1).await;
+    let sub = fixtures::subscribe_shipping(&app, &m, &customer, &plan, &address).await;
+    let path = format!("/v1/customers/{customer}/addresses/{address}");
+    app.by(&m.key)
+        .delete(&path)
+        .await
+        .expect_problem(409, "address_in_use");
+
+    let canceled = app
+        .by(&m.key)
+        .post(
+            &format!("/v1/subscriptions/{sub}/cancel"),
+            &json!({"access": "immediately", "reason": "other"}),
+        )
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(canceled["status"], "canceled");
+    let deleted = app.by(&m.key).delete(&path).await.expect(200).body;
+    assert_eq!(deleted["deleted"], true);
+    app.by(&m.key).get(&path).await.expect(404);
+    let shown = app
+        .get_ok(&format!("/v1/subscriptions/{sub}/shipping_address"), &m.key)
+        .await;
+    assert!(shown["address"].is_null(), "{shown}");
+    // The order it made keeps where it was to go.
+    let orders = app
+        .get_ok(&format!("/v1/orders?subscription_id={sub}"), &m.key)
+        .await;
+    let first = &orders["data"][0];
+    assert_eq!(first["shipping_address"]["city"], paris()["city"]);
+}

@@ -161,8 +161,9 @@ pub async fn update(
     .await
 }
 
-/// Deletes an address (`address.deleted`); refused while a subscription ships to it
-/// (409 `address_in_use`): give the subscription another address first.
+/// Deletes an address (`address.deleted`); refused while a live subscription ships to it
+/// (409 `address_in_use`): give the subscription another address first. Ended
+/// subscriptions let go of it.
 pub async fn delete(
     state: &App,
     merchant: MerchantId,
@@ -176,6 +177,7 @@ pub async fn delete(
         let before = repo::get(conn, merchant, customer, id, true)
             .await
             .map_err(AppError::from_store("address"))?;
+        repo::release_from_ended_subscriptions(conn, merchant, id).await?;
         let users = repo::subscriptions_using(conn, merchant, id).await?;
         if let Some(first) = users.first() {
             return Err(AppError::conflict(

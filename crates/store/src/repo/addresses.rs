@@ -236,6 +236,25 @@ pub async fn subscriptions_using(
     Ok(ids.into_iter().map(SubscriptionId::from_uuid).collect())
 }
 
+/// Forgets the shipping address of the customer's ended subscriptions (canceled, or
+/// expired unpaid) that point at `id`: they ship nothing more, and their orders keep a
+/// snapshot of where they went, so an address they used can be deleted.
+pub async fn release_from_ended_subscriptions(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    id: AddressId,
+) -> StoreResult<usize> {
+    Ok(diesel::update(
+        subscriptions::table
+            .filter(subscriptions::merchant_id.eq(merchant.uuid()))
+            .filter(subscriptions::shipping_address_id.eq(id.uuid()))
+            .filter(subscriptions::status.eq_any(["canceled", "incomplete_expired"])),
+    )
+    .set(subscriptions::shipping_address_id.eq(None::<uuid::Uuid>))
+    .execute(conn)
+    .await?)
+}
+
 /// The id of the address the subscription ships to.
 pub async fn shipping_address_id(
     conn: &mut AsyncPgConnection,
