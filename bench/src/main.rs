@@ -14,6 +14,7 @@
 //!
 //! It is a program that prints figures, not a test: nothing here runs under `cargo test`.
 
+mod processes;
 mod renewals;
 mod stock;
 

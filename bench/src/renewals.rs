@@ -10,12 +10,12 @@
 //! It talks to PostgreSQL through `psql` (rows are streamed with `COPY … FROM STDIN`), so
 //! the benchmark needs no database driver of its own.
 
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration as StdDuration, Instant};
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{Duration, Utc};
 use tenure_domain::billing::period::{Cadence, Interval};
 use tenure_domain::ids::{
     CustomerId, GenerateId, MerchantId, PaymentMethodId, PlanId, ProductId, SubscriptionId,
@@ -25,6 +25,7 @@ use tenure_domain::policy::PortalPolicy;
 use tenure_domain::subscription::{NewSubscription, PlanTerms, Subscription};
 
 use crate::BoxError;
+use crate::processes::{copy_in, esc, psql, stop, tenure_binary, ts};
 
 #[derive(clap::Args)]
 pub struct RenewalArgs {
@@ -58,77 +59,6 @@ pub struct RenewalArgs {
     /// Where the workers' logs go.
     #[arg(long, default_value = "target/bench")]
     work_dir: PathBuf,
-}
-
-fn psql_cmd(url: &str) -> Command {
-    let mut c = Command::new("psql");
-    c.args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", url]);
-    c
-}
-
-/// Runs SQL and returns psql's unaligned output.
-fn psql(url: &str, sql: &str) -> Result<String, BoxError> {
-    let out = psql_cmd(url).args(["-c", sql]).output()?;
-    if !out.status.success() {
-        return Err(format!(
-            "psql failed: {}\n{sql}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-        .into());
-    }
-    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
-}
-
-/// Streams rows into `COPY {table} FROM STDIN` (text format).
-fn copy_in(
-    url: &str,
-    table: &str,
-    write: impl FnOnce(&mut dyn Write) -> Result<(), BoxError>,
-) -> Result<(), BoxError> {
-    let mut child = psql_cmd(url)
-        .args(["-c", &format!("COPY {table} FROM STDIN")])
-        .stdin(Stdio::piped())
-        .spawn()?;
-    {
-        let stdin = child.stdin.take().ok_or("psql stdin")?;
-        let mut w = BufWriter::with_capacity(1 << 20, stdin);
-        write(&mut w)?;
-        w.flush()?;
-    }
-    let status = child.wait()?;
-    if !status.success() {
-        return Err(format!("COPY {table} failed").into());
-    }
-    Ok(())
-}
-
-fn ts(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-}
-
-fn esc(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('\t', "\\t")
-        .replace('\n', "\\n")
-}
-
-fn tenure_binary(args: &RenewalArgs) -> Result<PathBuf, BoxError> {
-    if let Some(path) = &args.tenure {
-        return Ok(path.clone());
-    }
-    let me = std::env::current_exe()?;
-    let dir = me.parent().ok_or("no directory of the executable")?;
-    let candidate = dir.join("tenure");
-    if candidate.exists() {
-        Ok(candidate)
-    } else {
-        Err(format!(
-            "no `tenure` binary at {} (build it: cargo build --release -p tenure-server, \
-             or pass --tenure)",
-            candidate.display()
-        )
-        .into())
-    }
 }
 
 fn loadavg() -> String {
@@ -312,14 +242,6 @@ fn progress(url: &str) -> Result<Progress, BoxError> {
     }
 }
 
-fn stop(children: &mut Vec<Child>) {
-    for c in children.iter_mut() {
-        let _ = c.kill();
-        let _ = c.wait();
-    }
-    children.clear();
-}
-
 /// The invariants after the run; returns (name, value, expected) rows.
 fn checks(url: &str, n: i64) -> Result<Vec<(&'static str, i64, i64)>, BoxError> {
     let queries: [(&str, &str); 8] = [
@@ -362,7 +284,7 @@ fn checks(url: &str, n: i64) -> Result<Vec<(&'static str, i64, i64)>, BoxError> 
 }
 
 pub fn run(args: &RenewalArgs) -> Result<(), BoxError> {
-    let tenure = tenure_binary(args)?;
+    let tenure = tenure_binary(args.tenure.as_ref())?;
     let url = format!("{}/{}", args.server, args.database);
     let n = i64::try_from(args.subscriptions)?;
     std::fs::create_dir_all(&args.work_dir)?;

@@ -10,12 +10,12 @@
 //!
 //! Like `renewals`, it talks to PostgreSQL through `psql` and needs no driver of its own.
 
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration as StdDuration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use tenure_domain::billing::period::{Cadence, Interval};
 use tenure_domain::ids::{
     CustomerId, GenerateId, MerchantId, PlanId, ProductId, StockNoticeId, SubscriptionId,
@@ -25,6 +25,7 @@ use tenure_domain::policy::PortalPolicy;
 use tenure_domain::subscription::{NewSubscription, PlanTerms, Subscription};
 
 use crate::BoxError;
+use crate::processes::{copy_in, esc, psql, stop, tenure_binary, ts};
 
 #[derive(clap::Args)]
 pub struct StockArgs {
@@ -56,72 +57,6 @@ pub struct StockArgs {
     /// Where the workers' logs go.
     #[arg(long, default_value = "target/bench")]
     work_dir: PathBuf,
-}
-
-fn psql_cmd(url: &str) -> Command {
-    let mut c = Command::new("psql");
-    c.args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", url]);
-    c
-}
-
-fn psql(url: &str, sql: &str) -> Result<String, BoxError> {
-    let out = psql_cmd(url).args(["-c", sql]).output()?;
-    if !out.status.success() {
-        return Err(format!(
-            "psql failed: {}\n{sql}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-        .into());
-    }
-    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
-}
-
-fn copy_in(
-    url: &str,
-    table: &str,
-    write: impl FnOnce(&mut dyn Write) -> Result<(), BoxError>,
-) -> Result<(), BoxError> {
-    let mut child = psql_cmd(url)
-        .args(["-c", &format!("COPY {table} FROM STDIN")])
-        .stdin(Stdio::piped())
-        .spawn()?;
-    {
-        let stdin = child.stdin.take().ok_or("psql stdin")?;
-        let mut w = BufWriter::with_capacity(1 << 20, stdin);
-        write(&mut w)?;
-        w.flush()?;
-    }
-    if !child.wait()?.success() {
-        return Err(format!("COPY {table} failed").into());
-    }
-    Ok(())
-}
-
-fn ts(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-}
-
-fn esc(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('\t', "\\t")
-        .replace('\n', "\\n")
-}
-
-fn tenure_binary(args: &StockArgs) -> Result<PathBuf, BoxError> {
-    if let Some(path) = &args.tenure {
-        return Ok(path.clone());
-    }
-    let me = std::env::current_exe()?;
-    let candidate = me.parent().ok_or("no directory")?.join("tenure");
-    if candidate.exists() {
-        Ok(candidate)
-    } else {
-        Err(format!(
-            "no `tenure` binary at {} (pass --tenure)",
-            candidate.display()
-        )
-        .into())
-    }
 }
 
 fn run_tenure(tenure: &Path, url: &str, args: &[&str]) -> Result<Vec<u8>, BoxError> {
@@ -255,14 +190,6 @@ fn seed(args: &StockArgs, tenure: &Path, url: &str) -> Result<StockNoticeId, Box
     Ok(notice)
 }
 
-fn stop(children: &mut Vec<Child>) {
-    for c in children.iter_mut() {
-        let _ = c.kill();
-        let _ = c.wait();
-    }
-    children.clear();
-}
-
 /// The batches the workers logged: (subscribers, milliseconds) each.
 fn batches(work_dir: &Path, processes: usize) -> Result<Vec<(u64, f64)>, BoxError> {
     let mut out = Vec::new();
@@ -286,7 +213,7 @@ fn batches(work_dir: &Path, processes: usize) -> Result<Vec<(u64, f64)>, BoxErro
 }
 
 pub fn run(args: &StockArgs) -> Result<(), BoxError> {
-    let tenure = tenure_binary(args)?;
+    let tenure = tenure_binary(args.tenure.as_ref())?;
     let url = format!("{}/{}", args.server, args.database);
     let n = i64::try_from(args.subscribers)?;
     std::fs::create_dir_all(&args.work_dir)?;
