@@ -616,6 +616,36 @@ async fn changes_name_their_key_and_agent_in_the_audit_trail_events_and_timeline
     );
 }
 
+/// A refused request is audited with its body as sent, whatever JSON it is: Schemathesis
+/// found a number listed against a schema that allowed only objects. A number that looks
+/// like a card number is still redacted.
+#[actix_web::test]
+async fn a_refused_body_is_audited_as_sent_whatever_json_it_is() {
+    let app = TestApp::new().await;
+    let m = app.merchant("Acme").await;
+    let ada = customer(&app, &m, "ada").await;
+    for body in [json!(-4039232606604170752i64), json!(4242424242424242u64)] {
+        let res = app
+            .request(Method::POST, &format!("/v1/customers/{ada}/tags"))
+            .bearer(&m.key)
+            .json(&body)
+            .send()
+            .await;
+        assert_eq!(res.status, 422, "{:?}", res.body);
+    }
+    let entries = audit_events(&app, &m.key, "").await;
+    let bodies: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["route"] == "/v1/customers/{id}/tags")
+        .map(|e| &e["request_body"])
+        .collect();
+    assert_eq!(
+        bodies,
+        [&json!("[redacted]"), &json!(-4039232606604170752i64)],
+        "{entries:?}"
+    );
+}
+
 #[actix_web::test]
 async fn a_bad_agent_name_is_refused_and_changes_nothing() {
     let app = TestApp::new().await;

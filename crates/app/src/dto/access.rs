@@ -157,9 +157,9 @@ pub struct AuditEventDto {
     pub idempotency_key: Option<String>,
     /// The HTTP status the request was answered with.
     pub status: u16,
-    /// What the caller asked to change: the JSON body, with secrets and anything like a
-    /// card number replaced by `"[redacted]"`; null without a JSON body.
-    #[schema(value_type = Option<Object>)]
+    /// What the caller asked to change: the JSON body as sent, refused ones included (so
+    /// any JSON value, not only an object), with secrets and anything like a card number
+    /// replaced by `"[redacted]"`; null without a JSON body.
     pub request_body: Option<serde_json::Value>,
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub created_at: DateTime<Utc>,

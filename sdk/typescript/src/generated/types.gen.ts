@@ -167,12 +167,11 @@ export type AuditEventDto = {
      */
     status: number;
     /**
-     * What the caller asked to change: the JSON body, with secrets and anything like a
-     * card number replaced by `"[redacted]"`; null without a JSON body.
+     * What the caller asked to change: the JSON body as sent, refused ones included (so
+     * any JSON value, not only an object), with secrets and anything like a card number
+     * replaced by `"[redacted]"`; null without a JSON body.
      */
-    request_body?: {
-        [key: string]: unknown;
-    } | null;
+    request_body?: unknown;
     created_at: string;
 };
 
