@@ -247,6 +247,15 @@ pub async fn after_write(app: &App, subject: Subject) -> Option<Lsn> {
     Some(position)
 }
 
+/// Clears a "look in progress" flag when the look ends, however it ends.
+struct ClearOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for ClearOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
 /// Where a read by `subject` (if known), which the client says must see `token` (if
 /// sent), is served from.
 pub async fn source_of_read(app: &App, subject: Option<Subject>, token: Option<Lsn>) -> ReadSource {
@@ -260,6 +269,9 @@ pub async fn source_of_read(app: &App, subject: Option<Subject>, token: Option<L
         .checked_at
         .is_none_or(|at| at.elapsed() >= settings.check_interval);
     if due && !tracker.checking.swap(true, Ordering::AcqRel) {
+        // Cleared on drop too: actix drops a request's future when its client goes away,
+        // and a flag left set would stop every later look for the life of the process.
+        let _checking = ClearOnDrop(&tracker.checking);
         let (primary, observed) = look(app, replica).await;
         let mut state = tracker.lock();
         // Said once when it goes, once when it comes back, not at every look.
@@ -282,8 +294,6 @@ pub async fn source_of_read(app: &App, subject: Option<Subject>, token: Option<L
             Err(Unseen::Down(_)) => Observed::Down,
         };
         state.observe(Instant::now(), primary, observed);
-        drop(state);
-        tracker.checking.store(false, Ordering::Release);
     }
     let source = {
         let state = tracker.lock();

@@ -370,3 +370,53 @@ async fn entries_of_concurrent_requests_are_each_written_once_with_their_own_fie
         );
     }
 }
+
+/// A look at the replica that is abandoned half-way (actix drops a request's future when
+/// its client goes away) must not stop every later look: the next read looks again.
+/// The "replica" here accepts connections and never answers, so each look hangs until
+/// the read that started it is dropped.
+#[tokio::test]
+async fn an_abandoned_look_at_the_replica_does_not_stop_later_looks() {
+    use std::time::Duration as StdDuration;
+    use tenure_app::replica::{self, Replica, ReplicaSettings};
+
+    let w = world().await;
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    // Holds accepted sockets open without a word.
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            open.push(socket);
+        }
+    });
+    let replica_db =
+        tenure_store::Db::connect(&format!("postgres://postgres@127.0.0.1:{port}/none"), 1)
+            .unwrap();
+    let app = App {
+        replica: Some(Replica::new(
+            replica_db,
+            ReplicaSettings {
+                check_timeout: StdDuration::from_secs(60),
+                ..ReplicaSettings::default()
+            },
+        )),
+        ..w.app.clone()
+    };
+    let read = || replica::source_of_read(&app, None, None);
+    assert!(
+        tokio::time::timeout(StdDuration::from_millis(300), read())
+            .await
+            .is_err(),
+        "the first read looks at the replica, which hangs"
+    );
+    // Had the abandoned look left its flag set, this read would decide at once (on the
+    // primary) without looking.
+    assert!(
+        tokio::time::timeout(StdDuration::from_millis(300), read())
+            .await
+            .is_err(),
+        "the next read looks again"
+    );
+    held.abort();
+}
