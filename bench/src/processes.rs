@@ -29,13 +29,17 @@ pub fn psql(url: &str, sql: &str) -> Result<String, BoxError> {
     Ok(String::from_utf8(out.stdout)?.trim().to_owned())
 }
 
-/// Streams rows into `COPY {table} FROM STDIN` (text format).
+/// Streams rows into `COPY {table} FROM STDIN` (text format), with triggers off
+/// (`session_replication_role = replica`): the metric rollups' row triggers made seeding
+/// 100,000 subscriptions take minutes. The caller rebuilds the rollups afterwards
+/// (`rebuild_rollups`).
 pub fn copy_in(
     url: &str,
     table: &str,
     write: impl FnOnce(&mut dyn Write) -> Result<(), BoxError>,
 ) -> Result<(), BoxError> {
     let mut child = psql_cmd(url)
+        .env("PGOPTIONS", "-c session_replication_role=replica")
         .args(["-c", &format!("COPY {table} FROM STDIN")])
         .stdin(Stdio::piped())
         .spawn()?;
@@ -47,6 +51,28 @@ pub fn copy_in(
     }
     if !child.wait()?.success() {
         return Err(format!("COPY {table} failed").into());
+    }
+    Ok(())
+}
+
+/// Rebuilds a merchant's metric rollups from its rows, as `copy_in` bypassed the
+/// triggers that keep them (docs/metrics.md).
+pub fn rebuild_rollups(
+    tenure: &std::path::Path,
+    url: &str,
+    merchant: &str,
+) -> Result<(), BoxError> {
+    let out = Command::new(tenure)
+        .args(["metrics", "rebuild", "--merchant", merchant])
+        .env("DATABASE_URL", url)
+        .env("TENURE_LOG", "warn")
+        .output()?;
+    if !out.status.success() {
+        return Err(format!(
+            "tenure metrics rebuild failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
     }
     Ok(())
 }

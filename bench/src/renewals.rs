@@ -25,7 +25,7 @@ use tenure_domain::policy::PortalPolicy;
 use tenure_domain::subscription::{NewSubscription, PlanTerms, Subscription};
 
 use crate::BoxError;
-use crate::processes::{copy_in, esc, psql, stop, tenure_binary, ts};
+use crate::processes::{copy_in, esc, psql, rebuild_rollups, stop, tenure_binary, ts};
 
 #[derive(clap::Args)]
 pub struct RenewalArgs {
@@ -210,6 +210,7 @@ fn seed(args: &RenewalArgs, tenure: &Path, url: &str) -> Result<MerchantId, BoxE
             Ok(())
         },
     )?;
+    rebuild_rollups(tenure, url, &merchant.to_string())?;
     psql(url, "VACUUM ANALYZE")?;
     Ok(merchant)
 }

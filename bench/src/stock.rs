@@ -25,7 +25,7 @@ use tenure_domain::policy::PortalPolicy;
 use tenure_domain::subscription::{NewSubscription, PlanTerms, Subscription};
 
 use crate::BoxError;
-use crate::processes::{copy_in, esc, psql, stop, tenure_binary, ts};
+use crate::processes::{copy_in, esc, psql, rebuild_rollups, stop, tenure_binary, ts};
 
 #[derive(clap::Args)]
 pub struct StockArgs {
@@ -171,6 +171,7 @@ fn seed(args: &StockArgs, tenure: &Path, url: &str) -> Result<StockNoticeId, Box
             Ok(())
         },
     )?;
+    rebuild_rollups(tenure, url, &merchant.to_string())?;
     psql(url, "VACUUM ANALYZE")?;
     // What `POST /v1/plans/{id}/stock` writes (tenure_app::stock::change_stock).
     let notice = StockNoticeId::generate();
