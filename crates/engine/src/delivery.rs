@@ -298,29 +298,41 @@ pub async fn deliver_due(
     }
     // The requests run concurrently, with no connection held, and each outcome is
     // recorded as soon as it is known: a receiver that answered is not shown `pending`
-    // while a slower receiver of the same round keeps its request waiting.
+    // while a slower receiver of the same round keeps its request waiting. Recording is
+    // part of each request's own future, so the other requests are still polled while
+    // one outcome is written: reqwest checks its deadline before it looks at a response,
+    // and a request left unpolled through slow commits was recorded as timed out although
+    // its receiver had answered in time.
     drop(conn);
     let attempts = jobs.len();
+    let recording = tokio::sync::Semaphore::new(RECORDING_CONCURRENCY);
     let mut in_flight: FuturesUnordered<_> = jobs
         .iter()
-        .map(|job| async move {
-            let outcome = if job.endpoint.as_ref().is_some_and(WebhookEndpoint::disabled) {
-                None
-            } else {
-                Some(send(sender, job, now).await)
-            };
-            (job, outcome)
+        .map(|job| {
+            let recording = &recording;
+            async move {
+                let outcome = if job.endpoint.as_ref().is_some_and(WebhookEndpoint::disabled) {
+                    None
+                } else {
+                    Some(send(sender, job, now).await)
+                };
+                // The semaphore is never closed; a permit keeps a round from taking every
+                // connection of a pool its process shares with the other loops.
+                let _permit = recording.acquire().await.ok();
+                if let Err(err) = settle(state, job, outcome, now).await {
+                    // The lease runs out and another round retries the delivery.
+                    tracing::warn!(delivery = %WebhookDeliveryId::from_uuid(job.claim.id),
+                        error = %err, "could not record a webhook attempt");
+                }
+            }
         })
         .collect();
-    while let Some((job, outcome)) = in_flight.next().await {
-        if let Err(err) = settle(state, job, outcome, now).await {
-            // The lease runs out and another round retries the delivery.
-            tracing::warn!(delivery = %WebhookDeliveryId::from_uuid(job.claim.id), error = %err,
-                "could not record a webhook attempt");
-        }
-    }
+    while in_flight.next().await.is_some() {}
     Ok(attempts)
 }
+
+/// How many of a round's outcomes are written at once.
+const RECORDING_CONCURRENCY: usize = 4;
 
 /// Records an attempt (or, for an endpoint disabled meanwhile, cancels the delivery) and
 /// updates the endpoint's health, disabling it after uninterrupted failure.

@@ -322,6 +322,81 @@ async fn a_webhook_is_delivered_signed_once_and_logged() {
     assert_eq!(attempts.len(), 1);
 }
 
+/// A round records each outcome while the other requests are still polled: with the
+/// endpoint's row locked for longer than the send timeout, every delivery waits to be
+/// recorded, and each is still recorded as the 200 its receiver answered at once (the
+/// round had recorded one at a time, leaving the other requests unpolled until their
+/// deadline passed, and then called them timed out).
+#[tokio::test]
+async fn slow_recording_does_not_turn_answered_requests_into_timeouts() {
+    use diesel_async::SimpleAsyncConnection;
+
+    let w = world("pm_card_visa").await;
+    let (url, received, _) = receiver().await;
+    let endpoint = tenure_app::webhooks::create_endpoint(
+        &w.app,
+        w.merchant,
+        serde_json::from_value(serde_json::json!({
+            "url": url,
+            "enabled_events": ["subscription.created"],
+        }))
+        .unwrap(),
+    )
+    .await
+    .expect("endpoint");
+    for _ in 0..3 {
+        subscriptions::create(&w.app, Scope::merchant(w.merchant), w.customer, w.plan)
+            .await
+            .expect("subscribe");
+    }
+    let mut locker = w._db.connect().await;
+    locker
+        .batch_execute(&format!(
+            "BEGIN; SELECT 1 FROM webhook_endpoints WHERE merchant_id = '{}' AND id = '{}' \
+             FOR UPDATE",
+            w.merchant.uuid(),
+            endpoint.id.uuid()
+        ))
+        .await
+        .unwrap();
+    let unlock = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+        locker.batch_execute("COMMIT").await.unwrap();
+    });
+    let sender = WebhookSender::new(
+        std::time::Duration::from_secs(1),
+        TargetPolicy::AllowPrivate,
+    )
+    .unwrap();
+    let attempts = deliver_due(&w.app, &sender, w.clock.now(), 50)
+        .await
+        .expect("a delivery round");
+    unlock.await.unwrap();
+    assert_eq!(attempts, 3);
+    assert_eq!(received.load(Ordering::SeqCst), 3);
+    let log = tenure_app::webhooks::list_deliveries(
+        &w.app,
+        w.merchant,
+        endpoint.id,
+        None,
+        PageRequest {
+            limit: 10,
+            starting_after: None,
+        },
+    )
+    .await
+    .expect("delivery log");
+    assert_eq!(log.items.len(), 3);
+    for (delivery, attempts) in &log.items {
+        assert_eq!(
+            delivery.status,
+            tenure_domain::webhooks::DeliveryStatus::Delivered,
+            "{attempts:?}"
+        );
+        assert_eq!(attempts.len(), 1);
+    }
+}
+
 #[tokio::test]
 async fn notice_rounds_side_by_side_send_each_notice_once() {
     use chrono::Datelike;
