@@ -13,8 +13,7 @@ import {
 import { h, uniqueId } from '../dom';
 import type { Locale, MessageKey } from '../i18n';
 import { act, ExplainedFailure, type Portal, openDialog } from '../portal';
-import type { Account } from './account';
-import { planName } from './subscriptions';
+import { type Account, subscriptionName } from './account';
 
 /** `Ada Lovelace, 12 Rue des Lilas, 75011 Paris, FR`: an address (or an order's snapshot of one) on one line. */
 export function addressLine(address: PostalAddressDto): string {
@@ -42,7 +41,7 @@ export function addressBook(portal: Portal, account: Account): HTMLElement {
 function shippingTo(account: Account, address: AddressDto): string[] {
   return account.subscriptions
     .filter((subscription) => account.shipping.get(subscription.id)?.id === address.id)
-    .map((subscription) => planName(account.plans, subscription.plan_id));
+    .map(subscriptionName);
 }
 
 function addressCard(portal: Portal, account: Account, address: AddressDto): HTMLElement {
