@@ -7,6 +7,7 @@ import {
   archivePlan,
   changePlanStock,
   createPlan,
+  getBillingSettings,
   getCustomer,
   getSubscription,
   getSubscriptionStock,
@@ -38,7 +39,9 @@ test('shows the next order and its edit cutoff; after the cutoff the edit button
     body: { product_id: beans.id, name: 'Monthly', price: { amount: 1200, currency: 'EUR' }, interval: 'month', variant: { name: 'Dark roast 250 g' } },
   });
   // Orders lock 24 hours before each renewal.
-  await putBillingSettings({ client: shop.client, body: { order_notice_days: 3, order_cutoff_hours: 24 } });
+  const { data: settings } = await getBillingSettings({ client: shop.client });
+  const upcoming_notice_days = settings.upcoming_notice_days;
+  await putBillingSettings({ client: shop.client, body: { upcoming_notice_days, order_notice_days: 3, order_cutoff_hours: 24 } });
   const ada = await shop.customer('Ada');
   const paris = await shop.address(ada, PARIS);
   const subscription = await shop.subscribe(ada, dark, { shipping_address_id: paris.id, quantity: 2 });
@@ -60,7 +63,7 @@ test('shows the next order and its edit cutoff; after the cutoff the edit button
   await expect(card.getByRole('button', { name: 'Change quantity' })).toBeEnabled();
 
   // The merchant moves the cutoff to 60 days before each renewal: this order is locked now.
-  await putBillingSettings({ client: shop.client, body: { order_notice_days: 60, order_cutoff_hours: 1440 } });
+  await putBillingSettings({ client: shop.client, body: { upcoming_notice_days, order_notice_days: 60, order_cutoff_hours: 1440 } });
   const { data: locked } = await getUpcomingOrder({ client: shop.client, path: { id: subscription } });
   expect(locked.editable).toBe(false);
   // The page still offers the skip: the API refuses it, and the page shows the API's words.

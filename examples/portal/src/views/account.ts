@@ -93,7 +93,7 @@ export async function loadAccount(portal: Portal): Promise<Account> {
     plans: directory,
     addresses,
     shipping: new Map(destinations),
-    upcoming: new Map(upcoming.filter((entry): entry is [string, UpcomingOrderDto] => entry[1] !== null)),
+    upcoming: new Map(upcoming.flatMap(([id, order]): [string, UpcomingOrderDto][] => (order ? [[id, order]] : []))),
     stock: new Map(stock),
   };
 }

@@ -4,6 +4,7 @@
 
 import {
   type AddressDto,
+  type CreateAddress,
   type PostalAddressDto,
   portalCreateAddress,
   portalDeleteAddress,
@@ -141,7 +142,9 @@ export function openAddressForm(portal: Portal, existing: AddressDto | null, ope
             if (existing) {
               await portalUpdateAddress({ client, path: { id: existing.id }, body });
             } else {
-              await portalCreateAddress({ client, body });
+              // Sent as typed: the API checks every field and names each missing one in
+              // its 422, which marks the inputs (below).
+              await portalCreateAddress({ client, body: body as unknown as CreateAddress });
             }
           } catch (error) {
             markInvalid(error, inputs);
