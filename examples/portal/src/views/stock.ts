@@ -25,7 +25,11 @@ export function stockPanel(portal: Portal, account: Account, subscription: Porta
   const expected = stock.stock.expected_at ?? (stock.stock.status === notice?.stock.status ? notice?.stock.expected_at : null);
   return h(
     'section',
-    { class: 'stock', 'aria-labelledby': headingId },
+    {
+      class: 'stock',
+      // Named with the card's heading too: every card has one (unique landmarks).
+      'aria-labelledby': `${headingId} subscription-${subscription.id}`,
+    },
     h('h4', { id: headingId }, locale.t('stockTitle')),
     h('p', { class: `status stock-${stock.stock.status}` }, locale.t(`stock_${stock.stock.status}`)),
     expected ? h('p', {}, locale.t('stockExpected', { date: locale.date(expected) })) : null,

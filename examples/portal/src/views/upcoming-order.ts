@@ -20,7 +20,11 @@ export function upcomingOrderPanel(portal: Portal, account: Account, subscriptio
   const headingId = `upcoming-${subscription.id}`;
   return h(
     'section',
-    { class: 'upcoming', 'aria-labelledby': headingId },
+    {
+      class: 'upcoming',
+      // Named with the card's heading too: every card has one (unique landmarks).
+      'aria-labelledby': `${headingId} subscription-${subscription.id}`,
+    },
     h('h4', { id: headingId }, locale.t('upcomingTitle')),
     h(
       'p',
