@@ -297,7 +297,11 @@ async fn a_subscription_on_a_retired_plan_names_its_plan_in_the_portal() {
         .expect(200);
     let offered = app.get_ok("/v1/portal/plans", &token).await;
     assert!(
-        offered.as_array().unwrap().iter().all(|p| p["id"] != plan.as_str()),
+        offered
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["id"] != plan.as_str()),
         "{offered}"
     );
     let retired = json!({"id": plan, "name": "Plan 1500", "product_id": product,
@@ -313,7 +317,10 @@ async fn a_subscription_on_a_retired_plan_names_its_plan_in_the_portal() {
 
     // Renamed, then its product archived: still named, with the new name.
     app.by(&m.key)
-        .patch(&format!("/v1/plans/{plan}"), &json!({"name": "Original blend"}))
+        .patch(
+            &format!("/v1/plans/{plan}"),
+            &json!({"name": "Original blend"}),
+        )
         .await
         .expect(200);
     app.by(&m.key)

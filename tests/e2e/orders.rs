@@ -741,7 +741,10 @@ async fn create_address_requires_what_its_schema_says_and_refuses_the_rest_with_
     required.sort_unstable();
     assert_eq!(required, ["city", "country", "line1", "name"], "{schema}");
     for field in required {
-        assert_eq!(schema["properties"][field]["type"], "string", "{field}: {schema}");
+        assert_eq!(
+            schema["properties"][field]["type"], "string",
+            "{field}: {schema}"
+        );
     }
     for optional in ["line2", "state", "postal_code", "phone"] {
         assert_eq!(
@@ -777,7 +780,10 @@ async fn create_address_requires_what_its_schema_says_and_refuses_the_rest_with_
     ];
     for (body, fields) in cases {
         for (caller, path) in [
-            (m.key.as_str(), format!("/v1/customers/{customer}/addresses")),
+            (
+                m.key.as_str(),
+                format!("/v1/customers/{customer}/addresses"),
+            ),
             (token.as_str(), "/v1/portal/addresses".to_owned()),
         ] {
             let refused = app

@@ -712,7 +712,11 @@ pub struct SubscriptionPlanDto {
 }
 
 impl SubscriptionPlanDto {
-    pub fn render(plan: &tenure_domain::catalog::Plan, product_name: &str, shippable: bool) -> Self {
+    pub fn render(
+        plan: &tenure_domain::catalog::Plan,
+        product_name: &str,
+        shippable: bool,
+    ) -> Self {
         Self {
             id: plan.id.to_string(),
             name: plan.name.clone(),

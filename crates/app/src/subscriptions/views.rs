@@ -207,10 +207,18 @@ async fn plan_of(
 ) -> AppResult<SubscriptionPlanDto> {
     let id = s.subscription.plan.plan_id;
     if let Some(plan) = terms.plan(id) {
-        return Ok(SubscriptionPlanDto::render(plan, &terms.product_name, terms.shippable));
+        return Ok(SubscriptionPlanDto::render(
+            plan,
+            &terms.product_name,
+            terms.shippable,
+        ));
     }
     let plan = catalog_repo::get_plan_shared(conn, merchant, id).await?;
-    Ok(SubscriptionPlanDto::render(&plan, &terms.product_name, terms.shippable))
+    Ok(SubscriptionPlanDto::render(
+        &plan,
+        &terms.product_name,
+        terms.shippable,
+    ))
 }
 
 /// A subscription as its customer sees it: with its discounts and the actions its
