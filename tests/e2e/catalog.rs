@@ -267,3 +267,70 @@ async fn switchable_plans_must_be_plans_of_the_product() {
         json!([yearly, monthly])
     );
 }
+
+/// A subscription on a plan the merchant retired (and then on an archived product) still
+/// names its plan and product in the portal, although the portal's plan list no longer
+/// shows either: the portal subscription embeds the plan it is on (`plan`), as Stripe's
+/// subscription item embeds its price. A rename shows at once.
+#[actix_web::test]
+async fn a_subscription_on_a_retired_plan_names_its_plan_in_the_portal() {
+    let app = TestApp::new().await;
+    let m = app.merchant("Retired").await;
+    let product = fixtures::shippable_product(&app, &m, "Beans", json!({})).await;
+    let plan = fixtures::plan(&app, &m, &product, 1500).await;
+    let customer = fixtures::customer(&app, &m, "ada").await;
+    let sub = fixtures::subscribe_id(&app, &m, &customer, &plan).await;
+    let token = fixtures::session(&app, &m, &customer).await;
+
+    let shown = app
+        .get_ok(&format!("/v1/portal/subscriptions/{sub}"), &token)
+        .await;
+    assert_eq!(
+        shown["plan"],
+        json!({"id": plan, "name": "Plan 1500", "product_id": product,
+            "product_name": "Beans", "active": true, "shippable": true, "variant": null})
+    );
+
+    app.by(&m.key)
+        .post_empty(&format!("/v1/plans/{plan}/archive"))
+        .await
+        .expect(200);
+    let offered = app.get_ok("/v1/portal/plans", &token).await;
+    assert!(
+        offered
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["id"] != plan.as_str()),
+        "{offered}"
+    );
+    let retired = json!({"id": plan, "name": "Plan 1500", "product_id": product,
+        "product_name": "Beans", "active": false, "shippable": true, "variant": null});
+    let one = app
+        .get_ok(&format!("/v1/portal/subscriptions/{sub}"), &token)
+        .await;
+    assert_eq!(one["plan"], retired);
+    assert_eq!(one["plan_id"], plan.as_str());
+    assert_eq!(one["price"], json!({"amount": 1500, "currency": "EUR"}));
+    let listed = app.get_ok("/v1/portal/subscriptions", &token).await;
+    assert_eq!(listed["data"][0]["plan"], retired);
+
+    // Renamed, then its product archived: still named, with the new name.
+    app.by(&m.key)
+        .patch(
+            &format!("/v1/plans/{plan}"),
+            &json!({"name": "Original blend"}),
+        )
+        .await
+        .expect(200);
+    app.by(&m.key)
+        .post_empty(&format!("/v1/products/{product}/archive"))
+        .await
+        .expect(200);
+    let after = app
+        .get_ok(&format!("/v1/portal/subscriptions/{sub}"), &token)
+        .await;
+    assert_eq!(after["plan"]["name"], "Original blend");
+    assert_eq!(after["plan"]["product_name"], "Beans");
+    assert_eq!(after["plan"]["active"], false);
+}

@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use diesel_async::AsyncPgConnection;
-use tenure_domain::catalog::QuantityLimits;
-use tenure_domain::ids::{MerchantId, ProductId};
+use tenure_domain::catalog::{Plan, QuantityLimits};
+use tenure_domain::ids::{MerchantId, PlanId, ProductId};
 use tenure_domain::policy::PortalPolicy;
 use tenure_domain::subscription::OfferedPlan;
 use tenure_store::repo::catalog as catalog_repo;
@@ -38,6 +38,20 @@ pub struct PortalTerms {
     /// The products whose plans are offered as swaps: a change to one of them forgets
     /// these terms too.
     pub swap_products: Vec<ProductId>,
+    /// The product's name and whether it ships.
+    pub product_name: String,
+    pub shippable: bool,
+    /// Every plan of the product, retired ones too (newest first, bounded by
+    /// `catalog_repo::PRODUCT_CATALOG_PLANS`): what names a subscription's plan in the
+    /// portal after the merchant retired it.
+    pub catalog: Vec<Plan>,
+}
+
+impl PortalTerms {
+    /// The product's plan `id`, active or retired, if among [`Self::catalog`].
+    pub fn plan(&self, id: PlanId) -> Option<&Plan> {
+        self.catalog.iter().find(|p| p.id == id)
+    }
 }
 
 type Entries = HashMap<(MerchantId, ProductId), (Instant, Arc<PortalTerms>)>;
@@ -147,8 +161,12 @@ pub async fn terms_of(
         return Ok(terms);
     }
     let start = state.portal_terms.read_start();
-    let (policy, quantity_limits, mut plans, swap_products) =
-        catalog_repo::portal_terms(conn, merchant, product).await?;
+    let ((policy, quantity_limits, mut plans, swap_products), (product_row, catalog)) =
+        futures_util::future::try_join(
+            catalog_repo::portal_terms(conn, merchant, product),
+            catalog_repo::product_catalog(conn, merchant, product),
+        )
+        .await?;
     if !swap_products.is_empty() {
         plans.extend(catalog_repo::swap_offers(conn, merchant, &swap_products).await?);
     }
@@ -157,6 +175,9 @@ pub async fn terms_of(
         quantity_limits,
         plans,
         swap_products,
+        product_name: product_row.name,
+        shippable: product_row.shippable,
+        catalog,
     };
     Ok(state.portal_terms.put(merchant, product, terms, start))
 }
@@ -178,6 +199,9 @@ mod tests {
                 })
                 .collect(),
             swap_products: Vec::new(),
+            product_name: String::new(),
+            shippable: false,
+            catalog: Vec::new(),
         }
     }
 

@@ -232,6 +232,40 @@ const en = {
   orderNoAddress: 'No shipping address yet',
   shippedWith: '{carrier}, tracking number {number}',
   trackParcel: 'Track parcel',
+  upcomingTitle: 'Next order',
+  upcomingWhen: 'Made and charged on {date}, for {start} to {end}',
+  upcomingVariant: '{line} ({variant})',
+  upcomingCutoff: 'Changes after {time} apply to the following order.',
+  upcomingLocked: 'This order is locked since {time}: changes now apply to the following order, after {date}.',
+  lockedAction: '{action} (locked until {date})',
+  stockTitle: 'Stock',
+  stock_in_stock: 'In stock',
+  stock_low: 'Low stock',
+  stock_out_of_stock: 'Out of stock',
+  stock_discontinued: 'Discontinued',
+  stockExpected: 'Expected back on {date}.',
+  stockNext_ship_anyway: 'Your next order ships as planned.',
+  stockNext_skip: 'Your next delivery is skipped: nothing is sent or charged for it.',
+  stockNext_swap: 'Your next order is {plan} instead.',
+  stockNotApplied: 'The shop’s change could not apply to your subscription ({code}).',
+  stockChoose: 'What should happen to your next order?',
+  stockChoice_ship_anyway: 'Ship it anyway',
+  stockChoice_skip: 'Skip it',
+  stockChoice_swap: 'Send {plan} instead',
+  stockChosen: 'Your choice',
+  saveChoice: 'Save my choice',
+  done_stock_ship_anyway: 'Saved: your next order ships as planned.',
+  done_stock_skip: 'Saved: your next delivery is skipped.',
+  done_stock_swap: 'Saved: your next order is {plan} instead.',
+  accountTitle: 'Your account',
+  channelLegend: 'How should we contact you?',
+  channelHelp: 'For example about your next order or a product that is out of stock.',
+  channel_email: 'Email',
+  channel_sms: 'SMS',
+  channel_push: 'Push notification',
+  channel_none: 'Do not contact me',
+  saveChannel: 'Save preference',
+  done_channel: 'Saved: {channel}.',
   errorTitle: 'That did not work',
 } as const;
 
@@ -464,6 +498,40 @@ const de: Messages = {
   orderNoAddress: 'Noch keine Lieferadresse',
   shippedWith: '{carrier}, Sendungsnummer {number}',
   trackParcel: 'Sendung verfolgen',
+  upcomingTitle: 'Nächste Bestellung',
+  upcomingWhen: 'Erstellt und berechnet am {date}, für {start} bis {end}',
+  upcomingVariant: '{line} ({variant})',
+  upcomingCutoff: 'Änderungen nach {time} gelten für die darauffolgende Bestellung.',
+  upcomingLocked: 'Diese Bestellung ist seit {time} gesperrt: Änderungen gelten jetzt für die darauffolgende Bestellung, nach dem {date}.',
+  lockedAction: '{action} (gesperrt bis {date})',
+  stockTitle: 'Lagerbestand',
+  stock_in_stock: 'Auf Lager',
+  stock_low: 'Geringer Bestand',
+  stock_out_of_stock: 'Nicht vorrätig',
+  stock_discontinued: 'Nicht mehr erhältlich',
+  stockExpected: 'Voraussichtlich wieder verfügbar am {date}.',
+  stockNext_ship_anyway: 'Ihre nächste Bestellung wird wie geplant versandt.',
+  stockNext_skip: 'Ihre nächste Lieferung ist ausgesetzt: Dafür wird nichts versandt oder berechnet.',
+  stockNext_swap: 'Ihre nächste Bestellung ist stattdessen {plan}.',
+  stockNotApplied: 'Die Änderung des Händlers war für Ihr Abonnement nicht möglich ({code}).',
+  stockChoose: 'Was soll mit Ihrer nächsten Bestellung geschehen?',
+  stockChoice_ship_anyway: 'Trotzdem versenden',
+  stockChoice_skip: 'Aussetzen',
+  stockChoice_swap: 'Stattdessen {plan} senden',
+  stockChosen: 'Ihre Wahl',
+  saveChoice: 'Auswahl speichern',
+  done_stock_ship_anyway: 'Gespeichert: Ihre nächste Bestellung wird wie geplant versandt.',
+  done_stock_skip: 'Gespeichert: Ihre nächste Lieferung ist ausgesetzt.',
+  done_stock_swap: 'Gespeichert: Ihre nächste Bestellung ist stattdessen {plan}.',
+  accountTitle: 'Ihr Konto',
+  channelLegend: 'Wie sollen wir Sie kontaktieren?',
+  channelHelp: 'Zum Beispiel zu Ihrer nächsten Bestellung oder einem nicht vorrätigen Produkt.',
+  channel_email: 'E-Mail',
+  channel_sms: 'SMS',
+  channel_push: 'Push-Benachrichtigung',
+  channel_none: 'Gar nicht',
+  saveChannel: 'Einstellung speichern',
+  done_channel: 'Gespeichert: {channel}.',
   errorTitle: 'Das hat nicht geklappt',
 };
 
@@ -495,6 +563,11 @@ export class Locale {
 
   date(iso: string): string {
     return new Intl.DateTimeFormat(this.tag, { dateStyle: 'medium' }).format(new Date(iso));
+  }
+
+  /** A moment to the minute, in the browser's time zone (an order's edit cutoff). */
+  dateTime(iso: string): string {
+    return new Intl.DateTimeFormat(this.tag, { dateStyle: 'medium', timeStyle: 'short' }).format(new Date(iso));
   }
 }
 

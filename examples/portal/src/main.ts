@@ -1,7 +1,8 @@
 // The reference self-service portal: signs the subscriber in with the session the
 // merchant's backend minted, then shows their subscriptions (with only the actions the
 // policy allows), and, when something ships, their address book and orders; then payment
-// methods and invoices. Every call goes through the Tenure SDK.
+// methods, invoices, and their account (how they want to be contacted). Every call goes
+// through the Tenure SDK.
 
 import { me, portalListPaymentMethods } from '@tenure/sdk';
 import { h, replace, uniqueId } from './dom';
@@ -12,6 +13,7 @@ import { loadAccount } from './views/account';
 import { addressBook } from './views/addresses';
 import { InvoiceHistory } from './views/invoices';
 import { OrderHistory } from './views/orders';
+import { accountSection } from './views/profile';
 import { paymentMethodList } from './views/payment-methods';
 import { subscriptionList } from './views/subscriptions';
 import './style.css';
@@ -69,6 +71,7 @@ async function signedIn(session: Session): Promise<void> {
     const subscriptionsSlot = h('div', {});
     const addressesSlot = h('div', {});
     const paymentMethodsSlot = h('div', {});
+    const accountSlot = h('div', {});
     const signOutButton = h('button', { type: 'button', class: 'secondary' }, portal.locale.t('signOut'));
     signOutButton.addEventListener('click', () => {
       ended = true;
@@ -84,16 +87,23 @@ async function signedIn(session: Session): Promise<void> {
         h('p', {}, portal.locale.t('signedInAs', { name: customer.name ?? customer.email ?? customer.id })),
         signOutButton,
       ),
-      h('main', {}, subscriptionsSlot, orders.element, addressesSlot, paymentMethodsSlot, invoices.element),
+      h('main', {}, subscriptionsSlot, orders.element, addressesSlot, paymentMethodsSlot, invoices.element, accountSlot),
     );
     portal.refresh = async () => {
-      const [account, methods] = await Promise.all([loadAccount(portal), portalListPaymentMethods({ client }), invoices.reload(), orders.reload()]);
+      const [account, methods, profile] = await Promise.all([
+        loadAccount(portal),
+        portalListPaymentMethods({ client }),
+        me({ client }),
+        invoices.reload(),
+        orders.reload(),
+      ]);
       replace(subscriptionsSlot, subscriptionList(portal, account));
       // Orders and addresses only for a subscriber with something that ships (or had).
       const shipsSomething = account.shipping.size > 0 || account.addresses.length > 0 || orders.hasOrders;
       orders.element.hidden = !shipsSomething;
       replace(addressesSlot, shipsSomething ? addressBook(portal, account) : null);
       replace(paymentMethodsSlot, paymentMethodList(portal, methods.data.data));
+      replace(accountSlot, accountSection(portal, profile.data));
       // The button that had focus was just replaced: keep keyboard users in the page.
       if (document.activeElement === document.body && !document.querySelector('dialog[open]')) {
         document.getElementById('page-heading')?.focus();

@@ -19,15 +19,21 @@ use crate::dto::customers::double_option;
 #[schema(example = json!({"name": "Ada Lovelace", "line1": "12 Rue de la Paix", "city": "Paris",
     "postal_code": "75002", "country": "FR"}))]
 pub struct CreateAddress {
+    // The required fields are `Option`s in Rust only so that the domain's check lists
+    // every missing one in one 422 (a missing or null one is refused as `is required`);
+    // the schema says what the server enforces.
     /// Who receives the parcel.
+    #[schema(value_type = String, required = true)]
     pub name: Option<String>,
+    #[schema(value_type = String, required = true)]
     pub line1: Option<String>,
     pub line2: Option<String>,
+    #[schema(value_type = String, required = true)]
     pub city: Option<String>,
     /// State, province or region, where the country has them.
     pub state: Option<String>,
     pub postal_code: Option<String>,
-    #[schema(example = "FR", pattern = "^[A-Za-z]{2}$")]
+    #[schema(value_type = String, required = true, example = "FR", pattern = "^[A-Za-z]{2}$")]
     pub country: Option<String>,
     pub phone: Option<String>,
 }

@@ -669,6 +669,8 @@ impl From<AvailableActions> for AvailableActionsDto {
     "billing_anchor": "2026-11-25T10:00:00Z", "trial_end": null, "cancel_at": null, "canceled_at": null,
     "ended_at": null, "access_until": null, "billing_ends_at": null, "pause": null,
     "scheduled_changes": [], "discounts": [], "created_at": "2026-11-25T10:00:00Z", "updated_at": "2026-11-25T10:00:00Z",
+    "plan": {"id": "plan_01jf9z8a1be3a8r7m2k4t5n6bc", "name": "Monthly", "product_id": "prod_01jf9z7q6ve3a8r7m2k4t5n6bc",
+        "product_name": "Coffee", "active": true, "shippable": false, "variant": null},
     "available_actions": {"pause": {"max_pause_days": 90}, "resume": false,
         "cancel": {"mode": "request", "notice_period_days": 14, "effective_at": "2026-12-25T10:00:00Z",
                    "requires_reason": true, "requires_confirmation": false,
@@ -680,7 +682,51 @@ impl From<AvailableActions> for AvailableActionsDto {
 pub struct PortalSubscriptionDto {
     #[serde(flatten)]
     pub subscription: SubscriptionDto,
+    /// The plan the subscription is on, named even after the merchant retired it (the
+    /// portal's list of plans to choose from no longer shows a retired one).
+    pub plan: SubscriptionPlanDto,
     pub available_actions: AvailableActionsDto,
+}
+
+/// The plan a subscription is on, as its subscriber sees it: its name and its product's,
+/// whether it is still offered (`active`), whether it ships, and its variant. What the
+/// subscription costs is the subscription's own `price` and cadence (a subscriber may keep
+/// a price the plan no longer has).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"id": "plan_01jf9z8a1be3a8r7m2k4t5n6bc", "name": "Monthly bag",
+    "product_id": "prod_01jf9z7q6ve3a8r7m2k4t5n6bc", "product_name": "Coffee", "active": false,
+    "shippable": true, "variant": null}))]
+pub struct SubscriptionPlanDto {
+    pub id: String,
+    pub name: String,
+    pub product_id: String,
+    pub product_name: String,
+    /// False once the merchant retired the plan: nobody new may choose it, and its
+    /// subscribers keep it.
+    pub active: bool,
+    /// Whether the product ships something each period (a shipping address and orders).
+    pub shippable: bool,
+    /// What the plan ships, when its product's plans are variants; null otherwise.
+    #[serde(default)]
+    pub variant: Option<super::catalog::VariantDto>,
+}
+
+impl SubscriptionPlanDto {
+    pub fn render(
+        plan: &tenure_domain::catalog::Plan,
+        product_name: &str,
+        shippable: bool,
+    ) -> Self {
+        Self {
+            id: plan.id.to_string(),
+            name: plan.name.clone(),
+            product_id: plan.product_id.to_string(),
+            product_name: product_name.to_owned(),
+            active: plan.active,
+            shippable,
+            variant: plan.variant.as_ref().map(super::catalog::VariantDto::from),
+        }
+    }
 }
 
 /// What the frontend must do to complete an `incomplete` subscription's first payment.
@@ -765,6 +811,8 @@ pub struct CreatedSubscriptionDto {
     "ended_at": null, "access_until": null, "billing_ends_at": null, "cancellation_details": null,
     "pause": null, "scheduled_changes": [], "discounts": [], "created_at": "2026-11-25T10:00:00Z",
     "updated_at": "2026-11-25T10:00:00Z",
+    "plan": {"id": "plan_01jf9z8a1be3a8r7m2k4t5n6bc", "name": "Monthly", "product_id": "prod_01jf9z7q6ve3a8r7m2k4t5n6bc",
+        "product_name": "Coffee", "active": true, "shippable": false, "variant": null},
     "available_actions": {"pause": null, "resume": false,
         "cancel": {"mode": "immediate", "notice_period_days": 0,
                    "effective_at": "2026-11-25T10:00:00Z", "requires_reason": false,

@@ -7,13 +7,14 @@ use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
 use tenure_domain::ids::{MerchantId, SubscriptionId};
 use tenure_domain::subscription::{Actor, available_actions};
+use tenure_store::repo::catalog as catalog_repo;
 use tenure_store::repo::discounts::{self as discounts_repo, StoredDiscount};
 use tenure_store::repo::subscriptions::{self as repo, StoredSubscription, SubscriptionFilter};
 use tenure_store::{Page, PageRequest};
 
 use super::scope::{ActionOutcome, Scope, subscription_not_found, visible};
 use crate::App;
-use crate::dto::subscriptions::{PortalSubscriptionDto, SubscriptionDto};
+use crate::dto::subscriptions::{PortalSubscriptionDto, SubscriptionDto, SubscriptionPlanDto};
 use crate::error::{AppError, AppResult};
 use crate::portal_terms::PortalTerms;
 
@@ -111,7 +112,8 @@ pub async fn portal_views(
         let own = discounts
             .get(&s.subscription.id)
             .map_or(&[][..], Vec::as_slice);
-        views.push(portal_dto(s, &terms, own, now));
+        let plan = plan_of(&conn, merchant, &terms, s).await?;
+        views.push(portal_dto(s, &terms, plan, own, now));
     }
     Ok(views)
 }
@@ -140,7 +142,8 @@ pub async fn portal_get(
     } else {
         Vec::new()
     };
-    let view = portal_dto(&s, &terms, &discounts, now);
+    let plan = plan_of(&conn, scope.merchant, &terms, &s).await?;
+    let view = portal_dto(&s, &terms, plan, &discounts, now);
     Ok((s, view))
 }
 
@@ -190,7 +193,32 @@ pub(crate) async fn portal_view_reading(
         },
     )
     .await?;
-    Ok(portal_dto(s, &terms, &discounts, now))
+    let plan = plan_of(&conn, merchant, &terms, s).await?;
+    Ok(portal_dto(s, &terms, plan, &discounts, now))
+}
+
+/// The plan the subscription is on, retired or not: from the product's cached terms (no
+/// statement), else read (a product with more plans than the terms keep).
+async fn plan_of(
+    conn: &AsyncPgConnection,
+    merchant: MerchantId,
+    terms: &PortalTerms,
+    s: &StoredSubscription,
+) -> AppResult<SubscriptionPlanDto> {
+    let id = s.subscription.plan.plan_id;
+    if let Some(plan) = terms.plan(id) {
+        return Ok(SubscriptionPlanDto::render(
+            plan,
+            &terms.product_name,
+            terms.shippable,
+        ));
+    }
+    let plan = catalog_repo::get_plan_shared(conn, merchant, id).await?;
+    Ok(SubscriptionPlanDto::render(
+        &plan,
+        &terms.product_name,
+        terms.shippable,
+    ))
 }
 
 /// A subscription as its customer sees it: with its discounts and the actions its
@@ -198,11 +226,13 @@ pub(crate) async fn portal_view_reading(
 pub(crate) fn portal_dto(
     s: &StoredSubscription,
     terms: &PortalTerms,
+    plan: SubscriptionPlanDto,
     discounts: &[StoredDiscount],
     now: DateTime<Utc>,
 ) -> PortalSubscriptionDto {
     PortalSubscriptionDto {
         subscription: SubscriptionDto::render(s, Actor::Customer).with_discounts(discounts),
+        plan,
         available_actions: available_actions(
             &s.subscription,
             &terms.policy,

@@ -272,6 +272,61 @@ pub async fn get_plan(
         .into_domain()
 }
 
+/// Most plans [`product_catalog`] reads of one product.
+pub const PRODUCT_CATALOG_PLANS: i64 = 1000;
+
+/// A product and every plan of it, retired ones too (newest first, at most
+/// [`PRODUCT_CATALOG_PLANS`]), in two statements on one connection: what names a
+/// subscription's plan in the portal whichever of them it is on, when the list of
+/// plans a subscriber may choose no longer shows it.
+pub async fn product_catalog(
+    conn: &AsyncPgConnection,
+    merchant: MerchantId,
+    product: ProductId,
+) -> StoreResult<(Product, Vec<Plan>)> {
+    let product_row = async {
+        products::table
+            .find((merchant.uuid(), product.uuid()))
+            .select(ProductRow::as_select())
+            .get_result::<ProductRow>(&mut &*conn)
+            .await
+            .map_err(StoreError::from)
+    };
+    let plan_rows = async {
+        plans::table
+            .filter(plans::merchant_id.eq(merchant.uuid()))
+            .filter(plans::product_id.eq(product.uuid()))
+            .select(PlanRow::as_select())
+            .order(plans::id.desc())
+            .limit(PRODUCT_CATALOG_PLANS)
+            .load::<PlanRow>(&mut &*conn)
+            .await
+            .map_err(StoreError::from)
+    };
+    let (product_row, plan_rows) = futures_util::future::try_join(product_row, plan_rows).await?;
+    Ok((
+        product_row.into_domain()?,
+        plan_rows
+            .into_iter()
+            .map(PlanRow::into_domain)
+            .collect::<StoreResult<_>>()?,
+    ))
+}
+
+/// One plan, active or retired, read on a shared connection.
+pub async fn get_plan_shared(
+    conn: &AsyncPgConnection,
+    merchant: MerchantId,
+    id: PlanId,
+) -> StoreResult<Plan> {
+    plans::table
+        .find((merchant.uuid(), id.uuid()))
+        .select(PlanRow::as_select())
+        .get_result::<PlanRow>(&mut &*conn)
+        .await?
+        .into_domain()
+}
+
 /// Which of `ids` are plans of the merchant's `product` (active or not).
 pub async fn plans_of_product(
     conn: &mut AsyncPgConnection,

@@ -4,6 +4,7 @@
 
 import {
   type AddressDto,
+  type CreateAddress,
   type PostalAddressDto,
   portalCreateAddress,
   portalDeleteAddress,
@@ -13,8 +14,7 @@ import {
 import { h, uniqueId } from '../dom';
 import type { Locale, MessageKey } from '../i18n';
 import { act, ExplainedFailure, type Portal, openDialog } from '../portal';
-import type { Account } from './account';
-import { planName } from './subscriptions';
+import { type Account, subscriptionName } from './account';
 
 /** `Ada Lovelace, 12 Rue des Lilas, 75011 Paris, FR`: an address (or an order's snapshot of one) on one line. */
 export function addressLine(address: PostalAddressDto): string {
@@ -42,7 +42,7 @@ export function addressBook(portal: Portal, account: Account): HTMLElement {
 function shippingTo(account: Account, address: AddressDto): string[] {
   return account.subscriptions
     .filter((subscription) => account.shipping.get(subscription.id)?.id === address.id)
-    .map((subscription) => planName(account.plans, subscription.plan_id));
+    .map(subscriptionName);
 }
 
 function addressCard(portal: Portal, account: Account, address: AddressDto): HTMLElement {
@@ -142,7 +142,9 @@ export function openAddressForm(portal: Portal, existing: AddressDto | null, ope
             if (existing) {
               await portalUpdateAddress({ client, path: { id: existing.id }, body });
             } else {
-              await portalCreateAddress({ client, body });
+              // Sent as typed: the API checks every field and names each missing one in
+              // its 422, which marks the inputs (below).
+              await portalCreateAddress({ client, body: body as unknown as CreateAddress });
             }
           } catch (error) {
             markInvalid(error, inputs);

@@ -12,8 +12,9 @@ import {
 } from '@tenure/sdk';
 import { h, uniqueId } from '../dom';
 import { act, type Portal, openDialog } from '../portal';
-import { type Account, planName, ships } from './account';
+import { type Account, ships, subscriptionName } from './account';
 import { addressLine } from './addresses';
+import { lockedLabel } from './upcoming-order';
 
 /** The panel under the subscription's details; null when there is nothing to say. */
 export function deliveryPanel(portal: Portal, account: Account, subscription: PortalSubscriptionDto): HTMLElement | null {
@@ -53,11 +54,14 @@ export function deliveryPanel(portal: Portal, account: Account, subscription: Po
 function shippingAddress(portal: Portal, account: Account, subscription: PortalSubscriptionDto): HTMLElement {
   const { locale } = portal;
   const address = account.shipping.get(subscription.id) ?? null;
-  const name = planName(account.plans, subscription.plan_id);
+  const name = subscriptionName(subscription);
+  const label = locale.t(address ? 'changeAddress' : 'chooseAddress');
+  // After the edit cutoff the next order keeps its address: the button says until when.
+  const locked = address ? lockedLabel(portal, account, subscription, label) : null;
   const change = h(
     'button',
-    { type: 'button', class: 'secondary', 'aria-label': `${locale.t(address ? 'changeAddress' : 'chooseAddress')}: ${name}` },
-    locale.t(address ? 'changeAddress' : 'chooseAddress'),
+    { type: 'button', class: 'secondary', disabled: locked !== null, 'aria-label': `${locked ?? label}: ${name}` },
+    locked ?? label,
   );
   change.addEventListener('click', () => openChooseAddress(portal, account, subscription, address, change));
   return h(
@@ -79,7 +83,7 @@ function openChooseAddress(
   opener: HTMLElement,
 ): void {
   const { locale, client } = portal;
-  const title = locale.t('chooseAddressTitle', { plan: planName(account.plans, subscription.plan_id) });
+  const title = locale.t('chooseAddressTitle', { plan: subscriptionName(subscription) });
   openDialog(title, locale, opener, (dialog) => {
     if (account.addresses.length === 0) {
       return [h('p', {}, locale.t('addAddressFirst'))];
@@ -127,6 +131,16 @@ function openChooseAddress(
 }
 
 /**
+ * Adds a button to a card's action group. `changesOrder`: the action changes what the next
+ * order ships, so after the edit cutoff the button says it is locked and is disabled.
+ */
+export type ActionButton = (
+  label: string,
+  onClick: (self: HTMLButtonElement) => void,
+  options?: { primary?: boolean; changesOrder?: boolean },
+) => void;
+
+/**
  * The skip and undo-skip buttons for the card's action group: `add(label, onClick)` is the
  * group's own button maker, so these sit with pause and cancel.
  */
@@ -134,7 +148,7 @@ export function skipActions(
   portal: Portal,
   account: Account,
   subscription: PortalSubscriptionDto,
-  add: (label: string, onClick: (self: HTMLButtonElement) => void) => void,
+  add: ActionButton,
 ): void {
   const { locale, client } = portal;
   const shipping = ships(account, subscription);
@@ -145,6 +159,7 @@ export function skipActions(
         await portalSkipRenewal({ client, path: { id: subscription.id } });
         return locale.t(shipping ? 'done_skipDelivery' : 'done_skipRenewal', { date: locale.date(skip.renewal_at) });
       }),
+      { changesOrder: shipping },
     );
   }
   // Unskip takes back the last skip (the latest renewal skipped).
@@ -155,6 +170,7 @@ export function skipActions(
         await portalUnskipRenewal({ client, path: { id: subscription.id } });
         return locale.t(shipping ? 'done_unskipDelivery' : 'done_unskipRenewal', { date: locale.date(last.renewal_at) });
       }),
+      { changesOrder: shipping },
     );
   }
 }

@@ -12,13 +12,15 @@ import {
 import { h } from '../dom';
 import type { Locale } from '../i18n';
 import { act, type Portal } from '../portal';
-import { type Account, planName } from './account';
+import { type Account, subscriptionName } from './account';
 import { openCancel } from './cancel';
 import { cancellationRequestPanel } from './cancellation-request';
 import { openChangePlan } from './change-plan';
 import { openChangeQuantity } from './change-quantity';
-import { deliveryPanel, skipActions } from './delivery';
+import { type ActionButton, deliveryPanel, skipActions } from './delivery';
 import { openPause } from './pause';
+import { stockPanel } from './stock';
+import { lockedLabel, upcomingOrderPanel } from './upcoming-order';
 
 export { type PlanDirectory, planName } from './account';
 
@@ -45,8 +47,7 @@ export function priceText(locale: Locale, price: PortalPlanDto['price'], interva
 
 function card(portal: Portal, account: Account, subscription: PortalSubscriptionDto): HTMLElement {
   const { locale } = portal;
-  const { plans } = account;
-  const name = planName(plans, subscription.plan_id);
+  const name = subscriptionName(subscription);
   const headingId = `subscription-${subscription.id}`;
   return h(
     'article',
@@ -75,6 +76,8 @@ function card(portal: Portal, account: Account, subscription: PortalSubscription
       : null,
     scheduledChanges(portal, subscription),
     deliveryPanel(portal, account, subscription),
+    upcomingOrderPanel(portal, account, subscription),
+    stockPanel(portal, account, subscription),
     cancellationRequestPanel(portal, subscription),
     actions(portal, account, subscription, name),
   );
@@ -153,18 +156,19 @@ function actions(portal: Portal, account: Account, subscription: PortalSubscript
   const { plans } = account;
   const allowed = subscription.available_actions;
   const buttons: HTMLButtonElement[] = [];
-  const button = (label: string, onClick: (self: HTMLButtonElement) => void, primary = false) => {
-    const element = h('button', { type: 'button', class: primary ? 'primary' : 'secondary' }, label);
+  const button: ActionButton = (label, onClick, options = {}) => {
+    const locked = options.changesOrder ? lockedLabel(portal, account, subscription, label) : null;
+    const element = h('button', { type: 'button', class: options.primary ? 'primary' : 'secondary', disabled: locked !== null }, locked ?? label);
     element.addEventListener('click', () => onClick(element));
     buttons.push(element);
   };
   if (allowed.change_plan && allowed.change_plan.plan_ids.length > 0) {
     const choices = allowed.change_plan.plan_ids;
-    button(locale.t('changePlan'), (self) => openChangePlan(portal, subscription, choices, plans, self), true);
+    button(locale.t('changePlan'), (self) => openChangePlan(portal, subscription, choices, plans, self), { primary: true, changesOrder: true });
   }
   if (allowed.change_quantity) {
     const limits = allowed.change_quantity;
-    button(locale.t('changeQuantity'), (self) => openChangeQuantity(portal, subscription, limits, self));
+    button(locale.t('changeQuantity'), (self) => openChangeQuantity(portal, subscription, limits, self), { changesOrder: true });
   }
   skipActions(portal, account, subscription, button);
   if (allowed.pause) {

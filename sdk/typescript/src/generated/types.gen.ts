@@ -530,16 +530,16 @@ export type CreateAddress = {
     /**
      * Who receives the parcel.
      */
-    name?: string | null;
-    line1?: string | null;
+    name: string;
+    line1: string;
     line2?: string | null;
-    city?: string | null;
+    city: string;
     /**
      * State, province or region, where the country has them.
      */
     state?: string | null;
     postal_code?: string | null;
-    country?: string | null;
+    country: string;
     phone?: string | null;
 };
 
@@ -2803,6 +2803,11 @@ export type PortalPolicyInput = {
  * A subscription as the portal shows it: with the actions the policy allows now.
  */
 export type PortalSubscriptionDto = SubscriptionDto & {
+    /**
+     * The plan the subscription is on, named even after the merchant retired it (the
+     * portal's list of plans to choose from no longer shows a retired one).
+     */
+    plan: SubscriptionPlanDto;
     available_actions: AvailableActionsDto;
 };
 
@@ -3566,6 +3571,29 @@ export type SubscriptionDto = {
     discounts?: Array<SubscriptionDiscountDto> | null;
     created_at: string;
     updated_at: string;
+};
+
+/**
+ * The plan a subscription is on, as its subscriber sees it: its name and its product's,
+ * whether it is still offered (`active`), whether it ships, and its variant. What the
+ * subscription costs is the subscription's own `price` and cadence (a subscriber may keep
+ * a price the plan no longer has).
+ */
+export type SubscriptionPlanDto = {
+    id: string;
+    name: string;
+    product_id: string;
+    product_name: string;
+    /**
+     * False once the merchant retired the plan: nobody new may choose it, and its
+     * subscribers keep it.
+     */
+    active: boolean;
+    /**
+     * Whether the product ships something each period (a shipping address and orders).
+     */
+    shippable: boolean;
+    variant?: VariantDto | null;
 };
 
 /**
