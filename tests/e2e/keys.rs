@@ -1132,3 +1132,45 @@ async fn exports_and_portal_settings_need_scopes_of_their_own() {
         .await
         .expect(200);
 }
+
+#[actix_web::test]
+async fn a_body_with_nul_is_audited_with_it_replaced_beside_concurrent_requests() {
+    let app = TestApp::new().await;
+    let m = app.merchant("Acme").await;
+    // PostgreSQL's jsonb refuses "\u0000": the entry of a request carrying it must neither
+    // be lost nor take the entries written in the same batch with it.
+    let send = |n: usize| {
+        let body = if n == 7 {
+            json!({"external_id": 7, "na\u{0}me": "A\u{0}da"})
+        } else {
+            json!({"external_id": format!("c{n}"), "email": format!("c{n}@example.com")})
+        };
+        let app = &app;
+        let key = m.key.clone();
+        async move {
+            app.request(Method::POST, "/v1/customers")
+                .bearer(&key)
+                .json(&body)
+                .send()
+                .await
+        }
+    };
+    let answers = futures_util::future::join_all((0..24).map(send)).await;
+    for (n, res) in answers.into_iter().enumerate() {
+        res.expect(if n == 7 { 422 } else { 201 });
+    }
+    let entries = audit_events(&app, &m.key, "").await;
+    let ours: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["route"] == "/v1/customers")
+        .collect();
+    assert_eq!(ours.len(), 24, "every request's entry landed: {entries:?}");
+    let nul = ours
+        .iter()
+        .find(|e| e["status"] == 422)
+        .expect("the refused request's entry");
+    assert_eq!(
+        nul["request_body"],
+        json!({"external_id": 7, "na\u{FFFD}me": "A\u{FFFD}da"})
+    );
+}

@@ -472,6 +472,38 @@ async fn a_paid_period_makes_an_order_that_is_fulfilled_shipped_and_delivered_on
     assert_eq!(context["last_shipment"]["status"], "delivered");
     assert_eq!(context["last_shipment"]["carrier"], "UPS");
     assert!(context["last_shipment"]["delivered_at"].is_string());
+    // Orders are order data: a key that reads customers only gets the context without
+    // them; with `orders:read` too, it gets them.
+    let restricted = |scopes: &'static [&'static str]| {
+        let app = &app;
+        let key = m.key.clone();
+        async move {
+            app.by(&key)
+                .post(
+                    "/v1/api_keys",
+                    &serde_json::json!({"name": "crm", "scopes": scopes}),
+                )
+                .await
+                .expect(201)
+                .body["secret"]
+                .as_str()
+                .expect("the secret")
+                .to_owned()
+        }
+    };
+    let crm = restricted(&["customers:read"]).await;
+    let without = app
+        .get_ok(&format!("/v1/customers/{customer}/context"), &crm)
+        .await;
+    assert!(without.get("recent_orders").is_none(), "{without}");
+    assert!(without["last_shipment"].is_null(), "{without}");
+    assert!(without.get("credit_balances").is_none());
+    let fulfilment = restricted(&["customers:read", "orders:read"]).await;
+    let with = app
+        .get_ok(&format!("/v1/customers/{customer}/context"), &fulfilment)
+        .await;
+    assert_eq!(with["recent_orders"][0]["id"], id.as_str());
+    assert_eq!(with["last_shipment"]["order_id"], id.as_str());
     for event in ["order.fulfilled", "order.shipped", "order.delivered"] {
         assert_eq!(count_events(&app, &id, event).await, 1, "{event}");
     }

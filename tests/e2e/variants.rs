@@ -471,3 +471,43 @@ async fn a_swap_mid_period_is_prorated_exactly_and_the_next_order_ships_the_new_
     let mine = app.get_ok("/v1/portal/orders", &token).await;
     assert_eq!(mine["data"][0]["lines"][0]["variant"], earl_grey);
 }
+
+#[actix_web::test]
+async fn plans_of_two_products_created_at_once_with_one_sku_are_not_both_accepted() {
+    let app = TestApp::new().await;
+    let m = app.merchant("Variants").await;
+    let coffee = product(&app, &m, json!({"name": "Coffee", "shippable": true})).await;
+    let tea = product(&app, &m, json!({"name": "Tea", "shippable": true})).await;
+    let create = |product: String, sku: String| {
+        let app = &app;
+        let key = m.key.clone();
+        async move {
+            app.by(&key)
+                .post(
+                    "/v1/plans",
+                    &json!({"product_id": product, "name": "Monthly",
+                        "price": {"amount": 900, "currency": "EUR"}, "interval": "month",
+                        "variant": {"name": "Box", "sku": sku}}),
+                )
+                .await
+        }
+    };
+    // Several pairs, each sent together: each pair's check and insert would interleave.
+    for n in 0..6 {
+        let sku = format!("BOX-{n}");
+        let (a, b) = tokio::join!(
+            create(coffee.clone(), sku.clone()),
+            create(tea.clone(), sku.clone())
+        );
+        let mut statuses = [a.status.as_u16(), b.status.as_u16()];
+        statuses.sort_unstable();
+        assert_eq!(statuses, [201, 422], "pair {n}: {:?} {:?}", a.body, b.body);
+        let refused = if a.status.as_u16() == 422 {
+            &a.body
+        } else {
+            &b.body
+        };
+        assert_eq!(refused["code"], "validation_failed");
+        assert_eq!(fields(refused), ["variant.sku"]);
+    }
+}

@@ -7,6 +7,7 @@
 //! id: the API runs the handler inside [`acting`], and `events::record_event` reads it,
 //! so no use case has to pass it along.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
@@ -14,7 +15,7 @@ use serde_json::Value;
 use tenure_domain::ids::{ApiKeyTag, AuditEventId, AuditEventTag, GenerateId, MerchantId};
 use tenure_store::repo::audit_events::{self as repo, AuditEventRow, AuditFilter};
 use tenure_store::repo::events::EventActor;
-use tenure_store::{Db, Page, PageRequest};
+use tenure_store::{Db, Page, PageRequest, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::App;
@@ -147,18 +148,49 @@ pub async fn record(state: &App, event: NewAuditEvent) -> AppResult<AuditEventId
         merchant_id: event.merchant.uuid(),
         id: id.uuid(),
         api_key_id: event.actor.api_key,
-        agent: event.actor.agent,
-        method: event.method,
-        route: event.route,
-        resource_id: event.resource_id,
-        request_id: event.actor.request_id,
-        idempotency_key: event.idempotency_key,
+        agent: event.actor.agent.map(storable),
+        method: storable(event.method),
+        route: storable(event.route),
+        resource_id: event.resource_id.map(storable),
+        request_id: storable(event.actor.request_id),
+        idempotency_key: event.idempotency_key.map(storable),
         status: i16::try_from(event.status).unwrap_or(i16::MAX),
-        request_body: event.request_body.as_ref().map(redact),
+        request_body: event
+            .request_body
+            .as_ref()
+            .map(|b| storable_json(redact(b))),
         created_at: event.at,
     };
     state.audit_log.write(&state.db, row).await?;
     Ok(id)
+}
+
+/// What stands in for NUL, which PostgreSQL's `text` and `jsonb` cannot hold: the
+/// Unicode replacement character.
+pub const NUL_REPLACEMENT: char = '\u{FFFD}';
+
+/// `text` with every NUL replaced by [`NUL_REPLACEMENT`], so that no caller's input can
+/// make the insert fail (and with it the other entries of its batch).
+fn storable(text: String) -> String {
+    if text.contains('\0') {
+        text.replace('\0', &NUL_REPLACEMENT.to_string())
+    } else {
+        text
+    }
+}
+
+/// A JSON value with NUL replaced in every string and every key, at any depth.
+fn storable_json(value: Value) -> Value {
+    match value {
+        Value::String(text) => Value::String(storable(text)),
+        Value::Array(items) => Value::Array(items.into_iter().map(storable_json).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(key, value)| (storable(key), storable_json(value)))
+                .collect(),
+        ),
+        other => other,
+    }
 }
 
 /// The most entries one insert takes.
@@ -174,11 +206,28 @@ const QUEUE: usize = 4_096;
 /// of per request is what keeps the trail within a tenth of a merchant write's cost
 /// (BENCHMARKS.md, "Issue 20").
 ///
-/// The writer is a task spawned by the first entry, on that caller's runtime; should
-/// that runtime end (an HTTP worker restarted), the next entry spawns another.
+/// The writer runs on a thread of its own (`tenure-audit`, with a single-threaded
+/// runtime), not on any request's worker: a worker that stops or restarts, or is slow,
+/// takes no one else's entry with it. `tenure serve` starts it at start-up with a
+/// connection of its own ([`AuditLog::start`]) and, once the HTTP server has stopped,
+/// [`AuditLog::shutdown`] writes what is still queued and waits for the thread. Where
+/// nothing started it (tests, other commands), the first entry starts it with the
+/// caller's pool. It stops by itself when every handle on the log is gone.
 #[derive(Clone, Default)]
 pub struct AuditLog {
-    queue: Arc<Mutex<Option<mpsc::Sender<Queued>>>>,
+    writer: Arc<Mutex<Writer>>,
+    inserts: Arc<AtomicU64>,
+}
+
+#[derive(Default)]
+enum Writer {
+    #[default]
+    NotStarted,
+    Running {
+        queue: mpsc::Sender<Queued>,
+        thread: std::thread::JoinHandle<()>,
+    },
+    Stopped,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -192,45 +241,129 @@ struct Queued {
     written: oneshot::Sender<Result<(), String>>,
 }
 
+fn stopped() -> AppError {
+    AppError::Unavailable("the audit writer stopped".to_owned())
+}
+
 impl AuditLog {
+    /// The inserts the writer has made so far (a batch that failed and was written in
+    /// halves counts each try): what tests compare with the entries written.
+    pub fn inserts(&self) -> u64 {
+        self.inserts.load(Ordering::Relaxed)
+    }
+
+    /// Starts the writer now, on its own thread, writing through `db` (a pool of its
+    /// own: one connection is all it uses). Does nothing if it runs already.
+    pub fn start(&self, db: Db) -> std::io::Result<()> {
+        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        if matches!(*writer, Writer::NotStarted) {
+            *writer = self.spawn(db)?;
+        }
+        Ok(())
+    }
+
+    fn spawn(&self, db: Db) -> std::io::Result<Writer> {
+        let (queue, receiver) = mpsc::channel(QUEUE);
+        let inserts = self.inserts.clone();
+        let thread = std::thread::Builder::new()
+            .name("tenure-audit".to_owned())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime.block_on(write_batches(db, receiver, inserts)),
+                    // The queue closes with the receiver: every entry is refused as
+                    // unavailable, and logged by its caller.
+                    Err(err) => tracing::error!(error = %err, "the audit writer could not start"),
+                }
+            })?;
+        Ok(Writer::Running { queue, thread })
+    }
+
+    /// Stops taking entries, writes every entry already queued, and waits until the
+    /// writer's thread has ended. An entry recorded afterwards is refused as unavailable
+    /// (and logged by its caller). For the end of a graceful shutdown, once the HTTP
+    /// server has answered its last request.
+    pub async fn shutdown(&self) {
+        let writer = std::mem::replace(
+            &mut *self.writer.lock().unwrap_or_else(PoisonError::into_inner),
+            Writer::Stopped,
+        );
+        if let Writer::Running { queue, thread } = writer {
+            // The writer's receive ends once the last sender is gone and the queue is
+            // empty.
+            drop(queue);
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+
     async fn write(&self, db: &Db, row: AuditEventRow) -> AppResult<()> {
         let (written, done) = oneshot::channel();
-        self.sender(db)
+        self.sender(db)?
             .send(Queued { row, written })
             .await
-            .map_err(|_| AppError::Unavailable("the audit writer stopped".to_owned()))?;
+            .map_err(|_| stopped())?;
         done.await
-            .map_err(|_| AppError::Unavailable("the audit writer stopped".to_owned()))?
+            .map_err(|_| stopped())?
             .map_err(AppError::Unavailable)
     }
 
-    fn sender(&self, db: &Db) -> mpsc::Sender<Queued> {
-        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        match queue.as_ref() {
-            Some(sender) if !sender.is_closed() => sender.clone(),
-            _ => {
-                let (sender, receiver) = mpsc::channel(QUEUE);
-                tokio::spawn(write_batches(db.clone(), receiver));
-                *queue = Some(sender.clone());
-                sender
-            }
+    fn sender(&self, db: &Db) -> AppResult<mpsc::Sender<Queued>> {
+        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        if matches!(*writer, Writer::NotStarted) {
+            *writer = self
+                .spawn(db.clone())
+                .map_err(|err| AppError::Unavailable(format!("the audit writer: {err}")))?;
+        }
+        match &*writer {
+            Writer::Running { queue, .. } => Ok(queue.clone()),
+            _ => Err(stopped()),
         }
     }
 }
 
-async fn write_batches(db: Db, mut queue: mpsc::Receiver<Queued>) {
+async fn write_batches(db: Db, mut queue: mpsc::Receiver<Queued>, inserts: Arc<AtomicU64>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (rows, replies): (Vec<_>, Vec<_>) = batch.drain(..).map(|q| (q.row, q.written)).unzip();
+        write_split(&db, rows, replies, &inserts).await;
+    }
+}
+
+/// Writes `rows` in one insert and answers each waiter. Should the insert fail for
+/// anything but the database being out of reach, each half is written on its own, down
+/// to single rows: one row the database refuses fails alone, and every other entry of
+/// its batch is written.
+async fn write_split(
+    db: &Db,
+    rows: Vec<AuditEventRow>,
+    replies: Vec<oneshot::Sender<Result<(), String>>>,
+    inserts: &AtomicU64,
+) {
+    let mut parts = vec![(rows, replies)];
+    while let Some((mut rows, mut replies)) = parts.pop() {
         let result = async {
             let mut conn = db.conn().await?;
+            inserts.fetch_add(1, Ordering::Relaxed);
             repo::insert_batch(&mut conn, &rows).await
         }
-        .await
-        .map_err(|err| err.to_string());
-        for reply in replies {
-            // A caller that gave up waiting (its request was dropped) needs no answer.
-            let _ = reply.send(result.clone());
+        .await;
+        match result {
+            Err(err) if rows.len() > 1 && !matches!(err, StoreError::Unavailable(_)) => {
+                tracing::warn!(error = %err, rows = rows.len(), "an audit batch failed; writing it in halves");
+                let half = rows.len() / 2;
+                let (tail_rows, tail_replies) = (rows.split_off(half), replies.split_off(half));
+                parts.push((tail_rows, tail_replies));
+                parts.push((rows, replies));
+            }
+            result => {
+                let result = result.map_err(|err| err.to_string());
+                for reply in replies {
+                    // A caller that gave up waiting (its request was dropped) needs no answer.
+                    let _ = reply.send(result.clone());
+                }
+            }
         }
     }
 }

@@ -143,6 +143,9 @@ fn parse_variant(v: &mut Validator, input: &VariantInput) -> Option<Variant> {
 }
 
 /// A SKU names one product's goods: refused when a plan of another product carries it.
+/// The check holds the merchant's lock on the SKU until the caller's transaction (which
+/// writes the plan) ends, so two plans of different products written at once with the
+/// same SKU cannot both pass it.
 async fn refuse_sku_of_another_product(
     conn: &mut AsyncPgConnection,
     merchant: MerchantId,
@@ -151,6 +154,7 @@ async fn refuse_sku_of_another_product(
     let Some(sku) = plan.variant.as_ref().and_then(|v| v.sku.as_deref()) else {
         return Ok(());
     };
+    repo::lock_sku(conn, merchant, sku).await?;
     let products = repo::products_with_sku(conn, merchant, sku, plan.id).await?;
     if let Some(other) = products.iter().find(|p| **p != plan.product_id) {
         return Err(AppError::field(

@@ -256,7 +256,7 @@ pub fn render(
         segments: facts.segments.clone(),
         credit_balances: None,
         overrides: None,
-        recent_orders: Vec::new(),
+        recent_orders: None,
         last_shipment: None,
         computed_at: facts.now,
     }
@@ -270,13 +270,15 @@ const CONTEXT_ORDERS: i64 = 5;
 
 /// `GET /v1/customers/{id}/context`: one consistent snapshot (repeatable read). The
 /// billing data (credit balances, agents' overrides) only `with_billing` (a key that may
-/// read billing: `billing:read`); orders and the last shipment are service data, shown
-/// to every key that reads customers.
+/// read billing: `billing:read`); the recent orders and the last shipment only
+/// `with_orders` (a key that may read orders: `orders:read`, which reads the same
+/// orders, amounts included, at `GET /v1/orders`).
 pub async fn get_context(
     state: &App,
     merchant: MerchantId,
     customer: CustomerId,
     with_billing: bool,
+    with_orders: bool,
 ) -> AppResult<CustomerContextDto> {
     let now = state.now();
     let mut conn = state.db.conn().await?;
@@ -292,22 +294,26 @@ pub async fn get_context(
                 .collect();
             let lifecycle = repo::lifecycle_events_of(conn, merchant, &sub_ids).await?;
             let mut ctx = render(&facts, lifecycle);
-            let orders = tenure_store::repo::orders::recent_of_customer(
-                conn,
-                merchant,
-                customer,
-                CONTEXT_ORDERS,
-            )
-            .await?;
-            ctx.recent_orders = orders
-                .iter()
-                .map(crate::dto::orders::OrderDto::from)
-                .collect();
-            ctx.last_shipment =
-                tenure_store::repo::orders::last_shipped_of_customer(conn, merchant, customer)
-                    .await?
-                    .as_ref()
-                    .and_then(crate::dto::context::LastShipmentDto::of);
+            if with_orders {
+                let orders = tenure_store::repo::orders::recent_of_customer(
+                    conn,
+                    merchant,
+                    customer,
+                    CONTEXT_ORDERS,
+                )
+                .await?;
+                ctx.recent_orders = Some(
+                    orders
+                        .iter()
+                        .map(crate::dto::orders::OrderDto::from)
+                        .collect(),
+                );
+                ctx.last_shipment =
+                    tenure_store::repo::orders::last_shipped_of_customer(conn, merchant, customer)
+                        .await?
+                        .as_ref()
+                        .and_then(crate::dto::context::LastShipmentDto::of);
+            }
             if !with_billing {
                 return Ok(ctx);
             }

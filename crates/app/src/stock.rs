@@ -189,6 +189,10 @@ pub async fn list_notices(
     Ok(repo::list_notices(&mut conn, merchant, plan, 20).await?)
 }
 
+/// A swap's refusal when its substitute plan can no longer be bought (deactivated, or
+/// its product archived, after the notice was posted): the subscriber ships anyway.
+pub const SUBSTITUTE_UNAVAILABLE: &str = "substitute_plan_unavailable";
+
 /// What one batch did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchOutcome {
@@ -214,8 +218,11 @@ pub async fn fan_out_batch_in_tx(
     let last = candidates.last().map(|(s, _)| *s).or(notice.cursor);
     let done = (candidates.len() as i64) < limit;
     // The plan change a swap makes: the same for every subscriber of the plan (they
-    // share its product), so read once, with the first subscriber locked.
-    let mut swap: Option<PlanChangeRequest> = None;
+    // share its product), so read once, with the first subscriber locked. When the
+    // substitute can no longer be bought (deactivated, its product archived since the
+    // notice was posted), that is every subscriber's refusal: each is notified with
+    // the code and ships anyway, and the fan-out goes on.
+    let mut swap: Option<Result<PlanChangeRequest, &'static str>> = None;
     let mut recipients = Vec::with_capacity(candidates.len());
     for (sub, customer) in candidates {
         let mut recipient = Recipient {
@@ -255,10 +262,23 @@ pub async fn fan_out_batch_in_tx(
                                 let to = notice.change.substitute_plan_id.ok_or_else(|| {
                                     AppError::internal("a swap without its substitute")
                                 })?;
-                                *swap.insert(plan_change_request(conn, merchant, before, to).await?)
+                                *swap.insert(
+                                    match plan_change_request(conn, merchant, before, to).await {
+                                        Ok(request) => Ok(request),
+                                        Err(AppError::Validation(_)) => Err(SUBSTITUTE_UNAVAILABLE),
+                                        Err(other) => return Err(other),
+                                    },
+                                )
                             }
                         };
-                        swap_to(before, &request, &locked.policy, at)
+                        match request {
+                            Ok(request) => swap_to(before, &request, &locked.policy, at),
+                            Err(code) => {
+                                recipient.not_applied_code = Some(code.to_owned());
+                                recipients.push(recipient);
+                                continue;
+                            }
+                        }
                     }
                 };
                 match transition {

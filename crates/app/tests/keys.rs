@@ -322,6 +322,12 @@ async fn entries_of_concurrent_requests_are_each_written_once_with_their_own_fie
         .collect::<Result<Vec<_>, _>>()
         .expect("every entry recorded");
     assert_eq!(ids.len(), 60);
+    // Written in batches: fewer inserts than entries (one per request would be 60).
+    let inserts = w.app.audit_log.inserts();
+    assert!(
+        (1..30).contains(&inserts),
+        "{inserts} inserts for 60 entries queued together"
+    );
 
     let mut listed = Vec::new();
     let mut starting_after = None;
@@ -419,4 +425,206 @@ async fn an_abandoned_look_at_the_replica_does_not_stop_later_looks() {
         "the next read looks again"
     );
     held.abort();
+
+/// A list of every entry of the first merchant, oldest first.
+async fn all_entries(w: &World) -> Vec<tenure_app::dto::access::AuditEventDto> {
+    let mut listed = Vec::new();
+    let mut starting_after = None;
+    loop {
+        let page = audit::list(
+            &w.app,
+            w.first.merchant,
+            AuditFilterParams {
+                api_key: None,
+                agent: None,
+                resource_id: None,
+                created_from: None,
+                created_to: None,
+            },
+            &ListParams {
+                limit: Some(100),
+                starting_after: starting_after.clone(),
+            },
+        )
+        .await
+        .expect("listed");
+        starting_after = page.items.last().map(|e| e.id.clone());
+        let more = page.has_more;
+        listed.extend(page.items);
+        if !more {
+            return listed;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_row_the_database_refuses_fails_alone_and_its_batch_is_written() {
+    let w = world().await;
+    let entry = |n: usize, merchant| audit::NewAuditEvent {
+        merchant,
+        actor: EventActor {
+            api_key: w.first.key.uuid(),
+            agent: None,
+            request_id: format!("req-{n}"),
+        },
+        method: "POST".into(),
+        route: "/v1/customers".into(),
+        resource_id: Some(format!("cus_{n}")),
+        idempotency_key: None,
+        status: 201,
+        request_body: Some(serde_json::json!({"n": n})),
+        at: w.app.now(),
+    };
+    // Entry 17 names a merchant that does not exist: its row breaks the foreign key.
+    let stranger = tenure_domain::ids::MerchantId::from_uuid(uuid::Uuid::now_v7());
+    let results = futures_util::future::join_all((0..40).map(|n| {
+        let merchant = if n == 17 { stranger } else { w.first.merchant };
+        audit::record(&w.app, entry(n, merchant))
+    }))
+    .await;
+    for (n, result) in results.iter().enumerate() {
+        assert_eq!(result.is_ok(), n != 17, "entry {n}: {result:?}");
+    }
+    let listed = all_entries(&w).await;
+    assert_eq!(listed.len(), 39, "every other entry was written, once");
+}
+
+#[tokio::test]
+async fn nul_in_a_body_s_keys_and_strings_is_replaced_and_the_entry_written() {
+    let w = world().await;
+    let entry = |n: usize, body: serde_json::Value, resource: &str| audit::NewAuditEvent {
+        merchant: w.first.merchant,
+        actor: EventActor {
+            api_key: w.first.key.uuid(),
+            agent: Some("bot".into()),
+            request_id: format!("req-{n}"),
+        },
+        method: "POST".into(),
+        route: "/v1/customers/{id}".into(),
+        resource_id: Some(resource.to_owned()),
+        idempotency_key: None,
+        status: 422,
+        request_body: Some(body),
+        at: w.app.now(),
+    };
+    let results = futures_util::future::join_all((0..30).map(|n| {
+        if n == 5 {
+            audit::record(
+                &w.app,
+                entry(
+                    n,
+                    serde_json::json!({"na\u{0}me": "A\u{0}da", "tags": ["x\u{0}"]}),
+                    "cus_\u{0}5",
+                ),
+            )
+        } else {
+            audit::record(&w.app, entry(n, serde_json::json!({"n": n}), "cus_1"))
+        }
+    }))
+    .await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let listed = all_entries(&w).await;
+    assert_eq!(listed.len(), 30);
+    let nul = listed
+        .iter()
+        .find(|e| e.request_id == "req-5")
+        .expect("the entry with NUL");
+    assert_eq!(
+        nul.request_body,
+        Some(serde_json::json!({"na\u{FFFD}me": "A\u{FFFD}da", "tags": ["x\u{FFFD}"]}))
+    );
+    assert_eq!(nul.resource_id.as_deref(), Some("cus_\u{FFFD}5"));
+}
+
+/// An entry for the first merchant, told apart by `n`.
+fn numbered_entry(w: &World, n: usize) -> audit::NewAuditEvent {
+    audit::NewAuditEvent {
+        merchant: w.first.merchant,
+        actor: EventActor {
+            api_key: w.first.key.uuid(),
+            agent: None,
+            request_id: format!("req-{n}"),
+        },
+        method: "POST".into(),
+        route: "/v1/customers".into(),
+        resource_id: Some(format!("cus_{n}")),
+        idempotency_key: None,
+        status: 201,
+        request_body: None,
+        at: w.app.now(),
+    }
+}
+
+#[tokio::test]
+async fn the_writer_outlives_and_does_not_wait_for_the_worker_that_sent_the_first_entry() {
+    let w = world().await;
+    // An HTTP worker is a single-threaded runtime. The first entry comes from one; then a
+    // slow handler blocks that worker's thread for three seconds.
+    let (started, blocked) = std::sync::mpsc::channel();
+    let worker = {
+        let app = w.app.clone();
+        let first = numbered_entry(&w, 0);
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async {
+                audit::record(&app, first).await.expect("the first entry");
+                started.send(()).expect("told");
+                std::thread::sleep(std::time::Duration::from_secs(3));
+            });
+        })
+    };
+    tokio::task::spawn_blocking(move || blocked.recv())
+        .await
+        .expect("joined")
+        .expect("the first entry was written");
+    // Another worker's entry is written while the first worker is stuck.
+    let began = std::time::Instant::now();
+    audit::record(&w.app, numbered_entry(&w, 1))
+        .await
+        .expect("the second entry");
+    assert!(
+        began.elapsed() < std::time::Duration::from_secs(2),
+        "written in {:?}, not after the blocked worker",
+        began.elapsed()
+    );
+    // The first worker's runtime ends; entries still land.
+    tokio::task::spawn_blocking(move || worker.join())
+        .await
+        .expect("joined")
+        .expect("the worker ended");
+    for n in 2..5 {
+        audit::record(&w.app, numbered_entry(&w, n))
+            .await
+            .expect("an entry after the first worker ended");
+    }
+    assert_eq!(all_entries(&w).await.len(), 5);
+}
+
+#[tokio::test]
+async fn a_shutdown_writes_what_is_queued_and_then_refuses() {
+    let w = world().await;
+    let log = w.app.audit_log.clone();
+    let (written, ()) = tokio::join!(
+        futures_util::future::join_all(
+            (0..50).map(|n| audit::record(&w.app, numbered_entry(&w, n)))
+        ),
+        async {
+            tokio::task::yield_now().await;
+            log.shutdown().await;
+        }
+    );
+    let accepted = written.iter().filter(|r| r.is_ok()).count();
+    assert!(accepted > 0, "{written:?}");
+    assert_eq!(
+        all_entries(&w).await.len(),
+        accepted,
+        "every entry answered as written is in the trail"
+    );
+    assert!(matches!(
+        audit::record(&w.app, numbered_entry(&w, 99)).await,
+        Err(AppError::Unavailable(_))
+    ));
 }

@@ -45,18 +45,25 @@ pub const LIFECYCLE_BATCH: usize = 100;
 pub const NOTICE_BATCH: usize = 100;
 
 /// Stock-notice batches (of [`stock::STOCK_BATCH`] subscribers, one transaction each) per
-/// round of the lifecycle loop; a full round starts the next at once.
-pub const STOCK_BATCHES: usize = 20;
+/// pass of the lifecycle loop. A pass that used them all starts the next pass at once,
+/// so a large fan-out goes on back to back, but every few batches the scheduled changes,
+/// expiries and notices due meanwhile are handled first: with a skip applied to each
+/// subscriber a batch takes about 0.7 s (BENCHMARKS.md), so they wait a few seconds at
+/// most, not the whole fan-out.
+pub const STOCK_BATCHES: usize = 4;
 
 /// How often the purge of records past their retention runs (on the lifecycle loop).
 pub const PURGE_EVERY: Duration = Duration::from_secs(60);
 
 /// Applies due scheduled changes (pause starts and ends, cancellations, plan changes,
-/// trial ends) and expires unpaid signups forever, back to back while a backlog remains, then sends the notices due
-/// (access ending, card expiring) and the batches of stock notices, and every [`PURGE_EVERY`] purges what is past its
-/// retention. The notices and the purge ride on this loop rather than loops of their own
-/// so that they need no connection more than the loops had: each round of notices is two
-/// index range scans when nothing is due, and a purge is a few bounded batches.
+/// trial ends) and expires unpaid signups, back to back while a backlog remains, then
+/// sends the notices due (access ending, card expiring), runs at most [`STOCK_BATCHES`]
+/// batches of stock notices, and every [`PURGE_EVERY`] purges what is past its retention
+/// ([`lifecycle_pass`]); passes follow each other at once while stock notices remain,
+/// else one a tick. The notices and the purge ride on this loop rather than loops of
+/// their own so that they need no connection more than the loops had: each round of
+/// notices is index range scans when nothing is due, and a purge is a few bounded
+/// batches.
 pub async fn lifecycle_loop(state: App, interval: Duration) {
     let mut last_purge: Option<std::time::Instant> = None;
     let mut ticker = tokio::time::interval(interval);
@@ -67,74 +74,78 @@ pub async fn lifecycle_loop(state: App, interval: Duration) {
     );
     loop {
         ticker.tick().await;
-        loop {
-            match lifecycle::run_due_changes(&state, state.now(), LIFECYCLE_BATCH).await {
-                Ok(n) if n >= LIFECYCLE_BATCH => continue,
-                Ok(n) => {
-                    if n > 0 {
-                        tracing::info!(applied = n, "scheduled changes applied");
-                    }
-                    break;
+        while lifecycle_pass(&state, &mut last_purge).await {}
+    }
+}
+
+/// One pass of [`lifecycle_loop`]; `last_purge` is when the purge last ran. Returns
+/// whether stock notices may have batches left (the pass used all it may run).
+pub async fn lifecycle_pass(state: &App, last_purge: &mut Option<std::time::Instant>) -> bool {
+    loop {
+        match lifecycle::run_due_changes(state, state.now(), LIFECYCLE_BATCH).await {
+            Ok(n) if n >= LIFECYCLE_BATCH => continue,
+            Ok(n) => {
+                if n > 0 {
+                    tracing::info!(applied = n, "scheduled changes applied");
                 }
-                Err(err) => {
-                    tracing::warn!(error = %err, cause = ?err, "lifecycle worker round failed");
-                    break;
-                }
+                break;
             }
-        }
-        loop {
-            match lifecycle::run_incomplete_expiry(&state, state.now(), LIFECYCLE_BATCH).await {
-                Ok(n) if n >= LIFECYCLE_BATCH => continue,
-                Ok(n) => {
-                    if n > 0 {
-                        tracing::info!(expired = n, "incomplete subscriptions expired");
-                    }
-                    break;
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, cause = ?err, "incomplete expiry round failed");
-                    break;
-                }
-            }
-        }
-        loop {
-            match notices::run_due_notices(&state, state.now(), NOTICE_BATCH).await {
-                Ok(n) if n >= NOTICE_BATCH => continue,
-                Ok(_) => break,
-                Err(err) => {
-                    tracing::warn!(error = %err, cause = ?err, "notice round failed");
-                    break;
-                }
-            }
-        }
-        loop {
-            match stock::run_stock_notices(&state, state.now(), STOCK_BATCHES).await {
-                Ok(round) if round.batches >= STOCK_BATCHES => continue,
-                Ok(_) => break,
-                Err(err) => {
-                    tracing::warn!(error = %err, cause = ?err, "stock notice round failed");
-                    break;
-                }
-            }
-        }
-        if last_purge.is_none_or(|at| at.elapsed() >= PURGE_EVERY) {
-            last_purge = Some(std::time::Instant::now());
-            match purge::run_purge(
-                &state,
-                state.now(),
-                purge::PURGE_BATCH,
-                purge::PURGE_BATCHES_PER_ROUND,
-            )
-            .await
-            {
-                Ok(purged) if purged.total() > 0 => {
-                    tracing::info!(?purged, "records past their retention purged");
-                }
-                Ok(_) => {}
-                Err(err) => tracing::warn!(error = %err, cause = ?err, "purge round failed"),
+            Err(err) => {
+                tracing::warn!(error = %err, cause = ?err, "lifecycle worker round failed");
+                break;
             }
         }
     }
+    loop {
+        match lifecycle::run_incomplete_expiry(state, state.now(), LIFECYCLE_BATCH).await {
+            Ok(n) if n >= LIFECYCLE_BATCH => continue,
+            Ok(n) => {
+                if n > 0 {
+                    tracing::info!(expired = n, "incomplete subscriptions expired");
+                }
+                break;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, cause = ?err, "incomplete expiry round failed");
+                break;
+            }
+        }
+    }
+    loop {
+        match notices::run_due_notices(state, state.now(), NOTICE_BATCH).await {
+            Ok(n) if n >= NOTICE_BATCH => continue,
+            Ok(_) => break,
+            Err(err) => {
+                tracing::warn!(error = %err, cause = ?err, "notice round failed");
+                break;
+            }
+        }
+    }
+    let more_stock = match stock::run_stock_notices(state, state.now(), STOCK_BATCHES).await {
+        Ok(round) => round.batches >= STOCK_BATCHES,
+        Err(err) => {
+            tracing::warn!(error = %err, cause = ?err, "stock notice round failed");
+            false
+        }
+    };
+    if last_purge.is_none_or(|at| at.elapsed() >= PURGE_EVERY) {
+        *last_purge = Some(std::time::Instant::now());
+        match purge::run_purge(
+            state,
+            state.now(),
+            purge::PURGE_BATCH,
+            purge::PURGE_BATCHES_PER_ROUND,
+        )
+        .await
+        {
+            Ok(purged) if purged.total() > 0 => {
+                tracing::info!(?purged, "records past their retention purged");
+            }
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, cause = ?err, "purge round failed"),
+        }
+    }
+    more_stock
 }
 
 /// Renewals, charges and notices handled per kind and round (renewals and charges are

@@ -473,7 +473,9 @@ async fn notify_due(
 /// Sends `order.upcoming` for the renewals of subscriptions that ship coming within their
 /// merchant's `order_notice_days`, once per renewal (the marker is written with the
 /// event). A skipped renewal ships nothing: it is marked without an event, and taking
-/// the skip back clears the marker (`forget_notice_sent`).
+/// the skip back clears the marker (`forget_notice_sent`). A subscription that does not
+/// ship (its product is not shippable, or its merchant's `order_notice_days` is 0) is
+/// marked without an event too.
 async fn notify_orders_due(
     conn: &mut AsyncPgConnection,
     scope: WorkScope,
@@ -486,7 +488,7 @@ async fn notify_orders_due(
         let mut claimed = None;
         let result = conn
             .transaction(async |conn| {
-                let Some((merchant, id)) =
+                let Some((merchant, id, ships)) =
                     repo::claim_due_order_notice(conn, scope, now, &skip).await?
                 else {
                     return Ok(Round::Idle);
@@ -494,7 +496,9 @@ async fn notify_orders_due(
                 claimed = Some(id.uuid());
                 let s = subs_repo::get(conn, merchant, id, true).await?;
                 let renewal_at = s.subscription.current_period.end;
-                if !s.subscription.next_renewal_skipped() {
+                // One that does not ship is only marked, once per renewal, so that the
+                // claim's index no longer holds it.
+                if ships && !s.subscription.next_renewal_skipped() {
                     let product =
                         catalog_repo::get_product(conn, merchant, s.product_id, false).await?;
                     let upcoming = upcoming_order_of(conn, merchant, &s, &product, now).await?;

@@ -1,7 +1,8 @@
-//! The fan-out of stock notices (docs/orders.md, "Stock"): a round claims the oldest
-//! unfinished notice with `FOR UPDATE SKIP LOCKED` and runs one bounded batch of it in
-//! the claim's transaction (`tenure_app::stock::fan_out_batch_in_tx`), then the next
-//! batch (of the same notice or another) in a new transaction.
+//! The fan-out of stock notices (docs/orders.md, "Stock"): a round claims the unfinished
+//! notice that has reached the fewest subscribers (the oldest of those) with `FOR UPDATE
+//! SKIP LOCKED` and runs one bounded batch of it in the claim's transaction
+//! (`tenure_app::stock::fan_out_batch_in_tx`), then the next batch (of the same notice or
+//! another: the notices take turns) in a new transaction.
 //!
 //! Exactly once: a batch's events, its recipient rows and the moved cursor commit
 //! together, so a crash between batches loses nothing and repeats nothing; while a batch

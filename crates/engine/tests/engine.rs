@@ -944,3 +944,43 @@ async fn the_order_notice_round_announces_each_shipped_renewal_once() {
     assert_eq!(order["editable"], true);
     assert_eq!(order["channel_preference"], "email");
 }
+
+/// A renewal that ships nothing (its product is not shippable) is marked once by the
+/// order-notice round, without an event, so that the claim's index no longer holds it
+/// and later rounds do not read it again.
+#[tokio::test]
+async fn a_renewal_that_does_not_ship_is_marked_once_without_a_notice() {
+    use diesel::sql_types::{BigInt, Uuid};
+    use diesel::{QueryableByName, sql_query};
+    use diesel_async::RunQueryDsl;
+
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+
+    let w = world("pm_card_visa").await;
+    let sub = subscriptions::create(&w.app, Scope::merchant(w.merchant), w.customer, w.plan)
+        .await
+        .expect("subscribe");
+    let ends = sub.subscription.current_period.end;
+    w.clock.advance_to(ends - Duration::days(2));
+    w.run_rounds().await;
+
+    let mut conn = w._db.connect().await;
+    let marked = sql_query(
+        "SELECT count(*) AS n FROM subscriptions \
+         WHERE id = $1 AND order_notice_for = current_period_end",
+    )
+    .bind::<Uuid, _>(sub.subscription.id.uuid())
+    .get_result::<Count>(&mut conn)
+    .await
+    .expect("count")
+    .n;
+    assert_eq!(marked, 1, "the renewal is marked as handled");
+    assert!(
+        !w.event_types().await.iter().any(|t| t == "order.upcoming"),
+        "nothing ships, nothing is announced"
+    );
+}

@@ -114,6 +114,10 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<(), StartupE
     // it (actix calls it once per worker and bound address, and again for a restarted
     // worker, which gets a new thread). Pools open connections lazily, so the fallback
     // (used only if a pool could not be built on a worker) holds none unless used.
+    // The audit trail's writer runs on a thread of its own, with a connection of its
+    // own, from now until the HTTP server has stopped (`AuditLog::shutdown` below).
+    let audit_log = state.app.audit_log.clone();
+    audit_log.start(Db::connect(&global.database_url, AUDIT_WRITER)?)?;
     let url = global.database_url.clone();
     let per_worker = budget.per_http_worker;
     let fallback = Db::connect(&url, per_worker)?;
@@ -174,12 +178,14 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<(), StartupE
         background_pool = budget.background,
         "serving; API docs at /docs/"
     );
-    match metrics_server {
-        Some(metrics_server) => {
-            tokio::try_join!(server, metrics_server)?;
-        }
-        None => server.await?,
-    }
+    let served = match metrics_server {
+        Some(metrics_server) => tokio::try_join!(server, metrics_server).map(|_| ()),
+        None => server.await,
+    };
+    // Every request has been answered: the entries still queued are written before the
+    // process ends.
+    audit_log.shutdown().await;
+    served?;
     Ok(())
 }
 
@@ -190,6 +196,9 @@ thread_local! {
     static REPLICA_POOL: OnceCell<Db> = const { OnceCell::new() };
 }
 
+/// The audit trail's writer's connection (`tenure_app::audit::AuditLog`).
+const AUDIT_WRITER: usize = 1;
+
 /// Connections the background loops use at once: one per renewal task, one for the
 /// scheduled-change loop, one for webhook delivery, one for advancing test clocks.
 fn background_connections(args: &WorkerArgs) -> usize {
@@ -197,7 +206,7 @@ fn background_connections(args: &WorkerArgs) -> usize {
 }
 
 /// How `serve` spends a process's connection budget (`--pool-size`): one for the
-/// listener that keeps the API key cache current, the background loops' connections
+/// listener that keeps the API key cache current, one for the audit writer, the background loops' connections
 /// (when they run here), and the rest split evenly between a pool per HTTP worker, at
 /// least two each (a request may read through a second connection while its first is
 /// busy). Without `--http-workers`, one worker per core as far as the budget allows.
@@ -219,8 +228,8 @@ impl PoolBudget {
         key_listener: bool,
     ) -> Result<Self, String> {
         let background = background.unwrap_or(0);
-        // `auth::key_cache::keep_current`'s connection.
-        let listener = usize::from(key_listener);
+        // `auth::key_cache::keep_current`'s connection, and the audit writer's.
+        let listener = usize::from(key_listener) + AUDIT_WRITER;
         let http = pool_size.saturating_sub(background + listener);
         let affordable = http / Self::MIN_PER_WORKER;
         if affordable == 0 {
@@ -606,18 +615,19 @@ mod tests {
             per_http_worker,
             background,
         };
-        // Defaults on two cores: the key listener, 2 renewal tasks + 2 loops, the rest
+        // Defaults on two cores: the key listener, the audit writer, 2 renewal tasks + 2
+        // loops, the rest
         // for two workers.
         assert_eq!(plan(16, None, 2, Some(4)), budget(2, 5, 4));
         assert_eq!(plan(16, None, 2, None), budget(2, 7, 0));
-        assert_eq!(plan(16, Some(1), 2, None), budget(1, 15, 0));
+        assert_eq!(plan(16, Some(1), 2, None), budget(1, 14, 0));
         // Many cores: as many workers as get two connections each, never more.
         assert_eq!(plan(16, None, 32, Some(4)), budget(5, 2, 4));
         assert_eq!(plan(16, None, 32, None), budget(7, 2, 0));
         // Without the key cache, its listener's connection goes to HTTP.
         assert_eq!(
             PoolBudget::plan(16, Some(1), 2, None, false),
-            Ok(budget(1, 16, 0))
+            Ok(budget(1, 15, 0))
         );
     }
 

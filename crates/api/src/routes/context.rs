@@ -33,7 +33,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
 /// The customer's context: tenure, subscriptions, lifetime value and MRR per currency,
 /// payment health, support, cancellation and pause history, tags and segments (computed
 /// on read). Credit balances and agents' overrides are billing data, shown only to a key
-/// with `billing:read`. See docs/customers.md for every rule.
+/// with `billing:read`; recent orders and the last shipment are order data, shown only to
+/// a key with `orders:read`. See docs/customers.md for every rule.
 #[utoipa::path(tag = "Customers", params(("id" = String, Path, description = "Customer id (cus_…)")),
     responses((status = 200, description = "The customer's context", body = CustomerContextDto)))]
 #[get("/customers/{id}/context")]
@@ -47,7 +48,11 @@ async fn get_context(
         .1
         .scopes
         .allows(Scope::new(Resource::Billing, Access::Read));
-    let ctx = svc::get_context(&state.app, auth.0, id, with_billing).await?;
+    let with_orders = auth
+        .1
+        .scopes
+        .allows(Scope::new(Resource::Orders, Access::Read));
+    let ctx = svc::get_context(&state.app, auth.0, id, with_billing, with_orders).await?;
     Ok(HttpResponse::Ok().json(InMode::new(auth.mode(), ctx)))
 }
 

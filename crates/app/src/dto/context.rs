@@ -228,8 +228,11 @@ pub struct CustomerContextDto {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overrides: Option<Vec<super::credits::OverrideDto>>,
     /// The latest `CONTEXT_ORDERS` (5) orders, newest first (all: `GET /v1/orders?customer_id=`).
-    pub recent_orders: Vec<super::orders::OrderDto>,
-    /// The order shipped last and where it is ("your last box landed two days ago").
+    /// Order data: only for a key with `orders:read` (absent otherwise), as the list is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recent_orders: Option<Vec<super::orders::OrderDto>>,
+    /// The order shipped last and where it is ("your last box landed two days ago"). Order
+    /// data: null for a key without `orders:read`.
     pub last_shipment: Option<LastShipmentDto>,
     /// Segments are computed on read, at this time.
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]

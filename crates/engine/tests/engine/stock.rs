@@ -359,3 +359,176 @@ async fn skip_and_swap_reach_the_next_order_and_a_newer_change_supersedes() {
         "ten from the superseded notice, twenty-five from the newer"
     );
 }
+
+#[tokio::test]
+async fn a_swap_whose_substitute_was_deactivated_still_reaches_everyone_once() {
+    let w = stock_world().await;
+    let now = tenure_domain::time::truncate_to_micros(w.clock.now());
+    let mut conn = w.db.connect().await;
+    fixtures::many_subscribers(&mut conn, w.merchant, &w.plan, "box", 23, now).await;
+    let swap = change_stock(
+        &w.app,
+        w.merchant,
+        w.plan.id,
+        out_of_stock(NextOrderActionDto::Swap, Some(w.other.id.to_string())),
+    )
+    .await
+    .expect("swap change");
+    // The merchant retires the substitute after posting the notice.
+    sql_query("UPDATE plans SET active = false WHERE id = $1")
+        .bind::<Uuid, _>(w.other.id.uuid())
+        .execute(&mut conn)
+        .await
+        .expect("deactivate the substitute");
+
+    let mut rounds = 0;
+    loop {
+        let round = run_stock_notices_in(&w.app, WorkScope::RealTime, now, 2, 10)
+            .await
+            .expect("a round");
+        if round.batches == 0 {
+            break;
+        }
+        rounds += 1;
+        assert!(rounds < 10, "the fan-out does not move on");
+    }
+    let done = stock_repo::get_notice(&mut conn, w.merchant, w.plan.id, swap.id, false)
+        .await
+        .expect("the notice");
+    assert_eq!(done.notified, 23, "everyone was notified");
+    assert!(done.done_at.is_some(), "the notice is done");
+    assert_eq!(
+        count(
+            &mut conn,
+            "SELECT count(DISTINCT resource_id) AS n FROM events \
+             WHERE event_type = 'subscription.stock_notice'"
+        )
+        .await,
+        23
+    );
+    assert_eq!(
+        count(
+            &mut conn,
+            "SELECT count(*) AS n FROM events WHERE event_type = 'subscription.stock_notice'"
+        )
+        .await,
+        23,
+        "each once"
+    );
+    assert_eq!(
+        count(
+            &mut conn,
+            "SELECT count(*) AS n FROM stock_notice_recipients \
+             WHERE not_applied_code = 'substitute_plan_unavailable' AND applied = 'ship_anyway'"
+        )
+        .await,
+        23,
+        "every recipient says the swap was not applied and ships anyway"
+    );
+    assert_eq!(
+        count(
+            &mut conn,
+            "SELECT count(*) AS n FROM events \
+             WHERE event_type = 'subscription.plan_change_scheduled'"
+        )
+        .await,
+        0,
+        "nobody was swapped to the retired plan"
+    );
+}
+
+/// A large fan-out takes a few batches per pass of the lifecycle loop: a scheduled change
+/// that falls due meanwhile is applied by the next pass, and a small notice posted after
+/// the large one is done before it (the notices take turns).
+#[tokio::test]
+async fn a_large_fan_out_leaves_room_for_due_changes_and_smaller_notices() {
+    use tenure_app::subscriptions::{self, Action, Scope};
+    use tenure_domain::subscription::{CancelRequest, CancelTiming, SubscriptionStatus};
+    use tenure_engine::loops::{STOCK_BATCHES, lifecycle_pass};
+    use tenure_engine::stock::STOCK_BATCH;
+
+    let w = stock_world().await;
+    let now = tenure_domain::time::truncate_to_micros(w.clock.now());
+    let mut conn = w.db.connect().await;
+    let batch = usize::try_from(STOCK_BATCH).expect("a size");
+    let large = batch * (STOCK_BATCHES * 2 + 2);
+    fixtures::many_subscribers(&mut conn, w.merchant, &w.plan, "box", large, now).await;
+    fixtures::many_subscribers(&mut conn, w.merchant, &w.other, "other", 10, now).await;
+    let third = fixtures::plan(&mut conn, w.merchant, w.plan.product_id, 2999, 0, now).await;
+    let leaving = fixtures::many_subscribers(&mut conn, w.merchant, &third, "leaving", 1, now)
+        .await
+        .remove(0);
+    subscriptions::act(
+        &w.app,
+        Scope::merchant(w.merchant),
+        leaving.subscription.id,
+        None,
+        Action::Cancel(CancelRequest {
+            timing: Some(CancelTiming::PeriodEnd),
+            ..CancelRequest::default()
+        }),
+    )
+    .await
+    .expect("cancel at period end");
+
+    let big = change_stock(
+        &w.app,
+        w.merchant,
+        w.plan.id,
+        out_of_stock(NextOrderActionDto::ShipAnyway, None),
+    )
+    .await
+    .expect("the large notice");
+    let small = change_stock(
+        &w.app,
+        w.merchant,
+        w.other.id,
+        out_of_stock(NextOrderActionDto::ShipAnyway, None),
+    )
+    .await
+    .expect("the small notice");
+    // The cancellation falls due while both notices wait.
+    w.clock
+        .advance_to(leaving.subscription.current_period.end + Duration::minutes(1));
+
+    let mut last_purge = None;
+    assert!(
+        lifecycle_pass(&w.app, &mut last_purge).await,
+        "a pass stops while batches remain"
+    );
+    let status = subs_repo::get(&mut conn, w.merchant, leaving.subscription.id, false)
+        .await
+        .expect("the subscription")
+        .subscription
+        .status;
+    assert_eq!(
+        status,
+        SubscriptionStatus::Canceled,
+        "the due change was applied"
+    );
+    let big_now = stock_repo::get_notice(&mut conn, w.merchant, w.plan.id, big.id, false)
+        .await
+        .expect("the large notice");
+    let small_now = stock_repo::get_notice(&mut conn, w.merchant, w.other.id, small.id, false)
+        .await
+        .expect("the small notice");
+    assert!(small_now.done_at.is_some(), "the small notice had its turn");
+    assert_eq!(small_now.notified, 10);
+    assert!(big_now.done_at.is_none());
+    assert_eq!(
+        big_now.notified,
+        i64::try_from(batch * (STOCK_BATCHES - 1)).expect("a count"),
+        "one pass ran {STOCK_BATCHES} batches, one of them the small notice's"
+    );
+
+    let mut passes = 1;
+    while lifecycle_pass(&w.app, &mut last_purge).await {
+        passes += 1;
+        assert!(passes < 10, "the fan-out goes on pass after pass");
+    }
+    let big_done = stock_repo::get_notice(&mut conn, w.merchant, w.plan.id, big.id, false)
+        .await
+        .expect("the large notice");
+    assert!(big_done.done_at.is_some());
+    assert_eq!(big_done.notified, i64::try_from(large).expect("a count"));
+}

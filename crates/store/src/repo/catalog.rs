@@ -345,6 +345,22 @@ pub async fn plans_of_product(
     Ok(found.into_iter().map(PlanId::from_uuid).collect())
 }
 
+/// Holds, until the caller's transaction ends, the merchant's lock on SKU `sku` (a
+/// transaction-level advisory lock on a hash of the two): two transactions that check
+/// then write the same SKU take turns, so the second sees the first's plan.
+pub async fn lock_sku(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    sku: &str,
+) -> StoreResult<()> {
+    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1 || '/sku/' || $2, 0))")
+        .bind::<diesel::sql_types::Text, _>(merchant.uuid().to_string())
+        .bind::<diesel::sql_types::Text, _>(sku)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// The products (other than `except`'s) whose plans carry the SKU `sku`.
 pub async fn products_with_sku(
     conn: &mut AsyncPgConnection,

@@ -377,28 +377,45 @@ pub async fn claim_due_notice(
     }))
 }
 
-/// Claims one subscription to a shippable product whose renewal comes within its
-/// merchant's `order_notice_days` after `now` and whose `order.upcoming` for that renewal
-/// was not handled. Bounded like [`claim_due_notice`] by the longest lead time chosen.
+/// A subscription whose `order.upcoming` is to be handled now.
+#[derive(QueryableByName)]
+struct ClaimedOrderNotice {
+    #[diesel(sql_type = Uuid)]
+    merchant_id: uuid::Uuid,
+    #[diesel(sql_type = Uuid)]
+    id: uuid::Uuid,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    ships: bool,
+}
+
+/// Claims one subscription whose renewal comes within the longest `order_notice_days`
+/// any merchant chose after `now` and whose `order.upcoming` for that renewal was not
+/// handled: either it ships (a shippable product, its merchant's notice on) and the
+/// renewal is within its merchant's own lead time, or it does not ship (`ships` false)
+/// and is only to be marked, so that the claim's index (`subscriptions_order_notice_due`,
+/// which holds only unmarked renewals) no longer holds it and a round with nothing due
+/// reads no row (docs/orders.md, "Upcoming orders").
 pub async fn claim_due_order_notice(
     conn: &mut AsyncPgConnection,
     scope: WorkScope,
     now: DateTime<Utc>,
     skip: &[uuid::Uuid],
-) -> StoreResult<Option<(MerchantId, SubscriptionId)>> {
-    let row: Option<Claimed> = diesel::sql_query(format!(
-        "SELECT s.merchant_id, s.id FROM subscriptions s \
+) -> StoreResult<Option<(MerchantId, SubscriptionId, bool)>> {
+    let row: Option<ClaimedOrderNotice> = diesel::sql_query(format!(
+        "SELECT s.merchant_id, s.id, \
+                (p.shippable AND COALESCE(b.order_notice_days, $4) > 0) AS ships \
+         FROM subscriptions s \
          JOIN products p ON p.merchant_id = s.merchant_id AND p.id = s.product_id \
          LEFT JOIN billing_settings b ON b.merchant_id = s.merchant_id \
          WHERE s.status IN ('trialing', 'active', 'past_due') \
+           AND s.order_notice_for IS DISTINCT FROM s.current_period_end \
            AND s.current_period_end > $1 \
            AND s.current_period_end <= $1 + make_interval(days => LEAST($3, ( \
                  SELECT GREATEST(COALESCE(max(order_notice_days), 0), $4) \
                  FROM billing_settings))) \
-           AND s.current_period_end <= $1 + make_interval(days => COALESCE(b.order_notice_days, $4)) \
-           AND COALESCE(b.order_notice_days, $4) > 0 \
-           AND s.order_notice_for IS DISTINCT FROM s.current_period_end \
-           AND p.shippable \
+           AND (NOT p.shippable OR COALESCE(b.order_notice_days, $4) = 0 \
+                OR s.current_period_end \
+                   <= $1 + make_interval(days => COALESCE(b.order_notice_days, $4))) \
            AND NOT (s.id = ANY($2)) AND {} \
          ORDER BY s.current_period_end LIMIT 1 FOR UPDATE OF s SKIP LOCKED",
         crate::repo::test_clocks::sql_scope("s", 5, scope)
@@ -415,6 +432,7 @@ pub async fn claim_due_order_notice(
         (
             MerchantId::from_uuid(r.merchant_id),
             SubscriptionId::from_uuid(r.id),
+            r.ships,
         )
     }))
 }

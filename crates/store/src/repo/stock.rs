@@ -220,8 +220,12 @@ struct Claimed {
     id: uuid::Uuid,
 }
 
-/// Claims the oldest unfinished notice no other worker holds (and not in `skip`), locked
-/// until the caller's transaction ends; returns it whole.
+/// Claims the unfinished notice no other worker holds (and not in `skip`) that has
+/// reached the fewest subscribers so far, the oldest of those, locked until the caller's
+/// transaction ends; returns it whole. Each batch adds to the notice's `notified`, so
+/// successive claims take turns among the unfinished notices (of every merchant): a
+/// small notice posted during a large fan-out is done after a batch or two, not after
+/// the whole fan-out.
 pub async fn claim_unfinished(
     conn: &mut AsyncPgConnection,
     skip: &[uuid::Uuid],
@@ -229,7 +233,7 @@ pub async fn claim_unfinished(
     let claimed: Option<Claimed> = diesel::sql_query(
         "SELECT merchant_id, id FROM stock_notices \
          WHERE done_at IS NULL AND NOT (id = ANY($1)) \
-         ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
+         ORDER BY notified, id LIMIT 1 FOR UPDATE SKIP LOCKED",
     )
     .bind::<Array<Uuid>, _>(skip)
     .get_result(conn)

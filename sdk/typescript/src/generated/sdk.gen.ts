@@ -495,7 +495,8 @@ export const getBalances = <ThrowOnError extends boolean = true>(options: Option
  * The customer's context: tenure, subscriptions, lifetime value and MRR per currency,
  * payment health, support, cancellation and pause history, tags and segments (computed
  * on read). Credit balances and agents' overrides are billing data, shown only to a key
- * with `billing:read`. See docs/customers.md for every rule.
+ * with `billing:read`; recent orders and the last shipment are order data, shown only to
+ * a key with `orders:read`. See docs/customers.md for every rule.
  *
  * Requires the scope `customers:read` (or an unrestricted key).
  */

@@ -1117,8 +1117,9 @@ export type CustomerContextDto = {
     overrides?: Array<OverrideDto> | null;
     /**
      * The latest `CONTEXT_ORDERS` (5) orders, newest first (all: `GET /v1/orders?customer_id=`).
+     * Order data: only for a key with `orders:read` (absent otherwise), as the list is.
      */
-    recent_orders: Array<OrderDto>;
+    recent_orders?: Array<OrderDto> | null;
     last_shipment?: LastShipmentDto | null;
     /**
      * Segments are computed on read, at this time.

@@ -1,0 +1,1 @@
+DROP INDEX subscriptions_order_notice_due;
