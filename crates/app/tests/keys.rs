@@ -425,6 +425,7 @@ async fn an_abandoned_look_at_the_replica_does_not_stop_later_looks() {
         "the next read looks again"
     );
     held.abort();
+}
 
 /// A list of every entry of the first merchant, oldest first.
 async fn all_entries(w: &World) -> Vec<tenure_app::dto::access::AuditEventDto> {
