@@ -195,6 +195,8 @@ INSERT INTO invoice_counters (merchant_id, next_number)
   SELECT id, $(cat "$WORK/data/next_invoice_number") FROM merchants
   ON CONFLICT (merchant_id) DO UPDATE SET next_number = EXCLUDED.next_number;
 SET session_replication_role = origin;
+-- The load bypassed the triggers that keep customer_tags too (docs/scaling.md).
+SELECT tenure_customer_tags_rebuild(id) FROM merchants \g /dev/null
 VACUUM ANALYZE;
 SQL
   # The load bypassed the triggers that keep the metric rollups (docs/metrics.md), so

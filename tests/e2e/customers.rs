@@ -197,6 +197,187 @@ async fn pagination_walks_250_customers_exactly_once() {
     }
 }
 
+/// Every row of `customer_tags` is a tag in some customer's `tags`, and every tag there
+/// has its row (the triggers of migration 2026-12-10-140000_customer_tags).
+async fn tag_rows_that_differ_from_customers(app: &TestApp) -> i64 {
+    app.count(
+        "SELECT count(*) AS n FROM (
+           (SELECT merchant_id, tag, customer_id FROM customer_tags
+            EXCEPT SELECT c.merchant_id, t, c.id FROM customers c, unnest(c.tags) t)
+           UNION ALL
+           (SELECT c.merchant_id, t, c.id FROM customers c, unnest(c.tags) t
+            EXCEPT SELECT merchant_id, tag, customer_id FROM customer_tags)) d",
+    )
+    .await
+}
+
+#[actix_web::test]
+async fn a_tag_filter_pages_through_its_customers_newest_first() {
+    let app = TestApp::new().await;
+    let a = app.merchant("A").await;
+    let b = app.merchant("B").await;
+    let uuid = |m: &tenure_e2e::TestMerchant| {
+        m.id.parse::<tenure_domain::ids::MerchantId>()
+            .unwrap()
+            .uuid()
+    };
+    // 60 customers of A and, between them in id order, 60 of B with the same tags: a
+    // quarter of A's carry `gold`, a quarter `gold` and `silver`, a quarter `silver`.
+    let mut gold = Vec::new();
+    let mut plain = Vec::new();
+    for i in 0..60 {
+        for (m, ext) in [(&a, format!("a-{i}")), (&b, format!("b-{i}"))] {
+            let id = tenure_domain::ids::CustomerId::generate();
+            let tags = ["{gold}", "{gold,silver}", "{silver}", "{}"][i % 4];
+            app.exec(format!(
+                "INSERT INTO customers (merchant_id, id, external_id, tags)
+                 VALUES ('{}', '{}', '{ext}', '{tags}')",
+                uuid(m),
+                id.uuid()
+            ))
+            .await;
+            if std::ptr::eq(m, &a) {
+                if i % 4 < 2 {
+                    gold.push(id.to_string());
+                } else if i % 4 == 3 {
+                    plain.push(id.to_string());
+                }
+            }
+        }
+    }
+    gold.reverse();
+    plain.reverse();
+
+    let walk = |start: Option<String>| {
+        let app = &app;
+        let key = a.key.clone();
+        async move {
+            let mut seen = Vec::new();
+            let mut cursor = start;
+            let mut pages = 0;
+            loop {
+                let path = match &cursor {
+                    Some(c) => format!("/v1/customers?tag=gold&limit=7&starting_after={c}"),
+                    None => "/v1/customers?tag=gold&limit=7".to_owned(),
+                };
+                let res = app.get_ok(&path, &key).await;
+                pages += 1;
+                let page = fixtures::ids(&res);
+                if res["has_more"] == false {
+                    assert_eq!(res["next_cursor"], serde_json::Value::Null);
+                    seen.extend(page);
+                    return (seen, pages);
+                }
+                assert_eq!(page.len(), 7, "a page before the last is full");
+                assert_eq!(res["next_cursor"].as_str(), page.last().map(String::as_str));
+                seen.extend(page);
+                cursor = Some(res["next_cursor"].as_str().unwrap().to_owned());
+            }
+        }
+    };
+    // 30 customers of A carry the tag: four full pages and two on the fifth, each once,
+    // newest first, none of B's.
+    let (seen, pages) = walk(None).await;
+    assert_eq!(pages, 5);
+    assert_eq!(seen, gold);
+    // The cursor may name a customer without the tag: the page starts after it all the
+    // same (a list's boundary is an id, not a member of the filtered list).
+    let boundary = &plain[3];
+    let (after, _) = walk(Some(boundary.clone())).await;
+    let older: Vec<String> = gold.iter().filter(|id| *id < boundary).cloned().collect();
+    assert!(!older.is_empty() && older.len() < gold.len());
+    assert_eq!(after, older);
+    // The tag with another filter: both must hold.
+    let res = app
+        .get_ok("/v1/customers?tag=silver&external_id=a-2", &a.key)
+        .await;
+    assert_eq!(fixtures::ids(&res).len(), 1);
+    let res = app
+        .get_ok("/v1/customers?tag=gold&external_id=a-2", &a.key)
+        .await;
+    assert!(fixtures::ids(&res).is_empty());
+    assert_eq!(tag_rows_that_differ_from_customers(&app).await, 0);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM customer_tags").await,
+        2 * (30 + 30)
+    );
+}
+
+#[actix_web::test]
+async fn a_removed_tag_no_longer_matches() {
+    let app = TestApp::new().await;
+    let m = app.merchant("A").await;
+    let mut ids = Vec::new();
+    for (ext, tags) in [("a", json!(["vip", "beta"])), ("b", json!(["vip"]))] {
+        ids.push(
+            app.by(&m.key)
+                .post(
+                    "/v1/customers",
+                    &json!({"external_id": ext, "email": format!("{ext}@example.com"), "tags": tags}),
+                )
+                .await
+                .expect(201)
+                .id(),
+        );
+    }
+    let (ca, cb) = (&ids[0], &ids[1]);
+    let tagged = |tag: &'static str| {
+        let app = &app;
+        let key = m.key.clone();
+        async move {
+            let res = app.get_ok(&format!("/v1/customers?tag={tag}"), &key).await;
+            res["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["external_id"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(tagged("vip").await, ["b", "a"]);
+    assert_eq!(tagged("beta").await, ["a"]);
+
+    // Removed by the tag's own route.
+    app.by(&m.key)
+        .delete(&format!("/v1/customers/{ca}/tags/vip"))
+        .await
+        .expect(200);
+    assert_eq!(tagged("vip").await, ["b"]);
+    assert_eq!(tagged("beta").await, ["a"]);
+
+    // Replaced by an update of the customer: one tag goes, another comes.
+    app.by(&m.key)
+        .patch(&format!("/v1/customers/{cb}"), &json!({"tags": ["beta"]}))
+        .await
+        .expect(200);
+    assert!(tagged("vip").await.is_empty());
+    assert_eq!(tagged("beta").await, ["b", "a"]);
+    // An update that leaves the tags alone keeps them.
+    app.by(&m.key)
+        .patch(&format!("/v1/customers/{cb}"), &json!({"name": "Bea"}))
+        .await
+        .expect(200);
+    assert_eq!(tagged("beta").await, ["b", "a"]);
+
+    // Added back, then every tag cleared by the erasure.
+    app.by(&m.key)
+        .post(&format!("/v1/customers/{ca}/tags"), &json!({"tag": "vip"}))
+        .await
+        .expect(200);
+    assert_eq!(tagged("vip").await, ["a"]);
+    app.by(&m.key)
+        .post_empty(&format!("/v1/customers/{ca}/erase"))
+        .await
+        .expect(200);
+    assert!(tagged("vip").await.is_empty());
+    assert_eq!(tagged("beta").await, ["b"]);
+    assert_eq!(tag_rows_that_differ_from_customers(&app).await, 0);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM customer_tags").await,
+        1
+    );
+}
+
 /// PostgreSQL keeps a JSON number as an exact decimal and writes `1.7976931348623157e308`
 /// back as a 309-digit integer, which serde_json's fast float parser refused as out of
 /// range: the customer (and the audit entry of its creation) could be stored but not

@@ -236,6 +236,19 @@ diesel::table! {
     }
 }
 
+// Customers by tag, kept from `customers.tags` by triggers (migration
+// 2026-12-10-140000_customer_tags).
+
+diesel::table! {
+    customer_tags (merchant_id, tag, customer_id) {
+        merchant_id -> Uuid,
+        tag -> Text,
+        customer_id -> Uuid,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(customers, customer_tags);
+
 diesel::allow_tables_to_appear_in_same_query!(
     merchants,
     api_keys,

@@ -1,0 +1,7 @@
+CREATE INDEX customers_tags ON customers USING gin (tags);
+DROP TRIGGER customer_tags_delete ON customers;
+DROP TRIGGER customer_tags_update ON customers;
+DROP TRIGGER customer_tags_insert ON customers;
+DROP FUNCTION tenure_customer_tags_rebuild(uuid);
+DROP FUNCTION tenure_customer_tags_sync();
+DROP TABLE customer_tags;
