@@ -282,9 +282,11 @@ pub(crate) async fn address_waiting_orders(
 }
 
 /// The order the next billed renewal of `s` (whose product is `product`) will make, as
-/// it stands at `now`: `None` when the subscription will not renew. The totals are the
-/// upcoming invoice's ([`crate::billing::invoicing::upcoming_of`]), the address the
-/// subscription's current one.
+/// it stands at `now`: `None` when the subscription will not renew. It ships the product
+/// of the plan that renewal bills (another one after a swap to another product's plan
+/// due then). The totals are the upcoming invoice's
+/// ([`crate::billing::invoicing::upcoming_of`]), the address the subscription's current
+/// one.
 pub async fn upcoming_order_of(
     conn: &mut AsyncPgConnection,
     merchant: MerchantId,
@@ -300,10 +302,19 @@ pub async fn upcoming_order_of(
     let address = addresses_repo::shipping_address_of(conn, merchant, s.subscription.id)
         .await?
         .map(|a| a.address);
+    // What ships is the product of the plan the renewal bills: a swap to another
+    // product's plan at this renewal ships that product.
+    let shipped = if parts.product_id == product.id {
+        std::borrow::Cow::Borrowed(product)
+    } else {
+        std::borrow::Cow::Owned(
+            catalog_repo::get_product(conn, merchant, parts.product_id, false).await?,
+        )
+    };
     let quantity = s.subscription.quantity;
     let line = OrderLine {
-        product_id: product.id,
-        product_name: product.name.clone(),
+        product_id: shipped.id,
+        product_name: shipped.name.clone(),
         plan_id: parts.terms.plan_id,
         plan_name: parts.plan_name,
         variant: parts.variant,

@@ -1,0 +1,71 @@
+//! The edit cutoff of the next order over HTTP (docs/orders.md, "The edit cutoff"), for
+//! what holds it beyond a quantity or plan change: a send now (either way), an agent's
+//! address change, an agent's override (recorded, naming the cutoff), the portal's stock
+//! choice; and what the upcoming order and the send-now preview show.
+
+use actix_web::http::Method;
+use chrono::{Duration, TimeZone, Utc};
+use serde_json::{Value, json};
+use tenure_domain::clock::Clock;
+use tenure_e2e::{Response, TestApp, TestMerchant};
+
+use crate::fixtures::{self, count_events, events, time};
+use crate::order_notices::{advance, clocked_subscriber, lyon, settings};
+
+const AGENT: &str = "desk-anna";
+
+/// Locks each order 48 hours before its renewal.
+fn cutoff_48h() -> Value {
+    json!({"upcoming_notice_days": 7, "order_notice_days": 3, "order_cutoff_hours": 48})
+}
+
+/// A shippable product with `policy` and its 12 EUR monthly plan.
+async fn shipping_plan(app: &TestApp, m: &TestMerchant, policy: Value) -> String {
+    let product =
+        fixtures::shippable_product(app, m, "Beans", json!({"portal_policy": policy})).await;
+    fixtures::plan(app, m, &product, 1200).await
+}
+
+/// A merchant request naming the agent.
+async fn as_agent(app: &TestApp, m: &TestMerchant, path: &str, body: Value) -> Response {
+    app.request(Method::POST, path)
+        .bearer(&m.key)
+        .header("tenure-agent", AGENT)
+        .json(&body)
+        .send()
+        .await
+}
+
+#[actix_web::test]
+async fn the_upcoming_order_ships_the_product_a_swap_moves_to() {
+    let app = TestApp::new().await;
+    let m = app.merchant("SwapOrder").await;
+    let tea = fixtures::shippable_product(&app, &m, "Tea", json!({})).await;
+    let tea_plan = fixtures::plan(&app, &m, &tea, 1100).await;
+    let coffee =
+        fixtures::shippable_product(&app, &m, "Coffee", json!({"swappable_product_ids": [tea]}))
+            .await;
+    let coffee_plan = fixtures::plan(&app, &m, &coffee, 1200).await;
+    let customer = fixtures::customer(&app, &m, "swapped").await;
+    fixtures::attach_default(&app, &m, &customer, "pm_card_visa").await;
+    let id = fixtures::subscribe_id(&app, &m, &customer, &coffee_plan).await;
+    let path = format!("/v1/subscriptions/{id}/upcoming_order");
+    let before = app.get_ok(&path, &m.key).await;
+    assert_eq!(before["lines"][0]["product_name"], "Coffee");
+
+    app.by(&m.key)
+        .post(
+            &format!("/v1/plans/{coffee_plan}/stock"),
+            &json!({"status": "discontinued", "next_order": "swap",
+                "substitute_plan_id": tea_plan}),
+        )
+        .await
+        .expect(202);
+    assert_eq!(crate::stock::fan_out(&app).await, 1);
+    let upcoming = app.get_ok(&path, &m.key).await;
+    let line = &upcoming["lines"][0];
+    assert_eq!(line["plan_id"], tea_plan.as_str(), "{upcoming}");
+    assert_eq!(line["product_id"], tea.as_str(), "{upcoming}");
+    assert_eq!(line["product_name"], "Tea", "{upcoming}");
+    assert_eq!(line["unit_amount"]["amount"], 1100);
+}
