@@ -37,6 +37,59 @@ async fn as_agent(app: &TestApp, m: &TestMerchant, path: &str, body: Value) -> R
 }
 
 #[actix_web::test]
+async fn the_send_now_preview_draws_on_the_credit_balance_as_the_invoice_does() {
+    let app = TestApp::new().await;
+    let m = app.merchant("SendNowCredit").await;
+    let product = fixtures::product(&app, &m, json!({"allow_send_now": true})).await;
+    let plan = fixtures::plan(&app, &m, &product, 1000).await;
+    let customer = fixtures::customer(&app, &m, "credited").await;
+    fixtures::attach_default(&app, &m, &customer, "pm_card_visa").await;
+    let sub = fixtures::subscribe(&app, &m, &customer, &plan).await;
+    let id = fixtures::id(&sub);
+    app.request(
+        Method::POST,
+        &format!("/v1/customers/{customer}/balance_transactions"),
+    )
+    .bearer(&m.key)
+    .header("tenure-agent", AGENT)
+    .json(&json!({"amount": {"amount": 300, "currency": "EUR"}, "reason": "Late delivery"}))
+    .send()
+    .await
+    .expect(201);
+    app.clock
+        .advance_to(time(&sub["current_period"]["start"]) + Duration::days(10));
+    let token = fixtures::session(&app, &m, &customer).await;
+
+    let preview = app
+        .by(&token)
+        .post_empty(&format!("/v1/portal/subscriptions/{id}/send_now/preview"))
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(preview["total"]["amount"], 1000, "{preview}");
+    assert_eq!(preview["credit_applied"]["amount"], -300, "{preview}");
+    assert_eq!(preview["amount_due"]["amount"], 700, "{preview}");
+    assert!(
+        preview["lines"]
+            .as_array()
+            .expect("lines")
+            .iter()
+            .any(|l| l["kind"] == "customer_balance" && l["amount"]["amount"] == -300),
+        "{preview}"
+    );
+
+    app.by(&token)
+        .post_empty(&format!("/v1/portal/subscriptions/{id}/send_now"))
+        .await
+        .expect(200);
+    let invoices = fixtures::invoices_of(&app, &m, &customer).await;
+    let invoice = invoices.last().expect("the send now's invoice");
+    assert_eq!(invoice["total"], preview["total"], "{invoice}");
+    assert_eq!(invoice["credit_applied"], preview["credit_applied"]);
+    assert_eq!(invoice["amount_due"], preview["amount_due"]);
+}
+
+#[actix_web::test]
 async fn the_upcoming_order_ships_the_product_a_swap_moves_to() {
     let app = TestApp::new().await;
     let m = app.merchant("SwapOrder").await;

@@ -629,7 +629,7 @@ pub async fn preview_send_now(
         tenure_store::repo::pending_items::uninvoiced(&mut conn, merchant, id, false).await?;
     let discounts =
         tenure_store::repo::discounts::active_for_subscription(&conn, merchant, id).await?;
-    let draft = crate::billing::invoicing::renewal_lines(
+    let mut draft = crate::billing::invoicing::renewal_lines(
         &plan.name,
         &sub.plan,
         sub.quantity,
@@ -637,7 +637,21 @@ pub async fn preview_send_now(
         &pending,
         &discounts,
     )?;
-    let totals = tenure_domain::billing::invoice::totals(sub.plan.price.currency, &draft.lines)?;
+    // The invoice draws on the customer's credit balance when it is created: as it
+    // stands now, as the upcoming invoice shows it.
+    let currency = sub.plan.price.currency;
+    let balance = tenure_store::repo::credits::balances(&mut conn, merchant, s.customer_id)
+        .await?
+        .into_iter()
+        .map(|b| b.balance)
+        .find(|b| b.currency == currency)
+        .unwrap_or(Money::zero(currency));
+    let totals = tenure_domain::billing::credit::apply_customer_balance(
+        currency,
+        &mut draft.lines,
+        balance,
+    )?
+    .totals;
     Ok(crate::dto::subscriptions::SendNowPreviewDto {
         anchor: anchor.into(),
         period: period.into(),
@@ -647,6 +661,8 @@ pub async fn preview_send_now(
         subtotal: totals.subtotal.into(),
         discount: totals.discount.into(),
         total: totals.total.into(),
+        credit_applied: totals.credit_applied.into(),
+        amount_due: totals.amount_due.into(),
     })
 }
 
