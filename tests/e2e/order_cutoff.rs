@@ -37,6 +37,40 @@ async fn as_agent(app: &TestApp, m: &TestMerchant, path: &str, body: Value) -> R
 }
 
 #[actix_web::test]
+async fn an_agent_changing_the_shipping_address_after_the_cutoff_is_refused() {
+    let app = TestApp::new().await;
+    let m = app.merchant("AddressCutoff").await;
+    let plan = shipping_plan(&app, &m, json!({})).await;
+    settings(&app, &m, cutoff_48h()).await;
+    let start = Utc.with_ymd_and_hms(2027, 5, 3, 8, 0, 0).unwrap();
+    let (clock, customer, sub) = clocked_subscriber(&app, &m, &plan, start, 1).await;
+    let id = fixtures::id(&sub);
+    let renewal = time(&sub["current_period"]["end"]);
+    let lyon = app
+        .by(&m.key)
+        .post(&format!("/v1/customers/{customer}/addresses"), &lyon())
+        .await
+        .expect(201)
+        .id();
+    let path = format!("/v1/subscriptions/{id}/shipping_address");
+
+    advance(&app, &m, &clock, renewal - Duration::hours(47)).await;
+    as_agent(&app, &m, &path, json!({"address_id": lyon}))
+        .await
+        .expect_problem(409, "order_edit_cutoff_passed");
+    let shown = app.get_ok(&path, &m.key).await;
+    assert_eq!(shown["address"]["city"], "Paris", "{shown}");
+    // The merchant's backend is not held.
+    let moved = app
+        .by(&m.key)
+        .post(&path, &json!({"address_id": lyon}))
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(moved["address"]["city"], "Lyon", "{moved}");
+}
+
+#[actix_web::test]
 async fn the_send_now_preview_draws_on_the_credit_balance_as_the_invoice_does() {
     let app = TestApp::new().await;
     let m = app.merchant("SendNowCredit").await;
