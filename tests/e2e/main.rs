@@ -24,6 +24,7 @@ mod lifecycle;
 mod metrics;
 mod modes;
 mod operator_metrics;
+mod order_cutoff;
 mod order_notices;
 mod orders;
 mod platform;

@@ -16,7 +16,7 @@ fn paris() -> Value {
         "postal_code": "75002", "country": "FR"})
 }
 
-fn lyon() -> Value {
+pub(crate) fn lyon() -> Value {
     json!({"name": "Ada Lovelace", "line1": "1 Place Bellecour", "city": "Lyon",
         "country": "FR"})
 }
@@ -37,7 +37,7 @@ async fn coffee(app: &TestApp, m: &TestMerchant) -> String {
     fixtures::plan(app, m, &product, 1200).await
 }
 
-async fn settings(app: &TestApp, m: &TestMerchant, body: Value) -> Value {
+pub(crate) async fn settings(app: &TestApp, m: &TestMerchant, body: Value) -> Value {
     app.by(&m.key)
         .put("/v1/billing_settings", &body)
         .await
@@ -47,7 +47,7 @@ async fn settings(app: &TestApp, m: &TestMerchant, body: Value) -> Value {
 
 /// A clock at `start`, a customer on it with a card and an address in Paris, subscribed
 /// to `plan` with `quantity` units: (clock, customer, subscription).
-async fn clocked_subscriber(
+pub(crate) async fn clocked_subscriber(
     app: &TestApp,
     m: &TestMerchant,
     plan: &str,
@@ -89,7 +89,7 @@ async fn clocked_subscriber(
     (clock, customer, sub)
 }
 
-async fn advance(app: &TestApp, m: &TestMerchant, clock: &str, to: DateTime<Utc>) {
+pub(crate) async fn advance(app: &TestApp, m: &TestMerchant, clock: &str, to: DateTime<Utc>) {
     app.by(&m.key)
         .post(
             &format!("/v1/test_clocks/{clock}/advance"),

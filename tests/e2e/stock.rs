@@ -9,7 +9,7 @@ use tenure_e2e::{TestApp, TestMerchant};
 use crate::fixtures::{self, count_events, time};
 
 /// Runs the worker's stock rounds until no notice is left.
-async fn fan_out(app: &TestApp) -> usize {
+pub(crate) async fn fan_out(app: &TestApp) -> usize {
     let mut notified = 0;
     loop {
         let round = tenure_engine::stock::run_stock_notices(&app.state.app, app.clock.now(), 10)

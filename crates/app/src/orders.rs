@@ -14,6 +14,7 @@ use tenure_domain::ids::{GenerateId, MerchantId, OrderId, SubscriptionId};
 use tenure_domain::money::Money;
 use tenure_domain::order::{InvoiceOutcome, Order, OrderLine, OrderStatus, Shipment};
 use tenure_domain::order_cutoff;
+use tenure_domain::policy::{PolicyActor, PolicyLimit};
 use tenure_domain::subscription::Subscription;
 use tenure_domain::time::next_update_time;
 use tenure_store::repo::addresses as addresses_repo;
@@ -282,9 +283,11 @@ pub(crate) async fn address_waiting_orders(
 }
 
 /// The order the next billed renewal of `s` (whose product is `product`) will make, as
-/// it stands at `now`: `None` when the subscription will not renew. The totals are the
-/// upcoming invoice's ([`crate::billing::invoicing::upcoming_of`]), the address the
-/// subscription's current one.
+/// it stands at `now`: `None` when the subscription will not renew. It ships the product
+/// of the plan that renewal bills (another one after a swap to another product's plan
+/// due then). The totals are the upcoming invoice's
+/// ([`crate::billing::invoicing::upcoming_of`]), the address the subscription's current
+/// one.
 pub async fn upcoming_order_of(
     conn: &mut AsyncPgConnection,
     merchant: MerchantId,
@@ -300,10 +303,19 @@ pub async fn upcoming_order_of(
     let address = addresses_repo::shipping_address_of(conn, merchant, s.subscription.id)
         .await?
         .map(|a| a.address);
+    // What ships is the product of the plan the renewal bills: a swap to another
+    // product's plan at this renewal ships that product.
+    let shipped = if parts.product_id == product.id {
+        std::borrow::Cow::Borrowed(product)
+    } else {
+        std::borrow::Cow::Owned(
+            catalog_repo::get_product(conn, merchant, parts.product_id, false).await?,
+        )
+    };
     let quantity = s.subscription.quantity;
     let line = OrderLine {
-        product_id: product.id,
-        product_name: product.name.clone(),
+        product_id: shipped.id,
+        product_name: shipped.name.clone(),
         plan_id: parts.terms.plan_id,
         plan_name: parts.plan_name,
         variant: parts.variant,
@@ -368,27 +380,39 @@ pub async fn upcoming_order(
 }
 
 /// Refuses, in the caller's transaction, a change of the locked subscription `before`
-/// into `after` at `now` (the customer's time) that would change the order of its next
-/// renewal after the merchant's edit cutoff (409 `order_edit_cutoff_passed`, see
+/// into `after` at `now` (the customer's time) by `held` that would change the order of
+/// its next renewal after the merchant's edit cutoff (409 `order_edit_cutoff_passed`, see
 /// [`tenure_domain::order_cutoff`]). Products that do not ship have no orders to lock.
 /// Actions that change what a renewal ships call it with their transition before saving
-/// it.
+/// it. A subscriber and an agent are held; an overriding agent passes, and the cutoff is
+/// returned as the limit the change exceeded, to be recorded with the override; a
+/// merchant's backend is not held.
 pub async fn check_order_cutoff(
     conn: &mut AsyncPgConnection,
     merchant: MerchantId,
     before: &StoredSubscription,
     after: &Subscription,
     now: DateTime<Utc>,
-) -> AppResult<()> {
+    held: PolicyActor,
+) -> AppResult<Option<PolicyLimit>> {
+    if held == PolicyActor::System {
+        return Ok(None);
+    }
     let settings = renewals_repo::settings(conn, merchant).await?.orders;
     if !settings.locked(before.subscription.current_period.end, now) {
-        return Ok(());
+        return Ok(None);
     }
     let product = catalog_repo::get_product(conn, merchant, before.product_id, false).await?;
-    if product.shippable {
-        order_cutoff::check(&settings, now, &before.subscription, after)?;
+    if !product.shippable {
+        return Ok(None);
     }
-    Ok(())
+    Ok(order_cutoff::check_as(
+        &settings,
+        now,
+        &before.subscription,
+        after,
+        held,
+    )?)
 }
 
 /// [`check_order_cutoff`] for a change of where the subscription ships.

@@ -398,7 +398,8 @@ async fn render_stock(
 /// applied with the merchant's authority, who offered it, under the state rules (409 with
 /// the state's code otherwise). 409 `no_stock_notice` without a notice of the current
 /// plan, `stock_notice_superseded` when a newer change of the plan replaced it; 422 on
-/// `choice` when it is not offered. Records `subscription.stock_choice_made`.
+/// `choice` when it is not offered; 409 `order_edit_cutoff_passed` when the choice would
+/// change the next order after its edit cutoff. Records `subscription.stock_choice_made`.
 pub async fn choose(
     state: &App,
     scope: Scope,
@@ -495,6 +496,18 @@ pub async fn choose(
                 note_effects(&mut recipient, &t);
                 stored = persist_system(conn, merchant, &stored, t, now).await?;
             }
+            // The choice is the subscriber's edit of their next order, held to its edit
+            // cutoff like any other (docs/orders.md, "The edit cutoff"): refused, it
+            // takes nothing back either.
+            crate::orders::check_order_cutoff(
+                conn,
+                merchant,
+                &locked.subscription,
+                &stored.subscription,
+                now,
+                scope.acting().held,
+            )
+            .await?;
         }
         recipient.choice = Some(choice);
         recipient.chosen_at = Some(now);

@@ -20,6 +20,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::DomainError;
 use crate::billing::terms::PlanTerms;
+use crate::policy::{PolicyActor, PolicyLimit};
 use crate::subscription::{Subscription, SubscriptionEvent};
 
 /// The notice lead time when the merchant has not chosen one.
@@ -109,16 +110,19 @@ impl OrderNoticeSettings {
     }
 }
 
-/// What the next renewal of a subscription ships: its plan terms and quantity.
+/// What the next renewal of a subscription ships: when, its plan terms and quantity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NextOrder {
+    /// The renewal that makes it: a change that moves it (a send now starting a new
+    /// period) changes the order as much as one of what ships.
+    pub renewal_at: DateTime<Utc>,
     pub plan: PlanTerms,
     pub quantity: u32,
 }
 
 /// The order the renewal at the end of the current period (or the trial's end) makes:
-/// `None` when it makes none (the renewal is skipped, or the subscription will not renew
-/// then: canceled, paused, ended).
+/// `None` when it makes none (the renewal is skipped, a send now already made its order,
+/// or the subscription will not renew then: canceled, paused, ended).
 pub fn next_order(sub: &Subscription) -> Option<NextOrder> {
     let at = sub.current_period.end;
     let applied = sub.apply_due(at).ok()?;
@@ -129,19 +133,22 @@ pub fn next_order(sub: &Subscription) -> Option<NextOrder> {
     {
         let s = &applied.subscription;
         return Some(NextOrder {
+            renewal_at: at,
             plan: s.plan,
             quantity: s.quantity,
         });
     }
     let renewed = applied.subscription.renew(at).ok()?;
-    if renewed
-        .events
-        .iter()
-        .any(|e| matches!(e, SubscriptionEvent::RenewalSkipped { .. }))
-    {
+    if renewed.events.iter().any(|e| {
+        matches!(
+            e,
+            SubscriptionEvent::RenewalSkipped { .. } | SubscriptionEvent::RenewalPrepaid { .. }
+        )
+    }) {
         return None;
     }
     Some(NextOrder {
+        renewal_at: at,
         plan: renewed.subscription.plan,
         quantity: renewed.subscription.quantity,
     })
@@ -170,11 +177,45 @@ pub fn check(
     before: &Subscription,
     after: &Subscription,
 ) -> Result<(), DomainError> {
+    check_as(settings, now, before, after, PolicyActor::Customer).map(|_| ())
+}
+
+/// [`check`] for `held`, as the policy holds them ([`PolicyActor::exceed`] with
+/// [`PolicyLimit::OrderCutoffHours`]): a subscriber and an agent are refused, an
+/// overriding agent is let through with the limit reported (to be recorded as the
+/// override), a merchant's backend is not held.
+pub fn check_as(
+    settings: &OrderNoticeSettings,
+    now: DateTime<Utc>,
+    before: &Subscription,
+    after: &Subscription,
+    held: PolicyActor,
+) -> Result<Option<PolicyLimit>, DomainError> {
     let renewal_at = before.current_period.end;
     if !settings.locked(renewal_at, now) || next_order(before) == next_order(after) {
-        return Ok(());
+        return Ok(None);
     }
-    Err(cutoff_passed_at(settings, renewal_at))
+    match held.exceed(PolicyLimit::OrderCutoffHours) {
+        Ok(exceeded) => Ok(exceeded),
+        Err(DomainError::PolicyLimit {
+            overridable: true, ..
+        }) => Err(overridable(cutoff_passed_at(settings, renewal_at))),
+        Err(_) => Err(cutoff_passed_at(settings, renewal_at)),
+    }
+}
+
+/// The refusal `err` of an agent, saying that an override allows it.
+fn overridable(err: DomainError) -> DomainError {
+    match err {
+        DomainError::Conflict { code, detail } => DomainError::Conflict {
+            code,
+            detail: Cow::Owned(format!(
+                "{detail}; an `override` with a reason allows it (limit `{}`)",
+                PolicyLimit::OrderCutoffHours.as_str()
+            )),
+        },
+        other => other,
+    }
 }
 
 /// Refuses a change of where a subscription ships at `now` while the order of its next
@@ -317,5 +358,77 @@ mod tests {
         assert!(check_address_change(&s, open, &before).is_ok());
         // Nothing is locked without a cutoff.
         assert!(check(&settings(3, 0), locked, &before, &more).is_ok());
+    }
+
+    #[test]
+    fn a_send_now_changes_the_locked_order_either_way() {
+        use crate::subscription::SendNowAnchor;
+        let before = active();
+        let renewal = before.current_period.end;
+        let s = settings(3, 24);
+        let locked = renewal - TimeDelta::hours(2);
+        let open = renewal - TimeDelta::hours(30);
+        let policy = PortalPolicy::default();
+        for anchor in [SendNowAnchor::Keep, SendNowAnchor::Reset] {
+            let at_lock = before
+                .send_now(anchor, &policy, Actor::Merchant, locked)
+                .unwrap()
+                .subscription;
+            // Keeping the anchor, nothing ships at the renewal any more; resetting it, the
+            // renewal moves.
+            let after = next_order(&at_lock);
+            match anchor {
+                SendNowAnchor::Keep => assert_eq!(after, None),
+                SendNowAnchor::Reset => {
+                    assert!(after.is_some_and(|o| o.renewal_at > renewal), "{after:?}");
+                }
+            }
+            assert_eq!(
+                check(&s, locked, &before, &at_lock).unwrap_err().code(),
+                CUTOFF_PASSED,
+                "{anchor:?}"
+            );
+            let before_cutoff = before
+                .send_now(anchor, &policy, Actor::Merchant, open)
+                .unwrap()
+                .subscription;
+            assert!(
+                check(&s, open, &before, &before_cutoff).is_ok(),
+                "{anchor:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_overriding_agent_passes_the_cutoff_with_the_limit_reported() {
+        let before = active();
+        let renewal = before.current_period.end;
+        let s = settings(3, 24);
+        let locked = renewal - TimeDelta::hours(2);
+        let mut more = before.clone();
+        more.quantity = 2;
+        let held = |actor| check_as(&s, locked, &before, &more, actor);
+        assert_eq!(
+            held(PolicyActor::Agent { overriding: true }),
+            Ok(Some(PolicyLimit::OrderCutoffHours))
+        );
+        assert_eq!(held(PolicyActor::System), Ok(None));
+        let agent = held(PolicyActor::Agent { overriding: false }).unwrap_err();
+        assert_eq!(agent.code(), CUTOFF_PASSED);
+        assert!(agent.to_string().contains("override"), "{agent}");
+        let customer = held(PolicyActor::Customer).unwrap_err();
+        assert_eq!(customer.code(), CUTOFF_PASSED);
+        assert!(!customer.to_string().contains("override"), "{customer}");
+        // Nothing to report where the cutoff does not refuse.
+        assert_eq!(
+            check_as(
+                &s,
+                renewal - TimeDelta::hours(30),
+                &before,
+                &more,
+                PolicyActor::Agent { overriding: true }
+            ),
+            Ok(None)
+        );
     }
 }

@@ -30,10 +30,14 @@ pub enum PolicyLimit {
     MaxConsecutiveSkips,
     /// `allow_send_now: false`.
     AllowSendNow,
+    /// The merchant's `order_cutoff_hours`: a change of the next renewal's order after its
+    /// edit cutoff (docs/orders.md, "The edit cutoff"). Its refusal is
+    /// `order_edit_cutoff_passed`, naming the cutoff.
+    OrderCutoffHours,
 }
 
 impl PolicyLimit {
-    pub const ALL: [PolicyLimit; 9] = [
+    pub const ALL: [PolicyLimit; 10] = [
         PolicyLimit::AllowPause,
         PolicyLimit::MaxPauseDays,
         PolicyLimit::AllowCancel,
@@ -43,6 +47,7 @@ impl PolicyLimit {
         PolicyLimit::AllowSkip,
         PolicyLimit::MaxConsecutiveSkips,
         PolicyLimit::AllowSendNow,
+        PolicyLimit::OrderCutoffHours,
     ];
 
     /// How the limit is named on the wire (a problem's `limit`, an override's `limits`).
@@ -57,6 +62,7 @@ impl PolicyLimit {
             PolicyLimit::AllowSkip => "allow_skip",
             PolicyLimit::MaxConsecutiveSkips => "max_consecutive_skips",
             PolicyLimit::AllowSendNow => "allow_send_now",
+            PolicyLimit::OrderCutoffHours => "order_cutoff_hours",
         }
     }
 
@@ -77,6 +83,7 @@ impl PolicyLimit {
             PolicyLimit::AllowSkip => "skip_not_allowed",
             PolicyLimit::MaxConsecutiveSkips => "too_many_consecutive_skips",
             PolicyLimit::AllowSendNow => "send_now_not_allowed",
+            PolicyLimit::OrderCutoffHours => crate::order_cutoff::CUTOFF_PASSED,
         }
     }
 
@@ -92,6 +99,7 @@ impl PolicyLimit {
             PolicyLimit::AllowSkip => "skipping a renewal",
             PolicyLimit::MaxConsecutiveSkips => "skipping this many renewals in a row",
             PolicyLimit::AllowSendNow => "sending the next order now",
+            PolicyLimit::OrderCutoffHours => "changing the next order after its edit cutoff",
         }
     }
 }

@@ -59,6 +59,8 @@ const RESOURCES: &[(&str, Resource)] = &[
 /// `POST`s that only compute an answer.
 const READS: &[&str] = &[
     "/v1/subscriptions/{id}/change_plan/preview",
+    "/v1/subscriptions/{id}/change_quantity/preview",
+    "/v1/subscriptions/{id}/send_now/preview",
     "/v1/subscriptions/preview",
 ];
 
@@ -130,9 +132,22 @@ mod tests {
             scope(Method::POST, "/v1/events/{id}/redeliver").as_deref(),
             Some("webhooks:write")
         );
+        // Every preview is a read, as its GET would be.
+        for preview in [
+            "/v1/subscriptions/{id}/change_plan/preview",
+            "/v1/subscriptions/{id}/change_quantity/preview",
+            "/v1/subscriptions/{id}/send_now/preview",
+            "/v1/subscriptions/preview",
+        ] {
+            assert_eq!(
+                scope(Method::POST, preview).as_deref(),
+                Some("subscriptions:read"),
+                "{preview}"
+            );
+        }
         assert_eq!(
-            scope(Method::POST, "/v1/subscriptions/{id}/change_plan/preview").as_deref(),
-            Some("subscriptions:read")
+            scope(Method::POST, "/v1/subscriptions/{id}/send_now").as_deref(),
+            Some("subscriptions:write")
         );
         assert_eq!(scope(Method::GET, "/v1/customersx"), None);
     }

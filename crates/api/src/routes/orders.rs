@@ -1,7 +1,7 @@
 //! Addresses, shipping addresses and orders (docs/orders.md), for merchants and in the
 //! portal.
 
-use actix_web::{HttpResponse, delete, get, patch, post, web};
+use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
 use tenure_app::dto::InMode;
 use tenure_app::dto::common::{parse_field_id, parse_id};
 use tenure_app::dto::orders::{
@@ -22,6 +22,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use crate::auth::{AuthenticatedCustomer, AuthenticatedMerchant};
 use crate::error::ApiResult;
 use crate::extract::{Json, Query};
+use crate::middleware::audit::names_agent;
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut ServiceConfig) {
@@ -190,21 +191,27 @@ async fn get_shipping_address(
 
 /// Ship a subscription to an address of its customer's book
 /// (`subscription.shipping_address_updated`); 422 on `address_id` for an address that is
-/// not the customer's. Orders made without an address (not yet shipped) take it.
+/// not the customer's. Orders made without an address (not yet shipped) take it. A request
+/// naming an agent (`Tenure-Agent`) is held to the edit cutoff of the next order (409
+/// `order_edit_cutoff_passed`), as a subscriber is; the merchant's backend is not.
 #[utoipa::path(tag = "Subscriptions", request_body = SetShippingAddress,
     params(("id" = String, Path, description = "Subscription id (sub_…)")),
-    responses((status = 200, description = "The shipping address", body = ShippingAddressDto)))]
+    responses((status = 200, description = "The shipping address", body = ShippingAddressDto),
+        (status = 409, description = "An agent's change after the next order's edit cutoff (`order_edit_cutoff_passed`)",
+            body = crate::error::Problem, content_type = "application/problem+json")))]
 #[post("/subscriptions/{id}/shipping_address")]
 async fn set_shipping_address(
+    req: HttpRequest,
     state: web::Data<AppState>,
     auth: AuthenticatedMerchant,
     id: web::Path<String>,
     body: Json<SetShippingAddress>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id::<SubscriptionTag>(&id, "subscription")?;
+    // An agent (`Tenure-Agent`) is held to the edit cutoff of the next order.
     let view = addresses::set_shipping_address(
         &state.app,
-        Scope::merchant(auth.0),
+        Scope::merchant_agent(auth.0, names_agent(&req)),
         id,
         &body.0.address_id,
     )

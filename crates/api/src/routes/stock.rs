@@ -123,8 +123,9 @@ async fn portal_get_subscription_stock(
 /// notice did is taken back and the choice applied (`subscription.stock_choice_made`).
 /// 422 on `choice` when it is not offered; 409 `no_stock_notice`,
 /// `stock_notice_superseded` (a newer stock change replaced it), or the state's code
-/// when the subscription cannot skip or change plan now. Honours `If-Match`; the ETag is
-/// the subscription's.
+/// when the subscription cannot skip or change plan now, or `order_edit_cutoff_passed`
+/// when the choice would change the next order after its edit cutoff. Honours
+/// `If-Match`; the ETag is the subscription's.
 #[utoipa::path(tag = "Portal", request_body = StockChoice,
     params(("id" = String, Path, description = "Subscription id (sub_…)")),
     responses((status = 200, description = "The subscription's stock", body = SubscriptionStockDto)))]

@@ -414,9 +414,10 @@ async fn change_quantity(
 /// ahead at most (422 `skip_limit_reached`). A request that names an agent
 /// (`Tenure-Agent`) is held to the product's policy as the portal is (`allow_skip`,
 /// `max_consecutive_skips`: 422 `skip_not_allowed`, `too_many_consecutive_skips` with the
-/// problem's `limit`) unless it carries `override: {reason}`, which allows the skip and
-/// records the limits exceeded (`override.created`). Without the header the backend is
-/// not held to the policy. Honours `If-Match`.
+/// problem's `limit`) and to the next order's edit cutoff (409 `order_edit_cutoff_passed`)
+/// unless it carries `override: {reason}`, which allows the skip and records the limits
+/// exceeded (`override.created`; the cutoff as `order_cutoff_hours`). Without the header
+/// the backend is not held to the policy. Honours `If-Match`.
 #[utoipa::path(tag = "Subscriptions", request_body = MerchantOverride,
     params(("id" = String, Path, description = "Subscription id (sub_…)")),
     responses((status = 200, description = "The subscription", body = SubscriptionDto)))]
@@ -432,8 +433,11 @@ async fn skip_renewal(
 }
 
 /// Take back the last skip (`skipped_renewals`' last entry): that renewal bills again
-/// (409 `no_renewal_skipped` when none is skipped). No policy limit holds an unskip; an
-/// `override` is accepted (as for a skip) and records nothing. Honours `If-Match`.
+/// (409 `no_renewal_skipped` when none is skipped). No limit of the product's policy holds
+/// an unskip, but the next order's edit cutoff holds an agent's (409
+/// `order_edit_cutoff_passed`); an `override` is accepted (as for a skip) and records the
+/// cutoff when it passes one (`order_cutoff_hours`), nothing otherwise. Honours
+/// `If-Match`.
 #[utoipa::path(tag = "Subscriptions", request_body = MerchantOverride,
     params(("id" = String, Path, description = "Subscription id (sub_…)")),
     responses((status = 200, description = "The subscription", body = SubscriptionDto)))]
@@ -486,8 +490,10 @@ async fn preview_send_now(
 /// period (`subscription_paused`, `renewal_pending`, `cancellation_pending`,
 /// `pause_scheduled`, `plan_change_scheduled`), `renewal_skipped` (unskip first),
 /// `already_sent_now`. A request that names an agent (`Tenure-Agent`) is held to the
-/// product's `allow_send_now` (422 `send_now_not_allowed`) unless it carries `override:
-/// {reason}`. Honours `If-Match`.
+/// product's `allow_send_now` (422 `send_now_not_allowed`) and to the next order's edit
+/// cutoff (409 `order_edit_cutoff_passed`: a send now moves or empties the locked order)
+/// unless it carries `override: {reason}`, which records the limits exceeded
+/// (`override.created`). Honours `If-Match`.
 #[utoipa::path(tag = "Subscriptions", request_body = MerchantSendNow,
     params(("id" = String, Path, description = "Subscription id (sub_…)")),
     responses((status = 200, description = "The subscription", body = SubscriptionDto)))]

@@ -401,6 +401,9 @@ pub fn next_invoice_period(sub: &Subscription) -> Option<(Period, PlanTerms)> {
 pub(crate) struct UpcomingParts {
     pub period: Period,
     pub terms: PlanTerms,
+    /// The product of the plan it bills: another than the subscription's after a swap to
+    /// another product's plan at this renewal.
+    pub product_id: tenure_domain::ids::ProductId,
     pub plan_name: String,
     /// The plan's variant, which the upcoming order ships.
     pub variant: Option<tenure_domain::catalog::Variant>,
@@ -448,6 +451,7 @@ pub(crate) async fn upcoming_parts(
     Ok(Some(UpcomingParts {
         period,
         terms,
+        product_id: plan.product_id,
         plan_name: plan.name,
         variant: plan.variant,
         lines: draft.lines,

@@ -303,8 +303,10 @@ wire_enum! {
     /// A limit of the product's portal policy, named as the policy's field that sets it:
     /// `allow_pause`, `max_pause_days` (a longer or open-ended pause), `allow_cancel`,
     /// `cancellation_notice` (an end before the policy's notice), `allow_plan_change`,
-    /// `switchable_plan_ids` (a plan the policy does not offer).
-    PolicyLimitDto from tenure_domain::policy::PolicyLimit { AllowPause, MaxPauseDays, AllowCancel, CancellationNotice, AllowPlanChange, SwitchablePlanIds, AllowSkip, MaxConsecutiveSkips, AllowSendNow }
+    /// `switchable_plan_ids` (a plan the policy does not offer), `allow_skip`,
+    /// `max_consecutive_skips`, `allow_send_now`, and the merchant's `order_cutoff_hours`
+    /// (a change of the next order after its edit cutoff).
+    PolicyLimitDto from tenure_domain::policy::PolicyLimit { AllowPause, MaxPauseDays, AllowCancel, CancellationNotice, AllowPlanChange, SwitchablePlanIds, AllowSkip, MaxConsecutiveSkips, AllowSendNow, OrderCutoffHours }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -1298,13 +1298,18 @@ pub struct SendNowPreviewDto {
     #[serde(serialize_with = "crate::dto::timestamps::rfc3339")]
     pub next_renewal_at: DateTime<Utc>,
     /// Its lines: the plan at the quantity, the pending items (prorations, one-offs) and
-    /// the discounts, as a renewal's invoice; the customer's credit balance is drawn when
-    /// it is created.
+    /// the discounts, as a renewal's invoice, then the customer's credit balance it draws
+    /// on (`customer_balance`), as the balance stands now.
     pub lines: Vec<crate::dto::billing::InvoiceLineDto>,
     pub subtotal: MoneyDto,
     /// The discount lines' sum (zero or negative).
     pub discount: MoneyDto,
+    /// `subtotal + discount`, before the credit balance.
     pub total: MoneyDto,
+    /// The customer's credit balance used before charging (zero or negative).
+    pub credit_applied: MoneyDto,
+    /// What the customer would be charged: `max(0, total + credit_applied)`.
+    pub amount_due: MoneyDto,
 }
 
 /// The first invoice a subscription would get, without subscribing.

@@ -408,7 +408,7 @@ pub async fn act_in_tx(
     } else {
         WithdrawnAs::Declined(None)
     };
-    let transition = match action {
+    let mut transition = match action {
         Action::Pause(request) => sub.pause(request, &policy, acting, now)?,
         Action::Resume => sub.resume(actor, now)?,
         Action::Cancel(request) => sub.cancel(request, &policy, acting, now)?,
@@ -446,10 +446,21 @@ pub async fn act_in_tx(
         }
     };
     // After the merchant's edit cutoff, the order of the next renewal is locked for those
-    // held to it (docs/orders.md, "The edit cutoff").
-    if scope.held_to_order_cutoff() && edits_orders(action) {
-        crate::orders::check_order_cutoff(conn, merchant, &before, &transition.subscription, now)
-            .await?;
+    // held to it; an overriding agent's change records the cutoff among the limits it
+    // exceeded (docs/orders.md, "The edit cutoff").
+    if edits_orders(action)
+        && let Some(limit) = crate::orders::check_order_cutoff(
+            conn,
+            merchant,
+            &before,
+            &transition.subscription,
+            now,
+            acting.held,
+        )
+        .await?
+        && !transition.overridden.contains(&limit)
+    {
+        transition.overridden.push(limit);
     }
     // The next renewal billed again after all (a skip taken back or dropped) is announced
     // like any other, even if its notice window passed while it was skipped.
@@ -624,12 +635,23 @@ pub async fn preview_send_now(
     let policy = policy_of(&mut conn, merchant, s.product_id).await?;
     let sub = &s.subscription;
     let period = sub.check_can_send_now(&policy, scope.acting(), anchor, now)?;
+    // Refused after the next order's edit cutoff, as the send now would be.
+    let sent = sub.send_now(anchor, &policy, scope.acting(), now)?;
+    crate::orders::check_order_cutoff(
+        &mut conn,
+        merchant,
+        &s,
+        &sent.subscription,
+        now,
+        scope.acting().held,
+    )
+    .await?;
     let plan = catalog_repo::get_plan(&mut conn, merchant, sub.plan.plan_id).await?;
     let pending =
         tenure_store::repo::pending_items::uninvoiced(&mut conn, merchant, id, false).await?;
     let discounts =
         tenure_store::repo::discounts::active_for_subscription(&conn, merchant, id).await?;
-    let draft = crate::billing::invoicing::renewal_lines(
+    let mut draft = crate::billing::invoicing::renewal_lines(
         &plan.name,
         &sub.plan,
         sub.quantity,
@@ -637,7 +659,21 @@ pub async fn preview_send_now(
         &pending,
         &discounts,
     )?;
-    let totals = tenure_domain::billing::invoice::totals(sub.plan.price.currency, &draft.lines)?;
+    // The invoice draws on the customer's credit balance when it is created: as it
+    // stands now, as the upcoming invoice shows it.
+    let currency = sub.plan.price.currency;
+    let balance = tenure_store::repo::credits::balances(&mut conn, merchant, s.customer_id)
+        .await?
+        .into_iter()
+        .map(|b| b.balance)
+        .find(|b| b.currency == currency)
+        .unwrap_or(Money::zero(currency));
+    let totals = tenure_domain::billing::credit::apply_customer_balance(
+        currency,
+        &mut draft.lines,
+        balance,
+    )?
+    .totals;
     Ok(crate::dto::subscriptions::SendNowPreviewDto {
         anchor: anchor.into(),
         period: period.into(),
@@ -647,6 +683,8 @@ pub async fn preview_send_now(
         subtotal: totals.subtotal.into(),
         discount: totals.discount.into(),
         total: totals.total.into(),
+        credit_applied: totals.credit_applied.into(),
+        amount_due: totals.amount_due.into(),
     })
 }
 

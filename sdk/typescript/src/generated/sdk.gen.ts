@@ -1670,8 +1670,9 @@ export const portalGetSubscriptionStock = <ThrowOnError extends boolean = true>(
  * notice did is taken back and the choice applied (`subscription.stock_choice_made`).
  * 422 on `choice` when it is not offered; 409 `no_stock_notice`,
  * `stock_notice_superseded` (a newer stock change replaced it), or the state's code
- * when the subscription cannot skip or change plan now. Honours `If-Match`; the ETag is
- * the subscription's.
+ * when the subscription cannot skip or change plan now, or `order_edit_cutoff_passed`
+ * when the choice would change the next order after its edit cutoff. Honours
+ * `If-Match`; the ETag is the subscription's.
  */
 export const portalChooseStock = <ThrowOnError extends boolean = true>(options: Options<PortalChooseStockData, ThrowOnError>) => (options.client ?? client).post<PortalChooseStockResponses, PortalChooseStockErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -2099,7 +2100,7 @@ export const changeQuantity = <ThrowOnError extends boolean = true>(options: Opt
  * plan change (credit at the old quantity, charge at the new one, for the rest of the
  * period), billed on the next renewal invoice.
  *
- * Requires the scope `subscriptions:write` (or an unrestricted key).
+ * Requires the scope `subscriptions:read` (or an unrestricted key).
  */
 export const previewQuantityChange = <ThrowOnError extends boolean = true>(options: Options<PreviewQuantityChangeData, ThrowOnError>) => (options.client ?? client).post<PreviewQuantityChangeResponses, PreviewQuantityChangeErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -2230,8 +2231,10 @@ export const removeScheduledChange = <ThrowOnError extends boolean = true>(optio
  * period (`subscription_paused`, `renewal_pending`, `cancellation_pending`,
  * `pause_scheduled`, `plan_change_scheduled`), `renewal_skipped` (unskip first),
  * `already_sent_now`. A request that names an agent (`Tenure-Agent`) is held to the
- * product's `allow_send_now` (422 `send_now_not_allowed`) unless it carries `override:
- * {reason}`. Honours `If-Match`.
+ * product's `allow_send_now` (422 `send_now_not_allowed`) and to the next order's edit
+ * cutoff (409 `order_edit_cutoff_passed`: a send now moves or empties the locked order)
+ * unless it carries `override: {reason}`, which records the limits exceeded
+ * (`override.created`). Honours `If-Match`.
  *
  * Requires the scope `subscriptions:write` (or an unrestricted key).
  */
@@ -2250,7 +2253,7 @@ export const sendNow = <ThrowOnError extends boolean = true>(options: Options<Se
  * it; refused and held to the policy as the send now would be (an agent's `override` is
  * taken and records nothing).
  *
- * Requires the scope `subscriptions:write` (or an unrestricted key).
+ * Requires the scope `subscriptions:read` (or an unrestricted key).
  */
 export const previewSendNow = <ThrowOnError extends boolean = true>(options: Options<PreviewSendNowData, ThrowOnError>) => (options.client ?? client).post<PreviewSendNowResponses, PreviewSendNowErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }],
@@ -2276,7 +2279,9 @@ export const getShippingAddress = <ThrowOnError extends boolean = true>(options:
 /**
  * Ship a subscription to an address of its customer's book
  * (`subscription.shipping_address_updated`); 422 on `address_id` for an address that is
- * not the customer's. Orders made without an address (not yet shipped) take it.
+ * not the customer's. Orders made without an address (not yet shipped) take it. A request
+ * naming an agent (`Tenure-Agent`) is held to the edit cutoff of the next order (409
+ * `order_edit_cutoff_passed`), as a subscriber is; the merchant's backend is not.
  *
  * Requires the scope `subscriptions:write` (or an unrestricted key).
  */
@@ -2299,9 +2304,10 @@ export const setShippingAddress = <ThrowOnError extends boolean = true>(options:
  * ahead at most (422 `skip_limit_reached`). A request that names an agent
  * (`Tenure-Agent`) is held to the product's policy as the portal is (`allow_skip`,
  * `max_consecutive_skips`: 422 `skip_not_allowed`, `too_many_consecutive_skips` with the
- * problem's `limit`) unless it carries `override: {reason}`, which allows the skip and
- * records the limits exceeded (`override.created`). Without the header the backend is
- * not held to the policy. Honours `If-Match`.
+ * problem's `limit`) and to the next order's edit cutoff (409 `order_edit_cutoff_passed`)
+ * unless it carries `override: {reason}`, which allows the skip and records the limits
+ * exceeded (`override.created`; the cutoff as `order_cutoff_hours`). Without the header
+ * the backend is not held to the policy. Honours `If-Match`.
  *
  * Requires the scope `subscriptions:write` (or an unrestricted key).
  */
@@ -2329,8 +2335,11 @@ export const getSubscriptionStock = <ThrowOnError extends boolean = true>(option
 
 /**
  * Take back the last skip (`skipped_renewals`' last entry): that renewal bills again
- * (409 `no_renewal_skipped` when none is skipped). No policy limit holds an unskip; an
- * `override` is accepted (as for a skip) and records nothing. Honours `If-Match`.
+ * (409 `no_renewal_skipped` when none is skipped). No limit of the product's policy holds
+ * an unskip, but the next order's edit cutoff holds an agent's (409
+ * `order_edit_cutoff_passed`); an `override` is accepted (as for a skip) and records the
+ * cutoff when it passes one (`order_cutoff_hours`), nothing otherwise. Honours
+ * `If-Match`.
  *
  * Requires the scope `subscriptions:write` (or an unrestricted key).
  */

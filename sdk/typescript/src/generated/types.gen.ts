@@ -2673,9 +2673,11 @@ export type PlanDto = {
  * A limit of the product's portal policy, named as the policy's field that sets it:
  * `allow_pause`, `max_pause_days` (a longer or open-ended pause), `allow_cancel`,
  * `cancellation_notice` (an end before the policy's notice), `allow_plan_change`,
- * `switchable_plan_ids` (a plan the policy does not offer).
+ * `switchable_plan_ids` (a plan the policy does not offer), `allow_skip`,
+ * `max_consecutive_skips`, `allow_send_now`, and the merchant's `order_cutoff_hours`
+ * (a change of the next order after its edit cutoff).
  */
-export type PolicyLimitDto = 'allow_pause' | 'max_pause_days' | 'allow_cancel' | 'cancellation_notice' | 'allow_plan_change' | 'switchable_plan_ids' | 'allow_skip' | 'max_consecutive_skips' | 'allow_send_now';
+export type PolicyLimitDto = 'allow_pause' | 'max_pause_days' | 'allow_cancel' | 'cancellation_notice' | 'allow_plan_change' | 'switchable_plan_ids' | 'allow_skip' | 'max_consecutive_skips' | 'allow_send_now' | 'order_cutoff_hours';
 
 /**
  * The answer to a portal cancellation: the subscription and, in request mode, the
@@ -3287,8 +3289,8 @@ export type SendNowPreviewDto = {
     next_renewal_at: string;
     /**
      * Its lines: the plan at the quantity, the pending items (prorations, one-offs) and
-     * the discounts, as a renewal's invoice; the customer's credit balance is drawn when
-     * it is created.
+     * the discounts, as a renewal's invoice, then the customer's credit balance it draws
+     * on (`customer_balance`), as the balance stands now.
      */
     lines: Array<InvoiceLineDto>;
     subtotal: MoneyDto;
@@ -3296,7 +3298,18 @@ export type SendNowPreviewDto = {
      * The discount lines' sum (zero or negative).
      */
     discount: MoneyDto;
+    /**
+     * `subtotal + discount`, before the credit balance.
+     */
     total: MoneyDto;
+    /**
+     * The customer's credit balance used before charging (zero or negative).
+     */
+    credit_applied: MoneyDto;
+    /**
+     * What the customer would be charged: `max(0, total + credit_applied)`.
+     */
+    amount_due: MoneyDto;
 };
 
 /**
@@ -18061,7 +18074,7 @@ export type SetShippingAddressErrors = {
      */
     404: Problem;
     /**
-     * An RFC 9457 problem document
+     * An agent's change after the next order's edit cutoff (`order_edit_cutoff_passed`)
      */
     409: Problem;
     /**
