@@ -733,7 +733,7 @@ async fn rollup_metrics_equal_the_full_computation_after_a_random_history() {
 async fn week_rows_sum_what_the_day_rows_do() {
     use tenure_store::repo::metrics::{flip_sums, flip_sums_by_day};
     let app = TestApp::new().await;
-    let history = random_history(&app, 41, 110).await;
+    let history = random_history(&app, 41, 130).await;
     let merchant: tenure_domain::ids::MerchantId = history.merchant.id.parse().unwrap();
     let (first, last) = (history.instants[0], *history.instants.last().unwrap());
     assert!(last - first > Duration::days(366), "{first} .. {last}");
