@@ -1,7 +1,7 @@
 //! `GET /v1/metrics` against a hand-built history in two currencies, with every expected
 //! figure computed by hand (see the comments), plus tenant isolation and bad ranges.
 
-use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, Duration, SecondsFormat, Utc};
 use serde_json::{Value, json};
 use tenure_domain::billing::Interval;
 use tenure_domain::clock::Clock;
@@ -724,6 +724,99 @@ async fn rollup_metrics_equal_the_full_computation_after_a_random_history() {
     }
 }
 
+/// The days of every period read as whole weeks plus the ragged days at both ends
+/// (`flip_sums`, what `GET /v1/metrics` reads) give exactly what every day row of the
+/// period gives (`flip_sums_by_day`), for random periods of a random history of more than
+/// a year, among them periods starting or ending at midnight and on Mondays; and each week
+/// row is the sum of its days' rows.
+#[actix_web::test]
+async fn week_rows_sum_what_the_day_rows_do() {
+    use tenure_store::repo::metrics::{flip_sums, flip_sums_by_day};
+    let app = TestApp::new().await;
+    let history = random_history(&app, 41, 130).await;
+    let merchant: tenure_domain::ids::MerchantId = history.merchant.id.parse().unwrap();
+    let (first, last) = (history.instants[0], *history.instants.last().unwrap());
+    assert!(last - first > Duration::days(366), "{first} .. {last}");
+
+    // The week rows (over their shards) are their days' rows summed.
+    const BY_WEEK: &str = "SELECT coalesce(string_agg(r, ';' ORDER BY r), '') FROM (
+        SELECT concat_ws(',', currency, a_week, y_week, sum(new_w), sum(churn_w),
+                         sum(churn_mrr_w)) AS r
+          FROM metric_flip_weeks GROUP BY currency, a_week, y_week
+        HAVING sum(new_w) <> 0 OR sum(churn_w) <> 0 OR sum(churn_mrr_w) <> 0) t";
+    const DAYS_BY_WEEK: &str = "SELECT coalesce(string_agg(r, ';' ORDER BY r), '') FROM (
+        SELECT concat_ws(',', currency, tenure_week(a_day), tenure_week(y_day), sum(new_w),
+                         sum(churn_w), sum(churn_mrr_w)) AS r
+          FROM metric_flip_days GROUP BY currency, tenure_week(a_day), tenure_week(y_day)
+        HAVING sum(new_w) <> 0 OR sum(churn_w) <> 0 OR sum(churn_mrr_w) <> 0) t";
+    let weeks = text(&app, BY_WEEK).await;
+    assert_eq!(weeks, text(&app, DAYS_BY_WEEK).await);
+    assert!(
+        app.count("SELECT count(*) AS n FROM metric_flip_weeks WHERE a_week < y_week")
+            .await
+            > 10,
+        "{weeks}"
+    );
+
+    let mut rng = Rng(17);
+    let mut periods = random_periods(&mut rng, &history.instants, 150);
+    // Ends at midnight and on Mondays (the weeks' own boundaries), and a day either side.
+    let midnight = |t: DateTime<Utc>| t.date_naive().and_hms_opt(0, 0, 0).unwrap().and_utc();
+    let monday = |t: DateTime<Utc>| {
+        midnight(t) - Duration::days(i64::from(t.weekday().num_days_from_monday()))
+    };
+    while periods.len() < 250 {
+        let mut at = || {
+            let t = *rng.pick(&history.instants);
+            let t = if rng.below(2) == 0 {
+                midnight(t)
+            } else {
+                monday(t)
+            };
+            t + Duration::days(i64::try_from(rng.below(3)).unwrap() - 1)
+        };
+        let (a, b) = (at(), at());
+        if a < b && b - a <= Duration::days(366) {
+            periods.push((a, b));
+        }
+    }
+
+    let mut conn = app.sql().await;
+    let mut long_with_flips = 0;
+    let mut with_week_rows = 0;
+    for &(from, to) in &periods {
+        let coarse = flip_sums(&mut conn, merchant, from, to).await.unwrap();
+        let by_day = flip_sums_by_day(&mut conn, merchant, from, to)
+            .await
+            .unwrap();
+        assert_eq!(coarse, by_day, "{from} .. {to}");
+        if to - from > Duration::days(14) && by_day.iter().any(|r| r.churn_w != 0) {
+            long_with_flips += 1;
+        }
+        let week_rows = app
+            .count(&format!(
+                "SELECT count(*) AS n FROM metric_flip_weeks
+                  WHERE merchant_id = '{}' AND (new_w <> 0 OR churn_w <> 0)
+                    AND a_week >= tenure_week(('{}'::timestamptz AT TIME ZONE 'UTC')::date) + 7
+                    AND y_week < tenure_week(('{}'::timestamptz AT TIME ZONE 'UTC')::date)",
+                merchant.uuid(),
+                rfc3339(from),
+                rfc3339(to)
+            ))
+            .await;
+        if week_rows > 0 {
+            with_week_rows += 1;
+        }
+    }
+    // Not vacuous: many periods counted churn, and read week rows that are not zero.
+    assert!(
+        long_with_flips > 40,
+        "{long_with_flips} of {}",
+        periods.len()
+    );
+    assert!(with_week_rows > 40, "{with_week_rows} of {}", periods.len());
+}
+
 /// The migration's backfill rebuilds from history exactly the rollups the trigger kept,
 /// and a reconciliation finds rows changed around the trigger until they are rebuilt.
 #[actix_web::test]
@@ -747,6 +840,10 @@ async fn the_backfill_rebuilds_the_rollups_the_changes_kept() {
                                    sum(churn_w), sum(churn_mrr_w))
                     FROM metric_flip_days GROUP BY currency, a_day, y_day
                   HAVING sum(new_w) <> 0 OR sum(churn_w) <> 0 OR sum(churn_mrr_w) <> 0
+        UNION ALL SELECT concat_ws(',', 'weeks', currency, a_week, y_week, sum(new_w),
+                                   sum(churn_w), sum(churn_mrr_w))
+                    FROM metric_flip_weeks GROUP BY currency, a_week, y_week
+                  HAVING sum(new_w) <> 0 OR sum(churn_w) <> 0 OR sum(churn_mrr_w) <> 0
         UNION ALL SELECT 'pending' FROM metric_pending) t";
     let app = TestApp::new().await;
     let history = random_history(&app, 5, 60).await;
@@ -756,14 +853,17 @@ async fn the_backfill_rebuilds_the_rollups_the_changes_kept() {
     assert!(!kept.is_empty());
 
     assert!(kept.contains("point,"), "no flip in the history: {kept}");
+    assert!(kept.contains("weeks,"), "no week row: {kept}");
 
     // The migrations, down and up again on this history: the same rows.
     let mut conn = app.sql().await;
     for script in [
+        include_str!("../../migrations/2026-12-10-210000_metric_flip_weeks/down.sql"),
         include_str!("../../migrations/2026-12-09-050000_metric_flips/down.sql"),
         include_str!("../../migrations/2026-12-08-120001_metric_rollups/down.sql"),
         include_str!("../../migrations/2026-12-08-120001_metric_rollups/up.sql"),
         include_str!("../../migrations/2026-12-09-050000_metric_flips/up.sql"),
+        include_str!("../../migrations/2026-12-10-210000_metric_flip_weeks/up.sql"),
     ] {
         diesel_async::SimpleAsyncConnection::batch_execute(&mut conn, script)
             .await

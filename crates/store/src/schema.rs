@@ -754,6 +754,21 @@ diesel::table! {
     }
 }
 
+// The flips' points per week (migration 2026-12-10-210000_metric_flip_weeks).
+
+diesel::table! {
+    metric_flip_weeks (merchant_id, a_week, y_week, currency, shard) {
+        merchant_id -> Uuid,
+        a_week -> Date,
+        y_week -> Date,
+        currency -> Text,
+        shard -> Int2,
+        new_w -> Int8,
+        churn_w -> Int8,
+        churn_mrr_w -> Numeric,
+    }
+}
+
 // `metric_pending.tx` (xid8, the writing transaction's id) is left out: diesel has no
 // type for it and only SQL reads it.
 diesel::table! {

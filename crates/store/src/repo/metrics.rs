@@ -351,26 +351,10 @@ pub struct FlipSums {
     pub churn_mrr_w: i64,
 }
 
-/// The points with `a > from` and `y <= to` (docs/metrics.md, "How it is computed"): the
-/// day rows strictly between the boundary days (at most the period's days squared over
-/// two, per currency, whatever the number of customers), plus the points whose
-/// `a` falls on `from`'s UTC day or whose `y` falls on `to`'s (index range scans of one
-/// day each).
-pub async fn flip_sums(
-    conn: &mut AsyncPgConnection,
-    merchant: MerchantId,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> StoreResult<Vec<FlipSums>> {
-    let query = format!(
-        "WITH parts AS (
-             SELECT currency, new_w, churn_w, churn_mrr_w
-               FROM metric_flip_days
-              WHERE merchant_id = $1
-                AND a_day > ($2 AT TIME ZONE 'UTC')::date
-                AND a_day < ($3 AT TIME ZONE 'UTC')::date
-                AND y_day < ($3 AT TIME ZONE 'UTC')::date
-             UNION ALL
+/// The points whose `a` falls on `from`'s UTC day after `from`, or whose `y` falls on
+/// `to`'s day up to `to` (index range scans of one day each): what neither day nor week
+/// rows can tell apart. Both ways of summing a period share them.
+const FLIP_BOUNDARY_POINTS: &str = "
              SELECT currency, new_w, churn_w, churn_mrr_w
                FROM metric_flip_points
               WHERE merchant_id = $1 AND a > $2
@@ -384,7 +368,25 @@ pub async fn flip_sums(
                 AND y >= date_trunc('day', $3 AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
                 AND y <= $3
                 AND a >= (date_trunc('day', $2 AT TIME ZONE 'UTC') + interval '1 day')
-                         AT TIME ZONE 'UTC'
+                         AT TIME ZONE 'UTC'";
+
+/// `from`'s and `to`'s UTC days (F, T), the first Monday after F (A0: the first day of
+/// the first whole week after F) and T's Monday (T0).
+const F: &str = "($2 AT TIME ZONE 'UTC')::date";
+const T: &str = "($3 AT TIME ZONE 'UTC')::date";
+const A0: &str = "(tenure_week(($2 AT TIME ZONE 'UTC')::date) + 7)";
+const T0: &str = "tenure_week(($3 AT TIME ZONE 'UTC')::date)";
+
+async fn load_flip_sums(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    rows: &str,
+) -> StoreResult<Vec<FlipSums>> {
+    let query = format!(
+        "WITH parts AS ({rows}
+             UNION ALL{FLIP_BOUNDARY_POINTS}
          )
          SELECT currency, coalesce(sum(new_w), 0)::int8 AS new_w,
                 coalesce(sum(churn_w), 0)::int8 AS churn_w, {mrr} AS churn_mrr_w
@@ -397,6 +399,65 @@ pub async fn flip_sums(
         .bind::<Timestamptz, _>(to)
         .load(conn)
         .await?)
+}
+
+/// The points with `a > from` and `y <= to` (docs/metrics.md, "How it is computed"): the
+/// points of the boundary days, and the days `F < a_day < T`, `y_day < T` in between,
+/// read as whole weeks where they can be (migration 2026-12-10-210000):
+/// * weeks `A0 <= a_week < T0`, `y_week < T0` from `metric_flip_weeks` (at most the
+///   period's weeks squared over two per currency);
+/// * the first ragged days `F < a_day < min(A0, T)` (up to six days of `a`, any `y`) and
+///   the last ones `T0 <= y_day < T` with `A0 <= a_day < T` (up to six days of `y`) from
+///   `metric_flip_days`, through its primary key and its `y_day` index;
+/// * `A0, T0 <= a_day < T` with `y_day < T0`: none unless a change was recorded with a
+///   later time than a flip after it (the two instants a few milliseconds apart), read so
+///   that the sum is exactly [`flip_sums_by_day`]'s.
+pub async fn flip_sums(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> StoreResult<Vec<FlipSums>> {
+    let rows = format!(
+        "
+             SELECT currency, new_w, churn_w, churn_mrr_w
+               FROM metric_flip_weeks
+              WHERE merchant_id = $1 AND a_week >= {A0} AND a_week < {T0} AND y_week < {T0}
+             UNION ALL
+             SELECT currency, new_w, churn_w, churn_mrr_w
+               FROM metric_flip_days
+              WHERE merchant_id = $1 AND a_day > {F} AND a_day < least({A0}, {T})
+                AND y_day < {T}
+             UNION ALL
+             SELECT currency, new_w, churn_w, churn_mrr_w
+               FROM metric_flip_days
+              WHERE merchant_id = $1 AND y_day >= {T0} AND y_day < {T}
+                AND a_day >= {A0} AND a_day < {T}
+             UNION ALL
+             SELECT currency, new_w, churn_w, churn_mrr_w
+               FROM metric_flip_days
+              WHERE merchant_id = $1 AND a_day >= greatest({A0}, {T0}) AND a_day < {T}
+                AND y_day < {T0}"
+    );
+    load_flip_sums(conn, merchant, from, to, &rows).await
+}
+
+/// [`flip_sums`] from the day rows only (every day `F < a_day < T`, `y_day < T`: up to
+/// the period's days squared over two per currency): the reference the week rows are
+/// checked against (the e2e test `week_rows_sum_what_the_day_rows_do`).
+pub async fn flip_sums_by_day(
+    conn: &mut AsyncPgConnection,
+    merchant: MerchantId,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> StoreResult<Vec<FlipSums>> {
+    let rows = format!(
+        "
+             SELECT currency, new_w, churn_w, churn_mrr_w
+               FROM metric_flip_days
+              WHERE merchant_id = $1 AND a_day > {F} AND a_day < {T} AND y_day < {T}"
+    );
+    load_flip_sums(conn, merchant, from, to, &rows).await
 }
 
 /// Rebuilds the merchant's rollups from the history the full computation reads (what the
