@@ -6,7 +6,6 @@
 use actix_web::http::Method;
 use chrono::{Duration, TimeZone, Utc};
 use serde_json::{Value, json};
-use tenure_domain::clock::Clock;
 use tenure_e2e::{Response, TestApp, TestMerchant};
 
 use crate::fixtures::{self, count_events, events, time};
