@@ -511,14 +511,15 @@ async fn the_distribution_check_names_each_table_that_breaks_it() {
 
 /// `tenure serve` as deployed: two HTTP workers, each with a connection pool of its own,
 /// answer every request of a burst over many connections, within the process's
-/// connection budget (`TENURE_POOL_SIZE`).
+/// connection budget (`TENURE_POOL_SIZE`; the key listener and the audit writer take one
+/// each).
 #[actix_web::test]
 async fn served_http_workers_answer_within_the_connection_budget() {
     let app = TestApp::new().await;
     let m = app.merchant("A").await;
     // The application name tells the server's connections apart from the test's own.
     let url = format!("{}?application_name=tenure-served", app.db.url);
-    let (server, addr) = serve(&url, &["--http-workers", "2"], 5).await;
+    let (server, addr) = serve(&url, &["--http-workers", "2"], 6).await;
     // A connection per request: the server hands its connections to the workers in turn,
     // so both workers' pools serve.
     let burst = (0..40).map(|_| status_of(&addr, "/v1/customers", Some(&m.key)));
@@ -536,14 +537,15 @@ async fn served_http_workers_answer_within_the_connection_budget() {
     let listening = key_listeners(&app).await;
     assert_eq!(listening, 1, "the API key listener has its connection");
     assert!(
-        (1..=4).contains(&open),
-        "{open} connections and the listener's for a budget of 5"
+        (1..=5).contains(&open),
+        "{open} connections and the listener's for a budget of 6"
     );
     drop(server);
 }
 
 /// Without the API key cache, `serve` opens no listener connection and gives its share
-/// of the budget to HTTP: two workers fit in four connections, and keys still work.
+/// of the budget to HTTP: two workers fit in five connections (one is the audit
+/// writer's), and keys still work.
 #[actix_web::test]
 async fn serve_without_the_key_cache_listens_for_nothing() {
     let app = TestApp::new().await;
@@ -551,7 +553,7 @@ async fn serve_without_the_key_cache_listens_for_nothing() {
     let (server, addr) = serve(
         &app.db.url,
         &["--no-api-key-cache", "--http-workers", "2"],
-        4,
+        5,
     )
     .await;
     assert_eq!(
