@@ -1,4 +1,3 @@
-CREATE INDEX customers_tags ON customers USING gin (tags);
 DROP TRIGGER customer_tags_delete ON customers;
 DROP TRIGGER customer_tags_update ON customers;
 DROP TRIGGER customer_tags_insert ON customers;

@@ -83,8 +83,9 @@ INSERT INTO customer_tags (merchant_id, tag, customer_id)
 SELECT DISTINCT c.merchant_id, t, c.id FROM customers c CROSS JOIN LATERAL unnest(c.tags) AS t
  ORDER BY 1, 2, 3;
 
--- The GIN index served only the tag filter, which now reads customer_tags: every write of
--- a customer's row no longer updates it.
-DROP INDEX customers_tags;
+-- The GIN index that served the tag filter is dropped by the next migration, concurrently:
+-- dropping it here would upgrade this transaction's SHARE lock on customers to ACCESS
+-- EXCLUSIVE after the backfill, deadlocking with any request that read a customer and then
+-- waited to write it.
 
 ANALYZE customer_tags;
