@@ -311,6 +311,18 @@ impl AuditLog {
 
     fn sender(&self, db: &Db) -> AppResult<mpsc::Sender<Queued>> {
         let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        // A writer whose thread ended on its own (a panic) closed its queue: the entries it
+        // held were refused to their callers; the next entry starts another writer, so the
+        // process does not go on answering writes without their trail.
+        if matches!(&*writer, Writer::Running { queue, .. } if queue.is_closed())
+            && let Writer::Running { thread, .. } = std::mem::take(&mut *writer)
+        {
+            let ended = thread.join();
+            tracing::error!(
+                panicked = ended.is_err(),
+                "the audit writer stopped; starting another"
+            );
+        }
         if matches!(*writer, Writer::NotStarted) {
             *writer = self
                 .spawn(db.clone())
