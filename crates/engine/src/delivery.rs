@@ -331,8 +331,9 @@ pub async fn deliver_due(
     Ok(attempts)
 }
 
-/// How many of a round's outcomes are written at once.
-const RECORDING_CONCURRENCY: usize = 4;
+/// How many of a round's outcomes are written at once: each holds a connection of the
+/// process's background pool, whose budget counts them (`tenure worker`).
+pub const RECORDING_CONCURRENCY: usize = 2;
 
 /// Records an attempt (or, for an endpoint disabled meanwhile, cancels the delivery) and
 /// updates the endpoint's health, disabling it after uninterrupted failure.

@@ -200,9 +200,10 @@ thread_local! {
 const AUDIT_WRITER: usize = 1;
 
 /// Connections the background loops use at once: one per renewal task, one for the
-/// scheduled-change loop, one for webhook delivery, one for advancing test clocks.
+/// scheduled-change loop, webhook delivery's outcomes recorded at once, one for advancing
+/// test clocks.
 fn background_connections(args: &WorkerArgs) -> usize {
-    usize::from(args.renewal_tasks) + 3
+    usize::from(args.renewal_tasks) + 2 + tenure_engine::delivery::RECORDING_CONCURRENCY
 }
 
 /// How `serve` spends a process's connection budget (`--pool-size`): one for the
