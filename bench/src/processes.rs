@@ -1,12 +1,15 @@
 //! What the benchmark programs that drive `tenure worker` processes share: psql for
-//! SQL and `COPY`, the text format's escapes, the `tenure` binary to start, and stopping
-//! the processes started.
+//! SQL and `COPY`, the text format's escapes, the `tenure` binary to run and start, a
+//! fresh database with its merchant, the subscription rows they seed, and stopping the
+//! processes started.
 
 use std::io::{BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use chrono::{DateTime, Utc};
+use tenure_domain::ids::{CustomerId, MerchantId, PlanId, ProductId};
+use tenure_domain::subscription::Subscription;
 
 use crate::BoxError;
 
@@ -55,25 +58,91 @@ pub fn copy_in(
     Ok(())
 }
 
-/// Rebuilds a merchant's metric rollups from its rows, as `copy_in` bypassed the
-/// triggers that keep them (docs/metrics.md).
-pub fn rebuild_rollups(
-    tenure: &std::path::Path,
-    url: &str,
-    merchant: &str,
-) -> Result<(), BoxError> {
+/// Runs `tenure ARGS` against the database at `url`; its output, or its stderr as the
+/// error.
+pub fn run_tenure(tenure: &Path, url: &str, args: &[&str]) -> Result<Vec<u8>, BoxError> {
     let out = Command::new(tenure)
-        .args(["metrics", "rebuild", "--merchant", merchant])
+        .args(args)
         .env("DATABASE_URL", url)
         .env("TENURE_LOG", "warn")
         .output()?;
     if !out.status.success() {
         return Err(format!(
-            "tenure metrics rebuild failed: {}",
+            "tenure {args:?} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         )
         .into());
     }
+    Ok(out.stdout)
+}
+
+/// Drops the database `database` of `server` (at `url`), migrates a new one and creates
+/// the merchant `name` in it.
+pub fn fresh_database(
+    tenure: &Path,
+    server: &str,
+    database: &str,
+    url: &str,
+    name: &str,
+) -> Result<MerchantId, BoxError> {
+    psql(
+        &format!("{server}/postgres"),
+        &format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"),
+    )?;
+    run_tenure(tenure, url, &["migrate"])?;
+    let created = run_tenure(
+        tenure,
+        url,
+        &["merchant", "create", "--name", name, "--json"],
+    )?;
+    let json: serde_json::Value = serde_json::from_slice(&created)?;
+    Ok(json["id"]
+        .as_str()
+        .ok_or("merchant create printed no id")?
+        .parse()
+        .map_err(|e| format!("merchant id: {e}"))?)
+}
+
+/// Rebuilds a merchant's metric rollups from its rows, as `copy_in` bypassed the
+/// triggers that keep them (docs/metrics.md).
+pub fn rebuild_rollups(tenure: &Path, url: &str, merchant: MerchantId) -> Result<(), BoxError> {
+    run_tenure(
+        tenure,
+        url,
+        &["metrics", "rebuild", "--merchant", &merchant.to_string()],
+    )
+    .map(drop)
+}
+
+/// The columns [`write_subscription`] writes, for [`copy_in`].
+pub const SUBSCRIPTION_COLUMNS: &str = "subscriptions (merchant_id, id, customer_id, \
+    product_id, plan_id, status, current_period_end, state, created_at, updated_at)";
+
+/// One `COPY` line of [`SUBSCRIPTION_COLUMNS`]: `sub` of `customer`, created (and last
+/// written) at `created`.
+pub fn write_subscription(
+    w: &mut dyn Write,
+    merchant: MerchantId,
+    customer: CustomerId,
+    product: ProductId,
+    plan: PlanId,
+    sub: &Subscription,
+    created: DateTime<Utc>,
+) -> Result<(), BoxError> {
+    writeln!(
+        w,
+        "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+        merchant.uuid(),
+        sub.id.uuid(),
+        customer.uuid(),
+        product.uuid(),
+        plan.uuid(),
+        sub.status.as_str(),
+        ts(sub.current_period.end),
+        esc(&serde_json::to_string(sub)?),
+        ts(created),
+        ts(created)
+    )?;
     Ok(())
 }
 

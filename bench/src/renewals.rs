@@ -25,7 +25,10 @@ use tenure_domain::policy::PortalPolicy;
 use tenure_domain::subscription::{NewSubscription, PlanTerms, Subscription};
 
 use crate::BoxError;
-use crate::processes::{copy_in, esc, psql, rebuild_rollups, stop, tenure_binary, ts};
+use crate::processes::{
+    SUBSCRIPTION_COLUMNS, copy_in, fresh_database, psql, rebuild_rollups, stop, tenure_binary, ts,
+    write_subscription,
+};
 
 #[derive(clap::Args)]
 pub struct RenewalArgs {
@@ -69,41 +72,7 @@ fn loadavg() -> String {
 
 /// Seeds the database; returns the merchant.
 fn seed(args: &RenewalArgs, tenure: &Path, url: &str) -> Result<MerchantId, BoxError> {
-    let admin = format!("{}/postgres", args.server);
-    psql(
-        &admin,
-        &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", args.database),
-    )?;
-    let migrate = Command::new(tenure)
-        .arg("migrate")
-        .env("DATABASE_URL", url)
-        .env("TENURE_LOG", "warn")
-        .output()?;
-    if !migrate.status.success() {
-        return Err(format!(
-            "tenure migrate failed: {}",
-            String::from_utf8_lossy(&migrate.stderr)
-        )
-        .into());
-    }
-    let created = Command::new(tenure)
-        .args(["merchant", "create", "--name", "Renewal bench", "--json"])
-        .env("DATABASE_URL", url)
-        .env("TENURE_LOG", "warn")
-        .output()?;
-    if !created.status.success() {
-        return Err(format!(
-            "tenure merchant create failed: {}",
-            String::from_utf8_lossy(&created.stderr)
-        )
-        .into());
-    }
-    let json: serde_json::Value = serde_json::from_slice(&created.stdout)?;
-    let merchant: MerchantId = json["id"]
-        .as_str()
-        .ok_or("merchant create printed no id")?
-        .parse()
-        .map_err(|e| format!("merchant id: {e}"))?;
+    let merchant = fresh_database(tenure, &args.server, &args.database, url, "Renewal bench")?;
     let m = merchant.uuid();
 
     let product = ProductId::generate();
@@ -165,52 +134,35 @@ fn seed(args: &RenewalArgs, tenure: &Path, url: &str) -> Result<MerchantId, BoxE
             Ok(())
         },
     )?;
-    copy_in(
-        url,
-        "subscriptions (merchant_id, id, customer_id, product_id, plan_id, status, \
-         current_period_end, state, created_at, updated_at)",
-        |w| {
-            for (i, c) in customers.iter().enumerate() {
-                // Started 31 days (plus up to ten minutes) ago: a calendar month is at
-                // most 31 days, so every period ended at or before now.
-                let offset = i64::try_from(i % 600_000)? * 1000;
-                let start = chrono::SubsecRound::trunc_subsecs(
-                    now - Duration::days(31) - Duration::microseconds(offset),
-                    6,
-                );
-                let id = SubscriptionId::generate();
-                let sub = Subscription::create(
-                    NewSubscription {
-                        id,
-                        plan: terms,
-                        trial_days: 0,
-                        quantity: 1,
-                        pay_at_signup: false,
-                    },
-                    start,
-                )?
-                .subscription;
-                if sub.current_period.end > now {
-                    return Err("a seeded period does not end before now".into());
-                }
-                writeln!(
-                    w,
-                    "{m}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
-                    id.uuid(),
-                    c.uuid(),
-                    product.uuid(),
-                    plan.uuid(),
-                    sub.status.as_str(),
-                    ts(sub.current_period.end),
-                    esc(&serde_json::to_string(&sub)?),
-                    ts(start),
-                    ts(start)
-                )?;
+    copy_in(url, SUBSCRIPTION_COLUMNS, |w| {
+        for (i, c) in customers.iter().enumerate() {
+            // Started 31 days (plus up to ten minutes) ago: a calendar month is at
+            // most 31 days, so every period ended at or before now.
+            let offset = i64::try_from(i % 600_000)? * 1000;
+            let start = chrono::SubsecRound::trunc_subsecs(
+                now - Duration::days(31) - Duration::microseconds(offset),
+                6,
+            );
+            let id = SubscriptionId::generate();
+            let sub = Subscription::create(
+                NewSubscription {
+                    id,
+                    plan: terms,
+                    trial_days: 0,
+                    quantity: 1,
+                    pay_at_signup: false,
+                },
+                start,
+            )?
+            .subscription;
+            if sub.current_period.end > now {
+                return Err("a seeded period does not end before now".into());
             }
-            Ok(())
-        },
-    )?;
-    rebuild_rollups(tenure, url, &merchant.to_string())?;
+            write_subscription(w, merchant, *c, product, plan, &sub, start)?;
+        }
+        Ok(())
+    })?;
+    rebuild_rollups(tenure, url, merchant)?;
     psql(url, "VACUUM ANALYZE")?;
     Ok(merchant)
 }

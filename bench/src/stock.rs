@@ -18,14 +18,17 @@ use std::time::{Duration as StdDuration, Instant};
 use chrono::Utc;
 use tenure_domain::billing::period::{Cadence, Interval};
 use tenure_domain::ids::{
-    CustomerId, GenerateId, MerchantId, PlanId, ProductId, StockNoticeId, SubscriptionId,
+    CustomerId, GenerateId, PlanId, ProductId, StockNoticeId, SubscriptionId,
 };
 use tenure_domain::money::{Currency, Money};
 use tenure_domain::policy::PortalPolicy;
 use tenure_domain::subscription::{NewSubscription, PlanTerms, Subscription};
 
 use crate::BoxError;
-use crate::processes::{copy_in, esc, psql, rebuild_rollups, stop, tenure_binary, ts};
+use crate::processes::{
+    SUBSCRIPTION_COLUMNS, copy_in, fresh_database, psql, rebuild_rollups, stop, tenure_binary, ts,
+    write_subscription,
+};
 
 #[derive(clap::Args)]
 pub struct StockArgs {
@@ -59,41 +62,9 @@ pub struct StockArgs {
     work_dir: PathBuf,
 }
 
-fn run_tenure(tenure: &Path, url: &str, args: &[&str]) -> Result<Vec<u8>, BoxError> {
-    let out = Command::new(tenure)
-        .args(args)
-        .env("DATABASE_URL", url)
-        .env("TENURE_LOG", "warn")
-        .output()?;
-    if !out.status.success() {
-        return Err(format!(
-            "tenure {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-        .into());
-    }
-    Ok(out.stdout)
-}
-
 /// Seeds the database and writes the stock change; returns the notice.
 fn seed(args: &StockArgs, tenure: &Path, url: &str) -> Result<StockNoticeId, BoxError> {
-    let admin = format!("{}/postgres", args.server);
-    psql(
-        &admin,
-        &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", args.database),
-    )?;
-    run_tenure(tenure, url, &["migrate"])?;
-    let created = run_tenure(
-        tenure,
-        url,
-        &["merchant", "create", "--name", "Stock bench", "--json"],
-    )?;
-    let json: serde_json::Value = serde_json::from_slice(&created)?;
-    let merchant: MerchantId = json["id"]
-        .as_str()
-        .ok_or("merchant create printed no id")?
-        .parse()
-        .map_err(|e| format!("merchant id: {e}"))?;
+    let merchant = fresh_database(tenure, &args.server, &args.database, url, "Stock bench")?;
     let m = merchant.uuid();
     let product = ProductId::generate();
     let plan = PlanId::generate();
@@ -136,42 +107,25 @@ fn seed(args: &StockArgs, tenure: &Path, url: &str) -> Result<StockNoticeId, Box
             Ok(())
         },
     )?;
-    copy_in(
-        url,
-        "subscriptions (merchant_id, id, customer_id, product_id, plan_id, status, \
-         current_period_end, state, created_at, updated_at)",
-        |w| {
-            for c in &customers {
-                let id = SubscriptionId::generate();
-                let sub = Subscription::create(
-                    NewSubscription {
-                        id,
-                        plan: terms,
-                        trial_days: 0,
-                        quantity: 1,
-                        pay_at_signup: false,
-                    },
-                    now,
-                )?
-                .subscription;
-                writeln!(
-                    w,
-                    "{m}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
-                    id.uuid(),
-                    c.uuid(),
-                    product.uuid(),
-                    plan.uuid(),
-                    sub.status.as_str(),
-                    ts(sub.current_period.end),
-                    esc(&serde_json::to_string(&sub)?),
-                    ts(now),
-                    ts(now)
-                )?;
-            }
-            Ok(())
-        },
-    )?;
-    rebuild_rollups(tenure, url, &merchant.to_string())?;
+    copy_in(url, SUBSCRIPTION_COLUMNS, |w| {
+        for c in &customers {
+            let id = SubscriptionId::generate();
+            let sub = Subscription::create(
+                NewSubscription {
+                    id,
+                    plan: terms,
+                    trial_days: 0,
+                    quantity: 1,
+                    pay_at_signup: false,
+                },
+                now,
+            )?
+            .subscription;
+            write_subscription(w, merchant, *c, product, plan, &sub, now)?;
+        }
+        Ok(())
+    })?;
+    rebuild_rollups(tenure, url, merchant)?;
     psql(url, "VACUUM ANALYZE")?;
     // What `POST /v1/plans/{id}/stock` writes (tenure_app::stock::change_stock).
     let notice = StockNoticeId::generate();

@@ -329,33 +329,7 @@ async fn entries_of_concurrent_requests_are_each_written_once_with_their_own_fie
         "{inserts} inserts for 60 entries queued together"
     );
 
-    let mut listed = Vec::new();
-    let mut starting_after = None;
-    loop {
-        let page = audit::list(
-            &w.app,
-            w.first.merchant,
-            AuditFilterParams {
-                api_key: None,
-                agent: None,
-                resource_id: None,
-                created_from: None,
-                created_to: None,
-            },
-            &ListParams {
-                limit: Some(25),
-                starting_after: starting_after.clone(),
-            },
-        )
-        .await
-        .expect("listed");
-        starting_after = page.items.last().map(|e| e.id.clone());
-        let more = page.has_more;
-        listed.extend(page.items);
-        if !more {
-            break;
-        }
-    }
+    let listed = all_entries(&w).await;
     assert_eq!(listed.len(), 60, "each entry once");
     for n in 0..60 {
         let found = listed
@@ -427,7 +401,7 @@ async fn an_abandoned_look_at_the_replica_does_not_stop_later_looks() {
     held.abort();
 }
 
-/// A list of every entry of the first merchant, oldest first.
+/// Every entry of the first merchant, page by page.
 async fn all_entries(w: &World) -> Vec<tenure_app::dto::access::AuditEventDto> {
     let mut listed = Vec::new();
     let mut starting_after = None;
