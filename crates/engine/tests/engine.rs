@@ -260,11 +260,12 @@ async fn receiver() -> (String, Arc<AtomicUsize>, Arc<std::sync::Mutex<String>>)
     (url, count, last)
 }
 
-#[tokio::test]
-async fn a_webhook_is_delivered_signed_once_and_logged() {
-    let w = world("pm_card_visa").await;
-    let (url, received, last) = receiver().await;
-    let endpoint = tenure_app::webhooks::create_endpoint(
+/// An endpoint of the world's merchant at `url` taking `subscription.created`.
+async fn subscription_created_endpoint(
+    w: &World,
+    url: &str,
+) -> tenure_domain::webhooks::WebhookEndpoint {
+    tenure_app::webhooks::create_endpoint(
         &w.app,
         w.merchant,
         serde_json::from_value(serde_json::json!({
@@ -274,7 +275,36 @@ async fn a_webhook_is_delivered_signed_once_and_logged() {
         .unwrap(),
     )
     .await
-    .expect("endpoint");
+    .expect("endpoint")
+}
+
+/// The first ten deliveries of `endpoint`, each with its attempts.
+async fn delivery_log(
+    w: &World,
+    endpoint: &tenure_domain::webhooks::WebhookEndpoint,
+) -> tenure_store::Page<(
+    tenure_domain::webhooks::WebhookDelivery,
+    Vec<tenure_domain::webhooks::DeliveryAttempt>,
+)> {
+    tenure_app::webhooks::list_deliveries(
+        &w.app,
+        w.merchant,
+        endpoint.id,
+        None,
+        PageRequest {
+            limit: 10,
+            starting_after: None,
+        },
+    )
+    .await
+    .expect("delivery log")
+}
+
+#[tokio::test]
+async fn a_webhook_is_delivered_signed_once_and_logged() {
+    let w = world("pm_card_visa").await;
+    let (url, received, last) = receiver().await;
+    let endpoint = subscription_created_endpoint(&w, &url).await;
     subscriptions::create(&w.app, Scope::merchant(w.merchant), w.customer, w.plan)
         .await
         .expect("subscribe");
@@ -301,18 +331,7 @@ async fn a_webhook_is_delivered_signed_once_and_logged() {
         0
     );
     assert_eq!(received.load(Ordering::SeqCst), 1);
-    let log = tenure_app::webhooks::list_deliveries(
-        &w.app,
-        w.merchant,
-        endpoint.id,
-        None,
-        PageRequest {
-            limit: 10,
-            starting_after: None,
-        },
-    )
-    .await
-    .expect("delivery log");
+    let log = delivery_log(&w, &endpoint).await;
     assert_eq!(log.items.len(), 1);
     let (delivery, attempts) = &log.items[0];
     assert_eq!(
@@ -333,17 +352,7 @@ async fn slow_recording_does_not_turn_answered_requests_into_timeouts() {
 
     let w = world("pm_card_visa").await;
     let (url, received, _) = receiver().await;
-    let endpoint = tenure_app::webhooks::create_endpoint(
-        &w.app,
-        w.merchant,
-        serde_json::from_value(serde_json::json!({
-            "url": url,
-            "enabled_events": ["subscription.created"],
-        }))
-        .unwrap(),
-    )
-    .await
-    .expect("endpoint");
+    let endpoint = subscription_created_endpoint(&w, &url).await;
     for _ in 0..3 {
         subscriptions::create(&w.app, Scope::merchant(w.merchant), w.customer, w.plan)
             .await
@@ -374,18 +383,7 @@ async fn slow_recording_does_not_turn_answered_requests_into_timeouts() {
     unlock.await.unwrap();
     assert_eq!(attempts, 3);
     assert_eq!(received.load(Ordering::SeqCst), 3);
-    let log = tenure_app::webhooks::list_deliveries(
-        &w.app,
-        w.merchant,
-        endpoint.id,
-        None,
-        PageRequest {
-            limit: 10,
-            starting_after: None,
-        },
-    )
-    .await
-    .expect("delivery log");
+    let log = delivery_log(&w, &endpoint).await;
     assert_eq!(log.items.len(), 3);
     for (delivery, attempts) in &log.items {
         assert_eq!(
